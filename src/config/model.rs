@@ -1,0 +1,158 @@
+//! The checked configuration: plain data produced by validation, with no
+//! I/O left to do. Everything the rest of the program reads comes from here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::schedule::Schedule;
+
+/// The whole policy file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub alerts: Option<AlertsConfig>,
+    /// Provider sections by name (`[providers.NAME]`).
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Policies in file order.
+    pub policies: Vec<Policy>,
+    /// Non-fatal findings (literal secrets, plain-http endpoints, ...),
+    /// each already prefixed with `file:line:column`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Default: `$STATE_DIRECTORY/state.db`, else `./snapwarden.db`.
+    pub state_path: PathBuf,
+    pub log_format: LogFormat,
+    /// Zone for policies without their own `timezone`.
+    pub timezone: Tz,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertEvent {
+    Failure,
+    Recovery,
+    Stale,
+    SelectorEmpty,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub webhook_url: Option<String>,
+    pub webhook_headers: BTreeMap<String, Secret>,
+    pub command: Option<Vec<String>>,
+    /// Default: failure, recovery, stale.
+    pub on: Vec<AlertEvent>,
+    /// Reminder interval for an unrecovered failure. Default 24h.
+    pub repeat_after: Duration,
+}
+
+/// A secret value. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself: only for building requests, never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One `[providers.NAME]` section.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub settings: ProviderSettings,
+    /// Client-side rate limit. Default 5.
+    pub requests_per_second: f64,
+    /// Snapshot operations in flight at once on this provider. Default 20.
+    pub max_in_flight: usize,
+    /// Extra trusted CA (PEM) for private clouds.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one HTTP request. Default 30s. Key: `request_timeout`.
+    pub request_timeout: Duration,
+}
+
+/// The kind-specific part of a provider section.
+#[derive(Debug, Clone)]
+pub enum ProviderSettings {
+    QingCloud(QingCloudSettings),
+}
+
+impl ProviderSettings {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderSettings::QingCloud(_) => "qingcloud",
+        }
+    }
+}
+
+/// `kind = "qingcloud"`.
+#[derive(Debug, Clone)]
+pub struct QingCloudSettings {
+    /// Lower-case zone id, e.g. `ap2a`; sent as `zone` on every call.
+    pub zone: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Default `https://api.qingcloud.com/iaas/`.
+    pub endpoint: String,
+}
+
+/// One `[[policy]]`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// Name of a `[providers.NAME]` section (validated to exist).
+    pub provider: String,
+    /// e.g. `volume`, `instance`, `disk` (validated against the provider kind).
+    pub resource: String,
+    /// Non-empty, no duplicates.
+    pub targets: Vec<String>,
+    /// Parsed cron expression in the policy's zone.
+    pub schedule: Schedule,
+    /// Keep the newest `retain` own snapshots per target (>= 1).
+    pub retain: u32,
+    /// Default 10s.
+    pub poll_interval: Duration,
+    /// Default 2m.
+    pub poll_max_interval: Duration,
+    /// Default 2h.
+    pub timeout: Duration,
+    /// Default false.
+    pub catch_up: bool,
+    /// Default 0s.
+    pub jitter: Duration,
+    /// Every Nth snapshot full, the rest incremental. None: every one full.
+    pub full_every: Option<u32>,
+}

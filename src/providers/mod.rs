@@ -1,0 +1,286 @@
+//! The provider trait: the only thing the engine knows about a cloud.
+//!
+//! A provider creates a snapshot, reports the status of operations in
+//! flight (batched), lists the snapshots of one target and deletes one
+//! snapshot. Everything cloud-specific (signing, wire format, status names,
+//! error codes, how "made by snapwarden" is marked) lives in the cloud's
+//! module below this one and must not leak into the engine.
+
+pub mod http;
+pub mod qingcloud;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// What kind of failure a provider call ended in. The engine's retry policy
+/// decides on this alone, so every cloud maps its codes onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Credentials or signature rejected. Never retried.
+    Auth,
+    /// The resource (volume, snapshot, job) does not exist.
+    NotFound,
+    /// The resource is busy (another snapshot in progress, "please try
+    /// later"). Retried until the policy's timeout.
+    Busy,
+    /// The API asked us to slow down. Retried with a longer backoff.
+    Throttled,
+    /// A quota is exhausted (snapshot count, daily API quota). Not retried
+    /// within a run; the operator must act.
+    Quota,
+    /// Network trouble, 5xx, internal error, a response we could not parse
+    /// as the API's shape. Retried.
+    Transient,
+    /// A name or resource already exists.
+    Conflict,
+    /// Anything else the API rejected: bad parameter, permission, balance.
+    Permanent,
+}
+
+impl ErrorKind {
+    /// Whether a call that failed with this kind may be repeated.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Busy | ErrorKind::Throttled | ErrorKind::Transient
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Auth => "auth",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed provider call. `message` is safe to log: it never contains a
+/// secret, a token or a signature.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {kind} error{}: {message}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    /// The API call that failed, e.g. `CreateSnapshots`.
+    pub call: String,
+    /// The provider's own error code, when it gave one.
+    pub code: Option<String>,
+    pub message: String,
+    /// A delay the provider asked for (Retry-After), if any.
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, call: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            call: call.into(),
+            code: None,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+/// What the engine asks a provider to snapshot, and how to mark it.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// The policy's `resource` (e.g. `volume`, `instance`).
+    pub resource: String,
+    /// The target id as written in the policy.
+    pub target: String,
+    /// The deterministic name, already fitted by [`Provider::snapshot_name`].
+    pub name: String,
+    /// Who made it and for which slot; providers that can carry a
+    /// description or tags write this as their marker.
+    pub marker: Marker,
+    /// Ask for a full (chain-starting) snapshot rather than an incremental.
+    pub full: bool,
+}
+
+/// The identity snapwarden stamps on every snapshot it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub policy: String,
+    pub target: String,
+    pub slot: DateTime<Utc>,
+}
+
+impl Marker {
+    /// `{policy}-{target}-{slot:%Y%m%dT%H%M%SZ}`: the SPEC's deterministic name.
+    pub fn default_name(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.policy,
+            self.target,
+            self.slot.format("%Y%m%dT%H%M%SZ")
+        )
+    }
+
+    /// The name prefix shared by every snapshot of this policy and target.
+    pub fn name_prefix(policy: &str, target: &str) -> String {
+        format!("{policy}-{target}-")
+    }
+}
+
+/// One snapshot a create call started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The cloud's snapshot id.
+    pub snapshot_id: String,
+    /// What to poll for completion: a job id, an operation id, or the
+    /// snapshot id itself where the cloud has no job API.
+    pub operation: String,
+}
+
+/// Create or delete: the two kinds of operation the engine tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Create,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// An operation in flight, as the engine hands it back to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRef {
+    pub kind: OpKind,
+    /// The value of [`Created::operation`] or [`DeleteStarted::Tracking`].
+    pub operation: String,
+    pub snapshot_id: String,
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpStatus {
+    /// Not terminal yet. `progress` in percent where the cloud says.
+    Pending { progress: Option<u8> },
+    /// Create: the snapshot is usable. Delete: the snapshot is gone.
+    Succeeded,
+    /// Terminal failure, with the cloud's words for it.
+    Failed { reason: String },
+}
+
+/// The answer to a delete call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteStarted {
+    /// Follow this operation reference until it is terminal.
+    Tracking(String),
+    /// The snapshot was already gone.
+    AlreadyGone,
+}
+
+/// A snapshot's state as the provider lists it, in the engine's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotState {
+    Creating,
+    Available,
+    Failed,
+    Deleting,
+    Gone,
+}
+
+/// Incremental-chain facts for clouds that have chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// True for a full (chain-root) snapshot.
+    pub full: bool,
+    /// The full snapshot at the root of this chain.
+    pub root_id: String,
+    /// The snapshot this one is an increment of (None for a full one).
+    pub parent_id: Option<String>,
+}
+
+/// One snapshot of a target as the provider lists it: ours or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSnapshot {
+    pub id: String,
+    pub name: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub state: SnapshotState,
+    /// True if the snapshot carries snapwarden's marker for the policy and
+    /// target that were listed. The engine also requires the ledger to know
+    /// it before it is treated as its own.
+    pub marked: bool,
+    pub chain: Option<ChainInfo>,
+}
+
+/// What a provider can do, checked when the config loads.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Values of a policy's `resource` this provider accepts.
+    pub resources: &'static [&'static str],
+    /// How many operations one status call may carry.
+    pub max_status_batch: usize,
+    /// Whether `full_every` (incremental chains) is supported.
+    pub incremental: bool,
+}
+
+/// One cloud. Implementations must be cheap to share (`Arc<dyn Provider>`)
+/// and safe to call concurrently.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The config `kind` (e.g. `qingcloud`).
+    fn kind(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// The deterministic name for a snapshot, fitted to the cloud's limits.
+    /// Must be a pure function of the marker.
+    fn snapshot_name(&self, marker: &Marker) -> String {
+        marker.default_name()
+    }
+
+    /// Start a snapshot. Returns one entry per snapshot the call started
+    /// (an instance target may produce several).
+    async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError>;
+
+    /// Status of many operations at once; the answer has one entry per
+    /// input, in the same order. Implementations split into calls of at
+    /// most [`Capabilities::max_status_batch`] themselves.
+    async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError>;
+
+    /// Every snapshot of one target (all pages), ours and not ours; own
+    /// ones have `marked` set for this `policy`.
+    async fn list(
+        &self,
+        resource: &str,
+        target: &str,
+        policy: &str,
+    ) -> Result<Vec<RemoteSnapshot>, ProviderError>;
+
+    /// Start deleting one snapshot.
+    async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError>;
+}

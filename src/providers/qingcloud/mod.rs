@@ -1,0 +1,1 @@
+//! QingCloud IaaS provider (placeholder until implemented).
