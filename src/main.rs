@@ -1,1 +1,42 @@
-fn main() {}
+//! The snapwarden binary: parse the command line, run the command, map the
+//! outcome to an exit code (0 ok, 1 run-time failure, 2 usage or config).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use snapwarden::cli::{Cli, Command};
+use snapwarden::commands::{self, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let exit: Exit = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => commands::run::run(&config.path).await,
+            Command::Check { config } => commands::check::run(&config.path),
+            Command::Plan { config, policy, json } => commands::plan::run(&config.path, policy.as_deref(), json).await,
+            Command::Snapshot { config, policy, target } => {
+                commands::snapshot::run(&config.path, &policy, target.as_deref()).await
+            }
+            Command::Prune { config, policy, dry_run } => {
+                commands::prune::run(&config.path, policy.as_deref(), dry_run).await
+            }
+            Command::Status { config, json } => commands::status::run(&config.path, json),
+            Command::Sim { listen, job_duration } => commands::sim::run(listen, job_duration).await,
+            Command::Demo { config } => commands::demo::run(config.as_deref()).await,
+        }
+    });
+    // Do not wait for background tasks (pollers) once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    if let Some(message) = &exit.message {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(exit.code)
+}

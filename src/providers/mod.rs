@@ -284,3 +284,29 @@ pub trait Provider: Send + Sync {
     /// Start deleting one snapshot.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError>;
 }
+
+/// Why a provider could not be built from its config section.
+#[derive(Debug, thiserror::Error)]
+#[error("provider {name}: {source}")]
+pub struct BuildError {
+    pub name: String,
+    #[source]
+    pub source: http::ClientBuildError,
+}
+
+/// Build the client for one `[providers.NAME]` section. The only place
+/// that maps a config kind to its implementation.
+pub fn build(cfg: &crate::config::ProviderConfig) -> Result<std::sync::Arc<dyn Provider>, BuildError> {
+    let api = http::ApiClient::new(&http::HttpSettings {
+        requests_per_second: cfg.requests_per_second,
+        request_timeout: cfg.request_timeout,
+        ca_file: cfg.ca_file.clone(),
+    })
+    .map_err(|source| BuildError {
+        name: cfg.name.clone(),
+        source,
+    })?;
+    Ok(match &cfg.settings {
+        crate::config::ProviderSettings::QingCloud(s) => std::sync::Arc::new(qingcloud::QingCloud::new(s, api)),
+    })
+}

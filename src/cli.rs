@@ -1,0 +1,96 @@
+//! Command-line definitions (clap): one variant per subcommand. Parsing
+//! only; the work is in `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "snapwarden", version, about = "Scheduled cloud snapshots with job tracking and retention")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `-c FILE`, shared by the commands that read the policy file.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// The policy file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "SNAPWARDEN_CONFIG",
+        default_value = "/etc/snapwarden/snapwarden.toml",
+        value_name = "FILE"
+    )]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd Type=notify).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Validate the policy file and print each policy's next run times.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Dry run: what the next run creates and what retention would delete now.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this policy.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run now, in the foreground: create, wait until terminal, prune.
+    Snapshot {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: String,
+        /// Only this target of the policy.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Retention alone.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: Option<String>,
+        /// Print the decisions without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per policy and target: last run, last success, next run, snapshots kept.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The built-in cloud simulator alone.
+    Sim {
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:8710")]
+        listen: SocketAddr,
+        /// How long simulated snapshot jobs take.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        job_duration: Duration,
+    },
+    /// The simulator and the daemon together, with config/demo.toml.
+    Demo {
+        /// Use this policy file instead of the built-in demo one.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}

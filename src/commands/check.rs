@@ -1,0 +1,37 @@
+//! `snapwarden check`: validate the file; print each policy with its next
+//! three run times.
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::{load_config, Exit};
+
+pub fn run(path: &Path) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    println!("{}: OK", path.display());
+    for (name, p) in &config.providers {
+        println!("provider {name}: kind {}", p.settings.kind());
+    }
+    let now = Utc::now();
+    for p in &config.policies {
+        println!(
+            "policy {}: provider {}, {} {} target(s), schedule \"{}\" ({}), retain {}",
+            p.name,
+            p.provider,
+            p.targets.len(),
+            p.resource,
+            p.schedule.expr(),
+            p.schedule.timezone(),
+            p.retain
+        );
+        let tz = p.schedule.timezone();
+        for t in p.schedule.next_n(now, 3) {
+            println!("  next: {} ({})", t.to_rfc3339(), t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"));
+        }
+    }
+    Exit::OK
+}

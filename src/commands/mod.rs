@@ -1,0 +1,68 @@
+//! One module per subcommand. Each returns an [`Exit`]: the code and, for
+//! failures, the message `main` prints.
+
+pub mod check;
+pub mod demo;
+pub mod plan;
+pub mod prune;
+pub mod run;
+pub mod sim;
+pub mod snapshot;
+pub mod status;
+
+use std::path::Path;
+
+use crate::config::{self, Config};
+
+/// How a command ended: 0 ok, 1 run-time failure, 2 usage or configuration.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl Exit {
+    pub const OK: Exit = Exit {
+        code: 0,
+        message: None,
+    };
+
+    pub fn failure(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 1,
+            message: Some(message.into()),
+        }
+    }
+
+    pub fn config(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 2,
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// Load and validate the policy file; a bad file is exit code 2 with every
+/// problem listed. Warnings go to stderr.
+pub fn load_config(path: &Path) -> Result<Config, Exit> {
+    let config = config::load(path).map_err(|e| Exit::config(e.to_string()))?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(config)
+}
+
+/// The policies a `--policy` option selects (all when absent).
+pub fn select_policies<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a config::Policy>, Exit> {
+    match name {
+        None => Ok(config.policies.iter().collect()),
+        Some(n) => match config.policies.iter().find(|p| p.name == n) {
+            Some(p) => Ok(vec![p]),
+            None => Err(Exit::config(format!(
+                "no policy named {n:?} in {} (defined: {})",
+                config.path.display(),
+                config.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        },
+    }
+}

@@ -1,0 +1,92 @@
+//! `snapwarden plan`: a dry run with read-only calls. What the next run
+//! creates, and what retention would delete now, with reasons.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{load_config, select_policies, Exit};
+use crate::engine::Engine;
+use crate::observe::logging;
+use crate::retention::Verdict;
+use crate::state::State;
+
+pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    logging::init(config.daemon.log_format, "warn");
+    let policies = match select_policies(&config, policy) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    // Read-only: an existing ledger is opened read-only; without one,
+    // nothing is ours yet, so nothing would be deleted.
+    let state = if config.daemon.state_path.exists() {
+        State::open_read_only(&config.daemon.state_path)
+    } else {
+        State::open(Path::new(":memory:"))
+    };
+    let state = match state {
+        Ok(s) => Arc::new(s),
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let (_tx, rx) = watch::channel(false);
+    let engine = match Engine::new(state, &config, rx) {
+        Ok(e) => e,
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let now = Utc::now();
+    let mut out = Vec::new();
+    let mut failed = false;
+    for p in policies {
+        let next = p.schedule.next_after(now);
+        for t in &p.targets {
+            let decisions = match engine.prune(p, t, true).await {
+                Ok(r) => r.decisions,
+                Err(e) => {
+                    failed = true;
+                    eprintln!("{} {t}: cannot plan: {e}", p.name);
+                    continue;
+                }
+            };
+            if as_json {
+                out.push(json!({
+                    "policy": p.name,
+                    "target": t,
+                    "next_run": next.map(|n| n.to_rfc3339()),
+                    "snapshots": decisions.iter().map(|d| json!({
+                        "id": d.id,
+                        "action": match d.verdict { Verdict::Keep => "keep", Verdict::Delete => "delete" },
+                        "reasons": d.reasons,
+                    })).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!("{} {t}:", p.name);
+                match next {
+                    Some(n) => println!("  next run {} creates a snapshot of {t}", n.to_rfc3339()),
+                    None => println!("  no further runs scheduled"),
+                }
+                for d in &decisions {
+                    let v = match d.verdict {
+                        Verdict::Keep => "KEEP",
+                        Verdict::Delete => "DELETE",
+                    };
+                    println!("  {v:<6} {}  {}", d.id, d.reasons.join("; "));
+                }
+            }
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    if failed {
+        Exit::failure("some targets could not be planned")
+    } else {
+        Exit::OK
+    }
+}

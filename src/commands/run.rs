@@ -1,0 +1,22 @@
+//! `snapwarden run`: the daemon in the foreground.
+
+use std::path::Path;
+
+use tokio::sync::watch;
+
+use super::{load_config, Exit};
+use crate::observe::logging;
+
+pub async fn run(path: &Path) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    logging::init(config.daemon.log_format, "info");
+    // Never turns true: the daemon stops on SIGTERM/SIGINT.
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    match crate::daemon::run(path.to_path_buf(), config, stop_rx).await {
+        Ok(()) => Exit::OK,
+        Err(e) => Exit::failure(e.to_string()),
+    }
+}

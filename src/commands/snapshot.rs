@@ -1,0 +1,69 @@
+//! `snapwarden snapshot`: one run now, in the foreground.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{SubsecRound, Utc};
+use tokio::sync::watch;
+
+use super::{load_config, select_policies, Exit};
+use crate::engine::{Engine, RunOutcome};
+use crate::observe::logging;
+use crate::state::State;
+
+pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    logging::init(config.daemon.log_format, "info");
+    let policy = match select_policies(&config, Some(policy)) {
+        Ok(p) => p[0].clone(),
+        Err(e) => return e,
+    };
+    let targets: Vec<String> = match target {
+        None => policy.targets.clone(),
+        Some(t) if policy.targets.iter().any(|x| x == t) => vec![t.to_string()],
+        Some(t) => {
+            return Exit::config(format!(
+                "policy {} has no target {t:?} (targets: {})",
+                policy.name,
+                policy.targets.join(", ")
+            ))
+        }
+    };
+    let state = match State::open(&config.daemon.state_path) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let (_tx, rx) = watch::channel(false);
+    let engine = match Engine::new(state, &config, rx) {
+        Ok(e) => e,
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let slot = Utc::now().trunc_subsecs(0);
+    let runs = targets.iter().map(|t| {
+        let engine = engine.clone();
+        let policy = policy.clone();
+        let t = t.clone();
+        async move { engine.run(&policy, &t, slot).await }
+    });
+    let reports = futures::future::join_all(runs).await;
+    let mut failed = 0;
+    for r in &reports {
+        match &r.outcome {
+            RunOutcome::Succeeded { created, deleted } => {
+                println!("{} {}: ok, {created} created, {deleted} deleted", r.policy, r.target)
+            }
+            other => {
+                failed += 1;
+                println!("{} {}: {other:?}", r.policy, r.target);
+            }
+        }
+    }
+    if failed == 0 {
+        Exit::OK
+    } else {
+        Exit::failure(format!("{failed} of {} target(s) failed", reports.len()))
+    }
+}

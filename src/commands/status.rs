@@ -1,0 +1,113 @@
+//! `snapwarden status`: per policy and target, from the state database only
+//! (read-only, safe while the daemon runs).
+//!
+//! `--json` prints one object: `{"generated_at", "state_path", "targets": [
+//! {"policy", "target", "provider", "last_run": {"slot", "state",
+//! "started_at", "finished_at", "error"} | null, "last_success",
+//! "consecutive_failures", "last_error", "next_run", "snapshots_kept",
+//! "skipped_slots", "in_flight": [{"kind", "snapshot_id", "operation",
+//! "age_seconds"}]}]}`. Times are RFC 3339 UTC; absent values are null.
+
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{load_config, Exit};
+use crate::state::State;
+
+pub fn run(path: &Path, as_json: bool) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let state = match State::open_read_only(&config.daemon.state_path) {
+        Ok(s) => s,
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let summaries = match state.summaries() {
+        Ok(s) => s,
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let now = Utc::now();
+    let next_run = |policy: &str| {
+        config
+            .policies
+            .iter()
+            .find(|p| p.name == policy)
+            .and_then(|p| p.schedule.next_after(now))
+    };
+    if as_json {
+        let targets: Vec<_> = summaries
+            .iter()
+            .map(|s| {
+                json!({
+                    "policy": s.policy,
+                    "target": s.target,
+                    "provider": s.provider,
+                    "last_run": s.last_run.as_ref().map(|r| json!({
+                        "slot": r.slot.to_rfc3339(),
+                        "state": r.state.as_str(),
+                        "started_at": r.started_at.to_rfc3339(),
+                        "finished_at": r.finished_at.map(|t| t.to_rfc3339()),
+                        "error": r.error,
+                    })),
+                    "last_success": s.last_success.map(|t| t.to_rfc3339()),
+                    "consecutive_failures": s.consecutive_failures,
+                    "last_error": s.last_error,
+                    "next_run": next_run(&s.policy).map(|t| t.to_rfc3339()),
+                    "snapshots_kept": s.snapshots_kept,
+                    "skipped_slots": s.skipped,
+                    "in_flight": s.in_flight.iter().map(|o| json!({
+                        "kind": o.kind.as_str(),
+                        "snapshot_id": o.snapshot_id,
+                        "operation": o.reference,
+                        "age_seconds": (now - o.started_at).num_seconds(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "generated_at": now.to_rfc3339(),
+            "state_path": config.daemon.state_path.display().to_string(),
+            "targets": targets,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Exit::OK;
+    }
+    if summaries.is_empty() {
+        println!("no runs recorded yet in {}", config.daemon.state_path.display());
+        return Exit::OK;
+    }
+    println!(
+        "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
+        "POLICY", "TARGET", "LAST", "LAST SUCCESS", "NEXT RUN", "KEPT", "FAILS", "IN FLIGHT"
+    );
+    for s in &summaries {
+        let fmt = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
+            s.policy,
+            s.target,
+            s.last_run.as_ref().map(|r| r.state.as_str()).unwrap_or("-"),
+            fmt(s.last_success),
+            fmt(next_run(&s.policy)),
+            s.snapshots_kept,
+            s.consecutive_failures,
+            s.in_flight.len()
+        );
+        if let Some(e) = &s.last_error {
+            println!("    last error: {e}");
+        }
+        for o in &s.in_flight {
+            println!(
+                "    in flight: {} {} (operation {}, {}s)",
+                o.kind.as_str(),
+                o.snapshot_id,
+                o.reference,
+                (now - o.started_at).num_seconds()
+            );
+        }
+    }
+    Exit::OK
+}

@@ -1,0 +1,239 @@
+//! The long-running daemon: fires each policy's slots, hands them to the
+//! engine, and handles signals (SIGTERM/SIGINT stop, SIGHUP reload) and
+//! systemd notifications.
+//!
+//! Slot times come from `schedule` only. A fired slot is written to the
+//! ledger before its runs start, so no slot fires twice, also across
+//! restarts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, Policy};
+use crate::engine::{Engine, EngineError, RunOutcome, RunReport};
+use crate::observe::notify;
+use crate::schedule::waker::Waker;
+use crate::state::{State, StateError};
+
+/// How long a stop waits for runs to reach a safe point before it aborts
+/// them (their state is in the ledger either way).
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("scheduler: {0}")]
+    Waker(String),
+}
+
+/// One policy's place in time.
+struct Scheduled {
+    policy: Policy,
+    next: Option<DateTime<Utc>>,
+}
+
+/// Run the daemon until SIGTERM/SIGINT (or until `stop` turns true, for
+/// embedding in `demo`).
+pub async fn run(config_path: PathBuf, config: Config, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let state = Arc::new(State::open(&config.daemon.state_path)?);
+    info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
+    let waker = Waker::start().await.map_err(|e| DaemonError::Waker(e.to_string()))?;
+
+    let mut tasks: JoinSet<RunReport> = JoinSet::new();
+    {
+        let engine = engine.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.resume(&config).await {
+                if !matches!(e, EngineError::Shutdown) {
+                    error!(error = %e, "resuming work left in flight failed");
+                }
+            }
+        });
+    }
+
+    let mut config = config;
+    let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, true)?;
+    let summary = format!("{} policies scheduled", scheduled.len());
+    notify::ready(&summary);
+    info!("{summary}");
+    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+
+    loop {
+        let next = scheduled.values().filter_map(|s| s.next).min();
+        if let Some(at) = next {
+            waker.wake_at(at).await.map_err(|e| DaemonError::Waker(e.to_string()))?;
+        }
+        tokio::select! {
+            _ = waker.notified(), if next.is_some() => {
+                fire_due(&state, &engine, &mut scheduled, &mut tasks)?;
+            }
+            Some(signal) = signals.next() => match signal {
+                SIGHUP => {
+                    match config::load(&config_path) {
+                        Ok(new) => match engine.install_providers(&new) {
+                            Ok(()) => {
+                                for w in &new.warnings {
+                                    warn!("{w}");
+                                }
+                                info!(policies = new.policies.len(), "configuration reloaded");
+                                config = new;
+                                scheduled = schedule_all(&state, &config, &engine, &mut tasks, false)?;
+                            }
+                            Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
+                        },
+                        Err(e) => error!(file = %config_path.display(), problems = %e, "reload failed: the new configuration is invalid; keeping the running one"),
+                    }
+                }
+                _ => {
+                    info!("stop requested");
+                    break;
+                }
+            },
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(report) = joined {
+                    log_report(&report);
+                }
+            }
+            _ = tick(&mut watchdog) => {
+                if state.probe_writable().is_ok() {
+                    notify::watchdog();
+                } else {
+                    warn!("state database not writable; withholding the watchdog ping");
+                }
+            }
+        }
+    }
+
+    notify::stopping();
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("runs still busy after the grace period; aborting them (the ledger holds their state)");
+        tasks.abort_all();
+    }
+    waker.shutdown().await;
+    info!("snapwarden stopped");
+    Ok(())
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Compute every policy's next slot; at start-up, run one missed slot for
+/// policies with `catch_up`.
+fn schedule_all(
+    state: &State,
+    config: &Config,
+    engine: &Arc<Engine>,
+    tasks: &mut JoinSet<RunReport>,
+    startup: bool,
+) -> Result<BTreeMap<String, Scheduled>, DaemonError> {
+    let now = Utc::now();
+    let mut out = BTreeMap::new();
+    for policy in &config.policies {
+        let last = state.last_slot(&policy.name)?;
+        if startup && policy.catch_up {
+            if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now)) {
+                if missed > last {
+                    info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
+                    fire(state, engine, policy, missed, tasks)?;
+                }
+            }
+        }
+        let next = policy.schedule.next_after(now.max(last.unwrap_or(now)));
+        if let Some(n) = next {
+            info!(policy = %policy.name, next = %n, "scheduled");
+        }
+        out.insert(
+            policy.name.clone(),
+            Scheduled {
+                policy: policy.clone(),
+                next,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn fire_due(
+    state: &State,
+    engine: &Arc<Engine>,
+    scheduled: &mut BTreeMap<String, Scheduled>,
+    tasks: &mut JoinSet<RunReport>,
+) -> Result<(), DaemonError> {
+    let now = Utc::now();
+    for s in scheduled.values_mut() {
+        let Some(slot) = s.next else { continue };
+        if slot > now {
+            continue;
+        }
+        fire(state, engine, &s.policy, slot, tasks)?;
+        // Slots that passed while we were busy or suspended are not run
+        // in a burst: skip to the next one after now.
+        let mut next = s.policy.schedule.next_after(slot);
+        if let Some(n) = next {
+            if n <= now {
+                warn!(policy = %s.policy.name, "slots missed while the daemon was busy or suspended; skipping to the next one");
+                next = s.policy.schedule.next_after(now);
+            }
+        }
+        s.next = next;
+    }
+    Ok(())
+}
+
+fn fire(state: &State, engine: &Arc<Engine>, policy: &Policy, slot: DateTime<Utc>, tasks: &mut JoinSet<RunReport>) -> Result<(), DaemonError> {
+    state.set_last_slot(&policy.name, slot)?;
+    for target in &policy.targets {
+        let engine = engine.clone();
+        let policy = policy.clone();
+        let target = target.clone();
+        tasks.spawn(async move { engine.run(&policy, &target, slot).await });
+    }
+    Ok(())
+}
+
+fn log_report(report: &RunReport) {
+    match &report.outcome {
+        RunOutcome::Succeeded { .. } | RunOutcome::AlreadyDone | RunOutcome::Interrupted => {}
+        RunOutcome::Failed(e) => {
+            error!(policy = %report.policy, target = %report.target, slot = %report.slot, error = %e, "run failed")
+        }
+        RunOutcome::Skipped(why) => {
+            warn!(policy = %report.policy, target = %report.target, slot = %report.slot, reason = %why, "run skipped")
+        }
+    }
+}

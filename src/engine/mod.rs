@@ -1,0 +1,672 @@
+//! One run of a policy on one target: intent → create → poll → prune, with
+//! the concurrency limits, the retry policy and crash recovery around it.
+//!
+//! The engine knows the provider trait and nothing of any cloud. It writes
+//! the ledger through `state/` only, asks `retention` what to delete, and
+//! never deletes a snapshot that the ledger and the provider's marker do not
+//! both say is ours.
+
+mod poller;
+mod retry;
+
+pub use poller::{OpOutcome, Poller};
+pub use retry::RetryPolicy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Policy};
+use crate::providers::{
+    self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot, SnapshotState,
+};
+use crate::retention::{self, Candidate, Condition, Decision, Rules, Verdict};
+use crate::state::{Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, State, StateError};
+
+/// Why a run or an engine action could not proceed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Build(#[from] providers::BuildError),
+    #[error("policy {policy} names provider {provider}, which is not configured")]
+    UnknownProvider { policy: String, provider: String },
+    #[error("stopped by shutdown")]
+    Shutdown,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How one (policy, target, slot) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded { created: usize, deleted: usize },
+    Failed(String),
+    /// Not run: the previous run of this policy and target is in flight.
+    Skipped(String),
+    /// Already recorded: fired before (also across restarts).
+    AlreadyDone,
+    /// The daemon is stopping; the run stays open in the ledger and is
+    /// resumed on the next start.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub policy: String,
+    pub target: String,
+    pub slot: DateTime<Utc>,
+    pub outcome: RunOutcome,
+}
+
+/// What pruning one target did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub decisions: Vec<Decision>,
+    pub deleted: usize,
+    pub failed: Vec<String>,
+}
+
+struct ProviderSlot {
+    provider: Arc<dyn Provider>,
+    poller: Poller,
+    in_flight: Arc<Semaphore>,
+}
+
+/// The engine: providers, their pollers, the ledger.
+pub struct Engine {
+    state: Arc<State>,
+    providers: RwLock<BTreeMap<String, Arc<ProviderSlot>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Engine {
+    /// Build every configured provider and start its poller.
+    pub fn new(state: Arc<State>, config: &Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Engine>, EngineError> {
+        let engine = Arc::new(Engine {
+            state,
+            providers: RwLock::new(BTreeMap::new()),
+            shutdown,
+        });
+        engine.install_providers(config)?;
+        Ok(engine)
+    }
+
+    /// Replace the providers with the ones in `config` (SIGHUP). Operations
+    /// already being followed stay with their old poller until terminal.
+    pub fn install_providers(&self, config: &Config) -> Result<(), EngineError> {
+        let mut built = BTreeMap::new();
+        for (name, cfg) in &config.providers {
+            let provider = providers::build(cfg)?;
+            let poller = Poller::spawn(name.clone(), provider.clone(), self.state.clone(), self.shutdown.clone());
+            built.insert(
+                name.clone(),
+                Arc::new(ProviderSlot {
+                    provider,
+                    poller,
+                    in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+                }),
+            );
+        }
+        *self.providers.write().unwrap_or_else(|p| p.into_inner()) = built;
+        Ok(())
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    fn slot(&self, policy: &Policy) -> Result<Arc<ProviderSlot>, EngineError> {
+        self.providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&policy.provider)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownProvider {
+                policy: policy.name.clone(),
+                provider: policy.provider.clone(),
+            })
+    }
+
+    fn slot_by_name(&self, name: &str) -> Option<Arc<ProviderSlot>> {
+        self.providers.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Wait for `fut` unless the daemon stops first.
+    async fn or_shutdown<T>(&self, fut: impl Future<Output = T>) -> Result<T, EngineError> {
+        let mut rx = self.shutdown.clone();
+        if *rx.borrow() {
+            return Err(EngineError::Shutdown);
+        }
+        tokio::select! {
+            v = fut => Ok(v),
+            _ = rx.wait_for(|stop| *stop) => Err(EngineError::Shutdown),
+        }
+    }
+
+    /// Run one (policy, target, slot) from intent to pruning.
+    pub async fn run(self: &Arc<Self>, policy: &Policy, target: &str, slot: DateTime<Utc>) -> RunReport {
+        let outcome = match self.run_inner(policy, target, slot).await {
+            Ok(outcome) => outcome,
+            Err(EngineError::Shutdown) => RunOutcome::Interrupted,
+            Err(e) => RunOutcome::Failed(e.to_string()),
+        };
+        RunReport {
+            policy: policy.name.clone(),
+            target: target.to_string(),
+            slot,
+            outcome,
+        }
+    }
+
+    async fn run_inner(self: &Arc<Self>, policy: &Policy, target: &str, slot: DateTime<Utc>) -> Result<RunOutcome, EngineError> {
+        let ps = self.slot(policy)?;
+        let marker = Marker {
+            policy: policy.name.clone(),
+            target: target.to_string(),
+            slot,
+        };
+        let name = ps.provider.snapshot_name(&marker);
+        let full = self.next_is_full(policy, target)?;
+        let now = Utc::now();
+        let begin = self.state.begin_run(
+            &NewRun {
+                policy: &policy.name,
+                target,
+                provider: &policy.provider,
+                slot,
+                name: &name,
+                full,
+            },
+            now,
+        )?;
+        let run_id = match begin {
+            Begin::Started(id) => id,
+            Begin::AlreadyRecorded => {
+                info!(policy = %policy.name, target, slot = %slot, "slot already recorded; not run again");
+                return Ok(RunOutcome::AlreadyDone);
+            }
+            Begin::Overlap { running_slot } => {
+                let why = format!("previous run (slot {running_slot}) still in flight");
+                warn!(policy = %policy.name, target, slot = %slot, reason = %why, "slot skipped");
+                return Ok(RunOutcome::Skipped(why));
+            }
+        };
+        info!(policy = %policy.name, target, provider = %policy.provider, slot = %slot, snapshot_name = %name, full, "run started");
+
+        if !policy.jitter.is_zero() {
+            let delay = rand::rng().random_range(Duration::ZERO..=policy.jitter);
+            self.or_shutdown(tokio::time::sleep(delay)).await?;
+        }
+        let deadline = now + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
+        let result = self.create_and_follow(&ps, policy, target, run_id, &marker, &name, full, deadline).await;
+        self.conclude(&ps, policy, target, run_id, result).await
+    }
+
+    /// Decide whether the next snapshot of a target starts a new chain.
+    fn next_is_full(&self, policy: &Policy, target: &str) -> Result<bool, EngineError> {
+        let Some(every) = policy.full_every else {
+            return Ok(true);
+        };
+        let snaps = self.state.live_snapshots(&policy.provider, &policy.name, target)?;
+        let good: Vec<_> = snaps.iter().filter(|s| s.state == LedgerState::Available).collect();
+        let since_full = good.iter().rev().take_while(|s| !s.full).count();
+        let has_full = good.iter().any(|s| s.full);
+        Ok(!has_full || since_full + 1 >= every as usize)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_and_follow(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        run_id: i64,
+        marker: &Marker,
+        name: &str,
+        full: bool,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let _permit = self
+            .or_shutdown(ps.in_flight.clone().acquire_owned())
+            .await?
+            .map_err(|_| EngineError::Failed("provider closed".into()))?;
+        let request = CreateRequest {
+            resource: policy.resource.clone(),
+            target: target.to_string(),
+            name: name.to_string(),
+            marker: marker.clone(),
+            full,
+        };
+        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let mut attempt = 0u32;
+        let mut ambiguous = false;
+        let created = loop {
+            attempt += 1;
+            if ambiguous {
+                // The previous attempt may have reached the cloud: look the
+                // name up before creating again, so no slot gets two.
+                if let Some(found) = self.find_by_name(ps, policy, target, name).await? {
+                    info!(policy = %policy.name, target, snapshot = %found.id, "found the snapshot of an earlier attempt; adopting it");
+                    let row = self.state.adopt_snapshot(run_id, &found.id, ledger_state(found.state), Utc::now())?;
+                    return self.follow_listed(ps, policy, target, row.id, &found.id, deadline).await;
+                }
+            }
+            match self.or_shutdown(ps.provider.create(&request)).await? {
+                Ok(created) if !created.is_empty() => break created,
+                Ok(_) => return Err(EngineError::Failed("create call returned no snapshot".into())),
+                Err(e) => {
+                    let now = Utc::now();
+                    match retry.delay(attempt, &e, now, deadline) {
+                        Some(delay) => {
+                            warn!(policy = %policy.name, target, attempt, error = %e, retry_in = ?delay, "create failed; retrying");
+                            ambiguous |= e.kind == providers::ErrorKind::Transient;
+                            self.or_shutdown(tokio::time::sleep(delay)).await?;
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+            }
+        };
+        let now = Utc::now();
+        let ops = self.state.record_created(run_id, &created, now, poll_plan(policy, now, deadline))?;
+        log_created(policy, target, &created);
+        self.await_ops(ps, policy, ops).await
+    }
+
+    /// Wait for create operations; any failure fails the run.
+    async fn await_ops(&self, ps: &ProviderSlot, policy: &Policy, ops: Vec<OpRow>) -> Result<(), EngineError> {
+        let waits: Vec<_> = ops
+            .into_iter()
+            .map(|op| ps.poller.watch(op, policy.poll_max_interval))
+            .collect();
+        let mut failures = Vec::new();
+        for w in waits {
+            match self.or_shutdown(w).await? {
+                Ok(OpOutcome::Succeeded) => {}
+                Ok(OpOutcome::Failed(reason)) => failures.push(reason),
+                Err(_) => return Err(EngineError::Shutdown),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Failed(failures.join("; ")))
+        }
+    }
+
+    /// Follow a snapshot that has no operation reference (adopted by name)
+    /// by listing the target until it is terminal.
+    async fn follow_listed(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        row: i64,
+        snapshot_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let mut interval = policy.poll_interval;
+        loop {
+            let listed = self.list(ps, policy, target, deadline).await?;
+            let state = listed.iter().find(|s| s.id == snapshot_id).map(|s| s.state);
+            let now = Utc::now();
+            match state {
+                Some(SnapshotState::Available) => {
+                    self.state.set_snapshot_state(row, LedgerState::Available, None, now)?;
+                    return Ok(());
+                }
+                Some(SnapshotState::Failed) | Some(SnapshotState::Gone) | None => {
+                    let why = format!("snapshot {snapshot_id} ended failed or vanished");
+                    self.state.set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                    return Err(EngineError::Failed(why));
+                }
+                Some(SnapshotState::Creating) | Some(SnapshotState::Deleting) => {}
+            }
+            if now >= deadline {
+                let why = format!("timed out waiting for snapshot {snapshot_id}");
+                self.state.set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                return Err(EngineError::Failed(why));
+            }
+            self.or_shutdown(tokio::time::sleep(interval)).await?;
+            interval = (interval * 2).min(policy.poll_max_interval);
+        }
+    }
+
+    /// Record how a run ended and prune after a success.
+    async fn conclude(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        run_id: i64,
+        result: Result<(), EngineError>,
+    ) -> Result<RunOutcome, EngineError> {
+        let created = self.state.run_snapshots(run_id)?.len();
+        match result {
+            Ok(()) => {}
+            Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+            Err(e) => {
+                let msg = e.to_string();
+                error!(policy = %policy.name, target, error = %msg, "run failed; no pruning for this target");
+                self.state.set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
+                return Ok(RunOutcome::Failed(msg));
+            }
+        }
+        self.state.set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
+        let report = match self.prune_with(ps, policy, target, false).await {
+            Ok(r) => r,
+            Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+            Err(e) => {
+                // The snapshot is good; pruning failed and will be tried
+                // again after the next successful run.
+                let msg = format!("pruning failed: {e}");
+                error!(policy = %policy.name, target, error = %msg, "pruning failed");
+                self.state.set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())?;
+                return Ok(RunOutcome::Succeeded { created, deleted: 0 });
+            }
+        };
+        let note = (!report.failed.is_empty()).then(|| format!("some deletes failed: {}", report.failed.join("; ")));
+        self.state.set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())?;
+        info!(policy = %policy.name, target, created, deleted = report.deleted, "run succeeded");
+        Ok(RunOutcome::Succeeded {
+            created,
+            deleted: report.deleted,
+        })
+    }
+
+    async fn list(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Vec<RemoteSnapshot>, EngineError> {
+        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.or_shutdown(ps.provider.list(&policy.resource, target, &policy.name)).await? {
+                Ok(list) => return Ok(list),
+                Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
+                    Some(d) => {
+                        warn!(policy = %policy.name, target, error = %e, "listing failed; retrying");
+                        self.or_shutdown(tokio::time::sleep(d)).await?;
+                    }
+                    None => return Err(e.into()),
+                },
+            }
+        }
+    }
+
+    async fn find_by_name(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        name: &str,
+    ) -> Result<Option<RemoteSnapshot>, EngineError> {
+        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let listed = self.list(ps, policy, target, deadline).await?;
+        Ok(listed
+            .into_iter()
+            .find(|s| s.name == name && s.marked && s.state != SnapshotState::Gone))
+    }
+
+    /// Retention for one target: list, decide, delete (unless `dry_run`),
+    /// and follow each delete to its end.
+    pub async fn prune(&self, policy: &Policy, target: &str, dry_run: bool) -> Result<PruneReport, EngineError> {
+        let ps = self.slot(policy)?;
+        self.prune_with(&ps, policy, target, dry_run).await
+    }
+
+    async fn prune_with(&self, ps: &ProviderSlot, policy: &Policy, target: &str, dry_run: bool) -> Result<PruneReport, EngineError> {
+        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let listed = self.list(ps, policy, target, deadline).await?;
+        let ledger = self.state.live_snapshots(&policy.provider, &policy.name, target)?;
+        let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
+
+        if !dry_run {
+            // Ledger rows the cloud no longer lists were deleted elsewhere.
+            let listed_ids: std::collections::HashSet<&str> = listed
+                .iter()
+                .filter(|s| s.state != SnapshotState::Gone)
+                .map(|s| s.id.as_str())
+                .collect();
+            for row in &ledger {
+                if row.state == LedgerState::Available && !listed_ids.contains(row.snapshot_id.as_str()) {
+                    warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud");
+                    self.state.mark_deleted(row.id, Utc::now())?;
+                }
+            }
+        }
+
+        let candidates: Vec<Candidate> = listed
+            .iter()
+            .filter(|s| s.state != SnapshotState::Gone)
+            .map(|s| {
+                let row = by_id.get(s.id.as_str());
+                let own = s.marked && row.is_some();
+                let condition = match (s.state, row.map(|r| r.state)) {
+                    (SnapshotState::Available, Some(LedgerState::Available) | None) => Condition::Good,
+                    (SnapshotState::Available, Some(LedgerState::Failed)) | (SnapshotState::Failed, _) => Condition::Failed,
+                    _ => Condition::InProgress,
+                };
+                Candidate {
+                    id: s.id.clone(),
+                    created_at: s
+                        .created_at
+                        .or(row.map(|r| r.created_at))
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                    condition,
+                    own,
+                    chain: s.chain.clone(),
+                }
+            })
+            .collect();
+        let decisions = retention::decide(&candidates, &Rules { retain: policy.retain });
+        let mut report = PruneReport {
+            decisions,
+            ..Default::default()
+        };
+        if dry_run {
+            return Ok(report);
+        }
+
+        // Belt and braces: re-check every guard before any delete.
+        let newest_good = candidates
+            .iter()
+            .filter(|c| c.own && c.condition == Condition::Good)
+            .max_by_key(|c| c.created_at)
+            .map(|c| c.id.clone());
+        let mut waits = Vec::new();
+        for d in report.decisions.iter().filter(|d| d.verdict == Verdict::Delete) {
+            let Some(c) = candidates.iter().find(|c| c.id == d.id) else { continue };
+            let Some(row) = by_id.get(d.id.as_str()) else { continue };
+            if !c.own || c.condition != Condition::Good || newest_good.as_deref() == Some(c.id.as_str()) {
+                error!(policy = %policy.name, target, snapshot = %d.id, "refusing a delete that breaks a guard");
+                continue;
+            }
+            match self.delete_one(ps, policy, target, row.id, &d.id, deadline).await {
+                Ok(Some(w)) => waits.push((d.id.clone(), w)),
+                Ok(None) => report.deleted += 1,
+                Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+                Err(e) => report.failed.push(format!("{}: {e}", d.id)),
+            }
+        }
+        for (id, w) in waits {
+            match self.or_shutdown(w).await? {
+                Ok(OpOutcome::Succeeded) => report.deleted += 1,
+                Ok(OpOutcome::Failed(reason)) => report.failed.push(format!("{id}: {reason}")),
+                Err(_) => return Err(EngineError::Shutdown),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn delete_one(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        row: i64,
+        snapshot_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<OpOutcome>>, EngineError> {
+        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.or_shutdown(ps.provider.delete(snapshot_id)).await? {
+                Ok(DeleteStarted::AlreadyGone) => {
+                    info!(policy = %policy.name, target, snapshot = %snapshot_id, "snapshot already gone");
+                    self.state.mark_deleted(row, Utc::now())?;
+                    return Ok(None);
+                }
+                Ok(DeleteStarted::Tracking(reference)) => {
+                    let now = Utc::now();
+                    let op = self.state.begin_delete(row, &reference, now, poll_plan(policy, now, deadline))?;
+                    info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
+                    return Ok(Some(ps.poller.watch(op, policy.poll_max_interval)));
+                }
+                Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
+                    Some(d) => {
+                        warn!(policy = %policy.name, target, snapshot = %snapshot_id, error = %e, "delete failed; retrying");
+                        self.or_shutdown(tokio::time::sleep(d)).await?;
+                    }
+                    None => return Err(e.into()),
+                },
+            }
+        }
+    }
+
+    /// After a restart: follow every operation in flight and finish every
+    /// open run. Intents without ids are reconciled by name before anything
+    /// is created again. Returns when all of it is done (or on shutdown).
+    pub async fn resume(self: &Arc<Self>, config: &Config) -> Result<(), EngineError> {
+        let ops = self.state.ops_in_flight()?;
+        let runs = self.state.open_runs()?;
+        if !ops.is_empty() || !runs.is_empty() {
+            info!(operations = ops.len(), runs = runs.len(), "resuming work left in flight");
+        }
+        let policies: BTreeMap<&str, &Policy> = config.policies.iter().map(|p| (p.name.as_str(), p)).collect();
+        // Operations not tied to an open run (deletes): follow them alone.
+        let mut run_ops: BTreeMap<i64, Vec<OpRow>> = BTreeMap::new();
+        let open: std::collections::HashSet<i64> = runs.iter().map(|r| r.id).collect();
+        let mut orphan_waits = Vec::new();
+        for op in ops {
+            if open.contains(&op.run_id) && op.kind == providers::OpKind::Create {
+                run_ops.entry(op.run_id).or_default().push(op);
+            } else if let Some(ps) = self.slot_by_name(&op.provider) {
+                let max = policies.get(op.policy.as_str()).map(|p| p.poll_max_interval).unwrap_or(Duration::from_secs(120));
+                orphan_waits.push(ps.poller.watch(op, max));
+            } else {
+                warn!(provider = %op.provider, operation = %op.reference, "operation of a provider no longer configured; left in the ledger");
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for run in runs {
+            let ops = run_ops.remove(&run.id).unwrap_or_default();
+            let Some(policy) = policies.get(run.policy.as_str()).map(|p| (*p).clone()) else {
+                warn!(policy = %run.policy, target = %run.target, "open run of a policy no longer configured; marked failed");
+                self.state.set_run_state(run.id, RunState::Failed, Some("policy removed from the configuration"), Utc::now())?;
+                continue;
+            };
+            let engine = self.clone();
+            tasks.spawn(async move {
+                let outcome = engine.resume_run(&policy, run, ops).await;
+                if let Err(e) = outcome {
+                    if !matches!(e, EngineError::Shutdown) {
+                        error!(policy = %policy.name, error = %e, "resuming a run failed");
+                    }
+                }
+            });
+        }
+        for w in orphan_waits {
+            let _ = self.or_shutdown(w).await?;
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn resume_run(self: &Arc<Self>, policy: &Policy, run: RunRow, ops: Vec<OpRow>) -> Result<RunOutcome, EngineError> {
+        let ps = self.slot(policy)?;
+        let target = run.target.as_str();
+        let deadline = run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
+        let result = match run.state {
+            RunState::Intent => {
+                match self.find_by_name(&ps, policy, target, &run.name).await? {
+                    Some(found) => {
+                        info!(policy = %policy.name, target, snapshot = %found.id, "intent reconciled: the snapshot exists; adopting it");
+                        let row = self.state.adopt_snapshot(run.id, &found.id, ledger_state(found.state), Utc::now())?;
+                        self.follow_listed(&ps, policy, target, row.id, &found.id, deadline).await
+                    }
+                    None if Utc::now() < deadline => {
+                        info!(policy = %policy.name, target, "intent reconciled: no snapshot exists; creating it now");
+                        let marker = Marker {
+                            policy: policy.name.clone(),
+                            target: target.to_string(),
+                            slot: run.slot,
+                        };
+                        self.create_and_follow(&ps, policy, target, run.id, &marker, &run.name, run.full, deadline)
+                            .await
+                    }
+                    None => Err(EngineError::Failed(
+                        "interrupted before the snapshot was created, and the slot is now past its timeout".into(),
+                    )),
+                }
+            }
+            RunState::Creating => {
+                if ops.is_empty() {
+                    let snaps = self.state.run_snapshots(run.id)?;
+                    let bad: Vec<String> = snaps
+                        .iter()
+                        .filter(|s| s.state != LedgerState::Available)
+                        .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
+                        .collect();
+                    if bad.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(EngineError::Failed(bad.join("; ")))
+                    }
+                } else {
+                    self.await_ops(&ps, policy, ops).await
+                }
+            }
+            _ => Ok(()),
+        };
+        self.conclude(&ps, policy, target, run.id, result).await
+    }
+}
+
+fn ledger_state(s: SnapshotState) -> LedgerState {
+    match s {
+        SnapshotState::Available => LedgerState::Available,
+        SnapshotState::Failed => LedgerState::Failed,
+        _ => LedgerState::Creating,
+    }
+}
+
+fn poll_plan(policy: &Policy, now: DateTime<Utc>, deadline: DateTime<Utc>) -> PollPlan {
+    PollPlan {
+        first_poll: now + chrono::Duration::from_std(policy.poll_interval).unwrap_or_default(),
+        interval: policy.poll_interval,
+        deadline,
+    }
+}
+
+fn log_created(policy: &Policy, target: &str, created: &[Created]) {
+    for c in created {
+        info!(policy = %policy.name, target, provider = %policy.provider, snapshot = %c.snapshot_id, job = %c.operation, "snapshot creation started");
+    }
+}

@@ -1,0 +1,220 @@
+//! Follows operations in flight on one provider until each is terminal.
+//!
+//! All operations of a provider share one poller, so a poll round asks the
+//! cloud about every due operation in as few calls as its batch limit
+//! allows. Each operation backs off on its own (poll interval doubling up to
+//! the policy's maximum); operations that come due close together are
+//! polled together. Outcomes are written to the ledger here, whether or not
+//! anyone is still waiting for them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::providers::{OpKind, OpStatus, OperationRef, Provider};
+use crate::state::{OpRow, State};
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpOutcome {
+    Succeeded,
+    Failed(String),
+}
+
+struct Watch {
+    op: OpRow,
+    max_interval: Duration,
+    last_error: Option<String>,
+    done: Option<oneshot::Sender<OpOutcome>>,
+}
+
+/// Handle to one provider's poller task.
+#[derive(Clone)]
+pub struct Poller {
+    tx: mpsc::UnboundedSender<Watch>,
+}
+
+/// Operations that come due within this window of each other share a call.
+const COALESCE: Duration = Duration::from_millis(250);
+
+impl Poller {
+    /// Start the poller task for `provider`.
+    pub fn spawn(
+        name: String,
+        provider: Arc<dyn Provider>,
+        state: Arc<State>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Poller {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Watch>();
+        tokio::spawn(async move {
+            let batch = provider.capabilities().max_status_batch.max(1);
+            let mut watches: Vec<Watch> = Vec::new();
+            loop {
+                let next = watches.iter().map(|w| w.op.next_poll_at.min(w.op.deadline)).min();
+                let sleep = match next {
+                    Some(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                    None => Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => {
+                        if *shutdown.borrow() {
+                            break;
+                        }
+                    }
+                    w = rx.recv() => match w {
+                        Some(w) => watches.push(w),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(sleep) => {
+                        poll_round(&name, provider.as_ref(), &state, &mut watches, batch).await;
+                    }
+                }
+            }
+            debug!(provider = %name, in_flight = watches.len(), "poller stopped; operations stay in the ledger");
+        });
+        Poller { tx }
+    }
+
+    /// Follow `op` until it is terminal; the answer arrives on the returned
+    /// channel (and is recorded in the ledger in any case).
+    pub fn watch(&self, op: OpRow, max_interval: Duration) -> oneshot::Receiver<OpOutcome> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Watch {
+            op,
+            max_interval,
+            last_error: None,
+            done: Some(done),
+        });
+        rx
+    }
+}
+
+async fn poll_round(name: &str, provider: &dyn Provider, state: &State, watches: &mut Vec<Watch>, batch: usize) {
+    let now = Utc::now();
+    let horizon = now + chrono::Duration::from_std(COALESCE).unwrap_or_default();
+
+    // Past their deadline: fail them without asking.
+    let mut i = 0;
+    while i < watches.len() {
+        if watches[i].op.deadline <= now {
+            let w = watches.swap_remove(i);
+            let mut reason = format!(
+                "timed out after {} waiting for {} operation {}",
+                humantime::format_duration(round_secs(w.op.deadline - w.op.started_at)),
+                w.op.kind.as_str(),
+                w.op.reference
+            );
+            if let Some(e) = &w.last_error {
+                reason.push_str(&format!(" (last error: {e})"));
+            }
+            finish(name, state, w, OpOutcome::Failed(reason), now);
+        } else {
+            i += 1;
+        }
+    }
+
+    let due: Vec<usize> = (0..watches.len()).filter(|&i| watches[i].op.next_poll_at <= horizon).collect();
+    if due.is_empty() {
+        return;
+    }
+    let mut outcomes: Vec<(usize, Result<OpStatus, String>)> = Vec::new();
+    for chunk in due.chunks(batch) {
+        let refs: Vec<OperationRef> = chunk
+            .iter()
+            .map(|&i| OperationRef {
+                kind: watches[i].op.kind,
+                operation: watches[i].op.reference.clone(),
+                snapshot_id: watches[i].op.snapshot_id.clone(),
+            })
+            .collect();
+        match provider.poll(&refs).await {
+            Ok(statuses) if statuses.len() == refs.len() => {
+                outcomes.extend(chunk.iter().copied().zip(statuses.into_iter().map(Ok)));
+            }
+            Ok(statuses) => {
+                let e = format!("provider answered {} statuses for {} operations", statuses.len(), refs.len());
+                warn!(provider = %name, "{e}");
+                outcomes.extend(chunk.iter().map(|&i| (i, Err(e.clone()))));
+            }
+            Err(e) => {
+                warn!(provider = %name, error = %e, "status poll failed; will retry");
+                outcomes.extend(chunk.iter().map(|&i| (i, Err(e.to_string()))));
+            }
+        }
+    }
+
+    let now = Utc::now();
+    let mut finished: Vec<(usize, OpOutcome)> = Vec::new();
+    for (i, result) in outcomes {
+        let w = &mut watches[i];
+        match result {
+            Ok(OpStatus::Succeeded) => finished.push((i, OpOutcome::Succeeded)),
+            Ok(OpStatus::Failed { reason }) => finished.push((i, OpOutcome::Failed(reason))),
+            Ok(OpStatus::Pending { progress }) => {
+                if let Some(p) = progress {
+                    debug!(provider = %name, operation = %w.op.reference, progress = p, "in progress");
+                }
+                backoff(state, w, now);
+            }
+            Err(e) => {
+                w.last_error = Some(e);
+                backoff(state, w, now);
+            }
+        }
+    }
+    // Remove from the highest index down so earlier indices stay valid.
+    finished.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+    for (i, outcome) in finished {
+        let w = watches.swap_remove(i);
+        finish(name, state, w, outcome, now);
+    }
+}
+
+fn backoff(state: &State, w: &mut Watch, now: DateTime<Utc>) {
+    let interval = (w.op.poll_interval * 2).min(w.max_interval).max(Duration::from_millis(10));
+    let next = now + chrono::Duration::from_std(w.op.poll_interval).unwrap_or_default();
+    w.op.next_poll_at = next;
+    w.op.poll_interval = interval;
+    if let Err(e) = state.reschedule_op(w.op.id, next, interval) {
+        // Not fatal: the in-memory schedule goes on; a restart polls at once.
+        warn!(error = %e, "cannot record the next poll time");
+    }
+}
+
+fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: DateTime<Utc>) {
+    let error = match &outcome {
+        OpOutcome::Succeeded => None,
+        OpOutcome::Failed(e) => Some(e.as_str()),
+    };
+    let kind = w.op.kind;
+    match (&outcome, kind) {
+        (OpOutcome::Succeeded, OpKind::Create) => info!(
+            provider = %name, policy = %w.op.policy, target = %w.op.target,
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, "snapshot available"
+        ),
+        (OpOutcome::Succeeded, OpKind::Delete) => info!(
+            provider = %name, policy = %w.op.policy, target = %w.op.target,
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, "snapshot deleted"
+        ),
+        (OpOutcome::Failed(reason), _) => warn!(
+            provider = %name, policy = %w.op.policy, target = %w.op.target,
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, kind = kind.as_str(),
+            reason = %reason, "operation failed"
+        ),
+    }
+    let outcome = match state.finish_op(w.op.id, error, now) {
+        Ok(()) => outcome,
+        Err(e) => OpOutcome::Failed(format!("cannot record the outcome in the state database: {e}")),
+    };
+    if let Some(done) = w.done.take() {
+        let _ = done.send(outcome);
+    }
+}
+
+fn round_secs(d: chrono::Duration) -> Duration {
+    Duration::from_secs(d.num_seconds().max(0) as u64)
+}

@@ -1,0 +1,5 @@
+//! What operators see: logging setup and sd_notify. (Metrics and alerts
+//! join here.)
+
+pub mod logging;
+pub mod notify;

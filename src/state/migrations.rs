@@ -1,0 +1,74 @@
+//! Versioned schema migrations. Each entry upgrades the schema by one
+//! version (`PRAGMA user_version`); entries are append-only: never edit one
+//! that has shipped, add the next.
+
+/// Migration `i` moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the ledger.
+    r#"
+    -- One scheduled (policy, target, slot): the intent, written before any
+    -- API call. UNIQUE makes a slot impossible to run twice.
+    CREATE TABLE runs (
+        id           INTEGER PRIMARY KEY,
+        policy       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        provider     TEXT NOT NULL,
+        slot         TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        full         INTEGER NOT NULL,
+        -- intent | creating | pruning | succeeded | failed | skipped
+        state        TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        error        TEXT,
+        UNIQUE (policy, target, slot)
+    );
+    CREATE INDEX runs_by_target ON runs (policy, target, slot);
+    CREATE INDEX runs_open ON runs (state) WHERE state IN ('intent', 'creating', 'pruning');
+
+    -- Every snapshot snapwarden made (or adopted after a crash).
+    CREATE TABLE snapshots (
+        id           INTEGER PRIMARY KEY,
+        run_id       INTEGER NOT NULL REFERENCES runs (id),
+        provider     TEXT NOT NULL,
+        policy       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        slot         TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        snapshot_id  TEXT NOT NULL,
+        -- creating | available | failed | deleting | deleted
+        state        TEXT NOT NULL,
+        full         INTEGER NOT NULL,
+        created_at   TEXT NOT NULL,
+        completed_at TEXT,
+        deleted_at   TEXT,
+        error        TEXT,
+        UNIQUE (provider, snapshot_id)
+    );
+    CREATE INDEX snapshots_by_target ON snapshots (policy, target, state);
+
+    -- Create and delete operations in flight (and their outcome).
+    CREATE TABLE operations (
+        id               INTEGER PRIMARY KEY,
+        snapshot         INTEGER NOT NULL REFERENCES snapshots (id),
+        kind             TEXT NOT NULL,      -- create | delete
+        provider         TEXT NOT NULL,
+        reference        TEXT NOT NULL,      -- job / operation id
+        started_at       TEXT NOT NULL,
+        next_poll_at     TEXT NOT NULL,
+        poll_interval_ms INTEGER NOT NULL,
+        deadline         TEXT NOT NULL,
+        finished_at      TEXT,
+        outcome          TEXT,               -- succeeded | failed
+        error            TEXT
+    );
+    CREATE INDEX operations_open ON operations (provider) WHERE finished_at IS NULL;
+
+    -- The last slot the scheduler fired per policy: never fire one twice,
+    -- and know what was missed while the daemon was down.
+    CREATE TABLE schedule (
+        policy     TEXT PRIMARY KEY,
+        last_slot  TEXT NOT NULL
+    );
+    "#,
+];

@@ -1,0 +1,333 @@
+//! Helpers for end-to-end tests: start the real binary as a simulator and
+//! as a daemon on loopback, talk to the simulator's control API, and read
+//! the state database. Tests should read like the domain: "start a
+//! simulator with two volumes, run the policy three times, expect two kept".
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_snapwarden");
+pub const ACCESS_KEY: &str = "QYSIMACCESSKEY";
+pub const SECRET: &str = "sim-qingcloud-secret";
+pub const ZONE: &str = "ap2a";
+
+/// Poll `check` every 25 ms until it returns Some, or panic after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Lines a child process wrote, collected by a thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        lines
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.all().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// `snapwarden sim` on a port of its choosing.
+pub struct Sim {
+    child: Child,
+    pub url: String,
+    http: reqwest::blocking::Client,
+    pub stderr: Lines,
+}
+
+impl Sim {
+    pub fn start(job_duration: &str) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0", "--job-duration", job_duration])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start snapwarden sim");
+        let stderr = Lines::collect(child.stderr.take().expect("stderr"));
+        let stdout = Lines::collect(child.stdout.take().expect("stdout"));
+        let url = wait_for("the simulator's listening line", Duration::from_secs(10), || {
+            stdout
+                .all()
+                .iter()
+                .find_map(|l| l.strip_prefix("snapwarden sim listening on ").map(str::to_string))
+        });
+        Sim {
+            child,
+            url,
+            http: reqwest::blocking::Client::new(),
+            stderr,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}/iaas/", self.url)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path} -> {status}: {v}");
+        v
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn volume(&self, id: &str) {
+        self.post("/_sim/qingcloud/volumes", json!({"zone": ZONE, "volume_id": id, "volume_name": id}));
+    }
+
+    /// A snapshot made by hand (not by snapwarden); returns its id.
+    pub fn manual_snapshot(&self, volume: &str, name: &str) -> String {
+        let v = self.post(
+            "/_sim/qingcloud/snapshots",
+            json!({"zone": ZONE, "resource_id": volume, "snapshot_name": name}),
+        );
+        v["snapshot_id"].as_str().expect("snapshot_id").to_string()
+    }
+
+    pub fn fault(&self, body: Value) {
+        self.post("/_sim/faults", body);
+    }
+
+    /// Every snapshot the simulator has, deleted ones included.
+    pub fn snapshots(&self) -> Vec<Value> {
+        self.get("/_sim/qingcloud/snapshots")["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Snapshots of `volume` that are not deleted.
+    pub fn live_snapshots(&self, volume: &str) -> Vec<Value> {
+        self.snapshots()
+            .into_iter()
+            .filter(|s| s["resource_id"] == volume)
+            .filter(|s| !matches!(s["status"].as_str(), Some("deleted") | Some("ceased")))
+            .collect()
+    }
+
+    /// Logged API requests with this action.
+    pub fn requests(&self, action: &str) -> Vec<Value> {
+        self.get(&format!("/_sim/requests?dialect=qingcloud&action={action}"))["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Successful CreateSnapshots requests for `volume`.
+    pub fn creates_for(&self, volume: &str) -> usize {
+        self.requests("CreateSnapshots")
+            .iter()
+            .filter(|r| r["ret_code"] == 0 && r["params"]["resources.1"] == volume)
+            .count()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory with a policy file and a state database.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("snapwarden.toml")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        std::fs::write(self.config_path(), text).expect("write config");
+        self.config_path()
+    }
+
+    /// A QingCloud policy file against `sim`. `policy` is the `[[policy]]`
+    /// body (without the header).
+    pub fn qingcloud_config(&self, sim: &Sim, secret: &str, policy: &str) -> String {
+        format!(
+            r#"[daemon]
+state_path = "{state}"
+log_format = "text"
+
+[providers.qc]
+kind = "qingcloud"
+zone = "{ZONE}"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key_env = "TEST_QY_SECRET"
+endpoint = "{endpoint}"
+requests_per_second = 50
+
+[[policy]]
+{policy}
+"#,
+            state = self.state_path().display(),
+            endpoint = sim.endpoint(),
+        )
+        .replace("TEST_QY_SECRET", &secret_env_name(secret))
+    }
+
+    pub fn state(&self) -> snapwarden::state::State {
+        snapwarden::state::State::open_read_only(&self.state_path()).expect("open state read-only")
+    }
+
+    /// Run a snapwarden command to completion.
+    pub fn cmd(&self, args: &[&str], secret: &str) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env(secret_env_name(secret), secret)
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run snapwarden")
+    }
+}
+
+/// Each secret value gets its own variable name, so a test can run a
+/// process with the right secret and another with a wrong one.
+pub fn secret_env_name(secret: &str) -> String {
+    let mut h: u64 = 1469598103934665603;
+    for b in secret.bytes() {
+        h = (h ^ b as u64).wrapping_mul(1099511628211);
+    }
+    format!("TEST_QY_SECRET_{h:016x}")
+}
+
+/// `snapwarden run` as a child process.
+pub struct Daemon {
+    child: Child,
+    pub log: Lines,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, secret: &str) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .env(secret_env_name(secret), secret)
+            .env("RUST_LOG", "info,snapwarden=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start snapwarden run");
+        let log = Lines::collect(child.stderr.take().expect("stderr"));
+        Daemon { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let log = self.log.clone();
+        wait_for(&format!("log line containing {needle:?}"), timeout, || {
+            log.all().iter().any(|l| l.contains(needle)).then_some(())
+        });
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM and wait; returns the exit code and how long it took.
+    pub fn stop(mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        self.signal("TERM");
+        let status = wait_for("the daemon to exit", Duration::from_secs(15), || {
+            self.child.try_wait().ok().flatten()
+        });
+        (status.code(), start.elapsed())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 6-field cron expression that fires at exactly the given seconds
+/// (relative to now, mod 60) within the next minute: a test schedule with
+/// a known number of slots.
+pub fn seconds_from_now(offsets: &[u64]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let secs: Vec<String> = offsets.iter().map(|o| ((now + o) % 60).to_string()).collect();
+    format!("{} * * * * *", secs.join(","))
+}
