@@ -1,6 +1,38 @@
-//! QingCloud IaaS provider (client implementation pending).
+//! QingCloud IaaS provider: snapshots of volumes and instances through
+//! CreateSnapshots / DescribeJobs / DescribeSnapshots / DeleteSnapshots.
+//!
+//! Owns the QingCloud dialect: signing (`sign`), wire shapes (`wire`),
+//! error codes (`errors`), one signed call (`client`), and here the
+//! mapping of jobs and snapshot states onto the engine's words. It never
+//! retries or sleeps (the engine owns the retry policy) and never decides
+//! what to keep or delete.
+//!
+//! QingCloud has no description on create, so the provider-side marker is
+//! the deterministic name `{policy}-{target}-{slot}`.
 
-use super::Capabilities;
+mod client;
+mod errors;
+mod sign;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use self::client::{list_param, Client};
+use self::wire::{
+    CreateSnapshotsResponse, DeleteSnapshotsResponse, DescribeJobsResponse,
+    DescribeSnapshotsResponse, Snapshot,
+};
+use super::http::ApiClient;
+use super::{
+    Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
+    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, SnapshotState,
+};
+use crate::config::QingCloudSettings;
 
 /// What the `qingcloud` kind supports; the config checks policies against it.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -8,3 +40,556 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     max_status_batch: 100,
     incremental: true,
 };
+
+/// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a
+/// listing: the API returns at most 100 items per call.
+const BATCH: usize = 100;
+
+const CREATE: &str = "CreateSnapshots";
+const DELETE: &str = "DeleteSnapshots";
+const DESCRIBE_JOBS: &str = "DescribeJobs";
+const DESCRIBE_SNAPSHOTS: &str = "DescribeSnapshots";
+
+/// A QingCloud account in one zone.
+pub struct QingCloud {
+    client: Client,
+}
+
+impl QingCloud {
+    pub fn new(settings: &QingCloudSettings, api: ApiClient) -> QingCloud {
+        QingCloud {
+            client: Client::new(settings, api),
+        }
+    }
+
+    /// Where each job stands, for every id asked (≤ 100 per call). A batch
+    /// that fails with 2100 (one unknown id poisons the whole call) is
+    /// asked again one job at a time so the known ones still get an answer.
+    async fn describe_jobs(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, JobState>, ProviderError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(BATCH) {
+            match self.jobs_call(chunk).await {
+                Ok(jobs) => record_jobs(chunk, jobs, &mut out),
+                Err(e) if is_not_found(&e) => {
+                    for id in chunk {
+                        match self.jobs_call(std::slice::from_ref(id)).await {
+                            Ok(jobs) => record_jobs(std::slice::from_ref(id), jobs, &mut out),
+                            Err(e) if is_not_found(&e) => {
+                                out.insert(
+                                    id.clone(),
+                                    JobState::Failed(format!(
+                                        "job {id} is unknown to DescribeJobs: {}",
+                                        e.message
+                                    )),
+                                );
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn jobs_call(&self, ids: &[String]) -> Result<Vec<wire::Job>, ProviderError> {
+        let mut params = list_param("jobs", ids);
+        params.push(("limit".into(), BATCH.to_string()));
+        let r: DescribeJobsResponse = self.client.call(DESCRIBE_JOBS, params).await?;
+        check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count)?;
+        Ok(r.job_set)
+    }
+
+    /// The snapshots among `ids` that exist (any status), ≤ 100 per call;
+    /// an id missing from the answer does not exist. 2100 on a batch falls
+    /// back to one call per id, like [`Self::describe_jobs`].
+    async fn describe_snapshots_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Snapshot>, ProviderError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(BATCH) {
+            match self.snapshots_call(chunk).await {
+                Ok(set) => record_snapshots(set, &mut out),
+                Err(e) if is_not_found(&e) => {
+                    for id in chunk {
+                        match self.snapshots_call(std::slice::from_ref(id)).await {
+                            Ok(set) => record_snapshots(set, &mut out),
+                            Err(e) if is_not_found(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn snapshots_call(&self, ids: &[String]) -> Result<Vec<Snapshot>, ProviderError> {
+        let mut params = list_param("snapshots", ids);
+        params.push(("verbose".into(), "0".into()));
+        params.push(("limit".into(), BATCH.to_string()));
+        let r: DescribeSnapshotsResponse = self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
+        // A cut answer would make a missing snapshot look deleted.
+        check_whole(DESCRIBE_SNAPSHOTS, r.snapshot_set.len(), r.total_count)?;
+        Ok(r.snapshot_set)
+    }
+}
+
+#[async_trait]
+impl Provider for QingCloud {
+    fn kind(&self) -> &'static str {
+        "qingcloud"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    /// One CreateSnapshots call.
+    async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
+        if !CAPABILITIES.resources.contains(&req.resource.as_str()) {
+            return Err(ProviderError::new(
+                ErrorKind::Permanent,
+                CREATE,
+                format!(
+                    "resource {:?} is not supported by qingcloud (use volume or instance)",
+                    req.resource
+                ),
+            ));
+        }
+        if req.target.trim().is_empty() || req.name.trim().is_empty() {
+            return Err(ProviderError::new(
+                ErrorKind::Permanent,
+                CREATE,
+                "empty target or snapshot name",
+            ));
+        }
+        let params = vec![
+            ("resources.1".to_string(), req.target.clone()),
+            ("snapshot_name".to_string(), req.name.clone()),
+            (
+                "is_full".to_string(),
+                if req.full { "1" } else { "0" }.to_string(),
+            ),
+        ];
+        let r: CreateSnapshotsResponse = self.client.call(CREATE, params).await?;
+        created_from_response(r)
+    }
+
+    /// One DescribeJobs per 100 distinct jobs, then one DescribeSnapshots
+    /// per 100 snapshots whose jobs succeeded (plus one call per id in a
+    /// batch that 2100 poisoned). No calls for an empty input.
+    async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
+        let job_ids = unique(
+            ops.iter()
+                .map(|op| op.operation.trim())
+                .filter(|j| !j.is_empty()),
+        );
+        let jobs = if job_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.describe_jobs(&job_ids).await?
+        };
+
+        // Confirm on the resource only what the job says is done. An op
+        // without a job id (never produced by `create`/`delete`) goes
+        // straight to the resource check.
+        let to_confirm = unique(
+            ops.iter()
+                .filter(|op| match job_of(op, &jobs) {
+                    None => true,
+                    Some(state) => matches!(state, JobState::Successful),
+                })
+                .map(|op| op.snapshot_id.trim())
+                .filter(|s| !s.is_empty()),
+        );
+        let snapshots = if to_confirm.is_empty() {
+            HashMap::new()
+        } else {
+            self.describe_snapshots_by_id(&to_confirm).await?
+        };
+
+        Ok(ops
+            .iter()
+            .map(|op| op_status(op, job_of(op, &jobs), &snapshots))
+            .collect())
+    }
+
+    /// DescribeSnapshots pages of 100: ⌈total/100⌉ calls (1 when empty).
+    async fn list(
+        &self,
+        _resource: &str,
+        target: &str,
+        policy: &str,
+    ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut offset: u64 = 0;
+        let mut total: Option<u64> = None;
+        loop {
+            let params = vec![
+                ("resource_id".to_string(), target.to_string()),
+                ("verbose".to_string(), "0".to_string()),
+                ("limit".to_string(), BATCH.to_string()),
+                ("offset".to_string(), offset.to_string()),
+            ];
+            let page: DescribeSnapshotsResponse =
+                self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
+            let Some(page_total) = page.total_count else {
+                return Err(errors::unexpected(
+                    DESCRIBE_SNAPSHOTS,
+                    "no total_count in a listing",
+                ));
+            };
+            match total {
+                None => total = Some(page_total),
+                Some(t) if t != page_total => {
+                    return Err(incomplete(format!(
+                        "total_count changed from {t} to {page_total} between pages"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if offset >= page_total {
+                break;
+            }
+            if page.snapshot_set.is_empty() {
+                return Err(incomplete(format!(
+                    "empty page at offset {offset} of {page_total}"
+                )));
+            }
+            offset += page.snapshot_set.len() as u64;
+            for s in page.snapshot_set {
+                if seen.insert(s.snapshot_id.clone()) {
+                    out.push(remote_snapshot(&s, policy, target));
+                }
+            }
+            if offset >= page_total {
+                break;
+            }
+        }
+        let total = total.unwrap_or(0);
+        if (out.len() as u64) < total {
+            return Err(incomplete(format!(
+                "{} distinct snapshots read, total_count is {total} (items moved between pages)",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// One DeleteSnapshots call.
+    async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
+        if snapshot_id.trim().is_empty() {
+            return Err(ProviderError::new(
+                ErrorKind::Permanent,
+                DELETE,
+                "empty snapshot id",
+            ));
+        }
+        let params = vec![("snapshots.1".to_string(), snapshot_id.to_string())];
+        match self
+            .client
+            .call::<DeleteSnapshotsResponse>(DELETE, params)
+            .await
+        {
+            Ok(r) => match r
+                .job_id
+                .map(wire::JobIds::into_vec)
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+            {
+                Some(job) => Ok(DeleteStarted::Tracking(job)),
+                None => Err(errors::unexpected(DELETE, "ret_code 0 but no job_id")),
+            },
+            Err(e) if is_not_found(&e) => Ok(DeleteStarted::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where a job stands, in this module's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    Running,
+    Successful,
+    Failed(String),
+}
+
+/// `pending`/`working` run, `successful` succeeded; every other value
+/// (`failed`, `done with failure`, anything new) is a failure, never a
+/// success.
+fn job_state(job_id: &str, action: Option<&str>, status: Option<&str>) -> JobState {
+    let raw = status.unwrap_or("").trim();
+    match raw.to_ascii_lowercase().as_str() {
+        "pending" | "working" => JobState::Running,
+        "successful" => JobState::Successful,
+        _ => {
+            let action = action
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default();
+            JobState::Failed(format!("job {job_id}{action} ended with status {raw:?}"))
+        }
+    }
+}
+
+fn record_jobs(asked: &[String], jobs: Vec<wire::Job>, out: &mut HashMap<String, JobState>) {
+    let asked_set: HashSet<&str> = asked.iter().map(String::as_str).collect();
+    for job in jobs {
+        if asked_set.contains(job.job_id.as_str()) {
+            let state = job_state(
+                &job.job_id,
+                job.job_action.as_deref(),
+                job.status.as_deref(),
+            );
+            out.insert(job.job_id, state);
+        }
+    }
+    for id in asked {
+        out.entry(id.clone()).or_insert_with(|| {
+            JobState::Failed(format!("job {id} was not returned by DescribeJobs"))
+        });
+    }
+}
+
+fn record_snapshots(set: Vec<Snapshot>, out: &mut HashMap<String, Snapshot>) {
+    for s in set {
+        out.insert(s.snapshot_id.clone(), s);
+    }
+}
+
+/// The job state of an op: None when the op carries no job id.
+fn job_of<'a>(op: &OperationRef, jobs: &'a HashMap<String, JobState>) -> Option<&'a JobState> {
+    let id = op.operation.trim();
+    if id.is_empty() {
+        None
+    } else {
+        // Every non-empty id was asked, so it is in the map; a miss would
+        // be a bug here, and is kept pending rather than trusted.
+        Some(jobs.get(id).unwrap_or(&UNKNOWN_JOB))
+    }
+}
+
+static UNKNOWN_JOB: JobState = JobState::Running;
+
+fn op_status(
+    op: &OperationRef,
+    job: Option<&JobState>,
+    snapshots: &HashMap<String, Snapshot>,
+) -> OpStatus {
+    match job {
+        Some(JobState::Running) => OpStatus::Pending { progress: None },
+        Some(JobState::Failed(reason)) => OpStatus::Failed {
+            reason: reason.clone(),
+        },
+        None if op.snapshot_id.trim().is_empty() => OpStatus::Failed {
+            reason: "operation has neither a job id nor a snapshot id".to_string(),
+        },
+        Some(JobState::Successful) | None => confirm(op, snapshots.get(op.snapshot_id.trim())),
+    }
+}
+
+/// The resource check after a successful job (or for an op with no job).
+fn confirm(op: &OperationRef, snapshot: Option<&Snapshot>) -> OpStatus {
+    let status = snapshot
+        .and_then(|s| s.status.as_deref())
+        .map(|s| s.trim().to_ascii_lowercase());
+    let id = &op.snapshot_id;
+    let after = if op.operation.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" after job {} succeeded", op.operation.trim())
+    };
+    match op.kind {
+        OpKind::Create => match (snapshot, status.as_deref()) {
+            (None, _) => OpStatus::Failed {
+                reason: format!("snapshot {id} does not exist{after}"),
+            },
+            (Some(_), Some("available" | "suspended")) => OpStatus::Succeeded,
+            (Some(_), Some(s @ ("deleted" | "ceased"))) => OpStatus::Failed {
+                reason: format!("snapshot {id} is {s}{after}"),
+            },
+            // `pending`, empty or a status we do not know: not terminal,
+            // and never a success.
+            (Some(_), _) => OpStatus::Pending { progress: None },
+        },
+        OpKind::Delete => match (snapshot, status.as_deref()) {
+            (None, _) | (Some(_), Some("deleted" | "ceased")) => OpStatus::Succeeded,
+            (Some(_), _) => OpStatus::Pending { progress: None },
+        },
+    }
+}
+
+fn created_from_response(r: CreateSnapshotsResponse) -> Result<Vec<Created>, ProviderError> {
+    let snapshots: Vec<String> = r
+        .snapshots
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if snapshots.is_empty() {
+        return Err(errors::unexpected(
+            CREATE,
+            "ret_code 0 but no snapshot ids in the response",
+        ));
+    }
+    let jobs = r.job_id.map(wire::JobIds::into_vec).unwrap_or_default();
+    let job_for = |i: usize| -> Option<&String> {
+        match jobs.len() {
+            1 => jobs.first(),
+            n if n == snapshots.len() => jobs.get(i),
+            _ => None,
+        }
+    };
+    snapshots
+        .iter()
+        .enumerate()
+        .map(|(i, snapshot_id)| match job_for(i) {
+            Some(job) => Ok(Created {
+                snapshot_id: snapshot_id.clone(),
+                operation: job.clone(),
+            }),
+            None => Err(errors::unexpected(
+                CREATE,
+                format!(
+                    "{} job ids for {} snapshots (snapshots: {})",
+                    jobs.len(),
+                    snapshots.len(),
+                    snapshots.join(", ")
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// A listed snapshot in the engine's words.
+fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
+    let name = s.snapshot_name.clone().unwrap_or_default();
+    RemoteSnapshot {
+        id: s.snapshot_id.clone(),
+        marked: is_marked(&name, policy, target),
+        name,
+        created_at: s.created_at(),
+        state: snapshot_state(s.status.as_deref(), s.transition_status.as_deref()),
+        chain: chain_info(s),
+    }
+}
+
+/// `pending` → Creating, `available`/`suspended` → Available,
+/// `deleted`/`ceased` → Gone, a `deleting` transition → Deleting; an
+/// unknown status is Creating, never Available.
+fn snapshot_state(status: Option<&str>, transition: Option<&str>) -> SnapshotState {
+    let status = status.unwrap_or("").trim().to_ascii_lowercase();
+    let base = match status.as_str() {
+        "available" | "suspended" => SnapshotState::Available,
+        "deleted" | "ceased" => SnapshotState::Gone,
+        _ => SnapshotState::Creating,
+    };
+    let deleting = transition.is_some_and(|t| t.trim().eq_ignore_ascii_case("deleting"));
+    if deleting && base != SnapshotState::Gone {
+        SnapshotState::Deleting
+    } else {
+        base
+    }
+}
+
+/// Chain facts from `snapshot_type`, `root_id`, `parent_id`. A full
+/// snapshot with no root_id is its own root. An incremental whose root is
+/// not given cannot be described truthfully, so it gets no chain info.
+fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
+    let non_empty = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let root = non_empty(&s.root_id);
+    let parent = non_empty(&s.parent_id);
+    let full = match s.snapshot_type {
+        Some(1) => true,
+        Some(0) => false,
+        _ => match parent.as_deref() {
+            Some("self") => true,
+            Some(_) => false,
+            None => return None,
+        },
+    };
+    if full {
+        Some(ChainInfo {
+            full: true,
+            root_id: root.unwrap_or_else(|| s.snapshot_id.clone()),
+            parent_id: None,
+        })
+    } else {
+        Some(ChainInfo {
+            full: false,
+            root_id: root?,
+            parent_id: parent.filter(|p| p != "self"),
+        })
+    }
+}
+
+/// Whether `name` is the deterministic name of `policy` and `target`:
+/// exactly `{policy}-{target}-` followed by a slot label `\d{8}T\d{6}Z`
+/// and nothing else. Requiring the whole rest to be a slot label is what
+/// keeps `db-vol-12-…` from matching target `vol-1`.
+pub fn is_marked(name: &str, policy: &str, target: &str) -> bool {
+    if policy.is_empty() || target.is_empty() {
+        return false;
+    }
+    name.strip_prefix(&Marker::name_prefix(policy, target))
+        .is_some_and(is_slot_label)
+}
+
+/// `^\d{8}T\d{6}Z$`.
+fn is_slot_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+}
+
+/// A by-id lookup must fit in one page: if the server says there are more
+/// than it sent, absence would be misread as "gone" or "unknown".
+fn check_whole(call: &str, got: usize, total: Option<u64>) -> Result<(), ProviderError> {
+    match total {
+        Some(t) if t > got as u64 => Err(errors::unexpected(
+            call,
+            format!("{got} items returned of total_count {t}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn is_not_found(e: &ProviderError) -> bool {
+    e.kind == ErrorKind::NotFound && e.code.as_deref() == Some("2100")
+}
+
+fn incomplete(detail: String) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        DESCRIBE_SNAPSHOTS,
+        format!("listing incomplete: {detail}"),
+    )
+}
+
+/// Distinct values in first-seen order.
+fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    values
+        .filter(|v| seen.insert(*v))
+        .map(str::to_string)
+        .collect()
+}

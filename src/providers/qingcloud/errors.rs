@@ -1,0 +1,187 @@
+//! QingCloud failure classification: `ret_code` values, HTTP statuses and
+//! unparseable bodies mapped onto [`ErrorKind`].
+//!
+//! This is the one place that knows what a QingCloud error code means. It
+//! decides the kind only; retrying is the engine's business.
+
+use std::time::Duration;
+
+use crate::providers::{ErrorKind, ProviderError};
+
+/// `ret_code` for "resource not found" (also what an unknown job id gives).
+pub const NOT_FOUND: i64 = 2100;
+
+/// Longest API message kept in an error; the rest is cut.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// The kind of a non-zero `ret_code` (documented codes per the QingCloud
+/// error-code page; anything unknown is permanent so it is never retried
+/// blindly).
+pub fn classify(ret_code: i64, message: &str) -> ErrorKind {
+    match ret_code {
+        1100 | 1101 => ErrorKind::Permanent,
+        1200 | 2000 => ErrorKind::Auth,
+        1300 => ErrorKind::Transient,
+        1400 if message.to_ascii_lowercase().contains("please try later") => ErrorKind::Busy,
+        1400 => ErrorKind::Permanent,
+        NOT_FOUND => ErrorKind::NotFound,
+        2110 | 5400 => ErrorKind::Conflict,
+        2400 => ErrorKind::Permanent,
+        2500 => ErrorKind::Quota,
+        5000 | 5200 | 5300 => ErrorKind::Transient,
+        5100 => ErrorKind::Throttled,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// The error for a response whose `ret_code` is not 0. `message` is the
+/// API's text (already scrubbed of anything secret by the caller).
+pub fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
+    let text = message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(truncate)
+        .unwrap_or_else(|| format!("ret_code {ret_code} without a message"));
+    let text = if ret_code == 1300 {
+        format!(
+            "{text} (the request time_stamp was rejected as expired: check that the host clock is synced, e.g. with NTP)"
+        )
+    } else {
+        text
+    };
+    ProviderError::new(classify(ret_code, &text), call, text).with_code(ret_code.to_string())
+}
+
+/// The error for an HTTP status other than 200. The body is not echoed: it
+/// is not the API's JSON and may be an arbitrary proxy page.
+pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
+    let (kind, what) = if status == 429 {
+        (ErrorKind::Throttled, "too many requests")
+    } else if status >= 500 {
+        (ErrorKind::Transient, "server error")
+    } else {
+        (ErrorKind::Transient, "unexpected HTTP status")
+    };
+    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
+        .with_code(format!("http {status}"));
+    if let Some(after) = retry_after {
+        err = err.with_retry_after(after);
+    }
+    err
+}
+
+/// A 200 response that is not the expected JSON shape. `detail` must not
+/// contain the body itself (serde's messages only give line and column).
+pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!(
+            "malformed response from {call}: {} ({body_len} bytes)",
+            truncate(&detail.to_string())
+        ),
+    )
+}
+
+/// A 200 response with ret_code 0 whose content does not make sense
+/// (e.g. no snapshot ids). Retryable, like any response we cannot use.
+pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("unexpected response from {call}: {}", detail.into()),
+    )
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= MAX_MESSAGE_CHARS {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ret_code_table() {
+        let cases: &[(i64, &str, ErrorKind)] = &[
+            (1100, "missing parameter", ErrorKind::Permanent),
+            (1101, "bad action", ErrorKind::Permanent),
+            (1200, "signature not match", ErrorKind::Auth),
+            (2000, "session expired", ErrorKind::Auth),
+            (1300, "message expired", ErrorKind::Transient),
+            (
+                1400,
+                "PermissionDenied, resource [ss-u90rxvl1] is [creating], please try later",
+                ErrorKind::Busy,
+            ),
+            (
+                1400,
+                "PermissionDenied, resource [vol-umyf1cy2] lease info not ready yet, Please Try Later",
+                ErrorKind::Busy,
+            ),
+            (
+                1400,
+                "PermissionDenied, instance [i-2aypaijz] is not running， can not be stopped",
+                ErrorKind::Permanent,
+            ),
+            (2100, "resource not found", ErrorKind::NotFound),
+            (2110, "already exists", ErrorKind::Conflict),
+            (5400, "dependency exists", ErrorKind::Conflict),
+            (2400, "insufficient balance", ErrorKind::Permanent),
+            (2500, "quota exceeded", ErrorKind::Quota),
+            (5000, "internal error", ErrorKind::Transient),
+            (5100, "server busy", ErrorKind::Throttled),
+            (5200, "no resources", ErrorKind::Transient),
+            (5300, "updating", ErrorKind::Transient),
+            (2200, "lease failed", ErrorKind::Permanent),
+            (9999, "something new", ErrorKind::Permanent),
+            (-1, "negative", ErrorKind::Permanent),
+        ];
+        for (code, msg, kind) in cases {
+            assert_eq!(classify(*code, msg), *kind, "code {code} {msg:?}");
+            let e = api_error("CreateSnapshots", *code, Some(msg));
+            assert_eq!(e.kind, *kind);
+            assert_eq!(e.call, "CreateSnapshots");
+            assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
+            assert!(e.message.starts_with(msg), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn clock_hint_on_1300() {
+        let e = api_error("DescribeJobs", 1300, Some("message expired"));
+        assert!(e.message.contains("host clock"), "{}", e.message);
+    }
+
+    #[test]
+    fn missing_message_is_described() {
+        let e = api_error("DeleteSnapshots", 5000, None);
+        assert_eq!(e.message, "ret_code 5000 without a message");
+        assert_eq!(e.kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn http_statuses() {
+        let e = http_error("DescribeJobs", 429, Some(Duration::from_secs(7)));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        assert_eq!(http_error("x", 403, None).kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let long = "x".repeat(10_000);
+        let e = malformed("CreateSnapshots", &long, 10_000);
+        assert!(e.message.len() < 1_000);
+        assert!(e
+            .message
+            .starts_with("malformed response from CreateSnapshots: "));
+    }
+}
