@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "snapwarden", version, about = "Scheduled cloud snapshots with job tracking and retention")]
+#[command(
+    name = "snapwarden",
+    version,
+    about = "Scheduled cloud snapshots with job tracking and retention"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -49,13 +49,19 @@ struct Scheduled {
 
 /// Run the daemon until SIGTERM/SIGINT (or until `stop` turns true, for
 /// embedding in `demo`).
-pub async fn run(config_path: PathBuf, config: Config, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
     let state = Arc::new(State::open(&config.daemon.state_path)?);
     info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
-    let waker = Waker::start().await.map_err(|e| DaemonError::Waker(e.to_string()))?;
+    let waker = Waker::start()
+        .await
+        .map_err(|e| DaemonError::Waker(e.to_string()))?;
 
     let mut tasks: JoinSet<RunReport> = JoinSet::new();
     {
@@ -80,7 +86,10 @@ pub async fn run(config_path: PathBuf, config: Config, mut stop: watch::Receiver
     loop {
         let next = scheduled.values().filter_map(|s| s.next).min();
         if let Some(at) = next {
-            waker.wake_at(at).await.map_err(|e| DaemonError::Waker(e.to_string()))?;
+            waker
+                .wake_at(at)
+                .await
+                .map_err(|e| DaemonError::Waker(e.to_string()))?;
         }
         tokio::select! {
             _ = waker.notified(), if next.is_some() => {
@@ -135,7 +144,9 @@ pub async fn run(config_path: PathBuf, config: Config, mut stop: watch::Receiver
     })
     .await;
     if drained.is_err() {
-        warn!("runs still busy after the grace period; aborting them (the ledger holds their state)");
+        warn!(
+            "runs still busy after the grace period; aborting them (the ledger holds their state)"
+        );
         tasks.abort_all();
     }
     waker.shutdown().await;
@@ -215,7 +226,13 @@ fn fire_due(
     Ok(())
 }
 
-fn fire(state: &State, engine: &Arc<Engine>, policy: &Policy, slot: DateTime<Utc>, tasks: &mut JoinSet<RunReport>) -> Result<(), DaemonError> {
+fn fire(
+    state: &State,
+    engine: &Arc<Engine>,
+    policy: &Policy,
+    slot: DateTime<Utc>,
+    tasks: &mut JoinSet<RunReport>,
+) -> Result<(), DaemonError> {
     state.set_last_slot(&policy.name, slot)?;
     for target in &policy.targets {
         let engine = engine.clone();

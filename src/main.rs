@@ -10,7 +10,10 @@ use snapwarden::commands::{self, Exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -21,15 +24,26 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => commands::run::run(&config.path).await,
             Command::Check { config } => commands::check::run(&config.path),
-            Command::Plan { config, policy, json } => commands::plan::run(&config.path, policy.as_deref(), json).await,
-            Command::Snapshot { config, policy, target } => {
-                commands::snapshot::run(&config.path, &policy, target.as_deref()).await
-            }
-            Command::Prune { config, policy, dry_run } => {
-                commands::prune::run(&config.path, policy.as_deref(), dry_run).await
-            }
+            Command::Plan {
+                config,
+                policy,
+                json,
+            } => commands::plan::run(&config.path, policy.as_deref(), json).await,
+            Command::Snapshot {
+                config,
+                policy,
+                target,
+            } => commands::snapshot::run(&config.path, &policy, target.as_deref()).await,
+            Command::Prune {
+                config,
+                policy,
+                dry_run,
+            } => commands::prune::run(&config.path, policy.as_deref(), dry_run).await,
             Command::Status { config, json } => commands::status::run(&config.path, json),
-            Command::Sim { listen, job_duration } => commands::sim::run(listen, job_duration).await,
+            Command::Sim {
+                listen,
+                job_duration,
+            } => commands::sim::run(listen, job_duration).await,
             Command::Demo { config } => commands::demo::run(config.as_deref()).await,
         }
     });

@@ -65,7 +65,11 @@ pub struct Decision {
 pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
     let retain = rules.retain.max(1) as usize;
     let mut order: Vec<&Candidate> = candidates.iter().collect();
-    order.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    order.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
 
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut keep: BTreeSet<&str> = BTreeSet::new();
@@ -108,7 +112,11 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             let Some(c) = by_id.get(id) else { continue };
             let Some(chain) = &c.chain else { continue };
             if let Some(parent) = chain.parent_id.as_deref() {
-                let parent = if by_id.contains_key(parent) { parent } else { chain.root_id.as_str() };
+                let parent = if by_id.contains_key(parent) {
+                    parent
+                } else {
+                    chain.root_id.as_str()
+                };
                 if by_id.contains_key(parent) && !keep.contains(parent) {
                     added.push((parent, *id));
                 }
@@ -164,7 +172,12 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
         })
         .collect();
     let depths: BTreeMap<String, usize> = order.iter().map(|c| (c.id.clone(), depth(c))).collect();
-    out.sort_by_key(|d| (d.verdict == Verdict::Keep, std::cmp::Reverse(depths.get(&d.id).copied().unwrap_or(0))));
+    out.sort_by_key(|d| {
+        (
+            d.verdict == Verdict::Keep,
+            std::cmp::Reverse(depths.get(&d.id).copied().unwrap_or(0)),
+        )
+    });
     // The sort is stable: within each group, newest first as before.
     out
 }
@@ -175,7 +188,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(day: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).single().expect("valid day")
+        Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0)
+            .single()
+            .expect("valid day")
     }
 
     fn own(id: &str, day: u32) -> Candidate {
@@ -193,7 +208,10 @@ mod tests {
     }
 
     fn deleted(ds: &[Decision]) -> Vec<&str> {
-        ds.iter().filter(|d| d.verdict == Verdict::Delete).map(|d| d.id.as_str()).collect()
+        ds.iter()
+            .filter(|d| d.verdict == Verdict::Delete)
+            .map(|d| d.id.as_str())
+            .collect()
     }
 
     #[test]
@@ -256,7 +274,11 @@ mod tests {
         let ds = decide(&cs, &Rules { retain: 3 });
         assert!(deleted(&ds).is_empty());
         let f1 = ds.iter().find(|d| d.id == "f1").expect("f1");
-        assert!(f1.reasons.iter().any(|r| r.contains("increment")), "{:?}", f1.reasons);
+        assert!(
+            f1.reasons.iter().any(|r| r.contains("increment")),
+            "{:?}",
+            f1.reasons
+        );
     }
 
     #[test]

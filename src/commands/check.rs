@@ -30,7 +30,11 @@ pub fn run(path: &Path) -> Exit {
         );
         let tz = p.schedule.timezone();
         for t in p.schedule.next_n(now, 3) {
-            println!("  next: {} ({})", t.to_rfc3339(), t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"));
+            println!(
+                "  next: {} ({})",
+                t.to_rfc3339(),
+                t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
+            );
         }
     }
     Exit::OK

@@ -45,13 +45,19 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
 
     let listener = match tokio::net::TcpListener::bind(DEMO_LISTEN).await {
         Ok(l) => l,
-        Err(e) => return Exit::failure(format!("cannot listen on {DEMO_LISTEN} for the demo simulator: {e}")),
+        Err(e) => {
+            return Exit::failure(format!(
+                "cannot listen on {DEMO_LISTEN} for the demo simulator: {e}"
+            ))
+        }
     };
     let sim = Simulator::new(SimOptions {
         job_duration: Duration::from_secs(2),
     });
     for p in &config.policies {
-        let Some(pc) = config.providers.get(&p.provider) else { continue };
+        let Some(pc) = config.providers.get(&p.provider) else {
+            continue;
+        };
         match &pc.settings {
             ProviderSettings::QingCloud(q) => {
                 for t in &p.targets {
@@ -61,7 +67,12 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                         sim.seed_qingcloud_volume(&q.zone, t, t);
                     }
                     // A snapshot an operator made by hand: the demo shows it is never touched.
-                    sim.seed_qingcloud_snapshot(&q.zone, t, &format!("manual-{t}-before-upgrade"), None);
+                    sim.seed_qingcloud_snapshot(
+                        &q.zone,
+                        t,
+                        &format!("manual-{t}-before-upgrade"),
+                        None,
+                    );
                 }
             }
         }

@@ -53,7 +53,10 @@ pub fn load_config(path: &Path) -> Result<Config, Exit> {
 }
 
 /// The policies a `--policy` option selects (all when absent).
-pub fn select_policies<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a config::Policy>, Exit> {
+pub fn select_policies<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<Vec<&'a config::Policy>, Exit> {
     match name {
         None => Ok(config.policies.iter().collect()),
         Some(n) => match config.policies.iter().find(|p| p.name == n) {
@@ -61,7 +64,12 @@ pub fn select_policies<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec
             None => Err(Exit::config(format!(
                 "no policy named {n:?} in {} (defined: {})",
                 config.path.display(),
-                config.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                config
+                    .policies
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         },
     }

@@ -53,7 +53,10 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
     for r in &reports {
         match &r.outcome {
             RunOutcome::Succeeded { created, deleted } => {
-                println!("{} {}: ok, {created} created, {deleted} deleted", r.policy, r.target)
+                println!(
+                    "{} {}: ok, {created} created, {deleted} deleted",
+                    r.policy, r.target
+                )
             }
             other => {
                 failed += 1;

@@ -76,7 +76,10 @@ pub fn run(path: &Path, as_json: bool) -> Exit {
         return Exit::OK;
     }
     if summaries.is_empty() {
-        println!("no runs recorded yet in {}", config.daemon.state_path.display());
+        println!(
+            "no runs recorded yet in {}",
+            config.daemon.state_path.display()
+        );
         return Exit::OK;
     }
     println!(
@@ -84,7 +87,10 @@ pub fn run(path: &Path, as_json: bool) -> Exit {
         "POLICY", "TARGET", "LAST", "LAST SUCCESS", "NEXT RUN", "KEPT", "FAILS", "IN FLIGHT"
     );
     for s in &summaries {
-        let fmt = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into());
+        let fmt = |t: Option<chrono::DateTime<Utc>>| {
+            t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "-".into())
+        };
         println!(
             "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
             s.policy,

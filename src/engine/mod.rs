@@ -24,10 +24,13 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Policy};
 use crate::providers::{
-    self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot, SnapshotState,
+    self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot,
+    SnapshotState,
 };
 use crate::retention::{self, Candidate, Condition, Decision, Rules, Verdict};
-use crate::state::{Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, State, StateError};
+use crate::state::{
+    Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, State, StateError,
+};
 
 /// Why a run or an engine action could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +52,10 @@ pub enum EngineError {
 /// How one (policy, target, slot) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    Succeeded { created: usize, deleted: usize },
+    Succeeded {
+        created: usize,
+        deleted: usize,
+    },
     Failed(String),
     /// Not run: the previous run of this policy and target is in flight.
     Skipped(String),
@@ -91,7 +97,11 @@ pub struct Engine {
 
 impl Engine {
     /// Build every configured provider and start its poller.
-    pub fn new(state: Arc<State>, config: &Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Engine>, EngineError> {
+    pub fn new(
+        state: Arc<State>,
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Engine>, EngineError> {
         let engine = Arc::new(Engine {
             state,
             providers: RwLock::new(BTreeMap::new()),
@@ -107,7 +117,12 @@ impl Engine {
         let mut built = BTreeMap::new();
         for (name, cfg) in &config.providers {
             let provider = providers::build(cfg)?;
-            let poller = Poller::spawn(name.clone(), provider.clone(), self.state.clone(), self.shutdown.clone());
+            let poller = Poller::spawn(
+                name.clone(),
+                provider.clone(),
+                self.state.clone(),
+                self.shutdown.clone(),
+            );
             built.insert(
                 name.clone(),
                 Arc::new(ProviderSlot {
@@ -138,7 +153,11 @@ impl Engine {
     }
 
     fn slot_by_name(&self, name: &str) -> Option<Arc<ProviderSlot>> {
-        self.providers.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Wait for `fut` unless the daemon stops first.
@@ -154,7 +173,12 @@ impl Engine {
     }
 
     /// Run one (policy, target, slot) from intent to pruning.
-    pub async fn run(self: &Arc<Self>, policy: &Policy, target: &str, slot: DateTime<Utc>) -> RunReport {
+    pub async fn run(
+        self: &Arc<Self>,
+        policy: &Policy,
+        target: &str,
+        slot: DateTime<Utc>,
+    ) -> RunReport {
         let outcome = match self.run_inner(policy, target, slot).await {
             Ok(outcome) => outcome,
             Err(EngineError::Shutdown) => RunOutcome::Interrupted,
@@ -168,7 +192,12 @@ impl Engine {
         }
     }
 
-    async fn run_inner(self: &Arc<Self>, policy: &Policy, target: &str, slot: DateTime<Utc>) -> Result<RunOutcome, EngineError> {
+    async fn run_inner(
+        self: &Arc<Self>,
+        policy: &Policy,
+        target: &str,
+        slot: DateTime<Utc>,
+    ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let marker = Marker {
             policy: policy.name.clone(),
@@ -207,8 +236,11 @@ impl Engine {
             let delay = rand::rng().random_range(Duration::ZERO..=policy.jitter);
             self.or_shutdown(tokio::time::sleep(delay)).await?;
         }
-        let deadline = now + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
-        let result = self.create_and_follow(&ps, policy, target, run_id, &marker, &name, full, deadline).await;
+        let deadline =
+            now + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
+        let result = self
+            .create_and_follow(&ps, policy, target, run_id, &marker, &name, full, deadline)
+            .await;
         self.conclude(&ps, policy, target, run_id, result).await
     }
 
@@ -217,8 +249,13 @@ impl Engine {
         let Some(every) = policy.full_every else {
             return Ok(true);
         };
-        let snaps = self.state.live_snapshots(&policy.provider, &policy.name, target)?;
-        let good: Vec<_> = snaps.iter().filter(|s| s.state == LedgerState::Available).collect();
+        let snaps = self
+            .state
+            .live_snapshots(&policy.provider, &policy.name, target)?;
+        let good: Vec<_> = snaps
+            .iter()
+            .filter(|s| s.state == LedgerState::Available)
+            .collect();
         let since_full = good.iter().rev().take_while(|s| !s.full).count();
         let has_full = good.iter().any(|s| s.full);
         Ok(!has_full || since_full + 1 >= every as usize)
@@ -257,13 +294,24 @@ impl Engine {
                 // name up before creating again, so no slot gets two.
                 if let Some(found) = self.find_by_name(ps, policy, target, name).await? {
                     info!(policy = %policy.name, target, snapshot = %found.id, "found the snapshot of an earlier attempt; adopting it");
-                    let row = self.state.adopt_snapshot(run_id, &found.id, ledger_state(found.state), Utc::now())?;
-                    return self.follow_listed(ps, policy, target, row.id, &found.id, deadline).await;
+                    let row = self.state.adopt_snapshot(
+                        run_id,
+                        &found.id,
+                        ledger_state(found.state),
+                        Utc::now(),
+                    )?;
+                    return self
+                        .follow_listed(ps, policy, target, row.id, &found.id, deadline)
+                        .await;
                 }
             }
             match self.or_shutdown(ps.provider.create(&request)).await? {
                 Ok(created) if !created.is_empty() => break created,
-                Ok(_) => return Err(EngineError::Failed("create call returned no snapshot".into())),
+                Ok(_) => {
+                    return Err(EngineError::Failed(
+                        "create call returned no snapshot".into(),
+                    ))
+                }
                 Err(e) => {
                     let now = Utc::now();
                     match retry.delay(attempt, &e, now, deadline) {
@@ -278,13 +326,20 @@ impl Engine {
             }
         };
         let now = Utc::now();
-        let ops = self.state.record_created(run_id, &created, now, poll_plan(policy, now, deadline))?;
+        let ops =
+            self.state
+                .record_created(run_id, &created, now, poll_plan(policy, now, deadline))?;
         log_created(policy, target, &created);
         self.await_ops(ps, policy, ops).await
     }
 
     /// Wait for create operations; any failure fails the run.
-    async fn await_ops(&self, ps: &ProviderSlot, policy: &Policy, ops: Vec<OpRow>) -> Result<(), EngineError> {
+    async fn await_ops(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        ops: Vec<OpRow>,
+    ) -> Result<(), EngineError> {
         let waits: Vec<_> = ops
             .into_iter()
             .map(|op| ps.poller.watch(op, policy.poll_max_interval))
@@ -322,19 +377,22 @@ impl Engine {
             let now = Utc::now();
             match state {
                 Some(SnapshotState::Available) => {
-                    self.state.set_snapshot_state(row, LedgerState::Available, None, now)?;
+                    self.state
+                        .set_snapshot_state(row, LedgerState::Available, None, now)?;
                     return Ok(());
                 }
                 Some(SnapshotState::Failed) | Some(SnapshotState::Gone) | None => {
                     let why = format!("snapshot {snapshot_id} ended failed or vanished");
-                    self.state.set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                    self.state
+                        .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
                     return Err(EngineError::Failed(why));
                 }
                 Some(SnapshotState::Creating) | Some(SnapshotState::Deleting) => {}
             }
             if now >= deadline {
                 let why = format!("timed out waiting for snapshot {snapshot_id}");
-                self.state.set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                self.state
+                    .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
                 return Err(EngineError::Failed(why));
             }
             self.or_shutdown(tokio::time::sleep(interval)).await?;
@@ -358,11 +416,13 @@ impl Engine {
             Err(e) => {
                 let msg = e.to_string();
                 error!(policy = %policy.name, target, error = %msg, "run failed; no pruning for this target");
-                self.state.set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
+                self.state
+                    .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
                 return Ok(RunOutcome::Failed(msg));
             }
         }
-        self.state.set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
+        self.state
+            .set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
         let report = match self.prune_with(ps, policy, target, false).await {
             Ok(r) => r,
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
@@ -371,12 +431,18 @@ impl Engine {
                 // again after the next successful run.
                 let msg = format!("pruning failed: {e}");
                 error!(policy = %policy.name, target, error = %msg, "pruning failed");
-                self.state.set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())?;
-                return Ok(RunOutcome::Succeeded { created, deleted: 0 });
+                self.state
+                    .set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())?;
+                return Ok(RunOutcome::Succeeded {
+                    created,
+                    deleted: 0,
+                });
             }
         };
-        let note = (!report.failed.is_empty()).then(|| format!("some deletes failed: {}", report.failed.join("; ")));
-        self.state.set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())?;
+        let note = (!report.failed.is_empty())
+            .then(|| format!("some deletes failed: {}", report.failed.join("; ")));
+        self.state
+            .set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())?;
         info!(policy = %policy.name, target, created, deleted = report.deleted, "run succeeded");
         Ok(RunOutcome::Succeeded {
             created,
@@ -395,7 +461,10 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.or_shutdown(ps.provider.list(&policy.resource, target, &policy.name)).await? {
+            match self
+                .or_shutdown(ps.provider.list(&policy.resource, target, &policy.name))
+                .await?
+            {
                 Ok(list) => return Ok(list),
                 Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
                     Some(d) => {
@@ -424,15 +493,28 @@ impl Engine {
 
     /// Retention for one target: list, decide, delete (unless `dry_run`),
     /// and follow each delete to its end.
-    pub async fn prune(&self, policy: &Policy, target: &str, dry_run: bool) -> Result<PruneReport, EngineError> {
+    pub async fn prune(
+        &self,
+        policy: &Policy,
+        target: &str,
+        dry_run: bool,
+    ) -> Result<PruneReport, EngineError> {
         let ps = self.slot(policy)?;
         self.prune_with(&ps, policy, target, dry_run).await
     }
 
-    async fn prune_with(&self, ps: &ProviderSlot, policy: &Policy, target: &str, dry_run: bool) -> Result<PruneReport, EngineError> {
+    async fn prune_with(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        dry_run: bool,
+    ) -> Result<PruneReport, EngineError> {
         let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         let listed = self.list(ps, policy, target, deadline).await?;
-        let ledger = self.state.live_snapshots(&policy.provider, &policy.name, target)?;
+        let ledger = self
+            .state
+            .live_snapshots(&policy.provider, &policy.name, target)?;
         let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
 
         if !dry_run {
@@ -443,7 +525,9 @@ impl Engine {
                 .map(|s| s.id.as_str())
                 .collect();
             for row in &ledger {
-                if row.state == LedgerState::Available && !listed_ids.contains(row.snapshot_id.as_str()) {
+                if row.state == LedgerState::Available
+                    && !listed_ids.contains(row.snapshot_id.as_str())
+                {
                     warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud");
                     self.state.mark_deleted(row.id, Utc::now())?;
                 }
@@ -457,8 +541,11 @@ impl Engine {
                 let row = by_id.get(s.id.as_str());
                 let own = s.marked && row.is_some();
                 let condition = match (s.state, row.map(|r| r.state)) {
-                    (SnapshotState::Available, Some(LedgerState::Available) | None) => Condition::Good,
-                    (SnapshotState::Available, Some(LedgerState::Failed)) | (SnapshotState::Failed, _) => Condition::Failed,
+                    (SnapshotState::Available, Some(LedgerState::Available) | None) => {
+                        Condition::Good
+                    }
+                    (SnapshotState::Available, Some(LedgerState::Failed))
+                    | (SnapshotState::Failed, _) => Condition::Failed,
                     _ => Condition::InProgress,
                 };
                 Candidate {
@@ -473,7 +560,12 @@ impl Engine {
                 }
             })
             .collect();
-        let decisions = retention::decide(&candidates, &Rules { retain: policy.retain });
+        let decisions = retention::decide(
+            &candidates,
+            &Rules {
+                retain: policy.retain,
+            },
+        );
         let mut report = PruneReport {
             decisions,
             ..Default::default()
@@ -489,14 +581,28 @@ impl Engine {
             .max_by_key(|c| c.created_at)
             .map(|c| c.id.clone());
         let mut waits = Vec::new();
-        for d in report.decisions.iter().filter(|d| d.verdict == Verdict::Delete) {
-            let Some(c) = candidates.iter().find(|c| c.id == d.id) else { continue };
-            let Some(row) = by_id.get(d.id.as_str()) else { continue };
-            if !c.own || c.condition != Condition::Good || newest_good.as_deref() == Some(c.id.as_str()) {
+        for d in report
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Delete)
+        {
+            let Some(c) = candidates.iter().find(|c| c.id == d.id) else {
+                continue;
+            };
+            let Some(row) = by_id.get(d.id.as_str()) else {
+                continue;
+            };
+            if !c.own
+                || c.condition != Condition::Good
+                || newest_good.as_deref() == Some(c.id.as_str())
+            {
                 error!(policy = %policy.name, target, snapshot = %d.id, "refusing a delete that breaks a guard");
                 continue;
             }
-            match self.delete_one(ps, policy, target, row.id, &d.id, deadline).await {
+            match self
+                .delete_one(ps, policy, target, row.id, &d.id, deadline)
+                .await
+            {
                 Ok(Some(w)) => waits.push((d.id.clone(), w)),
                 Ok(None) => report.deleted += 1,
                 Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
@@ -534,7 +640,12 @@ impl Engine {
                 }
                 Ok(DeleteStarted::Tracking(reference)) => {
                     let now = Utc::now();
-                    let op = self.state.begin_delete(row, &reference, now, poll_plan(policy, now, deadline))?;
+                    let op = self.state.begin_delete(
+                        row,
+                        &reference,
+                        now,
+                        poll_plan(policy, now, deadline),
+                    )?;
                     info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
                     return Ok(Some(ps.poller.watch(op, policy.poll_max_interval)));
                 }
@@ -556,9 +667,17 @@ impl Engine {
         let ops = self.state.ops_in_flight()?;
         let runs = self.state.open_runs()?;
         if !ops.is_empty() || !runs.is_empty() {
-            info!(operations = ops.len(), runs = runs.len(), "resuming work left in flight");
+            info!(
+                operations = ops.len(),
+                runs = runs.len(),
+                "resuming work left in flight"
+            );
         }
-        let policies: BTreeMap<&str, &Policy> = config.policies.iter().map(|p| (p.name.as_str(), p)).collect();
+        let policies: BTreeMap<&str, &Policy> = config
+            .policies
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
         // Operations not tied to an open run (deletes): follow them alone.
         let mut run_ops: BTreeMap<i64, Vec<OpRow>> = BTreeMap::new();
         let open: std::collections::HashSet<i64> = runs.iter().map(|r| r.id).collect();
@@ -567,7 +686,10 @@ impl Engine {
             if open.contains(&op.run_id) && op.kind == providers::OpKind::Create {
                 run_ops.entry(op.run_id).or_default().push(op);
             } else if let Some(ps) = self.slot_by_name(&op.provider) {
-                let max = policies.get(op.policy.as_str()).map(|p| p.poll_max_interval).unwrap_or(Duration::from_secs(120));
+                let max = policies
+                    .get(op.policy.as_str())
+                    .map(|p| p.poll_max_interval)
+                    .unwrap_or(Duration::from_secs(120));
                 orphan_waits.push(ps.poller.watch(op, max));
             } else {
                 warn!(provider = %op.provider, operation = %op.reference, "operation of a provider no longer configured; left in the ledger");
@@ -578,7 +700,12 @@ impl Engine {
             let ops = run_ops.remove(&run.id).unwrap_or_default();
             let Some(policy) = policies.get(run.policy.as_str()).map(|p| (*p).clone()) else {
                 warn!(policy = %run.policy, target = %run.target, "open run of a policy no longer configured; marked failed");
-                self.state.set_run_state(run.id, RunState::Failed, Some("policy removed from the configuration"), Utc::now())?;
+                self.state.set_run_state(
+                    run.id,
+                    RunState::Failed,
+                    Some("policy removed from the configuration"),
+                    Utc::now(),
+                )?;
                 continue;
             };
             let engine = self.clone();
@@ -598,14 +725,21 @@ impl Engine {
         Ok(())
     }
 
-    async fn resume_run(self: &Arc<Self>, policy: &Policy, run: RunRow, ops: Vec<OpRow>) -> Result<RunOutcome, EngineError> {
+    async fn resume_run(
+        self: &Arc<Self>,
+        policy: &Policy,
+        run: RunRow,
+        ops: Vec<OpRow>,
+    ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let target = run.target.as_str();
-        let deadline = run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline =
+            run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
-        let result = match run.state {
-            RunState::Intent => {
-                match self.find_by_name(&ps, policy, target, &run.name).await? {
+        let result =
+            match run.state {
+                RunState::Intent => {
+                    match self.find_by_name(&ps, policy, target, &run.name).await? {
                     Some(found) => {
                         info!(policy = %policy.name, target, snapshot = %found.id, "intent reconciled: the snapshot exists; adopting it");
                         let row = self.state.adopt_snapshot(run.id, &found.id, ledger_state(found.state), Utc::now())?;
@@ -625,26 +759,26 @@ impl Engine {
                         "interrupted before the snapshot was created, and the slot is now past its timeout".into(),
                     )),
                 }
-            }
-            RunState::Creating => {
-                if ops.is_empty() {
-                    let snaps = self.state.run_snapshots(run.id)?;
-                    let bad: Vec<String> = snaps
-                        .iter()
-                        .filter(|s| s.state != LedgerState::Available)
-                        .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
-                        .collect();
-                    if bad.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(EngineError::Failed(bad.join("; ")))
-                    }
-                } else {
-                    self.await_ops(&ps, policy, ops).await
                 }
-            }
-            _ => Ok(()),
-        };
+                RunState::Creating => {
+                    if ops.is_empty() {
+                        let snaps = self.state.run_snapshots(run.id)?;
+                        let bad: Vec<String> = snaps
+                            .iter()
+                            .filter(|s| s.state != LedgerState::Available)
+                            .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
+                            .collect();
+                        if bad.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(EngineError::Failed(bad.join("; ")))
+                        }
+                    } else {
+                        self.await_ops(&ps, policy, ops).await
+                    }
+                }
+                _ => Ok(()),
+            };
         self.conclude(&ps, policy, target, run.id, result).await
     }
 }

@@ -53,7 +53,10 @@ impl Poller {
             let batch = provider.capabilities().max_status_batch.max(1);
             let mut watches: Vec<Watch> = Vec::new();
             loop {
-                let next = watches.iter().map(|w| w.op.next_poll_at.min(w.op.deadline)).min();
+                let next = watches
+                    .iter()
+                    .map(|w| w.op.next_poll_at.min(w.op.deadline))
+                    .min();
                 let sleep = match next {
                     Some(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
                     None => Duration::from_secs(3600),
@@ -93,7 +96,13 @@ impl Poller {
     }
 }
 
-async fn poll_round(name: &str, provider: &dyn Provider, state: &State, watches: &mut Vec<Watch>, batch: usize) {
+async fn poll_round(
+    name: &str,
+    provider: &dyn Provider,
+    state: &State,
+    watches: &mut Vec<Watch>,
+    batch: usize,
+) {
     let now = Utc::now();
     let horizon = now + chrono::Duration::from_std(COALESCE).unwrap_or_default();
 
@@ -117,7 +126,9 @@ async fn poll_round(name: &str, provider: &dyn Provider, state: &State, watches:
         }
     }
 
-    let due: Vec<usize> = (0..watches.len()).filter(|&i| watches[i].op.next_poll_at <= horizon).collect();
+    let due: Vec<usize> = (0..watches.len())
+        .filter(|&i| watches[i].op.next_poll_at <= horizon)
+        .collect();
     if due.is_empty() {
         return;
     }
@@ -136,7 +147,11 @@ async fn poll_round(name: &str, provider: &dyn Provider, state: &State, watches:
                 outcomes.extend(chunk.iter().copied().zip(statuses.into_iter().map(Ok)));
             }
             Ok(statuses) => {
-                let e = format!("provider answered {} statuses for {} operations", statuses.len(), refs.len());
+                let e = format!(
+                    "provider answered {} statuses for {} operations",
+                    statuses.len(),
+                    refs.len()
+                );
                 warn!(provider = %name, "{e}");
                 outcomes.extend(chunk.iter().map(|&i| (i, Err(e.clone()))));
             }
@@ -175,7 +190,9 @@ async fn poll_round(name: &str, provider: &dyn Provider, state: &State, watches:
 }
 
 fn backoff(state: &State, w: &mut Watch, now: DateTime<Utc>) {
-    let interval = (w.op.poll_interval * 2).min(w.max_interval).max(Duration::from_millis(10));
+    let interval = (w.op.poll_interval * 2)
+        .min(w.max_interval)
+        .max(Duration::from_millis(10));
     let next = now + chrono::Duration::from_std(w.op.poll_interval).unwrap_or_default();
     w.op.next_poll_at = next;
     w.op.poll_interval = interval;
@@ -208,7 +225,9 @@ fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: Date
     }
     let outcome = match state.finish_op(w.op.id, error, now) {
         Ok(()) => outcome,
-        Err(e) => OpOutcome::Failed(format!("cannot record the outcome in the state database: {e}")),
+        Err(e) => OpOutcome::Failed(format!(
+            "cannot record the outcome in the state database: {e}"
+        )),
     };
     if let Some(done) = w.done.take() {
         let _ = done.send(outcome);

@@ -33,7 +33,13 @@ impl RetryPolicy {
 
     /// How long to wait before attempt `attempt + 1` (attempt counts from 1)
     /// after `error`, or `None` if the call must not be repeated.
-    pub fn delay(&self, attempt: u32, error: &ProviderError, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Option<Duration> {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        error: &ProviderError,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Option<Duration> {
         if !error.kind.is_retryable() || attempt >= self.max_attempts {
             return None;
         }
@@ -42,8 +48,11 @@ impl RetryPolicy {
             ErrorKind::Throttled => self.base * 4,
             _ => self.base,
         };
-        let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(self.max);
-        let jittered = Duration::from_secs_f64(rand::rng().random_range(0.0..=1.0) * exp.as_secs_f64());
+        let exp = base
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.max);
+        let jittered =
+            Duration::from_secs_f64(rand::rng().random_range(0.0..=1.0) * exp.as_secs_f64());
         // Full jitter, but never below a floor, nor below what the server asked.
         let delay = jittered
             .max(self.base / 2)
@@ -66,7 +75,13 @@ mod tests {
         let p = RetryPolicy::for_poll_interval(Duration::from_secs(1), Duration::from_secs(30));
         let now = Utc::now();
         let later = now + chrono::Duration::hours(1);
-        for kind in [ErrorKind::Auth, ErrorKind::Permanent, ErrorKind::Quota, ErrorKind::NotFound, ErrorKind::Conflict] {
+        for kind in [
+            ErrorKind::Auth,
+            ErrorKind::Permanent,
+            ErrorKind::Quota,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+        ] {
             assert_eq!(p.delay(1, &err(kind), now, later), None, "{kind}");
         }
         for kind in [ErrorKind::Busy, ErrorKind::Throttled, ErrorKind::Transient] {
@@ -80,10 +95,18 @@ mod tests {
         let now = Utc::now();
         let later = now + chrono::Duration::hours(1);
         for attempt in 1..p.max_attempts {
-            let d = p.delay(attempt, &err(ErrorKind::Transient), now, later).expect("retryable");
-            assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(8), "{d:?}");
+            let d = p
+                .delay(attempt, &err(ErrorKind::Transient), now, later)
+                .expect("retryable");
+            assert!(
+                d >= Duration::from_millis(500) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
-        assert_eq!(p.delay(p.max_attempts, &err(ErrorKind::Transient), now, later), None);
+        assert_eq!(
+            p.delay(p.max_attempts, &err(ErrorKind::Transient), now, later),
+            None
+        );
         let soon = now + chrono::Duration::milliseconds(100);
         assert_eq!(p.delay(1, &err(ErrorKind::Transient), now, soon), None);
         let asked = err(ErrorKind::Throttled).with_retry_after(Duration::from_secs(5));

@@ -73,16 +73,17 @@ impl ApiClient {
         self.limiter.until_ready().await;
     }
 
-    /// Send a request (after waiting for the rate limit) and read the body,
-    /// refusing bodies over [`MAX_BODY_BYTES`]. Transport failures map to
-    /// [`ErrorKind::Transient`].
+    /// Wait for the rate limit, then build the request (so signatures and
+    /// time stamps are made at the moment of sending), send it and read the
+    /// body, refusing bodies over [`MAX_BODY_BYTES`]. Transport failures map
+    /// to [`ErrorKind::Transient`].
     pub async fn send(
         &self,
         call: &str,
-        request: reqwest::RequestBuilder,
+        build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), ProviderError> {
         self.until_ready().await;
-        let mut response = request
+        let mut response = build(&self.http)
             .send()
             .await
             .map_err(|e| transport_error(call, &e))?;

@@ -296,7 +296,9 @@ pub struct BuildError {
 
 /// Build the client for one `[providers.NAME]` section. The only place
 /// that maps a config kind to its implementation.
-pub fn build(cfg: &crate::config::ProviderConfig) -> Result<std::sync::Arc<dyn Provider>, BuildError> {
+pub fn build(
+    cfg: &crate::config::ProviderConfig,
+) -> Result<std::sync::Arc<dyn Provider>, BuildError> {
     let api = http::ApiClient::new(&http::HttpSettings {
         requests_per_second: cfg.requests_per_second,
         request_timeout: cfg.request_timeout,
@@ -307,6 +309,8 @@ pub fn build(cfg: &crate::config::ProviderConfig) -> Result<std::sync::Arc<dyn P
         source,
     })?;
     Ok(match &cfg.settings {
-        crate::config::ProviderSettings::QingCloud(s) => std::sync::Arc::new(qingcloud::QingCloud::new(s, api)),
+        crate::config::ProviderSettings::QingCloud(s) => {
+            std::sync::Arc::new(qingcloud::QingCloud::new(s, api))
+        }
     })
 }

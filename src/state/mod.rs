@@ -83,7 +83,10 @@ impl RunState {
     }
 
     pub fn is_open(self) -> bool {
-        matches!(self, RunState::Intent | RunState::Creating | RunState::Pruning)
+        matches!(
+            self,
+            RunState::Intent | RunState::Creating | RunState::Pruning
+        )
     }
 }
 
@@ -282,7 +285,9 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<(RunRow, [String; 4])> {
     ))
 }
 
-fn finish_run_row((mut run, [slot, state, started, finished]): (RunRow, [String; 4])) -> Result<RunRow> {
+fn finish_run_row(
+    (mut run, [slot, state, started, finished]): (RunRow, [String; 4]),
+) -> Result<RunRow> {
     run.slot = parse_ts("runs.slot", &slot)?;
     run.state = RunState::parse(&state)?;
     run.started_at = parse_ts("runs.started_at", &started)?;
@@ -497,7 +502,11 @@ impl State {
                 known,
             });
         }
-        for (i, sql) in migrations::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, sql) in migrations::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(version as usize)
+        {
             let tx = conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -625,11 +634,19 @@ impl State {
     fn query_runs(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<RunRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(sql)?;
-        let raws = stmt.query_map(p, run_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let raws = stmt
+            .query_map(p, run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter().map(finish_run_row).collect()
     }
 
-    pub fn set_run_state(&self, run_id: i64, state: RunState, error: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+    pub fn set_run_state(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let finished = (!state.is_open()).then(|| ts(now));
         self.conn().execute(
             "UPDATE runs SET state = ?2, error = COALESCE(?3, error), finished_at = ?4 WHERE id = ?1",
@@ -657,12 +674,17 @@ impl State {
         let mut op_ids = Vec::new();
         for c in created {
             let snap = insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now)?;
-            op_ids.push(insert_op(&tx, snap, OpKind::Create, &run.provider, &c.operation, now, plan)?);
+            op_ids.push(insert_op(
+                &tx,
+                snap,
+                OpKind::Create,
+                &run.provider,
+                &c.operation,
+                now,
+                plan,
+            )?);
         }
-        tx.execute(
-            "UPDATE runs SET state = 'creating' WHERE id = ?1",
-            [run_id],
-        )?;
+        tx.execute("UPDATE runs SET state = 'creating' WHERE id = ?1", [run_id])?;
         tx.commit()?;
         drop(conn);
         op_ids.into_iter().map(|id| self.op(id)).collect()
@@ -701,7 +723,10 @@ impl State {
                 params![id, ts(now)],
             )?;
         }
-        tx.execute("UPDATE runs SET state = 'creating' WHERE id = ?1 AND state = 'intent'", [run_id])?;
+        tx.execute(
+            "UPDATE runs SET state = 'creating' WHERE id = ?1 AND state = 'intent'",
+            [run_id],
+        )?;
         tx.commit()?;
         drop(conn);
         self.snapshot(id)
@@ -728,7 +753,12 @@ impl State {
     }
 
     /// The ledger's snapshots of one policy and target that are not deleted.
-    pub fn live_snapshots(&self, provider: &str, policy: &str, target: &str) -> Result<Vec<SnapshotRow>> {
+    pub fn live_snapshots(
+        &self,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Result<Vec<SnapshotRow>> {
         self.query_snapshots(
             &format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM snapshots
@@ -750,7 +780,9 @@ impl State {
     fn query_snapshots(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<SnapshotRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(sql)?;
-        let raws = stmt.query_map(p, snapshot_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let raws = stmt
+            .query_map(p, snapshot_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter().map(RawSnapshot::parse).collect()
     }
 
@@ -764,7 +796,13 @@ impl State {
     }
 
     /// Set a snapshot's state outside an operation (a confirmation by list).
-    pub fn set_snapshot_state(&self, row_id: i64, state: LedgerState, error: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+    pub fn set_snapshot_state(
+        &self,
+        row_id: i64,
+        state: LedgerState,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn().execute(
             "UPDATE snapshots SET state = ?2, error = COALESCE(?3, error),
                completed_at = CASE WHEN ?2 IN ('available', 'failed') THEN COALESCE(completed_at, ?4) ELSE completed_at END,
@@ -777,11 +815,24 @@ impl State {
 
     /// Start tracking a delete: the snapshot is `deleting` and an operation
     /// follows it, in one transaction.
-    pub fn begin_delete(&self, row_id: i64, reference: &str, now: DateTime<Utc>, plan: PollPlan) -> Result<OpRow> {
+    pub fn begin_delete(
+        &self,
+        row_id: i64,
+        reference: &str,
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<OpRow> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let provider: String = tx.query_row("SELECT provider FROM snapshots WHERE id = ?1", [row_id], |r| r.get(0))?;
-        tx.execute("UPDATE snapshots SET state = 'deleting' WHERE id = ?1", [row_id])?;
+        let provider: String = tx.query_row(
+            "SELECT provider FROM snapshots WHERE id = ?1",
+            [row_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE snapshots SET state = 'deleting' WHERE id = ?1",
+            [row_id],
+        )?;
         let op = insert_op(&tx, row_id, OpKind::Delete, &provider, reference, now, plan)?;
         tx.commit()?;
         drop(conn);
@@ -807,11 +858,18 @@ impl State {
             "SELECT {OP_COLUMNS} FROM operations o JOIN snapshots s ON s.id = o.snapshot
              WHERE o.finished_at IS NULL ORDER BY o.id"
         ))?;
-        let raws = stmt.query_map([], op_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let raws = stmt
+            .query_map([], op_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter().map(RawOp::parse).collect()
     }
 
-    pub fn reschedule_op(&self, id: i64, next_poll_at: DateTime<Utc>, interval: Duration) -> Result<()> {
+    pub fn reschedule_op(
+        &self,
+        id: i64,
+        next_poll_at: DateTime<Utc>,
+        interval: Duration,
+    ) -> Result<()> {
         self.conn().execute(
             "UPDATE operations SET next_poll_at = ?2, poll_interval_ms = ?3 WHERE id = ?1",
             params![id, ts(next_poll_at), interval.as_millis() as i64],
@@ -829,7 +887,11 @@ impl State {
             [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let outcome = if error.is_none() { "succeeded" } else { "failed" };
+        let outcome = if error.is_none() {
+            "succeeded"
+        } else {
+            "failed"
+        };
         tx.execute(
             "UPDATE operations SET finished_at = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
             params![id, ts(now), outcome, error],
@@ -879,7 +941,13 @@ impl State {
         Ok(out)
     }
 
-    fn summary(&self, policy: &str, target: &str, provider: &str, in_flight: &[OpRow]) -> Result<TargetSummary> {
+    fn summary(
+        &self,
+        policy: &str,
+        target: &str,
+        provider: &str,
+        in_flight: &[OpRow],
+    ) -> Result<TargetSummary> {
         let runs = self.query_runs(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
@@ -932,7 +1000,13 @@ impl State {
     }
 }
 
-fn insert_run(tx: &Transaction<'_>, run: &NewRun<'_>, state: RunState, now: DateTime<Utc>, error: Option<&str>) -> Result<i64> {
+fn insert_run(
+    tx: &Transaction<'_>,
+    run: &NewRun<'_>,
+    state: RunState,
+    now: DateTime<Utc>,
+    error: Option<&str>,
+) -> Result<i64> {
     let finished = (!state.is_open()).then(|| ts(now));
     tx.execute(
         "INSERT INTO runs (policy, target, provider, slot, name, full, state, started_at, finished_at, error)
@@ -953,7 +1027,13 @@ fn insert_run(tx: &Transaction<'_>, run: &NewRun<'_>, state: RunState, now: Date
     Ok(tx.last_insert_rowid())
 }
 
-fn insert_snapshot(tx: &Transaction<'_>, run: &RunRow, snapshot_id: &str, state: LedgerState, now: DateTime<Utc>) -> Result<i64> {
+fn insert_snapshot(
+    tx: &Transaction<'_>,
+    run: &RunRow,
+    snapshot_id: &str,
+    state: LedgerState,
+    now: DateTime<Utc>,
+) -> Result<i64> {
     tx.execute(
         "INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, full, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

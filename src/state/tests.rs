@@ -2,7 +2,9 @@ use super::*;
 use chrono::TimeZone;
 
 fn t(s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s).single().expect("valid test time")
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s)
+        .single()
+        .expect("valid test time")
 }
 
 fn new_run(slot: DateTime<Utc>) -> NewRun<'static> {
@@ -31,7 +33,10 @@ fn migrations_run_once_and_reopen_keeps_data() {
     {
         let s = State::open(&path).expect("open");
         assert_eq!(s.schema_version().expect("version"), MIGRATIONS_LEN);
-        assert_eq!(s.begin_run(&new_run(t(0)), t(0)).expect("begin"), Begin::Started(1));
+        assert_eq!(
+            s.begin_run(&new_run(t(0)), t(0)).expect("begin"),
+            Begin::Started(1)
+        );
     }
     let s = State::open(&path).expect("reopen");
     assert_eq!(s.schema_version().expect("version"), MIGRATIONS_LEN);
@@ -47,15 +52,25 @@ fn a_slot_is_recorded_once_and_overlap_is_skipped() {
     let Begin::Started(id) = s.begin_run(&new_run(t(0)), t(0)).expect("begin") else {
         panic!("first begin must start");
     };
-    assert_eq!(s.begin_run(&new_run(t(0)), t(1)).expect("again"), Begin::AlreadyRecorded);
+    assert_eq!(
+        s.begin_run(&new_run(t(0)), t(1)).expect("again"),
+        Begin::AlreadyRecorded
+    );
     assert_eq!(
         s.begin_run(&new_run(t(5)), t(5)).expect("overlap"),
         Begin::Overlap { running_slot: t(0) }
     );
     // The skipped slot is itself recorded: it is never run later either.
-    assert_eq!(s.begin_run(&new_run(t(5)), t(6)).expect("again"), Begin::AlreadyRecorded);
-    s.set_run_state(id, RunState::Succeeded, None, t(7)).expect("finish");
-    assert!(matches!(s.begin_run(&new_run(t(10)), t(10)).expect("next"), Begin::Started(_)));
+    assert_eq!(
+        s.begin_run(&new_run(t(5)), t(6)).expect("again"),
+        Begin::AlreadyRecorded
+    );
+    s.set_run_state(id, RunState::Succeeded, None, t(7))
+        .expect("finish");
+    assert!(matches!(
+        s.begin_run(&new_run(t(10)), t(10)).expect("next"),
+        Begin::Started(_)
+    ));
 }
 
 #[test]
@@ -88,23 +103,42 @@ fn created_ids_and_outcomes_are_recorded() {
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0].state, LedgerState::Available);
 
-    let del = s.begin_delete(snaps[0].id, "j-2", t(4), plan(t(4))).expect("delete");
+    let del = s
+        .begin_delete(snaps[0].id, "j-2", t(4), plan(t(4)))
+        .expect("delete");
     assert_eq!(del.kind, OpKind::Delete);
-    assert_eq!(s.snapshot(snaps[0].id).expect("snap").state, LedgerState::Deleting);
+    assert_eq!(
+        s.snapshot(snaps[0].id).expect("snap").state,
+        LedgerState::Deleting
+    );
     s.finish_op(del.id, None, t(5)).expect("finish delete");
-    assert!(s.live_snapshots("qc", "db", "vol-1").expect("live").is_empty());
+    assert!(s
+        .live_snapshots("qc", "db", "vol-1")
+        .expect("live")
+        .is_empty());
 }
 
 #[test]
 fn summaries_count_consecutive_failures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = State::open(&dir.path().join("s.db")).expect("open");
-    for (i, state) in [RunState::Succeeded, RunState::Failed, RunState::Failed].into_iter().enumerate() {
-        let Begin::Started(id) = s.begin_run(&new_run(t(i as u32 * 10)), t(0)).expect("begin") else {
+    for (i, state) in [RunState::Succeeded, RunState::Failed, RunState::Failed]
+        .into_iter()
+        .enumerate()
+    {
+        let Begin::Started(id) = s
+            .begin_run(&new_run(t(i as u32 * 10)), t(0))
+            .expect("begin")
+        else {
             panic!("must start");
         };
-        s.set_run_state(id, state, (state == RunState::Failed).then_some("boom"), t(i as u32 * 10 + 1))
-            .expect("state");
+        s.set_run_state(
+            id,
+            state,
+            (state == RunState::Failed).then_some("boom"),
+            t(i as u32 * 10 + 1),
+        )
+        .expect("state");
     }
     let sum = s.summaries().expect("summaries");
     assert_eq!(sum.len(), 1);

@@ -77,29 +77,41 @@ impl Client {
             .as_ref()
             .map_err(|e| ProviderError::new(ErrorKind::Permanent, action, e.clone()))?;
 
-        let mut all = params;
-        all.extend([
-            ("action".to_string(), action.to_string()),
-            ("zone".to_string(), self.zone.clone()),
-            ("time_stamp".to_string(), sign::time_stamp(Utc::now())),
-            ("access_key_id".to_string(), self.access_key_id.clone()),
-            ("version".to_string(), "1".to_string()),
-            (
-                "signature_method".to_string(),
-                sign::SIGNATURE_METHOD.to_string(),
-            ),
-            (
-                "signature_version".to_string(),
-                sign::SIGNATURE_VERSION.to_string(),
-            ),
-        ]);
-        let signed = sign::sign("GET", &endpoint.path, &all, self.secret.expose());
-        // Built by hand so the query goes out exactly as signed; the URL
-        // carries the signature and is never logged.
-        let url = format!("{}?{}", endpoint.base, signed.query_with_signature());
-
         let started = Instant::now();
-        let sent = self.api.send(action, self.api.http.get(url)).await;
+        // Kept to scrub it from any message the API echoes back.
+        let mut signature = String::new();
+        let sent = self
+            .api
+            .send(action, |http: &reqwest::Client| {
+                let mut all = params;
+                all.extend([
+                    ("action".to_string(), action.to_string()),
+                    ("zone".to_string(), self.zone.clone()),
+                    // Signed after the rate-limit wait: a queued request
+                    // never goes out with a stale time stamp.
+                    ("time_stamp".to_string(), sign::time_stamp(Utc::now())),
+                    ("access_key_id".to_string(), self.access_key_id.clone()),
+                    ("version".to_string(), "1".to_string()),
+                    (
+                        "signature_method".to_string(),
+                        sign::SIGNATURE_METHOD.to_string(),
+                    ),
+                    (
+                        "signature_version".to_string(),
+                        sign::SIGNATURE_VERSION.to_string(),
+                    ),
+                ]);
+                let signed = sign::sign("GET", &endpoint.path, &all, self.secret.expose());
+                signature = signed.signature.clone();
+                // Built by hand so the query goes out exactly as signed; the
+                // URL carries the signature and is never logged.
+                http.get(format!(
+                    "{}?{}",
+                    endpoint.base,
+                    signed.query_with_signature()
+                ))
+            })
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let (status, headers, body) = match sent {
             Ok(r) => r,
@@ -130,7 +142,7 @@ impl Client {
         };
         tracing::debug!(action, zone = %self.zone, ret_code, elapsed_ms, "qingcloud call");
         if ret_code != 0 {
-            let message = envelope.message.map(|m| self.scrub(&m, &signed.signature));
+            let message = envelope.message.map(|m| self.scrub(&m, &signature));
             return Err(errors::api_error(action, ret_code, message.as_deref()));
         }
         T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
