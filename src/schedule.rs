@@ -1,8 +1,74 @@
-//! Cron schedules in a time zone -> slot instants. The only module that does
-//! calendar arithmetic.
+//! Cron schedules in an IANA time zone -> slot instants. The only module that
+//! does calendar arithmetic.
+//!
+//! **Owns:** parsing a policy's cron expression (5 fields `min hour dom month
+//! dow`, or 6 fields `sec min hour dom month dow`; no year field) and turning
+//! it, together with the policy's time zone, into *slots*: UTC instants,
+//! whole seconds, strictly increasing, never the same instant twice.
+//!
+//! **Must not:** read the clock (every query takes the reference instant as an
+//! argument; only [`waker`] deals with "now"), do I/O, or know what a slot is
+//! used for. Nobody else may do calendar arithmetic: ask a [`Schedule`].
+//!
+//! # Daylight saving time (Vixie cron / OCPS rules)
+//!
+//! A pattern is matched against *wall-clock* time in the zone. Wall-clock time
+//! has holes (spring forward) and repeats (fall back), so each pattern is one
+//! of two kinds, decided like Vixie cron does:
+//!
+//! * **Fixed-time** — the second, minute and hour fields are all explicit
+//!   values (`30 2 * * *`, `0 30 1,13 * * *`, `0 8-17 * * *`). Such a job is
+//!   about a time of day:
+//!   * if that time falls in a spring-forward gap it runs **once, at the first
+//!     instant after the gap** (02:30 in New York on 2026-03-08 -> 03:00 EDT =
+//!     07:00 UTC);
+//!   * if that time is repeated on fall-back it runs **once, at the first
+//!     occurrence** (the daylight-time one).
+//! * **Interval** — any of those fields is `*` or stepped (`*/15`, `0/10`,
+//!   `1-23/2`). Such a job is about elapsed time: it runs at every matching
+//!   wall-clock time that exists, so it skips the times a gap removes and runs
+//!   in **both** passes of a repeated hour. `0 */15 * * * *` is therefore
+//!   exactly 15 real minutes apart across both transitions.
+//!
+//! # Why not croner's time-zone search or tokio-cron-scheduler's
+//!
+//! croner 3 searches in naive local time and re-attaches the zone, which
+//! loses which pass of a repeated hour the reference instant was in: asked for
+//! the slot after 01:05 EST (second pass) it answers 01:15 **EDT**, an instant
+//! *before* the question; chained, it drops the second pass of interval jobs;
+//! and its gap rule fires a daily 01:30 job a second time at 03:00 on
+//! spring-forward day. tokio-cron-scheduler 0.15 takes its first tick from
+//! croner and then freezes the zone's UTC offset at job creation (upstream
+//! issues #87 and #107), so every slot after a transition is an hour off. The
+//! tests (`schedule/tests.rs`) run the same DST table against both and assert
+//! the exact list of cases each fails.
+//!
+//! So croner is used only as a *calendar matcher* on naive wall-clock times
+//! (evaluated in UTC, which has no DST), and this module maps wall-clock
+//! candidates to instants itself, one constant-offset stretch of the time line
+//! at a time.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration as TimeDelta, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
+
+pub mod waker;
+
+/// Step for probing a zone's UTC offset when looking for the next change.
+///
+/// chrono-tz does not expose its transition table, so transitions are found by
+/// sampling the offset every hour and bisecting to the exact second. This
+/// assumes no zone changes its offset twice within one hour and lands back on
+/// the same offset — true of every transition in the tz database.
+const OFFSET_PROBE_SECS: i64 = 3600;
+
+/// Upper bound on constant-offset stretches crossed by one query. A DST zone
+/// has two a year, and since the pattern has no year field the rarest pattern
+/// (29 February) matches at least every eight years; 1024 is far beyond that
+/// and only guards against an endless loop on corrupt zone data.
+const MAX_OFFSET_STRETCHES: usize = 1024;
+
+/// How many upcoming wall-clock matches [`Schedule::nominal_interval`] looks at.
+const NOMINAL_SAMPLE: usize = 32;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid schedule {expr:?}: {reason}")]
@@ -17,26 +83,66 @@ pub struct Schedule {
     expr: String,
     tz: Tz,
     cron: croner::Cron,
+    /// Fixed-time vs interval, see the module doc.
+    fixed_time: bool,
+    nominal: std::time::Duration,
 }
 
 impl Schedule {
     /// Parses a 5-field (min hour dom month dow) or 6-field (sec min hour dom
-    /// month dow) expression.
+    /// month dow) expression. Day-of-month and day-of-week combine with OR, as
+    /// in Vixie cron. `@daily`-style nicknames and a year field are refused.
     pub fn parse(expr: &str, tz: Tz) -> Result<Schedule, ScheduleError> {
+        let error = |reason: String| ScheduleError {
+            expr: expr.to_string(),
+            reason,
+        };
+        let fields = expr.split_whitespace().count();
+        match fields {
+            0 => {
+                return Err(error(
+                    "it is empty; expected 5 fields (min hour dom month dow) \
+                     or 6 fields (sec min hour dom month dow)"
+                        .to_string(),
+                ))
+            }
+            5 | 6 => {}
+            n => {
+                return Err(error(format!(
+                    "it has {n} field(s); expected 5 fields (min hour dom month dow) \
+                     or 6 fields (sec min hour dom month dow); a year field and \
+                     @nicknames are not supported"
+                )))
+            }
+        }
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build()
             .parse(expr)
-            .map_err(|e| ScheduleError {
-                expr: expr.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Schedule {
+            .map_err(|e| error(e.to_string()))?;
+
+        // Vixie's rule: a field written with `*` or a step is an interval.
+        let pattern = &cron.pattern;
+        let fixed_time = [
+            (pattern.seconds.from_wildcard, pattern.seconds.step),
+            (pattern.minutes.from_wildcard, pattern.minutes.step),
+            (pattern.hours.from_wildcard, pattern.hours.step),
+        ]
+        .iter()
+        .all(|&(wildcard, step)| !wildcard && step == 1);
+
+        let mut schedule = Schedule {
             expr: expr.to_string(),
             tz,
             cron,
-        })
+            fixed_time,
+            nominal: std::time::Duration::ZERO,
+        };
+        schedule.nominal = schedule.compute_nominal_interval().ok_or_else(|| {
+            error("it never matches a date (e.g. 30 February); nothing would ever run".to_string())
+        })?;
+        Ok(schedule)
     }
 
     pub fn expr(&self) -> &str {
@@ -47,12 +153,251 @@ impl Schedule {
         self.tz
     }
 
+    /// True for fixed-time patterns (see the module doc for what that changes
+    /// on DST days).
+    pub fn is_fixed_time(&self) -> bool {
+        self.fixed_time
+    }
+
     /// The first slot strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.tz);
+        // Slots are whole seconds, so "after 12:00:00.5" is "after 12:00:00".
+        let mut start = floor_to_second(after);
+        // The first stretch excludes `start` itself; later stretches begin at
+        // an offset change, which is itself a candidate instant.
+        let mut inclusive = false;
+        for _ in 0..MAX_OFFSET_STRETCHES {
+            let offset = self.offset_at(start);
+            // Within a stretch of constant offset, wall clock = instant + offset.
+            let wall = self.wall_next(start.naive_utc() + offset, inclusive)?;
+            let candidate = Utc.from_utc_datetime(&(wall - offset));
+            match self.first_offset_change(start, candidate, offset) {
+                None => {
+                    if self.fixed_time && !self.is_first_occurrence(wall, candidate) {
+                        // Second pass of a repeated hour: a fixed-time job
+                        // already had its slot in the first pass.
+                        start = candidate;
+                        inclusive = false;
+                        continue;
+                    }
+                    return Some(candidate);
+                }
+                Some(change) => {
+                    // No candidate before `change` at the old offset.
+                    let new_offset = self.offset_at(change);
+                    if self.fixed_time
+                        && new_offset > offset
+                        && self.matches_in_gap(change, offset, new_offset)
+                    {
+                        return Some(change);
+                    }
+                    start = change;
+                    inclusive = true;
+                }
+            }
+        }
+        None
+    }
+
+    /// The next `n` slots strictly after `after`, in order.
+    pub fn next_n(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut slots = Vec::with_capacity(n.min(1024));
+        let mut cursor = after;
+        while slots.len() < n {
+            match self.next_after(cursor) {
+                Some(slot) => {
+                    slots.push(slot);
+                    cursor = slot;
+                }
+                None => break,
+            }
+        }
+        slots
+    }
+
+    /// The last slot at or before `t` (for `catch_up`). Searches backwards
+    /// from `t`, so its cost depends on the distance to that slot, not on how
+    /// long the schedule has existed.
+    pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut end = floor_to_second(t);
+        for _ in 0..MAX_OFFSET_STRETCHES {
+            let offset = self.offset_at(end);
+            let wall = self.wall_prev(end.naive_utc() + offset)?;
+            let candidate = Utc.from_utc_datetime(&(wall - offset));
+            match self.last_offset_change(candidate, end, offset) {
+                None => {
+                    if self.fixed_time && !self.is_first_occurrence(wall, candidate) {
+                        end = candidate - TimeDelta::seconds(1);
+                        continue;
+                    }
+                    return Some(candidate);
+                }
+                Some(change) => {
+                    // `change` is the first instant at `offset`; nothing
+                    // matches in [change, end].
+                    let old_offset = self.offset_at(change - TimeDelta::seconds(1));
+                    if self.fixed_time
+                        && offset > old_offset
+                        && self.matches_in_gap(change, old_offset, offset)
+                    {
+                        return Some(change);
+                    }
+                    end = change - TimeDelta::seconds(1);
+                }
+            }
+        }
+        None
+    }
+
+    /// The typical gap between slots: the smallest gap between consecutive
+    /// wall-clock matches over the next few matches, ignoring DST. Real gaps
+    /// around a transition differ by the DST shift (a daily job has 23 h and
+    /// 25 h days; a fixed-time job moved out of a gap can come sooner), so a
+    /// staleness check must allow for an hour or so of slack.
+    pub fn nominal_interval(&self) -> std::time::Duration {
+        self.nominal
+    }
+
+    /// Min gap between wall-clock matches from a fixed reference date, so the
+    /// answer does not depend on when it is asked. None if the pattern never
+    /// matches.
+    fn compute_nominal_interval(&self) -> Option<std::time::Duration> {
+        let reference = NaiveDate::from_ymd_opt(2001, 1, 1)?.and_hms_opt(0, 0, 0)?;
+        let mut previous = self.wall_next(reference, true)?;
+        let mut min_gap: Option<TimeDelta> = None;
+        for _ in 0..NOMINAL_SAMPLE {
+            let Some(next) = self.wall_next(previous, false) else {
+                break;
+            };
+            let gap = next - previous;
+            min_gap = Some(min_gap.map_or(gap, |m| m.min(gap)));
+            previous = next;
+        }
+        // A pattern without a year field that matches once matches again; no
+        // second match within croner's search limit means "effectively never".
+        min_gap.and_then(|g| g.to_std().ok())
+    }
+
+    fn offset_at(&self, t: DateTime<Utc>) -> TimeDelta {
+        let secs = self
+            .tz
+            .offset_from_utc_datetime(&t.naive_utc())
+            .fix()
+            .local_minus_utc();
+        TimeDelta::seconds(i64::from(secs))
+    }
+
+    fn offset_at_secs(&self, secs: i64) -> Option<TimeDelta> {
+        DateTime::from_timestamp(secs, 0).map(|t| self.offset_at(t))
+    }
+
+    /// Next wall-clock time matching the pattern, as pure calendar arithmetic:
+    /// croner is run in UTC, which has no gaps or repeats.
+    fn wall_next(&self, wall: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
         self.cron
-            .find_next_occurrence(&local, false)
+            .find_next_occurrence(&Utc.from_utc_datetime(&wall), inclusive)
             .ok()
+            .map(|t| t.naive_utc())
+    }
+
+    /// Latest wall-clock time at or before `wall` matching the pattern.
+    fn wall_prev(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.cron
+            .find_previous_occurrence(&Utc.from_utc_datetime(&wall), true)
+            .ok()
+            .map(|t| t.naive_utc())
+    }
+
+    /// Whether `instant` is the first (or only) instant showing wall-clock
+    /// time `wall` in this zone.
+    fn is_first_occurrence(&self, wall: NaiveDateTime, instant: DateTime<Utc>) -> bool {
+        self.tz
+            .from_local_datetime(&wall)
+            .earliest()
             .map(|t| t.with_timezone(&Utc))
+            == Some(instant)
+    }
+
+    /// Whether a wall-clock time skipped by the forward change at `change`
+    /// (from `before` to `after` offset) matches the pattern.
+    fn matches_in_gap(&self, change: DateTime<Utc>, before: TimeDelta, after: TimeDelta) -> bool {
+        let gap_start = change.naive_utc() + before;
+        let gap_end = change.naive_utc() + after;
+        self.wall_next(gap_start, true)
+            .is_some_and(|wall| wall < gap_end)
+    }
+
+    /// The first instant in `(from, to]` whose offset differs from `offset`
+    /// (the offset at `from`).
+    fn first_offset_change(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        offset: TimeDelta,
+    ) -> Option<DateTime<Utc>> {
+        let end = to.timestamp();
+        let mut low = from.timestamp();
+        while low < end {
+            let probe = (low + OFFSET_PROBE_SECS).min(end);
+            if self.offset_at_secs(probe)? != offset {
+                // Invariant: offset(low) == offset, offset(high) != offset.
+                let mut high = probe;
+                while high - low > 1 {
+                    let mid = low + (high - low) / 2;
+                    if self.offset_at_secs(mid)? == offset {
+                        low = mid;
+                    } else {
+                        high = mid;
+                    }
+                }
+                return DateTime::from_timestamp(high, 0);
+            }
+            low = probe;
+        }
+        None
+    }
+
+    /// The latest offset change in `(from, to]`: the first instant of the
+    /// stretch at `offset` (the offset at `to`), if that stretch starts after
+    /// `from`.
+    fn last_offset_change(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        offset: TimeDelta,
+    ) -> Option<DateTime<Utc>> {
+        let start = from.timestamp();
+        let mut high = to.timestamp();
+        while high > start {
+            let probe = (high - OFFSET_PROBE_SECS).max(start);
+            if self.offset_at_secs(probe)? != offset {
+                // Invariant: offset(low) != offset, offset(high) == offset.
+                let mut low = probe;
+                while high - low > 1 {
+                    let mid = low + (high - low) / 2;
+                    if self.offset_at_secs(mid)? == offset {
+                        high = mid;
+                    } else {
+                        low = mid;
+                    }
+                }
+                return DateTime::from_timestamp(high, 0);
+            }
+            high = probe;
+        }
+        None
     }
 }
+
+/// A slot as used in snapshot names: `20260308T070000Z`.
+pub fn slot_label(slot: DateTime<Utc>) -> String {
+    slot.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    // Dropping the sub-second part of a valid instant is always representable.
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests;
