@@ -693,4 +693,15 @@ async fn control_endpoints() {
     assert_eq!(settings["job_duration_ms"], 10);
     let (_, jobs) = h.get("/_sim/qingcloud/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0));
+
+    // An absurd duration means "never finishes", not a crash.
+    h.post(
+        "/_sim/settings",
+        &json!({"job_duration_ms": u64::MAX}).to_string(),
+    )
+    .await;
+    let r = h.call("CreateSnapshots", &[("resources.1", "vol-a")]).await;
+    assert_eq!(r["ret_code"], 0, "{r}");
+    let (_, jobs) = h.get("/_sim/qingcloud/jobs").await;
+    assert_eq!(jobs["jobs"][0]["status"], "pending");
 }

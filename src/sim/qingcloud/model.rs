@@ -176,6 +176,15 @@ pub(crate) struct SnapView {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+/// `start + duration`, saturating: an absurd `job_duration_ms` from the
+/// control API means "never", not a panic.
+fn after(start: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|d| start.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[derive(Default)]
 pub(crate) struct QingState {
     credentials: HashMap<String, String>,
@@ -301,7 +310,6 @@ impl QingState {
                 break id;
             }
         };
-        let duration = chrono::TimeDelta::from_std(plan.duration).unwrap_or(chrono::TimeDelta::MAX);
         let seq = self.next_seq();
         self.jobs.insert(
             id.clone(),
@@ -312,8 +320,8 @@ impl QingState {
                 action,
                 resource_ids,
                 create_time: now,
-                pending_until: now + duration / 4,
-                finish_at: now + duration,
+                pending_until: after(now, plan.duration / 4),
+                finish_at: after(now, plan.duration),
                 outcome: plan.outcome,
             },
         );
@@ -365,7 +373,10 @@ impl QingState {
                 ..available
             },
             Some((JobStatus::Successful, job)) => {
-                let ceased = now >= job.finish_at + DELETED_RETENTION;
+                let ceased = job
+                    .finish_at
+                    .checked_add_signed(DELETED_RETENTION)
+                    .is_some_and(|t| now >= t);
                 SnapView {
                     status: if ceased {
                         SnapStatus::Ceased
@@ -425,7 +436,6 @@ impl QingState {
             }
         }
         let plan = plan();
-        let half = chrono::TimeDelta::from_std(plan.duration / 2).unwrap_or(chrono::TimeDelta::MAX);
         let mut new_ids = Vec::with_capacity(resources.len());
         let mut job_resources = Vec::with_capacity(resources.len() * 2);
         let mut drafts = Vec::with_capacity(resources.len());
@@ -480,7 +490,7 @@ impl QingState {
                     create_time: now,
                     create_job: Some(job_id.clone()),
                     delete_job: None,
-                    taken_at: now + half,
+                    taken_at: after(now, plan.duration / 2),
                 },
             );
             if let Some(r) = self.resources.get_mut(&rid) {
