@@ -1,1 +1,196 @@
-//! The cloud simulator (placeholder).
+//! The built-in cloud simulator: the clouds' wire protocols on loopback.
+//!
+//! Operators use it to try a policy file; the end-to-end tests trust it to
+//! behave like the real services (request shapes, signatures, status
+//! enumerations, error bodies, pagination limits). It must therefore never
+//! share code with `crate::providers`: it checks the clients, so it carries
+//! its own reading of each API.
+//!
+//! Layout: one module per cloud dialect (its state, its routes, its own
+//! control endpoints) on top of plumbing every dialect shares — the request
+//! journal, fault injection and settings (`control`, `faults`, `journal`) and
+//! the connection wrapper that can drop a connection on purpose (`conn`).
+//! Adding a cloud means one more dialect module, one field in [`SimState`],
+//! its name in [`DIALECTS`] and its routes merged in [`Simulator::router`].
+//!
+//! Time is the real wall clock. Snapshot and job states are not advanced by a
+//! background task: each is derived from timestamps when it is read, so the
+//! simulator is cheap and its answers depend only on elapsed time.
+
+mod conn;
+mod control;
+mod faults;
+mod journal;
+mod qingcloud;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+
+pub use conn::ConnHandle;
+
+/// Access key a fresh [`Simulator`] accepts for QingCloud.
+pub const DEFAULT_QINGCLOUD_ACCESS_KEY_ID: &str = "QYSIMACCESSKEY";
+/// Secret belonging to [`DEFAULT_QINGCLOUD_ACCESS_KEY_ID`].
+pub const DEFAULT_QINGCLOUD_SECRET: &str = "sim-qingcloud-secret";
+
+/// Names of the dialects this simulator serves, as used by the control API
+/// (`"dialect"` in faults and in the request journal).
+pub const DIALECTS: &[&str] = &[qingcloud::DIALECT];
+
+/// How the simulator behaves when it starts; most of it can be changed later
+/// through `POST /_sim/settings`.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// How long create/delete jobs stay pending/working before they end.
+    pub job_duration: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            job_duration: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything the simulator knows, behind one lock. Handlers never hold the
+/// lock across an `.await`.
+pub(crate) struct SimState {
+    pub(crate) settings: control::Settings,
+    pub(crate) journal: journal::Journal,
+    pub(crate) faults: faults::FaultRegistry,
+    pub(crate) qingcloud: qingcloud::QingState,
+}
+
+/// A running simulator's shared state; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Simulator {
+    state: Arc<Mutex<SimState>>,
+}
+
+impl Simulator {
+    pub fn new(opts: SimOptions) -> Self {
+        let mut qing = qingcloud::QingState::default();
+        qing.add_credentials(DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET);
+        Simulator {
+            state: Arc::new(Mutex::new(SimState {
+                settings: control::Settings {
+                    job_duration: opts.job_duration,
+                    job_id_as_array: false,
+                },
+                journal: journal::Journal::default(),
+                faults: faults::FaultRegistry::default(),
+                qingcloud: qing,
+            })),
+        }
+    }
+
+    /// All dialects plus the control API under `/_sim/`.
+    ///
+    /// Served through [`Simulator::serve`], the `drop_connection` fault closes
+    /// the TCP connection without an answer and the control API refuses
+    /// non-loopback peers. Served any other way (e.g. `axum::serve` on a plain
+    /// listener) a dropped connection is approximated by aborting the body.
+    pub fn router(&self) -> Router {
+        let control = control::routes()
+            .merge(qingcloud::control_routes())
+            .layer(axum::middleware::from_fn(control::loopback_only));
+        Router::new()
+            .merge(qingcloud::routes())
+            .merge(control)
+            .fallback(control::not_found)
+            .with_state(self.clone())
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<ConnHandle>();
+        axum::serve(conn::SimListener::new(listener), app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    pub fn add_qingcloud_credentials(&self, access_key_id: &str, secret_access_key: &str) {
+        self.lock()
+            .qingcloud
+            .add_credentials(access_key_id, secret_access_key);
+    }
+
+    pub fn seed_qingcloud_volume(&self, zone: &str, volume_id: &str, volume_name: &str) {
+        self.lock().qingcloud.seed_resource(
+            zone,
+            volume_id,
+            volume_name,
+            qingcloud::ResourceKind::Volume,
+        );
+    }
+
+    pub fn seed_qingcloud_instance(&self, zone: &str, instance_id: &str, instance_name: &str) {
+        self.lock().qingcloud.seed_resource(
+            zone,
+            instance_id,
+            instance_name,
+            qingcloud::ResourceKind::Instance,
+        );
+    }
+
+    /// A snapshot made outside snapwarden (manual); returns its id.
+    /// `create_time` None = now. The snapshot is full and available at once;
+    /// an unknown `resource_id` is registered first (`i-…` as an instance,
+    /// anything else as a volume) so that seeding never fails.
+    pub fn seed_qingcloud_snapshot(
+        &self,
+        zone: &str,
+        resource_id: &str,
+        snapshot_name: &str,
+        create_time: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
+        let now = chrono::Utc::now();
+        self.lock().qingcloud.seed_snapshot(
+            zone,
+            resource_id,
+            snapshot_name,
+            create_time.unwrap_or(now),
+        )
+    }
+
+    /// The lock is only poisoned if a handler panicked while holding it; the
+    /// state is plain data that stays consistent between statements, so the
+    /// simulator keeps serving rather than failing every later request.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Default for Simulator {
+    fn default() -> Self {
+        Simulator::new(SimOptions::default())
+    }
+}
+
+/// Random lowercase alphanumeric id body, as the clouds use (`ss-umocjmc3`).
+pub(crate) fn random_id(prefix: &str, len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(prefix.len() + len);
+    id.push_str(prefix);
+    for _ in 0..len {
+        let i = rng.random_range(0..ALPHABET.len());
+        id.push(char::from(ALPHABET[i]));
+    }
+    id
+}

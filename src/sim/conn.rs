@@ -1,0 +1,148 @@
+//! Connections as the simulator sees them: the peer address (the control
+//! API is loopback only) and a switch to drop the connection without an
+//! answer (the `drop_connection` fault).
+//!
+//! HTTP handlers cannot reach the socket, so every accepted stream is wrapped
+//! in [`SimIo`] whose writes start failing once the handler flips the shared
+//! switch; hyper then closes the connection before any byte of the answer
+//! goes out, which is what a client sees when a load balancer resets it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP listener whose connections can be dropped by a handler.
+pub(crate) struct SimListener {
+    inner: TcpListener,
+}
+
+impl SimListener {
+    pub(crate) fn new(inner: TcpListener) -> Self {
+        SimListener { inner }
+    }
+}
+
+impl Listener for SimListener {
+    type Io = SimIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = Listener::accept(&mut self.inner).await;
+        let io = SimIo {
+            stream,
+            dropped: Arc::new(AtomicBool::new(false)),
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Listener::local_addr(&self.inner)
+    }
+}
+
+/// A TCP stream that fails every write once it was marked dropped.
+pub(crate) struct SimIo {
+    stream: TcpStream,
+    dropped: Arc<AtomicBool>,
+}
+
+impl SimIo {
+    fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+fn dropped_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dropped by the simulator (drop_connection fault)",
+    )
+}
+
+impl AsyncRead for SimIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// What a handler knows about its connection (request extension
+/// `ConnectInfo<ConnHandle>`, present when served by `Simulator::serve`).
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    peer: SocketAddr,
+    dropped: Arc<AtomicBool>,
+}
+
+impl ConnHandle {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Make the connection close without sending the answer.
+    pub(crate) fn drop_connection(&self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Connected<IncomingStream<'_, SimListener>> for ConnHandle {
+    fn connect_info(stream: IncomingStream<'_, SimListener>) -> Self {
+        ConnHandle {
+            peer: *stream.remote_addr(),
+            dropped: stream.io().dropped.clone(),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The QingCloud IaaS dialect, served at `/iaas/` like
+//! `https://api.qingcloud.com/iaas/` (qingcloud.md).
+//!
+//! One request goes: decode the query (GET) or form body (POST) → answer
+//! faults → common parameters, clock window, access key and signature →
+//! the action (`actions`) → JSON with HTTP 200, `ret_code` 0 or an error
+//! code. Every request, rejected or not, lands in the journal.
+
+mod actions;
+mod control;
+mod errors;
+mod model;
+mod signature;
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use percent_encoding::percent_decode_str;
+
+pub(crate) use control::routes as control_routes;
+pub(crate) use model::{QingState, ResourceKind};
+
+use super::conn::ConnHandle;
+use super::faults::{self, FaultKind};
+use super::journal::RequestRecord;
+use super::{SimState, Simulator};
+use errors::ApiError;
+use signature::SignatureMethod;
+
+/// The dialect's name in the control API.
+pub(crate) const DIALECT: &str = "qingcloud";
+
+/// Largest request body read; QingCloud requests are small forms.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// How far `time_stamp` may be from the server clock (qingcloud.md §6).
+const TIME_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Parameters every call must carry (qingcloud.md §2).
+const COMMON_PARAMS: &[&str] = &[
+    "action",
+    "zone",
+    "time_stamp",
+    "access_key_id",
+    "version",
+    "signature_method",
+    "signature_version",
+    "signature",
+];
+
+pub(crate) type Params = BTreeMap<String, String>;
+
+/// `/iaas/` as documented, and `/iaas` as the Go SDK's default config sends
+/// it; the signature covers whichever path was actually requested.
+pub(crate) fn routes() -> Router<Simulator> {
+    Router::new()
+        .route("/iaas/", get(iaas).post(iaas))
+        .route("/iaas", get(iaas).post(iaas))
+}
+
+async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
+    let now = Utc::now();
+    let conn = req
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|ConnectInfo(c)| c.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+
+    let mut params = Params::new();
+    let decoded = decode_request(&method, &query, body, &mut params);
+    let action = params.get("action").cloned().unwrap_or_default();
+
+    let (answer, latency) = {
+        let mut guard = sim.lock();
+        let SimState {
+            settings,
+            journal,
+            faults: registry,
+            qingcloud,
+        } = &mut *guard;
+        let hit = registry.for_request(DIALECT, &action);
+        let mut job_fault = None;
+        let outcome = match hit.answer {
+            Some(FaultKind::Throttle) => Outcome::Api(Err(ApiError::server_busy())),
+            Some(FaultKind::Quota) => Outcome::Api(Err(ApiError::quota())),
+            Some(FaultKind::ServerError) => Outcome::ServerError,
+            _ => Outcome::Api(decoded.and_then(|()| {
+                authenticate(qingcloud, method.as_str(), &path, &params, now)?;
+                let zone = params.get("zone").map(String::as_str).unwrap_or_default();
+                let mut ctx = actions::Ctx {
+                    qing: qingcloud,
+                    planner: actions::JobPlanner {
+                        faults: registry,
+                        duration: settings.job_duration,
+                        fault_hit: None,
+                    },
+                    job_id_as_array: settings.job_id_as_array,
+                    params: &params,
+                    zone,
+                    now,
+                };
+                let result = actions::dispatch(&action, &mut ctx);
+                job_fault = ctx.planner.fault_hit;
+                result
+            })),
+        };
+        let json = match &outcome {
+            Outcome::Api(Ok(value)) => Some(value.to_string().into_bytes()),
+            Outcome::Api(Err(err)) => Some(err.to_json().to_string().into_bytes()),
+            Outcome::ServerError => None,
+        };
+        let ret_code = match &outcome {
+            Outcome::Api(Ok(_)) => Some(0),
+            Outcome::Api(Err(err)) => Some(err.ret_code),
+            Outcome::ServerError => None,
+        };
+        let answer = match (hit.answer, json) {
+            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
+            (Some(FaultKind::Malformed), Some(json)) => faults::malformed_response(&json),
+            (_, Some(json)) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            (_, None) => faults::server_error_response(),
+        };
+        let mut fault_names = hit.names();
+        if let Some(kind) = job_fault {
+            fault_names.push(kind.name());
+        }
+        let dropped = hit.answer == Some(FaultKind::DropConnection);
+        let mut logged = params;
+        logged.remove("signature");
+        journal.push(RequestRecord {
+            seq: 0,
+            time: now,
+            dialect: DIALECT.to_string(),
+            method: method.to_string(),
+            action,
+            params: logged,
+            ret_code,
+            http_status: (!dropped).then(|| answer.status().as_u16()),
+            fault: (!fault_names.is_empty()).then(|| fault_names.join(",")),
+        });
+        (answer, hit.latency)
+    };
+    if let Some(delay) = latency {
+        tokio::time::sleep(delay).await;
+    }
+    answer
+}
+
+enum Outcome {
+    Api(Result<serde_json::Value, ApiError>),
+    ServerError,
+}
+
+/// Fills `params` from the query string and, for POST, the form body.
+/// Form decoding: `+` is a space, `%2B` a plus; values must be UTF-8. On a
+/// decoding error `params` keeps what was read so far (for the journal).
+fn decode_request(
+    method: &Method,
+    query: &str,
+    body: Result<Bytes, axum::Error>,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    decode_form(query, params)?;
+    if method == Method::POST {
+        let body = body.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
+        decode_form(text.trim_end_matches(['\r', '\n']), params)?;
+    }
+    Ok(())
+}
+
+fn decode_form(input: &str, params: &mut Params) -> Result<(), ApiError> {
+    for pair in input.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        params.insert(decode_component(key)?, decode_component(value)?);
+    }
+    Ok(())
+}
+
+fn decode_component(raw: &str) -> Result<String, ApiError> {
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::malformed(&format!("[{raw}] is not valid UTF-8 once decoded")))
+}
+
+/// Common parameters, clock window, access key, signature — in that order.
+fn authenticate(
+    qing: &QingState,
+    method: &str,
+    path: &str,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let get = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    if let Some(missing) = COMMON_PARAMS.iter().find(|p| get(p).is_empty()) {
+        return Err(ApiError::missing(missing));
+    }
+    for name in ["version", "signature_version"] {
+        if get(name) != "1" {
+            return Err(ApiError::invalid(name, get(name)));
+        }
+    }
+    let algorithm = SignatureMethod::parse(get("signature_method"))
+        .ok_or_else(|| ApiError::invalid("signature_method", get("signature_method")))?;
+    let time_stamp = parse_time(get("time_stamp"))
+        .ok_or_else(|| ApiError::invalid("time_stamp", get("time_stamp")))?;
+    let fresh = match params.get("expires") {
+        Some(raw) => parse_time(raw).ok_or_else(|| ApiError::invalid("expires", raw))? > now,
+        None => (now - time_stamp).abs() <= TIME_WINDOW,
+    };
+    if !fresh {
+        return Err(ApiError::expired(get("time_stamp")));
+    }
+    let key = get("access_key_id");
+    let secret = qing.secret(key).ok_or_else(|| ApiError::unknown_key(key))?;
+    if !signature::verify(algorithm, secret, method, path, params, get("signature")) {
+        return Err(ApiError::bad_signature());
+    }
+    Ok(())
+}
+
+/// ISO 8601 UTC as QingCloud sends it (`2024-01-01T00:00:00Z`); any RFC 3339
+/// offset is accepted too.
+fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `2024-01-01T02:30:01Z`: QingCloud's timestamps have whole seconds.
+pub(crate) fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A minimal, independent QingCloud client for the simulator's tests.
+    use super::signature::{sign, SignatureMethod};
+    use super::Params;
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+    const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+
+    /// Adds the common parameters for `action` and signs them; returns the
+    /// encoded query/body including `signature`.
+    #[allow(clippy::too_many_arguments)] // a flat call reads best in tests
+    pub(crate) fn signed_query(
+        method: &str,
+        path: &str,
+        access_key_id: &str,
+        secret: &str,
+        time_stamp: &str,
+        action: &str,
+        zone: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut params: Params = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [
+            ("action", action),
+            ("zone", zone),
+            ("time_stamp", time_stamp),
+            ("access_key_id", access_key_id),
+            ("version", "1"),
+            ("signature_method", "HmacSHA256"),
+            ("signature_version", "1"),
+        ] {
+            params.insert(k.to_string(), v.to_string());
+        }
+        let sig = sign(SignatureMethod::HmacSha256, secret, method, path, &params);
+        params.insert("signature".to_string(), sig);
+        params
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(k, ENCODE),
+                    utf8_percent_encode(v, ENCODE)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_treats_plus_as_space_and_percent_2b_as_plus() {
+        let mut p = Params::new();
+        decode_form(
+            "snapshot_name=a+b%20c&signature=ab%2Bcd%3D%3D&empty",
+            &mut p,
+        )
+        .expect("valid form");
+        assert_eq!(p["snapshot_name"], "a b c");
+        assert_eq!(p["signature"], "ab+cd==");
+        assert_eq!(p["empty"], "");
+    }
+
+    #[test]
+    fn form_decoding_rejects_invalid_utf8() {
+        let mut p = Params::new();
+        let err = decode_form("a=%FF", &mut p).expect_err("not UTF-8");
+        assert_eq!(err.ret_code, 1100);
+    }
+
+    #[test]
+    fn time_format_has_whole_seconds() {
+        let t = parse_time("2024-01-01T02:30:01.750Z").expect("valid time");
+        assert_eq!(format_time(t), "2024-01-01T02:30:01Z");
+    }
+}

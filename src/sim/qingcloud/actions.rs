@@ -1,0 +1,447 @@
+//! The QingCloud actions the simulator answers, their parameters (list
+//! flattening `name.N`, paging) and their JSON shapes (qingcloud.md §3, §7
+//! and the CLI transcript in reference/004).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::errors::ApiError;
+use super::model::{JobOutcome, JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
+use super::{format_time, Params, DIALECT};
+use crate::sim::faults::{FaultKind, FaultRegistry};
+
+/// Default page size and the server-side cap (qingcloud.md §1, DOC-off).
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+/// What one action may touch.
+pub(crate) struct Ctx<'a> {
+    pub qing: &'a mut QingState,
+    pub planner: JobPlanner<'a>,
+    pub job_id_as_array: bool,
+    pub params: &'a Params,
+    pub zone: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Decides how a new async job ends (faults) and how long it runs.
+pub(crate) struct JobPlanner<'a> {
+    pub faults: &'a mut FaultRegistry,
+    pub duration: Duration,
+    /// Set when a `fail_job`/`never_finish` fault shaped a new job.
+    pub fault_hit: Option<FaultKind>,
+}
+
+impl JobPlanner<'_> {
+    /// Called by the model only once a request is valid, so a job fault is
+    /// used up by a job that really exists.
+    fn plan(&mut self, action: &str) -> JobPlan {
+        let fault = self.faults.for_job(DIALECT, action);
+        self.fault_hit = fault;
+        JobPlan {
+            duration: self.duration,
+            outcome: match fault {
+                Some(FaultKind::FailJob) => JobOutcome::Fail,
+                Some(FaultKind::NeverFinish) => JobOutcome::Never,
+                _ => JobOutcome::Succeed,
+            },
+        }
+    }
+}
+
+/// Runs `action`; the result carries `action` and `ret_code` 0.
+pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+    let mut body = match action {
+        "CreateSnapshots" => create_snapshots(ctx)?,
+        "DescribeSnapshots" => describe_snapshots(ctx)?,
+        "DeleteSnapshots" => delete_snapshots(ctx)?,
+        "DescribeJobs" => describe_jobs(ctx)?,
+        "DescribeVolumes" => describe_resources(ctx, ResourceKind::Volume)?,
+        "DescribeInstances" => describe_resources(ctx, ResourceKind::Instance)?,
+        other => return Err(ApiError::unknown_action(other)),
+    };
+    body.insert("action".into(), json!(format!("{action}Response")));
+    body.insert("ret_code".into(), json!(0));
+    Ok(Value::Object(body))
+}
+
+fn create_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let resources = list_param(ctx.params, "resources")?;
+    if resources.is_empty() {
+        return Err(ApiError::missing("resources.1"));
+    }
+    let is_full = flag_param(ctx.params, "is_full")?.unwrap_or(false);
+    let name = ctx.params.get("snapshot_name").map_or("", String::as_str);
+    let planner = &mut ctx.planner;
+    let (job_id, ids) =
+        ctx.qing
+            .create_snapshots(ctx.zone, &resources, name, is_full, ctx.now, || {
+                planner.plan("CreateSnapshots")
+            })?;
+    let mut out = Map::new();
+    // The documented shape is a string; the Go SDK saw an array in 2024.
+    let job = if ctx.job_id_as_array {
+        json!([job_id])
+    } else {
+        json!(job_id)
+    };
+    out.insert("job_id".into(), job);
+    out.insert("snapshots".into(), json!(ids));
+    Ok(out)
+}
+
+fn delete_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let ids = list_param(ctx.params, "snapshots")?;
+    if ids.is_empty() {
+        return Err(ApiError::missing("snapshots.1"));
+    }
+    let planner = &mut ctx.planner;
+    let job_id = ctx
+        .qing
+        .delete_snapshots(ctx.zone, &ids, ctx.now, || planner.plan("DeleteSnapshots"))?;
+    let mut out = Map::new();
+    out.insert("job_id".into(), json!(job_id));
+    Ok(out)
+}
+
+fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let ids = list_param(p, "snapshots")?;
+    let statuses = list_param(p, "status")?;
+    let tags = list_param(p, "tags")?;
+    let snapshot_type = match p.get("snapshot_type").map(String::as_str) {
+        None | Some("") => None,
+        Some("0") => Some(false),
+        Some("1") => Some(true),
+        Some(other) => return Err(ApiError::invalid("snapshot_type", other)),
+    };
+    let verbose = flag_param(p, "verbose")?.unwrap_or(false);
+    let text = |name: &str| p.get(name).map(String::as_str).filter(|s| !s.is_empty());
+    let (resource_id, search_word) = (text("resource_id"), text("search_word"));
+    let (snapshot_name, root_id) = (text("snapshot_name"), text("root_id"));
+    let (offset, limit) = paging(p)?;
+    let (qing, now) = (&*ctx.qing, ctx.now);
+
+    let matching: Vec<&Snapshot> = qing
+        .snapshots_newest_first(Some(ctx.zone))
+        .into_iter()
+        .filter(|s| {
+            let status = qing.view(s, now).status.as_str();
+            // Ceased snapshots are gone for good; deleted ones stay visible
+            // (full ones can still be recovered) unless a status filter
+            // leaves them out.
+            status != "ceased"
+                && (statuses.is_empty() || statuses.iter().any(|x| x == status))
+                && (ids.is_empty() || ids.contains(&s.id))
+                // Snapshots carry no tags here, so a tag filter matches none.
+                && tags.is_empty()
+                && resource_id.is_none_or(|r| s.resource_id == r)
+                && snapshot_type.is_none_or(|full| s.full == full)
+                && snapshot_name.is_none_or(|n| s.name == n)
+                && root_id.is_none_or(|r| s.root_id == r)
+                && search_word.is_none_or(|w| s.id.contains(w) || s.name.contains(w))
+        })
+        .collect();
+    let set: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|s| snapshot_json(qing, s, now, verbose))
+        .collect();
+    let mut out = Map::new();
+    out.insert("total_count".into(), json!(matching.len()));
+    out.insert("snapshot_set".into(), Value::Array(set));
+    Ok(out)
+}
+
+/// One `snapshot_set` item with the fields of the CLI transcript and §3.
+fn snapshot_json(qing: &QingState, s: &Snapshot, now: DateTime<Utc>, verbose: bool) -> Value {
+    let view = qing.view(s, now);
+    let resource = qing.resources.get(&s.resource_id);
+    let head = qing.effective_head(&s.resource_id, now);
+    let is_head = head.is_some_and(|h| h.id == s.id);
+    let mut item = json!({
+        "snapshot_id": s.id,
+        "snapshot_name": s.name,
+        "description": null,
+        "snapshot_type": if s.full { 1 } else { 0 },
+        "status": view.status.as_str(),
+        "transition_status": view.transition,
+        "is_taken": u8::from(view.is_taken),
+        "is_head": u8::from(is_head),
+        "root_id": s.root_id,
+        "parent_id": s.parent_id.as_deref().unwrap_or("self"),
+        "size": s.size_mb,
+        "virtual_size": resource.map_or(s.size_mb, |r| r.size_gb * 1024),
+        "create_time": format_time(s.create_time),
+        "status_time": format_time(view.status_time),
+        "snapshot_time": format_time(s.create_time),
+        "owner": OWNER,
+        "provider": "self",
+        "visibility": "private",
+        "sub_code": 0,
+        "tags": [],
+        "resource_project_info": [],
+        "resource": {
+            "resource_id": s.resource_id,
+            "resource_name": resource.map_or("", |r| r.name.as_str()),
+            "resource_type": resource.map_or("volume", |r| r.kind.as_str()),
+        },
+    });
+    if let Some(obj) = item.as_object_mut() {
+        if s.full {
+            // Chain totals appear on the full snapshot only (doc spelling
+            // `lastest_…` kept on purpose).
+            let members = qing.chain_members(&s.id, now);
+            let latest = members.iter().map(|m| m.create_time).max();
+            let on_head_chain = head.is_some_and(|h| h.root_id == s.id);
+            obj.insert("head_chain".into(), json!(u8::from(on_head_chain)));
+            obj.insert("total_count".into(), json!(members.len()));
+            obj.insert(
+                "total_size".into(),
+                json!(members.iter().map(|m| m.size_mb).sum::<u64>()),
+            );
+            obj.insert(
+                "lastest_snapshot_time".into(),
+                json!(latest.map(format_time)),
+            );
+        }
+        if verbose {
+            if let Some(r) = resource {
+                obj.insert(
+                    "snapshot_resource".into(),
+                    json!({
+                        "volume_id": r.id,
+                        "size": r.size_gb,
+                        "volume_type": 0,
+                        "filesystem": "",
+                    }),
+                );
+            }
+        }
+    }
+    item
+}
+
+fn describe_jobs(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let ids = list_param(p, "jobs")?;
+    let statuses = list_param(p, "status")?;
+    if let Some(bad) = statuses
+        .iter()
+        .find(|s| !JOB_STATUSES.contains(&s.as_str()))
+    {
+        return Err(ApiError::invalid("status", bad));
+    }
+    let job_action = p.get("job_action").filter(|a| !a.is_empty());
+    let (offset, limit) = paging(p)?;
+    let (qing, now, zone) = (&*ctx.qing, ctx.now, ctx.zone);
+    if let Some(unknown) = ids
+        .iter()
+        .find(|id| qing.jobs.get(*id).is_none_or(|j| j.zone != zone))
+    {
+        return Err(ApiError::not_found(unknown));
+    }
+    let matching: Vec<_> = qing
+        .jobs_newest_first(Some(zone))
+        .into_iter()
+        .filter(|j| {
+            let status = j.status(now).as_str();
+            (ids.is_empty() || ids.contains(&j.id))
+                && (statuses.is_empty() || statuses.iter().any(|s| s == status))
+                && job_action.is_none_or(|a| j.action == a)
+        })
+        .collect();
+    let set: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|j| {
+            json!({
+                "job_id": j.id,
+                "job_action": j.action,
+                "status": j.status(now).as_str(),
+                "create_time": format_time(j.create_time),
+                "status_time": format_time(j.status_time(now)),
+                "resource_ids": j.resource_ids.join(" "),
+                "owner": OWNER,
+                "directive": "",
+                "error_codes": "",
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("total_count".into(), json!(matching.len()));
+    out.insert("job_set".into(), Value::Array(set));
+    Ok(out)
+}
+
+/// DescribeVolumes / DescribeInstances: minimal, enough to pick targets.
+fn describe_resources(
+    ctx: &mut Ctx<'_>,
+    kind: ResourceKind,
+) -> Result<Map<String, Value>, ApiError> {
+    let (list_name, set_name, id_field, name_field) = match kind {
+        ResourceKind::Volume => ("volumes", "volume_set", "volume_id", "volume_name"),
+        ResourceKind::Instance => ("instances", "instance_set", "instance_id", "instance_name"),
+    };
+    let ids = list_param(ctx.params, list_name)?;
+    let (offset, limit) = paging(ctx.params)?;
+    let (qing, now, zone) = (&*ctx.qing, ctx.now, ctx.zone);
+    let mut matching: Vec<_> = qing
+        .resources
+        .values()
+        .filter(|r| r.kind == kind && r.zone == zone)
+        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .collect();
+    matching.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
+    let set: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| {
+            let latest = qing
+                .snapshots
+                .values()
+                .filter(|s| s.resource_id == r.id && qing.view(s, now).status.as_str() != "ceased")
+                .map(|s| s.create_time)
+                .max();
+            let mut item = json!({
+                id_field: r.id,
+                name_field: r.name,
+                "description": null,
+                "status": if kind == ResourceKind::Volume { "available" } else { "running" },
+                "transition_status": "",
+                "zone_id": r.zone,
+                "create_time": format_time(r.create_time),
+                "status_time": format_time(r.create_time),
+                "owner": OWNER,
+                "sub_code": 0,
+                "tags": [],
+                "resource_project_info": [],
+            });
+            if let Some(obj) = item.as_object_mut() {
+                match kind {
+                    ResourceKind::Volume => {
+                        obj.insert("size".into(), json!(r.size_gb));
+                        obj.insert("volume_type".into(), json!(0));
+                        obj.insert(
+                            "lastest_snapshot_time".into(),
+                            json!(latest.map(format_time)),
+                        );
+                        obj.insert(
+                            "instance".into(),
+                            json!({"instance_id": "", "instance_name": ""}),
+                        );
+                    }
+                    ResourceKind::Instance => {
+                        obj.insert("instance_type".into(), json!("s1.small.r1"));
+                        obj.insert("vcpus_current".into(), json!(1));
+                        obj.insert("memory_current".into(), json!(1024));
+                        obj.insert("volume_ids".into(), json!([]));
+                    }
+                }
+            }
+            item
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("total_count".into(), json!(matching.len()));
+    out.insert(set_name.into(), Value::Array(set));
+    Ok(out)
+}
+
+/// `name.1`, `name.2`, … in index order (so `.10` comes after `.2`).
+fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
+    let prefix = format!("{name}.");
+    let mut items = Vec::new();
+    for (key, value) in params.range(prefix.clone()..) {
+        let Some(index) = key.strip_prefix(&prefix) else {
+            break;
+        };
+        match index.parse::<usize>() {
+            Ok(n) if n >= 1 => items.push((n, value.clone())),
+            _ => return Err(ApiError::invalid(key, value)),
+        }
+    }
+    items.sort_by_key(|(n, _)| *n);
+    Ok(items
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+/// A 0/1 flag; absent or empty = `None`.
+fn flag_param(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some("0") => Ok(Some(false)),
+        Some("1") => Ok(Some(true)),
+        Some(other) => Err(ApiError::invalid(name, other)),
+    }
+}
+
+/// `offset` (default 0) and `limit` (default 20, capped at 100).
+fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
+    let number = |name: &str| -> Result<Option<usize>, ApiError> {
+        match params.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(raw) => raw
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(name, raw)),
+        }
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let limit = number("limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    Ok((offset, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_params_follow_their_index_not_byte_order() {
+        let p = params(&[
+            ("resources.10", "j"),
+            ("resources.2", "b"),
+            ("resources.1", "a"),
+            ("resourcesX", "nope"),
+            ("snapshot_name", "x"),
+        ]);
+        assert_eq!(list_param(&p, "resources").expect("valid"), ["a", "b", "j"]);
+        let bad = params(&[("resources.x", "a")]);
+        assert_eq!(
+            list_param(&bad, "resources")
+                .expect_err("bad index")
+                .ret_code,
+            1100
+        );
+    }
+
+    #[test]
+    fn paging_defaults_and_cap() {
+        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
+        assert_eq!(
+            paging(&params(&[("offset", "5"), ("limit", "500")])).expect("valid"),
+            (5, 100)
+        );
+        assert_eq!(
+            paging(&params(&[("limit", "-1")]))
+                .expect_err("neg")
+                .ret_code,
+            1100
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! QingCloud's world as the simulator keeps it: credentials, volumes,
+//! instances, snapshots (with their chains) and jobs, and the rules of
+//! qingcloud.md §3–§4 that act on them.
+//!
+//! Only creation facts are stored. Every status (job pending → working →
+//! successful/failed, snapshot pending → available, deleting → deleted →
+//! ceased) is derived from the clock when read, so nothing needs a timer.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::errors::ApiError;
+
+/// Account owner shown on every object.
+pub(crate) const OWNER: &str = "usr-snapsim1";
+/// Size of seeded volumes and instance disks, in GB.
+const DEFAULT_DISK_GB: u64 = 20;
+/// Size reported for an incremental point, in MB.
+const INCREMENTAL_SIZE_MB: u64 = 512;
+/// A deleted snapshot can be recovered for two hours, then it is ceased.
+const DELETED_RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResourceKind {
+    Volume,
+    Instance,
+}
+
+impl ResourceKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Volume => "volume",
+            ResourceKind::Instance => "instance",
+        }
+    }
+}
+
+/// A volume or an instance that can be snapshotted.
+#[derive(Debug, Clone)]
+pub(crate) struct Resource {
+    pub id: String,
+    pub zone: String,
+    pub name: String,
+    pub kind: ResourceKind,
+    pub size_gb: u64,
+    pub create_time: DateTime<Utc>,
+    /// The newest point taken; the effective head is its nearest ancestor
+    /// still alive (see [`QingState::effective_head`]).
+    pub head: Option<String>,
+}
+
+/// How a job will end, fixed when it is created (faults decide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobOutcome {
+    Succeed,
+    Fail,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobStatus {
+    Pending,
+    Working,
+    Successful,
+    Failed,
+}
+
+impl JobStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Working => "working",
+            JobStatus::Successful => "successful",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The job statuses DescribeJobs accepts as a filter (qingcloud.md §3).
+pub(crate) const JOB_STATUSES: &[&str] = &[
+    "pending",
+    "working",
+    "successful",
+    "failed",
+    "done with failure",
+];
+
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub id: String,
+    pub seq: u64,
+    pub zone: String,
+    pub action: &'static str,
+    pub resource_ids: Vec<String>,
+    pub create_time: DateTime<Utc>,
+    pending_until: DateTime<Utc>,
+    finish_at: DateTime<Utc>,
+    outcome: JobOutcome,
+}
+
+impl Job {
+    pub(crate) fn status(&self, now: DateTime<Utc>) -> JobStatus {
+        if now < self.pending_until {
+            return JobStatus::Pending;
+        }
+        match self.outcome {
+            JobOutcome::Never => JobStatus::Working,
+            _ if now < self.finish_at => JobStatus::Working,
+            JobOutcome::Succeed => JobStatus::Successful,
+            JobOutcome::Fail => JobStatus::Failed,
+        }
+    }
+
+    pub(crate) fn status_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.status(now) {
+            JobStatus::Pending => self.create_time,
+            JobStatus::Working => self.pending_until,
+            JobStatus::Successful | JobStatus::Failed => self.finish_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub id: String,
+    pub seq: u64,
+    pub zone: String,
+    pub name: String,
+    pub resource_id: String,
+    pub full: bool,
+    pub root_id: String,
+    /// `None` for a full snapshot (shown as `"self"`).
+    pub parent_id: Option<String>,
+    pub size_mb: u64,
+    pub create_time: DateTime<Utc>,
+    /// `None` for a snapshot seeded as already available (manual).
+    pub create_job: Option<String>,
+    pub delete_job: Option<String>,
+    /// When the capture finishes (`is_taken` = 1), before it is available.
+    taken_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapStatus {
+    Pending,
+    Available,
+    Deleted,
+    Ceased,
+}
+
+impl SnapStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SnapStatus::Pending => "pending",
+            SnapStatus::Available => "available",
+            SnapStatus::Deleted => "deleted",
+            SnapStatus::Ceased => "ceased",
+        }
+    }
+
+    fn is_alive(self) -> bool {
+        matches!(self, SnapStatus::Pending | SnapStatus::Available)
+    }
+}
+
+/// A snapshot's state at one instant, derived from its jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapView {
+    pub status: SnapStatus,
+    /// `creating`, `deleting` or empty.
+    pub transition: &'static str,
+    pub is_taken: bool,
+    pub status_time: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// `start + duration`, saturating: an absurd `job_duration_ms` from the
+/// control API means "never", not a panic.
+fn after(start: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|d| start.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[derive(Default)]
+pub(crate) struct QingState {
+    credentials: HashMap<String, String>,
+    pub(crate) resources: BTreeMap<String, Resource>,
+    pub(crate) snapshots: HashMap<String, Snapshot>,
+    pub(crate) jobs: HashMap<String, Job>,
+    next_seq: u64,
+}
+
+/// One new async job's parameters.
+pub(crate) struct JobPlan {
+    pub duration: Duration,
+    pub outcome: JobOutcome,
+}
+
+impl QingState {
+    pub(crate) fn add_credentials(&mut self, access_key_id: &str, secret: &str) {
+        self.credentials
+            .insert(access_key_id.to_string(), secret.to_string());
+    }
+
+    pub(crate) fn secret(&self, access_key_id: &str) -> Option<&str> {
+        self.credentials.get(access_key_id).map(String::as_str)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub(crate) fn seed_resource(&mut self, zone: &str, id: &str, name: &str, kind: ResourceKind) {
+        let now = Utc::now();
+        let head = self.resources.get(id).and_then(|r| r.head.clone());
+        self.resources.insert(
+            id.to_string(),
+            Resource {
+                id: id.to_string(),
+                zone: zone.to_string(),
+                name: name.to_string(),
+                kind,
+                size_gb: DEFAULT_DISK_GB,
+                create_time: now,
+                head,
+            },
+        );
+    }
+
+    /// A manual snapshot, full and available at once. It becomes the
+    /// resource's head unless a newer point exists.
+    pub(crate) fn seed_snapshot(
+        &mut self,
+        zone: &str,
+        resource_id: &str,
+        name: &str,
+        create_time: DateTime<Utc>,
+    ) -> String {
+        if !self.resources.contains_key(resource_id) {
+            let kind = if resource_id.starts_with("i-") {
+                ResourceKind::Instance
+            } else {
+                ResourceKind::Volume
+            };
+            self.seed_resource(zone, resource_id, "", kind);
+        }
+        let id = self.new_snapshot_id();
+        let seq = self.next_seq();
+        let size_mb = self
+            .resources
+            .get(resource_id)
+            .map_or(DEFAULT_DISK_GB, |r| r.size_gb)
+            * 1024;
+        self.snapshots.insert(
+            id.clone(),
+            Snapshot {
+                id: id.clone(),
+                seq,
+                zone: zone.to_string(),
+                name: name.to_string(),
+                resource_id: resource_id.to_string(),
+                full: true,
+                root_id: id.clone(),
+                parent_id: None,
+                size_mb,
+                create_time,
+                create_job: None,
+                delete_job: None,
+                taken_at: create_time,
+            },
+        );
+        let now = Utc::now();
+        let newer_head = self
+            .effective_head(resource_id, now)
+            .is_some_and(|h| h.create_time > create_time);
+        if !newer_head {
+            if let Some(r) = self.resources.get_mut(resource_id) {
+                r.head = Some(id.clone());
+            }
+        }
+        id
+    }
+
+    fn new_snapshot_id(&self) -> String {
+        loop {
+            let id = crate::sim::random_id("ss-", 8);
+            if !self.snapshots.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn new_job(
+        &mut self,
+        zone: &str,
+        action: &'static str,
+        resource_ids: Vec<String>,
+        plan: &JobPlan,
+        now: DateTime<Utc>,
+    ) -> String {
+        let id = loop {
+            let len = rand::Rng::random_range(&mut rand::rng(), 8..=12);
+            let id = crate::sim::random_id("j-", len);
+            if !self.jobs.contains_key(&id) {
+                break id;
+            }
+        };
+        let seq = self.next_seq();
+        self.jobs.insert(
+            id.clone(),
+            Job {
+                id: id.clone(),
+                seq,
+                zone: zone.to_string(),
+                action,
+                resource_ids,
+                create_time: now,
+                pending_until: after(now, plan.duration / 4),
+                finish_at: after(now, plan.duration),
+                outcome: plan.outcome,
+            },
+        );
+        id
+    }
+
+    fn job_status(&self, id: Option<&String>, now: DateTime<Utc>) -> Option<(JobStatus, &Job)> {
+        let job = self.jobs.get(id?)?;
+        Some((job.status(now), job))
+    }
+
+    pub(crate) fn view(&self, snap: &Snapshot, now: DateTime<Utc>) -> SnapView {
+        let mut available_since = snap.create_time;
+        if let Some((status, job)) = self.job_status(snap.create_job.as_ref(), now) {
+            match status {
+                JobStatus::Pending | JobStatus::Working => {
+                    return SnapView {
+                        status: SnapStatus::Pending,
+                        transition: "creating",
+                        is_taken: now >= snap.taken_at,
+                        status_time: snap.create_time,
+                        deleted_at: None,
+                    }
+                }
+                JobStatus::Failed => {
+                    return SnapView {
+                        status: SnapStatus::Ceased,
+                        transition: "",
+                        is_taken: false,
+                        status_time: job.finish_at,
+                        deleted_at: None,
+                    }
+                }
+                JobStatus::Successful => available_since = job.finish_at,
+            }
+        }
+        let available = SnapView {
+            status: SnapStatus::Available,
+            transition: "",
+            is_taken: true,
+            status_time: available_since,
+            deleted_at: None,
+        };
+        match self.job_status(snap.delete_job.as_ref(), now) {
+            None | Some((JobStatus::Failed, _)) => available,
+            Some((JobStatus::Pending | JobStatus::Working, job)) => SnapView {
+                transition: "deleting",
+                status_time: job.create_time,
+                ..available
+            },
+            Some((JobStatus::Successful, job)) => {
+                let ceased = job
+                    .finish_at
+                    .checked_add_signed(DELETED_RETENTION)
+                    .is_some_and(|t| now >= t);
+                SnapView {
+                    status: if ceased {
+                        SnapStatus::Ceased
+                    } else {
+                        SnapStatus::Deleted
+                    },
+                    transition: "",
+                    is_taken: true,
+                    status_time: job.finish_at,
+                    deleted_at: Some(job.finish_at),
+                }
+            }
+        }
+    }
+
+    /// The resource's current point: its newest snapshot, or, when that one
+    /// failed or was deleted, the nearest ancestor still pending/available.
+    pub(crate) fn effective_head(
+        &self,
+        resource_id: &str,
+        now: DateTime<Utc>,
+    ) -> Option<&Snapshot> {
+        let mut cursor = self.resources.get(resource_id)?.head.clone();
+        while let Some(id) = cursor {
+            let snap = self.snapshots.get(&id)?;
+            if self.view(snap, now).status.is_alive() {
+                return Some(snap);
+            }
+            cursor = snap.parent_id.clone();
+        }
+        None
+    }
+
+    /// CreateSnapshots: one job for all resources; returns the job id and the
+    /// new snapshot ids in resource order.
+    pub(crate) fn create_snapshots(
+        &mut self,
+        zone: &str,
+        resources: &[String],
+        name: &str,
+        is_full: bool,
+        now: DateTime<Utc>,
+        plan: impl FnOnce() -> JobPlan,
+    ) -> Result<(String, Vec<String>), ApiError> {
+        let mut seen = HashSet::new();
+        for rid in resources {
+            let in_zone = self.resources.get(rid).is_some_and(|r| r.zone == zone);
+            if !in_zone {
+                return Err(ApiError::not_found(rid));
+            }
+            let busy = !seen.insert(rid.as_str())
+                || self.snapshots.values().any(|s| {
+                    &s.resource_id == rid && self.view(s, now).status == SnapStatus::Pending
+                });
+            if busy {
+                return Err(ApiError::busy(rid, "creating"));
+            }
+        }
+        let plan = plan();
+        let mut new_ids = Vec::with_capacity(resources.len());
+        let mut job_resources = Vec::with_capacity(resources.len() * 2);
+        let mut drafts = Vec::with_capacity(resources.len());
+        for rid in resources {
+            let id = loop {
+                let id = self.new_snapshot_id();
+                if !new_ids.contains(&id) {
+                    break id;
+                }
+            };
+            let parent = if is_full {
+                None
+            } else {
+                self.effective_head(rid, now)
+                    .filter(|h| {
+                        let v = self.view(h, now);
+                        v.status == SnapStatus::Available && v.transition.is_empty()
+                    })
+                    .map(|h| (h.id.clone(), h.root_id.clone()))
+            };
+            let disk_mb = self
+                .resources
+                .get(rid)
+                .map_or(DEFAULT_DISK_GB, |r| r.size_gb)
+                * 1024;
+            drafts.push((id.clone(), rid.clone(), parent, disk_mb));
+            job_resources.push(rid.clone());
+            job_resources.push(id.clone());
+            new_ids.push(id);
+        }
+        let job_id = self.new_job(zone, "CreateSnapshots", job_resources, &plan, now);
+        for (id, rid, parent, disk_mb) in drafts {
+            let seq = self.next_seq();
+            let (full, root_id, parent_id, size_mb) = match parent {
+                Some((parent_id, root_id)) => {
+                    (false, root_id, Some(parent_id), INCREMENTAL_SIZE_MB)
+                }
+                None => (true, id.clone(), None, disk_mb),
+            };
+            self.snapshots.insert(
+                id.clone(),
+                Snapshot {
+                    id: id.clone(),
+                    seq,
+                    zone: zone.to_string(),
+                    name: name.to_string(),
+                    resource_id: rid.clone(),
+                    full,
+                    root_id,
+                    parent_id,
+                    size_mb,
+                    create_time: now,
+                    create_job: Some(job_id.clone()),
+                    delete_job: None,
+                    taken_at: after(now, plan.duration / 2),
+                },
+            );
+            if let Some(r) = self.resources.get_mut(&rid) {
+                r.head = Some(id);
+            }
+        }
+        Ok((job_id, new_ids))
+    }
+
+    /// DeleteSnapshots: each named snapshot and all its descendants (a full
+    /// snapshot's whole chain) go to `deleting` under one job.
+    pub(crate) fn delete_snapshots(
+        &mut self,
+        zone: &str,
+        ids: &[String],
+        now: DateTime<Utc>,
+        plan: impl FnOnce() -> JobPlan,
+    ) -> Result<String, ApiError> {
+        for id in ids {
+            let snap = self
+                .snapshots
+                .get(id)
+                .filter(|s| s.zone == zone)
+                .ok_or_else(|| ApiError::not_found(id))?;
+            let view = self.view(snap, now);
+            match view.status {
+                SnapStatus::Deleted | SnapStatus::Ceased => return Err(ApiError::not_found(id)),
+                SnapStatus::Pending => return Err(ApiError::busy(id, "creating")),
+                SnapStatus::Available if !view.transition.is_empty() => {
+                    return Err(ApiError::busy(id, view.transition))
+                }
+                SnapStatus::Available => {}
+            }
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        let mut frontier: Vec<String> = ids.to_vec();
+        while let Some(id) = frontier.pop() {
+            if doomed.contains(&id) {
+                continue;
+            }
+            frontier.extend(
+                self.snapshots
+                    .values()
+                    .filter(|s| s.parent_id.as_deref() == Some(id.as_str()))
+                    .map(|s| s.id.clone()),
+            );
+            doomed.push(id);
+        }
+        // Descendants already gone or already being deleted are left alone;
+        // one still being created blocks the whole request, as a chain
+        // cannot lose a point that is still capturing.
+        let mut affected = Vec::new();
+        for id in doomed {
+            let Some(snap) = self.snapshots.get(&id) else {
+                continue;
+            };
+            let view = self.view(snap, now);
+            match view.status {
+                SnapStatus::Pending => return Err(ApiError::busy(&id, "creating")),
+                SnapStatus::Available if view.transition.is_empty() => affected.push(id),
+                _ => {}
+            }
+        }
+        let plan = plan();
+        let job_id = self.new_job(zone, "DeleteSnapshots", ids.to_vec(), &plan, now);
+        for id in affected {
+            if let Some(s) = self.snapshots.get_mut(&id) {
+                s.delete_job = Some(job_id.clone());
+            }
+        }
+        Ok(job_id)
+    }
+
+    /// Snapshots in `zone`, newest first.
+    pub(crate) fn snapshots_newest_first(&self, zone: Option<&str>) -> Vec<&Snapshot> {
+        let mut list: Vec<&Snapshot> = self
+            .snapshots
+            .values()
+            .filter(|s| zone.is_none_or(|z| s.zone == z))
+            .collect();
+        list.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.seq.cmp(&a.seq)));
+        list
+    }
+
+    /// Jobs in `zone`, newest first.
+    pub(crate) fn jobs_newest_first(&self, zone: Option<&str>) -> Vec<&Job> {
+        let mut list: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|j| zone.is_none_or(|z| j.zone == z))
+            .collect();
+        list.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.seq.cmp(&a.seq)));
+        list
+    }
+
+    /// Alive members of the chain rooted at `root_id`.
+    pub(crate) fn chain_members(&self, root_id: &str, now: DateTime<Utc>) -> Vec<&Snapshot> {
+        self.snapshots
+            .values()
+            .filter(|s| s.root_id == root_id && self.view(s, now).status.is_alive())
+            .collect()
+    }
+}

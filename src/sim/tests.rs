@@ -1,0 +1,707 @@
+//! The simulator over real loopback HTTP, as a client sees it: a server on
+//! `127.0.0.1:0`, reqwest, signed QingCloud calls and the control API.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::qingcloud::testing::signed_query;
+use super::{SimOptions, Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
+
+const ZONE: &str = "pek3a";
+const JOB_MS: u64 = 250;
+
+struct Harness {
+    sim: Simulator,
+    base: String,
+    client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Harness {
+    let sim = Simulator::new(SimOptions {
+        job_duration: Duration::from_millis(JOB_MS),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = sim.clone();
+    tokio::spawn(async move {
+        let _ = server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Harness {
+        sim,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+fn now_stamp() -> String {
+    Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Harness {
+    async fn raw(
+        &self,
+        method: &str,
+        secret: &str,
+        time_stamp: &str,
+        action: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
+        let query = signed_query(
+            method,
+            "/iaas/",
+            DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
+            secret,
+            time_stamp,
+            action,
+            ZONE,
+            extra,
+        );
+        let url = format!("{}/iaas/", self.base);
+        if method == "POST" {
+            self.client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(query)
+                .send()
+                .await
+        } else {
+            self.client.get(format!("{url}?{query}")).send().await
+        }
+    }
+
+    /// A correctly signed GET; the JSON answer.
+    async fn call(&self, action: &str, extra: &[(&str, &str)]) -> Value {
+        let resp = self
+            .raw("GET", DEFAULT_QINGCLOUD_SECRET, &now_stamp(), action, extra)
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("JSON answer")
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
+    async fn create(&self, volume: &str, is_full: &str) -> (String, String) {
+        let r = self
+            .call(
+                "CreateSnapshots",
+                &[
+                    ("resources.1", volume),
+                    ("snapshot_name", "nightly"),
+                    ("is_full", is_full),
+                ],
+            )
+            .await;
+        assert_eq!(r["ret_code"], 0, "{r}");
+        let job = r["job_id"].as_str().expect("job id string").to_string();
+        let ss = r["snapshots"][0].as_str().expect("snapshot id").to_string();
+        (job, ss)
+    }
+
+    async fn snapshot(&self, id: &str) -> Value {
+        let r = self.call("DescribeSnapshots", &[("snapshots.1", id)]).await;
+        r["snapshot_set"][0].clone()
+    }
+
+    async fn job_status(&self, id: &str) -> String {
+        let r = self.call("DescribeJobs", &[("jobs.1", id)]).await;
+        r["job_set"][0]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+async fn wait_jobs() {
+    tokio::time::sleep(Duration::from_millis(JOB_MS + 50)).await;
+}
+
+#[tokio::test]
+async fn authentication_errors() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+    let ok = h.call("DescribeVolumes", &[]).await;
+    assert_eq!(ok["ret_code"], 0);
+    assert_eq!(ok["action"], "DescribeVolumesResponse");
+    assert_eq!(ok["volume_set"][0]["volume_id"], "vol-a");
+
+    let bad: Value = h
+        .raw("GET", "wrong-secret", &now_stamp(), "DescribeVolumes", &[])
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(bad["ret_code"], 1200, "{bad}");
+    assert!(bad["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("AuthFailure")));
+
+    let stale: Value = h
+        .raw(
+            "GET",
+            DEFAULT_QINGCLOUD_SECRET,
+            "2020-01-01T00:00:00Z",
+            "DescribeVolumes",
+            &[],
+        )
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(stale["ret_code"], 1300, "{stale}");
+
+    let later = (Utc::now() + chrono::TimeDelta::minutes(20))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let with_expires: Value = h
+        .raw(
+            "GET",
+            DEFAULT_QINGCLOUD_SECRET,
+            "2020-01-01T00:00:00Z",
+            "DescribeVolumes",
+            &[("expires", &later)],
+        )
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(with_expires["ret_code"], 0, "{with_expires}");
+
+    let unknown = h.call("RebootTheCloud", &[]).await;
+    assert_eq!(unknown["ret_code"], 1101);
+
+    // POST signs with "POST"; the same body sent as GET would not verify.
+    let post: Value = h
+        .raw(
+            "POST",
+            DEFAULT_QINGCLOUD_SECRET,
+            &now_stamp(),
+            "DescribeVolumes",
+            &[],
+        )
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(post["ret_code"], 0, "{post}");
+
+    let missing: Value = h
+        .client
+        .get(format!(
+            "{}/iaas/?action=DescribeVolumes&zone=pek3a",
+            h.base
+        ))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(missing["ret_code"], 1100, "{missing}");
+
+    // A space sent as '+' decodes to the same string that was signed.
+    let query = signed_query(
+        "GET",
+        "/iaas/",
+        DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
+        DEFAULT_QINGCLOUD_SECRET,
+        &now_stamp(),
+        "DescribeSnapshots",
+        ZONE,
+        &[("search_word", "a b")],
+    )
+    .replace("a%20b", "a+b");
+    let plus: Value = h
+        .client
+        .get(format!("{}/iaas/?{query}", h.base))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(plus["ret_code"], 0, "{plus}");
+
+    let (_, log) = h.get("/_sim/requests?dialect=qingcloud").await;
+    let requests = log["requests"].as_array().expect("array");
+    assert_eq!(requests.len(), 8);
+    assert!(requests
+        .iter()
+        .all(|r| r["params"].get("signature").is_none()));
+    assert_eq!(requests[1]["ret_code"], 1200);
+}
+
+#[tokio::test]
+async fn create_runs_its_job_to_available() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+    let (job, ss) = h.create("vol-a", "1").await;
+    assert!(
+        job.starts_with("j-") && (10..=14).contains(&job.len()),
+        "{job}"
+    );
+    assert!(ss.starts_with("ss-") && ss.len() == 11, "{ss}");
+
+    let s = h.snapshot(&ss).await;
+    assert_eq!(s["status"], "pending");
+    assert_eq!(s["transition_status"], "creating");
+    assert_eq!(s["is_taken"], 0);
+    // Pending for the first quarter of the duration, then working.
+    let early = h.job_status(&job).await;
+    assert!(early == "pending" || early == "working", "{early}");
+
+    // A second create while the first is pending is refused as busy.
+    let busy = h.call("CreateSnapshots", &[("resources.1", "vol-a")]).await;
+    assert_eq!(busy["ret_code"], 1400);
+    assert_eq!(
+        busy["message"],
+        "PermissionDenied, resource [vol-a] is [creating], please try later"
+    );
+    // A pending snapshot cannot be deleted either.
+    let del = h.call("DeleteSnapshots", &[("snapshots.1", &ss)]).await;
+    assert_eq!(del["ret_code"], 1400);
+
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "successful");
+    let s = h.snapshot(&ss).await;
+    assert_eq!(s["status"], "available");
+    assert_eq!(s["transition_status"], "");
+    assert_eq!(s["is_taken"], 1);
+    assert_eq!(s["is_head"], 1);
+    assert_eq!(s["snapshot_type"], 1);
+    assert_eq!(s["parent_id"], "self");
+    assert_eq!(s["root_id"], ss.as_str());
+    assert_eq!(s["resource"]["resource_name"], "db");
+    assert_eq!(s["resource"]["resource_type"], "volume");
+
+    let job_json = h.call("DescribeJobs", &[("jobs.1", &job)]).await;
+    assert_eq!(job_json["job_set"][0]["job_action"], "CreateSnapshots");
+    assert_eq!(
+        job_json["job_set"][0]["resource_ids"],
+        format!("vol-a {ss}")
+    );
+
+    let unknown = h.call("DescribeJobs", &[("jobs.1", "j-nothere1")]).await;
+    assert_eq!(unknown["ret_code"], 2100);
+    let no_volume = h
+        .call("CreateSnapshots", &[("resources.1", "vol-ghost")])
+        .await;
+    assert_eq!(no_volume["ret_code"], 2100);
+    assert_eq!(
+        no_volume["message"],
+        "ResourceNotFound, resource [vol-ghost] not found"
+    );
+    // The same volume asked for in another zone does not exist there.
+    h.sim.seed_qingcloud_volume("gd2", "vol-gd", "other");
+    let wrong_zone = h
+        .call("CreateSnapshots", &[("resources.1", "vol-gd")])
+        .await;
+    assert_eq!(wrong_zone["ret_code"], 2100);
+
+    let (_, settings) = h
+        .post("/_sim/settings", r#"{"job_id_as_array":true}"#)
+        .await;
+    assert_eq!(settings["job_id_as_array"], true);
+    let r = h.call("CreateSnapshots", &[("resources.1", "vol-a")]).await;
+    assert!(r["job_id"].is_array(), "{r}");
+}
+
+#[tokio::test]
+async fn chains_and_cascading_deletes() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+    let (_, full) = h.create("vol-a", "1").await;
+    wait_jobs().await;
+    let (_, inc1) = h.create("vol-a", "0").await;
+    wait_jobs().await;
+    let (_, inc2) = h.create("vol-a", "0").await;
+    wait_jobs().await;
+
+    let s1 = h.snapshot(&inc1).await;
+    assert_eq!(s1["snapshot_type"], 0);
+    assert_eq!(s1["root_id"], full.as_str());
+    assert_eq!(s1["parent_id"], full.as_str());
+    assert_eq!(s1["is_head"], 0);
+    let s2 = h.snapshot(&inc2).await;
+    assert_eq!(s2["parent_id"], inc1.as_str());
+    assert_eq!(s2["is_head"], 1);
+    let root = h.snapshot(&full).await;
+    assert_eq!(root["total_count"], 3);
+    assert_eq!(root["head_chain"], 1);
+
+    // Deleting the middle point takes its descendant along.
+    let del = h.call("DeleteSnapshots", &[("snapshots.1", &inc1)]).await;
+    assert_eq!(del["ret_code"], 0, "{del}");
+    let deleting = h.snapshot(&inc2).await;
+    assert_eq!(deleting["transition_status"], "deleting");
+    wait_jobs().await;
+    assert_eq!(h.snapshot(&inc1).await["status"], "deleted");
+    assert_eq!(h.snapshot(&inc2).await["status"], "deleted");
+    assert_eq!(h.snapshot(&full).await["status"], "available");
+    assert_eq!(h.snapshot(&full).await["is_head"], 1);
+    // Deleting a deleted snapshot again: it is gone.
+    let again = h.call("DeleteSnapshots", &[("snapshots.1", &inc1)]).await;
+    assert_eq!(again["ret_code"], 2100);
+
+    // The head is back on the full snapshot: the next point hangs off it.
+    let (_, inc3) = h.create("vol-a", "0").await;
+    wait_jobs().await;
+    assert_eq!(h.snapshot(&inc3).await["parent_id"], full.as_str());
+
+    // Deleting the full snapshot deletes the whole chain.
+    let del = h.call("DeleteSnapshots", &[("snapshots.1", &full)]).await;
+    assert_eq!(del["ret_code"], 0);
+    wait_jobs().await;
+    assert_eq!(h.snapshot(&inc3).await["status"], "deleted");
+    let available = h
+        .call(
+            "DescribeSnapshots",
+            &[("resource_id", "vol-a"), ("status.1", "available")],
+        )
+        .await;
+    assert_eq!(available["total_count"], 0);
+    let all = h
+        .call("DescribeSnapshots", &[("resource_id", "vol-a")])
+        .await;
+    assert_eq!(all["total_count"], 4);
+
+    // With no available head, is_full=0 still makes a full snapshot.
+    let (_, fresh) = h.create("vol-a", "0").await;
+    assert_eq!(h.snapshot(&fresh).await["snapshot_type"], 1);
+
+    let (_, control) = h.get("/_sim/qingcloud/snapshots").await;
+    let listed = control["snapshots"].as_array().expect("array");
+    assert_eq!(listed.len(), 5);
+    assert!(listed
+        .iter()
+        .any(|s| s["snapshot_id"] == full.as_str() && s["deleted_at"].is_string()));
+}
+
+#[tokio::test]
+async fn pagination_filters_and_order() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+    let base = Utc::now() - chrono::TimeDelta::days(1);
+    for i in 0..130 {
+        let t = base + chrono::TimeDelta::minutes(i);
+        h.sim
+            .seed_qingcloud_snapshot(ZONE, "vol-a", &format!("manual-{i:03}"), Some(t));
+    }
+    let first = h.call("DescribeSnapshots", &[]).await;
+    assert_eq!(first["total_count"], 130);
+    assert_eq!(first["snapshot_set"].as_array().map(Vec::len), Some(20));
+    assert_eq!(first["snapshot_set"][0]["snapshot_name"], "manual-129");
+
+    let capped = h
+        .call("DescribeSnapshots", &[("limit", "500"), ("offset", "10")])
+        .await;
+    assert_eq!(capped["snapshot_set"].as_array().map(Vec::len), Some(100));
+    assert_eq!(capped["snapshot_set"][0]["snapshot_name"], "manual-119");
+
+    let tail = h
+        .call("DescribeSnapshots", &[("limit", "100"), ("offset", "120")])
+        .await;
+    assert_eq!(tail["snapshot_set"].as_array().map(Vec::len), Some(10));
+    assert_eq!(tail["total_count"], 130);
+
+    let search = h
+        .call("DescribeSnapshots", &[("search_word", "manual-12")])
+        .await;
+    assert_eq!(search["total_count"], 10); // manual-120 ..= manual-129
+    let full_only = h.call("DescribeSnapshots", &[("snapshot_type", "0")]).await;
+    assert_eq!(full_only["total_count"], 0);
+    let bad = h.call("DescribeSnapshots", &[("limit", "many")]).await;
+    assert_eq!(bad["ret_code"], 1100);
+    let other_zone = h
+        .client
+        .get(format!(
+            "{}/iaas/?{}",
+            h.base,
+            signed_query(
+                "GET",
+                "/iaas/",
+                DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
+                DEFAULT_QINGCLOUD_SECRET,
+                &now_stamp(),
+                "DescribeSnapshots",
+                "gd2",
+                &[],
+            )
+        ))
+        .send()
+        .await
+        .expect("answer")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(other_zone["total_count"], 0);
+}
+
+#[tokio::test]
+async fn faults_hit_as_configured() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+
+    let (status, added) = h
+        .post(
+            "/_sim/faults",
+            r#"{"dialect":"qingcloud","action":"DescribeVolumes","fault":"throttle","count":2}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(added["id"].is_string());
+    for _ in 0..2 {
+        let r = h.call("DescribeVolumes", &[]).await;
+        assert_eq!(r["ret_code"], 5100);
+        assert_eq!(r["message"], "ServerBusy, please try later");
+    }
+    assert_eq!(h.call("DescribeVolumes", &[]).await["ret_code"], 0);
+
+    // fail_job: the job ends failed and the snapshot disappears.
+    h.post(
+        "/_sim/faults",
+        r#"{"dialect":"qingcloud","action":"CreateSnapshots","fault":"fail_job","count":1}"#,
+    )
+    .await;
+    let (job, ss) = h.create("vol-a", "1").await;
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "failed");
+    let gone = h.call("DescribeSnapshots", &[("snapshots.1", &ss)]).await;
+    assert_eq!(gone["total_count"], 0);
+    let (job, _) = h.create("vol-a", "1").await;
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "successful");
+
+    for (fault, check) in [("quota", 2500), ("server_error", 503), ("malformed", 200)] {
+        h.post(
+            "/_sim/faults",
+            &json!({"dialect":"qingcloud","fault":fault,"count":1}).to_string(),
+        )
+        .await;
+        let resp = h
+            .raw(
+                "GET",
+                DEFAULT_QINGCLOUD_SECRET,
+                &now_stamp(),
+                "DescribeJobs",
+                &[],
+            )
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        match fault {
+            "quota" => {
+                let v: Value = serde_json::from_str(&body).expect("JSON");
+                assert_eq!(v["ret_code"], check);
+            }
+            "server_error" => {
+                assert_eq!(status, 503);
+                assert!(serde_json::from_str::<Value>(&body).is_err());
+            }
+            _ => {
+                assert_eq!(status, 200);
+                assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+            }
+        }
+    }
+
+    h.post(
+        "/_sim/faults",
+        r#"{"dialect":"qingcloud","fault":"drop_connection","count":1}"#,
+    )
+    .await;
+    let dropped = h
+        .raw(
+            "GET",
+            DEFAULT_QINGCLOUD_SECRET,
+            &now_stamp(),
+            "DescribeJobs",
+            &[],
+        )
+        .await;
+    assert!(dropped.is_err(), "expected a dropped connection");
+
+    h.post(
+        "/_sim/faults",
+        r#"{"dialect":"qingcloud","fault":"latency","latency_ms":150,"count":1}"#,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(h.call("DescribeJobs", &[]).await["ret_code"], 0);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    let (_, faults) = h.get("/_sim/requests?action=DescribeJobs").await;
+    let hit: Vec<&str> = faults["requests"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["fault"].as_str())
+        .collect();
+    assert_eq!(
+        hit,
+        [
+            "quota",
+            "server_error",
+            "malformed",
+            "drop_connection",
+            "latency"
+        ]
+    );
+
+    h.post(
+        "/_sim/faults",
+        r#"{"dialect":"qingcloud","fault":"never_finish"}"#,
+    )
+    .await;
+    let resp = h
+        .client
+        .delete(format!("{}/_sim/faults", h.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 200);
+    let (_, list) = h.get("/_sim/faults").await;
+    assert_eq!(list["faults"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn never_finish_keeps_the_job_working() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
+    h.post(
+        "/_sim/faults",
+        r#"{"dialect":"qingcloud","fault":"never_finish","count":1}"#,
+    )
+    .await;
+    let (job, ss) = h.create("vol-a", "1").await;
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "working");
+    assert_eq!(h.snapshot(&ss).await["status"], "pending");
+}
+
+#[tokio::test]
+async fn control_endpoints() {
+    let h = start().await;
+    assert_eq!(h.get("/_sim/health").await, (200, json!({"ok": true})));
+
+    let (status, body) = h.get("/_sim/nothing").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+
+    let (status, body) = h.post("/_sim/qingcloud/volumes", "{not json").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("JSON")));
+    let (status, _) = h
+        .post(
+            "/_sim/faults",
+            r#"{"dialect":"qingcloud","fault":"explode"}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let (status, _) = h
+        .post(
+            "/_sim/qingcloud/credentials",
+            r#"{"access_key_id":"QYOTHER","secret_access_key":"s3cret"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let query = signed_query(
+        "GET",
+        "/iaas",
+        "QYOTHER",
+        "s3cret",
+        &now_stamp(),
+        "DescribeInstances",
+        ZONE,
+        &[],
+    );
+    h.post(
+        "/_sim/qingcloud/instances",
+        r#"{"zone":"pek3a","instance_id":"i-web1","instance_name":"web"}"#,
+    )
+    .await;
+    let r: Value = h
+        .client
+        .get(format!("{}/iaas?{query}", h.base))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(r["ret_code"], 0, "{r}");
+    assert_eq!(r["instance_set"][0]["instance_name"], "web");
+
+    h.post(
+        "/_sim/qingcloud/volumes",
+        r#"{"zone":"pek3a","volume_id":"vol-a"}"#,
+    )
+    .await;
+    let (status, seeded) = h
+        .post(
+            "/_sim/qingcloud/snapshots",
+            r#"{"zone":"pek3a","resource_id":"vol-a","snapshot_name":"by hand","create_time":"2024-01-01T00:00:00Z"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = seeded["snapshot_id"].as_str().expect("id").to_string();
+    let s = h.snapshot(&id).await;
+    assert_eq!(s["status"], "available");
+    assert_eq!(s["create_time"], "2024-01-01T00:00:00Z");
+    assert_eq!(s["snapshot_type"], 1);
+
+    let (_, settings) = h.post("/_sim/settings", r#"{"job_duration_ms":10}"#).await;
+    assert_eq!(settings["job_duration_ms"], 10);
+    let (_, jobs) = h.get("/_sim/qingcloud/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0));
+
+    // An absurd duration means "never finishes", not a crash.
+    h.post(
+        "/_sim/settings",
+        &json!({"job_duration_ms": u64::MAX}).to_string(),
+    )
+    .await;
+    let r = h.call("CreateSnapshots", &[("resources.1", "vol-a")]).await;
+    assert_eq!(r["ret_code"], 0, "{r}");
+    let (_, jobs) = h.get("/_sim/qingcloud/jobs").await;
+    assert_eq!(jobs["jobs"][0]["status"], "pending");
+}
