@@ -83,13 +83,17 @@ pub async fn run(
     info!("{summary}");
     let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
 
+    let mut armed = None;
     loop {
         let next = scheduled.values().filter_map(|s| s.next).min();
-        if let Some(at) = next {
-            waker
-                .wake_at(at)
-                .await
-                .map_err(|e| DaemonError::Waker(e.to_string()))?;
+        if next != armed {
+            if let Some(at) = next {
+                waker
+                    .wake_at(at)
+                    .await
+                    .map_err(|e| DaemonError::Waker(e.to_string()))?;
+            }
+            armed = next;
         }
         tokio::select! {
             _ = waker.notified(), if next.is_some() => {
