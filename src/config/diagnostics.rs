@@ -1,0 +1,236 @@
+//! Problems and warnings found while loading a config file, each tied to a
+//! byte span of the text and rendered as `FILE:LINE:COLUMN: message`.
+//!
+//! This module owns the one conversion from byte offsets to line:column and
+//! the rewording of toml/serde messages into operator language. It never
+//! sees secret values: callers must not put them into a message.
+
+use std::ops::Range;
+use std::path::Path;
+
+/// Collects every problem (fatal) and warning (non-fatal) of one load.
+pub(crate) struct Diagnostics<'t> {
+    file: String,
+    text: &'t str,
+    /// Byte offset at which each line starts.
+    line_starts: Vec<usize>,
+    /// (offset, rendered); offset `None` for problems without a position.
+    problems: Vec<(Option<usize>, String)>,
+    warnings: Vec<(Option<usize>, String)>,
+}
+
+impl<'t> Diagnostics<'t> {
+    pub(crate) fn new(path: &Path, text: &'t str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Diagnostics {
+            file: path.display().to_string(),
+            text,
+            line_starts,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        // A span may start inside a multi-byte character only if the parser
+        // misreports it; fall back to counting bytes rather than panicking.
+        let column = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - start);
+        (line + 1, column + 1)
+    }
+
+    fn render(&self, offset: Option<usize>, message: &str) -> String {
+        match offset {
+            Some(offset) => {
+                let (line, col) = self.line_col(offset);
+                format!("{}:{line}:{col}: {message}", self.file)
+            }
+            None => format!("{}: {message}", self.file),
+        }
+    }
+
+    /// A fatal problem at `span`.
+    pub(crate) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let rendered = self.render(Some(span.start), &message.into());
+        self.problems.push((Some(span.start), rendered));
+    }
+
+    /// A non-fatal finding at `span`.
+    pub(crate) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let rendered = self.render(Some(span.start), &message.into());
+        self.warnings.push((Some(span.start), rendered));
+    }
+
+    /// A toml syntax or type error. `section` is the table the value was
+    /// deserialized from, used to name the key the error is about.
+    pub(crate) fn toml_error(
+        &mut self,
+        err: &toml::de::Error,
+        section: Option<&toml::de::DeTable<'_>>,
+    ) {
+        let mut message = reword(err.message());
+        if let (Some(span), Some(table)) = (err.span(), section) {
+            if let Some(key) = key_of_value(table, &span) {
+                if !message.contains(&format!("`{key}`")) {
+                    message = format!("`{key}`: {message}");
+                }
+            }
+        }
+        match err.span() {
+            Some(span) => self.error(span, message),
+            None => {
+                let rendered = self.render(None, &message);
+                self.problems.push((None, rendered));
+            }
+        }
+    }
+
+    pub(crate) fn has_problems(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    /// Problems in file order (problems without a position first).
+    pub(crate) fn into_parts(self) -> (Vec<String>, Vec<String>) {
+        (sorted(self.problems), sorted(self.warnings))
+    }
+}
+
+fn sorted(mut items: Vec<(Option<usize>, String)>) -> Vec<String> {
+    // Stable: two findings at one offset keep the order they were found in.
+    items.sort_by_key(|(offset, _)| *offset);
+    items.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The key in `table` whose value contains `span`.
+fn key_of_value(table: &toml::de::DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    table
+        .iter()
+        .find(|(_, v)| {
+            let vs = v.span();
+            vs.start <= span.start && span.end <= vs.end
+        })
+        .map(|(k, _)| k.get_ref().to_string())
+}
+
+/// Serde speaks in Rust types; operators read TOML types.
+fn reword(message: &str) -> String {
+    let mut m = message.to_string();
+    for (from, to) in [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected u32", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+        ("invalid type: map", "invalid type: table"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("expected struct ", "expected a table "),
+    ] {
+        m = m.replace(from, to);
+    }
+    m
+}
+
+/// The closest candidate to `word`, if it is close enough to be a typo.
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let word_lower = word.to_ascii_lowercase();
+    let close = |c: &str| {
+        let c_lower = c.to_ascii_lowercase();
+        let d = edit_distance(&word_lower, &c_lower);
+        // `zone_id` for `zone`, `secret_access_key_path` for `..._file`:
+        // a known key plus a suffix is a likely mix-up too.
+        let extends = c_lower.len() >= 4
+            && (word_lower.starts_with(&c_lower) || c_lower.starts_with(&word_lower));
+        (d <= (c.chars().count() / 3).max(1))
+            .then_some(d)
+            .or(extends.then_some(d + 100))
+    };
+    candidates
+        .into_iter()
+        .filter_map(|c| close(c).map(|d| (d, c)))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, on characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `a, b, c` for messages.
+pub(crate) fn list(items: &[&str]) -> String {
+    items.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_is_one_based_and_counts_characters() {
+        let text = "a = 1\nzone = \"ä\" x\n";
+        let d = Diagnostics::new(Path::new("f.toml"), text);
+        assert_eq!(d.line_col(0), (1, 1));
+        assert_eq!(d.line_col(6), (2, 1));
+        let x = text.find(" x").unwrap() + 1;
+        assert_eq!(d.line_col(x), (2, 12));
+        assert_eq!(d.line_col(text.len()), (3, 1));
+    }
+
+    #[test]
+    fn problems_come_out_in_file_order() {
+        let text = "a\nb\nc\n";
+        let mut d = Diagnostics::new(Path::new("f.toml"), text);
+        d.error(4..5, "third");
+        d.error(0..1, "first");
+        d.error(2..3, "second");
+        let (p, _) = d.into_parts();
+        assert_eq!(
+            p,
+            [
+                "f.toml:1:1: first",
+                "f.toml:2:1: second",
+                "f.toml:3:1: third"
+            ]
+        );
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let keys = ["timezone", "log_format", "state_path"];
+        assert_eq!(suggest("timzone", keys), Some("timezone"));
+        assert_eq!(suggest("logformat", keys), Some("log_format"));
+        assert_eq!(suggest("retention", keys), None);
+        assert_eq!(suggest("zone_id", ["zone", "access_key_id"]), Some("zone"));
+    }
+}

@@ -1,0 +1,381 @@
+//! Provider kinds: which `kind` values exist, the keys every kind shares,
+//! and the dispatch to one module per kind. Adding a cloud means one new
+//! file here (its raw section, its checks) and one arm in each `match` on
+//! [`Kind`]; nothing else in `config/` knows about a particular cloud.
+//!
+//! A provider section is read in two steps so that `deny_unknown_fields`
+//! and `Spanned` keep working: first `kind` is read from the parsed table,
+//! then the same table (with its original byte spans) is deserialized into
+//! the common keys and into the kind's own struct.
+
+mod qingcloud;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diagnostics::list;
+use super::model::{ProviderConfig, ProviderSettings};
+use super::raw::{check_keys, deserialize_table, expect_table, fields_of};
+use super::values::{self, DurationRule, MINUTE};
+use super::Cx;
+use crate::providers::Capabilities;
+
+/// Kinds that are built, in the order shown to users.
+const SUPPORTED: &[&str] = &["qingcloud"];
+/// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
+const ALL: &[&str] = &[
+    "qingcloud",
+    "ucloudstack",
+    "lightsail",
+    "powervs",
+    "kakaocloud",
+];
+
+/// A provider kind that this build supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    QingCloud,
+}
+
+impl Kind {
+    fn from_name(name: &str) -> Option<Kind> {
+        match name {
+            "qingcloud" => Some(Kind::QingCloud),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::QingCloud => "qingcloud",
+        }
+    }
+
+    /// What policies of this kind may ask for.
+    pub(crate) fn capabilities(self) -> Capabilities {
+        match self {
+            Kind::QingCloud => crate::providers::qingcloud::CAPABILITIES,
+        }
+    }
+
+    /// Kind-specific shape check of one target id, e.g. `vol-` prefixes.
+    pub(crate) fn check_target(self, resource: &str, target: &str) -> Result<(), String> {
+        match self {
+            Kind::QingCloud => qingcloud::check_target(resource, target),
+        }
+    }
+
+    /// The kind's own keys (besides [`CommonRaw`]'s).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::QingCloud => fields_of::<qingcloud::RawQingCloud>(),
+        }
+    }
+
+    fn build(
+        self,
+        section: &Section<'_, '_>,
+        common: &CommonRaw,
+        cx: &mut Cx<'_>,
+    ) -> Option<ProviderSettings> {
+        match self {
+            Kind::QingCloud => {
+                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+                qingcloud::build(section, &raw, common.endpoint.as_ref(), cx)
+                    .map(ProviderSettings::QingCloud)
+            }
+        }
+    }
+}
+
+/// Keys every kind takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommonRaw {
+    /// Read (and checked) before this struct, by `read_kind`; listed here
+    /// so that the key is known.
+    #[serde(rename = "kind")]
+    _kind: Option<serde::de::IgnoredAny>,
+    endpoint: Option<Spanned<String>>,
+    requests_per_second: Option<Spanned<f64>>,
+    max_in_flight: Option<Spanned<i64>>,
+    ca_file: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+}
+
+/// One provider section being checked.
+pub(crate) struct Section<'a, 'i> {
+    /// `[providers.NAME]`, for messages.
+    pub what: String,
+    /// The section header (where missing keys are reported).
+    pub span: Range<usize>,
+    pub table: &'a DeTable<'i>,
+}
+
+impl Section<'_, '_> {
+    /// Reports a required key that is absent.
+    pub(crate) fn missing(&self, key: &str, expected: &str, cx: &mut Cx<'_>) {
+        cx.diag.error(
+            self.span.clone(),
+            format!("missing key `{key}` in {} ({expected})", self.what),
+        );
+    }
+}
+
+/// What reading one `[providers.NAME]` gave.
+pub(crate) struct ParsedProvider {
+    /// Known even when the rest of the section is invalid, so that policies
+    /// naming this provider can still be checked against its kind.
+    pub kind: Option<Kind>,
+    pub config: Option<ProviderConfig>,
+}
+
+pub(crate) fn provider(
+    name: &Spanned<std::borrow::Cow<'_, str>>,
+    value: &Spanned<DeValue<'_>>,
+    cx: &mut Cx<'_>,
+) -> ParsedProvider {
+    let what = format!("[providers.{}]", name.get_ref());
+    let failed = ParsedProvider {
+        kind: None,
+        config: None,
+    };
+    let Some(table) = expect_table(value, &what, &mut cx.diag) else {
+        return failed;
+    };
+    let section = Section {
+        what,
+        span: value.span(),
+        table,
+    };
+    let Some(kind) = read_kind(&section, cx) else {
+        return failed;
+    };
+
+    let common_keys = fields_of::<CommonRaw>();
+    let allowed: Vec<&str> = common_keys.iter().chain(kind.keys()).copied().collect();
+    check_keys(
+        table,
+        &allowed,
+        &format!("{} (kind \"{}\")", section.what, kind.name()),
+        &mut cx.diag,
+    );
+
+    let name_ok = values::name(
+        &Spanned::new(name.span(), name.get_ref().to_string()),
+        "provider name",
+        64,
+        &mut cx.diag,
+    );
+    let Some(common) = deserialize_table::<CommonRaw>(section.span.clone(), table, &mut cx.diag)
+    else {
+        return ParsedProvider {
+            kind: Some(kind),
+            config: None,
+        };
+    };
+    let limits = common_limits(&common, cx);
+    let settings = kind.build(&section, &common, cx);
+    let config = match (name_ok, limits, settings) {
+        (true, Some(limits), Some(settings)) => Some(ProviderConfig {
+            name: name.get_ref().to_string(),
+            settings,
+            requests_per_second: limits.requests_per_second,
+            max_in_flight: limits.max_in_flight,
+            ca_file: limits.ca_file,
+            request_timeout: limits.request_timeout,
+        }),
+        _ => None,
+    };
+    ParsedProvider {
+        kind: Some(kind),
+        config,
+    }
+}
+
+fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
+    let Some(value) = section.table.get("kind") else {
+        section.missing(
+            "kind",
+            &format!("the cloud: one of {}", list(SUPPORTED)),
+            cx,
+        );
+        return None;
+    };
+    let Some(kind) = value.get_ref().as_str() else {
+        cx.diag.error(
+            value.span(),
+            format!(
+                "`kind` must be a string, found a {} (expected one of: {})",
+                value.get_ref().type_str(),
+                list(ALL)
+            ),
+        );
+        return None;
+    };
+    if let Some(k) = Kind::from_name(kind) {
+        return Some(k);
+    }
+    if ALL.contains(&kind) {
+        cx.diag.error(
+            value.span(),
+            format!(
+                "provider kind {kind:?} is not supported yet (supported: {})",
+                list(SUPPORTED)
+            ),
+        );
+    } else {
+        let hint = match super::diagnostics::suggest(kind, ALL.iter().copied()) {
+            Some(s) => format!("; did you mean {s:?}?"),
+            None => String::new(),
+        };
+        cx.diag.error(
+            value.span(),
+            format!(
+                "unknown provider kind {kind:?} (expected one of: {}){hint}",
+                list(ALL)
+            ),
+        );
+    }
+    None
+}
+
+struct Limits {
+    requests_per_second: f64,
+    max_in_flight: usize,
+    ca_file: Option<PathBuf>,
+    request_timeout: std::time::Duration,
+}
+
+/// The common keys other than `kind` and `endpoint` (whose default and
+/// rules are the kind's).
+fn common_limits(raw: &CommonRaw, cx: &mut Cx<'_>) -> Option<Limits> {
+    let mut ok = true;
+
+    let requests_per_second = match &raw.requests_per_second {
+        None => 5.0,
+        Some(v) => {
+            let rps = *v.get_ref();
+            if !rps.is_finite() || rps <= 0.0 {
+                cx.diag.error(
+                    v.span(),
+                    format!("`requests_per_second` must be a number greater than zero, got {rps}"),
+                );
+                ok = false;
+            } else if rps > 1000.0 {
+                cx.diag.error(
+                    v.span(),
+                    format!("`requests_per_second` must be at most 1000, got {rps}"),
+                );
+                ok = false;
+            }
+            rps
+        }
+    };
+
+    let max_in_flight = match &raw.max_in_flight {
+        None => 20,
+        Some(v) => match values::integer_in(
+            v,
+            "max_in_flight",
+            1,
+            10_000,
+            "snapshot operations in flight at once",
+            &mut cx.diag,
+        ) {
+            Some(n) => n as usize,
+            None => {
+                ok = false;
+                0
+            }
+        },
+    };
+
+    let ca_file = raw.ca_file.as_ref().and_then(|v| {
+        let path = check_ca_file(v, cx);
+        ok &= path.is_some();
+        path
+    });
+
+    let request_timeout = values::duration_or(
+        raw.request_timeout.as_ref(),
+        std::time::Duration::from_secs(30),
+        &DurationRule {
+            key: "request_timeout",
+            allow_zero: false,
+            min: Some(std::time::Duration::from_secs(1)),
+            max: 10 * MINUTE,
+        },
+        &mut cx.diag,
+    );
+
+    match (ok, request_timeout) {
+        (true, Some(request_timeout)) => Some(Limits {
+            requests_per_second,
+            max_in_flight,
+            ca_file,
+            request_timeout,
+        }),
+        _ => None,
+    }
+}
+
+/// `ca_file` must exist, be readable and hold at least one PEM certificate.
+fn check_ca_file(value: &Spanned<String>, cx: &mut Cx<'_>) -> Option<PathBuf> {
+    let path = cx.resolve_path(value.get_ref());
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let pem = String::from_utf8_lossy(&bytes);
+            if pem.contains("-----BEGIN CERTIFICATE-----") {
+                Some(path)
+            } else {
+                cx.diag.error(
+                    value.span(),
+                    format!(
+                        "`ca_file`: {} holds no PEM certificate \
+                         (expected \"-----BEGIN CERTIFICATE-----\")",
+                        path.display()
+                    ),
+                );
+                None
+            }
+        }
+        Err(e) => {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                _ => format!("cannot be read ({e})"),
+            };
+            cx.diag
+                .error(value.span(), format!("`ca_file`: {} {why}", path.display()));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_keys_never_shadow_common_keys() {
+        let common = fields_of::<CommonRaw>();
+        for name in SUPPORTED {
+            let kind = Kind::from_name(name).expect("SUPPORTED names parse");
+            for key in kind.keys() {
+                assert!(!common.contains(key), "{name} repeats common key {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_supported_kind_is_in_the_full_list() {
+        for name in SUPPORTED {
+            assert!(ALL.contains(name));
+            assert_eq!(Kind::from_name(name).map(Kind::name), Some(*name));
+        }
+    }
+}

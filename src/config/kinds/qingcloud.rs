@@ -1,0 +1,120 @@
+//! `kind = "qingcloud"`: QingCloud IaaS.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Section;
+use crate::config::model::QingCloudSettings;
+use crate::config::raw::RawSecret;
+use crate::config::secrets::{self, SecretKeys};
+use crate::config::values;
+use crate::config::Cx;
+
+/// The public API; override with `endpoint` for private deployments.
+const DEFAULT_ENDPOINT: &str = "https://api.qingcloud.com/iaas/";
+
+/// The keys of a qingcloud section besides the common ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQingCloud {
+    zone: Option<Spanned<String>>,
+    access_key_id: Option<Spanned<String>>,
+    secret_access_key: Option<Spanned<RawSecret>>,
+    secret_access_key_file: Option<Spanned<String>>,
+    secret_access_key_env: Option<Spanned<String>>,
+}
+
+pub(super) fn build(
+    section: &Section<'_, '_>,
+    raw: &RawQingCloud,
+    endpoint: Option<&Spanned<String>>,
+    cx: &mut Cx<'_>,
+) -> Option<QingCloudSettings> {
+    let zone = match &raw.zone {
+        None => {
+            section.missing("zone", "the QingCloud zone id, e.g. \"ap2a\"", cx);
+            None
+        }
+        Some(z) => check_zone(z, cx),
+    };
+
+    let access_key_id = match &raw.access_key_id {
+        None => {
+            section.missing("access_key_id", "the API access key id", cx);
+            None
+        }
+        Some(id)
+            if id.get_ref().trim().is_empty() || id.get_ref().contains(char::is_whitespace) =>
+        {
+            cx.diag.error(
+                id.span(),
+                "`access_key_id` must be a non-empty key id without spaces",
+            );
+            None
+        }
+        Some(id) => Some(id.get_ref().clone()),
+    };
+
+    let secret_access_key = secrets::resolve(
+        SecretKeys {
+            name: "secret_access_key",
+            literal: raw.secret_access_key.as_ref(),
+            file: raw.secret_access_key_file.as_ref(),
+            env: raw.secret_access_key_env.as_ref(),
+        },
+        section.span.clone(),
+        cx,
+    );
+
+    let endpoint = match endpoint {
+        None => Some(DEFAULT_ENDPOINT.to_string()),
+        Some(e) => values::http_url(e, "endpoint", &mut cx.diag).map(|u| u.to_string()),
+    };
+
+    Some(QingCloudSettings {
+        zone: zone?,
+        access_key_id: access_key_id?,
+        secret_access_key: secret_access_key?,
+        endpoint: endpoint?,
+    })
+}
+
+/// Zone ids are lower-case (`pek3a`, `ap2a`); the API rejects others.
+fn check_zone(zone: &Spanned<String>, cx: &mut Cx<'_>) -> Option<String> {
+    let z = zone.get_ref();
+    let valid = !z.is_empty()
+        && z.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        return Some(z.clone());
+    }
+    let hint = if z.chars().any(|c| c.is_ascii_uppercase()) {
+        format!(" (did you mean {:?}?)", z.to_ascii_lowercase())
+    } else {
+        String::new()
+    };
+    cx.diag.error(
+        zone.span(),
+        format!(
+            "`zone` {z:?} is not a QingCloud zone id: expected lower-case letters, digits \
+             and `-`, e.g. \"ap2a\" or \"pek3\"{hint}"
+        ),
+    );
+    None
+}
+
+/// QingCloud ids carry their type as a prefix.
+pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
+    let prefix = match resource {
+        "volume" => "vol-",
+        "instance" => "i-",
+        _ => return Ok(()),
+    };
+    if target.starts_with(prefix) && target.len() > prefix.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "target {target:?} is not a QingCloud {resource} id (expected \"{prefix}…\")"
+        ))
+    }
+}

@@ -1,0 +1,346 @@
+//! Unit tests of loading: defaults, secrets, redaction, positions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const SECRET: &str = "s3cr3t-Value-That-Must-Not-Leak";
+
+/// A minimal valid file; `provider_extra` goes into the provider section
+/// and `policy_extra` into the policy.
+fn config(provider_extra: &str, policy_extra: &str) -> String {
+    format!(
+        r#"[providers.qc]
+kind = "qingcloud"
+zone = "ap2a"
+access_key_id = "QYACCESSKEYID"
+{provider_extra}
+
+[[policy]]
+name = "db"
+provider = "qc"
+resource = "volume"
+targets = ["vol-1"]
+schedule = "0 30 2 * * *"
+retain = 7
+{policy_extra}
+"#
+    )
+}
+
+fn env_with(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    load_with_env(text, Path::new("/etc/snapwarden/test.toml"), &env_with(env))
+}
+
+fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+    match load_env(text, env) {
+        Ok(c) => panic!("expected problems, got a config: {c:?}"),
+        Err(e) => e.problems,
+    }
+}
+
+/// Line and column (1-based) of the first occurrence of `needle`.
+fn pos_of(text: &str, needle: &str) -> String {
+    pos_at(text, text.find(needle).expect("needle in text"))
+}
+
+/// Line and column (1-based) of a byte offset.
+fn pos_at(text: &str, off: usize) -> String {
+    let line = text[..off].matches('\n').count() + 1;
+    let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{col}")
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let text = config("secret_access_key_env = \"QY\"", "");
+    let c = load_env(&text, &[("QY", SECRET)]).expect("valid");
+    assert_eq!(c.daemon.log_format, LogFormat::Text);
+    assert_eq!(c.daemon.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(c.daemon.state_path, Path::new("./snapwarden.db"));
+    assert!(c.daemon.metrics_listen.is_none());
+    assert!(c.alerts.is_none());
+
+    let p = &c.providers["qc"];
+    assert_eq!(p.requests_per_second, 5.0);
+    assert_eq!(p.max_in_flight, 20);
+    assert_eq!(p.request_timeout, Duration::from_secs(30));
+    assert!(p.ca_file.is_none());
+    let ProviderSettings::QingCloud(qc) = &p.settings;
+    assert_eq!(qc.endpoint, "https://api.qingcloud.com/iaas/");
+    assert_eq!(qc.secret_access_key.expose(), SECRET);
+
+    let pol = &c.policies[0];
+    assert_eq!(pol.poll_interval, Duration::from_secs(10));
+    assert_eq!(pol.poll_max_interval, Duration::from_secs(120));
+    assert_eq!(pol.timeout, Duration::from_secs(7200));
+    assert_eq!(pol.jitter, Duration::ZERO);
+    assert!(!pol.catch_up);
+    assert_eq!(pol.full_every, None);
+    assert_eq!(pol.schedule.timezone(), chrono_tz::Tz::UTC);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn state_path_defaults_under_state_directory() {
+    let text = config("secret_access_key_env = \"QY\"", "");
+    let c = load_env(
+        &text,
+        &[
+            ("QY", SECRET),
+            ("STATE_DIRECTORY", "/var/lib/snapwarden:/other"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.daemon.state_path,
+        Path::new("/var/lib/snapwarden/state.db")
+    );
+}
+
+#[test]
+fn policy_time_zone_defaults_to_the_daemon_zone() {
+    let text = format!(
+        "[daemon]\ntimezone = \"Asia/Shanghai\"\n\n{}",
+        config("secret_access_key_env = \"QY\"", "")
+    );
+    let c = load_env(&text, &[("QY", SECRET)]).expect("valid");
+    assert_eq!(c.policies[0].schedule.timezone(), chrono_tz::Asia::Shanghai);
+}
+
+#[test]
+fn alerts_defaults() {
+    let text = format!(
+        "[alerts]\ncommand = [\"/bin/true\"]\n\n{}",
+        config("secret_access_key_env = \"QY\"", "")
+    );
+    let c = load_env(&text, &[("QY", SECRET)]).expect("valid");
+    let a = c.alerts.expect("alerts present");
+    assert_eq!(
+        a.on,
+        [AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Stale]
+    );
+    assert_eq!(a.repeat_after, Duration::from_secs(86_400));
+}
+
+#[test]
+fn secret_from_file_is_trimmed_and_warns_on_loose_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qc.secret");
+    std::fs::write(&file, format!("  {SECRET}\n\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let cfg_path = dir.path().join("snapwarden.toml");
+    // Relative to the config file's folder.
+    let text = config("secret_access_key_file = \"qc.secret\"", "");
+    let c = load_with_env(&text, &cfg_path, &env_with(&[])).expect("valid");
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    assert_eq!(qc.secret_access_key.expose(), SECRET);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = load_with_env(&text, &cfg_path, &env_with(&[])).expect("valid");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("readable by group or others"));
+        assert!(c.warnings[0].contains(&pos_of(&text, "\"qc.secret\"")));
+    }
+}
+
+#[test]
+fn secret_file_missing_names_key_and_file() {
+    let text = config("secret_access_key_file = \"/nonexistent/qc.secret\"", "");
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("secret_access_key_file"), "{p:?}");
+    assert!(p[0].contains("/nonexistent/qc.secret"), "{p:?}");
+    assert!(p[0].contains("does not exist"), "{p:?}");
+}
+
+#[test]
+fn secret_from_env() {
+    let text = config("secret_access_key_env = \"QY_SECRET\"", "");
+    let c = load_env(&text, &[("QY_SECRET", &format!("{SECRET}\n"))]).expect("valid");
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    assert_eq!(qc.secret_access_key.expose(), SECRET);
+
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].contains("environment variable QY_SECRET is not set"),
+        "{p:?}"
+    );
+    assert!(p[0].contains("secret_access_key_env"), "{p:?}");
+
+    let p = problems(&text, &[("QY_SECRET", "")]);
+    assert!(p[0].contains("QY_SECRET is empty"), "{p:?}");
+}
+
+#[test]
+fn literal_secret_is_accepted_with_a_positioned_warning() {
+    let text = config(&format!("secret_access_key = \"{SECRET}\""), "");
+    let c = load_env(&text, &[]).expect("valid");
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    assert_eq!(qc.secret_access_key.expose(), SECRET);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let expected = format!(
+        "/etc/snapwarden/test.toml:{}: secret `secret_access_key` is written in the config file",
+        pos_of(&text, &format!("\"{SECRET}\""))
+    );
+    assert!(c.warnings[0].starts_with(&expected), "{:?}", c.warnings);
+    assert!(!c.warnings[0].contains(SECRET));
+}
+
+#[test]
+fn secret_given_two_ways_is_an_error_at_the_second() {
+    let text = config(
+        &format!("secret_access_key = \"{SECRET}\"\nsecret_access_key_env = \"QY\""),
+        "",
+    );
+    let p = problems(&text, &[("QY", SECRET)]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains(&pos_of(&text, "\"QY\"")), "{p:?}");
+    assert!(p[0].contains("given 2 ways"), "{p:?}");
+}
+
+#[test]
+fn secret_missing_entirely() {
+    let text = config("", "");
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("1:1: missing secret `secret_access_key`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_errors() {
+    // A valid config: Debug of the whole thing.
+    let text = format!(
+        "[alerts]\nwebhook_url = \"https://hooks.example.com/x\"\n\
+         webhook_headers = {{ Authorization = \"Bearer {SECRET}\" }}\n\n{}",
+        config("secret_access_key_env = \"QY\"", "")
+    );
+    let c = load_env(&text, &[("QY", SECRET)]).expect("valid");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+
+    // Invalid configs whose problems sit next to a secret.
+    let broken = [
+        // literal + env
+        config(
+            &format!("secret_access_key = \"{SECRET}\"\nsecret_access_key_env = \"QY\""),
+            "",
+        ),
+        // a secret of the wrong type
+        config("secret_access_key = 987654321", ""),
+        // literal secret in an otherwise broken section
+        config(
+            &format!("secret_access_key = \"{SECRET}\"\nzoen = \"x\""),
+            "retain = 0",
+        ),
+        // header with a line break in its value
+        format!(
+            "[alerts]\nwebhook_url = \"https://h.example.com/\"\n\
+             webhook_headers = {{ X = \"{SECRET}\\n\" }}\n\n{}",
+            config("secret_access_key_env = \"QY\"", "")
+        ),
+    ];
+    for text in &broken {
+        let err = load_env(text, &[("QY", SECRET)]).expect_err("invalid");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(!shown.contains("987654321"), "{shown}");
+    }
+
+    // The secret arriving through the environment into an error path.
+    let text = config("secret_access_key_env = \"QY\"", "retain = -1");
+    let err = load_env(&text, &[("QY", SECRET)]).expect_err("invalid");
+    assert!(!format!("{err:?}").contains(SECRET));
+}
+
+#[test]
+fn syntax_errors_are_positioned() {
+    let text = "[daemon]\nlog_format = \"text\ntimezone = \"UTC\"\n";
+    let p = problems(text, &[]);
+    assert!(!p.is_empty());
+    assert!(p[0].starts_with("/etc/snapwarden/test.toml:2:"), "{p:?}");
+}
+
+#[test]
+fn type_errors_inside_a_provider_section_point_into_it() {
+    let text = config(
+        "secret_access_key_env = \"QY\"\nmax_in_flight = \"many\"",
+        "",
+    );
+    let p = problems(&text, &[("QY", SECRET)]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with(&format!(
+            "/etc/snapwarden/test.toml:{}: `max_in_flight`: invalid type: string \"many\", \
+             expected an integer",
+            pos_of(&text, "\"many\"")
+        )),
+        "{p:?}"
+    );
+
+    let text = config("secret_access_key_env = \"QY\"\nzone_id = \"ap2a\"", "");
+    let p = problems(&text, &[("QY", SECRET)]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains(&format!(
+        "{}: unknown key `zone_id`",
+        pos_of(&text, "zone_id")
+    )));
+    assert!(p[0].contains("did you mean `zone`?"), "{p:?}");
+}
+
+#[test]
+fn all_validation_problems_are_reported_in_file_order() {
+    let text = config(
+        "secret_access_key_env = \"QY\"\nrequests_per_second = 0",
+        "poll_interval = \"0s\"\ntimeout = \"30d\"\njitter = \"forever\"",
+    )
+    .replace("retain = 7", "retain = 0")
+    .replace("\"vol-1\"", "\"vol-1\", \"vol-1\"");
+    let p = problems(&text, &[("QY", SECRET)]);
+    let at: Vec<String> = p
+        .iter()
+        .map(|s| {
+            s.trim_start_matches("/etc/snapwarden/test.toml:")
+                .split(": ")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let dup = pos_at(&text, text.rfind("\"vol-1\"").unwrap());
+    assert_eq!(
+        at,
+        [
+            pos_of(&text, "0\n"),
+            dup,
+            pos_at(&text, text.find("retain = 0").unwrap() + "retain = ".len()),
+            pos_of(&text, "\"0s\""),
+            pos_of(&text, "\"30d\""),
+            pos_of(&text, "\"forever\""),
+        ],
+        "{p:#?}"
+    );
+}

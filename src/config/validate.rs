@@ -1,0 +1,831 @@
+//! Stage two: from the parsed TOML tree to the checked [`Config`]. Every
+//! section is read and checked even after an earlier one failed, so that one
+//! `snapwarden check` shows every problem in the file.
+//!
+//! Cloud-specific rules live in `kinds/`; this module only asks a [`Kind`]
+//! for its capabilities.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diagnostics::list;
+use super::kinds::{self, Kind};
+use super::model::{
+    AlertEvent, AlertsConfig, Config, DaemonConfig, LogFormat, Policy, ProviderConfig, Secret,
+};
+use super::raw::{check_keys, section, RawAlerts, RawDaemon, RawPolicy};
+use super::values::{self, DurationRule, DAY, HOUR, MINUTE};
+use super::Cx;
+use crate::schedule::Schedule;
+
+/// Longest policy name: it becomes part of every snapshot name.
+const POLICY_NAME_MAX: usize = 40;
+
+/// The top-level keys.
+const TOP_LEVEL: &[&str] = &["daemon", "alerts", "providers", "policy"];
+
+/// Checks the whole document. `None` when any problem was reported.
+pub(crate) fn document(root: &DeTable<'_>, path: PathBuf, cx: &mut Cx<'_>) -> Option<Config> {
+    check_keys(root, TOP_LEVEL, "the top level", &mut cx.diag);
+
+    let daemon = match root.get("daemon") {
+        Some(v) => {
+            section::<RawDaemon>(v, "[daemon]", &mut cx.diag).and_then(|raw| daemon(&raw, cx))
+        }
+        None => daemon(&RawDaemon::default(), cx),
+    };
+
+    let alerts = root.get("alerts").map(|v| {
+        section::<RawAlerts>(v, "[alerts]", &mut cx.diag).and_then(|raw| alerts(&raw, v.span(), cx))
+    });
+
+    let providers = providers(root.get("providers"), cx);
+
+    // Policies are checked even when [daemon] was invalid; UTC stands in
+    // for a bad default zone so that its schedules are still checked.
+    let default_tz = daemon.as_ref().map_or(Tz::UTC, |d| d.timezone);
+    let policies = policies(root.get("policy"), &providers, default_tz, cx);
+
+    for (name, p) in &providers.parsed {
+        if !policies.used_providers.contains(name) {
+            cx.diag.warn(
+                p.name_span.clone(),
+                format!("provider {name:?} is not used by any [[policy]]"),
+            );
+        }
+    }
+
+    if cx.diag.has_problems() {
+        return None;
+    }
+    let providers: BTreeMap<String, ProviderConfig> = providers
+        .parsed
+        .into_iter()
+        .filter_map(|(name, p)| p.config.map(|c| (name, c)))
+        .collect();
+    Some(Config {
+        path,
+        daemon: daemon?,
+        alerts: match alerts {
+            None => None,
+            Some(a) => Some(a?),
+        },
+        providers,
+        policies: policies.checked.into_iter().collect::<Option<Vec<_>>>()?,
+        warnings: Vec::new(),
+    })
+}
+
+fn daemon(raw: &RawDaemon, cx: &mut Cx<'_>) -> Option<DaemonConfig> {
+    let mut ok = true;
+
+    let state_path = match &raw.state_path {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            cx.diag.error(
+                p.span(),
+                "`state_path` must be a file path, got an empty string",
+            );
+            ok = false;
+            PathBuf::new()
+        }
+        Some(p) => PathBuf::from(p.get_ref()),
+        None => default_state_path(cx),
+    };
+
+    let log_format = match raw.log_format.as_ref() {
+        None => LogFormat::Text,
+        Some(v) => match v.get_ref().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                cx.diag.error(
+                    v.span(),
+                    format!("`log_format` must be \"text\" or \"json\", got {other:?}"),
+                );
+                ok = false;
+                LogFormat::Text
+            }
+        },
+    };
+
+    let timezone = match &raw.timezone {
+        None => Some(Tz::UTC),
+        Some(v) => values::time_zone(v, "timezone", &mut cx.diag),
+    };
+
+    let metrics_listen = match &raw.metrics_listen {
+        None => None,
+        Some(v) => match v.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                cx.diag.error(
+                    v.span(),
+                    format!(
+                        "`metrics_listen` {:?} is not a socket address: expected IP:PORT such as \
+                         \"127.0.0.1:9810\" or \"[::1]:9810\" (host names are not resolved)",
+                        v.get_ref()
+                    ),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+
+    Some(DaemonConfig {
+        state_path,
+        log_format,
+        timezone: timezone?,
+        metrics_listen,
+    })
+    .filter(|_| ok)
+}
+
+/// `$STATE_DIRECTORY/state.db` under systemd's `StateDirectory=`, else
+/// `./snapwarden.db`.
+fn default_state_path(cx: &Cx<'_>) -> PathBuf {
+    // systemd joins several state directories with ':'; the first is ours.
+    match (cx.env)("STATE_DIRECTORY") {
+        Some(dirs) => match dirs.split(':').next().filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("state.db"),
+            None => PathBuf::from("./snapwarden.db"),
+        },
+        None => PathBuf::from("./snapwarden.db"),
+    }
+}
+
+const ALERT_EVENTS: &[(&str, AlertEvent)] = &[
+    ("failure", AlertEvent::Failure),
+    ("recovery", AlertEvent::Recovery),
+    ("stale", AlertEvent::Stale),
+    ("selector_empty", AlertEvent::SelectorEmpty),
+];
+
+fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<AlertsConfig> {
+    let mut ok = true;
+
+    if raw.webhook_url.is_none() && raw.command.is_none() {
+        cx.diag.error(
+            span,
+            "[alerts] has no destination: set `webhook_url` (JSON POST per event) and/or \
+             `command` (event JSON on stdin), or remove the [alerts] section",
+        );
+        ok = false;
+    }
+
+    let webhook_url = match &raw.webhook_url {
+        None => None,
+        Some(v) => {
+            let url = values::http_url(v, "webhook_url", &mut cx.diag);
+            ok &= url.is_some();
+            Some(v.get_ref().clone())
+        }
+    };
+
+    let mut webhook_headers = BTreeMap::new();
+    if let Some(headers) = &raw.webhook_headers {
+        if raw.webhook_url.is_none() {
+            cx.diag.error(
+                headers.span(),
+                "`webhook_headers` is set but `webhook_url` is not",
+            );
+            ok = false;
+        }
+        for (name, value) in headers.get_ref() {
+            let n = name.get_ref();
+            let token = !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+            if !token {
+                cx.diag.error(
+                    name.span(),
+                    format!("`webhook_headers`: {n:?} is not a valid HTTP header name"),
+                );
+                ok = false;
+            }
+            let v = &value.get_ref().0;
+            if v.is_empty() || v.contains(['\r', '\n', '\0']) {
+                // The value is treated as a secret: described, never shown.
+                cx.diag.error(
+                    value.span(),
+                    format!(
+                        "`webhook_headers`: the value of {n:?} must be non-empty and on one line"
+                    ),
+                );
+                ok = false;
+            }
+            webhook_headers.insert(n.clone(), Secret::new(v.clone()));
+        }
+    }
+
+    let command = match &raw.command {
+        None => None,
+        Some(cmd) => {
+            let argv: Vec<String> = cmd.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                cx.diag.error(
+                    cmd.span(),
+                    "`command` must be a non-empty array whose first element is the program, \
+                     e.g. [\"/usr/local/bin/page-oncall\"]",
+                );
+                ok = false;
+            }
+            Some(argv)
+        }
+    };
+
+    let on = match &raw.on {
+        None => vec![AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Stale],
+        Some(list_value) => {
+            let names: Vec<&str> = ALERT_EVENTS.iter().map(|(n, _)| *n).collect();
+            if list_value.get_ref().is_empty() {
+                cx.diag.error(
+                    list_value.span(),
+                    format!(
+                        "`on` is empty, so no alert would ever be sent: list events from {} \
+                         or remove the key for the default",
+                        list(&names)
+                    ),
+                );
+                ok = false;
+            }
+            let mut events = Vec::new();
+            for item in list_value.get_ref() {
+                match ALERT_EVENTS.iter().find(|(n, _)| n == item.get_ref()) {
+                    Some((_, e)) if events.contains(e) => {
+                        cx.diag.error(
+                            item.span(),
+                            format!("`on`: event {:?} is listed twice", item.get_ref()),
+                        );
+                        ok = false;
+                    }
+                    Some((_, e)) => events.push(*e),
+                    None => {
+                        cx.diag.error(
+                            item.span(),
+                            format!(
+                                "`on`: unknown alert event {:?} (expected any of: {})",
+                                item.get_ref(),
+                                list(&names)
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            events
+        }
+    };
+
+    let repeat_after = values::duration_or(
+        raw.repeat_after.as_ref(),
+        24 * HOUR,
+        &DurationRule {
+            key: "repeat_after",
+            allow_zero: false,
+            min: Some(MINUTE),
+            max: 30 * DAY,
+        },
+        &mut cx.diag,
+    );
+
+    Some(AlertsConfig {
+        webhook_url,
+        webhook_headers,
+        command,
+        on,
+        repeat_after: repeat_after?,
+    })
+    .filter(|_| ok)
+}
+
+/// One `[providers.NAME]` after checking.
+struct ProviderEntry {
+    name_span: Range<usize>,
+    kind: Option<Kind>,
+    config: Option<ProviderConfig>,
+}
+
+struct Providers {
+    parsed: BTreeMap<String, ProviderEntry>,
+}
+
+fn providers(value: Option<&Spanned<DeValue<'_>>>, cx: &mut Cx<'_>) -> Providers {
+    let mut parsed = BTreeMap::new();
+    let Some(value) = value else {
+        return Providers { parsed };
+    };
+    let Some(table) = super::raw::expect_table(value, "`providers`", &mut cx.diag) else {
+        return Providers { parsed };
+    };
+    for (name, section) in table.iter() {
+        let p = kinds::provider(name, section, cx);
+        parsed.insert(
+            name.get_ref().to_string(),
+            ProviderEntry {
+                name_span: name.span(),
+                kind: p.kind,
+                config: p.config,
+            },
+        );
+    }
+    Providers { parsed }
+}
+
+struct Policies {
+    /// One entry per `[[policy]]`; `None` where it had a problem.
+    checked: Vec<Option<Policy>>,
+    used_providers: BTreeSet<String>,
+}
+
+fn policies(
+    value: Option<&Spanned<DeValue<'_>>>,
+    providers: &Providers,
+    default_tz: Tz,
+    cx: &mut Cx<'_>,
+) -> Policies {
+    let mut out = Policies {
+        checked: Vec::new(),
+        used_providers: BTreeSet::new(),
+    };
+    let Some(value) = value else {
+        cx.diag.error(
+            0..0,
+            "no [[policy]] section: nothing would be backed up (add at least one [[policy]])",
+        );
+        return out;
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.diag.error(
+            value.span(),
+            format!(
+                "`policy` must be an array of tables, written [[policy]] (double brackets), \
+                 found a {}",
+                value.get_ref().type_str()
+            ),
+        );
+        return out;
+    };
+    if items.is_empty() {
+        cx.diag.error(
+            value.span(),
+            "`policy` is empty: nothing would be backed up (add at least one [[policy]])",
+        );
+    }
+
+    let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let what = format!("[[policy]] #{}", i + 1);
+        let Some(raw) = section::<RawPolicy>(item, &what, &mut cx.diag) else {
+            out.checked.push(None);
+            continue;
+        };
+        if let Some(p) = &raw.provider {
+            out.used_providers.insert(p.get_ref().clone());
+        }
+        if let Some(n) = &raw.name {
+            if let Some(first) = names.get(n.get_ref()) {
+                let (line, _) = cx.diag.line_col(first.start);
+                cx.diag.error(
+                    n.span(),
+                    format!(
+                        "duplicate policy name {:?} (first defined on line {line}); policy \
+                         names must be unique",
+                        n.get_ref()
+                    ),
+                );
+            } else {
+                names.insert(n.get_ref().clone(), n.span());
+            }
+        }
+        let checked = policy(&raw, item.span(), &what, providers, default_tz, cx);
+        out.checked.push(checked);
+    }
+    out
+}
+
+/// A fixed instant from which schedule intervals are measured, so that a
+/// check gives the same answer on every run.
+fn interval_reference() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid fixed date")
+}
+
+/// The shortest gap between the schedule's next few slots, or `None` if it
+/// never fires.
+fn nominal_interval(schedule: &Schedule) -> Option<Duration> {
+    let mut at = schedule.next_after(interval_reference())?;
+    let mut shortest: Option<Duration> = None;
+    for _ in 0..8 {
+        let Some(next) = schedule.next_after(at) else {
+            break;
+        };
+        let gap = (next - at).to_std().ok()?;
+        shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+        at = next;
+    }
+    shortest
+}
+
+fn policy(
+    raw: &RawPolicy,
+    span: Range<usize>,
+    what: &str,
+    providers: &Providers,
+    default_tz: Tz,
+    cx: &mut Cx<'_>,
+) -> Option<Policy> {
+    let mut ok = true;
+    let missing = |key: &str, expected: &str, cx: &mut Cx<'_>| {
+        cx.diag.error(
+            span.clone(),
+            format!("missing key `{key}` in {what} ({expected})"),
+        );
+    };
+
+    // name
+    let name = match &raw.name {
+        None => {
+            missing("name", "a unique name, used in snapshot names", cx);
+            None
+        }
+        Some(n) => {
+            values::name(n, "name", POLICY_NAME_MAX, &mut cx.diag).then(|| n.get_ref().clone())
+        }
+    };
+
+    // provider, and through it the kind
+    let mut kind: Option<Kind> = None;
+    let defined: Vec<&str> = providers.parsed.keys().map(String::as_str).collect();
+    let provider = match &raw.provider {
+        None => {
+            missing("provider", "the name of a [providers.NAME] section", cx);
+            None
+        }
+        Some(p) => match providers.parsed.get(p.get_ref()) {
+            Some(entry) => {
+                kind = entry.kind;
+                Some(p.get_ref().clone())
+            }
+            None => {
+                let hint = match super::diagnostics::suggest(p.get_ref(), defined.iter().copied()) {
+                    Some(s) => format!("; did you mean {s:?}?"),
+                    None => String::new(),
+                };
+                let defined_list = if defined.is_empty() {
+                    "none: add a [providers.NAME] section".to_string()
+                } else {
+                    list(&defined)
+                };
+                cx.diag.error(
+                    p.span(),
+                    format!(
+                        "unknown provider {:?} (defined: {defined_list}){hint}",
+                        p.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let capabilities = kind.map(Kind::capabilities);
+
+    // resource
+    let resource = match &raw.resource {
+        None => {
+            missing("resource", "what to snapshot, e.g. \"volume\"", cx);
+            None
+        }
+        Some(r) => match (&capabilities, kind) {
+            (Some(caps), Some(kind)) if !caps.resources.contains(&r.get_ref().as_str()) => {
+                cx.diag.error(
+                    r.span(),
+                    format!(
+                        "resource {:?} is not supported by provider {:?} (kind {}); expected \
+                         one of: {}",
+                        r.get_ref(),
+                        provider.as_deref().unwrap_or_default(),
+                        kind.name(),
+                        list(caps.resources)
+                    ),
+                );
+                None
+            }
+            _ => Some(r.get_ref().clone()),
+        },
+    };
+
+    // targets
+    let targets = match &raw.targets {
+        None => {
+            missing("targets", "an array of volume or instance ids", cx);
+            None
+        }
+        Some(t) => targets(t, kind, resource.as_deref(), cx),
+    };
+
+    // timezone and schedule
+    let tz = match &raw.timezone {
+        None => Some(default_tz),
+        Some(v) => values::time_zone(v, "timezone", &mut cx.diag),
+    };
+    let schedule = match (&raw.schedule, tz) {
+        (None, _) => {
+            missing("schedule", "a cron expression such as \"0 30 2 * * *\"", cx);
+            None
+        }
+        (Some(s), Some(tz)) => match Schedule::parse(s.get_ref(), tz) {
+            Ok(sched) => Some(sched),
+            Err(e) => {
+                cx.diag.error(
+                    s.span(),
+                    format!(
+                        "`schedule`: invalid cron expression {:?}: {} (expected \
+                         \"second minute hour day-of-month month day-of-week\", the second \
+                         optional, e.g. \"0 30 2 * * *\")",
+                        s.get_ref(),
+                        e.reason.trim_end_matches('.')
+                    ),
+                );
+                None
+            }
+        },
+        // The zone was wrong; check the expression anyway.
+        (Some(s), None) => {
+            if let Err(e) = Schedule::parse(s.get_ref(), Tz::UTC) {
+                cx.diag.error(
+                    s.span(),
+                    format!(
+                        "`schedule`: invalid cron expression {:?}: {}",
+                        s.get_ref(),
+                        e.reason.trim_end_matches('.')
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let interval = match (&schedule, &raw.schedule) {
+        (Some(sched), Some(s)) => {
+            let interval = nominal_interval(sched);
+            if interval.is_none() {
+                cx.diag.error(
+                    s.span(),
+                    format!(
+                        "`schedule` {:?} never fires (e.g. a day that does not exist in the \
+                         month)",
+                        s.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+            interval
+        }
+        _ => None,
+    };
+
+    // retain
+    let retain = match &raw.retain {
+        None => {
+            missing(
+                "retain",
+                "how many snapshots to keep per target, at least 1",
+                cx,
+            );
+            None
+        }
+        Some(r) => values::integer_in(
+            r,
+            "retain",
+            1,
+            100_000,
+            "snapshots kept per target",
+            &mut cx.diag,
+        )
+        .map(|n| n as u32),
+    };
+
+    // polling and timing
+    let poll_interval = values::duration_or(
+        raw.poll_interval.as_ref(),
+        Duration::from_secs(10),
+        &DurationRule {
+            key: "poll_interval",
+            allow_zero: false,
+            min: None,
+            max: DAY,
+        },
+        &mut cx.diag,
+    );
+    let poll_max_interval = values::duration_or(
+        raw.poll_max_interval.as_ref(),
+        // The default never undercuts an explicit, longer poll_interval.
+        poll_interval.map_or(2 * MINUTE, |p| p.max(2 * MINUTE)),
+        &DurationRule {
+            key: "poll_max_interval",
+            allow_zero: false,
+            min: None,
+            max: DAY,
+        },
+        &mut cx.diag,
+    );
+    if let (Some(p), Some(m), Some(v)) = (poll_interval, poll_max_interval, &raw.poll_max_interval)
+    {
+        if m < p {
+            cx.diag.error(
+                v.span(),
+                format!(
+                    "`poll_max_interval` ({}) must not be shorter than `poll_interval` ({})",
+                    values::fmt_duration(m),
+                    values::fmt_duration(p)
+                ),
+            );
+            ok = false;
+        }
+    }
+    let timeout = values::duration_or(
+        raw.timeout.as_ref(),
+        2 * HOUR,
+        &DurationRule {
+            key: "timeout",
+            allow_zero: false,
+            min: None,
+            max: 7 * DAY,
+        },
+        &mut cx.diag,
+    );
+    if let (Some(p), Some(t)) = (poll_interval, timeout) {
+        if t <= p {
+            let at = raw
+                .timeout
+                .as_ref()
+                .or(raw.poll_interval.as_ref())
+                .map_or(span.clone(), |v| v.span());
+            cx.diag.error(
+                at,
+                format!(
+                    "`timeout` ({}) must be longer than `poll_interval` ({}): the snapshot \
+                     would never be polled",
+                    values::fmt_duration(t),
+                    values::fmt_duration(p)
+                ),
+            );
+            ok = false;
+        }
+    }
+    if let (Some(t), Some(i)) = (timeout, interval) {
+        if t > i {
+            let at = raw.timeout.as_ref().map_or(span.clone(), |v| v.span());
+            cx.diag.warn(
+                at,
+                format!(
+                    "`timeout` ({}) is longer than the schedule's interval ({}): a slow \
+                     snapshot makes the next slot be skipped",
+                    values::fmt_duration(t),
+                    values::fmt_duration(i)
+                ),
+            );
+        }
+    }
+
+    let jitter = values::duration_or(
+        raw.jitter.as_ref(),
+        Duration::ZERO,
+        &DurationRule {
+            key: "jitter",
+            allow_zero: true,
+            min: None,
+            max: DAY,
+        },
+        &mut cx.diag,
+    );
+    if let (Some(j), Some(v)) = (jitter, &raw.jitter) {
+        let (limit, what_limit) = match (interval, timeout) {
+            (Some(i), _) => (Some(i), "the schedule's interval"),
+            (None, Some(t)) => (Some(t), "`timeout`"),
+            (None, None) => (None, ""),
+        };
+        if let Some(limit) = limit {
+            if !j.is_zero() && j >= limit {
+                cx.diag.error(
+                    v.span(),
+                    format!(
+                        "`jitter` ({}) must be shorter than {what_limit} ({})",
+                        values::fmt_duration(j),
+                        values::fmt_duration(limit)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+
+    let full_every = match (&raw.full_every, &capabilities, kind) {
+        (None, _, _) => None,
+        (Some(v), Some(caps), Some(kind)) if !caps.incremental => {
+            cx.diag.error(
+                v.span(),
+                format!(
+                    "`full_every` is not supported by provider kind {}: it has no incremental \
+                     snapshots (remove the key; every snapshot is full)",
+                    kind.name()
+                ),
+            );
+            ok = false;
+            None
+        }
+        (Some(v), _, _) => {
+            let n = values::integer_in(
+                v,
+                "full_every",
+                1,
+                10_000,
+                "every Nth snapshot is full",
+                &mut cx.diag,
+            );
+            ok &= n.is_some();
+            n.map(|n| n as u32)
+        }
+    };
+
+    let catch_up = raw.catch_up.as_ref().is_some_and(|c| *c.get_ref());
+
+    if !ok {
+        return None;
+    }
+    Some(Policy {
+        name: name?,
+        provider: provider?,
+        resource: resource?,
+        targets: targets?,
+        schedule: schedule?,
+        retain: retain?,
+        poll_interval: poll_interval?,
+        poll_max_interval: poll_max_interval?,
+        timeout: timeout?,
+        catch_up,
+        jitter: jitter?,
+        full_every,
+    })
+}
+
+fn targets(
+    value: &Spanned<Vec<Spanned<String>>>,
+    kind: Option<Kind>,
+    resource: Option<&str>,
+    cx: &mut Cx<'_>,
+) -> Option<Vec<String>> {
+    let items = value.get_ref();
+    if items.is_empty() {
+        cx.diag.error(
+            value.span(),
+            "`targets` is empty: list at least one volume or instance id",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut seen: BTreeMap<&str, Range<usize>> = BTreeMap::new();
+    for t in items {
+        let id = t.get_ref().as_str();
+        if id.trim().is_empty() {
+            cx.diag
+                .error(t.span(), "`targets`: a target id must not be empty");
+            ok = false;
+            continue;
+        }
+        if id.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            cx.diag.error(
+                t.span(),
+                format!("`targets`: target id {id:?} must not contain spaces"),
+            );
+            ok = false;
+            continue;
+        }
+        if let Some(first) = seen.get(id) {
+            let (line, col) = cx.diag.line_col(first.start);
+            cx.diag.error(
+                t.span(),
+                format!("`targets`: duplicate target {id:?} (already listed at {line}:{col})"),
+            );
+            ok = false;
+            continue;
+        }
+        seen.insert(id, t.span());
+        if let (Some(kind), Some(resource)) = (kind, resource) {
+            if let Err(msg) = kind.check_target(resource, id) {
+                cx.diag.error(t.span(), format!("`targets`: {msg}"));
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| items.iter().map(|t| t.get_ref().clone()).collect())
+}
