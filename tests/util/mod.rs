@@ -72,19 +72,29 @@ pub struct Sim {
 impl Sim {
     pub fn start(job_duration: &str) -> Sim {
         let mut child = Command::new(BIN)
-            .args(["sim", "--listen", "127.0.0.1:0", "--job-duration", job_duration])
+            .args([
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--job-duration",
+                job_duration,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start snapwarden sim");
         let stderr = Lines::collect(child.stderr.take().expect("stderr"));
         let stdout = Lines::collect(child.stdout.take().expect("stdout"));
-        let url = wait_for("the simulator's listening line", Duration::from_secs(10), || {
-            stdout
-                .all()
-                .iter()
-                .find_map(|l| l.strip_prefix("snapwarden sim listening on ").map(str::to_string))
-        });
+        let url = wait_for(
+            "the simulator's listening line",
+            Duration::from_secs(10),
+            || {
+                stdout.all().iter().find_map(|l| {
+                    l.strip_prefix("snapwarden sim listening on ")
+                        .map(str::to_string)
+                })
+            },
+        );
         Sim {
             child,
             url,
@@ -119,7 +129,10 @@ impl Sim {
     }
 
     pub fn volume(&self, id: &str) {
-        self.post("/_sim/qingcloud/volumes", json!({"zone": ZONE, "volume_id": id, "volume_name": id}));
+        self.post(
+            "/_sim/qingcloud/volumes",
+            json!({"zone": ZONE, "volume_id": id, "volume_name": id}),
+        );
     }
 
     /// A snapshot made by hand (not by snapwarden); returns its id.
@@ -226,6 +239,11 @@ requests_per_second = 50
         .replace("TEST_QY_SECRET", &secret_env_name(secret))
     }
 
+    /// The ledger, if the daemon has created it yet.
+    pub fn try_state(&self) -> Option<snapwarden::state::State> {
+        snapwarden::state::State::open_read_only(&self.state_path()).ok()
+    }
+
     pub fn state(&self) -> snapwarden::state::State {
         snapwarden::state::State::open_read_only(&self.state_path()).expect("open state read-only")
     }
@@ -328,6 +346,9 @@ pub fn seconds_from_now(offsets: &[u64]) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs();
-    let secs: Vec<String> = offsets.iter().map(|o| ((now + o) % 60).to_string()).collect();
+    let secs: Vec<String> = offsets
+        .iter()
+        .map(|o| ((now + o) % 60).to_string())
+        .collect();
     format!("{} * * * * *", secs.join(","))
 }
