@@ -101,6 +101,46 @@ impl<'t> Diagnostics<'t> {
         }
     }
 
+    /// Syntax errors from the recovering parser. A table header given
+    /// twice makes every key below it a "duplicate key" too; those echoes
+    /// are dropped, and the rest say which key was duplicated.
+    pub(crate) fn syntax_errors(&mut self, errors: &[toml::de::Error]) {
+        let mut echo_until = 0;
+        for e in errors {
+            let span = e.span().unwrap_or(0..0);
+            let sliceable =
+                self.text.is_char_boundary(span.start) && self.text.get(span.clone()).is_some();
+            if e.message() != "duplicate key" || !sliceable {
+                self.toml_error(e, None);
+                continue;
+            }
+            if span.start < echo_until {
+                continue;
+            }
+            let line_start = self.text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = self.text[span.start..]
+                .find('\n')
+                .map_or(self.text.len(), |i| span.start + i);
+            let line = self.text[line_start..line_end].trim();
+            let key = self.text.get(span.clone()).unwrap_or("?");
+            if line.starts_with('[') {
+                echo_until = self.text[line_end..]
+                    .find("\n[")
+                    .map_or(self.text.len(), |i| line_end + i);
+                let header = line.split('#').next().unwrap_or(line).trim();
+                self.error(
+                    span,
+                    format!("table {header} is defined twice: each table may appear only once"),
+                );
+            } else {
+                self.error(
+                    span,
+                    format!("duplicate key `{key}`: each key may be given only once per table"),
+                );
+            }
+        }
+    }
+
     pub(crate) fn has_problems(&self) -> bool {
         !self.problems.is_empty()
     }

@@ -73,9 +73,7 @@ pub fn load_with_env(
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         // The recovered tree is a guess; checking it would add noise.
-        for e in &syntax_errors {
-            cx.diag.toml_error(e, None);
-        }
+        cx.diag.syntax_errors(&syntax_errors);
         let (problems, _) = cx.diag.into_parts();
         return Err(ConfigError { problems });
     }

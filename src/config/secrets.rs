@@ -148,10 +148,20 @@ fn from_file(name: &str, file: &Spanned<String>, cx: &mut Cx<'_>) -> Option<Secr
 fn from_env(name: &str, env: &Spanned<String>, cx: &mut Cx<'_>) -> Option<Secret> {
     let key = format!("{name}_env");
     let var = env.get_ref();
-    if var.is_empty() || var.contains(['=', '\0']) {
+    let well_formed = var
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        // Not echoed: a value that is no variable name may be the secret
+        // itself, pasted into the wrong key.
         cx.diag.error(
             env.span(),
-            format!("`{key}` must be the name of an environment variable, got {var:?}"),
+            format!(
+                "`{key}` must be the name of an environment variable (letters, digits and \
+                 `_`, e.g. \"QY_SECRET_ACCESS_KEY\"), not the secret itself"
+            ),
         );
         return None;
     }

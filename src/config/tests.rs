@@ -251,6 +251,8 @@ fn secrets_never_appear_in_debug_or_errors() {
         ),
         // a secret of the wrong type
         config("secret_access_key = 987654321", ""),
+        // the secret pasted into the `_env` key
+        config(&format!("secret_access_key_env = \"{SECRET}\""), ""),
         // literal secret in an otherwise broken section
         config(
             &format!("secret_access_key = \"{SECRET}\"\nzoen = \"x\""),

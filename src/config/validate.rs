@@ -684,11 +684,14 @@ fn policy(
     }
     if let (Some(t), Some(i)) = (timeout, interval) {
         if t > i {
-            let at = raw.timeout.as_ref().map_or(span.clone(), |v| v.span());
+            let (at, which) = match &raw.timeout {
+                Some(v) => (v.span(), "`timeout`"),
+                None => (span.clone(), "the default `timeout`"),
+            };
             cx.diag.warn(
                 at,
                 format!(
-                    "`timeout` ({}) is longer than the schedule's interval ({}): a slow \
+                    "{which} ({}) is longer than the schedule's interval ({}): a slow \
                      snapshot makes the next slot be skipped",
                     values::fmt_duration(t),
                     values::fmt_duration(i)
@@ -729,31 +732,12 @@ fn policy(
         }
     }
 
-    let full_every = match (&raw.full_every, &capabilities, kind) {
-        (None, _, _) => None,
-        (Some(v), Some(caps), Some(kind)) if !caps.incremental => {
-            cx.diag.error(
-                v.span(),
-                format!(
-                    "`full_every` is not supported by provider kind {}: it has no incremental \
-                     snapshots (remove the key; every snapshot is full)",
-                    kind.name()
-                ),
-            );
-            ok = false;
-            None
-        }
-        (Some(v), _, _) => {
-            let n = values::integer_in(
-                v,
-                "full_every",
-                1,
-                10_000,
-                "every Nth snapshot is full",
-                &mut cx.diag,
-            );
+    let full_every = match &raw.full_every {
+        None => None,
+        Some(v) => {
+            let n = full_every(v, kind.map(|k| (k.name(), k.capabilities())), &mut cx.diag);
             ok &= n.is_some();
-            n.map(|n| n as u32)
+            n
         }
     };
 
@@ -776,6 +760,36 @@ fn policy(
         jitter: jitter?,
         full_every,
     })
+}
+
+/// `full_every`: only where the kind (name, capabilities) has incremental
+/// snapshots; unknown kinds (already reported) are given the benefit.
+fn full_every(
+    value: &Spanned<i64>,
+    kind: Option<(&str, crate::providers::Capabilities)>,
+    diag: &mut super::diagnostics::Diagnostics<'_>,
+) -> Option<u32> {
+    if let Some((name, caps)) = kind {
+        if !caps.incremental {
+            diag.error(
+                value.span(),
+                format!(
+                    "`full_every` is not supported by provider kind {name}: it has no \
+                     incremental snapshots (remove the key; every snapshot is full)"
+                ),
+            );
+            return None;
+        }
+    }
+    values::integer_in(
+        value,
+        "full_every",
+        1,
+        10_000,
+        "every Nth snapshot is full",
+        diag,
+    )
+    .map(|n| n as u32)
 }
 
 fn targets(
@@ -828,4 +842,43 @@ fn targets(
         }
     }
     ok.then(|| items.iter().map(|t| t.get_ref().clone()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Capabilities;
+    use std::path::Path;
+
+    #[test]
+    fn full_every_needs_incremental_snapshots() {
+        let caps = |incremental| Capabilities {
+            resources: &["disk"],
+            max_status_batch: 1,
+            incremental,
+        };
+        let v = Spanned::new(0..1, 3);
+        let mut d = super::super::diagnostics::Diagnostics::new(Path::new("f"), "x");
+        assert_eq!(
+            full_every(&v, Some(("chainy", caps(true))), &mut d),
+            Some(3)
+        );
+        assert_eq!(full_every(&v, Some(("flat", caps(false))), &mut d), None);
+        assert_eq!(full_every(&v, None, &mut d), Some(3));
+        let (p, _) = d.into_parts();
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].contains("not supported by provider kind flat"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn nominal_interval_of_common_schedules() {
+        let every = |expr| nominal_interval(&Schedule::parse(expr, Tz::UTC).unwrap());
+        assert_eq!(every("0 30 2 * * *"), Some(DAY));
+        assert_eq!(every("*/10 * * * * *"), Some(Duration::from_secs(10)));
+        assert_eq!(every("0 0,12 * * *"), Some(12 * HOUR));
+        assert_eq!(every("0 0 30 2 *"), None);
+    }
 }
