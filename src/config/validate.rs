@@ -11,7 +11,6 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -412,30 +411,6 @@ fn policies(
     out
 }
 
-/// A fixed instant from which schedule intervals are measured, so that a
-/// check gives the same answer on every run.
-fn interval_reference() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-        .single()
-        .expect("a valid fixed date")
-}
-
-/// The shortest gap between the schedule's next few slots, or `None` if it
-/// never fires.
-fn nominal_interval(schedule: &Schedule) -> Option<Duration> {
-    let mut at = schedule.next_after(interval_reference())?;
-    let mut shortest: Option<Duration> = None;
-    for _ in 0..8 {
-        let Some(next) = schedule.next_after(at) else {
-            break;
-        };
-        let gap = (next - at).to_std().ok()?;
-        shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
-        at = next;
-    }
-    shortest
-}
-
 fn policy(
     raw: &RawPolicy,
     span: Range<usize>,
@@ -546,16 +521,20 @@ fn policy(
         (Some(s), Some(tz)) => match Schedule::parse(s.get_ref(), tz) {
             Ok(sched) => Some(sched),
             Err(e) => {
-                cx.diag.error(
-                    s.span(),
+                cx.diag.error(s.span(), {
+                    let reason = e.reason.trim_end_matches('.');
+                    // Add the expected shape unless the reason says it.
+                    let hint = if reason.contains("expected") || reason.contains("never") {
+                        ""
+                    } else {
+                        " (expected \"second minute hour day-of-month month day-of-week\", \
+                             the second optional, e.g. \"0 30 2 * * *\")"
+                    };
                     format!(
-                        "`schedule`: invalid cron expression {:?}: {} (expected \
-                         \"second minute hour day-of-month month day-of-week\", the second \
-                         optional, e.g. \"0 30 2 * * *\")",
-                        s.get_ref(),
-                        e.reason.trim_end_matches('.')
-                    ),
-                );
+                        "`schedule`: invalid cron expression {:?}: {reason}{hint}",
+                        s.get_ref()
+                    )
+                });
                 None
             }
         },
@@ -574,24 +553,9 @@ fn policy(
             None
         }
     };
-    let interval = match (&schedule, &raw.schedule) {
-        (Some(sched), Some(s)) => {
-            let interval = nominal_interval(sched);
-            if interval.is_none() {
-                cx.diag.error(
-                    s.span(),
-                    format!(
-                        "`schedule` {:?} never fires (e.g. a day that does not exist in the \
-                         month)",
-                        s.get_ref()
-                    ),
-                );
-                ok = false;
-            }
-            interval
-        }
-        _ => None,
-    };
+    // `Schedule::parse` refuses patterns that never fire, so a parsed
+    // schedule always has an interval.
+    let interval = schedule.as_ref().map(Schedule::nominal_interval);
 
     // retain
     let retain = match &raw.retain {
@@ -871,14 +835,5 @@ mod tests {
             p[0].contains("not supported by provider kind flat"),
             "{p:?}"
         );
-    }
-
-    #[test]
-    fn nominal_interval_of_common_schedules() {
-        let every = |expr| nominal_interval(&Schedule::parse(expr, Tz::UTC).unwrap());
-        assert_eq!(every("0 30 2 * * *"), Some(DAY));
-        assert_eq!(every("*/10 * * * * *"), Some(Duration::from_secs(10)));
-        assert_eq!(every("0 0,12 * * *"), Some(12 * HOUR));
-        assert_eq!(every("0 0 30 2 *"), None);
     }
 }
