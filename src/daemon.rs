@@ -230,6 +230,9 @@ fn fire_due(
     Ok(())
 }
 
+/// Fire one slot: the intents of every target are written before the slot
+/// is marked fired, so a crash in between leaves intents that the next
+/// start resumes, never a slot silently lost for some targets.
 fn fire(
     state: &State,
     engine: &Arc<Engine>,
@@ -237,13 +240,30 @@ fn fire(
     slot: DateTime<Utc>,
     tasks: &mut JoinSet<RunReport>,
 ) -> Result<(), DaemonError> {
-    state.set_last_slot(&policy.name, slot)?;
     for target in &policy.targets {
-        let engine = engine.clone();
-        let policy = policy.clone();
-        let target = target.clone();
-        tasks.spawn(async move { engine.run(&policy, &target, slot).await });
+        let begun = match engine.begin(policy, target, slot) {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing is created for a slot that cannot be recorded.
+                error!(policy = %policy.name, target = %target, slot = %slot, error = %e, "cannot record the intent; this target is not run for this slot");
+                continue;
+            }
+        };
+        match begun {
+            Ok(begun) => {
+                let engine = engine.clone();
+                let policy = policy.clone();
+                tasks.spawn(async move { engine.execute(&policy, begun).await });
+            }
+            Err(outcome) => log_report(&RunReport {
+                policy: policy.name.clone(),
+                target: target.clone(),
+                slot,
+                outcome,
+            }),
+        }
     }
+    state.set_last_slot(&policy.name, slot)?;
     Ok(())
 }
 

@@ -66,6 +66,16 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+/// A recorded intent, ready to be carried out by [`Engine::execute`].
+#[derive(Debug, Clone)]
+pub struct Begun {
+    pub run_id: i64,
+    pub marker: Marker,
+    pub name: String,
+    pub full: bool,
+    started: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub policy: String,
@@ -179,25 +189,22 @@ impl Engine {
         target: &str,
         slot: DateTime<Utc>,
     ) -> RunReport {
-        let outcome = match self.run_inner(policy, target, slot).await {
-            Ok(outcome) => outcome,
-            Err(EngineError::Shutdown) => RunOutcome::Interrupted,
-            Err(e) => RunOutcome::Failed(e.to_string()),
-        };
-        RunReport {
-            policy: policy.name.clone(),
-            target: target.to_string(),
-            slot,
-            outcome,
+        match self.begin(policy, target, slot) {
+            Ok(Ok(begun)) => self.execute(policy, begun).await,
+            Ok(Err(outcome)) => report(policy, target, slot, outcome),
+            Err(e) => report(policy, target, slot, RunOutcome::Failed(e.to_string())),
         }
     }
 
-    async fn run_inner(
-        self: &Arc<Self>,
+    /// Record the intent for one (policy, target, slot), before any API
+    /// call. `Ok(Err(outcome))` when the slot is not to be run (already
+    /// recorded, or overlapping a run in flight).
+    pub fn begin(
+        &self,
         policy: &Policy,
         target: &str,
         slot: DateTime<Utc>,
-    ) -> Result<RunOutcome, EngineError> {
+    ) -> Result<Result<Begun, RunOutcome>, EngineError> {
         let ps = self.slot(policy)?;
         let marker = Marker {
             policy: policy.name.clone(),
@@ -222,26 +229,63 @@ impl Engine {
             Begin::Started(id) => id,
             Begin::AlreadyRecorded => {
                 info!(policy = %policy.name, target, slot = %slot, "slot already recorded; not run again");
-                return Ok(RunOutcome::AlreadyDone);
+                return Ok(Err(RunOutcome::AlreadyDone));
             }
             Begin::Overlap { running_slot } => {
                 let why = format!("previous run (slot {running_slot}) still in flight");
                 warn!(policy = %policy.name, target, slot = %slot, reason = %why, "slot skipped");
-                return Ok(RunOutcome::Skipped(why));
+                return Ok(Err(RunOutcome::Skipped(why)));
             }
         };
         info!(policy = %policy.name, target, provider = %policy.provider, slot = %slot, snapshot_name = %name, full, "run started");
+        Ok(Ok(Begun {
+            run_id,
+            marker,
+            name,
+            full,
+            started: now,
+        }))
+    }
 
+    /// Carry a recorded intent through create, poll and prune.
+    pub async fn execute(self: &Arc<Self>, policy: &Policy, begun: Begun) -> RunReport {
+        let target = begun.marker.target.clone();
+        let slot = begun.marker.slot;
+        let outcome = match self.execute_inner(policy, begun).await {
+            Ok(outcome) => outcome,
+            Err(EngineError::Shutdown) => RunOutcome::Interrupted,
+            Err(e) => RunOutcome::Failed(e.to_string()),
+        };
+        report(policy, &target, slot, outcome)
+    }
+
+    async fn execute_inner(
+        self: &Arc<Self>,
+        policy: &Policy,
+        begun: Begun,
+    ) -> Result<RunOutcome, EngineError> {
+        let ps = self.slot(policy)?;
+        let target = begun.marker.target.as_str();
         if !policy.jitter.is_zero() {
             let delay = rand::rng().random_range(Duration::ZERO..=policy.jitter);
             self.or_shutdown(tokio::time::sleep(delay)).await?;
         }
-        let deadline =
-            now + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
+        let deadline = begun.started
+            + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
         let result = self
-            .create_and_follow(&ps, policy, target, run_id, &marker, &name, full, deadline)
+            .create_and_follow(
+                &ps,
+                policy,
+                target,
+                begun.run_id,
+                &begun.marker,
+                &begun.name,
+                begun.full,
+                deadline,
+            )
             .await;
-        self.conclude(&ps, policy, target, run_id, result).await
+        self.conclude(&ps, policy, target, begun.run_id, result)
+            .await
     }
 
     /// Decide whether the next snapshot of a target starts a new chain.
@@ -780,6 +824,15 @@ impl Engine {
                 _ => Ok(()),
             };
         self.conclude(&ps, policy, target, run.id, result).await
+    }
+}
+
+fn report(policy: &Policy, target: &str, slot: DateTime<Utc>, outcome: RunOutcome) -> RunReport {
+    RunReport {
+        policy: policy.name.clone(),
+        target: target.to_string(),
+        slot,
+        outcome,
     }
 }
 

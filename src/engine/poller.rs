@@ -211,11 +211,11 @@ fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: Date
     match (&outcome, kind) {
         (OpOutcome::Succeeded, OpKind::Create) => info!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, "snapshot available"
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, "create job succeeded; snapshot available"
         ),
         (OpOutcome::Succeeded, OpKind::Delete) => info!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, "snapshot deleted"
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, "delete job succeeded; snapshot deleted"
         ),
         (OpOutcome::Failed(reason), _) => warn!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
