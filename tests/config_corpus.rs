@@ -196,3 +196,15 @@ fn an_unreadable_file_is_one_problem_without_position() {
     assert_eq!(e.problems.len(), 1);
     assert!(e.problems[0].starts_with("/nonexistent/snapwarden.toml: cannot read"));
 }
+
+#[test]
+fn the_demo_config_loads_without_warnings() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let text = std::fs::read_to_string(&path).expect("read demo.toml");
+    let env = |name: &str| (name == "SNAPWARDEN_DEMO_SECRET").then(|| "demo-secret".to_string());
+    let c = config::load_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
+    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies[0].retain, 3);
+    assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
+}

@@ -37,6 +37,9 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
         Err(e) => return Exit::config(e.to_string()),
     };
     logging::init(config.daemon.log_format, "info");
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let dir = match tempfile_dir() {
         Ok(d) => d,
         Err(e) => return Exit::failure(e),

@@ -52,6 +52,17 @@ pub fn load_config(path: &Path) -> Result<Config, Exit> {
     Ok(config)
 }
 
+/// Load the policy file, then start logging in the format it asks for and
+/// report its warnings as log events (so JSON logs stay one object a line).
+pub fn load_config_and_log(path: &Path, default_level: &str) -> Result<Config, Exit> {
+    let config = config::load(path).map_err(|e| Exit::config(e.to_string()))?;
+    crate::observe::logging::init(config.daemon.log_format, default_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
 /// The policies a `--policy` option selects (all when absent).
 pub fn select_policies<'a>(
     config: &'a Config,

@@ -8,18 +8,16 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{load_config, select_policies, Exit};
+use super::{load_config_and_log, select_policies, Exit};
 use crate::engine::Engine;
-use crate::observe::logging;
 use crate::retention::Verdict;
 use crate::state::State;
 
 pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
-    let config = match load_config(path) {
+    let config = match load_config_and_log(path, "warn") {
         Ok(c) => c,
         Err(e) => return e,
     };
-    logging::init(config.daemon.log_format, "warn");
     let policies = match select_policies(&config, policy) {
         Ok(p) => p,
         Err(e) => return e,

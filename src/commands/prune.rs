@@ -5,18 +5,16 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{load_config, select_policies, Exit};
+use super::{load_config_and_log, select_policies, Exit};
 use crate::engine::Engine;
-use crate::observe::logging;
 use crate::retention::Verdict;
 use crate::state::State;
 
 pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
-    let config = match load_config(path) {
+    let config = match load_config_and_log(path, "info") {
         Ok(c) => c,
         Err(e) => return e,
     };
-    logging::init(config.daemon.log_format, "info");
     let policies = match select_policies(&config, policy) {
         Ok(p) => p,
         Err(e) => return e,

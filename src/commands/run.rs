@@ -4,15 +4,13 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
-use super::{load_config, Exit};
-use crate::observe::logging;
+use super::{load_config_and_log, Exit};
 
 pub async fn run(path: &Path) -> Exit {
-    let config = match load_config(path) {
+    let config = match load_config_and_log(path, "info") {
         Ok(c) => c,
         Err(e) => return e,
     };
-    logging::init(config.daemon.log_format, "info");
     // Never turns true: the daemon stops on SIGTERM/SIGINT.
     let (_stop_tx, stop_rx) = watch::channel(false);
     match crate::daemon::run(path.to_path_buf(), config, stop_rx).await {

@@ -6,17 +6,15 @@ use std::sync::Arc;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::watch;
 
-use super::{load_config, select_policies, Exit};
+use super::{load_config_and_log, select_policies, Exit};
 use crate::engine::{Engine, RunOutcome};
-use crate::observe::logging;
 use crate::state::State;
 
 pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
-    let config = match load_config(path) {
+    let config = match load_config_and_log(path, "info") {
         Ok(c) => c,
         Err(e) => return e,
     };
-    logging::init(config.daemon.log_format, "info");
     let policy = match select_policies(&config, Some(policy)) {
         Ok(p) => p[0].clone(),
         Err(e) => return e,

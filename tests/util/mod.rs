@@ -324,6 +324,15 @@ impl Daemon {
         (status.code(), start.elapsed())
     }
 
+    /// Wait for an exit after a signal was already sent.
+    pub fn stop_after_signal(mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        let status = wait_for("the daemon to exit", Duration::from_secs(15), || {
+            self.child.try_wait().ok().flatten()
+        });
+        (status.code(), start.elapsed())
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
