@@ -298,3 +298,128 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+/// Under systemd (`Type=notify`): READY=1 after start-up, WATCHDOG=1 while
+/// the loop runs when `WatchdogSec` is set, STOPPING=1 on shutdown.
+#[test]
+fn systemd_notifications_ready_watchdog_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume("vol-aaaa0001");
+    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 2, "")));
+    let sock_path = wd.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let daemon = Daemon::start_with_env(
+        &cfg,
+        SECRET,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8")),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read = |seen: &mut Vec<String>| {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    };
+    wait_for(
+        "READY=1 and two watchdog pings",
+        Duration::from_secs(20),
+        || {
+            read(&mut seen);
+            (seen.iter().any(|l| l == "READY=1")
+                && seen.iter().filter(|l| *l == "WATCHDOG=1").count() >= 2)
+                .then_some(())
+        },
+    );
+    assert!(seen.iter().any(|l| l.starts_with("STATUS=")), "{seen:?}");
+    daemon.signal("TERM");
+    wait_for("STOPPING=1", Duration::from_secs(10), || {
+        read(&mut seen);
+        seen.iter().any(|l| l == "STOPPING=1").then_some(())
+    });
+    let (code, _) = daemon.stop_after_signal();
+    assert_eq!(code, Some(0));
+}
+
+/// `full_every = 3`: a full snapshot, then two incrementals, and pruning
+/// removes whole chains only.
+#[test]
+fn full_every_makes_chains_and_pruning_keeps_them_whole() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume("vol-aaaa0001");
+    let cfg = wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy("0 0 3 * * *", 10, "full_every = 3"),
+    ));
+    let path = cfg.to_str().expect("utf-8");
+    for _ in 0..5 {
+        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(1050));
+    }
+    let mut snaps = sim.live_snapshots("vol-aaaa0001");
+    snaps.sort_by(|a, b| a["create_time"].as_str().cmp(&b["create_time"].as_str()));
+    let types: Vec<i64> = snaps
+        .iter()
+        .map(|s| s["snapshot_type"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(types, vec![1, 0, 0, 1, 0], "full, incr, incr, full, incr");
+
+    // retain 2 keeps the two newest (chain 2: full + incr); chain 1 goes whole.
+    wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy("0 0 3 * * *", 2, "full_every = 3"),
+    ));
+    let out = wd.cmd(&["prune", "-c", path], SECRET);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: Vec<String> = sim
+        .live_snapshots("vol-aaaa0001")
+        .iter()
+        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .collect();
+    let want: Vec<String> = snaps[3..]
+        .iter()
+        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .collect();
+    let mut live_sorted = live.clone();
+    live_sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(live_sorted, want_sorted);
+
+    // retain 1 would keep only the newest increment, which needs its full
+    // snapshot: nothing may go.
+    wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy("0 0 3 * * *", 1, "full_every = 3"),
+    ));
+    let out = wd.cmd(&["prune", "-c", path], SECRET);
+    assert!(out.status.success());
+    assert_eq!(
+        sim.live_snapshots("vol-aaaa0001").len(),
+        2,
+        "a chain still needed stays whole"
+    );
+}

@@ -362,6 +362,11 @@ fn invalid_config_check_and_sighup() {
         (sim.creates_for("vol-aaaa0001") >= before + 2).then_some(())
     });
     assert!(daemon.is_running());
+
+    // A valid file is taken on the next SIGHUP.
+    std::fs::write(&cfg, good.replace("retain = 2", "retain = 1")).expect("write good");
+    daemon.signal("HUP");
+    daemon.wait_log("configuration reloaded", Duration::from_secs(10));
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }

@@ -277,9 +277,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, secret: &str) -> Daemon {
+        Daemon::start_with_env(config, secret, &[])
+    }
+
+    pub fn start_with_env(config: &Path, secret: &str, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(config)
+            .envs(env.iter().copied())
             .env(secret_env_name(secret), secret)
             .env("RUST_LOG", "info,snapwarden=debug")
             .stdout(Stdio::null())
@@ -295,12 +300,16 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
+        let signo = match sig {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            "KILL" => libc::SIGKILL,
+            other => panic!("unknown signal {other}"),
+        };
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signo) };
+        assert_eq!(rc, 0, "kill -{sig} failed");
     }
 
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
