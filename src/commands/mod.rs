@@ -63,6 +63,29 @@ pub fn load_config_and_log(path: &Path, default_level: &str) -> Result<Config, E
     Ok(config)
 }
 
+/// Open the ledger (read-only where asked: an existing file opened
+/// read-only, a missing one replaced by an empty in-memory ledger) and
+/// build the engine for a one-shot command.
+pub fn open_engine(
+    config: &Config,
+    read_only: bool,
+) -> Result<std::sync::Arc<crate::engine::Engine>, Exit> {
+    use crate::state::State;
+    let path = &config.daemon.state_path;
+    let state = if !read_only {
+        State::open(path)
+    } else if path.exists() {
+        State::open_read_only(path)
+    } else {
+        State::open(Path::new(":memory:"))
+    };
+    let state = state.map_err(|e| Exit::failure(e.to_string()))?;
+    // One-shot commands never stop early: the shutdown flag stays false.
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    crate::engine::Engine::new(std::sync::Arc::new(state), config, rx)
+        .map_err(|e| Exit::failure(e.to_string()))
+}
+
 /// The policies a `--policy` option selects (all when absent).
 pub fn select_policies<'a>(
     config: &'a Config,

@@ -2,16 +2,12 @@
 //! creates, and what retention would delete now, with reasons.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::watch;
 
-use super::{load_config_and_log, select_policies, Exit};
-use crate::engine::Engine;
+use super::{load_config_and_log, open_engine, select_policies, Exit};
 use crate::retention::Verdict;
-use crate::state::State;
 
 pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
     let config = match load_config_and_log(path, "warn") {
@@ -24,19 +20,9 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
     };
     // Read-only: an existing ledger is opened read-only; without one,
     // nothing is ours yet, so nothing would be deleted.
-    let state = if config.daemon.state_path.exists() {
-        State::open_read_only(&config.daemon.state_path)
-    } else {
-        State::open(Path::new(":memory:"))
-    };
-    let state = match state {
-        Ok(s) => Arc::new(s),
-        Err(e) => return Exit::failure(e.to_string()),
-    };
-    let (_tx, rx) = watch::channel(false);
-    let engine = match Engine::new(state, &config, rx) {
+    let engine = match open_engine(&config, true) {
         Ok(e) => e,
-        Err(e) => return Exit::failure(e.to_string()),
+        Err(e) => return e,
     };
     let now = Utc::now();
     let mut out = Vec::new();

@@ -1,14 +1,9 @@
 //! `snapwarden prune`: retention alone (or its decisions with `--dry-run`).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use super::{load_config_and_log, select_policies, Exit};
-use crate::engine::Engine;
+use super::{load_config_and_log, open_engine, select_policies, Exit};
 use crate::retention::Verdict;
-use crate::state::State;
 
 pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
     let config = match load_config_and_log(path, "info") {
@@ -19,14 +14,9 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let state = match State::open(&config.daemon.state_path) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return Exit::failure(e.to_string()),
-    };
-    let (_tx, rx) = watch::channel(false);
-    let engine = match Engine::new(state, &config, rx) {
+    let engine = match open_engine(&config, false) {
         Ok(e) => e,
-        Err(e) => return Exit::failure(e.to_string()),
+        Err(e) => return e,
     };
     let mut failures = Vec::new();
     for p in policies {

@@ -1,14 +1,11 @@
 //! `snapwarden snapshot`: one run now, in the foreground.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
-use tokio::sync::watch;
 
-use super::{load_config_and_log, select_policies, Exit};
-use crate::engine::{Engine, RunOutcome};
-use crate::state::State;
+use super::{load_config_and_log, open_engine, select_policies, Exit};
+use crate::engine::RunOutcome;
 
 pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
     let config = match load_config_and_log(path, "info") {
@@ -30,14 +27,9 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
             ))
         }
     };
-    let state = match State::open(&config.daemon.state_path) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return Exit::failure(e.to_string()),
-    };
-    let (_tx, rx) = watch::channel(false);
-    let engine = match Engine::new(state, &config, rx) {
+    let engine = match open_engine(&config, false) {
         Ok(e) => e,
-        Err(e) => return Exit::failure(e.to_string()),
+        Err(e) => return e,
     };
     let slot = Utc::now().trunc_subsecs(0);
     let runs = targets.iter().map(|t| {

@@ -172,13 +172,13 @@ impl Engine {
 
     /// Wait for `fut` unless the daemon stops first.
     async fn or_shutdown<T>(&self, fut: impl Future<Output = T>) -> Result<T, EngineError> {
-        let mut rx = self.shutdown.clone();
+        let rx = self.shutdown.clone();
         if *rx.borrow() {
             return Err(EngineError::Shutdown);
         }
         tokio::select! {
             v = fut => Ok(v),
-            _ = rx.wait_for(|stop| *stop) => Err(EngineError::Shutdown),
+            _ = stopped(rx) => Err(EngineError::Shutdown),
         }
     }
 
@@ -501,18 +501,34 @@ impl Engine {
         target: &str,
         deadline: DateTime<Utc>,
     ) -> Result<Vec<RemoteSnapshot>, EngineError> {
+        self.retrying(policy, deadline, "listing", || {
+            ps.provider.list(&policy.resource, target, &policy.name)
+        })
+        .await
+    }
+
+    /// Call `op` until it succeeds, the error is not retryable, attempts
+    /// run out or `deadline` passes, backing off by the one retry policy.
+    async fn retrying<T, F, Fut>(
+        &self,
+        policy: &Policy,
+        deadline: DateTime<Utc>,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .or_shutdown(ps.provider.list(&policy.resource, target, &policy.name))
-                .await?
-            {
-                Ok(list) => return Ok(list),
+            match self.or_shutdown(op()).await? {
+                Ok(v) => return Ok(v),
                 Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
                     Some(d) => {
-                        warn!(policy = %policy.name, target, error = %e, "listing failed; retrying");
+                        warn!(policy = %policy.name, error = %e, retry_in = ?d, "{what} failed; retrying");
                         self.or_shutdown(tokio::time::sleep(d)).await?;
                     }
                     None => return Err(e.into()),
@@ -672,34 +688,27 @@ impl Engine {
         snapshot_id: &str,
         deadline: DateTime<Utc>,
     ) -> Result<Option<tokio::sync::oneshot::Receiver<OpOutcome>>, EngineError> {
-        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.or_shutdown(ps.provider.delete(snapshot_id)).await? {
-                Ok(DeleteStarted::AlreadyGone) => {
-                    info!(policy = %policy.name, target, snapshot = %snapshot_id, "snapshot already gone");
-                    self.state.mark_deleted(row, Utc::now())?;
-                    return Ok(None);
-                }
-                Ok(DeleteStarted::Tracking(reference)) => {
-                    let now = Utc::now();
-                    let op = self.state.begin_delete(
-                        row,
-                        &reference,
-                        now,
-                        poll_plan(policy, now, deadline),
-                    )?;
-                    info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
-                    return Ok(Some(ps.poller.watch(op, policy.poll_max_interval)));
-                }
-                Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
-                    Some(d) => {
-                        warn!(policy = %policy.name, target, snapshot = %snapshot_id, error = %e, "delete failed; retrying");
-                        self.or_shutdown(tokio::time::sleep(d)).await?;
-                    }
-                    None => return Err(e.into()),
-                },
+        let started = self
+            .retrying(policy, deadline, "delete", || {
+                ps.provider.delete(snapshot_id)
+            })
+            .await?;
+        match started {
+            DeleteStarted::AlreadyGone => {
+                info!(policy = %policy.name, target, snapshot = %snapshot_id, "snapshot already gone");
+                self.state.mark_deleted(row, Utc::now())?;
+                Ok(None)
+            }
+            DeleteStarted::Tracking(reference) => {
+                let now = Utc::now();
+                let op = self.state.begin_delete(
+                    row,
+                    &reference,
+                    now,
+                    poll_plan(policy, now, deadline),
+                )?;
+                info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
+                Ok(Some(ps.poller.watch(op, policy.poll_max_interval)))
             }
         }
     }
@@ -824,6 +833,14 @@ impl Engine {
                 _ => Ok(()),
             };
         self.conclude(&ps, policy, target, run.id, result).await
+    }
+}
+
+/// Resolves when the shutdown flag turns true. A flag whose sender is gone
+/// can never turn true, so then it never resolves (rather than spinning).
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

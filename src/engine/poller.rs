@@ -46,7 +46,7 @@ impl Poller {
         name: String,
         provider: Arc<dyn Provider>,
         state: Arc<State>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Poller {
         let (tx, mut rx) = mpsc::unbounded_channel::<Watch>();
         tokio::spawn(async move {
@@ -63,11 +63,7 @@ impl Poller {
                 };
                 tokio::select! {
                     biased;
-                    _ = shutdown.changed() => {
-                        if *shutdown.borrow() {
-                            break;
-                        }
-                    }
+                    _ = super::stopped(shutdown.clone()) => break,
                     w = rx.recv() => match w {
                         Some(w) => watches.push(w),
                         None => break,
