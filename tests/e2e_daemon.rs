@@ -423,3 +423,55 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
         "a chain still needed stays whole"
     );
 }
+
+/// `max_in_flight = 1`: three targets due at once are created one after
+/// the other, each only once the previous snapshot is terminal.
+#[test]
+fn max_in_flight_bounds_concurrent_snapshots() {
+    let sim = Sim::start("500ms");
+    let wd = Workdir::new();
+    let vols = ["vol-aaaa0001", "vol-aaaa0002", "vol-aaaa0003"];
+    for v in vols {
+        sim.volume(v);
+    }
+    let text = wd
+        .qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 5, ""))
+        .replace(
+            "requests_per_second = 50",
+            "requests_per_second = 50\nmax_in_flight = 1",
+        )
+        .replace(
+            r#"targets = ["vol-aaaa0001"]"#,
+            r#"targets = ["vol-aaaa0001", "vol-aaaa0002", "vol-aaaa0003"]"#,
+        );
+    let cfg = wd.write_config(&text);
+    let out = wd.cmd(
+        &[
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "db",
+        ],
+        SECRET,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> = sim
+        .requests("CreateSnapshots")
+        .iter()
+        .filter_map(|r| r["time"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert_eq!(times.len(), 3);
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= chrono::Duration::milliseconds(450),
+            "creates overlapped: {gap}"
+        );
+    }
+}
