@@ -102,8 +102,16 @@ fn three_slots_two_volumes_retain_two() {
             1
         );
     }
-    // Jobs were followed through DescribeJobs, and deletes were issued.
-    assert!(!sim.requests("DescribeJobs").is_empty());
+    // Jobs were followed through DescribeJobs, batched: the two volumes'
+    // jobs of one slot were asked about in one call.
+    let polls = sim.requests("DescribeJobs");
+    assert!(
+        polls
+            .iter()
+            .any(|r| r["params"]["jobs.1"].is_string() && r["params"]["jobs.2"].is_string()),
+        "no batched DescribeJobs call: {polls:?}"
+    );
+    assert!(polls.iter().all(|r| r["ret_code"] == 0));
     assert_eq!(
         sim.requests("DeleteSnapshots")
             .iter()
@@ -369,4 +377,51 @@ fn invalid_config_check_and_sighup() {
     daemon.wait_log("configuration reloaded", Duration::from_secs(10));
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
+}
+
+/// Throttling (ret_code 5100) is retried and ends in success; a quota error
+/// (2500) is not retried and fails the run; `job_id` given as an array is
+/// understood.
+#[test]
+fn throttling_is_retried_quota_is_not() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume("vol-aaaa0001");
+    sim.post("/_sim/settings", json!({"job_id_as_array": true}));
+    let cfg = wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 2),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+
+    sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "throttle", "count": 2}));
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creates = sim.requests("CreateSnapshots");
+    assert_eq!(creates.len(), 3, "two throttled attempts, then success");
+    assert_eq!(creates.iter().filter(|r| r["ret_code"] == 5100).count(), 2);
+    assert_eq!(sim.live_snapshots("vol-aaaa0001").len(), 1);
+
+    std::thread::sleep(Duration::from_millis(1050));
+    sim.fault(
+        json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "quota", "count": 1}),
+    );
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        sim.requests("CreateSnapshots").len(),
+        4,
+        "a quota error is not retried"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("quota error") && stderr.contains("2500"),
+        "{stderr}"
+    );
+    assert!(sim.requests("DeleteSnapshots").is_empty());
 }

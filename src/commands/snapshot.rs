@@ -41,18 +41,19 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
     let reports = futures::future::join_all(runs).await;
     let mut failed = 0;
     for r in &reports {
-        match &r.outcome {
+        let (ok, what) = match &r.outcome {
             RunOutcome::Succeeded { created, deleted } => {
-                println!(
-                    "{} {}: ok, {created} created, {deleted} deleted",
-                    r.policy, r.target
-                )
+                (true, format!("ok, {created} created, {deleted} deleted"))
             }
-            other => {
-                failed += 1;
-                println!("{} {}: {other:?}", r.policy, r.target);
-            }
+            RunOutcome::Failed(e) => (false, format!("failed: {e}")),
+            RunOutcome::Skipped(why) => (false, format!("skipped: {why}")),
+            RunOutcome::AlreadyDone => (false, "this slot was already run".to_string()),
+            RunOutcome::Interrupted => (false, "interrupted".to_string()),
+        };
+        if !ok {
+            failed += 1;
         }
+        println!("{} {}: {what}", r.policy, r.target);
     }
     if failed == 0 {
         Exit::OK
