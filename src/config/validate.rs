@@ -820,6 +820,7 @@ mod tests {
             resources: &["disk"],
             max_status_batch: 1,
             incremental,
+            restore: crate::providers::RestoreMode::NewResource,
         };
         let v = Spanned::new(0..1, 3);
         let mut d = super::super::diagnostics::Diagnostics::new(Path::new("f"), "x");

@@ -336,17 +336,11 @@ impl Engine {
             if ambiguous {
                 // The previous attempt may have reached the cloud: look the
                 // name up before creating again, so no slot gets two.
-                if let Some(found) = self.find_by_name(ps, policy, target, name).await? {
-                    info!(policy = %policy.name, target, snapshot = %found.id, "found the snapshot of an earlier attempt; adopting it");
-                    let row = self.state.adopt_snapshot(
-                        run_id,
-                        &found.id,
-                        ledger_state(found.state),
-                        Utc::now(),
-                    )?;
-                    return self
-                        .follow_listed(ps, policy, target, row.id, &found.id, deadline)
-                        .await;
+                if let Some(outcome) = self
+                    .adopt_existing(ps, policy, target, run_id, marker.slot, deadline)
+                    .await?
+                {
+                    return outcome;
                 }
             }
             match self.or_shutdown(ps.provider.create(&request)).await? {
@@ -537,18 +531,46 @@ impl Engine {
         }
     }
 
-    async fn find_by_name(
+    /// Look for snapshots of this slot already on the cloud (an earlier
+    /// attempt whose answer was lost). If there are any, adopt them into the
+    /// ledger and follow them to the end: `Some(outcome)`. `None`: there are
+    /// none, so creating is safe.
+    async fn adopt_existing(
         &self,
         ps: &ProviderSlot,
         policy: &Policy,
         target: &str,
-        name: &str,
-    ) -> Result<Option<RemoteSnapshot>, EngineError> {
-        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        run_id: i64,
+        slot: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<Result<(), EngineError>>, EngineError> {
         let listed = self.list(ps, policy, target, deadline).await?;
-        Ok(listed
+        let found: Vec<RemoteSnapshot> = listed
             .into_iter()
-            .find(|s| s.name == name && s.marked && s.state != SnapshotState::Gone))
+            .filter(|s| s.marker_slot == Some(slot) && s.state != SnapshotState::Gone)
+            .collect();
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        for f in &found {
+            info!(policy = %policy.name, target, snapshot = %f.id, "found a snapshot of this slot on the cloud; adopting it");
+            rows.push(self.state.adopt_snapshot(
+                run_id,
+                &f.id,
+                ledger_state(f.state),
+                Utc::now(),
+            )?);
+        }
+        for (row, f) in rows.iter().zip(&found) {
+            if let Err(e) = self
+                .follow_listed(ps, policy, target, row.id, &f.id, deadline)
+                .await
+            {
+                return Ok(Some(Err(e)));
+            }
+        }
+        Ok(Some(Ok(())))
     }
 
     /// Retention for one target: list, decide, delete (unless `dry_run`),
@@ -594,21 +616,22 @@ impl Engine {
             }
         }
 
-        let candidates: Vec<Candidate> = listed
-            .iter()
-            .filter(|s| s.state != SnapshotState::Gone)
-            .map(|s| {
-                let row = by_id.get(s.id.as_str());
-                let own = s.marked && row.is_some();
-                let condition = match (s.state, row.map(|r| r.state)) {
-                    (SnapshotState::Available, Some(LedgerState::Available) | None) => {
-                        Condition::Good
-                    }
-                    (SnapshotState::Available, Some(LedgerState::Failed))
-                    | (SnapshotState::Failed, _) => Condition::Failed,
-                    _ => Condition::InProgress,
-                };
-                Candidate {
+        // Retention counts per source (an instance target lists the
+        // snapshots of each of its volumes).
+        let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+        for s in listed.iter().filter(|s| s.state != SnapshotState::Gone) {
+            let row = by_id.get(s.id.as_str());
+            let own = s.marker_slot.is_some() && row.is_some();
+            let condition = match (s.state, row.map(|r| r.state)) {
+                (SnapshotState::Available, Some(LedgerState::Available) | None) => Condition::Good,
+                (SnapshotState::Available, Some(LedgerState::Failed))
+                | (SnapshotState::Failed, _) => Condition::Failed,
+                _ => Condition::InProgress,
+            };
+            groups
+                .entry(s.source.as_str())
+                .or_default()
+                .push(Candidate {
                     id: s.id.clone(),
                     created_at: s
                         .created_at
@@ -617,17 +640,16 @@ impl Engine {
                     condition,
                     own,
                     chain: s.chain.clone(),
-                }
-            })
-            .collect();
-        let decisions = retention::decide(
-            &candidates,
-            &Rules {
-                retain: policy.retain,
-            },
-        );
+                });
+        }
+        let rules = Rules {
+            retain: policy.retain,
+        };
         let mut report = PruneReport {
-            decisions,
+            decisions: groups
+                .values()
+                .flat_map(|g| retention::decide(g, &rules))
+                .collect(),
             ..Default::default()
         };
         if dry_run {
@@ -635,11 +657,16 @@ impl Engine {
         }
 
         // Belt and braces: re-check every guard before any delete.
-        let newest_good = candidates
-            .iter()
-            .filter(|c| c.own && c.condition == Condition::Good)
-            .max_by_key(|c| c.created_at)
-            .map(|c| c.id.clone());
+        let newest_good: std::collections::HashSet<String> = groups
+            .values()
+            .filter_map(|g| {
+                g.iter()
+                    .filter(|c| c.own && c.condition == Condition::Good)
+                    .max_by_key(|c| c.created_at)
+                    .map(|c| c.id.clone())
+            })
+            .collect();
+        let candidates: Vec<&Candidate> = groups.values().flatten().collect();
         let mut waits = Vec::new();
         for d in report
             .decisions
@@ -652,10 +679,7 @@ impl Engine {
             let Some(row) = by_id.get(d.id.as_str()) else {
                 continue;
             };
-            if !c.own
-                || c.condition != Condition::Good
-                || newest_good.as_deref() == Some(c.id.as_str())
-            {
+            if !c.own || c.condition != Condition::Good || newest_good.contains(&c.id) {
                 error!(policy = %policy.name, target, snapshot = %d.id, "refusing a delete that breaks a guard");
                 continue;
             }
@@ -789,15 +813,10 @@ impl Engine {
         let deadline =
             run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
-        let result =
-            match run.state {
-                RunState::Intent => {
-                    match self.find_by_name(&ps, policy, target, &run.name).await? {
-                    Some(found) => {
-                        info!(policy = %policy.name, target, snapshot = %found.id, "intent reconciled: the snapshot exists; adopting it");
-                        let row = self.state.adopt_snapshot(run.id, &found.id, ledger_state(found.state), Utc::now())?;
-                        self.follow_listed(&ps, policy, target, row.id, &found.id, deadline).await
-                    }
+        let result = match run.state {
+            RunState::Intent => {
+                match self.adopt_existing(&ps, policy, target, run.id, run.slot, deadline).await? {
+                    Some(outcome) => outcome,
                     None if Utc::now() < deadline => {
                         info!(policy = %policy.name, target, "intent reconciled: no snapshot exists; creating it now");
                         let marker = Marker {
@@ -812,26 +831,26 @@ impl Engine {
                         "interrupted before the snapshot was created, and the slot is now past its timeout".into(),
                     )),
                 }
-                }
-                RunState::Creating => {
-                    if ops.is_empty() {
-                        let snaps = self.state.run_snapshots(run.id)?;
-                        let bad: Vec<String> = snaps
-                            .iter()
-                            .filter(|s| s.state != LedgerState::Available)
-                            .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
-                            .collect();
-                        if bad.is_empty() {
-                            Ok(())
-                        } else {
-                            Err(EngineError::Failed(bad.join("; ")))
-                        }
+            }
+            RunState::Creating => {
+                if ops.is_empty() {
+                    let snaps = self.state.run_snapshots(run.id)?;
+                    let bad: Vec<String> = snaps
+                        .iter()
+                        .filter(|s| s.state != LedgerState::Available)
+                        .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
+                        .collect();
+                    if bad.is_empty() {
+                        Ok(())
                     } else {
-                        self.await_ops(&ps, policy, ops).await
+                        Err(EngineError::Failed(bad.join("; ")))
                     }
+                } else {
+                    self.await_ops(&ps, policy, ops).await
                 }
-                _ => Ok(()),
-            };
+            }
+            _ => Ok(()),
+        };
         self.conclude(&ps, policy, target, run.id, result).await
     }
 }

@@ -213,6 +213,10 @@ fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: Date
             provider = %name, policy = %w.op.policy, target = %w.op.target,
             snapshot = %w.op.snapshot_id, job = %w.op.reference, "delete job succeeded; snapshot deleted"
         ),
+        (OpOutcome::Succeeded, OpKind::Restore) => info!(
+            provider = %name, policy = %w.op.policy, target = %w.op.target,
+            snapshot = %w.op.snapshot_id, job = %w.op.reference, "restore job succeeded"
+        ),
         (OpOutcome::Failed(reason), _) => warn!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
             snapshot = %w.op.snapshot_id, job = %w.op.reference, kind = kind.as_str(),

@@ -137,7 +137,7 @@ impl Marker {
             "{}-{}-{}",
             self.policy,
             self.target,
-            self.slot.format("%Y%m%dT%H%M%SZ")
+            crate::schedule::slot_label(self.slot)
         )
     }
 
@@ -145,6 +145,32 @@ impl Marker {
     pub fn name_prefix(policy: &str, target: &str) -> String {
         format!("{policy}-{target}-")
     }
+
+    /// The slot of a name that is exactly `{policy}-{target}-{slot label}`
+    /// and nothing else (so `db-vol-12-…` never matches target `vol-1`).
+    pub fn slot_of_name(name: &str, policy: &str, target: &str) -> Option<DateTime<Utc>> {
+        if policy.is_empty() || target.is_empty() {
+            return None;
+        }
+        name.strip_prefix(&Marker::name_prefix(policy, target))
+            .and_then(parse_slot_label)
+    }
+}
+
+/// Parses `%Y%m%dT%H%M%SZ` (exactly 16 ASCII characters).
+pub fn parse_slot_label(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    let shaped = b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z';
+    if !shaped {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(&s[..15], "%Y%m%dT%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// One snapshot a create call started.
@@ -157,11 +183,14 @@ pub struct Created {
     pub operation: String,
 }
 
-/// Create or delete: the two kinds of operation the engine tracks.
+/// The kinds of operation the engine tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
     Create,
     Delete,
+    /// A restore started by [`Provider::restore`]; succeeded means the
+    /// restored volume/instance (or the rollback) is ready.
+    Restore,
 }
 
 impl OpKind {
@@ -169,6 +198,7 @@ impl OpKind {
         match self {
             OpKind::Create => "create",
             OpKind::Delete => "delete",
+            OpKind::Restore => "restore",
         }
     }
 }
@@ -228,13 +258,46 @@ pub struct ChainInfo {
 pub struct RemoteSnapshot {
     pub id: String,
     pub name: String,
+    /// The volume, disk or instance this snapshot is of. A target that
+    /// stands for several (an instance's volumes) lists snapshots of each;
+    /// retention counts per source.
+    pub source: String,
     pub created_at: Option<DateTime<Utc>>,
     pub state: SnapshotState,
-    /// True if the snapshot carries snapwarden's marker for the policy and
-    /// target that were listed. The engine also requires the ledger to know
-    /// it before it is treated as its own.
-    pub marked: bool,
+    /// The slot of snapwarden's marker for the listed policy and target,
+    /// if the snapshot carries it (`None`: not marked as ours). The engine
+    /// also requires the ledger to know the snapshot before it is treated
+    /// as its own.
+    pub marker_slot: Option<DateTime<Utc>>,
     pub chain: Option<ChainInfo>,
+}
+
+/// How a cloud restores a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// Into a new volume/instance; the original is untouched.
+    NewResource,
+    /// In place (rollback): the target's current data is replaced.
+    InPlace,
+}
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub resource: String,
+    pub target: String,
+    pub snapshot_id: String,
+    /// Name for the new resource (NewResource mode).
+    pub new_name: Option<String>,
+}
+
+/// The answer to a restore call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreStarted {
+    /// The new volume/instance, where the cloud makes one.
+    pub resource_id: Option<String>,
+    /// What to poll (as an [`OpKind::Restore`] operation).
+    pub operation: String,
 }
 
 /// What a provider can do, checked when the config loads.
@@ -246,6 +309,8 @@ pub struct Capabilities {
     pub max_status_batch: usize,
     /// Whether `full_every` (incremental chains) is supported.
     pub incremental: bool,
+    /// How `restore` works on this cloud.
+    pub restore: RestoreMode,
 }
 
 /// One cloud. Implementations must be cheap to share (`Arc<dyn Provider>`)
@@ -273,7 +338,7 @@ pub trait Provider: Send + Sync {
     async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError>;
 
     /// Every snapshot of one target (all pages), ours and not ours; own
-    /// ones have `marked` set for this `policy`.
+    /// ones have `marker_slot` set for this `policy` and `target`.
     async fn list(
         &self,
         resource: &str,
@@ -283,6 +348,9 @@ pub trait Provider: Send + Sync {
 
     /// Start deleting one snapshot.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError>;
+
+    /// Start restoring a snapshot, the way [`Capabilities::restore`] says.
+    async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError>;
 }
 
 /// Why a provider could not be built from its config section.
@@ -313,4 +381,44 @@ pub fn build(
             std::sync::Arc::new(qingcloud::QingCloud::new(s, api))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn slot_of_name_needs_the_exact_prefix_and_a_slot_label() {
+        let slot = Utc.with_ymd_and_hms(2024, 1, 1, 2, 30, 0).single();
+        assert_eq!(
+            Marker::slot_of_name("db-vol-1-20240101T023000Z", "db", "vol-1"),
+            slot
+        );
+        assert_eq!(
+            Marker::slot_of_name("db-vol-12-20240101T023000Z", "db", "vol-1"),
+            None
+        );
+        assert_eq!(
+            Marker::slot_of_name("db-vol-1-20241301T023000Z", "db", "vol-1"),
+            None
+        );
+        assert_eq!(
+            Marker::slot_of_name("db-vol-1-20240101T023000Z-x", "db", "vol-1"),
+            None
+        );
+        assert_eq!(
+            Marker::slot_of_name("-vol-1-20240101T023000Z", "", "vol-1"),
+            None
+        );
+        let m = Marker {
+            policy: "db".into(),
+            target: "vol-1".into(),
+            slot: slot.expect("valid"),
+        };
+        assert_eq!(
+            Marker::slot_of_name(&m.default_name(), "db", "vol-1"),
+            Some(m.slot)
+        );
+    }
 }

@@ -252,6 +252,7 @@ fn op_kind(s: &str) -> Result<OpKind> {
     match s {
         "create" => Ok(OpKind::Create),
         "delete" => Ok(OpKind::Delete),
+        "restore" => Ok(OpKind::Restore),
         other => Err(corrupt("operations.kind", other)),
     }
 }
@@ -914,6 +915,8 @@ impl State {
                 "UPDATE snapshots SET state = 'available', error = ?2 WHERE id = ?1",
                 params![snap, e],
             )?,
+            // Restoring reads a snapshot; it does not change it.
+            (OpKind::Restore, _) => 0,
         };
         tx.commit()?;
         Ok(())

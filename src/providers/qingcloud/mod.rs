@@ -30,7 +30,8 @@ use self::wire::{
 use super::http::ApiClient;
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
-    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, SnapshotState,
+    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
+    RestoreStarted, SnapshotState,
 };
 use crate::config::QingCloudSettings;
 
@@ -39,6 +40,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     resources: &["volume", "instance"],
     max_status_batch: 100,
     incremental: true,
+    restore: RestoreMode::NewResource,
 };
 
 /// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a
@@ -47,6 +49,7 @@ const BATCH: usize = 100;
 
 const CREATE: &str = "CreateSnapshots";
 const DELETE: &str = "DeleteSnapshots";
+const RESTORE: &str = "CreateVolumeFromSnapshot";
 const DESCRIBE_JOBS: &str = "DescribeJobs";
 const DESCRIBE_SNAPSHOTS: &str = "DescribeSnapshots";
 
@@ -202,6 +205,7 @@ impl Provider for QingCloud {
         // straight to the resource check.
         let to_confirm = unique(
             ops.iter()
+                .filter(|op| op.kind != OpKind::Restore)
                 .filter(|op| match job_of(op, &jobs) {
                     None => true,
                     Some(state) => matches!(state, JobState::Successful),
@@ -313,6 +317,37 @@ impl Provider for QingCloud {
             Err(e) => Err(e),
         }
     }
+
+    /// One CreateVolumeFromSnapshot call: a new volume, followed by its job.
+    async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
+        if req.resource != "volume" {
+            return Err(ProviderError::new(
+                ErrorKind::Permanent,
+                RESTORE,
+                "qingcloud restores volume snapshots only (CreateVolumeFromSnapshot)",
+            ));
+        }
+        let name = req
+            .new_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-restored", req.target));
+        let params = vec![
+            ("snapshot".to_string(), req.snapshot_id.clone()),
+            ("volume_name".to_string(), name),
+        ];
+        let r: wire::CreateVolumeFromSnapshotResponse = self.client.call(RESTORE, params).await?;
+        let job = r
+            .job_id
+            .map(wire::JobIds::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .ok_or_else(|| errors::unexpected(RESTORE, "ret_code 0 but no job_id"))?;
+        Ok(RestoreStarted {
+            resource_id: r.volume_id,
+            operation: job,
+        })
+    }
 }
 
 /// Where a job stands, in this module's words.
@@ -394,6 +429,8 @@ fn op_status(
         None if op.snapshot_id.trim().is_empty() => OpStatus::Failed {
             reason: "operation has neither a job id nor a snapshot id".to_string(),
         },
+        // A restore is done when its job is: the new volume is the job's.
+        Some(JobState::Successful) if op.kind == OpKind::Restore => OpStatus::Succeeded,
         Some(JobState::Successful) | None => confirm(op, snapshots.get(op.snapshot_id.trim())),
     }
 }
@@ -425,6 +462,11 @@ fn confirm(op: &OperationRef, snapshot: Option<&Snapshot>) -> OpStatus {
         OpKind::Delete => match (snapshot, status.as_deref()) {
             (None, _) | (Some(_), Some("deleted" | "ceased")) => OpStatus::Succeeded,
             (Some(_), _) => OpStatus::Pending { progress: None },
+        },
+        // A restore is judged by its job alone; without one there is
+        // nothing to follow.
+        OpKind::Restore => OpStatus::Failed {
+            reason: "restore operation without a job id".to_string(),
         },
     }
 }
@@ -477,7 +519,12 @@ fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
     let name = s.snapshot_name.clone().unwrap_or_default();
     RemoteSnapshot {
         id: s.snapshot_id.clone(),
-        marked: is_marked(&name, policy, target),
+        marker_slot: Marker::slot_of_name(&name, policy, target),
+        source: s
+            .resource
+            .as_ref()
+            .and_then(|r| r.resource_id.clone())
+            .unwrap_or_else(|| target.to_string()),
         name,
         created_at: s.created_at(),
         state: snapshot_state(s.status.as_deref(), s.transition_status.as_deref()),
@@ -539,26 +586,10 @@ fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
     }
 }
 
-/// Whether `name` is the deterministic name of `policy` and `target`:
-/// exactly `{policy}-{target}-` followed by a slot label `\d{8}T\d{6}Z`
-/// and nothing else. Requiring the whole rest to be a slot label is what
-/// keeps `db-vol-12-…` from matching target `vol-1`.
+/// Whether `name` is the deterministic name of `policy` and `target`
+/// (QingCloud's create has no description, so the name is the marker).
 pub fn is_marked(name: &str, policy: &str, target: &str) -> bool {
-    if policy.is_empty() || target.is_empty() {
-        return false;
-    }
-    name.strip_prefix(&Marker::name_prefix(policy, target))
-        .is_some_and(is_slot_label)
-}
-
-/// `^\d{8}T\d{6}Z$`.
-fn is_slot_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z'
+    Marker::slot_of_name(name, policy, target).is_some()
 }
 
 /// A by-id lookup must fit in one page: if the server says there are more

@@ -141,7 +141,7 @@ fn remote_snapshot_mapping() {
     }));
     let r = remote_snapshot(&s, "db", "vol-df3m8oal");
     assert_eq!(r.id, "ss-69wldt5b");
-    assert!(r.marked);
+    assert!(r.marker_slot.is_some());
     assert_eq!(r.state, SnapshotState::Available);
     assert_eq!(
         r.created_at,
@@ -151,7 +151,7 @@ fn remote_snapshot_mapping() {
     // No name at all: not ours.
     let s = snap(json!({"snapshot_id":"ss-x","status":"pending"}));
     let r = remote_snapshot(&s, "db", "vol-df3m8oal");
-    assert!(!r.marked);
+    assert!(r.marker_slot.is_none());
     assert_eq!(r.name, "");
 }
 
@@ -821,7 +821,7 @@ fn lister(
             .map(|i| {
                 json!({
                     "snapshot_id": format!("ss-{i:04}"),
-                    "snapshot_name": if i % 2 == 0 { format!("db-vol-1-2024010{}T000000Z", i % 10) } else { format!("manual {i}") },
+                    "snapshot_name": if i % 2 == 0 { format!("db-vol-1-202401{:02}T000000Z", i % 28 + 1) } else { format!("manual {i}") },
                     "snapshot_type": if i % 3 == 0 { json!(1) } else { json!("0") },
                     "root_id": "ss-0000", "parent_id": if i % 3 == 0 { "self" } else { "ss-0000" },
                     "status": "available", "description": null,
@@ -859,7 +859,7 @@ async fn list_reads_every_page() {
         .map(|c| p(c, "offset").to_string())
         .collect();
     assert_eq!(offsets, vec!["0", "100", "200"]);
-    assert_eq!(got.iter().filter(|s| s.marked).count(), 125);
+    assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got.iter().all(|s| s.state == SnapshotState::Available));
     assert!(got[0].chain.as_ref().is_some_and(|c| c.full));
     assert!(got[1]
@@ -869,7 +869,7 @@ async fn list_reads_every_page() {
 
     // Other policy: nothing is marked.
     let other = qc.list("volume", "vol-1", "d").await.unwrap_or_default();
-    assert_eq!(other.iter().filter(|s| s.marked).count(), 0);
+    assert_eq!(other.iter().filter(|s| s.marker_slot.is_some()).count(), 0);
 }
 
 #[tokio::test]
@@ -945,4 +945,55 @@ async fn each_call_is_signed_fresh() {
     let kind: &dyn Provider = &qc;
     assert_eq!(kind.kind(), "qingcloud");
     assert_eq!(kind.capabilities().max_status_batch, 100);
+}
+
+#[tokio::test]
+async fn restore_creates_a_volume_and_is_judged_by_its_job() {
+    let (qc, fake) = serve(|params| match p(params, "action") {
+        "CreateVolumeFromSnapshot" => ok(json!({
+            "action":"CreateVolumeFromSnapshotResponse","ret_code":0,
+            "job_id":"j-2m5nvqud","volume_id":"vol-2rtnfux2"
+        })),
+        _ => ok(json!({"action":"DescribeJobsResponse","ret_code":0,"total_count":1,
+            "job_set":[{"job_id":"j-2m5nvqud","job_action":"CreateVolumeFromSnapshot","status":"successful"}]})),
+    })
+    .await;
+    let started = qc
+        .restore(&crate::providers::RestoreRequest {
+            resource: "volume".into(),
+            target: "vol-1".into(),
+            snapshot_id: "ss-qhnolmyt".into(),
+            new_name: Some("restore-test".into()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.resource_id.as_deref(), Some("vol-2rtnfux2"));
+    assert_eq!(started.operation, "j-2m5nvqud");
+    assert_eq!(p(&fake.calls()[0], "snapshot"), "ss-qhnolmyt");
+    assert_eq!(p(&fake.calls()[0], "volume_name"), "restore-test");
+
+    let status = qc
+        .poll(&[OperationRef {
+            kind: OpKind::Restore,
+            operation: "j-2m5nvqud".into(),
+            snapshot_id: "ss-qhnolmyt".into(),
+        }])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, vec![OpStatus::Succeeded]);
+    // The job alone decides: no DescribeSnapshots confirmation.
+    assert_eq!(
+        fake.actions(),
+        vec!["CreateVolumeFromSnapshot", "DescribeJobs"]
+    );
+
+    let instance = qc
+        .restore(&crate::providers::RestoreRequest {
+            resource: "instance".into(),
+            target: "i-1".into(),
+            snapshot_id: "ss-1".into(),
+            new_name: None,
+        })
+        .await;
+    assert_eq!(instance.err().map(|e| e.kind), Some(ErrorKind::Permanent));
 }

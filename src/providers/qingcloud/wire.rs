@@ -48,6 +48,14 @@ pub struct CreateSnapshotsResponse {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct CreateVolumeFromSnapshotResponse {
+    #[serde(default)]
+    pub job_id: Option<JobIds>,
+    #[serde(default)]
+    pub volume_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct DeleteSnapshotsResponse {
     #[serde(default)]
     pub job_id: Option<JobIds>,
@@ -99,10 +107,20 @@ pub struct Snapshot {
     pub create_time: Option<String>,
     #[serde(default)]
     pub snapshot_time: Option<String>,
+    /// The volume or instance the snapshot is of.
+    #[serde(default)]
+    pub resource: Option<SnapshotResource>,
     // `lastest_snapshot_time` (doc) / `latest_snapshot_time` (Go SDK) and
     // the other chain totals are not needed and fall under "unknown fields
     // are ignored"; declaring them as serde aliases would turn a body that
     // carries both spellings into a duplicate-field error.
+}
+
+/// `resource` of a snapshot item.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotResource {
+    #[serde(default)]
+    pub resource_id: Option<String>,
 }
 
 impl Snapshot {
