@@ -21,13 +21,18 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Policy};
 use crate::engine::{Engine, EngineError, RunOutcome, RunReport};
-use crate::observe::notify;
+use crate::observe::server::{self, Health};
+use crate::observe::{metrics, notify};
 use crate::schedule::waker::Waker;
 use crate::state::{State, StateError};
 
 /// How long a stop waits for runs to reach a safe point before it aborts
 /// them (their state is in the ledger either way).
 const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// How often the loop proves the state database writable (for /healthz
+/// and, faster if systemd asks, the watchdog).
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -39,6 +44,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("scheduler: {0}")]
     Waker(String),
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
 }
 
 /// One policy's place in time.
@@ -52,7 +59,7 @@ struct Scheduled {
 pub async fn run(
     config_path: PathBuf,
     config: Config,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let state = Arc::new(State::open(&config.daemon.state_path)?);
     info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
@@ -76,15 +83,37 @@ pub async fn run(
         });
     }
 
+    let health = Arc::new(Health::default());
+    health.tick();
+    if let Some(addr) = config.daemon.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+        info!(address = %bound, "metrics listening on {bound}");
+        let health = health.clone();
+        let stop = shutdown_tx.subscribe();
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, health, crate::engine::stopped(stop)).await {
+                error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
     let mut config = config;
     let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, true)?;
     let summary = format!("{} policies scheduled", scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
-    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+    let watchdog = notify::watchdog_interval();
+    let mut health_check =
+        tokio::time::interval(watchdog.unwrap_or(HEALTH_EVERY).min(HEALTH_EVERY));
 
     let mut armed = None;
     loop {
+        health.tick();
         let next = scheduled.values().filter_map(|s| s.next).min();
         if next != armed {
             if let Some(at) = next {
@@ -121,21 +150,24 @@ pub async fn run(
                     break;
                 }
             },
-            _ = stop.changed() => {
-                if *stop.borrow() {
-                    break;
-                }
-            }
+            _ = crate::engine::stopped(stop.clone()) => break,
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(report) = joined {
                     log_report(&report);
                 }
             }
-            _ = tick(&mut watchdog) => {
-                if state.probe_writable().is_ok() {
-                    notify::watchdog();
-                } else {
-                    warn!("state database not writable; withholding the watchdog ping");
+            _ = health_check.tick() => {
+                match state.probe_writable() {
+                    Ok(()) => {
+                        health.set_database(Ok(()));
+                        if watchdog.is_some() {
+                            notify::watchdog();
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "state database not writable; withholding the watchdog ping");
+                        health.set_database(Err(e.to_string()));
+                    }
                 }
             }
         }
@@ -156,15 +188,6 @@ pub async fn run(
     waker.shutdown().await;
     info!("snapwarden stopped");
     Ok(())
-}
-
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending::<()>().await,
-    }
 }
 
 /// Compute every policy's next slot; at start-up, run one missed slot for
@@ -189,6 +212,7 @@ fn schedule_all(
             }
         }
         let next = policy.schedule.next_after(now.max(last.unwrap_or(now)));
+        metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
         if let Some(n) = next {
             info!(policy = %policy.name, next = %n, "scheduled");
         }
@@ -222,9 +246,11 @@ fn fire_due(
         if let Some(n) = next {
             if n <= now {
                 warn!(policy = %s.policy.name, "slots missed while the daemon was busy or suspended; skipping to the next one");
+                metrics::run_skipped(&s.policy.name, "catch_up_limit");
                 next = s.policy.schedule.next_after(now);
             }
         }
+        metrics::schedule(&s.policy.name, s.policy.schedule.nominal_interval(), next);
         s.next = next;
     }
     Ok(())

@@ -23,6 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Policy};
+use crate::observe::metrics;
 use crate::providers::{
     self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot,
     SnapshotState,
@@ -45,8 +46,26 @@ pub enum EngineError {
     UnknownProvider { policy: String, provider: String },
     #[error("stopped by shutdown")]
     Shutdown,
+    /// An operation ended in failure (the cloud's words).
     #[error("{0}")]
     Failed(String),
+    /// An operation was not terminal within the policy's timeout.
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+impl EngineError {
+    /// A short, stable label for metrics and alerts.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::State(_) => "state_database",
+            EngineError::Provider(e) => e.kind.as_str(),
+            EngineError::Build(_) | EngineError::UnknownProvider { .. } => "config",
+            EngineError::Shutdown => "shutdown",
+            EngineError::Failed(_) => "operation_failed",
+            EngineError::TimedOut(_) => "timeout",
+        }
+    }
 }
 
 /// How one (policy, target, slot) ended.
@@ -233,6 +252,7 @@ impl Engine {
             }
             Begin::Overlap { running_slot } => {
                 let why = format!("previous run (slot {running_slot}) still in flight");
+                metrics::run_skipped(&policy.name, "overlap");
                 warn!(policy = %policy.name, target, slot = %slot, reason = %why, "slot skipped");
                 return Ok(Err(RunOutcome::Skipped(why)));
             }
@@ -351,6 +371,7 @@ impl Engine {
                     ))
                 }
                 Err(e) => {
+                    note_throttle(policy, &e);
                     let now = Utc::now();
                     match retry.delay(attempt, &e, now, deadline) {
                         Some(delay) => {
@@ -383,17 +404,22 @@ impl Engine {
             .map(|op| ps.poller.watch(op, policy.poll_max_interval))
             .collect();
         let mut failures = Vec::new();
+        let mut timed_out = false;
         for w in waits {
             match self.or_shutdown(w).await? {
                 Ok(OpOutcome::Succeeded) => {}
                 Ok(OpOutcome::Failed(reason)) => failures.push(reason),
+                Ok(OpOutcome::TimedOut(reason)) => {
+                    timed_out = true;
+                    failures.push(reason);
+                }
                 Err(_) => return Err(EngineError::Shutdown),
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Failed(failures.join("; ")))
+        match (failures.is_empty(), timed_out) {
+            (true, _) => Ok(()),
+            (false, true) => Err(EngineError::TimedOut(failures.join("; "))),
+            (false, false) => Err(EngineError::Failed(failures.join("; "))),
         }
     }
 
@@ -453,7 +479,8 @@ impl Engine {
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
             Err(e) => {
                 let msg = e.to_string();
-                error!(policy = %policy.name, target, error = %msg, "run failed; no pruning for this target");
+                metrics::snapshot_failed(&policy.name, target, &policy.provider, e.reason());
+                error!(policy = %policy.name, target, error = %msg, reason = e.reason(), "run failed; no pruning for this target");
                 self.state
                     .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
                 return Ok(RunOutcome::Failed(msg));
@@ -461,6 +488,7 @@ impl Engine {
         }
         self.state
             .set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
+        metrics::run_succeeded(&policy.name, target, Utc::now());
         let report = match self.prune_with(ps, policy, target, false).await {
             Ok(r) => r,
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
@@ -477,6 +505,13 @@ impl Engine {
                 });
             }
         };
+        let kept = self
+            .state
+            .live_snapshots(&policy.provider, &policy.name, target)?
+            .iter()
+            .filter(|r| r.state == LedgerState::Available)
+            .count();
+        metrics::retained(&policy.name, target, kept);
         let note = (!report.failed.is_empty())
             .then(|| format!("some deletes failed: {}", report.failed.join("; ")));
         self.state
@@ -520,13 +555,16 @@ impl Engine {
             attempt += 1;
             match self.or_shutdown(op()).await? {
                 Ok(v) => return Ok(v),
-                Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
-                    Some(d) => {
-                        warn!(policy = %policy.name, error = %e, retry_in = ?d, "{what} failed; retrying");
-                        self.or_shutdown(tokio::time::sleep(d)).await?;
+                Err(e) => {
+                    note_throttle(policy, &e);
+                    match retry.delay(attempt, &e, Utc::now(), deadline) {
+                        Some(d) => {
+                            warn!(policy = %policy.name, error = %e, retry_in = ?d, "{what} failed; retrying");
+                            self.or_shutdown(tokio::time::sleep(d)).await?;
+                        }
+                        None => return Err(e.into()),
                     }
-                    None => return Err(e.into()),
-                },
+                }
             }
         }
     }
@@ -690,13 +728,23 @@ impl Engine {
                 Ok(Some(w)) => waits.push((d.id.clone(), w)),
                 Ok(None) => report.deleted += 1,
                 Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
-                Err(e) => report.failed.push(format!("{}: {e}", d.id)),
+                Err(e) => {
+                    metrics::snapshot_delete_failed(
+                        &policy.name,
+                        target,
+                        &policy.provider,
+                        e.reason(),
+                    );
+                    report.failed.push(format!("{}: {e}", d.id))
+                }
             }
         }
         for (id, w) in waits {
             match self.or_shutdown(w).await? {
                 Ok(OpOutcome::Succeeded) => report.deleted += 1,
-                Ok(OpOutcome::Failed(reason)) => report.failed.push(format!("{id}: {reason}")),
+                Ok(OpOutcome::Failed(reason) | OpOutcome::TimedOut(reason)) => {
+                    report.failed.push(format!("{id}: {reason}"))
+                }
                 Err(_) => return Err(EngineError::Shutdown),
             }
         }
@@ -719,6 +767,7 @@ impl Engine {
             .await?;
         match started {
             DeleteStarted::AlreadyGone => {
+                metrics::snapshot_deleted(&policy.name, target, &policy.provider);
                 info!(policy = %policy.name, target, snapshot = %snapshot_id, "snapshot already gone");
                 self.state.mark_deleted(row, Utc::now())?;
                 Ok(None)
@@ -860,6 +909,13 @@ impl Engine {
 pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     if rx.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Count a throttling answer (the metric operators alert on).
+fn note_throttle(policy: &Policy, e: &ProviderError) {
+    if e.kind == providers::ErrorKind::Throttled {
+        metrics::api_throttled(&policy.provider);
     }
 }
 

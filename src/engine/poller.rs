@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::providers::{OpKind, OpStatus, OperationRef, Provider};
+use crate::observe::metrics;
+use crate::providers::{ErrorKind, OpKind, OpStatus, OperationRef, Provider};
 use crate::state::{OpRow, State};
 
 /// How an operation ended.
@@ -22,6 +23,8 @@ use crate::state::{OpRow, State};
 pub enum OpOutcome {
     Succeeded,
     Failed(String),
+    /// Not terminal by the deadline (the policy's timeout).
+    TimedOut(String),
 }
 
 struct Watch {
@@ -53,6 +56,7 @@ impl Poller {
             let batch = provider.capabilities().max_status_batch.max(1);
             let mut watches: Vec<Watch> = Vec::new();
             loop {
+                metrics::operations_in_flight(&name, watches.len());
                 let next = watches
                     .iter()
                     .map(|w| w.op.next_poll_at.min(w.op.deadline))
@@ -116,7 +120,7 @@ async fn poll_round(
             if let Some(e) = &w.last_error {
                 reason.push_str(&format!(" (last error: {e})"));
             }
-            finish(name, state, w, OpOutcome::Failed(reason), now);
+            finish(name, state, w, OpOutcome::TimedOut(reason), now);
         } else {
             i += 1;
         }
@@ -152,6 +156,9 @@ async fn poll_round(
                 outcomes.extend(chunk.iter().map(|&i| (i, Err(e.clone()))));
             }
             Err(e) => {
+                if e.kind == ErrorKind::Throttled {
+                    metrics::api_throttled(name);
+                }
                 warn!(provider = %name, error = %e, "status poll failed; will retry");
                 outcomes.extend(chunk.iter().map(|&i| (i, Err(e.to_string()))));
             }
@@ -201,9 +208,26 @@ fn backoff(state: &State, w: &mut Watch, now: DateTime<Utc>) {
 fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: DateTime<Utc>) {
     let error = match &outcome {
         OpOutcome::Succeeded => None,
-        OpOutcome::Failed(e) => Some(e.as_str()),
+        OpOutcome::Failed(e) | OpOutcome::TimedOut(e) => Some(e.as_str()),
     };
     let kind = w.op.kind;
+    let (policy, target) = (w.op.policy.as_str(), w.op.target.as_str());
+    match (&outcome, kind) {
+        (OpOutcome::Succeeded, OpKind::Create) => metrics::snapshot_created(policy, target, name),
+        (OpOutcome::Succeeded, OpKind::Delete) => metrics::snapshot_deleted(policy, target, name),
+        (OpOutcome::Failed(_), OpKind::Delete) => {
+            metrics::snapshot_delete_failed(policy, target, name, "operation_failed")
+        }
+        (OpOutcome::TimedOut(_), OpKind::Delete) => {
+            metrics::snapshot_delete_failed(policy, target, name, "timeout")
+        }
+        _ => {}
+    }
+    metrics::operation_finished(
+        name,
+        kind.as_str(),
+        (now - w.op.started_at).to_std().unwrap_or_default(),
+    );
     match (&outcome, kind) {
         (OpOutcome::Succeeded, OpKind::Create) => info!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
@@ -217,7 +241,7 @@ fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: Date
             provider = %name, policy = %w.op.policy, target = %w.op.target,
             snapshot = %w.op.snapshot_id, job = %w.op.reference, "restore job succeeded"
         ),
-        (OpOutcome::Failed(reason), _) => warn!(
+        (OpOutcome::Failed(reason) | OpOutcome::TimedOut(reason), _) => warn!(
             provider = %name, policy = %w.op.policy, target = %w.op.target,
             snapshot = %w.op.snapshot_id, job = %w.op.reference, kind = kind.as_str(),
             reason = %reason, "operation failed"

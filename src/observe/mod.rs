@@ -1,5 +1,7 @@
-//! What operators see: logging setup and sd_notify. (Metrics and alerts
-//! join here.)
+//! What operators see: logging setup, sd_notify, metrics and the
+//! `/metrics` + `/healthz` endpoint.
 
 pub mod logging;
+pub mod metrics;
 pub mod notify;
+pub mod server;

@@ -27,6 +27,8 @@ pub struct HttpSettings {
 pub struct ApiClient {
     pub http: reqwest::Client,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// The `[providers.NAME]` this client serves, for metrics.
+    provider: Arc<str>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -65,7 +67,14 @@ impl ApiClient {
         Ok(ApiClient {
             http: builder.build()?,
             limiter: Arc::new(limiter(settings.requests_per_second)),
+            provider: Arc::from(""),
         })
+    }
+
+    /// Name the provider this client serves (the label of its metrics).
+    pub fn for_provider(mut self, name: &str) -> Self {
+        self.provider = Arc::from(name);
+        self
     }
 
     /// Wait until the rate limit allows one more request.
@@ -83,7 +92,24 @@ impl ApiClient {
         build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), ProviderError> {
         self.until_ready().await;
-        let mut response = build(&self.http)
+        let started = std::time::Instant::now();
+        let result = self.exchange(call, build(&self.http)).await;
+        let outcome = match &result {
+            Ok((status, _, _)) if status.is_success() => "ok",
+            Ok((status, _, _)) if status.is_server_error() => "http_5xx",
+            Ok(_) => "http_4xx",
+            Err(_) => "transport",
+        };
+        crate::observe::metrics::api_request(&self.provider, call, outcome, started.elapsed());
+        result
+    }
+
+    async fn exchange(
+        &self,
+        call: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), ProviderError> {
+        let mut response = request
             .send()
             .await
             .map_err(|e| transport_error(call, &e))?;

@@ -375,7 +375,8 @@ pub fn build(
     .map_err(|source| BuildError {
         name: cfg.name.clone(),
         source,
-    })?;
+    })?
+    .for_provider(&cfg.name);
     Ok(match &cfg.settings {
         crate::config::ProviderSettings::QingCloud(s) => {
             std::sync::Arc::new(qingcloud::QingCloud::new(s, api))

@@ -524,9 +524,15 @@ impl State {
     }
 
     /// A cheap write to prove the database is usable (health checks).
+    /// Takes the write lock for an instant (without waiting long for it:
+    /// the caller is the scheduler loop), so a locked or unwritable
+    /// database shows up in health checks.
     pub fn probe_writable(&self) -> Result<()> {
         let conn = self.conn();
-        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        conn.busy_timeout(Duration::from_millis(200))?;
+        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        conn.busy_timeout(Duration::from_secs(5))?;
+        result?;
         Ok(())
     }
 

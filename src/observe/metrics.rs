@@ -1,0 +1,385 @@
+//! Every metric snapwarden exports, in one place (Prometheus text format
+//! via prometheus-client). Other modules record through the functions here;
+//! nobody else names a metric. The README's metrics table lists the same
+//! names.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Snap {
+    policy: String,
+    target: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapReason {
+    policy: String,
+    target: String,
+    provider: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyTarget {
+    policy: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderKind {
+    provider: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiCall {
+    provider: String,
+    call: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiOutcome {
+    provider: String,
+    call: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyReason {
+    policy: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn op_histogram() -> Histogram {
+    // 1 s .. ~9 h
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+fn api_histogram() -> Histogram {
+    // 5 ms .. ~40 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+struct Metrics {
+    registry: Registry,
+    created: Family<Snap, Counter>,
+    failed: Family<SnapReason, Counter>,
+    deleted: Family<Snap, Counter>,
+    delete_failed: Family<SnapReason, Counter>,
+    last_success: Family<PolicyTarget, FloatGauge>,
+    expected_interval: Family<PolicyLabel, FloatGauge>,
+    next_run: Family<PolicyLabel, FloatGauge>,
+    retained: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
+    in_flight: Family<ProviderLabel, Gauge<i64, AtomicI64>>,
+    op_duration: Family<ProviderKind, Histogram, fn() -> Histogram>,
+    api_requests: Family<ApiOutcome, Counter>,
+    api_duration: Family<ApiCall, Histogram, fn() -> Histogram>,
+    api_throttled: Family<ProviderLabel, Counter>,
+    skipped: Family<PolicyReason, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("snapwarden");
+        let m = Metrics {
+            created: Family::default(),
+            failed: Family::default(),
+            deleted: Family::default(),
+            delete_failed: Family::default(),
+            last_success: Family::default(),
+            expected_interval: Family::default(),
+            next_run: Family::default(),
+            retained: Family::default(),
+            in_flight: Family::default(),
+            op_duration: Family::new_with_constructor(op_histogram),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(api_histogram),
+            api_throttled: Family::default(),
+            skipped: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "snapshots_created",
+            "Snapshots created and confirmed usable",
+            m.created.clone(),
+        );
+        registry.register(
+            "snapshots_failed",
+            "Snapshot runs that failed, by reason",
+            m.failed.clone(),
+        );
+        registry.register(
+            "snapshots_deleted",
+            "Snapshots deleted by retention",
+            m.deleted.clone(),
+        );
+        registry.register(
+            "snapshots_delete_failed",
+            "Deletes that failed, by reason",
+            m.delete_failed.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful run per policy and target",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "schedule_expected_interval_seconds",
+            "Nominal interval between a policy's slots",
+            m.expected_interval.clone(),
+        );
+        registry.register(
+            "next_run_timestamp_seconds",
+            "Unix time of a policy's next slot",
+            m.next_run.clone(),
+        );
+        registry.register(
+            "snapshots_retained",
+            "Own snapshots kept per policy and target after the last prune",
+            m.retained.clone(),
+        );
+        registry.register(
+            "operations_in_flight",
+            "Create/delete operations being followed",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "operation_duration_seconds",
+            "Time from the start of a create/delete until it was terminal",
+            m.op_duration.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Cloud API requests by call and outcome",
+            m.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Duration of one cloud API request",
+            m.api_duration.clone(),
+        );
+        registry.register(
+            "api_throttled",
+            "Calls the cloud answered with throttling",
+            m.api_throttled.clone(),
+        );
+        registry.register(
+            "runs_skipped",
+            "Slots not run, by reason (overlap, catch_up_limit)",
+            m.skipped.clone(),
+        );
+        let build = Family::<Version, Gauge>::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "Always 1; the version is a label", build);
+        Metrics { registry, ..m }
+    }
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// The whole registry in Prometheus text format.
+pub fn render() -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &metrics().registry);
+    out
+}
+
+fn snap(policy: &str, target: &str, provider: &str) -> Snap {
+    Snap {
+        policy: policy.into(),
+        target: target.into(),
+        provider: provider.into(),
+    }
+}
+
+fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+pub fn snapshot_created(policy: &str, target: &str, provider: &str) {
+    metrics()
+        .created
+        .get_or_create(&snap(policy, target, provider))
+        .inc();
+}
+
+pub fn snapshot_failed(policy: &str, target: &str, provider: &str, reason: &str) {
+    metrics()
+        .failed
+        .get_or_create(&SnapReason {
+            policy: policy.into(),
+            target: target.into(),
+            provider: provider.into(),
+            reason: reason.into(),
+        })
+        .inc();
+}
+
+pub fn snapshot_deleted(policy: &str, target: &str, provider: &str) {
+    metrics()
+        .deleted
+        .get_or_create(&snap(policy, target, provider))
+        .inc();
+}
+
+pub fn snapshot_delete_failed(policy: &str, target: &str, provider: &str, reason: &str) {
+    metrics()
+        .delete_failed
+        .get_or_create(&SnapReason {
+            policy: policy.into(),
+            target: target.into(),
+            provider: provider.into(),
+            reason: reason.into(),
+        })
+        .inc();
+}
+
+pub fn run_succeeded(policy: &str, target: &str, at: chrono::DateTime<chrono::Utc>) {
+    metrics()
+        .last_success
+        .get_or_create(&PolicyTarget {
+            policy: policy.into(),
+            target: target.into(),
+        })
+        .set(unix(at));
+}
+
+pub fn schedule(policy: &str, interval: Duration, next: Option<chrono::DateTime<chrono::Utc>>) {
+    let p = PolicyLabel {
+        policy: policy.into(),
+    };
+    metrics()
+        .expected_interval
+        .get_or_create(&p)
+        .set(interval.as_secs_f64());
+    metrics()
+        .next_run
+        .get_or_create(&p)
+        .set(next.map(unix).unwrap_or(0.0));
+}
+
+pub fn retained(policy: &str, target: &str, count: usize) {
+    metrics()
+        .retained
+        .get_or_create(&PolicyTarget {
+            policy: policy.into(),
+            target: target.into(),
+        })
+        .set(count as i64);
+}
+
+pub fn operations_in_flight(provider: &str, count: usize) {
+    metrics()
+        .in_flight
+        .get_or_create(&ProviderLabel {
+            provider: provider.into(),
+        })
+        .set(count as i64);
+}
+
+pub fn operation_finished(provider: &str, kind: &str, took: Duration) {
+    metrics()
+        .op_duration
+        .get_or_create(&ProviderKind {
+            provider: provider.into(),
+            kind: kind.into(),
+        })
+        .observe(took.as_secs_f64());
+}
+
+/// One HTTP request to a cloud. `outcome`: `ok`, `http_4xx`, `http_5xx`,
+/// `transport`.
+pub fn api_request(provider: &str, call: &str, outcome: &str, took: Duration) {
+    metrics()
+        .api_requests
+        .get_or_create(&ApiOutcome {
+            provider: provider.into(),
+            call: call.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+    metrics()
+        .api_duration
+        .get_or_create(&ApiCall {
+            provider: provider.into(),
+            call: call.into(),
+        })
+        .observe(took.as_secs_f64());
+}
+
+pub fn api_throttled(provider: &str) {
+    metrics()
+        .api_throttled
+        .get_or_create(&ProviderLabel {
+            provider: provider.into(),
+        })
+        .inc();
+}
+
+pub fn run_skipped(policy: &str, reason: &str) {
+    metrics()
+        .skipped
+        .get_or_create(&PolicyReason {
+            policy: policy.into(),
+            reason: reason.into(),
+        })
+        .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_counters_end_in_total() {
+        snapshot_created("p", "t", "qc");
+        api_request("qc", "CreateSnapshots", "ok", Duration::from_millis(12));
+        let text = render();
+        assert!(
+            text.contains(
+                "snapwarden_snapshots_created_total{policy=\"p\",target=\"t\",provider=\"qc\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("snapwarden_api_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("snapwarden_build_info{version=\""), "{text}");
+    }
+}
