@@ -82,6 +82,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Nagios-style freshness check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Monitor {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// The built-in cloud simulator alone.
     Sim {
         /// Address to listen on (loopback).

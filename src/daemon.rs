@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Policy};
 use crate::engine::{Engine, EngineError, RunOutcome, RunReport};
+use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::server::{self, Health};
 use crate::observe::{metrics, notify};
 use crate::schedule::waker::Waker;
@@ -102,6 +103,18 @@ pub async fn run(
         });
     }
 
+    let alerter = Alerter::new(&config);
+    for s in state.summaries()? {
+        if s.consecutive_failures > 0 {
+            alerter.assume_alerted(
+                &s.policy,
+                &s.target,
+                s.last_run.as_ref().map(|r| r.slot).unwrap_or_else(Utc::now),
+            );
+        }
+    }
+    let mut stale_check = tokio::time::interval(stale_check_every(&config));
+
     let mut config = config;
     let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, true)?;
     let summary = format!("{} policies scheduled", scheduled.len());
@@ -137,6 +150,8 @@ pub async fn run(
                                     warn!("{w}");
                                 }
                                 info!(policies = new.policies.len(), "configuration reloaded");
+                                alerter.reconfigure(&new);
+                                stale_check = tokio::time::interval(stale_check_every(&new));
                                 config = new;
                                 scheduled = schedule_all(&state, &config, &engine, &mut tasks, false)?;
                             }
@@ -154,7 +169,11 @@ pub async fn run(
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(report) = joined {
                     log_report(&report);
+                    alert_run(&alerter, &state, &config, &report);
                 }
+            }
+            _ = stale_check.tick() => {
+                check_stale(&alerter, &state, &config);
             }
             _ = health_check.tick() => {
                 match state.probe_writable() {
@@ -291,6 +310,64 @@ fn fire(
     }
     state.set_last_slot(&policy.name, slot)?;
     Ok(())
+}
+
+/// Stale checks often enough for the shortest `stale_after`, at most
+/// every 30 s.
+fn stale_check_every(config: &Config) -> Duration {
+    config
+        .policies
+        .iter()
+        .map(|p| p.stale_after / 2)
+        .min()
+        .unwrap_or(Duration::from_secs(30))
+        .clamp(Duration::from_millis(500), Duration::from_secs(30))
+}
+
+fn alert_run(alerter: &Alerter, state: &State, config: &Config, report: &RunReport) {
+    let outcome = match &report.outcome {
+        RunOutcome::Succeeded { .. } => Ok(()),
+        RunOutcome::Failed(e) => Err(e.as_str()),
+        _ => return,
+    };
+    let provider = config
+        .policies
+        .iter()
+        .find(|p| p.name == report.policy)
+        .map(|p| p.provider.as_str())
+        .unwrap_or("");
+    let consecutive_failures = match state.target_summary(&report.policy, &report.target) {
+        Ok(s) => s.map(|s| s.consecutive_failures).unwrap_or(0),
+        Err(e) => {
+            warn!(error = %e, "cannot read the ledger for an alert");
+            0
+        }
+    };
+    alerter.run_finished(RunResult {
+        policy: &report.policy,
+        target: &report.target,
+        provider,
+        outcome,
+        consecutive_failures,
+    });
+}
+
+fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
+    for p in &config.policies {
+        for t in &p.targets {
+            let summary = match state.target_summary(&p.name, t) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the ledger for the stale check");
+                    return;
+                }
+            };
+            let (last, failures) = summary
+                .map(|s| (s.last_success, s.consecutive_failures))
+                .unwrap_or((None, 0));
+            alerter.check_stale(&p.name, t, &p.provider, last, p.stale_after, failures);
+        }
+    }
 }
 
 fn log_report(report: &RunReport) {

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 dry_run,
             } => commands::prune::run(&config.path, policy.as_deref(), dry_run).await,
             Command::Status { config, json } => commands::status::run(&config.path, json),
+            Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Sim {
                 listen,
                 job_duration,

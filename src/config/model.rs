@@ -155,4 +155,9 @@ pub struct Policy {
     pub jitter: Duration,
     /// Every Nth snapshot full, the rest incremental. None: every one full.
     pub full_every: Option<u32>,
+    /// No successful run for this long is stale (alert, `monitor` WARNING).
+    /// Default: twice the schedule's interval, at least 1h.
+    pub stale_after: Duration,
+    /// `monitor` is CRITICAL at this many consecutive failed runs. Default 3.
+    pub critical_after_failures: u32,
 }

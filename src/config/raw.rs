@@ -54,6 +54,8 @@ pub(crate) struct RawPolicy {
     pub catch_up: Option<Spanned<bool>>,
     pub jitter: Option<Spanned<String>>,
     pub full_every: Option<Spanned<i64>>,
+    pub stale_after: Option<Spanned<String>>,
+    pub critical_after_failures: Option<Spanned<i64>>,
 }
 
 /// A secret written literally in the file. Unlike `String`, a type error on

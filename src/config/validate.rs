@@ -707,6 +707,32 @@ fn policy(
 
     let catch_up = raw.catch_up.as_ref().is_some_and(|c| *c.get_ref());
 
+    // Freshness: default twice the schedule's interval, at least an hour.
+    let default_stale = interval.map(|i| (i * 2).max(HOUR)).unwrap_or(HOUR);
+    let stale_after = values::duration_or(
+        raw.stale_after.as_ref(),
+        default_stale,
+        &DurationRule {
+            key: "stale_after",
+            allow_zero: false,
+            min: Some(Duration::from_secs(1)),
+            max: 366 * DAY,
+        },
+        &mut cx.diag,
+    );
+    let critical_after_failures = match &raw.critical_after_failures {
+        None => Some(3),
+        Some(v) => values::integer_in(
+            v,
+            "critical_after_failures",
+            1,
+            1000,
+            "consecutive failed runs before `monitor` says CRITICAL",
+            &mut cx.diag,
+        )
+        .map(|n| n as u32),
+    };
+
     if !ok {
         return None;
     }
@@ -723,6 +749,8 @@ fn policy(
         catch_up,
         jitter: jitter?,
         full_every,
+        stale_after: stale_after?,
+        critical_after_failures: critical_after_failures?,
     })
 }
 

@@ -103,6 +103,12 @@ struct Metrics {
     api_duration: Family<ApiCall, Histogram, fn() -> Histogram>,
     api_throttled: Family<ProviderLabel, Counter>,
     skipped: Family<PolicyReason, Counter>,
+    alert_failures: Family<Channel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Channel {
+    channel: String,
 }
 
 impl Metrics {
@@ -123,6 +129,7 @@ impl Metrics {
             api_duration: Family::new_with_constructor(api_histogram),
             api_throttled: Family::default(),
             skipped: Family::default(),
+            alert_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -194,6 +201,11 @@ impl Metrics {
             "runs_skipped",
             "Slots not run, by reason (overlap, catch_up_limit)",
             m.skipped.clone(),
+        );
+        registry.register(
+            "alert_delivery_failures",
+            "Alerts that could not be delivered, by channel (webhook, command)",
+            m.alert_failures.clone(),
         );
         let build = Family::<Version, Gauge>::default();
         build
@@ -357,6 +369,15 @@ pub fn run_skipped(policy: &str, reason: &str) {
         .get_or_create(&PolicyReason {
             policy: policy.into(),
             reason: reason.into(),
+        })
+        .inc();
+}
+
+pub fn alert_delivery_failed(channel: &str) {
+    metrics()
+        .alert_failures
+        .get_or_create(&Channel {
+            channel: channel.into(),
         })
         .inc();
 }

@@ -1,6 +1,7 @@
 //! What operators see: logging setup, sd_notify, metrics and the
 //! `/metrics` + `/healthz` endpoint.
 
+pub mod alerts;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

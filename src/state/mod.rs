@@ -950,6 +950,22 @@ impl State {
         Ok(out)
     }
 
+    /// One (policy, target), without its operations in flight; `None` if
+    /// it has never run.
+    pub fn target_summary(&self, policy: &str, target: &str) -> Result<Option<TargetSummary>> {
+        let provider: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT provider FROM runs WHERE policy = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
+                params![policy, target],
+                |r| r.get(0),
+            )
+            .optional()?;
+        provider
+            .map(|p| self.summary(policy, target, &p, &[]))
+            .transpose()
+    }
+
     fn summary(
         &self,
         policy: &str,
