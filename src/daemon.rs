@@ -179,6 +179,7 @@ pub async fn run(
                 match state.probe_writable() {
                     Ok(()) => {
                         health.set_database(Ok(()));
+                        notify::status(&status_line(&state, &config));
                         if watchdog.is_some() {
                             notify::watchdog();
                         }
@@ -310,6 +311,33 @@ fn fire(
     }
     state.set_last_slot(&policy.name, slot)?;
     Ok(())
+}
+
+/// The one-line STATUS= for systemd: policies, operations in flight, and
+/// the most recent failure still unrecovered.
+fn status_line(state: &State, config: &Config) -> String {
+    let in_flight = state.ops_in_flight().map(|o| o.len()).unwrap_or(0);
+    let failing = state
+        .summaries()
+        .map(|all| {
+            all.into_iter()
+                .filter(|s| s.consecutive_failures > 0)
+                .max_by_key(|s| s.last_run.as_ref().map(|r| r.slot))
+        })
+        .ok()
+        .flatten();
+    let mut line = format!(
+        "{} policies, {in_flight} operations in flight",
+        config.policies.len()
+    );
+    match failing {
+        Some(f) => line.push_str(&format!(
+            "; failing: {}/{} ({} in a row)",
+            f.policy, f.target, f.consecutive_failures
+        )),
+        None => line.push_str("; no failures"),
+    }
+    line
 }
 
 /// Stale checks often enough for the shortest `stale_after`, at most

@@ -66,7 +66,7 @@ schedule = "* * * * * *"
 retain = 1
 poll_interval = "100ms"
 poll_max_interval = "200ms"
-timeout = "1s"
+timeout = "5s"
 "#,
         )
         .replace(
@@ -85,6 +85,16 @@ timeout = "1s"
         (sample(&t, &created)? >= 2.0 && sample(&t, &deleted)? >= 1.0).then_some(t)
     });
     assert!(text.contains("snapwarden_build_info{version=\""), "{text}");
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let series = line.split(['{', ' ']).next().unwrap_or("");
+        assert!(
+            snapwarden::observe::metrics::is_known_series(series),
+            "undocumented series {series}"
+        );
+    }
     assert!(
         sample(
             &text,
@@ -242,7 +252,7 @@ targets = ["vol-aaaa0001"]
 schedule = "* * * * * *"
 retain = 2
 poll_interval = "100ms"
-timeout = "1s"
+timeout = "5s"
 
 [[policy]]
 name = "bad"
@@ -252,7 +262,7 @@ targets = ["vol-bbbb0002"]
 schedule = "* * * * * *"
 retain = 2
 poll_interval = "100ms"
-timeout = "1s"
+timeout = "5s"
 stale_after = "2s"
 "#,
         state = wd.state_path().display(),

@@ -218,6 +218,40 @@ impl Metrics {
     }
 }
 
+/// Every metric family name as exported (counters without `_total`).
+/// The README's table, the Prometheus rules and the tests check against it.
+pub const NAMES: &[&str] = &[
+    "snapwarden_snapshots_created",
+    "snapwarden_snapshots_failed",
+    "snapwarden_snapshots_deleted",
+    "snapwarden_snapshots_delete_failed",
+    "snapwarden_last_success_timestamp_seconds",
+    "snapwarden_schedule_expected_interval_seconds",
+    "snapwarden_next_run_timestamp_seconds",
+    "snapwarden_snapshots_retained",
+    "snapwarden_operations_in_flight",
+    "snapwarden_operation_duration_seconds",
+    "snapwarden_api_requests",
+    "snapwarden_api_request_duration_seconds",
+    "snapwarden_api_throttled",
+    "snapwarden_runs_skipped",
+    "snapwarden_alert_delivery_failures",
+    "snapwarden_build_info",
+];
+
+/// Whether a series name (`..._total`, `..._bucket`, ...) belongs to a
+/// family in [`NAMES`].
+pub fn is_known_series(series: &str) -> bool {
+    NAMES.contains(&series)
+        || ["_total", "_bucket", "_sum", "_count", "_created"]
+            .iter()
+            .any(|suffix| {
+                series
+                    .strip_suffix(suffix)
+                    .is_some_and(|base| NAMES.contains(&base))
+            })
+}
+
 fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
@@ -385,6 +419,38 @@ pub fn alert_delivery_failed(channel: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_in_names_is_exported_and_nothing_else() {
+        snapshot_created("p", "t", "qc");
+        snapshot_failed("p", "t", "qc", "timeout");
+        snapshot_deleted("p", "t", "qc");
+        snapshot_delete_failed("p", "t", "qc", "timeout");
+        run_succeeded("p", "t", chrono::Utc::now());
+        schedule("p", Duration::from_secs(60), None);
+        retained("p", "t", 1);
+        operations_in_flight("qc", 0);
+        operation_finished("qc", "create", Duration::from_secs(2));
+        api_request("qc", "X", "ok", Duration::from_millis(3));
+        api_throttled("qc");
+        run_skipped("p", "overlap");
+        alert_delivery_failed("webhook");
+        let text = render();
+        let exported: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let names: std::collections::BTreeSet<&str> = NAMES.iter().copied().collect();
+        assert_eq!(exported, names);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let series = line.split(['{', ' ']).next().unwrap_or("");
+            assert!(is_known_series(series), "{series}");
+        }
+    }
 
     #[test]
     fn names_carry_the_prefix_and_counters_end_in_total() {
