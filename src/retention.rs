@@ -11,10 +11,13 @@
 //!   chains) is kept, so deleting never breaks a chain that still matters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use crate::providers::ChainInfo;
+use crate::schedule::{period_label, Period};
 
 /// A snapshot's condition as retention sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +41,78 @@ pub struct Candidate {
     pub chain: Option<ChainInfo>,
 }
 
-/// The rules of one policy.
+/// The rules of one policy. A snapshot is kept if any rule keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
-    /// Keep the newest `retain` good own snapshots (at least 1).
-    pub retain: u32,
+    /// Keep the newest `retain` good own snapshots.
+    pub retain: Option<u32>,
+    /// Keep the newest snapshot in each of the last N hours/days/weeks/
+    /// months/years that have snapshots, in the policy's time zone.
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Keep everything within this span of the newest good snapshot
+    /// (not of now, so an outage cannot expire history).
+    pub keep_within: Option<Duration>,
+    /// A floor no rule can go under (at least 1).
+    pub min_keep: u32,
+    /// The zone periods are counted in.
+    pub tz: Tz,
+}
+
+impl Rules {
+    /// Count-based retention only.
+    pub fn count(retain: u32) -> Rules {
+        Rules {
+            retain: Some(retain),
+            keep_hourly: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+            min_keep: 1,
+            tz: Tz::UTC,
+        }
+    }
+
+    /// No rule at all (`check` refuses such a policy).
+    pub fn is_empty(&self) -> bool {
+        self.retain.is_none() && self.periods().is_empty() && self.keep_within.is_none()
+    }
+
+    /// A short human description, e.g. `retain 7, daily 14, within 2days`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.retain {
+            parts.push(format!("retain {n}"));
+        }
+        for (p, n) in self.periods() {
+            parts.push(format!("{} {n}", p.name()));
+        }
+        if let Some(w) = self.keep_within {
+            parts.push(format!("within {}", humantime::format_duration(w)));
+        }
+        if self.min_keep > 1 {
+            parts.push(format!("min_keep {}", self.min_keep));
+        }
+        parts.join(", ")
+    }
+
+    fn periods(&self) -> Vec<(Period, u32)> {
+        [
+            (Period::Hour, self.keep_hourly),
+            (Period::Day, self.keep_daily),
+            (Period::Week, self.keep_weekly),
+            (Period::Month, self.keep_monthly),
+            (Period::Year, self.keep_yearly),
+        ]
+        .into_iter()
+        .filter_map(|(p, n)| n.map(|n| (p, n)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +129,14 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+fn note<'a>(reasons: &mut BTreeMap<&'a str, Vec<String>>, c: &'a Candidate, why: String) {
+    reasons.entry(c.id.as_str()).or_default().push(why);
+}
+
 /// Decide for every candidate. The answer lists the candidates newest
 /// first; deletions appear in a safe order (dependants before the snapshot
 /// they depend on).
 pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
-    let retain = rules.retain.max(1) as usize;
     let mut order: Vec<&Candidate> = candidates.iter().collect();
     order.sort_by(|a, b| {
         b.created_at
@@ -73,7 +146,7 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
 
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut keep: BTreeSet<&str> = BTreeSet::new();
-    let mut good_rank = 0usize;
+    let mut goods: Vec<&Candidate> = Vec::new();
     for c in &order {
         let r = reasons.entry(c.id.as_str()).or_default();
         if !c.own {
@@ -90,16 +163,71 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
                 r.push("failed snapshot: not counted, left for inspection".into());
                 keep.insert(&c.id);
             }
-            Condition::Good => {
-                good_rank += 1;
-                if good_rank == 1 {
-                    r.push("newest good snapshot".into());
-                }
-                if good_rank <= retain {
-                    r.push(format!("retain: {good_rank} of {retain} newest"));
-                    keep.insert(&c.id);
-                }
+            Condition::Good => goods.push(c),
+        }
+    }
+
+    let mut kept_good: BTreeSet<String> = BTreeSet::new();
+    if let Some(newest) = goods.first() {
+        note(&mut reasons, newest, "newest good snapshot".into());
+        kept_good.insert(newest.id.clone());
+    }
+    if let Some(n) = rules.retain {
+        for (i, c) in goods.iter().take(n as usize).enumerate() {
+            note(&mut reasons, c, format!("retain: {} of {n} newest", i + 1));
+            kept_good.insert(c.id.clone());
+        }
+    }
+    for (period, n) in rules.periods() {
+        let mut last: Option<String> = None;
+        let mut count = 0;
+        for c in &goods {
+            let label = period_label(c.created_at, rules.tz, period);
+            if last.as_deref() == Some(label.as_str()) {
+                continue;
             }
+            if count == n {
+                break;
+            }
+            count += 1;
+            note(
+                &mut reasons,
+                c,
+                format!("{} {label} ({count} of {n})", period.name()),
+            );
+            kept_good.insert(c.id.clone());
+            last = Some(label);
+        }
+    }
+    if let (Some(within), Some(newest)) = (rules.keep_within, goods.first()) {
+        let horizon =
+            newest.created_at - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+        for c in goods.iter().filter(|c| c.created_at >= horizon) {
+            note(
+                &mut reasons,
+                c,
+                format!(
+                    "within {} of the newest",
+                    humantime::format_duration(within)
+                ),
+            );
+            kept_good.insert(c.id.clone());
+        }
+    }
+    let floor = rules.min_keep.max(1) as usize;
+    for c in goods
+        .iter()
+        .filter(|c| !kept_good.contains(&c.id))
+        .take(floor.saturating_sub(kept_good.len()))
+        .copied()
+        .collect::<Vec<_>>()
+    {
+        note(&mut reasons, c, format!("min_keep = {floor}"));
+        kept_good.insert(c.id.clone());
+    }
+    for c in &goods {
+        if kept_good.contains(&c.id) {
+            keep.insert(&c.id);
         }
     }
 
@@ -161,7 +289,7 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             let verdict = if keep.contains(c.id.as_str()) {
                 Verdict::Keep
             } else {
-                r.push(format!("beyond retain = {retain}"));
+                r.push("kept by no rule".to_string());
                 Verdict::Delete
             };
             Decision {
@@ -217,7 +345,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_retain_and_deletes_the_rest_oldest_last() {
         let cs = vec![own("a", 1), own("b", 2), own("c", 3), own("d", 4)];
-        let ds = decide(&cs, &Rules { retain: 2 });
+        let ds = decide(&cs, &Rules::count(2));
         assert_eq!(deleted(&ds), vec!["b", "a"]);
         let d = ds.iter().find(|d| d.id == "d").expect("d");
         assert!(d.reasons.iter().any(|r| r == "newest good snapshot"));
@@ -232,7 +360,7 @@ mod tests {
         let mut failed = own("f", 8);
         failed.condition = Condition::Failed;
         let cs = vec![manual, own("a", 2), own("b", 3), pending, failed];
-        let ds = decide(&cs, &Rules { retain: 1 });
+        let ds = decide(&cs, &Rules::count(1));
         assert_eq!(deleted(&ds), vec!["a"]);
         let v = verdicts(&ds);
         assert_eq!(v["m"], Verdict::Keep);
@@ -243,7 +371,7 @@ mod tests {
 
     #[test]
     fn retain_zero_still_keeps_the_newest_good() {
-        let ds = decide(&[own("a", 1), own("b", 2)], &Rules { retain: 0 });
+        let ds = decide(&[own("a", 1), own("b", 2)], &Rules::count(0));
         assert_eq!(deleted(&ds), vec!["a"]);
     }
 
@@ -268,10 +396,10 @@ mod tests {
             chained("i3", 5, "f2", Some("f2")),
         ];
         // retain 2 keeps i3 and f2; chain 1 goes, deepest first.
-        let ds = decide(&cs, &Rules { retain: 2 });
+        let ds = decide(&cs, &Rules::count(2));
         assert_eq!(deleted(&ds), vec!["i2", "i1", "f1"]);
         // retain 3 keeps i2, so its ancestors i1 and f1 stay too.
-        let ds = decide(&cs, &Rules { retain: 3 });
+        let ds = decide(&cs, &Rules::count(3));
         assert!(deleted(&ds).is_empty());
         let f1 = ds.iter().find(|d| d.id == "f1").expect("f1");
         assert!(
@@ -286,7 +414,167 @@ mod tests {
         let mut manual = chained("m", 3, "f1", Some("f1"));
         manual.own = false;
         let cs = vec![chained("f1", 1, "f1", None), manual, own("n", 4)];
-        let ds = decide(&cs, &Rules { retain: 1 });
+        let ds = decide(&cs, &Rules::count(1));
         assert!(deleted(&ds).is_empty(), "{ds:?}");
+    }
+
+    fn at_utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid instant")
+            .with_timezone(&Utc)
+    }
+
+    fn good(id: &str, t: &str) -> Candidate {
+        Candidate {
+            id: id.into(),
+            created_at: at_utc(t),
+            condition: Condition::Good,
+            own: true,
+            chain: None,
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            retain: None,
+            min_keep: 1,
+            ..Rules::count(1)
+        }
+    }
+
+    fn kept(ds: &[Decision]) -> Vec<&str> {
+        let mut v: Vec<&str> = ds
+            .iter()
+            .filter(|d| d.verdict == Verdict::Keep)
+            .map(|d| d.id.as_str())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn gfs_table() {
+        struct Case {
+            name: &'static str,
+            rules: Rules,
+            snaps: Vec<Candidate>,
+            keep: Vec<&'static str>,
+        }
+        let ny: Tz = "America/New_York".parse().expect("zone");
+        let cases = vec![
+            Case {
+                name: "daily keeps the newest of each of the last 2 days",
+                rules: Rules {
+                    keep_daily: Some(2),
+                    ..rules()
+                },
+                snaps: vec![
+                    good("d1a", "2026-03-01T01:00:00Z"),
+                    good("d1b", "2026-03-01T23:00:00Z"),
+                    good("d2a", "2026-03-02T01:00:00Z"),
+                    good("d2b", "2026-03-02T13:00:00Z"),
+                    good("d3", "2026-03-03T01:00:00Z"),
+                ],
+                keep: vec!["d2b", "d3"],
+            },
+            Case {
+                name: "days are local: 03:30 UTC on 9 March is 8 March in New York",
+                rules: Rules {
+                    keep_daily: Some(2),
+                    tz: ny,
+                    ..rules()
+                },
+                snaps: vec![
+                    good("a", "2026-03-08T12:00:00Z"),
+                    good("b", "2026-03-09T03:30:00Z"), // 23:30 EDT on the 8th
+                    good("c", "2026-03-09T12:00:00Z"),
+                ],
+                keep: vec!["b", "c"],
+            },
+            Case {
+                name: "monthly across month ends and a leap day",
+                rules: Rules {
+                    keep_monthly: Some(3),
+                    ..rules()
+                },
+                snaps: vec![
+                    good("jan31", "2028-01-31T23:59:59Z"),
+                    good("feb28", "2028-02-28T10:00:00Z"),
+                    good("feb29", "2028-02-29T10:00:00Z"),
+                    good("mar1", "2028-03-01T00:00:00Z"),
+                    good("dec31", "2027-12-31T12:00:00Z"),
+                ],
+                keep: vec!["feb29", "jan31", "mar1"],
+            },
+            Case {
+                name: "weekly uses ISO weeks across the DST change",
+                rules: Rules {
+                    keep_weekly: Some(2),
+                    tz: ny,
+                    ..rules()
+                },
+                snaps: vec![
+                    good("w10-sun", "2026-03-08T15:00:00Z"), // Sunday, DST day, ISO week 10
+                    good("w11-mon", "2026-03-09T15:00:00Z"),
+                    good("w11-sun", "2026-03-15T15:00:00Z"),
+                    good("w9", "2026-03-01T15:00:00Z"),
+                ],
+                keep: vec!["w10-sun", "w11-sun"],
+            },
+            Case {
+                name: "yearly with keep_within from the newest, not from now",
+                rules: Rules {
+                    keep_yearly: Some(2),
+                    keep_within: Some(Duration::from_secs(2 * 86_400)),
+                    ..rules()
+                },
+                snaps: vec![
+                    good("y2024", "2024-06-01T00:00:00Z"),
+                    good("y2025a", "2025-01-01T00:00:00Z"),
+                    good("y2025b", "2025-12-30T00:00:00Z"),
+                    good("y2025c", "2025-12-31T00:00:00Z"),
+                ],
+                keep: vec!["y2024", "y2025b", "y2025c"],
+            },
+            Case {
+                name: "min_keep is a floor",
+                rules: Rules {
+                    keep_daily: Some(1),
+                    min_keep: 3,
+                    ..rules()
+                },
+                snaps: vec![
+                    good("a", "2026-01-01T01:00:00Z"),
+                    good("b", "2026-01-01T02:00:00Z"),
+                    good("c", "2026-01-01T03:00:00Z"),
+                    good("d", "2026-01-01T04:00:00Z"),
+                ],
+                keep: vec!["b", "c", "d"],
+            },
+        ];
+        for case in cases {
+            let ds = decide(&case.snaps, &case.rules);
+            let mut want = case.keep.clone();
+            want.sort();
+            assert_eq!(kept(&ds), want, "{}: {ds:#?}", case.name);
+            // Every decision says why.
+            assert!(ds.iter().all(|d| !d.reasons.is_empty()), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn describe_lists_the_rules() {
+        let r = Rules {
+            keep_daily: Some(7),
+            keep_within: Some(Duration::from_secs(3600)),
+            ..Rules::count(3)
+        };
+        assert_eq!(r.describe(), "retain 3, daily 7, within 1h");
+        assert!(!r.is_empty());
+        assert!(Rules {
+            retain: None,
+            ..Rules::count(1)
+        }
+        .is_empty());
     }
 }

@@ -399,5 +399,82 @@ fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
+/// A calendar period retention counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Period {
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Hour => "hourly",
+            Period::Day => "daily",
+            Period::Week => "weekly",
+            Period::Month => "monthly",
+            Period::Year => "yearly",
+        }
+    }
+}
+
+/// The label of the period `t` falls in, in zone `tz` (DST-correct: the
+/// local calendar decides). Weeks are ISO weeks (Monday first). Hours carry
+/// the UTC offset, so the two passes of a repeated fall-back hour are two
+/// hours, as they are in real time.
+pub fn period_label(t: DateTime<Utc>, tz: Tz, period: Period) -> String {
+    use chrono::Datelike;
+    let local = t.with_timezone(&tz);
+    match period {
+        Period::Hour => local.format("%Y-%m-%dT%H%:z").to_string(),
+        Period::Day => local.format("%Y-%m-%d").to_string(),
+        Period::Week => {
+            let w = local.iso_week();
+            format!("{}-W{:02}", w.year(), w.week())
+        }
+        Period::Month => local.format("%Y-%m").to_string(),
+        Period::Year => local.format("%Y").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod period_tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid instant")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn periods_follow_the_local_calendar() {
+        let ny: Tz = "America/New_York".parse().expect("zone");
+        // 03:30 UTC on 1 Jan is still 31 Dec in New York: day, month and
+        // year all belong to the old year there.
+        let t = utc("2026-01-01T03:30:00Z");
+        assert_eq!(period_label(t, ny, Period::Day), "2025-12-31");
+        assert_eq!(period_label(t, ny, Period::Month), "2025-12");
+        assert_eq!(period_label(t, ny, Period::Year), "2025");
+        assert_eq!(period_label(t, Tz::UTC, Period::Year), "2026");
+        // ISO week: 1 Jan 2027 (a Friday) is in 2026-W53.
+        assert_eq!(
+            period_label(utc("2027-01-01T12:00:00Z"), Tz::UTC, Period::Week),
+            "2026-W53"
+        );
+        // Fall-back 2026-11-01: 01:30 EDT and 01:30 EST are different hours.
+        let a = period_label(utc("2026-11-01T05:30:00Z"), ny, Period::Hour);
+        let b = period_label(utc("2026-11-01T06:30:00Z"), ny, Period::Hour);
+        assert_ne!(a, b);
+        assert_eq!(
+            period_label(utc("2026-11-01T05:30:00Z"), ny, Period::Day),
+            "2026-11-01"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests;

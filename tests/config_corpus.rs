@@ -205,6 +205,6 @@ fn the_demo_config_loads_without_warnings() {
     let c = config::load_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
     assert_eq!(c.policies.len(), 1);
-    assert_eq!(c.policies[0].retain, 3);
+    assert_eq!(c.policies[0].retain, Some(3));
     assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
 }

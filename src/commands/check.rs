@@ -19,14 +19,14 @@ pub fn run(path: &Path) -> Exit {
     let now = Utc::now();
     for p in &config.policies {
         println!(
-            "policy {}: provider {}, {} {} target(s), schedule \"{}\" ({}), retain {}",
+            "policy {}: provider {}, {} {} target(s), schedule \"{}\" ({}), keep: {}",
             p.name,
             p.provider,
             p.targets.len(),
             p.resource,
             p.schedule.expr(),
             p.schedule.timezone(),
-            p.retain
+            p.rules().describe()
         );
         let tz = p.schedule.timezone();
         for t in p.schedule.next_n(now, 3) {

@@ -142,7 +142,18 @@ pub struct Policy {
     /// Parsed cron expression in the policy's zone.
     pub schedule: Schedule,
     /// Keep the newest `retain` own snapshots per target (>= 1).
-    pub retain: u32,
+    pub retain: Option<u32>,
+    /// Keep the newest snapshot in each of the last N hours/days/weeks/
+    /// months/years (periods in the policy's zone).
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Keep everything within this span of the newest good snapshot.
+    pub keep_within: Option<Duration>,
+    /// Floor no rule goes under. Default 1.
+    pub min_keep: u32,
     /// Default 10s.
     pub poll_interval: Duration,
     /// Default 2m.
@@ -160,4 +171,21 @@ pub struct Policy {
     pub stale_after: Duration,
     /// `monitor` is CRITICAL at this many consecutive failed runs. Default 3.
     pub critical_after_failures: u32,
+}
+
+impl Policy {
+    /// The retention rules of this policy, in its zone.
+    pub fn rules(&self) -> crate::retention::Rules {
+        crate::retention::Rules {
+            retain: self.retain,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            min_keep: self.min_keep,
+            tz: self.schedule.timezone(),
+        }
+    }
 }

@@ -56,6 +56,13 @@ pub(crate) struct RawPolicy {
     pub full_every: Option<Spanned<i64>>,
     pub stale_after: Option<Spanned<String>>,
     pub critical_after_failures: Option<Spanned<i64>>,
+    pub keep_hourly: Option<Spanned<i64>>,
+    pub keep_daily: Option<Spanned<i64>>,
+    pub keep_weekly: Option<Spanned<i64>>,
+    pub keep_monthly: Option<Spanned<i64>>,
+    pub keep_yearly: Option<Spanned<i64>>,
+    pub keep_within: Option<Spanned<String>>,
+    pub min_keep: Option<Spanned<i64>>,
 }
 
 /// A secret written literally in the file. Unlike `String`, a type error on

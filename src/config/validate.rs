@@ -558,25 +558,64 @@ fn policy(
     let interval = schedule.as_ref().map(Schedule::nominal_interval);
 
     // retain
-    let retain = match &raw.retain {
-        None => {
-            missing(
-                "retain",
-                "how many snapshots to keep per target, at least 1",
-                cx,
-            );
-            None
+    // retention: `retain` and/or the keep_* rules; at least one.
+    let count = |v: &Option<Spanned<i64>>,
+                 key: &'static str,
+                 what: &'static str,
+                 cx: &mut Cx<'_>| match v {
+        None => Some(None),
+        Some(r) => {
+            values::integer_in(r, key, 1, 100_000, what, &mut cx.diag).map(|n| Some(n as u32))
         }
-        Some(r) => values::integer_in(
-            r,
-            "retain",
+    };
+    let retain = count(&raw.retain, "retain", "snapshots kept per target", cx);
+    let keep_hourly = count(&raw.keep_hourly, "keep_hourly", "hours kept", cx);
+    let keep_daily = count(&raw.keep_daily, "keep_daily", "days kept", cx);
+    let keep_weekly = count(&raw.keep_weekly, "keep_weekly", "weeks kept", cx);
+    let keep_monthly = count(&raw.keep_monthly, "keep_monthly", "months kept", cx);
+    let keep_yearly = count(&raw.keep_yearly, "keep_yearly", "years kept", cx);
+    let keep_within = match &raw.keep_within {
+        None => Some(None),
+        Some(v) => values::duration(
+            v,
+            &DurationRule {
+                key: "keep_within",
+                allow_zero: false,
+                min: None,
+                max: 100 * 366 * DAY,
+            },
+            &mut cx.diag,
+        )
+        .map(Some),
+    };
+    let min_keep = match &raw.min_keep {
+        None => Some(1),
+        Some(v) => values::integer_in(
+            v,
+            "min_keep",
             1,
             100_000,
-            "snapshots kept per target",
+            "snapshots always kept per target",
             &mut cx.diag,
         )
         .map(|n| n as u32),
     };
+    let no_rule = raw.retain.is_none()
+        && raw.keep_hourly.is_none()
+        && raw.keep_daily.is_none()
+        && raw.keep_weekly.is_none()
+        && raw.keep_monthly.is_none()
+        && raw.keep_yearly.is_none()
+        && raw.keep_within.is_none();
+    if no_rule {
+        missing(
+            "retain",
+            "a retention rule: `retain` (how many snapshots to keep per target, at least 1) and/or \
+             keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within",
+            cx,
+        );
+        ok = false;
+    }
 
     // polling and timing
     let poll_interval = values::duration_or(
@@ -743,6 +782,13 @@ fn policy(
         targets: targets?,
         schedule: schedule?,
         retain: retain?,
+        keep_hourly: keep_hourly?,
+        keep_daily: keep_daily?,
+        keep_weekly: keep_weekly?,
+        keep_monthly: keep_monthly?,
+        keep_yearly: keep_yearly?,
+        keep_within: keep_within?,
+        min_keep: min_keep?,
         poll_interval: poll_interval?,
         poll_max_interval: poll_max_interval?,
         timeout: timeout?,

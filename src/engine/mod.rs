@@ -28,7 +28,7 @@ use crate::providers::{
     self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot,
     SnapshotState,
 };
-use crate::retention::{self, Candidate, Condition, Decision, Rules, Verdict};
+use crate::retention::{self, Candidate, Condition, Decision, Verdict};
 use crate::state::{
     Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, State, StateError,
 };
@@ -680,9 +680,7 @@ impl Engine {
                     chain: s.chain.clone(),
                 });
         }
-        let rules = Rules {
-            retain: policy.retain,
-        };
+        let rules = policy.rules();
         let mut report = PruneReport {
             decisions: groups
                 .values()
