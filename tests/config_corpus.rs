@@ -18,6 +18,7 @@ fn set_env() {
     // nothing in these tests reads the variable while it changes.
     std::env::set_var(SECRET_ENV, SECRET_VALUE);
     std::env::set_var("QY_SECRET_ACCESS_KEY", SECRET_VALUE);
+    std::env::set_var("UCS_PRIVATE_KEY", SECRET_VALUE);
     std::env::remove_var("SNAPWARDEN_CORPUS_NEVER_SET");
 }
 
@@ -182,7 +183,7 @@ fn the_shipped_example_loads_without_warnings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.providers.len(), 1);
+    assert_eq!(c.providers.len(), 2);
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["db-nightly", "web-weekly"]);
     assert_eq!(c.policies[0].resource, "volume");
