@@ -185,7 +185,7 @@ fn the_shipped_example_loads_without_warnings() {
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
     assert_eq!(c.providers.len(), 2);
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["db-nightly", "web-weekly"]);
+    assert_eq!(names, ["db-nightly", "web-weekly", "files-daily"]);
     assert_eq!(c.policies[0].resource, "volume");
     assert_eq!(c.policies[1].resource, "instance");
     assert!(!format!("{c:?}").contains(SECRET_VALUE));
@@ -202,10 +202,13 @@ fn an_unreadable_file_is_one_problem_without_position() {
 fn the_demo_config_loads_without_warnings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
     let text = std::fs::read_to_string(&path).expect("read demo.toml");
-    let env = |name: &str| (name == "SNAPWARDEN_DEMO_SECRET").then(|| "demo-secret".to_string());
+    let env = |name: &str| {
+        matches!(name, "SNAPWARDEN_DEMO_SECRET" | "SNAPWARDEN_DEMO_UCS_KEY")
+            .then(|| "demo-secret".to_string())
+    };
     let c = config::load_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies.len(), 2);
     assert_eq!(c.policies[0].retain, 3);
     assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
 }
