@@ -11,7 +11,9 @@ use tracing::info;
 use super::Exit;
 use crate::config::{self, ProviderSettings};
 use crate::observe::logging;
-use crate::sim::{SimOptions, Simulator, DEFAULT_QINGCLOUD_SECRET};
+use crate::sim::{
+    SimOptions, Simulator, DEFAULT_QINGCLOUD_SECRET, DEFAULT_UCLOUDSTACK_PRIVATE_KEY,
+};
 
 /// The demo policy file, compiled in so `demo` works from any directory.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -23,6 +25,9 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
     if std::env::var_os("SNAPWARDEN_DEMO_SECRET").is_none() {
         // The demo file reads the simulator's secret from this variable.
         std::env::set_var("SNAPWARDEN_DEMO_SECRET", DEFAULT_QINGCLOUD_SECRET);
+    }
+    if std::env::var_os("SNAPWARDEN_DEMO_UCS_KEY").is_none() {
+        std::env::set_var("SNAPWARDEN_DEMO_UCS_KEY", DEFAULT_UCLOUDSTACK_PRIVATE_KEY);
     }
     let (path, loaded) = match config_path {
         Some(p) => (p.to_path_buf(), config::load(p)),
@@ -75,6 +80,18 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                         t,
                         &format!("manual-{t}-before-upgrade"),
                         None,
+                    );
+                }
+            }
+            ProviderSettings::UCloudStack(u) => {
+                for t in &p.targets {
+                    sim.seed_ucloudstack_disk(&u.region, &u.zone, t, t);
+                    // Made by hand (Type=Manual): the demo shows it is never touched.
+                    sim.seed_ucloudstack_manual_snapshot(
+                        &u.region,
+                        &u.zone,
+                        t,
+                        &format!("manual-{t}"),
                     );
                 }
             }

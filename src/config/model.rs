@@ -108,12 +108,14 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
+    UCloudStack(UCloudStackSettings),
 }
 
 impl ProviderSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSettings::QingCloud(_) => "qingcloud",
+            ProviderSettings::UCloudStack(_) => "ucloudstack",
         }
     }
 }
@@ -127,6 +129,25 @@ pub struct QingCloudSettings {
     pub secret_access_key: Secret,
     /// Default `https://api.qingcloud.com/iaas/`.
     pub endpoint: String,
+}
+
+/// `kind = "ucloudstack"`.
+#[derive(Debug, Clone)]
+pub struct UCloudStackSettings {
+    /// The deployment's API URL (required), e.g. `https://console.example.com/api`.
+    pub endpoint: String,
+    /// Sent as `Region` on every call, e.g. `cn`.
+    pub region: String,
+    /// Sent as `Zone` on every call, e.g. `zone-01`.
+    pub zone: String,
+    pub public_key: String,
+    pub private_key: Secret,
+    /// `ProjectID` on CreateSnapshot, only when set.
+    pub project_id: Option<String>,
+    /// `CompanyID` on every call, only when set (admin accounts).
+    pub company_id: Option<i64>,
+    /// `MemberID` on every call, only when set.
+    pub member_id: Option<i64>,
 }
 
 /// One `[[policy]]`.

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod qingcloud;
+pub mod ucloudstack;
 
 use std::fmt;
 use std::time::Duration;
@@ -380,6 +381,9 @@ pub fn build(
     Ok(match &cfg.settings {
         crate::config::ProviderSettings::QingCloud(s) => {
             std::sync::Arc::new(qingcloud::QingCloud::new(s, api))
+        }
+        crate::config::ProviderSettings::UCloudStack(s) => {
+            std::sync::Arc::new(ucloudstack::UCloudStack::new(s, api))
         }
     })
 }

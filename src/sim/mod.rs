@@ -22,6 +22,7 @@ mod control;
 mod faults;
 mod journal;
 mod qingcloud;
+mod ucloudstack;
 
 #[cfg(test)]
 mod tests;
@@ -37,10 +38,17 @@ pub use conn::ConnHandle;
 pub const DEFAULT_QINGCLOUD_ACCESS_KEY_ID: &str = "QYSIMACCESSKEY";
 /// Secret belonging to [`DEFAULT_QINGCLOUD_ACCESS_KEY_ID`].
 pub const DEFAULT_QINGCLOUD_SECRET: &str = "sim-qingcloud-secret";
+/// Public key a fresh [`Simulator`] accepts for UCloudStack.
+pub const DEFAULT_UCLOUDSTACK_PUBLIC_KEY: &str = "UCSSIMPUBLICKEY";
+/// Private key belonging to [`DEFAULT_UCLOUDSTACK_PUBLIC_KEY`].
+pub const DEFAULT_UCLOUDSTACK_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
+/// Region and zone a fresh [`Simulator`] knows for UCloudStack.
+pub const DEFAULT_UCLOUDSTACK_REGION: &str = "cn";
+pub const DEFAULT_UCLOUDSTACK_ZONE: &str = "zone-01";
 
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
-pub const DIALECTS: &[&str] = &[qingcloud::DIALECT];
+pub const DIALECTS: &[&str] = &[qingcloud::DIALECT, ucloudstack::DIALECT];
 
 /// How the simulator behaves when it starts; most of it can be changed later
 /// through `POST /_sim/settings`.
@@ -65,6 +73,7 @@ pub(crate) struct SimState {
     pub(crate) journal: journal::Journal,
     pub(crate) faults: faults::FaultRegistry,
     pub(crate) qingcloud: qingcloud::QingState,
+    pub(crate) ucloudstack: ucloudstack::UcsState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -77,6 +86,12 @@ impl Simulator {
     pub fn new(opts: SimOptions) -> Self {
         let mut qing = qingcloud::QingState::default();
         qing.add_credentials(DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET);
+        let mut ucs = ucloudstack::UcsState::default();
+        ucs.add_credentials(
+            DEFAULT_UCLOUDSTACK_PUBLIC_KEY,
+            DEFAULT_UCLOUDSTACK_PRIVATE_KEY,
+        );
+        ucs.add_zone(DEFAULT_UCLOUDSTACK_REGION, DEFAULT_UCLOUDSTACK_ZONE);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 settings: control::Settings {
@@ -86,6 +101,7 @@ impl Simulator {
                 journal: journal::Journal::default(),
                 faults: faults::FaultRegistry::default(),
                 qingcloud: qing,
+                ucloudstack: ucs,
             })),
         }
     }
@@ -99,9 +115,11 @@ impl Simulator {
     pub fn router(&self) -> Router {
         let control = control::routes()
             .merge(qingcloud::control_routes())
+            .merge(ucloudstack::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
+            .merge(ucloudstack::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
@@ -162,6 +180,36 @@ impl Simulator {
             resource_id,
             snapshot_name,
             create_time.unwrap_or(now),
+        )
+    }
+
+    /// A UCloudStack disk (not bound to a running VM).
+    pub fn seed_ucloudstack_disk(&self, region: &str, zone: &str, disk_id: &str, name: &str) {
+        self.lock()
+            .ucloudstack
+            .seed_disk(region, zone, disk_id, name, false);
+    }
+
+    /// A `Type=Manual` UCloudStack snapshot an operator made by hand, for
+    /// the demo; returns its id.
+    pub fn seed_ucloudstack_manual_snapshot(
+        &self,
+        region: &str,
+        zone: &str,
+        disk_id: &str,
+        name: &str,
+    ) -> String {
+        self.lock().ucloudstack.seed_snapshot(
+            &ucloudstack::NewSnapshot {
+                region,
+                zone,
+                disk_id,
+                name,
+                remark: "",
+                snapshot_type: "Manual",
+            },
+            chrono::Utc::now(),
+            Duration::ZERO,
         )
     }
 

@@ -1,0 +1,196 @@
+//! UCloudStack failure classification: `RetCode` values (ucloudstack.md §5),
+//! HTTP statuses and unparseable bodies mapped onto [`ErrorKind`], with the
+//! operator-facing hints for the codes an operator must act on.
+//!
+//! Decides the kind only; retrying is the engine's business.
+
+use std::time::Duration;
+
+use crate::providers::{ErrorKind, ProviderError};
+
+/// Snapshot count of this disk reached the per-disk cap.
+pub const SNAPSHOT_QUOTA: i64 = 2500;
+/// The VM the disk is bound to is not powered off (rollback).
+pub const VM_NOT_STOPPED: i64 = 2501;
+/// The disk has a snapshot being created or rolled back.
+pub const DISK_BUSY: i64 = 2502;
+
+/// Longest API message kept in an error; the rest is cut.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// The kind of a non-zero `RetCode`. Anything unknown is permanent so that
+/// it is never retried blindly.
+pub fn classify(ret_code: i64) -> ErrorKind {
+    match ret_code {
+        100 | 110 | 130 | 151..=153 => ErrorKind::Transient,
+        150 | 170..=178 | 240 | 301 => ErrorKind::Auth,
+        165 => ErrorKind::Throttled,
+        2202 | 2206 | DISK_BUSY => ErrorKind::Busy,
+        161 | SNAPSHOT_QUOTA => ErrorKind::Quota,
+        2201 | 2205 | 8102 => ErrorKind::NotFound,
+        2207 | VM_NOT_STOPPED => ErrorKind::Conflict,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// What the operator should do about a code, where there is something.
+fn hint(ret_code: i64) -> Option<&'static str> {
+    match ret_code {
+        171 => Some("signature rejected: check `public_key` and `private_key`"),
+        150 | 170 | 172..=178 | 240 | 301 => {
+            Some("the API refused these credentials: check `public_key`, `private_key` and the account's API permissions")
+        }
+        SNAPSHOT_QUOTA => Some(
+            "the disk reached its snapshot cap (admin setting \"单个硬盘创建快照上限\", default 10): \
+             lower the policy's `retain` below the cap, or ask the administrator to raise it; \
+             no older snapshot was pruned",
+        ),
+        161 => Some("a quota is exhausted: ask the administrator to raise it"),
+        VM_NOT_STOPPED => Some("rollback needs the disk detached or its VM powered off"),
+        2202 => Some("the disk is in use by a resource; rollback needs it detached or its VM powered off"),
+        162 | 163 => Some("check `region` and `zone` of the provider section"),
+        _ => None,
+    }
+}
+
+/// The error for a response whose `RetCode` is not 0. `message` is the API's
+/// text (already scrubbed by the caller).
+pub fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
+    let text = message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(truncate)
+        .unwrap_or_else(|| format!("RetCode {ret_code} without a message"));
+    let text = match hint(ret_code) {
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    };
+    ProviderError::new(classify(ret_code), call, text).with_code(ret_code.to_string())
+}
+
+/// The error for an HTTP status other than 200. The body is not echoed.
+pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
+    let (kind, what) = match status {
+        429 => (ErrorKind::Throttled, "too many requests"),
+        s if s >= 500 => (ErrorKind::Transient, "server error"),
+        _ => (ErrorKind::Transient, "unexpected HTTP status"),
+    };
+    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
+        .with_code(format!("http {status}"));
+    if let Some(after) = retry_after {
+        err = err.with_retry_after(after);
+    }
+    err
+}
+
+/// A 200 response that is not the expected JSON shape. `detail` must not
+/// contain the body itself.
+pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!(
+            "malformed response from {call}: {} ({body_len} bytes)",
+            truncate(&detail.to_string())
+        ),
+    )
+}
+
+/// A `RetCode: 0` answer whose content does not make sense.
+pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("unexpected response from {call}: {}", detail.into()),
+    )
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= MAX_MESSAGE_CHARS {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ret_code_table() {
+        use ErrorKind::*;
+        let cases: &[(i64, ErrorKind)] = &[
+            (100, Transient),
+            (110, Transient),
+            (130, Transient),
+            (151, Transient),
+            (153, Transient),
+            (140, Permanent),
+            (154, Permanent),
+            (229, Permanent),
+            (150, Auth),
+            (170, Auth),
+            (171, Auth),
+            (172, Auth),
+            (178, Auth),
+            (240, Auth),
+            (301, Auth),
+            (165, Throttled),
+            (2502, Busy),
+            (2202, Busy),
+            (2206, Busy),
+            (2500, Quota),
+            (161, Quota),
+            (2201, NotFound),
+            (2205, NotFound),
+            (8102, NotFound),
+            (2501, Conflict),
+            (2207, Conflict),
+            (160, Permanent),
+            (162, Permanent),
+            (9999, Permanent),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(classify(*code), *kind, "{code}");
+            let e = api_error("CreateSnapshot", *code, Some("msg"));
+            assert_eq!(e.kind, *kind);
+            assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
+            assert!(e.message.starts_with("msg"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn quota_tells_the_operator_what_to_do() {
+        let e = api_error("CreateSnapshot", 2500, Some("该磁盘创建的快照数量已达上限"));
+        assert_eq!(e.kind, ErrorKind::Quota);
+        assert!(
+            e.message.contains("lower the policy's `retain`"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("raise it"), "{}", e.message);
+    }
+
+    #[test]
+    fn signature_failure_names_the_keys() {
+        let e = api_error("DescribeSnapshot", 171, Some("登录签名验证失败"));
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("private_key"), "{}", e.message);
+        assert!(e.to_string().contains("auth error (code 171)"), "{e}");
+    }
+
+    #[test]
+    fn http_statuses_and_empty_messages() {
+        let e = http_error("x", 429, Some(Duration::from_secs(3)));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        assert_eq!(
+            api_error("x", 130, None).message,
+            "RetCode 130 without a message"
+        );
+    }
+}

@@ -1,0 +1,783 @@
+//! Tests of the UCloudStack client: naming and marking rules, status
+//! mapping, and HTTP-level behaviour (form POST, signature, batching,
+//! pagination, error mapping) against a tiny canned-JSON server on
+//! loopback. The server is a fixture, not the simulator.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use chrono::{TimeZone, Utc};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::Secret;
+use crate::providers::http::HttpSettings;
+
+const PUB: &str = "UCSPUBLICKEY";
+const PRIV: &str = "ucs-private-key";
+
+fn slot(h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, h, 30, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn marker(policy: &str, target: &str, h: u32) -> Marker {
+    Marker {
+        policy: policy.into(),
+        target: target.into(),
+        slot: slot(h),
+    }
+}
+
+fn info(v: Value) -> SnapshotInfo {
+    match serde_json::from_value(v) {
+        Ok(s) => s,
+        Err(e) => panic!("bad fixture: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------- pure rules
+
+#[test]
+fn names_fit_30_characters_and_are_unique_per_slot() {
+    let long_policy = "p".repeat(40);
+    let names = [
+        snapshot_name(&marker("db", "disk-1", 2)),
+        snapshot_name(&marker("db", "disk-1", 3)),
+        snapshot_name(&marker("db", "disk-2", 2)),
+        snapshot_name(&marker("db2", "disk-1", 2)),
+        snapshot_name(&marker(
+            &long_policy,
+            "disk-with-a-very-long-id-0123456789",
+            2,
+        )),
+    ];
+    for n in &names {
+        assert_eq!(n.chars().count(), MAX_NAME_CHARS, "{n}");
+        assert!(n.starts_with(NAME_PREFIX), "{n}");
+    }
+    let distinct: HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len());
+    // Deterministic.
+    assert_eq!(names[0], snapshot_name(&marker("db", "disk-1", 2)));
+    assert!(names[0].ends_with("-20240101T023000Z"), "{}", names[0]);
+}
+
+#[test]
+fn remarks_fit_100_characters() {
+    let m = marker("db", "disk-1", 2);
+    assert_eq!(
+        remark(&m),
+        "snapwarden policy=db target=disk-1 slot=20240101T023000Z"
+    );
+    let long = marker(&"p".repeat(40), &"d".repeat(64), 2);
+    let r = remark(&long);
+    assert!(r.chars().count() <= MAX_REMARK_CHARS, "{r}");
+    assert!(r.starts_with("snapwarden ref="), "{r}");
+    assert_eq!(remark_slot(&r, &long.policy, &long.target), Some(slot(2)));
+    assert_eq!(remark_slot(&r, &long.policy, "other"), None);
+}
+
+#[test]
+fn marker_needs_type_remark_and_name_to_agree() {
+    let m = marker("db", "disk-1", 2);
+    let ours = |t: Value, name: &str, rem: &str| {
+        let i = info(
+            json!({"SnapshotID":"snap-1","Name":name,"Remark":rem,"Type":t,"SnapshotStatus":"Normal"}),
+        );
+        marker_slot(&i, "db", "disk-1")
+    };
+    let (name, rem) = (snapshot_name(&m), remark(&m));
+    assert_eq!(ours(json!("Automatic"), &name, &rem), Some(slot(2)));
+    // Older deployments: no Type at all.
+    assert_eq!(ours(Value::Null, &name, &rem), Some(slot(2)));
+    // A manual snapshot that copies our name and Remark is not ours.
+    assert_eq!(ours(json!("Manual"), &name, &rem), None);
+    assert_eq!(ours(json!("automatic"), &name, &rem), None);
+    // Our name without our Remark, or a Remark for another slot/target/policy.
+    assert_eq!(ours(json!("Automatic"), &name, ""), None);
+    assert_eq!(
+        ours(
+            json!("Automatic"),
+            &name,
+            &remark(&marker("db", "disk-1", 3))
+        ),
+        None
+    );
+    assert_eq!(
+        ours(
+            json!("Automatic"),
+            &name,
+            &remark(&marker("db", "disk-12", 2))
+        ),
+        None
+    );
+    assert_eq!(
+        ours(
+            json!("Automatic"),
+            &name,
+            &remark(&marker("d", "disk-1", 2))
+        ),
+        None
+    );
+    // Our Remark on a name that is not the one we give that slot.
+    assert_eq!(ours(json!("Automatic"), "my-own-name", &rem), None);
+    // Remark tampering: extra words, duplicated keys.
+    assert_eq!(ours(json!("Automatic"), &name, &format!("{rem} x=y")), None);
+    assert_eq!(
+        ours(
+            json!("Automatic"),
+            &name,
+            &format!("{rem} slot=20240101T023000Z")
+        ),
+        None
+    );
+    assert_eq!(
+        ours(
+            json!("Automatic"),
+            &name,
+            &rem.replace("snapwarden", "snapwardenx")
+        ),
+        None
+    );
+}
+
+#[test]
+fn status_mapping() {
+    use SnapshotState::*;
+    let cases: &[(&str, SnapshotState)] = &[
+        ("Createing", Creating),
+        ("Normal", Available),
+        ("RollBacking", Available),
+        ("Failure", Failed),
+        ("Failed", Failed),
+        ("Released", Gone),
+        ("Deleting", Gone),
+        ("Deleted", Gone),
+        ("Exploded", Creating),
+        ("", Creating),
+    ];
+    for (status, want) in cases {
+        let r = remote_snapshot(
+            &info(json!({"SnapshotID":"snap-1","SnapshotStatus":status,"DiskID":"disk-1"})),
+            "db",
+            "disk-1",
+        );
+        assert_eq!(r.state, *want, "{status}");
+        assert_eq!(r.source, "disk-1");
+        assert!(r.marker_slot.is_none());
+    }
+    let op = |kind| OperationRef {
+        kind,
+        operation: "snap-1".into(),
+        snapshot_id: "snap-1".into(),
+    };
+    let with = |s: &str| info(json!({"SnapshotID":"snap-1","SnapshotStatus":s}));
+    let pending = OpStatus::Pending { progress: None };
+    assert_eq!(
+        op_status(&op(OpKind::Create), Some(&with("Createing"))),
+        pending
+    );
+    assert_eq!(
+        op_status(&op(OpKind::Create), Some(&with("Normal"))),
+        OpStatus::Succeeded
+    );
+    assert_eq!(
+        op_status(&op(OpKind::Create), Some(&with("Brand-new"))),
+        pending
+    );
+    for bad in ["Failure", "Failed", "Released", "Deleted"] {
+        assert!(
+            matches!(op_status(&op(OpKind::Create), Some(&with(bad))), OpStatus::Failed { ref reason } if reason.contains(bad)),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        op_status(&op(OpKind::Create), None),
+        OpStatus::Failed { .. }
+    ));
+    assert_eq!(op_status(&op(OpKind::Delete), None), OpStatus::Succeeded);
+    assert_eq!(
+        op_status(&op(OpKind::Delete), Some(&with("Released"))),
+        OpStatus::Succeeded
+    );
+    assert_eq!(
+        op_status(&op(OpKind::Delete), Some(&with("Normal"))),
+        pending
+    );
+    assert_eq!(
+        op_status(&op(OpKind::Restore), Some(&with("RollBacking"))),
+        pending
+    );
+    assert_eq!(
+        op_status(&op(OpKind::Restore), Some(&with("Normal"))),
+        OpStatus::Succeeded
+    );
+    assert!(matches!(
+        op_status(&op(OpKind::Restore), None),
+        OpStatus::Failed { .. }
+    ));
+}
+
+// ------------------------------------------------------------- fake server
+
+type Params = BTreeMap<String, String>;
+type Responder = Box<dyn Fn(&Params) -> (u16, Value) + Send + Sync>;
+
+struct Fake {
+    calls: Mutex<Vec<Params>>,
+    respond: Responder,
+}
+
+impl Fake {
+    fn calls(&self) -> Vec<Params> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn actions(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|p| p.get("Action").cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Checks the form POST the way UCloudStack does (171 on a bad signature).
+async fn handle(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "application/x-www-form-urlencoded");
+    assert!(form, "not a form POST");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let mut params = Params::new();
+    for kv in text.split('&') {
+        if let Some((k, v)) = kv.split_once('=') {
+            params.insert(decode(k), decode(v));
+        }
+    }
+    let Some(sig) = params.remove("Signature") else {
+        return reply(200, json!({"RetCode":170,"Message":"missing signature"}));
+    };
+    let pairs: Vec<(String, String)> = params.clone().into_iter().collect();
+    if sign::signature(&pairs, PRIV) != sig {
+        return reply(
+            200,
+            json!({"RetCode":171,"Message":format!("登录签名验证失败 {sig}")}),
+        );
+    }
+    for common in ["Action", "PublicKey", "Region", "Zone"] {
+        assert!(params.contains_key(common), "missing {common}");
+    }
+    if let Ok(mut calls) = fake.calls.lock() {
+        calls.push(params.clone());
+    }
+    let (status, body) = (fake.respond)(&params);
+    reply(status, body)
+}
+
+fn reply(status: u16, body: Value) -> (StatusCode, String) {
+    let body = match body {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+}
+
+fn settings(endpoint: String, key: &str) -> UCloudStackSettings {
+    UCloudStackSettings {
+        endpoint,
+        region: "cn".into(),
+        zone: "zone-01".into(),
+        public_key: PUB.into(),
+        private_key: Secret::new(key),
+        project_id: None,
+        company_id: None,
+        member_id: None,
+    }
+}
+
+fn api() -> ApiClient {
+    match ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    }) {
+        Ok(a) => a,
+        Err(e) => panic!("client: {e}"),
+    }
+}
+
+async fn serve_with(
+    respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
+    tweak: impl FnOnce(&mut UCloudStackSettings),
+) -> (UCloudStack, Arc<Fake>) {
+    let fake = Arc::new(Fake {
+        calls: Mutex::new(Vec::new()),
+        respond: Box::new(respond),
+    });
+    let app = Router::new()
+        .route("/api", post(handle))
+        .with_state(fake.clone());
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => panic!("local_addr: {e}"),
+    };
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut s = settings(format!("http://{addr}/api"), PRIV);
+    tweak(&mut s);
+    (UCloudStack::new(&s, api()), fake)
+}
+
+async fn serve(
+    respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
+) -> (UCloudStack, Arc<Fake>) {
+    serve_with(respond, |_| {}).await
+}
+
+fn ok(v: Value) -> (u16, Value) {
+    (200, v)
+}
+
+fn p<'a>(params: &'a Params, key: &str) -> &'a str {
+    params.get(key).map(String::as_str).unwrap_or("")
+}
+
+/// The values of `name.0..N`, in index order.
+fn list_of(params: &Params, name: &str) -> Vec<String> {
+    (0..)
+        .map_while(|i| params.get(&format!("{name}.{i}")).cloned())
+        .collect()
+}
+
+fn create_req() -> CreateRequest {
+    let m = marker("db", "disk-3f9kq2", 2);
+    CreateRequest {
+        resource: "disk".into(),
+        target: "disk-3f9kq2".into(),
+        name: snapshot_name(&m),
+        marker: m,
+        full: true,
+    }
+}
+
+fn op(kind: OpKind, id: &str) -> OperationRef {
+    OperationRef {
+        kind,
+        operation: id.into(),
+        snapshot_id: id.into(),
+    }
+}
+
+// ------------------------------------------------------------- HTTP tests
+
+#[tokio::test]
+async fn create_sends_type_automatic_and_the_remark() {
+    let (ucs, fake) = serve(|_| {
+        ok(json!({"Action":"CreateSnapshotResponse","RetCode":0,"Message":"","SnapshotID":"snap-8d2kxm"}))
+    })
+    .await;
+    let got = ucs.create(&create_req()).await;
+    assert_eq!(
+        got.ok(),
+        Some(vec![Created {
+            snapshot_id: "snap-8d2kxm".into(),
+            operation: "snap-8d2kxm".into()
+        }])
+    );
+    let c = &fake.calls()[0];
+    assert_eq!(p(c, "Action"), "CreateSnapshot");
+    assert_eq!(p(c, "DiskID"), "disk-3f9kq2");
+    assert_eq!(p(c, "Type"), "Automatic");
+    assert_eq!(p(c, "Region"), "cn");
+    assert_eq!(p(c, "Zone"), "zone-01");
+    assert_eq!(p(c, "PublicKey"), PUB);
+    assert_eq!(p(c, "Name"), snapshot_name(&marker("db", "disk-3f9kq2", 2)));
+    assert_eq!(
+        p(c, "Remark"),
+        "snapwarden policy=db target=disk-3f9kq2 slot=20240101T023000Z"
+    );
+    for absent in ["ProjectID", "CompanyID", "MemberID"] {
+        assert!(!c.contains_key(absent), "{absent} sent without config");
+    }
+
+    // Optional keys only when configured; ProjectID only on create.
+    let (ucs, fake) = serve_with(
+        |params| match p(params, "Action") {
+            "CreateSnapshot" => ok(json!({"RetCode":0,"SnapshotID":"snap-1"})),
+            _ => ok(json!({"RetCode":0,"TotalCount":0,"Infos":[]})),
+        },
+        |s| {
+            s.project_id = Some("proj-1".into());
+            s.company_id = Some(7);
+            s.member_id = Some(9);
+        },
+    )
+    .await;
+    assert!(ucs.create(&create_req()).await.is_ok());
+    assert!(ucs.poll(&[op(OpKind::Create, "snap-1")]).await.is_ok());
+    let calls = fake.calls();
+    assert_eq!(p(&calls[0], "ProjectID"), "proj-1");
+    assert_eq!(p(&calls[0], "CompanyID"), "7");
+    assert_eq!(p(&calls[0], "MemberID"), "9");
+    assert!(!calls[1].contains_key("ProjectID"));
+    assert_eq!(p(&calls[1], "CompanyID"), "7");
+
+    let mut bad = create_req();
+    bad.resource = "volume".into();
+    assert_eq!(
+        ucs.create(&bad).await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+    let mut long = create_req();
+    long.name = "x".repeat(31);
+    assert_eq!(
+        ucs.create(&long).await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+    assert_eq!(fake.calls().len(), 2, "invalid requests make no call");
+}
+
+#[tokio::test]
+async fn ret_codes_become_typed_errors() {
+    for (code, kind) in [
+        (2502, ErrorKind::Busy),
+        (165, ErrorKind::Throttled),
+        (2500, ErrorKind::Quota),
+        (2201, ErrorKind::NotFound),
+        (130, ErrorKind::Transient),
+        (240, ErrorKind::Auth),
+    ] {
+        let (ucs, _) = serve(move |_| {
+            ok(json!({"Action":"CreateSnapshotResponse","RetCode":code,"Message":"m"}))
+        })
+        .await;
+        let e = ucs.create(&create_req()).await.err();
+        assert_eq!(e.as_ref().map(|e| e.kind), Some(kind), "{code}");
+        assert_eq!(e.and_then(|e| e.code), Some(code.to_string()));
+    }
+    let (ucs, _) = serve(|_| ok(json!({"RetCode":0}))).await;
+    assert_eq!(
+        ucs.create(&create_req()).await.err().map(|e| e.kind),
+        Some(ErrorKind::Transient)
+    );
+    let (ucs, _) = serve(|_| (503, Value::String("<html>down</html>".into()))).await;
+    let e = ucs.create(&create_req()).await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
+    assert!(e.is_some_and(|e| !e.message.contains("html")));
+    let (ucs, _) = serve(|_| ok(Value::String("{\"RetCode\":0,".into()))).await;
+    assert_eq!(
+        ucs.create(&create_req()).await.err().map(|e| e.kind),
+        Some(ErrorKind::Transient)
+    );
+}
+
+#[tokio::test]
+async fn wrong_private_key_is_a_clear_auth_error_without_secrets() {
+    let (ucs, _) = serve(|_| ok(json!({"RetCode":0}))).await;
+    let endpoint = match &ucs.client_endpoint() {
+        Some(e) => e.clone(),
+        None => panic!("endpoint"),
+    };
+    let wrong = UCloudStack::new(&settings(endpoint, "WRONG-PRIVATE-KEY"), api());
+    let Some(e) = wrong.delete("snap-1").await.err() else {
+        panic!("expected an error")
+    };
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert_eq!(e.code.as_deref(), Some("171"));
+    assert!(e.message.contains("private_key"), "{}", e.message);
+    // The fixture echoes the signature: scrubbed.
+    assert!(e.message.contains("[redacted]"), "{}", e.message);
+    assert!(!e.to_string().contains("WRONG-PRIVATE-KEY"));
+}
+
+/// A scripted account: snapshots by id with their status and type.
+fn account(snaps: Vec<(&str, &str, &str)>) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
+    let snaps: BTreeMap<String, (String, String)> = snaps
+        .into_iter()
+        .map(|(id, st, ty)| (id.into(), (st.into(), ty.into())))
+        .collect();
+    move |params| match p(params, "Action") {
+        "DescribeSnapshot" => {
+            assert_eq!(p(params, "Limit"), "100");
+            let ids = list_of(params, "SnapshotIDs");
+            assert!(ids.len() <= 100);
+            let infos: Vec<Value> = ids
+                .iter()
+                .filter_map(|id| {
+                    snaps.get(id).map(|(st, ty)| {
+                        json!({"SnapshotID":id,"SnapshotStatus":st,"Type":ty,"DiskID":"disk-1"})
+                    })
+                })
+                .collect();
+            ok(json!({"RetCode":0,"TotalCount":infos.len(),"Infos":infos}))
+        }
+        "DeleteSnapshot" => ok(json!({"Action":"DeleteSnapshotResponse","RetCode":0,"Message":""})),
+        other => panic!("unexpected action {other}"),
+    }
+}
+
+#[tokio::test]
+async fn poll_is_one_batched_describe() {
+    let (ucs, fake) = serve(account(vec![
+        ("snap-ok", "Normal", "Automatic"),
+        ("snap-run", "Createing", "Automatic"),
+        ("snap-bad", "Failure", "Automatic"),
+        ("snap-rel", "Released", "Automatic"),
+    ]))
+    .await;
+    let ops = vec![
+        op(OpKind::Create, "snap-ok"),
+        op(OpKind::Create, "snap-run"),
+        op(OpKind::Create, "snap-bad"),
+        op(OpKind::Delete, "snap-rel"),
+        op(OpKind::Delete, "snap-absent"),
+        op(OpKind::Create, "snap-ok"),
+    ];
+    let got = ucs.poll(&ops).await.unwrap_or_default();
+    assert_eq!(got.len(), ops.len());
+    assert_eq!(got[0], OpStatus::Succeeded);
+    assert_eq!(got[1], OpStatus::Pending { progress: None });
+    assert!(matches!(got[2], OpStatus::Failed { .. }));
+    assert_eq!(got[3], OpStatus::Succeeded);
+    assert_eq!(got[4], OpStatus::Succeeded);
+    assert_eq!(got[5], OpStatus::Succeeded);
+    let calls = fake.calls();
+    assert_eq!(fake.actions(), vec!["DescribeSnapshot"]);
+    assert_eq!(list_of(&calls[0], "SnapshotIDs").len(), 5, "each id once");
+    assert!(!calls[0].contains_key("DiskID"));
+
+    assert_eq!(ucs.poll(&[]).await.ok(), Some(vec![]));
+    assert_eq!(fake.calls().len(), 1, "no call for no ops");
+}
+
+#[tokio::test]
+async fn poll_splits_into_calls_of_100_and_follows_offset() {
+    let ids: Vec<String> = (0..150).map(|i| format!("snap-{i:03}")).collect();
+    let snaps: Vec<(&str, &str, &str)> = ids
+        .iter()
+        .map(|i| (i.as_str(), "Normal", "Automatic"))
+        .collect();
+    let (ucs, fake) = serve(account(snaps)).await;
+    let ops: Vec<OperationRef> = ids.iter().map(|i| op(OpKind::Create, i)).collect();
+    assert_eq!(
+        ucs.poll(&ops).await.unwrap_or_default(),
+        vec![OpStatus::Succeeded; 150]
+    );
+    assert_eq!(fake.actions(), vec!["DescribeSnapshot"; 2]);
+
+    // A server that sends 10 per page despite Limit=100.
+    let (ucs, fake) = serve(|params| {
+        let ids = list_of(params, "SnapshotIDs");
+        let offset: usize = p(params, "Offset").parse().unwrap_or(usize::MAX);
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(offset)
+            .take(10)
+            .map(|id| json!({"SnapshotID":id,"SnapshotStatus":"Normal"}))
+            .collect();
+        ok(json!({"RetCode":0,"TotalCount":ids.len(),"Infos":page}))
+    })
+    .await;
+    let ops: Vec<OperationRef> = ids.iter().take(25).map(|i| op(OpKind::Create, i)).collect();
+    assert_eq!(
+        ucs.poll(&ops).await.unwrap_or_default(),
+        vec![OpStatus::Succeeded; 25]
+    );
+    let offsets: Vec<String> = fake
+        .calls()
+        .iter()
+        .map(|c| p(c, "Offset").to_string())
+        .collect();
+    assert_eq!(offsets, vec!["0", "10", "20"]);
+}
+
+/// `count` snapshots of disk-1: even ones ours, odd ones manual lookalikes.
+fn lister(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
+    move |params| {
+        assert_eq!(p(params, "Action"), "DescribeSnapshot");
+        assert_eq!(p(params, "DiskID"), "disk-1");
+        assert_eq!(p(params, "Limit"), "100");
+        let offset: usize = p(params, "Offset").parse().unwrap_or(usize::MAX);
+        let all: Vec<Value> = (0..count)
+            .map(|i| {
+                let m = Marker {
+                    policy: "db".into(),
+                    target: "disk-1".into(),
+                    slot: slot(0) + chrono::Duration::hours(i as i64),
+                };
+                json!({
+                    "SnapshotID": format!("snap-{i:04}"),
+                    "Name": snapshot_name(&m),
+                    "Remark": remark(&m),
+                    "Type": if i % 2 == 0 { "Automatic" } else { "Manual" },
+                    "SnapshotStatus": "Normal",
+                    "DiskID": "disk-1",
+                    "CreateTime": 1_704_067_200 + i as i64 * 3600,
+                })
+            })
+            .collect();
+        let page: Vec<Value> = all.iter().skip(offset).take(100).cloned().collect();
+        ok(json!({"RetCode":0,"TotalCount":count,"Infos":page}))
+    }
+}
+
+#[tokio::test]
+async fn list_reads_every_page_and_marks_only_automatic_ones() {
+    let (ucs, fake) = serve(lister(250)).await;
+    let got = match ucs.list("disk", "disk-1", "db").await {
+        Ok(g) => g,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(got.len(), 250);
+    let offsets: Vec<String> = fake
+        .calls()
+        .iter()
+        .map(|c| p(c, "Offset").to_string())
+        .collect();
+    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
+    assert!(got
+        .iter()
+        .filter(|s| s.marker_slot.is_some())
+        .all(|s| s.id.ends_with(['0', '2', '4', '6', '8'])));
+    assert_eq!(
+        got[1].created_at.map(|t| t.timestamp()),
+        Some(1_704_070_800)
+    );
+    // Other policy: nothing is ours.
+    let other = ucs.list("disk", "disk-1", "d").await.unwrap_or_default();
+    assert_eq!(other.iter().filter(|s| s.marker_slot.is_some()).count(), 0);
+
+    let (ucs, fake) = serve(lister(0)).await;
+    assert_eq!(ucs.list("disk", "disk-1", "db").await.ok(), Some(vec![]));
+    assert_eq!(fake.calls().len(), 1);
+
+    let (ucs, _) = serve(|_| ok(json!({"RetCode":0,"TotalCount":5,"Infos":[]}))).await;
+    assert_eq!(
+        ucs.list("disk", "disk-1", "db").await.err().map(|e| e.kind),
+        Some(ErrorKind::Transient)
+    );
+}
+
+#[tokio::test]
+async fn delete_only_normal_automatic_snapshots() {
+    let (ucs, fake) = serve(account(vec![
+        ("snap-ok", "Normal", "Automatic"),
+        ("snap-run", "Createing", "Automatic"),
+        ("snap-man", "Normal", "Manual"),
+        ("snap-rel", "Released", "Automatic"),
+        ("snap-bad", "Failure", "Automatic"),
+    ]))
+    .await;
+    assert_eq!(
+        ucs.delete("snap-ok").await.ok(),
+        Some(DeleteStarted::Tracking("snap-ok".into()))
+    );
+    assert_eq!(
+        ucs.delete("snap-run").await.err().map(|e| e.kind),
+        Some(ErrorKind::Busy)
+    );
+    assert_eq!(
+        ucs.delete("snap-man").await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+    assert_eq!(
+        ucs.delete("snap-rel").await.ok(),
+        Some(DeleteStarted::AlreadyGone)
+    );
+    assert_eq!(
+        ucs.delete("snap-gone").await.ok(),
+        Some(DeleteStarted::AlreadyGone)
+    );
+    assert_eq!(
+        ucs.delete("snap-bad").await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+    assert!(ucs.delete(" ").await.is_err());
+    let deletes: Vec<Params> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| p(c, "Action") == "DeleteSnapshot")
+        .collect();
+    assert_eq!(deletes.len(), 1, "only the Normal automatic snapshot");
+    assert_eq!(p(&deletes[0], "SnapshotID"), "snap-ok");
+
+    // Not found on delete (gone between lookup and call): already gone.
+    let (ucs, _) = serve(|params| match p(params, "Action") {
+        "DescribeSnapshot" => ok(json!({"RetCode":0,"TotalCount":1,"Infos":[{"SnapshotID":"snap-1","SnapshotStatus":"Normal","Type":"Automatic"}]})),
+        _ => ok(json!({"RetCode":8102,"Message":"资源不存在或已销毁"})),
+    })
+    .await;
+    assert_eq!(
+        ucs.delete("snap-1").await.ok(),
+        Some(DeleteStarted::AlreadyGone)
+    );
+}
+
+#[tokio::test]
+async fn restore_rolls_back_in_place() {
+    let (ucs, fake) = serve(|params| match p(params, "Action") {
+        "RollbackSnapshot" if p(params, "DiskID") == "disk-running" => ok(json!({
+            "Action":"RollbackSnapshotResponse","RetCode":2501,"Message":"虚拟机未关机"
+        })),
+        "RollbackSnapshot" => ok(json!({"Action":"RollbackSnapshotResponse","RetCode":0,"Message":""})),
+        _ => ok(json!({"RetCode":0,"TotalCount":1,"Infos":[{"SnapshotID":"snap-1","SnapshotStatus":"RollBacking"}]})),
+    })
+    .await;
+    let req = |disk: &str| RestoreRequest {
+        resource: "disk".into(),
+        target: disk.into(),
+        snapshot_id: "snap-1".into(),
+        new_name: None,
+    };
+    let started = ucs
+        .restore(&req("disk-1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.resource_id, None);
+    assert_eq!(started.operation, "snap-1");
+    let c = &fake.calls()[0];
+    assert_eq!(p(c, "Action"), "RollbackSnapshot");
+    assert_eq!(p(c, "DiskID"), "disk-1");
+    assert_eq!(p(c, "SnapshotID"), "snap-1");
+    let status = ucs
+        .poll(&[op(OpKind::Restore, "snap-1")])
+        .await
+        .unwrap_or_default();
+    assert_eq!(status, vec![OpStatus::Pending { progress: None }]);
+
+    let Some(e) = ucs.restore(&req("disk-running")).await.err() else {
+        panic!("expected 2501")
+    };
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(e.message.contains("VM powered off"), "{}", e.message);
+    assert_eq!(CAPABILITIES.restore, RestoreMode::InPlace);
+}

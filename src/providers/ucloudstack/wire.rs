@@ -1,0 +1,167 @@
+//! UCloudStack response bodies as serde types, lenient where the docs
+//! disagree (`Name` in the table and SDK, `SnapshotName` in the example;
+//! numbers that may come as strings; `Infos` absent or null on an empty
+//! answer) and ignoring every field not needed. Parsing only.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer};
+
+/// What every response carries; read first so an error body is classified,
+/// not called malformed.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "RetCode", default, deserialize_with = "flex_i64")]
+    pub ret_code: Option<i64>,
+    #[serde(rename = "Message", default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateSnapshotResponse {
+    #[serde(rename = "SnapshotID", default)]
+    pub snapshot_id: Option<String>,
+}
+
+/// DeleteSnapshot / RollbackSnapshot: nothing beyond the envelope.
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Deserialize)]
+pub struct DescribeSnapshotResponse {
+    #[serde(rename = "TotalCount", default, deserialize_with = "flex_u64")]
+    pub total_count: Option<u64>,
+    #[serde(rename = "Infos", default)]
+    pub infos: Option<Vec<SnapshotInfo>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotInfo {
+    #[serde(rename = "SnapshotID")]
+    pub snapshot_id: String,
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+    /// The spelling of the doc's response example.
+    #[serde(rename = "SnapshotName", default)]
+    snapshot_name: Option<String>,
+    #[serde(rename = "Remark", default)]
+    pub remark: Option<String>,
+    #[serde(rename = "DiskID", default)]
+    pub disk_id: Option<String>,
+    #[serde(rename = "SnapshotStatus", default)]
+    pub status: Option<String>,
+    /// `Manual` | `Automatic`; absent on deployments older than the
+    /// reference revision.
+    #[serde(rename = "Type", default)]
+    pub snapshot_type: Option<String>,
+    #[serde(rename = "CreateTime", default, deserialize_with = "flex_i64")]
+    pub create_time: Option<i64>,
+}
+
+impl SnapshotInfo {
+    /// `Name`, else `SnapshotName`.
+    pub fn name(&self) -> &str {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.snapshot_name.as_deref())
+            .unwrap_or("")
+    }
+
+    /// `CreateTime` as an instant: Unix seconds (the unit is not
+    /// documented; a value too large for seconds is read as milliseconds).
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        let t = self.create_time.filter(|t| *t > 0)?;
+        if t > 100_000_000_000 {
+            Utc.timestamp_millis_opt(t).single()
+        } else {
+            Utc.timestamp_opt(t, 0).single()
+        }
+    }
+}
+
+/// A number, a numeric string, or null/absent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FlexNumber {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+fn flex_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<FlexNumber>::deserialize(d)? {
+        None => Ok(None),
+        Some(FlexNumber::Int(n)) => Ok(Some(n)),
+        Some(FlexNumber::Float(f)) if f.fract() == 0.0 && f.is_finite() => Ok(Some(f as i64)),
+        Some(FlexNumber::Float(f)) => Err(D::Error::custom(format!("not an integer: {f}"))),
+        Some(FlexNumber::Text(s)) if s.trim().is_empty() => Ok(None),
+        Some(FlexNumber::Text(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| D::Error::custom("not an integer string")),
+    }
+}
+
+fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match flex_i64(d)? {
+        None => Ok(None),
+        Some(n) => u64::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::custom("negative count")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        match serde_json::from_str(s) {
+            Ok(v) => v,
+            Err(e) => panic!("parse failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn doc_example_with_both_name_spellings() {
+        let r: DescribeSnapshotResponse = parse(
+            r#"{"Action":"DescribeSnapshotResponse","RetCode":0,"Message":"","TotalCount":2,"Infos":[
+  {"SnapshotID":"snap-8d2kxm","SnapshotName":"db-nightly","Remark":"snapwarden policy=db",
+   "DiskID":"disk-3f9kq2","DiskType":"Data","SnapshotStatus":"Createing","CreateTime":1704076200,"Region":"cn","Zone":"zone-01"},
+  {"SnapshotID":"snap-71hqzt","Name":"x","SnapshotName":"y","Type":"Automatic","SnapshotStatus":"Normal",
+   "CreateTime":"1703989800000","SnapshotSize":10,"Email":null,"ProjectID":"p-1"}]}"#,
+        );
+        assert_eq!(r.total_count, Some(2));
+        let infos = r.infos.unwrap_or_default();
+        assert_eq!(infos[0].name(), "db-nightly");
+        assert_eq!(infos[1].name(), "x");
+        assert_eq!(infos[0].snapshot_type, None);
+        assert_eq!(infos[1].snapshot_type.as_deref(), Some("Automatic"));
+        assert_eq!(
+            infos[0].created_at().map(|t| t.timestamp()),
+            Some(1_704_076_200)
+        );
+        assert_eq!(
+            infos[1].created_at().map(|t| t.timestamp()),
+            Some(1_703_989_800)
+        );
+    }
+
+    #[test]
+    fn envelopes_and_empty_answers() {
+        let e: Envelope =
+            parse(r#"{"Action":"CreateSnapshotResponse","RetCode":2502,"Message":"busy"}"#);
+        assert_eq!(e.ret_code, Some(2502));
+        let e: Envelope = parse(r#"{"RetCode":"0"}"#);
+        assert_eq!(e.ret_code, Some(0));
+        let r: DescribeSnapshotResponse = parse(r#"{"RetCode":0,"TotalCount":0,"Infos":null}"#);
+        assert!(r.infos.is_none());
+        assert!(serde_json::from_str::<DescribeSnapshotResponse>(
+            r#"{"RetCode":0,"TotalCount":1,"Infos":[{"Name":"no id"}]}"#
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! The UCloudStack dialect, served at `/ucloudstack/api` (a deployment's
+//! `http(s)://<console>/api`, ucloudstack.md §1).
+//!
+//! One request goes: decode the form body (POST), the query (GET) or a JSON
+//! body → answer faults → `Action`, `PublicKey` and the SHA-1 signature →
+//! `Region`/`Zone` → the action (`actions`) → JSON with HTTP 200 and
+//! `RetCode` 0 or an error code. Every request lands in the journal.
+//!
+//! The signature check is written here, independently of the client's.
+
+mod actions;
+mod control;
+mod errors;
+mod model;
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use percent_encoding::percent_decode_str;
+use sha1::{Digest, Sha1};
+
+pub(crate) use control::routes as control_routes;
+pub(crate) use model::{NewSnapshot, UcsState};
+
+use super::conn::ConnHandle;
+use super::faults::{self, FaultKind};
+use super::journal::RequestRecord;
+use super::{SimState, Simulator};
+use errors::ApiError;
+
+/// The dialect's name in the control API.
+pub(crate) const DIALECT: &str = "ucloudstack";
+
+/// Where the dialect is served.
+pub(crate) const PATH: &str = "/ucloudstack/api";
+
+/// Largest request body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub(crate) type Params = BTreeMap<String, String>;
+
+pub(crate) fn routes() -> Router<Simulator> {
+    Router::new().route(PATH, get(api).post(api))
+}
+
+async fn api(State(sim): State<Simulator>, req: Request) -> Response {
+    let now = Utc::now();
+    let conn = req
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|ConnectInfo(c)| c.clone());
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+
+    let mut params = Params::new();
+    let decoded = decode_request(&method, &query, is_json, body, &mut params);
+    let action = params.get("Action").cloned().unwrap_or_default();
+
+    let (answer, latency) = {
+        let mut guard = sim.lock();
+        let SimState {
+            settings,
+            journal,
+            faults: registry,
+            ucloudstack,
+            ..
+        } = &mut *guard;
+        let hit = registry.for_request(DIALECT, &action);
+        let mut job_fault = None;
+        let outcome = match hit.answer {
+            Some(FaultKind::Throttle) => Some(Err(ApiError::too_frequent())),
+            Some(FaultKind::Quota) if action == "CreateSnapshot" => {
+                Some(Err(ApiError::snapshot_cap(ucloudstack.snapshot_cap)))
+            }
+            Some(FaultKind::Quota) => Some(Err(ApiError::quota())),
+            Some(FaultKind::ServerError) => None,
+            _ => Some(decoded.and_then(|()| {
+                authenticate(ucloudstack, &params)?;
+                let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+                let (region, zone) = (get("Region"), get("Zone"));
+                if region.is_empty() {
+                    return Err(ApiError::missing("Region"));
+                }
+                ucloudstack.check_location(region, zone)?;
+                let mut ctx = actions::Ctx {
+                    ucs: ucloudstack,
+                    faults: registry,
+                    duration: settings.job_duration,
+                    fault_hit: None,
+                    params: &params,
+                    region,
+                    zone,
+                    now,
+                };
+                let result = actions::dispatch(&action, &mut ctx);
+                job_fault = ctx.fault_hit;
+                result
+            })),
+        };
+        let json = outcome.as_ref().map(|o| match o {
+            Ok(value) => value.to_string().into_bytes(),
+            Err(err) => err.to_json(&action).to_string().into_bytes(),
+        });
+        let ret_code = outcome.as_ref().map(|o| match o {
+            Ok(_) => 0,
+            Err(err) => err.ret_code,
+        });
+        let answer = match (hit.answer, json) {
+            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
+            (Some(FaultKind::Malformed), Some(json)) => faults::malformed_response(&json),
+            (_, Some(json)) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            (_, None) => faults::server_error_response(),
+        };
+        let mut fault_names = hit.names();
+        if let Some(kind) = job_fault {
+            fault_names.push(kind.name());
+        }
+        let dropped = hit.answer == Some(FaultKind::DropConnection);
+        let mut logged = params;
+        logged.remove("Signature");
+        journal.push(RequestRecord {
+            seq: 0,
+            time: now,
+            dialect: DIALECT.to_string(),
+            method: method.to_string(),
+            action,
+            params: logged,
+            ret_code,
+            http_status: (!dropped).then(|| answer.status().as_u16()),
+            fault: (!fault_names.is_empty()).then(|| fault_names.join(",")),
+        });
+        (answer, hit.latency)
+    };
+    if let Some(delay) = latency {
+        tokio::time::sleep(delay).await;
+    }
+    answer
+}
+
+/// Fills `params` from the query string and, for POST, the form or JSON
+/// body (JSON scalars become their text: numbers in decimal, booleans as
+/// `true`/`false`, as the signature rules say).
+fn decode_request(
+    method: &Method,
+    query: &str,
+    is_json: bool,
+    body: Result<Bytes, axum::Error>,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    decode_form(query, params)?;
+    if method != Method::POST {
+        return Ok(());
+    }
+    let body = body.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+    if is_json {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| ApiError::malformed("the JSON body does not parse"))?;
+        let Some(object) = value.as_object() else {
+            return Err(ApiError::malformed("the JSON body is not an object"));
+        };
+        for (k, v) in object {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(ApiError::malformed(&format!("{k} is not a scalar"))),
+            };
+            params.insert(k.clone(), text);
+        }
+        return Ok(());
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
+    decode_form(text.trim_end_matches(['\r', '\n']), params)
+}
+
+fn decode_form(input: &str, params: &mut Params) -> Result<(), ApiError> {
+    for pair in input.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        params.insert(decode_component(key)?, decode_component(value)?);
+    }
+    Ok(())
+}
+
+fn decode_component(raw: &str) -> Result<String, ApiError> {
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::malformed(&format!("[{raw}] is not valid UTF-8 once decoded")))
+}
+
+/// `Action` present (154), `PublicKey` and `Signature` present (170), the
+/// key known and the signature right (171).
+fn authenticate(ucs: &UcsState, params: &Params) -> Result<(), ApiError> {
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    if get("Action").is_empty() {
+        return Err(ApiError::missing_action());
+    }
+    if get("PublicKey").is_empty() || get("Signature").is_empty() {
+        return Err(ApiError::missing_signature());
+    }
+    let private_key = ucs
+        .private_key(get("PublicKey"))
+        .ok_or_else(ApiError::bad_signature)?;
+    if !expected_signature(params, private_key).eq_ignore_ascii_case(get("Signature")) {
+        return Err(ApiError::bad_signature());
+    }
+    Ok(())
+}
+
+/// SHA-1 hex of every `key` + `value` but `Signature`, in key order (a
+/// `BTreeMap` iterates in byte order), followed by the private key.
+pub(crate) fn expected_signature(params: &Params, private_key: &str) -> String {
+    let mut hasher = Sha1::new();
+    for (k, v) in params.iter().filter(|(k, _)| k.as_str() != "Signature") {
+        hasher.update(k.as_bytes());
+        hasher.update(v.as_bytes());
+    }
+    hasher.update(private_key.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn signature_matches_the_published_vector() {
+        let p = params(&[
+            ("Action", "DescribeVMInstance"),
+            ("Offset", "0"),
+            ("Limit", "20"),
+            ("PublicKey", "1UxDcqTHEGGGviQFqlt870EbLuaSJPZOB8hZ74tL"),
+            ("Signature", "ignored"),
+        ]);
+        assert_eq!(
+            expected_signature(
+                &p,
+                "tcgX3Xi_mAKpQayggnVLWzerkWB_fH1KXuk05hUrus8KSziLVyjWXwKZ80FOOldC"
+            ),
+            "2d86e5b4186ac6e42b628f258a7037c7636c9a81"
+        );
+    }
+
+    #[test]
+    fn auth_codes() {
+        let mut ucs = UcsState::default();
+        ucs.add_credentials("pub", "priv");
+        let mut p = params(&[("PublicKey", "pub"), ("Signature", "x")]);
+        assert_eq!(authenticate(&ucs, &p).map_err(|e| e.ret_code), Err(154));
+        p.insert("Action".into(), "DescribeSnapshot".into());
+        assert_eq!(authenticate(&ucs, &p).map_err(|e| e.ret_code), Err(171));
+        let sig = expected_signature(&p, "priv");
+        p.insert("Signature".into(), sig);
+        assert_eq!(authenticate(&ucs, &p), Ok(()));
+        p.remove("Signature");
+        assert_eq!(authenticate(&ucs, &p).map_err(|e| e.ret_code), Err(170));
+    }
+
+    #[test]
+    fn json_and_form_bodies_decode_alike() {
+        let mut a = Params::new();
+        decode_request(
+            &Method::POST,
+            "",
+            true,
+            Ok(Bytes::from_static(
+                br#"{"Action":"DescribeSnapshot","Limit":100,"Remark":"a b"}"#,
+            )),
+            &mut a,
+        )
+        .expect("json");
+        let mut b = Params::new();
+        decode_request(
+            &Method::POST,
+            "",
+            false,
+            Ok(Bytes::from_static(
+                b"Action=DescribeSnapshot&Limit=100&Remark=a%20b",
+            )),
+            &mut b,
+        )
+        .expect("form");
+        assert_eq!(a, b);
+    }
+}

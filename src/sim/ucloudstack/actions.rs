@@ -1,0 +1,255 @@
+//! The UCloudStack actions the simulator answers (reference/001: the
+//! snapshot actions of the newer revision), their parameters (0-based
+//! arrays `Name.N`, `Offset`/`Limit`) and their JSON shapes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::errors::ApiError;
+use super::model::{NewSnapshot, Outcome, Snapshot, UcsState};
+use super::{Params, DIALECT};
+use crate::sim::faults::{FaultKind, FaultRegistry};
+
+/// `Limit` default and cap (reference/001: "默认为20，最大100").
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+const MAX_NAME_CHARS: usize = 30;
+const MAX_REMARK_CHARS: usize = 100;
+const TYPES: &[&str] = &["Manual", "Automatic"];
+
+/// What one action may touch.
+pub(crate) struct Ctx<'a> {
+    pub ucs: &'a mut UcsState,
+    pub faults: &'a mut FaultRegistry,
+    pub duration: Duration,
+    /// Set when a `fail_job`/`never_finish` fault shaped a new snapshot.
+    pub fault_hit: Option<FaultKind>,
+    pub params: &'a Params,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Runs `action`; the answer carries `Action`, `RetCode` 0 and `Message`.
+pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+    let mut body = match action {
+        "CreateSnapshot" => create_snapshot(ctx)?,
+        "DescribeSnapshot" => describe_snapshot(ctx)?,
+        "DeleteSnapshot" => delete_snapshot(ctx)?,
+        "RollbackSnapshot" => rollback_snapshot(ctx)?,
+        other => return Err(ApiError::unknown_action(other)),
+    };
+    body.insert("Action".into(), json!(format!("{action}Response")));
+    body.insert("RetCode".into(), json!(0));
+    body.insert("Message".into(), json!(""));
+    Ok(Value::Object(body))
+}
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::missing(name))
+}
+
+fn create_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let disk_id = required(p, "DiskID")?;
+    let name = required(p, "Name")?;
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid("Name", "长度不能超过30个字符"));
+    }
+    let remark = p.get("Remark").map_or("", String::as_str);
+    if remark.chars().count() > MAX_REMARK_CHARS {
+        return Err(ApiError::invalid("Remark", "长度不能超过100个字符"));
+    }
+    let snapshot_type = match p.get("Type").map(String::as_str) {
+        None | Some("") => "Manual",
+        Some(t) if TYPES.contains(&t) => t,
+        Some(_) => return Err(ApiError::invalid("Type", "取值为 Manual 或 Automatic")),
+    };
+    for key in ["CompanyID", "MemberID"] {
+        if let Some(v) = p.get(key).filter(|v| !v.is_empty()) {
+            if v.parse::<i64>().is_err() {
+                return Err(ApiError::invalid(key, "应为整数"));
+            }
+        }
+    }
+    let new = NewSnapshot {
+        region: ctx.region,
+        zone: ctx.zone,
+        disk_id,
+        name,
+        remark,
+        snapshot_type,
+    };
+    let (faults, duration, hit) = (&mut *ctx.faults, ctx.duration, &mut ctx.fault_hit);
+    let id = ctx.ucs.create_snapshot(&new, ctx.now, || {
+        let fault = faults.for_job(DIALECT, "CreateSnapshot");
+        *hit = fault;
+        let outcome = match fault {
+            Some(FaultKind::FailJob) => Outcome::Fail,
+            Some(FaultKind::NeverFinish) => Outcome::Never,
+            _ => Outcome::Succeed,
+        };
+        (duration, outcome)
+    })?;
+    let mut out = Map::new();
+    out.insert("SnapshotID".into(), json!(id));
+    Ok(out)
+}
+
+fn delete_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let id = required(ctx.params, "SnapshotID")?;
+    ctx.ucs
+        .delete_snapshot(ctx.region, id, ctx.now, ctx.duration)?;
+    Ok(Map::new())
+}
+
+fn rollback_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let disk_id = required(ctx.params, "DiskID")?;
+    let id = required(ctx.params, "SnapshotID")?;
+    ctx.ucs
+        .rollback(ctx.region, disk_id, id, ctx.now, ctx.duration)?;
+    Ok(Map::new())
+}
+
+fn describe_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let ids = list_param(p, "SnapshotIDs")?;
+    let projects = list_param(p, "ProjectIDs")?;
+    let text = |name: &str| p.get(name).map(String::as_str).filter(|s| !s.is_empty());
+    let (disk_id, keyword) = (text("DiskID"), text("Keyword"));
+    let (offset, limit) = paging(p)?;
+    let (ucs, now, region, zone) = (&*ctx.ucs, ctx.now, ctx.region, ctx.zone);
+    let matching: Vec<&Snapshot> = ucs
+        .snapshots_newest_first()
+        .into_iter()
+        .filter(|s| {
+            s.status(now).is_some()
+                && s.region == region
+                && (zone.is_empty() || s.zone == zone)
+                && (ids.is_empty() || ids.contains(&s.id))
+                // No project is modelled: a project filter matches none.
+                && projects.is_empty()
+                && disk_id.is_none_or(|d| s.disk_id == d)
+                && keyword.is_none_or(|k| s.id.contains(k) || s.name.contains(k))
+        })
+        .collect();
+    let infos: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|s| snapshot_info(ucs, s, now))
+        .collect();
+    let mut out = Map::new();
+    out.insert("TotalCount".into(), json!(matching.len()));
+    out.insert("Infos".into(), Value::Array(infos));
+    Ok(out)
+}
+
+/// One `SnapshotInfo` with the fields of reference/001.
+fn snapshot_info(ucs: &UcsState, s: &Snapshot, now: DateTime<Utc>) -> Value {
+    let disk = ucs.disks.get(&s.disk_id);
+    json!({
+        "Region": s.region,
+        "Zone": s.zone,
+        "Name": s.name,
+        "Remark": s.remark,
+        "CompanyID": 1,
+        "ProjectID": "",
+        "ProjectName": "",
+        "SnapshotID": s.id,
+        "SnapshotStatus": s.status(now).map_or("Released", |st| st.as_str()),
+        "Type": s.snapshot_type,
+        "DiskID": s.disk_id,
+        "DiskType": "Data",
+        "DiskAttachResourceID": if disk.is_some_and(|d| d.vm_running) { "vm-simulated" } else { "" },
+        "DiskAttachResourceType": if disk.is_some_and(|d| d.vm_running) { "VM" } else { "" },
+        "CreateTime": s.create_time.timestamp(),
+        "SnapshotSize": s.size_gb(),
+    })
+}
+
+/// `name.0`, `name.1`, … in index order (so `.10` comes after `.2`).
+fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
+    let prefix = format!("{name}.");
+    let mut items = Vec::new();
+    for (key, value) in params.range(prefix.clone()..) {
+        let Some(index) = key.strip_prefix(&prefix) else {
+            break;
+        };
+        match index.parse::<usize>() {
+            Ok(n) => items.push((n, value.clone())),
+            Err(_) => return Err(ApiError::invalid(key, "下标应为整数")),
+        }
+    }
+    items.sort_by_key(|(n, _)| *n);
+    Ok(items
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+/// `Offset` (default 0) and `Limit` (default 20, at most 100).
+fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
+    let number = |name: &str| -> Result<Option<usize>, ApiError> {
+        match params.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(raw) => raw
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(name, "应为非负整数")),
+        }
+    };
+    let offset = number("Offset")?.unwrap_or(0);
+    let limit = number("Limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    Ok((offset, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn arrays_are_zero_based_in_index_order() {
+        let p = params(&[
+            ("SnapshotIDs.10", "k"),
+            ("SnapshotIDs.2", "c"),
+            ("SnapshotIDs.0", "a"),
+            ("SnapshotIDsX", "nope"),
+        ]);
+        assert_eq!(
+            list_param(&p, "SnapshotIDs").expect("valid"),
+            ["a", "c", "k"]
+        );
+        let bad = params(&[("SnapshotIDs.x", "a")]);
+        assert_eq!(
+            list_param(&bad, "SnapshotIDs")
+                .expect_err("bad index")
+                .ret_code,
+            140
+        );
+    }
+
+    #[test]
+    fn paging_defaults_and_cap() {
+        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
+        assert_eq!(
+            paging(&params(&[("Offset", "5"), ("Limit", "500")])).expect("valid"),
+            (5, 100)
+        );
+        assert!(paging(&params(&[("Limit", "-1")])).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! End to end on UCloudStack: the real binary against the built-in
+//! simulator's UCloudStack dialect on loopback, asserting on what the
+//! simulator saw and on the ledger.
+
+mod util;
+
+use std::time::Duration;
+
+use chrono::TimeZone;
+use serde_json::{json, Value};
+use snapwarden::providers::ucloudstack::{remark, snapshot_name};
+use snapwarden::providers::Marker;
+use snapwarden::state::{LedgerState, RunState};
+use util::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const PUBLIC_KEY: &str = "UCSSIMPUBLICKEY";
+const PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
+const REGION: &str = "cn";
+const UCS_ZONE: &str = "zone-01";
+
+/// The simulator's UCloudStack control API, in the domain's words.
+struct Ucs<'a>(&'a Sim);
+
+impl Ucs<'_> {
+    fn disk(&self, id: &str) {
+        self.0.post(
+            "/_sim/ucloudstack/disks",
+            json!({"region": REGION, "zone": UCS_ZONE, "disk_id": id, "name": id}),
+        );
+    }
+
+    /// A snapshot made outside snapwarden; returns its id.
+    fn foreign_snapshot(
+        &self,
+        disk: &str,
+        name: &str,
+        remark: &str,
+        kind: &str,
+        creating_ms: u64,
+    ) -> String {
+        let v = self.0.post(
+            "/_sim/ucloudstack/snapshots",
+            json!({"region": REGION, "zone": UCS_ZONE, "disk_id": disk, "name": name,
+                   "remark": remark, "type": kind, "creating_ms": creating_ms}),
+        );
+        v["snapshot_id"].as_str().expect("snapshot_id").to_string()
+    }
+
+    fn cap(&self, n: u32) {
+        self.0
+            .post("/_sim/ucloudstack/limits", json!({"snapshots_per_disk": n}));
+    }
+
+    /// Snapshots of `disk` the API still lists as existing.
+    fn live(&self, disk: &str) -> Vec<Value> {
+        self.0.get("/_sim/ucloudstack/snapshots")["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s["disk_id"] == disk && s["deleted"] == false)
+            .collect()
+    }
+
+    fn requests(&self, action: &str) -> Vec<Value> {
+        self.0.get(&format!(
+            "/_sim/requests?dialect=ucloudstack&action={action}"
+        ))["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn ok_requests(&self, action: &str) -> Vec<Value> {
+        self.requests(action)
+            .into_iter()
+            .filter(|r| r["ret_code"] == 0)
+            .collect()
+    }
+}
+
+fn config(wd: &Workdir, sim: &Sim, key: &str, policy: &str) -> String {
+    format!(
+        r#"[daemon]
+state_path = "{state}"
+log_format = "text"
+
+[providers.ucs]
+kind = "ucloudstack"
+endpoint = "{url}/ucloudstack/api"
+region = "{REGION}"
+zone = "{UCS_ZONE}"
+public_key = "{PUBLIC_KEY}"
+private_key_env = "{env}"
+requests_per_second = 50
+
+[[policy]]
+{policy}
+"#,
+        state = wd.state_path().display(),
+        url = sim.url,
+        env = secret_env_name(key),
+    )
+}
+
+fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        r#"name = "db"
+provider = "ucs"
+resource = "disk"
+targets = [{}]
+schedule = "{schedule}"
+retain = {retain}
+poll_interval = "100ms"
+poll_max_interval = "400ms"
+timeout = "30s"
+"#,
+        targets.join(", ")
+    )
+}
+
+/// Three scheduled slots on two disks: Type=Automatic snapshots with our
+/// Remark, polled to Normal in batched DescribeSnapshot calls, pruned to
+/// retain = 2; a Manual snapshot with exactly our name and Remark and an
+/// Automatic one without our Remark are both left alone.
+#[test]
+fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
+    let sim = Sim::start("300ms");
+    let ucs = Ucs(&sim);
+    let wd = Workdir::new();
+    let disks = ["disk-aaaa0001", "disk-bbbb0002"];
+    let mut foreign = Vec::new();
+    for d in disks {
+        ucs.disk(d);
+        let old = Marker {
+            policy: "db".into(),
+            target: d.into(),
+            slot: chrono::Utc
+                .with_ymd_and_hms(1999, 1, 1, 0, 0, 0)
+                .single()
+                .expect("valid time"),
+        };
+        foreign.push(ucs.foreign_snapshot(d, &snapshot_name(&old), &remark(&old), "Manual", 0));
+        foreign.push(ucs.foreign_snapshot(
+            d,
+            &snapshot_name(&old),
+            "platform timer",
+            "Automatic",
+            0,
+        ));
+    }
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&disks, &seconds_from_now(&[2, 4, 6]), 2),
+    ));
+    let daemon = Daemon::start(&cfg, PRIVATE_KEY);
+    wait_for("three successful runs per disk", MINUTE, || {
+        let state = wd.try_state()?;
+        let done = disks.iter().all(|d| {
+            state
+                .runs_for("db", d, 10)
+                .map(|runs| {
+                    runs.iter()
+                        .filter(|r| r.state == RunState::Succeeded)
+                        .count()
+                        == 3
+                })
+                .unwrap_or(false)
+        });
+        (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
+    });
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+
+    let creates = ucs.ok_requests("CreateSnapshot");
+    assert_eq!(creates.len(), 6);
+    for c in &creates {
+        let p = &c["params"];
+        assert_eq!(p["Type"], "Automatic", "{c}");
+        assert_eq!(p["Region"], REGION);
+        assert_eq!(p["Zone"], UCS_ZONE);
+        let name = p["Name"].as_str().unwrap_or("");
+        assert!(name.len() <= 30 && name.starts_with("sw-"), "{name}");
+        let rem = p["Remark"].as_str().unwrap_or("");
+        assert!(
+            rem.starts_with(&format!(
+                "snapwarden policy=db target={} slot=",
+                p["DiskID"].as_str().unwrap_or("")
+            )),
+            "{rem}"
+        );
+    }
+    for d in disks {
+        let live = ucs.live(d);
+        let own: Vec<&Value> = live
+            .iter()
+            .filter(|s| !foreign.contains(&s["snapshot_id"].as_str().unwrap_or("").to_string()))
+            .collect();
+        assert_eq!(own.len(), 2, "two own snapshots kept on {d}: {live:?}");
+        assert!(own
+            .iter()
+            .all(|s| s["status"] == "Normal" && s["type"] == "Automatic"));
+        assert_eq!(
+            live.len(),
+            4,
+            "both foreign snapshots on {d} untouched: {live:?}"
+        );
+        let rows: Vec<_> = wd
+            .state()
+            .all_snapshots()
+            .expect("ledger")
+            .into_iter()
+            .filter(|r| r.target == d)
+            .collect();
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.state == LedgerState::Available)
+                .count(),
+            2
+        );
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.state == LedgerState::Deleted)
+                .count(),
+            1
+        );
+    }
+    let deletes = ucs.ok_requests("DeleteSnapshot");
+    assert_eq!(deletes.len(), 2);
+    for d in &deletes {
+        assert!(!foreign.contains(&d["params"]["SnapshotID"].as_str().unwrap_or("").to_string()));
+    }
+    // Completion followed by SnapshotIDs.N, the two disks' snapshots of one
+    // slot in one call.
+    let polls = ucs.requests("DescribeSnapshot");
+    assert!(
+        polls
+            .iter()
+            .any(|r| r["params"]["SnapshotIDs.0"].is_string()
+                && r["params"]["SnapshotIDs.1"].is_string()),
+        "no batched DescribeSnapshot: {polls:?}"
+    );
+    assert!(polls.iter().all(|r| r["ret_code"] == 0));
+}
+
+/// A wrong private key: the run fails with a clear authentication error
+/// (RetCode 171, naming the keys to check); nothing is created.
+#[test]
+fn wrong_private_key_is_a_clear_auth_error() {
+    let sim = Sim::start("200ms");
+    let ucs = Ucs(&sim);
+    let wd = Workdir::new();
+    ucs.disk("disk-aaaa0001");
+    let wrong = "not-the-private-key";
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        wrong,
+        &policy(&["disk-aaaa0001"], "0 0 3 * * *", 2),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], wrong);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth error") && stderr.contains("171"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("private_key"), "{stderr}");
+    assert!(
+        !stderr.contains(wrong),
+        "the key must not be logged: {stderr}"
+    );
+    assert!(ucs.ok_requests("CreateSnapshot").is_empty());
+    assert_eq!(
+        ucs.requests("CreateSnapshot").len(),
+        1,
+        "auth errors are not retried"
+    );
+    assert!(ucs.live("disk-aaaa0001").is_empty());
+}
+
+/// 2502 (another snapshot of the disk in progress) and 165 (too frequent)
+/// are retried and the run ends in success with one snapshot.
+#[test]
+fn busy_disk_and_throttling_are_retried_to_success() {
+    let sim = Sim::start("100ms");
+    let ucs = Ucs(&sim);
+    let wd = Workdir::new();
+    ucs.disk("disk-aaaa0001");
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&["disk-aaaa0001"], "0 0 3 * * *", 2),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+
+    // The platform's own timer is taking a snapshot for the next 400 ms.
+    ucs.foreign_snapshot("disk-aaaa0001", "timer", "", "Automatic", 400);
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creates = ucs.requests("CreateSnapshot");
+    assert!(creates.iter().any(|r| r["ret_code"] == 2502), "{creates:?}");
+    assert_eq!(creates.iter().filter(|r| r["ret_code"] == 0).count(), 1);
+    assert_eq!(
+        creates.last().map(|r| r["ret_code"].clone()),
+        Some(json!(0))
+    );
+
+    std::thread::sleep(Duration::from_millis(1100)); // a new slot
+    sim.fault(json!({"dialect": "ucloudstack", "action": "CreateSnapshot", "fault": "throttle", "count": 2}));
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let throttled = ucs
+        .requests("CreateSnapshot")
+        .iter()
+        .filter(|r| r["ret_code"] == 165)
+        .count();
+    assert_eq!(throttled, 2);
+    assert_eq!(ucs.ok_requests("CreateSnapshot").len(), 2);
+    let runs = wd
+        .state()
+        .runs_for("db", "disk-aaaa0001", 10)
+        .expect("runs");
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.state == RunState::Succeeded)
+            .count(),
+        2
+    );
+    assert_eq!(
+        ucs.live("disk-aaaa0001").len(),
+        3,
+        "timer snapshot + two own"
+    );
+}
+
+/// The per-disk cap (2500): a failed run whose message tells the operator
+/// to lower `retain` or raise the cap, no retry, and no pruning.
+#[test]
+fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
+    let sim = Sim::start("100ms");
+    let ucs = Ucs(&sim);
+    let wd = Workdir::new();
+    ucs.disk("disk-aaaa0001");
+    ucs.cap(3);
+    ucs.foreign_snapshot("disk-aaaa0001", "by hand", "", "Manual", 0);
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&["disk-aaaa0001"], "0 0 3 * * *", 2),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+    for _ in 0..2 {
+        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(ucs.live("disk-aaaa0001").len(), 3);
+
+    // retain 1 would delete one, but the run fails at the cap first.
+    wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&["disk-aaaa0001"], "0 0 3 * * *", 1),
+    ));
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("quota error") && stderr.contains("2500"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("lower the policy's `retain`"), "{stderr}");
+    assert_eq!(
+        ucs.requests("CreateSnapshot").len(),
+        3,
+        "2500 is not retried"
+    );
+    assert!(
+        ucs.requests("DeleteSnapshot").is_empty(),
+        "no pruning after a failed run"
+    );
+    assert_eq!(ucs.live("disk-aaaa0001").len(), 3);
+
+    let out = wd.cmd(&["status", "--json", "-c", path], PRIVATE_KEY);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let t = &doc["targets"][0];
+    assert_eq!(t["last_run"]["state"], "failed", "{doc}");
+    assert!(
+        t["last_error"].as_str().unwrap_or("").contains("retain"),
+        "{doc}"
+    );
+}
+
+/// A snapshot that ends in `Failure` fails the run; nothing is pruned.
+#[test]
+fn failed_snapshot_fails_the_run() {
+    let sim = Sim::start("100ms");
+    let ucs = Ucs(&sim);
+    let wd = Workdir::new();
+    ucs.disk("disk-aaaa0001");
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&["disk-aaaa0001"], "0 0 3 * * *", 1),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    sim.fault(json!({"dialect": "ucloudstack", "action": "CreateSnapshot", "fault": "fail_job", "count": 1}));
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Failure"), "{stderr}");
+    assert!(ucs.requests("DeleteSnapshot").is_empty());
+}
