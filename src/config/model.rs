@@ -108,12 +108,14 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
+    KakaoCloud(KakaoCloudSettings),
 }
 
 impl ProviderSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSettings::QingCloud(_) => "qingcloud",
+            ProviderSettings::KakaoCloud(_) => "kakaocloud",
         }
     }
 }
@@ -127,6 +129,19 @@ pub struct QingCloudSettings {
     pub secret_access_key: Secret,
     /// Default `https://api.qingcloud.com/iaas/`.
     pub endpoint: String,
+}
+
+/// `kind = "kakaocloud"`.
+#[derive(Debug, Clone)]
+pub struct KakaoCloudSettings {
+    /// Volume API base URL (volumes and snapshots).
+    pub endpoint: String,
+    /// BCS API base URL (instances).
+    pub bcs_endpoint: String,
+    /// The full token URL (`…/identity/v3/auth/tokens`).
+    pub iam_endpoint: String,
+    pub application_credential_id: String,
+    pub application_credential_secret: Secret,
 }
 
 /// One `[[policy]]`.

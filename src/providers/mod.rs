@@ -7,6 +7,7 @@
 //! module below this one and must not leak into the engine.
 
 pub mod http;
+pub mod kakaocloud;
 pub mod qingcloud;
 
 use std::fmt;
@@ -379,6 +380,9 @@ pub fn build(
     Ok(match &cfg.settings {
         crate::config::ProviderSettings::QingCloud(s) => {
             std::sync::Arc::new(qingcloud::QingCloud::new(s, api))
+        }
+        crate::config::ProviderSettings::KakaoCloud(s) => {
+            std::sync::Arc::new(kakaocloud::KakaoCloud::new(s, api))
         }
     })
 }

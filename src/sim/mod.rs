@@ -21,6 +21,7 @@ mod conn;
 mod control;
 mod faults;
 mod journal;
+mod kakaocloud;
 mod qingcloud;
 
 #[cfg(test)]
@@ -37,10 +38,15 @@ pub use conn::ConnHandle;
 pub const DEFAULT_QINGCLOUD_ACCESS_KEY_ID: &str = "QYSIMACCESSKEY";
 /// Secret belonging to [`DEFAULT_QINGCLOUD_ACCESS_KEY_ID`].
 pub const DEFAULT_QINGCLOUD_SECRET: &str = "sim-qingcloud-secret";
+/// Application credential (IAM access key) id a fresh [`Simulator`] accepts
+/// for KakaoCloud.
+pub const DEFAULT_KAKAOCLOUD_CREDENTIAL_ID: &str = "kc-sim-access-key";
+/// Secret belonging to [`DEFAULT_KAKAOCLOUD_CREDENTIAL_ID`].
+pub const DEFAULT_KAKAOCLOUD_SECRET: &str = "sim-kakaocloud-secret";
 
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
-pub const DIALECTS: &[&str] = &[qingcloud::DIALECT];
+pub const DIALECTS: &[&str] = &[qingcloud::DIALECT, kakaocloud::DIALECT];
 
 /// How the simulator behaves when it starts; most of it can be changed later
 /// through `POST /_sim/settings`.
@@ -65,6 +71,7 @@ pub(crate) struct SimState {
     pub(crate) journal: journal::Journal,
     pub(crate) faults: faults::FaultRegistry,
     pub(crate) qingcloud: qingcloud::QingState,
+    pub(crate) kakaocloud: kakaocloud::KakaoState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -77,6 +84,8 @@ impl Simulator {
     pub fn new(opts: SimOptions) -> Self {
         let mut qing = qingcloud::QingState::default();
         qing.add_credentials(DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET);
+        let mut kakao = kakaocloud::KakaoState::default();
+        kakao.add_credentials(DEFAULT_KAKAOCLOUD_CREDENTIAL_ID, DEFAULT_KAKAOCLOUD_SECRET);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 settings: control::Settings {
@@ -86,6 +95,7 @@ impl Simulator {
                 journal: journal::Journal::default(),
                 faults: faults::FaultRegistry::default(),
                 qingcloud: qing,
+                kakaocloud: kakao,
             })),
         }
     }
@@ -99,9 +109,11 @@ impl Simulator {
     pub fn router(&self) -> Router {
         let control = control::routes()
             .merge(qingcloud::control_routes())
+            .merge(kakaocloud::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
+            .merge(kakaocloud::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
@@ -163,6 +175,27 @@ impl Simulator {
             snapshot_name,
             create_time.unwrap_or(now),
         )
+    }
+
+    pub fn add_kakaocloud_credentials(&self, id: &str, secret: &str) {
+        self.lock().kakaocloud.add_credentials(id, secret);
+    }
+
+    /// A KakaoCloud instance with its volumes (`(volume_id, is_root)`).
+    pub fn seed_kakaocloud_instance(&self, id: &str, name: &str, volumes: &[(String, bool)]) {
+        self.lock().kakaocloud.seed_instance(id, name, volumes);
+    }
+
+    /// A KakaoCloud volume, detached.
+    pub fn seed_kakaocloud_volume(&self, id: &str, name: &str) {
+        self.lock().kakaocloud.seed_volume(id, name, None, None);
+    }
+
+    /// A KakaoCloud snapshot made outside snapwarden; returns its id.
+    pub fn seed_kakaocloud_snapshot(&self, volume_id: &str, name: &str) -> String {
+        self.lock()
+            .kakaocloud
+            .seed_snapshot(volume_id, name, None, chrono::Utc::now())
     }
 
     /// The lock is only poisoned if a handler panicked while holding it; the
