@@ -95,6 +95,26 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     );
                 }
             }
+            ProviderSettings::KakaoCloud(k) => {
+                // The demo file's credential is the one the simulator accepts.
+                sim.add_kakaocloud_credentials(
+                    &k.application_credential_id,
+                    k.application_credential_secret.expose(),
+                );
+                for t in &p.targets {
+                    let volumes = if p.resource == "instance" {
+                        let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
+                        sim.seed_kakaocloud_instance(t, t, &vols);
+                        vols.into_iter().map(|(v, _)| v).collect()
+                    } else {
+                        sim.seed_kakaocloud_volume(t, t);
+                        vec![t.clone()]
+                    };
+                    for v in volumes {
+                        sim.seed_kakaocloud_snapshot(&v, &format!("manual-{v}-before-upgrade"));
+                    }
+                }
+            }
         }
     }
     let (stop_sim_tx, mut stop_sim_rx) = watch::channel(false);

@@ -109,6 +109,7 @@ pub struct ProviderConfig {
 pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
     UCloudStack(UCloudStackSettings),
+    KakaoCloud(KakaoCloudSettings),
 }
 
 impl ProviderSettings {
@@ -116,6 +117,7 @@ impl ProviderSettings {
         match self {
             ProviderSettings::QingCloud(_) => "qingcloud",
             ProviderSettings::UCloudStack(_) => "ucloudstack",
+            ProviderSettings::KakaoCloud(_) => "kakaocloud",
         }
     }
 }
@@ -148,6 +150,19 @@ pub struct UCloudStackSettings {
     pub company_id: Option<i64>,
     /// `MemberID` on every call, only when set.
     pub member_id: Option<i64>,
+}
+
+/// `kind = "kakaocloud"`.
+#[derive(Debug, Clone)]
+pub struct KakaoCloudSettings {
+    /// Volume API base URL (volumes and snapshots).
+    pub endpoint: String,
+    /// BCS API base URL (instances).
+    pub bcs_endpoint: String,
+    /// The full token URL (`…/identity/v3/auth/tokens`).
+    pub iam_endpoint: String,
+    pub application_credential_id: String,
+    pub application_credential_secret: Secret,
 }
 
 /// One `[[policy]]`.

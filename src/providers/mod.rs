@@ -7,6 +7,7 @@
 //! module below this one and must not leak into the engine.
 
 pub mod http;
+pub mod kakaocloud;
 pub mod qingcloud;
 pub mod ucloudstack;
 
@@ -384,6 +385,9 @@ pub fn build(
         }
         crate::config::ProviderSettings::UCloudStack(s) => {
             std::sync::Arc::new(ucloudstack::UCloudStack::new(s, api))
+        }
+        crate::config::ProviderSettings::KakaoCloud(s) => {
+            std::sync::Arc::new(kakaocloud::KakaoCloud::new(s, api))
         }
     })
 }

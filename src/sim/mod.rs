@@ -21,6 +21,7 @@ mod conn;
 mod control;
 mod faults;
 mod journal;
+mod kakaocloud;
 mod qingcloud;
 mod ucloudstack;
 
@@ -46,9 +47,19 @@ pub const DEFAULT_UCLOUDSTACK_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
 pub const DEFAULT_UCLOUDSTACK_REGION: &str = "cn";
 pub const DEFAULT_UCLOUDSTACK_ZONE: &str = "zone-01";
 
+/// Application credential (IAM access key) id a fresh [`Simulator`] accepts
+/// for KakaoCloud.
+pub const DEFAULT_KAKAOCLOUD_CREDENTIAL_ID: &str = "kc-sim-access-key";
+/// Secret belonging to [`DEFAULT_KAKAOCLOUD_CREDENTIAL_ID`].
+pub const DEFAULT_KAKAOCLOUD_SECRET: &str = "sim-kakaocloud-secret";
+
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
-pub const DIALECTS: &[&str] = &[qingcloud::DIALECT, ucloudstack::DIALECT];
+pub const DIALECTS: &[&str] = &[
+    qingcloud::DIALECT,
+    ucloudstack::DIALECT,
+    kakaocloud::DIALECT,
+];
 
 /// How the simulator behaves when it starts; most of it can be changed later
 /// through `POST /_sim/settings`.
@@ -74,6 +85,7 @@ pub(crate) struct SimState {
     pub(crate) faults: faults::FaultRegistry,
     pub(crate) qingcloud: qingcloud::QingState,
     pub(crate) ucloudstack: ucloudstack::UcsState,
+    pub(crate) kakaocloud: kakaocloud::KakaoState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -92,6 +104,8 @@ impl Simulator {
             DEFAULT_UCLOUDSTACK_PRIVATE_KEY,
         );
         ucs.add_zone(DEFAULT_UCLOUDSTACK_REGION, DEFAULT_UCLOUDSTACK_ZONE);
+        let mut kakao = kakaocloud::KakaoState::default();
+        kakao.add_credentials(DEFAULT_KAKAOCLOUD_CREDENTIAL_ID, DEFAULT_KAKAOCLOUD_SECRET);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 settings: control::Settings {
@@ -102,6 +116,7 @@ impl Simulator {
                 faults: faults::FaultRegistry::default(),
                 qingcloud: qing,
                 ucloudstack: ucs,
+                kakaocloud: kakao,
             })),
         }
     }
@@ -116,10 +131,12 @@ impl Simulator {
         let control = control::routes()
             .merge(qingcloud::control_routes())
             .merge(ucloudstack::control_routes())
+            .merge(kakaocloud::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
             .merge(ucloudstack::routes())
+            .merge(kakaocloud::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
@@ -211,6 +228,27 @@ impl Simulator {
             chrono::Utc::now(),
             Duration::ZERO,
         )
+    }
+
+    pub fn add_kakaocloud_credentials(&self, id: &str, secret: &str) {
+        self.lock().kakaocloud.add_credentials(id, secret);
+    }
+
+    /// A KakaoCloud instance with its volumes (`(volume_id, is_root)`).
+    pub fn seed_kakaocloud_instance(&self, id: &str, name: &str, volumes: &[(String, bool)]) {
+        self.lock().kakaocloud.seed_instance(id, name, volumes);
+    }
+
+    /// A KakaoCloud volume, detached.
+    pub fn seed_kakaocloud_volume(&self, id: &str, name: &str) {
+        self.lock().kakaocloud.seed_volume(id, name, None, None);
+    }
+
+    /// A KakaoCloud snapshot made outside snapwarden; returns its id.
+    pub fn seed_kakaocloud_snapshot(&self, volume_id: &str, name: &str) -> String {
+        self.lock()
+            .kakaocloud
+            .seed_snapshot(volume_id, name, None, chrono::Utc::now())
     }
 
     /// The lock is only poisoned if a handler panicked while holding it; the

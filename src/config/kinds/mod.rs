@@ -8,6 +8,7 @@
 //! then the same table (with its original byte spans) is deserialized into
 //! the common keys and into the kind's own struct.
 
+mod kakaocloud;
 mod qingcloud;
 mod ucloudstack;
 
@@ -26,7 +27,7 @@ use super::Cx;
 use crate::providers::Capabilities;
 
 /// Kinds that are built, in the order shown to users.
-const SUPPORTED: &[&str] = &["qingcloud", "ucloudstack"];
+const SUPPORTED: &[&str] = &["qingcloud", "ucloudstack", "kakaocloud"];
 /// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
 const ALL: &[&str] = &[
     "qingcloud",
@@ -41,6 +42,7 @@ const ALL: &[&str] = &[
 pub(crate) enum Kind {
     QingCloud,
     UCloudStack,
+    KakaoCloud,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
         match name {
             "qingcloud" => Some(Kind::QingCloud),
             "ucloudstack" => Some(Kind::UCloudStack),
+            "kakaocloud" => Some(Kind::KakaoCloud),
             _ => None,
         }
     }
@@ -56,6 +59,7 @@ impl Kind {
         match self {
             Kind::QingCloud => "qingcloud",
             Kind::UCloudStack => "ucloudstack",
+            Kind::KakaoCloud => "kakaocloud",
         }
     }
 
@@ -64,6 +68,7 @@ impl Kind {
         match self {
             Kind::QingCloud => crate::providers::qingcloud::CAPABILITIES,
             Kind::UCloudStack => crate::providers::ucloudstack::CAPABILITIES,
+            Kind::KakaoCloud => crate::providers::kakaocloud::CAPABILITIES,
         }
     }
 
@@ -72,6 +77,7 @@ impl Kind {
         match self {
             Kind::QingCloud => qingcloud::check_target(resource, target),
             Kind::UCloudStack => ucloudstack::check_target(resource, target),
+            Kind::KakaoCloud => kakaocloud::check_target(resource, target),
         }
     }
 
@@ -80,6 +86,7 @@ impl Kind {
         match self {
             Kind::QingCloud => fields_of::<qingcloud::RawQingCloud>(),
             Kind::UCloudStack => fields_of::<ucloudstack::RawUCloudStack>(),
+            Kind::KakaoCloud => fields_of::<kakaocloud::RawKakaoCloud>(),
         }
     }
 
@@ -99,6 +106,11 @@ impl Kind {
                 let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
                 ucloudstack::build(section, &raw, common.endpoint.as_ref(), cx)
                     .map(ProviderSettings::UCloudStack)
+            }
+            Kind::KakaoCloud => {
+                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+                kakaocloud::build(section, &raw, common.endpoint.as_ref(), cx)
+                    .map(ProviderSettings::KakaoCloud)
             }
         }
     }

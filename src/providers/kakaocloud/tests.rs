@@ -1,0 +1,633 @@
+//! Tests of the KakaoCloud client: pure mapping rules (marker, states,
+//! chains), and HTTP-level behaviour (token issue, reuse and re-issue on
+//! 401, instance resolution, full-first rule, reuse of a lost attempt,
+//! pagination, restore) against a tiny scripted server on loopback. The
+//! server is a fixture, not the simulator.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use chrono::TimeZone;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::Secret;
+use crate::providers::http::HttpSettings;
+use crate::providers::Marker;
+
+// ---------------------------------------------------------------- pure rules
+
+fn slot() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 7, 1, 2, 30, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+#[test]
+fn marker_needs_exact_policy_target_and_slot() {
+    let d = marker_text("db", "vol-1", slot());
+    assert_eq!(d, "snapwarden policy=db target=vol-1 slot=20260701T023000Z");
+    assert_eq!(marker_slot(Some(&d), "db", "vol-1"), Some(slot()));
+    assert_eq!(marker_slot(Some(&d), "db", "vol-12"), None);
+    assert_eq!(marker_slot(Some(&d), "d", "vol-1"), None);
+    assert_eq!(marker_slot(Some(&format!("{d} x")), "db", "vol-1"), None);
+    assert_eq!(marker_slot(Some("scheduled"), "db", "vol-1"), None);
+    assert_eq!(marker_slot(None, "db", "vol-1"), None);
+    assert_eq!(marker_slot(Some(&d), "", "vol-1"), None);
+    let m = Marker {
+        policy: "db".into(),
+        target: "web".into(),
+        slot: slot(),
+    };
+    assert_eq!(
+        volume_snapshot_name(&m.default_name(), "v-9"),
+        "db-web-20260701T023000Z-v-9"
+    );
+}
+
+#[test]
+fn snapshot_states_never_guess_available() {
+    use SnapshotState::*;
+    for (status, want) in [
+        (Some("available"), Available),
+        (Some("AVAILABLE"), Available),
+        (Some("error"), Failed),
+        (Some("deleting"), Deleting),
+        (Some("creating"), Creating),
+        (Some("restoring"), Creating),
+        (Some("something-new"), Creating),
+        (None, Creating),
+    ] {
+        assert_eq!(snapshot_state(status), want, "{status:?}");
+    }
+}
+
+fn snap(id: &str, parent: Option<&str>, inc: Option<bool>) -> Snapshot {
+    Snapshot {
+        id: id.into(),
+        name: None,
+        description: None,
+        status: Some("available".into()),
+        volume_id: Some("v".into()),
+        is_incremental: inc,
+        parent_id: parent.map(str::to_string),
+        is_dependent_snapshot: None,
+        created_at: None,
+    }
+}
+
+#[test]
+fn chains_walk_to_the_root() {
+    let all = [
+        snap("f", None, Some(false)),
+        snap("i1", Some("f"), Some(true)),
+        snap("i2", Some("i1"), Some(true)),
+        snap("orphan", Some("gone"), Some(true)),
+        snap("noparent", None, Some(true)),
+        snap("legacy", None, None),
+    ];
+    let by_id: HashMap<&str, &Snapshot> = all.iter().map(|s| (s.id.as_str(), s)).collect();
+    let c = |id: &str| chain_info(by_id[id], &by_id);
+    assert_eq!(
+        c("f"),
+        Some(ChainInfo {
+            full: true,
+            root_id: "f".into(),
+            parent_id: None
+        })
+    );
+    assert_eq!(
+        c("i2"),
+        Some(ChainInfo {
+            full: false,
+            root_id: "f".into(),
+            parent_id: Some("i1".into())
+        })
+    );
+    assert_eq!(
+        c("orphan"),
+        Some(ChainInfo {
+            full: false,
+            root_id: "gone".into(),
+            parent_id: Some("gone".into())
+        })
+    );
+    assert_eq!(c("noparent"), None);
+    assert_eq!(c("legacy").map(|c| c.full), Some(true));
+}
+
+#[test]
+fn op_statuses() {
+    let mut s = snap("s", None, Some(false));
+    assert_eq!(
+        op_status(OpKind::Create, "s", Some(&s)),
+        OpStatus::Succeeded
+    );
+    assert_eq!(
+        op_status(OpKind::Create, "s", None),
+        OpStatus::Pending { progress: None }
+    );
+    assert_eq!(op_status(OpKind::Delete, "s", None), OpStatus::Succeeded);
+    assert_eq!(
+        op_status(OpKind::Delete, "s", Some(&s)),
+        OpStatus::Pending { progress: None }
+    );
+    s.status = Some("error".into());
+    assert!(matches!(
+        op_status(OpKind::Create, "s", Some(&s)),
+        OpStatus::Failed { .. }
+    ));
+    s.status = Some("creating".into());
+    assert_eq!(
+        op_status(OpKind::Create, "s", Some(&s)),
+        OpStatus::Pending { progress: None }
+    );
+    s.status = Some("weird".into());
+    assert_eq!(
+        op_status(OpKind::Create, "s", Some(&s)),
+        OpStatus::Pending { progress: None }
+    );
+}
+
+// ------------------------------------------------------- the scripted server
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    token: Option<String>,
+    body: Value,
+}
+
+type Script = dyn Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Value) + Send + Sync;
+
+#[derive(Clone)]
+struct Fixture {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Script>,
+}
+
+async fn serve_one(State(f): State<Fixture>, req: Request) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let token = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let seen = Seen {
+        method,
+        path,
+        query,
+        token,
+        body,
+    };
+    let n = {
+        let mut all = f.seen.lock().unwrap_or_else(|p| p.into_inner());
+        all.push(seen.clone());
+        all.len()
+    };
+    let (status, headers, body) = (f.script)(&seen, n);
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    for (k, v) in headers {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+async fn start(
+    script: impl Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Value) + Send + Sync + 'static,
+) -> (KakaoCloud, Arc<Mutex<Vec<Seen>>>) {
+    let fixture = Fixture {
+        seen: Arc::new(Mutex::new(Vec::new())),
+        script: Arc::new(script),
+    };
+    let seen = fixture.seen.clone();
+    let app = Router::new().fallback(serve_one).with_state(fixture);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}");
+    let settings = KakaoCloudSettings {
+        endpoint: format!("{base}/volume"),
+        bcs_endpoint: format!("{base}/bcs"),
+        iam_endpoint: format!("{base}/iam/identity/v3/auth/tokens"),
+        application_credential_id: "KEYID".into(),
+        application_credential_secret: Secret::new("TOPSECRET"),
+    };
+    let api = ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .expect("client");
+    (KakaoCloud::new(&settings, api), seen)
+}
+
+fn token_reply(n: usize, lifetime: chrono::TimeDelta) -> (u16, Vec<(&'static str, String)>, Value) {
+    let now = Utc::now();
+    (
+        201,
+        vec![("x-subject-token", format!("tok-{n}"))],
+        json!({"token": {"expires_at": (now + lifetime).to_rfc3339(), "issued_at": now.to_rfc3339()}}),
+    )
+}
+
+fn is_token(s: &Seen) -> bool {
+    s.method == "POST" && s.path == "/iam/identity/v3/auth/tokens"
+}
+
+fn seen_of(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<Seen> {
+    seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[tokio::test]
+async fn token_is_issued_once_reused_and_reissued_once_on_401() {
+    let rejected = Arc::new(Mutex::new(0usize));
+    let r2 = rejected.clone();
+    let (p, seen) = start(move |s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        // The first token dies early: one 401, then the new one works.
+        if s.token.as_deref() == Some("tok-1") && s.path.starts_with("/volume/api/v1/snapshots/b") {
+            *r2.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            return (
+                401,
+                vec![],
+                json!({"error": {"code": "Unauthorized", "message": "token tok-1 expired"}}),
+            );
+        }
+        (
+            200,
+            vec![],
+            json!({"snapshot": {"id": "x", "status": "available"}}),
+        )
+    })
+    .await;
+    let op = |id: &str| OperationRef {
+        kind: OpKind::Create,
+        operation: id.into(),
+        snapshot_id: id.into(),
+    };
+    let st = p.poll(&[op("a1"), op("a2")]).await.expect("poll");
+    assert_eq!(st, vec![OpStatus::Succeeded, OpStatus::Succeeded]);
+    let st = p.poll(&[op("b1")]).await.expect("poll after 401");
+    assert_eq!(st, vec![OpStatus::Succeeded]);
+    let all = seen_of(&seen);
+    let tokens: Vec<&Seen> = all.iter().filter(|s| is_token(s)).collect();
+    assert_eq!(tokens.len(), 2, "one issue, one re-issue: {all:#?}");
+    assert_eq!(
+        tokens[0].body["auth"]["identity"]["application_credential"]["id"],
+        "KEYID"
+    );
+    assert_eq!(
+        tokens[0].body["auth"]["identity"]["methods"][0],
+        "application_credential"
+    );
+    assert_eq!(*rejected.lock().unwrap_or_else(|p| p.into_inner()), 1);
+    let last = all.last().expect("calls");
+    assert_eq!(
+        last.token.as_deref(),
+        Some("tok-5"),
+        "retried with the new token"
+    );
+}
+
+#[tokio::test]
+async fn a_second_401_is_an_auth_error_without_the_token() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let t = s.token.clone().unwrap_or_default();
+        (
+            401,
+            vec![],
+            json!({"error": {"code": "Unauthorized", "message": format!("bad {t} / TOPSECRET")}}),
+        )
+    })
+    .await;
+    let e = p.delete("s-1").await.expect_err("401 twice");
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert!(!e.message.contains("tok-"), "{e}");
+    assert!(!e.message.contains("TOPSECRET"), "{e}");
+    assert_eq!(
+        seen_of(&seen).len(),
+        4,
+        "issue, call, re-issue, call once more"
+    );
+}
+
+#[tokio::test]
+async fn a_token_near_expiry_is_renewed_before_use() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            // 1 s life: renewed after half of it.
+            return token_reply(n, chrono::TimeDelta::seconds(1));
+        }
+        (
+            404,
+            vec![],
+            json!({"error": {"code": "NotFound", "message": "gone"}}),
+        )
+    })
+    .await;
+    assert_eq!(
+        p.delete("s").await.expect("gone"),
+        DeleteStarted::AlreadyGone
+    );
+    assert_eq!(
+        p.delete("s").await.expect("gone"),
+        DeleteStarted::AlreadyGone
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        p.delete("s").await.expect("gone"),
+        DeleteStarted::AlreadyGone
+    );
+    let tokens: Vec<Option<String>> = seen_of(&seen)
+        .iter()
+        .filter(|s| !is_token(s))
+        .map(|s| s.token.clone())
+        .collect();
+    assert_eq!(
+        tokens,
+        vec![
+            Some("tok-1".into()),
+            Some("tok-1".into()),
+            Some("tok-4".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn errors_are_classified() {
+    let (p, _) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        match s.path.as_str() {
+            "/volume/api/v1/snapshots/busy" => (
+                409,
+                vec![],
+                json!({"error": {"code": "Conflict", "message": "in progress"}}),
+            ),
+            "/volume/api/v1/snapshots/slow" => (429, vec![("retry-after", "4".into())], json!({})),
+            "/volume/api/v1/snapshots/down" => (503, vec![], Value::Null),
+            _ => (
+                403,
+                vec![],
+                json!({"error": {"code": "Forbidden", "message": "no role"}}),
+            ),
+        }
+    })
+    .await;
+    let busy = p.delete("busy").await.expect_err("409");
+    assert_eq!(busy.kind, ErrorKind::Busy);
+    let slow = p.delete("slow").await.expect_err("429");
+    assert_eq!(slow.kind, ErrorKind::Throttled);
+    assert_eq!(slow.retry_after, Some(Duration::from_secs(4)));
+    assert_eq!(
+        p.delete("down").await.expect_err("503").kind,
+        ErrorKind::Transient
+    );
+    assert_eq!(
+        p.delete("other").await.expect_err("403").kind,
+        ErrorKind::Auth
+    );
+}
+
+fn instance_json(id: &str, name: &str) -> Value {
+    json!({"id": id, "name": name, "attached_volumes": [
+        {"id": "v-data", "is_root": false, "size": 100},
+        {"id": "v-root", "is_root": true, "size": 50},
+    ]})
+}
+
+#[tokio::test]
+async fn instance_create_resolves_by_name_and_takes_full_first() {
+    let slot = slot();
+    let ours = marker_text("web", "web-01", slot);
+    let earlier = marker_text("web", "web-01", slot - chrono::TimeDelta::days(1));
+    let lost = ours.clone();
+    let (p, seen) = start(move |s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let q = &s.query;
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", "/bcs/api/v1/instances") if q.contains("id=web-01") => {
+                (200, vec![], json!({"instances": [], "pagination": {"total": 0, "offset": 0, "limit": 100}}))
+            }
+            ("GET", "/bcs/api/v1/instances") => (200, vec![], json!({
+                // `name` matches substrings: `web-01b` must not be taken.
+                "instances": [instance_json("i-2", "web-01b"), instance_json("i-1", "web-01")],
+                "pagination": {"total": 2, "offset": 0, "limit": 100}})),
+            ("GET", "/volume/api/v1/snapshots") if q.contains("volume_id=v-root") => (200, vec![], json!({
+                "snapshots": [{"id": "old", "volume_id": "v-root", "status": "available", "description": earlier, "is_incremental": false}],
+                "pagination": {"total": 1, "offset": 0, "limit": 100}})),
+            ("GET", "/volume/api/v1/snapshots") => (200, vec![], json!({
+                // A lost attempt of this very slot on the data volume.
+                "snapshots": [{"id": "lost", "volume_id": "v-data", "status": "creating", "description": lost}],
+                "pagination": {"total": 1, "offset": 0, "limit": 100}})),
+            ("POST", "/volume/api/v1/volumes/v-root/snapshots") => {
+                (202, vec![], json!({"snapshot": {"id": "new-root", "name": "x"}}))
+            }
+            _ => (500, vec![], Value::Null),
+        }
+    })
+    .await;
+    let req = CreateRequest {
+        resource: "instance".into(),
+        target: "web-01".into(),
+        name: "web-web-01-20260701T023000Z".into(),
+        marker: Marker {
+            policy: "web".into(),
+            target: "web-01".into(),
+            slot,
+        },
+        full: false,
+    };
+    let created = p.create(&req).await.expect("create");
+    assert_eq!(
+        created,
+        vec![
+            Created {
+                snapshot_id: "new-root".into(),
+                operation: "new-root".into()
+            },
+            Created {
+                snapshot_id: "lost".into(),
+                operation: "lost".into()
+            },
+        ]
+    );
+    let posts: Vec<Seen> = seen_of(&seen)
+        .into_iter()
+        .filter(|s| s.method == "POST" && !is_token(s))
+        .collect();
+    assert_eq!(posts.len(), 1, "the lost attempt is reused, not repeated");
+    let body = &posts[0].body["snapshot"];
+    assert_eq!(body["name"], "web-web-01-20260701T023000Z-v-root");
+    assert_eq!(body["description"], ours.as_str());
+    assert_eq!(body["is_incremental"], true, "an own full exists on v-root");
+}
+
+#[tokio::test]
+async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", "/bcs/api/v1/instances") => (200, vec![], json!({"instances": [], "pagination": {"total": 0, "offset": 0, "limit": 100}})),
+            ("GET", "/volume/api/v1/snapshots") => (200, vec![], json!({
+                // A manual snapshot does not make ours incremental.
+                "snapshots": [{"id": "m", "volume_id": "v1", "status": "available", "description": "by hand"}],
+                "pagination": {"total": 1, "offset": 0, "limit": 100}})),
+            ("POST", _) => (202, vec![], json!({"snapshot": {"id": "s1", "name": "x"}})),
+            _ => (500, vec![], Value::Null),
+        }
+    })
+    .await;
+    let mut req = CreateRequest {
+        resource: "volume".into(),
+        target: "v1".into(),
+        name: "db-v1-20260701T023000Z".into(),
+        marker: Marker {
+            policy: "db".into(),
+            target: "v1".into(),
+            slot: slot(),
+        },
+        full: false,
+    };
+    p.create(&req).await.expect("create");
+    let post = seen_of(&seen)
+        .into_iter()
+        .find(|s| s.method == "POST" && !is_token(s))
+        .expect("a create");
+    assert_eq!(post.path, "/volume/api/v1/volumes/v1/snapshots");
+    assert_eq!(post.body["snapshot"]["is_incremental"], false);
+    assert_eq!(post.body["snapshot"]["name"], "db-v1-20260701T023000Z");
+
+    req.resource = "instance".into();
+    req.target = "nope".into();
+    let e = p.create(&req).await.expect_err("unknown instance");
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(e.message.contains("instance \"nope\" not found"), "{e}");
+    let e = p
+        .list("instance", "nope", "db")
+        .await
+        .expect_err("unknown instance");
+    assert_eq!(e.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn listing_follows_pages_and_reports_chains_per_volume() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        // Pages of two, whatever `limit` says.
+        let all = [
+            json!({"id": "f", "volume_id": "v1", "status": "available", "is_incremental": false,
+                   "description": marker_text("db", "v1", slot()), "created_at": "2026-07-01T02:30:01Z"}),
+            json!({"id": "i1", "volume_id": "v1", "status": "available", "is_incremental": true, "parent_id": "f",
+                   "description": marker_text("db", "v1", slot() + chrono::TimeDelta::hours(1))}),
+            json!({"id": "i2", "volume_id": "v1", "status": "creating", "is_incremental": true, "parent_id": "i1"}),
+        ];
+        let offset: usize = s
+            .query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("offset="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<Value> = all.iter().skip(offset).take(2).cloned().collect();
+        (200, vec![], json!({"snapshots": page, "pagination": {"total": 3, "offset": offset, "limit": 2}}))
+    })
+    .await;
+    let listed = p.list("volume", "v1", "db").await.expect("list");
+    let ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["f", "i1", "i2"]);
+    assert_eq!(listed[0].marker_slot, Some(slot()));
+    assert_eq!(listed[0].source, "v1");
+    assert_eq!(listed[2].marker_slot, None);
+    assert_eq!(listed[2].state, SnapshotState::Creating);
+    assert_eq!(
+        listed[2].chain.as_ref().map(|c| c.root_id.as_str()),
+        Some("f")
+    );
+    let pages = seen_of(&seen).iter().filter(|s| !is_token(s)).count();
+    assert_eq!(pages, 2);
+}
+
+#[tokio::test]
+async fn restore_makes_a_new_volume_in_the_source_zone() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", "/volume/api/v1/snapshots/s1") => (200, vec![], json!({"snapshot": {"id": "s1", "name": "db-v1-x", "volume_id": "v1", "status": "available"}})),
+            ("GET", "/volume/api/v1/volumes/v1") => (200, vec![], json!({"volume": {"id": "v1", "status": "in_use", "availability_zone": "kr-central-2-b"}})),
+            ("POST", "/volume/api/v1/snapshots/s1/restore") => (202, vec![], json!({"restore": {"snapshot_id": "s1", "volume_id": "nv", "volume_name": "n"}})),
+            ("GET", "/volume/api/v1/volumes/nv") => (200, vec![], json!({"volume": {"id": "nv", "status": "available"}})),
+            _ => (500, vec![], Value::Null),
+        }
+    })
+    .await;
+    let started = p
+        .restore(&RestoreRequest {
+            resource: "volume".into(),
+            target: "v1".into(),
+            snapshot_id: "s1".into(),
+            new_name: Some("db-restored".into()),
+        })
+        .await
+        .expect("restore");
+    assert_eq!(
+        started,
+        RestoreStarted {
+            resource_id: Some("nv".into()),
+            operation: "nv".into()
+        }
+    );
+    let post = seen_of(&seen)
+        .into_iter()
+        .find(|s| s.method == "POST" && !is_token(s))
+        .expect("restore call");
+    assert_eq!(
+        post.body,
+        json!({"restore": {"name": "db-restored", "availability_zone": "kr-central-2-b"}})
+    );
+    let st = p
+        .poll(&[OperationRef {
+            kind: OpKind::Restore,
+            operation: "nv".into(),
+            snapshot_id: "s1".into(),
+        }])
+        .await
+        .expect("poll");
+    assert_eq!(st, vec![OpStatus::Succeeded]);
+}

@@ -1,0 +1,824 @@
+//! The KakaoCloud dialect (kakaocloud.md), served under `/kakaocloud/`:
+//! IAM at `/kakaocloud/iam/identity/v3/auth/tokens`, the BCS instance API
+//! at `/kakaocloud/bcs/api/v1/…` and the Volume API (volumes, snapshots)
+//! at `/kakaocloud/volume/api/v1/…`.
+//!
+//! One request goes: route → answer faults → `X-Auth-Token` (except the
+//! token issue itself) → the operation on the model → JSON with the real
+//! status codes and the `{"error": {"code", "message"}}` body. Every
+//! request, rejected or not, lands in the journal without its token or
+//! secret.
+
+mod control;
+mod model;
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+pub(crate) use control::routes as control_routes;
+pub(crate) use model::KakaoState;
+use model::{Outcome, DEFAULT_LIMIT};
+
+use super::conn::ConnHandle;
+use super::faults::{self, FaultKind};
+use super::journal::RequestRecord;
+use super::{SimState, Simulator};
+
+/// The dialect's name in the control API.
+pub(crate) const DIALECT: &str = "kakaocloud";
+
+/// Largest request body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub(crate) fn routes() -> Router<Simulator> {
+    Router::new().route("/kakaocloud/{*rest}", any(handle))
+}
+
+/// An API error: HTTP status and the Volume/BCS error body (IAM errors
+/// carry an integer code and a title, like Keystone).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    keystone: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            keystone: false,
+        }
+    }
+    pub(crate) fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", m)
+    }
+    pub(crate) fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", m)
+    }
+    pub(crate) fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", m)
+    }
+    pub(crate) fn internal(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m)
+    }
+    fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", m)
+    }
+    fn keystone(status: StatusCode, title: &'static str, m: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: title,
+            message: m.into(),
+            keystone: true,
+        }
+    }
+
+    fn body(&self) -> Value {
+        if self.keystone {
+            json!({"error": {"code": self.status.as_u16(), "message": self.message, "title": self.code}})
+        } else {
+            json!({"error": {"code": self.code, "message": self.message}})
+        }
+    }
+}
+
+/// A successful answer.
+struct Reply {
+    status: StatusCode,
+    body: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: Value) -> Self {
+        Reply {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Which operation a method and path are, with the ids in the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    IssueToken,
+    ListInstances,
+    GetInstance(String),
+    GetVolume(String),
+    CreateSnapshot(String),
+    ListSnapshots,
+    GetSnapshot(String),
+    DeleteSnapshot(String),
+    RestoreSnapshot(String),
+}
+
+impl Op {
+    fn parse(method: &Method, path: &str) -> Option<Op> {
+        let rest = path.strip_prefix("/kakaocloud/")?;
+        let parts: Vec<String> = rest
+            .trim_end_matches('/')
+            .split('/')
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let m = method.as_str();
+        Some(match (m, p.as_slice()) {
+            ("POST", ["iam", "identity", "v3", "auth", "tokens"]) => Op::IssueToken,
+            ("GET", ["bcs", "api", "v1", "instances"]) => Op::ListInstances,
+            ("GET", ["bcs", "api", "v1", "instances", id]) => Op::GetInstance(id.to_string()),
+            ("GET", ["volume", "api", "v1", "volumes", id]) => Op::GetVolume(id.to_string()),
+            ("POST", ["volume", "api", "v1", "volumes", id, "snapshots"]) => {
+                Op::CreateSnapshot(id.to_string())
+            }
+            ("GET", ["volume", "api", "v1", "snapshots"]) => Op::ListSnapshots,
+            ("GET", ["volume", "api", "v1", "snapshots", id]) => Op::GetSnapshot(id.to_string()),
+            ("DELETE", ["volume", "api", "v1", "snapshots", id]) => {
+                Op::DeleteSnapshot(id.to_string())
+            }
+            ("POST", ["volume", "api", "v1", "snapshots", id, "restore"]) => {
+                Op::RestoreSnapshot(id.to_string())
+            }
+            _ => return None,
+        })
+    }
+
+    /// The name used by the journal and by faults.
+    fn action(&self) -> &'static str {
+        match self {
+            Op::IssueToken => "IssueToken",
+            Op::ListInstances => "ListInstances",
+            Op::GetInstance(_) => "GetInstance",
+            Op::GetVolume(_) => "GetVolume",
+            Op::CreateSnapshot(_) => "CreateSnapshot",
+            Op::ListSnapshots => "ListSnapshots",
+            Op::GetSnapshot(_) => "GetSnapshot",
+            Op::DeleteSnapshot(_) => "DeleteSnapshot",
+            Op::RestoreSnapshot(_) => "RestoreSnapshot",
+        }
+    }
+
+    fn path_param(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Op::GetInstance(id) => Some(("instance_id", id)),
+            Op::GetVolume(id) | Op::CreateSnapshot(id) => Some(("volume_id", id)),
+            Op::GetSnapshot(id) | Op::DeleteSnapshot(id) | Op::RestoreSnapshot(id) => {
+                Some(("snapshot_id", id))
+            }
+            _ => None,
+        }
+    }
+}
+
+type Params = BTreeMap<String, String>;
+
+async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
+    let now = Utc::now();
+    let conn = req
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|ConnectInfo(c)| c.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+
+    let op = Op::parse(&method, &path);
+    let action = op.as_ref().map_or("Unknown", Op::action).to_string();
+    let mut params: Params = form_urlencoded(&query);
+    if let Some((k, v)) = op.as_ref().and_then(Op::path_param) {
+        params.insert(k.to_string(), v.to_string());
+    }
+    let body_json: Option<Value> = body
+        .as_ref()
+        .ok()
+        .filter(|b| !b.is_empty())
+        .and_then(|b| serde_json::from_slice(b).ok());
+    if let Some(v) = &body_json {
+        flatten("", v, &mut params);
+    }
+
+    let (answer, latency) = {
+        let mut guard = sim.lock();
+        let SimState {
+            settings,
+            journal,
+            faults: registry,
+            kakaocloud,
+            ..
+        } = &mut *guard;
+        let hit = registry.for_request(DIALECT, &action);
+        let mut job_fault = None;
+        let result: Result<Reply, Answer> = match (hit.answer, &op) {
+            (Some(FaultKind::Throttle), _) => Err(Answer::Api(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests. Please try again later.",
+            ))),
+            (Some(FaultKind::Quota), _) => Err(Answer::Api(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "QuotaExceeded",
+                "Snapshot quota exceeded for this project.",
+            ))),
+            (Some(FaultKind::ServerError), _) => Err(Answer::ServerError),
+            (_, None) => Err(Answer::Api(ApiError::not_found(format!(
+                "no such endpoint: {method} {path}"
+            )))),
+            (_, Some(op)) => {
+                let mut ctx = Ctx {
+                    state: kakaocloud,
+                    duration: settings.job_duration,
+                    faults: registry,
+                    fault_hit: None,
+                    now,
+                };
+                let r = run(
+                    op,
+                    &mut ctx,
+                    &headers,
+                    &params,
+                    body.as_ref().ok(),
+                    &body_json,
+                )
+                .map_err(Answer::Api);
+                job_fault = ctx.fault_hit;
+                r
+            }
+        };
+        let throttled = hit.answer == Some(FaultKind::Throttle);
+        let (status, response) = match result {
+            Ok(reply) => {
+                let bytes = reply.body.as_ref().map(|b| b.to_string().into_bytes());
+                let mut resp = match (hit.answer, &bytes) {
+                    (Some(FaultKind::Malformed), Some(b)) => faults::malformed_response(b),
+                    (_, Some(b)) => (
+                        reply.status,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        b.clone(),
+                    )
+                        .into_response(),
+                    (_, None) => reply.status.into_response(),
+                };
+                for (k, v) in &reply.headers {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        resp.headers_mut().insert(*k, v);
+                    }
+                }
+                (reply.status, resp)
+            }
+            Err(Answer::Api(e)) => {
+                let mut resp = (
+                    e.status,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    e.body().to_string(),
+                )
+                    .into_response();
+                if throttled {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                (e.status, resp)
+            }
+            Err(Answer::ServerError) => {
+                let r = faults::server_error_response();
+                (r.status(), r)
+            }
+        };
+        let dropped = hit.answer == Some(FaultKind::DropConnection);
+        let answer = if dropped {
+            faults::dropped_response(conn.as_ref())
+        } else {
+            response
+        };
+        let mut names = hit.names();
+        if let Some(kind) = job_fault {
+            names.push(kind.name());
+        }
+        journal.push(RequestRecord {
+            seq: 0,
+            time: now,
+            dialect: DIALECT.to_string(),
+            method: method.to_string(),
+            action: action.clone(),
+            params,
+            ret_code: None,
+            http_status: (!dropped).then_some(status.as_u16()),
+            fault: (!names.is_empty()).then(|| names.join(",")),
+        });
+        (answer, hit.latency)
+    };
+    if let Some(delay) = latency {
+        tokio::time::sleep(delay).await;
+    }
+    answer
+}
+
+enum Answer {
+    Api(ApiError),
+    ServerError,
+}
+
+struct Ctx<'a> {
+    state: &'a mut KakaoState,
+    duration: std::time::Duration,
+    faults: &'a mut faults::FaultRegistry,
+    fault_hit: Option<FaultKind>,
+    now: DateTime<Utc>,
+}
+
+impl Ctx<'_> {
+    /// How an async change started by `action` ends.
+    fn outcome(&mut self, action: &str) -> Outcome {
+        match self.faults.for_job(DIALECT, action) {
+            Some(FaultKind::FailJob) => {
+                self.fault_hit = Some(FaultKind::FailJob);
+                Outcome::Fail
+            }
+            Some(FaultKind::NeverFinish) => {
+                self.fault_hit = Some(FaultKind::NeverFinish);
+                Outcome::Never
+            }
+            _ => Outcome::Succeed,
+        }
+    }
+}
+
+fn run(
+    op: &Op,
+    ctx: &mut Ctx<'_>,
+    headers: &HeaderMap,
+    params: &Params,
+    raw_body: Option<&Bytes>,
+    body: &Option<Value>,
+) -> Result<Reply, ApiError> {
+    if *op == Op::IssueToken {
+        return issue_token(ctx, headers, raw_body, body);
+    }
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if token.is_empty() {
+        return Err(ApiError::unauthorized("X-Auth-Token header is required."));
+    }
+    if !ctx.state.token_valid(token, ctx.now) {
+        return Err(ApiError::unauthorized(
+            "The token is invalid or has expired.",
+        ));
+    }
+    let now = ctx.now;
+    match op {
+        Op::IssueToken => Err(ApiError::internal("unreachable")),
+        Op::ListInstances => list_instances(ctx.state, params, now),
+        Op::GetInstance(id) => {
+            let i =
+                ctx.state.instances.get(id).ok_or_else(|| {
+                    ApiError::not_found(format!("Instance {id} could not be found."))
+                })?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"instance": ctx.state.instance_view(i, now)}),
+            ))
+        }
+        Op::GetVolume(id) => {
+            let v =
+                ctx.state.volumes.get(id).ok_or_else(|| {
+                    ApiError::not_found(format!("Volume {id} could not be found."))
+                })?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"volume": ctx.state.volume_view(v, now)}),
+            ))
+        }
+        Op::CreateSnapshot(volume_id) => {
+            let spec = body
+                .as_ref()
+                .and_then(|b| b.get("snapshot"))
+                .ok_or_else(|| ApiError::bad_request("body must be {\"snapshot\": {...}}"))?;
+            let name = spec
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("snapshot.name is required"))?;
+            if name.chars().count() > 255 {
+                return Err(ApiError::bad_request(
+                    "snapshot.name is longer than 255 characters",
+                ));
+            }
+            let description = match spec.get("description") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "snapshot.description must be a string",
+                    ))
+                }
+            };
+            let is_incremental = spec
+                .get("is_incremental")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| {
+                    ApiError::bad_request("snapshot.is_incremental is required (true or false)")
+                })?;
+            let outcome = ctx.outcome("CreateSnapshot");
+            let s = ctx.state.create_snapshot(
+                volume_id,
+                name,
+                description,
+                is_incremental,
+                ctx.duration,
+                outcome,
+                now,
+            )?;
+            Ok(Reply::json(
+                StatusCode::ACCEPTED,
+                json!({"snapshot": {"id": s.id, "name": s.name}}),
+            ))
+        }
+        Op::ListSnapshots => list_snapshots(ctx.state, params, now),
+        Op::GetSnapshot(id) => {
+            let s = ctx
+                .state
+                .live_snapshot(id, now)
+                .ok_or_else(|| ApiError::not_found(format!("Snapshot {id} could not be found.")))?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"snapshot": s.view(now)}),
+            ))
+        }
+        Op::DeleteSnapshot(id) => {
+            let outcome = ctx.outcome("DeleteSnapshot");
+            ctx.state.delete_snapshot(id, ctx.duration, outcome, now)?;
+            Ok(Reply {
+                status: StatusCode::ACCEPTED,
+                body: None,
+                headers: Vec::new(),
+            })
+        }
+        Op::RestoreSnapshot(id) => {
+            let spec = body
+                .as_ref()
+                .and_then(|b| b.get("restore"))
+                .ok_or_else(|| ApiError::bad_request("body must be {\"restore\": {...}}"))?;
+            let field = |k: &str| {
+                spec.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ApiError::bad_request(format!("restore.{k} is required")))
+            };
+            let name = field("name")?.to_string();
+            let zone = field("availability_zone")?.to_string();
+            let outcome = ctx.outcome("RestoreSnapshot");
+            let v = ctx
+                .state
+                .restore(id, &name, &zone, ctx.duration, outcome, now)?;
+            Ok(Reply::json(
+                StatusCode::ACCEPTED,
+                json!({"restore": {"snapshot_id": id, "volume_id": v.id, "volume_name": v.name}}),
+            ))
+        }
+    }
+}
+
+/// `POST /identity/v3/auth/tokens` with an application credential.
+fn issue_token(
+    ctx: &mut Ctx<'_>,
+    headers: &HeaderMap,
+    raw_body: Option<&Bytes>,
+    body: &Option<Value>,
+) -> Result<Reply, ApiError> {
+    let json_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json_ct {
+        return Err(ApiError::keystone(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "Content-Type must be application/json.",
+        ));
+    }
+    if raw_body.is_none_or(|b| b.is_empty()) || body.is_none() {
+        return Err(ApiError::keystone(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "The request body is not valid JSON.",
+        ));
+    }
+    let identity = body
+        .as_ref()
+        .and_then(|b| b.pointer("/auth/identity"))
+        .ok_or_else(|| {
+            ApiError::keystone(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "auth.identity is required.",
+            )
+        })?;
+    let methods_ok = identity
+        .get("methods")
+        .and_then(Value::as_array)
+        .is_some_and(|m| m.iter().any(|x| x == "application_credential"));
+    let cred = identity.get("application_credential");
+    let id = cred
+        .and_then(|c| c.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let secret = cred
+        .and_then(|c| c.get("secret"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !methods_ok || id.is_empty() {
+        return Err(ApiError::keystone(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "methods must include application_credential, with its id and secret.",
+        ));
+    }
+    let now = ctx.now;
+    let Some((token, expires)) = ctx.state.issue_token(id, secret, now) else {
+        return Err(ApiError::keystone(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The request you have made requires authentication.",
+        ));
+    };
+    let micro = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    Ok(Reply {
+        status: StatusCode::CREATED,
+        body: Some(json!({"token": {
+            "methods": ["application_credential"],
+            "expires_at": micro(expires),
+            "issued_at": micro(now),
+            "project": {"id": model::PROJECT_ID, "name": "sim", "domain": {"id": "default", "name": "Default"}},
+            "user": {"id": model::USER_ID, "name": "sim-user", "domain": {"id": "default", "name": "Default"}},
+            "roles": [{"id": "sim-role-member", "name": "member"}],
+            "application_credential": {"id": id, "name": "snapwarden", "restricted": true},
+            "catalog": [],
+            "audit_ids": [crate::sim::random_id("", 22)],
+        }})),
+        headers: vec![("x-subject-token", token)],
+    })
+}
+
+/// `limit` (default 20, at most the page limit) and `offset`.
+fn page_bounds(params: &Params, page_limit: u64) -> Result<(u64, u64), ApiError> {
+    let num = |k: &str, default: u64| -> Result<u64, ApiError> {
+        match params.get(k) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{k} must be a non-negative integer"))),
+        }
+    };
+    let limit = num("limit", DEFAULT_LIMIT)?;
+    if limit == 0 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
+    }
+    Ok((limit.min(page_limit.max(1)), num("offset", 0)?))
+}
+
+fn sort_desc(params: &Params) -> Result<bool, ApiError> {
+    if let Some(k) = params.get("sort_keys") {
+        if k.split(',')
+            .any(|k| !matches!(k.trim(), "created_at" | "name" | "updated_at"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "unsupported sort_keys {k:?}"
+            )));
+        }
+    }
+    match params.get("sort_dirs").map(String::as_str) {
+        None | Some("desc") => Ok(true),
+        Some("asc") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "sort_dirs must be asc or desc, not {other:?}"
+        ))),
+    }
+}
+
+fn page(items: Vec<Value>, key: &str, limit: u64, offset: u64) -> Reply {
+    let total = items.len() as u64;
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        json!({key: items, "pagination": {"total": total, "offset": offset, "limit": limit}}),
+    )
+}
+
+fn list_instances(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let (limit, offset) = page_bounds(params, state.page_limit)?;
+    let desc = sort_desc(params)?;
+    let mut found: Vec<&model::Instance> = state
+        .instances
+        .values()
+        .filter(|i| params.get("id").is_none_or(|id| &i.id == id))
+        .filter(|i| {
+            params
+                .get("name")
+                .is_none_or(|n| i.name.contains(n.as_str()))
+        })
+        .collect();
+    found.sort_by_key(|i| (i.created_at, i.seq));
+    if desc {
+        found.reverse();
+    }
+    let items = found
+        .into_iter()
+        .map(|i| state.instance_view(i, now))
+        .collect();
+    Ok(page(items, "instances", limit, offset))
+}
+
+fn list_snapshots(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let (limit, offset) = page_bounds(params, state.page_limit)?;
+    let desc = sort_desc(params)?;
+    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
+    let mut found: Vec<&model::Snapshot> = state
+        .live_snapshots(now)
+        .filter(|s| eq("id", &s.id) && eq("name", &s.name) && eq("volume_id", &s.volume_id))
+        .filter(|s| eq("status", s.status(now).unwrap_or_default()))
+        .filter(|s| {
+            eq(
+                "is_incremental",
+                if s.is_incremental { "true" } else { "false" },
+            )
+        })
+        .filter(|s| {
+            params
+                .get("parent_id")
+                .is_none_or(|p| s.parent_id.as_ref() == Some(p))
+        })
+        .collect();
+    found.sort_by_key(|s| (s.created_at, s.seq));
+    if desc {
+        found.reverse();
+    }
+    let items = found.into_iter().map(|s| s.view(now)).collect();
+    Ok(page(items, "snapshots", limit, offset))
+}
+
+/// Query string pairs, `+` as space.
+fn form_urlencoded(query: &str) -> Params {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// Body fields as `a.b.c = value` for the journal; secrets left out.
+fn flatten(prefix: &str, v: &Value, out: &mut Params) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "secret" {
+                    continue;
+                }
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        Value::Null => {
+            out.insert(prefix.to_string(), String::new());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        let p = |m: Method, path: &str| Op::parse(&m, path);
+        assert_eq!(
+            p(Method::POST, "/kakaocloud/iam/identity/v3/auth/tokens"),
+            Some(Op::IssueToken)
+        );
+        assert_eq!(
+            p(
+                Method::POST,
+                "/kakaocloud/volume/api/v1/volumes/v-1/snapshots"
+            ),
+            Some(Op::CreateSnapshot("v-1".into()))
+        );
+        assert_eq!(
+            p(Method::DELETE, "/kakaocloud/volume/api/v1/snapshots/s-1"),
+            Some(Op::DeleteSnapshot("s-1".into()))
+        );
+        assert_eq!(
+            p(Method::PUT, "/kakaocloud/volume/api/v1/snapshots/s-1"),
+            None
+        );
+        assert_eq!(p(Method::GET, "/kakaocloud/bcs/api/v1/volumes"), None);
+    }
+
+    #[test]
+    fn journal_never_holds_the_secret() {
+        let mut out = Params::new();
+        flatten(
+            "",
+            &json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": "k", "secret": "s3"}}}}),
+            &mut out,
+        );
+        assert_eq!(
+            out.get("auth.identity.application_credential.id")
+                .map(String::as_str),
+            Some("k")
+        );
+        assert!(out.values().all(|v| !v.contains("s3")));
+    }
+
+    #[test]
+    fn incremental_rules_and_busy_volume() {
+        let mut s = KakaoState::default();
+        s.seed_volume("v1", "v1", None, None);
+        let t0 = Utc::now();
+        let d = std::time::Duration::from_millis(100);
+        let err = s
+            .create_snapshot("v1", "a", None, true, d, Outcome::Succeed, t0)
+            .expect_err("first must be full");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        let full = s
+            .create_snapshot("v1", "a", None, false, d, Outcome::Succeed, t0)
+            .expect("full")
+            .id
+            .clone();
+        let busy = s
+            .create_snapshot("v1", "b", None, false, d, Outcome::Succeed, t0)
+            .expect_err("one in progress");
+        assert_eq!(busy.status, StatusCode::CONFLICT);
+        let t1 = t0 + chrono::TimeDelta::milliseconds(200);
+        let inc = s
+            .create_snapshot("v1", "b", None, true, d, Outcome::Succeed, t1)
+            .expect("incremental")
+            .clone();
+        assert_eq!(inc.parent_id.as_deref(), Some(full.as_str()));
+        let t2 = t1 + chrono::TimeDelta::milliseconds(200);
+        let dep = s
+            .delete_snapshot(&full, d, Outcome::Succeed, t2)
+            .expect_err("has a dependant");
+        assert_eq!(dep.status, StatusCode::CONFLICT);
+        s.delete_snapshot(&inc.id, d, Outcome::Succeed, t2)
+            .expect("leaf");
+        let t3 = t2 + chrono::TimeDelta::milliseconds(200);
+        s.delete_snapshot(&full, d, Outcome::Succeed, t3)
+            .expect("now free");
+        assert!(s
+            .live_snapshot(&full, t3 + chrono::TimeDelta::seconds(1))
+            .is_none());
+    }
+}

@@ -1,0 +1,473 @@
+//! End to end on KakaoCloud: the real binary against the built-in
+//! simulator's KakaoCloud dialect on loopback, asserting on what the
+//! simulator saw (its request journal and state) and on the ledger.
+
+mod util;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use snapwarden::state::{LedgerState, RunState};
+use util::*;
+
+const KC_ID: &str = "kc-sim-access-key";
+const KC_SECRET: &str = "sim-kakaocloud-secret";
+const MINUTE: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------ helpers
+
+/// A policy file with one KakaoCloud provider pointed at `sim`.
+fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
+    format!(
+        r#"[daemon]
+state_path = "{state}"
+log_format = "text"
+
+[providers.kc]
+kind = "kakaocloud"
+endpoint = "{url}/kakaocloud/volume"
+bcs_endpoint = "{url}/kakaocloud/bcs"
+iam_endpoint = "{url}/kakaocloud/iam/identity/v3/auth/tokens"
+application_credential_id = "{KC_ID}"
+application_credential_secret_env = "{env}"
+requests_per_second = 200
+
+[[policy]]
+{policy}
+"#,
+        state = wd.state_path().display(),
+        url = sim.url,
+        env = secret_env_name(KC_SECRET),
+    )
+}
+
+fn policy(resource: &str, targets: &[&str], retain: u32, extra: &str) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        r#"name = "db"
+provider = "kc"
+resource = "{resource}"
+targets = [{}]
+schedule = "0 0 3 * * *"
+retain = {retain}
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+timeout = "30s"
+{extra}
+"#,
+        targets.join(", ")
+    )
+}
+
+trait KakaoSim {
+    fn kc_volume(&self, id: &str);
+    fn kc_instance(&self, id: &str, name: &str, volumes: &[(&str, bool)]);
+    fn kc_manual(&self, volume: &str, name: &str) -> String;
+    fn kc_snapshots(&self) -> Vec<Value>;
+    fn kc_live(&self, volume: &str) -> Vec<Value>;
+    fn kc_requests(&self, action: &str) -> Vec<Value>;
+}
+
+impl KakaoSim for Sim {
+    fn kc_volume(&self, id: &str) {
+        self.post("/_sim/kakaocloud/volumes", json!({"volume_id": id}));
+    }
+
+    fn kc_instance(&self, id: &str, name: &str, volumes: &[(&str, bool)]) {
+        let volumes: Vec<Value> = volumes
+            .iter()
+            .map(|(v, root)| json!({"volume_id": v, "is_root": root}))
+            .collect();
+        self.post(
+            "/_sim/kakaocloud/instances",
+            json!({"instance_id": id, "name": name, "volumes": volumes}),
+        );
+    }
+
+    /// A snapshot made by hand (not by snapwarden); returns its id.
+    fn kc_manual(&self, volume: &str, name: &str) -> String {
+        let v = self.post(
+            "/_sim/kakaocloud/snapshots",
+            json!({"volume_id": volume, "name": name, "description": "made by hand"}),
+        );
+        v["snapshot_id"].as_str().expect("snapshot_id").to_string()
+    }
+
+    /// Every snapshot, deleted ones included, oldest first.
+    fn kc_snapshots(&self) -> Vec<Value> {
+        self.get("/_sim/kakaocloud/snapshots")["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn kc_live(&self, volume: &str) -> Vec<Value> {
+        self.kc_snapshots()
+            .into_iter()
+            .filter(|s| s["volume_id"] == volume && s["status"] != "deleted")
+            .collect()
+    }
+
+    fn kc_requests(&self, action: &str) -> Vec<Value> {
+        self.get(&format!(
+            "/_sim/requests?dialect=kakaocloud&action={action}"
+        ))["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn accepted(requests: &[Value]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| {
+            r["http_status"]
+                .as_u64()
+                .is_some_and(|s| (200..300).contains(&s))
+        })
+        .cloned()
+        .collect()
+}
+
+/// `snapwarden snapshot` for policy `db`, asserting success.
+fn snapshot_ok(wd: &Workdir, cfg: &std::path::Path) -> Output {
+    let out = wd.cmd(
+        &[
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "db",
+        ],
+        KC_SECRET,
+    );
+    assert!(
+        out.status.success(),
+        "snapshot failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The next slot is the next whole second.
+fn next_second() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+// -------------------------------------------------------------------- tests
+
+/// Three slots on two volumes: every snapshot followed to `available`,
+/// retain = 2 per volume, the manual snapshots untouched; the token is
+/// issued once per process and sent on every call.
+#[test]
+fn volume_targets_are_snapshotted_and_pruned_per_volume() {
+    let sim = Sim::start("300ms");
+    let wd = Workdir::new();
+    let vols = [
+        "3f500f00-0000-4566-a057-e31760226f9a",
+        "7c1d2e3f-1111-4a5b-8c9d-0e1f2a3b4c5d",
+    ];
+    let mut manual = Vec::new();
+    for v in vols {
+        sim.kc_volume(v);
+        manual.push(sim.kc_manual(v, &format!("db-{v}-19990101T000000Z")));
+    }
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &vols, 2, "")));
+    for i in 0..3 {
+        if i > 0 {
+            next_second();
+        }
+        snapshot_ok(&wd, &cfg);
+    }
+
+    let creates = accepted(&sim.kc_requests("CreateSnapshot"));
+    for (v, manual_id) in vols.iter().zip(&manual) {
+        let mine: Vec<&Value> = creates
+            .iter()
+            .filter(|r| r["params"]["volume_id"] == *v)
+            .collect();
+        assert_eq!(mine.len(), 3, "three creates on {v}");
+        assert!(mine
+            .iter()
+            .all(|r| r["params"]["snapshot.is_incremental"] == "false"));
+        assert!(mine.iter().all(|r| r["params"]["snapshot.description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(&format!("snapwarden policy=db target={v} slot=")))));
+        let live = sim.kc_live(v);
+        let own: Vec<&Value> = live
+            .iter()
+            .filter(|s| s["id"] != manual_id.as_str())
+            .collect();
+        assert_eq!(own.len(), 2, "two own snapshots kept on {v}: {live:?}");
+        assert!(own.iter().all(|s| s["status"] == "available"));
+        assert!(
+            live.iter().any(|s| s["id"] == manual_id.as_str()),
+            "the manual snapshot on {v} (whose name looks like ours) is untouched"
+        );
+        let rows: Vec<_> = wd
+            .state()
+            .all_snapshots()
+            .expect("ledger")
+            .into_iter()
+            .filter(|r| r.target == *v)
+            .collect();
+        let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
+        assert_eq!(
+            (count(LedgerState::Available), count(LedgerState::Deleted)),
+            (2, 1)
+        );
+    }
+    assert_eq!(accepted(&sim.kc_requests("DeleteSnapshot")).len(), 2);
+    assert!(
+        !sim.kc_requests("GetSnapshot").is_empty(),
+        "completion followed by GET"
+    );
+    // One token per process, never a 401.
+    assert_eq!(sim.kc_requests("IssueToken").len(), 3);
+    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(all.iter().all(|r| r["http_status"] != 401), "no 401s");
+    assert!(all.iter().all(|r| !r.to_string().contains(KC_SECRET)));
+}
+
+/// An instance (given by name) with a root and a data volume: two
+/// snapshots per slot, each followed to `available`, retain per volume.
+#[test]
+fn instance_target_snapshots_every_attached_volume() {
+    let sim = Sim::start("300ms");
+    let wd = Workdir::new();
+    let (root, data) = (
+        "aaaa0000-root-0000-0000-000000000001",
+        "bbbb0000-data-0000-0000-000000000002",
+    );
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-00000000000a",
+        "web-01",
+        &[(root, true), (data, false)],
+    );
+    // Another instance whose name contains ours must not be picked.
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-00000000000b",
+        "web-01-canary",
+        &[("cccc-other", true)],
+    );
+    let manual = sim.kc_manual(data, "before-upgrade");
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 2, "")));
+    for i in 0..3 {
+        if i > 0 {
+            next_second();
+        }
+        let out = snapshot_ok(&wd, &cfg);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 2 created"));
+    }
+    let creates = accepted(&sim.kc_requests("CreateSnapshot"));
+    assert_eq!(creates.len(), 6, "two per slot");
+    assert!(creates
+        .iter()
+        .all(|r| r["params"]["volume_id"] != "cccc-other"));
+    for v in [root, data] {
+        let mine: Vec<&Value> = creates
+            .iter()
+            .filter(|r| r["params"]["volume_id"] == v)
+            .collect();
+        assert_eq!(mine.len(), 3);
+        assert!(mine.iter().all(|r| r["params"]["snapshot.name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("db-web-01-") && n.ends_with(&format!("-{v}")))));
+        let own: Vec<Value> = sim
+            .kc_live(v)
+            .into_iter()
+            .filter(|s| s["id"] != manual.as_str())
+            .collect();
+        assert_eq!(own.len(), 2, "retain 2 on {v}: {own:?}");
+        assert!(own.iter().all(|s| s["status"] == "available"));
+    }
+    assert!(sim.kc_live(data).iter().any(|s| s["id"] == manual.as_str()));
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 6);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.state == LedgerState::Available)
+            .count(),
+        4
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.state == LedgerState::Deleted)
+            .count(),
+        2
+    );
+    // The instance was looked up with the API's filters.
+    let lookups = sim.kc_requests("ListInstances");
+    assert!(lookups.iter().any(|r| r["params"]["name"] == "web-01"));
+}
+
+/// A token that lives 1 s, and snapshots that take 2.5 s: the client
+/// renews before expiry (no 401). Then every token is revoked mid-run: one
+/// 401, one re-issue, and the run still succeeds.
+#[test]
+fn token_is_renewed_mid_run_and_reissued_after_a_401() {
+    let sim = Sim::start("2500ms");
+    let wd = Workdir::new();
+    sim.kc_volume("vol-a");
+    sim.post("/_sim/kakaocloud/settings", json!({"token_ttl_ms": 1000}));
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &["vol-a"], 3, "")));
+    snapshot_ok(&wd, &cfg);
+    let issues = sim.kc_requests("IssueToken").len();
+    assert!(issues >= 3, "renewed during the run: {issues} issues");
+    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        all.iter().all(|r| r["http_status"] != 401),
+        "renewed before expiry"
+    );
+
+    // Long-lived tokens now; revoke them while the next run polls.
+    sim.post(
+        "/_sim/kakaocloud/settings",
+        json!({"token_ttl_ms": 3_600_000}),
+    );
+    next_second();
+    let child = Command::new(BIN)
+        .args([
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "db",
+        ])
+        .env(secret_env_name(KC_SECRET), KC_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start snapshot");
+    wait_for("the second create", MINUTE, || {
+        (accepted(&sim.kc_requests("CreateSnapshot")).len() == 2).then_some(())
+    });
+    sim.post("/_sim/kakaocloud/tokens/revoke", json!({}));
+    let out = child.wait_with_output().expect("snapshot output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        all.iter().filter(|r| r["http_status"] == 401).count(),
+        1,
+        "one 401, then a fresh token"
+    );
+    assert_eq!(sim.kc_live("vol-a").len(), 2);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("gAAAA"),
+        "token never logged"
+    );
+}
+
+/// An instance that matches nothing is a failed run naming it: in the
+/// command's output, the log and `status`; nothing is created.
+#[test]
+fn unknown_instance_is_a_clear_error() {
+    let sim = Sim::start("300ms");
+    let wd = Workdir::new();
+    sim.kc_instance("i-real", "web-01", &[("v-root", true)]);
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        &policy("instance", &["ghost-01"], 2, ""),
+    ));
+    let path = cfg.to_str().expect("utf-8");
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], KC_SECRET);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("instance \"ghost-01\" not found"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("instance \\\"ghost-01\\\" not found")
+            || stderr.contains("instance \"ghost-01\" not found"),
+        "{stderr}"
+    );
+    assert!(sim.kc_requests("CreateSnapshot").is_empty());
+
+    let out = wd.cmd(&["status", "--json", "-c", path], KC_SECRET);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let t = &doc["targets"][0];
+    assert_eq!(t["last_run"]["state"], "failed", "{doc}");
+    assert!(
+        t["last_error"].as_str().unwrap_or("").contains("ghost-01"),
+        "{doc}"
+    );
+    let runs = wd.state().runs_for("db", "ghost-01", 5).expect("runs");
+    assert_eq!(runs[0].state, RunState::Failed);
+}
+
+/// full_every = 3: full, incremental, incremental, full, … With retain = 2
+/// pruning deletes the first chain only once nothing kept depends on it,
+/// leaf first, and never leaves an incremental without its parent.
+#[test]
+fn full_every_three_builds_chains_and_prunes_whole_chains() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    let v = "vol-chain";
+    sim.kc_volume(v);
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        &policy("volume", &[v], 2, "full_every = 3"),
+    ));
+    let mut ids: Vec<String> = Vec::new();
+    for run in 1..=6 {
+        if run > 1 {
+            next_second();
+        }
+        snapshot_ok(&wd, &cfg);
+        let all = sim.kc_snapshots();
+        let newest = all.last().expect("a snapshot");
+        ids.push(newest["id"].as_str().expect("id").to_string());
+        // Chains stay whole: every live incremental's parent is live.
+        let live: Vec<&Value> = all.iter().filter(|s| s["status"] != "deleted").collect();
+        for s in &live {
+            if let Some(p) = s["parent_id"].as_str() {
+                assert!(
+                    live.iter().any(|l| l["id"] == p),
+                    "run {run}: {s} lost its parent"
+                );
+            }
+        }
+        let live_ids: Vec<&str> = live.iter().filter_map(|s| s["id"].as_str()).collect();
+        let expect: Vec<&str> = match run {
+            1..=4 => ids.iter().map(String::as_str).collect(),
+            // The first chain (1, 2, 3) goes as a whole once 4 and 5 are kept.
+            _ => ids[3..].iter().map(String::as_str).collect(),
+        };
+        assert_eq!(live_ids, expect, "after run {run}");
+    }
+    let pattern: Vec<bool> = accepted(&sim.kc_requests("CreateSnapshot"))
+        .iter()
+        .map(|r| r["params"]["snapshot.is_incremental"] == "true")
+        .collect();
+    assert_eq!(pattern, [false, true, true, false, true, true]);
+    let all = sim.kc_snapshots();
+    assert_eq!(all[1]["parent_id"], all[0]["id"]);
+    assert_eq!(all[2]["parent_id"], all[1]["id"]);
+    assert_eq!(all[4]["parent_id"], all[3]["id"]);
+    // The deletes of chain one went leaf first.
+    let deletes: Vec<String> = accepted(&sim.kc_requests("DeleteSnapshot"))
+        .iter()
+        .filter_map(|r| r["params"]["snapshot_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(deletes, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}
