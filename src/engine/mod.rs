@@ -316,12 +316,16 @@ impl Engine {
         let snaps = self
             .state
             .live_snapshots(&policy.provider, &policy.name, target)?;
-        let good: Vec<_> = snaps
+        // Count runs (slots), not rows: an instance target makes one
+        // snapshot per volume in the same run.
+        let mut runs: Vec<(DateTime<Utc>, bool)> = snaps
             .iter()
             .filter(|s| s.state == LedgerState::Available)
+            .map(|s| (s.slot, s.full))
             .collect();
-        let since_full = good.iter().rev().take_while(|s| !s.full).count();
-        let has_full = good.iter().any(|s| s.full);
+        runs.dedup_by_key(|r| r.0);
+        let since_full = runs.iter().rev().take_while(|r| !r.1).count();
+        let has_full = runs.iter().any(|r| r.1);
         Ok(!has_full || since_full + 1 >= every as usize)
     }
 
