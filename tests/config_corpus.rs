@@ -18,6 +18,7 @@ fn set_env() {
     // nothing in these tests reads the variable while it changes.
     std::env::set_var(SECRET_ENV, SECRET_VALUE);
     std::env::set_var("QY_SECRET_ACCESS_KEY", SECRET_VALUE);
+    std::env::set_var("IBMCLOUD_API_KEY", SECRET_VALUE);
     std::env::remove_var("SNAPWARDEN_CORPUS_NEVER_SET");
 }
 
@@ -182,9 +183,12 @@ fn the_shipped_example_loads_without_warnings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.providers.len(), 1);
+    assert_eq!(c.providers.len(), 3);
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["db-nightly", "web-weekly"]);
+    assert_eq!(
+        names,
+        ["db-nightly", "web-weekly", "lpar-daily", "ip4g-daily"]
+    );
     assert_eq!(c.policies[0].resource, "volume");
     assert_eq!(c.policies[1].resource, "instance");
     assert!(!format!("{c:?}").contains(SECRET_VALUE));
@@ -204,7 +208,7 @@ fn the_demo_config_loads_without_warnings() {
     let env = |name: &str| (name == "SNAPWARDEN_DEMO_SECRET").then(|| "demo-secret".to_string());
     let c = config::load_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies.len(), 2);
     assert_eq!(c.policies[0].retain, 3);
     assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
 }

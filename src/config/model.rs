@@ -108,12 +108,14 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
+    PowerVs(PowerVsSettings),
 }
 
 impl ProviderSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSettings::QingCloud(_) => "qingcloud",
+            ProviderSettings::PowerVs(_) => "powervs",
         }
     }
 }
@@ -127,6 +129,34 @@ pub struct QingCloudSettings {
     pub secret_access_key: Secret,
     /// Default `https://api.qingcloud.com/iaas/`.
     pub endpoint: String,
+}
+
+/// `kind = "powervs"`: IBM Power Virtual Server, or IP4G through its broker.
+#[derive(Debug, Clone)]
+pub struct PowerVsSettings {
+    /// Base URL without a trailing `/`: pcloud calls go to
+    /// `{endpoint}/pcloud/v1/…`, IP4G tokens to `{endpoint}/auth/v1/…`.
+    pub endpoint: String,
+    /// The workspace GUID (path segment of every pcloud call).
+    pub cloud_instance_id: String,
+    /// Sent as the `CRN` header on every pcloud call.
+    pub crn: String,
+    pub auth: PowerVsAuth,
+}
+
+/// How a powervs provider gets its bearer token.
+#[derive(Debug, Clone)]
+pub enum PowerVsAuth {
+    /// IBM Cloud IAM: the API key exchanged at `iam_endpoint`.
+    ApiKey {
+        api_key: Secret,
+        iam_endpoint: String,
+    },
+    /// IP4G token service at `{endpoint}/auth/v1/token`. `None`: the first
+    /// refresh token comes from `snapwarden login` (the state database).
+    RefreshToken { refresh_token: Option<Secret> },
+    /// A static token, never refreshed.
+    BearerToken { bearer_token: Secret },
 }
 
 /// One `[[policy]]`.
@@ -155,4 +185,7 @@ pub struct Policy {
     pub jitter: Duration,
     /// Every Nth snapshot full, the rest incremental. None: every one full.
     pub full_every: Option<u32>,
+    /// Only these volumes of an instance (kinds with
+    /// `Capabilities::volume_subset`). None: all of them.
+    pub volume_ids: Option<Vec<String>>,
 }

@@ -54,6 +54,7 @@ pub(crate) struct RawPolicy {
     pub catch_up: Option<Spanned<bool>>,
     pub jitter: Option<Spanned<String>>,
     pub full_every: Option<Spanned<i64>>,
+    pub volume_ids: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A secret written literally in the file. Unlike `String`, a type error on

@@ -21,6 +21,7 @@ mod conn;
 mod control;
 mod faults;
 mod journal;
+mod powervs;
 mod qingcloud;
 
 #[cfg(test)]
@@ -37,10 +38,14 @@ pub use conn::ConnHandle;
 pub const DEFAULT_QINGCLOUD_ACCESS_KEY_ID: &str = "QYSIMACCESSKEY";
 /// Secret belonging to [`DEFAULT_QINGCLOUD_ACCESS_KEY_ID`].
 pub const DEFAULT_QINGCLOUD_SECRET: &str = "sim-qingcloud-secret";
+/// IBM Cloud API key a fresh [`Simulator`] accepts at `/powervs/identity/token`.
+pub const DEFAULT_POWERVS_API_KEY: &str = "sim-powervs-api-key";
+/// IP4G refresh token a fresh [`Simulator`] accepts (once: tokens rotate).
+pub const DEFAULT_POWERVS_REFRESH_TOKEN: &str = "sim-ip4g-refresh-token";
 
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
-pub const DIALECTS: &[&str] = &[qingcloud::DIALECT];
+pub const DIALECTS: &[&str] = &[qingcloud::DIALECT, powervs::DIALECT];
 
 /// How the simulator behaves when it starts; most of it can be changed later
 /// through `POST /_sim/settings`.
@@ -65,6 +70,7 @@ pub(crate) struct SimState {
     pub(crate) journal: journal::Journal,
     pub(crate) faults: faults::FaultRegistry,
     pub(crate) qingcloud: qingcloud::QingState,
+    pub(crate) powervs: powervs::PvsState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -86,6 +92,13 @@ impl Simulator {
                 journal: journal::Journal::default(),
                 faults: faults::FaultRegistry::default(),
                 qingcloud: qing,
+                powervs: {
+                    let mut pvs = powervs::PvsState::default();
+                    pvs.api_keys.insert(DEFAULT_POWERVS_API_KEY.to_string());
+                    pvs.refresh_tokens
+                        .insert(DEFAULT_POWERVS_REFRESH_TOKEN.to_string(), true);
+                    pvs
+                },
             })),
         }
     }
@@ -99,9 +112,11 @@ impl Simulator {
     pub fn router(&self) -> Router {
         let control = control::routes()
             .merge(qingcloud::control_routes())
+            .merge(powervs::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
+            .merge(powervs::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
