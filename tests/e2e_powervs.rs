@@ -497,3 +497,68 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     assert!(text(&out).contains("retrying"), "{}", text(&out));
     assert_eq!(live_snapshots(&sim).len(), 2, "ours and the other one");
 }
+
+/// A snapshot that ends in `error`: the run fails with the cloud's
+/// `statusDetail`, and nothing is pruned after a failed run.
+#[test]
+fn a_failed_snapshot_reports_its_detail_and_prunes_nothing() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 1);
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(1100)); // a new slot
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
+                     "fault": "fail_job", "count": 1}),
+    );
+    let out = snapshot(&wd, API_KEY);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("\"error\"") && t.contains("storage backend reported an error"),
+        "{t}"
+    );
+    assert!(requests(&sim, "pcloud.cloudinstances.snapshots.delete").is_empty());
+    assert_eq!(
+        live_snapshots(&sim).len(),
+        2,
+        "the good one stays: retain 1 is not applied"
+    );
+}
+
+/// The create's answer is lost (the connection drops after the cloud made
+/// the snapshot): the engine looks the slot up by our description before
+/// creating again, so there is exactly one snapshot. Throttled polls are
+/// retried.
+#[test]
+fn a_lost_create_answer_is_reconciled_without_a_duplicate() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
+                     "fault": "drop_connection", "count": 1}),
+    );
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.cloudinstances.snapshots.getall",
+                     "fault": "throttle", "count": 1}),
+    );
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        requests(&sim, "pcloud.pvminstances.snapshots.post").len(),
+        1
+    );
+    let live = live_snapshots(&sim);
+    assert_eq!(live.len(), 1, "{live:?}");
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].snapshot_id,
+        live[0]["snapshot_id"].as_str().unwrap_or("")
+    );
+    assert!(text(&out).contains("adopting"), "{}", text(&out));
+}

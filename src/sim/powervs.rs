@@ -849,3 +849,238 @@ async fn restore_snapshot(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    //! The dialect over real loopback HTTP: token checks with the real
+    //! error shapes, CRN checks, snapshot states over time, 409s.
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+
+    use crate::sim::{SimOptions, Simulator, DEFAULT_POWERVS_API_KEY};
+
+    const CID: &str = "ws-unit";
+    const PVM: &str = "pvm-unit";
+
+    async fn start(job_ms: u64) -> (Simulator, String, tokio::sync::oneshot::Sender<()>) {
+        let sim = Simulator::new(SimOptions {
+            job_duration: Duration::from_millis(job_ms),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = sim.clone();
+        tokio::spawn(async move {
+            let _ = server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        sim.seed_powervs_instance(CID, PVM, vec!["vol-a".into(), "vol-b".into()]);
+        (sim, format!("http://{addr}/powervs"), stop)
+    }
+
+    async fn token(c: &reqwest::Client, base: &str, key: &str) -> (u16, Value) {
+        let r = c
+            .post(format!("{base}/identity/token"))
+            .form(&[
+                ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+                ("apikey", key),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn call(
+        c: &reqwest::Client,
+        method: reqwest::Method,
+        url: String,
+        token: &str,
+        crn: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = c.request(method, url).bearer_auth(token).header("CRN", crn);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn tokens_crn_states_and_conflicts() {
+        let (sim, base, _stop) = start(300).await;
+        let c = reqwest::Client::new();
+        let crn = super::model::default_crn(CID);
+
+        let (status, body) = token(&c, &base, "wrong").await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errorCode"], "BXNIM0415E");
+
+        let (status, body) = token(&c, &base, DEFAULT_POWERVS_API_KEY).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["expires_in"], 3600);
+        let tok = body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let snaps = format!("{base}/pcloud/v1/cloud-instances/{CID}/snapshots");
+        let create =
+            format!("{base}/pcloud/v1/cloud-instances/{CID}/pvm-instances/{PVM}/snapshots");
+
+        let (status, body) =
+            call(&c, reqwest::Method::GET, snaps.clone(), "bogus", &crn, None).await;
+        assert_eq!((status, body["code"].as_u64()), (401, Some(401)));
+        let (status, _) = call(
+            &c,
+            reqwest::Method::GET,
+            snaps.clone(),
+            &tok,
+            "crn:v1:other",
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) = call(&c, reqwest::Method::GET, snaps.clone(), &tok, "", None).await;
+        assert_eq!(status, 400);
+
+        let body = json!({"name": "s-1", "description": "d", "volumeIDs": ["vol-a"]});
+        let (status, created) = call(
+            &c,
+            reqwest::Method::POST,
+            create.clone(),
+            &tok,
+            &crn,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 202);
+        let id = created["snapshotID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let one = format!("{snaps}/{id}");
+        let (_, s) = call(&c, reqwest::Method::GET, one.clone(), &tok, &crn, None).await;
+        assert_eq!(s["status"], "creating");
+        assert!(s["percentComplete"].as_u64().unwrap_or(100) < 100);
+        assert_eq!(s["volumeSnapshots"].as_object().map(|m| m.len()), Some(1));
+        // Another snapshot of the instance while one is in progress: 409.
+        let (status, e) = call(
+            &c,
+            reqwest::Method::POST,
+            create.clone(),
+            &tok,
+            &crn,
+            Some(json!({"name": "s-2"})),
+        )
+        .await;
+        assert_eq!(status, 409);
+        assert!(e["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("in progress"));
+
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (_, s) = call(&c, reqwest::Method::GET, one.clone(), &tok, &crn, None).await;
+        assert_eq!(
+            (s["status"].as_str(), s["percentComplete"].as_u64()),
+            (Some("available"), Some(100))
+        );
+        // A duplicate name is a 409 too.
+        let (status, _) = call(
+            &c,
+            reqwest::Method::POST,
+            create,
+            &tok,
+            &crn,
+            Some(json!({"name": "s-1"})),
+        )
+        .await;
+        assert_eq!(status, 409);
+        let (status, _) = call(&c, reqwest::Method::DELETE, one.clone(), &tok, &crn, None).await;
+        assert_eq!(status, 202);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (status, e) = call(&c, reqwest::Method::GET, one, &tok, &crn, None).await;
+        assert_eq!(status, 404);
+        assert_eq!(e["error"], "snapshot not found");
+
+        // Expired tokens are refused.
+        sim.lock().powervs.token_lifetime = Duration::from_secs(0);
+        let (_, body) = token(&c, &base, DEFAULT_POWERVS_API_KEY).await;
+        let dead = body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (status, e) = call(&c, reqwest::Method::GET, snaps, &dead, &crn, None).await;
+        assert_eq!(status, 401);
+        assert!(e["description"].as_str().unwrap_or("").contains("expired"));
+        // The journal never holds a token or a key.
+        let journal = format!("{:?}", sim.lock().journal.filtered(Some("powervs"), None));
+        assert!(!journal.contains(&tok) && !journal.contains(DEFAULT_POWERVS_API_KEY));
+    }
+
+    #[tokio::test]
+    async fn failed_snapshots_say_why_and_refresh_tokens_rotate() {
+        let (sim, base, _stop) = start(100).await;
+        let c = reqwest::Client::new();
+        let crn = super::model::default_crn(CID);
+        sim.lock()
+            .faults
+            .add(crate::sim::faults::FaultSpec {
+                dialect: "powervs".into(),
+                action: Some(super::OP_CREATE.into()),
+                fault: crate::sim::faults::FaultKind::FailJob,
+                count: Some(1),
+                probability: None,
+                latency_ms: None,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r: Value = c
+            .post(format!("{base}/auth/v1/token"))
+            .json(&json!({"refreshToken": crate::sim::DEFAULT_POWERVS_REFRESH_TOKEN, "source": "cli"}))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let next = r["refreshToken"].as_str().unwrap_or_default();
+        assert!(!next.is_empty() && next != crate::sim::DEFAULT_POWERVS_REFRESH_TOKEN);
+        let tok = r["accessToken"].as_str().unwrap_or_default().to_string();
+        // The old refresh token is retired.
+        let again = c
+            .post(format!("{base}/auth/v1/token"))
+            .json(&json!({"refreshToken": crate::sim::DEFAULT_POWERVS_REFRESH_TOKEN}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.status().as_u16(), 401);
+
+        let create =
+            format!("{base}/pcloud/v1/cloud-instances/{CID}/pvm-instances/{PVM}/snapshots");
+        let (_, created) = call(
+            &c,
+            reqwest::Method::POST,
+            create,
+            &tok,
+            &crn,
+            Some(json!({"name": "f"})),
+        )
+        .await;
+        let id = created["snapshotID"].as_str().unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let one = format!("{base}/pcloud/v1/cloud-instances/{CID}/snapshots/{id}");
+        let (_, s) = call(&c, reqwest::Method::GET, one, &tok, &crn, None).await;
+        assert_eq!(s["status"], "error");
+        assert!(s["statusDetail"].as_str().unwrap_or("").contains("failed"));
+    }
+}
