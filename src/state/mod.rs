@@ -1018,6 +1018,9 @@ impl State {
     }
 
     /// Replace the secret a provider keeps here, committed before return.
+    /// Also from a ledger opened read-only (`plan`): a rotated refresh
+    /// token that is not kept would lock the daemon out, so this one write
+    /// goes through a writable connection of its own.
     pub fn store_secret(
         &self,
         provider: &str,
@@ -1026,6 +1029,10 @@ impl State {
         seed: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let read_only = self.conn().is_readonly(rusqlite::MAIN_DB)?;
+        if read_only {
+            return State::open(&self.path)?.store_secret(provider, key, value, seed, now);
+        }
         self.conn().execute(
             "INSERT INTO provider_secrets (provider, key, value, seed, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5)

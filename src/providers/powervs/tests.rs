@@ -598,3 +598,22 @@ fn the_state_database_keeps_provider_secrets() {
     );
     assert_eq!(store.load_secret("other", REFRESH_TOKEN_KEY), Ok(None));
 }
+
+#[test]
+fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("state.db");
+    drop(crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let ro = crate::state::State::open_read_only(&path).unwrap_or_else(|e| panic!("{e}"));
+    let secret = StoredSecret {
+        value: Secret::new("rotated"),
+        seed: "s".into(),
+    };
+    SecretStore::store_secret(&ro, "pvs", REFRESH_TOKEN_KEY, &secret)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rw = crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        SecretStore::load_secret(&rw, "pvs", REFRESH_TOKEN_KEY),
+        Ok(Some(secret))
+    );
+}
