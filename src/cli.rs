@@ -96,6 +96,15 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         job_duration: Duration,
     },
+    /// Device-flow sign-in for providers that need one (IP4G); stores the
+    /// refresh token in the state database.
+    Login {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The `[providers.NAME]` section to sign in for.
+        #[arg(long)]
+        provider: String,
+    },
     /// The simulator and the daemon together, with config/demo.toml.
     Demo {
         /// Use this policy file instead of the built-in demo one.

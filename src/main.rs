@@ -46,6 +46,9 @@ fn main() -> ExitCode {
                 job_duration,
             } => commands::sim::run(listen, job_duration).await,
             Command::Demo { config } => commands::demo::run(config.as_deref()).await,
+            Command::Login { config, provider } => {
+                commands::login::run(&config.path, &provider).await
+            }
         }
     });
     // Do not wait for background tasks (pollers) once the command is done.

@@ -20,6 +20,7 @@ fn set_env() {
     std::env::set_var("QY_SECRET_ACCESS_KEY", SECRET_VALUE);
     std::env::set_var("UCS_PRIVATE_KEY", SECRET_VALUE);
     std::env::set_var("KC_SECRET_ACCESS_KEY", SECRET_VALUE);
+    std::env::set_var("IBMCLOUD_API_KEY", SECRET_VALUE);
     std::env::remove_var("SNAPWARDEN_CORPUS_NEVER_SET");
 }
 
@@ -184,9 +185,19 @@ fn the_shipped_example_loads_without_warnings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.providers.len(), 3);
+    assert_eq!(c.providers.len(), 5);
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["db-nightly", "web-weekly", "files-daily", "kc-app"]);
+    assert_eq!(
+        names,
+        [
+            "db-nightly",
+            "web-weekly",
+            "files-daily",
+            "kc-app",
+            "lpar-daily",
+            "ip4g-daily"
+        ]
+    );
     assert_eq!(c.policies[0].resource, "volume");
     assert_eq!(c.policies[1].resource, "instance");
     assert!(!format!("{c:?}").contains(SECRET_VALUE));
@@ -209,7 +220,7 @@ fn the_demo_config_loads_without_warnings() {
     };
     let c = config::load_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
-    assert_eq!(c.policies.len(), 3);
+    assert_eq!(c.policies.len(), 4);
     assert_eq!(c.policies[0].retain, Some(3));
     assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
 }

@@ -115,6 +115,31 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     }
                 }
             }
+            ProviderSettings::PowerVs(v) => {
+                // The demo simulator accepts whatever credentials the file gives.
+                sim.seed_powervs_workspace(&v.cloud_instance_id, &v.crn);
+                match &v.auth {
+                    crate::config::PowerVsAuth::ApiKey { api_key, .. } => {
+                        sim.add_powervs_api_key(api_key.expose())
+                    }
+                    crate::config::PowerVsAuth::RefreshToken {
+                        refresh_token: Some(t),
+                    } => sim.add_powervs_refresh_token(t.expose()),
+                    _ => {}
+                }
+                for t in &p.targets {
+                    let mut volumes = p.volume_ids.clone().unwrap_or_default();
+                    volumes.push(format!("{t}-boot"));
+                    sim.seed_powervs_instance(&v.cloud_instance_id, t, volumes);
+                    sim.seed_powervs_snapshot(
+                        &v.cloud_instance_id,
+                        t,
+                        &format!("manual-{t}-before-upgrade"),
+                        "taken by hand before an upgrade",
+                        None,
+                    );
+                }
+            }
         }
     }
     let (stop_sim_tx, mut stop_sim_rx) = watch::channel(false);

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod login;
 pub mod monitor;
 pub mod plan;
 pub mod prune;

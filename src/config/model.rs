@@ -110,6 +110,7 @@ pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
     UCloudStack(UCloudStackSettings),
     KakaoCloud(KakaoCloudSettings),
+    PowerVs(PowerVsSettings),
 }
 
 impl ProviderSettings {
@@ -118,6 +119,7 @@ impl ProviderSettings {
             ProviderSettings::QingCloud(_) => "qingcloud",
             ProviderSettings::UCloudStack(_) => "ucloudstack",
             ProviderSettings::KakaoCloud(_) => "kakaocloud",
+            ProviderSettings::PowerVs(_) => "powervs",
         }
     }
 }
@@ -165,6 +167,34 @@ pub struct KakaoCloudSettings {
     pub application_credential_secret: Secret,
 }
 
+/// `kind = "powervs"`: IBM Power Virtual Server, or IP4G through its broker.
+#[derive(Debug, Clone)]
+pub struct PowerVsSettings {
+    /// Base URL without a trailing `/`: pcloud calls go to
+    /// `{endpoint}/pcloud/v1/…`, IP4G tokens to `{endpoint}/auth/v1/…`.
+    pub endpoint: String,
+    /// The workspace GUID (path segment of every pcloud call).
+    pub cloud_instance_id: String,
+    /// Sent as the `CRN` header on every pcloud call.
+    pub crn: String,
+    pub auth: PowerVsAuth,
+}
+
+/// How a powervs provider gets its bearer token.
+#[derive(Debug, Clone)]
+pub enum PowerVsAuth {
+    /// IBM Cloud IAM: the API key exchanged at `iam_endpoint`.
+    ApiKey {
+        api_key: Secret,
+        iam_endpoint: String,
+    },
+    /// IP4G token service at `{endpoint}/auth/v1/token`. `None`: the first
+    /// refresh token comes from `snapwarden login` (the state database).
+    RefreshToken { refresh_token: Option<Secret> },
+    /// A static token, never refreshed.
+    BearerToken { bearer_token: Secret },
+}
+
 /// One `[[policy]]`.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -207,6 +237,9 @@ pub struct Policy {
     pub stale_after: Duration,
     /// `monitor` is CRITICAL at this many consecutive failed runs. Default 3.
     pub critical_after_failures: u32,
+    /// Only these volumes of an instance (kinds with
+    /// `Capabilities::volume_subset`). None: all of them.
+    pub volume_ids: Option<Vec<String>>,
 }
 
 impl Policy {

@@ -63,6 +63,7 @@ pub(crate) struct RawPolicy {
     pub keep_yearly: Option<Spanned<i64>>,
     pub keep_within: Option<Spanned<String>>,
     pub min_keep: Option<Spanned<i64>>,
+    pub volume_ids: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A secret written literally in the file. Unlike `String`, a type error on

@@ -744,6 +744,15 @@ fn policy(
         }
     };
 
+    let volume_ids = match &raw.volume_ids {
+        None => None,
+        Some(v) => {
+            let ids = volume_ids(v, kind.map(|k| (k.name(), k.capabilities())), &mut cx.diag);
+            ok &= ids.is_some();
+            ids
+        }
+    };
+
     let catch_up = raw.catch_up.as_ref().is_some_and(|c| *c.get_ref());
 
     // Freshness: default twice the schedule's interval, at least an hour.
@@ -797,6 +806,58 @@ fn policy(
         full_every,
         stale_after: stale_after?,
         critical_after_failures: critical_after_failures?,
+        volume_ids,
+    })
+}
+
+/// `volume_ids`: only where the kind can snapshot a subset of an
+/// instance's volumes; a non-empty list of distinct ids without spaces.
+fn volume_ids(
+    value: &Spanned<Vec<Spanned<String>>>,
+    kind: Option<(&str, crate::providers::Capabilities)>,
+    diag: &mut super::diagnostics::Diagnostics<'_>,
+) -> Option<Vec<String>> {
+    if let Some((name, caps)) = kind {
+        if !caps.volume_subset {
+            diag.error(
+                value.span(),
+                format!(
+                    "`volume_ids` is not supported by provider kind {name}: it cannot \
+                     snapshot a subset of an instance's volumes (remove the key)"
+                ),
+            );
+            return None;
+        }
+    }
+    if value.get_ref().is_empty() {
+        diag.error(
+            value.span(),
+            "`volume_ids` is empty: list volume ids, or remove the key to include every \
+             volume of the instance",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut seen = BTreeSet::new();
+    for id in value.get_ref() {
+        let v = id.get_ref();
+        if v.trim().is_empty() || v.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            diag.error(
+                id.span(),
+                format!("`volume_ids`: {v:?} is not a volume id (non-empty, no spaces)"),
+            );
+            ok = false;
+        } else if !seen.insert(v.as_str()) {
+            diag.error(id.span(), format!("`volume_ids`: {v:?} is listed twice"));
+            ok = false;
+        }
+    }
+    ok.then(|| {
+        value
+            .get_ref()
+            .iter()
+            .map(|i| i.get_ref().clone())
+            .collect()
     })
 }
 
@@ -895,6 +956,7 @@ mod tests {
             max_status_batch: 1,
             incremental,
             restore: crate::providers::RestoreMode::NewResource,
+            volume_subset: false,
         };
         let v = Spanned::new(0..1, 3);
         let mut d = super::super::diagnostics::Diagnostics::new(Path::new("f"), "x");

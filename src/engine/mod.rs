@@ -145,7 +145,8 @@ impl Engine {
     pub fn install_providers(&self, config: &Config) -> Result<(), EngineError> {
         let mut built = BTreeMap::new();
         for (name, cfg) in &config.providers {
-            let provider = providers::build(cfg)?;
+            let secrets: Arc<dyn providers::SecretStore> = self.state.clone();
+            let provider = providers::build(cfg, Some(secrets))?;
             let poller = Poller::spawn(
                 name.clone(),
                 provider.clone(),
@@ -351,6 +352,7 @@ impl Engine {
             name: name.to_string(),
             marker: marker.clone(),
             full,
+            volume_ids: policy.volume_ids.clone(),
         };
         let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
         let mut attempt = 0u32;

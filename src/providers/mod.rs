@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod kakaocloud;
+pub mod powervs;
 pub mod qingcloud;
 pub mod ucloudstack;
 
@@ -122,6 +123,9 @@ pub struct CreateRequest {
     pub marker: Marker,
     /// Ask for a full (chain-starting) snapshot rather than an incremental.
     pub full: bool,
+    /// The policy's `volume_ids`: only these volumes of an instance (kinds
+    /// whose [`Capabilities::volume_subset`] is true); None = all of them.
+    pub volume_ids: Option<Vec<String>>,
 }
 
 /// The identity snapwarden stamps on every snapshot it makes.
@@ -313,6 +317,9 @@ pub struct Capabilities {
     pub incremental: bool,
     /// How `restore` works on this cloud.
     pub restore: RestoreMode,
+    /// Whether a policy may name `volume_ids` (a subset of an instance's
+    /// volumes).
+    pub volume_subset: bool,
 }
 
 /// One cloud. Implementations must be cheap to share (`Arc<dyn Provider>`)
@@ -355,6 +362,34 @@ pub trait Provider: Send + Sync {
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError>;
 }
 
+/// Where a provider keeps a secret that changes while it runs (a rotating
+/// refresh token), so that a restart uses the newest. Implemented by the
+/// state database; the provider never sees SQL.
+pub trait SecretStore: Send + Sync {
+    /// The stored value for (`provider`, `key`), if any.
+    fn load_secret(&self, provider: &str, key: &str) -> Result<Option<StoredSecret>, String>;
+    /// Replace the stored value for (`provider`, `key`).
+    fn store_secret(&self, provider: &str, key: &str, secret: &StoredSecret) -> Result<(), String>;
+}
+
+/// A secret kept by a [`SecretStore`]. `seed` tells which configured value
+/// the stored one descends from (a fingerprint, never the value), so that a
+/// new value written into the config wins over an older stored chain.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub value: crate::config::Secret,
+    pub seed: String,
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("value", &self.value)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
 /// Why a provider could not be built from its config section.
 #[derive(Debug, thiserror::Error)]
 #[error("provider {name}: {source}")]
@@ -365,9 +400,11 @@ pub struct BuildError {
 }
 
 /// Build the client for one `[providers.NAME]` section. The only place
-/// that maps a config kind to its implementation.
+/// that maps a config kind to its implementation. `secrets` is where
+/// providers with rotating credentials keep them (None: memory only).
 pub fn build(
     cfg: &crate::config::ProviderConfig,
+    secrets: Option<std::sync::Arc<dyn SecretStore>>,
 ) -> Result<std::sync::Arc<dyn Provider>, BuildError> {
     let api = http::ApiClient::new(&http::HttpSettings {
         requests_per_second: cfg.requests_per_second,
@@ -388,6 +425,9 @@ pub fn build(
         }
         crate::config::ProviderSettings::KakaoCloud(s) => {
             std::sync::Arc::new(kakaocloud::KakaoCloud::new(s, api))
+        }
+        crate::config::ProviderSettings::PowerVs(s) => {
+            std::sync::Arc::new(powervs::PowerVs::new(&cfg.name, s, api, secrets))
         }
     })
 }

@@ -22,6 +22,7 @@ mod control;
 mod faults;
 mod journal;
 mod kakaocloud;
+mod powervs;
 mod qingcloud;
 mod ucloudstack;
 
@@ -53,12 +54,18 @@ pub const DEFAULT_KAKAOCLOUD_CREDENTIAL_ID: &str = "kc-sim-access-key";
 /// Secret belonging to [`DEFAULT_KAKAOCLOUD_CREDENTIAL_ID`].
 pub const DEFAULT_KAKAOCLOUD_SECRET: &str = "sim-kakaocloud-secret";
 
+/// IBM Cloud API key a fresh [`Simulator`] accepts at `/powervs/identity/token`.
+pub const DEFAULT_POWERVS_API_KEY: &str = "sim-powervs-api-key";
+/// IP4G refresh token a fresh [`Simulator`] accepts (once: tokens rotate).
+pub const DEFAULT_POWERVS_REFRESH_TOKEN: &str = "sim-ip4g-refresh-token";
+
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
 pub const DIALECTS: &[&str] = &[
     qingcloud::DIALECT,
     ucloudstack::DIALECT,
     kakaocloud::DIALECT,
+    powervs::DIALECT,
 ];
 
 /// How the simulator behaves when it starts; most of it can be changed later
@@ -86,6 +93,7 @@ pub(crate) struct SimState {
     pub(crate) qingcloud: qingcloud::QingState,
     pub(crate) ucloudstack: ucloudstack::UcsState,
     pub(crate) kakaocloud: kakaocloud::KakaoState,
+    pub(crate) powervs: powervs::PvsState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -117,6 +125,13 @@ impl Simulator {
                 qingcloud: qing,
                 ucloudstack: ucs,
                 kakaocloud: kakao,
+                powervs: {
+                    let mut pvs = powervs::PvsState::default();
+                    pvs.api_keys.insert(DEFAULT_POWERVS_API_KEY.to_string());
+                    pvs.refresh_tokens
+                        .insert(DEFAULT_POWERVS_REFRESH_TOKEN.to_string(), true);
+                    pvs
+                },
             })),
         }
     }
@@ -132,11 +147,13 @@ impl Simulator {
             .merge(qingcloud::control_routes())
             .merge(ucloudstack::control_routes())
             .merge(kakaocloud::control_routes())
+            .merge(powervs::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
             .merge(ucloudstack::routes())
             .merge(kakaocloud::routes())
+            .merge(powervs::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())

@@ -71,4 +71,17 @@ pub const MIGRATIONS: &[&str] = &[
         last_slot  TEXT NOT NULL
     );
     "#,
+    // 2: secrets that rotate while the daemon runs (IP4G refresh tokens),
+    // so that a restart uses the newest one.
+    r#"
+    CREATE TABLE provider_secrets (
+        provider    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        -- fingerprint of the configured value this one descends from
+        seed        TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (provider, key)
+    );
+    "#,
 ];

@@ -9,6 +9,7 @@
 //! the common keys and into the kind's own struct.
 
 mod kakaocloud;
+mod powervs;
 mod qingcloud;
 mod ucloudstack;
 
@@ -27,7 +28,7 @@ use super::Cx;
 use crate::providers::Capabilities;
 
 /// Kinds that are built, in the order shown to users.
-const SUPPORTED: &[&str] = &["qingcloud", "ucloudstack", "kakaocloud"];
+const SUPPORTED: &[&str] = &["qingcloud", "ucloudstack", "kakaocloud", "powervs"];
 /// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
 const ALL: &[&str] = &[
     "qingcloud",
@@ -43,6 +44,7 @@ pub(crate) enum Kind {
     QingCloud,
     UCloudStack,
     KakaoCloud,
+    PowerVs,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             "qingcloud" => Some(Kind::QingCloud),
             "ucloudstack" => Some(Kind::UCloudStack),
             "kakaocloud" => Some(Kind::KakaoCloud),
+            "powervs" => Some(Kind::PowerVs),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ impl Kind {
             Kind::QingCloud => "qingcloud",
             Kind::UCloudStack => "ucloudstack",
             Kind::KakaoCloud => "kakaocloud",
+            Kind::PowerVs => "powervs",
         }
     }
 
@@ -69,6 +73,7 @@ impl Kind {
             Kind::QingCloud => crate::providers::qingcloud::CAPABILITIES,
             Kind::UCloudStack => crate::providers::ucloudstack::CAPABILITIES,
             Kind::KakaoCloud => crate::providers::kakaocloud::CAPABILITIES,
+            Kind::PowerVs => crate::providers::powervs::CAPABILITIES,
         }
     }
 
@@ -78,6 +83,7 @@ impl Kind {
             Kind::QingCloud => qingcloud::check_target(resource, target),
             Kind::UCloudStack => ucloudstack::check_target(resource, target),
             Kind::KakaoCloud => kakaocloud::check_target(resource, target),
+            Kind::PowerVs => powervs::check_target(resource, target),
         }
     }
 
@@ -87,6 +93,7 @@ impl Kind {
             Kind::QingCloud => fields_of::<qingcloud::RawQingCloud>(),
             Kind::UCloudStack => fields_of::<ucloudstack::RawUCloudStack>(),
             Kind::KakaoCloud => fields_of::<kakaocloud::RawKakaoCloud>(),
+            Kind::PowerVs => fields_of::<powervs::RawPowerVs>(),
         }
     }
 
@@ -111,6 +118,11 @@ impl Kind {
                 let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
                 kakaocloud::build(section, &raw, common.endpoint.as_ref(), cx)
                     .map(ProviderSettings::KakaoCloud)
+            }
+            Kind::PowerVs => {
+                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+                powervs::build(section, &raw, common.endpoint.as_ref(), cx)
+                    .map(ProviderSettings::PowerVs)
             }
         }
     }

@@ -48,6 +48,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     max_status_batch: 50,
     incremental: true,
     restore: RestoreMode::NewResource,
+    volume_subset: false,
 };
 
 /// Page size of every listing (`limit`); the server's maximum is not

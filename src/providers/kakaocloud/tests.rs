@@ -468,6 +468,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
             slot,
         },
         full: false,
+        volume_ids: None,
     };
     let created = p.create(&req).await.expect("create");
     assert_eq!(
@@ -521,6 +522,7 @@ async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() 
             slot: slot(),
         },
         full: false,
+        volume_ids: None,
     };
     p.create(&req).await.expect("create");
     let post = seen_of(&seen)

@@ -41,6 +41,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     max_status_batch: 100,
     incremental: true,
     restore: RestoreMode::NewResource,
+    volume_subset: false,
 };
 
 /// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a

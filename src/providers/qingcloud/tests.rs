@@ -377,6 +377,7 @@ fn req(full: bool) -> CreateRequest {
         name: marker.default_name(),
         marker,
         full,
+        volume_ids: None,
     }
 }
 

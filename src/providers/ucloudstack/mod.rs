@@ -47,6 +47,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     max_status_batch: BATCH,
     incremental: false,
     restore: RestoreMode::InPlace,
+    volume_subset: false,
 };
 
 /// `Limit` of DescribeSnapshot (max 100), and the ids asked per call.

@@ -385,6 +385,7 @@ fn create_req() -> CreateRequest {
         name: snapshot_name(&m),
         marker: m,
         full: true,
+        volume_ids: None,
     }
 }
 

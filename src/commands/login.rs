@@ -1,0 +1,112 @@
+//! `snapwarden login -c FILE --provider NAME`: the interactive device-flow
+//! sign-in for providers that need one (IP4G, `kind = "powervs"` with
+//! `auth = "refresh_token"`). Shows where to sign in and the code to type,
+//! waits for the approval, and stores the first refresh token in the state
+//! database, where the daemon picks it up (and keeps the rotated ones).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::{load_config, Exit};
+use crate::config::{PowerVsAuth, ProviderSettings};
+use crate::providers::http::{ApiClient, HttpSettings};
+use crate::providers::powervs::{self, DevicePoll};
+use crate::state::State;
+
+pub async fn run(path: &Path, provider: &str) -> Exit {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Some(pc) = config.providers.get(provider) else {
+        let names: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+        return Exit::config(format!(
+            "no provider named {provider:?} in {} (defined: {})",
+            config.path.display(),
+            names.join(", ")
+        ));
+    };
+    let settings = match &pc.settings {
+        ProviderSettings::PowerVs(s) => s,
+        other => {
+            return Exit::config(format!(
+                "provider {provider:?} (kind {}) has no device login: `login` is for IP4G \
+                 (kind \"powervs\" with auth = \"refresh_token\")",
+                other.kind()
+            ))
+        }
+    };
+    let PowerVsAuth::RefreshToken { refresh_token } = &settings.auth else {
+        return Exit::config(format!(
+            "provider {provider:?} does not use the IP4G token service: `login` is for \
+             auth = \"refresh_token\" (api_key and bearer_token need no sign-in)"
+        ));
+    };
+    // Open the ledger first: a sign-in whose token cannot be kept is wasted.
+    let state = match State::open(&config.daemon.state_path) {
+        Ok(s) => s,
+        Err(e) => return Exit::failure(e.to_string()),
+    };
+    let api = match ApiClient::new(&HttpSettings {
+        requests_per_second: pc.requests_per_second,
+        request_timeout: pc.request_timeout,
+        ca_file: pc.ca_file.clone(),
+    }) {
+        Ok(a) => a,
+        Err(e) => return Exit::failure(format!("provider {provider}: {e}")),
+    };
+
+    let login = match powervs::device_code(&api, &settings.endpoint).await {
+        Ok(l) => l,
+        Err(e) => return Exit::failure(format!("cannot start the device login: {e}")),
+    };
+    println!(
+        "To sign in to IP4G for provider {provider}, open {} and enter the code {}",
+        login.verification_url, login.user_code
+    );
+    println!(
+        "Waiting for the approval (up to {}s)...",
+        login.expires_in.as_secs()
+    );
+    let _ = std::io::stdout().flush();
+
+    let started = Instant::now();
+    let mut interval = login.interval;
+    loop {
+        if started.elapsed() + interval > login.expires_in {
+            return Exit::failure(
+                "the device code expired before the sign-in was approved; run `snapwarden login` again",
+            );
+        }
+        tokio::time::sleep(interval).await;
+        match powervs::device_token(&api, &settings.endpoint, &login.device_code).await {
+            Ok(DevicePoll::Pending) => {}
+            Ok(DevicePoll::SlowDown) => interval += Duration::from_secs(5),
+            Ok(DevicePoll::Granted(token)) => {
+                let seed = powervs::seed_of(refresh_token.as_ref());
+                if let Err(e) = state.store_secret(
+                    provider,
+                    powervs::REFRESH_TOKEN_KEY,
+                    token.expose(),
+                    &seed,
+                    Utc::now(),
+                ) {
+                    return Exit::failure(format!("signed in, but cannot store the token: {e}"));
+                }
+                println!(
+                    "Signed in. The refresh token is stored in {}; `snapwarden run` uses it \
+                     and keeps the rotated ones there.",
+                    config.daemon.state_path.display()
+                );
+                return Exit::OK;
+            }
+            Err(e) if e.kind.is_retryable() => {
+                eprintln!("warning: {e}; still waiting");
+            }
+            Err(e) => return Exit::failure(format!("the device login failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! Tests of the PowerVS client: pure rules (marker, names, statuses) and
+//! HTTP behaviour (token exchange and headers, one re-issue after a 401,
+//! 409 reconciled by name with a PUT stamp, batched polls, restore, IP4G
+//! rotation kept in a store) against a tiny scripted server on loopback.
+//! The server is a fixture, not the simulator.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::{PowerVsAuth, PowerVsSettings, Secret};
+use crate::providers::http::HttpSettings;
+use crate::providers::StoredSecret;
+
+fn marker(target: &str) -> Marker {
+    Marker {
+        policy: "lpar".into(),
+        target: target.into(),
+        slot: Utc
+            .with_ymd_and_hms(2024, 1, 1, 2, 30, 0)
+            .single()
+            .unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------- pure rules
+
+#[test]
+fn the_description_marker_names_policy_target_and_slot_exactly() {
+    let m = marker("pvm-1");
+    let d = marker_text(&m);
+    assert_eq!(
+        d,
+        "snapwarden policy=lpar target=pvm-1 slot=20240101T023000Z"
+    );
+    assert_eq!(marker_slot(&d, "lpar", "pvm-1"), Some(m.slot));
+    assert_eq!(marker_slot(&d, "lpar", "pvm-12"), None);
+    assert_eq!(marker_slot(&d, "lpa", "pvm-1"), None);
+    assert_eq!(marker_slot(&format!("{d} extra"), "lpar", "pvm-1"), None);
+    assert_eq!(marker_slot("taken by hand", "lpar", "pvm-1"), None);
+}
+
+#[test]
+fn names_fit_the_api_and_parse_back() {
+    let m = marker("9317b826-3660-4cf9-aa93-6d42a4643ba9");
+    let n = fit_name(&m);
+    assert_eq!(
+        n,
+        "lpar-9317b826-3660-4cf9-aa93-6d42a4643ba9-20240101T023000Z"
+    );
+    assert_eq!(name_slot(&n, "lpar", &m.target), Some(m.slot));
+    let long = marker(&"x".repeat(200));
+    let n = fit_name(&long);
+    assert!(valid_name(&n) && n.len() <= 120, "{n}");
+    assert_eq!(name_slot(&n, "lpar", &long.target), Some(long.slot));
+    // Two long targets that share their first characters differ.
+    let other = marker(&format!("{}y", "x".repeat(199)));
+    assert_ne!(fit_name(&other), n);
+    let odd = marker("pvm:1/a");
+    assert!(valid_name(&fit_name(&odd)));
+    assert_eq!(
+        name_slot("lpar-pvm-1-20240101T023000Z", "lpar", "pvm-12"),
+        None
+    );
+}
+
+fn snap(status: &str, pct: i64) -> Snapshot {
+    serde_json::from_value(json!({
+        "snapshotID": "s1", "name": "n", "pvmInstanceID": "pvm-1",
+        "status": status, "percentComplete": pct, "statusDetail": "disk broke",
+        "volumeSnapshots": {}
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn statuses_map_without_ever_guessing_success() {
+    assert_eq!(phase(&snap("available", 100)), Phase::Available);
+    assert_eq!(phase(&snap("AVAILABLE", 100)), Phase::Available);
+    assert_eq!(phase(&snap("available", 99)), Phase::InProgress(Some(99)));
+    assert_eq!(phase(&snap("creating", 40)), Phase::InProgress(Some(40)));
+    assert_eq!(
+        phase(&snap("something-new", 100)),
+        Phase::InProgress(Some(100))
+    );
+    for s in ["error", "ERROR", "failed", "snapshot_failure"] {
+        match phase(&snap(s, 10)) {
+            Phase::Failed(r) => assert!(r.contains("disk broke"), "{r}"),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    let op = |kind| OperationRef {
+        kind,
+        operation: "s1".into(),
+        snapshot_id: "s1".into(),
+    };
+    assert_eq!(op_status(&op(OpKind::Delete), None), OpStatus::Succeeded);
+    assert!(matches!(
+        op_status(&op(OpKind::Create), None),
+        OpStatus::Failed { .. }
+    ));
+    assert_eq!(
+        op_status(&op(OpKind::Delete), Some(&snap("deleting", 100))),
+        OpStatus::Pending { progress: None }
+    );
+    let r = remote_snapshot(&snap("deleting", 100), "lpar", "pvm-1");
+    assert_eq!(r.state, SnapshotState::Deleting);
+    assert_eq!(r.marker_slot, None);
+}
+
+// ---------------------------------------------------------- scripted server
+
+type Script = Box<dyn FnMut(&Seen) -> (u16, Value) + Send>;
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    auth: String,
+    crn: String,
+    body: String,
+}
+
+#[derive(Clone)]
+struct Fake {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Mutex<Script>>,
+}
+
+async fn answer(State(f): State<Fake>, req: Request) -> axum::response::Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let (auth, crn) = {
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        (header("authorization"), header("crn"))
+    };
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let seen = Seen {
+        method,
+        path,
+        auth,
+        crn,
+        body,
+    };
+    f.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(seen.clone());
+    let (status, value) = (f.script.lock().unwrap_or_else(|p| p.into_inner()))(&seen);
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(value),
+    )
+        .into_response()
+}
+
+async fn serve(script: Script) -> (String, Fake) {
+    let fake = Fake {
+        seen: Arc::default(),
+        script: Arc::new(Mutex::new(script)),
+    };
+    let app = Router::new().fallback(answer).with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), fake)
+}
+
+fn api() -> ApiClient {
+    ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const CRN: &str = "crn:v1:bluemix:public:power-iaas:dal12:a/acct:ws1::";
+
+fn provider(url: &str, auth: PowerVsAuth, store: Option<Arc<dyn SecretStore>>) -> PowerVs {
+    PowerVs::new(
+        "pvs",
+        &PowerVsSettings {
+            endpoint: url.to_string(),
+            cloud_instance_id: "ws1".into(),
+            crn: CRN.into(),
+            auth,
+        },
+        api(),
+        store,
+    )
+}
+
+fn iam(url: &str) -> PowerVsAuth {
+    PowerVsAuth::ApiKey {
+        api_key: Secret::new("key-1234567890"),
+        iam_endpoint: format!("{url}/identity/token"),
+    }
+}
+
+fn iam_answer(n: usize) -> (u16, Value) {
+    let exp = Utc::now().timestamp() + 3600;
+    (
+        200,
+        json!({"access_token": format!("tok-{n}"), "expires_in": 3600, "expiration": exp,
+               "token_type": "Bearer", "ims_user_id": "222"}),
+    )
+}
+
+fn seen(f: &Fake) -> Vec<Seen> {
+    f.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn request(target: &str, volume_ids: Option<Vec<String>>) -> CreateRequest {
+    let m = marker(target);
+    CreateRequest {
+        resource: "instance".into(),
+        target: target.into(),
+        name: fit_name(&m),
+        marker: m,
+        full: true,
+        volume_ids,
+    }
+}
+
+#[tokio::test]
+async fn create_sends_bearer_crn_marker_and_volume_ids_and_reuses_the_token() {
+    let mut tokens = 0;
+    let (url, fake) = serve(Box::new(move |s: &Seen| {
+        if s.path == "/identity/token" {
+            tokens += 1;
+            return iam_answer(tokens);
+        }
+        (202, json!({"snapshotID": "snap-1", "crn": "x"}))
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let req = request("pvm-1", Some(vec!["vol-a".into()]));
+    for _ in 0..2 {
+        let created = p.create(&req).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            created,
+            vec![Created {
+                snapshot_id: "snap-1".into(),
+                operation: "snap-1".into()
+            }]
+        );
+    }
+    let seen = seen(&fake);
+    assert_eq!(seen.len(), 3, "one token exchange for two calls: {seen:?}");
+    assert_eq!(seen[0].method, "POST");
+    assert!(seen[0]
+        .body
+        .contains("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey"));
+    assert!(seen[0].body.contains("apikey=key-1234567890"));
+    let c = &seen[1];
+    assert_eq!(
+        c.path,
+        "/pcloud/v1/cloud-instances/ws1/pvm-instances/pvm-1/snapshots"
+    );
+    assert_eq!(c.auth, "Bearer tok-1");
+    assert_eq!(c.crn, CRN);
+    let body: Value = serde_json::from_str(&c.body).unwrap_or_default();
+    assert_eq!(body["name"], "lpar-pvm-1-20240101T023000Z");
+    assert_eq!(
+        body["description"],
+        "snapwarden policy=lpar target=pvm-1 slot=20240101T023000Z"
+    );
+    assert_eq!(body["volumeIDs"], json!(["vol-a"]));
+    // Without volume_ids the key is not sent (all volumes).
+    let body = serde_json::to_value(SnapshotCreate {
+        name: "n",
+        description: "d",
+        volume_ids: None,
+    })
+    .unwrap_or_default();
+    assert!(body.get("volumeIDs").is_none());
+}
+
+#[tokio::test]
+async fn a_401_reissues_the_token_once_then_is_an_auth_error() {
+    let mut tokens = 0;
+    let (url, fake) = serve(Box::new(move |s: &Seen| {
+        if s.path == "/identity/token" {
+            tokens += 1;
+            return iam_answer(tokens);
+        }
+        match s.auth.as_str() {
+            "Bearer tok-2" => (200, json!({"snapshots": []})),
+            _ => (
+                401,
+                json!({"code": 401, "description": "token expired", "error": "unauthorized"}),
+            ),
+        }
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let listed = p
+        .list("instance", "pvm-1", "lpar")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(listed.is_empty());
+    assert_eq!(seen(&fake).len(), 4, "token, 401, token, retry");
+
+    // A server that refuses every token: one re-issue, then Auth.
+    let (url, fake) = serve(Box::new(|s: &Seen| {
+        if s.path == "/identity/token" {
+            return iam_answer(9);
+        }
+        (401, json!({"description": "nope"}))
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let e = p
+        .list("instance", "pvm-1", "lpar")
+        .await
+        .err()
+        .map(|e| e.kind);
+    assert_eq!(e, Some(ErrorKind::Auth));
+    assert_eq!(seen(&fake).len(), 4);
+}
+
+#[tokio::test]
+async fn a_bad_api_key_is_an_auth_error_that_names_iam() {
+    let (url, _fake) = serve(Box::new(|_s: &Seen| {
+        (400, json!({"errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found"}))
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let e = p
+        .delete("s1")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("must fail"));
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert!(
+        e.message.contains("IBM Cloud IAM rejected the api_key"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("BXNIM0415E"));
+    assert!(!e.message.contains("key-1234567890"));
+}
+
+#[tokio::test]
+async fn a_409_with_our_name_is_adopted_and_stamped_otherwise_busy() {
+    let m = marker("pvm-1");
+    let name = fit_name(&m);
+    let (url, fake) = serve(Box::new(move |s: &Seen| match (s.method.as_str(), s.path.as_str()) {
+        (_, "/identity/token") => iam_answer(1),
+        ("POST", _) => (409, json!({"code": 409, "description": "duplicate", "error": "conflict"})),
+        ("GET", _) => (200, json!({"snapshots": [
+            {"snapshotID": "old", "name": name, "pvmInstanceID": "pvm-1", "status": "creating",
+             "percentComplete": 20, "description": "", "volumeSnapshots": {}}
+        ]})),
+        ("PUT", _) => (200, json!({"snapshotID": "old", "name": "x", "pvmInstanceID": "pvm-1", "volumeSnapshots": {}})),
+        _ => (500, json!({})),
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let created = p
+        .create(&request("pvm-1", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created[0].snapshot_id, "old");
+    let put = seen(&fake)
+        .into_iter()
+        .find(|s| s.method == "PUT")
+        .unwrap_or_else(|| panic!("no PUT"));
+    assert_eq!(put.path, "/pcloud/v1/cloud-instances/ws1/snapshots/old");
+    assert!(
+        put.body.contains("snapwarden policy=lpar target=pvm-1"),
+        "{}",
+        put.body
+    );
+
+    // Another target: its 409 is "busy", retryable.
+    let e = p
+        .create(&request("pvm-2", None))
+        .await
+        .err()
+        .map(|e| e.kind);
+    assert_eq!(e, Some(ErrorKind::Busy));
+}
+
+#[tokio::test]
+async fn several_operations_are_polled_with_one_listing() {
+    let (url, fake) = serve(Box::new(|s: &Seen| match s.path.as_str() {
+        "/identity/token" => iam_answer(1),
+        "/pcloud/v1/cloud-instances/ws1/snapshots" => (200, json!({"snapshots": [
+            {"snapshotID": "a", "name": "a", "pvmInstanceID": "p", "status": "available", "percentComplete": 100, "volumeSnapshots": {}},
+            {"snapshotID": "b", "name": "b", "pvmInstanceID": "p", "status": "creating", "percentComplete": 35, "volumeSnapshots": {}},
+        ]})),
+        _ => (404, json!({"description": "snapshot does not exist", "error": "not found"})),
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let op = |kind, id: &str| OperationRef {
+        kind,
+        operation: id.into(),
+        snapshot_id: id.into(),
+    };
+    let st = p
+        .poll(&[
+            op(OpKind::Create, "a"),
+            op(OpKind::Create, "b"),
+            op(OpKind::Delete, "c"),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        st,
+        vec![
+            OpStatus::Succeeded,
+            OpStatus::Pending { progress: Some(35) },
+            OpStatus::Succeeded
+        ]
+    );
+    let calls: Vec<String> = seen(&fake).into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        calls.len(),
+        3,
+        "token, one listing, one GET for the missing one: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn restore_posts_in_place_and_is_followed_on_the_snapshot() {
+    let (url, fake) = serve(Box::new(|s: &Seen| match s.path.as_str() {
+        "/identity/token" => iam_answer(1),
+        _ => (202, json!({"snapshotID": "s1", "name": "n", "pvmInstanceID": "pvm-1", "status": "restoring", "volumeSnapshots": {}})),
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let r = p
+        .restore(&RestoreRequest {
+            resource: "instance".into(),
+            target: "pvm-1".into(),
+            snapshot_id: "s1".into(),
+            new_name: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.operation.starts_with("restore@"));
+    let call = seen(&fake)
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no call"));
+    assert_eq!(
+        call.path,
+        "/pcloud/v1/cloud-instances/ws1/pvm-instances/pvm-1/snapshots/s1/restore"
+    );
+    assert_eq!(call.body, r#"{"force":false}"#);
+    let op = OperationRef {
+        kind: OpKind::Restore,
+        operation: r.operation.clone(),
+        snapshot_id: "s1".into(),
+    };
+    // Still "available" from before the restore: not done.
+    let mut before = snap("available", 100);
+    before.last_update_date = Some("2020-01-01T00:00:00.000Z".into());
+    assert_eq!(
+        op_status(&op, Some(&before)),
+        OpStatus::Pending { progress: None }
+    );
+    let mut after = snap("available", 100);
+    after.action = Some("restore".into());
+    assert_eq!(op_status(&op, Some(&after)), OpStatus::Succeeded);
+}
+
+/// A store in memory that records what was saved.
+#[derive(Default)]
+struct MemStore(Mutex<Option<StoredSecret>>);
+
+impl SecretStore for MemStore {
+    fn load_secret(&self, _p: &str, _k: &str) -> Result<Option<StoredSecret>, String> {
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+    fn store_secret(&self, _p: &str, _k: &str, s: &StoredSecret) -> Result<(), String> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn ip4g_rotation_is_saved_and_preferred_over_the_configured_token() {
+    let mut n = 0;
+    let (url, fake) = serve(Box::new(move |s: &Seen| {
+        if s.path == "/auth/v1/token" {
+            n += 1;
+            let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+            return (
+                200,
+                json!({"accessToken": format!("at-{n}"), "expires": expires,
+                                "refreshToken": format!("rt-{n}"), "type": "Bearer"}),
+            );
+        }
+        (200, json!({"snapshots": []}))
+    }))
+    .await;
+    let store = Arc::new(MemStore::default());
+    let configured = Secret::new("rt-configured");
+    let auth = PowerVsAuth::RefreshToken {
+        refresh_token: Some(configured.clone()),
+    };
+    let p = provider(&url, auth.clone(), Some(store.clone()));
+    p.list("instance", "p", "lpar")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let saved = store.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(saved.as_ref().map(|s| s.value.expose()), Some("rt-1"));
+    assert_eq!(
+        saved.as_ref().map(|s| s.seed.clone()),
+        Some(seed_of(Some(&configured)))
+    );
+    // A "restart": a new provider with the same store uses rt-1.
+    let p2 = provider(&url, auth, Some(store.clone()));
+    p2.list("instance", "p", "lpar")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bodies: Vec<String> = seen(&fake)
+        .into_iter()
+        .filter(|s| s.path == "/auth/v1/token")
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(
+        bodies[0].contains("\"refreshToken\":\"rt-configured\"")
+            && bodies[0].contains("\"source\":\"cli\"")
+    );
+    assert!(
+        bodies[1].contains("\"refreshToken\":\"rt-1\""),
+        "{}",
+        bodies[1]
+    );
+    // A different configured token wins over the stored chain.
+    let p3 = provider(
+        &url,
+        PowerVsAuth::RefreshToken {
+            refresh_token: Some(Secret::new("rt-new")),
+        },
+        Some(store),
+    );
+    p3.list("instance", "p", "lpar")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last = seen(&fake)
+        .into_iter()
+        .rfind(|s| s.path == "/auth/v1/token")
+        .map(|s| s.body);
+    assert!(last.is_some_and(|b| b.contains("rt-new")));
+}
+
+#[test]
+fn the_state_database_keeps_provider_secrets() {
+    let state = crate::state::State::open(std::path::Path::new(":memory:"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store: &dyn SecretStore = &state;
+    assert_eq!(store.load_secret("pvs", REFRESH_TOKEN_KEY), Ok(None));
+    for v in ["one", "two"] {
+        store
+            .store_secret(
+                "pvs",
+                REFRESH_TOKEN_KEY,
+                &StoredSecret {
+                    value: Secret::new(v),
+                    seed: "s".into(),
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let got = store
+        .load_secret("pvs", REFRESH_TOKEN_KEY)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.map(|s| s.value.expose().to_string()),
+        Some("two".to_string())
+    );
+    assert_eq!(store.load_secret("other", REFRESH_TOKEN_KEY), Ok(None));
+}
+
+#[test]
+fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("state.db");
+    drop(crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let ro = crate::state::State::open_read_only(&path).unwrap_or_else(|e| panic!("{e}"));
+    let secret = StoredSecret {
+        value: Secret::new("rotated"),
+        seed: "s".into(),
+    };
+    SecretStore::store_secret(&ro, "pvs", REFRESH_TOKEN_KEY, &secret)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rw = crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        SecretStore::load_secret(&rw, "pvs", REFRESH_TOKEN_KEY),
+        Ok(Some(secret))
+    );
+}

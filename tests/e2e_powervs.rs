@@ -1,0 +1,564 @@
+//! End to end on PowerVS / IP4G: the real binary against the built-in
+//! simulator's `powervs` dialect, with each of the three auth modes and the
+//! `login` device flow, asserting on what the simulator saw and on the
+//! ledger.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use snapwarden::state::LedgerState;
+use util::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const CID: &str = "ws-e2e-0001";
+const PVM: &str = "pvm-e2e-0001";
+const API_KEY: &str = "sim-powervs-api-key";
+
+fn crn() -> String {
+    format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{CID}::")
+}
+
+/// A workspace with one instance (a data and a boot volume).
+fn seed(sim: &Sim) {
+    sim.post(
+        "/_sim/powervs/workspaces",
+        json!({"cloud_instance_id": CID, "crn": crn()}),
+    );
+    sim.post(
+        "/_sim/powervs/instances",
+        json!({"cloud_instance_id": CID, "pvm_instance_id": PVM,
+               "volume_ids": ["vol-data", "vol-boot"]}),
+    );
+}
+
+fn settings(sim: &Sim, body: Value) {
+    sim.post("/_sim/powervs/settings", body);
+}
+
+fn manual_snapshot(sim: &Sim, name: &str) -> String {
+    let v = sim.post(
+        "/_sim/powervs/snapshots",
+        json!({"cloud_instance_id": CID, "pvm_instance_id": PVM, "name": name,
+               "description": "taken by hand"}),
+    );
+    v["snapshot_id"].as_str().expect("snapshot_id").to_string()
+}
+
+fn requests(sim: &Sim, action: &str) -> Vec<Value> {
+    sim.get(&format!("/_sim/requests?dialect=powervs&action={action}"))["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn all_requests(sim: &Sim) -> Vec<Value> {
+    sim.get("/_sim/requests?dialect=powervs")["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn live_snapshots(sim: &Sim) -> Vec<Value> {
+    sim.get("/_sim/powervs/snapshots")["snapshots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["gone"] == false)
+        .collect()
+}
+
+fn status(r: &Value) -> u64 {
+    r["http_status"].as_u64().unwrap_or(0)
+}
+
+/// The policy file: `auth` holds the auth lines of the provider section.
+fn config(wd: &Workdir, sim: &Sim, auth: &str, retain: u32) -> std::path::PathBuf {
+    wd.write_config(&format!(
+        r#"[daemon]
+state_path = "{state}"
+
+[providers.pvs]
+kind = "powervs"
+endpoint = "{url}/powervs"
+cloud_instance_id = "{CID}"
+crn = "{crn}"
+requests_per_second = 100
+{auth}
+
+[[policy]]
+name = "lpar"
+provider = "pvs"
+resource = "instance"
+targets = ["{PVM}"]
+volume_ids = ["vol-data"]
+schedule = "0 30 2 * * *"
+retain = {retain}
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+timeout = "30s"
+"#,
+        state = wd.state_path().display(),
+        url = sim.url,
+        crn = crn(),
+    ))
+}
+
+fn api_key_auth(sim: &Sim, key: &str) -> String {
+    format!(
+        "api_key_env = \"{}\"\niam_endpoint = \"{}/powervs/identity/token\"",
+        secret_env_name(key),
+        sim.url
+    )
+}
+
+/// `snapwarden snapshot` once, with `secret` in its variable.
+fn snapshot(wd: &Workdir, secret: &str) -> Output {
+    let cfg = wd.config_path();
+    wd.cmd(
+        &[
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "lpar",
+        ],
+        secret,
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Nothing the engine saw failed: no retry, no failed poll.
+fn assert_no_failed_call_reached_the_engine(out: &Output) {
+    let t = text(out);
+    for needle in ["retrying", "poll failed", "operation failed", "WARN"] {
+        assert!(!t.contains(needle), "{needle:?} in the output:\n{t}");
+    }
+}
+
+/// IBM Cloud API key: three runs, each followed to `available` while the
+/// short-lived tokens are renewed mid-run, pruned to retain = 2; the
+/// manual snapshot (whose name looks like ours) is untouched; snapshots
+/// carry our description and only the policy's volume.
+#[test]
+fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
+    let sim = Sim::start("2500ms");
+    seed(&sim);
+    settings(&sim, json!({"token_lifetime_s": 2}));
+    let manual = manual_snapshot(&sim, &format!("lpar-{PVM}-19990101T000000Z"));
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+
+    for _ in 0..3 {
+        let out = snapshot(&wd, API_KEY);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("ok, 1 created"), "{}", text(&out));
+        assert_no_failed_call_reached_the_engine(&out);
+        assert!(!text(&out).contains(API_KEY), "the key must not be logged");
+    }
+
+    // Tokens were renewed within runs: more exchanges than processes, and
+    // no pcloud call was ever refused.
+    let iam = requests(&sim, "iam.token");
+    assert!(iam.len() > 3, "only {} token exchanges", iam.len());
+    assert!(iam.iter().all(|r| status(r) == 200));
+    assert!(iam.iter().all(|r| r["params"].get("apikey").is_none()));
+    let pcloud: Vec<Value> = all_requests(&sim)
+        .into_iter()
+        .filter(|r| r["action"].as_str().unwrap_or("").starts_with("pcloud."))
+        .collect();
+    let deleted: Vec<Value> = requests(&sim, "pcloud.cloudinstances.snapshots.delete");
+    let refused: Vec<&Value> = pcloud
+        .iter()
+        .filter(|r| status(r) >= 400)
+        // The 404 that confirms a delete is the expected answer.
+        .filter(|r| {
+            !(status(r) == 404
+                && r["action"] == "pcloud.cloudinstances.snapshots.get"
+                && deleted
+                    .iter()
+                    .any(|d| d["params"]["snapshot_id"] == r["params"]["snapshot_id"]))
+        })
+        .collect();
+    assert!(refused.is_empty(), "pcloud calls refused: {refused:?}");
+    assert!(pcloud.iter().all(|r| r["params"]["crn"] == crn().as_str()));
+
+    let creates = requests(&sim, "pcloud.pvminstances.snapshots.post");
+    assert_eq!(creates.len(), 3);
+    for c in &creates {
+        assert_eq!(status(c), 202);
+        assert_eq!(c["params"]["volumeIDs"], "vol-data");
+        let d = c["params"]["description"].as_str().unwrap_or("");
+        assert!(
+            d.starts_with(&format!("snapwarden policy=lpar target={PVM} slot=")),
+            "{d}"
+        );
+    }
+    let gets = requests(&sim, "pcloud.cloudinstances.snapshots.get");
+    assert!(!gets.is_empty(), "completion was read with GET");
+
+    let live = live_snapshots(&sim);
+    let own: Vec<&Value> = live
+        .iter()
+        .filter(|s| s["snapshot_id"] != manual.as_str())
+        .collect();
+    assert_eq!(own.len(), 2, "retain = 2: {live:?}");
+    assert!(own.iter().all(|s| s["status"] == "available"));
+    assert!(own.iter().all(|s| s["volume_ids"] == json!(["vol-data"])));
+    assert!(
+        live.iter().any(|s| s["snapshot_id"] == manual.as_str()),
+        "the manual snapshot is untouched"
+    );
+    let deletes = requests(&sim, "pcloud.cloudinstances.snapshots.delete");
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(status(&deletes[0]), 202);
+
+    let rows = wd.state().all_snapshots().expect("ledger");
+    let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
+    assert_eq!(count(LedgerState::Available), 2);
+    assert_eq!(count(LedgerState::Deleted), 1);
+}
+
+/// A token revoked mid-run: pcloud answers 401, the client re-issues once
+/// and repeats the call; the run succeeds without the engine seeing it.
+#[test]
+fn a_revoked_token_is_reissued_once_without_failing_the_run() {
+    let sim = Sim::start("1500ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    let cfg = config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+    let child = Command::new(BIN)
+        .args([
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "lpar",
+        ])
+        .env(secret_env_name(API_KEY), API_KEY)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start snapshot");
+    wait_for("the create call", MINUTE, || {
+        (!requests(&sim, "pcloud.pvminstances.snapshots.post").is_empty()).then_some(())
+    });
+    sim.post("/_sim/powervs/revoke_access_tokens", json!({}));
+    let out = child.wait_with_output().expect("snapshot exits");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_failed_call_reached_the_engine(&out);
+    let rejected: Vec<Value> = all_requests(&sim)
+        .into_iter()
+        .filter(|r| status(r) == 401)
+        .collect();
+    assert_eq!(rejected.len(), 1, "exactly one 401, then a fresh token");
+    assert_eq!(requests(&sim, "iam.token").len(), 2);
+}
+
+/// IP4G refresh tokens rotate on every use; the newest is kept in the
+/// state database, so a second process (a restart) uses it, although the
+/// configured one was retired by the first exchange.
+#[test]
+fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
+    let sim = Sim::start("2500ms");
+    seed(&sim);
+    settings(&sim, json!({"token_lifetime_s": 2}));
+    let first = "ip4g-first-refresh-token-e2e";
+    sim.post(
+        "/_sim/powervs/refresh_tokens",
+        json!({"refresh_token": first}),
+    );
+    let wd = Workdir::new();
+    config(
+        &wd,
+        &sim,
+        &format!("refresh_token_env = \"{}\"", secret_env_name(first)),
+        2,
+    );
+    for _ in 0..2 {
+        let out = snapshot(&wd, first);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_no_failed_call_reached_the_engine(&out);
+        assert!(!text(&out).contains(first));
+    }
+    let exchanges = requests(&sim, "ip4g.token");
+    assert!(exchanges.len() >= 3, "renewed mid-run: {exchanges:?}");
+    assert!(exchanges.iter().all(|r| status(r) == 200), "{exchanges:?}");
+    let tokens = sim.get("/_sim/powervs/tokens");
+    assert_eq!(
+        tokens["refresh_tokens_retired"].as_u64(),
+        Some(exchanges.len() as u64),
+        "every exchange retired the previous refresh token: {tokens}"
+    );
+    assert_eq!(
+        live_snapshots(&sim)
+            .iter()
+            .filter(|s| s["status"] == "available")
+            .count(),
+        2
+    );
+}
+
+/// `login` runs the device flow against the simulator and stores the
+/// first refresh token; a section with only `auth = "refresh_token"` then
+/// works. Before the login, the run says what to do.
+#[test]
+fn login_device_flow_then_refresh_token_auth() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    let cfg = config(&wd, &sim, "auth = \"refresh_token\"", 2);
+
+    let out = snapshot(&wd, "unused");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("snapwarden login -c FILE --provider pvs"),
+        "{}",
+        text(&out)
+    );
+
+    let mut child = Command::new(BIN)
+        .args([
+            "login",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--provider",
+            "pvs",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start login");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let code = loop {
+        let line = lines
+            .next()
+            .expect("login prints the code")
+            .expect("readable line");
+        if let Some(rest) = line.split("enter the code ").nth(1) {
+            assert!(line.contains("/powervs/device"), "{line}");
+            break rest.trim().to_string();
+        }
+    };
+    // Not approved yet: the login keeps polling.
+    wait_for("a pending device poll", MINUTE, || {
+        requests(&sim, "ip4g.device.token")
+            .iter()
+            .any(|r| status(r) == 400)
+            .then_some(())
+    });
+    sim.post("/_sim/powervs/device/approve", json!({"user_code": code}));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("login exits");
+    assert!(exit.success(), "login failed: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("Signed in")), "{rest:?}");
+
+    let out = snapshot(&wd, "unused");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_failed_call_reached_the_engine(&out);
+}
+
+/// A static bearer token works until it expires; then the error says so.
+#[test]
+fn bearer_token_works_and_an_expired_one_is_named_plainly() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let http = reqwest::blocking::Client::new();
+    let token = |http: &reqwest::blocking::Client| -> String {
+        let v: Value = http
+            .post(format!("{}/powervs/identity/token", sim.url))
+            .form(&[
+                ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+                ("apikey", API_KEY),
+            ])
+            .send()
+            .and_then(|r| r.json())
+            .expect("IAM token");
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    };
+    let good = token(&http);
+    let wd = Workdir::new();
+    config(
+        &wd,
+        &sim,
+        &format!("bearer_token_env = \"{}\"", secret_env_name(&good)),
+        2,
+    );
+    let out = snapshot(&wd, &good);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(&good));
+
+    settings(&sim, json!({"token_lifetime_s": 1}));
+    let short = token(&http);
+    std::thread::sleep(Duration::from_millis(2100));
+    config(
+        &wd,
+        &sim,
+        &format!("bearer_token_env = \"{}\"", secret_env_name(&short)),
+        2,
+    );
+    let creates_before = requests(&sim, "pcloud.pvminstances.snapshots.post").len();
+    let out = snapshot(&wd, &short);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("static bearer_token expired at"), "{t}");
+    assert!(!t.contains(&short));
+    assert_eq!(
+        requests(&sim, "pcloud.pvminstances.snapshots.post").len(),
+        creates_before,
+        "nothing is sent with an expired token"
+    );
+}
+
+/// A wrong API key: a clear auth error, not retried, nothing created.
+#[test]
+fn a_wrong_api_key_is_a_clear_auth_error() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    let wrong = "not-the-api-key-e2e";
+    config(&wd, &sim, &api_key_auth(&sim, wrong), 2);
+    let out = snapshot(&wd, wrong);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("IBM Cloud IAM rejected the api_key")
+            && t.contains("Provided API key could not be found"),
+        "{t}"
+    );
+    assert!(!t.contains(wrong), "the key must not be shown: {t}");
+    assert_eq!(
+        requests(&sim, "iam.token").len(),
+        1,
+        "an auth error is not retried"
+    );
+    assert!(requests(&sim, "pcloud.pvminstances.snapshots.post").is_empty());
+}
+
+/// Another snapshot in progress on the instance: the create answers 409,
+/// which is retried until the other one is done.
+#[test]
+fn a_409_for_a_snapshot_in_progress_is_retried() {
+    let sim = Sim::start("800ms");
+    seed(&sim);
+    // Someone else starts a snapshot of the instance through the API.
+    let http = reqwest::blocking::Client::new();
+    let v: Value = http
+        .post(format!("{}/powervs/identity/token", sim.url))
+        .form(&[
+            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+            ("apikey", API_KEY),
+        ])
+        .send()
+        .and_then(|r| r.json())
+        .expect("IAM token");
+    let token = v["access_token"].as_str().expect("token").to_string();
+    let r = http
+        .post(format!(
+            "{}/powervs/pcloud/v1/cloud-instances/{CID}/pvm-instances/{PVM}/snapshots",
+            sim.url
+        ))
+        .bearer_auth(&token)
+        .header("CRN", crn())
+        .json(&json!({"name": "by-hand-in-progress"}))
+        .send()
+        .expect("manual create");
+    assert_eq!(r.status().as_u16(), 202);
+
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours: Vec<Value> = requests(&sim, "pcloud.pvminstances.snapshots.post")
+        .into_iter()
+        .filter(|r| r["params"]["name"] != "by-hand-in-progress")
+        .collect();
+    assert!(
+        ours.len() >= 2 && status(&ours[0]) == 409,
+        "first a 409, then more attempts: {ours:?}"
+    );
+    assert_eq!(status(ours.last().expect("one")), 202);
+    assert!(text(&out).contains("retrying"), "{}", text(&out));
+    assert_eq!(live_snapshots(&sim).len(), 2, "ours and the other one");
+}
+
+/// A snapshot that ends in `error`: the run fails with the cloud's
+/// `statusDetail`, and nothing is pruned after a failed run.
+#[test]
+fn a_failed_snapshot_reports_its_detail_and_prunes_nothing() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 1);
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(1100)); // a new slot
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
+                     "fault": "fail_job", "count": 1}),
+    );
+    let out = snapshot(&wd, API_KEY);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("\"error\"") && t.contains("storage backend reported an error"),
+        "{t}"
+    );
+    assert!(requests(&sim, "pcloud.cloudinstances.snapshots.delete").is_empty());
+    assert_eq!(
+        live_snapshots(&sim).len(),
+        2,
+        "the good one stays: retain 1 is not applied"
+    );
+}
+
+/// The create's answer is lost (the connection drops after the cloud made
+/// the snapshot): the engine looks the slot up by our description before
+/// creating again, so there is exactly one snapshot. Throttled polls are
+/// retried.
+#[test]
+fn a_lost_create_answer_is_reconciled_without_a_duplicate() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
+                     "fault": "drop_connection", "count": 1}),
+    );
+    sim.fault(
+        json!({"dialect": "powervs", "action": "pcloud.cloudinstances.snapshots.getall",
+                     "fault": "throttle", "count": 1}),
+    );
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        requests(&sim, "pcloud.pvminstances.snapshots.post").len(),
+        1
+    );
+    let live = live_snapshots(&sim);
+    assert_eq!(live.len(), 1, "{live:?}");
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].snapshot_id,
+        live[0]["snapshot_id"].as_str().unwrap_or("")
+    );
+    assert!(text(&out).contains("adopting"), "{}", text(&out));
+}
