@@ -40,7 +40,10 @@ impl RetryPolicy {
         now: DateTime<Utc>,
         deadline: DateTime<Utc>,
     ) -> Option<Duration> {
-        if !error.kind.is_retryable() || attempt >= self.max_attempts {
+        // A busy resource (another snapshot in progress) is not a failure
+        // until the policy's timeout: only the deadline ends those retries.
+        let capped = error.kind != ErrorKind::Busy && attempt >= self.max_attempts;
+        if !error.kind.is_retryable() || capped {
             return None;
         }
         // Throttling: start from a longer delay so we do not add to it.
