@@ -60,7 +60,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
         }
     };
     let sim = Simulator::new(SimOptions {
-        job_duration: Duration::from_secs(2),
+        job_duration: Duration::from_secs(1),
     });
     for p in &config.policies {
         let Some(pc) = config.providers.get(&p.provider) else {

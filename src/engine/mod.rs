@@ -709,27 +709,35 @@ impl Engine {
             })
             .collect();
         let candidates: Vec<&Candidate> = groups.values().flatten().collect();
+        // Incremental chains: delete one at a time, dependants first (the
+        // order retention gives), so no delete meets a dependant still
+        // being deleted. Independent snapshots are deleted side by side.
+        let chained = candidates
+            .iter()
+            .any(|c| c.chain.as_ref().is_some_and(|ch| !ch.full));
         let mut waits = Vec::new();
-        for d in report
+        let to_delete: Vec<String> = report
             .decisions
             .iter()
             .filter(|d| d.verdict == Verdict::Delete)
-        {
-            let Some(c) = candidates.iter().find(|c| c.id == d.id) else {
+            .map(|d| d.id.clone())
+            .collect();
+        for id in &to_delete {
+            let Some(c) = candidates.iter().find(|c| &c.id == id) else {
                 continue;
             };
-            let Some(row) = by_id.get(d.id.as_str()) else {
+            let Some(row) = by_id.get(id.as_str()) else {
                 continue;
             };
             if !c.own || c.condition != Condition::Good || newest_good.contains(&c.id) {
-                error!(policy = %policy.name, target, snapshot = %d.id, "refusing a delete that breaks a guard");
+                error!(policy = %policy.name, target, snapshot = %id, "refusing a delete that breaks a guard");
                 continue;
             }
             match self
-                .delete_one(ps, policy, target, row.id, &d.id, deadline)
+                .delete_one(ps, policy, target, row.id, id, deadline)
                 .await
             {
-                Ok(Some(w)) => waits.push((d.id.clone(), w)),
+                Ok(Some(w)) => waits.push((id.clone(), w)),
                 Ok(None) => report.deleted += 1,
                 Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
                 Err(e) => {
@@ -739,11 +747,24 @@ impl Engine {
                         &policy.provider,
                         e.reason(),
                     );
-                    report.failed.push(format!("{}: {e}", d.id))
+                    report.failed.push(format!("{id}: {e}"))
                 }
             }
+            if chained {
+                self.collect_deletes(&mut waits, &mut report).await?;
+            }
         }
-        for (id, w) in waits {
+        self.collect_deletes(&mut waits, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Wait for the deletes in flight and count their outcomes.
+    async fn collect_deletes(
+        &self,
+        waits: &mut Vec<(String, tokio::sync::oneshot::Receiver<OpOutcome>)>,
+        report: &mut PruneReport,
+    ) -> Result<(), EngineError> {
+        for (id, w) in waits.drain(..) {
             match self.or_shutdown(w).await? {
                 Ok(OpOutcome::Succeeded) => report.deleted += 1,
                 Ok(OpOutcome::Failed(reason) | OpOutcome::TimedOut(reason)) => {
@@ -752,7 +773,7 @@ impl Engine {
                 Err(_) => return Err(EngineError::Shutdown),
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     async fn delete_one(

@@ -217,6 +217,9 @@ pub struct TargetSummary {
 pub struct State {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// A second connection for health probes, so a probe never waits behind
+    /// the engine's own writes (opened lazily; none for read-only use).
+    probe: Mutex<Option<Connection>>,
 }
 
 impl std::fmt::Debug for State {
@@ -434,6 +437,7 @@ impl State {
         let state = State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            probe: Mutex::new(None),
         };
         state.configure().map_err(|e| match e {
             StateError::Sql(source) => StateError::Open {
@@ -474,6 +478,7 @@ impl State {
         Ok(State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            probe: Mutex::new(None),
         })
     }
 
@@ -524,14 +529,21 @@ impl State {
     }
 
     /// A cheap write to prove the database is usable (health checks).
-    /// Takes the write lock for an instant (without waiting long for it:
-    /// the caller is the scheduler loop), so a locked or unwritable
-    /// database shows up in health checks.
+    /// Takes the write lock for an instant on a connection of its own
+    /// (waiting at most 200 ms for it), so a locked or unwritable database
+    /// shows up in health checks even while the engine is blocked on it.
     pub fn probe_writable(&self) -> Result<()> {
-        let conn = self.conn();
-        conn.busy_timeout(Duration::from_millis(200))?;
+        let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = match probe.take() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path)?;
+                c.busy_timeout(Duration::from_millis(200))?;
+                c
+            }
+        };
         let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
-        conn.busy_timeout(Duration::from_secs(5))?;
+        *probe = Some(conn);
         result?;
         Ok(())
     }
