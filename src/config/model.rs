@@ -108,12 +108,14 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderSettings {
     QingCloud(QingCloudSettings),
+    Lightsail(LightsailSettings),
 }
 
 impl ProviderSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSettings::QingCloud(_) => "qingcloud",
+            ProviderSettings::Lightsail(_) => "lightsail",
         }
     }
 }
@@ -127,6 +129,30 @@ pub struct QingCloudSettings {
     pub secret_access_key: Secret,
     /// Default `https://api.qingcloud.com/iaas/`.
     pub endpoint: String,
+}
+
+/// `kind = "lightsail"`.
+#[derive(Debug, Clone)]
+pub struct LightsailSettings {
+    /// e.g. `eu-central-1`.
+    pub region: String,
+    pub credentials: LightsailCredentials,
+    /// Override (private endpoint, simulator); None = the SDK's endpoint
+    /// for the region (or `AWS_ENDPOINT_URL[_LIGHTSAIL]`).
+    pub endpoint: Option<String>,
+}
+
+/// Where Lightsail credentials come from.
+#[derive(Debug, Clone)]
+pub enum LightsailCredentials {
+    /// `access_key_id` + `secret_access_key[_file|_env]`.
+    Static {
+        access_key_id: String,
+        secret_access_key: Secret,
+    },
+    /// The standard AWS chain (environment, shared profile, web identity,
+    /// container, EC2 instance role), with `profile` if given.
+    Chain { profile: Option<String> },
 }
 
 /// One `[[policy]]`.

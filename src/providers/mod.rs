@@ -7,6 +7,7 @@
 //! module below this one and must not leak into the engine.
 
 pub mod http;
+pub mod lightsail;
 pub mod qingcloud;
 
 use std::fmt;
@@ -380,6 +381,13 @@ pub fn build(
         crate::config::ProviderSettings::QingCloud(s) => {
             std::sync::Arc::new(qingcloud::QingCloud::new(s, api))
         }
+        crate::config::ProviderSettings::Lightsail(s) => std::sync::Arc::new(
+            lightsail::Lightsail::new(s, api, cfg.request_timeout, cfg.ca_file.as_deref())
+                .map_err(|source| BuildError {
+                    name: cfg.name.clone(),
+                    source,
+                })?,
+        ),
     })
 }
 

@@ -21,6 +21,7 @@ mod conn;
 mod control;
 mod faults;
 mod journal;
+mod lightsail;
 mod qingcloud;
 
 #[cfg(test)]
@@ -37,10 +38,14 @@ pub use conn::ConnHandle;
 pub const DEFAULT_QINGCLOUD_ACCESS_KEY_ID: &str = "QYSIMACCESSKEY";
 /// Secret belonging to [`DEFAULT_QINGCLOUD_ACCESS_KEY_ID`].
 pub const DEFAULT_QINGCLOUD_SECRET: &str = "sim-qingcloud-secret";
+/// Access key a fresh [`Simulator`] accepts for Lightsail.
+pub const DEFAULT_LIGHTSAIL_ACCESS_KEY_ID: &str = "AKIASIMLIGHTSAIL0001";
+/// Secret belonging to [`DEFAULT_LIGHTSAIL_ACCESS_KEY_ID`].
+pub const DEFAULT_LIGHTSAIL_SECRET: &str = "sim-lightsail-secret";
 
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
-pub const DIALECTS: &[&str] = &[qingcloud::DIALECT];
+pub const DIALECTS: &[&str] = &[qingcloud::DIALECT, lightsail::DIALECT];
 
 /// How the simulator behaves when it starts; most of it can be changed later
 /// through `POST /_sim/settings`.
@@ -65,6 +70,7 @@ pub(crate) struct SimState {
     pub(crate) journal: journal::Journal,
     pub(crate) faults: faults::FaultRegistry,
     pub(crate) qingcloud: qingcloud::QingState,
+    pub(crate) lightsail: lightsail::LightsailState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -77,6 +83,8 @@ impl Simulator {
     pub fn new(opts: SimOptions) -> Self {
         let mut qing = qingcloud::QingState::default();
         qing.add_credentials(DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET);
+        let mut ls = lightsail::LightsailState::default();
+        ls.add_credentials(DEFAULT_LIGHTSAIL_ACCESS_KEY_ID, DEFAULT_LIGHTSAIL_SECRET);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 settings: control::Settings {
@@ -86,6 +94,7 @@ impl Simulator {
                 journal: journal::Journal::default(),
                 faults: faults::FaultRegistry::default(),
                 qingcloud: qing,
+                lightsail: ls,
             })),
         }
     }
@@ -99,9 +108,11 @@ impl Simulator {
     pub fn router(&self) -> Router {
         let control = control::routes()
             .merge(qingcloud::control_routes())
+            .merge(lightsail::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
+            .merge(lightsail::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
@@ -163,6 +174,40 @@ impl Simulator {
             snapshot_name,
             create_time.unwrap_or(now),
         )
+    }
+
+    pub fn add_lightsail_credentials(&self, access_key_id: &str, secret_access_key: &str) {
+        self.lock()
+            .lightsail
+            .add_credentials(access_key_id, secret_access_key);
+    }
+
+    /// A Lightsail instance (`disk = false`) or disk the simulator knows.
+    pub fn seed_lightsail_resource(&self, name: &str, disk: bool) {
+        let family = if disk {
+            lightsail::Family::Disk
+        } else {
+            lightsail::Family::Instance
+        };
+        self.lock().lightsail.seed_resource(family, name, None);
+    }
+
+    /// A Lightsail snapshot made outside snapwarden, untagged, available at
+    /// once; `auto` marks it as a kept copy of an automatic snapshot.
+    pub fn seed_lightsail_snapshot(&self, name: &str, source: &str, disk: bool, auto: bool) {
+        let seed = lightsail::SeedSnapshot {
+            name: name.to_string(),
+            source: source.to_string(),
+            resource: if disk { "disk" } else { "instance" }.to_string(),
+            tags: Vec::new(),
+            auto,
+            created_at: None,
+        };
+        // A taken name only means it was seeded already.
+        let _ = self
+            .lock()
+            .lightsail
+            .seed_snapshot(&seed, chrono::Utc::now());
     }
 
     /// The lock is only poisoned if a handler panicked while holding it; the

@@ -86,6 +86,7 @@ async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
             journal,
             faults: registry,
             qingcloud,
+            ..
         } = &mut *guard;
         let hit = registry.for_request(DIALECT, &action);
         let mut job_fault = None;

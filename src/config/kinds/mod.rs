@@ -8,6 +8,7 @@
 //! then the same table (with its original byte spans) is deserialized into
 //! the common keys and into the kind's own struct.
 
+mod lightsail;
 mod qingcloud;
 
 use std::ops::Range;
@@ -25,7 +26,7 @@ use super::Cx;
 use crate::providers::Capabilities;
 
 /// Kinds that are built, in the order shown to users.
-const SUPPORTED: &[&str] = &["qingcloud"];
+const SUPPORTED: &[&str] = &["qingcloud", "lightsail"];
 /// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
 const ALL: &[&str] = &[
     "qingcloud",
@@ -39,12 +40,14 @@ const ALL: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     QingCloud,
+    Lightsail,
 }
 
 impl Kind {
     fn from_name(name: &str) -> Option<Kind> {
         match name {
             "qingcloud" => Some(Kind::QingCloud),
+            "lightsail" => Some(Kind::Lightsail),
             _ => None,
         }
     }
@@ -52,6 +55,7 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::QingCloud => "qingcloud",
+            Kind::Lightsail => "lightsail",
         }
     }
 
@@ -59,6 +63,7 @@ impl Kind {
     pub(crate) fn capabilities(self) -> Capabilities {
         match self {
             Kind::QingCloud => crate::providers::qingcloud::CAPABILITIES,
+            Kind::Lightsail => crate::providers::lightsail::CAPABILITIES,
         }
     }
 
@@ -66,6 +71,7 @@ impl Kind {
     pub(crate) fn check_target(self, resource: &str, target: &str) -> Result<(), String> {
         match self {
             Kind::QingCloud => qingcloud::check_target(resource, target),
+            Kind::Lightsail => lightsail::check_target(resource, target),
         }
     }
 
@@ -73,6 +79,7 @@ impl Kind {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Kind::QingCloud => fields_of::<qingcloud::RawQingCloud>(),
+            Kind::Lightsail => fields_of::<lightsail::RawLightsail>(),
         }
     }
 
@@ -87,6 +94,11 @@ impl Kind {
                 let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
                 qingcloud::build(section, &raw, common.endpoint.as_ref(), cx)
                     .map(ProviderSettings::QingCloud)
+            }
+            Kind::Lightsail => {
+                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+                lightsail::build(section, &raw, common.endpoint.as_ref(), cx)
+                    .map(ProviderSettings::Lightsail)
             }
         }
     }
