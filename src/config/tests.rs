@@ -76,7 +76,9 @@ fn defaults_are_filled_in() {
     assert_eq!(p.max_in_flight, 20);
     assert_eq!(p.request_timeout, Duration::from_secs(30));
     assert!(p.ca_file.is_none());
-    let ProviderSettings::QingCloud(qc) = &p.settings;
+    let ProviderSettings::QingCloud(qc) = &p.settings else {
+        panic!("a qingcloud section")
+    };
     assert_eq!(qc.endpoint, "https://api.qingcloud.com/iaas/");
     assert_eq!(qc.secret_access_key.expose(), SECRET);
 
@@ -147,7 +149,9 @@ fn secret_from_file_is_trimmed_and_warns_on_loose_mode() {
     // Relative to the config file's folder.
     let text = config("secret_access_key_file = \"qc.secret\"", "");
     let c = load_with_env(&text, &cfg_path, &env_with(&[])).expect("valid");
-    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings else {
+        panic!("a qingcloud section")
+    };
     assert_eq!(qc.secret_access_key.expose(), SECRET);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
@@ -176,7 +180,9 @@ fn secret_file_missing_names_key_and_file() {
 fn secret_from_env() {
     let text = config("secret_access_key_env = \"QY_SECRET\"", "");
     let c = load_env(&text, &[("QY_SECRET", &format!("{SECRET}\n"))]).expect("valid");
-    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings else {
+        panic!("a qingcloud section")
+    };
     assert_eq!(qc.secret_access_key.expose(), SECRET);
 
     let p = problems(&text, &[]);
@@ -195,7 +201,9 @@ fn secret_from_env() {
 fn literal_secret_is_accepted_with_a_positioned_warning() {
     let text = config(&format!("secret_access_key = \"{SECRET}\""), "");
     let c = load_env(&text, &[]).expect("valid");
-    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings;
+    let ProviderSettings::QingCloud(qc) = &c.providers["qc"].settings else {
+        panic!("a qingcloud section")
+    };
     assert_eq!(qc.secret_access_key.expose(), SECRET);
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     let expected = format!(
