@@ -86,22 +86,29 @@ pub async fn run(
 
     let health = Arc::new(Health::default());
     health.tick();
-    if let Some(addr) = config.daemon.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| DaemonError::Metrics(format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| DaemonError::Metrics(e.to_string()))?;
-        info!(address = %bound, "metrics listening on {bound}");
-        let health = health.clone();
-        let stop = shutdown_tx.subscribe();
-        tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, health, crate::engine::stopped(stop)).await {
-                error!(error = %e, "metrics endpoint failed");
-            }
-        });
-    }
+    // The health probe and the metrics endpoint run on a thread of their
+    // own, so /healthz answers and the ledger is probed even when the
+    // engine is stuck waiting on a locked database.
+    let listener = match config.daemon.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| DaemonError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+            info!(address = %bound, "metrics listening on {bound}");
+            Some(l)
+        }
+        None => None,
+    };
+    let observer = server::start(
+        listener,
+        health.clone(),
+        state.clone(),
+        HEALTH_EVERY,
+        shutdown_tx.subscribe(),
+    )
+    .map_err(|e| DaemonError::Metrics(e.to_string()))?;
 
     let alerter = Alerter::new(&config);
     for s in state.summaries()? {
@@ -176,18 +183,14 @@ pub async fn run(
                 check_stale(&alerter, &state, &config);
             }
             _ = health_check.tick() => {
-                match state.probe_writable() {
+                match health.check() {
                     Ok(()) => {
-                        health.set_database(Ok(()));
                         notify::status(&status_line(&state, &config));
                         if watchdog.is_some() {
                             notify::watchdog();
                         }
                     }
-                    Err(e) => {
-                        warn!(error = %e, "state database not writable; withholding the watchdog ping");
-                        health.set_database(Err(e.to_string()));
-                    }
+                    Err(e) => warn!(reason = %e, "unhealthy; withholding the watchdog ping"),
                 }
             }
         }
@@ -206,6 +209,7 @@ pub async fn run(
         tasks.abort_all();
     }
     waker.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || observer.join()).await;
     info!("snapwarden stopped");
     Ok(())
 }

@@ -140,6 +140,27 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     );
                 }
             }
+            ProviderSettings::Lightsail(l) => {
+                if let config::LightsailCredentials::Static {
+                    access_key_id,
+                    secret_access_key,
+                } = &l.credentials
+                {
+                    sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
+                }
+                for t in &p.targets {
+                    let disk = p.resource == "disk";
+                    sim.seed_lightsail_resource(t, disk);
+                    // Neither a hand-made snapshot nor a kept automatic one is ever touched.
+                    sim.seed_lightsail_snapshot(
+                        &format!("manual-{t}-before-upgrade"),
+                        t,
+                        disk,
+                        false,
+                    );
+                    sim.seed_lightsail_snapshot(&format!("{t}-auto-kept"), t, disk, true);
+                }
+            }
         }
     }
     let (stop_sim_tx, mut stop_sim_rx) = watch::channel(false);

@@ -111,6 +111,7 @@ pub enum ProviderSettings {
     UCloudStack(UCloudStackSettings),
     KakaoCloud(KakaoCloudSettings),
     PowerVs(PowerVsSettings),
+    Lightsail(LightsailSettings),
 }
 
 impl ProviderSettings {
@@ -120,6 +121,7 @@ impl ProviderSettings {
             ProviderSettings::UCloudStack(_) => "ucloudstack",
             ProviderSettings::KakaoCloud(_) => "kakaocloud",
             ProviderSettings::PowerVs(_) => "powervs",
+            ProviderSettings::Lightsail(_) => "lightsail",
         }
     }
 }
@@ -193,6 +195,30 @@ pub enum PowerVsAuth {
     RefreshToken { refresh_token: Option<Secret> },
     /// A static token, never refreshed.
     BearerToken { bearer_token: Secret },
+}
+
+/// `kind = "lightsail"`.
+#[derive(Debug, Clone)]
+pub struct LightsailSettings {
+    /// e.g. `eu-central-1`.
+    pub region: String,
+    pub credentials: LightsailCredentials,
+    /// Override (private endpoint, simulator); None = the SDK's endpoint
+    /// for the region (or `AWS_ENDPOINT_URL[_LIGHTSAIL]`).
+    pub endpoint: Option<String>,
+}
+
+/// Where Lightsail credentials come from.
+#[derive(Debug, Clone)]
+pub enum LightsailCredentials {
+    /// `access_key_id` + `secret_access_key[_file|_env]`.
+    Static {
+        access_key_id: String,
+        secret_access_key: Secret,
+    },
+    /// The standard AWS chain (environment, shared profile, web identity,
+    /// container, EC2 instance role), with `profile` if given.
+    Chain { profile: Option<String> },
 }
 
 /// One `[[policy]]`.

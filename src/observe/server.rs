@@ -74,6 +74,69 @@ async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     }
 }
 
+/// Start the observer thread: every `probe_every` it proves the ledger
+/// writable (on a connection of its own) and feeds `health`; with a
+/// listener it also serves `/metrics` and `/healthz`. It stops when
+/// `stop` turns true.
+pub fn start(
+    listener: Option<std::net::TcpListener>,
+    health: Arc<Health>,
+    state: Arc<crate::state::State>,
+    probe_every: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    if let Some(l) = &listener {
+        l.set_nonblocking(true)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("snapwarden-observer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+            let probe = {
+                let health = health.clone();
+                let state = state.clone();
+                let stop = stop.clone();
+                async move {
+                    let mut every = tokio::time::interval(probe_every);
+                    loop {
+                        tokio::select! {
+                            _ = every.tick() => {
+                                let s = state.clone();
+                                let result = tokio::task::spawn_blocking(move || s.probe_writable())
+                                    .await
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|r| r.map_err(|e| e.to_string()));
+                                if let Err(e) = &result {
+                                    tracing::warn!(error = %e, "state database not writable");
+                                }
+                                health.set_database(result);
+                            }
+                            _ = crate::engine::stopped(stop.clone()) => break,
+                        }
+                    }
+                }
+            };
+            match listener.map(tokio::net::TcpListener::from_std) {
+                Some(Ok(l)) => {
+                    let serve = serve(l, health, crate::engine::stopped(stop));
+                    let (served, _) = tokio::join!(serve, probe);
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "metrics endpoint failed");
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "metrics endpoint failed");
+                    probe.await;
+                }
+                None => probe.await,
+            }
+        })
+        })
+}
+
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

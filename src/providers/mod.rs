@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod kakaocloud;
+pub mod lightsail;
 pub mod powervs;
 pub mod qingcloud;
 pub mod ucloudstack;
@@ -429,6 +430,13 @@ pub fn build(
         crate::config::ProviderSettings::PowerVs(s) => {
             std::sync::Arc::new(powervs::PowerVs::new(&cfg.name, s, api, secrets))
         }
+        crate::config::ProviderSettings::Lightsail(s) => std::sync::Arc::new(
+            lightsail::Lightsail::new(s, api, cfg.request_timeout, cfg.ca_file.as_deref())
+                .map_err(|source| BuildError {
+                    name: cfg.name.clone(),
+                    source,
+                })?,
+        ),
     })
 }
 

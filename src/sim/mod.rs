@@ -22,6 +22,7 @@ mod control;
 mod faults;
 mod journal;
 mod kakaocloud;
+mod lightsail;
 mod powervs;
 mod qingcloud;
 mod ucloudstack;
@@ -59,13 +60,19 @@ pub const DEFAULT_POWERVS_API_KEY: &str = "sim-powervs-api-key";
 /// IP4G refresh token a fresh [`Simulator`] accepts (once: tokens rotate).
 pub const DEFAULT_POWERVS_REFRESH_TOKEN: &str = "sim-ip4g-refresh-token";
 
+/// AWS access key id a fresh [`Simulator`] accepts for Lightsail.
+pub const DEFAULT_LIGHTSAIL_ACCESS_KEY_ID: &str = "AKIASIMLIGHTSAIL0001";
+/// Secret belonging to [`DEFAULT_LIGHTSAIL_ACCESS_KEY_ID`].
+pub const DEFAULT_LIGHTSAIL_SECRET: &str = "sim-lightsail-secret";
+
 /// Names of the dialects this simulator serves, as used by the control API
 /// (`"dialect"` in faults and in the request journal).
 pub const DIALECTS: &[&str] = &[
     qingcloud::DIALECT,
     ucloudstack::DIALECT,
-    kakaocloud::DIALECT,
+    lightsail::DIALECT,
     powervs::DIALECT,
+    kakaocloud::DIALECT,
 ];
 
 /// How the simulator behaves when it starts; most of it can be changed later
@@ -94,6 +101,7 @@ pub(crate) struct SimState {
     pub(crate) ucloudstack: ucloudstack::UcsState,
     pub(crate) kakaocloud: kakaocloud::KakaoState,
     pub(crate) powervs: powervs::PvsState,
+    pub(crate) lightsail: lightsail::LightsailState,
 }
 
 /// A running simulator's shared state; cheap to clone (one `Arc`).
@@ -114,6 +122,8 @@ impl Simulator {
         ucs.add_zone(DEFAULT_UCLOUDSTACK_REGION, DEFAULT_UCLOUDSTACK_ZONE);
         let mut kakao = kakaocloud::KakaoState::default();
         kakao.add_credentials(DEFAULT_KAKAOCLOUD_CREDENTIAL_ID, DEFAULT_KAKAOCLOUD_SECRET);
+        let mut ls = lightsail::LightsailState::default();
+        ls.add_credentials(DEFAULT_LIGHTSAIL_ACCESS_KEY_ID, DEFAULT_LIGHTSAIL_SECRET);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 settings: control::Settings {
@@ -132,6 +142,7 @@ impl Simulator {
                         .insert(DEFAULT_POWERVS_REFRESH_TOKEN.to_string(), true);
                     pvs
                 },
+                lightsail: ls,
             })),
         }
     }
@@ -148,12 +159,14 @@ impl Simulator {
             .merge(ucloudstack::control_routes())
             .merge(kakaocloud::control_routes())
             .merge(powervs::control_routes())
+            .merge(lightsail::control_routes())
             .layer(axum::middleware::from_fn(control::loopback_only));
         Router::new()
             .merge(qingcloud::routes())
             .merge(ucloudstack::routes())
             .merge(kakaocloud::routes())
             .merge(powervs::routes())
+            .merge(lightsail::routes())
             .merge(control)
             .fallback(control::not_found)
             .with_state(self.clone())
@@ -266,6 +279,40 @@ impl Simulator {
         self.lock()
             .kakaocloud
             .seed_snapshot(volume_id, name, None, chrono::Utc::now())
+    }
+
+    pub fn add_lightsail_credentials(&self, access_key_id: &str, secret_access_key: &str) {
+        self.lock()
+            .lightsail
+            .add_credentials(access_key_id, secret_access_key);
+    }
+
+    /// A Lightsail instance (`disk = false`) or disk the simulator knows.
+    pub fn seed_lightsail_resource(&self, name: &str, disk: bool) {
+        let family = if disk {
+            lightsail::Family::Disk
+        } else {
+            lightsail::Family::Instance
+        };
+        self.lock().lightsail.seed_resource(family, name, None);
+    }
+
+    /// A Lightsail snapshot made outside snapwarden, untagged, available at
+    /// once; `auto` marks it as a kept copy of an automatic snapshot.
+    pub fn seed_lightsail_snapshot(&self, name: &str, source: &str, disk: bool, auto: bool) {
+        let seed = lightsail::SeedSnapshot {
+            name: name.to_string(),
+            source: source.to_string(),
+            resource: if disk { "disk" } else { "instance" }.to_string(),
+            tags: Vec::new(),
+            auto,
+            created_at: None,
+        };
+        // A taken name only means it was seeded already.
+        let _ = self
+            .lock()
+            .lightsail
+            .seed_snapshot(&seed, chrono::Utc::now());
     }
 
     /// The lock is only poisoned if a handler panicked while holding it; the

@@ -9,6 +9,7 @@
 //! the common keys and into the kind's own struct.
 
 mod kakaocloud;
+mod lightsail;
 mod powervs;
 mod qingcloud;
 mod ucloudstack;
@@ -28,7 +29,13 @@ use super::Cx;
 use crate::providers::Capabilities;
 
 /// Kinds that are built, in the order shown to users.
-const SUPPORTED: &[&str] = &["qingcloud", "ucloudstack", "kakaocloud", "powervs"];
+const SUPPORTED: &[&str] = &[
+    "qingcloud",
+    "ucloudstack",
+    "lightsail",
+    "powervs",
+    "kakaocloud",
+];
 /// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
 const ALL: &[&str] = &[
     "qingcloud",
@@ -45,6 +52,7 @@ pub(crate) enum Kind {
     UCloudStack,
     KakaoCloud,
     PowerVs,
+    Lightsail,
 }
 
 impl Kind {
@@ -54,6 +62,7 @@ impl Kind {
             "ucloudstack" => Some(Kind::UCloudStack),
             "kakaocloud" => Some(Kind::KakaoCloud),
             "powervs" => Some(Kind::PowerVs),
+            "lightsail" => Some(Kind::Lightsail),
             _ => None,
         }
     }
@@ -64,6 +73,7 @@ impl Kind {
             Kind::UCloudStack => "ucloudstack",
             Kind::KakaoCloud => "kakaocloud",
             Kind::PowerVs => "powervs",
+            Kind::Lightsail => "lightsail",
         }
     }
 
@@ -74,6 +84,7 @@ impl Kind {
             Kind::UCloudStack => crate::providers::ucloudstack::CAPABILITIES,
             Kind::KakaoCloud => crate::providers::kakaocloud::CAPABILITIES,
             Kind::PowerVs => crate::providers::powervs::CAPABILITIES,
+            Kind::Lightsail => crate::providers::lightsail::CAPABILITIES,
         }
     }
 
@@ -84,6 +95,7 @@ impl Kind {
             Kind::UCloudStack => ucloudstack::check_target(resource, target),
             Kind::KakaoCloud => kakaocloud::check_target(resource, target),
             Kind::PowerVs => powervs::check_target(resource, target),
+            Kind::Lightsail => lightsail::check_target(resource, target),
         }
     }
 
@@ -94,6 +106,7 @@ impl Kind {
             Kind::UCloudStack => fields_of::<ucloudstack::RawUCloudStack>(),
             Kind::KakaoCloud => fields_of::<kakaocloud::RawKakaoCloud>(),
             Kind::PowerVs => fields_of::<powervs::RawPowerVs>(),
+            Kind::Lightsail => fields_of::<lightsail::RawLightsail>(),
         }
     }
 
@@ -123,6 +136,11 @@ impl Kind {
                 let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
                 powervs::build(section, &raw, common.endpoint.as_ref(), cx)
                     .map(ProviderSettings::PowerVs)
+            }
+            Kind::Lightsail => {
+                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+                lightsail::build(section, &raw, common.endpoint.as_ref(), cx)
+                    .map(ProviderSettings::Lightsail)
             }
         }
     }

@@ -1,0 +1,122 @@
+//! The AWS SDK client for one configured Lightsail account and region.
+//!
+//! Built lazily on the first call (loading the SDK config is async; building
+//! a provider is not). One TLS stack: rustls with ring, the same as the
+//! other providers' reqwest clients. The SDK's own retries are disabled so
+//! that the engine's retry policy is the only one; every call waits for the
+//! provider's rate limit first.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_lightsail::config::http::HttpResponse;
+use aws_sdk_lightsail::config::Credentials;
+use aws_sdk_lightsail::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use super::errors;
+use crate::config::{LightsailCredentials, LightsailSettings};
+use crate::providers::http::{ApiClient, ClientBuildError};
+use crate::providers::ProviderError;
+
+pub(super) struct Client {
+    settings: LightsailSettings,
+    http: SharedHttpClient,
+    request_timeout: Duration,
+    /// The rate limit shared with nothing else (its reqwest client is unused).
+    api: ApiClient,
+    sdk: tokio::sync::OnceCell<aws_sdk_lightsail::Client>,
+}
+
+impl Client {
+    pub(super) fn new(
+        settings: &LightsailSettings,
+        api: ApiClient,
+        request_timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client, ClientBuildError> {
+        let mut trust = tls::TrustStore::default();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaRead {
+                path: path.display().to_string(),
+                source,
+            })?;
+            trust = trust.with_pem_certificate(pem);
+        }
+        let context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| ClientBuildError::CaRead {
+                path: ca_file
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(system roots)".to_string()),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .tls_context(context)
+            .build_https();
+        Ok(Client {
+            settings: settings.clone(),
+            http,
+            request_timeout,
+            api,
+            sdk: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn sdk(&self) -> &aws_sdk_lightsail::Client {
+        self.sdk
+            .get_or_init(|| async {
+                let s = &self.settings;
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(self.http.clone())
+                    .region(Region::new(s.region.clone()))
+                    // One retry policy: the engine's.
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(self.request_timeout.min(Duration::from_secs(10)))
+                            .operation_attempt_timeout(self.request_timeout)
+                            .build(),
+                    );
+                if let Some(endpoint) = &s.endpoint {
+                    loader = loader.endpoint_url(endpoint.trim_end_matches('/'));
+                }
+                loader = match &s.credentials {
+                    LightsailCredentials::Static {
+                        access_key_id,
+                        secret_access_key,
+                    } => loader.credentials_provider(Credentials::new(
+                        access_key_id.clone(),
+                        secret_access_key.expose().to_string(),
+                        None,
+                        None,
+                        "snapwarden-config",
+                    )),
+                    LightsailCredentials::Chain { profile: Some(p) } => {
+                        loader.profile_name(p.clone())
+                    }
+                    LightsailCredentials::Chain { profile: None } => loader,
+                };
+                aws_sdk_lightsail::Client::new(&loader.load().await)
+            })
+            .await
+    }
+
+    /// One SDK call after the rate limit, its error mapped by name.
+    pub(super) async fn call<T, E, F, Fut>(&self, name: &str, f: F) -> Result<T, ProviderError>
+    where
+        F: FnOnce(aws_sdk_lightsail::Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let sdk = self.sdk().await.clone();
+        self.api.until_ready().await;
+        f(sdk).await.map_err(|e| errors::from_sdk(name, e))
+    }
+}

@@ -1,0 +1,810 @@
+//! AWS Lightsail provider: instance snapshots (`resource = "instance"`) and
+//! disk snapshots (`resource = "disk"`) through the official AWS SDK.
+//!
+//! Owns the Lightsail dialect: the SDK client (`client`), error names
+//! (`errors`), and here the mapping of operations, snapshot states and tags
+//! onto the engine's words. It never retries or sleeps (the engine owns the
+//! retry policy, the SDK's own retries are off) and never decides what to
+//! keep or delete.
+//!
+//! - Marker: every snapshot is created with the tags `snapwarden:policy`,
+//!   `snapwarden:target` and `snapwarden:slot`; a listed snapshot is ours
+//!   only if it carries all three for the listed policy and target and is
+//!   not a copy of a Lightsail automatic snapshot.
+//! - Ids: a snapshot's id is `InstanceSnapshot/<name>` or
+//!   `DiskSnapshot/<name>`. Lightsail addresses snapshots by name, and the
+//!   trait's `delete`/`poll` get no resource type, so the id carries it.
+//! - Operations: a create returns two operations (one on the snapshot, one
+//!   on the source); the engine's operation string holds both ids,
+//!   comma-separated, and an operation is done only when every one is
+//!   terminal. Then the snapshot's own state is confirmed.
+
+mod client;
+mod errors;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_sdk_lightsail::types::{DiskSnapshot, InstanceSnapshot, Operation, Tag};
+use chrono::{DateTime, Utc};
+
+use super::http::{ApiClient, ClientBuildError};
+use super::{
+    parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
+    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
+    RestoreRequest, RestoreStarted, SnapshotState,
+};
+use crate::config::LightsailSettings;
+
+/// What the `lightsail` kind supports; the config checks policies against it.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    resources: &["instance", "disk"],
+    max_status_batch: 25,
+    incremental: false,
+    restore: RestoreMode::NewResource,
+    volume_subset: false,
+};
+
+/// The ownership marker's tag keys.
+pub const TAG_POLICY: &str = "snapwarden:policy";
+pub const TAG_TARGET: &str = "snapwarden:target";
+pub const TAG_SLOT: &str = "snapwarden:slot";
+
+/// A runaway pagination guard: far more pages than any account holds.
+const MAX_PAGES: usize = 10_000;
+
+/// Which of Lightsail's two snapshot families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Instance,
+    Disk,
+}
+
+impl Family {
+    fn of_resource(resource: &str, call: &str) -> Result<Family, ProviderError> {
+        match resource {
+            "instance" => Ok(Family::Instance),
+            "disk" => Ok(Family::Disk),
+            other => Err(ProviderError::new(
+                ErrorKind::Permanent,
+                call,
+                format!("resource {other:?} is not supported by lightsail (use instance or disk)"),
+            )),
+        }
+    }
+
+    /// Lightsail's `resourceType` name, used as the id prefix.
+    fn type_name(self) -> &'static str {
+        match self {
+            Family::Instance => "InstanceSnapshot",
+            Family::Disk => "DiskSnapshot",
+        }
+    }
+
+    fn id(self, name: &str) -> String {
+        format!("{}/{name}", self.type_name())
+    }
+
+    /// `InstanceSnapshot/<name>` or `DiskSnapshot/<name>`.
+    fn parse_id<'a>(id: &'a str, call: &str) -> Result<(Family, &'a str), ProviderError> {
+        let parsed = match id.trim().split_once('/') {
+            Some(("InstanceSnapshot", name)) => Some((Family::Instance, name)),
+            Some(("DiskSnapshot", name)) => Some((Family::Disk, name)),
+            _ => None,
+        };
+        parsed.filter(|(_, n)| !n.is_empty()).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Permanent,
+                call,
+                format!(
+                    "{id:?} is not a Lightsail snapshot id of snapwarden's form \
+                     (InstanceSnapshot/<name> or DiskSnapshot/<name>)"
+                ),
+            )
+        })
+    }
+
+    fn get_call(self) -> &'static str {
+        match self {
+            Family::Instance => "GetInstanceSnapshot",
+            Family::Disk => "GetDiskSnapshot",
+        }
+    }
+}
+
+/// One Lightsail account in one region.
+pub struct Lightsail {
+    client: client::Client,
+    region: String,
+}
+
+impl Lightsail {
+    pub fn new(
+        settings: &LightsailSettings,
+        api: ApiClient,
+        request_timeout: std::time::Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Lightsail, ClientBuildError> {
+        Ok(Lightsail {
+            client: client::Client::new(settings, api, request_timeout, ca_file)?,
+            region: settings.region.clone(),
+        })
+    }
+
+    /// One snapshot by name, in a shape both families share.
+    async fn get_snapshot(&self, family: Family, name: &str) -> Result<Listed, ProviderError> {
+        let call = family.get_call();
+        match family {
+            Family::Instance => {
+                let out = self
+                    .client
+                    .call(call, |c| {
+                        c.get_instance_snapshot()
+                            .instance_snapshot_name(name)
+                            .send()
+                    })
+                    .await?;
+                out.instance_snapshot()
+                    .map(Listed::from_instance)
+                    .ok_or_else(|| unexpected(call, "no instanceSnapshot in the answer"))
+            }
+            Family::Disk => {
+                let out = self
+                    .client
+                    .call(call, |c| {
+                        c.get_disk_snapshot().disk_snapshot_name(name).send()
+                    })
+                    .await?;
+                out.disk_snapshot()
+                    .map(Listed::from_disk)
+                    .ok_or_else(|| unexpected(call, "no diskSnapshot in the answer"))
+            }
+        }
+    }
+
+    /// Every snapshot of one family, all pages.
+    async fn list_all(&self, family: Family) -> Result<Vec<Listed>, ProviderError> {
+        let call = match family {
+            Family::Instance => "GetInstanceSnapshots",
+            Family::Disk => "GetDiskSnapshots",
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen_tokens = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let next = match family {
+                Family::Instance => {
+                    let page = self
+                        .client
+                        .call(call, |c| {
+                            c.get_instance_snapshots()
+                                .set_page_token(token.clone())
+                                .send()
+                        })
+                        .await?;
+                    out.extend(page.instance_snapshots().iter().map(Listed::from_instance));
+                    page.next_page_token().map(str::to_string)
+                }
+                Family::Disk => {
+                    let page = self
+                        .client
+                        .call(call, |c| {
+                            c.get_disk_snapshots().set_page_token(token.clone()).send()
+                        })
+                        .await?;
+                    out.extend(page.disk_snapshots().iter().map(Listed::from_disk));
+                    page.next_page_token().map(str::to_string)
+                }
+            };
+            match next.filter(|t| !t.is_empty()) {
+                None => return Ok(out),
+                Some(t) => {
+                    if !seen_tokens.insert(t.clone()) {
+                        return Err(ProviderError::new(
+                            ErrorKind::Transient,
+                            call,
+                            "listing incomplete: the same nextPageToken came back twice",
+                        ));
+                    }
+                    token = Some(t);
+                }
+            }
+        }
+        Err(ProviderError::new(
+            ErrorKind::Transient,
+            call,
+            format!("listing incomplete: more than {MAX_PAGES} pages"),
+        ))
+    }
+
+    /// A create failed because the name is taken. Ours (an earlier create
+    /// of this very slot whose answer was lost) → a transient error, so the
+    /// engine looks again by listing and adopts it; anything else → conflict.
+    async fn collision(
+        &self,
+        family: Family,
+        req: &CreateRequest,
+        err: ProviderError,
+    ) -> ProviderError {
+        match self.get_snapshot(family, &req.name).await {
+            Ok(found)
+                if found.source.as_deref() == Some(req.target.as_str())
+                    && found.marker_slot(&req.marker.policy, &req.marker.target)
+                        == Some(req.marker.slot) =>
+            {
+                ProviderError::new(
+                    ErrorKind::Transient,
+                    err.call.clone(),
+                    format!(
+                        "snapshot {} already exists and carries snapwarden's tags for this slot \
+                         (an earlier create whose answer was lost); reconciling",
+                        req.name
+                    ),
+                )
+                .with_code(err.code.clone().unwrap_or_default())
+            }
+            Ok(_) => ProviderError::new(
+                ErrorKind::Conflict,
+                err.call.clone(),
+                format!(
+                    "the name {} is taken by a {} that is not snapwarden's for this slot: {}",
+                    req.name,
+                    family.type_name(),
+                    err.message
+                ),
+            ),
+            Err(e) if e.kind == ErrorKind::NotFound => ProviderError::new(
+                ErrorKind::Conflict,
+                err.call.clone(),
+                format!(
+                    "the name {} is taken by another Lightsail resource: {}",
+                    req.name, err.message
+                ),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Where each operation id stands; an id GetOperation does not know is
+    /// a failure of that operation, not of the whole poll.
+    async fn operations(&self, ids: &[String]) -> Result<HashMap<String, OpState>, ProviderError> {
+        let mut out = HashMap::new();
+        for id in ids {
+            let answer = self
+                .client
+                .call("GetOperation", |c| {
+                    c.get_operation().operation_id(id).send()
+                })
+                .await;
+            let state = match answer {
+                Ok(o) => match o.operation() {
+                    Some(op) => op_state(id, op),
+                    None => OpState::Running,
+                },
+                Err(e) if e.kind == ErrorKind::NotFound => OpState::Failed(format!(
+                    "operation {id} is unknown to GetOperation: {}",
+                    e.message
+                )),
+                Err(e) => return Err(e),
+            };
+            out.insert(id.clone(), state);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Provider for Lightsail {
+    fn kind(&self) -> &'static str {
+        "lightsail"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    /// One CreateInstanceSnapshot / CreateDiskSnapshot call, tagged.
+    async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
+        let call = match req.resource.as_str() {
+            "disk" => "CreateDiskSnapshot",
+            _ => "CreateInstanceSnapshot",
+        };
+        let family = Family::of_resource(&req.resource, call)?;
+        if req.target.trim().is_empty() || req.name.trim().is_empty() {
+            return Err(ProviderError::new(
+                ErrorKind::Permanent,
+                call,
+                "empty target or snapshot name",
+            ));
+        }
+        let tags = marker_tags(&req.marker);
+        let answer = match family {
+            Family::Instance => self
+                .client
+                .call(call, |c| {
+                    c.create_instance_snapshot()
+                        .instance_name(&req.target)
+                        .instance_snapshot_name(&req.name)
+                        .set_tags(Some(tags))
+                        .send()
+                })
+                .await
+                .map(|o| o.operations().to_vec()),
+            Family::Disk => self
+                .client
+                .call(call, |c| {
+                    c.create_disk_snapshot()
+                        .disk_name(&req.target)
+                        .disk_snapshot_name(&req.name)
+                        .set_tags(Some(tags))
+                        .send()
+                })
+                .await
+                .map(|o| o.operations().to_vec()),
+        };
+        match answer {
+            Ok(ops) => {
+                let ids = operation_ids(&ops);
+                if ids.is_empty() {
+                    // Accepted, but nothing to follow: the snapshot may well
+                    // exist, so this must be reconciled, never re-created.
+                    return Err(ProviderError::new(
+                        ErrorKind::Transient,
+                        call,
+                        "the create was answered without operations",
+                    ));
+                }
+                Ok(vec![Created {
+                    snapshot_id: family.id(&req.name),
+                    operation: ids.join(","),
+                }])
+            }
+            Err(e) if e.kind == ErrorKind::Conflict => Err(self.collision(family, req, e).await),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One GetOperation per distinct operation id, then one Get*Snapshot per
+    /// snapshot whose operations all succeeded.
+    async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
+        let mut seen = HashSet::new();
+        let ids: Vec<String> = ops
+            .iter()
+            .flat_map(|op| split_ids(&op.operation))
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        let states = self.operations(&ids).await?;
+
+        let mut looked: HashMap<String, Option<Listed>> = HashMap::new();
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match combined(&op.operation, &states) {
+                OpState::Running => out.push(OpStatus::Pending { progress: None }),
+                OpState::Failed(reason) => out.push(OpStatus::Failed { reason }),
+                OpState::Succeeded if op.kind == OpKind::Restore => out.push(OpStatus::Succeeded),
+                OpState::Succeeded => {
+                    let (family, name) = match Family::parse_id(&op.snapshot_id, "GetOperation") {
+                        Ok(v) => v,
+                        Err(e) => {
+                            out.push(OpStatus::Failed { reason: e.message });
+                            continue;
+                        }
+                    };
+                    let key = family.id(name);
+                    if !looked.contains_key(&key) {
+                        let found = match self.get_snapshot(family, name).await {
+                            Ok(s) => Some(s),
+                            Err(e) if e.kind == ErrorKind::NotFound => None,
+                            Err(e) => return Err(e),
+                        };
+                        looked.insert(key.clone(), found);
+                    }
+                    let found = looked.get(&key).and_then(Option::as_ref);
+                    out.push(confirm(op, found));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// GetInstanceSnapshots / GetDiskSnapshots, every page, kept to the
+    /// snapshots of `target`.
+    async fn list(
+        &self,
+        resource: &str,
+        target: &str,
+        policy: &str,
+    ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
+        let family = Family::of_resource(resource, "list")?;
+        let all = self.list_all(family).await?;
+        let mut seen = HashSet::new();
+        Ok(all
+            .into_iter()
+            .filter(|s| s.source.as_deref() == Some(target))
+            .filter(|s| seen.insert(s.name.clone()))
+            .map(|s| RemoteSnapshot {
+                id: family.id(&s.name),
+                marker_slot: s.marker_slot(policy, target),
+                source: target.to_string(),
+                created_at: s.created_at,
+                state: s.state,
+                name: s.name,
+                chain: None,
+            })
+            .collect())
+    }
+
+    /// DeleteInstanceSnapshot / DeleteDiskSnapshot; its operation is
+    /// followed to terminal, then the snapshot confirmed gone.
+    async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
+        let (family, name) = Family::parse_id(snapshot_id, "DeleteSnapshot")?;
+        let answer = match family {
+            Family::Instance => self
+                .client
+                .call("DeleteInstanceSnapshot", |c| {
+                    c.delete_instance_snapshot()
+                        .instance_snapshot_name(name)
+                        .send()
+                })
+                .await
+                .map(|o| o.operations().to_vec()),
+            Family::Disk => self
+                .client
+                .call("DeleteDiskSnapshot", |c| {
+                    c.delete_disk_snapshot().disk_snapshot_name(name).send()
+                })
+                .await
+                .map(|o| o.operations().to_vec()),
+        };
+        match answer {
+            // No operation to follow: the poll goes straight to the check
+            // that the snapshot is gone.
+            Ok(ops) => Ok(DeleteStarted::Tracking(operation_ids(&ops).join(","))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(DeleteStarted::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CreateInstancesFromSnapshot / CreateDiskFromSnapshot into a new
+    /// resource in the source's availability zone (or `<region>a` when the
+    /// source is gone), with the snapshot's bundle or size.
+    async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
+        let call = match req.resource.as_str() {
+            "disk" => "CreateDiskFromSnapshot",
+            _ => "CreateInstancesFromSnapshot",
+        };
+        let family = Family::of_resource(&req.resource, call)?;
+        let name = match Family::parse_id(&req.snapshot_id, call) {
+            Ok((f, name)) if f == family => name.to_string(),
+            Ok(_) => {
+                return Err(ProviderError::new(
+                    ErrorKind::Permanent,
+                    call,
+                    format!("{} is not a {} snapshot", req.snapshot_id, req.resource),
+                ))
+            }
+            // A bare snapshot name as an operator would type it.
+            Err(_) => req.snapshot_id.trim().to_string(),
+        };
+        let new_name = req
+            .new_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-restored", req.target));
+        let snap = self.get_snapshot(family, &name).await?;
+        let source = snap.source.clone().unwrap_or_else(|| req.target.clone());
+        let zone = self.zone_of(family, &source).await?;
+        let ops = match family {
+            Family::Instance => {
+                let bundle = snap.bundle_id.clone().ok_or_else(|| {
+                    unexpected(call, "the instance snapshot names no fromBundleId")
+                })?;
+                self.client
+                    .call(call, |c| {
+                        c.create_instances_from_snapshot()
+                            .instance_names(&new_name)
+                            .instance_snapshot_name(&name)
+                            .availability_zone(&zone)
+                            .bundle_id(bundle)
+                            .send()
+                    })
+                    .await?
+                    .operations()
+                    .to_vec()
+            }
+            Family::Disk => {
+                let size = snap
+                    .size_in_gb
+                    .ok_or_else(|| unexpected(call, "the disk snapshot has no sizeInGb"))?;
+                self.client
+                    .call(call, |c| {
+                        c.create_disk_from_snapshot()
+                            .disk_name(&new_name)
+                            .disk_snapshot_name(&name)
+                            .availability_zone(&zone)
+                            .size_in_gb(size)
+                            .send()
+                    })
+                    .await?
+                    .operations()
+                    .to_vec()
+            }
+        };
+        let ids = operation_ids(&ops);
+        if ids.is_empty() {
+            return Err(unexpected(
+                call,
+                "the restore was answered without operations",
+            ));
+        }
+        Ok(RestoreStarted {
+            resource_id: Some(new_name),
+            operation: ids.join(","),
+        })
+    }
+}
+
+impl Lightsail {
+    /// The availability zone of a snapshot's source, or `<region>a` when
+    /// the source no longer exists.
+    async fn zone_of(&self, family: Family, source: &str) -> Result<String, ProviderError> {
+        let fallback = format!("{}a", self.region);
+        let zone = match family {
+            Family::Instance => self
+                .client
+                .call("GetInstance", |c| {
+                    c.get_instance().instance_name(source).send()
+                })
+                .await
+                .map(|o| {
+                    o.instance()
+                        .and_then(|i| i.location())
+                        .and_then(|l| l.availability_zone())
+                        .map(str::to_string)
+                }),
+            Family::Disk => self
+                .client
+                .call("GetDisk", |c| c.get_disk().disk_name(source).send())
+                .await
+                .map(|o| {
+                    o.disk()
+                        .and_then(|d| d.location())
+                        .and_then(|l| l.availability_zone())
+                        .map(str::to_string)
+                }),
+        };
+        match zone {
+            Ok(z) => Ok(z
+                .filter(|z| !z.is_empty() && z != "all")
+                .unwrap_or(fallback)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(fallback),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A snapshot of either family, reduced to what snapwarden reads.
+#[derive(Debug, Clone)]
+struct Listed {
+    name: String,
+    /// `fromInstanceName` (instance) or `fromDiskName` (disk).
+    source: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    state: SnapshotState,
+    /// The raw state, for messages.
+    raw_state: String,
+    progress: Option<u8>,
+    tags: Vec<(String, String)>,
+    from_auto: bool,
+    bundle_id: Option<String>,
+    size_in_gb: Option<i32>,
+}
+
+impl Listed {
+    fn from_instance(s: &InstanceSnapshot) -> Listed {
+        let raw = s
+            .state()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default();
+        Listed {
+            name: s.name().unwrap_or_default().to_string(),
+            source: s.from_instance_name().map(str::to_string),
+            created_at: s.created_at().and_then(to_chrono),
+            state: match raw.as_str() {
+                "available" => SnapshotState::Available,
+                "error" => SnapshotState::Failed,
+                // `pending` and anything new: never Available.
+                _ => SnapshotState::Creating,
+            },
+            progress: None,
+            raw_state: raw,
+            tags: tags_of(s.tags()),
+            from_auto: s.is_from_auto_snapshot() == Some(true),
+            bundle_id: s.from_bundle_id().map(str::to_string),
+            size_in_gb: s.size_in_gb(),
+        }
+    }
+
+    fn from_disk(s: &DiskSnapshot) -> Listed {
+        let raw = s
+            .state()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default();
+        Listed {
+            name: s.name().unwrap_or_default().to_string(),
+            source: s.from_disk_name().map(str::to_string),
+            created_at: s.created_at().and_then(to_chrono),
+            state: match raw.as_str() {
+                "completed" => SnapshotState::Available,
+                "error" => SnapshotState::Failed,
+                // `pending`, `unknown` and anything new: never Available.
+                _ => SnapshotState::Creating,
+            },
+            progress: s
+                .progress()
+                .and_then(|p| p.trim().trim_end_matches('%').parse::<u8>().ok())
+                .map(|p| p.min(100)),
+            raw_state: raw,
+            tags: tags_of(s.tags()),
+            from_auto: s.is_from_auto_snapshot() == Some(true),
+            bundle_id: None,
+            size_in_gb: s.size_in_gb(),
+        }
+    }
+
+    /// The slot of snapwarden's marker tags for `policy` and `target`;
+    /// copies of automatic snapshots are never ours.
+    fn marker_slot(&self, policy: &str, target: &str) -> Option<DateTime<Utc>> {
+        if self.from_auto || policy.is_empty() || target.is_empty() {
+            return None;
+        }
+        let tag = |key: &str| {
+            self.tags
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        if tag(TAG_POLICY) != Some(policy) || tag(TAG_TARGET) != Some(target) {
+            return None;
+        }
+        tag(TAG_SLOT).and_then(parse_slot_label)
+    }
+}
+
+fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .filter_map(|t| {
+            t.key()
+                .map(|k| (k.to_string(), t.value().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// The three marker tags for a create.
+fn marker_tags(m: &Marker) -> Vec<Tag> {
+    [
+        (TAG_POLICY, m.policy.clone()),
+        (TAG_TARGET, m.target.clone()),
+        (TAG_SLOT, crate::schedule::slot_label(m.slot)),
+    ]
+    .into_iter()
+    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+    .collect()
+}
+
+fn to_chrono(t: &aws_sdk_lightsail::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// Where one operation (or a comma-joined group) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OpState {
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// `isTerminal` decides; success is `Succeeded` or `Completed`, `Failed`
+/// is a failure (with `errorCode`/`errorDetails`), and a terminal status
+/// we do not know is a failure too, never a success.
+fn op_state(id: &str, op: &Operation) -> OpState {
+    let status = op.status().map(|s| s.as_str()).unwrap_or("");
+    let what = op
+        .operation_type()
+        .map(|t| format!(" ({} on {})", t.as_str(), op.resource_name().unwrap_or("?")))
+        .unwrap_or_default();
+    let failed = || {
+        let code = op.error_code().filter(|c| !c.is_empty());
+        let details = op.error_details().filter(|d| !d.is_empty());
+        let mut reason = format!("operation {id}{what} failed");
+        if let Some(c) = code {
+            reason.push_str(&format!(": errorCode {c}"));
+        }
+        if let Some(d) = details {
+            reason.push_str(&format!(": {d}"));
+        }
+        OpState::Failed(reason)
+    };
+    match (op.is_terminal(), status) {
+        (_, "Failed") => failed(),
+        (Some(true), "Succeeded" | "Completed") => OpState::Succeeded,
+        (Some(true), other) => {
+            OpState::Failed(format!("operation {id}{what} ended with status {other:?}"))
+        }
+        _ => OpState::Running,
+    }
+}
+
+/// All operations of one reference: any failure fails it, any running one
+/// keeps it pending, all succeeded (or none to follow) succeeds.
+fn combined(operation: &str, states: &HashMap<String, OpState>) -> OpState {
+    let mut reasons = Vec::new();
+    let mut running = false;
+    for id in split_ids(operation) {
+        match states.get(&id) {
+            Some(OpState::Failed(r)) => reasons.push(r.clone()),
+            Some(OpState::Succeeded) => {}
+            Some(OpState::Running) | None => running = true,
+        }
+    }
+    if !reasons.is_empty() {
+        OpState::Failed(reasons.join("; "))
+    } else if running {
+        OpState::Running
+    } else {
+        OpState::Succeeded
+    }
+}
+
+/// After every operation succeeded: the snapshot's own state decides.
+fn confirm(op: &OperationRef, found: Option<&Listed>) -> OpStatus {
+    let id = &op.snapshot_id;
+    match op.kind {
+        OpKind::Create => match found {
+            // Just created and not listed yet (eventual consistency): wait.
+            None => OpStatus::Pending { progress: None },
+            Some(s) => match s.state {
+                SnapshotState::Available => OpStatus::Succeeded,
+                SnapshotState::Failed => OpStatus::Failed {
+                    reason: format!("snapshot {id} is in state {:?}", s.raw_state),
+                },
+                _ => OpStatus::Pending {
+                    progress: s.progress,
+                },
+            },
+        },
+        OpKind::Delete => match found {
+            None => OpStatus::Succeeded,
+            Some(_) => OpStatus::Pending { progress: None },
+        },
+        OpKind::Restore => OpStatus::Succeeded,
+    }
+}
+
+fn operation_ids(ops: &[Operation]) -> Vec<String> {
+    ops.iter()
+        .filter_map(|o| o.id())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn split_ids(operation: &str) -> Vec<String> {
+    operation
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn unexpected(call: &str, detail: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("unexpected answer: {detail}"),
+    )
+}

@@ -1,0 +1,462 @@
+//! Tests of the Lightsail client against a tiny canned-JSON server on
+//! loopback (a fixture, not the simulator): what the SDK sends for each
+//! trait call, and how answers map onto the engine's words.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::{LightsailCredentials, Secret};
+use crate::providers::http::HttpSettings;
+
+type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Value)>>>>;
+
+#[derive(Clone, Default)]
+struct Fake {
+    script: Script,
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Fake {
+    fn answer(&self, op: &str, status: u16, body: Value) {
+        if let Ok(mut s) = self.script.lock() {
+            s.entry(op.to_string())
+                .or_default()
+                .push_back((status, body));
+        }
+    }
+    fn seen(&self, op: &str) -> Vec<Value> {
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(o, _)| o == op)
+                    .map(|(_, b)| b.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+async fn fake_handler(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let op = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("Lightsail_20161128."))
+        .unwrap_or_default()
+        .to_string();
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("/us-east-2/lightsail/aws4_request"));
+    let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Ok(mut s) = f.seen.lock() {
+        s.push((op.clone(), input));
+    }
+    let next = f
+        .script
+        .lock()
+        .ok()
+        .and_then(|mut s| s.get_mut(&op).and_then(VecDeque::pop_front));
+    let (status, body) = match (signed, next) {
+        (false, _) => (
+            400,
+            json!({"__type": "MissingAuthenticationTokenException", "message": "unsigned"}),
+        ),
+        (true, Some(a)) => a,
+        (true, None) => (
+            500,
+            json!({"__type": "ServiceException", "message": format!("unscripted {op}")}),
+        ),
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+}
+
+async fn start() -> (Fake, Lightsail) {
+    let fake = Fake::default();
+    let app = Router::new()
+        .route("/lightsail", post(fake_handler))
+        .route("/lightsail/", post(fake_handler))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let settings = LightsailSettings {
+        region: "us-east-2".into(),
+        credentials: LightsailCredentials::Static {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("secret"),
+        },
+        endpoint: Some(format!("http://{addr}/lightsail")),
+    };
+    let api = ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .expect("client");
+    let p = Lightsail::new(&settings, api, Duration::from_secs(5), None).expect("provider");
+    (fake, p)
+}
+
+fn slot() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 15, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn marker() -> Marker {
+    Marker {
+        policy: "web".into(),
+        target: "web-1".into(),
+        slot: slot(),
+    }
+}
+
+fn our_tags() -> Value {
+    json!([{"key": "snapwarden:policy", "value": "web"},
+           {"key": "snapwarden:target", "value": "web-1"},
+           {"key": "snapwarden:slot", "value": "20240115T120000Z"}])
+}
+
+fn op(id: &str, terminal: bool, status: &str) -> Value {
+    json!({"id": id, "isTerminal": terminal, "status": status, "operationType": "CreateInstanceSnapshot", "resourceName": "x"})
+}
+
+fn create_req() -> CreateRequest {
+    CreateRequest {
+        resource: "instance".into(),
+        target: "web-1".into(),
+        name: marker().default_name(),
+        marker: marker(),
+        full: true,
+        volume_ids: None,
+    }
+}
+
+#[tokio::test]
+async fn create_sends_tags_and_keeps_both_operation_ids() {
+    let (fake, p) = start().await;
+    fake.answer(
+        "CreateInstanceSnapshot",
+        200,
+        json!({"operations": [op("o1", false, "Started"), op("o2", false, "Started")]}),
+    );
+    let created = p.create(&create_req()).await.expect("created");
+    assert_eq!(
+        created,
+        vec![Created {
+            snapshot_id: "InstanceSnapshot/web-web-1-20240115T120000Z".into(),
+            operation: "o1,o2".into()
+        }]
+    );
+    let sent = fake.seen("CreateInstanceSnapshot");
+    assert_eq!(sent[0]["instanceName"], "web-1");
+    assert_eq!(
+        sent[0]["instanceSnapshotName"],
+        "web-web-1-20240115T120000Z"
+    );
+    assert_eq!(sent[0]["tags"], our_tags());
+}
+
+#[tokio::test]
+async fn poll_needs_both_operations_terminal_then_the_snapshot_state() {
+    let (fake, p) = start().await;
+    let r = OperationRef {
+        kind: OpKind::Create,
+        operation: "o1,o2".into(),
+        snapshot_id: "InstanceSnapshot/snap".into(),
+    };
+    // One still running: pending, no snapshot lookup.
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o1", true, "Succeeded")}),
+    );
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o2", false, "Started")}),
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+    assert!(fake.seen("GetInstanceSnapshot").is_empty());
+    // Both done (Succeeded and Completed): the snapshot decides.
+    for _ in 0..2 {
+        fake.answer(
+            "GetOperation",
+            200,
+            json!({"operation": op("o1", true, "Succeeded")}),
+        );
+        fake.answer(
+            "GetOperation",
+            200,
+            json!({"operation": op("o2", true, "Completed")}),
+        );
+    }
+    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "snap", "state": "pending", "fromInstanceName": "web-1"}}));
+    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "snap", "state": "available", "fromInstanceName": "web-1"}}));
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Succeeded]
+    );
+    // A failed operation fails with its errorCode and details.
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o1", true, "Succeeded")}),
+    );
+    let mut failed = op("o2", true, "Failed");
+    failed["errorCode"] = json!("InternalError");
+    failed["errorDetails"] = json!("disk busy");
+    fake.answer("GetOperation", 200, json!({"operation": failed}));
+    match p
+        .poll(std::slice::from_ref(&r))
+        .await
+        .expect("poll")
+        .as_slice()
+    {
+        [OpStatus::Failed { reason }] => {
+            assert!(
+                reason.contains("errorCode InternalError") && reason.contains("disk busy"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // An unknown terminal status is never a success.
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o1", true, "Exploded")}),
+    );
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o2", true, "Succeeded")}),
+    );
+    assert!(matches!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll")[0],
+        OpStatus::Failed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn list_follows_tokens_and_marks_only_tagged_non_auto_snapshots() {
+    let (fake, p) = start().await;
+    let snap = |name: &str, from: &str, tags: Value, auto: bool| json!({"name": name, "fromInstanceName": from, "tags": tags, "isFromAutoSnapshot": auto, "state": "available", "createdAt": 1705320000.5});
+    fake.answer("GetInstanceSnapshots", 200, json!({
+        "instanceSnapshots": [snap("a", "web-1", our_tags(), false), snap("b", "web-2", our_tags(), false)],
+        "nextPageToken": "t1"}));
+    fake.answer("GetInstanceSnapshots", 200, json!({
+        "instanceSnapshots": [snap("c", "web-1", json!([]), false), snap("d", "web-1", our_tags(), true)]}));
+    let listed = p.list("instance", "web-1", "web").await.expect("list");
+    let by_name: HashMap<&str, &RemoteSnapshot> =
+        listed.iter().map(|s| (s.name.as_str(), s)).collect();
+    assert_eq!(listed.len(), 3, "only web-1's: {listed:?}");
+    assert_eq!(by_name["a"].marker_slot, Some(slot()));
+    assert_eq!(by_name["a"].id, "InstanceSnapshot/a");
+    assert_eq!(by_name["a"].state, SnapshotState::Available);
+    assert_eq!(
+        by_name["a"].created_at.map(|t| t.timestamp_millis()),
+        Some(1705320000500)
+    );
+    assert_eq!(by_name["c"].marker_slot, None, "untagged");
+    assert_eq!(
+        by_name["d"].marker_slot, None,
+        "copy of an automatic snapshot"
+    );
+    // Another policy's view sees none as its own.
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [snap("a", "web-1", our_tags(), false)]}),
+    );
+    let other = p.list("instance", "web-1", "other").await.expect("list");
+    assert_eq!(other[0].marker_slot, None);
+    let sent = fake.seen("GetInstanceSnapshots");
+    assert_eq!(sent[1]["pageToken"], "t1");
+    // A repeated token is an incomplete listing, not an endless loop.
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [], "nextPageToken": "x"}),
+    );
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [], "nextPageToken": "x"}),
+    );
+    assert_eq!(
+        p.list("instance", "web-1", "web")
+            .await
+            .map_err(|e| e.kind)
+            .err(),
+        Some(ErrorKind::Transient)
+    );
+}
+
+#[tokio::test]
+async fn name_collision_is_reconciled_when_ours_and_a_conflict_otherwise() {
+    let (fake, p) = start().await;
+    let taken =
+        json!({"__type": "InvalidInputException", "message": "Some names are already in use"});
+    fake.answer("CreateInstanceSnapshot", 400, taken.clone());
+    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "n", "fromInstanceName": "web-1", "tags": our_tags(), "state": "pending"}}));
+    let e = p.create(&create_req()).await.expect_err("collision");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Transient,
+        "ours: the engine reconciles by listing: {e}"
+    );
+
+    fake.answer("CreateInstanceSnapshot", 400, taken.clone());
+    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "n", "fromInstanceName": "web-1", "tags": [], "state": "available"}}));
+    assert_eq!(
+        p.create(&create_req()).await.map_err(|e| e.kind).err(),
+        Some(ErrorKind::Conflict)
+    );
+
+    fake.answer("CreateInstanceSnapshot", 400, taken);
+    fake.answer(
+        "GetInstanceSnapshot",
+        400,
+        json!({"__type": "NotFoundException", "message": "no"}),
+    );
+    assert_eq!(
+        p.create(&create_req()).await.map_err(|e| e.kind).err(),
+        Some(ErrorKind::Conflict)
+    );
+
+    fake.answer(
+        "CreateInstanceSnapshot",
+        400,
+        json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+    );
+    assert_eq!(
+        p.create(&create_req()).await.map_err(|e| e.kind).err(),
+        Some(ErrorKind::Throttled)
+    );
+}
+
+#[tokio::test]
+async fn delete_tracks_its_operation_and_treats_not_found_as_gone() {
+    let (fake, p) = start().await;
+    fake.answer(
+        "DeleteDiskSnapshot",
+        200,
+        json!({"operations": [op("d1", true, "Succeeded")]}),
+    );
+    assert_eq!(
+        p.delete("DiskSnapshot/s1").await.expect("delete"),
+        DeleteStarted::Tracking("d1".into())
+    );
+    assert_eq!(fake.seen("DeleteDiskSnapshot")[0]["diskSnapshotName"], "s1");
+    fake.answer(
+        "DeleteDiskSnapshot",
+        400,
+        json!({"__type": "NotFoundException", "message": "gone"}),
+    );
+    assert_eq!(
+        p.delete("DiskSnapshot/s1").await.expect("delete"),
+        DeleteStarted::AlreadyGone
+    );
+    // Confirmed gone only once Get*Snapshot says NotFound.
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("d1", true, "Succeeded")}),
+    );
+    fake.answer(
+        "GetDiskSnapshot",
+        400,
+        json!({"__type": "NotFoundException", "message": "gone"}),
+    );
+    let r = OperationRef {
+        kind: OpKind::Delete,
+        operation: "d1".into(),
+        snapshot_id: "DiskSnapshot/s1".into(),
+    };
+    assert_eq!(p.poll(&[r]).await.expect("poll"), vec![OpStatus::Succeeded]);
+    assert_eq!(
+        p.delete("s1").await.map_err(|e| e.kind).err(),
+        Some(ErrorKind::Permanent)
+    );
+}
+
+#[tokio::test]
+async fn restore_disk_creates_a_new_disk_in_the_source_zone() {
+    let (fake, p) = start().await;
+    fake.answer("GetDiskSnapshot", 200, json!({"diskSnapshot": {"name": "s1", "fromDiskName": "data-1", "sizeInGb": 32, "state": "completed"}}));
+    fake.answer("GetDisk", 200, json!({"disk": {"name": "data-1", "location": {"availabilityZone": "us-east-2b", "regionName": "us-east-2"}}}));
+    fake.answer(
+        "CreateDiskFromSnapshot",
+        200,
+        json!({"operations": [op("r1", false, "Started")]}),
+    );
+    let started = p
+        .restore(&RestoreRequest {
+            resource: "disk".into(),
+            target: "data-1".into(),
+            snapshot_id: "DiskSnapshot/s1".into(),
+            new_name: Some("data-1-copy".into()),
+        })
+        .await
+        .expect("restore");
+    assert_eq!(
+        started,
+        RestoreStarted {
+            resource_id: Some("data-1-copy".into()),
+            operation: "r1".into()
+        }
+    );
+    let sent = &fake.seen("CreateDiskFromSnapshot")[0];
+    assert_eq!(sent["diskName"], "data-1-copy");
+    assert_eq!(sent["diskSnapshotName"], "s1");
+    assert_eq!(sent["availabilityZone"], "us-east-2b");
+    assert_eq!(sent["sizeInGb"], 32);
+}
+
+#[tokio::test]
+async fn auth_errors_are_auth_and_service_errors_transient() {
+    let (fake, p) = start().await;
+    fake.answer("GetDiskSnapshots", 400, json!({"__type": "UnrecognizedClientException", "message": "The security token included in the request is invalid."}));
+    assert_eq!(
+        p.list("disk", "d", "p").await.map_err(|e| e.kind).err(),
+        Some(ErrorKind::Auth)
+    );
+    fake.answer(
+        "GetDiskSnapshots",
+        500,
+        json!({"__type": "com.amazonaws.lightsail#ServiceException", "message": "oops"}),
+    );
+    let e = p.list("disk", "d", "p").await.expect_err("5xx");
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::Transient, Some("ServiceException"))
+    );
+}

@@ -1,0 +1,110 @@
+//! Lightsail's part of the control API (`/_sim/lightsail/…`): seed
+//! credentials, instances, disks and snapshots made outside snapwarden
+//! (untagged manual ones, foreign-tagged ones, kept copies of automatic
+//! snapshots); read snapshots and operations back; set the page size.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::model::{Family, SeedSnapshot};
+use crate::sim::control::{parse_json, ControlError};
+use crate::sim::Simulator;
+
+pub(crate) fn routes() -> Router<Simulator> {
+    Router::new()
+        .route("/_sim/lightsail/credentials", post(add_credentials))
+        .route("/_sim/lightsail/instances", post(add_instance))
+        .route("/_sim/lightsail/disks", post(add_disk))
+        .route(
+            "/_sim/lightsail/snapshots",
+            get(list_snapshots).post(add_snapshot),
+        )
+        .route("/_sim/lightsail/operations", get(list_operations))
+        .route("/_sim/lightsail/settings", post(settings))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewResource {
+    name: String,
+    #[serde(default)]
+    availability_zone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    page_size: usize,
+}
+
+async fn add_credentials(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let c: Credentials = parse_json(&body)?;
+    sim.lock()
+        .lightsail
+        .add_credentials(&c.access_key_id, &c.secret_access_key);
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn add_instance(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    add_resource(&sim, &body, Family::Instance)
+}
+
+async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+    add_resource(&sim, &body, Family::Disk)
+}
+
+fn add_resource(
+    sim: &Simulator,
+    body: &Bytes,
+    family: Family,
+) -> Result<Json<Value>, ControlError> {
+    let r: NewResource = parse_json(body)?;
+    sim.lock()
+        .lightsail
+        .seed_resource(family, &r.name, r.availability_zone.as_deref());
+    Ok(Json(json!({ "name": r.name })))
+}
+
+async fn add_snapshot(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let s: SeedSnapshot = parse_json(&body)?;
+    sim.lock()
+        .lightsail
+        .seed_snapshot(&s, Utc::now())
+        .map_err(ControlError::bad_request)?;
+    Ok(Json(json!({ "name": s.name })))
+}
+
+async fn list_snapshots(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({ "snapshots": sim.lock().lightsail.snapshots_view(Utc::now()) }))
+}
+
+async fn list_operations(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({ "operations": sim.lock().lightsail.operations_view(Utc::now()) }))
+}
+
+async fn settings(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+    let s: Settings = parse_json(&body)?;
+    sim.lock().lightsail.set_page_size(s.page_size);
+    Ok(Json(json!({ "page_size": s.page_size.max(1) })))
+}

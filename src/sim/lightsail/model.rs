@@ -1,0 +1,740 @@
+//! Lightsail's state and operations: instances, disks, snapshots of both
+//! families in one name space, and the operations every create and delete
+//! returns. Operation and snapshot states are derived from timestamps when
+//! read: an operation is `Started` until its end, then `Succeeded` (the
+//! snapshot's) or `Completed` (the source's), or `Failed` under a
+//! `fail_job` fault; a snapshot is `pending` until then, then `available`
+//! (instance) / `completed` (disk) or `error`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{epoch, ApiError, DIALECT};
+use crate::sim::faults::{FaultKind, FaultRegistry};
+
+/// Region the simulated account lives in (ARNs and locations).
+const REGION: &str = "us-east-2";
+const ACCOUNT: &str = "111122223333";
+/// Snapshots per page of GetInstanceSnapshots / GetDiskSnapshots: small,
+/// so every test pages (the real size is not published).
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 3;
+/// Tag limits (lightsail.md §4).
+const MAX_TAGS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Instance,
+    Disk,
+}
+
+impl Family {
+    fn type_name(self) -> &'static str {
+        match self {
+            Family::Instance => "InstanceSnapshot",
+            Family::Disk => "DiskSnapshot",
+        }
+    }
+    fn source_type(self) -> &'static str {
+        match self {
+            Family::Instance => "Instance",
+            Family::Disk => "Disk",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> Option<Family> {
+        match s {
+            "instance" => Some(Family::Instance),
+            "disk" => Some(Family::Disk),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Resource {
+    zone: String,
+    arn_id: String,
+}
+
+#[derive(Debug, Clone)]
+struct Snap {
+    name: String,
+    family: Family,
+    source: String,
+    created_at: DateTime<Utc>,
+    /// None: never finishes.
+    ready_at: Option<DateTime<Utc>>,
+    fails: bool,
+    tags: Vec<(String, Option<String>)>,
+    from_auto: bool,
+    /// Set by a delete: listed until then, gone after.
+    gone_at: Option<DateTime<Utc>>,
+    arn_id: String,
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    id: String,
+    resource_name: String,
+    resource_type: &'static str,
+    op_type: String,
+    details: String,
+    zone: String,
+    created_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+    fails: bool,
+    /// `Succeeded` or `Completed` when done.
+    success_word: &'static str,
+}
+
+#[derive(Default)]
+pub(crate) struct LightsailState {
+    credentials: HashMap<String, String>,
+    instances: BTreeMap<String, Resource>,
+    disks: BTreeMap<String, Resource>,
+    snapshots: BTreeMap<String, Snap>,
+    operations: HashMap<String, Op>,
+    page_size: Option<usize>,
+}
+
+/// A snapshot seeded through the control API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeedSnapshot {
+    pub name: String,
+    /// The instance or disk it is of (registered if unknown).
+    pub source: String,
+    /// `instance` or `disk`.
+    pub resource: String,
+    #[serde(default)]
+    pub tags: Vec<SeedTag>,
+    /// A kept copy of a Lightsail automatic snapshot (`isFromAutoSnapshot`).
+    #[serde(default)]
+    pub auto: bool,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeedTag {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+impl LightsailState {
+    pub(crate) fn add_credentials(&mut self, id: &str, secret: &str) {
+        self.credentials.insert(id.to_string(), secret.to_string());
+    }
+
+    pub(super) fn secret(&self, id: &str) -> Option<&str> {
+        self.credentials.get(id).map(String::as_str)
+    }
+
+    pub(crate) fn set_page_size(&mut self, n: usize) {
+        self.page_size = Some(n.max(1));
+    }
+
+    fn page_size(&self) -> usize {
+        self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+
+    pub(crate) fn seed_resource(&mut self, family: Family, name: &str, zone: Option<&str>) {
+        let map = match family {
+            Family::Instance => &mut self.instances,
+            Family::Disk => &mut self.disks,
+        };
+        map.entry(name.to_string()).or_insert_with(|| Resource {
+            zone: zone.map_or_else(|| format!("{REGION}a"), str::to_string),
+            arn_id: uuid_like(),
+        });
+    }
+
+    /// A snapshot made outside snapwarden: available at once.
+    pub(crate) fn seed_snapshot(
+        &mut self,
+        seed: &SeedSnapshot,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let family = Family::parse(&seed.resource).ok_or_else(|| {
+            format!(
+                "resource must be \"instance\" or \"disk\", got {:?}",
+                seed.resource
+            )
+        })?;
+        if self.name_in_use(&seed.name, now) {
+            return Err(format!("the name {} is already in use", seed.name));
+        }
+        self.seed_resource(family, &seed.source, None);
+        let created = seed.created_at.unwrap_or(now);
+        self.snapshots.insert(
+            seed.name.clone(),
+            Snap {
+                name: seed.name.clone(),
+                family,
+                source: seed.source.clone(),
+                created_at: created,
+                ready_at: Some(created),
+                fails: false,
+                tags: seed
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+                from_auto: seed.auto,
+                gone_at: None,
+                arn_id: uuid_like(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Every snapshot, gone ones included (`"gone": true`), for tests.
+    pub(crate) fn snapshots_view(&self, now: DateTime<Utc>) -> Vec<Value> {
+        self.snapshots
+            .values()
+            .map(|s| {
+                let mut v = snapshot_json(s, now);
+                if let Value::Object(m) = &mut v {
+                    m.insert("gone".into(), json!(s.gone_at.is_some_and(|t| now >= t)));
+                    m.insert("deleting".into(), json!(s.gone_at.is_some()));
+                }
+                v
+            })
+            .collect()
+    }
+
+    pub(crate) fn operations_view(&self, now: DateTime<Utc>) -> Vec<Value> {
+        let mut ops: Vec<&Op> = self.operations.values().collect();
+        ops.sort_by_key(|o| (o.created_at, o.id.clone()));
+        ops.into_iter().map(|o| op_json(o, now)).collect()
+    }
+
+    fn live(&self, name: &str, now: DateTime<Utc>) -> Option<&Snap> {
+        self.snapshots
+            .get(name)
+            .filter(|s| s.gone_at.is_none_or(|t| now < t))
+    }
+
+    /// One name space across resource types (lightsail.md §4).
+    fn name_in_use(&self, name: &str, now: DateTime<Utc>) -> bool {
+        self.instances.contains_key(name)
+            || self.disks.contains_key(name)
+            || self.live(name, now).is_some()
+    }
+}
+
+/// What an action may touch.
+pub(super) struct Ctx<'a> {
+    pub state: &'a mut LightsailState,
+    pub faults: &'a mut FaultRegistry,
+    pub duration: Duration,
+    pub now: DateTime<Utc>,
+    pub fault_hit: Option<FaultKind>,
+}
+
+impl Ctx<'_> {
+    fn ends(&mut self, action: &str) -> (Option<DateTime<Utc>>, bool) {
+        let fault = self.faults.for_job(DIALECT, action);
+        if fault.is_some() {
+            self.fault_hit = fault;
+        }
+        let end = self.now + chrono::Duration::from_std(self.duration).unwrap_or_default();
+        match fault {
+            Some(FaultKind::NeverFinish) => (None, false),
+            Some(FaultKind::FailJob) => (Some(end), true),
+            _ => (Some(end), false),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_op(
+        &mut self,
+        resource_name: &str,
+        resource_type: &'static str,
+        op_type: &str,
+        details: &str,
+        zone: &str,
+        ends_at: Option<DateTime<Utc>>,
+        fails: bool,
+        success_word: &'static str,
+    ) -> Value {
+        let op = Op {
+            id: uuid_like(),
+            resource_name: resource_name.to_string(),
+            resource_type,
+            op_type: op_type.to_string(),
+            details: details.to_string(),
+            zone: zone.to_string(),
+            created_at: self.now,
+            ends_at,
+            fails,
+            success_word,
+        };
+        let v = op_json(&op, self.now);
+        self.state.operations.insert(op.id.clone(), op);
+        v
+    }
+}
+
+pub(super) fn dispatch(
+    action: &str,
+    input: &Map<String, Value>,
+    ctx: &mut Ctx<'_>,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    ctx.state.snapshots.retain(|_, s| {
+        s.gone_at
+            .is_none_or(|t| now < t + chrono::TimeDelta::minutes(10))
+    });
+    match action {
+        "CreateInstanceSnapshot" => create(ctx, input, Family::Instance, action),
+        "CreateDiskSnapshot" => create(ctx, input, Family::Disk, action),
+        "GetInstanceSnapshots" => list(ctx, input, Family::Instance),
+        "GetDiskSnapshots" => list(ctx, input, Family::Disk),
+        "GetInstanceSnapshot" => get(ctx, input, Family::Instance),
+        "GetDiskSnapshot" => get(ctx, input, Family::Disk),
+        "DeleteInstanceSnapshot" => delete(ctx, input, Family::Instance, action),
+        "DeleteDiskSnapshot" => delete(ctx, input, Family::Disk, action),
+        "GetOperation" => {
+            let id = required(input, "operationId")?;
+            let op = ctx.state.operations.get(id).ok_or_else(|| {
+                ApiError::not_found(format!("The operation does not exist: {id}"))
+            })?;
+            Ok(json!({ "operation": op_json(op, now) }))
+        }
+        "GetAutoSnapshots" => {
+            let name = required(input, "resourceName")?;
+            let family = if ctx.state.instances.contains_key(name) {
+                Family::Instance
+            } else if ctx.state.disks.contains_key(name) {
+                Family::Disk
+            } else {
+                return Err(ApiError::not_found(format!(
+                    "The resource does not exist: {name}"
+                )));
+            };
+            let autos: Vec<Value> = ctx
+                .state
+                .snapshots
+                .values()
+                .filter(|s| s.from_auto && s.source == name && s.gone_at.is_none())
+                .map(|s| {
+                    json!({
+                        "date": s.created_at.format("%Y-%m-%d").to_string(),
+                        "createdAt": epoch(s.created_at),
+                        "status": "Success",
+                        "fromAttachedDisks": [],
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "resourceName": name,
+                "resourceType": family.source_type(),
+                "autoSnapshots": autos,
+            }))
+        }
+        "GetInstance" | "GetDisk" => {
+            let (key, family, out) = if action == "GetInstance" {
+                ("instanceName", Family::Instance, "instance")
+            } else {
+                ("diskName", Family::Disk, "disk")
+            };
+            let name = required(input, key)?;
+            let map = match family {
+                Family::Instance => &ctx.state.instances,
+                Family::Disk => &ctx.state.disks,
+            };
+            let r = map.get(name).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "The {} does not exist: {name}",
+                    family.source_type()
+                ))
+            })?;
+            Ok(json!({ out: {
+                "name": name,
+                "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
+                "location": { "availabilityZone": r.zone, "regionName": REGION },
+                "resourceType": family.source_type(),
+                "tags": [],
+            }}))
+        }
+        other => Err(ApiError::new(
+            400,
+            "UnknownOperationException",
+            format!("the simulator does not serve Lightsail operation {other:?}"),
+        )),
+    }
+}
+
+fn required<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
+    match input.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None => Err(ApiError::invalid(format!("{key} is required"))),
+        Some(_) => Err(ApiError::new(
+            400,
+            "SerializationException",
+            format!("{key} must be a string"),
+        )),
+    }
+}
+
+/// `\w[\w\-]*\w` (lightsail.md §4).
+fn valid_name(s: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    s.len() >= 2
+        && s.starts_with(word)
+        && s.ends_with(word)
+        && s.chars().all(|c| word(c) || c == '-')
+}
+
+fn parse_tags(input: &Map<String, Value>) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let Some(raw) = input.get("tags") else {
+        return Ok(Vec::new());
+    };
+    let list = raw
+        .as_array()
+        .ok_or_else(|| ApiError::new(400, "SerializationException", "tags must be a list"))?;
+    if list.len() > MAX_TAGS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TAGS} tags per resource"
+        )));
+    }
+    let mut out = Vec::new();
+    for t in list {
+        let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+        let value = t.get("value").and_then(Value::as_str).map(str::to_string);
+        if key.is_empty() || key.chars().count() > 128 || key.starts_with("aws:") {
+            return Err(ApiError::invalid(format!("invalid tag key {key:?}")));
+        }
+        if value.as_ref().is_some_and(|v| v.chars().count() > 256) {
+            return Err(ApiError::invalid(format!(
+                "tag value of {key:?} is too long"
+            )));
+        }
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+fn create(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let (name_key, source) = match family {
+        Family::Instance => (
+            "instanceSnapshotName",
+            required(input, "instanceName")?.to_string(),
+        ),
+        Family::Disk => {
+            let disk = input.get("diskName").and_then(Value::as_str);
+            let inst = input.get("instanceName").and_then(Value::as_str);
+            match (disk, inst) {
+                (Some(d), None) => ("diskSnapshotName", d.to_string()),
+                (None, Some(_)) => {
+                    return Err(ApiError::invalid(
+                        "the simulator snapshots disks by diskName only",
+                    ))
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "give exactly one of diskName or instanceName",
+                    ))
+                }
+            }
+        }
+    };
+    let name = required(input, name_key)?.to_string();
+    if !valid_name(&name) {
+        return Err(ApiError::invalid(format!(
+            "{name_key} {name:?} does not match \\w[\\w\\-]*\\w"
+        )));
+    }
+    let tags = parse_tags(input)?;
+    let zone = match family {
+        Family::Instance => ctx.state.instances.get(&source),
+        Family::Disk => ctx.state.disks.get(&source),
+    }
+    .map(|r| r.zone.clone())
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "The {} does not exist: {source}",
+            family.source_type()
+        ))
+    })?;
+    if ctx.state.name_in_use(&name, now) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {name}"
+        )));
+    }
+    let (ends_at, fails) = ctx.ends(action);
+    ctx.state.snapshots.insert(
+        name.clone(),
+        Snap {
+            name: name.clone(),
+            family,
+            source: source.clone(),
+            created_at: now,
+            ready_at: ends_at,
+            fails,
+            tags,
+            from_auto: false,
+            gone_at: None,
+            arn_id: uuid_like(),
+        },
+    );
+    let on_snapshot = ctx.new_op(
+        &name,
+        family.type_name(),
+        action,
+        &source,
+        "all",
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    let on_source = ctx.new_op(
+        &source,
+        family.source_type(),
+        action,
+        &name,
+        &zone,
+        ends_at,
+        fails,
+        "Completed",
+    );
+    Ok(json!({ "operations": [on_snapshot, on_source] }))
+}
+
+fn list(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let offset = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => 0,
+        Some(t) => {
+            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
+        }
+    };
+    let all: Vec<&Snap> = ctx
+        .state
+        .snapshots
+        .values()
+        .filter(|s| s.family == family && s.gone_at.is_none_or(|t| now < t))
+        .collect();
+    let size = ctx.state.page_size();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|s| snapshot_json(s, now))
+        .collect();
+    let key = match family {
+        Family::Instance => "instanceSnapshots",
+        Family::Disk => "diskSnapshots",
+    };
+    let mut out = json!({ key: page });
+    if offset + size < all.len() {
+        out["nextPageToken"] = json!(encode_token(offset + size));
+    }
+    Ok(out)
+}
+
+fn get(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result<Value, ApiError> {
+    let (key, out) = match family {
+        Family::Instance => ("instanceSnapshotName", "instanceSnapshot"),
+        Family::Disk => ("diskSnapshotName", "diskSnapshot"),
+    };
+    let name = required(input, key)?;
+    let s = ctx
+        .state
+        .live(name, ctx.now)
+        .filter(|s| s.family == family)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
+        })?;
+    Ok(json!({ out: snapshot_json(s, ctx.now) }))
+}
+
+fn delete(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let key = match family {
+        Family::Instance => "instanceSnapshotName",
+        Family::Disk => "diskSnapshotName",
+    };
+    let name = required(input, key)?.to_string();
+    let found = ctx
+        .state
+        .live(&name, now)
+        .filter(|s| s.family == family && s.gone_at.is_none())
+        .map(|s| s.source.clone());
+    let Some(source) = found else {
+        return Err(ApiError::not_found(format!(
+            "The {} does not exist: {name}",
+            family.type_name()
+        )));
+    };
+    let (ends_at, fails) = ctx.ends(action);
+    if !fails {
+        if let Some(s) = ctx.state.snapshots.get_mut(&name) {
+            // Never-finishing deletes keep the snapshot listed.
+            s.gone_at = Some(ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+        }
+    }
+    let op = ctx.new_op(
+        &name,
+        family.type_name(),
+        action,
+        &source,
+        "all",
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    Ok(json!({ "operations": [op] }))
+}
+
+fn op_json(o: &Op, now: DateTime<Utc>) -> Value {
+    let done = o.ends_at.is_some_and(|t| now >= t);
+    let status = match (done, o.fails) {
+        (false, _) => "Started",
+        (true, true) => "Failed",
+        (true, false) => o.success_word,
+    };
+    let changed = if done {
+        o.ends_at.unwrap_or(o.created_at)
+    } else {
+        o.created_at
+    };
+    let mut v = json!({
+        "id": o.id,
+        "resourceName": o.resource_name,
+        "resourceType": o.resource_type,
+        "createdAt": epoch(o.created_at),
+        "location": { "availabilityZone": o.zone, "regionName": REGION },
+        "isTerminal": done,
+        "operationDetails": o.details,
+        "operationType": o.op_type,
+        "status": status,
+        "statusChangedAt": epoch(changed),
+    });
+    if done && o.fails {
+        v["errorCode"] = json!("InternalError");
+        v["errorDetails"] = json!(format!(
+            "The {} operation failed (simulated fault)",
+            o.op_type
+        ));
+    }
+    v
+}
+
+fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
+    let ready = s.ready_at.is_some_and(|t| now >= t);
+    let tags: Vec<Value> = s
+        .tags
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => json!({ "key": k, "value": v }),
+            None => json!({ "key": k }),
+        })
+        .collect();
+    let arn = format!(
+        "arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}",
+        s.family.type_name(),
+        s.arn_id
+    );
+    let source_arn = format!(
+        "arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}",
+        s.family.source_type(),
+        s.arn_id
+    );
+    match s.family {
+        Family::Instance => json!({
+            "name": s.name,
+            "arn": arn,
+            "supportCode": format!("{ACCOUNT}/ami-{}", &s.arn_id[..8]),
+            "createdAt": epoch(s.created_at),
+            "location": { "availabilityZone": "all", "regionName": REGION },
+            "resourceType": "InstanceSnapshot",
+            "tags": tags,
+            "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "available" },
+            "fromAttachedDisks": [],
+            "fromInstanceName": s.source,
+            "fromInstanceArn": source_arn,
+            "fromBlueprintId": "ubuntu_22_04",
+            "fromBundleId": "small_3_0",
+            "isFromAutoSnapshot": s.from_auto,
+            "sizeInGb": 40,
+        }),
+        Family::Disk => {
+            let progress = match (ready, s.ready_at) {
+                (true, _) => 100,
+                (false, Some(end)) => {
+                    let total = (end - s.created_at).num_milliseconds().max(1);
+                    let done = (now - s.created_at).num_milliseconds().clamp(0, total);
+                    (done * 100 / total).min(99)
+                }
+                (false, None) => 0,
+            };
+            json!({
+                "name": s.name,
+                "arn": arn,
+                "supportCode": format!("{ACCOUNT}/snap-{}", &s.arn_id[..8]),
+                "createdAt": epoch(s.created_at),
+                "location": { "availabilityZone": "all", "regionName": REGION },
+                "resourceType": "DiskSnapshot",
+                "tags": tags,
+                "sizeInGb": 8,
+                "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "completed" },
+                "progress": format!("{progress}%"),
+                "fromDiskName": s.source,
+                "fromDiskArn": source_arn,
+                "isFromAutoSnapshot": s.from_auto,
+            })
+        }
+    }
+}
+
+fn encode_token(offset: usize) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{{\"v\":1,\"o\":{offset}}}"))
+}
+
+fn decode_token(t: &str) -> Option<usize> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    usize::try_from(v.get("o")?.as_u64()?).ok()
+}
+
+/// A GUID-shaped id, as Lightsail's operation ids are.
+fn uuid_like() -> String {
+    let hex = crate::sim::random_id("", 32);
+    let hex: String = hex
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() || ('a'..='f').contains(&c) {
+                c
+            } else {
+                char::from(b'a' + (c as u8 % 6))
+            }
+        })
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
