@@ -387,6 +387,14 @@ fn record_jobs(asked: &[String], jobs: Vec<wire::Job>, out: &mut HashMap<String,
                 job.job_action.as_deref(),
                 job.status.as_deref(),
             );
+            if state != JobState::Running {
+                tracing::info!(
+                    job = %job.job_id,
+                    action = job.job_action.as_deref().unwrap_or(""),
+                    status = job.status.as_deref().unwrap_or(""),
+                    "qingcloud job finished"
+                );
+            }
             out.insert(job.job_id, state);
         }
     }
