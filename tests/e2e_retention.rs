@@ -1,0 +1,206 @@
+//! GFS retention end to end over a simulated year: 365 nightly snapshots
+//! with old creation times are seeded in the simulator and in the ledger,
+//! then `plan` shows the decisions with reasons and `prune` keeps exactly
+//! what the rules say.
+
+mod util;
+
+use chrono::{DateTime, Duration as D, TimeZone, Utc};
+use serde_json::json;
+use snapwarden::providers::Created;
+use snapwarden::state::{Begin, NewRun, PollPlan, RunState, State};
+use util::*;
+
+const VOL: &str = "vol-aaaa0001";
+
+/// Seed one own snapshot taken at `t`: in the simulator (with our name)
+/// and in the ledger (as a succeeded run).
+fn seed_own(sim: &Sim, state: &State, t: DateTime<Utc>) -> String {
+    let name = format!("db-{VOL}-{}", t.format("%Y%m%dT%H%M%SZ"));
+    let v = sim.post(
+        "/_sim/qingcloud/snapshots",
+        json!({"zone": ZONE, "resource_id": VOL, "snapshot_name": name, "create_time": t.to_rfc3339()}),
+    );
+    let id = v["snapshot_id"].as_str().expect("snapshot id").to_string();
+    let Begin::Started(run) = state
+        .begin_run(
+            &NewRun {
+                policy: "db",
+                target: VOL,
+                provider: "qc",
+                slot: t,
+                name: &name,
+                full: true,
+            },
+            t,
+        )
+        .expect("intent")
+    else {
+        panic!("a fresh slot must start");
+    };
+    let ops = state
+        .record_created(
+            run,
+            &[Created {
+                snapshot_id: id.clone(),
+                operation: "j-seeded".into(),
+            }],
+            t,
+            PollPlan {
+                first_poll: t,
+                interval: std::time::Duration::from_secs(1),
+                deadline: t + D::hours(1),
+            },
+        )
+        .expect("record");
+    state.finish_op(ops[0].id, None, t).expect("finish");
+    state
+        .set_run_state(run, RunState::Succeeded, None, t)
+        .expect("succeeded");
+    id
+}
+
+#[test]
+fn a_year_of_nightly_snapshots_under_gfs_rules() {
+    let sim = Sim::start("50ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let manual = sim.manual_snapshot(VOL, "before-upgrade");
+
+    let first = Utc
+        .with_ymd_and_hms(2025, 1, 1, 2, 30, 0)
+        .single()
+        .expect("valid date");
+    let mut ids = Vec::new();
+    {
+        let state = State::open(&wd.state_path()).expect("ledger");
+        for day in 0..365 {
+            let t = first + D::days(day);
+            ids.push((t, seed_own(&sim, &state, t)));
+        }
+    }
+    let text = wd
+        .qingcloud_config(
+            &sim,
+            SECRET,
+            &format!(
+                r#"name = "db"
+provider = "qc"
+resource = "volume"
+targets = ["{VOL}"]
+schedule = "0 30 2 * * *"
+keep_daily = 7
+keep_weekly = 4
+keep_monthly = 12
+keep_yearly = 1
+poll_interval = "100ms"
+poll_max_interval = "200ms"
+timeout = "10m"
+"#
+            ),
+        )
+        .replace("requests_per_second = 50", "requests_per_second = 500");
+    let cfg = wd.write_config(&text);
+    let path = cfg.to_str().expect("utf-8");
+
+    // What the rules keep, worked out by hand (UTC, nightly 02:30):
+    // daily: 25–31 Dec; weekly (ISO): 2026-W01 (31 Dec), W52 (28 Dec),
+    // W51 (21 Dec), W50 (14 Dec); monthly: the last day of each month of
+    // 2025; yearly: 31 Dec.
+    let mut expected: Vec<String> = (25..=31).map(|d| format!("2025-12-{d:02}")).collect();
+    expected.extend(["2025-12-21".to_string(), "2025-12-14".to_string()]);
+    for (m, last) in [
+        (1, 31),
+        (2, 28),
+        (3, 31),
+        (4, 30),
+        (5, 31),
+        (6, 30),
+        (7, 31),
+        (8, 31),
+        (9, 30),
+        (10, 31),
+        (11, 30),
+    ] {
+        expected.push(format!("2025-{m:02}-{last:02}"));
+    }
+    expected.sort();
+    let day_of = |id: &str| -> String {
+        ids.iter()
+            .find(|(_, i)| i == id)
+            .map(|(t, _)| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| format!("unknown {id}"))
+    };
+
+    let out = wd.cmd(&["plan", "--json", "-c", path], SECRET);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let snaps = plan[0]["snapshots"].as_array().expect("snapshots").clone();
+    assert_eq!(snaps.len(), 366, "365 own and the manual one");
+    let mut kept: Vec<String> = snaps
+        .iter()
+        .filter(|s| s["action"] == "keep" && s["id"] != manual.as_str())
+        .filter_map(|s| s["id"].as_str().map(day_of))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, expected);
+    let reasons_of = |day: &str| -> String {
+        let id = ids
+            .iter()
+            .find(|(t, _)| t.format("%Y-%m-%d").to_string() == day)
+            .map(|(_, i)| i.clone())
+            .unwrap_or_default();
+        snaps
+            .iter()
+            .find(|s| s["id"] == id.as_str())
+            .map(|s| s["reasons"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        reasons_of("2025-01-31").contains("monthly 2025-01"),
+        "{}",
+        reasons_of("2025-01-31")
+    );
+    assert!(
+        reasons_of("2025-12-14").contains("weekly 2025-W50"),
+        "{}",
+        reasons_of("2025-12-14")
+    );
+    assert!(
+        reasons_of("2025-12-31").contains("yearly 2025"),
+        "{}",
+        reasons_of("2025-12-31")
+    );
+    assert!(
+        reasons_of("2025-06-15").contains("kept by no rule"),
+        "{}",
+        reasons_of("2025-06-15")
+    );
+    assert!(
+        sim.requests("DeleteSnapshots").is_empty(),
+        "plan deletes nothing"
+    );
+
+    let out = wd.cmd(&["prune", "-c", path], SECRET);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut live: Vec<String> = sim
+        .live_snapshots(VOL)
+        .iter()
+        .filter(|s| s["snapshot_id"] != manual.as_str())
+        .filter_map(|s| s["snapshot_id"].as_str().map(day_of))
+        .collect();
+    live.sort();
+    assert_eq!(live, expected, "prune kept exactly what plan said");
+    assert!(sim
+        .live_snapshots(VOL)
+        .iter()
+        .any(|s| s["snapshot_id"] == manual.as_str()));
+}
