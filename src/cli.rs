@@ -75,6 +75,24 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Restore the newest (or a given) snapshot; in place only with --yes.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        target: String,
+        /// This snapshot instead of the newest good one.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Name of the new volume/instance, where the cloud makes one.
+        #[arg(long)]
+        new_name: Option<String>,
+        /// Confirm an in-place restore (rollback).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Per policy and target: last run, last success, next run, snapshots kept.
     Status {
         #[command(flatten)]

@@ -41,6 +41,24 @@ fn main() -> ExitCode {
             } => commands::prune::run(&config.path, policy.as_deref(), dry_run).await,
             Command::Status { config, json } => commands::status::run(&config.path, json),
             Command::Monitor { config } => commands::monitor::run(&config.path),
+            Command::Restore {
+                config,
+                policy,
+                target,
+                snapshot,
+                new_name,
+                yes,
+            } => {
+                commands::restore::run(
+                    &config.path,
+                    &policy,
+                    &target,
+                    snapshot.as_deref(),
+                    new_name.as_deref(),
+                    yes,
+                )
+                .await
+            }
             Command::Sim {
                 listen,
                 job_duration,

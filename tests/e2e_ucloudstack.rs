@@ -440,3 +440,58 @@ fn failed_snapshot_fails_the_run() {
     assert!(stderr.contains("Failure"), "{stderr}");
     assert!(ucs.requests("DeleteSnapshot").is_empty());
 }
+
+/// `restore` on UCloudStack is a rollback in place: without `--yes` it only
+/// says what it would do (exit 1, no call); with `--yes` it rolls back.
+#[test]
+fn restore_in_place_needs_yes() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    let ucs = Ucs(&sim);
+    ucs.disk("disk-r1");
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        PRIVATE_KEY,
+        &policy(&["disk-r1"], "0 0 3 * * *", 3),
+    ));
+    let path = cfg.to_str().expect("utf-8");
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], PRIVATE_KEY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = wd.cmd(
+        &[
+            "restore", "-c", path, "--policy", "db", "--target", "disk-r1",
+        ],
+        PRIVATE_KEY,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("in place"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        ucs.requests("RollbackSnapshot").is_empty(),
+        "nothing without --yes"
+    );
+
+    let out = wd.cmd(
+        &[
+            "restore", "-c", path, "--policy", "db", "--target", "disk-r1", "--yes",
+        ],
+        PRIVATE_KEY,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rolled disk-r1 back"), "{stdout}");
+    assert_eq!(ucs.requests("RollbackSnapshot").len(), 1);
+}

@@ -7,6 +7,7 @@ pub mod login;
 pub mod monitor;
 pub mod plan;
 pub mod prune;
+pub mod restore;
 pub mod run;
 pub mod sim;
 pub mod snapshot;

@@ -858,6 +858,36 @@ impl State {
         self.op(op)
     }
 
+    /// Follow a restore of the snapshot in ledger row `row_id` (the
+    /// snapshot itself is not changed).
+    pub fn begin_restore(
+        &self,
+        row_id: i64,
+        reference: &str,
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<OpRow> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let provider: String = tx.query_row(
+            "SELECT provider FROM snapshots WHERE id = ?1",
+            [row_id],
+            |r| r.get(0),
+        )?;
+        let op = insert_op(
+            &tx,
+            row_id,
+            OpKind::Restore,
+            &provider,
+            reference,
+            now,
+            plan,
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.op(op)
+    }
+
     // ---- operations -----------------------------------------------------
 
     pub fn op(&self, id: i64) -> Result<OpRow> {

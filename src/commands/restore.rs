@@ -1,0 +1,72 @@
+//! `snapwarden restore`: restore the newest good own snapshot of a target
+//! (or a given one) with the cloud's restore call, follow it to the end and
+//! print what was created. In-place restores (rollback) need `--yes`;
+//! without it the command says what would happen and exits 1.
+
+use std::path::Path;
+
+use super::{load_config_and_log, open_engine, select_policies, Exit};
+use crate::engine::EngineError;
+use crate::providers::RestoreMode;
+
+pub async fn run(
+    path: &Path,
+    policy: &str,
+    target: &str,
+    snapshot: Option<&str>,
+    new_name: Option<&str>,
+    yes: bool,
+) -> Exit {
+    let config = match load_config_and_log(path, "info") {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let policy = match select_policies(&config, Some(policy)) {
+        Ok(p) => p[0].clone(),
+        Err(e) => return e,
+    };
+    if !policy.targets.iter().any(|t| t == target) {
+        return Exit::config(format!(
+            "policy {} has no target {target:?} (targets: {})",
+            policy.name,
+            policy.targets.join(", ")
+        ));
+    }
+    let engine = match open_engine(&config, false) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    match engine
+        .restore(&policy, target, snapshot, new_name, yes)
+        .await
+    {
+        Ok(r) => {
+            match (r.mode, &r.resource_id) {
+                (RestoreMode::NewResource, Some(id)) => {
+                    println!(
+                        "restored snapshot {} of {target} into new resource {id}",
+                        r.snapshot_id
+                    )
+                }
+                (RestoreMode::NewResource, None) => {
+                    println!(
+                        "restored snapshot {} of {target} into a new resource",
+                        r.snapshot_id
+                    )
+                }
+                (RestoreMode::InPlace, _) => {
+                    println!(
+                        "rolled {target} back to snapshot {} in place",
+                        r.snapshot_id
+                    )
+                }
+            }
+            Exit::OK
+        }
+        Err(EngineError::NeedsConfirmation(what)) => {
+            println!("{what}");
+            Exit::failure("in-place restore not confirmed (--yes)")
+        }
+        Err(e) => Exit::failure(format!("restore failed: {e}")),
+    }
+}
