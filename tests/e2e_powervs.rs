@@ -562,3 +562,43 @@ fn a_lost_create_answer_is_reconciled_without_a_duplicate() {
     );
     assert!(text(&out).contains("adopting"), "{}", text(&out));
 }
+
+/// `restore` on PowerVS is in place: refused without `--yes`, then done
+/// and followed until the snapshot is available again.
+#[test]
+fn restore_in_place_needs_yes_then_completes() {
+    let sim = Sim::start("300ms");
+    seed(&sim);
+    let wd = Workdir::new();
+    let cfg = config(&wd, &sim, &api_key_auth(&sim, API_KEY), 3);
+    let out = snapshot(&wd, API_KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    let path = cfg.to_str().expect("utf-8");
+    let restore_calls = || requests(&sim, "pcloud.pvminstances.snapshots.restore.post").len();
+
+    let out = wd.cmd(
+        &["restore", "-c", path, "--policy", "lpar", "--target", PVM],
+        API_KEY,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("in place"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(restore_calls(), 0, "nothing without --yes");
+
+    let out = wd.cmd(
+        &[
+            "restore", "-c", path, "--policy", "lpar", "--target", PVM, "--yes",
+        ],
+        API_KEY,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("back to snapshot"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(restore_calls(), 1);
+}
