@@ -425,3 +425,58 @@ fn throttling_is_retried_quota_is_not() {
     );
     assert!(sim.requests("DeleteSnapshots").is_empty());
 }
+
+/// `restore` makes a new volume from the newest own snapshot with
+/// CreateVolumeFromSnapshot and follows its job to `successful`.
+#[test]
+fn restore_creates_a_volume_from_the_newest_snapshot() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    sim.volume("vol-aaaa0001");
+    let cfg = wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 3),
+    ));
+    let path = cfg.to_str().expect("utf-8 path");
+    for _ in 0..2 {
+        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let newest = sim
+        .live_snapshots("vol-aaaa0001")
+        .iter()
+        .max_by_key(|s| s["create_time"].as_str().map(str::to_string))
+        .and_then(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .expect("a snapshot");
+    let out = wd.cmd(
+        &[
+            "restore",
+            "-c",
+            path,
+            "--policy",
+            "db",
+            "--target",
+            "vol-aaaa0001",
+            "--new-name",
+            "restored",
+        ],
+        SECRET,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = sim.requests("CreateVolumeFromSnapshot");
+    assert_eq!(calls.len(), 1, "one restore call");
+    assert_eq!(calls[0]["params"]["snapshot"], newest.as_str());
+    assert_eq!(calls[0]["params"]["volume_name"], "restored");
+    assert!(stdout.contains("into new resource vol-"), "{stdout}");
+}

@@ -57,6 +57,7 @@ pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiErro
         "CreateSnapshots" => create_snapshots(ctx)?,
         "DescribeSnapshots" => describe_snapshots(ctx)?,
         "DeleteSnapshots" => delete_snapshots(ctx)?,
+        "CreateVolumeFromSnapshot" => create_volume_from_snapshot(ctx)?,
         "DescribeJobs" => describe_jobs(ctx)?,
         "DescribeVolumes" => describe_resources(ctx, ResourceKind::Volume)?,
         "DescribeInstances" => describe_resources(ctx, ResourceKind::Instance)?,
@@ -89,6 +90,26 @@ fn create_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     };
     out.insert("job_id".into(), job);
     out.insert("snapshots".into(), json!(ids));
+    Ok(out)
+}
+
+fn create_volume_from_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let snapshot = ctx
+        .params
+        .get("snapshot")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .ok_or_else(|| ApiError::missing("snapshot"))?;
+    let name = ctx.params.get("volume_name").cloned().unwrap_or_default();
+    let planner = &mut ctx.planner;
+    let (job_id, volume_id) =
+        ctx.qing
+            .create_volume_from_snapshot(ctx.zone, &snapshot, &name, ctx.now, || {
+                planner.plan("CreateVolumeFromSnapshot")
+            })?;
+    let mut out = Map::new();
+    out.insert("job_id".into(), json!(job_id));
+    out.insert("volume_id".into(), json!(volume_id));
     Ok(out)
 }
 

@@ -500,6 +500,47 @@ impl QingState {
         Ok((job_id, new_ids))
     }
 
+    /// CreateVolumeFromSnapshot: a new volume (same zone) from an available
+    /// snapshot, under one job. Returns (job id, new volume id).
+    pub(crate) fn create_volume_from_snapshot(
+        &mut self,
+        zone: &str,
+        snapshot_id: &str,
+        volume_name: &str,
+        now: DateTime<Utc>,
+        plan: impl FnOnce() -> JobPlan,
+    ) -> Result<(String, String), ApiError> {
+        let snap = self
+            .snapshots
+            .get(snapshot_id)
+            .filter(|s| s.zone == zone)
+            .ok_or_else(|| ApiError::not_found(snapshot_id))?;
+        let view = self.view(snap, now);
+        match view.status {
+            SnapStatus::Available if view.transition.is_empty() => {}
+            SnapStatus::Deleted | SnapStatus::Ceased => {
+                return Err(ApiError::not_found(snapshot_id))
+            }
+            _ => return Err(ApiError::busy(snapshot_id, "creating")),
+        }
+        let volume_id = loop {
+            let id = crate::sim::random_id("vol-", 8);
+            if !self.resources.contains_key(&id) {
+                break id;
+            }
+        };
+        self.seed_resource(zone, &volume_id, volume_name, ResourceKind::Volume);
+        let plan = plan();
+        let job = self.new_job(
+            zone,
+            "CreateVolumeFromSnapshot",
+            vec![volume_id.clone()],
+            &plan,
+            now,
+        );
+        Ok((job, volume_id))
+    }
+
     /// DeleteSnapshots: each named snapshot and all its descendants (a full
     /// snapshot's whole chain) go to `deleting` under one job.
     pub(crate) fn delete_snapshots(
