@@ -12,6 +12,7 @@ pub mod lightsail;
 pub mod powervs;
 pub mod qingcloud;
 pub mod ucloudstack;
+pub mod wire;
 
 use std::fmt;
 use std::time::Duration;

@@ -5,13 +5,13 @@
 //! states happens here.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// What every response carries. `ret_code` is read first so an error body
 /// (which lacks the action's fields) is classified, not called malformed.
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
-    #[serde(default, deserialize_with = "flex_i64")]
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_i64")]
     pub ret_code: Option<i64>,
     #[serde(default)]
     pub message: Option<String>,
@@ -64,7 +64,7 @@ pub struct DeleteSnapshotsResponse {
 #[derive(Debug, Deserialize)]
 pub struct DescribeJobsResponse {
     pub job_set: Vec<Job>,
-    #[serde(default, deserialize_with = "flex_u64")]
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_u64")]
     pub total_count: Option<u64>,
 }
 
@@ -80,7 +80,7 @@ pub struct Job {
 #[derive(Debug, Deserialize)]
 pub struct DescribeSnapshotsResponse {
     pub snapshot_set: Vec<Snapshot>,
-    #[serde(default, deserialize_with = "flex_u64")]
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_u64")]
     pub total_count: Option<u64>,
 }
 
@@ -92,7 +92,7 @@ pub struct Snapshot {
     // `description` (may be null) is not read: QingCloud sets none on
     // create, so the marker is the name.
     /// 0 incremental, 1 full; number or string on the wire.
-    #[serde(default, deserialize_with = "flex_i64")]
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_i64")]
     pub snapshot_type: Option<i64>,
     #[serde(default)]
     pub status: Option<String>,
@@ -140,41 +140,6 @@ pub fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// A number, a numeric string, or null/absent.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FlexNumber {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-fn flex_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    use serde::de::Error as _;
-    match Option::<FlexNumber>::deserialize(d)? {
-        None => Ok(None),
-        Some(FlexNumber::Int(n)) => Ok(Some(n)),
-        Some(FlexNumber::Float(f)) if f.fract() == 0.0 && f.is_finite() => Ok(Some(f as i64)),
-        Some(FlexNumber::Float(f)) => Err(D::Error::custom(format!("not an integer: {f}"))),
-        Some(FlexNumber::Text(s)) if s.trim().is_empty() => Ok(None),
-        Some(FlexNumber::Text(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| D::Error::custom("not an integer string")),
-    }
-}
-
-fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    use serde::de::Error as _;
-    match flex_i64(d)? {
-        None => Ok(None),
-        Some(n) => u64::try_from(n)
-            .map(Some)
-            .map_err(|_| D::Error::custom("negative count")),
-    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,17 @@
 //! answer) and ignoring every field not needed. Parsing only.
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// What every response carries; read first so an error body is classified,
 /// not called malformed.
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
-    #[serde(rename = "RetCode", default, deserialize_with = "flex_i64")]
+    #[serde(
+        rename = "RetCode",
+        default,
+        deserialize_with = "crate::providers::wire::flex_i64"
+    )]
     pub ret_code: Option<i64>,
     #[serde(rename = "Message", default)]
     pub message: Option<String>,
@@ -28,7 +32,11 @@ pub struct Empty {}
 
 #[derive(Debug, Deserialize)]
 pub struct DescribeSnapshotResponse {
-    #[serde(rename = "TotalCount", default, deserialize_with = "flex_u64")]
+    #[serde(
+        rename = "TotalCount",
+        default,
+        deserialize_with = "crate::providers::wire::flex_u64"
+    )]
     pub total_count: Option<u64>,
     #[serde(rename = "Infos", default)]
     pub infos: Option<Vec<SnapshotInfo>>,
@@ -53,7 +61,11 @@ pub struct SnapshotInfo {
     /// reference revision.
     #[serde(rename = "Type", default)]
     pub snapshot_type: Option<String>,
-    #[serde(rename = "CreateTime", default, deserialize_with = "flex_i64")]
+    #[serde(
+        rename = "CreateTime",
+        default,
+        deserialize_with = "crate::providers::wire::flex_i64"
+    )]
     pub create_time: Option<i64>,
 }
 
@@ -76,41 +88,6 @@ impl SnapshotInfo {
         } else {
             Utc.timestamp_opt(t, 0).single()
         }
-    }
-}
-
-/// A number, a numeric string, or null/absent.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FlexNumber {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-fn flex_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    use serde::de::Error as _;
-    match Option::<FlexNumber>::deserialize(d)? {
-        None => Ok(None),
-        Some(FlexNumber::Int(n)) => Ok(Some(n)),
-        Some(FlexNumber::Float(f)) if f.fract() == 0.0 && f.is_finite() => Ok(Some(f as i64)),
-        Some(FlexNumber::Float(f)) => Err(D::Error::custom(format!("not an integer: {f}"))),
-        Some(FlexNumber::Text(s)) if s.trim().is_empty() => Ok(None),
-        Some(FlexNumber::Text(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| D::Error::custom("not an integer string")),
-    }
-}
-
-fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    use serde::de::Error as _;
-    match flex_i64(d)? {
-        None => Ok(None),
-        Some(n) => u64::try_from(n)
-            .map(Some)
-            .map_err(|_| D::Error::custom("negative count")),
     }
 }
 
