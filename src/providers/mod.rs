@@ -111,6 +111,42 @@ impl ProviderError {
     }
 }
 
+/// Cut an API message to at most `max` characters (an echoed page or a
+/// runaway message never needs more), marking the cut with `…`.
+pub fn truncate_message(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// A success answer that is not the expected JSON shape. `detail` must not
+/// hold the body itself (serde's messages give line and column only).
+/// Retryable, like any answer we cannot use.
+pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!(
+            "malformed response from {call}: {} ({body_len} bytes)",
+            truncate_message(&detail.to_string(), 500)
+        ),
+    )
+}
+
+/// A success answer whose content makes no sense (no id, no job, no
+/// token). Retryable, like any answer we cannot use.
+pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("unexpected response from {call}: {}", detail.into()),
+    )
+}
+
 /// What the engine asks a provider to snapshot, and how to mark it.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::wire::ErrorBody;
+pub use crate::providers::{malformed, unexpected};
 use crate::providers::{ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
@@ -104,36 +105,8 @@ fn detail_text(d: &serde_json::Value) -> String {
     }
 }
 
-/// A 2xx answer that is not the expected JSON. `detail` never holds the
-/// body itself (serde's messages give line and column only).
-pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!(
-            "malformed response from {call}: {} ({body_len} bytes)",
-            truncate(&detail.to_string())
-        ),
-    )
-}
-
-/// A 2xx answer whose content makes no sense (no id, no token).
-pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!("unexpected response from {call}: {}", detail.into()),
-    )
-}
-
 fn truncate(s: &str) -> String {
-    if s.chars().count() <= MAX_MESSAGE_CHARS {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(MAX_MESSAGE_CHARS).collect();
-        out.push('…');
-        out
-    }
+    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::providers::http;
 use crate::providers::{ErrorKind, ProviderError};
 
 use super::wire::ApiError;
+pub use crate::providers::malformed;
 
 /// Longest API message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 400;
@@ -91,26 +92,8 @@ pub fn http_error(
     err
 }
 
-/// A 2xx answer that is not the expected JSON shape.
-pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!(
-            "malformed response from {call}: {} ({body_len} bytes)",
-            truncate(&detail.to_string())
-        ),
-    )
-}
-
 pub fn truncate(s: &str) -> String {
-    if s.chars().count() <= MAX_MESSAGE_CHARS {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(MAX_MESSAGE_CHARS).collect();
-        out.push('…');
-        out
-    }
+    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]

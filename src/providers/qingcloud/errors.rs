@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+pub use crate::providers::{malformed, unexpected};
 use crate::providers::{ErrorKind, ProviderError};
 
 /// `ret_code` for "resource not found" (also what an unknown job id gives).
@@ -70,37 +71,8 @@ pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> Pro
     err
 }
 
-/// A 200 response that is not the expected JSON shape. `detail` must not
-/// contain the body itself (serde's messages only give line and column).
-pub fn malformed(call: &str, detail: impl std::fmt::Display, body_len: usize) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!(
-            "malformed response from {call}: {} ({body_len} bytes)",
-            truncate(&detail.to_string())
-        ),
-    )
-}
-
-/// A 200 response with ret_code 0 whose content does not make sense
-/// (e.g. no snapshot ids). Retryable, like any response we cannot use.
-pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!("unexpected response from {call}: {}", detail.into()),
-    )
-}
-
 fn truncate(s: &str) -> String {
-    if s.chars().count() <= MAX_MESSAGE_CHARS {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(MAX_MESSAGE_CHARS).collect();
-        out.push('…');
-        out
-    }
+    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]
