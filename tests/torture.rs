@@ -104,8 +104,10 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
             foreign.extend(kind.seed_lookalike(&sim, &policy, t));
         }
         for action in [kind.create_action(), kind.delete_action()] {
-            sim.fault(json!({"dialect": kind.dialect(), "action": action, "fault": "latency",
-                             "latency_ms": HOLD_MS, "probability": HOLD_PROBABILITY}));
+            sim.fault(
+                json!({"dialect": kind.dialect(), "action": action, "fault": "latency",
+                             "latency_ms": HOLD_MS, "probability": HOLD_PROBABILITY}),
+            );
         }
         fleets.push(Fleet {
             kind,
@@ -161,10 +163,14 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
     let settle_cfg = config(&wd, &sim, &fleets, "0 0 3 1 1 *");
     let daemon = clouds::daemon(wd.dir.path(), &settle_cfg);
     logs.push(daemon.log.clone());
-    wait_for("every run and operation to settle", Duration::from_secs(60), || {
-        let st = wd.try_state()?;
-        (st.open_runs().ok()?.is_empty() && st.ops_in_flight().ok()?.is_empty()).then_some(())
-    });
+    wait_for(
+        "every run and operation to settle",
+        Duration::from_secs(60),
+        || {
+            let st = wd.try_state()?;
+            (st.open_runs().ok()?.is_empty() && st.ops_in_flight().ok()?.is_empty()).then_some(())
+        },
+    );
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0), "the settling daemon exits 0 on SIGTERM");
     let out = clouds::cmd(
@@ -188,7 +194,10 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
                 for r in st.runs_for(&f.policy, t, 100_000).expect("runs") {
                     *m.entry(format!("{:?}", r.state)).or_default() += 1;
                     if let Some(e) = &r.error {
-                        println!("torture: {}/{} slot {} {:?}: {e}", r.policy, r.target, r.slot, r.state);
+                        println!(
+                            "torture: {}/{} slot {} {:?}: {e}",
+                            r.policy, r.target, r.slot, r.state
+                        );
                     }
                 }
             }
@@ -202,7 +211,9 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         let snaps = kind.snapshots(&sim, &[f.policy.as_str()]);
         let mut per_slot: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for s in &snaps {
-            let Some((p, t, slot)) = &s.marker else { continue };
+            let Some((p, t, slot)) = &s.marker else {
+                continue;
+            };
             if p != &f.policy {
                 continue;
             }
@@ -211,7 +222,10 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
                 deleted += 1;
             }
             if t != &s.source {
-                problems.push(format!("{kind:?}: {} is marked for {t} but is of {}", s.id, s.source));
+                problems.push(format!(
+                    "{kind:?}: {} is marked for {t} but is of {}",
+                    s.id, s.source
+                ));
             }
             per_slot
                 .entry((t.clone(), slot.clone()))
@@ -239,15 +253,24 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
                     s.id, s.name, s.status
                 ));
             } else if s.live && rows.iter().all(|r| r.state == LedgerState::Deleted) {
+                let lines: Vec<String> = logs
+                    .iter()
+                    .flat_map(|l| l.all())
+                    .filter(|l| l.contains(&s.name) || l.contains(&s.id))
+                    .collect();
                 problems.push(format!(
-                    "{kind:?}: snapshot {} still exists but the ledger has it deleted",
-                    s.id
+                    "{kind:?}: snapshot {} still exists but the ledger has it deleted; log:\n{}",
+                    s.id,
+                    lines.join("\n")
                 ));
             }
         }
         for ((t, slot), ids) in &per_slot {
             if ids.len() > 1 {
-                problems.push(format!("{kind:?}: slot {slot} of {t} has {} snapshots: {ids:?}", ids.len()));
+                problems.push(format!(
+                    "{kind:?}: slot {slot} of {t} has {} snapshots: {ids:?}",
+                    ids.len()
+                ));
             }
         }
         for t in &f.targets {
@@ -270,15 +293,23 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         for id in &f.foreign {
             match snaps.iter().find(|s| s.id == *id) {
                 Some(s) if s.live => {}
-                other => problems.push(format!("{kind:?}: foreign snapshot {id} is gone: {other:?}")),
+                other => problems.push(format!(
+                    "{kind:?}: foreign snapshot {id} is gone: {other:?}"
+                )),
             }
-            if deletes.iter().any(|d| d.contains(&format!("\"{id}\"")) || d.contains(&format!("{id}\""))) {
-                problems.push(format!("{kind:?}: a delete request named foreign snapshot {id}"));
+            if deletes
+                .iter()
+                .any(|d| d.contains(&format!("\"{id}\"")) || d.contains(&format!("{id}\"")))
+            {
+                problems.push(format!(
+                    "{kind:?}: a delete request named foreign snapshot {id}"
+                ));
             }
         }
     }
     let text_of_logs: Vec<String> = logs.iter().map(Lines::text).collect();
-    let count = |needle: &str| -> usize { text_of_logs.iter().map(|t| t.matches(needle).count()).sum() };
+    let count =
+        |needle: &str| -> usize { text_of_logs.iter().map(|t| t.matches(needle).count()).sum() };
     let panics = count("panicked");
     println!(
         "torture figures: seed {seed}; kills {kills} (after a create request {after_create}, after a delete request {after_delete}); \
@@ -289,8 +320,14 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         started.elapsed()
     );
     assert_eq!(panics, 0, "the daemon panicked");
-    assert!(after_create > 0 && after_delete > 0, "both targeted kill kinds happened");
-    assert!(created >= 20, "too little happened to prove anything: {created} snapshots");
+    assert!(
+        after_create > 0 && after_delete > 0,
+        "both targeted kill kinds happened"
+    );
+    assert!(
+        created >= 20,
+        "too little happened to prove anything: {created} snapshots"
+    );
     assert!(deleted > 0, "retention never deleted anything");
     assert!(
         problems.is_empty(),

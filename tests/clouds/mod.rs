@@ -315,7 +315,10 @@ impl Kind {
     /// included; `policies` are the policy names whose marker counts
     /// (QingCloud's marker is the name, which needs the policy to parse).
     pub fn snapshots(self, sim: &Sim, policies: &[&str]) -> Vec<Snap> {
-        let all = array(sim.get(&format!("/_sim/{}/snapshots", self.dialect())), "snapshots");
+        let all = array(
+            sim.get(&format!("/_sim/{}/snapshots", self.dialect())),
+            "snapshots",
+        );
         all.iter().map(|s| self.snap(s, policies)).collect()
     }
 
@@ -444,10 +447,16 @@ fn pvs_crn() -> String {
 /// credential chain off the network.
 pub fn envs(scratch: &std::path::Path) -> Vec<(String, String)> {
     let none = scratch.join("no-aws-config").display().to_string();
-    let mut v: Vec<(String, String)> = [QC_SECRET, UCS_PRIVATE_KEY, LS_SECRET, PVS_API_KEY, KC_SECRET]
-        .iter()
-        .map(|s| (secret_env_name(s), s.to_string()))
-        .collect();
+    let mut v: Vec<(String, String)> = [
+        QC_SECRET,
+        UCS_PRIVATE_KEY,
+        LS_SECRET,
+        PVS_API_KEY,
+        KC_SECRET,
+    ]
+    .iter()
+    .map(|s| (secret_env_name(s), s.to_string()))
+    .collect();
     v.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
     v.push(("AWS_CONFIG_FILE".into(), none.clone()));
     v.push(("AWS_SHARED_CREDENTIALS_FILE".into(), none));
@@ -496,7 +505,11 @@ poll_interval = "100ms"
 poll_max_interval = "300ms"
 {timeout}{extra}
 "#,
-        timeout = if extra.lines().any(|l| l.trim_start().starts_with("timeout")) { "" } else { "timeout = \"30s\"\n" },
+        timeout = if extra.lines().any(|l| l.trim_start().starts_with("timeout")) {
+            ""
+        } else {
+            "timeout = \"30s\"\n"
+        },
         provider = kind.provider(),
         resource = kind.resource(),
         targets = targets.join(", "),
