@@ -1009,12 +1009,41 @@ impl Engine {
             }
             RunState::Creating => {
                 if ops.is_empty() {
+                    // A snapshot adopted by name while still creating has no
+                    // operation to poll (it was followed by listing when the
+                    // process died): follow it by listing again rather than
+                    // failing a run whose snapshot may well turn out good.
                     let snaps = self.state.run_snapshots(run.id)?;
-                    let bad: Vec<String> = snaps
-                        .iter()
-                        .filter(|s| s.state != LedgerState::Available)
-                        .map(|s| format!("snapshot {} is {}", s.snapshot_id, s.state.as_str()))
-                        .collect();
+                    let mut bad = Vec::new();
+                    for s in &snaps {
+                        match s.state {
+                            LedgerState::Available => {}
+                            LedgerState::Creating => {
+                                match self
+                                    .follow_listed(
+                                        &ps,
+                                        policy,
+                                        target,
+                                        s.id,
+                                        &s.snapshot_id,
+                                        deadline,
+                                    )
+                                    .await
+                                {
+                                    Ok(()) => {}
+                                    Err(EngineError::Shutdown) => {
+                                        return Err(EngineError::Shutdown)
+                                    }
+                                    Err(e) => bad.push(e.to_string()),
+                                }
+                            }
+                            other => bad.push(format!(
+                                "snapshot {} is {}",
+                                s.snapshot_id,
+                                other.as_str()
+                            )),
+                        }
+                    }
                     if bad.is_empty() {
                         Ok(())
                     } else {
