@@ -176,3 +176,54 @@ mod tests {
         assert!(union(&[], &[]).is_empty());
     }
 }
+
+#[cfg(test)]
+mod selector_tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::Selector;
+    use crate::providers::Resource;
+
+    fn res(name: &str, tags: &[(&str, &str)]) -> Resource {
+        Resource {
+            id: format!("vol-{name}"),
+            name: name.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn name_glob_and_every_tag_must_match() {
+        let sel = Selector {
+            name: glob::Pattern::new("web-*").ok(),
+            tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        };
+        assert!(sel.matches(&res("web-1", &[("env", "prod"), ("team", "a")])));
+        assert!(!sel.matches(&res("web-1", &[("env", "dev")])));
+        assert!(!sel.matches(&res("web-1", &[])));
+        assert!(!sel.matches(&res("db-1", &[("env", "prod")])));
+        let by_name = Selector {
+            name: glob::Pattern::new("db-?").ok(),
+            tags: BTreeMap::new(),
+        };
+        assert!(by_name.matches(&res("db-1", &[])));
+        assert!(!by_name.matches(&res("db-12", &[])));
+        let by_tag = Selector {
+            name: None,
+            tags: BTreeMap::from([("backup".to_string(), String::new())]),
+        };
+        assert!(by_tag.matches(&res("anything", &[("backup", "")])));
+        assert!(!by_tag.matches(&res("anything", &[("backup", "no")])));
+        assert_eq!(
+            Selector {
+                name: glob::Pattern::new("web-*").ok(),
+                tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+            }
+            .to_string(),
+            r#"name="web-*" tags={env="prod"}"#
+        );
+    }
+}
