@@ -6,7 +6,7 @@
 //! ledger before its runs start, so no slot fires twice, also across
 //! restarts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Policy};
-use crate::engine::{Engine, EngineError, RunOutcome, RunReport};
+use crate::engine::{Engine, EngineError, Resolved, RunOutcome, RunReport};
 use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::server::{self, Health};
 use crate::observe::{metrics, notify};
@@ -49,6 +49,16 @@ pub enum DaemonError {
     Metrics(String),
 }
 
+/// The pseudo-target alerts about a policy's selector name.
+const SELECTOR_TARGET: &str = "select";
+
+/// A selector policy's slot whose targets were being resolved.
+struct Resolution {
+    policy: Policy,
+    slot: DateTime<Utc>,
+    resolved: Resolved,
+}
+
 /// One policy's place in time.
 struct Scheduled {
     policy: Policy,
@@ -72,6 +82,10 @@ pub async fn run(
         .map_err(|e| DaemonError::Waker(e.to_string()))?;
 
     let mut tasks: JoinSet<RunReport> = JoinSet::new();
+    // Selector policies list their targets before their intents are
+    // written; the listing runs here so the loop never waits on a cloud.
+    let mut resolving: JoinSet<Resolution> = JoinSet::new();
+    let mut selector_failures: HashMap<String, u32> = HashMap::new();
     {
         let engine = engine.clone();
         let config = config.clone();
@@ -123,7 +137,7 @@ pub async fn run(
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
 
     let mut config = config;
-    let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, true)?;
+    let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, &mut resolving, true)?;
     let summary = format!("{} policies scheduled", scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
@@ -146,7 +160,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = waker.notified(), if next.is_some() => {
-                fire_due(&state, &engine, &mut scheduled, &mut tasks)?;
+                fire_due(&state, &engine, &mut scheduled, &mut tasks, &mut resolving)?;
             }
             Some(signal) = signals.next() => match signal {
                 SIGHUP => {
@@ -160,7 +174,7 @@ pub async fn run(
                                 alerter.reconfigure(&new);
                                 stale_check = tokio::time::interval(stale_check_every(&new));
                                 config = new;
-                                scheduled = schedule_all(&state, &config, &engine, &mut tasks, false)?;
+                                scheduled = schedule_all(&state, &config, &engine, &mut tasks, &mut resolving, false)?;
                             }
                             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
                         },
@@ -173,6 +187,12 @@ pub async fn run(
                 }
             },
             _ = crate::engine::stopped(stop.clone()) => break,
+            Some(joined) = resolving.join_next(), if !resolving.is_empty() => {
+                if let Ok(r) = joined {
+                    alert_selector(&alerter, &mut selector_failures, &r);
+                    fire_targets(&state, &engine, &r.policy, r.slot, &r.resolved.targets, &mut tasks)?;
+                }
+            }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(report) = joined {
                     log_report(&report);
@@ -221,6 +241,7 @@ fn schedule_all(
     config: &Config,
     engine: &Arc<Engine>,
     tasks: &mut JoinSet<RunReport>,
+    resolving: &mut JoinSet<Resolution>,
     startup: bool,
 ) -> Result<BTreeMap<String, Scheduled>, DaemonError> {
     let now = Utc::now();
@@ -231,7 +252,7 @@ fn schedule_all(
             if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now)) {
                 if missed > last {
                     info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
-                    fire(state, engine, policy, missed, tasks)?;
+                    fire(state, engine, policy, missed, tasks, resolving)?;
                 }
             }
         }
@@ -256,6 +277,7 @@ fn fire_due(
     engine: &Arc<Engine>,
     scheduled: &mut BTreeMap<String, Scheduled>,
     tasks: &mut JoinSet<RunReport>,
+    resolving: &mut JoinSet<Resolution>,
 ) -> Result<(), DaemonError> {
     let now = Utc::now();
     for s in scheduled.values_mut() {
@@ -263,7 +285,7 @@ fn fire_due(
         if slot > now {
             continue;
         }
-        fire(state, engine, &s.policy, slot, tasks)?;
+        fire(state, engine, &s.policy, slot, tasks, resolving)?;
         // Slots that passed while we were busy or suspended are not run
         // in a burst: skip to the next one after now.
         let mut next = s.policy.schedule.next_after(slot);
@@ -280,17 +302,44 @@ fn fire_due(
     Ok(())
 }
 
-/// Fire one slot: the intents of every target are written before the slot
-/// is marked fired, so a crash in between leaves intents that the next
-/// start resumes, never a slot silently lost for some targets.
+/// Fire one slot. A policy with a selector first resolves its targets in
+/// the background; [`fire_targets`] follows when that is done.
 fn fire(
     state: &State,
     engine: &Arc<Engine>,
     policy: &Policy,
     slot: DateTime<Utc>,
     tasks: &mut JoinSet<RunReport>,
+    resolving: &mut JoinSet<Resolution>,
 ) -> Result<(), DaemonError> {
-    for target in &policy.targets {
+    if policy.select.is_none() {
+        return fire_targets(state, engine, policy, slot, &policy.targets, tasks);
+    }
+    let engine = engine.clone();
+    let policy = policy.clone();
+    resolving.spawn(async move {
+        let resolved = engine.resolve_for_run(&policy).await;
+        Resolution {
+            policy,
+            slot,
+            resolved,
+        }
+    });
+    Ok(())
+}
+
+/// Start one slot's runs: the intents of every target are written before
+/// the slot is marked fired, so a crash in between leaves intents that the
+/// next start resumes, never a slot silently lost for some targets.
+fn fire_targets(
+    state: &State,
+    engine: &Arc<Engine>,
+    policy: &Policy,
+    slot: DateTime<Utc>,
+    targets: &[String],
+    tasks: &mut JoinSet<RunReport>,
+) -> Result<(), DaemonError> {
+    for target in targets {
         let begun = match engine.begin(policy, target, slot) {
             Ok(b) => b,
             Err(e) => {
@@ -313,8 +362,70 @@ fn fire(
             }),
         }
     }
-    state.set_last_slot(&policy.name, slot)?;
+    // A slow selector listing may finish after a later slot was marked.
+    if state
+        .last_slot(&policy.name)?
+        .is_none_or(|last| last < slot)
+    {
+        state.set_last_slot(&policy.name, slot)?;
+    }
     Ok(())
+}
+
+/// Alerts about a selector: a failed listing is a failure of the policy's
+/// `select` pseudo-target (recovered by the next good listing); a listing
+/// that matched nothing is `selector_empty`.
+fn alert_selector(alerter: &Alerter, failures: &mut HashMap<String, u32>, r: &Resolution) {
+    let Some(selected) = &r.resolved.selected else {
+        return;
+    };
+    let selector = r
+        .policy
+        .select
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    match selected {
+        Err(EngineError::Shutdown) => {}
+        Err(e) => {
+            let n = failures.entry(r.policy.name.clone()).or_default();
+            *n += 1;
+            let message = format!(
+                "selector {selector} could not list {}s: {e}",
+                r.policy.resource
+            );
+            alerter.run_finished(RunResult {
+                policy: &r.policy.name,
+                target: SELECTOR_TARGET,
+                provider: &r.policy.provider,
+                outcome: Err(&message),
+                consecutive_failures: *n,
+            });
+        }
+        Ok(matched) => {
+            failures.remove(&r.policy.name);
+            alerter.run_finished(RunResult {
+                policy: &r.policy.name,
+                target: SELECTOR_TARGET,
+                provider: &r.policy.provider,
+                outcome: Ok(()),
+                consecutive_failures: 0,
+            });
+            if matched.is_empty() {
+                let message = format!(
+                    "selector {selector} matched no {} at slot {}",
+                    r.policy.resource,
+                    r.slot.to_rfc3339()
+                );
+                alerter.selector_empty(
+                    &r.policy.name,
+                    SELECTOR_TARGET,
+                    &r.policy.provider,
+                    &message,
+                );
+            }
+        }
+    }
 }
 
 /// The one-line STATUS= for systemd: policies, operations in flight, and
@@ -385,8 +496,15 @@ fn alert_run(alerter: &Alerter, state: &State, config: &Config, report: &RunRepo
 }
 
 fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
+    let summaries = match state.summaries() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot read the ledger for the stale check");
+            return;
+        }
+    };
     for p in &config.policies {
-        for t in &p.targets {
+        for t in &crate::engine::ledger_targets(p, &summaries) {
             let summary = match state.target_summary(&p.name, t) {
                 Ok(s) => s,
                 Err(e) => {

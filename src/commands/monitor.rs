@@ -45,8 +45,13 @@ pub fn run(path: &Path) -> Exit {
     let now = Utc::now();
     let mut findings: Vec<(Level, String)> = Vec::new();
     let mut counts = [0usize; 3];
+    // Selector policies: the targets of their latest slot in the ledger.
+    let summaries = match state.summaries() {
+        Ok(s) => s,
+        Err(e) => return unknown(e.to_string()),
+    };
     for p in &config.policies {
-        for t in &p.targets {
+        for t in &crate::engine::ledger_targets(p, &summaries) {
             let summary = match state.target_summary(&p.name, t) {
                 Ok(s) => s,
                 Err(e) => return unknown(e.to_string()),

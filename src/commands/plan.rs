@@ -1,5 +1,11 @@
 //! `snapwarden plan`: a dry run with read-only calls. What the next run
 //! creates, and what retention would delete now, with reasons.
+//!
+//! `--json` prints an array: one object per (policy, target) with
+//! `policy`, `target`, `source` (`targets`, `select` or both: `targets`),
+//! `next_run` and `snapshots`; then one object per policy with a selector:
+//! `{"policy", "selector", "matches": [{"id", "name", "tags"}], "error"}`
+//! (`error` null unless the listing failed).
 
 use std::path::Path;
 
@@ -26,10 +32,49 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
     };
     let now = Utc::now();
     let mut out = Vec::new();
+    let mut selectors = Vec::new();
     let mut failed = false;
     for p in policies {
         let next = p.schedule.next_after(now);
-        for t in &p.targets {
+        let resolved = engine.resolve_for_run(p).await;
+        if let (Some(sel), Some(selected)) = (&p.select, &resolved.selected) {
+            let (matches, error) = match selected {
+                Ok(m) => (m.as_slice(), None),
+                Err(e) => {
+                    failed = true;
+                    (&[][..], Some(e.to_string()))
+                }
+            };
+            if as_json {
+                selectors.push(json!({
+                    "policy": p.name,
+                    "selector": sel.to_string(),
+                    "matches": matches.iter().map(|r| json!({
+                        "id": r.id,
+                        "name": r.name,
+                        "tags": r.tags,
+                    })).collect::<Vec<_>>(),
+                    "error": error,
+                }));
+            } else {
+                println!("{} select {sel}:", p.name);
+                match &error {
+                    Some(e) => println!("  cannot list {}s: {e}", p.resource),
+                    None if matches.is_empty() => println!("  matches nothing"),
+                    None => {
+                        for r in matches {
+                            println!("  matches {} ({})", r.id, r.name);
+                        }
+                    }
+                }
+            }
+        }
+        for t in &resolved.targets {
+            let source = if p.targets.contains(t) {
+                "targets"
+            } else {
+                "select"
+            };
             let decisions = match engine.prune(p, t, true).await {
                 Ok(r) => r.decisions,
                 Err(e) => {
@@ -42,6 +87,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
                 out.push(json!({
                     "policy": p.name,
                     "target": t,
+                    "source": source,
                     "next_run": next.map(|n| n.to_rfc3339()),
                     "snapshots": decisions.iter().map(|d| json!({
                         "id": d.id,
@@ -66,6 +112,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
         }
     }
     if as_json {
+        out.extend(selectors);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
     if failed {

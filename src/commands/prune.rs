@@ -20,7 +20,13 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
     };
     let mut failures = Vec::new();
     for p in policies {
-        for t in &p.targets {
+        // Selected targets as of now; a target that left the selector is
+        // not pruned here (its snapshots are kept).
+        let resolved = engine.resolve_for_run(p).await;
+        if let Some(Err(e)) = &resolved.selected {
+            failures.push(format!("{} select: {e}", p.name));
+        }
+        for t in &resolved.targets {
             match engine.prune(p, t, dry_run).await {
                 Ok(report) => {
                     println!("{} {}:", p.name, t);

@@ -16,20 +16,34 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
         Ok(p) => p[0].clone(),
         Err(e) => return e,
     };
+    let engine = match open_engine(&config, false) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    // A selector is resolved now; if its listing fails, the explicit
+    // targets still run and the command fails.
+    let resolved = engine.resolve_for_run(&policy).await;
+    let mut select_failed = None;
+    if let Some(Err(e)) = &resolved.selected {
+        eprintln!(
+            "{} select: cannot list {}s: {e}",
+            policy.name, policy.resource
+        );
+        select_failed = Some(e.to_string());
+    }
+    if resolved.selector_empty() {
+        eprintln!("{} select: matched nothing", policy.name);
+    }
     let targets: Vec<String> = match target {
-        None => policy.targets.clone(),
-        Some(t) if policy.targets.iter().any(|x| x == t) => vec![t.to_string()],
+        None => resolved.targets.clone(),
+        Some(t) if resolved.targets.iter().any(|x| x == t) => vec![t.to_string()],
         Some(t) => {
             return Exit::config(format!(
                 "policy {} has no target {t:?} (targets: {})",
                 policy.name,
-                policy.targets.join(", ")
+                resolved.targets.join(", ")
             ))
         }
-    };
-    let engine = match open_engine(&config, false) {
-        Ok(e) => e,
-        Err(e) => return e,
     };
     let slot = Utc::now().trunc_subsecs(0);
     let runs = targets.iter().map(|t| {
@@ -54,6 +68,12 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
             failed += 1;
         }
         println!("{} {}: {what}", r.policy, r.target);
+    }
+    if let Some(e) = select_failed {
+        return Exit::failure(format!(
+            "the selector of policy {} failed: {e}",
+            policy.name
+        ));
     }
     if failed == 0 {
         Exit::OK

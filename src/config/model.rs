@@ -266,6 +266,47 @@ pub struct Policy {
     /// Only these volumes of an instance (kinds with
     /// `Capabilities::volume_subset`). None: all of them.
     pub volume_ids: Option<Vec<String>>,
+    /// Targets picked at each run from the provider's listing, in addition
+    /// to `targets`. `targets` may be empty when this is set.
+    pub select: Option<Selector>,
+}
+
+/// `select`: resources whose name matches the glob and that carry every
+/// listed tag with that value. At least one of the two is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    pub name: Option<glob::Pattern>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Selector {
+    /// Whether a listed resource is picked.
+    pub fn matches(&self, resource: &crate::providers::Resource) -> bool {
+        self.name.as_ref().is_none_or(|p| p.matches(&resource.name))
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| resource.tags.get(k) == Some(v))
+    }
+}
+
+impl fmt::Display for Selector {
+    /// `name="web-*" tags={env="prod"}`, for logs and `plan`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.name {
+            parts.push(format!("name={:?}", p.as_str()));
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<String> = self
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            parts.push(format!("tags={{{}}}", tags.join(", ")));
+        }
+        f.write_str(&parts.join(" "))
+    }
 }
 
 impl Policy {

@@ -64,6 +64,15 @@ pub(crate) struct RawPolicy {
     pub keep_within: Option<Spanned<String>>,
     pub min_keep: Option<Spanned<i64>>,
     pub volume_ids: Option<Spanned<Vec<Spanned<String>>>>,
+    pub select: Option<Spanned<RawSelect>>,
+}
+
+/// A policy's `select = { name = "…", tags = { k = "v" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSelect {
+    pub name: Option<Spanned<String>>,
+    pub tags: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
 /// A secret written literally in the file. Unlike `String`, a type error on

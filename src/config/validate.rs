@@ -499,13 +499,26 @@ fn policy(
         },
     };
 
-    // targets
-    let targets = match &raw.targets {
-        None => {
-            missing("targets", "an array of volume or instance ids", cx);
+    // targets and/or select
+    let targets = match (&raw.targets, &raw.select) {
+        (None, None) => {
+            missing(
+                "targets",
+                "an array of volume or instance ids, and/or `select` to pick them by name or tags",
+                cx,
+            );
             None
         }
-        Some(t) => targets(t, kind, resource.as_deref(), cx),
+        (None, Some(_)) => Some(Vec::new()),
+        (Some(t), _) => targets(t, kind, resource.as_deref(), cx),
+    };
+    let select = match &raw.select {
+        None => None,
+        Some(s) => {
+            let sel = select(s, kind, resource.as_deref(), cx);
+            ok &= sel.is_some();
+            sel
+        }
     };
 
     // timezone and schedule
@@ -807,7 +820,117 @@ fn policy(
         stale_after: stale_after?,
         critical_after_failures: critical_after_failures?,
         volume_ids,
+        select,
     })
+}
+
+/// `select`: a name glob and/or tags, on a resource the kind can list (and
+/// tags only where it has them).
+fn select(
+    value: &Spanned<super::raw::RawSelect>,
+    kind: Option<Kind>,
+    resource: Option<&str>,
+    cx: &mut Cx<'_>,
+) -> Option<super::model::Selector> {
+    let raw = value.get_ref();
+    let mut ok = true;
+    let tags_given = raw.tags.as_ref().is_some_and(|t| !t.get_ref().is_empty());
+    if raw.name.is_none() && !tags_given {
+        cx.diag.error(
+            value.span(),
+            "`select` is empty: give `name` (a glob such as \"web-*\") and/or `tags` \
+             (e.g. { env = \"prod\" }), or remove it",
+        );
+        return None;
+    }
+    let selectable = match (kind, resource) {
+        (Some(kind), Some(resource)) => {
+            let caps = kind.capabilities();
+            match caps.selectable(resource) {
+                Some(s) => Some(s),
+                None => {
+                    let can: Vec<&str> = caps.select.iter().map(|s| s.resource).collect();
+                    let hint = if can.is_empty() {
+                        "it cannot list resources".to_string()
+                    } else {
+                        format!("it can list: {}", list(&can))
+                    };
+                    cx.diag.error(
+                        value.span(),
+                        format!(
+                            "`select` is not supported for resource {resource:?} by provider \
+                             kind {} ({hint}); name the targets in `targets`",
+                            kind.name()
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let name = match &raw.name {
+        None => None,
+        Some(n) if n.get_ref().trim().is_empty() => {
+            cx.diag.error(
+                n.span(),
+                "`select.name` is empty: give a glob such as \"web-*\" or remove the key",
+            );
+            ok = false;
+            None
+        }
+        Some(n) => match glob::Pattern::new(n.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                cx.diag.error(
+                    n.span(),
+                    format!(
+                        "`select.name`: {:?} is not a valid glob: {} (at character {}; \
+                         `*` any text, `?` one character, `[abc]` one of a set)",
+                        n.get_ref(),
+                        e.msg,
+                        e.pos + 1
+                    ),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let mut tags = BTreeMap::new();
+    if let Some(t) = &raw.tags {
+        if let (Some(s), Some(kind)) = (selectable, kind) {
+            if !s.tags {
+                cx.diag.error(
+                    t.span(),
+                    format!(
+                        "`select.tags`: provider kind {} has no tags on {}s; select by `name` \
+                         instead",
+                        kind.name(),
+                        s.resource
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if t.get_ref().is_empty() && raw.name.is_some() {
+            cx.diag.error(
+                t.span(),
+                "`select.tags` is empty: list key = \"value\" pairs or remove the key",
+            );
+            ok = false;
+        }
+        for (k, v) in t.get_ref() {
+            if k.get_ref().trim().is_empty() {
+                cx.diag
+                    .error(k.span(), "`select.tags`: a tag key must not be empty");
+                ok = false;
+            }
+            tags.insert(k.get_ref().clone(), v.get_ref().clone());
+        }
+    }
+    ok.then_some(super::model::Selector { name, tags })
 }
 
 /// `volume_ids`: only where the kind can snapshot a subset of an
@@ -957,6 +1080,7 @@ mod tests {
             incremental,
             restore: crate::providers::RestoreMode::NewResource,
             volume_subset: false,
+            select: &[],
         };
         let v = Spanned::new(0..1, 3);
         let mut d = super::super::diagnostics::Diagnostics::new(Path::new("f"), "x");

@@ -8,9 +8,11 @@
 
 mod poller;
 mod retry;
+mod select;
 
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
+pub use select::{ledger_targets, Resolved};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

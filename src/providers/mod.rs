@@ -14,6 +14,7 @@ pub mod qingcloud;
 pub mod ucloudstack;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -358,6 +359,36 @@ pub struct Capabilities {
     /// Whether a policy may name `volume_ids` (a subset of an instance's
     /// volumes).
     pub volume_subset: bool,
+    /// The resources a policy's `select` may pick from (every one of them
+    /// by name), and whether by tags too. Empty: no target selection.
+    pub select: &'static [Selectable],
+}
+
+/// One kind of resource [`Provider::list_resources`] can list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selectable {
+    /// A value of the policy's `resource`.
+    pub resource: &'static str,
+    /// Whether the cloud has tags (labels) on it that a selector may match.
+    pub tags: bool,
+}
+
+impl Capabilities {
+    /// How `resource` can be selected, if at all.
+    pub fn selectable(&self, resource: &str) -> Option<Selectable> {
+        self.select.iter().copied().find(|s| s.resource == resource)
+    }
+}
+
+/// A volume, disk or instance as a listing shows it, for target selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// What a policy's `targets` would name (the id the create call takes).
+    pub id: String,
+    /// The human name a `select.name` glob is matched against.
+    pub name: String,
+    /// Tags or labels as key → value (empty where the cloud has none).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One cloud. Implementations must be cheap to share (`Arc<dyn Provider>`)
@@ -398,6 +429,21 @@ pub trait Provider: Send + Sync {
 
     /// Start restoring a snapshot, the way [`Capabilities::restore`] says.
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError>;
+
+    /// Every resource of kind `resource` a selector could pick (all pages,
+    /// deleted ones left out), for the kinds in [`Capabilities::select`].
+    /// A listing that cannot be read whole is an error, never a partial
+    /// answer: a missing resource would silently stop being backed up.
+    async fn list_resources(&self, resource: &str) -> Result<Vec<Resource>, ProviderError>;
+}
+
+/// The error for a `resource` a provider cannot list.
+pub fn not_selectable(kind: &str, call: &str, resource: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Permanent,
+        call,
+        format!("{kind} cannot list resources of kind {resource:?} for target selection"),
+    )
 }
 
 /// Where a provider keeps a secret that changes while it runs (a rotating

@@ -201,6 +201,11 @@ impl Simulator {
         );
     }
 
+    /// Replace a seeded QingCloud volume's or instance's tags.
+    pub fn set_qingcloud_tags(&self, id: &str, tags: std::collections::BTreeMap<String, String>) {
+        self.lock().qingcloud.set_tags(id, tags);
+    }
+
     pub fn seed_qingcloud_instance(&self, zone: &str, instance_id: &str, instance_name: &str) {
         self.lock().qingcloud.seed_resource(
             zone,

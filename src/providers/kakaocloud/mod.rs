@@ -49,6 +49,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: true,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    select: &[],
 };
 
 /// Page size of every listing (`limit`); the server's maximum is not
@@ -521,6 +522,14 @@ impl Provider for KakaoCloud {
             resource_id: Some(volume.clone()),
             operation: volume,
         })
+    }
+
+    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+        Err(super::not_selectable(
+            "kakaocloud",
+            "ListInstances",
+            resource,
+        ))
     }
 }
 

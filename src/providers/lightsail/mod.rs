@@ -46,6 +46,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    select: &[],
 };
 
 /// The ownership marker's tag keys.
@@ -543,6 +544,10 @@ impl Provider for Lightsail {
             resource_id: Some(new_name),
             operation: ids.join(","),
         })
+    }
+
+    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+        Err(super::not_selectable("lightsail", "GetInstances", resource))
     }
 }
 

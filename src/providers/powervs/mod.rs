@@ -47,6 +47,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: true,
+    select: &[],
 };
 
 /// `SnapshotCreate.name`: at most 120 of `[a-zA-Z0-9_.-]`.
@@ -406,6 +407,10 @@ impl Provider for PowerVs {
             resource_id: None,
             operation: format!("restore@{}", started.timestamp_millis()),
         })
+    }
+
+    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+        Err(super::not_selectable("powervs", "pvm-instances", resource))
     }
 }
 

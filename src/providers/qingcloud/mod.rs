@@ -12,6 +12,7 @@
 
 mod client;
 mod errors;
+mod select;
 mod sign;
 mod wire;
 
@@ -42,6 +43,16 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: true,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    select: &[
+        super::Selectable {
+            resource: "volume",
+            tags: true,
+        },
+        super::Selectable {
+            resource: "instance",
+            tags: true,
+        },
+    ],
 };
 
 /// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a
@@ -348,6 +359,11 @@ impl Provider for QingCloud {
             resource_id: r.volume_id,
             operation: job,
         })
+    }
+
+    /// DescribeVolumes / DescribeInstances pages of 100, tags included.
+    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+        self.select_resources(resource).await
     }
 }
 

@@ -998,3 +998,92 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
         .await;
     assert_eq!(instance.err().map(|e| e.kind), Some(ErrorKind::Permanent));
 }
+
+// ------------------------------------------------------- target selection
+
+fn volumes_fake(total: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static {
+    move |params: &Params| {
+        let offset: usize = p(params, "offset").parse().unwrap_or(0);
+        let limit: usize = p(params, "limit").parse().unwrap_or(20);
+        let set: Vec<Value> = (offset..total.min(offset + limit))
+            .map(|i| {
+                json!({
+                    "volume_id": format!("vol-{i:04}"),
+                    "volume_name": format!("web-{i}"),
+                    "status": "available",
+                    "tags": if i % 2 == 0 {
+                        json!([{"tag_id": "tag-1", "tag_key": "env", "tag_name": "prod"}])
+                    } else {
+                        json!([])
+                    },
+                })
+            })
+            .collect();
+        ok(json!({"ret_code": 0, "total_count": total, "volume_set": set}))
+    }
+}
+
+#[tokio::test]
+async fn list_resources_reads_every_page_with_tags() {
+    let (qc, fake) = serve(volumes_fake(230)).await;
+    let got = match qc.list_resources("volume").await {
+        Ok(g) => g,
+        Err(e) => panic!("list_resources: {e}"),
+    };
+    assert_eq!(got.len(), 230);
+    assert_eq!(got[0].id, "vol-0000");
+    assert_eq!(got[0].name, "web-0");
+    assert_eq!(got[0].tags.get("env").map(String::as_str), Some("prod"));
+    assert!(got[1].tags.is_empty());
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3, "⌈230/100⌉ pages");
+    assert!(calls.iter().all(|c| p(c, "action") == "DescribeVolumes"));
+    assert_eq!(
+        calls.iter().map(|c| p(c, "offset")).collect::<Vec<_>>(),
+        ["0", "100", "200"]
+    );
+    assert_eq!(
+        list_of(&calls[0], "status"),
+        ["pending", "available", "in-use", "suspended"]
+    );
+}
+
+#[tokio::test]
+async fn list_resources_of_instances_and_refusals() {
+    let (qc, fake) = serve(|params| {
+        if p(params, "action") == "DescribeInstances" {
+            ok(json!({"ret_code": 0, "total_count": 2, "instance_set": [
+                {"instance_id": "i-1", "instance_name": "app", "status": "running", "tags": []},
+                {"instance_id": "i-2", "instance_name": "old", "status": "terminated"},
+            ]}))
+        } else {
+            // Says 5, returns 2 and then nothing: never a partial answer.
+            let offset = p(params, "offset");
+            let set = if offset == "0" {
+                json!([{"volume_id": "vol-a"}, {"volume_id": "vol-b"}])
+            } else {
+                json!([])
+            };
+            ok(json!({"ret_code": 0, "total_count": 5, "volume_set": set}))
+        }
+    })
+    .await;
+    let got = qc
+        .list_resources("instance")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 1, "terminated instances are left out: {got:?}");
+    assert_eq!((got[0].id.as_str(), got[0].name.as_str()), ("i-1", "app"));
+    match qc.list_resources("volume").await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("incomplete"), "{e}");
+        }
+        Ok(v) => panic!("a short listing must fail, got {v:?}"),
+    }
+    match qc.list_resources("disk").await {
+        Err(e) => assert_eq!(e.kind, ErrorKind::Permanent),
+        Ok(v) => panic!("disk is not a qingcloud resource, got {v:?}"),
+    }
+    assert_eq!(fake.actions().len(), 3);
+}

@@ -48,6 +48,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: false,
+    select: &[],
 };
 
 /// `Limit` of DescribeSnapshot (max 100), and the ids asked per call.
@@ -343,6 +344,14 @@ impl Provider for UCloudStack {
             resource_id: None,
             operation: snapshot.to_string(),
         })
+    }
+
+    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+        Err(super::not_selectable(
+            "ucloudstack",
+            "DescribeDisk",
+            resource,
+        ))
     }
 }
 

@@ -340,7 +340,7 @@ fn describe_resources(
                 "status_time": format_time(r.create_time),
                 "owner": OWNER,
                 "sub_code": 0,
-                "tags": [],
+                "tags": tags_json(&r.tags),
                 "resource_project_info": [],
             });
             if let Some(obj) = item.as_object_mut() {
@@ -372,6 +372,30 @@ fn describe_resources(
     out.insert("total_count".into(), json!(matching.len()));
     out.insert(set_name.into(), Value::Array(set));
     Ok(out)
+}
+
+/// A resource's `tags` as QingCloud lists them: `tag_key` + `tag_name`
+/// (the value), or only `tag_name` for a key-less tag.
+fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Value {
+    Value::Array(
+        tags.iter()
+            .map(|(k, v)| {
+                let tag_id = format!("tag-{:08x}", fnv(&format!("{k}={v}")));
+                if v.is_empty() {
+                    json!({"tag_id": tag_id, "tag_name": k, "tag_key": "", "color": "#9f9bb7"})
+                } else {
+                    json!({"tag_id": tag_id, "tag_name": v, "tag_key": k, "color": "#9f9bb7"})
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A stable small hash for made-up tag ids.
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// `name.1`, `name.2`, … in index order (so `.10` comes after `.2`).

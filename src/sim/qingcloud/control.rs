@@ -41,6 +41,10 @@ struct NewVolume {
     volume_id: String,
     #[serde(default)]
     volume_name: Option<String>,
+    /// Tags (key → value; "" for a key-less tag). Seeding an existing
+    /// volume again renames it and replaces its tags.
+    #[serde(default)]
+    tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,8 @@ struct NewInstance {
     instance_id: String,
     #[serde(default)]
     instance_name: Option<String>,
+    #[serde(default)]
+    tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +95,7 @@ async fn add_volume(State(sim): State<Simulator>, body: Bytes) -> Answer {
     require(&[("zone", &v.zone), ("volume_id", &v.volume_id)])?;
     let name = v.volume_name.unwrap_or_default();
     sim.seed_qingcloud_volume(&v.zone, &v.volume_id, &name);
+    sim.set_qingcloud_tags(&v.volume_id, v.tags.unwrap_or_default());
     Ok(Json(json!({ "volume_id": v.volume_id })))
 }
 
@@ -97,6 +104,7 @@ async fn add_instance(State(sim): State<Simulator>, body: Bytes) -> Answer {
     require(&[("zone", &i.zone), ("instance_id", &i.instance_id)])?;
     let name = i.instance_name.unwrap_or_default();
     sim.seed_qingcloud_instance(&i.zone, &i.instance_id, &name);
+    sim.set_qingcloud_tags(&i.instance_id, i.tags.unwrap_or_default());
     Ok(Json(json!({ "instance_id": i.instance_id })))
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct Resource {
     pub kind: ResourceKind,
     pub size_gb: u64,
     pub create_time: DateTime<Utc>,
+    /// Tags as key → value; a key-less QingCloud tag is `name → ""`.
+    pub tags: BTreeMap<String, String>,
     /// The newest point taken; the effective head is its nearest ancestor
     /// still alive (see [`QingState::effective_head`]).
     pub head: Option<String>,
@@ -215,9 +217,24 @@ impl QingState {
         self.next_seq
     }
 
+    /// Replace the tags of a resource; false if there is no such resource.
+    pub(crate) fn set_tags(&mut self, id: &str, tags: BTreeMap<String, String>) -> bool {
+        match self.resources.get_mut(id) {
+            Some(r) => {
+                r.tags = tags;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn seed_resource(&mut self, zone: &str, id: &str, name: &str, kind: ResourceKind) {
         let now = Utc::now();
-        let head = self.resources.get(id).and_then(|r| r.head.clone());
+        let old = self.resources.get(id);
+        let head = old.and_then(|r| r.head.clone());
+        // Seeding an existing resource again renames it, nothing more.
+        let (tags, create_time) =
+            old.map_or((BTreeMap::new(), now), |r| (r.tags.clone(), r.create_time));
         self.resources.insert(
             id.to_string(),
             Resource {
@@ -226,7 +243,8 @@ impl QingState {
                 name: name.to_string(),
                 kind,
                 size_gb: DEFAULT_DISK_GB,
-                create_time: now,
+                create_time,
+                tags,
                 head,
             },
         );

@@ -1,0 +1,191 @@
+//! Target selection on QingCloud: DescribeVolumes / DescribeInstances, all
+//! pages, with each resource's tags from the item's `tags` field.
+//!
+//! A QingCloud tag has a name and, on newer accounts, a key: a tag with a
+//! `tag_key` reads as `tag_key = tag_name`, one without as `tag_name = ""`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+
+use super::errors;
+use super::QingCloud;
+use crate::providers::{not_selectable, ErrorKind, ProviderError, Resource};
+
+const DESCRIBE_VOLUMES: &str = "DescribeVolumes";
+const DESCRIBE_INSTANCES: &str = "DescribeInstances";
+const PAGE: u64 = 100;
+
+/// Statuses of a resource that still exists (deleted, ceased and
+/// terminated ones are left out).
+const VOLUME_STATUSES: &[&str] = &["pending", "available", "in-use", "suspended"];
+const INSTANCE_STATUSES: &[&str] = &["pending", "running", "stopped", "suspended"];
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    volume_set: Option<Vec<Item>>,
+    #[serde(default)]
+    instance_set: Option<Vec<Item>>,
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_u64")]
+    total_count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Item {
+    #[serde(default, alias = "instance_id")]
+    volume_id: Option<String>,
+    #[serde(default, alias = "instance_name")]
+    volume_name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tag {
+    #[serde(default)]
+    tag_key: Option<String>,
+    #[serde(default)]
+    tag_name: Option<String>,
+}
+
+impl QingCloud {
+    pub(super) async fn select_resources(
+        &self,
+        resource: &str,
+    ) -> Result<Vec<Resource>, ProviderError> {
+        let (call, list, statuses) = match resource {
+            "volume" => (DESCRIBE_VOLUMES, "volume_set", VOLUME_STATUSES),
+            "instance" => (DESCRIBE_INSTANCES, "instance_set", INSTANCE_STATUSES),
+            other => return Err(not_selectable("qingcloud", DESCRIBE_VOLUMES, other)),
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut offset: u64 = 0;
+        let mut total: Option<u64> = None;
+        loop {
+            let mut params: Vec<(String, String)> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("status.{}", i + 1), s.to_string()))
+                .collect();
+            params.push(("verbose".into(), "0".into()));
+            params.push(("limit".into(), PAGE.to_string()));
+            params.push(("offset".into(), offset.to_string()));
+            let page: Page = self.client.call(call, params).await?;
+            let Some(page_total) = page.total_count else {
+                return Err(errors::unexpected(call, "no total_count in a listing"));
+            };
+            match total {
+                None => total = Some(page_total),
+                Some(t) if t != page_total => {
+                    return Err(incomplete(
+                        call,
+                        format!("total_count changed from {t} to {page_total} between pages"),
+                    ));
+                }
+                Some(_) => {}
+            }
+            if offset >= page_total {
+                break;
+            }
+            let items = match list {
+                "volume_set" => page.volume_set,
+                _ => page.instance_set,
+            }
+            .ok_or_else(|| errors::unexpected(call, format!("no {list} in a listing")))?;
+            if items.is_empty() {
+                return Err(incomplete(
+                    call,
+                    format!("empty page at offset {offset} of {page_total}"),
+                ));
+            }
+            offset += items.len() as u64;
+            for item in items {
+                let Some(id) = item.volume_id.filter(|i| !i.trim().is_empty()) else {
+                    return Err(errors::unexpected(call, "an item without an id"));
+                };
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                let gone = item
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| matches!(s, "deleted" | "ceased" | "terminated"));
+                if gone {
+                    continue;
+                }
+                out.push(Resource {
+                    id,
+                    name: item.volume_name.unwrap_or_default(),
+                    tags: tags_of(item.tags.unwrap_or_default()),
+                });
+            }
+            if offset >= page_total {
+                break;
+            }
+        }
+        let total = total.unwrap_or(0);
+        if (seen.len() as u64) < total {
+            return Err(incomplete(
+                call,
+                format!(
+                    "{} distinct resources read, total_count is {total} (items moved between pages)",
+                    seen.len()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn tags_of(tags: Vec<Tag>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for t in tags {
+        let name = t.tag_name.unwrap_or_default();
+        match t.tag_key.filter(|k| !k.is_empty()) {
+            Some(key) => out.insert(key, name),
+            None if !name.is_empty() => out.insert(name, String::new()),
+            None => None,
+        };
+    }
+    out
+}
+
+fn incomplete(call: &str, detail: String) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("listing incomplete: {detail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_read_as_key_value_or_name() {
+        let tags = vec![
+            Tag {
+                tag_key: Some("env".into()),
+                tag_name: Some("prod".into()),
+            },
+            Tag {
+                tag_key: None,
+                tag_name: Some("backup".into()),
+            },
+            Tag {
+                tag_key: Some(String::new()),
+                tag_name: Some("db".into()),
+            },
+        ];
+        let got = tags_of(tags);
+        assert_eq!(got.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(got.get("backup").map(String::as_str), Some(""));
+        assert_eq!(got.get("db").map(String::as_str), Some(""));
+        assert_eq!(got.len(), 3);
+    }
+}

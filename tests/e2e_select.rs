@@ -1,0 +1,212 @@
+//! End to end: target selection. A daemon with a selector policy on
+//! QingCloud picks volumes by name glob and tag at every run, picks up a
+//! volume seeded while it runs, leaves a non-matching one alone, keeps the
+//! snapshots of a volume that leaves the selector, and raises
+//! `selector_empty` for a selector that matches nothing.
+
+mod util;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use util::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn seed(sim: &Sim, id: &str, name: &str, tags: Value) {
+    sim.post(
+        "/_sim/qingcloud/volumes",
+        json!({"zone": ZONE, "volume_id": id, "volume_name": name, "tags": tags}),
+    );
+}
+
+/// Successful DeleteSnapshots requests for any of `snapshots`.
+fn deletes_of(sim: &Sim, snapshots: &[String]) -> usize {
+    sim.requests("DeleteSnapshots")
+        .iter()
+        .filter(|r| r["ret_code"] == 0)
+        .filter(|r| {
+            r["params"]["snapshots.1"]
+                .as_str()
+                .is_some_and(|s| snapshots.iter().any(|x| x == s))
+        })
+        .count()
+}
+
+fn live_ids(sim: &Sim, volume: &str) -> Vec<String> {
+    sim.live_snapshots(volume)
+        .iter()
+        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn selector_follows_the_cloud_at_every_run() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let prod = json!({"env": "prod"});
+    seed(&sim, "vol-web00001", "web-1", prod.clone());
+    seed(&sim, "vol-web00002", "web-2", prod.clone());
+    seed(&sim, "vol-db000001", "db-1", prod.clone()); // name does not match
+    seed(&sim, "vol-web00003", "web-3", json!({"env": "dev"})); // tag does not match
+    let alerts = wd.dir.path().join("alerts.jsonl");
+    let cfg = wd.write_config(&format!(
+        r#"[daemon]
+state_path = "{state}"
+
+[alerts]
+command = ["sh", "-c", "cat >> '{out}'; echo >> '{out}'"]
+on = ["failure", "selector_empty"]
+
+[providers.qc]
+kind = "qingcloud"
+zone = "{ZONE}"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key_env = "{env}"
+endpoint = "{endpoint}"
+requests_per_second = 50
+
+[[policy]]
+name = "web"
+provider = "qc"
+resource = "volume"
+select = {{ name = "web-*", tags = {{ env = "prod" }} }}
+schedule = "* * * * * *"
+retain = 2
+poll_interval = "100ms"
+timeout = "5s"
+
+[[policy]]
+name = "none"
+provider = "qc"
+resource = "volume"
+select = {{ name = "nothing-*" }}
+schedule = "*/2 * * * * *"
+retain = 2
+poll_interval = "100ms"
+timeout = "5s"
+"#,
+        state = wd.state_path().display(),
+        out = alerts.display(),
+        env = secret_env_name(SECRET),
+        endpoint = sim.endpoint(),
+    ));
+    let daemon = Daemon::start(&cfg, SECRET);
+
+    // The two matching volumes get snapshots; the others never do.
+    wait_for("snapshots of both matching volumes", MINUTE, || {
+        (sim.live_snapshots("vol-web00001").len() >= 2
+            && sim.live_snapshots("vol-web00002").len() >= 2)
+            .then_some(())
+    });
+
+    // Seeded while the daemon runs: a matching one and a non-matching one.
+    seed(&sim, "vol-web00004", "web-4", prod.clone());
+    seed(
+        &sim,
+        "vol-web00005",
+        "web-5",
+        json!({"env": "dev", "team": "a"}),
+    );
+    wait_for("the new matching volume is picked up", MINUTE, || {
+        (!sim.live_snapshots("vol-web00004").is_empty()).then_some(())
+    });
+
+    // vol-web00001 leaves the selector (untagged): its snapshots stay.
+    seed(&sim, "vol-web00001", "web-1", json!({}));
+    // A run already past its listing may still finish for it: let two
+    // runs go by, then nothing more may happen to it.
+    let web4 = sim.creates_for("vol-web00004");
+    wait_for("two more runs of the selector", MINUTE, || {
+        (sim.creates_for("vol-web00004") >= web4 + 2).then_some(())
+    });
+    wait_for("no operation left on the volume that left", MINUTE, || {
+        sim.live_snapshots("vol-web00001")
+            .iter()
+            .all(|s| s["status"] == "available")
+            .then_some(())
+    });
+    let creates_before = sim.creates_for("vol-web00001");
+    let kept = live_ids(&sim, "vol-web00001");
+    let web4 = sim.creates_for("vol-web00004");
+    wait_for("three more runs of the selector", MINUTE, || {
+        (sim.creates_for("vol-web00004") >= web4 + 3).then_some(())
+    });
+    assert_eq!(
+        sim.creates_for("vol-web00001"),
+        creates_before,
+        "a volume that left the selector is not snapshotted any more"
+    );
+    let still = live_ids(&sim, "vol-web00001");
+    assert!(
+        kept.iter().all(|k| still.contains(k)),
+        "its snapshots are kept: before {kept:?}, now {still:?}"
+    );
+    assert!(!still.is_empty());
+
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    for never in ["vol-db000001", "vol-web00003", "vol-web00005"] {
+        assert_eq!(sim.creates_for(never), 0, "{never} does not match");
+    }
+    // Snapshots of the volume that left are never deleted once it left.
+    assert_eq!(deletes_of(&sim, &kept), 0);
+
+    // The empty selector raised selector_empty; nothing failed.
+    let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+    let events: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "selector_empty" && e["policy"] == "none"),
+        "selector_empty for policy none: {text}"
+    );
+    assert!(
+        !events.iter().any(|e| e["policy"] == "web"),
+        "no alert for the matching selector: {text}"
+    );
+
+    // plan shows what the selector matches now.
+    let out = wd.cmd(
+        &["plan", "--json", "-c", &cfg.display().to_string()],
+        SECRET,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let entries = plan.as_array().expect("plan array");
+    let web = entries
+        .iter()
+        .find(|e| e["policy"] == "web" && e.get("matches").is_some())
+        .expect("selector entry for web");
+    let mut matched: Vec<&str> = web["matches"]
+        .as_array()
+        .expect("matches")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    matched.sort_unstable();
+    assert_eq!(matched, ["vol-web00002", "vol-web00004"]);
+    let targets: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["policy"] == "web")
+        .filter_map(|e| e["target"].as_str())
+        .collect();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    assert!(entries
+        .iter()
+        .filter(|e| e["policy"] == "web" && e.get("target").is_some())
+        .all(|e| e["source"] == "select"));
+    let none = entries
+        .iter()
+        .find(|e| e["policy"] == "none")
+        .expect("selector entry for none");
+    assert_eq!(none["matches"], json!([]));
+}
