@@ -166,10 +166,7 @@ async fn counters(State(sim): State<Simulator>) -> Json<serde_json::Value> {
             json!({ "dialect": dialect, "action": action, "requests": requests })
         })
         .collect();
-    let total: u64 = counters
-        .iter()
-        .filter_map(|c| c["requests"].as_u64())
-        .sum();
+    let total: u64 = counters.iter().filter_map(|c| c["requests"].as_u64()).sum();
     Json(json!({ "total": total, "counters": counters }))
 }
 
