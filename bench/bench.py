@@ -175,7 +175,7 @@ def create_ledger(binary, workdir, dialect, sim_url):
     sub = os.path.join(workdir, "schema")
     os.makedirs(sub, exist_ok=True)
     cfg = write_config(workdir, dialect, sim_url,
-                       [policy_block("schema-only", dialect, ["schema-probe"], "0 0 0 1 1 *")])
+                       [policy_block("schema-only", dialect, ["vol-00000000" if dialect == "qingcloud" else "schema-probe"], "0 0 0 1 1 *")])
     out = subprocess.run([binary, "prune", "-c", cfg], env=env_for(dialect),
                          capture_output=True, text=True)
     if not os.path.exists(os.path.join(workdir, "state.db")):
@@ -392,8 +392,7 @@ def idle(binary, root, policies, window):
             daemon.stop()
         return {"policies": policies, "window_s": window, "cpu_s": cpu,
                 "cpu_percent": 100.0 * cpu / window, "rss_mib": rss / 1024,
-                "peak_rss_mib": hwm / 1024, "api_calls": sim.control.counters() and
-                sum(sim.control.counters().values())}
+                "peak_rss_mib": hwm / 1024, "api_calls": sum(sim.control.counters().values())}
     finally:
         sim.stop()
 
@@ -447,7 +446,7 @@ def parse_ts_any(s):
     s = s.replace("Z", "+00:00")
     head, _, frac_tz = s.partition(".")
     if frac_tz:
-        digits = "".join(ch for ch in frac_tz if ch.isdigit())
+        digits = frac_tz[:len(frac_tz) - len(frac_tz.lstrip("0123456789"))]
         tz = frac_tz[len(digits):]
         s = f"{head}.{digits[:6]:0<6}{tz}"
     return datetime.datetime.fromisoformat(s)
