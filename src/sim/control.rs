@@ -59,6 +59,7 @@ pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
         .route("/_sim/health", get(health))
         .route("/_sim/requests", get(list_requests).delete(clear_requests))
+        .route("/_sim/counters", get(counters))
         .route(
             "/_sim/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -151,6 +152,22 @@ async fn list_requests(
         .journal
         .filtered(filter.dialect.as_deref(), filter.action.as_deref());
     Json(json!({ "requests": requests })).into_response()
+}
+
+/// Requests per dialect and action since the journal was last cleared:
+/// what a benchmark reads instead of the whole journal.
+async fn counters(State(sim): State<Simulator>) -> Json<serde_json::Value> {
+    let state = sim.lock();
+    let counters: Vec<_> = state
+        .journal
+        .counters()
+        .into_iter()
+        .map(|(dialect, action, requests)| {
+            json!({ "dialect": dialect, "action": action, "requests": requests })
+        })
+        .collect();
+    let total: u64 = counters.iter().filter_map(|c| c["requests"].as_u64()).sum();
+    Json(json!({ "total": total, "counters": counters }))
 }
 
 async fn clear_requests(State(sim): State<Simulator>) -> Json<serde_json::Value> {

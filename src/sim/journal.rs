@@ -35,6 +35,10 @@ pub(crate) struct RequestRecord {
 pub(crate) struct Journal {
     next_seq: u64,
     records: std::collections::VecDeque<RequestRecord>,
+    /// Requests per dialect and action since the last clear, kept apart
+    /// from the records so they stay exact past [`MAX_RECORDS`] and cost
+    /// nothing to read (`GET /_sim/counters`, for benchmarks).
+    counters: BTreeMap<(String, String), u64>,
 }
 
 impl Journal {
@@ -42,6 +46,10 @@ impl Journal {
     pub(crate) fn push(&mut self, mut record: RequestRecord) {
         self.next_seq += 1;
         record.seq = self.next_seq;
+        *self
+            .counters
+            .entry((record.dialect.clone(), record.action.clone()))
+            .or_default() += 1;
         if self.records.len() >= MAX_RECORDS {
             self.records.pop_front();
         }
@@ -61,7 +69,16 @@ impl Journal {
             .collect()
     }
 
+    /// `(dialect, action, requests)` since the last clear, sorted.
+    pub(crate) fn counters(&self) -> Vec<(&str, &str, u64)> {
+        self.counters
+            .iter()
+            .map(|((d, a), n)| (d.as_str(), a.as_str(), *n))
+            .collect()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.records.clear();
+        self.counters.clear();
     }
 }

@@ -266,6 +266,29 @@ async fn authentication_errors() {
         .iter()
         .all(|r| r["params"].get("signature").is_none()));
     assert_eq!(requests[1]["ret_code"], 1200);
+
+    // The counters agree with the journal, per action, and clear with it.
+    let (_, counted) = h.get("/_sim/counters").await;
+    assert_eq!(counted["total"], 8, "{counted}");
+    let per_action: u64 = counted["counters"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["dialect"] == "qingcloud" && c["action"] == "DescribeSnapshots")
+        .filter_map(|c| c["requests"].as_u64())
+        .sum();
+    let journaled = requests
+        .iter()
+        .filter(|r| r["action"] == "DescribeSnapshots")
+        .count() as u64;
+    assert_eq!(per_action, journaled);
+    h.client
+        .delete(format!("{}/_sim/requests", h.base))
+        .send()
+        .await
+        .expect("cleared");
+    let (_, counted) = h.get("/_sim/counters").await;
+    assert_eq!(counted["total"], 0, "{counted}");
 }
 
 #[tokio::test]

@@ -1,0 +1,125 @@
+"""The usual alternative on AWS Lightsail: what an operator writes without
+snapwarden, with the official Python SDK (boto3), run from cron. Per
+instance: CreateInstanceSnapshot, GetOperation every few seconds until it
+ends, GetInstanceSnapshots (every page: Lightsail cannot filter by
+instance), then DeleteInstanceSnapshot for every own snapshot beyond the
+newest `retain` and GetOperation until each delete ends. A thread pool
+works through the instances over one shared client; one shared limiter
+(hooked before every HTTP send, retries included) keeps the script under the
+account's request rate.
+
+Usage: alt_lightsail.py ENDPOINT ACCESS_KEY SECRET TARGETS_FILE
+       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db]
+Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...}}.
+"""
+
+import argparse
+import collections
+import concurrent.futures
+import datetime
+import json
+import threading
+import time
+
+import boto3
+from botocore.config import Config
+
+from common import RateLimiter
+
+CALLS = collections.Counter()
+CALLS_LOCK = threading.Lock()
+
+
+def make_client(endpoint, key, secret, workers, limiter):
+    client = boto3.client(
+        "lightsail",
+        endpoint_url=endpoint,
+        region_name="us-east-2",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(max_pool_connections=workers, retries={"mode": "standard"}),
+    )
+
+    def before_send(request, **_):
+        limiter.acquire()
+        target = request.headers.get("X-Amz-Target", b"")
+        if isinstance(target, bytes):
+            target = target.decode()
+        with CALLS_LOCK:
+            CALLS[target.rpartition(".")[2] or "unknown"] += 1
+
+    client.meta.events.register("before-send.lightsail", before_send)
+    return client
+
+
+def wait_operations(client, operations, poll):
+    for op in operations:
+        while True:
+            time.sleep(poll)
+            status = client.get_operation(operationId=op["id"])["operation"]["status"]
+            if status in ("Succeeded", "Completed"):
+                break
+            if status == "Failed":
+                raise RuntimeError(f"operation {op['id']} failed")
+
+
+def one_instance(client, instance, args, label):
+    prefix = f"{args.policy}-{instance}-"
+    created = client.create_instance_snapshot(
+        instanceSnapshotName=prefix + label,
+        instanceName=instance,
+        tags=[{"key": "created-by", "value": "cron-script"}],
+    )
+    wait_operations(client, created["operations"], args.poll)
+    snapshots, token = [], None
+    while True:
+        page = client.get_instance_snapshots(**({"pageToken": token} if token else {}))
+        snapshots.extend(page.get("instanceSnapshots", []))
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    own = sorted(
+        (s for s in snapshots
+         if s.get("fromInstanceName") == instance and s["name"].startswith(prefix)),
+        key=lambda s: s["createdAt"],
+        reverse=True,
+    )
+    deleted = 0
+    for old in own[args.retain:]:
+        d = client.delete_instance_snapshot(instanceSnapshotName=old["name"])
+        wait_operations(client, d["operations"], args.poll)
+        deleted += 1
+    return deleted
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("endpoint")
+    ap.add_argument("access_key")
+    ap.add_argument("secret")
+    ap.add_argument("targets_file")
+    ap.add_argument("--workers", type=int, default=100)
+    ap.add_argument("--rps", type=float, default=200)
+    ap.add_argument("--poll", type=float, default=2.0)
+    ap.add_argument("--retain", type=int, default=2)
+    ap.add_argument("--policy", default="db")
+    args = ap.parse_args()
+    with open(args.targets_file) as f:
+        instances = [line.strip() for line in f if line.strip()]
+    label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    client = make_client(args.endpoint, args.access_key, args.secret, args.workers,
+                         RateLimiter(args.rps))
+    ok = failed = deleted = 0
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(one_instance, client, i, args, label) for i in instances]
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                deleted += fut.result()
+                ok += 1
+            except Exception:  # an operator's script logs and goes on
+                failed += 1
+    print(json.dumps({"ok": ok, "failed": failed, "deleted": deleted, "calls": dict(CALLS)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The usual alternative on QingCloud: what an operator writes without
+snapwarden, run from cron. Per volume: CreateSnapshots, DescribeJobs every
+few seconds until the job ends, DescribeSnapshots of the volume, then
+DeleteSnapshots for every own snapshot beyond the newest `retain`, and
+DescribeJobs until each delete ends. Plain per-call HTTP requests (a new
+connection per call, as `requests.get` does without a session), signed by
+hand (signature_version 1, HmacSHA256, as the QingCloud API reference
+describes). A thread pool works through the volumes; one shared limiter
+keeps the whole script under the account's request rate.
+
+Usage: alt_qingcloud.py ENDPOINT ZONE ACCESS_KEY SECRET TARGETS_FILE
+       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db]
+Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...}}.
+"""
+
+import argparse
+import base64
+import collections
+import concurrent.futures
+import datetime
+import hashlib
+import hmac
+import json
+import threading
+import time
+import urllib.parse
+
+import requests
+
+from common import RateLimiter
+
+CALLS = collections.Counter()
+CALLS_LOCK = threading.Lock()
+
+
+def quote(s):
+    return urllib.parse.quote(str(s), safe="-_.~")
+
+
+class QingCloud:
+    def __init__(self, endpoint, zone, key, secret, limiter):
+        self.endpoint = endpoint
+        self.path = urllib.parse.urlparse(endpoint).path or "/"
+        self.zone, self.key, self.secret = zone, key, secret
+        self.limiter = limiter
+
+    def call(self, action, **params):
+        params.update(
+            action=action,
+            zone=self.zone,
+            time_stamp=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            access_key_id=self.key,
+            version=1,
+            signature_method="HmacSHA256",
+            signature_version=1,
+        )
+        query = "&".join(f"{quote(k)}={quote(params[k])}" for k in sorted(params))
+        to_sign = f"GET\n{self.path}\n{query}"
+        digest = hmac.new(self.secret.encode(), to_sign.encode(), hashlib.sha256).digest()
+        signature = quote(base64.b64encode(digest).decode())
+        for attempt in range(5):
+            self.limiter.acquire()
+            with CALLS_LOCK:
+                CALLS[action] += 1
+            r = requests.get(f"{self.endpoint}?{query}&signature={signature}", timeout=30)
+            body = r.json()
+            if body.get("ret_code") == 0:
+                return body
+            if body.get("ret_code") in (5000, 5100, 5200):  # busy / throttled
+                time.sleep(1 + attempt)
+                continue
+            raise RuntimeError(f"{action}: {body}")
+        raise RuntimeError(f"{action}: gave up after retries")
+
+    def wait_job(self, job_id, poll):
+        while True:
+            time.sleep(poll)
+            job = self.call("DescribeJobs", **{"jobs.1": job_id})["job_set"][0]
+            if job["status"] == "successful":
+                return
+            if job["status"] == "failed":
+                raise RuntimeError(f"job {job_id} failed")
+
+
+def one_volume(qc, volume, args, label):
+    prefix = f"{args.policy}-{volume}-"
+    created = qc.call(
+        "CreateSnapshots",
+        **{"resources.1": volume, "snapshot_name": prefix + label, "is_full": 1},
+    )
+    job = created["job_id"]
+    qc.wait_job(job[0] if isinstance(job, list) else job, args.poll)
+    listed = qc.call("DescribeSnapshots", resource_id=volume, limit=100)["snapshot_set"]
+    own = sorted(
+        (s for s in listed
+         if s["snapshot_name"].startswith(prefix) and s["status"] not in ("deleted", "ceased")),
+        key=lambda s: s["create_time"],
+        reverse=True,
+    )
+    deleted = 0
+    for old in own[args.retain:]:
+        d = qc.call("DeleteSnapshots", **{"snapshots.1": old["snapshot_id"]})
+        qc.wait_job(d["job_id"], args.poll)
+        deleted += 1
+    return deleted
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("endpoint")
+    ap.add_argument("zone")
+    ap.add_argument("access_key")
+    ap.add_argument("secret")
+    ap.add_argument("targets_file")
+    ap.add_argument("--workers", type=int, default=100)
+    ap.add_argument("--rps", type=float, default=200)
+    ap.add_argument("--poll", type=float, default=2.0)
+    ap.add_argument("--retain", type=int, default=2)
+    ap.add_argument("--policy", default="db")
+    args = ap.parse_args()
+    with open(args.targets_file) as f:
+        volumes = [line.strip() for line in f if line.strip()]
+    label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    qc = QingCloud(args.endpoint, args.zone, args.access_key, args.secret, RateLimiter(args.rps))
+    ok = failed = deleted = 0
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(one_volume, qc, v, args, label) for v in volumes]
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                deleted += fut.result()
+                ok += 1
+            except Exception:  # an operator's script logs and goes on
+                failed += 1
+    print(json.dumps({"ok": ok, "failed": failed, "deleted": deleted, "calls": dict(CALLS)}))
+
+
+if __name__ == "__main__":
+    main()

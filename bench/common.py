@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmark: starting the simulator, talking to its
+control API over one kept-alive connection, reading a process's peak memory
+and CPU time from /proc, and a thread-safe request-rate limiter for the
+Python alternatives."""
+
+import http.client
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a live process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may contain spaces: split after its closing paren.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_memory_kib(pid):
+    """(VmHWM, VmRSS) of a live process, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(rest.split()[0])
+    return out.get("VmHWM", 0), out.get("VmRSS", 0)
+
+
+class Control:
+    """The simulator's control API, one connection kept alive."""
+
+    def __init__(self, url):
+        parsed = urllib.parse.urlparse(url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if data else {}
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.HTTPException, OSError):
+                if attempt:
+                    raise
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        if resp.status >= 300:
+            raise RuntimeError(f"{method} {path} -> {resp.status}: {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def post(self, path, body):
+        return self.call("POST", path, body)
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def delete(self, path):
+        return self.call("DELETE", path)
+
+    def counters(self):
+        """{(dialect, action): requests} since the journal was cleared."""
+        v = self.get("/_sim/counters")
+        return {(c["dialect"], c["action"]): c["requests"] for c in v["counters"]}
+
+
+class SimProcess:
+    """`snapwarden sim` on a port of its choosing."""
+
+    def __init__(self, binary, job_duration="2s", log_path=None):
+        self.log = open(log_path or os.devnull, "w")
+        self.proc = subprocess.Popen(
+            [binary, "sim", "--listen", "127.0.0.1:0", "--job-duration", job_duration],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        prefix = "snapwarden sim listening on "
+        self.url = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(prefix):
+                self.url = line[len(prefix):].strip()
+                break
+        if not self.url:
+            self.stop()
+            raise RuntimeError("the simulator did not print its listening line")
+        # Keep draining stdout so the simulator never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.control = Control(self.url)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second across threads (a token bucket
+    of one token: evenly spaced calls), as an operator's script would do to
+    stay under the cloud's published request limit."""
+
+    def __init__(self, rate):
+        self.interval = 1.0 / rate
+        self.lock = threading.Lock()
+        self.next = time.monotonic()
+
+    def acquire(self):
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next)
+            self.next = at + self.interval
+        delay = at - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
