@@ -339,24 +339,26 @@ fn fire_targets(
     targets: &[String],
     tasks: &mut JoinSet<RunReport>,
 ) -> Result<(), DaemonError> {
-    for target in targets {
-        let begun = match engine.begin(policy, target, slot) {
-            Ok(b) => b,
-            Err(e) => {
-                // Nothing is created for a slot that cannot be recorded.
-                error!(policy = %policy.name, target = %target, slot = %slot, error = %e, "cannot record the intent; this target is not run for this slot");
-                continue;
-            }
-        };
+    let begun = match engine.begin_slot(policy, targets, slot) {
+        Ok(b) => b,
+        Err(e) => {
+            // Nothing is created for a slot that cannot be recorded.
+            error!(policy = %policy.name, slot = %slot, targets = targets.len(), error = %e, "cannot record the intents; no target is run for this slot");
+            Vec::new()
+        }
+    };
+    // One copy of the policy for every run of the slot, not one per target.
+    let shared = Arc::new(policy.clone());
+    for (target, begun) in begun {
         match begun {
             Ok(begun) => {
                 let engine = engine.clone();
-                let policy = policy.clone();
+                let policy = shared.clone();
                 tasks.spawn(async move { engine.execute(&policy, begun).await });
             }
             Err(outcome) => log_report(&RunReport {
                 policy: policy.name.clone(),
-                target: target.clone(),
+                target,
                 slot,
                 outcome,
             }),

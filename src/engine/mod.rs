@@ -240,47 +240,77 @@ impl Engine {
         target: &str,
         slot: DateTime<Utc>,
     ) -> Result<Result<Begun, RunOutcome>, EngineError> {
+        let mut begun = self.begin_slot(policy, std::slice::from_ref(&target.to_string()), slot)?;
+        Ok(begun
+            .pop()
+            .map(|(_, b)| b)
+            .unwrap_or(Err(RunOutcome::AlreadyDone)))
+    }
+
+    /// [`Engine::begin`] for many targets of one slot: every intent is
+    /// written in one transaction (one durable commit for the whole slot),
+    /// so a slot of thousands of targets starts without a disk flush per
+    /// target. On error nothing of the slot is recorded and nothing runs.
+    pub fn begin_slot(
+        &self,
+        policy: &Policy,
+        targets: &[String],
+        slot: DateTime<Utc>,
+    ) -> Result<Vec<(String, Result<Begun, RunOutcome>)>, EngineError> {
         let ps = self.slot(policy)?;
-        let marker = Marker {
-            policy: policy.name.clone(),
-            target: target.to_string(),
-            slot,
-        };
-        let name = ps.provider.snapshot_name(&marker);
-        let full = self.next_is_full(policy, target)?;
+        let mut planned = Vec::with_capacity(targets.len());
+        for target in targets {
+            let marker = Marker {
+                policy: policy.name.clone(),
+                target: target.clone(),
+                slot,
+            };
+            let name = ps.provider.snapshot_name(&marker);
+            let full = self.next_is_full(policy, target)?;
+            planned.push((marker, name, full));
+        }
         let now = Utc::now();
-        let begin = self.state.begin_run(
-            &NewRun {
+        let runs: Vec<NewRun<'_>> = planned
+            .iter()
+            .map(|(marker, name, full)| NewRun {
                 policy: &policy.name,
-                target,
+                target: &marker.target,
                 provider: &policy.provider,
                 slot,
-                name: &name,
-                full,
-            },
-            now,
-        )?;
-        let run_id = match begin {
-            Begin::Started(id) => id,
-            Begin::AlreadyRecorded => {
-                info!(policy = %policy.name, target, slot = %slot, "slot already recorded; not run again");
-                return Ok(Err(RunOutcome::AlreadyDone));
-            }
-            Begin::Overlap { running_slot } => {
-                let why = format!("previous run (slot {running_slot}) still in flight");
-                metrics::run_skipped(&policy.name, "overlap");
-                warn!(policy = %policy.name, target, slot = %slot, reason = %why, "slot skipped");
-                return Ok(Err(RunOutcome::Skipped(why)));
-            }
-        };
-        info!(policy = %policy.name, target, provider = %policy.provider, slot = %slot, snapshot_name = %name, full, "run started");
-        Ok(Ok(Begun {
-            run_id,
-            marker,
-            name,
-            full,
-            started: now,
-        }))
+                name,
+                full: *full,
+            })
+            .collect();
+        let begins = self.state.begin_runs(&runs, now)?;
+        drop(runs);
+        let mut out = Vec::with_capacity(planned.len());
+        for ((marker, name, full), begin) in planned.into_iter().zip(begins) {
+            let target = marker.target.clone();
+            let outcome = match begin {
+                Begin::Started(run_id) => {
+                    info!(policy = %policy.name, target = %target, provider = %policy.provider, slot = %slot, snapshot_name = %name, full, "run started");
+                    Ok(Begun {
+                        run_id,
+                        marker,
+                        name,
+                        full,
+                        started: now,
+                    })
+                }
+                Begin::AlreadyRecorded => {
+                    info!(policy = %policy.name, target = %target, slot = %slot, "slot already recorded; not run again");
+                    Err(RunOutcome::AlreadyDone)
+                }
+                Begin::Overlap { running_slot } => {
+                    let why = format!("previous run (slot {running_slot}) still in flight");
+                    metrics::run_skipped(&policy.name, "overlap");
+                    warn!(policy = %policy.name, target = %target, slot = %slot, reason = %why, "slot skipped");
+                    Err(RunOutcome::Skipped(why))
+                }
+            };
+            out.push((target, outcome));
+        }
+        Ok(out)
     }
 
     /// Carry a recorded intent through create, poll and prune.

@@ -582,43 +582,24 @@ impl State {
     pub fn begin_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Begin> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM runs WHERE policy = ?1 AND target = ?2 AND slot = ?3",
-                params![run.policy, run.target, ts(run.slot)],
-                |_| Ok(true),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if exists {
-            return Ok(Begin::AlreadyRecorded);
-        }
-        let open: Option<String> = tx
-            .query_row(
-                "SELECT slot FROM runs WHERE policy = ?1 AND target = ?2
-                 AND state IN ('intent', 'creating', 'pruning') ORDER BY slot DESC LIMIT 1",
-                params![run.policy, run.target],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(running) = open {
-            let running_slot = parse_ts("runs.slot", &running)?;
-            insert_run(
-                &tx,
-                run,
-                RunState::Skipped,
-                now,
-                Some(&format!(
-                    "skipped: the run for slot {} is still in flight",
-                    ts(running_slot)
-                )),
-            )?;
-            tx.commit()?;
-            return Ok(Begin::Overlap { running_slot });
-        }
-        let id = insert_run(&tx, run, RunState::Intent, now, None)?;
+        let begin = begin_run_in(&tx, run, now)?;
         tx.commit()?;
-        Ok(Begin::Started(id))
+        Ok(begin)
+    }
+
+    /// [`State::begin_run`] for every target of one slot in a single
+    /// transaction: one durable commit instead of one per target, so a
+    /// slot of thousands of targets starts at once. All or nothing: on
+    /// error no intent of the slot is written.
+    pub fn begin_runs(&self, runs: &[NewRun<'_>], now: DateTime<Utc>) -> Result<Vec<Begin>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let begun = runs
+            .iter()
+            .map(|run| begin_run_in(&tx, run, now))
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(begun)
     }
 
     pub fn run(&self, run_id: i64) -> Result<RunRow> {
@@ -1219,6 +1200,49 @@ fn insert_op(
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The checks and insert of [`State::begin_run`], inside a caller's transaction.
+fn begin_run_in(
+    tx: &rusqlite::Transaction<'_>,
+    run: &NewRun<'_>,
+    now: DateTime<Utc>,
+) -> Result<Begin> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM runs WHERE policy = ?1 AND target = ?2 AND slot = ?3",
+            params![run.policy, run.target, ts(run.slot)],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if exists {
+        return Ok(Begin::AlreadyRecorded);
+    }
+    let open: Option<String> = tx
+        .query_row(
+            "SELECT slot FROM runs WHERE policy = ?1 AND target = ?2
+                 AND state IN ('intent', 'creating', 'pruning') ORDER BY slot DESC LIMIT 1",
+            params![run.policy, run.target],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(running) = open {
+        let running_slot = parse_ts("runs.slot", &running)?;
+        insert_run(
+            tx,
+            run,
+            RunState::Skipped,
+            now,
+            Some(&format!(
+                "skipped: the run for slot {} is still in flight",
+                ts(running_slot)
+            )),
+        )?;
+        return Ok(Begin::Overlap { running_slot });
+    }
+    let id = insert_run(tx, run, RunState::Intent, now, None)?;
+    Ok(Begin::Started(id))
 }
 
 #[cfg(test)]
