@@ -95,8 +95,8 @@ impl Engine {
                 .flat_map(|s| {
                     by_slot
                         .get(s)
-                        .map(|(_, _, ids)| ids.iter().map(|i| (i.clone(), *s)).collect())
-                        .unwrap_or_else(Vec::new)
+                        .map(|(_, _, ids)| ids.iter().map(|i| (i.clone(), *s)).collect::<Vec<_>>())
+                        .unwrap_or_default()
                 })
                 .collect()
         };

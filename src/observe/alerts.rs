@@ -50,6 +50,9 @@ fn kind_name(k: AlertEvent) -> &'static str {
     }
 }
 
+/// Policy, target and cause (`budget`, `reload`) of a `deletes_held` alert.
+type HeldKey = (String, String, &'static str);
+
 /// Where one policy and target stand, alert-wise.
 #[derive(Debug, Clone, Default)]
 struct Track {
@@ -74,7 +77,7 @@ pub struct Alerter {
     config: Mutex<Option<AlertsConfig>>,
     tracks: Mutex<HashMap<(String, String), Track>>,
     /// When `deletes_held` was last sent per policy, target and cause.
-    held_sent: Mutex<HashMap<(String, String, &'static str), DateTime<Utc>>>,
+    held_sent: Mutex<HashMap<HeldKey, DateTime<Utc>>>,
     http: reqwest::Client,
     started: DateTime<Utc>,
 }
