@@ -231,11 +231,17 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
 
     let daemon = Daemon::start(&cfg, SECRET);
     let base = format!("http://{}", metrics_addr(&daemon));
-    let alert = wait_for("a deletes_held alert", MINUTE, || {
-        alerts(&wd)
-            .into_iter()
-            .find(|a| a["kind"] == "deletes_held")
-    });
+    // Under load the daemon may start after the slot: the next one is a
+    // minute later.
+    let alert = wait_for(
+        "a deletes_held alert",
+        2 * MINUTE + Duration::from_secs(10),
+        || {
+            alerts(&wd)
+                .into_iter()
+                .find(|a| a["kind"] == "deletes_held")
+        },
+    );
     assert_eq!(alert["policy"], "db");
     assert_eq!(alert["target"], VOL);
     assert!(
