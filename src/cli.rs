@@ -74,6 +74,9 @@ pub enum Command {
         /// Print the decisions without deleting anything.
         #[arg(long)]
         dry_run: bool,
+        /// Delete beyond max_deletes_per_run and lift a reload's hold (needs --policy).
+        #[arg(long)]
+        yes: bool,
     },
     /// Restore the newest (or a given) snapshot; in place only with --yes.
     Restore {
@@ -104,6 +107,20 @@ pub enum Command {
     Monitor {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Snapshots with our marker that no configured policy/target owns, and
+    /// stuck or failed deletes; deleted only with --delete --yes.
+    Orphans {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+        /// Delete the orphans that are ours (marker and ledger); needs --yes.
+        #[arg(long)]
+        delete: bool,
+        /// Confirm --delete.
+        #[arg(long)]
+        yes: bool,
     },
     /// The built-in cloud simulator alone.
     Sim {

@@ -137,7 +137,15 @@ pub async fn run(
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
 
     let mut config = config;
-    let mut scheduled = schedule_all(&state, &config, &engine, &mut tasks, &mut resolving, true)?;
+    let mut scheduled = schedule_all(
+        &state,
+        &config,
+        &engine,
+        &alerter,
+        &mut tasks,
+        &mut resolving,
+        true,
+    )?;
     let summary = format!("{} policies scheduled", scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
@@ -160,7 +168,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = waker.notified(), if next.is_some() => {
-                fire_due(&state, &engine, &mut scheduled, &mut tasks, &mut resolving)?;
+                fire_due(&state, &engine, &alerter, &mut scheduled, &mut tasks, &mut resolving);
             }
             Some(signal) = signals.next() => match signal {
                 SIGHUP => {
@@ -172,9 +180,10 @@ pub async fn run(
                                 }
                                 info!(policies = new.policies.len(), "configuration reloaded");
                                 alerter.reconfigure(&new);
+                                hold_large_reloads(&engine, &alerter, &config, &new);
                                 stale_check = tokio::time::interval(stale_check_every(&new));
                                 config = new;
-                                scheduled = schedule_all(&state, &config, &engine, &mut tasks, &mut resolving, false)?;
+                                scheduled = schedule_all(&state, &config, &engine, &alerter, &mut tasks, &mut resolving, false)?;
                             }
                             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
                         },
@@ -190,7 +199,7 @@ pub async fn run(
             Some(joined) = resolving.join_next(), if !resolving.is_empty() => {
                 if let Ok(r) = joined {
                     alert_selector(&alerter, &mut selector_failures, &r);
-                    fire_targets(&state, &engine, &r.policy, r.slot, &r.resolved.targets, &mut tasks)?;
+                    fire_targets(&state, &engine, &alerter, &r.policy, r.slot, &r.resolved.targets, &mut tasks);
                 }
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
@@ -240,6 +249,7 @@ fn schedule_all(
     state: &State,
     config: &Config,
     engine: &Arc<Engine>,
+    alerter: &Alerter,
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
     startup: bool,
@@ -252,7 +262,7 @@ fn schedule_all(
             if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now)) {
                 if missed > last {
                     info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
-                    fire(state, engine, policy, missed, tasks, resolving)?;
+                    fire(state, engine, alerter, policy, missed, tasks, resolving);
                 }
             }
         }
@@ -275,17 +285,18 @@ fn schedule_all(
 fn fire_due(
     state: &State,
     engine: &Arc<Engine>,
+    alerter: &Alerter,
     scheduled: &mut BTreeMap<String, Scheduled>,
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
-) -> Result<(), DaemonError> {
+) {
     let now = Utc::now();
     for s in scheduled.values_mut() {
         let Some(slot) = s.next else { continue };
         if slot > now {
             continue;
         }
-        fire(state, engine, &s.policy, slot, tasks, resolving)?;
+        fire(state, engine, alerter, &s.policy, slot, tasks, resolving);
         // Slots that passed while we were busy or suspended are not run
         // in a burst: skip to the next one after now.
         let mut next = s.policy.schedule.next_after(slot);
@@ -299,7 +310,6 @@ fn fire_due(
         metrics::schedule(&s.policy.name, s.policy.schedule.nominal_interval(), next);
         s.next = next;
     }
-    Ok(())
 }
 
 /// Fire one slot. A policy with a selector first resolves its targets in
@@ -307,13 +317,14 @@ fn fire_due(
 fn fire(
     state: &State,
     engine: &Arc<Engine>,
+    alerter: &Alerter,
     policy: &Policy,
     slot: DateTime<Utc>,
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
-) -> Result<(), DaemonError> {
+) {
     if policy.select.is_none() {
-        return fire_targets(state, engine, policy, slot, &policy.targets, tasks);
+        return fire_targets(state, engine, alerter, policy, slot, &policy.targets, tasks);
     }
     let engine = engine.clone();
     let policy = policy.clone();
@@ -325,25 +336,43 @@ fn fire(
             resolved,
         }
     });
-    Ok(())
 }
 
-/// Start one slot's runs: the intents of every target are written before
-/// the slot is marked fired, so a crash in between leaves intents that the
-/// next start resumes, never a slot silently lost for some targets.
+/// Start one slot's runs: the intents of every target are written (in one
+/// transaction) before the slot is marked fired, so a crash in between
+/// leaves intents that the next start resumes, never a slot silently lost
+/// for some targets.
+///
+/// A ledger that cannot be written (read-only, full, locked) never stops
+/// the daemon: no target is run for this slot (nothing is created that
+/// could not be recorded), the failure is alerted, and `/healthz` says
+/// unhealthy from its own probe. The next slot tries again.
 fn fire_targets(
     state: &State,
     engine: &Arc<Engine>,
+    alerter: &Alerter,
     policy: &Policy,
     slot: DateTime<Utc>,
     targets: &[String],
     tasks: &mut JoinSet<RunReport>,
-) -> Result<(), DaemonError> {
+) {
     let begun = match engine.begin_slot(policy, targets, slot) {
         Ok(b) => b,
         Err(e) => {
             // Nothing is created for a slot that cannot be recorded.
             error!(policy = %policy.name, slot = %slot, targets = targets.len(), error = %e, "cannot record the intents; no target is run for this slot");
+            let message =
+                format!("cannot record the intent for slot {slot} ({e}); nothing was created");
+            for target in targets {
+                metrics::intent_unrecorded(&policy.name);
+                alerter.run_finished(RunResult {
+                    policy: &policy.name,
+                    target,
+                    provider: &policy.provider,
+                    outcome: Err(&message),
+                    consecutive_failures: 0,
+                });
+            }
             Vec::new()
         }
     };
@@ -365,13 +394,21 @@ fn fire_targets(
         }
     }
     // A slow selector listing may finish after a later slot was marked.
-    if state
-        .last_slot(&policy.name)?
-        .is_none_or(|last| last < slot)
-    {
-        state.set_last_slot(&policy.name, slot)?;
+    let marked = state
+        .last_slot(&policy.name)
+        .map(|last| last.is_none_or(|last| last < slot))
+        .and_then(|later| {
+            if later {
+                state.set_last_slot(&policy.name, slot)
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = marked {
+        // The in-memory schedule has moved on; after a restart the slot
+        // may be offered again, and its recorded intents keep it single.
+        error!(policy = %policy.name, slot = %slot, error = %e, "cannot record the fired slot");
     }
-    Ok(())
 }
 
 /// Alerts about a selector: a failed listing is a failure of the policy's
@@ -470,17 +507,26 @@ fn stale_check_every(config: &Config) -> Duration {
 }
 
 fn alert_run(alerter: &Alerter, state: &State, config: &Config, report: &RunReport) {
-    let outcome = match &report.outcome {
-        RunOutcome::Succeeded { .. } => Ok(()),
-        RunOutcome::Failed(e) => Err(e.as_str()),
-        _ => return,
-    };
     let provider = config
         .policies
         .iter()
         .find(|p| p.name == report.policy)
         .map(|p| p.provider.as_str())
         .unwrap_or("");
+    let outcome = match &report.outcome {
+        RunOutcome::Succeeded { held, .. } => {
+            if let Some(why) = held {
+                let cause = match state.delete_hold(&report.policy, &report.target) {
+                    Ok(Some(_)) => "reload",
+                    _ => "budget",
+                };
+                alerter.deletes_held(&report.policy, &report.target, provider, cause, why);
+            }
+            Ok(())
+        }
+        RunOutcome::Failed(e) => Err(e.as_str()),
+        _ => return,
+    };
     let consecutive_failures = match state.target_summary(&report.policy, &report.target) {
         Ok(s) => s.map(|s| s.consecutive_failures).unwrap_or(0),
         Err(e) => {
@@ -495,6 +541,54 @@ fn alert_run(alerter: &Alerter, state: &State, config: &Config, report: &RunRepo
         outcome,
         consecutive_failures,
     });
+}
+
+/// After a reload: a target whose first run under the new rules would
+/// delete more than `max_deletes_per_run` gets its deletions held (in the
+/// ledger) until `snapwarden prune --policy P --yes`; the plan diff is
+/// logged and the hold alerted. Snapshots are still created meanwhile.
+fn hold_large_reloads(engine: &Engine, alerter: &Alerter, old: &Config, new: &Config) {
+    for p in &new.policies {
+        let before = old.policies.iter().find(|o| o.name == p.name);
+        for t in &p.targets {
+            let plan = match engine.reload_plan(before, p, t) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    error!(policy = %p.name, target = %t, error = %e, "cannot work out what the reload deletes");
+                    continue;
+                }
+            };
+            if !plan.exceeds(p) {
+                continue;
+            }
+            for (id, slot) in &plan.newly_deleted {
+                warn!(policy = %p.name, target = %t, snapshot = %id, slot = %slot, "reload: the new rules delete this snapshot, the old ones kept it");
+            }
+            let reason = format!(
+                "the reloaded configuration deletes {} snapshots at the next run (before: {}), more than max_deletes_per_run = {}",
+                plan.deletes.len(),
+                plan.old_deletes,
+                p.max_deletes_per_run
+            );
+            if let Err(e) = engine.state().hold_deletes(&p.name, t, &reason, Utc::now()) {
+                // Without a recorded hold the budget still caps each run.
+                error!(policy = %p.name, target = %t, error = %e, "cannot record the deletion hold");
+                continue;
+            }
+            warn!(policy = %p.name, target = %t, reason = %reason, "deletions held until `snapwarden prune --policy {} --yes`", p.name);
+            metrics::deletes_held(&p.name, t, true);
+            alerter.deletes_held(
+                &p.name,
+                t,
+                &p.provider,
+                "reload",
+                &format!(
+                    "{reason}; deletions held until `snapwarden prune --policy {} --yes`",
+                    p.name
+                ),
+            );
+        }
+    }
 }
 
 fn check_stale(alerter: &Alerter, state: &State, config: &Config) {

@@ -38,7 +38,14 @@ fn main() -> ExitCode {
                 config,
                 policy,
                 dry_run,
-            } => commands::prune::run(&config.path, policy.as_deref(), dry_run).await,
+                yes,
+            } => commands::prune::run(&config.path, policy.as_deref(), dry_run, yes).await,
+            Command::Orphans {
+                config,
+                json,
+                delete,
+                yes,
+            } => commands::orphans::run(&config.path, json, delete, yes).await,
             Command::Status { config, json } => commands::status::run(&config.path, json),
             Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Restore {

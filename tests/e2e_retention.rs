@@ -185,7 +185,8 @@ timeout = "10m"
         "plan deletes nothing"
     );
 
-    let out = wd.cmd(&["prune", "-c", path], SECRET);
+    // 340 deletes: beyond the per-run budget, so the operator confirms.
+    let out = wd.cmd(&["prune", "-c", path, "--policy", "db", "--yes"], SECRET);
     assert!(
         out.status.success(),
         "{}",

@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod login;
 pub mod monitor;
+pub mod orphans;
 pub mod plan;
 pub mod prune;
 pub mod restore;

@@ -1,11 +1,24 @@
 //! `snapwarden prune`: retention alone (or its decisions with `--dry-run`).
+//!
+//! Without `--yes` it deletes at most `max_deletes_per_run` snapshots per
+//! target, like a run. `--yes` (with `--policy`) is the operator's
+//! confirmation: everything retention decides goes, and a hold a reload
+//! placed on the policy is lifted.
 
 use std::path::Path;
 
 use super::{load_config_and_log, open_engine, select_policies, Exit};
 use crate::retention::Verdict;
 
-pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
+pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) -> Exit {
+    if yes && policy.is_none() {
+        return Exit::config(
+            "--yes deletes beyond max_deletes_per_run and needs --policy P to say which policy",
+        );
+    }
+    if yes && dry_run {
+        return Exit::config("--yes and --dry-run contradict each other; give one");
+    }
     let config = match load_config_and_log(path, "info") {
         Ok(c) => c,
         Err(e) => return e,
@@ -19,6 +32,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
         Err(e) => return e,
     };
     let mut failures = Vec::new();
+    let mut held = Vec::new();
     for p in policies {
         // Selected targets as of now; a target that left the selector is
         // not pruned here (its snapshots are kept).
@@ -27,16 +41,28 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
             failures.push(format!("{} select: {e}", p.name));
         }
         for t in &resolved.targets {
-            match engine.prune(p, t, dry_run).await {
+            let result = if yes {
+                engine.prune_confirmed(p, t).await
+            } else {
+                engine.prune(p, t, dry_run).await
+            };
+            match result {
                 Ok(report) => {
                     println!("{} {}:", p.name, t);
                     for d in &report.decisions {
                         let v = match d.verdict {
                             Verdict::Keep => "KEEP",
+                            Verdict::Delete if report.held.contains(&d.id) => "HELD",
                             Verdict::Delete if dry_run => "WOULD DELETE",
                             Verdict::Delete => "DELETE",
                         };
                         println!("  {v:<12} {}  {}", d.id, d.reasons.join("; "));
+                    }
+                    if let Some(why) = &report.held_because {
+                        println!("  held: {why}");
+                        if !dry_run {
+                            held.push(format!("{} {t}: {why}", p.name));
+                        }
                     }
                     if !dry_run {
                         println!("  deleted {}", report.deleted);
@@ -47,6 +73,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool) -> Exit {
             }
         }
     }
+    failures.extend(held);
     if failures.is_empty() {
         Exit::OK
     } else {

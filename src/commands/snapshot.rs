@@ -56,9 +56,17 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
     let mut failed = 0;
     for r in &reports {
         let (ok, what) = match &r.outcome {
-            RunOutcome::Succeeded { created, deleted } => {
-                (true, format!("ok, {created} created, {deleted} deleted"))
-            }
+            RunOutcome::Succeeded {
+                created,
+                deleted,
+                held,
+            } => match held {
+                None => (true, format!("ok, {created} created, {deleted} deleted")),
+                Some(why) => (
+                    true,
+                    format!("ok, {created} created, {deleted} deleted; {why}"),
+                ),
+            },
             RunOutcome::Failed(e) => (false, format!("failed: {e}")),
             RunOutcome::Skipped(why) => (false, format!("skipped: {why}")),
             RunOutcome::AlreadyDone => (false, "this slot was already run".to_string()),

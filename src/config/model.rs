@@ -41,6 +41,8 @@ pub struct DaemonConfig {
     /// Zone for policies without their own `timezone`.
     pub timezone: Tz,
     pub metrics_listen: Option<SocketAddr>,
+    /// Default for policies without their own `max_deletes_per_run`. Default 10.
+    pub max_deletes_per_run: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +51,9 @@ pub enum AlertEvent {
     Recovery,
     Stale,
     SelectorEmpty,
+    /// Deletions held back: the per-run deletion budget was exceeded, or a
+    /// reload would delete more than the budget (waits for `prune --yes`).
+    DeletesHeld,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +61,7 @@ pub struct AlertsConfig {
     pub webhook_url: Option<String>,
     pub webhook_headers: BTreeMap<String, Secret>,
     pub command: Option<Vec<String>>,
-    /// Default: failure, recovery, stale.
+    /// Default: failure, recovery, stale, deletes_held.
     pub on: Vec<AlertEvent>,
     /// Reminder interval for an unrecovered failure. Default 24h.
     pub repeat_after: Duration,
@@ -266,6 +271,10 @@ pub struct Policy {
     /// Only these volumes of an instance (kinds with
     /// `Capabilities::volume_subset`). None: all of them.
     pub volume_ids: Option<Vec<String>>,
+    /// Deletion budget per target per run: retention deletes at most this
+    /// many, then stops and alerts (`deletes_held`). Default: `[daemon]`'s,
+    /// else 10.
+    pub max_deletes_per_run: u32,
     /// Targets picked at each run from the provider's listing, in addition
     /// to `targets`. `targets` may be empty when this is set.
     pub select: Option<Selector>,

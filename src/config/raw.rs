@@ -24,6 +24,7 @@ pub(crate) struct RawDaemon {
     pub log_format: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
+    pub max_deletes_per_run: Option<Spanned<i64>>,
 }
 
 /// `[alerts]`.
@@ -64,6 +65,7 @@ pub(crate) struct RawPolicy {
     pub keep_within: Option<Spanned<String>>,
     pub min_keep: Option<Spanned<i64>>,
     pub volume_ids: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_deletes_per_run: Option<Spanned<i64>>,
     pub select: Option<Spanned<RawSelect>>,
 }
 
@@ -259,7 +261,13 @@ mod tests {
     fn field_lists_come_from_serde() {
         assert_eq!(
             fields_of::<RawDaemon>(),
-            ["state_path", "log_format", "timezone", "metrics_listen"]
+            [
+                "state_path",
+                "log_format",
+                "timezone",
+                "metrics_listen",
+                "max_deletes_per_run"
+            ]
         );
     }
 

@@ -130,7 +130,12 @@ fn alerts_defaults() {
     let a = c.alerts.expect("alerts present");
     assert_eq!(
         a.on,
-        [AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Stale]
+        [
+            AlertEvent::Failure,
+            AlertEvent::Recovery,
+            AlertEvent::Stale,
+            AlertEvent::DeletesHeld
+        ]
     );
     assert_eq!(a.repeat_after, Duration::from_secs(86_400));
 }
@@ -352,5 +357,31 @@ fn all_validation_problems_are_reported_in_file_order() {
             pos_of(&text, "\"forever\""),
         ],
         "{p:#?}"
+    );
+}
+
+#[test]
+fn max_deletes_per_run_defaults_to_ten_and_daemon_sets_the_default() {
+    let env = [("QY", SECRET)];
+    let base = config("secret_access_key_env = \"QY\"", "");
+    let c = load_env(&base, &env).expect("valid");
+    assert_eq!(c.daemon.max_deletes_per_run, 10);
+    assert_eq!(c.policies[0].max_deletes_per_run, 10);
+
+    let text = format!("[daemon]\nmax_deletes_per_run = 3\n\n{base}");
+    let c = load_env(&text, &env).expect("valid");
+    assert_eq!(
+        c.policies[0].max_deletes_per_run, 3,
+        "[daemon] gives the default"
+    );
+
+    let text = format!(
+        "[daemon]\nmax_deletes_per_run = 3\n\n{}",
+        config("secret_access_key_env = \"QY\"", "max_deletes_per_run = 40")
+    );
+    let c = load_env(&text, &env).expect("valid");
+    assert_eq!(
+        c.policies[0].max_deletes_per_run, 40,
+        "the policy's own wins"
     );
 }

@@ -51,7 +51,16 @@ pub(crate) fn document(root: &DeTable<'_>, path: PathBuf, cx: &mut Cx<'_>) -> Op
     // Policies are checked even when [daemon] was invalid; UTC stands in
     // for a bad default zone so that its schedules are still checked.
     let default_tz = daemon.as_ref().map_or(Tz::UTC, |d| d.timezone);
-    let policies = policies(root.get("policy"), &providers, default_tz, cx);
+    let default_max_deletes = daemon
+        .as_ref()
+        .map_or(DEFAULT_MAX_DELETES_PER_RUN, |d| d.max_deletes_per_run);
+    let policies = policies(
+        root.get("policy"),
+        &providers,
+        default_tz,
+        default_max_deletes,
+        cx,
+    );
 
     for (name, p) in &providers.parsed {
         if !policies.used_providers.contains(name) {
@@ -139,11 +148,17 @@ fn daemon(raw: &RawDaemon, cx: &mut Cx<'_>) -> Option<DaemonConfig> {
         },
     };
 
+    let max_deletes_per_run = match &raw.max_deletes_per_run {
+        None => Some(DEFAULT_MAX_DELETES_PER_RUN),
+        Some(v) => max_deletes(v, &mut cx.diag),
+    };
+
     Some(DaemonConfig {
         state_path,
         log_format,
         timezone: timezone?,
         metrics_listen,
+        max_deletes_per_run: max_deletes_per_run?,
     })
     .filter(|_| ok)
 }
@@ -166,7 +181,28 @@ const ALERT_EVENTS: &[(&str, AlertEvent)] = &[
     ("recovery", AlertEvent::Recovery),
     ("stale", AlertEvent::Stale),
     ("selector_empty", AlertEvent::SelectorEmpty),
+    ("deletes_held", AlertEvent::DeletesHeld),
 ];
+
+/// Default deletion budget per target per run.
+pub(crate) const DEFAULT_MAX_DELETES_PER_RUN: u32 = 10;
+
+/// `max_deletes_per_run` (policy or `[daemon]`): at least 1 (0 would never
+/// prune), at most 10 000 (beyond that it is no longer a safety net).
+fn max_deletes(
+    value: &Spanned<i64>,
+    diag: &mut super::diagnostics::Diagnostics<'_>,
+) -> Option<u32> {
+    values::integer_in(
+        value,
+        "max_deletes_per_run",
+        1,
+        10_000,
+        "snapshots deleted per target in one run before pruning stops and alerts",
+        diag,
+    )
+    .map(|n| n as u32)
+}
 
 fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<AlertsConfig> {
     let mut ok = true;
@@ -242,7 +278,12 @@ fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<Alerts
     };
 
     let on = match &raw.on {
-        None => vec![AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Stale],
+        None => vec![
+            AlertEvent::Failure,
+            AlertEvent::Recovery,
+            AlertEvent::Stale,
+            AlertEvent::DeletesHeld,
+        ],
         Some(list_value) => {
             let names: Vec<&str> = ALERT_EVENTS.iter().map(|(n, _)| *n).collect();
             if list_value.get_ref().is_empty() {
@@ -349,6 +390,7 @@ fn policies(
     value: Option<&Spanned<DeValue<'_>>>,
     providers: &Providers,
     default_tz: Tz,
+    default_max_deletes: u32,
     cx: &mut Cx<'_>,
 ) -> Policies {
     let mut out = Policies {
@@ -405,7 +447,15 @@ fn policies(
                 names.insert(n.get_ref().clone(), n.span());
             }
         }
-        let checked = policy(&raw, item.span(), &what, providers, default_tz, cx);
+        let checked = policy(
+            &raw,
+            item.span(),
+            &what,
+            providers,
+            default_tz,
+            default_max_deletes,
+            cx,
+        );
         out.checked.push(checked);
     }
     out
@@ -417,6 +467,7 @@ fn policy(
     what: &str,
     providers: &Providers,
     default_tz: Tz,
+    default_max_deletes: u32,
     cx: &mut Cx<'_>,
 ) -> Option<Policy> {
     let mut ok = true;
@@ -794,6 +845,11 @@ fn policy(
         .map(|n| n as u32),
     };
 
+    let max_deletes_per_run = match &raw.max_deletes_per_run {
+        None => Some(default_max_deletes),
+        Some(v) => max_deletes(v, &mut cx.diag),
+    };
+
     if !ok {
         return None;
     }
@@ -821,6 +877,7 @@ fn policy(
         critical_after_failures: critical_after_failures?,
         volume_ids,
         select,
+        max_deletes_per_run: max_deletes_per_run?,
     })
 }
 

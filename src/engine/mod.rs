@@ -6,10 +6,14 @@
 //! never deletes a snapshot that the ledger and the provider's marker do not
 //! both say is ours.
 
+mod hold;
+mod orphans;
 mod poller;
 mod retry;
 mod select;
 
+pub use hold::ReloadPlan;
+pub use orphans::{Orphan, OrphanKind, OrphanOutcome, Verified};
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
 pub use select::{ledger_targets, Resolved};
@@ -80,6 +84,9 @@ pub enum RunOutcome {
     Succeeded {
         created: usize,
         deleted: usize,
+        /// Deletes retention wanted but that were held back (deletion
+        /// budget, a reload's hold, a guard), with the reason.
+        held: Option<String>,
     },
     Failed(String),
     /// Not run: the previous run of this policy and target is in flight.
@@ -124,6 +131,22 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     pub deleted: usize,
     pub failed: Vec<String>,
+    /// Snapshots retention would delete that were held back this time,
+    /// in the order they would go.
+    pub held: Vec<String>,
+    /// Why `held` is not empty.
+    pub held_because: Option<String>,
+}
+
+/// How far a prune may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PruneMode {
+    /// Decide only.
+    DryRun,
+    /// A run's or `prune`'s pruning: at most `max_deletes_per_run`.
+    Budgeted,
+    /// The operator's `prune --yes`: everything retention decides.
+    Confirmed,
 }
 
 struct ProviderSlot {
@@ -540,7 +563,10 @@ impl Engine {
         self.state
             .set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
         metrics::run_succeeded(&policy.name, target, Utc::now());
-        let report = match self.prune_with(ps, policy, target, false).await {
+        let report = match self
+            .prune_with(ps, policy, target, PruneMode::Budgeted)
+            .await
+        {
             Ok(r) => r,
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
             Err(e) => {
@@ -553,6 +579,7 @@ impl Engine {
                 return Ok(RunOutcome::Succeeded {
                     created,
                     deleted: 0,
+                    held: None,
                 });
             }
         };
@@ -563,14 +590,21 @@ impl Engine {
             .filter(|r| r.state == LedgerState::Available)
             .count();
         metrics::retained(&policy.name, target, kept);
-        let note = (!report.failed.is_empty())
-            .then(|| format!("some deletes failed: {}", report.failed.join("; ")));
+        let mut notes = Vec::new();
+        if !report.failed.is_empty() {
+            notes.push(format!("some deletes failed: {}", report.failed.join("; ")));
+        }
+        if let Some(why) = &report.held_because {
+            notes.push(why.clone());
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         self.state
             .set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())?;
-        info!(policy = %policy.name, target, created, deleted = report.deleted, "run succeeded");
+        info!(policy = %policy.name, target, created, deleted = report.deleted, held = report.held.len(), "run succeeded");
         Ok(RunOutcome::Succeeded {
             created,
             deleted: report.deleted,
+            held: report.held_because,
         })
     }
 
@@ -662,8 +696,9 @@ impl Engine {
         Ok(Some(Ok(())))
     }
 
-    /// Retention for one target: list, decide, delete (unless `dry_run`),
-    /// and follow each delete to its end.
+    /// Retention for one target: list, decide, delete (unless `dry_run`)
+    /// at most `max_deletes_per_run` snapshots, and follow each delete to
+    /// its end.
     pub async fn prune(
         &self,
         policy: &Policy,
@@ -671,7 +706,24 @@ impl Engine {
         dry_run: bool,
     ) -> Result<PruneReport, EngineError> {
         let ps = self.slot(policy)?;
-        self.prune_with(&ps, policy, target, dry_run).await
+        let mode = if dry_run {
+            PruneMode::DryRun
+        } else {
+            PruneMode::Budgeted
+        };
+        self.prune_with(&ps, policy, target, mode).await
+    }
+
+    /// The operator's `prune --yes`: retention for one target without the
+    /// deletion budget. The other guards still hold.
+    pub async fn prune_confirmed(
+        &self,
+        policy: &Policy,
+        target: &str,
+    ) -> Result<PruneReport, EngineError> {
+        let ps = self.slot(policy)?;
+        self.prune_with(&ps, policy, target, PruneMode::Confirmed)
+            .await
     }
 
     async fn prune_with(
@@ -679,8 +731,9 @@ impl Engine {
         ps: &ProviderSlot,
         policy: &Policy,
         target: &str,
-        dry_run: bool,
+        mode: PruneMode,
     ) -> Result<PruneReport, EngineError> {
+        let dry_run = mode == PruneMode::DryRun;
         let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         let listed = self.list(ps, policy, target, deadline).await?;
         let ledger = self
@@ -739,6 +792,34 @@ impl Engine {
                 .collect(),
             ..Default::default()
         };
+        let to_delete: Vec<String> = report
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Delete)
+            .map(|d| d.id.clone())
+            .collect();
+        let hold = match mode {
+            PruneMode::Confirmed => None,
+            _ => self.state.delete_hold(&policy.name, target)?,
+        };
+        if mode == PruneMode::Budgeted {
+            metrics::deletes_held(&policy.name, target, hold.is_some());
+        }
+        let (to_delete, held) = self.delete_allowance(
+            policy,
+            target,
+            &groups,
+            mode,
+            hold.map(|h| h.reason),
+            to_delete,
+        );
+        if let Some((ids, why)) = held {
+            if !dry_run {
+                warn!(policy = %policy.name, target, held = ids.len(), reason = %why, "deletes held back");
+            }
+            report.held = ids;
+            report.held_because = Some(why);
+        }
         if dry_run {
             return Ok(report);
         }
@@ -761,12 +842,6 @@ impl Engine {
             .iter()
             .any(|c| c.chain.as_ref().is_some_and(|ch| !ch.full));
         let mut waits = Vec::new();
-        let to_delete: Vec<String> = report
-            .decisions
-            .iter()
-            .filter(|d| d.verdict == Verdict::Delete)
-            .map(|d| d.id.clone())
-            .collect();
         for id in &to_delete {
             let Some(c) = candidates.iter().find(|c| &c.id == id) else {
                 continue;
@@ -800,7 +875,75 @@ impl Engine {
             }
         }
         self.collect_deletes(&mut waits, &mut report).await?;
+        if mode == PruneMode::Confirmed
+            && report.failed.is_empty()
+            && report.held.is_empty()
+            && self.state.release_deletes(&policy.name, target)?
+        {
+            info!(policy = %policy.name, target, "deletion hold lifted by the operator's confirmation");
+            metrics::deletes_held(&policy.name, target, false);
+        }
         Ok(report)
+    }
+
+    /// Which of retention's deletes may go now, in retention's order
+    /// (dependants before the snapshot they depend on, so any prefix is
+    /// safe), and which are held back and why. Nothing goes while the
+    /// newest own snapshot of a source is not good; beyond
+    /// `max_deletes_per_run` nothing goes unless the operator confirmed.
+    #[allow(clippy::type_complexity)]
+    fn delete_allowance(
+        &self,
+        policy: &Policy,
+        target: &str,
+        groups: &BTreeMap<&str, Vec<Candidate>>,
+        mode: PruneMode,
+        hold: Option<String>,
+        mut to_delete: Vec<String>,
+    ) -> (Vec<String>, Option<(Vec<String>, String)>) {
+        if to_delete.is_empty() {
+            return (to_delete, None);
+        }
+        if let Some(reason) = hold {
+            let why = format!(
+                "deletions held since a reload: {reason}; check the rules, then run \
+                 `snapwarden prune --policy {} --yes`",
+                policy.name
+            );
+            return (Vec::new(), Some((to_delete, why)));
+        }
+        let not_good = groups
+            .values()
+            .filter_map(|g| g.iter().filter(|c| c.own).max_by_key(|c| c.created_at))
+            .find(|c| c.condition != Condition::Good);
+        if let Some(c) = not_good {
+            let what = match c.condition {
+                Condition::InProgress => "still in progress",
+                _ => "failed",
+            };
+            let why = format!(
+                "the newest own snapshot {} is {what}: nothing is pruned until a newer one is good",
+                c.id
+            );
+            return (Vec::new(), Some((to_delete, why)));
+        }
+        let budget = policy.max_deletes_per_run as usize;
+        if mode == PruneMode::Confirmed || to_delete.len() <= budget {
+            return (to_delete, None);
+        }
+        let wanted = to_delete.len();
+        let held = to_delete.split_off(budget);
+        if mode == PruneMode::Budgeted {
+            metrics::prune_budget_exceeded(&policy.name, target);
+        }
+        let why = format!(
+            "retention wants to delete {wanted} snapshots, more than max_deletes_per_run = {budget}: \
+             {budget} deleted, {} held back; check the rules, then run `snapwarden prune --policy {} --yes` \
+             to delete the rest (or let the next runs delete {budget} at a time)",
+            held.len(),
+            policy.name
+        );
+        (to_delete, Some((held, why)))
     }
 
     /// Wait for the deletes in flight and count their outcomes.

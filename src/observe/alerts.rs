@@ -1,5 +1,5 @@
-//! Alerts (`[alerts]`): `failure`, `recovery`, `stale` and `selector_empty`
-//! events as JSON documents, POSTed to a webhook (Slack-compatible: `text`
+//! Alerts (`[alerts]`): `failure`, `recovery`, `stale`, `selector_empty`
+//! and `deletes_held` events as JSON documents, POSTed to a webhook (Slack-compatible: `text`
 //! holds the summary line) and/or piped to a command.
 //!
 //! No storms: one `failure` per policy and target until it recovers, plus a
@@ -46,8 +46,12 @@ fn kind_name(k: AlertEvent) -> &'static str {
         AlertEvent::Recovery => "recovery",
         AlertEvent::Stale => "stale",
         AlertEvent::SelectorEmpty => "selector_empty",
+        AlertEvent::DeletesHeld => "deletes_held",
     }
 }
+
+/// Policy, target and cause (`budget`, `reload`) of a `deletes_held` alert.
+type HeldKey = (String, String, &'static str);
 
 /// Where one policy and target stand, alert-wise.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +76,8 @@ pub struct RunResult<'a> {
 pub struct Alerter {
     config: Mutex<Option<AlertsConfig>>,
     tracks: Mutex<HashMap<(String, String), Track>>,
+    /// When `deletes_held` was last sent per policy, target and cause.
+    held_sent: Mutex<HashMap<HeldKey, DateTime<Utc>>>,
     http: reqwest::Client,
     started: DateTime<Utc>,
 }
@@ -81,6 +87,7 @@ impl Alerter {
         Arc::new(Alerter {
             config: Mutex::new(config.alerts.clone()),
             tracks: Mutex::new(HashMap::new()),
+            held_sent: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
                 .timeout(DELIVERY_TIMEOUT)
                 .user_agent(concat!("snapwarden/", env!("CARGO_PKG_VERSION")))
@@ -217,6 +224,41 @@ impl Alerter {
         self.deliver(a);
     }
 
+    /// Deletions held back on a target: the deletion budget was exceeded
+    /// (`cause` "budget") or a reload would delete more than it ("reload").
+    /// Once per policy, target and cause, then a reminder every
+    /// `repeat_after` while it lasts.
+    pub fn deletes_held(
+        &self,
+        policy: &str,
+        target: &str,
+        provider: &str,
+        cause: &'static str,
+        message: &str,
+    ) {
+        let now = Utc::now();
+        let repeat = self.repeat_after();
+        {
+            let mut sent = self.held_sent.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (policy.to_string(), target.to_string(), cause);
+            if let Some(at) = sent.get(&key) {
+                if (now - *at).to_std().unwrap_or_default() < repeat {
+                    return;
+                }
+            }
+            sent.insert(key, now);
+        }
+        let run = RunResult {
+            policy,
+            target,
+            provider,
+            outcome: Err(message),
+            consecutive_failures: 0,
+        };
+        let a = self.alert(AlertEvent::DeletesHeld, &run, message, None, now);
+        self.deliver(a);
+    }
+
     fn repeat_after(&self) -> Duration {
         self.config
             .lock()
@@ -250,6 +292,10 @@ impl Alerter {
             ),
             AlertEvent::SelectorEmpty => format!(
                 "snapwarden: SELECTOR EMPTY {}/{} on {}: {}",
+                run.policy, run.target, run.provider, message
+            ),
+            AlertEvent::DeletesHeld => format!(
+                "snapwarden: DELETES HELD {}/{} on {}: {}",
                 run.policy, run.target, run.provider, message
             ),
         };

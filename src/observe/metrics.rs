@@ -104,6 +104,9 @@ struct Metrics {
     api_throttled: Family<ProviderLabel, Counter>,
     skipped: Family<PolicyReason, Counter>,
     alert_failures: Family<Channel, Counter>,
+    budget_exceeded: Family<PolicyTarget, Counter>,
+    deletes_held: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
+    intents_unrecorded: Family<PolicyLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,6 +133,9 @@ impl Metrics {
             api_throttled: Family::default(),
             skipped: Family::default(),
             alert_failures: Family::default(),
+            budget_exceeded: Family::default(),
+            deletes_held: Family::default(),
+            intents_unrecorded: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +213,21 @@ impl Metrics {
             "Alerts that could not be delivered, by channel (webhook, command)",
             m.alert_failures.clone(),
         );
+        registry.register(
+            "prune_budget_exceeded",
+            "Runs whose retention wanted more deletes than max_deletes_per_run (pruning stopped)",
+            m.budget_exceeded.clone(),
+        );
+        registry.register(
+            "deletes_held",
+            "1 while a reload's deletions wait for `prune --policy P --yes`",
+            m.deletes_held.clone(),
+        );
+        registry.register(
+            "intents_unrecorded",
+            "Slots not run because the state database could not record the intent",
+            m.intents_unrecorded.clone(),
+        );
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -236,6 +257,9 @@ pub const NAMES: &[&str] = &[
     "snapwarden_api_throttled",
     "snapwarden_runs_skipped",
     "snapwarden_alert_delivery_failures",
+    "snapwarden_prune_budget_exceeded",
+    "snapwarden_deletes_held",
+    "snapwarden_intents_unrecorded",
     "snapwarden_build_info",
 ];
 
@@ -412,6 +436,35 @@ pub fn alert_delivery_failed(channel: &str) {
         .alert_failures
         .get_or_create(&Channel {
             channel: channel.into(),
+        })
+        .inc();
+}
+
+pub fn prune_budget_exceeded(policy: &str, target: &str) {
+    metrics()
+        .budget_exceeded
+        .get_or_create(&PolicyTarget {
+            policy: policy.into(),
+            target: target.into(),
+        })
+        .inc();
+}
+
+pub fn deletes_held(policy: &str, target: &str, held: bool) {
+    metrics()
+        .deletes_held
+        .get_or_create(&PolicyTarget {
+            policy: policy.into(),
+            target: target.into(),
+        })
+        .set(i64::from(held));
+}
+
+pub fn intent_unrecorded(policy: &str) {
+    metrics()
+        .intents_unrecorded
+        .get_or_create(&PolicyLabel {
+            policy: policy.into(),
         })
         .inc();
 }

@@ -2,7 +2,7 @@
 //!
 //! A fault targets one dialect and optionally one action. Faults on the
 //! answer (`throttle`, `quota`, `server_error`, `latency`, `drop_connection`,
-//! `malformed`) are picked per request by [`FaultRegistry::for_request`];
+//! `malformed`, `incomplete`) are picked per request by [`FaultRegistry::for_request`];
 //! faults on the outcome of an async job (`fail_job`, `never_finish`) are
 //! taken by the dialect when it creates a job ([`FaultRegistry::for_job`]).
 //! `count` limits how many requests (or jobs) a fault hits; `probability`
@@ -15,6 +15,9 @@
 //! - `latency`, `drop_connection`, `malformed`: the request IS processed and
 //!   only the answer is delayed or lost, so the client faces an unknown
 //!   outcome and must reconcile before retrying a create.
+//! - `incomplete` (QingCloud only): the request is processed and the answer
+//!   claims one item more than it carries (`total_count` + 1), the way a
+//!   listing looks when a page went missing; the client must not trust it.
 
 use std::time::Duration;
 
@@ -37,7 +40,11 @@ pub(crate) enum FaultKind {
     Latency,
     DropConnection,
     Malformed,
+    Incomplete,
 }
+
+/// Dialects whose answers carry an item count that `incomplete` can bend.
+const COUNTED_DIALECTS: &[&str] = &["qingcloud"];
 
 impl FaultKind {
     pub(crate) fn name(self) -> &'static str {
@@ -50,6 +57,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::DropConnection => "drop_connection",
             FaultKind::Malformed => "malformed",
+            FaultKind::Incomplete => "incomplete",
         }
     }
 
@@ -149,6 +157,13 @@ impl FaultRegistry {
         if !(0.0..=1.0).contains(&probability) {
             return Err(format!(
                 "probability must be within 0.0..=1.0, got {probability}"
+            ));
+        }
+        if spec.fault == FaultKind::Incomplete && !COUNTED_DIALECTS.contains(&spec.dialect.as_str())
+        {
+            return Err(format!(
+                "an incomplete fault needs a dialect whose answers carry a count ({})",
+                COUNTED_DIALECTS.join(", ")
             ));
         }
         if spec.fault == FaultKind::Latency && spec.latency_ms.is_none() {
@@ -316,5 +331,9 @@ mod tests {
         let mut s = spec(FaultKind::Latency, None, None);
         s.latency_ms = None;
         assert!(reg.add(s).is_err());
+        let mut s = spec(FaultKind::Incomplete, None, None);
+        s.dialect = "lightsail".into();
+        assert!(reg.add(s).is_err());
+        assert!(reg.add(spec(FaultKind::Incomplete, None, None)).is_ok());
     }
 }

@@ -115,6 +115,9 @@ async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
             })),
         };
         let json = match &outcome {
+            Outcome::Api(Ok(value)) if hit.answer == Some(FaultKind::Incomplete) => {
+                Some(overcounted(value).to_string().into_bytes())
+            }
             Outcome::Api(Ok(value)) => Some(value.to_string().into_bytes()),
             Outcome::Api(Err(err)) => Some(err.to_json().to_string().into_bytes()),
             Outcome::ServerError => None,
@@ -159,6 +162,16 @@ async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
         tokio::time::sleep(delay).await;
     }
     answer
+}
+
+/// The `incomplete` fault: the same answer claiming one item more than it
+/// carries, as when a page of a listing went missing.
+fn overcounted(value: &serde_json::Value) -> serde_json::Value {
+    let mut v = value.clone();
+    if let Some(n) = v.get("total_count").and_then(serde_json::Value::as_u64) {
+        v["total_count"] = serde_json::json!(n + 1);
+    }
+    v
 }
 
 enum Outcome {

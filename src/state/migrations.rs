@@ -84,4 +84,15 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider, key)
     );
     "#,
+    // 3: deletions a reload held back until the operator runs
+    // `prune --policy P --yes` (issue 9).
+    r#"
+    CREATE TABLE delete_holds (
+        policy  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        reason  TEXT NOT NULL,
+        since   TEXT NOT NULL,
+        PRIMARY KEY (policy, target)
+    );
+    "#,
 ];

@@ -8,6 +8,9 @@
 //! power cut, which is what makes "no duplicate, nothing lost" possible.
 
 mod migrations;
+mod safety;
+
+pub use safety::DeleteHold;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

@@ -1,0 +1,116 @@
+//! `snapwarden orphans`: snapshots that carry our marker but belong to no
+//! configured policy and target, and deletes that are stuck or failed.
+//! Lists them; deletes them only with `--delete --yes` (`--delete` alone
+//! prints what would go and exits 1).
+//!
+//! `--json` prints `{"orphans": [{"kind", "provider", "policy", "target",
+//! "snapshot_id", "name", "created_at", "verified", "note", "deletable"}]}`
+//! (plus `"deleted": [{"snapshot_id", "outcome"|"error"}]` after a delete).
+//! Only `verified = "ours"` (marker and ledger agree) is ever deleted;
+//! `"gone"` rows are marked deleted in the ledger.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{load_config_and_log, open_engine, Exit};
+use crate::engine::{Orphan, Verified};
+
+pub async fn run(path: &Path, as_json: bool, delete: bool, yes: bool) -> Exit {
+    if yes && !delete {
+        return Exit::config("--yes confirms --delete; give both to delete orphans");
+    }
+    let config = match load_config_and_log(path, "warn") {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let engine = match open_engine(&config, !(delete && yes)) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let orphans = match engine.find_orphans(&config).await {
+        Ok(o) => o,
+        Err(e) => return Exit::failure(format!("cannot look for orphans: {e}")),
+    };
+    let deletable = |o: &Orphan| matches!(o.verified, Verified::Ours | Verified::Gone);
+    let outcomes = if delete && yes {
+        let chosen: Vec<Orphan> = orphans.iter().filter(|o| deletable(o)).cloned().collect();
+        Some(engine.delete_orphans(&chosen).await)
+    } else {
+        None
+    };
+
+    if as_json {
+        let list: Vec<_> = orphans
+            .iter()
+            .map(|o| {
+                json!({
+                    "kind": o.kind.as_str(),
+                    "provider": o.provider,
+                    "policy": o.policy,
+                    "target": o.target,
+                    "snapshot_id": o.snapshot_id,
+                    "name": o.name,
+                    "created_at": o.created_at.map(|t| t.to_rfc3339()),
+                    "verified": o.verified.as_str(),
+                    "note": o.note,
+                    "deletable": deletable(o),
+                })
+            })
+            .collect();
+        let mut doc = json!({ "orphans": list });
+        if let Some(out) = &outcomes {
+            doc["deleted"] = out
+                .iter()
+                .map(|r| match &r.result {
+                    Ok(what) => json!({"snapshot_id": r.snapshot_id, "outcome": what}),
+                    Err(e) => json!({"snapshot_id": r.snapshot_id, "error": e}),
+                })
+                .collect();
+        }
+        println!("{doc:#}");
+    } else if orphans.is_empty() {
+        println!("no orphans");
+    } else {
+        for o in &orphans {
+            println!(
+                "{:<14} {:<12} {}/{} on {}  {} ({})  {}",
+                o.kind.as_str(),
+                o.verified.as_str(),
+                o.policy,
+                o.target,
+                o.provider,
+                o.snapshot_id,
+                o.name,
+                o.note
+            );
+        }
+        if let Some(out) = &outcomes {
+            for r in out {
+                match &r.result {
+                    Ok(what) => println!("{}: {what}", r.snapshot_id),
+                    Err(e) => println!("{}: not deleted: {e}", r.snapshot_id),
+                }
+            }
+        }
+    }
+
+    let n = orphans.iter().filter(|o| deletable(o)).count();
+    match outcomes {
+        None if delete => Exit::failure(format!(
+            "{n} orphan(s) would be deleted (marker and ledger agree); run again with --delete --yes"
+        )),
+        None => Exit::OK,
+        Some(out) => {
+            let failed: Vec<String> = out
+                .iter()
+                .filter_map(|r| r.result.as_ref().err().map(|e| format!("{}: {e}", r.snapshot_id)))
+                .collect();
+            if failed.is_empty() {
+                Exit::OK
+            } else {
+                Exit::failure(failed.join("\n"))
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Orphans: snapshots that carry snapwarden's marker but belong to no
+//! configured policy and target, and deletes that got stuck or failed.
+//! Found through the ledger and the provider trait only; deleted only on
+//! the operator's word, and only what the ledger and the marker both say
+//! is ours.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::{Engine, EngineError, OpOutcome, RetryPolicy};
+use crate::config::{Config, Policy};
+use crate::providers::{DeleteStarted, ProviderError, RemoteSnapshot, SnapshotState};
+use crate::state::{LedgerState, PollPlan, SnapshotRow};
+
+/// How long listing or deleting one orphan may keep retrying.
+const ORPHAN_DEADLINE: Duration = Duration::from_secs(120);
+/// How often an orphan's delete is polled (and at most).
+const ORPHAN_POLL: Duration = Duration::from_millis(500);
+const ORPHAN_POLL_MAX: Duration = Duration::from_secs(10);
+/// A delete still in flight this long after its deadline is stuck.
+const STUCK_AFTER_DEADLINE: chrono::TimeDelta = chrono::TimeDelta::zero();
+
+/// Why a snapshot is an orphan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanKind {
+    /// Ours (ledger and marker) but its policy or target is no longer
+    /// configured.
+    Unconfigured,
+    /// A delete in flight past its deadline.
+    StuckDelete,
+    /// A delete that ended in failure; the snapshot is still there.
+    FailedDelete,
+}
+
+impl OrphanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrphanKind::Unconfigured => "unconfigured",
+            OrphanKind::StuckDelete => "stuck_delete",
+            OrphanKind::FailedDelete => "failed_delete",
+        }
+    }
+}
+
+/// What the cloud says about an orphan right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Listed with our marker and in the ledger: may be deleted.
+    Ours,
+    /// Listed with our marker but unknown to this ledger (another
+    /// installation's?): listed, never deleted.
+    NotInLedger,
+    /// Listed without our marker: never deleted.
+    Unmarked,
+    /// Not listed: already gone from the cloud.
+    Gone,
+    /// Could not be checked (provider not configured, listing failed):
+    /// never deleted.
+    Unverified,
+}
+
+impl Verified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verified::Ours => "ours",
+            Verified::NotInLedger => "marked_not_in_ledger",
+            Verified::Unmarked => "unmarked",
+            Verified::Gone => "gone",
+            Verified::Unverified => "unverified",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub kind: OrphanKind,
+    pub provider: String,
+    pub policy: String,
+    pub target: String,
+    pub snapshot_id: String,
+    pub name: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub verified: Verified,
+    /// A human note: why it is listed, or why it cannot be checked.
+    pub note: String,
+    ledger_row: Option<i64>,
+    stuck_op: Option<i64>,
+}
+
+/// What `delete_orphans` did with one orphan.
+#[derive(Debug, Clone)]
+pub struct OrphanOutcome {
+    pub snapshot_id: String,
+    pub result: Result<&'static str, String>,
+}
+
+impl Engine {
+    /// Every orphan: ledger rows of unconfigured policies/targets, marked
+    /// snapshots of unconfigured policies on configured targets, and stuck
+    /// or failed deletes. Each is checked against a fresh listing.
+    pub async fn find_orphans(&self, config: &Config) -> Result<Vec<Orphan>, EngineError> {
+        // A selector's targets as the cloud lists them now: a target that
+        // left its selector is an orphan from here on. If the listing
+        // fails, every ledger target of the policy counts as configured
+        // (unknown is never an orphan).
+        let mut resolved: Vec<(&Policy, Vec<String>)> = Vec::new();
+        for p in &config.policies {
+            let targets = match self.resolve_targets(p).await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(policy = %p.name, error = %e, "cannot resolve the selector; its ledger targets count as configured");
+                    let mut t = p.targets.clone();
+                    t.extend(
+                        self.state
+                            .all_snapshots()?
+                            .into_iter()
+                            .filter(|r| r.policy == p.name)
+                            .map(|r| r.target),
+                    );
+                    t.sort();
+                    t.dedup();
+                    t
+                }
+            };
+            resolved.push((p, targets));
+        }
+        let configured: BTreeSet<(&str, &str)> = resolved
+            .iter()
+            .flat_map(|(p, ts)| ts.iter().map(|t| (p.name.as_str(), t.as_str())))
+            .collect();
+        let mut found: Vec<Orphan> = Vec::new();
+        let rows = self.state.all_snapshots()?;
+        for r in rows.iter().filter(|r| r.state != LedgerState::Deleted) {
+            if !configured.contains(&(r.policy.as_str(), r.target.as_str())) {
+                found.push(orphan_of(
+                    r,
+                    OrphanKind::Unconfigured,
+                    "policy/target not configured",
+                ));
+            }
+        }
+        let now = Utc::now();
+        for op in self.state.ops_in_flight()? {
+            if op.kind == crate::providers::OpKind::Delete
+                && op.deadline + STUCK_AFTER_DEADLINE < now
+            {
+                let row = self.state.snapshot(op.snapshot_row)?;
+                let mut o = orphan_of(
+                    &row,
+                    OrphanKind::StuckDelete,
+                    &format!("delete {} in flight since {}", op.reference, op.started_at),
+                );
+                o.stuck_op = Some(op.id);
+                found.retain(|f| f.ledger_row != o.ledger_row);
+                found.push(o);
+            }
+        }
+        for row in self.state.failed_deletes()? {
+            if found.iter().any(|f| f.ledger_row == Some(row.id)) {
+                continue;
+            }
+            let why = format!(
+                "last delete failed: {}",
+                row.error.as_deref().unwrap_or("no reason recorded")
+            );
+            found.push(orphan_of(&row, OrphanKind::FailedDelete, &why));
+        }
+
+        // Verify against the cloud, one listing per (provider, policy,
+        // target); also find marked snapshots the ledger does not know
+        // on the configured targets, for policies no longer configured.
+        let mut listings: BTreeMap<(String, String, String), Option<Vec<RemoteSnapshot>>> =
+            BTreeMap::new();
+        for o in &mut found {
+            let key = (o.provider.clone(), o.policy.clone(), o.target.clone());
+            if !listings.contains_key(&key) {
+                let listed = self
+                    .list_for(config, &o.provider, &o.policy, &o.target)
+                    .await;
+                listings.insert(key.clone(), listed);
+            }
+            let ledger_known = o.ledger_row.is_some();
+            o.verified = match listings.get(&key).and_then(|l| l.as_ref()) {
+                None => Verified::Unverified,
+                Some(listed) => match listed.iter().find(|s| s.id == o.snapshot_id) {
+                    None => Verified::Gone,
+                    Some(s) if s.state == SnapshotState::Gone => Verified::Gone,
+                    Some(s) if s.marker_slot.is_none() => Verified::Unmarked,
+                    Some(_) if ledger_known => Verified::Ours,
+                    Some(_) => Verified::NotInLedger,
+                },
+            };
+        }
+        let ledger_ids: BTreeSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.provider.as_str(), r.snapshot_id.as_str()))
+            .collect();
+        let ledger_policies: BTreeSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.provider.as_str(), r.policy.as_str()))
+            .collect();
+        let mut extra = Vec::new();
+        for (p, targets) in &resolved {
+            for t in targets {
+                for (provider, other) in &ledger_policies {
+                    if *provider != p.provider || configured.contains(&(*other, t.as_str())) {
+                        continue;
+                    }
+                    let Some(listed) = self.list_for(config, provider, other, t).await else {
+                        continue;
+                    };
+                    for s in listed.iter().filter(|s| {
+                        s.marker_slot.is_some()
+                            && s.state != SnapshotState::Gone
+                            && !ledger_ids.contains(&(*provider, s.id.as_str()))
+                    }) {
+                        extra.push(Orphan {
+                            kind: OrphanKind::Unconfigured,
+                            provider: provider.to_string(),
+                            policy: other.to_string(),
+                            target: t.clone(),
+                            snapshot_id: s.id.clone(),
+                            name: s.name.clone(),
+                            created_at: s.created_at,
+                            verified: Verified::NotInLedger,
+                            note: "marked for a policy not configured on this target, not in the ledger".into(),
+                            ledger_row: None,
+                            stuck_op: None,
+                        });
+                    }
+                }
+            }
+        }
+        found.extend(extra);
+        Ok(found)
+    }
+
+    /// Delete the orphans that are verified ours; mark the gone ones
+    /// deleted in the ledger. Everything else is left alone.
+    pub async fn delete_orphans(&self, orphans: &[Orphan]) -> Vec<OrphanOutcome> {
+        let mut out = Vec::new();
+        for o in orphans {
+            let result = self.delete_orphan(o).await;
+            if let Err(e) = &result {
+                warn!(snapshot = %o.snapshot_id, policy = %o.policy, target = %o.target, error = %e, "orphan not deleted");
+            }
+            out.push(OrphanOutcome {
+                snapshot_id: o.snapshot_id.clone(),
+                result,
+            });
+        }
+        out
+    }
+
+    async fn delete_orphan(&self, o: &Orphan) -> Result<&'static str, String> {
+        let Some(row) = o.ledger_row else {
+            return Err("not in the ledger: never deleted".into());
+        };
+        let now = Utc::now();
+        if let Some(op) = o.stuck_op {
+            self.state
+                .finish_op(
+                    op,
+                    Some("abandoned: stuck past its deadline (orphans)"),
+                    now,
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        match o.verified {
+            Verified::Ours => {}
+            Verified::Gone => {
+                self.state
+                    .mark_deleted(row, now)
+                    .map_err(|e| e.to_string())?;
+                return Ok("already gone; ledger updated");
+            }
+            other => return Err(format!("{}: never deleted", other.as_str())),
+        }
+        let ps = self
+            .slot_by_name(&o.provider)
+            .ok_or_else(|| format!("provider {} is not configured", o.provider))?;
+        let deadline = now + chrono::Duration::from_std(ORPHAN_DEADLINE).unwrap_or_default();
+        let started = retry_plain(deadline, || ps.provider.delete(&o.snapshot_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        match started {
+            DeleteStarted::AlreadyGone => {
+                self.state
+                    .mark_deleted(row, Utc::now())
+                    .map_err(|e| e.to_string())?;
+                Ok("already gone")
+            }
+            DeleteStarted::Tracking(reference) => {
+                let now = Utc::now();
+                let op = self
+                    .state
+                    .begin_delete(
+                        row,
+                        &reference,
+                        now,
+                        PollPlan {
+                            first_poll: now
+                                + chrono::Duration::from_std(ORPHAN_POLL).unwrap_or_default(),
+                            interval: ORPHAN_POLL,
+                            deadline,
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                info!(snapshot = %o.snapshot_id, policy = %o.policy, target = %o.target, job = %reference, "deleting orphan");
+                match ps.poller.watch(op, ORPHAN_POLL_MAX).await {
+                    Ok(OpOutcome::Succeeded) => {
+                        crate::observe::metrics::snapshot_deleted(
+                            &o.policy,
+                            &o.target,
+                            &o.provider,
+                        );
+                        Ok("deleted")
+                    }
+                    Ok(OpOutcome::Failed(e) | OpOutcome::TimedOut(e)) => Err(e),
+                    Err(_) => Err("stopped before the delete was terminal".into()),
+                }
+            }
+        }
+    }
+
+    /// List (`policy`, `target`) on `provider`, or None when it cannot be
+    /// listed (provider not configured, listing failed: logged). The
+    /// resource is the configured policy's, else that of a policy with the
+    /// same target on the provider, else each resource the provider has.
+    async fn list_for(
+        &self,
+        config: &Config,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Option<Vec<RemoteSnapshot>> {
+        let ps = self.slot_by_name(provider)?;
+        let by_policy = config
+            .policies
+            .iter()
+            .find(|p| p.name == policy && p.provider == provider)
+            .map(|p| p.resource.clone());
+        let by_target = config
+            .policies
+            .iter()
+            .find(|p| p.provider == provider && p.targets.iter().any(|t| t == target))
+            .map(|p| p.resource.clone());
+        let resources: Vec<String> = match by_policy.or(by_target) {
+            Some(r) => vec![r],
+            None => ps
+                .provider
+                .capabilities()
+                .resources
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        };
+        let deadline = Utc::now() + chrono::Duration::from_std(ORPHAN_DEADLINE).unwrap_or_default();
+        for resource in &resources {
+            match retry_plain(deadline, || ps.provider.list(resource, target, policy)).await {
+                Ok(listed) => return Some(listed),
+                Err(e) => {
+                    warn!(provider, policy, target, resource = %resource, error = %e, "cannot list for orphans")
+                }
+            }
+        }
+        None
+    }
+}
+
+fn orphan_of(r: &SnapshotRow, kind: OrphanKind, note: &str) -> Orphan {
+    Orphan {
+        kind,
+        provider: r.provider.clone(),
+        policy: r.policy.clone(),
+        target: r.target.clone(),
+        snapshot_id: r.snapshot_id.clone(),
+        name: r.name.clone(),
+        created_at: Some(r.created_at),
+        verified: Verified::Unverified,
+        note: note.to_string(),
+        ledger_row: Some(r.id),
+        stuck_op: None,
+    }
+}
+
+/// The one retry policy, for calls that belong to no policy.
+async fn retry_plain<T, F, Fut>(deadline: DateTime<Utc>, mut op: F) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let retry = RetryPolicy::for_poll_interval(ORPHAN_POLL, ORPHAN_POLL_MAX);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => match retry.delay(attempt, &e, Utc::now(), deadline) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(e),
+            },
+        }
+    }
+}
