@@ -130,6 +130,12 @@ pub enum Command {
         /// How long simulated snapshot jobs take.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         job_duration: Duration,
+        /// Serve HTTPS with this certificate chain (PEM, leaf first).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Device-flow sign-in for providers that need one (IP4G); stores the
     /// refresh token in the state database.

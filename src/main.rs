@@ -69,7 +69,9 @@ fn main() -> ExitCode {
             Command::Sim {
                 listen,
                 job_duration,
-            } => commands::sim::run(listen, job_duration).await,
+                tls_cert,
+                tls_key,
+            } => commands::sim::run(listen, job_duration, tls_cert.zip(tls_key)).await,
             Command::Demo { config } => commands::demo::run(config.as_deref()).await,
             Command::Login { config, provider } => {
                 commands::login::run(&config.path, &provider).await

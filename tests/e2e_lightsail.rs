@@ -457,3 +457,214 @@ fn wrong_secret_is_a_clear_auth_error() {
     let out = snapshot_now(&wd, &cfg, "web", SECRET);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The ledger's restore operations: (outcome, error) of each finished one,
+/// and how many are still open.
+fn restore_ops(wd: &Workdir) -> (Vec<(String, Option<String>)>, usize) {
+    let db = rusqlite::Connection::open(wd.state_path()).expect("ledger");
+    let mut stmt = db
+        .prepare(
+            "SELECT outcome, error, finished_at IS NULL FROM operations WHERE kind = 'restore'",
+        )
+        .expect("query");
+    let rows: Vec<(Option<String>, Option<String>, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let open = rows.iter().filter(|r| r.2).count();
+    let done = rows
+        .into_iter()
+        .filter(|r| !r.2)
+        .map(|(o, e, _)| (o.unwrap_or_default(), e))
+        .collect();
+    (done, open)
+}
+
+fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new: &str) -> Output {
+    run(
+        wd,
+        &[
+            "restore",
+            "-c",
+            cfg.to_str().expect("utf-8 path"),
+            "--policy",
+            policy,
+            "--target",
+            target,
+            "--new-name",
+            new,
+        ],
+        SECRET,
+    )
+}
+
+/// Two runs per policy, then `restore` of each: the disk policy makes a new
+/// disk with CreateDiskFromSnapshot from the newest own snapshot, in the
+/// source's zone and at the snapshot's size; the instance policy a new
+/// instance with CreateInstancesFromSnapshot and the snapshot's bundle.
+/// Both are followed to the end (GetOperation), printed, and finished in
+/// the ledger; the sources are untouched.
+#[test]
+fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    sim.post(
+        "/_sim/lightsail/instances",
+        json!({"name": "web-1", "availability_zone": "us-east-2b"}),
+    );
+    sim.post(
+        "/_sim/lightsail/disks",
+        json!({"name": "data-1", "availability_zone": "us-east-2c"}),
+    );
+    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    for i in 0..2 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(1050));
+        }
+        for policy in ["web", "data"] {
+            let out = snapshot_now(&wd, &cfg, policy, SECRET);
+            assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
+        }
+    }
+    let newest = |key: &str, source: &str| -> String {
+        live(&sim, key, source)
+            .iter()
+            .max_by(|a, b| {
+                a["createdAt"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b["createdAt"].as_f64().unwrap_or(0.0))
+            })
+            .and_then(|s| s["name"].as_str().map(str::to_string))
+            .expect("a snapshot")
+    };
+    let newest_disk = newest("fromDiskName", "data-1");
+    let newest_instance = newest("fromInstanceName", "web-1");
+
+    let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("into new resource data-1-copy") && stdout.contains(&newest_disk),
+        "{stdout}"
+    );
+    let calls = requests(&sim, "CreateDiskFromSnapshot");
+    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
+    assert!(ok(&calls[0]), "{calls:?}");
+    let p = &calls[0]["params"];
+    assert_eq!(p["diskSnapshotName"], newest_disk.as_str());
+    assert_eq!(p["diskName"], "data-1-copy");
+    assert_eq!(p["availabilityZone"], "us-east-2c", "the source's zone");
+    assert_eq!(p["sizeInGb"], "8", "the snapshot's size");
+    let disks = sim.get("/_sim/lightsail/disks")["disks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let copy = disks
+        .iter()
+        .find(|d| d["name"] == "data-1-copy")
+        .expect("the new disk exists");
+    assert_eq!(copy["state"], "available", "followed until ready: {copy}");
+    assert_eq!(copy["fromSnapshot"], newest_disk.as_str());
+    assert!(disks
+        .iter()
+        .any(|d| d["name"] == "data-1" && d["fromSnapshot"].is_null()));
+
+    let out = restore(&wd, &cfg, "web", "web-1", "web-1-copy");
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("into new resource web-1-copy") && stdout.contains(&newest_instance),
+        "{stdout}"
+    );
+    let calls = requests(&sim, "CreateInstancesFromSnapshot");
+    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
+    assert!(ok(&calls[0]), "{calls:?}");
+    let p = &calls[0]["params"];
+    assert_eq!(p["instanceSnapshotName"], newest_instance.as_str());
+    assert_eq!(p["instanceNames"], r#"["web-1-copy"]"#);
+    assert_eq!(p["availabilityZone"], "us-east-2b");
+    assert_eq!(p["bundleId"], "small_3_0");
+    let instances = sim.get("/_sim/lightsail/instances")["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let copy = instances
+        .iter()
+        .find(|d| d["name"] == "web-1-copy")
+        .expect("the new instance exists");
+    assert_eq!(copy["state"]["name"], "running", "{copy}");
+
+    // Each restore's operation was followed to terminal and recorded.
+    let ops: Vec<Value> = sim.get("/_sim/lightsail/operations")["operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let polled: Vec<String> = requests(&sim, "GetOperation")
+        .iter()
+        .filter(|r| ok(r))
+        .filter_map(|r| r["params"]["operationId"].as_str().map(str::to_string))
+        .collect();
+    for kind in ["CreateDiskFromSnapshot", "CreateInstancesFromSnapshot"] {
+        let op = ops
+            .iter()
+            .find(|o| o["operationType"] == kind)
+            .expect("a restore operation");
+        assert_eq!(op["isTerminal"], true);
+        assert!(
+            polled.iter().any(|p| op["id"] == p.as_str()),
+            "{kind} followed"
+        );
+    }
+    let (done, open) = restore_ops(&wd);
+    assert_eq!(open, 0);
+    assert_eq!(
+        done,
+        vec![
+            ("succeeded".to_string(), None),
+            ("succeeded".to_string(), None)
+        ]
+    );
+    // Nothing was deleted, the sources are there.
+    assert!(requests(&sim, "DeleteDiskSnapshot").is_empty());
+    assert_eq!(live(&sim, "fromDiskName", "data-1").len(), 2);
+}
+
+/// A restore whose operation fails: exit 1 with Lightsail's errorCode, the
+/// ledger's restore op finished as failed; a second restore to a name
+/// already in use is refused by the cloud with a clear message.
+#[test]
+fn failed_restore_is_reported_and_recorded() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    seed(&sim);
+    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    let out = snapshot_now(&wd, &cfg, "data", SECRET);
+    assert!(out.status.success(), "{}", stderr(&out));
+    sim.post(
+        "/_sim/faults",
+        json!({"dialect": "lightsail", "action": "CreateDiskFromSnapshot", "fault": "fail_job", "count": 1}),
+    );
+    let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("restore failed") && text.contains("InternalError"),
+        "{text}"
+    );
+    let (done, open) = restore_ops(&wd);
+    assert_eq!(open, 0);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, "failed");
+
+    // The failed disk keeps its name (as in Lightsail, until deleted).
+    let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("already in use"), "{text}");
+    let calls = requests(&sim, "CreateDiskFromSnapshot");
+    assert_eq!(calls.len(), 2, "never retried: {calls:?}");
+}

@@ -2,14 +2,27 @@
 //! SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Exit;
 use crate::observe::logging;
 use crate::sim::{SimOptions, Simulator};
 
-pub async fn run(listen: SocketAddr, job_duration: Duration) -> Exit {
+/// `tls`: certificate chain and key (PEM) to serve HTTPS with.
+pub async fn run(
+    listen: SocketAddr,
+    job_duration: Duration,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Exit {
     logging::init(crate::config::LogFormat::Text, "info");
+    let acceptor = match &tls {
+        None => None,
+        Some((cert, key)) => match crate::sim::tls::acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => return Exit::config(e.to_string()),
+        },
+    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => return Exit::failure(format!("cannot listen on {listen}: {e}")),
@@ -20,8 +33,9 @@ pub async fn run(listen: SocketAddr, job_duration: Duration) -> Exit {
     };
     let sim = Simulator::new(SimOptions { job_duration });
     // Tests and scripts read this line to learn the port.
-    println!("snapwarden sim listening on http://{addr}");
-    match sim.serve(listener, stop_signal()).await {
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    println!("snapwarden sim listening on {scheme}://{addr}");
+    match sim.serve_with_tls(listener, acceptor, stop_signal()).await {
         Ok(()) => Exit::OK,
         Err(e) => Exit::failure(format!("simulator: {e}")),
     }

@@ -168,9 +168,11 @@ fn key_of_value(table: &toml::de::DeTable<'_>, span: &Range<usize>) -> Option<St
         .map(|(k, _)| k.get_ref().to_string())
 }
 
-/// Serde speaks in Rust types; operators read TOML types.
+/// Serde speaks in Rust types; operators read TOML types. A string value
+/// serde quotes in its message (`invalid type: string "…"`) is left out: it
+/// may be a secret pasted into the wrong key.
 fn reword(message: &str) -> String {
-    let mut m = message.to_string();
+    let mut m = redact_quoted_string(message);
     for (from, to) in [
         ("expected i64", "expected an integer"),
         ("expected u64", "expected an integer"),
@@ -186,6 +188,34 @@ fn reword(message: &str) -> String {
         m = m.replace(from, to);
     }
     m
+}
+
+/// `…: string "VALUE", expected …` → `…: a string, expected …`.
+fn redact_quoted_string(message: &str) -> String {
+    for marker in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(start) = message.find(marker) {
+            let value_start = start + marker.len();
+            let end = message[value_start..]
+                .rfind("\", expected")
+                .map(|i| value_start + i + 1)
+                .or_else(|| {
+                    message
+                        .rfind('"')
+                        .filter(|&i| i >= value_start)
+                        .map(|i| i + 1)
+                });
+            if let Some(end) = end {
+                let head = &marker[..marker.len() - "string \"".len()];
+                return format!("{}{head}a string{}", &message[..start], &message[end..]);
+            }
+            return format!(
+                "{}{}a string",
+                &message[..start],
+                &marker[..marker.len() - "string \"".len()]
+            );
+        }
+    }
+    message.to_string()
 }
 
 /// The closest candidate to `word`, if it is close enough to be a typo.
@@ -235,6 +265,26 @@ pub(crate) fn list(items: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_values_are_not_echoed_in_type_errors() {
+        assert_eq!(
+            reword(r#"invalid type: string "s3cr\"et, expected", expected f64"#),
+            "invalid type: a string, expected a number"
+        );
+        assert_eq!(
+            reword(r#"invalid value: string "abc", expected one of `a`"#),
+            "invalid value: a string, expected one of `a`"
+        );
+        assert_eq!(
+            reword(r#"invalid type: string "abc"#),
+            "invalid type: a string"
+        );
+        assert_eq!(
+            reword("invalid type: integer `5`, expected a string"),
+            "invalid type: integer `5`, expected a string"
+        );
+    }
 
     #[test]
     fn line_col_is_one_based_and_counts_characters() {

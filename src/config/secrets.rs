@@ -107,9 +107,20 @@ fn from_file(name: &str, file: &Spanned<String>, cx: &mut Cx<'_>) -> Option<Secr
     let shown = path.display();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            // Not echoed: a value that names no file may be the secret
+            // itself, pasted into the wrong key. The position says which.
+            cx.diag.error(
+                file.span(),
+                format!(
+                    "`{key}`: the secret file given here does not exist (its path is not \
+                     repeated in case the value is the secret itself)"
+                ),
+            );
+            return None;
+        }
         Err(e) => {
             let why = match e.kind() {
-                ErrorKind::NotFound => "does not exist".to_string(),
                 ErrorKind::PermissionDenied => "cannot be read (permission denied)".to_string(),
                 _ => format!("cannot be read ({e})"),
             };

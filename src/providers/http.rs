@@ -156,10 +156,41 @@ pub fn transport_error(call: &str, e: &reqwest::Error) -> ProviderError {
         "request failed"
     };
     let mut detail = String::new();
+    let mut certificate = None;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         detail = s.to_string();
+        // rustls' error reaches here wrapped in an io::Error, whose
+        // `source()` skips the wrapped error itself.
+        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            certificate = certificate_problem(tls).or(certificate);
+        } else if let Some(rest) = detail.strip_prefix("invalid peer certificate: ") {
+            // The connector may re-box the error as text; rustls' wording.
+            certificate = Some(match rest {
+                "UnknownIssuer" => {
+                    "the server's certificate is not signed by a trusted CA (unknown issuer)"
+                        .to_string()
+                }
+                other => format!("the server's certificate was rejected ({other})"),
+            });
+        }
         source = s.source();
+    }
+    if let Some(why) = certificate {
+        // Not retryable: the same certificate will be refused again.
+        return ProviderError::new(
+            ErrorKind::Permanent,
+            call,
+            format!(
+                "TLS certificate verification failed: {why}; if the endpoint uses a private \
+                 CA, set `ca_file` to that CA's certificate (PEM)"
+            ),
+        );
     }
     let message = if detail.is_empty() {
         what.to_string()
@@ -167,6 +198,29 @@ pub fn transport_error(call: &str, e: &reqwest::Error) -> ProviderError {
         format!("{what}: {detail}")
     };
     ProviderError::new(ErrorKind::Transient, call, message)
+}
+
+/// What was wrong with the server's certificate, in words, if `e` is a
+/// certificate verification failure.
+pub(crate) fn certificate_problem(e: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    Some(match c {
+        C::UnknownIssuer => {
+            "the server's certificate is not signed by a trusted CA (unknown issuer)".to_string()
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the server's certificate is not valid for this host name".to_string()
+        }
+        C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired".to_string(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet".to_string()
+        }
+        C::BadSignature => "the server's certificate has a bad signature".to_string(),
+        other => format!("the server's certificate was rejected ({other:?})"),
+    })
 }
 
 /// Reads `Retry-After` in its delta-seconds form.

@@ -25,6 +25,7 @@ mod kakaocloud;
 mod lightsail;
 mod powervs;
 mod qingcloud;
+pub mod tls;
 mod ucloudstack;
 
 #[cfg(test)]
@@ -178,10 +179,21 @@ impl Simulator {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_with_tls(listener, None, shutdown).await
+    }
+
+    /// Serve until `shutdown` completes, over TLS when `tls` is given
+    /// (see [`tls::acceptor`]).
+    pub async fn serve_with_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = self
             .router()
             .into_make_service_with_connect_info::<ConnHandle>();
-        axum::serve(conn::SimListener::new(listener), app)
+        axum::serve(conn::SimListener::new(listener, tls), app)
             .with_graceful_shutdown(shutdown)
             .await
     }

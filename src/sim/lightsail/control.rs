@@ -1,7 +1,7 @@
 //! Lightsail's part of the control API (`/_sim/lightsail/…`): seed
 //! credentials, instances, disks and snapshots made outside snapwarden
 //! (untagged manual ones, foreign-tagged ones, kept copies of automatic
-//! snapshots); read snapshots and operations back; set the page size.
+//! snapshots); read instances, disks, snapshots and operations back; set the page size.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,8 +18,11 @@ use crate::sim::Simulator;
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
         .route("/_sim/lightsail/credentials", post(add_credentials))
-        .route("/_sim/lightsail/instances", post(add_instance))
-        .route("/_sim/lightsail/disks", post(add_disk))
+        .route(
+            "/_sim/lightsail/instances",
+            get(list_instances).post(add_instance),
+        )
+        .route("/_sim/lightsail/disks", get(list_disks).post(add_disk))
         .route(
             "/_sim/lightsail/snapshots",
             get(list_snapshots).post(add_snapshot),
@@ -97,6 +100,16 @@ async fn add_snapshot(
 
 async fn list_snapshots(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!({ "snapshots": sim.lock().lightsail.snapshots_view(Utc::now()) }))
+}
+
+async fn list_instances(State(sim): State<Simulator>) -> Json<Value> {
+    let now = Utc::now();
+    Json(json!({ "instances": sim.lock().lightsail.resources_view(Family::Instance, now) }))
+}
+
+async fn list_disks(State(sim): State<Simulator>) -> Json<Value> {
+    let now = Utc::now();
+    Json(json!({ "disks": sim.lock().lightsail.resources_view(Family::Disk, now) }))
 }
 
 async fn list_operations(State(sim): State<Simulator>) -> Json<Value> {

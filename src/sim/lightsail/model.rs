@@ -23,6 +23,10 @@ const ACCOUNT: &str = "111122223333";
 /// Snapshots per page of GetInstanceSnapshots / GetDiskSnapshots: small,
 /// so every test pages (the real size is not published).
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 3;
+/// Size of every simulated disk snapshot, and the bundle every simulated
+/// instance snapshot was taken from (`sizeInGb`, `fromBundleId`).
+const DISK_SNAPSHOT_GB: i64 = 8;
+const INSTANCE_SNAPSHOT_BUNDLE: &str = "small_3_0";
 /// Tag limits (lightsail.md §4).
 const MAX_TAGS: usize = 50;
 
@@ -58,6 +62,30 @@ impl Family {
 struct Resource {
     zone: String,
     arn_id: String,
+    /// The snapshot a restore made it from (None: seeded).
+    from_snapshot: Option<String>,
+    /// When a restore's resource is ready (seeded ones: at once); None:
+    /// never.
+    ready_at: Option<DateTime<Utc>>,
+    /// A restore that ends failed (`fail_job`): the resource ends in error.
+    fails: bool,
+    /// Disk size (disks) or bundle (instances) it was created with.
+    size_in_gb: Option<i64>,
+    bundle_id: Option<String>,
+}
+
+impl Resource {
+    fn seeded(zone: String) -> Self {
+        Resource {
+            zone,
+            arn_id: uuid_like(),
+            from_snapshot: None,
+            ready_at: Some(DateTime::<Utc>::MIN_UTC),
+            fails: false,
+            size_in_gb: None,
+            bundle_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -149,9 +177,8 @@ impl LightsailState {
             Family::Instance => &mut self.instances,
             Family::Disk => &mut self.disks,
         };
-        map.entry(name.to_string()).or_insert_with(|| Resource {
-            zone: zone.map_or_else(|| format!("{REGION}a"), str::to_string),
-            arn_id: uuid_like(),
+        map.entry(name.to_string()).or_insert_with(|| {
+            Resource::seeded(zone.map_or_else(|| format!("{REGION}a"), str::to_string))
         });
     }
 
@@ -204,6 +231,22 @@ impl LightsailState {
                     m.insert("gone".into(), json!(s.gone_at.is_some_and(|t| now >= t)));
                     m.insert("deleting".into(), json!(s.gone_at.is_some()));
                 }
+                v
+            })
+            .collect()
+    }
+
+    /// Every instance or disk, with the snapshot a restore made it from,
+    /// for tests.
+    pub(crate) fn resources_view(&self, family: Family, now: DateTime<Utc>) -> Vec<Value> {
+        let map = match family {
+            Family::Instance => &self.instances,
+            Family::Disk => &self.disks,
+        };
+        map.iter()
+            .map(|(name, r)| {
+                let mut v = resource_json(name, r, family, now);
+                v["fromSnapshot"] = json!(r.from_snapshot);
                 v
             })
             .collect()
@@ -356,14 +399,10 @@ pub(super) fn dispatch(
                     family.source_type()
                 ))
             })?;
-            Ok(json!({ out: {
-                "name": name,
-                "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
-                "location": { "availabilityZone": r.zone, "regionName": REGION },
-                "resourceType": family.source_type(),
-                "tags": [],
-            }}))
+            Ok(json!({ out: resource_json(name, r, family, now) }))
         }
+        "CreateDiskFromSnapshot" => restore_disk(ctx, input, action),
+        "CreateInstancesFromSnapshot" => restore_instances(ctx, input, action),
         other => Err(ApiError::new(
             400,
             "UnknownOperationException",
@@ -605,6 +644,248 @@ fn delete(
     Ok(json!({ "operations": [op] }))
 }
 
+/// `availabilityZone*`: a zone of the simulated region (`us-east-2a`…).
+fn zone_input(input: &Map<String, Value>) -> Result<String, ApiError> {
+    let zone = required(input, "availabilityZone")?;
+    let ok = zone
+        .strip_prefix(REGION)
+        .is_some_and(|rest| rest.len() == 1 && rest.chars().all(|c| c.is_ascii_lowercase()));
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "The availability zone {zone} is not valid in {REGION}"
+        )));
+    }
+    Ok(zone.to_string())
+}
+
+/// A snapshot of `family` a restore may start from: live and good.
+fn usable_snapshot<'a>(
+    state: &'a LightsailState,
+    name: &str,
+    family: Family,
+    now: DateTime<Utc>,
+) -> Result<&'a Snap, ApiError> {
+    let s = state
+        .live(name, now)
+        .filter(|s| s.family == family && s.gone_at.is_none())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
+        })?;
+    if s.fails || s.ready_at.is_none_or(|t| now < t) {
+        return Err(ApiError::invalid(format!(
+            "The {} {name} is not in a state that allows this action",
+            family.type_name()
+        )));
+    }
+    Ok(s)
+}
+
+/// CreateDiskFromSnapshot: `diskName*`, `availabilityZone*`, `sizeInGb*`,
+/// `diskSnapshotName` (the simulator restores from a named snapshot only,
+/// not from `sourceDiskName` + auto snapshots) → one operation on the new
+/// disk, `CreateDiskFromSnapshot`, `Succeeded` when the disk is ready.
+fn restore_disk(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let disk = required(input, "diskName")?.to_string();
+    if !valid_name(&disk) {
+        return Err(ApiError::invalid(format!(
+            "diskName {disk:?} does not match \\w[\\w\\-]*\\w"
+        )));
+    }
+    let zone = zone_input(input)?;
+    let size = match input.get("sizeInGb") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| ApiError::invalid("sizeInGb must be an integer"))?,
+        None => return Err(ApiError::invalid("sizeInGb is required")),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                "sizeInGb must be a number",
+            ))
+        }
+    };
+    let Some(snap_name) = input.get("diskSnapshotName").and_then(Value::as_str) else {
+        return Err(ApiError::invalid(
+            "the simulator restores disks from diskSnapshotName only",
+        ));
+    };
+    let snap = usable_snapshot(ctx.state, snap_name, Family::Disk, now)?;
+    let snap_size = DISK_SNAPSHOT_GB;
+    if size < snap_size {
+        return Err(ApiError::invalid(format!(
+            "sizeInGb {size} is smaller than the snapshot ({snap_size} GB)"
+        )));
+    }
+    let snap_name = snap.name.clone();
+    // Tags are checked as on every create; the simulator keeps none on
+    // resources.
+    parse_tags(input)?;
+    if ctx.state.name_in_use(&disk, now) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {disk}"
+        )));
+    }
+    let (ends_at, fails) = ctx.ends(action);
+    ctx.state.disks.insert(
+        disk.clone(),
+        Resource {
+            zone: zone.clone(),
+            arn_id: uuid_like(),
+            from_snapshot: Some(snap_name.clone()),
+            ready_at: ends_at,
+            fails,
+            size_in_gb: Some(size),
+            bundle_id: None,
+        },
+    );
+    let op = ctx.new_op(
+        &disk,
+        "Disk",
+        action,
+        &snap_name,
+        &zone,
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    Ok(json!({ "operations": [op] }))
+}
+
+/// CreateInstancesFromSnapshot: `instanceNames*` (list), `availabilityZone*`,
+/// `bundleId*`, `instanceSnapshotName` → one operation per new instance,
+/// `CreateInstancesFromSnapshot`, `Succeeded` when it is running.
+fn restore_instances(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let names: Vec<String> = match input.get("instanceNames") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "SerializationException",
+                        "instanceNames must be a list of strings",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => return Err(ApiError::invalid("instanceNames is required")),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                "instanceNames must be a list",
+            ))
+        }
+    };
+    if names.is_empty() {
+        return Err(ApiError::invalid("instanceNames is required"));
+    }
+    for n in &names {
+        if !valid_name(n) {
+            return Err(ApiError::invalid(format!(
+                "instance name {n:?} does not match \\w[\\w\\-]*\\w"
+            )));
+        }
+    }
+    let zone = zone_input(input)?;
+    let bundle = required(input, "bundleId")?.to_string();
+    let Some(snap_name) = input.get("instanceSnapshotName").and_then(Value::as_str) else {
+        return Err(ApiError::invalid(
+            "the simulator restores instances from instanceSnapshotName only",
+        ));
+    };
+    let snap_name = usable_snapshot(ctx.state, snap_name, Family::Instance, now)?
+        .name
+        .clone();
+    if bundle != INSTANCE_SNAPSHOT_BUNDLE {
+        return Err(ApiError::invalid(format!(
+            "The bundle {bundle} is smaller than the snapshot's ({INSTANCE_SNAPSHOT_BUNDLE})"
+        )));
+    }
+    let in_use: Vec<&String> = names
+        .iter()
+        .filter(|n| ctx.state.name_in_use(n, now))
+        .collect();
+    if !in_use.is_empty() || (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {}",
+            names.join(", ")
+        )));
+    }
+    let (ends_at, fails) = ctx.ends(action);
+    let mut ops = Vec::new();
+    for n in &names {
+        ctx.state.instances.insert(
+            n.clone(),
+            Resource {
+                zone: zone.clone(),
+                arn_id: uuid_like(),
+                from_snapshot: Some(snap_name.clone()),
+                ready_at: ends_at,
+                fails,
+                size_in_gb: None,
+                bundle_id: Some(bundle.clone()),
+            },
+        );
+        ops.push(ctx.new_op(
+            n,
+            "Instance",
+            action,
+            &snap_name,
+            &zone,
+            ends_at,
+            fails,
+            "Succeeded",
+        ));
+    }
+    Ok(json!({ "operations": ops }))
+}
+
+/// An instance (`state` `{code, name}`: pending → running, or stopped when
+/// its restore failed) or a disk (`state` pending → available, or error).
+fn resource_json(name: &str, r: &Resource, family: Family, now: DateTime<Utc>) -> Value {
+    let ready = r.ready_at.is_some_and(|t| now >= t);
+    let mut v = json!({
+        "name": name,
+        "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
+        "location": { "availabilityZone": r.zone, "regionName": REGION },
+        "resourceType": family.source_type(),
+        "tags": [],
+    });
+    match family {
+        Family::Instance => {
+            let (code, state) = match (ready, r.fails) {
+                (false, _) => (0, "pending"),
+                (true, true) => (80, "stopped"),
+                (true, false) => (16, "running"),
+            };
+            v["state"] = json!({ "code": code, "name": state });
+            v["bundleId"] = json!(r.bundle_id.as_deref().unwrap_or(INSTANCE_SNAPSHOT_BUNDLE));
+        }
+        Family::Disk => {
+            v["state"] = json!(match (ready, r.fails) {
+                (false, _) => "pending",
+                (true, true) => "error",
+                (true, false) => "available",
+            });
+            v["sizeInGb"] = json!(r.size_in_gb.unwrap_or(DISK_SNAPSHOT_GB));
+            v["isAttached"] = json!(false);
+        }
+    }
+    v
+}
+
 fn op_json(o: &Op, now: DateTime<Utc>) -> Value {
     let done = o.ends_at.is_some_and(|t| now >= t);
     let status = match (done, o.fails) {
@@ -673,7 +954,7 @@ fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
             "fromInstanceName": s.source,
             "fromInstanceArn": source_arn,
             "fromBlueprintId": "ubuntu_22_04",
-            "fromBundleId": "small_3_0",
+            "fromBundleId": INSTANCE_SNAPSHOT_BUNDLE,
             "isFromAutoSnapshot": s.from_auto,
             "sizeInGb": 40,
         }),
@@ -695,7 +976,7 @@ fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
                 "location": { "availabilityZone": "all", "regionName": REGION },
                 "resourceType": "DiskSnapshot",
                 "tags": tags,
-                "sizeInGb": 8,
+                "sizeInGb": DISK_SNAPSHOT_GB,
                 "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "completed" },
                 "progress": format!("{progress}%"),
                 "fromDiskName": s.source,
