@@ -136,7 +136,10 @@ mod tests {
         }
         let zsh = completion(Shell::Zsh);
         for name in &names {
-            assert!(zsh.contains(&format!("'{name}:")), "zsh: no entry for {name}");
+            assert!(
+                zsh.contains(&format!("'{name}:")),
+                "zsh: no entry for {name}"
+            );
         }
         let bash = completion(Shell::Bash);
         for name in &names {
