@@ -7,10 +7,19 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `snapwarden --version`: the crate version and the git commit it was
+/// built from (see build.rs), e.g. `0.1.0 (1a2b3c4)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SNAPWARDEN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "snapwarden",
-    version,
+    version = VERSION,
     about = "Scheduled cloud snapshots with job tracking and retention"
 )]
 pub struct Cli {
@@ -151,5 +160,24 @@ pub enum Command {
         /// Use this policy file instead of the built-in demo one.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Shell completions and man pages from these definitions (packaging).
+    #[command(hide = true, subcommand)]
+    Generate(GenerateWhat),
+}
+
+/// `snapwarden generate ...`, used by packaging/build-deb.sh.
+#[derive(Debug, Subcommand)]
+pub enum GenerateWhat {
+    /// The completion script for SHELL, on standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// snapwarden.1 and one page per subcommand (snapwarden-check.1, ...)
+    /// into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }

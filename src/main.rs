@@ -76,6 +76,7 @@ fn main() -> ExitCode {
             Command::Login { config, provider } => {
                 commands::login::run(&config.path, &provider).await
             }
+            Command::Generate(what) => commands::generate::run(&what),
         }
     });
     // Do not wait for background tasks (pollers) once the command is done.
