@@ -31,12 +31,12 @@ use tracing::{error, info, warn};
 use crate::config::{Config, Policy};
 use crate::observe::metrics;
 use crate::providers::{
-    self, CreateRequest, Created, DeleteStarted, Marker, Provider, ProviderError, RemoteSnapshot,
-    SnapshotState,
+    self, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, Provider, ProviderError,
+    RemoteSnapshot, SnapshotState,
 };
 use crate::retention::{self, Candidate, Condition, Decision, Verdict};
 use crate::state::{
-    Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, State, StateError,
+    Begin, LedgerState, NewRun, OpRow, PollPlan, RunRow, RunState, SnapshotRow, State, StateError,
 };
 
 /// Why a run or an engine action could not proceed.
@@ -735,28 +735,62 @@ impl Engine {
     ) -> Result<PruneReport, EngineError> {
         let dry_run = mode == PruneMode::DryRun;
         let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
-        let listed = self.list(ps, policy, target, deadline).await?;
+        let mut listed = self.list(ps, policy, target, deadline).await?;
         let ledger = self
             .state
             .live_snapshots(&policy.provider, &policy.name, target)?;
-        let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
 
         if !dry_run {
             // Ledger rows the cloud no longer lists were deleted elsewhere.
-            let listed_ids: std::collections::HashSet<&str> = listed
-                .iter()
-                .filter(|s| s.state != SnapshotState::Gone)
-                .map(|s| s.id.as_str())
-                .collect();
-            for row in &ledger {
-                if row.state == LedgerState::Available
-                    && !listed_ids.contains(row.snapshot_id.as_str())
-                {
-                    warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud");
+            // One listing is not proof: pages shift when snapshots come and
+            // go while it is read, so a snapshot missing from it is written
+            // off only if a second listing misses it too. If the two reads
+            // disagree, the listing cannot be trusted and this target is
+            // not pruned now.
+            let missing = |listed: &[RemoteSnapshot]| -> Vec<&SnapshotRow> {
+                let ids: std::collections::HashSet<&str> = listed
+                    .iter()
+                    .filter(|s| s.state != SnapshotState::Gone)
+                    .map(|s| s.id.as_str())
+                    .collect();
+                ledger
+                    .iter()
+                    .filter(|r| {
+                        r.state == LedgerState::Available && !ids.contains(r.snapshot_id.as_str())
+                    })
+                    .collect()
+            };
+            let first: Vec<i64> = missing(&listed).iter().map(|r| r.id).collect();
+            if !first.is_empty() {
+                let again = self.list(ps, policy, target, deadline).await?;
+                let second = missing(&again);
+                let disagree = first
+                    .iter()
+                    .find(|id| !second.iter().any(|r| r.id == **id))
+                    .copied()
+                    .or_else(|| second.iter().map(|r| r.id).find(|id| !first.contains(id)));
+                if let Some(back) = disagree {
+                    let snapshot = ledger
+                        .iter()
+                        .find(|r| r.id == back)
+                        .map(|r| r.snapshot_id.as_str())
+                        .unwrap_or_default();
+                    return Err(EngineError::Provider(ProviderError::new(
+                        ErrorKind::Transient,
+                        "list",
+                        format!(
+                            "two listings of {target} disagree (snapshot {snapshot} missing from one); not pruning it now"
+                        ),
+                    )));
+                }
+                for row in second {
+                    warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud (missing from two listings)");
                     self.state.mark_deleted(row.id, Utc::now())?;
                 }
+                listed = again;
             }
         }
+        let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
 
         // Retention counts per source (an instance target lists the
         // snapshots of each of its volumes).
