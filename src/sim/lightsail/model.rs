@@ -58,6 +58,9 @@ impl Family {
 struct Resource {
     zone: String,
     arn_id: String,
+    created_at: DateTime<Utc>,
+    /// Tags as key → value (None: a tag without a value).
+    tags: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,15 +147,28 @@ impl LightsailState {
         self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
     }
 
-    pub(crate) fn seed_resource(&mut self, family: Family, name: &str, zone: Option<&str>) {
+    /// Registers an instance or disk; seeding it again with `tags`
+    /// replaces its tags (as TagResource/UntagResource would).
+    pub(crate) fn seed_resource(
+        &mut self,
+        family: Family,
+        name: &str,
+        zone: Option<&str>,
+        tags: Option<Vec<SeedTag>>,
+    ) {
         let map = match family {
             Family::Instance => &mut self.instances,
             Family::Disk => &mut self.disks,
         };
-        map.entry(name.to_string()).or_insert_with(|| Resource {
+        let r = map.entry(name.to_string()).or_insert_with(|| Resource {
             zone: zone.map_or_else(|| format!("{REGION}a"), str::to_string),
             arn_id: uuid_like(),
+            created_at: Utc::now(),
+            tags: Vec::new(),
         });
+        if let Some(tags) = tags {
+            r.tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
+        }
     }
 
     /// A snapshot made outside snapwarden: available at once.
@@ -170,7 +186,7 @@ impl LightsailState {
         if self.name_in_use(&seed.name, now) {
             return Err(format!("the name {} is already in use", seed.name));
         }
-        self.seed_resource(family, &seed.source, None);
+        self.seed_resource(family, &seed.source, None, None);
         let created = seed.created_at.unwrap_or(now);
         self.snapshots.insert(
             seed.name.clone(),
@@ -339,6 +355,8 @@ pub(super) fn dispatch(
                 "autoSnapshots": autos,
             }))
         }
+        "GetInstances" => list_resources(ctx, input, Family::Instance),
+        "GetDisks" => list_resources(ctx, input, Family::Disk),
         "GetInstance" | "GetDisk" => {
             let (key, family, out) = if action == "GetInstance" {
                 ("instanceName", Family::Instance, "instance")
@@ -356,13 +374,7 @@ pub(super) fn dispatch(
                     family.source_type()
                 ))
             })?;
-            Ok(json!({ out: {
-                "name": name,
-                "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
-                "location": { "availabilityZone": r.zone, "regionName": REGION },
-                "resourceType": family.source_type(),
-                "tags": [],
-            }}))
+            Ok(json!({ out: resource_json(name, r, family) }))
         }
         other => Err(ApiError::new(
             400,
@@ -544,6 +556,73 @@ fn list(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result
         out["nextPageToken"] = json!(encode_token(offset + size));
     }
     Ok(out)
+}
+
+/// GetInstances / GetDisks: a page of `page_size` resources by name, with
+/// `nextPageToken` while more remain.
+fn list_resources(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+) -> Result<Value, ApiError> {
+    let offset = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => 0,
+        Some(t) => {
+            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
+        }
+    };
+    let (map, key) = match family {
+        Family::Instance => (&ctx.state.instances, "instances"),
+        Family::Disk => (&ctx.state.disks, "disks"),
+    };
+    let size = ctx.state.page_size();
+    let page: Vec<Value> = map
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|(name, r)| resource_json(name, r, family))
+        .collect();
+    let mut out = json!({ key: page });
+    if offset + size < map.len() {
+        out["nextPageToken"] = json!(encode_token(offset + size));
+    }
+    Ok(out)
+}
+
+/// An Instance or Disk as GetInstance(s) / GetDisk(s) answer it (the
+/// members snapwarden reads, and a few more for realism).
+fn resource_json(name: &str, r: &Resource, family: Family) -> Value {
+    let tags: Vec<Value> = r
+        .tags
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => json!({ "key": k, "value": v }),
+            None => json!({ "key": k }),
+        })
+        .collect();
+    let mut v = json!({
+        "name": name,
+        "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
+        "supportCode": format!("{ACCOUNT}/{}", &r.arn_id[..8]),
+        "createdAt": epoch(r.created_at),
+        "location": { "availabilityZone": r.zone, "regionName": REGION },
+        "resourceType": family.source_type(),
+        "tags": tags,
+        "addOns": [],
+    });
+    match family {
+        Family::Instance => {
+            v["state"] = json!({ "code": 16, "name": "running" });
+            v["blueprintId"] = json!("ubuntu_22_04");
+            v["bundleId"] = json!("small_3_0");
+        }
+        Family::Disk => {
+            v["state"] = json!("available");
+            v["sizeInGb"] = json!(8);
+            v["isAttached"] = json!(false);
+        }
+    }
+    v
 }
 
 fn get(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result<Value, ApiError> {
