@@ -244,13 +244,34 @@ fn seed_lightsail(sim: &Sim) -> (String, Vec<String>) {
     )
 }
 
+fn seed_ucloudstack(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [("disk-sel00001", "db-data"), ("disk-sel00002", "web-data")] {
+        sim.post(
+            "/_sim/ucloudstack/disks",
+            json!({"region": "cn", "zone": "zone-01", "disk_id": id, "name": name}),
+        );
+    }
+    (
+        "disk-sel00001".to_string(),
+        vec!["disk-sel00002".to_string()],
+    )
+}
+
 fn select_cases() -> Vec<Case> {
-    vec![Case {
-        kind: clouds::Kind::Lightsail,
-        resource: "disk",
-        select: r#"{ name = "data-sel-*", tags = { env = "prod" } }"#,
-        seed: seed_lightsail,
-    }]
+    vec![
+        Case {
+            kind: clouds::Kind::Lightsail,
+            resource: "disk",
+            select: r#"{ name = "data-sel-*", tags = { env = "prod" } }"#,
+            seed: seed_lightsail,
+        },
+        Case {
+            kind: clouds::Kind::UCloudStack,
+            resource: "disk",
+            select: r#"{ name = "db-*" }"#,
+            seed: seed_ucloudstack,
+        },
+    ]
 }
 
 /// Per cloud: `plan --json` shows that the selector matches the seeded
