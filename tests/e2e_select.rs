@@ -257,6 +257,16 @@ fn seed_ucloudstack(sim: &Sim) -> (String, Vec<String>) {
     )
 }
 
+fn seed_kakaocloud(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [("vol-kc-sel-1", "pg-data"), ("vol-kc-sel-2", "cache")] {
+        sim.post(
+            "/_sim/kakaocloud/volumes",
+            json!({"volume_id": id, "name": name}),
+        );
+    }
+    ("vol-kc-sel-1".to_string(), vec!["vol-kc-sel-2".to_string()])
+}
+
 fn select_cases() -> Vec<Case> {
     vec![
         Case {
@@ -270,6 +280,12 @@ fn select_cases() -> Vec<Case> {
             resource: "disk",
             select: r#"{ name = "db-*" }"#,
             seed: seed_ucloudstack,
+        },
+        Case {
+            kind: clouds::Kind::KakaoCloud,
+            resource: "volume",
+            select: r#"{ name = "pg-*" }"#,
+            seed: seed_kakaocloud,
         },
     ]
 }
