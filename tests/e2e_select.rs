@@ -267,6 +267,19 @@ fn seed_kakaocloud(sim: &Sim) -> (String, Vec<String>) {
     ("vol-kc-sel-1".to_string(), vec!["vol-kc-sel-2".to_string()])
 }
 
+fn seed_powervs(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [
+        ("pvm-sel-0001", "lpar-db-1"),
+        ("pvm-sel-0002", "lpar-app-1"),
+    ] {
+        sim.post(
+            "/_sim/powervs/instances",
+            json!({"cloud_instance_id": "ws-torture-0001", "pvm_instance_id": id, "name": name}),
+        );
+    }
+    ("pvm-sel-0001".to_string(), vec!["pvm-sel-0002".to_string()])
+}
+
 fn select_cases() -> Vec<Case> {
     vec![
         Case {
@@ -286,6 +299,12 @@ fn select_cases() -> Vec<Case> {
             resource: "volume",
             select: r#"{ name = "pg-*" }"#,
             seed: seed_kakaocloud,
+        },
+        Case {
+            kind: clouds::Kind::PowerVs,
+            resource: "instance",
+            select: r#"{ name = "lpar-db-*" }"#,
+            seed: seed_powervs,
         },
     ]
 }
