@@ -2,9 +2,10 @@
 //! QingCloud picks volumes by name glob and tag at every run, picks up a
 //! volume seeded while it runs, leaves a non-matching one alone, keeps the
 //! snapshots of a volume that leaves the selector, and raises
-//! `selector_empty` for a selector that matches nothing.
+//! `selector_empty` for a selector that matches nothing. Then, per other
+//! cloud (Lightsail, UCloudStack, KakaoCloud, PowerVS), `plan --json` and
+//! `snapshot` with a selector against the simulator.
 
-#[allow(dead_code)]
 mod clouds;
 mod util;
 

@@ -12,6 +12,14 @@ use crate::providers::{not_selectable, ErrorKind, ProviderError, Resource};
 const GET_INSTANCES: &str = "GetInstances";
 const GET_DISKS: &str = "GetDisks";
 
+/// One listed instance or disk.
+struct Item {
+    name: Option<String>,
+    tags: BTreeMap<String, String>,
+    /// A terminated instance: left out.
+    gone: bool,
+}
+
 impl Lightsail {
     pub(super) async fn select_resources(
         &self,
@@ -27,40 +35,46 @@ impl Lightsail {
         let mut token: Option<String> = None;
         let mut seen_tokens = HashSet::new();
         for _ in 0..MAX_PAGES {
-            // (name, tags, gone) per item of the page.
-            let (items, next): (Vec<(Option<String>, BTreeMap<String, String>, bool)>, _) =
-                if call == GET_INSTANCES {
-                    let page = self
-                        .client
-                        .call(call, |c| {
-                            c.get_instances().set_page_token(token.clone()).send()
-                        })
-                        .await?;
-                    let items = page
-                        .instances()
-                        .iter()
-                        .map(|i| {
-                            let gone = i
-                                .state()
-                                .and_then(|s| s.name())
-                                .is_some_and(|s| s == "terminated");
-                            (i.name().map(str::to_string), tags_map(i.tags()), gone)
-                        })
-                        .collect();
-                    (items, page.next_page_token().map(str::to_string))
-                } else {
-                    let page = self
-                        .client
-                        .call(call, |c| c.get_disks().set_page_token(token.clone()).send())
-                        .await?;
-                    let items = page
-                        .disks()
-                        .iter()
-                        .map(|d| (d.name().map(str::to_string), tags_map(d.tags()), false))
-                        .collect();
-                    (items, page.next_page_token().map(str::to_string))
-                };
-            for (name, tags, gone) in items {
+            let (items, next): (Vec<Item>, _) = if call == GET_INSTANCES {
+                let page = self
+                    .client
+                    .call(call, |c| {
+                        c.get_instances().set_page_token(token.clone()).send()
+                    })
+                    .await?;
+                let items = page
+                    .instances()
+                    .iter()
+                    .map(|i| {
+                        let gone = i
+                            .state()
+                            .and_then(|s| s.name())
+                            .is_some_and(|s| s == "terminated");
+                        Item {
+                            name: i.name().map(str::to_string),
+                            tags: tags_map(i.tags()),
+                            gone,
+                        }
+                    })
+                    .collect();
+                (items, page.next_page_token().map(str::to_string))
+            } else {
+                let page = self
+                    .client
+                    .call(call, |c| c.get_disks().set_page_token(token.clone()).send())
+                    .await?;
+                let items = page
+                    .disks()
+                    .iter()
+                    .map(|d| Item {
+                        name: d.name().map(str::to_string),
+                        tags: tags_map(d.tags()),
+                        gone: false,
+                    })
+                    .collect();
+                (items, page.next_page_token().map(str::to_string))
+            };
+            for Item { name, tags, gone } in items {
                 let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
                     return Err(unexpected(call, "an item without a name"));
                 };
