@@ -2,8 +2,11 @@
 //! QingCloud picks volumes by name glob and tag at every run, picks up a
 //! volume seeded while it runs, leaves a non-matching one alone, keeps the
 //! snapshots of a volume that leaves the selector, and raises
-//! `selector_empty` for a selector that matches nothing.
+//! `selector_empty` for a selector that matches nothing. Then, per other
+//! cloud (Lightsail, UCloudStack, KakaoCloud, PowerVS), `plan --json` and
+//! `snapshot` with a selector against the simulator.
 
+mod clouds;
 mod util;
 
 use std::time::Duration;
@@ -209,4 +212,186 @@ timeout = "5s"
         .find(|e| e["policy"] == "none")
         .expect("selector entry for none");
     assert_eq!(none["matches"], json!([]));
+}
+
+// ------------------------------------------- selection on the other clouds
+
+/// One row of the per-cloud table: what to seed, the selector, and which
+/// seeded resource it must pick (the others must not be picked).
+struct Case {
+    kind: clouds::Kind,
+    /// The policy's `resource`.
+    resource: &'static str,
+    /// The inline table after `select = `.
+    select: &'static str,
+    /// Seeds the resources; returns (the matching id, the non-matching ids).
+    seed: fn(&Sim) -> (String, Vec<String>),
+}
+
+fn seed_lightsail(sim: &Sim) -> (String, Vec<String>) {
+    for (name, env) in [
+        ("data-sel-1", "prod"),
+        ("data-sel-2", "dev"),
+        ("logs-1", "prod"),
+    ] {
+        sim.post(
+            "/_sim/lightsail/disks",
+            json!({"name": name, "tags": [{"key": "env", "value": env}, {"key": "backup"}]}),
+        );
+    }
+    (
+        "data-sel-1".to_string(),
+        vec!["data-sel-2".to_string(), "logs-1".to_string()],
+    )
+}
+
+fn seed_ucloudstack(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [("disk-sel00001", "db-data"), ("disk-sel00002", "web-data")] {
+        sim.post(
+            "/_sim/ucloudstack/disks",
+            json!({"region": "cn", "zone": "zone-01", "disk_id": id, "name": name}),
+        );
+    }
+    (
+        "disk-sel00001".to_string(),
+        vec!["disk-sel00002".to_string()],
+    )
+}
+
+fn seed_kakaocloud(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [("vol-kc-sel-1", "pg-data"), ("vol-kc-sel-2", "cache")] {
+        sim.post(
+            "/_sim/kakaocloud/volumes",
+            json!({"volume_id": id, "name": name}),
+        );
+    }
+    ("vol-kc-sel-1".to_string(), vec!["vol-kc-sel-2".to_string()])
+}
+
+fn seed_powervs(sim: &Sim) -> (String, Vec<String>) {
+    for (id, name) in [
+        ("pvm-sel-0001", "lpar-db-1"),
+        ("pvm-sel-0002", "lpar-app-1"),
+    ] {
+        sim.post(
+            "/_sim/powervs/instances",
+            json!({"cloud_instance_id": "ws-torture-0001", "pvm_instance_id": id, "name": name}),
+        );
+    }
+    ("pvm-sel-0001".to_string(), vec!["pvm-sel-0002".to_string()])
+}
+
+fn select_cases() -> Vec<Case> {
+    vec![
+        Case {
+            kind: clouds::Kind::Lightsail,
+            resource: "disk",
+            select: r#"{ name = "data-sel-*", tags = { env = "prod" } }"#,
+            seed: seed_lightsail,
+        },
+        Case {
+            kind: clouds::Kind::UCloudStack,
+            resource: "disk",
+            select: r#"{ name = "db-*" }"#,
+            seed: seed_ucloudstack,
+        },
+        Case {
+            kind: clouds::Kind::KakaoCloud,
+            resource: "volume",
+            select: r#"{ name = "pg-*" }"#,
+            seed: seed_kakaocloud,
+        },
+        Case {
+            kind: clouds::Kind::PowerVs,
+            resource: "instance",
+            select: r#"{ name = "lpar-db-*" }"#,
+            seed: seed_powervs,
+        },
+    ]
+}
+
+/// Per cloud: `plan --json` shows that the selector matches the seeded
+/// matching resource and not the others, then `snapshot` creates exactly
+/// one snapshot, of the match (counted in the simulator's journal and its
+/// own view of the snapshots).
+#[test]
+fn selector_resolves_on_every_selectable_cloud() {
+    for case in select_cases() {
+        let kind = case.kind;
+        let sim = Sim::start("100ms");
+        let wd = Workdir::new();
+        kind.prepare(&sim);
+        let (hit, misses) = (case.seed)(&sim);
+        let policy = format!("sel{}", kind.provider());
+        let cfg = wd.write_config(&format!(
+            r#"[daemon]
+state_path = "{state}"
+
+{section}
+[[policy]]
+name = "{policy}"
+provider = "{provider}"
+resource = "{resource}"
+select = {select}
+schedule = "0 0 3 * * *"
+retain = 3
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+timeout = "30s"
+"#,
+            state = wd.state_path().display(),
+            section = kind.provider_section(&sim, "requests_per_second = 50"),
+            provider = kind.provider(),
+            resource = case.resource,
+            select = case.select,
+        ));
+        let cfg_s = cfg.display().to_string();
+
+        let out = clouds::cmd(wd.dir.path(), &["plan", "--json", "-c", &cfg_s]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{kind:?}: plan failed: {text}");
+        let plan: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{kind:?}: plan json: {e}: {text}"));
+        let entries = plan.as_array().cloned().unwrap_or_default();
+        let sel = entries
+            .iter()
+            .find(|e| e["policy"] == policy.as_str() && e.get("matches").is_some())
+            .unwrap_or_else(|| panic!("{kind:?}: no selector entry: {plan}"));
+        let matched: Vec<&str> = sel["matches"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(matched, [hit.as_str()], "{kind:?}: {sel}");
+
+        let out = clouds::cmd(
+            wd.dir.path(),
+            &["snapshot", "-c", &cfg_s, "--policy", &policy],
+        );
+        assert!(
+            out.status.success(),
+            "{kind:?}: snapshot failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let creates: Vec<Value> = kind
+            .requests(&sim, kind.create_action())
+            .into_iter()
+            .filter(|r| r["http_status"].as_u64().is_some_and(|c| c < 300))
+            .collect();
+        assert_eq!(creates.len(), 1, "{kind:?}: one create: {creates:?}");
+        let snaps = kind.snapshots(&sim, &[policy.as_str()]);
+        let ours: Vec<&clouds::Snap> = snaps.iter().filter(|s| s.marker.is_some()).collect();
+        assert_eq!(ours.len(), 1, "{kind:?}: {snaps:?}");
+        assert_eq!(ours[0].source, hit, "{kind:?}");
+        for miss in &misses {
+            assert!(
+                !snaps.iter().any(|s| &s.source == miss),
+                "{kind:?}: {miss} does not match the selector"
+            );
+        }
+    }
 }

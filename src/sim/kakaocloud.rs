@@ -117,6 +117,7 @@ enum Op {
     IssueToken,
     ListInstances,
     GetInstance(String),
+    ListVolumes,
     GetVolume(String),
     CreateSnapshot(String),
     ListSnapshots,
@@ -143,6 +144,7 @@ impl Op {
             ("POST", ["iam", "identity", "v3", "auth", "tokens"]) => Op::IssueToken,
             ("GET", ["bcs", "api", "v1", "instances"]) => Op::ListInstances,
             ("GET", ["bcs", "api", "v1", "instances", id]) => Op::GetInstance(id.to_string()),
+            ("GET", ["volume", "api", "v1", "volumes"]) => Op::ListVolumes,
             ("GET", ["volume", "api", "v1", "volumes", id]) => Op::GetVolume(id.to_string()),
             ("POST", ["volume", "api", "v1", "volumes", id, "snapshots"]) => {
                 Op::CreateSnapshot(id.to_string())
@@ -165,6 +167,7 @@ impl Op {
             Op::IssueToken => "IssueToken",
             Op::ListInstances => "ListInstances",
             Op::GetInstance(_) => "GetInstance",
+            Op::ListVolumes => "ListVolumes",
             Op::GetVolume(_) => "GetVolume",
             Op::CreateSnapshot(_) => "CreateSnapshot",
             Op::ListSnapshots => "ListSnapshots",
@@ -397,6 +400,7 @@ fn run(
                 json!({"instance": ctx.state.instance_view(i, now)}),
             ))
         }
+        Op::ListVolumes => list_volumes(ctx.state, params, now),
         Op::GetVolume(id) => {
             let v =
                 ctx.state.volumes.get(id).ok_or_else(|| {
@@ -658,6 +662,37 @@ fn list_instances(
         .map(|i| state.instance_view(i, now))
         .collect();
     Ok(page(items, "instances", limit, offset))
+}
+
+/// `GET /api/v1/volumes` (VolumeAPI.md): filters `id`, `name` (exact),
+/// `instance_id`, `status`; sorted by `created_at`, paged.
+fn list_volumes(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let (limit, offset) = page_bounds(params, state.page_limit)?;
+    let desc = sort_desc(params)?;
+    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
+    let mut found: Vec<&model::Volume> = state
+        .volumes
+        .values()
+        .filter(|v| eq("id", &v.id) && eq("name", &v.name) && eq("status", v.status(now)))
+        .filter(|v| {
+            params
+                .get("instance_id")
+                .is_none_or(|i| v.instance_id.as_ref() == Some(i))
+        })
+        .collect();
+    found.sort_by_key(|v| (v.created_at, v.seq));
+    if desc {
+        found.reverse();
+    }
+    let items = found
+        .into_iter()
+        .map(|v| state.volume_view(v, now))
+        .collect();
+    Ok(page(items, "volumes", limit, offset))
 }
 
 fn list_snapshots(

@@ -311,7 +311,9 @@ impl Simulator {
         } else {
             lightsail::Family::Instance
         };
-        self.lock().lightsail.seed_resource(family, name, None);
+        self.lock()
+            .lightsail
+            .seed_resource(family, name, None, None);
     }
 
     /// A Lightsail snapshot made outside snapwarden, untagged, available at

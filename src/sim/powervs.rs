@@ -48,6 +48,7 @@ const OP_LIST: &str = "pcloud.cloudinstances.snapshots.getall";
 const OP_GET: &str = "pcloud.cloudinstances.snapshots.get";
 const OP_PUT: &str = "pcloud.cloudinstances.snapshots.put";
 const OP_DELETE: &str = "pcloud.cloudinstances.snapshots.delete";
+const OP_LIST_INSTANCES: &str = "pcloud.pvminstances.getall";
 const OP_RESTORE: &str = "pcloud.pvminstances.snapshots.restore.post";
 const OP_IAM: &str = "iam.token";
 const OP_IP4G: &str = "ip4g.token";
@@ -67,6 +68,10 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/snapshots/{sid}",
             get(get_snapshot).put(put_snapshot).delete(delete_snapshot),
+        )
+        .route(
+            "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances",
+            get(list_instances),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances/{pvm}/snapshots",
@@ -567,6 +572,45 @@ async fn list_snapshots(
             .map(|s| s.to_json(ctx.now))
             .collect();
         Ok((StatusCode::OK, json!({ "snapshots": list })))
+    })
+    .await
+}
+
+/// `GET …/pvm-instances` → `{"pvmInstances": [PVMInstanceReference]}`
+/// (powervs.md §7: no volume ids, no paging).
+async fn list_instances(
+    State(sim): State<Simulator>,
+    Path(cid): Path<String>,
+    req: Request,
+) -> Response {
+    let ids = Ids {
+        cid,
+        ..Ids::default()
+    };
+    serve(sim, req, OP_LIST_INSTANCES, Guard::Pcloud, ids, |ctx| {
+        let cid = &ctx.ids.cid;
+        let list: Vec<Value> = ctx
+            .pvs
+            .workspaces
+            .get(cid)
+            .map(|w| {
+                w.instances
+                    .iter()
+                    .map(|(id, i)| {
+                        json!({
+                            "pvmInstanceID": id,
+                            "serverName": i.name.as_deref().unwrap_or(id),
+                            "status": "ACTIVE",
+                            "health": { "status": "OK" },
+                            "crn": format!("{}pvm-instance:{id}", w.crn.trim_end_matches(':')),
+                            "storagePool": "Tier3-Flash-1",
+                            "href": format!("/pcloud/v1/cloud-instances/{cid}/pvm-instances/{id}"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((StatusCode::OK, json!({ "pvmInstances": list })))
     })
     .await
 }

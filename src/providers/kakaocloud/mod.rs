@@ -17,6 +17,7 @@
 
 mod client;
 mod errors;
+mod select;
 mod wire;
 
 #[cfg(test)]
@@ -49,7 +50,16 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: true,
     restore: RestoreMode::NewResource,
     volume_subset: false,
-    select: &[],
+    select: &[
+        super::Selectable {
+            resource: "volume",
+            tags: false,
+        },
+        super::Selectable {
+            resource: "instance",
+            tags: false,
+        },
+    ],
 };
 
 /// Page size of every listing (`limit`); the server's maximum is not
@@ -524,12 +534,9 @@ impl Provider for KakaoCloud {
         })
     }
 
+    /// BCS instances / Volume API volumes, every page (names; no tags).
     async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
-        Err(super::not_selectable(
-            "kakaocloud",
-            "ListInstances",
-            resource,
-        ))
+        self.select_resources(resource).await
     }
 }
 

@@ -633,3 +633,117 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
         .expect("poll");
     assert_eq!(st, vec![OpStatus::Succeeded]);
 }
+
+// ------------------------------------------------------- target selection
+
+fn offset_of(s: &Seen) -> usize {
+    s.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("offset="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn list_resources_reads_instances_and_volumes_page_by_page() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let (key, all) = if s.path == "/bcs/api/v1/instances" {
+            (
+                "instances",
+                vec![
+                    json!({"id": "i-1", "name": "web-1", "status": "active"}),
+                    json!({"id": "i-2", "name": "web-2", "status": "deleting"}),
+                    json!({"id": "i-3", "name": "db-1", "status": "stopped"}),
+                ],
+            )
+        } else {
+            (
+                "volumes",
+                vec![
+                    json!({"id": "v-1", "name": "data-1", "status": "in-use"}),
+                    json!({"id": "v-2", "name": "data-2", "status": "available"}),
+                ],
+            )
+        };
+        // Pages of two, whatever `limit` says.
+        let offset = offset_of(s);
+        let page: Vec<Value> = all.iter().skip(offset).take(2).cloned().collect();
+        (
+            200,
+            vec![],
+            json!({key: page, "pagination": {"total": all.len(), "offset": offset, "limit": 2}}),
+        )
+    })
+    .await;
+    let got = p
+        .list_resources("instance")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pairs: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| (r.id.as_str(), r.name.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("i-1", "web-1"), ("i-3", "db-1")],
+        "deleting left out"
+    );
+    assert!(got.iter().all(|r| r.tags.is_empty()));
+    let got = p
+        .list_resources("volume")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["v-1", "v-2"]);
+    let calls: Vec<Seen> = seen_of(&seen)
+        .into_iter()
+        .filter(|s| !is_token(s))
+        .collect();
+    let paths: Vec<(&str, usize)> = calls
+        .iter()
+        .map(|s| (s.path.as_str(), offset_of(s)))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("/bcs/api/v1/instances", 0),
+            ("/bcs/api/v1/instances", 2),
+            ("/volume/api/v1/volumes", 0)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn list_resources_refuses_a_short_listing() {
+    let (p, _) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        // Says 5, gives 2, then nothing.
+        let page = if offset_of(s) == 0 {
+            json!([{"id": "i-1", "name": "a"}, {"id": "i-2", "name": "b"}])
+        } else {
+            json!([])
+        };
+        (
+            200,
+            vec![],
+            json!({"instances": page, "pagination": {"total": 5}}),
+        )
+    })
+    .await;
+    match p.list_resources("instance").await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("incomplete"), "{e}");
+        }
+        Ok(v) => panic!("a short listing must fail, got {v:?}"),
+    }
+    assert_eq!(
+        p.list_resources("disk").await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+}

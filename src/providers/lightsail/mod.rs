@@ -21,6 +21,7 @@
 
 mod client;
 mod errors;
+mod select;
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +47,16 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::NewResource,
     volume_subset: false,
-    select: &[],
+    select: &[
+        super::Selectable {
+            resource: "instance",
+            tags: true,
+        },
+        super::Selectable {
+            resource: "disk",
+            tags: true,
+        },
+    ],
 };
 
 /// The ownership marker's tag keys.
@@ -546,8 +556,9 @@ impl Provider for Lightsail {
         })
     }
 
+    /// GetInstances / GetDisks, every page, tags included.
     async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
-        Err(super::not_selectable("lightsail", "GetInstances", resource))
+        self.select_resources(resource).await
     }
 }
 

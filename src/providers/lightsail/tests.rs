@@ -460,3 +460,91 @@ async fn auth_errors_are_auth_and_service_errors_transient() {
         (ErrorKind::Transient, Some("ServiceException"))
     );
 }
+
+// ------------------------------------------------------- target selection
+
+#[tokio::test]
+async fn list_resources_reads_every_page_with_tags() {
+    let (fake, p) = start().await;
+    fake.answer(
+        "GetDisks",
+        200,
+        json!({"disks": [
+            {"name": "data-1", "state": "in-use", "tags": [{"key": "env", "value": "prod"}, {"key": "backup"}]},
+            {"name": "data-2", "state": "available", "tags": []},
+        ], "nextPageToken": "t1"}),
+    );
+    fake.answer(
+        "GetDisks",
+        200,
+        json!({"disks": [{"name": "logs-1", "state": "available", "tags": [{"key": "env", "value": "dev"}]}]}),
+    );
+    let got = p
+        .list_resources("disk")
+        .await
+        .unwrap_or_else(|e| panic!("list_resources: {e}"));
+    let names: Vec<&str> = got.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["data-1", "data-2", "logs-1"]);
+    assert_eq!(got[0].id, "data-1", "a Lightsail target is its name");
+    assert_eq!(got[0].tags.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(got[0].tags.get("backup").map(String::as_str), Some(""));
+    assert!(got[1].tags.is_empty());
+    let sent = fake.seen("GetDisks");
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].get("pageToken").is_none());
+    assert_eq!(sent[1]["pageToken"], "t1");
+}
+
+#[tokio::test]
+async fn list_resources_of_instances_and_refusals() {
+    let (fake, p) = start().await;
+    fake.answer(
+        "GetInstances",
+        200,
+        json!({"instances": [
+            {"name": "web-1", "state": {"code": 16, "name": "running"}, "tags": [{"key": "env", "value": "prod"}]},
+            {"name": "old-1", "state": {"code": 48, "name": "terminated"}, "tags": []},
+        ]}),
+    );
+    let got = p
+        .list_resources("instance")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 1, "terminated instances are left out: {got:?}");
+    assert_eq!(got[0].name, "web-1");
+
+    // A token that comes back again: never a partial answer.
+    fake.answer(
+        "GetInstances",
+        200,
+        json!({"instances": [{"name": "a", "tags": []}], "nextPageToken": "same"}),
+    );
+    fake.answer(
+        "GetInstances",
+        200,
+        json!({"instances": [{"name": "b", "tags": []}], "nextPageToken": "same"}),
+    );
+    match p.list_resources("instance").await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("incomplete"), "{e}");
+        }
+        Ok(v) => panic!("a looping listing must fail, got {v:?}"),
+    }
+    // A failed page fails the listing.
+    fake.answer(
+        "GetDisks",
+        200,
+        json!({"disks": [{"name": "a", "tags": []}], "nextPageToken": "n"}),
+    );
+    fake.answer(
+        "GetDisks",
+        400,
+        json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+    );
+    assert!(p.list_resources("disk").await.is_err());
+    match p.list_resources("volume").await {
+        Err(e) => assert_eq!(e.kind, ErrorKind::Permanent),
+        Ok(v) => panic!("volume is not a lightsail resource, got {v:?}"),
+    }
+}

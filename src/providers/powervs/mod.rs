@@ -14,6 +14,7 @@
 
 mod auth;
 mod errors;
+mod select;
 mod wire;
 
 #[cfg(test)]
@@ -47,7 +48,10 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: true,
-    select: &[],
+    select: &[super::Selectable {
+        resource: "instance",
+        tags: false,
+    }],
 };
 
 /// `SnapshotCreate.name`: at most 120 of `[a-zA-Z0-9_.-]`.
@@ -409,8 +413,9 @@ impl Provider for PowerVs {
         })
     }
 
+    /// `GET …/pvm-instances` (one answer, no paging; names, no tags).
     async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
-        Err(super::not_selectable("powervs", "pvm-instances", resource))
+        self.select_resources(resource).await
     }
 }
 

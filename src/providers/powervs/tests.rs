@@ -617,3 +617,54 @@ fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
         Ok(Some(secret))
     );
 }
+
+// ------------------------------------------------------- target selection
+
+#[tokio::test]
+async fn list_resources_reads_the_workspace_instances() {
+    let (url, fake) = serve(Box::new(|s: &Seen| match s.path.as_str() {
+        "/identity/token" => iam_answer(1),
+        "/pcloud/v1/cloud-instances/ws1/pvm-instances" => (
+            200,
+            json!({"pvmInstances": [
+                {"pvmInstanceID": "p-1", "serverName": "lpar-db", "status": "ACTIVE", "health": {"status": "OK"}},
+                {"pvmInstanceID": "p-2", "serverName": "lpar-app", "status": "SHUTOFF"},
+            ]}),
+        ),
+        _ => (404, json!({"description": "no", "error": "not found"})),
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let got = p
+        .list_resources("instance")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pairs: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| (r.id.as_str(), r.name.as_str()))
+        .collect();
+    assert_eq!(pairs, [("p-1", "lpar-db"), ("p-2", "lpar-app")]);
+    assert!(got.iter().all(|r| r.tags.is_empty()));
+    let calls = seen(&fake);
+    let list = calls
+        .iter()
+        .find(|s| s.path.ends_with("/pvm-instances"))
+        .unwrap_or_else(|| panic!("no listing: {calls:?}"));
+    assert_eq!((list.method.as_str(), list.crn.as_str()), ("GET", CRN));
+    assert_eq!(list.auth, "Bearer tok-1");
+    assert_eq!(
+        p.list_resources("volume").await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+}
+
+#[tokio::test]
+async fn list_resources_refuses_an_answer_without_the_list() {
+    let (url, _) = serve(Box::new(|s: &Seen| match s.path.as_str() {
+        "/identity/token" => iam_answer(1),
+        _ => (200, json!({"instances": []})),
+    }))
+    .await;
+    let p = provider(&url, iam(&url), None);
+    assert!(p.list_resources("instance").await.is_err());
+}

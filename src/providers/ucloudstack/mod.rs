@@ -19,6 +19,7 @@
 
 mod client;
 mod errors;
+mod select;
 mod sign;
 mod wire;
 
@@ -48,7 +49,10 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: false,
-    select: &[],
+    select: &[super::Selectable {
+        resource: "disk",
+        tags: false,
+    }],
 };
 
 /// `Limit` of DescribeSnapshot (max 100), and the ids asked per call.
@@ -346,12 +350,9 @@ impl Provider for UCloudStack {
         })
     }
 
+    /// DescribeDisk pages of 100 until `TotalCount` (names; no tags).
     async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
-        Err(super::not_selectable(
-            "ucloudstack",
-            "DescribeDisk",
-            resource,
-        ))
+        self.select_resources(resource).await
     }
 }
 

@@ -782,3 +782,84 @@ async fn restore_rolls_back_in_place() {
     assert!(e.message.contains("VM powered off"), "{}", e.message);
     assert_eq!(CAPABILITIES.restore, RestoreMode::InPlace);
 }
+
+// ------------------------------------------------------- target selection
+
+/// `count` disks by DescribeDisk pages; disk 1 is being released.
+fn disks(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
+    move |params| {
+        assert_eq!(p(params, "Action"), "DescribeDisk");
+        assert_eq!(p(params, "Limit"), "100");
+        let offset: usize = p(params, "Offset").parse().unwrap_or(usize::MAX);
+        let page: Vec<Value> = (0..count)
+            .skip(offset)
+            .take(100)
+            .map(|i| {
+                json!({
+                    "DiskID": format!("disk-{i:04}"),
+                    "Name": format!("data-{i}"),
+                    "DiskStatus": if i == 1 { "Releasing" } else { "Bound" },
+                })
+            })
+            .collect();
+        // TotalCount as a string, as the docs' example has it.
+        ok(json!({"RetCode":0,"TotalCount":count.to_string(),"Infos":page}))
+    }
+}
+
+#[tokio::test]
+async fn list_resources_reads_every_disk_page() {
+    let (ucs, fake) = serve(disks(230)).await;
+    let got = ucs
+        .list_resources("disk")
+        .await
+        .unwrap_or_else(|e| panic!("list_resources: {e}"));
+    assert_eq!(got.len(), 229, "the disk being released is left out");
+    assert_eq!(
+        (got[0].id.as_str(), got[0].name.as_str()),
+        ("disk-0000", "data-0")
+    );
+    assert!(got.iter().all(|r| r.tags.is_empty() && r.id != "disk-0001"));
+    let offsets: Vec<String> = fake
+        .calls()
+        .iter()
+        .map(|c| p(c, "Offset").to_string())
+        .collect();
+    assert_eq!(offsets, vec!["0", "100", "200"]);
+}
+
+#[tokio::test]
+async fn list_resources_refuses_a_count_mismatch() {
+    // TotalCount says 150; the second page repeats the first one's disks.
+    let (ucs, _) = serve(|params| {
+        let page: Vec<Value> = (0..if p(params, "Offset") == "0" { 100 } else { 50 })
+            .map(|i| json!({"DiskID": format!("disk-{i}"), "Name": "d", "DiskStatus": "Bound"}))
+            .collect();
+        ok(json!({"RetCode":0,"TotalCount":150,"Infos":page}))
+    })
+    .await;
+    match ucs.list_resources("disk").await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("incomplete"), "{e}");
+        }
+        Ok(v) => panic!("a listing with repeats must fail, got {} disks", v.len()),
+    }
+    // A TotalCount that changes between pages.
+    let (ucs, _) = serve(|params| {
+        let first = p(params, "Offset") == "0";
+        let page: Vec<Value> = (0..if first { 100 } else { 1 })
+            .map(|i| json!({"DiskID": format!("disk-{i}-{first}"), "Name": "d"}))
+            .collect();
+        ok(json!({"RetCode":0,"TotalCount":if first { 101 } else { 102 },"Infos":page}))
+    })
+    .await;
+    assert_eq!(
+        ucs.list_resources("disk").await.err().map(|e| e.kind),
+        Some(ErrorKind::Transient)
+    );
+    assert_eq!(
+        ucs.list_resources("instance").await.err().map(|e| e.kind),
+        Some(ErrorKind::Permanent)
+    );
+}

@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::model::{Family, SeedSnapshot};
+use super::model::{Family, SeedSnapshot, SeedTag};
 use crate::sim::control::{parse_json, ControlError};
 use crate::sim::Simulator;
 
@@ -44,6 +44,9 @@ struct NewResource {
     name: String,
     #[serde(default)]
     availability_zone: Option<String>,
+    /// `[{key, value?}]`; given again for a known name, replaces its tags.
+    #[serde(default)]
+    tags: Option<Vec<SeedTag>>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +85,7 @@ fn add_resource(
     let r: NewResource = parse_json(body)?;
     sim.lock()
         .lightsail
-        .seed_resource(family, &r.name, r.availability_zone.as_deref());
+        .seed_resource(family, &r.name, r.availability_zone.as_deref(), r.tags);
     Ok(Json(json!({ "name": r.name })))
 }
 

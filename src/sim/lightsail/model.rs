@@ -72,6 +72,9 @@ struct Resource {
     /// Disk size (disks) or bundle (instances) it was created with.
     size_in_gb: Option<i64>,
     bundle_id: Option<String>,
+    created_at: DateTime<Utc>,
+    /// Tags as key → value (None: a tag without a value).
+    tags: Vec<(String, Option<String>)>,
 }
 
 impl Resource {
@@ -84,6 +87,8 @@ impl Resource {
             fails: false,
             size_in_gb: None,
             bundle_id: None,
+            created_at: Utc::now(),
+            tags: Vec::new(),
         }
     }
 }
@@ -172,14 +177,25 @@ impl LightsailState {
         self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
     }
 
-    pub(crate) fn seed_resource(&mut self, family: Family, name: &str, zone: Option<&str>) {
+    /// Registers an instance or disk; seeding it again with `tags`
+    /// replaces its tags (as TagResource/UntagResource would).
+    pub(crate) fn seed_resource(
+        &mut self,
+        family: Family,
+        name: &str,
+        zone: Option<&str>,
+        tags: Option<Vec<SeedTag>>,
+    ) {
         let map = match family {
             Family::Instance => &mut self.instances,
             Family::Disk => &mut self.disks,
         };
-        map.entry(name.to_string()).or_insert_with(|| {
+        let r = map.entry(name.to_string()).or_insert_with(|| {
             Resource::seeded(zone.map_or_else(|| format!("{REGION}a"), str::to_string))
         });
+        if let Some(tags) = tags {
+            r.tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
+        }
     }
 
     /// A snapshot made outside snapwarden: available at once.
@@ -197,7 +213,7 @@ impl LightsailState {
         if self.name_in_use(&seed.name, now) {
             return Err(format!("the name {} is already in use", seed.name));
         }
-        self.seed_resource(family, &seed.source, None);
+        self.seed_resource(family, &seed.source, None, None);
         let created = seed.created_at.unwrap_or(now);
         self.snapshots.insert(
             seed.name.clone(),
@@ -382,6 +398,8 @@ pub(super) fn dispatch(
                 "autoSnapshots": autos,
             }))
         }
+        "GetInstances" => list_resources(ctx, input, Family::Instance),
+        "GetDisks" => list_resources(ctx, input, Family::Disk),
         "GetInstance" | "GetDisk" => {
             let (key, family, out) = if action == "GetInstance" {
                 ("instanceName", Family::Instance, "instance")
@@ -585,6 +603,38 @@ fn list(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result
     Ok(out)
 }
 
+/// GetInstances / GetDisks: a page of `page_size` resources by name, with
+/// `nextPageToken` while more remain.
+fn list_resources(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+) -> Result<Value, ApiError> {
+    let offset = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => 0,
+        Some(t) => {
+            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
+        }
+    };
+    let (map, key) = match family {
+        Family::Instance => (&ctx.state.instances, "instances"),
+        Family::Disk => (&ctx.state.disks, "disks"),
+    };
+    let size = ctx.state.page_size();
+    let now = ctx.now;
+    let page: Vec<Value> = map
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|(name, r)| resource_json(name, r, family, now))
+        .collect();
+    let mut out = json!({ key: page });
+    if offset + size < map.len() {
+        out["nextPageToken"] = json!(encode_token(offset + size));
+    }
+    Ok(out)
+}
+
 fn get(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result<Value, ApiError> {
     let (key, out) = match family {
         Family::Instance => ("instanceSnapshotName", "instanceSnapshot"),
@@ -723,9 +773,8 @@ fn restore_disk(
         )));
     }
     let snap_name = snap.name.clone();
-    // Tags are checked as on every create; the simulator keeps none on
-    // resources.
-    parse_tags(input)?;
+    // Tags given to the new resource are kept on it.
+    let tags = parse_tags(input)?;
     if ctx.state.name_in_use(&disk, now) {
         return Err(ApiError::invalid(format!(
             "Some names are already in use: {disk}"
@@ -742,6 +791,8 @@ fn restore_disk(
             fails,
             size_in_gb: Some(size),
             bundle_id: None,
+            created_at: now,
+            tags: tags.clone(),
         },
     );
     let op = ctx.new_op(
@@ -823,6 +874,7 @@ fn restore_instances(
             names.join(", ")
         )));
     }
+    let tags = parse_tags(input)?;
     let (ends_at, fails) = ctx.ends(action);
     let mut ops = Vec::new();
     for n in &names {
@@ -836,6 +888,8 @@ fn restore_instances(
                 fails,
                 size_in_gb: None,
                 bundle_id: Some(bundle.clone()),
+                created_at: now,
+                tags: tags.clone(),
             },
         );
         ops.push(ctx.new_op(
@@ -856,12 +910,23 @@ fn restore_instances(
 /// its restore failed) or a disk (`state` pending → available, or error).
 fn resource_json(name: &str, r: &Resource, family: Family, now: DateTime<Utc>) -> Value {
     let ready = r.ready_at.is_some_and(|t| now >= t);
+    let tags: Vec<Value> = r
+        .tags
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => json!({ "key": k, "value": v }),
+            None => json!({ "key": k }),
+        })
+        .collect();
     let mut v = json!({
         "name": name,
         "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
+        "supportCode": format!("{ACCOUNT}/{}", &r.arn_id[..8]),
+        "createdAt": epoch(r.created_at),
         "location": { "availabilityZone": r.zone, "regionName": REGION },
         "resourceType": family.source_type(),
-        "tags": [],
+        "tags": tags,
+        "addOns": [],
     });
     match family {
         Family::Instance => {
@@ -871,6 +936,7 @@ fn resource_json(name: &str, r: &Resource, family: Family, now: DateTime<Utc>) -
                 (true, false) => (16, "running"),
             };
             v["state"] = json!({ "code": code, "name": state });
+            v["blueprintId"] = json!("ubuntu_22_04");
             v["bundleId"] = json!(r.bundle_id.as_deref().unwrap_or(INSTANCE_SNAPSHOT_BUNDLE));
         }
         Family::Disk => {

@@ -69,6 +69,9 @@ struct NewInstance {
     pvm_instance_id: String,
     #[serde(default)]
     volume_ids: Vec<String>,
+    /// `serverName` (default: the instance id); seeding again renames.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 async fn add_instance(State(sim): State<Simulator>, body: Bytes) -> Answer {
@@ -78,6 +81,11 @@ async fn add_instance(State(sim): State<Simulator>, body: Bytes) -> Answer {
         ("pvm_instance_id", &i.pvm_instance_id),
     ])?;
     sim.seed_powervs_instance(&i.cloud_instance_id, &i.pvm_instance_id, i.volume_ids);
+    if let Some(name) = &i.name {
+        sim.lock()
+            .powervs
+            .set_instance_name(&i.cloud_instance_id, &i.pvm_instance_id, name);
+    }
     Ok(Json(json!({ "pvm_instance_id": i.pvm_instance_id })))
 }
 

@@ -26,6 +26,8 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone)]
 pub(crate) struct Instance {
     pub volume_ids: Vec<String>,
+    /// `serverName`; None lists the instance id as its name.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,8 +287,25 @@ impl PvsState {
         } else {
             volume_ids
         };
+        // Seeding again replaces the volumes and keeps the name.
+        let name = ws.instances.get(pvm).and_then(|i| i.name.clone());
         ws.instances
-            .insert(pvm.to_string(), Instance { volume_ids });
+            .insert(pvm.to_string(), Instance { volume_ids, name });
+    }
+
+    /// Renames a seeded instance (`serverName`); false if unknown.
+    pub(crate) fn set_instance_name(&mut self, cid: &str, pvm: &str, name: &str) -> bool {
+        match self
+            .workspaces
+            .get_mut(cid)
+            .and_then(|w| w.instances.get_mut(pvm))
+        {
+            Some(i) => {
+                i.name = Some(name.to_string());
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiErro
     let mut body = match action {
         "CreateSnapshot" => create_snapshot(ctx)?,
         "DescribeSnapshot" => describe_snapshot(ctx)?,
+        "DescribeDisk" => describe_disk(ctx)?,
         "DeleteSnapshot" => delete_snapshot(ctx)?,
         "RollbackSnapshot" => rollback_snapshot(ctx)?,
         other => return Err(ApiError::unknown_action(other)),
@@ -144,6 +145,51 @@ fn describe_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> 
         .skip(offset)
         .take(limit)
         .map(|s| snapshot_info(ucs, s, now))
+        .collect();
+    let mut out = Map::new();
+    out.insert("TotalCount".into(), json!(matching.len()));
+    out.insert("Infos".into(), Value::Array(infos));
+    Ok(out)
+}
+
+/// DescribeDisk (SG-disk): the region's (and zone's) disks by `DiskID`,
+/// filtered by `DiskIDs.N`, paged by `Offset`/`Limit`, with `TotalCount`.
+fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let ids = list_param(p, "DiskIDs")?;
+    let (offset, limit) = paging(p)?;
+    let (region, zone) = (ctx.region, ctx.zone);
+    let mut matching: Vec<_> = ctx
+        .ucs
+        .disks
+        .values()
+        .filter(|d| {
+            d.region == region
+                && (zone.is_empty() || d.zone == zone)
+                && (ids.is_empty() || ids.contains(&d.id))
+        })
+        .collect();
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    let infos: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|d| {
+            json!({
+                "Region": d.region,
+                "Zone": d.zone,
+                "DiskID": d.id,
+                "Name": d.name,
+                "Remark": "",
+                "Size": 40,
+                "SetType": "Normal",
+                "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
+                "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
+                "ChargeType": "Dynamic",
+                "CreateTime": 1_700_000_000,
+                "ExpireTime": 0,
+            })
+        })
         .collect();
     let mut out = Map::new();
     out.insert("TotalCount".into(), json!(matching.len()));

@@ -1,0 +1,93 @@
+//! Target selection on KakaoCloud: instances by the BCS list
+//! (`GET /api/v1/instances`), volumes by the Volume API list
+//! (`GET /api/v1/volumes`), every page by `limit`/`offset` until
+//! `pagination.total` (see [`Pager`]). Names only: instances have no tags
+//! (kakaocloud.md §5), so none are offered for volumes either.
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::client::Host;
+use super::wire::Pagination;
+use super::{KakaoCloud, Pager, LIST_INSTANCES, PAGE};
+use crate::providers::{not_selectable, ProviderError, Resource};
+
+const LIST_VOLUMES: &str = "ListVolumes";
+
+/// Statuses of something that is gone or going.
+const GONE: &[&str] = &["deleting", "deleted", "error_deleting"];
+
+#[derive(Debug, Deserialize)]
+struct Listing {
+    #[serde(default)]
+    instances: Option<Vec<Item>>,
+    #[serde(default)]
+    volumes: Option<Vec<Item>>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Item {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl KakaoCloud {
+    pub(super) async fn select_resources(
+        &self,
+        resource: &str,
+    ) -> Result<Vec<Resource>, ProviderError> {
+        let (call, host, path) = match resource {
+            "instance" => (LIST_INSTANCES, Host::Bcs, "/api/v1/instances"),
+            "volume" => (LIST_VOLUMES, Host::Volume, "/api/v1/volumes"),
+            other => return Err(not_selectable("kakaocloud", LIST_INSTANCES, other)),
+        };
+        let mut pager = Pager::new(call);
+        let mut items: Vec<Item> = Vec::new();
+        loop {
+            let query = [
+                ("sort_keys", "created_at".to_string()),
+                ("sort_dirs", "asc".to_string()),
+                ("limit", PAGE.to_string()),
+                ("offset", pager.offset.to_string()),
+            ];
+            let page: Listing = self
+                .client
+                .json(call, Method::GET, host, path, &query, None)
+                .await?;
+            let got = if call == LIST_VOLUMES {
+                page.volumes
+            } else {
+                page.instances
+            }
+            .unwrap_or_default();
+            let more = pager.absorb(got.len(), page.pagination)?;
+            for i in got {
+                if !items.iter().any(|o| o.id == i.id) {
+                    items.push(i);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        let items = pager.finish(items)?;
+        Ok(items
+            .into_iter()
+            .filter(|i| {
+                !i.status
+                    .as_deref()
+                    .is_some_and(|s| GONE.contains(&s.to_ascii_lowercase().as_str()))
+            })
+            .map(|i| Resource {
+                name: i.name.unwrap_or_default(),
+                id: i.id,
+                tags: Default::default(),
+            })
+            .collect())
+    }
+}
