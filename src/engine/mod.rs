@@ -98,6 +98,10 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+/// What [`Engine::begin`] did for one target: a run to execute, or why
+/// none is needed (already recorded, skipped).
+pub type Started = Result<Begun, RunOutcome>;
+
 /// A recorded intent, ready to be carried out by [`Engine::execute`].
 #[derive(Debug, Clone)]
 pub struct Begun {
@@ -279,7 +283,7 @@ impl Engine {
         policy: &Policy,
         targets: &[String],
         slot: DateTime<Utc>,
-    ) -> Result<Vec<(String, Result<Begun, RunOutcome>)>, EngineError> {
+    ) -> Result<Vec<(String, Started)>, EngineError> {
         let ps = self.slot(policy)?;
         let mut planned = Vec::with_capacity(targets.len());
         for target in targets {

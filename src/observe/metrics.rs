@@ -488,6 +488,9 @@ mod tests {
         api_throttled("qc");
         run_skipped("p", "overlap");
         alert_delivery_failed("webhook");
+        prune_budget_exceeded("p", "t");
+        deletes_held("p", "t", true);
+        intent_unrecorded("p");
         let text = render();
         let exported: std::collections::BTreeSet<&str> = text
             .lines()
