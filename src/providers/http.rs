@@ -282,4 +282,89 @@ mod tests {
             start.elapsed()
         );
     }
+
+    /// A one-connection-per-answer HTTP server on loopback that writes
+    /// `head` and then `body_len` bytes of body in 64 KiB pieces.
+    async fn serve_big(head: String, body_len: usize) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    if conn.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let piece = vec![b'x'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(piece.len());
+                        if conn.write_all(&piece[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn client() -> ApiClient {
+        ApiClient::new(&HttpSettings {
+            requests_per_second: 100.0,
+            request_timeout: Duration::from_secs(10),
+            ca_file: None,
+        })
+        .expect("client")
+        .for_provider("test")
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_larger_than_the_limit_is_refused_unread() {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
+        // Only 1 MiB is ever sent: the client must refuse on the header.
+        let addr = serve_big(head, 1024 * 1024).await;
+        let e = client()
+            .send("Big", |http| http.get(format!("http://{addr}/")))
+            .await
+            .expect_err("refused");
+        assert!(e.message.contains("larger than"), "{e}");
+        assert_eq!(e.call, "Big");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_past_the_limit_is_refused() {
+        // No length given: the body streams until the connection closes.
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            .to_string();
+        let addr = serve_big(head, MAX_BODY_BYTES + 64 * 1024).await;
+        let e = client()
+            .send("Stream", |http| http.get(format!("http://{addr}/")))
+            .await
+            .expect_err("refused");
+        assert!(e.message.contains("larger than"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_limit_is_read_whole() {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {MAX_BODY_BYTES}\r\nConnection: close\r\n\r\n"
+        );
+        let addr = serve_big(head, MAX_BODY_BYTES).await;
+        let (status, _, body) = client()
+            .send("Exact", |http| http.get(format!("http://{addr}/")))
+            .await
+            .expect("read");
+        assert_eq!(status, reqwest::StatusCode::OK);
+        assert_eq!(body.len(), MAX_BODY_BYTES);
+    }
 }

@@ -743,3 +743,23 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_never_available() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("backing-up"),
+            Some("availabl"),
+        ] {
+            assert_eq!(snapshot_state(raw), SnapshotState::Creating, "{raw:?}");
+        }
+        assert_eq!(snapshot_state(Some("AVAILABLE")), SnapshotState::Available);
+        assert_eq!(snapshot_state(Some("error")), SnapshotState::Failed);
+    }
+}

@@ -625,3 +625,41 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     values.filter(|v| seen.insert(*v)).collect()
 }
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    fn snapshot(status: Option<&str>, percent: Option<u8>) -> Snapshot {
+        serde_json::from_value(serde_json::json!({
+            "snapshotID": "s-1",
+            "status": status,
+            "percentComplete": percent,
+        }))
+        .expect("wire snapshot")
+    }
+
+    #[test]
+    fn unknown_status_or_unfinished_available_is_never_done() {
+        for (raw, pct) in [
+            (Some("weird"), Some(100)),
+            (None, Some(100)),
+            (Some(""), None),
+            (Some("available"), Some(99)),
+            (Some("available"), None),
+        ] {
+            assert!(
+                matches!(phase(&snapshot(raw, pct)), Phase::InProgress(_)),
+                "{raw:?} {pct:?}"
+            );
+        }
+        assert_eq!(
+            phase(&snapshot(Some("available"), Some(100))),
+            Phase::Available
+        );
+        assert!(matches!(
+            phase(&snapshot(Some("Error"), None)),
+            Phase::Failed(_)
+        ));
+    }
+}

@@ -649,3 +649,33 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_never_available() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("availablex"),
+            Some("error"),
+        ] {
+            assert_eq!(
+                snapshot_state(raw, None),
+                SnapshotState::Creating,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            snapshot_state(Some("Available"), None),
+            SnapshotState::Available
+        );
+        assert_eq!(
+            snapshot_state(Some("available"), Some("deleting")),
+            SnapshotState::Deleting
+        );
+    }
+}

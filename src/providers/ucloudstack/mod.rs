@@ -573,3 +573,25 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_unknown_never_normal() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("normal "),
+            Some("NORMAL"),
+        ] {
+            let s = status_of(raw);
+            // `normal ` trims to `normal`, which is not the API's `Normal`.
+            assert_eq!(s, Status::Unknown, "{raw:?}");
+        }
+        assert_eq!(status_of(Some("Normal")), Status::Normal);
+        assert_eq!(status_of(Some("Createing")), Status::Creating);
+    }
+}
