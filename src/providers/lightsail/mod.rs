@@ -27,6 +27,7 @@ mod select;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_lightsail::types::{DiskSnapshot, InstanceSnapshot, Operation, Tag};
@@ -75,6 +76,14 @@ enum Family {
 }
 
 impl Family {
+    /// Position in [`Lightsail::listings`].
+    fn index(self) -> usize {
+        match self {
+            Family::Instance => 0,
+            Family::Disk => 1,
+        }
+    }
+
     fn of_resource(resource: &str, call: &str) -> Result<Family, ProviderError> {
         match resource {
             "instance" => Ok(Family::Instance),
@@ -130,7 +139,19 @@ impl Family {
 pub struct Lightsail {
     client: client::Client,
     region: String,
+    /// The newest full listing of each family ([`Family::index`]).
+    listings: [SharedListing; 2],
 }
+
+/// Lightsail lists every snapshot of a family at once (no per-resource
+/// filter), so a slot of N targets would read the whole account N times.
+/// Callers share one listing instead, but only one that *started after
+/// they asked*: it then reflects every change made before the call, as a
+/// listing of their own would. Callers queue on the lock while a listing
+/// runs; the first after it starts a new one, the rest of the queue reuse
+/// it. A failed listing is not kept.
+#[derive(Default)]
+struct SharedListing(tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Listed>>)>>);
 
 impl Lightsail {
     pub fn new(
@@ -142,6 +163,7 @@ impl Lightsail {
         Ok(Lightsail {
             client: client::Client::new(settings, api, request_timeout, ca_file)?,
             region: settings.region.clone(),
+            listings: Default::default(),
         })
     }
 
@@ -174,6 +196,22 @@ impl Lightsail {
                     .ok_or_else(|| unexpected(call, "no diskSnapshot in the answer"))
             }
         }
+    }
+
+    /// Every snapshot of one family as of a moment after this call began:
+    /// shared with concurrent callers (see [`SharedListing`]).
+    async fn list_fresh(&self, family: Family) -> Result<Arc<Vec<Listed>>, ProviderError> {
+        let asked = std::time::Instant::now();
+        let mut newest = self.listings[family.index()].0.lock().await;
+        if let Some((started, all)) = newest.as_ref() {
+            if *started >= asked {
+                return Ok(all.clone());
+            }
+        }
+        let started = std::time::Instant::now();
+        let all = Arc::new(self.list_all(family).await?);
+        *newest = Some((started, all.clone()));
+        Ok(all)
     }
 
     /// Every snapshot of one family, all pages.
@@ -430,12 +468,13 @@ impl Provider for Lightsail {
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
         let family = Family::of_resource(resource, "list")?;
-        let all = self.list_all(family).await?;
+        let all = self.list_fresh(family).await?;
         let mut seen = HashSet::new();
         Ok(all
-            .into_iter()
+            .iter()
             .filter(|s| s.source.as_deref() == Some(target))
             .filter(|s| seen.insert(s.name.clone()))
+            .cloned()
             .map(|s| RemoteSnapshot {
                 id: family.id(&s.name),
                 marker_slot: s.marker_slot(policy, target),

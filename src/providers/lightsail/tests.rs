@@ -548,3 +548,42 @@ async fn list_resources_of_instances_and_refusals() {
         Ok(v) => panic!("volume is not a lightsail resource, got {v:?}"),
     }
 }
+
+#[tokio::test]
+async fn concurrent_lists_share_one_listing_and_later_calls_see_changes() {
+    let (fake, p) = start().await;
+    let p = Arc::new(p);
+    let snap = |name: &str, from: &str| json!({"name": name, "fromDiskName": from, "tags": our_tags(), "isFromAutoSnapshot": false, "state": "available", "createdAt": 1705320000});
+    let all: Vec<Value> = (0..40)
+        .map(|i| snap(&format!("s{i}"), &format!("disk-{i}")))
+        .collect();
+    for _ in 0..40 {
+        fake.answer("GetDiskSnapshots", 200, json!({"diskSnapshots": all}));
+    }
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.list("disk", &format!("disk-{i}"), "web").await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let listed = t.await.expect("join").expect("list");
+        assert_eq!(listed.len(), 1, "disk-{i}: {listed:?}");
+        assert_eq!(listed[0].name, format!("s{i}"));
+    }
+    let shared = fake.seen("GetDiskSnapshots").len();
+    assert!(
+        (1..=3).contains(&shared),
+        "40 concurrent lists made {shared} listings"
+    );
+    // A call made after the listing finished never reuses it: a snapshot
+    // created since shows up.
+    let mut more = all.clone();
+    more.push(snap("new", "disk-0"));
+    fake.script.lock().expect("script").clear();
+    fake.answer("GetDiskSnapshots", 200, json!({"diskSnapshots": more}));
+    let listed = p.list("disk", "disk-0", "web").await.expect("list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(fake.seen("GetDiskSnapshots").len(), shared + 1);
+}
