@@ -57,7 +57,7 @@ expect_path -rw-r--r-- /usr/share/bash-completion/completions/snapwarden
 expect_path -rw-r--r-- /usr/share/zsh/vendor-completions/_snapwarden
 expect_path -rw-r--r-- /usr/share/fish/vendor_completions.d/snapwarden.fish
 expect_path -rw-r--r-- /usr/share/man/man1/snapwarden.1.gz
-for sub in run check plan snapshot prune restore status monitor sim login demo; do
+for sub in run check plan snapshot prune restore orphans status monitor sim login demo; do
   expect_path -rw-r--r-- "/usr/share/man/man1/snapwarden-$sub.1.gz"
 done
 expect_path -rw-r--r-- /usr/share/doc/snapwarden/changelog.Debian.gz
