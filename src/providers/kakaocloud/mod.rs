@@ -765,9 +765,8 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let (policy, target, volume) = ("daily", "vm-fuzz", "vol-fuzz");
-    let parse = |call: &'static str| {
-        move |e: serde_json::Error| errors::malformed(call, e, body.len())
-    };
+    let parse =
+        |call: &'static str| move |e: serde_json::Error| errors::malformed(call, e, body.len());
     let mut snapshots: Vec<Snapshot> = Vec::new();
     if let Ok(page) = serde_json::from_slice::<SnapshotList>(body).map_err(parse(LIST_SNAPSHOTS)) {
         let items = page.snapshots.unwrap_or_default();
