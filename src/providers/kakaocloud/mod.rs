@@ -453,15 +453,7 @@ impl Provider for KakaoCloud {
             let by_id: HashMap<&str, &Snapshot> =
                 snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
             for s in &snapshots {
-                out.push(RemoteSnapshot {
-                    id: s.id.clone(),
-                    name: s.name.clone().unwrap_or_default(),
-                    source: s.volume_id.clone().unwrap_or_else(|| v.clone()),
-                    created_at: s.created_at(),
-                    state: snapshot_state(s.status.as_deref()),
-                    marker_slot: marker_slot(s.description.as_deref(), policy, target),
-                    chain: chain_info(s, &by_id),
-                });
+                out.push(remote_snapshot(s, &by_id, v, policy, target));
             }
         }
         Ok(out)
@@ -644,6 +636,26 @@ pub fn volume_snapshot_name(name: &str, volume_id: &str) -> String {
 /// `available` → Available, `error` → Failed, `deleting` → Deleting;
 /// `creating`, `restoring` and anything unknown → Creating, never
 /// Available.
+/// A listed snapshot of `volume` in the engine's words; `by_id` is the
+/// volume's listing (for the chain).
+fn remote_snapshot(
+    s: &Snapshot,
+    by_id: &HashMap<&str, &Snapshot>,
+    volume: &str,
+    policy: &str,
+    target: &str,
+) -> RemoteSnapshot {
+    RemoteSnapshot {
+        id: s.id.clone(),
+        name: s.name.clone().unwrap_or_default(),
+        source: s.volume_id.clone().unwrap_or_else(|| volume.to_string()),
+        created_at: s.created_at(),
+        state: snapshot_state(s.status.as_deref()),
+        marker_slot: marker_slot(s.description.as_deref(), policy, target),
+        chain: chain_info(s, by_id),
+    }
+}
+
 fn snapshot_state(status: Option<&str>) -> SnapshotState {
     match status.unwrap_or("").trim().to_ascii_lowercase().as_str() {
         "available" => SnapshotState::Available,
@@ -762,4 +774,43 @@ mod status_tests {
         assert_eq!(snapshot_state(Some("AVAILABLE")), SnapshotState::Available);
         assert_eq!(snapshot_state(Some("error")), SnapshotState::Failed);
     }
+}
+
+/// Fuzzing entry (`fuzz/`): `body` as each answer the provider reads
+/// (snapshot listing with its pagination, one snapshot, create, restore,
+/// volume, instance listing), parsed as the client parses a 2xx body and
+/// mapped as this module maps it ([`RemoteSnapshot`] with chain and
+/// marker, [`OpStatus`]). Results are discarded; the only contract is that
+/// no input panics.
+#[doc(hidden)]
+pub fn fuzz_parse_response(body: &[u8]) {
+    let (policy, target, volume) = ("daily", "vm-fuzz", "vol-fuzz");
+    let parse =
+        |call: &'static str| move |e: serde_json::Error| errors::malformed(call, e, body.len());
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    if let Ok(page) = serde_json::from_slice::<SnapshotList>(body).map_err(parse(LIST_SNAPSHOTS)) {
+        let items = page.snapshots.unwrap_or_default();
+        let mut pager = Pager::new(LIST_SNAPSHOTS);
+        let _ = pager.absorb(items.len(), page.pagination);
+        snapshots.extend(items.into_iter().take(64));
+        let _ = pager.finish(snapshots.clone());
+    }
+    if let Ok(r) = serde_json::from_slice::<SnapshotEnvelope>(body).map_err(parse(GET_SNAPSHOT)) {
+        snapshots.extend(r.snapshot);
+    }
+    let by_id: HashMap<&str, &Snapshot> = snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
+    for s in &snapshots {
+        let _ = remote_snapshot(s, &by_id, volume, policy, target);
+        for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
+            let _ = op_status(kind, &s.id, Some(s));
+            let _ = op_status(kind, &s.id, None);
+        }
+    }
+    if let Ok(r) = serde_json::from_slice::<RestoreResponse>(body).map_err(parse(RESTORE)) {
+        let _ = r.restore.and_then(|r| r.volume_id);
+    }
+    if let Ok(r) = serde_json::from_slice::<VolumeEnvelope>(body).map_err(parse(GET_VOLUME)) {
+        let _ = r.volume;
+    }
+    let _ = serde_json::from_slice::<InstanceList>(body).map_err(parse(LIST_INSTANCES));
 }

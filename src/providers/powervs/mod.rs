@@ -663,3 +663,41 @@ mod status_tests {
         ));
     }
 }
+
+/// Fuzzing entry (`fuzz/`): `body` as the workspace listing, a single
+/// snapshot and a create answer, read with the types the client uses and
+/// mapped as the client maps them (phase → [`OpStatus`], listing →
+/// [`RemoteSnapshot`] with marker/name slot); the text also goes through
+/// the JWT `exp` reader. Results are discarded; the only contract is that
+/// no input panics.
+#[doc(hidden)]
+pub fn fuzz_parse_response(body: &[u8]) {
+    let (policy, target) = ("daily", "pvm-fuzz");
+    let mut found: Vec<Snapshot> = Vec::new();
+    if let Ok(s) = serde_json::from_slice::<Snapshots>(body) {
+        found.extend(s.snapshots.into_iter().take(64));
+    }
+    if let Ok(s) = serde_json::from_slice::<Snapshot>(body) {
+        found.push(s);
+    }
+    for s in &found {
+        let _ = remote_snapshot(s, policy, target);
+        for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
+            let op = OperationRef {
+                kind,
+                operation: s.snapshot_id.clone(),
+                snapshot_id: s.snapshot_id.clone(),
+            };
+            let _ = op_status(&op, Some(s));
+            let _ = op_status(&op, None);
+        }
+    }
+    if let Ok(r) = serde_json::from_slice::<SnapshotCreateResponse>(body) {
+        let _ = r.snapshot_id.trim();
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        let _ = auth::jwt_expiry(text);
+        let _ = name_slot(text, policy, target);
+        let _ = marker_slot(text, policy, target);
+    }
+}

@@ -130,22 +130,11 @@ impl Client {
             ));
         }
 
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            tracing::debug!(action, zone = %self.zone, elapsed_ms, "qingcloud call: body is not JSON");
-            errors::malformed(action, e, body.len())
-        })?;
-        let envelope =
-            Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-        let Some(ret_code) = envelope.ret_code else {
-            tracing::debug!(action, zone = %self.zone, elapsed_ms, "qingcloud call: no ret_code");
-            return Err(errors::malformed(action, "no ret_code", body.len()));
-        };
-        tracing::debug!(action, zone = %self.zone, ret_code, elapsed_ms, "qingcloud call");
-        if ret_code != 0 {
-            let message = envelope.message.map(|m| self.scrub(&m, &signature));
-            return Err(errors::api_error(action, ret_code, message.as_deref()));
+        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        if let Err(e) = &decoded {
+            tracing::debug!(action, zone = %self.zone, elapsed_ms, kind = %e.kind, "qingcloud call: error answer");
         }
-        T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
+        decoded
     }
 
     #[cfg(test)]
@@ -168,6 +157,29 @@ impl Client {
         }
         out
     }
+}
+
+/// A 200 body read as the client reads it: JSON, then `ret_code` (non-zero
+/// → the classified API error, its message passed through `scrub`), then
+/// the action's type `T`. Never panics on any input.
+pub(super) fn decode<T: DeserializeOwned>(
+    action: &str,
+    body: &[u8],
+    scrub: impl Fn(&str) -> String,
+) -> Result<T, ProviderError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
+    let envelope =
+        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
+    let Some(ret_code) = envelope.ret_code else {
+        return Err(errors::malformed(action, "no ret_code", body.len()));
+    };
+    tracing::debug!(action, ret_code, "qingcloud call");
+    if ret_code != 0 {
+        let message = envelope.message.map(|m| scrub(&m));
+        return Err(errors::api_error(action, ret_code, message.as_deref()));
+    }
+    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
 }
 
 /// `name.1=v1&name.2=v2…` for a list parameter.

@@ -679,3 +679,61 @@ mod status_tests {
         );
     }
 }
+
+/// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
+/// provider reads, through the client's decoding and this module's
+/// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
+/// and chain facts, create/delete answers → ids). Results are discarded;
+/// the only contract is that no input panics.
+#[doc(hidden)]
+pub fn fuzz_parse_response(body: &[u8]) {
+    let keep = |m: &str| m.to_string();
+    let (policy, target) = ("daily", "vol-fuzz");
+    let mut jobs = HashMap::new();
+    if let Ok(r) = client::decode::<DescribeJobsResponse>(DESCRIBE_JOBS, body, keep) {
+        let _ = check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count);
+        let asked: Vec<String> = r.job_set.iter().map(|j| j.job_id.clone()).collect();
+        record_jobs(&asked, r.job_set, &mut jobs);
+    }
+    let mut snapshots = HashMap::new();
+    if let Ok(r) = client::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
+        let _ = check_whole(DESCRIBE_SNAPSHOTS, r.snapshot_set.len(), r.total_count);
+        for s in &r.snapshot_set {
+            let _ = remote_snapshot(s, policy, target);
+        }
+        record_snapshots(r.snapshot_set, &mut snapshots);
+    }
+    let ids: Vec<(String, String)> = jobs
+        .keys()
+        .cloned()
+        .chain([String::new()])
+        .flat_map(|j| {
+            snapshots
+                .keys()
+                .cloned()
+                .chain([String::new()])
+                .map(move |s| (j.clone(), s))
+                .collect::<Vec<_>>()
+        })
+        .take(64)
+        .collect();
+    for (job, snapshot_id) in ids {
+        for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
+            let op = OperationRef {
+                kind,
+                operation: job.clone(),
+                snapshot_id: snapshot_id.clone(),
+            };
+            let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
+        }
+    }
+    if let Ok(r) = client::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
+        let _ = created_from_response(r);
+    }
+    if let Ok(r) = client::decode::<DeleteSnapshotsResponse>(DELETE, body, keep) {
+        let _ = r.job_id.map(wire::JobIds::into_vec);
+    }
+    if let Ok(r) = client::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
+        let _ = r.job_id.map(wire::JobIds::into_vec);
+    }
+}

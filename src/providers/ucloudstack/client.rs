@@ -121,19 +121,11 @@ impl Client {
                 http::retry_after(&headers),
             ));
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| errors::malformed(action, e, body.len()))?;
-        let envelope =
-            Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-        let Some(ret_code) = envelope.ret_code else {
-            return Err(errors::malformed(action, "no RetCode", body.len()));
-        };
-        tracing::debug!(action, ret_code, elapsed_ms, "ucloudstack call");
-        if ret_code != 0 {
-            let message = envelope.message.map(|m| self.scrub(&m, &signature));
-            return Err(errors::api_error(action, ret_code, message.as_deref()));
+        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        if let Err(e) = &decoded {
+            tracing::debug!(action, region = %self.region, elapsed_ms, kind = %e.kind, "ucloudstack call: error answer");
         }
-        T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
+        decoded
     }
 
     #[cfg(test)]
@@ -152,6 +144,29 @@ impl Client {
         }
         out
     }
+}
+
+/// A 200 body read as the client reads it: JSON, then `RetCode` (non-zero
+/// → the classified API error, its message passed through `scrub`), then
+/// the action's type `T`. Never panics on any input.
+pub(super) fn decode<T: DeserializeOwned>(
+    action: &str,
+    body: &[u8],
+    scrub: impl Fn(&str) -> String,
+) -> Result<T, ProviderError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
+    let envelope =
+        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
+    let Some(ret_code) = envelope.ret_code else {
+        return Err(errors::malformed(action, "no RetCode", body.len()));
+    };
+    tracing::debug!(action, ret_code, "ucloudstack call");
+    if ret_code != 0 {
+        let message = envelope.message.map(|m| scrub(&m));
+        return Err(errors::api_error(action, ret_code, message.as_deref()));
+    }
+    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
 }
 
 /// `name.0=v0&name.1=v1…`: UCloudStack arrays are 0-based.

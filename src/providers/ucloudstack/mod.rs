@@ -595,3 +595,33 @@ mod status_tests {
         assert_eq!(status_of(Some("Createing")), Status::Creating);
     }
 }
+
+/// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
+/// provider reads, through the client's decoding and this module's
+/// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
+/// with their marker, CreateSnapshot → the new id). Results are
+/// discarded; the only contract is that no input panics.
+#[doc(hidden)]
+pub fn fuzz_parse_response(body: &[u8]) {
+    let keep = |m: &str| m.to_string();
+    let (policy, target) = ("daily", "disk-fuzz");
+    if let Ok(page) = client::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
+        for info in page.infos.unwrap_or_default().iter().take(64) {
+            let _ = remote_snapshot(info, policy, target);
+            for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
+                for operation in [info.snapshot_id.clone(), String::new()] {
+                    let op = OperationRef {
+                        kind,
+                        operation,
+                        snapshot_id: info.snapshot_id.clone(),
+                    };
+                    let _ = op_status(&op, Some(info));
+                }
+            }
+        }
+    }
+    if let Ok(r) = client::decode::<CreateSnapshotResponse>(CREATE, body, keep) {
+        let _ = r.snapshot_id.map(|s| s.trim().to_string());
+    }
+    let _ = client::decode::<Empty>(DELETE, body, keep);
+}
