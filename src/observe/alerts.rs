@@ -80,6 +80,10 @@ pub struct Alerter {
     held_sent: Mutex<HashMap<HeldKey, DateTime<Utc>>>,
     http: reqwest::Client,
     started: DateTime<Utc>,
+    /// The alert command's queue: events run the command one at a time,
+    /// in the order they were decided, so a `recovery` never overtakes the
+    /// event it recovers from and two payloads never interleave.
+    commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(Vec<String>, Vec<u8>)>>,
 }
 
 impl Alerter {
@@ -94,6 +98,7 @@ impl Alerter {
                 .build()
                 .unwrap_or_default(),
             started: Utc::now(),
+            commands: std::sync::OnceLock::new(),
         })
     }
 
@@ -364,12 +369,22 @@ impl Alerter {
             });
         }
         if let Some(command) = cfg.command.clone() {
-            tokio::spawn(async move {
-                if let Err(e) = run_command(&command, &body).await {
-                    warn!(command = %command.join(" "), error = %e, "alert command failed");
-                    metrics::alert_delivery_failed("command");
-                }
+            let queue = self.commands.get_or_init(|| {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<String>, Vec<u8>)>();
+                tokio::spawn(async move {
+                    while let Some((command, body)) = rx.recv().await {
+                        if let Err(e) = run_command(&command, &body).await {
+                            warn!(command = %command.join(" "), error = %e, "alert command failed");
+                            metrics::alert_delivery_failed("command");
+                        }
+                    }
+                });
+                tx
             });
+            if queue.send((command, body)).is_err() {
+                warn!("alert command queue closed; event not delivered");
+                metrics::alert_delivery_failed("command");
+            }
         }
     }
 }

@@ -756,26 +756,6 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    #[test]
-    fn unknown_or_missing_status_is_never_available() {
-        for raw in [
-            Some("weird"),
-            Some(""),
-            None,
-            Some("backing-up"),
-            Some("availabl"),
-        ] {
-            assert_eq!(snapshot_state(raw), SnapshotState::Creating, "{raw:?}");
-        }
-        assert_eq!(snapshot_state(Some("AVAILABLE")), SnapshotState::Available);
-        assert_eq!(snapshot_state(Some("error")), SnapshotState::Failed);
-    }
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as each answer the provider reads
 /// (snapshot listing with its pagination, one snapshot, create, restore,
 /// volume, instance listing), parsed as the client parses a 2xx body and
@@ -813,4 +793,24 @@ pub fn fuzz_parse_response(body: &[u8]) {
         let _ = r.volume;
     }
     let _ = serde_json::from_slice::<InstanceList>(body).map_err(parse(LIST_INSTANCES));
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_never_available() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("backing-up"),
+            Some("availabl"),
+        ] {
+            assert_eq!(snapshot_state(raw), SnapshotState::Creating, "{raw:?}");
+        }
+        assert_eq!(snapshot_state(Some("AVAILABLE")), SnapshotState::Available);
+        assert_eq!(snapshot_state(Some("error")), SnapshotState::Failed);
+    }
 }

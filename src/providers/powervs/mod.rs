@@ -626,44 +626,6 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     values.filter(|v| seen.insert(*v)).collect()
 }
 
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    fn snapshot(status: Option<&str>, percent: Option<u8>) -> Snapshot {
-        serde_json::from_value(serde_json::json!({
-            "snapshotID": "s-1",
-            "status": status,
-            "percentComplete": percent,
-        }))
-        .expect("wire snapshot")
-    }
-
-    #[test]
-    fn unknown_status_or_unfinished_available_is_never_done() {
-        for (raw, pct) in [
-            (Some("weird"), Some(100)),
-            (None, Some(100)),
-            (Some(""), None),
-            (Some("available"), Some(99)),
-            (Some("available"), None),
-        ] {
-            assert!(
-                matches!(phase(&snapshot(raw, pct)), Phase::InProgress(_)),
-                "{raw:?} {pct:?}"
-            );
-        }
-        assert_eq!(
-            phase(&snapshot(Some("available"), Some(100))),
-            Phase::Available
-        );
-        assert!(matches!(
-            phase(&snapshot(Some("Error"), None)),
-            Phase::Failed(_)
-        ));
-    }
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as the workspace listing, a single
 /// snapshot and a create answer, read with the types the client uses and
 /// mapped as the client maps them (phase → [`OpStatus`], listing →
@@ -699,5 +661,43 @@ pub fn fuzz_parse_response(body: &[u8]) {
         let _ = auth::jwt_expiry(text);
         let _ = name_slot(text, policy, target);
         let _ = marker_slot(text, policy, target);
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    fn snapshot(status: Option<&str>, percent: Option<u8>) -> Snapshot {
+        serde_json::from_value(serde_json::json!({
+            "snapshotID": "s-1",
+            "status": status,
+            "percentComplete": percent,
+        }))
+        .expect("wire snapshot")
+    }
+
+    #[test]
+    fn unknown_status_or_unfinished_available_is_never_done() {
+        for (raw, pct) in [
+            (Some("weird"), Some(100)),
+            (None, Some(100)),
+            (Some(""), None),
+            (Some("available"), Some(99)),
+            (Some("available"), None),
+        ] {
+            assert!(
+                matches!(phase(&snapshot(raw, pct)), Phase::InProgress(_)),
+                "{raw:?} {pct:?}"
+            );
+        }
+        assert_eq!(
+            phase(&snapshot(Some("available"), Some(100))),
+            Phase::Available
+        );
+        assert!(matches!(
+            phase(&snapshot(Some("Error"), None)),
+            Phase::Failed(_)
+        ));
     }
 }

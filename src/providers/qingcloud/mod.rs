@@ -650,36 +650,6 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    #[test]
-    fn unknown_or_missing_status_is_never_available() {
-        for raw in [
-            Some("weird"),
-            Some(""),
-            None,
-            Some("availablex"),
-            Some("error"),
-        ] {
-            assert_eq!(
-                snapshot_state(raw, None),
-                SnapshotState::Creating,
-                "{raw:?}"
-            );
-        }
-        assert_eq!(
-            snapshot_state(Some("Available"), None),
-            SnapshotState::Available
-        );
-        assert_eq!(
-            snapshot_state(Some("available"), Some("deleting")),
-            SnapshotState::Deleting
-        );
-    }
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
 /// provider reads, through the client's decoding and this module's
 /// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
@@ -735,5 +705,35 @@ pub fn fuzz_parse_response(body: &[u8]) {
     }
     if let Ok(r) = client::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
         let _ = r.job_id.map(wire::JobIds::into_vec);
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_never_available() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("availablex"),
+            Some("error"),
+        ] {
+            assert_eq!(
+                snapshot_state(raw, None),
+                SnapshotState::Creating,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            snapshot_state(Some("Available"), None),
+            SnapshotState::Available
+        );
+        assert_eq!(
+            snapshot_state(Some("available"), Some("deleting")),
+            SnapshotState::Deleting
+        );
     }
 }

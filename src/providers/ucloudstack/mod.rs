@@ -574,28 +574,6 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    #[test]
-    fn unknown_or_missing_status_is_unknown_never_normal() {
-        for raw in [
-            Some("weird"),
-            Some(""),
-            None,
-            Some("normal "),
-            Some("NORMAL"),
-        ] {
-            let s = status_of(raw);
-            // `normal ` trims to `normal`, which is not the API's `Normal`.
-            assert_eq!(s, Status::Unknown, "{raw:?}");
-        }
-        assert_eq!(status_of(Some("Normal")), Status::Normal);
-        assert_eq!(status_of(Some("Createing")), Status::Creating);
-    }
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
 /// provider reads, through the client's decoding and this module's
 /// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
@@ -624,4 +602,26 @@ pub fn fuzz_parse_response(body: &[u8]) {
         let _ = r.snapshot_id.map(|s| s.trim().to_string());
     }
     let _ = client::decode::<Empty>(DELETE, body, keep);
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_status_is_unknown_never_normal() {
+        for raw in [
+            Some("weird"),
+            Some(""),
+            None,
+            Some("normal "),
+            Some("NORMAL"),
+        ] {
+            let s = status_of(raw);
+            // `normal ` trims to `normal`, which is not the API's `Normal`.
+            assert_eq!(s, Status::Unknown, "{raw:?}");
+        }
+        assert_eq!(status_of(Some("Normal")), Status::Normal);
+        assert_eq!(status_of(Some("Createing")), Status::Creating);
+    }
 }
