@@ -106,6 +106,7 @@ impl Engine {
         // left its selector is an orphan from here on. If the listing
         // fails, every ledger target of the policy counts as configured
         // (unknown is never an orphan).
+        let rows = self.state.all_snapshots()?;
         let mut resolved: Vec<(&Policy, Vec<String>)> = Vec::new();
         for p in &config.policies {
             let targets = match self.resolve_targets(p).await {
@@ -114,11 +115,9 @@ impl Engine {
                     warn!(policy = %p.name, error = %e, "cannot resolve the selector; its ledger targets count as configured");
                     let mut t = p.targets.clone();
                     t.extend(
-                        self.state
-                            .all_snapshots()?
-                            .into_iter()
+                        rows.iter()
                             .filter(|r| r.policy == p.name)
-                            .map(|r| r.target),
+                            .map(|r| r.target.clone()),
                     );
                     t.sort();
                     t.dedup();
@@ -132,7 +131,6 @@ impl Engine {
             .flat_map(|(p, ts)| ts.iter().map(|t| (p.name.as_str(), t.as_str())))
             .collect();
         let mut found: Vec<Orphan> = Vec::new();
-        let rows = self.state.all_snapshots()?;
         for r in rows.iter().filter(|r| r.state != LedgerState::Deleted) {
             if !configured.contains(&(r.policy.as_str(), r.target.as_str())) {
                 found.push(orphan_of(
