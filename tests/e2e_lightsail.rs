@@ -237,8 +237,9 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
             .all(|r| r.snapshot_id.starts_with(&format!("{family}/"))));
     }
 
-    // Creates were tagged on the wire; each returned two operations and
-    // both were followed to terminal through GetOperation.
+    // Creates were tagged on the wire; each returned two operations, both
+    // terminal; each snapshot's completion was read from the cloud (by
+    // name, or from a listing sent after its create was answered).
     let creates: Vec<Value> = ["CreateInstanceSnapshot", "CreateDiskSnapshot"]
         .iter()
         .flat_map(|a| requests(&sim, a))
@@ -253,11 +254,6 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let polled: Vec<String> = requests(&sim, "GetOperation")
-        .iter()
-        .filter(|r| ok(r))
-        .filter_map(|r| r["params"]["operationId"].as_str().map(str::to_string))
-        .collect();
     let create_ops: Vec<&Value> = ops
         .iter()
         .filter(|o| {
@@ -268,14 +264,32 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         })
         .collect();
     assert_eq!(create_ops.len(), 16, "two operations per create");
-    for o in &create_ops {
-        let id = o["id"].as_str().unwrap_or_default();
+    assert!(create_ops.iter().all(|o| o["isTerminal"] == true));
+    for c in &creates {
+        let name = c["params"]["instanceSnapshotName"]
+            .as_str()
+            .or_else(|| c["params"]["diskSnapshotName"].as_str())
+            .unwrap_or_default();
+        let looked_up = ["GetInstanceSnapshot", "GetDiskSnapshot"]
+            .iter()
+            .flat_map(|a| requests(&sim, a))
+            .any(|r| {
+                ok(&r)
+                    && [
+                        &r["params"]["instanceSnapshotName"],
+                        &r["params"]["diskSnapshotName"],
+                    ]
+                    .iter()
+                    .any(|n| n.as_str() == Some(name))
+            });
+        let listed_after = ["GetInstanceSnapshots", "GetDiskSnapshots"]
+            .iter()
+            .flat_map(|a| requests(&sim, a))
+            .any(|r| ok(&r) && r["seq"].as_u64() > c["seq"].as_u64());
         assert!(
-            polled.iter().any(|p| p == id),
-            "operation {id} ({}) was followed",
-            o["resourceType"]
+            looked_up || listed_after,
+            "the completion of {name} was read from the cloud"
         );
-        assert_eq!(o["isTerminal"], true);
     }
     // Listing paged (page size 3, 7+ snapshots per family at its peak).
     for list in ["GetInstanceSnapshots", "GetDiskSnapshots"] {
@@ -306,7 +320,7 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
     assert!(requests(&sim, "DeleteAutoSnapshot").is_empty());
 }
 
-/// Throttling on create, on GetOperation and on listing: retried by the
+/// Throttling on create, on the status lookup and on listing: retried by the
 /// engine's policy, one snapshot made.
 #[test]
 fn throttling_is_retried() {
@@ -315,7 +329,7 @@ fn throttling_is_retried() {
     seed(&sim);
     for action in [
         "CreateInstanceSnapshot",
-        "GetOperation",
+        "GetInstanceSnapshot",
         "GetInstanceSnapshots",
     ] {
         sim.post(
@@ -334,7 +348,7 @@ fn throttling_is_retried() {
         .take(2)
         .all(|r| r["params"]["__error"] == "ThrottlingException"));
     assert!(
-        requests(&sim, "GetOperation")
+        requests(&sim, "GetInstanceSnapshot")
             .iter()
             .filter(|r| r["fault"] == "throttle")
             .count()

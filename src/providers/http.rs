@@ -27,6 +27,8 @@ pub struct HttpSettings {
 pub struct ApiClient {
     pub http: reqwest::Client,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// The configured rate, for providers that plan their calls by it.
+    requests_per_second: f64,
     /// The `[providers.NAME]` this client serves, for metrics.
     provider: Arc<str>,
 }
@@ -67,6 +69,7 @@ impl ApiClient {
         Ok(ApiClient {
             http: builder.build()?,
             limiter: Arc::new(limiter(settings.requests_per_second)),
+            requests_per_second: settings.requests_per_second,
             provider: Arc::from(""),
         })
     }
@@ -75,6 +78,11 @@ impl ApiClient {
     pub fn for_provider(mut self, name: &str) -> Self {
         self.provider = Arc::from(name);
         self
+    }
+
+    /// The configured rate limit, requests per second.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests_per_second
     }
 
     /// Wait until the rate limit allows one more request.

@@ -27,11 +27,14 @@ mod select;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_lightsail::types::{DiskSnapshot, InstanceSnapshot, Operation, Tag};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use super::http::{ApiClient, ClientBuildError};
 use super::{
@@ -44,7 +47,9 @@ use crate::config::LightsailSettings;
 /// What the `lightsail` kind supports; the config checks policies against it.
 pub const CAPABILITIES: Capabilities = Capabilities {
     resources: &["instance", "disk"],
-    max_status_batch: 25,
+    // One poll carries every due operation: it picks a shared listing or
+    // single lookups itself.
+    max_status_batch: 100_000,
     incremental: false,
     restore: RestoreMode::NewResource,
     volume_subset: false,
@@ -139,6 +144,8 @@ impl Family {
 pub struct Lightsail {
     client: client::Client,
     region: String,
+    /// The configured rate limit, which paces full listings.
+    requests_per_second: f64,
     /// The newest full listing of each family ([`Family::index`]).
     listings: [SharedListing; 2],
 }
@@ -150,8 +157,66 @@ pub struct Lightsail {
 /// listing of their own would. Callers queue on the lock while a listing
 /// runs; the first after it starts a new one, the rest of the queue reuse
 /// it. A failed listing is not kept.
+///
+/// A listing costs one call per page, so listings are paced: a new one
+/// starts no sooner than its predecessor's pages take at
+/// [`LISTING_SHARE`] of the rate limit (at most [`MAX_LISTING_GAP`]).
+/// Callers asking in between wait for it, and all of them share it.
 #[derive(Default)]
-struct SharedListing(tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Listed>>)>>);
+struct SharedListing {
+    newest: tokio::sync::Mutex<Option<Listing>>,
+    /// Pages the newest listing took; 0 before the first.
+    pages: AtomicUsize,
+    /// Single-snapshot status calls made since the newest listing started
+    /// (see [`Lightsail::poll`]).
+    spent: AtomicUsize,
+}
+
+struct Listing {
+    started: Instant,
+    pages: usize,
+    all: Arc<Vec<Listed>>,
+}
+
+/// What one poll still has to ask about a single operation.
+enum Ask {
+    /// Its snapshot, by Get*Snapshot (then its operations if need be).
+    Snapshot(Family, String),
+    /// Its operations, by GetOperation.
+    Operations,
+    /// Why its snapshot is in this error state, by GetOperation.
+    WhyFailed(String),
+}
+
+/// The share of the rate limit full listings may take.
+const LISTING_SHARE: f64 = 0.1;
+/// The longest a caller waits for the next full listing to be allowed.
+const MAX_LISTING_GAP: Duration = Duration::from_secs(30);
+/// Single-snapshot status calls in flight at once within one poll.
+const POLL_CONCURRENCY: usize = 32;
+
+impl SharedListing {
+    /// Whether `k` more single-snapshot status calls would cost more than
+    /// half a listing, counting those made since the last listing: then
+    /// the next listing answers for them all.
+    fn prefers_listing(&self, k: usize) -> bool {
+        let pages = self.pages.load(Ordering::Relaxed);
+        pages > 0 && self.spent.load(Ordering::Relaxed) + k > pages.div_ceil(2)
+    }
+
+    fn spend(&self, calls: usize) {
+        self.spent.fetch_add(calls, Ordering::Relaxed);
+    }
+}
+
+/// How long after a listing of `pages` pages the next may start.
+fn listing_gap(pages: usize, requests_per_second: f64) -> Duration {
+    let rate = requests_per_second * LISTING_SHARE;
+    if !(rate.is_finite() && rate > 0.0) {
+        return MAX_LISTING_GAP;
+    }
+    Duration::from_secs_f64(pages as f64 / rate).min(MAX_LISTING_GAP)
+}
 
 impl Lightsail {
     pub fn new(
@@ -161,6 +226,7 @@ impl Lightsail {
         ca_file: Option<&std::path::Path>,
     ) -> Result<Lightsail, ClientBuildError> {
         Ok(Lightsail {
+            requests_per_second: api.requests_per_second(),
             client: client::Client::new(settings, api, request_timeout, ca_file)?,
             region: settings.region.clone(),
             listings: Default::default(),
@@ -199,23 +265,33 @@ impl Lightsail {
     }
 
     /// Every snapshot of one family as of a moment after this call began:
-    /// shared with concurrent callers (see [`SharedListing`]).
+    /// shared with concurrent callers and paced (see [`SharedListing`]).
     async fn list_fresh(&self, family: Family) -> Result<Arc<Vec<Listed>>, ProviderError> {
-        let asked = std::time::Instant::now();
-        let mut newest = self.listings[family.index()].0.lock().await;
-        if let Some((started, all)) = newest.as_ref() {
-            if *started >= asked {
-                return Ok(all.clone());
+        let asked = Instant::now();
+        let shared = &self.listings[family.index()];
+        let mut newest = shared.newest.lock().await;
+        if let Some(last) = newest.as_ref() {
+            if last.started >= asked {
+                return Ok(last.all.clone());
             }
+            let allowed = last.started + listing_gap(last.pages, self.requests_per_second);
+            tokio::time::sleep_until(allowed.into()).await;
         }
-        let started = std::time::Instant::now();
-        let all = Arc::new(self.list_all(family).await?);
-        *newest = Some((started, all.clone()));
+        let started = Instant::now();
+        shared.spent.store(0, Ordering::Relaxed);
+        let (all, pages) = self.list_all(family).await?;
+        let all = Arc::new(all);
+        shared.pages.store(pages, Ordering::Relaxed);
+        *newest = Some(Listing {
+            started,
+            pages,
+            all: all.clone(),
+        });
         Ok(all)
     }
 
-    /// Every snapshot of one family, all pages.
-    async fn list_all(&self, family: Family) -> Result<Vec<Listed>, ProviderError> {
+    /// Every snapshot of one family, all pages, and how many pages.
+    async fn list_all(&self, family: Family) -> Result<(Vec<Listed>, usize), ProviderError> {
         let call = match family {
             Family::Instance => "GetInstanceSnapshots",
             Family::Disk => "GetDiskSnapshots",
@@ -223,7 +299,7 @@ impl Lightsail {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         let mut seen_tokens = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        for page in 1..=MAX_PAGES {
             let next = match family {
                 Family::Instance => {
                     let page = self
@@ -249,7 +325,7 @@ impl Lightsail {
                 }
             };
             match next.filter(|t| !t.is_empty()) {
-                None => return Ok(out),
+                None => return Ok((out, page)),
                 Some(t) => {
                     if !seen_tokens.insert(t.clone()) {
                         return Err(ProviderError::new(
@@ -315,6 +391,54 @@ impl Lightsail {
             ),
             Err(e) => e,
         }
+    }
+
+    /// One create or delete, told by Get*Snapshot, and by its operations
+    /// when the snapshot alone cannot tell; with the number of calls made.
+    async fn poll_snapshot(
+        &self,
+        op: &OperationRef,
+        family: Family,
+        name: &str,
+    ) -> Result<(OpStatus, usize), ProviderError> {
+        let found = match self.get_snapshot(family, name).await {
+            Ok(s) => Some(s),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match (op.kind, &found) {
+            (OpKind::Create, Some(s)) if s.state == SnapshotState::Failed => {
+                Ok((self.why_failed(op, &s.raw_state).await?, 2))
+            }
+            (OpKind::Create, Some(_)) | (OpKind::Delete, None) => {
+                Ok((confirm(op, found.as_ref()), 1))
+            }
+            _ => Ok((self.poll_operations(op).await?, 2)),
+        }
+    }
+
+    /// A create whose snapshot is in an error state: failed, in the
+    /// operation's words where it has any.
+    async fn why_failed(&self, op: &OperationRef, state: &str) -> Result<OpStatus, ProviderError> {
+        let snapshot = format!("snapshot {} is in state {state:?}", op.snapshot_id);
+        Ok(OpStatus::Failed {
+            reason: match self.poll_operations(op).await? {
+                OpStatus::Failed { reason } => format!("{reason}; {snapshot}"),
+                _ => snapshot,
+            },
+        })
+    }
+
+    /// An operation whose snapshot did not settle it: any failed operation
+    /// fails it, else it is still pending (a restore: done when all its
+    /// operations succeeded).
+    async fn poll_operations(&self, op: &OperationRef) -> Result<OpStatus, ProviderError> {
+        let states = self.operations(&split_ids(&op.operation)).await?;
+        Ok(match combined(&op.operation, &states) {
+            OpState::Failed(reason) => OpStatus::Failed { reason },
+            OpState::Succeeded if op.kind == OpKind::Restore => OpStatus::Succeeded,
+            _ => OpStatus::Pending { progress: None },
+        })
     }
 
     /// Where each operation id stands; an id GetOperation does not know is
@@ -416,47 +540,100 @@ impl Provider for Lightsail {
         }
     }
 
-    /// One GetOperation per distinct operation id, then one Get*Snapshot per
-    /// snapshot whose operations all succeeded.
+    /// Creates and deletes are told by the snapshot itself (a create is
+    /// done when its snapshot is available, a delete when it is gone);
+    /// their operations are read only to explain a snapshot that is
+    /// missing after a create or still there after a delete. Per family,
+    /// one shared full listing answers for every due operation once that
+    /// is cheaper than one Get*Snapshot each ([`SharedListing`]); restores
+    /// are followed by their operations.
     async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
-        let mut seen = HashSet::new();
-        let ids: Vec<String> = ops
-            .iter()
-            .flat_map(|op| split_ids(&op.operation))
-            .filter(|id| seen.insert(id.clone()))
-            .collect();
-        let states = self.operations(&ids).await?;
-
-        let mut looked: HashMap<String, Option<Listed>> = HashMap::new();
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            match combined(&op.operation, &states) {
-                OpState::Running => out.push(OpStatus::Pending { progress: None }),
-                OpState::Failed(reason) => out.push(OpStatus::Failed { reason }),
-                OpState::Succeeded if op.kind == OpKind::Restore => out.push(OpStatus::Succeeded),
-                OpState::Succeeded => {
-                    let (family, name) = match Family::parse_id(&op.snapshot_id, "GetOperation") {
-                        Ok(v) => v,
-                        Err(e) => {
-                            out.push(OpStatus::Failed { reason: e.message });
-                            continue;
-                        }
-                    };
-                    let key = family.id(name);
-                    if !looked.contains_key(&key) {
-                        let found = match self.get_snapshot(family, name).await {
-                            Ok(s) => Some(s),
-                            Err(e) if e.kind == ErrorKind::NotFound => None,
-                            Err(e) => return Err(e),
-                        };
-                        looked.insert(key.clone(), found);
+        let mut out: Vec<Option<OpStatus>> = vec![None; ops.len()];
+        // Operations still to ask about one by one.
+        let mut single: Vec<(usize, Ask)> = Vec::new();
+        let mut by_family: [Vec<(usize, &str)>; 2] = Default::default();
+        for (i, op) in ops.iter().enumerate() {
+            if op.kind == OpKind::Restore {
+                single.push((i, Ask::Operations));
+                continue;
+            }
+            match Family::parse_id(&op.snapshot_id, "poll") {
+                Ok((family, name)) => by_family[family.index()].push((i, name)),
+                Err(e) => out[i] = Some(OpStatus::Failed { reason: e.message }),
+            }
+        }
+        for family in [Family::Instance, Family::Disk] {
+            let due = std::mem::take(&mut by_family[family.index()]);
+            if due.is_empty() {
+                continue;
+            }
+            if !self.listings[family.index()].prefers_listing(due.len()) {
+                single.extend(
+                    due.into_iter()
+                        .map(|(i, name)| (i, Ask::Snapshot(family, name.to_string()))),
+                );
+                continue;
+            }
+            let all = self.list_fresh(family).await?;
+            let listed: HashMap<&str, &Listed> = all.iter().map(|s| (s.name.as_str(), s)).collect();
+            for (i, name) in due {
+                match (ops[i].kind, listed.get(name)) {
+                    (OpKind::Create, Some(found)) if found.state == SnapshotState::Failed => {
+                        single.push((i, Ask::WhyFailed(found.raw_state.clone())))
                     }
-                    let found = looked.get(&key).and_then(Option::as_ref);
-                    out.push(confirm(op, found));
+                    (OpKind::Create, Some(found)) => out[i] = Some(confirm(&ops[i], Some(found))),
+                    (OpKind::Delete, None) => out[i] = Some(OpStatus::Succeeded),
+                    // Missing after a create, or still there after a
+                    // delete: its operations tell why.
+                    _ => single.push((i, Ask::Operations)),
                 }
             }
         }
-        Ok(out)
+
+        let answers: Vec<(usize, Result<(OpStatus, usize), ProviderError>)> =
+            futures::stream::iter(single)
+                .map(|(i, ask)| async move {
+                    let op = &ops[i];
+                    let answer = match ask {
+                        Ask::Snapshot(family, name) => self.poll_snapshot(op, family, &name).await,
+                        Ask::Operations => self.poll_operations(op).await.map(|s| (s, 1)),
+                        Ask::WhyFailed(state) => self.why_failed(op, &state).await.map(|s| (s, 1)),
+                    };
+                    (i, answer)
+                })
+                .buffer_unordered(POLL_CONCURRENCY)
+                .collect()
+                .await;
+        let mut first_error = None;
+        let mut answered = 0;
+        let asked = answers.len();
+        for (i, answer) in answers {
+            match answer {
+                Ok((status, calls)) => {
+                    answered += 1;
+                    if let Ok((family, _)) = Family::parse_id(&ops[i].snapshot_id, "poll") {
+                        self.listings[family.index()].spend(calls);
+                    }
+                    out[i] = Some(status);
+                }
+                // Asked again at the next poll; the poll fails only when
+                // nothing could be asked at all.
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    out[i] = Some(OpStatus::Pending { progress: None });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            if answered == 0 && asked > 0 {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, answered, asked, "some Lightsail status calls failed; those are asked again");
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| s.unwrap_or(OpStatus::Pending { progress: None }))
+            .collect())
     }
 
     /// GetInstanceSnapshots / GetDiskSnapshots, every page, kept to the

@@ -177,15 +177,73 @@ async fn create_sends_tags_and_keeps_both_operation_ids() {
     assert_eq!(sent[0]["tags"], our_tags());
 }
 
+fn instance_snap(name: &str, state: &str) -> Value {
+    json!({"name": name, "state": state, "fromInstanceName": "web-1"})
+}
+
 #[tokio::test]
-async fn poll_needs_both_operations_terminal_then_the_snapshot_state() {
+async fn poll_reads_the_snapshot_first_and_operations_only_to_explain() {
     let (fake, p) = start().await;
     let r = OperationRef {
         kind: OpKind::Create,
         operation: "o1,o2".into(),
         snapshot_id: "InstanceSnapshot/snap".into(),
     };
-    // One still running: pending, no snapshot lookup.
+    // The snapshot decides: pending, then available, one call each.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("snap", "pending")}),
+    );
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("snap", "available")}),
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Succeeded]
+    );
+    assert!(fake.seen("GetOperation").is_empty());
+    assert_eq!(
+        fake.seen("GetInstanceSnapshot")[0]["instanceSnapshotName"],
+        "snap"
+    );
+    // In state error: failed, in the operation's words and with the state.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("snap", "error")}),
+    );
+    let mut failed = op("o1", true, "Failed");
+    failed["errorDetails"] = json!("volume busy");
+    fake.answer("GetOperation", 200, json!({"operation": failed}));
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("o2", true, "Succeeded")}),
+    );
+    match p
+        .poll(std::slice::from_ref(&r))
+        .await
+        .expect("poll")
+        .as_slice()
+    {
+        [OpStatus::Failed { reason }] => assert!(
+            reason.contains("volume busy") && reason.contains("state \"error\""),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.seen("GetOperation").len(), 2);
+
+    // Missing: both operations are read; one still running → pending.
+    let not_found = json!({"__type": "NotFoundException", "message": "no such snapshot"});
+    fake.answer("GetInstanceSnapshot", 400, not_found.clone());
     fake.answer(
         "GetOperation",
         200,
@@ -200,31 +258,10 @@ async fn poll_needs_both_operations_terminal_then_the_snapshot_state() {
         p.poll(std::slice::from_ref(&r)).await.expect("poll"),
         vec![OpStatus::Pending { progress: None }]
     );
-    assert!(fake.seen("GetInstanceSnapshot").is_empty());
-    // Both done (Succeeded and Completed): the snapshot decides.
-    for _ in 0..2 {
-        fake.answer(
-            "GetOperation",
-            200,
-            json!({"operation": op("o1", true, "Succeeded")}),
-        );
-        fake.answer(
-            "GetOperation",
-            200,
-            json!({"operation": op("o2", true, "Completed")}),
-        );
-    }
-    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "snap", "state": "pending", "fromInstanceName": "web-1"}}));
-    fake.answer("GetInstanceSnapshot", 200, json!({"instanceSnapshot": {"name": "snap", "state": "available", "fromInstanceName": "web-1"}}));
-    assert_eq!(
-        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
-        vec![OpStatus::Pending { progress: None }]
-    );
-    assert_eq!(
-        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
-        vec![OpStatus::Succeeded]
-    );
-    // A failed operation fails with its errorCode and details.
+    assert_eq!(fake.seen("GetOperation").len(), 4);
+    // Missing and an operation failed: failed with its errorCode and
+    // details.
+    fake.answer("GetInstanceSnapshot", 400, not_found.clone());
     fake.answer(
         "GetOperation",
         200,
@@ -248,7 +285,8 @@ async fn poll_needs_both_operations_terminal_then_the_snapshot_state() {
         }
         other => panic!("{other:?}"),
     }
-    // An unknown terminal status is never a success.
+    // Missing and an unknown terminal status: never a success.
+    fake.answer("GetInstanceSnapshot", 400, not_found.clone());
     fake.answer(
         "GetOperation",
         200,
@@ -263,6 +301,200 @@ async fn poll_needs_both_operations_terminal_then_the_snapshot_state() {
         p.poll(std::slice::from_ref(&r)).await.expect("poll")[0],
         OpStatus::Failed { .. }
     ));
+    // Missing although both succeeded: not yet listed, still pending.
+    fake.answer("GetInstanceSnapshot", 400, not_found);
+    for id in ["o1", "o2"] {
+        fake.answer(
+            "GetOperation",
+            200,
+            json!({"operation": op(id, true, "Succeeded")}),
+        );
+    }
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_still_listed_is_explained_by_its_operation() {
+    let (fake, p) = start().await;
+    let r = OperationRef {
+        kind: OpKind::Delete,
+        operation: "d1".into(),
+        snapshot_id: "InstanceSnapshot/old".into(),
+    };
+    // Still there, operation running: pending.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("old", "available")}),
+    );
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("d1", false, "Started")}),
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+    // Still there, operation failed: failed, with the cloud's words.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("old", "available")}),
+    );
+    let mut failed = op("d1", true, "Failed");
+    failed["errorDetails"] = json!("snapshot in use");
+    fake.answer("GetOperation", 200, json!({"operation": failed}));
+    match p
+        .poll(std::slice::from_ref(&r))
+        .await
+        .expect("poll")
+        .as_slice()
+    {
+        [OpStatus::Failed { reason }] => assert!(reason.contains("snapshot in use"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Gone: done, without asking the operation.
+    let asked = fake.seen("GetOperation").len();
+    fake.answer(
+        "GetInstanceSnapshot",
+        400,
+        json!({"__type": "NotFoundException", "message": "gone"}),
+    );
+    assert_eq!(
+        p.poll(std::slice::from_ref(&r)).await.expect("poll"),
+        vec![OpStatus::Succeeded]
+    );
+    assert_eq!(fake.seen("GetOperation").len(), asked);
+}
+
+#[tokio::test]
+async fn many_due_operations_share_one_listing_instead_of_one_call_each() {
+    let (fake, p) = start().await;
+    // A first listing of two pages sets what a listing costs.
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [instance_snap("old-1", "available")], "nextPageToken": "t"}),
+    );
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [instance_snap("old-2", "available")]}),
+    );
+    assert_eq!(
+        p.list("instance", "web-1", "web")
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+
+    let refs = [
+        (OpKind::Create, "new-1"),
+        (OpKind::Create, "new-2"),
+        (OpKind::Delete, "old-1"),
+        (OpKind::Delete, "old-2"),
+        (OpKind::Create, "lost"),
+    ]
+    .map(|(kind, name)| OperationRef {
+        kind,
+        operation: format!("op-{name}"),
+        snapshot_id: format!("InstanceSnapshot/{name}"),
+    });
+    // One due operation is cheaper asked alone than a two-page listing.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("new-2", "pending")}),
+    );
+    assert_eq!(
+        p.poll(&refs[1..2]).await.expect("poll"),
+        vec![OpStatus::Pending { progress: None }]
+    );
+    assert_eq!(fake.seen("GetInstanceSnapshots").len(), 2);
+    // Five more cost more than half a listing: one listing answers them.
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [instance_snap("new-1", "available"), instance_snap("old-2", "available")], "nextPageToken": "t"}),
+    );
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [instance_snap("new-2", "pending")]}),
+    );
+    // Still listed after a delete, or missing after a create: their
+    // operations are read.
+    fake.answer(
+        "GetOperation",
+        200,
+        json!({"operation": op("op-old-2", false, "Started")}),
+    );
+    let mut failed = op("op-lost", true, "Failed");
+    failed["errorDetails"] = json!("quota");
+    fake.answer("GetOperation", 200, json!({"operation": failed}));
+    let statuses = p.poll(&refs).await.expect("poll");
+    assert_eq!(statuses[0], OpStatus::Succeeded);
+    assert_eq!(statuses[1], OpStatus::Pending { progress: None });
+    assert_eq!(statuses[2], OpStatus::Succeeded);
+    assert_eq!(statuses[3], OpStatus::Pending { progress: None });
+    assert!(matches!(&statuses[4], OpStatus::Failed { reason } if reason.contains("quota")));
+    assert_eq!(fake.seen("GetInstanceSnapshot").len(), 1);
+    assert_eq!(fake.seen("GetInstanceSnapshots").len(), 4);
+    assert_eq!(fake.seen("GetOperation").len(), 2);
+}
+
+#[tokio::test]
+async fn one_failed_lookup_leaves_only_its_operation_pending() {
+    let (fake, p) = start().await;
+    let refs = ["a", "b"].map(|name| OperationRef {
+        kind: OpKind::Create,
+        operation: format!("op-{name}"),
+        snapshot_id: format!("InstanceSnapshot/{name}"),
+    });
+    // "a" answers, "b" finds the fake unscripted (a 500): a partial answer.
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("a", "available")}),
+    );
+    let statuses = p.poll(&refs[..1]).await.expect("poll");
+    assert_eq!(statuses, vec![OpStatus::Succeeded]);
+    fake.answer(
+        "GetInstanceSnapshot",
+        200,
+        json!({"instanceSnapshot": instance_snap("a", "available")}),
+    );
+    let statuses = p.poll(&refs).await.expect("partial poll");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == OpStatus::Succeeded)
+            .count(),
+        1
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == OpStatus::Pending { progress: None })
+            .count(),
+        1
+    );
+    // Nothing answered: the poll fails, with the cause.
+    let e = p.poll(&refs).await.expect_err("every lookup failed");
+    assert_eq!(e.kind, ErrorKind::Transient);
+}
+
+#[test]
+fn listings_are_paced_to_a_share_of_the_rate_limit() {
+    assert_eq!(listing_gap(10, 200.0), Duration::from_millis(500));
+    assert_eq!(listing_gap(300, 200.0), Duration::from_secs(15));
+    assert_eq!(listing_gap(10_000, 200.0), MAX_LISTING_GAP);
+    assert_eq!(listing_gap(1, 0.0), MAX_LISTING_GAP);
 }
 
 #[tokio::test]
@@ -385,12 +617,7 @@ async fn delete_tracks_its_operation_and_treats_not_found_as_gone() {
         p.delete("DiskSnapshot/s1").await.expect("delete"),
         DeleteStarted::AlreadyGone
     );
-    // Confirmed gone only once Get*Snapshot says NotFound.
-    fake.answer(
-        "GetOperation",
-        200,
-        json!({"operation": op("d1", true, "Succeeded")}),
-    );
+    // Confirmed gone once Get*Snapshot says NotFound.
     fake.answer(
         "GetDiskSnapshot",
         400,
