@@ -192,16 +192,21 @@ enum Ask {
 const LISTING_SHARE: f64 = 0.1;
 /// The longest a caller waits for the next full listing to be allowed.
 const MAX_LISTING_GAP: Duration = Duration::from_secs(30);
+/// Due operations that make the first listing worth its unknown cost.
+const FIRST_LISTING_AT: usize = 64;
 /// Single-snapshot status calls in flight at once within one poll.
 const POLL_CONCURRENCY: usize = 32;
 
 impl SharedListing {
     /// Whether `k` more single-snapshot status calls would cost more than
     /// half a listing, counting those made since the last listing: then
-    /// the next listing answers for them all.
+    /// the next listing answers for them all. Before the first listing
+    /// its cost is unknown: a listing then once `k` is large.
     fn prefers_listing(&self, k: usize) -> bool {
-        let pages = self.pages.load(Ordering::Relaxed);
-        pages > 0 && self.spent.load(Ordering::Relaxed) + k > pages.div_ceil(2)
+        match self.pages.load(Ordering::Relaxed) {
+            0 => k >= FIRST_LISTING_AT,
+            pages => self.spent.load(Ordering::Relaxed) + k > pages.div_ceil(2),
+        }
     }
 
     fn spend(&self, calls: usize) {

@@ -490,6 +490,21 @@ async fn one_failed_lookup_leaves_only_its_operation_pending() {
 }
 
 #[test]
+fn a_listing_is_preferred_once_single_lookups_would_cost_more() {
+    let shared = SharedListing::default();
+    // Cost unknown: single lookups, unless very many are due.
+    assert!(!shared.prefers_listing(FIRST_LISTING_AT - 1));
+    assert!(shared.prefers_listing(FIRST_LISTING_AT));
+    // A listing of 10 pages: up to 5 single lookups between listings.
+    shared.pages.store(10, Ordering::Relaxed);
+    assert!(!shared.prefers_listing(5));
+    assert!(shared.prefers_listing(6));
+    shared.spend(4);
+    assert!(!shared.prefers_listing(1));
+    assert!(shared.prefers_listing(2));
+}
+
+#[test]
 fn listings_are_paced_to_a_share_of_the_rate_limit() {
     assert_eq!(listing_gap(10, 200.0), Duration::from_millis(500));
     assert_eq!(listing_gap(300, 200.0), Duration::from_secs(15));
