@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct ApiClient {
     limiter: Arc<DefaultDirectRateLimiter>,
     /// The configured rate, for providers that plan their calls by it.
     requests_per_second: f64,
+    /// Requests waiting for the rate limit right now.
+    waiting: Arc<AtomicUsize>,
     /// The `[providers.NAME]` this client serves, for metrics.
     provider: Arc<str>,
 }
@@ -70,6 +73,7 @@ impl ApiClient {
             http: builder.build()?,
             limiter: Arc::new(limiter(settings.requests_per_second)),
             requests_per_second: settings.requests_per_second,
+            waiting: Arc::default(),
             provider: Arc::from(""),
         })
     }
@@ -85,8 +89,25 @@ impl ApiClient {
         self.requests_per_second
     }
 
+    /// Whether no request is waiting for the rate limit: then a request
+    /// made now delays no other.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) == 0
+    }
+
     /// Wait until the rate limit allows one more request.
     pub async fn until_ready(&self) {
+        if self.limiter.check().is_ok() {
+            return;
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = Waiting(&self.waiting);
         self.limiter.until_ready().await;
     }
 
@@ -331,6 +352,32 @@ mod tests {
         })
         .expect("client")
         .for_provider("test")
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_for_the_rate_limit_are_counted() {
+        let api = ApiClient::new(&HttpSettings {
+            requests_per_second: 10.0,
+            request_timeout: Duration::from_secs(10),
+            ca_file: None,
+        })
+        .expect("client");
+        // The burst passes without waiting.
+        for _ in 0..10 {
+            api.until_ready().await;
+        }
+        assert!(api.is_idle());
+        let (a, b) = (api.clone(), api.clone());
+        let waiter = tokio::spawn(async move { a.until_ready().await });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while b.is_idle() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the 11th request is counted while it waits");
+        waiter.await.expect("waiter");
+        assert!(api.is_idle());
     }
 
     #[tokio::test]

@@ -144,8 +144,8 @@ impl Family {
 pub struct Lightsail {
     client: client::Client,
     region: String,
-    /// The configured rate limit, which paces full listings.
-    requests_per_second: f64,
+    /// The rate limit (shared with `client`), which paces full listings.
+    api: ApiClient,
     /// The newest full listing of each family ([`Family::index`]).
     listings: [SharedListing; 2],
 }
@@ -158,10 +158,11 @@ pub struct Lightsail {
 /// runs; the first after it starts a new one, the rest of the queue reuse
 /// it. A failed listing is not kept.
 ///
-/// A listing costs one call per page, so listings are paced: a new one
-/// starts no sooner than its predecessor's pages take at
-/// [`LISTING_SHARE`] of the rate limit (at most [`MAX_LISTING_GAP`]).
-/// Callers asking in between wait for it, and all of them share it.
+/// A listing costs one call per page, so listings are paced: while other
+/// requests wait for the rate limit, a new one starts no sooner than its
+/// predecessor's pages take at [`LISTING_SHARE`] of the rate limit (at
+/// most [`MAX_LISTING_GAP`]). Callers asking in between wait for it, and
+/// all of them share it.
 #[derive(Default)]
 struct SharedListing {
     newest: tokio::sync::Mutex<Option<Listing>>,
@@ -192,6 +193,8 @@ enum Ask {
 const LISTING_SHARE: f64 = 0.1;
 /// The longest a caller waits for the next full listing to be allowed.
 const MAX_LISTING_GAP: Duration = Duration::from_secs(30);
+/// How often a paced listing looks whether the rate limit went idle.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// Due operations that make the first listing worth its unknown cost.
 const FIRST_LISTING_AT: usize = 64;
 /// Single-snapshot status calls in flight at once within one poll.
@@ -231,7 +234,7 @@ impl Lightsail {
         ca_file: Option<&std::path::Path>,
     ) -> Result<Lightsail, ClientBuildError> {
         Ok(Lightsail {
-            requests_per_second: api.requests_per_second(),
+            api: api.clone(),
             client: client::Client::new(settings, api, request_timeout, ca_file)?,
             region: settings.region.clone(),
             listings: Default::default(),
@@ -279,8 +282,13 @@ impl Lightsail {
             if last.started >= asked {
                 return Ok(last.all.clone());
             }
-            let allowed = last.started + listing_gap(last.pages, self.requests_per_second);
-            tokio::time::sleep_until(allowed.into()).await;
+            let allowed = last.started + listing_gap(last.pages, self.api.requests_per_second());
+            // Early when nothing waits for the rate limit: the listing
+            // then delays no other request.
+            while Instant::now() < allowed && !self.api.is_idle() {
+                let left = allowed.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(IDLE_CHECK)).await;
+            }
         }
         let started = Instant::now();
         shared.spent.store(0, Ordering::Relaxed);
