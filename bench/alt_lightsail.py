@@ -9,22 +9,22 @@ works through the instances over one shared client; one shared limiter
 account's request rate.
 
 Usage: alt_lightsail.py ENDPOINT ACCESS_KEY SECRET TARGETS_FILE
-       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db]
-Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...}}.
+       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db] [--cap SECONDS]
+Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...},
+"finished": bool, "interrupted": n, "not_started": n, ...}; with --cap, work
+still in hand at the cap is stopped and counted, never extrapolated.
 """
 
 import argparse
 import collections
-import concurrent.futures
 import datetime
 import json
 import threading
-import time
 
 import boto3
 from botocore.config import Config
 
-from common import RateLimiter
+from common import Cap, RateLimiter, run_targets
 
 CALLS = collections.Counter()
 CALLS_LOCK = threading.Lock()
@@ -52,10 +52,10 @@ def make_client(endpoint, key, secret, workers, limiter):
     return client
 
 
-def wait_operations(client, operations, poll):
+def wait_operations(client, operations, poll, stop):
     for op in operations:
         while True:
-            time.sleep(poll)
+            stop.sleep(poll)
             status = client.get_operation(operationId=op["id"])["operation"]["status"]
             if status in ("Succeeded", "Completed"):
                 break
@@ -65,14 +65,16 @@ def wait_operations(client, operations, poll):
 
 def one_instance(client, instance, args, label):
     prefix = f"{args.policy}-{instance}-"
+    args.stop.check()
     created = client.create_instance_snapshot(
         instanceSnapshotName=prefix + label,
         instanceName=instance,
         tags=[{"key": "created-by", "value": "cron-script"}],
     )
-    wait_operations(client, created["operations"], args.poll)
+    wait_operations(client, created["operations"], args.poll, args.stop)
     snapshots, token = [], None
     while True:
+        args.stop.check()
         page = client.get_instance_snapshots(**({"pageToken": token} if token else {}))
         snapshots.extend(page.get("instanceSnapshots", []))
         token = page.get("nextPageToken")
@@ -86,8 +88,9 @@ def one_instance(client, instance, args, label):
     )
     deleted = 0
     for old in own[args.retain:]:
+        args.stop.check()
         d = client.delete_instance_snapshot(instanceSnapshotName=old["name"])
-        wait_operations(client, d["operations"], args.poll)
+        wait_operations(client, d["operations"], args.poll, args.stop)
         deleted += 1
     return deleted
 
@@ -103,22 +106,18 @@ def main():
     ap.add_argument("--poll", type=float, default=2.0)
     ap.add_argument("--retain", type=int, default=2)
     ap.add_argument("--policy", default="db")
+    ap.add_argument("--cap", type=float, default=0,
+                    help="wall-time cap in seconds (0 = none): stop there and say how far it got")
     args = ap.parse_args()
+    args.stop = Cap(args.cap)
     with open(args.targets_file) as f:
         instances = [line.strip() for line in f if line.strip()]
     label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     client = make_client(args.endpoint, args.access_key, args.secret, args.workers,
                          RateLimiter(args.rps))
-    ok = failed = deleted = 0
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_instance, client, i, args, label) for i in instances]
-        for fut in concurrent.futures.as_completed(futures):
-            try:
-                deleted += fut.result()
-                ok += 1
-            except Exception:  # an operator's script logs and goes on
-                failed += 1
-    print(json.dumps({"ok": ok, "failed": failed, "deleted": deleted, "calls": dict(CALLS)}))
+    summary = run_targets(args.workers, instances,
+                          lambda i: one_instance(client, i, args, label), args.stop)
+    print(json.dumps({**summary, "calls": dict(CALLS)}))
 
 
 if __name__ == "__main__":

@@ -9,25 +9,25 @@ describes). A thread pool works through the volumes; one shared limiter
 keeps the whole script under the account's request rate.
 
 Usage: alt_qingcloud.py ENDPOINT ZONE ACCESS_KEY SECRET TARGETS_FILE
-       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db]
-Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...}}.
+       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db] [--cap SECONDS]
+Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...},
+"finished": bool, "interrupted": n, "not_started": n, ...}; with --cap, work
+still in hand at the cap is stopped and counted, never extrapolated.
 """
 
 import argparse
 import base64
 import collections
-import concurrent.futures
 import datetime
 import hashlib
 import hmac
 import json
 import threading
-import time
 import urllib.parse
 
 import requests
 
-from common import RateLimiter
+from common import Cap, RateLimiter, run_targets
 
 CALLS = collections.Counter()
 CALLS_LOCK = threading.Lock()
@@ -38,7 +38,8 @@ def quote(s):
 
 
 class QingCloud:
-    def __init__(self, endpoint, zone, key, secret, limiter):
+    def __init__(self, endpoint, zone, key, secret, limiter, stop):
+        self.stop = stop
         self.endpoint = endpoint
         self.path = urllib.parse.urlparse(endpoint).path or "/"
         self.zone, self.key, self.secret = zone, key, secret
@@ -59,6 +60,7 @@ class QingCloud:
         digest = hmac.new(self.secret.encode(), to_sign.encode(), hashlib.sha256).digest()
         signature = quote(base64.b64encode(digest).decode())
         for attempt in range(5):
+            self.stop.check()
             self.limiter.acquire()
             with CALLS_LOCK:
                 CALLS[action] += 1
@@ -67,14 +69,14 @@ class QingCloud:
             if body.get("ret_code") == 0:
                 return body
             if body.get("ret_code") in (5000, 5100, 5200):  # busy / throttled
-                time.sleep(1 + attempt)
+                self.stop.sleep(1 + attempt)
                 continue
             raise RuntimeError(f"{action}: {body}")
         raise RuntimeError(f"{action}: gave up after retries")
 
     def wait_job(self, job_id, poll):
         while True:
-            time.sleep(poll)
+            self.stop.sleep(poll)
             job = self.call("DescribeJobs", **{"jobs.1": job_id})["job_set"][0]
             if job["status"] == "successful":
                 return
@@ -117,21 +119,17 @@ def main():
     ap.add_argument("--poll", type=float, default=2.0)
     ap.add_argument("--retain", type=int, default=2)
     ap.add_argument("--policy", default="db")
+    ap.add_argument("--cap", type=float, default=0,
+                    help="wall-time cap in seconds (0 = none): stop there and say how far it got")
     args = ap.parse_args()
+    args.stop = Cap(args.cap)
     with open(args.targets_file) as f:
         volumes = [line.strip() for line in f if line.strip()]
     label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    qc = QingCloud(args.endpoint, args.zone, args.access_key, args.secret, RateLimiter(args.rps))
-    ok = failed = deleted = 0
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_volume, qc, v, args, label) for v in volumes]
-        for fut in concurrent.futures.as_completed(futures):
-            try:
-                deleted += fut.result()
-                ok += 1
-            except Exception:  # an operator's script logs and goes on
-                failed += 1
-    print(json.dumps({"ok": ok, "failed": failed, "deleted": deleted, "calls": dict(CALLS)}))
+    qc = QingCloud(args.endpoint, args.zone, args.access_key, args.secret, RateLimiter(args.rps),
+                   args.stop)
+    summary = run_targets(args.workers, volumes, lambda v: one_volume(qc, v, args, label), args.stop)
+    print(json.dumps({**summary, "calls": dict(CALLS)}))
 
 
 if __name__ == "__main__":

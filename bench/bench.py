@@ -6,6 +6,11 @@ Scenarios (see bench/README.md):
   alternative the same work by a cron-style Python script (boto3 / requests)
   idle        500 policies, nothing due: RSS and CPU over a window
   timeliness  1,000 targets due the same second: slot -> create lag
+  simthroughput  the simulator alone at 30,000 snapshots, no latency:
+              req/s and CPU per request (simthroughput.py)
+The alternative runs under a wall-time cap (--alt-cap, default 600 s); one
+stopped there is reported as "did not finish: k of N targets done" with
+the calls made so far, never extrapolated.
 Every figure comes from /proc (the daemon's and the script's own process),
 the simulator's request counters and the daemon's ledger.
 """
@@ -136,36 +141,40 @@ def target_names(dialect, n):
     return [f"vol-{i:08x}" if dialect == "qingcloud" else f"web-{i:05d}" for i in range(n)]
 
 
+SEED_CHUNK = 2000  # targets per bulk seeding request
+
+
 def seed_sim(sim, dialect, targets, old_slots):
     """Targets and RETAIN old own snapshots each (named, and on Lightsail
-    tagged, as snapwarden names/tags them). Returns {target: [(slot, name, id)]}."""
+    tagged, as snapwarden names/tags them), through the simulator's bulk
+    seeding endpoints (one request per SEED_CHUNK targets).
+    Returns {target: [(slot, name, id)]}."""
     c = sim.control
     seeded = {}
     if dialect == "lightsail":
         c.post("/_sim/lightsail/settings", {"page_size": LS_PAGE_SIZE})
-    for t in targets:
-        rows = []
+    stamps = [(slot, label(slot), slot.isoformat().replace("+00:00", "Z")) for slot in old_slots]
+    for start in range(0, len(targets), SEED_CHUNK):
+        part = targets[start:start + SEED_CHUNK]
+        wanted = [(t, slot, f"{POLICY}-{t}-{lab}", iso) for t in part for slot, lab, iso in stamps]
         if dialect == "qingcloud":
-            c.post("/_sim/qingcloud/volumes", {"zone": ZONE, "volume_id": t, "volume_name": t})
+            v = c.post("/_sim/qingcloud/seed", {
+                "volumes": [{"zone": ZONE, "volume_id": t, "volume_name": t} for t in part],
+                "snapshots": [{"zone": ZONE, "resource_id": t, "snapshot_name": name,
+                               "create_time": iso} for t, _, name, iso in wanted]})
+            ids = v["snapshot_ids"]
         else:
-            c.post("/_sim/lightsail/instances", {"name": t})
-        for slot in old_slots:
-            name = f"{POLICY}-{t}-{label(slot)}"
-            if dialect == "qingcloud":
-                v = c.post("/_sim/qingcloud/snapshots", {
-                    "zone": ZONE, "resource_id": t, "snapshot_name": name,
-                    "create_time": slot.isoformat().replace("+00:00", "Z")})
-                sid = v["snapshot_id"]
-            else:
-                c.post("/_sim/lightsail/snapshots", {
-                    "name": name, "source": t, "resource": "instance",
-                    "created_at": slot.isoformat().replace("+00:00", "Z"),
-                    "tags": [{"key": "snapwarden:policy", "value": POLICY},
-                             {"key": "snapwarden:target", "value": t},
-                             {"key": "snapwarden:slot", "value": label(slot)}]})
-                sid = f"InstanceSnapshot/{name}"
-            rows.append((slot, name, sid))
-        seeded[t] = rows
+            c.post("/_sim/lightsail/seed", {
+                "instances": [{"name": t} for t in part],
+                "snapshots": [{"name": name, "source": t, "resource": "instance",
+                               "created_at": iso,
+                               "tags": [{"key": "snapwarden:policy", "value": POLICY},
+                                        {"key": "snapwarden:target", "value": t},
+                                        {"key": "snapwarden:slot", "value": label(slot)}]}
+                              for t, slot, name, iso in wanted]})
+            ids = [f"InstanceSnapshot/{name}" for _, _, name, _ in wanted]
+        for (t, slot, name, _), sid in zip(wanted, ids):
+            seeded.setdefault(t, []).append((slot, name, sid))
     return seeded
 
 
@@ -321,7 +330,7 @@ def fleet_snapwarden(binary, dialect, n, root):
         sim.stop()
 
 
-def fleet_alternative(binary, dialect, n, root, workers):
+def fleet_alternative(binary, dialect, n, root, workers, cap):
     workdir = tempfile.mkdtemp(prefix=f"alt-{dialect}-{n}-", dir=root)
     sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
     try:
@@ -341,7 +350,7 @@ def fleet_alternative(binary, dialect, n, root, workers):
             cmd = [PY, os.path.join(HERE, "alt_lightsail.py"), f"{sim.url}/lightsail",
                    LS_KEY, LS_SECRET, tfile]
         cmd += ["--workers", str(workers), "--rps", str(RPS), "--retain", str(RETAIN),
-                "--policy", POLICY]
+                "--policy", POLICY, "--cap", str(cap)]
         sim.control.delete("/_sim/requests")
         sim_cpu0 = proc_cpu_seconds(sim.pid)
         out_path = os.path.join(workdir, "alt.out")
@@ -349,19 +358,42 @@ def fleet_alternative(binary, dialect, n, root, workers):
         with open(out_path, "w") as out, open(os.path.join(workdir, "alt.err"), "w") as err:
             start = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=HERE)
-            _, status, usage = os.wait4(proc.pid, 0)
+            # The script stops itself at the cap (within a poll or two); a
+            # script that does not is killed a minute later and reported so.
+            killed = False
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if cap > 0 and not killed and time.monotonic() - start > cap + 60:
+                    proc.kill()
+                    killed = True
+                time.sleep(0.2)
             wall = time.monotonic() - start
             proc.returncode = status
         sim_cpu = proc_cpu_seconds(sim.pid) - sim_cpu0
         with open(out_path) as f:
-            result = json.loads(f.read().strip().splitlines()[-1])
+            lines = f.read().strip().splitlines()
+        result = json.loads(lines[-1]) if lines and not killed else {
+            "ok": 0, "failed": 0, "deleted": 0, "finished": False, "interrupted": None,
+            "not_started": None}
         counters = sim.control.counters()
         calls = {a: k for (d, a), k in counters.items() if d == dialect}
         total = sum(calls.values())
+        finished = bool(result.get("finished", True)) and not killed
+        done = result["ok"]
         return {
             "who": "alternative", "dialect": dialect, "n": n, "wall_s": wall,
             "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "calls": calls, "calls_total": total, "calls_per_snapshot": total / n,
+            "calls": calls, "calls_total": total,
+            # Per snapshot only for a run that finished; a run stopped at the
+            # cap gets no such figure (its calls include unfinished targets'),
+            # only the raw ratio of calls so far to targets done.
+            "calls_per_snapshot": total / n if finished else None,
+            "calls_so_far_per_target_done": total / done if done else None,
+            "finished": finished, "cap_s": cap, "killed_after_cap": killed,
+            "targets_done": done, "targets_interrupted": result.get("interrupted"),
+            "targets_not_started": result.get("not_started"),
             "runs_not_succeeded": result["failed"], "deleted": result["deleted"],
             "sim_cpu_s": sim_cpu, "sim_req_per_s": total / wall if wall > 0 else None,
             "workers": workers, "workdir": workdir,
@@ -458,11 +490,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--quick", action="store_true", help="N = 100 and 1,000 only; idle 30 s")
-    ap.add_argument("--only", default="fleet,alternative,idle,timeliness")
+    ap.add_argument("--only", default="fleet,alternative,idle,timeliness,simthroughput")
     ap.add_argument("--sizes", default=None, help="comma-separated N (overrides --quick)")
     ap.add_argument("--dialects", default="qingcloud,lightsail")
-    ap.add_argument("--alt-max", type=int, default=1000,
+    ap.add_argument("--alt-max", type=int, default=10000,
                     help="largest N the Python alternative runs at")
+    ap.add_argument("--alt-cap", type=float, default=600,
+                    help="wall-time cap of one alternative run, seconds (0 = none); a run"
+                         " stopped there is reported as not finished, k of N targets done")
+    ap.add_argument("--sim-clients", type=int, default=8,
+                    help="client processes of the simthroughput scenario")
+    ap.add_argument("--sim-seconds", type=float, default=20,
+                    help="length of one simthroughput measurement")
     ap.add_argument("--workers", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
@@ -478,7 +517,7 @@ def main():
         "settings": {"latency_ms": LATENCY_MS, "job_duration_s": JOB_DURATION_S, "rps": RPS,
                      "retain": RETAIN, "lightsail_page_size": LS_PAGE_SIZE, "poll": POLL,
                      "alternative_workers": args.workers},
-        "fleet": [], "idle": None, "timeliness": None,
+        "fleet": [], "idle": None, "timeliness": None, "simthroughput": [],
     }
 
     def save():
@@ -497,12 +536,24 @@ def main():
                 log(json.dumps({k: v for k, v in r.items() if k != "workdir"}))
                 save()
             if "alternative" in only and n <= args.alt_max:
-                r = fleet_alternative(args.bin, dialect, n, root, args.workers)
+                r = fleet_alternative(args.bin, dialect, n, root, args.workers, args.alt_cap)
+                # Ratios to the lower bound only for a run that did the work.
                 r.update(lb_calls=calls_lb, lb_time_s=time_lb,
-                         calls_ratio=r["calls_total"] / calls_lb, time_ratio=r["wall_s"] / time_lb)
+                         calls_ratio=r["calls_total"] / calls_lb if r["finished"] else None,
+                         time_ratio=r["wall_s"] / time_lb if r["finished"] else None)
                 results["fleet"].append(r)
                 log(json.dumps({k: v for k, v in r.items() if k != "workdir"}))
                 save()
+    if "simthroughput" in only:
+        import simthroughput
+        for dialect in args.dialects.split(","):
+            log(f"simthroughput {dialect}: 30,000 snapshots, {args.sim_clients} clients,"
+                f" {args.sim_seconds:.0f} s")
+            r = simthroughput.measure(args.bin, dialect, args.sim_clients, args.sim_seconds,
+                                      log_path=os.path.join(root, f"simtp-{dialect}.log"))
+            results["simthroughput"].append(r)
+            log(json.dumps(r))
+            save()
     if "idle" in only:
         results["idle"] = idle(args.bin, root, 500, 30 if args.quick else 60)
         log(json.dumps(results["idle"]))
@@ -523,12 +574,29 @@ def table(results):
              "| dialect | N | who | wall s | lower bound s | wall ratio | API calls | calls/snapshot "
              "| lower bound calls | calls ratio | CPU s | peak RSS MiB | sim CPU s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def num(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
     for r in results["fleet"]:
+        if r.get("finished", True):
+            wall = f"{r['wall_s']:.1f}"
+        else:
+            wall = (f"did not finish: stopped at {r['wall_s']:.0f} s cap,"
+                    f" {r['targets_done']} of {r['n']} targets done")
         lines.append(
-            f"| {r['dialect']} | {r['n']} | {r['who']} | {r['wall_s']:.1f} | {r['lb_time_s']:.1f} "
-            f"| {r['time_ratio']:.2f} | {r['calls_total']} | {r['calls_per_snapshot']:.2f} "
-            f"| {r['lb_calls']} | {r['calls_ratio']:.2f} | {r['cpu_s']:.2f} "
+            f"| {r['dialect']} | {r['n']} | {r['who']} | {wall} | {r['lb_time_s']:.1f} "
+            f"| {num(r['time_ratio'], '.2f')} | {r['calls_total']}"
+            f"{'' if r.get('finished', True) else ' so far'} "
+            f"| {num(r['calls_per_snapshot'], '.2f')} "
+            f"| {r['lb_calls']} | {num(r['calls_ratio'], '.2f')} | {r['cpu_s']:.2f} "
             f"| {r['peak_rss_mib']:.1f} | {r['sim_cpu_s']:.2f} |")
+    for t in results.get("simthroughput") or []:
+        lines += ["", f"simulator {t['dialect']}: {t['snapshots_seeded']} snapshots, "
+                      f"{t['clients']} clients for {t['seconds']:.0f} s: {t['requests']} requests "
+                      f"({t['errors']} answered with an error), {t['req_per_s']:.0f} req/s "
+                      f"= {t['req_per_s'] / RPS:.1f}x the {RPS}/s rate limit; sim CPU "
+                      f"{num(t['sim_cpu_us_per_request'], '.0f')} us/request = "
+                      f"{num(t['sim_req_per_s_per_core'], '.0f')} req/s per core"]
     if results["idle"]:
         i = results["idle"]
         lines += ["", f"idle: {i['policies']} policies over {i['window_s']} s: RSS {i['rss_mib']:.1f} MiB "

@@ -143,3 +143,68 @@ def percentile(sorted_values, p):
         return None
     k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
     return sorted_values[k]
+
+
+class Stopped(Exception):
+    """The wall-time cap was reached: the work in hand is left unfinished."""
+
+
+class Cap:
+    """A wall-time cap for a script (0 = none). Once it is reached, `check()`
+    raises Stopped in every worker and the pool's queued work is cancelled,
+    so the script ends within about one poll interval and reports how far it
+    got instead of being extrapolated."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.event = threading.Event()
+        self.start = time.monotonic()
+        self.pool = None
+
+    def arm(self, pool):
+        self.pool = pool
+        if self.seconds > 0:
+            timer = threading.Timer(self.seconds, self.fire)
+            timer.daemon = True
+            timer.start()
+
+    def fire(self):
+        self.event.set()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def check(self):
+        if self.event.is_set():
+            raise Stopped()
+
+    def sleep(self, seconds):
+        """Sleeps, or raises Stopped as soon as the cap is reached."""
+        if self.event.wait(seconds):
+            raise Stopped()
+
+
+def run_targets(pool_size, targets, work, cap):
+    """Runs `work(target)` for every target on a thread pool under `cap`;
+    returns the summary every alternative prints."""
+    import concurrent.futures
+    ok = failed = deleted = interrupted = not_started = 0
+    pool = concurrent.futures.ThreadPoolExecutor(pool_size)
+    cap.arm(pool)
+    futures = [pool.submit(work, t) for t in targets]
+    # Not as_completed: futures cancelled by the cap's shutdown never notify
+    # its waiter, while result() of a cancelled future returns at once.
+    for fut in futures:
+        try:
+            deleted += fut.result()
+            ok += 1
+        except concurrent.futures.CancelledError:
+            not_started += 1
+        except Stopped:
+            interrupted += 1
+        except Exception:  # an operator's script logs and goes on
+            failed += 1
+    pool.shutdown(wait=True)
+    return {"ok": ok, "failed": failed, "deleted": deleted, "targets": len(targets),
+            "finished": not cap.event.is_set(), "interrupted": interrupted,
+            "not_started": not_started, "cap_s": cap.seconds,
+            "elapsed_s": time.monotonic() - cap.start}

@@ -728,3 +728,150 @@ async fn control_endpoints() {
     let (_, jobs) = h.get("/_sim/qingcloud/jobs").await;
     assert_eq!(jobs["jobs"][0]["status"], "pending");
 }
+
+/// The indexed paths (a volume filter, snapshot ids, job ids) answer exactly
+/// what the whole listing, filtered by hand, holds: same items, same order,
+/// same totals; other zones, unknown and repeated ids included.
+#[tokio::test]
+async fn indexed_lookups_match_the_full_listing() {
+    let h = start().await;
+    let base = Utc::now() - chrono::TimeDelta::days(3);
+    let mut snapshots = Vec::new();
+    for v in 0..4 {
+        for k in 0..5 {
+            // Equal create times across volumes: the tie-break (seq) counts.
+            let t = base + chrono::TimeDelta::hours(k);
+            snapshots.push(json!({"zone": ZONE, "resource_id": format!("vol-{v}"),
+                                  "snapshot_name": format!("s-{v}-{k}"),
+                                  "create_time": t.to_rfc3339()}));
+        }
+    }
+    snapshots.push(json!({"zone": "gd2", "resource_id": "vol-1", "snapshot_name": "far"}));
+    let volumes: Vec<Value> = (0..4)
+        .map(|v| json!({"zone": ZONE, "volume_id": format!("vol-{v}"), "volume_name": "db"}))
+        .collect();
+    let body = json!({ "volumes": volumes, "snapshots": snapshots }).to_string();
+    let (status, seeded) = h.post("/_sim/qingcloud/seed", &body).await;
+    assert_eq!(status, 200, "{seeded}");
+    let ids: Vec<String> = seeded["snapshot_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 21);
+    // Two incrementals on vol-2 (a chain) and a full one on vol-3.
+    let (_, inc) = h.create("vol-2", "0").await;
+    wait_jobs().await;
+    let (job_b, _) = h.create("vol-2", "0").await;
+    let (job_c, _) = h.create("vol-3", "1").await;
+    wait_jobs().await; // nothing changes between the calls compared below
+
+    let all = h.call("DescribeSnapshots", &[("limit", "100")]).await;
+    assert_eq!(all["total_count"], 23);
+    let everything = all["snapshot_set"].as_array().expect("set").clone();
+    for vol in ["vol-0", "vol-2", "vol-3", "vol-9"] {
+        let by_hand: Vec<&Value> = everything
+            .iter()
+            .filter(|s| s["resource"]["resource_id"] == vol)
+            .collect();
+        let r = h
+            .call(
+                "DescribeSnapshots",
+                &[("resource_id", vol), ("limit", "3"), ("offset", "1")],
+            )
+            .await;
+        assert_eq!(r["total_count"], by_hand.len(), "{vol}");
+        let page: Vec<&Value> = r["snapshot_set"].as_array().expect("set").iter().collect();
+        let expected: Vec<&Value> = by_hand.iter().skip(1).take(3).copied().collect();
+        assert_eq!(page, expected, "{vol}");
+    }
+    // Chain totals on the full snapshot come from the chain index.
+    let root = h.snapshot(&inc).await["root_id"].clone();
+    let root_item = everything
+        .iter()
+        .find(|s| s["snapshot_id"] == root)
+        .expect("root listed");
+    assert_eq!(root_item["total_count"], 3, "{root_item}");
+
+    // Ids: any order, repeated, unknown and other-zone ones left out.
+    let far = ids[20].as_str();
+    let picked = [
+        ids[7].as_str(),
+        ids[2].as_str(),
+        ids[7].as_str(),
+        "ss-nothere",
+        far,
+    ];
+    let params: Vec<(String, &str)> = picked
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (format!("snapshots.{}", i + 1), *id))
+        .collect();
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let r = h.call("DescribeSnapshots", &params).await;
+    let by_hand: Vec<&Value> = everything
+        .iter()
+        .filter(|s| s["snapshot_id"] == ids[7] || s["snapshot_id"] == ids[2])
+        .collect();
+    assert_eq!(r["total_count"], 2);
+    assert_eq!(
+        r["snapshot_set"]
+            .as_array()
+            .expect("set")
+            .iter()
+            .collect::<Vec<_>>(),
+        by_hand
+    );
+
+    let jobs = h.call("DescribeJobs", &[("limit", "100")]).await;
+    let all_jobs = jobs["job_set"].as_array().expect("jobs").clone();
+    assert_eq!(all_jobs.len(), 3);
+    let r = h
+        .call(
+            "DescribeJobs",
+            &[("jobs.1", &job_b), ("jobs.2", &job_c), ("jobs.3", &job_b)],
+        )
+        .await;
+    let by_hand: Vec<&Value> = all_jobs
+        .iter()
+        .filter(|j| j["job_id"] == job_b.as_str() || j["job_id"] == job_c.as_str())
+        .collect();
+    assert_eq!(r["total_count"], 2);
+    let got: Vec<&Value> = r["job_set"].as_array().expect("set").iter().collect();
+    // status_time may move on between the two calls; compare the rest.
+    let strip = |v: &&Value| {
+        let mut v = (*v).clone();
+        v["status"] = Value::Null;
+        v["status_time"] = Value::Null;
+        v
+    };
+    assert_eq!(
+        got.iter().map(strip).collect::<Vec<_>>(),
+        by_hand.iter().map(strip).collect::<Vec<_>>()
+    );
+    let unknown = h
+        .call(
+            "DescribeJobs",
+            &[("jobs.1", &job_b), ("jobs.2", "j-nothere")],
+        )
+        .await;
+    assert_eq!(unknown["ret_code"], 2100, "{unknown}");
+}
+
+#[tokio::test]
+async fn bulk_seed_checks_every_item_before_applying_any() {
+    let h = start().await;
+    let body = json!({
+        "volumes": [{"zone": ZONE, "volume_id": "vol-ok"}],
+        "snapshots": [{"zone": ZONE, "resource_id": "vol-ok", "snapshot_name": "a"},
+                      {"zone": ZONE, "resource_id": " ", "snapshot_name": "b"}],
+    });
+    let (status, err) = h.post("/_sim/qingcloud/seed", &body.to_string()).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"], "snapshots[1].resource_id must not be empty");
+    let (_, listed) = h.get("/_sim/qingcloud/snapshots").await;
+    assert_eq!(listed["snapshots"].as_array().map(Vec::len), Some(0));
+    let r = h.call("DescribeVolumes", &[("volumes.1", "vol-ok")]).await;
+    assert_eq!(r["total_count"], 0);
+}

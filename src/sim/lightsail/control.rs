@@ -29,6 +29,42 @@ pub(crate) fn routes() -> Router<Simulator> {
         )
         .route("/_sim/lightsail/operations", get(list_operations))
         .route("/_sim/lightsail/settings", post(settings))
+        .route("/_sim/lightsail/seed", post(seed_bulk))
+}
+
+/// Many instances, disks and snapshots in one request and one lock (a
+/// benchmark seeds tens of thousands), each item as its own endpoint takes
+/// it, applied in the order instances, disks, snapshots. A snapshot that
+/// cannot be seeded answers 400 naming it; the items before it stay seeded.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bulk {
+    #[serde(default)]
+    instances: Vec<NewResource>,
+    #[serde(default)]
+    disks: Vec<NewResource>,
+    #[serde(default)]
+    snapshots: Vec<SeedSnapshot>,
+}
+
+async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+    let b: Bulk = parse_json(&body)?;
+    let now = Utc::now();
+    let mut state = sim.lock();
+    let ls = &mut state.lightsail;
+    let (instances, disks, snapshots) = (b.instances.len(), b.disks.len(), b.snapshots.len());
+    for (family, list) in [(Family::Instance, b.instances), (Family::Disk, b.disks)] {
+        for r in list {
+            ls.seed_resource(family, &r.name, r.availability_zone.as_deref(), r.tags);
+        }
+    }
+    for (i, s) in b.snapshots.iter().enumerate() {
+        ls.seed_snapshot(s, now)
+            .map_err(|e| ControlError::bad_request(format!("snapshots[{i}] ({}): {e}", s.name)))?;
+    }
+    Ok(Json(
+        json!({ "instances": instances, "disks": disks, "snapshots": snapshots }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,8 @@
 //! `fail_job` fault; a snapshot is `pending` until then, then `available`
 //! (instance) / `completed` (disk) or `error`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -29,6 +30,14 @@ const DISK_SNAPSHOT_GB: i64 = 8;
 const INSTANCE_SNAPSHOT_BUNDLE: &str = "small_3_0";
 /// Tag limits (lightsail.md §4).
 const MAX_TAGS: usize = 50;
+/// A deleted snapshot is kept (for the control API's view) this long after
+/// it is gone, then forgotten.
+const GONE_KEPT: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// A gone snapshot leaves the listing index this long after it is gone: a
+/// request whose clock was read a moment before another's may still be
+/// served after it, and must see the snapshot exactly as its own clock
+/// says (the listing filters by that clock; the index only narrows).
+const UNLIST_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Family {
@@ -132,6 +141,22 @@ pub(crate) struct LightsailState {
     snapshots: BTreeMap<String, Snap>,
     operations: HashMap<String, Op>,
     page_size: Option<usize>,
+    /// Names of the snapshots a listing can show, per family (index 0
+    /// instances, 1 disks), in name order: a page resumes after its last
+    /// name in O(log n) and skips neither the other family nor the long
+    /// gone. Holds every snapshot until [`UNLIST_SLACK`] after it is gone.
+    listed: [BTreeSet<String>; 2],
+    /// `(gone_at, name)` of deleted snapshots, soonest first: when each
+    /// leaves `listed`, and when it is forgotten ([`GONE_KEPT`]).
+    to_unlist: BTreeSet<(DateTime<Utc>, String)>,
+    to_forget: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::Instance => 0,
+        Family::Disk => 1,
+    }
 }
 
 /// A snapshot seeded through the control API.
@@ -215,26 +240,82 @@ impl LightsailState {
         }
         self.seed_resource(family, &seed.source, None, None);
         let created = seed.created_at.unwrap_or(now);
-        self.snapshots.insert(
-            seed.name.clone(),
-            Snap {
-                name: seed.name.clone(),
-                family,
-                source: seed.source.clone(),
-                created_at: created,
-                ready_at: Some(created),
-                fails: false,
-                tags: seed
-                    .tags
-                    .iter()
-                    .map(|t| (t.key.clone(), t.value.clone()))
-                    .collect(),
-                from_auto: seed.auto,
-                gone_at: None,
-                arn_id: uuid_like(),
-            },
-        );
+        self.insert_snapshot(Snap {
+            name: seed.name.clone(),
+            family,
+            source: seed.source.clone(),
+            created_at: created,
+            ready_at: Some(created),
+            fails: false,
+            tags: seed
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+            from_auto: seed.auto,
+            gone_at: None,
+            arn_id: uuid_like(),
+        });
         Ok(())
+    }
+
+    /// The one way a snapshot enters the state (replacing a gone one of
+    /// the same name, if any): the map and the listing index.
+    fn insert_snapshot(&mut self, snap: Snap) {
+        if let Some(old) = self.snapshots.get(&snap.name) {
+            self.listed[family_index(old.family)].remove(&snap.name);
+        }
+        self.listed[family_index(snap.family)].insert(snap.name.clone());
+        self.snapshots.insert(snap.name.clone(), snap);
+    }
+
+    /// A delete: the snapshot is listed until `at`, then gone.
+    fn mark_gone(&mut self, name: &str, at: DateTime<Utc>) {
+        let Some(s) = self.snapshots.get_mut(name) else {
+            return;
+        };
+        s.gone_at = Some(at);
+        // A never-ending delete (`at` = the end of time) stays listed and
+        // kept for good.
+        if let Some(t) = at.checked_add_signed(UNLIST_SLACK) {
+            self.to_unlist.insert((t, name.to_string()));
+        }
+        if let Some(t) = at.checked_add_signed(GONE_KEPT) {
+            self.to_forget.insert((t, name.to_string()));
+        }
+    }
+
+    /// Drops from the listing index the snapshots gone for a moment and
+    /// forgets those gone for [`GONE_KEPT`]: the work is what expired since
+    /// the last call, not the whole account.
+    fn expire(&mut self, now: DateTime<Utc>) {
+        // An entry applies only while its snapshot still has that gone time
+        // (the name may have been taken again since).
+        while let Some((t, name)) = self.to_unlist.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.to_unlist.pop_first();
+            if let Some(s) = self.snapshots.get(&name) {
+                if s.gone_at.and_then(|g| g.checked_add_signed(UNLIST_SLACK)) == Some(t) {
+                    self.listed[family_index(s.family)].remove(&name);
+                }
+            }
+        }
+        while let Some((t, name)) = self.to_forget.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.to_forget.pop_first();
+            let expired = self.snapshots.get(&name).is_some_and(|s| {
+                s.gone_at.and_then(|g| g.checked_add_signed(GONE_KEPT)) == Some(t)
+            });
+            if expired {
+                if let Some(s) = self.snapshots.remove(&name) {
+                    self.listed[family_index(s.family)].remove(&name);
+                }
+            }
+        }
     }
 
     /// Every snapshot, gone ones included (`"gone": true`), for tests.
@@ -347,10 +428,7 @@ pub(super) fn dispatch(
     ctx: &mut Ctx<'_>,
 ) -> Result<Value, ApiError> {
     let now = ctx.now;
-    ctx.state.snapshots.retain(|_, s| {
-        s.gone_at
-            .is_none_or(|t| now < t + chrono::TimeDelta::minutes(10))
-    });
+    ctx.state.expire(now);
     match action {
         "CreateInstanceSnapshot" => create(ctx, input, Family::Instance, action),
         "CreateDiskSnapshot" => create(ctx, input, Family::Disk, action),
@@ -533,21 +611,18 @@ fn create(
         )));
     }
     let (ends_at, fails) = ctx.ends(action);
-    ctx.state.snapshots.insert(
-        name.clone(),
-        Snap {
-            name: name.clone(),
-            family,
-            source: source.clone(),
-            created_at: now,
-            ready_at: ends_at,
-            fails,
-            tags,
-            from_auto: false,
-            gone_at: None,
-            arn_id: uuid_like(),
-        },
-    );
+    ctx.state.insert_snapshot(Snap {
+        name: name.clone(),
+        family,
+        source: source.clone(),
+        created_at: now,
+        ready_at: ends_at,
+        fails,
+        tags,
+        from_auto: false,
+        gone_at: None,
+        arn_id: uuid_like(),
+    });
     let on_snapshot = ctx.new_op(
         &name,
         family.type_name(),
@@ -573,22 +648,26 @@ fn create(
 
 fn list(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result<Value, ApiError> {
     let now = ctx.now;
-    let offset = match input.get("pageToken").and_then(Value::as_str) {
-        None | Some("") => 0,
-        Some(t) => {
-            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
-        }
+    let after = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(t) => Some(
+            decode_snapshot_token(t)
+                .ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?,
+        ),
     };
-    let all: Vec<&Snap> = ctx
-        .state
-        .snapshots
-        .values()
+    let state = &*ctx.state;
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let size = state.page_size();
+    // Snapshots by name, this family, not gone at `now`; one more than a
+    // page tells whether another page follows.
+    let found: Vec<&Snap> = state.listed[family_index(family)]
+        .range::<String, _>((start, Bound::Unbounded))
+        .filter_map(|name| state.snapshots.get(name))
         .filter(|s| s.family == family && s.gone_at.is_none_or(|t| now < t))
+        .take(size + 1)
         .collect();
-    let size = ctx.state.page_size();
-    let page: Vec<Value> = all
+    let page: Vec<Value> = found
         .iter()
-        .skip(offset)
         .take(size)
         .map(|s| snapshot_json(s, now))
         .collect();
@@ -597,8 +676,10 @@ fn list(ctx: &mut Ctx<'_>, input: &Map<String, Value>, family: Family) -> Result
         Family::Disk => "diskSnapshots",
     };
     let mut out = json!({ key: page });
-    if offset + size < all.len() {
-        out["nextPageToken"] = json!(encode_token(offset + size));
+    if found.len() > size {
+        if let Some(last) = found.get(size - 1) {
+            out["nextPageToken"] = json!(encode_snapshot_token(&last.name));
+        }
     }
     Ok(out)
 }
@@ -676,10 +757,9 @@ fn delete(
     };
     let (ends_at, fails) = ctx.ends(action);
     if !fails {
-        if let Some(s) = ctx.state.snapshots.get_mut(&name) {
-            // Never-finishing deletes keep the snapshot listed.
-            s.gone_at = Some(ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
-        }
+        // Never-finishing deletes keep the snapshot listed.
+        ctx.state
+            .mark_gone(&name, ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
     }
     let op = ctx.new_op(
         &name,
@@ -1057,6 +1137,21 @@ fn encode_token(offset: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{{\"v\":1,\"o\":{offset}}}"))
 }
 
+/// A snapshot listing's token: the page resumes after this name (stable
+/// while snapshots come and go between pages, as an offset is not).
+fn encode_snapshot_token(after: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(json!({ "v": 2, "after": after }).to_string())
+}
+
+fn decode_snapshot_token(t: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    if v.get("v")?.as_u64()? != 2 {
+        return None;
+    }
+    Some(v.get("after")?.as_str()?.to_string())
+}
+
 fn decode_token(t: &str) -> Option<usize> {
     let raw = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
@@ -1084,4 +1179,178 @@ fn uuid_like() -> String {
         &hex[16..20],
         &hex[20..]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(names: &[(&str, Family)], page: usize) -> LightsailState {
+        let mut st = LightsailState::default();
+        st.set_page_size(page);
+        let t0 = Utc::now() - chrono::TimeDelta::days(1);
+        for (name, family) in names {
+            let seed = SeedSnapshot {
+                name: name.to_string(),
+                source: "web-1".to_string(),
+                resource: if *family == Family::Disk {
+                    "disk"
+                } else {
+                    "instance"
+                }
+                .to_string(),
+                tags: Vec::new(),
+                auto: false,
+                created_at: Some(t0),
+            };
+            st.seed_snapshot(&seed, t0).expect("seeded");
+        }
+        st
+    }
+
+    fn call(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+        input: Value,
+    ) -> Value {
+        let mut ctx = Ctx {
+            state: st,
+            faults,
+            duration: Duration::from_millis(100),
+            now: Utc::now(),
+            fault_hit: None,
+        };
+        let Value::Object(input) = input else {
+            panic!("input must be an object");
+        };
+        dispatch(action, &input, &mut ctx).expect("answered")
+    }
+
+    /// Every page of a listing: the names in order, and how many pages.
+    fn pages(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+    ) -> (Vec<String>, usize) {
+        let key = if action == "GetInstanceSnapshots" {
+            "instanceSnapshots"
+        } else {
+            "diskSnapshots"
+        };
+        let (mut names, mut token, mut n) = (Vec::new(), None::<String>, 0);
+        loop {
+            let input = token.map_or(json!({}), |t| json!({ "pageToken": t }));
+            let page = call(st, faults, action, input);
+            n += 1;
+            for s in page[key].as_array().expect("list") {
+                names.push(s["name"].as_str().expect("name").to_string());
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) => token = Some(t.to_string()),
+                None => return (names, n),
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_each_family_in_name_order_with_no_empty_last_page() {
+        let mut names: Vec<(String, Family)> = (0..7)
+            .map(|i| (format!("inst-{i}"), Family::Instance))
+            .collect();
+        names.extend((0..5).map(|i| (format!("a-disk-{i}"), Family::Disk)));
+        let refs: Vec<(&str, Family)> = names.iter().map(|(n, f)| (n.as_str(), *f)).collect();
+        let mut st = state_with(&refs, 3);
+        let mut faults = FaultRegistry::default();
+        let (inst, n) = pages(&mut st, &mut faults, "GetInstanceSnapshots");
+        let want: Vec<String> = (0..7).map(|i| format!("inst-{i}")).collect();
+        assert_eq!((inst, n), (want, 3));
+        let (disks, n) = pages(&mut st, &mut faults, "GetDiskSnapshots");
+        assert_eq!(disks.len(), 5);
+        assert_eq!(n, 2);
+        // Exactly one full page: no token, no empty page after it.
+        let mut st = state_with(&refs[..3], 3);
+        assert_eq!(pages(&mut st, &mut faults, "GetInstanceSnapshots").1, 1);
+        let bad = {
+            let mut ctx = Ctx {
+                state: &mut st,
+                faults: &mut faults,
+                duration: Duration::ZERO,
+                now: Utc::now(),
+                fault_hit: None,
+            };
+            let input = json!({ "pageToken": encode_token(3) });
+            let Value::Object(input) = input else {
+                unreachable!()
+            };
+            dispatch("GetInstanceSnapshots", &input, &mut ctx).expect_err("old offset token")
+        };
+        assert_eq!(bad.type_name, "InvalidInputException");
+    }
+
+    #[test]
+    fn a_page_resumes_after_its_last_name_when_snapshots_go_in_between() {
+        let names: Vec<String> = (0..6).map(|i| format!("s-{i}")).collect();
+        let refs: Vec<(&str, Family)> = names
+            .iter()
+            .map(|n| (n.as_str(), Family::Instance))
+            .collect();
+        let mut st = state_with(&refs, 2);
+        let mut faults = FaultRegistry::default();
+        let first = call(&mut st, &mut faults, "GetInstanceSnapshots", json!({}));
+        let token = first["nextPageToken"].as_str().expect("token").to_string();
+        // s-0 (already read) goes: an offset would now skip s-2.
+        st.mark_gone("s-0", Utc::now() - chrono::TimeDelta::seconds(5));
+        let next = call(
+            &mut st,
+            &mut faults,
+            "GetInstanceSnapshots",
+            json!({ "pageToken": token }),
+        );
+        let got: Vec<&str> = next["instanceSnapshots"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(got, ["s-2", "s-3"]);
+    }
+
+    #[test]
+    fn gone_snapshots_leave_the_listing_then_the_state_and_names_can_be_reused() {
+        let mut st = state_with(&[("a1", Family::Instance), ("b1", Family::Instance)], 10);
+        let mut faults = FaultRegistry::default();
+        let now = Utc::now();
+        st.mark_gone("a1", now - chrono::TimeDelta::minutes(11));
+        st.mark_gone("b1", now + chrono::TimeDelta::hours(1));
+        let (names, _) = pages(&mut st, &mut faults, "GetInstanceSnapshots");
+        assert_eq!(names, ["b1"]);
+        assert!(
+            !st.snapshots.contains_key("a1"),
+            "forgotten after 10 minutes"
+        );
+        assert!(!st.listed[0].contains("a1"));
+        // A never-ending delete keeps it listed, and the next request does
+        // not trip over the end of time.
+        st.mark_gone("b1", DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            pages(&mut st, &mut faults, "GetInstanceSnapshots").0,
+            ["b1"]
+        );
+        // A name gone and taken again by the other family lists there only.
+        st.mark_gone("b1", now - chrono::TimeDelta::seconds(30));
+        let seed = SeedSnapshot {
+            name: "b1".into(),
+            source: "d1".into(),
+            resource: "disk".into(),
+            tags: Vec::new(),
+            auto: false,
+            created_at: None,
+        };
+        st.seed_snapshot(&seed, now).expect("name free again");
+        assert!(pages(&mut st, &mut faults, "GetInstanceSnapshots")
+            .0
+            .is_empty());
+        assert_eq!(pages(&mut st, &mut faults, "GetDiskSnapshots").0, ["b1"]);
+    }
 }

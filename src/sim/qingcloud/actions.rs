@@ -146,7 +146,7 @@ fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError>
     let (qing, now) = (&*ctx.qing, ctx.now);
 
     let matching: Vec<&Snapshot> = qing
-        .snapshots_newest_first(Some(ctx.zone))
+        .snapshot_candidates(ctx.zone, &ids, resource_id)
         .into_iter()
         .filter(|s| {
             let status = qing.view(s, now).status.as_str();
@@ -265,8 +265,12 @@ fn describe_jobs(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     {
         return Err(ApiError::not_found(unknown));
     }
-    let matching: Vec<_> = qing
-        .jobs_newest_first(Some(zone))
+    let candidates = if ids.is_empty() {
+        qing.jobs_newest_first(Some(zone))
+    } else {
+        qing.jobs_by_id(zone, &ids)
+    };
+    let matching: Vec<_> = candidates
         .into_iter()
         .filter(|j| {
             let status = j.status(now).as_str();
@@ -311,12 +315,16 @@ fn describe_resources(
     let ids = list_param(ctx.params, list_name)?;
     let (offset, limit) = paging(ctx.params)?;
     let (qing, now, zone) = (&*ctx.qing, ctx.now, ctx.zone);
-    let mut matching: Vec<_> = qing
-        .resources
-        .values()
-        .filter(|r| r.kind == kind && r.zone == zone)
-        .filter(|r| ids.is_empty() || ids.contains(&r.id))
-        .collect();
+    let mut matching: Vec<_> = if ids.is_empty() {
+        qing.resources.values().collect()
+    } else {
+        let mut seen = std::collections::HashSet::new();
+        ids.iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .filter_map(|id| qing.resources.get(id))
+            .collect()
+    };
+    matching.retain(|r| r.kind == kind && r.zone == zone);
     matching.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
     let set: Vec<Value> = matching
         .iter()
@@ -324,9 +332,8 @@ fn describe_resources(
         .take(limit)
         .map(|r| {
             let latest = qing
-                .snapshots
-                .values()
-                .filter(|s| s.resource_id == r.id && qing.view(s, now).status.as_str() != "ceased")
+                .snapshots_of_resource(&r.id)
+                .filter(|s| qing.view(s, now).status.as_str() != "ceased")
                 .map(|s| s.create_time)
                 .max();
             let mut item = json!({

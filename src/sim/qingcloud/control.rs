@@ -25,6 +25,22 @@ pub(crate) fn routes() -> Router<Simulator> {
             get(list_snapshots).post(add_snapshot),
         )
         .route("/_sim/qingcloud/jobs", get(list_jobs))
+        .route("/_sim/qingcloud/seed", post(seed_bulk))
+}
+
+/// Many volumes, instances and snapshots in one request and one lock (a
+/// benchmark seeds tens of thousands): each item as its own endpoint takes
+/// it, applied in the order volumes, instances, snapshots. Every item is
+/// checked before any is applied.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bulk {
+    #[serde(default)]
+    volumes: Vec<NewVolume>,
+    #[serde(default)]
+    instances: Vec<NewInstance>,
+    #[serde(default)]
+    snapshots: Vec<NewSnapshot>,
 }
 
 #[derive(Deserialize)]
@@ -70,9 +86,15 @@ struct NewSnapshot {
 
 /// Answers 400 naming the first empty field.
 fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
+    require_in("", fields)
+}
+
+/// [`require`] for an item of a bulk request: `where_` (`snapshots[3].`)
+/// prefixes the field's name.
+fn require_in(where_: &str, fields: &[(&str, &str)]) -> Result<(), ControlError> {
     match fields.iter().find(|(_, v)| v.trim().is_empty()) {
         Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{name} must not be empty"
+            "{where_}{name} must not be empty"
         ))),
         None => Ok(()),
     }
@@ -113,6 +135,48 @@ async fn add_snapshot(State(sim): State<Simulator>, body: Bytes) -> Answer {
     require(&[("zone", &s.zone), ("resource_id", &s.resource_id)])?;
     let id = sim.seed_qingcloud_snapshot(&s.zone, &s.resource_id, &s.snapshot_name, s.create_time);
     Ok(Json(json!({ "snapshot_id": id })))
+}
+
+async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let b: Bulk = parse_json(&body)?;
+    for (i, v) in b.volumes.iter().enumerate() {
+        let fields = [("zone", v.zone.as_str()), ("volume_id", &v.volume_id)];
+        require_in(&format!("volumes[{i}]."), &fields)?;
+    }
+    for (i, v) in b.instances.iter().enumerate() {
+        let fields = [("zone", v.zone.as_str()), ("instance_id", &v.instance_id)];
+        require_in(&format!("instances[{i}]."), &fields)?;
+    }
+    for (i, s) in b.snapshots.iter().enumerate() {
+        let fields = [("zone", s.zone.as_str()), ("resource_id", &s.resource_id)];
+        require_in(&format!("snapshots[{i}]."), &fields)?;
+    }
+    let now = Utc::now();
+    let mut state = sim.lock();
+    let qing = &mut state.qingcloud;
+    for v in b.volumes {
+        let name = v.volume_name.unwrap_or_default();
+        qing.seed_resource(&v.zone, &v.volume_id, &name, ResourceKind::Volume);
+        qing.set_tags(&v.volume_id, v.tags.unwrap_or_default());
+    }
+    for i in b.instances {
+        let name = i.instance_name.unwrap_or_default();
+        qing.seed_resource(&i.zone, &i.instance_id, &name, ResourceKind::Instance);
+        qing.set_tags(&i.instance_id, i.tags.unwrap_or_default());
+    }
+    let ids: Vec<String> = b
+        .snapshots
+        .iter()
+        .map(|s| {
+            qing.seed_snapshot(
+                &s.zone,
+                &s.resource_id,
+                &s.snapshot_name,
+                s.create_time.unwrap_or(now),
+            )
+        })
+        .collect();
+    Ok(Json(json!({ "snapshot_ids": ids })))
 }
 
 async fn list_snapshots(State(sim): State<Simulator>) -> Json<Value> {

@@ -194,6 +194,12 @@ pub(crate) struct QingState {
     pub(crate) snapshots: HashMap<String, Snapshot>,
     pub(crate) jobs: HashMap<String, Job>,
     next_seq: u64,
+    /// Snapshot ids per `resource_id` and per `root_id` (chain), in the order
+    /// they were made. Snapshots are never removed (ceased ones stay), so
+    /// these only grow with [`QingState::insert_snapshot`]; they let a
+    /// request cost what its answer costs, not what the whole account holds.
+    by_resource: HashMap<String, Vec<String>>,
+    by_root: HashMap<String, Vec<String>>,
 }
 
 /// One new async job's parameters.
@@ -274,24 +280,21 @@ impl QingState {
             .get(resource_id)
             .map_or(DEFAULT_DISK_GB, |r| r.size_gb)
             * 1024;
-        self.snapshots.insert(
-            id.clone(),
-            Snapshot {
-                id: id.clone(),
-                seq,
-                zone: zone.to_string(),
-                name: name.to_string(),
-                resource_id: resource_id.to_string(),
-                full: true,
-                root_id: id.clone(),
-                parent_id: None,
-                size_mb,
-                create_time,
-                create_job: None,
-                delete_job: None,
-                taken_at: create_time,
-            },
-        );
+        self.insert_snapshot(Snapshot {
+            id: id.clone(),
+            seq,
+            zone: zone.to_string(),
+            name: name.to_string(),
+            resource_id: resource_id.to_string(),
+            full: true,
+            root_id: id.clone(),
+            parent_id: None,
+            size_mb,
+            create_time,
+            create_job: None,
+            delete_job: None,
+            taken_at: create_time,
+        });
         let now = Utc::now();
         let newer_head = self
             .effective_head(resource_id, now)
@@ -302,6 +305,40 @@ impl QingState {
             }
         }
         id
+    }
+
+    /// The one way a snapshot enters the state: the map and its indexes.
+    fn insert_snapshot(&mut self, snap: Snapshot) {
+        self.by_resource
+            .entry(snap.resource_id.clone())
+            .or_default()
+            .push(snap.id.clone());
+        self.by_root
+            .entry(snap.root_id.clone())
+            .or_default()
+            .push(snap.id.clone());
+        self.snapshots.insert(snap.id.clone(), snap);
+    }
+
+    /// Every snapshot (any status) of `resource_id`, in no particular order.
+    pub(crate) fn snapshots_of_resource<'a>(
+        &'a self,
+        resource_id: &str,
+    ) -> impl Iterator<Item = &'a Snapshot> + 'a {
+        self.by_resource
+            .get(resource_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.snapshots.get(id))
+    }
+
+    /// Every snapshot (any status) of the chain rooted at `root_id`.
+    fn snapshots_of_chain<'a>(&'a self, root_id: &str) -> impl Iterator<Item = &'a Snapshot> + 'a {
+        self.by_root
+            .get(root_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.snapshots.get(id))
     }
 
     fn new_snapshot_id(&self) -> String {
@@ -446,9 +483,9 @@ impl QingState {
                 return Err(ApiError::not_found(rid));
             }
             let busy = !seen.insert(rid.as_str())
-                || self.snapshots.values().any(|s| {
-                    &s.resource_id == rid && self.view(s, now).status == SnapStatus::Pending
-                });
+                || self
+                    .snapshots_of_resource(rid)
+                    .any(|s| self.view(s, now).status == SnapStatus::Pending);
             if busy {
                 return Err(ApiError::busy(rid, "creating"));
             }
@@ -493,24 +530,21 @@ impl QingState {
                 }
                 None => (true, id.clone(), None, disk_mb),
             };
-            self.snapshots.insert(
-                id.clone(),
-                Snapshot {
-                    id: id.clone(),
-                    seq,
-                    zone: zone.to_string(),
-                    name: name.to_string(),
-                    resource_id: rid.clone(),
-                    full,
-                    root_id,
-                    parent_id,
-                    size_mb,
-                    create_time: now,
-                    create_job: Some(job_id.clone()),
-                    delete_job: None,
-                    taken_at: after(now, plan.duration / 2),
-                },
-            );
+            self.insert_snapshot(Snapshot {
+                id: id.clone(),
+                seq,
+                zone: zone.to_string(),
+                name: name.to_string(),
+                resource_id: rid.clone(),
+                full,
+                root_id,
+                parent_id,
+                size_mb,
+                create_time: now,
+                create_job: Some(job_id.clone()),
+                delete_job: None,
+                taken_at: after(now, plan.duration / 2),
+            });
             if let Some(r) = self.resources.get_mut(&rid) {
                 r.head = Some(id);
             }
@@ -590,9 +624,12 @@ impl QingState {
             if doomed.contains(&id) {
                 continue;
             }
+            // A child shares its parent's chain (root), so only that chain
+            // is searched.
+            let root = self.snapshots.get(&id).map(|s| s.root_id.clone());
             frontier.extend(
-                self.snapshots
-                    .values()
+                root.iter()
+                    .flat_map(|r| self.snapshots_of_chain(r))
                     .filter(|s| s.parent_id.as_deref() == Some(id.as_str()))
                     .map(|s| s.id.clone()),
             );
@@ -625,31 +662,91 @@ impl QingState {
 
     /// Snapshots in `zone`, newest first.
     pub(crate) fn snapshots_newest_first(&self, zone: Option<&str>) -> Vec<&Snapshot> {
-        let mut list: Vec<&Snapshot> = self
-            .snapshots
-            .values()
-            .filter(|s| zone.is_none_or(|z| s.zone == z))
-            .collect();
-        list.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.seq.cmp(&a.seq)));
-        list
+        newest_first(self.snapshots.values(), zone)
+    }
+
+    /// The smallest set of snapshots a DescribeSnapshots filter can match,
+    /// newest first: the named ids, else the resource's snapshots, else all
+    /// in `zone`. The caller still applies every filter; this only narrows
+    /// where it looks (the answer is the same, its cost is not).
+    pub(crate) fn snapshot_candidates(
+        &self,
+        zone: &str,
+        ids: &[String],
+        resource_id: Option<&str>,
+    ) -> Vec<&Snapshot> {
+        if !ids.is_empty() {
+            let mut seen = HashSet::new();
+            let named = ids
+                .iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .filter_map(|id| self.snapshots.get(id));
+            newest_first(named, Some(zone))
+        } else if let Some(rid) = resource_id {
+            newest_first(self.snapshots_of_resource(rid), Some(zone))
+        } else {
+            self.snapshots_newest_first(Some(zone))
+        }
     }
 
     /// Jobs in `zone`, newest first.
     pub(crate) fn jobs_newest_first(&self, zone: Option<&str>) -> Vec<&Job> {
-        let mut list: Vec<&Job> = self
-            .jobs
-            .values()
-            .filter(|j| zone.is_none_or(|z| j.zone == z))
-            .collect();
-        list.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.seq.cmp(&a.seq)));
-        list
+        newest_first(self.jobs.values(), zone)
+    }
+
+    /// The jobs named in `ids` (each once; unknown ones left out) in `zone`,
+    /// newest first: what DescribeJobs with `jobs.N` looks at.
+    pub(crate) fn jobs_by_id(&self, zone: &str, ids: &[String]) -> Vec<&Job> {
+        let mut seen = HashSet::new();
+        let named = ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .filter_map(|id| self.jobs.get(id));
+        newest_first(named, Some(zone))
     }
 
     /// Alive members of the chain rooted at `root_id`.
     pub(crate) fn chain_members(&self, root_id: &str, now: DateTime<Utc>) -> Vec<&Snapshot> {
-        self.snapshots
-            .values()
-            .filter(|s| s.root_id == root_id && self.view(s, now).status.is_alive())
+        self.snapshots_of_chain(root_id)
+            .filter(|s| self.view(s, now).status.is_alive())
             .collect()
     }
+}
+
+/// What snapshots and jobs share for listing: a zone, a creation time and a
+/// sequence number that breaks ties.
+pub(crate) trait Listed {
+    fn zone(&self) -> &str;
+    fn order_key(&self) -> (DateTime<Utc>, u64);
+}
+
+impl Listed for Snapshot {
+    fn zone(&self) -> &str {
+        &self.zone
+    }
+    fn order_key(&self) -> (DateTime<Utc>, u64) {
+        (self.create_time, self.seq)
+    }
+}
+
+impl Listed for Job {
+    fn zone(&self) -> &str {
+        &self.zone
+    }
+    fn order_key(&self) -> (DateTime<Utc>, u64) {
+        (self.create_time, self.seq)
+    }
+}
+
+/// Those in `zone` (all when None), newest first (create time, then
+/// sequence, both descending).
+fn newest_first<'a, T: Listed>(
+    items: impl Iterator<Item = &'a T>,
+    zone: Option<&str>,
+) -> Vec<&'a T> {
+    let mut list: Vec<&T> = items
+        .filter(|x| zone.is_none_or(|z| x.zone() == z))
+        .collect();
+    list.sort_by_key(|x| std::cmp::Reverse(x.order_key()));
+    list
 }
