@@ -32,6 +32,10 @@ pub struct ApiClient {
     requests_per_second: f64,
     /// Requests waiting for the rate limit right now.
     waiting: Arc<AtomicUsize>,
+    /// Waiting requests queue here, first come first served, so only the
+    /// head of the queue waits on the limiter (which otherwise wakes every
+    /// waiter for every token: quadratic work with thousands waiting).
+    queue: Arc<tokio::sync::Mutex<()>>,
     /// The `[providers.NAME]` this client serves, for metrics.
     provider: Arc<str>,
 }
@@ -74,6 +78,7 @@ impl ApiClient {
             limiter: Arc::new(limiter(settings.requests_per_second)),
             requests_per_second: settings.requests_per_second,
             waiting: Arc::default(),
+            queue: Arc::default(),
             provider: Arc::from(""),
         })
     }
@@ -95,9 +100,10 @@ impl ApiClient {
         self.waiting.load(Ordering::Relaxed) == 0
     }
 
-    /// Wait until the rate limit allows one more request.
+    /// Wait until the rate limit allows one more request; requests that
+    /// must wait are let through in the order they came.
     pub async fn until_ready(&self) {
-        if self.limiter.check().is_ok() {
+        if self.is_idle() && self.limiter.check().is_ok() {
             return;
         }
         struct Waiting<'a>(&'a AtomicUsize);
@@ -108,6 +114,7 @@ impl ApiClient {
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _counted = Waiting(&self.waiting);
+        let _turn = self.queue.lock().await;
         self.limiter.until_ready().await;
     }
 
@@ -378,6 +385,41 @@ mod tests {
         .expect("the 11th request is counted while it waits");
         waiter.await.expect("waiter");
         assert!(api.is_idle());
+    }
+
+    #[tokio::test]
+    async fn requests_that_wait_for_the_rate_limit_go_first_come_first_served() {
+        let api = ApiClient::new(&HttpSettings {
+            requests_per_second: 100.0,
+            request_timeout: Duration::from_secs(10),
+            ca_file: None,
+        })
+        .expect("client");
+        for _ in 0..100 {
+            api.until_ready().await;
+        }
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (a, o) = (api.clone(), order.clone());
+            let before = api_waiting(&api);
+            tasks.push(tokio::spawn(async move {
+                a.until_ready().await;
+                o.lock().expect("order").push(i);
+            }));
+            // Task i is queued before task i + 1 starts.
+            while api_waiting(&api) <= before && !tasks[i].is_finished() {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(*order.lock().expect("order"), (0..20).collect::<Vec<_>>());
+    }
+
+    fn api_waiting(api: &ApiClient) -> usize {
+        api.waiting.load(Ordering::Relaxed)
     }
 
     #[tokio::test]
