@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::errors;
 use super::sign;
 use super::wire::Envelope;
 use crate::config::{QingCloudSettings, Secret};
 use crate::providers::http::{self, ApiClient};
+use crate::providers::query_api;
 use crate::providers::{ErrorKind, ProviderError};
 
 /// The endpoint, split once: the URL up to the path (no query) and the
@@ -28,15 +28,7 @@ struct Endpoint {
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<Endpoint, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid QingCloud endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid QingCloud endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
+    let url = query_api::parse_endpoint("QingCloud", endpoint)?;
     Ok(Endpoint {
         path: url.path().to_string(),
         base: url.as_str().to_string(),
@@ -145,17 +137,12 @@ impl Client {
             .unwrap_or_default()
     }
 
-    /// Remove the secret and this request's signature from a server
-    /// message, in case the server echoes what it was sent.
+    /// Remove the secret and this request's signature (as sent and
+    /// percent-encoded) from a server message, in case the server echoes
+    /// what it was sent.
     fn scrub(&self, message: &str, signature: &str) -> String {
-        let mut out = message.to_string();
         let encoded = sign::encode(signature);
-        for needle in [self.secret.expose(), signature, encoded.as_str()] {
-            if !needle.is_empty() {
-                out = out.replace(needle, "[redacted]");
-            }
-        }
-        out
+        query_api::scrub(message, &[self.secret.expose(), signature, &encoded])
     }
 }
 
@@ -167,31 +154,15 @@ pub(super) fn decode<T: DeserializeOwned>(
     body: &[u8],
     scrub: impl Fn(&str) -> String,
 ) -> Result<T, ProviderError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let envelope =
-        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let Some(ret_code) = envelope.ret_code else {
-        return Err(errors::malformed(action, "no ret_code", body.len()));
-    };
-    tracing::debug!(action, ret_code, "qingcloud call");
-    if ret_code != 0 {
-        let message = envelope.message.map(|m| scrub(&m));
-        return Err(errors::api_error(action, ret_code, message.as_deref()));
-    }
-    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
+    query_api::decode::<Envelope, T>(&errors::DIALECT, action, body, scrub)
 }
 
 /// `name.1=v1&name.2=v2…` for a list parameter.
-pub(super) fn list_param<'a>(
+pub(super) fn list_param(
     name: &str,
-    values: impl IntoIterator<Item = &'a String>,
+    values: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Vec<(String, String)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{name}.{}", i + 1), v.clone()))
-        .collect()
+    query_api::list_param(name, 1, values)
 }
 
 #[cfg(test)]

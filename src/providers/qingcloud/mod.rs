@@ -29,6 +29,8 @@ use self::wire::{
     DescribeSnapshotsResponse, Snapshot,
 };
 use super::http::ApiClient;
+use super::query_api::paging::{self, Page, Paging};
+use super::query_api::unique;
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
     OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
@@ -244,11 +246,15 @@ impl Provider for QingCloud {
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut offset: u64 = 0;
-        let mut total: Option<u64> = None;
-        loop {
+        let paging = Paging {
+            call: DESCRIBE_SNAPSHOTS,
+            total_field: "total_count",
+            offset_field: "offset",
+            noun: "snapshots",
+            exact: false,
+        };
+        let fetch = |offset: u64| async move {
             let params = vec![
                 ("resource_id".to_string(), target.to_string()),
                 ("verbose".to_string(), "0".to_string()),
@@ -257,46 +263,18 @@ impl Provider for QingCloud {
             ];
             let page: DescribeSnapshotsResponse =
                 self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
-            let Some(page_total) = page.total_count else {
-                return Err(errors::unexpected(
-                    DESCRIBE_SNAPSHOTS,
-                    "no total_count in a listing",
-                ));
-            };
-            match total {
-                None => total = Some(page_total),
-                Some(t) if t != page_total => {
-                    return Err(incomplete(format!(
-                        "total_count changed from {t} to {page_total} between pages"
-                    )));
-                }
-                Some(_) => {}
-            }
-            if offset >= page_total {
-                break;
-            }
-            if page.snapshot_set.is_empty() {
-                return Err(incomplete(format!(
-                    "empty page at offset {offset} of {page_total}"
-                )));
-            }
-            offset += page.snapshot_set.len() as u64;
-            for s in page.snapshot_set {
-                if seen.insert(s.snapshot_id.clone()) {
-                    out.push(remote_snapshot(&s, policy, target));
-                }
-            }
-            if offset >= page_total {
-                break;
-            }
-        }
-        let total = total.unwrap_or(0);
-        if (out.len() as u64) < total {
-            return Err(incomplete(format!(
-                "{} distinct snapshots read, total_count is {total} (items moved between pages)",
-                out.len()
-            )));
-        }
+            Ok(Page {
+                total: page.total_count,
+                items: Ok(page.snapshot_set),
+            })
+        };
+        paging::read_all(
+            &paging,
+            fetch,
+            |s: &Snapshot| Ok(s.snapshot_id.clone()),
+            |_, s| out.push(remote_snapshot(&s, policy, target)),
+        )
+        .await?;
         Ok(out)
     }
 
@@ -631,23 +609,6 @@ fn check_whole(call: &str, got: usize, total: Option<u64>) -> Result<(), Provide
 
 fn is_not_found(e: &ProviderError) -> bool {
     e.kind == ErrorKind::NotFound && e.code.as_deref() == Some("2100")
-}
-
-fn incomplete(detail: String) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        DESCRIBE_SNAPSHOTS,
-        format!("listing incomplete: {detail}"),
-    )
-}
-
-/// Distinct values in first-seen order.
-fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    values
-        .filter(|v| seen.insert(*v))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Fuzzing entry (`fuzz/`): `body` as the answer of each action the

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use chrono::{TimeZone, Utc};
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Secret;
-use crate::providers::http::HttpSettings;
+use crate::providers::query_api::fake::{self, api, listen, ok, p, reply, Fake, Params, Reply};
 
 const AK: &str = "QYACCESSKEYIDEXAMPLE";
 const SK: &str = "SECRETACCESSKEY";
@@ -227,37 +226,13 @@ fn create_responses() {
 
 // ------------------------------------------------------------- fake server
 
-type Params = BTreeMap<String, String>;
-type Responder = Box<dyn Fn(&Params) -> (u16, Value) + Send + Sync>;
-
-struct Fake {
-    calls: Mutex<Vec<Params>>,
-    respond: Responder,
-}
-
-impl Fake {
-    fn calls(&self) -> Vec<Params> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.calls()
-            .iter()
-            .map(|p| p.get("action").cloned().unwrap_or_default())
-            .collect()
-    }
-}
-
 fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Checks the query the way QingCloud does: it must be exactly the
 /// canonical form followed by `&signature=`, with a valid signature.
-async fn handle(
-    State(fake): State<Arc<Fake>>,
-    RawQuery(q): RawQuery,
-) -> (StatusCode, HeaderMap, String) {
+async fn handle(State(fake): State<Arc<Fake>>, RawQuery(q): RawQuery) -> Reply {
     let q = q.unwrap_or_default();
     let Some((canonical, sig)) = q.rsplit_once("&signature=") else {
         return reply(200, json!({"ret_code":1100,"message":"no signature"}));
@@ -286,80 +261,29 @@ async fn handle(
     ] {
         assert!(params.contains_key(common), "missing {common}");
     }
-    if let Ok(mut calls) = fake.calls.lock() {
-        calls.push(params.clone());
-    }
-    let (status, body) = (fake.respond)(&params);
-    reply(status, body)
-}
-
-fn reply(status: u16, body: Value) -> (StatusCode, HeaderMap, String) {
-    let mut headers = HeaderMap::new();
-    if status == 429 {
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-    }
-    let body = match body {
-        Value::String(s) => s, // raw, possibly non-JSON body
-        other => other.to_string(),
-    };
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        headers,
-        body,
-    )
+    fake.answer(params)
 }
 
 async fn serve(
     respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
 ) -> (QingCloud, Arc<Fake>) {
-    let fake = Arc::new(Fake {
-        calls: Mutex::new(Vec::new()),
-        respond: Box::new(respond),
-    });
+    let fake = Fake::new("action", respond);
     let app = Router::new()
         .route("/iaas/", get(handle))
         .with_state(fake.clone());
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("local_addr: {e}"),
-    };
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let api = match ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    }) {
-        Ok(a) => a,
-        Err(e) => panic!("client: {e}"),
-    };
+    let addr = listen(app).await;
     let settings = QingCloudSettings {
         zone: "ap2a".into(),
         access_key_id: AK.into(),
         secret_access_key: Secret::new(SK),
         endpoint: format!("http://{addr}/iaas/"),
     };
-    (QingCloud::new(&settings, api), fake)
-}
-
-fn ok(v: Value) -> (u16, Value) {
-    (200, v)
-}
-
-fn p<'a>(params: &'a Params, key: &str) -> &'a str {
-    params.get(key).map(String::as_str).unwrap_or("")
+    (QingCloud::new(&settings, api()), fake)
 }
 
 /// The values of `name.1..N`, in index order.
 fn list_of(params: &Params, name: &str) -> Vec<String> {
-    (1..)
-        .map_while(|i| params.get(&format!("{name}.{i}")).cloned())
-        .collect()
+    fake::list_of(params, name, 1)
 }
 
 fn req(full: bool) -> CreateRequest {
@@ -470,13 +394,7 @@ async fn secret_and_signature_never_reach_the_error() {
         secret_access_key: Secret::new("WRONGSECRET"),
         endpoint: qc_endpoint(&qc),
     };
-    let api = ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    });
-    let Ok(api) = api else { panic!("client") };
-    let qc2 = QingCloud::new(&wrong, api);
+    let qc2 = QingCloud::new(&wrong, api());
     let e = qc2.delete("ss-1").await.err();
     let Some(e) = e else {
         panic!("expected an error")

@@ -17,6 +17,16 @@ pub struct Envelope {
     pub message: Option<String>,
 }
 
+impl crate::providers::query_api::Envelope for Envelope {
+    fn ret_code(&self) -> Option<i64> {
+        self.ret_code
+    }
+
+    fn into_message(self) -> Option<String> {
+        self.message
+    }
+}
+
 /// `job_id`: documented as a string; the Go SDK reads an array since 2024.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]

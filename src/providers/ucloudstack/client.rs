@@ -10,13 +10,13 @@
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::errors;
 use super::sign;
 use super::wire::Envelope;
 use crate::config::{Secret, UCloudStackSettings};
 use crate::providers::http::{self, ApiClient};
+use crate::providers::query_api;
 use crate::providers::{ErrorKind, ProviderError};
 
 pub(super) struct Client {
@@ -33,16 +33,7 @@ pub(super) struct Client {
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid UCloudStack endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid UCloudStack endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url.to_string())
+    query_api::parse_endpoint("UCloudStack", endpoint).map(String::from)
 }
 
 impl Client {
@@ -136,13 +127,7 @@ impl Client {
     /// Remove the private key and this request's signature from a server
     /// message, in case the server echoes what it was sent.
     fn scrub(&self, message: &str, signature: &str) -> String {
-        let mut out = message.to_string();
-        for needle in [self.private_key.expose(), signature] {
-            if !needle.is_empty() {
-                out = out.replace(needle, "[redacted]");
-            }
-        }
-        out
+        query_api::scrub(message, &[self.private_key.expose(), signature])
     }
 }
 
@@ -154,31 +139,15 @@ pub(super) fn decode<T: DeserializeOwned>(
     body: &[u8],
     scrub: impl Fn(&str) -> String,
 ) -> Result<T, ProviderError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let envelope =
-        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let Some(ret_code) = envelope.ret_code else {
-        return Err(errors::malformed(action, "no RetCode", body.len()));
-    };
-    tracing::debug!(action, ret_code, "ucloudstack call");
-    if ret_code != 0 {
-        let message = envelope.message.map(|m| scrub(&m));
-        return Err(errors::api_error(action, ret_code, message.as_deref()));
-    }
-    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
+    query_api::decode::<Envelope, T>(&errors::DIALECT, action, body, scrub)
 }
 
 /// `name.0=v0&name.1=v1…`: UCloudStack arrays are 0-based.
-pub(super) fn list_param<'a>(
+pub(super) fn list_param(
     name: &str,
-    values: impl IntoIterator<Item = &'a String>,
+    values: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Vec<(String, String)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{name}.{i}"), v.clone()))
-        .collect()
+    query_api::list_param(name, 0, values)
 }
 
 #[cfg(test)]

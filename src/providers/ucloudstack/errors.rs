@@ -4,10 +4,10 @@
 //!
 //! Decides the kind only; retrying is the engine's business.
 
-use std::time::Duration;
-
-pub use crate::providers::{malformed, unexpected};
-use crate::providers::{ErrorKind, ProviderError};
+pub(crate) use crate::providers::query_api::http_error;
+use crate::providers::query_api::Dialect;
+pub use crate::providers::unexpected;
+use crate::providers::ErrorKind;
 
 /// Snapshot count of this disk reached the per-disk cap.
 pub const SNAPSHOT_QUOTA: i64 = 2500;
@@ -15,9 +15,6 @@ pub const SNAPSHOT_QUOTA: i64 = 2500;
 pub const VM_NOT_STOPPED: i64 = 2501;
 /// The disk has a snapshot being created or rolled back.
 pub const DISK_BUSY: i64 = 2502;
-
-/// Longest API message kept in an error; the rest is cut.
-const MAX_MESSAGE_CHARS: usize = 500;
 
 /// The kind of a non-zero `RetCode`. Anything unknown is permanent so that
 /// it is never retried blindly.
@@ -54,43 +51,26 @@ fn hint(ret_code: i64) -> Option<&'static str> {
     }
 }
 
-/// The error for a response whose `RetCode` is not 0. `message` is the API's
-/// text (already scrubbed by the caller).
-pub fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
-    let text = message
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(truncate)
-        .unwrap_or_else(|| format!("RetCode {ret_code} without a message"));
-    let text = match hint(ret_code) {
-        Some(h) => format!("{text} ({h})"),
-        None => text,
-    };
-    ProviderError::new(classify(ret_code), call, text).with_code(ret_code.to_string())
-}
-
-/// The error for an HTTP status other than 200. The body is not echoed.
-pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
-    let (kind, what) = match status {
-        429 => (ErrorKind::Throttled, "too many requests"),
-        s if s >= 500 => (ErrorKind::Transient, "server error"),
-        _ => (ErrorKind::Transient, "unexpected HTTP status"),
-    };
-    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
-        .with_code(format!("http {status}"));
-    if let Some(after) = retry_after {
-        err = err.with_retry_after(after);
-    }
-    err
-}
-
-fn truncate(s: &str) -> String {
-    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
-}
+/// UCloudStack's return-code envelope for the shared decoding (the kind
+/// depends on the code alone).
+pub(super) const DIALECT: Dialect = Dialect {
+    log_name: "ucloudstack",
+    ret_code_field: "RetCode",
+    classify: |ret_code, _message| classify(ret_code),
+    hint,
+};
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::providers::{query_api, ProviderError};
+
+    /// The error for a response whose `RetCode` is not 0, as `decode` builds it.
+    fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
+        query_api::api_error(&DIALECT, call, ret_code, message)
+    }
 
     #[test]
     fn ret_code_table() {

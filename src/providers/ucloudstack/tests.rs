@@ -4,12 +4,11 @@
 //! loopback. The server is a fixture, not the simulator.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
 use chrono::{TimeZone, Utc};
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Secret;
-use crate::providers::http::HttpSettings;
+use crate::providers::query_api::fake::{self, api, listen, ok, p, reply, Fake, Params, Reply};
 
 const PUB: &str = "UCSPUBLICKEY";
 const PRIV: &str = "ucs-private-key";
@@ -229,27 +228,6 @@ fn status_mapping() {
 
 // ------------------------------------------------------------- fake server
 
-type Params = BTreeMap<String, String>;
-type Responder = Box<dyn Fn(&Params) -> (u16, Value) + Send + Sync>;
-
-struct Fake {
-    calls: Mutex<Vec<Params>>,
-    respond: Responder,
-}
-
-impl Fake {
-    fn calls(&self) -> Vec<Params> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.calls()
-            .iter()
-            .map(|p| p.get("Action").cloned().unwrap_or_default())
-            .collect()
-    }
-}
-
 fn decode(s: &str) -> String {
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
@@ -257,11 +235,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Checks the form POST the way UCloudStack does (171 on a bad signature).
-async fn handle(
-    State(fake): State<Arc<Fake>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
+async fn handle(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Reply {
     let form = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -287,22 +261,7 @@ async fn handle(
     for common in ["Action", "PublicKey", "Region", "Zone"] {
         assert!(params.contains_key(common), "missing {common}");
     }
-    if let Ok(mut calls) = fake.calls.lock() {
-        calls.push(params.clone());
-    }
-    let (status, body) = (fake.respond)(&params);
-    reply(status, body)
-}
-
-fn reply(status: u16, body: Value) -> (StatusCode, String) {
-    let body = match body {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body,
-    )
+    fake.answer(params)
 }
 
 fn settings(endpoint: String, key: &str) -> UCloudStackSettings {
@@ -318,39 +277,15 @@ fn settings(endpoint: String, key: &str) -> UCloudStackSettings {
     }
 }
 
-fn api() -> ApiClient {
-    match ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    }) {
-        Ok(a) => a,
-        Err(e) => panic!("client: {e}"),
-    }
-}
-
 async fn serve_with(
     respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
     tweak: impl FnOnce(&mut UCloudStackSettings),
 ) -> (UCloudStack, Arc<Fake>) {
-    let fake = Arc::new(Fake {
-        calls: Mutex::new(Vec::new()),
-        respond: Box::new(respond),
-    });
+    let fake = Fake::new("Action", respond);
     let app = Router::new()
         .route("/api", post(handle))
         .with_state(fake.clone());
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("local_addr: {e}"),
-    };
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = listen(app).await;
     let mut s = settings(format!("http://{addr}/api"), PRIV);
     tweak(&mut s);
     (UCloudStack::new(&s, api()), fake)
@@ -362,19 +297,9 @@ async fn serve(
     serve_with(respond, |_| {}).await
 }
 
-fn ok(v: Value) -> (u16, Value) {
-    (200, v)
-}
-
-fn p<'a>(params: &'a Params, key: &str) -> &'a str {
-    params.get(key).map(String::as_str).unwrap_or("")
-}
-
 /// The values of `name.0..N`, in index order.
 fn list_of(params: &Params, name: &str) -> Vec<String> {
-    (0..)
-        .map_while(|i| params.get(&format!("{name}.{i}")).cloned())
-        .collect()
+    fake::list_of(params, name, 0)
 }
 
 fn create_req() -> CreateRequest {

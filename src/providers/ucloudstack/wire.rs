@@ -20,6 +20,16 @@ pub struct Envelope {
     pub message: Option<String>,
 }
 
+impl crate::providers::query_api::Envelope for Envelope {
+    fn ret_code(&self) -> Option<i64> {
+        self.ret_code
+    }
+
+    fn into_message(self) -> Option<String> {
+        self.message
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CreateSnapshotResponse {
     #[serde(rename = "SnapshotID", default)]

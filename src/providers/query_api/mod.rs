@@ -1,0 +1,226 @@
+//! The return-code envelope both query-style dialects use (QingCloud and
+//! UCloudStack): a signed call whose 200 answer is a JSON object carrying a
+//! return code (0 = success) and a message, classified the same way; list
+//! parameters written `name.N=…`; listings paged by offset against a total
+//! count.
+//!
+//! Only what means the same on both clouds lives here. What differs is
+//! passed in: the envelope's field names (each dialect's `wire::Envelope`),
+//! the code tables and operator hints (each dialect's `errors.rs`, through a
+//! [`Dialect`]), the first list index, the paging parameters' names. Signing,
+//! the request shape (GET query vs form POST) and the snapshot/status
+//! mapping stay in each dialect.
+
+#[cfg(test)]
+pub(crate) mod fake;
+pub(crate) mod paging;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
+
+/// Longest API message kept in an error; the rest is cut.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// The return-code half of a dialect: how its envelope's code field is
+/// called, what each code means and what the operator should do about it.
+pub(crate) struct Dialect {
+    /// The cloud's kind, as the debug logs name it (`qingcloud`).
+    pub log_name: &'static str,
+    /// The envelope's code field as the API spells it (`ret_code`,
+    /// `RetCode`); used in messages.
+    pub ret_code_field: &'static str,
+    /// The kind of a non-zero code; gets the final message text.
+    pub classify: fn(i64, &str) -> ErrorKind,
+    /// A hint appended to the message as ` (hint)`, where there is one.
+    pub hint: fn(i64) -> Option<&'static str>,
+}
+
+/// A dialect's envelope type: what every answer carries, read before the
+/// action's own type so that an error answer is classified, not called
+/// malformed.
+pub(crate) trait Envelope: DeserializeOwned {
+    fn ret_code(&self) -> Option<i64>;
+    fn into_message(self) -> Option<String>;
+}
+
+/// A 200 body read as the clients read it: JSON, then the envelope's code
+/// (non-zero → the classified API error, its message passed through
+/// `scrub`), then the action's type `T`. Never panics on any input.
+pub(crate) fn decode<E: Envelope, T: DeserializeOwned>(
+    dialect: &Dialect,
+    action: &str,
+    body: &[u8],
+    scrub: impl Fn(&str) -> String,
+) -> Result<T, ProviderError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| malformed(action, e, body.len()))?;
+    let envelope = E::deserialize(&value).map_err(|e| malformed(action, e, body.len()))?;
+    let Some(ret_code) = envelope.ret_code() else {
+        return Err(malformed(
+            action,
+            format!("no {}", dialect.ret_code_field),
+            body.len(),
+        ));
+    };
+    tracing::debug!(action, ret_code, "{} call", dialect.log_name);
+    if ret_code != 0 {
+        let message = envelope.into_message().map(|m| scrub(&m));
+        return Err(api_error(dialect, action, ret_code, message.as_deref()));
+    }
+    T::deserialize(&value).map_err(|e| malformed(action, e, body.len()))
+}
+
+/// The error for an answer whose code is not 0. `message` is the API's text
+/// (already scrubbed of anything secret by the caller): trimmed, cut to 500
+/// characters, followed by the dialect's hint for the code.
+pub(crate) fn api_error(
+    dialect: &Dialect,
+    call: &str,
+    ret_code: i64,
+    message: Option<&str>,
+) -> ProviderError {
+    let text = message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| truncate_message(m, MAX_MESSAGE_CHARS))
+        .unwrap_or_else(|| format!("{} {ret_code} without a message", dialect.ret_code_field));
+    let text = match (dialect.hint)(ret_code) {
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    };
+    ProviderError::new((dialect.classify)(ret_code, &text), call, text)
+        .with_code(ret_code.to_string())
+}
+
+/// The error for an HTTP status other than 200: 429 is throttling, any
+/// other status transient. The body is not echoed: it is not the API's
+/// JSON and may be an arbitrary proxy page.
+pub(crate) fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
+    let (kind, what) = match status {
+        429 => (ErrorKind::Throttled, "too many requests"),
+        s if s >= 500 => (ErrorKind::Transient, "server error"),
+        _ => (ErrorKind::Transient, "unexpected HTTP status"),
+    };
+    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
+        .with_code(format!("http {status}"));
+    if let Some(after) = retry_after {
+        err = err.with_retry_after(after);
+    }
+    err
+}
+
+/// `message` with every non-empty `secret` replaced by `[redacted]`, in
+/// the order given, in case the server echoes what it was sent.
+pub(crate) fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_string();
+    for needle in secrets {
+        if !needle.is_empty() {
+            out = out.replace(needle, "[redacted]");
+        }
+    }
+    out
+}
+
+/// The configured endpoint as an http(s) URL with a host, its query and
+/// fragment dropped; `cloud` names the dialect in the error.
+pub(crate) fn parse_endpoint(cloud: &str, endpoint: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(endpoint.trim())
+        .map_err(|e| format!("invalid {cloud} endpoint {endpoint:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "invalid {cloud} endpoint {endpoint:?}: expected an http(s) URL with a host"
+        ));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// `name.{first}=v…&name.{first+1}=…` for a list parameter (QingCloud
+/// counts from 1, UCloudStack from 0).
+pub(crate) fn list_param(
+    name: &str,
+    first: usize,
+    values: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Vec<(String, String)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("{name}.{}", first + i), v.as_ref().to_string()))
+        .collect()
+}
+
+/// A listing that could not be read whole: retryable, never a partial
+/// answer.
+pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Transient,
+        call,
+        format!("listing incomplete: {detail}"),
+    )
+}
+
+/// Distinct values in first-seen order.
+pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    values
+        .filter(|v| seen.insert(*v))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_replaces_every_non_empty_secret() {
+        assert_eq!(
+            scrub("key sk-1 sig abc, again sk-1", &["sk-1", "", "abc"]),
+            "key [redacted] sig [redacted], again [redacted]"
+        );
+        assert_eq!(scrub("nothing here", &[""]), "nothing here");
+    }
+
+    #[test]
+    fn list_params_count_from_the_given_index() {
+        let ids = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            list_param("x", 7, &ids),
+            vec![
+                ("x.7".to_string(), "a".to_string()),
+                ("x.8".to_string(), "b".to_string())
+            ]
+        );
+        assert!(list_param("x", 0, Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn unique_keeps_first_seen_order() {
+        assert_eq!(
+            unique(["b", "a", "b", "c", "a"].into_iter()),
+            vec!["b".to_string(), "a".to_string(), "c".to_string()]
+        );
+    }
+
+    #[test]
+    fn http_statuses() {
+        let e = http_error("x", 429, Some(Duration::from_secs(7)));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(e.message, "HTTP 429 (too many requests)");
+        assert_eq!(e.code.as_deref(), Some("http 429"));
+        assert_eq!(
+            http_error("x", 503, None).message,
+            "HTTP 503 (server error)"
+        );
+        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        let e = http_error("x", 403, None);
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert_eq!(e.message, "HTTP 403 (unexpected HTTP status)");
+    }
+}
