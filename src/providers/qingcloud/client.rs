@@ -16,7 +16,7 @@ use super::sign;
 use super::wire::Envelope;
 use crate::config::{QingCloudSettings, Secret};
 use crate::providers::http::{self, ApiClient};
-use crate::providers::query_api;
+use crate::providers::query_api::{self, Dialect};
 use crate::providers::{ErrorKind, ProviderError};
 
 /// The endpoint, split once: the URL up to the path (no query) and the
@@ -122,7 +122,7 @@ impl Client {
             ));
         }
 
-        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        let decoded = QingCloudApi::decode(action, &body, |m| self.scrub(m, &signature));
         if let Err(e) = &decoded {
             tracing::debug!(action, zone = %self.zone, elapsed_ms, kind = %e.kind, "qingcloud call: error answer");
         }
@@ -146,23 +146,25 @@ impl Client {
     }
 }
 
-/// A 200 body read as the client reads it: JSON, then `ret_code` (non-zero
-/// → the classified API error, its message passed through `scrub`), then
-/// the action's type `T`. Never panics on any input.
-pub(super) fn decode<T: DeserializeOwned>(
-    action: &str,
-    body: &[u8],
-    scrub: impl Fn(&str) -> String,
-) -> Result<T, ProviderError> {
-    query_api::decode::<Envelope, T>(&errors::DIALECT, action, body, scrub)
-}
+/// QingCloud's shape of the shared query API: `ret_code`/`message`,
+/// `name.1…` lists, `total_count`/`offset` paging, codes per `errors`.
+pub(super) struct QingCloudApi;
 
-/// `name.1=v1&name.2=v2…` for a list parameter.
-pub(super) fn list_param(
-    name: &str,
-    values: impl IntoIterator<Item = impl AsRef<str>>,
-) -> Vec<(String, String)> {
-    query_api::list_param(name, 1, values)
+impl Dialect for QingCloudApi {
+    type Envelope = Envelope;
+    const LOG_NAME: &'static str = "qingcloud";
+    const RET_CODE_FIELD: &'static str = "ret_code";
+    const FIRST_INDEX: usize = 1;
+    const TOTAL_FIELD: &'static str = "total_count";
+    const OFFSET_FIELD: &'static str = "offset";
+
+    fn classify(ret_code: i64, message: &str) -> ErrorKind {
+        errors::classify(ret_code, message)
+    }
+
+    fn hint(ret_code: i64) -> Option<&'static str> {
+        errors::hint(ret_code)
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +190,7 @@ mod tests {
     fn list_params_are_one_based() {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            list_param("jobs", &ids),
+            QingCloudApi::list_param("jobs", &ids),
             vec![
                 ("jobs.1".to_string(), "a".to_string()),
                 ("jobs.2".to_string(), "b".to_string())

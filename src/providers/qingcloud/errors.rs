@@ -5,7 +5,6 @@
 //! decides the kind only; retrying is the engine's business.
 
 pub(crate) use crate::providers::query_api::http_error;
-use crate::providers::query_api::Dialect;
 pub use crate::providers::unexpected;
 use crate::providers::ErrorKind;
 
@@ -33,7 +32,7 @@ pub fn classify(ret_code: i64, message: &str) -> ErrorKind {
 }
 
 /// What the operator should do about a code, where there is something.
-fn hint(ret_code: i64) -> Option<&'static str> {
+pub fn hint(ret_code: i64) -> Option<&'static str> {
     match ret_code {
         1300 => Some(
             "the request time_stamp was rejected as expired: check that the host clock is synced, e.g. with NTP",
@@ -42,26 +41,14 @@ fn hint(ret_code: i64) -> Option<&'static str> {
     }
 }
 
-/// QingCloud's return-code envelope for the shared decoding.
-pub(super) const DIALECT: Dialect = Dialect {
-    log_name: "qingcloud",
-    ret_code_field: "ret_code",
-    classify,
-    hint,
-};
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::providers::malformed;
-    use crate::providers::{query_api, ProviderError};
-
-    /// The error for a response whose `ret_code` is not 0, as `decode` builds it.
-    fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
-        query_api::api_error(&DIALECT, call, ret_code, message)
-    }
+    use crate::providers::qingcloud::client::QingCloudApi as Api;
+    use crate::providers::query_api::Dialect;
 
     #[test]
     fn ret_code_table() {
@@ -101,7 +88,7 @@ mod tests {
         ];
         for (code, msg, kind) in cases {
             assert_eq!(classify(*code, msg), *kind, "code {code} {msg:?}");
-            let e = api_error("CreateSnapshots", *code, Some(msg));
+            let e = Api::api_error("CreateSnapshots", *code, Some(msg));
             assert_eq!(e.kind, *kind);
             assert_eq!(e.call, "CreateSnapshots");
             assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
@@ -111,13 +98,13 @@ mod tests {
 
     #[test]
     fn clock_hint_on_1300() {
-        let e = api_error("DescribeJobs", 1300, Some("message expired"));
+        let e = Api::api_error("DescribeJobs", 1300, Some("message expired"));
         assert!(e.message.contains("host clock"), "{}", e.message);
     }
 
     #[test]
     fn missing_message_is_described() {
-        let e = api_error("DeleteSnapshots", 5000, None);
+        let e = Api::api_error("DeleteSnapshots", 5000, None);
         assert_eq!(e.message, "ret_code 5000 without a message");
         assert_eq!(e.kind, ErrorKind::Transient);
     }

@@ -23,14 +23,14 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
-use self::client::{list_param, Client};
+use self::client::{Client, QingCloudApi as Api};
 use self::wire::{
     CreateSnapshotsResponse, DeleteSnapshotsResponse, DescribeJobsResponse,
     DescribeSnapshotsResponse, Snapshot,
 };
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::unique;
+use super::query_api::{unique, Dialect};
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
     OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
@@ -114,7 +114,7 @@ impl QingCloud {
     }
 
     async fn jobs_call(&self, ids: &[String]) -> Result<Vec<wire::Job>, ProviderError> {
-        let mut params = list_param("jobs", ids);
+        let mut params = Api::list_param("jobs", ids);
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeJobsResponse = self.client.call(DESCRIBE_JOBS, params).await?;
         check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count)?;
@@ -148,7 +148,7 @@ impl QingCloud {
     }
 
     async fn snapshots_call(&self, ids: &[String]) -> Result<Vec<Snapshot>, ProviderError> {
-        let mut params = list_param("snapshots", ids);
+        let mut params = Api::list_param("snapshots", ids);
         params.push(("verbose".into(), "0".into()));
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeSnapshotsResponse = self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
@@ -247,13 +247,7 @@ impl Provider for QingCloud {
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
         let mut out = Vec::new();
-        let paging = Paging {
-            call: DESCRIBE_SNAPSHOTS,
-            total_field: "total_count",
-            offset_field: "offset",
-            noun: "snapshots",
-            exact: false,
-        };
+        let paging = Paging::of::<Api>(DESCRIBE_SNAPSHOTS, "snapshots");
         let fetch = |offset: u64| async move {
             let params = vec![
                 ("resource_id".to_string(), target.to_string()),
@@ -621,13 +615,13 @@ pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
     let (policy, target) = ("daily", "vol-fuzz");
     let mut jobs = HashMap::new();
-    if let Ok(r) = client::decode::<DescribeJobsResponse>(DESCRIBE_JOBS, body, keep) {
+    if let Ok(r) = Api::decode::<DescribeJobsResponse>(DESCRIBE_JOBS, body, keep) {
         let _ = check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count);
         let asked: Vec<String> = r.job_set.iter().map(|j| j.job_id.clone()).collect();
         record_jobs(&asked, r.job_set, &mut jobs);
     }
     let mut snapshots = HashMap::new();
-    if let Ok(r) = client::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
+    if let Ok(r) = Api::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
         let _ = check_whole(DESCRIBE_SNAPSHOTS, r.snapshot_set.len(), r.total_count);
         for s in &r.snapshot_set {
             let _ = remote_snapshot(s, policy, target);
@@ -658,13 +652,13 @@ pub fn fuzz_parse_response(body: &[u8]) {
             let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
         }
     }
-    if let Ok(r) = client::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
+    if let Ok(r) = Api::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
         let _ = created_from_response(r);
     }
-    if let Ok(r) = client::decode::<DeleteSnapshotsResponse>(DELETE, body, keep) {
+    if let Ok(r) = Api::decode::<DeleteSnapshotsResponse>(DELETE, body, keep) {
         let _ = r.job_id.map(wire::JobIds::into_vec);
     }
-    if let Ok(r) = client::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
+    if let Ok(r) = Api::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
         let _ = r.job_id.map(wire::JobIds::into_vec);
     }
 }

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::client::list_param;
+use super::client::QingCloudApi as Api;
 use super::errors;
 use super::QingCloud;
 use crate::providers::query_api::paging::{self, Page, Paging};
+use crate::providers::query_api::Dialect;
 use crate::providers::{not_selectable, ProviderError, Resource};
 
 const DESCRIBE_VOLUMES: &str = "DescribeVolumes";
@@ -64,15 +65,9 @@ impl QingCloud {
             other => return Err(not_selectable("qingcloud", DESCRIBE_VOLUMES, other)),
         };
         let mut out = Vec::new();
-        let paging = Paging {
-            call,
-            total_field: "total_count",
-            offset_field: "offset",
-            noun: "resources",
-            exact: false,
-        };
+        let paging = Paging::of::<Api>(call, "resources");
         let fetch = |offset: u64| async move {
-            let mut params = list_param("status", statuses);
+            let mut params = Api::list_param("status", statuses);
             params.push(("verbose".into(), "0".into()));
             params.push(("limit".into(), PAGE.to_string()));
             params.push(("offset".into(), offset.to_string()));

@@ -55,11 +55,14 @@ impl Fake {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Each call's action, in order.
     pub(crate) fn actions(&self) -> Vec<String> {
-        self.calls()
-            .iter()
-            .map(|p| p.get(self.action_key).cloned().unwrap_or_default())
-            .collect()
+        self.param(self.action_key)
+    }
+
+    /// Each call's value of `key` ("" where absent), in order.
+    pub(crate) fn param(&self, key: &str) -> Vec<String> {
+        self.calls().iter().map(|c| p(c, key).to_string()).collect()
     }
 }
 

@@ -19,24 +19,98 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
 
-/// The return-code half of a dialect: how its envelope's code field is
-/// called, what each code means and what the operator should do about it.
-pub(crate) struct Dialect {
+/// One query-style dialect as the shared code needs it: its envelope type
+/// (which carries the field names), how it spells its fields in messages,
+/// where its list parameters start, and its code tables (which stay in the
+/// dialect's `errors.rs`). The provided methods are the shared behaviour.
+pub(crate) trait Dialect {
+    /// What every answer carries (`ret_code`/`message` or
+    /// `RetCode`/`Message`).
+    type Envelope: Envelope;
     /// The cloud's kind, as the debug logs name it (`qingcloud`).
-    pub log_name: &'static str,
-    /// The envelope's code field as the API spells it (`ret_code`,
-    /// `RetCode`); used in messages.
-    pub ret_code_field: &'static str,
+    const LOG_NAME: &'static str;
+    /// The envelope's code field as the API spells it (`ret_code`).
+    const RET_CODE_FIELD: &'static str;
+    /// The index of a list parameter's first value (`name.1` or `name.0`).
+    const FIRST_INDEX: usize;
+    /// The paging fields as the API spells them (`total_count`, `offset`).
+    const TOTAL_FIELD: &'static str;
+    const OFFSET_FIELD: &'static str;
+
     /// The kind of a non-zero code; gets the final message text.
-    pub classify: fn(i64, &str) -> ErrorKind,
+    fn classify(ret_code: i64, message: &str) -> ErrorKind;
     /// A hint appended to the message as ` (hint)`, where there is one.
-    pub hint: fn(i64) -> Option<&'static str>,
+    fn hint(ret_code: i64) -> Option<&'static str>;
+
+    /// A 200 body read as the clients read it: JSON, then the envelope's
+    /// code (non-zero → the classified API error, its message passed
+    /// through `scrub`), then the action's type `T`. Never panics on any
+    /// input.
+    fn decode<T: DeserializeOwned>(
+        action: &str,
+        body: &[u8],
+        scrub: impl Fn(&str) -> String,
+    ) -> Result<T, ProviderError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| malformed(action, e, body.len()))?;
+        let envelope =
+            Self::Envelope::deserialize(&value).map_err(|e| malformed(action, e, body.len()))?;
+        let Some(ret_code) = envelope.ret_code() else {
+            return Err(malformed(
+                action,
+                format!("no {}", Self::RET_CODE_FIELD),
+                body.len(),
+            ));
+        };
+        tracing::debug!(action, ret_code, "{} call", Self::LOG_NAME);
+        if ret_code != 0 {
+            let message = envelope.into_message().map(|m| scrub(&m));
+            return Err(Self::api_error(action, ret_code, message.as_deref()));
+        }
+        T::deserialize(&value).map_err(|e| malformed(action, e, body.len()))
+    }
+
+    /// The error for an answer whose code is not 0. `message` is the API's
+    /// text (already scrubbed of anything secret by the caller): trimmed,
+    /// cut to 500 characters, followed by the dialect's hint for the code.
+    fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
+        let text = message
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| truncate_message(m, MAX_MESSAGE_CHARS))
+            .unwrap_or_else(|| format!("{} {ret_code} without a message", Self::RET_CODE_FIELD));
+        let text = match Self::hint(ret_code) {
+            Some(h) => format!("{text} ({h})"),
+            None => text,
+        };
+        ProviderError::new(Self::classify(ret_code, &text), call, text)
+            .with_code(ret_code.to_string())
+    }
+
+    /// `name.{FIRST_INDEX}=v…&name.{FIRST_INDEX + 1}=…` for a list
+    /// parameter.
+    fn list_param(
+        name: &str,
+        values: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Vec<(String, String)> {
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    format!("{name}.{}", Self::FIRST_INDEX + i),
+                    v.as_ref().to_string(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// A dialect's envelope type: what every answer carries, read before the
@@ -45,55 +119,6 @@ pub(crate) struct Dialect {
 pub(crate) trait Envelope: DeserializeOwned {
     fn ret_code(&self) -> Option<i64>;
     fn into_message(self) -> Option<String>;
-}
-
-/// A 200 body read as the clients read it: JSON, then the envelope's code
-/// (non-zero → the classified API error, its message passed through
-/// `scrub`), then the action's type `T`. Never panics on any input.
-pub(crate) fn decode<E: Envelope, T: DeserializeOwned>(
-    dialect: &Dialect,
-    action: &str,
-    body: &[u8],
-    scrub: impl Fn(&str) -> String,
-) -> Result<T, ProviderError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| malformed(action, e, body.len()))?;
-    let envelope = E::deserialize(&value).map_err(|e| malformed(action, e, body.len()))?;
-    let Some(ret_code) = envelope.ret_code() else {
-        return Err(malformed(
-            action,
-            format!("no {}", dialect.ret_code_field),
-            body.len(),
-        ));
-    };
-    tracing::debug!(action, ret_code, "{} call", dialect.log_name);
-    if ret_code != 0 {
-        let message = envelope.into_message().map(|m| scrub(&m));
-        return Err(api_error(dialect, action, ret_code, message.as_deref()));
-    }
-    T::deserialize(&value).map_err(|e| malformed(action, e, body.len()))
-}
-
-/// The error for an answer whose code is not 0. `message` is the API's text
-/// (already scrubbed of anything secret by the caller): trimmed, cut to 500
-/// characters, followed by the dialect's hint for the code.
-pub(crate) fn api_error(
-    dialect: &Dialect,
-    call: &str,
-    ret_code: i64,
-    message: Option<&str>,
-) -> ProviderError {
-    let text = message
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(|m| truncate_message(m, MAX_MESSAGE_CHARS))
-        .unwrap_or_else(|| format!("{} {ret_code} without a message", dialect.ret_code_field));
-    let text = match (dialect.hint)(ret_code) {
-        Some(h) => format!("{text} ({h})"),
-        None => text,
-    };
-    ProviderError::new((dialect.classify)(ret_code, &text), call, text)
-        .with_code(ret_code.to_string())
 }
 
 /// The error for an HTTP status other than 200: 429 is throttling, any
@@ -140,20 +165,6 @@ pub(crate) fn parse_endpoint(cloud: &str, endpoint: &str) -> Result<reqwest::Url
     Ok(url)
 }
 
-/// `name.{first}=v…&name.{first+1}=…` for a list parameter (QingCloud
-/// counts from 1, UCloudStack from 0).
-pub(crate) fn list_param(
-    name: &str,
-    first: usize,
-    values: impl IntoIterator<Item = impl AsRef<str>>,
-) -> Vec<(String, String)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{name}.{}", first + i), v.as_ref().to_string()))
-        .collect()
-}
-
 /// A listing that could not be read whole: retryable, never a partial
 /// answer.
 pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
@@ -186,17 +197,93 @@ mod tests {
         assert_eq!(scrub("nothing here", &[""]), "nothing here");
     }
 
+    /// A dialect made up for the tests: codes below 100 are transient,
+    /// code 7 has a hint.
+    struct Test;
+
+    #[derive(serde::Deserialize)]
+    struct TestEnvelope {
+        code: Option<i64>,
+        text: Option<String>,
+    }
+
+    impl Envelope for TestEnvelope {
+        fn ret_code(&self) -> Option<i64> {
+            self.code
+        }
+
+        fn into_message(self) -> Option<String> {
+            self.text
+        }
+    }
+
+    impl Dialect for Test {
+        type Envelope = TestEnvelope;
+        const LOG_NAME: &'static str = "test";
+        const RET_CODE_FIELD: &'static str = "code";
+        const FIRST_INDEX: usize = 7;
+        const TOTAL_FIELD: &'static str = "total";
+        const OFFSET_FIELD: &'static str = "offset";
+
+        fn classify(ret_code: i64, _message: &str) -> ErrorKind {
+            if ret_code < 100 {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+
+        fn hint(ret_code: i64) -> Option<&'static str> {
+            (ret_code == 7).then_some("do this")
+        }
+    }
+
     #[test]
-    fn list_params_count_from_the_given_index() {
+    fn decode_reads_the_envelope_first() {
+        let keep = |m: &str| m.to_string();
+        let got: Result<serde_json::Value, _> = Test::decode("Act", br#"{"code":0,"x":1}"#, keep);
+        assert_eq!(got.ok(), Some(serde_json::json!({"code":0,"x":1})));
+        let e = Test::decode::<serde_json::Value>("Act", br#"{"x":1}"#, keep).err();
+        assert_eq!(
+            e.map(|e| e.message),
+            Some("malformed response from Act: no code (7 bytes)".to_string())
+        );
+        let e = Test::decode::<serde_json::Value>("Act", b"{", keep).err();
+        assert_eq!(e.map(|e| e.kind), Some(ErrorKind::Transient));
+        let e =
+            Test::decode::<serde_json::Value>("Act", br#"{"code":7,"text":" key sk-1 "}"#, |m| {
+                scrub(m, &["sk-1"])
+            })
+            .err();
+        let Some(e) = e else {
+            panic!("code 7 is an error")
+        };
+        assert_eq!(e.message, "key [redacted] (do this)");
+        assert_eq!(e.code.as_deref(), Some("7"));
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert_eq!(e.call, "Act");
+    }
+
+    #[test]
+    fn api_errors_without_a_message_or_with_a_long_one() {
+        let e = Test::api_error("Act", 500, Some("  "));
+        assert_eq!(e.message, "code 500 without a message");
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        let e = Test::api_error("Act", 500, Some(&"x".repeat(501)));
+        assert_eq!(e.message, format!("{}…", "x".repeat(500)));
+    }
+
+    #[test]
+    fn list_params_count_from_the_dialects_first_index() {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            list_param("x", 7, &ids),
+            Test::list_param("x", &ids),
             vec![
                 ("x.7".to_string(), "a".to_string()),
                 ("x.8".to_string(), "b".to_string())
             ]
         );
-        assert!(list_param("x", 0, Vec::<String>::new()).is_empty());
+        assert!(Test::list_param("x", Vec::<String>::new()).is_empty());
     }
 
     #[test]

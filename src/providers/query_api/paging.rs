@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use super::incomplete;
+use super::{incomplete, Dialect};
 use crate::providers::{unexpected, ProviderError};
 
 /// One listing call and how its dialect spells the paging fields (used in
@@ -27,6 +27,20 @@ pub(crate) struct Paging {
     /// Whether more distinct items than the total is also an error (and
     /// the count mismatch is reported without naming a cause).
     pub exact: bool,
+}
+
+impl Paging {
+    /// A listing by `call` in dialect `D`'s spelling, accepting more
+    /// distinct items than the total.
+    pub(crate) fn of<D: Dialect>(call: &'static str, noun: &'static str) -> Paging {
+        Paging {
+            call,
+            total_field: D::TOTAL_FIELD,
+            offset_field: D::OFFSET_FIELD,
+            noun,
+            exact: false,
+        }
+    }
 }
 
 /// One page as the dialect read it: the total it claims, and its items,

@@ -16,7 +16,7 @@ use super::sign;
 use super::wire::Envelope;
 use crate::config::{Secret, UCloudStackSettings};
 use crate::providers::http::{self, ApiClient};
-use crate::providers::query_api;
+use crate::providers::query_api::{self, Dialect};
 use crate::providers::{ErrorKind, ProviderError};
 
 pub(super) struct Client {
@@ -112,7 +112,7 @@ impl Client {
                 http::retry_after(&headers),
             ));
         }
-        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        let decoded = UCloudStackApi::decode(action, &body, |m| self.scrub(m, &signature));
         if let Err(e) = &decoded {
             tracing::debug!(action, region = %self.region, elapsed_ms, kind = %e.kind, "ucloudstack call: error answer");
         }
@@ -131,23 +131,26 @@ impl Client {
     }
 }
 
-/// A 200 body read as the client reads it: JSON, then `RetCode` (non-zero
-/// → the classified API error, its message passed through `scrub`), then
-/// the action's type `T`. Never panics on any input.
-pub(super) fn decode<T: DeserializeOwned>(
-    action: &str,
-    body: &[u8],
-    scrub: impl Fn(&str) -> String,
-) -> Result<T, ProviderError> {
-    query_api::decode::<Envelope, T>(&errors::DIALECT, action, body, scrub)
-}
+/// UCloudStack's shape of the shared query API: `RetCode`/`Message`,
+/// 0-based `name.0…` arrays, `TotalCount`/`Offset` paging, codes per
+/// `errors` (the kind depends on the code alone).
+pub(super) struct UCloudStackApi;
 
-/// `name.0=v0&name.1=v1…`: UCloudStack arrays are 0-based.
-pub(super) fn list_param(
-    name: &str,
-    values: impl IntoIterator<Item = impl AsRef<str>>,
-) -> Vec<(String, String)> {
-    query_api::list_param(name, 0, values)
+impl Dialect for UCloudStackApi {
+    type Envelope = Envelope;
+    const LOG_NAME: &'static str = "ucloudstack";
+    const RET_CODE_FIELD: &'static str = "RetCode";
+    const FIRST_INDEX: usize = 0;
+    const TOTAL_FIELD: &'static str = "TotalCount";
+    const OFFSET_FIELD: &'static str = "Offset";
+
+    fn classify(ret_code: i64, _message: &str) -> ErrorKind {
+        errors::classify(ret_code)
+    }
+
+    fn hint(ret_code: i64) -> Option<&'static str> {
+        errors::hint(ret_code)
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +171,7 @@ mod tests {
     fn arrays_are_zero_based() {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            list_param("SnapshotIDs", &ids),
+            UCloudStackApi::list_param("SnapshotIDs", &ids),
             vec![
                 ("SnapshotIDs.0".to_string(), "a".to_string()),
                 ("SnapshotIDs.1".to_string(), "b".to_string())

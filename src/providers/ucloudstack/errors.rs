@@ -5,7 +5,6 @@
 //! Decides the kind only; retrying is the engine's business.
 
 pub(crate) use crate::providers::query_api::http_error;
-use crate::providers::query_api::Dialect;
 pub use crate::providers::unexpected;
 use crate::providers::ErrorKind;
 
@@ -32,7 +31,7 @@ pub fn classify(ret_code: i64) -> ErrorKind {
 }
 
 /// What the operator should do about a code, where there is something.
-fn hint(ret_code: i64) -> Option<&'static str> {
+pub fn hint(ret_code: i64) -> Option<&'static str> {
     match ret_code {
         171 => Some("signature rejected: check `public_key` and `private_key`"),
         150 | 170 | 172..=178 | 240 | 301 => {
@@ -51,26 +50,13 @@ fn hint(ret_code: i64) -> Option<&'static str> {
     }
 }
 
-/// UCloudStack's return-code envelope for the shared decoding (the kind
-/// depends on the code alone).
-pub(super) const DIALECT: Dialect = Dialect {
-    log_name: "ucloudstack",
-    ret_code_field: "RetCode",
-    classify: |ret_code, _message| classify(ret_code),
-    hint,
-};
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::providers::{query_api, ProviderError};
-
-    /// The error for a response whose `RetCode` is not 0, as `decode` builds it.
-    fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
-        query_api::api_error(&DIALECT, call, ret_code, message)
-    }
+    use crate::providers::query_api::Dialect;
+    use crate::providers::ucloudstack::client::UCloudStackApi as Api;
 
     #[test]
     fn ret_code_table() {
@@ -108,7 +94,7 @@ mod tests {
         ];
         for (code, kind) in cases {
             assert_eq!(classify(*code), *kind, "{code}");
-            let e = api_error("CreateSnapshot", *code, Some("msg"));
+            let e = Api::api_error("CreateSnapshot", *code, Some("msg"));
             assert_eq!(e.kind, *kind);
             assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
             assert!(e.message.starts_with("msg"), "{}", e.message);
@@ -117,7 +103,7 @@ mod tests {
 
     #[test]
     fn quota_tells_the_operator_what_to_do() {
-        let e = api_error("CreateSnapshot", 2500, Some("该磁盘创建的快照数量已达上限"));
+        let e = Api::api_error("CreateSnapshot", 2500, Some("该磁盘创建的快照数量已达上限"));
         assert_eq!(e.kind, ErrorKind::Quota);
         assert!(
             e.message.contains("lower the policy's `retain`"),
@@ -129,7 +115,7 @@ mod tests {
 
     #[test]
     fn signature_failure_names_the_keys() {
-        let e = api_error("DescribeSnapshot", 171, Some("登录签名验证失败"));
+        let e = Api::api_error("DescribeSnapshot", 171, Some("登录签名验证失败"));
         assert_eq!(e.kind, ErrorKind::Auth);
         assert!(e.message.contains("private_key"), "{}", e.message);
         assert!(e.to_string().contains("auth error (code 171)"), "{e}");
@@ -142,7 +128,7 @@ mod tests {
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
         assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
         assert_eq!(
-            api_error("x", 130, None).message,
+            Api::api_error("x", 130, None).message,
             "RetCode 130 without a message"
         );
     }

@@ -32,11 +32,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha1::{Digest, Sha1};
 
-use self::client::{list_param, Client};
+use self::client::{Client, UCloudStackApi as Api};
 use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::unique;
+use super::query_api::{unique, Dialect};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
     OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
@@ -106,7 +106,7 @@ impl UCloudStack {
             let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut offset: u64 = 0;
             loop {
-                let mut params = list_param("SnapshotIDs", chunk);
+                let mut params = Api::list_param("SnapshotIDs", chunk);
                 params.push(("Limit".into(), BATCH.to_string()));
                 params.push(("Offset".into(), offset.to_string()));
                 let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
@@ -213,13 +213,7 @@ impl Provider for UCloudStack {
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
         let mut out = Vec::new();
-        let paging = Paging {
-            call: DESCRIBE,
-            total_field: "TotalCount",
-            offset_field: "Offset",
-            noun: "snapshots",
-            exact: false,
-        };
+        let paging = Paging::of::<Api>(DESCRIBE, "snapshots");
         let fetch = |offset: u64| async move {
             let params = vec![
                 ("DiskID".to_string(), target.to_string()),
@@ -547,7 +541,7 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
     let (policy, target) = ("daily", "disk-fuzz");
-    if let Ok(page) = client::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
+    if let Ok(page) = Api::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
         for info in page.infos.unwrap_or_default().iter().take(64) {
             let _ = remote_snapshot(info, policy, target);
             for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
@@ -562,10 +556,10 @@ pub fn fuzz_parse_response(body: &[u8]) {
             }
         }
     }
-    if let Ok(r) = client::decode::<CreateSnapshotResponse>(CREATE, body, keep) {
+    if let Ok(r) = Api::decode::<CreateSnapshotResponse>(CREATE, body, keep) {
         let _ = r.snapshot_id.map(|s| s.trim().to_string());
     }
-    let _ = client::decode::<Empty>(DELETE, body, keep);
+    let _ = Api::decode::<Empty>(DELETE, body, keep);
 }
 
 #[cfg(test)]

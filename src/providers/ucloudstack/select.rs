@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::client::UCloudStackApi as Api;
 use super::{errors, UCloudStack, BATCH};
 use crate::providers::query_api::paging::{self, Page, Paging};
 use crate::providers::{not_selectable, ProviderError, Resource};
@@ -46,13 +47,10 @@ impl UCloudStack {
             return Err(not_selectable("ucloudstack", DESCRIBE_DISK, resource));
         }
         let mut out = Vec::new();
+        // More distinct disks than TotalCount is also refused.
         let paging = Paging {
-            call: DESCRIBE_DISK,
-            total_field: "TotalCount",
-            offset_field: "Offset",
-            noun: "disks",
-            // More distinct disks than TotalCount is also refused.
             exact: true,
+            ..Paging::of::<Api>(DESCRIBE_DISK, "disks")
         };
         let fetch = |offset: u64| async move {
             let params = vec![

@@ -537,12 +537,7 @@ async fn poll_splits_into_calls_of_100_and_follows_offset() {
         ucs.poll(&ops).await.unwrap_or_default(),
         vec![OpStatus::Succeeded; 25]
     );
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "10", "20"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "10", "20"]);
 }
 
 /// `count` snapshots of disk-1: even ones ours, odd ones manual lookalikes.
@@ -583,12 +578,7 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got
         .iter()
@@ -745,12 +735,7 @@ async fn list_resources_reads_every_disk_page() {
         ("disk-0000", "data-0")
     );
     assert!(got.iter().all(|r| r.tags.is_empty() && r.id != "disk-0001"));
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
 }
 
 #[tokio::test]
