@@ -793,12 +793,13 @@ async fn list_of_nothing_is_one_call() {
     assert_eq!(fake.calls().len(), 1);
 }
 
-async fn assert_incomplete(qc: &QingCloud) {
+async fn assert_incomplete(qc: &QingCloud, want: &str) {
     match qc.list("volume", "vol-1", "db").await {
         Ok(got) => panic!("a partial listing was returned ({} items)", got.len()),
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("listing incomplete"), "{}", e.message);
+            assert_eq!(e.call, "DescribeSnapshots");
+            assert_eq!(e.message, want);
         }
     }
 }
@@ -811,7 +812,7 @@ async fn list_refuses_an_empty_page_before_the_end() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(&qc, "listing incomplete: empty page at offset 100 of 250").await;
 }
 
 #[tokio::test]
@@ -822,7 +823,11 @@ async fn list_refuses_a_changing_total() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(
+        &qc,
+        "listing incomplete: total_count changed from 250 to 251 between pages",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -836,15 +841,21 @@ async fn list_refuses_items_shifted_between_pages() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(
+        &qc,
+        "listing incomplete: 149 distinct snapshots read, total_count is 150 (items moved between pages)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn list_without_total_count_is_refused() {
     let (qc, _) = serve(|_| ok(json!({"ret_code":0,"snapshot_set":[]}))).await;
+    let e = qc.list("volume", "vol-1", "db").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        qc.list("volume", "vol-1", "db").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("unexpected response from DescribeSnapshots: no total_count in a listing")
     );
 }
 
@@ -990,7 +1001,8 @@ async fn list_resources_of_instances_and_refusals() {
     match qc.list_resources("volume").await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("incomplete"), "{e}");
+            assert_eq!(e.call, "DescribeVolumes");
+            assert_eq!(e.message, "listing incomplete: empty page at offset 2 of 5");
         }
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }

@@ -597,9 +597,11 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
     assert_eq!(fake.calls().len(), 1);
 
     let (ucs, _) = serve(|_| ok(json!({"RetCode":0,"TotalCount":5,"Infos":[]}))).await;
+    let e = ucs.list("disk", "disk-1", "db").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        ucs.list("disk", "disk-1", "db").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("listing incomplete: empty page at Offset 0 of 5")
     );
 }
 
@@ -751,7 +753,11 @@ async fn list_resources_refuses_a_count_mismatch() {
     match ucs.list_resources("disk").await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("incomplete"), "{e}");
+            assert_eq!(e.call, "DescribeDisk");
+            assert_eq!(
+                e.message,
+                "listing incomplete: 100 distinct disks read, TotalCount is 150"
+            );
         }
         Ok(v) => panic!("a listing with repeats must fail, got {} disks", v.len()),
     }
@@ -764,9 +770,11 @@ async fn list_resources_refuses_a_count_mismatch() {
         ok(json!({"RetCode":0,"TotalCount":if first { 101 } else { 102 },"Infos":page}))
     })
     .await;
+    let e = ucs.list_resources("disk").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        ucs.list_resources("disk").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("listing incomplete: TotalCount changed from 101 to 102 between pages")
     );
     assert_eq!(
         ucs.list_resources("instance").await.err().map(|e| e.kind),
