@@ -30,7 +30,7 @@ use self::wire::{
 };
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{unique, Dialect};
+use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
     OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
@@ -642,15 +642,8 @@ pub fn fuzz_parse_response(body: &[u8]) {
         })
         .take(64)
         .collect();
-    for (job, snapshot_id) in ids {
-        for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
-            let op = OperationRef {
-                kind,
-                operation: job.clone(),
-                snapshot_id: snapshot_id.clone(),
-            };
-            let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
-        }
+    for op in ops_of_every_kind(ids) {
+        let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
     }
     if let Ok(r) = Api::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
         let _ = created_from_response(r);

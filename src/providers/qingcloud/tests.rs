@@ -1012,3 +1012,22 @@ async fn list_resources_of_instances_and_refusals() {
     }
     assert_eq!(fake.actions().len(), 3);
 }
+
+// ------------------------------------------------------------- fuzz entry
+
+#[test]
+fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
+    let bodies = [
+        r#"{"ret_code":0,"total_count":2,"job_set":[{"job_id":"j-1","status":"successful","job_action":"CreateSnapshots"},{"job_id":"j-2","status":"failed"}]}"#,
+        r#"{"ret_code":0,"total_count":1,"snapshot_set":[{"snapshot_id":"ss-1","snapshot_name":"daily-vol-fuzz-20240101T000000Z","status":"available","snapshot_type":0,"parent_id":"ss-0"}]}"#,
+        r#"{"ret_code":0,"job_id":["j-1","j-2"],"snapshots":["ss-1"],"volume_id":"vol-2"}"#,
+        r#"{"ret_code":2100,"message":"not found"}"#,
+        r#"{"ret_code":"0","job_set":null,"snapshot_set":[],"total_count":-1}"#,
+        r#"[0,"m"]"#,
+        "",
+        "{",
+    ];
+    for body in bodies {
+        fuzz_parse_response(body.as_bytes());
+    }
+}

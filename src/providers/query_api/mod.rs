@@ -21,7 +21,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
+use crate::providers::{
+    malformed, truncate_message, ErrorKind, OpKind, OperationRef, ProviderError,
+};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -175,6 +177,21 @@ pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
     )
 }
 
+/// For the fuzz entries: an operation of every kind for each
+/// `(operation, snapshot_id)` pair, so that each status mapping sees every
+/// combination of what an answer held.
+pub(crate) fn ops_of_every_kind(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> impl Iterator<Item = OperationRef> {
+    pairs.into_iter().flat_map(|(operation, snapshot_id)| {
+        [OpKind::Create, OpKind::Delete, OpKind::Restore].map(|kind| OperationRef {
+            kind,
+            operation: operation.clone(),
+            snapshot_id: snapshot_id.clone(),
+        })
+    })
+}
+
 /// Distinct values in first-seen order.
 pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut seen = HashSet::new();
@@ -284,6 +301,21 @@ mod tests {
             ]
         );
         assert!(Test::list_param("x", Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn every_kind_for_every_pair() {
+        let ops: Vec<(OpKind, String, String)> = ops_of_every_kind([
+            ("j".to_string(), "s".to_string()),
+            (String::new(), "t".into()),
+        ])
+        .map(|op| (op.kind, op.operation, op.snapshot_id))
+        .collect();
+        let pair = |o: &str, s: &str| {
+            [OpKind::Create, OpKind::Delete, OpKind::Restore]
+                .map(|k| (k, o.to_string(), s.to_string()))
+        };
+        assert_eq!(ops, [pair("j", "s"), pair("", "t")].concat());
     }
 
     #[test]

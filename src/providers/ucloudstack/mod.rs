@@ -36,7 +36,7 @@ use self::client::{Client, UCloudStackApi as Api};
 use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{unique, Dialect};
+use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
     OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
@@ -544,15 +544,9 @@ pub fn fuzz_parse_response(body: &[u8]) {
     if let Ok(page) = Api::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
         for info in page.infos.unwrap_or_default().iter().take(64) {
             let _ = remote_snapshot(info, policy, target);
-            for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
-                for operation in [info.snapshot_id.clone(), String::new()] {
-                    let op = OperationRef {
-                        kind,
-                        operation,
-                        snapshot_id: info.snapshot_id.clone(),
-                    };
-                    let _ = op_status(&op, Some(info));
-                }
+            let id = &info.snapshot_id;
+            for op in ops_of_every_kind([(id.clone(), id.clone()), (String::new(), id.clone())]) {
+                let _ = op_status(&op, Some(info));
             }
         }
     }

@@ -781,3 +781,21 @@ async fn list_resources_refuses_a_count_mismatch() {
         Some(ErrorKind::Permanent)
     );
 }
+
+// ------------------------------------------------------------- fuzz entry
+
+#[test]
+fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
+    let bodies = [
+        r#"{"RetCode":0,"TotalCount":2,"Infos":[{"SnapshotID":"snap-1","SnapshotStatus":"Normal","Type":"Automatic","Remark":"snapwarden policy=daily target=disk-fuzz slot=20240101T000000Z"},{"SnapshotID":"snap-2","SnapshotStatus":"Exploded"}]}"#,
+        r#"{"RetCode":0,"SnapshotID":" snap-3 "}"#,
+        r#"{"RetCode":8102,"Message":"gone"}"#,
+        r#"{"RetCode":"0","Infos":null,"TotalCount":"x"}"#,
+        r#"[0,"m"]"#,
+        "",
+        "{",
+    ];
+    for body in bodies {
+        fuzz_parse_response(body.as_bytes());
+    }
+}
