@@ -103,16 +103,10 @@ pub fn sign(method: &str, path: &str, params: &[(String, String)], secret: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::query_api::fake::pairs as p;
 
     const AK: &str = "QYACCESSKEYIDEXAMPLE";
     const SK: &str = "SECRETACCESSKEY";
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn run_instances(zone: &str) -> Vec<(String, String)> {
         p(&[

@@ -155,13 +155,7 @@ pub fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
-        match serde_json::from_str(s) {
-            Ok(v) => v,
-            Err(e) => panic!("parse failed: {e}"),
-        }
-    }
+    use crate::providers::query_api::fake::parse;
 
     #[test]
     fn job_id_as_string_or_array() {

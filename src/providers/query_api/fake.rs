@@ -114,6 +114,22 @@ pub(crate) fn ok(v: Value) -> (u16, Value) {
     (200, v)
 }
 
+/// Owned `(key, value)` pairs, as the signing functions take them.
+pub(crate) fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A JSON fixture read as `T`; a fixture that does not parse fails the test.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    match serde_json::from_str(s) {
+        Ok(v) => v,
+        Err(e) => panic!("parse failed: {e}"),
+    }
+}
+
 /// A parameter's value, or "" when absent.
 pub(crate) fn p<'a>(params: &'a Params, key: &str) -> &'a str {
     params.get(key).map(String::as_str).unwrap_or("")

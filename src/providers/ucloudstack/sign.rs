@@ -66,16 +66,10 @@ pub fn form_body(params: &[(String, String)], signature: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::query_api::fake::pairs as p;
 
     const PUB: &str = "1UxDcqTHEGGGviQFqlt870EbLuaSJPZOB8hZ74tL";
     const PRIV: &str = "tcgX3Xi_mAKpQayggnVLWzerkWB_fH1KXuk05hUrus8KSziLVyjWXwKZ80FOOldC";
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn ucloudstack_doc_vector() {

@@ -104,13 +104,7 @@ impl SnapshotInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
-        match serde_json::from_str(s) {
-            Ok(v) => v,
-            Err(e) => panic!("parse failed: {e}"),
-        }
-    }
+    use crate::providers::query_api::fake::parse;
 
     #[test]
     fn doc_example_with_both_name_spellings() {
