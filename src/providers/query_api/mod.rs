@@ -5,11 +5,17 @@
 //! count.
 //!
 //! Only what means the same on both clouds lives here. What differs is
-//! passed in: the envelope's field names (each dialect's `wire::Envelope`),
-//! the code tables and operator hints (each dialect's `errors.rs`, through a
-//! [`Dialect`]), the first list index, the paging parameters' names. Signing,
-//! the request shape (GET query vs form POST) and the snapshot/status
-//! mapping stay in each dialect.
+//! declared once per dialect by its [`Dialect`] impl (in its `client.rs`):
+//! the envelope type and so its field names (its `wire::Envelope`), the code
+//! tables and operator hints (its `errors.rs`), the first list index, the
+//! paging fields' spelling. Signing, the request shape (GET query vs form
+//! POST), the per-call logging and the job/snapshot status mapping stay in
+//! each dialect.
+//!
+//! Pieces: [`Dialect`] (decode an answer, build the API error, list
+//! parameters), [`http_error`], [`scrub`], [`parse_endpoint`],
+//! [`paging`] (offset/total-count listings), [`unique`], and the test
+//! fixtures in `fake`.
 
 #[cfg(test)]
 pub(crate) mod fake;
