@@ -14,6 +14,7 @@
 //!
 //! Pieces: [`Dialect`] (decode an answer, build the API error, list
 //! parameters), [`http_error`], [`scrub`], [`parse_endpoint`],
+//! [`sorted_pairs`] (the order both sign in),
 //! [`paging`] (offset/total-count listings), [`unique`], and the test
 //! fixtures in `fake`.
 
@@ -173,6 +174,19 @@ pub(crate) fn parse_endpoint(cloud: &str, endpoint: &str) -> Result<reqwest::Url
     Ok(url)
 }
 
+/// The parameters in the order both dialects sign them: by name in byte
+/// order, ties by value, so that the result never depends on the input
+/// order.
+pub(crate) fn sorted_pairs(params: &[(String, String)]) -> Vec<&(String, String)> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.0.as_bytes()
+            .cmp(b.0.as_bytes())
+            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+    });
+    sorted
+}
+
 /// A listing that could not be read whole: retryable, never a partial
 /// answer.
 pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
@@ -322,6 +336,19 @@ mod tests {
                 .map(|k| (k, o.to_string(), s.to_string()))
         };
         assert_eq!(ops, [pair("j", "s"), pair("", "t")].concat());
+    }
+
+    #[test]
+    fn pairs_sort_by_name_bytes_then_value() {
+        let params: Vec<(String, String)> = [("b", "1"), ("a", "2"), ("B", "0"), ("a", "1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let got: Vec<(&str, &str)> = sorted_pairs(&params)
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, [("B", "0"), ("a", "1"), ("a", "2"), ("b", "1")]);
     }
 
     #[test]
