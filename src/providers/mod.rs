@@ -11,6 +11,7 @@ pub mod kakaocloud;
 pub mod lightsail;
 pub mod powervs;
 pub mod qingcloud;
+pub(crate) mod query_api;
 pub mod ucloudstack;
 pub mod wire;
 

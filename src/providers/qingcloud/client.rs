@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::errors;
 use super::sign;
 use super::wire::Envelope;
 use crate::config::{QingCloudSettings, Secret};
 use crate::providers::http::{self, ApiClient};
+use crate::providers::query_api::{self, Dialect};
 use crate::providers::{ErrorKind, ProviderError};
 
 /// The endpoint, split once: the URL up to the path (no query) and the
@@ -28,15 +28,7 @@ struct Endpoint {
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<Endpoint, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid QingCloud endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid QingCloud endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
+    let url = query_api::parse_endpoint("QingCloud", endpoint)?;
     Ok(Endpoint {
         path: url.path().to_string(),
         base: url.as_str().to_string(),
@@ -130,7 +122,7 @@ impl Client {
             ));
         }
 
-        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        let decoded = QingCloudApi::decode(action, &body, |m| self.scrub(m, &signature));
         if let Err(e) = &decoded {
             tracing::debug!(action, zone = %self.zone, elapsed_ms, kind = %e.kind, "qingcloud call: error answer");
         }
@@ -145,53 +137,34 @@ impl Client {
             .unwrap_or_default()
     }
 
-    /// Remove the secret and this request's signature from a server
-    /// message, in case the server echoes what it was sent.
+    /// Remove the secret and this request's signature (as sent and
+    /// percent-encoded) from a server message, in case the server echoes
+    /// what it was sent.
     fn scrub(&self, message: &str, signature: &str) -> String {
-        let mut out = message.to_string();
         let encoded = sign::encode(signature);
-        for needle in [self.secret.expose(), signature, encoded.as_str()] {
-            if !needle.is_empty() {
-                out = out.replace(needle, "[redacted]");
-            }
-        }
-        out
+        query_api::scrub(message, &[self.secret.expose(), signature, &encoded])
     }
 }
 
-/// A 200 body read as the client reads it: JSON, then `ret_code` (non-zero
-/// → the classified API error, its message passed through `scrub`), then
-/// the action's type `T`. Never panics on any input.
-pub(super) fn decode<T: DeserializeOwned>(
-    action: &str,
-    body: &[u8],
-    scrub: impl Fn(&str) -> String,
-) -> Result<T, ProviderError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let envelope =
-        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let Some(ret_code) = envelope.ret_code else {
-        return Err(errors::malformed(action, "no ret_code", body.len()));
-    };
-    tracing::debug!(action, ret_code, "qingcloud call");
-    if ret_code != 0 {
-        let message = envelope.message.map(|m| scrub(&m));
-        return Err(errors::api_error(action, ret_code, message.as_deref()));
-    }
-    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
-}
+/// QingCloud's shape of the shared query API: `ret_code`/`message`,
+/// `name.1…` lists, `total_count`/`offset` paging, codes per `errors`.
+pub(super) struct QingCloudApi;
 
-/// `name.1=v1&name.2=v2…` for a list parameter.
-pub(super) fn list_param<'a>(
-    name: &str,
-    values: impl IntoIterator<Item = &'a String>,
-) -> Vec<(String, String)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{name}.{}", i + 1), v.clone()))
-        .collect()
+impl Dialect for QingCloudApi {
+    type Envelope = Envelope;
+    const LOG_NAME: &'static str = "qingcloud";
+    const RET_CODE_FIELD: &'static str = "ret_code";
+    const FIRST_INDEX: usize = 1;
+    const TOTAL_FIELD: &'static str = "total_count";
+    const OFFSET_FIELD: &'static str = "offset";
+
+    fn classify(ret_code: i64, message: &str) -> ErrorKind {
+        errors::classify(ret_code, message)
+    }
+
+    fn hint(ret_code: i64) -> Option<&'static str> {
+        errors::hint(ret_code)
+    }
 }
 
 #[cfg(test)]
@@ -217,7 +190,7 @@ mod tests {
     fn list_params_are_one_based() {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            list_param("jobs", &ids),
+            QingCloudApi::list_param("jobs", &ids),
             vec![
                 ("jobs.1".to_string(), "a".to_string()),
                 ("jobs.2".to_string(), "b".to_string())

@@ -4,16 +4,12 @@
 //! This is the one place that knows what a QingCloud error code means. It
 //! decides the kind only; retrying is the engine's business.
 
-use std::time::Duration;
-
-pub use crate::providers::{malformed, unexpected};
-use crate::providers::{ErrorKind, ProviderError};
+pub(crate) use crate::providers::query_api::http_error;
+pub use crate::providers::unexpected;
+use crate::providers::ErrorKind;
 
 /// `ret_code` for "resource not found" (also what an unknown job id gives).
 pub const NOT_FOUND: i64 = 2100;
-
-/// Longest API message kept in an error; the rest is cut.
-const MAX_MESSAGE_CHARS: usize = 500;
 
 /// The kind of a non-zero `ret_code` (documented codes per the QingCloud
 /// error-code page; anything unknown is permanent so it is never retried
@@ -35,49 +31,24 @@ pub fn classify(ret_code: i64, message: &str) -> ErrorKind {
     }
 }
 
-/// The error for a response whose `ret_code` is not 0. `message` is the
-/// API's text (already scrubbed of anything secret by the caller).
-pub fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
-    let text = message
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(truncate)
-        .unwrap_or_else(|| format!("ret_code {ret_code} without a message"));
-    let text = if ret_code == 1300 {
-        format!(
-            "{text} (the request time_stamp was rejected as expired: check that the host clock is synced, e.g. with NTP)"
-        )
-    } else {
-        text
-    };
-    ProviderError::new(classify(ret_code, &text), call, text).with_code(ret_code.to_string())
-}
-
-/// The error for an HTTP status other than 200. The body is not echoed: it
-/// is not the API's JSON and may be an arbitrary proxy page.
-pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
-    let (kind, what) = if status == 429 {
-        (ErrorKind::Throttled, "too many requests")
-    } else if status >= 500 {
-        (ErrorKind::Transient, "server error")
-    } else {
-        (ErrorKind::Transient, "unexpected HTTP status")
-    };
-    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
-        .with_code(format!("http {status}"));
-    if let Some(after) = retry_after {
-        err = err.with_retry_after(after);
+/// What the operator should do about a code, where there is something.
+pub fn hint(ret_code: i64) -> Option<&'static str> {
+    match ret_code {
+        1300 => Some(
+            "the request time_stamp was rejected as expired: check that the host clock is synced, e.g. with NTP",
+        ),
+        _ => None,
     }
-    err
-}
-
-fn truncate(s: &str) -> String {
-    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::providers::malformed;
+    use crate::providers::qingcloud::client::QingCloudApi as Api;
+    use crate::providers::query_api::Dialect;
 
     #[test]
     fn ret_code_table() {
@@ -117,7 +88,7 @@ mod tests {
         ];
         for (code, msg, kind) in cases {
             assert_eq!(classify(*code, msg), *kind, "code {code} {msg:?}");
-            let e = api_error("CreateSnapshots", *code, Some(msg));
+            let e = Api::api_error("CreateSnapshots", *code, Some(msg));
             assert_eq!(e.kind, *kind);
             assert_eq!(e.call, "CreateSnapshots");
             assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
@@ -127,13 +98,13 @@ mod tests {
 
     #[test]
     fn clock_hint_on_1300() {
-        let e = api_error("DescribeJobs", 1300, Some("message expired"));
+        let e = Api::api_error("DescribeJobs", 1300, Some("message expired"));
         assert!(e.message.contains("host clock"), "{}", e.message);
     }
 
     #[test]
     fn missing_message_is_described() {
-        let e = api_error("DeleteSnapshots", 5000, None);
+        let e = Api::api_error("DeleteSnapshots", 5000, None);
         assert_eq!(e.message, "ret_code 5000 without a message");
         assert_eq!(e.kind, ErrorKind::Transient);
     }

@@ -23,12 +23,14 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
-use self::client::{list_param, Client};
+use self::client::{Client, QingCloudApi as Api};
 use self::wire::{
     CreateSnapshotsResponse, DeleteSnapshotsResponse, DescribeJobsResponse,
     DescribeSnapshotsResponse, Snapshot,
 };
 use super::http::ApiClient;
+use super::query_api::paging::{self, Page, Paging};
+use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
     OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
@@ -112,7 +114,7 @@ impl QingCloud {
     }
 
     async fn jobs_call(&self, ids: &[String]) -> Result<Vec<wire::Job>, ProviderError> {
-        let mut params = list_param("jobs", ids);
+        let mut params = Api::list_param("jobs", ids);
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeJobsResponse = self.client.call(DESCRIBE_JOBS, params).await?;
         check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count)?;
@@ -146,7 +148,7 @@ impl QingCloud {
     }
 
     async fn snapshots_call(&self, ids: &[String]) -> Result<Vec<Snapshot>, ProviderError> {
-        let mut params = list_param("snapshots", ids);
+        let mut params = Api::list_param("snapshots", ids);
         params.push(("verbose".into(), "0".into()));
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeSnapshotsResponse = self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
@@ -244,11 +246,9 @@ impl Provider for QingCloud {
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut offset: u64 = 0;
-        let mut total: Option<u64> = None;
-        loop {
+        let paging = Paging::of::<Api>(DESCRIBE_SNAPSHOTS, "snapshots");
+        let fetch = |offset: u64| async move {
             let params = vec![
                 ("resource_id".to_string(), target.to_string()),
                 ("verbose".to_string(), "0".to_string()),
@@ -257,46 +257,18 @@ impl Provider for QingCloud {
             ];
             let page: DescribeSnapshotsResponse =
                 self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
-            let Some(page_total) = page.total_count else {
-                return Err(errors::unexpected(
-                    DESCRIBE_SNAPSHOTS,
-                    "no total_count in a listing",
-                ));
-            };
-            match total {
-                None => total = Some(page_total),
-                Some(t) if t != page_total => {
-                    return Err(incomplete(format!(
-                        "total_count changed from {t} to {page_total} between pages"
-                    )));
-                }
-                Some(_) => {}
-            }
-            if offset >= page_total {
-                break;
-            }
-            if page.snapshot_set.is_empty() {
-                return Err(incomplete(format!(
-                    "empty page at offset {offset} of {page_total}"
-                )));
-            }
-            offset += page.snapshot_set.len() as u64;
-            for s in page.snapshot_set {
-                if seen.insert(s.snapshot_id.clone()) {
-                    out.push(remote_snapshot(&s, policy, target));
-                }
-            }
-            if offset >= page_total {
-                break;
-            }
-        }
-        let total = total.unwrap_or(0);
-        if (out.len() as u64) < total {
-            return Err(incomplete(format!(
-                "{} distinct snapshots read, total_count is {total} (items moved between pages)",
-                out.len()
-            )));
-        }
+            Ok(Page {
+                total: page.total_count,
+                items: Ok(page.snapshot_set),
+            })
+        };
+        paging::read_all(
+            &paging,
+            fetch,
+            |s: &Snapshot| Ok(s.snapshot_id.clone()),
+            |_, s| out.push(remote_snapshot(&s, policy, target)),
+        )
+        .await?;
         Ok(out)
     }
 
@@ -633,23 +605,6 @@ fn is_not_found(e: &ProviderError) -> bool {
     e.kind == ErrorKind::NotFound && e.code.as_deref() == Some("2100")
 }
 
-fn incomplete(detail: String) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        DESCRIBE_SNAPSHOTS,
-        format!("listing incomplete: {detail}"),
-    )
-}
-
-/// Distinct values in first-seen order.
-fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    values
-        .filter(|v| seen.insert(*v))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
 /// provider reads, through the client's decoding and this module's
 /// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
@@ -660,13 +615,13 @@ pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
     let (policy, target) = ("daily", "vol-fuzz");
     let mut jobs = HashMap::new();
-    if let Ok(r) = client::decode::<DescribeJobsResponse>(DESCRIBE_JOBS, body, keep) {
+    if let Ok(r) = Api::decode::<DescribeJobsResponse>(DESCRIBE_JOBS, body, keep) {
         let _ = check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count);
         let asked: Vec<String> = r.job_set.iter().map(|j| j.job_id.clone()).collect();
         record_jobs(&asked, r.job_set, &mut jobs);
     }
     let mut snapshots = HashMap::new();
-    if let Ok(r) = client::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
+    if let Ok(r) = Api::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
         let _ = check_whole(DESCRIBE_SNAPSHOTS, r.snapshot_set.len(), r.total_count);
         for s in &r.snapshot_set {
             let _ = remote_snapshot(s, policy, target);
@@ -687,23 +642,16 @@ pub fn fuzz_parse_response(body: &[u8]) {
         })
         .take(64)
         .collect();
-    for (job, snapshot_id) in ids {
-        for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
-            let op = OperationRef {
-                kind,
-                operation: job.clone(),
-                snapshot_id: snapshot_id.clone(),
-            };
-            let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
-        }
+    for op in ops_of_every_kind(ids) {
+        let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
     }
-    if let Ok(r) = client::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
+    if let Ok(r) = Api::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {
         let _ = created_from_response(r);
     }
-    if let Ok(r) = client::decode::<DeleteSnapshotsResponse>(DELETE, body, keep) {
+    if let Ok(r) = Api::decode::<DeleteSnapshotsResponse>(DELETE, body, keep) {
         let _ = r.job_id.map(wire::JobIds::into_vec);
     }
-    if let Ok(r) = client::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
+    if let Ok(r) = Api::decode::<wire::CreateVolumeFromSnapshotResponse>(RESTORE, body, keep) {
         let _ = r.job_id.map(wire::JobIds::into_vec);
     }
 }

@@ -4,13 +4,16 @@
 //! A QingCloud tag has a name and, on newer accounts, a key: a tag with a
 //! `tag_key` reads as `tag_key = tag_name`, one without as `tag_name = ""`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::client::QingCloudApi as Api;
 use super::errors;
 use super::QingCloud;
-use crate::providers::{not_selectable, ErrorKind, ProviderError, Resource};
+use crate::providers::query_api::paging::{self, Page, Paging};
+use crate::providers::query_api::Dialect;
+use crate::providers::{not_selectable, ProviderError, Resource};
 
 const DESCRIBE_VOLUMES: &str = "DescribeVolumes";
 const DESCRIBE_INSTANCES: &str = "DescribeInstances";
@@ -22,7 +25,7 @@ const VOLUME_STATUSES: &[&str] = &["pending", "available", "in-use", "suspended"
 const INSTANCE_STATUSES: &[&str] = &["pending", "running", "stopped", "suspended"];
 
 #[derive(Debug, Deserialize)]
-struct Page {
+struct ListPage {
     #[serde(default)]
     volume_set: Option<Vec<Item>>,
     #[serde(default)]
@@ -61,82 +64,44 @@ impl QingCloud {
             "instance" => (DESCRIBE_INSTANCES, "instance_set", INSTANCE_STATUSES),
             other => return Err(not_selectable("qingcloud", DESCRIBE_VOLUMES, other)),
         };
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut offset: u64 = 0;
-        let mut total: Option<u64> = None;
-        loop {
-            let mut params: Vec<(String, String)> = statuses
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (format!("status.{}", i + 1), s.to_string()))
-                .collect();
+        let paging = Paging::of::<Api>(call, "resources");
+        let fetch = |offset: u64| async move {
+            let mut params = Api::list_param("status", statuses);
             params.push(("verbose".into(), "0".into()));
             params.push(("limit".into(), PAGE.to_string()));
             params.push(("offset".into(), offset.to_string()));
-            let page: Page = self.client.call(call, params).await?;
-            let Some(page_total) = page.total_count else {
-                return Err(errors::unexpected(call, "no total_count in a listing"));
-            };
-            match total {
-                None => total = Some(page_total),
-                Some(t) if t != page_total => {
-                    return Err(incomplete(
-                        call,
-                        format!("total_count changed from {t} to {page_total} between pages"),
-                    ));
-                }
-                Some(_) => {}
-            }
-            if offset >= page_total {
-                break;
-            }
+            let page: ListPage = self.client.call(call, params).await?;
             let items = match list {
                 "volume_set" => page.volume_set,
                 _ => page.instance_set,
             }
-            .ok_or_else(|| errors::unexpected(call, format!("no {list} in a listing")))?;
-            if items.is_empty() {
-                return Err(incomplete(
-                    call,
-                    format!("empty page at offset {offset} of {page_total}"),
-                ));
-            }
-            offset += items.len() as u64;
-            for item in items {
-                let Some(id) = item.volume_id.filter(|i| !i.trim().is_empty()) else {
-                    return Err(errors::unexpected(call, "an item without an id"));
-                };
-                if !seen.insert(id.clone()) {
-                    continue;
-                }
-                let gone = item
-                    .status
-                    .as_deref()
-                    .is_some_and(|s| matches!(s, "deleted" | "ceased" | "terminated"));
-                if gone {
-                    continue;
-                }
+            .ok_or_else(|| errors::unexpected(call, format!("no {list} in a listing")));
+            Ok(Page {
+                total: page.total_count,
+                items,
+            })
+        };
+        let id_of = |item: &Item| {
+            item.volume_id
+                .clone()
+                .filter(|i| !i.trim().is_empty())
+                .ok_or_else(|| errors::unexpected(call, "an item without an id"))
+        };
+        paging::read_all(&paging, fetch, id_of, |id, item| {
+            let gone = item
+                .status
+                .as_deref()
+                .is_some_and(|s| matches!(s, "deleted" | "ceased" | "terminated"));
+            if !gone {
                 out.push(Resource {
                     id,
                     name: item.volume_name.unwrap_or_default(),
                     tags: tags_of(item.tags.unwrap_or_default()),
                 });
             }
-            if offset >= page_total {
-                break;
-            }
-        }
-        let total = total.unwrap_or(0);
-        if (seen.len() as u64) < total {
-            return Err(incomplete(
-                call,
-                format!(
-                    "{} distinct resources read, total_count is {total} (items moved between pages)",
-                    seen.len()
-                ),
-            ));
-        }
+        })
+        .await?;
         Ok(out)
     }
 }
@@ -152,14 +117,6 @@ fn tags_of(tags: Vec<Tag>) -> BTreeMap<String, String> {
         };
     }
     out
-}
-
-fn incomplete(call: &str, detail: String) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        call,
-        format!("listing incomplete: {detail}"),
-    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
+use crate::providers::query_api;
+
 /// Everything except `A-Z a-z 0-9 - _ . ~` is encoded; `percent-encoding`
 /// writes upper-case hex and `%20` for a space, as QingCloud requires.
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC
@@ -41,13 +43,7 @@ pub fn time_stamp(now: DateTime<Utc>) -> String {
 /// strictly encoded, joined with `&`. `signature` itself must not be in
 /// `params`.
 pub fn canonical_query(params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
-    sorted
+    query_api::sorted_pairs(params)
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
@@ -103,16 +99,10 @@ pub fn sign(method: &str, path: &str, params: &[(String, String)], secret: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::query_api::fake::pairs as p;
 
     const AK: &str = "QYACCESSKEYIDEXAMPLE";
     const SK: &str = "SECRETACCESSKEY";
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn run_instances(zone: &str) -> Vec<(String, String)> {
         p(&[

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use chrono::{TimeZone, Utc};
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Secret;
-use crate::providers::http::HttpSettings;
+use crate::providers::query_api::fake::{self, api, listen, ok, p, reply, Fake, Params, Reply};
 
 const AK: &str = "QYACCESSKEYIDEXAMPLE";
 const SK: &str = "SECRETACCESSKEY";
@@ -227,37 +226,13 @@ fn create_responses() {
 
 // ------------------------------------------------------------- fake server
 
-type Params = BTreeMap<String, String>;
-type Responder = Box<dyn Fn(&Params) -> (u16, Value) + Send + Sync>;
-
-struct Fake {
-    calls: Mutex<Vec<Params>>,
-    respond: Responder,
-}
-
-impl Fake {
-    fn calls(&self) -> Vec<Params> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.calls()
-            .iter()
-            .map(|p| p.get("action").cloned().unwrap_or_default())
-            .collect()
-    }
-}
-
 fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Checks the query the way QingCloud does: it must be exactly the
 /// canonical form followed by `&signature=`, with a valid signature.
-async fn handle(
-    State(fake): State<Arc<Fake>>,
-    RawQuery(q): RawQuery,
-) -> (StatusCode, HeaderMap, String) {
+async fn handle(State(fake): State<Arc<Fake>>, RawQuery(q): RawQuery) -> Reply {
     let q = q.unwrap_or_default();
     let Some((canonical, sig)) = q.rsplit_once("&signature=") else {
         return reply(200, json!({"ret_code":1100,"message":"no signature"}));
@@ -286,80 +261,29 @@ async fn handle(
     ] {
         assert!(params.contains_key(common), "missing {common}");
     }
-    if let Ok(mut calls) = fake.calls.lock() {
-        calls.push(params.clone());
-    }
-    let (status, body) = (fake.respond)(&params);
-    reply(status, body)
-}
-
-fn reply(status: u16, body: Value) -> (StatusCode, HeaderMap, String) {
-    let mut headers = HeaderMap::new();
-    if status == 429 {
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-    }
-    let body = match body {
-        Value::String(s) => s, // raw, possibly non-JSON body
-        other => other.to_string(),
-    };
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        headers,
-        body,
-    )
+    fake.answer(params)
 }
 
 async fn serve(
     respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
 ) -> (QingCloud, Arc<Fake>) {
-    let fake = Arc::new(Fake {
-        calls: Mutex::new(Vec::new()),
-        respond: Box::new(respond),
-    });
+    let fake = Fake::new("action", respond);
     let app = Router::new()
         .route("/iaas/", get(handle))
         .with_state(fake.clone());
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("local_addr: {e}"),
-    };
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let api = match ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    }) {
-        Ok(a) => a,
-        Err(e) => panic!("client: {e}"),
-    };
+    let addr = listen(app).await;
     let settings = QingCloudSettings {
         zone: "ap2a".into(),
         access_key_id: AK.into(),
         secret_access_key: Secret::new(SK),
         endpoint: format!("http://{addr}/iaas/"),
     };
-    (QingCloud::new(&settings, api), fake)
-}
-
-fn ok(v: Value) -> (u16, Value) {
-    (200, v)
-}
-
-fn p<'a>(params: &'a Params, key: &str) -> &'a str {
-    params.get(key).map(String::as_str).unwrap_or("")
+    (QingCloud::new(&settings, api()), fake)
 }
 
 /// The values of `name.1..N`, in index order.
 fn list_of(params: &Params, name: &str) -> Vec<String> {
-    (1..)
-        .map_while(|i| params.get(&format!("{name}.{i}")).cloned())
-        .collect()
+    fake::list_of(params, name, 1)
 }
 
 fn req(full: bool) -> CreateRequest {
@@ -470,13 +394,7 @@ async fn secret_and_signature_never_reach_the_error() {
         secret_access_key: Secret::new("WRONGSECRET"),
         endpoint: qc_endpoint(&qc),
     };
-    let api = ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    });
-    let Ok(api) = api else { panic!("client") };
-    let qc2 = QingCloud::new(&wrong, api);
+    let qc2 = QingCloud::new(&wrong, api());
     let e = qc2.delete("ss-1").await.err();
     let Some(e) = e else {
         panic!("expected an error")
@@ -854,12 +772,7 @@ async fn list_reads_every_page() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(fake.param("offset"), vec!["0", "100", "200"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got.iter().all(|s| s.state == SnapshotState::Available));
     assert!(got[0].chain.as_ref().is_some_and(|c| c.full));
@@ -880,12 +793,13 @@ async fn list_of_nothing_is_one_call() {
     assert_eq!(fake.calls().len(), 1);
 }
 
-async fn assert_incomplete(qc: &QingCloud) {
+async fn assert_incomplete(qc: &QingCloud, want: &str) {
     match qc.list("volume", "vol-1", "db").await {
         Ok(got) => panic!("a partial listing was returned ({} items)", got.len()),
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("listing incomplete"), "{}", e.message);
+            assert_eq!(e.call, "DescribeSnapshots");
+            assert_eq!(e.message, want);
         }
     }
 }
@@ -898,7 +812,7 @@ async fn list_refuses_an_empty_page_before_the_end() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(&qc, "listing incomplete: empty page at offset 100 of 250").await;
 }
 
 #[tokio::test]
@@ -909,7 +823,11 @@ async fn list_refuses_a_changing_total() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(
+        &qc,
+        "listing incomplete: total_count changed from 250 to 251 between pages",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -923,15 +841,21 @@ async fn list_refuses_items_shifted_between_pages() {
         }
     }))
     .await;
-    assert_incomplete(&qc).await;
+    assert_incomplete(
+        &qc,
+        "listing incomplete: 149 distinct snapshots read, total_count is 150 (items moved between pages)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn list_without_total_count_is_refused() {
     let (qc, _) = serve(|_| ok(json!({"ret_code":0,"snapshot_set":[]}))).await;
+    let e = qc.list("volume", "vol-1", "db").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        qc.list("volume", "vol-1", "db").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("unexpected response from DescribeSnapshots: no total_count in a listing")
     );
 }
 
@@ -1077,7 +1001,8 @@ async fn list_resources_of_instances_and_refusals() {
     match qc.list_resources("volume").await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("incomplete"), "{e}");
+            assert_eq!(e.call, "DescribeVolumes");
+            assert_eq!(e.message, "listing incomplete: empty page at offset 2 of 5");
         }
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }
@@ -1086,4 +1011,23 @@ async fn list_resources_of_instances_and_refusals() {
         Ok(v) => panic!("disk is not a qingcloud resource, got {v:?}"),
     }
     assert_eq!(fake.actions().len(), 3);
+}
+
+// ------------------------------------------------------------- fuzz entry
+
+#[test]
+fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
+    let bodies = [
+        r#"{"ret_code":0,"total_count":2,"job_set":[{"job_id":"j-1","status":"successful","job_action":"CreateSnapshots"},{"job_id":"j-2","status":"failed"}]}"#,
+        r#"{"ret_code":0,"total_count":1,"snapshot_set":[{"snapshot_id":"ss-1","snapshot_name":"daily-vol-fuzz-20240101T000000Z","status":"available","snapshot_type":0,"parent_id":"ss-0"}]}"#,
+        r#"{"ret_code":0,"job_id":["j-1","j-2"],"snapshots":["ss-1"],"volume_id":"vol-2"}"#,
+        r#"{"ret_code":2100,"message":"not found"}"#,
+        r#"{"ret_code":"0","job_set":null,"snapshot_set":[],"total_count":-1}"#,
+        r#"[0,"m"]"#,
+        "",
+        "{",
+    ];
+    for body in bodies {
+        fuzz_parse_response(body.as_bytes());
+    }
 }

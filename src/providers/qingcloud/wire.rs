@@ -17,6 +17,16 @@ pub struct Envelope {
     pub message: Option<String>,
 }
 
+impl crate::providers::query_api::Envelope for Envelope {
+    fn ret_code(&self) -> Option<i64> {
+        self.ret_code
+    }
+
+    fn into_message(self) -> Option<String> {
+        self.message
+    }
+}
+
 /// `job_id`: documented as a string; the Go SDK reads an array since 2024.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -145,13 +155,7 @@ pub fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
-        match serde_json::from_str(s) {
-            Ok(v) => v,
-            Err(e) => panic!("parse failed: {e}"),
-        }
-    }
+    use crate::providers::query_api::fake::parse;
 
     #[test]
     fn job_id_as_string_or_array() {

@@ -10,13 +10,13 @@
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::errors;
 use super::sign;
 use super::wire::Envelope;
 use crate::config::{Secret, UCloudStackSettings};
 use crate::providers::http::{self, ApiClient};
+use crate::providers::query_api::{self, Dialect};
 use crate::providers::{ErrorKind, ProviderError};
 
 pub(super) struct Client {
@@ -33,16 +33,7 @@ pub(super) struct Client {
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid UCloudStack endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid UCloudStack endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url.to_string())
+    query_api::parse_endpoint("UCloudStack", endpoint).map(String::from)
 }
 
 impl Client {
@@ -121,7 +112,7 @@ impl Client {
                 http::retry_after(&headers),
             ));
         }
-        let decoded = decode(action, &body, |m| self.scrub(m, &signature));
+        let decoded = UCloudStackApi::decode(action, &body, |m| self.scrub(m, &signature));
         if let Err(e) = &decoded {
             tracing::debug!(action, region = %self.region, elapsed_ms, kind = %e.kind, "ucloudstack call: error answer");
         }
@@ -136,49 +127,30 @@ impl Client {
     /// Remove the private key and this request's signature from a server
     /// message, in case the server echoes what it was sent.
     fn scrub(&self, message: &str, signature: &str) -> String {
-        let mut out = message.to_string();
-        for needle in [self.private_key.expose(), signature] {
-            if !needle.is_empty() {
-                out = out.replace(needle, "[redacted]");
-            }
-        }
-        out
+        query_api::scrub(message, &[self.private_key.expose(), signature])
     }
 }
 
-/// A 200 body read as the client reads it: JSON, then `RetCode` (non-zero
-/// → the classified API error, its message passed through `scrub`), then
-/// the action's type `T`. Never panics on any input.
-pub(super) fn decode<T: DeserializeOwned>(
-    action: &str,
-    body: &[u8],
-    scrub: impl Fn(&str) -> String,
-) -> Result<T, ProviderError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let envelope =
-        Envelope::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))?;
-    let Some(ret_code) = envelope.ret_code else {
-        return Err(errors::malformed(action, "no RetCode", body.len()));
-    };
-    tracing::debug!(action, ret_code, "ucloudstack call");
-    if ret_code != 0 {
-        let message = envelope.message.map(|m| scrub(&m));
-        return Err(errors::api_error(action, ret_code, message.as_deref()));
-    }
-    T::deserialize(&value).map_err(|e| errors::malformed(action, e, body.len()))
-}
+/// UCloudStack's shape of the shared query API: `RetCode`/`Message`,
+/// 0-based `name.0…` arrays, `TotalCount`/`Offset` paging, codes per
+/// `errors` (the kind depends on the code alone).
+pub(super) struct UCloudStackApi;
 
-/// `name.0=v0&name.1=v1…`: UCloudStack arrays are 0-based.
-pub(super) fn list_param<'a>(
-    name: &str,
-    values: impl IntoIterator<Item = &'a String>,
-) -> Vec<(String, String)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{name}.{i}"), v.clone()))
-        .collect()
+impl Dialect for UCloudStackApi {
+    type Envelope = Envelope;
+    const LOG_NAME: &'static str = "ucloudstack";
+    const RET_CODE_FIELD: &'static str = "RetCode";
+    const FIRST_INDEX: usize = 0;
+    const TOTAL_FIELD: &'static str = "TotalCount";
+    const OFFSET_FIELD: &'static str = "Offset";
+
+    fn classify(ret_code: i64, _message: &str) -> ErrorKind {
+        errors::classify(ret_code)
+    }
+
+    fn hint(ret_code: i64) -> Option<&'static str> {
+        errors::hint(ret_code)
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +171,7 @@ mod tests {
     fn arrays_are_zero_based() {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            list_param("SnapshotIDs", &ids),
+            UCloudStackApi::list_param("SnapshotIDs", &ids),
             vec![
                 ("SnapshotIDs.0".to_string(), "a".to_string()),
                 ("SnapshotIDs.1".to_string(), "b".to_string())

@@ -4,10 +4,9 @@
 //!
 //! Decides the kind only; retrying is the engine's business.
 
-use std::time::Duration;
-
-pub use crate::providers::{malformed, unexpected};
-use crate::providers::{ErrorKind, ProviderError};
+pub(crate) use crate::providers::query_api::http_error;
+pub use crate::providers::unexpected;
+use crate::providers::ErrorKind;
 
 /// Snapshot count of this disk reached the per-disk cap.
 pub const SNAPSHOT_QUOTA: i64 = 2500;
@@ -15,9 +14,6 @@ pub const SNAPSHOT_QUOTA: i64 = 2500;
 pub const VM_NOT_STOPPED: i64 = 2501;
 /// The disk has a snapshot being created or rolled back.
 pub const DISK_BUSY: i64 = 2502;
-
-/// Longest API message kept in an error; the rest is cut.
-const MAX_MESSAGE_CHARS: usize = 500;
 
 /// The kind of a non-zero `RetCode`. Anything unknown is permanent so that
 /// it is never retried blindly.
@@ -35,7 +31,7 @@ pub fn classify(ret_code: i64) -> ErrorKind {
 }
 
 /// What the operator should do about a code, where there is something.
-fn hint(ret_code: i64) -> Option<&'static str> {
+pub fn hint(ret_code: i64) -> Option<&'static str> {
     match ret_code {
         171 => Some("signature rejected: check `public_key` and `private_key`"),
         150 | 170 | 172..=178 | 240 | 301 => {
@@ -54,43 +50,13 @@ fn hint(ret_code: i64) -> Option<&'static str> {
     }
 }
 
-/// The error for a response whose `RetCode` is not 0. `message` is the API's
-/// text (already scrubbed by the caller).
-pub fn api_error(call: &str, ret_code: i64, message: Option<&str>) -> ProviderError {
-    let text = message
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(truncate)
-        .unwrap_or_else(|| format!("RetCode {ret_code} without a message"));
-    let text = match hint(ret_code) {
-        Some(h) => format!("{text} ({h})"),
-        None => text,
-    };
-    ProviderError::new(classify(ret_code), call, text).with_code(ret_code.to_string())
-}
-
-/// The error for an HTTP status other than 200. The body is not echoed.
-pub fn http_error(call: &str, status: u16, retry_after: Option<Duration>) -> ProviderError {
-    let (kind, what) = match status {
-        429 => (ErrorKind::Throttled, "too many requests"),
-        s if s >= 500 => (ErrorKind::Transient, "server error"),
-        _ => (ErrorKind::Transient, "unexpected HTTP status"),
-    };
-    let mut err = ProviderError::new(kind, call, format!("HTTP {status} ({what})"))
-        .with_code(format!("http {status}"));
-    if let Some(after) = retry_after {
-        err = err.with_retry_after(after);
-    }
-    err
-}
-
-fn truncate(s: &str) -> String {
-    crate::providers::truncate_message(s, MAX_MESSAGE_CHARS)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::providers::query_api::Dialect;
+    use crate::providers::ucloudstack::client::UCloudStackApi as Api;
 
     #[test]
     fn ret_code_table() {
@@ -128,7 +94,7 @@ mod tests {
         ];
         for (code, kind) in cases {
             assert_eq!(classify(*code), *kind, "{code}");
-            let e = api_error("CreateSnapshot", *code, Some("msg"));
+            let e = Api::api_error("CreateSnapshot", *code, Some("msg"));
             assert_eq!(e.kind, *kind);
             assert_eq!(e.code.as_deref(), Some(code.to_string().as_str()));
             assert!(e.message.starts_with("msg"), "{}", e.message);
@@ -137,7 +103,7 @@ mod tests {
 
     #[test]
     fn quota_tells_the_operator_what_to_do() {
-        let e = api_error("CreateSnapshot", 2500, Some("该磁盘创建的快照数量已达上限"));
+        let e = Api::api_error("CreateSnapshot", 2500, Some("该磁盘创建的快照数量已达上限"));
         assert_eq!(e.kind, ErrorKind::Quota);
         assert!(
             e.message.contains("lower the policy's `retain`"),
@@ -149,7 +115,7 @@ mod tests {
 
     #[test]
     fn signature_failure_names_the_keys() {
-        let e = api_error("DescribeSnapshot", 171, Some("登录签名验证失败"));
+        let e = Api::api_error("DescribeSnapshot", 171, Some("登录签名验证失败"));
         assert_eq!(e.kind, ErrorKind::Auth);
         assert!(e.message.contains("private_key"), "{}", e.message);
         assert!(e.to_string().contains("auth error (code 171)"), "{e}");
@@ -162,7 +128,7 @@ mod tests {
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
         assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
         assert_eq!(
-            api_error("x", 130, None).message,
+            Api::api_error("x", 130, None).message,
             "RetCode 130 without a message"
         );
     }

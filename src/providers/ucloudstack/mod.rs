@@ -32,9 +32,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha1::{Digest, Sha1};
 
-use self::client::{list_param, Client};
+use self::client::{Client, UCloudStackApi as Api};
 use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
 use super::http::ApiClient;
+use super::query_api::paging::{self, Page, Paging};
+use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
     OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
@@ -104,7 +106,7 @@ impl UCloudStack {
             let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut offset: u64 = 0;
             loop {
-                let mut params = list_param("SnapshotIDs", chunk);
+                let mut params = Api::list_param("SnapshotIDs", chunk);
                 params.push(("Limit".into(), BATCH.to_string()));
                 params.push(("Offset".into(), offset.to_string()));
                 let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
@@ -210,60 +212,33 @@ impl Provider for UCloudStack {
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut offset: u64 = 0;
-        let mut total: Option<u64> = None;
-        loop {
+        let paging = Paging::of::<Api>(DESCRIBE, "snapshots");
+        let fetch = |offset: u64| async move {
             let params = vec![
                 ("DiskID".to_string(), target.to_string()),
                 ("Limit".to_string(), BATCH.to_string()),
                 ("Offset".to_string(), offset.to_string()),
             ];
             let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
-            let Some(page_total) = page.total_count else {
-                return Err(errors::unexpected(DESCRIBE, "no TotalCount in a listing"));
-            };
-            match total {
-                None => total = Some(page_total),
-                Some(t) if t != page_total => {
-                    return Err(incomplete(format!(
-                        "TotalCount changed from {t} to {page_total} between pages"
-                    )));
+            Ok(Page {
+                total: page.total_count,
+                items: Ok(page.infos.unwrap_or_default()),
+            })
+        };
+        paging::read_all(
+            &paging,
+            fetch,
+            |info: &SnapshotInfo| Ok(info.snapshot_id.clone()),
+            |_, info| {
+                // A deployment that ignored the DiskID filter still only
+                // gives us this disk's snapshots.
+                if info.disk_id.as_deref().is_none_or(|d| d == target) {
+                    out.push(remote_snapshot(&info, policy, target));
                 }
-                Some(_) => {}
-            }
-            if offset >= page_total {
-                break;
-            }
-            let infos = page.infos.unwrap_or_default();
-            if infos.is_empty() {
-                return Err(incomplete(format!(
-                    "empty page at Offset {offset} of {page_total}"
-                )));
-            }
-            offset += infos.len() as u64;
-            for info in infos {
-                if seen.insert(info.snapshot_id.clone()) {
-                    // A deployment that ignored the DiskID filter still
-                    // only gives us this disk's snapshots.
-                    let of_target = info.disk_id.as_deref().is_none_or(|d| d == target);
-                    if of_target {
-                        out.push(remote_snapshot(&info, policy, target));
-                    }
-                }
-            }
-            if offset >= page_total {
-                break;
-            }
-        }
-        let total = total.unwrap_or(0);
-        if (seen.len() as u64) < total {
-            return Err(incomplete(format!(
-                "{} distinct snapshots read, TotalCount is {total} (items moved between pages)",
-                seen.len()
-            )));
-        }
+            },
+        )
+        .await?;
         Ok(out)
     }
 
@@ -557,23 +532,6 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
     }
 }
 
-fn incomplete(detail: String) -> ProviderError {
-    ProviderError::new(
-        ErrorKind::Transient,
-        DESCRIBE,
-        format!("listing incomplete: {detail}"),
-    )
-}
-
-/// Distinct values in first-seen order.
-fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    values
-        .filter(|v| seen.insert(*v))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as the answer of each action the
 /// provider reads, through the client's decoding and this module's
 /// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
@@ -583,25 +541,19 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
     let (policy, target) = ("daily", "disk-fuzz");
-    if let Ok(page) = client::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
+    if let Ok(page) = Api::decode::<DescribeSnapshotResponse>(DESCRIBE, body, keep) {
         for info in page.infos.unwrap_or_default().iter().take(64) {
             let _ = remote_snapshot(info, policy, target);
-            for kind in [OpKind::Create, OpKind::Delete, OpKind::Restore] {
-                for operation in [info.snapshot_id.clone(), String::new()] {
-                    let op = OperationRef {
-                        kind,
-                        operation,
-                        snapshot_id: info.snapshot_id.clone(),
-                    };
-                    let _ = op_status(&op, Some(info));
-                }
+            let id = &info.snapshot_id;
+            for op in ops_of_every_kind([(id.clone(), id.clone()), (String::new(), id.clone())]) {
+                let _ = op_status(&op, Some(info));
             }
         }
     }
-    if let Ok(r) = client::decode::<CreateSnapshotResponse>(CREATE, body, keep) {
+    if let Ok(r) = Api::decode::<CreateSnapshotResponse>(CREATE, body, keep) {
         let _ = r.snapshot_id.map(|s| s.trim().to_string());
     }
-    let _ = client::decode::<Empty>(DELETE, body, keep);
+    let _ = Api::decode::<Empty>(DELETE, body, keep);
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::{Digest, Sha1};
 
+use crate::providers::query_api;
+
 /// Everything except `A-Z a-z 0-9 - _ . ~` is encoded; a space is `%20`.
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -18,23 +20,11 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// The parameters sorted by key (byte order; ties by value so the result
-/// never depends on the input order).
-fn sorted(params: &[(String, String)]) -> Vec<&(String, String)> {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
-    sorted
-}
-
 /// `key1value1key2value2…` + private key: the string whose SHA-1 is the
 /// signature. Holds the private key: never log it.
 pub fn string_to_sign(params: &[(String, String)], private_key: &str) -> String {
     let mut out = String::new();
-    for (k, v) in sorted(params) {
+    for (k, v) in query_api::sorted_pairs(params) {
         out.push_str(k);
         out.push_str(v);
     }
@@ -55,7 +45,7 @@ pub fn encode(s: &str) -> String {
 
 /// `application/x-www-form-urlencoded` body of `params` plus `Signature`.
 pub fn form_body(params: &[(String, String)], signature: &str) -> String {
-    let mut pairs: Vec<String> = sorted(params)
+    let mut pairs: Vec<String> = query_api::sorted_pairs(params)
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect();
@@ -66,16 +56,10 @@ pub fn form_body(params: &[(String, String)], signature: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::query_api::fake::pairs as p;
 
     const PUB: &str = "1UxDcqTHEGGGviQFqlt870EbLuaSJPZOB8hZ74tL";
     const PRIV: &str = "tcgX3Xi_mAKpQayggnVLWzerkWB_fH1KXuk05hUrus8KSziLVyjWXwKZ80FOOldC";
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn ucloudstack_doc_vector() {

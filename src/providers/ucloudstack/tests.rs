@@ -4,12 +4,11 @@
 //! loopback. The server is a fixture, not the simulator.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
 use chrono::{TimeZone, Utc};
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Secret;
-use crate::providers::http::HttpSettings;
+use crate::providers::query_api::fake::{self, api, listen, ok, p, reply, Fake, Params, Reply};
 
 const PUB: &str = "UCSPUBLICKEY";
 const PRIV: &str = "ucs-private-key";
@@ -229,27 +228,6 @@ fn status_mapping() {
 
 // ------------------------------------------------------------- fake server
 
-type Params = BTreeMap<String, String>;
-type Responder = Box<dyn Fn(&Params) -> (u16, Value) + Send + Sync>;
-
-struct Fake {
-    calls: Mutex<Vec<Params>>,
-    respond: Responder,
-}
-
-impl Fake {
-    fn calls(&self) -> Vec<Params> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.calls()
-            .iter()
-            .map(|p| p.get("Action").cloned().unwrap_or_default())
-            .collect()
-    }
-}
-
 fn decode(s: &str) -> String {
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
@@ -257,11 +235,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Checks the form POST the way UCloudStack does (171 on a bad signature).
-async fn handle(
-    State(fake): State<Arc<Fake>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
+async fn handle(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Reply {
     let form = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -287,22 +261,7 @@ async fn handle(
     for common in ["Action", "PublicKey", "Region", "Zone"] {
         assert!(params.contains_key(common), "missing {common}");
     }
-    if let Ok(mut calls) = fake.calls.lock() {
-        calls.push(params.clone());
-    }
-    let (status, body) = (fake.respond)(&params);
-    reply(status, body)
-}
-
-fn reply(status: u16, body: Value) -> (StatusCode, String) {
-    let body = match body {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body,
-    )
+    fake.answer(params)
 }
 
 fn settings(endpoint: String, key: &str) -> UCloudStackSettings {
@@ -318,39 +277,15 @@ fn settings(endpoint: String, key: &str) -> UCloudStackSettings {
     }
 }
 
-fn api() -> ApiClient {
-    match ApiClient::new(&HttpSettings {
-        requests_per_second: 1000.0,
-        request_timeout: Duration::from_secs(5),
-        ca_file: None,
-    }) {
-        Ok(a) => a,
-        Err(e) => panic!("client: {e}"),
-    }
-}
-
 async fn serve_with(
     respond: impl Fn(&Params) -> (u16, Value) + Send + Sync + 'static,
     tweak: impl FnOnce(&mut UCloudStackSettings),
 ) -> (UCloudStack, Arc<Fake>) {
-    let fake = Arc::new(Fake {
-        calls: Mutex::new(Vec::new()),
-        respond: Box::new(respond),
-    });
+    let fake = Fake::new("Action", respond);
     let app = Router::new()
         .route("/api", post(handle))
         .with_state(fake.clone());
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("local_addr: {e}"),
-    };
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = listen(app).await;
     let mut s = settings(format!("http://{addr}/api"), PRIV);
     tweak(&mut s);
     (UCloudStack::new(&s, api()), fake)
@@ -362,19 +297,9 @@ async fn serve(
     serve_with(respond, |_| {}).await
 }
 
-fn ok(v: Value) -> (u16, Value) {
-    (200, v)
-}
-
-fn p<'a>(params: &'a Params, key: &str) -> &'a str {
-    params.get(key).map(String::as_str).unwrap_or("")
-}
-
 /// The values of `name.0..N`, in index order.
 fn list_of(params: &Params, name: &str) -> Vec<String> {
-    (0..)
-        .map_while(|i| params.get(&format!("{name}.{i}")).cloned())
-        .collect()
+    fake::list_of(params, name, 0)
 }
 
 fn create_req() -> CreateRequest {
@@ -612,12 +537,7 @@ async fn poll_splits_into_calls_of_100_and_follows_offset() {
         ucs.poll(&ops).await.unwrap_or_default(),
         vec![OpStatus::Succeeded; 25]
     );
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "10", "20"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "10", "20"]);
 }
 
 /// `count` snapshots of disk-1: even ones ours, odd ones manual lookalikes.
@@ -658,12 +578,7 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got
         .iter()
@@ -682,9 +597,11 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
     assert_eq!(fake.calls().len(), 1);
 
     let (ucs, _) = serve(|_| ok(json!({"RetCode":0,"TotalCount":5,"Infos":[]}))).await;
+    let e = ucs.list("disk", "disk-1", "db").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        ucs.list("disk", "disk-1", "db").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("listing incomplete: empty page at Offset 0 of 5")
     );
 }
 
@@ -820,12 +737,7 @@ async fn list_resources_reads_every_disk_page() {
         ("disk-0000", "data-0")
     );
     assert!(got.iter().all(|r| r.tags.is_empty() && r.id != "disk-0001"));
-    let offsets: Vec<String> = fake
-        .calls()
-        .iter()
-        .map(|c| p(c, "Offset").to_string())
-        .collect();
-    assert_eq!(offsets, vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
 }
 
 #[tokio::test]
@@ -841,7 +753,11 @@ async fn list_resources_refuses_a_count_mismatch() {
     match ucs.list_resources("disk").await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
-            assert!(e.message.contains("incomplete"), "{e}");
+            assert_eq!(e.call, "DescribeDisk");
+            assert_eq!(
+                e.message,
+                "listing incomplete: 100 distinct disks read, TotalCount is 150"
+            );
         }
         Ok(v) => panic!("a listing with repeats must fail, got {} disks", v.len()),
     }
@@ -854,12 +770,32 @@ async fn list_resources_refuses_a_count_mismatch() {
         ok(json!({"RetCode":0,"TotalCount":if first { 101 } else { 102 },"Infos":page}))
     })
     .await;
+    let e = ucs.list_resources("disk").await.err();
+    assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
-        ucs.list_resources("disk").await.err().map(|e| e.kind),
-        Some(ErrorKind::Transient)
+        e.map(|e| e.message).as_deref(),
+        Some("listing incomplete: TotalCount changed from 101 to 102 between pages")
     );
     assert_eq!(
         ucs.list_resources("instance").await.err().map(|e| e.kind),
         Some(ErrorKind::Permanent)
     );
+}
+
+// ------------------------------------------------------------- fuzz entry
+
+#[test]
+fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
+    let bodies = [
+        r#"{"RetCode":0,"TotalCount":2,"Infos":[{"SnapshotID":"snap-1","SnapshotStatus":"Normal","Type":"Automatic","Remark":"snapwarden policy=daily target=disk-fuzz slot=20240101T000000Z"},{"SnapshotID":"snap-2","SnapshotStatus":"Exploded"}]}"#,
+        r#"{"RetCode":0,"SnapshotID":" snap-3 "}"#,
+        r#"{"RetCode":8102,"Message":"gone"}"#,
+        r#"{"RetCode":"0","Infos":null,"TotalCount":"x"}"#,
+        r#"[0,"m"]"#,
+        "",
+        "{",
+    ];
+    for body in bodies {
+        fuzz_parse_response(body.as_bytes());
+    }
 }

@@ -20,6 +20,16 @@ pub struct Envelope {
     pub message: Option<String>,
 }
 
+impl crate::providers::query_api::Envelope for Envelope {
+    fn ret_code(&self) -> Option<i64> {
+        self.ret_code
+    }
+
+    fn into_message(self) -> Option<String> {
+        self.message
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CreateSnapshotResponse {
     #[serde(rename = "SnapshotID", default)]
@@ -94,13 +104,7 @@ impl SnapshotInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
-        match serde_json::from_str(s) {
-            Ok(v) => v,
-            Err(e) => panic!("parse failed: {e}"),
-        }
-    }
+    use crate::providers::query_api::fake::parse;
 
     #[test]
     fn doc_example_with_both_name_spellings() {

@@ -1,0 +1,255 @@
+//! Listings paged by offset against a total count, as both query-style
+//! dialects page (`offset`/`limit`/`total_count` on QingCloud,
+//! `Offset`/`Limit`/`TotalCount` on UCloudStack).
+//!
+//! A listing is read whole or not at all: a total that changes between
+//! pages, an empty page before the total is reached, or fewer distinct
+//! items than the total is an incomplete listing, a retryable error and
+//! never a partial answer (a snapshot missing from a listing would look
+//! deleted).
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use super::{incomplete, Dialect};
+use crate::providers::{unexpected, ProviderError};
+
+/// One listing call and how its dialect spells the paging fields (used in
+/// the messages only).
+pub(crate) struct Paging {
+    pub call: &'static str,
+    /// `total_count` or `TotalCount`.
+    pub total_field: &'static str,
+    /// `offset` or `Offset`.
+    pub offset_field: &'static str,
+    /// What is listed, plural (`snapshots`, `disks`), for the messages.
+    pub noun: &'static str,
+    /// Whether more distinct items than the total is also an error (and
+    /// the count mismatch is reported without naming a cause).
+    pub exact: bool,
+}
+
+impl Paging {
+    /// A listing by `call` in dialect `D`'s spelling, accepting more
+    /// distinct items than the total.
+    pub(crate) fn of<D: Dialect>(call: &'static str, noun: &'static str) -> Paging {
+        Paging {
+            call,
+            total_field: D::TOTAL_FIELD,
+            offset_field: D::OFFSET_FIELD,
+            noun,
+            exact: false,
+        }
+    }
+}
+
+/// One page as the dialect read it: the total it claims, and its items,
+/// or why they cannot be read (reported only if the page is needed).
+pub(crate) struct Page<T> {
+    pub total: Option<u64>,
+    pub items: Result<Vec<T>, ProviderError>,
+}
+
+/// Fetch pages from offset 0 until the total is reached, giving `take`
+/// each item whose id (`id_of`) was not seen before, in the order read.
+/// `fetch` sends one call for the given offset.
+pub(crate) async fn read_all<T, Fut>(
+    paging: &Paging,
+    mut fetch: impl FnMut(u64) -> Fut,
+    id_of: impl Fn(&T) -> Result<String, ProviderError>,
+    mut take: impl FnMut(String, T),
+) -> Result<(), ProviderError>
+where
+    Fut: Future<Output = Result<Page<T>, ProviderError>>,
+{
+    let Paging {
+        call,
+        total_field,
+        offset_field,
+        noun,
+        exact,
+    } = *paging;
+    let mut seen = HashSet::new();
+    let mut offset: u64 = 0;
+    let mut total: Option<u64> = None;
+    loop {
+        let page = fetch(offset).await?;
+        let Some(page_total) = page.total else {
+            return Err(unexpected(call, format!("no {total_field} in a listing")));
+        };
+        match total {
+            None => total = Some(page_total),
+            Some(t) if t != page_total => {
+                return Err(incomplete(
+                    call,
+                    format!("{total_field} changed from {t} to {page_total} between pages"),
+                ));
+            }
+            Some(_) => {}
+        }
+        if offset >= page_total {
+            break;
+        }
+        let items = page.items?;
+        if items.is_empty() {
+            return Err(incomplete(
+                call,
+                format!("empty page at {offset_field} {offset} of {page_total}"),
+            ));
+        }
+        offset += items.len() as u64;
+        for item in items {
+            let id = id_of(&item)?;
+            if seen.insert(id.clone()) {
+                take(id, item);
+            }
+        }
+        if offset >= page_total {
+            break;
+        }
+    }
+    let total = total.unwrap_or(0);
+    let read = seen.len() as u64;
+    if exact && read != total {
+        return Err(incomplete(
+            call,
+            format!("{read} distinct {noun} read, {total_field} is {total}"),
+        ));
+    }
+    if read < total {
+        return Err(incomplete(
+            call,
+            format!(
+                "{read} distinct {noun} read, {total_field} is {total} (items moved between pages)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ErrorKind;
+
+    const PAGING: Paging = Paging {
+        call: "DescribeThings",
+        total_field: "total_count",
+        offset_field: "offset",
+        noun: "things",
+        exact: false,
+    };
+
+    /// Reads `pages` (total, ids) in turn; returns the ids taken, the
+    /// offsets asked, or the error's message.
+    fn run(
+        paging: &Paging,
+        pages: Vec<(Option<u64>, Vec<&str>)>,
+    ) -> (Result<Vec<String>, String>, Vec<u64>) {
+        let mut asked = Vec::new();
+        let mut pages = pages.into_iter();
+        let mut taken = Vec::new();
+        let got = futures::executor::block_on(read_all(
+            paging,
+            |offset| {
+                asked.push(offset);
+                let next = pages.next();
+                async move {
+                    let (total, ids) = next.unwrap_or((Some(0), Vec::new()));
+                    Ok(Page {
+                        total,
+                        items: Ok(ids.into_iter().map(str::to_string).collect()),
+                    })
+                }
+            },
+            |id: &String| Ok(id.clone()),
+            |id, _| taken.push(id),
+        ));
+        (got.map(|()| taken).map_err(|e| e.message), asked)
+    }
+
+    #[test]
+    fn pages_until_the_total_and_drops_repeats() {
+        let (got, asked) = run(
+            &PAGING,
+            vec![(Some(3), vec!["a", "b"]), (Some(3), vec!["b", "c"])],
+        );
+        assert_eq!(got, Ok(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(asked, vec![0, 2]);
+        let (got, asked) = run(&PAGING, vec![(Some(0), vec![])]);
+        assert_eq!(got, Ok(vec![]));
+        assert_eq!(asked, vec![0]);
+    }
+
+    #[test]
+    fn an_incomplete_listing_is_an_error() {
+        let msg = |pages| run(&PAGING, pages).0.err().unwrap_or_default();
+        assert_eq!(
+            msg(vec![(None, vec!["a"])]),
+            "unexpected response from DescribeThings: no total_count in a listing"
+        );
+        assert_eq!(
+            msg(vec![(Some(2), vec!["a"]), (Some(3), vec!["b"])]),
+            "listing incomplete: total_count changed from 2 to 3 between pages"
+        );
+        assert_eq!(
+            msg(vec![(Some(2), vec!["a"]), (Some(2), vec![])]),
+            "listing incomplete: empty page at offset 1 of 2"
+        );
+        assert_eq!(
+            msg(vec![(Some(2), vec!["a", "a"])]),
+            "listing incomplete: 1 distinct things read, total_count is 2 (items moved between pages)"
+        );
+    }
+
+    #[test]
+    fn exact_refuses_more_items_than_the_total() {
+        let exact = Paging {
+            exact: true,
+            ..PAGING
+        };
+        assert_eq!(
+            run(&PAGING, vec![(Some(1), vec!["a", "b"])])
+                .0
+                .map(|v| v.len()),
+            Ok(2)
+        );
+        assert_eq!(
+            run(&exact, vec![(Some(1), vec!["a", "b"])]).0,
+            Err("listing incomplete: 2 distinct things read, total_count is 1".to_string())
+        );
+    }
+
+    #[test]
+    fn unreadable_items_and_ids_fail_the_listing() {
+        let mut calls = 0;
+        let got = futures::executor::block_on(read_all(
+            &PAGING,
+            |_| {
+                calls += 1;
+                async {
+                    Ok(Page::<String> {
+                        total: Some(1),
+                        items: Err(unexpected("DescribeThings", "no thing_set in a listing")),
+                    })
+                }
+            },
+            |id: &String| Ok(id.clone()),
+            |_, _| {},
+        ));
+        assert_eq!(got.map_err(|e| e.kind), Err(ErrorKind::Transient));
+        assert_eq!(calls, 1);
+        let got = futures::executor::block_on(read_all(
+            &PAGING,
+            |_| async {
+                Ok(Page {
+                    total: Some(1),
+                    items: Ok(vec![String::new()]),
+                })
+            },
+            |_: &String| Err(unexpected("DescribeThings", "an item without an id")),
+            |_, _| {},
+        ));
+        assert!(got.is_err());
+    }
+}
