@@ -6,7 +6,7 @@
 //! ledger before its runs start, so no slot fires twice, also across
 //! restarts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,11 +59,9 @@ struct Resolution {
     resolved: Resolved,
 }
 
-/// One policy's place in time.
-struct Scheduled {
-    policy: Policy,
-    next: Option<DateTime<Utc>>,
-}
+/// Each policy's next slot, in the order of `config.policies` (an index,
+/// not a copy of the policy: hundreds of policies stay in memory once).
+type Scheduled = Vec<Option<DateTime<Utc>>>;
 
 /// Run the daemon until SIGTERM/SIGINT (or until `stop` turns true, for
 /// embedding in `demo`).
@@ -156,7 +154,7 @@ pub async fn run(
     let mut armed = None;
     loop {
         health.tick();
-        let next = scheduled.values().filter_map(|s| s.next).min();
+        let next = scheduled.iter().flatten().min().copied();
         if next != armed {
             if let Some(at) = next {
                 waker
@@ -168,7 +166,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = waker.notified(), if next.is_some() => {
-                fire_due(&state, &engine, &alerter, &mut scheduled, &mut tasks, &mut resolving);
+                fire_due(&state, &engine, &alerter, &config.policies, &mut scheduled, &mut tasks, &mut resolving);
             }
             Some(signal) = signals.next() => match signal {
                 SIGHUP => {
@@ -253,9 +251,9 @@ fn schedule_all(
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
     startup: bool,
-) -> Result<BTreeMap<String, Scheduled>, DaemonError> {
+) -> Result<Scheduled, DaemonError> {
     let now = Utc::now();
-    let mut out = BTreeMap::new();
+    let mut out = Vec::with_capacity(config.policies.len());
     for policy in &config.policies {
         let last = state.last_slot(&policy.name)?;
         if startup && policy.catch_up {
@@ -271,13 +269,7 @@ fn schedule_all(
         if let Some(n) = next {
             info!(policy = %policy.name, next = %n, "scheduled");
         }
-        out.insert(
-            policy.name.clone(),
-            Scheduled {
-                policy: policy.clone(),
-                next,
-            },
-        );
+        out.push(next);
     }
     Ok(out)
 }
@@ -286,29 +278,30 @@ fn fire_due(
     state: &State,
     engine: &Arc<Engine>,
     alerter: &Alerter,
-    scheduled: &mut BTreeMap<String, Scheduled>,
+    policies: &[Policy],
+    scheduled: &mut Scheduled,
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
 ) {
     let now = Utc::now();
-    for s in scheduled.values_mut() {
-        let Some(slot) = s.next else { continue };
+    for (policy, s) in policies.iter().zip(scheduled.iter_mut()) {
+        let Some(slot) = *s else { continue };
         if slot > now {
             continue;
         }
-        fire(state, engine, alerter, &s.policy, slot, tasks, resolving);
+        fire(state, engine, alerter, policy, slot, tasks, resolving);
         // Slots that passed while we were busy or suspended are not run
         // in a burst: skip to the next one after now.
-        let mut next = s.policy.schedule.next_after(slot);
+        let mut next = policy.schedule.next_after(slot);
         if let Some(n) = next {
             if n <= now {
-                warn!(policy = %s.policy.name, "slots missed while the daemon was busy or suspended; skipping to the next one");
-                metrics::run_skipped(&s.policy.name, "catch_up_limit");
-                next = s.policy.schedule.next_after(now);
+                warn!(policy = %policy.name, "slots missed while the daemon was busy or suspended; skipping to the next one");
+                metrics::run_skipped(&policy.name, "catch_up_limit");
+                next = policy.schedule.next_after(now);
             }
         }
-        metrics::schedule(&s.policy.name, s.policy.schedule.nominal_interval(), next);
-        s.next = next;
+        metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
+        *s = next;
     }
 }
 

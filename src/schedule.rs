@@ -78,11 +78,17 @@ pub struct ScheduleError {
 }
 
 /// A parsed cron expression bound to a time zone.
+///
+/// The croner matcher is not kept: a parsed `croner::Cron` holds about 5 KB
+/// of bit fields (most of it a year field this syntax does not even allow),
+/// which with hundreds of policies, each held by the configuration and by
+/// the daemon's schedule, was most of an idle daemon's heap. Queries are
+/// rare (a few per slot), so each one parses the expression again, which
+/// takes microseconds.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expr: String,
     tz: Tz,
-    cron: croner::Cron,
     /// Fixed-time vs interval, see the module doc.
     fixed_time: bool,
     nominal: std::time::Duration,
@@ -115,12 +121,7 @@ impl Schedule {
                 )))
             }
         }
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .year(croner::parser::Year::Disallowed)
-            .build()
-            .parse(expr)
-            .map_err(|e| error(e.to_string()))?;
+        let cron = parse_cron(expr).map_err(|e| error(e.to_string()))?;
 
         // Vixie's rule: a field written with `*` or a step is an interval.
         let pattern = &cron.pattern;
@@ -135,11 +136,10 @@ impl Schedule {
         let mut schedule = Schedule {
             expr: expr.to_string(),
             tz,
-            cron,
             fixed_time,
             nominal: std::time::Duration::ZERO,
         };
-        schedule.nominal = schedule.compute_nominal_interval().ok_or_else(|| {
+        schedule.nominal = schedule.compute_nominal_interval(&cron).ok_or_else(|| {
             error("it never matches a date (e.g. 30 February); nothing would ever run".to_string())
         })?;
         Ok(schedule)
@@ -161,6 +161,7 @@ impl Schedule {
 
     /// The first slot strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = self.matcher()?;
         // Slots are whole seconds, so "after 12:00:00.5" is "after 12:00:00".
         let mut start = floor_to_second(after);
         // The first stretch excludes `start` itself; later stretches begin at
@@ -169,7 +170,7 @@ impl Schedule {
         for _ in 0..MAX_OFFSET_STRETCHES {
             let offset = self.offset_at(start);
             // Within a stretch of constant offset, wall clock = instant + offset.
-            let wall = self.wall_next(start.naive_utc() + offset, inclusive)?;
+            let wall = wall_next(&cron, start.naive_utc() + offset, inclusive)?;
             let candidate = Utc.from_utc_datetime(&(wall - offset));
             match self.first_offset_change(start, candidate, offset) {
                 None => {
@@ -187,7 +188,7 @@ impl Schedule {
                     let new_offset = self.offset_at(change);
                     if self.fixed_time
                         && new_offset > offset
-                        && self.matches_in_gap(change, offset, new_offset)
+                        && matches_in_gap(&cron, change, offset, new_offset)
                     {
                         return Some(change);
                     }
@@ -219,10 +220,11 @@ impl Schedule {
     /// from `t`, so its cost depends on the distance to that slot, not on how
     /// long the schedule has existed.
     pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = self.matcher()?;
         let mut end = floor_to_second(t);
         for _ in 0..MAX_OFFSET_STRETCHES {
             let offset = self.offset_at(end);
-            let wall = self.wall_prev(end.naive_utc() + offset)?;
+            let wall = wall_prev(&cron, end.naive_utc() + offset)?;
             let candidate = Utc.from_utc_datetime(&(wall - offset));
             match self.last_offset_change(candidate, end, offset) {
                 None => {
@@ -238,7 +240,7 @@ impl Schedule {
                     let old_offset = self.offset_at(change - TimeDelta::seconds(1));
                     if self.fixed_time
                         && offset > old_offset
-                        && self.matches_in_gap(change, old_offset, offset)
+                        && matches_in_gap(&cron, change, old_offset, offset)
                     {
                         return Some(change);
                     }
@@ -261,12 +263,12 @@ impl Schedule {
     /// Min gap between wall-clock matches from a fixed reference date, so the
     /// answer does not depend on when it is asked. None if the pattern never
     /// matches.
-    fn compute_nominal_interval(&self) -> Option<std::time::Duration> {
+    fn compute_nominal_interval(&self, cron: &croner::Cron) -> Option<std::time::Duration> {
         let reference = NaiveDate::from_ymd_opt(2001, 1, 1)?.and_hms_opt(0, 0, 0)?;
-        let mut previous = self.wall_next(reference, true)?;
+        let mut previous = wall_next(cron, reference, true)?;
         let mut min_gap: Option<TimeDelta> = None;
         for _ in 0..NOMINAL_SAMPLE {
-            let Some(next) = self.wall_next(previous, false) else {
+            let Some(next) = wall_next(cron, previous, false) else {
                 break;
             };
             let gap = next - previous;
@@ -276,6 +278,13 @@ impl Schedule {
         // A pattern without a year field that matches once matches again; no
         // second match within croner's search limit means "effectively never".
         min_gap.and_then(|g| g.to_std().ok())
+    }
+
+    /// The matcher for `expr`. [`Schedule::parse`] parsed this very string
+    /// with the same (pure) parser, so this is always `Some`; were it ever
+    /// not, queries answer "no slot" rather than a wrong one.
+    fn matcher(&self) -> Option<croner::Cron> {
+        parse_cron(&self.expr).ok()
     }
 
     fn offset_at(&self, t: DateTime<Utc>) -> TimeDelta {
@@ -291,23 +300,6 @@ impl Schedule {
         DateTime::from_timestamp(secs, 0).map(|t| self.offset_at(t))
     }
 
-    /// Next wall-clock time matching the pattern, as pure calendar arithmetic:
-    /// croner is run in UTC, which has no gaps or repeats.
-    fn wall_next(&self, wall: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
-        self.cron
-            .find_next_occurrence(&Utc.from_utc_datetime(&wall), inclusive)
-            .ok()
-            .map(|t| t.naive_utc())
-    }
-
-    /// Latest wall-clock time at or before `wall` matching the pattern.
-    fn wall_prev(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
-        self.cron
-            .find_previous_occurrence(&Utc.from_utc_datetime(&wall), true)
-            .ok()
-            .map(|t| t.naive_utc())
-    }
-
     /// Whether `instant` is the first (or only) instant showing wall-clock
     /// time `wall` in this zone.
     fn is_first_occurrence(&self, wall: NaiveDateTime, instant: DateTime<Utc>) -> bool {
@@ -316,15 +308,6 @@ impl Schedule {
             .earliest()
             .map(|t| t.with_timezone(&Utc))
             == Some(instant)
-    }
-
-    /// Whether a wall-clock time skipped by the forward change at `change`
-    /// (from `before` to `after` offset) matches the pattern.
-    fn matches_in_gap(&self, change: DateTime<Utc>, before: TimeDelta, after: TimeDelta) -> bool {
-        let gap_start = change.naive_utc() + before;
-        let gap_end = change.naive_utc() + after;
-        self.wall_next(gap_start, true)
-            .is_some_and(|wall| wall < gap_end)
     }
 
     /// The first instant in `(from, to]` whose offset differs from `offset`
@@ -387,6 +370,43 @@ impl Schedule {
         }
         None
     }
+}
+
+/// The calendar matcher: 5 or 6 fields, seconds optional, no year field.
+fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expr)
+}
+
+/// Next wall-clock time matching the pattern, as pure calendar arithmetic:
+/// croner is run in UTC, which has no gaps or repeats.
+fn wall_next(cron: &croner::Cron, wall: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
+    cron.find_next_occurrence(&Utc.from_utc_datetime(&wall), inclusive)
+        .ok()
+        .map(|t| t.naive_utc())
+}
+
+/// Latest wall-clock time at or before `wall` matching the pattern.
+fn wall_prev(cron: &croner::Cron, wall: NaiveDateTime) -> Option<NaiveDateTime> {
+    cron.find_previous_occurrence(&Utc.from_utc_datetime(&wall), true)
+        .ok()
+        .map(|t| t.naive_utc())
+}
+
+/// Whether a wall-clock time skipped by the forward change at `change`
+/// (from `before` to `after` offset) matches the pattern.
+fn matches_in_gap(
+    cron: &croner::Cron,
+    change: DateTime<Utc>,
+    before: TimeDelta,
+    after: TimeDelta,
+) -> bool {
+    let gap_start = change.naive_utc() + before;
+    let gap_end = change.naive_utc() + after;
+    wall_next(cron, gap_start, true).is_some_and(|wall| wall < gap_end)
 }
 
 /// A slot as used in snapshot names: `20260308T070000Z`.
