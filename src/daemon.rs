@@ -463,7 +463,7 @@ fn alert_selector(alerter: &Alerter, failures: &mut HashMap<String, u32>, r: &Re
 /// The one-line STATUS= for systemd: policies, operations in flight, and
 /// the most recent failure still unrecovered.
 fn status_line(state: &State, config: &Config) -> String {
-    let in_flight = state.ops_in_flight().map(|o| o.len()).unwrap_or(0);
+    let in_flight = state.ops_in_flight_count().unwrap_or(0);
     let failing = state
         .summaries()
         .map(|all| {
@@ -592,16 +592,15 @@ fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
             return;
         }
     };
+    let by_target: std::collections::HashMap<(&str, &str), &crate::state::TargetSummary> =
+        summaries
+            .iter()
+            .map(|s| ((s.policy.as_str(), s.target.as_str()), s))
+            .collect();
     for p in &config.policies {
         for t in &crate::engine::ledger_targets(p, &summaries) {
-            let summary = match state.target_summary(&p.name, t) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "cannot read the ledger for the stale check");
-                    return;
-                }
-            };
-            let (last, failures) = summary
+            let (last, failures) = by_target
+                .get(&(p.name.as_str(), t.as_str()))
                 .map(|s| (s.last_success, s.consecutive_failures))
                 .unwrap_or((None, 0));
             alerter.check_stale(&p.name, t, &p.provider, last, p.stale_after, failures);

@@ -95,4 +95,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (policy, target)
     );
     "#,
+    // 4: lookups by run and by snapshot scanned whole tables (issue 10:
+    // every run of a 10,000-target slot read all 30,000 snapshot rows).
+    r#"
+    CREATE INDEX snapshots_by_run ON snapshots (run_id);
+    CREATE INDEX operations_by_snapshot ON operations (snapshot);
+    "#,
 ];

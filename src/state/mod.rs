@@ -12,6 +12,7 @@ mod safety;
 
 pub use safety::DeleteHold;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -885,6 +886,16 @@ impl State {
     }
 
     /// Operations not yet terminal, oldest first.
+    /// How many operations are in flight, without reading them.
+    pub fn ops_in_flight_count(&self) -> Result<usize> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM operations WHERE finished_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     pub fn ops_in_flight(&self) -> Result<Vec<OpRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -968,10 +979,19 @@ impl State {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows
         };
-        let in_flight = self.ops_in_flight()?;
-        let mut out = Vec::new();
+        let mut in_flight: HashMap<(String, String), Vec<OpRow>> = HashMap::new();
+        for op in self.ops_in_flight()? {
+            in_flight
+                .entry((op.policy.clone(), op.target.clone()))
+                .or_default()
+                .push(op);
+        }
+        let mut out = Vec::with_capacity(pairs.len());
         for (policy, target, provider) in pairs {
-            out.push(self.summary(&policy, &target, &provider, &in_flight)?);
+            let ops = in_flight
+                .remove(&(policy.clone(), target.clone()))
+                .unwrap_or_default();
+            out.push(self.summary(&policy, &target, &provider, ops)?);
         }
         Ok(out)
     }
@@ -988,39 +1008,55 @@ impl State {
             )
             .optional()?;
         provider
-            .map(|p| self.summary(policy, target, &p, &[]))
+            .map(|p| self.summary(policy, target, &p, Vec::new()))
             .transpose()
     }
 
+    /// Reads runs newest first only as far as it must: up to the newest
+    /// success, which ends any failure streak (a target's whole history
+    /// is read only while it has never succeeded).
     fn summary(
         &self,
         policy: &str,
         target: &str,
         provider: &str,
-        in_flight: &[OpRow],
+        in_flight: Vec<OpRow>,
     ) -> Result<TargetSummary> {
-        let runs = self.query_runs(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
-                 ORDER BY slot DESC, id DESC"
-            ),
-            params![policy, target],
-        )?;
-        let last_success = runs
-            .iter()
-            .find(|r| r.state == RunState::Succeeded)
-            .map(|r| r.finished_at.unwrap_or(r.slot));
-        let consecutive_failures = runs
-            .iter()
-            .filter(|r| !r.state.is_open())
-            .take_while(|r| r.state == RunState::Failed)
-            .count() as u32;
-        let last_error = runs
-            .iter()
-            .find(|r| r.state == RunState::Failed)
-            .and_then(|r| r.error.clone())
-            .filter(|_| consecutive_failures > 0);
         let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
+             ORDER BY slot DESC, id DESC"
+        ))?;
+        let mut rows = stmt.query(params![policy, target])?;
+        let mut last_run = None;
+        let mut last_success = None;
+        let (mut consecutive_failures, mut streak_over) = (0u32, false);
+        let mut last_error = None;
+        while let Some(row) = rows.next()? {
+            let r = finish_run_row(run_row(row)?)?;
+            if !r.state.is_open() && !streak_over {
+                if r.state == RunState::Failed {
+                    consecutive_failures += 1;
+                    if last_error.is_none() {
+                        last_error = r.error.clone();
+                    }
+                } else {
+                    streak_over = true;
+                }
+            }
+            let succeeded = r.state == RunState::Succeeded;
+            if succeeded {
+                last_success = Some(r.finished_at.unwrap_or(r.slot));
+            }
+            if last_run.is_none() {
+                last_run = Some(r);
+            }
+            if succeeded {
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
         let snapshots_kept: u32 = conn.query_row(
             "SELECT COUNT(*) FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN ('available', 'deleting')",
             params![policy, target],
@@ -1036,16 +1072,12 @@ impl State {
             policy: policy.to_string(),
             target: target.to_string(),
             provider: provider.to_string(),
-            last_run: runs.into_iter().next(),
+            last_run,
             last_success,
             consecutive_failures,
-            last_error,
+            last_error: last_error.filter(|_| consecutive_failures > 0),
             snapshots_kept,
-            in_flight: in_flight
-                .iter()
-                .filter(|o| o.policy == policy && o.target == target)
-                .cloned()
-                .collect(),
+            in_flight,
             skipped,
         })
     }

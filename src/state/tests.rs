@@ -148,6 +148,69 @@ fn summaries_count_consecutive_failures() {
 }
 
 #[test]
+fn summaries_read_back_to_the_newest_success_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = State::open(&dir.path().join("s.db")).expect("open");
+    // Oldest first: failed, succeeded, failed (other words), still open.
+    let history = [
+        (Some(RunState::Failed), Some("old")),
+        (Some(RunState::Succeeded), None),
+        (Some(RunState::Failed), Some("new")),
+        (None, None),
+    ];
+    for (i, (state, error)) in history.into_iter().enumerate() {
+        let Begin::Started(id) = s
+            .begin_run(&new_run(t(i as u32 * 10)), t(0))
+            .expect("begin")
+        else {
+            panic!("must start");
+        };
+        if let Some(state) = state {
+            s.set_run_state(id, state, error, t(i as u32 * 10 + 1))
+                .expect("state");
+        }
+    }
+    let sum = s.summaries().expect("summaries");
+    assert_eq!(sum.len(), 1);
+    // The open run is the last run but not part of the streak; the failure
+    // before the success does not count.
+    assert_eq!(sum[0].last_run.as_ref().map(|r| r.slot), Some(t(30)));
+    assert_eq!(sum[0].consecutive_failures, 1);
+    assert_eq!(sum[0].last_error.as_deref(), Some("new"));
+    assert_eq!(sum[0].last_success, Some(t(11)));
+    let one = s
+        .target_summary(&sum[0].policy, &sum[0].target)
+        .expect("summary")
+        .expect("has run");
+    assert_eq!(
+        (one.consecutive_failures, one.last_error, one.last_success),
+        (1, Some("new".to_string()), Some(t(11)))
+    );
+}
+
+#[test]
+fn lookups_by_run_and_by_snapshot_use_an_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let conn = s.conn();
+    for (sql, index) in [
+        (
+            "SELECT id FROM snapshots WHERE run_id = 1",
+            "snapshots_by_run",
+        ),
+        (
+            "SELECT id FROM operations WHERE snapshot = 1",
+            "operations_by_snapshot",
+        ),
+    ] {
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+            .expect("plan");
+        assert!(plan.contains(index), "{sql}: {plan}");
+    }
+}
+
+#[test]
 fn read_only_open_of_a_missing_file_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = State::open_read_only(&dir.path().join("nope.db")).expect_err("missing");
