@@ -107,6 +107,7 @@ async fn poll_round(
     let horizon = now + chrono::Duration::from_std(COALESCE).unwrap_or_default();
 
     // Past their deadline: fail them without asking.
+    let mut timed_out = Vec::new();
     let mut i = 0;
     while i < watches.len() {
         if watches[i].op.deadline <= now {
@@ -120,11 +121,12 @@ async fn poll_round(
             if let Some(e) = &w.last_error {
                 reason.push_str(&format!(" (last error: {e})"));
             }
-            finish(name, state, w, OpOutcome::TimedOut(reason), now);
+            timed_out.push((w, OpOutcome::TimedOut(reason)));
         } else {
             i += 1;
         }
     }
+    finish_all(name, state, timed_out, now);
 
     let due: Vec<usize> = (0..watches.len())
         .filter(|&i| watches[i].op.next_poll_at <= horizon)
@@ -167,6 +169,7 @@ async fn poll_round(
 
     let now = Utc::now();
     let mut finished: Vec<(usize, OpOutcome)> = Vec::new();
+    let mut rescheduled = Vec::new();
     for (i, result) in outcomes {
         let w = &mut watches[i];
         match result {
@@ -176,40 +179,71 @@ async fn poll_round(
                 if let Some(p) = progress {
                     debug!(provider = %name, operation = %w.op.reference, progress = p, "in progress");
                 }
-                backoff(state, w, now);
+                rescheduled.push(backoff(w, now));
             }
             Err(e) => {
                 w.last_error = Some(e);
-                backoff(state, w, now);
+                rescheduled.push(backoff(w, now));
             }
         }
     }
+    // One commit for the round's next poll times, one for its outcomes.
+    if let Err(e) = state.reschedule_ops(&rescheduled) {
+        // Not fatal: the in-memory schedule goes on; a restart polls at once.
+        warn!(error = %e, "cannot record the next poll times");
+    }
     // Remove from the highest index down so earlier indices stay valid.
     finished.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-    for (i, outcome) in finished {
-        let w = watches.swap_remove(i);
-        finish(name, state, w, outcome, now);
-    }
+    let done = finished
+        .into_iter()
+        .map(|(i, outcome)| (watches.swap_remove(i), outcome))
+        .collect();
+    finish_all(name, state, done, now);
 }
 
-fn backoff(state: &State, w: &mut Watch, now: DateTime<Utc>) {
+/// The next poll of a pending operation (interval doubling up to its
+/// maximum), to be recorded with the round's others.
+fn backoff(w: &mut Watch, now: DateTime<Utc>) -> (i64, DateTime<Utc>, Duration) {
     let interval = (w.op.poll_interval * 2)
         .min(w.max_interval)
         .max(Duration::from_millis(10));
     let next = now + chrono::Duration::from_std(w.op.poll_interval).unwrap_or_default();
     w.op.next_poll_at = next;
     w.op.poll_interval = interval;
-    if let Err(e) = state.reschedule_op(w.op.id, next, interval) {
-        // Not fatal: the in-memory schedule goes on; a restart polls at once.
-        warn!(error = %e, "cannot record the next poll time");
+    (w.op.id, next, interval)
+}
+
+/// Record terminal outcomes in one transaction, then tell each waiter.
+/// If the ledger cannot take them, every one of them is reported failed.
+fn finish_all(name: &str, state: &State, done: Vec<(Watch, OpOutcome)>, now: DateTime<Utc>) {
+    if done.is_empty() {
+        return;
+    }
+    let rows: Vec<(i64, Option<&str>)> = done
+        .iter()
+        .map(|(w, outcome)| {
+            let error = match outcome {
+                OpOutcome::Succeeded => None,
+                OpOutcome::Failed(e) | OpOutcome::TimedOut(e) => Some(e.as_str()),
+            };
+            (w.op.id, error)
+        })
+        .collect();
+    let recorded = state
+        .finish_ops(&rows, now)
+        .map_err(|e| format!("cannot record the outcome in the state database: {e}"));
+    for (w, outcome) in done {
+        finish(name, w, outcome, recorded.as_ref().err(), now);
     }
 }
 
-fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: DateTime<Utc>) {
-    let error = match &outcome {
-        OpOutcome::Succeeded => None,
-        OpOutcome::Failed(e) | OpOutcome::TimedOut(e) => Some(e.as_str()),
-    };
+fn finish(
+    name: &str,
+    mut w: Watch,
+    outcome: OpOutcome,
+    unrecorded: Option<&String>,
+    now: DateTime<Utc>,
+) {
     let kind = w.op.kind;
     let (policy, target) = (w.op.policy.as_str(), w.op.target.as_str());
     match (&outcome, kind) {
@@ -247,11 +281,9 @@ fn finish(name: &str, state: &State, mut w: Watch, outcome: OpOutcome, now: Date
             reason = %reason, "operation failed"
         ),
     }
-    let outcome = match state.finish_op(w.op.id, error, now) {
-        Ok(()) => outcome,
-        Err(e) => OpOutcome::Failed(format!(
-            "cannot record the outcome in the state database: {e}"
-        )),
+    let outcome = match unrecorded {
+        None => outcome,
+        Some(e) => OpOutcome::Failed(e.clone()),
     };
     if let Some(done) = w.done.take() {
         let _ = done.send(outcome);

@@ -267,6 +267,51 @@ fn op_kind(s: &str) -> Result<OpKind> {
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";
 
+/// One operation's terminal outcome and its snapshot's new state.
+fn record_outcome(
+    tx: &Transaction<'_>,
+    id: i64,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (kind, snap): (String, i64) = tx.query_row(
+        "SELECT kind, snapshot FROM operations WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let outcome = if error.is_none() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    tx.execute(
+        "UPDATE operations SET finished_at = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
+        params![id, ts(now), outcome, error],
+    )?;
+    match (op_kind(&kind)?, error) {
+        (OpKind::Create, None) => tx.execute(
+            "UPDATE snapshots SET state = 'available', completed_at = ?2 WHERE id = ?1",
+            params![snap, ts(now)],
+        )?,
+        (OpKind::Create, Some(e)) => tx.execute(
+            "UPDATE snapshots SET state = 'failed', completed_at = ?2, error = ?3 WHERE id = ?1",
+            params![snap, ts(now), e],
+        )?,
+        (OpKind::Delete, None) => tx.execute(
+            "UPDATE snapshots SET state = 'deleted', deleted_at = ?2 WHERE id = ?1",
+            params![snap, ts(now)],
+        )?,
+        // The snapshot is still there; it stays in the ledger as ours.
+        (OpKind::Delete, Some(e)) => tx.execute(
+            "UPDATE snapshots SET state = 'available', error = ?2 WHERE id = ?1",
+            params![snap, e],
+        )?,
+        // Restoring reads a snapshot; it does not change it.
+        (OpKind::Restore, _) => 0,
+    };
+    Ok(())
+}
+
 fn run_row(row: &Row<'_>) -> rusqlite::Result<(RunRow, [String; 4])> {
     // Text fields are parsed after the query; rusqlite's row mapper cannot
     // return our error type.
@@ -924,43 +969,33 @@ impl State {
     /// Record an operation's terminal outcome and its snapshot's new state
     /// in one transaction.
     pub fn finish_op(&self, id: i64, error: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+        self.finish_ops(&[(id, error)], now)
+    }
+
+    /// Record several operations' outcomes in one transaction (one durable
+    /// commit for a whole poll round): all of them or none.
+    pub fn finish_ops(&self, outcomes: &[(i64, Option<&str>)], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let (kind, snap): (String, i64) = tx.query_row(
-            "SELECT kind, snapshot FROM operations WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let outcome = if error.is_none() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        tx.execute(
-            "UPDATE operations SET finished_at = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
-            params![id, ts(now), outcome, error],
-        )?;
-        match (op_kind(&kind)?, error) {
-            (OpKind::Create, None) => tx.execute(
-                "UPDATE snapshots SET state = 'available', completed_at = ?2 WHERE id = ?1",
-                params![snap, ts(now)],
-            )?,
-            (OpKind::Create, Some(e)) => tx.execute(
-                "UPDATE snapshots SET state = 'failed', completed_at = ?2, error = ?3 WHERE id = ?1",
-                params![snap, ts(now), e],
-            )?,
-            (OpKind::Delete, None) => tx.execute(
-                "UPDATE snapshots SET state = 'deleted', deleted_at = ?2 WHERE id = ?1",
-                params![snap, ts(now)],
-            )?,
-            // The snapshot is still there; it stays in the ledger as ours.
-            (OpKind::Delete, Some(e)) => tx.execute(
-                "UPDATE snapshots SET state = 'available', error = ?2 WHERE id = ?1",
-                params![snap, e],
-            )?,
-            // Restoring reads a snapshot; it does not change it.
-            (OpKind::Restore, _) => 0,
-        };
+        for &(id, error) in outcomes {
+            record_outcome(&tx, id, error, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record the next poll of several operations in one transaction.
+    pub fn reschedule_ops(&self, next: &[(i64, DateTime<Utc>, Duration)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE operations SET next_poll_at = ?2, poll_interval_ms = ?3 WHERE id = ?1",
+            )?;
+            for (id, at, interval) in next {
+                stmt.execute(params![id, ts(*at), interval.as_millis() as i64])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
