@@ -46,6 +46,15 @@ impl std::fmt::Debug for ApiClient {
     }
 }
 
+/// Counts a request as waiting for the rate limit while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Why an [`ApiClient`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
@@ -106,15 +115,20 @@ impl ApiClient {
         if self.is_idle() && self.limiter.check().is_ok() {
             return;
         }
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _counted = Waiting(&self.waiting);
         let _turn = self.queue.lock().await;
+        self.limiter.until_ready().await;
+    }
+
+    /// Wait until the rate limit allows one more request, ahead of the
+    /// queue of [`ApiClient::until_ready`]: for reads that finish work
+    /// already in flight (status and listing pages), so a queue of new
+    /// creates or deletes does not hold them back. They share the tokens
+    /// with the head of that queue.
+    pub async fn until_ready_ahead(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = Waiting(&self.waiting);
         self.limiter.until_ready().await;
     }
 
@@ -416,6 +430,40 @@ mod tests {
             t.await.expect("task");
         }
         assert_eq!(*order.lock().expect("order"), (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn reads_ahead_pass_a_queue_of_waiting_requests() {
+        let api = ApiClient::new(&HttpSettings {
+            requests_per_second: 50.0,
+            request_timeout: Duration::from_secs(10),
+            ca_file: None,
+        })
+        .expect("client");
+        for _ in 0..50 {
+            api.until_ready().await;
+        }
+        // 40 queued requests: 0.8 s of tokens at 50/s.
+        let queued: Vec<_> = (0..40)
+            .map(|_| {
+                let a = api.clone();
+                tokio::spawn(async move { a.until_ready().await })
+            })
+            .collect();
+        while api_waiting(&api) < 40 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        api.until_ready_ahead().await;
+        let ahead = started.elapsed();
+        let left = queued.iter().filter(|t| !t.is_finished()).count();
+        assert!(
+            left >= 20,
+            "the read went ahead of most of the queue ({left} left, {ahead:?})"
+        );
+        for t in queued {
+            t.await.expect("queued");
+        }
     }
 
     fn api_waiting(api: &ApiClient) -> usize {

@@ -116,7 +116,13 @@ impl Client {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let sdk = self.sdk().await.clone();
-        self.api.until_ready().await;
+        // Reads follow work already in flight: they go ahead of queued
+        // creates and deletes.
+        if name.starts_with("Get") {
+            self.api.until_ready_ahead().await;
+        } else {
+            self.api.until_ready().await;
+        }
         f(sdk).await.map_err(|e| errors::from_sdk(name, e))
     }
 }
