@@ -217,6 +217,36 @@ impl SharedListing {
     }
 }
 
+/// The page tokens of one listing: a listing ends at an absent or empty
+/// `nextPageToken`, and a token that comes back twice, or more than
+/// [`MAX_PAGES`] pages, makes it incomplete (an error, never a partial
+/// answer).
+#[derive(Default)]
+struct Pages(HashSet<String>);
+
+impl Pages {
+    /// The token of the next page, `None` after the last page.
+    fn next(&mut self, call: &str, next: Option<String>) -> Result<Option<String>, ProviderError> {
+        match next.filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) if !self.0.insert(t.clone()) => Err(ProviderError::new(
+                ErrorKind::Transient,
+                call,
+                "listing incomplete: the same nextPageToken came back twice",
+            )),
+            Some(t) => Ok(Some(t)),
+        }
+    }
+
+    fn too_many(call: &str) -> ProviderError {
+        ProviderError::new(
+            ErrorKind::Transient,
+            call,
+            format!("listing incomplete: more than {MAX_PAGES} pages"),
+        )
+    }
+}
+
 /// How long after a listing of `pages` pages the next may start.
 fn listing_gap(pages: usize, requests_per_second: f64) -> Duration {
     let rate = requests_per_second * LISTING_SHARE;
@@ -311,7 +341,7 @@ impl Lightsail {
         };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        let mut seen_tokens = HashSet::new();
+        let mut pages = Pages::default();
         for page in 1..=MAX_PAGES {
             let next = match family {
                 Family::Instance => {
@@ -337,25 +367,12 @@ impl Lightsail {
                     page.next_page_token().map(str::to_string)
                 }
             };
-            match next.filter(|t| !t.is_empty()) {
+            match pages.next(call, next)? {
                 None => return Ok((out, page)),
-                Some(t) => {
-                    if !seen_tokens.insert(t.clone()) {
-                        return Err(ProviderError::new(
-                            ErrorKind::Transient,
-                            call,
-                            "listing incomplete: the same nextPageToken came back twice",
-                        ));
-                    }
-                    token = Some(t);
-                }
+                Some(t) => token = Some(t),
             }
         }
-        Err(ProviderError::new(
-            ErrorKind::Transient,
-            call,
-            format!("listing incomplete: more than {MAX_PAGES} pages"),
-        ))
+        Err(Pages::too_many(call))
     }
 
     /// A create failed because the name is taken. Ours (an earlier create

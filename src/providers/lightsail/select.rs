@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_lightsail::types::Tag;
 
-use super::{unexpected, Lightsail, MAX_PAGES};
-use crate::providers::{not_selectable, ErrorKind, ProviderError, Resource};
+use super::{unexpected, Lightsail, Pages, MAX_PAGES};
+use crate::providers::{not_selectable, ProviderError, Resource};
 
 const GET_INSTANCES: &str = "GetInstances";
 const GET_DISKS: &str = "GetDisks";
@@ -33,7 +33,7 @@ impl Lightsail {
         let mut out: Vec<Resource> = Vec::new();
         let mut names = HashSet::new();
         let mut token: Option<String> = None;
-        let mut seen_tokens = HashSet::new();
+        let mut pages = Pages::default();
         for _ in 0..MAX_PAGES {
             let (items, next): (Vec<Item>, _) = if call == GET_INSTANCES {
                 let page = self
@@ -87,25 +87,12 @@ impl Lightsail {
                     tags,
                 });
             }
-            match next.filter(|t| !t.is_empty()) {
+            match pages.next(call, next)? {
                 None => return Ok(out),
-                Some(t) => {
-                    if !seen_tokens.insert(t.clone()) {
-                        return Err(ProviderError::new(
-                            ErrorKind::Transient,
-                            call,
-                            "listing incomplete: the same nextPageToken came back twice",
-                        ));
-                    }
-                    token = Some(t);
-                }
+                Some(t) => token = Some(t),
             }
         }
-        Err(ProviderError::new(
-            ErrorKind::Transient,
-            call,
-            format!("listing incomplete: more than {MAX_PAGES} pages"),
-        ))
+        Err(Pages::too_many(call))
     }
 }
 
