@@ -15,16 +15,14 @@ Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...},
 still in hand at the cap is stopped and counted, never extrapolated.
 """
 
-import argparse
 import collections
-import datetime
 import json
 import threading
 
 import boto3
 from botocore.config import Config
 
-from common import Cap, RateLimiter, run_targets
+from common import RateLimiter, run_targets, script_arguments
 
 CALLS = collections.Counter()
 CALLS_LOCK = threading.Lock()
@@ -96,29 +94,12 @@ def one_instance(client, instance, args, label):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("endpoint")
-    ap.add_argument("access_key")
-    ap.add_argument("secret")
-    ap.add_argument("targets_file")
-    ap.add_argument("--workers", type=int, default=100)
-    ap.add_argument("--rps", type=float, default=200)
-    ap.add_argument("--poll", type=float, default=2.0)
-    ap.add_argument("--retain", type=int, default=2)
-    ap.add_argument("--policy", default="db")
-    ap.add_argument("--cap", type=float, default=0,
-                    help="wall-time cap in seconds (0 = none): stop there and say how far it got")
-    args = ap.parse_args()
-    args.stop = Cap(args.cap)
-    with open(args.targets_file) as f:
-        instances = [line.strip() for line in f if line.strip()]
-    label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    args = script_arguments("endpoint", "access_key", "secret")
     client = make_client(args.endpoint, args.access_key, args.secret, args.workers,
                          RateLimiter(args.rps))
-    summary = run_targets(args.workers, instances,
-                          lambda i: one_instance(client, i, args, label), args.stop)
+    summary = run_targets(args.workers, args.targets,
+                          lambda i: one_instance(client, i, args, args.label), args.stop)
     print(json.dumps({**summary, "calls": dict(CALLS)}))
-
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,8 @@ control API over one kept-alive connection, reading a process's peak memory
 and CPU time from /proc, and a thread-safe request-rate limiter for the
 Python alternatives."""
 
+import argparse
+import datetime
 import http.client
 import json
 import os
@@ -208,3 +210,27 @@ def run_targets(pool_size, targets, work, cap):
             "finished": not cap.event.is_set(), "interrupted": interrupted,
             "not_started": not_started, "cap_s": cap.seconds,
             "elapsed_s": time.monotonic() - cap.start}
+
+
+def script_arguments(*positional):
+    """The command line both alternative scripts take: their own positional
+    arguments, then `targets_file` and the shared options. Adds `stop` (the
+    wall-time Cap), `targets` (the file's lines) and `label` (the run's UTC
+    time stamp, part of every snapshot name)."""
+    ap = argparse.ArgumentParser()
+    for name in positional:
+        ap.add_argument(name)
+    ap.add_argument("targets_file")
+    ap.add_argument("--workers", type=int, default=100)
+    ap.add_argument("--rps", type=float, default=200)
+    ap.add_argument("--poll", type=float, default=2.0)
+    ap.add_argument("--retain", type=int, default=2)
+    ap.add_argument("--policy", default="db")
+    ap.add_argument("--cap", type=float, default=0,
+                    help="wall-time cap in seconds (0 = none): stop there and say how far it got")
+    args = ap.parse_args()
+    args.stop = Cap(args.cap)
+    with open(args.targets_file) as f:
+        args.targets = [line.strip() for line in f if line.strip()]
+    args.label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return args
