@@ -582,14 +582,21 @@ impl Provider for Lightsail {
         // Operations still to ask about one by one.
         let mut single: Vec<(usize, Ask)> = Vec::new();
         let mut by_family: [Vec<(usize, &str)>; 2] = Default::default();
-        for (i, op) in ops.iter().enumerate() {
-            if op.kind == OpKind::Restore {
-                single.push((i, Ask::Operations));
-                continue;
-            }
-            match Family::parse_id(&op.snapshot_id, "poll") {
+        // Each operation's snapshot family, whose listing budget its single
+        // calls count against.
+        let parsed: Vec<_> = ops
+            .iter()
+            .map(|op| Family::parse_id(&op.snapshot_id, "poll"))
+            .collect();
+        for (i, (op, id)) in ops.iter().zip(&parsed).enumerate() {
+            match id {
+                _ if op.kind == OpKind::Restore => single.push((i, Ask::Operations)),
                 Ok((family, name)) => by_family[family.index()].push((i, name)),
-                Err(e) => out[i] = Some(OpStatus::Failed { reason: e.message }),
+                Err(e) => {
+                    out[i] = Some(OpStatus::Failed {
+                        reason: e.message.clone(),
+                    })
+                }
             }
         }
         for family in [Family::Instance, Family::Disk] {
@@ -641,7 +648,7 @@ impl Provider for Lightsail {
             match answer {
                 Ok((status, calls)) => {
                     answered += 1;
-                    if let Ok((family, _)) = Family::parse_id(&ops[i].snapshot_id, "poll") {
+                    if let Ok((family, _)) = &parsed[i] {
                         self.listings[family.index()].spend(calls);
                     }
                     out[i] = Some(status);
