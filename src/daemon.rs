@@ -35,6 +35,12 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// and, faster if systemd asks, the watchdog).
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the loop looks for runs open in the ledger that no task
+/// carries out (abandoned: an interrupted one-shot command, a ledger write
+/// that failed at the end of a run, a panicked task) and takes them up, so
+/// an open run never blocks its target's later slots. A cheap indexed read.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -84,17 +90,10 @@ pub async fn run(
     // written; the listing runs here so the loop never waits on a cloud.
     let mut resolving: JoinSet<Resolution> = JoinSet::new();
     let mut selector_failures: HashMap<String, u32> = HashMap::new();
-    {
-        let engine = engine.clone();
-        let config = config.clone();
-        tokio::spawn(async move {
-            if let Err(e) = engine.resume(&config).await {
-                if !matches!(e, EngineError::Shutdown) {
-                    error!(error = %e, "resuming work left in flight failed");
-                }
-            }
-        });
-    }
+    // Work left in flight by the last process is claimed before any slot
+    // fires, so a catch-up slot never races its resume; its outcomes are
+    // alerted like any run's.
+    take_up_abandoned(&engine, &config, &mut tasks, true);
 
     let health = Arc::new(Health::default());
     health.tick();
@@ -133,6 +132,8 @@ pub async fn run(
         }
     }
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut config = config;
     let mut scheduled = schedule_all(
@@ -143,7 +144,7 @@ pub async fn run(
         &mut tasks,
         &mut resolving,
         true,
-    )?;
+    );
     let summary = format!("{} policies scheduled", scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
@@ -181,7 +182,7 @@ pub async fn run(
                                 hold_large_reloads(&engine, &alerter, &config, &new);
                                 stale_check = tokio::time::interval(stale_check_every(&new));
                                 config = new;
-                                scheduled = schedule_all(&state, &config, &engine, &alerter, &mut tasks, &mut resolving, false)?;
+                                scheduled = schedule_all(&state, &config, &engine, &alerter, &mut tasks, &mut resolving, false);
                             }
                             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
                         },
@@ -201,10 +202,19 @@ pub async fn run(
                 }
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(report) = joined {
-                    log_report(&report);
-                    alert_run(&alerter, &state, &config, &report);
+                match joined {
+                    Ok(report) => {
+                        log_report(&report);
+                        alert_run(&alerter, &state, &config, &report);
+                    }
+                    // The run's claim went with the task: the next sweep
+                    // takes the run up again.
+                    Err(e) if e.is_panic() => error!(error = %e, "a run's task panicked; its run is taken up again"),
+                    Err(_) => {}
                 }
+            }
+            _ = sweep.tick() => {
+                take_up_abandoned(&engine, &config, &mut tasks, false);
             }
             _ = stale_check.tick() => {
                 check_stale(&alerter, &state, &config);
@@ -241,8 +251,31 @@ pub async fn run(
     Ok(())
 }
 
+/// Take up runs open in the ledger that no task carries out (see
+/// [`Engine::take_up_abandoned`]); at start-up also the operations in
+/// flight. A ledger that cannot be read now is tried again next sweep.
+fn take_up_abandoned(
+    engine: &Arc<Engine>,
+    config: &Config,
+    tasks: &mut JoinSet<RunReport>,
+    startup: bool,
+) {
+    match engine.take_up_abandoned(config, startup) {
+        Ok(runs) => {
+            for run in runs {
+                tasks.spawn(run);
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "cannot take up the work left in flight; trying again shortly")
+        }
+    }
+}
+
 /// Compute every policy's next slot; at start-up, run one missed slot for
-/// policies with `catch_up`.
+/// policies with `catch_up`. A ledger that cannot be read for a policy's
+/// last slot never stops the daemon: the policy is scheduled from now
+/// (the ledger still keeps any slot single).
 fn schedule_all(
     state: &State,
     config: &Config,
@@ -251,11 +284,17 @@ fn schedule_all(
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
     startup: bool,
-) -> Result<Scheduled, DaemonError> {
+) -> Scheduled {
     let now = Utc::now();
     let mut out = Vec::with_capacity(config.policies.len());
     for policy in &config.policies {
-        let last = state.last_slot(&policy.name)?;
+        let last = match state.last_slot(&policy.name) {
+            Ok(last) => last,
+            Err(e) => {
+                error!(policy = %policy.name, error = %e, "cannot read the policy's last slot; scheduling from now");
+                None
+            }
+        };
         if startup && policy.catch_up {
             if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now)) {
                 if missed > last {
@@ -271,7 +310,7 @@ fn schedule_all(
         }
         out.push(next);
     }
-    Ok(out)
+    out
 }
 
 fn fire_due(
@@ -378,12 +417,23 @@ fn fire_targets(
                 let policy = shared.clone();
                 tasks.spawn(async move { engine.execute(&policy, begun).await });
             }
-            Err(outcome) => log_report(&RunReport {
-                policy: policy.name.clone(),
-                target,
-                slot,
-                outcome,
-            }),
+            Err(outcome) => {
+                if let RunOutcome::Skipped(why) = &outcome {
+                    // A due slot without a snapshot is never silent.
+                    alerter.slot_skipped(
+                        &policy.name,
+                        &target,
+                        &policy.provider,
+                        &format!("slot {} skipped: {why}", slot.to_rfc3339()),
+                    );
+                }
+                log_report(&RunReport {
+                    policy: policy.name.clone(),
+                    target,
+                    slot,
+                    outcome,
+                })
+            }
         }
     }
     // A slow selector listing may finish after a later slot was marked.

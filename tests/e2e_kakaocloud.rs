@@ -7,6 +7,7 @@ mod util;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use chrono::Utc;
 use serde_json::{json, Value};
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
@@ -516,5 +517,194 @@ fn restore_makes_a_new_volume_from_the_newest_snapshot() {
     assert!(
         restores[0].to_string().contains(&newest),
         "the newest snapshot was restored: {restores:?}"
+    );
+}
+
+/// Review §1: the answer to the first volume's create is lost (the cloud
+/// made the snapshot), so the engine must reconcile before creating again.
+/// An instance target's slot is complete only when every attached volume
+/// has its snapshot: the retry makes the missing one and reuses the one
+/// that exists, never adopting a part-made slot as the whole.
+#[test]
+fn a_lost_create_answer_on_an_instance_still_snapshots_every_volume_once() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    let (root, data) = ("aaaa-root-1", "bbbb-data-1");
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-0000000000c1",
+        "web-01",
+        &[(root, true), (data, false)],
+    );
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
+    sim.fault(json!({"dialect": "kakaocloud", "action": "CreateSnapshot",
+                     "fault": "drop_connection", "count": 1}));
+    let out = snapshot_ok(&wd, &cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok, 2 created"), "{stdout}");
+    for v in [root, data] {
+        let live = sim.kc_live(v);
+        assert_eq!(live.len(), 1, "one snapshot of the slot on {v}: {live:?}");
+        assert_eq!(live[0]["status"], "available", "{live:?}");
+    }
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.state == LedgerState::Available));
+    let runs = wd.state().runs_for("db", "web-01", 5).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, RunState::Succeeded);
+}
+
+/// Review §8: one volume's snapshot of an instance slot already ended
+/// failed in the ledger (its outcome was recorded while the other volume's
+/// was still followed) when the daemon stopped. On restart the run is
+/// finished from the operation still open, and must fail: a slot is good
+/// only when every volume's snapshot is good (before, it was reported as
+/// succeeded, never alerted, and pruned after).
+#[test]
+fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
+    use snapwarden::providers::Created;
+    use snapwarden::state::{Begin, NewRun, PollPlan, State};
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    let (root, data) = ("aaaa-root-8", "bbbb-data-8");
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-0000000000c8",
+        "web-01",
+        &[(root, true), (data, false)],
+    );
+    let root_snap = sim.kc_manual(root, "db-web-01-root");
+    let data_snap = sim.kc_manual(data, "db-web-01-data");
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
+    let now = Utc::now();
+    {
+        let state = State::open(&wd.state_path()).expect("ledger");
+        let Begin::Started(run) = state
+            .begin_run(
+                &NewRun {
+                    policy: "db",
+                    target: "web-01",
+                    provider: "kc",
+                    slot: now,
+                    name: "db-web-01",
+                    full: true,
+                },
+                now,
+            )
+            .expect("intent")
+        else {
+            panic!("a fresh slot must start");
+        };
+        let created: Vec<Created> = [&root_snap, &data_snap]
+            .iter()
+            .map(|id| Created {
+                snapshot_id: id.to_string(),
+                operation: id.to_string(),
+            })
+            .collect();
+        let ops = state
+            .record_created(
+                run,
+                &created,
+                now,
+                PollPlan {
+                    first_poll: now,
+                    interval: Duration::from_millis(100),
+                    deadline: now + chrono::Duration::minutes(5),
+                },
+            )
+            .expect("record");
+        state
+            .finish_op(ops[1].id, Some("volume snapshot ended in error"), now)
+            .expect("record the failed volume");
+    }
+    let daemon = Daemon::start(&cfg, KC_SECRET);
+    let run = wait_for("the resumed run to end", MINUTE, || {
+        let runs = wd.try_state()?.runs_for("db", "web-01", 5).ok()?;
+        runs.into_iter().find(|r| !r.state.is_open())
+    });
+    assert_eq!(run.state, RunState::Failed, "{run:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.contains(&data_snap) && e.contains("ended in error")),
+        "{run:?}"
+    );
+    drop(daemon);
+}
+
+/// Review §13: a chain is deleted leaf first, and stops at its first
+/// failed delete. The leaf's delete fails every attempt; the snapshot it
+/// depends on is then not asked for (before, its delete was refused with
+/// 409 and retried until the run's timeout, stalling the run). The next
+/// run, with the cloud healthy again, deletes the whole chain.
+#[test]
+fn a_chain_stops_at_its_first_failed_delete() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    let v = "vol-chain-stop";
+    sim.kc_volume(v);
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        &policy("volume", &[v], 2, "full_every = 3"),
+    ));
+    let mut ids: Vec<String> = Vec::new();
+    for run in 1..=4 {
+        if run > 1 {
+            next_second();
+        }
+        snapshot_ok(&wd, &cfg);
+        let all = sim.kc_snapshots();
+        ids.push(
+            all.last().expect("a snapshot")["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    sim.fault(json!({"dialect": "kakaocloud", "action": "DeleteSnapshot",
+                     "fault": "server_error", "count": 12}));
+    next_second();
+    let started = std::time::Instant::now();
+    let out = wd.cmd(
+        &[
+            "snapshot",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "db",
+        ],
+        KC_SECRET,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run must not wait out its timeout on a refused parent: {stdout}"
+    );
+    let asked: Vec<String> = sim
+        .kc_requests("DeleteSnapshot")
+        .iter()
+        .filter_map(|r| r["params"]["snapshot_id"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        asked.iter().all(|id| *id == ids[2]),
+        "only the leaf: {asked:?}"
+    );
+    for id in &ids[..3] {
+        assert!(
+            sim.kc_live(v).iter().any(|s| s["id"] == id.as_str()),
+            "{id} still there"
+        );
+    }
+    next_second();
+    snapshot_ok(&wd, &cfg);
+    let live: Vec<String> = sim
+        .kc_live(v)
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        ids[..3].iter().all(|id| !live.contains(id)),
+        "the first chain went whole: {live:?}"
     );
 }

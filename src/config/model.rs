@@ -54,6 +54,9 @@ pub enum AlertEvent {
     /// Deletions held back: the per-run deletion budget was exceeded, or a
     /// reload would delete more than the budget (waits for `prune --yes`).
     DeletesHeld,
+    /// A due slot was not run because the target's previous run was still
+    /// open: that slot has no snapshot.
+    SlotSkipped,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ pub struct AlertsConfig {
     pub webhook_url: Option<String>,
     pub webhook_headers: BTreeMap<String, Secret>,
     pub command: Option<Vec<String>>,
-    /// Default: failure, recovery, stale, deletes_held.
+    /// Default: failure, recovery, stale, deletes_held, slot_skipped.
     pub on: Vec<AlertEvent>,
     /// Reminder interval for an unrecovered failure. Default 24h.
     pub repeat_after: Duration,

@@ -134,7 +134,8 @@ fn alerts_defaults() {
             AlertEvent::Failure,
             AlertEvent::Recovery,
             AlertEvent::Stale,
-            AlertEvent::DeletesHeld
+            AlertEvent::DeletesHeld,
+            AlertEvent::SlotSkipped
         ]
     );
     assert_eq!(a.repeat_after, Duration::from_secs(86_400));

@@ -182,6 +182,7 @@ const ALERT_EVENTS: &[(&str, AlertEvent)] = &[
     ("stale", AlertEvent::Stale),
     ("selector_empty", AlertEvent::SelectorEmpty),
     ("deletes_held", AlertEvent::DeletesHeld),
+    ("slot_skipped", AlertEvent::SlotSkipped),
 ];
 
 /// Default deletion budget per target per run.
@@ -283,6 +284,7 @@ fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<Alerts
             AlertEvent::Recovery,
             AlertEvent::Stale,
             AlertEvent::DeletesHeld,
+            AlertEvent::SlotSkipped,
         ],
         Some(list_value) => {
             let names: Vec<&str> = ALERT_EVENTS.iter().map(|(n, _)| *n).collect();
@@ -779,23 +781,29 @@ fn policy(
         &mut cx.diag,
     );
     if let (Some(j), Some(v)) = (jitter, &raw.jitter) {
-        let (limit, what_limit) = match (interval, timeout) {
-            (Some(i), _) => (Some(i), "the schedule's interval"),
-            (None, Some(t)) => (Some(t), "`timeout`"),
-            (None, None) => (None, ""),
-        };
-        if let Some(limit) = limit {
-            if !j.is_zero() && j >= limit {
-                cx.diag.error(
-                    v.span(),
-                    format!(
-                        "`jitter` ({}) must be shorter than {what_limit} ({})",
-                        values::fmt_duration(j),
-                        values::fmt_duration(limit)
-                    ),
-                );
-                ok = false;
-            }
+        // The run's timeout counts from the slot, jitter included: a delay
+        // as long as the timeout would leave no time to take the snapshot.
+        let limits = [
+            (interval, "the schedule's interval", ""),
+            (
+                timeout,
+                "`timeout`",
+                ": the timeout counts from the slot, so a run that waited that long could not start its snapshot",
+            ),
+        ];
+        let too_long = limits
+            .into_iter()
+            .find_map(|(limit, what, why)| limit.filter(|l| j >= *l).map(|l| (l, what, why)));
+        if let (false, Some((limit, what_limit, why))) = (j.is_zero(), too_long) {
+            cx.diag.error(
+                v.span(),
+                format!(
+                    "`jitter` ({}) must be shorter than {what_limit} ({}){why}",
+                    values::fmt_duration(j),
+                    values::fmt_duration(limit)
+                ),
+            );
+            ok = false;
         }
     }
 
@@ -1137,6 +1145,7 @@ mod tests {
             incremental,
             restore: crate::providers::RestoreMode::NewResource,
             volume_subset: false,
+            create_reconciles: false,
             select: &[],
         };
         let v = Spanned::new(0..1, 3);

@@ -18,12 +18,13 @@ pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
 pub use select::{ledger_targets, Resolved};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tracing::{error, info, warn};
@@ -110,6 +111,47 @@ pub struct Begun {
     pub name: String,
     pub full: bool,
     started: DateTime<Utc>,
+    /// This process carries the run out while the claim lives.
+    _claim: Arc<Claim>,
+}
+
+/// The runs this process is carrying out, by ledger id.
+type ActiveRuns = Arc<Mutex<HashSet<i64>>>;
+
+/// This process carries out run `id` while its claim lives. The claim goes
+/// with the task that carries the run, so it is dropped however that task
+/// ends (finished, failed to record its end, panicked, aborted): a run still
+/// open in the ledger without a claim was abandoned, and
+/// [`Engine::take_up_abandoned`] resumes it.
+pub struct Claim {
+    runs: ActiveRuns,
+    id: i64,
+}
+
+impl Claim {
+    /// Claim `id`, unless this process already carries it out. `active` is
+    /// the locked set, so a caller can read the ledger and claim in one step.
+    fn take(runs: &ActiveRuns, active: &mut HashSet<i64>, id: i64) -> Option<Claim> {
+        active.insert(id).then(|| Claim {
+            runs: runs.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Claim({})", self.id)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +206,8 @@ pub struct Engine {
     state: Arc<State>,
     providers: RwLock<BTreeMap<String, Arc<ProviderSlot>>>,
     shutdown: watch::Receiver<bool>,
+    /// Runs a task of this process is carrying out.
+    active: ActiveRuns,
 }
 
 impl Engine {
@@ -177,6 +221,7 @@ impl Engine {
             state,
             providers: RwLock::new(BTreeMap::new()),
             shutdown,
+            active: ActiveRuns::default(),
         });
         engine.install_providers(config)?;
         Ok(engine)
@@ -308,13 +353,24 @@ impl Engine {
                 full: *full,
             })
             .collect();
+        // The new runs are claimed under the same lock as the write, so a
+        // sweep for abandoned runs never sees them unclaimed.
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         let begins = self.state.begin_runs(&runs, now)?;
+        let claims: Vec<Option<Claim>> = begins
+            .iter()
+            .map(|b| match b {
+                Begin::Started(id) => Claim::take(&self.active, &mut active, *id),
+                _ => None,
+            })
+            .collect();
+        drop(active);
         drop(runs);
         let mut out = Vec::with_capacity(planned.len());
-        for ((marker, name, full), begin) in planned.into_iter().zip(begins) {
+        for (((marker, name, full), begin), claim) in planned.into_iter().zip(begins).zip(claims) {
             let target = marker.target.clone();
-            let outcome = match begin {
-                Begin::Started(run_id) => {
+            let outcome = match (begin, claim) {
+                (Begin::Started(run_id), Some(claim)) => {
                     info!(policy = %policy.name, target = %target, provider = %policy.provider, slot = %slot, snapshot_name = %name, full, "run started");
                     Ok(Begun {
                         run_id,
@@ -322,13 +378,20 @@ impl Engine {
                         name,
                         full,
                         started: now,
+                        _claim: Arc::new(claim),
                     })
                 }
-                Begin::AlreadyRecorded => {
+                (Begin::Started(run_id), None) => {
+                    // A new row id cannot be claimed already; never run
+                    // one run twice whatever happened.
+                    error!(policy = %policy.name, target = %target, run = run_id, "new run is already claimed; not run twice");
+                    Err(RunOutcome::AlreadyDone)
+                }
+                (Begin::AlreadyRecorded, _) => {
                     info!(policy = %policy.name, target = %target, slot = %slot, "slot already recorded; not run again");
                     Err(RunOutcome::AlreadyDone)
                 }
-                Begin::Overlap { running_slot } => {
+                (Begin::Overlap { running_slot }, _) => {
                     let why = format!("previous run (slot {running_slot}) still in flight");
                     metrics::run_skipped(&policy.name, "overlap");
                     warn!(policy = %policy.name, target = %target, slot = %slot, reason = %why, "slot skipped");
@@ -375,6 +438,7 @@ impl Engine {
                 &begun.name,
                 begun.full,
                 deadline,
+                false,
             )
             .await;
         self.conclude(&ps, policy, target, begun.run_id, result)
@@ -413,6 +477,7 @@ impl Engine {
         name: &str,
         full: bool,
         deadline: DateTime<Utc>,
+        ambiguous: bool,
     ) -> Result<(), EngineError> {
         let _permit = self
             .or_shutdown(ps.in_flight.clone().acquire_owned())
@@ -427,19 +492,36 @@ impl Engine {
             volume_ids: policy.volume_ids.clone(),
         };
         let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        // A provider whose create finds this slot's snapshots itself is
+        // called again after an ambiguous answer: it makes only what is
+        // missing (a target of several volumes is never left part-made).
+        let reconciles = ps.provider.capabilities().create_reconciles;
         let mut attempt = 0u32;
-        let mut ambiguous = false;
+        let mut ambiguous = ambiguous;
         let created = loop {
             attempt += 1;
-            if ambiguous {
+            let past_deadline = Utc::now() >= deadline;
+            if ambiguous && (!reconciles || past_deadline) {
                 // The previous attempt may have reached the cloud: look the
                 // name up before creating again, so no slot gets two.
                 if let Some(outcome) = self
                     .adopt_existing(ps, policy, target, run_id, marker.slot, deadline)
                     .await?
                 {
+                    if reconciles {
+                        // What was found is tracked, but may not be every
+                        // volume, and no more may be made now.
+                        outcome?;
+                        return Err(too_late(policy, "every volume's snapshot was made"));
+                    }
                     return outcome;
                 }
+            }
+            if past_deadline {
+                // Waiting for jitter, for a `max_in_flight` permit or for
+                // retries counts against the run's timeout: nothing is
+                // started that could only be written off as timed out.
+                return Err(too_late(policy, "the snapshot was started"));
             }
             match self.or_shutdown(ps.provider.create(&request)).await? {
                 Ok(created) if !created.is_empty() => break created,
@@ -879,8 +961,33 @@ impl Engine {
         let chained = candidates
             .iter()
             .any(|c| c.chain.as_ref().is_some_and(|ch| !ch.full));
+        // A snapshot being restored from is not deleted under the restore.
+        let restoring =
+            self.state
+                .snapshots_being_restored(&policy.provider, &policy.name, target)?;
         let mut waits = Vec::new();
-        for id in &to_delete {
+        for (n, id) in to_delete.iter().enumerate() {
+            if chained && !report.failed.is_empty() {
+                // A chain stops at its first failed delete: the next one is
+                // what the failed one depends on (retention's order), and
+                // deleting it would break the survivor's chain (or, where
+                // the cloud refuses, be retried until the timeout).
+                let rest = to_delete[n..].to_vec();
+                warn!(policy = %policy.name, target, held = rest.len(), "a delete in an incremental chain failed; the rest of the chain waits for the next run");
+                report.held_because = Some(format!(
+                    "a delete in an incremental chain failed ({}); the {} snapshots it depends on are left for the next run",
+                    report.failed.join("; "),
+                    rest.len()
+                ));
+                report.held.extend(rest);
+                break;
+            }
+            if restoring.contains(id) {
+                warn!(policy = %policy.name, target, snapshot = %id, "not deleting a snapshot a restore is reading from");
+                report.held.push(id.clone());
+                report.held_because = Some(format!("snapshot {id} is being restored from"));
+                continue;
+            }
             let Some(c) = candidates.iter().find(|c| &c.id == id) else {
                 continue;
             };
@@ -1125,17 +1232,42 @@ impl Engine {
         }
     }
 
-    /// After a restart: follow every operation in flight and finish every
-    /// open run. Intents without ids are reconciled by name before anything
-    /// is created again. Returns when all of it is done (or on shutdown).
-    pub async fn resume(self: &Arc<Self>, config: &Config) -> Result<(), EngineError> {
+    /// Take up the work no task of this process is carrying out: every run
+    /// open in the ledger without a claim, left by an earlier process or
+    /// abandoned by this one (an interrupted one-shot command, a ledger
+    /// write that failed at the end of a run, a panicked task), and, with
+    /// `with_ops` (at start-up), every operation in flight that no open run
+    /// waits for (deletes, restores), which the pollers then follow to the
+    /// end. Intents without ids are reconciled by name before anything is
+    /// created again.
+    ///
+    /// Returns one future per run taken up, carrying it to its end; the
+    /// caller runs them like any other run, so their outcomes are alerted.
+    pub fn take_up_abandoned(
+        self: &Arc<Self>,
+        config: &Config,
+        with_ops: bool,
+    ) -> Result<Vec<BoxFuture<'static, RunReport>>, EngineError> {
+        let mut claimed = Vec::new();
+        {
+            // Read and claim under the lock `begin_slot` claims under, so a
+            // run being started now is never taken for abandoned.
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            for run in self.state.open_runs()? {
+                if let Some(claim) = Claim::take(&self.active, &mut active, run.id) {
+                    claimed.push((run, claim));
+                }
+            }
+        }
+        if claimed.is_empty() && !with_ops {
+            return Ok(Vec::new());
+        }
         let ops = self.state.ops_in_flight()?;
-        let runs = self.state.open_runs()?;
-        if !ops.is_empty() || !runs.is_empty() {
+        if !ops.is_empty() || !claimed.is_empty() {
             info!(
                 operations = ops.len(),
-                runs = runs.len(),
-                "resuming work left in flight"
+                runs = claimed.len(),
+                "taking up work left in flight"
             );
         }
         let policies: BTreeMap<&str, &Policy> = config
@@ -1143,25 +1275,27 @@ impl Engine {
             .iter()
             .map(|p| (p.name.as_str(), p))
             .collect();
-        // Operations not tied to an open run (deletes): follow them alone.
         let mut run_ops: BTreeMap<i64, Vec<OpRow>> = BTreeMap::new();
-        let open: std::collections::HashSet<i64> = runs.iter().map(|r| r.id).collect();
-        let mut orphan_waits = Vec::new();
+        let open: HashSet<i64> = claimed.iter().map(|(r, _)| r.id).collect();
         for op in ops {
             if open.contains(&op.run_id) && op.kind == providers::OpKind::Create {
                 run_ops.entry(op.run_id).or_default().push(op);
+            } else if !with_ops {
+                // Followed by the task that started it, or taken up at
+                // start-up; a poller never drops a watch.
             } else if let Some(ps) = self.slot_by_name(&op.provider) {
                 let max = policies
                     .get(op.policy.as_str())
                     .map(|p| p.poll_max_interval)
                     .unwrap_or(Duration::from_secs(120));
-                orphan_waits.push(ps.poller.watch(op, max));
+                // The poller records the outcome; nobody needs to wait.
+                drop(ps.poller.watch(op, max));
             } else {
                 warn!(provider = %op.provider, operation = %op.reference, "operation of a provider no longer configured; left in the ledger");
             }
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for run in runs {
+        let mut out: Vec<BoxFuture<'static, RunReport>> = Vec::new();
+        for (run, claim) in claimed {
             let ops = run_ops.remove(&run.id).unwrap_or_default();
             let Some(policy) = policies.get(run.policy.as_str()).map(|p| (*p).clone()) else {
                 warn!(policy = %run.policy, target = %run.target, "open run of a policy no longer configured; marked failed");
@@ -1174,20 +1308,21 @@ impl Engine {
                 continue;
             };
             let engine = self.clone();
-            tasks.spawn(async move {
-                let outcome = engine.resume_run(&policy, run, ops).await;
-                if let Err(e) = outcome {
-                    if !matches!(e, EngineError::Shutdown) {
-                        error!(policy = %policy.name, error = %e, "resuming a run failed");
+            out.push(Box::pin(async move {
+                let _claim = claim;
+                let (target, slot) = (run.target.clone(), run.slot);
+                let outcome = match engine.resume_run(&policy, run, ops).await {
+                    Ok(outcome) => outcome,
+                    Err(EngineError::Shutdown) => RunOutcome::Interrupted,
+                    Err(e) => {
+                        error!(policy = %policy.name, target = %target, error = %e, "resuming a run failed");
+                        RunOutcome::Failed(e.to_string())
                     }
-                }
-            });
+                };
+                report(&policy, &target, slot, outcome)
+            }));
         }
-        for w in orphan_waits {
-            let _ = self.or_shutdown(w).await?;
-        }
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+        Ok(out)
     }
 
     async fn resume_run(
@@ -1203,72 +1338,78 @@ impl Engine {
         info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
         let result = match run.state {
             RunState::Intent => {
-                match self.adopt_existing(&ps, policy, target, run.id, run.slot, deadline).await? {
-                    Some(outcome) => outcome,
-                    None if Utc::now() < deadline => {
-                        info!(policy = %policy.name, target, "intent reconciled: no snapshot exists; creating it now");
-                        let marker = Marker {
-                            policy: policy.name.clone(),
-                            target: target.to_string(),
-                            slot: run.slot,
-                        };
-                        self.create_and_follow(&ps, policy, target, run.id, &marker, &run.name, run.full, deadline)
-                            .await
-                    }
-                    None => Err(EngineError::Failed(
-                        "interrupted before the snapshot was created, and the slot is now past its timeout".into(),
-                    )),
-                }
+                // Whether the create reached the cloud is unknown: the
+                // ambiguous path reconciles by name first (or lets a
+                // reconciling create make only what is missing), and
+                // creates nothing past the run's timeout.
+                let marker = Marker {
+                    policy: policy.name.clone(),
+                    target: target.to_string(),
+                    slot: run.slot,
+                };
+                self.create_and_follow(
+                    &ps, policy, target, run.id, &marker, &run.name, run.full, deadline, true,
+                )
+                .await
             }
             RunState::Creating => {
-                if ops.is_empty() {
-                    // A snapshot adopted by name while still creating has no
-                    // operation to poll (it was followed by listing when the
-                    // process died): follow it by listing again rather than
-                    // failing a run whose snapshot may well turn out good.
-                    let snaps = self.state.run_snapshots(run.id)?;
-                    let mut bad = Vec::new();
-                    for s in &snaps {
-                        match s.state {
-                            LedgerState::Available => {}
-                            LedgerState::Creating => {
-                                match self
-                                    .follow_listed(
-                                        &ps,
-                                        policy,
-                                        target,
-                                        s.id,
-                                        &s.snapshot_id,
-                                        deadline,
-                                    )
-                                    .await
-                                {
-                                    Ok(()) => {}
-                                    Err(EngineError::Shutdown) => {
-                                        return Err(EngineError::Shutdown)
-                                    }
-                                    Err(e) => bad.push(e.to_string()),
-                                }
-                            }
-                            other => bad.push(format!(
-                                "snapshot {} is {}",
-                                s.snapshot_id,
-                                other.as_str()
-                            )),
-                        }
-                    }
-                    if bad.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(EngineError::Failed(bad.join("; ")))
-                    }
+                let awaited = if ops.is_empty() {
+                    Ok(())
                 } else {
                     self.await_ops(&ps, policy, ops).await
+                };
+                match awaited {
+                    Ok(()) => {
+                        self.settle_run_snapshots(&ps, policy, run.id, target, deadline)
+                            .await
+                    }
+                    failed => failed,
                 }
             }
             _ => Ok(()),
         };
         self.conclude(&ps, policy, target, run.id, result).await
+    }
+
+    /// A run is good only when every snapshot it made is good. After the
+    /// operations it waited for: a snapshot adopted by name while still
+    /// creating has no operation (it was followed by listing when the
+    /// process died), so it is followed by listing again; one that already
+    /// ended failed (its outcome recorded while a sibling was still being
+    /// followed) fails the run.
+    async fn settle_run_snapshots(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        run_id: i64,
+        target: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let mut bad = Vec::new();
+        for s in self.state.run_snapshots(run_id)? {
+            match s.state {
+                LedgerState::Available => {}
+                LedgerState::Creating => {
+                    match self
+                        .follow_listed(ps, policy, target, s.id, &s.snapshot_id, deadline)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+                        Err(e) => bad.push(e.to_string()),
+                    }
+                }
+                other => bad.push(match &s.error {
+                    Some(e) => format!("snapshot {} is {}: {e}", s.snapshot_id, other.as_str()),
+                    None => format!("snapshot {} is {}", s.snapshot_id, other.as_str()),
+                }),
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Failed(bad.join("; ")))
+        }
     }
 }
 
@@ -1278,6 +1419,15 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     if rx.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// A run whose timeout passed before it could start (or finish starting)
+/// its snapshot: nothing more is created for the slot.
+fn too_late(policy: &Policy, before: &str) -> EngineError {
+    EngineError::TimedOut(format!(
+        "the slot's timeout ({}) passed before {before} (waiting for jitter, a max_in_flight permit or retries); nothing more is created for this slot",
+        humantime::format_duration(policy.timeout)
+    ))
 }
 
 /// Count a throttling answer (the metric operators alert on).

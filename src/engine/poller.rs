@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::observe::metrics;
 use crate::providers::{ErrorKind, OpKind, OpStatus, OperationRef, Provider};
@@ -31,7 +32,9 @@ struct Watch {
     op: OpRow,
     max_interval: Duration,
     last_error: Option<String>,
-    done: Option<oneshot::Sender<OpOutcome>>,
+    /// Everyone waiting for the outcome: an operation watched again (a run
+    /// taken up while its operation is still followed) is polled once.
+    done: Vec<oneshot::Sender<OpOutcome>>,
 }
 
 /// Handle to one provider's poller task.
@@ -55,6 +58,7 @@ impl Poller {
         tokio::spawn(async move {
             let batch = provider.capabilities().max_status_batch.max(1);
             let mut watches: Vec<Watch> = Vec::new();
+            let mut open = true;
             loop {
                 metrics::operations_in_flight(&name, watches.len());
                 let next = watches
@@ -68,12 +72,35 @@ impl Poller {
                 tokio::select! {
                     biased;
                     _ = super::stopped(shutdown.clone()) => break,
-                    w = rx.recv() => match w {
-                        Some(w) => watches.push(w),
-                        None => break,
+                    w = rx.recv(), if open => match w {
+                        Some(w) => add(&mut watches, w),
+                        // The engine let go of this poller (a reload built
+                        // a new one): what it follows is still followed to
+                        // the end, then the task ends.
+                        None if watches.is_empty() => break,
+                        None => open = false,
                     },
                     _ = tokio::time::sleep(sleep) => {
-                        poll_round(&name, provider.as_ref(), &state, &mut watches, batch).await;
+                        // A panic in a provider's status call must not end
+                        // the task and strand every operation it follows:
+                        // it counts as a failed round, polled again later.
+                        let round = poll_round(&name, provider.as_ref(), &state, &mut watches, batch);
+                        if let Err(panic) = std::panic::AssertUnwindSafe(round).catch_unwind().await {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            error!(provider = %name, panic = %what, "status poll panicked; will retry");
+                            let now = Utc::now();
+                            for w in &mut watches {
+                                w.last_error = Some(format!("status poll panicked: {what}"));
+                                backoff(w, now);
+                            }
+                        }
+                        if !open && watches.is_empty() {
+                            break;
+                        }
                     }
                 }
             }
@@ -90,9 +117,17 @@ impl Poller {
             op,
             max_interval,
             last_error: None,
-            done: Some(done),
+            done: vec![done],
         });
         rx
+    }
+}
+
+/// Follow a new watch, or add its waiter to the same operation's watch.
+fn add(watches: &mut Vec<Watch>, w: Watch) {
+    match watches.iter_mut().find(|x| x.op.id == w.op.id) {
+        Some(x) => x.done.extend(w.done),
+        None => watches.push(w),
     }
 }
 
@@ -106,30 +141,12 @@ async fn poll_round(
     let now = Utc::now();
     let horizon = now + chrono::Duration::from_std(COALESCE).unwrap_or_default();
 
-    // Past their deadline: fail them without asking.
-    let mut timed_out = Vec::new();
-    let mut i = 0;
-    while i < watches.len() {
-        if watches[i].op.deadline <= now {
-            let w = watches.swap_remove(i);
-            let mut reason = format!(
-                "timed out after {} waiting for {} operation {}",
-                humantime::format_duration(round_secs(w.op.deadline - w.op.started_at)),
-                w.op.kind.as_str(),
-                w.op.reference
-            );
-            if let Some(e) = &w.last_error {
-                reason.push_str(&format!(" (last error: {e})"));
-            }
-            timed_out.push((w, OpOutcome::TimedOut(reason)));
-        } else {
-            i += 1;
-        }
-    }
-    finish_all(name, state, timed_out, now);
-
+    // Past their deadline: asked once more (the job may well have ended
+    // while nobody looked, e.g. during downtime), then timed out if still
+    // not terminal.
+    let expired = |w: &Watch| w.op.deadline <= now;
     let due: Vec<usize> = (0..watches.len())
-        .filter(|&i| watches[i].op.next_poll_at <= horizon)
+        .filter(|&i| watches[i].op.next_poll_at <= horizon || expired(&watches[i]))
         .collect();
     if due.is_empty() {
         return;
@@ -167,14 +184,23 @@ async fn poll_round(
         }
     }
 
+    let round_start = now;
     let now = Utc::now();
     let mut finished: Vec<(usize, OpOutcome)> = Vec::new();
     let mut rescheduled = Vec::new();
     for (i, result) in outcomes {
         let w = &mut watches[i];
+        let expired = w.op.deadline <= round_start;
         match result {
             Ok(OpStatus::Succeeded) => finished.push((i, OpOutcome::Succeeded)),
             Ok(OpStatus::Failed { reason }) => finished.push((i, OpOutcome::Failed(reason))),
+            Ok(OpStatus::Pending { .. }) if expired => {
+                finished.push((i, OpOutcome::TimedOut(timed_out(w))))
+            }
+            Err(e) if expired => {
+                w.last_error = Some(e);
+                finished.push((i, OpOutcome::TimedOut(timed_out(w))));
+            }
             Ok(OpStatus::Pending { progress }) => {
                 if let Some(p) = progress {
                     debug!(provider = %name, operation = %w.op.reference, progress = p, "in progress");
@@ -198,7 +224,10 @@ async fn poll_round(
         .into_iter()
         .map(|(i, outcome)| (watches.swap_remove(i), outcome))
         .collect();
-    finish_all(name, state, done, now);
+    for mut w in finish_all(name, state, done, now) {
+        backoff(&mut w, now);
+        watches.push(w);
+    }
 }
 
 /// The next poll of a pending operation (interval doubling up to its
@@ -214,10 +243,18 @@ fn backoff(w: &mut Watch, now: DateTime<Utc>) -> (i64, DateTime<Utc>, Duration) 
 }
 
 /// Record terminal outcomes in one transaction, then tell each waiter.
-/// If the ledger cannot take them, every one of them is reported failed.
-fn finish_all(name: &str, state: &State, done: Vec<(Watch, OpOutcome)>, now: DateTime<Utc>) {
+/// If the ledger cannot take them (locked, full), nobody is told: the
+/// watches are handed back to be asked again and recorded later, so a
+/// passing ledger error never fails (or strands) a run whose snapshot is
+/// good.
+fn finish_all(
+    name: &str,
+    state: &State,
+    done: Vec<(Watch, OpOutcome)>,
+    now: DateTime<Utc>,
+) -> Vec<Watch> {
     if done.is_empty() {
-        return;
+        return Vec::new();
     }
     let rows: Vec<(i64, Option<&str>)> = done
         .iter()
@@ -229,21 +266,17 @@ fn finish_all(name: &str, state: &State, done: Vec<(Watch, OpOutcome)>, now: Dat
             (w.op.id, error)
         })
         .collect();
-    let recorded = state
-        .finish_ops(&rows, now)
-        .map_err(|e| format!("cannot record the outcome in the state database: {e}"));
-    for (w, outcome) in done {
-        finish(name, w, outcome, recorded.as_ref().err(), now);
+    if let Err(e) = state.finish_ops(&rows, now) {
+        warn!(provider = %name, operations = done.len(), error = %e, "cannot record the outcome in the state database; asking again later");
+        return done.into_iter().map(|(w, _)| w).collect();
     }
+    for (w, outcome) in done {
+        finish(name, w, outcome, now);
+    }
+    Vec::new()
 }
 
-fn finish(
-    name: &str,
-    mut w: Watch,
-    outcome: OpOutcome,
-    unrecorded: Option<&String>,
-    now: DateTime<Utc>,
-) {
+fn finish(name: &str, mut w: Watch, outcome: OpOutcome, now: DateTime<Utc>) {
     let kind = w.op.kind;
     let (policy, target) = (w.op.policy.as_str(), w.op.target.as_str());
     match (&outcome, kind) {
@@ -281,15 +314,223 @@ fn finish(
             reason = %reason, "operation failed"
         ),
     }
-    let outcome = match unrecorded {
-        None => outcome,
-        Some(e) => OpOutcome::Failed(e.clone()),
-    };
-    if let Some(done) = w.done.take() {
-        let _ = done.send(outcome);
+    for done in w.done.drain(..) {
+        let _ = done.send(outcome.clone());
     }
+}
+
+/// Why an operation not terminal at its deadline (asked once more) failed.
+fn timed_out(w: &Watch) -> String {
+    let mut reason = format!(
+        "timed out after {} waiting for {} operation {} (still not done when asked at the deadline)",
+        humantime::format_duration(round_secs(w.op.deadline - w.op.started_at)),
+        w.op.kind.as_str(),
+        w.op.reference
+    );
+    if let Some(e) = &w.last_error {
+        reason.push_str(&format!(" (last error: {e})"));
+    }
+    reason
 }
 
 fn round_secs(d: chrono::Duration) -> Duration {
     Duration::from_secs(d.num_seconds().max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use crate::providers::{
+        Capabilities, CreateRequest, Created, DeleteStarted, ProviderError, RemoteSnapshot,
+        Resource, RestoreMode, RestoreRequest, RestoreStarted,
+    };
+    use crate::state::{Begin, NewRun, PollPlan};
+
+    /// What the fake cloud answers to each status call, in order (then
+    /// `Succeeded`); `None` panics, as a provider bug would.
+    struct Scripted {
+        answers: Mutex<VecDeque<Option<OpStatus>>>,
+        calls: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Provider for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                resources: &["volume"],
+                max_status_batch: 10,
+                incremental: false,
+                restore: RestoreMode::NewResource,
+                volume_subset: false,
+                create_reconciles: false,
+                select: &[],
+            }
+        }
+        async fn create(&self, _: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
+            unreachable!("the poller never creates")
+        }
+        async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
+            *self.calls.lock().expect("calls") += 1;
+            let next = self.answers.lock().expect("answers").pop_front();
+            match next {
+                Some(Some(s)) => Ok(vec![s; ops.len()]),
+                Some(None) => panic!("provider bug"),
+                None => Ok(vec![OpStatus::Succeeded; ops.len()]),
+            }
+        }
+        async fn list(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
+            unreachable!("the poller never lists")
+        }
+        async fn delete(&self, _: &str) -> Result<DeleteStarted, ProviderError> {
+            unreachable!("the poller never deletes")
+        }
+        async fn restore(&self, _: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
+            unreachable!("the poller never restores")
+        }
+        async fn list_resources(&self, _: &str) -> Result<Vec<Resource>, ProviderError> {
+            unreachable!("the poller never selects")
+        }
+    }
+
+    /// A ledger with one create operation whose deadline is `deadline`
+    /// from now.
+    fn ledger(dir: &std::path::Path, deadline: chrono::Duration) -> (Arc<State>, OpRow) {
+        let state = Arc::new(State::open(&dir.join("s.db")).expect("open"));
+        let now = Utc::now();
+        let Begin::Started(run) = state
+            .begin_run(
+                &NewRun {
+                    policy: "db",
+                    target: "vol-1",
+                    provider: "scripted",
+                    slot: now,
+                    name: "db-vol-1-x",
+                    full: true,
+                },
+                now,
+            )
+            .expect("begin")
+        else {
+            panic!("a fresh slot starts");
+        };
+        let created = [Created {
+            snapshot_id: "snap-1".into(),
+            operation: "job-1".into(),
+        }];
+        let plan = PollPlan {
+            first_poll: now,
+            interval: Duration::from_millis(10),
+            deadline: now + deadline,
+        };
+        let op = state
+            .record_created(run, &created, now, plan)
+            .expect("record")
+            .remove(0);
+        (state, op)
+    }
+
+    fn scripted(answers: Vec<Option<OpStatus>>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            answers: Mutex::new(answers.into()),
+            calls: Mutex::new(0),
+        })
+    }
+
+    const PENDING: Option<OpStatus> = Some(OpStatus::Pending { progress: None });
+
+    /// Review §14: a reload drops the engine's last handle on a poller
+    /// while it still follows an operation; the operation is still
+    /// followed to its end and recorded (before, the task ended and left
+    /// it open for good).
+    #[tokio::test]
+    async fn a_poller_let_go_of_still_follows_what_it_has() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5));
+        let (_stop, shutdown) = watch::channel(false);
+        let provider = scripted(vec![PENDING, PENDING]);
+        let poller = Poller::spawn("p".into(), provider, state.clone(), shutdown);
+        let done = poller.watch(op.clone(), Duration::from_millis(20));
+        drop(poller);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("in time")
+            .expect("the poller answers");
+        assert_eq!(outcome, OpOutcome::Succeeded);
+        assert_eq!(state.ops_in_flight_count().expect("count"), 0, "recorded");
+    }
+
+    /// Review §12: an operation already past its deadline (the daemon was
+    /// down) is asked once before it is called timed out; and one still
+    /// pending then times out saying it was asked.
+    #[tokio::test]
+    async fn past_its_deadline_an_operation_is_asked_once_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1));
+        let (_stop, shutdown) = watch::channel(false);
+        let provider = scripted(vec![]);
+        let poller = Poller::spawn(
+            "p".into(),
+            provider.clone(),
+            state.clone(),
+            shutdown.clone(),
+        );
+        let outcome = poller
+            .watch(op, Duration::from_millis(20))
+            .await
+            .expect("answer");
+        assert_eq!(outcome, OpOutcome::Succeeded);
+        assert_eq!(*provider.calls.lock().expect("calls"), 1);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1));
+        let poller = Poller::spawn("p".into(), scripted(vec![PENDING]), state, shutdown);
+        let outcome = poller
+            .watch(op, Duration::from_millis(20))
+            .await
+            .expect("answer");
+        assert!(
+            matches!(&outcome, OpOutcome::TimedOut(why) if why.contains("still not done when asked")),
+            "{outcome:?}"
+        );
+    }
+
+    /// Review §15: a provider that panics inside a status call does not
+    /// end the poller (before, every later watch was dropped unanswered and
+    /// every run of that provider stayed open); the same operation watched
+    /// twice is polled as one and both waiters are answered.
+    #[tokio::test]
+    async fn a_panicking_status_call_is_retried_and_a_second_watch_joins_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5));
+        let (_stop, shutdown) = watch::channel(false);
+        let provider = scripted(vec![None, PENDING]);
+        let poller = Poller::spawn("p".into(), provider.clone(), state, shutdown);
+        let first = poller.watch(op.clone(), Duration::from_millis(20));
+        let second = poller.watch(op, Duration::from_millis(20));
+        let (a, b) = tokio::time::timeout(Duration::from_secs(10), async {
+            (first.await, second.await)
+        })
+        .await
+        .expect("in time");
+        assert_eq!(a.expect("first answered"), OpOutcome::Succeeded);
+        assert_eq!(b.expect("second answered"), OpOutcome::Succeeded);
+        assert_eq!(
+            *provider.calls.lock().expect("calls"),
+            3,
+            "one call per round, not per watch"
+        );
+    }
 }

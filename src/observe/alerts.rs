@@ -1,5 +1,5 @@
-//! Alerts (`[alerts]`): `failure`, `recovery`, `stale`, `selector_empty`
-//! and `deletes_held` events as JSON documents, POSTed to a webhook (Slack-compatible: `text`
+//! Alerts (`[alerts]`): `failure`, `recovery`, `stale`, `selector_empty`,
+//! `deletes_held` and `slot_skipped` events as JSON documents, POSTed to a webhook (Slack-compatible: `text`
 //! holds the summary line) and/or piped to a command.
 //!
 //! No storms: one `failure` per policy and target until it recovers, plus a
@@ -47,6 +47,7 @@ fn kind_name(k: AlertEvent) -> &'static str {
         AlertEvent::Stale => "stale",
         AlertEvent::SelectorEmpty => "selector_empty",
         AlertEvent::DeletesHeld => "deletes_held",
+        AlertEvent::SlotSkipped => "slot_skipped",
     }
 }
 
@@ -241,6 +242,41 @@ impl Alerter {
         cause: &'static str,
         message: &str,
     ) {
+        self.once_per_repeat(
+            AlertEvent::DeletesHeld,
+            policy,
+            target,
+            provider,
+            cause,
+            message,
+        );
+    }
+
+    /// A due slot of a target was skipped (its previous run still open):
+    /// that slot has no snapshot. Once, then a reminder every
+    /// `repeat_after` while slots keep being skipped.
+    pub fn slot_skipped(&self, policy: &str, target: &str, provider: &str, message: &str) {
+        self.once_per_repeat(
+            AlertEvent::SlotSkipped,
+            policy,
+            target,
+            provider,
+            "slot_skipped",
+            message,
+        );
+    }
+
+    /// Send `kind` for (policy, target, cause) unless it was sent less than
+    /// `repeat_after` ago.
+    fn once_per_repeat(
+        &self,
+        kind: AlertEvent,
+        policy: &str,
+        target: &str,
+        provider: &str,
+        cause: &'static str,
+        message: &str,
+    ) {
         let now = Utc::now();
         let repeat = self.repeat_after();
         {
@@ -260,7 +296,7 @@ impl Alerter {
             outcome: Err(message),
             consecutive_failures: 0,
         };
-        let a = self.alert(AlertEvent::DeletesHeld, &run, message, None, now);
+        let a = self.alert(kind, &run, message, None, now);
         self.deliver(a);
     }
 
@@ -301,6 +337,10 @@ impl Alerter {
             ),
             AlertEvent::DeletesHeld => format!(
                 "snapwarden: DELETES HELD {}/{} on {}: {}",
+                run.policy, run.target, run.provider, message
+            ),
+            AlertEvent::SlotSkipped => format!(
+                "snapwarden: SLOT SKIPPED {}/{} on {}: {}",
                 run.policy, run.target, run.provider, message
             ),
         };

@@ -360,6 +360,13 @@ pub struct Capabilities {
     /// Whether a policy may name `volume_ids` (a subset of an instance's
     /// volumes).
     pub volume_subset: bool,
+    /// Whether `create` finds the snapshots an earlier attempt of the same
+    /// slot made (by the marker) and makes only the missing ones. A target
+    /// whose slot takes several create calls (one per volume) must say so:
+    /// after an answer that may have been lost, the engine then calls
+    /// `create` again, so a slot is never left with some volumes only.
+    /// Otherwise the engine reconciles by listing the target.
+    pub create_reconciles: bool,
     /// The resources a policy's `select` may pick from (every one of them
     /// by name), and whether by tags too. Empty: no target selection.
     pub select: &'static [Selectable],

@@ -12,7 +12,7 @@ mod safety;
 
 pub use safety::DeleteHold;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -916,6 +916,26 @@ impl State {
         tx.commit()?;
         drop(conn);
         self.op(op)
+    }
+
+    /// Cloud ids of the snapshots of (provider, policy, target) that a
+    /// restore still in flight reads from: not to be deleted under it.
+    pub fn snapshots_being_restored(
+        &self,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Result<HashSet<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.snapshot_id FROM operations o JOIN snapshots s ON s.id = o.snapshot
+             WHERE o.finished_at IS NULL AND o.kind = 'restore'
+               AND s.provider = ?1 AND s.policy = ?2 AND s.target = ?3",
+        )?;
+        let ids = stmt
+            .query_map(params![provider, policy, target], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<HashSet<_>>>()?;
+        Ok(ids)
     }
 
     // ---- operations -----------------------------------------------------

@@ -50,6 +50,9 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: true,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    // One create call per volume, each first looking for this slot's
+    // snapshot of its volume (`create_one`).
+    create_reconciles: true,
     select: &[
         super::Selectable {
             resource: "volume",
@@ -291,12 +294,13 @@ impl KakaoCloud {
         let policy = req.marker.policy.as_str();
         let target = req.marker.target.as_str();
         // An earlier attempt of this slot whose answer was lost: use it
-        // rather than make a second one.
+        // rather than make a second one. One that failed is used too: the
+        // run then fails and alerts, and the slot never gets two.
         if let Some(s) = existing.iter().find(|s| {
             marker_slot(s.description.as_deref(), policy, target) == Some(req.marker.slot)
                 && matches!(
                     snapshot_state(s.status.as_deref()),
-                    SnapshotState::Creating | SnapshotState::Available
+                    SnapshotState::Creating | SnapshotState::Available | SnapshotState::Failed
                 )
         }) {
             tracing::info!(snapshot = %s.id, volume = volume_id, "snapshot of this slot already exists; using it");

@@ -53,6 +53,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    create_reconciles: false,
     select: &[
         super::Selectable {
             resource: "instance",

@@ -48,6 +48,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: true,
+    create_reconciles: false,
     select: &[super::Selectable {
         resource: "instance",
         tags: false,

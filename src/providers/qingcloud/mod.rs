@@ -45,6 +45,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: true,
     restore: RestoreMode::NewResource,
     volume_subset: false,
+    create_reconciles: false,
     select: &[
         super::Selectable {
             resource: "volume",

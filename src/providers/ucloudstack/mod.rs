@@ -51,6 +51,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incremental: false,
     restore: RestoreMode::InPlace,
     volume_subset: false,
+    create_reconciles: false,
     select: &[super::Selectable {
         resource: "disk",
         tags: false,
