@@ -6,6 +6,8 @@
 //! never deletes a snapshot that the ledger and the provider's marker do not
 //! both say is ours.
 
+#[cfg(test)]
+mod fake;
 mod hold;
 mod orphans;
 mod poller;
@@ -753,13 +755,24 @@ impl Engine {
         slot: DateTime<Utc>,
         deadline: DateTime<Utc>,
     ) -> Result<Option<Result<(), EngineError>>, EngineError> {
-        let listed = self.list(ps, policy, target, deadline).await?;
-        let found: Vec<RemoteSnapshot> = listed
-            .into_iter()
-            .filter(|s| s.marker_slot == Some(slot) && s.state != SnapshotState::Gone)
-            .collect();
+        let of_slot = |listed: Vec<RemoteSnapshot>| -> Vec<RemoteSnapshot> {
+            listed
+                .into_iter()
+                .filter(|s| s.marker_slot == Some(slot) && s.state != SnapshotState::Gone)
+                .collect()
+        };
+        let first = self.list(ps, policy, target, deadline).await?;
+        let mut found = of_slot(first.clone());
         if found.is_empty() {
-            return Ok(None);
+            // "Absent" decides a create: one listing is not proof (pages
+            // shift while snapshots come and go as it is read), so it
+            // takes two in a row that agree on the whole target.
+            found = self
+                .confirm_absent(ps, policy, target, deadline, first, of_slot)
+                .await?;
+            if found.is_empty() {
+                return Ok(None);
+            }
         }
         let mut rows = Vec::new();
         for f in &found {
@@ -780,6 +793,47 @@ impl Engine {
             }
         }
         Ok(Some(Ok(())))
+    }
+
+    /// After a listing (`first`) without this slot's snapshot: list until
+    /// two listings in a row show the same snapshots of the target, and
+    /// return what the last one shows of the slot (empty: absent for sure).
+    /// Any listing that shows the slot's snapshot ends the search.
+    async fn confirm_absent(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        deadline: DateTime<Utc>,
+        first: Vec<RemoteSnapshot>,
+        of_slot: impl Fn(Vec<RemoteSnapshot>) -> Vec<RemoteSnapshot>,
+    ) -> Result<Vec<RemoteSnapshot>, EngineError> {
+        const TRIES: usize = 5;
+        let ids = |l: &[RemoteSnapshot]| -> std::collections::BTreeSet<String> {
+            l.iter()
+                .filter(|s| s.state != SnapshotState::Gone)
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        let mut last = first;
+        for _ in 0..TRIES {
+            let again = self.list(ps, policy, target, deadline).await?;
+            if ids(&again) == ids(&last) {
+                return Ok(of_slot(again));
+            }
+            let found = of_slot(again.clone());
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            last = again;
+        }
+        Err(EngineError::Provider(ProviderError::new(
+            ErrorKind::Transient,
+            "list",
+            format!(
+                "{TRIES} listings of {target} in a row disagree; cannot tell whether this slot's snapshot exists, so none is created"
+            ),
+        )))
     }
 
     /// Retention for one target: list, decide, delete (unless `dry_run`)
@@ -1467,3 +1521,6 @@ fn log_created(policy: &Policy, target: &str, created: &[Created]) {
         info!(policy = %policy.name, target, provider = %policy.provider, snapshot = %c.snapshot_id, job = %c.operation, "snapshot creation started");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -340,70 +340,9 @@ fn round_secs(d: chrono::Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-
-    use crate::providers::{
-        Capabilities, CreateRequest, Created, DeleteStarted, ProviderError, RemoteSnapshot,
-        Resource, RestoreMode, RestoreRequest, RestoreStarted,
-    };
+    use crate::engine::fake::FakeCloud;
+    use crate::providers::Created;
     use crate::state::{Begin, NewRun, PollPlan};
-
-    /// What the fake cloud answers to each status call, in order (then
-    /// `Succeeded`); `None` panics, as a provider bug would.
-    struct Scripted {
-        answers: Mutex<VecDeque<Option<OpStatus>>>,
-        calls: Mutex<usize>,
-    }
-
-    #[async_trait]
-    impl Provider for Scripted {
-        fn kind(&self) -> &'static str {
-            "scripted"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                resources: &["volume"],
-                max_status_batch: 10,
-                incremental: false,
-                restore: RestoreMode::NewResource,
-                volume_subset: false,
-                create_reconciles: false,
-                select: &[],
-            }
-        }
-        async fn create(&self, _: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-            unreachable!("the poller never creates")
-        }
-        async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
-            *self.calls.lock().expect("calls") += 1;
-            let next = self.answers.lock().expect("answers").pop_front();
-            match next {
-                Some(Some(s)) => Ok(vec![s; ops.len()]),
-                Some(None) => panic!("provider bug"),
-                None => Ok(vec![OpStatus::Succeeded; ops.len()]),
-            }
-        }
-        async fn list(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
-            unreachable!("the poller never lists")
-        }
-        async fn delete(&self, _: &str) -> Result<DeleteStarted, ProviderError> {
-            unreachable!("the poller never deletes")
-        }
-        async fn restore(&self, _: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
-            unreachable!("the poller never restores")
-        }
-        async fn list_resources(&self, _: &str) -> Result<Vec<Resource>, ProviderError> {
-            unreachable!("the poller never selects")
-        }
-    }
 
     /// A ledger with one create operation whose deadline is `deadline`
     /// from now.
@@ -442,11 +381,10 @@ mod tests {
         (state, op)
     }
 
-    fn scripted(answers: Vec<Option<OpStatus>>) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            answers: Mutex::new(answers.into()),
-            calls: Mutex::new(0),
-        })
+    fn scripted(answers: Vec<Option<OpStatus>>) -> Arc<FakeCloud> {
+        let cloud = FakeCloud::default();
+        cloud.polls.lock().expect("polls").extend(answers);
+        Arc::new(cloud)
     }
 
     const PENDING: Option<OpStatus> = Some(OpStatus::Pending { progress: None });
@@ -492,7 +430,7 @@ mod tests {
             .await
             .expect("answer");
         assert_eq!(outcome, OpOutcome::Succeeded);
-        assert_eq!(*provider.calls.lock().expect("calls"), 1);
+        assert_eq!(provider.calls("poll"), 1);
 
         let dir = tempfile::tempdir().expect("tempdir");
         let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1));
@@ -528,7 +466,7 @@ mod tests {
         assert_eq!(a.expect("first answered"), OpOutcome::Succeeded);
         assert_eq!(b.expect("second answered"), OpOutcome::Succeeded);
         assert_eq!(
-            *provider.calls.lock().expect("calls"),
+            provider.calls("poll"),
             3,
             "one call per round, not per watch"
         );

@@ -1,0 +1,109 @@
+//! A scripted cloud for the engine's own tests: answers are queued per
+//! call, and every call is counted. Test-only.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::providers::{
+    Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, Resource, RestoreMode, RestoreRequest, RestoreStarted,
+};
+
+/// Queued answers; an empty queue gives the default answer of each call
+/// (create: one new snapshot; list: the last listing again; poll:
+/// succeeded). A `None` status panics, as a provider bug would.
+#[derive(Default)]
+pub(crate) struct FakeCloud {
+    pub creates: Mutex<VecDeque<Result<Vec<Created>, ProviderError>>>,
+    pub lists: Mutex<VecDeque<Vec<RemoteSnapshot>>>,
+    pub polls: Mutex<VecDeque<Option<OpStatus>>>,
+    last_list: Mutex<Vec<RemoteSnapshot>>,
+    calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeCloud {
+    pub fn calls(&self, call: &'static str) -> usize {
+        self.calls
+            .lock()
+            .expect("calls")
+            .get(call)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count(&self, call: &'static str) -> usize {
+        let mut calls = self.calls.lock().expect("calls");
+        let n = calls.entry(call).or_default();
+        *n += 1;
+        *n
+    }
+}
+
+/// A transient error: the call may or may not have reached the cloud.
+pub(crate) fn lost_answer(call: &str) -> ProviderError {
+    ProviderError::new(ErrorKind::Transient, call, "connection reset")
+}
+
+#[async_trait]
+impl Provider for FakeCloud {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resources: &["volume"],
+            max_status_batch: 10,
+            incremental: false,
+            restore: RestoreMode::NewResource,
+            volume_subset: false,
+            create_reconciles: false,
+            select: &[],
+        }
+    }
+
+    async fn create(&self, _: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
+        let n = self.count("create");
+        let next = self.creates.lock().expect("creates").pop_front();
+        next.unwrap_or_else(|| {
+            Ok(vec![Created {
+                snapshot_id: format!("snap-{n}"),
+                operation: format!("job-{n}"),
+            }])
+        })
+    }
+
+    async fn poll(&self, ops: &[OperationRef]) -> Result<Vec<OpStatus>, ProviderError> {
+        self.count("poll");
+        let next = self.polls.lock().expect("polls").pop_front();
+        match next {
+            Some(Some(s)) => Ok(vec![s; ops.len()]),
+            Some(None) => panic!("provider bug"),
+            None => Ok(vec![OpStatus::Succeeded; ops.len()]),
+        }
+    }
+
+    async fn list(&self, _: &str, _: &str, _: &str) -> Result<Vec<RemoteSnapshot>, ProviderError> {
+        self.count("list");
+        let mut last = self.last_list.lock().expect("last list");
+        if let Some(next) = self.lists.lock().expect("lists").pop_front() {
+            *last = next;
+        }
+        Ok(last.clone())
+    }
+
+    async fn delete(&self, _: &str) -> Result<DeleteStarted, ProviderError> {
+        self.count("delete");
+        Ok(DeleteStarted::AlreadyGone)
+    }
+
+    async fn restore(&self, _: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
+        unreachable!("no engine test restores")
+    }
+
+    async fn list_resources(&self, _: &str) -> Result<Vec<Resource>, ProviderError> {
+        unreachable!("no engine test selects")
+    }
+}

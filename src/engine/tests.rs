@@ -1,0 +1,155 @@
+//! The engine against a scripted cloud ([`fake::FakeCloud`]): paths whose
+//! outcome hangs on the exact order of the cloud's answers.
+
+use super::fake::{lost_answer, FakeCloud};
+use super::*;
+
+/// A ledger in a temp dir, one policy `db` on `vol-1` (QingCloud in the
+/// file; the engine talks to `cloud` under that provider's name).
+fn engine_with(
+    dir: &std::path::Path,
+    cloud: Arc<FakeCloud>,
+) -> (Arc<Engine>, Config, watch::Sender<bool>) {
+    let text = r#"
+[providers.qc]
+kind = "qingcloud"
+zone = "ap2a"
+access_key_id = "QYACCESSKEYID"
+secret_access_key_env = "QY_SECRET"
+
+[[policy]]
+name = "db"
+provider = "qc"
+resource = "volume"
+targets = ["vol-1"]
+schedule = "0 0 3 * * *"
+retain = 5
+poll_interval = "10ms"
+poll_max_interval = "20ms"
+timeout = "30s"
+"#;
+    let config =
+        crate::config::load_with_env(text, &dir.join("f.toml"), &|_| Some("secret".to_string()))
+            .expect("config");
+    let state = Arc::new(State::open(&dir.join("s.db")).expect("ledger"));
+    let (stop, shutdown) = watch::channel(false);
+    let engine = Arc::new(Engine {
+        state: state.clone(),
+        providers: RwLock::new(BTreeMap::new()),
+        shutdown: shutdown.clone(),
+        active: ActiveRuns::default(),
+    });
+    let provider: Arc<dyn Provider> = cloud;
+    let poller = Poller::spawn("qc".into(), provider.clone(), state, shutdown);
+    engine.providers.write().expect("providers").insert(
+        "qc".into(),
+        Arc::new(ProviderSlot {
+            provider,
+            poller,
+            in_flight: Arc::new(Semaphore::new(4)),
+        }),
+    );
+    (engine, config, stop)
+}
+
+fn listed(id: &str, slot: DateTime<Utc>) -> RemoteSnapshot {
+    RemoteSnapshot {
+        id: id.into(),
+        name: format!("db-vol-1-{}", crate::schedule::slot_label(slot)),
+        source: "vol-1".into(),
+        created_at: Some(slot),
+        state: SnapshotState::Available,
+        marker_slot: Some(slot),
+        chain: None,
+    }
+}
+
+/// Issue 16 ("the reconcile-by-name path must never conclude absent from
+/// a listing that changed under it"): the create's answer is lost (the
+/// cloud made the snapshot), and the first listing misses it (a page
+/// shifted). The engine lists until two listings agree, finds it, and
+/// adopts it: one create, never two.
+#[tokio::test]
+async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let slot = Utc::now();
+    cloud
+        .creates
+        .lock()
+        .expect("creates")
+        .push_back(Err(lost_answer("CreateSnapshots")));
+    cloud
+        .lists
+        .lock()
+        .expect("lists")
+        .extend([vec![], vec![listed("snap-made", slot)]]);
+    let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
+    let policy = &config.policies[0];
+    let report = engine.run(policy, "vol-1", slot).await;
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+    assert_eq!(cloud.calls("create"), 1, "never a second create");
+    let rows = engine.state.all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].snapshot_id, "snap-made");
+}
+
+/// Two listings in a row that agree and miss the slot: absent for sure,
+/// so the create is sent again (once).
+#[tokio::test]
+async fn two_agreeing_listings_without_the_slot_allow_one_more_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let slot = Utc::now();
+    cloud
+        .creates
+        .lock()
+        .expect("creates")
+        .push_back(Err(lost_answer("CreateSnapshots")));
+    let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
+    let policy = &config.policies[0];
+    let report = engine.run(policy, "vol-1", slot).await;
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+    assert_eq!(cloud.calls("create"), 2);
+    assert!(cloud.calls("list") >= 2);
+}
+
+/// A run's claim lives as long as its task: while it runs, the sweep for
+/// abandoned runs does not take it; once it is gone (here: the task that
+/// held it was dropped mid-run), the open run is taken up.
+#[tokio::test]
+async fn only_runs_without_a_claim_are_taken_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let (engine, config, _stop) = engine_with(dir.path(), cloud);
+    let slot = Utc::now();
+    let begun = engine
+        .begin(&config.policies[0], "vol-1", slot)
+        .expect("ledger")
+        .expect("a fresh slot starts");
+    assert!(engine
+        .take_up_abandoned(&config, false)
+        .expect("sweep")
+        .is_empty());
+    drop(begun);
+    let taken = engine.take_up_abandoned(&config, false).expect("sweep");
+    assert_eq!(taken.len(), 1, "the run without a claim is taken up");
+    assert!(
+        engine
+            .take_up_abandoned(&config, false)
+            .expect("sweep")
+            .is_empty(),
+        "and claimed by whoever took it"
+    );
+    let report = futures::future::join_all(taken).await.remove(0);
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+}
