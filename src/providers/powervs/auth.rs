@@ -9,7 +9,8 @@
 //! A token is cached and refreshed once 80 % of its lifetime has passed,
 //! and never used within 10 s of its expiry (a quarter of the lifetime for
 //! tokens shorter than 40 s). A lifetime is believed up to a week (a larger
-//! or absurd answer is cut to that, never a panic). After a 401 the caller asks for one re-issue.
+//! or absurd answer is cut to that, never a panic). After a 401 the caller
+//! asks for one re-issue.
 //! Tokens never appear in logs, errors or Debug output.
 //! Also here: the IP4G device flow calls used by `snapwarden login` (single
 //! calls; the command does the waiting).
