@@ -123,9 +123,19 @@ fn chains() {
             parent_id: None
         })
     );
-    // Incremental without a root: no truthful chain info.
+    // Incremental without a root: its parent stands in for the root.
     let orphan = snap(json!({"snapshot_id":"ss-d","snapshot_type":0,"parent_id":"ss-a"}));
-    assert_eq!(chain_info(&orphan), None);
+    assert_eq!(
+        chain_info(&orphan),
+        Some(ChainInfo {
+            full: false,
+            root_id: "ss-a".into(),
+            parent_id: Some("ss-a".into())
+        })
+    );
+    // No parent, or no type at all: left to the listing-wide fail-safe.
+    let rootless = snap(json!({"snapshot_id":"ss-f","snapshot_type":0,"root_id":"ss-a"}));
+    assert_eq!(chain_info(&rootless), None);
     assert_eq!(chain_info(&snap(json!({"snapshot_id":"ss-e"}))), None);
 }
 
@@ -1030,4 +1040,132 @@ fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
     for body in bodies {
         fuzz_parse_response(body.as_bytes());
     }
+}
+
+// ------------------------------------------- chains the API half describes
+
+/// What retention (newest 1) keeps of the listing `items` of vol-1, all
+/// of them ours and good, as `qc.list` maps them.
+async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
+    let total = items.len();
+    let (qc, _) =
+        serve(move |_| ok(json!({"ret_code":0,"total_count":total,"snapshot_set":items.clone()})))
+            .await;
+    let listed = qc
+        .list("volume", "vol-1", "db")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let candidates: Vec<crate::retention::Candidate> = listed
+        .iter()
+        .map(|s| crate::retention::Candidate {
+            id: s.id.clone(),
+            created_at: s.created_at.unwrap_or_default(),
+            condition: crate::retention::Condition::Good,
+            own: true,
+            chain: s.chain.clone(),
+        })
+        .collect();
+    let mut kept: Vec<String> =
+        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
+            .into_iter()
+            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
+            .map(|d| d.id)
+            .collect();
+    kept.sort();
+    kept
+}
+
+fn chain_item(id: &str, day: u32, chain: Value) -> Value {
+    let mut v = json!({
+        "snapshot_id": id, "snapshot_name": format!("db-vol-1-202401{day:02}T000000Z"),
+        "status": "available", "create_time": format!("2024-01-{day:02}T00:00:00Z"),
+        "resource": {"resource_id": "vol-1", "resource_type": "volume"}
+    });
+    if let (Some(v), Some(c)) = (v.as_object_mut(), chain.as_object()) {
+        v.extend(c.clone());
+    }
+    v
+}
+
+#[tokio::test]
+async fn an_increment_without_root_id_still_keeps_its_parents() {
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            2,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 3, json!({"snapshot_type":0,"parent_id":"ss-i1"})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2"]);
+}
+
+#[tokio::test]
+async fn an_increment_without_root_or_parent_keeps_everything_older() {
+    // ss-old is a full snapshot of an earlier chain: with no parent named,
+    // the increment may hang on any older point (chains branch after a
+    // rollback), so all of them stay.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-old",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-old","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-f",
+            2,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            3,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 4, json!({"snapshot_type":0})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2", "ss-old"]);
+    // Root known, parent not: the points between are unknown too.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            2,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 3, json!({"snapshot_type":0,"root_id":"ss-f"})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2"]);
+    // Snapshots newer than the last unknown one keep their own chains.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item("ss-u", 2, json!({})),
+        chain_item(
+            "ss-g",
+            3,
+            json!({"snapshot_type":1,"root_id":"ss-g","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-g1",
+            4,
+            json!({"snapshot_type":0,"root_id":"ss-g","parent_id":"ss-g"}),
+        ),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-g", "ss-g1"]);
 }
