@@ -239,7 +239,8 @@ impl Provider for QingCloud {
             .collect())
     }
 
-    /// DescribeSnapshots pages of 100: ⌈total/100⌉ calls (1 when empty).
+    /// DescribeSnapshots pages of 100, each later page from the last item
+    /// of the one before (1 call when empty or up to 100; see `paging`).
     async fn list(
         &self,
         _resource: &str,

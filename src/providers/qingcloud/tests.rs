@@ -782,7 +782,7 @@ async fn list_reads_every_page() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    assert_eq!(fake.param("offset"), vec!["0", "100", "200"]);
+    assert_eq!(fake.param("offset"), vec!["0", "99", "198"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got.iter().all(|s| s.state == SnapshotState::Available));
     assert!(got[0].chain.as_ref().is_some_and(|c| c.full));
@@ -970,11 +970,15 @@ async fn list_resources_reads_every_page_with_tags() {
     assert_eq!(got[0].tags.get("env").map(String::as_str), Some("prod"));
     assert!(got[1].tags.is_empty());
     let calls = fake.calls();
-    assert_eq!(calls.len(), 3, "⌈230/100⌉ pages");
+    assert_eq!(
+        calls.len(),
+        3,
+        "⌈230/100⌉ pages (each later one starts an item early)"
+    );
     assert!(calls.iter().all(|c| p(c, "action") == "DescribeVolumes"));
     assert_eq!(
         calls.iter().map(|c| p(c, "offset")).collect::<Vec<_>>(),
-        ["0", "100", "200"]
+        ["0", "99", "198"]
     );
     assert_eq!(
         list_of(&calls[0], "status"),
@@ -1168,4 +1172,51 @@ async fn an_increment_without_root_or_parent_keeps_everything_older() {
     ])
     .await;
     assert_eq!(kept, ["ss-g", "ss-g1"]);
+}
+
+// ------------------------------------------ a listing that changes under us
+
+#[tokio::test]
+async fn list_detects_an_item_skipped_while_the_count_adds_up() {
+    // Oldest first, 150 snapshots. Between page 1 and page 2 one snapshot
+    // of page 1 is deleted and a new one is created: the total stays 150,
+    // 150 distinct ids are read, and without a check ss-0100 (the first of
+    // page 2 before the delete) is never seen.
+    let ids: Vec<String> = (0..150).map(|i| format!("ss-{i:04}")).collect();
+    let state = Mutex::new((ids, 0usize));
+    let (qc, fake) = serve(move |params| {
+        let offset: usize = p(params, "offset").parse().unwrap_or(0);
+        let Ok(mut s) = state.lock() else {
+            panic!("lock")
+        };
+        s.1 += 1;
+        if s.1 == 2 {
+            s.0.retain(|id| id != "ss-0010");
+            s.0.push("ss-0150".into());
+        }
+        let page: Vec<Value> =
+            s.0.iter()
+                .skip(offset)
+                .take(100)
+                .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
+                .collect();
+        ok(json!({"ret_code":0,"total_count":s.0.len(),"snapshot_set":page}))
+    })
+    .await;
+    match qc.list("volume", "vol-1", "db").await {
+        Ok(got) => {
+            let skipped = !got.iter().any(|s| s.id == "ss-0100");
+            panic!(
+                "a listing that changed under the reader was returned ({} items, ss-0100 {})",
+                got.len(),
+                if skipped { "skipped" } else { "present" }
+            )
+        }
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("changed while it was read"), "{e}");
+        }
+    }
+    // One call per page, none extra.
+    assert_eq!(fake.calls().len(), 2);
 }
