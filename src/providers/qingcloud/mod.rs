@@ -270,7 +270,7 @@ impl Provider for QingCloud {
             |_, s| out.push(remote_snapshot(&s, policy, target)),
         )
         .await?;
-        protect_unknown_chains(&mut out);
+        super::chains::protect_unknown_chains(&mut out);
         Ok(out)
     }
 
@@ -553,7 +553,8 @@ fn snapshot_state(status: Option<&str>, transition: Option<&str>) -> SnapshotSta
 /// snapshot with no root_id is its own root; an incremental with a parent
 /// but no root_id has its parent as the root retention falls back to. An
 /// incremental without a parent (or a snapshot of unknown type) cannot be
-/// described here: it gets no chain info, and [`protect_unknown_chains`]
+/// described here: it gets no chain info, and
+/// [`super::chains::protect_unknown_chains`]
 /// covers it from the whole listing.
 fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
     let non_empty = |v: &Option<String>| {
@@ -586,52 +587,6 @@ fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
             root_id: root.unwrap_or_else(|| parent.clone()),
             parent_id: Some(parent),
         })
-    }
-}
-
-/// Fail-safe for snapshots whose chain the API did not describe (an
-/// incremental without `parent_id`, or no type at all): such a snapshot may
-/// hang on any older point of its resource (chains branch after a
-/// rollback), and deleting that point would cascade into it. So per
-/// source, every listed snapshot up to the newest undescribed one (oldest
-/// first; no `create_time` counts as newest) is linked to the one before
-/// it: whatever retention keeps there keeps everything older, and
-/// deletions among them go newest first. Later snapshots keep their own
-/// chains.
-fn protect_unknown_chains(listed: &mut [RemoteSnapshot]) {
-    let mut sources: Vec<&str> = listed.iter().map(|s| s.source.as_str()).collect();
-    sources.sort_unstable();
-    sources.dedup();
-    let sources: Vec<String> = sources.into_iter().map(str::to_string).collect();
-    for source in sources {
-        let mut order: Vec<usize> = (0..listed.len())
-            .filter(|&i| listed[i].source == source && listed[i].state != SnapshotState::Gone)
-            .collect();
-        order.sort_by(|&a, &b| {
-            let key = |i: usize| (listed[i].created_at.is_none(), listed[i].created_at);
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| listed[a].id.cmp(&listed[b].id))
-        });
-        let Some(last) = order.iter().rposition(|&i| listed[i].chain.is_none()) else {
-            continue;
-        };
-        let root = listed[order[0]].id.clone();
-        tracing::info!(
-            source = %source,
-            snapshot = %listed[order[last]].id,
-            older = last,
-            "incremental snapshot without parent_id: keeping every older snapshot it may depend on"
-        );
-        for pos in 0..=last {
-            let parent = pos.checked_sub(1).map(|p| listed[order[p]].id.clone());
-            let s = &mut listed[order[pos]];
-            s.chain = Some(ChainInfo {
-                full: s.chain.as_ref().is_some_and(|c| c.full) && parent.is_none(),
-                root_id: root.clone(),
-                parent_id: parent,
-            });
-        }
     }
 }
 
@@ -680,7 +635,7 @@ pub fn fuzz_parse_response(body: &[u8]) {
             .iter()
             .map(|s| remote_snapshot(s, policy, target))
             .collect();
-        protect_unknown_chains(&mut listed);
+        super::chains::protect_unknown_chains(&mut listed);
         record_snapshots(r.snapshot_set, &mut snapshots);
     }
     let ids: Vec<(String, String)> = jobs
