@@ -456,6 +456,7 @@ impl Provider for KakaoCloud {
                 out.push(remote_snapshot(s, &by_id, v, policy, target));
             }
         }
+        super::chains::protect_unknown_chains(&mut out);
         Ok(out)
     }
 
@@ -771,7 +772,9 @@ fn op_status(kind: OpKind, id: &str, snapshot: Option<&Snapshot>) -> OpStatus {
 /// Chain facts: a snapshot is full when `is_incremental` is false (or,
 /// when the field is absent, when it has no parent). The root is found by
 /// walking `parent_id` through the same volume's listing; an incremental
-/// without a parent cannot be described and gets no chain info.
+/// without a parent cannot be described and gets no chain info (the
+/// listing then keeps everything older with it, see
+/// [`super::chains::protect_unknown_chains`]).
 fn chain_info(s: &Snapshot, by_id: &HashMap<&str, &Snapshot>) -> Option<ChainInfo> {
     let parent = non_empty(s.parent_id.as_deref());
     let full = match (s.is_incremental, &parent) {

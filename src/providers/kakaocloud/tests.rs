@@ -904,3 +904,50 @@ fn the_pager_refuses_endless_or_repeating_listings() {
     assert!(matches!(pager.absorb(["c"], None), Ok(false)));
     assert_eq!(pager.finish(vec![1, 2, 3]).ok(), Some(vec![1, 2, 3]));
 }
+
+#[tokio::test]
+async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
+    let (p, _) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let snap = |id: &str, day: u32, chain: Value| {
+            let mut v = json!({"id": id, "volume_id": "v1", "status": "available",
+                               "created_at": format!("2026-07-0{day}T00:00:00Z")});
+            if let (Some(v), Some(c)) = (v.as_object_mut(), chain.as_object()) {
+                v.extend(c.clone());
+            }
+            v
+        };
+        let all = [
+            snap("f", 1, json!({"is_incremental": false})),
+            snap("i1", 2, json!({"is_incremental": true, "parent_id": "f"})),
+            snap("i2", 3, json!({"is_incremental": true})),
+        ];
+        (
+            200,
+            vec![],
+            json!({"snapshots": all, "pagination": {"total": 3}}),
+        )
+    })
+    .await;
+    let listed = p.list("volume", "v1", "db").await.expect("list");
+    let candidates: Vec<crate::retention::Candidate> = listed
+        .iter()
+        .map(|s| crate::retention::Candidate {
+            id: s.id.clone(),
+            created_at: s.created_at.unwrap_or_default(),
+            condition: crate::retention::Condition::Good,
+            own: true,
+            chain: s.chain.clone(),
+        })
+        .collect();
+    let mut kept: Vec<String> =
+        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
+            .into_iter()
+            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
+            .map(|d| d.id)
+            .collect();
+    kept.sort();
+    assert_eq!(kept, ["f", "i1", "i2"]);
+}
