@@ -708,3 +708,37 @@ fn a_chain_stops_at_its_first_failed_delete() {
         "the first chain went whole: {live:?}"
     );
 }
+
+/// An instance named in `targets` that the policy's selector also matches
+/// (by id): one target, so one snapshot per volume for the slot, not one
+/// under the name and another under the id (review §10).
+#[test]
+fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
+    let sim = Sim::start("300ms");
+    let wd = Workdir::new();
+    let (root, data) = ("vol-root-1", "vol-data-1");
+    sim.kc_instance("i-1", "web-01", &[(root, true), (data, false)]);
+    sim.kc_instance("i-2", "db-01", &[("vol-db-1", true)]);
+    let cfg = wd.write_config(&config(
+        &wd,
+        &sim,
+        &policy("instance", &["web-01"], 2, r#"select = { name = "web-*" }"#),
+    ));
+    let out = snapshot_ok(&wd, &cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let creates = accepted(&sim.kc_requests("CreateSnapshot"));
+    let per_volume = |v: &str| {
+        creates
+            .iter()
+            .filter(|r| r["params"]["volume_id"] == v)
+            .count()
+    };
+    assert_eq!(
+        (per_volume(root), per_volume(data), creates.len()),
+        (1, 1, 2),
+        "one snapshot per volume for the slot:\n{stdout}\n{creates:?}"
+    );
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.target == "web-01"), "{rows:?}");
+}

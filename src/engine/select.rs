@@ -6,7 +6,7 @@
 //! snapshots stay (pruning only ever runs for the targets of a run), until
 //! an operator deals with them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -57,10 +57,18 @@ impl Engine {
                 ps.provider.list_resources(&policy.resource)
             })
             .await?;
+        let named = named_by_explicit(&policy.targets, &listed);
         let mut seen = BTreeSet::new();
         Ok(listed
             .into_iter()
             .filter(|r| selector.matches(r))
+            .filter(|r| match named.get(r.id.as_str()) {
+                Some(t) => {
+                    info!(policy = %policy.name, target = %t, id = %r.id, "the selector matches an explicit target (named, not by id): one target");
+                    false
+                }
+                None => true,
+            })
             .filter(|r| seen.insert(r.id.clone()))
             .collect())
     }
@@ -112,6 +120,23 @@ fn selector_text(policy: &Policy) -> String {
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default()
+}
+
+/// The listed resources an explicit target names by their name rather
+/// than their id (a target that is no listed id and exactly one listed
+/// name, as clouds that take names resolve it), id → target: the selector
+/// matching one of them must not make it a second target (two snapshots
+/// per slot under two markers).
+fn named_by_explicit(explicit: &[String], listed: &[Resource]) -> BTreeMap<String, String> {
+    let ids: BTreeSet<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let mut out = BTreeMap::new();
+    for t in explicit.iter().filter(|t| !ids.contains(t.as_str())) {
+        let mut named = listed.iter().filter(|r| r.name == *t);
+        if let (Some(r), None) = (named.next(), named.next()) {
+            out.insert(r.id.clone(), t.clone());
+        }
+    }
+    out
 }
 
 /// Explicit targets, then selected ids not already there.
@@ -174,6 +199,30 @@ mod tests {
         );
         assert_eq!(got, ["vol-a", "vol-b", "vol-c", "vol-d"]);
         assert!(union(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn an_explicit_name_covers_the_resource_it_names() {
+        let r = |id: &str, name: &str| Resource {
+            id: id.into(),
+            name: name.into(),
+            tags: BTreeMap::new(),
+        };
+        let listed = [
+            r("i-1", "web-01"),
+            r("i-2", "web-02"),
+            r("i-3", "twin"),
+            r("i-4", "twin"),
+            r("i-5", "i-1"),
+        ];
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let named = named_by_explicit(&t(&["web-01", "twin", "i-1", "gone"]), &listed);
+        // By name: web-01 is i-1. An ambiguous name and an id name nothing
+        // (i-5 is named "i-1", but "i-1" is an id).
+        assert_eq!(
+            named,
+            BTreeMap::from([("i-1".to_string(), "web-01".to_string())])
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 //! error codes, how "made by snapwarden" is marked) lives in the cloud's
 //! module below this one and must not leak into the engine.
 
+pub(crate) mod chains;
 pub mod http;
 pub mod kakaocloud;
 pub mod lightsail;

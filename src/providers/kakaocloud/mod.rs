@@ -184,7 +184,7 @@ impl KakaoCloud {
             let query = [
                 (filter, value.to_string()),
                 ("limit", PAGE.to_string()),
-                ("offset", pager.offset.to_string()),
+                ("offset", pager.offset().to_string()),
             ];
             let page: InstanceList = self
                 .client
@@ -198,7 +198,7 @@ impl KakaoCloud {
                 )
                 .await?;
             let items = page.instances.unwrap_or_default();
-            let more = pager.absorb(items.len(), page.pagination)?;
+            let more = pager.absorb(items.iter().map(|i| i.id.as_str()), page.pagination)?;
             for i in items {
                 if !out.iter().any(|o| o.id == i.id) {
                     out.push(i);
@@ -221,7 +221,7 @@ impl KakaoCloud {
                 ("sort_keys", "created_at".to_string()),
                 ("sort_dirs", "asc".to_string()),
                 ("limit", PAGE.to_string()),
-                ("offset", pager.offset.to_string()),
+                ("offset", pager.offset().to_string()),
             ];
             let page: SnapshotList = self
                 .client
@@ -235,7 +235,7 @@ impl KakaoCloud {
                 )
                 .await?;
             let items = page.snapshots.unwrap_or_default();
-            let more = pager.absorb(items.len(), page.pagination)?;
+            let more = pager.absorb(items.iter().map(|s| s.id.as_str()), page.pagination)?;
             for s in items {
                 // A filter the server ignored must not leak other volumes.
                 let of_volume = s.volume_id.as_deref().is_none_or(|v| v == volume_id);
@@ -460,6 +460,7 @@ impl Provider for KakaoCloud {
                 out.push(remote_snapshot(s, &by_id, v, policy, target));
             }
         }
+        super::chains::protect_unknown_chains(&mut out);
         Ok(out)
     }
 
@@ -536,29 +537,64 @@ impl Provider for KakaoCloud {
     }
 }
 
-/// Pagination by `limit`/`offset` with `pagination.total`: stops at the
-/// total (or at a short page when no total is given) and refuses answers
-/// that would make a listing silently incomplete.
+/// Pagination by `limit`/`offset`, read whole or not at all (an error,
+/// never a partial answer):
+/// - with `pagination.total`, pages until the total; a total that changes,
+///   an empty page before it, or fewer distinct ids than it is an error;
+/// - without a total, a short page proves nothing (the server's maximum
+///   `limit` is not documented), so pages until one brings nothing new;
+/// - each page after the first starts one item early, at the last item of
+///   the page before: if that item is no longer there the listing shifted
+///   between the calls (a delete before the boundary, perhaps evened out by
+///   a create so the count still adds up) and an item may have been
+///   skipped: an error;
+/// - a page that brings no new id (a server that ignores `offset`) and
+///   more than [`MAX_PAGES`] pages are errors.
 struct Pager {
     call: &'static str,
-    offset: u64,
+    /// Items read so far: the offset of the first one not read yet.
+    next: u64,
+    /// The id of the last item read: the next page must start with it.
+    boundary: Option<String>,
     total: Option<u64>,
-    read: u64,
+    seen: HashSet<String>,
+    pages: usize,
 }
+
+/// A listing of more pages than this is refused.
+const MAX_PAGES: usize = 10_000;
 
 impl Pager {
     fn new(call: &'static str) -> Self {
         Pager {
             call,
-            offset: 0,
+            next: 0,
+            boundary: None,
             total: None,
-            read: 0,
+            seen: HashSet::new(),
+            pages: 0,
         }
     }
 
-    /// Take one page of `n` items; whether to ask for the next.
-    fn absorb(&mut self, n: usize, pagination: Option<Pagination>) -> Result<bool, ProviderError> {
-        let n = n as u64;
+    /// The `offset` to ask for next.
+    fn offset(&self) -> u64 {
+        match self.boundary {
+            Some(_) => self.next.saturating_sub(1),
+            None => self.next,
+        }
+    }
+
+    /// Take one page (the ids of its items, in order); whether to ask for
+    /// the next.
+    fn absorb<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a str>,
+        pagination: Option<Pagination>,
+    ) -> Result<bool, ProviderError> {
+        self.pages += 1;
+        if self.pages > MAX_PAGES {
+            return Err(self.incomplete(format!("more than {MAX_PAGES} pages")));
+        }
         if let Some(t) = pagination.and_then(|p| p.total) {
             match self.total {
                 Some(old) if old != t => {
@@ -569,27 +605,59 @@ impl Pager {
                 _ => self.total = Some(t),
             }
         }
-        if n == 0 {
+        let asked = self.offset();
+        let mut ids = ids.into_iter();
+        if let Some(expected) = &self.boundary {
+            match ids.next() {
+                Some(first) if first == expected => {}
+                Some(first) => {
+                    return Err(self.incomplete(format!(
+                        "the listing changed while it was read: offset {asked} was {expected}, \
+                         now {first} (an item may have been skipped)"
+                    )))
+                }
+                None if self.total.is_none() => {
+                    return Err(self.incomplete(format!(
+                        "the listing changed while it was read: offset {asked} ({expected}) \
+                         is gone"
+                    )))
+                }
+                None => {}
+            }
+        }
+        let (mut fresh, mut new) = (0u64, 0u64);
+        for id in ids {
+            fresh += 1;
+            if self.seen.insert(id.to_string()) {
+                new += 1;
+            }
+            self.boundary = Some(id.to_string());
+        }
+        if fresh == 0 {
             return match self.total {
-                Some(t) if self.offset < t => {
-                    Err(self.incomplete(format!("empty page at offset {} of {t}", self.offset)))
+                Some(t) if self.next < t => {
+                    Err(self.incomplete(format!("empty page at offset {} of {t}", self.next)))
                 }
                 _ => Ok(false),
             };
         }
-        self.offset += n;
-        self.read += n;
+        if new == 0 {
+            return Err(self.incomplete(format!(
+                "the page at offset {asked} repeats items already read (is offset ignored?)"
+            )));
+        }
+        self.next += fresh;
         Ok(match self.total {
-            Some(t) => self.offset < t,
-            None => n >= PAGE,
+            Some(t) => self.next < t,
+            None => true,
         })
     }
 
     fn finish<T>(&self, items: Vec<T>) -> Result<Vec<T>, ProviderError> {
         match self.total {
-            Some(t) if (items.len() as u64) < t && self.read >= t => Err(self.incomplete(format!(
+            Some(t) if (self.seen.len() as u64) < t => Err(self.incomplete(format!(
                 "{} distinct items read, total is {t} (items moved between pages)",
-                items.len()
+                self.seen.len()
             ))),
             _ => Ok(items),
         }
@@ -708,7 +776,9 @@ fn op_status(kind: OpKind, id: &str, snapshot: Option<&Snapshot>) -> OpStatus {
 /// Chain facts: a snapshot is full when `is_incremental` is false (or,
 /// when the field is absent, when it has no parent). The root is found by
 /// walking `parent_id` through the same volume's listing; an incremental
-/// without a parent cannot be described and gets no chain info.
+/// without a parent cannot be described and gets no chain info (the
+/// listing then keeps everything older with it, see
+/// [`super::chains::protect_unknown_chains`]).
 fn chain_info(s: &Snapshot, by_id: &HashMap<&str, &Snapshot>) -> Option<ChainInfo> {
     let parent = non_empty(s.parent_id.as_deref());
     let full = match (s.is_incremental, &parent) {
@@ -775,7 +845,7 @@ pub fn fuzz_parse_response(body: &[u8]) {
     if let Ok(page) = serde_json::from_slice::<SnapshotList>(body).map_err(parse(LIST_SNAPSHOTS)) {
         let items = page.snapshots.unwrap_or_default();
         let mut pager = Pager::new(LIST_SNAPSHOTS);
-        let _ = pager.absorb(items.len(), page.pagination);
+        let _ = pager.absorb(items.iter().map(|s| s.id.as_str()), page.pagination);
         snapshots.extend(items.into_iter().take(64));
         let _ = pager.finish(snapshots.clone());
     }

@@ -1,7 +1,7 @@
 //! Target selection on KakaoCloud: instances by the BCS list
 //! (`GET /api/v1/instances`), volumes by the Volume API list
 //! (`GET /api/v1/volumes`), every page by `limit`/`offset` until
-//! `pagination.total` (see [`Pager`]). Names only: instances have no tags
+//! the end (see [`Pager`]). Names only: instances have no tags
 //! (kakaocloud.md §5), so none are offered for volumes either.
 
 use reqwest::Method;
@@ -53,7 +53,7 @@ impl KakaoCloud {
                 ("sort_keys", "created_at".to_string()),
                 ("sort_dirs", "asc".to_string()),
                 ("limit", PAGE.to_string()),
-                ("offset", pager.offset.to_string()),
+                ("offset", pager.offset().to_string()),
             ];
             let page: Listing = self
                 .client
@@ -65,7 +65,7 @@ impl KakaoCloud {
                 page.instances
             }
             .unwrap_or_default();
-            let more = pager.absorb(got.len(), page.pagination)?;
+            let more = pager.absorb(got.iter().map(|i| i.id.as_str()), page.pagination)?;
             for i in got {
                 if !items.iter().any(|o| o.id == i.id) {
                     items.push(i);

@@ -710,7 +710,8 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
         paths,
         [
             ("/bcs/api/v1/instances", 0),
-            ("/bcs/api/v1/instances", 2),
+            // Each later page starts at the last item of the one before.
+            ("/bcs/api/v1/instances", 1),
             ("/volume/api/v1/volumes", 0)
         ]
     );
@@ -746,4 +747,207 @@ async fn list_resources_refuses_a_short_listing() {
         p.list_resources("disk").await.err().map(|e| e.kind),
         Some(ErrorKind::Permanent)
     );
+}
+
+// --------------------------------------- paging that cannot be read whole
+
+fn snapshot_json(id: &str) -> Value {
+    json!({"id": id, "volume_id": "v1", "status": "available", "is_incremental": false})
+}
+
+fn limit_of(s: &Seen) -> usize {
+    s.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
+    let (p, seen) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        // Always the same full page, no pagination at all.
+        let page: Vec<Value> = (0..limit_of(s))
+            .map(|i| snapshot_json(&format!("s-{i}")))
+            .collect();
+        (200, vec![], json!({"snapshots": page}))
+    })
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(10), p.list("volume", "v1", "db"))
+        .await
+        .expect("the listing must end");
+    match got {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("listing incomplete"), "{e}");
+        }
+        Ok(v) => panic!(
+            "a listing that cannot be read whole must fail, got {}",
+            v.len()
+        ),
+    }
+    assert!(seen_of(&seen).len() <= 3, "stopped at once");
+}
+
+#[tokio::test]
+async fn short_pages_without_a_total_are_followed_to_the_end() {
+    // 50 snapshots, at most 20 a page whatever `limit` says, no total.
+    let (p, _) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let page: Vec<Value> = (0..50)
+            .skip(offset_of(s))
+            .take(limit_of(s).min(20))
+            .map(|i| snapshot_json(&format!("s-{i:02}")))
+            .collect();
+        (200, vec![], json!({"snapshots": page}))
+    })
+    .await;
+    let got = p.list("volume", "v1", "db").await.expect("list");
+    let ids: Vec<String> = got.into_iter().map(|s| s.id).collect();
+    let want: Vec<String> = (0..50).map(|i| format!("s-{i:02}")).collect();
+    assert_eq!(ids, want);
+}
+
+#[tokio::test]
+async fn a_listing_that_changed_between_pages_is_an_error_not_a_skip() {
+    // Oldest first, 150 snapshots with a total. Between page 1 and page 2
+    // one of page 1 is deleted and a new one created: total and count add
+    // up, and the first of page 2 would be skipped.
+    let state = Arc::new(Mutex::new((
+        (0..150)
+            .map(|i| format!("s-{i:03}"))
+            .collect::<Vec<String>>(),
+        0usize,
+    )));
+    let (p, seen) = start(move |s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 += 1;
+        if st.1 == 2 {
+            st.0.retain(|id| id != "s-010");
+            st.0.push("s-150".into());
+        }
+        let page: Vec<Value> =
+            st.0.iter()
+                .skip(offset_of(s))
+                .take(limit_of(s))
+                .map(|id| snapshot_json(id))
+                .collect();
+        (
+            200,
+            vec![],
+            json!({"snapshots": page, "pagination": {"total": st.0.len()}}),
+        )
+    })
+    .await;
+    match p.list("volume", "v1", "db").await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("changed while it was read"), "{e}");
+        }
+        Ok(v) => panic!(
+            "a listing that changed under the reader was returned ({} items, s-100 {})",
+            v.len(),
+            if v.iter().any(|s| s.id == "s-100") {
+                "present"
+            } else {
+                "skipped"
+            }
+        ),
+    }
+    assert_eq!(seen_of(&seen).iter().filter(|s| !is_token(s)).count(), 2);
+}
+
+#[test]
+fn the_pager_refuses_endless_or_repeating_listings() {
+    let total = || {
+        Some(Pagination {
+            total: Some(u64::MAX),
+            offset: None,
+            limit: None,
+        })
+    };
+    // A total never reached, one new id a page: ends after MAX_PAGES.
+    let mut pager = Pager::new(LIST_SNAPSHOTS);
+    let mut pages = 0;
+    let err = loop {
+        let ids = [format!("s{pages}"), format!("s{}", pages + 1)];
+        pages += 1;
+        match pager.absorb(ids.iter().map(String::as_str), total()) {
+            Ok(true) => assert_eq!(pager.offset(), pages as u64),
+            Ok(false) => panic!("not the end"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(pages, MAX_PAGES + 1);
+    assert!(err.message.contains("more than 10000 pages"), "{err}");
+    // No total, and a page that brings back what was read.
+    let mut pager = Pager::new(LIST_SNAPSHOTS);
+    assert!(matches!(pager.absorb(["a", "b"], None), Ok(true)));
+    assert_eq!(pager.offset(), 1);
+    let e = pager.absorb(["b", "a"], None).err().map(|e| e.message);
+    assert_eq!(
+        e.as_deref(),
+        Some("listing incomplete: the page at offset 1 repeats items already read (is offset ignored?)")
+    );
+    // No total: the end is a page with nothing beyond the boundary.
+    let mut pager = Pager::new(LIST_SNAPSHOTS);
+    assert!(matches!(pager.absorb(["a", "b"], None), Ok(true)));
+    assert!(matches!(pager.absorb(["b", "c"], None), Ok(true)));
+    assert!(matches!(pager.absorb(["c"], None), Ok(false)));
+    assert_eq!(pager.finish(vec![1, 2, 3]).ok(), Some(vec![1, 2, 3]));
+}
+
+#[tokio::test]
+async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
+    let (p, _) = start(|s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        let snap = |id: &str, day: u32, chain: Value| {
+            let mut v = json!({"id": id, "volume_id": "v1", "status": "available",
+                               "created_at": format!("2026-07-0{day}T00:00:00Z")});
+            if let (Some(v), Some(c)) = (v.as_object_mut(), chain.as_object()) {
+                v.extend(c.clone());
+            }
+            v
+        };
+        let all = [
+            snap("f", 1, json!({"is_incremental": false})),
+            snap("i1", 2, json!({"is_incremental": true, "parent_id": "f"})),
+            snap("i2", 3, json!({"is_incremental": true})),
+        ];
+        (
+            200,
+            vec![],
+            json!({"snapshots": all, "pagination": {"total": 3}}),
+        )
+    })
+    .await;
+    let listed = p.list("volume", "v1", "db").await.expect("list");
+    let candidates: Vec<crate::retention::Candidate> = listed
+        .iter()
+        .map(|s| crate::retention::Candidate {
+            id: s.id.clone(),
+            created_at: s.created_at.unwrap_or_default(),
+            condition: crate::retention::Condition::Good,
+            own: true,
+            chain: s.chain.clone(),
+        })
+        .collect();
+    let mut kept: Vec<String> =
+        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
+            .into_iter()
+            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
+            .map(|d| d.id)
+            .collect();
+    kept.sort();
+    assert_eq!(kept, ["f", "i1", "i2"]);
 }

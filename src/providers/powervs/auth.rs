@@ -8,7 +8,9 @@
 //!
 //! A token is cached and refreshed once 80 % of its lifetime has passed,
 //! and never used within 10 s of its expiry (a quarter of the lifetime for
-//! tokens shorter than 40 s). After a 401 the caller asks for one re-issue.
+//! tokens shorter than 40 s). A lifetime is believed up to a week (a larger
+//! or absurd answer is cut to that, never a panic). After a 401 the caller
+//! asks for one re-issue.
 //! Tokens never appear in logs, errors or Debug output.
 //! Also here: the IP4G device flow calls used by `snapwarden login` (single
 //! calls; the command does the waiting).
@@ -35,6 +37,16 @@ pub const REFRESH_TOKEN_KEY: &str = "ip4g_refresh_token";
 
 /// Never use a token this close to its expiry (IBM's SDK rule).
 const SAFETY_MARGIN: Duration = Duration::from_secs(10);
+
+/// The longest token lifetime believed (IAM tokens live an hour): a larger
+/// `expires_in` or `expires` only makes the token be refreshed sooner, and
+/// an absurd one (1e13 s) can never overflow a date.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// Bounds of the device flow's poll interval and code lifetime (RFC 8628
+/// answers 5 s and 10-30 min): a larger answer is cut to these.
+const DEVICE_INTERVAL: (f64, f64) = (1.0, 60.0);
+const DEVICE_MAX_WAIT: f64 = 3600.0;
 
 enum Mode {
     Iam {
@@ -215,8 +227,7 @@ impl Auth {
         }
         let t: wire::IamToken = serde_json::from_slice(&body)
             .map_err(|e| errors::malformed(IAM_CALL, e, body.len()))?;
-        let from_lifetime = wire::seconds(t.expires_in.as_ref())
-            .map(|s| sent + chrono::Duration::milliseconds((s * 1000.0) as i64));
+        let from_lifetime = wire::seconds(t.expires_in.as_ref()).map(|s| sent + lifetime(s));
         let from_expiration = t
             .expiration
             .as_ref()
@@ -361,8 +372,21 @@ impl Auth {
     }
 }
 
-/// Refresh after 80 % of the lifetime, never use within the margin.
+/// `secs` (finite, non-negative) as a token lifetime, at most
+/// [`MAX_TOKEN_LIFETIME`].
+fn lifetime(secs: f64) -> chrono::Duration {
+    let secs = secs.min(MAX_TOKEN_LIFETIME.as_secs_f64());
+    chrono::Duration::milliseconds((secs * 1000.0) as i64)
+}
+
+/// Refresh after 80 % of the lifetime, never use within the margin; a
+/// lifetime beyond [`MAX_TOKEN_LIFETIME`] counts as that.
 fn plan(token: Secret, received: DateTime<Utc>, expires: DateTime<Utc>) -> Access {
+    let expires = received
+        .checked_add_signed(chrono::Duration::seconds(
+            MAX_TOKEN_LIFETIME.as_secs() as i64
+        ))
+        .map_or(expires, |cap| expires.min(cap));
     let lifetime = (expires - received).max(chrono::Duration::zero());
     let margin = chrono::Duration::from_std(SAFETY_MARGIN)
         .unwrap_or_default()
@@ -486,9 +510,15 @@ pub async fn device_code(api: &ApiClient, endpoint: &str) -> Result<DeviceLogin,
         user_code: d.user_code,
         verification_url: d.verification_url,
         interval: Duration::from_secs_f64(
-            wire::seconds(d.interval.as_ref()).unwrap_or(5.0).max(1.0),
+            wire::seconds(d.interval.as_ref())
+                .unwrap_or(5.0)
+                .clamp(DEVICE_INTERVAL.0, DEVICE_INTERVAL.1),
         ),
-        expires_in: Duration::from_secs_f64(wire::seconds(d.expires_in.as_ref()).unwrap_or(600.0)),
+        expires_in: Duration::from_secs_f64(
+            wire::seconds(d.expires_in.as_ref())
+                .unwrap_or(600.0)
+                .min(DEVICE_MAX_WAIT),
+        ),
     })
 }
 
@@ -556,6 +586,19 @@ mod tests {
         assert_eq!(a.refresh_after, t(9));
         let a = plan(Secret::new("x"), t(0), t(-5));
         assert!(a.usable_until <= t(0));
+    }
+
+    #[test]
+    fn lifetimes_beyond_a_week_count_as_a_week() {
+        let week = 7 * 86_400;
+        for far in [t(week * 10), DateTime::<Utc>::MAX_UTC] {
+            let a = plan(Secret::new("x"), t(0), far);
+            assert_eq!(a.usable_until, t(week - 10));
+            assert_eq!(a.refresh_after, t(week - week / 5));
+        }
+        assert_eq!(lifetime(1e300), chrono::Duration::seconds(week));
+        assert_eq!(lifetime(f64::MAX), chrono::Duration::seconds(week));
+        assert_eq!(lifetime(3600.5), chrono::Duration::milliseconds(3_600_500));
     }
 
     #[test]

@@ -668,3 +668,53 @@ async fn list_resources_refuses_an_answer_without_the_list() {
     let p = provider(&url, iam(&url), None);
     assert!(p.list_resources("instance").await.is_err());
 }
+
+// ------------------------------------------------- answers out of range
+
+#[tokio::test]
+async fn an_absurd_iam_expires_in_is_capped_instead_of_panicking() {
+    for lifetime in [json!(1e13), json!(1e300), json!(u64::MAX)] {
+        let (url, fake) = serve(Box::new(move |s: &Seen| {
+            if s.path == "/identity/token" {
+                // `expiration` beyond what a date can hold is ignored.
+                return (
+                    200,
+                    json!({"access_token": "x", "expires_in": lifetime.clone(),
+                           "expiration": 10_000_000_000_000i64, "token_type": "Bearer"}),
+                );
+            }
+            (200, json!({"snapshots": []}))
+        }))
+        .await;
+        let p = provider(&url, iam(&url), None);
+        for _ in 0..2 {
+            let listed = p
+                .list("instance", "pvm-1", "lpar")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(listed.is_empty());
+        }
+        let seen = seen(&fake);
+        assert_eq!(seen.len(), 3, "one token for both calls: {seen:?}");
+        assert_eq!(seen[1].auth, "Bearer x");
+    }
+}
+
+#[tokio::test]
+async fn an_absurd_device_code_interval_or_lifetime_is_bounded() {
+    let (url, _fake) = serve(Box::new(|_s: &Seen| {
+        (
+            200,
+            json!({"deviceCode": "dc", "userCode": "ABCD", "verificationURL": "https://x/activate",
+                   "interval": 1e300, "expiresIn": 1e300}),
+        )
+    }))
+    .await;
+    let login = device_code(&api(), &url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(login.interval >= Duration::from_secs(1));
+    assert!(login.interval <= Duration::from_secs(60), "{login:?}");
+    assert!(login.expires_in <= Duration::from_secs(3600), "{login:?}");
+    assert!(login.interval <= login.expires_in);
+}

@@ -240,7 +240,8 @@ impl Provider for QingCloud {
             .collect())
     }
 
-    /// DescribeSnapshots pages of 100: ⌈total/100⌉ calls (1 when empty).
+    /// DescribeSnapshots pages of 100, each later page from the last item
+    /// of the one before (1 call when empty or up to 100; see `paging`).
     async fn list(
         &self,
         _resource: &str,
@@ -270,6 +271,7 @@ impl Provider for QingCloud {
             |_, s| out.push(remote_snapshot(&s, policy, target)),
         )
         .await?;
+        super::chains::protect_unknown_chains(&mut out);
         Ok(out)
     }
 
@@ -549,8 +551,12 @@ fn snapshot_state(status: Option<&str>, transition: Option<&str>) -> SnapshotSta
 }
 
 /// Chain facts from `snapshot_type`, `root_id`, `parent_id`. A full
-/// snapshot with no root_id is its own root. An incremental whose root is
-/// not given cannot be described truthfully, so it gets no chain info.
+/// snapshot with no root_id is its own root; an incremental with a parent
+/// but no root_id has its parent as the root retention falls back to. An
+/// incremental without a parent (or a snapshot of unknown type) cannot be
+/// described here: it gets no chain info, and
+/// [`super::chains::protect_unknown_chains`]
+/// covers it from the whole listing.
 fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
     let non_empty = |v: &Option<String>| {
         v.as_deref()
@@ -576,10 +582,11 @@ fn chain_info(s: &Snapshot) -> Option<ChainInfo> {
             parent_id: None,
         })
     } else {
+        let parent = parent.filter(|p| p != "self")?;
         Some(ChainInfo {
             full: false,
-            root_id: root?,
-            parent_id: parent.filter(|p| p != "self"),
+            root_id: root.unwrap_or_else(|| parent.clone()),
+            parent_id: Some(parent),
         })
     }
 }
@@ -624,9 +631,12 @@ pub fn fuzz_parse_response(body: &[u8]) {
     let mut snapshots = HashMap::new();
     if let Ok(r) = Api::decode::<DescribeSnapshotsResponse>(DESCRIBE_SNAPSHOTS, body, keep) {
         let _ = check_whole(DESCRIBE_SNAPSHOTS, r.snapshot_set.len(), r.total_count);
-        for s in &r.snapshot_set {
-            let _ = remote_snapshot(s, policy, target);
-        }
+        let mut listed: Vec<RemoteSnapshot> = r
+            .snapshot_set
+            .iter()
+            .map(|s| remote_snapshot(s, policy, target))
+            .collect();
+        super::chains::protect_unknown_chains(&mut listed);
         record_snapshots(r.snapshot_set, &mut snapshots);
     }
     let ids: Vec<(String, String)> = jobs

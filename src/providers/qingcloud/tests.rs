@@ -123,9 +123,19 @@ fn chains() {
             parent_id: None
         })
     );
-    // Incremental without a root: no truthful chain info.
+    // Incremental without a root: its parent stands in for the root.
     let orphan = snap(json!({"snapshot_id":"ss-d","snapshot_type":0,"parent_id":"ss-a"}));
-    assert_eq!(chain_info(&orphan), None);
+    assert_eq!(
+        chain_info(&orphan),
+        Some(ChainInfo {
+            full: false,
+            root_id: "ss-a".into(),
+            parent_id: Some("ss-a".into())
+        })
+    );
+    // No parent, or no type at all: left to the listing-wide fail-safe.
+    let rootless = snap(json!({"snapshot_id":"ss-f","snapshot_type":0,"root_id":"ss-a"}));
+    assert_eq!(chain_info(&rootless), None);
     assert_eq!(chain_info(&snap(json!({"snapshot_id":"ss-e"}))), None);
 }
 
@@ -772,7 +782,7 @@ async fn list_reads_every_page() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    assert_eq!(fake.param("offset"), vec!["0", "100", "200"]);
+    assert_eq!(fake.param("offset"), vec!["0", "99", "198"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got.iter().all(|s| s.state == SnapshotState::Available));
     assert!(got[0].chain.as_ref().is_some_and(|c| c.full));
@@ -960,11 +970,15 @@ async fn list_resources_reads_every_page_with_tags() {
     assert_eq!(got[0].tags.get("env").map(String::as_str), Some("prod"));
     assert!(got[1].tags.is_empty());
     let calls = fake.calls();
-    assert_eq!(calls.len(), 3, "⌈230/100⌉ pages");
+    assert_eq!(
+        calls.len(),
+        3,
+        "⌈230/100⌉ pages (each later one starts an item early)"
+    );
     assert!(calls.iter().all(|c| p(c, "action") == "DescribeVolumes"));
     assert_eq!(
         calls.iter().map(|c| p(c, "offset")).collect::<Vec<_>>(),
-        ["0", "100", "200"]
+        ["0", "99", "198"]
     );
     assert_eq!(
         list_of(&calls[0], "status"),
@@ -1030,4 +1044,179 @@ fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
     for body in bodies {
         fuzz_parse_response(body.as_bytes());
     }
+}
+
+// ------------------------------------------- chains the API half describes
+
+/// What retention (newest 1) keeps of the listing `items` of vol-1, all
+/// of them ours and good, as `qc.list` maps them.
+async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
+    let total = items.len();
+    let (qc, _) =
+        serve(move |_| ok(json!({"ret_code":0,"total_count":total,"snapshot_set":items.clone()})))
+            .await;
+    let listed = qc
+        .list("volume", "vol-1", "db")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let candidates: Vec<crate::retention::Candidate> = listed
+        .iter()
+        .map(|s| crate::retention::Candidate {
+            id: s.id.clone(),
+            created_at: s.created_at.unwrap_or_default(),
+            condition: crate::retention::Condition::Good,
+            own: true,
+            chain: s.chain.clone(),
+        })
+        .collect();
+    let mut kept: Vec<String> =
+        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
+            .into_iter()
+            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
+            .map(|d| d.id)
+            .collect();
+    kept.sort();
+    kept
+}
+
+fn chain_item(id: &str, day: u32, chain: Value) -> Value {
+    let mut v = json!({
+        "snapshot_id": id, "snapshot_name": format!("db-vol-1-202401{day:02}T000000Z"),
+        "status": "available", "create_time": format!("2024-01-{day:02}T00:00:00Z"),
+        "resource": {"resource_id": "vol-1", "resource_type": "volume"}
+    });
+    if let (Some(v), Some(c)) = (v.as_object_mut(), chain.as_object()) {
+        v.extend(c.clone());
+    }
+    v
+}
+
+#[tokio::test]
+async fn an_increment_without_root_id_still_keeps_its_parents() {
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            2,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 3, json!({"snapshot_type":0,"parent_id":"ss-i1"})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2"]);
+}
+
+#[tokio::test]
+async fn an_increment_without_root_or_parent_keeps_everything_older() {
+    // ss-old is a full snapshot of an earlier chain: with no parent named,
+    // the increment may hang on any older point (chains branch after a
+    // rollback), so all of them stay.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-old",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-old","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-f",
+            2,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            3,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 4, json!({"snapshot_type":0})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2", "ss-old"]);
+    // Root known, parent not: the points between are unknown too.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-i1",
+            2,
+            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
+        ),
+        chain_item("ss-i2", 3, json!({"snapshot_type":0,"root_id":"ss-f"})),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2"]);
+    // Snapshots newer than the last unknown one keep their own chains.
+    let kept = kept_by_retain_1(vec![
+        chain_item(
+            "ss-f",
+            1,
+            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
+        ),
+        chain_item("ss-u", 2, json!({})),
+        chain_item(
+            "ss-g",
+            3,
+            json!({"snapshot_type":1,"root_id":"ss-g","parent_id":"self"}),
+        ),
+        chain_item(
+            "ss-g1",
+            4,
+            json!({"snapshot_type":0,"root_id":"ss-g","parent_id":"ss-g"}),
+        ),
+    ])
+    .await;
+    assert_eq!(kept, ["ss-g", "ss-g1"]);
+}
+
+// ------------------------------------------ a listing that changes under us
+
+#[tokio::test]
+async fn list_detects_an_item_skipped_while_the_count_adds_up() {
+    // Oldest first, 150 snapshots. Between page 1 and page 2 one snapshot
+    // of page 1 is deleted and a new one is created: the total stays 150,
+    // 150 distinct ids are read, and without a check ss-0100 (the first of
+    // page 2 before the delete) is never seen.
+    let ids: Vec<String> = (0..150).map(|i| format!("ss-{i:04}")).collect();
+    let state = Mutex::new((ids, 0usize));
+    let (qc, fake) = serve(move |params| {
+        let offset: usize = p(params, "offset").parse().unwrap_or(0);
+        let Ok(mut s) = state.lock() else {
+            panic!("lock")
+        };
+        s.1 += 1;
+        if s.1 == 2 {
+            s.0.retain(|id| id != "ss-0010");
+            s.0.push("ss-0150".into());
+        }
+        let page: Vec<Value> =
+            s.0.iter()
+                .skip(offset)
+                .take(100)
+                .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
+                .collect();
+        ok(json!({"ret_code":0,"total_count":s.0.len(),"snapshot_set":page}))
+    })
+    .await;
+    match qc.list("volume", "vol-1", "db").await {
+        Ok(got) => {
+            let skipped = !got.iter().any(|s| s.id == "ss-0100");
+            panic!(
+                "a listing that changed under the reader was returned ({} items, ss-0100 {})",
+                got.len(),
+                if skipped { "skipped" } else { "present" }
+            )
+        }
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert!(e.message.contains("changed while it was read"), "{e}");
+        }
+    }
+    // One call per page, none extra.
+    assert_eq!(fake.calls().len(), 2);
 }

@@ -3,16 +3,26 @@
 //! `Offset`/`Limit`/`TotalCount` on UCloudStack).
 //!
 //! A listing is read whole or not at all: a total that changes between
-//! pages, an empty page before the total is reached, or fewer distinct
-//! items than the total is an incomplete listing, a retryable error and
-//! never a partial answer (a snapshot missing from a listing would look
-//! deleted).
+//! pages, an empty page before the total is reached, fewer distinct items
+//! than the total, or a listing that shifted between pages is an incomplete
+//! listing, a retryable error and never a partial answer (a snapshot missing
+//! from a listing would look deleted).
+//!
+//! Shifts: each page after the first starts one item early, at the last
+//! item of the page before. If that item is no longer there, items moved
+//! between the two calls (a delete before the boundary, perhaps evened out
+//! by a create, so the total and the count still add up), and an item may
+//! have been skipped. The overlap costs one item per page, not a call:
+//! listings of up to 9,901 items at 100 a page take at most one call more.
 
 use std::collections::HashSet;
 use std::future::Future;
 
 use super::{incomplete, Dialect};
 use crate::providers::{unexpected, ProviderError};
+
+/// A listing of more pages than this is refused (a total that never comes).
+const MAX_PAGES: usize = 10_000;
 
 /// One listing call and how its dialect spells the paging fields (used in
 /// the messages only).
@@ -52,7 +62,8 @@ pub(crate) struct Page<T> {
 
 /// Fetch pages from offset 0 until the total is reached, giving `take`
 /// each item whose id (`id_of`) was not seen before, in the order read.
-/// `fetch` sends one call for the given offset.
+/// `fetch` sends one call for the given offset; every page after the first
+/// is asked one item early (see the module notes).
 pub(crate) async fn read_all<T, Fut>(
     paging: &Paging,
     mut fetch: impl FnMut(u64) -> Fut,
@@ -70,10 +81,22 @@ where
         exact,
     } = *paging;
     let mut seen = HashSet::new();
-    let mut offset: u64 = 0;
+    // Items read so far (the offset of the first one not read yet), and
+    // the id of the last of them: the next page must start with it.
+    let mut next: u64 = 0;
+    let mut boundary: Option<String> = None;
     let mut total: Option<u64> = None;
+    let mut pages = 0;
     loop {
-        let page = fetch(offset).await?;
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Err(incomplete(
+                call,
+                format!("more than {MAX_PAGES} pages of {noun}"),
+            ));
+        }
+        let asked = if boundary.is_some() { next - 1 } else { next };
+        let page = fetch(asked).await?;
         let Some(page_total) = page.total else {
             return Err(unexpected(call, format!("no {total_field} in a listing")));
         };
@@ -87,24 +110,41 @@ where
             }
             Some(_) => {}
         }
-        if offset >= page_total {
+        if next >= page_total {
             break;
         }
-        let items = page.items?;
-        if items.is_empty() {
-            return Err(incomplete(
-                call,
-                format!("empty page at {offset_field} {offset} of {page_total}"),
-            ));
+        let mut items = page.items?.into_iter();
+        if let Some(expected) = &boundary {
+            if let Some(first) = items.next() {
+                let id = id_of(&first)?;
+                if id != *expected {
+                    return Err(incomplete(
+                        call,
+                        format!(
+                            "the listing changed while it was read: {offset_field} {asked} \
+                             was {expected}, now {id} (an item may have been skipped)"
+                        ),
+                    ));
+                }
+            }
         }
-        offset += items.len() as u64;
+        let mut fresh: u64 = 0;
         for item in items {
             let id = id_of(&item)?;
+            fresh += 1;
+            boundary = Some(id.clone());
             if seen.insert(id.clone()) {
                 take(id, item);
             }
         }
-        if offset >= page_total {
+        if fresh == 0 {
+            return Err(incomplete(
+                call,
+                format!("empty page at {offset_field} {next} of {page_total}"),
+            ));
+        }
+        next += fresh;
+        if next >= page_total {
             break;
         }
     }
@@ -175,7 +215,7 @@ mod tests {
             vec![(Some(3), vec!["a", "b"]), (Some(3), vec!["b", "c"])],
         );
         assert_eq!(got, Ok(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(asked, vec![0, 2]);
+        assert_eq!(asked, vec![0, 1]);
         let (got, asked) = run(&PAGING, vec![(Some(0), vec![])]);
         assert_eq!(got, Ok(vec![]));
         assert_eq!(asked, vec![0]);
@@ -200,6 +240,62 @@ mod tests {
             msg(vec![(Some(2), vec!["a", "a"])]),
             "listing incomplete: 1 distinct things read, total_count is 2 (items moved between pages)"
         );
+    }
+
+    #[test]
+    fn a_listing_that_shifted_between_pages_is_an_error() {
+        let msg = |pages| run(&PAGING, pages).0.err().unwrap_or_default();
+        // b was deleted before page 2 and e created: the count adds up,
+        // but c (now at offset 1) would be skipped.
+        assert_eq!(
+            msg(vec![
+                (Some(4), vec!["a", "b", "c"]),
+                (Some(4), vec!["d", "e"])
+            ]),
+            "listing incomplete: the listing changed while it was read: offset 2 \
+             was c, now d (an item may have been skipped)"
+        );
+        // A page with only the item it was asked to start with.
+        assert_eq!(
+            msg(vec![(Some(3), vec!["a", "b"]), (Some(3), vec!["b"])]),
+            "listing incomplete: empty page at offset 2 of 3"
+        );
+        let (got, asked) = run(
+            &PAGING,
+            vec![
+                (Some(5), vec!["a", "b"]),
+                (Some(5), vec!["b", "c", "d"]),
+                (Some(5), vec!["d", "e"]),
+            ],
+        );
+        assert_eq!(got.map(|v| v.len()), Ok(5));
+        assert_eq!(asked, vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn a_total_that_is_never_reached_ends_after_the_page_limit() {
+        let mut calls = 0;
+        let got = futures::executor::block_on(read_all(
+            &PAGING,
+            |offset| {
+                calls += 1;
+                async move {
+                    Ok(Page {
+                        total: Some(u64::MAX),
+                        items: Ok(vec![offset.to_string(), (offset + 1).to_string()]),
+                    })
+                }
+            },
+            |id: &String| Ok(id.clone()),
+            |_, _| {},
+        ));
+        assert_eq!(
+            got.map_err(|e| e.message),
+            Err(format!(
+                "listing incomplete: more than {MAX_PAGES} pages of things"
+            ))
+        );
+        assert_eq!(calls, MAX_PAGES);
     }
 
     #[test]

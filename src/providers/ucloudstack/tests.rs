@@ -578,7 +578,7 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(got.len(), 250);
-    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "99", "198"]);
     assert_eq!(got.iter().filter(|s| s.marker_slot.is_some()).count(), 125);
     assert!(got
         .iter()
@@ -737,14 +737,17 @@ async fn list_resources_reads_every_disk_page() {
         ("disk-0000", "data-0")
     );
     assert!(got.iter().all(|r| r.tags.is_empty() && r.id != "disk-0001"));
-    assert_eq!(fake.param("Offset"), vec!["0", "100", "200"]);
+    assert_eq!(fake.param("Offset"), vec!["0", "99", "198"]);
 }
 
 #[tokio::test]
 async fn list_resources_refuses_a_count_mismatch() {
-    // TotalCount says 150; the second page repeats the first one's disks.
+    // TotalCount says 150; the second page (which starts, as asked, at
+    // the first one's last disk) repeats the first one's disks.
     let (ucs, _) = serve(|params| {
-        let page: Vec<Value> = (0..if p(params, "Offset") == "0" { 100 } else { 50 })
+        let first = p(params, "Offset") == "0";
+        let page: Vec<Value> = (if first { 0..100 } else { 99..100 })
+            .chain(0..if first { 0 } else { 50 })
             .map(|i| json!({"DiskID": format!("disk-{i}"), "Name": "d", "DiskStatus": "Bound"}))
             .collect();
         ok(json!({"RetCode":0,"TotalCount":150,"Infos":page}))
