@@ -337,6 +337,20 @@ fn fire_due(
                 warn!(policy = %policy.name, "slots missed while the daemon was busy or suspended; skipping to the next one");
                 metrics::run_skipped(&policy.name, "catch_up_limit");
                 next = policy.schedule.next_after(now);
+                // Those slots have no snapshot: never silent.
+                let message = format!(
+                    "slots from {} to {} were missed while the daemon was busy or suspended (or the clock jumped); they are not run",
+                    n.to_rfc3339(),
+                    now.to_rfc3339()
+                );
+                let targets: Vec<&str> = if policy.select.is_some() {
+                    vec![SELECTOR_TARGET]
+                } else {
+                    policy.targets.iter().map(String::as_str).collect()
+                };
+                for target in targets {
+                    alerter.slot_skipped(&policy.name, target, &policy.provider, &message);
+                }
             }
         }
         metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
