@@ -12,7 +12,7 @@ mod poller;
 mod retry;
 mod select;
 
-pub use hold::ReloadPlan;
+pub use hold::{PlacedHold, ReloadPlan};
 pub use orphans::{Orphan, OrphanKind, OrphanOutcome, Verified};
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
