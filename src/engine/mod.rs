@@ -11,12 +11,14 @@ mod orphans;
 mod poller;
 mod retry;
 mod select;
+mod settle;
 
 pub use hold::{PlacedHold, ReloadPlan};
 pub use orphans::{Orphan, OrphanKind, OrphanOutcome, Verified};
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
 pub use select::{ledger_targets, Resolved};
+pub use settle::Settled;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
