@@ -45,7 +45,8 @@ fn main() -> ExitCode {
                 json,
                 delete,
                 yes,
-            } => commands::orphans::run(&config.path, json, delete, yes).await,
+                max_deletes,
+            } => commands::orphans::run(&config.path, json, delete, yes, max_deletes).await,
             Command::Status { config, json } => commands::status::run(&config.path, json),
             Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Restore {
