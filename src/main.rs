@@ -47,7 +47,7 @@ fn main() -> ExitCode {
                 yes,
                 max_deletes,
             } => commands::orphans::run(&config.path, json, delete, yes, max_deletes).await,
-            Command::Status { config, json } => commands::status::run(&config.path, json),
+            Command::Status { config, json } => commands::status::run(&config.path, json).await,
             Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Restore {
                 config,

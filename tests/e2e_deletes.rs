@@ -371,18 +371,14 @@ fn orphans_delete_keeps_to_a_budget() {
     assert_eq!(gone, all);
 }
 
-/// The daemon stops (SIGTERM) while a snapshot job is still running; the
-/// cloud finishes it a moment later. `prune` asks the cloud about the
-/// operations the ledger still has in flight before it decides, so it
-/// prunes rather than refusing ("still in progress").
-#[test]
-fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+/// Start the daemon on `db` (retain 2 over 4 seeded), stop it while its
+/// first snapshot job still runs (4 s), then let the cloud finish it.
+/// Returns the config and the seeded ids.
+fn stop_with_a_create_in_flight(sim: &Sim, wd: &Workdir) -> (PathBuf, Vec<String>) {
     sim.volume(VOL);
-    let seeded = seed_days(&sim, &wd, "db", VOL, 4);
+    let seeded = seed_days(sim, wd, "db", VOL, 4);
     let policy = db_policy(false, 2).replace("timeout = \"3s\"", "timeout = \"60s\"");
-    let cfg = write_config(&wd, &sim, &[policy]);
+    let cfg = write_config(wd, sim, &[policy]);
     sim.post("/_sim/settings", json!({"job_duration_ms": 4000}));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("a create", MINUTE, || {
@@ -401,6 +397,18 @@ fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
             .all(|s| s["status"] == "available")
             .then_some(())
     });
+    (cfg, seeded)
+}
+
+/// The daemon stops (SIGTERM) while a snapshot job is still running; the
+/// cloud finishes it a moment later. `prune` asks the cloud about the
+/// operations the ledger still has in flight before it decides, so it
+/// prunes rather than refusing ("still in progress").
+#[test]
+fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let (cfg, seeded) = stop_with_a_create_in_flight(&sim, &wd);
     let out = run(&wd, &cfg, &["prune", "--policy", "db"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("still in progress"), "{}", text(&out));
@@ -408,4 +416,53 @@ fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
     assert_eq!(gone.len(), 3, "4 seeded + 1 new, retain 2: {gone:?}");
     assert!(gone.iter().all(|g| seeded.contains(g)));
     assert!(wd.state().ops_in_flight().expect("ops").is_empty());
+}
+
+/// The same for the commands that only show: `plan` shows the finished
+/// snapshot as the newest good one, not "in progress", and `status` shows
+/// nothing in flight.
+#[test]
+fn plan_and_status_right_after_the_daemon_stops_settle_too() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let (cfg, _) = stop_with_a_create_in_flight(&sim, &wd);
+    let newest = wd
+        .state()
+        .ops_in_flight()
+        .expect("ops")
+        .first()
+        .map(|o| o.snapshot_id.clone())
+        .expect("in flight");
+    let out = run(&wd, &cfg, &["plan", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let doc: Value = serde_json::from_str(&plan).expect("plan json");
+    let entry = doc
+        .as_array()
+        .and_then(|a| a.iter().find_map(|p| {
+            p["snapshots"]
+                .as_array()?
+                .iter()
+                .find(|s| s.to_string().contains(newest.as_str()))
+                .cloned()
+        }))
+        .unwrap_or_else(|| panic!("{newest} in the plan: {plan}"));
+    assert!(
+        !entry.to_string().contains("in progress"),
+        "{entry}"
+    );
+    assert!(wd.state().ops_in_flight().expect("ops").is_empty());
+
+    let (sim2, wd2) = (Sim::start("100ms"), Workdir::new());
+    let (cfg2, _) = stop_with_a_create_in_flight(&sim2, &wd2);
+    let out = run(&wd2, &cfg2, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let targets = doc["targets"].as_array().expect("targets");
+    assert!(
+        targets
+            .iter()
+            .all(|t| t["in_flight"].as_array().is_some_and(|a| a.is_empty())),
+        "{doc}"
+    );
 }
