@@ -35,6 +35,11 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => return e,
     };
+    if !(delete && yes) {
+        // Listing only: settled through the one call the read-only
+        // commands share; deleting settles on its own engine below.
+        super::settle_in_flight(&config, None).await;
+    }
     let engine = match open_engine(&config, !(delete && yes)) {
         Ok(e) => e,
         Err(e) => return e,
