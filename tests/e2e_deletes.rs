@@ -284,10 +284,7 @@ fn orphans_delete_never_cascades_into_another_policys_chain() {
     let sim = Sim::start("100ms");
     let wd = Workdir::new();
     sim.volume(VOL);
-    let both = [
-        chain_policy("a", ""),
-        chain_policy("b", "full_every = 3"),
-    ];
+    let both = [chain_policy("a", ""), chain_policy("b", "full_every = 3")];
     let cfg = write_config(&wd, &sim, &both);
     snapshot_ok(&wd, &cfg, "b");
     snapshot_ok(&wd, &cfg, "a");
@@ -338,6 +335,64 @@ fn orphans_delete_never_cascades_into_another_policys_chain() {
         .all(|r| r.state == snapwarden::state::LedgerState::Available));
 }
 
+/// §5: `orphans --delete --yes` deletes a removed policy's chain newest
+/// first and stops at the first delete that fails: the snapshots the failed
+/// one depends on are not deleted (the increment would lose its parent).
+#[test]
+fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let both = [
+        chain_policy("keep", ""),
+        chain_policy("c", "full_every = 3"),
+    ];
+    let cfg = write_config(&wd, &sim, &both);
+    for _ in 0..3 {
+        snapshot_ok(&wd, &cfg, "c");
+    }
+    let chain: Vec<String> = wd
+        .state()
+        .all_snapshots()
+        .expect("ledger")
+        .iter()
+        .filter(|r| r.policy == "c")
+        .map(|r| r.snapshot_id.clone())
+        .collect();
+    assert_eq!(chain.len(), 3);
+    let cfg = write_config(&wd, &sim, &both[..1]);
+    sim.fault(json!({"dialect": "qingcloud", "action": "DeleteSnapshots", "fault": "fail_job", "count": 1}));
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        deleted_ids(&sim),
+        vec![chain[2].clone()],
+        "only the newest increment was tried: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("the chain stops here"),
+        "{}",
+        text(&out)
+    );
+    let live = live_ids(&sim, VOL);
+    for id in &chain {
+        assert!(live.contains(id), "{id} must stay: {live:?}");
+    }
+
+    // Once the cloud deletes again, the chain goes, newest first.
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tried = deleted_ids(&sim);
+    assert_eq!(
+        tried[1..],
+        [chain[2].clone(), chain[1].clone(), chain[0].clone()],
+        "{}",
+        text(&out)
+    );
+    assert!(live_ids(&sim, VOL).is_empty());
+}
+
 /// §5: the budget caps `orphans --delete --yes` (the daemon's
 /// `max_deletes_per_run`, or `--max-deletes N`); chains go dependants
 /// first.
@@ -355,14 +410,25 @@ fn orphans_delete_keeps_to_a_budget() {
     let text_cfg = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,
-        text_cfg.replace("log_format = \"text\"", "log_format = \"text\"\nmax_deletes_per_run = 3"),
+        text_cfg.replace(
+            "log_format = \"text\"",
+            "log_format = \"text\"\nmax_deletes_per_run = 3",
+        ),
     )
     .expect("config");
     let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("--max-deletes"), "{}", text(&out));
-    assert_eq!(deleted_ids(&sim).len(), 3, "the daemon's max_deletes_per_run");
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes", "--max-deletes", "5"]);
+    assert_eq!(
+        deleted_ids(&sim).len(),
+        3,
+        "the daemon's max_deletes_per_run"
+    );
+    let out = run(
+        &wd,
+        &cfg,
+        &["orphans", "--delete", "--yes", "--max-deletes", "5"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let mut gone = deleted_ids(&sim);
     gone.sort();
@@ -439,18 +505,17 @@ fn plan_and_status_right_after_the_daemon_stops_settle_too() {
     let doc: Value = serde_json::from_str(&plan).expect("plan json");
     let entry = doc
         .as_array()
-        .and_then(|a| a.iter().find_map(|p| {
-            p["snapshots"]
-                .as_array()?
-                .iter()
-                .find(|s| s.to_string().contains(newest.as_str()))
-                .cloned()
-        }))
+        .and_then(|a| {
+            a.iter().find_map(|p| {
+                p["snapshots"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s.to_string().contains(newest.as_str()))
+                    .cloned()
+            })
+        })
         .unwrap_or_else(|| panic!("{newest} in the plan: {plan}"));
-    assert!(
-        !entry.to_string().contains("in progress"),
-        "{entry}"
-    );
+    assert!(!entry.to_string().contains("in progress"), "{entry}");
     assert!(wd.state().ops_in_flight().expect("ops").is_empty());
 
     let (sim2, wd2) = (Sim::start("100ms"), Workdir::new());

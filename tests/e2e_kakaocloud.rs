@@ -575,7 +575,11 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
         &["orphans", "-c", cfg.to_str().expect("utf-8"), "--json"],
         KC_SECRET,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).expect("orphans json");
     let listed: Vec<&str> = doc["orphans"]
         .as_array()
@@ -588,10 +592,20 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
     }
     // Never deleted, never marked gone by `orphans --delete --yes`.
     let out = wd.cmd(
-        &["orphans", "-c", cfg.to_str().expect("utf-8"), "--delete", "--yes"],
+        &[
+            "orphans",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--delete",
+            "--yes",
+        ],
         KC_SECRET,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sim.kc_live(data).len(), 2);
     let rows = wd.state().all_snapshots().expect("ledger");
     assert!(rows

@@ -761,11 +761,13 @@ impl Engine {
             // changed `resource`) was not looked at; its snapshots stay in
             // the ledger, and `orphans` shows them. Each row's source is
             // learnt the first time a listing shows it.
-            let mut sources = self
-                .state
-                .snapshot_sources(&policy.provider, &policy.name, target)?;
-            let rows: HashMap<&str, i64> =
-                ledger.iter().map(|r| (r.snapshot_id.as_str(), r.id)).collect();
+            let mut sources =
+                self.state
+                    .snapshot_sources(&policy.provider, &policy.name, target)?;
+            let rows: HashMap<&str, i64> = ledger
+                .iter()
+                .map(|r| (r.snapshot_id.as_str(), r.id))
+                .collect();
             let learnt: Vec<(i64, String)> = listed
                 .iter()
                 .filter(|s| s.state != SnapshotState::Gone)

@@ -334,69 +334,7 @@ impl Engine {
     /// reported held back, for the next invocation).
     pub async fn delete_orphans(&self, orphans: &[Orphan], budget: usize) -> Vec<OrphanOutcome> {
         let key = |o: &Orphan| (o.provider.clone(), o.snapshot_id.clone());
-        let mut kept: HashMap<(String, String), String> = HashMap::new();
-        for o in orphans.iter().filter(|o| o.verified == Verified::Ours) {
-            if o.newest_good {
-                kept.insert(
-                    key(o),
-                    format!(
-                        "the newest good snapshot of {}/{} (configured): never deleted",
-                        o.policy, o.target
-                    ),
-                );
-            }
-        }
-        // A dependant that is not itself going keeps what it depends on;
-        // repeat, as a kept dependant keeps its own parents too.
-        let going = |kept: &HashMap<(String, String), String>| -> HashSet<(String, String)> {
-            orphans
-                .iter()
-                .filter(|o| o.verified == Verified::Ours && !kept.contains_key(&key(o)))
-                .map(key)
-                .collect()
-        };
-        loop {
-            let now_going = going(&kept);
-            let newly: Vec<((String, String), String)> = orphans
-                .iter()
-                .filter(|o| now_going.contains(&key(o)))
-                .filter_map(|o| {
-                    o.dependants
-                        .iter()
-                        .find(|d| !now_going.contains(&(o.provider.clone(), (*d).clone())))
-                        .map(|d| {
-                            (
-                                key(o),
-                                format!("snapshot {d} depends on it (an increment of its chain) and stays: never deleted"),
-                            )
-                        })
-                })
-                .collect();
-            if newly.is_empty() {
-                break;
-            }
-            kept.extend(newly);
-        }
-        // Dependants first: an orphan goes only after every dependant of it
-        // in this pass has been dealt with.
-        let mut remaining: Vec<&Orphan> = orphans.iter().collect();
-        let mut order: Vec<&Orphan> = Vec::with_capacity(orphans.len());
-        while !remaining.is_empty() {
-            let pending: HashSet<(String, String)> = remaining.iter().map(|o| key(o)).collect();
-            let (ready, later): (Vec<&Orphan>, Vec<&Orphan>) =
-                remaining.into_iter().partition(|o| {
-                    !o.dependants
-                        .iter()
-                        .any(|d| pending.contains(&(o.provider.clone(), d.clone())))
-                });
-            if ready.is_empty() {
-                // A cycle cannot happen in a chain; never loop on one.
-                order.extend(later);
-                break;
-            }
-            order.extend(ready);
-            remaining = later;
-        }
+        let (order, kept) = delete_plan(orphans);
         let mut out = Vec::new();
         let mut not_deleted: HashSet<(String, String)> = HashSet::new();
         let mut deletes = 0usize;
@@ -550,6 +488,78 @@ impl Engine {
     }
 }
 
+/// Which orphans must stay and why (the newest good of a configured
+/// target; a snapshot that a listed snapshot which stays depends on,
+/// transitively), and the order to deal with them in: dependants before
+/// what they depend on.
+#[allow(clippy::type_complexity)]
+fn delete_plan(orphans: &[Orphan]) -> (Vec<&Orphan>, HashMap<(String, String), String>) {
+    let key = |o: &Orphan| (o.provider.clone(), o.snapshot_id.clone());
+    let mut kept: HashMap<(String, String), String> = HashMap::new();
+    for o in orphans.iter().filter(|o| o.verified == Verified::Ours) {
+        if o.newest_good {
+            kept.insert(
+                key(o),
+                format!(
+                    "the newest good snapshot of {}/{} (configured): never deleted",
+                    o.policy, o.target
+                ),
+            );
+        }
+    }
+    // A dependant that is not itself going keeps what it depends on;
+    // repeat, as a kept dependant keeps its own parents too.
+    let going = |kept: &HashMap<(String, String), String>| -> HashSet<(String, String)> {
+        orphans
+            .iter()
+            .filter(|o| o.verified == Verified::Ours && !kept.contains_key(&key(o)))
+            .map(key)
+            .collect()
+    };
+    loop {
+        let now_going = going(&kept);
+        let newly: Vec<((String, String), String)> = orphans
+            .iter()
+            .filter(|o| now_going.contains(&key(o)))
+            .filter_map(|o| {
+                o.dependants
+                    .iter()
+                    .find(|d| !now_going.contains(&(o.provider.clone(), (*d).clone())))
+                    .map(|d| {
+                        (
+                            key(o),
+                            format!("snapshot {d} depends on it (an increment of its chain) and stays: never deleted"),
+                        )
+                    })
+            })
+            .collect();
+        if newly.is_empty() {
+            break;
+        }
+        kept.extend(newly);
+    }
+    // Dependants first: an orphan goes only after every dependant of it
+    // in this pass has been dealt with.
+    let mut remaining: Vec<&Orphan> = orphans.iter().collect();
+    let mut order: Vec<&Orphan> = Vec::with_capacity(orphans.len());
+    while !remaining.is_empty() {
+        let pending: HashSet<(String, String)> = remaining.iter().map(|o| key(o)).collect();
+        let (ready, later): (Vec<&Orphan>, Vec<&Orphan>) = remaining.into_iter().partition(|o| {
+            !o.dependants
+                .iter()
+                .any(|d| pending.contains(&(o.provider.clone(), d.clone())))
+        });
+        if ready.is_empty() {
+            // A cycle cannot happen in a chain; never loop on one.
+            order.extend(later);
+            break;
+        }
+        order.extend(ready);
+        remaining = later;
+    }
+    (order, kept)
+}
+
 /// Rows of configured targets (not deleted, good) whose learnt source is
 /// not among the sources of the target's newest run: their volume left the
 /// target. Decided from the ledger alone; the caller confirms with a
@@ -630,5 +640,131 @@ where
                 None => return Err(e),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orphan(id: &str, dependants: &[&str]) -> Orphan {
+        Orphan {
+            kind: OrphanKind::Unconfigured,
+            provider: "qc".into(),
+            policy: "a".into(),
+            target: "vol-1".into(),
+            snapshot_id: id.into(),
+            name: id.into(),
+            created_at: None,
+            verified: Verified::Ours,
+            note: String::new(),
+            ledger_row: Some(1),
+            stuck_op: None,
+            source: Some("vol-1".into()),
+            dependants: dependants.iter().map(|d| d.to_string()).collect(),
+            newest_good: false,
+        }
+    }
+
+    fn ids<'a>(order: &[&'a Orphan]) -> Vec<&'a str> {
+        order.iter().map(|o| o.snapshot_id.as_str()).collect()
+    }
+
+    fn kept(plan: &HashMap<(String, String), String>) -> Vec<&str> {
+        let mut k: Vec<&str> = plan.keys().map(|(_, id)| id.as_str()).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn dependants_go_first_and_one_that_stays_keeps_its_chain() {
+        // full <- inc1 <- inc2, all orphans: the chain goes newest first.
+        let all = [
+            orphan("full", &["inc1", "inc2"]),
+            orphan("inc1", &["inc2"]),
+            orphan("inc2", &[]),
+        ];
+        let (order, k) = delete_plan(&all);
+        assert_eq!(ids(&order), ["inc2", "inc1", "full"]);
+        assert!(k.is_empty());
+
+        // Another policy's increment (not an orphan) hangs off inc1: inc1
+        // and full stay, inc2 (nobody depends on it) may go.
+        let all = [
+            orphan("full", &["inc1", "inc2", "theirs"]),
+            orphan("inc1", &["inc2", "theirs"]),
+            orphan("inc2", &[]),
+        ];
+        let (_, k) = delete_plan(&all);
+        assert_eq!(kept(&k), ["full", "inc1"]);
+        assert!(k.values().all(|why| why.contains("theirs")));
+
+        // The newest good of a configured target stays, and so does what
+        // it depends on.
+        let mut newest = orphan("inc1", &[]);
+        newest.newest_good = true;
+        let all = [orphan("full", &["inc1"]), newest, orphan("other", &[])];
+        let (_, k) = delete_plan(&all);
+        assert_eq!(kept(&k), ["full", "inc1"]);
+        assert!(k[&("qc".to_string(), "inc1".to_string())].contains("newest good"));
+    }
+
+    fn row(id: i64, target: &str, slot: i64, state: LedgerState) -> SnapshotRow {
+        let t = DateTime::<Utc>::from_timestamp(1_700_000_000 + slot, 0).unwrap_or_default();
+        SnapshotRow {
+            id,
+            run_id: slot,
+            provider: "kc".into(),
+            policy: "db".into(),
+            target: target.into(),
+            slot: t,
+            name: format!("s{id}"),
+            snapshot_id: format!("s{id}"),
+            state,
+            full: true,
+            created_at: t,
+            completed_at: None,
+            deleted_at: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_source_missing_from_the_newest_run_has_left_its_target() {
+        let rows = [
+            row(1, "web", 1, LedgerState::Available),
+            row(2, "web", 1, LedgerState::Available),
+            row(3, "web", 2, LedgerState::Available),
+            row(4, "web", 2, LedgerState::Available),
+            row(5, "web", 3, LedgerState::Available),
+            row(6, "web", 3, LedgerState::Failed),
+            row(7, "gone", 1, LedgerState::Available),
+        ];
+        let sources: HashMap<i64, String> = [
+            (1, "root"),
+            (2, "data"),
+            (3, "root"),
+            (4, "data"),
+            (5, "root"),
+            (7, "data"),
+        ]
+        .into_iter()
+        .map(|(id, s)| (id, s.to_string()))
+        .collect();
+        let configured = BTreeSet::from([("db", "web")]);
+        let left: Vec<i64> = source_left(&rows, &sources, &configured)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            left,
+            [2, 4],
+            "data is not in slot 3; gone is not configured"
+        );
+
+        // Nothing known of the newest run's sources: nothing is decided.
+        let sources: HashMap<i64, String> =
+            [(2, "data".to_string()), (4, "data".to_string())].into();
+        assert!(source_left(&rows, &sources, &configured).is_empty());
     }
 }

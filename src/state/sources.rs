@@ -171,9 +171,17 @@ mod tests {
             .expect("sources");
         let known = state.snapshot_sources("qc", "db", "i-1").expect("sources");
         assert_eq!(known.len(), 1);
-        assert_eq!(known.get(&ops[0].snapshot_row).map(String::as_str), Some("v-root"));
+        assert_eq!(
+            known.get(&ops[0].snapshot_row).map(String::as_str),
+            Some("v-root")
+        );
         assert_eq!(state.all_snapshot_sources().expect("all").len(), 1);
-        state.mark_deleted(ops[0].snapshot_row, now).expect("delete");
-        assert!(state.snapshot_sources("qc", "db", "i-1").expect("sources").is_empty());
+        state
+            .mark_deleted(ops[0].snapshot_row, now)
+            .expect("delete");
+        assert!(state
+            .snapshot_sources("qc", "db", "i-1")
+            .expect("sources")
+            .is_empty());
     }
 }
