@@ -130,6 +130,10 @@ pub enum Command {
         /// Confirm --delete.
         #[arg(long)]
         yes: bool,
+        /// At most this many deletes in one go (default: the daemon's
+        /// max_deletes_per_run); the rest wait for the next invocation.
+        #[arg(long, value_name = "N")]
+        max_deletes: Option<u32>,
     },
     /// The built-in cloud simulator alone.
     Sim {

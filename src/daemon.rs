@@ -80,6 +80,10 @@ pub async fn run(
     info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+    // Before resume (which may prune) and before any slot fires: a file
+    // edited while the daemon was down is held like a reload.
+    let alerter = Alerter::new(&config);
+    hold_large_reloads(&engine, &alerter, None, &config);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
     let waker = Waker::start()
         .await
@@ -121,7 +125,6 @@ pub async fn run(
     )
     .map_err(|e| DaemonError::Metrics(e.to_string()))?;
 
-    let alerter = Alerter::new(&config);
     for s in state.summaries()? {
         if s.consecutive_failures > 0 {
             alerter.assume_alerted(
@@ -179,7 +182,7 @@ pub async fn run(
                                 }
                                 info!(policies = new.policies.len(), "configuration reloaded");
                                 alerter.reconfigure(&new);
-                                hold_large_reloads(&engine, &alerter, &config, &new);
+                                hold_large_reloads(&engine, &alerter, Some(&config), &new);
                                 stale_check = tokio::time::interval(stale_check_every(&new));
                                 config = new;
                                 scheduled = schedule_all(&state, &config, &engine, &alerter, &mut tasks, &mut resolving, false);
@@ -600,51 +603,15 @@ fn alert_run(alerter: &Alerter, state: &State, config: &Config, report: &RunRepo
     });
 }
 
-/// After a reload: a target whose first run under the new rules would
-/// delete more than `max_deletes_per_run` gets its deletions held (in the
-/// ledger) until `snapwarden prune --policy P --yes`; the plan diff is
-/// logged and the hold alerted. Snapshots are still created meanwhile.
-fn hold_large_reloads(engine: &Engine, alerter: &Alerter, old: &Config, new: &Config) {
-    for p in &new.policies {
-        let before = old.policies.iter().find(|o| o.name == p.name);
-        for t in &p.targets {
-            let plan = match engine.reload_plan(before, p, t) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    error!(policy = %p.name, target = %t, error = %e, "cannot work out what the reload deletes");
-                    continue;
-                }
-            };
-            if !plan.exceeds(p) {
-                continue;
-            }
-            for (id, slot) in &plan.newly_deleted {
-                warn!(policy = %p.name, target = %t, snapshot = %id, slot = %slot, "reload: the new rules delete this snapshot, the old ones kept it");
-            }
-            let reason = format!(
-                "the reloaded configuration deletes {} snapshots at the next run (before: {}), more than max_deletes_per_run = {}",
-                plan.deletes.len(),
-                plan.old_deletes,
-                p.max_deletes_per_run
-            );
-            if let Err(e) = engine.state().hold_deletes(&p.name, t, &reason, Utc::now()) {
-                // Without a recorded hold the budget still caps each run.
-                error!(policy = %p.name, target = %t, error = %e, "cannot record the deletion hold");
-                continue;
-            }
-            warn!(policy = %p.name, target = %t, reason = %reason, "deletions held until `snapwarden prune --policy {} --yes`", p.name);
-            metrics::deletes_held(&p.name, t, true);
-            alerter.deletes_held(
-                &p.name,
-                t,
-                &p.provider,
-                "reload",
-                &format!(
-                    "{reason}; deletions held until `snapwarden prune --policy {} --yes`",
-                    p.name
-                ),
-            );
-        }
+/// After a reload (`running` = the configuration until now) or at
+/// start-up (`None`: compared with the rules the ledger last ran with): a
+/// target whose first run under the new rules would delete more than
+/// `max_deletes_per_run` gets its deletions held (in the ledger) until
+/// `snapwarden prune --policy P --yes`; the plan diff is logged and the
+/// hold alerted. Snapshots are still created meanwhile.
+fn hold_large_reloads(engine: &Engine, alerter: &Alerter, running: Option<&Config>, new: &Config) {
+    for h in engine.hold_changed_rules(running, new) {
+        alerter.deletes_held(&h.policy, &h.target, &h.provider, "reload", &h.message);
     }
 }
 

@@ -45,8 +45,9 @@ fn main() -> ExitCode {
                 json,
                 delete,
                 yes,
-            } => commands::orphans::run(&config.path, json, delete, yes).await,
-            Command::Status { config, json } => commands::status::run(&config.path, json),
+                max_deletes,
+            } => commands::orphans::run(&config.path, json, delete, yes, max_deletes).await,
+            Command::Status { config, json } => commands::status::run(&config.path, json).await,
             Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Restore {
                 config,

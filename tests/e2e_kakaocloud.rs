@@ -742,3 +742,98 @@ fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.target == "web-01"), "{rows:?}");
 }
+
+/// Review §11: a volume detached from an instance target leaves the
+/// target's listing. Its snapshots still exist: the ledger must not write
+/// them off as deleted (they would become invisible), and `orphans` lists
+/// them (ours, no longer part of the target).
+#[test]
+fn a_detached_volumes_snapshots_are_not_written_off() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let (root, data) = (
+        "aaaa0000-root-0000-0000-000000000001",
+        "bbbb0000-data-0000-0000-000000000002",
+    );
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-00000000000a",
+        "web-01",
+        &[(root, true), (data, false)],
+    );
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
+    snapshot_ok(&wd, &cfg);
+    next_second();
+    snapshot_ok(&wd, &cfg);
+    let data_ids: Vec<String> = sim
+        .kc_live(data)
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(data_ids.len(), 2);
+
+    sim.post(
+        "/_sim/kakaocloud/volumes",
+        json!({"volume_id": data, "detach": true}),
+    );
+    next_second();
+    let out = snapshot_ok(&wd, &cfg);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok, 1 created"),
+        "only the root volume is attached now"
+    );
+    let rows = wd.state().all_snapshots().expect("ledger");
+    for id in &data_ids {
+        let row = rows
+            .iter()
+            .find(|r| &r.snapshot_id == id)
+            .expect("ledger row");
+        assert_eq!(
+            row.state,
+            LedgerState::Available,
+            "{id} still exists on the cloud; it must not be written off"
+        );
+    }
+    assert_eq!(sim.kc_live(data).len(), 2, "still on the cloud");
+
+    let out = wd.cmd(
+        &["orphans", "-c", cfg.to_str().expect("utf-8"), "--json"],
+        KC_SECRET,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("orphans json");
+    let listed: Vec<&str> = doc["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .filter_map(|o| o["snapshot_id"].as_str())
+        .collect();
+    for id in &data_ids {
+        assert!(listed.contains(&id.as_str()), "{id} listed: {doc}");
+    }
+    // Never deleted, never marked gone by `orphans --delete --yes`.
+    let out = wd.cmd(
+        &[
+            "orphans",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--delete",
+            "--yes",
+        ],
+        KC_SECRET,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.kc_live(data).len(), 2);
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert!(rows
+        .iter()
+        .filter(|r| data_ids.contains(&r.snapshot_id))
+        .all(|r| r.state == LedgerState::Available));
+}

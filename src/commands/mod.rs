@@ -11,6 +11,7 @@ pub mod plan;
 pub mod prune;
 pub mod restore;
 pub mod run;
+mod settle;
 pub mod sim;
 pub mod snapshot;
 pub mod status;
@@ -18,6 +19,8 @@ pub mod status;
 use std::path::Path;
 
 use crate::config::{self, Config};
+
+pub use settle::settle_in_flight;
 
 /// How a command ended: 0 ok, 1 run-time failure, 2 usage or configuration.
 #[derive(Debug)]

@@ -7,7 +7,12 @@
 //! "snapshot_id", "name", "created_at", "verified", "note", "deletable"}]}`
 //! (plus `"deleted": [{"snapshot_id", "outcome"|"error"}]` after a delete).
 //! Only `verified = "ours"` (marker and ledger agree) is ever deleted;
-//! `"gone"` rows are marked deleted in the ledger.
+//! `"gone"` rows are marked deleted in the ledger. Even then a snapshot is
+//! kept when another listed snapshot depends on it (an increment of its
+//! chain, whichever policy made it), when a dependant's delete failed, or
+//! when it is the newest good snapshot of a configured target; at most
+//! `--max-deletes N` (default: the daemon's `max_deletes_per_run`) are
+//! deleted in one go, the rest are reported held back (exit 1).
 
 use std::path::Path;
 
@@ -16,7 +21,13 @@ use serde_json::json;
 use super::{load_config_and_log, open_engine, Exit};
 use crate::engine::{Orphan, Verified};
 
-pub async fn run(path: &Path, as_json: bool, delete: bool, yes: bool) -> Exit {
+pub async fn run(
+    path: &Path,
+    as_json: bool,
+    delete: bool,
+    yes: bool,
+    max_deletes: Option<u32>,
+) -> Exit {
     if yes && !delete {
         return Exit::config("--yes confirms --delete; give both to delete orphans");
     }
@@ -24,10 +35,22 @@ pub async fn run(path: &Path, as_json: bool, delete: bool, yes: bool) -> Exit {
         Ok(c) => c,
         Err(e) => return e,
     };
+    if !(delete && yes) {
+        // Listing only: settled through the one call the read-only
+        // commands share; deleting settles on its own engine below.
+        super::settle_in_flight(&config, None).await;
+    }
     let engine = match open_engine(&config, !(delete && yes)) {
         Ok(e) => e,
         Err(e) => return e,
     };
+    if delete && yes {
+        // Deletes the ledger still has in flight are settled first: one
+        // the cloud finished is no orphan.
+        if let Err(e) = engine.settle(None).await {
+            return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+        }
+    }
     let orphans = match engine.find_orphans(&config).await {
         Ok(o) => o,
         Err(e) => return Exit::failure(format!("cannot look for orphans: {e}")),
@@ -35,7 +58,8 @@ pub async fn run(path: &Path, as_json: bool, delete: bool, yes: bool) -> Exit {
     let deletable = |o: &Orphan| matches!(o.verified, Verified::Ours | Verified::Gone);
     let outcomes = if delete && yes {
         let chosen: Vec<Orphan> = orphans.iter().filter(|o| deletable(o)).cloned().collect();
-        Some(engine.delete_orphans(&chosen).await)
+        let budget = max_deletes.unwrap_or(config.daemon.max_deletes_per_run) as usize;
+        Some(engine.delete_orphans(&chosen, budget).await)
     } else {
         None
     };

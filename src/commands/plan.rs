@@ -24,6 +24,8 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
         Ok(p) => p,
         Err(e) => return e,
     };
+    // Operations a stopped daemon left in flight are asked about first.
+    super::settle_in_flight(&config, Some(&policies)).await;
     // Read-only: an existing ledger is opened read-only; without one,
     // nothing is ours yet, so nothing would be deleted.
     let engine = match open_engine(&config, true) {

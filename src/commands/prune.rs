@@ -31,6 +31,12 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
         Ok(e) => e,
         Err(e) => return e,
     };
+    // Operations the ledger still has in flight (a daemon stopped while
+    // following them) are asked about first: a snapshot the cloud finished
+    // is not taken for one in progress.
+    if let Err(e) = engine.settle(Some(&policies)).await {
+        return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+    }
     let mut failures = Vec::new();
     let mut held = Vec::new();
     for p in policies {

@@ -36,6 +36,10 @@ pub async fn run(
         Ok(e) => e,
         Err(e) => return e,
     };
+    // A snapshot the cloud finished after the daemon stopped is restorable.
+    if let Err(e) = engine.settle(Some(&[&policy])).await {
+        return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+    }
     match engine
         .restore(&policy, target, snapshot, new_name, yes)
         .await

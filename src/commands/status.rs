@@ -1,5 +1,7 @@
-//! `snapwarden status`: per policy and target, from the state database only
-//! (read-only, safe while the daemon runs).
+//! `snapwarden status`: per policy and target, from the state database
+//! (safe while the daemon runs). Operations the ledger has in flight are
+//! first asked about once (see `settle_in_flight`); everything else is
+//! read only.
 //!
 //! `--json` prints one object: `{"generated_at", "state_path", "targets": [
 //! {"policy", "target", "provider", "last_run": {"slot", "state",
@@ -16,11 +18,13 @@ use serde_json::json;
 use super::{load_config, Exit};
 use crate::state::State;
 
-pub fn run(path: &Path, as_json: bool) -> Exit {
+pub async fn run(path: &Path, as_json: bool) -> Exit {
     let config = match load_config(path) {
         Ok(c) => c,
         Err(e) => return e,
     };
+    // Operations a stopped daemon left in flight are asked about first.
+    super::settle_in_flight(&config, None).await;
     let state = match State::open_read_only(&config.daemon.state_path) {
         Ok(s) => s,
         Err(e) => return Exit::failure(e.to_string()),

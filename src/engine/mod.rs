@@ -13,12 +13,14 @@ mod orphans;
 mod poller;
 mod retry;
 mod select;
+mod settle;
 
-pub use hold::ReloadPlan;
+pub use hold::{PlacedHold, ReloadPlan};
 pub use orphans::{Orphan, OrphanKind, OrphanOutcome, Verified};
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;
 pub use select::{ledger_targets, Resolved};
+pub use settle::Settled;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -887,16 +889,51 @@ impl Engine {
             // off only if a second listing misses it too. If the two reads
             // disagree, the listing cannot be trusted and this target is
             // not pruned now.
+            //
+            // Only what the listing looked at can be missing from it: a row
+            // is written off only when its source (volume) is one the
+            // listing covers. A source that left the target (a volume
+            // detached from an instance, a name now resolving elsewhere, a
+            // changed `resource`) was not looked at; its snapshots stay in
+            // the ledger, and `orphans` shows them. Each row's source is
+            // learnt the first time a listing shows it.
+            let mut sources =
+                self.state
+                    .snapshot_sources(&policy.provider, &policy.name, target)?;
+            let rows: HashMap<&str, i64> = ledger
+                .iter()
+                .map(|r| (r.snapshot_id.as_str(), r.id))
+                .collect();
+            let learnt: Vec<(i64, String)> = listed
+                .iter()
+                .filter(|s| s.state != SnapshotState::Gone)
+                .filter_map(|s| {
+                    rows.get(s.id.as_str())
+                        .filter(|id| sources.get(id) != Some(&s.source))
+                        .map(|id| (*id, s.source.clone()))
+                })
+                .collect();
+            if !learnt.is_empty() {
+                let rows: Vec<(i64, &str)> =
+                    learnt.iter().map(|(id, src)| (*id, src.as_str())).collect();
+                self.state.record_snapshot_sources(&rows)?;
+                sources.extend(learnt);
+            }
             let missing = |listed: &[RemoteSnapshot]| -> Vec<&SnapshotRow> {
-                let ids: std::collections::HashSet<&str> = listed
-                    .iter()
-                    .filter(|s| s.state != SnapshotState::Gone)
-                    .map(|s| s.id.as_str())
-                    .collect();
+                let alive = || listed.iter().filter(|s| s.state != SnapshotState::Gone);
+                let ids: std::collections::HashSet<&str> = alive().map(|s| s.id.as_str()).collect();
+                let covered: std::collections::HashSet<&str> =
+                    alive().map(|s| s.source.as_str()).collect();
                 ledger
                     .iter()
                     .filter(|r| {
-                        r.state == LedgerState::Available && !ids.contains(r.snapshot_id.as_str())
+                        r.state == LedgerState::Available
+                            && !ids.contains(r.snapshot_id.as_str())
+                            // Unknown source: a row not listed since it was
+                            // recorded (older ledgers), judged as before.
+                            && sources
+                                .get(&r.id)
+                                .is_none_or(|src| covered.contains(src.as_str()))
                     })
                     .collect()
             };

@@ -101,4 +101,20 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX snapshots_by_run ON snapshots (run_id);
     CREATE INDEX operations_by_snapshot ON operations (snapshot);
     "#,
+    // 5: what a reload or a restart is compared with (the retention rules
+    // each policy last ran with, review §4), and the source (volume) each
+    // snapshot was listed under, so that a source that left a target's
+    // listing means "not looked at", not "deleted" (review §11).
+    r#"
+    CREATE TABLE policy_rules (
+        policy      TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        rules       TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE snapshot_sources (
+        snapshot  INTEGER PRIMARY KEY REFERENCES snapshots (id),
+        source    TEXT NOT NULL
+    );
+    "#,
 ];

@@ -9,6 +9,7 @@
 
 mod migrations;
 mod safety;
+mod sources;
 
 pub use safety::DeleteHold;
 

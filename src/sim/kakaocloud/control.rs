@@ -1,5 +1,5 @@
 //! KakaoCloud's part of the control API (`/_sim/kakaocloud/…`): seed
-//! credentials, volumes, instances (with their volumes) and manual
+//! credentials, volumes (or detach one), instances (with their volumes) and manual
 //! snapshots; read snapshots back, deleted ones included; change the token
 //! lifetime and page size; revoke every token (a 401 on the next call).
 
@@ -46,6 +46,9 @@ struct NewVolume {
     name: Option<String>,
     #[serde(default)]
     size_gb: Option<u64>,
+    /// Detach the (existing) volume from its instance.
+    #[serde(default)]
+    detach: bool,
 }
 
 #[derive(Deserialize)]
@@ -106,9 +109,13 @@ async fn add_volume(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let v: NewVolume = parse_json(&body)?;
     require(&[("volume_id", &v.volume_id)])?;
     let name = v.name.unwrap_or_else(|| v.volume_id.clone());
-    sim.lock()
+    let mut state = sim.lock();
+    state
         .kakaocloud
         .seed_volume(&v.volume_id, &name, v.size_gb, None);
+    if v.detach {
+        state.kakaocloud.detach_volume(&v.volume_id);
+    }
     Ok(Json(json!({ "volume_id": v.volume_id })))
 }
 

@@ -247,6 +247,14 @@ impl KakaoState {
         }
     }
 
+    /// Detach a volume from its instance (it stays, with its snapshots).
+    pub(crate) fn detach_volume(&mut self, id: &str) {
+        if let Some(v) = self.volumes.get_mut(id) {
+            v.instance_id = None;
+            v.is_root = false;
+        }
+    }
+
     /// An instance with its volumes (`(volume_id, is_root)`), created or
     /// attached as needed.
     pub(crate) fn seed_instance(&mut self, id: &str, name: &str, volumes: &[(String, bool)]) {

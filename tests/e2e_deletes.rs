@@ -1,0 +1,533 @@
+//! Deletes beyond what the operator confirmed (issue 16, review §4, §5)
+//! and one-shot commands that decide on a stale ledger (issue 16: `prune`
+//! right after the daemon stops). The real binary against the simulator's
+//! QingCloud dialect on loopback.
+//!
+//! - a reload's deletion hold covers a selector policy's targets, and a
+//!   restart with an edited file is held like a SIGHUP;
+//! - `orphans --delete --yes` never deletes a snapshot another policy's
+//!   snapshots depend on (QingCloud cascades a delete into descendants);
+//! - `prune` settles the operations the ledger still has in flight by
+//!   asking the cloud before it decides.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as D, Utc};
+use serde_json::{json, Value};
+use snapwarden::providers::Created;
+use snapwarden::state::{Begin, NewRun, PollPlan, RunState, State};
+use util::*;
+
+const VOL: &str = "vol-aaaa0001";
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// One own snapshot of `policy` on `volume` taken at `t`, finished: in the
+/// simulator (with our name) and in the ledger (a succeeded run).
+fn seed_own(sim: &Sim, state: &State, policy: &str, volume: &str, t: DateTime<Utc>) -> String {
+    let name = format!("{policy}-{volume}-{}", t.format("%Y%m%dT%H%M%SZ"));
+    let v = sim.post(
+        "/_sim/qingcloud/snapshots",
+        json!({"zone": ZONE, "resource_id": volume, "snapshot_name": name, "create_time": t.to_rfc3339()}),
+    );
+    let id = v["snapshot_id"].as_str().expect("snapshot id").to_string();
+    let Begin::Started(run) = state
+        .begin_run(
+            &NewRun {
+                policy,
+                target: volume,
+                provider: "qc",
+                slot: t,
+                name: &name,
+                full: true,
+            },
+            t,
+        )
+        .expect("intent")
+    else {
+        panic!("a fresh slot must start");
+    };
+    let ops = state
+        .record_created(
+            run,
+            &[Created {
+                snapshot_id: id.clone(),
+                operation: "j-seeded".into(),
+            }],
+            t,
+            PollPlan {
+                first_poll: t,
+                interval: Duration::from_secs(1),
+                deadline: t + D::hours(1),
+            },
+        )
+        .expect("record");
+    state.finish_op(ops[0].id, None, t).expect("finish");
+    state
+        .set_run_state(run, RunState::Succeeded, None, t)
+        .expect("succeeded");
+    id
+}
+
+/// `n` own snapshots of `policy`, one a day ending two days ago.
+fn seed_days(sim: &Sim, wd: &Workdir, policy: &str, volume: &str, n: i64) -> Vec<String> {
+    let state = State::open(&wd.state_path()).expect("ledger");
+    let start = Utc::now() - D::days(n + 2);
+    (0..n)
+        .map(|d| seed_own(sim, &state, policy, volume, start + D::days(d)))
+        .collect()
+}
+
+/// A QingCloud config with `policies` (`[[policy]]` bodies) and alerts
+/// appended as JSON lines to `alerts.jsonl` in the workdir.
+fn write_config(wd: &Workdir, sim: &Sim, policies: &[String]) -> PathBuf {
+    let alerts = alerts_path(wd);
+    let text = wd
+        .qingcloud_config(sim, SECRET, &policies.join("\n[[policy]]\n"))
+        .replace(
+            "[providers.qc]",
+            &format!(
+                "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n[providers.qc]",
+                alerts.display(),
+                alerts.display()
+            ),
+        );
+    wd.write_config(&text)
+}
+
+fn alerts_path(wd: &Workdir) -> PathBuf {
+    wd.dir.path().join("alerts.jsonl")
+}
+
+fn alerts(wd: &Workdir) -> Vec<Value> {
+    std::fs::read_to_string(alerts_path(wd))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn run(wd: &Workdir, cfg: &Path, args: &[&str]) -> Output {
+    let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
+    all.extend_from_slice(&args[1..]);
+    wd.cmd(&all, SECRET)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Accepted DeleteSnapshots requests, by snapshot id.
+fn deleted_ids(sim: &Sim) -> Vec<String> {
+    sim.requests("DeleteSnapshots")
+        .iter()
+        .filter(|r| r["ret_code"] == 0)
+        .filter_map(|r| r["params"]["snapshots.1"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn live_ids(sim: &Sim, volume: &str) -> Vec<String> {
+    sim.live_snapshots(volume)
+        .iter()
+        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Policy `db` every 2 s keeping `retain`, at most 5 deletes a run; on
+/// `VOL` by name, or through a selector on the volume's tag.
+fn db_policy(selector: bool, retain: u32) -> String {
+    let which = if selector {
+        "select = { tags = { backup = \"daily\" } }".to_string()
+    } else {
+        format!("targets = [\"{VOL}\"]")
+    };
+    format!(
+        r#"name = "db"
+provider = "qc"
+resource = "volume"
+{which}
+schedule = "*/2 * * * * *"
+poll_interval = "100ms"
+poll_max_interval = "200ms"
+timeout = "3s"
+retain = {retain}
+max_deletes_per_run = 5
+"#
+    )
+}
+
+/// After the rules went from retain 20 to retain 2 over 12 own snapshots:
+/// the hold is logged with the plan diff and alerted, snapshots are still
+/// made, nothing is deleted until `prune --policy db --yes`, which then
+/// deletes what retention wants and lifts the hold.
+fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: &Daemon) {
+    daemon.wait_log("deletions held until", Duration::from_secs(20));
+    assert!(
+        daemon
+            .log
+            .count("the new rules delete this snapshot, the old ones kept it")
+            >= 10,
+        "the plan diff is logged"
+    );
+    wait_for("a deletes_held alert", Duration::from_secs(10), || {
+        alerts(wd).into_iter().find(|a| a["kind"] == "deletes_held")
+    });
+    let creates = sim.creates_for(VOL);
+    wait_for("two more creates under the hold", MINUTE, || {
+        (sim.creates_for(VOL) >= creates + 2).then_some(())
+    });
+    assert!(deleted_ids(sim).is_empty(), "no delete while held");
+    assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
+
+    // A run may have a snapshot in flight at that moment: try again.
+    wait_for("prune --yes to succeed", MINUTE, || {
+        let out = run(wd, cfg, &["prune", "--policy", "db", "--yes"]);
+        out.status.success().then_some(())
+    });
+    let after_confirm = deleted_ids(sim).len();
+    assert!(after_confirm >= 11, "{after_confirm}");
+    assert!(wd.state().delete_holds().expect("holds").is_empty());
+}
+
+/// §4: a selector policy's targets are held on a reload like explicit
+/// ones (they were never looked at: `p.targets` is empty).
+#[test]
+fn sighup_hold_covers_the_targets_a_selector_picked() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.post(
+        "/_sim/qingcloud/volumes",
+        json!({"zone": ZONE, "volume_id": VOL, "volume_name": "db-1", "tags": {"backup": "daily"}}),
+    );
+    seed_days(&sim, &wd, "db", VOL, 12);
+    let cfg = write_config(&wd, &sim, &[db_policy(true, 20)]);
+    let daemon = Daemon::start(&cfg, SECRET);
+    wait_for("a first create", MINUTE, || {
+        (sim.creates_for(VOL) >= 1).then_some(())
+    });
+    write_config(&wd, &sim, &[db_policy(true, 2)]);
+    daemon.signal("HUP");
+    expect_held_until_prune_yes(&sim, &wd, &cfg, &daemon);
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}
+
+/// §4: a restart with an edited file is held like a SIGHUP: the ledger
+/// remembers the rules the daemon last ran with.
+#[test]
+fn restart_with_an_edited_file_holds_until_prune_yes() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    seed_days(&sim, &wd, "db", VOL, 12);
+    let cfg = write_config(&wd, &sim, &[db_policy(false, 20)]);
+    let daemon = Daemon::start(&cfg, SECRET);
+    wait_for("a first create", MINUTE, || {
+        (sim.creates_for(VOL) >= 1).then_some(())
+    });
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+
+    write_config(&wd, &sim, &[db_policy(false, 2)]);
+    let daemon = Daemon::start(&cfg, SECRET);
+    expect_held_until_prune_yes(&sim, &wd, &cfg, &daemon);
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+
+    // Started again with the same file: nothing new to hold.
+    let daemon = Daemon::start(&cfg, SECRET);
+    let creates = sim.creates_for(VOL);
+    wait_for("a create after the restart", MINUTE, || {
+        (sim.creates_for(VOL) > creates).then_some(())
+    });
+    assert!(wd.state().delete_holds().expect("holds").is_empty());
+    assert_eq!(daemon.log.count("deletions held until"), 0);
+}
+
+/// A one-shot policy on `VOL`, run with `snapshot --policy NAME`.
+fn chain_policy(name: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+provider = "qc"
+resource = "volume"
+targets = ["{VOL}"]
+schedule = "0 30 2 * * *"
+poll_interval = "100ms"
+poll_max_interval = "200ms"
+timeout = "10s"
+retain = 10
+{extra}
+"#
+    )
+}
+
+fn snapshot_ok(wd: &Workdir, cfg: &Path, policy: &str) {
+    let out = run(wd, cfg, &["snapshot", "--policy", policy]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// §5: policies a and b share a volume and b makes increments, which on
+/// QingCloud chain onto the volume's newest snapshot whoever made it.
+/// With a removed from the file, `orphans --delete --yes` must not delete
+/// a's snapshot: the cloud would take b's increments with it.
+#[test]
+fn orphans_delete_never_cascades_into_another_policys_chain() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let both = [chain_policy("a", ""), chain_policy("b", "full_every = 3")];
+    let cfg = write_config(&wd, &sim, &both);
+    snapshot_ok(&wd, &cfg, "b");
+    snapshot_ok(&wd, &cfg, "a");
+    snapshot_ok(&wd, &cfg, "b");
+    snapshot_ok(&wd, &cfg, "b");
+    let rows = wd.state().all_snapshots().expect("ledger");
+    let ids = |policy: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.policy == policy)
+            .map(|r| r.snapshot_id.clone())
+            .collect()
+    };
+    let (a, b) = (ids("a"), ids("b"));
+    assert_eq!((a.len(), b.len()), (1, 3));
+    let on_sim = sim.snapshots();
+    let parent = |id: &str| {
+        on_sim
+            .iter()
+            .find(|s| s["snapshot_id"] == id)
+            .map(|s| s["parent_id"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(parent(&b[1]), json!(a[0]), "b's increment chains onto a's");
+    assert_eq!(parent(&b[2]), json!(b[1]));
+
+    // a is removed from the file; its snapshot is an orphan.
+    let cfg = write_config(&wd, &sim, &both[1..]);
+    let out = run(&wd, &cfg, &["orphans"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&a[0]), "{}", text(&out));
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert!(
+        text(&out).contains("depend"),
+        "says why it is kept: {}",
+        text(&out)
+    );
+    assert!(
+        !deleted_ids(&sim).contains(&a[0]),
+        "a's snapshot that b depends on is never deleted"
+    );
+    let live = live_ids(&sim, VOL);
+    for id in a.iter().chain(&b) {
+        assert!(live.contains(id), "{id} must stay: {live:?}");
+    }
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert!(rows
+        .iter()
+        .all(|r| r.state == snapwarden::state::LedgerState::Available));
+}
+
+/// §5: `orphans --delete --yes` deletes a removed policy's chain newest
+/// first and stops at the first delete that fails: the snapshots the failed
+/// one depends on are not deleted (the increment would lose its parent).
+#[test]
+fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let both = [
+        chain_policy("keep", ""),
+        chain_policy("c", "full_every = 3"),
+    ];
+    let cfg = write_config(&wd, &sim, &both);
+    for _ in 0..3 {
+        snapshot_ok(&wd, &cfg, "c");
+    }
+    let chain: Vec<String> = wd
+        .state()
+        .all_snapshots()
+        .expect("ledger")
+        .iter()
+        .filter(|r| r.policy == "c")
+        .map(|r| r.snapshot_id.clone())
+        .collect();
+    assert_eq!(chain.len(), 3);
+    let cfg = write_config(&wd, &sim, &both[..1]);
+    sim.fault(json!({"dialect": "qingcloud", "action": "DeleteSnapshots", "fault": "fail_job", "count": 1}));
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        deleted_ids(&sim),
+        vec![chain[2].clone()],
+        "only the newest increment was tried: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("the chain stops here"),
+        "{}",
+        text(&out)
+    );
+    let live = live_ids(&sim, VOL);
+    for id in &chain {
+        assert!(live.contains(id), "{id} must stay: {live:?}");
+    }
+
+    // Once the cloud deletes again, the chain goes, newest first.
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tried = deleted_ids(&sim);
+    assert_eq!(
+        tried[1..],
+        [chain[2].clone(), chain[1].clone(), chain[0].clone()],
+        "{}",
+        text(&out)
+    );
+    assert!(live_ids(&sim, VOL).is_empty());
+}
+
+/// §5: the budget caps `orphans --delete --yes` (the daemon's
+/// `max_deletes_per_run`, or `--max-deletes N`); chains go dependants
+/// first.
+#[test]
+fn orphans_delete_keeps_to_a_budget() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let own = seed_days(&sim, &wd, "gone", VOL, 4);
+    let cfg = write_config(
+        &wd,
+        &sim,
+        &[chain_policy("b", "").replace("retain = 10", "retain = 10\nmax_deletes_per_run = 2")],
+    );
+    let text_cfg = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(
+            "log_format = \"text\"",
+            "log_format = \"text\"\nmax_deletes_per_run = 3",
+        ),
+    )
+    .expect("config");
+    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--max-deletes"), "{}", text(&out));
+    assert_eq!(
+        deleted_ids(&sim).len(),
+        3,
+        "the daemon's max_deletes_per_run"
+    );
+    let out = run(
+        &wd,
+        &cfg,
+        &["orphans", "--delete", "--yes", "--max-deletes", "5"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut gone = deleted_ids(&sim);
+    gone.sort();
+    let mut all = own.clone();
+    all.sort();
+    assert_eq!(gone, all);
+}
+
+/// Start the daemon on `db` (retain 2 over 4 seeded), stop it while its
+/// first snapshot job still runs (4 s), then let the cloud finish it.
+/// Returns the config and the seeded ids.
+fn stop_with_a_create_in_flight(sim: &Sim, wd: &Workdir) -> (PathBuf, Vec<String>) {
+    sim.volume(VOL);
+    let seeded = seed_days(sim, wd, "db", VOL, 4);
+    let policy = db_policy(false, 2).replace("timeout = \"3s\"", "timeout = \"60s\"");
+    let cfg = write_config(wd, sim, &[policy]);
+    sim.post("/_sim/settings", json!({"job_duration_ms": 4000}));
+    let daemon = Daemon::start(&cfg, SECRET);
+    wait_for("a create", MINUTE, || {
+        (sim.creates_for(VOL) >= 1).then_some(())
+    });
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        wd.state().ops_in_flight().expect("ops").len() == 1,
+        "the create is still in flight in the ledger"
+    );
+    sim.post("/_sim/settings", json!({"job_duration_ms": 100}));
+    wait_for("the cloud to finish the snapshot", MINUTE, || {
+        sim.live_snapshots(VOL)
+            .iter()
+            .all(|s| s["status"] == "available")
+            .then_some(())
+    });
+    (cfg, seeded)
+}
+
+/// The daemon stops (SIGTERM) while a snapshot job is still running; the
+/// cloud finishes it a moment later. `prune` asks the cloud about the
+/// operations the ledger still has in flight before it decides, so it
+/// prunes rather than refusing ("still in progress").
+#[test]
+fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let (cfg, seeded) = stop_with_a_create_in_flight(&sim, &wd);
+    let out = run(&wd, &cfg, &["prune", "--policy", "db"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("still in progress"), "{}", text(&out));
+    let gone = deleted_ids(&sim);
+    assert_eq!(gone.len(), 3, "4 seeded + 1 new, retain 2: {gone:?}");
+    assert!(gone.iter().all(|g| seeded.contains(g)));
+    assert!(wd.state().ops_in_flight().expect("ops").is_empty());
+}
+
+/// The same for the commands that only show: `plan` shows the finished
+/// snapshot as the newest good one, not "in progress", and `status` shows
+/// nothing in flight.
+#[test]
+fn plan_and_status_right_after_the_daemon_stops_settle_too() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let (cfg, _) = stop_with_a_create_in_flight(&sim, &wd);
+    let newest = wd
+        .state()
+        .ops_in_flight()
+        .expect("ops")
+        .first()
+        .map(|o| o.snapshot_id.clone())
+        .expect("in flight");
+    let out = run(&wd, &cfg, &["plan", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let doc: Value = serde_json::from_str(&plan).expect("plan json");
+    let entry = doc
+        .as_array()
+        .and_then(|a| {
+            a.iter().find_map(|p| {
+                p["snapshots"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s.to_string().contains(newest.as_str()))
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|| panic!("{newest} in the plan: {plan}"));
+    assert!(!entry.to_string().contains("in progress"), "{entry}");
+    assert!(wd.state().ops_in_flight().expect("ops").is_empty());
+
+    let (sim2, wd2) = (Sim::start("100ms"), Workdir::new());
+    let (cfg2, _) = stop_with_a_create_in_flight(&sim2, &wd2);
+    let out = run(&wd2, &cfg2, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let targets = doc["targets"].as_array().expect("targets");
+    assert!(
+        targets
+            .iter()
+            .all(|t| t["in_flight"].as_array().is_some_and(|a| a.is_empty())),
+        "{doc}"
+    );
+}
