@@ -70,7 +70,11 @@ pub async fn run(
     config: Config,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let state = Arc::new(State::open(&config.daemon.state_path)?);
+    // One ledger, one daemon: the lock is held until the process ends.
+    let state = Arc::new(State::open_locked(
+        &config.daemon.state_path,
+        "snapwarden run",
+    )?);
     info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Engine::new(state.clone(), &config, shutdown_rx)?;

@@ -7,9 +7,11 @@
 //! mode with `synchronous = FULL`: a committed intent survives a crash or a
 //! power cut, which is what makes "no duplicate, nothing lost" possible.
 
+mod lock;
 mod migrations;
 mod safety;
 
+pub use lock::{Holder, LedgerLock};
 pub use safety::DeleteHold;
 
 use std::collections::HashMap;
@@ -43,6 +45,18 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
     #[error("state database holds an invalid value in {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
+    /// Another process writes this ledger (one ledger, one writer).
+    #[error("the ledger {} is in use by {holder}, which holds the lock {}; only one snapwarden process may write a ledger at a time: let it finish, or stop it (the service: `systemctl stop snapwarden`) and try again", ledger.display(), lock.display())]
+    Locked {
+        ledger: PathBuf,
+        lock: PathBuf,
+        holder: Holder,
+    },
+    #[error("cannot lock the ledger with {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -224,6 +238,9 @@ pub struct State {
     /// A second connection for health probes, so a probe never waits behind
     /// the engine's own writes (opened lazily; none for read-only use).
     probe: Mutex<Option<Connection>>,
+    /// The ledger's lock, held as long as this is open (see
+    /// [`State::open_locked`]).
+    lock: Option<LedgerLock>,
 }
 
 impl std::fmt::Debug for State {
@@ -487,6 +504,7 @@ impl State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             probe: Mutex::new(None),
+            lock: None,
         };
         state.configure().map_err(|e| match e {
             StateError::Sql(source) => StateError::Open {
@@ -528,7 +546,26 @@ impl State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             probe: Mutex::new(None),
+            lock: None,
         })
+    }
+
+    /// [`State::open`] for a process that writes the ledger (the daemon, a
+    /// one-shot command that snapshots, prunes, deletes or restores):
+    /// takes the ledger's lock first and holds it until this is dropped.
+    /// `command` names this process to whoever is refused the lock. Held
+    /// by another process: [`StateError::Locked`] at once, nothing opened.
+    pub fn open_locked(path: &Path, command: &str) -> Result<State> {
+        let lock = LedgerLock::acquire(path, command)?;
+        let mut state = State::open(path)?;
+        state.lock = Some(lock);
+        Ok(state)
+    }
+
+    /// The lock this ledger is held with, if it was opened with
+    /// [`State::open_locked`].
+    pub fn lock(&self) -> Option<&LedgerLock> {
+        self.lock.as_ref()
     }
 
     pub fn path(&self) -> &Path {

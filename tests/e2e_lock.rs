@@ -1,0 +1,151 @@
+//! One ledger, one writer (review §7): a second daemon on the same ledger
+//! refuses to start and leaves the first alone; one-shot commands that
+//! write refuse while the daemon runs and work once it has stopped;
+//! commands that only read keep working next to it.
+
+mod util;
+
+use std::process::Output;
+use std::time::Duration;
+
+use util::*;
+
+const VOL: &str = "vol-aaaa0001";
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn policy(schedule: &str) -> String {
+    format!(
+        r#"name = "db"
+provider = "qc"
+resource = "volume"
+targets = ["{VOL}"]
+schedule = "{schedule}"
+retain = 3
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+timeout = "30s"
+"#
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every API request the simulator has seen, of any action.
+fn all_requests(sim: &Sim) -> usize {
+    sim.get("/_sim/requests?dialect=qingcloud")["requests"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0)
+}
+
+/// Daemon B on A's file exits 2 at once, naming the lock and A's pid; A
+/// keeps taking its snapshots as if nothing happened.
+#[test]
+fn a_second_daemon_on_one_ledger_exits_2_and_the_first_keeps_creating() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("*/2 * * * * *")));
+    let mut a = Daemon::start(&cfg, SECRET);
+    wait_for("A's first create", MINUTE, || {
+        (sim.creates_for(VOL) >= 1).then_some(())
+    });
+
+    let b = Daemon::start(&cfg, SECRET);
+    let b_log = b.log.clone();
+    let (code, took) = b.stop_after_signal();
+    let lock = format!("{}.lock", wd.state_path().display());
+    let text = b_log.text();
+    assert_eq!(code, Some(2), "B must refuse with exit 2: {text}");
+    assert!(
+        took < Duration::from_secs(10),
+        "B refused at once: {took:?}"
+    );
+    assert!(text.contains(&lock), "B names the lock {lock}: {text}");
+    assert!(
+        text.contains(&format!("pid {}", a.pid())),
+        "B names A's pid {}: {text}",
+        a.pid()
+    );
+    assert!(
+        !text.contains("policies scheduled"),
+        "B never got as far as scheduling: {text}"
+    );
+
+    let before = sim.creates_for(VOL);
+    wait_for("A to create twice more after B", MINUTE, || {
+        (sim.creates_for(VOL) >= before + 2).then_some(())
+    });
+    assert!(a.is_running(), "A keeps running");
+    let (code, _) = a.stop();
+    assert_eq!(code, Some(0));
+    // Every run of A was carried out once: no create failed or was doubled.
+    assert!(sim
+        .requests("CreateSnapshots")
+        .iter()
+        .all(|r| r["ret_code"] == 0));
+}
+
+/// While the daemon runs, `snapshot`, `prune`, `orphans --delete --yes` and
+/// `restore` refuse with exit 2 and the daemon's pid, and send nothing to
+/// the cloud; `status` and `plan` still work. After the daemon stops, the
+/// writing commands work.
+#[test]
+fn writing_commands_refuse_while_the_daemon_runs_and_work_after_it_stops() {
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    // A schedule that does not fire during the test: every API request
+    // after start-up would come from the one-shot commands.
+    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *")));
+    let path = cfg.to_str().expect("utf-8");
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let daemon = Daemon::start(&cfg, SECRET);
+    daemon.wait_log("policies scheduled", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let requests = all_requests(&sim);
+    let pid = format!("pid {}", daemon.pid());
+    for args in [
+        &["snapshot", "-c", path, "--policy", "db"][..],
+        &["prune", "-c", path],
+        &["prune", "-c", path, "--policy", "db", "--yes"],
+        &["orphans", "-c", path, "--delete", "--yes"],
+        &["restore", "-c", path, "--policy", "db", "--target", VOL],
+    ] {
+        let out = wd.cmd(args, SECRET);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?} must refuse: {text}");
+        assert!(
+            text.contains(&pid),
+            "{args:?} names the daemon's {pid}: {text}"
+        );
+        assert!(text.contains("snapwarden run"), "{args:?}: {text}");
+    }
+    assert_eq!(
+        all_requests(&sim),
+        requests,
+        "a refused command sends nothing to the cloud"
+    );
+    // Reading commands are not held up by the lock.
+    let out = wd.cmd(&["status", "-c", path], SECRET);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    let out = wd.cmd(&["plan", "-c", path], SECRET);
+    assert!(out.status.success(), "plan: {}", stderr(&out));
+
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    let creates = sim.creates_for(VOL);
+    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
+    assert!(
+        out.status.success(),
+        "snapshot after stop: {}",
+        stderr(&out)
+    );
+    assert_eq!(sim.creates_for(VOL), creates + 1);
+    let out = wd.cmd(&["prune", "-c", path], SECRET);
+    assert!(out.status.success(), "prune after stop: {}", stderr(&out));
+}
