@@ -20,7 +20,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 
 use crate::providers::{Created, OpKind};
 
@@ -247,6 +249,15 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").field("path", &self.path).finish()
     }
+}
+
+/// A transaction that writes: IMMEDIATE, so it takes the write lock
+/// before its first read and waits for another writer (`busy_timeout`)
+/// instead of reading first and then failing at once with
+/// SQLITE_BUSY_SNAPSHOT when that writer commits in between (which no
+/// timeout covers). Every transaction here writes.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// Timestamps are stored as RFC 3339 UTC text with milliseconds, which
@@ -594,17 +605,24 @@ impl State {
                 known,
             });
         }
-        for (i, sql) in migrations::MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(version as usize)
-        {
-            let tx = conn.transaction()?;
+        if version == known {
+            return Ok(());
+        }
+        // Each step re-reads the version under the write lock: two
+        // processes opening an old ledger at once migrate it once.
+        loop {
+            let tx = write_tx(&mut conn)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(sql) = usize::try_from(version)
+                .ok()
+                .and_then(|v| migrations::MIGRATIONS.get(v))
+            else {
+                return Ok(());
+            };
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 
     /// The schema version in force.
@@ -667,7 +685,7 @@ impl State {
     /// and target is open is recorded as skipped.
     pub fn begin_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Begin> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let begin = begin_run_in(&tx, run, now)?;
         tx.commit()?;
         Ok(begin)
@@ -679,7 +697,7 @@ impl State {
     /// error no intent of the slot is written.
     pub fn begin_runs(&self, runs: &[NewRun<'_>], now: DateTime<Utc>) -> Result<Vec<Begin>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let begun = runs
             .iter()
             .map(|run| begin_run_in(&tx, run, now))
@@ -751,7 +769,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<Vec<OpRow>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let run = finish_run_row(tx.query_row(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
             [run_id],
@@ -786,7 +804,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<SnapshotRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let run = finish_run_row(tx.query_row(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
             [run_id],
@@ -909,7 +927,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<OpRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let provider: String = tx.query_row(
             "SELECT provider FROM snapshots WHERE id = ?1",
             [row_id],
@@ -935,7 +953,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<OpRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let provider: String = tx.query_row(
             "SELECT provider FROM snapshots WHERE id = ?1",
             [row_id],
@@ -1013,7 +1031,7 @@ impl State {
     /// commit for a whole poll round): all of them or none.
     pub fn finish_ops(&self, outcomes: &[(i64, Option<&str>)], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         for &(id, error) in outcomes {
             record_outcome(&tx, id, error, now)?;
         }
@@ -1024,7 +1042,7 @@ impl State {
     /// Record the next poll of several operations in one transaction.
     pub fn reschedule_ops(&self, next: &[(i64, DateTime<Utc>, Duration)]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE operations SET next_poll_at = ?2, poll_interval_ms = ?3 WHERE id = ?1",

@@ -216,3 +216,75 @@ fn read_only_open_of_a_missing_file_says_so() {
     let err = State::open_read_only(&dir.path().join("nope.db")).expect_err("missing");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
+
+/// Another process (a CLI command, `login` storing a token) holds the
+/// write lock when one of our read-then-write transactions starts, and
+/// commits while that transaction is under way. The transaction must wait
+/// for it (`busy_timeout`) and succeed: a DEFERRED one reads first and then
+/// fails at its first write with SQLITE_BUSY_SNAPSHOT, which no timeout
+/// covers, losing a slot's intents or an operation's outcome (review §17).
+#[test]
+fn read_then_write_transactions_wait_for_another_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let s = State::open(&path).expect("open");
+    let contended = |what: &str, step: &dyn Fn() -> Result<()>| {
+        let other = Connection::open(&path).expect("second connection");
+        other
+            .execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT INTO schedule (policy, last_slot) VALUES ('other', '2026-01-01T00:00:00.000Z')
+                 ON CONFLICT (policy) DO UPDATE SET last_slot = excluded.last_slot || 'x';",
+            )
+            .expect("second writer takes the write lock");
+        let committer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other
+                .execute_batch("COMMIT")
+                .expect("second writer commits");
+        });
+        let result = step();
+        committer.join().expect("committer thread");
+        if let Err(e) = result {
+            panic!("{what} failed next to another writer instead of waiting: {e}");
+        }
+    };
+
+    let run = std::cell::Cell::new(0);
+    contended("begin_runs", &|| {
+        match s.begin_runs(&[new_run(t(0))], t(0))?.as_slice() {
+            [Begin::Started(id)] => run.set(*id),
+            other => panic!("unexpected {other:?}"),
+        }
+        Ok(())
+    });
+    let op = std::cell::Cell::new(0);
+    contended("record_created", &|| {
+        let ops = s.record_created(
+            run.get(),
+            &[Created {
+                snapshot_id: "ss-1".into(),
+                operation: "j-1".into(),
+            }],
+            t(1),
+            plan(t(1)),
+        )?;
+        op.set(ops[0].id);
+        Ok(())
+    });
+    contended("finish_ops", &|| s.finish_ops(&[(op.get(), None)], t(2)));
+    let row = s.live_snapshots("qc", "db", "vol-1").expect("live")[0].id;
+    contended("begin_delete", &|| {
+        s.begin_delete(row, "j-2", t(3), plan(t(3))).map(|_| ())
+    });
+    s.set_run_state(run.get(), RunState::Succeeded, None, t(4))
+        .expect("finish run");
+    let Begin::Started(second) = s.begin_run(&new_run(t(10)), t(10)).expect("begin") else {
+        panic!("must start");
+    };
+    contended("adopt_snapshot", &|| {
+        s.adopt_snapshot(second, "ss-2", LedgerState::Available, t(11))
+            .map(|_| ())
+    });
+    assert_eq!(s.run_snapshots(second).expect("snaps").len(), 1);
+}
