@@ -101,4 +101,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX snapshots_by_run ON snapshots (run_id);
     CREATE INDEX operations_by_snapshot ON operations (snapshot);
     "#,
+    // 5: the health probe's row. The probe commits a real write here (a
+    // lock alone writes nothing, so a full disk never showed, review §16).
+    r#"
+    CREATE TABLE health_probe (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  TEXT NOT NULL
+    );
+    "#,
 ];

@@ -632,10 +632,12 @@ impl State {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// A cheap write to prove the database is usable (health checks).
-    /// Takes the write lock for an instant on a connection of its own
-    /// (waiting at most 200 ms for it), so a locked or unwritable database
-    /// shows up in health checks even while the engine is blocked on it.
+    /// A cheap write to prove the database is usable (health checks): one
+    /// row's timestamp, committed, on a connection of its own (waiting at
+    /// most 200 ms for the write lock), so a locked, read-only or full
+    /// database shows up in health checks even while the engine is blocked
+    /// on it. Taking the lock alone would write nothing, and a full disk
+    /// would never show.
     pub fn probe_writable(&self) -> Result<()> {
         let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
         let conn = match probe.take() {
@@ -646,7 +648,11 @@ impl State {
                 c
             }
         };
-        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        let result = conn.execute(
+            "INSERT INTO health_probe (id, at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            [ts(Utc::now())],
+        );
         *probe = Some(conn);
         result?;
         Ok(())

@@ -288,3 +288,26 @@ fn read_then_write_transactions_wait_for_another_writer() {
     });
     assert_eq!(s.run_snapshots(second).expect("snaps").len(), 1);
 }
+
+/// The health probe commits a real write (another connection sees it), so
+/// a full disk fails it; taking the write lock alone wrote nothing
+/// (review §16; `e2e_ledger::a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room`
+/// shows it on a full filesystem).
+#[test]
+fn the_health_probe_commits_a_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let s = State::open(&path).expect("open");
+    let other = Connection::open(&path).expect("second connection");
+    let version = |c: &Connection| -> i64 {
+        c.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .expect("data_version")
+    };
+    let before = version(&other);
+    s.probe_writable().expect("probe");
+    assert_ne!(version(&other), before, "the probe changed the database");
+    let at: String = other
+        .query_row("SELECT at FROM health_probe WHERE id = 1", [], |r| r.get(0))
+        .expect("probe row");
+    assert!(parse_ts("health_probe.at", &at).is_ok(), "{at}");
+}

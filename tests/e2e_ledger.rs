@@ -1,7 +1,8 @@
-//! One ledger, one writer (review §7): a second daemon on the same ledger
-//! refuses to start and leaves the first alone; one-shot commands that
-//! write refuse while the daemon runs and work once it has stopped;
-//! commands that only read keep working next to it.
+//! The ledger end to end. One ledger, one writer (review §7): a second
+//! daemon on the same ledger refuses to start and leaves the first alone;
+//! one-shot commands that write refuse while the daemon runs and work once
+//! it has stopped; commands that only read keep working next to it. And a
+//! full disk under the ledger shows in `/healthz` (review §16).
 
 mod util;
 
@@ -148,4 +149,117 @@ fn writing_commands_refuse_while_the_daemon_runs_and_work_after_it_stops() {
     assert_eq!(sim.creates_for(VOL), creates + 1);
     let out = wd.cmd(&["prune", "-c", path], SECRET);
     assert!(out.status.success(), "prune after stop: {}", stderr(&out));
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` at `dir`; `None` where mounting is not
+    /// permitted (not root, no CAP_SYS_ADMIN, a container without mounts).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "cannot mount a tmpfs here ({}): skipped",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// GET `url`: status and body (0 on a transport error, so waits retry).
+fn get(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            (code, r.text().unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The state directory on a small filesystem that fills up: `/healthz`
+/// turns 503 with the cause while the disk is full (the health probe must
+/// really write, not only take the write lock), and 200 again once there
+/// is room. Needs permission to mount a tmpfs (root); skipped otherwise.
+#[test]
+fn a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room() {
+    let wd = Workdir::new();
+    let mnt = wd.dir.path().join("small");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "2m") else {
+        eprintln!("SKIPPED a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room: no permission to mount a tmpfs (run as root to include it)");
+        return;
+    };
+    let sim = Sim::start("100ms");
+    sim.volume(VOL);
+    let ledger = mnt.join("state.db");
+    let text = wd
+        .qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *"))
+        .replace(
+            &format!("state_path = \"{}\"", wd.state_path().display()),
+            &format!(
+                "state_path = \"{}\"\nmetrics_listen = \"127.0.0.1:0\"",
+                ledger.display()
+            ),
+        );
+    let cfg = wd.write_config(&text);
+    let daemon = Daemon::start(&cfg, SECRET);
+    let log = daemon.log.clone();
+    let addr = wait_for("the metrics address", Duration::from_secs(20), || {
+        log.all().iter().find_map(|l| {
+            l.split("metrics listening on ")
+                .nth(1)
+                .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+        })
+    });
+    let healthz = format!("http://{addr}/healthz");
+    wait_for("/healthz 200", Duration::from_secs(20), || {
+        (get(&healthz).0 == 200).then_some(())
+    });
+
+    // Fill the filesystem to the last byte.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.write_all(&[0u8]);
+        let _ = f.sync_all();
+    }
+    let body = wait_for("/healthz to turn 503", Duration::from_secs(20), || {
+        let (code, body) = get(&healthz);
+        (code == 503).then_some(body)
+    });
+    assert!(body.contains("full"), "{body}");
+
+    std::fs::remove_file(&filler).expect("make room");
+    wait_for("/healthz 200 again", Duration::from_secs(20), || {
+        (get(&healthz).0 == 200).then_some(())
+    });
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
 }
