@@ -228,6 +228,21 @@ impl Alerter {
         }
     }
 
+    /// The clock stepped back past a policy's fired slots (`target` is the
+    /// policy's `schedule` pseudo-target): a `stale` event, since no slot
+    /// would have run until the clock caught up again.
+    pub fn clock_stepped_back(&self, policy: &str, target: &str, provider: &str, message: &str) {
+        let run = RunResult {
+            policy,
+            target,
+            provider,
+            outcome: Err(message),
+            consecutive_failures: 0,
+        };
+        let a = self.alert(AlertEvent::Stale, &run, message, None, Utc::now());
+        self.deliver(a);
+    }
+
     /// A target selector that matched nothing.
     pub fn selector_empty(&self, policy: &str, target: &str, provider: &str, message: &str) {
         let run = RunResult {
