@@ -28,6 +28,7 @@ use crate::schedule::waker::Waker;
 use crate::state::{State, StateError};
 
 mod clock;
+mod trim;
 use clock::{clock_stepped_back, recheck_clock, schedule_base};
 
 /// How long a stop waits for runs to reach a safe point before it aborts
@@ -131,6 +132,7 @@ pub async fn run(
         shutdown_tx.subscribe(),
     )
     .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    trim::start(state.clone(), shutdown_tx.subscribe());
 
     let alerter = Alerter::new(&config);
     for s in state.summaries()? {

@@ -10,9 +10,11 @@
 mod lock;
 mod migrations;
 mod safety;
+mod trim;
 
 pub use lock::{Holder, LedgerLock};
 pub use safety::DeleteHold;
+pub use trim::Trimmed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -291,6 +293,14 @@ fn op_kind(s: &str) -> Result<OpKind> {
         other => Err(corrupt("operations.kind", other)),
     }
 }
+
+/// Every (policy, target) the ledger knows, with its provider.
+const TARGET_PAIRS_SQL: &str =
+    "SELECT policy, target, provider FROM targets ORDER BY policy, target";
+
+/// How many slots of one (policy, target) were skipped.
+const SKIPPED_COUNT_SQL: &str =
+    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'";
 
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";
@@ -1067,9 +1077,7 @@ impl State {
     pub fn summaries(&self) -> Result<Vec<TargetSummary>> {
         let pairs: Vec<(String, String, String)> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT policy, target, provider FROM runs GROUP BY policy, target ORDER BY policy, target",
-            )?;
+            let mut stmt = conn.prepare(TARGET_PAIRS_SQL)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1158,11 +1166,8 @@ impl State {
             params![policy, target],
             |r| r.get(0),
         )?;
-        let skipped: u32 = conn.query_row(
-            "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'",
-            params![policy, target],
-            |r| r.get(0),
-        )?;
+        let skipped: u32 =
+            conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
         drop(conn);
         Ok(TargetSummary {
             policy: policy.to_string(),
@@ -1262,6 +1267,12 @@ fn insert_run(
     error: Option<&str>,
 ) -> Result<i64> {
     let finished = (!state.is_open()).then(|| ts(now));
+    tx.execute(
+        "INSERT INTO targets (policy, target, provider) VALUES (?1, ?2, ?3)
+         ON CONFLICT (policy, target) DO UPDATE SET provider = excluded.provider
+         WHERE provider != excluded.provider",
+        params![run.policy, run.target, run.provider],
+    )?;
     tx.execute(
         "INSERT INTO runs (policy, target, provider, slot, name, full, state, started_at, finished_at, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
