@@ -139,6 +139,9 @@ fn writing_commands_refuse_while_the_daemon_runs_and_work_after_it_stops() {
 
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
+    // A slot is a whole second: the first `snapshot` may have been less
+    // than a second ago.
+    std::thread::sleep(Duration::from_millis(1050));
     let creates = sim.creates_for(VOL);
     let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
     assert!(
