@@ -27,6 +27,10 @@ use crate::observe::{metrics, notify};
 use crate::schedule::waker::Waker;
 use crate::state::{State, StateError};
 
+mod clock;
+mod trim;
+use clock::{clock_stepped_back, recheck_clock, schedule_base};
+
 /// How long a stop waits for runs to reach a safe point before it aborts
 /// them (their state is in the ledger either way).
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -57,6 +61,9 @@ pub enum DaemonError {
 
 /// The pseudo-target alerts about a policy's selector name.
 const SELECTOR_TARGET: &str = "select";
+/// The pseudo-target alerts about a policy's schedule name (a clock that
+/// stepped back).
+const SCHEDULE_TARGET: &str = "schedule";
 
 /// A selector policy's slot whose targets were being resolved.
 struct Resolution {
@@ -76,7 +83,11 @@ pub async fn run(
     config: Config,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let state = Arc::new(State::open(&config.daemon.state_path)?);
+    // One ledger, one daemon: the lock is held until the process ends.
+    let state = Arc::new(State::open_locked(
+        &config.daemon.state_path,
+        "snapwarden run",
+    )?);
     info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
@@ -124,6 +135,7 @@ pub async fn run(
         shutdown_tx.subscribe(),
     )
     .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    trim::start(state.clone(), shutdown_tx.subscribe());
 
     for s in state.summaries()? {
         if s.consecutive_failures > 0 {
@@ -223,6 +235,7 @@ pub async fn run(
                 check_stale(&alerter, &state, &config);
             }
             _ = health_check.tick() => {
+                recheck_clock(&alerter, &config.policies, &mut scheduled);
                 match health.check() {
                     Ok(()) => {
                         notify::status(&status_line(&state, &config));
@@ -306,7 +319,15 @@ fn schedule_all(
                 }
             }
         }
-        let next = policy.schedule.next_after(now.max(last.unwrap_or(now)));
+        let (base, ahead) = schedule_base(now, last);
+        if let (Some(ahead), Some(last)) = (ahead, last) {
+            clock_stepped_back(alerter, policy, &format!(
+                "the last fired slot {} is {} ahead of this host's clock: the clock stepped back? Scheduling from now",
+                last.to_rfc3339(),
+                humantime::format_duration(Duration::from_secs(ahead.as_secs()))
+            ));
+        }
+        let next = policy.schedule.next_after(base);
         metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
         if let Some(n) = next {
             info!(policy = %policy.name, next = %n, "scheduled");

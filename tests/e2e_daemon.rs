@@ -274,6 +274,9 @@ fn systemd_unit_verifies() {
     .expect("read unit");
     for needle in [
         "Type=notify",
+        // A clock stepped back after start leaves a gap (review §6): start
+        // once time sync says the clock is right, without pulling it in.
+        "After=network-online.target time-sync.target\n",
         "ExecStartPre=/usr/bin/snapwarden check",
         "StateDirectory=snapwarden",
         "ProtectSystem=strict",
@@ -284,6 +287,8 @@ fn systemd_unit_verifies() {
     ] {
         assert!(unit.contains(needle), "unit lacks {needle:?}");
     }
+    // systemd.special(7): order after time-sync.target, never pull it in.
+    assert!(!unit.contains("Wants=time-sync.target"));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("snapwarden.service");
     std::fs::write(&path, unit.replace("/usr/bin/snapwarden", BIN)).expect("write unit");

@@ -168,7 +168,7 @@ max_deletes_per_run = 5
 /// the hold is logged with the plan diff and alerted, snapshots are still
 /// made, nothing is deleted until `prune --policy db --yes`, which then
 /// deletes what retention wants and lifts the hold.
-fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: &Daemon) {
+fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daemon) {
     daemon.wait_log("deletions held until", Duration::from_secs(20));
     assert!(
         daemon
@@ -187,7 +187,14 @@ fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: &Dae
     assert!(deleted_ids(sim).is_empty(), "no delete while held");
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
 
-    // A run may have a snapshot in flight at that moment: try again.
+    // The confirmation writes the ledger: not next to the running daemon
+    // (one ledger, one writer), but once it is stopped.
+    let out = run(wd, cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    // A snapshot the stopped daemon left in flight may still be creating
+    // on the cloud: nothing is pruned until it is good, so try again.
     wait_for("prune --yes to succeed", MINUTE, || {
         let out = run(wd, cfg, &["prune", "--policy", "db", "--yes"]);
         out.status.success().then_some(())
@@ -215,9 +222,7 @@ fn sighup_hold_covers_the_targets_a_selector_picked() {
     });
     write_config(&wd, &sim, &[db_policy(true, 2)]);
     daemon.signal("HUP");
-    expect_held_until_prune_yes(&sim, &wd, &cfg, &daemon);
-    let (code, _) = daemon.stop();
-    assert_eq!(code, Some(0));
+    expect_held_until_prune_yes(&sim, &wd, &cfg, daemon);
 }
 
 /// §4: a restart with an edited file is held like a SIGHUP: the ledger
@@ -238,9 +243,7 @@ fn restart_with_an_edited_file_holds_until_prune_yes() {
 
     write_config(&wd, &sim, &[db_policy(false, 2)]);
     let daemon = Daemon::start(&cfg, SECRET);
-    expect_held_until_prune_yes(&sim, &wd, &cfg, &daemon);
-    let (code, _) = daemon.stop();
-    assert_eq!(code, Some(0));
+    expect_held_until_prune_yes(&sim, &wd, &cfg, daemon);
 
     // Started again with the same file: nothing new to hold.
     let daemon = Daemon::start(&cfg, SECRET);

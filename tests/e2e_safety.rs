@@ -681,16 +681,37 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     assert_eq!(sample(&get(&format!("{base}/metrics")).1, held), Some(1.0));
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
 
-    // The operator confirms. A run of the daemon may have a snapshot in
-    // flight at that moment (then prune refuses and says so): try again.
-    wait_for("prune --yes to succeed", MINUTE, || {
-        let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-        out.status.success().then_some(())
+    // The operator confirms. Next to the running daemon `prune` refuses
+    // (one ledger, one writer): the daemon is stopped first, between two
+    // runs (a reload to a schedule that does not fire lets the run in
+    // flight finish), and started again afterwards.
+    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let quiet = |retain| {
+        policy(
+            "db",
+            &[VOL],
+            "0 0 3 * * *",
+            &format!("retain = {retain}\nmax_deletes_per_run = 5"),
+        )
+    };
+    write_config(&wd, &sim, "metrics_listen = \"127.0.0.1:0\"", &[quiet(2)]);
+    daemon.signal("HUP");
+    wait_for("the runs in flight to end", MINUTE, || {
+        let state = wd.try_state()?;
+        (state.open_runs().ok()?.is_empty() && state.ops_in_flight_count().ok()? == 0).then_some(())
     });
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
     let after_confirm = deleted_ids(&sim).len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
 
+    write_config(&wd, &sim, "metrics_listen = \"127.0.0.1:0\"", &[body(2)]);
+    let daemon = Daemon::start(&cfg, SECRET);
+    let base = format!("http://{}", metrics_addr(&daemon));
     wait_for("the daemon to prune on its own again", MINUTE, || {
         (deleted_ids(&sim).len() > after_confirm).then_some(())
     });

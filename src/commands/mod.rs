@@ -81,17 +81,37 @@ pub fn open_engine(
     use crate::state::State;
     let path = &config.daemon.state_path;
     let state = if !read_only {
-        State::open(path)
+        // A command that writes takes the ledger's lock: it never races a
+        // running daemon (or another such command) on the same ledger.
+        State::open_locked(path, &this_command())
     } else if path.exists() {
         State::open_read_only(path)
     } else {
         State::open(Path::new(":memory:"))
     };
-    let state = state.map_err(|e| Exit::failure(e.to_string()))?;
+    let state = state.map_err(state_exit)?;
     // One-shot commands never stop early: the shutdown flag stays false.
     let (_tx, rx) = tokio::sync::watch::channel(false);
     crate::engine::Engine::new(std::sync::Arc::new(state), config, rx)
         .map_err(|e| Exit::failure(e.to_string()))
+}
+
+/// A ledger that cannot be opened: held by another process is exit code 2
+/// (the operator must stop it first), anything else a run-time failure.
+pub fn state_exit(e: crate::state::StateError) -> Exit {
+    match e {
+        crate::state::StateError::Locked { .. } => Exit::config(e.to_string()),
+        other => Exit::failure(other.to_string()),
+    }
+}
+
+/// How this process names itself in the ledger's lock: `snapwarden` and
+/// its subcommand.
+fn this_command() -> String {
+    match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        Some(sub) => format!("snapwarden {sub}"),
+        None => "snapwarden".to_string(),
+    }
 }
 
 /// The policies a `--policy` option selects (all when absent).

@@ -15,6 +15,8 @@ pub async fn run(path: &Path) -> Exit {
     let (_stop_tx, stop_rx) = watch::channel(false);
     match crate::daemon::run(path.to_path_buf(), config, stop_rx).await {
         Ok(()) => Exit::OK,
+        // A second daemon on one ledger: exit 2, the first keeps running.
+        Err(crate::daemon::DaemonError::State(e)) => super::state_exit(e),
         Err(e) => Exit::failure(e.to_string()),
     }
 }

@@ -27,6 +27,14 @@ pub async fn settle_in_flight(config: &Config, policies: Option<&[&Policy]>) {
     }
     let engine = match super::open_engine(config, false) {
         Ok(e) => e,
+        // The ledger's lock is held: a running daemon follows them itself.
+        Err(e) if e.code == 2 => {
+            tracing::debug!(
+                reason = e.message.as_deref().unwrap_or(""),
+                "operations in flight are followed by the process holding the ledger"
+            );
+            return;
+        }
         Err(e) => {
             tracing::warn!(
                 error = e.message.as_deref().unwrap_or(""),

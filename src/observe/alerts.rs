@@ -25,6 +25,17 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Webhook attempts per event (with backoff between them).
 const WEBHOOK_ATTEMPTS: u32 = 3;
 
+/// How far ahead of this host's clock a recorded time (a last success, a
+/// fired slot) may lie before it means the clock stepped back since it was
+/// recorded. Time sync's small corrections stay well within it.
+pub const CLOCK_STEP_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// How far `t` lies ahead of `now` beyond [`CLOCK_STEP_TOLERANCE`], if it does.
+pub fn ahead_of_clock(now: DateTime<Utc>, t: DateTime<Utc>) -> Option<Duration> {
+    let ahead = (t - now).to_std().ok()?;
+    (ahead > CLOCK_STEP_TOLERANCE).then_some(ahead)
+}
+
 /// One alert, as sent.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Alert {
@@ -60,6 +71,10 @@ struct Track {
     failing_since: Option<DateTime<Utc>>,
     failure_sent_at: Option<DateTime<Utc>>,
     stale_sent_at: Option<DateTime<Utc>>,
+    /// When a stale alert for a last success in the future was sent. Kept
+    /// across recoveries: new successes do not move a last success that
+    /// lies ahead, so the alert repeats only every `repeat_after`.
+    future_sent_at: Option<DateTime<Utc>>,
 }
 
 /// A finished run, as the alerter needs it.
@@ -145,7 +160,10 @@ impl Alerter {
                 Ok(()) => {
                     let was_failing = t.failing_since.is_some() || t.stale_sent_at.is_some();
                     let since = t.failing_since;
-                    *t = Track::default();
+                    *t = Track {
+                        future_sent_at: t.future_sent_at,
+                        ..Track::default()
+                    };
                     if was_failing {
                         send = Some(self.alert(
                             AlertEvent::Recovery,
@@ -174,10 +192,10 @@ impl Alerter {
         consecutive_failures: u32,
     ) {
         let now = Utc::now();
-        let base = last_success.unwrap_or(self.started);
-        if (now - base).to_std().unwrap_or_default() < stale_after {
+        let Some(message) = stale_reason(now, last_success, self.started, stale_after) else {
             return;
-        }
+        };
+        let in_future = ahead_of_clock(now, last_success.unwrap_or(self.started)).is_some();
         let repeat = self.repeat_after();
         let mut send = None;
         {
@@ -185,23 +203,17 @@ impl Alerter {
             let t = tracks
                 .entry((policy.to_string(), target.to_string()))
                 .or_default();
-            let due = match t.stale_sent_at {
+            let sent_at = if in_future {
+                &mut t.future_sent_at
+            } else {
+                &mut t.stale_sent_at
+            };
+            let due = match *sent_at {
                 None => true,
                 Some(sent) => (now - sent).to_std().unwrap_or_default() >= repeat,
             };
             if due {
-                t.stale_sent_at = Some(now);
-                let message = match last_success {
-                    Some(t) => format!(
-                        "no successful snapshot since {} (stale after {})",
-                        t.to_rfc3339(),
-                        humantime::format_duration(stale_after)
-                    ),
-                    None => format!(
-                        "no successful snapshot yet, {} after start",
-                        humantime::format_duration(stale_after)
-                    ),
-                };
+                *sent_at = Some(now);
                 let run = RunResult {
                     policy,
                     target,
@@ -215,6 +227,21 @@ impl Alerter {
         if let Some(a) = send {
             self.deliver(a);
         }
+    }
+
+    /// The clock stepped back past a policy's fired slots (`target` is the
+    /// policy's `schedule` pseudo-target): a `stale` event, since no slot
+    /// would have run until the clock caught up again.
+    pub fn clock_stepped_back(&self, policy: &str, target: &str, provider: &str, message: &str) {
+        let run = RunResult {
+            policy,
+            target,
+            provider,
+            outcome: Err(message),
+            consecutive_failures: 0,
+        };
+        let a = self.alert(AlertEvent::Stale, &run, message, None, Utc::now());
+        self.deliver(a);
     }
 
     /// A target selector that matched nothing.
@@ -429,6 +456,47 @@ impl Alerter {
     }
 }
 
+/// Why a policy and target is stale at `now`, if it is: no successful
+/// snapshot within `stale_after` of its last success (or of the daemon's
+/// start, `started`, when it has none).
+fn stale_reason(
+    now: DateTime<Utc>,
+    last_success: Option<DateTime<Utc>>,
+    started: DateTime<Utc>,
+    stale_after: Duration,
+) -> Option<String> {
+    let base = last_success.unwrap_or(started);
+    // A time ahead of the clock is not "fresh": the clock stepped back
+    // after it was recorded, and the slots up to it may never run.
+    if let Some(ahead) = ahead_of_clock(now, base) {
+        let ahead = humantime::format_duration(Duration::from_secs(ahead.as_secs()));
+        return Some(match last_success {
+            Some(t) => format!(
+                "last success is in the future ({}, {ahead} ahead of this host's clock): clock stepped back?",
+                t.to_rfc3339()
+            ),
+            None => format!(
+                "no successful snapshot yet, and the daemon's start is in the future ({}, {ahead} ahead of this host's clock): clock stepped back?",
+                started.to_rfc3339()
+            ),
+        });
+    }
+    if (now - base).to_std().unwrap_or_default() < stale_after {
+        return None;
+    }
+    Some(match last_success {
+        Some(t) => format!(
+            "no successful snapshot since {} (stale after {})",
+            t.to_rfc3339(),
+            humantime::format_duration(stale_after)
+        ),
+        None => format!(
+            "no successful snapshot yet, {} after start",
+            humantime::format_duration(stale_after)
+        ),
+    })
+}
+
 /// Run the alert command with the event JSON on stdin.
 async fn run_command(command: &[String], body: &[u8]) -> Result<(), String> {
     let (program, args) = command.split_first().ok_or("empty command")?;
@@ -451,5 +519,80 @@ async fn run_command(command: &[String], body: &[u8]) -> Result<(), String> {
         Ok(Ok(status)) => Err(format!("exited with {status}")),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("timed out after {}s", DELIVERY_TIMEOUT.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + h * 3600, 0).expect("valid time")
+    }
+
+    #[test]
+    fn stale_after_stale_after_and_fresh_before() {
+        assert_eq!(stale_reason(at(1), Some(at(0)), at(0), 2 * HOUR), None);
+        let why = stale_reason(at(3), Some(at(0)), at(0), 2 * HOUR).expect("stale");
+        assert!(why.contains("no successful snapshot since"), "{why}");
+        let why = stale_reason(at(3), None, at(0), 2 * HOUR).expect("stale");
+        assert!(why.contains("no successful snapshot yet"), "{why}");
+    }
+
+    /// A last success 8 h in the future (recorded while the clock was 8 h
+    /// ahead, then stepped back) is suspicious, not fresh: no slot may run
+    /// for 8 h, and nothing else would say so (review §6).
+    #[test]
+    fn a_last_success_in_the_future_is_stale_not_fresh() {
+        let why = stale_reason(at(0), Some(at(8)), at(-1), 2 * HOUR).expect("suspicious");
+        assert!(why.contains("in the future"), "{why}");
+        assert!(why.contains("clock stepped back?"), "{why}");
+        // A daemon started "in the future" and never successful since.
+        let why = stale_reason(at(0), None, at(8), 2 * HOUR).expect("suspicious");
+        assert!(why.contains("clock stepped back?"), "{why}");
+        // Within the tolerance of a small time-sync step: fresh.
+        let just_ahead = at(0) + chrono::Duration::seconds(5);
+        assert_eq!(
+            stale_reason(at(0), Some(just_ahead), at(-1), 2 * HOUR),
+            None
+        );
+    }
+
+    /// New successes do not move a last success that lies ahead (it is the
+    /// newest slot): the alert about it must not flap with every recovery.
+    #[test]
+    fn a_future_last_success_is_alerted_once_per_repeat_not_after_every_run() {
+        let alerter = Alerter {
+            config: Mutex::new(None),
+            tracks: Mutex::new(HashMap::new()),
+            held_sent: Mutex::new(HashMap::new()),
+            http: reqwest::Client::new(),
+            started: Utc::now(),
+            commands: std::sync::OnceLock::new(),
+        };
+        let future = Some(Utc::now() + chrono::Duration::hours(8));
+        let track = |a: &Alerter| {
+            a.tracks
+                .lock()
+                .expect("tracks")
+                .get(&("db".to_string(), "vol-1".to_string()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        alerter.check_stale("db", "vol-1", "qc", future, 2 * HOUR, 0);
+        let first = track(&alerter).future_sent_at.expect("alerted");
+        alerter.run_finished(RunResult {
+            policy: "db",
+            target: "vol-1",
+            provider: "qc",
+            outcome: Ok(()),
+            consecutive_failures: 0,
+        });
+        alerter.check_stale("db", "vol-1", "qc", future, 2 * HOUR, 0);
+        let t = track(&alerter);
+        assert_eq!(t.future_sent_at, Some(first), "not sent again");
+        assert_eq!(t.stale_sent_at, None, "so no recovery follows either");
     }
 }

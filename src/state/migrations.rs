@@ -117,4 +117,29 @@ pub const MIGRATIONS: &[&str] = &[
         source    TEXT NOT NULL
     );
     "#,
+    // 6: the health probe's row. The probe commits a real write here (a
+    // lock alone writes nothing, so a full disk never showed, review §16).
+    r#"
+    CREATE TABLE health_probe (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  TEXT NOT NULL
+    );
+    "#,
+    // 7: reads that walked every run (review §18). The targets the ledger
+    // knows, kept by `insert_run` (the list was a GROUP BY over all runs,
+    // every few seconds); a target's skipped slots and its newest success
+    // by index instead of by every run of the target.
+    r#"
+    CREATE TABLE targets (
+        policy    TEXT NOT NULL,
+        target    TEXT NOT NULL,
+        -- the provider of its newest run
+        provider  TEXT NOT NULL,
+        PRIMARY KEY (policy, target)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO targets (policy, target, provider)
+        SELECT policy, target, provider FROM runs ORDER BY id DESC;
+    CREATE INDEX runs_skipped ON runs (policy, target) WHERE state = 'skipped';
+    CREATE INDEX runs_succeeded ON runs (policy, target, slot) WHERE state = 'succeeded';
+    "#,
 ];

@@ -7,11 +7,15 @@
 //! mode with `synchronous = FULL`: a committed intent survives a crash or a
 //! power cut, which is what makes "no duplicate, nothing lost" possible.
 
+mod lock;
 mod migrations;
 mod safety;
 mod sources;
+mod trim;
 
+pub use lock::{Holder, LedgerLock};
 pub use safety::DeleteHold;
+pub use trim::Trimmed;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +23,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 
 use crate::providers::{Created, OpKind};
 
@@ -44,6 +50,18 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
     #[error("state database holds an invalid value in {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
+    /// Another process writes this ledger (one ledger, one writer).
+    #[error("the ledger {} is in use by {holder}, which holds the lock {}; only one snapwarden process may write a ledger at a time: let it finish, or stop it (the service: `systemctl stop snapwarden`) and try again", ledger.display(), lock.display())]
+    Locked {
+        ledger: PathBuf,
+        lock: PathBuf,
+        holder: Holder,
+    },
+    #[error("cannot lock the ledger with {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -225,12 +243,24 @@ pub struct State {
     /// A second connection for health probes, so a probe never waits behind
     /// the engine's own writes (opened lazily; none for read-only use).
     probe: Mutex<Option<Connection>>,
+    /// The ledger's lock, held as long as this is open (see
+    /// [`State::open_locked`]).
+    lock: Option<LedgerLock>,
 }
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").field("path", &self.path).finish()
     }
+}
+
+/// A transaction that writes: IMMEDIATE, so it takes the write lock
+/// before its first read and waits for another writer (`busy_timeout`)
+/// instead of reading first and then failing at once with
+/// SQLITE_BUSY_SNAPSHOT when that writer commits in between (which no
+/// timeout covers). Every transaction here writes.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// Timestamps are stored as RFC 3339 UTC text with milliseconds, which
@@ -264,6 +294,14 @@ fn op_kind(s: &str) -> Result<OpKind> {
         other => Err(corrupt("operations.kind", other)),
     }
 }
+
+/// Every (policy, target) the ledger knows, with its provider.
+const TARGET_PAIRS_SQL: &str =
+    "SELECT policy, target, provider FROM targets ORDER BY policy, target";
+
+/// How many slots of one (policy, target) were skipped.
+const SKIPPED_COUNT_SQL: &str =
+    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'";
 
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";
@@ -488,6 +526,7 @@ impl State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             probe: Mutex::new(None),
+            lock: None,
         };
         state.configure().map_err(|e| match e {
             StateError::Sql(source) => StateError::Open {
@@ -529,7 +568,26 @@ impl State {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             probe: Mutex::new(None),
+            lock: None,
         })
+    }
+
+    /// [`State::open`] for a process that writes the ledger (the daemon, a
+    /// one-shot command that snapshots, prunes, deletes or restores):
+    /// takes the ledger's lock first and holds it until this is dropped.
+    /// `command` names this process to whoever is refused the lock. Held
+    /// by another process: [`StateError::Locked`] at once, nothing opened.
+    pub fn open_locked(path: &Path, command: &str) -> Result<State> {
+        let lock = LedgerLock::acquire(path, command)?;
+        let mut state = State::open(path)?;
+        state.lock = Some(lock);
+        Ok(state)
+    }
+
+    /// The lock this ledger is held with, if it was opened with
+    /// [`State::open_locked`].
+    pub fn lock(&self) -> Option<&LedgerLock> {
+        self.lock.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -558,17 +616,24 @@ impl State {
                 known,
             });
         }
-        for (i, sql) in migrations::MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(version as usize)
-        {
-            let tx = conn.transaction()?;
+        if version == known {
+            return Ok(());
+        }
+        // Each step re-reads the version under the write lock: two
+        // processes opening an old ledger at once migrate it once.
+        loop {
+            let tx = write_tx(&mut conn)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(sql) = usize::try_from(version)
+                .ok()
+                .and_then(|v| migrations::MIGRATIONS.get(v))
+            else {
+                return Ok(());
+            };
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 
     /// The schema version in force.
@@ -578,10 +643,12 @@ impl State {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// A cheap write to prove the database is usable (health checks).
-    /// Takes the write lock for an instant on a connection of its own
-    /// (waiting at most 200 ms for it), so a locked or unwritable database
-    /// shows up in health checks even while the engine is blocked on it.
+    /// A cheap write to prove the database is usable (health checks): one
+    /// row's timestamp, committed, on a connection of its own (waiting at
+    /// most 200 ms for the write lock), so a locked, read-only or full
+    /// database shows up in health checks even while the engine is blocked
+    /// on it. Taking the lock alone would write nothing, and a full disk
+    /// would never show.
     pub fn probe_writable(&self) -> Result<()> {
         let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
         let conn = match probe.take() {
@@ -592,7 +659,11 @@ impl State {
                 c
             }
         };
-        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        let result = conn.execute(
+            "INSERT INTO health_probe (id, at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            [ts(Utc::now())],
+        );
         *probe = Some(conn);
         result?;
         Ok(())
@@ -631,7 +702,7 @@ impl State {
     /// and target is open is recorded as skipped.
     pub fn begin_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Begin> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let begin = begin_run_in(&tx, run, now)?;
         tx.commit()?;
         Ok(begin)
@@ -643,7 +714,7 @@ impl State {
     /// error no intent of the slot is written.
     pub fn begin_runs(&self, runs: &[NewRun<'_>], now: DateTime<Utc>) -> Result<Vec<Begin>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let begun = runs
             .iter()
             .map(|run| begin_run_in(&tx, run, now))
@@ -715,7 +786,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<Vec<OpRow>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let run = finish_run_row(tx.query_row(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
             [run_id],
@@ -750,7 +821,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<SnapshotRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let run = finish_run_row(tx.query_row(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
             [run_id],
@@ -873,7 +944,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<OpRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let provider: String = tx.query_row(
             "SELECT provider FROM snapshots WHERE id = ?1",
             [row_id],
@@ -899,7 +970,7 @@ impl State {
         plan: PollPlan,
     ) -> Result<OpRow> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let provider: String = tx.query_row(
             "SELECT provider FROM snapshots WHERE id = ?1",
             [row_id],
@@ -997,7 +1068,7 @@ impl State {
     /// commit for a whole poll round): all of them or none.
     pub fn finish_ops(&self, outcomes: &[(i64, Option<&str>)], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         for &(id, error) in outcomes {
             record_outcome(&tx, id, error, now)?;
         }
@@ -1008,7 +1079,7 @@ impl State {
     /// Record the next poll of several operations in one transaction.
     pub fn reschedule_ops(&self, next: &[(i64, DateTime<Utc>, Duration)]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE operations SET next_poll_at = ?2, poll_interval_ms = ?3 WHERE id = ?1",
@@ -1027,9 +1098,7 @@ impl State {
     pub fn summaries(&self) -> Result<Vec<TargetSummary>> {
         let pairs: Vec<(String, String, String)> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT policy, target, provider FROM runs GROUP BY policy, target ORDER BY policy, target",
-            )?;
+            let mut stmt = conn.prepare(TARGET_PAIRS_SQL)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1118,11 +1187,8 @@ impl State {
             params![policy, target],
             |r| r.get(0),
         )?;
-        let skipped: u32 = conn.query_row(
-            "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'",
-            params![policy, target],
-            |r| r.get(0),
-        )?;
+        let skipped: u32 =
+            conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
         drop(conn);
         Ok(TargetSummary {
             policy: policy.to_string(),
@@ -1222,6 +1288,12 @@ fn insert_run(
     error: Option<&str>,
 ) -> Result<i64> {
     let finished = (!state.is_open()).then(|| ts(now));
+    tx.execute(
+        "INSERT INTO targets (policy, target, provider) VALUES (?1, ?2, ?3)
+         ON CONFLICT (policy, target) DO UPDATE SET provider = excluded.provider
+         WHERE provider != excluded.provider",
+        params![run.policy, run.target, run.provider],
+    )?;
     tx.execute(
         "INSERT INTO runs (policy, target, provider, slot, name, full, state, started_at, finished_at, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

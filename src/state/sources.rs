@@ -33,7 +33,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = super::write_tx(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO policy_rules (policy, provider, rules, updated_at)
@@ -93,7 +93,7 @@ impl State {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = super::write_tx(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO snapshot_sources (snapshot, source) VALUES (?1, ?2)

@@ -1,0 +1,100 @@
+//! Trimming the ledger's history (review §18): without it, runs,
+//! operations and the rows of deleted snapshots grow without bound, and
+//! so does every read that walks them.
+//!
+//! Only history goes, nothing the engine or a guarantee still needs:
+//! - a snapshot row only once it is `deleted` (a live, creating, deleting
+//!   or failed snapshot is the ledger's half of "ours"; it stays as long
+//!   as it exists), together with its finished operations;
+//! - a run only once it is terminal, no snapshot row refers to it any
+//!   more, and its slot lies before its (policy, target)'s newest success:
+//!   the newest success, the failure streak after it and anything open
+//!   stay, so `status`, `monitor` and the alerts read the same afterwards.
+//!   Trimmed slots are far behind the schedule's last slot, which only
+//!   moves forward, so no slot can fire again for want of its row.
+//!
+//! The work is done in windows of ids, one short IMMEDIATE transaction
+//! each, so a first trim of a large ledger never holds the engine off for
+//! long.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{ts, write_tx, Result, State};
+
+/// Rows per transaction.
+const WINDOW: i64 = 5_000;
+
+/// What one [`State::trim`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub runs: usize,
+    pub snapshots: usize,
+    pub operations: usize,
+}
+
+impl State {
+    /// Remove history that ended before `before` (see the module
+    /// documentation for what stays).
+    pub fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {
+        let before = ts(before);
+        let mut out = Trimmed::default();
+        let max_snapshot = self.max_id("snapshots")?;
+        let mut from = 0;
+        while from < max_snapshot {
+            let to = from + WINDOW;
+            let mut conn = self.conn();
+            let tx = write_tx(&mut conn)?;
+            out.operations += tx.execute(
+                "DELETE FROM operations WHERE snapshot IN (
+                     SELECT id FROM snapshots
+                     WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3)",
+                params![from, to, before],
+            )?;
+            tx.execute(
+                "DELETE FROM snapshot_sources WHERE snapshot IN (
+                     SELECT id FROM snapshots
+                     WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3)",
+                params![from, to, before],
+            )?;
+            out.snapshots += tx.execute(
+                "DELETE FROM snapshots
+                 WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3",
+                params![from, to, before],
+            )?;
+            tx.commit()?;
+            from = to;
+        }
+        let max_run = self.max_id("runs")?;
+        let mut from = 0;
+        while from < max_run {
+            let to = from + WINDOW;
+            let mut conn = self.conn();
+            let tx = write_tx(&mut conn)?;
+            out.runs += tx.execute(
+                "DELETE FROM runs WHERE id IN (
+                     SELECT r.id FROM runs r
+                     WHERE r.id > ?1 AND r.id <= ?2
+                       AND r.state IN ('succeeded', 'failed', 'skipped')
+                       AND r.finished_at < ?3
+                       AND r.slot < (
+                           SELECT MAX(n.slot) FROM runs n
+                           WHERE n.policy = r.policy AND n.target = r.target
+                             AND n.state = 'succeeded')
+                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))",
+                params![from, to, before],
+            )?;
+            tx.commit()?;
+            from = to;
+        }
+        Ok(out)
+    }
+
+    fn max_id(&self, table: &'static str) -> Result<i64> {
+        Ok(self.conn().query_row(
+            &format!("SELECT COALESCE(MAX(id), 0) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
