@@ -734,6 +734,67 @@ fn finished_runs(
     (runs.len() >= n).then_some(runs)
 }
 
+/// Review §9: policy "db" on instance "prod-web" and policy "db-prod" on
+/// instance "web" used to get the same name `db-prod-web-<slot>` at every
+/// shared slot, so one of them failed with "the name … is taken". Each now
+/// gets its own snapshot at every slot, under a name no other (policy,
+/// target) pair can have, tagged as before.
+#[test]
+fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    for name in ["prod-web", "web"] {
+        sim.post("/_sim/lightsail/instances", json!({"name": name}));
+    }
+    let schedule = seconds_from_now(&[2, 4]);
+    let policies = format!(
+        "{}\n{}",
+        instance_policy("db", "prod-web", &schedule),
+        instance_policy("db-prod", "web", &schedule)
+    );
+    let cfg = config(&wd, &sim, SECRET, &policies);
+    let d = daemon(&cfg, &wd);
+    let pairs = [("db", "prod-web"), ("db-prod", "web")];
+    let runs: Vec<_> = pairs
+        .iter()
+        .map(|(p, t)| {
+            wait_for(
+                &format!("two finished runs of {p} on {t}"),
+                Duration::from_secs(30),
+                || finished_runs(&wd, p, t, 2),
+            )
+        })
+        .collect();
+    let log = d.log.text();
+    drop(d);
+    for ((policy, target), runs) in pairs.iter().zip(&runs) {
+        for r in runs {
+            assert_eq!(
+                r.state,
+                snapwarden::state::RunState::Succeeded,
+                "{policy} on {target}, slot {}: {:?}\n{log}",
+                r.slot,
+                r.error
+            );
+        }
+        let own: Vec<Value> = live(&sim, "fromInstanceName", target)
+            .into_iter()
+            .filter(|s| tag(s, "snapwarden:policy") == Some(*policy))
+            .collect();
+        assert_eq!(own.len(), 2, "{policy} on {target}: {own:?}");
+        for s in &own {
+            assert_eq!(tag(s, "snapwarden:target"), Some(*target));
+            assert_eq!(s["state"], "available", "{s}");
+        }
+    }
+    let names: std::collections::HashSet<String> = sim_snapshots(&sim)
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 4, "four different names: {names:?}");
+    assert!(!log.contains("is taken"), "{log}");
+}
+
 /// Lightsail's calls go through the AWS SDK, not the shared HTTP client:
 /// they are counted in `snapwarden_api_requests_total` and timed in
 /// `snapwarden_api_request_duration_seconds` with the labels the other
