@@ -883,3 +883,65 @@ fn lightsail_calls_are_counted_and_timed_in_metrics() {
         );
     }
 }
+
+/// `plan --json` shows each snapshot under the cloud's own identifier (the
+/// name `aws lightsail get-instance-snapshot --instance-snapshot-name`
+/// takes), never the internal `InstanceSnapshot/<name>`, with its name,
+/// creation time, status and size.
+#[test]
+fn plan_json_shows_the_cloud_identifier_and_details() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    seed(&sim);
+    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    for policy in ["web", "data"] {
+        let out = snapshot_now(&wd, &cfg, policy, SECRET);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run(
+        &wd,
+        &["plan", "--json", "-c", cfg.to_str().expect("utf-8 path")],
+        SECRET,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    for (policy, source, size_gb) in [("web", "web-1", 40u64), ("data", "data-1", 8)] {
+        let entry = doc
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["policy"] == policy))
+            .unwrap_or_else(|| panic!("an entry for {policy}: {doc}"));
+        let snaps = entry["snapshots"].as_array().cloned().unwrap_or_default();
+        let own = live(
+            &sim,
+            if policy == "web" {
+                "fromInstanceName"
+            } else {
+                "fromDiskName"
+            },
+            source,
+        )
+        .into_iter()
+        .find(|s| tag(s, "snapwarden:policy") == Some(policy))
+        .expect("an own snapshot");
+        let name = own["name"].as_str().expect("name");
+        let s = snaps
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {entry}"));
+        assert_eq!(s["id"], name, "the cloud's identifier: {s}");
+        assert!(
+            snaps
+                .iter()
+                .all(|s| !s["id"].as_str().unwrap_or("").contains("Snapshot/")),
+            "{entry}"
+        );
+        assert_eq!(s["status"], "available", "{s}");
+        assert_eq!(s["size"], size_gb << 30, "{s}");
+        let created = s["created_at"].as_str().expect("created_at");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
+        assert_eq!(s["action"], "keep", "{s}");
+    }
+}

@@ -724,6 +724,12 @@ impl Provider for Lightsail {
                 source: target.to_string(),
                 created_at: s.created_at,
                 state: s.state,
+                // Lightsail's tools take the bare name.
+                cloud_id: Some(s.name.clone()),
+                size_bytes: s
+                    .size_in_gb
+                    .and_then(|gb| u64::try_from(gb).ok())
+                    .map(|gb| gb << 30),
                 name: s.name,
                 chain: None,
             })
