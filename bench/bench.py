@@ -156,7 +156,10 @@ def seed_sim(sim, dialect, targets, old_slots):
     stamps = [(slot, label(slot), slot.isoformat().replace("+00:00", "Z")) for slot in old_slots]
     for start in range(0, len(targets), SEED_CHUNK):
         part = targets[start:start + SEED_CHUNK]
-        wanted = [(t, slot, f"{POLICY}-{t}-{lab}", iso) for t in part for slot, lab, iso in stamps]
+        # Lightsail names carry the policy name's length (`-p{N}-`).
+        infix = f"-p{len(POLICY)}" if dialect == "lightsail" else ""
+        wanted = [(t, slot, f"{POLICY}-{t}{infix}-{lab}", iso)
+                  for t in part for slot, lab, iso in stamps]
         if dialect == "qingcloud":
             v = c.post("/_sim/qingcloud/seed", {
                 "volumes": [{"zone": ZONE, "volume_id": t, "volume_name": t} for t in part],

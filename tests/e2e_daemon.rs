@@ -217,6 +217,10 @@ fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
         .expect("manual listed");
     assert_eq!(m["action"], "keep");
     assert!(m["reasons"].to_string().contains("not made by this policy"));
+    // Each entry also says what the snapshot is; QingCloud lists no size.
+    assert_eq!(m["name"], "before-upgrade", "{m}");
+    assert_eq!(m["status"], "available", "{m}");
+    assert!(m["created_at"].is_string() && m["size"].is_null(), "{m}");
     assert!(plan[0]["next_run"].is_string());
 
     let out = wd.cmd(&["prune", "--dry-run", "-c", path], SECRET);

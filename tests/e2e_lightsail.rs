@@ -682,3 +682,266 @@ fn failed_restore_is_reported_and_recorded() {
     let calls = requests(&sim, "CreateDiskFromSnapshot");
     assert_eq!(calls.len(), 2, "never retried: {calls:?}");
 }
+
+/// `snapwarden run` against the simulator, the AWS chain fenced off as in
+/// [`run`], with `/metrics` on a loopback port of its choosing.
+fn daemon(cfg: &std::path::Path, wd: &Workdir) -> Daemon {
+    let none = wd.dir.path().join("no-aws-config");
+    let none = none.to_str().expect("utf-8 path");
+    Daemon::start_with_env(
+        cfg,
+        SECRET,
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", none),
+            ("AWS_SHARED_CREDENTIALS_FILE", none),
+        ],
+    )
+}
+
+/// An instance policy `name` on `target` with `schedule`.
+fn instance_policy(name: &str, target: &str, schedule: &str) -> String {
+    format!(
+        r#"[[policy]]
+name = "{name}"
+provider = "ls"
+resource = "instance"
+targets = ["{target}"]
+schedule = "{schedule}"
+retain = 5
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+timeout = "30s"
+"#
+    )
+}
+
+/// The finished runs of (policy, target) in the ledger, once there are
+/// `n` of them.
+fn finished_runs(
+    wd: &Workdir,
+    policy: &str,
+    target: &str,
+    n: usize,
+) -> Option<Vec<snapwarden::state::RunRow>> {
+    let runs: Vec<_> = wd
+        .try_state()?
+        .runs_for(policy, target, 100)
+        .ok()?
+        .into_iter()
+        .filter(|r| r.finished_at.is_some())
+        .collect();
+    (runs.len() >= n).then_some(runs)
+}
+
+/// Review §9: policy "db" on instance "prod-web" and policy "db-prod" on
+/// instance "web" used to get the same name `db-prod-web-<slot>` at every
+/// shared slot, so one of them failed with "the name … is taken". Each now
+/// gets its own snapshot at every slot, under a name no other (policy,
+/// target) pair can have, tagged as before.
+#[test]
+fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    for name in ["prod-web", "web"] {
+        sim.post("/_sim/lightsail/instances", json!({"name": name}));
+    }
+    let schedule = seconds_from_now(&[2, 4]);
+    let policies = format!(
+        "{}\n{}",
+        instance_policy("db", "prod-web", &schedule),
+        instance_policy("db-prod", "web", &schedule)
+    );
+    let cfg = config(&wd, &sim, SECRET, &policies);
+    let d = daemon(&cfg, &wd);
+    let pairs = [("db", "prod-web"), ("db-prod", "web")];
+    let runs: Vec<_> = pairs
+        .iter()
+        .map(|(p, t)| {
+            wait_for(
+                &format!("two finished runs of {p} on {t}"),
+                Duration::from_secs(30),
+                || finished_runs(&wd, p, t, 2),
+            )
+        })
+        .collect();
+    let log = d.log.text();
+    drop(d);
+    for ((policy, target), runs) in pairs.iter().zip(&runs) {
+        for r in runs {
+            assert_eq!(
+                r.state,
+                snapwarden::state::RunState::Succeeded,
+                "{policy} on {target}, slot {}: {:?}\n{log}",
+                r.slot,
+                r.error
+            );
+        }
+        let own: Vec<Value> = live(&sim, "fromInstanceName", target)
+            .into_iter()
+            .filter(|s| tag(s, "snapwarden:policy") == Some(*policy))
+            .collect();
+        assert_eq!(own.len(), 2, "{policy} on {target}: {own:?}");
+        for s in &own {
+            assert_eq!(tag(s, "snapwarden:target"), Some(*target));
+            assert_eq!(s["state"], "available", "{s}");
+        }
+    }
+    let names: std::collections::HashSet<String> = sim_snapshots(&sim)
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 4, "four different names: {names:?}");
+    assert!(!log.contains("is taken"), "{log}");
+}
+
+/// Lightsail's calls go through the AWS SDK, not the shared HTTP client:
+/// they are counted in `snapwarden_api_requests_total` and timed in
+/// `snapwarden_api_request_duration_seconds` with the labels the other
+/// clouds' calls carry (provider, call, outcome), an error answer too.
+#[test]
+fn lightsail_calls_are_counted_and_timed_in_metrics() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    seed(&sim);
+    // One throttled listing: an error answer is counted as such.
+    sim.post(
+        "/_sim/faults",
+        json!({"dialect": "lightsail", "action": "GetInstanceSnapshots", "fault": "throttle", "count": 1}),
+    );
+    let schedule = seconds_from_now(&[2]);
+    let text = config(
+        &wd,
+        &sim,
+        SECRET,
+        &instance_policy("web", "web-1", &schedule),
+    );
+    let text = std::fs::read_to_string(&text).expect("config").replace(
+        "log_format = \"text\"",
+        "log_format = \"text\"\nmetrics_listen = \"127.0.0.1:0\"",
+    );
+    let cfg = wd.write_config(&text);
+    let d = daemon(&cfg, &wd);
+    let addr = wait_for(
+        "the metrics address in the log",
+        Duration::from_secs(10),
+        || {
+            d.log.all().iter().find_map(|l| {
+                l.split("metrics listening on ")
+                    .nth(1)
+                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+            })
+        },
+    );
+    let runs = wait_for("a finished run", Duration::from_secs(30), || {
+        finished_runs(&wd, "web", "web-1", 1)
+    });
+    assert_eq!(
+        runs[0].state,
+        snapwarden::state::RunState::Succeeded,
+        "{:?}",
+        runs[0].error
+    );
+    let metrics = reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    drop(d);
+
+    let sample = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let sent = |action: &str, ok: bool| {
+        requests(&sim, action)
+            .iter()
+            .filter(|r| (r["http_status"] == 200) == ok)
+            .count() as f64
+    };
+    for (call, outcome, answered_ok) in [
+        ("CreateInstanceSnapshot", "ok", true),
+        ("GetInstanceSnapshots", "ok", true),
+        ("GetInstanceSnapshots", "http_4xx", false),
+    ] {
+        let series = format!(
+            r#"snapwarden_api_requests_total{{provider="ls",call="{call}",outcome="{outcome}"}}"#
+        );
+        let expected = sent(call, answered_ok);
+        assert!(expected >= 1.0, "{call} {outcome} was sent");
+        assert_eq!(sample(&series), Some(expected), "{series}\n{metrics}");
+    }
+    for call in ["CreateInstanceSnapshot", "GetInstanceSnapshots"] {
+        let count = format!(
+            r#"snapwarden_api_request_duration_seconds_count{{provider="ls",call="{call}"}}"#
+        );
+        assert_eq!(
+            sample(&count),
+            Some(sent(call, true) + sent(call, false)),
+            "{count}\n{metrics}"
+        );
+    }
+}
+
+/// `plan --json` shows each snapshot under the cloud's own identifier (the
+/// name `aws lightsail get-instance-snapshot --instance-snapshot-name`
+/// takes), never the internal `InstanceSnapshot/<name>`, with its name,
+/// creation time, status and size.
+#[test]
+fn plan_json_shows_the_cloud_identifier_and_details() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    seed(&sim);
+    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    for policy in ["web", "data"] {
+        let out = snapshot_now(&wd, &cfg, policy, SECRET);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run(
+        &wd,
+        &["plan", "--json", "-c", cfg.to_str().expect("utf-8 path")],
+        SECRET,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    for (policy, source, size_gb) in [("web", "web-1", 40u64), ("data", "data-1", 8)] {
+        let entry = doc
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["policy"] == policy))
+            .unwrap_or_else(|| panic!("an entry for {policy}: {doc}"));
+        let snaps = entry["snapshots"].as_array().cloned().unwrap_or_default();
+        let own = live(
+            &sim,
+            if policy == "web" {
+                "fromInstanceName"
+            } else {
+                "fromDiskName"
+            },
+            source,
+        )
+        .into_iter()
+        .find(|s| tag(s, "snapwarden:policy") == Some(policy))
+        .expect("an own snapshot");
+        let name = own["name"].as_str().expect("name");
+        let s = snaps
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {entry}"));
+        assert_eq!(s["id"], name, "the cloud's identifier: {s}");
+        assert!(
+            snaps
+                .iter()
+                .all(|s| !s["id"].as_str().unwrap_or("").contains("Snapshot/")),
+            "{entry}"
+        );
+        assert_eq!(s["status"], "available", "{s}");
+        assert_eq!(s["size"], size_gb << 30, "{s}");
+        let created = s["created_at"].as_str().expect("created_at");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
+        assert_eq!(s["action"], "keep", "{s}");
+    }
+}

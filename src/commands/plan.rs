@@ -3,16 +3,23 @@
 //!
 //! `--json` prints an array: one object per (policy, target) with
 //! `policy`, `target`, `source` (`targets`, `select` or both: `targets`),
-//! `next_run` and `snapshots`; then one object per policy with a selector:
+//! `next_run` and `snapshots`, each snapshot as `id` (the identifier the
+//! cloud's own CLI takes), `name`, `created_at` (RFC 3339, null where the
+//! cloud does not say), `status` (`creating`, `available`, `failed`,
+//! `deleting`), `size` (bytes, null where the cloud does not say),
+//! `action` (`keep` or `delete`) and `reasons`; then one object per policy
+//! with a selector:
 //! `{"policy", "selector", "matches": [{"id", "name", "tags"}], "error"}`
 //! (`error` null unless the listing failed).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::Utc;
 use serde_json::json;
 
 use super::{load_config_and_log, open_engine, select_policies, Exit};
+use crate::providers::RemoteSnapshot;
 use crate::retention::Verdict;
 
 pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
@@ -77,25 +84,34 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
             } else {
                 "select"
             };
-            let decisions = match engine.prune(p, t, true).await {
-                Ok(r) => r.decisions,
+            let (decisions, listed) = match engine.prune(p, t, true).await {
+                Ok(r) => (r.decisions, r.listed),
                 Err(e) => {
                     failed = true;
                     eprintln!("{} {t}: cannot plan: {e}", p.name);
                     continue;
                 }
             };
+            let listed: HashMap<&str, &RemoteSnapshot> =
+                listed.iter().map(|s| (s.id.as_str(), s)).collect();
             if as_json {
                 out.push(json!({
                     "policy": p.name,
                     "target": t,
                     "source": source,
                     "next_run": next.map(|n| n.to_rfc3339()),
-                    "snapshots": decisions.iter().map(|d| json!({
-                        "id": d.id,
-                        "action": match d.verdict { Verdict::Keep => "keep", Verdict::Delete => "delete" },
-                        "reasons": d.reasons,
-                    })).collect::<Vec<_>>(),
+                    "snapshots": decisions.iter().map(|d| {
+                        let s = listed.get(d.id.as_str());
+                        json!({
+                            "id": s.map_or(d.id.as_str(), |s| s.cloud_id()),
+                            "name": s.map(|s| &s.name),
+                            "created_at": s.and_then(|s| s.created_at).map(|t| t.to_rfc3339()),
+                            "status": s.map(|s| s.state.as_str()),
+                            "size": s.and_then(|s| s.size_bytes),
+                            "action": match d.verdict { Verdict::Keep => "keep", Verdict::Delete => "delete" },
+                            "reasons": d.reasons,
+                        })
+                    }).collect::<Vec<_>>(),
                 }));
             } else {
                 println!("{} {t}:", p.name);
@@ -108,7 +124,10 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
                         Verdict::Keep => "KEEP",
                         Verdict::Delete => "DELETE",
                     };
-                    println!("  {v:<6} {}  {}", d.id, d.reasons.join("; "));
+                    let id = listed
+                        .get(d.id.as_str())
+                        .map_or(d.id.as_str(), |s| s.cloud_id());
+                    println!("  {v:<6} {id}  {}", d.reasons.join("; "));
                 }
             }
         }

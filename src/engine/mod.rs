@@ -179,6 +179,9 @@ pub struct RestoreReport {
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
     pub decisions: Vec<Decision>,
+    /// A dry run's listing of the target (what `decisions` are about), for
+    /// display; empty otherwise.
+    pub listed: Vec<RemoteSnapshot>,
     pub deleted: usize,
     pub failed: Vec<String>,
     /// Snapshots retention would delete that were held back this time,
@@ -1001,6 +1004,7 @@ impl Engine {
                 .values()
                 .flat_map(|g| retention::decide(g, &rules))
                 .collect(),
+            listed: if dry_run { listed.clone() } else { Vec::new() },
             ..Default::default()
         };
         let to_delete: Vec<String> = report

@@ -98,6 +98,11 @@ impl ApiClient {
         self
     }
 
+    /// The `[providers.NAME]` this client serves (the label of its metrics).
+    pub fn provider_name(&self) -> &str {
+        &self.provider
+    }
+
     /// The configured rate limit, requests per second.
     pub fn requests_per_second(&self) -> f64 {
         self.requests_per_second

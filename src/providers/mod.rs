@@ -289,6 +289,18 @@ pub enum SnapshotState {
     Gone,
 }
 
+impl SnapshotState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotState::Creating => "creating",
+            SnapshotState::Available => "available",
+            SnapshotState::Failed => "failed",
+            SnapshotState::Deleting => "deleting",
+            SnapshotState::Gone => "gone",
+        }
+    }
+}
+
 /// Incremental-chain facts for clouds that have chains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainInfo {
@@ -317,6 +329,19 @@ pub struct RemoteSnapshot {
     /// as its own.
     pub marker_slot: Option<DateTime<Utc>>,
     pub chain: Option<ChainInfo>,
+    /// The identifier the cloud's own CLI and console take for this
+    /// snapshot, where it differs from `id` (which the engine and the
+    /// ledger use). For display only; see [`RemoteSnapshot::cloud_id`].
+    pub cloud_id: Option<String>,
+    /// The snapshot's size in bytes, where the listing says.
+    pub size_bytes: Option<u64>,
+}
+
+impl RemoteSnapshot {
+    /// The identifier an operator gives the cloud's own tools.
+    pub fn cloud_id(&self) -> &str {
+        self.cloud_id.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// How a cloud restores a snapshot.

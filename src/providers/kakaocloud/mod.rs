@@ -725,6 +725,8 @@ fn remote_snapshot(
         state: snapshot_state(s.status.as_deref()),
         marker_slot: marker_slot(s.description.as_deref(), policy, target),
         chain: chain_info(s, by_id),
+        cloud_id: None,
+        size_bytes: None,
     }
 }
 

@@ -4,19 +4,28 @@
 //! a provider is not). One TLS stack: rustls with ring, the same as the
 //! other providers' reqwest clients. The SDK's own retries are disabled so
 //! that the engine's retry policy is the only one; every call waits for the
-//! provider's rate limit first.
+//! provider's rate limit first. Every request the SDK puts on the wire is
+//! counted and timed in the metrics the other clouds' requests go to
+//! ([`RequestMetrics`], an SDK interceptor).
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lightsail::config::http::HttpResponse;
-use aws_sdk_lightsail::config::Credentials;
+use aws_sdk_lightsail::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_lightsail::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_lightsail::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
 use super::errors;
 use crate::config::{LightsailCredentials, LightsailSettings};
@@ -103,7 +112,12 @@ impl Client {
                     }
                     LightsailCredentials::Chain { profile: None } => loader,
                 };
-                aws_sdk_lightsail::Client::new(&loader.load().await)
+                let config = aws_sdk_lightsail::config::Builder::from(&loader.load().await)
+                    .interceptor(RequestMetrics {
+                        provider: Arc::from(self.api.provider_name()),
+                    })
+                    .build();
+                aws_sdk_lightsail::Client::from_conf(config)
             })
             .await
     }
@@ -124,5 +138,87 @@ impl Client {
             self.api.until_ready().await;
         }
         f(sdk).await.map_err(|e| errors::from_sdk(name, e))
+    }
+}
+
+/// Counts and times every request the SDK sends, in
+/// `snapwarden_api_requests_total` and `snapwarden_api_request_duration_seconds`
+/// with the labels the other clouds' requests carry: the provider's name,
+/// the operation (`CreateInstanceSnapshot`, `GetInstanceSnapshots`, ...) and
+/// the outcome by HTTP status (`ok`, `http_4xx`, `http_5xx`), or `transport`
+/// when no answer came. An attempt that never reached the wire (no
+/// credentials, a request that could not be built) is not a request and is
+/// not counted.
+#[derive(Debug)]
+struct RequestMetrics {
+    provider: Arc<str>,
+}
+
+/// When the current attempt's request went on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Transmitted(Instant);
+
+impl Storable for Transmitted {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for RequestMetrics {
+    fn name(&self) -> &'static str {
+        "snapwarden::RequestMetrics"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(Transmitted(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Transmitted(started)) = cfg.load::<Transmitted>().copied() else {
+            return Ok(());
+        };
+        cfg.interceptor_state().unset::<Transmitted>();
+        let call = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        let outcome = outcome(context.response().map(|r| r.status().as_u16()));
+        crate::observe::metrics::api_request(&self.provider, &call, outcome, started.elapsed());
+        Ok(())
+    }
+}
+
+/// The outcome label of one request by its answer's HTTP status, the
+/// words `providers::http` uses for the other clouds.
+fn outcome(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "ok",
+        Some(500..=599) => "http_5xx",
+        Some(_) => "http_4xx",
+        None => "transport",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome;
+
+    #[test]
+    fn outcomes_are_the_other_clouds_words() {
+        assert_eq!(outcome(Some(200)), "ok");
+        assert_eq!(outcome(Some(400)), "http_4xx");
+        assert_eq!(outcome(Some(404)), "http_4xx");
+        assert_eq!(outcome(Some(503)), "http_5xx");
+        assert_eq!(outcome(None), "transport");
     }
 }

@@ -11,6 +11,13 @@
 //!   `snapwarden:target` and `snapwarden:slot`; a listed snapshot is ours
 //!   only if it carries all three for the listed policy and target and is
 //!   not a copy of a Lightsail automatic snapshot.
+//! - Names: `{policy}-{target}-p{N}-{slot}`, N the policy name's length
+//!   ([`snapshot_name`]). Lightsail names are unique in the account, and
+//!   every character a name may hold may also be in a policy name, so the
+//!   plain `{policy}-{target}-{slot}` of two pairs could be the same
+//!   (policy `db` on `prod-web`, `db-prod` on `web`); the length tells
+//!   where the policy ends. Ownership never rests on the name (the tags
+//!   decide), so snapshots named the old way are still recognised.
 //! - Ids: a snapshot's id is `InstanceSnapshot/<name>` or
 //!   `DiskSnapshot/<name>`. Lightsail addresses snapshots by name, and the
 //!   trait's `delete`/`poll` get no resource type, so the id carries it.
@@ -73,6 +80,24 @@ pub const TAG_SLOT: &str = "snapwarden:slot";
 
 /// A runaway pagination guard: far more pages than any account holds.
 const MAX_PAGES: usize = 10_000;
+
+/// The deterministic name of a marker's snapshot:
+/// `{policy}-{target}-p{N}-{slot}`, where N is the length of the policy
+/// name. It is a pure function of the marker and different for every
+/// (policy, target, slot): the slot label has a fixed length and ends the
+/// name, `p{N}` is the last `-`-separated part before it and holds no `-`,
+/// and N then says where the policy ends and the target begins. Policy
+/// names (`[A-Za-z0-9][A-Za-z0-9_-]*`) and target names (Lightsail's
+/// `\w[\w-]*\w`) keep it within Lightsail's name rules.
+pub fn snapshot_name(marker: &Marker) -> String {
+    format!(
+        "{}-{}-p{}-{}",
+        marker.policy,
+        marker.target,
+        marker.policy.len(),
+        crate::schedule::slot_label(marker.slot)
+    )
+}
 
 /// Which of Lightsail's two snapshot families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +535,10 @@ impl Provider for Lightsail {
         CAPABILITIES
     }
 
+    fn snapshot_name(&self, marker: &Marker) -> String {
+        snapshot_name(marker)
+    }
+
     /// One CreateInstanceSnapshot / CreateDiskSnapshot call, tagged.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
         let call = match req.resource.as_str() {
@@ -696,6 +725,12 @@ impl Provider for Lightsail {
                 source: target.to_string(),
                 created_at: s.created_at,
                 state: s.state,
+                // Lightsail's tools take the bare name.
+                cloud_id: Some(s.name.clone()),
+                size_bytes: s
+                    .size_in_gb
+                    .and_then(|gb| u64::try_from(gb).ok())
+                    .map(|gb| gb << 30),
                 name: s.name,
                 chain: None,
             })

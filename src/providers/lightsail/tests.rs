@@ -567,6 +567,121 @@ async fn list_follows_tokens_and_marks_only_tagged_non_auto_snapshots() {
     );
 }
 
+/// Splits a name of [`snapshot_name`]'s form back into (policy, target,
+/// slot), exactly: `None` for any other name.
+fn decode(name: &str) -> Option<(String, String, chrono::DateTime<Utc>)> {
+    let (rest, label) = name.split_at(name.len().checked_sub(16)?);
+    let slot = parse_slot_label(label)?;
+    let (pair, n) = rest.strip_suffix('-')?.rsplit_once('-')?;
+    let digits = n.strip_prefix('p')?;
+    let n: usize = digits.parse().ok()?;
+    if n.to_string() != digits {
+        return None;
+    }
+    let target = pair.get(n..)?.strip_prefix('-')?;
+    Some((pair.get(..n)?.to_string(), target.to_string(), slot))
+}
+
+/// Lightsail's rule for resource names (lightsail.md §4).
+fn is_lightsail_name(s: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    s.len() >= 2
+        && s.starts_with(word)
+        && s.ends_with(word)
+        && s.chars().all(|c| word(c) || c == '-')
+}
+
+/// Review §9: policy `db` on `prod-web` and `db-prod` on `web` had the same
+/// name. Names now differ for every (policy, target, slot), decode back
+/// exactly, and keep to Lightsail's name rules.
+#[test]
+fn names_differ_for_every_policy_target_and_slot() {
+    let at = |p: &str, t: &str, s: chrono::DateTime<Utc>| Marker {
+        policy: p.into(),
+        target: t.into(),
+        slot: s,
+    };
+    assert_ne!(
+        snapshot_name(&at("db", "prod-web", slot())),
+        snapshot_name(&at("db-prod", "web", slot()))
+    );
+    assert_eq!(
+        snapshot_name(&at("db", "prod-web", slot())),
+        "db-prod-web-p2-20240115T120000Z"
+    );
+    let policies = [
+        "db",
+        "db-prod",
+        "db-",
+        "db_",
+        "d",
+        "db-prod-web",
+        "p2",
+        "db-p2",
+        "a-1",
+        "web-p7-x",
+    ];
+    let targets = [
+        "web",
+        "prod-web",
+        "web-p2",
+        "p2-web",
+        "web_1",
+        "p7-x-web",
+        "prod-web-p2",
+        "1-web",
+        "x-p10",
+    ];
+    let slots = [slot(), slot() + chrono::Duration::minutes(1)];
+    let mut seen = HashMap::new();
+    for p in policies {
+        for t in targets {
+            for s in slots {
+                let name = snapshot_name(&at(p, t, s));
+                assert!(is_lightsail_name(&name), "{name}");
+                assert_eq!(
+                    decode(&name),
+                    Some((p.to_string(), t.to_string(), s)),
+                    "{name}"
+                );
+                if let Some(other) = seen.insert(name.clone(), (p, t, s)) {
+                    panic!("{name} for both {other:?} and {:?}", (p, t, s));
+                }
+            }
+        }
+    }
+}
+
+/// Ownership rests on the tags, never on the name: snapshots named the
+/// old way (`{policy}-{target}-{slot}`) are still ours, and a name of the
+/// new form without our tags is not.
+#[tokio::test]
+async fn snapshots_named_the_old_way_are_still_ours_by_their_tags() {
+    let (fake, p) = start().await;
+    // The provider names snapshots the new way, not the default way.
+    assert_eq!(p.snapshot_name(&marker()), "web-web-1-p3-20240115T120000Z");
+    let snap = |name: &str, tags: Value| json!({"name": name, "fromInstanceName": "web-1", "tags": tags, "state": "available", "createdAt": 1705320000.5});
+    fake.answer(
+        "GetInstanceSnapshots",
+        200,
+        json!({"instanceSnapshots": [
+            snap("web-web-1-20240115T120000Z", our_tags()),
+            snap(&snapshot_name(&marker()), our_tags()),
+            snap("web-web-1-p3-20240115T120100Z", json!([])),
+        ]}),
+    );
+    let listed = p.list("instance", "web-1", "web").await.expect("list");
+    let slot_of = |name: &str| {
+        listed
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.marker_slot)
+    };
+    assert_eq!(slot_of("web-web-1-20240115T120000Z"), Some(slot()));
+    assert_eq!(slot_of("web-web-1-p3-20240115T120000Z"), Some(slot()));
+    assert_eq!(slot_of("web-web-1-p3-20240115T120100Z"), None);
+}
+
 #[tokio::test]
 async fn name_collision_is_reconciled_when_ours_and_a_conflict_otherwise() {
     let (fake, p) = start().await;

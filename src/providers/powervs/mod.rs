@@ -609,6 +609,8 @@ fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
         state,
         marker_slot,
         chain: None,
+        cloud_id: None,
+        size_bytes: None,
     }
 }
 

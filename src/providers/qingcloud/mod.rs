@@ -529,6 +529,8 @@ fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
         created_at: s.created_at(),
         state: snapshot_state(s.status.as_deref(), s.transition_status.as_deref()),
         chain: chain_info(s),
+        cloud_id: None,
+        size_bytes: None,
     }
 }
 

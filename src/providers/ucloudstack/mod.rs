@@ -530,6 +530,8 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
         state,
         marker_slot: marker_slot(info, policy, target),
         chain: None,
+        cloud_id: None,
+        size_bytes: None,
     }
 }
 
