@@ -61,6 +61,8 @@ fn listed(id: &str, slot: DateTime<Utc>) -> RemoteSnapshot {
         state: SnapshotState::Available,
         marker_slot: Some(slot),
         chain: None,
+        cloud_id: None,
+        size_bytes: None,
     }
 }
 

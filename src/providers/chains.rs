@@ -76,6 +76,8 @@ mod tests {
                 root_id: parent.into(),
                 parent_id: (!full).then(|| parent.to_string()),
             }),
+            cloud_id: None,
+            size_bytes: None,
         }
     }
 
