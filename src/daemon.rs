@@ -94,6 +94,17 @@ pub async fn run(
     // Before resume (which may prune) and before any slot fires: a file
     // edited while the daemon was down is held like a reload.
     let alerter = Alerter::new(&config);
+    {
+        // Every alert that reaches the operator is remembered in the
+        // ledger: one lost to a crash before delivery is sent again below
+        // at the next start.
+        let state = state.clone();
+        alerter.on_delivered(Arc::new(move |a| {
+            if let Err(e) = state.record_alert_delivered(&a.policy, &a.target, a.kind, a.at) {
+                warn!(error = %e, kind = a.kind, "cannot record that an alert was delivered; it may be sent again after a restart");
+            }
+        }));
+    }
     hold_large_reloads(&engine, &alerter, None, &config);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
     let waker = Waker::start()
@@ -137,15 +148,7 @@ pub async fn run(
     .map_err(|e| DaemonError::Metrics(e.to_string()))?;
     trim::start(state.clone(), shutdown_tx.subscribe());
 
-    for s in state.summaries()? {
-        if s.consecutive_failures > 0 {
-            alerter.assume_alerted(
-                &s.policy,
-                &s.target,
-                s.last_run.as_ref().map(|r| r.slot).unwrap_or_else(Utc::now),
-            );
-        }
-    }
+    restore_alerts(&alerter, &state, &config)?;
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -286,6 +289,67 @@ fn take_up_abandoned(
             error!(error = %e, "cannot take up the work left in flight; trying again shortly")
         }
     }
+}
+
+/// At start-up: what the last process alerted is in the ledger. A target
+/// still failing whose failure was delivered gets only reminders; one
+/// whose failure (or newest skipped slot) was never delivered (the
+/// process died first) is alerted now. Nothing the operator should have
+/// heard of stays unheard across a restart.
+fn restore_alerts(alerter: &Alerter, state: &State, config: &Config) -> Result<(), DaemonError> {
+    let delivered = state.alerts_delivered()?;
+    let sent = |p: &str, t: &str, kind: &str| {
+        delivered
+            .get(&(p.to_string(), t.to_string(), kind.to_string()))
+            .copied()
+    };
+    let provider_of = |p: &str| {
+        config
+            .policies
+            .iter()
+            .find(|x| x.name == p)
+            .map(|x| x.provider.clone())
+    };
+    for s in state.summaries()? {
+        let Some(provider) = provider_of(&s.policy) else {
+            continue;
+        };
+        if s.consecutive_failures > 0 {
+            let since = s.last_run.as_ref().map(|r| r.slot).unwrap_or_else(Utc::now);
+            let told = sent(&s.policy, &s.target, "failure")
+                .is_some_and(|at| s.last_success.is_none_or(|ok| at > ok));
+            if told {
+                alerter.assume_alerted(&s.policy, &s.target, since);
+            } else {
+                let message = format!(
+                    "{} (alerted after a restart: the last process stopped before it could deliver this failure)",
+                    s.last_error.as_deref().unwrap_or("the last run failed")
+                );
+                alerter.run_finished(RunResult {
+                    policy: &s.policy,
+                    target: &s.target,
+                    provider: &provider,
+                    outcome: Err(&message),
+                    consecutive_failures: s.consecutive_failures,
+                });
+            }
+        }
+        if let Some((slot, why)) = state.newest_skipped(&s.policy, &s.target)? {
+            if sent(&s.policy, &s.target, "slot_skipped").is_none_or(|at| at < slot) {
+                alerter.slot_skipped(
+                    &s.policy,
+                    &s.target,
+                    &provider,
+                    &format!(
+                        "slot {} skipped: {} (alerted after a restart: the last process stopped before it could deliver this)",
+                        slot.to_rfc3339(),
+                        why.as_deref().unwrap_or("the previous run was still in flight")
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compute every policy's next slot; at start-up, run one missed slot for

@@ -264,3 +264,63 @@ fn an_operation_past_its_deadline_is_read_once_before_it_fails() {
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }
+
+/// A failure alert that never reached the operator (here the alert
+/// command fails; a SIGKILL between deciding and delivering has the same
+/// effect) is sent again when the daemon next starts: the ledger records
+/// which alerts were delivered. Before, a restart assumed every failing
+/// target had been alerted.
+#[test]
+fn an_undelivered_failure_alert_is_sent_after_a_restart() {
+    let sim = Sim::start("200ms");
+    let wd = Workdir::new();
+    sim.volume(VOL);
+    sim.fault(
+        serde_json::json!({"dialect": "qingcloud", "action": "CreateSnapshots",
+                                 "fault": "fail_job"}),
+    );
+    let working = write_config(
+        &wd,
+        &sim,
+        "",
+        &policy(&[VOL], "*/2 * * * * *", "timeout = \"20s\""),
+    );
+    let text = std::fs::read_to_string(&working).expect("config");
+    let broken = text.replace(
+        "command = [\"sh\", \"-c\",",
+        "command = [\"false\", \"-c\",",
+    );
+    assert_ne!(broken, text);
+    wd.write_config(&broken);
+    let daemon = Daemon::start(&working, SECRET);
+    daemon.wait_log("alert command failed", MINUTE);
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(alerts(&wd).is_empty(), "nothing reached the operator yet");
+
+    wd.write_config(&text.replace("*/2 * * * * *", "0 0 3 * * *"));
+    let daemon = Daemon::start(&working, SECRET);
+    let alert = wait_for("the failure alert after the restart", MINUTE, || {
+        alerts(&wd).into_iter().find(|a| a["kind"] == "failure")
+    });
+    assert_eq!(alert["target"], VOL);
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alerted after a restart")),
+        "{alert}"
+    );
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+
+    // Delivered now: the next start only reminds after `repeat_after`.
+    let daemon = Daemon::start(&working, SECRET);
+    daemon.wait_log("policies scheduled", MINUTE);
+    assert_eq!(
+        daemon.log.count("alert: snapwarden: FAILURE"),
+        0,
+        "not sent twice"
+    );
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}

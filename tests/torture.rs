@@ -4,7 +4,10 @@
 //! request did — and restarted each time, against the same simulator and
 //! state database. At the end no slot has two snapshots, every marked
 //! snapshot is in the ledger, retention holds, and no manual snapshot was
-//! touched.
+//! touched. And no slot is a silent gap: every run that succeeded has a
+//! good snapshot of every volume of its target (one fleet is a KakaoCloud
+//! instance of two volumes), and every run that failed or was skipped was
+//! alerted.
 //!
 //! Short by default (30 kills, for CI). Longer by hand:
 //! `SNAPWARDEN_TORTURE_KILLS=500` and/or `SNAPWARDEN_TORTURE_SECONDS=600`
@@ -16,10 +19,11 @@ mod util;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use snapwarden::state::LedgerState;
+use snapwarden::state::{LedgerState, RunRow, RunState};
 
 use clouds::{Kind, ALL};
 use util::*;
@@ -34,9 +38,23 @@ const HOLD_MS: u64 = 400;
 struct Fleet {
     kind: Kind,
     policy: String,
+    /// The policy's `resource`, where it differs from the kind's usual one.
+    resource: Option<&'static str>,
     targets: Vec<String>,
+    /// The volumes each target stands for (a target is its own volume
+    /// unless it is an instance of several).
+    volumes: BTreeMap<String, Vec<String>>,
     /// Ids of snapshots snapwarden must never touch.
     foreign: Vec<String>,
+}
+
+impl Fleet {
+    fn volumes_of(&self, target: &str) -> Vec<String> {
+        self.volumes
+            .get(target)
+            .cloned()
+            .unwrap_or_else(|| vec![target.to_string()])
+    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -55,21 +73,52 @@ enum KillAt {
 }
 
 fn config(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> std::path::PathBuf {
+    let alerts = alerts_path(wd);
     let mut text = format!(
-        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",
-        wd.state_path().display()
+        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n\
+         [alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n",
+        wd.state_path().display(),
+        alerts.display(),
+        alerts.display()
     );
     for kind in ALL {
         text.push_str(&kind.provider_section(sim, "requests_per_second = 200"));
         text.push('\n');
     }
     for f in fleets {
-        text.push_str(&clouds::policy(
-            &f.policy, f.kind, &f.targets, schedule, RETAIN, "",
-        ));
+        let mut section = clouds::policy(&f.policy, f.kind, &f.targets, schedule, RETAIN, "");
+        if let Some(resource) = f.resource {
+            section = section.replace(
+                &format!("resource = \"{}\"", f.kind.resource()),
+                &format!("resource = \"{resource}\""),
+            );
+        }
+        text.push_str(&section);
         text.push('\n');
     }
     wd.write_config(&text)
+}
+
+fn alerts_path(wd: &Workdir) -> std::path::PathBuf {
+    wd.dir.path().join("alerts.jsonl")
+}
+
+/// The alerts delivered: (kind, policy, target, at).
+fn alerts(wd: &Workdir) -> Vec<(String, String, String, DateTime<Utc>)> {
+    std::fs::read_to_string(alerts_path(wd))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|a| {
+            let at = a["at"].as_str()?.parse().ok()?;
+            Some((
+                a["kind"].as_str()?.to_string(),
+                a["policy"].as_str()?.to_string(),
+                a["target"].as_str()?.to_string(),
+                at,
+            ))
+        })
+        .collect()
 }
 
 #[test]
@@ -112,7 +161,32 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         fleets.push(Fleet {
             kind,
             policy,
+            resource: None,
             targets,
+            volumes: BTreeMap::new(),
+            foreign,
+        });
+    }
+    // A KakaoCloud instance of two volumes: one create call per volume, so
+    // a kill can fall between them; every slot must still cover both.
+    {
+        let (instance, volumes) = (
+            "9d2c7e4a-0000-4000-8000-0000000000f1".to_string(),
+            vec!["vol-kci-root".to_string(), "vol-kci-data".to_string()],
+        );
+        sim.post(
+            "/_sim/kakaocloud/instances",
+            json!({"instance_id": instance, "name": "torture-web",
+                   "volumes": [{"volume_id": volumes[0], "is_root": true},
+                               {"volume_id": volumes[1], "is_root": false}]}),
+        );
+        let foreign = vec![Kind::KakaoCloud.seed_manual(&sim, &volumes[1])];
+        fleets.push(Fleet {
+            kind: Kind::KakaoCloud,
+            policy: "tkcinstance".into(),
+            resource: Some("instance"),
+            targets: vec![instance.clone()],
+            volumes: BTreeMap::from([(instance, volumes)]),
             foreign,
         });
     }
@@ -204,12 +278,13 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         }
         m
     };
+    let delivered = alerts(&wd);
     let (mut created, mut deleted) = (0usize, 0usize);
     let mut problems = Vec::new();
     for f in &fleets {
         let kind = f.kind;
         let snaps = kind.snapshots(&sim, &[f.policy.as_str()]);
-        let mut per_slot: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        let mut per_slot: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
         for s in &snaps {
             let Some((p, t, slot)) = &s.marker else {
                 continue;
@@ -221,14 +296,14 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
             if s.deleted {
                 deleted += 1;
             }
-            if t != &s.source {
+            if !f.volumes_of(t).contains(&s.source) {
                 problems.push(format!(
                     "{kind:?}: {} is marked for {t} but is of {}",
                     s.id, s.source
                 ));
             }
             per_slot
-                .entry((t.clone(), slot.clone()))
+                .entry((t.clone(), slot.clone(), s.source.clone()))
                 .or_default()
                 .push(s.id.clone());
             // Known to the ledger, and not written off while it still exists.
@@ -265,24 +340,69 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
                 ));
             }
         }
-        for ((t, slot), ids) in &per_slot {
+        for ((t, slot, source), ids) in &per_slot {
             if ids.len() > 1 {
                 problems.push(format!(
-                    "{kind:?}: slot {slot} of {t} has {} snapshots: {ids:?}",
+                    "{kind:?}: slot {slot} of {t} ({source}) has {} snapshots: {ids:?}",
                     ids.len()
                 ));
             }
         }
         for t in &f.targets {
-            let own_live = snaps
-                .iter()
-                .filter(|s| s.live && s.source == *t)
-                .filter(|s| s.marker.as_ref().is_some_and(|(p, _, _)| *p == f.policy))
-                .count();
-            if own_live > RETAIN as usize {
-                problems.push(format!(
-                    "{kind:?}: {t} keeps {own_live} own snapshots, retain is {RETAIN}"
-                ));
+            for v in f.volumes_of(t) {
+                let own_live = snaps
+                    .iter()
+                    .filter(|s| s.live && s.source == v)
+                    .filter(|s| s.marker.as_ref().is_some_and(|(p, _, _)| *p == f.policy))
+                    .count();
+                if own_live > RETAIN as usize {
+                    problems.push(format!(
+                        "{kind:?}: {t} ({v}) keeps {own_live} own snapshots, retain is {RETAIN}"
+                    ));
+                }
+            }
+        }
+        // No silent gap: a run that succeeded made a snapshot of every
+        // volume of its target, each good (or since pruned); a run that
+        // failed or was skipped was alerted.
+        let st = wd.state();
+        for t in &f.targets {
+            for run in st.runs_for(&f.policy, t, 100_000).expect("runs") {
+                let label = snapwarden::schedule::slot_label(run.slot);
+                match run.state {
+                    RunState::Succeeded => {
+                        for v in f.volumes_of(t) {
+                            if !per_slot.contains_key(&(t.clone(), label.clone(), v.clone())) {
+                                problems.push(format!(
+                                    "{kind:?}: run {} of {t} slot {label} succeeded without a snapshot of {v}",
+                                    run.id
+                                ));
+                            }
+                        }
+                        let rows = st.run_snapshots(run.id).expect("run snapshots");
+                        if rows.len() != f.volumes_of(t).len()
+                            || rows.iter().any(|r| {
+                                !matches!(r.state, LedgerState::Available | LedgerState::Deleted)
+                            })
+                        {
+                            problems.push(format!(
+                                "{kind:?}: run {} of {t} slot {label} succeeded with ledger snapshots {rows:?}",
+                                run.id
+                            ));
+                        }
+                    }
+                    RunState::Failed | RunState::Skipped
+                        if !alerted(&delivered, &f.policy, t, &run) =>
+                    {
+                        problems.push(format!(
+                            "{kind:?}: run {} of {t} slot {label} ended {:?} ({}) without an alert",
+                            run.id,
+                            run.state,
+                            run.error.as_deref().unwrap_or("")
+                        ));
+                    }
+                    _ => {}
+                }
             }
         }
         let deletes: Vec<String> = kind
@@ -338,4 +458,39 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
     // Every fleet's ledger agrees with what exists: not one run left open.
     let st = wd.state();
     assert!(st.open_runs().expect("open runs").is_empty());
+}
+
+/// Whether the operator heard of a run that failed or was skipped: a
+/// `failure` or `slot_skipped` alert for its target came after its slot
+/// with no `recovery` in between, or a `failure` alert was still standing
+/// (not recovered) at its slot. One `failure` covers a whole failing
+/// streak, and `slot_skipped` is sent once per `repeat_after` (24 h here)
+/// while slots keep being skipped.
+fn alerted(
+    alerts: &[(String, String, String, DateTime<Utc>)],
+    policy: &str,
+    target: &str,
+    run: &RunRow,
+) -> bool {
+    let mine: Vec<(&str, DateTime<Utc>)> = alerts
+        .iter()
+        .filter(|(_, p, t, _)| p == policy && t == target)
+        .map(|(k, _, _, at)| (k.as_str(), *at))
+        .collect();
+    let bad = |k: &str| k == "failure" || k == "slot_skipped";
+    let told_after = mine.iter().any(|(k, at)| {
+        bad(k)
+            && *at >= run.slot
+            && !mine
+                .iter()
+                .any(|(r, rat)| *r == "recovery" && *rat > run.slot && rat < at)
+    });
+    let standing = mine
+        .iter()
+        .filter(|(k, at)| (*k == "failure" || *k == "recovery") && *at <= run.slot)
+        .max_by_key(|(_, at)| *at)
+        .is_some_and(|(k, _)| *k == "failure");
+    let skipped_told =
+        run.state == RunState::Skipped && mine.iter().any(|(k, _)| *k == "slot_skipped");
+    told_after || standing || skipped_told
 }

@@ -99,8 +99,17 @@ pub struct Alerter {
     /// The alert command's queue: events run the command one at a time,
     /// in the order they were decided, so a `recovery` never overtakes the
     /// event it recovers from and two payloads never interleave.
-    commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(Vec<String>, Vec<u8>)>>,
+    commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<CommandEvent>>,
+    /// Told of each alert that reached a destination (the daemon records
+    /// it in the ledger, so an alert lost to a crash is sent again).
+    delivered: std::sync::OnceLock<Delivered>,
 }
+
+/// One event for the alert command: its argv, the JSON body, the alert.
+type CommandEvent = (Vec<String>, Vec<u8>, Alert);
+
+/// What is told of an alert that reached the operator.
+pub type Delivered = Arc<dyn Fn(&Alert) + Send + Sync>;
 
 impl Alerter {
     pub fn new(config: &Config) -> Arc<Alerter> {
@@ -115,7 +124,14 @@ impl Alerter {
                 .unwrap_or_default(),
             started: Utc::now(),
             commands: std::sync::OnceLock::new(),
+            delivered: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Call `hook` for every alert a destination took (a webhook's 2xx, the
+    /// command's exit 0). Set once.
+    pub fn on_delivered(&self, hook: Delivered) {
+        let _ = self.delivered.set(hook);
     }
 
     /// Take a reloaded `[alerts]` section.
@@ -406,10 +422,13 @@ impl Alerter {
                 return;
             }
         };
+        let delivered = self.delivered.get().cloned();
         if let Some(url) = cfg.webhook_url.clone() {
             let http = self.http.clone();
             let headers = cfg.webhook_headers.clone();
             let body = body.clone();
+            let alert = alert.clone();
+            let delivered = delivered.clone();
             tokio::spawn(async move {
                 for attempt in 1..=WEBHOOK_ATTEMPTS {
                     let mut req = http
@@ -420,7 +439,12 @@ impl Alerter {
                         req = req.header(name.as_str(), value.expose());
                     }
                     match req.send().await {
-                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) if r.status().is_success() => {
+                            if let Some(hook) = &delivered {
+                                hook(&alert);
+                            }
+                            return;
+                        }
                         Ok(r) => {
                             warn!(status = %r.status(), attempt, "alert webhook refused the event")
                         }
@@ -437,18 +461,26 @@ impl Alerter {
         }
         if let Some(command) = cfg.command.clone() {
             let queue = self.commands.get_or_init(|| {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<String>, Vec<u8>)>();
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<CommandEvent>();
                 tokio::spawn(async move {
-                    while let Some((command, body)) = rx.recv().await {
-                        if let Err(e) = run_command(&command, &body).await {
-                            warn!(command = %command.join(" "), error = %e, "alert command failed");
-                            metrics::alert_delivery_failed("command");
+                    while let Some((command, body, alert)) = rx.recv().await {
+                        match run_command(&command, &body).await {
+                            Ok(()) => {
+                                if let Some(hook) = &delivered {
+                                    hook(&alert);
+                                }
+                            }
+                            Err(e) => {
+                                warn!(command = %command.join(" "), error = %e, "alert command failed");
+                                metrics::alert_delivery_failed("command");
+                            }
                         }
                     }
                 });
                 tx
             });
-            if queue.send((command, body)).is_err() {
+            if queue.send((command, body, alert)).is_err() {
                 warn!("alert command queue closed; event not delivered");
                 metrics::alert_delivery_failed("command");
             }
@@ -571,6 +603,7 @@ mod tests {
             http: reqwest::Client::new(),
             started: Utc::now(),
             commands: std::sync::OnceLock::new(),
+            delivered: std::sync::OnceLock::new(),
         };
         let future = Some(Utc::now() + chrono::Duration::hours(8));
         let track = |a: &Alerter| {

@@ -142,4 +142,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_skipped ON runs (policy, target) WHERE state = 'skipped';
     CREATE INDEX runs_succeeded ON runs (policy, target, slot) WHERE state = 'succeeded';
     "#,
+    // 8: which alerts reached the operator (the command or webhook took
+    // them), per policy, target and kind: a process killed between
+    // deciding an alert and delivering it sends it again on its next
+    // start, so no failure or skipped slot goes unheard (issue 16).
+    r#"
+    CREATE TABLE alerts_delivered (
+        policy  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        -- when the newest delivered alert of this kind was decided
+        at      TEXT NOT NULL,
+        PRIMARY KEY (policy, target, kind)
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -7,12 +7,14 @@
 //! mode with `synchronous = FULL`: a committed intent survives a crash or a
 //! power cut, which is what makes "no duplicate, nothing lost" possible.
 
+mod alerts;
 mod lock;
 mod migrations;
 mod safety;
 mod sources;
 mod trim;
 
+pub use alerts::Delivered;
 pub use lock::{Holder, LedgerLock};
 pub use safety::DeleteHold;
 pub use trim::Trimmed;

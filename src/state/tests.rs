@@ -455,10 +455,10 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
             ..new_run(t(0))
         };
         s.begin_run(&other, t(0)).expect("begin");
-        // Back to version 5, as an older snapwarden left it.
+        // Back to version 6, as an older snapwarden left it.
         s.conn()
             .execute_batch(
-                "DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
+                "DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
                  PRAGMA user_version = 6;",
             )
             .expect("downgrade");

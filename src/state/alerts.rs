@@ -1,0 +1,101 @@
+//! What the ledger remembers of alerts: which ones were delivered, so that
+//! one decided just before the process died is sent again on the next
+//! start (the alerter's own memory does not survive a restart).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::{parse_ts, ts, Result, State};
+
+/// (policy, target, kind) → when the newest delivered alert was decided.
+pub type Delivered = HashMap<(String, String, String), DateTime<Utc>>;
+
+impl State {
+    /// Record that an alert of `kind` decided at `at` reached the operator
+    /// (never moves back in time).
+    pub fn record_alert_delivered(
+        &self,
+        policy: &str,
+        target: &str,
+        kind: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO alerts_delivered (policy, target, kind, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (policy, target, kind) DO UPDATE SET at = excluded.at
+             WHERE excluded.at > alerts_delivered.at",
+            params![policy, target, kind, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Every delivered alert's newest time, per policy, target and kind.
+    pub fn alerts_delivered(&self) -> Result<Delivered> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT policy, target, kind, at FROM alerts_delivered")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(p, t, k, at)| Ok(((p, t, k), parse_ts("alerts_delivered.at", &at)?)))
+            .collect()
+    }
+
+    /// The newest slot of (policy, target) that was skipped, with why.
+    pub fn newest_skipped(
+        &self,
+        policy: &str,
+        target: &str,
+    ) -> Result<Option<(DateTime<Utc>, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT slot, error FROM runs WHERE policy = ?1 AND target = ?2
+                   AND state = 'skipped' ORDER BY slot DESC LIMIT 1",
+                params![policy, target],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(slot, why)| Ok((parse_ts("runs.slot", &slot)?, why)))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn delivered_alerts_keep_their_newest_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = State::open(&dir.path().join("s.db")).expect("open");
+        let t = |h| {
+            Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0)
+                .single()
+                .expect("time")
+        };
+        s.record_alert_delivered("db", "vol-1", "failure", t(2))
+            .expect("record");
+        s.record_alert_delivered("db", "vol-1", "failure", t(1))
+            .expect("older");
+        s.record_alert_delivered("db", "vol-1", "slot_skipped", t(3))
+            .expect("record");
+        let d = s.alerts_delivered().expect("read");
+        assert_eq!(d[&("db".into(), "vol-1".into(), "failure".into())], t(2));
+        assert_eq!(
+            d[&("db".into(), "vol-1".into(), "slot_skipped".into())],
+            t(3)
+        );
+        assert_eq!(s.newest_skipped("db", "vol-1").expect("skipped"), None);
+    }
+}
