@@ -323,6 +323,25 @@ fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<Alerts
                     }
                 }
             }
+            // Every due slot ends as a snapshot or an alert: without these
+            // two, a missed backup would be logged and counted, not heard.
+            for (name, event) in [
+                ("failure", AlertEvent::Failure),
+                ("slot_skipped", AlertEvent::SlotSkipped),
+            ] {
+                if !list_value.get_ref().is_empty() && !events.contains(&event) {
+                    cx.diag.warn(
+                        list_value.span(),
+                        format!(
+                            "`on` leaves out {name:?}: a slot that {} would not be alerted",
+                            match event {
+                                AlertEvent::Failure => "fails",
+                                _ => "is skipped (no snapshot taken)",
+                            }
+                        ),
+                    );
+                }
+            }
             events
         }
     };
