@@ -837,3 +837,66 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
         .filter(|r| data_ids.contains(&r.snapshot_id))
         .all(|r| r.state == LedgerState::Available));
 }
+
+/// Review §23: a snapshot a restore is still reading from is not pruned
+/// under it. The restore (its new volume not ready yet) is in flight in the
+/// ledger; retention wants the two older snapshots gone: the one being
+/// restored from stays (held, saying why), the other goes.
+#[test]
+fn a_snapshot_being_restored_from_is_not_pruned() {
+    use snapwarden::state::{PollPlan, State};
+    let sim = Sim::start("100ms");
+    let wd = Workdir::new();
+    let v = "vol-restoring";
+    sim.kc_volume(v);
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &[v], 5, "")));
+    for run in 0..3 {
+        if run > 0 {
+            next_second();
+        }
+        snapshot_ok(&wd, &cfg);
+    }
+    let rows = wd.state().all_snapshots().expect("ledger");
+    assert_eq!(rows.len(), 3);
+    let (oldest, middle) = (rows[0].clone(), rows[1].clone());
+    {
+        let state = State::open(&wd.state_path()).expect("ledger");
+        let now = Utc::now();
+        state
+            .begin_restore(
+                oldest.id,
+                "vol-being-made-from-the-oldest",
+                now,
+                PollPlan {
+                    first_poll: now,
+                    interval: Duration::from_secs(1),
+                    deadline: now + chrono::Duration::hours(1),
+                },
+            )
+            .expect("restore in flight");
+    }
+    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &[v], 1, "")));
+    let out = wd.cmd(
+        &[
+            "prune",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--policy",
+            "db",
+        ],
+        KC_SECRET,
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: Vec<String> = sim
+        .kc_live(v)
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(live.contains(&oldest.snapshot_id), "{text}");
+    assert!(!live.contains(&middle.snapshot_id), "{text}");
+    assert!(text.contains("being restored from"), "{text}");
+}

@@ -98,7 +98,7 @@ impl QingCloud {
                             Err(e) if is_not_found(&e) => {
                                 out.insert(
                                     id.clone(),
-                                    JobState::Failed(format!(
+                                    JobState::Unknown(format!(
                                         "job {id} is unknown to DescribeJobs: {}",
                                         e.message
                                     )),
@@ -223,7 +223,7 @@ impl Provider for QingCloud {
                 .filter(|op| op.kind != OpKind::Restore)
                 .filter(|op| match job_of(op, &jobs) {
                     None => true,
-                    Some(state) => matches!(state, JobState::Successful),
+                    Some(state) => matches!(state, JobState::Successful | JobState::Unknown(_)),
                 })
                 .map(|op| op.snapshot_id.trim())
                 .filter(|s| !s.is_empty()),
@@ -348,6 +348,9 @@ enum JobState {
     Running,
     Successful,
     Failed(String),
+    /// DescribeJobs does not know the job (jobs expire, e.g. while the
+    /// daemon was down): the snapshot itself says how it ended.
+    Unknown(String),
 }
 
 /// `pending`/`working` run, `successful` succeeded; every other value
@@ -431,6 +434,23 @@ fn op_status(
         },
         // A restore is done when its job is: the new volume is the job's.
         Some(JobState::Successful) if op.kind == OpKind::Restore => OpStatus::Succeeded,
+        Some(JobState::Unknown(why)) if op.kind == OpKind::Restore => OpStatus::Failed {
+            reason: why.clone(),
+        },
+        // An expired job: how the snapshot stands is the answer (a good
+        // snapshot is never written off because its job was forgotten).
+        Some(JobState::Unknown(why)) => {
+            let bare = OperationRef {
+                operation: String::new(),
+                ..op.clone()
+            };
+            match confirm(&bare, snapshots.get(op.snapshot_id.trim())) {
+                OpStatus::Failed { reason } => OpStatus::Failed {
+                    reason: format!("{why}; {reason}"),
+                },
+                other => other,
+            }
+        }
         Some(JobState::Successful) | None => confirm(op, snapshots.get(op.snapshot_id.trim())),
     }
 }

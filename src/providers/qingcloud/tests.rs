@@ -622,13 +622,16 @@ async fn poll_maps_jobs_and_confirms_only_successful_ones() {
 async fn poll_falls_back_when_an_unknown_job_poisons_the_batch() {
     let (qc, fake) = serve(account(
         vec![("j-a", "successful"), ("j-b", "working")],
-        vec![("ss-a", "available")],
+        vec![("ss-a", "available"), ("ss-expired", "available")],
     ))
     .await;
     let ops = vec![
         op(OpKind::Create, "j-a", "ss-a"),
         op(OpKind::Create, "j-zombie", "ss-z"),
         op(OpKind::Create, "j-b", "ss-b"),
+        // Review §12: a job DescribeJobs forgot (expired while the daemon
+        // was down) whose snapshot is good: good, not written off.
+        op(OpKind::Create, "j-expired", "ss-expired"),
     ];
     let got = match qc.poll(&ops).await {
         Ok(g) => g,
@@ -640,10 +643,16 @@ async fn poll_falls_back_when_an_unknown_job_poisons_the_batch() {
         other => panic!("{other:?}"),
     }
     assert_eq!(got[2], pending());
-    // 1 poisoned batch + 3 single calls + 1 confirmation.
+    assert_eq!(
+        got[3],
+        OpStatus::Succeeded,
+        "an expired job's good snapshot"
+    );
+    // 1 poisoned batch + 4 single calls + 1 confirmation.
     assert_eq!(
         fake.actions(),
         vec![
+            "DescribeJobs",
             "DescribeJobs",
             "DescribeJobs",
             "DescribeJobs",
