@@ -21,6 +21,8 @@ pub(crate) struct FakeCloud {
     pub polls: Mutex<VecDeque<Option<OpStatus>>>,
     last_list: Mutex<Vec<RemoteSnapshot>>,
     calls: Mutex<BTreeMap<&'static str, usize>>,
+    /// The snapshot ids `delete` was called with, in order.
+    pub deleted: Mutex<Vec<String>>,
 }
 
 impl FakeCloud {
@@ -94,8 +96,9 @@ impl Provider for FakeCloud {
         Ok(last.clone())
     }
 
-    async fn delete(&self, _: &str) -> Result<DeleteStarted, ProviderError> {
+    async fn delete(&self, id: &str) -> Result<DeleteStarted, ProviderError> {
         self.count("delete");
+        self.deleted.lock().expect("deleted").push(id.to_string());
         Ok(DeleteStarted::AlreadyGone)
     }
 

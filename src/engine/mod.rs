@@ -989,9 +989,15 @@ impl Engine {
                 .or_default()
                 .push(Candidate {
                     id: s.id.clone(),
+                    // Where the cloud gives no creation time, the slot
+                    // (the marker's, else the ledger's) orders it: a UTC
+                    // instant fixed by the schedule, never a reading of
+                    // this host's clock, which may have stepped back and
+                    // would sort the real newest as older.
                     created_at: s
                         .created_at
-                        .or(row.map(|r| r.created_at))
+                        .or(s.marker_slot)
+                        .or(row.map(|r| r.slot))
                         .unwrap_or(DateTime::<Utc>::MIN_UTC),
                     condition,
                     own,

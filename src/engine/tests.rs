@@ -10,6 +10,14 @@ fn engine_with(
     dir: &std::path::Path,
     cloud: Arc<FakeCloud>,
 ) -> (Arc<Engine>, Config, watch::Sender<bool>) {
+    engine_retaining(dir, cloud, 5)
+}
+
+fn engine_retaining(
+    dir: &std::path::Path,
+    cloud: Arc<FakeCloud>,
+    retain: u32,
+) -> (Arc<Engine>, Config, watch::Sender<bool>) {
     let text = r#"
 [providers.qc]
 kind = "qingcloud"
@@ -28,8 +36,9 @@ poll_interval = "10ms"
 poll_max_interval = "20ms"
 timeout = "30s"
 "#;
+    let text = text.replace("retain = 5", &format!("retain = {retain}"));
     let config =
-        crate::config::load_with_env(text, &dir.join("f.toml"), &|_| Some("secret".to_string()))
+        crate::config::load_with_env(&text, &dir.join("f.toml"), &|_| Some("secret".to_string()))
             .expect("config");
     let state = Arc::new(State::open(&dir.join("s.db")).expect("ledger"));
     let (stop, shutdown) = watch::channel(false);
@@ -154,4 +163,83 @@ async fn only_runs_without_a_claim_are_taken_up() {
         matches!(report.outcome, RunOutcome::Succeeded { .. }),
         "{report:?}"
     );
+}
+
+/// Review §22: the cloud gives no creation time, and the ledger's own
+/// times were read from a clock that stepped back in between (the older
+/// slot's row looks newer). Retention orders by the slot, so with
+/// retain = 1 the real newest is kept and the older one deleted (before,
+/// the real newest was deleted).
+#[tokio::test]
+async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let (engine, config, _stop) = engine_retaining(dir.path(), cloud.clone(), 1);
+    let policy = &config.policies[0];
+    let now = Utc::now();
+    let (older, newer) = (
+        now - chrono::Duration::hours(2),
+        now - chrono::Duration::hours(1),
+    );
+    // Recorded at: the older slot with the clock 8 h ahead, the newer one
+    // after the clock was set right.
+    for (slot, recorded_at, id) in [
+        (older, now + chrono::Duration::hours(8), "snap-older"),
+        (newer, newer, "snap-newer"),
+    ] {
+        let name = format!("db-vol-1-{}", crate::schedule::slot_label(slot));
+        let Begin::Started(run) = engine
+            .state
+            .begin_run(
+                &crate::state::NewRun {
+                    policy: "db",
+                    target: "vol-1",
+                    provider: "qc",
+                    slot,
+                    name: &name,
+                    full: true,
+                },
+                recorded_at,
+            )
+            .expect("begin")
+        else {
+            panic!("a fresh slot starts");
+        };
+        let plan = crate::state::PollPlan {
+            first_poll: recorded_at,
+            interval: Duration::from_secs(1),
+            deadline: recorded_at + chrono::Duration::hours(1),
+        };
+        let ops = engine
+            .state
+            .record_created(
+                run,
+                &[Created {
+                    snapshot_id: id.into(),
+                    operation: id.into(),
+                }],
+                recorded_at,
+                plan,
+            )
+            .expect("record");
+        engine
+            .state
+            .finish_op(ops[0].id, None, recorded_at)
+            .expect("finish");
+        engine
+            .state
+            .set_run_state(run, RunState::Succeeded, None, recorded_at)
+            .expect("succeeded");
+    }
+    let listed = |id: &str, slot| RemoteSnapshot {
+        created_at: None,
+        ..super::tests::listed(id, slot)
+    };
+    cloud.lists.lock().expect("lists").push_back(vec![
+        listed("snap-older", older),
+        listed("snap-newer", newer),
+    ]);
+    let report = engine.prune(policy, "vol-1", false).await.expect("prune");
+    assert_eq!(report.deleted, 1, "{report:?}");
+    assert_eq!(*cloud.deleted.lock().expect("deleted"), vec!["snap-older"]);
 }
