@@ -215,6 +215,8 @@ pub struct Engine {
     shutdown: watch::Receiver<bool>,
     /// Runs a task of this process is carrying out.
     active: ActiveRuns,
+    /// Unreadable ledger rows already reported (each is logged once).
+    unreadable: Mutex<HashSet<(&'static str, i64)>>,
 }
 
 impl Engine {
@@ -229,6 +231,7 @@ impl Engine {
             providers: RwLock::new(BTreeMap::new()),
             shutdown,
             active: ActiveRuns::default(),
+            unreadable: Mutex::default(),
         });
         engine.install_providers(config)?;
         Ok(engine)
@@ -1354,7 +1357,9 @@ impl Engine {
             // Read and claim under the lock `begin_slot` claims under, so a
             // run being started now is never taken for abandoned.
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-            for run in self.state.open_runs()? {
+            let (runs, unreadable) = self.state.open_runs_readable()?;
+            self.report_unreadable(unreadable);
+            for run in runs {
                 if let Some(claim) = Claim::take(&self.active, &mut active, run.id) {
                     claimed.push((run, claim));
                 }
@@ -1363,7 +1368,8 @@ impl Engine {
         if claimed.is_empty() && !with_ops {
             return Ok(Vec::new());
         }
-        let ops = self.state.ops_in_flight()?;
+        let (ops, unreadable) = self.state.ops_in_flight_readable()?;
+        self.report_unreadable(unreadable);
         if !ops.is_empty() || !claimed.is_empty() {
             info!(
                 operations = ops.len(),
@@ -1424,6 +1430,18 @@ impl Engine {
             }));
         }
         Ok(out)
+    }
+
+    /// One corrupt row never stops recovery: it is left out, logged once
+    /// (with its id, for the operator to mend) and counted.
+    fn report_unreadable(&self, rows: Vec<crate::state::Unreadable>) {
+        let mut seen = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        for row in rows {
+            if seen.insert((row.table, row.id)) {
+                error!(table = row.table, row = row.id, problem = %row.problem, "a ledger row cannot be read; it is left out, the rest is taken up");
+                metrics::ledger_row_unreadable(row.table);
+            }
+        }
     }
 
     async fn resume_run(

@@ -47,6 +47,7 @@ timeout = "30s"
         providers: RwLock::new(BTreeMap::new()),
         shutdown: shutdown.clone(),
         active: ActiveRuns::default(),
+        unreadable: Mutex::default(),
     });
     let provider: Arc<dyn Provider> = cloud;
     let poller = Poller::spawn("qc".into(), provider.clone(), state, shutdown);
@@ -242,4 +243,41 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
     let report = engine.prune(policy, "vol-1", false).await.expect("prune");
     assert_eq!(report.deleted, 1, "{report:?}");
     assert_eq!(*cloud.deleted.lock().expect("deleted"), vec!["snap-older"]);
+}
+
+/// Review §23: one corrupt open run (a bad timestamp) no longer stops
+/// every other open run from being taken up (before, the whole read
+/// failed and every open run stayed open).
+#[tokio::test]
+async fn a_corrupt_open_run_does_not_stop_the_others_being_taken_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let (engine, config, _stop) = engine_with(dir.path(), cloud);
+    let policy = &config.policies[0];
+    let slot = Utc::now();
+    let good = engine
+        .begin(policy, "vol-1", slot)
+        .expect("ledger")
+        .expect("a fresh slot starts");
+    let corrupt = engine
+        .begin(policy, "vol-2", slot)
+        .expect("ledger")
+        .expect("a fresh slot starts");
+    engine.state.execute_for_tests(&format!(
+        "UPDATE runs SET started_at = 'not a time' WHERE id = {}",
+        corrupt.run_id
+    ));
+    let good_id = good.run_id;
+    drop((good, corrupt));
+    let taken = engine
+        .take_up_abandoned(&config, true)
+        .expect("the readable runs are taken up");
+    assert_eq!(taken.len(), 1);
+    let report = futures::future::join_all(taken).await.remove(0);
+    assert_eq!(report.target, "vol-1");
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+    assert!(!engine.state.run(good_id).expect("run").state.is_open());
 }

@@ -107,6 +107,12 @@ struct Metrics {
     budget_exceeded: Family<PolicyTarget, Counter>,
     deletes_held: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
     intents_unrecorded: Family<PolicyLabel, Counter>,
+    rows_unreadable: Family<TableLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabel {
+    table: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +142,7 @@ impl Metrics {
             budget_exceeded: Family::default(),
             deletes_held: Family::default(),
             intents_unrecorded: Family::default(),
+            rows_unreadable: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -228,6 +235,11 @@ impl Metrics {
             "Slots not run because the state database could not record the intent",
             m.intents_unrecorded.clone(),
         );
+        registry.register(
+            "ledger_rows_unreadable",
+            "Ledger rows that could not be read and were left out of recovery (see the log)",
+            m.rows_unreadable.clone(),
+        );
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -260,6 +272,7 @@ pub const NAMES: &[&str] = &[
     "snapwarden_prune_budget_exceeded",
     "snapwarden_deletes_held",
     "snapwarden_intents_unrecorded",
+    "snapwarden_ledger_rows_unreadable",
     "snapwarden_build_info",
 ];
 
@@ -460,6 +473,15 @@ pub fn deletes_held(policy: &str, target: &str, held: bool) {
         .set(i64::from(held));
 }
 
+pub fn ledger_row_unreadable(table: &str) {
+    metrics()
+        .rows_unreadable
+        .get_or_create(&TableLabel {
+            table: table.into(),
+        })
+        .inc();
+}
+
 pub fn intent_unrecorded(policy: &str) {
     metrics()
         .intents_unrecorded
@@ -491,6 +513,7 @@ mod tests {
         prune_budget_exceeded("p", "t");
         deletes_held("p", "t", true);
         intent_unrecorded("p");
+        ledger_row_unreadable("runs");
         let text = render();
         let exported: std::collections::BTreeSet<&str> = text
             .lines()
