@@ -713,15 +713,22 @@ fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
             .iter()
             .map(|s| ((s.policy.as_str(), s.target.as_str()), s))
             .collect();
+    let mut live = std::collections::HashSet::new();
     for p in &config.policies {
+        for pseudo in [SELECTOR_TARGET, SCHEDULE_TARGET] {
+            live.insert((p.name.clone(), pseudo.to_string()));
+        }
         for t in &crate::engine::ledger_targets(p, &summaries) {
             let (last, failures) = by_target
                 .get(&(p.name.as_str(), t.as_str()))
                 .map(|s| (s.last_success, s.consecutive_failures))
                 .unwrap_or((None, 0));
             alerter.check_stale(&p.name, t, &p.provider, last, p.stale_after, failures);
+            live.insert((p.name.clone(), t.clone()));
         }
     }
+    // Policies removed by a reload leave no alert state behind.
+    alerter.forget_except(&live);
 }
 
 fn log_report(report: &RunReport) {

@@ -24,6 +24,14 @@ use crate::observe::metrics;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Webhook attempts per event (with backoff between them).
 const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Webhook POSTs in flight at once: an outage on a thousand targets is a
+/// queue at the receiver's pace, not a thousand connections.
+const WEBHOOK_CONCURRENCY: usize = 4;
+/// Events waiting for the alert command (which runs one at a time, up to
+/// `DELIVERY_TIMEOUT` each). Past this, an event is not queued: it is
+/// logged and counted, and a failure or skipped slot is sent again at the
+/// next start (the ledger knows it was never delivered).
+const COMMAND_QUEUE: usize = 256;
 
 /// How far ahead of this host's clock a recorded time (a last success, a
 /// fired slot) may lie before it means the clock stepped back since it was
@@ -99,7 +107,13 @@ pub struct Alerter {
     /// The alert command's queue: events run the command one at a time,
     /// in the order they were decided, so a `recovery` never overtakes the
     /// event it recovers from and two payloads never interleave.
-    commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<CommandEvent>>,
+    commands: std::sync::OnceLock<tokio::sync::mpsc::Sender<CommandEvent>>,
+    /// How many command events may wait (see [`COMMAND_QUEUE`]).
+    command_queue: usize,
+    /// Bounds the webhook POSTs in flight (see [`WEBHOOK_CONCURRENCY`]).
+    webhooks: Arc<tokio::sync::Semaphore>,
+    /// Events the command queue had no room for.
+    dropped: std::sync::atomic::AtomicU64,
     /// Told of each alert that reached a destination (the daemon records
     /// it in the ledger, so an alert lost to a crash is sent again).
     delivered: std::sync::OnceLock<Delivered>,
@@ -124,6 +138,9 @@ impl Alerter {
                 .unwrap_or_default(),
             started: Utc::now(),
             commands: std::sync::OnceLock::new(),
+            command_queue: COMMAND_QUEUE,
+            webhooks: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_CONCURRENCY)),
+            dropped: std::sync::atomic::AtomicU64::new(0),
             delivered: std::sync::OnceLock::new(),
         })
     }
@@ -148,6 +165,20 @@ impl Alerter {
             .or_default();
         t.failing_since = Some(since);
         t.failure_sent_at = Some(Utc::now());
+    }
+
+    /// Forget the alert state of (policy, target) pairs not in `live` (a
+    /// target that left its selector, a policy removed by a reload), so it
+    /// does not grow without bound as targets churn.
+    pub fn forget_except(&self, live: &std::collections::HashSet<(String, String)>) {
+        self.tracks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| live.contains(key));
+        self.held_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(p, t, _), _| live.contains(&(p.clone(), t.clone())));
     }
 
     /// A run ended: failure, reminder or recovery, as due.
@@ -429,7 +460,11 @@ impl Alerter {
             let body = body.clone();
             let alert = alert.clone();
             let delivered = delivered.clone();
+            let webhooks = self.webhooks.clone();
             tokio::spawn(async move {
+                let Ok(_permit) = webhooks.acquire_owned().await else {
+                    return;
+                };
                 for attempt in 1..=WEBHOOK_ATTEMPTS {
                     let mut req = http
                         .post(&url)
@@ -461,8 +496,7 @@ impl Alerter {
         }
         if let Some(command) = cfg.command.clone() {
             let queue = self.commands.get_or_init(|| {
-                let (tx, mut rx) =
-                    tokio::sync::mpsc::unbounded_channel::<CommandEvent>();
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<CommandEvent>(self.command_queue);
                 tokio::spawn(async move {
                     while let Some((command, body, alert)) = rx.recv().await {
                         match run_command(&command, &body).await {
@@ -480,9 +514,19 @@ impl Alerter {
                 });
                 tx
             });
-            if queue.send((command, body, alert)).is_err() {
-                warn!("alert command queue closed; event not delivered");
-                metrics::alert_delivery_failed("command");
+            let (kind, policy, target) = (alert.kind, alert.policy.clone(), alert.target.clone());
+            match queue.try_send((command, body, alert)) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    warn!(kind, policy = %policy, target = %target, queued = self.command_queue, "alert command is behind; event not queued (a failure or skipped slot is sent again at the next start)");
+                    metrics::alert_delivery_failed("command");
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    warn!("alert command queue closed; event not delivered");
+                    metrics::alert_delivery_failed("command");
+                }
             }
         }
     }
@@ -558,6 +602,113 @@ async fn run_command(command: &[String], body: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn alerter_with(alerts: AlertsConfig, command_queue: usize) -> Alerter {
+        Alerter {
+            config: Mutex::new(Some(alerts)),
+            tracks: Mutex::new(HashMap::new()),
+            held_sent: Mutex::new(HashMap::new()),
+            http: reqwest::Client::new(),
+            started: Utc::now(),
+            commands: std::sync::OnceLock::new(),
+            command_queue,
+            webhooks: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_CONCURRENCY)),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+            delivered: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn alerts_config(webhook: Option<String>, command: Option<Vec<String>>) -> AlertsConfig {
+        AlertsConfig {
+            webhook_url: webhook,
+            webhook_headers: Default::default(),
+            command,
+            on: vec![AlertEvent::Failure],
+            repeat_after: Duration::from_secs(3600),
+        }
+    }
+
+    fn fail(a: &Alerter, target: &str) {
+        a.run_finished(RunResult {
+            policy: "db",
+            target,
+            provider: "qc",
+            outcome: Err("boom"),
+            consecutive_failures: 1,
+        });
+    }
+
+    /// Review §23: the alert command's queue is bounded; events past it are
+    /// counted (and logged), never an unbounded backlog of hours.
+    #[tokio::test]
+    async fn the_command_queue_is_bounded() {
+        let command = vec!["sleep".to_string(), "5".to_string()];
+        let a = alerter_with(alerts_config(None, Some(command)), 2);
+        for i in 0..6 {
+            fail(&a, &format!("vol-{i}"));
+        }
+        let dropped = a.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((3..=4).contains(&dropped), "{dropped} dropped");
+    }
+
+    /// Review §23: webhook deliveries are bounded in flight; every event
+    /// still arrives.
+    #[tokio::test]
+    async fn webhook_posts_in_flight_are_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let (n, p, d) = (now.clone(), peak.clone(), done.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let (n, p, d) = (n.clone(), p.clone(), d.clone());
+                async move {
+                    let in_flight = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(in_flight, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    d.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let a = alerter_with(alerts_config(Some(url), None), COMMAND_QUEUE);
+        for i in 0..12 {
+            fail(&a, &format!("vol-{i}"));
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while done.load(Ordering::SeqCst) < 12 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("every event delivered");
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            (1..=WEBHOOK_CONCURRENCY).contains(&peak),
+            "{peak} in flight"
+        );
+    }
+
+    /// Review §23: alert state of targets that are gone is forgotten.
+    #[test]
+    fn alert_state_of_gone_targets_is_forgotten() {
+        let a = alerter_with(alerts_config(None, None), COMMAND_QUEUE);
+        a.assume_alerted("db", "vol-1", Utc::now());
+        a.assume_alerted("db", "vol-2", Utc::now());
+        let live = [("db".to_string(), "vol-2".to_string())].into();
+        a.forget_except(&live);
+        let tracks = a.tracks.lock().expect("tracks");
+        assert_eq!(tracks.len(), 1);
+        assert!(tracks.contains_key(&("db".to_string(), "vol-2".to_string())));
+    }
+
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn at(h: i64) -> DateTime<Utc> {
@@ -603,6 +754,9 @@ mod tests {
             http: reqwest::Client::new(),
             started: Utc::now(),
             commands: std::sync::OnceLock::new(),
+            command_queue: COMMAND_QUEUE,
+            webhooks: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_CONCURRENCY)),
+            dropped: std::sync::atomic::AtomicU64::new(0),
             delivered: std::sync::OnceLock::new(),
         };
         let future = Some(Utc::now() + chrono::Duration::hours(8));
