@@ -340,20 +340,22 @@ fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
     let wd = Workdir::new();
     sim.volume(VOL);
     seed_days(&sim, &wd, "db", VOL, 4);
-    {
-        let state = State::open(&wd.state_path()).expect("ledger");
-        seed_own(&sim, &state, "db", VOL, Utc::now() - D::hours(1), false);
-    }
     let cfg = write_config(
         &wd,
         &sim,
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
+    // The newest own snapshot never finishes on the cloud: its run times
+    // out (3 s) and the snapshot stays pending there.
+    sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots",
+                     "fault": "never_finish", "count": 1}));
+    let out = run(&wd, &cfg, &["snapshot", "--policy", "db"]);
+    assert!(!out.status.success(), "{}", text(&out));
     let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    // `prune` asks the cloud about the seeded operation first; its job is
-    // unknown there, so it is recorded failed: not good either way.
+    // `prune` asks the cloud about what is in flight first; the snapshot
+    // is still pending there and failed in the ledger: not good either way.
     assert!(
         text(&out).contains("nothing is pruned until a newer one is good"),
         "{}",
