@@ -727,8 +727,10 @@ fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
             live.insert((p.name.clone(), t.clone()));
         }
     }
-    // Policies removed by a reload leave no alert state behind.
+    // Targets no longer configured or selected leave no alert state and
+    // no metric series behind.
     alerter.forget_except(&live);
+    metrics::forget_targets_except(&live);
 }
 
 fn log_report(report: &RunReport) {

@@ -3,8 +3,9 @@
 //! nobody else names a metric. The README's metrics table lists the same
 //! names.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -108,6 +109,19 @@ struct Metrics {
     deletes_held: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
     intents_unrecorded: Family<PolicyLabel, Counter>,
     rows_unreadable: Family<TableLabel, Counter>,
+    /// The label values each (policy, target) was exported with, so that
+    /// the series of a target that is gone can be removed.
+    seen: Mutex<HashMap<(String, String), TargetSeries>>,
+}
+
+/// The series one (policy, target) has, beyond the (policy, target) ones.
+#[derive(Default)]
+struct TargetSeries {
+    providers: BTreeSet<String>,
+    /// (provider, reason) of `snapshots_failed`.
+    failed: BTreeSet<(String, String)>,
+    /// (provider, reason) of `snapshots_delete_failed`.
+    delete_failed: BTreeSet<(String, String)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,6 +157,7 @@ impl Metrics {
             deletes_held: Family::default(),
             intents_unrecorded: Family::default(),
             rows_unreadable: Family::default(),
+            seen: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -302,6 +317,59 @@ pub fn render() -> String {
     out
 }
 
+/// Note that (policy, target) has series (`with` adds its label values).
+fn seen(policy: &str, target: &str, with: impl FnOnce(&mut TargetSeries)) {
+    let mut seen = metrics().seen.lock().unwrap_or_else(|p| p.into_inner());
+    with(
+        seen.entry((policy.to_string(), target.to_string()))
+            .or_default(),
+    );
+}
+
+/// Remove every series of the (policy, target) pairs not in `live` (a
+/// target that left its selector, a policy removed by a reload): label
+/// sets do not pile up as targets come and go.
+pub fn forget_targets_except(live: &HashSet<(String, String)>) {
+    let m = metrics();
+    let gone: Vec<((String, String), TargetSeries)> = {
+        let mut seen = m.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<(String, String)> = seen
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| seen.remove(&k).map(|v| (k, v)))
+            .collect()
+    };
+    for ((policy, target), series) in gone {
+        let pt = PolicyTarget {
+            policy: policy.clone(),
+            target: target.clone(),
+        };
+        m.last_success.remove(&pt);
+        m.retained.remove(&pt);
+        m.budget_exceeded.remove(&pt);
+        m.deletes_held.remove(&pt);
+        for provider in &series.providers {
+            m.created.remove(&snap(&policy, &target, provider));
+            m.deleted.remove(&snap(&policy, &target, provider));
+        }
+        let with_reason = |(provider, reason): &(String, String)| SnapReason {
+            policy: policy.clone(),
+            target: target.clone(),
+            provider: provider.clone(),
+            reason: reason.clone(),
+        };
+        for pr in &series.failed {
+            m.failed.remove(&with_reason(pr));
+        }
+        for pr in &series.delete_failed {
+            m.delete_failed.remove(&with_reason(pr));
+        }
+    }
+}
+
 fn snap(policy: &str, target: &str, provider: &str) -> Snap {
     Snap {
         policy: policy.into(),
@@ -315,6 +383,9 @@ fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
 }
 
 pub fn snapshot_created(policy: &str, target: &str, provider: &str) {
+    seen(policy, target, |s| {
+        s.providers.insert(provider.into());
+    });
     metrics()
         .created
         .get_or_create(&snap(policy, target, provider))
@@ -322,6 +393,9 @@ pub fn snapshot_created(policy: &str, target: &str, provider: &str) {
 }
 
 pub fn snapshot_failed(policy: &str, target: &str, provider: &str, reason: &str) {
+    seen(policy, target, |s| {
+        s.failed.insert((provider.into(), reason.into()));
+    });
     metrics()
         .failed
         .get_or_create(&SnapReason {
@@ -334,6 +408,9 @@ pub fn snapshot_failed(policy: &str, target: &str, provider: &str, reason: &str)
 }
 
 pub fn snapshot_deleted(policy: &str, target: &str, provider: &str) {
+    seen(policy, target, |s| {
+        s.providers.insert(provider.into());
+    });
     metrics()
         .deleted
         .get_or_create(&snap(policy, target, provider))
@@ -341,6 +418,9 @@ pub fn snapshot_deleted(policy: &str, target: &str, provider: &str) {
 }
 
 pub fn snapshot_delete_failed(policy: &str, target: &str, provider: &str, reason: &str) {
+    seen(policy, target, |s| {
+        s.delete_failed.insert((provider.into(), reason.into()));
+    });
     metrics()
         .delete_failed
         .get_or_create(&SnapReason {
@@ -353,6 +433,7 @@ pub fn snapshot_delete_failed(policy: &str, target: &str, provider: &str, reason
 }
 
 pub fn run_succeeded(policy: &str, target: &str, at: chrono::DateTime<chrono::Utc>) {
+    seen(policy, target, |_| {});
     metrics()
         .last_success
         .get_or_create(&PolicyTarget {
@@ -377,6 +458,7 @@ pub fn schedule(policy: &str, interval: Duration, next: Option<chrono::DateTime<
 }
 
 pub fn retained(policy: &str, target: &str, count: usize) {
+    seen(policy, target, |_| {});
     metrics()
         .retained
         .get_or_create(&PolicyTarget {
@@ -454,6 +536,7 @@ pub fn alert_delivery_failed(channel: &str) {
 }
 
 pub fn prune_budget_exceeded(policy: &str, target: &str) {
+    seen(policy, target, |_| {});
     metrics()
         .budget_exceeded
         .get_or_create(&PolicyTarget {
@@ -464,6 +547,7 @@ pub fn prune_budget_exceeded(policy: &str, target: &str) {
 }
 
 pub fn deletes_held(policy: &str, target: &str, held: bool) {
+    seen(policy, target, |_| {});
     metrics()
         .deletes_held
         .get_or_create(&PolicyTarget {
@@ -529,6 +613,32 @@ mod tests {
             let series = line.split(['{', ' ']).next().unwrap_or("");
             assert!(is_known_series(series), "{series}");
         }
+    }
+
+    /// Review §23: the series of a target that is gone are removed; the
+    /// live target's stay.
+    #[test]
+    fn series_of_gone_targets_are_removed() {
+        for t in ["forget-gone", "forget-live"] {
+            snapshot_created("forget-p", t, "qc");
+            snapshot_failed("forget-p", t, "qc", "timeout");
+            retained("forget-p", t, 2);
+            run_succeeded("forget-p", t, chrono::Utc::now());
+        }
+        // Every other test's targets stay live (the registry is global).
+        let gone = ("forget-p".to_string(), "forget-gone".to_string());
+        let live: HashSet<(String, String)> = metrics()
+            .seen
+            .lock()
+            .expect("seen")
+            .keys()
+            .filter(|k| **k != gone)
+            .cloned()
+            .collect();
+        forget_targets_except(&live);
+        let text = render();
+        assert!(!text.contains("target=\"forget-gone\""), "{text}");
+        assert!(text.contains("target=\"forget-live\""), "{text}");
     }
 
     #[test]
