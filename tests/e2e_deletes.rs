@@ -13,7 +13,6 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as D, Utc};
@@ -84,61 +83,9 @@ fn seed_days(sim: &Sim, wd: &Workdir, policy: &str, volume: &str, n: i64) -> Vec
 /// A QingCloud config with `policies` (`[[policy]]` bodies) and alerts
 /// appended as JSON lines to `alerts.jsonl` in the workdir.
 fn write_config(wd: &Workdir, sim: &Sim, policies: &[String]) -> PathBuf {
-    let alerts = alerts_path(wd);
-    let text = wd
-        .qingcloud_config(sim, SECRET, &policies.join("\n[[policy]]\n"))
-        .replace(
-            "[providers.qc]",
-            &format!(
-                "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n[providers.qc]",
-                alerts.display(),
-                alerts.display()
-            ),
-        );
+    let text =
+        wd.with_alert_command(&wd.qingcloud_config(sim, SECRET, &policies.join("\n[[policy]]\n")));
     wd.write_config(&text)
-}
-
-fn alerts_path(wd: &Workdir) -> PathBuf {
-    wd.dir.path().join("alerts.jsonl")
-}
-
-fn alerts(wd: &Workdir) -> Vec<Value> {
-    std::fs::read_to_string(alerts_path(wd))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn run(wd: &Workdir, cfg: &Path, args: &[&str]) -> Output {
-    let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
-    all.extend_from_slice(&args[1..]);
-    wd.cmd(&all, SECRET)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Accepted DeleteSnapshots requests, by snapshot id.
-fn deleted_ids(sim: &Sim) -> Vec<String> {
-    sim.requests("DeleteSnapshots")
-        .iter()
-        .filter(|r| r["ret_code"] == 0)
-        .filter_map(|r| r["params"]["snapshots.1"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn live_ids(sim: &Sim, volume: &str) -> Vec<String> {
-    sim.live_snapshots(volume)
-        .iter()
-        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// Policy `db` every 2 s keeping `retain`, at most 5 deletes a run; on
@@ -178,28 +125,30 @@ fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daem
         "the plan diff is logged"
     );
     wait_for("a deletes_held alert", Duration::from_secs(10), || {
-        alerts(wd).into_iter().find(|a| a["kind"] == "deletes_held")
+        wd.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "deletes_held")
     });
     let creates = sim.creates_for(VOL);
     wait_for("two more creates under the hold", MINUTE, || {
         (sim.creates_for(VOL) >= creates + 2).then_some(())
     });
-    assert!(deleted_ids(sim).is_empty(), "no delete while held");
+    assert!(sim.deleted_ids().is_empty(), "no delete while held");
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
 
     // The confirmation writes the ledger: not next to the running daemon
     // (one ledger, one writer), but once it is stopped.
-    let out = run(wd, cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = wd.run(cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
     // A snapshot the stopped daemon left in flight may still be creating
     // on the cloud: nothing is pruned until it is good, so try again.
     wait_for("prune --yes to succeed", MINUTE, || {
-        let out = run(wd, cfg, &["prune", "--policy", "db", "--yes"]);
+        let out = wd.run(cfg, &["prune", "--policy", "db", "--yes"]);
         out.status.success().then_some(())
     });
-    let after_confirm = deleted_ids(sim).len();
+    let after_confirm = sim.deleted_ids().len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
 }
@@ -273,8 +222,8 @@ retain = 10
 }
 
 fn snapshot_ok(wd: &Workdir, cfg: &Path, policy: &str) {
-    let out = run(wd, cfg, &["snapshot", "--policy", policy]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(cfg, &["snapshot", "--policy", policy]);
+    assert!(out.status.success(), "{}", output_text(&out));
     std::thread::sleep(Duration::from_millis(1100));
 }
 
@@ -315,20 +264,20 @@ fn orphans_delete_never_cascades_into_another_policys_chain() {
 
     // a is removed from the file; its snapshot is an orphan.
     let cfg = write_config(&wd, &sim, &both[1..]);
-    let out = run(&wd, &cfg, &["orphans"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&a[0]), "{}", text(&out));
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
+    let out = wd.run(&cfg, &["orphans"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains(&a[0]), "{}", output_text(&out));
+    let out = wd.run(&cfg, &["orphans", "--delete", "--yes"]);
     assert!(
-        text(&out).contains("depend"),
+        output_text(&out).contains("depend"),
         "says why it is kept: {}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
-        !deleted_ids(&sim).contains(&a[0]),
+        !sim.deleted_ids().contains(&a[0]),
         "a's snapshot that b depends on is never deleted"
     );
-    let live = live_ids(&sim, VOL);
+    let live = sim.live_ids(VOL);
     for id in a.iter().chain(&b) {
         assert!(live.contains(id), "{id} must stay: {live:?}");
     }
@@ -365,35 +314,35 @@ fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
     assert_eq!(chain.len(), 3);
     let cfg = write_config(&wd, &sim, &both[..1]);
     sim.fault(json!({"dialect": "qingcloud", "action": "DeleteSnapshots", "fault": "fail_job", "count": 1}));
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = wd.run(&cfg, &["orphans", "--delete", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert_eq!(
-        deleted_ids(&sim),
+        sim.deleted_ids(),
         vec![chain[2].clone()],
         "only the newest increment was tried: {}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
-        text(&out).contains("the chain stops here"),
+        output_text(&out).contains("the chain stops here"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    let live = live_ids(&sim, VOL);
+    let live = sim.live_ids(VOL);
     for id in &chain {
         assert!(live.contains(id), "{id} must stay: {live:?}");
     }
 
     // Once the cloud deletes again, the chain goes, newest first.
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let tried = deleted_ids(&sim);
+    let out = wd.run(&cfg, &["orphans", "--delete", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let tried = sim.deleted_ids();
     assert_eq!(
         tried[1..],
         [chain[2].clone(), chain[1].clone(), chain[0].clone()],
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert!(live_ids(&sim, VOL).is_empty());
+    assert!(sim.live_ids(VOL).is_empty());
 }
 
 /// §5: the budget caps `orphans --delete --yes` (the daemon's
@@ -419,21 +368,24 @@ fn orphans_delete_keeps_to_a_budget() {
         ),
     )
     .expect("config");
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("--max-deletes"), "{}", text(&out));
+    let out = wd.run(&cfg, &["orphans", "--delete", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("--max-deletes"),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(
-        deleted_ids(&sim).len(),
+        sim.deleted_ids().len(),
         3,
         "the daemon's max_deletes_per_run"
     );
-    let out = run(
-        &wd,
+    let out = wd.run(
         &cfg,
         &["orphans", "--delete", "--yes", "--max-deletes", "5"],
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let mut gone = deleted_ids(&sim);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut gone = sim.deleted_ids();
     gone.sort();
     let mut all = own.clone();
     all.sort();
@@ -478,10 +430,14 @@ fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
     let sim = Sim::start("100ms");
     let wd = Workdir::new();
     let (cfg, seeded) = stop_with_a_create_in_flight(&sim, &wd);
-    let out = run(&wd, &cfg, &["prune", "--policy", "db"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("still in progress"), "{}", text(&out));
-    let gone = deleted_ids(&sim);
+    let out = wd.run(&cfg, &["prune", "--policy", "db"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        !output_text(&out).contains("still in progress"),
+        "{}",
+        output_text(&out)
+    );
+    let gone = sim.deleted_ids();
     assert_eq!(gone.len(), 3, "4 seeded + 1 new, retain 2: {gone:?}");
     assert!(gone.iter().all(|g| seeded.contains(g)));
     assert!(wd.state().ops_in_flight().expect("ops").is_empty());
@@ -502,8 +458,8 @@ fn plan_and_status_right_after_the_daemon_stops_settle_too() {
         .first()
         .map(|o| o.snapshot_id.clone())
         .expect("in flight");
-    let out = run(&wd, &cfg, &["plan", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(&cfg, &["plan", "--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
     let doc: Value = serde_json::from_str(&plan).expect("plan json");
     let entry = doc
@@ -523,8 +479,8 @@ fn plan_and_status_right_after_the_daemon_stops_settle_too() {
 
     let (sim2, wd2) = (Sim::start("100ms"), Workdir::new());
     let (cfg2, _) = stop_with_a_create_in_flight(&sim2, &wd2);
-    let out = run(&wd2, &cfg2, &["status", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd2.run(&cfg2, &["status", "--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
     let targets = doc["targets"].as_array().expect("targets");
     assert!(

@@ -6,12 +6,11 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Value;
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
 
@@ -39,37 +38,13 @@ poll_max_interval = "200ms"
 /// A QingCloud config whose alerts are appended as JSON lines to
 /// `alerts.jsonl` in the workdir; `provider_extra` goes into the provider.
 fn write_config(wd: &Workdir, sim: &Sim, provider_extra: &str, policy: &str) -> PathBuf {
-    let alerts = wd.dir.path().join("alerts.jsonl");
     let text = wd
-        .qingcloud_config(sim, SECRET, policy)
-        .replace(
-            "[providers.qc]",
-            &format!(
-                "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n[providers.qc]",
-                alerts.display(),
-                alerts.display()
-            ),
-        )
+        .with_alert_command(&wd.qingcloud_config(sim, SECRET, policy))
         .replace(
             "requests_per_second = 50",
             &format!("requests_per_second = 50\n{provider_extra}"),
         );
     wd.write_config(&text)
-}
-
-/// The alerts delivered so far.
-fn alerts(wd: &Workdir) -> Vec<Value> {
-    std::fs::read_to_string(wd.dir.path().join("alerts.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn cmd(wd: &Workdir, cfg: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
-    all.extend_from_slice(&args[1..]);
-    wd.cmd(&all, SECRET)
 }
 
 /// Review §2(b): the ledger is locked by another process while a run
@@ -125,7 +100,7 @@ fn a_run_left_open_by_a_failed_ledger_write_is_taken_up_and_later_slots_run() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, LedgerState::Available);
     assert!(
-        alerts(&wd).iter().any(|a| a["kind"] == "recovery"),
+        wd.alerts().iter().any(|a| a["kind"] == "recovery"),
         "the run taken up recovers the failure its lost end alerted"
     );
 }
@@ -146,7 +121,7 @@ fn a_skipped_slot_alerts() {
     );
     let daemon = Daemon::start(&cfg, SECRET);
     let alert = wait_for("a slot_skipped alert", MINUTE, || {
-        alerts(&wd)
+        wd.alerts()
             .into_iter()
             .find(|a| a["kind"] == "slot_skipped")
     });
@@ -181,7 +156,7 @@ fn no_create_is_sent_after_the_runs_timeout() {
         "max_in_flight = 1",
         &policy(&vols, "0 0 3 * * *", "timeout = \"4s\""),
     );
-    let out = cmd(&wd, &cfg, &["snapshot", "--policy", "db"]);
+    let out = wd.run(&cfg, &["snapshot", "--policy", "db"]);
     assert!(!out.status.success(), "some runs must fail");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let total_creates: usize = vols.iter().map(|v| sim.creates_for(v)).sum();
@@ -296,12 +271,12 @@ fn an_undelivered_failure_alert_is_sent_after_a_restart() {
     daemon.wait_log("alert command failed", MINUTE);
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-    assert!(alerts(&wd).is_empty(), "nothing reached the operator yet");
+    assert!(wd.alerts().is_empty(), "nothing reached the operator yet");
 
     wd.write_config(&text.replace("*/2 * * * * *", "0 0 3 * * *"));
     let daemon = Daemon::start(&working, SECRET);
     let alert = wait_for("the failure alert after the restart", MINUTE, || {
-        alerts(&wd).into_iter().find(|a| a["kind"] == "failure")
+        wd.alerts().into_iter().find(|a| a["kind"] == "failure")
     });
     assert_eq!(alert["target"], VOL);
     assert!(

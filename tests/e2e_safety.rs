@@ -5,8 +5,7 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as D, Utc};
@@ -107,66 +106,13 @@ timeout = "3s"
 /// joined), `[daemon]` extras, and alerts appended as JSON lines to
 /// `alerts.jsonl` in the workdir.
 fn write_config(wd: &Workdir, sim: &Sim, daemon_extra: &str, policies: &[String]) -> PathBuf {
-    let alerts = alerts_path(wd);
     let text = wd
-        .qingcloud_config(sim, SECRET, &policies.join("\n[[policy]]\n"))
+        .with_alert_command(&wd.qingcloud_config(sim, SECRET, &policies.join("\n[[policy]]\n")))
         .replace(
             "log_format = \"text\"",
             &format!("log_format = \"text\"\n{daemon_extra}"),
-        )
-        .replace(
-            "[providers.qc]",
-            &format!(
-                "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n[providers.qc]",
-                alerts.display(),
-                alerts.display()
-            ),
         );
     wd.write_config(&text)
-}
-
-fn alerts_path(wd: &Workdir) -> PathBuf {
-    wd.dir.path().join("alerts.jsonl")
-}
-
-/// The alerts delivered so far.
-fn alerts(wd: &Workdir) -> Vec<Value> {
-    std::fs::read_to_string(alerts_path(wd))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn run(wd: &Workdir, cfg: &Path, args: &[&str]) -> Output {
-    let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
-    all.extend_from_slice(&args[1..]);
-    wd.cmd(&all, SECRET)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Accepted DeleteSnapshots requests, by snapshot id.
-fn deleted_ids(sim: &Sim) -> Vec<String> {
-    sim.requests("DeleteSnapshots")
-        .iter()
-        .filter(|r| r["ret_code"] == 0)
-        .filter_map(|r| r["params"]["snapshots.1"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn live_ids(sim: &Sim, volume: &str) -> Vec<String> {
-    sim.live_snapshots(volume)
-        .iter()
-        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
-        .collect()
 }
 
 fn metrics_addr(daemon: &Daemon) -> String {
@@ -237,7 +183,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
         "a deletes_held alert",
         2 * MINUTE + Duration::from_secs(10),
         || {
-            alerts(&wd)
+            wd.alerts()
                 .into_iter()
                 .find(|a| a["kind"] == "deletes_held")
         },
@@ -251,7 +197,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
         "{alert}"
     );
     assert_eq!(sim.creates_for(VOL), 1);
-    let first = deleted_ids(&sim);
+    let first = sim.deleted_ids();
     assert_eq!(first.len(), 5, "exactly the budget: {first:?}");
     assert!(first.iter().all(|id| seeded.contains(id)));
     let series = r#"snapwarden_prune_budget_exceeded_total{policy="db",target="vol-aaaa0001"}"#;
@@ -270,27 +216,27 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
     assert_eq!(code, Some(0));
 
     // 11 own left, retain 2: 9 to delete, 5 allowed, 4 held.
-    let out = run(&wd, &cfg, &["prune", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(&cfg, &["prune", "--dry-run"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("WOULD DELETE").count(), 5, "{stdout}");
     assert_eq!(stdout.matches("  HELD").count(), 4, "{stdout}");
 
-    let out = run(&wd, &cfg, &["prune"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = wd.run(&cfg, &["prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
-        text(&out).contains("prune --policy db --yes"),
+        output_text(&out).contains("prune --policy db --yes"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert_eq!(deleted_ids(&sim).len(), 10);
+    assert_eq!(sim.deleted_ids().len(), 10);
 
-    let out = run(&wd, &cfg, &["prune", "--yes"]);
+    let out = wd.run(&cfg, &["prune", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "--yes needs --policy");
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(deleted_ids(&sim).len(), 14);
-    let live = live_ids(&sim, VOL);
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(sim.deleted_ids().len(), 14);
+    let live = sim.live_ids(VOL);
     assert_eq!(live.len(), 3, "retain 2 and the manual one: {live:?}");
     assert!(live.contains(&manual));
 }
@@ -318,14 +264,14 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let mut gone = deleted_ids(&sim);
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut gone = sim.deleted_ids();
     gone.sort();
     let mut expected = own[..2].to_vec();
     expected.sort();
     assert_eq!(gone, expected, "only the two older own snapshots");
-    let live = live_ids(&sim, VOL);
+    let live = sim.live_ids(VOL);
     for id in &look_alikes {
         assert!(live.contains(id), "look-alike {id} deleted");
     }
@@ -350,19 +296,19 @@ fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
     // out (3 s) and the snapshot stays pending there.
     sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots",
                      "fault": "never_finish", "count": 1}));
-    let out = run(&wd, &cfg, &["snapshot", "--policy", "db"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = wd.run(&cfg, &["snapshot", "--policy", "db"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     // `prune` asks the cloud about what is in flight first; the snapshot
     // is still pending there and failed in the ledger: not good either way.
     assert!(
-        text(&out).contains("nothing is pruned until a newer one is good"),
+        output_text(&out).contains("nothing is pruned until a newer one is good"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert!(deleted_ids(&sim).is_empty());
-    assert_eq!(live_ids(&sim, VOL).len(), 5);
+    assert!(sim.deleted_ids().is_empty());
+    assert_eq!(sim.live_ids(VOL).len(), 5);
 }
 
 /// A listing that fails (5xx until the policy's timeout) or looks
@@ -385,18 +331,22 @@ fn a_failed_or_incomplete_listing_stops_pruning() {
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "server_error"}),
     );
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(deleted_ids(&sim).is_empty(), "{}", text(&out));
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(sim.deleted_ids().is_empty(), "{}", output_text(&out));
 
     clear_faults(&sim);
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "incomplete"}),
     );
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("listing incomplete"), "{}", text(&out));
-    assert!(deleted_ids(&sim).is_empty());
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("listing incomplete"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(sim.deleted_ids().is_empty());
     assert!(
         sim.requests("DescribeSnapshots")
             .iter()
@@ -405,9 +355,9 @@ fn a_failed_or_incomplete_listing_stops_pruning() {
     );
 
     clear_faults(&sim);
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(deleted_ids(&sim).len(), 4);
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(sim.deleted_ids().len(), 4);
 }
 
 fn clear_faults(sim: &Sim) {
@@ -462,7 +412,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     });
     assert!(body.contains("state database not writable"), "{body}");
     let alert = wait_for("a failure alert", Duration::from_secs(10), || {
-        alerts(&wd).into_iter().find(|a| a["kind"] == "failure")
+        wd.alerts().into_iter().find(|a| a["kind"] == "failure")
     });
     assert!(
         alert["message"].as_str().is_some_and(
@@ -492,7 +442,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
         (get(&format!("{base}/healthz")).0 == 200).then_some(())
     });
     wait_for("a recovery alert after the next slot", MINUTE, || {
-        alerts(&wd).into_iter().find(|a| a["kind"] == "recovery")
+        wd.alerts().into_iter().find(|a| a["kind"] == "recovery")
     });
     assert_eq!(
         sim.creates_for(VOL),
@@ -559,18 +509,18 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
         policy("logs", &[VOL2], "0 30 2 * * *", "retain = 5"),
     ];
     let cfg = write_config(&wd, &sim, "", &both);
-    let out = run(&wd, &cfg, &["orphans"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(&cfg, &["orphans"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("failed_delete"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // `logs` is removed from the configuration.
     let cfg = write_config(&wd, &sim, "", &both[..1]);
-    let out = run(&wd, &cfg, &["orphans", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(&cfg, &["orphans", "--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("orphans json");
     let list = doc["orphans"].as_array().expect("orphans").clone();
     let mut unconfigured: Vec<String> = list
@@ -591,36 +541,40 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
         .any(|o| o["kind"] == "failed_delete" && o["snapshot_id"] == db_own[0].as_str()));
     assert_eq!(list.len(), 3, "{list:?}");
 
-    let out = run(&wd, &cfg, &["orphans", "--delete"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("--delete --yes"), "{}", text(&out));
-    assert!(deleted_ids(&sim).is_empty());
+    let out = wd.run(&cfg, &["orphans", "--delete"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("--delete --yes"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(sim.deleted_ids().is_empty());
 
-    let out = run(&wd, &cfg, &["orphans", "--delete", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let mut gone = deleted_ids(&sim);
+    let out = wd.run(&cfg, &["orphans", "--delete", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut gone = sim.deleted_ids();
     gone.sort();
     let mut expected = logs_own.clone();
     expected.push(db_own[0].clone());
     expected.sort();
     assert_eq!(gone, expected);
-    let live2 = live_ids(&sim, VOL2);
+    let live2 = sim.live_ids(VOL2);
     assert_eq!(
         live2,
         vec![manual.clone()],
         "only the manual snapshot stays"
     );
-    let live1 = live_ids(&sim, VOL);
+    let live1 = sim.live_ids(VOL);
     for id in [&manual_db, &db_own[1], &db_own[2]] {
         assert!(live1.contains(id), "{id} must stay");
     }
 
-    let out = run(&wd, &cfg, &["orphans"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = wd.run(&cfg, &["orphans"]);
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("no orphans"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -664,7 +618,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
         "the plan diff is logged (12 seeded, retain 2; the one being made is not counted)"
     );
     let alert = wait_for("a deletes_held alert", Duration::from_secs(10), || {
-        alerts(&wd)
+        wd.alerts()
             .into_iter()
             .find(|a| a["kind"] == "deletes_held")
     });
@@ -678,7 +632,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     wait_for("two more creates under the hold", MINUTE, || {
         (sim.creates_for(VOL) >= creates + 2).then_some(())
     });
-    assert!(deleted_ids(&sim).is_empty(), "no delete while held");
+    assert!(sim.deleted_ids().is_empty(), "no delete while held");
     let held = r#"snapwarden_deletes_held{policy="db",target="vol-aaaa0001"}"#;
     assert_eq!(sample(&get(&format!("{base}/metrics")).1, held), Some(1.0));
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
@@ -687,8 +641,8 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     // (one ledger, one writer): the daemon is stopped first, between two
     // runs (a reload to a schedule that does not fire lets the run in
     // flight finish), and started again afterwards.
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     let quiet = |retain| {
         policy(
             "db",
@@ -705,9 +659,9 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-    let out = run(&wd, &cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let after_confirm = deleted_ids(&sim).len();
+    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let after_confirm = sim.deleted_ids().len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
 
@@ -715,13 +669,13 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     let daemon = Daemon::start(&cfg, SECRET);
     let base = format!("http://{}", metrics_addr(&daemon));
     wait_for("the daemon to prune on its own again", MINUTE, || {
-        (deleted_ids(&sim).len() > after_confirm).then_some(())
+        (sim.deleted_ids().len() > after_confirm).then_some(())
     });
     wait_for("the hold metric back to 0", Duration::from_secs(10), || {
         (sample(&get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-    let own_live = live_ids(&sim, VOL).len();
+    let own_live = sim.live_ids(VOL).len();
     assert!(own_live <= 3, "retain 2 (+1 in flight at most): {own_live}");
 }

@@ -36,13 +36,6 @@ fn deletes_of(sim: &Sim, snapshots: &[String]) -> usize {
         .count()
 }
 
-fn live_ids(sim: &Sim, volume: &str) -> Vec<String> {
-    sim.live_snapshots(volume)
-        .iter()
-        .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[test]
 fn selector_follows_the_cloud_at_every_run() {
     let sim = Sim::start("100ms");
@@ -130,7 +123,7 @@ timeout = "5s"
             .then_some(())
     });
     let creates_before = sim.creates_for("vol-web00001");
-    let kept = live_ids(&sim, "vol-web00001");
+    let kept = sim.live_ids("vol-web00001");
     let web4 = sim.creates_for("vol-web00004");
     wait_for("three more runs of the selector", MINUTE, || {
         (sim.creates_for("vol-web00004") >= web4 + 3).then_some(())
@@ -140,7 +133,7 @@ timeout = "5s"
         creates_before,
         "a volume that left the selector is not snapshotted any more"
     );
-    let still = live_ids(&sim, "vol-web00001");
+    let still = sim.live_ids("vol-web00001");
     assert!(
         kept.iter().all(|k| still.contains(k)),
         "its snapshots are kept: before {kept:?}, now {still:?}"

@@ -259,6 +259,73 @@ requests_per_second = 50
     }
 }
 
+impl Workdir {
+    /// Where the alert command of [`Workdir::with_alert_command`] appends
+    /// each event as a JSON line.
+    pub fn alerts_path(&self) -> PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    /// `config` (a policy file's text) with an `[alerts]` section whose
+    /// command appends every event to [`Workdir::alerts_path`].
+    pub fn with_alert_command(&self, config: &str) -> String {
+        let alerts = self.alerts_path();
+        config.replace(
+            "[providers.qc]",
+            &format!(
+                "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n[providers.qc]",
+                alerts.display(),
+                alerts.display()
+            ),
+        )
+    }
+
+    /// The alerts delivered so far, oldest first.
+    pub fn alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.alerts_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// `snapwarden ARGS[0] -c CFG ARGS[1..]` with the QingCloud secret.
+    pub fn run(&self, cfg: &Path, args: &[&str]) -> Output {
+        let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
+        all.extend_from_slice(&args[1..]);
+        self.cmd(&all, SECRET)
+    }
+}
+
+/// A command's stdout and stderr, for messages and `contains` checks.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Sim {
+    /// Accepted DeleteSnapshots requests, by snapshot id.
+    pub fn deleted_ids(&self) -> Vec<String> {
+        self.requests("DeleteSnapshots")
+            .iter()
+            .filter(|r| r["ret_code"] == 0)
+            .filter_map(|r| r["params"]["snapshots.1"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Ids of the snapshots of `volume` that are not deleted.
+    pub fn live_ids(&self, volume: &str) -> Vec<String> {
+        self.live_snapshots(volume)
+            .iter()
+            .filter_map(|s| s["snapshot_id"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
 /// Each secret value gets its own variable name, so a test can run a
 /// process with the right secret and another with a wrong one.
 pub fn secret_env_name(secret: &str) -> String {
