@@ -5,60 +5,11 @@
 
 mod util;
 
-use chrono::{DateTime, Duration as D, TimeZone, Utc};
-use serde_json::json;
-use snapwarden::providers::Created;
-use snapwarden::state::{Begin, NewRun, PollPlan, RunState, State};
+use chrono::{Duration as D, TimeZone, Utc};
+use snapwarden::state::State;
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
-
-/// Seed one own snapshot taken at `t`: in the simulator (with our name)
-/// and in the ledger (as a succeeded run).
-fn seed_own(sim: &Sim, state: &State, t: DateTime<Utc>) -> String {
-    let name = format!("db-{VOL}-{}", t.format("%Y%m%dT%H%M%SZ"));
-    let v = sim.post(
-        "/_sim/qingcloud/snapshots",
-        json!({"zone": ZONE, "resource_id": VOL, "snapshot_name": name, "create_time": t.to_rfc3339()}),
-    );
-    let id = v["snapshot_id"].as_str().expect("snapshot id").to_string();
-    let Begin::Started(run) = state
-        .begin_run(
-            &NewRun {
-                policy: "db",
-                target: VOL,
-                provider: "qc",
-                slot: t,
-                name: &name,
-                full: true,
-            },
-            t,
-        )
-        .expect("intent")
-    else {
-        panic!("a fresh slot must start");
-    };
-    let ops = state
-        .record_created(
-            run,
-            &[Created {
-                snapshot_id: id.clone(),
-                operation: "j-seeded".into(),
-            }],
-            t,
-            PollPlan {
-                first_poll: t,
-                interval: std::time::Duration::from_secs(1),
-                deadline: t + D::hours(1),
-            },
-        )
-        .expect("record");
-    state.finish_op(ops[0].id, None, t).expect("finish");
-    state
-        .set_run_state(run, RunState::Succeeded, None, t)
-        .expect("succeeded");
-    id
-}
 
 #[test]
 fn a_year_of_nightly_snapshots_under_gfs_rules() {
@@ -76,7 +27,7 @@ fn a_year_of_nightly_snapshots_under_gfs_rules() {
         let state = State::open(&wd.state_path()).expect("ledger");
         for day in 0..365 {
             let t = first + D::days(day);
-            ids.push((t, seed_own(&sim, &state, t)));
+            ids.push((t, seed_own(&sim, &state, "db", VOL, t)));
         }
     }
     let text = wd

@@ -8,81 +8,13 @@ mod util;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as D, Utc};
+use chrono::{Duration as D, Utc};
 use serde_json::{json, Value};
-use snapwarden::providers::Created;
-use snapwarden::state::{Begin, NewRun, PollPlan, RunState, State};
+use snapwarden::state::{PollPlan, RunState, State};
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Seed one own snapshot of `policy` on `volume` taken at `t`: in the
-/// simulator (with our name) and in the ledger (a succeeded run). With
-/// `finished = false` the ledger still waits for it (in progress).
-fn seed_own(
-    sim: &Sim,
-    state: &State,
-    policy: &str,
-    volume: &str,
-    t: DateTime<Utc>,
-    finished: bool,
-) -> String {
-    let name = format!("{policy}-{volume}-{}", t.format("%Y%m%dT%H%M%SZ"));
-    let v = sim.post(
-        "/_sim/qingcloud/snapshots",
-        json!({"zone": ZONE, "resource_id": volume, "snapshot_name": name, "create_time": t.to_rfc3339()}),
-    );
-    let id = v["snapshot_id"].as_str().expect("snapshot id").to_string();
-    let Begin::Started(run) = state
-        .begin_run(
-            &NewRun {
-                policy,
-                target: volume,
-                provider: "qc",
-                slot: t,
-                name: &name,
-                full: true,
-            },
-            t,
-        )
-        .expect("intent")
-    else {
-        panic!("a fresh slot must start");
-    };
-    let ops = state
-        .record_created(
-            run,
-            &[Created {
-                snapshot_id: id.clone(),
-                operation: "j-seeded".into(),
-            }],
-            t,
-            PollPlan {
-                first_poll: t,
-                interval: Duration::from_secs(1),
-                deadline: t + D::hours(1),
-            },
-        )
-        .expect("record");
-    if finished {
-        state.finish_op(ops[0].id, None, t).expect("finish");
-        state
-            .set_run_state(run, RunState::Succeeded, None, t)
-            .expect("succeeded");
-    }
-    id
-}
-
-/// `n` own snapshots of `policy`, one a day ending two days ago, oldest
-/// first.
-fn seed_days(sim: &Sim, wd: &Workdir, policy: &str, volume: &str, n: i64) -> Vec<String> {
-    let state = State::open(&wd.state_path()).expect("ledger");
-    let start = Utc::now() - D::days(n + 2);
-    (0..n)
-        .map(|d| seed_own(sim, &state, policy, volume, start + D::days(d), true))
-        .collect()
-}
 
 /// A policy body for `db` on the given volumes.
 fn policy(name: &str, targets: &[&str], schedule: &str, extra: &str) -> String {

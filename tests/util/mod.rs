@@ -326,6 +326,80 @@ impl Sim {
     }
 }
 
+/// One own snapshot of `policy` on QingCloud `volume` taken at `t`,
+/// finished: in the simulator (with our name) and in the ledger (a
+/// succeeded run).
+pub fn seed_own(
+    sim: &Sim,
+    state: &snapwarden::state::State,
+    policy: &str,
+    volume: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use snapwarden::providers::Created;
+    use snapwarden::state::{Begin, NewRun, PollPlan, RunState};
+    let name = format!("{policy}-{volume}-{}", t.format("%Y%m%dT%H%M%SZ"));
+    let v = sim.post(
+        "/_sim/qingcloud/snapshots",
+        json!({"zone": ZONE, "resource_id": volume, "snapshot_name": name, "create_time": t.to_rfc3339()}),
+    );
+    let id = v["snapshot_id"].as_str().expect("snapshot id").to_string();
+    let Begin::Started(run) = state
+        .begin_run(
+            &NewRun {
+                policy,
+                target: volume,
+                provider: "qc",
+                slot: t,
+                name: &name,
+                full: true,
+            },
+            t,
+        )
+        .expect("intent")
+    else {
+        panic!("a fresh slot must start");
+    };
+    let ops = state
+        .record_created(
+            run,
+            &[Created {
+                snapshot_id: id.clone(),
+                operation: "j-seeded".into(),
+            }],
+            t,
+            PollPlan {
+                first_poll: t,
+                interval: Duration::from_secs(1),
+                deadline: t + chrono::Duration::hours(1),
+            },
+        )
+        .expect("record");
+    state.finish_op(ops[0].id, None, t).expect("finish");
+    state
+        .set_run_state(run, RunState::Succeeded, None, t)
+        .expect("succeeded");
+    id
+}
+
+/// `n` own snapshots of `policy` on `volume`, one a day ending two days
+/// ago, oldest first.
+pub fn seed_days(sim: &Sim, wd: &Workdir, policy: &str, volume: &str, n: i64) -> Vec<String> {
+    let state = snapwarden::state::State::open(&wd.state_path()).expect("ledger");
+    let start = chrono::Utc::now() - chrono::Duration::days(n + 2);
+    (0..n)
+        .map(|d| {
+            seed_own(
+                sim,
+                &state,
+                policy,
+                volume,
+                start + chrono::Duration::days(d),
+            )
+        })
+        .collect()
+}
+
 /// Each secret value gets its own variable name, so a test can run a
 /// process with the right secret and another with a wrong one.
 pub fn secret_env_name(secret: &str) -> String {
