@@ -399,6 +399,22 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<(RunRow, [String; 4])> {
     ))
 }
 
+/// Runs not yet terminal, oldest first (strict and row-by-row readers).
+fn open_runs_sql() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('intent', 'creating', 'pruning') ORDER BY id"
+    )
+}
+
+/// Operations not yet finished, oldest first (strict and row-by-row
+/// readers).
+fn ops_in_flight_sql() -> String {
+    format!(
+        "SELECT {OP_COLUMNS} FROM operations o JOIN snapshots s ON s.id = o.snapshot
+         WHERE o.finished_at IS NULL ORDER BY o.id"
+    )
+}
+
 fn finish_run_row(
     (mut run, [slot, state, started, finished]): (RunRow, [String; 4]),
 ) -> Result<RunRow> {
@@ -763,12 +779,7 @@ impl State {
 
     /// Runs not yet terminal (to resume after a restart).
     pub fn open_runs(&self) -> Result<Vec<RunRow>> {
-        self.query_runs(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('intent', 'creating', 'pruning') ORDER BY id"
-            ),
-            params![],
-        )
+        self.query_runs(&open_runs_sql(), params![])
     }
 
     /// Runs for one policy and target, newest slot first.
@@ -786,9 +797,7 @@ impl State {
     /// taken up.
     pub fn open_runs_readable(&self) -> Result<(Vec<RunRow>, Vec<Unreadable>)> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('intent', 'creating', 'pruning') ORDER BY id"
-        ))?;
+        let mut stmt = conn.prepare(&open_runs_sql())?;
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for raw in stmt.query_map([], run_row)? {
@@ -1091,10 +1100,7 @@ impl State {
     /// cannot be read.
     pub fn ops_in_flight_readable(&self) -> Result<(Vec<OpRow>, Vec<Unreadable>)> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {OP_COLUMNS} FROM operations o JOIN snapshots s ON s.id = o.snapshot
-             WHERE o.finished_at IS NULL ORDER BY o.id"
-        ))?;
+        let mut stmt = conn.prepare(&ops_in_flight_sql())?;
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for raw in stmt.query_map([], op_row)? {
@@ -1114,10 +1120,7 @@ impl State {
 
     pub fn ops_in_flight(&self) -> Result<Vec<OpRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {OP_COLUMNS} FROM operations o JOIN snapshots s ON s.id = o.snapshot
-             WHERE o.finished_at IS NULL ORDER BY o.id"
-        ))?;
+        let mut stmt = conn.prepare(&ops_in_flight_sql())?;
         let raws = stmt
             .query_map([], op_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
