@@ -11,13 +11,12 @@
 //!   chains) is kept, so deleting never breaks a chain that still matters.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
-use crate::providers::ChainInfo;
-use crate::schedule::{period_label, Period};
+use crate::domain::ChainInfo;
+pub use crate::domain::Rules;
+use crate::schedule::period_label;
 
 /// A snapshot's condition as retention sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,80 +38,6 @@ pub struct Candidate {
     /// Made by this policy (ledger and provider-side marker agree).
     pub own: bool,
     pub chain: Option<ChainInfo>,
-}
-
-/// The rules of one policy. A snapshot is kept if any rule keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
-    /// Keep the newest `retain` good own snapshots.
-    pub retain: Option<u32>,
-    /// Keep the newest snapshot in each of the last N hours/days/weeks/
-    /// months/years that have snapshots, in the policy's time zone.
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    /// Keep everything within this span of the newest good snapshot
-    /// (not of now, so an outage cannot expire history).
-    pub keep_within: Option<Duration>,
-    /// A floor no rule can go under (at least 1).
-    pub min_keep: u32,
-    /// The zone periods are counted in.
-    pub tz: Tz,
-}
-
-impl Rules {
-    /// Count-based retention only.
-    pub fn count(retain: u32) -> Rules {
-        Rules {
-            retain: Some(retain),
-            keep_hourly: None,
-            keep_daily: None,
-            keep_weekly: None,
-            keep_monthly: None,
-            keep_yearly: None,
-            keep_within: None,
-            min_keep: 1,
-            tz: Tz::UTC,
-        }
-    }
-
-    /// No rule at all (`check` refuses such a policy).
-    pub fn is_empty(&self) -> bool {
-        self.retain.is_none() && self.periods().is_empty() && self.keep_within.is_none()
-    }
-
-    /// A short human description, e.g. `retain 7, daily 14, within 2days`.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(n) = self.retain {
-            parts.push(format!("retain {n}"));
-        }
-        for (p, n) in self.periods() {
-            parts.push(format!("{} {n}", p.name()));
-        }
-        if let Some(w) = self.keep_within {
-            parts.push(format!("within {}", humantime::format_duration(w)));
-        }
-        if self.min_keep > 1 {
-            parts.push(format!("min_keep {}", self.min_keep));
-        }
-        parts.join(", ")
-    }
-
-    fn periods(&self) -> Vec<(Period, u32)> {
-        [
-            (Period::Hour, self.keep_hourly),
-            (Period::Day, self.keep_daily),
-            (Period::Week, self.keep_weekly),
-            (Period::Month, self.keep_monthly),
-            (Period::Year, self.keep_yearly),
-        ]
-        .into_iter()
-        .filter_map(|(p, n)| n.map(|n| (p, n)))
-        .collect()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,6 +239,8 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use chrono_tz::Tz;
+    use std::time::Duration;
 
     fn at(day: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0)

@@ -51,6 +51,8 @@
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
+pub use crate::domain::{slot_label, Period};
+
 pub mod waker;
 
 /// Step for probing a zone's UTC offset when looking for the next change.
@@ -409,36 +411,9 @@ fn matches_in_gap(
     wall_next(cron, gap_start, true).is_some_and(|wall| wall < gap_end)
 }
 
-/// A slot as used in snapshot names: `20260308T070000Z`.
-pub fn slot_label(slot: DateTime<Utc>) -> String {
-    slot.format("%Y%m%dT%H%M%SZ").to_string()
-}
-
 fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     // Dropping the sub-second part of a valid instant is always representable.
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
-
-/// A calendar period retention counts in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Hour,
-    Day,
-    Week,
-    Month,
-    Year,
-}
-
-impl Period {
-    pub fn name(self) -> &'static str {
-        match self {
-            Period::Hour => "hourly",
-            Period::Day => "daily",
-            Period::Week => "weekly",
-            Period::Month => "monthly",
-            Period::Year => "yearly",
-        }
-    }
 }
 
 /// The label of the period `t` falls in, in zone `tz` (DST-correct: the

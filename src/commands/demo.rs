@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::Exit;
 use crate::config::{self, ProviderSettings};
+use crate::domain::ResourceKind;
 use crate::observe::logging;
 use crate::sim::{
     SimOptions, Simulator, DEFAULT_QINGCLOUD_SECRET, DEFAULT_UCLOUDSTACK_PRIVATE_KEY,
@@ -69,7 +70,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
         match &pc.settings {
             ProviderSettings::QingCloud(q) => {
                 for t in &p.targets {
-                    if p.resource == "instance" {
+                    if p.resource == ResourceKind::Instance {
                         sim.seed_qingcloud_instance(&q.zone, t, t);
                     } else {
                         sim.seed_qingcloud_volume(&q.zone, t, t);
@@ -102,7 +103,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     k.application_credential_secret.expose(),
                 );
                 for t in &p.targets {
-                    let volumes = if p.resource == "instance" {
+                    let volumes = if p.resource == ResourceKind::Instance {
                         let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
                         sim.seed_kakaocloud_instance(t, t, &vols);
                         vols.into_iter().map(|(v, _)| v).collect()
@@ -149,7 +150,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
                 }
                 for t in &p.targets {
-                    let disk = p.resource == "disk";
+                    let disk = p.resource == ResourceKind::Disk;
                     sim.seed_lightsail_resource(t, disk);
                     // Neither a hand-made snapshot nor a kept automatic one is ever touched.
                     sim.seed_lightsail_snapshot(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+use crate::domain::{Resource, ResourceKind};
 use crate::schedule::Schedule;
 
 /// The whole policy file, validated.
@@ -235,8 +236,8 @@ pub struct Policy {
     pub name: String,
     /// Name of a `[providers.NAME]` section (validated to exist).
     pub provider: String,
-    /// e.g. `volume`, `instance`, `disk` (validated against the provider kind).
-    pub resource: String,
+    /// Validated against the provider kind.
+    pub resource: ResourceKind,
     /// Non-empty, no duplicates.
     pub targets: Vec<String>,
     /// Parsed cron expression in the policy's zone.
@@ -293,7 +294,7 @@ pub struct Selector {
 
 impl Selector {
     /// Whether a listed resource is picked.
-    pub fn matches(&self, resource: &crate::providers::Resource) -> bool {
+    pub fn matches(&self, resource: &Resource) -> bool {
         self.name.as_ref().is_none_or(|p| p.matches(&resource.name))
             && self
                 .tags

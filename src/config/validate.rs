@@ -23,6 +23,7 @@ use super::model::{
 use super::raw::{check_keys, section, RawAlerts, RawDaemon, RawPolicy};
 use super::values::{self, DurationRule, DAY, HOUR, MINUTE};
 use super::Cx;
+use crate::domain::ResourceKind;
 use crate::schedule::Schedule;
 
 /// Longest policy name: it becomes part of every snapshot name.
@@ -547,29 +548,34 @@ fn policy(
     let capabilities = kind.map(Kind::capabilities);
 
     // resource
-    let resource = match &raw.resource {
-        None => {
-            missing("resource", "what to snapshot, e.g. \"volume\"", cx);
-            None
-        }
-        Some(r) => match (&capabilities, kind) {
-            (Some(caps), Some(kind)) if !caps.resources.contains(&r.get_ref().as_str()) => {
-                cx.diag.error(
-                    r.span(),
-                    format!(
+    let resource =
+        match &raw.resource {
+            None => {
+                missing("resource", "what to snapshot, e.g. \"volume\"", cx);
+                None
+            }
+            Some(r) => {
+                match (&capabilities, kind) {
+                    (Some(caps), Some(kind))
+                        if !ResourceKind::from_name(r.get_ref()).is_some_and(|k| caps.takes(k)) =>
+                    {
+                        cx.diag.error(
+                            r.span(),
+                            format!(
                         "resource {:?} is not supported by provider {:?} (kind {}); expected \
                          one of: {}",
                         r.get_ref(),
                         provider.as_deref().unwrap_or_default(),
                         kind.name(),
-                        list(caps.resources)
+                        list(&caps.resources.iter().map(|k| k.as_str()).collect::<Vec<_>>())
                     ),
-                );
-                None
+                        );
+                        None
+                    }
+                    _ => ResourceKind::from_name(r.get_ref()),
+                }
             }
-            _ => Some(r.get_ref().clone()),
-        },
-    };
+        };
 
     // targets and/or select
     let targets = match (&raw.targets, &raw.select) {
@@ -582,12 +588,12 @@ fn policy(
             None
         }
         (None, Some(_)) => Some(Vec::new()),
-        (Some(t), _) => targets(t, kind, resource.as_deref(), cx),
+        (Some(t), _) => targets(t, kind, resource, cx),
     };
     let select = match &raw.select {
         None => None,
         Some(s) => {
-            let sel = select(s, kind, resource.as_deref(), cx);
+            let sel = select(s, kind, resource, cx);
             ok &= sel.is_some();
             sel
         }
@@ -913,7 +919,7 @@ fn policy(
 fn select(
     value: &Spanned<super::raw::RawSelect>,
     kind: Option<Kind>,
-    resource: Option<&str>,
+    resource: Option<ResourceKind>,
     cx: &mut Cx<'_>,
 ) -> Option<super::model::Selector> {
     let raw = value.get_ref();
@@ -933,7 +939,7 @@ fn select(
             match caps.selectable(resource) {
                 Some(s) => Some(s),
                 None => {
-                    let can: Vec<&str> = caps.select.iter().map(|s| s.resource).collect();
+                    let can: Vec<&str> = caps.select.iter().map(|s| s.resource.as_str()).collect();
                     let hint = if can.is_empty() {
                         "it cannot list resources".to_string()
                     } else {
@@ -1021,7 +1027,7 @@ fn select(
 /// instance's volumes; a non-empty list of distinct ids without spaces.
 fn volume_ids(
     value: &Spanned<Vec<Spanned<String>>>,
-    kind: Option<(&str, crate::providers::Capabilities)>,
+    kind: Option<(&str, crate::domain::Capabilities)>,
     diag: &mut super::diagnostics::Diagnostics<'_>,
 ) -> Option<Vec<String>> {
     if let Some((name, caps)) = kind {
@@ -1072,7 +1078,7 @@ fn volume_ids(
 /// snapshots; unknown kinds (already reported) are given the benefit.
 fn full_every(
     value: &Spanned<i64>,
-    kind: Option<(&str, crate::providers::Capabilities)>,
+    kind: Option<(&str, crate::domain::Capabilities)>,
     diag: &mut super::diagnostics::Diagnostics<'_>,
 ) -> Option<u32> {
     if let Some((name, caps)) = kind {
@@ -1101,7 +1107,7 @@ fn full_every(
 fn targets(
     value: &Spanned<Vec<Spanned<String>>>,
     kind: Option<Kind>,
-    resource: Option<&str>,
+    resource: Option<ResourceKind>,
     cx: &mut Cx<'_>,
 ) -> Option<Vec<String>> {
     let items = value.get_ref();
@@ -1153,16 +1159,16 @@ fn targets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Capabilities;
+    use crate::domain::Capabilities;
     use std::path::Path;
 
     #[test]
     fn full_every_needs_incremental_snapshots() {
         let caps = |incremental| Capabilities {
-            resources: &["disk"],
+            resources: &[crate::domain::ResourceKind::Disk],
             max_status_batch: 1,
             incremental,
-            restore: crate::providers::RestoreMode::NewResource,
+            restore: crate::domain::RestoreMode::NewResource,
             volume_subset: false,
             create_reconciles: false,
             select: &[],

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::domain::ResourceKind;
 use crate::providers::{
     Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, OpStatus, OperationRef,
     Provider, ProviderError, RemoteSnapshot, Resource, RestoreMode, RestoreRequest, RestoreStarted,
@@ -56,7 +57,7 @@ impl Provider for FakeCloud {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            resources: &["volume"],
+            resources: &[ResourceKind::Volume],
             max_status_batch: 10,
             incremental: false,
             restore: RestoreMode::NewResource,
@@ -87,7 +88,12 @@ impl Provider for FakeCloud {
         }
     }
 
-    async fn list(&self, _: &str, _: &str, _: &str) -> Result<Vec<RemoteSnapshot>, ProviderError> {
+    async fn list(
+        &self,
+        _: ResourceKind,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
         self.count("list");
         let mut last = self.last_list.lock().expect("last list");
         if let Some(next) = self.lists.lock().expect("lists").pop_front() {
@@ -106,7 +112,7 @@ impl Provider for FakeCloud {
         unreachable!("no engine test restores")
     }
 
-    async fn list_resources(&self, _: &str) -> Result<Vec<Resource>, ProviderError> {
+    async fn list_resources(&self, _: ResourceKind) -> Result<Vec<Resource>, ProviderError> {
         unreachable!("no engine test selects")
     }
 }

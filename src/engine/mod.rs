@@ -712,7 +712,7 @@ impl Engine {
         deadline: DateTime<Utc>,
     ) -> Result<Vec<RemoteSnapshot>, EngineError> {
         self.retrying(policy, deadline, "listing", || {
-            ps.provider.list(&policy.resource, target, &policy.name)
+            ps.provider.list(policy.resource, target, &policy.name)
         })
         .await
     }

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::{Engine, EngineError, OpOutcome, RetryPolicy};
 use crate::config::{Config, Policy};
+use crate::domain::ResourceKind;
 use crate::providers::{DeleteStarted, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::state::{LedgerState, PollPlan, SnapshotRow};
 
@@ -459,25 +460,19 @@ impl Engine {
             .policies
             .iter()
             .find(|p| p.name == policy && p.provider == provider)
-            .map(|p| p.resource.clone());
+            .map(|p| p.resource);
         let by_target = config
             .policies
             .iter()
             .find(|p| p.provider == provider && p.targets.iter().any(|t| t == target))
-            .map(|p| p.resource.clone());
-        let resources: Vec<String> = match by_policy.or(by_target) {
+            .map(|p| p.resource);
+        let resources: Vec<ResourceKind> = match by_policy.or(by_target) {
             Some(r) => vec![r],
-            None => ps
-                .provider
-                .capabilities()
-                .resources
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            None => ps.provider.capabilities().resources.to_vec(),
         };
         let deadline = Utc::now() + chrono::Duration::from_std(ORPHAN_DEADLINE).unwrap_or_default();
         for resource in &resources {
-            match retry_plain(deadline, || ps.provider.list(resource, target, policy)).await {
+            match retry_plain(deadline, || ps.provider.list(*resource, target, policy)).await {
                 Ok(listed) => return Some(listed),
                 Err(e) => {
                     warn!(provider, policy, target, resource = %resource, error = %e, "cannot list for orphans")

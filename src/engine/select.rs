@@ -54,7 +54,7 @@ impl Engine {
                 .unwrap_or(chrono::Duration::minutes(10));
         let listed = self
             .retrying(policy, deadline, "listing resources", || {
-                ps.provider.list_resources(&policy.resource)
+                ps.provider.list_resources(policy.resource)
             })
             .await?;
         let named = named_by_explicit(&policy.targets, &listed);

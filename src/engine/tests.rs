@@ -65,7 +65,7 @@ timeout = "30s"
 fn listed(id: &str, slot: DateTime<Utc>) -> RemoteSnapshot {
     RemoteSnapshot {
         id: id.into(),
-        name: format!("db-vol-1-{}", crate::schedule::slot_label(slot)),
+        name: format!("db-vol-1-{}", crate::domain::slot_label(slot)),
         source: "vol-1".into(),
         created_at: Some(slot),
         state: SnapshotState::Available,
@@ -188,7 +188,7 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
         (older, now + chrono::Duration::hours(8), "snap-older"),
         (newer, newer, "snap-newer"),
     ] {
-        let name = format!("db-vol-1-{}", crate::schedule::slot_label(slot));
+        let name = format!("db-vol-1-{}", crate::domain::slot_label(slot));
         let Begin::Started(run) = engine
             .state
             .begin_run(

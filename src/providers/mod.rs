@@ -16,66 +16,16 @@ pub(crate) mod query_api;
 pub mod ucloudstack;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// What kind of failure a provider call ended in. The engine's retry policy
-/// decides on this alone, so every cloud maps its codes onto it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// Credentials or signature rejected. Never retried.
-    Auth,
-    /// The resource (volume, snapshot, job) does not exist.
-    NotFound,
-    /// The resource is busy (another snapshot in progress, "please try
-    /// later"). Retried until the policy's timeout.
-    Busy,
-    /// The API asked us to slow down. Retried with a longer backoff.
-    Throttled,
-    /// A quota is exhausted (snapshot count, daily API quota). Not retried
-    /// within a run; the operator must act.
-    Quota,
-    /// Network trouble, 5xx, internal error, a response we could not parse
-    /// as the API's shape. Retried.
-    Transient,
-    /// A name or resource already exists.
-    Conflict,
-    /// Anything else the API rejected: bad parameter, permission, balance.
-    Permanent,
-}
-
-impl ErrorKind {
-    /// Whether a call that failed with this kind may be repeated.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Busy | ErrorKind::Throttled | ErrorKind::Transient
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Auth => "auth",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::Busy => "busy",
-            ErrorKind::Throttled => "throttled",
-            ErrorKind::Quota => "quota",
-            ErrorKind::Transient => "transient",
-            ErrorKind::Conflict => "conflict",
-            ErrorKind::Permanent => "permanent",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::{
+    parse_slot_label, Capabilities, ChainInfo, ErrorKind, Marker, Resource, ResourceKind,
+    RestoreMode, Selectable,
+};
 
 /// A failed provider call. `message` is safe to log: it never contains a
 /// secret, a token or a signature.
@@ -153,8 +103,8 @@ pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
 /// What the engine asks a provider to snapshot, and how to mark it.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
-    /// The policy's `resource` (e.g. `volume`, `instance`).
-    pub resource: String,
+    /// The policy's `resource`.
+    pub resource: ResourceKind,
     /// The target id as written in the policy.
     pub target: String,
     /// The deterministic name, already fitted by [`Provider::snapshot_name`].
@@ -167,57 +117,6 @@ pub struct CreateRequest {
     /// The policy's `volume_ids`: only these volumes of an instance (kinds
     /// whose [`Capabilities::volume_subset`] is true); None = all of them.
     pub volume_ids: Option<Vec<String>>,
-}
-
-/// The identity snapwarden stamps on every snapshot it makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    pub policy: String,
-    pub target: String,
-    pub slot: DateTime<Utc>,
-}
-
-impl Marker {
-    /// `{policy}-{target}-{slot:%Y%m%dT%H%M%SZ}`: the SPEC's deterministic name.
-    pub fn default_name(&self) -> String {
-        format!(
-            "{}-{}-{}",
-            self.policy,
-            self.target,
-            crate::schedule::slot_label(self.slot)
-        )
-    }
-
-    /// The name prefix shared by every snapshot of this policy and target.
-    pub fn name_prefix(policy: &str, target: &str) -> String {
-        format!("{policy}-{target}-")
-    }
-
-    /// The slot of a name that is exactly `{policy}-{target}-{slot label}`
-    /// and nothing else (so `db-vol-12-…` never matches target `vol-1`).
-    pub fn slot_of_name(name: &str, policy: &str, target: &str) -> Option<DateTime<Utc>> {
-        if policy.is_empty() || target.is_empty() {
-            return None;
-        }
-        name.strip_prefix(&Marker::name_prefix(policy, target))
-            .and_then(parse_slot_label)
-    }
-}
-
-/// Parses `%Y%m%dT%H%M%SZ` (exactly 16 ASCII characters).
-pub fn parse_slot_label(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.as_bytes();
-    let shaped = b.len() == 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z';
-    if !shaped {
-        return None;
-    }
-    chrono::NaiveDateTime::parse_from_str(&s[..15], "%Y%m%dT%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
 }
 
 /// One snapshot a create call started.
@@ -301,17 +200,6 @@ impl SnapshotState {
     }
 }
 
-/// Incremental-chain facts for clouds that have chains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainInfo {
-    /// True for a full (chain-root) snapshot.
-    pub full: bool,
-    /// The full snapshot at the root of this chain.
-    pub root_id: String,
-    /// The snapshot this one is an increment of (None for a full one).
-    pub parent_id: Option<String>,
-}
-
 /// One snapshot of a target as the provider lists it: ours or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSnapshot {
@@ -344,19 +232,10 @@ impl RemoteSnapshot {
     }
 }
 
-/// How a cloud restores a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreMode {
-    /// Into a new volume/instance; the original is untouched.
-    NewResource,
-    /// In place (rollback): the target's current data is replaced.
-    InPlace,
-}
-
 /// What to restore.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
-    pub resource: String,
+    pub resource: ResourceKind,
     pub target: String,
     pub snapshot_id: String,
     /// Name for the new resource (NewResource mode).
@@ -370,59 +249,6 @@ pub struct RestoreStarted {
     pub resource_id: Option<String>,
     /// What to poll (as an [`OpKind::Restore`] operation).
     pub operation: String,
-}
-
-/// What a provider can do, checked when the config loads.
-#[derive(Debug, Clone)]
-pub struct Capabilities {
-    /// Values of a policy's `resource` this provider accepts.
-    pub resources: &'static [&'static str],
-    /// How many operations one status call may carry.
-    pub max_status_batch: usize,
-    /// Whether `full_every` (incremental chains) is supported.
-    pub incremental: bool,
-    /// How `restore` works on this cloud.
-    pub restore: RestoreMode,
-    /// Whether a policy may name `volume_ids` (a subset of an instance's
-    /// volumes).
-    pub volume_subset: bool,
-    /// Whether `create` finds the snapshots an earlier attempt of the same
-    /// slot made (by the marker) and makes only the missing ones. A target
-    /// whose slot takes several create calls (one per volume) must say so:
-    /// after an answer that may have been lost, the engine then calls
-    /// `create` again, so a slot is never left with some volumes only.
-    /// Otherwise the engine reconciles by listing the target.
-    pub create_reconciles: bool,
-    /// The resources a policy's `select` may pick from (every one of them
-    /// by name), and whether by tags too. Empty: no target selection.
-    pub select: &'static [Selectable],
-}
-
-/// One kind of resource [`Provider::list_resources`] can list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selectable {
-    /// A value of the policy's `resource`.
-    pub resource: &'static str,
-    /// Whether the cloud has tags (labels) on it that a selector may match.
-    pub tags: bool,
-}
-
-impl Capabilities {
-    /// How `resource` can be selected, if at all.
-    pub fn selectable(&self, resource: &str) -> Option<Selectable> {
-        self.select.iter().copied().find(|s| s.resource == resource)
-    }
-}
-
-/// A volume, disk or instance as a listing shows it, for target selection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    /// What a policy's `targets` would name (the id the create call takes).
-    pub id: String,
-    /// The human name a `select.name` glob is matched against.
-    pub name: String,
-    /// Tags or labels as key → value (empty where the cloud has none).
-    pub tags: BTreeMap<String, String>,
 }
 
 /// One cloud. Implementations must be cheap to share (`Arc<dyn Provider>`)
@@ -453,7 +279,7 @@ pub trait Provider: Send + Sync {
     /// ones have `marker_slot` set for this `policy` and `target`.
     async fn list(
         &self,
-        resource: &str,
+        resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError>;
@@ -468,11 +294,11 @@ pub trait Provider: Send + Sync {
     /// deleted ones left out), for the kinds in [`Capabilities::select`].
     /// A listing that cannot be read whole is an error, never a partial
     /// answer: a missing resource would silently stop being backed up.
-    async fn list_resources(&self, resource: &str) -> Result<Vec<Resource>, ProviderError>;
+    async fn list_resources(&self, resource: ResourceKind) -> Result<Vec<Resource>, ProviderError>;
 }
 
 /// The error for a `resource` a provider cannot list.
-pub fn not_selectable(kind: &str, call: &str, resource: &str) -> ProviderError {
+pub fn not_selectable(kind: &str, call: &str, resource: ResourceKind) -> ProviderError {
     ProviderError::new(
         ErrorKind::Permanent,
         call,
@@ -555,44 +381,4 @@ pub fn build(
                 })?,
         ),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn slot_of_name_needs_the_exact_prefix_and_a_slot_label() {
-        let slot = Utc.with_ymd_and_hms(2024, 1, 1, 2, 30, 0).single();
-        assert_eq!(
-            Marker::slot_of_name("db-vol-1-20240101T023000Z", "db", "vol-1"),
-            slot
-        );
-        assert_eq!(
-            Marker::slot_of_name("db-vol-12-20240101T023000Z", "db", "vol-1"),
-            None
-        );
-        assert_eq!(
-            Marker::slot_of_name("db-vol-1-20241301T023000Z", "db", "vol-1"),
-            None
-        );
-        assert_eq!(
-            Marker::slot_of_name("db-vol-1-20240101T023000Z-x", "db", "vol-1"),
-            None
-        );
-        assert_eq!(
-            Marker::slot_of_name("-vol-1-20240101T023000Z", "", "vol-1"),
-            None
-        );
-        let m = Marker {
-            policy: "db".into(),
-            target: "vol-1".into(),
-            slot: slot.expect("valid"),
-        };
-        assert_eq!(
-            Marker::slot_of_name(&m.default_name(), "db", "vol-1"),
-            Some(m.slot)
-        );
-    }
 }

@@ -11,6 +11,7 @@ use crate::config::raw::RawSecret;
 use crate::config::secrets::{self, SecretKeys};
 use crate::config::values;
 use crate::config::Cx;
+use crate::domain::ResourceKind;
 
 /// The public region `kr-central-2`; override for another region or a
 /// private deployment.
@@ -95,7 +96,7 @@ pub(super) fn build(
 
 /// Volume ids are UUIDs and instance targets are ids or names; both go
 /// into a URL path or query, so no whitespace and no URL delimiters.
-pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
+pub(super) fn check_target(resource: ResourceKind, target: &str) -> Result<(), String> {
     let bad = target.trim().is_empty()
         || target
             .chars()
@@ -103,7 +104,7 @@ pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
     if bad {
         Err(format!(
             "target {target:?} is not a KakaoCloud {resource} {}: no spaces, `/`, `?`, `#` or `%`",
-            if resource == "instance" {
+            if resource == ResourceKind::Instance {
                 "id or name"
             } else {
                 "id"

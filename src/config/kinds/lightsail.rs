@@ -14,6 +14,7 @@ use crate::config::raw::RawSecret;
 use crate::config::secrets::{self, SecretKeys};
 use crate::config::values;
 use crate::config::Cx;
+use crate::domain::ResourceKind;
 
 /// The keys of a lightsail section besides the common ones.
 #[derive(Debug, Deserialize)]
@@ -142,7 +143,7 @@ fn is_region(r: &str) -> bool {
 
 /// Lightsail resource names follow `\w[\w\-]*\w` (no dots, at least two
 /// characters); the snapshot name built from them must too.
-pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
+pub(super) fn check_target(resource: ResourceKind, target: &str) -> Result<(), String> {
     if is_resource_name(target) {
         Ok(())
     } else {
@@ -179,10 +180,10 @@ mod tests {
             assert!(!is_region(bad), "{bad}");
         }
         for ok in ["web-1", "data_disk", "a1"] {
-            assert!(check_target("instance", ok).is_ok(), "{ok}");
+            assert!(check_target(ResourceKind::Instance, ok).is_ok(), "{ok}");
         }
         for bad in ["a", "-web", "web-", "web.1", "web 1", ""] {
-            assert!(check_target("disk", bad).is_err(), "{bad}");
+            assert!(check_target(ResourceKind::Disk, bad).is_err(), "{bad}");
         }
     }
 }

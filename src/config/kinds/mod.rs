@@ -26,70 +26,20 @@ use super::model::{ProviderConfig, ProviderSettings};
 use super::raw::{check_keys, deserialize_table, expect_table, fields_of};
 use super::values::{self, DurationRule, MINUTE};
 use super::Cx;
-use crate::providers::Capabilities;
+use crate::domain::ResourceKind;
 
-/// Kinds that are built, in the order shown to users.
-const SUPPORTED: &[&str] = &[
-    "qingcloud",
-    "ucloudstack",
-    "lightsail",
-    "powervs",
-    "kakaocloud",
-];
-/// Every kind SPEC §1 names; the ones not in [`SUPPORTED`] are coming.
-const ALL: &[&str] = &[
-    "qingcloud",
-    "ucloudstack",
-    "lightsail",
-    "powervs",
-    "kakaocloud",
-];
+/// A provider kind: the clouds of the shared vocabulary. The config side of
+/// each (its keys, its checks, its settings) is dispatched from here.
+pub(crate) use crate::domain::Cloud as Kind;
 
-/// A provider kind that this build supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    QingCloud,
-    UCloudStack,
-    KakaoCloud,
-    PowerVs,
-    Lightsail,
+/// Every kind's config name, in the order shown to users.
+fn names() -> Vec<&'static str> {
+    Kind::ALL.iter().map(|k| k.name()).collect()
 }
 
 impl Kind {
-    fn from_name(name: &str) -> Option<Kind> {
-        match name {
-            "qingcloud" => Some(Kind::QingCloud),
-            "ucloudstack" => Some(Kind::UCloudStack),
-            "kakaocloud" => Some(Kind::KakaoCloud),
-            "powervs" => Some(Kind::PowerVs),
-            "lightsail" => Some(Kind::Lightsail),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::QingCloud => "qingcloud",
-            Kind::UCloudStack => "ucloudstack",
-            Kind::KakaoCloud => "kakaocloud",
-            Kind::PowerVs => "powervs",
-            Kind::Lightsail => "lightsail",
-        }
-    }
-
-    /// What policies of this kind may ask for.
-    pub(crate) fn capabilities(self) -> Capabilities {
-        match self {
-            Kind::QingCloud => crate::providers::qingcloud::CAPABILITIES,
-            Kind::UCloudStack => crate::providers::ucloudstack::CAPABILITIES,
-            Kind::KakaoCloud => crate::providers::kakaocloud::CAPABILITIES,
-            Kind::PowerVs => crate::providers::powervs::CAPABILITIES,
-            Kind::Lightsail => crate::providers::lightsail::CAPABILITIES,
-        }
-    }
-
     /// Kind-specific shape check of one target id, e.g. `vol-` prefixes.
-    pub(crate) fn check_target(self, resource: &str, target: &str) -> Result<(), String> {
+    pub(crate) fn check_target(self, resource: ResourceKind, target: &str) -> Result<(), String> {
         match self {
             Kind::QingCloud => qingcloud::check_target(resource, target),
             Kind::UCloudStack => ucloudstack::check_target(resource, target),
@@ -253,11 +203,7 @@ pub(crate) fn provider(
 
 fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
     let Some(value) = section.table.get("kind") else {
-        section.missing(
-            "kind",
-            &format!("the cloud: one of {}", list(SUPPORTED)),
-            cx,
-        );
+        section.missing("kind", &format!("the cloud: one of {}", list(&names())), cx);
         return None;
     };
     let Some(kind) = value.get_ref().as_str() else {
@@ -266,7 +212,7 @@ fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
             format!(
                 "`kind` must be a string, found a {} (expected one of: {})",
                 value.get_ref().type_str(),
-                list(ALL)
+                list(&names())
             ),
         );
         return None;
@@ -274,27 +220,17 @@ fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
     if let Some(k) = Kind::from_name(kind) {
         return Some(k);
     }
-    if ALL.contains(&kind) {
-        cx.diag.error(
-            value.span(),
-            format!(
-                "provider kind {kind:?} is not supported yet (supported: {})",
-                list(SUPPORTED)
-            ),
-        );
-    } else {
-        let hint = match super::diagnostics::suggest(kind, ALL.iter().copied()) {
-            Some(s) => format!("; did you mean {s:?}?"),
-            None => String::new(),
-        };
-        cx.diag.error(
-            value.span(),
-            format!(
-                "unknown provider kind {kind:?} (expected one of: {}){hint}",
-                list(ALL)
-            ),
-        );
-    }
+    let hint = match super::diagnostics::suggest(kind, names().into_iter()) {
+        Some(s) => format!("; did you mean {s:?}?"),
+        None => String::new(),
+    };
+    cx.diag.error(
+        value.span(),
+        format!(
+            "unknown provider kind {kind:?} (expected one of: {}){hint}",
+            list(&names())
+        ),
+    );
     None
 }
 
@@ -417,8 +353,8 @@ mod tests {
     #[test]
     fn kind_keys_never_shadow_common_keys() {
         let common = fields_of::<CommonRaw>();
-        for name in SUPPORTED {
-            let kind = Kind::from_name(name).expect("SUPPORTED names parse");
+        for kind in Kind::ALL {
+            let name = kind.name();
             for key in kind.keys() {
                 assert!(!common.contains(key), "{name} repeats common key {key}");
             }
@@ -426,10 +362,9 @@ mod tests {
     }
 
     #[test]
-    fn every_supported_kind_is_in_the_full_list() {
-        for name in SUPPORTED {
-            assert!(ALL.contains(name));
-            assert_eq!(Kind::from_name(name).map(Kind::name), Some(*name));
+    fn every_kind_reads_back_from_its_name() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_name(kind.name()), Some(kind));
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::raw::RawSecret;
 use crate::config::secrets::{self, SecretKeys};
 use crate::config::values;
 use crate::config::Cx;
+use crate::domain::ResourceKind;
 
 /// IBM Cloud IAM's token endpoint (powervs.md §2a).
 const DEFAULT_IAM_ENDPOINT: &str = "https://iam.cloud.ibm.com/identity/token";
@@ -292,8 +293,8 @@ fn is_path_segment(s: &str) -> bool {
 }
 
 /// PVM instance ids go into URL paths.
-pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
-    if resource == "instance" && !is_path_segment(target) {
+pub(super) fn check_target(resource: ResourceKind, target: &str) -> Result<(), String> {
+    if resource == ResourceKind::Instance && !is_path_segment(target) {
         return Err(format!(
             "target {target:?} is not a PVM instance id (no `/`, `?`, `#` or `%`)"
         ));

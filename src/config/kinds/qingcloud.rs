@@ -9,6 +9,7 @@ use crate::config::raw::RawSecret;
 use crate::config::secrets::{self, SecretKeys};
 use crate::config::values;
 use crate::config::Cx;
+use crate::domain::ResourceKind;
 
 /// The public API; override with `endpoint` for private deployments.
 const DEFAULT_ENDPOINT: &str = "https://api.qingcloud.com/iaas/";
@@ -104,10 +105,10 @@ fn check_zone(zone: &Spanned<String>, cx: &mut Cx<'_>) -> Option<String> {
 }
 
 /// QingCloud ids carry their type as a prefix.
-pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
+pub(super) fn check_target(resource: ResourceKind, target: &str) -> Result<(), String> {
     let prefix = match resource {
-        "volume" => "vol-",
-        "instance" => "i-",
+        ResourceKind::Volume => "vol-",
+        ResourceKind::Instance => "i-",
         _ => return Ok(()),
     };
     if target.starts_with(prefix) && target.len() > prefix.len() {

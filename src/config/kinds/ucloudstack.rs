@@ -9,6 +9,7 @@ use crate::config::raw::RawSecret;
 use crate::config::secrets::{self, SecretKeys};
 use crate::config::values;
 use crate::config::Cx;
+use crate::domain::ResourceKind;
 
 /// The keys of a ucloudstack section besides the common ones.
 #[derive(Debug, Deserialize)]
@@ -134,8 +135,8 @@ fn checked_word(value: &Spanned<String>, key: &str, cx: &mut Cx<'_>) -> Option<S
 
 /// Disk ids go into the snapshot's Remark (`target=…`), so they are kept to
 /// letters, digits, `-`, `_` and `.`.
-pub(super) fn check_target(resource: &str, target: &str) -> Result<(), String> {
-    if resource != "disk" {
+pub(super) fn check_target(resource: ResourceKind, target: &str) -> Result<(), String> {
+    if resource != ResourceKind::Disk {
         return Ok(());
     }
     let valid = !target.is_empty()

@@ -37,33 +37,11 @@ use self::wire::{
 use super::http::ApiClient;
 use super::{
     parse_slot_label, Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
-    RestoreRequest, RestoreStarted, SnapshotState,
+    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
+    RestoreStarted, SnapshotState,
 };
 use crate::config::KakaoCloudSettings;
-
-/// What the `kakaocloud` kind supports; the config checks policies against it.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    resources: &["volume", "instance"],
-    // One GET per snapshot: the list's `id` filter takes a single id.
-    max_status_batch: 50,
-    incremental: true,
-    restore: RestoreMode::NewResource,
-    volume_subset: false,
-    // One create call per volume, each first looking for this slot's
-    // snapshot of its volume (`create_one`).
-    create_reconciles: true,
-    select: &[
-        super::Selectable {
-            resource: "volume",
-            tags: false,
-        },
-        super::Selectable {
-            resource: "instance",
-            tags: false,
-        },
-    ],
-};
+use crate::domain::{Cloud, ResourceKind};
 
 /// Page size of every listing (`limit`); the server's maximum is not
 /// documented, so the loop follows what it actually returns.
@@ -94,7 +72,7 @@ impl KakaoCloud {
     async fn volumes_of(
         &self,
         call: &str,
-        resource: &str,
+        resource: ResourceKind,
         target: &str,
     ) -> Result<Vec<String>, ProviderError> {
         if target.trim().is_empty() {
@@ -105,8 +83,8 @@ impl KakaoCloud {
             ));
         }
         match resource {
-            "volume" => Ok(vec![target.to_string()]),
-            "instance" => {
+            ResourceKind::Volume => Ok(vec![target.to_string()]),
+            ResourceKind::Instance => {
                 let instance = self.find_instance(target).await?;
                 let mut volumes = instance.attached_volumes.clone().unwrap_or_default();
                 volumes.sort_by(|a, b| {
@@ -393,7 +371,7 @@ impl Provider for KakaoCloud {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Cloud::KakaoCloud.capabilities()
     }
 
     /// Per volume: one listing (reuse a lost attempt, decide full vs
@@ -407,8 +385,8 @@ impl Provider for KakaoCloud {
                 "empty snapshot name",
             ));
         }
-        let volumes = self.volumes_of(CREATE, &req.resource, &req.target).await?;
-        let per_volume = req.resource == "instance";
+        let volumes = self.volumes_of(CREATE, req.resource, &req.target).await?;
+        let per_volume = req.resource == ResourceKind::Instance;
         let mut created = Vec::with_capacity(volumes.len());
         for v in &volumes {
             let name = if per_volume {
@@ -446,7 +424,7 @@ impl Provider for KakaoCloud {
     /// as `source` and its chain.
     async fn list(
         &self,
-        resource: &str,
+        resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
@@ -532,7 +510,10 @@ impl Provider for KakaoCloud {
     }
 
     /// BCS instances / Volume API volumes, every page (names; no tags).
-    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+    async fn list_resources(
+        &self,
+        resource: ResourceKind,
+    ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
 }
@@ -677,7 +658,7 @@ pub fn marker_text(policy: &str, target: &str, slot: DateTime<Utc>) -> String {
     format!(
         "{}{}",
         marker_prefix(policy, target),
-        crate::schedule::slot_label(slot)
+        crate::domain::slot_label(slot)
     )
 }
 

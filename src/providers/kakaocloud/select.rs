@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::client::Host;
 use super::wire::Pagination;
 use super::{KakaoCloud, Pager, LIST_INSTANCES, PAGE};
+use crate::domain::ResourceKind;
 use crate::providers::{not_selectable, ProviderError, Resource};
 
 const LIST_VOLUMES: &str = "ListVolumes";
@@ -39,11 +40,11 @@ struct Item {
 impl KakaoCloud {
     pub(super) async fn select_resources(
         &self,
-        resource: &str,
+        resource: ResourceKind,
     ) -> Result<Vec<Resource>, ProviderError> {
         let (call, host, path) = match resource {
-            "instance" => (LIST_INSTANCES, Host::Bcs, "/api/v1/instances"),
-            "volume" => (LIST_VOLUMES, Host::Volume, "/api/v1/volumes"),
+            ResourceKind::Instance => (LIST_INSTANCES, Host::Bcs, "/api/v1/instances"),
+            ResourceKind::Volume => (LIST_VOLUMES, Host::Volume, "/api/v1/volumes"),
             other => return Err(not_selectable("kakaocloud", LIST_INSTANCES, other)),
         };
         let mut pager = Pager::new(call);

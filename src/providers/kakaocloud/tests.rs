@@ -459,7 +459,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
     })
     .await;
     let req = CreateRequest {
-        resource: "instance".into(),
+        resource: ResourceKind::Instance,
         target: "web-01".into(),
         name: "web-web-01-20260701T023000Z".into(),
         marker: Marker {
@@ -513,7 +513,7 @@ async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() 
     })
     .await;
     let mut req = CreateRequest {
-        resource: "volume".into(),
+        resource: ResourceKind::Volume,
         target: "v1".into(),
         name: "db-v1-20260701T023000Z".into(),
         marker: Marker {
@@ -533,13 +533,13 @@ async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() 
     assert_eq!(post.body["snapshot"]["is_incremental"], false);
     assert_eq!(post.body["snapshot"]["name"], "db-v1-20260701T023000Z");
 
-    req.resource = "instance".into();
+    req.resource = ResourceKind::Instance;
     req.target = "nope".into();
     let e = p.create(&req).await.expect_err("unknown instance");
     assert_eq!(e.kind, ErrorKind::NotFound);
     assert!(e.message.contains("instance \"nope\" not found"), "{e}");
     let e = p
-        .list("instance", "nope", "db")
+        .list(ResourceKind::Instance, "nope", "db")
         .await
         .expect_err("unknown instance");
     assert_eq!(e.kind, ErrorKind::NotFound);
@@ -569,7 +569,10 @@ async fn listing_follows_pages_and_reports_chains_per_volume() {
         (200, vec![], json!({"snapshots": page, "pagination": {"total": 3, "offset": offset, "limit": 2}}))
     })
     .await;
-    let listed = p.list("volume", "v1", "db").await.expect("list");
+    let listed = p
+        .list(ResourceKind::Volume, "v1", "db")
+        .await
+        .expect("list");
     let ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["f", "i1", "i2"]);
     assert_eq!(listed[0].marker_slot, Some(slot()));
@@ -601,7 +604,7 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
     .await;
     let started = p
         .restore(&RestoreRequest {
-            resource: "volume".into(),
+            resource: ResourceKind::Volume,
             target: "v1".into(),
             snapshot_id: "s1".into(),
             new_name: Some("db-restored".into()),
@@ -679,7 +682,7 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
     })
     .await;
     let got = p
-        .list_resources("instance")
+        .list_resources(ResourceKind::Instance)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let pairs: Vec<(&str, &str)> = got
@@ -693,7 +696,7 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
     );
     assert!(got.iter().all(|r| r.tags.is_empty()));
     let got = p
-        .list_resources("volume")
+        .list_resources(ResourceKind::Volume)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
@@ -736,7 +739,7 @@ async fn list_resources_refuses_a_short_listing() {
         )
     })
     .await;
-    match p.list_resources("instance").await {
+    match p.list_resources(ResourceKind::Instance).await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
             assert!(e.message.contains("incomplete"), "{e}");
@@ -744,7 +747,10 @@ async fn list_resources_refuses_a_short_listing() {
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }
     assert_eq!(
-        p.list_resources("disk").await.err().map(|e| e.kind),
+        p.list_resources(ResourceKind::Disk)
+            .await
+            .err()
+            .map(|e| e.kind),
         Some(ErrorKind::Permanent)
     );
 }
@@ -776,9 +782,12 @@ async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
         (200, vec![], json!({"snapshots": page}))
     })
     .await;
-    let got = tokio::time::timeout(Duration::from_secs(10), p.list("volume", "v1", "db"))
-        .await
-        .expect("the listing must end");
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        p.list(ResourceKind::Volume, "v1", "db"),
+    )
+    .await
+    .expect("the listing must end");
     match got {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
@@ -807,7 +816,10 @@ async fn short_pages_without_a_total_are_followed_to_the_end() {
         (200, vec![], json!({"snapshots": page}))
     })
     .await;
-    let got = p.list("volume", "v1", "db").await.expect("list");
+    let got = p
+        .list(ResourceKind::Volume, "v1", "db")
+        .await
+        .expect("list");
     let ids: Vec<String> = got.into_iter().map(|s| s.id).collect();
     let want: Vec<String> = (0..50).map(|i| format!("s-{i:02}")).collect();
     assert_eq!(ids, want);
@@ -847,7 +859,7 @@ async fn a_listing_that_changed_between_pages_is_an_error_not_a_skip() {
         )
     })
     .await;
-    match p.list("volume", "v1", "db").await {
+    match p.list(ResourceKind::Volume, "v1", "db").await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
             assert!(e.message.contains("changed while it was read"), "{e}");
@@ -931,7 +943,10 @@ async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
         )
     })
     .await;
-    let listed = p.list("volume", "v1", "db").await.expect("list");
+    let listed = p
+        .list(ResourceKind::Volume, "v1", "db")
+        .await
+        .expect("list");
     let candidates: Vec<crate::retention::Candidate> = listed
         .iter()
         .map(|s| crate::retention::Candidate {

@@ -46,32 +46,11 @@ use futures::StreamExt;
 use super::http::{ApiClient, ClientBuildError};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
-    RestoreRequest, RestoreStarted, SnapshotState,
+    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
+    RestoreStarted, SnapshotState,
 };
 use crate::config::LightsailSettings;
-
-/// What the `lightsail` kind supports; the config checks policies against it.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    resources: &["instance", "disk"],
-    // One poll carries every due operation: it picks a shared listing or
-    // single lookups itself.
-    max_status_batch: 100_000,
-    incremental: false,
-    restore: RestoreMode::NewResource,
-    volume_subset: false,
-    create_reconciles: false,
-    select: &[
-        super::Selectable {
-            resource: "instance",
-            tags: true,
-        },
-        super::Selectable {
-            resource: "disk",
-            tags: true,
-        },
-    ],
-};
+use crate::domain::{Cloud, ResourceKind};
 
 /// The ownership marker's tag keys.
 pub const TAG_POLICY: &str = "snapwarden:policy";
@@ -95,7 +74,7 @@ pub fn snapshot_name(marker: &Marker) -> String {
         marker.policy,
         marker.target,
         marker.policy.len(),
-        crate::schedule::slot_label(marker.slot)
+        crate::domain::slot_label(marker.slot)
     )
 }
 
@@ -115,10 +94,10 @@ impl Family {
         }
     }
 
-    fn of_resource(resource: &str, call: &str) -> Result<Family, ProviderError> {
+    fn of_resource(resource: ResourceKind, call: &str) -> Result<Family, ProviderError> {
         match resource {
-            "instance" => Ok(Family::Instance),
-            "disk" => Ok(Family::Disk),
+            ResourceKind::Instance => Ok(Family::Instance),
+            ResourceKind::Disk => Ok(Family::Disk),
             other => Err(ProviderError::new(
                 ErrorKind::Permanent,
                 call,
@@ -532,7 +511,7 @@ impl Provider for Lightsail {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Cloud::Lightsail.capabilities()
     }
 
     fn snapshot_name(&self, marker: &Marker) -> String {
@@ -541,11 +520,11 @@ impl Provider for Lightsail {
 
     /// One CreateInstanceSnapshot / CreateDiskSnapshot call, tagged.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        let call = match req.resource.as_str() {
-            "disk" => "CreateDiskSnapshot",
+        let call = match req.resource {
+            ResourceKind::Disk => "CreateDiskSnapshot",
             _ => "CreateInstanceSnapshot",
         };
-        let family = Family::of_resource(&req.resource, call)?;
+        let family = Family::of_resource(req.resource, call)?;
         if req.target.trim().is_empty() || req.name.trim().is_empty() {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
@@ -707,7 +686,7 @@ impl Provider for Lightsail {
     /// snapshots of `target`.
     async fn list(
         &self,
-        resource: &str,
+        resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
@@ -772,11 +751,11 @@ impl Provider for Lightsail {
     /// resource in the source's availability zone (or `<region>a` when the
     /// source is gone), with the snapshot's bundle or size.
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
-        let call = match req.resource.as_str() {
-            "disk" => "CreateDiskFromSnapshot",
+        let call = match req.resource {
+            ResourceKind::Disk => "CreateDiskFromSnapshot",
             _ => "CreateInstancesFromSnapshot",
         };
-        let family = Family::of_resource(&req.resource, call)?;
+        let family = Family::of_resource(req.resource, call)?;
         let name = match Family::parse_id(&req.snapshot_id, call) {
             Ok((f, name)) if f == family => name.to_string(),
             Ok(_) => {
@@ -846,7 +825,10 @@ impl Provider for Lightsail {
     }
 
     /// GetInstances / GetDisks, every page, tags included.
-    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+    async fn list_resources(
+        &self,
+        resource: ResourceKind,
+    ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
 }
@@ -992,7 +974,7 @@ fn marker_tags(m: &Marker) -> Vec<Tag> {
     [
         (TAG_POLICY, m.policy.clone()),
         (TAG_TARGET, m.target.clone()),
-        (TAG_SLOT, crate::schedule::slot_label(m.slot)),
+        (TAG_SLOT, crate::domain::slot_label(m.slot)),
     ]
     .into_iter()
     .map(|(k, v)| Tag::builder().key(k).value(v).build())

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use aws_sdk_lightsail::types::Tag;
 
 use super::{unexpected, Lightsail, Pages, MAX_PAGES};
+use crate::domain::ResourceKind;
 use crate::providers::{not_selectable, ProviderError, Resource};
 
 const GET_INSTANCES: &str = "GetInstances";
@@ -23,11 +24,11 @@ struct Item {
 impl Lightsail {
     pub(super) async fn select_resources(
         &self,
-        resource: &str,
+        resource: ResourceKind,
     ) -> Result<Vec<Resource>, ProviderError> {
         let call = match resource {
-            "instance" => GET_INSTANCES,
-            "disk" => GET_DISKS,
+            ResourceKind::Instance => GET_INSTANCES,
+            ResourceKind::Disk => GET_DISKS,
             other => return Err(not_selectable("lightsail", GET_INSTANCES, other)),
         };
         let mut out: Vec<Resource> = Vec::new();

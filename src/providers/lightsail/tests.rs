@@ -143,7 +143,7 @@ fn op(id: &str, terminal: bool, status: &str) -> Value {
 
 fn create_req() -> CreateRequest {
     CreateRequest {
-        resource: "instance".into(),
+        resource: ResourceKind::Instance,
         target: "web-1".into(),
         name: marker().default_name(),
         marker: marker(),
@@ -386,7 +386,7 @@ async fn many_due_operations_share_one_listing_instead_of_one_call_each() {
         json!({"instanceSnapshots": [instance_snap("old-2", "available")]}),
     );
     assert_eq!(
-        p.list("instance", "web-1", "web")
+        p.list(ResourceKind::Instance, "web-1", "web")
             .await
             .expect("list")
             .len(),
@@ -521,7 +521,10 @@ async fn list_follows_tokens_and_marks_only_tagged_non_auto_snapshots() {
         "nextPageToken": "t1"}));
     fake.answer("GetInstanceSnapshots", 200, json!({
         "instanceSnapshots": [snap("c", "web-1", json!([]), false), snap("d", "web-1", our_tags(), true)]}));
-    let listed = p.list("instance", "web-1", "web").await.expect("list");
+    let listed = p
+        .list(ResourceKind::Instance, "web-1", "web")
+        .await
+        .expect("list");
     let by_name: HashMap<&str, &RemoteSnapshot> =
         listed.iter().map(|s| (s.name.as_str(), s)).collect();
     assert_eq!(listed.len(), 3, "only web-1's: {listed:?}");
@@ -543,7 +546,10 @@ async fn list_follows_tokens_and_marks_only_tagged_non_auto_snapshots() {
         200,
         json!({"instanceSnapshots": [snap("a", "web-1", our_tags(), false)]}),
     );
-    let other = p.list("instance", "web-1", "other").await.expect("list");
+    let other = p
+        .list(ResourceKind::Instance, "web-1", "other")
+        .await
+        .expect("list");
     assert_eq!(other[0].marker_slot, None);
     let sent = fake.seen("GetInstanceSnapshots");
     assert_eq!(sent[1]["pageToken"], "t1");
@@ -559,7 +565,7 @@ async fn list_follows_tokens_and_marks_only_tagged_non_auto_snapshots() {
         json!({"instanceSnapshots": [], "nextPageToken": "x"}),
     );
     assert_eq!(
-        p.list("instance", "web-1", "web")
+        p.list(ResourceKind::Instance, "web-1", "web")
             .await
             .map_err(|e| e.kind)
             .err(),
@@ -670,7 +676,10 @@ async fn snapshots_named_the_old_way_are_still_ours_by_their_tags() {
             snap("web-web-1-p3-20240115T120100Z", json!([])),
         ]}),
     );
-    let listed = p.list("instance", "web-1", "web").await.expect("list");
+    let listed = p
+        .list(ResourceKind::Instance, "web-1", "web")
+        .await
+        .expect("list");
     let slot_of = |name: &str| {
         listed
             .iter()
@@ -777,7 +786,7 @@ async fn restore_disk_creates_a_new_disk_in_the_source_zone() {
     );
     let started = p
         .restore(&RestoreRequest {
-            resource: "disk".into(),
+            resource: ResourceKind::Disk,
             target: "data-1".into(),
             snapshot_id: "DiskSnapshot/s1".into(),
             new_name: Some("data-1-copy".into()),
@@ -803,7 +812,10 @@ async fn auth_errors_are_auth_and_service_errors_transient() {
     let (fake, p) = start().await;
     fake.answer("GetDiskSnapshots", 400, json!({"__type": "UnrecognizedClientException", "message": "The security token included in the request is invalid."}));
     assert_eq!(
-        p.list("disk", "d", "p").await.map_err(|e| e.kind).err(),
+        p.list(ResourceKind::Disk, "d", "p")
+            .await
+            .map_err(|e| e.kind)
+            .err(),
         Some(ErrorKind::Auth)
     );
     fake.answer(
@@ -811,7 +823,7 @@ async fn auth_errors_are_auth_and_service_errors_transient() {
         500,
         json!({"__type": "com.amazonaws.lightsail#ServiceException", "message": "oops"}),
     );
-    let e = p.list("disk", "d", "p").await.expect_err("5xx");
+    let e = p.list(ResourceKind::Disk, "d", "p").await.expect_err("5xx");
     assert_eq!(
         (e.kind, e.code.as_deref()),
         (ErrorKind::Transient, Some("ServiceException"))
@@ -837,7 +849,7 @@ async fn list_resources_reads_every_page_with_tags() {
         json!({"disks": [{"name": "logs-1", "state": "available", "tags": [{"key": "env", "value": "dev"}]}]}),
     );
     let got = p
-        .list_resources("disk")
+        .list_resources(ResourceKind::Disk)
         .await
         .unwrap_or_else(|e| panic!("list_resources: {e}"));
     let names: Vec<&str> = got.iter().map(|r| r.name.as_str()).collect();
@@ -864,7 +876,7 @@ async fn list_resources_of_instances_and_refusals() {
         ]}),
     );
     let got = p
-        .list_resources("instance")
+        .list_resources(ResourceKind::Instance)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.len(), 1, "terminated instances are left out: {got:?}");
@@ -881,7 +893,7 @@ async fn list_resources_of_instances_and_refusals() {
         200,
         json!({"instances": [{"name": "b", "tags": []}], "nextPageToken": "same"}),
     );
-    match p.list_resources("instance").await {
+    match p.list_resources(ResourceKind::Instance).await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
             assert!(e.message.contains("incomplete"), "{e}");
@@ -899,8 +911,8 @@ async fn list_resources_of_instances_and_refusals() {
         400,
         json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
     );
-    assert!(p.list_resources("disk").await.is_err());
-    match p.list_resources("volume").await {
+    assert!(p.list_resources(ResourceKind::Disk).await.is_err());
+    match p.list_resources(ResourceKind::Volume).await {
         Err(e) => assert_eq!(e.kind, ErrorKind::Permanent),
         Ok(v) => panic!("volume is not a lightsail resource, got {v:?}"),
     }
@@ -921,7 +933,8 @@ async fn concurrent_lists_share_one_listing_and_later_calls_see_changes() {
     for i in 0..40 {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
-            p.list("disk", &format!("disk-{i}"), "web").await
+            p.list(ResourceKind::Disk, &format!("disk-{i}"), "web")
+                .await
         }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
@@ -940,7 +953,10 @@ async fn concurrent_lists_share_one_listing_and_later_calls_see_changes() {
     more.push(snap("new", "disk-0"));
     fake.script.lock().expect("script").clear();
     fake.answer("GetDiskSnapshots", 200, json!({"diskSnapshots": more}));
-    let listed = p.list("disk", "disk-0", "web").await.expect("list");
+    let listed = p
+        .list(ResourceKind::Disk, "disk-0", "web")
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(fake.seen("GetDiskSnapshots").len(), shared + 1);
 }

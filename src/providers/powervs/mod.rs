@@ -35,25 +35,11 @@ use self::wire::{Snapshot, SnapshotCreate, SnapshotCreateResponse, SnapshotUpdat
 use super::http::ApiClient;
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
-    RestoreRequest, RestoreStarted, SecretStore, SnapshotState,
+    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
+    RestoreStarted, SecretStore, SnapshotState,
 };
 use crate::config::{PowerVsSettings, Secret};
-
-/// What the `powervs` kind supports; the config checks policies against it.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    resources: &["instance"],
-    // One workspace listing answers any number of snapshots.
-    max_status_batch: 100,
-    incremental: false,
-    restore: RestoreMode::InPlace,
-    volume_subset: true,
-    create_reconciles: false,
-    select: &[super::Selectable {
-        resource: "instance",
-        tags: false,
-    }],
-};
+use crate::domain::{Cloud, ResourceKind};
 
 /// `SnapshotCreate.name`: at most 120 of `[a-zA-Z0-9_.-]`.
 const NAME_MAX: usize = 120;
@@ -259,7 +245,7 @@ impl Provider for PowerVs {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Cloud::PowerVs.capabilities()
     }
 
     fn snapshot_name(&self, marker: &Marker) -> String {
@@ -268,7 +254,7 @@ impl Provider for PowerVs {
 
     /// One POST; 202 → `snapshotID`. A 409 is reconciled by name first.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != "instance" {
+        if req.resource != ResourceKind::Instance {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 CREATE,
@@ -351,7 +337,7 @@ impl Provider for PowerVs {
     /// The workspace listing (no pagination), this instance's snapshots.
     async fn list(
         &self,
-        _resource: &str,
+        _resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
@@ -392,7 +378,7 @@ impl Provider for PowerVs {
     /// `force: false` (the instance must be shut off). Followed on the
     /// snapshot until it is `available` again after the restore started.
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
-        if req.resource != "instance" {
+        if req.resource != ResourceKind::Instance {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 RESTORE,
@@ -415,7 +401,10 @@ impl Provider for PowerVs {
     }
 
     /// `GET …/pvm-instances` (one answer, no paging; names, no tags).
-    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+    async fn list_resources(
+        &self,
+        resource: ResourceKind,
+    ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
 }
@@ -427,7 +416,7 @@ pub fn marker_text(m: &Marker) -> String {
         "{MARKER_PREFIX} policy={} target={} slot={}",
         m.policy,
         m.target,
-        crate::schedule::slot_label(m.slot)
+        crate::domain::slot_label(m.slot)
     );
     text.chars().take(DESCRIPTION_MAX).collect()
 }
@@ -473,7 +462,7 @@ fn fit_name(m: &Marker) -> String {
         .take(4)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let slot = crate::schedule::slot_label(m.slot);
+    let slot = crate::domain::slot_label(m.slot);
     let policy = clean(&m.policy);
     // policy-TARGET…-hash-slot
     let room = NAME_MAX.saturating_sub(policy.len() + hash.len() + slot.len() + 3);

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::{errors, PowerVs};
+use crate::domain::ResourceKind;
 use crate::providers::unexpected;
 use crate::providers::{not_selectable, ProviderError, Resource};
 
@@ -32,9 +33,9 @@ struct PvmInstanceReference {
 impl PowerVs {
     pub(super) async fn select_resources(
         &self,
-        resource: &str,
+        resource: ResourceKind,
     ) -> Result<Vec<Resource>, ProviderError> {
-        if resource != "instance" {
+        if resource != ResourceKind::Instance {
             return Err(not_selectable("powervs", LIST_INSTANCES, resource));
         }
         let body = self

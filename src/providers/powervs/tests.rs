@@ -234,7 +234,7 @@ fn seen(f: &Fake) -> Vec<Seen> {
 fn request(target: &str, volume_ids: Option<Vec<String>>) -> CreateRequest {
     let m = marker(target);
     CreateRequest {
-        resource: "instance".into(),
+        resource: ResourceKind::Instance,
         target: target.into(),
         name: fit_name(&m),
         marker: m,
@@ -316,7 +316,7 @@ async fn a_401_reissues_the_token_once_then_is_an_auth_error() {
     .await;
     let p = provider(&url, iam(&url), None);
     let listed = p
-        .list("instance", "pvm-1", "lpar")
+        .list(ResourceKind::Instance, "pvm-1", "lpar")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(listed.is_empty());
@@ -332,7 +332,7 @@ async fn a_401_reissues_the_token_once_then_is_an_auth_error() {
     .await;
     let p = provider(&url, iam(&url), None);
     let e = p
-        .list("instance", "pvm-1", "lpar")
+        .list(ResourceKind::Instance, "pvm-1", "lpar")
         .await
         .err()
         .map(|e| e.kind);
@@ -454,7 +454,7 @@ async fn restore_posts_in_place_and_is_followed_on_the_snapshot() {
     let p = provider(&url, iam(&url), None);
     let r = p
         .restore(&RestoreRequest {
-            resource: "instance".into(),
+            resource: ResourceKind::Instance,
             target: "pvm-1".into(),
             snapshot_id: "s1".into(),
             new_name: None,
@@ -524,7 +524,7 @@ async fn ip4g_rotation_is_saved_and_preferred_over_the_configured_token() {
         refresh_token: Some(configured.clone()),
     };
     let p = provider(&url, auth.clone(), Some(store.clone()));
-    p.list("instance", "p", "lpar")
+    p.list(ResourceKind::Instance, "p", "lpar")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let saved = store.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -535,7 +535,7 @@ async fn ip4g_rotation_is_saved_and_preferred_over_the_configured_token() {
     );
     // A "restart": a new provider with the same store uses rt-1.
     let p2 = provider(&url, auth, Some(store.clone()));
-    p2.list("instance", "p", "lpar")
+    p2.list(ResourceKind::Instance, "p", "lpar")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let bodies: Vec<String> = seen(&fake)
@@ -561,7 +561,7 @@ async fn ip4g_rotation_is_saved_and_preferred_over_the_configured_token() {
         },
         Some(store),
     );
-    p3.list("instance", "p", "lpar")
+    p3.list(ResourceKind::Instance, "p", "lpar")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let last = seen(&fake)
@@ -636,7 +636,7 @@ async fn list_resources_reads_the_workspace_instances() {
     .await;
     let p = provider(&url, iam(&url), None);
     let got = p
-        .list_resources("instance")
+        .list_resources(ResourceKind::Instance)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let pairs: Vec<(&str, &str)> = got
@@ -653,7 +653,10 @@ async fn list_resources_reads_the_workspace_instances() {
     assert_eq!((list.method.as_str(), list.crn.as_str()), ("GET", CRN));
     assert_eq!(list.auth, "Bearer tok-1");
     assert_eq!(
-        p.list_resources("volume").await.err().map(|e| e.kind),
+        p.list_resources(ResourceKind::Volume)
+            .await
+            .err()
+            .map(|e| e.kind),
         Some(ErrorKind::Permanent)
     );
 }
@@ -666,7 +669,7 @@ async fn list_resources_refuses_an_answer_without_the_list() {
     }))
     .await;
     let p = provider(&url, iam(&url), None);
-    assert!(p.list_resources("instance").await.is_err());
+    assert!(p.list_resources(ResourceKind::Instance).await.is_err());
 }
 
 // ------------------------------------------------- answers out of range
@@ -689,7 +692,7 @@ async fn an_absurd_iam_expires_in_is_capped_instead_of_panicking() {
         let p = provider(&url, iam(&url), None);
         for _ in 0..2 {
             let listed = p
-                .list("instance", "pvm-1", "lpar")
+                .list(ResourceKind::Instance, "pvm-1", "lpar")
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(listed.is_empty());

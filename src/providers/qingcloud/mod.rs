@@ -33,30 +33,11 @@ use super::query_api::paging::{self, Page, Paging};
 use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
-    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode, RestoreRequest,
+    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
     RestoreStarted, SnapshotState,
 };
 use crate::config::QingCloudSettings;
-
-/// What the `qingcloud` kind supports; the config checks policies against it.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    resources: &["volume", "instance"],
-    max_status_batch: 100,
-    incremental: true,
-    restore: RestoreMode::NewResource,
-    volume_subset: false,
-    create_reconciles: false,
-    select: &[
-        super::Selectable {
-            resource: "volume",
-            tags: true,
-        },
-        super::Selectable {
-            resource: "instance",
-            tags: true,
-        },
-    ],
-};
+use crate::domain::{Cloud, ResourceKind};
 
 /// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a
 /// listing: the API returns at most 100 items per call.
@@ -166,12 +147,12 @@ impl Provider for QingCloud {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Cloud::QingCloud.capabilities()
     }
 
     /// One CreateSnapshots call.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if !CAPABILITIES.resources.contains(&req.resource.as_str()) {
+        if !Cloud::QingCloud.capabilities().takes(req.resource) {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 CREATE,
@@ -244,7 +225,7 @@ impl Provider for QingCloud {
     /// of the one before (1 call when empty or up to 100; see `paging`).
     async fn list(
         &self,
-        _resource: &str,
+        _resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
@@ -307,7 +288,7 @@ impl Provider for QingCloud {
 
     /// One CreateVolumeFromSnapshot call: a new volume, followed by its job.
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
-        if req.resource != "volume" {
+        if req.resource != ResourceKind::Volume {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 RESTORE,
@@ -337,7 +318,10 @@ impl Provider for QingCloud {
     }
 
     /// DescribeVolumes / DescribeInstances pages of 100, tags included.
-    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+    async fn list_resources(
+        &self,
+        resource: ResourceKind,
+    ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::client::QingCloudApi as Api;
 use super::errors;
 use super::QingCloud;
+use crate::domain::ResourceKind;
 use crate::providers::query_api::paging::{self, Page, Paging};
 use crate::providers::query_api::Dialect;
 use crate::providers::{not_selectable, ProviderError, Resource};
@@ -57,11 +58,11 @@ struct Tag {
 impl QingCloud {
     pub(super) async fn select_resources(
         &self,
-        resource: &str,
+        resource: ResourceKind,
     ) -> Result<Vec<Resource>, ProviderError> {
         let (call, list, statuses) = match resource {
-            "volume" => (DESCRIBE_VOLUMES, "volume_set", VOLUME_STATUSES),
-            "instance" => (DESCRIBE_INSTANCES, "instance_set", INSTANCE_STATUSES),
+            ResourceKind::Volume => (DESCRIBE_VOLUMES, "volume_set", VOLUME_STATUSES),
+            ResourceKind::Instance => (DESCRIBE_INSTANCES, "instance_set", INSTANCE_STATUSES),
             other => return Err(not_selectable("qingcloud", DESCRIBE_VOLUMES, other)),
         };
         let mut out = Vec::new();

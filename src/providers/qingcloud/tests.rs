@@ -306,7 +306,7 @@ fn req(full: bool) -> CreateRequest {
             .unwrap_or_default(),
     };
     CreateRequest {
-        resource: "volume".into(),
+        resource: ResourceKind::Volume,
         target: "vol-df3m8oal".into(),
         name: marker.default_name(),
         marker,
@@ -387,7 +387,7 @@ async fn create_errors_are_classified() {
     );
 
     let mut bad = req(true);
-    bad.resource = "bucket".into();
+    bad.resource = ResourceKind::Disk;
     assert_eq!(
         qc.create(&bad).await.err().map(|e| e.kind),
         Some(ErrorKind::Permanent)
@@ -786,7 +786,7 @@ fn lister(
 #[tokio::test]
 async fn list_reads_every_page() {
     let (qc, fake) = serve(lister(250, |_, _, _| {})).await;
-    let got = match qc.list("volume", "vol-1", "db").await {
+    let got = match qc.list(ResourceKind::Volume, "vol-1", "db").await {
         Ok(g) => g,
         Err(e) => panic!("{e}"),
     };
@@ -801,19 +801,25 @@ async fn list_reads_every_page() {
         .is_some_and(|c| !c.full && c.root_id == "ss-0000"));
 
     // Other policy: nothing is marked.
-    let other = qc.list("volume", "vol-1", "d").await.unwrap_or_default();
+    let other = qc
+        .list(ResourceKind::Volume, "vol-1", "d")
+        .await
+        .unwrap_or_default();
     assert_eq!(other.iter().filter(|s| s.marker_slot.is_some()).count(), 0);
 }
 
 #[tokio::test]
 async fn list_of_nothing_is_one_call() {
     let (qc, fake) = serve(lister(0, |_, _, _| {})).await;
-    assert_eq!(qc.list("volume", "vol-1", "db").await.ok(), Some(vec![]));
+    assert_eq!(
+        qc.list(ResourceKind::Volume, "vol-1", "db").await.ok(),
+        Some(vec![])
+    );
     assert_eq!(fake.calls().len(), 1);
 }
 
 async fn assert_incomplete(qc: &QingCloud, want: &str) {
-    match qc.list("volume", "vol-1", "db").await {
+    match qc.list(ResourceKind::Volume, "vol-1", "db").await {
         Ok(got) => panic!("a partial listing was returned ({} items)", got.len()),
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
@@ -870,7 +876,7 @@ async fn list_refuses_items_shifted_between_pages() {
 #[tokio::test]
 async fn list_without_total_count_is_refused() {
     let (qc, _) = serve(|_| ok(json!({"ret_code":0,"snapshot_set":[]}))).await;
-    let e = qc.list("volume", "vol-1", "db").await.err();
+    let e = qc.list(ResourceKind::Volume, "vol-1", "db").await.err();
     assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
         e.map(|e| e.message).as_deref(),
@@ -904,7 +910,7 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
     .await;
     let started = qc
         .restore(&crate::providers::RestoreRequest {
-            resource: "volume".into(),
+            resource: ResourceKind::Volume,
             target: "vol-1".into(),
             snapshot_id: "ss-qhnolmyt".into(),
             new_name: Some("restore-test".into()),
@@ -933,7 +939,7 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
 
     let instance = qc
         .restore(&crate::providers::RestoreRequest {
-            resource: "instance".into(),
+            resource: ResourceKind::Instance,
             target: "i-1".into(),
             snapshot_id: "ss-1".into(),
             new_name: None,
@@ -969,7 +975,7 @@ fn volumes_fake(total: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync 
 #[tokio::test]
 async fn list_resources_reads_every_page_with_tags() {
     let (qc, fake) = serve(volumes_fake(230)).await;
-    let got = match qc.list_resources("volume").await {
+    let got = match qc.list_resources(ResourceKind::Volume).await {
         Ok(g) => g,
         Err(e) => panic!("list_resources: {e}"),
     };
@@ -1016,12 +1022,12 @@ async fn list_resources_of_instances_and_refusals() {
     })
     .await;
     let got = qc
-        .list_resources("instance")
+        .list_resources(ResourceKind::Instance)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.len(), 1, "terminated instances are left out: {got:?}");
     assert_eq!((got[0].id.as_str(), got[0].name.as_str()), ("i-1", "app"));
-    match qc.list_resources("volume").await {
+    match qc.list_resources(ResourceKind::Volume).await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
             assert_eq!(e.call, "DescribeVolumes");
@@ -1029,7 +1035,7 @@ async fn list_resources_of_instances_and_refusals() {
         }
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }
-    match qc.list_resources("disk").await {
+    match qc.list_resources(ResourceKind::Disk).await {
         Err(e) => assert_eq!(e.kind, ErrorKind::Permanent),
         Ok(v) => panic!("disk is not a qingcloud resource, got {v:?}"),
     }
@@ -1065,7 +1071,7 @@ async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
         serve(move |_| ok(json!({"ret_code":0,"total_count":total,"snapshot_set":items.clone()})))
             .await;
     let listed = qc
-        .list("volume", "vol-1", "db")
+        .list(ResourceKind::Volume, "vol-1", "db")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let candidates: Vec<crate::retention::Candidate> = listed
@@ -1212,7 +1218,7 @@ async fn list_detects_an_item_skipped_while_the_count_adds_up() {
         ok(json!({"ret_code":0,"total_count":s.0.len(),"snapshot_set":page}))
     })
     .await;
-    match qc.list("volume", "vol-1", "db").await {
+    match qc.list(ResourceKind::Volume, "vol-1", "db").await {
         Ok(got) => {
             let skipped = !got.iter().any(|s| s.id == "ss-0100");
             panic!(

@@ -39,24 +39,11 @@ use super::query_api::paging::{self, Page, Paging};
 use super::query_api::{ops_of_every_kind, unique, Dialect};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreMode,
-    RestoreRequest, RestoreStarted, SnapshotState,
+    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
+    RestoreStarted, SnapshotState,
 };
 use crate::config::UCloudStackSettings;
-
-/// What the `ucloudstack` kind supports; the config checks policies against it.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    resources: &["disk"],
-    max_status_batch: BATCH,
-    incremental: false,
-    restore: RestoreMode::InPlace,
-    volume_subset: false,
-    create_reconciles: false,
-    select: &[super::Selectable {
-        resource: "disk",
-        tags: false,
-    }],
-};
+use crate::domain::{Cloud, ResourceKind};
 
 /// `Limit` of DescribeSnapshot (max 100), and the ids asked per call.
 const BATCH: usize = 100;
@@ -143,7 +130,7 @@ impl Provider for UCloudStack {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Cloud::UCloudStack.capabilities()
     }
 
     /// `sw-{10 hex of SHA-1(policy, target)}-{slot}`: exactly 30 characters.
@@ -153,7 +140,7 @@ impl Provider for UCloudStack {
 
     /// One CreateSnapshot call with `Type=Automatic` and our Remark.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != "disk" {
+        if req.resource != ResourceKind::Disk {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 CREATE,
@@ -209,7 +196,7 @@ impl Provider for UCloudStack {
     /// DescribeSnapshot by `DiskID`, pages of 100 until `TotalCount`.
     async fn list(
         &self,
-        _resource: &str,
+        _resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
@@ -300,7 +287,7 @@ impl Provider for UCloudStack {
     /// (`RollBacking` → `Normal`). The disk must be detached or its VM
     /// stopped: the API's refusal (2501, 2202) comes back with that hint.
     async fn restore(&self, req: &RestoreRequest) -> Result<RestoreStarted, ProviderError> {
-        if req.resource != "disk" {
+        if req.resource != ResourceKind::Disk {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
                 ROLLBACK,
@@ -327,7 +314,10 @@ impl Provider for UCloudStack {
     }
 
     /// DescribeDisk pages of 100 until `TotalCount` (names; no tags).
-    async fn list_resources(&self, resource: &str) -> Result<Vec<super::Resource>, ProviderError> {
+    async fn list_resources(
+        &self,
+        resource: ResourceKind,
+    ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
 }
@@ -338,7 +328,7 @@ pub fn snapshot_name(marker: &Marker) -> String {
     format!(
         "{NAME_PREFIX}{}-{}",
         identity_hash(&marker.policy, &marker.target),
-        crate::schedule::slot_label(marker.slot)
+        crate::domain::slot_label(marker.slot)
     )
 }
 
@@ -351,7 +341,7 @@ fn identity_hash(policy: &str, target: &str) -> String {
 /// `snapwarden policy=P target=T slot=S`, or, when that is longer than
 /// the API's 100 characters, `snapwarden ref={hash} slot=S`.
 pub fn remark(marker: &Marker) -> String {
-    let slot = crate::schedule::slot_label(marker.slot);
+    let slot = crate::domain::slot_label(marker.slot);
     let full = format!(
         "{REMARK_TAG} policy={} target={} slot={slot}",
         marker.policy, marker.target

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::client::UCloudStackApi as Api;
 use super::{errors, UCloudStack, BATCH};
+use crate::domain::ResourceKind;
 use crate::providers::query_api::paging::{self, Page, Paging};
 use crate::providers::{not_selectable, ProviderError, Resource};
 
@@ -41,9 +42,9 @@ struct DiskInfo {
 impl UCloudStack {
     pub(super) async fn select_resources(
         &self,
-        resource: &str,
+        resource: ResourceKind,
     ) -> Result<Vec<Resource>, ProviderError> {
-        if resource != "disk" {
+        if resource != ResourceKind::Disk {
             return Err(not_selectable("ucloudstack", DESCRIBE_DISK, resource));
         }
         let mut out = Vec::new();

@@ -305,7 +305,7 @@ fn list_of(params: &Params, name: &str) -> Vec<String> {
 fn create_req() -> CreateRequest {
     let m = marker("db", "disk-3f9kq2", 2);
     CreateRequest {
-        resource: "disk".into(),
+        resource: ResourceKind::Disk,
         target: "disk-3f9kq2".into(),
         name: snapshot_name(&m),
         marker: m,
@@ -377,7 +377,7 @@ async fn create_sends_type_automatic_and_the_remark() {
     assert_eq!(p(&calls[1], "CompanyID"), "7");
 
     let mut bad = create_req();
-    bad.resource = "volume".into();
+    bad.resource = ResourceKind::Volume;
     assert_eq!(
         ucs.create(&bad).await.err().map(|e| e.kind),
         Some(ErrorKind::Permanent)
@@ -573,7 +573,7 @@ fn lister(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
 #[tokio::test]
 async fn list_reads_every_page_and_marks_only_automatic_ones() {
     let (ucs, fake) = serve(lister(250)).await;
-    let got = match ucs.list("disk", "disk-1", "db").await {
+    let got = match ucs.list(ResourceKind::Disk, "disk-1", "db").await {
         Ok(g) => g,
         Err(e) => panic!("{e}"),
     };
@@ -589,15 +589,21 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
         Some(1_704_070_800)
     );
     // Other policy: nothing is ours.
-    let other = ucs.list("disk", "disk-1", "d").await.unwrap_or_default();
+    let other = ucs
+        .list(ResourceKind::Disk, "disk-1", "d")
+        .await
+        .unwrap_or_default();
     assert_eq!(other.iter().filter(|s| s.marker_slot.is_some()).count(), 0);
 
     let (ucs, fake) = serve(lister(0)).await;
-    assert_eq!(ucs.list("disk", "disk-1", "db").await.ok(), Some(vec![]));
+    assert_eq!(
+        ucs.list(ResourceKind::Disk, "disk-1", "db").await.ok(),
+        Some(vec![])
+    );
     assert_eq!(fake.calls().len(), 1);
 
     let (ucs, _) = serve(|_| ok(json!({"RetCode":0,"TotalCount":5,"Infos":[]}))).await;
-    let e = ucs.list("disk", "disk-1", "db").await.err();
+    let e = ucs.list(ResourceKind::Disk, "disk-1", "db").await.err();
     assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
         e.map(|e| e.message).as_deref(),
@@ -671,7 +677,7 @@ async fn restore_rolls_back_in_place() {
     })
     .await;
     let req = |disk: &str| RestoreRequest {
-        resource: "disk".into(),
+        resource: ResourceKind::Disk,
         target: disk.into(),
         snapshot_id: "snap-1".into(),
         new_name: None,
@@ -697,7 +703,10 @@ async fn restore_rolls_back_in_place() {
     };
     assert_eq!(e.kind, ErrorKind::Conflict);
     assert!(e.message.contains("VM powered off"), "{}", e.message);
-    assert_eq!(CAPABILITIES.restore, RestoreMode::InPlace);
+    assert_eq!(
+        crate::domain::Cloud::UCloudStack.capabilities().restore,
+        crate::domain::RestoreMode::InPlace
+    );
 }
 
 // ------------------------------------------------------- target selection
@@ -728,7 +737,7 @@ fn disks(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
 async fn list_resources_reads_every_disk_page() {
     let (ucs, fake) = serve(disks(230)).await;
     let got = ucs
-        .list_resources("disk")
+        .list_resources(ResourceKind::Disk)
         .await
         .unwrap_or_else(|e| panic!("list_resources: {e}"));
     assert_eq!(got.len(), 229, "the disk being released is left out");
@@ -753,7 +762,7 @@ async fn list_resources_refuses_a_count_mismatch() {
         ok(json!({"RetCode":0,"TotalCount":150,"Infos":page}))
     })
     .await;
-    match ucs.list_resources("disk").await {
+    match ucs.list_resources(ResourceKind::Disk).await {
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Transient);
             assert_eq!(e.call, "DescribeDisk");
@@ -773,14 +782,17 @@ async fn list_resources_refuses_a_count_mismatch() {
         ok(json!({"RetCode":0,"TotalCount":if first { 101 } else { 102 },"Infos":page}))
     })
     .await;
-    let e = ucs.list_resources("disk").await.err();
+    let e = ucs.list_resources(ResourceKind::Disk).await.err();
     assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert_eq!(
         e.map(|e| e.message).as_deref(),
         Some("listing incomplete: TotalCount changed from 101 to 102 between pages")
     );
     assert_eq!(
-        ucs.list_resources("instance").await.err().map(|e| e.kind),
+        ucs.list_resources(ResourceKind::Instance)
+            .await
+            .err()
+            .map(|e| e.kind),
         Some(ErrorKind::Permanent)
     );
 }
