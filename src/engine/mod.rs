@@ -494,7 +494,7 @@ impl Engine {
             .await?
             .map_err(|_| EngineError::Failed("provider closed".into()))?;
         let request = CreateRequest {
-            resource: policy.resource.clone(),
+            resource: policy.resource,
             target: target.to_string(),
             name: name.to_string(),
             marker: marker.clone(),
@@ -1307,7 +1307,7 @@ impl Engine {
         // repeated blindly (it would make a second volume).
         let started = self
             .or_shutdown(ps.provider.restore(&providers::RestoreRequest {
-                resource: policy.resource.clone(),
+                resource: policy.resource,
                 target: target.to_string(),
                 snapshot_id: chosen.id.clone(),
                 new_name: new_name.map(str::to_string),

@@ -220,7 +220,7 @@ fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
     if let Some(k) = Kind::from_name(kind) {
         return Some(k);
     }
-    let hint = match super::diagnostics::suggest(kind, names().into_iter()) {
+    let hint = match super::diagnostics::suggest(kind, names()) {
         Some(s) => format!("; did you mean {s:?}?"),
         None => String::new(),
     };
