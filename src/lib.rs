@@ -17,5 +17,6 @@ pub mod observe;
 pub mod providers;
 pub mod retention;
 pub mod schedule;
+pub mod shutdown;
 pub mod sim;
 pub mod state;

@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{load_config_and_log, open_engine, select_policies, Exit};
+use crate::engine::PruneMode;
 use crate::providers::RemoteSnapshot;
 use crate::retention::Verdict;
 
@@ -84,7 +85,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
             } else {
                 "select"
             };
-            let (decisions, listed) = match engine.prune(p, t, true).await {
+            let (decisions, listed) = match engine.prune(p, t, PruneMode::DryRun).await {
                 Ok(r) => (r.decisions, r.listed),
                 Err(e) => {
                     failed = true;

@@ -8,17 +8,15 @@
 use std::path::Path;
 
 use super::{load_config_and_log, open_engine, select_policies, Exit};
+use crate::engine::PruneMode;
 use crate::retention::Verdict;
 
 pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) -> Exit {
-    if yes && policy.is_none() {
-        return Exit::config(
-            "--yes deletes beyond max_deletes_per_run and needs --policy P to say which policy",
-        );
-    }
-    if yes && dry_run {
-        return Exit::config("--yes and --dry-run contradict each other; give one");
-    }
+    let mode = match mode_of(policy, dry_run, yes) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let dry_run = mode == PruneMode::DryRun;
     let config = match load_config_and_log(path, "info") {
         Ok(c) => c,
         Err(e) => return e,
@@ -47,12 +45,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
             failures.push(format!("{} select: {e}", p.name));
         }
         for t in &resolved.targets {
-            let result = if yes {
-                engine.prune_confirmed(p, t).await
-            } else {
-                engine.prune(p, t, dry_run).await
-            };
-            match result {
+            match engine.prune(p, t, mode).await {
                 Ok(report) => {
                     println!("{} {}:", p.name, t);
                     for d in &report.decisions {
@@ -64,7 +57,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
                         };
                         println!("  {v:<12} {}  {}", d.id, d.reasons.join("; "));
                     }
-                    if let Some(why) = &report.held_because {
+                    if let Some(why) = report.held_because.as_ref().map(|h| &h.reason) {
                         println!("  held: {why}");
                         if !dry_run {
                             held.push(format!("{} {t}: {why}", p.name));
@@ -84,5 +77,20 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
         Exit::OK
     } else {
         Exit::failure(failures.join("\n"))
+    }
+}
+
+/// The flags as one mode, or why they cannot be one.
+fn mode_of(policy: Option<&str>, dry_run: bool, yes: bool) -> Result<PruneMode, Exit> {
+    match (dry_run, yes) {
+        (_, true) if policy.is_none() => Err(Exit::config(
+            "--yes deletes beyond max_deletes_per_run and needs --policy P to say which policy",
+        )),
+        (true, true) => Err(Exit::config(
+            "--yes and --dry-run contradict each other; give one",
+        )),
+        (true, false) => Ok(PruneMode::DryRun),
+        (false, true) => Ok(PruneMode::Confirmed),
+        (false, false) => Ok(PruneMode::Budgeted),
     }
 }

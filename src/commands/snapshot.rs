@@ -64,7 +64,7 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
                 None => (true, format!("ok, {created} created, {deleted} deleted")),
                 Some(why) => (
                     true,
-                    format!("ok, {created} created, {deleted} deleted; {why}"),
+                    format!("ok, {created} created, {deleted} deleted; {}", why.reason),
                 ),
             },
             RunOutcome::Failed(e) => (false, format!("failed: {e}")),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
-use super::{Scheduled, SCHEDULE_TARGET};
+use super::SCHEDULE_TARGET;
 use crate::config::Policy;
 use crate::observe::alerts::{ahead_of_clock, Alerter, CLOCK_STEP_TOLERANCE};
 use crate::observe::metrics;
@@ -50,7 +50,11 @@ fn rearm_after_clock_step(
 
 /// Check every armed slot for a clock that stepped back (see
 /// [`rearm_after_clock_step`]); warn, alert and re-arm from now.
-pub(super) fn recheck_clock(alerter: &Alerter, policies: &[Policy], scheduled: &mut Scheduled) {
+pub(super) fn recheck_clock(
+    alerter: &Alerter,
+    policies: &[Policy],
+    scheduled: &mut [Option<DateTime<Utc>>],
+) {
     let now = Utc::now();
     for (policy, s) in policies.iter().zip(scheduled.iter_mut()) {
         let Some(armed) = *s else { continue };

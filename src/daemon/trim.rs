@@ -26,7 +26,7 @@ pub(super) fn start(state: Arc<State>, stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = crate::engine::stopped(stop.clone()) => return,
+                _ = crate::shutdown::stopped(stop.clone()) => return,
             }
             wait = EVERY;
             let Ok(history) = chrono::Duration::from_std(LEDGER_HISTORY) else {

@@ -6,11 +6,13 @@
 mod cloud;
 mod error;
 mod marker;
+mod operation;
 mod resource;
 mod rules;
 
 pub use cloud::{Capabilities, Cloud, RestoreMode, Selectable};
 pub use error::ErrorKind;
 pub use marker::{parse_slot_label, slot_label, ChainInfo, Marker};
+pub use operation::{Held, HoldCause, OpKind};
 pub use resource::{Resource, ResourceKind};
 pub use rules::{Period, Rules};

@@ -22,7 +22,7 @@ use tracing::{error, warn};
 
 use super::{Engine, EngineError};
 use crate::config::{Config, Policy};
-use crate::observe::metrics;
+use crate::observe::events::{self, HoldPlaced};
 use crate::retention::{self, Candidate, Condition, Rules, Verdict};
 use crate::state::LedgerState;
 
@@ -238,8 +238,11 @@ impl Engine {
             error!(policy = %p.name, target = %t, error = %e, "cannot record the deletion hold");
             return None;
         }
-        warn!(policy = %p.name, target = %t, reason = %reason, "deletions held until `snapwarden prune --policy {} --yes`", p.name);
-        metrics::deletes_held(&p.name, t, true);
+        events::emit(HoldPlaced {
+            policy: &p.name,
+            target: t,
+            reason: &reason,
+        });
         Some(PlacedHold {
             policy: p.name.clone(),
             target: t.to_string(),

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use super::{Engine, EngineError, OpOutcome, RetryPolicy};
 use crate::config::{Config, Policy};
 use crate::domain::ResourceKind;
+use crate::observe::events::{self, OrphanDeleted};
 use crate::providers::{DeleteStarted, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::state::{LedgerState, PollPlan, SnapshotRow};
 
@@ -123,11 +124,35 @@ impl Engine {
     /// snapshots of unconfigured policies on configured targets, and stuck
     /// or failed deletes. Each is checked against a fresh listing.
     pub async fn find_orphans(&self, config: &Config) -> Result<Vec<Orphan>, EngineError> {
-        // A selector's targets as the cloud lists them now: a target that
-        // left its selector is an orphan from here on. If the listing
-        // fails, every ledger target of the policy counts as configured
-        // (unknown is never an orphan).
         let rows = self.state.all_snapshots()?;
+        let resolved = self.resolve_configured(config, &rows).await;
+        let configured: BTreeSet<(&str, &str)> = resolved
+            .iter()
+            .flat_map(|(p, ts)| ts.iter().map(|t| (p.name.as_str(), t.as_str())))
+            .collect();
+        let mut found = self.ledger_orphans(&rows, &configured)?;
+        self.verify_orphans(config, &rows, &configured, &mut found)
+            .await;
+        // A source-left row the target's listing shows after all (the
+        // volume came back) is no orphan; one whose source the listing
+        // covers is gone, and the target's pruning writes it off.
+        found.retain(|o| o.kind != OrphanKind::SourceLeft || o.verified == Verified::Unverified);
+        let extra = self
+            .unlisted_marked(config, &rows, &resolved, &configured)
+            .await;
+        found.extend(extra);
+        Ok(found)
+    }
+
+    /// Each policy's targets as they are now. A selector's targets as the
+    /// cloud lists them now: a target that left its selector is an orphan
+    /// from here on. If the listing fails, every ledger target of the
+    /// policy counts as configured (unknown is never an orphan).
+    async fn resolve_configured<'a>(
+        &self,
+        config: &'a Config,
+        rows: &[SnapshotRow],
+    ) -> Vec<(&'a Policy, Vec<String>)> {
         let mut resolved: Vec<(&Policy, Vec<String>)> = Vec::new();
         for p in &config.policies {
             let targets = match self.resolve_targets(p).await {
@@ -147,10 +172,16 @@ impl Engine {
             };
             resolved.push((p, targets));
         }
-        let configured: BTreeSet<(&str, &str)> = resolved
-            .iter()
-            .flat_map(|(p, ts)| ts.iter().map(|t| (p.name.as_str(), t.as_str())))
-            .collect();
+        resolved
+    }
+
+    /// Orphans the ledger alone shows: rows of unconfigured policies and
+    /// targets, stuck and failed deletes, rows whose source left the target.
+    fn ledger_orphans(
+        &self,
+        rows: &[SnapshotRow],
+        configured: &BTreeSet<(&str, &str)>,
+    ) -> Result<Vec<Orphan>, EngineError> {
         let mut found: Vec<Orphan> = Vec::new();
         for r in rows.iter().filter(|r| r.state != LedgerState::Deleted) {
             if !configured.contains(&(r.policy.as_str(), r.target.as_str())) {
@@ -188,7 +219,7 @@ impl Engine {
             found.push(orphan_of(&row, OrphanKind::FailedDelete, &why));
         }
         let sources = self.state.all_snapshot_sources()?;
-        for r in source_left(&rows, &sources, &configured) {
+        for r in source_left(rows, &sources, configured) {
             if found.iter().any(|f| f.ledger_row == Some(r.id)) {
                 continue;
             }
@@ -205,7 +236,18 @@ impl Engine {
         for o in &mut found {
             o.source = o.ledger_row.and_then(|row| sources.get(&row).cloned());
         }
+        Ok(found)
+    }
 
+    /// Check each orphan against a fresh listing, one listing per
+    /// (provider, policy, target).
+    async fn verify_orphans(
+        &self,
+        config: &Config,
+        rows: &[SnapshotRow],
+        configured: &BTreeSet<(&str, &str)>,
+        found: &mut [Orphan],
+    ) {
         // Verify against the cloud, one listing per (provider, policy,
         // target); also find marked snapshots the ledger does not know
         // on the configured targets, for policies no longer configured.
@@ -216,7 +258,7 @@ impl Engine {
             .filter(|r| r.state == LedgerState::Available)
             .map(|r| (r.provider.as_str(), r.snapshot_id.as_str()))
             .collect();
-        for o in &mut found {
+        for o in found.iter_mut() {
             let key = (o.provider.clone(), o.policy.clone(), o.target.clone());
             if !listings.contains_key(&key) {
                 let listed = self
@@ -272,10 +314,17 @@ impl Engine {
                 o.newest_good = newest.is_some_and(|s| s.id == o.snapshot_id);
             }
         }
-        // A source-left row the target's listing shows after all (the
-        // volume came back) is no orphan; one whose source the listing
-        // covers is gone, and the target's pruning writes it off.
-        found.retain(|o| o.kind != OrphanKind::SourceLeft || o.verified == Verified::Unverified);
+    }
+
+    /// Marked snapshots the ledger does not know on the configured
+    /// targets, for policies no longer configured there.
+    async fn unlisted_marked(
+        &self,
+        config: &Config,
+        rows: &[SnapshotRow],
+        resolved: &[(&Policy, Vec<String>)],
+        configured: &BTreeSet<(&str, &str)>,
+    ) -> Vec<Orphan> {
         let ledger_ids: BTreeSet<(&str, &str)> = rows
             .iter()
             .map(|r| (r.provider.as_str(), r.snapshot_id.as_str()))
@@ -285,7 +334,7 @@ impl Engine {
             .map(|r| (r.provider.as_str(), r.policy.as_str()))
             .collect();
         let mut extra = Vec::new();
-        for (p, targets) in &resolved {
+        for (p, targets) in resolved {
             for t in targets {
                 for (provider, other) in &ledger_policies {
                     if *provider != p.provider || configured.contains(&(*other, t.as_str())) {
@@ -319,8 +368,7 @@ impl Engine {
                 }
             }
         }
-        found.extend(extra);
-        Ok(found)
+        extra
     }
 
     /// Delete the orphans that are verified ours; mark the gone ones
@@ -430,11 +478,11 @@ impl Engine {
                 info!(snapshot = %o.snapshot_id, policy = %o.policy, target = %o.target, job = %reference, "deleting orphan");
                 match ps.poller.watch(op, ORPHAN_POLL_MAX).await {
                     Ok(OpOutcome::Succeeded) => {
-                        crate::observe::metrics::snapshot_deleted(
-                            &o.policy,
-                            &o.target,
-                            &o.provider,
-                        );
+                        events::emit(OrphanDeleted {
+                            policy: &o.policy,
+                            target: &o.target,
+                            provider: &o.provider,
+                        });
                         Ok("deleted")
                     }
                     Ok(OpOutcome::Failed(e) | OpOutcome::TimedOut(e)) => Err(e),

@@ -13,10 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
+use crate::observe::events::{self, CallFailed, Ending, OperationFinished};
 use crate::observe::metrics;
-use crate::providers::{ErrorKind, OpKind, OpStatus, OperationRef, Provider};
+use crate::providers::{OpStatus, OperationRef, Provider};
 use crate::state::{OpRow, State};
 
 /// How an operation ended.
@@ -71,7 +72,7 @@ impl Poller {
                 };
                 tokio::select! {
                     biased;
-                    _ = super::stopped(shutdown.clone()) => break,
+                    _ = crate::shutdown::stopped(shutdown.clone()) => break,
                     w = rx.recv(), if open => match w {
                         Some(w) => add(&mut watches, w),
                         // The engine let go of this poller (a reload built
@@ -175,9 +176,10 @@ async fn poll_round(
                 outcomes.extend(chunk.iter().map(|&i| (i, Err(e.clone()))));
             }
             Err(e) => {
-                if e.kind == ErrorKind::Throttled {
-                    metrics::api_throttled(name);
-                }
+                events::emit(CallFailed {
+                    provider: name,
+                    kind: e.kind,
+                });
                 warn!(provider = %name, error = %e, "status poll failed; will retry");
                 outcomes.extend(chunk.iter().map(|&i| (i, Err(e.to_string()))));
             }
@@ -277,43 +279,20 @@ fn finish_all(
 }
 
 fn finish(name: &str, mut w: Watch, outcome: OpOutcome, now: DateTime<Utc>) {
-    let kind = w.op.kind;
-    let (policy, target) = (w.op.policy.as_str(), w.op.target.as_str());
-    match (&outcome, kind) {
-        (OpOutcome::Succeeded, OpKind::Create) => metrics::snapshot_created(policy, target, name),
-        (OpOutcome::Succeeded, OpKind::Delete) => metrics::snapshot_deleted(policy, target, name),
-        (OpOutcome::Failed(_), OpKind::Delete) => {
-            metrics::snapshot_delete_failed(policy, target, name, "operation_failed")
-        }
-        (OpOutcome::TimedOut(_), OpKind::Delete) => {
-            metrics::snapshot_delete_failed(policy, target, name, "timeout")
-        }
-        _ => {}
-    }
-    metrics::operation_finished(
-        name,
-        kind.as_str(),
-        (now - w.op.started_at).to_std().unwrap_or_default(),
-    );
-    match (&outcome, kind) {
-        (OpOutcome::Succeeded, OpKind::Create) => info!(
-            provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, "create job succeeded; snapshot available"
-        ),
-        (OpOutcome::Succeeded, OpKind::Delete) => info!(
-            provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, "delete job succeeded; snapshot deleted"
-        ),
-        (OpOutcome::Succeeded, OpKind::Restore) => info!(
-            provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, "restore job succeeded"
-        ),
-        (OpOutcome::Failed(reason) | OpOutcome::TimedOut(reason), _) => warn!(
-            provider = %name, policy = %w.op.policy, target = %w.op.target,
-            snapshot = %w.op.snapshot_id, job = %w.op.reference, kind = kind.as_str(),
-            reason = %reason, "operation failed"
-        ),
-    }
+    events::emit(OperationFinished {
+        provider: name,
+        policy: &w.op.policy,
+        target: &w.op.target,
+        snapshot: &w.op.snapshot_id,
+        job: &w.op.reference,
+        kind: w.op.kind,
+        took: (now - w.op.started_at).to_std().unwrap_or_default(),
+        ending: match &outcome {
+            OpOutcome::Succeeded => Ending::Succeeded,
+            OpOutcome::Failed(reason) => Ending::Failed(reason),
+            OpOutcome::TimedOut(reason) => Ending::TimedOut(reason),
+        },
+    });
     for done in w.done.drain(..) {
         let _ = done.send(outcome.clone());
     }

@@ -3,6 +3,9 @@
 
 use super::fake::{lost_answer, FakeCloud};
 use super::*;
+use crate::providers::Created;
+use crate::state::{Begin, RunState};
+use std::time::Duration;
 
 /// A ledger in a temp dir, one policy `db` on `vol-1` (QingCloud in the
 /// file; the engine talks to `cloud` under that provider's name).
@@ -240,7 +243,10 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
         listed("snap-older", older),
         listed("snap-newer", newer),
     ]);
-    let report = engine.prune(policy, "vol-1", false).await.expect("prune");
+    let report = engine
+        .prune(policy, "vol-1", PruneMode::Budgeted)
+        .await
+        .expect("prune");
     assert_eq!(report.deleted, 1, "{report:?}");
     assert_eq!(*cloud.deleted.lock().expect("deleted"), vec!["snap-older"]);
 }

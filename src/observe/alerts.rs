@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use crate::config::{AlertEvent, AlertsConfig, Config};
+use crate::domain::HoldCause;
 use crate::observe::metrics;
 
 /// How long one webhook POST or command may take.
@@ -304,8 +305,8 @@ impl Alerter {
         self.deliver(a);
     }
 
-    /// Deletions held back on a target: the deletion budget was exceeded
-    /// (`cause` "budget") or a reload would delete more than it ("reload").
+    /// Deletions held back on a target: a run's guards (the deletion
+    /// budget) or new rules that would delete more than it.
     /// Once per policy, target and cause, then a reminder every
     /// `repeat_after` while it lasts.
     pub fn deletes_held(
@@ -313,7 +314,7 @@ impl Alerter {
         policy: &str,
         target: &str,
         provider: &str,
-        cause: &'static str,
+        cause: HoldCause,
         message: &str,
     ) {
         self.once_per_repeat(
@@ -321,7 +322,7 @@ impl Alerter {
             policy,
             target,
             provider,
-            cause,
+            cause.as_str(),
             message,
         );
     }

@@ -2,6 +2,7 @@
 //! `/metrics` + `/healthz` endpoint.
 
 pub mod alerts;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -114,14 +114,14 @@ pub fn start(
                                 }
                                 health.set_database(result);
                             }
-                            _ = crate::engine::stopped(stop.clone()) => break,
+                            _ = crate::shutdown::stopped(stop.clone()) => break,
                         }
                     }
                 }
             };
             match listener.map(tokio::net::TcpListener::from_std) {
                 Some(Ok(l)) => {
-                    let serve = serve(l, health, crate::engine::stopped(stop));
+                    let serve = serve(l, health, crate::shutdown::stopped(stop));
                     let (served, _) = tokio::join!(serve, probe);
                     if let Err(e) = served {
                         tracing::error!(error = %e, "metrics endpoint failed");

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use crate::domain::{
-    parse_slot_label, Capabilities, ChainInfo, ErrorKind, Marker, Resource, ResourceKind,
+    parse_slot_label, Capabilities, ChainInfo, ErrorKind, Marker, OpKind, Resource, ResourceKind,
     RestoreMode, Selectable,
 };
 
@@ -127,26 +127,6 @@ pub struct Created {
     /// What to poll for completion: a job id, an operation id, or the
     /// snapshot id itself where the cloud has no job API.
     pub operation: String,
-}
-
-/// The kinds of operation the engine tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    Create,
-    Delete,
-    /// A restore started by [`Provider::restore`]; succeeded means the
-    /// restored volume/instance (or the rollback) is ready.
-    Restore,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Create => "create",
-            OpKind::Delete => "delete",
-            OpKind::Restore => "restore",
-        }
-    }
 }
 
 /// An operation in flight, as the engine hands it back to the provider.

@@ -1,0 +1,272 @@
+//! The long-running daemon: fires each policy's slots, hands them to the
+//! engine, and handles signals (SIGTERM/SIGINT stop, SIGHUP reload) and
+//! systemd notifications.
+//!
+//! Slot times come from `schedule` only. A fired slot is written to the
+//! ledger before its runs start, so no slot fires twice, also across
+//! restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config};
+use crate::engine::{Engine, EngineError, RunReport};
+use crate::observe::alerts::Alerter;
+use crate::observe::notify;
+use crate::observe::server::{self, Health};
+use crate::schedule::waker::Waker;
+use crate::state::{State, StateError};
+
+mod alerting;
+mod clock;
+mod scheduler;
+mod trim;
+
+use alerting::{
+    alert_run, alert_selector, check_stale, hold_large_reloads, log_report, restore_alerts,
+    stale_check_every, status_line,
+};
+use clock::recheck_clock;
+use scheduler::{Occasion, Scheduler};
+
+/// How long a stop waits for runs to reach a safe point before it aborts
+/// them (their state is in the ledger either way).
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// How often the loop proves the state database writable (for /healthz
+/// and, faster if systemd asks, the watchdog).
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the loop looks for runs open in the ledger that no task
+/// carries out (abandoned: an interrupted one-shot command, a ledger write
+/// that failed at the end of a run, a panicked task) and takes them up, so
+/// an open run never blocks its target's later slots. A cheap indexed read.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("scheduler: {0}")]
+    Waker(String),
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
+}
+
+/// The pseudo-target alerts about a policy's selector name.
+const SELECTOR_TARGET: &str = "select";
+/// The pseudo-target alerts about a policy's schedule name (a clock that
+/// stepped back).
+const SCHEDULE_TARGET: &str = "schedule";
+
+/// Run the daemon until SIGTERM/SIGINT (or until `stop` turns true, for
+/// embedding in `demo`).
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    // One ledger, one daemon: the lock is held until the process ends.
+    let state = Arc::new(State::open_locked(
+        &config.daemon.state_path,
+        "snapwarden run",
+    )?);
+    info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+    let alerter = Alerter::new(&config);
+    remember_deliveries(&alerter, &state);
+    // Before resume (which may prune) and before any slot fires: a file
+    // edited while the daemon was down is held like a reload.
+    hold_large_reloads(&engine, &alerter, None, &config);
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
+    let waker = Waker::start()
+        .await
+        .map_err(|e| DaemonError::Waker(e.to_string()))?;
+
+    let mut sched = Scheduler::new(state.clone(), engine.clone(), alerter);
+    // Work left in flight by the last process is claimed before any slot
+    // fires, so a catch-up slot never races its resume; its outcomes are
+    // alerted like any run's.
+    sched.take_up_abandoned(&config, Occasion::Startup);
+
+    let health = Arc::new(Health::default());
+    health.tick();
+    let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
+    trim::start(state.clone(), shutdown_tx.subscribe());
+
+    restore_alerts(&sched.alerter, &state, &config)?;
+    let mut stale_check = tokio::time::interval(stale_check_every(&config));
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let mut config = config;
+    sched.schedule_all(&config, Occasion::Startup);
+    let summary = format!("{} policies scheduled", sched.scheduled.len());
+    notify::ready(&summary);
+    info!("{summary}");
+    let watchdog = notify::watchdog_interval();
+    let mut health_check =
+        tokio::time::interval(watchdog.unwrap_or(HEALTH_EVERY).min(HEALTH_EVERY));
+
+    let mut armed = None;
+    loop {
+        health.tick();
+        let next = sched.scheduled.iter().flatten().min().copied();
+        if next != armed {
+            if let Some(at) = next {
+                waker
+                    .wake_at(at)
+                    .await
+                    .map_err(|e| DaemonError::Waker(e.to_string()))?;
+            }
+            armed = next;
+        }
+        tokio::select! {
+            _ = waker.notified(), if next.is_some() => sched.fire_due(&config.policies),
+            Some(signal) = signals.next() => {
+                if signal != SIGHUP {
+                    info!("stop requested");
+                    break;
+                }
+                if let Some(new) = reload(&config_path, &config, &mut sched) {
+                    stale_check = tokio::time::interval(stale_check_every(&new));
+                    config = new;
+                }
+            }
+            _ = crate::shutdown::stopped(stop.clone()) => break,
+            Some(joined) = sched.resolving.join_next(), if !sched.resolving.is_empty() => {
+                if let Ok(r) = joined {
+                    alert_selector(&sched.alerter, &mut sched.selector_failures, &r);
+                    sched.fire_targets(&r.policy, r.slot, &r.resolved.targets);
+                }
+            }
+            Some(joined) = sched.tasks.join_next(), if !sched.tasks.is_empty() => match joined {
+                Ok(report) => {
+                    log_report(&report);
+                    alert_run(&sched.alerter, &state, &report);
+                }
+                // The run's claim went with the task: the next sweep
+                // takes the run up again.
+                Err(e) if e.is_panic() => error!(error = %e, "a run's task panicked; its run is taken up again"),
+                Err(_) => {}
+            },
+            _ = sweep.tick() => sched.take_up_abandoned(&config, Occasion::Running),
+            _ = stale_check.tick() => check_stale(&sched.alerter, &state, &config),
+            _ = health_check.tick() => {
+                recheck_clock(&sched.alerter, &config.policies, &mut sched.scheduled);
+                match health.check() {
+                    Ok(()) => {
+                        notify::status(&status_line(&state, &config));
+                        if watchdog.is_some() {
+                            notify::watchdog();
+                        }
+                    }
+                    Err(e) => warn!(reason = %e, "unhealthy; withholding the watchdog ping"),
+                }
+            }
+        }
+    }
+
+    notify::stopping();
+    let _ = shutdown_tx.send(true);
+    drain(&mut sched.tasks).await;
+    waker.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || observer.join()).await;
+    info!("snapwarden stopped");
+    Ok(())
+}
+
+/// Every alert that reaches the operator is remembered in the ledger: one
+/// lost to a crash before delivery is sent again at the next start.
+fn remember_deliveries(alerter: &Alerter, state: &Arc<State>) {
+    let state = state.clone();
+    alerter.on_delivered(Arc::new(move |a| {
+        if let Err(e) = state.record_alert_delivered(&a.policy, &a.target, a.kind, a.at) {
+            warn!(error = %e, kind = a.kind, "cannot record that an alert was delivered; it may be sent again after a restart");
+        }
+    }));
+}
+
+/// The health probe and the metrics endpoint run on a thread of their own,
+/// so /healthz answers and the ledger is probed even when the engine is
+/// stuck waiting on a locked database.
+fn start_observer(
+    config: &Config,
+    health: &Arc<Health>,
+    state: &Arc<State>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let listener = match config.daemon.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| DaemonError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+            info!(address = %bound, "metrics listening on {bound}");
+            Some(l)
+        }
+        None => None,
+    };
+    server::start(
+        listener,
+        health.clone(),
+        state.clone(),
+        HEALTH_EVERY,
+        shutdown,
+    )
+    .map_err(|e| DaemonError::Metrics(e.to_string()))
+}
+
+/// SIGHUP: read the file again. A valid one replaces the running
+/// configuration (providers, alerts, holds for rule changes, the
+/// schedule) and is returned; an invalid one changes nothing.
+fn reload(path: &Path, running: &Config, sched: &mut Scheduler) -> Option<Config> {
+    let new = match config::load(path) {
+        Ok(new) => new,
+        Err(e) => {
+            error!(file = %path.display(), problems = %e, "reload failed: the new configuration is invalid; keeping the running one");
+            return None;
+        }
+    };
+    if let Err(e) = sched.engine.install_providers(&new) {
+        error!(error = %e, "reload failed; keeping the running configuration");
+        return None;
+    }
+    for w in &new.warnings {
+        warn!("{w}");
+    }
+    info!(policies = new.policies.len(), "configuration reloaded");
+    sched.alerter.reconfigure(&new);
+    hold_large_reloads(&sched.engine, &sched.alerter, Some(running), &new);
+    sched.schedule_all(&new, Occasion::Running);
+    Some(new)
+}
+
+/// Give the runs in flight the grace period to reach a safe point, then
+/// abort them (the ledger holds their state either way).
+async fn drain(tasks: &mut JoinSet<RunReport>) {
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            "runs still busy after the grace period; aborting them (the ledger holds their state)"
+        );
+        tasks.abort_all();
+    }
+}

@@ -1,0 +1,274 @@
+//! The slot loop's state: each policy's next slot, the runs and selector
+//! listings in flight, and firing a due slot into runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use super::alerting::log_report;
+use super::clock::{clock_stepped_back, schedule_base};
+use super::SELECTOR_TARGET;
+use crate::config::{Config, Policy};
+use crate::engine::{Engine, Resolved, RunOutcome, RunReport};
+use crate::observe::alerts::{Alerter, RunResult};
+use crate::observe::events::{self, SlotsMissed};
+use crate::observe::metrics;
+use crate::state::State;
+
+/// A selector policy's slot whose targets were being resolved.
+pub(super) struct Resolution {
+    pub(super) policy: Policy,
+    pub(super) slot: DateTime<Utc>,
+    pub(super) resolved: Resolved,
+}
+
+/// Why the schedule is being (re)computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Occasion {
+    /// The process starts: a missed slot of a `catch_up` policy runs, and
+    /// the operations left in flight are taken up too.
+    Startup,
+    /// A reload or the periodic sweep.
+    Running,
+}
+
+/// The loop's state between wake-ups.
+pub(super) struct Scheduler {
+    pub(super) state: Arc<State>,
+    pub(super) engine: Arc<Engine>,
+    pub(super) alerter: Arc<Alerter>,
+    /// The runs in flight.
+    pub(super) tasks: JoinSet<RunReport>,
+    /// Selector policies list their targets before their intents are
+    /// written; the listing runs here so the loop never waits on a cloud.
+    pub(super) resolving: JoinSet<Resolution>,
+    /// Each policy's next slot, in the order of `config.policies` (an
+    /// index, not a copy of the policy: hundreds of policies stay in
+    /// memory once).
+    pub(super) scheduled: Vec<Option<DateTime<Utc>>>,
+    /// Consecutive failed listings per selector policy.
+    pub(super) selector_failures: HashMap<String, u32>,
+}
+
+impl Scheduler {
+    pub(super) fn new(state: Arc<State>, engine: Arc<Engine>, alerter: Arc<Alerter>) -> Scheduler {
+        Scheduler {
+            state,
+            engine,
+            alerter,
+            tasks: JoinSet::new(),
+            resolving: JoinSet::new(),
+            scheduled: Vec::new(),
+            selector_failures: HashMap::new(),
+        }
+    }
+
+    /// Take up runs open in the ledger that no task carries out (see
+    /// [`Engine::take_up_abandoned`](crate::engine::Engine::take_up_abandoned)); at start-up also the operations in
+    /// flight. A ledger that cannot be read now is tried again next sweep.
+    pub(super) fn take_up_abandoned(&mut self, config: &Config, occasion: Occasion) {
+        match self
+            .engine
+            .take_up_abandoned(config, occasion == Occasion::Startup)
+        {
+            Ok(runs) => {
+                for run in runs {
+                    self.tasks.spawn(run);
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "cannot take up the work left in flight; trying again shortly")
+            }
+        }
+    }
+
+    /// Compute every policy's next slot; at start-up, run one missed slot for
+    /// policies with `catch_up`. A ledger that cannot be read for a policy's
+    /// last slot never stops the daemon: the policy is scheduled from now
+    /// (the ledger still keeps any slot single).
+    pub(super) fn schedule_all(&mut self, config: &Config, occasion: Occasion) {
+        let now = Utc::now();
+        let mut out = Vec::with_capacity(config.policies.len());
+        for policy in &config.policies {
+            let last = match self.state.last_slot(&policy.name) {
+                Ok(last) => last,
+                Err(e) => {
+                    error!(policy = %policy.name, error = %e, "cannot read the policy's last slot; scheduling from now");
+                    None
+                }
+            };
+            if occasion == Occasion::Startup && policy.catch_up {
+                if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now))
+                {
+                    if missed > last {
+                        info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
+                        self.fire(policy, missed);
+                    }
+                }
+            }
+            let (base, ahead) = schedule_base(now, last);
+            if let (Some(ahead), Some(last)) = (ahead, last) {
+                clock_stepped_back(&self.alerter, policy, &format!(
+                    "the last fired slot {} is {} ahead of this host's clock: the clock stepped back? Scheduling from now",
+                    last.to_rfc3339(),
+                    humantime::format_duration(Duration::from_secs(ahead.as_secs()))
+                ));
+            }
+            let next = policy.schedule.next_after(base);
+            metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
+            if let Some(n) = next {
+                info!(policy = %policy.name, next = %n, "scheduled");
+            }
+            out.push(next);
+        }
+        self.scheduled = out;
+    }
+
+    pub(super) fn fire_due(&mut self, policies: &[Policy]) {
+        let now = Utc::now();
+        for (i, policy) in policies.iter().enumerate() {
+            let Some(slot) = self.scheduled.get(i).copied().flatten() else {
+                continue;
+            };
+            if slot > now {
+                continue;
+            }
+            self.fire(policy, slot);
+            // Slots that passed while we were busy or suspended are not run
+            // in a burst: skip to the next one after now.
+            let mut next = policy.schedule.next_after(slot);
+            if let Some(n) = next {
+                if n <= now {
+                    events::emit(SlotsMissed {
+                        policy: &policy.name,
+                    });
+                    next = policy.schedule.next_after(now);
+                    // Those slots have no snapshot: never silent.
+                    let message = format!(
+                        "slots from {} to {} were missed while the daemon was busy or suspended (or the clock jumped); they are not run",
+                        n.to_rfc3339(),
+                        now.to_rfc3339()
+                    );
+                    let targets: Vec<&str> = if policy.select.is_some() {
+                        vec![SELECTOR_TARGET]
+                    } else {
+                        policy.targets.iter().map(String::as_str).collect()
+                    };
+                    for target in targets {
+                        self.alerter
+                            .slot_skipped(&policy.name, target, &policy.provider, &message);
+                    }
+                }
+            }
+            metrics::schedule(&policy.name, policy.schedule.nominal_interval(), next);
+            self.scheduled[i] = next;
+        }
+    }
+
+    /// Fire one slot. A policy with a selector first resolves its targets in
+    /// the background; [`Scheduler::fire_targets`] follows when that is done.
+    pub(super) fn fire(&mut self, policy: &Policy, slot: DateTime<Utc>) {
+        if policy.select.is_none() {
+            return self.fire_targets(policy, slot, &policy.targets);
+        }
+        let engine = self.engine.clone();
+        let policy = policy.clone();
+        self.resolving.spawn(async move {
+            let resolved = engine.resolve_for_run(&policy).await;
+            Resolution {
+                policy,
+                slot,
+                resolved,
+            }
+        });
+    }
+
+    /// Start one slot's runs: the intents of every target are written (in one
+    /// transaction) before the slot is marked fired, so a crash in between
+    /// leaves intents that the next start resumes, never a slot silently lost
+    /// for some targets.
+    ///
+    /// A ledger that cannot be written (read-only, full, locked) never stops
+    /// the daemon: no target is run for this slot (nothing is created that
+    /// could not be recorded), the failure is alerted, and `/healthz` says
+    /// unhealthy from its own probe. The next slot tries again.
+    pub(super) fn fire_targets(
+        &mut self,
+        policy: &Policy,
+        slot: DateTime<Utc>,
+        targets: &[String],
+    ) {
+        let state = &self.state;
+        let alerter = &self.alerter;
+        let begun = match self.engine.begin_slot(policy, targets, slot) {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing is created for a slot that cannot be recorded.
+                error!(policy = %policy.name, slot = %slot, targets = targets.len(), error = %e, "cannot record the intents; no target is run for this slot");
+                let message =
+                    format!("cannot record the intent for slot {slot} ({e}); nothing was created");
+                for target in targets {
+                    metrics::intent_unrecorded(&policy.name);
+                    alerter.run_finished(RunResult {
+                        policy: &policy.name,
+                        target,
+                        provider: &policy.provider,
+                        outcome: Err(&message),
+                        consecutive_failures: 0,
+                    });
+                }
+                Vec::new()
+            }
+        };
+        // One copy of the policy for every run of the slot, not one per target.
+        let shared = Arc::new(policy.clone());
+        for (target, begun) in begun {
+            match begun {
+                Ok(begun) => {
+                    let engine = self.engine.clone();
+                    let policy = shared.clone();
+                    self.tasks
+                        .spawn(async move { engine.execute(&policy, begun).await });
+                }
+                Err(outcome) => {
+                    if let RunOutcome::Skipped(why) = &outcome {
+                        // A due slot without a snapshot is never silent.
+                        alerter.slot_skipped(
+                            &policy.name,
+                            &target,
+                            &policy.provider,
+                            &format!("slot {} skipped: {why}", slot.to_rfc3339()),
+                        );
+                    }
+                    log_report(&RunReport {
+                        policy: policy.name.clone(),
+                        provider: policy.provider.clone(),
+                        target,
+                        slot,
+                        outcome,
+                    })
+                }
+            }
+        }
+        // A slow selector listing may finish after a later slot was marked.
+        let marked = state
+            .last_slot(&policy.name)
+            .map(|last| last.is_none_or(|last| last < slot))
+            .and_then(|later| {
+                if later {
+                    state.set_last_slot(&policy.name, slot)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = marked {
+            // The in-memory schedule has moved on; after a restart the slot
+            // may be offered again, and its recorded intents keep it single.
+            error!(policy = %policy.name, slot = %slot, error = %e, "cannot record the fired slot");
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Pruning one target: reconcile the ledger with the cloud, ask retention,
+//! hold what must wait, then delete in a safe order within the budget.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use super::{poll_plan, Engine, EngineError, OpOutcome, ProviderSlot, PruneMode, PruneReport};
+use crate::config::Policy;
+use crate::domain::{Held, HoldCause};
+use crate::observe::events::{
+    self, AlreadyGone, BudgetExceeded, DeleteFailed, HoldLifted, HoldState,
+};
+use crate::providers::{DeleteStarted, ErrorKind, ProviderError, RemoteSnapshot, SnapshotState};
+use crate::retention::{self, Candidate, Condition, Verdict};
+use crate::state::{LedgerState, SnapshotRow};
+
+impl Engine {
+    /// Retention for one target: list, decide, and (unless a dry run)
+    /// delete what may go now, following each delete to its end. A
+    /// budgeted prune deletes at most `max_deletes_per_run`; the operator's
+    /// confirmed prune (`prune --yes`) has no budget, but every other guard
+    /// still holds.
+    pub async fn prune(
+        &self,
+        policy: &Policy,
+        target: &str,
+        mode: PruneMode,
+    ) -> Result<PruneReport, EngineError> {
+        let ps = self.slot(policy)?;
+        self.prune_with(&ps, policy, target, mode).await
+    }
+
+    pub(super) async fn prune_with(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        mode: PruneMode,
+    ) -> Result<PruneReport, EngineError> {
+        let dry_run = mode == PruneMode::DryRun;
+        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let mut listed = self.list(ps, policy, target, deadline).await?;
+        let ledger = self
+            .state
+            .live_snapshots(&policy.provider, &policy.name, target)?;
+
+        if !dry_run {
+            listed = self
+                .reconcile_ledger(ps, policy, target, deadline, &ledger, listed)
+                .await?;
+        }
+        let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
+
+        let groups = candidates(&listed, &by_id);
+        let rules = policy.rules();
+        let mut report = PruneReport {
+            decisions: groups
+                .values()
+                .flat_map(|g| retention::decide(g, &rules))
+                .collect(),
+            listed: if dry_run { listed.clone() } else { Vec::new() },
+            ..Default::default()
+        };
+        let to_delete: Vec<String> = report
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Delete)
+            .map(|d| d.id.clone())
+            .collect();
+        let hold = match mode {
+            PruneMode::Confirmed => None,
+            _ => self.state.delete_hold(&policy.name, target)?,
+        };
+        if mode == PruneMode::Budgeted {
+            events::emit(HoldState {
+                policy: &policy.name,
+                target,
+                held: hold.is_some(),
+            });
+        }
+        let (to_delete, held) = self.delete_allowance(
+            policy,
+            target,
+            &groups,
+            mode,
+            hold.map(|h| h.reason),
+            to_delete,
+        );
+        if let Some(waiting) = held {
+            if !dry_run {
+                warn!(policy = %policy.name, target, held = waiting.ids.len(), reason = %waiting.held.reason, "deletes held back");
+            }
+            report.held = waiting.ids;
+            report.held_because = Some(waiting.held);
+        }
+        if dry_run {
+            return Ok(report);
+        }
+
+        self.delete_guarded(
+            ps,
+            policy,
+            target,
+            deadline,
+            &groups,
+            &by_id,
+            to_delete,
+            &mut report,
+        )
+        .await?;
+        if mode == PruneMode::Confirmed
+            && report.failed.is_empty()
+            && report.held.is_empty()
+            && self.state.release_deletes(&policy.name, target)?
+        {
+            events::emit(HoldLifted {
+                policy: &policy.name,
+                target,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Write off ledger rows the cloud no longer lists (deleted elsewhere),
+    /// and answer the listing to prune by.
+    async fn reconcile_ledger(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        deadline: DateTime<Utc>,
+        ledger: &[SnapshotRow],
+        listed: Vec<RemoteSnapshot>,
+    ) -> Result<Vec<RemoteSnapshot>, EngineError> {
+        // Ledger rows the cloud no longer lists were deleted elsewhere.
+        // One listing is not proof: pages shift when snapshots come and
+        // go while it is read, so a snapshot missing from it is written
+        // off only if a second listing misses it too. If the two reads
+        // disagree, the listing cannot be trusted and this target is
+        // not pruned now.
+        //
+        // Only what the listing looked at can be missing from it: a row
+        // is written off only when its source (volume) is one the
+        // listing covers. A source that left the target (a volume
+        // detached from an instance, a name now resolving elsewhere, a
+        // changed `resource`) was not looked at; its snapshots stay in
+        // the ledger, and `orphans` shows them. Each row's source is
+        // learnt the first time a listing shows it.
+        let mut sources = self
+            .state
+            .snapshot_sources(&policy.provider, &policy.name, target)?;
+        let rows: HashMap<&str, i64> = ledger
+            .iter()
+            .map(|r| (r.snapshot_id.as_str(), r.id))
+            .collect();
+        let learnt: Vec<(i64, String)> = listed
+            .iter()
+            .filter(|s| s.state != SnapshotState::Gone)
+            .filter_map(|s| {
+                rows.get(s.id.as_str())
+                    .filter(|id| sources.get(id) != Some(&s.source))
+                    .map(|id| (*id, s.source.clone()))
+            })
+            .collect();
+        if !learnt.is_empty() {
+            let rows: Vec<(i64, &str)> =
+                learnt.iter().map(|(id, src)| (*id, src.as_str())).collect();
+            self.state.record_snapshot_sources(&rows)?;
+            sources.extend(learnt);
+        }
+        let missing = |listed: &[RemoteSnapshot]| -> Vec<&SnapshotRow> {
+            let alive = || listed.iter().filter(|s| s.state != SnapshotState::Gone);
+            let ids: std::collections::HashSet<&str> = alive().map(|s| s.id.as_str()).collect();
+            let covered: std::collections::HashSet<&str> =
+                alive().map(|s| s.source.as_str()).collect();
+            ledger
+                .iter()
+                .filter(|r| {
+                    r.state == LedgerState::Available
+                        && !ids.contains(r.snapshot_id.as_str())
+                        // Unknown source: a row not listed since it was
+                        // recorded (older ledgers), judged as before.
+                        && sources
+                            .get(&r.id)
+                            .is_none_or(|src| covered.contains(src.as_str()))
+                })
+                .collect()
+        };
+        let first: Vec<i64> = missing(&listed).iter().map(|r| r.id).collect();
+        if !first.is_empty() {
+            let again = self.list(ps, policy, target, deadline).await?;
+            let second = missing(&again);
+            let disagree = first
+                .iter()
+                .find(|id| !second.iter().any(|r| r.id == **id))
+                .copied()
+                .or_else(|| second.iter().map(|r| r.id).find(|id| !first.contains(id)));
+            if let Some(back) = disagree {
+                let snapshot = ledger
+                    .iter()
+                    .find(|r| r.id == back)
+                    .map(|r| r.snapshot_id.as_str())
+                    .unwrap_or_default();
+                return Err(EngineError::Provider(ProviderError::new(
+                    ErrorKind::Transient,
+                    "list",
+                    format!(
+                        "two listings of {target} disagree (snapshot {snapshot} missing from one); not pruning it now"
+                    ),
+                )));
+            }
+            for row in second {
+                warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud (missing from two listings)");
+                self.state.mark_deleted(row.id, Utc::now())?;
+            }
+            return Ok(again);
+        }
+        Ok(listed)
+    }
+
+    /// Delete `to_delete` in retention's order, re-checking every guard
+    /// first (belt and braces), and count what happened in `report`.
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_guarded(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        deadline: DateTime<Utc>,
+        groups: &BTreeMap<&str, Vec<Candidate>>,
+        by_id: &HashMap<&str, &SnapshotRow>,
+        to_delete: Vec<String>,
+        report: &mut PruneReport,
+    ) -> Result<(), EngineError> {
+        let newest_good: std::collections::HashSet<String> = groups
+            .values()
+            .filter_map(|g| {
+                g.iter()
+                    .filter(|c| c.own && c.condition == Condition::Good)
+                    .max_by_key(|c| c.created_at)
+                    .map(|c| c.id.clone())
+            })
+            .collect();
+        let candidates: Vec<&Candidate> = groups.values().flatten().collect();
+        // Incremental chains: delete one at a time, dependants first (the
+        // order retention gives), so no delete meets a dependant still
+        // being deleted. Independent snapshots are deleted side by side.
+        let chained = candidates
+            .iter()
+            .any(|c| c.chain.as_ref().is_some_and(|ch| !ch.full));
+        // A snapshot being restored from is not deleted under the restore.
+        let restoring =
+            self.state
+                .snapshots_being_restored(&policy.provider, &policy.name, target)?;
+        let mut waits = Vec::new();
+        for (n, id) in to_delete.iter().enumerate() {
+            if chained && !report.failed.is_empty() {
+                // A chain stops at its first failed delete: the next one is
+                // what the failed one depends on (retention's order), and
+                // deleting it would break the survivor's chain (or, where
+                // the cloud refuses, be retried until the timeout).
+                let rest = to_delete[n..].to_vec();
+                warn!(policy = %policy.name, target, held = rest.len(), "a delete in an incremental chain failed; the rest of the chain waits for the next run");
+                report.held_because = Some(guard(format!(
+                    "a delete in an incremental chain failed ({}); the {} snapshots it depends on are left for the next run",
+                    report.failed.join("; "),
+                    rest.len()
+                )));
+                report.held.extend(rest);
+                break;
+            }
+            if restoring.contains(id) {
+                warn!(policy = %policy.name, target, snapshot = %id, "not deleting a snapshot a restore is reading from");
+                report.held.push(id.clone());
+                report.held_because = Some(guard(format!("snapshot {id} is being restored from")));
+                continue;
+            }
+            let Some(c) = candidates.iter().find(|c| &c.id == id) else {
+                continue;
+            };
+            let Some(row) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            if !c.own || c.condition != Condition::Good || newest_good.contains(&c.id) {
+                error!(policy = %policy.name, target, snapshot = %id, "refusing a delete that breaks a guard");
+                continue;
+            }
+            match self
+                .delete_one(ps, policy, target, row.id, id, deadline)
+                .await
+            {
+                Ok(Some(w)) => waits.push((id.clone(), w)),
+                Ok(None) => report.deleted += 1,
+                Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+                Err(e) => {
+                    events::emit(DeleteFailed {
+                        policy: &policy.name,
+                        target,
+                        provider: &policy.provider,
+                        reason: e.reason(),
+                    });
+                    report.failed.push(format!("{id}: {e}"))
+                }
+            }
+            if chained {
+                self.collect_deletes(&mut waits, report).await?;
+            }
+        }
+        self.collect_deletes(&mut waits, report).await?;
+        Ok(())
+    }
+
+    /// Which of retention's deletes may go now, in retention's order
+    /// (dependants before the snapshot they depend on, so any prefix is
+    /// safe), and which are held back and why. Nothing goes while the
+    /// newest own snapshot of a source is not good; beyond
+    /// `max_deletes_per_run` nothing goes unless the operator confirmed.
+    pub(super) fn delete_allowance(
+        &self,
+        policy: &Policy,
+        target: &str,
+        groups: &BTreeMap<&str, Vec<Candidate>>,
+        mode: PruneMode,
+        hold: Option<String>,
+        mut to_delete: Vec<String>,
+    ) -> (Vec<String>, Option<Waiting>) {
+        if to_delete.is_empty() {
+            return (to_delete, None);
+        }
+        if let Some(reason) = hold {
+            let why = format!(
+                "deletions held since a reload: {reason}; check the rules, then run \
+                 `snapwarden prune --policy {} --yes`",
+                policy.name
+            );
+            let held = Held {
+                cause: HoldCause::Reload,
+                reason: why,
+            };
+            return (
+                Vec::new(),
+                Some(Waiting {
+                    ids: to_delete,
+                    held,
+                }),
+            );
+        }
+        let not_good = groups
+            .values()
+            .filter_map(|g| g.iter().filter(|c| c.own).max_by_key(|c| c.created_at))
+            .find(|c| c.condition != Condition::Good);
+        if let Some(c) = not_good {
+            let what = match c.condition {
+                Condition::InProgress => "still in progress",
+                _ => "failed",
+            };
+            let why = format!(
+                "the newest own snapshot {} is {what}: nothing is pruned until a newer one is good",
+                c.id
+            );
+            return (
+                Vec::new(),
+                Some(Waiting {
+                    ids: to_delete,
+                    held: guard(why),
+                }),
+            );
+        }
+        let budget = policy.max_deletes_per_run as usize;
+        if mode == PruneMode::Confirmed || to_delete.len() <= budget {
+            return (to_delete, None);
+        }
+        let wanted = to_delete.len();
+        let held = to_delete.split_off(budget);
+        if mode == PruneMode::Budgeted {
+            events::emit(BudgetExceeded {
+                policy: &policy.name,
+                target,
+            });
+        }
+        let why = format!(
+            "retention wants to delete {wanted} snapshots, more than max_deletes_per_run = {budget}: \
+             {budget} deleted, {} held back; check the rules, then run `snapwarden prune --policy {} --yes` \
+             to delete the rest (or let the next runs delete {budget} at a time)",
+            held.len(),
+            policy.name
+        );
+        (
+            to_delete,
+            Some(Waiting {
+                ids: held,
+                held: guard(why),
+            }),
+        )
+    }
+
+    /// Wait for the deletes in flight and count their outcomes.
+    pub(super) async fn collect_deletes(
+        &self,
+        waits: &mut Vec<(String, tokio::sync::oneshot::Receiver<OpOutcome>)>,
+        report: &mut PruneReport,
+    ) -> Result<(), EngineError> {
+        for (id, w) in waits.drain(..) {
+            match self.or_shutdown(w).await? {
+                Ok(OpOutcome::Succeeded) => report.deleted += 1,
+                Ok(OpOutcome::Failed(reason) | OpOutcome::TimedOut(reason)) => {
+                    report.failed.push(format!("{id}: {reason}"))
+                }
+                Err(_) => return Err(EngineError::Shutdown),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_one(
+        &self,
+        ps: &ProviderSlot,
+        policy: &Policy,
+        target: &str,
+        row: i64,
+        snapshot_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<OpOutcome>>, EngineError> {
+        let started = self
+            .retrying(policy, deadline, "delete", || {
+                ps.provider.delete(snapshot_id)
+            })
+            .await?;
+        match started {
+            DeleteStarted::AlreadyGone => {
+                events::emit(AlreadyGone {
+                    policy: &policy.name,
+                    target,
+                    provider: &policy.provider,
+                    snapshot: snapshot_id,
+                });
+                self.state.mark_deleted(row, Utc::now())?;
+                Ok(None)
+            }
+            DeleteStarted::Tracking(reference) => {
+                let now = Utc::now();
+                let op = self.state.begin_delete(
+                    row,
+                    &reference,
+                    now,
+                    poll_plan(policy, now, deadline),
+                )?;
+                info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
+                Ok(Some(ps.poller.watch(op, policy.poll_max_interval)))
+            }
+        }
+    }
+}
+
+/// The listing as retention's candidates, grouped by source: retention
+/// counts per source (an instance target lists the snapshots of each of its
+/// volumes).
+fn candidates<'a>(
+    listed: &'a [RemoteSnapshot],
+    by_id: &HashMap<&str, &SnapshotRow>,
+) -> BTreeMap<&'a str, Vec<Candidate>> {
+    let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+    for s in listed.iter().filter(|s| s.state != SnapshotState::Gone) {
+        let row = by_id.get(s.id.as_str());
+        let own = s.marker_slot.is_some() && row.is_some();
+        let condition = match (s.state, row.map(|r| r.state)) {
+            (SnapshotState::Available, Some(LedgerState::Available) | None) => Condition::Good,
+            (SnapshotState::Available, Some(LedgerState::Failed)) | (SnapshotState::Failed, _) => {
+                Condition::Failed
+            }
+            _ => Condition::InProgress,
+        };
+        groups
+            .entry(s.source.as_str())
+            .or_default()
+            .push(Candidate {
+                id: s.id.clone(),
+                // Where the cloud gives no creation time, the slot
+                // (the marker's, else the ledger's) orders it: a UTC
+                // instant fixed by the schedule, never a reading of
+                // this host's clock, which may have stepped back and
+                // would sort the real newest as older.
+                created_at: s
+                    .created_at
+                    .or(s.marker_slot)
+                    .or(row.map(|r| r.slot))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                condition,
+                own,
+                chain: s.chain.clone(),
+            });
+    }
+    groups
+}
+
+/// Deletes retention wants that wait, and why.
+pub(super) struct Waiting {
+    ids: Vec<String>,
+    held: Held,
+}
+
+/// Deletes held by a run's own guards.
+fn guard(reason: String) -> Held {
+    Held {
+        cause: HoldCause::Guard,
+        reason,
+    }
+}
