@@ -68,11 +68,28 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             .cmp(&a.created_at)
             .then_with(|| b.id.cmp(&a.id))
     });
-
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let (mut keep, goods) = sort_out(&order, &mut reasons);
+    let kept_good = keep_good(&goods, rules, &mut reasons);
+    for c in &goods {
+        if kept_good.contains(&c.id) {
+            keep.insert(&c.id);
+        }
+    }
+    let by_id: BTreeMap<&str, &Candidate> = order.iter().map(|c| (c.id.as_str(), *c)).collect();
+    keep_ancestors(&by_id, &mut keep, &mut reasons);
+    deletion_order(&order, &by_id, &keep, reasons)
+}
+
+/// What is kept whatever the rules say (not ours, in progress, failed),
+/// and the good own snapshots the rules count, newest first.
+fn sort_out<'a>(
+    order: &[&'a Candidate],
+    reasons: &mut BTreeMap<&'a str, Vec<String>>,
+) -> (BTreeSet<&'a str>, Vec<&'a Candidate>) {
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     let mut goods: Vec<&Candidate> = Vec::new();
-    for c in &order {
+    for c in order {
         let r = reasons.entry(c.id.as_str()).or_default();
         if !c.own {
             r.push("not made by this policy".into());
@@ -91,22 +108,31 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             Condition::Good => goods.push(c),
         }
     }
+    (keep, goods)
+}
 
+/// The good snapshots some rule keeps, each rule noting why: the newest,
+/// `retain`, the period rules, `keep_within`, then `min_keep`'s floor.
+fn keep_good<'a>(
+    goods: &[&'a Candidate],
+    rules: &Rules,
+    reasons: &mut BTreeMap<&'a str, Vec<String>>,
+) -> BTreeSet<String> {
     let mut kept_good: BTreeSet<String> = BTreeSet::new();
     if let Some(newest) = goods.first() {
-        note(&mut reasons, newest, "newest good snapshot".into());
+        note(reasons, newest, "newest good snapshot".into());
         kept_good.insert(newest.id.clone());
     }
     if let Some(n) = rules.retain {
         for (i, c) in goods.iter().take(n as usize).enumerate() {
-            note(&mut reasons, c, format!("retain: {} of {n} newest", i + 1));
+            note(reasons, c, format!("retain: {} of {n} newest", i + 1));
             kept_good.insert(c.id.clone());
         }
     }
     for (period, n) in rules.periods() {
         let mut last: Option<String> = None;
         let mut count = 0;
-        for c in &goods {
+        for c in goods {
             let label = period_label(c.created_at, rules.tz, period);
             if last.as_deref() == Some(label.as_str()) {
                 continue;
@@ -116,7 +142,7 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             }
             count += 1;
             note(
-                &mut reasons,
+                reasons,
                 c,
                 format!("{} {label} ({count} of {n})", period.name()),
             );
@@ -129,7 +155,7 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             newest.created_at - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
         for c in goods.iter().filter(|c| c.created_at >= horizon) {
             note(
-                &mut reasons,
+                reasons,
                 c,
                 format!(
                     "within {} of the newest",
@@ -147,21 +173,22 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
         .copied()
         .collect::<Vec<_>>()
     {
-        note(&mut reasons, c, format!("min_keep = {floor}"));
+        note(reasons, c, format!("min_keep = {floor}"));
         kept_good.insert(c.id.clone());
     }
-    for c in &goods {
-        if kept_good.contains(&c.id) {
-            keep.insert(&c.id);
-        }
-    }
+    kept_good
+}
 
-    // Chains: whatever is kept keeps its ancestors (so it stays restorable);
-    // repeat until nothing changes.
-    let by_id: BTreeMap<&str, &Candidate> = order.iter().map(|c| (c.id.as_str(), *c)).collect();
+/// Chains: whatever is kept keeps its ancestors (so it stays restorable);
+/// repeat until nothing changes.
+fn keep_ancestors<'a>(
+    by_id: &BTreeMap<&'a str, &'a Candidate>,
+    keep: &mut BTreeSet<&'a str>,
+    reasons: &mut BTreeMap<&'a str, Vec<String>>,
+) {
     loop {
         let mut added = Vec::new();
-        for id in &keep {
+        for id in keep.iter() {
             let Some(c) = by_id.get(id) else { continue };
             let Some(chain) = &c.chain else { continue };
             if let Some(parent) = chain.parent_id.as_deref() {
@@ -191,14 +218,22 @@ pub fn decide(candidates: &[Candidate], rules: &Rules) -> Vec<Decision> {
             }
         }
     }
+}
 
-    // Deletions: dependants first (deepest increments), then newest first.
+/// The decisions, newest first, with deletions in a safe order:
+/// dependants first (deepest increments), then newest first.
+fn deletion_order(
+    order: &[&Candidate],
+    by_id: &BTreeMap<&str, &Candidate>,
+    keep: &BTreeSet<&str>,
+    mut reasons: BTreeMap<&str, Vec<String>>,
+) -> Vec<Decision> {
     let depth = |c: &Candidate| -> usize {
         let mut d = 0;
         let mut cur = c;
         while let Some(parent) = cur.chain.as_ref().and_then(|ch| ch.parent_id.as_deref()) {
             match by_id.get(parent) {
-                Some(p) if d < candidates.len() => {
+                Some(p) if d < order.len() => {
                     d += 1;
                     cur = p;
                 }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::Exit;
-use crate::config::{self, ProviderSettings};
+use crate::config::{self, Config, Policy, ProviderSettings};
 use crate::domain::ResourceKind;
 use crate::observe::logging;
 use crate::sim::{
@@ -63,107 +63,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
     let sim = Simulator::new(SimOptions {
         job_duration: Duration::from_secs(1),
     });
-    for p in &config.policies {
-        let Some(pc) = config.providers.get(&p.provider) else {
-            continue;
-        };
-        match &pc.settings {
-            ProviderSettings::QingCloud(q) => {
-                for t in &p.targets {
-                    if p.resource == ResourceKind::Instance {
-                        sim.seed_qingcloud_instance(&q.zone, t, t);
-                    } else {
-                        sim.seed_qingcloud_volume(&q.zone, t, t);
-                    }
-                    // A snapshot an operator made by hand: the demo shows it is never touched.
-                    sim.seed_qingcloud_snapshot(
-                        &q.zone,
-                        t,
-                        &format!("manual-{t}-before-upgrade"),
-                        None,
-                    );
-                }
-            }
-            ProviderSettings::UCloudStack(u) => {
-                for t in &p.targets {
-                    sim.seed_ucloudstack_disk(&u.region, &u.zone, t, t);
-                    // Made by hand (Type=Manual): the demo shows it is never touched.
-                    sim.seed_ucloudstack_manual_snapshot(
-                        &u.region,
-                        &u.zone,
-                        t,
-                        &format!("manual-{t}"),
-                    );
-                }
-            }
-            ProviderSettings::KakaoCloud(k) => {
-                // The demo file's credential is the one the simulator accepts.
-                sim.add_kakaocloud_credentials(
-                    &k.application_credential_id,
-                    k.application_credential_secret.expose(),
-                );
-                for t in &p.targets {
-                    let volumes = if p.resource == ResourceKind::Instance {
-                        let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
-                        sim.seed_kakaocloud_instance(t, t, &vols);
-                        vols.into_iter().map(|(v, _)| v).collect()
-                    } else {
-                        sim.seed_kakaocloud_volume(t, t);
-                        vec![t.clone()]
-                    };
-                    for v in volumes {
-                        sim.seed_kakaocloud_snapshot(&v, &format!("manual-{v}-before-upgrade"));
-                    }
-                }
-            }
-            ProviderSettings::PowerVs(v) => {
-                // The demo simulator accepts whatever credentials the file gives.
-                sim.seed_powervs_workspace(&v.cloud_instance_id, &v.crn);
-                match &v.auth {
-                    crate::config::PowerVsAuth::ApiKey { api_key, .. } => {
-                        sim.add_powervs_api_key(api_key.expose())
-                    }
-                    crate::config::PowerVsAuth::RefreshToken {
-                        refresh_token: Some(t),
-                    } => sim.add_powervs_refresh_token(t.expose()),
-                    _ => {}
-                }
-                for t in &p.targets {
-                    let mut volumes = p.volume_ids.clone().unwrap_or_default();
-                    volumes.push(format!("{t}-boot"));
-                    sim.seed_powervs_instance(&v.cloud_instance_id, t, volumes);
-                    sim.seed_powervs_snapshot(
-                        &v.cloud_instance_id,
-                        t,
-                        &format!("manual-{t}-before-upgrade"),
-                        "taken by hand before an upgrade",
-                        None,
-                    );
-                }
-            }
-            ProviderSettings::Lightsail(l) => {
-                if let config::LightsailCredentials::Static {
-                    access_key_id,
-                    secret_access_key,
-                } = &l.credentials
-                {
-                    sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
-                }
-                for t in &p.targets {
-                    let disk = p.resource == ResourceKind::Disk;
-                    sim.seed_lightsail_resource(t, disk);
-                    // Neither a hand-made snapshot nor a kept automatic one is ever touched.
-                    sim.seed_lightsail_snapshot(
-                        &format!("manual-{t}-before-upgrade"),
-                        t,
-                        disk,
-                        false,
-                    );
-                    sim.seed_lightsail_snapshot(&format!("{t}-auto-kept"), t, disk, true);
-                }
-            }
-        }
-    }
+    seed(&sim, &config);
     let (stop_sim_tx, mut stop_sim_rx) = watch::channel(false);
     let server = tokio::spawn(sim.serve(listener, async move {
         let _ = stop_sim_rx.wait_for(|s| *s).await;
@@ -178,6 +78,107 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
     match result {
         Ok(()) => Exit::OK,
         Err(e) => Exit::failure(e.to_string()),
+    }
+}
+
+/// The simulator's resources for the demo file's targets, each with a
+/// snapshot made by hand that the demo shows is never touched.
+fn seed(sim: &Simulator, config: &Config) {
+    for p in &config.policies {
+        let Some(pc) = config.providers.get(&p.provider) else {
+            continue;
+        };
+        match &pc.settings {
+            ProviderSettings::QingCloud(q) => seed_qingcloud(sim, q, p),
+            ProviderSettings::UCloudStack(u) => seed_ucloudstack(sim, u, p),
+            ProviderSettings::KakaoCloud(k) => seed_kakaocloud(sim, k, p),
+            ProviderSettings::PowerVs(v) => seed_powervs(sim, v, p),
+            ProviderSettings::Lightsail(l) => seed_lightsail(sim, l, p),
+        }
+    }
+}
+
+fn seed_qingcloud(sim: &Simulator, q: &crate::config::QingCloudSettings, p: &Policy) {
+    for t in &p.targets {
+        if p.resource == ResourceKind::Instance {
+            sim.seed_qingcloud_instance(&q.zone, t, t);
+        } else {
+            sim.seed_qingcloud_volume(&q.zone, t, t);
+        }
+        // A snapshot an operator made by hand: the demo shows it is never touched.
+        sim.seed_qingcloud_snapshot(&q.zone, t, &format!("manual-{t}-before-upgrade"), None);
+    }
+}
+
+fn seed_ucloudstack(sim: &Simulator, u: &crate::config::UCloudStackSettings, p: &Policy) {
+    for t in &p.targets {
+        sim.seed_ucloudstack_disk(&u.region, &u.zone, t, t);
+        // Made by hand (Type=Manual): the demo shows it is never touched.
+        sim.seed_ucloudstack_manual_snapshot(&u.region, &u.zone, t, &format!("manual-{t}"));
+    }
+}
+
+fn seed_kakaocloud(sim: &Simulator, k: &crate::config::KakaoCloudSettings, p: &Policy) {
+    // The demo file's credential is the one the simulator accepts.
+    sim.add_kakaocloud_credentials(
+        &k.application_credential_id,
+        k.application_credential_secret.expose(),
+    );
+    for t in &p.targets {
+        let volumes = if p.resource == ResourceKind::Instance {
+            let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
+            sim.seed_kakaocloud_instance(t, t, &vols);
+            vols.into_iter().map(|(v, _)| v).collect()
+        } else {
+            sim.seed_kakaocloud_volume(t, t);
+            vec![t.clone()]
+        };
+        for v in volumes {
+            sim.seed_kakaocloud_snapshot(&v, &format!("manual-{v}-before-upgrade"));
+        }
+    }
+}
+
+fn seed_powervs(sim: &Simulator, v: &crate::config::PowerVsSettings, p: &Policy) {
+    // The demo simulator accepts whatever credentials the file gives.
+    sim.seed_powervs_workspace(&v.cloud_instance_id, &v.crn);
+    match &v.auth {
+        crate::config::PowerVsAuth::ApiKey { api_key, .. } => {
+            sim.add_powervs_api_key(api_key.expose())
+        }
+        crate::config::PowerVsAuth::RefreshToken {
+            refresh_token: Some(t),
+        } => sim.add_powervs_refresh_token(t.expose()),
+        _ => {}
+    }
+    for t in &p.targets {
+        let mut volumes = p.volume_ids.clone().unwrap_or_default();
+        volumes.push(format!("{t}-boot"));
+        sim.seed_powervs_instance(&v.cloud_instance_id, t, volumes);
+        sim.seed_powervs_snapshot(
+            &v.cloud_instance_id,
+            t,
+            &format!("manual-{t}-before-upgrade"),
+            "taken by hand before an upgrade",
+            None,
+        );
+    }
+}
+
+fn seed_lightsail(sim: &Simulator, l: &crate::config::LightsailSettings, p: &Policy) {
+    if let config::LightsailCredentials::Static {
+        access_key_id,
+        secret_access_key,
+    } = &l.credentials
+    {
+        sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
+    }
+    for t in &p.targets {
+        let disk = p.resource == ResourceKind::Disk;
+        sim.seed_lightsail_resource(t, disk);
+        // Neither a hand-made snapshot nor a kept automatic one is ever touched.
+        sim.seed_lightsail_snapshot(&format!("manual-{t}-before-upgrade"), t, disk, false);
+        sim.seed_lightsail_snapshot(&format!("{t}-auto-kept"), t, disk, true);
     }
 }
 

@@ -160,101 +160,9 @@ impl Metrics {
             seen: Mutex::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "snapshots_created",
-            "Snapshots created and confirmed usable",
-            m.created.clone(),
-        );
-        registry.register(
-            "snapshots_failed",
-            "Snapshot runs that failed, by reason",
-            m.failed.clone(),
-        );
-        registry.register(
-            "snapshots_deleted",
-            "Snapshots deleted by retention",
-            m.deleted.clone(),
-        );
-        registry.register(
-            "snapshots_delete_failed",
-            "Deletes that failed, by reason",
-            m.delete_failed.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "Unix time of the last successful run per policy and target",
-            m.last_success.clone(),
-        );
-        registry.register(
-            "schedule_expected_interval_seconds",
-            "Nominal interval between a policy's slots",
-            m.expected_interval.clone(),
-        );
-        registry.register(
-            "next_run_timestamp_seconds",
-            "Unix time of a policy's next slot",
-            m.next_run.clone(),
-        );
-        registry.register(
-            "snapshots_retained",
-            "Own snapshots kept per policy and target after the last prune",
-            m.retained.clone(),
-        );
-        registry.register(
-            "operations_in_flight",
-            "Create/delete operations being followed",
-            m.in_flight.clone(),
-        );
-        registry.register(
-            "operation_duration_seconds",
-            "Time from the start of a create/delete until it was terminal",
-            m.op_duration.clone(),
-        );
-        registry.register(
-            "api_requests",
-            "Cloud API requests by call and outcome",
-            m.api_requests.clone(),
-        );
-        registry.register(
-            "api_request_duration_seconds",
-            "Duration of one cloud API request",
-            m.api_duration.clone(),
-        );
-        registry.register(
-            "api_throttled",
-            "Calls the cloud answered with throttling",
-            m.api_throttled.clone(),
-        );
-        registry.register(
-            "runs_skipped",
-            "Slots not run, by reason (overlap, catch_up_limit)",
-            m.skipped.clone(),
-        );
-        registry.register(
-            "alert_delivery_failures",
-            "Alerts that could not be delivered, by channel (webhook, command)",
-            m.alert_failures.clone(),
-        );
-        registry.register(
-            "prune_budget_exceeded",
-            "Runs whose retention wanted more deletes than max_deletes_per_run (pruning stopped)",
-            m.budget_exceeded.clone(),
-        );
-        registry.register(
-            "deletes_held",
-            "1 while a reload's deletions wait for `prune --policy P --yes`",
-            m.deletes_held.clone(),
-        );
-        registry.register(
-            "intents_unrecorded",
-            "Slots not run because the state database could not record the intent",
-            m.intents_unrecorded.clone(),
-        );
-        registry.register(
-            "ledger_rows_unreadable",
-            "Ledger rows that could not be read and were left out of recovery (see the log)",
-            m.rows_unreadable.clone(),
-        );
+        m.register_snapshots(&mut registry);
+        m.register_operations(&mut registry);
+        m.register_safety(&mut registry);
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -263,6 +171,113 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Always 1; the version is a label", build);
         Metrics { registry, ..m }
+    }
+
+    /// Snapshots and schedules per policy and target.
+    fn register_snapshots(&self, registry: &mut Registry) {
+        registry.register(
+            "snapshots_created",
+            "Snapshots created and confirmed usable",
+            self.created.clone(),
+        );
+        registry.register(
+            "snapshots_failed",
+            "Snapshot runs that failed, by reason",
+            self.failed.clone(),
+        );
+        registry.register(
+            "snapshots_deleted",
+            "Snapshots deleted by retention",
+            self.deleted.clone(),
+        );
+        registry.register(
+            "snapshots_delete_failed",
+            "Deletes that failed, by reason",
+            self.delete_failed.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful run per policy and target",
+            self.last_success.clone(),
+        );
+        registry.register(
+            "schedule_expected_interval_seconds",
+            "Nominal interval between a policy's slots",
+            self.expected_interval.clone(),
+        );
+        registry.register(
+            "next_run_timestamp_seconds",
+            "Unix time of a policy's next slot",
+            self.next_run.clone(),
+        );
+        registry.register(
+            "snapshots_retained",
+            "Own snapshots kept per policy and target after the last prune",
+            self.retained.clone(),
+        );
+    }
+
+    /// Operations in flight and cloud API calls.
+    fn register_operations(&self, registry: &mut Registry) {
+        registry.register(
+            "operations_in_flight",
+            "Create/delete operations being followed",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "operation_duration_seconds",
+            "Time from the start of a create/delete until it was terminal",
+            self.op_duration.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Cloud API requests by call and outcome",
+            self.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Duration of one cloud API request",
+            self.api_duration.clone(),
+        );
+        registry.register(
+            "api_throttled",
+            "Calls the cloud answered with throttling",
+            self.api_throttled.clone(),
+        );
+    }
+
+    /// Skipped slots, alert delivery, deletion guards, the ledger.
+    fn register_safety(&self, registry: &mut Registry) {
+        registry.register(
+            "runs_skipped",
+            "Slots not run, by reason (overlap, catch_up_limit)",
+            self.skipped.clone(),
+        );
+        registry.register(
+            "alert_delivery_failures",
+            "Alerts that could not be delivered, by channel (webhook, command)",
+            self.alert_failures.clone(),
+        );
+        registry.register(
+            "prune_budget_exceeded",
+            "Runs whose retention wanted more deletes than max_deletes_per_run (pruning stopped)",
+            self.budget_exceeded.clone(),
+        );
+        registry.register(
+            "deletes_held",
+            "1 while a reload's deletions wait for `prune --policy P --yes`",
+            self.deletes_held.clone(),
+        );
+        registry.register(
+            "intents_unrecorded",
+            "Slots not run because the state database could not record the intent",
+            self.intents_unrecorded.clone(),
+        );
+        registry.register(
+            "ledger_rows_unreadable",
+            "Ledger rows that could not be read and were left out of recovery (see the log)",
+            self.rows_unreadable.clone(),
+        );
     }
 }
 
