@@ -195,7 +195,7 @@ stale_after = "2h"
     }
 
     /// A last success 8 h in the future means the clock stepped back after
-    /// it was recorded: not OK, and said so (review §6).
+    /// it was recorded: not OK, and said so.
     #[test]
     fn a_last_success_in_the_future_is_not_ok() {
         let p = policy();

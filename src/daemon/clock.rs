@@ -1,4 +1,4 @@
-//! The daemon's side of a wall clock that steps back (review §6): slots
+//! The daemon's side of a wall clock that steps back: slots
 //! fired while the clock ran ahead must not make the schedule wait for the
 //! clock to catch up, silently. Comparisons only; the calendar arithmetic
 //! is `schedule`'s.
@@ -84,8 +84,8 @@ mod tests {
     }
 
     /// The clock ran 8 h ahead when the last slot fired, then stepped
-    /// back: the schedule continues from now, not from 8 h ahead (review
-    /// §6: no slot for 8 h, silently).
+    /// back: the schedule continues from now, not from 8 h ahead (before, no
+    /// slot fired for 8 h, and nothing said so).
     #[test]
     fn a_last_slot_ahead_of_the_clock_schedules_from_now() {
         let hourly =

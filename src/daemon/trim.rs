@@ -1,5 +1,5 @@
-//! The daemon trims the ledger's history now and then (review §18; what
-//! goes and what stays: `State::trim`). Off the scheduler loop, on a
+//! The daemon trims the ledger's history now and then (what goes and what
+//! stays: `State::trim`). Off the scheduler loop, on a
 //! blocking thread, in short transactions.
 
 use std::sync::Arc;

@@ -1,9 +1,9 @@
-//! The reload guard (issue 9): when a new configuration would delete more
+//! The reload guard: when a new configuration would delete more
 //! than `max_deletes_per_run` snapshots of a target at its first run, the
 //! daemon holds that target's deletions (a row in the ledger) until the
 //! operator confirms with `snapwarden prune --policy P --yes`.
 //!
-//! The same guard runs at start-up (review §4): the ledger remembers the
+//! The same guard runs at start-up: the ledger remembers the
 //! rules each policy last ran with, so a restart with an edited file is
 //! compared like a reload. A selector policy's targets are those the
 //! ledger knows (its latest slot's), as well as the explicit ones.

@@ -4,7 +4,7 @@
 //! the operator's word, and only what the ledger and the marker both say
 //! is ours.
 //!
-//! Deleting keeps the guards a run's pruning has (review §5): a snapshot
+//! Deleting keeps the guards a run's pruning has: a snapshot
 //! that any other listed snapshot depends on (an increment whose parent or
 //! chain root it is, whoever made the increment: on QingCloud a delete
 //! cascades into every descendant) is never deleted; dependants go first,
@@ -273,7 +273,7 @@ impl Engine {
             };
             let alive = || listed.iter().filter(|s| s.state != SnapshotState::Gone);
             // Absent from a listing that did not look at its source is not
-            // gone: the source left the target (review §11).
+            // gone: the source left the target.
             let looked_at = o
                 .source
                 .as_deref()

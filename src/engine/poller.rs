@@ -368,7 +368,7 @@ mod tests {
 
     const PENDING: Option<OpStatus> = Some(OpStatus::Pending { progress: None });
 
-    /// Review §14: a reload drops the engine's last handle on a poller
+    /// A reload drops the engine's last handle on a poller
     /// while it still follows an operation; the operation is still
     /// followed to its end and recorded (before, the task ended and left
     /// it open for good).
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(state.ops_in_flight_count().expect("count"), 0, "recorded");
     }
 
-    /// Review §12: an operation already past its deadline (the daemon was
+    /// An operation already past its deadline (the daemon was
     /// down) is asked once before it is called timed out; and one still
     /// pending then times out saying it was asked.
     #[tokio::test]
@@ -424,7 +424,7 @@ mod tests {
         );
     }
 
-    /// Review §15: a provider that panics inside a status call does not
+    /// A provider that panics inside a status call does not
     /// end the poller (before, every later watch was dropped unanswered and
     /// every run of that provider stayed open); the same operation watched
     /// twice is polled as one and both waiters are answered.

@@ -1,4 +1,4 @@
-//! Settling before a one-shot command decides (issue 16): the ledger may
+//! Settling before a one-shot command decides: the ledger may
 //! still hold operations in flight that the cloud finished since (the
 //! daemon stopped while following them). `prune`, `restore` and `orphans`
 //! ask the cloud about them once, through the provider trait's batched

@@ -169,7 +169,7 @@ async fn only_runs_without_a_claim_are_taken_up() {
     );
 }
 
-/// Review §22: the cloud gives no creation time, and the ledger's own
+/// The cloud gives no creation time, and the ledger's own
 /// times were read from a clock that stepped back in between (the older
 /// slot's row looks newer). Retention orders by the slot, so with
 /// retain = 1 the real newest is kept and the older one deleted (before,
@@ -251,7 +251,7 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
     assert_eq!(*cloud.deleted.lock().expect("deleted"), vec!["snap-older"]);
 }
 
-/// Review §23: one corrupt open run (a bad timestamp) no longer stops
+/// One corrupt open run (a bad timestamp) no longer stops
 /// every other open run from being taken up (before, the whole read
 /// failed and every open run stayed open).
 #[tokio::test]

@@ -638,7 +638,7 @@ mod tests {
         });
     }
 
-    /// Review §23: the alert command's queue is bounded; events past it are
+    /// The alert command's queue is bounded; events past it are
     /// counted (and logged), never an unbounded backlog of hours.
     #[tokio::test]
     async fn the_command_queue_is_bounded() {
@@ -651,7 +651,7 @@ mod tests {
         assert!((3..=4).contains(&dropped), "{dropped} dropped");
     }
 
-    /// Review §23: webhook deliveries are bounded in flight; every event
+    /// Webhook deliveries are bounded in flight; every event
     /// still arrives.
     #[tokio::test]
     async fn webhook_posts_in_flight_are_bounded() {
@@ -697,7 +697,7 @@ mod tests {
         );
     }
 
-    /// Review §23: alert state of targets that are gone is forgotten.
+    /// Alert state of targets that are gone is forgotten.
     #[test]
     fn alert_state_of_gone_targets_is_forgotten() {
         let a = alerter_with(alerts_config(None, None), COMMAND_QUEUE);
@@ -727,7 +727,7 @@ mod tests {
 
     /// A last success 8 h in the future (recorded while the clock was 8 h
     /// ahead, then stepped back) is suspicious, not fresh: no slot may run
-    /// for 8 h, and nothing else would say so (review §6).
+    /// for 8 h, and nothing else would say so.
     #[test]
     fn a_last_success_in_the_future_is_stale_not_fresh() {
         let why = stale_reason(at(0), Some(at(8)), at(-1), 2 * HOUR).expect("suspicious");

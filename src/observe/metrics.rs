@@ -630,7 +630,7 @@ mod tests {
         }
     }
 
-    /// Review §23: the series of a target that is gone are removed; the
+    /// The series of a target that is gone are removed; the
     /// live target's stay.
     #[test]
     fn series_of_gone_targets_are_removed() {
