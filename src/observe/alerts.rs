@@ -393,32 +393,26 @@ impl Alerter {
         at: DateTime<Utc>,
     ) -> Alert {
         let k = kind_name(kind);
-        let text = match kind {
-            AlertEvent::Failure => format!(
-                "snapwarden: FAILURE {}/{} on {}: {} ({} consecutive)",
-                run.policy, run.target, run.provider, message, run.consecutive_failures
-            ),
-            AlertEvent::Recovery => format!(
-                "snapwarden: RECOVERED {}/{} on {}",
-                run.policy, run.target, run.provider
-            ),
-            AlertEvent::Stale => format!(
-                "snapwarden: STALE {}/{} on {}: {}",
-                run.policy, run.target, run.provider, message
-            ),
-            AlertEvent::SelectorEmpty => format!(
-                "snapwarden: SELECTOR EMPTY {}/{} on {}: {}",
-                run.policy, run.target, run.provider, message
-            ),
-            AlertEvent::DeletesHeld => format!(
-                "snapwarden: DELETES HELD {}/{} on {}: {}",
-                run.policy, run.target, run.provider, message
-            ),
-            AlertEvent::SlotSkipped => format!(
-                "snapwarden: SLOT SKIPPED {}/{} on {}: {}",
-                run.policy, run.target, run.provider, message
-            ),
+        let head = match kind {
+            AlertEvent::Failure => "FAILURE",
+            AlertEvent::Recovery => "RECOVERED",
+            AlertEvent::Stale => "STALE",
+            AlertEvent::SelectorEmpty => "SELECTOR EMPTY",
+            AlertEvent::DeletesHeld => "DELETES HELD",
+            AlertEvent::SlotSkipped => "SLOT SKIPPED",
         };
+        let mut text = format!(
+            "snapwarden: {head} {}/{} on {}",
+            run.policy, run.target, run.provider
+        );
+        match kind {
+            AlertEvent::Recovery => {}
+            AlertEvent::Failure => text.push_str(&format!(
+                ": {message} ({} consecutive)",
+                run.consecutive_failures
+            )),
+            _ => text.push_str(&format!(": {message}")),
+        }
         Alert {
             kind: k,
             policy: run.policy.to_string(),

@@ -413,12 +413,7 @@ pub fn snapshot_failed(policy: &str, target: &str, provider: &str, reason: &str)
     });
     metrics()
         .failed
-        .get_or_create(&SnapReason {
-            policy: policy.into(),
-            target: target.into(),
-            provider: provider.into(),
-            reason: reason.into(),
-        })
+        .get_or_create(&snap_reason(policy, target, provider, reason))
         .inc();
 }
 
@@ -438,13 +433,17 @@ pub fn snapshot_delete_failed(policy: &str, target: &str, provider: &str, reason
     });
     metrics()
         .delete_failed
-        .get_or_create(&SnapReason {
-            policy: policy.into(),
-            target: target.into(),
-            provider: provider.into(),
-            reason: reason.into(),
-        })
+        .get_or_create(&snap_reason(policy, target, provider, reason))
         .inc();
+}
+
+fn snap_reason(policy: &str, target: &str, provider: &str, reason: &str) -> SnapReason {
+    SnapReason {
+        policy: policy.into(),
+        target: target.into(),
+        provider: provider.into(),
+        reason: reason.into(),
+    }
 }
 
 pub fn run_succeeded(policy: &str, target: &str, at: chrono::DateTime<chrono::Utc>) {
