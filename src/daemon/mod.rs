@@ -22,7 +22,7 @@ use crate::engine::{Engine, EngineError, RunReport};
 use crate::observe::alerts::Alerter;
 use crate::observe::notify;
 use crate::observe::server::{self, Health};
-use crate::schedule::waker::Waker;
+use crate::schedule::waker::{Waker, WakerError};
 use crate::state::{State, StateError};
 
 mod alerting;
@@ -60,9 +60,14 @@ pub enum DaemonError {
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("scheduler: {0}")]
-    Waker(String),
+    Waker(#[from] WakerError),
+    #[error("metrics endpoint: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("metrics endpoint: {0}")]
-    Metrics(String),
+    Metrics(std::io::Error),
 }
 
 /// The pseudo-target alerts about a policy's selector name.
@@ -92,9 +97,7 @@ pub async fn run(
     // edited while the daemon was down is held like a reload.
     hold_large_reloads(&engine, &alerter, None, &config);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
-    let waker = Waker::start()
-        .await
-        .map_err(|e| DaemonError::Waker(e.to_string()))?;
+    let waker = Waker::start().await?;
 
     let mut sched = Scheduler::new(state.clone(), engine.clone(), alerter);
     // Work left in flight by the last process is claimed before any slot
@@ -127,10 +130,7 @@ pub async fn run(
         let next = sched.scheduled.iter().flatten().min().copied();
         if next != armed {
             if let Some(at) = next {
-                waker
-                    .wake_at(at)
-                    .await
-                    .map_err(|e| DaemonError::Waker(e.to_string()))?;
+                waker.wake_at(at).await?;
             }
             armed = next;
         }
@@ -212,10 +212,8 @@ fn start_observer(
     let listener = match config.daemon.metrics_listen {
         Some(addr) => {
             let l = std::net::TcpListener::bind(addr)
-                .map_err(|e| DaemonError::Metrics(format!("cannot listen on {addr}: {e}")))?;
-            let bound = l
-                .local_addr()
-                .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+                .map_err(|source| DaemonError::Listen { addr, source })?;
+            let bound = l.local_addr().map_err(DaemonError::Metrics)?;
             info!(address = %bound, "metrics listening on {bound}");
             Some(l)
         }
@@ -228,7 +226,7 @@ fn start_observer(
         HEALTH_EVERY,
         shutdown,
     )
-    .map_err(|e| DaemonError::Metrics(e.to_string()))
+    .map_err(DaemonError::Metrics)
 }
 
 /// SIGHUP: read the file again. A valid one replaces the running
