@@ -9,7 +9,6 @@ mod clouds;
 mod util;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use snapwarden::state::{LedgerState, RunState};
@@ -17,7 +16,6 @@ use snapwarden::state::{LedgerState, RunState};
 use clouds::{Kind, ALL};
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn config_text(wd: &Workdir, sim: &Sim, provider_extra: &str, policies: &[String]) -> String {
     let mut text = format!(

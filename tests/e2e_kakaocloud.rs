@@ -14,7 +14,6 @@ use util::*;
 
 const KC_ID: &str = "kc-sim-access-key";
 const KC_SECRET: &str = "sim-kakaocloud-secret";
-const MINUTE: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------ helpers
 

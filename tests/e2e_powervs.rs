@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use snapwarden::state::LedgerState;
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
 const CID: &str = "ws-e2e-0001";
 const PVM: &str = "pvm-e2e-0001";
 const API_KEY: &str = "sim-powervs-api-key";

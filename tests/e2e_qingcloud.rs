@@ -9,7 +9,6 @@ use serde_json::json;
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
     let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();

@@ -13,7 +13,6 @@ use snapwarden::providers::Marker;
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
 const PUBLIC_KEY: &str = "UCSSIMPUBLICKEY";
 const PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
 const REGION: &str = "cn";

@@ -13,13 +13,11 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::util::{secret_env_name, Sim, BIN};
+use crate::util::{
+    secret_env_name, Sim, BIN, KC_SECRET, LS_SECRET, PVS_API_KEY, SECRET as QC_SECRET,
+    UCS_PRIVATE_KEY,
+};
 
-pub const QC_SECRET: &str = "sim-qingcloud-secret";
-pub const UCS_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
-pub const LS_SECRET: &str = "sim-lightsail-secret";
-pub const PVS_API_KEY: &str = "sim-powervs-api-key";
-pub const KC_SECRET: &str = "sim-kakaocloud-secret";
 
 const PVS_CID: &str = "ws-torture-0001";
 

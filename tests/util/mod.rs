@@ -15,8 +15,35 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_snapwarden");
 pub const ACCESS_KEY: &str = "QYSIMACCESSKEY";
+/// The simulator's QingCloud secret access key.
 pub const SECRET: &str = "sim-qingcloud-secret";
+/// The simulator's credentials of the other four clouds.
+pub const UCS_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
+pub const LS_SECRET: &str = "sim-lightsail-secret";
+pub const PVS_API_KEY: &str = "sim-powervs-api-key";
+pub const KC_SECRET: &str = "sim-kakaocloud-secret";
 pub const ZONE: &str = "ap2a";
+/// How long a test waits for something that takes seconds.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// `["a", "b"]` as a TOML array of strings: `"a", "b"` (without brackets).
+pub fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The body of a QingCloud `[[policy]]` (without its header) named `name`
+/// on `targets`; `rest` holds its other lines (retain, polling, timeout).
+pub fn qc_policy(name: &str, targets: &[&str], schedule: &str, rest: &str) -> String {
+    format!(
+        "name = \"{name}\"\nprovider = \"qc\"\nresource = \"volume\"\ntargets = [{}]\n\
+         schedule = \"{schedule}\"\n{rest}\n",
+        quoted(targets)
+    )
+}
 
 /// Poll `check` every 25 ms until it returns Some, or panic after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
