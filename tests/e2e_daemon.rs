@@ -9,7 +9,6 @@ use std::time::Duration;
 use snapwarden::state::RunState;
 use util::*;
 
-
 fn policy(schedule: &str, retain: u32, extra: &str) -> String {
     let rest = format!(
         "retain = {retain}\npoll_interval = \"100ms\"\npoll_max_interval = \"300ms\"\n\

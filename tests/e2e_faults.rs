@@ -16,7 +16,6 @@ use snapwarden::state::{LedgerState, RunState};
 use clouds::{Kind, ALL};
 use util::*;
 
-
 fn config_text(wd: &Workdir, sim: &Sim, provider_extra: &str, policies: &[String]) -> String {
     let mut text = format!(
         "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",

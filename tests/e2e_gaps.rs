@@ -17,9 +17,8 @@ const VOL: &str = "vol-gap00001";
 
 /// A policy `db` on `targets`, polled every 100 ms.
 fn policy(targets: &[&str], schedule: &str, extra: &str) -> String {
-    let rest = format!(
-        "retain = 10\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\n{extra}"
-    );
+    let rest =
+        format!("retain = 10\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\n{extra}");
     qc_policy("db", targets, schedule, &rest)
 }
 

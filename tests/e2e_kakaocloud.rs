@@ -1,6 +1,8 @@
 //! End to end on KakaoCloud: the real binary against the built-in
 //! simulator's KakaoCloud dialect on loopback, asserting on what the
 //! simulator saw (its request journal and state) and on the ledger.
+//! The scenarios every cloud shares (auth, throttling, failed snapshots,
+//! lost answers, restore) are in `e2e_clouds.rs`.
 
 mod util;
 
@@ -13,7 +15,6 @@ use snapwarden::state::{LedgerState, RunState};
 use util::*;
 
 const KC_ID: &str = "kc-sim-access-key";
-const KC_SECRET: &str = "sim-kakaocloud-secret";
 
 // ------------------------------------------------------------------ helpers
 
@@ -470,53 +471,6 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
         .filter_map(|r| r["params"]["snapshot_id"].as_str().map(str::to_string))
         .collect();
     assert_eq!(deletes, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
-}
-
-/// `restore` makes a new volume from the newest good own snapshot and
-/// follows it to the end.
-#[test]
-fn restore_makes_a_new_volume_from_the_newest_snapshot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.kc_volume("vol-kc-1");
-    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &["vol-kc-1"], 3, "")));
-    snapshot_ok(&wd, &cfg);
-    next_second();
-    snapshot_ok(&wd, &cfg);
-    let newest = sim
-        .kc_live("vol-kc-1")
-        .iter()
-        .filter(|s| s["status"] == "available")
-        .max_by_key(|s| s["created_at"].as_str().map(str::to_string))
-        .and_then(|s| s["id"].as_str().map(str::to_string))
-        .expect("a snapshot");
-    let out = wd.cmd(
-        &[
-            "restore",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-            "--target",
-            "vol-kc-1",
-            "--new-name",
-            "restored-1",
-        ],
-        KC_SECRET,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("into new resource"), "{stdout}");
-    let restores = accepted(&sim.kc_requests("RestoreSnapshot"));
-    assert_eq!(restores.len(), 1, "one restore call, never repeated");
-    assert!(
-        restores[0].to_string().contains(&newest),
-        "the newest snapshot was restored: {restores:?}"
-    );
 }
 
 /// Review §1: the answer to the first volume's create is lost (the cloud

@@ -14,7 +14,8 @@ use util::*;
 const VOL: &str = "vol-aaaa0001";
 
 fn policy(schedule: &str) -> String {
-    let rest = "retain = 3\npoll_interval = \"100ms\"\npoll_max_interval = \"300ms\"\ntimeout = \"30s\"";
+    let rest =
+        "retain = 3\npoll_interval = \"100ms\"\npoll_max_interval = \"300ms\"\ntimeout = \"30s\"";
     qc_policy("db", &[VOL], schedule, rest)
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::json;
 use util::*;
 
-
 fn metrics_addr(daemon: &Daemon) -> String {
     let log = daemon.log.clone();
     wait_for(

@@ -9,10 +9,8 @@
 mod clouds;
 mod util;
 
-
 use serde_json::{json, Value};
 use util::*;
-
 
 fn seed(sim: &Sim, id: &str, name: &str, tags: Value) {
     sim.post(

@@ -18,7 +18,6 @@ use crate::util::{
     UCS_PRIVATE_KEY,
 };
 
-
 const PVS_CID: &str = "ws-torture-0001";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +132,18 @@ impl Kind {
             Kind::UCloudStack | Kind::KakaoCloud => "DeleteSnapshot",
             Kind::Lightsail => "DeleteDiskSnapshot",
             Kind::PowerVs => "pcloud.cloudinstances.snapshots.delete",
+        }
+    }
+
+    /// The credential the simulator accepts, whose variable the provider
+    /// section names.
+    pub fn secret(self) -> &'static str {
+        match self {
+            Kind::QingCloud => QC_SECRET,
+            Kind::UCloudStack => UCS_PRIVATE_KEY,
+            Kind::Lightsail => LS_SECRET,
+            Kind::PowerVs => PVS_API_KEY,
+            Kind::KakaoCloud => KC_SECRET,
         }
     }
 
@@ -463,9 +474,15 @@ pub fn envs(scratch: &std::path::Path) -> Vec<(String, String)> {
 
 /// A snapwarden command to completion with every secret set.
 pub fn cmd(scratch: &std::path::Path, args: &[&str]) -> Output {
+    cmd_with(scratch, args, &[])
+}
+
+/// [`cmd`] with `extra` variables set too (a wrong credential).
+pub fn cmd_with(scratch: &std::path::Path, args: &[&str], extra: &[(String, String)]) -> Output {
     Command::new(BIN)
         .args(args)
         .envs(envs(scratch))
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_LIGHTSAIL")
@@ -490,6 +507,27 @@ pub fn policy(
     retain: u32,
     extra: &str,
 ) -> String {
+    policy_on(
+        name,
+        kind,
+        kind.resource(),
+        targets,
+        schedule,
+        retain,
+        extra,
+    )
+}
+
+/// [`policy`] on another kind of `resource` of the cloud.
+pub fn policy_on(
+    name: &str,
+    kind: Kind,
+    resource: &str,
+    targets: &[String],
+    schedule: &str,
+    retain: u32,
+    extra: &str,
+) -> String {
     let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
         r#"[[policy]]
@@ -509,7 +547,6 @@ poll_max_interval = "300ms"
             "timeout = \"30s\"\n"
         },
         provider = kind.provider(),
-        resource = kind.resource(),
         targets = targets.join(", "),
     )
 }
