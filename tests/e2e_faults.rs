@@ -155,13 +155,10 @@ fn mixed_faults_are_retried_and_other_policies_keep_succeeding() {
         let hit: usize = ["throttle", "server_error", "drop_connection", "malformed"]
             .iter()
             .map(|f| {
-                sim.get(&format!("/_sim/requests?dialect={}", kind.dialect()))["requests"]
-                    .as_array()
-                    .map_or(0, |rs| {
-                        rs.iter()
-                            .filter(|r| r["fault"].as_str().is_some_and(|x| x.contains(f)))
-                            .count()
-                    })
+                sim.journal(kind.dialect(), None)
+                    .iter()
+                    .filter(|r| r["fault"].as_str().is_some_and(|x| x.contains(f)))
+                    .count()
             })
             .sum();
         assert!(hit > 0, "{kind:?}: no request was faulted");

@@ -111,12 +111,7 @@ impl KakaoSim for Sim {
     }
 
     fn kc_requests(&self, action: &str) -> Vec<Value> {
-        self.get(&format!(
-            "/_sim/requests?dialect=kakaocloud&action={action}"
-        ))["requests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.journal("kakaocloud", Some(action))
     }
 }
 
@@ -156,6 +151,33 @@ fn snapshot_ok(wd: &Workdir, cfg: &std::path::Path) -> Output {
 /// The next slot is the next whole second.
 fn next_second() {
     std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// A volume `v` of policy `db` keeping 2 in chains of three
+/// (`full_every = 3`), snapshotted `runs` times a second apart; `after`
+/// sees each run's number and every snapshot then. Returns the snapshot
+/// ids in the order they were made.
+fn chain_runs(
+    sim: &Sim,
+    wd: &Workdir,
+    v: &str,
+    runs: usize,
+    mut after: impl FnMut(usize, &[Value]),
+) -> std::path::PathBuf {
+    sim.kc_volume(v);
+    let cfg = wd.write_config(&config(
+        wd,
+        sim,
+        &policy("volume", &[v], 2, "full_every = 3"),
+    ));
+    for run in 1..=runs {
+        if run > 1 {
+            next_second();
+        }
+        snapshot_ok(wd, &cfg);
+        after(run, &sim.kc_snapshots());
+    }
+    cfg
 }
 
 // -------------------------------------------------------------------- tests
@@ -208,18 +230,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
             live.iter().any(|s| s["id"] == manual_id.as_str()),
             "the manual snapshot on {v} (whose name looks like ours) is untouched"
         );
-        let rows: Vec<_> = wd
-            .state()
-            .all_snapshots()
-            .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == *v)
-            .collect();
-        let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
-        assert_eq!(
-            (count(LedgerState::Available), count(LedgerState::Deleted)),
-            (2, 1)
-        );
+        assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     assert_eq!(accepted(&sim.kc_requests("DeleteSnapshot")).len(), 2);
     assert!(
@@ -228,10 +239,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
     );
     // One token per process, never a 401.
     assert_eq!(sim.kc_requests("IssueToken").len(), 3);
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert!(all.iter().all(|r| r["http_status"] != 401), "no 401s");
     assert!(all.iter().all(|r| !r.to_string().contains(KC_SECRET)));
 }
@@ -289,20 +297,8 @@ fn instance_target_snapshots_every_attached_volume() {
         assert!(own.iter().all(|s| s["status"] == "available"));
     }
     assert!(sim.kc_live(data).iter().any(|s| s["id"] == manual.as_str()));
-    let rows = wd.state().all_snapshots().expect("ledger");
-    assert_eq!(rows.len(), 6);
-    assert_eq!(
-        rows.iter()
-            .filter(|r| r.state == LedgerState::Available)
-            .count(),
-        4
-    );
-    assert_eq!(
-        rows.iter()
-            .filter(|r| r.state == LedgerState::Deleted)
-            .count(),
-        2
-    );
+    assert_eq!(wd.state().all_snapshots().expect("ledger").len(), 6);
+    assert_eq!(wd.available_and_deleted(None), (4, 2));
     // The instance was looked up with the API's filters.
     let lookups = sim.kc_requests("ListInstances");
     assert!(lookups.iter().any(|r| r["params"]["name"] == "web-01"));
@@ -321,10 +317,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
     snapshot_ok(&wd, &cfg);
     let issues = sim.kc_requests("IssueToken").len();
     assert!(issues >= 3, "renewed during the run: {issues} issues");
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert!(
         all.iter().all(|r| r["http_status"] != 401),
         "renewed before expiry"
@@ -359,10 +352,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert_eq!(
         all.iter().filter(|r| r["http_status"] == 401).count(),
         1,
@@ -422,20 +412,8 @@ fn unknown_instance_is_a_clear_error() {
 fn full_every_three_builds_chains_and_prunes_whole_chains() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
-    let v = "vol-chain";
-    sim.kc_volume(v);
-    let cfg = wd.write_config(&config(
-        &wd,
-        &sim,
-        &policy("volume", &[v], 2, "full_every = 3"),
-    ));
     let mut ids: Vec<String> = Vec::new();
-    for run in 1..=6 {
-        if run > 1 {
-            next_second();
-        }
-        snapshot_ok(&wd, &cfg);
-        let all = sim.kc_snapshots();
+    chain_runs(&sim, &wd, "vol-chain", 6, |run, all| {
         let newest = all.last().expect("a snapshot");
         ids.push(newest["id"].as_str().expect("id").to_string());
         // Chains stay whole: every live incremental's parent is live.
@@ -455,7 +433,7 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
             _ => ids[3..].iter().map(String::as_str).collect(),
         };
         assert_eq!(live_ids, expect, "after run {run}");
-    }
+    });
     let pattern: Vec<bool> = accepted(&sim.kc_requests("CreateSnapshot"))
         .iter()
         .map(|r| r["params"]["snapshot.is_incremental"] == "true")
@@ -595,26 +573,15 @@ fn a_chain_stops_at_its_first_failed_delete() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     let v = "vol-chain-stop";
-    sim.kc_volume(v);
-    let cfg = wd.write_config(&config(
-        &wd,
-        &sim,
-        &policy("volume", &[v], 2, "full_every = 3"),
-    ));
     let mut ids: Vec<String> = Vec::new();
-    for run in 1..=4 {
-        if run > 1 {
-            next_second();
-        }
-        snapshot_ok(&wd, &cfg);
-        let all = sim.kc_snapshots();
+    let cfg = chain_runs(&sim, &wd, v, 4, |_, all| {
         ids.push(
             all.last().expect("a snapshot")["id"]
                 .as_str()
                 .expect("id")
                 .to_string(),
         );
-    }
+    });
     sim.fault(json!({"dialect": "kakaocloud", "action": "DeleteSnapshot",
                      "fault": "server_error", "count": 12}));
     next_second();

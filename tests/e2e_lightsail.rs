@@ -12,7 +12,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use snapwarden::state::LedgerState;
 use util::*;
 
 const KEY_ID: &str = "AKIASIMLIGHTSAIL0001";
@@ -154,10 +153,7 @@ fn live(sim: &Sim, source_key: &str, source: &str) -> Vec<Value> {
 }
 
 fn requests(sim: &Sim, action: &str) -> Vec<Value> {
-    sim.get(&format!("/_sim/requests?dialect=lightsail&action={action}"))["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("lightsail", Some(action))
 }
 
 fn ok(r: &Value) -> bool {
@@ -220,21 +216,13 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
             );
         }
         // The ledger: two available, two deleted.
-        let rows: Vec<_> = wd
+        assert_eq!(wd.available_and_deleted(Some(source)), (2, 2));
+        assert!(wd
             .state()
             .all_snapshots()
             .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == source)
-            .collect();
-        let count = |st: LedgerState| rows.iter().filter(|r| r.state == st).count();
-        assert_eq!(
-            (count(LedgerState::Available), count(LedgerState::Deleted)),
-            (2, 2),
-            "{rows:?}"
-        );
-        assert!(rows
             .iter()
+            .filter(|r| r.target == source)
             .all(|r| r.snapshot_id.starts_with(&format!("{family}/"))));
     }
 

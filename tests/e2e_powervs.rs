@@ -12,7 +12,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use snapwarden::state::LedgerState;
 use util::*;
 
 const CID: &str = "ws-e2e-0001";
@@ -49,17 +48,11 @@ fn manual_snapshot(sim: &Sim, name: &str) -> String {
 }
 
 fn requests(sim: &Sim, action: &str) -> Vec<Value> {
-    sim.get(&format!("/_sim/requests?dialect=powervs&action={action}"))["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("powervs", Some(action))
 }
 
 fn all_requests(sim: &Sim) -> Vec<Value> {
-    sim.get("/_sim/requests?dialect=powervs")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("powervs", None)
 }
 
 fn live_snapshots(sim: &Sim) -> Vec<Value> {
@@ -227,10 +220,7 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
     assert_eq!(deletes.len(), 1);
     assert_eq!(status(&deletes[0]), 202);
 
-    let rows = wd.state().all_snapshots().expect("ledger");
-    let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
-    assert_eq!(count(LedgerState::Available), 2);
-    assert_eq!(count(LedgerState::Deleted), 1);
+    assert_eq!(wd.available_and_deleted(None), (2, 1));
 }
 
 /// A token revoked mid-run: pcloud answers 401, the client re-issues once

@@ -7,7 +7,7 @@ mod util;
 
 use std::time::Duration;
 
-use snapwarden::state::{LedgerState, RunState};
+use snapwarden::state::RunState;
 use util::*;
 
 fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
@@ -39,21 +39,7 @@ fn three_slots_two_volumes_retain_two() {
     let daemon = Daemon::start(&cfg, SECRET);
 
     // Wait for three succeeded runs per volume and no operation in flight.
-    wait_for("three successful runs per volume", MINUTE, || {
-        let state = wd.try_state()?;
-        let done = ["vol-aaaa0001", "vol-bbbb0002"].iter().all(|v| {
-            state
-                .runs_for("db", v, 10)
-                .map(|runs| {
-                    runs.iter()
-                        .filter(|r| r.state == RunState::Succeeded)
-                        .count()
-                        == 3
-                })
-                .unwrap_or(false)
-        });
-        (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
-    });
+    wd.wait_succeeded_runs("db", &["vol-aaaa0001", "vol-bbbb0002"], 3);
     let (code, took) = daemon.stop();
     assert_eq!(code, Some(0), "clean stop");
     assert!(took < Duration::from_secs(10), "stopped in {took:?}");
@@ -72,25 +58,7 @@ fn three_slots_two_volumes_retain_two() {
             "the manual snapshot on {v} (whose name looks like ours) is untouched"
         );
         // The ledger agrees: two available, one deleted.
-        let rows: Vec<_> = wd
-            .state()
-            .all_snapshots()
-            .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == *v)
-            .collect();
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Available)
-                .count(),
-            2
-        );
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Deleted)
-                .count(),
-            1
-        );
+        assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     // Jobs were followed through DescribeJobs, batched: the two volumes'
     // jobs of one slot were asked about in one call.

@@ -12,7 +12,7 @@ use chrono::TimeZone;
 use serde_json::{json, Value};
 use snapwarden::providers::ucloudstack::{remark, snapshot_name};
 use snapwarden::providers::Marker;
-use snapwarden::state::{LedgerState, RunState};
+use snapwarden::state::RunState;
 use util::*;
 
 const PUBLIC_KEY: &str = "UCSSIMPUBLICKEY";
@@ -64,12 +64,7 @@ impl Ucs<'_> {
     }
 
     fn requests(&self, action: &str) -> Vec<Value> {
-        self.0.get(&format!(
-            "/_sim/requests?dialect=ucloudstack&action={action}"
-        ))["requests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.0.journal("ucloudstack", Some(action))
     }
 
     fn ok_requests(&self, action: &str) -> Vec<Value> {
@@ -158,21 +153,7 @@ fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
         &policy(&disks, &seconds_from_now(&[2, 4, 6]), 2),
     ));
     let daemon = Daemon::start(&cfg, UCS_PRIVATE_KEY);
-    wait_for("three successful runs per disk", MINUTE, || {
-        let state = wd.try_state()?;
-        let done = disks.iter().all(|d| {
-            state
-                .runs_for("db", d, 10)
-                .map(|runs| {
-                    runs.iter()
-                        .filter(|r| r.state == RunState::Succeeded)
-                        .count()
-                        == 3
-                })
-                .unwrap_or(false)
-        });
-        (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
-    });
+    wd.wait_succeeded_runs("db", &disks, 3);
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 
@@ -209,25 +190,7 @@ fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
             4,
             "both foreign snapshots on {d} untouched: {live:?}"
         );
-        let rows: Vec<_> = wd
-            .state()
-            .all_snapshots()
-            .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == d)
-            .collect();
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Available)
-                .count(),
-            2
-        );
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Deleted)
-                .count(),
-            1
-        );
+        assert_eq!(wd.available_and_deleted(Some(d)), (2, 1));
     }
     let deletes = ucs.ok_requests("DeleteSnapshot");
     assert_eq!(deletes.len(), 2);

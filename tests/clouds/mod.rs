@@ -438,13 +438,7 @@ impl Kind {
 
     /// Journal entries of this dialect with `action`.
     pub fn requests(self, sim: &Sim, action: &str) -> Vec<Value> {
-        array(
-            sim.get(&format!(
-                "/_sim/requests?dialect={}&action={action}",
-                self.dialect()
-            )),
-            "requests",
-        )
+        sim.journal(self.dialect(), Some(action))
     }
 }
 

@@ -192,12 +192,19 @@ impl Sim {
             .collect()
     }
 
-    /// Logged API requests with this action.
-    pub fn requests(&self, action: &str) -> Vec<Value> {
-        self.get(&format!("/_sim/requests?dialect=qingcloud&action={action}"))["requests"]
+    /// The simulator's journal of `dialect`'s API requests, oldest first:
+    /// those with `action`, or all.
+    pub fn journal(&self, dialect: &str, action: Option<&str>) -> Vec<Value> {
+        let action = action.map(|a| format!("&action={a}")).unwrap_or_default();
+        self.get(&format!("/_sim/requests?dialect={dialect}{action}"))["requests"]
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Logged QingCloud API requests with this action.
+    pub fn requests(&self, action: &str) -> Vec<Value> {
+        self.journal("qingcloud", Some(action))
     }
 
     /// Successful CreateSnapshots requests for `volume`.
@@ -273,6 +280,40 @@ requests_per_second = 50
 
     pub fn state(&self) -> snapwarden::state::State {
         snapwarden::state::State::open_read_only(&self.state_path()).expect("open state read-only")
+    }
+
+    /// How many ledger rows (of `target`, or of every target) are
+    /// (available, deleted).
+    pub fn available_and_deleted(&self, target: Option<&str>) -> (usize, usize) {
+        use snapwarden::state::LedgerState;
+        let rows = self.state().all_snapshots().expect("ledger");
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| target.is_none_or(|t| r.target == t))
+            .collect();
+        let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
+        (count(LedgerState::Available), count(LedgerState::Deleted))
+    }
+
+    /// Waits until each of `targets` has `n` succeeded runs of `policy`
+    /// and no operation is in flight.
+    pub fn wait_succeeded_runs(&self, policy: &str, targets: &[&str], n: usize) {
+        use snapwarden::state::RunState;
+        wait_for(&format!("{n} successful runs per target"), MINUTE, || {
+            let state = self.try_state()?;
+            let done = targets.iter().all(|t| {
+                state
+                    .runs_for(policy, t, 10)
+                    .map(|runs| {
+                        runs.iter()
+                            .filter(|r| r.state == RunState::Succeeded)
+                            .count()
+                            == n
+                    })
+                    .unwrap_or(false)
+            });
+            (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
+        });
     }
 
     /// Run a snapwarden command to completion.
