@@ -100,13 +100,6 @@ impl Cloud {
     /// `retain`, its provider reading its credential from the variable
     /// named after `secret`.
     fn config_with(&self, secret: &str, schedule: &str, retain: u32) -> PathBuf {
-        let section = self
-            .kind
-            .provider_section(&self.sim, "requests_per_second = 50")
-            .replace(
-                &secret_env_name(self.kind.secret()),
-                &secret_env_name(secret),
-            );
         // PowerVS snapshots only the volumes a policy names.
         let extra = match self.kind {
             Kind::PowerVs => format!("volume_ids = [\"{}-data\"]", self.target),
@@ -121,9 +114,16 @@ impl Cloud {
             retain,
             &extra,
         );
-        self.wd.write_config(&format!(
-            "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n{section}\n{policy}",
-            self.wd.state_path().display()
+        let text = clouds::config_text(
+            &self.wd,
+            &self.sim,
+            &[self.kind],
+            "requests_per_second = 50",
+            &[policy],
+        );
+        self.wd.write_config(&text.replace(
+            &secret_env_name(self.kind.secret()),
+            &secret_env_name(secret),
         ))
     }
 

@@ -444,21 +444,7 @@ fn max_in_flight_bounds_concurrent_snapshots() {
             r#"targets = ["vol-aaaa0001", "vol-aaaa0002", "vol-aaaa0003"]"#,
         );
     let cfg = wd.write_config(&text);
-    let out = wd.cmd(
-        &[
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ],
-        SECRET,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.run_ok(&cfg, &["snapshot", "--policy", "db"], SECRET);
     let mut times: Vec<chrono::DateTime<chrono::Utc>> = sim
         .requests("CreateSnapshots")
         .iter()

@@ -17,19 +17,7 @@ use clouds::{Kind, ALL};
 use util::*;
 
 fn config_text(wd: &Workdir, sim: &Sim, provider_extra: &str, policies: &[String]) -> String {
-    let mut text = format!(
-        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",
-        wd.state_path().display()
-    );
-    for kind in ALL {
-        text.push_str(&kind.provider_section(sim, provider_extra));
-        text.push('\n');
-    }
-    for p in policies {
-        text.push_str(p);
-        text.push('\n');
-    }
-    text
+    clouds::config_text(wd, sim, &ALL, provider_extra, policies)
 }
 
 fn output_text(out: &std::process::Output) -> String {

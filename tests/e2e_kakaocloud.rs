@@ -4,42 +4,29 @@
 //! The scenarios every cloud shares (auth, throttling, failed snapshots,
 //! lost answers, restore) are in `e2e_clouds.rs`.
 
+mod clouds;
 mod util;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use chrono::Utc;
+use clouds::Kind;
 use serde_json::{json, Value};
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
-
-const KC_ID: &str = "kc-sim-access-key";
 
 // ------------------------------------------------------------------ helpers
 
 /// A policy file with one KakaoCloud provider pointed at `sim`.
 fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
-    format!(
-        r#"[daemon]
-state_path = "{state}"
-log_format = "text"
-
-[providers.kc]
-kind = "kakaocloud"
-endpoint = "{url}/kakaocloud/volume"
-bcs_endpoint = "{url}/kakaocloud/bcs"
-iam_endpoint = "{url}/kakaocloud/iam/identity/v3/auth/tokens"
-application_credential_id = "{KC_ID}"
-application_credential_secret_env = "{env}"
-requests_per_second = 200
-
-[[policy]]
-{policy}
-"#,
-        state = wd.state_path().display(),
-        url = sim.url,
-        env = secret_env_name(KC_SECRET),
+    let policy = format!("[[policy]]\n{policy}");
+    clouds::config_text(
+        wd,
+        sim,
+        &[Kind::KakaoCloud],
+        "requests_per_second = 200",
+        &[policy],
     )
 }
 
@@ -129,23 +116,21 @@ fn accepted(requests: &[Value]) -> Vec<Value> {
 
 /// `snapwarden snapshot` for policy `db`, asserting success.
 fn snapshot_ok(wd: &Workdir, cfg: &std::path::Path) -> Output {
-    let out = wd.cmd(
-        &[
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ],
-        KC_SECRET,
+    wd.run_ok(cfg, &["snapshot", "--policy", "db"], KC_SECRET)
+}
+
+/// Instance `web-01` with a root and a data volume; returns their ids.
+fn web_01(sim: &Sim) -> (&'static str, &'static str) {
+    let (root, data) = (
+        "aaaa0000-root-0000-0000-000000000001",
+        "bbbb0000-data-0000-0000-000000000002",
     );
-    assert!(
-        out.status.success(),
-        "snapshot failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-00000000000a",
+        "web-01",
+        &[(root, true), (data, false)],
     );
-    out
+    (root, data)
 }
 
 /// The next slot is the next whole second.
@@ -250,15 +235,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
 fn instance_target_snapshots_every_attached_volume() {
     let sim = Sim::start("300ms");
     let wd = Workdir::new();
-    let (root, data) = (
-        "aaaa0000-root-0000-0000-000000000001",
-        "bbbb0000-data-0000-0000-000000000002",
-    );
-    sim.kc_instance(
-        "9d2c7e4a-0000-4000-8000-00000000000a",
-        "web-01",
-        &[(root, true), (data, false)],
-    );
+    let (root, data) = web_01(&sim);
     // Another instance whose name contains ours must not be picked.
     sim.kc_instance(
         "9d2c7e4a-0000-4000-8000-00000000000b",
@@ -329,19 +306,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
         json!({"token_ttl_ms": 3_600_000}),
     );
     next_second();
-    let child = Command::new(BIN)
-        .args([
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ])
-        .env(secret_env_name(KC_SECRET), KC_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start snapshot");
+    let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "db"], KC_SECRET);
     wait_for("the second create", MINUTE, || {
         (accepted(&sim.kc_requests("CreateSnapshot")).len() == 2).then_some(())
     });
@@ -671,15 +636,7 @@ fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
 fn a_detached_volumes_snapshots_are_not_written_off() {
     let sim = Sim::start("100ms");
     let wd = Workdir::new();
-    let (root, data) = (
-        "aaaa0000-root-0000-0000-000000000001",
-        "bbbb0000-data-0000-0000-000000000002",
-    );
-    sim.kc_instance(
-        "9d2c7e4a-0000-4000-8000-00000000000a",
-        "web-01",
-        &[(root, true), (data, false)],
-    );
+    let (_, data) = web_01(&sim);
     let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
     snapshot_ok(&wd, &cfg);
     next_second();
@@ -735,21 +692,7 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
         assert!(listed.contains(&id.as_str()), "{id} listed: {doc}");
     }
     // Never deleted, never marked gone by `orphans --delete --yes`.
-    let out = wd.cmd(
-        &[
-            "orphans",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--delete",
-            "--yes",
-        ],
-        KC_SECRET,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.run_ok(&cfg, &["orphans", "--delete", "--yes"], KC_SECRET);
     assert_eq!(sim.kc_live(data).len(), 2);
     let rows = wd.state().all_snapshots().expect("ledger");
     assert!(rows

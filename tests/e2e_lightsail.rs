@@ -6,15 +6,15 @@
 //! The scenarios every cloud shares (auth, throttling, failed snapshots,
 //! lost answers) are in `e2e_clouds.rs`; Lightsail's restores are here.
 
+mod clouds;
 mod util;
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use clouds::Kind;
 use serde_json::{json, Value};
 use util::*;
-
-const KEY_ID: &str = "AKIASIMLIGHTSAIL0001";
 
 /// `[[policy]]` bodies for an instance policy `web` and a disk policy `data`.
 fn policies(retain: u32) -> String {
@@ -44,24 +44,14 @@ timeout = "30s"
     )
 }
 
-fn config(wd: &Workdir, sim: &Sim, secret: &str, policies: &str) -> std::path::PathBuf {
-    wd.write_config(&format!(
-        r#"[daemon]
-state_path = "{state}"
-log_format = "text"
-
-[providers.ls]
-kind = "lightsail"
-region = "us-east-2"
-access_key_id = "{KEY_ID}"
-secret_access_key_env = "{var}"
-endpoint = "{url}/lightsail"
-requests_per_second = 50
-
-{policies}"#,
-        state = wd.state_path().display(),
-        var = secret_env_name(secret),
-        url = sim.url,
+fn config(wd: &Workdir, sim: &Sim, policies: &str) -> std::path::PathBuf {
+    let policies = policies.to_string();
+    wd.write_config(&clouds::config_text(
+        wd,
+        sim,
+        &[Kind::Lightsail],
+        "requests_per_second = 50",
+        &[policies],
     ))
 }
 
@@ -179,7 +169,7 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
     let wd = Workdir::new();
     seed(&sim);
     let foreign = seed_foreign(&sim);
-    let cfg = config(&wd, &sim, LS_SECRET, &policies(2));
+    let cfg = config(&wd, &sim, &policies(2));
     for i in 0..4 {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(1050)); // a new slot (name) per second
@@ -368,7 +358,7 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         "/_sim/lightsail/disks",
         json!({"name": "data-1", "availability_zone": "us-east-2c"}),
     );
-    let cfg = config(&wd, &sim, LS_SECRET, &policies(3));
+    let cfg = config(&wd, &sim, &policies(3));
     for i in 0..2 {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(1050));
@@ -492,7 +482,7 @@ fn failed_restore_is_reported_and_recorded() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     seed(&sim);
-    let cfg = config(&wd, &sim, LS_SECRET, &policies(3));
+    let cfg = config(&wd, &sim, &policies(3));
     let out = snapshot_now(&wd, &cfg, "data", LS_SECRET);
     assert!(out.status.success(), "{}", stderr(&out));
     sim.post(
@@ -589,7 +579,7 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
         instance_policy("db", "prod-web", &schedule),
         instance_policy("db-prod", "web", &schedule)
     );
-    let cfg = config(&wd, &sim, LS_SECRET, &policies);
+    let cfg = config(&wd, &sim, &policies);
     let d = daemon(&cfg, &wd);
     let pairs = [("db", "prod-web"), ("db-prod", "web")];
     let runs: Vec<_> = pairs
@@ -647,12 +637,7 @@ fn lightsail_calls_are_counted_and_timed_in_metrics() {
         json!({"dialect": "lightsail", "action": "GetInstanceSnapshots", "fault": "throttle", "count": 1}),
     );
     let schedule = seconds_from_now(&[2]);
-    let text = config(
-        &wd,
-        &sim,
-        LS_SECRET,
-        &instance_policy("web", "web-1", &schedule),
-    );
+    let text = config(&wd, &sim, &instance_policy("web", "web-1", &schedule));
     let text = std::fs::read_to_string(&text).expect("config").replace(
         "log_format = \"text\"",
         "log_format = \"text\"\nmetrics_listen = \"127.0.0.1:0\"",
@@ -730,7 +715,7 @@ fn plan_json_shows_the_cloud_identifier_and_details() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     seed(&sim);
-    let cfg = config(&wd, &sim, LS_SECRET, &policies(3));
+    let cfg = config(&wd, &sim, &policies(3));
     for policy in ["web", "data"] {
         let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
         assert!(out.status.success(), "{}", stderr(&out));

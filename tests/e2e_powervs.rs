@@ -109,6 +109,23 @@ fn api_key_auth(sim: &Sim, key: &str) -> String {
     )
 }
 
+/// An access token from the simulator's IAM for the right API key.
+fn iam_token(sim: &Sim, http: &reqwest::blocking::Client) -> String {
+    let v: Value = http
+        .post(format!("{}/powervs/identity/token", sim.url))
+        .form(&[
+            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+            ("apikey", PVS_API_KEY),
+        ])
+        .send()
+        .and_then(|r| r.json())
+        .expect("IAM token");
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
 /// `snapwarden snapshot` once, with `secret` in its variable.
 fn snapshot(wd: &Workdir, secret: &str) -> Output {
     let cfg = wd.config_path();
@@ -231,20 +248,7 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
     seed(&sim);
     let wd = Workdir::new();
     let cfg = config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
-    let child = Command::new(BIN)
-        .args([
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "lpar",
-        ])
-        .env(secret_env_name(PVS_API_KEY), PVS_API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start snapshot");
+    let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "lpar"], PVS_API_KEY);
     wait_for("the create call", MINUTE, || {
         (!requests(&sim, "pcloud.pvminstances.snapshots.post").is_empty()).then_some(())
     });
@@ -370,22 +374,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     let sim = Sim::start("300ms");
     seed(&sim);
     let http = reqwest::blocking::Client::new();
-    let token = |http: &reqwest::blocking::Client| -> String {
-        let v: Value = http
-            .post(format!("{}/powervs/identity/token", sim.url))
-            .form(&[
-                ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
-                ("apikey", PVS_API_KEY),
-            ])
-            .send()
-            .and_then(|r| r.json())
-            .expect("IAM token");
-        v["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
-    };
-    let good = token(&http);
+    let good = iam_token(&sim, &http);
     let wd = Workdir::new();
     config(
         &wd,
@@ -398,7 +387,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     assert!(!text(&out).contains(&good));
 
     settings(&sim, json!({"token_lifetime_s": 1}));
-    let short = token(&http);
+    let short = iam_token(&sim, &http);
     std::thread::sleep(Duration::from_millis(2100));
     config(
         &wd,
@@ -427,16 +416,7 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     seed(&sim);
     // Someone else starts a snapshot of the instance through the API.
     let http = reqwest::blocking::Client::new();
-    let v: Value = http
-        .post(format!("{}/powervs/identity/token", sim.url))
-        .form(&[
-            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
-            ("apikey", PVS_API_KEY),
-        ])
-        .send()
-        .and_then(|r| r.json())
-        .expect("IAM token");
-    let token = v["access_token"].as_str().expect("token").to_string();
+    let token = iam_token(&sim, &http);
     let r = http
         .post(format!(
             "{}/powervs/pcloud/v1/cloud-instances/{CID}/pvm-instances/{PVM}/snapshots",

@@ -4,18 +4,19 @@
 //! The scenarios every cloud shares (auth, throttling, failed snapshots,
 //! lost answers, restore) are in `e2e_clouds.rs`.
 
+mod clouds;
 mod util;
 
 use std::time::Duration;
 
 use chrono::TimeZone;
+use clouds::Kind;
 use serde_json::{json, Value};
 use snapwarden::providers::ucloudstack::{remark, snapshot_name};
 use snapwarden::providers::Marker;
 use snapwarden::state::RunState;
 use util::*;
 
-const PUBLIC_KEY: &str = "UCSSIMPUBLICKEY";
 const REGION: &str = "cn";
 const UCS_ZONE: &str = "zone-01";
 
@@ -75,27 +76,14 @@ impl Ucs<'_> {
     }
 }
 
-fn config(wd: &Workdir, sim: &Sim, key: &str, policy: &str) -> String {
-    format!(
-        r#"[daemon]
-state_path = "{state}"
-log_format = "text"
-
-[providers.ucs]
-kind = "ucloudstack"
-endpoint = "{url}/ucloudstack/api"
-region = "{REGION}"
-zone = "{UCS_ZONE}"
-public_key = "{PUBLIC_KEY}"
-private_key_env = "{env}"
-requests_per_second = 50
-
-[[policy]]
-{policy}
-"#,
-        state = wd.state_path().display(),
-        url = sim.url,
-        env = secret_env_name(key),
+fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
+    let policy = format!("[[policy]]\n{policy}");
+    clouds::config_text(
+        wd,
+        sim,
+        &[Kind::UCloudStack],
+        "requests_per_second = 50",
+        &[policy],
     )
 }
 
@@ -149,7 +137,6 @@ fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
     let cfg = wd.write_config(&config(
         &wd,
         &sim,
-        UCS_PRIVATE_KEY,
         &policy(&disks, &seconds_from_now(&[2, 4, 6]), 2),
     ));
     let daemon = Daemon::start(&cfg, UCS_PRIVATE_KEY);
@@ -222,7 +209,6 @@ fn busy_disk_is_retried_to_success() {
     let cfg = wd.write_config(&config(
         &wd,
         &sim,
-        UCS_PRIVATE_KEY,
         &policy(&["disk-aaaa0001"], "0 0 3 * * *", 2),
     ));
     let path = cfg.to_str().expect("utf-8 path");
@@ -268,7 +254,6 @@ fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
     let cfg = wd.write_config(&config(
         &wd,
         &sim,
-        UCS_PRIVATE_KEY,
         &policy(&["disk-aaaa0001"], "0 0 3 * * *", 2),
     ));
     let path = cfg.to_str().expect("utf-8 path");
@@ -287,7 +272,6 @@ fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
     wd.write_config(&config(
         &wd,
         &sim,
-        UCS_PRIVATE_KEY,
         &policy(&["disk-aaaa0001"], "0 0 3 * * *", 1),
     ));
     let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);

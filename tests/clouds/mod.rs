@@ -492,6 +492,31 @@ pub fn daemon(scratch: &std::path::Path, config: &std::path::Path) -> crate::uti
     crate::util::Daemon::start_with_env(config, QC_SECRET, &pairs)
 }
 
+/// A policy file's text: `[daemon]` (the ledger in `wd`, text logs), the
+/// provider section of each of `kinds` with `provider_extra`, and then
+/// `policies` (whole `[[policy]]` sections).
+pub fn config_text(
+    wd: &crate::util::Workdir,
+    sim: &Sim,
+    kinds: &[Kind],
+    provider_extra: &str,
+    policies: &[String],
+) -> String {
+    let mut text = format!(
+        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",
+        wd.state_path().display()
+    );
+    for kind in kinds {
+        text.push_str(&kind.provider_section(sim, provider_extra));
+        text.push('\n');
+    }
+    for p in policies {
+        text.push_str(p);
+        text.push('\n');
+    }
+    text
+}
+
 /// A policy section.
 pub fn policy(
     name: &str,

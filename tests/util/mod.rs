@@ -360,9 +360,40 @@ impl Workdir {
 
     /// `snapwarden ARGS[0] -c CFG ARGS[1..]` with the QingCloud secret.
     pub fn run(&self, cfg: &Path, args: &[&str]) -> Output {
+        self.run_as(cfg, args, SECRET)
+    }
+
+    /// [`Workdir::run`] with `secret`.
+    pub fn run_as(&self, cfg: &Path, args: &[&str], secret: &str) -> Output {
         let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
         all.extend_from_slice(&args[1..]);
-        self.cmd(&all, SECRET)
+        self.cmd(&all, secret)
+    }
+
+    /// [`Workdir::run_as`] started, its output piped, not waited for.
+    pub fn spawn_as(&self, cfg: &Path, args: &[&str], secret: &str) -> Child {
+        Command::new(BIN)
+            .arg(args[0])
+            .arg("-c")
+            .arg(cfg)
+            .args(&args[1..])
+            .env(secret_env_name(secret), secret)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start snapwarden")
+    }
+
+    /// [`Workdir::run_as`], which must succeed.
+    pub fn run_ok(&self, cfg: &Path, args: &[&str], secret: &str) -> Output {
+        let out = self.run_as(cfg, args, secret);
+        assert!(
+            out.status.success(),
+            "{args:?} failed:\n{}",
+            output_text(&out)
+        );
+        out
     }
 }
 
