@@ -96,10 +96,7 @@ timeout = "120s"
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 
-    let all = sim.get("/_sim/requests?dialect=qingcloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("qingcloud", None);
     let creates: Vec<serde_json::Value> = all
         .iter()
         .filter(|r| r["action"] == "CreateSnapshots")

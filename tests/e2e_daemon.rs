@@ -9,22 +9,12 @@ use std::time::Duration;
 use snapwarden::state::RunState;
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
-
 fn policy(schedule: &str, retain: u32, extra: &str) -> String {
-    format!(
-        r#"name = "db"
-provider = "qc"
-resource = "volume"
-targets = ["vol-aaaa0001"]
-schedule = "{schedule}"
-retain = {retain}
-poll_interval = "100ms"
-poll_max_interval = "300ms"
-timeout = "30s"
-{extra}
-"#
-    )
+    let rest = format!(
+        "retain = {retain}\npoll_interval = \"100ms\"\npoll_max_interval = \"300ms\"\n\
+         timeout = \"30s\"\n{extra}"
+    );
+    qc_policy("db", &["vol-aaaa0001"], schedule, &rest)
 }
 
 /// A slot that comes while the previous run is still in flight is skipped,
@@ -454,21 +444,7 @@ fn max_in_flight_bounds_concurrent_snapshots() {
             r#"targets = ["vol-aaaa0001", "vol-aaaa0002", "vol-aaaa0003"]"#,
         );
     let cfg = wd.write_config(&text);
-    let out = wd.cmd(
-        &[
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ],
-        SECRET,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.run_ok(&cfg, &["snapshot", "--policy", "db"], SECRET);
     let mut times: Vec<chrono::DateTime<chrono::Utc>> = sim
         .requests("CreateSnapshots")
         .iter()

@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
-const MINUTE: Duration = Duration::from_secs(60);
 
 /// A QingCloud config with `policies` (`[[policy]]` bodies) and alerts
 /// appended as JSON lines to `alerts.jsonl` in the workdir.

@@ -9,7 +9,6 @@ mod clouds;
 mod util;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use snapwarden::state::{LedgerState, RunState};
@@ -17,22 +16,8 @@ use snapwarden::state::{LedgerState, RunState};
 use clouds::{Kind, ALL};
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
-
 fn config_text(wd: &Workdir, sim: &Sim, provider_extra: &str, policies: &[String]) -> String {
-    let mut text = format!(
-        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",
-        wd.state_path().display()
-    );
-    for kind in ALL {
-        text.push_str(&kind.provider_section(sim, provider_extra));
-        text.push('\n');
-    }
-    for p in policies {
-        text.push_str(p);
-        text.push('\n');
-    }
-    text
+    clouds::config_text(wd, sim, &ALL, provider_extra, policies)
 }
 
 fn output_text(out: &std::process::Output) -> String {
@@ -158,13 +143,10 @@ fn mixed_faults_are_retried_and_other_policies_keep_succeeding() {
         let hit: usize = ["throttle", "server_error", "drop_connection", "malformed"]
             .iter()
             .map(|f| {
-                sim.get(&format!("/_sim/requests?dialect={}", kind.dialect()))["requests"]
-                    .as_array()
-                    .map_or(0, |rs| {
-                        rs.iter()
-                            .filter(|r| r["fault"].as_str().is_some_and(|x| x.contains(f)))
-                            .count()
-                    })
+                sim.journal(kind.dialect(), None)
+                    .iter()
+                    .filter(|r| r["fault"].as_str().is_some_and(|x| x.contains(f)))
+                    .count()
             })
             .sum();
         assert!(hit > 0, "{kind:?}: no request was faulted");

@@ -8,31 +8,18 @@ mod util;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use chrono::Utc;
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
 
 const VOL: &str = "vol-gap00001";
-const MINUTE: Duration = Duration::from_secs(60);
 
 /// A policy `db` on `targets`, polled every 100 ms.
 fn policy(targets: &[&str], schedule: &str, extra: &str) -> String {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        r#"name = "db"
-provider = "qc"
-resource = "volume"
-targets = [{}]
-schedule = "{schedule}"
-retain = 10
-poll_interval = "100ms"
-poll_max_interval = "200ms"
-{extra}
-"#,
-        targets.join(", ")
-    )
+    let rest =
+        format!("retain = 10\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\n{extra}");
+    qc_policy("db", targets, schedule, &rest)
 }
 
 /// A QingCloud config whose alerts are appended as JSON lines to

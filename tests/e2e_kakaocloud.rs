@@ -1,45 +1,32 @@
 //! End to end on KakaoCloud: the real binary against the built-in
 //! simulator's KakaoCloud dialect on loopback, asserting on what the
 //! simulator saw (its request journal and state) and on the ledger.
+//! The scenarios every cloud shares (auth, throttling, failed snapshots,
+//! lost answers, restore) are in `e2e_clouds.rs`.
 
+mod clouds;
 mod util;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use chrono::Utc;
+use clouds::Kind;
 use serde_json::{json, Value};
 use snapwarden::state::{LedgerState, RunState};
 use util::*;
-
-const KC_ID: &str = "kc-sim-access-key";
-const KC_SECRET: &str = "sim-kakaocloud-secret";
-const MINUTE: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------ helpers
 
 /// A policy file with one KakaoCloud provider pointed at `sim`.
 fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
-    format!(
-        r#"[daemon]
-state_path = "{state}"
-log_format = "text"
-
-[providers.kc]
-kind = "kakaocloud"
-endpoint = "{url}/kakaocloud/volume"
-bcs_endpoint = "{url}/kakaocloud/bcs"
-iam_endpoint = "{url}/kakaocloud/iam/identity/v3/auth/tokens"
-application_credential_id = "{KC_ID}"
-application_credential_secret_env = "{env}"
-requests_per_second = 200
-
-[[policy]]
-{policy}
-"#,
-        state = wd.state_path().display(),
-        url = sim.url,
-        env = secret_env_name(KC_SECRET),
+    let policy = format!("[[policy]]\n{policy}");
+    clouds::config_text(
+        wd,
+        sim,
+        &[Kind::KakaoCloud],
+        "requests_per_second = 200",
+        &[policy],
     )
 }
 
@@ -111,12 +98,7 @@ impl KakaoSim for Sim {
     }
 
     fn kc_requests(&self, action: &str) -> Vec<Value> {
-        self.get(&format!(
-            "/_sim/requests?dialect=kakaocloud&action={action}"
-        ))["requests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.journal("kakaocloud", Some(action))
     }
 }
 
@@ -134,28 +116,53 @@ fn accepted(requests: &[Value]) -> Vec<Value> {
 
 /// `snapwarden snapshot` for policy `db`, asserting success.
 fn snapshot_ok(wd: &Workdir, cfg: &std::path::Path) -> Output {
-    let out = wd.cmd(
-        &[
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ],
-        KC_SECRET,
+    wd.run_ok(cfg, &["snapshot", "--policy", "db"], KC_SECRET)
+}
+
+/// Instance `web-01` with a root and a data volume; returns their ids.
+fn web_01(sim: &Sim) -> (&'static str, &'static str) {
+    let (root, data) = (
+        "aaaa0000-root-0000-0000-000000000001",
+        "bbbb0000-data-0000-0000-000000000002",
     );
-    assert!(
-        out.status.success(),
-        "snapshot failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    sim.kc_instance(
+        "9d2c7e4a-0000-4000-8000-00000000000a",
+        "web-01",
+        &[(root, true), (data, false)],
     );
-    out
+    (root, data)
 }
 
 /// The next slot is the next whole second.
 fn next_second() {
     std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// A volume `v` of policy `db` keeping 2 in chains of three
+/// (`full_every = 3`), snapshotted `runs` times a second apart; `after`
+/// sees each run's number and every snapshot then. Returns the snapshot
+/// ids in the order they were made.
+fn chain_runs(
+    sim: &Sim,
+    wd: &Workdir,
+    v: &str,
+    runs: usize,
+    mut after: impl FnMut(usize, &[Value]),
+) -> std::path::PathBuf {
+    sim.kc_volume(v);
+    let cfg = wd.write_config(&config(
+        wd,
+        sim,
+        &policy("volume", &[v], 2, "full_every = 3"),
+    ));
+    for run in 1..=runs {
+        if run > 1 {
+            next_second();
+        }
+        snapshot_ok(wd, &cfg);
+        after(run, &sim.kc_snapshots());
+    }
+    cfg
 }
 
 // -------------------------------------------------------------------- tests
@@ -208,18 +215,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
             live.iter().any(|s| s["id"] == manual_id.as_str()),
             "the manual snapshot on {v} (whose name looks like ours) is untouched"
         );
-        let rows: Vec<_> = wd
-            .state()
-            .all_snapshots()
-            .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == *v)
-            .collect();
-        let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
-        assert_eq!(
-            (count(LedgerState::Available), count(LedgerState::Deleted)),
-            (2, 1)
-        );
+        assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     assert_eq!(accepted(&sim.kc_requests("DeleteSnapshot")).len(), 2);
     assert!(
@@ -228,10 +224,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
     );
     // One token per process, never a 401.
     assert_eq!(sim.kc_requests("IssueToken").len(), 3);
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert!(all.iter().all(|r| r["http_status"] != 401), "no 401s");
     assert!(all.iter().all(|r| !r.to_string().contains(KC_SECRET)));
 }
@@ -242,15 +235,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
 fn instance_target_snapshots_every_attached_volume() {
     let sim = Sim::start("300ms");
     let wd = Workdir::new();
-    let (root, data) = (
-        "aaaa0000-root-0000-0000-000000000001",
-        "bbbb0000-data-0000-0000-000000000002",
-    );
-    sim.kc_instance(
-        "9d2c7e4a-0000-4000-8000-00000000000a",
-        "web-01",
-        &[(root, true), (data, false)],
-    );
+    let (root, data) = web_01(&sim);
     // Another instance whose name contains ours must not be picked.
     sim.kc_instance(
         "9d2c7e4a-0000-4000-8000-00000000000b",
@@ -289,20 +274,8 @@ fn instance_target_snapshots_every_attached_volume() {
         assert!(own.iter().all(|s| s["status"] == "available"));
     }
     assert!(sim.kc_live(data).iter().any(|s| s["id"] == manual.as_str()));
-    let rows = wd.state().all_snapshots().expect("ledger");
-    assert_eq!(rows.len(), 6);
-    assert_eq!(
-        rows.iter()
-            .filter(|r| r.state == LedgerState::Available)
-            .count(),
-        4
-    );
-    assert_eq!(
-        rows.iter()
-            .filter(|r| r.state == LedgerState::Deleted)
-            .count(),
-        2
-    );
+    assert_eq!(wd.state().all_snapshots().expect("ledger").len(), 6);
+    assert_eq!(wd.available_and_deleted(None), (4, 2));
     // The instance was looked up with the API's filters.
     let lookups = sim.kc_requests("ListInstances");
     assert!(lookups.iter().any(|r| r["params"]["name"] == "web-01"));
@@ -321,10 +294,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
     snapshot_ok(&wd, &cfg);
     let issues = sim.kc_requests("IssueToken").len();
     assert!(issues >= 3, "renewed during the run: {issues} issues");
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert!(
         all.iter().all(|r| r["http_status"] != 401),
         "renewed before expiry"
@@ -336,19 +306,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
         json!({"token_ttl_ms": 3_600_000}),
     );
     next_second();
-    let child = Command::new(BIN)
-        .args([
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-        ])
-        .env(secret_env_name(KC_SECRET), KC_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start snapshot");
+    let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "db"], KC_SECRET);
     wait_for("the second create", MINUTE, || {
         (accepted(&sim.kc_requests("CreateSnapshot")).len() == 2).then_some(())
     });
@@ -359,10 +317,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let all = sim.get("/_sim/requests?dialect=kakaocloud")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = sim.journal("kakaocloud", None);
     assert_eq!(
         all.iter().filter(|r| r["http_status"] == 401).count(),
         1,
@@ -422,20 +377,8 @@ fn unknown_instance_is_a_clear_error() {
 fn full_every_three_builds_chains_and_prunes_whole_chains() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
-    let v = "vol-chain";
-    sim.kc_volume(v);
-    let cfg = wd.write_config(&config(
-        &wd,
-        &sim,
-        &policy("volume", &[v], 2, "full_every = 3"),
-    ));
     let mut ids: Vec<String> = Vec::new();
-    for run in 1..=6 {
-        if run > 1 {
-            next_second();
-        }
-        snapshot_ok(&wd, &cfg);
-        let all = sim.kc_snapshots();
+    chain_runs(&sim, &wd, "vol-chain", 6, |run, all| {
         let newest = all.last().expect("a snapshot");
         ids.push(newest["id"].as_str().expect("id").to_string());
         // Chains stay whole: every live incremental's parent is live.
@@ -455,7 +398,7 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
             _ => ids[3..].iter().map(String::as_str).collect(),
         };
         assert_eq!(live_ids, expect, "after run {run}");
-    }
+    });
     let pattern: Vec<bool> = accepted(&sim.kc_requests("CreateSnapshot"))
         .iter()
         .map(|r| r["params"]["snapshot.is_incremental"] == "true")
@@ -471,53 +414,6 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
         .filter_map(|r| r["params"]["snapshot_id"].as_str().map(str::to_string))
         .collect();
     assert_eq!(deletes, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
-}
-
-/// `restore` makes a new volume from the newest good own snapshot and
-/// follows it to the end.
-#[test]
-fn restore_makes_a_new_volume_from_the_newest_snapshot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.kc_volume("vol-kc-1");
-    let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &["vol-kc-1"], 3, "")));
-    snapshot_ok(&wd, &cfg);
-    next_second();
-    snapshot_ok(&wd, &cfg);
-    let newest = sim
-        .kc_live("vol-kc-1")
-        .iter()
-        .filter(|s| s["status"] == "available")
-        .max_by_key(|s| s["created_at"].as_str().map(str::to_string))
-        .and_then(|s| s["id"].as_str().map(str::to_string))
-        .expect("a snapshot");
-    let out = wd.cmd(
-        &[
-            "restore",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "db",
-            "--target",
-            "vol-kc-1",
-            "--new-name",
-            "restored-1",
-        ],
-        KC_SECRET,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("into new resource"), "{stdout}");
-    let restores = accepted(&sim.kc_requests("RestoreSnapshot"));
-    assert_eq!(restores.len(), 1, "one restore call, never repeated");
-    assert!(
-        restores[0].to_string().contains(&newest),
-        "the newest snapshot was restored: {restores:?}"
-    );
 }
 
 /// Review §1: the answer to the first volume's create is lost (the cloud
@@ -642,26 +538,15 @@ fn a_chain_stops_at_its_first_failed_delete() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     let v = "vol-chain-stop";
-    sim.kc_volume(v);
-    let cfg = wd.write_config(&config(
-        &wd,
-        &sim,
-        &policy("volume", &[v], 2, "full_every = 3"),
-    ));
     let mut ids: Vec<String> = Vec::new();
-    for run in 1..=4 {
-        if run > 1 {
-            next_second();
-        }
-        snapshot_ok(&wd, &cfg);
-        let all = sim.kc_snapshots();
+    let cfg = chain_runs(&sim, &wd, v, 4, |_, all| {
         ids.push(
             all.last().expect("a snapshot")["id"]
                 .as_str()
                 .expect("id")
                 .to_string(),
         );
-    }
+    });
     sim.fault(json!({"dialect": "kakaocloud", "action": "DeleteSnapshot",
                      "fault": "server_error", "count": 12}));
     next_second();
@@ -751,15 +636,7 @@ fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
 fn a_detached_volumes_snapshots_are_not_written_off() {
     let sim = Sim::start("100ms");
     let wd = Workdir::new();
-    let (root, data) = (
-        "aaaa0000-root-0000-0000-000000000001",
-        "bbbb0000-data-0000-0000-000000000002",
-    );
-    sim.kc_instance(
-        "9d2c7e4a-0000-4000-8000-00000000000a",
-        "web-01",
-        &[(root, true), (data, false)],
-    );
+    let (_, data) = web_01(&sim);
     let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
     snapshot_ok(&wd, &cfg);
     next_second();
@@ -815,21 +692,7 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
         assert!(listed.contains(&id.as_str()), "{id} listed: {doc}");
     }
     // Never deleted, never marked gone by `orphans --delete --yes`.
-    let out = wd.cmd(
-        &[
-            "orphans",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--delete",
-            "--yes",
-        ],
-        KC_SECRET,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.run_ok(&cfg, &["orphans", "--delete", "--yes"], KC_SECRET);
     assert_eq!(sim.kc_live(data).len(), 2);
     let rows = wd.state().all_snapshots().expect("ledger");
     assert!(rows

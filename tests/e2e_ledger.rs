@@ -12,21 +12,11 @@ use std::time::Duration;
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn policy(schedule: &str) -> String {
-    format!(
-        r#"name = "db"
-provider = "qc"
-resource = "volume"
-targets = ["{VOL}"]
-schedule = "{schedule}"
-retain = 3
-poll_interval = "100ms"
-poll_max_interval = "300ms"
-timeout = "30s"
-"#
-    )
+    let rest =
+        "retain = 3\npoll_interval = \"100ms\"\npoll_max_interval = \"300ms\"\ntimeout = \"30s\"";
+    qc_policy("db", &[VOL], schedule, rest)
 }
 
 fn stderr(out: &Output) -> String {
@@ -35,10 +25,7 @@ fn stderr(out: &Output) -> String {
 
 /// Every API request the simulator has seen, of any action.
 fn all_requests(sim: &Sim) -> usize {
-    sim.get("/_sim/requests?dialect=qingcloud")["requests"]
-        .as_array()
-        .map(Vec::len)
-        .unwrap_or(0)
+    sim.journal("qingcloud", None).len()
 }
 
 /// Daemon B on A's file exits 2 at once, naming the lock and A's pid; A

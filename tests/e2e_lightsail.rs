@@ -3,18 +3,18 @@
 //! simulator saw and on the ledger. Static keys and an endpoint override
 //! keep the SDK off the network; `AWS_EC2_METADATA_DISABLED` and empty AWS
 //! config files make sure the credential chain could not reach out either.
+//! The scenarios every cloud shares (auth, throttling, failed snapshots,
+//! lost answers) are in `e2e_clouds.rs`; Lightsail's restores are here.
 
+mod clouds;
 mod util;
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use clouds::Kind;
 use serde_json::{json, Value};
-use snapwarden::state::LedgerState;
 use util::*;
-
-const KEY_ID: &str = "AKIASIMLIGHTSAIL0001";
-const SECRET: &str = "sim-lightsail-secret";
 
 /// `[[policy]]` bodies for an instance policy `web` and a disk policy `data`.
 fn policies(retain: u32) -> String {
@@ -44,24 +44,14 @@ timeout = "30s"
     )
 }
 
-fn config(wd: &Workdir, sim: &Sim, secret: &str, policies: &str) -> std::path::PathBuf {
-    wd.write_config(&format!(
-        r#"[daemon]
-state_path = "{state}"
-log_format = "text"
-
-[providers.ls]
-kind = "lightsail"
-region = "us-east-2"
-access_key_id = "{KEY_ID}"
-secret_access_key_env = "{var}"
-endpoint = "{url}/lightsail"
-requests_per_second = 50
-
-{policies}"#,
-        state = wd.state_path().display(),
-        var = secret_env_name(secret),
-        url = sim.url,
+fn config(wd: &Workdir, sim: &Sim, policies: &str) -> std::path::PathBuf {
+    let policies = policies.to_string();
+    wd.write_config(&clouds::config_text(
+        wd,
+        sim,
+        &[Kind::Lightsail],
+        "requests_per_second = 50",
+        &[policies],
     ))
 }
 
@@ -153,10 +143,7 @@ fn live(sim: &Sim, source_key: &str, source: &str) -> Vec<Value> {
 }
 
 fn requests(sim: &Sim, action: &str) -> Vec<Value> {
-    sim.get(&format!("/_sim/requests?dialect=lightsail&action={action}"))["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("lightsail", Some(action))
 }
 
 fn ok(r: &Value) -> bool {
@@ -182,13 +169,13 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
     let wd = Workdir::new();
     seed(&sim);
     let foreign = seed_foreign(&sim);
-    let cfg = config(&wd, &sim, SECRET, &policies(2));
+    let cfg = config(&wd, &sim, &policies(2));
     for i in 0..4 {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(1050)); // a new slot (name) per second
         }
         for policy in ["web", "data"] {
-            let out = snapshot_now(&wd, &cfg, policy, SECRET);
+            let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
             assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
         }
     }
@@ -219,21 +206,13 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
             );
         }
         // The ledger: two available, two deleted.
-        let rows: Vec<_> = wd
+        assert_eq!(wd.available_and_deleted(Some(source)), (2, 2));
+        assert!(wd
             .state()
             .all_snapshots()
             .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == source)
-            .collect();
-        let count = |st: LedgerState| rows.iter().filter(|r| r.state == st).count();
-        assert_eq!(
-            (count(LedgerState::Available), count(LedgerState::Deleted)),
-            (2, 2),
-            "{rows:?}"
-        );
-        assert!(rows
             .iter()
+            .filter(|r| r.target == source)
             .all(|r| r.snapshot_id.starts_with(&format!("{family}/"))));
     }
 
@@ -320,158 +299,6 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
     assert!(requests(&sim, "DeleteAutoSnapshot").is_empty());
 }
 
-/// Throttling on create, on the status lookup and on listing: retried by the
-/// engine's policy, one snapshot made.
-#[test]
-fn throttling_is_retried() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    seed(&sim);
-    for action in [
-        "CreateInstanceSnapshot",
-        "GetInstanceSnapshot",
-        "GetInstanceSnapshots",
-    ] {
-        sim.post(
-            "/_sim/faults",
-            json!({"dialect": "lightsail", "action": action, "fault": "throttle", "count": 2}),
-        );
-    }
-    let cfg = config(&wd, &sim, SECRET, &policies(2));
-    let out = snapshot_now(&wd, &cfg, "web", SECRET);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let creates = requests(&sim, "CreateInstanceSnapshot");
-    assert_eq!(creates.len(), 3, "two throttled, one accepted: {creates:?}");
-    assert_eq!(creates.iter().filter(|r| ok(r)).count(), 1);
-    assert!(creates
-        .iter()
-        .take(2)
-        .all(|r| r["params"]["__error"] == "ThrottlingException"));
-    assert!(
-        requests(&sim, "GetInstanceSnapshot")
-            .iter()
-            .filter(|r| r["fault"] == "throttle")
-            .count()
-            == 2
-    );
-    assert_eq!(live(&sim, "fromInstanceName", "web-1").len(), 1);
-}
-
-/// A failed operation fails the run (errorCode in the message and status)
-/// and nothing is pruned, although retain would delete one.
-#[test]
-fn failed_operation_fails_the_run_without_pruning() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    seed(&sim);
-    let cfg = config(&wd, &sim, SECRET, &policies(2));
-    for i in 0..2 {
-        if i > 0 {
-            std::thread::sleep(Duration::from_millis(1050));
-        }
-        let out = snapshot_now(&wd, &cfg, "data", SECRET);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    std::thread::sleep(Duration::from_millis(1050));
-    let cfg = config(&wd, &sim, SECRET, &policies(1));
-    sim.post(
-        "/_sim/faults",
-        json!({"dialect": "lightsail", "action": "CreateDiskSnapshot", "fault": "fail_job", "count": 1}),
-    );
-    let out = snapshot_now(&wd, &cfg, "data", SECRET);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a failed run exits 1: {}",
-        stderr(&out)
-    );
-    let err = stderr(&out);
-    assert!(err.contains("errorCode InternalError"), "{err}");
-    assert!(
-        requests(&sim, "DeleteDiskSnapshot").is_empty(),
-        "no pruning after a failed run"
-    );
-    let completed = live(&sim, "fromDiskName", "data-1")
-        .into_iter()
-        .filter(|s| s["state"] == "completed")
-        .count();
-    assert_eq!(completed, 2);
-
-    let out = run(
-        &wd,
-        &["status", "--json", "-c", cfg.to_str().expect("utf-8 path")],
-        SECRET,
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("status json");
-    let t = doc["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["policy"] == "data"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(t["last_run"]["state"], "failed", "{doc}");
-    assert!(
-        t["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("InternalError"),
-        "{doc}"
-    );
-}
-
-/// A lost answer to a create (connection dropped after the simulator made
-/// the snapshot): the engine reconciles by listing and adopts it; no second
-/// snapshot for the slot.
-#[test]
-fn lost_create_answer_is_adopted_not_duplicated() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    seed(&sim);
-    sim.post(
-        "/_sim/faults",
-        json!({"dialect": "lightsail", "action": "CreateInstanceSnapshot", "fault": "drop_connection", "count": 1}),
-    );
-    let cfg = config(&wd, &sim, SECRET, &policies(2));
-    let out = snapshot_now(&wd, &cfg, "web", SECRET);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(live(&sim, "fromInstanceName", "web-1").len(), 1);
-    let rows = wd.state().all_snapshots().expect("ledger");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].state, LedgerState::Available);
-}
-
-/// A wrong secret: a clear authentication error (the simulator recomputed
-/// the SigV4 signature and it did not match), the secret never printed,
-/// nothing created.
-#[test]
-fn wrong_secret_is_a_clear_auth_error() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    seed(&sim);
-    let wrong = "not-the-lightsail-secret";
-    let cfg = config(&wd, &sim, wrong, &policies(2));
-    let out = snapshot_now(&wd, &cfg, "web", wrong);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("auth error") && err.contains("InvalidSignatureException"),
-        "{err}"
-    );
-    assert!(
-        !err.contains(wrong),
-        "the secret must not be printed: {err}"
-    );
-    let creates = requests(&sim, "CreateInstanceSnapshot");
-    assert!(creates.iter().all(|r| !ok(r)), "{creates:?}");
-    assert!(live(&sim, "fromInstanceName", "web-1").is_empty());
-
-    // The right secret through the same endpoint works: the path
-    // `/lightsail` is signed by the SDK and recomputed by the simulator.
-    std::thread::sleep(Duration::from_millis(1050)); // the failed slot is not run again
-    let cfg = config(&wd, &sim, SECRET, &policies(2));
-    let out = snapshot_now(&wd, &cfg, "web", SECRET);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 /// The ledger's restore operations: (outcome, error) of each finished one,
 /// and how many are still open.
 fn restore_ops(wd: &Workdir) -> (Vec<(String, Option<String>)>, usize) {
@@ -509,7 +336,7 @@ fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new:
             "--new-name",
             new,
         ],
-        SECRET,
+        LS_SECRET,
     )
 }
 
@@ -531,13 +358,13 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         "/_sim/lightsail/disks",
         json!({"name": "data-1", "availability_zone": "us-east-2c"}),
     );
-    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    let cfg = config(&wd, &sim, &policies(3));
     for i in 0..2 {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(1050));
         }
         for policy in ["web", "data"] {
-            let out = snapshot_now(&wd, &cfg, policy, SECRET);
+            let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
             assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
         }
     }
@@ -655,8 +482,8 @@ fn failed_restore_is_reported_and_recorded() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     seed(&sim);
-    let cfg = config(&wd, &sim, SECRET, &policies(3));
-    let out = snapshot_now(&wd, &cfg, "data", SECRET);
+    let cfg = config(&wd, &sim, &policies(3));
+    let out = snapshot_now(&wd, &cfg, "data", LS_SECRET);
     assert!(out.status.success(), "{}", stderr(&out));
     sim.post(
         "/_sim/faults",
@@ -690,7 +517,7 @@ fn daemon(cfg: &std::path::Path, wd: &Workdir) -> Daemon {
     let none = none.to_str().expect("utf-8 path");
     Daemon::start_with_env(
         cfg,
-        SECRET,
+        LS_SECRET,
         &[
             ("AWS_EC2_METADATA_DISABLED", "true"),
             ("AWS_CONFIG_FILE", none),
@@ -752,7 +579,7 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
         instance_policy("db", "prod-web", &schedule),
         instance_policy("db-prod", "web", &schedule)
     );
-    let cfg = config(&wd, &sim, SECRET, &policies);
+    let cfg = config(&wd, &sim, &policies);
     let d = daemon(&cfg, &wd);
     let pairs = [("db", "prod-web"), ("db-prod", "web")];
     let runs: Vec<_> = pairs
@@ -810,12 +637,7 @@ fn lightsail_calls_are_counted_and_timed_in_metrics() {
         json!({"dialect": "lightsail", "action": "GetInstanceSnapshots", "fault": "throttle", "count": 1}),
     );
     let schedule = seconds_from_now(&[2]);
-    let text = config(
-        &wd,
-        &sim,
-        SECRET,
-        &instance_policy("web", "web-1", &schedule),
-    );
+    let text = config(&wd, &sim, &instance_policy("web", "web-1", &schedule));
     let text = std::fs::read_to_string(&text).expect("config").replace(
         "log_format = \"text\"",
         "log_format = \"text\"\nmetrics_listen = \"127.0.0.1:0\"",
@@ -893,15 +715,15 @@ fn plan_json_shows_the_cloud_identifier_and_details() {
     let sim = Sim::start("200ms");
     let wd = Workdir::new();
     seed(&sim);
-    let cfg = config(&wd, &sim, SECRET, &policies(3));
+    let cfg = config(&wd, &sim, &policies(3));
     for policy in ["web", "data"] {
-        let out = snapshot_now(&wd, &cfg, policy, SECRET);
+        let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let out = run(
         &wd,
         &["plan", "--json", "-c", cfg.to_str().expect("utf-8 path")],
-        SECRET,
+        LS_SECRET,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("plan json");

@@ -9,8 +9,6 @@ use std::time::Duration;
 use serde_json::json;
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
-
 fn metrics_addr(daemon: &Daemon) -> String {
     let log = daemon.log.clone();
     wait_for(

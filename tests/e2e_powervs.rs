@@ -2,6 +2,8 @@
 //! simulator's `powervs` dialect, with each of the three auth modes and the
 //! `login` device flow, asserting on what the simulator saw and on the
 //! ledger.
+//! The scenarios every cloud shares (auth, throttling, failed snapshots,
+//! lost answers, restore) are in `e2e_clouds.rs`.
 
 mod util;
 
@@ -10,13 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use snapwarden::state::LedgerState;
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
 const CID: &str = "ws-e2e-0001";
 const PVM: &str = "pvm-e2e-0001";
-const API_KEY: &str = "sim-powervs-api-key";
 
 fn crn() -> String {
     format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{CID}::")
@@ -49,17 +48,11 @@ fn manual_snapshot(sim: &Sim, name: &str) -> String {
 }
 
 fn requests(sim: &Sim, action: &str) -> Vec<Value> {
-    sim.get(&format!("/_sim/requests?dialect=powervs&action={action}"))["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("powervs", Some(action))
 }
 
 fn all_requests(sim: &Sim) -> Vec<Value> {
-    sim.get("/_sim/requests?dialect=powervs")["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.journal("powervs", None)
 }
 
 fn live_snapshots(sim: &Sim) -> Vec<Value> {
@@ -116,6 +109,23 @@ fn api_key_auth(sim: &Sim, key: &str) -> String {
     )
 }
 
+/// An access token from the simulator's IAM for the right API key.
+fn iam_token(sim: &Sim, http: &reqwest::blocking::Client) -> String {
+    let v: Value = http
+        .post(format!("{}/powervs/identity/token", sim.url))
+        .form(&[
+            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+            ("apikey", PVS_API_KEY),
+        ])
+        .send()
+        .and_then(|r| r.json())
+        .expect("IAM token");
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
 /// `snapwarden snapshot` once, with `secret` in its variable.
 fn snapshot(wd: &Workdir, secret: &str) -> Output {
     let cfg = wd.config_path();
@@ -158,14 +168,17 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
     settings(&sim, json!({"token_lifetime_s": 2}));
     let manual = manual_snapshot(&sim, &format!("lpar-{PVM}-19990101T000000Z"));
     let wd = Workdir::new();
-    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
+    config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
 
     for _ in 0..3 {
-        let out = snapshot(&wd, API_KEY);
+        let out = snapshot(&wd, PVS_API_KEY);
         assert!(out.status.success(), "{}", text(&out));
         assert!(text(&out).contains("ok, 1 created"), "{}", text(&out));
         assert_no_failed_call_reached_the_engine(&out);
-        assert!(!text(&out).contains(API_KEY), "the key must not be logged");
+        assert!(
+            !text(&out).contains(PVS_API_KEY),
+            "the key must not be logged"
+        );
     }
 
     // Tokens were renewed within runs: more exchanges than processes, and
@@ -224,10 +237,7 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
     assert_eq!(deletes.len(), 1);
     assert_eq!(status(&deletes[0]), 202);
 
-    let rows = wd.state().all_snapshots().expect("ledger");
-    let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
-    assert_eq!(count(LedgerState::Available), 2);
-    assert_eq!(count(LedgerState::Deleted), 1);
+    assert_eq!(wd.available_and_deleted(None), (2, 1));
 }
 
 /// A token revoked mid-run: pcloud answers 401, the client re-issues once
@@ -237,21 +247,8 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
     let sim = Sim::start("1500ms");
     seed(&sim);
     let wd = Workdir::new();
-    let cfg = config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
-    let child = Command::new(BIN)
-        .args([
-            "snapshot",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "--policy",
-            "lpar",
-        ])
-        .env(secret_env_name(API_KEY), API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start snapshot");
+    let cfg = config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
+    let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "lpar"], PVS_API_KEY);
     wait_for("the create call", MINUTE, || {
         (!requests(&sim, "pcloud.pvminstances.snapshots.post").is_empty()).then_some(())
     });
@@ -377,22 +374,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     let sim = Sim::start("300ms");
     seed(&sim);
     let http = reqwest::blocking::Client::new();
-    let token = |http: &reqwest::blocking::Client| -> String {
-        let v: Value = http
-            .post(format!("{}/powervs/identity/token", sim.url))
-            .form(&[
-                ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
-                ("apikey", API_KEY),
-            ])
-            .send()
-            .and_then(|r| r.json())
-            .expect("IAM token");
-        v["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
-    };
-    let good = token(&http);
+    let good = iam_token(&sim, &http);
     let wd = Workdir::new();
     config(
         &wd,
@@ -405,7 +387,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     assert!(!text(&out).contains(&good));
 
     settings(&sim, json!({"token_lifetime_s": 1}));
-    let short = token(&http);
+    let short = iam_token(&sim, &http);
     std::thread::sleep(Duration::from_millis(2100));
     config(
         &wd,
@@ -426,31 +408,6 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     );
 }
 
-/// A wrong API key: a clear auth error, not retried, nothing created.
-#[test]
-fn a_wrong_api_key_is_a_clear_auth_error() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
-    let wd = Workdir::new();
-    let wrong = "not-the-api-key-e2e";
-    config(&wd, &sim, &api_key_auth(&sim, wrong), 2);
-    let out = snapshot(&wd, wrong);
-    assert_eq!(out.status.code(), Some(1));
-    let t = text(&out);
-    assert!(
-        t.contains("IBM Cloud IAM rejected the api_key")
-            && t.contains("Provided API key could not be found"),
-        "{t}"
-    );
-    assert!(!t.contains(wrong), "the key must not be shown: {t}");
-    assert_eq!(
-        requests(&sim, "iam.token").len(),
-        1,
-        "an auth error is not retried"
-    );
-    assert!(requests(&sim, "pcloud.pvminstances.snapshots.post").is_empty());
-}
-
 /// Another snapshot in progress on the instance: the create answers 409,
 /// which is retried until the other one is done.
 #[test]
@@ -459,16 +416,7 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     seed(&sim);
     // Someone else starts a snapshot of the instance through the API.
     let http = reqwest::blocking::Client::new();
-    let v: Value = http
-        .post(format!("{}/powervs/identity/token", sim.url))
-        .form(&[
-            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
-            ("apikey", API_KEY),
-        ])
-        .send()
-        .and_then(|r| r.json())
-        .expect("IAM token");
-    let token = v["access_token"].as_str().expect("token").to_string();
+    let token = iam_token(&sim, &http);
     let r = http
         .post(format!(
             "{}/powervs/pcloud/v1/cloud-instances/{CID}/pvm-instances/{PVM}/snapshots",
@@ -482,8 +430,8 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     assert_eq!(r.status().as_u16(), 202);
 
     let wd = Workdir::new();
-    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
-    let out = snapshot(&wd, API_KEY);
+    config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
+    let out = snapshot(&wd, PVS_API_KEY);
     assert!(out.status.success(), "{}", text(&out));
     let ours: Vec<Value> = requests(&sim, "pcloud.pvminstances.snapshots.post")
         .into_iter()
@@ -496,109 +444,4 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     assert_eq!(status(ours.last().expect("one")), 202);
     assert!(text(&out).contains("retrying"), "{}", text(&out));
     assert_eq!(live_snapshots(&sim).len(), 2, "ours and the other one");
-}
-
-/// A snapshot that ends in `error`: the run fails with the cloud's
-/// `statusDetail`, and nothing is pruned after a failed run.
-#[test]
-fn a_failed_snapshot_reports_its_detail_and_prunes_nothing() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
-    let wd = Workdir::new();
-    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 1);
-    let out = snapshot(&wd, API_KEY);
-    assert!(out.status.success(), "{}", text(&out));
-    std::thread::sleep(Duration::from_millis(1100)); // a new slot
-    sim.fault(
-        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
-                     "fault": "fail_job", "count": 1}),
-    );
-    let out = snapshot(&wd, API_KEY);
-    assert_eq!(out.status.code(), Some(1));
-    let t = text(&out);
-    assert!(
-        t.contains("\"error\"") && t.contains("storage backend reported an error"),
-        "{t}"
-    );
-    assert!(requests(&sim, "pcloud.cloudinstances.snapshots.delete").is_empty());
-    assert_eq!(
-        live_snapshots(&sim).len(),
-        2,
-        "the good one stays: retain 1 is not applied"
-    );
-}
-
-/// The create's answer is lost (the connection drops after the cloud made
-/// the snapshot): the engine looks the slot up by our description before
-/// creating again, so there is exactly one snapshot. Throttled polls are
-/// retried.
-#[test]
-fn a_lost_create_answer_is_reconciled_without_a_duplicate() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
-    let wd = Workdir::new();
-    config(&wd, &sim, &api_key_auth(&sim, API_KEY), 2);
-    sim.fault(
-        json!({"dialect": "powervs", "action": "pcloud.pvminstances.snapshots.post",
-                     "fault": "drop_connection", "count": 1}),
-    );
-    sim.fault(
-        json!({"dialect": "powervs", "action": "pcloud.cloudinstances.snapshots.getall",
-                     "fault": "throttle", "count": 1}),
-    );
-    let out = snapshot(&wd, API_KEY);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        requests(&sim, "pcloud.pvminstances.snapshots.post").len(),
-        1
-    );
-    let live = live_snapshots(&sim);
-    assert_eq!(live.len(), 1, "{live:?}");
-    let rows = wd.state().all_snapshots().expect("ledger");
-    assert_eq!(rows.len(), 1);
-    assert_eq!(
-        rows[0].snapshot_id,
-        live[0]["snapshot_id"].as_str().unwrap_or("")
-    );
-    assert!(text(&out).contains("adopting"), "{}", text(&out));
-}
-
-/// `restore` on PowerVS is in place: refused without `--yes`, then done
-/// and followed until the snapshot is available again.
-#[test]
-fn restore_in_place_needs_yes_then_completes() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
-    let wd = Workdir::new();
-    let cfg = config(&wd, &sim, &api_key_auth(&sim, API_KEY), 3);
-    let out = snapshot(&wd, API_KEY);
-    assert!(out.status.success(), "{}", text(&out));
-    let path = cfg.to_str().expect("utf-8");
-    let restore_calls = || requests(&sim, "pcloud.pvminstances.snapshots.restore.post").len();
-
-    let out = wd.cmd(
-        &["restore", "-c", path, "--policy", "lpar", "--target", PVM],
-        API_KEY,
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("in place"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(restore_calls(), 0, "nothing without --yes");
-
-    let out = wd.cmd(
-        &[
-            "restore", "-c", path, "--policy", "lpar", "--target", PVM, "--yes",
-        ],
-        API_KEY,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("back to snapshot"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(restore_calls(), 1);
 }

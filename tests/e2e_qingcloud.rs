@@ -1,31 +1,21 @@
 //! End to end on QingCloud: the real binary against the built-in simulator
-//! on loopback, asserting on what the simulator saw and on the ledger.
+//! on loopback, asserting on what the simulator saw and on the ledger. The
+//! scenarios every cloud shares (auth, throttling, failed jobs, lost
+//! answers, restore) are in `e2e_clouds.rs`.
 
 mod util;
 
 use std::time::Duration;
 
-use serde_json::json;
-use snapwarden::state::{LedgerState, RunState};
+use snapwarden::state::RunState;
 use util::*;
 
-const MINUTE: Duration = Duration::from_secs(60);
-
 fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        r#"name = "db"
-provider = "qc"
-resource = "volume"
-targets = [{}]
-schedule = "{schedule}"
-retain = {retain}
-poll_interval = "100ms"
-poll_max_interval = "400ms"
-timeout = "30s"
-"#,
-        targets.join(", ")
-    )
+    let rest = format!(
+        "retain = {retain}\npoll_interval = \"100ms\"\npoll_max_interval = \"400ms\"\n\
+         timeout = \"30s\""
+    );
+    qc_policy("db", targets, schedule, &rest)
 }
 
 /// Three slots on two volumes: three creates each, every job polled to
@@ -49,21 +39,7 @@ fn three_slots_two_volumes_retain_two() {
     let daemon = Daemon::start(&cfg, SECRET);
 
     // Wait for three succeeded runs per volume and no operation in flight.
-    wait_for("three successful runs per volume", MINUTE, || {
-        let state = wd.try_state()?;
-        let done = ["vol-aaaa0001", "vol-bbbb0002"].iter().all(|v| {
-            state
-                .runs_for("db", v, 10)
-                .map(|runs| {
-                    runs.iter()
-                        .filter(|r| r.state == RunState::Succeeded)
-                        .count()
-                        == 3
-                })
-                .unwrap_or(false)
-        });
-        (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
-    });
+    wd.wait_succeeded_runs("db", &["vol-aaaa0001", "vol-bbbb0002"], 3);
     let (code, took) = daemon.stop();
     assert_eq!(code, Some(0), "clean stop");
     assert!(took < Duration::from_secs(10), "stopped in {took:?}");
@@ -82,25 +58,7 @@ fn three_slots_two_volumes_retain_two() {
             "the manual snapshot on {v} (whose name looks like ours) is untouched"
         );
         // The ledger agrees: two available, one deleted.
-        let rows: Vec<_> = wd
-            .state()
-            .all_snapshots()
-            .expect("ledger")
-            .into_iter()
-            .filter(|r| r.target == *v)
-            .collect();
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Available)
-                .count(),
-            2
-        );
-        assert_eq!(
-            rows.iter()
-                .filter(|r| r.state == LedgerState::Deleted)
-                .count(),
-            1
-        );
+        assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     // Jobs were followed through DescribeJobs, batched: the two volumes'
     // jobs of one slot were asked about in one call.
@@ -119,66 +77,6 @@ fn three_slots_two_volumes_retain_two() {
             .count(),
         2
     );
-}
-
-/// A wrong secret: the run fails with a clear authentication error in the
-/// log and in `status`; nothing is created; the daemon keeps running.
-#[test]
-fn wrong_secret_is_a_clear_auth_failure() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let wrong = "not-the-secret";
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        wrong,
-        &policy(&["vol-aaaa0001"], "* * * * * *", 2),
-    ));
-    let mut daemon = Daemon::start(&cfg, wrong);
-    daemon.wait_log("run failed", MINUTE);
-    let line = daemon
-        .log
-        .all()
-        .into_iter()
-        .find(|l| l.contains("run failed"))
-        .expect("failure line");
-    assert!(
-        line.contains("auth error") && line.contains("1200"),
-        "{line}"
-    );
-    assert!(
-        !line.contains(wrong),
-        "the secret must not be logged: {line}"
-    );
-
-    let out = wd.cmd(
-        &["status", "--json", "-c", cfg.to_str().expect("utf-8 path")],
-        wrong,
-    );
-    assert!(
-        out.status.success(),
-        "status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
-    let t = &doc["targets"][0];
-    assert!(
-        t["consecutive_failures"].as_u64().unwrap_or(0) >= 1,
-        "{doc}"
-    );
-    assert!(
-        t["last_error"].as_str().unwrap_or("").contains("auth"),
-        "{doc}"
-    );
-
-    assert!(
-        daemon.is_running(),
-        "the daemon keeps running after auth failures"
-    );
-    assert_eq!(sim.creates_for("vol-aaaa0001"), 0);
-    assert!(sim.live_snapshots("vol-aaaa0001").is_empty());
-    let (code, _) = daemon.stop();
-    assert_eq!(code, Some(0));
 }
 
 /// kill -9 while a job is in flight, restart: the job is resumed and no
@@ -220,113 +118,6 @@ fn kill_nine_mid_job_resumes_without_duplicate() {
     let live = sim.live_snapshots("vol-aaaa0001");
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["status"], "available");
-}
-
-/// kill -9 after the create request reached the cloud but before its answer
-/// was recorded: on restart the intent is reconciled by name and adopted.
-#[test]
-fn kill_nine_before_the_answer_reconciles_by_name() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    // The simulator makes the snapshot, then holds the answer back.
-    sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "latency", "latency_ms": 20000, "count": 1}));
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], &seconds_from_now(&[2]), 2),
-    ));
-    let daemon = Daemon::start(&cfg, SECRET);
-    wait_for("the create request to reach the simulator", MINUTE, || {
-        (!sim.live_snapshots("vol-aaaa0001").is_empty()).then_some(())
-    });
-    daemon.kill9();
-    let runs = wd.state().runs_for("db", "vol-aaaa0001", 10).expect("runs");
-    assert_eq!(runs.len(), 1);
-    assert_eq!(
-        runs[0].state,
-        RunState::Intent,
-        "only the intent was recorded"
-    );
-
-    let daemon = Daemon::start(&cfg, SECRET);
-    wait_for("the reconciled run to succeed", MINUTE, || {
-        let runs = wd.try_state()?.runs_for("db", "vol-aaaa0001", 10).ok()?;
-        (runs.len() == 1 && runs[0].state == RunState::Succeeded).then_some(())
-    });
-    let (code, _) = daemon.stop();
-    assert_eq!(code, Some(0));
-    assert!(ledger_has_one_available_snapshot(&wd));
-    assert_eq!(
-        sim.live_snapshots("vol-aaaa0001").len(),
-        1,
-        "exactly one snapshot for the slot"
-    );
-    let create_calls = sim.requests("CreateSnapshots").len();
-    assert_eq!(create_calls, 1, "no create after the restart");
-}
-
-fn ledger_has_one_available_snapshot(wd: &Workdir) -> bool {
-    wd.state()
-        .all_snapshots()
-        .map(|rows| rows.len() == 1 && rows[0].state == LedgerState::Available)
-        .unwrap_or(false)
-}
-
-/// A failed job: no pruning for that target on that run, and the failure
-/// is in `status`. Uses `snapshot` (one run now) for a deterministic order.
-#[test]
-fn failed_job_means_no_pruning() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 2),
-    ));
-    let path = cfg.to_str().expect("utf-8 path");
-    for _ in 0..2 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(1100)); // next second: a new slot name
-    }
-    assert_eq!(sim.live_snapshots("vol-aaaa0001").len(), 2);
-
-    // Now retain 1 — the next successful run would delete one — but the job fails.
-    wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 1),
-    ));
-    sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "fail_job", "count": 1}));
-    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
-    assert!(
-        sim.requests("DeleteSnapshots").is_empty(),
-        "no pruning after a failed run"
-    );
-    assert_eq!(
-        sim.live_snapshots("vol-aaaa0001")
-            .iter()
-            .filter(|s| s["status"] == "available")
-            .count(),
-        2
-    );
-
-    let out = wd.cmd(&["status", "--json", "-c", path], SECRET);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
-    let t = &doc["targets"][0];
-    assert_eq!(t["consecutive_failures"], 1, "{doc}");
-    assert_eq!(t["last_run"]["state"], "failed", "{doc}");
-    assert!(
-        t["last_error"].as_str().unwrap_or("").contains("failed"),
-        "{doc}"
-    );
 }
 
 /// `check` on an invalid file exits 2 naming file:line:column; SIGHUP with
@@ -377,106 +168,4 @@ fn invalid_config_check_and_sighup() {
     daemon.wait_log("configuration reloaded", Duration::from_secs(10));
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-}
-
-/// Throttling (ret_code 5100) is retried and ends in success; a quota error
-/// (2500) is not retried and fails the run; `job_id` given as an array is
-/// understood.
-#[test]
-fn throttling_is_retried_quota_is_not() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    sim.post("/_sim/settings", json!({"job_id_as_array": true}));
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 2),
-    ));
-    let path = cfg.to_str().expect("utf-8 path");
-
-    sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "throttle", "count": 2}));
-    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let creates = sim.requests("CreateSnapshots");
-    assert_eq!(creates.len(), 3, "two throttled attempts, then success");
-    assert_eq!(creates.iter().filter(|r| r["ret_code"] == 5100).count(), 2);
-    assert_eq!(sim.live_snapshots("vol-aaaa0001").len(), 1);
-
-    std::thread::sleep(Duration::from_millis(1050));
-    sim.fault(
-        json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "quota", "count": 1}),
-    );
-    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        sim.requests("CreateSnapshots").len(),
-        4,
-        "a quota error is not retried"
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("quota error") && stderr.contains("2500"),
-        "{stderr}"
-    );
-    assert!(sim.requests("DeleteSnapshots").is_empty());
-}
-
-/// `restore` makes a new volume from the newest own snapshot with
-/// CreateVolumeFromSnapshot and follows its job to `successful`.
-#[test]
-fn restore_creates_a_volume_from_the_newest_snapshot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], "0 0 3 * * *", 3),
-    ));
-    let path = cfg.to_str().expect("utf-8 path");
-    for _ in 0..2 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(1100));
-    }
-    let newest = sim
-        .live_snapshots("vol-aaaa0001")
-        .iter()
-        .max_by_key(|s| s["create_time"].as_str().map(str::to_string))
-        .and_then(|s| s["snapshot_id"].as_str().map(str::to_string))
-        .expect("a snapshot");
-    let out = wd.cmd(
-        &[
-            "restore",
-            "-c",
-            path,
-            "--policy",
-            "db",
-            "--target",
-            "vol-aaaa0001",
-            "--new-name",
-            "restored",
-        ],
-        SECRET,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let calls = sim.requests("CreateVolumeFromSnapshot");
-    assert_eq!(calls.len(), 1, "one restore call");
-    assert_eq!(calls[0]["params"]["snapshot"], newest.as_str());
-    assert_eq!(calls[0]["params"]["volume_name"], "restored");
-    assert!(stdout.contains("into new resource vol-"), "{stdout}");
 }

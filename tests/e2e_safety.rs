@@ -14,24 +14,13 @@ use snapwarden::state::{PollPlan, RunState, State};
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
-const MINUTE: Duration = Duration::from_secs(60);
 
 /// A policy body for `db` on the given volumes.
 fn policy(name: &str, targets: &[&str], schedule: &str, extra: &str) -> String {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        r#"name = "{name}"
-provider = "qc"
-resource = "volume"
-targets = [{}]
-schedule = "{schedule}"
-poll_interval = "100ms"
-poll_max_interval = "200ms"
-timeout = "3s"
-{extra}
-"#,
-        targets.join(", ")
-    )
+    let rest = format!(
+        "poll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\ntimeout = \"3s\"\n{extra}"
+    );
+    qc_policy(name, targets, schedule, &rest)
 }
 
 /// A QingCloud config with `policies` (one or more `[[policy]]` bodies,

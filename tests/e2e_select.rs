@@ -9,12 +9,8 @@
 mod clouds;
 mod util;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use util::*;
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn seed(sim: &Sim, id: &str, name: &str, tags: Value) {
     sim.post(

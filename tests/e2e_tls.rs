@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use util::*;
 
 const KC_ID: &str = "kc-sim-access-key";
-const KC_SECRET: &str = "sim-kakaocloud-secret";
 
 /// A CA certificate (PEM) and the CA itself, for signing a leaf.
 struct Ca {

@@ -74,17 +74,15 @@ enum KillAt {
 
 fn config(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> std::path::PathBuf {
     let alerts = alerts_path(wd);
-    let mut text = format!(
-        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n\
-         [alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n\n",
-        wd.state_path().display(),
-        alerts.display(),
-        alerts.display()
+    let mut text = clouds::config_text(wd, sim, &ALL, "requests_per_second = 200", &[]).replace(
+        "log_format = \"text\"\n",
+        &format!(
+            "log_format = \"text\"\n\n\
+             [alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\n",
+            alerts.display(),
+            alerts.display()
+        ),
     );
-    for kind in ALL {
-        text.push_str(&kind.provider_section(sim, "requests_per_second = 200"));
-        text.push('\n');
-    }
     for f in fleets {
         let mut section = clouds::policy(&f.policy, f.kind, &f.targets, schedule, RETAIN, "");
         if let Some(resource) = f.resource {

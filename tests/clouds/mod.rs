@@ -13,13 +13,10 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::util::{secret_env_name, Sim, BIN};
-
-pub const QC_SECRET: &str = "sim-qingcloud-secret";
-pub const UCS_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
-pub const LS_SECRET: &str = "sim-lightsail-secret";
-pub const PVS_API_KEY: &str = "sim-powervs-api-key";
-pub const KC_SECRET: &str = "sim-kakaocloud-secret";
+use crate::util::{
+    secret_env_name, Sim, BIN, KC_SECRET, LS_SECRET, PVS_API_KEY, SECRET as QC_SECRET,
+    UCS_PRIVATE_KEY,
+};
 
 const PVS_CID: &str = "ws-torture-0001";
 
@@ -135,6 +132,18 @@ impl Kind {
             Kind::UCloudStack | Kind::KakaoCloud => "DeleteSnapshot",
             Kind::Lightsail => "DeleteDiskSnapshot",
             Kind::PowerVs => "pcloud.cloudinstances.snapshots.delete",
+        }
+    }
+
+    /// The credential the simulator accepts, whose variable the provider
+    /// section names.
+    pub fn secret(self) -> &'static str {
+        match self {
+            Kind::QingCloud => QC_SECRET,
+            Kind::UCloudStack => UCS_PRIVATE_KEY,
+            Kind::Lightsail => LS_SECRET,
+            Kind::PowerVs => PVS_API_KEY,
+            Kind::KakaoCloud => KC_SECRET,
         }
     }
 
@@ -429,13 +438,7 @@ impl Kind {
 
     /// Journal entries of this dialect with `action`.
     pub fn requests(self, sim: &Sim, action: &str) -> Vec<Value> {
-        array(
-            sim.get(&format!(
-                "/_sim/requests?dialect={}&action={action}",
-                self.dialect()
-            )),
-            "requests",
-        )
+        sim.journal(self.dialect(), Some(action))
     }
 }
 
@@ -465,9 +468,15 @@ pub fn envs(scratch: &std::path::Path) -> Vec<(String, String)> {
 
 /// A snapwarden command to completion with every secret set.
 pub fn cmd(scratch: &std::path::Path, args: &[&str]) -> Output {
+    cmd_with(scratch, args, &[])
+}
+
+/// [`cmd`] with `extra` variables set too (a wrong credential).
+pub fn cmd_with(scratch: &std::path::Path, args: &[&str], extra: &[(String, String)]) -> Output {
     Command::new(BIN)
         .args(args)
         .envs(envs(scratch))
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_LIGHTSAIL")
@@ -483,10 +492,56 @@ pub fn daemon(scratch: &std::path::Path, config: &std::path::Path) -> crate::uti
     crate::util::Daemon::start_with_env(config, QC_SECRET, &pairs)
 }
 
+/// A policy file's text: `[daemon]` (the ledger in `wd`, text logs), the
+/// provider section of each of `kinds` with `provider_extra`, and then
+/// `policies` (whole `[[policy]]` sections).
+pub fn config_text(
+    wd: &crate::util::Workdir,
+    sim: &Sim,
+    kinds: &[Kind],
+    provider_extra: &str,
+    policies: &[String],
+) -> String {
+    let mut text = format!(
+        "[daemon]\nstate_path = \"{}\"\nlog_format = \"text\"\n\n",
+        wd.state_path().display()
+    );
+    for kind in kinds {
+        text.push_str(&kind.provider_section(sim, provider_extra));
+        text.push('\n');
+    }
+    for p in policies {
+        text.push_str(p);
+        text.push('\n');
+    }
+    text
+}
+
 /// A policy section.
 pub fn policy(
     name: &str,
     kind: Kind,
+    targets: &[String],
+    schedule: &str,
+    retain: u32,
+    extra: &str,
+) -> String {
+    policy_on(
+        name,
+        kind,
+        kind.resource(),
+        targets,
+        schedule,
+        retain,
+        extra,
+    )
+}
+
+/// [`policy`] on another kind of `resource` of the cloud.
+pub fn policy_on(
+    name: &str,
+    kind: Kind,
+    resource: &str,
     targets: &[String],
     schedule: &str,
     retain: u32,
@@ -511,7 +566,6 @@ poll_max_interval = "300ms"
             "timeout = \"30s\"\n"
         },
         provider = kind.provider(),
-        resource = kind.resource(),
         targets = targets.join(", "),
     )
 }

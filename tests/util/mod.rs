@@ -15,8 +15,35 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_snapwarden");
 pub const ACCESS_KEY: &str = "QYSIMACCESSKEY";
+/// The simulator's QingCloud secret access key.
 pub const SECRET: &str = "sim-qingcloud-secret";
+/// The simulator's credentials of the other four clouds.
+pub const UCS_PRIVATE_KEY: &str = "sim-ucloudstack-private-key";
+pub const LS_SECRET: &str = "sim-lightsail-secret";
+pub const PVS_API_KEY: &str = "sim-powervs-api-key";
+pub const KC_SECRET: &str = "sim-kakaocloud-secret";
 pub const ZONE: &str = "ap2a";
+/// How long a test waits for something that takes seconds.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// `["a", "b"]` as a TOML array of strings: `"a", "b"` (without brackets).
+pub fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The body of a QingCloud `[[policy]]` (without its header) named `name`
+/// on `targets`; `rest` holds its other lines (retain, polling, timeout).
+pub fn qc_policy(name: &str, targets: &[&str], schedule: &str, rest: &str) -> String {
+    format!(
+        "name = \"{name}\"\nprovider = \"qc\"\nresource = \"volume\"\ntargets = [{}]\n\
+         schedule = \"{schedule}\"\n{rest}\n",
+        quoted(targets)
+    )
+}
 
 /// Poll `check` every 25 ms until it returns Some, or panic after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -165,12 +192,19 @@ impl Sim {
             .collect()
     }
 
-    /// Logged API requests with this action.
-    pub fn requests(&self, action: &str) -> Vec<Value> {
-        self.get(&format!("/_sim/requests?dialect=qingcloud&action={action}"))["requests"]
+    /// The simulator's journal of `dialect`'s API requests, oldest first:
+    /// those with `action`, or all.
+    pub fn journal(&self, dialect: &str, action: Option<&str>) -> Vec<Value> {
+        let action = action.map(|a| format!("&action={a}")).unwrap_or_default();
+        self.get(&format!("/_sim/requests?dialect={dialect}{action}"))["requests"]
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Logged QingCloud API requests with this action.
+    pub fn requests(&self, action: &str) -> Vec<Value> {
+        self.journal("qingcloud", Some(action))
     }
 
     /// Successful CreateSnapshots requests for `volume`.
@@ -248,6 +282,40 @@ requests_per_second = 50
         snapwarden::state::State::open_read_only(&self.state_path()).expect("open state read-only")
     }
 
+    /// How many ledger rows (of `target`, or of every target) are
+    /// (available, deleted).
+    pub fn available_and_deleted(&self, target: Option<&str>) -> (usize, usize) {
+        use snapwarden::state::LedgerState;
+        let rows = self.state().all_snapshots().expect("ledger");
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| target.is_none_or(|t| r.target == t))
+            .collect();
+        let count = |s: LedgerState| rows.iter().filter(|r| r.state == s).count();
+        (count(LedgerState::Available), count(LedgerState::Deleted))
+    }
+
+    /// Waits until each of `targets` has `n` succeeded runs of `policy`
+    /// and no operation is in flight.
+    pub fn wait_succeeded_runs(&self, policy: &str, targets: &[&str], n: usize) {
+        use snapwarden::state::RunState;
+        wait_for(&format!("{n} successful runs per target"), MINUTE, || {
+            let state = self.try_state()?;
+            let done = targets.iter().all(|t| {
+                state
+                    .runs_for(policy, t, 10)
+                    .map(|runs| {
+                        runs.iter()
+                            .filter(|r| r.state == RunState::Succeeded)
+                            .count()
+                            == n
+                    })
+                    .unwrap_or(false)
+            });
+            (done && state.ops_in_flight().map(|o| o.is_empty()).unwrap_or(false)).then_some(())
+        });
+    }
+
     /// Run a snapwarden command to completion.
     pub fn cmd(&self, args: &[&str], secret: &str) -> Output {
         Command::new(BIN)
@@ -292,9 +360,40 @@ impl Workdir {
 
     /// `snapwarden ARGS[0] -c CFG ARGS[1..]` with the QingCloud secret.
     pub fn run(&self, cfg: &Path, args: &[&str]) -> Output {
+        self.run_as(cfg, args, SECRET)
+    }
+
+    /// [`Workdir::run`] with `secret`.
+    pub fn run_as(&self, cfg: &Path, args: &[&str], secret: &str) -> Output {
         let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
         all.extend_from_slice(&args[1..]);
-        self.cmd(&all, SECRET)
+        self.cmd(&all, secret)
+    }
+
+    /// [`Workdir::run_as`] started, its output piped, not waited for.
+    pub fn spawn_as(&self, cfg: &Path, args: &[&str], secret: &str) -> Child {
+        Command::new(BIN)
+            .arg(args[0])
+            .arg("-c")
+            .arg(cfg)
+            .args(&args[1..])
+            .env(secret_env_name(secret), secret)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start snapwarden")
+    }
+
+    /// [`Workdir::run_as`], which must succeed.
+    pub fn run_ok(&self, cfg: &Path, args: &[&str], secret: &str) -> Output {
+        let out = self.run_as(cfg, args, secret);
+        assert!(
+            out.status.success(),
+            "{args:?} failed:\n{}",
+            output_text(&out)
+        );
+        out
     }
 }
 
