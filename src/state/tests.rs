@@ -1,5 +1,8 @@
 use super::*;
 use chrono::TimeZone;
+use std::collections::HashMap;
+
+use crate::providers::Created;
 
 fn t(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s)

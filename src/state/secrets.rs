@@ -1,0 +1,83 @@
+//! Provider secrets that rotate while the daemon runs (a refresh token),
+//! kept so that a restart uses the newest.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::rows::ts;
+use super::{Result, State};
+
+impl State {
+    /// A secret a provider keeps here (a rotated refresh token): its value
+    /// and the fingerprint of the configured value it descends from.
+    pub fn load_secret(&self, provider: &str, key: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value, seed FROM provider_secrets WHERE provider = ?1 AND key = ?2",
+                params![provider, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Replace the secret a provider keeps here, committed before return.
+    /// Also from a ledger opened read-only (`plan`): a rotated refresh
+    /// token that is not kept would lock the daemon out, so this one write
+    /// goes through a writable connection of its own.
+    pub fn store_secret(
+        &self,
+        provider: &str,
+        key: &str,
+        value: &str,
+        seed: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let read_only = self.conn().is_readonly(rusqlite::MAIN_DB)?;
+        if read_only {
+            return State::open(&self.path)?.store_secret(provider, key, value, seed, now);
+        }
+        self.conn().execute(
+            "INSERT INTO provider_secrets (provider, key, value, seed, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (provider, key) DO UPDATE SET
+                 value = excluded.value, seed = excluded.seed, updated_at = excluded.updated_at",
+            params![provider, key, value, seed, ts(now)],
+        )?;
+        Ok(())
+    }
+}
+
+impl crate::providers::SecretStore for State {
+    fn load_secret(
+        &self,
+        provider: &str,
+        key: &str,
+    ) -> std::result::Result<Option<crate::providers::StoredSecret>, String> {
+        State::load_secret(self, provider, key)
+            .map(|found| {
+                found.map(|(value, seed)| crate::providers::StoredSecret {
+                    value: crate::config::Secret::new(value),
+                    seed,
+                })
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn store_secret(
+        &self,
+        provider: &str,
+        key: &str,
+        secret: &crate::providers::StoredSecret,
+    ) -> std::result::Result<(), String> {
+        State::store_secret(
+            self,
+            provider,
+            key,
+            secret.value.expose(),
+            &secret.seed,
+            Utc::now(),
+        )
+        .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-target summaries for `status`, `monitor` and alerts.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::rows::{finish_run_row, run_row};
+use super::{
+    OpRow, Result, RunState, State, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL, TARGET_PAIRS_SQL,
+};
+
+impl State {
+    /// Every (policy, target) the ledger knows, with what `status` shows.
+    pub fn summaries(&self) -> Result<Vec<TargetSummary>> {
+        let pairs: Vec<(String, String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(TARGET_PAIRS_SQL)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let mut in_flight: HashMap<(String, String), Vec<OpRow>> = HashMap::new();
+        for op in self.ops_in_flight()? {
+            in_flight
+                .entry((op.policy.clone(), op.target.clone()))
+                .or_default()
+                .push(op);
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        for (policy, target, provider) in pairs {
+            let ops = in_flight
+                .remove(&(policy.clone(), target.clone()))
+                .unwrap_or_default();
+            out.push(self.summary(&policy, &target, &provider, ops)?);
+        }
+        Ok(out)
+    }
+
+    /// One (policy, target), without its operations in flight; `None` if
+    /// it has never run.
+    pub fn target_summary(&self, policy: &str, target: &str) -> Result<Option<TargetSummary>> {
+        let provider: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT provider FROM runs WHERE policy = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
+                params![policy, target],
+                |r| r.get(0),
+            )
+            .optional()?;
+        provider
+            .map(|p| self.summary(policy, target, &p, Vec::new()))
+            .transpose()
+    }
+
+    /// Reads runs newest first only as far as it must: up to the newest
+    /// success, which ends any failure streak (a target's whole history
+    /// is read only while it has never succeeded).
+    pub(super) fn summary(
+        &self,
+        policy: &str,
+        target: &str,
+        provider: &str,
+        in_flight: Vec<OpRow>,
+    ) -> Result<TargetSummary> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
+             ORDER BY slot DESC, id DESC"
+        ))?;
+        let mut rows = stmt.query(params![policy, target])?;
+        let mut last_run = None;
+        let mut last_success = None;
+        let (mut consecutive_failures, mut streak_over) = (0u32, false);
+        let mut last_error = None;
+        while let Some(row) = rows.next()? {
+            let r = finish_run_row(run_row(row)?)?;
+            if !r.state.is_open() && !streak_over {
+                if r.state == RunState::Failed {
+                    consecutive_failures += 1;
+                    if last_error.is_none() {
+                        last_error = r.error.clone();
+                    }
+                } else {
+                    streak_over = true;
+                }
+            }
+            let succeeded = r.state == RunState::Succeeded;
+            if succeeded {
+                last_success = Some(r.finished_at.unwrap_or(r.slot));
+            }
+            if last_run.is_none() {
+                last_run = Some(r);
+            }
+            if succeeded {
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let snapshots_kept: u32 = conn.query_row(
+            "SELECT COUNT(*) FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN ('available', 'deleting')",
+            params![policy, target],
+            |r| r.get(0),
+        )?;
+        let skipped: u32 =
+            conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
+        drop(conn);
+        Ok(TargetSummary {
+            policy: policy.to_string(),
+            target: target.to_string(),
+            provider: provider.to_string(),
+            last_run,
+            last_success,
+            consecutive_failures,
+            last_error: last_error.filter(|_| consecutive_failures > 0),
+            snapshots_kept,
+            in_flight,
+            skipped,
+        })
+    }
+}
