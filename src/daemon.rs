@@ -431,10 +431,10 @@ fn fire_due(
                     n.to_rfc3339(),
                     now.to_rfc3339()
                 );
-                let targets: Vec<&str> = if policy.select.is_some() {
+                let targets: Vec<&str> = if policy.targets.select.is_some() {
                     vec![SELECTOR_TARGET]
                 } else {
-                    policy.targets.iter().map(String::as_str).collect()
+                    policy.targets.named.iter().map(String::as_str).collect()
                 };
                 for target in targets {
                     alerter.slot_skipped(&policy.name, target, &policy.provider, &message);
@@ -457,8 +457,16 @@ fn fire(
     tasks: &mut JoinSet<RunReport>,
     resolving: &mut JoinSet<Resolution>,
 ) {
-    if policy.select.is_none() {
-        return fire_targets(state, engine, alerter, policy, slot, &policy.targets, tasks);
+    if policy.targets.select.is_none() {
+        return fire_targets(
+            state,
+            engine,
+            alerter,
+            policy,
+            slot,
+            &policy.targets.named,
+            tasks,
+        );
     }
     let engine = engine.clone();
     let policy = policy.clone();
@@ -565,6 +573,7 @@ fn alert_selector(alerter: &Alerter, failures: &mut HashMap<String, u32>, r: &Re
     };
     let selector = r
         .policy
+        .targets
         .select
         .as_ref()
         .map(|s| s.to_string())
@@ -645,7 +654,7 @@ fn stale_check_every(config: &Config) -> Duration {
     config
         .policies
         .iter()
-        .map(|p| p.stale_after / 2)
+        .map(|p| p.health.stale_after / 2)
         .min()
         .unwrap_or(Duration::from_secs(30))
         .clamp(Duration::from_millis(500), Duration::from_secs(30))
@@ -723,7 +732,14 @@ fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
                 .get(&(p.name.as_str(), t.as_str()))
                 .map(|s| (s.last_success, s.consecutive_failures))
                 .unwrap_or((None, 0));
-            alerter.check_stale(&p.name, t, &p.provider, last, p.stale_after, failures);
+            alerter.check_stale(
+                &p.name,
+                t,
+                &p.provider,
+                last,
+                p.health.stale_after,
+                failures,
+            );
             live.insert((p.name.clone(), t.clone()));
         }
     }

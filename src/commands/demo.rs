@@ -69,7 +69,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
         };
         match &pc.settings {
             ProviderSettings::QingCloud(q) => {
-                for t in &p.targets {
+                for t in &p.targets.named {
                     if p.resource == ResourceKind::Instance {
                         sim.seed_qingcloud_instance(&q.zone, t, t);
                     } else {
@@ -85,7 +85,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                 }
             }
             ProviderSettings::UCloudStack(u) => {
-                for t in &p.targets {
+                for t in &p.targets.named {
                     sim.seed_ucloudstack_disk(&u.region, &u.zone, t, t);
                     // Made by hand (Type=Manual): the demo shows it is never touched.
                     sim.seed_ucloudstack_manual_snapshot(
@@ -102,7 +102,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     &k.application_credential_id,
                     k.application_credential_secret.expose(),
                 );
-                for t in &p.targets {
+                for t in &p.targets.named {
                     let volumes = if p.resource == ResourceKind::Instance {
                         let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
                         sim.seed_kakaocloud_instance(t, t, &vols);
@@ -128,8 +128,8 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                     } => sim.add_powervs_refresh_token(t.expose()),
                     _ => {}
                 }
-                for t in &p.targets {
-                    let mut volumes = p.volume_ids.clone().unwrap_or_default();
+                for t in &p.targets.named {
+                    let mut volumes = p.targets.volume_ids.clone().unwrap_or_default();
                     volumes.push(format!("{t}-boot"));
                     sim.seed_powervs_instance(&v.cloud_instance_id, t, volumes);
                     sim.seed_powervs_snapshot(
@@ -149,7 +149,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
                 {
                     sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
                 }
-                for t in &p.targets {
+                for t in &p.targets.named {
                     let disk = p.resource == ResourceKind::Disk;
                     sim.seed_lightsail_resource(t, disk);
                     // Neither a hand-made snapshot nor a kept automatic one is ever touched.

@@ -31,6 +31,26 @@ pub(crate) struct DurationRule {
     pub max: Duration,
 }
 
+impl DurationRule {
+    /// Greater than zero and at most `max`.
+    pub(crate) const fn up_to(key: &'static str, max: Duration) -> Self {
+        DurationRule {
+            key,
+            allow_zero: false,
+            min: None,
+            max,
+        }
+    }
+
+    /// This rule with a lower bound too.
+    pub(crate) const fn at_least(self, min: Duration) -> Self {
+        DurationRule {
+            min: Some(min),
+            ..self
+        }
+    }
+}
+
 /// A humantime duration within its rule's bounds.
 pub(crate) fn duration(
     value: &Spanned<String>,
@@ -122,6 +142,17 @@ pub(crate) fn integer_in(
     } else {
         Some(v)
     }
+}
+
+/// A count in `1..=max`.
+pub(crate) fn count(
+    value: &Spanned<i64>,
+    key: &str,
+    max: i64,
+    meaning: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<u32> {
+    integer_in(value, key, 1, max, meaning, diag).map(|n| n as u32)
 }
 
 /// A policy or provider name: it goes into snapshot names, logs and metric

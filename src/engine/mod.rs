@@ -432,12 +432,13 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let target = begun.marker.target.as_str();
-        if !policy.jitter.is_zero() {
-            let delay = rand::rng().random_range(Duration::ZERO..=policy.jitter);
+        if !policy.timing.jitter.is_zero() {
+            let delay = rand::rng().random_range(Duration::ZERO..=policy.timing.jitter);
             self.or_shutdown(tokio::time::sleep(delay)).await?;
         }
         let deadline = begun.started
-            + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
+            + chrono::Duration::from_std(policy.timing.timeout)
+                .unwrap_or(chrono::Duration::hours(2));
         let result = self
             .create_and_follow(
                 &ps,
@@ -499,9 +500,12 @@ impl Engine {
             name: name.to_string(),
             marker: marker.clone(),
             full,
-            volume_ids: policy.volume_ids.clone(),
+            volume_ids: policy.targets.volume_ids.clone(),
         };
-        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let retry = RetryPolicy::for_poll_interval(
+            policy.timing.poll_interval,
+            policy.timing.poll_max_interval,
+        );
         // A provider whose create finds this slot's snapshots itself is
         // called again after an ambiguous answer: it makes only what is
         // missing (a target of several volumes is never left part-made).
@@ -571,7 +575,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let waits: Vec<_> = ops
             .into_iter()
-            .map(|op| ps.poller.watch(op, policy.poll_max_interval))
+            .map(|op| ps.poller.watch(op, policy.timing.poll_max_interval))
             .collect();
         let mut failures = Vec::new();
         let mut timed_out = false;
@@ -604,7 +608,7 @@ impl Engine {
         snapshot_id: &str,
         deadline: DateTime<Utc>,
     ) -> Result<(), EngineError> {
-        let mut interval = policy.poll_interval;
+        let mut interval = policy.timing.poll_interval;
         loop {
             let listed = self.list(ps, policy, target, deadline).await?;
             let state = listed.iter().find(|s| s.id == snapshot_id).map(|s| s.state);
@@ -630,7 +634,7 @@ impl Engine {
                 return Err(EngineError::Failed(why));
             }
             self.or_shutdown(tokio::time::sleep(interval)).await?;
-            interval = (interval * 2).min(policy.poll_max_interval);
+            interval = (interval * 2).min(policy.timing.poll_max_interval);
         }
     }
 
@@ -730,7 +734,10 @@ impl Engine {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let retry = RetryPolicy::for_poll_interval(
+            policy.timing.poll_interval,
+            policy.timing.poll_max_interval,
+        );
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -882,7 +889,7 @@ impl Engine {
         mode: PruneMode,
     ) -> Result<PruneReport, EngineError> {
         let dry_run = mode == PruneMode::DryRun;
-        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(Utc::now());
         let mut listed = self.list(ps, policy, target, deadline).await?;
         let ledger = self
             .state
@@ -1007,7 +1014,7 @@ impl Engine {
                     chain: s.chain.clone(),
                 });
         }
-        let rules = policy.rules();
+        let rules = policy.rules;
         let mut report = PruneReport {
             decisions: groups
                 .values()
@@ -1243,7 +1250,7 @@ impl Engine {
                     poll_plan(policy, now, deadline),
                 )?;
                 info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
-                Ok(Some(ps.poller.watch(op, policy.poll_max_interval)))
+                Ok(Some(ps.poller.watch(op, policy.timing.poll_max_interval)))
             }
         }
     }
@@ -1259,7 +1266,7 @@ impl Engine {
         confirmed: bool,
     ) -> Result<RestoreReport, EngineError> {
         let ps = self.slot(policy)?;
-        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(Utc::now());
         let listed = self.list(&ps, policy, target, deadline).await?;
         let ledger = self
             .state
@@ -1322,7 +1329,7 @@ impl Engine {
         )?;
         info!(policy = %policy.name, target, snapshot = %chosen.id, job = %started.operation, "restore started");
         match self
-            .or_shutdown(ps.poller.watch(op, policy.poll_max_interval))
+            .or_shutdown(ps.poller.watch(op, policy.timing.poll_max_interval))
             .await?
         {
             Ok(OpOutcome::Succeeded) => Ok(RestoreReport {
@@ -1393,7 +1400,7 @@ impl Engine {
             } else if let Some(ps) = self.slot_by_name(&op.provider) {
                 let max = policies
                     .get(op.policy.as_str())
-                    .map(|p| p.poll_max_interval)
+                    .map(|p| p.timing.poll_max_interval)
                     .unwrap_or(Duration::from_secs(120));
                 // The poller records the outcome; nobody needs to wait.
                 drop(ps.poller.watch(op, max));
@@ -1452,8 +1459,7 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let target = run.target.as_str();
-        let deadline =
-            run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(run.started_at);
         info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
         let result = match run.state {
             RunState::Intent => {
@@ -1545,7 +1551,7 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
 fn too_late(policy: &Policy, before: &str) -> EngineError {
     EngineError::TimedOut(format!(
         "the slot's timeout ({}) passed before {before} (waiting for jitter, a max_in_flight permit or retries); nothing more is created for this slot",
-        humantime::format_duration(policy.timeout)
+        humantime::format_duration(policy.timing.timeout)
     ))
 }
 
@@ -1575,8 +1581,9 @@ fn ledger_state(s: SnapshotState) -> LedgerState {
 
 fn poll_plan(policy: &Policy, now: DateTime<Utc>, deadline: DateTime<Utc>) -> PollPlan {
     PollPlan {
-        first_poll: now + chrono::Duration::from_std(policy.poll_interval).unwrap_or_default(),
-        interval: policy.poll_interval,
+        first_poll: now
+            + chrono::Duration::from_std(policy.timing.poll_interval).unwrap_or_default(),
+        interval: policy.timing.poll_interval,
         deadline,
     }
 }
