@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::targets::policy_targets;
 use super::{max_deletes_or, Providers};
-use crate::config::diagnostics::{list, suggest, Diagnostics};
+use crate::config::diagnostics::{did_you_mean, list, Diagnostics};
 use crate::config::kinds::Kind;
 use crate::config::model::{Health, Policy, Timing};
 use crate::config::raw::RawPolicy;
@@ -34,10 +34,7 @@ pub(super) struct Entry<'a> {
 impl Entry<'_> {
     /// Reports a required key that is absent.
     pub(super) fn missing(&self, key: &str, expected: &str, cx: &mut Cx<'_>) {
-        cx.diag.error(
-            self.span.clone(),
-            format!("missing key `{key}` in {} ({expected})", self.what),
-        );
+        cx.diag.missing(self.span.clone(), self.what, key, expected);
     }
 }
 
@@ -113,10 +110,7 @@ fn policy_provider(
         return (Some(p.get_ref().clone()), found.kind);
     }
     let defined: Vec<&str> = providers.parsed.keys().map(String::as_str).collect();
-    let hint = match suggest(p.get_ref(), defined.iter().copied()) {
-        Some(s) => format!("; did you mean {s:?}?"),
-        None => String::new(),
-    };
+    let hint = did_you_mean(p.get_ref(), defined.iter().copied());
     let defined_list = if defined.is_empty() {
         "none: add a [providers.NAME] section".to_string()
     } else {
