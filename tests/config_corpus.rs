@@ -213,6 +213,6 @@ fn the_demo_config_loads_without_warnings() {
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
     // QingCloud demo policy first; each other kind appends its own.
     assert_eq!(c.policies[0].name, "db-demo");
-    assert_eq!(c.policies[0].retain, Some(3));
+    assert_eq!(c.policies[0].rules.retain, Some(3));
     assert_eq!(c.policies[0].schedule.expr(), "*/5 * * * * *");
 }

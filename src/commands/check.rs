@@ -22,11 +22,11 @@ pub fn run(path: &Path) -> Exit {
             "policy {}: provider {}, {} {} target(s), schedule \"{}\" ({}), keep: {}",
             p.name,
             p.provider,
-            p.targets.len(),
+            p.targets.named.len(),
             p.resource,
             p.schedule.expr(),
             p.schedule.timezone(),
-            p.rules().describe()
+            p.rules.describe()
         );
         let tz = p.schedule.timezone();
         for t in p.schedule.next_n(now, 3) {

@@ -99,7 +99,7 @@ fn seed(sim: &Simulator, config: &Config) {
 }
 
 fn seed_qingcloud(sim: &Simulator, q: &crate::config::QingCloudSettings, p: &Policy) {
-    for t in &p.targets {
+    for t in &p.targets.named {
         if p.resource == ResourceKind::Instance {
             sim.seed_qingcloud_instance(&q.zone, t, t);
         } else {
@@ -111,7 +111,7 @@ fn seed_qingcloud(sim: &Simulator, q: &crate::config::QingCloudSettings, p: &Pol
 }
 
 fn seed_ucloudstack(sim: &Simulator, u: &crate::config::UCloudStackSettings, p: &Policy) {
-    for t in &p.targets {
+    for t in &p.targets.named {
         sim.seed_ucloudstack_disk(&u.region, &u.zone, t, t);
         // Made by hand (Type=Manual): the demo shows it is never touched.
         sim.seed_ucloudstack_manual_snapshot(&u.region, &u.zone, t, &format!("manual-{t}"));
@@ -124,7 +124,7 @@ fn seed_kakaocloud(sim: &Simulator, k: &crate::config::KakaoCloudSettings, p: &P
         &k.application_credential_id,
         k.application_credential_secret.expose(),
     );
-    for t in &p.targets {
+    for t in &p.targets.named {
         let volumes = if p.resource == ResourceKind::Instance {
             let vols = vec![(format!("{t}-root"), true), (format!("{t}-data"), false)];
             sim.seed_kakaocloud_instance(t, t, &vols);
@@ -151,8 +151,8 @@ fn seed_powervs(sim: &Simulator, v: &crate::config::PowerVsSettings, p: &Policy)
         } => sim.add_powervs_refresh_token(t.expose()),
         _ => {}
     }
-    for t in &p.targets {
-        let mut volumes = p.volume_ids.clone().unwrap_or_default();
+    for t in &p.targets.named {
+        let mut volumes = p.targets.volume_ids.clone().unwrap_or_default();
         volumes.push(format!("{t}-boot"));
         sim.seed_powervs_instance(&v.cloud_instance_id, t, volumes);
         sim.seed_powervs_snapshot(
@@ -173,7 +173,7 @@ fn seed_lightsail(sim: &Simulator, l: &crate::config::LightsailSettings, p: &Pol
     {
         sim.add_lightsail_credentials(access_key_id, secret_access_key.expose());
     }
-    for t in &p.targets {
+    for t in &p.targets.named {
         let disk = p.resource == ResourceKind::Disk;
         sim.seed_lightsail_resource(t, disk);
         // Neither a hand-made snapshot nor a kept automatic one is ever touched.

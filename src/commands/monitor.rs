@@ -69,7 +69,7 @@ fn assess(
         "{what} {} ago",
         humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
     );
-    if failures >= p.critical_after_failures {
+    if failures >= p.health.critical_after_failures {
         (
             Level::Critical,
             format!(
@@ -79,9 +79,9 @@ fn assess(
         )
     } else if let Some(ahead) = ahead {
         (Level::Warning, ahead)
-    } else if age > p.stale_after * 2 {
+    } else if age > p.health.stale_after * 2 {
         (Level::Critical, age_text)
-    } else if age > p.stale_after {
+    } else if age > p.health.stale_after {
         (Level::Warning, age_text)
     } else {
         (Level::Ok, age_text)

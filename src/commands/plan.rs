@@ -47,7 +47,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
     for p in policies {
         let next = p.schedule.next_after(now);
         let resolved = engine.resolve_for_run(p).await;
-        if let (Some(sel), Some(selected)) = (&p.select, &resolved.selected) {
+        if let (Some(sel), Some(selected)) = (&p.targets.select, &resolved.selected) {
             let (matches, error) = match selected {
                 Ok(m) => (m.as_slice(), None),
                 Err(e) => {
@@ -80,7 +80,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
             }
         }
         for t in &resolved.targets {
-            let source = if p.targets.contains(t) {
+            let source = if p.targets.named.contains(t) {
                 "targets"
             } else {
                 "select"

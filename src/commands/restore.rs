@@ -25,11 +25,11 @@ pub async fn run(
         Ok(p) => p[0].clone(),
         Err(e) => return e,
     };
-    if !policy.targets.iter().any(|t| t == target) {
+    if !policy.targets.named.iter().any(|t| t == target) {
         return Exit::config(format!(
             "policy {} has no target {target:?} (targets: {})",
             policy.name,
-            policy.targets.join(", ")
+            policy.targets.named.join(", ")
         ));
     }
     let engine = match open_engine(&config, false) {

@@ -141,6 +141,11 @@ impl<'t> Diagnostics<'t> {
         }
     }
 
+    /// A required key absent from the table `what` (whose span is `span`).
+    pub(crate) fn missing(&mut self, span: Range<usize>, what: &str, key: &str, expected: &str) {
+        self.error(span, format!("missing key `{key}` in {what} ({expected})"));
+    }
+
     pub(crate) fn has_problems(&self) -> bool {
         !self.problems.is_empty()
     }
@@ -219,6 +224,18 @@ fn redact_quoted_string(message: &str) -> String {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a typo.
+/// `; did you mean "…"?` when [`suggest`] finds a close candidate, else
+/// nothing.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    match suggest(word, candidates) {
+        Some(s) => format!("; did you mean {s:?}?"),
+        None => String::new(),
+    }
+}
+
 pub(crate) fn suggest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,

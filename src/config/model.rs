@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::domain::{Resource, ResourceKind};
+use crate::domain::{Resource, ResourceKind, Rules};
 use crate::schedule::Schedule;
 
 /// The whole policy file, validated.
@@ -238,50 +239,65 @@ pub struct Policy {
     pub provider: String,
     /// Validated against the provider kind.
     pub resource: ResourceKind,
-    /// Non-empty, no duplicates.
-    pub targets: Vec<String>,
     /// Parsed cron expression in the policy's zone.
     pub schedule: Schedule,
-    /// Keep the newest `retain` own snapshots per target (>= 1).
-    pub retain: Option<u32>,
-    /// Keep the newest snapshot in each of the last N hours/days/weeks/
-    /// months/years (periods in the policy's zone).
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    /// Keep everything within this span of the newest good snapshot.
-    pub keep_within: Option<Duration>,
-    /// Floor no rule goes under. Default 1.
-    pub min_keep: u32,
+    /// Default false.
+    pub catch_up: bool,
+    /// What each run snapshots.
+    pub targets: Targets,
+    /// What pruning keeps, in the schedule's zone.
+    pub rules: Rules,
+    /// Deletion budget per target per run: retention deletes at most this
+    /// many, then stops and alerts (`deletes_held`). Default: `[daemon]`'s,
+    /// else 10.
+    pub max_deletes_per_run: u32,
+    /// Every Nth snapshot full, the rest incremental. None: every one full.
+    pub full_every: Option<u32>,
+    pub timing: Timing,
+    pub health: Health,
+}
+
+/// A policy's targets: the ones it names and the ones it selects.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// `targets`: no duplicates; may be empty when `select` is set.
+    pub named: Vec<String>,
+    /// Targets picked at each run from the provider's listing, in addition
+    /// to `named`.
+    pub select: Option<Selector>,
+    /// Only these volumes of an instance (kinds with
+    /// `Capabilities::volume_subset`). None: all of them.
+    pub volume_ids: Option<Vec<String>>,
+}
+
+/// How a run waits: its start delay, its polling, its time limit.
+#[derive(Debug, Clone)]
+pub struct Timing {
     /// Default 10s.
     pub poll_interval: Duration,
     /// Default 2m.
     pub poll_max_interval: Duration,
     /// Default 2h.
     pub timeout: Duration,
-    /// Default false.
-    pub catch_up: bool,
     /// Default 0s.
     pub jitter: Duration,
-    /// Every Nth snapshot full, the rest incremental. None: every one full.
-    pub full_every: Option<u32>,
+}
+
+impl Timing {
+    /// The end of a run or call begun at `from`.
+    pub fn deadline(&self, from: DateTime<Utc>) -> DateTime<Utc> {
+        from + chrono::Duration::from_std(self.timeout).unwrap_or_default()
+    }
+}
+
+/// When a policy counts as unhealthy.
+#[derive(Debug, Clone)]
+pub struct Health {
     /// No successful run for this long is stale (alert, `monitor` WARNING).
     /// Default: twice the schedule's interval, at least 1h.
     pub stale_after: Duration,
     /// `monitor` is CRITICAL at this many consecutive failed runs. Default 3.
     pub critical_after_failures: u32,
-    /// Only these volumes of an instance (kinds with
-    /// `Capabilities::volume_subset`). None: all of them.
-    pub volume_ids: Option<Vec<String>>,
-    /// Deletion budget per target per run: retention deletes at most this
-    /// many, then stops and alerts (`deletes_held`). Default: `[daemon]`'s,
-    /// else 10.
-    pub max_deletes_per_run: u32,
-    /// Targets picked at each run from the provider's listing, in addition
-    /// to `targets`. `targets` may be empty when this is set.
-    pub select: Option<Selector>,
 }
 
 /// `select`: resources whose name matches the glob and that carry every
@@ -319,22 +335,5 @@ impl fmt::Display for Selector {
             parts.push(format!("tags={{{}}}", tags.join(", ")));
         }
         f.write_str(&parts.join(" "))
-    }
-}
-
-impl Policy {
-    /// The retention rules of this policy, in its zone.
-    pub fn rules(&self) -> crate::retention::Rules {
-        crate::retention::Rules {
-            retain: self.retain,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: self.keep_within,
-            min_keep: self.min_keep,
-            tz: self.schedule.timezone(),
-        }
     }
 }

@@ -3,7 +3,7 @@
 //! Required keys are `Option` here so that validation reports every missing
 //! key at once instead of serde stopping at the first.
 //!
-//! Nothing here checks a value; see `validate.rs` and `kinds/`.
+//! Nothing here checks a value; see `validate/` and `kinds/`.
 
 use std::collections::BTreeMap;
 use std::fmt;

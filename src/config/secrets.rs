@@ -25,6 +25,13 @@ pub(crate) struct SecretKeys<'a> {
     pub env: Option<&'a Spanned<String>>,
 }
 
+impl SecretKeys<'_> {
+    /// Whether the secret is given in any form.
+    pub(crate) fn given(&self) -> bool {
+        self.literal.is_some() || self.file.is_some() || self.env.is_some()
+    }
+}
+
 /// The secret, or `None` with a problem reported. `section` is where a
 /// missing secret is reported.
 pub(crate) fn resolve(

@@ -83,10 +83,10 @@ fn defaults_are_filled_in() {
     assert_eq!(qc.secret_access_key.expose(), SECRET);
 
     let pol = &c.policies[0];
-    assert_eq!(pol.poll_interval, Duration::from_secs(10));
-    assert_eq!(pol.poll_max_interval, Duration::from_secs(120));
-    assert_eq!(pol.timeout, Duration::from_secs(7200));
-    assert_eq!(pol.jitter, Duration::ZERO);
+    assert_eq!(pol.timing.poll_interval, Duration::from_secs(10));
+    assert_eq!(pol.timing.poll_max_interval, Duration::from_secs(120));
+    assert_eq!(pol.timing.timeout, Duration::from_secs(7200));
+    assert_eq!(pol.timing.jitter, Duration::ZERO);
     assert!(!pol.catch_up);
     assert_eq!(pol.full_every, None);
     assert_eq!(pol.schedule.timezone(), chrono_tz::Tz::UTC);

@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use reqwest::Url;
 use toml::Spanned;
 
-use super::diagnostics::{suggest, Diagnostics};
+use super::diagnostics::{did_you_mean, Diagnostics};
 
 pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 pub(crate) const HOUR: Duration = Duration::from_secs(3600);
@@ -29,6 +29,26 @@ pub(crate) struct DurationRule {
     pub allow_zero: bool,
     pub min: Option<Duration>,
     pub max: Duration,
+}
+
+impl DurationRule {
+    /// Greater than zero and at most `max`.
+    pub(crate) const fn up_to(key: &'static str, max: Duration) -> Self {
+        DurationRule {
+            key,
+            allow_zero: false,
+            min: None,
+            max,
+        }
+    }
+
+    /// This rule with a lower bound too.
+    pub(crate) const fn at_least(self, min: Duration) -> Self {
+        DurationRule {
+            min: Some(min),
+            ..self
+        }
+    }
 }
 
 /// A humantime duration within its rule's bounds.
@@ -124,6 +144,37 @@ pub(crate) fn integer_in(
     }
 }
 
+/// A count in `1..=max`.
+pub(crate) fn count(
+    value: &Spanned<i64>,
+    key: &str,
+    max: i64,
+    meaning: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<u32> {
+    integer_in(value, key, 1, max, meaning, diag).map(|n| n as u32)
+}
+
+/// A required-shape word: non-empty and without spaces (`noun` says what
+/// it is, e.g. "key id").
+pub(crate) fn word(
+    value: &Spanned<String>,
+    key: &str,
+    noun: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<String> {
+    let v = value.get_ref();
+    if v.trim().is_empty() || v.contains(char::is_whitespace) {
+        diag.error(
+            value.span(),
+            format!("`{key}` must be a non-empty {noun} without spaces"),
+        );
+        None
+    } else {
+        Some(v.clone())
+    }
+}
+
 /// A policy or provider name: it goes into snapshot names, logs and metric
 /// labels, so it is kept to `[A-Za-z0-9][A-Za-z0-9_-]*`.
 pub(crate) fn name(
@@ -173,10 +224,7 @@ pub(crate) fn time_zone(
     if let Ok(tz) = Tz::from_str(v) {
         return Some(tz);
     }
-    let hint = match suggest(v, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())) {
-        Some(s) => format!("; did you mean {s:?}?"),
-        None => String::new(),
-    };
+    let hint = did_you_mean(v, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()));
     diag.error(
         value.span(),
         format!(
@@ -185,6 +233,19 @@ pub(crate) fn time_zone(
         ),
     );
     None
+}
+
+/// An optional [`http_url`] with a default, as text.
+pub(crate) fn http_url_or(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    default: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<String> {
+    match value {
+        None => Some(default.to_string()),
+        Some(v) => http_url(v, key, diag).map(|u| u.to_string()),
+    }
 }
 
 /// An `http`/`https` URL with a host. Plain http is accepted with a warning

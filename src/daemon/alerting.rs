@@ -94,6 +94,7 @@ pub(super) fn alert_selector(
     };
     let selector = r
         .policy
+        .targets
         .select
         .as_ref()
         .map(|s| s.to_string())
@@ -174,7 +175,7 @@ pub(super) fn stale_check_every(config: &Config) -> Duration {
     config
         .policies
         .iter()
-        .map(|p| p.stale_after / 2)
+        .map(|p| p.health.stale_after / 2)
         .min()
         .unwrap_or(Duration::from_secs(30))
         .clamp(Duration::from_millis(500), Duration::from_secs(30))
@@ -260,7 +261,14 @@ pub(super) fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
                 .get(&(p.name.as_str(), t.as_str()))
                 .map(|s| (s.last_success, s.consecutive_failures))
                 .unwrap_or((None, 0));
-            alerter.check_stale(&p.name, t, &p.provider, last, p.stale_after, failures);
+            alerter.check_stale(
+                &p.name,
+                t,
+                &p.provider,
+                last,
+                p.health.stale_after,
+                failures,
+            );
             live.insert((p.name.clone(), t.clone()));
         }
     }

@@ -153,10 +153,10 @@ impl Scheduler {
                         n.to_rfc3339(),
                         now.to_rfc3339()
                     );
-                    let targets: Vec<&str> = if policy.select.is_some() {
+                    let targets: Vec<&str> = if policy.targets.select.is_some() {
                         vec![SELECTOR_TARGET]
                     } else {
-                        policy.targets.iter().map(String::as_str).collect()
+                        policy.targets.named.iter().map(String::as_str).collect()
                     };
                     for target in targets {
                         self.alerter
@@ -172,8 +172,8 @@ impl Scheduler {
     /// Fire one slot. A policy with a selector first resolves its targets in
     /// the background; [`Scheduler::fire_targets`] follows when that is done.
     pub(super) fn fire(&mut self, policy: &Policy, slot: DateTime<Utc>) {
-        if policy.select.is_none() {
-            return self.fire_targets(policy, slot, &policy.targets);
+        if policy.targets.select.is_none() {
+            return self.fire_targets(policy, slot, &policy.targets.named);
         }
         let engine = self.engine.clone();
         let policy = policy.clone();

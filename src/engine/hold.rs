@@ -105,7 +105,7 @@ impl Engine {
                 })
                 .collect()
         };
-        let new_slots = deleted_slots(&new.rules());
+        let new_slots = deleted_slots(&new.rules);
         let old_slots = old.map(deleted_slots).unwrap_or_default();
         let ids = |slots: &[DateTime<Utc>]| -> Vec<(String, DateTime<Utc>)> {
             slots
@@ -168,10 +168,10 @@ impl Engine {
                     .policies
                     .iter()
                     .find(|o| o.name == p.name)
-                    .map(Policy::rules),
+                    .map(|o| o.rules),
                 None => match recorded.get(&p.name) {
                     None => continue,
-                    Some(text) if *text == encode_rules(&p.rules()) => continue,
+                    Some(text) if *text == encode_rules(&p.rules) => continue,
                     Some(text) => match decode_rules(text) {
                         Some(r) => Some(r),
                         None => {
@@ -190,7 +190,7 @@ impl Engine {
         let rules: Vec<(String, String, String)> = new
             .policies
             .iter()
-            .map(|p| (p.name.clone(), p.provider.clone(), encode_rules(&p.rules())))
+            .map(|p| (p.name.clone(), p.provider.clone(), encode_rules(&p.rules)))
             .collect();
         let rows: Vec<(&str, &str, &str)> = rules
             .iter()

@@ -324,7 +324,10 @@ impl Engine {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let retry = RetryPolicy::for_poll_interval(
+            policy.timing.poll_interval,
+            policy.timing.poll_max_interval,
+        );
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -350,7 +353,7 @@ impl Engine {
 fn too_late(policy: &Policy, before: &str) -> EngineError {
     EngineError::TimedOut(format!(
         "the slot's timeout ({}) passed before {before} (waiting for jitter, a max_in_flight permit or retries); nothing more is created for this slot",
-        humantime::format_duration(policy.timeout)
+        humantime::format_duration(policy.timing.timeout)
     ))
 }
 
@@ -382,8 +385,9 @@ fn ledger_state(s: SnapshotState) -> LedgerState {
 
 fn poll_plan(policy: &Policy, now: DateTime<Utc>, deadline: DateTime<Utc>) -> PollPlan {
     PollPlan {
-        first_poll: now + chrono::Duration::from_std(policy.poll_interval).unwrap_or_default(),
-        interval: policy.poll_interval,
+        first_poll: now
+            + chrono::Duration::from_std(policy.timing.poll_interval).unwrap_or_default(),
+        interval: policy.timing.poll_interval,
         deadline,
     }
 }

@@ -159,7 +159,7 @@ impl Engine {
                 Ok(t) => t,
                 Err(e) => {
                     warn!(policy = %p.name, error = %e, "cannot resolve the selector; its ledger targets count as configured");
-                    let mut t = p.targets.clone();
+                    let mut t = p.targets.named.clone();
                     t.extend(
                         rows.iter()
                             .filter(|r| r.policy == p.name)
@@ -512,7 +512,7 @@ impl Engine {
         let by_target = config
             .policies
             .iter()
-            .find(|p| p.provider == provider && p.targets.iter().any(|t| t == target))
+            .find(|p| p.provider == provider && p.targets.named.iter().any(|t| t == target))
             .map(|p| p.resource);
         let resources: Vec<ResourceKind> = match by_policy.or(by_target) {
             Some(r) => vec![r],

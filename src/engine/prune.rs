@@ -40,7 +40,7 @@ impl Engine {
         mode: PruneMode,
     ) -> Result<PruneReport, EngineError> {
         let dry_run = mode == PruneMode::DryRun;
-        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(Utc::now());
         let mut listed = self.list(ps, policy, target, deadline).await?;
         let ledger = self
             .state
@@ -54,7 +54,7 @@ impl Engine {
         let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
 
         let groups = candidates(&listed, &by_id);
-        let rules = policy.rules();
+        let rules = policy.rules;
         let mut report = PruneReport {
             decisions: groups
                 .values()
@@ -448,7 +448,7 @@ impl Engine {
                     poll_plan(policy, now, deadline),
                 )?;
                 info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
-                Ok(Some(ps.poller.watch(op, policy.poll_max_interval)))
+                Ok(Some(ps.poller.watch(op, policy.timing.poll_max_interval)))
             }
         }
     }

@@ -20,7 +20,7 @@ impl Engine {
         confirmed: bool,
     ) -> Result<RestoreReport, EngineError> {
         let ps = self.slot(policy)?;
-        let deadline = Utc::now() + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(Utc::now());
         let listed = self.list(&ps, policy, target, deadline).await?;
         let ledger = self
             .state
@@ -83,7 +83,7 @@ impl Engine {
         )?;
         info!(policy = %policy.name, target, snapshot = %chosen.id, job = %started.operation, "restore started");
         match self
-            .or_shutdown(ps.poller.watch(op, policy.poll_max_interval))
+            .or_shutdown(ps.poller.watch(op, policy.timing.poll_max_interval))
             .await?
         {
             Ok(OpOutcome::Succeeded) => Ok(RestoreReport {

@@ -73,7 +73,7 @@ impl Engine {
             } else if let Some(ps) = self.slot_by_name(&op.provider) {
                 let max = policies
                     .get(op.policy.as_str())
-                    .map(|p| p.poll_max_interval)
+                    .map(|p| p.timing.poll_max_interval)
                     .unwrap_or(Duration::from_secs(120));
                 // The poller records the outcome; nobody needs to wait.
                 drop(ps.poller.watch(op, max));
@@ -135,8 +135,7 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let target = run.target.as_str();
-        let deadline =
-            run.started_at + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let deadline = policy.timing.deadline(run.started_at);
         info!(policy = %policy.name, target, slot = %run.slot, state = run.state.as_str(), "resuming run");
         let result = match run.state {
             RunState::Intent => {

@@ -157,12 +157,13 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let ps = self.slot(policy)?;
         let target = begun.marker.target.as_str();
-        if !policy.jitter.is_zero() {
-            let delay = rand::rng().random_range(Duration::ZERO..=policy.jitter);
+        if !policy.timing.jitter.is_zero() {
+            let delay = rand::rng().random_range(Duration::ZERO..=policy.timing.jitter);
             self.or_shutdown(tokio::time::sleep(delay)).await?;
         }
         let deadline = begun.started
-            + chrono::Duration::from_std(policy.timeout).unwrap_or(chrono::Duration::hours(2));
+            + chrono::Duration::from_std(policy.timing.timeout)
+                .unwrap_or(chrono::Duration::hours(2));
         let result = self
             .create_and_follow(
                 &ps,
@@ -224,9 +225,12 @@ impl Engine {
             name: name.to_string(),
             marker: marker.clone(),
             full,
-            volume_ids: policy.volume_ids.clone(),
+            volume_ids: policy.targets.volume_ids.clone(),
         };
-        let retry = RetryPolicy::for_poll_interval(policy.poll_interval, policy.poll_max_interval);
+        let retry = RetryPolicy::for_poll_interval(
+            policy.timing.poll_interval,
+            policy.timing.poll_max_interval,
+        );
         // A provider whose create finds this slot's snapshots itself is
         // called again after an ambiguous answer: it makes only what is
         // missing (a target of several volumes is never left part-made).
@@ -296,7 +300,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let waits: Vec<_> = ops
             .into_iter()
-            .map(|op| ps.poller.watch(op, policy.poll_max_interval))
+            .map(|op| ps.poller.watch(op, policy.timing.poll_max_interval))
             .collect();
         let mut failures = Vec::new();
         let mut timed_out = false;
@@ -329,7 +333,7 @@ impl Engine {
         snapshot_id: &str,
         deadline: DateTime<Utc>,
     ) -> Result<(), EngineError> {
-        let mut interval = policy.poll_interval;
+        let mut interval = policy.timing.poll_interval;
         loop {
             let listed = self.list(ps, policy, target, deadline).await?;
             let state = listed.iter().find(|s| s.id == snapshot_id).map(|s| s.state);
@@ -355,7 +359,7 @@ impl Engine {
                 return Err(EngineError::Failed(why));
             }
             self.or_shutdown(tokio::time::sleep(interval)).await?;
-            interval = (interval * 2).min(policy.poll_max_interval);
+            interval = (interval * 2).min(policy.timing.poll_max_interval);
         }
     }
 

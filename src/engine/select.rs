@@ -45,19 +45,19 @@ impl Engine {
     /// provider's listing, retried by the one retry policy); empty without
     /// a selector. Never a partial answer: a failed listing is an error.
     pub async fn select_resources(&self, policy: &Policy) -> Result<Vec<Resource>, EngineError> {
-        let Some(selector) = &policy.select else {
+        let Some(selector) = &policy.targets.select else {
             return Ok(Vec::new());
         };
         let ps = self.slot(policy)?;
         let deadline = Utc::now()
-            + chrono::Duration::from_std(policy.timeout.min(LIST_DEADLINE))
+            + chrono::Duration::from_std(policy.timing.timeout.min(LIST_DEADLINE))
                 .unwrap_or(chrono::Duration::minutes(10));
         let listed = self
             .retrying(policy, deadline, "listing resources", || {
                 ps.provider.list_resources(policy.resource)
             })
             .await?;
-        let named = named_by_explicit(&policy.targets, &listed);
+        let named = named_by_explicit(&policy.targets.named, &listed);
         let mut seen = BTreeSet::new();
         Ok(listed
             .into_iter()
@@ -78,16 +78,16 @@ impl Engine {
     /// need the whole answer).
     pub async fn resolve_targets(&self, policy: &Policy) -> Result<Vec<String>, EngineError> {
         let selected = self.select_resources(policy).await?;
-        Ok(union(&policy.targets, &selected))
+        Ok(union(&policy.targets.named, &selected))
     }
 
     /// Like [`Engine::resolve_targets`], but a failed listing only fails
     /// the selector's part (the explicit targets still run). Logs what the
     /// selector matched, and a warning when it matched nothing.
     pub async fn resolve_for_run(&self, policy: &Policy) -> Resolved {
-        if policy.select.is_none() {
+        if policy.targets.select.is_none() {
             return Resolved {
-                targets: policy.targets.clone(),
+                targets: policy.targets.named.clone(),
                 selected: None,
             };
         }
@@ -100,11 +100,11 @@ impl Engine {
                     let ids: Vec<&str> = matched.iter().map(|r| r.id.as_str()).collect();
                     info!(policy = %policy.name, selector = %selector_text(policy), matched = %ids.join(","), "selector resolved");
                 }
-                union(&policy.targets, matched)
+                union(&policy.targets.named, matched)
             }
             Err(e) => {
                 warn!(policy = %policy.name, selector = %selector_text(policy), error = %e, "selector listing failed; only the explicit targets run");
-                policy.targets.clone()
+                policy.targets.named.clone()
             }
         };
         Resolved {
@@ -116,6 +116,7 @@ impl Engine {
 
 fn selector_text(policy: &Policy) -> String {
     policy
+        .targets
         .select
         .as_ref()
         .map(ToString::to_string)
@@ -157,8 +158,8 @@ fn union(explicit: &[String], selected: &[Resource]) -> Vec<String> {
 /// (a target that left the selector drops out once a later slot ran
 /// without it; a stopped daemon still shows up as stale).
 pub fn ledger_targets(policy: &Policy, summaries: &[TargetSummary]) -> Vec<String> {
-    let mut out = policy.targets.clone();
-    if policy.select.is_none() {
+    let mut out = policy.targets.named.clone();
+    if policy.targets.select.is_none() {
         return out;
     }
     let mine: Vec<&TargetSummary> = summaries

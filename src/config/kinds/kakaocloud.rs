@@ -46,16 +46,7 @@ pub(super) fn build(
             );
             None
         }
-        Some(id)
-            if id.get_ref().trim().is_empty() || id.get_ref().contains(char::is_whitespace) =>
-        {
-            cx.diag.error(
-                id.span(),
-                "`application_credential_id` must be a non-empty key id without spaces",
-            );
-            None
-        }
-        Some(id) => Some(id.get_ref().clone()),
+        Some(id) => values::word(id, "application_credential_id", "key id", &mut cx.diag),
     };
 
     let secret = secrets::resolve(
@@ -69,9 +60,8 @@ pub(super) fn build(
         cx,
     );
 
-    let mut url = |value: Option<&Spanned<String>>, key: &str, default: &str| match value {
-        None => Some(default.to_string()),
-        Some(e) => values::http_url(e, key, &mut cx.diag).map(|u| u.to_string()),
+    let mut url = |value: Option<&Spanned<String>>, key: &str, default: &str| {
+        values::http_url_or(value, key, default, &mut cx.diag)
     };
     let endpoint = url(endpoint, "endpoint", DEFAULT_ENDPOINT);
     let bcs_endpoint = url(

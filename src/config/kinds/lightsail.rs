@@ -53,11 +53,34 @@ pub(super) fn build(
         }
     };
 
-    let secret_given = raw.secret_access_key.is_some()
-        || raw.secret_access_key_file.is_some()
-        || raw.secret_access_key_env.is_some();
+    let credentials = credentials(section, raw, cx);
+
+    let endpoint = match endpoint {
+        None => Some(None),
+        Some(e) => values::http_url(e, "endpoint", &mut cx.diag).map(|u| Some(u.to_string())),
+    };
+
+    Some(LightsailSettings {
+        region: region?,
+        credentials: credentials?,
+        endpoint: endpoint?,
+    })
+}
+
+/// Static keys, or the AWS chain (with `profile` if given): never both.
+fn credentials(
+    section: &Section<'_, '_>,
+    raw: &RawLightsail,
+    cx: &mut Cx<'_>,
+) -> Option<LightsailCredentials> {
+    let secret = SecretKeys {
+        name: "secret_access_key",
+        literal: raw.secret_access_key.as_ref(),
+        file: raw.secret_access_key_file.as_ref(),
+        env: raw.secret_access_key_env.as_ref(),
+    };
     let mut ok = true;
-    let credentials = match (&raw.access_key_id, secret_given) {
+    let credentials = match (&raw.access_key_id, secret.given()) {
         (None, false) => Some(LightsailCredentials::Chain {
             profile: match &raw.profile {
                 None => None,
@@ -86,47 +109,20 @@ pub(super) fn build(
                 );
                 ok = false;
             }
-            let id_ok =
-                !id.get_ref().trim().is_empty() && !id.get_ref().contains(char::is_whitespace);
-            if !id_ok {
-                cx.diag.error(
-                    id.span(),
-                    "`access_key_id` must be a non-empty key id without spaces",
-                );
-            }
-            let secret = secrets::resolve(
-                SecretKeys {
-                    name: "secret_access_key",
-                    literal: raw.secret_access_key.as_ref(),
-                    file: raw.secret_access_key_file.as_ref(),
-                    env: raw.secret_access_key_env.as_ref(),
-                },
-                section.span.clone(),
-                cx,
-            );
-            match (id_ok, secret) {
-                (true, Some(secret_access_key)) => Some(LightsailCredentials::Static {
-                    access_key_id: id.get_ref().clone(),
-                    secret_access_key,
-                }),
+            let access_key_id = values::word(id, "access_key_id", "key id", &mut cx.diag);
+            let secret = secrets::resolve(secret, section.span.clone(), cx);
+            match (access_key_id, secret) {
+                (Some(access_key_id), Some(secret_access_key)) => {
+                    Some(LightsailCredentials::Static {
+                        access_key_id,
+                        secret_access_key,
+                    })
+                }
                 _ => None,
             }
         }
     };
-
-    let endpoint = match endpoint {
-        None => Some(None),
-        Some(e) => values::http_url(e, "endpoint", &mut cx.diag).map(|u| Some(u.to_string())),
-    };
-
-    if !ok {
-        return None;
-    }
-    Some(LightsailSettings {
-        region: region?,
-        credentials: credentials?,
-        endpoint: endpoint?,
-    })
+    credentials.filter(|_| ok)
 }
 
 /// `us-east-2`, `eu-central-1`, `ap-southeast-5`, `us-gov-west-1`.

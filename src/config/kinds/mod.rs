@@ -17,6 +17,7 @@ mod ucloudstack;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -66,34 +67,37 @@ impl Kind {
         common: &CommonRaw,
         cx: &mut Cx<'_>,
     ) -> Option<ProviderSettings> {
+        let endpoint = common.endpoint.as_ref();
         match self {
             Kind::QingCloud => {
-                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
-                qingcloud::build(section, &raw, common.endpoint.as_ref(), cx)
-                    .map(ProviderSettings::QingCloud)
+                build_with(section, endpoint, cx, qingcloud::build).map(ProviderSettings::QingCloud)
             }
-            Kind::UCloudStack => {
-                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
-                ucloudstack::build(section, &raw, common.endpoint.as_ref(), cx)
-                    .map(ProviderSettings::UCloudStack)
-            }
-            Kind::KakaoCloud => {
-                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
-                kakaocloud::build(section, &raw, common.endpoint.as_ref(), cx)
-                    .map(ProviderSettings::KakaoCloud)
-            }
+            Kind::UCloudStack => build_with(section, endpoint, cx, ucloudstack::build)
+                .map(ProviderSettings::UCloudStack),
+            Kind::KakaoCloud => build_with(section, endpoint, cx, kakaocloud::build)
+                .map(ProviderSettings::KakaoCloud),
             Kind::PowerVs => {
-                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
-                powervs::build(section, &raw, common.endpoint.as_ref(), cx)
-                    .map(ProviderSettings::PowerVs)
+                build_with(section, endpoint, cx, powervs::build).map(ProviderSettings::PowerVs)
             }
             Kind::Lightsail => {
-                let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
-                lightsail::build(section, &raw, common.endpoint.as_ref(), cx)
-                    .map(ProviderSettings::Lightsail)
+                build_with(section, endpoint, cx, lightsail::build).map(ProviderSettings::Lightsail)
             }
         }
     }
+}
+
+/// A kind's `build` (section, its own keys, `endpoint`), with its own keys
+/// read from the section first.
+type Build<R, S> = fn(&Section<'_, '_>, &R, Option<&Spanned<String>>, &mut Cx<'_>) -> Option<S>;
+
+fn build_with<R: DeserializeOwned, S>(
+    section: &Section<'_, '_>,
+    endpoint: Option<&Spanned<String>>,
+    cx: &mut Cx<'_>,
+    build: Build<R, S>,
+) -> Option<S> {
+    let raw = deserialize_table(section.span.clone(), section.table, &mut cx.diag)?;
+    build(section, &raw, endpoint, cx)
 }
 
 /// Keys every kind takes.
@@ -123,10 +127,8 @@ pub(crate) struct Section<'a, 'i> {
 impl Section<'_, '_> {
     /// Reports a required key that is absent.
     pub(crate) fn missing(&self, key: &str, expected: &str, cx: &mut Cx<'_>) {
-        cx.diag.error(
-            self.span.clone(),
-            format!("missing key `{key}` in {} ({expected})", self.what),
-        );
+        cx.diag
+            .missing(self.span.clone(), &self.what, key, expected);
     }
 }
 
@@ -220,10 +222,7 @@ fn read_kind(section: &Section<'_, '_>, cx: &mut Cx<'_>) -> Option<Kind> {
     if let Some(k) = Kind::from_name(kind) {
         return Some(k);
     }
-    let hint = match super::diagnostics::suggest(kind, names()) {
-        Some(s) => format!("; did you mean {s:?}?"),
-        None => String::new(),
-    };
+    let hint = super::diagnostics::did_you_mean(kind, names());
     cx.diag.error(
         value.span(),
         format!(

@@ -18,7 +18,7 @@ use crate::config::values;
 use crate::config::Cx;
 use crate::domain::ResourceKind;
 
-/// IBM Cloud IAM's token endpoint (powervs.md §2a).
+/// IBM Cloud IAM's token endpoint.
 const DEFAULT_IAM_ENDPOINT: &str = "https://iam.cloud.ibm.com/identity/token";
 
 const AUTH_MODES: &[&str] = &["api_key", "refresh_token", "bearer_token"];
@@ -43,25 +43,36 @@ pub(super) struct RawPowerVs {
 }
 
 impl RawPowerVs {
+    /// The keys of one auth mode's secret.
+    fn secret(&self, mode: &'static str) -> SecretKeys<'_> {
+        let (literal, file, env) = match mode {
+            "api_key" => (&self.api_key, &self.api_key_file, &self.api_key_env),
+            "refresh_token" => (
+                &self.refresh_token,
+                &self.refresh_token_file,
+                &self.refresh_token_env,
+            ),
+            _ => (
+                &self.bearer_token,
+                &self.bearer_token_file,
+                &self.bearer_token_env,
+            ),
+        };
+        SecretKeys {
+            name: mode,
+            literal: literal.as_ref(),
+            file: file.as_ref(),
+            env: env.as_ref(),
+        }
+    }
+
     /// The auth modes whose secret is given in some form.
     fn secrets_given(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.api_key.is_some() || self.api_key_file.is_some() || self.api_key_env.is_some() {
-            out.push("api_key");
-        }
-        if self.refresh_token.is_some()
-            || self.refresh_token_file.is_some()
-            || self.refresh_token_env.is_some()
-        {
-            out.push("refresh_token");
-        }
-        if self.bearer_token.is_some()
-            || self.bearer_token_file.is_some()
-            || self.bearer_token_env.is_some()
-        {
-            out.push("bearer_token");
-        }
-        out
+        AUTH_MODES
+            .iter()
+            .copied()
+            .filter(|m| self.secret(m).given())
+            .collect()
     }
 }
 
@@ -128,37 +139,59 @@ pub(super) fn build(
     })
 }
 
-/// Which auth mode, and its secret. `auth` may name the mode; without it
-/// the mode is the one whose secret is given.
+/// Which auth mode, and its secret.
 fn auth(section: &Section<'_, '_>, raw: &RawPowerVs, cx: &mut Cx<'_>) -> Option<PowerVsAuth> {
     let given = raw.secrets_given();
-    let mode = match &raw.auth {
-        Some(a) => {
-            let m = a.get_ref().as_str();
-            let Some(mode) = AUTH_MODES.iter().find(|x| **x == m) else {
-                cx.diag.error(
-                    a.span(),
-                    format!(
-                        "`auth` must be one of \"api_key\", \"refresh_token\" or \
-                         \"bearer_token\", got {m:?}"
-                    ),
-                );
-                return None;
-            };
-            if let Some(other) = given.iter().find(|g| *g != mode) {
-                cx.diag.error(
-                    a.span(),
-                    format!(
-                        "`auth = {mode:?}` but a `{other}` secret is given too: give only the \
-                         secret of the mode in use"
-                    ),
-                );
-                return None;
-            }
-            *mode
+    let mode = auth_mode(section, raw, &given, cx)?;
+    if mode != "api_key" {
+        if let Some(iam) = &raw.iam_endpoint {
+            cx.diag.error(
+                iam.span(),
+                format!("`iam_endpoint` is only used with `api_key` (this section uses {mode})"),
+            );
+            return None;
         }
-        None => match given.as_slice() {
-            [one] => *one,
+    }
+    let secret = |cx: &mut Cx<'_>| secrets::resolve(raw.secret(mode), section.span.clone(), cx);
+    match mode {
+        "api_key" => {
+            let iam_endpoint = values::http_url_or(
+                raw.iam_endpoint.as_ref(),
+                "iam_endpoint",
+                DEFAULT_IAM_ENDPOINT,
+                &mut cx.diag,
+            );
+            let api_key = secret(cx);
+            Some(PowerVsAuth::ApiKey {
+                api_key: api_key?,
+                iam_endpoint: iam_endpoint?,
+            })
+        }
+        "refresh_token" => {
+            let refresh_token = if given.contains(&"refresh_token") {
+                Some(secret(cx)?)
+            } else {
+                None
+            };
+            Some(PowerVsAuth::RefreshToken { refresh_token })
+        }
+        _ => Some(PowerVsAuth::BearerToken {
+            bearer_token: secret(cx)?,
+        }),
+    }
+}
+
+/// `auth` may name the mode (and then no other mode's secret may be
+/// given); without it the mode is the one whose secret is given.
+fn auth_mode(
+    section: &Section<'_, '_>,
+    raw: &RawPowerVs,
+    given: &[&'static str],
+    cx: &mut Cx<'_>,
+) -> Option<&'static str> {
+    let Some(a) = &raw.auth else {
+        return match given {
+            [one] => Some(*one),
             [] => {
                 cx.diag.error(
                     section.span.clone(),
@@ -169,7 +202,7 @@ fn auth(section: &Section<'_, '_>, raw: &RawPowerVs, cx: &mut Cx<'_>) -> Option<
                         section.what
                     ),
                 );
-                return None;
+                None
             }
             many => {
                 cx.diag.error(
@@ -181,75 +214,32 @@ fn auth(section: &Section<'_, '_>, raw: &RawPowerVs, cx: &mut Cx<'_>) -> Option<
                         many.join(", ")
                     ),
                 );
-                return None;
-            }
-        },
-    };
-
-    if mode != "api_key" {
-        if let Some(iam) = &raw.iam_endpoint {
-            cx.diag.error(
-                iam.span(),
-                format!("`iam_endpoint` is only used with `api_key` (this section uses {mode})"),
-            );
-            return None;
-        }
-    }
-
-    match mode {
-        "api_key" => {
-            let iam_endpoint = match &raw.iam_endpoint {
-                None => Some(DEFAULT_IAM_ENDPOINT.to_string()),
-                Some(e) => values::http_url(e, "iam_endpoint", &mut cx.diag).map(String::from),
-            };
-            let api_key = secrets::resolve(
-                SecretKeys {
-                    name: "api_key",
-                    literal: raw.api_key.as_ref(),
-                    file: raw.api_key_file.as_ref(),
-                    env: raw.api_key_env.as_ref(),
-                },
-                section.span.clone(),
-                cx,
-            );
-            Some(PowerVsAuth::ApiKey {
-                api_key: api_key?,
-                iam_endpoint: iam_endpoint?,
-            })
-        }
-        "refresh_token" => {
-            let refresh_token = if given.contains(&"refresh_token") {
-                Some(secrets::resolve(
-                    SecretKeys {
-                        name: "refresh_token",
-                        literal: raw.refresh_token.as_ref(),
-                        file: raw.refresh_token_file.as_ref(),
-                        env: raw.refresh_token_env.as_ref(),
-                    },
-                    section.span.clone(),
-                    cx,
-                )?)
-            } else {
                 None
-            };
-            Some(PowerVsAuth::RefreshToken { refresh_token })
-        }
-        _ => {
-            let bearer_token = secrets::resolve(
-                SecretKeys {
-                    name: "bearer_token",
-                    literal: raw.bearer_token.as_ref(),
-                    file: raw.bearer_token_file.as_ref(),
-                    env: raw.bearer_token_env.as_ref(),
-                },
-                section.span.clone(),
-                cx,
-            );
-            Some(PowerVsAuth::BearerToken {
-                bearer_token: bearer_token?,
-            })
-        }
+            }
+        };
+    };
+    let m = a.get_ref().as_str();
+    let Some(mode) = AUTH_MODES.iter().find(|x| **x == m) else {
+        cx.diag.error(
+            a.span(),
+            format!(
+                "`auth` must be one of \"api_key\", \"refresh_token\" or \
+                 \"bearer_token\", got {m:?}"
+            ),
+        );
+        return None;
+    };
+    if let Some(other) = given.iter().find(|g| *g != mode) {
+        cx.diag.error(
+            a.span(),
+            format!(
+                "`auth = {mode:?}` but a `{other}` secret is given too: give only the \
+                 secret of the mode in use"
+            ),
+        );
+        return None;
     }
+    Some(mode)
 }
 
 /// `crn:v1:{cname}:{ctype}:{service}:{location}:a/{account}:{instance}::`;

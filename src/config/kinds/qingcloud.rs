@@ -44,16 +44,7 @@ pub(super) fn build(
             section.missing("access_key_id", "the API access key id", cx);
             None
         }
-        Some(id)
-            if id.get_ref().trim().is_empty() || id.get_ref().contains(char::is_whitespace) =>
-        {
-            cx.diag.error(
-                id.span(),
-                "`access_key_id` must be a non-empty key id without spaces",
-            );
-            None
-        }
-        Some(id) => Some(id.get_ref().clone()),
+        Some(id) => values::word(id, "access_key_id", "key id", &mut cx.diag),
     };
 
     let secret_access_key = secrets::resolve(
@@ -67,10 +58,7 @@ pub(super) fn build(
         cx,
     );
 
-    let endpoint = match endpoint {
-        None => Some(DEFAULT_ENDPOINT.to_string()),
-        Some(e) => values::http_url(e, "endpoint", &mut cx.diag).map(|u| u.to_string()),
-    };
+    let endpoint = values::http_url_or(endpoint, "endpoint", DEFAULT_ENDPOINT, &mut cx.diag);
 
     Some(QingCloudSettings {
         zone: zone?,

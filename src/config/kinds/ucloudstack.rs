@@ -121,16 +121,7 @@ fn word(
 }
 
 fn checked_word(value: &Spanned<String>, key: &str, cx: &mut Cx<'_>) -> Option<String> {
-    let v = value.get_ref();
-    if v.trim().is_empty() || v.contains(char::is_whitespace) {
-        cx.diag.error(
-            value.span(),
-            format!("`{key}` must be a non-empty value without spaces"),
-        );
-        None
-    } else {
-        Some(v.clone())
-    }
+    values::word(value, key, "value", &mut cx.diag)
 }
 
 /// Disk ids go into the snapshot's Remark (`target=…`), so they are kept to
