@@ -30,7 +30,7 @@ use self::wire::{
 };
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{ops_of_every_kind, unique, Dialect};
+use super::query_api::{unique, Dialect};
 use super::{
     Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
     OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
@@ -624,6 +624,7 @@ fn is_not_found(e: &ProviderError) -> bool {
 /// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
 /// and chain facts, create/delete answers → ids). Results are discarded;
 /// the only contract is that no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
@@ -659,7 +660,7 @@ pub fn fuzz_parse_response(body: &[u8]) {
         })
         .take(64)
         .collect();
-    for op in ops_of_every_kind(ids) {
+    for op in super::query_api::ops_of_every_kind(ids) {
         let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
     }
     if let Ok(r) = Api::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {

@@ -28,9 +28,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::providers::{
-    malformed, truncate_message, ErrorKind, OpKind, OperationRef, ProviderError,
-};
+use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -200,9 +198,11 @@ pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
 /// For the fuzz entries: an operation of every kind for each
 /// `(operation, snapshot_id)` pair, so that each status mapping sees every
 /// combination of what an answer held.
+#[cfg(any(fuzzing, test))]
 pub(crate) fn ops_of_every_kind(
     pairs: impl IntoIterator<Item = (String, String)>,
-) -> impl Iterator<Item = OperationRef> {
+) -> impl Iterator<Item = crate::providers::OperationRef> {
+    use crate::providers::{OpKind, OperationRef};
     pairs.into_iter().flat_map(|(operation, snapshot_id)| {
         [OpKind::Create, OpKind::Delete, OpKind::Restore].map(|kind| OperationRef {
             kind,

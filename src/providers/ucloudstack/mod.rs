@@ -36,7 +36,7 @@ use self::client::{Client, UCloudStackApi as Api};
 use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{ops_of_every_kind, unique, Dialect};
+use super::query_api::{unique, Dialect};
 use super::{
     parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
     OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
@@ -530,6 +530,7 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
 /// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
 /// with their marker, CreateSnapshot → the new id). Results are
 /// discarded; the only contract is that no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
@@ -538,7 +539,10 @@ pub fn fuzz_parse_response(body: &[u8]) {
         for info in page.infos.unwrap_or_default().iter().take(64) {
             let _ = remote_snapshot(info, policy, target);
             let id = &info.snapshot_id;
-            for op in ops_of_every_kind([(id.clone(), id.clone()), (String::new(), id.clone())]) {
+            for op in super::query_api::ops_of_every_kind([
+                (id.clone(), id.clone()),
+                (String::new(), id.clone()),
+            ]) {
                 let _ = op_status(&op, Some(info));
             }
         }
