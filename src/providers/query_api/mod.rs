@@ -160,16 +160,7 @@ pub(crate) fn scrub(message: &str, secrets: &[&str]) -> String {
 /// The configured endpoint as an http(s) URL with a host, its query and
 /// fragment dropped; `cloud` names the dialect in the error.
 pub(crate) fn parse_endpoint(cloud: &str, endpoint: &str) -> Result<reqwest::Url, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid {cloud} endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid {cloud} endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url)
+    crate::providers::http::base_url(&format!("{cloud} endpoint"), endpoint)
 }
 
 /// The parameters in the order both dialects sign them: by name in byte
@@ -224,6 +215,7 @@ pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::OpKind;
 
     #[test]
     fn scrub_replaces_every_non_empty_secret() {
