@@ -37,8 +37,9 @@ use self::wire::{
 };
 use super::http::ApiClient;
 use super::{
-    Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, OpKind, OpStatus, OperationRef,
-    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
+    require_snapshot_id, unsupported_resource, Capabilities, CreateRequest, Created, DeleteStarted,
+    ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot,
+    RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::KakaoCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -113,12 +114,11 @@ impl KakaoCloud {
                 }
                 Ok(ids)
             }
-            other => Err(ProviderError::new(
-                ErrorKind::Permanent,
+            other => Err(unsupported_resource(
+                "kakaocloud",
                 call,
-                format!(
-                    "resource {other:?} is not supported by kakaocloud (use volume or instance)"
-                ),
+                other,
+                "volume or instance",
             )),
         }
     }
@@ -289,10 +289,7 @@ impl KakaoCloud {
                 )
         }) {
             tracing::info!(snapshot = %s.id, volume = volume_id, "snapshot of this slot already exists; using it");
-            return Ok(Created {
-                snapshot_id: s.id.clone(),
-                operation: s.id.clone(),
-            });
+            return Ok(Created::followed_by_itself(s.id.clone()));
         }
         // The first snapshot of a volume (for this policy) must be full.
         let has_base = existing.iter().any(|s| {
@@ -327,10 +324,7 @@ impl KakaoCloud {
             .map(|s| s.id.trim().to_string())
             .filter(|id| !id.is_empty())
             .ok_or_else(|| errors::unexpected(CREATE, "2xx but no snapshot id"))?;
-        Ok(Created {
-            snapshot_id: id.clone(),
-            operation: id,
-        })
+        Ok(Created::followed_by_itself(id))
     }
 
     async fn poll_one(&self, op: &OperationRef) -> Result<OpStatus, ProviderError> {
@@ -451,14 +445,8 @@ impl Provider for KakaoCloud {
 
     /// One DELETE; followed by GET until 404.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
+        require_snapshot_id(DELETE, snapshot_id)?;
         let id = snapshot_id.trim();
-        if id.is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                DELETE,
-                "empty snapshot id",
-            ));
-        }
         let path = format!("/api/v1/snapshots/{}", segment(id));
         match self
             .client

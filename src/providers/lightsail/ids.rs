@@ -4,7 +4,9 @@
 use aws_sdk_lightsail::types::{DiskSnapshot, InstanceSnapshot, Tag};
 use chrono::{DateTime, Utc};
 
-use super::super::{parse_slot_label, ErrorKind, Marker, ProviderError, SnapshotState};
+use super::super::{
+    parse_slot_label, unsupported_resource, ErrorKind, Marker, ProviderError, SnapshotState,
+};
 use crate::domain::ResourceKind;
 
 /// The ownership marker's tag keys.
@@ -32,10 +34,11 @@ impl Family {
         match resource {
             ResourceKind::Instance => Ok(Family::Instance),
             ResourceKind::Disk => Ok(Family::Disk),
-            other => Err(ProviderError::new(
-                ErrorKind::Permanent,
+            other => Err(unsupported_resource(
+                "lightsail",
                 call,
-                format!("resource {other:?} is not supported by lightsail (use instance or disk)"),
+                other,
+                "instance or disk",
             )),
         }
     }

@@ -42,8 +42,9 @@ use async_trait::async_trait;
 
 use super::http::{ApiClient, ClientBuildError};
 use super::{
-    Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpStatus, OperationRef,
-    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted,
+    require_target_and_name, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind,
+    Marker, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
+    RestoreStarted,
 };
 use crate::config::LightsailSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -198,13 +199,7 @@ impl Provider for Lightsail {
             _ => "CreateInstanceSnapshot",
         };
         let family = Family::of_resource(req.resource, call)?;
-        if req.target.trim().is_empty() || req.name.trim().is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                call,
-                "empty target or snapshot name",
-            ));
-        }
+        require_target_and_name(call, req)?;
         let tags = marker_tags(&req.marker);
         let answer = match family {
             Family::Instance => self
