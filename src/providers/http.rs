@@ -278,6 +278,21 @@ pub(crate) fn certificate_problem(e: &rustls::Error) -> Option<String> {
     })
 }
 
+/// A configured base URL: http(s) with a host, its query and fragment
+/// dropped; `what` names it in the error (`QingCloud endpoint`).
+pub(crate) fn base_url(what: &str, raw: &str) -> Result<reqwest::Url, String> {
+    let mut url =
+        reqwest::Url::parse(raw.trim()).map_err(|e| format!("invalid {what} {raw:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "invalid {what} {raw:?}: expected an http(s) URL with a host"
+        ));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
 /// Reads `Retry-After` in its delta-seconds form.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers

@@ -100,6 +100,45 @@ pub fn unexpected(call: &str, detail: impl Into<String>) -> ProviderError {
     )
 }
 
+/// A request the cloud cannot take (an empty id or name, a resource kind
+/// it does not snapshot): refused before any call. Not retryable.
+pub(crate) fn refused(call: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ErrorKind::Permanent, call, message)
+}
+
+/// The error for a resource kind `kind` (the config kind) cannot take;
+/// `supported` names the ones it can.
+pub(crate) fn unsupported_resource(
+    kind: &str,
+    call: &str,
+    resource: ResourceKind,
+    supported: &str,
+) -> ProviderError {
+    refused(
+        call,
+        format!("resource {resource:?} is not supported by {kind} (use {supported})"),
+    )
+}
+
+/// An empty snapshot id is refused before any call.
+pub(crate) fn require_snapshot_id(call: &str, snapshot_id: &str) -> Result<(), ProviderError> {
+    if snapshot_id.trim().is_empty() {
+        return Err(refused(call, "empty snapshot id"));
+    }
+    Ok(())
+}
+
+/// A create needs a target and a snapshot name.
+pub(crate) fn require_target_and_name(
+    call: &str,
+    req: &CreateRequest,
+) -> Result<(), ProviderError> {
+    if req.target.trim().is_empty() || req.name.trim().is_empty() {
+        return Err(refused(call, "empty target or snapshot name"));
+    }
+    Ok(())
+}
+
 /// What the engine asks a provider to snapshot, and how to mark it.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
@@ -127,6 +166,16 @@ pub struct Created {
     /// What to poll for completion: a job id, an operation id, or the
     /// snapshot id itself where the cloud has no job API.
     pub operation: String,
+}
+
+impl Created {
+    /// A snapshot the cloud gives no job for: it is followed by itself.
+    pub fn followed_by_itself(snapshot_id: String) -> Created {
+        Created {
+            operation: snapshot_id.clone(),
+            snapshot_id,
+        }
+    }
 }
 
 /// An operation in flight, as the engine hands it back to the provider.

@@ -64,15 +64,7 @@ pub(super) struct Client {
 }
 
 fn base_url(raw: &str, key: &str) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(raw.trim())
-        .map_err(|e| format!("invalid KakaoCloud {key} {raw:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid KakaoCloud {key} {raw:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
+    let url = http::base_url(&format!("KakaoCloud {key}"), raw)?;
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 

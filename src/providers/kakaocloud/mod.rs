@@ -17,6 +17,8 @@
 
 mod client;
 mod errors;
+mod mapping;
+mod pager;
 mod select;
 mod wire;
 
@@ -26,22 +28,28 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use reqwest::Method;
 
 use self::client::{encode, segment, Client, Host};
 use self::wire::{
-    CreateSnapshot, CreateSnapshotBody, Instance, InstanceList, Pagination, RestoreBody,
-    RestoreResponse, RestoreSpec, Snapshot, SnapshotEnvelope, SnapshotList, VolumeEnvelope,
+    CreateSnapshot, CreateSnapshotBody, Instance, InstanceList, RestoreBody, RestoreResponse,
+    RestoreSpec, Snapshot, SnapshotEnvelope, SnapshotList, VolumeEnvelope,
 };
 use super::http::ApiClient;
 use super::{
-    parse_slot_label, Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
-    RestoreStarted, SnapshotState,
+    require_snapshot_id, unsupported_resource, Capabilities, CreateRequest, Created, DeleteStarted,
+    ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot,
+    RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::KakaoCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
+#[cfg(test)]
+use mapping::chain_info;
+use mapping::{marker_of, op_status, remote_snapshot, snapshot_state, unique};
+pub use mapping::{marker_slot, marker_text, volume_snapshot_name};
+use pager::Pager;
+#[cfg(test)]
+use pager::MAX_PAGES;
 
 /// Page size of every listing (`limit`); the server's maximum is not
 /// documented, so the loop follows what it actually returns.
@@ -106,12 +114,11 @@ impl KakaoCloud {
                 }
                 Ok(ids)
             }
-            other => Err(ProviderError::new(
-                ErrorKind::Permanent,
+            other => Err(unsupported_resource(
+                "kakaocloud",
                 call,
-                format!(
-                    "resource {other:?} is not supported by kakaocloud (use volume or instance)"
-                ),
+                other,
+                "volume or instance",
             )),
         }
     }
@@ -282,10 +289,7 @@ impl KakaoCloud {
                 )
         }) {
             tracing::info!(snapshot = %s.id, volume = volume_id, "snapshot of this slot already exists; using it");
-            return Ok(Created {
-                snapshot_id: s.id.clone(),
-                operation: s.id.clone(),
-            });
+            return Ok(Created::followed_by_itself(s.id.clone()));
         }
         // The first snapshot of a volume (for this policy) must be full.
         let has_base = existing.iter().any(|s| {
@@ -320,10 +324,7 @@ impl KakaoCloud {
             .map(|s| s.id.trim().to_string())
             .filter(|id| !id.is_empty())
             .ok_or_else(|| errors::unexpected(CREATE, "2xx but no snapshot id"))?;
-        Ok(Created {
-            snapshot_id: id.clone(),
-            operation: id,
-        })
+        Ok(Created::followed_by_itself(id))
     }
 
     async fn poll_one(&self, op: &OperationRef) -> Result<OpStatus, ProviderError> {
@@ -444,14 +445,8 @@ impl Provider for KakaoCloud {
 
     /// One DELETE; followed by GET until 404.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
+        require_snapshot_id(DELETE, snapshot_id)?;
         let id = snapshot_id.trim();
-        if id.is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                DELETE,
-                "empty snapshot id",
-            ));
-        }
         let path = format!("/api/v1/snapshots/{}", segment(id));
         match self
             .client
@@ -518,307 +513,13 @@ impl Provider for KakaoCloud {
     }
 }
 
-/// Pagination by `limit`/`offset`, read whole or not at all (an error,
-/// never a partial answer):
-/// - with `pagination.total`, pages until the total; a total that changes,
-///   an empty page before it, or fewer distinct ids than it is an error;
-/// - without a total, a short page proves nothing (the server's maximum
-///   `limit` is not documented), so pages until one brings nothing new;
-/// - each page after the first starts one item early, at the last item of
-///   the page before: if that item is no longer there the listing shifted
-///   between the calls (a delete before the boundary, perhaps evened out by
-///   a create so the count still adds up) and an item may have been
-///   skipped: an error;
-/// - a page that brings no new id (a server that ignores `offset`) and
-///   more than [`MAX_PAGES`] pages are errors.
-struct Pager {
-    call: &'static str,
-    /// Items read so far: the offset of the first one not read yet.
-    next: u64,
-    /// The id of the last item read: the next page must start with it.
-    boundary: Option<String>,
-    total: Option<u64>,
-    seen: HashSet<String>,
-    pages: usize,
-}
-
-/// A listing of more pages than this is refused.
-const MAX_PAGES: usize = 10_000;
-
-impl Pager {
-    fn new(call: &'static str) -> Self {
-        Pager {
-            call,
-            next: 0,
-            boundary: None,
-            total: None,
-            seen: HashSet::new(),
-            pages: 0,
-        }
-    }
-
-    /// The `offset` to ask for next.
-    fn offset(&self) -> u64 {
-        match self.boundary {
-            Some(_) => self.next.saturating_sub(1),
-            None => self.next,
-        }
-    }
-
-    /// Take one page (the ids of its items, in order); whether to ask for
-    /// the next.
-    fn absorb<'a>(
-        &mut self,
-        ids: impl IntoIterator<Item = &'a str>,
-        pagination: Option<Pagination>,
-    ) -> Result<bool, ProviderError> {
-        self.pages += 1;
-        if self.pages > MAX_PAGES {
-            return Err(self.incomplete(format!("more than {MAX_PAGES} pages")));
-        }
-        if let Some(t) = pagination.and_then(|p| p.total) {
-            match self.total {
-                Some(old) if old != t => {
-                    return Err(
-                        self.incomplete(format!("total changed from {old} to {t} between pages"))
-                    )
-                }
-                _ => self.total = Some(t),
-            }
-        }
-        let asked = self.offset();
-        let mut ids = ids.into_iter();
-        if let Some(expected) = &self.boundary {
-            match ids.next() {
-                Some(first) if first == expected => {}
-                Some(first) => {
-                    return Err(self.incomplete(format!(
-                        "the listing changed while it was read: offset {asked} was {expected}, \
-                         now {first} (an item may have been skipped)"
-                    )))
-                }
-                None if self.total.is_none() => {
-                    return Err(self.incomplete(format!(
-                        "the listing changed while it was read: offset {asked} ({expected}) \
-                         is gone"
-                    )))
-                }
-                None => {}
-            }
-        }
-        let (mut fresh, mut new) = (0u64, 0u64);
-        for id in ids {
-            fresh += 1;
-            if self.seen.insert(id.to_string()) {
-                new += 1;
-            }
-            self.boundary = Some(id.to_string());
-        }
-        if fresh == 0 {
-            return match self.total {
-                Some(t) if self.next < t => {
-                    Err(self.incomplete(format!("empty page at offset {} of {t}", self.next)))
-                }
-                _ => Ok(false),
-            };
-        }
-        if new == 0 {
-            return Err(self.incomplete(format!(
-                "the page at offset {asked} repeats items already read (is offset ignored?)"
-            )));
-        }
-        self.next += fresh;
-        Ok(match self.total {
-            Some(t) => self.next < t,
-            None => true,
-        })
-    }
-
-    fn finish<T>(&self, items: Vec<T>) -> Result<Vec<T>, ProviderError> {
-        match self.total {
-            Some(t) if (self.seen.len() as u64) < t => Err(self.incomplete(format!(
-                "{} distinct items read, total is {t} (items moved between pages)",
-                self.seen.len()
-            ))),
-            _ => Ok(items),
-        }
-    }
-
-    fn incomplete(&self, detail: String) -> ProviderError {
-        ProviderError::new(
-            ErrorKind::Transient,
-            self.call,
-            format!("listing incomplete: {detail}"),
-        )
-    }
-}
-
-/// The description that marks a snapshot as snapwarden's.
-pub fn marker_text(policy: &str, target: &str, slot: DateTime<Utc>) -> String {
-    format!(
-        "{}{}",
-        marker_prefix(policy, target),
-        crate::domain::slot_label(slot)
-    )
-}
-
-fn marker_prefix(policy: &str, target: &str) -> String {
-    format!("snapwarden policy={policy} target={target} slot=")
-}
-
-/// The slot of a description that is exactly our marker for `policy` and
-/// `target`, and nothing else.
-pub fn marker_slot(description: Option<&str>, policy: &str, target: &str) -> Option<DateTime<Utc>> {
-    if policy.is_empty() || target.is_empty() {
-        return None;
-    }
-    description?
-        .strip_prefix(&marker_prefix(policy, target))
-        .and_then(parse_slot_label)
-}
-
-fn marker_of(description: Option<&str>, policy: &str, target: &str) -> bool {
-    marker_slot(description, policy, target).is_some()
-}
-
-/// `{name}-{volume_id}`: one name per volume of an instance target.
-pub fn volume_snapshot_name(name: &str, volume_id: &str) -> String {
-    format!("{name}-{volume_id}")
-}
-
-/// `available` → Available, `error` → Failed, `deleting` → Deleting;
-/// `creating`, `restoring` and anything unknown → Creating, never
-/// Available.
-/// A listed snapshot of `volume` in the engine's words; `by_id` is the
-/// volume's listing (for the chain).
-fn remote_snapshot(
-    s: &Snapshot,
-    by_id: &HashMap<&str, &Snapshot>,
-    volume: &str,
-    policy: &str,
-    target: &str,
-) -> RemoteSnapshot {
-    RemoteSnapshot {
-        id: s.id.clone(),
-        name: s.name.clone().unwrap_or_default(),
-        source: s.volume_id.clone().unwrap_or_else(|| volume.to_string()),
-        created_at: s.created_at(),
-        state: snapshot_state(s.status.as_deref()),
-        marker_slot: marker_slot(s.description.as_deref(), policy, target),
-        chain: chain_info(s, by_id),
-        cloud_id: None,
-        size_bytes: None,
-    }
-}
-
-fn snapshot_state(status: Option<&str>) -> SnapshotState {
-    match status.unwrap_or("").trim().to_ascii_lowercase().as_str() {
-        "available" => SnapshotState::Available,
-        "error" => SnapshotState::Failed,
-        "deleting" => SnapshotState::Deleting,
-        "deleted" => SnapshotState::Gone,
-        _ => SnapshotState::Creating,
-    }
-}
-
-/// Where a create or delete stands, from a GET of the snapshot.
-fn op_status(kind: OpKind, id: &str, snapshot: Option<&Snapshot>) -> OpStatus {
-    let pending = OpStatus::Pending { progress: None };
-    let status = snapshot
-        .and_then(|s| s.status.as_deref())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    match (kind, snapshot) {
-        // Right after create the snapshot may not be visible yet (the
-        // official provider retries 404s); the policy timeout bounds this.
-        (OpKind::Create, None) => pending,
-        (OpKind::Create, Some(_)) => match status.as_str() {
-            "available" => OpStatus::Succeeded,
-            "error" => OpStatus::Failed {
-                reason: format!("snapshot {id} ended in status error"),
-            },
-            "deleting" | "deleted" => OpStatus::Failed {
-                reason: format!("snapshot {id} is {status} before it became available"),
-            },
-            _ => pending,
-        },
-        (OpKind::Delete, None) => OpStatus::Succeeded,
-        (OpKind::Delete, Some(_)) => match status.as_str() {
-            "deleted" => OpStatus::Succeeded,
-            "error" => OpStatus::Failed {
-                reason: format!("snapshot {id} went to status error instead of being deleted"),
-            },
-            _ => pending,
-        },
-        (OpKind::Restore, _) => OpStatus::Failed {
-            reason: "a restore is followed by its volume".to_string(),
-        },
-    }
-}
-
-/// Chain facts: a snapshot is full when `is_incremental` is false (or,
-/// when the field is absent, when it has no parent). The root is found by
-/// walking `parent_id` through the same volume's listing; an incremental
-/// without a parent cannot be described and gets no chain info (the
-/// listing then keeps everything older with it, see
-/// [`super::chains::protect_unknown_chains`]).
-fn chain_info(s: &Snapshot, by_id: &HashMap<&str, &Snapshot>) -> Option<ChainInfo> {
-    let parent = non_empty(s.parent_id.as_deref());
-    let full = match (s.is_incremental, &parent) {
-        (Some(inc), _) => !inc,
-        (None, p) => p.is_none(),
-    };
-    if full {
-        return Some(ChainInfo {
-            full: true,
-            root_id: s.id.clone(),
-            parent_id: None,
-        });
-    }
-    let parent = parent?;
-    let mut root = parent.clone();
-    let mut steps = 0;
-    while let Some(p) = by_id.get(root.as_str()) {
-        let is_full = match (p.is_incremental, non_empty(p.parent_id.as_deref())) {
-            (Some(inc), _) => !inc,
-            (None, pp) => pp.is_none(),
-        };
-        match non_empty(p.parent_id.as_deref()) {
-            Some(next) if !is_full && steps < by_id.len() => {
-                root = next;
-                steps += 1;
-            }
-            _ => break,
-        }
-    }
-    Some(ChainInfo {
-        full: false,
-        root_id: root,
-        parent_id: Some(parent),
-    })
-}
-
-fn non_empty(v: Option<&str>) -> Option<String> {
-    v.map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
-/// Distinct non-empty values in first-seen order.
-fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    values
-        .filter(|v| !v.is_empty() && seen.insert(*v))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Fuzzing entry (`fuzz/`): `body` as each answer the provider reads
 /// (snapshot listing with its pagination, one snapshot, create, restore,
 /// volume, instance listing), parsed as the client parses a 2xx body and
 /// mapped as this module maps it ([`RemoteSnapshot`] with chain and
 /// marker, [`OpStatus`]). Results are discarded; the only contract is that
 /// no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let (policy, target, volume) = ("daily", "vm-fuzz", "vol-fuzz");
@@ -850,24 +551,4 @@ pub fn fuzz_parse_response(body: &[u8]) {
         let _ = r.volume;
     }
     let _ = serde_json::from_slice::<InstanceList>(body).map_err(parse(LIST_INSTANCES));
-}
-
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    #[test]
-    fn unknown_or_missing_status_is_never_available() {
-        for raw in [
-            Some("weird"),
-            Some(""),
-            None,
-            Some("backing-up"),
-            Some("availabl"),
-        ] {
-            assert_eq!(snapshot_state(raw), SnapshotState::Creating, "{raw:?}");
-        }
-        assert_eq!(snapshot_state(Some("AVAILABLE")), SnapshotState::Available);
-        assert_eq!(snapshot_state(Some("error")), SnapshotState::Failed);
-    }
 }

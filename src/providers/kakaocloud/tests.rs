@@ -11,13 +11,14 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use chrono::TimeZone;
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
+use super::wire::Pagination;
 use super::*;
 use crate::config::Secret;
 use crate::providers::http::HttpSettings;
-use crate::providers::Marker;
+use crate::providers::{ChainInfo, Marker};
 
 // ---------------------------------------------------------------- pure rules
 

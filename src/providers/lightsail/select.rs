@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_lightsail::types::Tag;
 
-use super::{unexpected, Lightsail, Pages, MAX_PAGES};
+use super::listing::{Pages, MAX_PAGES};
+use super::{unexpected, Lightsail};
 use crate::domain::ResourceKind;
 use crate::providers::{not_selectable, ProviderError, Resource};
 

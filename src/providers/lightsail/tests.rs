@@ -3,6 +3,7 @@
 //! trait call, and how answers map onto the engine's words.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::config::{LightsailCredentials, Secret};
 use crate::providers::http::HttpSettings;
+use crate::providers::{parse_slot_label, OpKind, SnapshotState};
 
 type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Value)>>>>;
 

@@ -295,31 +295,7 @@ impl Auth {
             .map_err(|e| errors::malformed(IP4G_CALL, e, body.len()))?;
         if let Some(new) = t.refresh_token.filter(|r| !r.trim().is_empty()) {
             if new != current.expose() {
-                let new = Secret::new(new);
-                cache.refresh = Some(new.clone());
-                match store {
-                    Some(store) => {
-                        let saved = store.store_secret(
-                            &self.provider,
-                            REFRESH_TOKEN_KEY,
-                            &StoredSecret {
-                                value: new,
-                                seed: seed.to_string(),
-                            },
-                        );
-                        match saved {
-                            Ok(()) => {
-                                tracing::info!(provider = %self.provider, "IP4G refresh token rotated; the new one is saved in the state database")
-                            }
-                            Err(e) => {
-                                tracing::warn!(provider = %self.provider, error = %e, "IP4G refresh token rotated but cannot be saved: a restart will need `snapwarden login`")
-                            }
-                        }
-                    }
-                    None => {
-                        tracing::info!(provider = %self.provider, "IP4G refresh token rotated (kept in memory)")
-                    }
-                }
+                self.keep_rotated(cache, Secret::new(new), seed, store);
             }
         }
         let expires = t
@@ -330,6 +306,41 @@ impl Auth {
                 errors::malformed(IP4G_CALL, "no valid `expires` in the token", body.len())
             })?;
         Ok(plan(Secret::new(t.access_token), sent, expires))
+    }
+
+    /// IP4G rotated the refresh token: the new one replaces the old in
+    /// memory and, where there is a store, in the state database.
+    fn keep_rotated(
+        &self,
+        cache: &mut Cache,
+        new: Secret,
+        seed: &str,
+        store: Option<&dyn SecretStore>,
+    ) {
+        cache.refresh = Some(new.clone());
+        match store {
+            Some(store) => {
+                let saved = store.store_secret(
+                    &self.provider,
+                    REFRESH_TOKEN_KEY,
+                    &StoredSecret {
+                        value: new,
+                        seed: seed.to_string(),
+                    },
+                );
+                match saved {
+                    Ok(()) => {
+                        tracing::info!(provider = %self.provider, "IP4G refresh token rotated; the new one is saved in the state database")
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider = %self.provider, error = %e, "IP4G refresh token rotated but cannot be saved: a restart will need `snapwarden login`")
+                    }
+                }
+            }
+            None => {
+                tracing::info!(provider = %self.provider, "IP4G refresh token rotated (kept in memory)")
+            }
+        }
     }
 
     /// The refresh token to use: the store's if it descends from the

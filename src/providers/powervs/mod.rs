@@ -34,9 +34,9 @@ pub use self::auth::{
 use self::wire::{Snapshot, SnapshotCreate, SnapshotCreateResponse, SnapshotUpdate, Snapshots};
 use super::http::ApiClient;
 use super::{
-    parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
-    RestoreStarted, SecretStore, SnapshotState,
+    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
+    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
+    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore, SnapshotState,
 };
 use crate::config::{PowerVsSettings, Secret};
 use crate::domain::{Cloud, ResourceKind};
@@ -231,10 +231,7 @@ impl PowerVs {
             tracing::info!(snapshot = %found.snapshot_id, "snapshot found by name; stamping snapwarden's description on it");
             self.update(&found.snapshot_id, None, Some(&marker)).await?;
         }
-        Ok(vec![Created {
-            snapshot_id: found.snapshot_id.clone(),
-            operation: found.snapshot_id.clone(),
-        }])
+        Ok(vec![Created::followed_by_itself(found.snapshot_id.clone())])
     }
 }
 
@@ -255,13 +252,11 @@ impl Provider for PowerVs {
     /// One POST; 202 → `snapshotID`. A 409 is reconciled by name first.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
         if req.resource != ResourceKind::Instance {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
+            return Err(unsupported_resource(
+                "powervs",
                 CREATE,
-                format!(
-                    "resource {:?} is not supported by powervs (use instance)",
-                    req.resource
-                ),
+                req.resource,
+                "instance",
             ));
         }
         if req.target.trim().is_empty() || !valid_name(&req.name) {
@@ -290,10 +285,7 @@ impl Provider for PowerVs {
                 if id.is_empty() {
                     return Err(errors::malformed(CREATE, "empty snapshotID", body.len()));
                 }
-                Ok(vec![Created {
-                    snapshot_id: id.clone(),
-                    operation: id,
-                }])
+                Ok(vec![Created::followed_by_itself(id)])
             }
             Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("http 409")) => {
                 self.reconcile_conflict(req, e).await
@@ -352,13 +344,7 @@ impl Provider for PowerVs {
 
     /// One DELETE (202); 404/410 means already gone.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
-        if snapshot_id.trim().is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                DELETE,
-                "empty snapshot id",
-            ));
-        }
+        require_snapshot_id(DELETE, snapshot_id)?;
         match self
             .call(
                 DELETE,
@@ -624,6 +610,7 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// [`RemoteSnapshot`] with marker/name slot); the text also goes through
 /// the JWT `exp` reader. Results are discarded; the only contract is that
 /// no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let (policy, target) = ("daily", "pvm-fuzz");

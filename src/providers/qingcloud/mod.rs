@@ -30,11 +30,11 @@ use self::wire::{
 };
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{ops_of_every_kind, unique, Dialect};
+use super::query_api::{unique, Dialect};
 use super::{
-    Capabilities, ChainInfo, CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind,
-    OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
-    RestoreStarted, SnapshotState,
+    require_snapshot_id, require_target_and_name, unsupported_resource, Capabilities, ChainInfo,
+    CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::QingCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -153,22 +153,14 @@ impl Provider for QingCloud {
     /// One CreateSnapshots call.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
         if !Cloud::QingCloud.capabilities().takes(req.resource) {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
+            return Err(unsupported_resource(
+                "qingcloud",
                 CREATE,
-                format!(
-                    "resource {:?} is not supported by qingcloud (use volume or instance)",
-                    req.resource
-                ),
+                req.resource,
+                "volume or instance",
             ));
         }
-        if req.target.trim().is_empty() || req.name.trim().is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                CREATE,
-                "empty target or snapshot name",
-            ));
-        }
+        require_target_and_name(CREATE, req)?;
         let params = vec![
             ("resources.1".to_string(), req.target.clone()),
             ("snapshot_name".to_string(), req.name.clone()),
@@ -258,13 +250,7 @@ impl Provider for QingCloud {
 
     /// One DeleteSnapshots call.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
-        if snapshot_id.trim().is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                DELETE,
-                "empty snapshot id",
-            ));
-        }
+        require_snapshot_id(DELETE, snapshot_id)?;
         let params = vec![("snapshots.1".to_string(), snapshot_id.to_string())];
         match self
             .client
@@ -624,6 +610,7 @@ fn is_not_found(e: &ProviderError) -> bool {
 /// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
 /// and chain facts, create/delete answers → ids). Results are discarded;
 /// the only contract is that no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
@@ -659,7 +646,7 @@ pub fn fuzz_parse_response(body: &[u8]) {
         })
         .take(64)
         .collect();
-    for op in ops_of_every_kind(ids) {
+    for op in super::query_api::ops_of_every_kind(ids) {
         let _ = op_status(&op, job_of(&op, &jobs), &snapshots);
     }
     if let Ok(r) = Api::decode::<CreateSnapshotsResponse>(CREATE, body, keep) {

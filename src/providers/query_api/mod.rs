@@ -28,9 +28,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::providers::{
-    malformed, truncate_message, ErrorKind, OpKind, OperationRef, ProviderError,
-};
+use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -162,16 +160,7 @@ pub(crate) fn scrub(message: &str, secrets: &[&str]) -> String {
 /// The configured endpoint as an http(s) URL with a host, its query and
 /// fragment dropped; `cloud` names the dialect in the error.
 pub(crate) fn parse_endpoint(cloud: &str, endpoint: &str) -> Result<reqwest::Url, String> {
-    let mut url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("invalid {cloud} endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid {cloud} endpoint {endpoint:?}: expected an http(s) URL with a host"
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url)
+    crate::providers::http::base_url(&format!("{cloud} endpoint"), endpoint)
 }
 
 /// The parameters in the order both dialects sign them: by name in byte
@@ -200,9 +189,11 @@ pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
 /// For the fuzz entries: an operation of every kind for each
 /// `(operation, snapshot_id)` pair, so that each status mapping sees every
 /// combination of what an answer held.
+#[cfg(any(fuzzing, test))]
 pub(crate) fn ops_of_every_kind(
     pairs: impl IntoIterator<Item = (String, String)>,
-) -> impl Iterator<Item = OperationRef> {
+) -> impl Iterator<Item = crate::providers::OperationRef> {
+    use crate::providers::{OpKind, OperationRef};
     pairs.into_iter().flat_map(|(operation, snapshot_id)| {
         [OpKind::Create, OpKind::Delete, OpKind::Restore].map(|kind| OperationRef {
             kind,
@@ -224,6 +215,7 @@ pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::OpKind;
 
     #[test]
     fn scrub_replaces_every_non_empty_secret() {

@@ -78,7 +78,7 @@ where
         total_field,
         offset_field,
         noun,
-        exact,
+        ..
     } = *paging;
     let mut seen = HashSet::new();
     // Items read so far (the offset of the first one not read yet), and
@@ -100,32 +100,14 @@ where
         let Some(page_total) = page.total else {
             return Err(unexpected(call, format!("no {total_field} in a listing")));
         };
-        match total {
-            None => total = Some(page_total),
-            Some(t) if t != page_total => {
-                return Err(incomplete(
-                    call,
-                    format!("{total_field} changed from {t} to {page_total} between pages"),
-                ));
-            }
-            Some(_) => {}
-        }
+        same_total(paging, &mut total, page_total)?;
         if next >= page_total {
             break;
         }
         let mut items = page.items?.into_iter();
         if let Some(expected) = &boundary {
             if let Some(first) = items.next() {
-                let id = id_of(&first)?;
-                if id != *expected {
-                    return Err(incomplete(
-                        call,
-                        format!(
-                            "the listing changed while it was read: {offset_field} {asked} \
-                             was {expected}, now {id} (an item may have been skipped)"
-                        ),
-                    ));
-                }
+                still_there(paging, asked, expected, &id_of(&first)?)?;
             }
         }
         let mut fresh: u64 = 0;
@@ -148,8 +130,56 @@ where
             break;
         }
     }
-    let total = total.unwrap_or(0);
-    let read = seen.len() as u64;
+    all_read(paging, seen.len() as u64, total.unwrap_or(0))
+}
+
+/// Every page must claim the total the first one claimed.
+fn same_total(
+    paging: &Paging,
+    known: &mut Option<u64>,
+    page_total: u64,
+) -> Result<(), ProviderError> {
+    match *known {
+        None => *known = Some(page_total),
+        Some(t) if t != page_total => {
+            return Err(incomplete(
+                paging.call,
+                format!(
+                    "{} changed from {t} to {page_total} between pages",
+                    paging.total_field
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// A page asked one item early must start with the last item read.
+fn still_there(paging: &Paging, asked: u64, expected: &str, id: &str) -> Result<(), ProviderError> {
+    if id == expected {
+        return Ok(());
+    }
+    Err(incomplete(
+        paging.call,
+        format!(
+            "the listing changed while it was read: {} {asked} \
+             was {expected}, now {id} (an item may have been skipped)",
+            paging.offset_field
+        ),
+    ))
+}
+
+/// The distinct items read against the total: fewer is an error, and so
+/// is any difference where the dialect's total is exact.
+fn all_read(paging: &Paging, read: u64, total: u64) -> Result<(), ProviderError> {
+    let Paging {
+        call,
+        total_field,
+        noun,
+        exact,
+        ..
+    } = *paging;
     if exact && read != total {
         return Err(incomplete(
             call,

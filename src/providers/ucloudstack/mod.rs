@@ -36,11 +36,11 @@ use self::client::{Client, UCloudStackApi as Api};
 use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
 use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
-use super::query_api::{ops_of_every_kind, unique, Dialect};
+use super::query_api::{unique, Dialect};
 use super::{
-    parse_slot_label, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind, Marker,
-    OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
-    RestoreStarted, SnapshotState,
+    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
+    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
+    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::UCloudStackSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -141,13 +141,11 @@ impl Provider for UCloudStack {
     /// One CreateSnapshot call with `Type=Automatic` and our Remark.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
         if req.resource != ResourceKind::Disk {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
+            return Err(unsupported_resource(
+                "ucloudstack",
                 CREATE,
-                format!(
-                    "resource {:?} is not supported by ucloudstack (use disk)",
-                    req.resource
-                ),
+                req.resource,
+                "disk",
             ));
         }
         let name_len = req.name.chars().count();
@@ -173,10 +171,7 @@ impl Provider for UCloudStack {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| errors::unexpected(CREATE, "RetCode 0 but no SnapshotID"))?;
-        Ok(vec![Created {
-            snapshot_id: id.clone(),
-            operation: id,
-        }])
+        Ok(vec![Created::followed_by_itself(id)])
     }
 
     /// One DescribeSnapshot per 100 distinct snapshots; none for no ops.
@@ -234,14 +229,8 @@ impl Provider for UCloudStack {
     /// `Type=Manual` is deleted (one DeleteSnapshot call); one in progress
     /// is busy; one already gone needs no call.
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
+        require_snapshot_id(DELETE, snapshot_id)?;
         let id = snapshot_id.trim();
-        if id.is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Permanent,
-                DELETE,
-                "empty snapshot id",
-            ));
-        }
         let found = self.describe_by_ids(&[id.to_string()]).await?;
         let Some(info) = found.get(id) else {
             return Ok(DeleteStarted::AlreadyGone);
@@ -530,6 +519,7 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
 /// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
 /// with their marker, CreateSnapshot → the new id). Results are
 /// discarded; the only contract is that no input panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
@@ -538,7 +528,10 @@ pub fn fuzz_parse_response(body: &[u8]) {
         for info in page.infos.unwrap_or_default().iter().take(64) {
             let _ = remote_snapshot(info, policy, target);
             let id = &info.snapshot_id;
-            for op in ops_of_every_kind([(id.clone(), id.clone()), (String::new(), id.clone())]) {
+            for op in super::query_api::ops_of_every_kind([
+                (id.clone(), id.clone()),
+                (String::new(), id.clone()),
+            ]) {
                 let _ = op_status(&op, Some(info));
             }
         }
