@@ -113,20 +113,19 @@ impl Lightsail {
         single: Vec<(usize, Ask)>,
         out: &mut [Option<OpStatus>],
     ) -> Result<(), ProviderError> {
-        let answers: Vec<(usize, Result<(OpStatus, usize), ProviderError>)> =
-            futures::stream::iter(single)
-                .map(|(i, ask)| async move {
-                    let op = &ops[i];
-                    let answer = match ask {
-                        Ask::Snapshot(family, name) => self.poll_snapshot(op, family, &name).await,
-                        Ask::Operations => self.poll_operations(op).await.map(|s| (s, 1)),
-                        Ask::WhyFailed(state) => self.why_failed(op, &state).await.map(|s| (s, 1)),
-                    };
-                    (i, answer)
-                })
-                .buffer_unordered(POLL_CONCURRENCY)
-                .collect()
-                .await;
+        let answers: Vec<(usize, Answer)> = futures::stream::iter(single)
+            .map(|(i, ask)| async move {
+                let op = &ops[i];
+                let answer = match ask {
+                    Ask::Snapshot(family, name) => self.poll_snapshot(op, family, &name).await,
+                    Ask::Operations => self.poll_operations(op).await.map(|s| (s, 1)),
+                    Ask::WhyFailed(state) => self.why_failed(op, &state).await.map(|s| (s, 1)),
+                };
+                (i, answer)
+            })
+            .buffer_unordered(POLL_CONCURRENCY)
+            .collect()
+            .await;
         let mut first_error = None;
         let mut answered = 0;
         let asked = answers.len();
@@ -344,3 +343,6 @@ pub(super) fn split_ids(operation: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// One single ask's status, and how many calls it took.
+type Answer = Result<(OpStatus, usize), ProviderError>;
