@@ -18,10 +18,9 @@ mod model;
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -30,16 +29,13 @@ use serde_json::{json, Value};
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::PvsState;
 
-use super::conn::ConnHandle;
 use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 use model::{format_time, Issuer, Outcome, Snap};
 
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "powervs";
-
-const MAX_BODY: usize = 1024 * 1024;
 
 // Operation ids (powervs.md §3), used as journal actions and fault targets.
 pub(crate) const OP_CREATE: &str = "pcloud.pvminstances.snapshots.post";
@@ -137,118 +133,110 @@ async fn serve(
     ids: Ids,
     handler: fn(&mut Ctx<'_>) -> Answer,
 ) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().to_string();
-    let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .unwrap_or_else(|_| Bytes::new());
+    pipeline::serve(&sim, req, |req| Call {
+        logged: path_params(&ids, &req.headers),
+        op,
+        guard,
+        ids,
+        handler,
+    })
+    .await
+}
 
-    let (response, latency) = {
-        let mut guard_lock = sim.lock();
-        let SimState {
-            settings,
-            journal,
-            faults: registry,
-            powervs,
-            ..
-        } = &mut *guard_lock;
-        let hit = registry.for_request(DIALECT, op);
-        let mut logged = BTreeMap::new();
-        for (k, v) in [
-            ("cloud_instance_id", &ids.cid),
-            ("pvm_instance_id", &ids.pvm),
-            ("snapshot_id", &ids.sid),
-        ] {
-            if !v.is_empty() {
-                logged.insert(k.to_string(), v.clone());
-            }
+/// What the journal shows of every call: the ids in the path and the CRN.
+fn path_params(ids: &Ids, headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut logged = BTreeMap::new();
+    for (k, v) in [
+        ("cloud_instance_id", &ids.cid),
+        ("pvm_instance_id", &ids.pvm),
+        ("snapshot_id", &ids.sid),
+    ] {
+        if !v.is_empty() {
+            logged.insert(k.to_string(), v.clone());
         }
-        if let Some(crn) = headers.get("crn").and_then(|v| v.to_str().ok()) {
-            logged.insert("crn".to_string(), crn.to_string());
-        }
-        let mut ctx = Ctx {
-            pvs: powervs,
-            faults: registry,
-            job_duration: settings.job_duration,
-            now,
-            headers: &headers,
-            body: &body,
-            ids: &ids,
-            logged,
-        };
-        let answer: Option<Answer> = match hit.answer {
-            Some(FaultKind::Throttle) => Some(Err(api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate Limited. Please try again later",
-                "too many requests",
-            ))),
-            Some(FaultKind::Quota) => Some(Err(api_error(
-                StatusCode::BAD_REQUEST,
-                "snapshot quota exceeded for this cloud instance",
-                "bad request",
-            ))),
-            Some(FaultKind::ServerError) => None,
-            _ => Some(check(&mut ctx, guard).and_then(|()| handler(&mut ctx))),
-        };
-        let logged = std::mem::take(&mut ctx.logged);
-        let response = match (hit.answer, answer) {
-            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
-            (_, None) => faults::server_error_response(),
-            (fault, Some(result)) => {
-                let (status, value) = match result {
-                    Ok(ok) => ok,
-                    Err(e) => (e.status, e.body),
-                };
-                let bytes = value.to_string().into_bytes();
-                if fault == Some(FaultKind::Malformed) && status.is_success() {
-                    faults::malformed_response(&bytes)
-                } else {
-                    let mut r = (
-                        status,
-                        [
-                            (header::CONTENT_TYPE, "application/json"),
-                            (
-                                header::HeaderName::from_static("x-correlation-id"),
-                                "sim-correlation",
-                            ),
-                        ],
-                        bytes,
-                    )
-                        .into_response();
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    }
-                    r
-                }
-            }
-        };
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method,
-            action: op.to_string(),
-            params: logged,
-            ret_code: None,
-            http_status: (!dropped).then(|| response.status().as_u16()),
-            fault: {
-                let names = hit.names();
-                (!names.is_empty()).then(|| names.join(","))
-            },
-        });
-        (response, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
     }
-    response
+    if let Some(crn) = headers.get("crn").and_then(|v| v.to_str().ok()) {
+        logged.insert("crn".to_string(), crn.to_string());
+    }
+    logged
+}
+
+/// One routed call: its operation, guard, path ids and handler.
+struct Call {
+    op: &'static str,
+    guard: Guard,
+    ids: Ids,
+    handler: fn(&mut Ctx<'_>) -> Answer,
+    logged: BTreeMap<String, String>,
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = (StatusCode, Value);
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        self.op
+    }
+
+    fn throttled(&self) -> ApiError {
+        api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate Limited. Please try again later",
+            "too many requests",
+        )
+    }
+
+    fn quota(&self, _state: &SimState) -> ApiError {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "snapshot quota exceeded for this cloud instance",
+            "bad request",
+        )
+    }
+
+    /// Job faults shape the snapshot but are not named in the journal.
+    fn dispatch(&mut self, state: &mut SimState, req: &Incoming) -> (Answer, Option<FaultKind>) {
+        let body: &[u8] = req.body.as_deref().unwrap_or_default();
+        let mut ctx = Ctx {
+            pvs: &mut state.powervs,
+            faults: &mut state.faults,
+            job_duration: state.settings.job_duration,
+            now: req.now,
+            headers: &req.headers,
+            body,
+            ids: &self.ids,
+            logged: std::mem::take(&mut self.logged),
+        };
+        let answer = check(&mut ctx, self.guard).and_then(|()| (self.handler)(&mut ctx));
+        self.logged = ctx.logged;
+        (answer, None)
+    }
+
+    fn respond(&self, result: &Answer, fault: Option<FaultKind>) -> Response {
+        let (status, value) = match result {
+            Ok((status, value)) => (*status, value),
+            Err(e) => (e.status, &e.body),
+        };
+        let bytes = value.to_string().into_bytes();
+        if fault == Some(FaultKind::Malformed) && status.is_success() {
+            return faults::malformed_response(&bytes);
+        }
+        let mut r = pipeline::json_response(status, "application/json", bytes);
+        r.headers_mut().insert(
+            header::HeaderName::from_static("x-correlation-id"),
+            header::HeaderValue::from_static("sim-correlation"),
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
+    }
+
+    fn journal(self, _result: Option<&Answer>) -> (BTreeMap<String, String>, Option<i64>) {
+        (self.logged, None)
+    }
 }
 
 /// Bearer token, workspace and CRN, in that order (pcloud only).
