@@ -9,8 +9,11 @@
 //! rejected or not, lands in the journal with the body's top-level members
 //! as its parameters.
 
+mod actions;
 mod control;
+mod json;
 mod model;
+mod paging;
 mod signature;
 
 use std::collections::BTreeMap;
@@ -155,14 +158,14 @@ impl Dialect for Call {
             Ok(input) => input,
             Err(e) => return (Err(e), None),
         };
-        let mut ctx = model::Ctx {
+        let mut ctx = actions::Ctx {
             state: lightsail,
             faults: registry,
             duration: settings.job_duration,
             now: req.now,
             fault_hit: None,
         };
-        let r = model::dispatch(&self.action, &input, &mut ctx);
+        let r = actions::dispatch(&self.action, &input, &mut ctx);
         (r, ctx.fault_hit)
     }
 
