@@ -15,7 +15,7 @@ mod model;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -27,16 +27,12 @@ pub(crate) use control::routes as control_routes;
 pub(crate) use model::KakaoState;
 use model::{Outcome, DEFAULT_LIMIT};
 
-use super::conn::ConnHandle;
 use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "kakaocloud";
-
-/// Largest request body read.
-const MAX_BODY: usize = 1024 * 1024;
 
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new().route("/kakaocloud/{*rest}", any(handle))
@@ -192,150 +188,136 @@ impl Op {
 type Params = BTreeMap<String, String>;
 
 async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    pipeline::serve(&sim, req, Call::decode).await
+}
 
-    let op = Op::parse(&method, &path);
-    let action = op.as_ref().map_or("Unknown", Op::action).to_string();
-    let mut params: Params = form_urlencoded(&query);
-    if let Some((k, v)) = op.as_ref().and_then(Op::path_param) {
-        params.insert(k.to_string(), v.to_string());
+/// One decoded call: the operation, its parameters for the journal (query,
+/// path id, body fields) and the body as JSON.
+struct Call {
+    op: Option<Op>,
+    action: &'static str,
+    params: Params,
+    body_json: Option<Value>,
+}
+
+impl Call {
+    fn decode(req: &Incoming) -> Call {
+        let op = Op::parse(&req.method, &req.path);
+        let action = op.as_ref().map_or("Unknown", Op::action);
+        let mut params: Params = form_urlencoded(&req.query);
+        if let Some((k, v)) = op.as_ref().and_then(Op::path_param) {
+            params.insert(k.to_string(), v.to_string());
+        }
+        let body_json: Option<Value> = req
+            .body
+            .as_ref()
+            .ok()
+            .filter(|b| !b.is_empty())
+            .and_then(|b| serde_json::from_slice(b).ok());
+        if let Some(v) = &body_json {
+            flatten("", v, &mut params);
+        }
+        Call {
+            op,
+            action,
+            params,
+            body_json,
+        }
     }
-    let body_json: Option<Value> = body
-        .as_ref()
-        .ok()
-        .filter(|b| !b.is_empty())
-        .and_then(|b| serde_json::from_slice(b).ok());
-    if let Some(v) = &body_json {
-        flatten("", v, &mut params);
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = Reply;
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        self.action
     }
 
-    let (answer, latency) = {
-        let mut guard = sim.lock();
-        let SimState {
-            settings,
-            journal,
-            faults: registry,
-            kakaocloud,
-            ..
-        } = &mut *guard;
-        let hit = registry.for_request(DIALECT, &action);
-        let mut job_fault = None;
-        let result: Result<Reply, Answer> = match (hit.answer, &op) {
-            (Some(FaultKind::Throttle), _) => Err(Answer::Api(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests. Please try again later.",
-            ))),
-            (Some(FaultKind::Quota), _) => Err(Answer::Api(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "QuotaExceeded",
-                "Snapshot quota exceeded for this project.",
-            ))),
-            (Some(FaultKind::ServerError), _) => Err(Answer::ServerError),
-            (_, None) => Err(Answer::Api(ApiError::not_found(format!(
-                "no such endpoint: {method} {path}"
-            )))),
-            (_, Some(op)) => {
-                let mut ctx = Ctx {
-                    state: kakaocloud,
-                    duration: settings.job_duration,
-                    faults: registry,
-                    fault_hit: None,
-                    now,
-                };
-                let r = run(
-                    op,
-                    &mut ctx,
-                    &headers,
-                    &params,
-                    body.as_ref().ok(),
-                    &body_json,
-                )
-                .map_err(Answer::Api);
-                job_fault = ctx.fault_hit;
-                r
-            }
+    fn throttled(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests. Please try again later.",
+        )
+    }
+
+    fn quota(&self, _state: &SimState) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "QuotaExceeded",
+            "Snapshot quota exceeded for this project.",
+        )
+    }
+
+    fn dispatch(
+        &mut self,
+        state: &mut SimState,
+        req: &Incoming,
+    ) -> (Result<Reply, ApiError>, Option<FaultKind>) {
+        let Some(op) = &self.op else {
+            let (method, path) = (&req.method, &req.path);
+            let err = ApiError::not_found(format!("no such endpoint: {method} {path}"));
+            return (Err(err), None);
         };
-        let throttled = hit.answer == Some(FaultKind::Throttle);
-        let (status, response) = match result {
-            Ok(reply) => {
-                let bytes = reply.body.as_ref().map(|b| b.to_string().into_bytes());
-                let mut resp = match (hit.answer, &bytes) {
-                    (Some(FaultKind::Malformed), Some(b)) => faults::malformed_response(b),
-                    (_, Some(b)) => (
-                        reply.status,
-                        [(header::CONTENT_TYPE, "application/json")],
-                        b.clone(),
-                    )
-                        .into_response(),
-                    (_, None) => reply.status.into_response(),
-                };
-                for (k, v) in &reply.headers {
-                    if let Ok(v) = HeaderValue::from_str(v) {
-                        resp.headers_mut().insert(*k, v);
-                    }
-                }
-                (reply.status, resp)
-            }
-            Err(Answer::Api(e)) => {
-                let mut resp = (
-                    e.status,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    e.body().to_string(),
-                )
-                    .into_response();
-                if throttled {
+        let mut ctx = Ctx {
+            state: &mut state.kakaocloud,
+            duration: state.settings.job_duration,
+            faults: &mut state.faults,
+            fault_hit: None,
+            now: req.now,
+        };
+        let raw_body = req.body.as_ref().ok();
+        let r = run(
+            op,
+            &mut ctx,
+            &req.headers,
+            &self.params,
+            raw_body,
+            &self.body_json,
+        );
+        (r, ctx.fault_hit)
+    }
+
+    fn respond(&self, result: &Result<Reply, ApiError>, fault: Option<FaultKind>) -> Response {
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                let body = e.body().to_string().into_bytes();
+                let mut resp = pipeline::json_response(e.status, "application/json", body);
+                if fault == Some(FaultKind::Throttle) {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 }
-                (e.status, resp)
-            }
-            Err(Answer::ServerError) => {
-                let r = faults::server_error_response();
-                (r.status(), r)
+                return resp;
             }
         };
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        let answer = if dropped {
-            faults::dropped_response(conn.as_ref())
-        } else {
-            response
+        let bytes = reply.body.as_ref().map(|b| b.to_string().into_bytes());
+        let mut resp = match (fault, bytes) {
+            (Some(FaultKind::Malformed), Some(b)) => faults::malformed_response(&b),
+            (_, Some(b)) => pipeline::json_response(reply.status, "application/json", b),
+            (_, None) => reply.status.into_response(),
         };
-        let mut names = hit.names();
-        if let Some(kind) = job_fault {
-            names.push(kind.name());
+        for (k, v) in &reply.headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                resp.headers_mut().insert(*k, v);
+            }
         }
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method: method.to_string(),
-            action: action.clone(),
-            params,
-            ret_code: None,
-            http_status: (!dropped).then_some(status.as_u16()),
-            fault: (!names.is_empty()).then(|| names.join(",")),
-        });
-        (answer, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
+        resp
     }
-    answer
-}
 
-enum Answer {
-    Api(ApiError),
-    ServerError,
+    /// The status the API meant, even when `malformed` sent a cut 200.
+    fn logged_status(&self, result: &Result<Reply, ApiError>, _sent: &Response) -> u16 {
+        match result {
+            Ok(reply) => reply.status.as_u16(),
+            Err(e) => e.status.as_u16(),
+        }
+    }
+
+    fn journal(self, _result: Option<&Result<Reply, ApiError>>) -> (Params, Option<i64>) {
+        (self.params, None)
+    }
 }
 
 struct Ctx<'a> {

@@ -9,15 +9,18 @@
 //! rejected or not, lands in the journal with the body's top-level members
 //! as its parameters.
 
+mod actions;
 mod control;
+mod json;
 mod model;
+mod paging;
 mod signature;
 
 use std::collections::BTreeMap;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
@@ -25,9 +28,9 @@ use chrono::Utc;
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::{Family, LightsailState, SeedSnapshot};
 
-use super::conn::ConnHandle;
 use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+pub(crate) use super::pipeline::header_str;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 
 /// The dialect's name in the control API.
@@ -35,9 +38,6 @@ pub(crate) const DIALECT: &str = "lightsail";
 
 /// `X-Amz-Target` prefix (lightsail.md §1).
 const TARGET_PREFIX: &str = "Lightsail_20161128.";
-
-/// Largest request body read; Lightsail requests are small JSON objects.
-const MAX_BODY: usize = 1024 * 1024;
 
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
@@ -73,129 +73,134 @@ impl ApiError {
 }
 
 async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    pipeline::serve(&sim, req, Call::decode).await
+}
 
-    let target = header_str(&headers, "x-amz-target");
-    let action = target
-        .strip_prefix(TARGET_PREFIX)
-        .unwrap_or(target)
-        .to_string();
-    let (input, params) = match &body {
-        Ok(bytes) => decode_body(bytes),
-        Err(_) => (
-            Err(ApiError::new(
+/// One decoded call: the operation, the body as JSON and its top-level
+/// members for the journal.
+struct Call {
+    action: String,
+    input: Result<serde_json::Map<String, serde_json::Value>, ApiError>,
+    params: BTreeMap<String, String>,
+}
+
+impl Call {
+    fn decode(req: &Incoming) -> Call {
+        let target = req.header("x-amz-target");
+        let action = target
+            .strip_prefix(TARGET_PREFIX)
+            .unwrap_or(target)
+            .to_string();
+        let (input, params) = match &req.body {
+            Ok(bytes) => decode_body(bytes),
+            Err(_) => (
+                Err(ApiError::new(
+                    400,
+                    "SerializationException",
+                    "the body could not be read",
+                )),
+                BTreeMap::new(),
+            ),
+        };
+        Call {
+            action,
+            input,
+            params,
+        }
+    }
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = serde_json::Value;
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        &self.action
+    }
+
+    fn throttled(&self) -> ApiError {
+        ApiError::new(400, "ThrottlingException", "Rate exceeded")
+    }
+
+    fn quota(&self, _state: &SimState) -> ApiError {
+        ApiError::invalid(
+            "Sorry, you've reached the maximum number of snapshots allowed in this region",
+        )
+    }
+
+    fn dispatch(
+        &mut self,
+        state: &mut SimState,
+        req: &Incoming,
+    ) -> (Result<serde_json::Value, ApiError>, Option<FaultKind>) {
+        let target = req.header("x-amz-target");
+        if !target.starts_with(TARGET_PREFIX) {
+            let err = ApiError::new(
                 400,
-                "SerializationException",
-                "the body could not be read",
-            )),
-            BTreeMap::new(),
-        ),
-    };
-
-    let (answer, latency) = {
-        let mut guard = sim.lock();
+                "UnknownOperationException",
+                format!("X-Amz-Target {target:?} is not a Lightsail operation"),
+            );
+            return (Err(err), None);
+        }
         let SimState {
             settings,
-            journal,
             faults: registry,
             lightsail,
             ..
-        } = &mut *guard;
-        let hit = registry.for_request(DIALECT, &action);
-        let mut job_fault = None;
-        let outcome: Option<Result<serde_json::Value, ApiError>> = match hit.answer {
-            Some(FaultKind::Throttle) => Some(Err(ApiError::new(
-                400,
-                "ThrottlingException",
-                "Rate exceeded",
-            ))),
-            Some(FaultKind::Quota) => Some(Err(ApiError::invalid(
-                "Sorry, you've reached the maximum number of snapshots allowed in this region",
-            ))),
-            Some(FaultKind::ServerError) => None,
-            _ => Some((|| {
-                if !target.starts_with(TARGET_PREFIX) {
-                    return Err(ApiError::new(
-                        400,
-                        "UnknownOperationException",
-                        format!("X-Amz-Target {target:?} is not a Lightsail operation"),
-                    ));
-                }
-                let bytes = body.as_deref().unwrap_or_default();
-                signature::authenticate(lightsail, &method, &path, &query, &headers, bytes, now)?;
-                let input = input?;
-                let mut ctx = model::Ctx {
-                    state: lightsail,
-                    faults: registry,
-                    duration: settings.job_duration,
-                    now,
-                    fault_hit: None,
-                };
-                let r = model::dispatch(&action, &input, &mut ctx);
-                job_fault = ctx.fault_hit;
-                r
-            })()),
+        } = state;
+        let (method, path, query) = (req.method.as_str(), &req.path, &req.query);
+        let bytes = req.body_bytes();
+        let signed =
+            signature::authenticate(lightsail, method, path, query, &req.headers, bytes, req.now);
+        let input = std::mem::replace(&mut self.input, Ok(Default::default()));
+        let input = match signed.and(input) {
+            Ok(input) => input,
+            Err(e) => return (Err(e), None),
         };
-        let answer = match (&hit.answer, &outcome) {
-            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
-            (_, None) => faults::server_error_response(),
-            (Some(FaultKind::Malformed), Some(Ok(v))) => {
+        let mut ctx = actions::Ctx {
+            state: lightsail,
+            faults: registry,
+            duration: settings.job_duration,
+            now: req.now,
+            fault_hit: None,
+        };
+        let r = actions::dispatch(&self.action, &input, &mut ctx);
+        (r, ctx.fault_hit)
+    }
+
+    fn respond(
+        &self,
+        result: &Result<serde_json::Value, ApiError>,
+        fault: Option<FaultKind>,
+    ) -> Response {
+        match result {
+            Ok(v) if fault == Some(FaultKind::Malformed) => {
                 faults::malformed_response(v.to_string().as_bytes())
             }
-            (_, Some(Ok(v))) => json_response(StatusCode::OK, v),
-            (_, Some(Err(e))) => json_response(e.status, &e.to_json()),
-        };
-        let mut fault_names = hit.names();
-        if let Some(kind) = job_fault {
-            fault_names.push(kind.name());
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(e.status, &e.to_json()),
         }
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        let mut logged = params;
-        if let Some(Err(e)) = &outcome {
+    }
+
+    fn journal(
+        self,
+        result: Option<&Result<serde_json::Value, ApiError>>,
+    ) -> (BTreeMap<String, String>, Option<i64>) {
+        let mut logged = self.params;
+        if let Some(Err(e)) = result {
             logged.insert("__error".to_string(), e.type_name.to_string());
         }
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method,
-            action,
-            params: logged,
-            ret_code: None,
-            http_status: (!dropped).then(|| answer.status().as_u16()),
-            fault: (!fault_names.is_empty()).then(|| fault_names.join(",")),
-        });
-        (answer, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
+        (logged, None)
     }
-    answer
 }
 
 fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
-    (
+    pipeline::json_response(
         status,
-        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
-        v.to_string(),
+        "application/x-amz-json-1.1",
+        v.to_string().into_bytes(),
     )
-        .into_response()
-}
-
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// The body as a JSON object, and its top-level members for the journal

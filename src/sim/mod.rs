@@ -23,6 +23,7 @@ mod faults;
 mod journal;
 mod kakaocloud;
 mod lightsail;
+mod pipeline;
 mod powervs;
 mod qingcloud;
 pub mod tls;

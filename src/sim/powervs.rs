@@ -13,15 +13,18 @@
 //! must refresh. Every request, rejected or not, lands in the journal with
 //! the API's operation id as its action; tokens and keys are never logged.
 
+mod auth;
 mod control;
 mod model;
+mod routes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -30,16 +33,12 @@ use serde_json::{json, Value};
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::PvsState;
 
-use super::conn::ConnHandle;
 use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
-use model::{format_time, Issuer, Outcome, Snap};
 
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "powervs";
-
-const MAX_BODY: usize = 1024 * 1024;
 
 // Operation ids (powervs.md §3), used as journal actions and fault targets.
 pub(crate) const OP_CREATE: &str = "pcloud.pvminstances.snapshots.post";
@@ -57,30 +56,79 @@ const OP_DEVICE_TOKEN: &str = "ip4g.device.token";
 
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/powervs/identity/token", post(iam_token))
-        .route("/powervs/auth/v1/token", post(ip4g_token))
-        .route("/powervs/auth/v1/device/code", post(device_code))
-        .route("/powervs/auth/v1/device/token", post(device_token))
+        .route(
+            "/powervs/identity/token",
+            post(open(OP_IAM, auth::iam_token)),
+        )
+        .route(
+            "/powervs/auth/v1/token",
+            post(open(OP_IP4G, auth::ip4g_token)),
+        )
+        .route(
+            "/powervs/auth/v1/device/code",
+            post(open(OP_DEVICE_CODE, auth::device_code)),
+        )
+        .route(
+            "/powervs/auth/v1/device/token",
+            post(open(OP_DEVICE_TOKEN, auth::device_token)),
+        )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/snapshots",
-            get(list_snapshots),
+            get(pcloud(OP_LIST, routes::list_snapshots)),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/snapshots/{sid}",
-            get(get_snapshot).put(put_snapshot).delete(delete_snapshot),
+            get(pcloud(OP_GET, routes::get_snapshot))
+                .put(pcloud(OP_PUT, routes::put_snapshot))
+                .delete(pcloud(OP_DELETE, routes::delete_snapshot)),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances",
-            get(list_instances),
+            get(pcloud(OP_LIST_INSTANCES, routes::list_instances)),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances/{pvm}/snapshots",
-            post(create_snapshot).get(list_instance_snapshots),
+            post(pcloud(OP_CREATE, routes::create_snapshot))
+                .get(pcloud(OP_LIST_INSTANCE, routes::list_instance_snapshots)),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances/{pvm}/snapshots/{sid}/restore",
-            post(restore_snapshot),
+            post(pcloud(OP_RESTORE, routes::restore_snapshot)),
         )
+}
+
+/// What a route's handler does with a checked request.
+type Handler = fn(&mut Ctx<'_>) -> Answer;
+
+/// A handler's answer on the way out.
+type Served = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A token service route: no bearer token, no path ids.
+fn open(
+    op: &'static str,
+    handler: Handler,
+) -> impl Fn(State<Simulator>, Request) -> Served + Clone + Send + Sync + 'static {
+    move |State(sim), req| Box::pin(serve(sim, req, op, Guard::Open, Ids::default(), handler))
+}
+
+/// A pcloud route: bearer token and CRN checked, ids from the path.
+fn pcloud(
+    op: &'static str,
+    handler: Handler,
+) -> impl Fn(State<Simulator>, Path<HashMap<String, String>>, Request) -> Served
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(sim), Path(mut path), req| {
+        let mut id = |k: &str| path.remove(k).unwrap_or_default();
+        let ids = Ids {
+            cid: id("cid"),
+            pvm: id("pvm"),
+            sid: id("sid"),
+        };
+        Box::pin(serve(sim, req, op, Guard::Pcloud, ids, handler))
+    }
 }
 
 /// An API error answer: status and the `Error` model.
@@ -135,120 +183,112 @@ async fn serve(
     op: &'static str,
     guard: Guard,
     ids: Ids,
-    handler: fn(&mut Ctx<'_>) -> Answer,
+    handler: Handler,
 ) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().to_string();
-    let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .unwrap_or_else(|_| Bytes::new());
+    pipeline::serve(&sim, req, |req| Call {
+        logged: path_params(&ids, &req.headers),
+        op,
+        guard,
+        ids,
+        handler,
+    })
+    .await
+}
 
-    let (response, latency) = {
-        let mut guard_lock = sim.lock();
-        let SimState {
-            settings,
-            journal,
-            faults: registry,
-            powervs,
-            ..
-        } = &mut *guard_lock;
-        let hit = registry.for_request(DIALECT, op);
-        let mut logged = BTreeMap::new();
-        for (k, v) in [
-            ("cloud_instance_id", &ids.cid),
-            ("pvm_instance_id", &ids.pvm),
-            ("snapshot_id", &ids.sid),
-        ] {
-            if !v.is_empty() {
-                logged.insert(k.to_string(), v.clone());
-            }
+/// What the journal shows of every call: the ids in the path and the CRN.
+fn path_params(ids: &Ids, headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut logged = BTreeMap::new();
+    for (k, v) in [
+        ("cloud_instance_id", &ids.cid),
+        ("pvm_instance_id", &ids.pvm),
+        ("snapshot_id", &ids.sid),
+    ] {
+        if !v.is_empty() {
+            logged.insert(k.to_string(), v.clone());
         }
-        if let Some(crn) = headers.get("crn").and_then(|v| v.to_str().ok()) {
-            logged.insert("crn".to_string(), crn.to_string());
-        }
-        let mut ctx = Ctx {
-            pvs: powervs,
-            faults: registry,
-            job_duration: settings.job_duration,
-            now,
-            headers: &headers,
-            body: &body,
-            ids: &ids,
-            logged,
-        };
-        let answer: Option<Answer> = match hit.answer {
-            Some(FaultKind::Throttle) => Some(Err(api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate Limited. Please try again later",
-                "too many requests",
-            ))),
-            Some(FaultKind::Quota) => Some(Err(api_error(
-                StatusCode::BAD_REQUEST,
-                "snapshot quota exceeded for this cloud instance",
-                "bad request",
-            ))),
-            Some(FaultKind::ServerError) => None,
-            _ => Some(check(&mut ctx, guard).and_then(|()| handler(&mut ctx))),
-        };
-        let logged = std::mem::take(&mut ctx.logged);
-        let response = match (hit.answer, answer) {
-            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
-            (_, None) => faults::server_error_response(),
-            (fault, Some(result)) => {
-                let (status, value) = match result {
-                    Ok(ok) => ok,
-                    Err(e) => (e.status, e.body),
-                };
-                let bytes = value.to_string().into_bytes();
-                if fault == Some(FaultKind::Malformed) && status.is_success() {
-                    faults::malformed_response(&bytes)
-                } else {
-                    let mut r = (
-                        status,
-                        [
-                            (header::CONTENT_TYPE, "application/json"),
-                            (
-                                header::HeaderName::from_static("x-correlation-id"),
-                                "sim-correlation",
-                            ),
-                        ],
-                        bytes,
-                    )
-                        .into_response();
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    }
-                    r
-                }
-            }
-        };
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method,
-            action: op.to_string(),
-            params: logged,
-            ret_code: None,
-            http_status: (!dropped).then(|| response.status().as_u16()),
-            fault: {
-                let names = hit.names();
-                (!names.is_empty()).then(|| names.join(","))
-            },
-        });
-        (response, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
     }
-    response
+    if let Some(crn) = headers.get("crn").and_then(|v| v.to_str().ok()) {
+        logged.insert("crn".to_string(), crn.to_string());
+    }
+    logged
+}
+
+/// One routed call: its operation, guard, path ids and handler.
+struct Call {
+    op: &'static str,
+    guard: Guard,
+    ids: Ids,
+    handler: Handler,
+    logged: BTreeMap<String, String>,
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = (StatusCode, Value);
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        self.op
+    }
+
+    fn throttled(&self) -> ApiError {
+        api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate Limited. Please try again later",
+            "too many requests",
+        )
+    }
+
+    fn quota(&self, _state: &SimState) -> ApiError {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "snapshot quota exceeded for this cloud instance",
+            "bad request",
+        )
+    }
+
+    /// Job faults shape the snapshot but are not named in the journal.
+    fn dispatch(&mut self, state: &mut SimState, req: &Incoming) -> (Answer, Option<FaultKind>) {
+        let body: &[u8] = req.body.as_deref().unwrap_or_default();
+        let mut ctx = Ctx {
+            pvs: &mut state.powervs,
+            faults: &mut state.faults,
+            job_duration: state.settings.job_duration,
+            now: req.now,
+            headers: &req.headers,
+            body,
+            ids: &self.ids,
+            logged: std::mem::take(&mut self.logged),
+        };
+        let answer = check(&mut ctx, self.guard).and_then(|()| (self.handler)(&mut ctx));
+        self.logged = ctx.logged;
+        (answer, None)
+    }
+
+    fn respond(&self, result: &Answer, fault: Option<FaultKind>) -> Response {
+        let (status, value) = match result {
+            Ok((status, value)) => (*status, value),
+            Err(e) => (e.status, &e.body),
+        };
+        let bytes = value.to_string().into_bytes();
+        if fault == Some(FaultKind::Malformed) && status.is_success() {
+            return faults::malformed_response(&bytes);
+        }
+        let mut r = pipeline::json_response(status, "application/json", bytes);
+        r.headers_mut().insert(
+            header::HeaderName::from_static("x-correlation-id"),
+            header::HeaderValue::from_static("sim-correlation"),
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
+    }
+
+    fn journal(self, _result: Option<&Answer>) -> (BTreeMap<String, String>, Option<i64>) {
+        (self.logged, None)
+    }
 }
 
 /// Bearer token, workspace and CRN, in that order (pcloud only).
@@ -332,566 +372,6 @@ fn json_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             "bad request",
         )
     })
-}
-
-// ---- token services -------------------------------------------------------
-
-async fn iam_token(State(sim): State<Simulator>, req: Request) -> Response {
-    serve(sim, req, OP_IAM, Guard::Open, Ids::default(), |ctx| {
-        let form: BTreeMap<String, String> = url_form(ctx.body);
-        let grant = form.get("grant_type").cloned().unwrap_or_default();
-        ctx.logged.insert("grant_type".into(), grant.clone());
-        let iam_error = |status: StatusCode, code: &str, message: &str| ApiError {
-            status,
-            body: json!({
-                "context": {"requestId": model::uuid_like(), "requestType": "incoming.Identity_Token"},
-                "errorCode": code,
-                "errorMessage": message,
-            }),
-        };
-        if grant != "urn:ibm:params:oauth:grant-type:apikey" {
-            return Err(iam_error(
-                StatusCode::BAD_REQUEST,
-                "BXNIM0109E",
-                "Property 'grant_type' is missing or not supported",
-            ));
-        }
-        let key = form.get("apikey").map(String::as_str).unwrap_or_default();
-        if key.is_empty() {
-            return Err(iam_error(StatusCode::BAD_REQUEST, "BXNIM0415E", "Provided API key could not be found"));
-        }
-        if !ctx.pvs.api_keys.contains(key) {
-            return Err(iam_error(StatusCode::BAD_REQUEST, "BXNIM0415E", "Provided API key could not be found"));
-        }
-        let (token, expires) = ctx.pvs.issue_access(Issuer::Iam, ctx.now);
-        Ok((
-            StatusCode::OK,
-            json!({
-                "access_token": token,
-                "refresh_token": "not_supported",
-                "ims_user_id": 2222222,
-                "token_type": "Bearer",
-                "expires_in": (expires - ctx.now).num_seconds(),
-                "expiration": expires.timestamp(),
-                "scope": "ibm openid",
-            }),
-        ))
-    })
-    .await
-}
-
-fn url_form(body: &[u8]) -> BTreeMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
-}
-
-fn ip4g_token_json(pvs: &mut PvsState, now: DateTime<Utc>, refresh: &str) -> Value {
-    let (token, expires) = pvs.issue_access(Issuer::Ip4g, now);
-    json!({
-        "accessToken": token,
-        "expires": format_time(expires),
-        "refreshToken": refresh,
-        "type": "Bearer",
-    })
-}
-
-async fn ip4g_token(State(sim): State<Simulator>, req: Request) -> Response {
-    serve(sim, req, OP_IP4G, Guard::Open, Ids::default(), |ctx| {
-        let body = json_body(ctx)?;
-        let source = body.get("source").and_then(Value::as_str).unwrap_or("cli");
-        ctx.logged.insert("source".into(), source.to_string());
-        if !matches!(source, "cli" | "web") {
-            return Err(api_error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid source {source:?}: expected cli or web"),
-                "bad request",
-            ));
-        }
-        let refresh = body
-            .get("refreshToken")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        match ctx.pvs.refresh_tokens.get(&refresh) {
-            Some(true) => {}
-            Some(false) => {
-                return Err(api_error(
-                    StatusCode::UNAUTHORIZED,
-                    "refresh token has already been used or revoked",
-                    "invalid_grant",
-                ))
-            }
-            None => {
-                return Err(api_error(
-                    StatusCode::UNAUTHORIZED,
-                    "refresh token is invalid",
-                    "invalid_grant",
-                ))
-            }
-        }
-        let next = if ctx.pvs.rotate_refresh_tokens {
-            ctx.pvs.refresh_tokens.insert(refresh, false);
-            ctx.pvs.issue_refresh()
-        } else {
-            refresh
-        };
-        ctx.logged
-            .insert("rotated".into(), ctx.pvs.rotate_refresh_tokens.to_string());
-        Ok((StatusCode::OK, ip4g_token_json(ctx.pvs, ctx.now, &next)))
-    })
-    .await
-}
-
-async fn device_code(State(sim): State<Simulator>, req: Request) -> Response {
-    serve(
-        sim,
-        req,
-        OP_DEVICE_CODE,
-        Guard::Open,
-        Ids::default(),
-        |ctx| {
-            let device = super::random_id("dc-", 40);
-            let user_code = format!(
-                "{}-{}",
-                super::random_id("", 4).to_ascii_uppercase(),
-                super::random_id("", 4).to_ascii_uppercase()
-            );
-            let expires_in = 600;
-            ctx.pvs.devices.insert(
-                device.clone(),
-                model::Device {
-                    user_code: user_code.clone(),
-                    expires: ctx.now + chrono::Duration::seconds(expires_in),
-                    approved: false,
-                },
-            );
-            ctx.logged.insert("userCode".into(), user_code.clone());
-            Ok((
-                StatusCode::OK,
-                json!({
-                    "deviceCode": device,
-                    "expiresIn": expires_in,
-                    "interval": ctx.pvs.device_interval_s,
-                    "userCode": user_code,
-                    "verificationURL": "http://127.0.0.1/powervs/device",
-                }),
-            ))
-        },
-    )
-    .await
-}
-
-async fn device_token(State(sim): State<Simulator>, req: Request) -> Response {
-    serve(
-        sim,
-        req,
-        OP_DEVICE_TOKEN,
-        Guard::Open,
-        Ids::default(),
-        |ctx| {
-            let body = json_body(ctx)?;
-            let code = body
-                .get("deviceCode")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let Some(device) = ctx.pvs.devices.get(&code).cloned() else {
-                return Err(api_error(
-                    StatusCode::BAD_REQUEST,
-                    "unknown or already used device code",
-                    "invalid_grant",
-                ));
-            };
-            if ctx.now >= device.expires {
-                ctx.pvs.devices.remove(&code);
-                return Err(api_error(
-                    StatusCode::BAD_REQUEST,
-                    "the device code has expired",
-                    "expired_token",
-                ));
-            }
-            if !device.approved {
-                return Err(api_error(
-                    StatusCode::BAD_REQUEST,
-                    "authorization pending: the user has not approved this device yet",
-                    "authorization_pending",
-                ));
-            }
-            ctx.pvs.devices.remove(&code);
-            let refresh = ctx.pvs.issue_refresh();
-            Ok((StatusCode::OK, ip4g_token_json(ctx.pvs, ctx.now, &refresh)))
-        },
-    )
-    .await
-}
-
-// ---- pcloud ---------------------------------------------------------------
-
-fn not_found(sid: &str) -> ApiError {
-    api_error(
-        StatusCode::NOT_FOUND,
-        format!("snapshot does not exist. ID: {sid}"),
-        "snapshot not found",
-    )
-}
-
-fn find<'a>(ctx: &'a mut Ctx<'_>) -> Result<&'a mut Snap, ApiError> {
-    let now = ctx.now;
-    let (cid, sid) = (ctx.ids.cid.clone(), ctx.ids.sid.clone());
-    ctx.pvs
-        .snapshots
-        .iter_mut()
-        .find(|s| s.cloud_instance_id == cid && s.id == sid && !s.view(now).gone)
-        .ok_or_else(|| not_found(&sid))
-}
-
-async fn list_snapshots(
-    State(sim): State<Simulator>,
-    Path(cid): Path<String>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_LIST, Guard::Pcloud, ids, |ctx| {
-        let list: Vec<Value> = ctx
-            .pvs
-            .live(&ctx.ids.cid, ctx.now)
-            .map(|s| s.to_json(ctx.now))
-            .collect();
-        Ok((StatusCode::OK, json!({ "snapshots": list })))
-    })
-    .await
-}
-
-/// `GET …/pvm-instances` → `{"pvmInstances": [PVMInstanceReference]}`
-/// (powervs.md §7: no volume ids, no paging).
-async fn list_instances(
-    State(sim): State<Simulator>,
-    Path(cid): Path<String>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_LIST_INSTANCES, Guard::Pcloud, ids, |ctx| {
-        let cid = &ctx.ids.cid;
-        let list: Vec<Value> = ctx
-            .pvs
-            .workspaces
-            .get(cid)
-            .map(|w| {
-                w.instances
-                    .iter()
-                    .map(|(id, i)| {
-                        json!({
-                            "pvmInstanceID": id,
-                            "serverName": i.name.as_deref().unwrap_or(id),
-                            "status": "ACTIVE",
-                            "health": { "status": "OK" },
-                            "crn": format!("{}pvm-instance:{id}", w.crn.trim_end_matches(':')),
-                            "storagePool": "Tier3-Flash-1",
-                            "href": format!("/pcloud/v1/cloud-instances/{cid}/pvm-instances/{id}"),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((StatusCode::OK, json!({ "pvmInstances": list })))
-    })
-    .await
-}
-
-async fn list_instance_snapshots(
-    State(sim): State<Simulator>,
-    Path((cid, pvm)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        pvm,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_LIST_INSTANCE, Guard::Pcloud, ids, |ctx| {
-        let list: Vec<Value> = ctx
-            .pvs
-            .live(&ctx.ids.cid, ctx.now)
-            .filter(|s| s.pvm_instance_id == ctx.ids.pvm)
-            .map(|s| s.to_json(ctx.now))
-            .collect();
-        Ok((StatusCode::OK, json!({ "snapshots": list })))
-    })
-    .await
-}
-
-async fn get_snapshot(
-    State(sim): State<Simulator>,
-    Path((cid, sid)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        sid,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_GET, Guard::Pcloud, ids, |ctx| {
-        let now = ctx.now;
-        let s = find(ctx)?;
-        Ok((StatusCode::OK, s.to_json(now)))
-    })
-    .await
-}
-
-async fn put_snapshot(
-    State(sim): State<Simulator>,
-    Path((cid, sid)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        sid,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_PUT, Guard::Pcloud, ids, |ctx| {
-        let body = json_body(ctx)?;
-        let name = body.get("name").and_then(Value::as_str).map(str::to_string);
-        let description = body
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if let Some(n) = &name {
-            check_name(n)?;
-            ctx.logged.insert("name".into(), n.clone());
-        }
-        if let Some(d) = &description {
-            check_description(d)?;
-            ctx.logged.insert("description".into(), d.clone());
-        }
-        let now = ctx.now;
-        if let Some(n) = &name {
-            let (cid, sid) = (ctx.ids.cid.clone(), ctx.ids.sid.clone());
-            if ctx.pvs.live(&cid, now).any(|s| s.name == *n && s.id != sid) {
-                return Err(api_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("a snapshot named {n} already exists"),
-                    "bad request",
-                ));
-            }
-        }
-        let s = find(ctx)?;
-        if let Some(n) = name {
-            s.name = n;
-        }
-        if let Some(d) = description {
-            s.description = d;
-        }
-        s.updated = now;
-        Ok((StatusCode::OK, s.to_json(now)))
-    })
-    .await
-}
-
-async fn delete_snapshot(
-    State(sim): State<Simulator>,
-    Path((cid, sid)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        sid,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_DELETE, Guard::Pcloud, ids, |ctx| {
-        let now = ctx.now;
-        let duration = chrono::Duration::from_std(ctx.job_duration).unwrap_or_default();
-        let s = find(ctx)?;
-        let v = s.view(now);
-        if v.status == "creating" || v.status == "restoring" {
-            return Err(api_error(
-                StatusCode::CONFLICT,
-                format!(
-                    "snapshot {} is {} and cannot be deleted now",
-                    s.id, v.status
-                ),
-                "conflict",
-            ));
-        }
-        if s.delete.is_none() {
-            s.delete = Some((now, now + duration));
-        }
-        Ok((StatusCode::ACCEPTED, json!({})))
-    })
-    .await
-}
-
-fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 120
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(api_error(
-            StatusCode::BAD_REQUEST,
-            format!("name in body should match '^[a-zA-Z0-9_.-]+$' and be at most 120 characters long: {name:?}"),
-            "bad request",
-        ))
-    }
-}
-
-fn check_description(d: &str) -> Result<(), ApiError> {
-    if d.chars().count() > 255 {
-        return Err(api_error(
-            StatusCode::BAD_REQUEST,
-            "description in body should be at most 255 chars long",
-            "bad request",
-        ));
-    }
-    Ok(())
-}
-
-async fn create_snapshot(
-    State(sim): State<Simulator>,
-    Path((cid, pvm)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids {
-        cid,
-        pvm,
-        ..Ids::default()
-    };
-    serve(sim, req, OP_CREATE, Guard::Pcloud, ids, |ctx| {
-        let body = json_body(ctx)?;
-        let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let description = body.get("description").and_then(Value::as_str).unwrap_or_default().to_string();
-        let volume_ids: Option<Vec<String>> = match body.get("volumeIDs") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-            Some(_) => return Err(api_error(StatusCode::BAD_REQUEST, "volumeIDs must be an array of strings", "bad request")),
-        };
-        ctx.logged.insert("name".into(), name.clone());
-        ctx.logged.insert("description".into(), description.clone());
-        if let Some(v) = &volume_ids {
-            ctx.logged.insert("volumeIDs".into(), v.join(","));
-        }
-        check_name(&name)?;
-        check_description(&description)?;
-        let (cid, pvm, now) = (ctx.ids.cid.clone(), ctx.ids.pvm.clone(), ctx.now);
-        let Some(instance) = ctx.pvs.workspaces.get(&cid).and_then(|w| w.instances.get(&pvm)).cloned() else {
-            return Err(api_error(
-                StatusCode::NOT_FOUND,
-                format!("pvm-instance does not exist. ID: {pvm}"),
-                "pvm-instance not found",
-            ));
-        };
-        let volumes = match volume_ids {
-            None => instance.volume_ids.clone(),
-            Some(v) if v.is_empty() => instance.volume_ids.clone(),
-            Some(v) => {
-                if let Some(bad) = v.iter().find(|x| !instance.volume_ids.contains(x)) {
-                    return Err(api_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("volume {bad} is not attached to pvm-instance {pvm}"),
-                        "bad request",
-                    ));
-                }
-                v
-            }
-        };
-        if let Some(busy) = ctx
-            .pvs
-            .live(&cid, now)
-            .find(|s| s.pvm_instance_id == pvm && matches!(s.view(now).status, "creating" | "restoring"))
-        {
-            return Err(api_error(
-                StatusCode::CONFLICT,
-                format!("pvm-instance {pvm} already has a snapshot or restore in progress ({})", busy.id),
-                "conflict",
-            ));
-        }
-        if ctx.pvs.live(&cid, now).any(|s| s.name == name) {
-            return Err(api_error(
-                StatusCode::CONFLICT,
-                format!("a snapshot with name {name} already exists in this cloud instance"),
-                "conflict",
-            ));
-        }
-        let outcome = match ctx.faults.for_job(DIALECT, OP_CREATE) {
-            Some(FaultKind::FailJob) => Outcome::Fail,
-            Some(FaultKind::NeverFinish) => Outcome::Never,
-            _ => Outcome::Succeed,
-        };
-        let duration = chrono::Duration::from_std(ctx.job_duration).unwrap_or(chrono::Duration::MAX);
-        let id = model::uuid_like();
-        ctx.pvs.snapshots.push(Snap {
-            id: id.clone(),
-            cloud_instance_id: cid.clone(),
-            pvm_instance_id: pvm,
-            name,
-            description,
-            volume_ids: volumes,
-            created: now,
-            updated: now,
-            finish_at: now.checked_add_signed(duration).unwrap_or(DateTime::<Utc>::MAX_UTC),
-            outcome,
-            manual: false,
-            delete: None,
-            restore: None,
-        });
-        ctx.logged.insert("snapshot_id".into(), id.clone());
-        Ok((
-            StatusCode::ACCEPTED,
-            json!({
-                "snapshotID": id,
-                "crn": format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}:snapshot:{id}"),
-            }),
-        ))
-    })
-    .await
-}
-
-async fn restore_snapshot(
-    State(sim): State<Simulator>,
-    Path((cid, pvm, sid)): Path<(String, String, String)>,
-    req: Request,
-) -> Response {
-    let ids = Ids { cid, pvm, sid };
-    serve(sim, req, OP_RESTORE, Guard::Pcloud, ids, |ctx| {
-        let body = json_body(ctx)?;
-        let force = body.get("force").and_then(Value::as_bool).unwrap_or(false);
-        ctx.logged.insert("force".into(), force.to_string());
-        let (now, pvm) = (ctx.now, ctx.ids.pvm.clone());
-        let duration = chrono::Duration::from_std(ctx.job_duration).unwrap_or_default();
-        let s = find(ctx)?;
-        if s.pvm_instance_id != pvm {
-            return Err(not_found(&s.id.clone()));
-        }
-        if s.view(now).status != "available" {
-            return Err(api_error(
-                StatusCode::CONFLICT,
-                format!("snapshot {} is not available for a restore", s.id),
-                "conflict",
-            ));
-        }
-        s.restore = Some((now, now + duration));
-        Ok((StatusCode::ACCEPTED, s.to_json(now)))
-    })
-    .await
 }
 
 #[cfg(test)]

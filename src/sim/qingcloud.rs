@@ -15,9 +15,9 @@ mod signature;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -26,18 +26,14 @@ use percent_encoding::percent_decode_str;
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::{QingState, ResourceKind};
 
-use super::conn::ConnHandle;
-use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+use super::faults::FaultKind;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 use errors::ApiError;
 use signature::SignatureMethod;
 
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "qingcloud";
-
-/// Largest request body read; QingCloud requests are small forms.
-const MAX_BODY: usize = 1024 * 1024;
 
 /// How far `time_stamp` may be from the server clock (qingcloud.md §6).
 const TIME_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -65,103 +61,107 @@ pub(crate) fn routes() -> Router<Simulator> {
 }
 
 async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    pipeline::serve(&sim, req, Call::decode).await
+}
 
-    let mut params = Params::new();
-    let decoded = decode_request(&method, &query, body, &mut params);
-    let action = params.get("action").cloned().unwrap_or_default();
+/// One decoded call: its parameters and whether they decoded.
+struct Call {
+    params: Params,
+    decoded: Result<(), ApiError>,
+    action: String,
+}
 
-    let (answer, latency) = {
-        let mut guard = sim.lock();
+impl Call {
+    fn decode(req: &Incoming) -> Call {
+        let mut params = Params::new();
+        let decoded = decode_request(&req.method, &req.query, &req.body, &mut params);
+        let action = params.get("action").cloned().unwrap_or_default();
+        Call {
+            params,
+            decoded,
+            action,
+        }
+    }
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = serde_json::Value;
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        &self.action
+    }
+
+    fn throttled(&self) -> ApiError {
+        ApiError::server_busy()
+    }
+
+    fn quota(&self, _state: &SimState) -> ApiError {
+        ApiError::quota()
+    }
+
+    fn dispatch(
+        &mut self,
+        state: &mut SimState,
+        req: &Incoming,
+    ) -> (Result<serde_json::Value, ApiError>, Option<FaultKind>) {
         let SimState {
             settings,
-            journal,
             faults: registry,
             qingcloud,
             ..
-        } = &mut *guard;
-        let hit = registry.for_request(DIALECT, &action);
+        } = state;
+        let decoded = std::mem::replace(&mut self.decoded, Ok(()));
+        let params = &self.params;
         let mut job_fault = None;
-        let outcome = match hit.answer {
-            Some(FaultKind::Throttle) => Outcome::Api(Err(ApiError::server_busy())),
-            Some(FaultKind::Quota) => Outcome::Api(Err(ApiError::quota())),
-            Some(FaultKind::ServerError) => Outcome::ServerError,
-            _ => Outcome::Api(decoded.and_then(|()| {
-                authenticate(qingcloud, method.as_str(), &path, &params, now)?;
-                let zone = params.get("zone").map(String::as_str).unwrap_or_default();
-                let mut ctx = actions::Ctx {
-                    qing: qingcloud,
-                    planner: actions::JobPlanner {
-                        faults: registry,
-                        duration: settings.job_duration,
-                        fault_hit: None,
-                    },
-                    job_id_as_array: settings.job_id_as_array,
-                    params: &params,
-                    zone,
-                    now,
-                };
-                let result = actions::dispatch(&action, &mut ctx);
-                job_fault = ctx.planner.fault_hit;
-                result
-            })),
-        };
-        let json = match &outcome {
-            Outcome::Api(Ok(value)) if hit.answer == Some(FaultKind::Incomplete) => {
-                Some(overcounted(value).to_string().into_bytes())
-            }
-            Outcome::Api(Ok(value)) => Some(value.to_string().into_bytes()),
-            Outcome::Api(Err(err)) => Some(err.to_json().to_string().into_bytes()),
-            Outcome::ServerError => None,
-        };
-        let ret_code = match &outcome {
-            Outcome::Api(Ok(_)) => Some(0),
-            Outcome::Api(Err(err)) => Some(err.ret_code),
-            Outcome::ServerError => None,
-        };
-        let answer = match (hit.answer, json) {
-            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
-            (Some(FaultKind::Malformed), Some(json)) => faults::malformed_response(&json),
-            (_, Some(json)) => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                json,
-            )
-                .into_response(),
-            (_, None) => faults::server_error_response(),
-        };
-        let mut fault_names = hit.names();
-        if let Some(kind) = job_fault {
-            fault_names.push(kind.name());
-        }
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        let mut logged = params;
-        logged.remove("signature");
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method: method.to_string(),
-            action,
-            params: logged,
-            ret_code,
-            http_status: (!dropped).then(|| answer.status().as_u16()),
-            fault: (!fault_names.is_empty()).then(|| fault_names.join(",")),
+        let result = decoded.and_then(|()| {
+            authenticate(qingcloud, req.method.as_str(), &req.path, params, req.now)?;
+            let zone = params.get("zone").map(String::as_str).unwrap_or_default();
+            let mut ctx = actions::Ctx {
+                qing: qingcloud,
+                planner: actions::JobPlanner {
+                    faults: registry,
+                    duration: settings.job_duration,
+                    fault_hit: None,
+                },
+                job_id_as_array: settings.job_id_as_array,
+                params,
+                zone,
+                now: req.now,
+            };
+            let result = actions::dispatch(&self.action, &mut ctx);
+            job_fault = ctx.planner.fault_hit;
+            result
         });
-        (answer, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
+        (result, job_fault)
     }
-    answer
+
+    fn respond(
+        &self,
+        result: &Result<serde_json::Value, ApiError>,
+        fault: Option<FaultKind>,
+    ) -> Response {
+        let json = match result {
+            Ok(value) if fault == Some(FaultKind::Incomplete) => overcounted(value),
+            Ok(value) => value.clone(),
+            Err(err) => err.to_json(),
+        };
+        pipeline::json_200(json.to_string().into_bytes(), fault)
+    }
+
+    fn journal(
+        self,
+        result: Option<&Result<serde_json::Value, ApiError>>,
+    ) -> (Params, Option<i64>) {
+        let mut logged = self.params;
+        logged.remove("signature");
+        let ret_code = result.map(|r| match r {
+            Ok(_) => 0,
+            Err(err) => err.ret_code,
+        });
+        (logged, ret_code)
+    }
 }
 
 /// The `incomplete` fault: the same answer claiming one item more than it
@@ -174,23 +174,20 @@ fn overcounted(value: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-enum Outcome {
-    Api(Result<serde_json::Value, ApiError>),
-    ServerError,
-}
-
 /// Fills `params` from the query string and, for POST, the form body.
 /// Form decoding: `+` is a space, `%2B` a plus; values must be UTF-8. On a
 /// decoding error `params` keeps what was read so far (for the journal).
 fn decode_request(
     method: &Method,
     query: &str,
-    body: Result<Bytes, axum::Error>,
+    body: &Result<Bytes, axum::Error>,
     params: &mut Params,
 ) -> Result<(), ApiError> {
     decode_form(query, params)?;
     if method == Method::POST {
-        let body = body.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+        let body = body
+            .as_ref()
+            .map_err(|_| ApiError::malformed("the request body could not be read"))?;
         let text = std::str::from_utf8(&body)
             .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
         decode_form(text.trim_end_matches(['\r', '\n']), params)?;

@@ -16,21 +16,19 @@ mod model;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::Utc;
 use percent_encoding::percent_decode_str;
 use sha1::{Digest, Sha1};
 
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::{NewSnapshot, UcsState};
 
-use super::conn::ConnHandle;
-use super::faults::{self, FaultKind};
-use super::journal::RequestRecord;
+use super::faults::FaultKind;
+use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 use errors::ApiError;
 
@@ -40,9 +38,6 @@ pub(crate) const DIALECT: &str = "ucloudstack";
 /// Where the dialect is served.
 pub(crate) const PATH: &str = "/ucloudstack/api";
 
-/// Largest request body read.
-const MAX_BODY: usize = 1024 * 1024;
-
 pub(crate) type Params = BTreeMap<String, String>;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -50,108 +45,116 @@ pub(crate) fn routes() -> Router<Simulator> {
 }
 
 async fn api(State(sim): State<Simulator>, req: Request) -> Response {
-    let now = Utc::now();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|ConnectInfo(c)| c.clone());
-    let method = req.method().clone();
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    pipeline::serve(&sim, req, Call::decode).await
+}
 
-    let mut params = Params::new();
-    let decoded = decode_request(&method, &query, is_json, body, &mut params);
-    let action = params.get("Action").cloned().unwrap_or_default();
+/// One decoded call: its parameters and whether they decoded.
+struct Call {
+    params: Params,
+    decoded: Result<(), ApiError>,
+    action: String,
+}
 
-    let (answer, latency) = {
-        let mut guard = sim.lock();
+impl Call {
+    fn decode(req: &Incoming) -> Call {
+        let is_json = req
+            .header(header::CONTENT_TYPE.as_str())
+            .starts_with("application/json");
+        let mut params = Params::new();
+        let decoded = decode_request(&req.method, &req.query, is_json, &req.body, &mut params);
+        let action = params.get("Action").cloned().unwrap_or_default();
+        Call {
+            params,
+            decoded,
+            action,
+        }
+    }
+}
+
+impl Dialect for Call {
+    const NAME: &'static str = DIALECT;
+    type Reply = serde_json::Value;
+    type Error = ApiError;
+
+    fn action(&self) -> &str {
+        &self.action
+    }
+
+    fn throttled(&self) -> ApiError {
+        ApiError::too_frequent()
+    }
+
+    fn quota(&self, state: &SimState) -> ApiError {
+        if self.action == "CreateSnapshot" {
+            ApiError::snapshot_cap(state.ucloudstack.snapshot_cap)
+        } else {
+            ApiError::quota()
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        state: &mut SimState,
+        req: &Incoming,
+    ) -> (Result<serde_json::Value, ApiError>, Option<FaultKind>) {
         let SimState {
             settings,
-            journal,
             faults: registry,
             ucloudstack,
             ..
-        } = &mut *guard;
-        let hit = registry.for_request(DIALECT, &action);
+        } = state;
+        let decoded = std::mem::replace(&mut self.decoded, Ok(()));
+        let params = &self.params;
         let mut job_fault = None;
-        let outcome = match hit.answer {
-            Some(FaultKind::Throttle) => Some(Err(ApiError::too_frequent())),
-            Some(FaultKind::Quota) if action == "CreateSnapshot" => {
-                Some(Err(ApiError::snapshot_cap(ucloudstack.snapshot_cap)))
+        let result = decoded.and_then(|()| {
+            authenticate(ucloudstack, params)?;
+            let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+            let (region, zone) = (get("Region"), get("Zone"));
+            if region.is_empty() {
+                return Err(ApiError::missing("Region"));
             }
-            Some(FaultKind::Quota) => Some(Err(ApiError::quota())),
-            Some(FaultKind::ServerError) => None,
-            _ => Some(decoded.and_then(|()| {
-                authenticate(ucloudstack, &params)?;
-                let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-                let (region, zone) = (get("Region"), get("Zone"));
-                if region.is_empty() {
-                    return Err(ApiError::missing("Region"));
-                }
-                ucloudstack.check_location(region, zone)?;
-                let mut ctx = actions::Ctx {
-                    ucs: ucloudstack,
-                    faults: registry,
-                    duration: settings.job_duration,
-                    fault_hit: None,
-                    params: &params,
-                    region,
-                    zone,
-                    now,
-                };
-                let result = actions::dispatch(&action, &mut ctx);
-                job_fault = ctx.fault_hit;
-                result
-            })),
-        };
-        let json = outcome.as_ref().map(|o| match o {
-            Ok(value) => value.to_string().into_bytes(),
-            Err(err) => err.to_json(&action).to_string().into_bytes(),
+            ucloudstack.check_location(region, zone)?;
+            let mut ctx = actions::Ctx {
+                ucs: ucloudstack,
+                faults: registry,
+                duration: settings.job_duration,
+                fault_hit: None,
+                params,
+                region,
+                zone,
+                now: req.now,
+            };
+            let result = actions::dispatch(&self.action, &mut ctx);
+            job_fault = ctx.fault_hit;
+            result
         });
-        let ret_code = outcome.as_ref().map(|o| match o {
+        (result, job_fault)
+    }
+
+    fn respond(
+        &self,
+        result: &Result<serde_json::Value, ApiError>,
+        fault: Option<FaultKind>,
+    ) -> Response {
+        let json = match result {
+            Ok(value) => value.to_string(),
+            Err(err) => err.to_json(&self.action).to_string(),
+        };
+        pipeline::json_200(json.into_bytes(), fault)
+    }
+
+    fn journal(
+        self,
+        result: Option<&Result<serde_json::Value, ApiError>>,
+    ) -> (Params, Option<i64>) {
+        let mut logged = self.params;
+        logged.remove("Signature");
+        let ret_code = result.map(|r| match r {
             Ok(_) => 0,
             Err(err) => err.ret_code,
         });
-        let answer = match (hit.answer, json) {
-            (Some(FaultKind::DropConnection), _) => faults::dropped_response(conn.as_ref()),
-            (Some(FaultKind::Malformed), Some(json)) => faults::malformed_response(&json),
-            (_, Some(json)) => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                json,
-            )
-                .into_response(),
-            (_, None) => faults::server_error_response(),
-        };
-        let mut fault_names = hit.names();
-        if let Some(kind) = job_fault {
-            fault_names.push(kind.name());
-        }
-        let dropped = hit.answer == Some(FaultKind::DropConnection);
-        let mut logged = params;
-        logged.remove("Signature");
-        journal.push(RequestRecord {
-            seq: 0,
-            time: now,
-            dialect: DIALECT.to_string(),
-            method: method.to_string(),
-            action,
-            params: logged,
-            ret_code,
-            http_status: (!dropped).then(|| answer.status().as_u16()),
-            fault: (!fault_names.is_empty()).then(|| fault_names.join(",")),
-        });
-        (answer, hit.latency)
-    };
-    if let Some(delay) = latency {
-        tokio::time::sleep(delay).await;
+        (logged, ret_code)
     }
-    answer
 }
 
 /// Fills `params` from the query string and, for POST, the form or JSON
@@ -161,14 +164,16 @@ fn decode_request(
     method: &Method,
     query: &str,
     is_json: bool,
-    body: Result<Bytes, axum::Error>,
+    body: &Result<Bytes, axum::Error>,
     params: &mut Params,
 ) -> Result<(), ApiError> {
     decode_form(query, params)?;
     if method != Method::POST {
         return Ok(());
     }
-    let body = body.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+    let body = body
+        .as_ref()
+        .map_err(|_| ApiError::malformed("the request body could not be read"))?;
     if is_json {
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| ApiError::malformed("the JSON body does not parse"))?;
@@ -293,7 +298,7 @@ mod tests {
             &Method::POST,
             "",
             true,
-            Ok(Bytes::from_static(
+            &Ok(Bytes::from_static(
                 br#"{"Action":"DescribeSnapshot","Limit":100,"Remark":"a b"}"#,
             )),
             &mut a,
@@ -304,7 +309,7 @@ mod tests {
             &Method::POST,
             "",
             false,
-            Ok(Bytes::from_static(
+            &Ok(Bytes::from_static(
                 b"Action=DescribeSnapshot&Limit=100&Remark=a%20b",
             )),
             &mut b,

@@ -1,0 +1,819 @@
+//! Lightsail's operations: dispatch by name, input checks, and every
+//! create, list, get, delete and restore on [`LightsailState`].
+
+use std::ops::Bound;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::json::{op_json, resource_json, snapshot_json};
+use super::model::{
+    family_index, uuid_like, Family, LightsailState, Op, Resource, Snap, DISK_SNAPSHOT_GB,
+    INSTANCE_SNAPSHOT_BUNDLE, MAX_TAGS, REGION,
+};
+use super::paging::{decode_snapshot_token, decode_token, encode_snapshot_token, encode_token};
+use super::{epoch, ApiError, DIALECT};
+use crate::sim::faults::{FaultKind, FaultRegistry};
+
+/// What an action may touch.
+pub(super) struct Ctx<'a> {
+    pub state: &'a mut LightsailState,
+    pub faults: &'a mut FaultRegistry,
+    pub duration: Duration,
+    pub now: DateTime<Utc>,
+    pub fault_hit: Option<FaultKind>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn ends(&mut self, action: &str) -> (Option<DateTime<Utc>>, bool) {
+        let fault = self.faults.for_job(DIALECT, action);
+        if fault.is_some() {
+            self.fault_hit = fault;
+        }
+        let end = self.now + chrono::Duration::from_std(self.duration).unwrap_or_default();
+        match fault {
+            Some(FaultKind::NeverFinish) => (None, false),
+            Some(FaultKind::FailJob) => (Some(end), true),
+            _ => (Some(end), false),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_op(
+        &mut self,
+        resource_name: &str,
+        resource_type: &'static str,
+        op_type: &str,
+        details: &str,
+        zone: &str,
+        ends_at: Option<DateTime<Utc>>,
+        fails: bool,
+        success_word: &'static str,
+    ) -> Value {
+        let op = Op {
+            id: uuid_like(),
+            resource_name: resource_name.to_string(),
+            resource_type,
+            op_type: op_type.to_string(),
+            details: details.to_string(),
+            zone: zone.to_string(),
+            created_at: self.now,
+            ends_at,
+            fails,
+            success_word,
+        };
+        let v = op_json(&op, self.now);
+        self.state.operations.insert(op.id.clone(), op);
+        v
+    }
+}
+
+pub(super) fn dispatch(
+    action: &str,
+    input: &Map<String, Value>,
+    ctx: &mut Ctx<'_>,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    ctx.state.expire(now);
+    match action {
+        "CreateInstanceSnapshot" => create(ctx, input, Family::Instance, action),
+        "CreateDiskSnapshot" => create(ctx, input, Family::Disk, action),
+        "GetInstanceSnapshots" => list(ctx, input, Family::Instance),
+        "GetDiskSnapshots" => list(ctx, input, Family::Disk),
+        "GetInstanceSnapshot" => get(ctx, input, Family::Instance),
+        "GetDiskSnapshot" => get(ctx, input, Family::Disk),
+        "DeleteInstanceSnapshot" => delete(ctx, input, Family::Instance, action),
+        "DeleteDiskSnapshot" => delete(ctx, input, Family::Disk, action),
+        "GetOperation" => {
+            let id = required(input, "operationId")?;
+            let op = ctx.state.operations.get(id).ok_or_else(|| {
+                ApiError::not_found(format!("The operation does not exist: {id}"))
+            })?;
+            Ok(json!({ "operation": op_json(op, now) }))
+        }
+        "GetAutoSnapshots" => {
+            let name = required(input, "resourceName")?;
+            let family = if ctx.state.instances.contains_key(name) {
+                Family::Instance
+            } else if ctx.state.disks.contains_key(name) {
+                Family::Disk
+            } else {
+                return Err(ApiError::not_found(format!(
+                    "The resource does not exist: {name}"
+                )));
+            };
+            let autos: Vec<Value> = ctx
+                .state
+                .snapshots
+                .values()
+                .filter(|s| s.from_auto && s.source == name && s.gone_at.is_none())
+                .map(|s| {
+                    json!({
+                        "date": s.created_at.format("%Y-%m-%d").to_string(),
+                        "createdAt": epoch(s.created_at),
+                        "status": "Success",
+                        "fromAttachedDisks": [],
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "resourceName": name,
+                "resourceType": family.source_type(),
+                "autoSnapshots": autos,
+            }))
+        }
+        "GetInstances" => list_resources(ctx, input, Family::Instance),
+        "GetDisks" => list_resources(ctx, input, Family::Disk),
+        "GetInstance" | "GetDisk" => {
+            let (key, family, out) = if action == "GetInstance" {
+                ("instanceName", Family::Instance, "instance")
+            } else {
+                ("diskName", Family::Disk, "disk")
+            };
+            let name = required(input, key)?;
+            let map = match family {
+                Family::Instance => &ctx.state.instances,
+                Family::Disk => &ctx.state.disks,
+            };
+            let r = map.get(name).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "The {} does not exist: {name}",
+                    family.source_type()
+                ))
+            })?;
+            Ok(json!({ out: resource_json(name, r, family, now) }))
+        }
+        "CreateDiskFromSnapshot" => restore_disk(ctx, input, action),
+        "CreateInstancesFromSnapshot" => restore_instances(ctx, input, action),
+        other => Err(ApiError::new(
+            400,
+            "UnknownOperationException",
+            format!("the simulator does not serve Lightsail operation {other:?}"),
+        )),
+    }
+}
+
+pub(super) fn required<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
+    match input.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None => Err(ApiError::invalid(format!("{key} is required"))),
+        Some(_) => Err(ApiError::new(
+            400,
+            "SerializationException",
+            format!("{key} must be a string"),
+        )),
+    }
+}
+
+/// `\w[\w\-]*\w` (lightsail.md §4).
+pub(super) fn valid_name(s: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    s.len() >= 2
+        && s.starts_with(word)
+        && s.ends_with(word)
+        && s.chars().all(|c| word(c) || c == '-')
+}
+
+pub(super) fn parse_tags(
+    input: &Map<String, Value>,
+) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let Some(raw) = input.get("tags") else {
+        return Ok(Vec::new());
+    };
+    let list = raw
+        .as_array()
+        .ok_or_else(|| ApiError::new(400, "SerializationException", "tags must be a list"))?;
+    if list.len() > MAX_TAGS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TAGS} tags per resource"
+        )));
+    }
+    let mut out = Vec::new();
+    for t in list {
+        let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+        let value = t.get("value").and_then(Value::as_str).map(str::to_string);
+        if key.is_empty() || key.chars().count() > 128 || key.starts_with("aws:") {
+            return Err(ApiError::invalid(format!("invalid tag key {key:?}")));
+        }
+        if value.as_ref().is_some_and(|v| v.chars().count() > 256) {
+            return Err(ApiError::invalid(format!(
+                "tag value of {key:?} is too long"
+            )));
+        }
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+pub(super) fn create(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let (name_key, source) = match family {
+        Family::Instance => (
+            "instanceSnapshotName",
+            required(input, "instanceName")?.to_string(),
+        ),
+        Family::Disk => {
+            let disk = input.get("diskName").and_then(Value::as_str);
+            let inst = input.get("instanceName").and_then(Value::as_str);
+            match (disk, inst) {
+                (Some(d), None) => ("diskSnapshotName", d.to_string()),
+                (None, Some(_)) => {
+                    return Err(ApiError::invalid(
+                        "the simulator snapshots disks by diskName only",
+                    ))
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "give exactly one of diskName or instanceName",
+                    ))
+                }
+            }
+        }
+    };
+    let name = required(input, name_key)?.to_string();
+    if !valid_name(&name) {
+        return Err(ApiError::invalid(format!(
+            "{name_key} {name:?} does not match \\w[\\w\\-]*\\w"
+        )));
+    }
+    let tags = parse_tags(input)?;
+    let zone = match family {
+        Family::Instance => ctx.state.instances.get(&source),
+        Family::Disk => ctx.state.disks.get(&source),
+    }
+    .map(|r| r.zone.clone())
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "The {} does not exist: {source}",
+            family.source_type()
+        ))
+    })?;
+    if ctx.state.name_in_use(&name, now) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {name}"
+        )));
+    }
+    let (ends_at, fails) = ctx.ends(action);
+    ctx.state.insert_snapshot(Snap {
+        name: name.clone(),
+        family,
+        source: source.clone(),
+        created_at: now,
+        ready_at: ends_at,
+        fails,
+        tags,
+        from_auto: false,
+        gone_at: None,
+        arn_id: uuid_like(),
+    });
+    let on_snapshot = ctx.new_op(
+        &name,
+        family.type_name(),
+        action,
+        &source,
+        "all",
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    let on_source = ctx.new_op(
+        &source,
+        family.source_type(),
+        action,
+        &name,
+        &zone,
+        ends_at,
+        fails,
+        "Completed",
+    );
+    Ok(json!({ "operations": [on_snapshot, on_source] }))
+}
+
+pub(super) fn list(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let after = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(t) => Some(
+            decode_snapshot_token(t)
+                .ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?,
+        ),
+    };
+    let state = &*ctx.state;
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let size = state.page_size();
+    // Snapshots by name, this family, not gone at `now`; one more than a
+    // page tells whether another page follows.
+    let found: Vec<&Snap> = state.listed[family_index(family)]
+        .range::<String, _>((start, Bound::Unbounded))
+        .filter_map(|name| state.snapshots.get(name))
+        .filter(|s| s.family == family && s.gone_at.is_none_or(|t| now < t))
+        .take(size + 1)
+        .collect();
+    let page: Vec<Value> = found
+        .iter()
+        .take(size)
+        .map(|s| snapshot_json(s, now))
+        .collect();
+    let key = match family {
+        Family::Instance => "instanceSnapshots",
+        Family::Disk => "diskSnapshots",
+    };
+    let mut out = json!({ key: page });
+    if found.len() > size {
+        if let Some(last) = found.get(size - 1) {
+            out["nextPageToken"] = json!(encode_snapshot_token(&last.name));
+        }
+    }
+    Ok(out)
+}
+
+/// GetInstances / GetDisks: a page of `page_size` resources by name, with
+/// `nextPageToken` while more remain.
+pub(super) fn list_resources(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+) -> Result<Value, ApiError> {
+    let offset = match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => 0,
+        Some(t) => {
+            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
+        }
+    };
+    let (map, key) = match family {
+        Family::Instance => (&ctx.state.instances, "instances"),
+        Family::Disk => (&ctx.state.disks, "disks"),
+    };
+    let size = ctx.state.page_size();
+    let now = ctx.now;
+    let page: Vec<Value> = map
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|(name, r)| resource_json(name, r, family, now))
+        .collect();
+    let mut out = json!({ key: page });
+    if offset + size < map.len() {
+        out["nextPageToken"] = json!(encode_token(offset + size));
+    }
+    Ok(out)
+}
+
+pub(super) fn get(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+) -> Result<Value, ApiError> {
+    let (key, out) = match family {
+        Family::Instance => ("instanceSnapshotName", "instanceSnapshot"),
+        Family::Disk => ("diskSnapshotName", "diskSnapshot"),
+    };
+    let name = required(input, key)?;
+    let s = ctx
+        .state
+        .live(name, ctx.now)
+        .filter(|s| s.family == family)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
+        })?;
+    Ok(json!({ out: snapshot_json(s, ctx.now) }))
+}
+
+pub(super) fn delete(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    family: Family,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let key = match family {
+        Family::Instance => "instanceSnapshotName",
+        Family::Disk => "diskSnapshotName",
+    };
+    let name = required(input, key)?.to_string();
+    let found = ctx
+        .state
+        .live(&name, now)
+        .filter(|s| s.family == family && s.gone_at.is_none())
+        .map(|s| s.source.clone());
+    let Some(source) = found else {
+        return Err(ApiError::not_found(format!(
+            "The {} does not exist: {name}",
+            family.type_name()
+        )));
+    };
+    let (ends_at, fails) = ctx.ends(action);
+    if !fails {
+        // Never-finishing deletes keep the snapshot listed.
+        ctx.state
+            .mark_gone(&name, ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+    }
+    let op = ctx.new_op(
+        &name,
+        family.type_name(),
+        action,
+        &source,
+        "all",
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    Ok(json!({ "operations": [op] }))
+}
+
+/// `availabilityZone*`: a zone of the simulated region (`us-east-2a`…).
+pub(super) fn zone_input(input: &Map<String, Value>) -> Result<String, ApiError> {
+    let zone = required(input, "availabilityZone")?;
+    let ok = zone
+        .strip_prefix(REGION)
+        .is_some_and(|rest| rest.len() == 1 && rest.chars().all(|c| c.is_ascii_lowercase()));
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "The availability zone {zone} is not valid in {REGION}"
+        )));
+    }
+    Ok(zone.to_string())
+}
+
+/// A snapshot of `family` a restore may start from: live and good.
+pub(super) fn usable_snapshot<'a>(
+    state: &'a LightsailState,
+    name: &str,
+    family: Family,
+    now: DateTime<Utc>,
+) -> Result<&'a Snap, ApiError> {
+    let s = state
+        .live(name, now)
+        .filter(|s| s.family == family && s.gone_at.is_none())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
+        })?;
+    if s.fails || s.ready_at.is_none_or(|t| now < t) {
+        return Err(ApiError::invalid(format!(
+            "The {} {name} is not in a state that allows this action",
+            family.type_name()
+        )));
+    }
+    Ok(s)
+}
+
+/// CreateDiskFromSnapshot: `diskName*`, `availabilityZone*`, `sizeInGb*`,
+/// `diskSnapshotName` (the simulator restores from a named snapshot only,
+/// not from `sourceDiskName` + auto snapshots) → one operation on the new
+/// disk, `CreateDiskFromSnapshot`, `Succeeded` when the disk is ready.
+pub(super) fn restore_disk(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let disk = required(input, "diskName")?.to_string();
+    if !valid_name(&disk) {
+        return Err(ApiError::invalid(format!(
+            "diskName {disk:?} does not match \\w[\\w\\-]*\\w"
+        )));
+    }
+    let zone = zone_input(input)?;
+    let size = match input.get("sizeInGb") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| ApiError::invalid("sizeInGb must be an integer"))?,
+        None => return Err(ApiError::invalid("sizeInGb is required")),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                "sizeInGb must be a number",
+            ))
+        }
+    };
+    let Some(snap_name) = input.get("diskSnapshotName").and_then(Value::as_str) else {
+        return Err(ApiError::invalid(
+            "the simulator restores disks from diskSnapshotName only",
+        ));
+    };
+    let snap = usable_snapshot(ctx.state, snap_name, Family::Disk, now)?;
+    let snap_size = DISK_SNAPSHOT_GB;
+    if size < snap_size {
+        return Err(ApiError::invalid(format!(
+            "sizeInGb {size} is smaller than the snapshot ({snap_size} GB)"
+        )));
+    }
+    let snap_name = snap.name.clone();
+    // Tags given to the new resource are kept on it.
+    let tags = parse_tags(input)?;
+    if ctx.state.name_in_use(&disk, now) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {disk}"
+        )));
+    }
+    let (ends_at, fails) = ctx.ends(action);
+    ctx.state.disks.insert(
+        disk.clone(),
+        Resource {
+            zone: zone.clone(),
+            arn_id: uuid_like(),
+            from_snapshot: Some(snap_name.clone()),
+            ready_at: ends_at,
+            fails,
+            size_in_gb: Some(size),
+            bundle_id: None,
+            created_at: now,
+            tags: tags.clone(),
+        },
+    );
+    let op = ctx.new_op(
+        &disk,
+        "Disk",
+        action,
+        &snap_name,
+        &zone,
+        ends_at,
+        fails,
+        "Succeeded",
+    );
+    Ok(json!({ "operations": [op] }))
+}
+
+/// CreateInstancesFromSnapshot: `instanceNames*` (list), `availabilityZone*`,
+/// `bundleId*`, `instanceSnapshotName` → one operation per new instance,
+/// `CreateInstancesFromSnapshot`, `Succeeded` when it is running.
+pub(super) fn restore_instances(
+    ctx: &mut Ctx<'_>,
+    input: &Map<String, Value>,
+    action: &str,
+) -> Result<Value, ApiError> {
+    let now = ctx.now;
+    let names: Vec<String> = match input.get("instanceNames") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "SerializationException",
+                        "instanceNames must be a list of strings",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => return Err(ApiError::invalid("instanceNames is required")),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                "instanceNames must be a list",
+            ))
+        }
+    };
+    if names.is_empty() {
+        return Err(ApiError::invalid("instanceNames is required"));
+    }
+    for n in &names {
+        if !valid_name(n) {
+            return Err(ApiError::invalid(format!(
+                "instance name {n:?} does not match \\w[\\w\\-]*\\w"
+            )));
+        }
+    }
+    let zone = zone_input(input)?;
+    let bundle = required(input, "bundleId")?.to_string();
+    let Some(snap_name) = input.get("instanceSnapshotName").and_then(Value::as_str) else {
+        return Err(ApiError::invalid(
+            "the simulator restores instances from instanceSnapshotName only",
+        ));
+    };
+    let snap_name = usable_snapshot(ctx.state, snap_name, Family::Instance, now)?
+        .name
+        .clone();
+    if bundle != INSTANCE_SNAPSHOT_BUNDLE {
+        return Err(ApiError::invalid(format!(
+            "The bundle {bundle} is smaller than the snapshot's ({INSTANCE_SNAPSHOT_BUNDLE})"
+        )));
+    }
+    let in_use: Vec<&String> = names
+        .iter()
+        .filter(|n| ctx.state.name_in_use(n, now))
+        .collect();
+    if !in_use.is_empty() || (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+        return Err(ApiError::invalid(format!(
+            "Some names are already in use: {}",
+            names.join(", ")
+        )));
+    }
+    let tags = parse_tags(input)?;
+    let (ends_at, fails) = ctx.ends(action);
+    let mut ops = Vec::new();
+    for n in &names {
+        ctx.state.instances.insert(
+            n.clone(),
+            Resource {
+                zone: zone.clone(),
+                arn_id: uuid_like(),
+                from_snapshot: Some(snap_name.clone()),
+                ready_at: ends_at,
+                fails,
+                size_in_gb: None,
+                bundle_id: Some(bundle.clone()),
+                created_at: now,
+                tags: tags.clone(),
+            },
+        );
+        ops.push(ctx.new_op(
+            n,
+            "Instance",
+            action,
+            &snap_name,
+            &zone,
+            ends_at,
+            fails,
+            "Succeeded",
+        ));
+    }
+    Ok(json!({ "operations": ops }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::SeedSnapshot;
+    use super::*;
+
+    fn state_with(names: &[(&str, Family)], page: usize) -> LightsailState {
+        let mut st = LightsailState::default();
+        st.set_page_size(page);
+        let t0 = Utc::now() - chrono::TimeDelta::days(1);
+        for (name, family) in names {
+            let seed = SeedSnapshot {
+                name: name.to_string(),
+                source: "web-1".to_string(),
+                resource: if *family == Family::Disk {
+                    "disk"
+                } else {
+                    "instance"
+                }
+                .to_string(),
+                tags: Vec::new(),
+                auto: false,
+                created_at: Some(t0),
+            };
+            st.seed_snapshot(&seed, t0).expect("seeded");
+        }
+        st
+    }
+
+    fn call(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+        input: Value,
+    ) -> Value {
+        let mut ctx = Ctx {
+            state: st,
+            faults,
+            duration: Duration::from_millis(100),
+            now: Utc::now(),
+            fault_hit: None,
+        };
+        let Value::Object(input) = input else {
+            panic!("input must be an object");
+        };
+        dispatch(action, &input, &mut ctx).expect("answered")
+    }
+
+    /// Every page of a listing: the names in order, and how many pages.
+    fn pages(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+    ) -> (Vec<String>, usize) {
+        let key = if action == "GetInstanceSnapshots" {
+            "instanceSnapshots"
+        } else {
+            "diskSnapshots"
+        };
+        let (mut names, mut token, mut n) = (Vec::new(), None::<String>, 0);
+        loop {
+            let input = token.map_or(json!({}), |t| json!({ "pageToken": t }));
+            let page = call(st, faults, action, input);
+            n += 1;
+            for s in page[key].as_array().expect("list") {
+                names.push(s["name"].as_str().expect("name").to_string());
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) => token = Some(t.to_string()),
+                None => return (names, n),
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_each_family_in_name_order_with_no_empty_last_page() {
+        let mut names: Vec<(String, Family)> = (0..7)
+            .map(|i| (format!("inst-{i}"), Family::Instance))
+            .collect();
+        names.extend((0..5).map(|i| (format!("a-disk-{i}"), Family::Disk)));
+        let refs: Vec<(&str, Family)> = names.iter().map(|(n, f)| (n.as_str(), *f)).collect();
+        let mut st = state_with(&refs, 3);
+        let mut faults = FaultRegistry::default();
+        let (inst, n) = pages(&mut st, &mut faults, "GetInstanceSnapshots");
+        let want: Vec<String> = (0..7).map(|i| format!("inst-{i}")).collect();
+        assert_eq!((inst, n), (want, 3));
+        let (disks, n) = pages(&mut st, &mut faults, "GetDiskSnapshots");
+        assert_eq!(disks.len(), 5);
+        assert_eq!(n, 2);
+        // Exactly one full page: no token, no empty page after it.
+        let mut st = state_with(&refs[..3], 3);
+        assert_eq!(pages(&mut st, &mut faults, "GetInstanceSnapshots").1, 1);
+        let bad = {
+            let mut ctx = Ctx {
+                state: &mut st,
+                faults: &mut faults,
+                duration: Duration::ZERO,
+                now: Utc::now(),
+                fault_hit: None,
+            };
+            let input = json!({ "pageToken": encode_token(3) });
+            let Value::Object(input) = input else {
+                unreachable!()
+            };
+            dispatch("GetInstanceSnapshots", &input, &mut ctx).expect_err("old offset token")
+        };
+        assert_eq!(bad.type_name, "InvalidInputException");
+    }
+
+    #[test]
+    fn a_page_resumes_after_its_last_name_when_snapshots_go_in_between() {
+        let names: Vec<String> = (0..6).map(|i| format!("s-{i}")).collect();
+        let refs: Vec<(&str, Family)> = names
+            .iter()
+            .map(|n| (n.as_str(), Family::Instance))
+            .collect();
+        let mut st = state_with(&refs, 2);
+        let mut faults = FaultRegistry::default();
+        let first = call(&mut st, &mut faults, "GetInstanceSnapshots", json!({}));
+        let token = first["nextPageToken"].as_str().expect("token").to_string();
+        // s-0 (already read) goes: an offset would now skip s-2.
+        st.mark_gone("s-0", Utc::now() - chrono::TimeDelta::seconds(5));
+        let next = call(
+            &mut st,
+            &mut faults,
+            "GetInstanceSnapshots",
+            json!({ "pageToken": token }),
+        );
+        let got: Vec<&str> = next["instanceSnapshots"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(got, ["s-2", "s-3"]);
+    }
+
+    #[test]
+    fn gone_snapshots_leave_the_listing_then_the_state_and_names_can_be_reused() {
+        let mut st = state_with(&[("a1", Family::Instance), ("b1", Family::Instance)], 10);
+        let mut faults = FaultRegistry::default();
+        let now = Utc::now();
+        st.mark_gone("a1", now - chrono::TimeDelta::minutes(11));
+        st.mark_gone("b1", now + chrono::TimeDelta::hours(1));
+        let (names, _) = pages(&mut st, &mut faults, "GetInstanceSnapshots");
+        assert_eq!(names, ["b1"]);
+        assert!(
+            !st.snapshots.contains_key("a1"),
+            "forgotten after 10 minutes"
+        );
+        assert!(!st.listed[0].contains("a1"));
+        // A never-ending delete keeps it listed, and the next request does
+        // not trip over the end of time.
+        st.mark_gone("b1", DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            pages(&mut st, &mut faults, "GetInstanceSnapshots").0,
+            ["b1"]
+        );
+        // A name gone and taken again by the other family lists there only.
+        st.mark_gone("b1", now - chrono::TimeDelta::seconds(30));
+        let seed = SeedSnapshot {
+            name: "b1".into(),
+            source: "d1".into(),
+            resource: "disk".into(),
+            tags: Vec::new(),
+            auto: false,
+            created_at: None,
+        };
+        st.seed_snapshot(&seed, now).expect("name free again");
+        assert!(pages(&mut st, &mut faults, "GetInstanceSnapshots")
+            .0
+            .is_empty());
+        assert_eq!(pages(&mut st, &mut faults, "GetDiskSnapshots").0, ["b1"]);
+    }
+}
