@@ -188,7 +188,7 @@ fn decode_request(
         let body = body
             .as_ref()
             .map_err(|_| ApiError::malformed("the request body could not be read"))?;
-        let text = std::str::from_utf8(&body)
+        let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
         decode_form(text.trim_end_matches(['\r', '\n']), params)?;
     }

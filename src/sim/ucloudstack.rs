@@ -175,7 +175,7 @@ fn decode_request(
         .as_ref()
         .map_err(|_| ApiError::malformed("the request body could not be read"))?;
     if is_json {
-        let value: serde_json::Value = serde_json::from_slice(&body)
+        let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|_| ApiError::malformed("the JSON body does not parse"))?;
         let Some(object) = value.as_object() else {
             return Err(ApiError::malformed("the JSON body is not an object"));
@@ -191,7 +191,7 @@ fn decode_request(
         }
         return Ok(());
     }
-    let text = std::str::from_utf8(&body)
+    let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
     decode_form(text.trim_end_matches(['\r', '\n']), params)
 }
