@@ -41,7 +41,7 @@ impl Cloud {
     }
 
     /// What policies of this kind may ask for.
-    pub fn capabilities(self) -> Capabilities {
+    pub const fn capabilities(self) -> Capabilities {
         match self {
             Cloud::QingCloud => QINGCLOUD,
             Cloud::UCloudStack => UCLOUDSTACK,
@@ -54,6 +54,7 @@ impl Cloud {
 
 const QINGCLOUD: Capabilities = Capabilities {
     resources: &[Volume, Instance],
+    // DescribeJobs and DescribeSnapshots answer at most 100 items a call.
     max_status_batch: 100,
     incremental: true,
     restore: RestoreMode::NewResource,

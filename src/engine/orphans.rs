@@ -248,9 +248,6 @@ impl Engine {
         configured: &BTreeSet<(&str, &str)>,
         found: &mut [Orphan],
     ) {
-        // Verify against the cloud, one listing per (provider, policy,
-        // target); also find marked snapshots the ledger does not know
-        // on the configured targets, for policies no longer configured.
         let mut listings: BTreeMap<(String, String, String), Option<Vec<RemoteSnapshot>>> =
             BTreeMap::new();
         let good_rows: HashSet<(&str, &str)> = rows

@@ -370,12 +370,8 @@ pub fn forget_targets_except(live: &HashSet<(String, String)>) {
             m.created.remove(&snap(&policy, &target, provider));
             m.deleted.remove(&snap(&policy, &target, provider));
         }
-        let with_reason = |(provider, reason): &(String, String)| SnapReason {
-            policy: policy.clone(),
-            target: target.clone(),
-            provider: provider.clone(),
-            reason: reason.clone(),
-        };
+        let with_reason =
+            |(provider, reason): &(String, String)| snap_reason(&policy, &target, provider, reason);
         for pr in &series.failed {
             m.failed.remove(&with_reason(pr));
         }

@@ -40,8 +40,9 @@ use crate::config::QingCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
 
 /// Ids per DescribeJobs / DescribeSnapshots call, and the page size of a
-/// listing: the API returns at most 100 items per call.
-const BATCH: usize = 100;
+/// listing: the API returns at most 100 items per call, the status batch
+/// QingCloud's capabilities declare.
+const BATCH: usize = Cloud::QingCloud.capabilities().max_status_batch;
 
 const CREATE: &str = "CreateSnapshots";
 const DELETE: &str = "DeleteSnapshots";

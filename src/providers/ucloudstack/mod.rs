@@ -45,8 +45,9 @@ use super::{
 use crate::config::UCloudStackSettings;
 use crate::domain::{Cloud, ResourceKind};
 
-/// `Limit` of DescribeSnapshot (max 100), and the ids asked per call.
-const BATCH: usize = 100;
+/// `Limit` of DescribeSnapshot (max 100), and the ids asked per call: the
+/// status batch UCloudStack's capabilities declare.
+const BATCH: usize = Cloud::UCloudStack.capabilities().max_status_batch;
 /// Longest `Name` CreateSnapshot accepts.
 pub const MAX_NAME_CHARS: usize = 30;
 /// Longest `Remark` CreateSnapshot accepts.
