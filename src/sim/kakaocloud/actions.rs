@@ -1,0 +1,312 @@
+//! The BCS and Volume API operations on the model: instance, volume and
+//! snapshot reads and listings, and the snapshot create, delete and
+//! restore. The token is checked before any of them runs.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::model::{self, KakaoState, DEFAULT_LIMIT};
+use super::{auth, ApiError, Ctx, Op, Params, Reply};
+
+pub(super) fn run(
+    op: &Op,
+    ctx: &mut Ctx<'_>,
+    headers: &HeaderMap,
+    params: &Params,
+    raw_body: Option<&Bytes>,
+    body: &Option<Value>,
+) -> Result<Reply, ApiError> {
+    if *op == Op::IssueToken {
+        return auth::issue_token(ctx, headers, raw_body, body);
+    }
+    auth::check_token(ctx, headers)?;
+    let now = ctx.now;
+    match op {
+        Op::IssueToken => Err(ApiError::internal("unreachable")),
+        Op::ListInstances => list_instances(ctx.state, params, now),
+        Op::GetInstance(id) => get_instance(ctx.state, id, now),
+        Op::ListVolumes => list_volumes(ctx.state, params, now),
+        Op::GetVolume(id) => get_volume(ctx.state, id, now),
+        Op::CreateSnapshot(volume_id) => create_snapshot(ctx, volume_id, body),
+        Op::ListSnapshots => list_snapshots(ctx.state, params, now),
+        Op::GetSnapshot(id) => {
+            let s = ctx
+                .state
+                .live_snapshot(id, now)
+                .ok_or_else(|| ApiError::not_found(format!("Snapshot {id} could not be found.")))?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json!({"snapshot": s.view(now)}),
+            ))
+        }
+        Op::DeleteSnapshot(id) => {
+            let outcome = ctx.outcome("DeleteSnapshot");
+            ctx.state.delete_snapshot(id, ctx.duration, outcome, now)?;
+            Ok(Reply {
+                status: StatusCode::ACCEPTED,
+                body: None,
+                headers: Vec::new(),
+            })
+        }
+        Op::RestoreSnapshot(id) => restore_snapshot(ctx, id, body),
+    }
+}
+
+fn get_instance(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Result<Reply, ApiError> {
+    let i = state
+        .instances
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("Instance {id} could not be found.")))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({"instance": state.instance_view(i, now)}),
+    ))
+}
+
+fn get_volume(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Result<Reply, ApiError> {
+    let v = state
+        .volumes
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("Volume {id} could not be found.")))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({"volume": state.volume_view(v, now)}),
+    ))
+}
+
+/// `POST /volumes/{id}/snapshots` with `{"snapshot": {name, description,
+/// is_incremental}}`.
+fn create_snapshot(
+    ctx: &mut Ctx<'_>,
+    volume_id: &str,
+    body: &Option<Value>,
+) -> Result<Reply, ApiError> {
+    let spec = body
+        .as_ref()
+        .and_then(|b| b.get("snapshot"))
+        .ok_or_else(|| ApiError::bad_request("body must be {\"snapshot\": {...}}"))?;
+    let name = spec
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("snapshot.name is required"))?;
+    if name.chars().count() > 255 {
+        return Err(ApiError::bad_request(
+            "snapshot.name is longer than 255 characters",
+        ));
+    }
+    let description = match spec.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "snapshot.description must be a string",
+            ))
+        }
+    };
+    let is_incremental = spec
+        .get("is_incremental")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            ApiError::bad_request("snapshot.is_incremental is required (true or false)")
+        })?;
+    let outcome = ctx.outcome("CreateSnapshot");
+    let s = ctx.state.create_snapshot(
+        volume_id,
+        name,
+        description,
+        is_incremental,
+        ctx.duration,
+        outcome,
+        ctx.now,
+    )?;
+    Ok(Reply::json(
+        StatusCode::ACCEPTED,
+        json!({"snapshot": {"id": s.id, "name": s.name}}),
+    ))
+}
+
+/// `POST /snapshots/{id}/restore` with `{"restore": {name,
+/// availability_zone}}`: a new volume from the snapshot.
+fn restore_snapshot(ctx: &mut Ctx<'_>, id: &str, body: &Option<Value>) -> Result<Reply, ApiError> {
+    let spec = body
+        .as_ref()
+        .and_then(|b| b.get("restore"))
+        .ok_or_else(|| ApiError::bad_request("body must be {\"restore\": {...}}"))?;
+    let field = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("restore.{k} is required")))
+    };
+    let name = field("name")?.to_string();
+    let zone = field("availability_zone")?.to_string();
+    let outcome = ctx.outcome("RestoreSnapshot");
+    let v = ctx
+        .state
+        .restore(id, &name, &zone, ctx.duration, outcome, ctx.now)?;
+    Ok(Reply::json(
+        StatusCode::ACCEPTED,
+        json!({"restore": {"snapshot_id": id, "volume_id": v.id, "volume_name": v.name}}),
+    ))
+}
+
+/// `limit` (default 20, at most the page limit) and `offset`.
+fn page_bounds(params: &Params, page_limit: u64) -> Result<(u64, u64), ApiError> {
+    let num = |k: &str, default: u64| -> Result<u64, ApiError> {
+        match params.get(k) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{k} must be a non-negative integer"))),
+        }
+    };
+    let limit = num("limit", DEFAULT_LIMIT)?;
+    if limit == 0 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
+    }
+    Ok((limit.min(page_limit.max(1)), num("offset", 0)?))
+}
+
+fn sort_desc(params: &Params) -> Result<bool, ApiError> {
+    if let Some(k) = params.get("sort_keys") {
+        if k.split(',')
+            .any(|k| !matches!(k.trim(), "created_at" | "name" | "updated_at"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "unsupported sort_keys {k:?}"
+            )));
+        }
+    }
+    match params.get("sort_dirs").map(String::as_str) {
+        None | Some("desc") => Ok(true),
+        Some("asc") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "sort_dirs must be asc or desc, not {other:?}"
+        ))),
+    }
+}
+
+/// A listing under `key`: `found` in creation order (newest first unless
+/// `sort_dirs=asc`), one page of it, and the pagination block.
+fn listing<T>(
+    state: &KakaoState,
+    params: &Params,
+    key: &str,
+    mut found: Vec<T>,
+    created: impl Fn(&T) -> (DateTime<Utc>, u64),
+    view: impl Fn(T) -> Value,
+) -> Result<Reply, ApiError> {
+    let (limit, offset) = page_bounds(params, state.page_limit)?;
+    let desc = sort_desc(params)?;
+    found.sort_by_key(|x| created(x));
+    if desc {
+        found.reverse();
+    }
+    let items = found.into_iter().map(view).collect();
+    Ok(page(items, key, limit, offset))
+}
+
+fn page(items: Vec<Value>, key: &str, limit: u64, offset: u64) -> Reply {
+    let total = items.len() as u64;
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        json!({key: items, "pagination": {"total": total, "offset": offset, "limit": limit}}),
+    )
+}
+
+fn list_instances(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let found: Vec<&model::Instance> = state
+        .instances
+        .values()
+        .filter(|i| params.get("id").is_none_or(|id| &i.id == id))
+        .filter(|i| {
+            params
+                .get("name")
+                .is_none_or(|n| i.name.contains(n.as_str()))
+        })
+        .collect();
+    let view = |i| state.instance_view(i, now);
+    listing(
+        state,
+        params,
+        "instances",
+        found,
+        |i| (i.created_at, i.seq),
+        view,
+    )
+}
+
+/// `GET /api/v1/volumes`: filters `id`, `name` (exact), `instance_id`,
+/// `status`; sorted by `created_at`, paged.
+fn list_volumes(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
+    let found: Vec<&model::Volume> = state
+        .volumes
+        .values()
+        .filter(|v| eq("id", &v.id) && eq("name", &v.name) && eq("status", v.status(now)))
+        .filter(|v| {
+            params
+                .get("instance_id")
+                .is_none_or(|i| v.instance_id.as_ref() == Some(i))
+        })
+        .collect();
+    let view = |v| state.volume_view(v, now);
+    listing(
+        state,
+        params,
+        "volumes",
+        found,
+        |v| (v.created_at, v.seq),
+        view,
+    )
+}
+
+fn list_snapshots(
+    state: &KakaoState,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
+    let found: Vec<&model::Snapshot> = state
+        .live_snapshots(now)
+        .filter(|s| eq("id", &s.id) && eq("name", &s.name) && eq("volume_id", &s.volume_id))
+        .filter(|s| eq("status", s.status(now).unwrap_or_default()))
+        .filter(|s| {
+            eq(
+                "is_incremental",
+                if s.is_incremental { "true" } else { "false" },
+            )
+        })
+        .filter(|s| {
+            params
+                .get("parent_id")
+                .is_none_or(|p| s.parent_id.as_ref() == Some(p))
+        })
+        .collect();
+    let view = |s: &model::Snapshot| s.view(now);
+    listing(
+        state,
+        params,
+        "snapshots",
+        found,
+        |s| (s.created_at, s.seq),
+        view,
+    )
+}
