@@ -22,32 +22,42 @@ fn main() -> ExitCode {
     };
     let exit: Exit = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => commands::run::run(&config.path).await,
-            Command::Check { config } => commands::check::run(&config.path),
+            Command::Run { config } => commands::run::run(&config.path).await.into(),
+            Command::Check { config } => commands::check::run(&config.path).into(),
             Command::Plan {
                 config,
                 policy,
                 json,
-            } => commands::plan::run(&config.path, policy.as_deref(), json).await,
+            } => commands::plan::run(&config.path, policy.as_deref(), json)
+                .await
+                .into(),
             Command::Snapshot {
                 config,
                 policy,
                 target,
-            } => commands::snapshot::run(&config.path, &policy, target.as_deref()).await,
+            } => commands::snapshot::run(&config.path, &policy, target.as_deref())
+                .await
+                .into(),
             Command::Prune {
                 config,
                 policy,
                 dry_run,
                 yes,
-            } => commands::prune::run(&config.path, policy.as_deref(), dry_run, yes).await,
+            } => commands::prune::run(&config.path, policy.as_deref(), dry_run, yes)
+                .await
+                .into(),
             Command::Orphans {
                 config,
                 json,
                 delete,
                 yes,
                 max_deletes,
-            } => commands::orphans::run(&config.path, json, delete, yes, max_deletes).await,
-            Command::Status { config, json } => commands::status::run(&config.path, json).await,
+            } => commands::orphans::run(&config.path, json, delete, yes, max_deletes)
+                .await
+                .into(),
+            Command::Status { config, json } => {
+                commands::status::run(&config.path, json).await.into()
+            }
             Command::Monitor { config } => commands::monitor::run(&config.path),
             Command::Restore {
                 config,
@@ -56,28 +66,29 @@ fn main() -> ExitCode {
                 snapshot,
                 new_name,
                 yes,
-            } => {
-                commands::restore::run(
-                    &config.path,
-                    &policy,
-                    &target,
-                    snapshot.as_deref(),
-                    new_name.as_deref(),
-                    yes,
-                )
-                .await
-            }
+            } => commands::restore::run(
+                &config.path,
+                &policy,
+                &target,
+                snapshot.as_deref(),
+                new_name.as_deref(),
+                yes,
+            )
+            .await
+            .into(),
             Command::Sim {
                 listen,
                 job_duration,
                 tls_cert,
                 tls_key,
-            } => commands::sim::run(listen, job_duration, tls_cert.zip(tls_key)).await,
-            Command::Demo { config } => commands::demo::run(config.as_deref()).await,
+            } => commands::sim::run(listen, job_duration, tls_cert.zip(tls_key))
+                .await
+                .into(),
+            Command::Demo { config } => commands::demo::run(config.as_deref()).await.into(),
             Command::Login { config, provider } => {
-                commands::login::run(&config.path, &provider).await
+                commands::login::run(&config.path, &provider).await.into()
             }
-            Command::Generate(what) => commands::generate::run(&what),
+            Command::Generate(what) => commands::generate::run(&what).into(),
         }
     });
     // Do not wait for background tasks (pollers) once the command is done.

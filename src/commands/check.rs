@@ -5,13 +5,10 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::{load_config, Exit};
+use super::{load_config, Outcome};
 
-pub fn run(path: &Path) -> Exit {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
+pub fn run(path: &Path) -> Outcome {
+    let config = load_config(path)?;
     println!("{}: OK", path.display());
     for (name, p) in &config.providers {
         println!("provider {name}: kind {}", p.settings.kind());
@@ -37,5 +34,5 @@ pub fn run(path: &Path) -> Exit {
             );
         }
     }
-    Exit::OK
+    Ok(())
 }

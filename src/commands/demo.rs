@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 
-use super::Exit;
+use super::{Exit, Outcome};
 use crate::config::{self, Config, Policy, ProviderSettings};
 use crate::domain::ResourceKind;
 use crate::observe::logging;
@@ -22,7 +22,7 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 /// Where the demo's simulator listens; `config/demo.toml` points here.
 pub const DEMO_LISTEN: &str = "127.0.0.1:18710";
 
-pub async fn run(config_path: Option<&Path>) -> Exit {
+pub async fn run(config_path: Option<&Path>) -> Outcome {
     if std::env::var_os("SNAPWARDEN_DEMO_SECRET").is_none() {
         // The demo file reads the simulator's secret from this variable.
         std::env::set_var("SNAPWARDEN_DEMO_SECRET", DEFAULT_QINGCLOUD_SECRET);
@@ -38,26 +38,20 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
             (p, c)
         }
     };
-    let mut config = match loaded {
-        Ok(c) => c,
-        Err(e) => return Exit::config(e.to_string()),
-    };
+    let mut config = loaded.map_err(|e| Exit::config(e.to_string()))?;
     logging::init(config.daemon.log_format, "info");
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let dir = match tempfile_dir() {
-        Ok(d) => d,
-        Err(e) => return Exit::failure(e),
-    };
+    let dir = tempfile_dir().map_err(Exit::failure)?;
     config.daemon.state_path = dir.join("state.db");
 
     let listener = match tokio::net::TcpListener::bind(DEMO_LISTEN).await {
         Ok(l) => l,
         Err(e) => {
-            return Exit::failure(format!(
+            return Err(Exit::failure(format!(
                 "cannot listen on {DEMO_LISTEN} for the demo simulator: {e}"
-            ))
+            )))
         }
     };
     let sim = Simulator::new(SimOptions {
@@ -75,10 +69,7 @@ pub async fn run(config_path: Option<&Path>) -> Exit {
     let _ = stop_sim_tx.send(true);
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(()) => Exit::OK,
-        Err(e) => Exit::failure(e.to_string()),
-    }
+    result.map_err(|e| Exit::failure(e.to_string()))
 }
 
 /// The simulator's resources for the demo file's targets, each with a

@@ -8,29 +8,28 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::Exit;
+use super::{Exit, Outcome};
 use crate::cli::{Cli, GenerateWhat};
 
-pub fn run(what: &GenerateWhat) -> Exit {
+pub fn run(what: &GenerateWhat) -> Outcome {
     match what {
         GenerateWhat::Completions { shell } => {
             let mut out = io::stdout().lock();
-            match completions(*shell, &mut out).and_then(|()| out.flush()) {
-                Ok(()) => Exit::OK,
-                Err(e) => Exit::failure(format!("cannot write the {shell} completions: {e}")),
-            }
+            completions(*shell, &mut out)
+                .and_then(|()| out.flush())
+                .map_err(|e| Exit::failure(format!("cannot write the {shell} completions: {e}")))
         }
         GenerateWhat::Man { dir } => match man_pages(dir) {
             Ok(files) => {
                 for f in files {
                     println!("{}", f.display());
                 }
-                Exit::OK
+                Ok(())
             }
-            Err(e) => Exit::failure(format!(
+            Err(e) => Err(Exit::failure(format!(
                 "cannot write the man pages into {}: {e}",
                 dir.display()
-            )),
+            ))),
         },
     }
 }

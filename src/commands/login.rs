@@ -10,59 +10,52 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{load_config, Exit};
+use super::{load_config, Exit, Outcome};
 use crate::config::{PowerVsAuth, ProviderSettings};
 use crate::providers::http::{ApiClient, HttpSettings};
 use crate::providers::powervs::{self, DevicePoll};
 use crate::state::State;
 
-pub async fn run(path: &Path, provider: &str) -> Exit {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
+pub async fn run(path: &Path, provider: &str) -> Outcome {
+    let config = load_config(path)?;
     let Some(pc) = config.providers.get(provider) else {
         let names: Vec<&str> = config.providers.keys().map(String::as_str).collect();
-        return Exit::config(format!(
+        return Err(Exit::config(format!(
             "no provider named {provider:?} in {} (defined: {})",
             config.path.display(),
             names.join(", ")
-        ));
+        )));
     };
     let settings = match &pc.settings {
         ProviderSettings::PowerVs(s) => s,
         other => {
-            return Exit::config(format!(
+            return Err(Exit::config(format!(
                 "provider {provider:?} (kind {}) has no device login: `login` is for IP4G \
                  (kind \"powervs\" with auth = \"refresh_token\")",
                 other.kind()
-            ))
+            )))
         }
     };
     let PowerVsAuth::RefreshToken { refresh_token } = &settings.auth else {
-        return Exit::config(format!(
+        return Err(Exit::config(format!(
             "provider {provider:?} does not use the IP4G token service: `login` is for \
              auth = \"refresh_token\" (api_key and bearer_token need no sign-in)"
-        ));
+        )));
     };
     // Open the ledger first: a sign-in whose token cannot be kept is wasted.
-    let state = match State::open(&config.daemon.state_path) {
-        Ok(s) => s,
-        Err(e) => return Exit::failure(e.to_string()),
-    };
+    let state = State::open(&config.daemon.state_path).map_err(|e| Exit::failure(e.to_string()))?;
     let api = match ApiClient::new(&HttpSettings {
         requests_per_second: pc.requests_per_second,
         request_timeout: pc.request_timeout,
         ca_file: pc.ca_file.clone(),
     }) {
         Ok(a) => a,
-        Err(e) => return Exit::failure(format!("provider {provider}: {e}")),
+        Err(e) => return Err(Exit::failure(format!("provider {provider}: {e}"))),
     };
 
-    let login = match powervs::device_code(&api, &settings.endpoint).await {
-        Ok(l) => l,
-        Err(e) => return Exit::failure(format!("cannot start the device login: {e}")),
-    };
+    let login = powervs::device_code(&api, &settings.endpoint)
+        .await
+        .map_err(|e| Exit::failure(format!("cannot start the device login: {e}")))?;
     println!(
         "To sign in to IP4G for provider {provider}, open {} and enter the code {}",
         login.verification_url, login.user_code
@@ -77,9 +70,9 @@ pub async fn run(path: &Path, provider: &str) -> Exit {
     let mut interval = login.interval;
     loop {
         if started.elapsed() + interval > login.expires_in {
-            return Exit::failure(
+            return Err(Exit::failure(
                 "the device code expired before the sign-in was approved; run `snapwarden login` again",
-            );
+            ));
         }
         tokio::time::sleep(interval).await;
         match powervs::device_token(&api, &settings.endpoint, &login.device_code).await {
@@ -94,19 +87,21 @@ pub async fn run(path: &Path, provider: &str) -> Exit {
                     &seed,
                     Utc::now(),
                 ) {
-                    return Exit::failure(format!("signed in, but cannot store the token: {e}"));
+                    return Err(Exit::failure(format!(
+                        "signed in, but cannot store the token: {e}"
+                    )));
                 }
                 println!(
                     "Signed in. The refresh token is stored in {}; `snapwarden run` uses it \
                      and keeps the rotated ones there.",
                     config.daemon.state_path.display()
                 );
-                return Exit::OK;
+                return Ok(());
             }
             Err(e) if e.kind.is_retryable() => {
                 eprintln!("warning: {e}; still waiting");
             }
-            Err(e) => return Exit::failure(format!("the device login failed: {e}")),
+            Err(e) => return Err(Exit::failure(format!("the device login failed: {e}"))),
         }
     }
 }

@@ -50,6 +50,27 @@ impl Exit {
     }
 }
 
+/// What most commands end with: done, or the [`Exit`] that says why not
+/// (so that `?` carries a failure out of the command).
+pub type Outcome = Result<(), Exit>;
+
+impl From<Outcome> for Exit {
+    fn from(outcome: Outcome) -> Exit {
+        outcome.err().unwrap_or(Exit::OK)
+    }
+}
+
+/// How a one-shot command uses the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ledger {
+    /// It only reads: an existing ledger is opened read-only, a missing
+    /// one is an empty in-memory ledger (nothing is ours yet).
+    Read,
+    /// It writes: the ledger's lock is taken, so the command never races
+    /// a running daemon (or another such command) on the same ledger.
+    Write,
+}
+
 /// Load and validate the policy file; a bad file is exit code 2 with every
 /// problem listed. Warnings go to stderr.
 pub fn load_config(path: &Path) -> Result<Config, Exit> {
@@ -71,23 +92,18 @@ pub fn load_config_and_log(path: &Path, default_level: &str) -> Result<Config, E
     Ok(config)
 }
 
-/// Open the ledger (read-only where asked: an existing file opened
-/// read-only, a missing one replaced by an empty in-memory ledger) and
-/// build the engine for a one-shot command.
+/// Open the ledger as `access` says and build the engine for a one-shot
+/// command.
 pub fn open_engine(
     config: &Config,
-    read_only: bool,
+    access: Ledger,
 ) -> Result<std::sync::Arc<crate::engine::Engine>, Exit> {
     use crate::state::State;
     let path = &config.daemon.state_path;
-    let state = if !read_only {
-        // A command that writes takes the ledger's lock: it never races a
-        // running daemon (or another such command) on the same ledger.
-        State::open_locked(path, &this_command())
-    } else if path.exists() {
-        State::open_read_only(path)
-    } else {
-        State::open(Path::new(":memory:"))
+    let state = match access {
+        Ledger::Write => State::open_locked(path, &this_command()),
+        Ledger::Read if path.exists() => State::open_read_only(path),
+        Ledger::Read => State::open(Path::new(":memory:")),
     };
     let state = state.map_err(state_exit)?;
     // One-shot commands never stop early: the shutdown flag stays false.

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{load_config_and_log, open_engine, Exit};
+use super::{load_config_and_log, open_engine, Exit, Ledger, Outcome};
 use crate::engine::{Orphan, Verified};
 
 pub async fn run(
@@ -27,34 +27,35 @@ pub async fn run(
     delete: bool,
     yes: bool,
     max_deletes: Option<u32>,
-) -> Exit {
+) -> Outcome {
     if yes && !delete {
-        return Exit::config("--yes confirms --delete; give both to delete orphans");
+        return Err(Exit::config(
+            "--yes confirms --delete; give both to delete orphans",
+        ));
     }
-    let config = match load_config_and_log(path, "warn") {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    if !(delete && yes) {
+    let config = load_config_and_log(path, "warn")?;
+    let access = if delete && yes {
+        Ledger::Write
+    } else {
         // Listing only: settled through the one call the read-only
         // commands share; deleting settles on its own engine below.
         super::settle_in_flight(&config, None).await;
-    }
-    let engine = match open_engine(&config, !(delete && yes)) {
-        Ok(e) => e,
-        Err(e) => return e,
+        Ledger::Read
     };
+    let engine = open_engine(&config, access)?;
     if delete && yes {
         // Deletes the ledger still has in flight are settled first: one
         // the cloud finished is no orphan.
         if let Err(e) = engine.settle(None).await {
-            return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+            return Err(Exit::failure(format!(
+                "cannot settle the operations in flight: {e}"
+            )));
         }
     }
-    let orphans = match engine.find_orphans(&config).await {
-        Ok(o) => o,
-        Err(e) => return Exit::failure(format!("cannot look for orphans: {e}")),
-    };
+    let orphans = engine
+        .find_orphans(&config)
+        .await
+        .map_err(|e| Exit::failure(format!("cannot look for orphans: {e}")))?;
     let deletable = |o: &Orphan| matches!(o.verified, Verified::Ours | Verified::Gone);
     let outcomes = if delete && yes {
         let chosen: Vec<Orphan> = orphans.iter().filter(|o| deletable(o)).cloned().collect();
@@ -121,19 +122,19 @@ pub async fn run(
 
     let n = orphans.iter().filter(|o| deletable(o)).count();
     match outcomes {
-        None if delete => Exit::failure(format!(
+        None if delete => Err(Exit::failure(format!(
             "{n} orphan(s) would be deleted (marker and ledger agree); run again with --delete --yes"
-        )),
-        None => Exit::OK,
+        ))),
+        None => Ok(()),
         Some(out) => {
             let failed: Vec<String> = out
                 .iter()
                 .filter_map(|r| r.result.as_ref().err().map(|e| format!("{}: {e}", r.snapshot_id)))
                 .collect();
             if failed.is_empty() {
-                Exit::OK
+                Ok(())
             } else {
-                Exit::failure(failed.join("\n"))
+                Err(Exit::failure(failed.join("\n")))
             }
         }
     }

@@ -18,28 +18,19 @@ use std::path::Path;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{load_config_and_log, open_engine, select_policies, Exit};
+use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
 use crate::engine::PruneMode;
 use crate::providers::RemoteSnapshot;
 use crate::retention::Verdict;
 
-pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
-    let config = match load_config_and_log(path, "warn") {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let policies = match select_policies(&config, policy) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
+pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
+    let config = load_config_and_log(path, "warn")?;
+    let policies = select_policies(&config, policy)?;
     // Operations a stopped daemon left in flight are asked about first.
     super::settle_in_flight(&config, Some(&policies)).await;
     // Read-only: an existing ledger is opened read-only; without one,
     // nothing is ours yet, so nothing would be deleted.
-    let engine = match open_engine(&config, true) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
+    let engine = open_engine(&config, Ledger::Read)?;
     let now = Utc::now();
     let mut out = Vec::new();
     let mut selectors = Vec::new();
@@ -138,8 +129,8 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Exit {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
     if failed {
-        Exit::failure("some targets could not be planned")
+        Err(Exit::failure("some targets could not be planned"))
     } else {
-        Exit::OK
+        Ok(())
     }
 }

@@ -7,33 +7,23 @@
 
 use std::path::Path;
 
-use super::{load_config_and_log, open_engine, select_policies, Exit};
+use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
 use crate::engine::PruneMode;
 use crate::retention::Verdict;
 
-pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) -> Exit {
-    let mode = match mode_of(policy, dry_run, yes) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
+pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) -> Outcome {
+    let mode = mode_of(policy, dry_run, yes)?;
     let dry_run = mode == PruneMode::DryRun;
-    let config = match load_config_and_log(path, "info") {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let policies = match select_policies(&config, policy) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    let engine = match open_engine(&config, false) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
+    let config = load_config_and_log(path, "info")?;
+    let policies = select_policies(&config, policy)?;
+    let engine = open_engine(&config, Ledger::Write)?;
     // Operations the ledger still has in flight (a daemon stopped while
     // following them) are asked about first: a snapshot the cloud finished
     // is not taken for one in progress.
     if let Err(e) = engine.settle(Some(&policies)).await {
-        return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+        return Err(Exit::failure(format!(
+            "cannot settle the operations in flight: {e}"
+        )));
     }
     let mut failures = Vec::new();
     let mut held = Vec::new();
@@ -74,9 +64,9 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
     }
     failures.extend(held);
     if failures.is_empty() {
-        Exit::OK
+        Ok(())
     } else {
-        Exit::failure(failures.join("\n"))
+        Err(Exit::failure(failures.join("\n")))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{load_config_and_log, open_engine, select_policies, Exit};
+use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
 use crate::engine::EngineError;
 use crate::providers::RestoreMode;
 
@@ -16,29 +16,22 @@ pub async fn run(
     snapshot: Option<&str>,
     new_name: Option<&str>,
     yes: bool,
-) -> Exit {
-    let config = match load_config_and_log(path, "info") {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let policy = match select_policies(&config, Some(policy)) {
-        Ok(p) => p[0].clone(),
-        Err(e) => return e,
-    };
+) -> Outcome {
+    let config = load_config_and_log(path, "info")?;
+    let policy = select_policies(&config, Some(policy))?[0].clone();
     if !policy.targets.named.iter().any(|t| t == target) {
-        return Exit::config(format!(
+        return Err(Exit::config(format!(
             "policy {} has no target {target:?} (targets: {})",
             policy.name,
             policy.targets.named.join(", ")
-        ));
+        )));
     }
-    let engine = match open_engine(&config, false) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
+    let engine = open_engine(&config, Ledger::Write)?;
     // A snapshot the cloud finished after the daemon stopped is restorable.
     if let Err(e) = engine.settle(Some(&[&policy])).await {
-        return Exit::failure(format!("cannot settle the operations in flight: {e}"));
+        return Err(Exit::failure(format!(
+            "cannot settle the operations in flight: {e}"
+        )));
     }
     match engine
         .restore(&policy, target, snapshot, new_name, yes)
@@ -65,12 +58,12 @@ pub async fn run(
                     )
                 }
             }
-            Exit::OK
+            Ok(())
         }
         Err(EngineError::NeedsConfirmation(what)) => {
             println!("{what}");
-            Exit::failure("in-place restore not confirmed (--yes)")
+            Err(Exit::failure("in-place restore not confirmed (--yes)"))
         }
-        Err(e) => Exit::failure(format!("restore failed: {e}")),
+        Err(e) => Err(Exit::failure(format!("restore failed: {e}"))),
     }
 }

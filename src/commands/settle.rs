@@ -25,7 +25,7 @@ pub async fn settle_in_flight(config: &Config, policies: Option<&[&Policy]>) {
     if !matches!(in_flight, Ok(n) if n > 0) {
         return;
     }
-    let engine = match super::open_engine(config, false) {
+    let engine = match super::open_engine(config, super::Ledger::Write) {
         Ok(e) => e,
         // The ledger's lock is held: a running daemon follows them itself.
         Err(e) if e.code == 2 => {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Exit;
+use super::{Exit, Outcome};
 use crate::observe::logging;
 use crate::sim::{SimOptions, Simulator};
 
@@ -14,31 +14,28 @@ pub async fn run(
     listen: SocketAddr,
     job_duration: Duration,
     tls: Option<(PathBuf, PathBuf)>,
-) -> Exit {
+) -> Outcome {
     logging::init(crate::config::LogFormat::Text, "info");
     let acceptor = match &tls {
         None => None,
         Some((cert, key)) => match crate::sim::tls::acceptor(cert, key) {
             Ok(a) => Some(a),
-            Err(e) => return Exit::config(e.to_string()),
+            Err(e) => return Err(Exit::config(e.to_string())),
         },
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => return Exit::failure(format!("cannot listen on {listen}: {e}")),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return Exit::failure(format!("cannot read the listening address: {e}")),
-    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Exit::failure(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Exit::failure(format!("cannot read the listening address: {e}")))?;
     let sim = Simulator::new(SimOptions { job_duration });
     // Tests and scripts read this line to learn the port.
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     println!("snapwarden sim listening on {scheme}://{addr}");
-    match sim.serve_with_tls(listener, acceptor, stop_signal()).await {
-        Ok(()) => Exit::OK,
-        Err(e) => Exit::failure(format!("simulator: {e}")),
-    }
+    sim.serve_with_tls(listener, acceptor, stop_signal())
+        .await
+        .map_err(|e| Exit::failure(format!("simulator: {e}")))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -4,22 +4,13 @@ use std::path::Path;
 
 use chrono::{SubsecRound, Utc};
 
-use super::{load_config_and_log, open_engine, select_policies, Exit};
+use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
 use crate::engine::RunOutcome;
 
-pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
-    let config = match load_config_and_log(path, "info") {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let policy = match select_policies(&config, Some(policy)) {
-        Ok(p) => p[0].clone(),
-        Err(e) => return e,
-    };
-    let engine = match open_engine(&config, false) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
+pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
+    let config = load_config_and_log(path, "info")?;
+    let policy = select_policies(&config, Some(policy))?[0].clone();
+    let engine = open_engine(&config, Ledger::Write)?;
     // A selector is resolved now; if its listing fails, the explicit
     // targets still run and the command fails.
     let resolved = engine.resolve_for_run(&policy).await;
@@ -38,11 +29,11 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
         None => resolved.targets.clone(),
         Some(t) if resolved.targets.iter().any(|x| x == t) => vec![t.to_string()],
         Some(t) => {
-            return Exit::config(format!(
+            return Err(Exit::config(format!(
                 "policy {} has no target {t:?} (targets: {})",
                 policy.name,
                 resolved.targets.join(", ")
-            ))
+            )))
         }
     };
     let slot = Utc::now().trunc_subsecs(0);
@@ -78,14 +69,17 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Exit {
         println!("{} {}: {what}", r.policy, r.target);
     }
     if let Some(e) = select_failed {
-        return Exit::failure(format!(
+        return Err(Exit::failure(format!(
             "the selector of policy {} failed: {e}",
             policy.name
-        ));
+        )));
     }
     if failed == 0 {
-        Exit::OK
+        Ok(())
     } else {
-        Exit::failure(format!("{failed} of {} target(s) failed", reports.len()))
+        Err(Exit::failure(format!(
+            "{failed} of {} target(s) failed",
+            reports.len()
+        )))
     }
 }

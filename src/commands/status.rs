@@ -15,24 +15,18 @@ use std::path::Path;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{load_config, Exit};
+use super::{load_config, Exit, Outcome};
 use crate::state::State;
 
-pub async fn run(path: &Path, as_json: bool) -> Exit {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
+pub async fn run(path: &Path, as_json: bool) -> Outcome {
+    let config = load_config(path)?;
     // Operations a stopped daemon left in flight are asked about first.
     super::settle_in_flight(&config, None).await;
-    let state = match State::open_read_only(&config.daemon.state_path) {
-        Ok(s) => s,
-        Err(e) => return Exit::failure(e.to_string()),
-    };
-    let summaries = match state.summaries() {
-        Ok(s) => s,
-        Err(e) => return Exit::failure(e.to_string()),
-    };
+    let state = State::open_read_only(&config.daemon.state_path)
+        .map_err(|e| Exit::failure(e.to_string()))?;
+    let summaries = state
+        .summaries()
+        .map_err(|e| Exit::failure(e.to_string()))?;
     let now = Utc::now();
     let next_run = |policy: &str| {
         config
@@ -77,14 +71,14 @@ pub async fn run(path: &Path, as_json: bool) -> Exit {
             "targets": targets,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Exit::OK;
+        return Ok(());
     }
     if summaries.is_empty() {
         println!(
             "no runs recorded yet in {}",
             config.daemon.state_path.display()
         );
-        return Exit::OK;
+        return Ok(());
     }
     println!(
         "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
@@ -119,5 +113,5 @@ pub async fn run(path: &Path, as_json: bool) -> Exit {
             );
         }
     }
-    Exit::OK
+    Ok(())
 }
