@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::{parse_ts, ts, Result, State};
+use super::rows::four_texts;
+use super::{parse_ts, ts, Result, RunState, State};
 
 /// (policy, target, kind) → when the newest delivered alert was decided.
 pub type Delivered = HashMap<(String, String, String), DateTime<Utc>>;
@@ -36,14 +37,7 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT policy, target, kind, at FROM alerts_delivered")?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
+            .query_map([], four_texts)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|(p, t, k, at)| Ok(((p, t, k), parse_ts("alerts_delivered.at", &at)?)))
@@ -60,8 +54,8 @@ impl State {
             .conn()
             .query_row(
                 "SELECT slot, error FROM runs WHERE policy = ?1 AND target = ?2
-                   AND state = 'skipped' ORDER BY slot DESC LIMIT 1",
-                params![policy, target],
+                   AND state = ?3 ORDER BY slot DESC LIMIT 1",
+                params![policy, target, RunState::Skipped.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;

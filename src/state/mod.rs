@@ -111,11 +111,20 @@ impl RunState {
         })
     }
 
+    /// The states of a run not yet terminal.
+    const OPEN: [RunState; 3] = [RunState::Intent, RunState::Creating, RunState::Pruning];
+
     pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            RunState::Intent | RunState::Creating | RunState::Pruning
-        )
+        RunState::OPEN.contains(&self)
+    }
+
+    /// The open states as an SQL list, for `state IN (...)`.
+    fn open_sql_list() -> String {
+        let quoted: Vec<String> = RunState::OPEN
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        quoted.join(", ")
     }
 }
 
@@ -295,7 +304,7 @@ const TARGET_PAIRS_SQL: &str =
 
 /// How many slots of one (policy, target) were skipped.
 const SKIPPED_COUNT_SQL: &str =
-    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'";
+    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = ?3";
 
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::rows::{op_row, ts, RawOp};
+use super::rows::{op_row, ts, RawOp, Reader};
 use super::runs::{insert_op, record_outcome};
 use super::{write_tx, LedgerState, OpRow, PollPlan, Result, State, Unreadable, OP_COLUMNS};
 use crate::domain::OpKind;
@@ -109,23 +109,13 @@ impl State {
     /// [`State::ops_in_flight`], leaving out (and reporting) rows that
     /// cannot be read.
     pub fn ops_in_flight_readable(&self) -> Result<(Vec<OpRow>, Vec<Unreadable>)> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&ops_in_flight_sql())?;
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for raw in stmt.query_map([], op_row)? {
-            match raw {
-                Ok(raw) => {
-                    let id = raw.id;
-                    match raw.parse() {
-                        Ok(op) => good.push(op),
-                        Err(e) => bad.push(Unreadable::new("operations", id, e)),
-                    }
-                }
-                Err(e) => bad.push(Unreadable::new("operations", -1, e)),
-            }
-        }
-        Ok((good, bad))
+        let reader = Reader {
+            table: "operations",
+            row: op_row,
+            id: |raw| raw.id,
+            parse: RawOp::parse,
+        };
+        reader.each_readable(&self.conn(), &ops_in_flight_sql())
     }
 
     pub fn ops_in_flight(&self) -> Result<Vec<OpRow>> {

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Row;
+use rusqlite::{Connection, Row};
 
-use super::{LedgerState, OpRow, Result, RunRow, RunState, SnapshotRow, StateError};
+use super::{LedgerState, OpRow, Result, RunRow, RunState, SnapshotRow, StateError, Unreadable};
 use crate::providers::OpKind;
 
 /// Timestamps are stored as RFC 3339 UTC text with milliseconds, which
@@ -79,6 +79,11 @@ pub(super) fn finish_run_row(
         Some(parse_ts("runs.finished_at", &finished)?)
     };
     Ok(run)
+}
+
+/// A row of four text columns (keys and a time, parsed by the caller).
+pub(super) fn four_texts(row: &Row<'_>) -> rusqlite::Result<(String, String, String, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
 pub(super) fn snapshot_row(row: &Row<'_>) -> rusqlite::Result<RawSnapshot> {
@@ -189,5 +194,40 @@ impl RawOp {
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(0) as u64),
             deadline: parse_ts("operations.deadline", &self.deadline)?,
         })
+    }
+}
+
+/// How one table's rows are read: the raw row, its id, and its parse.
+pub(super) struct Reader<R, T> {
+    pub table: &'static str,
+    pub row: fn(&Row<'_>) -> rusqlite::Result<R>,
+    pub id: fn(&R) -> i64,
+    pub parse: fn(R) -> Result<T>,
+}
+
+impl<R, T> Reader<R, T> {
+    /// Every row `sql` selects that can be read, and the ones that cannot
+    /// (reported, not fatal): one corrupt row never hides the others.
+    pub(super) fn each_readable(
+        &self,
+        conn: &Connection,
+        sql: &str,
+    ) -> Result<(Vec<T>, Vec<Unreadable>)> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for raw in stmt.query_map([], self.row)? {
+            match raw {
+                Ok(raw) => {
+                    let id = (self.id)(&raw);
+                    match (self.parse)(raw) {
+                        Ok(row) => good.push(row),
+                        Err(e) => bad.push(Unreadable::new(self.table, id, e)),
+                    }
+                }
+                Err(e) => bad.push(Unreadable::new(self.table, -1, e)),
+            }
+        }
+        Ok((good, bad))
     }
 }

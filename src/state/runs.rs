@@ -2,9 +2,9 @@
 //! before any call, and their outcomes.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::rows::{finish_run_row, op_kind, parse_opt_ts, parse_ts, run_row, ts};
+use super::rows::{finish_run_row, op_kind, parse_opt_ts, parse_ts, run_row, ts, Reader};
 use super::{
     write_tx, Begin, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow, RunState, SnapshotRow,
     State, Unreadable, RUN_COLUMNS,
@@ -63,12 +63,7 @@ impl State {
     }
 
     pub fn run(&self, run_id: i64) -> Result<RunRow> {
-        let raw = self.conn().query_row(
-            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-            [run_id],
-            run_row,
-        )?;
-        finish_run_row(raw)
+        run_by_id(&self.conn(), run_id)
     }
 
     /// Runs not yet terminal (to resume after a restart).
@@ -90,23 +85,13 @@ impl State {
     /// be read, so that one corrupt row never stops the others from being
     /// taken up.
     pub fn open_runs_readable(&self) -> Result<(Vec<RunRow>, Vec<Unreadable>)> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&open_runs_sql())?;
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for raw in stmt.query_map([], run_row)? {
-            match raw {
-                Ok(raw) => {
-                    let id = raw.0.id;
-                    match finish_run_row(raw) {
-                        Ok(run) => good.push(run),
-                        Err(e) => bad.push(Unreadable::new("runs", id, e)),
-                    }
-                }
-                Err(e) => bad.push(Unreadable::new("runs", -1, e)),
-            }
-        }
-        Ok((good, bad))
+        let reader = Reader {
+            table: "runs",
+            row: run_row,
+            id: |raw| raw.0.id,
+            parse: finish_run_row,
+        };
+        reader.each_readable(&self.conn(), &open_runs_sql())
     }
 
     pub(super) fn query_runs(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<RunRow>> {
@@ -144,11 +129,7 @@ impl State {
     ) -> Result<Vec<OpRow>> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        let run = finish_run_row(tx.query_row(
-            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-            [run_id],
-            run_row,
-        )?)?;
+        let run = run_by_id(&tx, run_id)?;
         let mut op_ids = Vec::new();
         for c in created {
             let snap = insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now)?;
@@ -162,7 +143,10 @@ impl State {
                 plan,
             )?);
         }
-        tx.execute("UPDATE runs SET state = 'creating' WHERE id = ?1", [run_id])?;
+        tx.execute(
+            "UPDATE runs SET state = ?2 WHERE id = ?1",
+            params![run_id, RunState::Creating.as_str()],
+        )?;
         tx.commit()?;
         drop(conn);
         op_ids.into_iter().map(|id| self.op(id)).collect()
@@ -179,11 +163,7 @@ impl State {
     ) -> Result<SnapshotRow> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        let run = finish_run_row(tx.query_row(
-            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-            [run_id],
-            run_row,
-        )?)?;
+        let run = run_by_id(&tx, run_id)?;
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM snapshots WHERE provider = ?1 AND snapshot_id = ?2",
@@ -196,19 +176,29 @@ impl State {
             None => insert_snapshot(&tx, &run, snapshot_id, state, now)?,
         };
         if state == LedgerState::Available {
-            tx.execute(
-                "UPDATE snapshots SET state = 'available', completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
-                params![id, ts(now)],
-            )?;
+            write_snapshot_state(&tx, id, state, None, now)?;
         }
         tx.execute(
-            "UPDATE runs SET state = 'creating' WHERE id = ?1 AND state = 'intent'",
-            [run_id],
+            "UPDATE runs SET state = ?2 WHERE id = ?1 AND state = ?3",
+            params![
+                run_id,
+                RunState::Creating.as_str(),
+                RunState::Intent.as_str()
+            ],
         )?;
         tx.commit()?;
         drop(conn);
         self.snapshot(id)
     }
+}
+
+/// The run in row `run_id`.
+fn run_by_id(conn: &Connection, run_id: i64) -> Result<RunRow> {
+    finish_run_row(conn.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [run_id],
+        run_row,
+    )?)
 }
 
 /// One operation's terminal outcome and its snapshot's new state.
@@ -232,34 +222,47 @@ pub(super) fn record_outcome(
         "UPDATE operations SET finished_at = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
         params![id, ts(now), outcome, error],
     )?;
-    match (op_kind(&kind)?, error) {
-        (OpKind::Create, None) => tx.execute(
-            "UPDATE snapshots SET state = 'available', completed_at = ?2 WHERE id = ?1",
-            params![snap, ts(now)],
-        )?,
-        (OpKind::Create, Some(e)) => tx.execute(
-            "UPDATE snapshots SET state = 'failed', completed_at = ?2, error = ?3 WHERE id = ?1",
-            params![snap, ts(now), e],
-        )?,
-        (OpKind::Delete, None) => tx.execute(
-            "UPDATE snapshots SET state = 'deleted', deleted_at = ?2 WHERE id = ?1",
-            params![snap, ts(now)],
-        )?,
+    let state = match (op_kind(&kind)?, error) {
+        (OpKind::Create, None) => LedgerState::Available,
+        (OpKind::Create, Some(_)) => LedgerState::Failed,
+        (OpKind::Delete, None) => LedgerState::Deleted,
         // The snapshot is still there; it stays in the ledger as ours.
-        (OpKind::Delete, Some(e)) => tx.execute(
-            "UPDATE snapshots SET state = 'available', error = ?2 WHERE id = ?1",
-            params![snap, e],
-        )?,
+        (OpKind::Delete, Some(_)) => LedgerState::Available,
         // Restoring reads a snapshot; it does not change it.
-        (OpKind::Restore, _) => 0,
+        (OpKind::Restore, _) => return Ok(()),
     };
+    write_snapshot_state(tx, snap, state, error, now)
+}
+
+/// Move the snapshot in row `id` to `state`, with the error that put it
+/// there. The first time it is available or failed is its completion; the
+/// time it is deleted is its deletion.
+pub(super) fn write_snapshot_state(
+    conn: &Connection,
+    id: i64,
+    state: LedgerState,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (completed, deleted) = match state {
+        LedgerState::Available | LedgerState::Failed => (Some(ts(now)), None),
+        LedgerState::Deleted => (None, Some(ts(now))),
+        LedgerState::Creating | LedgerState::Deleting => (None, None),
+    };
+    conn.execute(
+        "UPDATE snapshots SET state = ?2, error = COALESCE(?3, error),
+           completed_at = COALESCE(completed_at, ?4), deleted_at = COALESCE(?5, deleted_at)
+         WHERE id = ?1",
+        params![id, state.as_str(), error, completed, deleted],
+    )?;
     Ok(())
 }
 
 /// Runs not yet terminal, oldest first (strict and row-by-row readers).
 pub(super) fn open_runs_sql() -> String {
     format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('intent', 'creating', 'pruning') ORDER BY id"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({}) ORDER BY id",
+        RunState::open_sql_list()
     )
 }
 
@@ -367,8 +370,11 @@ pub(super) fn begin_run_in(
     }
     let open: Option<String> = tx
         .query_row(
-            "SELECT slot FROM runs WHERE policy = ?1 AND target = ?2
-                 AND state IN ('intent', 'creating', 'pruning') ORDER BY slot DESC LIMIT 1",
+            &format!(
+                "SELECT slot FROM runs WHERE policy = ?1 AND target = ?2
+                 AND state IN ({}) ORDER BY slot DESC LIMIT 1",
+                RunState::open_sql_list()
+            ),
             params![run.policy, run.target],
             |r| r.get(0),
         )

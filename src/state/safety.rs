@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::{parse_ts, ts, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
+use super::rows::four_texts;
+use super::{parse_ts, ts, LedgerState, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
 
 /// Deletions of one policy and target held until the operator confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +63,7 @@ impl State {
             "SELECT policy, target, reason, since FROM delete_holds ORDER BY policy, target",
         )?;
         let raws = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
+            .query_map([], four_texts)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter()
             .map(|(policy, target, reason, since)| {
@@ -97,12 +91,12 @@ impl State {
         self.query_snapshots(
             &format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM snapshots
-                 WHERE state = 'available' AND EXISTS (
+                 WHERE state = ?1 AND EXISTS (
                    SELECT 1 FROM operations o
                    WHERE o.snapshot = snapshots.id AND o.kind = 'delete' AND o.outcome = 'failed')
                  ORDER BY id"
             ),
-            params![],
+            params![LedgerState::Available.as_str()],
         )
     }
 }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::rows::{snapshot_row, ts, RawSnapshot};
+use super::rows::{snapshot_row, RawSnapshot};
+use super::runs::write_snapshot_state;
 use super::{LedgerState, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
 
 impl State {
@@ -35,10 +36,10 @@ impl State {
         self.query_snapshots(
             &format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM snapshots
-                 WHERE provider = ?1 AND policy = ?2 AND target = ?3 AND state != 'deleted'
+                 WHERE provider = ?1 AND policy = ?2 AND target = ?3 AND state != ?4
                  ORDER BY slot, id"
             ),
-            params![provider, policy, target],
+            params![provider, policy, target, LedgerState::Deleted.as_str()],
         )
     }
 
@@ -65,11 +66,7 @@ impl State {
 
     /// A snapshot that vanished or was found deleted outside an operation.
     pub fn mark_deleted(&self, row_id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
-            "UPDATE snapshots SET state = 'deleted', deleted_at = ?2 WHERE id = ?1",
-            params![row_id, ts(now)],
-        )?;
-        Ok(())
+        write_snapshot_state(&self.conn(), row_id, LedgerState::Deleted, None, now)
     }
 
     /// Set a snapshot's state outside an operation (a confirmation by list).
@@ -80,13 +77,6 @@ impl State {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn().execute(
-            "UPDATE snapshots SET state = ?2, error = COALESCE(?3, error),
-               completed_at = CASE WHEN ?2 IN ('available', 'failed') THEN COALESCE(completed_at, ?4) ELSE completed_at END,
-               deleted_at = CASE WHEN ?2 = 'deleted' THEN ?4 ELSE deleted_at END
-             WHERE id = ?1",
-            params![row_id, state.as_str(), error, ts(now)],
-        )?;
-        Ok(())
+        write_snapshot_state(&self.conn(), row_id, state, error, now)
     }
 }

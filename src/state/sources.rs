@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{ts, Result, State};
+use super::{ts, LedgerState, Result, State};
 
 impl State {
     /// The rules (as the engine encoded them) each policy last ran with.
@@ -63,12 +63,13 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT s.id, x.source FROM snapshots s JOIN snapshot_sources x ON x.snapshot = s.id
-             WHERE s.provider = ?1 AND s.policy = ?2 AND s.target = ?3 AND s.state != 'deleted'",
+             WHERE s.provider = ?1 AND s.policy = ?2 AND s.target = ?3 AND s.state != ?4",
         )?;
         let rows = stmt
-            .query_map(params![provider, policy, target], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
+            .query_map(
+                params![provider, policy, target, LedgerState::Deleted.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
             .collect::<rusqlite::Result<HashMap<i64, String>>>()?;
         Ok(rows)
     }
@@ -78,10 +79,12 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT s.id, x.source FROM snapshots s JOIN snapshot_sources x ON x.snapshot = s.id
-             WHERE s.state != 'deleted'",
+             WHERE s.state != ?1",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([LedgerState::Deleted.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<HashMap<i64, String>>>()?;
         Ok(rows)
     }

@@ -6,7 +6,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{finish_run_row, run_row};
 use super::{
-    OpRow, Result, RunState, State, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL, TARGET_PAIRS_SQL,
+    LedgerState, OpRow, Result, RunState, State, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL,
+    TARGET_PAIRS_SQL,
 };
 
 impl State {
@@ -65,10 +66,10 @@ impl State {
     ) -> Result<TargetSummary> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
+            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != ?3
              ORDER BY slot DESC, id DESC"
         ))?;
-        let mut rows = stmt.query(params![policy, target])?;
+        let mut rows = stmt.query(params![policy, target, RunState::Skipped.as_str()])?;
         let mut last_run = None;
         let mut last_success = None;
         let (mut consecutive_failures, mut streak_over) = (0u32, false);
@@ -99,12 +100,20 @@ impl State {
         drop(rows);
         drop(stmt);
         let snapshots_kept: u32 = conn.query_row(
-            "SELECT COUNT(*) FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN ('available', 'deleting')",
-            params![policy, target],
+            "SELECT COUNT(*) FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN (?3, ?4)",
+            params![
+                policy,
+                target,
+                LedgerState::Available.as_str(),
+                LedgerState::Deleting.as_str()
+            ],
             |r| r.get(0),
         )?;
-        let skipped: u32 =
-            conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
+        let skipped: u32 = conn.query_row(
+            SKIPPED_COUNT_SQL,
+            params![policy, target, RunState::Skipped.as_str()],
+            |r| r.get(0),
+        )?;
         drop(conn);
         Ok(TargetSummary {
             policy: policy.to_string(),

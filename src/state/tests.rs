@@ -339,7 +339,7 @@ fn summaries_do_not_scan_every_run() {
         !pairs.contains("runs"),
         "the target list reads the runs: {pairs}"
     );
-    let skipped = plan(SKIPPED_COUNT_SQL, &["db", "vol-1"]);
+    let skipped = plan(SKIPPED_COUNT_SQL, &["db", "vol-1", "skipped"]);
     assert!(
         skipped.contains("runs_skipped"),
         "the skipped count reads every run of the target: {skipped}"

@@ -1,4 +1,4 @@
-//! Trimming the ledger's history (review §18): without it, runs,
+//! Trimming the ledger's history: without it, runs,
 //! operations and the rows of deleted snapshots grow without bound, and
 //! so does every read that walks them.
 //!
@@ -18,9 +18,9 @@
 //! long.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{params, Transaction};
 
-use super::{ts, write_tx, Result, State};
+use super::{ts, write_tx, LedgerState, Result, RunState, State};
 
 /// Rows per transaction.
 const WINDOW: i64 = 5_000;
@@ -38,56 +38,72 @@ impl State {
     /// documentation for what stays).
     pub fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {
         let before = ts(before);
+        let deleted = LedgerState::Deleted.as_str();
         let mut out = Trimmed::default();
-        let max_snapshot = self.max_id("snapshots")?;
-        let mut from = 0;
-        while from < max_snapshot {
-            let to = from + WINDOW;
-            let mut conn = self.conn();
-            let tx = write_tx(&mut conn)?;
+        self.in_windows("snapshots", |tx, from, to| {
             out.operations += tx.execute(
                 "DELETE FROM operations WHERE snapshot IN (
                      SELECT id FROM snapshots
-                     WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3)",
-                params![from, to, before],
+                     WHERE id > ?1 AND id <= ?2 AND state = ?4 AND deleted_at < ?3)",
+                params![from, to, before, deleted],
             )?;
             tx.execute(
                 "DELETE FROM snapshot_sources WHERE snapshot IN (
                      SELECT id FROM snapshots
-                     WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3)",
-                params![from, to, before],
+                     WHERE id > ?1 AND id <= ?2 AND state = ?4 AND deleted_at < ?3)",
+                params![from, to, before, deleted],
             )?;
             out.snapshots += tx.execute(
                 "DELETE FROM snapshots
-                 WHERE id > ?1 AND id <= ?2 AND state = 'deleted' AND deleted_at < ?3",
-                params![from, to, before],
+                 WHERE id > ?1 AND id <= ?2 AND state = ?4 AND deleted_at < ?3",
+                params![from, to, before, deleted],
             )?;
-            tx.commit()?;
-            from = to;
-        }
-        let max_run = self.max_id("runs")?;
-        let mut from = 0;
-        while from < max_run {
-            let to = from + WINDOW;
-            let mut conn = self.conn();
-            let tx = write_tx(&mut conn)?;
+            Ok(())
+        })?;
+        self.in_windows("runs", |tx, from, to| {
             out.runs += tx.execute(
                 "DELETE FROM runs WHERE id IN (
                      SELECT r.id FROM runs r
                      WHERE r.id > ?1 AND r.id <= ?2
-                       AND r.state IN ('succeeded', 'failed', 'skipped')
+                       AND r.state IN (?4, ?5, ?6)
                        AND r.finished_at < ?3
                        AND r.slot < (
                            SELECT MAX(n.slot) FROM runs n
                            WHERE n.policy = r.policy AND n.target = r.target
-                             AND n.state = 'succeeded')
+                             AND n.state = ?4)
                        AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))",
-                params![from, to, before],
+                params![
+                    from,
+                    to,
+                    before,
+                    RunState::Succeeded.as_str(),
+                    RunState::Failed.as_str(),
+                    RunState::Skipped.as_str()
+                ],
             )?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `step` over the ids of `table` in windows of [`WINDOW`], one
+    /// transaction each.
+    fn in_windows(
+        &self,
+        table: &'static str,
+        mut step: impl FnMut(&Transaction<'_>, i64, i64) -> Result<()>,
+    ) -> Result<()> {
+        let max = self.max_id(table)?;
+        let mut from = 0;
+        while from < max {
+            let to = from + WINDOW;
+            let mut conn = self.conn();
+            let tx = write_tx(&mut conn)?;
+            step(&tx, from, to)?;
             tx.commit()?;
             from = to;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn max_id(&self, table: &'static str) -> Result<i64> {
