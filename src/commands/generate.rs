@@ -126,26 +126,19 @@ mod tests {
         }
         // Each shell's own form of a subcommand entry, so a bare word in a
         // comment or help text cannot satisfy the check above alone.
-        let fish = completion(Shell::Fish);
-        for name in &names {
-            assert!(
-                fish.contains(&format!("-f -a \"{name}\"")),
-                "fish: no entry for {name}"
-            );
-        }
-        let zsh = completion(Shell::Zsh);
-        for name in &names {
-            assert!(
-                zsh.contains(&format!("'{name}:")),
-                "zsh: no entry for {name}"
-            );
-        }
-        let bash = completion(Shell::Bash);
-        for name in &names {
-            assert!(
-                bash.contains(&format!("snapwarden,{name})")),
-                "bash: no case for {name}"
-            );
+        let entries: [(Shell, fn(&str) -> String); 3] = [
+            (Shell::Fish, |name| format!("-f -a \"{name}\"")),
+            (Shell::Zsh, |name| format!("'{name}:")),
+            (Shell::Bash, |name| format!("snapwarden,{name})")),
+        ];
+        for (shell, entry) in entries {
+            let script = completion(shell);
+            for name in &names {
+                assert!(
+                    script.contains(&entry(name)),
+                    "{shell}: no entry for {name}"
+                );
+            }
         }
     }
 

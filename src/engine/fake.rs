@@ -27,6 +27,16 @@ pub(crate) struct FakeCloud {
 }
 
 impl FakeCloud {
+    /// Queue the answer of the next `create`.
+    pub fn answer_create(&self, answer: Result<Vec<Created>, ProviderError>) {
+        self.creates.lock().expect("creates").push_back(answer);
+    }
+
+    /// Queue the answers of the next `list` calls, in order.
+    pub fn answer_lists(&self, listings: impl IntoIterator<Item = Vec<RemoteSnapshot>>) {
+        self.lists.lock().expect("lists").extend(listings);
+    }
+
     pub fn calls(&self, call: &'static str) -> usize {
         self.calls
             .lock()

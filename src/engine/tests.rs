@@ -89,16 +89,8 @@ async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Arc::new(FakeCloud::default());
     let slot = Utc::now();
-    cloud
-        .creates
-        .lock()
-        .expect("creates")
-        .push_back(Err(lost_answer("CreateSnapshots")));
-    cloud
-        .lists
-        .lock()
-        .expect("lists")
-        .extend([vec![], vec![listed("snap-made", slot)]]);
+    cloud.answer_create(Err(lost_answer("CreateSnapshots")));
+    cloud.answer_lists([vec![], vec![listed("snap-made", slot)]]);
     let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
     let policy = &config.policies[0];
     let report = engine.run(policy, "vol-1", slot).await;
@@ -119,11 +111,7 @@ async fn two_agreeing_listings_without_the_slot_allow_one_more_create() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Arc::new(FakeCloud::default());
     let slot = Utc::now();
-    cloud
-        .creates
-        .lock()
-        .expect("creates")
-        .push_back(Err(lost_answer("CreateSnapshots")));
+    cloud.answer_create(Err(lost_answer("CreateSnapshots")));
     let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
     let policy = &config.policies[0];
     let report = engine.run(policy, "vol-1", slot).await;
@@ -239,10 +227,10 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
         created_at: None,
         ..super::tests::listed(id, slot)
     };
-    cloud.lists.lock().expect("lists").push_back(vec![
+    cloud.answer_lists([vec![
         listed("snap-older", older),
         listed("snap-newer", newer),
-    ]);
+    ]]);
     let report = engine
         .prune(policy, "vol-1", PruneMode::Budgeted)
         .await

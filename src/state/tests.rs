@@ -21,6 +21,21 @@ fn new_run(slot: DateTime<Utc>) -> NewRun<'static> {
     }
 }
 
+/// A new ledger in a temporary directory (kept while the guard lives).
+fn ledger() -> (tempfile::TempDir, State) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = State::open(&dir.path().join("s.db")).expect("open");
+    (dir, s)
+}
+
+/// Begin `run` at `now`; it must start.
+fn started(s: &State, run: &NewRun<'_>, now: DateTime<Utc>) -> i64 {
+    match s.begin_run(run, now).expect("begin") {
+        Begin::Started(id) => id,
+        other => panic!("{run:?} must start, got {other:?}"),
+    }
+}
+
 fn plan(now: DateTime<Utc>) -> PollPlan {
     PollPlan {
         first_poll: now,
@@ -50,11 +65,8 @@ const MIGRATIONS_LEN: i64 = migrations::MIGRATIONS.len() as i64;
 
 #[test]
 fn a_slot_is_recorded_once_and_overlap_is_skipped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
-    let Begin::Started(id) = s.begin_run(&new_run(t(0)), t(0)).expect("begin") else {
-        panic!("first begin must start");
-    };
+    let (_dir, s) = ledger();
+    let id = started(&s, &new_run(t(0)), t(0));
     assert_eq!(
         s.begin_run(&new_run(t(0)), t(1)).expect("again"),
         Begin::AlreadyRecorded
@@ -78,11 +90,8 @@ fn a_slot_is_recorded_once_and_overlap_is_skipped() {
 
 #[test]
 fn created_ids_and_outcomes_are_recorded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
-    let Begin::Started(run) = s.begin_run(&new_run(t(0)), t(0)).expect("begin") else {
-        panic!("must start");
-    };
+    let (_dir, s) = ledger();
+    let run = started(&s, &new_run(t(0)), t(0));
     let ops = s
         .record_created(
             run,
@@ -123,18 +132,12 @@ fn created_ids_and_outcomes_are_recorded() {
 
 #[test]
 fn summaries_count_consecutive_failures() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let (_dir, s) = ledger();
     for (i, state) in [RunState::Succeeded, RunState::Failed, RunState::Failed]
         .into_iter()
         .enumerate()
     {
-        let Begin::Started(id) = s
-            .begin_run(&new_run(t(i as u32 * 10)), t(0))
-            .expect("begin")
-        else {
-            panic!("must start");
-        };
+        let id = started(&s, &new_run(t(i as u32 * 10)), t(0));
         s.set_run_state(
             id,
             state,
@@ -152,8 +155,7 @@ fn summaries_count_consecutive_failures() {
 
 #[test]
 fn summaries_read_back_to_the_newest_success_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let (_dir, s) = ledger();
     // Oldest first: failed, succeeded, failed (other words), still open.
     let history = [
         (Some(RunState::Failed), Some("old")),
@@ -162,12 +164,7 @@ fn summaries_read_back_to_the_newest_success_only() {
         (None, None),
     ];
     for (i, (state, error)) in history.into_iter().enumerate() {
-        let Begin::Started(id) = s
-            .begin_run(&new_run(t(i as u32 * 10)), t(0))
-            .expect("begin")
-        else {
-            panic!("must start");
-        };
+        let id = started(&s, &new_run(t(i as u32 * 10)), t(0));
         if let Some(state) = state {
             s.set_run_state(id, state, error, t(i as u32 * 10 + 1))
                 .expect("state");
@@ -193,8 +190,7 @@ fn summaries_read_back_to_the_newest_success_only() {
 
 #[test]
 fn lookups_by_run_and_by_snapshot_use_an_index() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let (_dir, s) = ledger();
     let conn = s.conn();
     for (sql, index) in [
         (
@@ -282,9 +278,7 @@ fn read_then_write_transactions_wait_for_another_writer() {
     });
     s.set_run_state(run.get(), RunState::Succeeded, None, t(4))
         .expect("finish run");
-    let Begin::Started(second) = s.begin_run(&new_run(t(10)), t(10)).expect("begin") else {
-        panic!("must start");
-    };
+    let second = started(&s, &new_run(t(10)), t(10));
     contended("adopt_snapshot", &|| {
         s.adopt_snapshot(second, "ss-2", LedgerState::Available, t(11))
             .map(|_| ())
@@ -320,8 +314,7 @@ fn the_health_probe_commits_a_write() {
 /// had (review §18).
 #[test]
 fn summaries_do_not_scan_every_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let (_dir, s) = ledger();
     let conn = s.conn();
     let plan = |sql: &str, p: &[&str]| -> String {
         let mut stmt = conn
@@ -352,8 +345,7 @@ fn summaries_do_not_scan_every_run() {
 /// failure streak after it stay, so the summary does not change (§18).
 #[test]
 fn trimming_drops_old_history_and_keeps_what_matters() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let (_dir, s) = ledger();
     let day = |d: u32| t(0) + chrono::Duration::days(d as i64);
     // Days 0..=9: a run a day. Day 0-5 succeed, each with a snapshot that
     // retention deleted the next day (day 5's stays live); day 3 a skipped
@@ -362,9 +354,7 @@ fn trimming_drops_old_history_and_keeps_what_matters() {
     let mut snap_of_day = HashMap::new();
     for d in 0..=9u32 {
         let run = new_run(day(d));
-        let Begin::Started(id) = s.begin_run(&run, day(d)).expect("begin") else {
-            panic!("must start");
-        };
+        let id = started(&s, &run, day(d));
         if d == 3 {
             let skipped = NewRun {
                 slot: day(d) + chrono::Duration::hours(1),

@@ -37,17 +37,14 @@ pub(super) fn build(
     endpoint: Option<&Spanned<String>>,
     cx: &mut Cx<'_>,
 ) -> Option<KakaoCloudSettings> {
-    let credential_id = match &raw.application_credential_id {
-        None => {
-            section.missing(
-                "application_credential_id",
-                "the IAM access key id (application credential)",
-                cx,
-            );
-            None
-        }
-        Some(id) => values::word(id, "application_credential_id", "key id", &mut cx.diag),
-    };
+    let credential_id = section
+        .required(
+            raw.application_credential_id.as_ref(),
+            "application_credential_id",
+            "the IAM access key id (application credential)",
+            cx,
+        )
+        .and_then(|id| values::word(id, "application_credential_id", "key id", &mut cx.diag));
 
     let secret = secrets::resolve(
         SecretKeys {

@@ -34,13 +34,17 @@ pub(super) fn build(
     endpoint: Option<&Spanned<String>>,
     cx: &mut Cx<'_>,
 ) -> Option<LightsailSettings> {
-    let region = match &raw.region {
-        None => {
-            section.missing("region", "the AWS region, e.g. \"eu-central-1\"", cx);
-            None
-        }
-        Some(r) if is_region(r.get_ref()) => Some(r.get_ref().clone()),
-        Some(r) => {
+    let region = section
+        .required(
+            raw.region.as_ref(),
+            "region",
+            "the AWS region, e.g. \"eu-central-1\"",
+            cx,
+        )
+        .and_then(|r| {
+            if is_region(r.get_ref()) {
+                return Some(r.get_ref().clone());
+            }
             cx.diag.error(
                 r.span(),
                 format!(
@@ -50,8 +54,7 @@ pub(super) fn build(
                 ),
             );
             None
-        }
-    };
+        });
 
     let credentials = credentials(section, raw, cx);
 

@@ -130,6 +130,20 @@ impl Section<'_, '_> {
         cx.diag
             .missing(self.span.clone(), &self.what, key, expected);
     }
+
+    /// A required key's value, or (reported) `None` where it is absent.
+    pub(crate) fn required<'v, T>(
+        &self,
+        value: Option<&'v Spanned<T>>,
+        key: &str,
+        expected: &str,
+        cx: &mut Cx<'_>,
+    ) -> Option<&'v Spanned<T>> {
+        if value.is_none() {
+            self.missing(key, expected, cx);
+        }
+        value
+    }
 }
 
 /// What reading one `[providers.NAME]` gave.

@@ -82,52 +82,45 @@ pub(super) fn build(
     endpoint: Option<&Spanned<String>>,
     cx: &mut Cx<'_>,
 ) -> Option<PowerVsSettings> {
-    let endpoint = match endpoint {
-        None => {
-            section.missing(
-                "endpoint",
-                "the regional API, e.g. \"https://us-south.power-iaas.cloud.ibm.com\", or the \
-                 IP4G broker",
-                cx,
-            );
-            None
-        }
-        Some(e) => values::http_url(e, "endpoint", &mut cx.diag)
-            .map(|u| u.as_str().trim_end_matches('/').to_string()),
-    };
+    let endpoint = section
+        .required(
+            endpoint,
+            "endpoint",
+            "the regional API, e.g. \"https://us-south.power-iaas.cloud.ibm.com\", or the \
+             IP4G broker",
+            cx,
+        )
+        .and_then(|e| values::http_url(e, "endpoint", &mut cx.diag))
+        .map(|u| u.as_str().trim_end_matches('/').to_string());
 
-    let cloud_instance_id = match &raw.cloud_instance_id {
-        None => {
-            section.missing(
-                "cloud_instance_id",
-                "the workspace GUID (also in the CRN)",
-                cx,
-            );
-            None
-        }
-        Some(id) if !is_path_segment(id.get_ref()) => {
+    let cloud_instance_id = section
+        .required(
+            raw.cloud_instance_id.as_ref(),
+            "cloud_instance_id",
+            "the workspace GUID (also in the CRN)",
+            cx,
+        )
+        .and_then(|id| {
+            if is_path_segment(id.get_ref()) {
+                return Some(id.get_ref().clone());
+            }
             cx.diag.error(
                 id.span(),
                 "`cloud_instance_id` must be a non-empty workspace id without spaces, `/`, `?` \
                  or `#`",
             );
             None
-        }
-        Some(id) => Some(id.get_ref().clone()),
-    };
+        });
 
-    let crn = match &raw.crn {
-        None => {
-            section.missing(
-                "crn",
-                "the workspace CRN, sent as the CRN header, e.g. \
-                 \"crn:v1:bluemix:public:power-iaas:dal12:a/ACCOUNT:WORKSPACE::\"",
-                cx,
-            );
-            None
-        }
-        Some(c) => check_crn(c, cloud_instance_id.as_deref(), cx),
-    };
+    let crn = section
+        .required(
+            raw.crn.as_ref(),
+            "crn",
+            "the workspace CRN, sent as the CRN header, e.g. \
+             \"crn:v1:bluemix:public:power-iaas:dal12:a/ACCOUNT:WORKSPACE::\"",
+            cx,
+        )
+        .and_then(|c| check_crn(c, cloud_instance_id.as_deref(), cx));
 
     let auth = auth(section, raw, cx);
 

@@ -31,21 +31,23 @@ pub(super) fn build(
     endpoint: Option<&Spanned<String>>,
     cx: &mut Cx<'_>,
 ) -> Option<QingCloudSettings> {
-    let zone = match &raw.zone {
-        None => {
-            section.missing("zone", "the QingCloud zone id, e.g. \"ap2a\"", cx);
-            None
-        }
-        Some(z) => check_zone(z, cx),
-    };
+    let zone = section
+        .required(
+            raw.zone.as_ref(),
+            "zone",
+            "the QingCloud zone id, e.g. \"ap2a\"",
+            cx,
+        )
+        .and_then(|z| check_zone(z, cx));
 
-    let access_key_id = match &raw.access_key_id {
-        None => {
-            section.missing("access_key_id", "the API access key id", cx);
-            None
-        }
-        Some(id) => values::word(id, "access_key_id", "key id", &mut cx.diag),
-    };
+    let access_key_id = section
+        .required(
+            raw.access_key_id.as_ref(),
+            "access_key_id",
+            "the API access key id",
+            cx,
+        )
+        .and_then(|id| values::word(id, "access_key_id", "key id", &mut cx.diag));
 
     let secret_access_key = secrets::resolve(
         SecretKeys {

@@ -33,17 +33,14 @@ pub(super) fn build(
     cx: &mut Cx<'_>,
 ) -> Option<UCloudStackSettings> {
     // A private cloud has no public default: the URL is per deployment.
-    let endpoint = match endpoint {
-        None => {
-            section.missing(
-                "endpoint",
-                "the deployment's API URL, e.g. \"https://console.example.com/api\"",
-                cx,
-            );
-            None
-        }
-        Some(e) => values::http_url(e, "endpoint", &mut cx.diag).map(|u| u.to_string()),
-    };
+    let endpoint = section
+        .required(
+            endpoint,
+            "endpoint",
+            "the deployment's API URL, e.g. \"https://console.example.com/api\"",
+            cx,
+        )
+        .and_then(|e| values::http_url(e, "endpoint", &mut cx.diag).map(|u| u.to_string()));
     let region = word(
         section,
         raw.region.as_ref(),
@@ -111,13 +108,9 @@ fn word(
     expected: &str,
     cx: &mut Cx<'_>,
 ) -> Option<String> {
-    match value {
-        None => {
-            section.missing(key, expected, cx);
-            None
-        }
-        Some(v) => checked_word(v, key, cx),
-    }
+    section
+        .required(value, key, expected, cx)
+        .and_then(|v| checked_word(v, key, cx))
 }
 
 fn checked_word(value: &Spanned<String>, key: &str, cx: &mut Cx<'_>) -> Option<String> {
