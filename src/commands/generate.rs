@@ -126,7 +126,9 @@ mod tests {
         }
         // Each shell's own form of a subcommand entry, so a bare word in a
         // comment or help text cannot satisfy the check above alone.
-        let entries: [(Shell, fn(&str) -> String); 3] = [
+        // Each shell's entry for a subcommand name.
+        type Entry = fn(&str) -> String;
+        let entries: [(Shell, Entry); 3] = [
             (Shell::Fish, |name| format!("-f -a \"{name}\"")),
             (Shell::Zsh, |name| format!("'{name}:")),
             (Shell::Bash, |name| format!("snapwarden,{name})")),
