@@ -128,8 +128,12 @@ pub type Delivered = Arc<dyn Fn(&Alert) + Send + Sync>;
 
 impl Alerter {
     pub fn new(config: &Config) -> Arc<Alerter> {
-        Arc::new(Alerter {
-            config: Mutex::new(config.alerts.clone()),
+        Arc::new(Alerter::with_alerts(config.alerts.clone()))
+    }
+
+    fn with_alerts(alerts: Option<AlertsConfig>) -> Alerter {
+        Alerter {
+            config: Mutex::new(alerts),
             tracks: Mutex::new(HashMap::new()),
             held_sent: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
@@ -143,7 +147,7 @@ impl Alerter {
             webhooks: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_CONCURRENCY)),
             dropped: std::sync::atomic::AtomicU64::new(0),
             delivered: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// Call `hook` for every alert a destination took (a webhook's 2xx, the
@@ -742,18 +746,7 @@ mod tests {
     /// newest slot): the alert about it must not flap with every recovery.
     #[test]
     fn a_future_last_success_is_alerted_once_per_repeat_not_after_every_run() {
-        let alerter = Alerter {
-            config: Mutex::new(None),
-            tracks: Mutex::new(HashMap::new()),
-            held_sent: Mutex::new(HashMap::new()),
-            http: reqwest::Client::new(),
-            started: Utc::now(),
-            commands: std::sync::OnceLock::new(),
-            command_queue: COMMAND_QUEUE,
-            webhooks: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_CONCURRENCY)),
-            dropped: std::sync::atomic::AtomicU64::new(0),
-            delivered: std::sync::OnceLock::new(),
-        };
+        let alerter = Alerter::with_alerts(None);
         let future = Some(Utc::now() + chrono::Duration::hours(8));
         let track = |a: &Alerter| {
             a.tracks

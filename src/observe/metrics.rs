@@ -394,41 +394,53 @@ fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
 }
 
 pub fn snapshot_created(policy: &str, target: &str, provider: &str) {
-    seen(policy, target, |s| {
-        s.providers.insert(provider.into());
-    });
-    metrics()
-        .created
-        .get_or_create(&snap(policy, target, provider))
-        .inc();
+    count_snap(policy, target, provider, &metrics().created);
 }
 
 pub fn snapshot_failed(policy: &str, target: &str, provider: &str, reason: &str) {
-    seen(policy, target, |s| {
-        s.failed.insert((provider.into(), reason.into()));
+    count_snap_reason(policy, target, provider, reason, &metrics().failed, |s| {
+        &mut s.failed
     });
-    metrics()
-        .failed
-        .get_or_create(&snap_reason(policy, target, provider, reason))
-        .inc();
 }
 
 pub fn snapshot_deleted(policy: &str, target: &str, provider: &str) {
-    seen(policy, target, |s| {
-        s.providers.insert(provider.into());
-    });
-    metrics()
-        .deleted
-        .get_or_create(&snap(policy, target, provider))
-        .inc();
+    count_snap(policy, target, provider, &metrics().deleted);
 }
 
 pub fn snapshot_delete_failed(policy: &str, target: &str, provider: &str, reason: &str) {
+    count_snap_reason(
+        policy,
+        target,
+        provider,
+        reason,
+        &metrics().delete_failed,
+        |s| &mut s.delete_failed,
+    );
+}
+
+/// One more in `family` for this (policy, target, provider), whose series
+/// the target then has.
+fn count_snap(policy: &str, target: &str, provider: &str, family: &Family<Snap, Counter>) {
     seen(policy, target, |s| {
-        s.delete_failed.insert((provider.into(), reason.into()));
+        s.providers.insert(provider.into());
     });
-    metrics()
-        .delete_failed
+    family.get_or_create(&snap(policy, target, provider)).inc();
+}
+
+/// One more in `family` for this (policy, target, provider, reason), kept
+/// among the target's series by `series`.
+fn count_snap_reason(
+    policy: &str,
+    target: &str,
+    provider: &str,
+    reason: &str,
+    family: &Family<SnapReason, Counter>,
+    series: fn(&mut TargetSeries) -> &mut BTreeSet<(String, String)>,
+) {
+    seen(policy, target, |s| {
+        series(s).insert((provider.into(), reason.into()));
+    });
+    family
         .get_or_create(&snap_reason(policy, target, provider, reason))
         .inc();
 }
