@@ -325,17 +325,9 @@ impl Schedule {
         while low < end {
             let probe = (low + OFFSET_PROBE_SECS).min(end);
             if self.offset_at_secs(probe)? != offset {
-                // Invariant: offset(low) == offset, offset(high) != offset.
-                let mut high = probe;
-                while high - low > 1 {
-                    let mid = low + (high - low) / 2;
-                    if self.offset_at_secs(mid)? == offset {
-                        low = mid;
-                    } else {
-                        high = mid;
-                    }
-                }
-                return DateTime::from_timestamp(high, 0);
+                // Invariant: offset(low) == offset, offset(probe) != offset.
+                let change = self.change_between(low, probe, offset, true)?;
+                return DateTime::from_timestamp(change, 0);
             }
             low = probe;
         }
@@ -356,21 +348,34 @@ impl Schedule {
         while high > start {
             let probe = (high - OFFSET_PROBE_SECS).max(start);
             if self.offset_at_secs(probe)? != offset {
-                // Invariant: offset(low) != offset, offset(high) == offset.
-                let mut low = probe;
-                while high - low > 1 {
-                    let mid = low + (high - low) / 2;
-                    if self.offset_at_secs(mid)? == offset {
-                        high = mid;
-                    } else {
-                        low = mid;
-                    }
-                }
-                return DateTime::from_timestamp(high, 0);
+                // Invariant: offset(probe) != offset, offset(high) == offset.
+                let change = self.change_between(probe, high, offset, false)?;
+                return DateTime::from_timestamp(change, 0);
             }
             high = probe;
         }
         None
+    }
+
+    /// Bisects `(low, high]`, whose ends lie on either side of an offset
+    /// change (`low` at `offset` if `low_at_offset`, `high` on the other
+    /// side): the first second on `high`'s side.
+    fn change_between(
+        &self,
+        mut low: i64,
+        mut high: i64,
+        offset: TimeDelta,
+        low_at_offset: bool,
+    ) -> Option<i64> {
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if (self.offset_at_secs(mid)? == offset) == low_at_offset {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        Some(high)
     }
 }
 

@@ -253,13 +253,17 @@ mod tests {
         assert!(lag < TOLERANCE, "{what}: notified {lag} late");
     }
 
+    /// The next notification comes on time for `due`.
+    async fn assert_notified_on_time(waker: &Waker, due: DateTime<Utc>, what: &str) {
+        assert_on_time(lag_of_next_notification(waker, due).await, what);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wakes_shortly_after_a_near_time() {
         let waker = Waker::start().await.expect("waker starts");
         let at = Utc::now() + TimeDelta::milliseconds(300);
         waker.wake_at(at).await.expect("armed");
-        let lag = lag_of_next_notification(&waker, at).await;
-        assert_on_time(lag, "now+300ms");
+        assert_notified_on_time(&waker, at, "now+300ms").await;
         waker.shutdown().await;
     }
 
@@ -271,8 +275,7 @@ mod tests {
         let at = Utc::now() + TimeDelta::milliseconds(3200);
         waker.wake_at(at).await.expect("armed");
         assert!(waker.job.lock().await.is_some(), "took the scheduler path");
-        let lag = lag_of_next_notification(&waker, at).await;
-        assert_on_time(lag, "now+3.2s via job scheduler");
+        assert_notified_on_time(&waker, at, "now+3.2s via job scheduler").await;
         waker.shutdown().await;
     }
 
@@ -284,8 +287,7 @@ mod tests {
             .wake_at(asked - TimeDelta::seconds(10))
             .await
             .expect("armed");
-        let lag = lag_of_next_notification(&waker, asked).await;
-        assert_on_time(lag, "past time");
+        assert_notified_on_time(&waker, asked, "past time").await;
         waker.shutdown().await;
     }
 
@@ -298,20 +300,14 @@ mod tests {
         waker.wake_at(far).await.expect("armed");
         let near = Utc::now() + TimeDelta::milliseconds(200);
         waker.wake_at(near).await.expect("re-armed");
-        assert_on_time(
-            lag_of_next_notification(&waker, near).await,
-            "re-armed earlier",
-        );
+        assert_notified_on_time(&waker, near, "re-armed earlier").await;
 
         // Earlier to later: the first time passes silently.
         let first = Utc::now() + TimeDelta::milliseconds(150);
         waker.wake_at(first).await.expect("armed");
         let second = Utc::now() + TimeDelta::milliseconds(500);
         waker.wake_at(second).await.expect("re-armed");
-        assert_on_time(
-            lag_of_next_notification(&waker, second).await,
-            "re-armed later",
-        );
+        assert_notified_on_time(&waker, second, "re-armed later").await;
 
         // Nothing else is pending, including the replaced +3.5 s job.
         let quiet = tokio::time::timeout(Duration::from_millis(4000), waker.notified()).await;
