@@ -79,6 +79,23 @@ fn listed(id: &str, slot: DateTime<Utc>) -> RemoteSnapshot {
     }
 }
 
+/// A run of slot `slot` whose first create's answer is lost (the cloud
+/// answers the listings queued on `cloud`); the run must succeed.
+async fn run_after_a_lost_create(
+    dir: &std::path::Path,
+    cloud: &Arc<FakeCloud>,
+    slot: DateTime<Utc>,
+) -> Arc<Engine> {
+    cloud.answer_create(Err(lost_answer("CreateSnapshots")));
+    let (engine, config, _stop) = engine_with(dir, cloud.clone());
+    let report = engine.run(&config.policies[0], "vol-1", slot).await;
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+    engine
+}
+
 /// Issue 16 ("the reconcile-by-name path must never conclude absent from
 /// a listing that changed under it"): the create's answer is lost (the
 /// cloud made the snapshot), and the first listing misses it (a page
@@ -89,15 +106,8 @@ async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Arc::new(FakeCloud::default());
     let slot = Utc::now();
-    cloud.answer_create(Err(lost_answer("CreateSnapshots")));
     cloud.answer_lists([vec![], vec![listed("snap-made", slot)]]);
-    let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
-    let policy = &config.policies[0];
-    let report = engine.run(policy, "vol-1", slot).await;
-    assert!(
-        matches!(report.outcome, RunOutcome::Succeeded { .. }),
-        "{report:?}"
-    );
+    let engine = run_after_a_lost_create(dir.path(), &cloud, slot).await;
     assert_eq!(cloud.calls("create"), 1, "never a second create");
     let rows = engine.state.all_snapshots().expect("ledger");
     assert_eq!(rows.len(), 1);
@@ -110,15 +120,7 @@ async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
 async fn two_agreeing_listings_without_the_slot_allow_one_more_create() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Arc::new(FakeCloud::default());
-    let slot = Utc::now();
-    cloud.answer_create(Err(lost_answer("CreateSnapshots")));
-    let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
-    let policy = &config.policies[0];
-    let report = engine.run(policy, "vol-1", slot).await;
-    assert!(
-        matches!(report.outcome, RunOutcome::Succeeded { .. }),
-        "{report:?}"
-    );
+    run_after_a_lost_create(dir.path(), &cloud, Utc::now()).await;
     assert_eq!(cloud.calls("create"), 2);
     assert!(cloud.calls("list") >= 2);
 }

@@ -285,28 +285,26 @@ impl Alerter {
     /// policy's `schedule` pseudo-target): a `stale` event, since no slot
     /// would have run until the clock caught up again.
     pub fn clock_stepped_back(&self, policy: &str, target: &str, provider: &str, message: &str) {
-        let run = RunResult {
+        self.deliver_failure(
+            AlertEvent::Stale,
             policy,
             target,
             provider,
-            outcome: Err(message),
-            consecutive_failures: 0,
-        };
-        let a = self.alert(AlertEvent::Stale, &run, message, None, Utc::now());
-        self.deliver(a);
+            message,
+            Utc::now(),
+        );
     }
 
     /// A target selector that matched nothing.
     pub fn selector_empty(&self, policy: &str, target: &str, provider: &str, message: &str) {
-        let run = RunResult {
+        self.deliver_failure(
+            AlertEvent::SelectorEmpty,
             policy,
             target,
             provider,
-            outcome: Err(message),
-            consecutive_failures: 0,
-        };
-        let a = self.alert(AlertEvent::SelectorEmpty, &run, message, None, Utc::now());
-        self.deliver(a);
+            message,
+            Utc::now(),
+        );
     }
 
     /// Deletions held back on a target: a run's guards (the deletion
@@ -368,6 +366,19 @@ impl Alerter {
             }
             sent.insert(key, now);
         }
+        self.deliver_failure(kind, policy, target, provider, message, now);
+    }
+
+    /// Deliver `kind` now for a failure outside any run's streak.
+    fn deliver_failure(
+        &self,
+        kind: AlertEvent,
+        policy: &str,
+        target: &str,
+        provider: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) {
         let run = RunResult {
             policy,
             target,
