@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 
 use self::client::{encode, segment, Client, Host};
 use self::wire::{
@@ -158,6 +159,30 @@ impl KakaoCloud {
         }
     }
 
+    /// The next page of a `limit`/`offset` listing of `path` on `host`
+    /// (the pager's call): `filters` first, then `created_at` ascending if
+    /// `oldest_first`, then the page size and the pager's offset.
+    async fn next_page<T: DeserializeOwned>(
+        &self,
+        pager: &Pager,
+        host: Host,
+        path: &str,
+        filters: &[(&str, &str)],
+        oldest_first: bool,
+    ) -> Result<T, ProviderError> {
+        let mut query: Vec<(&str, String)> =
+            filters.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if oldest_first {
+            query.push(("sort_keys", "created_at".to_string()));
+            query.push(("sort_dirs", "asc".to_string()));
+        }
+        query.push(("limit", PAGE.to_string()));
+        query.push(("offset", pager.offset().to_string()));
+        self.client
+            .json(pager.call(), Method::GET, host, path, &query, None)
+            .await
+    }
+
     async fn list_instances(
         &self,
         filter: &str,
@@ -166,21 +191,8 @@ impl KakaoCloud {
         let mut pager = Pager::new(LIST_INSTANCES);
         let mut out: Vec<Instance> = Vec::new();
         loop {
-            let query = [
-                (filter, value.to_string()),
-                ("limit", PAGE.to_string()),
-                ("offset", pager.offset().to_string()),
-            ];
             let page: InstanceList = self
-                .client
-                .json(
-                    LIST_INSTANCES,
-                    Method::GET,
-                    Host::Bcs,
-                    "/api/v1/instances",
-                    &query,
-                    None,
-                )
+                .next_page(&pager, Host::Bcs, "/api/v1/instances", &[(filter, value)], false)
                 .await?;
             let items = page.instances.unwrap_or_default();
             let more = pager.absorb(items.iter().map(|i| i.id.as_str()), page.pagination)?;
@@ -201,22 +213,13 @@ impl KakaoCloud {
         let mut out: Vec<Snapshot> = Vec::new();
         let mut seen = HashSet::new();
         loop {
-            let query = [
-                ("volume_id", volume_id.to_string()),
-                ("sort_keys", "created_at".to_string()),
-                ("sort_dirs", "asc".to_string()),
-                ("limit", PAGE.to_string()),
-                ("offset", pager.offset().to_string()),
-            ];
             let page: SnapshotList = self
-                .client
-                .json(
-                    LIST_SNAPSHOTS,
-                    Method::GET,
+                .next_page(
+                    &pager,
                     Host::Volume,
                     "/api/v1/snapshots",
-                    &query,
-                    None,
+                    &[("volume_id", volume_id)],
+                    true,
                 )
                 .await?;
             let items = page.snapshots.unwrap_or_default();
@@ -237,32 +240,37 @@ impl KakaoCloud {
     /// One snapshot, or None when the API says 404.
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>, ProviderError> {
         let path = format!("/api/v1/snapshots/{}", segment(id));
-        match self
-            .client
-            .json::<SnapshotEnvelope>(GET_SNAPSHOT, Method::GET, Host::Volume, &path, &[], None)
-            .await
-        {
-            Ok(r) => r
-                .snapshot
-                .map(Some)
-                .ok_or_else(|| errors::unexpected(GET_SNAPSHOT, "no snapshot in the answer")),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_one(GET_SNAPSHOT, &path, "snapshot", |r: SnapshotEnvelope| {
+            r.snapshot
+        })
+        .await
     }
 
     /// A volume's status and zone, or None on 404.
     async fn get_volume(&self, id: &str) -> Result<Option<wire::Volume>, ProviderError> {
         let path = format!("/api/v1/volumes/{}", segment(id));
+        self.get_one(GET_VOLUME, &path, "volume", |r: VolumeEnvelope| r.volume)
+            .await
+    }
+
+    /// One object of the Volume API at `path`, taken out of its envelope
+    /// by `inner`; None on 404. An envelope without the object (`what`)
+    /// is an unexpected answer.
+    async fn get_one<E: DeserializeOwned, T>(
+        &self,
+        call: &str,
+        path: &str,
+        what: &str,
+        inner: impl FnOnce(E) -> Option<T>,
+    ) -> Result<Option<T>, ProviderError> {
         match self
             .client
-            .json::<VolumeEnvelope>(GET_VOLUME, Method::GET, Host::Volume, &path, &[], None)
+            .json::<E>(call, Method::GET, Host::Volume, path, &[], None)
             .await
         {
-            Ok(r) => r
-                .volume
+            Ok(r) => inner(r)
                 .map(Some)
-                .ok_or_else(|| errors::unexpected(GET_VOLUME, "no volume in the answer")),
+                .ok_or_else(|| errors::unexpected(call, format!("no {what} in the answer"))),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

@@ -254,6 +254,20 @@ fn token_reply(n: usize, lifetime: chrono::TimeDelta) -> (u16, Vec<(&'static str
     )
 }
 
+/// [`start`] with a script that answers every token request with a token
+/// good for 12 hours and leaves the other calls to `script`.
+async fn start_authed(
+    script: impl Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Value) + Send + Sync + 'static,
+) -> (KakaoCloud, Arc<Mutex<Vec<Seen>>>) {
+    start(move |s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        script(s, n)
+    })
+    .await
+}
+
 fn is_token(s: &Seen) -> bool {
     s.method == "POST" && s.path == "/iam/identity/v3/auth/tokens"
 }
@@ -266,10 +280,7 @@ fn seen_of(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<Seen> {
 async fn token_is_issued_once_reused_and_reissued_once_on_401() {
     let rejected = Arc::new(Mutex::new(0usize));
     let r2 = rejected.clone();
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(move |s, _| {
         // The first token dies early: one 401, then the new one works.
         if s.token.as_deref() == Some("tok-1") && s.path.starts_with("/volume/api/v1/snapshots/b") {
             *r2.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -317,10 +328,7 @@ async fn token_is_issued_once_reused_and_reissued_once_on_401() {
 
 #[tokio::test]
 async fn a_second_401_is_an_auth_error_without_the_token() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         let t = s.token.clone().unwrap_or_default();
         (
             401,
@@ -384,10 +392,7 @@ async fn a_token_near_expiry_is_renewed_before_use() {
 
 #[tokio::test]
 async fn errors_are_classified() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|s, _| {
         match s.path.as_str() {
             "/volume/api/v1/snapshots/busy" => (
                 409,
@@ -432,10 +437,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
     let ours = marker_text("web", "web-01", slot);
     let earlier = marker_text("web", "web-01", slot - chrono::TimeDelta::days(1));
     let lost = ours.clone();
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(move |s, _| {
         let q = &s.query;
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/bcs/api/v1/instances") if q.contains("id=web-01") => {
@@ -498,10 +500,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
 
 #[tokio::test]
 async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/bcs/api/v1/instances") => (200, vec![], json!({"instances": [], "pagination": {"total": 0, "offset": 0, "limit": 100}})),
             ("GET", "/volume/api/v1/snapshots") => (200, vec![], json!({
@@ -548,10 +547,7 @@ async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() 
 
 #[tokio::test]
 async fn listing_follows_pages_and_reports_chains_per_volume() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         // Pages of two, whatever `limit` says.
         let all = [
             json!({"id": "f", "volume_id": "v1", "status": "available", "is_incremental": false,
@@ -590,10 +586,7 @@ async fn listing_follows_pages_and_reports_chains_per_volume() {
 
 #[tokio::test]
 async fn restore_makes_a_new_volume_in_the_source_zone() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/volume/api/v1/snapshots/s1") => (200, vec![], json!({"snapshot": {"id": "s1", "name": "db-v1-x", "volume_id": "v1", "status": "available"}})),
             ("GET", "/volume/api/v1/volumes/v1") => (200, vec![], json!({"volume": {"id": "v1", "status": "in_use", "availability_zone": "kr-central-2-b"}})),
@@ -640,20 +633,22 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
 
 // ------------------------------------------------------- target selection
 
-fn offset_of(s: &Seen) -> usize {
+/// The number a request's query gives `key`, else `default`.
+fn query_number(s: &Seen, key: &str, default: usize) -> usize {
     s.query
         .split('&')
-        .find_map(|kv| kv.strip_prefix("offset="))
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(default)
+}
+
+fn offset_of(s: &Seen) -> usize {
+    query_number(s, "offset", 0)
 }
 
 #[tokio::test]
 async fn list_resources_reads_instances_and_volumes_page_by_page() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         let (key, all) = if s.path == "/bcs/api/v1/instances" {
             (
                 "instances",
@@ -723,10 +718,7 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
 
 #[tokio::test]
 async fn list_resources_refuses_a_short_listing() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|s, _| {
         // Says 5, gives 2, then nothing.
         let page = if offset_of(s) == 0 {
             json!([{"id": "i-1", "name": "a"}, {"id": "i-2", "name": "b"}])
@@ -763,19 +755,12 @@ fn snapshot_json(id: &str) -> Value {
 }
 
 fn limit_of(s: &Seen) -> usize {
-    s.query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("limit="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+    query_number(s, "limit", 20)
 }
 
 #[tokio::test]
 async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         // Always the same full page, no pagination at all.
         let page: Vec<Value> = (0..limit_of(s))
             .map(|i| snapshot_json(&format!("s-{i}")))
@@ -805,10 +790,7 @@ async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
 #[tokio::test]
 async fn short_pages_without_a_total_are_followed_to_the_end() {
     // 50 snapshots, at most 20 a page whatever `limit` says, no total.
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|s, _| {
         let page: Vec<Value> = (0..50)
             .skip(offset_of(s))
             .take(limit_of(s).min(20))
@@ -837,10 +819,7 @@ async fn a_listing_that_changed_between_pages_is_an_error_not_a_skip() {
             .collect::<Vec<String>>(),
         0usize,
     )));
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(move |s, _| {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         st.1 += 1;
         if st.1 == 2 {
@@ -920,10 +899,7 @@ fn the_pager_refuses_endless_or_repeating_listings() {
 
 #[tokio::test]
 async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|_, _| {
         let snap = |id: &str, day: u32, chain: Value| {
             let mut v = json!({"id": id, "volume_id": "v1", "status": "available",
                                "created_at": format!("2026-07-0{day}T00:00:00Z")});
