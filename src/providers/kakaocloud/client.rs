@@ -95,6 +95,18 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| errors::malformed(call, e, bytes.len()))
     }
 
+    /// POST `body` as JSON to the Volume API's `path`; the 2xx answer as `T`.
+    pub(super) async fn post_volume<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ProviderError> {
+        let body = encode(call, body)?;
+        self.json(call, Method::POST, Host::Volume, path, &[], Some(&body))
+            .await
+    }
+
     /// Send one call; the body of a 2xx answer, or the mapped error. A 401
     /// re-issues the token and repeats the call once.
     pub(super) async fn send(

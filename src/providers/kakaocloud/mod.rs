@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
-use self::client::{encode, segment, Client, Host};
+use self::client::{segment, Client, Host};
 use self::wire::{
     CreateSnapshot, CreateSnapshotBody, Instance, InstanceList, RestoreBody, RestoreResponse,
     RestoreSpec, Snapshot, SnapshotEnvelope, SnapshotList, VolumeEnvelope,
@@ -312,21 +312,15 @@ impl KakaoCloud {
             );
         }
         let description = marker_text(policy, target, req.marker.slot);
-        let body = encode(
-            CREATE,
-            &CreateSnapshotBody {
-                snapshot: CreateSnapshot {
-                    name,
-                    description: &description,
-                    is_incremental: !full,
-                },
+        let body = CreateSnapshotBody {
+            snapshot: CreateSnapshot {
+                name,
+                description: &description,
+                is_incremental: !full,
             },
-        )?;
+        };
         let path = format!("/api/v1/volumes/{}/snapshots", segment(volume_id));
-        let r: SnapshotEnvelope = self
-            .client
-            .json(CREATE, Method::POST, Host::Volume, &path, &[], Some(&body))
-            .await?;
+        let r: SnapshotEnvelope = self.client.post_volume(CREATE, &path, &body).await?;
         let id = r
             .snapshot
             .map(|s| s.id.trim().to_string())
@@ -486,20 +480,14 @@ impl Provider for KakaoCloud {
             .new_name
             .clone()
             .unwrap_or_else(|| format!("{}-restored", snapshot.name.as_deref().unwrap_or(id)));
-        let body = encode(
-            RESTORE,
-            &RestoreBody {
-                restore: RestoreSpec {
-                    name: &name,
-                    availability_zone: zone.as_deref(),
-                },
+        let body = RestoreBody {
+            restore: RestoreSpec {
+                name: &name,
+                availability_zone: zone.as_deref(),
             },
-        )?;
+        };
         let path = format!("/api/v1/snapshots/{}/restore", segment(id));
-        let r: RestoreResponse = self
-            .client
-            .json(RESTORE, Method::POST, Host::Volume, &path, &[], Some(&body))
-            .await?;
+        let r: RestoreResponse = self.client.post_volume(RESTORE, &path, &body).await?;
         let volume = r
             .restore
             .and_then(|r| r.volume_id)
