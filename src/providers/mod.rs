@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::Cloud;
 pub use crate::domain::{
     parse_slot_label, Capabilities, ChainInfo, ErrorKind, Marker, OpKind, Resource, ResourceKind,
     RestoreMode, Selectable,
@@ -106,19 +107,58 @@ pub(crate) fn refused(call: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::new(ErrorKind::Permanent, call, message)
 }
 
-/// The error for a resource kind `kind` (the config kind) cannot take;
-/// `supported` names the ones it can.
+/// The error for a resource kind `cloud` cannot take; the message names
+/// the kinds it can, from its capabilities.
 pub(crate) fn unsupported_resource(
-    kind: &str,
+    cloud: Cloud,
     call: &str,
     resource: ResourceKind,
-    supported: &str,
 ) -> ProviderError {
+    let supported: Vec<&str> = cloud
+        .capabilities()
+        .resources
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
     refused(
         call,
-        format!("resource {resource:?} is not supported by {kind} (use {supported})"),
+        format!(
+            "resource {resource:?} is not supported by {} (use {})",
+            cloud.name(),
+            supported.join(" or ")
+        ),
     )
 }
+
+/// A create for a resource kind `cloud` does not snapshot is refused
+/// before any call.
+pub(crate) fn require_resource(
+    cloud: Cloud,
+    call: &str,
+    resource: ResourceKind,
+) -> Result<(), ProviderError> {
+    if cloud.capabilities().takes(resource) {
+        Ok(())
+    } else {
+        Err(unsupported_resource(cloud, call, resource))
+    }
+}
+
+/// The two methods of [`Provider`] that only say which cloud it is:
+/// `kind` and `capabilities` both come from the one [`Cloud`] given, so
+/// they cannot disagree.
+macro_rules! cloud_identity {
+    ($cloud:expr) => {
+        fn kind(&self) -> &'static str {
+            $cloud.name()
+        }
+
+        fn capabilities(&self) -> $crate::providers::Capabilities {
+            $cloud.capabilities()
+        }
+    };
+}
+pub(crate) use cloud_identity;
 
 /// An empty snapshot id is refused before any call.
 pub(crate) fn require_snapshot_id(call: &str, snapshot_id: &str) -> Result<(), ProviderError> {

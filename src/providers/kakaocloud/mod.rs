@@ -38,9 +38,9 @@ use self::wire::{
 };
 use super::http::ApiClient;
 use super::{
-    require_snapshot_id, unsupported_resource, Capabilities, CreateRequest, Created, DeleteStarted,
-    ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot,
-    RestoreRequest, RestoreStarted, SnapshotState,
+    cloud_identity, require_snapshot_id, unsupported_resource, CreateRequest, Created,
+    DeleteStarted, ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError,
+    RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::KakaoCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -115,12 +115,7 @@ impl KakaoCloud {
                 }
                 Ok(ids)
             }
-            other => Err(unsupported_resource(
-                "kakaocloud",
-                call,
-                other,
-                "volume or instance",
-            )),
+            other => Err(unsupported_resource(Cloud::KakaoCloud, call, other)),
         }
     }
 
@@ -192,7 +187,13 @@ impl KakaoCloud {
         let mut out: Vec<Instance> = Vec::new();
         loop {
             let page: InstanceList = self
-                .next_page(&pager, Host::Bcs, "/api/v1/instances", &[(filter, value)], false)
+                .next_page(
+                    &pager,
+                    Host::Bcs,
+                    "/api/v1/instances",
+                    &[(filter, value)],
+                    false,
+                )
                 .await?;
             let items = page.instances.unwrap_or_default();
             let more = pager.absorb(items.iter().map(|i| i.id.as_str()), page.pagination)?;
@@ -369,13 +370,7 @@ impl KakaoCloud {
 
 #[async_trait]
 impl Provider for KakaoCloud {
-    fn kind(&self) -> &'static str {
-        "kakaocloud"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::KakaoCloud.capabilities()
-    }
+    cloud_identity!(Cloud::KakaoCloud);
 
     /// Per volume: one listing (reuse a lost attempt, decide full vs
     /// incremental) and one create. An instance target first costs one

@@ -392,21 +392,19 @@ async fn a_token_near_expiry_is_renewed_before_use() {
 
 #[tokio::test]
 async fn errors_are_classified() {
-    let (p, _) = start_authed(|s, _| {
-        match s.path.as_str() {
-            "/volume/api/v1/snapshots/busy" => (
-                409,
-                vec![],
-                json!({"error": {"code": "Conflict", "message": "in progress"}}),
-            ),
-            "/volume/api/v1/snapshots/slow" => (429, vec![("retry-after", "4".into())], json!({})),
-            "/volume/api/v1/snapshots/down" => (503, vec![], Value::Null),
-            _ => (
-                403,
-                vec![],
-                json!({"error": {"code": "Forbidden", "message": "no role"}}),
-            ),
-        }
+    let (p, _) = start_authed(|s, _| match s.path.as_str() {
+        "/volume/api/v1/snapshots/busy" => (
+            409,
+            vec![],
+            json!({"error": {"code": "Conflict", "message": "in progress"}}),
+        ),
+        "/volume/api/v1/snapshots/slow" => (429, vec![("retry-after", "4".into())], json!({})),
+        "/volume/api/v1/snapshots/down" => (503, vec![], Value::Null),
+        _ => (
+            403,
+            vec![],
+            json!({"error": {"code": "Forbidden", "message": "no role"}}),
+        ),
     })
     .await;
     let busy = p.delete("busy").await.expect_err("409");

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::super::{
     parse_slot_label, unsupported_resource, ErrorKind, Marker, ProviderError, SnapshotState,
 };
-use crate::domain::ResourceKind;
+use crate::domain::{Cloud, ResourceKind};
 
 /// The ownership marker's tag keys.
 pub const TAG_POLICY: &str = "snapwarden:policy";
@@ -34,12 +34,7 @@ impl Family {
         match resource {
             ResourceKind::Instance => Ok(Family::Instance),
             ResourceKind::Disk => Ok(Family::Disk),
-            other => Err(unsupported_resource(
-                "lightsail",
-                call,
-                other,
-                "instance or disk",
-            )),
+            other => Err(unsupported_resource(Cloud::Lightsail, call, other)),
         }
     }
 

@@ -34,7 +34,7 @@ pub use self::auth::{
 use self::wire::{Snapshot, SnapshotCreate, SnapshotCreateResponse, SnapshotUpdate, Snapshots};
 use super::http::ApiClient;
 use super::{
-    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
+    cloud_identity, parse_slot_label, require_resource, require_snapshot_id, CreateRequest,
     Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
     ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore, SnapshotState,
 };
@@ -237,13 +237,7 @@ impl PowerVs {
 
 #[async_trait]
 impl Provider for PowerVs {
-    fn kind(&self) -> &'static str {
-        "powervs"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::PowerVs.capabilities()
-    }
+    cloud_identity!(Cloud::PowerVs);
 
     fn snapshot_name(&self, marker: &Marker) -> String {
         fit_name(marker)
@@ -251,14 +245,7 @@ impl Provider for PowerVs {
 
     /// One POST; 202 → `snapshotID`. A 409 is reconciled by name first.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != ResourceKind::Instance {
-            return Err(unsupported_resource(
-                "powervs",
-                CREATE,
-                req.resource,
-                "instance",
-            ));
-        }
+        require_resource(Cloud::PowerVs, CREATE, req.resource)?;
         if req.target.trim().is_empty() || !valid_name(&req.name) {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,

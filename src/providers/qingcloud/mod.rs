@@ -32,7 +32,7 @@ use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
-    require_snapshot_id, require_target_and_name, unsupported_resource, Capabilities, ChainInfo,
+    cloud_identity, require_resource, require_snapshot_id, require_target_and_name, ChainInfo,
     CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
     Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
@@ -143,24 +143,11 @@ impl QingCloud {
 
 #[async_trait]
 impl Provider for QingCloud {
-    fn kind(&self) -> &'static str {
-        "qingcloud"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::QingCloud.capabilities()
-    }
+    cloud_identity!(Cloud::QingCloud);
 
     /// One CreateSnapshots call.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if !Cloud::QingCloud.capabilities().takes(req.resource) {
-            return Err(unsupported_resource(
-                "qingcloud",
-                CREATE,
-                req.resource,
-                "volume or instance",
-            ));
-        }
+        require_resource(Cloud::QingCloud, CREATE, req.resource)?;
         require_target_and_name(CREATE, req)?;
         let params = vec![
             ("resources.1".to_string(), req.target.clone()),

@@ -38,7 +38,7 @@ use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
-    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
+    cloud_identity, parse_slot_label, require_resource, require_snapshot_id, CreateRequest,
     Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
     ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
@@ -126,13 +126,7 @@ impl UCloudStack {
 
 #[async_trait]
 impl Provider for UCloudStack {
-    fn kind(&self) -> &'static str {
-        "ucloudstack"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::UCloudStack.capabilities()
-    }
+    cloud_identity!(Cloud::UCloudStack);
 
     /// `sw-{10 hex of SHA-1(policy, target)}-{slot}`: exactly 30 characters.
     fn snapshot_name(&self, marker: &Marker) -> String {
@@ -141,14 +135,7 @@ impl Provider for UCloudStack {
 
     /// One CreateSnapshot call with `Type=Automatic` and our Remark.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != ResourceKind::Disk {
-            return Err(unsupported_resource(
-                "ucloudstack",
-                CREATE,
-                req.resource,
-                "disk",
-            ));
-        }
+        require_resource(Cloud::UCloudStack, CREATE, req.resource)?;
         let name_len = req.name.chars().count();
         if req.target.trim().is_empty() || name_len == 0 || name_len > MAX_NAME_CHARS {
             return Err(ProviderError::new(
