@@ -30,12 +30,15 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use sha1::{Digest, Sha1};
 
 use self::client::{Client, UCloudStackApi as Api};
-use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
+use self::wire::{
+    CreateSnapshotResponse, DescribeSnapshotResponse, Described, Empty, SnapshotInfo,
+};
 use super::http::ApiClient;
-use super::query_api::paging::{self, Page, Paging};
+use super::query_api::paging::{self, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
     cloud_identity, parse_slot_label, require_resource, require_snapshot_id, CreateRequest,
@@ -83,6 +86,19 @@ impl UCloudStack {
         self.client.endpoint_for_tests()
     }
 
+    /// One page of a Describe call: `params`, then `Limit` (100) and
+    /// `Offset`.
+    async fn describe_page<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        mut params: Vec<(String, String)>,
+        offset: u64,
+    ) -> Result<Described<T>, ProviderError> {
+        params.push(("Limit".to_string(), BATCH.to_string()));
+        params.push(("Offset".to_string(), offset.to_string()));
+        self.client.call(call, params).await
+    }
+
     /// The snapshots among `ids` that DescribeSnapshot lists (any status),
     /// 100 ids per call, following `Offset` if an answer is cut. An id
     /// missing from the map is not listed.
@@ -95,10 +111,9 @@ impl UCloudStack {
             let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut offset: u64 = 0;
             loop {
-                let mut params = Api::list_param("SnapshotIDs", chunk);
-                params.push(("Limit".into(), BATCH.to_string()));
-                params.push(("Offset".into(), offset.to_string()));
-                let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
+                let ids = Api::list_param("SnapshotIDs", chunk);
+                let page: DescribeSnapshotResponse =
+                    self.describe_page(DESCRIBE, ids, offset).await?;
                 let infos = page.infos.unwrap_or_default();
                 let got = infos.len() as u64;
                 for info in infos {
@@ -186,16 +201,9 @@ impl Provider for UCloudStack {
         let mut out = Vec::new();
         let paging = Paging::of::<Api>(DESCRIBE, "snapshots");
         let fetch = |offset: u64| async move {
-            let params = vec![
-                ("DiskID".to_string(), target.to_string()),
-                ("Limit".to_string(), BATCH.to_string()),
-                ("Offset".to_string(), offset.to_string()),
-            ];
-            let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
-            Ok(Page {
-                total: page.total_count,
-                items: Ok(page.infos.unwrap_or_default()),
-            })
+            let disk = vec![("DiskID".to_string(), target.to_string())];
+            let page: DescribeSnapshotResponse = self.describe_page(DESCRIBE, disk, offset).await?;
+            Ok(page.into_page())
         };
         paging::read_all(
             &paging,

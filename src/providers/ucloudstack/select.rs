@@ -7,9 +7,10 @@
 use serde::Deserialize;
 
 use super::client::UCloudStackApi as Api;
-use super::{errors, UCloudStack, BATCH};
+use super::wire::Described;
+use super::{errors, UCloudStack};
 use crate::domain::ResourceKind;
-use crate::providers::query_api::paging::{self, Page, Paging};
+use crate::providers::query_api::paging::{self, Paging};
 use crate::providers::{not_selectable, ProviderError, Resource};
 
 const DESCRIBE_DISK: &str = "DescribeDisk";
@@ -17,17 +18,7 @@ const DESCRIBE_DISK: &str = "DescribeDisk";
 /// DiskStatus values of a disk that is gone or going (SG-disk).
 const GONE: &[&str] = &["Deleting", "Deleted", "Releasing", "Released"];
 
-#[derive(Debug, Deserialize)]
-struct DescribeDiskResponse {
-    #[serde(
-        rename = "TotalCount",
-        default,
-        deserialize_with = "crate::providers::wire::flex_u64"
-    )]
-    total_count: Option<u64>,
-    #[serde(rename = "Infos", default)]
-    infos: Option<Vec<DiskInfo>>,
-}
+type DescribeDiskResponse = Described<DiskInfo>;
 
 #[derive(Debug, Deserialize)]
 struct DiskInfo {
@@ -54,15 +45,10 @@ impl UCloudStack {
             ..Paging::of::<Api>(DESCRIBE_DISK, "disks")
         };
         let fetch = |offset: u64| async move {
-            let params = vec![
-                ("Limit".to_string(), BATCH.to_string()),
-                ("Offset".to_string(), offset.to_string()),
-            ];
-            let page: DescribeDiskResponse = self.client.call(DESCRIBE_DISK, params).await?;
-            Ok(Page {
-                total: page.total_count,
-                items: Ok(page.infos.unwrap_or_default()),
-            })
+            let page: DescribeDiskResponse = self
+                .describe_page(DESCRIBE_DISK, Vec::new(), offset)
+                .await?;
+            Ok(page.into_page())
         };
         let id_of = |info: &DiskInfo| {
             info.disk_id
