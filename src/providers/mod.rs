@@ -144,10 +144,18 @@ pub(crate) fn require_resource(
     }
 }
 
-/// The two methods of [`Provider`] that only say which cloud it is:
-/// `kind` and `capabilities` both come from the one [`Cloud`] given, so
-/// they cannot disagree.
+/// The methods of [`Provider`] that only say which cloud it is: `kind`
+/// and `capabilities` both come from the one [`Cloud`] given, so they
+/// cannot disagree; `names: f` also names snapshots by the cloud's own
+/// pure function `f` instead of [`Marker::default_name`].
 macro_rules! cloud_identity {
+    ($cloud:expr, names: $name:path) => {
+        $crate::providers::cloud_identity!($cloud);
+
+        fn snapshot_name(&self, marker: &$crate::providers::Marker) -> String {
+            $name(marker)
+        }
+    };
     ($cloud:expr) => {
         fn kind(&self) -> &'static str {
             $cloud.name()

@@ -180,11 +180,7 @@ impl Lightsail {
 
 #[async_trait]
 impl Provider for Lightsail {
-    cloud_identity!(Cloud::Lightsail);
-
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        snapshot_name(marker)
-    }
+    cloud_identity!(Cloud::Lightsail, names: snapshot_name);
 
     /// One CreateInstanceSnapshot / CreateDiskSnapshot call, tagged.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {

@@ -155,15 +155,7 @@ impl PowerVs {
 
     /// One snapshot; `None` when the API says 404/410.
     async fn get(&self, id: &str) -> Result<Option<Snapshot>, ProviderError> {
-        match self
-            .call(
-                GET,
-                Method::GET,
-                &format!("/snapshots/{}", segment(id)),
-                None,
-            )
-            .await
-        {
+        match self.call(GET, Method::GET, &snapshot_path(id), None).await {
             Ok(body) => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| errors::malformed(GET, e, body.len())),
@@ -181,14 +173,9 @@ impl PowerVs {
     ) -> Result<(), ProviderError> {
         let body = serde_json::to_value(SnapshotUpdate { name, description })
             .map_err(|e| errors::malformed(UPDATE, e, 0))?;
-        self.call(
-            UPDATE,
-            Method::PUT,
-            &format!("/snapshots/{}", segment(id)),
-            Some(body),
-        )
-        .await
-        .map(|_| ())
+        self.call(UPDATE, Method::PUT, &snapshot_path(id), Some(body))
+            .await
+            .map(|_| ())
     }
 
     /// A 409 on create: if a snapshot of this instance already has our
@@ -235,13 +222,14 @@ impl PowerVs {
     }
 }
 
+/// The path of the workspace's snapshot `id`.
+fn snapshot_path(id: &str) -> String {
+    format!("/snapshots/{}", segment(id))
+}
+
 #[async_trait]
 impl Provider for PowerVs {
-    cloud_identity!(Cloud::PowerVs);
-
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        fit_name(marker)
-    }
+    cloud_identity!(Cloud::PowerVs, names: fit_name);
 
     /// One POST; 202 → `snapshotID`. A 409 is reconciled by name first.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
@@ -333,12 +321,7 @@ impl Provider for PowerVs {
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
         require_snapshot_id(DELETE, snapshot_id)?;
         match self
-            .call(
-                DELETE,
-                Method::DELETE,
-                &format!("/snapshots/{}", segment(snapshot_id)),
-                None,
-            )
+            .call(DELETE, Method::DELETE, &snapshot_path(snapshot_id), None)
             .await
         {
             Ok(_) => Ok(DeleteStarted::Tracking(snapshot_id.to_string())),

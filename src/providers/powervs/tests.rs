@@ -218,6 +218,22 @@ fn iam(url: &str) -> PowerVsAuth {
     }
 }
 
+/// [`serve`] with an IAM that issues `tok-1`, `tok-2`, … in turn; every
+/// other call is answered by `script`.
+async fn serve_with_fresh_tokens(
+    mut script: impl FnMut(&Seen) -> (u16, Value) + Send + 'static,
+) -> (String, Fake) {
+    let mut tokens = 0;
+    serve(Box::new(move |s: &Seen| {
+        if s.path == "/identity/token" {
+            tokens += 1;
+            return iam_answer(tokens);
+        }
+        script(s)
+    }))
+    .await
+}
+
 fn iam_answer(n: usize) -> (u16, Value) {
     let exp = Utc::now().timestamp() + 3600;
     (
@@ -245,15 +261,9 @@ fn request(target: &str, volume_ids: Option<Vec<String>>) -> CreateRequest {
 
 #[tokio::test]
 async fn create_sends_bearer_crn_marker_and_volume_ids_and_reuses_the_token() {
-    let mut tokens = 0;
-    let (url, fake) = serve(Box::new(move |s: &Seen| {
-        if s.path == "/identity/token" {
-            tokens += 1;
-            return iam_answer(tokens);
-        }
-        (202, json!({"snapshotID": "snap-1", "crn": "x"}))
-    }))
-    .await;
+    let (url, fake) =
+        serve_with_fresh_tokens(|_: &Seen| (202, json!({"snapshotID": "snap-1", "crn": "x"})))
+            .await;
     let p = provider(&url, iam(&url), None);
     let req = request("pvm-1", Some(vec!["vol-a".into()]));
     for _ in 0..2 {
@@ -299,20 +309,13 @@ async fn create_sends_bearer_crn_marker_and_volume_ids_and_reuses_the_token() {
 
 #[tokio::test]
 async fn a_401_reissues_the_token_once_then_is_an_auth_error() {
-    let mut tokens = 0;
-    let (url, fake) = serve(Box::new(move |s: &Seen| {
-        if s.path == "/identity/token" {
-            tokens += 1;
-            return iam_answer(tokens);
-        }
-        match s.auth.as_str() {
-            "Bearer tok-2" => (200, json!({"snapshots": []})),
-            _ => (
-                401,
-                json!({"code": 401, "description": "token expired", "error": "unauthorized"}),
-            ),
-        }
-    }))
+    let (url, fake) = serve_with_fresh_tokens(move |s: &Seen| match s.auth.as_str() {
+        "Bearer tok-2" => (200, json!({"snapshots": []})),
+        _ => (
+            401,
+            json!({"code": 401, "description": "token expired", "error": "unauthorized"}),
+        ),
+    })
     .await;
     let p = provider(&url, iam(&url), None);
     let listed = p

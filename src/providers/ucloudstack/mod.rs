@@ -141,12 +141,9 @@ impl UCloudStack {
 
 #[async_trait]
 impl Provider for UCloudStack {
-    cloud_identity!(Cloud::UCloudStack);
-
-    /// `sw-{10 hex of SHA-1(policy, target)}-{slot}`: exactly 30 characters.
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        snapshot_name(marker)
-    }
+    // Names: `sw-{10 hex of SHA-1(policy, target)}-{slot}`, exactly 30
+    // characters.
+    cloud_identity!(Cloud::UCloudStack, names: snapshot_name);
 
     /// One CreateSnapshot call with `Type=Automatic` and our Remark.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
