@@ -13,6 +13,8 @@ pub mod lightsail;
 pub mod powervs;
 pub mod qingcloud;
 pub(crate) mod query_api;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod ucloudstack;
 pub mod wire;
 

@@ -4,6 +4,7 @@
 //! pagination, restore) against a tiny scripted server on loopback. The
 //! server is a fixture, not the simulator.
 
+use crate::providers::test_support::{assert_not_selectable, kept_by_retain_1, pairs, selected};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -675,20 +676,11 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
         )
     })
     .await;
-    let got = p
-        .list_resources(ResourceKind::Instance)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pairs: Vec<(&str, &str)> = got
-        .iter()
-        .map(|r| (r.id.as_str(), r.name.as_str()))
-        .collect();
     assert_eq!(
-        pairs,
-        [("i-1", "web-1"), ("i-3", "db-1")],
+        selected(&p, ResourceKind::Instance).await,
+        pairs(&[("i-1", "web-1"), ("i-3", "db-1")]),
         "deleting left out"
     );
-    assert!(got.iter().all(|r| r.tags.is_empty()));
     let got = p
         .list_resources(ResourceKind::Volume)
         .await
@@ -737,13 +729,7 @@ async fn list_resources_refuses_a_short_listing() {
         }
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }
-    assert_eq!(
-        p.list_resources(ResourceKind::Disk)
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::Permanent)
-    );
+    assert_not_selectable(&p, ResourceKind::Disk).await;
 }
 
 // --------------------------------------- paging that cannot be read whole
@@ -922,22 +908,5 @@ async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
         .list(ResourceKind::Volume, "v1", "db")
         .await
         .expect("list");
-    let candidates: Vec<crate::retention::Candidate> = listed
-        .iter()
-        .map(|s| crate::retention::Candidate {
-            id: s.id.clone(),
-            created_at: s.created_at.unwrap_or_default(),
-            condition: crate::retention::Condition::Good,
-            own: true,
-            chain: s.chain.clone(),
-        })
-        .collect();
-    let mut kept: Vec<String> =
-        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
-            .into_iter()
-            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
-            .map(|d| d.id)
-            .collect();
-    kept.sort();
-    assert_eq!(kept, ["f", "i1", "i2"]);
+    assert_eq!(kept_by_retain_1(&listed), ["f", "i1", "i2"]);
 }

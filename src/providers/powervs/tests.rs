@@ -4,6 +4,7 @@
 //! rotation kept in a store) against a tiny scripted server on loopback.
 //! The server is a fixture, not the simulator.
 
+use crate::providers::test_support::{assert_not_selectable, pairs, selected};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -638,16 +639,10 @@ async fn list_resources_reads_the_workspace_instances() {
     }))
     .await;
     let p = provider(&url, iam(&url), None);
-    let got = p
-        .list_resources(ResourceKind::Instance)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pairs: Vec<(&str, &str)> = got
-        .iter()
-        .map(|r| (r.id.as_str(), r.name.as_str()))
-        .collect();
-    assert_eq!(pairs, [("p-1", "lpar-db"), ("p-2", "lpar-app")]);
-    assert!(got.iter().all(|r| r.tags.is_empty()));
+    assert_eq!(
+        selected(&p, ResourceKind::Instance).await,
+        pairs(&[("p-1", "lpar-db"), ("p-2", "lpar-app")])
+    );
     let calls = seen(&fake);
     let list = calls
         .iter()
@@ -655,13 +650,7 @@ async fn list_resources_reads_the_workspace_instances() {
         .unwrap_or_else(|| panic!("no listing: {calls:?}"));
     assert_eq!((list.method.as_str(), list.crn.as_str()), ("GET", CRN));
     assert_eq!(list.auth, "Bearer tok-1");
-    assert_eq!(
-        p.list_resources(ResourceKind::Volume)
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::Permanent)
-    );
+    assert_not_selectable(&p, ResourceKind::Volume).await;
 }
 
 #[tokio::test]

@@ -1074,24 +1074,7 @@ async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
         .list(ResourceKind::Volume, "vol-1", "db")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let candidates: Vec<crate::retention::Candidate> = listed
-        .iter()
-        .map(|s| crate::retention::Candidate {
-            id: s.id.clone(),
-            created_at: s.created_at.unwrap_or_default(),
-            condition: crate::retention::Condition::Good,
-            own: true,
-            chain: s.chain.clone(),
-        })
-        .collect();
-    let mut kept: Vec<String> =
-        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
-            .into_iter()
-            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
-            .map(|d| d.id)
-            .collect();
-    kept.sort();
-    kept
+    crate::providers::test_support::kept_by_retain_1(&listed)
 }
 
 fn chain_item(id: &str, day: u32, chain: Value) -> Value {

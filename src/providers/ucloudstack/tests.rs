@@ -3,6 +3,7 @@
 //! pagination, error mapping) against a tiny canned-JSON server on
 //! loopback. The server is a fixture, not the simulator.
 
+use crate::providers::test_support::assert_not_selectable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -777,13 +778,7 @@ async fn list_resources_refuses_a_count_mismatch() {
         e.map(|e| e.message).as_deref(),
         Some("listing incomplete: TotalCount changed from 101 to 102 between pages")
     );
-    assert_eq!(
-        ucs.list_resources(ResourceKind::Instance)
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::Permanent)
-    );
+    assert_not_selectable(&ucs, ResourceKind::Instance).await;
 }
 
 // ------------------------------------------------------------- fuzz entry

@@ -1,0 +1,55 @@
+//! Checks the provider unit tests share: what any provider's answer must
+//! show, whichever cloud it comes from.
+
+use super::{ErrorKind, Provider, RemoteSnapshot, ResourceKind};
+
+/// Asks `p` for the resources of a kind it cannot list: a permanent error.
+pub(crate) async fn assert_not_selectable(p: &dyn Provider, resource: ResourceKind) {
+    let kind = p.list_resources(resource).await.err().map(|e| e.kind);
+    assert_eq!(kind, Some(ErrorKind::Permanent), "{resource:?}");
+}
+
+/// The (id, name) of every resource of `resource` that `p` lists, in its
+/// order; a failed listing fails the test.
+pub(crate) async fn selected(p: &dyn Provider, resource: ResourceKind) -> Vec<(String, String)> {
+    let got = p
+        .list_resources(resource)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        got.iter().all(|r| r.tags.is_empty()),
+        "no tags expected: {got:?}"
+    );
+    got.into_iter().map(|r| (r.id, r.name)).collect()
+}
+
+/// The ids retention keeping the newest one keeps of `listed` (all ours and
+/// good), sorted: a kept snapshot keeps the chain it needs.
+pub(crate) fn kept_by_retain_1(listed: &[RemoteSnapshot]) -> Vec<String> {
+    use crate::retention::{decide, Candidate, Condition, Rules, Verdict};
+    let candidates: Vec<Candidate> = listed
+        .iter()
+        .map(|s| Candidate {
+            id: s.id.clone(),
+            created_at: s.created_at.unwrap_or_default(),
+            condition: Condition::Good,
+            own: true,
+            chain: s.chain.clone(),
+        })
+        .collect();
+    let mut kept: Vec<String> = decide(&candidates, &Rules::count(1))
+        .into_iter()
+        .filter(|d| d.verdict == Verdict::Keep)
+        .map(|d| d.id)
+        .collect();
+    kept.sort();
+    kept
+}
+
+/// `(id, name)` pairs as [`selected`] gives them.
+pub(crate) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect()
+}
