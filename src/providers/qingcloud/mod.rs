@@ -62,37 +62,24 @@ impl QingCloud {
         }
     }
 
-    /// Where each job stands, for every id asked (≤ 100 per call). A batch
-    /// that fails with 2100 (one unknown id poisons the whole call) is
-    /// asked again one job at a time so the known ones still get an answer.
+    /// Where each job stands, for every id asked (≤ 100 per call; see
+    /// [`by_batch_or_one_by_one`] for a batch that fails with 2100).
     async fn describe_jobs(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, JobState>, ProviderError> {
         let mut out = HashMap::new();
-        for chunk in ids.chunks(BATCH) {
-            match self.jobs_call(chunk).await {
-                Ok(jobs) => record_jobs(chunk, jobs, &mut out),
-                Err(e) if is_not_found(&e) => {
-                    for id in chunk {
-                        match self.jobs_call(std::slice::from_ref(id)).await {
-                            Ok(jobs) => record_jobs(std::slice::from_ref(id), jobs, &mut out),
-                            Err(e) if is_not_found(&e) => {
-                                out.insert(
-                                    id.clone(),
-                                    JobState::Unknown(format!(
-                                        "job {id} is unknown to DescribeJobs: {}",
-                                        e.message
-                                    )),
-                                );
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let call = |ids: Vec<String>| async move { self.jobs_call(&ids).await };
+        by_batch_or_one_by_one(ids, call, &mut out, record_jobs, |id, e, out| {
+            out.insert(
+                id.clone(),
+                JobState::Unknown(format!(
+                    "job {id} is unknown to DescribeJobs: {}",
+                    e.message
+                )),
+            );
+        })
+        .await?;
         Ok(out)
     }
 
@@ -112,21 +99,9 @@ impl QingCloud {
         ids: &[String],
     ) -> Result<HashMap<String, Snapshot>, ProviderError> {
         let mut out = HashMap::new();
-        for chunk in ids.chunks(BATCH) {
-            match self.snapshots_call(chunk).await {
-                Ok(set) => record_snapshots(set, &mut out),
-                Err(e) if is_not_found(&e) => {
-                    for id in chunk {
-                        match self.snapshots_call(std::slice::from_ref(id)).await {
-                            Ok(set) => record_snapshots(set, &mut out),
-                            Err(e) if is_not_found(&e) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let call = |ids: Vec<String>| async move { self.snapshots_call(&ids).await };
+        let record = |_: &[String], set, out: &mut _| record_snapshots(set, out);
+        by_batch_or_one_by_one(ids, call, &mut out, record, |_, _, _| {}).await?;
         Ok(out)
     }
 
@@ -328,6 +303,40 @@ fn job_state(job_id: &str, action: Option<&str>, status: Option<&str>) -> JobSta
             JobState::Failed(format!("job {job_id}{action} ended with status {raw:?}"))
         }
     }
+}
+
+/// Asks `call` for `ids`, ≤ 100 per call, each answer going to `record`
+/// with the ids it was asked for. A batch that fails with 2100 (one
+/// unknown id poisons the whole call) is asked again one id at a time so
+/// the known ones still get an answer; an id unknown on its own goes to
+/// `unknown`.
+async fn by_batch_or_one_by_one<T, O, Fut>(
+    ids: &[String],
+    call: impl Fn(Vec<String>) -> Fut,
+    out: &mut O,
+    record: impl Fn(&[String], T, &mut O),
+    unknown: impl Fn(&String, ProviderError, &mut O),
+) -> Result<(), ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    for chunk in ids.chunks(BATCH) {
+        match call(chunk.to_vec()).await {
+            Ok(answer) => record(chunk, answer, out),
+            Err(e) if is_not_found(&e) => {
+                for id in chunk {
+                    let one = std::slice::from_ref(id);
+                    match call(one.to_vec()).await {
+                        Ok(answer) => record(one, answer, out),
+                        Err(e) if is_not_found(&e) => unknown(id, e, out),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn record_jobs(asked: &[String], jobs: Vec<wire::Job>, out: &mut HashMap<String, JobState>) {
