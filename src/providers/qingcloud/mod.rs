@@ -145,11 +145,7 @@ impl Provider for QingCloud {
                 .map(|op| op.operation.trim())
                 .filter(|j| !j.is_empty()),
         );
-        let jobs = if job_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.describe_jobs(&job_ids).await?
-        };
+        let jobs = self.describe_jobs(&job_ids).await?;
 
         // Confirm on the resource only what the job says is done. An op
         // without a job id (never produced by `create`/`delete`) goes
@@ -164,11 +160,7 @@ impl Provider for QingCloud {
                 .map(|op| op.snapshot_id.trim())
                 .filter(|s| !s.is_empty()),
         );
-        let snapshots = if to_confirm.is_empty() {
-            HashMap::new()
-        } else {
-            self.describe_snapshots_by_id(&to_confirm).await?
-        };
+        let snapshots = self.describe_snapshots_by_id(&to_confirm).await?;
 
         Ok(ops
             .iter()

@@ -128,6 +128,38 @@ pub(crate) trait Envelope: DeserializeOwned {
     fn into_message(self) -> Option<String>;
 }
 
+/// Declares a dialect's `Envelope` type: the return code (a number, or a
+/// number in a string) under the JSON field `ret_code: "…"`, the message
+/// under `message: "…"`, both optional, and its [`Envelope`] impl.
+macro_rules! envelope {
+    (ret_code: $code:literal, message: $message:literal) => {
+        /// What every response carries; read first so an error body (which
+        /// lacks the action's fields) is classified, not called malformed.
+        #[derive(Debug, serde::Deserialize)]
+        pub struct Envelope {
+            #[serde(
+                        rename = $code,
+                        default,
+                        deserialize_with = "crate::providers::wire::flex_i64"
+                    )]
+            pub ret_code: Option<i64>,
+            #[serde(rename = $message, default)]
+            pub message: Option<String>,
+        }
+
+        impl $crate::providers::query_api::Envelope for Envelope {
+            fn ret_code(&self) -> Option<i64> {
+                self.ret_code
+            }
+
+            fn into_message(self) -> Option<String> {
+                self.message
+            }
+        }
+    };
+}
+pub(crate) use envelope;
+
 /// The error for an HTTP status other than 200: 429 is throttling, any
 /// other status transient. The body is not echoed: it is not the API's
 /// JSON and may be an arbitrary proxy page.

@@ -8,29 +8,7 @@ use serde::Deserialize;
 
 use crate::providers::query_api::paging::Page;
 
-/// What every response carries; read first so an error body is classified,
-/// not called malformed.
-#[derive(Debug, Deserialize)]
-pub struct Envelope {
-    #[serde(
-        rename = "RetCode",
-        default,
-        deserialize_with = "crate::providers::wire::flex_i64"
-    )]
-    pub ret_code: Option<i64>,
-    #[serde(rename = "Message", default)]
-    pub message: Option<String>,
-}
-
-impl crate::providers::query_api::Envelope for Envelope {
-    fn ret_code(&self) -> Option<i64> {
-        self.ret_code
-    }
-
-    fn into_message(self) -> Option<String> {
-        self.message
-    }
-}
+crate::providers::query_api::envelope!(ret_code: "RetCode", message: "Message");
 
 #[derive(Debug, Deserialize)]
 pub struct CreateSnapshotResponse {
