@@ -68,9 +68,8 @@ impl QingCloud {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, JobState>, ProviderError> {
-        let mut out = HashMap::new();
-        let call = |ids: Vec<String>| async move { self.jobs_call(&ids).await };
-        by_batch_or_one_by_one(ids, call, &mut out, record_jobs, |id, e, out| {
+        let call = |ids| self.jobs_call(ids);
+        by_batch_or_one_by_one(ids, call, record_jobs, |id, e, out| {
             out.insert(
                 id.clone(),
                 JobState::Unknown(format!(
@@ -79,12 +78,11 @@ impl QingCloud {
                 )),
             );
         })
-        .await?;
-        Ok(out)
+        .await
     }
 
-    async fn jobs_call(&self, ids: &[String]) -> Result<Vec<wire::Job>, ProviderError> {
-        let mut params = Api::list_param("jobs", ids);
+    async fn jobs_call(&self, ids: Vec<String>) -> Result<Vec<wire::Job>, ProviderError> {
+        let mut params = Api::list_param("jobs", &ids);
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeJobsResponse = self.client.call(DESCRIBE_JOBS, params).await?;
         check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count)?;
@@ -98,15 +96,13 @@ impl QingCloud {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Snapshot>, ProviderError> {
-        let mut out = HashMap::new();
-        let call = |ids: Vec<String>| async move { self.snapshots_call(&ids).await };
+        let call = |ids| self.snapshots_call(ids);
         let record = |_: &[String], set, out: &mut _| record_snapshots(set, out);
-        by_batch_or_one_by_one(ids, call, &mut out, record, |_, _, _| {}).await?;
-        Ok(out)
+        by_batch_or_one_by_one(ids, call, record, |_, _, _| {}).await
     }
 
-    async fn snapshots_call(&self, ids: &[String]) -> Result<Vec<Snapshot>, ProviderError> {
-        let mut params = Api::list_param("snapshots", ids);
+    async fn snapshots_call(&self, ids: Vec<String>) -> Result<Vec<Snapshot>, ProviderError> {
+        let mut params = Api::list_param("snapshots", &ids);
         params.push(("verbose".into(), "0".into()));
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeSnapshotsResponse = self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
@@ -298,29 +294,29 @@ fn job_state(job_id: &str, action: Option<&str>, status: Option<&str>) -> JobSta
 }
 
 /// Asks `call` for `ids`, ≤ 100 per call, each answer going to `record`
-/// with the ids it was asked for. A batch that fails with 2100 (one
+/// (into what is returned) with the ids it was asked for. A batch that fails with 2100 (one
 /// unknown id poisons the whole call) is asked again one id at a time so
 /// the known ones still get an answer; an id unknown on its own goes to
 /// `unknown`.
-async fn by_batch_or_one_by_one<T, O, Fut>(
+async fn by_batch_or_one_by_one<T, O: Default, Fut>(
     ids: &[String],
     call: impl Fn(Vec<String>) -> Fut,
-    out: &mut O,
     record: impl Fn(&[String], T, &mut O),
     unknown: impl Fn(&String, ProviderError, &mut O),
-) -> Result<(), ProviderError>
+) -> Result<O, ProviderError>
 where
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
 {
+    let mut out = O::default();
     for chunk in ids.chunks(BATCH) {
         match call(chunk.to_vec()).await {
-            Ok(answer) => record(chunk, answer, out),
+            Ok(answer) => record(chunk, answer, &mut out),
             Err(e) if is_not_found(&e) => {
                 for id in chunk {
                     let one = std::slice::from_ref(id);
                     match call(one.to_vec()).await {
-                        Ok(answer) => record(one, answer, out),
-                        Err(e) if is_not_found(&e) => unknown(id, e, out),
+                        Ok(answer) => record(one, answer, &mut out),
+                        Err(e) if is_not_found(&e) => unknown(id, e, &mut out),
                         Err(e) => return Err(e),
                     }
                 }
@@ -328,7 +324,7 @@ where
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn record_jobs(asked: &[String], jobs: Vec<wire::Job>, out: &mut HashMap<String, JobState>) {
