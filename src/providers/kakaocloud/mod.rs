@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
-use self::client::{segment, Client, Host};
+use self::client::{segment, Client, Host, Request};
 use self::wire::{
     CreateSnapshot, CreateSnapshotBody, Instance, InstanceList, RestoreBody, RestoreResponse,
     RestoreSpec, Snapshot, SnapshotEnvelope, SnapshotList, VolumeEnvelope,
@@ -173,9 +173,8 @@ impl KakaoCloud {
         }
         query.push(("limit", PAGE.to_string()));
         query.push(("offset", pager.offset().to_string()));
-        self.client
-            .json(pager.call(), Method::GET, host, path, &query, None)
-            .await
+        let req = Request::new(Method::GET, host, path).with_query(&query);
+        self.client.json(pager.call(), req).await
     }
 
     async fn list_instances(
@@ -266,7 +265,7 @@ impl KakaoCloud {
     ) -> Result<Option<T>, ProviderError> {
         match self
             .client
-            .json::<E>(call, Method::GET, Host::Volume, path, &[], None)
+            .json::<E>(call, Request::new(Method::GET, Host::Volume, path))
             .await
         {
             Ok(r) => inner(r)
@@ -447,7 +446,7 @@ impl Provider for KakaoCloud {
         let path = format!("/api/v1/snapshots/{}", segment(id));
         match self
             .client
-            .send(DELETE, Method::DELETE, Host::Volume, &path, &[], None)
+            .send(DELETE, Request::new(Method::DELETE, Host::Volume, &path))
             .await
         {
             Ok(_) => Ok(DeleteStarted::Tracking(id.to_string())),
