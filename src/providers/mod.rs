@@ -385,6 +385,25 @@ pub fn not_selectable(kind: &str, call: &str, resource: ResourceKind) -> Provide
     )
 }
 
+/// A listing for target selection of a kind `cloud` cannot list is
+/// refused before any call.
+pub(crate) fn require_selectable(
+    cloud: Cloud,
+    call: &str,
+    resource: ResourceKind,
+) -> Result<(), ProviderError> {
+    if cloud
+        .capabilities()
+        .select
+        .iter()
+        .any(|s| s.resource == resource)
+    {
+        Ok(())
+    } else {
+        Err(not_selectable(cloud.name(), call, resource))
+    }
+}
+
 /// Where a provider keeps a secret that changes while it runs (a rotating
 /// refresh token), so that a restart uses the newest. Implemented by the
 /// state database; the provider never sees SQL.

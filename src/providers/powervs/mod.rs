@@ -34,9 +34,10 @@ pub use self::auth::{
 use self::wire::{Snapshot, SnapshotCreate, SnapshotCreateResponse, SnapshotUpdate, Snapshots};
 use super::http::ApiClient;
 use super::{
-    cloud_identity, parse_slot_label, require_resource, require_snapshot_id, CreateRequest,
-    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
-    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore, SnapshotState,
+    cloud_identity, parse_slot_label, require_resource, require_selectable, require_snapshot_id,
+    CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore,
+    SnapshotState,
 };
 use crate::config::{PowerVsSettings, Secret};
 use crate::domain::{Cloud, ResourceKind};
@@ -361,7 +362,8 @@ impl Provider for PowerVs {
         &self,
         resource: ResourceKind,
     ) -> Result<Vec<super::Resource>, ProviderError> {
-        self.select_resources(resource).await
+        require_selectable(Cloud::PowerVs, select::LIST_INSTANCES, resource)?;
+        self.select_instances().await
     }
 }
 

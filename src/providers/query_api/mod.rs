@@ -245,7 +245,7 @@ pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::providers::OpKind;
 
@@ -383,20 +383,27 @@ mod tests {
         );
     }
 
+    /// What both dialects' `http_error` (this one) gives: 429 is
+    /// throttling with the asked delay, 503 and 403 transient.
+    pub(crate) fn assert_http_statuses(call: &str, retry_after: Duration) {
+        let e = http_error(call, 429, Some(retry_after));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(retry_after));
+        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        assert_eq!(http_error("x", 403, None).kind, ErrorKind::Transient);
+    }
+
     #[test]
     fn http_statuses() {
+        assert_http_statuses("x", Duration::from_secs(7));
         let e = http_error("x", 429, Some(Duration::from_secs(7)));
-        assert_eq!(e.kind, ErrorKind::Throttled);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(e.message, "HTTP 429 (too many requests)");
         assert_eq!(e.code.as_deref(), Some("http 429"));
         assert_eq!(
             http_error("x", 503, None).message,
             "HTTP 503 (server error)"
         );
-        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
         let e = http_error("x", 403, None);
-        assert_eq!(e.kind, ErrorKind::Transient);
         assert_eq!(e.message, "HTTP 403 (unexpected HTTP status)");
     }
 }

@@ -41,9 +41,9 @@ use super::http::ApiClient;
 use super::query_api::paging::{self, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
-    cloud_identity, parse_slot_label, require_resource, require_snapshot_id, CreateRequest,
-    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
-    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
+    cloud_identity, parse_slot_label, require_resource, require_selectable, require_snapshot_id,
+    CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::UCloudStackSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -300,7 +300,8 @@ impl Provider for UCloudStack {
         &self,
         resource: ResourceKind,
     ) -> Result<Vec<super::Resource>, ProviderError> {
-        self.select_resources(resource).await
+        require_selectable(Cloud::UCloudStack, select::DESCRIBE_DISK, resource)?;
+        self.select_disks().await
     }
 }
 

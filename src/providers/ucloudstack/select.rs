@@ -9,11 +9,10 @@ use serde::Deserialize;
 use super::client::UCloudStackApi as Api;
 use super::wire::Described;
 use super::{errors, UCloudStack};
-use crate::domain::ResourceKind;
 use crate::providers::query_api::paging::{self, Paging};
-use crate::providers::{not_selectable, ProviderError, Resource};
+use crate::providers::{ProviderError, Resource};
 
-const DESCRIBE_DISK: &str = "DescribeDisk";
+pub(super) const DESCRIBE_DISK: &str = "DescribeDisk";
 
 /// DiskStatus values of a disk that is gone or going (SG-disk).
 const GONE: &[&str] = &["Deleting", "Deleted", "Releasing", "Released"];
@@ -31,13 +30,9 @@ struct DiskInfo {
 }
 
 impl UCloudStack {
-    pub(super) async fn select_resources(
-        &self,
-        resource: ResourceKind,
-    ) -> Result<Vec<Resource>, ProviderError> {
-        if resource != ResourceKind::Disk {
-            return Err(not_selectable("ucloudstack", DESCRIBE_DISK, resource));
-        }
+    /// Every disk a selector could pick (the only kind this cloud
+    /// lists; the caller checked the kind asked for).
+    pub(super) async fn select_disks(&self) -> Result<Vec<Resource>, ProviderError> {
         let mut out = Vec::new();
         // More distinct disks than TotalCount is also refused.
         let paging = Paging {
