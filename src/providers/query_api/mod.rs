@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
+use crate::providers::{malformed, truncate_message, unexpected, ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -159,6 +159,24 @@ macro_rules! envelope {
     };
 }
 pub(crate) use envelope;
+
+/// A listed item's id; an absent or blank one makes the answer of `call`
+/// unusable (`what` says which item).
+pub(crate) fn required_id(
+    id: &Option<String>,
+    call: &str,
+    what: &str,
+) -> Result<String, ProviderError> {
+    id.clone()
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| unexpected(call, what))
+}
+
+/// Whether a listed resource's status is one of `gone` (gone or going:
+/// never offered to a selector).
+pub(crate) fn is_gone(status: Option<&str>, gone: &[&str]) -> bool {
+    status.is_some_and(|s| gone.contains(&s))
+}
 
 /// The error for an HTTP status other than 200: 429 is throttling, any
 /// other status transient. The body is not echoed: it is not the API's

@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::client::UCloudStackApi as Api;
 use super::wire::Described;
-use super::{errors, UCloudStack};
+use super::UCloudStack;
 use crate::providers::query_api::paging::{self, Paging};
+use crate::providers::query_api::{is_gone, required_id};
 use crate::providers::{ProviderError, Resource};
 
 pub(super) const DESCRIBE_DISK: &str = "DescribeDisk";
@@ -45,18 +46,10 @@ impl UCloudStack {
                 .await?;
             Ok(page.into_page())
         };
-        let id_of = |info: &DiskInfo| {
-            info.disk_id
-                .clone()
-                .filter(|i| !i.trim().is_empty())
-                .ok_or_else(|| errors::unexpected(DESCRIBE_DISK, "a disk without a DiskID"))
-        };
+        let id_of =
+            |info: &DiskInfo| required_id(&info.disk_id, DESCRIBE_DISK, "a disk without a DiskID");
         paging::read_all(&paging, fetch, id_of, |id, info| {
-            let gone = info
-                .disk_status
-                .as_deref()
-                .is_some_and(|s| GONE.contains(&s));
-            if !gone {
+            if !is_gone(info.disk_status.as_deref(), GONE) {
                 out.push(Resource {
                     id,
                     name: info.name.unwrap_or_default(),
