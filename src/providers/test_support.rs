@@ -1,7 +1,9 @@
 //! Checks the provider unit tests share: what any provider's answer must
 //! show, whichever cloud it comes from.
 
-use super::{ErrorKind, Provider, RemoteSnapshot, ResourceKind};
+use super::{
+    ErrorKind, OpKind, OperationRef, Provider, RemoteSnapshot, ResourceKind, RestoreRequest,
+};
 
 /// Asks `p` for the resources of a kind it cannot list: a permanent error.
 pub(crate) async fn assert_not_selectable(p: &dyn Provider, resource: ResourceKind) {
@@ -52,4 +54,41 @@ pub(crate) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(id, name)| (id.to_string(), name.to_string()))
         .collect()
+}
+
+/// A restore of `snapshot_id` of `target`, as a new resource `new_name`
+/// where given.
+pub(crate) fn restore_request(
+    resource: ResourceKind,
+    target: &str,
+    snapshot_id: &str,
+    new_name: Option<&str>,
+) -> RestoreRequest {
+    RestoreRequest {
+        resource,
+        target: target.into(),
+        snapshot_id: snapshot_id.into(),
+        new_name: new_name.map(str::to_string),
+    }
+}
+
+/// An operation of `kind` as the engine hands it back.
+pub(crate) fn op_ref(kind: OpKind, operation: &str, snapshot_id: &str) -> OperationRef {
+    OperationRef {
+        kind,
+        operation: operation.into(),
+        snapshot_id: snapshot_id.into(),
+    }
+}
+
+/// Serves `app` on a free loopback port; its `http://` base URL.
+pub(crate) async fn serve_loopback(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
 }

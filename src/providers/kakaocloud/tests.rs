@@ -4,7 +4,10 @@
 //! pagination, restore) against a tiny scripted server on loopback. The
 //! server is a fixture, not the simulator.
 
-use crate::providers::test_support::{assert_not_selectable, kept_by_retain_1, pairs, selected};
+use crate::providers::test_support::{
+    assert_not_selectable, kept_by_retain_1, op_ref, pairs, restore_request, selected,
+    serve_loopback,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -222,14 +225,7 @@ async fn start(
     };
     let seen = fixture.seen.clone();
     let app = Router::new().fallback(serve_one).with_state(fixture);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let base = format!("http://{addr}");
+    let base = serve_loopback(app).await;
     let settings = KakaoCloudSettings {
         endpoint: format!("{base}/volume"),
         bcs_endpoint: format!("{base}/bcs"),
@@ -595,15 +591,8 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
         }
     })
     .await;
-    let started = p
-        .restore(&RestoreRequest {
-            resource: ResourceKind::Volume,
-            target: "v1".into(),
-            snapshot_id: "s1".into(),
-            new_name: Some("db-restored".into()),
-        })
-        .await
-        .expect("restore");
+    let req = restore_request(ResourceKind::Volume, "v1", "s1", Some("db-restored"));
+    let started = p.restore(&req).await.expect("restore");
     assert_eq!(
         started,
         RestoreStarted {
@@ -620,11 +609,7 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
         json!({"restore": {"name": "db-restored", "availability_zone": "kr-central-2-b"}})
     );
     let st = p
-        .poll(&[OperationRef {
-            kind: OpKind::Restore,
-            operation: "nv".into(),
-            snapshot_id: "s1".into(),
-        }])
+        .poll(&[op_ref(OpKind::Restore, "nv", "s1")])
         .await
         .expect("poll");
     assert_eq!(st, vec![OpStatus::Succeeded]);

@@ -4,7 +4,9 @@
 //! rotation kept in a store) against a tiny scripted server on loopback.
 //! The server is a fixture, not the simulator.
 
-use crate::providers::test_support::{assert_not_selectable, pairs, selected};
+use crate::providers::test_support::{
+    assert_not_selectable, pairs, restore_request, selected, serve_loopback,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,14 +179,7 @@ async fn serve(script: Script) -> (String, Fake) {
         script: Arc::new(Mutex::new(script)),
     };
     let app = Router::new().fallback(answer).with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), fake)
+    (serve_loopback(app).await, fake)
 }
 
 fn api() -> ApiClient {
@@ -457,12 +452,12 @@ async fn restore_posts_in_place_and_is_followed_on_the_snapshot() {
     .await;
     let p = provider(&url, iam(&url), None);
     let r = p
-        .restore(&RestoreRequest {
-            resource: ResourceKind::Instance,
-            target: "pvm-1".into(),
-            snapshot_id: "s1".into(),
-            new_name: None,
-        })
+        .restore(&restore_request(
+            ResourceKind::Instance,
+            "pvm-1",
+            "s1",
+            None,
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(r.operation.starts_with("restore@"));

@@ -3,6 +3,7 @@
 //! a tiny canned-JSON server on loopback. The server is a fixture, not the
 //! simulator: it checks signatures and answers what each test scripts.
 
+use crate::providers::test_support::{op_ref, restore_request};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -908,26 +909,20 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
             "job_set":[{"job_id":"j-2m5nvqud","job_action":"CreateVolumeFromSnapshot","status":"successful"}]})),
     })
     .await;
-    let started = qc
-        .restore(&crate::providers::RestoreRequest {
-            resource: ResourceKind::Volume,
-            target: "vol-1".into(),
-            snapshot_id: "ss-qhnolmyt".into(),
-            new_name: Some("restore-test".into()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let req = restore_request(
+        ResourceKind::Volume,
+        "vol-1",
+        "ss-qhnolmyt",
+        Some("restore-test"),
+    );
+    let started = qc.restore(&req).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(started.resource_id.as_deref(), Some("vol-2rtnfux2"));
     assert_eq!(started.operation, "j-2m5nvqud");
     assert_eq!(p(&fake.calls()[0], "snapshot"), "ss-qhnolmyt");
     assert_eq!(p(&fake.calls()[0], "volume_name"), "restore-test");
 
     let status = qc
-        .poll(&[OperationRef {
-            kind: OpKind::Restore,
-            operation: "j-2m5nvqud".into(),
-            snapshot_id: "ss-qhnolmyt".into(),
-        }])
+        .poll(&[op_ref(OpKind::Restore, "j-2m5nvqud", "ss-qhnolmyt")])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, vec![OpStatus::Succeeded]);
@@ -938,12 +933,12 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
     );
 
     let instance = qc
-        .restore(&crate::providers::RestoreRequest {
-            resource: ResourceKind::Instance,
-            target: "i-1".into(),
-            snapshot_id: "ss-1".into(),
-            new_name: None,
-        })
+        .restore(&restore_request(
+            ResourceKind::Instance,
+            "i-1",
+            "ss-1",
+            None,
+        ))
         .await;
     assert_eq!(instance.err().map(|e| e.kind), Some(ErrorKind::Permanent));
 }
