@@ -3,6 +3,7 @@
 
 use super::{
     ErrorKind, OpKind, OperationRef, Provider, RemoteSnapshot, ResourceKind, RestoreRequest,
+    RestoreStarted,
 };
 
 /// Asks `p` for the resources of a kind it cannot list: a permanent error.
@@ -91,4 +92,22 @@ pub(crate) async fn serve_loopback(app: axum::Router) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}")
+}
+
+/// `p` starts the restore `req`, answering the new resource's id and the
+/// operation to follow.
+pub(crate) async fn assert_restores(
+    p: &dyn Provider,
+    req: &RestoreRequest,
+    resource_id: Option<&str>,
+    operation: &str,
+) {
+    let started = p.restore(req).await.expect("restore");
+    assert_eq!(
+        started,
+        RestoreStarted {
+            resource_id: resource_id.map(str::to_string),
+            operation: operation.to_string()
+        }
+    );
 }

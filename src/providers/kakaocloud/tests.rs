@@ -5,8 +5,8 @@
 //! server is a fixture, not the simulator.
 
 use crate::providers::test_support::{
-    assert_not_selectable, kept_by_retain_1, op_ref, pairs, restore_request, selected,
-    serve_loopback,
+    assert_not_selectable, assert_restores, kept_by_retain_1, op_ref, pairs, restore_request,
+    selected, serve_loopback,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -592,14 +592,7 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
     })
     .await;
     let req = restore_request(ResourceKind::Volume, "v1", "s1", Some("db-restored"));
-    let started = p.restore(&req).await.expect("restore");
-    assert_eq!(
-        started,
-        RestoreStarted {
-            resource_id: Some("nv".into()),
-            operation: "nv".into()
-        }
-    );
+    assert_restores(&p, &req, Some("nv"), "nv").await;
     let post = seen_of(&seen)
         .into_iter()
         .find(|s| s.method == "POST" && !is_token(s))

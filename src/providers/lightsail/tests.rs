@@ -2,7 +2,7 @@
 //! loopback (a fixture, not the simulator): what the SDK sends for each
 //! trait call, and how answers map onto the engine's words.
 
-use crate::providers::test_support::{restore_request, serve_loopback};
+use crate::providers::test_support::{assert_restores, restore_request, serve_loopback};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -787,14 +787,7 @@ async fn restore_disk_creates_a_new_disk_in_the_source_zone() {
         "DiskSnapshot/s1",
         Some("data-1-copy"),
     );
-    let started = p.restore(&req).await.expect("restore");
-    assert_eq!(
-        started,
-        RestoreStarted {
-            resource_id: Some("data-1-copy".into()),
-            operation: "r1".into()
-        }
-    );
+    assert_restores(&p, &req, Some("data-1-copy"), "r1").await;
     let sent = &fake.seen("CreateDiskFromSnapshot")[0];
     assert_eq!(sent["diskName"], "data-1-copy");
     assert_eq!(sent["diskSnapshotName"], "s1");
