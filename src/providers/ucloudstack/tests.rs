@@ -435,6 +435,17 @@ async fn wrong_private_key_is_a_clear_auth_error_without_secrets() {
 }
 
 /// A scripted account: snapshots by id with their status and type.
+/// (id, SnapshotStatus, Type): an automatic snapshot done, one in
+/// progress, one failed and one released.
+fn automatic_in_each_state() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("snap-ok", "Normal", "Automatic"),
+        ("snap-run", "Createing", "Automatic"),
+        ("snap-bad", "Failure", "Automatic"),
+        ("snap-rel", "Released", "Automatic"),
+    ]
+}
+
 fn account(snaps: Vec<(&str, &str, &str)>) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
     let snaps: BTreeMap<String, (String, String)> = snaps
         .into_iter()
@@ -462,13 +473,7 @@ fn account(snaps: Vec<(&str, &str, &str)>) -> impl Fn(&Params) -> (u16, Value) +
 
 #[tokio::test]
 async fn poll_is_one_batched_describe() {
-    let (ucs, fake) = serve(account(vec![
-        ("snap-ok", "Normal", "Automatic"),
-        ("snap-run", "Createing", "Automatic"),
-        ("snap-bad", "Failure", "Automatic"),
-        ("snap-rel", "Released", "Automatic"),
-    ]))
-    .await;
+    let (ucs, fake) = serve(account(automatic_in_each_state())).await;
     let ops = vec![
         op(OpKind::Create, "snap-ok"),
         op(OpKind::Create, "snap-run"),
@@ -603,14 +608,9 @@ async fn list_reads_every_page_and_marks_only_automatic_ones() {
 
 #[tokio::test]
 async fn delete_only_normal_automatic_snapshots() {
-    let (ucs, fake) = serve(account(vec![
-        ("snap-ok", "Normal", "Automatic"),
-        ("snap-run", "Createing", "Automatic"),
-        ("snap-man", "Normal", "Manual"),
-        ("snap-rel", "Released", "Automatic"),
-        ("snap-bad", "Failure", "Automatic"),
-    ]))
-    .await;
+    let mut snaps = automatic_in_each_state();
+    snaps.push(("snap-man", "Normal", "Manual"));
+    let (ucs, fake) = serve(account(snaps)).await;
     assert_eq!(
         ucs.delete("snap-ok").await.ok(),
         Some(DeleteStarted::Tracking("snap-ok".into()))
