@@ -14,7 +14,7 @@ pub mod powervs;
 pub mod qingcloud;
 pub(crate) mod query_api;
 #[cfg(test)]
-pub(crate) mod test_support;
+pub(crate) mod tests;
 pub mod ucloudstack;
 pub mod wire;
 

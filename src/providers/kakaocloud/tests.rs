@@ -4,7 +4,7 @@
 //! pagination, restore) against a tiny scripted server on loopback. The
 //! server is a fixture, not the simulator.
 
-use crate::providers::test_support::{
+use crate::providers::tests::{
     assert_not_selectable, assert_restores, kept_by_retain_1, op_ref, pairs, restore_request,
     selected, serve_loopback,
 };

@@ -2,7 +2,7 @@
 //! loopback (a fixture, not the simulator): what the SDK sends for each
 //! trait call, and how answers map onto the engine's words.
 
-use crate::providers::test_support::{assert_restores, restore_request, serve_loopback};
+use crate::providers::tests::{assert_restores, restore_request, serve_loopback};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

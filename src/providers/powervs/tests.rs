@@ -4,7 +4,7 @@
 //! rotation kept in a store) against a tiny scripted server on loopback.
 //! The server is a fixture, not the simulator.
 
-use crate::providers::test_support::{
+use crate::providers::tests::{
     assert_not_selectable, pairs, restore_request, selected, serve_loopback,
 };
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! a tiny canned-JSON server on loopback. The server is a fixture, not the
 //! simulator: it checks signatures and answers what each test scripts.
 
-use crate::providers::test_support::{op_ref, restore_request};
+use crate::providers::tests::{op_ref, restore_request};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1069,7 +1069,7 @@ async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
         .list(ResourceKind::Volume, "vol-1", "db")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    crate::providers::test_support::kept_by_retain_1(&listed)
+    crate::providers::tests::kept_by_retain_1(&listed)
 }
 
 fn chain_item(id: &str, day: u32, chain: Value) -> Value {

@@ -3,7 +3,7 @@
 //! pagination, error mapping) against a tiny canned-JSON server on
 //! loopback. The server is a fixture, not the simulator.
 
-use crate::providers::test_support::assert_not_selectable;
+use crate::providers::tests::assert_not_selectable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

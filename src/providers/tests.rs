@@ -1,5 +1,6 @@
-//! Checks the provider unit tests share: what any provider's answer must
-//! show, whichever cloud it comes from.
+//! Helpers the provider unit tests share (test-only code, like each
+//! cloud's `tests.rs`): what any provider's answer must show, whichever
+//! cloud it comes from, and a loopback server for the fakes.
 
 use super::{
     ErrorKind, OpKind, OperationRef, Provider, RemoteSnapshot, ResourceKind, RestoreRequest,
