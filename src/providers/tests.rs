@@ -112,3 +112,34 @@ pub(crate) async fn assert_restores(
         }
     );
 }
+
+/// A listing that changes between the first and the second call that
+/// reads it: one id goes and a new one comes, so its count still adds up.
+pub(crate) struct ShiftingListing {
+    ids: Vec<String>,
+    calls: usize,
+    deleted: String,
+    created: String,
+}
+
+impl ShiftingListing {
+    pub(crate) fn new(ids: Vec<String>, deleted: &str, created: &str) -> Self {
+        ShiftingListing {
+            ids,
+            calls: 0,
+            deleted: deleted.to_string(),
+            created: created.to_string(),
+        }
+    }
+
+    /// The ids as the next call sees them.
+    pub(crate) fn next_call(&mut self) -> &[String] {
+        self.calls += 1;
+        if self.calls == 2 {
+            let deleted = &self.deleted;
+            self.ids.retain(|id| id != deleted);
+            self.ids.push(self.created.clone());
+        }
+        &self.ids
+    }
+}

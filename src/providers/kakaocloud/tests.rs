@@ -6,7 +6,7 @@
 
 use crate::providers::tests::{
     assert_not_selectable, assert_restores, kept_by_retain_1, op_ref, pairs, restore_request,
-    selected, serve_loopback,
+    selected, serve_loopback, ShiftingListing,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -775,29 +775,21 @@ async fn a_listing_that_changed_between_pages_is_an_error_not_a_skip() {
     // Oldest first, 150 snapshots with a total. Between page 1 and page 2
     // one of page 1 is deleted and a new one created: total and count add
     // up, and the first of page 2 would be skipped.
-    let state = Arc::new(Mutex::new((
-        (0..150)
-            .map(|i| format!("s-{i:03}"))
-            .collect::<Vec<String>>(),
-        0usize,
-    )));
+    let ids = (0..150).map(|i| format!("s-{i:03}")).collect();
+    let state = Arc::new(Mutex::new(ShiftingListing::new(ids, "s-010", "s-150")));
     let (p, seen) = start_authed(move |s, _| {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.1 += 1;
-        if st.1 == 2 {
-            st.0.retain(|id| id != "s-010");
-            st.0.push("s-150".into());
-        }
-        let page: Vec<Value> =
-            st.0.iter()
-                .skip(offset_of(s))
-                .take(limit_of(s))
-                .map(|id| snapshot_json(id))
-                .collect();
+        let ids = st.next_call();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(offset_of(s))
+            .take(limit_of(s))
+            .map(|id| snapshot_json(id))
+            .collect();
         (
             200,
             vec![],
-            json!({"snapshots": page, "pagination": {"total": st.0.len()}}),
+            json!({"snapshots": page, "pagination": {"total": ids.len()}}),
         )
     })
     .await;

@@ -3,7 +3,7 @@
 //! a tiny canned-JSON server on loopback. The server is a fixture, not the
 //! simulator: it checks signatures and answers what each test scripts.
 
-use crate::providers::tests::{op_ref, restore_request};
+use crate::providers::tests::{op_ref, restore_request, ShiftingListing};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1176,24 +1176,20 @@ async fn list_detects_an_item_skipped_while_the_count_adds_up() {
     // 150 distinct ids are read, and without a check ss-0100 (the first of
     // page 2 before the delete) is never seen.
     let ids: Vec<String> = (0..150).map(|i| format!("ss-{i:04}")).collect();
-    let state = Mutex::new((ids, 0usize));
+    let state = Mutex::new(ShiftingListing::new(ids, "ss-0010", "ss-0150"));
     let (qc, fake) = serve(move |params| {
         let offset: usize = p(params, "offset").parse().unwrap_or(0);
         let Ok(mut s) = state.lock() else {
             panic!("lock")
         };
-        s.1 += 1;
-        if s.1 == 2 {
-            s.0.retain(|id| id != "ss-0010");
-            s.0.push("ss-0150".into());
-        }
-        let page: Vec<Value> =
-            s.0.iter()
-                .skip(offset)
-                .take(100)
-                .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
-                .collect();
-        ok(json!({"ret_code":0,"total_count":s.0.len(),"snapshot_set":page}))
+        let ids = s.next_call();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(offset)
+            .take(100)
+            .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
+            .collect();
+        ok(json!({"ret_code":0,"total_count":ids.len(),"snapshot_set":page}))
     })
     .await;
     match qc.list(ResourceKind::Volume, "vol-1", "db").await {
