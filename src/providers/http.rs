@@ -386,23 +386,22 @@ mod tests {
     }
 
     fn client() -> ApiClient {
+        at_rate(100.0).for_provider("test")
+    }
+
+    /// A client allowed `requests_per_second`, with a 10 s timeout.
+    fn at_rate(requests_per_second: f64) -> ApiClient {
         ApiClient::new(&HttpSettings {
-            requests_per_second: 100.0,
+            requests_per_second,
             request_timeout: Duration::from_secs(10),
             ca_file: None,
         })
         .expect("client")
-        .for_provider("test")
     }
 
     #[tokio::test]
     async fn requests_waiting_for_the_rate_limit_are_counted() {
-        let api = ApiClient::new(&HttpSettings {
-            requests_per_second: 10.0,
-            request_timeout: Duration::from_secs(10),
-            ca_file: None,
-        })
-        .expect("client");
+        let api = at_rate(10.0);
         // The burst passes without waiting.
         for _ in 0..10 {
             api.until_ready().await;
@@ -423,12 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_that_wait_for_the_rate_limit_go_first_come_first_served() {
-        let api = ApiClient::new(&HttpSettings {
-            requests_per_second: 100.0,
-            request_timeout: Duration::from_secs(10),
-            ca_file: None,
-        })
-        .expect("client");
+        let api = at_rate(100.0);
         for _ in 0..100 {
             api.until_ready().await;
         }
@@ -454,12 +448,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_ahead_pass_a_queue_of_waiting_requests() {
-        let api = ApiClient::new(&HttpSettings {
-            requests_per_second: 50.0,
-            request_timeout: Duration::from_secs(10),
-            ca_file: None,
-        })
-        .expect("client");
+        let api = at_rate(50.0);
         for _ in 0..50 {
             api.until_ready().await;
         }

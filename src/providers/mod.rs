@@ -13,6 +13,8 @@ pub mod lightsail;
 pub mod powervs;
 pub mod qingcloud;
 pub(crate) mod query_api;
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod ucloudstack;
 pub mod wire;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::Cloud;
 pub use crate::domain::{
     parse_slot_label, Capabilities, ChainInfo, ErrorKind, Marker, OpKind, Resource, ResourceKind,
     RestoreMode, Selectable,
@@ -106,19 +109,66 @@ pub(crate) fn refused(call: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::new(ErrorKind::Permanent, call, message)
 }
 
-/// The error for a resource kind `kind` (the config kind) cannot take;
-/// `supported` names the ones it can.
+/// The error for a resource kind `cloud` cannot take; the message names
+/// the kinds it can, from its capabilities.
 pub(crate) fn unsupported_resource(
-    kind: &str,
+    cloud: Cloud,
     call: &str,
     resource: ResourceKind,
-    supported: &str,
 ) -> ProviderError {
+    let supported: Vec<&str> = cloud
+        .capabilities()
+        .resources
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
     refused(
         call,
-        format!("resource {resource:?} is not supported by {kind} (use {supported})"),
+        format!(
+            "resource {resource:?} is not supported by {} (use {})",
+            cloud.name(),
+            supported.join(" or ")
+        ),
     )
 }
+
+/// A create for a resource kind `cloud` does not snapshot is refused
+/// before any call.
+pub(crate) fn require_resource(
+    cloud: Cloud,
+    call: &str,
+    resource: ResourceKind,
+) -> Result<(), ProviderError> {
+    if cloud.capabilities().takes(resource) {
+        Ok(())
+    } else {
+        Err(unsupported_resource(cloud, call, resource))
+    }
+}
+
+/// The methods of [`Provider`] that only say which cloud it is: `kind`
+/// and `capabilities` both come from the one [`Cloud`] given, so they
+/// cannot disagree; `names: f` also names snapshots by the cloud's own
+/// pure function `f` instead of [`Marker::default_name`].
+macro_rules! cloud_identity {
+    ($cloud:expr, names: $name:path) => {
+        $crate::providers::cloud_identity!($cloud);
+
+        fn snapshot_name(&self, marker: &$crate::providers::Marker) -> String {
+            $name(marker)
+        }
+    };
+    ($cloud:expr) => {
+        fn kind(&self) -> &'static str {
+            $cloud.name()
+        }
+
+        fn capabilities(&self) -> $crate::providers::Capabilities {
+            $cloud.capabilities()
+        }
+    };
+}
+pub(crate) use cloud_identity;
 
 /// An empty snapshot id is refused before any call.
 pub(crate) fn require_snapshot_id(call: &str, snapshot_id: &str) -> Result<(), ProviderError> {
@@ -333,6 +383,25 @@ pub fn not_selectable(kind: &str, call: &str, resource: ResourceKind) -> Provide
         call,
         format!("{kind} cannot list resources of kind {resource:?} for target selection"),
     )
+}
+
+/// A listing for target selection of a kind `cloud` cannot list is
+/// refused before any call.
+pub(crate) fn require_selectable(
+    cloud: Cloud,
+    call: &str,
+    resource: ResourceKind,
+) -> Result<(), ProviderError> {
+    if cloud
+        .capabilities()
+        .select
+        .iter()
+        .any(|s| s.resource == resource)
+    {
+        Ok(())
+    } else {
+        Err(not_selectable(cloud.name(), call, resource))
+    }
 }
 
 /// Where a provider keeps a secret that changes while it runs (a rotating

@@ -46,6 +46,32 @@ pub(super) enum Host {
     Bcs,
 }
 
+/// What one call sends: method, service, path, query and JSON body.
+pub(super) struct Request<'a> {
+    method: Method,
+    host: Host,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<Vec<u8>>,
+}
+
+impl<'a> Request<'a> {
+    /// `method` on `host`'s `path`, without query or body.
+    pub(super) fn new(method: Method, host: Host, path: &'a str) -> Self {
+        Request {
+            method,
+            host,
+            path,
+            query: &[],
+            body: None,
+        }
+    }
+
+    pub(super) fn with_query(self, query: &'a [(&'a str, String)]) -> Self {
+        Request { query, ..self }
+    }
+}
+
 #[derive(Clone)]
 struct Token {
     value: Secret,
@@ -85,14 +111,24 @@ impl Client {
     pub(super) async fn json<T: DeserializeOwned>(
         &self,
         call: &str,
-        method: Method,
-        host: Host,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&[u8]>,
+        req: Request<'_>,
     ) -> Result<T, ProviderError> {
-        let bytes = self.send(call, method, host, path, query, body).await?;
+        let bytes = self.send(call, req).await?;
         serde_json::from_slice(&bytes).map_err(|e| errors::malformed(call, e, bytes.len()))
+    }
+
+    /// POST `body` as JSON to the Volume API's `path`; the 2xx answer as `T`.
+    pub(super) async fn post_volume<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ProviderError> {
+        let req = Request {
+            body: Some(encode(call, body)?),
+            ..Request::new(Method::POST, Host::Volume, path)
+        };
+        self.json(call, req).await
     }
 
     /// Send one call; the body of a 2xx answer, or the mapped error. A 401
@@ -100,12 +136,15 @@ impl Client {
     pub(super) async fn send(
         &self,
         call: &str,
-        method: Method,
-        host: Host,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&[u8]>,
+        req: Request<'_>,
     ) -> Result<Vec<u8>, ProviderError> {
+        let Request {
+            method,
+            host,
+            path,
+            query,
+            body,
+        } = req;
         let base = match host {
             Host::Volume => &self.volume,
             Host::Bcs => &self.bcs,
@@ -127,7 +166,7 @@ impl Client {
                     if !query.is_empty() {
                         req = req.query(query);
                     }
-                    if let Some(b) = body {
+                    if let Some(b) = &body {
                         req = req
                             .header(reqwest::header::CONTENT_TYPE, "application/json")
                             .body(b.to_vec());

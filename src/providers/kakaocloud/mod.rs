@@ -29,17 +29,18 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 
-use self::client::{encode, segment, Client, Host};
+use self::client::{segment, Client, Host, Request};
 use self::wire::{
     CreateSnapshot, CreateSnapshotBody, Instance, InstanceList, RestoreBody, RestoreResponse,
     RestoreSpec, Snapshot, SnapshotEnvelope, SnapshotList, VolumeEnvelope,
 };
 use super::http::ApiClient;
 use super::{
-    require_snapshot_id, unsupported_resource, Capabilities, CreateRequest, Created, DeleteStarted,
-    ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot,
-    RestoreRequest, RestoreStarted, SnapshotState,
+    cloud_identity, require_snapshot_id, unsupported_resource, CreateRequest, Created,
+    DeleteStarted, ErrorKind, OpKind, OpStatus, OperationRef, Provider, ProviderError,
+    RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::KakaoCloudSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -114,12 +115,7 @@ impl KakaoCloud {
                 }
                 Ok(ids)
             }
-            other => Err(unsupported_resource(
-                "kakaocloud",
-                call,
-                other,
-                "volume or instance",
-            )),
+            other => Err(unsupported_resource(Cloud::KakaoCloud, call, other)),
         }
     }
 
@@ -158,6 +154,29 @@ impl KakaoCloud {
         }
     }
 
+    /// The next page of a `limit`/`offset` listing of `path` on `host`
+    /// (the pager's call): `filters` first, then `created_at` ascending if
+    /// `oldest_first`, then the page size and the pager's offset.
+    async fn next_page<T: DeserializeOwned>(
+        &self,
+        pager: &Pager,
+        host: Host,
+        path: &str,
+        filters: &[(&str, &str)],
+        oldest_first: bool,
+    ) -> Result<T, ProviderError> {
+        let mut query: Vec<(&str, String)> =
+            filters.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if oldest_first {
+            query.push(("sort_keys", "created_at".to_string()));
+            query.push(("sort_dirs", "asc".to_string()));
+        }
+        query.push(("limit", PAGE.to_string()));
+        query.push(("offset", pager.offset().to_string()));
+        let req = Request::new(Method::GET, host, path).with_query(&query);
+        self.client.json(pager.call(), req).await
+    }
+
     async fn list_instances(
         &self,
         filter: &str,
@@ -166,20 +185,13 @@ impl KakaoCloud {
         let mut pager = Pager::new(LIST_INSTANCES);
         let mut out: Vec<Instance> = Vec::new();
         loop {
-            let query = [
-                (filter, value.to_string()),
-                ("limit", PAGE.to_string()),
-                ("offset", pager.offset().to_string()),
-            ];
             let page: InstanceList = self
-                .client
-                .json(
-                    LIST_INSTANCES,
-                    Method::GET,
+                .next_page(
+                    &pager,
                     Host::Bcs,
                     "/api/v1/instances",
-                    &query,
-                    None,
+                    &[(filter, value)],
+                    false,
                 )
                 .await?;
             let items = page.instances.unwrap_or_default();
@@ -201,22 +213,13 @@ impl KakaoCloud {
         let mut out: Vec<Snapshot> = Vec::new();
         let mut seen = HashSet::new();
         loop {
-            let query = [
-                ("volume_id", volume_id.to_string()),
-                ("sort_keys", "created_at".to_string()),
-                ("sort_dirs", "asc".to_string()),
-                ("limit", PAGE.to_string()),
-                ("offset", pager.offset().to_string()),
-            ];
             let page: SnapshotList = self
-                .client
-                .json(
-                    LIST_SNAPSHOTS,
-                    Method::GET,
+                .next_page(
+                    &pager,
                     Host::Volume,
                     "/api/v1/snapshots",
-                    &query,
-                    None,
+                    &[("volume_id", volume_id)],
+                    true,
                 )
                 .await?;
             let items = page.snapshots.unwrap_or_default();
@@ -237,32 +240,37 @@ impl KakaoCloud {
     /// One snapshot, or None when the API says 404.
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>, ProviderError> {
         let path = format!("/api/v1/snapshots/{}", segment(id));
-        match self
-            .client
-            .json::<SnapshotEnvelope>(GET_SNAPSHOT, Method::GET, Host::Volume, &path, &[], None)
-            .await
-        {
-            Ok(r) => r
-                .snapshot
-                .map(Some)
-                .ok_or_else(|| errors::unexpected(GET_SNAPSHOT, "no snapshot in the answer")),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_one(GET_SNAPSHOT, &path, "snapshot", |r: SnapshotEnvelope| {
+            r.snapshot
+        })
+        .await
     }
 
     /// A volume's status and zone, or None on 404.
     async fn get_volume(&self, id: &str) -> Result<Option<wire::Volume>, ProviderError> {
         let path = format!("/api/v1/volumes/{}", segment(id));
+        self.get_one(GET_VOLUME, &path, "volume", |r: VolumeEnvelope| r.volume)
+            .await
+    }
+
+    /// One object of the Volume API at `path`, taken out of its envelope
+    /// by `inner`; None on 404. An envelope without the object (`what`)
+    /// is an unexpected answer.
+    async fn get_one<E: DeserializeOwned, T>(
+        &self,
+        call: &str,
+        path: &str,
+        what: &str,
+        inner: impl FnOnce(E) -> Option<T>,
+    ) -> Result<Option<T>, ProviderError> {
         match self
             .client
-            .json::<VolumeEnvelope>(GET_VOLUME, Method::GET, Host::Volume, &path, &[], None)
+            .json::<E>(call, Request::new(Method::GET, Host::Volume, path))
             .await
         {
-            Ok(r) => r
-                .volume
+            Ok(r) => inner(r)
                 .map(Some)
-                .ok_or_else(|| errors::unexpected(GET_VOLUME, "no volume in the answer")),
+                .ok_or_else(|| errors::unexpected(call, format!("no {what} in the answer"))),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -304,21 +312,15 @@ impl KakaoCloud {
             );
         }
         let description = marker_text(policy, target, req.marker.slot);
-        let body = encode(
-            CREATE,
-            &CreateSnapshotBody {
-                snapshot: CreateSnapshot {
-                    name,
-                    description: &description,
-                    is_incremental: !full,
-                },
+        let body = CreateSnapshotBody {
+            snapshot: CreateSnapshot {
+                name,
+                description: &description,
+                is_incremental: !full,
             },
-        )?;
+        };
         let path = format!("/api/v1/volumes/{}/snapshots", segment(volume_id));
-        let r: SnapshotEnvelope = self
-            .client
-            .json(CREATE, Method::POST, Host::Volume, &path, &[], Some(&body))
-            .await?;
+        let r: SnapshotEnvelope = self.client.post_volume(CREATE, &path, &body).await?;
         let id = r
             .snapshot
             .map(|s| s.id.trim().to_string())
@@ -367,13 +369,7 @@ impl KakaoCloud {
 
 #[async_trait]
 impl Provider for KakaoCloud {
-    fn kind(&self) -> &'static str {
-        "kakaocloud"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::KakaoCloud.capabilities()
-    }
+    cloud_identity!(Cloud::KakaoCloud);
 
     /// Per volume: one listing (reuse a lost attempt, decide full vs
     /// incremental) and one create. An instance target first costs one
@@ -450,7 +446,7 @@ impl Provider for KakaoCloud {
         let path = format!("/api/v1/snapshots/{}", segment(id));
         match self
             .client
-            .send(DELETE, Method::DELETE, Host::Volume, &path, &[], None)
+            .send(DELETE, Request::new(Method::DELETE, Host::Volume, &path))
             .await
         {
             Ok(_) => Ok(DeleteStarted::Tracking(id.to_string())),
@@ -478,20 +474,14 @@ impl Provider for KakaoCloud {
             .new_name
             .clone()
             .unwrap_or_else(|| format!("{}-restored", snapshot.name.as_deref().unwrap_or(id)));
-        let body = encode(
-            RESTORE,
-            &RestoreBody {
-                restore: RestoreSpec {
-                    name: &name,
-                    availability_zone: zone.as_deref(),
-                },
+        let body = RestoreBody {
+            restore: RestoreSpec {
+                name: &name,
+                availability_zone: zone.as_deref(),
             },
-        )?;
+        };
         let path = format!("/api/v1/snapshots/{}/restore", segment(id));
-        let r: RestoreResponse = self
-            .client
-            .json(RESTORE, Method::POST, Host::Volume, &path, &[], Some(&body))
-            .await?;
+        let r: RestoreResponse = self.client.post_volume(RESTORE, &path, &body).await?;
         let volume = r
             .restore
             .and_then(|r| r.volume_id)

@@ -44,6 +44,11 @@ impl Pager {
         }
     }
 
+    /// The listing call this pager reads.
+    pub(super) fn call(&self) -> &'static str {
+        self.call
+    }
+
     /// The `offset` to ask for next.
     pub(super) fn offset(&self) -> u64 {
         match self.boundary {

@@ -4,12 +4,11 @@
 //! the end (see [`Pager`]). Names only: instances have no tags
 //! (kakaocloud.md §5), so none are offered for volumes either.
 
-use reqwest::Method;
 use serde::Deserialize;
 
 use super::client::Host;
 use super::wire::Pagination;
-use super::{KakaoCloud, Pager, LIST_INSTANCES, PAGE};
+use super::{KakaoCloud, Pager, LIST_INSTANCES};
 use crate::domain::ResourceKind;
 use crate::providers::{not_selectable, ProviderError, Resource};
 
@@ -50,16 +49,7 @@ impl KakaoCloud {
         let mut pager = Pager::new(call);
         let mut items: Vec<Item> = Vec::new();
         loop {
-            let query = [
-                ("sort_keys", "created_at".to_string()),
-                ("sort_dirs", "asc".to_string()),
-                ("limit", PAGE.to_string()),
-                ("offset", pager.offset().to_string()),
-            ];
-            let page: Listing = self
-                .client
-                .json(call, Method::GET, host, path, &query, None)
-                .await?;
+            let page: Listing = self.next_page(&pager, host, path, &[], true).await?;
             let got = if call == LIST_VOLUMES {
                 page.volumes
             } else {

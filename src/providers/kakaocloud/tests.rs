@@ -4,6 +4,10 @@
 //! pagination, restore) against a tiny scripted server on loopback. The
 //! server is a fixture, not the simulator.
 
+use crate::providers::tests::{
+    assert_not_selectable, assert_restores, kept_by_retain_1, op_ref, pairs, restore_request,
+    selected, serve_loopback, ShiftingListing,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -221,14 +225,7 @@ async fn start(
     };
     let seen = fixture.seen.clone();
     let app = Router::new().fallback(serve_one).with_state(fixture);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let base = format!("http://{addr}");
+    let base = serve_loopback(app).await;
     let settings = KakaoCloudSettings {
         endpoint: format!("{base}/volume"),
         bcs_endpoint: format!("{base}/bcs"),
@@ -254,6 +251,20 @@ fn token_reply(n: usize, lifetime: chrono::TimeDelta) -> (u16, Vec<(&'static str
     )
 }
 
+/// [`start`] with a script that answers every token request with a token
+/// good for 12 hours and leaves the other calls to `script`.
+async fn start_authed(
+    script: impl Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Value) + Send + Sync + 'static,
+) -> (KakaoCloud, Arc<Mutex<Vec<Seen>>>) {
+    start(move |s, n| {
+        if is_token(s) {
+            return token_reply(n, chrono::TimeDelta::hours(12));
+        }
+        script(s, n)
+    })
+    .await
+}
+
 fn is_token(s: &Seen) -> bool {
     s.method == "POST" && s.path == "/iam/identity/v3/auth/tokens"
 }
@@ -266,10 +277,7 @@ fn seen_of(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<Seen> {
 async fn token_is_issued_once_reused_and_reissued_once_on_401() {
     let rejected = Arc::new(Mutex::new(0usize));
     let r2 = rejected.clone();
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(move |s, _| {
         // The first token dies early: one 401, then the new one works.
         if s.token.as_deref() == Some("tok-1") && s.path.starts_with("/volume/api/v1/snapshots/b") {
             *r2.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -317,10 +325,7 @@ async fn token_is_issued_once_reused_and_reissued_once_on_401() {
 
 #[tokio::test]
 async fn a_second_401_is_an_auth_error_without_the_token() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         let t = s.token.clone().unwrap_or_default();
         (
             401,
@@ -384,24 +389,19 @@ async fn a_token_near_expiry_is_renewed_before_use() {
 
 #[tokio::test]
 async fn errors_are_classified() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
-        match s.path.as_str() {
-            "/volume/api/v1/snapshots/busy" => (
-                409,
-                vec![],
-                json!({"error": {"code": "Conflict", "message": "in progress"}}),
-            ),
-            "/volume/api/v1/snapshots/slow" => (429, vec![("retry-after", "4".into())], json!({})),
-            "/volume/api/v1/snapshots/down" => (503, vec![], Value::Null),
-            _ => (
-                403,
-                vec![],
-                json!({"error": {"code": "Forbidden", "message": "no role"}}),
-            ),
-        }
+    let (p, _) = start_authed(|s, _| match s.path.as_str() {
+        "/volume/api/v1/snapshots/busy" => (
+            409,
+            vec![],
+            json!({"error": {"code": "Conflict", "message": "in progress"}}),
+        ),
+        "/volume/api/v1/snapshots/slow" => (429, vec![("retry-after", "4".into())], json!({})),
+        "/volume/api/v1/snapshots/down" => (503, vec![], Value::Null),
+        _ => (
+            403,
+            vec![],
+            json!({"error": {"code": "Forbidden", "message": "no role"}}),
+        ),
     })
     .await;
     let busy = p.delete("busy").await.expect_err("409");
@@ -432,10 +432,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
     let ours = marker_text("web", "web-01", slot);
     let earlier = marker_text("web", "web-01", slot - chrono::TimeDelta::days(1));
     let lost = ours.clone();
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(move |s, _| {
         let q = &s.query;
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/bcs/api/v1/instances") if q.contains("id=web-01") => {
@@ -498,10 +495,7 @@ async fn instance_create_resolves_by_name_and_takes_full_first() {
 
 #[tokio::test]
 async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/bcs/api/v1/instances") => (200, vec![], json!({"instances": [], "pagination": {"total": 0, "offset": 0, "limit": 100}})),
             ("GET", "/volume/api/v1/snapshots") => (200, vec![], json!({
@@ -548,10 +542,7 @@ async fn first_snapshot_of_a_volume_is_full_and_unknown_instance_is_not_found() 
 
 #[tokio::test]
 async fn listing_follows_pages_and_reports_chains_per_volume() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         // Pages of two, whatever `limit` says.
         let all = [
             json!({"id": "f", "volume_id": "v1", "status": "available", "is_incremental": false,
@@ -590,10 +581,7 @@ async fn listing_follows_pages_and_reports_chains_per_volume() {
 
 #[tokio::test]
 async fn restore_makes_a_new_volume_in_the_source_zone() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         match (s.method.as_str(), s.path.as_str()) {
             ("GET", "/volume/api/v1/snapshots/s1") => (200, vec![], json!({"snapshot": {"id": "s1", "name": "db-v1-x", "volume_id": "v1", "status": "available"}})),
             ("GET", "/volume/api/v1/volumes/v1") => (200, vec![], json!({"volume": {"id": "v1", "status": "in_use", "availability_zone": "kr-central-2-b"}})),
@@ -603,22 +591,8 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
         }
     })
     .await;
-    let started = p
-        .restore(&RestoreRequest {
-            resource: ResourceKind::Volume,
-            target: "v1".into(),
-            snapshot_id: "s1".into(),
-            new_name: Some("db-restored".into()),
-        })
-        .await
-        .expect("restore");
-    assert_eq!(
-        started,
-        RestoreStarted {
-            resource_id: Some("nv".into()),
-            operation: "nv".into()
-        }
-    );
+    let req = restore_request(ResourceKind::Volume, "v1", "s1", Some("db-restored"));
+    assert_restores(&p, &req, Some("nv"), "nv").await;
     let post = seen_of(&seen)
         .into_iter()
         .find(|s| s.method == "POST" && !is_token(s))
@@ -628,11 +602,7 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
         json!({"restore": {"name": "db-restored", "availability_zone": "kr-central-2-b"}})
     );
     let st = p
-        .poll(&[OperationRef {
-            kind: OpKind::Restore,
-            operation: "nv".into(),
-            snapshot_id: "s1".into(),
-        }])
+        .poll(&[op_ref(OpKind::Restore, "nv", "s1")])
         .await
         .expect("poll");
     assert_eq!(st, vec![OpStatus::Succeeded]);
@@ -640,20 +610,22 @@ async fn restore_makes_a_new_volume_in_the_source_zone() {
 
 // ------------------------------------------------------- target selection
 
-fn offset_of(s: &Seen) -> usize {
+/// The number a request's query gives `key`, else `default`.
+fn query_number(s: &Seen, key: &str, default: usize) -> usize {
     s.query
         .split('&')
-        .find_map(|kv| kv.strip_prefix("offset="))
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(default)
+}
+
+fn offset_of(s: &Seen) -> usize {
+    query_number(s, "offset", 0)
 }
 
 #[tokio::test]
 async fn list_resources_reads_instances_and_volumes_page_by_page() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         let (key, all) = if s.path == "/bcs/api/v1/instances" {
             (
                 "instances",
@@ -682,20 +654,11 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
         )
     })
     .await;
-    let got = p
-        .list_resources(ResourceKind::Instance)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pairs: Vec<(&str, &str)> = got
-        .iter()
-        .map(|r| (r.id.as_str(), r.name.as_str()))
-        .collect();
     assert_eq!(
-        pairs,
-        [("i-1", "web-1"), ("i-3", "db-1")],
+        selected(&p, ResourceKind::Instance).await,
+        pairs(&[("i-1", "web-1"), ("i-3", "db-1")]),
         "deleting left out"
     );
-    assert!(got.iter().all(|r| r.tags.is_empty()));
     let got = p
         .list_resources(ResourceKind::Volume)
         .await
@@ -723,10 +686,7 @@ async fn list_resources_reads_instances_and_volumes_page_by_page() {
 
 #[tokio::test]
 async fn list_resources_refuses_a_short_listing() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|s, _| {
         // Says 5, gives 2, then nothing.
         let page = if offset_of(s) == 0 {
             json!([{"id": "i-1", "name": "a"}, {"id": "i-2", "name": "b"}])
@@ -747,13 +707,7 @@ async fn list_resources_refuses_a_short_listing() {
         }
         Ok(v) => panic!("a short listing must fail, got {v:?}"),
     }
-    assert_eq!(
-        p.list_resources(ResourceKind::Disk)
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::Permanent)
-    );
+    assert_not_selectable(&p, ResourceKind::Disk).await;
 }
 
 // --------------------------------------- paging that cannot be read whole
@@ -763,19 +717,12 @@ fn snapshot_json(id: &str) -> Value {
 }
 
 fn limit_of(s: &Seen) -> usize {
-    s.query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("limit="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+    query_number(s, "limit", 20)
 }
 
 #[tokio::test]
 async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
-    let (p, seen) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, seen) = start_authed(|s, _| {
         // Always the same full page, no pagination at all.
         let page: Vec<Value> = (0..limit_of(s))
             .map(|i| snapshot_json(&format!("s-{i}")))
@@ -805,10 +752,7 @@ async fn a_server_that_ignores_offset_without_a_total_is_an_error_not_a_hang() {
 #[tokio::test]
 async fn short_pages_without_a_total_are_followed_to_the_end() {
     // 50 snapshots, at most 20 a page whatever `limit` says, no total.
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|s, _| {
         let page: Vec<Value> = (0..50)
             .skip(offset_of(s))
             .take(limit_of(s).min(20))
@@ -831,32 +775,21 @@ async fn a_listing_that_changed_between_pages_is_an_error_not_a_skip() {
     // Oldest first, 150 snapshots with a total. Between page 1 and page 2
     // one of page 1 is deleted and a new one created: total and count add
     // up, and the first of page 2 would be skipped.
-    let state = Arc::new(Mutex::new((
-        (0..150)
-            .map(|i| format!("s-{i:03}"))
-            .collect::<Vec<String>>(),
-        0usize,
-    )));
-    let (p, seen) = start(move |s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let ids = (0..150).map(|i| format!("s-{i:03}")).collect();
+    let state = Arc::new(Mutex::new(ShiftingListing::new(ids, "s-010", "s-150")));
+    let (p, seen) = start_authed(move |s, _| {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.1 += 1;
-        if st.1 == 2 {
-            st.0.retain(|id| id != "s-010");
-            st.0.push("s-150".into());
-        }
-        let page: Vec<Value> =
-            st.0.iter()
-                .skip(offset_of(s))
-                .take(limit_of(s))
-                .map(|id| snapshot_json(id))
-                .collect();
+        let ids = st.next_call();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(offset_of(s))
+            .take(limit_of(s))
+            .map(|id| snapshot_json(id))
+            .collect();
         (
             200,
             vec![],
-            json!({"snapshots": page, "pagination": {"total": st.0.len()}}),
+            json!({"snapshots": page, "pagination": {"total": ids.len()}}),
         )
     })
     .await;
@@ -920,10 +853,7 @@ fn the_pager_refuses_endless_or_repeating_listings() {
 
 #[tokio::test]
 async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
-    let (p, _) = start(|s, n| {
-        if is_token(s) {
-            return token_reply(n, chrono::TimeDelta::hours(12));
-        }
+    let (p, _) = start_authed(|_, _| {
         let snap = |id: &str, day: u32, chain: Value| {
             let mut v = json!({"id": id, "volume_id": "v1", "status": "available",
                                "created_at": format!("2026-07-0{day}T00:00:00Z")});
@@ -948,22 +878,5 @@ async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
         .list(ResourceKind::Volume, "v1", "db")
         .await
         .expect("list");
-    let candidates: Vec<crate::retention::Candidate> = listed
-        .iter()
-        .map(|s| crate::retention::Candidate {
-            id: s.id.clone(),
-            created_at: s.created_at.unwrap_or_default(),
-            condition: crate::retention::Condition::Good,
-            own: true,
-            chain: s.chain.clone(),
-        })
-        .collect();
-    let mut kept: Vec<String> =
-        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
-            .into_iter()
-            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
-            .map(|d| d.id)
-            .collect();
-    kept.sort();
-    assert_eq!(kept, ["f", "i1", "i2"]);
+    assert_eq!(kept_by_retain_1(&listed), ["f", "i1", "i2"]);
 }

@@ -174,61 +174,57 @@ mod tests {
 
     #[test]
     fn names_decide_and_status_only_without_a_name() {
-        let k = |code: Option<&str>, msg: &str, status: u16| {
-            classify("X", code, Some(msg), status, None).kind
-        };
-        assert_eq!(
-            k(Some("ThrottlingException"), "Rate exceeded", 400),
-            ErrorKind::Throttled
-        );
-        assert_eq!(k(Some("ServiceException"), "", 500), ErrorKind::Transient);
-        assert_eq!(
-            k(Some("NotFoundException"), "gone", 400),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            k(Some("UnauthenticatedException"), "", 401),
-            ErrorKind::Auth
-        );
-        assert_eq!(
-            k(Some("InvalidSignatureException"), "", 400),
-            ErrorKind::Auth
-        );
-        assert_eq!(
-            k(Some("AccessDeniedException"), "", 403),
-            ErrorKind::Permanent
-        );
-        assert_eq!(
-            k(Some("OperationFailureException"), "busy", 400),
-            ErrorKind::Busy
-        );
-        assert_eq!(
-            k(Some("AccountSetupInProgressException"), "", 428),
-            ErrorKind::Busy
-        );
-        assert_eq!(
-            k(
+        // (error name, message, HTTP status, expected kind)
+        let cases: &[(Option<&str>, &str, u16, ErrorKind)] = &[
+            (
+                Some("ThrottlingException"),
+                "Rate exceeded",
+                400,
+                ErrorKind::Throttled,
+            ),
+            (Some("ServiceException"), "", 500, ErrorKind::Transient),
+            (Some("NotFoundException"), "gone", 400, ErrorKind::NotFound),
+            (Some("UnauthenticatedException"), "", 401, ErrorKind::Auth),
+            (Some("InvalidSignatureException"), "", 400, ErrorKind::Auth),
+            (Some("AccessDeniedException"), "", 403, ErrorKind::Permanent),
+            (
+                Some("OperationFailureException"),
+                "busy",
+                400,
+                ErrorKind::Busy,
+            ),
+            (
+                Some("AccountSetupInProgressException"),
+                "",
+                428,
+                ErrorKind::Busy,
+            ),
+            (
                 Some("InvalidInputException"),
                 "Some names are already in use: a-b",
-                400
+                400,
+                ErrorKind::Conflict,
             ),
-            ErrorKind::Conflict
-        );
-        assert_eq!(
-            k(Some("InvalidInputException"), "bad name", 400),
-            ErrorKind::Permanent
-        );
-        assert_eq!(
-            k(
+            (
+                Some("InvalidInputException"),
+                "bad name",
+                400,
+                ErrorKind::Permanent,
+            ),
+            (
                 Some("InvalidInputException"),
                 "You have reached the maximum number of snapshots",
-                400
+                400,
+                ErrorKind::Quota,
             ),
-            ErrorKind::Quota
-        );
-        assert_eq!(k(None, "", 503), ErrorKind::Transient);
-        assert_eq!(k(None, "", 429), ErrorKind::Throttled);
-        assert_eq!(k(None, "", 400), ErrorKind::Permanent);
+            (None, "", 503, ErrorKind::Transient),
+            (None, "", 429, ErrorKind::Throttled),
+            (None, "", 400, ErrorKind::Permanent),
+        ];
+        for (code, msg, status, want) in cases {
+            let got = classify("X", *code, Some(msg), *status, None).kind;
+            assert_eq!(got, *want, "{code:?} {msg:?} {status}");
+        }
         let e = classify(
             "X",
             Some("ThrottlingException"),

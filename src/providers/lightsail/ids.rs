@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::super::{
     parse_slot_label, unsupported_resource, ErrorKind, Marker, ProviderError, SnapshotState,
 };
-use crate::domain::ResourceKind;
+use crate::domain::{Cloud, ResourceKind};
 
 /// The ownership marker's tag keys.
 pub const TAG_POLICY: &str = "snapwarden:policy";
@@ -34,12 +34,7 @@ impl Family {
         match resource {
             ResourceKind::Instance => Ok(Family::Instance),
             ResourceKind::Disk => Ok(Family::Disk),
-            other => Err(unsupported_resource(
-                "lightsail",
-                call,
-                other,
-                "instance or disk",
-            )),
+            other => Err(unsupported_resource(Cloud::Lightsail, call, other)),
         }
     }
 
@@ -104,54 +99,65 @@ pub(super) struct Listed {
 
 impl Listed {
     pub(super) fn from_instance(s: &InstanceSnapshot) -> Listed {
-        let raw = s
-            .state()
-            .map(|x| x.as_str().to_string())
-            .unwrap_or_default();
+        let raw = s.state().map(|x| x.as_str()).unwrap_or_default();
         Listed {
-            name: s.name().unwrap_or_default().to_string(),
             source: s.from_instance_name().map(str::to_string),
-            created_at: s.created_at().and_then(to_chrono),
-            state: match raw.as_str() {
-                "available" => SnapshotState::Available,
-                "error" => SnapshotState::Failed,
-                // `pending` and anything new: never Available.
-                _ => SnapshotState::Creating,
-            },
             progress: None,
-            raw_state: raw,
-            tags: tags_of(s.tags()),
-            from_auto: s.is_from_auto_snapshot() == Some(true),
             bundle_id: s.from_bundle_id().map(str::to_string),
-            size_in_gb: s.size_in_gb(),
+            // `pending` and anything new: never Available.
+            ..Listed::of_family(s.name(), raw, "available", s.created_at(), s.tags())
         }
+        .with_origin(s.is_from_auto_snapshot(), s.size_in_gb())
     }
 
     pub(super) fn from_disk(s: &DiskSnapshot) -> Listed {
-        let raw = s
-            .state()
-            .map(|x| x.as_str().to_string())
-            .unwrap_or_default();
+        let raw = s.state().map(|x| x.as_str()).unwrap_or_default();
         Listed {
-            name: s.name().unwrap_or_default().to_string(),
             source: s.from_disk_name().map(str::to_string),
-            created_at: s.created_at().and_then(to_chrono),
-            state: match raw.as_str() {
-                "completed" => SnapshotState::Available,
-                "error" => SnapshotState::Failed,
-                // `pending`, `unknown` and anything new: never Available.
-                _ => SnapshotState::Creating,
-            },
             progress: s
                 .progress()
                 .and_then(|p| p.trim().trim_end_matches('%').parse::<u8>().ok())
                 .map(|p| p.min(100)),
-            raw_state: raw,
-            tags: tags_of(s.tags()),
-            from_auto: s.is_from_auto_snapshot() == Some(true),
             bundle_id: None,
-            size_in_gb: s.size_in_gb(),
+            // `pending`, `unknown` and anything new: never Available.
+            ..Listed::of_family(s.name(), raw, "completed", s.created_at(), s.tags())
         }
+        .with_origin(s.is_from_auto_snapshot(), s.size_in_gb())
+    }
+
+    /// The fields both families read alike; `available` is the family's
+    /// state word for a usable snapshot (`error` is Failed, any other word
+    /// Creating). Source, progress and bundle are left for the family.
+    fn of_family(
+        name: Option<&str>,
+        raw: &str,
+        available: &str,
+        created_at: Option<&aws_sdk_lightsail::primitives::DateTime>,
+        tags: &[Tag],
+    ) -> Listed {
+        Listed {
+            name: name.unwrap_or_default().to_string(),
+            source: None,
+            created_at: created_at.and_then(to_chrono),
+            state: match raw {
+                r if r == available => SnapshotState::Available,
+                "error" => SnapshotState::Failed,
+                _ => SnapshotState::Creating,
+            },
+            raw_state: raw.to_string(),
+            progress: None,
+            tags: tags_of(tags),
+            from_auto: false,
+            bundle_id: None,
+            size_in_gb: None,
+        }
+    }
+
+    /// Whether it is a copy of an automatic snapshot, and its size.
+    fn with_origin(mut self, from_auto: Option<bool>, size_in_gb: Option<i32>) -> Listed {
+        self.from_auto = from_auto == Some(true);
+        self.size_in_gb = size_in_gb;
+        self
     }
 
     /// The slot of snapwarden's marker tags for `policy` and `target`;

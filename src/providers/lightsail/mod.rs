@@ -42,7 +42,7 @@ use async_trait::async_trait;
 
 use super::http::{ApiClient, ClientBuildError};
 use super::{
-    require_target_and_name, Capabilities, CreateRequest, Created, DeleteStarted, ErrorKind,
+    cloud_identity, require_target_and_name, CreateRequest, Created, DeleteStarted, ErrorKind,
     Marker, OpStatus, OperationRef, Provider, ProviderError, RemoteSnapshot, RestoreRequest,
     RestoreStarted,
 };
@@ -180,17 +180,7 @@ impl Lightsail {
 
 #[async_trait]
 impl Provider for Lightsail {
-    fn kind(&self) -> &'static str {
-        "lightsail"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::Lightsail.capabilities()
-    }
-
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        snapshot_name(marker)
-    }
+    cloud_identity!(Cloud::Lightsail, names: snapshot_name);
 
     /// One CreateInstanceSnapshot / CreateDiskSnapshot call, tagged.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {

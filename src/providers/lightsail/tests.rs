@@ -2,6 +2,7 @@
 //! loopback (a fixture, not the simulator): what the SDK sends for each
 //! trait call, and how answers map onto the engine's words.
 
+use crate::providers::tests::{assert_restores, restore_request, serve_loopback};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -94,20 +95,14 @@ async fn start() -> (Fake, Lightsail) {
         .route("/lightsail", post(fake_handler))
         .route("/lightsail/", post(fake_handler))
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let base = serve_loopback(app).await;
     let settings = LightsailSettings {
         region: "us-east-2".into(),
         credentials: LightsailCredentials::Static {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new("secret"),
         },
-        endpoint: Some(format!("http://{addr}/lightsail")),
+        endpoint: Some(format!("{base}/lightsail")),
     };
     let api = ApiClient::new(&HttpSettings {
         requests_per_second: 1000.0,
@@ -786,22 +781,13 @@ async fn restore_disk_creates_a_new_disk_in_the_source_zone() {
         200,
         json!({"operations": [op("r1", false, "Started")]}),
     );
-    let started = p
-        .restore(&RestoreRequest {
-            resource: ResourceKind::Disk,
-            target: "data-1".into(),
-            snapshot_id: "DiskSnapshot/s1".into(),
-            new_name: Some("data-1-copy".into()),
-        })
-        .await
-        .expect("restore");
-    assert_eq!(
-        started,
-        RestoreStarted {
-            resource_id: Some("data-1-copy".into()),
-            operation: "r1".into()
-        }
+    let req = restore_request(
+        ResourceKind::Disk,
+        "data-1",
+        "DiskSnapshot/s1",
+        Some("data-1-copy"),
     );
+    assert_restores(&p, &req, Some("data-1-copy"), "r1").await;
     let sent = &fake.seen("CreateDiskFromSnapshot")[0];
     assert_eq!(sent["diskName"], "data-1-copy");
     assert_eq!(sent["diskSnapshotName"], "s1");

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::errors;
@@ -195,17 +197,34 @@ impl Auth {
         Ok(token)
     }
 
-    async fn iam(&self, api_key: &Secret, url: &str) -> Result<Access, ProviderError> {
+    /// POST to a token service at `url` asking for JSON, the body set by
+    /// `body`; the time it was sent (lifetimes count from it) and the answer.
+    async fn post_token(
+        &self,
+        call: &str,
+        url: &str,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(DateTime<Utc>, StatusCode, HeaderMap, Vec<u8>), ProviderError> {
         let sent = Utc::now();
-        let (status, headers, body) = self
+        let (status, headers, answer) = self
             .api
-            .send(IAM_CALL, |c| {
-                c.post(url)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .form(&[
-                        ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
-                        ("apikey", api_key.expose()),
-                    ])
+            .send(call, |c| {
+                body(
+                    c.post(url)
+                        .header(reqwest::header::ACCEPT, "application/json"),
+                )
+            })
+            .await?;
+        Ok((sent, status, headers, answer))
+    }
+
+    async fn iam(&self, api_key: &Secret, url: &str) -> Result<Access, ProviderError> {
+        let (sent, status, headers, body) = self
+            .post_token(IAM_CALL, url, |r| {
+                r.form(&[
+                    ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+                    ("apikey", api_key.expose()),
+                ])
             })
             .await?;
         if !status.is_success() {
@@ -258,16 +277,12 @@ impl Auth {
         store: Option<&dyn SecretStore>,
     ) -> Result<Access, ProviderError> {
         let current = self.current_refresh(cache, configured, seed, store)?;
-        let sent = Utc::now();
-        let (status, headers, body) = self
-            .api
-            .send(IP4G_CALL, |c| {
-                c.post(url)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .json(&wire::Ip4gTokenRequest {
-                        refresh_token: current.expose(),
-                        source: "cli",
-                    })
+        let (sent, status, headers, body) = self
+            .post_token(IP4G_CALL, url, |r| {
+                r.json(&wire::Ip4gTokenRequest {
+                    refresh_token: current.expose(),
+                    source: "cli",
+                })
             })
             .await?;
         if !status.is_success() {

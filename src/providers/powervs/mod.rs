@@ -34,9 +34,10 @@ pub use self::auth::{
 use self::wire::{Snapshot, SnapshotCreate, SnapshotCreateResponse, SnapshotUpdate, Snapshots};
 use super::http::ApiClient;
 use super::{
-    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
-    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
-    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore, SnapshotState,
+    cloud_identity, parse_slot_label, require_resource, require_selectable, require_snapshot_id,
+    CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SecretStore,
+    SnapshotState,
 };
 use crate::config::{PowerVsSettings, Secret};
 use crate::domain::{Cloud, ResourceKind};
@@ -155,15 +156,7 @@ impl PowerVs {
 
     /// One snapshot; `None` when the API says 404/410.
     async fn get(&self, id: &str) -> Result<Option<Snapshot>, ProviderError> {
-        match self
-            .call(
-                GET,
-                Method::GET,
-                &format!("/snapshots/{}", segment(id)),
-                None,
-            )
-            .await
-        {
+        match self.call(GET, Method::GET, &snapshot_path(id), None).await {
             Ok(body) => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| errors::malformed(GET, e, body.len())),
@@ -181,14 +174,9 @@ impl PowerVs {
     ) -> Result<(), ProviderError> {
         let body = serde_json::to_value(SnapshotUpdate { name, description })
             .map_err(|e| errors::malformed(UPDATE, e, 0))?;
-        self.call(
-            UPDATE,
-            Method::PUT,
-            &format!("/snapshots/{}", segment(id)),
-            Some(body),
-        )
-        .await
-        .map(|_| ())
+        self.call(UPDATE, Method::PUT, &snapshot_path(id), Some(body))
+            .await
+            .map(|_| ())
     }
 
     /// A 409 on create: if a snapshot of this instance already has our
@@ -235,30 +223,18 @@ impl PowerVs {
     }
 }
 
+/// The path of the workspace's snapshot `id`.
+fn snapshot_path(id: &str) -> String {
+    format!("/snapshots/{}", segment(id))
+}
+
 #[async_trait]
 impl Provider for PowerVs {
-    fn kind(&self) -> &'static str {
-        "powervs"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::PowerVs.capabilities()
-    }
-
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        fit_name(marker)
-    }
+    cloud_identity!(Cloud::PowerVs, names: fit_name);
 
     /// One POST; 202 → `snapshotID`. A 409 is reconciled by name first.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != ResourceKind::Instance {
-            return Err(unsupported_resource(
-                "powervs",
-                CREATE,
-                req.resource,
-                "instance",
-            ));
-        }
+        require_resource(Cloud::PowerVs, CREATE, req.resource)?;
         if req.target.trim().is_empty() || !valid_name(&req.name) {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
@@ -346,12 +322,7 @@ impl Provider for PowerVs {
     async fn delete(&self, snapshot_id: &str) -> Result<DeleteStarted, ProviderError> {
         require_snapshot_id(DELETE, snapshot_id)?;
         match self
-            .call(
-                DELETE,
-                Method::DELETE,
-                &format!("/snapshots/{}", segment(snapshot_id)),
-                None,
-            )
+            .call(DELETE, Method::DELETE, &snapshot_path(snapshot_id), None)
             .await
         {
             Ok(_) => Ok(DeleteStarted::Tracking(snapshot_id.to_string())),
@@ -391,7 +362,8 @@ impl Provider for PowerVs {
         &self,
         resource: ResourceKind,
     ) -> Result<Vec<super::Resource>, ProviderError> {
-        self.select_resources(resource).await
+        require_selectable(Cloud::PowerVs, select::LIST_INSTANCES, resource)?;
+        self.select_instances().await
     }
 }
 

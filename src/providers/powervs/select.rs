@@ -10,11 +10,10 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::{errors, PowerVs};
-use crate::domain::ResourceKind;
 use crate::providers::unexpected;
-use crate::providers::{not_selectable, ProviderError, Resource};
+use crate::providers::{ProviderError, Resource};
 
-const LIST_INSTANCES: &str = "pcloud.pvminstances.getall";
+pub(super) const LIST_INSTANCES: &str = "pcloud.pvminstances.getall";
 
 #[derive(Debug, Deserialize)]
 struct PvmInstances {
@@ -31,13 +30,9 @@ struct PvmInstanceReference {
 }
 
 impl PowerVs {
-    pub(super) async fn select_resources(
-        &self,
-        resource: ResourceKind,
-    ) -> Result<Vec<Resource>, ProviderError> {
-        if resource != ResourceKind::Instance {
-            return Err(not_selectable("powervs", LIST_INSTANCES, resource));
-        }
+    /// Every instance a selector could pick (the only kind this cloud
+    /// lists; the caller checked the kind asked for).
+    pub(super) async fn select_instances(&self) -> Result<Vec<Resource>, ProviderError> {
         let body = self
             .call(LIST_INSTANCES, Method::GET, "/pvm-instances", None)
             .await?;

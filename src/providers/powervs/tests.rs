@@ -4,6 +4,9 @@
 //! rotation kept in a store) against a tiny scripted server on loopback.
 //! The server is a fixture, not the simulator.
 
+use crate::providers::tests::{
+    assert_not_selectable, pairs, restore_request, selected, serve_loopback,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -176,14 +179,7 @@ async fn serve(script: Script) -> (String, Fake) {
         script: Arc::new(Mutex::new(script)),
     };
     let app = Router::new().fallback(answer).with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), fake)
+    (serve_loopback(app).await, fake)
 }
 
 fn api() -> ApiClient {
@@ -218,6 +214,22 @@ fn iam(url: &str) -> PowerVsAuth {
     }
 }
 
+/// [`serve`] with an IAM that issues `tok-1`, `tok-2`, … in turn; every
+/// other call is answered by `script`.
+async fn serve_with_fresh_tokens(
+    mut script: impl FnMut(&Seen) -> (u16, Value) + Send + 'static,
+) -> (String, Fake) {
+    let mut tokens = 0;
+    serve(Box::new(move |s: &Seen| {
+        if s.path == "/identity/token" {
+            tokens += 1;
+            return iam_answer(tokens);
+        }
+        script(s)
+    }))
+    .await
+}
+
 fn iam_answer(n: usize) -> (u16, Value) {
     let exp = Utc::now().timestamp() + 3600;
     (
@@ -245,15 +257,9 @@ fn request(target: &str, volume_ids: Option<Vec<String>>) -> CreateRequest {
 
 #[tokio::test]
 async fn create_sends_bearer_crn_marker_and_volume_ids_and_reuses_the_token() {
-    let mut tokens = 0;
-    let (url, fake) = serve(Box::new(move |s: &Seen| {
-        if s.path == "/identity/token" {
-            tokens += 1;
-            return iam_answer(tokens);
-        }
-        (202, json!({"snapshotID": "snap-1", "crn": "x"}))
-    }))
-    .await;
+    let (url, fake) =
+        serve_with_fresh_tokens(|_: &Seen| (202, json!({"snapshotID": "snap-1", "crn": "x"})))
+            .await;
     let p = provider(&url, iam(&url), None);
     let req = request("pvm-1", Some(vec!["vol-a".into()]));
     for _ in 0..2 {
@@ -299,20 +305,13 @@ async fn create_sends_bearer_crn_marker_and_volume_ids_and_reuses_the_token() {
 
 #[tokio::test]
 async fn a_401_reissues_the_token_once_then_is_an_auth_error() {
-    let mut tokens = 0;
-    let (url, fake) = serve(Box::new(move |s: &Seen| {
-        if s.path == "/identity/token" {
-            tokens += 1;
-            return iam_answer(tokens);
-        }
-        match s.auth.as_str() {
-            "Bearer tok-2" => (200, json!({"snapshots": []})),
-            _ => (
-                401,
-                json!({"code": 401, "description": "token expired", "error": "unauthorized"}),
-            ),
-        }
-    }))
+    let (url, fake) = serve_with_fresh_tokens(move |s: &Seen| match s.auth.as_str() {
+        "Bearer tok-2" => (200, json!({"snapshots": []})),
+        _ => (
+            401,
+            json!({"code": 401, "description": "token expired", "error": "unauthorized"}),
+        ),
+    })
     .await;
     let p = provider(&url, iam(&url), None);
     let listed = p
@@ -453,12 +452,12 @@ async fn restore_posts_in_place_and_is_followed_on_the_snapshot() {
     .await;
     let p = provider(&url, iam(&url), None);
     let r = p
-        .restore(&RestoreRequest {
-            resource: ResourceKind::Instance,
-            target: "pvm-1".into(),
-            snapshot_id: "s1".into(),
-            new_name: None,
-        })
+        .restore(&restore_request(
+            ResourceKind::Instance,
+            "pvm-1",
+            "s1",
+            None,
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(r.operation.starts_with("restore@"));
@@ -635,16 +634,10 @@ async fn list_resources_reads_the_workspace_instances() {
     }))
     .await;
     let p = provider(&url, iam(&url), None);
-    let got = p
-        .list_resources(ResourceKind::Instance)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pairs: Vec<(&str, &str)> = got
-        .iter()
-        .map(|r| (r.id.as_str(), r.name.as_str()))
-        .collect();
-    assert_eq!(pairs, [("p-1", "lpar-db"), ("p-2", "lpar-app")]);
-    assert!(got.iter().all(|r| r.tags.is_empty()));
+    assert_eq!(
+        selected(&p, ResourceKind::Instance).await,
+        pairs(&[("p-1", "lpar-db"), ("p-2", "lpar-app")])
+    );
     let calls = seen(&fake);
     let list = calls
         .iter()
@@ -652,13 +645,7 @@ async fn list_resources_reads_the_workspace_instances() {
         .unwrap_or_else(|| panic!("no listing: {calls:?}"));
     assert_eq!((list.method.as_str(), list.crn.as_str()), ("GET", CRN));
     assert_eq!(list.auth, "Bearer tok-1");
-    assert_eq!(
-        p.list_resources(ResourceKind::Volume)
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::Permanent)
-    );
+    assert_not_selectable(&p, ResourceKind::Volume).await;
 }
 
 #[tokio::test]

@@ -111,11 +111,11 @@ mod tests {
 
     #[test]
     fn http_statuses() {
-        let e = http_error("DescribeJobs", 429, Some(Duration::from_secs(7)));
-        assert_eq!(e.kind, ErrorKind::Throttled);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
-        assert_eq!(http_error("x", 403, None).kind, ErrorKind::Transient);
+        // The dialect's http_error is the shared one.
+        crate::providers::query_api::tests::assert_http_statuses(
+            "DescribeJobs",
+            Duration::from_secs(7),
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::http::ApiClient;
 use super::query_api::paging::{self, Page, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
-    require_snapshot_id, require_target_and_name, unsupported_resource, Capabilities, ChainInfo,
+    cloud_identity, require_resource, require_snapshot_id, require_target_and_name, ChainInfo,
     CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
     Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
@@ -62,42 +62,27 @@ impl QingCloud {
         }
     }
 
-    /// Where each job stands, for every id asked (≤ 100 per call). A batch
-    /// that fails with 2100 (one unknown id poisons the whole call) is
-    /// asked again one job at a time so the known ones still get an answer.
+    /// Where each job stands, for every id asked (≤ 100 per call; see
+    /// [`by_batch_or_one_by_one`] for a batch that fails with 2100).
     async fn describe_jobs(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, JobState>, ProviderError> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(BATCH) {
-            match self.jobs_call(chunk).await {
-                Ok(jobs) => record_jobs(chunk, jobs, &mut out),
-                Err(e) if is_not_found(&e) => {
-                    for id in chunk {
-                        match self.jobs_call(std::slice::from_ref(id)).await {
-                            Ok(jobs) => record_jobs(std::slice::from_ref(id), jobs, &mut out),
-                            Err(e) if is_not_found(&e) => {
-                                out.insert(
-                                    id.clone(),
-                                    JobState::Unknown(format!(
-                                        "job {id} is unknown to DescribeJobs: {}",
-                                        e.message
-                                    )),
-                                );
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        let call = |ids| self.jobs_call(ids);
+        by_batch_or_one_by_one(ids, call, record_jobs, |id, e, out| {
+            out.insert(
+                id.clone(),
+                JobState::Unknown(format!(
+                    "job {id} is unknown to DescribeJobs: {}",
+                    e.message
+                )),
+            );
+        })
+        .await
     }
 
-    async fn jobs_call(&self, ids: &[String]) -> Result<Vec<wire::Job>, ProviderError> {
-        let mut params = Api::list_param("jobs", ids);
+    async fn jobs_call(&self, ids: Vec<String>) -> Result<Vec<wire::Job>, ProviderError> {
+        let mut params = Api::list_param("jobs", &ids);
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeJobsResponse = self.client.call(DESCRIBE_JOBS, params).await?;
         check_whole(DESCRIBE_JOBS, r.job_set.len(), r.total_count)?;
@@ -111,27 +96,13 @@ impl QingCloud {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Snapshot>, ProviderError> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(BATCH) {
-            match self.snapshots_call(chunk).await {
-                Ok(set) => record_snapshots(set, &mut out),
-                Err(e) if is_not_found(&e) => {
-                    for id in chunk {
-                        match self.snapshots_call(std::slice::from_ref(id)).await {
-                            Ok(set) => record_snapshots(set, &mut out),
-                            Err(e) if is_not_found(&e) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        let call = |ids| self.snapshots_call(ids);
+        let record = |_: &[String], set, out: &mut _| record_snapshots(set, out);
+        by_batch_or_one_by_one(ids, call, record, |_, _, _| {}).await
     }
 
-    async fn snapshots_call(&self, ids: &[String]) -> Result<Vec<Snapshot>, ProviderError> {
-        let mut params = Api::list_param("snapshots", ids);
+    async fn snapshots_call(&self, ids: Vec<String>) -> Result<Vec<Snapshot>, ProviderError> {
+        let mut params = Api::list_param("snapshots", &ids);
         params.push(("verbose".into(), "0".into()));
         params.push(("limit".into(), BATCH.to_string()));
         let r: DescribeSnapshotsResponse = self.client.call(DESCRIBE_SNAPSHOTS, params).await?;
@@ -143,24 +114,11 @@ impl QingCloud {
 
 #[async_trait]
 impl Provider for QingCloud {
-    fn kind(&self) -> &'static str {
-        "qingcloud"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::QingCloud.capabilities()
-    }
+    cloud_identity!(Cloud::QingCloud);
 
     /// One CreateSnapshots call.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if !Cloud::QingCloud.capabilities().takes(req.resource) {
-            return Err(unsupported_resource(
-                "qingcloud",
-                CREATE,
-                req.resource,
-                "volume or instance",
-            ));
-        }
+        require_resource(Cloud::QingCloud, CREATE, req.resource)?;
         require_target_and_name(CREATE, req)?;
         let params = vec![
             ("resources.1".to_string(), req.target.clone()),
@@ -183,11 +141,7 @@ impl Provider for QingCloud {
                 .map(|op| op.operation.trim())
                 .filter(|j| !j.is_empty()),
         );
-        let jobs = if job_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.describe_jobs(&job_ids).await?
-        };
+        let jobs = self.describe_jobs(&job_ids).await?;
 
         // Confirm on the resource only what the job says is done. An op
         // without a job id (never produced by `create`/`delete`) goes
@@ -202,11 +156,7 @@ impl Provider for QingCloud {
                 .map(|op| op.snapshot_id.trim())
                 .filter(|s| !s.is_empty()),
         );
-        let snapshots = if to_confirm.is_empty() {
-            HashMap::new()
-        } else {
-            self.describe_snapshots_by_id(&to_confirm).await?
-        };
+        let snapshots = self.describe_snapshots_by_id(&to_confirm).await?;
 
         Ok(ops
             .iter()
@@ -341,6 +291,40 @@ fn job_state(job_id: &str, action: Option<&str>, status: Option<&str>) -> JobSta
             JobState::Failed(format!("job {job_id}{action} ended with status {raw:?}"))
         }
     }
+}
+
+/// Asks `call` for `ids`, ≤ 100 per call, each answer going to `record`
+/// (into what is returned) with the ids it was asked for. A batch that fails with 2100 (one
+/// unknown id poisons the whole call) is asked again one id at a time so
+/// the known ones still get an answer; an id unknown on its own goes to
+/// `unknown`.
+async fn by_batch_or_one_by_one<T, O: Default, Fut>(
+    ids: &[String],
+    call: impl Fn(Vec<String>) -> Fut,
+    record: impl Fn(&[String], T, &mut O),
+    unknown: impl Fn(&String, ProviderError, &mut O),
+) -> Result<O, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut out = O::default();
+    for chunk in ids.chunks(BATCH) {
+        match call(chunk.to_vec()).await {
+            Ok(answer) => record(chunk, answer, &mut out),
+            Err(e) if is_not_found(&e) => {
+                for id in chunk {
+                    let one = std::slice::from_ref(id);
+                    match call(one.to_vec()).await {
+                        Ok(answer) => record(one, answer, &mut out),
+                        Err(e) if is_not_found(&e) => unknown(id, e, &mut out),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 fn record_jobs(asked: &[String], jobs: Vec<wire::Job>, out: &mut HashMap<String, JobState>) {

@@ -13,7 +13,7 @@ use super::errors;
 use super::QingCloud;
 use crate::domain::ResourceKind;
 use crate::providers::query_api::paging::{self, Page, Paging};
-use crate::providers::query_api::Dialect;
+use crate::providers::query_api::{is_gone, required_id, Dialect};
 use crate::providers::{not_selectable, ProviderError, Resource};
 
 const DESCRIBE_VOLUMES: &str = "DescribeVolumes";
@@ -83,18 +83,9 @@ impl QingCloud {
                 items,
             })
         };
-        let id_of = |item: &Item| {
-            item.volume_id
-                .clone()
-                .filter(|i| !i.trim().is_empty())
-                .ok_or_else(|| errors::unexpected(call, "an item without an id"))
-        };
+        let id_of = |item: &Item| required_id(&item.volume_id, call, "an item without an id");
         paging::read_all(&paging, fetch, id_of, |id, item| {
-            let gone = item
-                .status
-                .as_deref()
-                .is_some_and(|s| matches!(s, "deleted" | "ceased" | "terminated"));
-            if !gone {
+            if !is_gone(item.status.as_deref(), &["deleted", "ceased", "terminated"]) {
                 out.push(Resource {
                     id,
                     name: item.volume_name.unwrap_or_default(),

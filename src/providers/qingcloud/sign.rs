@@ -138,6 +138,15 @@ mod tests {
         ])
     }
 
+    /// `params` signed with SK for `GET /iaas/` give `signature`, and the
+    /// signed query ends with it percent-encoded (`encoded`).
+    fn assert_get_signature(params: &[(String, String)], signature: &str, encoded: &str) {
+        let signed = sign("GET", "/iaas/", params, SK);
+        assert_eq!(signed.signature, signature);
+        let query = signed.query_with_signature();
+        assert!(query.ends_with(&format!("&signature={encoded}")), "{query}");
+    }
+
     #[test]
     fn run_instances_pek3a_string_to_sign_and_signature() {
         let params = run_instances("pek3a");
@@ -146,26 +155,20 @@ mod tests {
             string_to_sign("GET", "/iaas/", &q),
             "GET\n/iaas/\naccess_key_id=QYACCESSKEYIDEXAMPLE&action=RunInstances&count=1&image_id=centos64x86a&instance_name=demo&instance_type=small_b&login_mode=passwd&login_passwd=QingCloud20130712&signature_method=HmacSHA256&signature_version=1&time_stamp=2013-08-27T14%3A30%3A10Z&version=1&vxnets.1=vxnet-0&zone=pek3a"
         );
-        let signed = sign("GET", "/iaas/", &params, SK);
-        assert_eq!(
-            signed.signature,
-            "byjccvWIvAftaq+oublemagH3bYAlDWxxLFAzAsyslw="
+        assert_get_signature(
+            &params,
+            "byjccvWIvAftaq+oublemagH3bYAlDWxxLFAzAsyslw=",
+            "byjccvWIvAftaq%2BoublemagH3bYAlDWxxLFAzAsyslw%3D",
         );
-        assert!(signed
-            .query_with_signature()
-            .ends_with("&signature=byjccvWIvAftaq%2BoublemagH3bYAlDWxxLFAzAsyslw%3D"));
     }
 
     #[test]
     fn run_instances_pek1_signature() {
-        let signed = sign("GET", "/iaas/", &run_instances("pek1"), SK);
-        assert_eq!(
-            signed.signature,
-            "32bseYy39DOlatuewpeuW5vpmW51sD1A/JdGynqSpP8="
+        assert_get_signature(
+            &run_instances("pek1"),
+            "32bseYy39DOlatuewpeuW5vpmW51sD1A/JdGynqSpP8=",
+            "32bseYy39DOlatuewpeuW5vpmW51sD1A%2FJdGynqSpP8%3D",
         );
-        assert!(signed
-            .query_with_signature()
-            .ends_with("&signature=32bseYy39DOlatuewpeuW5vpmW51sD1A%2FJdGynqSpP8%3D"));
     }
 
     #[test]
@@ -175,14 +178,11 @@ mod tests {
             string_to_sign("GET", "/iaas/", &canonical_query(&params)),
             "GET\n/iaas/\naccess_key_id=QYACCESSKEYIDEXAMPLE&action=CreateSnapshots&is_full=1&resources.1=vol-abcd1234&signature_method=HmacSHA256&signature_version=1&snapshot_name=snapd%202024-01-01%2000%3A00&time_stamp=2024-01-01T00%3A00%3A00Z&version=1&zone=pek3a"
         );
-        let signed = sign("GET", "/iaas/", &params, SK);
-        assert_eq!(
-            signed.signature,
-            "bMo0Lc66whS+b5OFodQyTg1mWt/DcCAR2umJzaM30b4="
+        assert_get_signature(
+            &params,
+            "bMo0Lc66whS+b5OFodQyTg1mWt/DcCAR2umJzaM30b4=",
+            "bMo0Lc66whS%2Bb5OFodQyTg1mWt%2FDcCAR2umJzaM30b4%3D",
         );
-        assert!(signed
-            .query_with_signature()
-            .ends_with("&signature=bMo0Lc66whS%2Bb5OFodQyTg1mWt%2FDcCAR2umJzaM30b4%3D"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! a tiny canned-JSON server on loopback. The server is a fixture, not the
 //! simulator: it checks signatures and answers what each test scripts.
 
+use crate::providers::tests::{op_ref, restore_request, ShiftingListing};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -908,26 +909,20 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
             "job_set":[{"job_id":"j-2m5nvqud","job_action":"CreateVolumeFromSnapshot","status":"successful"}]})),
     })
     .await;
-    let started = qc
-        .restore(&crate::providers::RestoreRequest {
-            resource: ResourceKind::Volume,
-            target: "vol-1".into(),
-            snapshot_id: "ss-qhnolmyt".into(),
-            new_name: Some("restore-test".into()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let req = restore_request(
+        ResourceKind::Volume,
+        "vol-1",
+        "ss-qhnolmyt",
+        Some("restore-test"),
+    );
+    let started = qc.restore(&req).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(started.resource_id.as_deref(), Some("vol-2rtnfux2"));
     assert_eq!(started.operation, "j-2m5nvqud");
     assert_eq!(p(&fake.calls()[0], "snapshot"), "ss-qhnolmyt");
     assert_eq!(p(&fake.calls()[0], "volume_name"), "restore-test");
 
     let status = qc
-        .poll(&[OperationRef {
-            kind: OpKind::Restore,
-            operation: "j-2m5nvqud".into(),
-            snapshot_id: "ss-qhnolmyt".into(),
-        }])
+        .poll(&[op_ref(OpKind::Restore, "j-2m5nvqud", "ss-qhnolmyt")])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, vec![OpStatus::Succeeded]);
@@ -938,12 +933,12 @@ async fn restore_creates_a_volume_and_is_judged_by_its_job() {
     );
 
     let instance = qc
-        .restore(&crate::providers::RestoreRequest {
-            resource: ResourceKind::Instance,
-            target: "i-1".into(),
-            snapshot_id: "ss-1".into(),
-            new_name: None,
-        })
+        .restore(&restore_request(
+            ResourceKind::Instance,
+            "i-1",
+            "ss-1",
+            None,
+        ))
         .await;
     assert_eq!(instance.err().map(|e| e.kind), Some(ErrorKind::Permanent));
 }
@@ -1074,24 +1069,7 @@ async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
         .list(ResourceKind::Volume, "vol-1", "db")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let candidates: Vec<crate::retention::Candidate> = listed
-        .iter()
-        .map(|s| crate::retention::Candidate {
-            id: s.id.clone(),
-            created_at: s.created_at.unwrap_or_default(),
-            condition: crate::retention::Condition::Good,
-            own: true,
-            chain: s.chain.clone(),
-        })
-        .collect();
-    let mut kept: Vec<String> =
-        crate::retention::decide(&candidates, &crate::retention::Rules::count(1))
-            .into_iter()
-            .filter(|d| d.verdict == crate::retention::Verdict::Keep)
-            .map(|d| d.id)
-            .collect();
-    kept.sort();
-    kept
+    crate::providers::tests::kept_by_retain_1(&listed)
 }
 
 fn chain_item(id: &str, day: u32, chain: Value) -> Value {
@@ -1198,24 +1176,20 @@ async fn list_detects_an_item_skipped_while_the_count_adds_up() {
     // 150 distinct ids are read, and without a check ss-0100 (the first of
     // page 2 before the delete) is never seen.
     let ids: Vec<String> = (0..150).map(|i| format!("ss-{i:04}")).collect();
-    let state = Mutex::new((ids, 0usize));
+    let state = Mutex::new(ShiftingListing::new(ids, "ss-0010", "ss-0150"));
     let (qc, fake) = serve(move |params| {
         let offset: usize = p(params, "offset").parse().unwrap_or(0);
         let Ok(mut s) = state.lock() else {
             panic!("lock")
         };
-        s.1 += 1;
-        if s.1 == 2 {
-            s.0.retain(|id| id != "ss-0010");
-            s.0.push("ss-0150".into());
-        }
-        let page: Vec<Value> =
-            s.0.iter()
-                .skip(offset)
-                .take(100)
-                .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
-                .collect();
-        ok(json!({"ret_code":0,"total_count":s.0.len(),"snapshot_set":page}))
+        let ids = s.next_call();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(offset)
+            .take(100)
+            .map(|id| json!({"snapshot_id": id, "status": "available", "snapshot_type": 1}))
+            .collect();
+        ok(json!({"ret_code":0,"total_count":ids.len(),"snapshot_set":page}))
     })
     .await;
     match qc.list(ResourceKind::Volume, "vol-1", "db").await {

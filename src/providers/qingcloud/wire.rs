@@ -7,25 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-/// What every response carries. `ret_code` is read first so an error body
-/// (which lacks the action's fields) is classified, not called malformed.
-#[derive(Debug, Deserialize)]
-pub struct Envelope {
-    #[serde(default, deserialize_with = "crate::providers::wire::flex_i64")]
-    pub ret_code: Option<i64>,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-impl crate::providers::query_api::Envelope for Envelope {
-    fn ret_code(&self) -> Option<i64> {
-        self.ret_code
-    }
-
-    fn into_message(self) -> Option<String> {
-        self.message
-    }
-}
+crate::providers::query_api::envelope!(ret_code: "ret_code", message: "message");
 
 /// `job_id`: documented as a string; the Go SDK reads an array since 2024.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

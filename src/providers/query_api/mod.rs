@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::providers::{malformed, truncate_message, ErrorKind, ProviderError};
+use crate::providers::{malformed, truncate_message, unexpected, ErrorKind, ProviderError};
 
 /// Longest API message kept in an error; the rest is cut.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -128,6 +128,56 @@ pub(crate) trait Envelope: DeserializeOwned {
     fn into_message(self) -> Option<String>;
 }
 
+/// Declares a dialect's `Envelope` type: the return code (a number, or a
+/// number in a string) under the JSON field `ret_code: "…"`, the message
+/// under `message: "…"`, both optional, and its [`Envelope`] impl.
+macro_rules! envelope {
+    (ret_code: $code:literal, message: $message:literal) => {
+        /// What every response carries; read first so an error body (which
+        /// lacks the action's fields) is classified, not called malformed.
+        #[derive(Debug, serde::Deserialize)]
+        pub struct Envelope {
+            #[serde(
+                                        rename = $code,
+                                        default,
+                                        deserialize_with = "crate::providers::wire::flex_i64"
+                                    )]
+            pub ret_code: Option<i64>,
+            #[serde(rename = $message, default)]
+            pub message: Option<String>,
+        }
+
+        impl $crate::providers::query_api::Envelope for Envelope {
+            fn ret_code(&self) -> Option<i64> {
+                self.ret_code
+            }
+
+            fn into_message(self) -> Option<String> {
+                self.message
+            }
+        }
+    };
+}
+pub(crate) use envelope;
+
+/// A listed item's id; an absent or blank one makes the answer of `call`
+/// unusable (`what` says which item).
+pub(crate) fn required_id(
+    id: &Option<String>,
+    call: &str,
+    what: &str,
+) -> Result<String, ProviderError> {
+    id.clone()
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| unexpected(call, what))
+}
+
+/// Whether a listed resource's status is one of `gone` (gone or going:
+/// never offered to a selector).
+pub(crate) fn is_gone(status: Option<&str>, gone: &[&str]) -> bool {
+    status.is_some_and(|s| gone.contains(&s))
+}
+
 /// The error for an HTTP status other than 200: 429 is throttling, any
 /// other status transient. The body is not echoed: it is not the API's
 /// JSON and may be an arbitrary proxy page.
@@ -213,7 +263,7 @@ pub(crate) fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::providers::OpKind;
 
@@ -351,20 +401,27 @@ mod tests {
         );
     }
 
+    /// What both dialects' `http_error` (this one) gives: 429 is
+    /// throttling with the asked delay, 503 and 403 transient.
+    pub(crate) fn assert_http_statuses(call: &str, retry_after: Duration) {
+        let e = http_error(call, 429, Some(retry_after));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(retry_after));
+        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        assert_eq!(http_error("x", 403, None).kind, ErrorKind::Transient);
+    }
+
     #[test]
     fn http_statuses() {
+        assert_http_statuses("x", Duration::from_secs(7));
         let e = http_error("x", 429, Some(Duration::from_secs(7)));
-        assert_eq!(e.kind, ErrorKind::Throttled);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(e.message, "HTTP 429 (too many requests)");
         assert_eq!(e.code.as_deref(), Some("http 429"));
         assert_eq!(
             http_error("x", 503, None).message,
             "HTTP 503 (server error)"
         );
-        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
         let e = http_error("x", 403, None);
-        assert_eq!(e.kind, ErrorKind::Transient);
         assert_eq!(e.message, "HTTP 403 (unexpected HTTP status)");
     }
 }

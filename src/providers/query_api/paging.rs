@@ -302,23 +302,29 @@ mod tests {
         assert_eq!(asked, vec![0, 1, 3]);
     }
 
-    #[test]
-    fn a_total_that_is_never_reached_ends_after_the_page_limit() {
+    /// Reads with PAGING the pages `page(offset)` gives, each item its own
+    /// id; the result and the number of calls made.
+    fn read_counting(page: impl Fn(u64) -> Page<String>) -> (Result<(), ProviderError>, usize) {
         let mut calls = 0;
         let got = futures::executor::block_on(read_all(
             &PAGING,
             |offset| {
                 calls += 1;
-                async move {
-                    Ok(Page {
-                        total: Some(u64::MAX),
-                        items: Ok(vec![offset.to_string(), (offset + 1).to_string()]),
-                    })
-                }
+                let answer = page(offset);
+                async move { Ok(answer) }
             },
             |id: &String| Ok(id.clone()),
             |_, _| {},
         ));
+        (got, calls)
+    }
+
+    #[test]
+    fn a_total_that_is_never_reached_ends_after_the_page_limit() {
+        let (got, calls) = read_counting(|offset| Page {
+            total: Some(u64::MAX),
+            items: Ok(vec![offset.to_string(), (offset + 1).to_string()]),
+        });
         assert_eq!(
             got.map_err(|e| e.message),
             Err(format!(
@@ -348,21 +354,10 @@ mod tests {
 
     #[test]
     fn unreadable_items_and_ids_fail_the_listing() {
-        let mut calls = 0;
-        let got = futures::executor::block_on(read_all(
-            &PAGING,
-            |_| {
-                calls += 1;
-                async {
-                    Ok(Page::<String> {
-                        total: Some(1),
-                        items: Err(unexpected("DescribeThings", "no thing_set in a listing")),
-                    })
-                }
-            },
-            |id: &String| Ok(id.clone()),
-            |_, _| {},
-        ));
+        let (got, calls) = read_counting(|_| Page {
+            total: Some(1),
+            items: Err(unexpected("DescribeThings", "no thing_set in a listing")),
+        });
         assert_eq!(got.map_err(|e| e.kind), Err(ErrorKind::Transient));
         assert_eq!(calls, 1);
         let got = futures::executor::block_on(read_all(

@@ -123,10 +123,8 @@ mod tests {
 
     #[test]
     fn http_statuses_and_empty_messages() {
-        let e = http_error("x", 429, Some(Duration::from_secs(3)));
-        assert_eq!(e.kind, ErrorKind::Throttled);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
-        assert_eq!(http_error("x", 503, None).kind, ErrorKind::Transient);
+        // The dialect's http_error is the shared one.
+        crate::providers::query_api::tests::assert_http_statuses("x", Duration::from_secs(3));
         assert_eq!(
             Api::api_error("x", 130, None).message,
             "RetCode 130 without a message"

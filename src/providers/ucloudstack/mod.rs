@@ -30,17 +30,20 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use sha1::{Digest, Sha1};
 
 use self::client::{Client, UCloudStackApi as Api};
-use self::wire::{CreateSnapshotResponse, DescribeSnapshotResponse, Empty, SnapshotInfo};
+use self::wire::{
+    CreateSnapshotResponse, DescribeSnapshotResponse, Described, Empty, SnapshotInfo,
+};
 use super::http::ApiClient;
-use super::query_api::paging::{self, Page, Paging};
+use super::query_api::paging::{self, Paging};
 use super::query_api::{unique, Dialect};
 use super::{
-    parse_slot_label, require_snapshot_id, unsupported_resource, Capabilities, CreateRequest,
-    Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef, Provider,
-    ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
+    cloud_identity, parse_slot_label, require_resource, require_selectable, require_snapshot_id,
+    CreateRequest, Created, DeleteStarted, ErrorKind, Marker, OpKind, OpStatus, OperationRef,
+    Provider, ProviderError, RemoteSnapshot, RestoreRequest, RestoreStarted, SnapshotState,
 };
 use crate::config::UCloudStackSettings;
 use crate::domain::{Cloud, ResourceKind};
@@ -83,6 +86,19 @@ impl UCloudStack {
         self.client.endpoint_for_tests()
     }
 
+    /// One page of a Describe call: `params`, then `Limit` (100) and
+    /// `Offset`.
+    async fn describe_page<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        mut params: Vec<(String, String)>,
+        offset: u64,
+    ) -> Result<Described<T>, ProviderError> {
+        params.push(("Limit".to_string(), BATCH.to_string()));
+        params.push(("Offset".to_string(), offset.to_string()));
+        self.client.call(call, params).await
+    }
+
     /// The snapshots among `ids` that DescribeSnapshot lists (any status),
     /// 100 ids per call, following `Offset` if an answer is cut. An id
     /// missing from the map is not listed.
@@ -95,10 +111,9 @@ impl UCloudStack {
             let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut offset: u64 = 0;
             loop {
-                let mut params = Api::list_param("SnapshotIDs", chunk);
-                params.push(("Limit".into(), BATCH.to_string()));
-                params.push(("Offset".into(), offset.to_string()));
-                let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
+                let ids = Api::list_param("SnapshotIDs", chunk);
+                let page: DescribeSnapshotResponse =
+                    self.describe_page(DESCRIBE, ids, offset).await?;
                 let infos = page.infos.unwrap_or_default();
                 let got = infos.len() as u64;
                 for info in infos {
@@ -126,29 +141,13 @@ impl UCloudStack {
 
 #[async_trait]
 impl Provider for UCloudStack {
-    fn kind(&self) -> &'static str {
-        "ucloudstack"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Cloud::UCloudStack.capabilities()
-    }
-
-    /// `sw-{10 hex of SHA-1(policy, target)}-{slot}`: exactly 30 characters.
-    fn snapshot_name(&self, marker: &Marker) -> String {
-        snapshot_name(marker)
-    }
+    // Names: `sw-{10 hex of SHA-1(policy, target)}-{slot}`, exactly 30
+    // characters.
+    cloud_identity!(Cloud::UCloudStack, names: snapshot_name);
 
     /// One CreateSnapshot call with `Type=Automatic` and our Remark.
     async fn create(&self, req: &CreateRequest) -> Result<Vec<Created>, ProviderError> {
-        if req.resource != ResourceKind::Disk {
-            return Err(unsupported_resource(
-                "ucloudstack",
-                CREATE,
-                req.resource,
-                "disk",
-            ));
-        }
+        require_resource(Cloud::UCloudStack, CREATE, req.resource)?;
         let name_len = req.name.chars().count();
         if req.target.trim().is_empty() || name_len == 0 || name_len > MAX_NAME_CHARS {
             return Err(ProviderError::new(
@@ -199,16 +198,9 @@ impl Provider for UCloudStack {
         let mut out = Vec::new();
         let paging = Paging::of::<Api>(DESCRIBE, "snapshots");
         let fetch = |offset: u64| async move {
-            let params = vec![
-                ("DiskID".to_string(), target.to_string()),
-                ("Limit".to_string(), BATCH.to_string()),
-                ("Offset".to_string(), offset.to_string()),
-            ];
-            let page: DescribeSnapshotResponse = self.client.call(DESCRIBE, params).await?;
-            Ok(Page {
-                total: page.total_count,
-                items: Ok(page.infos.unwrap_or_default()),
-            })
+            let disk = vec![("DiskID".to_string(), target.to_string())];
+            let page: DescribeSnapshotResponse = self.describe_page(DESCRIBE, disk, offset).await?;
+            Ok(page.into_page())
         };
         paging::read_all(
             &paging,
@@ -308,7 +300,8 @@ impl Provider for UCloudStack {
         &self,
         resource: ResourceKind,
     ) -> Result<Vec<super::Resource>, ProviderError> {
-        self.select_resources(resource).await
+        require_selectable(Cloud::UCloudStack, select::DESCRIBE_DISK, resource)?;
+        self.select_disks().await
     }
 }
 

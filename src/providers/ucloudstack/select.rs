@@ -7,27 +7,18 @@
 use serde::Deserialize;
 
 use super::client::UCloudStackApi as Api;
-use super::{errors, UCloudStack, BATCH};
-use crate::domain::ResourceKind;
-use crate::providers::query_api::paging::{self, Page, Paging};
-use crate::providers::{not_selectable, ProviderError, Resource};
+use super::wire::Described;
+use super::UCloudStack;
+use crate::providers::query_api::paging::{self, Paging};
+use crate::providers::query_api::{is_gone, required_id};
+use crate::providers::{ProviderError, Resource};
 
-const DESCRIBE_DISK: &str = "DescribeDisk";
+pub(super) const DESCRIBE_DISK: &str = "DescribeDisk";
 
 /// DiskStatus values of a disk that is gone or going (SG-disk).
 const GONE: &[&str] = &["Deleting", "Deleted", "Releasing", "Released"];
 
-#[derive(Debug, Deserialize)]
-struct DescribeDiskResponse {
-    #[serde(
-        rename = "TotalCount",
-        default,
-        deserialize_with = "crate::providers::wire::flex_u64"
-    )]
-    total_count: Option<u64>,
-    #[serde(rename = "Infos", default)]
-    infos: Option<Vec<DiskInfo>>,
-}
+type DescribeDiskResponse = Described<DiskInfo>;
 
 #[derive(Debug, Deserialize)]
 struct DiskInfo {
@@ -40,13 +31,9 @@ struct DiskInfo {
 }
 
 impl UCloudStack {
-    pub(super) async fn select_resources(
-        &self,
-        resource: ResourceKind,
-    ) -> Result<Vec<Resource>, ProviderError> {
-        if resource != ResourceKind::Disk {
-            return Err(not_selectable("ucloudstack", DESCRIBE_DISK, resource));
-        }
+    /// Every disk a selector could pick (the only kind this cloud
+    /// lists; the caller checked the kind asked for).
+    pub(super) async fn select_disks(&self) -> Result<Vec<Resource>, ProviderError> {
         let mut out = Vec::new();
         // More distinct disks than TotalCount is also refused.
         let paging = Paging {
@@ -54,28 +41,15 @@ impl UCloudStack {
             ..Paging::of::<Api>(DESCRIBE_DISK, "disks")
         };
         let fetch = |offset: u64| async move {
-            let params = vec![
-                ("Limit".to_string(), BATCH.to_string()),
-                ("Offset".to_string(), offset.to_string()),
-            ];
-            let page: DescribeDiskResponse = self.client.call(DESCRIBE_DISK, params).await?;
-            Ok(Page {
-                total: page.total_count,
-                items: Ok(page.infos.unwrap_or_default()),
-            })
+            let page: DescribeDiskResponse = self
+                .describe_page(DESCRIBE_DISK, Vec::new(), offset)
+                .await?;
+            Ok(page.into_page())
         };
-        let id_of = |info: &DiskInfo| {
-            info.disk_id
-                .clone()
-                .filter(|i| !i.trim().is_empty())
-                .ok_or_else(|| errors::unexpected(DESCRIBE_DISK, "a disk without a DiskID"))
-        };
+        let id_of =
+            |info: &DiskInfo| required_id(&info.disk_id, DESCRIBE_DISK, "a disk without a DiskID");
         paging::read_all(&paging, fetch, id_of, |id, info| {
-            let gone = info
-                .disk_status
-                .as_deref()
-                .is_some_and(|s| GONE.contains(&s));
-            if !gone {
+            if !is_gone(info.disk_status.as_deref(), GONE) {
                 out.push(Resource {
                     id,
                     name: info.name.unwrap_or_default(),

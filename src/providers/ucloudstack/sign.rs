@@ -61,6 +61,13 @@ mod tests {
     const PUB: &str = "1UxDcqTHEGGGviQFqlt870EbLuaSJPZOB8hZ74tL";
     const PRIV: &str = "tcgX3Xi_mAKpQayggnVLWzerkWB_fH1KXuk05hUrus8KSziLVyjWXwKZ80FOOldC";
 
+    /// `params` with PRIV give the string to sign `expected` and the
+    /// signature `sig`.
+    fn assert_vector(params: &[(String, String)], expected: &str, sig: &str) {
+        assert_eq!(string_to_sign(params, PRIV), expected);
+        assert_eq!(signature(params, PRIV), sig);
+    }
+
     #[test]
     fn ucloudstack_doc_vector() {
         let params = p(&[
@@ -69,13 +76,10 @@ mod tests {
             ("Limit", "20"),
             ("PublicKey", PUB),
         ]);
-        assert_eq!(
-            string_to_sign(&params, PRIV),
-            format!("ActionDescribeVMInstanceLimit20Offset0PublicKey{PUB}{PRIV}")
-        );
-        assert_eq!(
-            signature(&params, PRIV),
-            "2d86e5b4186ac6e42b628f258a7037c7636c9a81"
+        assert_vector(
+            &params,
+            &format!("ActionDescribeVMInstanceLimit20Offset0PublicKey{PUB}{PRIV}"),
+            "2d86e5b4186ac6e42b628f258a7037c7636c9a81",
         );
     }
 
@@ -131,13 +135,10 @@ mod tests {
             ("SnapshotIDs.0", "snap-aaa"),
             ("PublicKey", PUB),
         ]);
-        assert_eq!(
-            string_to_sign(&describe, PRIV),
-            format!("ActionDescribeSnapshotDiskIDdisk-abc123Limit100Offset0PublicKey{PUB}RegioncnSnapshotIDs.0snap-aaaSnapshotIDs.1snap-bbbZonezone-01{PRIV}")
-        );
-        assert_eq!(
-            signature(&describe, PRIV),
-            "24aebaab8b4e9e28e67eb409ed5d64014a6e3978"
+        assert_vector(
+            &describe,
+            &format!("ActionDescribeSnapshotDiskIDdisk-abc123Limit100Offset0PublicKey{PUB}RegioncnSnapshotIDs.0snap-aaaSnapshotIDs.1snap-bbbZonezone-01{PRIV}"),
+            "24aebaab8b4e9e28e67eb409ed5d64014a6e3978",
         );
         let create = p(&[
             ("Action", "CreateSnapshot"),

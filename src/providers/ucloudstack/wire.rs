@@ -6,29 +6,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 
-/// What every response carries; read first so an error body is classified,
-/// not called malformed.
-#[derive(Debug, Deserialize)]
-pub struct Envelope {
-    #[serde(
-        rename = "RetCode",
-        default,
-        deserialize_with = "crate::providers::wire::flex_i64"
-    )]
-    pub ret_code: Option<i64>,
-    #[serde(rename = "Message", default)]
-    pub message: Option<String>,
-}
+use crate::providers::query_api::paging::Page;
 
-impl crate::providers::query_api::Envelope for Envelope {
-    fn ret_code(&self) -> Option<i64> {
-        self.ret_code
-    }
-
-    fn into_message(self) -> Option<String> {
-        self.message
-    }
-}
+crate::providers::query_api::envelope!(ret_code: "RetCode", message: "Message");
 
 #[derive(Debug, Deserialize)]
 pub struct CreateSnapshotResponse {
@@ -40,8 +20,11 @@ pub struct CreateSnapshotResponse {
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
+/// One page of a Describe call (DescribeSnapshot, DescribeDisk): the
+/// `TotalCount` and this page's `Infos`.
 #[derive(Debug, Deserialize)]
-pub struct DescribeSnapshotResponse {
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Described<T> {
     #[serde(
         rename = "TotalCount",
         default,
@@ -49,8 +32,20 @@ pub struct DescribeSnapshotResponse {
     )]
     pub total_count: Option<u64>,
     #[serde(rename = "Infos", default)]
-    pub infos: Option<Vec<SnapshotInfo>>,
+    pub infos: Option<Vec<T>>,
 }
+
+impl<T> Described<T> {
+    /// The page as the shared paging reads it (no `Infos`: no items).
+    pub fn into_page(self) -> Page<T> {
+        Page {
+            total: self.total_count,
+            items: Ok(self.infos.unwrap_or_default()),
+        }
+    }
+}
+
+pub type DescribeSnapshotResponse = Described<SnapshotInfo>;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SnapshotInfo {
