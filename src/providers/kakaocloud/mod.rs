@@ -509,7 +509,7 @@ impl Provider for KakaoCloud {
 /// mapped as this module maps it ([`RemoteSnapshot`] with chain and
 /// marker, [`OpStatus`]). Results are discarded; the only contract is that
 /// no input panics.
-#[cfg(any(fuzzing, test))]
+#[cfg(any(feature = "fuzz", test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let (policy, target, volume) = ("daily", "vm-fuzz", "vol-fuzz");

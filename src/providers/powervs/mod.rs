@@ -582,7 +582,7 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// [`RemoteSnapshot`] with marker/name slot); the text also goes through
 /// the JWT `exp` reader. Results are discarded; the only contract is that
 /// no input panics.
-#[cfg(any(fuzzing, test))]
+#[cfg(any(feature = "fuzz", test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let (policy, target) = ("daily", "pvm-fuzz");

@@ -595,7 +595,7 @@ fn is_not_found(e: &ProviderError) -> bool {
 /// mapping (jobs → states → [`OpStatus`], snapshots → [`RemoteSnapshot`]
 /// and chain facts, create/delete answers → ids). Results are discarded;
 /// the only contract is that no input panics.
-#[cfg(any(fuzzing, test))]
+#[cfg(any(feature = "fuzz", test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();

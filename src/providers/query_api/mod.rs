@@ -239,7 +239,7 @@ pub(crate) fn incomplete(call: &str, detail: String) -> ProviderError {
 /// For the fuzz entries: an operation of every kind for each
 /// `(operation, snapshot_id)` pair, so that each status mapping sees every
 /// combination of what an answer held.
-#[cfg(any(fuzzing, test))]
+#[cfg(any(feature = "fuzz", test))]
 pub(crate) fn ops_of_every_kind(
     pairs: impl IntoIterator<Item = (String, String)>,
 ) -> impl Iterator<Item = crate::providers::OperationRef> {

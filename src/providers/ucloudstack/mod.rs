@@ -513,7 +513,7 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
 /// mapping (DescribeSnapshot items → [`OpStatus`] and [`RemoteSnapshot`]
 /// with their marker, CreateSnapshot → the new id). Results are
 /// discarded; the only contract is that no input panics.
-#[cfg(any(fuzzing, test))]
+#[cfg(any(feature = "fuzz", test))]
 #[doc(hidden)]
 pub fn fuzz_parse_response(body: &[u8]) {
     let keep = |m: &str| m.to_string();
