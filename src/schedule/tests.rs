@@ -779,44 +779,55 @@ fn fixed_time_with_several_hours_runs_once_in_the_repeated_hour() {
     );
 }
 
+/// `wall` does not exist in `tz` (it falls in a gap), and `expr` from
+/// `from` to `until` gives exactly `expected`.
+fn assert_gap_slots(
+    tz: Tz,
+    wall: (i32, u32, u32, u32, u32),
+    expr: &str,
+    (from, until): (&str, &str),
+    expected: &[&str],
+) {
+    let (y, mo, d, h, mi) = wall;
+    let gap_wall = NaiveDate::from_ymd_opt(y, mo, d)
+        .and_then(|d| d.and_hms_opt(h, mi, 0))
+        .expect("valid");
+    assert_eq!(tz.from_local_datetime(&gap_wall), chrono::LocalResult::None);
+    let schedule = Schedule::parse(expr, tz).expect("valid");
+    let expected: Vec<DateTime<Utc>> = expected.iter().map(|t| utc(t)).collect();
+    assert_eq!(chain(&schedule, from, until), expected, "{expr} in {tz}");
+}
+
 #[test]
 fn lord_howe_half_hour_gap_moves_a_fixed_time_job_to_the_end_of_the_gap() {
     // 2026-10-04 02:00 LHST (+10:30) -> 02:30 LHDT (+11:00) at 15:30 UTC on
     // 2026-10-03, so 02:15 does not exist that day.
-    let tz = chrono_tz::Australia::Lord_Howe;
-    let gap_wall = NaiveDate::from_ymd_opt(2026, 10, 4)
-        .and_then(|d| d.and_hms_opt(2, 15, 0))
-        .expect("valid");
-    assert_eq!(tz.from_local_datetime(&gap_wall), chrono::LocalResult::None);
-    let schedule = Schedule::parse("15 2 * * *", tz).expect("valid");
-    let slots = chain(&schedule, "2026-10-02T12:00:00Z", "2026-10-05T12:00:00Z");
-    assert_eq!(
-        slots,
-        vec![
-            utc("2026-10-02T15:45:00Z"),
-            utc("2026-10-03T15:30:00Z"),
-            utc("2026-10-04T15:15:00Z"),
-        ]
+    assert_gap_slots(
+        chrono_tz::Australia::Lord_Howe,
+        (2026, 10, 4, 2, 15),
+        "15 2 * * *",
+        ("2026-10-02T12:00:00Z", "2026-10-05T12:00:00Z"),
+        &[
+            "2026-10-02T15:45:00Z",
+            "2026-10-03T15:30:00Z",
+            "2026-10-04T15:15:00Z",
+        ],
     );
 }
 
 #[test]
 fn santiago_midnight_gap_runs_daily_midnight_job_at_one() {
     // Chile skips 2026-09-06 00:00-01:00 (-04 -> -03 at 04:00 UTC).
-    let tz = chrono_tz::America::Santiago;
-    let midnight = NaiveDate::from_ymd_opt(2026, 9, 6)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .expect("valid");
-    assert_eq!(tz.from_local_datetime(&midnight), chrono::LocalResult::None);
-    let schedule = Schedule::parse("0 0 * * *", tz).expect("valid");
-    let slots = chain(&schedule, "2026-09-05T00:00:00Z", "2026-09-08T00:00:00Z");
-    assert_eq!(
-        slots,
-        vec![
-            utc("2026-09-05T04:00:00Z"),
-            utc("2026-09-06T04:00:00Z"),
-            utc("2026-09-07T03:00:00Z"),
-        ]
+    assert_gap_slots(
+        chrono_tz::America::Santiago,
+        (2026, 9, 6, 0, 0),
+        "0 0 * * *",
+        ("2026-09-05T00:00:00Z", "2026-09-08T00:00:00Z"),
+        &[
+            "2026-09-05T04:00:00Z",
+            "2026-09-06T04:00:00Z",
+            "2026-09-07T03:00:00Z",
+        ],
     );
 }
 

@@ -1072,6 +1072,24 @@ async fn kept_by_retain_1(items: Vec<Value>) -> Vec<String> {
     crate::providers::tests::kept_by_retain_1(&listed)
 }
 
+/// A full snapshot, the root of its own chain, taken on `day`.
+fn full_item(id: &str, day: u32) -> Value {
+    chain_item(
+        id,
+        day,
+        json!({"snapshot_type": 1, "root_id": id, "parent_id": "self"}),
+    )
+}
+
+/// An increment on `parent` in the chain rooted at `root`.
+fn increment_item(id: &str, day: u32, root: &str, parent: &str) -> Value {
+    chain_item(
+        id,
+        day,
+        json!({"snapshot_type": 0, "root_id": root, "parent_id": parent}),
+    )
+}
+
 fn chain_item(id: &str, day: u32, chain: Value) -> Value {
     let mut v = json!({
         "snapshot_id": id, "snapshot_name": format!("db-vol-1-202401{day:02}T000000Z"),
@@ -1087,16 +1105,8 @@ fn chain_item(id: &str, day: u32, chain: Value) -> Value {
 #[tokio::test]
 async fn an_increment_without_root_id_still_keeps_its_parents() {
     let kept = kept_by_retain_1(vec![
-        chain_item(
-            "ss-f",
-            1,
-            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
-        ),
-        chain_item(
-            "ss-i1",
-            2,
-            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
-        ),
+        full_item("ss-f", 1),
+        increment_item("ss-i1", 2, "ss-f", "ss-f"),
         chain_item("ss-i2", 3, json!({"snapshot_type":0,"parent_id":"ss-i1"})),
     ])
     .await;
@@ -1109,59 +1119,27 @@ async fn an_increment_without_root_or_parent_keeps_everything_older() {
     // the increment may hang on any older point (chains branch after a
     // rollback), so all of them stay.
     let kept = kept_by_retain_1(vec![
-        chain_item(
-            "ss-old",
-            1,
-            json!({"snapshot_type":1,"root_id":"ss-old","parent_id":"self"}),
-        ),
-        chain_item(
-            "ss-f",
-            2,
-            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
-        ),
-        chain_item(
-            "ss-i1",
-            3,
-            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
-        ),
+        full_item("ss-old", 1),
+        full_item("ss-f", 2),
+        increment_item("ss-i1", 3, "ss-f", "ss-f"),
         chain_item("ss-i2", 4, json!({"snapshot_type":0})),
     ])
     .await;
     assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2", "ss-old"]);
     // Root known, parent not: the points between are unknown too.
     let kept = kept_by_retain_1(vec![
-        chain_item(
-            "ss-f",
-            1,
-            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
-        ),
-        chain_item(
-            "ss-i1",
-            2,
-            json!({"snapshot_type":0,"root_id":"ss-f","parent_id":"ss-f"}),
-        ),
+        full_item("ss-f", 1),
+        increment_item("ss-i1", 2, "ss-f", "ss-f"),
         chain_item("ss-i2", 3, json!({"snapshot_type":0,"root_id":"ss-f"})),
     ])
     .await;
     assert_eq!(kept, ["ss-f", "ss-i1", "ss-i2"]);
     // Snapshots newer than the last unknown one keep their own chains.
     let kept = kept_by_retain_1(vec![
-        chain_item(
-            "ss-f",
-            1,
-            json!({"snapshot_type":1,"root_id":"ss-f","parent_id":"self"}),
-        ),
+        full_item("ss-f", 1),
         chain_item("ss-u", 2, json!({})),
-        chain_item(
-            "ss-g",
-            3,
-            json!({"snapshot_type":1,"root_id":"ss-g","parent_id":"self"}),
-        ),
-        chain_item(
-            "ss-g1",
-            4,
-            json!({"snapshot_type":0,"root_id":"ss-g","parent_id":"ss-g"}),
-        ),
+        full_item("ss-g", 3),
+        increment_item("ss-g1", 4, "ss-g", "ss-g"),
     ])
     .await;
     assert_eq!(kept, ["ss-g", "ss-g1"]);
