@@ -46,8 +46,7 @@ fn times(records: &[serde_json::Value]) -> Vec<DateTime<Utc>> {
 #[test]
 fn a_thousand_targets_due_at_once_respect_rate_and_in_flight_limits() {
     let started = Instant::now();
-    let sim = Sim::start(&format!("{JOB_MS}ms"));
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes(&format!("{JOB_MS}ms"), &[]);
     let vols: Vec<String> = (0..TARGETS).map(|i| format!("vol-b{i:07}")).collect();
     for v in &vols {
         sim.volume(v);

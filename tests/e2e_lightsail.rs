@@ -87,15 +87,6 @@ fn snapshot_now(wd: &Workdir, cfg: &std::path::Path, policy: &str, secret: &str)
     )
 }
 
-/// Everything a command printed (outcomes on stdout, the log on stderr).
-fn stderr(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn seed(sim: &Sim) {
     sim.post("/_sim/lightsail/instances", json!({"name": "web-1"}));
     sim.post("/_sim/lightsail/disks", json!({"name": "data-1"}));
@@ -165,8 +156,7 @@ fn tag<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
 /// snapshots per source and nothing seeded.
 #[test]
 fn instance_and_disk_policies_create_tag_follow_and_prune() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let foreign = seed_foreign(&sim);
     let cfg = config(&wd, &sim, &policies(2));
@@ -176,7 +166,11 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         }
         for policy in ["web", "data"] {
             let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-            assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
+            assert!(
+                out.status.success(),
+                "{policy} run {i}: {}",
+                output_text(&out)
+            );
         }
     }
 
@@ -348,8 +342,7 @@ fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new:
 /// the ledger; the sources are untouched.
 #[test]
 fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     sim.post(
         "/_sim/lightsail/instances",
         json!({"name": "web-1", "availability_zone": "us-east-2b"}),
@@ -365,7 +358,11 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         }
         for policy in ["web", "data"] {
             let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-            assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
+            assert!(
+                out.status.success(),
+                "{policy} run {i}: {}",
+                output_text(&out)
+            );
         }
     }
     let newest = |key: &str, source: &str| -> String {
@@ -384,7 +381,7 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
     let newest_instance = newest("fromInstanceName", "web-1");
 
     let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -414,7 +411,7 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         .any(|d| d["name"] == "data-1" && d["fromSnapshot"].is_null()));
 
     let out = restore(&wd, &cfg, "web", "web-1", "web-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -479,18 +476,17 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
 /// already in use is refused by the cloud with a clear message.
 #[test]
 fn failed_restore_is_reported_and_recorded() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let cfg = config(&wd, &sim, &policies(3));
     let out = snapshot_now(&wd, &cfg, "data", LS_SECRET);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     sim.post(
         "/_sim/faults",
         json!({"dialect": "lightsail", "action": "CreateDiskFromSnapshot", "fault": "fail_job", "count": 1}),
     );
     let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("restore failed") && text.contains("InternalError"),
@@ -503,7 +499,7 @@ fn failed_restore_is_reported_and_recorded() {
 
     // The failed disk keeps its name (as in Lightsail, until deleted).
     let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("already in use"), "{text}");
     let calls = requests(&sim, "CreateDiskFromSnapshot");
@@ -568,8 +564,7 @@ fn finished_runs(
 /// target) pair can have, tagged as before.
 #[test]
 fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     for name in ["prod-web", "web"] {
         sim.post("/_sim/lightsail/instances", json!({"name": name}));
     }
@@ -628,8 +623,7 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
 /// clouds' calls carry (provider, call, outcome), an error answer too.
 #[test]
 fn lightsail_calls_are_counted_and_timed_in_metrics() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     // One throttled listing: an error answer is counted as such.
     sim.post(
@@ -712,20 +706,19 @@ fn lightsail_calls_are_counted_and_timed_in_metrics() {
 /// creation time, status and size.
 #[test]
 fn plan_json_shows_the_cloud_identifier_and_details() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let cfg = config(&wd, &sim, &policies(3));
     for policy in ["web", "data"] {
         let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
     }
     let out = run(
         &wd,
         &["plan", "--json", "-c", cfg.to_str().expect("utf-8 path")],
         LS_SECRET,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("plan json");
     for (policy, source, size_gb) in [("web", "web-1", 40u64), ("data", "data-1", 8)] {
         let entry = doc

@@ -141,17 +141,9 @@ fn snapshot(wd: &Workdir, secret: &str) -> Output {
     )
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Nothing the engine saw failed: no retry, no failed poll.
 fn assert_no_failed_call_reached_the_engine(out: &Output) {
-    let t = text(out);
+    let t = output_text(out);
     for needle in ["retrying", "poll failed", "operation failed", "WARN"] {
         assert!(!t.contains(needle), "{needle:?} in the output:\n{t}");
     }
@@ -172,11 +164,15 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
 
     for _ in 0..3 {
         let out = snapshot(&wd, PVS_API_KEY);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("ok, 1 created"), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(
+            output_text(&out).contains("ok, 1 created"),
+            "{}",
+            output_text(&out)
+        );
         assert_no_failed_call_reached_the_engine(&out);
         assert!(
-            !text(&out).contains(PVS_API_KEY),
+            !output_text(&out).contains(PVS_API_KEY),
             "the key must not be logged"
         );
     }
@@ -254,7 +250,7 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
     });
     sim.post("/_sim/powervs/revoke_access_tokens", json!({}));
     let out = child.wait_with_output().expect("snapshot exits");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_no_failed_call_reached_the_engine(&out);
     let rejected: Vec<Value> = all_requests(&sim)
         .into_iter()
@@ -286,9 +282,9 @@ fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
     );
     for _ in 0..2 {
         let out = snapshot(&wd, first);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         assert_no_failed_call_reached_the_engine(&out);
-        assert!(!text(&out).contains(first));
+        assert!(!output_text(&out).contains(first));
     }
     let exchanges = requests(&sim, "ip4g.token");
     assert!(exchanges.len() >= 3, "renewed mid-run: {exchanges:?}");
@@ -321,9 +317,9 @@ fn login_device_flow_then_refresh_token_auth() {
     let out = snapshot(&wd, "unused");
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("snapwarden login -c FILE --provider pvs"),
+        output_text(&out).contains("snapwarden login -c FILE --provider pvs"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let mut child = Command::new(BIN)
@@ -364,7 +360,7 @@ fn login_device_flow_then_refresh_token_auth() {
     assert!(rest.iter().any(|l| l.contains("Signed in")), "{rest:?}");
 
     let out = snapshot(&wd, "unused");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_no_failed_call_reached_the_engine(&out);
 }
 
@@ -383,8 +379,8 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
         2,
     );
     let out = snapshot(&wd, &good);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(&good));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(&good));
 
     settings(&sim, json!({"token_lifetime_s": 1}));
     let short = iam_token(&sim, &http);
@@ -398,7 +394,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     let creates_before = requests(&sim, "pcloud.pvminstances.snapshots.post").len();
     let out = snapshot(&wd, &short);
     assert!(!out.status.success());
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(t.contains("static bearer_token expired at"), "{t}");
     assert!(!t.contains(&short));
     assert_eq!(
@@ -432,7 +428,7 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     let wd = Workdir::new();
     config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
     let out = snapshot(&wd, PVS_API_KEY);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let ours: Vec<Value> = requests(&sim, "pcloud.pvminstances.snapshots.post")
         .into_iter()
         .filter(|r| r["params"]["name"] != "by-hand-in-progress")
@@ -442,6 +438,10 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
         "first a 409, then more attempts: {ours:?}"
     );
     assert_eq!(status(ours.last().expect("one")), 202);
-    assert!(text(&out).contains("retrying"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("retrying"),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(live_snapshots(&sim).len(), 2, "ours and the other one");
 }

@@ -23,8 +23,7 @@ fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
 /// snapshot on each volume is untouched.
 #[test]
 fn three_slots_two_volumes_retain_two() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let mut manual = Vec::new();
     for v in ["vol-aaaa0001", "vol-bbbb0002"] {
         sim.volume(v);
@@ -83,9 +82,7 @@ fn three_slots_two_volumes_retain_two() {
 /// second snapshot is made for that slot.
 #[test]
 fn kill_nine_mid_job_resumes_without_duplicate() {
-    let sim = Sim::start("3s");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
+    let (sim, wd) = sim_with_volumes("3s", &["vol-aaaa0001"]);
     let cfg = wd.write_config(&wd.qingcloud_config(
         &sim,
         SECRET,
@@ -124,9 +121,7 @@ fn kill_nine_mid_job_resumes_without_duplicate() {
 /// an invalid file keeps the daemon on the old configuration.
 #[test]
 fn invalid_config_check_and_sighup() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
+    let (sim, wd) = sim_with_volumes("200ms", &["vol-aaaa0001"]);
     let good = wd.qingcloud_config(&sim, SECRET, &policy(&["vol-aaaa0001"], "* * * * * *", 2));
     let cfg = wd.write_config(&good);
 

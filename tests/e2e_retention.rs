@@ -13,9 +13,7 @@ const VOL: &str = "vol-aaaa0001";
 
 #[test]
 fn a_year_of_nightly_snapshots_under_gfs_rules() {
-    let sim = Sim::start("50ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("50ms", &[VOL]);
     let manual = sim.manual_snapshot(VOL, "before-upgrade");
 
     let first = Utc
@@ -83,12 +81,7 @@ timeout = "10m"
             .unwrap_or_else(|| format!("unknown {id}"))
     };
 
-    let out = wd.cmd(&["plan", "--json", "-c", path], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = wd.cmd_ok(&["plan", "--json", "-c", path], SECRET);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots").clone();
     assert_eq!(snaps.len(), 366, "365 own and the manual one");
@@ -137,12 +130,7 @@ timeout = "10m"
     );
 
     // 340 deletes: beyond the per-run budget, so the operator confirms.
-    let out = wd.cmd(&["prune", "-c", path, "--policy", "db", "--yes"], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.cmd_ok(&["prune", "-c", path, "--policy", "db", "--yes"], SECRET);
     let mut live: Vec<String> = sim
         .live_snapshots(VOL)
         .iter()

@@ -36,32 +36,6 @@ fn write_config(wd: &Workdir, sim: &Sim, daemon_extra: &str, policies: &[String]
     wd.write_config(&text)
 }
 
-fn metrics_addr(daemon: &Daemon) -> String {
-    let log = daemon.log.clone();
-    wait_for(
-        "the metrics address in the log",
-        Duration::from_secs(10),
-        || {
-            log.all().iter().find_map(|l| {
-                l.split("metrics listening on ")
-                    .nth(1)
-                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
-            })
-        },
-    )
-}
-
-/// GET `url`: status and body (0 on a transport error, so waits retry).
-fn get(url: &str) -> (u16, String) {
-    match reqwest::blocking::get(url) {
-        Ok(r) => {
-            let code = r.status().as_u16();
-            (code, r.text().unwrap_or_default())
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -79,9 +53,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// manual snapshot is never touched.
 #[test]
 fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let manual = sim.manual_snapshot(VOL, "before-upgrade");
     let seeded = seed_days(&sim, &wd, "db", VOL, 15);
     let cfg = write_config(
@@ -123,7 +95,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
     assert!(first.iter().all(|id| seeded.contains(id)));
     let series = r#"snapwarden_prune_budget_exceeded_total{policy="db",target="vol-aaaa0001"}"#;
     wait_for("the budget metric", Duration::from_secs(10), || {
-        (sample(&get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
+        (sample(&http_get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
     });
     let runs = wd.state().runs_for("db", VOL, 5).expect("runs");
     assert!(
@@ -169,9 +141,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
 /// `prune --yes` with retain = 1; only the ledger's own go.
 #[test]
 fn look_alikes_not_in_the_ledger_are_never_deleted() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let own = seed_days(&sim, &wd, "db", VOL, 3);
     let look_alikes: Vec<String> = (0..3)
         .map(|d| {
@@ -203,9 +173,7 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
 /// command says why.
 #[test]
 fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     seed_days(&sim, &wd, "db", VOL, 4);
     let cfg = write_config(
         &wd,
@@ -238,9 +206,7 @@ fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
 /// pruning proceeds.
 #[test]
 fn a_failed_or_incomplete_listing_stops_pruning() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     seed_days(&sim, &wd, "db", VOL, 5);
     let cfg = write_config(
         &wd,
@@ -298,9 +264,7 @@ fn clear_faults(sim: &Sim) {
 /// `/healthz` recovers, the next slot creates, and `recovery` is alerted.
 #[test]
 fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let cfg = write_config(
         &wd,
         &sim,
@@ -328,7 +292,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     let requests_before = sim.requests("CreateSnapshots").len();
     daemon.wait_log("cannot record the intent", MINUTE);
     let body = wait_for("/healthz to turn 503", Duration::from_secs(20), || {
-        let (code, body) = get(&format!("{base}/healthz"));
+        let (code, body) = http_get(&format!("{base}/healthz"));
         (code == 503).then_some(body)
     });
     assert!(body.contains("state database not writable"), "{body}");
@@ -346,7 +310,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
         requests_before,
         "no create call while the intent cannot be committed"
     );
-    let metrics = get(&format!("{base}/metrics")).1;
+    let metrics = http_get(&format!("{base}/metrics")).1;
     assert_eq!(
         sample(
             &metrics,
@@ -360,7 +324,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     conn.execute_batch("ROLLBACK;").expect("release");
     drop(conn);
     wait_for("/healthz to recover", Duration::from_secs(20), || {
-        (get(&format!("{base}/healthz")).0 == 200).then_some(())
+        (http_get(&format!("{base}/healthz")).0 == 200).then_some(())
     });
     wait_for("a recovery alert after the next slot", MINUTE, || {
         wd.alerts().into_iter().find(|a| a["kind"] == "recovery")
@@ -391,10 +355,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
 #[test]
 fn orphans_lists_and_deletes_only_what_is_ours() {
     const VOL2: &str = "vol-aaaa0002";
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
-    sim.volume(VOL2);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL, VOL2]);
     let manual = sim.manual_snapshot(VOL2, "before-upgrade");
     let manual_db = sim.manual_snapshot(VOL, "by-hand");
     let db_own = seed_days(&sim, &wd, "db", VOL, 3);
@@ -509,9 +470,7 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
 /// prunes normally again.
 #[test]
 fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     seed_days(&sim, &wd, "db", VOL, 12);
     let body = |retain: u32| {
         policy(
@@ -555,7 +514,10 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     });
     assert!(sim.deleted_ids().is_empty(), "no delete while held");
     let held = r#"snapwarden_deletes_held{policy="db",target="vol-aaaa0001"}"#;
-    assert_eq!(sample(&get(&format!("{base}/metrics")).1, held), Some(1.0));
+    assert_eq!(
+        sample(&http_get(&format!("{base}/metrics")).1, held),
+        Some(1.0)
+    );
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
 
     // The operator confirms. Next to the running daemon `prune` refuses
@@ -593,7 +555,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
         (sim.deleted_ids().len() > after_confirm).then_some(())
     });
     wait_for("the hold metric back to 0", Duration::from_secs(10), || {
-        (sample(&get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
+        (sample(&http_get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));

@@ -34,8 +34,7 @@ fn deletes_of(sim: &Sim, snapshots: &[String]) -> usize {
 
 #[test]
 fn selector_follows_the_cloud_at_every_run() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let prod = json!({"env": "prod"});
     seed(&sim, "vol-web00001", "web-1", prod.clone());
     seed(&sim, "vol-web00002", "web-2", prod.clone());
@@ -163,14 +162,9 @@ timeout = "5s"
     );
 
     // plan shows what the selector matches now.
-    let out = wd.cmd(
+    let out = wd.cmd_ok(
         &["plan", "--json", "-c", &cfg.display().to_string()],
         SECRET,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
     let entries = plan.as_array().expect("plan array");
@@ -307,8 +301,7 @@ fn select_cases() -> Vec<Case> {
 fn selector_resolves_on_every_selectable_cloud() {
     for case in select_cases() {
         let kind = case.kind;
-        let sim = Sim::start("100ms");
-        let wd = Workdir::new();
+        let (sim, wd) = sim_with_volumes("100ms", &[]);
         kind.prepare(&sim);
         let (hit, misses) = (case.seed)(&sim);
         let policy = format!("sel{}", kind.provider());
@@ -337,11 +330,7 @@ timeout = "30s"
         let cfg_s = cfg.display().to_string();
 
         let out = clouds::cmd(wd.dir.path(), &["plan", "--json", "-c", &cfg_s]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         assert!(out.status.success(), "{kind:?}: plan failed: {text}");
         let plan: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{kind:?}: plan json: {e}: {text}"));

@@ -215,12 +215,7 @@ fn busy_disk_is_retried_to_success() {
 
     // The platform's own timer is taking a snapshot for the next 400 ms.
     ucs.foreign_snapshot("disk-aaaa0001", "timer", "", "Automatic", 400);
-    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
     let creates = ucs.requests("CreateSnapshot");
     assert!(creates.iter().any(|r| r["ret_code"] == 2502), "{creates:?}");
     assert_eq!(creates.iter().filter(|r| r["ret_code"] == 0).count(), 1);
@@ -258,12 +253,7 @@ fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
     ));
     let path = cfg.to_str().expect("utf-8 path");
     for _ in 0..2 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
         std::thread::sleep(Duration::from_millis(1100));
     }
     assert_eq!(ucs.live("disk-aaaa0001").len(), 3);

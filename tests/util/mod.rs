@@ -325,6 +325,17 @@ requests_per_second = 50
             .output()
             .expect("run snapwarden")
     }
+
+    /// [`Workdir::cmd`], which must succeed.
+    pub fn cmd_ok(&self, args: &[&str], secret: &str) -> Output {
+        let out = self.cmd(args, secret);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
 }
 
 impl Workdir {
@@ -609,4 +620,44 @@ pub fn seconds_from_now(offsets: &[u64]) -> String {
         .map(|o| ((now + o) % 60).to_string())
         .collect();
     format!("{} * * * * *", secs.join(","))
+}
+
+/// A simulator whose jobs take `job_duration`, holding the QingCloud
+/// `volumes`, and a scratch directory for the policy file and ledger.
+pub fn sim_with_volumes(job_duration: &str, volumes: &[&str]) -> (Sim, Workdir) {
+    let sim = Sim::start(job_duration);
+    for v in volumes {
+        sim.volume(v);
+    }
+    (sim, Workdir::new())
+}
+
+/// The metrics address the daemon logged once it listens.
+pub fn metrics_addr(daemon: &Daemon) -> String {
+    let log = daemon.log.clone();
+    wait_for(
+        "the metrics address in the log",
+        Duration::from_secs(10),
+        || {
+            log.all().iter().find_map(|l| {
+                l.split("metrics listening on ")
+                    .nth(1)
+                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+            })
+        },
+    )
+}
+
+/// GET `url`: status and body (0 on a transport error, so waits retry).
+pub fn http_get(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            (code, r.text().unwrap_or_default())
+        }
+        Err(e) => {
+            eprintln!("GET {url}: {e}");
+            (0, String::new())
+        }
+    }
 }
