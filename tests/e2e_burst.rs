@@ -124,14 +124,7 @@ timeout = "120s"
     // in-flight slot at least that long, so jobs running at once in the
     // simulator is a lower bound of the daemon's operations in flight.
     let job = chrono::Duration::milliseconds(JOB_MS);
-    let mut in_flight_peak = 0;
-    let mut lo = 0;
-    for hi in 0..create_times.len() {
-        while create_times[hi] - create_times[lo] >= job {
-            lo += 1;
-        }
-        in_flight_peak = in_flight_peak.max(hi - lo + 1);
-    }
+    let in_flight_peak = peak(&create_times, job);
     let span = all_times
         .last()
         .zip(all_times.first())

@@ -173,8 +173,7 @@ fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
     }
     wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 1, "")));
 
-    let out = wd.cmd_ok(&["plan", "--json", "-c", path], SECRET);
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let plan = wd.json_ok(&["plan", "--json", "-c", path], SECRET);
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots");
     assert_eq!(snaps.len(), 4);
     let deletes: Vec<&str> = snaps

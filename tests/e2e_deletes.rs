@@ -56,14 +56,7 @@ max_deletes_per_run = 5
 /// made, nothing is deleted until `prune --policy db --yes`, which then
 /// deletes what retention wants and lifts the hold.
 fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daemon) {
-    daemon.wait_log("deletions held until", Duration::from_secs(20));
-    assert!(
-        daemon
-            .log
-            .count("the new rules delete this snapshot, the old ones kept it")
-            >= 10,
-        "the plan diff is logged"
-    );
+    daemon.wait_deletions_held(10, "the plan diff is logged");
     wait_for("a deletes_held alert", Duration::from_secs(10), || {
         wd.alerts()
             .into_iter()

@@ -662,17 +662,11 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
     }
     assert_eq!(sim.kc_live(data).len(), 2, "still on the cloud");
 
-    let out = wd.cmd_ok(
+    let doc = wd.json_ok(
         &["orphans", "-c", cfg.to_str().expect("utf-8"), "--json"],
         KC_SECRET,
     );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("orphans json");
-    let listed: Vec<&str> = doc["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .filter_map(|o| o["snapshot_id"].as_str())
-        .collect();
+    let listed: Vec<&str> = field_strs(&doc["orphans"], "snapshot_id");
     for id in &data_ids {
         assert!(listed.contains(&id.as_str()), "{id} listed: {doc}");
     }

@@ -141,15 +141,6 @@ fn ok(r: &Value) -> bool {
     r["http_status"] == 200
 }
 
-fn tag<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
-    s["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)?
-        .get("value")?
-        .as_str()
-}
-
 /// Instance and disk policies: four runs each with retain 2. Every create
 /// is tagged and both of its operations are followed to terminal; listing
 /// pages (page size 3); pruning deletes exactly the two oldest own
@@ -181,12 +172,12 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         let live = live(&sim, key, source);
         let own: Vec<&Value> = live
             .iter()
-            .filter(|s| tag(s, "snapwarden:policy") == Some(policy))
+            .filter(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(policy))
             .collect();
         assert_eq!(own.len(), 2, "two own snapshots kept of {source}: {live:?}");
         for s in &own {
-            assert_eq!(tag(s, "snapwarden:target"), Some(source));
-            assert!(tag(s, "snapwarden:slot").is_some_and(|v| v.len() == 16));
+            assert_eq!(clouds::lightsail_tag(s, "snapwarden:target"), Some(source));
+            assert!(clouds::lightsail_tag(s, "snapwarden:slot").is_some_and(|v| v.len() == 16));
             assert!(
                 s["state"] == "available" || s["state"] == "completed",
                 "{s}"
@@ -601,11 +592,11 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
         }
         let own: Vec<Value> = live(&sim, "fromInstanceName", target)
             .into_iter()
-            .filter(|s| tag(s, "snapwarden:policy") == Some(*policy))
+            .filter(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(*policy))
             .collect();
         assert_eq!(own.len(), 2, "{policy} on {target}: {own:?}");
         for s in &own {
-            assert_eq!(tag(s, "snapwarden:target"), Some(*target));
+            assert_eq!(clouds::lightsail_tag(s, "snapwarden:target"), Some(*target));
             assert_eq!(s["state"], "available", "{s}");
         }
     }
@@ -736,7 +727,7 @@ fn plan_json_shows_the_cloud_identifier_and_details() {
             source,
         )
         .into_iter()
-        .find(|s| tag(s, "snapwarden:policy") == Some(policy))
+        .find(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(policy))
         .expect("an own snapshot");
         let name = own["name"].as_str().expect("name");
         let s = snaps

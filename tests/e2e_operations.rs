@@ -9,14 +9,6 @@ use std::time::Duration;
 use serde_json::json;
 use util::*;
 
-/// The value of the sample whose line starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn metrics_follow_creates_failures_and_deletes_and_healthz_follows_the_database() {
     let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
@@ -48,7 +40,7 @@ timeout = "5s"
     let deleted = format!("snapwarden_snapshots_deleted_total{labels}");
     let text = wait_for("two creates and a delete in /metrics", MINUTE, || {
         let (_, t) = http_get(&format!("{base}/metrics"));
-        (sample(&t, &created)? >= 2.0 && sample(&t, &deleted)? >= 1.0).then_some(t)
+        (metric_sample(&t, &created)? >= 2.0 && metric_sample(&t, &deleted)? >= 1.0).then_some(t)
     });
     assert!(text.contains("snapwarden_build_info{version=\""), "{text}");
     for line in text
@@ -62,13 +54,13 @@ timeout = "5s"
         );
     }
     assert!(
-        sample(
+        metric_sample(
             &text,
             r#"snapwarden_schedule_expected_interval_seconds{policy="db"}"#
         ) == Some(1.0)
     );
     assert!(
-        sample(
+        metric_sample(
             &text,
             r#"snapwarden_last_success_timestamp_seconds{policy="db",target="vol-aaaa0001"}"#
         )
@@ -76,7 +68,7 @@ timeout = "5s"
             > 1.7e9
     );
     assert!(
-        sample(
+        metric_sample(
             &text,
             r#"snapwarden_snapshots_retained{policy="db",target="vol-aaaa0001"}"#
         ) == Some(1.0)
@@ -97,12 +89,13 @@ timeout = "5s"
     let failed = r#"snapwarden_snapshots_failed_total{policy="db",target="vol-aaaa0001",provider="qc",reason="operation_failed"}"#;
     wait_for("a failed snapshot in /metrics", MINUTE, || {
         let (_, t) = http_get(&format!("{base}/metrics"));
-        (sample(&t, failed)? >= 1.0).then_some(())
+        (metric_sample(&t, failed)? >= 1.0).then_some(())
     });
     sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "throttle", "count": 1}));
     wait_for("a throttled call in /metrics", MINUTE, || {
         let (_, t) = http_get(&format!("{base}/metrics"));
-        (sample(&t, r#"snapwarden_api_throttled_total{provider="qc"}"#)? >= 1.0).then_some(())
+        (metric_sample(&t, r#"snapwarden_api_throttled_total{provider="qc"}"#)? >= 1.0)
+            .then_some(())
     });
 
     // Health: fine, then 503 while another process holds the write lock.

@@ -81,8 +81,7 @@ timeout = "10m"
             .unwrap_or_else(|| format!("unknown {id}"))
     };
 
-    let out = wd.cmd_ok(&["plan", "--json", "-c", path], SECRET);
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let plan = wd.json_ok(&["plan", "--json", "-c", path], SECRET);
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots").clone();
     assert_eq!(snaps.len(), 366, "365 own and the manual one");
     let mut kept: Vec<String> = snaps
@@ -104,26 +103,15 @@ timeout = "10m"
             .map(|s| s["reasons"].to_string())
             .unwrap_or_default()
     };
-    assert!(
-        reasons_of("2025-01-31").contains("monthly 2025-01"),
-        "{}",
-        reasons_of("2025-01-31")
-    );
-    assert!(
-        reasons_of("2025-12-14").contains("weekly 2025-W50"),
-        "{}",
-        reasons_of("2025-12-14")
-    );
-    assert!(
-        reasons_of("2025-12-31").contains("yearly 2025"),
-        "{}",
-        reasons_of("2025-12-31")
-    );
-    assert!(
-        reasons_of("2025-06-15").contains("kept by no rule"),
-        "{}",
-        reasons_of("2025-06-15")
-    );
+    for (day, reason) in [
+        ("2025-01-31", "monthly 2025-01"),
+        ("2025-12-14", "weekly 2025-W50"),
+        ("2025-12-31", "yearly 2025"),
+        ("2025-06-15", "kept by no rule"),
+    ] {
+        let reasons = reasons_of(day);
+        assert!(reasons.contains(reason), "{day}: {reasons}");
+    }
     assert!(
         sim.requests("DeleteSnapshots").is_empty(),
         "plan deletes nothing"

@@ -36,13 +36,6 @@ fn write_config(wd: &Workdir, sim: &Sim, daemon_extra: &str, policies: &[String]
     wd.write_config(&text)
 }
 
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 // ------------------------------------------------------------ 1. budget
 
 /// 15 own snapshots and retain = 2: the scheduled run creates one and
@@ -95,7 +88,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
     assert!(first.iter().all(|id| seeded.contains(id)));
     let series = r#"snapwarden_prune_budget_exceeded_total{policy="db",target="vol-aaaa0001"}"#;
     wait_for("the budget metric", Duration::from_secs(10), || {
-        (sample(&http_get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
+        (metric_sample(&http_get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
     });
     let runs = wd.state().runs_for("db", VOL, 5).expect("runs");
     assert!(
@@ -312,7 +305,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     );
     let metrics = http_get(&format!("{base}/metrics")).1;
     assert_eq!(
-        sample(
+        metric_sample(
             &metrics,
             r#"snapwarden_intents_unrecorded_total{policy="db"}"#
         ),
@@ -489,13 +482,9 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
 
     write_config(&wd, &sim, "metrics_listen = \"127.0.0.1:0\"", &[body(2)]);
     daemon.signal("HUP");
-    daemon.wait_log("deletions held until", Duration::from_secs(20));
-    assert!(
-        daemon
-            .log
-            .count("the new rules delete this snapshot, the old ones kept it")
-            >= 10,
-        "the plan diff is logged (12 seeded, retain 2; the one being made is not counted)"
+    daemon.wait_deletions_held(
+        10,
+        "the plan diff is logged (12 seeded, retain 2; the one being made is not counted)",
     );
     let alert = wait_for("a deletes_held alert", Duration::from_secs(10), || {
         wd.alerts()
@@ -515,7 +504,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     assert!(sim.deleted_ids().is_empty(), "no delete while held");
     let held = r#"snapwarden_deletes_held{policy="db",target="vol-aaaa0001"}"#;
     assert_eq!(
-        sample(&http_get(&format!("{base}/metrics")).1, held),
+        metric_sample(&http_get(&format!("{base}/metrics")).1, held),
         Some(1.0)
     );
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
@@ -555,7 +544,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
         (sim.deleted_ids().len() > after_confirm).then_some(())
     });
     wait_for("the hold metric back to 0", Duration::from_secs(10), || {
-        (sample(&http_get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
+        (metric_sample(&http_get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));

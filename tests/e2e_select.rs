@@ -162,22 +162,16 @@ timeout = "5s"
     );
 
     // plan shows what the selector matches now.
-    let out = wd.cmd_ok(
+    let plan = wd.json_ok(
         &["plan", "--json", "-c", &cfg.display().to_string()],
         SECRET,
     );
-    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
     let entries = plan.as_array().expect("plan array");
     let web = entries
         .iter()
         .find(|e| e["policy"] == "web" && e.get("matches").is_some())
         .expect("selector entry for web");
-    let mut matched: Vec<&str> = web["matches"]
-        .as_array()
-        .expect("matches")
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
+    let mut matched: Vec<&str> = field_strs(&web["matches"], "id");
     matched.sort_unstable();
     assert_eq!(matched, ["vol-web00002", "vol-web00004"]);
     let targets: Vec<&str> = entries

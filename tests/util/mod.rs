@@ -326,6 +326,13 @@ requests_per_second = 50
             .expect("run snapwarden")
     }
 
+    /// [`Workdir::cmd_ok`] of a `--json` command: its document.
+    pub fn json_ok(&self, args: &[&str], secret: &str) -> Value {
+        let out = self.cmd_ok(args, secret);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", output_text(&out)))
+    }
+
     /// [`Workdir::cmd`], which must succeed.
     pub fn cmd_ok(&self, args: &[&str], secret: &str) -> Output {
         let out = self.cmd(args, secret);
@@ -593,6 +600,18 @@ impl Daemon {
         (status.code(), start.elapsed())
     }
 
+    /// Waits for the hold a reload places on deletions, and checks that the
+    /// plan diff logged with it names at least `n` snapshots.
+    pub fn wait_deletions_held(&self, n: usize, why: &str) {
+        self.wait_log("deletions held until", Duration::from_secs(20));
+        assert!(
+            self.log
+                .count("the new rules delete this snapshot, the old ones kept it")
+                >= n,
+            "{why}"
+        );
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -660,4 +679,23 @@ pub fn http_get(url: &str) -> (u16, String) {
             (0, String::new())
         }
     }
+}
+
+/// The value of the Prometheus sample whose line starts with `series`
+/// (name and labels).
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The string field `key` of each element of the JSON array `v` (which
+/// must be an array).
+pub fn field_strs<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .filter_map(|e| e[key].as_str())
+        .collect()
 }
