@@ -22,7 +22,7 @@ fn policy(schedule: &str, retain: u32, extra: &str) -> String {
 #[test]
 fn overlapping_slots_are_skipped_not_doubled() {
     let (sim, wd) = sim_with_volumes("2500ms", &["vol-aaaa0001"]);
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("* * * * * *", 5, "")));
+    let cfg = wd.write_qc_config(&sim, &policy("* * * * * *", 5, ""));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("two skipped slots", MINUTE, || {
         let runs = wd.try_state()?.runs_for("db", "vol-aaaa0001", 50).ok()?;
@@ -62,11 +62,7 @@ fn overlapping_slots_are_skipped_not_doubled() {
 #[test]
 fn catch_up_runs_one_missed_slot() {
     let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("*/2 * * * * *", 5, "catch_up = true"),
-    ));
+    let cfg = wd.write_qc_config(&sim, &policy("*/2 * * * * *", 5, "catch_up = true"));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("a first successful run", MINUTE, || {
         let runs = wd.try_state()?.runs_for("db", "vol-aaaa0001", 10).ok()?;
@@ -165,13 +161,13 @@ fn json_logs_are_structured_and_secret_free() {
 fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
     let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
     let manual = sim.manual_snapshot("vol-aaaa0001", "before-upgrade");
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 5, "")));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 5, ""));
     let path = cfg.to_str().expect("utf-8");
     for _ in 0..3 {
         wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], SECRET);
         std::thread::sleep(Duration::from_millis(1050));
     }
-    wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 1, "")));
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 1, ""));
 
     let plan = wd.json_ok(&["plan", "--json", "-c", path], SECRET);
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots");
@@ -280,7 +276,7 @@ fn systemd_unit_verifies() {
 fn systemd_notifications_ready_watchdog_stopping() {
     use std::os::unix::net::UnixDatagram;
     let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 2, "")));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 2, ""));
     let sock_path = wd.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -329,11 +325,7 @@ fn systemd_notifications_ready_watchdog_stopping() {
 #[test]
 fn full_every_makes_chains_and_pruning_keeps_them_whole() {
     let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 10, "full_every = 3"),
-    ));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 10, "full_every = 3"));
     let path = cfg.to_str().expect("utf-8");
     for _ in 0..5 {
         wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], SECRET);
@@ -348,11 +340,7 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
     assert_eq!(types, vec![1, 0, 0, 1, 0], "full, incr, incr, full, incr");
 
     // retain 2 keeps the two newest (chain 2: full + incr); chain 1 goes whole.
-    wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 2, "full_every = 3"),
-    ));
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 2, "full_every = 3"));
     wd.cmd_ok(&["prune", "-c", path], SECRET);
     let live: Vec<String> = sim
         .live_snapshots("vol-aaaa0001")
@@ -371,11 +359,7 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
 
     // retain 1 would keep only the newest increment, which needs its full
     // snapshot: nothing may go.
-    wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 1, "full_every = 3"),
-    ));
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 1, "full_every = 3"));
     let out = wd.cmd(&["prune", "-c", path], SECRET);
     assert!(out.status.success());
     assert_eq!(

@@ -33,7 +33,7 @@ fn all_requests(sim: &Sim) -> usize {
 #[test]
 fn a_second_daemon_on_one_ledger_exits_2_and_the_first_keeps_creating() {
     let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("*/2 * * * * *")));
+    let cfg = wd.write_qc_config(&sim, &policy("*/2 * * * * *"));
     let mut a = Daemon::start(&cfg, SECRET);
     wait_for("A's first create", MINUTE, || {
         (sim.creates_for(VOL) >= 1).then_some(())
@@ -83,7 +83,7 @@ fn writing_commands_refuse_while_the_daemon_runs_and_work_after_it_stops() {
     let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     // A schedule that does not fire during the test: every API request
     // after start-up would come from the one-shot commands.
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *")));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *"));
     let path = cfg.to_str().expect("utf-8");
     let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -22,7 +22,10 @@ fn crn() -> String {
 }
 
 /// A workspace with one instance (a data and a boot volume).
-fn seed(sim: &Sim) {
+/// A simulator whose jobs take `job_duration`, holding the workspace and
+/// the instance with its two volumes.
+fn seeded_sim(job_duration: &str) -> Sim {
+    let sim = Sim::start(job_duration);
     sim.post(
         "/_sim/powervs/workspaces",
         json!({"cloud_instance_id": CID, "crn": crn()}),
@@ -32,6 +35,7 @@ fn seed(sim: &Sim) {
         json!({"cloud_instance_id": CID, "pvm_instance_id": PVM,
                "volume_ids": ["vol-data", "vol-boot"]}),
     );
+    sim
 }
 
 fn settings(sim: &Sim, body: Value) {
@@ -155,8 +159,7 @@ fn assert_no_failed_call_reached_the_engine(out: &Output) {
 /// carry our description and only the policy's volume.
 #[test]
 fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
-    let sim = Sim::start("2500ms");
-    seed(&sim);
+    let sim = seeded_sim("2500ms");
     settings(&sim, json!({"token_lifetime_s": 2}));
     let manual = manual_snapshot(&sim, &format!("lpar-{PVM}-19990101T000000Z"));
     let wd = Workdir::new();
@@ -240,8 +243,7 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
 /// and repeats the call; the run succeeds without the engine seeing it.
 #[test]
 fn a_revoked_token_is_reissued_once_without_failing_the_run() {
-    let sim = Sim::start("1500ms");
-    seed(&sim);
+    let sim = seeded_sim("1500ms");
     let wd = Workdir::new();
     let cfg = config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
     let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "lpar"], PVS_API_KEY);
@@ -265,8 +267,7 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
 /// configured one was retired by the first exchange.
 #[test]
 fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
-    let sim = Sim::start("2500ms");
-    seed(&sim);
+    let sim = seeded_sim("2500ms");
     settings(&sim, json!({"token_lifetime_s": 2}));
     let first = "ip4g-first-refresh-token-e2e";
     sim.post(
@@ -309,8 +310,7 @@ fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
 /// works. Before the login, the run says what to do.
 #[test]
 fn login_device_flow_then_refresh_token_auth() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
+    let sim = seeded_sim("300ms");
     let wd = Workdir::new();
     let cfg = config(&wd, &sim, "auth = \"refresh_token\"", 2);
 
@@ -367,8 +367,7 @@ fn login_device_flow_then_refresh_token_auth() {
 /// A static bearer token works until it expires; then the error says so.
 #[test]
 fn bearer_token_works_and_an_expired_one_is_named_plainly() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
+    let sim = seeded_sim("300ms");
     let http = reqwest::blocking::Client::new();
     let good = iam_token(&sim, &http);
     let wd = Workdir::new();
@@ -408,8 +407,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
 /// which is retried until the other one is done.
 #[test]
 fn a_409_for_a_snapshot_in_progress_is_retried() {
-    let sim = Sim::start("800ms");
-    seed(&sim);
+    let sim = seeded_sim("800ms");
     // Someone else starts a snapshot of the instance through the API.
     let http = reqwest::blocking::Client::new();
     let token = iam_token(&sim, &http);

@@ -30,11 +30,10 @@ fn three_slots_two_volumes_retain_two() {
         manual.push(sim.manual_snapshot(v, &format!("db-{v}-19990101T000000Z")));
     }
     let schedule = seconds_from_now(&[2, 4, 6]);
-    let cfg = wd.write_config(&wd.qingcloud_config(
+    let cfg = wd.write_qc_config(
         &sim,
-        SECRET,
         &policy(&["vol-aaaa0001", "vol-bbbb0002"], &schedule, 2),
-    ));
+    );
     let daemon = Daemon::start(&cfg, SECRET);
 
     // Wait for three succeeded runs per volume and no operation in flight.
@@ -83,11 +82,7 @@ fn three_slots_two_volumes_retain_two() {
 #[test]
 fn kill_nine_mid_job_resumes_without_duplicate() {
     let (sim, wd) = sim_with_volumes("3s", &["vol-aaaa0001"]);
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], &seconds_from_now(&[2]), 2),
-    ));
+    let cfg = wd.write_qc_config(&sim, &policy(&["vol-aaaa0001"], &seconds_from_now(&[2]), 2));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("a create operation in flight", MINUTE, || {
         wd.try_state()?

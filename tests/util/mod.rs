@@ -273,6 +273,12 @@ requests_per_second = 50
         .replace("TEST_QY_SECRET", &secret_env_name(secret))
     }
 
+    /// [`Workdir::qingcloud_config`] with the simulator's secret, written
+    /// as the policy file.
+    pub fn write_qc_config(&self, sim: &Sim, policy: &str) -> PathBuf {
+        self.write_config(&self.qingcloud_config(sim, SECRET, policy))
+    }
+
     /// The ledger, if the daemon has created it yet.
     pub fn try_state(&self) -> Option<snapwarden::state::State> {
         snapwarden::state::State::open_read_only(&self.state_path()).ok()
