@@ -67,21 +67,16 @@ def log(msg):
 
 def provider_block(dialect, sim_url, rps, max_in_flight):
     if dialect == "qingcloud":
-        return f"""[providers.p]
-kind = "qingcloud"
-zone = "{ZONE}"
-access_key_id = "{QC_KEY}"
-secret_access_key_env = "{SECRET_ENV}"
-endpoint = "{sim_url}/iaas/"
-requests_per_second = {rps}
-max_in_flight = {max_in_flight}
-"""
+        kind, place, key, endpoint = "qingcloud", f'zone = "{ZONE}"', QC_KEY, f"{sim_url}/iaas/"
+    else:
+        kind, place, key, endpoint = ("lightsail", 'region = "us-east-2"', LS_KEY,
+                                      f"{sim_url}/lightsail")
     return f"""[providers.p]
-kind = "lightsail"
-region = "us-east-2"
-access_key_id = "{LS_KEY}"
+kind = "{kind}"
+{place}
+access_key_id = "{key}"
 secret_access_key_env = "{SECRET_ENV}"
-endpoint = "{sim_url}/lightsail"
+endpoint = "{endpoint}"
 requests_per_second = {rps}
 max_in_flight = {max_in_flight}
 """

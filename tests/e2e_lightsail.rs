@@ -9,7 +9,7 @@
 mod clouds;
 mod util;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use clouds::Kind;
@@ -55,22 +55,15 @@ fn config(wd: &Workdir, sim: &Sim, policies: &str) -> std::path::PathBuf {
     ))
 }
 
-/// One snapwarden command with `secret` in its variable and the AWS chain
-/// fenced off from anything but loopback.
+/// One snapwarden command with `secret` in its variable (every other
+/// cloud's secret in theirs) and the AWS chain fenced off from anything but
+/// loopback.
 fn run(wd: &Workdir, args: &[&str], secret: &str) -> Output {
-    let none = wd.dir.path().join("no-aws-config");
-    Command::new(BIN)
-        .args(args)
-        .env(secret_env_name(secret), secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", &none)
-        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_LIGHTSAIL")
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run snapwarden")
+    clouds::cmd_with(
+        wd.dir.path(),
+        args,
+        &[(secret_env_name(secret), secret.to_string())],
+    )
 }
 
 fn snapshot_now(wd: &Workdir, cfg: &std::path::Path, policy: &str, secret: &str) -> Output {
