@@ -203,17 +203,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
         assert!(mine.iter().all(|r| r["params"]["snapshot.description"]
             .as_str()
             .is_some_and(|d| d.starts_with(&format!("snapwarden policy=db target={v} slot=")))));
-        let live = sim.kc_live(v);
-        let own: Vec<&Value> = live
-            .iter()
-            .filter(|s| s["id"] != manual_id.as_str())
-            .collect();
-        assert_eq!(own.len(), 2, "two own snapshots kept on {v}: {live:?}");
-        assert!(own.iter().all(|s| s["status"] == "available"));
-        assert!(
-            live.iter().any(|s| s["id"] == manual_id.as_str()),
-            "the manual snapshot on {v} (whose name looks like ours) is untouched"
-        );
+        assert_two_kept_beside_manual(&sim.kc_live(v), "id", manual_id, v);
         assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     assert_eq!(accepted(&sim.kc_requests("DeleteSnapshot")).len(), 2);

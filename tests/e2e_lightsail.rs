@@ -207,10 +207,7 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
             .as_str()
             .unwrap_or("")
             .contains("snapwarden:slot")));
-    let ops: Vec<Value> = sim.get("/_sim/lightsail/operations")["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let ops: Vec<Value> = sim_list(&sim, "operations");
     let create_ops: Vec<&Value> = ops
         .iter()
         .filter(|o| {
@@ -300,6 +297,40 @@ fn restore_ops(wd: &Workdir) -> (Vec<(String, Option<String>)>, usize) {
     (done, open)
 }
 
+/// `restore --policy P --target T --new N` (`to` is `(P, T, N)`), which
+/// must succeed, say it made N from `snapshot`, and send one accepted
+/// `action`: that call's parameters.
+fn restore_ok(
+    sim: &Sim,
+    wd: &Workdir,
+    cfg: &std::path::Path,
+    to: (&str, &str, &str),
+    snapshot: &str,
+    action: &str,
+) -> Value {
+    let (policy, target, new) = to;
+    let out = restore(wd, cfg, policy, target, new);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("into new resource {new}")) && stdout.contains(snapshot),
+        "{stdout}"
+    );
+    let calls = requests(sim, action);
+    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
+    assert!(ok(&calls[0]), "{calls:?}");
+    calls[0]["params"].clone()
+}
+
+/// The simulator's Lightsail `what` (disks, instances, operations).
+fn sim_list(sim: &Sim, what: &str) -> Vec<Value> {
+    sim.get(&format!("/_sim/lightsail/{what}"))[what]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new: &str) -> Output {
     run(
         wd,
@@ -364,26 +395,13 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
     let newest_disk = newest("fromDiskName", "data-1");
     let newest_instance = newest("fromInstanceName", "web-1");
 
-    let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("into new resource data-1-copy") && stdout.contains(&newest_disk),
-        "{stdout}"
-    );
-    let calls = requests(&sim, "CreateDiskFromSnapshot");
-    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
-    assert!(ok(&calls[0]), "{calls:?}");
-    let p = &calls[0]["params"];
+    let to = ("data", "data-1", "data-1-copy");
+    let p = &restore_ok(&sim, &wd, &cfg, to, &newest_disk, "CreateDiskFromSnapshot");
     assert_eq!(p["diskSnapshotName"], newest_disk.as_str());
     assert_eq!(p["diskName"], "data-1-copy");
     assert_eq!(p["availabilityZone"], "us-east-2c", "the source's zone");
     assert_eq!(p["sizeInGb"], "8", "the snapshot's size");
-    let disks = sim.get("/_sim/lightsail/disks")["disks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let disks = sim_list(&sim, "disks");
     let copy = disks
         .iter()
         .find(|d| d["name"] == "data-1-copy")
@@ -394,26 +412,20 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         .iter()
         .any(|d| d["name"] == "data-1" && d["fromSnapshot"].is_null()));
 
-    let out = restore(&wd, &cfg, "web", "web-1", "web-1-copy");
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("into new resource web-1-copy") && stdout.contains(&newest_instance),
-        "{stdout}"
+    let to = ("web", "web-1", "web-1-copy");
+    let p = &restore_ok(
+        &sim,
+        &wd,
+        &cfg,
+        to,
+        &newest_instance,
+        "CreateInstancesFromSnapshot",
     );
-    let calls = requests(&sim, "CreateInstancesFromSnapshot");
-    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
-    assert!(ok(&calls[0]), "{calls:?}");
-    let p = &calls[0]["params"];
     assert_eq!(p["instanceSnapshotName"], newest_instance.as_str());
     assert_eq!(p["instanceNames"], r#"["web-1-copy"]"#);
     assert_eq!(p["availabilityZone"], "us-east-2b");
     assert_eq!(p["bundleId"], "small_3_0");
-    let instances = sim.get("/_sim/lightsail/instances")["instances"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let instances = sim_list(&sim, "instances");
     let copy = instances
         .iter()
         .find(|d| d["name"] == "web-1-copy")
@@ -421,10 +433,7 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
     assert_eq!(copy["state"]["name"], "running", "{copy}");
 
     // Each restore's operation was followed to terminal and recorded.
-    let ops: Vec<Value> = sim.get("/_sim/lightsail/operations")["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let ops: Vec<Value> = sim_list(&sim, "operations");
     let polled: Vec<String> = requests(&sim, "GetOperation")
         .iter()
         .filter(|r| ok(r))

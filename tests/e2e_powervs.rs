@@ -221,17 +221,8 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
     assert!(!gets.is_empty(), "completion was read with GET");
 
     let live = live_snapshots(&sim);
-    let own: Vec<&Value> = live
-        .iter()
-        .filter(|s| s["snapshot_id"] != manual.as_str())
-        .collect();
-    assert_eq!(own.len(), 2, "retain = 2: {live:?}");
-    assert!(own.iter().all(|s| s["status"] == "available"));
+    let own = assert_two_kept_beside_manual(&live, "snapshot_id", &manual, PVM);
     assert!(own.iter().all(|s| s["volume_ids"] == json!(["vol-data"])));
-    assert!(
-        live.iter().any(|s| s["snapshot_id"] == manual.as_str()),
-        "the manual snapshot is untouched"
-    );
     let deletes = requests(&sim, "pcloud.cloudinstances.snapshots.delete");
     assert_eq!(deletes.len(), 1);
     assert_eq!(status(&deletes[0]), 202);

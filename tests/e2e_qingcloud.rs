@@ -44,17 +44,7 @@ fn three_slots_two_volumes_retain_two() {
 
     for (v, manual_id) in ["vol-aaaa0001", "vol-bbbb0002"].iter().zip(&manual) {
         assert_eq!(sim.creates_for(v), 3, "three creates on {v}");
-        let live = sim.live_snapshots(v);
-        let own: Vec<_> = live
-            .iter()
-            .filter(|s| s["snapshot_id"] != manual_id.as_str())
-            .collect();
-        assert_eq!(own.len(), 2, "two own snapshots kept on {v}: {live:?}");
-        assert!(own.iter().all(|s| s["status"] == "available"));
-        assert!(
-            live.iter().any(|s| s["snapshot_id"] == manual_id.as_str()),
-            "the manual snapshot on {v} (whose name looks like ours) is untouched"
-        );
+        assert_two_kept_beside_manual(&sim.live_snapshots(v), "snapshot_id", manual_id, v);
         // The ledger agrees: two available, one deleted.
         assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }

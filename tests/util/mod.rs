@@ -705,3 +705,22 @@ pub fn field_strs<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
         .filter_map(|e| e[key].as_str())
         .collect()
 }
+
+/// `live` (the live snapshots of `target`, their ids under `id_key`)
+/// holds two own snapshots, all available, and still the manual snapshot
+/// `manual`; returns the own ones.
+pub fn assert_two_kept_beside_manual<'a>(
+    live: &'a [Value],
+    id_key: &str,
+    manual: &str,
+    target: &str,
+) -> Vec<&'a Value> {
+    let own: Vec<&Value> = live.iter().filter(|s| s[id_key] != manual).collect();
+    assert_eq!(own.len(), 2, "two own snapshots kept on {target}: {live:?}");
+    assert!(own.iter().all(|s| s["status"] == "available"), "{live:?}");
+    assert!(
+        live.iter().any(|s| s[id_key] == manual),
+        "the manual snapshot on {target} (whose name looks like ours) is untouched"
+    );
+    own
+}
