@@ -36,6 +36,14 @@ fn write_config(wd: &Workdir, sim: &Sim, daemon_extra: &str, policies: &[String]
     wd.write_config(&text)
 }
 
+/// `prune --policy db --yes`, which must exit `code`: what it printed.
+fn prune_yes(wd: &Workdir, cfg: &std::path::Path, code: i32) -> String {
+    let out = wd.run(cfg, &["prune", "--policy", "db", "--yes"]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    text
+}
+
 // ------------------------------------------------------------ 1. budget
 
 /// 15 own snapshots and retain = 2: the scheduled run creates one and
@@ -119,8 +127,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
 
     let out = wd.run(&cfg, &["prune", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "--yes needs --policy");
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     assert_eq!(sim.deleted_ids().len(), 14);
     let live = sim.live_ids(VOL);
     assert_eq!(live.len(), 3, "retain 2 and the manual one: {live:?}");
@@ -148,8 +155,7 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     let mut gone = sim.deleted_ids();
     gone.sort();
     let mut expected = own[..2].to_vec();
@@ -161,33 +167,38 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
     }
 }
 
-/// While the newest own snapshot is not good (still in progress in the
-/// ledger, or failed), nothing is pruned, not even with `--yes`; the
-/// command says why.
-#[test]
-fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
+/// `days` own snapshots of `db` on VOL, one a day, and a policy file with
+/// `db` nightly at 02:30 keeping `retain = 1`.
+fn seeded_retain_one(days: i64) -> (Sim, Workdir, PathBuf) {
     let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
-    seed_days(&sim, &wd, "db", VOL, 4);
+    seed_days(&sim, &wd, "db", VOL, days);
     let cfg = write_config(
         &wd,
         &sim,
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
+    (sim, wd, cfg)
+}
+
+/// While the newest own snapshot is not good (still in progress in the
+/// ledger, or failed), nothing is pruned, not even with `--yes`; the
+/// command says why.
+#[test]
+fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
+    let (sim, wd, cfg) = seeded_retain_one(4);
     // The newest own snapshot never finishes on the cloud: its run times
     // out (3 s) and the snapshot stays pending there.
     sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots",
                      "fault": "never_finish", "count": 1}));
     let out = wd.run(&cfg, &["snapshot", "--policy", "db"]);
     assert!(!out.status.success(), "{}", output_text(&out));
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let text = prune_yes(&wd, &cfg, 1);
     // `prune` asks the cloud about what is in flight first; the snapshot
     // is still pending there and failed in the ledger: not good either way.
     assert!(
-        output_text(&out).contains("nothing is pruned until a newer one is good"),
-        "{}",
-        output_text(&out)
+        text.contains("nothing is pruned until a newer one is good"),
+        "{text}"
     );
     assert!(sim.deleted_ids().is_empty());
     assert_eq!(sim.live_ids(VOL).len(), 5);
@@ -199,33 +210,20 @@ fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
 /// pruning proceeds.
 #[test]
 fn a_failed_or_incomplete_listing_stops_pruning() {
-    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
-    seed_days(&sim, &wd, "db", VOL, 5);
-    let cfg = write_config(
-        &wd,
-        &sim,
-        "",
-        &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
-    );
+    let (sim, wd, cfg) = seeded_retain_one(5);
 
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "server_error"}),
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(sim.deleted_ids().is_empty(), "{}", output_text(&out));
+    let text = prune_yes(&wd, &cfg, 1);
+    assert!(sim.deleted_ids().is_empty(), "{text}");
 
     clear_faults(&sim);
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "incomplete"}),
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains("listing incomplete"),
-        "{}",
-        output_text(&out)
-    );
+    let text = prune_yes(&wd, &cfg, 1);
+    assert!(text.contains("listing incomplete"), "{text}");
     assert!(sim.deleted_ids().is_empty());
     assert!(
         sim.requests("DescribeSnapshots")
@@ -235,8 +233,7 @@ fn a_failed_or_incomplete_listing_stops_pruning() {
     );
 
     clear_faults(&sim);
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     assert_eq!(sim.deleted_ids().len(), 4);
 }
 
@@ -513,8 +510,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     // (one ledger, one writer): the daemon is stopped first, between two
     // runs (a reload to a schedule that does not fire lets the run in
     // flight finish), and started again afterwards.
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 2);
     let quiet = |retain| {
         policy(
             "db",
@@ -531,8 +527,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     let after_confirm = sim.deleted_ids().len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
