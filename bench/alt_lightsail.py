@@ -8,24 +8,19 @@ works through the instances over one shared client; one shared limiter
 (hooked before every HTTP send, retries included) keeps the script under the
 account's request rate.
 
-Usage: alt_lightsail.py ENDPOINT ACCESS_KEY SECRET TARGETS_FILE
-       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db] [--cap SECONDS]
-Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...},
-"finished": bool, "interrupted": n, "not_started": n, ...}; with --cap, work
-still in hand at the cap is stopped and counted, never extrapolated.
+Usage: alt_lightsail.py ENDPOINT ACCESS_KEY SECRET TARGETS_FILE [OPTIONS]
+The options and the JSON line printed are the ones common.script_arguments
+and common.run_targets describe.
 """
 
-import collections
 import json
-import threading
 
 import boto3
 from botocore.config import Config
 
-from common import RateLimiter, run_targets, script_arguments
+from common import CallCounter, RateLimiter, run_targets, script_arguments
 
-CALLS = collections.Counter()
-CALLS_LOCK = threading.Lock()
+CALLS = CallCounter()
 
 
 def make_client(endpoint, key, secret, workers, limiter):
@@ -43,8 +38,7 @@ def make_client(endpoint, key, secret, workers, limiter):
         target = request.headers.get("X-Amz-Target", b"")
         if isinstance(target, bytes):
             target = target.decode()
-        with CALLS_LOCK:
-            CALLS[target.rpartition(".")[2] or "unknown"] += 1
+        CALLS.add(target.rpartition(".")[2] or "unknown")
 
     client.meta.events.register("before-send.lightsail", before_send)
     return client
@@ -99,7 +93,7 @@ def main():
                          RateLimiter(args.rps))
     summary = run_targets(args.workers, args.targets,
                           lambda i: one_instance(client, i, args, args.label), args.stop)
-    print(json.dumps({**summary, "calls": dict(CALLS)}))
+    print(json.dumps({**summary, "calls": CALLS.as_dict()}))
 
 if __name__ == "__main__":
     main()

@@ -8,28 +8,23 @@ hand (signature_version 1, HmacSHA256, as the QingCloud API reference
 describes). A thread pool works through the volumes; one shared limiter
 keeps the whole script under the account's request rate.
 
-Usage: alt_qingcloud.py ENDPOINT ZONE ACCESS_KEY SECRET TARGETS_FILE
-       [--workers 100] [--rps 200] [--poll 2] [--retain 2] [--policy db] [--cap SECONDS]
-Prints one JSON line: {"ok": n, "failed": n, "deleted": n, "calls": {...},
-"finished": bool, "interrupted": n, "not_started": n, ...}; with --cap, work
-still in hand at the cap is stopped and counted, never extrapolated.
+Usage: alt_qingcloud.py ENDPOINT ZONE ACCESS_KEY SECRET TARGETS_FILE [OPTIONS]
+The options and the JSON line printed are the ones common.script_arguments
+and common.run_targets describe.
 """
 
 import base64
-import collections
 import datetime
 import hashlib
 import hmac
 import json
-import threading
 import urllib.parse
 
 import requests
 
-from common import RateLimiter, run_targets, script_arguments
+from common import CallCounter, RateLimiter, run_targets, script_arguments
 
-CALLS = collections.Counter()
-CALLS_LOCK = threading.Lock()
+CALLS = CallCounter()
 
 
 def quote(s):
@@ -61,8 +56,7 @@ class QingCloud:
         for attempt in range(5):
             self.stop.check()
             self.limiter.acquire()
-            with CALLS_LOCK:
-                CALLS[action] += 1
+            CALLS.add(action)
             r = requests.get(f"{self.endpoint}?{query}&signature={signature}", timeout=30)
             body = r.json()
             if body.get("ret_code") == 0:
@@ -112,7 +106,7 @@ def main():
                    args.stop)
     summary = run_targets(args.workers, args.targets,
                           lambda v: one_volume(qc, v, args, args.label), args.stop)
-    print(json.dumps({**summary, "calls": dict(CALLS)}))
+    print(json.dumps({**summary, "calls": CALLS.as_dict()}))
 
 if __name__ == "__main__":
     main()

@@ -16,19 +16,19 @@ the simulator's request counters and the daemon's ledger.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
 import os
 import platform
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import SimProcess, percentile, proc_cpu_seconds, proc_memory_kib
+from common import SimProcess, percentile, proc_cpu_seconds, proc_memory_kib, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -67,21 +67,16 @@ def log(msg):
 
 def provider_block(dialect, sim_url, rps, max_in_flight):
     if dialect == "qingcloud":
-        return f"""[providers.p]
-kind = "qingcloud"
-zone = "{ZONE}"
-access_key_id = "{QC_KEY}"
-secret_access_key_env = "{SECRET_ENV}"
-endpoint = "{sim_url}/iaas/"
-requests_per_second = {rps}
-max_in_flight = {max_in_flight}
-"""
+        kind, place, key, endpoint = "qingcloud", f'zone = "{ZONE}"', QC_KEY, f"{sim_url}/iaas/"
+    else:
+        kind, place, key, endpoint = ("lightsail", 'region = "us-east-2"', LS_KEY,
+                                      f"{sim_url}/lightsail")
     return f"""[providers.p]
-kind = "lightsail"
-region = "us-east-2"
-access_key_id = "{LS_KEY}"
+kind = "{kind}"
+{place}
+access_key_id = "{key}"
 secret_access_key_env = "{SECRET_ENV}"
-endpoint = "{sim_url}/lightsail"
+endpoint = "{endpoint}"
 requests_per_second = {rps}
 max_in_flight = {max_in_flight}
 """
@@ -246,14 +241,19 @@ class Daemon:
                                      stdout=subprocess.DEVNULL, stderr=self.log)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        stop_process(self.proc, self.log, 30)
+
+
+@contextlib.contextmanager
+def scenario(binary, root, prefix):
+    """A scratch directory under `root` and a simulator logging into it,
+    stopped on the way out."""
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=root)
+    sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
+    try:
+        yield workdir, sim
+    finally:
+        sim.stop()
 
 
 def wait_until(t):
@@ -265,9 +265,7 @@ def wait_until(t):
 
 
 def fleet_snapwarden(binary, dialect, n, root):
-    workdir = tempfile.mkdtemp(prefix=f"fleet-{dialect}-{n}-", dir=root)
-    sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
-    try:
+    with scenario(binary, root, f"fleet-{dialect}-{n}-") as (workdir, sim):
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         old = [now - datetime.timedelta(days=2), now - datetime.timedelta(days=1)]
         targets = target_names(dialect, n)
@@ -329,14 +327,10 @@ def fleet_snapwarden(binary, dialect, n, root):
             "sim_cpu_s": sim_cpu, "sim_req_per_s": total / wall if wall > 0 else None,
             "workdir": workdir,
         }
-    finally:
-        sim.stop()
 
 
 def fleet_alternative(binary, dialect, n, root, workers, cap):
-    workdir = tempfile.mkdtemp(prefix=f"alt-{dialect}-{n}-", dir=root)
-    sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
-    try:
+    with scenario(binary, root, f"alt-{dialect}-{n}-") as (workdir, sim):
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         old = [now - datetime.timedelta(days=2), now - datetime.timedelta(days=1)]
         targets = target_names(dialect, n)
@@ -401,14 +395,10 @@ def fleet_alternative(binary, dialect, n, root, workers, cap):
             "sim_cpu_s": sim_cpu, "sim_req_per_s": total / wall if wall > 0 else None,
             "workers": workers, "workdir": workdir,
         }
-    finally:
-        sim.stop()
 
 
 def idle(binary, root, policies, window):
-    workdir = tempfile.mkdtemp(prefix="idle-", dir=root)
-    sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
-    try:
+    with scenario(binary, root, "idle-") as (workdir, sim):
         blocks = [policy_block(f"idle-{i:03d}", "qingcloud", [f"vol-idle{i:04d}"], "0 0 0 1 1 *")
                   for i in range(policies)]
         cfg = write_config(workdir, "qingcloud", sim.url, blocks)
@@ -428,14 +418,10 @@ def idle(binary, root, policies, window):
         return {"policies": policies, "window_s": window, "cpu_s": cpu,
                 "cpu_percent": 100.0 * cpu / window, "rss_mib": rss / 1024,
                 "peak_rss_mib": hwm / 1024, "api_calls": sum(sim.control.counters().values())}
-    finally:
-        sim.stop()
 
 
 def timeliness(binary, root, n, rps):
-    workdir = tempfile.mkdtemp(prefix="timely-", dir=root)
-    sim = SimProcess(binary, f"{JOB_DURATION_S}s", os.path.join(workdir, "sim.log"))
-    try:
+    with scenario(binary, root, "timely-") as (workdir, sim):
         targets = target_names("qingcloud", n)
         create_ledger(binary, workdir, "qingcloud", sim.url)
         for t in targets:
@@ -472,8 +458,6 @@ def timeliness(binary, root, n, rps):
             "beyond_rate_limit_max_s": beyond[-1] if beyond else None,
             "rate_limit_floor_s": (n - 1) / rps,
         }
-    finally:
-        sim.stop()
 
 
 def parse_ts_any(s):

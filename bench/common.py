@@ -4,6 +4,7 @@ and CPU time from /proc, and a thread-safe request-rate limiter for the
 Python alternatives."""
 
 import argparse
+import collections
 import datetime
 import http.client
 import json
@@ -109,14 +110,36 @@ class SimProcess:
         return self.proc.pid
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        stop_process(self.proc, self.log, 10)
+
+
+def stop_process(proc, log, timeout):
+    """SIGTERM, SIGKILL if it is still running after `timeout` seconds;
+    then closes its log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+
+
+class CallCounter:
+    """API calls by action, counted from many threads."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.lock = threading.Lock()
+
+    def add(self, action):
+        with self.lock:
+            self.counts[action] += 1
+
+    def as_dict(self):
+        with self.lock:
+            return dict(self.counts)
 
 
 class RateLimiter:
@@ -187,7 +210,11 @@ class Cap:
 
 def run_targets(pool_size, targets, work, cap):
     """Runs `work(target)` for every target on a thread pool under `cap`;
-    returns the summary every alternative prints."""
+    returns the summary every alternative prints as one JSON line (with its
+    "calls" by action added): {"ok": n, "failed": n, "deleted": n,
+    "finished": bool, "interrupted": n, "not_started": n, ...}; with a cap,
+    work still in hand at the cap is stopped and counted, never
+    extrapolated."""
     import concurrent.futures
     ok = failed = deleted = interrupted = not_started = 0
     pool = concurrent.futures.ThreadPoolExecutor(pool_size)
@@ -216,7 +243,8 @@ def script_arguments(*positional):
     """The command line both alternative scripts take: their own positional
     arguments, then `targets_file` and the shared options. Adds `stop` (the
     wall-time Cap), `targets` (the file's lines) and `label` (the run's UTC
-    time stamp, part of every snapshot name)."""
+    time stamp, part of every snapshot name). The options: [--workers 100]
+    [--rps 200] [--poll 2] [--retain 2] [--policy db] [--cap SECONDS]."""
     ap = argparse.ArgumentParser()
     for name in positional:
         ap.add_argument(name)

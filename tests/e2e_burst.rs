@@ -46,8 +46,7 @@ fn times(records: &[serde_json::Value]) -> Vec<DateTime<Utc>> {
 #[test]
 fn a_thousand_targets_due_at_once_respect_rate_and_in_flight_limits() {
     let started = Instant::now();
-    let sim = Sim::start(&format!("{JOB_MS}ms"));
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes(&format!("{JOB_MS}ms"), &[]);
     let vols: Vec<String> = (0..TARGETS).map(|i| format!("vol-b{i:07}")).collect();
     for v in &vols {
         sim.volume(v);
@@ -125,14 +124,7 @@ timeout = "120s"
     // in-flight slot at least that long, so jobs running at once in the
     // simulator is a lower bound of the daemon's operations in flight.
     let job = chrono::Duration::milliseconds(JOB_MS);
-    let mut in_flight_peak = 0;
-    let mut lo = 0;
-    for hi in 0..create_times.len() {
-        while create_times[hi] - create_times[lo] >= job {
-            lo += 1;
-        }
-        in_flight_peak = in_flight_peak.max(hi - lo + 1);
-    }
+    let in_flight_peak = peak(&create_times, job);
     let span = all_times
         .last()
         .zip(all_times.first())

@@ -269,6 +269,15 @@ impl Cloud {
     }
 }
 
+/// `kind`'s own resource, but instances on Lightsail (whose own is disks),
+/// so the Lightsail checks are on the instance calls.
+fn instance_or_own(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Lightsail => "instance",
+        _ => kind.resource(),
+    }
+}
+
 /// Two good runs, then `retain` 1 (the next good run would delete one) and
 /// a snapshot that ends failed: the run fails (exit 1, `status`), nothing
 /// is pruned, both good snapshots stay.
@@ -324,11 +333,7 @@ fn a_wrong_credential_is_a_clear_auth_error_and_nothing_is_created() {
     each_cloud(&ALL, |kind| {
         // Lightsail: an instance policy, so the SigV4 check is on the
         // instance calls.
-        let resource = match kind {
-            Kind::Lightsail => "instance",
-            _ => kind.resource(),
-        };
-        let c = Cloud::start(kind, resource, "200ms");
+        let c = Cloud::start(kind, instance_or_own(kind), "200ms");
         let wrong = format!("not-the-{}-credential", kind.dialect());
         if kind == Kind::QingCloud {
             qingcloud_daemon_keeps_running_through_auth_failures(&c, &wrong);
@@ -424,11 +429,7 @@ fn qingcloud_daemon_keeps_running_through_auth_failures(c: &Cloud, wrong: &str) 
 #[test]
 fn a_lost_create_answer_is_reconciled_without_a_duplicate() {
     each_cloud(&ALL, |kind| {
-        let resource = match kind {
-            Kind::Lightsail => "instance",
-            _ => kind.resource(),
-        };
-        let c = Cloud::start(kind, resource, "300ms");
+        let c = Cloud::start(kind, instance_or_own(kind), "300ms");
         c.config(2);
         c.fault(c.create_action(), "drop_connection", 1);
         if kind == Kind::PowerVs {
@@ -502,11 +503,7 @@ fn qingcloud_kill_nine_before_the_answer_reconciles_by_name() {
 #[test]
 fn throttling_is_retried_to_one_snapshot() {
     each_cloud(&ALL, |kind| {
-        let resource = match kind {
-            Kind::Lightsail => "instance",
-            _ => kind.resource(),
-        };
-        let c = Cloud::start(kind, resource, "100ms");
+        let c = Cloud::start(kind, instance_or_own(kind), "100ms");
         if kind == Kind::QingCloud {
             // `job_id` given as an array is understood.
             c.sim

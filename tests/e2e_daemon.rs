@@ -21,10 +21,8 @@ fn policy(schedule: &str, retain: u32, extra: &str) -> String {
 /// logged and counted, never doubled.
 #[test]
 fn overlapping_slots_are_skipped_not_doubled() {
-    let sim = Sim::start("2500ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("* * * * * *", 5, "")));
+    let (sim, wd) = sim_with_volumes("2500ms", &["vol-aaaa0001"]);
+    let cfg = wd.write_qc_config(&sim, &policy("* * * * * *", 5, ""));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("two skipped slots", MINUTE, || {
         let runs = wd.try_state()?.runs_for("db", "vol-aaaa0001", 50).ok()?;
@@ -63,14 +61,8 @@ fn overlapping_slots_are_skipped_not_doubled() {
 /// start-up.
 #[test]
 fn catch_up_runs_one_missed_slot() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("*/2 * * * * *", 5, "catch_up = true"),
-    ));
+    let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
+    let cfg = wd.write_qc_config(&sim, &policy("*/2 * * * * *", 5, "catch_up = true"));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("a first successful run", MINUTE, || {
         let runs = wd.try_state()?.runs_for("db", "vol-aaaa0001", 10).ok()?;
@@ -129,9 +121,7 @@ fn daemon_count(wd: &Workdir, t: chrono::DateTime<chrono::Utc>) -> usize {
 /// secret never appears in them; SIGINT stops the daemon with exit 0.
 #[test]
 fn json_logs_are_structured_and_secret_free() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
+    let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
     let text = wd
         .qingcloud_config(&sim, SECRET, &policy("* * * * * *", 2, ""))
         .replace("log_format = \"text\"", "log_format = \"json\"");
@@ -169,30 +159,17 @@ fn json_logs_are_structured_and_secret_free() {
 /// nothing; `prune` then deletes exactly those.
 #[test]
 fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
+    let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
     let manual = sim.manual_snapshot("vol-aaaa0001", "before-upgrade");
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 5, "")));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 5, ""));
     let path = cfg.to_str().expect("utf-8");
     for _ in 0..3 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], SECRET);
         std::thread::sleep(Duration::from_millis(1050));
     }
-    wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 1, "")));
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 1, ""));
 
-    let out = wd.cmd(&["plan", "--json", "-c", path], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let plan = wd.json_ok(&["plan", "--json", "-c", path], SECRET);
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots");
     assert_eq!(snaps.len(), 4);
     let deletes: Vec<&str> = snaps
@@ -226,12 +203,7 @@ fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
         "a dry run deletes nothing"
     );
 
-    let out = wd.cmd(&["prune", "-c", path], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.cmd_ok(&["prune", "-c", path], SECRET);
     let deleted: Vec<String> = sim
         .requests("DeleteSnapshots")
         .iter()
@@ -303,10 +275,8 @@ fn systemd_unit_verifies() {
 #[test]
 fn systemd_notifications_ready_watchdog_stopping() {
     use std::os::unix::net::UnixDatagram;
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 2, "")));
+    let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 2, ""));
     let sock_path = wd.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -354,22 +324,11 @@ fn systemd_notifications_ready_watchdog_stopping() {
 /// removes whole chains only.
 #[test]
 fn full_every_makes_chains_and_pruning_keeps_them_whole() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 10, "full_every = 3"),
-    ));
+    let (sim, wd) = sim_with_volumes("100ms", &["vol-aaaa0001"]);
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *", 10, "full_every = 3"));
     let path = cfg.to_str().expect("utf-8");
     for _ in 0..5 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], SECRET);
         std::thread::sleep(Duration::from_millis(1050));
     }
     let mut snaps = sim.live_snapshots("vol-aaaa0001");
@@ -381,17 +340,8 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
     assert_eq!(types, vec![1, 0, 0, 1, 0], "full, incr, incr, full, incr");
 
     // retain 2 keeps the two newest (chain 2: full + incr); chain 1 goes whole.
-    wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 2, "full_every = 3"),
-    ));
-    let out = wd.cmd(&["prune", "-c", path], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 2, "full_every = 3"));
+    wd.cmd_ok(&["prune", "-c", path], SECRET);
     let live: Vec<String> = sim
         .live_snapshots("vol-aaaa0001")
         .iter()
@@ -409,11 +359,7 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
 
     // retain 1 would keep only the newest increment, which needs its full
     // snapshot: nothing may go.
-    wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy("0 0 3 * * *", 1, "full_every = 3"),
-    ));
+    wd.write_qc_config(&sim, &policy("0 0 3 * * *", 1, "full_every = 3"));
     let out = wd.cmd(&["prune", "-c", path], SECRET);
     assert!(out.status.success());
     assert_eq!(
@@ -427,12 +373,8 @@ fn full_every_makes_chains_and_pruning_keeps_them_whole() {
 /// the other, each only once the previous snapshot is terminal.
 #[test]
 fn max_in_flight_bounds_concurrent_snapshots() {
-    let sim = Sim::start("500ms");
-    let wd = Workdir::new();
     let vols = ["vol-aaaa0001", "vol-aaaa0002", "vol-aaaa0003"];
-    for v in vols {
-        sim.volume(v);
-    }
+    let (sim, wd) = sim_with_volumes("500ms", &vols);
     let text = wd
         .qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *", 5, ""))
         .replace(

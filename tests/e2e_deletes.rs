@@ -56,14 +56,7 @@ max_deletes_per_run = 5
 /// made, nothing is deleted until `prune --policy db --yes`, which then
 /// deletes what retention wants and lifts the hold.
 fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daemon) {
-    daemon.wait_log("deletions held until", Duration::from_secs(20));
-    assert!(
-        daemon
-            .log
-            .count("the new rules delete this snapshot, the old ones kept it")
-            >= 10,
-        "the plan diff is logged"
-    );
+    daemon.wait_deletions_held(10, "the plan diff is logged");
     wait_for("a deletes_held alert", Duration::from_secs(10), || {
         wd.alerts()
             .into_iter()
@@ -97,8 +90,7 @@ fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daem
 /// ones (they were never looked at: `p.targets` is empty).
 #[test]
 fn sighup_hold_covers_the_targets_a_selector_picked() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     sim.post(
         "/_sim/qingcloud/volumes",
         json!({"zone": ZONE, "volume_id": VOL, "volume_name": "db-1", "tags": {"backup": "daily"}}),
@@ -118,9 +110,7 @@ fn sighup_hold_covers_the_targets_a_selector_picked() {
 /// remembers the rules the daemon last ran with.
 #[test]
 fn restart_with_an_edited_file_holds_until_prune_yes() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     seed_days(&sim, &wd, "db", VOL, 12);
     let cfg = write_config(&wd, &sim, &[db_policy(false, 20)]);
     let daemon = Daemon::start(&cfg, SECRET);
@@ -173,9 +163,7 @@ fn snapshot_ok(wd: &Workdir, cfg: &Path, policy: &str) {
 /// a's snapshot: the cloud would take b's increments with it.
 #[test]
 fn orphans_delete_never_cascades_into_another_policys_chain() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let both = [chain_policy("a", ""), chain_policy("b", "full_every = 3")];
     let cfg = write_config(&wd, &sim, &both);
     snapshot_ok(&wd, &cfg, "b");
@@ -232,9 +220,7 @@ fn orphans_delete_never_cascades_into_another_policys_chain() {
 /// one depends on are not deleted (the increment would lose its parent).
 #[test]
 fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let both = [
         chain_policy("keep", ""),
         chain_policy("c", "full_every = 3"),
@@ -290,9 +276,7 @@ fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
 /// first.
 #[test]
 fn orphans_delete_keeps_to_a_budget() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let own = seed_days(&sim, &wd, "gone", VOL, 4);
     let cfg = write_config(
         &wd,
@@ -367,8 +351,7 @@ fn stop_with_a_create_in_flight(sim: &Sim, wd: &Workdir) -> (PathBuf, Vec<String
 /// prunes rather than refusing ("still in progress").
 #[test]
 fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let (cfg, seeded) = stop_with_a_create_in_flight(&sim, &wd);
     let out = wd.run(&cfg, &["prune", "--policy", "db"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -388,8 +371,7 @@ fn prune_right_after_the_daemon_stops_settles_in_flight_snapshots() {
 /// nothing in flight.
 #[test]
 fn plan_and_status_right_after_the_daemon_stops_settle_too() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let (cfg, _) = stop_with_a_create_in_flight(&sim, &wd);
     let newest = wd
         .state()

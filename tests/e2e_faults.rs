@@ -20,14 +20,6 @@ fn config_text(wd: &Workdir, sim: &Sim, provider_extra: &str, policies: &[String
     clouds::config_text(wd, sim, &ALL, provider_extra, policies)
 }
 
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Marked snapshots of `policy` per (target, slot), deleted ones included.
 fn per_slot(kind: Kind, sim: &Sim, policy: &str) -> BTreeMap<(String, String), Vec<String>> {
     let mut m: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -79,8 +71,7 @@ fn target_status<'a>(doc: &'a Value, policy: &str, target: &str) -> &'a Value {
 /// the daemon with 0.
 #[test]
 fn mixed_faults_are_retried_and_other_policies_keep_succeeding() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let faulted = [Kind::QingCloud, Kind::KakaoCloud];
     let mut policies = Vec::new();
     let mut fleets = Vec::new();
@@ -253,8 +244,7 @@ fn lost_create_answer_never_duplicates_on_any_dialect() {
 /// dialect succeeds on every slot meanwhile; the daemon stays up.
 #[test]
 fn stuck_and_failed_jobs_fail_clearly_while_other_policies_keep_succeeding() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let stuck = (Kind::QingCloud, "sq", "vol-sq0001");
     let failed = (Kind::Lightsail, "sl", "data-sl-1");
     let healthy = (Kind::UCloudStack, "su", "disk-su0001");

@@ -44,9 +44,7 @@ fn write_config(wd: &Workdir, sim: &Sim, provider_extra: &str, policy: &str) -> 
 /// never turned into a failure.
 #[test]
 fn a_run_left_open_by_a_failed_ledger_write_is_taken_up_and_later_slots_run() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("300ms", &[VOL]);
     let cfg = write_config(
         &wd,
         &sim,
@@ -97,9 +95,7 @@ fn a_run_left_open_by_a_failed_ledger_write_is_taken_up_and_later_slots_run() {
 /// counts.
 #[test]
 fn a_skipped_slot_alerts() {
-    let sim = Sim::start("5s");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("5s", &[VOL]);
     let cfg = write_config(
         &wd,
         &sim,
@@ -131,12 +127,8 @@ fn a_skipped_slot_alerts() {
 /// its run fails saying why.
 #[test]
 fn no_create_is_sent_after_the_runs_timeout() {
-    let sim = Sim::start("3s");
-    let wd = Workdir::new();
     let vols = ["vol-gap00011", "vol-gap00012", "vol-gap00013"];
-    for v in vols {
-        sim.volume(v);
-    }
+    let (sim, wd) = sim_with_volumes("3s", &vols);
     let cfg = write_config(
         &wd,
         &sim,
@@ -180,9 +172,7 @@ fn no_create_is_sent_after_the_runs_timeout() {
 /// snapshot was kept forever as failed).
 #[test]
 fn an_operation_past_its_deadline_is_read_once_before_it_fails() {
-    let sim = Sim::start("1s");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("1s", &[VOL]);
     let cfg = write_config(
         &wd,
         &sim,
@@ -234,9 +224,7 @@ fn an_operation_past_its_deadline_is_read_once_before_it_fails() {
 /// target had been alerted.
 #[test]
 fn an_undelivered_failure_alert_is_sent_after_a_restart() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("200ms", &[VOL]);
     sim.fault(
         serde_json::json!({"dialect": "qingcloud", "action": "CreateSnapshots",
                                  "fault": "fail_job"}),

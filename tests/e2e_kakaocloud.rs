@@ -172,8 +172,7 @@ fn chain_runs(
 /// issued once per process and sent on every call.
 #[test]
 fn volume_targets_are_snapshotted_and_pruned_per_volume() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let vols = [
         "3f500f00-0000-4566-a057-e31760226f9a",
         "7c1d2e3f-1111-4a5b-8c9d-0e1f2a3b4c5d",
@@ -204,17 +203,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
         assert!(mine.iter().all(|r| r["params"]["snapshot.description"]
             .as_str()
             .is_some_and(|d| d.starts_with(&format!("snapwarden policy=db target={v} slot=")))));
-        let live = sim.kc_live(v);
-        let own: Vec<&Value> = live
-            .iter()
-            .filter(|s| s["id"] != manual_id.as_str())
-            .collect();
-        assert_eq!(own.len(), 2, "two own snapshots kept on {v}: {live:?}");
-        assert!(own.iter().all(|s| s["status"] == "available"));
-        assert!(
-            live.iter().any(|s| s["id"] == manual_id.as_str()),
-            "the manual snapshot on {v} (whose name looks like ours) is untouched"
-        );
+        assert_two_kept_beside_manual(&sim.kc_live(v), "id", manual_id, v);
         assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
     assert_eq!(accepted(&sim.kc_requests("DeleteSnapshot")).len(), 2);
@@ -233,8 +222,7 @@ fn volume_targets_are_snapshotted_and_pruned_per_volume() {
 /// snapshots per slot, each followed to `available`, retain per volume.
 #[test]
 fn instance_target_snapshots_every_attached_volume() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let (root, data) = web_01(&sim);
     // Another instance whose name contains ours must not be picked.
     sim.kc_instance(
@@ -286,8 +274,7 @@ fn instance_target_snapshots_every_attached_volume() {
 /// 401, one re-issue, and the run still succeeds.
 #[test]
 fn token_is_renewed_mid_run_and_reissued_after_a_401() {
-    let sim = Sim::start("2500ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("2500ms", &[]);
     sim.kc_volume("vol-a");
     sim.post("/_sim/kakaocloud/settings", json!({"token_ttl_ms": 1000}));
     let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &["vol-a"], 3, "")));
@@ -334,8 +321,7 @@ fn token_is_renewed_mid_run_and_reissued_after_a_401() {
 /// command's output, the log and `status`; nothing is created.
 #[test]
 fn unknown_instance_is_a_clear_error() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     sim.kc_instance("i-real", "web-01", &[("v-root", true)]);
     let cfg = wd.write_config(&config(
         &wd,
@@ -375,8 +361,7 @@ fn unknown_instance_is_a_clear_error() {
 /// leaf first, and never leaves an incremental without its parent.
 #[test]
 fn full_every_three_builds_chains_and_prunes_whole_chains() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     let mut ids: Vec<String> = Vec::new();
     chain_runs(&sim, &wd, "vol-chain", 6, |run, all| {
         let newest = all.last().expect("a snapshot");
@@ -423,8 +408,7 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
 /// that exists, never adopting a part-made slot as the whole.
 #[test]
 fn a_lost_create_answer_on_an_instance_still_snapshots_every_volume_once() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     let (root, data) = ("aaaa-root-1", "bbbb-data-1");
     sim.kc_instance(
         "9d2c7e4a-0000-4000-8000-0000000000c1",
@@ -460,8 +444,7 @@ fn a_lost_create_answer_on_an_instance_still_snapshots_every_volume_once() {
 fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
     use snapwarden::providers::Created;
     use snapwarden::state::{Begin, NewRun, PollPlan, State};
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     let (root, data) = ("aaaa-root-8", "bbbb-data-8");
     sim.kc_instance(
         "9d2c7e4a-0000-4000-8000-0000000000c8",
@@ -535,8 +518,7 @@ fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
 /// run, with the cloud healthy again, deletes the whole chain.
 #[test]
 fn a_chain_stops_at_its_first_failed_delete() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     let v = "vol-chain-stop";
     let mut ids: Vec<String> = Vec::new();
     let cfg = chain_runs(&sim, &wd, v, 4, |_, all| {
@@ -599,8 +581,7 @@ fn a_chain_stops_at_its_first_failed_delete() {
 /// under the name and another under the id (review §10).
 #[test]
 fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let (root, data) = ("vol-root-1", "vol-data-1");
     sim.kc_instance("i-1", "web-01", &[(root, true), (data, false)]);
     sim.kc_instance("i-2", "db-01", &[("vol-db-1", true)]);
@@ -634,8 +615,7 @@ fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
 /// them (ours, no longer part of the target).
 #[test]
 fn a_detached_volumes_snapshots_are_not_written_off() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let (_, data) = web_01(&sim);
     let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
     snapshot_ok(&wd, &cfg);
@@ -672,22 +652,11 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
     }
     assert_eq!(sim.kc_live(data).len(), 2, "still on the cloud");
 
-    let out = wd.cmd(
+    let doc = wd.json_ok(
         &["orphans", "-c", cfg.to_str().expect("utf-8"), "--json"],
         KC_SECRET,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("orphans json");
-    let listed: Vec<&str> = doc["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .filter_map(|o| o["snapshot_id"].as_str())
-        .collect();
+    let listed: Vec<&str> = field_strs(&doc["orphans"], "snapshot_id");
     for id in &data_ids {
         assert!(listed.contains(&id.as_str()), "{id} listed: {doc}");
     }
@@ -708,8 +677,7 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
 #[test]
 fn a_snapshot_being_restored_from_is_not_pruned() {
     use snapwarden::state::{PollPlan, State};
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let v = "vol-restoring";
     sim.kc_volume(v);
     let cfg = wd.write_config(&config(&wd, &sim, &policy("volume", &[v], 5, "")));
@@ -749,11 +717,7 @@ fn a_snapshot_being_restored_from_is_not_pruned() {
         ],
         KC_SECRET,
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     let live: Vec<String> = sim
         .kc_live(v)
         .iter()

@@ -32,10 +32,8 @@ fn all_requests(sim: &Sim) -> usize {
 /// keeps taking its snapshots as if nothing happened.
 #[test]
 fn a_second_daemon_on_one_ledger_exits_2_and_the_first_keeps_creating() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("*/2 * * * * *")));
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
+    let cfg = wd.write_qc_config(&sim, &policy("*/2 * * * * *"));
     let mut a = Daemon::start(&cfg, SECRET);
     wait_for("A's first create", MINUTE, || {
         (sim.creates_for(VOL) >= 1).then_some(())
@@ -82,12 +80,10 @@ fn a_second_daemon_on_one_ledger_exits_2_and_the_first_keeps_creating() {
 /// writing commands work.
 #[test]
 fn writing_commands_refuse_while_the_daemon_runs_and_work_after_it_stops() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     // A schedule that does not fire during the test: every API request
     // after start-up would come from the one-shot commands.
-    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy("0 0 3 * * *")));
+    let cfg = wd.write_qc_config(&sim, &policy("0 0 3 * * *"));
     let path = cfg.to_str().expect("utf-8");
     let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], SECRET);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -180,17 +176,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// GET `url`: status and body (0 on a transport error, so waits retry).
-fn get(url: &str) -> (u16, String) {
-    match reqwest::blocking::get(url) {
-        Ok(r) => {
-            let code = r.status().as_u16();
-            (code, r.text().unwrap_or_default())
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
 /// The state directory on a small filesystem that fills up: `/healthz`
 /// turns 503 with the cause while the disk is full (the health probe must
 /// really write, not only take the write lock), and 200 again once there
@@ -227,7 +212,7 @@ fn a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room() {
     });
     let healthz = format!("http://{addr}/healthz");
     wait_for("/healthz 200", Duration::from_secs(20), || {
-        (get(&healthz).0 == 200).then_some(())
+        (http_get(&healthz).0 == 200).then_some(())
     });
 
     // Fill the filesystem to the last byte.
@@ -241,14 +226,14 @@ fn a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room() {
         let _ = f.sync_all();
     }
     let body = wait_for("/healthz to turn 503", Duration::from_secs(20), || {
-        let (code, body) = get(&healthz);
+        let (code, body) = http_get(&healthz);
         (code == 503).then_some(body)
     });
     assert!(body.contains("full"), "{body}");
 
     std::fs::remove_file(&filler).expect("make room");
     wait_for("/healthz 200 again", Duration::from_secs(20), || {
-        (get(&healthz).0 == 200).then_some(())
+        (http_get(&healthz).0 == 200).then_some(())
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));

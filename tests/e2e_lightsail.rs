@@ -9,7 +9,7 @@
 mod clouds;
 mod util;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use clouds::Kind;
@@ -55,22 +55,15 @@ fn config(wd: &Workdir, sim: &Sim, policies: &str) -> std::path::PathBuf {
     ))
 }
 
-/// One snapwarden command with `secret` in its variable and the AWS chain
-/// fenced off from anything but loopback.
+/// One snapwarden command with `secret` in its variable (every other
+/// cloud's secret in theirs) and the AWS chain fenced off from anything but
+/// loopback.
 fn run(wd: &Workdir, args: &[&str], secret: &str) -> Output {
-    let none = wd.dir.path().join("no-aws-config");
-    Command::new(BIN)
-        .args(args)
-        .env(secret_env_name(secret), secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", &none)
-        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_LIGHTSAIL")
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run snapwarden")
+    clouds::cmd_with(
+        wd.dir.path(),
+        args,
+        &[(secret_env_name(secret), secret.to_string())],
+    )
 }
 
 fn snapshot_now(wd: &Workdir, cfg: &std::path::Path, policy: &str, secret: &str) -> Output {
@@ -84,15 +77,6 @@ fn snapshot_now(wd: &Workdir, cfg: &std::path::Path, policy: &str, secret: &str)
             policy,
         ],
         secret,
-    )
-}
-
-/// Everything a command printed (outcomes on stdout, the log on stderr).
-fn stderr(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 
@@ -150,23 +134,13 @@ fn ok(r: &Value) -> bool {
     r["http_status"] == 200
 }
 
-fn tag<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
-    s["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)?
-        .get("value")?
-        .as_str()
-}
-
 /// Instance and disk policies: four runs each with retain 2. Every create
 /// is tagged and both of its operations are followed to terminal; listing
 /// pages (page size 3); pruning deletes exactly the two oldest own
 /// snapshots per source and nothing seeded.
 #[test]
 fn instance_and_disk_policies_create_tag_follow_and_prune() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let foreign = seed_foreign(&sim);
     let cfg = config(&wd, &sim, &policies(2));
@@ -176,7 +150,11 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         }
         for policy in ["web", "data"] {
             let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-            assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
+            assert!(
+                out.status.success(),
+                "{policy} run {i}: {}",
+                output_text(&out)
+            );
         }
     }
 
@@ -187,12 +165,12 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
         let live = live(&sim, key, source);
         let own: Vec<&Value> = live
             .iter()
-            .filter(|s| tag(s, "snapwarden:policy") == Some(policy))
+            .filter(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(policy))
             .collect();
         assert_eq!(own.len(), 2, "two own snapshots kept of {source}: {live:?}");
         for s in &own {
-            assert_eq!(tag(s, "snapwarden:target"), Some(source));
-            assert!(tag(s, "snapwarden:slot").is_some_and(|v| v.len() == 16));
+            assert_eq!(clouds::lightsail_tag(s, "snapwarden:target"), Some(source));
+            assert!(clouds::lightsail_tag(s, "snapwarden:slot").is_some_and(|v| v.len() == 16));
             assert!(
                 s["state"] == "available" || s["state"] == "completed",
                 "{s}"
@@ -229,10 +207,7 @@ fn instance_and_disk_policies_create_tag_follow_and_prune() {
             .as_str()
             .unwrap_or("")
             .contains("snapwarden:slot")));
-    let ops: Vec<Value> = sim.get("/_sim/lightsail/operations")["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let ops: Vec<Value> = sim_list(&sim, "operations");
     let create_ops: Vec<&Value> = ops
         .iter()
         .filter(|o| {
@@ -322,6 +297,40 @@ fn restore_ops(wd: &Workdir) -> (Vec<(String, Option<String>)>, usize) {
     (done, open)
 }
 
+/// `restore --policy P --target T --new N` (`to` is `(P, T, N)`), which
+/// must succeed, say it made N from `snapshot`, and send one accepted
+/// `action`: that call's parameters.
+fn restore_ok(
+    sim: &Sim,
+    wd: &Workdir,
+    cfg: &std::path::Path,
+    to: (&str, &str, &str),
+    snapshot: &str,
+    action: &str,
+) -> Value {
+    let (policy, target, new) = to;
+    let out = restore(wd, cfg, policy, target, new);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("into new resource {new}")) && stdout.contains(snapshot),
+        "{stdout}"
+    );
+    let calls = requests(sim, action);
+    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
+    assert!(ok(&calls[0]), "{calls:?}");
+    calls[0]["params"].clone()
+}
+
+/// The simulator's Lightsail `what` (disks, instances, operations).
+fn sim_list(sim: &Sim, what: &str) -> Vec<Value> {
+    sim.get(&format!("/_sim/lightsail/{what}"))[what]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new: &str) -> Output {
     run(
         wd,
@@ -348,8 +357,7 @@ fn restore(wd: &Workdir, cfg: &std::path::Path, policy: &str, target: &str, new:
 /// the ledger; the sources are untouched.
 #[test]
 fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     sim.post(
         "/_sim/lightsail/instances",
         json!({"name": "web-1", "availability_zone": "us-east-2b"}),
@@ -365,7 +373,11 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         }
         for policy in ["web", "data"] {
             let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-            assert!(out.status.success(), "{policy} run {i}: {}", stderr(&out));
+            assert!(
+                out.status.success(),
+                "{policy} run {i}: {}",
+                output_text(&out)
+            );
         }
     }
     let newest = |key: &str, source: &str| -> String {
@@ -383,26 +395,13 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
     let newest_disk = newest("fromDiskName", "data-1");
     let newest_instance = newest("fromInstanceName", "web-1");
 
-    let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
-    assert!(out.status.success(), "{text}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("into new resource data-1-copy") && stdout.contains(&newest_disk),
-        "{stdout}"
-    );
-    let calls = requests(&sim, "CreateDiskFromSnapshot");
-    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
-    assert!(ok(&calls[0]), "{calls:?}");
-    let p = &calls[0]["params"];
+    let to = ("data", "data-1", "data-1-copy");
+    let p = &restore_ok(&sim, &wd, &cfg, to, &newest_disk, "CreateDiskFromSnapshot");
     assert_eq!(p["diskSnapshotName"], newest_disk.as_str());
     assert_eq!(p["diskName"], "data-1-copy");
     assert_eq!(p["availabilityZone"], "us-east-2c", "the source's zone");
     assert_eq!(p["sizeInGb"], "8", "the snapshot's size");
-    let disks = sim.get("/_sim/lightsail/disks")["disks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let disks = sim_list(&sim, "disks");
     let copy = disks
         .iter()
         .find(|d| d["name"] == "data-1-copy")
@@ -413,26 +412,20 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
         .iter()
         .any(|d| d["name"] == "data-1" && d["fromSnapshot"].is_null()));
 
-    let out = restore(&wd, &cfg, "web", "web-1", "web-1-copy");
-    let text = stderr(&out);
-    assert!(out.status.success(), "{text}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("into new resource web-1-copy") && stdout.contains(&newest_instance),
-        "{stdout}"
+    let to = ("web", "web-1", "web-1-copy");
+    let p = &restore_ok(
+        &sim,
+        &wd,
+        &cfg,
+        to,
+        &newest_instance,
+        "CreateInstancesFromSnapshot",
     );
-    let calls = requests(&sim, "CreateInstancesFromSnapshot");
-    assert_eq!(calls.len(), 1, "one restore call: {calls:?}");
-    assert!(ok(&calls[0]), "{calls:?}");
-    let p = &calls[0]["params"];
     assert_eq!(p["instanceSnapshotName"], newest_instance.as_str());
     assert_eq!(p["instanceNames"], r#"["web-1-copy"]"#);
     assert_eq!(p["availabilityZone"], "us-east-2b");
     assert_eq!(p["bundleId"], "small_3_0");
-    let instances = sim.get("/_sim/lightsail/instances")["instances"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let instances = sim_list(&sim, "instances");
     let copy = instances
         .iter()
         .find(|d| d["name"] == "web-1-copy")
@@ -440,10 +433,7 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
     assert_eq!(copy["state"]["name"], "running", "{copy}");
 
     // Each restore's operation was followed to terminal and recorded.
-    let ops: Vec<Value> = sim.get("/_sim/lightsail/operations")["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let ops: Vec<Value> = sim_list(&sim, "operations");
     let polled: Vec<String> = requests(&sim, "GetOperation")
         .iter()
         .filter(|r| ok(r))
@@ -479,18 +469,17 @@ fn restore_creates_a_new_disk_and_a_new_instance_from_the_newest_snapshot() {
 /// already in use is refused by the cloud with a clear message.
 #[test]
 fn failed_restore_is_reported_and_recorded() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let cfg = config(&wd, &sim, &policies(3));
     let out = snapshot_now(&wd, &cfg, "data", LS_SECRET);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     sim.post(
         "/_sim/faults",
         json!({"dialect": "lightsail", "action": "CreateDiskFromSnapshot", "fault": "fail_job", "count": 1}),
     );
     let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("restore failed") && text.contains("InternalError"),
@@ -503,7 +492,7 @@ fn failed_restore_is_reported_and_recorded() {
 
     // The failed disk keeps its name (as in Lightsail, until deleted).
     let out = restore(&wd, &cfg, "data", "data-1", "data-1-copy");
-    let text = stderr(&out);
+    let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("already in use"), "{text}");
     let calls = requests(&sim, "CreateDiskFromSnapshot");
@@ -568,8 +557,7 @@ fn finished_runs(
 /// target) pair can have, tagged as before.
 #[test]
 fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     for name in ["prod-web", "web"] {
         sim.post("/_sim/lightsail/instances", json!({"name": name}));
     }
@@ -606,11 +594,11 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
         }
         let own: Vec<Value> = live(&sim, "fromInstanceName", target)
             .into_iter()
-            .filter(|s| tag(s, "snapwarden:policy") == Some(*policy))
+            .filter(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(*policy))
             .collect();
         assert_eq!(own.len(), 2, "{policy} on {target}: {own:?}");
         for s in &own {
-            assert_eq!(tag(s, "snapwarden:target"), Some(*target));
+            assert_eq!(clouds::lightsail_tag(s, "snapwarden:target"), Some(*target));
             assert_eq!(s["state"], "available", "{s}");
         }
     }
@@ -628,8 +616,7 @@ fn pairs_whose_names_run_together_each_get_a_snapshot_every_slot() {
 /// clouds' calls carry (provider, call, outcome), an error answer too.
 #[test]
 fn lightsail_calls_are_counted_and_timed_in_metrics() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     // One throttled listing: an error answer is counted as such.
     sim.post(
@@ -712,20 +699,19 @@ fn lightsail_calls_are_counted_and_timed_in_metrics() {
 /// creation time, status and size.
 #[test]
 fn plan_json_shows_the_cloud_identifier_and_details() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("200ms", &[]);
     seed(&sim);
     let cfg = config(&wd, &sim, &policies(3));
     for policy in ["web", "data"] {
         let out = snapshot_now(&wd, &cfg, policy, LS_SECRET);
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
     }
     let out = run(
         &wd,
         &["plan", "--json", "-c", cfg.to_str().expect("utf-8 path")],
         LS_SECRET,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("plan json");
     for (policy, source, size_gb) in [("web", "web-1", 40u64), ("data", "data-1", 8)] {
         let entry = doc
@@ -743,7 +729,7 @@ fn plan_json_shows_the_cloud_identifier_and_details() {
             source,
         )
         .into_iter()
-        .find(|s| tag(s, "snapwarden:policy") == Some(policy))
+        .find(|s| clouds::lightsail_tag(s, "snapwarden:policy") == Some(policy))
         .expect("an own snapshot");
         let name = own["name"].as_str().expect("name");
         let s = snaps

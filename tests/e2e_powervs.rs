@@ -22,7 +22,10 @@ fn crn() -> String {
 }
 
 /// A workspace with one instance (a data and a boot volume).
-fn seed(sim: &Sim) {
+/// A simulator whose jobs take `job_duration`, holding the workspace and
+/// the instance with its two volumes.
+fn seeded_sim(job_duration: &str) -> Sim {
+    let sim = Sim::start(job_duration);
     sim.post(
         "/_sim/powervs/workspaces",
         json!({"cloud_instance_id": CID, "crn": crn()}),
@@ -32,6 +35,7 @@ fn seed(sim: &Sim) {
         json!({"cloud_instance_id": CID, "pvm_instance_id": PVM,
                "volume_ids": ["vol-data", "vol-boot"]}),
     );
+    sim
 }
 
 fn settings(sim: &Sim, body: Value) {
@@ -141,17 +145,9 @@ fn snapshot(wd: &Workdir, secret: &str) -> Output {
     )
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Nothing the engine saw failed: no retry, no failed poll.
 fn assert_no_failed_call_reached_the_engine(out: &Output) {
-    let t = text(out);
+    let t = output_text(out);
     for needle in ["retrying", "poll failed", "operation failed", "WARN"] {
         assert!(!t.contains(needle), "{needle:?} in the output:\n{t}");
     }
@@ -163,8 +159,7 @@ fn assert_no_failed_call_reached_the_engine(out: &Output) {
 /// carry our description and only the policy's volume.
 #[test]
 fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
-    let sim = Sim::start("2500ms");
-    seed(&sim);
+    let sim = seeded_sim("2500ms");
     settings(&sim, json!({"token_lifetime_s": 2}));
     let manual = manual_snapshot(&sim, &format!("lpar-{PVM}-19990101T000000Z"));
     let wd = Workdir::new();
@@ -172,11 +167,15 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
 
     for _ in 0..3 {
         let out = snapshot(&wd, PVS_API_KEY);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("ok, 1 created"), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(
+            output_text(&out).contains("ok, 1 created"),
+            "{}",
+            output_text(&out)
+        );
         assert_no_failed_call_reached_the_engine(&out);
         assert!(
-            !text(&out).contains(PVS_API_KEY),
+            !output_text(&out).contains(PVS_API_KEY),
             "the key must not be logged"
         );
     }
@@ -222,17 +221,8 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
     assert!(!gets.is_empty(), "completion was read with GET");
 
     let live = live_snapshots(&sim);
-    let own: Vec<&Value> = live
-        .iter()
-        .filter(|s| s["snapshot_id"] != manual.as_str())
-        .collect();
-    assert_eq!(own.len(), 2, "retain = 2: {live:?}");
-    assert!(own.iter().all(|s| s["status"] == "available"));
+    let own = assert_two_kept_beside_manual(&live, "snapshot_id", &manual, PVM);
     assert!(own.iter().all(|s| s["volume_ids"] == json!(["vol-data"])));
-    assert!(
-        live.iter().any(|s| s["snapshot_id"] == manual.as_str()),
-        "the manual snapshot is untouched"
-    );
     let deletes = requests(&sim, "pcloud.cloudinstances.snapshots.delete");
     assert_eq!(deletes.len(), 1);
     assert_eq!(status(&deletes[0]), 202);
@@ -244,8 +234,7 @@ fn api_key_runs_follow_to_available_refresh_tokens_and_prune() {
 /// and repeats the call; the run succeeds without the engine seeing it.
 #[test]
 fn a_revoked_token_is_reissued_once_without_failing_the_run() {
-    let sim = Sim::start("1500ms");
-    seed(&sim);
+    let sim = seeded_sim("1500ms");
     let wd = Workdir::new();
     let cfg = config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
     let child = wd.spawn_as(&cfg, &["snapshot", "--policy", "lpar"], PVS_API_KEY);
@@ -254,7 +243,7 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
     });
     sim.post("/_sim/powervs/revoke_access_tokens", json!({}));
     let out = child.wait_with_output().expect("snapshot exits");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_no_failed_call_reached_the_engine(&out);
     let rejected: Vec<Value> = all_requests(&sim)
         .into_iter()
@@ -269,8 +258,7 @@ fn a_revoked_token_is_reissued_once_without_failing_the_run() {
 /// configured one was retired by the first exchange.
 #[test]
 fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
-    let sim = Sim::start("2500ms");
-    seed(&sim);
+    let sim = seeded_sim("2500ms");
     settings(&sim, json!({"token_lifetime_s": 2}));
     let first = "ip4g-first-refresh-token-e2e";
     sim.post(
@@ -286,9 +274,9 @@ fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
     );
     for _ in 0..2 {
         let out = snapshot(&wd, first);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         assert_no_failed_call_reached_the_engine(&out);
-        assert!(!text(&out).contains(first));
+        assert!(!output_text(&out).contains(first));
     }
     let exchanges = requests(&sim, "ip4g.token");
     assert!(exchanges.len() >= 3, "renewed mid-run: {exchanges:?}");
@@ -313,17 +301,16 @@ fn ip4g_refresh_tokens_rotate_and_the_newest_survives_a_restart() {
 /// works. Before the login, the run says what to do.
 #[test]
 fn login_device_flow_then_refresh_token_auth() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
+    let sim = seeded_sim("300ms");
     let wd = Workdir::new();
     let cfg = config(&wd, &sim, "auth = \"refresh_token\"", 2);
 
     let out = snapshot(&wd, "unused");
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("snapwarden login -c FILE --provider pvs"),
+        output_text(&out).contains("snapwarden login -c FILE --provider pvs"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let mut child = Command::new(BIN)
@@ -364,15 +351,14 @@ fn login_device_flow_then_refresh_token_auth() {
     assert!(rest.iter().any(|l| l.contains("Signed in")), "{rest:?}");
 
     let out = snapshot(&wd, "unused");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_no_failed_call_reached_the_engine(&out);
 }
 
 /// A static bearer token works until it expires; then the error says so.
 #[test]
 fn bearer_token_works_and_an_expired_one_is_named_plainly() {
-    let sim = Sim::start("300ms");
-    seed(&sim);
+    let sim = seeded_sim("300ms");
     let http = reqwest::blocking::Client::new();
     let good = iam_token(&sim, &http);
     let wd = Workdir::new();
@@ -383,8 +369,8 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
         2,
     );
     let out = snapshot(&wd, &good);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(&good));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(&good));
 
     settings(&sim, json!({"token_lifetime_s": 1}));
     let short = iam_token(&sim, &http);
@@ -398,7 +384,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
     let creates_before = requests(&sim, "pcloud.pvminstances.snapshots.post").len();
     let out = snapshot(&wd, &short);
     assert!(!out.status.success());
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(t.contains("static bearer_token expired at"), "{t}");
     assert!(!t.contains(&short));
     assert_eq!(
@@ -412,8 +398,7 @@ fn bearer_token_works_and_an_expired_one_is_named_plainly() {
 /// which is retried until the other one is done.
 #[test]
 fn a_409_for_a_snapshot_in_progress_is_retried() {
-    let sim = Sim::start("800ms");
-    seed(&sim);
+    let sim = seeded_sim("800ms");
     // Someone else starts a snapshot of the instance through the API.
     let http = reqwest::blocking::Client::new();
     let token = iam_token(&sim, &http);
@@ -432,7 +417,7 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
     let wd = Workdir::new();
     config(&wd, &sim, &api_key_auth(&sim, PVS_API_KEY), 2);
     let out = snapshot(&wd, PVS_API_KEY);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let ours: Vec<Value> = requests(&sim, "pcloud.pvminstances.snapshots.post")
         .into_iter()
         .filter(|r| r["params"]["name"] != "by-hand-in-progress")
@@ -442,6 +427,10 @@ fn a_409_for_a_snapshot_in_progress_is_retried() {
         "first a 409, then more attempts: {ours:?}"
     );
     assert_eq!(status(ours.last().expect("one")), 202);
-    assert!(text(&out).contains("retrying"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("retrying"),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(live_snapshots(&sim).len(), 2, "ours and the other one");
 }

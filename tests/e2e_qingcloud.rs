@@ -23,19 +23,17 @@ fn policy(targets: &[&str], schedule: &str, retain: u32) -> String {
 /// snapshot on each volume is untouched.
 #[test]
 fn three_slots_two_volumes_retain_two() {
-    let sim = Sim::start("300ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let mut manual = Vec::new();
     for v in ["vol-aaaa0001", "vol-bbbb0002"] {
         sim.volume(v);
         manual.push(sim.manual_snapshot(v, &format!("db-{v}-19990101T000000Z")));
     }
     let schedule = seconds_from_now(&[2, 4, 6]);
-    let cfg = wd.write_config(&wd.qingcloud_config(
+    let cfg = wd.write_qc_config(
         &sim,
-        SECRET,
         &policy(&["vol-aaaa0001", "vol-bbbb0002"], &schedule, 2),
-    ));
+    );
     let daemon = Daemon::start(&cfg, SECRET);
 
     // Wait for three succeeded runs per volume and no operation in flight.
@@ -46,17 +44,7 @@ fn three_slots_two_volumes_retain_two() {
 
     for (v, manual_id) in ["vol-aaaa0001", "vol-bbbb0002"].iter().zip(&manual) {
         assert_eq!(sim.creates_for(v), 3, "three creates on {v}");
-        let live = sim.live_snapshots(v);
-        let own: Vec<_> = live
-            .iter()
-            .filter(|s| s["snapshot_id"] != manual_id.as_str())
-            .collect();
-        assert_eq!(own.len(), 2, "two own snapshots kept on {v}: {live:?}");
-        assert!(own.iter().all(|s| s["status"] == "available"));
-        assert!(
-            live.iter().any(|s| s["snapshot_id"] == manual_id.as_str()),
-            "the manual snapshot on {v} (whose name looks like ours) is untouched"
-        );
+        assert_two_kept_beside_manual(&sim.live_snapshots(v), "snapshot_id", manual_id, v);
         // The ledger agrees: two available, one deleted.
         assert_eq!(wd.available_and_deleted(Some(v)), (2, 1));
     }
@@ -83,14 +71,8 @@ fn three_slots_two_volumes_retain_two() {
 /// second snapshot is made for that slot.
 #[test]
 fn kill_nine_mid_job_resumes_without_duplicate() {
-    let sim = Sim::start("3s");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
-    let cfg = wd.write_config(&wd.qingcloud_config(
-        &sim,
-        SECRET,
-        &policy(&["vol-aaaa0001"], &seconds_from_now(&[2]), 2),
-    ));
+    let (sim, wd) = sim_with_volumes("3s", &["vol-aaaa0001"]);
+    let cfg = wd.write_qc_config(&sim, &policy(&["vol-aaaa0001"], &seconds_from_now(&[2]), 2));
     let daemon = Daemon::start(&cfg, SECRET);
     wait_for("a create operation in flight", MINUTE, || {
         wd.try_state()?
@@ -124,9 +106,7 @@ fn kill_nine_mid_job_resumes_without_duplicate() {
 /// an invalid file keeps the daemon on the old configuration.
 #[test]
 fn invalid_config_check_and_sighup() {
-    let sim = Sim::start("200ms");
-    let wd = Workdir::new();
-    sim.volume("vol-aaaa0001");
+    let (sim, wd) = sim_with_volumes("200ms", &["vol-aaaa0001"]);
     let good = wd.qingcloud_config(&sim, SECRET, &policy(&["vol-aaaa0001"], "* * * * * *", 2));
     let cfg = wd.write_config(&good);
 

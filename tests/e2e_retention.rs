@@ -13,9 +13,7 @@ const VOL: &str = "vol-aaaa0001";
 
 #[test]
 fn a_year_of_nightly_snapshots_under_gfs_rules() {
-    let sim = Sim::start("50ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("50ms", &[VOL]);
     let manual = sim.manual_snapshot(VOL, "before-upgrade");
 
     let first = Utc
@@ -83,13 +81,7 @@ timeout = "10m"
             .unwrap_or_else(|| format!("unknown {id}"))
     };
 
-    let out = wd.cmd(&["plan", "--json", "-c", path], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let plan = wd.json_ok(&["plan", "--json", "-c", path], SECRET);
     let snaps = plan[0]["snapshots"].as_array().expect("snapshots").clone();
     assert_eq!(snaps.len(), 366, "365 own and the manual one");
     let mut kept: Vec<String> = snaps
@@ -111,38 +103,22 @@ timeout = "10m"
             .map(|s| s["reasons"].to_string())
             .unwrap_or_default()
     };
-    assert!(
-        reasons_of("2025-01-31").contains("monthly 2025-01"),
-        "{}",
-        reasons_of("2025-01-31")
-    );
-    assert!(
-        reasons_of("2025-12-14").contains("weekly 2025-W50"),
-        "{}",
-        reasons_of("2025-12-14")
-    );
-    assert!(
-        reasons_of("2025-12-31").contains("yearly 2025"),
-        "{}",
-        reasons_of("2025-12-31")
-    );
-    assert!(
-        reasons_of("2025-06-15").contains("kept by no rule"),
-        "{}",
-        reasons_of("2025-06-15")
-    );
+    for (day, reason) in [
+        ("2025-01-31", "monthly 2025-01"),
+        ("2025-12-14", "weekly 2025-W50"),
+        ("2025-12-31", "yearly 2025"),
+        ("2025-06-15", "kept by no rule"),
+    ] {
+        let reasons = reasons_of(day);
+        assert!(reasons.contains(reason), "{day}: {reasons}");
+    }
     assert!(
         sim.requests("DeleteSnapshots").is_empty(),
         "plan deletes nothing"
     );
 
     // 340 deletes: beyond the per-run budget, so the operator confirms.
-    let out = wd.cmd(&["prune", "-c", path, "--policy", "db", "--yes"], SECRET);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.cmd_ok(&["prune", "-c", path, "--policy", "db", "--yes"], SECRET);
     let mut live: Vec<String> = sim
         .live_snapshots(VOL)
         .iter()

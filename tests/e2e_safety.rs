@@ -36,37 +36,12 @@ fn write_config(wd: &Workdir, sim: &Sim, daemon_extra: &str, policies: &[String]
     wd.write_config(&text)
 }
 
-fn metrics_addr(daemon: &Daemon) -> String {
-    let log = daemon.log.clone();
-    wait_for(
-        "the metrics address in the log",
-        Duration::from_secs(10),
-        || {
-            log.all().iter().find_map(|l| {
-                l.split("metrics listening on ")
-                    .nth(1)
-                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
-            })
-        },
-    )
-}
-
-/// GET `url`: status and body (0 on a transport error, so waits retry).
-fn get(url: &str) -> (u16, String) {
-    match reqwest::blocking::get(url) {
-        Ok(r) => {
-            let code = r.status().as_u16();
-            (code, r.text().unwrap_or_default())
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+/// `prune --policy db --yes`, which must exit `code`: what it printed.
+fn prune_yes(wd: &Workdir, cfg: &std::path::Path, code: i32) -> String {
+    let out = wd.run(cfg, &["prune", "--policy", "db", "--yes"]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    text
 }
 
 // ------------------------------------------------------------ 1. budget
@@ -79,9 +54,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// manual snapshot is never touched.
 #[test]
 fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let manual = sim.manual_snapshot(VOL, "before-upgrade");
     let seeded = seed_days(&sim, &wd, "db", VOL, 15);
     let cfg = write_config(
@@ -123,7 +96,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
     assert!(first.iter().all(|id| seeded.contains(id)));
     let series = r#"snapwarden_prune_budget_exceeded_total{policy="db",target="vol-aaaa0001"}"#;
     wait_for("the budget metric", Duration::from_secs(10), || {
-        (sample(&get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
+        (metric_sample(&http_get(&format!("{base}/metrics")).1, series)? == 1.0).then_some(())
     });
     let runs = wd.state().runs_for("db", VOL, 5).expect("runs");
     assert!(
@@ -154,8 +127,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
 
     let out = wd.run(&cfg, &["prune", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "--yes needs --policy");
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     assert_eq!(sim.deleted_ids().len(), 14);
     let live = sim.live_ids(VOL);
     assert_eq!(live.len(), 3, "retain 2 and the manual one: {live:?}");
@@ -169,9 +141,7 @@ fn deletion_budget_stops_pruning_alerts_and_prune_yes_finishes() {
 /// `prune --yes` with retain = 1; only the ledger's own go.
 #[test]
 fn look_alikes_not_in_the_ledger_are_never_deleted() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let own = seed_days(&sim, &wd, "db", VOL, 3);
     let look_alikes: Vec<String> = (0..3)
         .map(|d| {
@@ -185,8 +155,7 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     let mut gone = sim.deleted_ids();
     gone.sort();
     let mut expected = own[..2].to_vec();
@@ -198,35 +167,38 @@ fn look_alikes_not_in_the_ledger_are_never_deleted() {
     }
 }
 
-/// While the newest own snapshot is not good (still in progress in the
-/// ledger, or failed), nothing is pruned, not even with `--yes`; the
-/// command says why.
-#[test]
-fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
-    seed_days(&sim, &wd, "db", VOL, 4);
+/// `days` own snapshots of `db` on VOL, one a day, and a policy file with
+/// `db` nightly at 02:30 keeping `retain = 1`.
+fn seeded_retain_one(days: i64) -> (Sim, Workdir, PathBuf) {
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
+    seed_days(&sim, &wd, "db", VOL, days);
     let cfg = write_config(
         &wd,
         &sim,
         "",
         &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
     );
+    (sim, wd, cfg)
+}
+
+/// While the newest own snapshot is not good (still in progress in the
+/// ledger, or failed), nothing is pruned, not even with `--yes`; the
+/// command says why.
+#[test]
+fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
+    let (sim, wd, cfg) = seeded_retain_one(4);
     // The newest own snapshot never finishes on the cloud: its run times
     // out (3 s) and the snapshot stays pending there.
     sim.fault(json!({"dialect": "qingcloud", "action": "CreateSnapshots",
                      "fault": "never_finish", "count": 1}));
     let out = wd.run(&cfg, &["snapshot", "--policy", "db"]);
     assert!(!out.status.success(), "{}", output_text(&out));
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let text = prune_yes(&wd, &cfg, 1);
     // `prune` asks the cloud about what is in flight first; the snapshot
     // is still pending there and failed in the ledger: not good either way.
     assert!(
-        output_text(&out).contains("nothing is pruned until a newer one is good"),
-        "{}",
-        output_text(&out)
+        text.contains("nothing is pruned until a newer one is good"),
+        "{text}"
     );
     assert!(sim.deleted_ids().is_empty());
     assert_eq!(sim.live_ids(VOL).len(), 5);
@@ -238,35 +210,20 @@ fn nothing_is_pruned_while_the_newest_own_snapshot_is_not_good() {
 /// pruning proceeds.
 #[test]
 fn a_failed_or_incomplete_listing_stops_pruning() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
-    seed_days(&sim, &wd, "db", VOL, 5);
-    let cfg = write_config(
-        &wd,
-        &sim,
-        "",
-        &[policy("db", &[VOL], "0 30 2 * * *", "retain = 1")],
-    );
+    let (sim, wd, cfg) = seeded_retain_one(5);
 
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "server_error"}),
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(sim.deleted_ids().is_empty(), "{}", output_text(&out));
+    let text = prune_yes(&wd, &cfg, 1);
+    assert!(sim.deleted_ids().is_empty(), "{text}");
 
     clear_faults(&sim);
     sim.fault(
         json!({"dialect": "qingcloud", "action": "DescribeSnapshots", "fault": "incomplete"}),
     );
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains("listing incomplete"),
-        "{}",
-        output_text(&out)
-    );
+    let text = prune_yes(&wd, &cfg, 1);
+    assert!(text.contains("listing incomplete"), "{text}");
     assert!(sim.deleted_ids().is_empty());
     assert!(
         sim.requests("DescribeSnapshots")
@@ -276,8 +233,7 @@ fn a_failed_or_incomplete_listing_stops_pruning() {
     );
 
     clear_faults(&sim);
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     assert_eq!(sim.deleted_ids().len(), 4);
 }
 
@@ -298,9 +254,7 @@ fn clear_faults(sim: &Sim) {
 /// `/healthz` recovers, the next slot creates, and `recovery` is alerted.
 #[test]
 fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     let cfg = write_config(
         &wd,
         &sim,
@@ -328,7 +282,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     let requests_before = sim.requests("CreateSnapshots").len();
     daemon.wait_log("cannot record the intent", MINUTE);
     let body = wait_for("/healthz to turn 503", Duration::from_secs(20), || {
-        let (code, body) = get(&format!("{base}/healthz"));
+        let (code, body) = http_get(&format!("{base}/healthz"));
         (code == 503).then_some(body)
     });
     assert!(body.contains("state database not writable"), "{body}");
@@ -346,9 +300,9 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
         requests_before,
         "no create call while the intent cannot be committed"
     );
-    let metrics = get(&format!("{base}/metrics")).1;
+    let metrics = http_get(&format!("{base}/metrics")).1;
     assert_eq!(
-        sample(
+        metric_sample(
             &metrics,
             r#"snapwarden_intents_unrecorded_total{policy="db"}"#
         ),
@@ -360,7 +314,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
     conn.execute_batch("ROLLBACK;").expect("release");
     drop(conn);
     wait_for("/healthz to recover", Duration::from_secs(20), || {
-        (get(&format!("{base}/healthz")).0 == 200).then_some(())
+        (http_get(&format!("{base}/healthz")).0 == 200).then_some(())
     });
     wait_for("a recovery alert after the next slot", MINUTE, || {
         wd.alerts().into_iter().find(|a| a["kind"] == "recovery")
@@ -391,10 +345,7 @@ fn unwritable_ledger_creates_nothing_alerts_and_recovers() {
 #[test]
 fn orphans_lists_and_deletes_only_what_is_ours() {
     const VOL2: &str = "vol-aaaa0002";
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
-    sim.volume(VOL2);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL, VOL2]);
     let manual = sim.manual_snapshot(VOL2, "before-upgrade");
     let manual_db = sim.manual_snapshot(VOL, "by-hand");
     let db_own = seed_days(&sim, &wd, "db", VOL, 3);
@@ -509,9 +460,7 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
 /// prunes normally again.
 #[test]
 fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
-    sim.volume(VOL);
+    let (sim, wd) = sim_with_volumes("100ms", &[VOL]);
     seed_days(&sim, &wd, "db", VOL, 12);
     let body = |retain: u32| {
         policy(
@@ -530,13 +479,9 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
 
     write_config(&wd, &sim, "metrics_listen = \"127.0.0.1:0\"", &[body(2)]);
     daemon.signal("HUP");
-    daemon.wait_log("deletions held until", Duration::from_secs(20));
-    assert!(
-        daemon
-            .log
-            .count("the new rules delete this snapshot, the old ones kept it")
-            >= 10,
-        "the plan diff is logged (12 seeded, retain 2; the one being made is not counted)"
+    daemon.wait_deletions_held(
+        10,
+        "the plan diff is logged (12 seeded, retain 2; the one being made is not counted)",
     );
     let alert = wait_for("a deletes_held alert", Duration::from_secs(10), || {
         wd.alerts()
@@ -555,15 +500,17 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     });
     assert!(sim.deleted_ids().is_empty(), "no delete while held");
     let held = r#"snapwarden_deletes_held{policy="db",target="vol-aaaa0001"}"#;
-    assert_eq!(sample(&get(&format!("{base}/metrics")).1, held), Some(1.0));
+    assert_eq!(
+        metric_sample(&http_get(&format!("{base}/metrics")).1, held),
+        Some(1.0)
+    );
     assert_eq!(wd.state().delete_holds().expect("holds").len(), 1);
 
     // The operator confirms. Next to the running daemon `prune` refuses
     // (one ledger, one writer): the daemon is stopped first, between two
     // runs (a reload to a schedule that does not fire lets the run in
     // flight finish), and started again afterwards.
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 2);
     let quiet = |retain| {
         policy(
             "db",
@@ -580,8 +527,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
-    let out = wd.run(&cfg, &["prune", "--policy", "db", "--yes"]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    prune_yes(&wd, &cfg, 0);
     let after_confirm = sim.deleted_ids().len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
@@ -593,7 +539,7 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
         (sim.deleted_ids().len() > after_confirm).then_some(())
     });
     wait_for("the hold metric back to 0", Duration::from_secs(10), || {
-        (sample(&get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
+        (metric_sample(&http_get(&format!("{base}/metrics")).1, held)? == 0.0).then_some(())
     });
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));

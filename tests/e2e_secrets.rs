@@ -666,11 +666,7 @@ fn no_secret_appears_in_any_output_log_metric_or_alert() {
     let cw = cfg_wrong.to_str().expect("utf-8 path");
     for policy in ["qc", "ucs", "kc", "pvs", "ls"] {
         let o = run(&wrong, &["snapshot", "-c", cw, "--policy", policy]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let text = output_text(&o);
         assert_eq!(o.status.code(), Some(1), "{policy}: {text}");
         assert!(
             text.to_lowercase().contains("auth"),

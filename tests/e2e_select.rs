@@ -34,8 +34,7 @@ fn deletes_of(sim: &Sim, snapshots: &[String]) -> usize {
 
 #[test]
 fn selector_follows_the_cloud_at_every_run() {
-    let sim = Sim::start("100ms");
-    let wd = Workdir::new();
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let prod = json!({"env": "prod"});
     seed(&sim, "vol-web00001", "web-1", prod.clone());
     seed(&sim, "vol-web00002", "web-2", prod.clone());
@@ -163,27 +162,16 @@ timeout = "5s"
     );
 
     // plan shows what the selector matches now.
-    let out = wd.cmd(
+    let plan = wd.json_ok(
         &["plan", "--json", "-c", &cfg.display().to_string()],
         SECRET,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
     let entries = plan.as_array().expect("plan array");
     let web = entries
         .iter()
         .find(|e| e["policy"] == "web" && e.get("matches").is_some())
         .expect("selector entry for web");
-    let mut matched: Vec<&str> = web["matches"]
-        .as_array()
-        .expect("matches")
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
+    let mut matched: Vec<&str> = field_strs(&web["matches"], "id");
     matched.sort_unstable();
     assert_eq!(matched, ["vol-web00002", "vol-web00004"]);
     let targets: Vec<&str> = entries
@@ -307,8 +295,7 @@ fn select_cases() -> Vec<Case> {
 fn selector_resolves_on_every_selectable_cloud() {
     for case in select_cases() {
         let kind = case.kind;
-        let sim = Sim::start("100ms");
-        let wd = Workdir::new();
+        let (sim, wd) = sim_with_volumes("100ms", &[]);
         kind.prepare(&sim);
         let (hit, misses) = (case.seed)(&sim);
         let policy = format!("sel{}", kind.provider());
@@ -337,11 +324,7 @@ timeout = "30s"
         let cfg_s = cfg.display().to_string();
 
         let out = clouds::cmd(wd.dir.path(), &["plan", "--json", "-c", &cfg_s]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         assert!(out.status.success(), "{kind:?}: plan failed: {text}");
         let plan: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{kind:?}: plan json: {e}: {text}"));

@@ -191,14 +191,6 @@ fn snapshot(cfg: &Path, policy: &str) -> Output {
         .expect("run snapwarden")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn ca_file_is_required_and_honoured_for_a_private_ca() {
     let wd = Workdir::new();
@@ -230,7 +222,7 @@ fn ca_file_is_required_and_honoured_for_a_private_ca() {
         let cfg = config(&wd, &sim.url, &ca_line);
         for (policy, provider) in [("qc-db", "qc"), ("kc-db", "kc")] {
             let o = snapshot(&cfg, policy);
-            let out = text(&o);
+            let out = output_text(&o);
             assert_eq!(o.status.code(), Some(1), "{what} {policy}: {out}");
             assert!(
                 out.contains("TLS certificate verification failed")
@@ -253,7 +245,7 @@ fn ca_file_is_required_and_honoured_for_a_private_ca() {
     );
     for policy in ["qc-db", "kc-db"] {
         let o = snapshot(&cfg, policy);
-        assert!(o.status.success(), "{policy}: {}", text(&o));
+        assert!(o.status.success(), "{policy}: {}", output_text(&o));
     }
     assert!(sim.accepted("qingcloud") > 0);
     assert!(sim.accepted("kakaocloud") > 0);

@@ -110,9 +110,8 @@ timeout = "30s"
 /// Automatic one without our Remark are both left alone.
 #[test]
 fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
-    let sim = Sim::start("300ms");
+    let (sim, wd) = sim_with_volumes("300ms", &[]);
     let ucs = Ucs(&sim);
-    let wd = Workdir::new();
     let disks = ["disk-aaaa0001", "disk-bbbb0002"];
     let mut foreign = Vec::new();
     for d in disks {
@@ -202,9 +201,8 @@ fn scheduled_runs_create_automatic_snapshots_and_prune_to_retain() {
 /// `e2e_clouds.rs`.)
 #[test]
 fn busy_disk_is_retried_to_success() {
-    let sim = Sim::start("100ms");
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let ucs = Ucs(&sim);
-    let wd = Workdir::new();
     ucs.disk("disk-aaaa0001");
     let cfg = wd.write_config(&config(
         &wd,
@@ -215,12 +213,7 @@ fn busy_disk_is_retried_to_success() {
 
     // The platform's own timer is taking a snapshot for the next 400 ms.
     ucs.foreign_snapshot("disk-aaaa0001", "timer", "", "Automatic", 400);
-    let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
     let creates = ucs.requests("CreateSnapshot");
     assert!(creates.iter().any(|r| r["ret_code"] == 2502), "{creates:?}");
     assert_eq!(creates.iter().filter(|r| r["ret_code"] == 0).count(), 1);
@@ -245,9 +238,8 @@ fn busy_disk_is_retried_to_success() {
 /// to lower `retain` or raise the cap, no retry, and no pruning.
 #[test]
 fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
-    let sim = Sim::start("100ms");
+    let (sim, wd) = sim_with_volumes("100ms", &[]);
     let ucs = Ucs(&sim);
-    let wd = Workdir::new();
     ucs.disk("disk-aaaa0001");
     ucs.cap(3);
     ucs.foreign_snapshot("disk-aaaa0001", "by hand", "", "Manual", 0);
@@ -258,12 +250,7 @@ fn snapshot_cap_fails_the_run_with_advice_and_no_pruning() {
     ));
     let path = cfg.to_str().expect("utf-8 path");
     for _ in 0..2 {
-        let out = wd.cmd(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wd.cmd_ok(&["snapshot", "-c", path, "--policy", "db"], UCS_PRIVATE_KEY);
         std::thread::sleep(Duration::from_millis(1100));
     }
     assert_eq!(ucs.live("disk-aaaa0001").len(), 3);

@@ -53,6 +53,33 @@ pub struct Snap {
     pub status: String,
 }
 
+impl Snap {
+    /// A snapshot whose marker is in a Remark or description: `keys` name
+    /// its id, source and marker fields; its name is `name`.
+    fn described(s: &Value, keys: [&str; 3], status: String, deleted: bool) -> Snap {
+        let [id, source, marker] = keys;
+        Snap {
+            id: text(&s[id]),
+            name: text(&s["name"]),
+            source: text(&s[source]),
+            marker: description_marker(&text(&s[marker])),
+            live: !deleted,
+            deleted,
+            status,
+        }
+    }
+}
+
+/// The value of a Lightsail snapshot's tag `key`.
+pub fn lightsail_tag<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
+    s["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)?
+        .get("value")?
+        .as_str()
+}
+
 /// `snapwarden policy=P target=T slot=S` (Remark / description marker).
 fn description_marker(text: &str) -> Option<(String, String, String)> {
     let mut words = text.trim().split(' ');
@@ -356,31 +383,15 @@ impl Kind {
             Kind::UCloudStack => {
                 let status = text(&s["status"]);
                 let deleted = s["deleted"] == true || status == "Deleting" || status == "Deleted";
-                let marker = if s["type"] == "Automatic" {
-                    description_marker(&text(&s["remark"]))
-                } else {
-                    None
-                };
-                Snap {
-                    id: text(&s["snapshot_id"]),
-                    name: text(&s["name"]),
-                    source: text(&s["disk_id"]),
-                    marker,
-                    live: !deleted,
-                    deleted,
-                    status,
+                let mut snap =
+                    Snap::described(s, ["snapshot_id", "disk_id", "remark"], status, deleted);
+                if s["type"] != "Automatic" {
+                    snap.marker = None;
                 }
+                snap
             }
             Kind::Lightsail => {
-                let tag = |key: &str| -> Option<String> {
-                    s["tags"]
-                        .as_array()?
-                        .iter()
-                        .find(|t| t["key"] == key)?
-                        .get("value")?
-                        .as_str()
-                        .map(str::to_string)
-                };
+                let tag = |key: &str| lightsail_tag(s, key).map(str::to_string);
                 let marker = match (
                     tag("snapwarden:policy"),
                     tag("snapwarden:target"),
@@ -410,28 +421,17 @@ impl Kind {
             Kind::PowerVs => {
                 let status = text(&s["status"]);
                 let deleted = s["gone"] == true || status == "deleting";
-                Snap {
-                    id: text(&s["snapshot_id"]),
-                    name: text(&s["name"]),
-                    source: text(&s["pvm_instance_id"]),
-                    marker: description_marker(&text(&s["description"])),
-                    live: !deleted,
-                    deleted,
+                Snap::described(
+                    s,
+                    ["snapshot_id", "pvm_instance_id", "description"],
                     status,
-                }
+                    deleted,
+                )
             }
             Kind::KakaoCloud => {
                 let status = text(&s["status"]);
                 let deleted = matches!(status.as_str(), "deleted" | "deleting");
-                Snap {
-                    id: text(&s["id"]),
-                    name: text(&s["name"]),
-                    source: text(&s["volume_id"]),
-                    marker: description_marker(&text(&s["description"])),
-                    live: !deleted,
-                    deleted,
-                    status,
-                }
+                Snap::described(s, ["id", "volume_id", "description"], status, deleted)
             }
         }
     }

@@ -273,6 +273,12 @@ requests_per_second = 50
         .replace("TEST_QY_SECRET", &secret_env_name(secret))
     }
 
+    /// [`Workdir::qingcloud_config`] with the simulator's secret, written
+    /// as the policy file.
+    pub fn write_qc_config(&self, sim: &Sim, policy: &str) -> PathBuf {
+        self.write_config(&self.qingcloud_config(sim, SECRET, policy))
+    }
+
     /// The ledger, if the daemon has created it yet.
     pub fn try_state(&self) -> Option<snapwarden::state::State> {
         snapwarden::state::State::open_read_only(&self.state_path()).ok()
@@ -324,6 +330,24 @@ requests_per_second = 50
             .env("RUST_LOG", "info")
             .output()
             .expect("run snapwarden")
+    }
+
+    /// [`Workdir::cmd_ok`] of a `--json` command: its document.
+    pub fn json_ok(&self, args: &[&str], secret: &str) -> Value {
+        let out = self.cmd_ok(args, secret);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", output_text(&out)))
+    }
+
+    /// [`Workdir::cmd`], which must succeed.
+    pub fn cmd_ok(&self, args: &[&str], secret: &str) -> Output {
+        let out = self.cmd(args, secret);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 }
 
@@ -582,6 +606,18 @@ impl Daemon {
         (status.code(), start.elapsed())
     }
 
+    /// Waits for the hold a reload places on deletions, and checks that the
+    /// plan diff logged with it names at least `n` snapshots.
+    pub fn wait_deletions_held(&self, n: usize, why: &str) {
+        self.wait_log("deletions held until", Duration::from_secs(20));
+        assert!(
+            self.log
+                .count("the new rules delete this snapshot, the old ones kept it")
+                >= n,
+            "{why}"
+        );
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -609,4 +645,82 @@ pub fn seconds_from_now(offsets: &[u64]) -> String {
         .map(|o| ((now + o) % 60).to_string())
         .collect();
     format!("{} * * * * *", secs.join(","))
+}
+
+/// A simulator whose jobs take `job_duration`, holding the QingCloud
+/// `volumes`, and a scratch directory for the policy file and ledger.
+pub fn sim_with_volumes(job_duration: &str, volumes: &[&str]) -> (Sim, Workdir) {
+    let sim = Sim::start(job_duration);
+    for v in volumes {
+        sim.volume(v);
+    }
+    (sim, Workdir::new())
+}
+
+/// The metrics address the daemon logged once it listens.
+pub fn metrics_addr(daemon: &Daemon) -> String {
+    let log = daemon.log.clone();
+    wait_for(
+        "the metrics address in the log",
+        Duration::from_secs(10),
+        || {
+            log.all().iter().find_map(|l| {
+                l.split("metrics listening on ")
+                    .nth(1)
+                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+            })
+        },
+    )
+}
+
+/// GET `url`: status and body (0 on a transport error, so waits retry).
+pub fn http_get(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            (code, r.text().unwrap_or_default())
+        }
+        Err(e) => {
+            eprintln!("GET {url}: {e}");
+            (0, String::new())
+        }
+    }
+}
+
+/// The value of the Prometheus sample whose line starts with `series`
+/// (name and labels).
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The string field `key` of each element of the JSON array `v` (which
+/// must be an array).
+pub fn field_strs<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .filter_map(|e| e[key].as_str())
+        .collect()
+}
+
+/// `live` (the live snapshots of `target`, their ids under `id_key`)
+/// holds two own snapshots, all available, and still the manual snapshot
+/// `manual`; returns the own ones.
+pub fn assert_two_kept_beside_manual<'a>(
+    live: &'a [Value],
+    id_key: &str,
+    manual: &str,
+    target: &str,
+) -> Vec<&'a Value> {
+    let own: Vec<&Value> = live.iter().filter(|s| s[id_key] != manual).collect();
+    assert_eq!(own.len(), 2, "two own snapshots kept on {target}: {live:?}");
+    assert!(own.iter().all(|s| s["status"] == "available"), "{live:?}");
+    assert!(
+        live.iter().any(|s| s[id_key] == manual),
+        "the manual snapshot on {target} (whose name looks like ours) is untouched"
+    );
+    own
 }
