@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::format_time;
 use super::model::ResourceKind;
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, require, require_in, Answer};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -84,24 +84,6 @@ struct NewSnapshot {
     create_time: Option<DateTime<Utc>>,
 }
 
-/// Answers 400 naming the first empty field.
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    require_in("", fields)
-}
-
-/// [`require`] for an item of a bulk request: `where_` (`snapshots[3].`)
-/// prefixes the field's name.
-fn require_in(where_: &str, fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{where_}{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
-}
-
-type Answer = Result<Json<Value>, ControlError>;
-
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
     require(&[
@@ -109,7 +91,7 @@ async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
         ("secret_access_key", &c.secret_access_key),
     ])?;
     sim.add_qingcloud_credentials(&c.access_key_id, &c.secret_access_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn add_volume(State(sim): State<Simulator>, body: Bytes) -> Answer {

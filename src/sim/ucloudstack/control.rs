@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::NewSnapshot;
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, require, Answer, ControlError};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -73,17 +73,6 @@ struct Limits {
     snapshots_per_disk: u32,
 }
 
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
-}
-
-type Answer = Result<Json<Value>, ControlError>;
-
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
     require(&[
@@ -93,7 +82,7 @@ async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     sim.lock()
         .ucloudstack
         .add_credentials(&c.public_key, &c.private_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Answer {
