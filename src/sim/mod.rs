@@ -20,6 +20,7 @@
 mod conn;
 mod control;
 mod faults;
+mod form;
 mod journal;
 mod kakaocloud;
 mod lightsail;

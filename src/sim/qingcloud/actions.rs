@@ -11,10 +11,15 @@ use super::errors::ApiError;
 use super::model::{JobOutcome, JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
 use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
+use crate::sim::form::{self, Paging};
 
 /// Default page size and the server-side cap (qingcloud.md §1, DOC-off).
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
+const PAGING: Paging = Paging {
+    offset: "offset",
+    limit: "limit",
+    default_limit: 20,
+    max_limit: 100,
+};
 
 /// What one action may touch.
 pub(crate) struct Ctx<'a> {
@@ -407,23 +412,7 @@ fn fnv(s: &str) -> u32 {
 
 /// `name.1`, `name.2`, … in index order (so `.10` comes after `.2`).
 fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
-    let prefix = format!("{name}.");
-    let mut items = Vec::new();
-    for (key, value) in params.range(prefix.clone()..) {
-        let Some(index) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        match index.parse::<usize>() {
-            Ok(n) if n >= 1 => items.push((n, value.clone())),
-            _ => return Err(ApiError::invalid(key, value)),
-        }
-    }
-    items.sort_by_key(|(n, _)| *n);
-    Ok(items
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-        .collect())
+    form::list_param(params, name, 1)
 }
 
 /// A 0/1 flag; absent or empty = `None`.
@@ -438,30 +427,13 @@ fn flag_param(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
 
 /// `offset` (default 0) and `limit` (default 20, capped at 100).
 fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
-    let number = |name: &str| -> Result<Option<usize>, ApiError> {
-        match params.get(name).map(String::as_str) {
-            None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<usize>()
-                .map(Some)
-                .map_err(|_| ApiError::invalid(name, raw)),
-        }
-    };
-    let offset = number("offset")?.unwrap_or(0);
-    let limit = number("limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Ok((offset, limit))
+    PAGING.read(params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::sim::form::params;
 
     #[test]
     fn list_params_follow_their_index_not_byte_order() {

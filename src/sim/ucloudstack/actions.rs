@@ -11,10 +11,15 @@ use super::errors::ApiError;
 use super::model::{NewSnapshot, Outcome, Snapshot, UcsState};
 use super::{Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
+use crate::sim::form::{self, Paging};
 
 /// `Limit` default and cap (reference/001: "默认为20，最大100").
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
+const PAGING: Paging = Paging {
+    offset: "Offset",
+    limit: "Limit",
+    default_limit: 20,
+    max_limit: 100,
+};
 const MAX_NAME_CHARS: usize = 30;
 const MAX_REMARK_CHARS: usize = 100;
 const TYPES: &[&str] = &["Manual", "Automatic"];
@@ -222,51 +227,18 @@ fn snapshot_info(ucs: &UcsState, s: &Snapshot, now: DateTime<Utc>) -> Value {
 
 /// `name.0`, `name.1`, … in index order (so `.10` comes after `.2`).
 fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
-    let prefix = format!("{name}.");
-    let mut items = Vec::new();
-    for (key, value) in params.range(prefix.clone()..) {
-        let Some(index) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        match index.parse::<usize>() {
-            Ok(n) => items.push((n, value.clone())),
-            Err(_) => return Err(ApiError::invalid(key, "下标应为整数")),
-        }
-    }
-    items.sort_by_key(|(n, _)| *n);
-    Ok(items
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-        .collect())
+    form::list_param(params, name, 0)
 }
 
 /// `Offset` (default 0) and `Limit` (default 20, at most 100).
 fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
-    let number = |name: &str| -> Result<Option<usize>, ApiError> {
-        match params.get(name).map(String::as_str) {
-            None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<usize>()
-                .map(Some)
-                .map_err(|_| ApiError::invalid(name, "应为非负整数")),
-        }
-    };
-    let offset = number("Offset")?.unwrap_or(0);
-    let limit = number("Limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Ok((offset, limit))
+    PAGING.read(params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::sim::form::params;
 
     #[test]
     fn arrays_are_zero_based_in_index_order() {
