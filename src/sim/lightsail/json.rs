@@ -99,25 +99,25 @@ pub(super) fn op_json(o: &Op, now: DateTime<Utc>) -> Value {
 
 pub(super) fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
     let ready = s.ready_at.is_some_and(|t| now >= t);
-    let tags = tags_json(&s.tags);
-    let arn = arn_of(s.family.type_name(), &s.arn_id);
     let source_arn = arn_of(s.family.source_type(), &s.arn_id);
-    match s.family {
+    let mut v = json!({
+        "name": s.name,
+        "arn": arn_of(s.family.type_name(), &s.arn_id),
+        "createdAt": epoch(s.created_at),
+        "location": { "availabilityZone": "all", "regionName": REGION },
+        "tags": tags_json(&s.tags),
+        "isFromAutoSnapshot": s.from_auto,
+    });
+    let own = match s.family {
         Family::Instance => json!({
-            "name": s.name,
-            "arn": arn,
             "supportCode": format!("{ACCOUNT}/ami-{}", &s.arn_id[..8]),
-            "createdAt": epoch(s.created_at),
-            "location": { "availabilityZone": "all", "regionName": REGION },
             "resourceType": "InstanceSnapshot",
-            "tags": tags,
             "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "available" },
             "fromAttachedDisks": [],
             "fromInstanceName": s.source,
             "fromInstanceArn": source_arn,
             "fromBlueprintId": "ubuntu_22_04",
             "fromBundleId": INSTANCE_SNAPSHOT_BUNDLE,
-            "isFromAutoSnapshot": s.from_auto,
             "sizeInGb": 40,
         }),
         Family::Disk => {
@@ -131,20 +131,18 @@ pub(super) fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
                 (false, None) => 0,
             };
             json!({
-                "name": s.name,
-                "arn": arn,
                 "supportCode": format!("{ACCOUNT}/snap-{}", &s.arn_id[..8]),
-                "createdAt": epoch(s.created_at),
-                "location": { "availabilityZone": "all", "regionName": REGION },
                 "resourceType": "DiskSnapshot",
-                "tags": tags,
                 "sizeInGb": DISK_SNAPSHOT_GB,
                 "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "completed" },
                 "progress": format!("{progress}%"),
                 "fromDiskName": s.source,
                 "fromDiskArn": source_arn,
-                "isFromAutoSnapshot": s.from_auto,
             })
         }
+    };
+    if let (Some(all), Value::Object(own)) = (v.as_object_mut(), own) {
+        all.extend(own);
     }
+    v
 }
