@@ -31,6 +31,8 @@ pub mod tls;
 mod ucloudstack;
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -382,28 +382,14 @@ mod tests {
 
     use serde_json::{json, Value};
 
-    use crate::sim::{SimOptions, Simulator, DEFAULT_POWERVS_API_KEY};
+    use crate::sim::testing::serve_on_loopback;
+    use crate::sim::{Simulator, DEFAULT_POWERVS_API_KEY};
 
     const CID: &str = "ws-unit";
     const PVM: &str = "pvm-unit";
 
     async fn start(job_ms: u64) -> (Simulator, String, tokio::sync::oneshot::Sender<()>) {
-        let sim = Simulator::new(SimOptions {
-            job_duration: Duration::from_millis(job_ms),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = sim.clone();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (sim, addr, stop) = serve_on_loopback(job_ms).await;
         sim.seed_powervs_instance(CID, PVM, vec!["vol-a".into(), "vol-b".into()]);
         (sim, format!("http://{addr}/powervs"), stop)
     }

@@ -7,7 +7,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::qingcloud::testing::signed_query;
-use super::{SimOptions, Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
+use super::testing::serve_on_loopback;
+use super::{Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
 
 const ZONE: &str = "pek3a";
 const JOB_MS: u64 = 250;
@@ -20,28 +21,27 @@ struct Harness {
 }
 
 async fn start() -> Harness {
-    let sim = Simulator::new(SimOptions {
-        job_duration: Duration::from_millis(JOB_MS),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = sim.clone();
-    tokio::spawn(async move {
-        let _ = server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (sim, addr, stop) = serve_on_loopback(JOB_MS).await;
     Harness {
         sim,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         _stop: stop,
     }
+}
+
+/// A GET query for `action` in `zone`, signed now with the default key.
+fn signed_get(path: &str, action: &str, zone: &str, extra: &[(&str, &str)]) -> String {
+    signed_query(
+        "GET",
+        path,
+        DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
+        DEFAULT_QINGCLOUD_SECRET,
+        &now_stamp(),
+        action,
+        zone,
+        extra,
+    )
 }
 
 fn now_stamp() -> String {
@@ -88,6 +88,26 @@ impl Harness {
             .expect("answer");
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("JSON answer")
+    }
+
+    /// A GET of `path` (with its query), answered with JSON whatever the status.
+    async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("answer")
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -222,41 +242,18 @@ async fn authentication_errors() {
         .expect("JSON");
     assert_eq!(post["ret_code"], 0, "{post}");
 
-    let missing: Value = h
-        .client
-        .get(format!(
-            "{}/iaas/?action=DescribeVolumes&zone=pek3a",
-            h.base
-        ))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let missing = h.get_json("/iaas/?action=DescribeVolumes&zone=pek3a").await;
     assert_eq!(missing["ret_code"], 1100, "{missing}");
 
     // A space sent as '+' decodes to the same string that was signed.
-    let query = signed_query(
-        "GET",
+    let query = signed_get(
         "/iaas/",
-        DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
-        DEFAULT_QINGCLOUD_SECRET,
-        &now_stamp(),
         "DescribeSnapshots",
         ZONE,
         &[("search_word", "a b")],
     )
     .replace("a%20b", "a+b");
-    let plus: Value = h
-        .client
-        .get(format!("{}/iaas/?{query}", h.base))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let plus: Value = h.get_json(&format!("/iaas/?{query}")).await;
     assert_eq!(plus["ret_code"], 0, "{plus}");
 
     let (_, log) = h.get("/_sim/requests?dialect=qingcloud").await;
@@ -282,11 +279,7 @@ async fn authentication_errors() {
         .filter(|r| r["action"] == "DescribeSnapshots")
         .count() as u64;
     assert_eq!(per_action, journaled);
-    h.client
-        .delete(format!("{}/_sim/requests", h.base))
-        .send()
-        .await
-        .expect("cleared");
+    h.delete("/_sim/requests").await;
     let (_, counted) = h.get("/_sim/counters").await;
     assert_eq!(counted["total"], 0, "{counted}");
 }
@@ -472,28 +465,8 @@ async fn pagination_filters_and_order() {
     assert_eq!(full_only["total_count"], 0);
     let bad = h.call("DescribeSnapshots", &[("limit", "many")]).await;
     assert_eq!(bad["ret_code"], 1100);
-    let other_zone = h
-        .client
-        .get(format!(
-            "{}/iaas/?{}",
-            h.base,
-            signed_query(
-                "GET",
-                "/iaas/",
-                DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
-                DEFAULT_QINGCLOUD_SECRET,
-                &now_stamp(),
-                "DescribeSnapshots",
-                "gd2",
-                &[],
-            )
-        ))
-        .send()
-        .await
-        .expect("answer")
-        .json::<Value>()
-        .await
-        .expect("JSON");
+    let query = signed_get("/iaas/", "DescribeSnapshots", "gd2", &[]);
+    let other_zone = h.get_json(&format!("/iaas/?{query}")).await;
     assert_eq!(other_zone["total_count"], 0);
 }
 
@@ -614,12 +587,7 @@ async fn faults_hit_as_configured() {
         r#"{"dialect":"qingcloud","fault":"never_finish"}"#,
     )
     .await;
-    let resp = h
-        .client
-        .delete(format!("{}/_sim/faults", h.base))
-        .send()
-        .await
-        .expect("answer");
+    let resp = h.delete("/_sim/faults").await;
     assert_eq!(resp.status(), 200);
     let (_, list) = h.get("/_sim/faults").await;
     assert_eq!(list["faults"].as_array().map(Vec::len), Some(0));
@@ -682,15 +650,7 @@ async fn control_endpoints() {
         r#"{"zone":"pek3a","instance_id":"i-web1","instance_name":"web"}"#,
     )
     .await;
-    let r: Value = h
-        .client
-        .get(format!("{}/iaas?{query}", h.base))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let r: Value = h.get_json(&format!("/iaas?{query}")).await;
     assert_eq!(r["ret_code"], 0, "{r}");
     assert_eq!(r["instance_set"][0]["instance_name"], "web");
 
