@@ -44,6 +44,18 @@ fn signed_get(path: &str, action: &str, zone: &str, extra: &[(&str, &str)]) -> S
     )
 }
 
+/// A request's JSON answer, whatever its status.
+async fn json_of(resp: reqwest::Result<reqwest::Response>) -> Value {
+    resp.expect("answer").json().await.expect("JSON")
+}
+
+/// Sends `req`; the answer's status and JSON body.
+async fn status_and_json(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON answer"))
+}
+
 fn now_stamp() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -80,58 +92,56 @@ impl Harness {
         }
     }
 
+    /// A GET signed now with the default secret.
+    async fn signed_now(
+        &self,
+        action: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
+        self.raw("GET", DEFAULT_QINGCLOUD_SECRET, &now_stamp(), action, extra)
+            .await
+    }
+
     /// A correctly signed GET; the JSON answer.
     async fn call(&self, action: &str, extra: &[(&str, &str)]) -> Value {
-        let resp = self
-            .raw("GET", DEFAULT_QINGCLOUD_SECRET, &now_stamp(), action, extra)
-            .await
-            .expect("answer");
+        let resp = self.signed_now(action, extra).await.expect("answer");
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("JSON answer")
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// A GET of `path` (with its query), answered with JSON whatever the status.
     async fn get_json(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("JSON")
+        self.get(path).await.1
     }
 
     async fn delete(&self, path: &str) -> reqwest::Response {
         self.client
-            .delete(format!("{}{path}", self.base))
+            .delete(self.url(path))
             .send()
             .await
             .expect("answer")
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("answer");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.expect("JSON answer"))
+        status_and_json(self.client.get(self.url(path))).await
+    }
+
+    /// Adds the fault `spec` (JSON) through the control API.
+    async fn fault(&self, spec: &str) -> (u16, Value) {
+        self.post("/_sim/faults", spec).await
     }
 
     async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let resp = self
+        let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("answer");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.expect("JSON answer"))
+            .body(body.to_string());
+        status_and_json(req).await
     }
 
     async fn create(&self, volume: &str, is_full: &str) -> (String, String) {
@@ -178,68 +188,60 @@ async fn authentication_errors() {
     assert_eq!(ok["action"], "DescribeVolumesResponse");
     assert_eq!(ok["volume_set"][0]["volume_id"], "vol-a");
 
-    let bad: Value = h
-        .raw("GET", "wrong-secret", &now_stamp(), "DescribeVolumes", &[])
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let bad = json_of(
+        h.raw("GET", "wrong-secret", &now_stamp(), "DescribeVolumes", &[])
+            .await,
+    )
+    .await;
     assert_eq!(bad["ret_code"], 1200, "{bad}");
     assert!(bad["message"]
         .as_str()
         .is_some_and(|m| m.starts_with("AuthFailure")));
 
-    let stale: Value = h
-        .raw(
+    let stale = json_of(
+        h.raw(
             "GET",
             DEFAULT_QINGCLOUD_SECRET,
             "2020-01-01T00:00:00Z",
             "DescribeVolumes",
             &[],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(stale["ret_code"], 1300, "{stale}");
 
     let later = (Utc::now() + chrono::TimeDelta::minutes(20))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let with_expires: Value = h
-        .raw(
+    let with_expires = json_of(
+        h.raw(
             "GET",
             DEFAULT_QINGCLOUD_SECRET,
             "2020-01-01T00:00:00Z",
             "DescribeVolumes",
             &[("expires", &later)],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(with_expires["ret_code"], 0, "{with_expires}");
 
     let unknown = h.call("RebootTheCloud", &[]).await;
     assert_eq!(unknown["ret_code"], 1101);
 
     // POST signs with "POST"; the same body sent as GET would not verify.
-    let post: Value = h
-        .raw(
+    let post = json_of(
+        h.raw(
             "POST",
             DEFAULT_QINGCLOUD_SECRET,
             &now_stamp(),
             "DescribeVolumes",
             &[],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(post["ret_code"], 0, "{post}");
 
     let missing = h.get_json("/iaas/?action=DescribeVolumes&zone=pek3a").await;
@@ -476,10 +478,7 @@ async fn faults_hit_as_configured() {
     h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
 
     let (status, added) = h
-        .post(
-            "/_sim/faults",
-            r#"{"dialect":"qingcloud","action":"DescribeVolumes","fault":"throttle","count":2}"#,
-        )
+        .fault(r#"{"dialect":"qingcloud","action":"DescribeVolumes","fault":"throttle","count":2}"#)
         .await;
     assert_eq!(status, 200);
     assert!(added["id"].is_string());
@@ -491,11 +490,8 @@ async fn faults_hit_as_configured() {
     assert_eq!(h.call("DescribeVolumes", &[]).await["ret_code"], 0);
 
     // fail_job: the job ends failed and the snapshot disappears.
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","action":"CreateSnapshots","fault":"fail_job","count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","action":"CreateSnapshots","fault":"fail_job","count":1}"#)
+        .await;
     let (job, ss) = h.create("vol-a", "1").await;
     wait_jobs().await;
     assert_eq!(h.job_status(&job).await, "failed");
@@ -506,21 +502,9 @@ async fn faults_hit_as_configured() {
     assert_eq!(h.job_status(&job).await, "successful");
 
     for (fault, check) in [("quota", 2500), ("server_error", 503), ("malformed", 200)] {
-        h.post(
-            "/_sim/faults",
-            &json!({"dialect":"qingcloud","fault":fault,"count":1}).to_string(),
-        )
-        .await;
-        let resp = h
-            .raw(
-                "GET",
-                DEFAULT_QINGCLOUD_SECRET,
-                &now_stamp(),
-                "DescribeJobs",
-                &[],
-            )
-            .await
-            .expect("answer");
+        h.fault(&json!({"dialect":"qingcloud","fault":fault,"count":1}).to_string())
+            .await;
+        let resp = h.signed_now("DescribeJobs", &[]).await.expect("answer");
         let status = resp.status().as_u16();
         let body = resp.text().await.expect("body");
         match fault {
@@ -539,27 +523,13 @@ async fn faults_hit_as_configured() {
         }
     }
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"drop_connection","count":1}"#,
-    )
-    .await;
-    let dropped = h
-        .raw(
-            "GET",
-            DEFAULT_QINGCLOUD_SECRET,
-            &now_stamp(),
-            "DescribeJobs",
-            &[],
-        )
+    h.fault(r#"{"dialect":"qingcloud","fault":"drop_connection","count":1}"#)
         .await;
+    let dropped = h.signed_now("DescribeJobs", &[]).await;
     assert!(dropped.is_err(), "expected a dropped connection");
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"latency","latency_ms":150,"count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","fault":"latency","latency_ms":150,"count":1}"#)
+        .await;
     let started = std::time::Instant::now();
     assert_eq!(h.call("DescribeJobs", &[]).await["ret_code"], 0);
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -582,11 +552,8 @@ async fn faults_hit_as_configured() {
         ]
     );
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"never_finish"}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","fault":"never_finish"}"#)
+        .await;
     let resp = h.delete("/_sim/faults").await;
     assert_eq!(resp.status(), 200);
     let (_, list) = h.get("/_sim/faults").await;
@@ -597,11 +564,8 @@ async fn faults_hit_as_configured() {
 async fn never_finish_keeps_the_job_working() {
     let h = start().await;
     h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"never_finish","count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","fault":"never_finish","count":1}"#)
+        .await;
     let (job, ss) = h.create("vol-a", "1").await;
     wait_jobs().await;
     assert_eq!(h.job_status(&job).await, "working");
@@ -621,10 +585,7 @@ async fn control_endpoints() {
     assert_eq!(status, 400);
     assert!(body["error"].as_str().is_some_and(|m| m.contains("JSON")));
     let (status, _) = h
-        .post(
-            "/_sim/faults",
-            r#"{"dialect":"qingcloud","fault":"explode"}"#,
-        )
+        .fault(r#"{"dialect":"qingcloud","fault":"explode"}"#)
         .await;
     assert_eq!(status, 400);
 
