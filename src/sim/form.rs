@@ -73,6 +73,24 @@ fn decode_component<E: FormError>(raw: &str) -> Result<String, E> {
         .map_err(|_| E::malformed(&format!("[{raw}] is not valid UTF-8 once decoded")))
 }
 
+/// Form pairs decoded leniently (`+` as a space, invalid UTF-8 replaced),
+/// for the dialects that only read a form, never reject one.
+pub(crate) fn decode_lossy(input: &str) -> Params {
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    input
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
 /// `name.<first>`, `name.<first + 1>`, … in index order (so `.10` comes
 /// after `.2`); empty values are left out. An index below `first` or not a
 /// number is the dialect's `bad_index`.

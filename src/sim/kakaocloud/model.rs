@@ -24,13 +24,7 @@ const DEFAULT_SIZE_GB: u64 = 50;
 /// The API's default `limit` (kakaocloud.md §3).
 pub(crate) const DEFAULT_LIMIT: u64 = 20;
 
-/// How an async change ends, fixed when it starts (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Instance {

@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 
 use super::model::{self, format_time, Issuer};
 use super::{api_error, json_body, Answer, ApiError, Ctx, PvsState};
+use crate::sim::form;
 
 pub(super) fn iam_token(ctx: &mut Ctx<'_>) -> Answer {
-    let form: BTreeMap<String, String> = url_form(ctx.body);
+    let form: BTreeMap<String, String> = form::decode_lossy(&String::from_utf8_lossy(ctx.body));
     let grant = form.get("grant_type").cloned().unwrap_or_default();
     ctx.logged.insert("grant_type".into(), grant.clone());
     let iam_error = |status: StatusCode, code: &str, message: &str| ApiError {
@@ -58,22 +59,6 @@ pub(super) fn iam_token(ctx: &mut Ctx<'_>) -> Answer {
             "scope": "ibm openid",
         }),
     ))
-}
-
-fn url_form(body: &[u8]) -> BTreeMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
 }
 
 fn ip4g_token_json(pvs: &mut PvsState, now: DateTime<Utc>, refresh: &str) -> Value {

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::model::{self, Outcome, Snap};
 use super::{api_error, json_body, Answer, ApiError, Ctx, DIALECT, OP_CREATE};
-use crate::sim::faults::FaultKind;
 
 fn not_found(sid: &str) -> ApiError {
     api_error(
@@ -248,11 +247,7 @@ pub(super) fn create_snapshot(ctx: &mut Ctx<'_>) -> Answer {
             "conflict",
         ));
     }
-    let outcome = match ctx.faults.for_job(DIALECT, OP_CREATE) {
-        Some(FaultKind::FailJob) => Outcome::Fail,
-        Some(FaultKind::NeverFinish) => Outcome::Never,
-        _ => Outcome::Succeed,
-    };
+    let outcome = Outcome::of(ctx.faults.for_job(DIALECT, OP_CREATE));
     let duration = chrono::Duration::from_std(ctx.job_duration).unwrap_or(chrono::Duration::MAX);
     let id = model::uuid_like();
     ctx.pvs.snapshots.push(Snap {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
-use super::model::{JobOutcome, JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
+use super::model::{JobPlan, Outcome, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
 use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
@@ -47,11 +47,7 @@ impl JobPlanner<'_> {
         self.fault_hit = fault;
         JobPlan {
             duration: self.duration,
-            outcome: match fault {
-                Some(FaultKind::FailJob) => JobOutcome::Fail,
-                Some(FaultKind::NeverFinish) => JobOutcome::Never,
-                _ => JobOutcome::Succeed,
-            },
+            outcome: Outcome::of(fault),
         }
     }
 }

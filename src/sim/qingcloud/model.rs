@@ -53,13 +53,7 @@ pub(crate) struct Resource {
     pub head: Option<String>,
 }
 
-/// How a job will end, fixed when it is created (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JobOutcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobStatus {
@@ -99,7 +93,7 @@ pub(crate) struct Job {
     pub create_time: DateTime<Utc>,
     pending_until: DateTime<Utc>,
     finish_at: DateTime<Utc>,
-    outcome: JobOutcome,
+    outcome: Outcome,
 }
 
 impl Job {
@@ -108,10 +102,10 @@ impl Job {
             return JobStatus::Pending;
         }
         match self.outcome {
-            JobOutcome::Never => JobStatus::Working,
+            Outcome::Never => JobStatus::Working,
             _ if now < self.finish_at => JobStatus::Working,
-            JobOutcome::Succeed => JobStatus::Successful,
-            JobOutcome::Fail => JobStatus::Failed,
+            Outcome::Succeed => JobStatus::Successful,
+            Outcome::Fail => JobStatus::Failed,
         }
     }
 
@@ -205,7 +199,7 @@ pub(crate) struct QingState {
 /// One new async job's parameters.
 pub(crate) struct JobPlan {
     pub duration: Duration,
-    pub outcome: JobOutcome,
+    pub outcome: Outcome,
 }
 
 impl QingState {

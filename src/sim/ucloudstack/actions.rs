@@ -96,12 +96,7 @@ fn create_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     let id = ctx.ucs.create_snapshot(&new, ctx.now, || {
         let fault = faults.for_job(DIALECT, "CreateSnapshot");
         *hit = fault;
-        let outcome = match fault {
-            Some(FaultKind::FailJob) => Outcome::Fail,
-            Some(FaultKind::NeverFinish) => Outcome::Never,
-            _ => Outcome::Succeed,
-        };
-        (duration, outcome)
+        (duration, Outcome::of(fault))
     })?;
     let mut out = Map::new();
     out.insert("SnapshotID".into(), json!(id));
