@@ -30,3 +30,13 @@ pub(crate) async fn serve_on_loopback(
     });
     (sim, addr, stop)
 }
+
+/// The text member `field` of each object in the array `list` (objects
+/// without it are left out).
+pub(crate) fn texts<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .filter_map(|item| item[field].as_str())
+        .collect()
+}

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::qingcloud::testing::signed_query;
-use super::testing::serve_on_loopback;
+use super::testing::{serve_on_loopback, texts};
 use super::{Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
 
 const ZONE: &str = "pek3a";
@@ -535,12 +535,7 @@ async fn faults_hit_as_configured() {
     assert!(started.elapsed() >= Duration::from_millis(150));
 
     let (_, faults) = h.get("/_sim/requests?action=DescribeJobs").await;
-    let hit: Vec<&str> = faults["requests"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|r| r["fault"].as_str())
-        .collect();
+    let hit = texts(&faults["requests"], "fault");
     assert_eq!(
         hit,
         [

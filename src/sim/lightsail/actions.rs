@@ -612,6 +612,7 @@ pub(super) fn restore_instances(ctx: &mut Ctx<'_>, input: &Input, action: &str) 
 mod tests {
     use super::super::model::SeedSnapshot;
     use super::*;
+    use crate::sim::testing::texts;
 
     fn state_with(names: &[(&str, Family)], page: usize) -> LightsailState {
         let mut st = LightsailState::default();
@@ -735,12 +736,7 @@ mod tests {
             "GetInstanceSnapshots",
             json!({ "pageToken": token }),
         );
-        let got: Vec<&str> = next["instanceSnapshots"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let got = texts(&next["instanceSnapshots"], "name");
         assert_eq!(got, ["s-2", "s-3"]);
     }
 
