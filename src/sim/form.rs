@@ -205,3 +205,48 @@ pub(crate) fn params(pairs: &[(&str, &str)]) -> Params {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// Checks a dialect's list parameter reader: items in index order from
+/// `first` (so `.10` after `.2`), other keys ignored, a non-numeric index
+/// answered with `bad_code`.
+#[cfg(test)]
+pub(crate) fn check_list_param<E: FormError>(
+    list_param: fn(&Params, &str) -> Result<Vec<String>, E>,
+    name: &str,
+    first: usize,
+    bad_code: i64,
+) {
+    let p: Params = [
+        (format!("{name}.10"), "j"),
+        (format!("{name}.2"), "b"),
+        (format!("{name}.{first}"), "a"),
+        (format!("{name}X"), "nope"),
+        ("snapshot_name".to_string(), "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect();
+    let items = list_param(&p, name).map_err(|e| e.ret_code());
+    assert_eq!(
+        items,
+        Ok(vec!["a".into(), "b".into(), "j".into()]),
+        "{name}"
+    );
+    let bad = params(&[(&format!("{name}.x"), "a")]);
+    let code = list_param(&bad, name).map(|_| ()).map_err(|e| e.ret_code());
+    assert_eq!(code, Err(bad_code), "{name}.x");
+}
+
+/// Checks a dialect's paging reader: offset 0 and limit 20 by default, the
+/// limit capped at 100, a negative limit answered with `bad_code`.
+#[cfg(test)]
+pub(crate) fn check_paging<E: FormError>(
+    paging: fn(&Params) -> Result<(usize, usize), E>,
+    (offset, limit): (&str, &str),
+    bad_code: i64,
+) {
+    let read = |pairs: &[(&str, &str)]| paging(&params(pairs)).map_err(|e| e.ret_code());
+    assert_eq!(read(&[]), Ok((0, 20)), "defaults");
+    assert_eq!(read(&[(offset, "5"), (limit, "500")]), Ok((5, 100)), "cap");
+    assert_eq!(read(&[(limit, "-1")]), Err(bad_code), "negative {limit}");
+}

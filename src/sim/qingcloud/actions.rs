@@ -429,39 +429,15 @@ fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::form::params;
+    use crate::sim::form::{check_list_param, check_paging};
 
     #[test]
     fn list_params_follow_their_index_not_byte_order() {
-        let p = params(&[
-            ("resources.10", "j"),
-            ("resources.2", "b"),
-            ("resources.1", "a"),
-            ("resourcesX", "nope"),
-            ("snapshot_name", "x"),
-        ]);
-        assert_eq!(list_param(&p, "resources").expect("valid"), ["a", "b", "j"]);
-        let bad = params(&[("resources.x", "a")]);
-        assert_eq!(
-            list_param(&bad, "resources")
-                .expect_err("bad index")
-                .ret_code,
-            1100
-        );
+        check_list_param(list_param, "resources", 1, 1100);
     }
 
     #[test]
     fn paging_defaults_and_cap() {
-        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
-        assert_eq!(
-            paging(&params(&[("offset", "5"), ("limit", "500")])).expect("valid"),
-            (5, 100)
-        );
-        assert_eq!(
-            paging(&params(&[("limit", "-1")]))
-                .expect_err("neg")
-                .ret_code,
-            1100
-        );
+        check_paging(paging, ("offset", "limit"), 1100);
     }
 }

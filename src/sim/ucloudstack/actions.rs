@@ -233,36 +233,15 @@ fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::form::params;
+    use crate::sim::form::{check_list_param, check_paging};
 
     #[test]
     fn arrays_are_zero_based_in_index_order() {
-        let p = params(&[
-            ("SnapshotIDs.10", "k"),
-            ("SnapshotIDs.2", "c"),
-            ("SnapshotIDs.0", "a"),
-            ("SnapshotIDsX", "nope"),
-        ]);
-        assert_eq!(
-            list_param(&p, "SnapshotIDs").expect("valid"),
-            ["a", "c", "k"]
-        );
-        let bad = params(&[("SnapshotIDs.x", "a")]);
-        assert_eq!(
-            list_param(&bad, "SnapshotIDs")
-                .expect_err("bad index")
-                .ret_code,
-            140
-        );
+        check_list_param(list_param, "SnapshotIDs", 0, 140);
     }
 
     #[test]
     fn paging_defaults_and_cap() {
-        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
-        assert_eq!(
-            paging(&params(&[("Offset", "5"), ("Limit", "500")])).expect("valid"),
-            (5, 100)
-        );
-        assert!(paging(&params(&[("Limit", "-1")])).is_err());
+        check_paging(paging, ("Offset", "Limit"), 140);
     }
 }
