@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
+use serde_json::{json, Map, Value};
 
 use super::faults::FaultKind;
 use super::pipeline::Incoming;
@@ -145,6 +146,26 @@ impl Paging {
             .min(self.max_limit);
         Ok((offset, limit))
     }
+}
+
+/// One page (`offset`, `limit`) of `matching`, each rendered, under the
+/// second key, with the number of matches under the first.
+pub(crate) fn page<T>(
+    matching: &[T],
+    (offset, limit): (usize, usize),
+    (count_key, set_key): (&str, &str),
+    render: impl FnMut(&T) -> Value,
+) -> Map<String, Value> {
+    let set: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(render)
+        .collect();
+    let mut out = Map::new();
+    out.insert(count_key.into(), json!(matching.len()));
+    out.insert(set_key.into(), Value::Array(set));
+    out
 }
 
 /// One decoded call: its parameters, whether they decoded, and its action.

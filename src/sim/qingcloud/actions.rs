@@ -166,16 +166,10 @@ fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError>
                 && search_word.is_none_or(|w| s.id.contains(w) || s.name.contains(w))
         })
         .collect();
-    let set: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|s| snapshot_json(qing, s, now, verbose))
-        .collect();
-    let mut out = Map::new();
-    out.insert("total_count".into(), json!(matching.len()));
-    out.insert("snapshot_set".into(), Value::Array(set));
-    Ok(out)
+    let keys = ("total_count", "snapshot_set");
+    Ok(form::page(&matching, (offset, limit), keys, |s| {
+        snapshot_json(qing, s, now, verbose)
+    }))
 }
 
 /// One `snapshot_set` item with the fields of the CLI transcript and §3.
@@ -280,28 +274,20 @@ fn describe_jobs(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
                 && job_action.is_none_or(|a| j.action == a)
         })
         .collect();
-    let set: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|j| {
-            json!({
-                "job_id": j.id,
-                "job_action": j.action,
-                "status": j.status(now).as_str(),
-                "create_time": format_time(j.create_time),
-                "status_time": format_time(j.status_time(now)),
-                "resource_ids": j.resource_ids.join(" "),
-                "owner": OWNER,
-                "directive": "",
-                "error_codes": "",
-            })
+    let keys = ("total_count", "job_set");
+    Ok(form::page(&matching, (offset, limit), keys, |j| {
+        json!({
+            "job_id": j.id,
+            "job_action": j.action,
+            "status": j.status(now).as_str(),
+            "create_time": format_time(j.create_time),
+            "status_time": format_time(j.status_time(now)),
+            "resource_ids": j.resource_ids.join(" "),
+            "owner": OWNER,
+            "directive": "",
+            "error_codes": "",
         })
-        .collect();
-    let mut out = Map::new();
-    out.insert("total_count".into(), json!(matching.len()));
-    out.insert("job_set".into(), Value::Array(set));
-    Ok(out)
+    }))
 }
 
 /// DescribeVolumes / DescribeInstances: minimal, enough to pick targets.

@@ -140,16 +140,10 @@ fn describe_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> 
                 && keyword.is_none_or(|k| s.id.contains(k) || s.name.contains(k))
         })
         .collect();
-    let infos: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|s| snapshot_info(ucs, s, now))
-        .collect();
-    let mut out = Map::new();
-    out.insert("TotalCount".into(), json!(matching.len()));
-    out.insert("Infos".into(), Value::Array(infos));
-    Ok(out)
+    let keys = ("TotalCount", "Infos");
+    Ok(form::page(&matching, (offset, limit), keys, |s| {
+        snapshot_info(ucs, s, now)
+    }))
 }
 
 /// DescribeDisk (SG-disk): the region's (and zone's) disks by `DiskID`,
@@ -170,31 +164,23 @@ fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
         })
         .collect();
     matching.sort_by(|a, b| a.id.cmp(&b.id));
-    let infos: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|d| {
-            json!({
-                "Region": d.region,
-                "Zone": d.zone,
-                "DiskID": d.id,
-                "Name": d.name,
-                "Remark": "",
-                "Size": 40,
-                "SetType": "Normal",
-                "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
-                "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
-                "ChargeType": "Dynamic",
-                "CreateTime": 1_700_000_000,
-                "ExpireTime": 0,
-            })
+    let keys = ("TotalCount", "Infos");
+    Ok(form::page(&matching, (offset, limit), keys, |d| {
+        json!({
+            "Region": d.region,
+            "Zone": d.zone,
+            "DiskID": d.id,
+            "Name": d.name,
+            "Remark": "",
+            "Size": 40,
+            "SetType": "Normal",
+            "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
+            "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
+            "ChargeType": "Dynamic",
+            "CreateTime": 1_700_000_000,
+            "ExpireTime": 0,
         })
-        .collect();
-    let mut out = Map::new();
-    out.insert("TotalCount".into(), json!(matching.len()));
-    out.insert("Infos".into(), Value::Array(infos));
-    Ok(out)
+    }))
 }
 
 /// One `SnapshotInfo` with the fields of reference/001.
