@@ -21,6 +21,16 @@ type Input = Map<String, Value>;
 /// An operation's answer.
 type Answer = Result<Value, ApiError>;
 
+/// A restore from the snapshot `from`: where, by which action, how it ends
+/// and the tags its new resources get.
+pub(super) struct Restore<'a> {
+    from: &'a str,
+    zone: &'a str,
+    action: &'a str,
+    ends: (Option<DateTime<Utc>>, bool),
+    tags: Vec<(String, Option<String>)>,
+}
+
 /// What an action may touch.
 pub(super) struct Ctx<'a> {
     pub state: &'a mut LightsailState,
@@ -61,6 +71,63 @@ impl Ctx<'_> {
             action,
             source,
             "all",
+            ends_at,
+            fails,
+            "Succeeded",
+        )
+    }
+
+    /// A restore from `from` by `action`: how it ends is decided now.
+    fn plan_restore<'a>(
+        &mut self,
+        from: &'a str,
+        zone: &'a str,
+        action: &'a str,
+        tags: Vec<(String, Option<String>)>,
+    ) -> Restore<'a> {
+        let ends = self.ends(action);
+        Restore {
+            from,
+            zone,
+            action,
+            ends,
+            tags,
+        }
+    }
+
+    /// Files `name`, a resource of `family` being restored (with its size
+    /// or bundle, `shape`), and answers the operation on it.
+    fn restore(
+        &mut self,
+        family: Family,
+        name: &str,
+        r: &Restore<'_>,
+        (size_in_gb, bundle_id): (Option<i64>, Option<String>),
+    ) -> Value {
+        let (ends_at, fails) = r.ends;
+        let resource = Resource {
+            zone: r.zone.to_string(),
+            arn_id: uuid_like(),
+            from_snapshot: Some(r.from.to_string()),
+            ready_at: ends_at,
+            fails,
+            size_in_gb,
+            bundle_id,
+            created_at: self.now,
+            tags: r.tags.clone(),
+        };
+        let map = match family {
+            Family::Instance => &mut self.state.instances,
+            Family::Disk => &mut self.state.disks,
+        };
+        map.insert(name.to_string(), resource);
+        let resource_type = family.source_type();
+        self.new_op(
+            name,
+            resource_type,
+            r.action,
+            r.from,
+            r.zone,
             ends_at,
             fails,
             "Succeeded",
@@ -486,31 +553,8 @@ pub(super) fn restore_disk(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> An
             "Some names are already in use: {disk}"
         )));
     }
-    let (ends_at, fails) = ctx.ends(action);
-    ctx.state.disks.insert(
-        disk.clone(),
-        Resource {
-            zone: zone.clone(),
-            arn_id: uuid_like(),
-            from_snapshot: Some(snap_name.clone()),
-            ready_at: ends_at,
-            fails,
-            size_in_gb: Some(size),
-            bundle_id: None,
-            created_at: now,
-            tags: tags.clone(),
-        },
-    );
-    let op = ctx.new_op(
-        &disk,
-        "Disk",
-        action,
-        &snap_name,
-        &zone,
-        ends_at,
-        fails,
-        "Succeeded",
-    );
+    let restore = ctx.plan_restore(&snap_name, &zone, action, tags);
+    let op = ctx.restore(Family::Disk, &disk, &restore, (Some(size), None));
     Ok(json!({ "operations": [op] }))
 }
 
@@ -577,34 +621,12 @@ pub(super) fn restore_instances(ctx: &mut Ctx<'_>, input: &Input, action: &str) 
         )));
     }
     let tags = parse_tags(input)?;
-    let (ends_at, fails) = ctx.ends(action);
-    let mut ops = Vec::new();
-    for n in &names {
-        ctx.state.instances.insert(
-            n.clone(),
-            Resource {
-                zone: zone.clone(),
-                arn_id: uuid_like(),
-                from_snapshot: Some(snap_name.clone()),
-                ready_at: ends_at,
-                fails,
-                size_in_gb: None,
-                bundle_id: Some(bundle.clone()),
-                created_at: now,
-                tags: tags.clone(),
-            },
-        );
-        ops.push(ctx.new_op(
-            n,
-            "Instance",
-            action,
-            &snap_name,
-            &zone,
-            ends_at,
-            fails,
-            "Succeeded",
-        ));
-    }
+    let restore = ctx.plan_restore(&snap_name, &zone, action, tags);
+    let shape = (None, Some(bundle));
+    let ops: Vec<Value> = names
+        .iter()
+        .map(|n| ctx.restore(Family::Instance, n, &restore, shape.clone()))
+        .collect();
     Ok(json!({ "operations": ops }))
 }
 
