@@ -244,11 +244,7 @@ pub(super) fn required<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&
     match input.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | None => Err(ApiError::invalid(format!("{key} is required"))),
-        Some(_) => Err(ApiError::new(
-            400,
-            "SerializationException",
-            format!("{key} must be a string"),
-        )),
+        Some(_) => Err(ApiError::serialization(format!("{key} must be a string"))),
     }
 }
 
@@ -267,7 +263,7 @@ pub(super) fn parse_tags(input: &Input) -> Result<Vec<(String, Option<String>)>,
     };
     let list = raw
         .as_array()
-        .ok_or_else(|| ApiError::new(400, "SerializationException", "tags must be a list"))?;
+        .ok_or_else(|| ApiError::serialization("tags must be a list"))?;
     if list.len() > MAX_TAGS {
         return Err(ApiError::invalid(format!(
             "at most {MAX_TAGS} tags per resource"
@@ -525,13 +521,7 @@ pub(super) fn restore_disk(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> An
             .as_i64()
             .ok_or_else(|| ApiError::invalid("sizeInGb must be an integer"))?,
         None => return Err(ApiError::invalid("sizeInGb is required")),
-        Some(_) => {
-            return Err(ApiError::new(
-                400,
-                "SerializationException",
-                "sizeInGb must be a number",
-            ))
-        }
+        Some(_) => return Err(ApiError::serialization("sizeInGb must be a number")),
     };
     let Some(snap_name) = input.get("diskSnapshotName").and_then(Value::as_str) else {
         return Err(ApiError::invalid(
@@ -568,22 +558,12 @@ pub(super) fn restore_instances(ctx: &mut Ctx<'_>, input: &Input, action: &str) 
             .iter()
             .map(|v| {
                 v.as_str().map(str::to_string).ok_or_else(|| {
-                    ApiError::new(
-                        400,
-                        "SerializationException",
-                        "instanceNames must be a list of strings",
-                    )
+                    ApiError::serialization("instanceNames must be a list of strings")
                 })
             })
             .collect::<Result<_, _>>()?,
         None => return Err(ApiError::invalid("instanceNames is required")),
-        Some(_) => {
-            return Err(ApiError::new(
-                400,
-                "SerializationException",
-                "instanceNames must be a list",
-            ))
-        }
+        Some(_) => return Err(ApiError::serialization("instanceNames must be a list")),
     };
     if names.is_empty() {
         return Err(ApiError::invalid("instanceNames is required"));
