@@ -361,6 +361,14 @@ fn check(ctx: &mut Ctx<'_>, guard: Guard) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A string member of a JSON body; empty when absent or not a string.
+fn text_member(body: &Value, key: &str) -> String {
+    body.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn json_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     if ctx.body.is_empty() {
         return Ok(json!({}));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::model::{self, format_time, Issuer};
-use super::{api_error, json_body, Answer, ApiError, Ctx, PvsState};
+use super::{api_error, json_body, text_member, Answer, ApiError, Ctx, PvsState};
 use crate::sim::form;
 
 pub(super) fn iam_token(ctx: &mut Ctx<'_>) -> Answer {
@@ -82,11 +82,7 @@ pub(super) fn ip4g_token(ctx: &mut Ctx<'_>) -> Answer {
             "bad request",
         ));
     }
-    let refresh = body
-        .get("refreshToken")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let refresh = text_member(&body, "refreshToken");
     match ctx.pvs.refresh_tokens.get(&refresh) {
         Some(true) => {}
         Some(false) => {
@@ -146,11 +142,7 @@ pub(super) fn device_code(ctx: &mut Ctx<'_>) -> Answer {
 
 pub(super) fn device_token(ctx: &mut Ctx<'_>) -> Answer {
     let body = json_body(ctx)?;
-    let code = body
-        .get("deviceCode")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let code = text_member(&body, "deviceCode");
     let Some(device) = ctx.pvs.devices.get(&code).cloned() else {
         return Err(api_error(
             StatusCode::BAD_REQUEST,

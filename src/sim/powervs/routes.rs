@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::model::{self, Outcome, Snap};
-use super::{api_error, json_body, Answer, ApiError, Ctx, DIALECT, OP_CREATE};
+use super::{api_error, json_body, text_member, Answer, ApiError, Ctx, DIALECT, OP_CREATE};
 
 fn not_found(sid: &str) -> ApiError {
     api_error(
@@ -168,16 +168,8 @@ fn check_description(d: &str) -> Result<(), ApiError> {
 
 pub(super) fn create_snapshot(ctx: &mut Ctx<'_>) -> Answer {
     let body = json_body(ctx)?;
-    let name = body
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let description = body
-        .get("description")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = text_member(&body, "name");
+    let description = text_member(&body, "description");
     let volume_ids: Option<Vec<String>> = match body.get("volumeIDs") {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) => Some(

@@ -556,11 +556,7 @@ impl QingState {
         now: DateTime<Utc>,
         plan: impl FnOnce() -> JobPlan,
     ) -> Result<(String, String), ApiError> {
-        let snap = self
-            .snapshots
-            .get(snapshot_id)
-            .filter(|s| s.zone == zone)
-            .ok_or_else(|| ApiError::not_found(snapshot_id))?;
+        let snap = self.snapshot_in(zone, snapshot_id)?;
         let view = self.view(snap, now);
         match view.status {
             SnapStatus::Available if view.transition.is_empty() => {}
@@ -587,6 +583,14 @@ impl QingState {
         Ok((job, volume_id))
     }
 
+    /// The snapshot `id` in `zone`, or ResourceNotFound.
+    fn snapshot_in(&self, zone: &str, id: &str) -> Result<&Snapshot, ApiError> {
+        self.snapshots
+            .get(id)
+            .filter(|s| s.zone == zone)
+            .ok_or_else(|| ApiError::not_found(id))
+    }
+
     /// DeleteSnapshots: each named snapshot and all its descendants (a full
     /// snapshot's whole chain) go to `deleting` under one job.
     pub(crate) fn delete_snapshots(
@@ -597,11 +601,7 @@ impl QingState {
         plan: impl FnOnce() -> JobPlan,
     ) -> Result<String, ApiError> {
         for id in ids {
-            let snap = self
-                .snapshots
-                .get(id)
-                .filter(|s| s.zone == zone)
-                .ok_or_else(|| ApiError::not_found(id))?;
+            let snap = self.snapshot_in(zone, id)?;
             let view = self.view(snap, now);
             match view.status {
                 SnapStatus::Deleted | SnapStatus::Ceased => return Err(ApiError::not_found(id)),
