@@ -670,12 +670,7 @@ impl QingState {
         resource_id: Option<&str>,
     ) -> Vec<&Snapshot> {
         if !ids.is_empty() {
-            let mut seen = HashSet::new();
-            let named = ids
-                .iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .filter_map(|id| self.snapshots.get(id));
-            newest_first(named, Some(zone))
+            named_newest_first(&self.snapshots, ids, zone)
         } else if let Some(rid) = resource_id {
             newest_first(self.snapshots_of_resource(rid), Some(zone))
         } else {
@@ -691,12 +686,7 @@ impl QingState {
     /// The jobs named in `ids` (each once; unknown ones left out) in `zone`,
     /// newest first: what DescribeJobs with `jobs.N` looks at.
     pub(crate) fn jobs_by_id(&self, zone: &str, ids: &[String]) -> Vec<&Job> {
-        let mut seen = HashSet::new();
-        let named = ids
-            .iter()
-            .filter(|id| seen.insert(id.as_str()))
-            .filter_map(|id| self.jobs.get(id));
-        newest_first(named, Some(zone))
+        named_newest_first(&self.jobs, ids, zone)
     }
 
     /// Alive members of the chain rooted at `root_id`.
@@ -730,6 +720,21 @@ impl Listed for Job {
     fn order_key(&self) -> (DateTime<Utc>, u64) {
         (self.create_time, self.seq)
     }
+}
+
+/// The items of `map` named in `ids` (each once; unknown ones left out)
+/// in `zone`, newest first.
+fn named_newest_first<'a, T: Listed>(
+    map: &'a HashMap<String, T>,
+    ids: &[String],
+    zone: &str,
+) -> Vec<&'a T> {
+    let mut seen = HashSet::new();
+    let named = ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .filter_map(|id| map.get(id));
+    newest_first(named, Some(zone))
 }
 
 /// Those in `zone` (all when None), newest first (create time, then
