@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::model::{self, KakaoState, DEFAULT_LIMIT};
+use super::model::{KakaoState, DEFAULT_LIMIT};
 use super::{auth, ApiError, Ctx, Op, Params, Reply};
 
 /// An operation's answer.
@@ -188,23 +188,19 @@ fn sort_desc(params: &Params) -> Result<bool, ApiError> {
     }
 }
 
+/// A listed item: its creation order (time, then sequence) and its view.
+type Found = ((DateTime<Utc>, u64), Value);
+
 /// A listing under `key`: `found` in creation order (newest first unless
 /// `sort_dirs=asc`), one page of it, and the pagination block.
-fn listing<T>(
-    state: &KakaoState,
-    params: &Params,
-    key: &str,
-    mut found: Vec<T>,
-    created: impl Fn(&T) -> (DateTime<Utc>, u64),
-    view: impl Fn(T) -> Value,
-) -> Answer {
+fn listing(state: &KakaoState, params: &Params, key: &str, mut found: Vec<Found>) -> Answer {
     let (limit, offset) = page_bounds(params, state.page_limit)?;
     let desc = sort_desc(params)?;
-    found.sort_by_key(|x| created(x));
+    found.sort_by_key(|(created, _)| *created);
     if desc {
         found.reverse();
     }
-    let items = found.into_iter().map(view).collect();
+    let items = found.into_iter().map(|(_, view)| view).collect();
     Ok(page(items, key, limit, offset))
 }
 
@@ -222,7 +218,7 @@ fn page(items: Vec<Value>, key: &str, limit: u64, offset: u64) -> Reply {
 }
 
 fn list_instances(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
-    let found: Vec<&model::Instance> = state
+    let found: Vec<Found> = state
         .instances
         .values()
         .filter(|i| params.get("id").is_none_or(|id| &i.id == id))
@@ -231,42 +227,28 @@ fn list_instances(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> An
                 .get("name")
                 .is_none_or(|n| i.name.contains(n.as_str()))
         })
+        .map(|i| ((i.created_at, i.seq), state.instance_view(i, now)))
         .collect();
-    let view = |i| state.instance_view(i, now);
-    listing(
-        state,
-        params,
-        "instances",
-        found,
-        |i| (i.created_at, i.seq),
-        view,
-    )
+    listing(state, params, "instances", found)
 }
 
 /// `GET /api/v1/volumes`: filters `id`, `name` (exact), `instance_id`,
 /// `status`; sorted by `created_at`, paged.
 fn list_volumes(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
     let eq = |k: &str, v: &str| param_is(params, k, v);
-    let found: Vec<&model::Volume> = state
+    let found: Vec<Found> = state
         .volumes
         .values()
         .filter(|v| eq("id", &v.id) && eq("name", &v.name) && eq("status", v.status(now)))
         .filter(|v| param_is_some(params, "instance_id", v.instance_id.as_ref()))
+        .map(|v| ((v.created_at, v.seq), state.volume_view(v, now)))
         .collect();
-    let view = |v| state.volume_view(v, now);
-    listing(
-        state,
-        params,
-        "volumes",
-        found,
-        |v| (v.created_at, v.seq),
-        view,
-    )
+    listing(state, params, "volumes", found)
 }
 
 fn list_snapshots(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
     let eq = |k: &str, v: &str| param_is(params, k, v);
-    let found: Vec<&model::Snapshot> = state
+    let found: Vec<Found> = state
         .live_snapshots(now)
         .filter(|s| eq("id", &s.id) && eq("name", &s.name) && eq("volume_id", &s.volume_id))
         .filter(|s| eq("status", s.status(now).unwrap_or_default()))
@@ -277,14 +259,7 @@ fn list_snapshots(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> An
             )
         })
         .filter(|s| param_is_some(params, "parent_id", s.parent_id.as_ref()))
+        .map(|s| ((s.created_at, s.seq), s.view(now)))
         .collect();
-    let view = |s: &model::Snapshot| s.view(now);
-    listing(
-        state,
-        params,
-        "snapshots",
-        found,
-        |s| (s.created_at, s.seq),
-        view,
-    )
+    listing(state, params, "snapshots", found)
 }
