@@ -73,6 +73,11 @@ struct Limits {
     snapshots_per_disk: u32,
 }
 
+/// A disk's place: its region, zone and id, none empty.
+fn require_disk(region: &str, zone: &str, disk_id: &str) -> Result<(), ControlError> {
+    require(&[("region", region), ("zone", zone), ("disk_id", disk_id)])
+}
+
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
     require(&[
@@ -87,11 +92,7 @@ async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
 
 async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let d: NewDisk = parse_json(&body)?;
-    require(&[
-        ("region", &d.region),
-        ("zone", &d.zone),
-        ("disk_id", &d.disk_id),
-    ])?;
+    require_disk(&d.region, &d.zone, &d.disk_id)?;
     sim.lock().ucloudstack.seed_disk(
         &d.region,
         &d.zone,
@@ -123,11 +124,7 @@ async fn list_disks(State(sim): State<Simulator>) -> Json<Value> {
 
 async fn add_snapshot(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let s: SeedSnapshot = parse_json(&body)?;
-    require(&[
-        ("region", &s.region),
-        ("zone", &s.zone),
-        ("disk_id", &s.disk_id),
-    ])?;
+    require_disk(&s.region, &s.zone, &s.disk_id)?;
     let snapshot_type = s.snapshot_type.as_deref().unwrap_or("Manual");
     if !matches!(snapshot_type, "Manual" | "Automatic") {
         return Err(ControlError::bad_request(
