@@ -129,8 +129,32 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Control
         .map_err(|e| ControlError::bad_request(format!("invalid JSON request body: {e}")))
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// What a control endpoint answers: JSON, or a [`ControlError`].
+pub(crate) type Answer = Result<Json<serde_json::Value>, ControlError>;
+
+/// `{"ok": true}`: the answer of an endpoint with nothing else to say.
+pub(crate) fn ok() -> Json<serde_json::Value> {
     Json(json!({ "ok": true }))
+}
+
+/// Answers 400 naming the first empty field.
+pub(crate) fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
+    require_in("", fields)
+}
+
+/// [`require`] for an item of a bulk request: `where_` (`snapshots[3].`)
+/// prefixes the field's name.
+pub(crate) fn require_in(where_: &str, fields: &[(&str, &str)]) -> Result<(), ControlError> {
+    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
+        Some((name, _)) => Err(ControlError::bad_request(format!(
+            "{where_}{name} must not be empty"
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,17 +196,14 @@ async fn counters(State(sim): State<Simulator>) -> Json<serde_json::Value> {
 
 async fn clear_requests(State(sim): State<Simulator>) -> Json<serde_json::Value> {
     sim.lock().journal.clear();
-    Json(json!({ "ok": true }))
+    ok()
 }
 
 async fn list_faults(State(sim): State<Simulator>) -> Json<serde_json::Value> {
     Json(json!({ "faults": sim.lock().faults.list() }))
 }
 
-async fn add_fault(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<serde_json::Value>, ControlError> {
+async fn add_fault(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let spec: FaultSpec = parse_json(&body)?;
     let id = sim
         .lock()
@@ -194,7 +215,7 @@ async fn add_fault(
 
 async fn clear_faults(State(sim): State<Simulator>) -> Json<serde_json::Value> {
     sim.lock().faults.clear();
-    Json(json!({ "ok": true }))
+    ok()
 }
 
 async fn get_settings(State(sim): State<Simulator>) -> Json<SettingsView> {

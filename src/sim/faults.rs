@@ -66,6 +66,25 @@ impl FaultKind {
     }
 }
 
+/// How an async job or change ends, fixed when it starts (faults decide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Succeed,
+    Fail,
+    Never,
+}
+
+impl Outcome {
+    /// The outcome a job fault (from [`FaultRegistry::for_job`]) gives.
+    pub(crate) fn of(fault: Option<FaultKind>) -> Outcome {
+        match fault {
+            Some(FaultKind::FailJob) => Outcome::Fail,
+            Some(FaultKind::NeverFinish) => Outcome::Never,
+            _ => Outcome::Succeed,
+        }
+    }
+}
+
 /// `POST /_sim/faults` body.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,6 +29,7 @@ pub(crate) use model::KakaoState;
 use model::Outcome;
 
 use super::faults::{self, FaultKind};
+use super::form;
 use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 
@@ -205,7 +206,7 @@ impl Call {
     fn decode(req: &Incoming) -> Call {
         let op = Op::parse(&req.method, &req.path);
         let action = op.as_ref().map_or("Unknown", Op::action);
-        let mut params: Params = form_urlencoded(&req.query);
+        let mut params: Params = form::decode_lossy(&req.query);
         if let Some((k, v)) = op.as_ref().and_then(Op::path_param) {
             params.insert(k.to_string(), v.to_string());
         }
@@ -332,35 +333,12 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// How an async change started by `action` ends.
     fn outcome(&mut self, action: &str) -> Outcome {
-        match self.faults.for_job(DIALECT, action) {
-            Some(FaultKind::FailJob) => {
-                self.fault_hit = Some(FaultKind::FailJob);
-                Outcome::Fail
-            }
-            Some(FaultKind::NeverFinish) => {
-                self.fault_hit = Some(FaultKind::NeverFinish);
-                Outcome::Never
-            }
-            _ => Outcome::Succeed,
+        let fault = self.faults.for_job(DIALECT, action);
+        if fault.is_some() {
+            self.fault_hit = fault;
         }
+        Outcome::of(fault)
     }
-}
-
-/// Query string pairs, `+` as space.
-fn form_urlencoded(query: &str) -> Params {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
 }
 
 /// Body fields as `a.b.c = value` for the journal; secrets left out.

@@ -67,6 +67,10 @@ impl ApiError {
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(400, "NotFoundException", message)
     }
+    /// The body or a member of it is not of the expected JSON type.
+    pub(crate) fn serialization(message: impl Into<String>) -> Self {
+        ApiError::new(400, "SerializationException", message)
+    }
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "__type": self.type_name, "message": self.message })
     }
@@ -94,11 +98,7 @@ impl Call {
         let (input, params) = match &req.body {
             Ok(bytes) => decode_body(bytes),
             Err(_) => (
-                Err(ApiError::new(
-                    400,
-                    "SerializationException",
-                    "the body could not be read",
-                )),
+                Err(ApiError::serialization("the body could not be read")),
                 BTreeMap::new(),
             ),
         };
@@ -231,9 +231,7 @@ fn decode_body(
             (Ok(map), params)
         }
         _ => (
-            Err(ApiError::new(
-                400,
-                "SerializationException",
+            Err(ApiError::serialization(
                 "the request body is not a JSON object",
             )),
             BTreeMap::new(),

@@ -20,6 +20,7 @@
 mod conn;
 mod control;
 mod faults;
+mod form;
 mod journal;
 mod kakaocloud;
 mod lightsail;
@@ -29,6 +30,8 @@ mod qingcloud;
 pub mod tls;
 mod ucloudstack;
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -361,6 +361,14 @@ fn check(ctx: &mut Ctx<'_>, guard: Guard) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A string member of a JSON body; empty when absent or not a string.
+fn text_member(body: &Value, key: &str) -> String {
+    body.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn json_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     if ctx.body.is_empty() {
         return Ok(json!({}));
@@ -382,28 +390,14 @@ mod tests {
 
     use serde_json::{json, Value};
 
-    use crate::sim::{SimOptions, Simulator, DEFAULT_POWERVS_API_KEY};
+    use crate::sim::testing::serve_on_loopback;
+    use crate::sim::{Simulator, DEFAULT_POWERVS_API_KEY};
 
     const CID: &str = "ws-unit";
     const PVM: &str = "pvm-unit";
 
     async fn start(job_ms: u64) -> (Simulator, String, tokio::sync::oneshot::Sender<()>) {
-        let sim = Simulator::new(SimOptions {
-            job_duration: Duration::from_millis(job_ms),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = sim.clone();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (sim, addr, stop) = serve_on_loopback(job_ms).await;
         sim.seed_powervs_instance(CID, PVM, vec!["vol-a".into(), "vol-b".into()]);
         (sim, format!("http://{addr}/powervs"), stop)
     }

@@ -12,21 +12,18 @@ mod errors;
 mod model;
 mod signature;
 
-use std::collections::BTreeMap;
-
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::Method;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use percent_encoding::percent_decode_str;
 
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::{QingState, ResourceKind};
 
 use super::faults::FaultKind;
+use super::form::FormCall;
+pub(crate) use super::form::Params;
 use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 use errors::ApiError;
@@ -50,8 +47,6 @@ const COMMON_PARAMS: &[&str] = &[
     "signature",
 ];
 
-pub(crate) type Params = BTreeMap<String, String>;
-
 /// `/iaas/` as documented, and `/iaas` as the Go SDK's default config sends
 /// it; the signature covers whichever path was actually requested.
 pub(crate) fn routes() -> Router<Simulator> {
@@ -64,23 +59,12 @@ async fn iaas(State(sim): State<Simulator>, req: Request) -> Response {
     pipeline::serve(&sim, req, Call::decode).await
 }
 
-/// One decoded call: its parameters and whether they decoded.
-struct Call {
-    params: Params,
-    decoded: Result<(), ApiError>,
-    action: String,
-}
+/// One decoded call: its parameters, whether they decoded, its action.
+struct Call(FormCall<ApiError>);
 
 impl Call {
     fn decode(req: &Incoming) -> Call {
-        let mut params = Params::new();
-        let decoded = decode_request(&req.method, &req.query, &req.body, &mut params);
-        let action = params.get("action").cloned().unwrap_or_default();
-        Call {
-            params,
-            decoded,
-            action,
-        }
+        Call(FormCall::decode(req, "action", None))
     }
 }
 
@@ -90,7 +74,7 @@ impl Dialect for Call {
     type Error = ApiError;
 
     fn action(&self) -> &str {
-        &self.action
+        &self.0.action
     }
 
     fn throttled(&self) -> ApiError {
@@ -112,10 +96,7 @@ impl Dialect for Call {
             qingcloud,
             ..
         } = state;
-        let decoded = std::mem::replace(&mut self.decoded, Ok(()));
-        let params = &self.params;
-        let mut job_fault = None;
-        let result = decoded.and_then(|()| {
+        self.0.run(|params, action, job_fault| {
             authenticate(qingcloud, req.method.as_str(), &req.path, params, req.now)?;
             let zone = params.get("zone").map(String::as_str).unwrap_or_default();
             let mut ctx = actions::Ctx {
@@ -130,11 +111,10 @@ impl Dialect for Call {
                 zone,
                 now: req.now,
             };
-            let result = actions::dispatch(&self.action, &mut ctx);
-            job_fault = ctx.planner.fault_hit;
+            let result = actions::dispatch(action, &mut ctx);
+            *job_fault = ctx.planner.fault_hit;
             result
-        });
-        (result, job_fault)
+        })
     }
 
     fn respond(
@@ -154,13 +134,7 @@ impl Dialect for Call {
         self,
         result: Option<&Result<serde_json::Value, ApiError>>,
     ) -> (Params, Option<i64>) {
-        let mut logged = self.params;
-        logged.remove("signature");
-        let ret_code = result.map(|r| match r {
-            Ok(_) => 0,
-            Err(err) => err.ret_code,
-        });
-        (logged, ret_code)
+        self.0.journal("signature", result)
     }
 }
 
@@ -172,43 +146,6 @@ fn overcounted(value: &serde_json::Value) -> serde_json::Value {
         v["total_count"] = serde_json::json!(n + 1);
     }
     v
-}
-
-/// Fills `params` from the query string and, for POST, the form body.
-/// Form decoding: `+` is a space, `%2B` a plus; values must be UTF-8. On a
-/// decoding error `params` keeps what was read so far (for the journal).
-fn decode_request(
-    method: &Method,
-    query: &str,
-    body: &Result<Bytes, axum::Error>,
-    params: &mut Params,
-) -> Result<(), ApiError> {
-    decode_form(query, params)?;
-    if method == Method::POST {
-        let body = body
-            .as_ref()
-            .map_err(|_| ApiError::malformed("the request body could not be read"))?;
-        let text = std::str::from_utf8(body)
-            .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
-        decode_form(text.trim_end_matches(['\r', '\n']), params)?;
-    }
-    Ok(())
-}
-
-fn decode_form(input: &str, params: &mut Params) -> Result<(), ApiError> {
-    for pair in input.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        params.insert(decode_component(key)?, decode_component(value)?);
-    }
-    Ok(())
-}
-
-fn decode_component(raw: &str) -> Result<String, ApiError> {
-    let spaced = raw.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::malformed(&format!("[{raw}] is not valid UTF-8 once decoded")))
 }
 
 /// Common parameters, clock window, access key, signature — in that order.
@@ -320,11 +257,12 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::form::decode_form;
 
     #[test]
     fn form_decoding_treats_plus_as_space_and_percent_2b_as_plus() {
         let mut p = Params::new();
-        decode_form(
+        decode_form::<ApiError>(
             "snapshot_name=a+b%20c&signature=ab%2Bcd%3D%3D&empty",
             &mut p,
         )
@@ -337,7 +275,7 @@ mod tests {
     #[test]
     fn form_decoding_rejects_invalid_utf8() {
         let mut p = Params::new();
-        let err = decode_form("a=%FF", &mut p).expect_err("not UTF-8");
+        let err = decode_form::<ApiError>("a=%FF", &mut p).expect_err("not UTF-8");
         assert_eq!(err.ret_code, 1100);
     }
 

@@ -7,7 +7,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::qingcloud::testing::signed_query;
-use super::{SimOptions, Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
+use super::testing::{serve_on_loopback, texts};
+use super::{Simulator, DEFAULT_QINGCLOUD_ACCESS_KEY_ID, DEFAULT_QINGCLOUD_SECRET};
 
 const ZONE: &str = "pek3a";
 const JOB_MS: u64 = 250;
@@ -20,28 +21,39 @@ struct Harness {
 }
 
 async fn start() -> Harness {
-    let sim = Simulator::new(SimOptions {
-        job_duration: Duration::from_millis(JOB_MS),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = sim.clone();
-    tokio::spawn(async move {
-        let _ = server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (sim, addr, stop) = serve_on_loopback(JOB_MS).await;
     Harness {
         sim,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         _stop: stop,
     }
+}
+
+/// A GET query for `action` in `zone`, signed now with the default key.
+fn signed_get(path: &str, action: &str, zone: &str, extra: &[(&str, &str)]) -> String {
+    signed_query(
+        "GET",
+        path,
+        DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
+        DEFAULT_QINGCLOUD_SECRET,
+        &now_stamp(),
+        action,
+        zone,
+        extra,
+    )
+}
+
+/// A request's JSON answer, whatever its status.
+async fn json_of(resp: reqwest::Result<reqwest::Response>) -> Value {
+    resp.expect("answer").json().await.expect("JSON")
+}
+
+/// Sends `req`; the answer's status and JSON body.
+async fn status_and_json(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON answer"))
 }
 
 fn now_stamp() -> String {
@@ -80,38 +92,56 @@ impl Harness {
         }
     }
 
+    /// A GET signed now with the default secret.
+    async fn signed_now(
+        &self,
+        action: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
+        self.raw("GET", DEFAULT_QINGCLOUD_SECRET, &now_stamp(), action, extra)
+            .await
+    }
+
     /// A correctly signed GET; the JSON answer.
     async fn call(&self, action: &str, extra: &[(&str, &str)]) -> Value {
-        let resp = self
-            .raw("GET", DEFAULT_QINGCLOUD_SECRET, &now_stamp(), action, extra)
-            .await
-            .expect("answer");
+        let resp = self.signed_now(action, extra).await.expect("answer");
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("JSON answer")
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A GET of `path` (with its query), answered with JSON whatever the status.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.1
+    }
+
+    async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
             .send()
             .await
-            .expect("answer");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.expect("JSON answer"))
+            .expect("answer")
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        status_and_json(self.client.get(self.url(path))).await
+    }
+
+    /// Adds the fault `spec` (JSON) through the control API.
+    async fn fault(&self, spec: &str) -> (u16, Value) {
+        self.post("/_sim/faults", spec).await
     }
 
     async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let resp = self
+        let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("answer");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.expect("JSON answer"))
+            .body(body.to_string());
+        status_and_json(req).await
     }
 
     async fn create(&self, volume: &str, is_full: &str) -> (String, String) {
@@ -158,105 +188,74 @@ async fn authentication_errors() {
     assert_eq!(ok["action"], "DescribeVolumesResponse");
     assert_eq!(ok["volume_set"][0]["volume_id"], "vol-a");
 
-    let bad: Value = h
-        .raw("GET", "wrong-secret", &now_stamp(), "DescribeVolumes", &[])
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let bad = json_of(
+        h.raw("GET", "wrong-secret", &now_stamp(), "DescribeVolumes", &[])
+            .await,
+    )
+    .await;
     assert_eq!(bad["ret_code"], 1200, "{bad}");
     assert!(bad["message"]
         .as_str()
         .is_some_and(|m| m.starts_with("AuthFailure")));
 
-    let stale: Value = h
-        .raw(
+    let stale = json_of(
+        h.raw(
             "GET",
             DEFAULT_QINGCLOUD_SECRET,
             "2020-01-01T00:00:00Z",
             "DescribeVolumes",
             &[],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(stale["ret_code"], 1300, "{stale}");
 
     let later = (Utc::now() + chrono::TimeDelta::minutes(20))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let with_expires: Value = h
-        .raw(
+    let with_expires = json_of(
+        h.raw(
             "GET",
             DEFAULT_QINGCLOUD_SECRET,
             "2020-01-01T00:00:00Z",
             "DescribeVolumes",
             &[("expires", &later)],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(with_expires["ret_code"], 0, "{with_expires}");
 
     let unknown = h.call("RebootTheCloud", &[]).await;
     assert_eq!(unknown["ret_code"], 1101);
 
     // POST signs with "POST"; the same body sent as GET would not verify.
-    let post: Value = h
-        .raw(
+    let post = json_of(
+        h.raw(
             "POST",
             DEFAULT_QINGCLOUD_SECRET,
             &now_stamp(),
             "DescribeVolumes",
             &[],
         )
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await,
+    )
+    .await;
     assert_eq!(post["ret_code"], 0, "{post}");
 
-    let missing: Value = h
-        .client
-        .get(format!(
-            "{}/iaas/?action=DescribeVolumes&zone=pek3a",
-            h.base
-        ))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let missing = h.get_json("/iaas/?action=DescribeVolumes&zone=pek3a").await;
     assert_eq!(missing["ret_code"], 1100, "{missing}");
 
     // A space sent as '+' decodes to the same string that was signed.
-    let query = signed_query(
-        "GET",
+    let query = signed_get(
         "/iaas/",
-        DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
-        DEFAULT_QINGCLOUD_SECRET,
-        &now_stamp(),
         "DescribeSnapshots",
         ZONE,
         &[("search_word", "a b")],
     )
     .replace("a%20b", "a+b");
-    let plus: Value = h
-        .client
-        .get(format!("{}/iaas/?{query}", h.base))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let plus: Value = h.get_json(&format!("/iaas/?{query}")).await;
     assert_eq!(plus["ret_code"], 0, "{plus}");
 
     let (_, log) = h.get("/_sim/requests?dialect=qingcloud").await;
@@ -282,11 +281,7 @@ async fn authentication_errors() {
         .filter(|r| r["action"] == "DescribeSnapshots")
         .count() as u64;
     assert_eq!(per_action, journaled);
-    h.client
-        .delete(format!("{}/_sim/requests", h.base))
-        .send()
-        .await
-        .expect("cleared");
+    h.delete("/_sim/requests").await;
     let (_, counted) = h.get("/_sim/counters").await;
     assert_eq!(counted["total"], 0, "{counted}");
 }
@@ -472,28 +467,8 @@ async fn pagination_filters_and_order() {
     assert_eq!(full_only["total_count"], 0);
     let bad = h.call("DescribeSnapshots", &[("limit", "many")]).await;
     assert_eq!(bad["ret_code"], 1100);
-    let other_zone = h
-        .client
-        .get(format!(
-            "{}/iaas/?{}",
-            h.base,
-            signed_query(
-                "GET",
-                "/iaas/",
-                DEFAULT_QINGCLOUD_ACCESS_KEY_ID,
-                DEFAULT_QINGCLOUD_SECRET,
-                &now_stamp(),
-                "DescribeSnapshots",
-                "gd2",
-                &[],
-            )
-        ))
-        .send()
-        .await
-        .expect("answer")
-        .json::<Value>()
-        .await
-        .expect("JSON");
+    let query = signed_get("/iaas/", "DescribeSnapshots", "gd2", &[]);
+    let other_zone = h.get_json(&format!("/iaas/?{query}")).await;
     assert_eq!(other_zone["total_count"], 0);
 }
 
@@ -503,10 +478,7 @@ async fn faults_hit_as_configured() {
     h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
 
     let (status, added) = h
-        .post(
-            "/_sim/faults",
-            r#"{"dialect":"qingcloud","action":"DescribeVolumes","fault":"throttle","count":2}"#,
-        )
+        .fault(r#"{"dialect":"qingcloud","action":"DescribeVolumes","fault":"throttle","count":2}"#)
         .await;
     assert_eq!(status, 200);
     assert!(added["id"].is_string());
@@ -518,11 +490,8 @@ async fn faults_hit_as_configured() {
     assert_eq!(h.call("DescribeVolumes", &[]).await["ret_code"], 0);
 
     // fail_job: the job ends failed and the snapshot disappears.
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","action":"CreateSnapshots","fault":"fail_job","count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","action":"CreateSnapshots","fault":"fail_job","count":1}"#)
+        .await;
     let (job, ss) = h.create("vol-a", "1").await;
     wait_jobs().await;
     assert_eq!(h.job_status(&job).await, "failed");
@@ -533,21 +502,9 @@ async fn faults_hit_as_configured() {
     assert_eq!(h.job_status(&job).await, "successful");
 
     for (fault, check) in [("quota", 2500), ("server_error", 503), ("malformed", 200)] {
-        h.post(
-            "/_sim/faults",
-            &json!({"dialect":"qingcloud","fault":fault,"count":1}).to_string(),
-        )
-        .await;
-        let resp = h
-            .raw(
-                "GET",
-                DEFAULT_QINGCLOUD_SECRET,
-                &now_stamp(),
-                "DescribeJobs",
-                &[],
-            )
-            .await
-            .expect("answer");
+        h.fault(&json!({"dialect":"qingcloud","fault":fault,"count":1}).to_string())
+            .await;
+        let resp = h.signed_now("DescribeJobs", &[]).await.expect("answer");
         let status = resp.status().as_u16();
         let body = resp.text().await.expect("body");
         match fault {
@@ -566,38 +523,19 @@ async fn faults_hit_as_configured() {
         }
     }
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"drop_connection","count":1}"#,
-    )
-    .await;
-    let dropped = h
-        .raw(
-            "GET",
-            DEFAULT_QINGCLOUD_SECRET,
-            &now_stamp(),
-            "DescribeJobs",
-            &[],
-        )
+    h.fault(r#"{"dialect":"qingcloud","fault":"drop_connection","count":1}"#)
         .await;
+    let dropped = h.signed_now("DescribeJobs", &[]).await;
     assert!(dropped.is_err(), "expected a dropped connection");
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"latency","latency_ms":150,"count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","fault":"latency","latency_ms":150,"count":1}"#)
+        .await;
     let started = std::time::Instant::now();
     assert_eq!(h.call("DescribeJobs", &[]).await["ret_code"], 0);
     assert!(started.elapsed() >= Duration::from_millis(150));
 
     let (_, faults) = h.get("/_sim/requests?action=DescribeJobs").await;
-    let hit: Vec<&str> = faults["requests"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|r| r["fault"].as_str())
-        .collect();
+    let hit = texts(&faults["requests"], "fault");
     assert_eq!(
         hit,
         [
@@ -609,17 +547,9 @@ async fn faults_hit_as_configured() {
         ]
     );
 
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"never_finish"}"#,
-    )
-    .await;
-    let resp = h
-        .client
-        .delete(format!("{}/_sim/faults", h.base))
-        .send()
-        .await
-        .expect("answer");
+    h.fault(r#"{"dialect":"qingcloud","fault":"never_finish"}"#)
+        .await;
+    let resp = h.delete("/_sim/faults").await;
     assert_eq!(resp.status(), 200);
     let (_, list) = h.get("/_sim/faults").await;
     assert_eq!(list["faults"].as_array().map(Vec::len), Some(0));
@@ -629,11 +559,8 @@ async fn faults_hit_as_configured() {
 async fn never_finish_keeps_the_job_working() {
     let h = start().await;
     h.sim.seed_qingcloud_volume(ZONE, "vol-a", "db");
-    h.post(
-        "/_sim/faults",
-        r#"{"dialect":"qingcloud","fault":"never_finish","count":1}"#,
-    )
-    .await;
+    h.fault(r#"{"dialect":"qingcloud","fault":"never_finish","count":1}"#)
+        .await;
     let (job, ss) = h.create("vol-a", "1").await;
     wait_jobs().await;
     assert_eq!(h.job_status(&job).await, "working");
@@ -653,10 +580,7 @@ async fn control_endpoints() {
     assert_eq!(status, 400);
     assert!(body["error"].as_str().is_some_and(|m| m.contains("JSON")));
     let (status, _) = h
-        .post(
-            "/_sim/faults",
-            r#"{"dialect":"qingcloud","fault":"explode"}"#,
-        )
+        .fault(r#"{"dialect":"qingcloud","fault":"explode"}"#)
         .await;
     assert_eq!(status, 400);
 
@@ -682,15 +606,7 @@ async fn control_endpoints() {
         r#"{"zone":"pek3a","instance_id":"i-web1","instance_name":"web"}"#,
     )
     .await;
-    let r: Value = h
-        .client
-        .get(format!("{}/iaas?{query}", h.base))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let r: Value = h.get_json(&format!("/iaas?{query}")).await;
     assert_eq!(r["ret_code"], 0, "{r}");
     assert_eq!(r["instance_set"][0]["instance_name"], "web");
 

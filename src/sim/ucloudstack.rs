@@ -13,21 +13,19 @@ mod control;
 mod errors;
 mod model;
 
-use std::collections::BTreeMap;
-
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, Method};
+use axum::http::header;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use percent_encoding::percent_decode_str;
 use sha1::{Digest, Sha1};
 
 pub(crate) use control::routes as control_routes;
 pub(crate) use model::{NewSnapshot, UcsState};
 
 use super::faults::FaultKind;
+pub(crate) use super::form::Params;
+use super::form::{FormCall, JsonBody};
 use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 use errors::ApiError;
@@ -38,8 +36,6 @@ pub(crate) const DIALECT: &str = "ucloudstack";
 /// Where the dialect is served.
 pub(crate) const PATH: &str = "/ucloudstack/api";
 
-pub(crate) type Params = BTreeMap<String, String>;
-
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new().route(PATH, get(api).post(api))
 }
@@ -48,26 +44,15 @@ async fn api(State(sim): State<Simulator>, req: Request) -> Response {
     pipeline::serve(&sim, req, Call::decode).await
 }
 
-/// One decoded call: its parameters and whether they decoded.
-struct Call {
-    params: Params,
-    decoded: Result<(), ApiError>,
-    action: String,
-}
+/// One decoded call: its parameters, whether they decoded, its action.
+struct Call(FormCall<ApiError>);
 
 impl Call {
     fn decode(req: &Incoming) -> Call {
         let is_json = req
             .header(header::CONTENT_TYPE.as_str())
             .starts_with("application/json");
-        let mut params = Params::new();
-        let decoded = decode_request(&req.method, &req.query, is_json, &req.body, &mut params);
-        let action = params.get("Action").cloned().unwrap_or_default();
-        Call {
-            params,
-            decoded,
-            action,
-        }
+        Call(FormCall::decode(req, "Action", json_body(is_json)))
     }
 }
 
@@ -77,7 +62,7 @@ impl Dialect for Call {
     type Error = ApiError;
 
     fn action(&self) -> &str {
-        &self.action
+        &self.0.action
     }
 
     fn throttled(&self) -> ApiError {
@@ -85,7 +70,7 @@ impl Dialect for Call {
     }
 
     fn quota(&self, state: &SimState) -> ApiError {
-        if self.action == "CreateSnapshot" {
+        if self.0.action == "CreateSnapshot" {
             ApiError::snapshot_cap(state.ucloudstack.snapshot_cap)
         } else {
             ApiError::quota()
@@ -103,10 +88,7 @@ impl Dialect for Call {
             ucloudstack,
             ..
         } = state;
-        let decoded = std::mem::replace(&mut self.decoded, Ok(()));
-        let params = &self.params;
-        let mut job_fault = None;
-        let result = decoded.and_then(|()| {
+        self.0.run(|params, action, job_fault| {
             authenticate(ucloudstack, params)?;
             let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
             let (region, zone) = (get("Region"), get("Zone"));
@@ -124,11 +106,10 @@ impl Dialect for Call {
                 zone,
                 now: req.now,
             };
-            let result = actions::dispatch(&self.action, &mut ctx);
-            job_fault = ctx.fault_hit;
+            let result = actions::dispatch(action, &mut ctx);
+            *job_fault = ctx.fault_hit;
             result
-        });
-        (result, job_fault)
+        })
     }
 
     fn respond(
@@ -138,7 +119,7 @@ impl Dialect for Call {
     ) -> Response {
         let json = match result {
             Ok(value) => value.to_string(),
-            Err(err) => err.to_json(&self.action).to_string(),
+            Err(err) => err.to_json(&self.0.action).to_string(),
         };
         pipeline::json_200(json.into_bytes(), fault)
     }
@@ -147,69 +128,33 @@ impl Dialect for Call {
         self,
         result: Option<&Result<serde_json::Value, ApiError>>,
     ) -> (Params, Option<i64>) {
-        let mut logged = self.params;
-        logged.remove("Signature");
-        let ret_code = result.map(|r| match r {
-            Ok(_) => 0,
-            Err(err) => err.ret_code,
-        });
-        (logged, ret_code)
+        self.0.journal("Signature", result)
     }
 }
 
-/// Fills `params` from the query string and, for POST, the form or JSON
-/// body (JSON scalars become their text: numbers in decimal, booleans as
-/// `true`/`false`, as the signature rules say).
-fn decode_request(
-    method: &Method,
-    query: &str,
-    is_json: bool,
-    body: &Result<Bytes, axum::Error>,
-    params: &mut Params,
-) -> Result<(), ApiError> {
-    decode_form(query, params)?;
-    if method != Method::POST {
-        return Ok(());
-    }
-    let body = body
-        .as_ref()
-        .map_err(|_| ApiError::malformed("the request body could not be read"))?;
-    if is_json {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| ApiError::malformed("the JSON body does not parse"))?;
-        let Some(object) = value.as_object() else {
-            return Err(ApiError::malformed("the JSON body is not an object"));
+/// The JSON body decoder when the body is JSON (JSON scalars become their
+/// text: numbers in decimal, booleans as `true`/`false`, as the signature
+/// rules say); a form body otherwise.
+fn json_body(is_json: bool) -> Option<JsonBody<ApiError>> {
+    is_json.then_some(decode_json as JsonBody<ApiError>)
+}
+
+fn decode_json(body: &[u8], params: &mut Params) -> Result<(), ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::malformed("the JSON body does not parse"))?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::malformed("the JSON body is not an object"));
+    };
+    for (k, v) in object {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return Err(ApiError::malformed(&format!("{k} is not a scalar"))),
         };
-        for (k, v) in object {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => return Err(ApiError::malformed(&format!("{k} is not a scalar"))),
-            };
-            params.insert(k.clone(), text);
-        }
-        return Ok(());
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::malformed("the request body is not UTF-8"))?;
-    decode_form(text.trim_end_matches(['\r', '\n']), params)
-}
-
-fn decode_form(input: &str, params: &mut Params) -> Result<(), ApiError> {
-    for pair in input.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        params.insert(decode_component(key)?, decode_component(value)?);
+        params.insert(k.clone(), text);
     }
     Ok(())
-}
-
-fn decode_component(raw: &str) -> Result<String, ApiError> {
-    let spaced = raw.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::malformed(&format!("[{raw}] is not valid UTF-8 once decoded")))
 }
 
 /// `Action` present (154), `PublicKey` and `Signature` present (170), the
@@ -250,13 +195,9 @@ pub(crate) fn expected_signature(params: &Params, private_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::sim::form::{decode_request, params};
+    use axum::body::Bytes;
+    use axum::http::Method;
 
     #[test]
     fn signature_matches_the_published_vector() {
@@ -297,10 +238,10 @@ mod tests {
         decode_request(
             &Method::POST,
             "",
-            true,
             &Ok(Bytes::from_static(
                 br#"{"Action":"DescribeSnapshot","Limit":100,"Remark":"a b"}"#,
             )),
+            json_body(true),
             &mut a,
         )
         .expect("json");
@@ -308,10 +249,10 @@ mod tests {
         decode_request(
             &Method::POST,
             "",
-            false,
             &Ok(Bytes::from_static(
                 b"Action=DescribeSnapshot&Limit=100&Remark=a%20b",
             )),
+            json_body(false),
             &mut b,
         )
         .expect("form");

@@ -7,8 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::model::{self, KakaoState, DEFAULT_LIMIT};
+use super::model::{KakaoState, DEFAULT_LIMIT};
 use super::{auth, ApiError, Ctx, Op, Params, Reply};
+
+/// An operation's answer.
+type Answer = Result<Reply, ApiError>;
 
 pub(super) fn run(
     op: &Op,
@@ -17,7 +20,7 @@ pub(super) fn run(
     params: &Params,
     raw_body: Option<&Bytes>,
     body: &Option<Value>,
-) -> Result<Reply, ApiError> {
+) -> Answer {
     if *op == Op::IssueToken {
         return auth::issue_token(ctx, headers, raw_body, body);
     }
@@ -32,14 +35,8 @@ pub(super) fn run(
         Op::CreateSnapshot(volume_id) => create_snapshot(ctx, volume_id, body),
         Op::ListSnapshots => list_snapshots(ctx.state, params, now),
         Op::GetSnapshot(id) => {
-            let s = ctx
-                .state
-                .live_snapshot(id, now)
-                .ok_or_else(|| ApiError::not_found(format!("Snapshot {id} could not be found.")))?;
-            Ok(Reply::json(
-                StatusCode::OK,
-                json!({"snapshot": s.view(now)}),
-            ))
+            let view = ctx.state.live_snapshot(id, now).map(|s| s.view(now));
+            one("snapshot", "Snapshot", id, view)
         }
         Op::DeleteSnapshot(id) => {
             let outcome = ctx.outcome("DeleteSnapshot");
@@ -54,35 +51,36 @@ pub(super) fn run(
     }
 }
 
-fn get_instance(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Result<Reply, ApiError> {
-    let i = state
-        .instances
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("Instance {id} could not be found.")))?;
-    Ok(Reply::json(
-        StatusCode::OK,
-        json!({"instance": state.instance_view(i, now)}),
-    ))
+fn get_instance(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Answer {
+    let view = state.instances.get(id).map(|i| state.instance_view(i, now));
+    one("instance", "Instance", id, view)
 }
 
-fn get_volume(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Result<Reply, ApiError> {
-    let v = state
-        .volumes
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("Volume {id} could not be found.")))?;
-    Ok(Reply::json(
-        StatusCode::OK,
-        json!({"volume": state.volume_view(v, now)}),
-    ))
+fn get_volume(state: &KakaoState, id: &str, now: DateTime<Utc>) -> Answer {
+    let view = state.volumes.get(id).map(|v| state.volume_view(v, now));
+    one("volume", "Volume", id, view)
+}
+
+/// Whether the filter `key` is absent or equals `value`.
+fn param_is(params: &Params, key: &str, value: &str) -> bool {
+    params.get(key).is_none_or(|want| want == value)
+}
+
+/// Whether the filter `key` is absent or equals `value`, which is set.
+fn param_is_some(params: &Params, key: &str, value: Option<&String>) -> bool {
+    params.get(key).is_none_or(|want| value == Some(want))
+}
+
+/// `{key: view}` with 200, or 404 `<What> <id> could not be found.`.
+fn one(key: &str, what: &str, id: &str, view: Option<Value>) -> Answer {
+    let view =
+        view.ok_or_else(|| ApiError::not_found(format!("{what} {id} could not be found.")))?;
+    Ok(Reply::json(StatusCode::OK, json!({ key: view })))
 }
 
 /// `POST /volumes/{id}/snapshots` with `{"snapshot": {name, description,
 /// is_incremental}}`.
-fn create_snapshot(
-    ctx: &mut Ctx<'_>,
-    volume_id: &str,
-    body: &Option<Value>,
-) -> Result<Reply, ApiError> {
+fn create_snapshot(ctx: &mut Ctx<'_>, volume_id: &str, body: &Option<Value>) -> Answer {
     let spec = body
         .as_ref()
         .and_then(|b| b.get("snapshot"))
@@ -130,7 +128,7 @@ fn create_snapshot(
 
 /// `POST /snapshots/{id}/restore` with `{"restore": {name,
 /// availability_zone}}`: a new volume from the snapshot.
-fn restore_snapshot(ctx: &mut Ctx<'_>, id: &str, body: &Option<Value>) -> Result<Reply, ApiError> {
+fn restore_snapshot(ctx: &mut Ctx<'_>, id: &str, body: &Option<Value>) -> Answer {
     let spec = body
         .as_ref()
         .and_then(|b| b.get("restore"))
@@ -190,23 +188,19 @@ fn sort_desc(params: &Params) -> Result<bool, ApiError> {
     }
 }
 
+/// A listed item: its creation order (time, then sequence) and its view.
+type Found = ((DateTime<Utc>, u64), Value);
+
 /// A listing under `key`: `found` in creation order (newest first unless
 /// `sort_dirs=asc`), one page of it, and the pagination block.
-fn listing<T>(
-    state: &KakaoState,
-    params: &Params,
-    key: &str,
-    mut found: Vec<T>,
-    created: impl Fn(&T) -> (DateTime<Utc>, u64),
-    view: impl Fn(T) -> Value,
-) -> Result<Reply, ApiError> {
+fn listing(state: &KakaoState, params: &Params, key: &str, mut found: Vec<Found>) -> Answer {
     let (limit, offset) = page_bounds(params, state.page_limit)?;
     let desc = sort_desc(params)?;
-    found.sort_by_key(|x| created(x));
+    found.sort_by_key(|(created, _)| *created);
     if desc {
         found.reverse();
     }
-    let items = found.into_iter().map(view).collect();
+    let items = found.into_iter().map(|(_, view)| view).collect();
     Ok(page(items, key, limit, offset))
 }
 
@@ -223,12 +217,8 @@ fn page(items: Vec<Value>, key: &str, limit: u64, offset: u64) -> Reply {
     )
 }
 
-fn list_instances(
-    state: &KakaoState,
-    params: &Params,
-    now: DateTime<Utc>,
-) -> Result<Reply, ApiError> {
-    let found: Vec<&model::Instance> = state
+fn list_instances(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
+    let found: Vec<Found> = state
         .instances
         .values()
         .filter(|i| params.get("id").is_none_or(|id| &i.id == id))
@@ -237,54 +227,28 @@ fn list_instances(
                 .get("name")
                 .is_none_or(|n| i.name.contains(n.as_str()))
         })
+        .map(|i| ((i.created_at, i.seq), state.instance_view(i, now)))
         .collect();
-    let view = |i| state.instance_view(i, now);
-    listing(
-        state,
-        params,
-        "instances",
-        found,
-        |i| (i.created_at, i.seq),
-        view,
-    )
+    listing(state, params, "instances", found)
 }
 
 /// `GET /api/v1/volumes`: filters `id`, `name` (exact), `instance_id`,
 /// `status`; sorted by `created_at`, paged.
-fn list_volumes(
-    state: &KakaoState,
-    params: &Params,
-    now: DateTime<Utc>,
-) -> Result<Reply, ApiError> {
-    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
-    let found: Vec<&model::Volume> = state
+fn list_volumes(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
+    let eq = |k: &str, v: &str| param_is(params, k, v);
+    let found: Vec<Found> = state
         .volumes
         .values()
         .filter(|v| eq("id", &v.id) && eq("name", &v.name) && eq("status", v.status(now)))
-        .filter(|v| {
-            params
-                .get("instance_id")
-                .is_none_or(|i| v.instance_id.as_ref() == Some(i))
-        })
+        .filter(|v| param_is_some(params, "instance_id", v.instance_id.as_ref()))
+        .map(|v| ((v.created_at, v.seq), state.volume_view(v, now)))
         .collect();
-    let view = |v| state.volume_view(v, now);
-    listing(
-        state,
-        params,
-        "volumes",
-        found,
-        |v| (v.created_at, v.seq),
-        view,
-    )
+    listing(state, params, "volumes", found)
 }
 
-fn list_snapshots(
-    state: &KakaoState,
-    params: &Params,
-    now: DateTime<Utc>,
-) -> Result<Reply, ApiError> {
-    let eq = |k: &str, v: &str| params.get(k).is_none_or(|want| want == v);
-    let found: Vec<&model::Snapshot> = state
+fn list_snapshots(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
+    let eq = |k: &str, v: &str| param_is(params, k, v);
+    let found: Vec<Found> = state
         .live_snapshots(now)
         .filter(|s| eq("id", &s.id) && eq("name", &s.name) && eq("volume_id", &s.volume_id))
         .filter(|s| eq("status", s.status(now).unwrap_or_default()))
@@ -294,19 +258,8 @@ fn list_snapshots(
                 if s.is_incremental { "true" } else { "false" },
             )
         })
-        .filter(|s| {
-            params
-                .get("parent_id")
-                .is_none_or(|p| s.parent_id.as_ref() == Some(p))
-        })
+        .filter(|s| param_is_some(params, "parent_id", s.parent_id.as_ref()))
+        .map(|s| ((s.created_at, s.seq), s.view(now)))
         .collect();
-    let view = |s: &model::Snapshot| s.view(now);
-    listing(
-        state,
-        params,
-        "snapshots",
-        found,
-        |s| (s.created_at, s.seq),
-        view,
-    )
+    listing(state, params, "snapshots", found)
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::format_time;
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, require, Answer, ControlError};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -87,22 +87,11 @@ struct SettingsPatch {
     page_limit: Option<u64>,
 }
 
-type Answer = Result<Json<Value>, ControlError>;
-
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
-}
-
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
     require(&[("id", &c.id), ("secret", &c.secret)])?;
     sim.add_kakaocloud_credentials(&c.id, &c.secret);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn add_volume(State(sim): State<Simulator>, body: Bytes) -> Answer {

@@ -24,13 +24,7 @@ const DEFAULT_SIZE_GB: u64 = 50;
 /// The API's default `limit` (kakaocloud.md §3).
 pub(crate) const DEFAULT_LIMIT: u64 = 20;
 
-/// How an async change ends, fixed when it starts (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Instance {
@@ -283,30 +277,44 @@ impl KakaoState {
         if !self.volumes.contains_key(volume_id) {
             self.seed_volume(volume_id, volume_id, None, None);
         }
-        let size = self
+        let snapshot = self.new_snapshot(volume_id, name, description, created_at);
+        self.insert_snapshot(snapshot)
+    }
+
+    /// A finished manual snapshot of `volume_id` (its size) with a fresh id
+    /// and sequence number; a snapshot made by the API overrides the rest.
+    fn new_snapshot(
+        &mut self,
+        volume_id: &str,
+        name: &str,
+        description: Option<&str>,
+        created_at: DateTime<Utc>,
+    ) -> Snapshot {
+        let size_gb = self
             .volumes
             .get(volume_id)
             .map_or(DEFAULT_SIZE_GB, |v| v.size_gb);
-        let id = uuid_like();
-        let seq = self.next_seq();
-        self.snapshots.insert(
-            id.clone(),
-            Snapshot {
-                id: id.clone(),
-                seq,
-                name: name.to_string(),
-                description: description.map(str::to_string),
-                volume_id: volume_id.to_string(),
-                size_gb: size,
-                is_incremental: false,
-                parent_id: None,
-                created_at,
-                ready_at: created_at,
-                outcome: Outcome::Succeed,
-                delete: None,
-                manual: true,
-            },
-        );
+        Snapshot {
+            id: uuid_like(),
+            seq: self.next_seq(),
+            name: name.to_string(),
+            description: description.map(str::to_string),
+            volume_id: volume_id.to_string(),
+            size_gb,
+            is_incremental: false,
+            parent_id: None,
+            created_at,
+            ready_at: created_at,
+            outcome: Outcome::Succeed,
+            delete: None,
+            manual: true,
+        }
+    }
+
+    /// Files `snapshot` under its id; returns the id.
+    fn insert_snapshot(&mut self, snapshot: Snapshot) -> String {
+        let id = snapshot.id.clone();
+        self.snapshots.insert(id.clone(), snapshot);
         id
     }
 
@@ -425,7 +433,6 @@ impl KakaoState {
                 "Volume {volume_id} could not be found."
             )));
         };
-        let size = volume.size_gb;
         if volume.status(now) == "creating" {
             return Err(ApiError::conflict(format!(
                 "Volume {volume_id} is not ready (status creating)."
@@ -458,27 +465,16 @@ impl KakaoState {
         } else {
             None
         };
-        let id = uuid_like();
-        let seq = self.next_seq();
         let ready_at = now + chrono::TimeDelta::from_std(duration).unwrap_or_default();
-        self.snapshots.insert(
-            id.clone(),
-            Snapshot {
-                id: id.clone(),
-                seq,
-                name: name.to_string(),
-                description: description.map(str::to_string),
-                volume_id: volume_id.to_string(),
-                size_gb: size,
-                is_incremental,
-                parent_id,
-                created_at: now,
-                ready_at,
-                outcome,
-                delete: None,
-                manual: false,
-            },
-        );
+        let snapshot = Snapshot {
+            is_incremental,
+            parent_id,
+            ready_at,
+            outcome,
+            manual: false,
+            ..self.new_snapshot(volume_id, name, description, now)
+        };
+        let id = self.insert_snapshot(snapshot);
         self.snapshots
             .get(&id)
             .ok_or_else(|| ApiError::internal("snapshot vanished"))

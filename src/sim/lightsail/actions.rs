@@ -16,6 +16,21 @@ use super::paging::{decode_snapshot_token, decode_token, encode_snapshot_token, 
 use super::{epoch, ApiError, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 
+/// An operation's input: the request body's members.
+type Input = Map<String, Value>;
+/// An operation's answer.
+type Answer = Result<Value, ApiError>;
+
+/// A restore from the snapshot `from`: where, by which action, how it ends
+/// and the tags its new resources get.
+pub(super) struct Restore<'a> {
+    from: &'a str,
+    zone: &'a str,
+    action: &'a str,
+    ends: (Option<DateTime<Utc>>, bool),
+    tags: Vec<(String, Option<String>)>,
+}
+
 /// What an action may touch.
 pub(super) struct Ctx<'a> {
     pub state: &'a mut LightsailState,
@@ -37,6 +52,86 @@ impl Ctx<'_> {
             Some(FaultKind::FailJob) => (Some(end), true),
             _ => (Some(end), false),
         }
+    }
+
+    /// An operation on the snapshot `name` of `family` (its location is
+    /// `all`), `Succeeded` when it ends well.
+    fn snapshot_op(
+        &mut self,
+        name: &str,
+        family: Family,
+        action: &str,
+        source: &str,
+        (ends_at, fails): (Option<DateTime<Utc>>, bool),
+    ) -> Value {
+        let type_name = family.type_name();
+        self.new_op(
+            name,
+            type_name,
+            action,
+            source,
+            "all",
+            ends_at,
+            fails,
+            "Succeeded",
+        )
+    }
+
+    /// A restore from `from` by `action`: how it ends is decided now.
+    fn plan_restore<'a>(
+        &mut self,
+        from: &'a str,
+        zone: &'a str,
+        action: &'a str,
+        tags: Vec<(String, Option<String>)>,
+    ) -> Restore<'a> {
+        let ends = self.ends(action);
+        Restore {
+            from,
+            zone,
+            action,
+            ends,
+            tags,
+        }
+    }
+
+    /// Files `name`, a resource of `family` being restored (with its size
+    /// or bundle, `shape`), and answers the operation on it.
+    fn restore(
+        &mut self,
+        family: Family,
+        name: &str,
+        r: &Restore<'_>,
+        (size_in_gb, bundle_id): (Option<i64>, Option<String>),
+    ) -> Value {
+        let (ends_at, fails) = r.ends;
+        let resource = Resource {
+            zone: r.zone.to_string(),
+            arn_id: uuid_like(),
+            from_snapshot: Some(r.from.to_string()),
+            ready_at: ends_at,
+            fails,
+            size_in_gb,
+            bundle_id,
+            created_at: self.now,
+            tags: r.tags.clone(),
+        };
+        let map = match family {
+            Family::Instance => &mut self.state.instances,
+            Family::Disk => &mut self.state.disks,
+        };
+        map.insert(name.to_string(), resource);
+        let resource_type = family.source_type();
+        self.new_op(
+            name,
+            resource_type,
+            r.action,
+            r.from,
+            r.zone,
+            ends_at,
+            fails,
+            "Succeeded",
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -69,11 +164,7 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn dispatch(
-    action: &str,
-    input: &Map<String, Value>,
-    ctx: &mut Ctx<'_>,
-) -> Result<Value, ApiError> {
+pub(super) fn dispatch(action: &str, input: &Input, ctx: &mut Ctx<'_>) -> Answer {
     let now = ctx.now;
     ctx.state.expire(now);
     match action {
@@ -99,9 +190,7 @@ pub(super) fn dispatch(
             } else if ctx.state.disks.contains_key(name) {
                 Family::Disk
             } else {
-                return Err(ApiError::not_found(format!(
-                    "The resource does not exist: {name}"
-                )));
+                return Err(not_found("resource", name));
             };
             let autos: Vec<Value> = ctx
                 .state
@@ -136,12 +225,9 @@ pub(super) fn dispatch(
                 Family::Instance => &ctx.state.instances,
                 Family::Disk => &ctx.state.disks,
             };
-            let r = map.get(name).ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "The {} does not exist: {name}",
-                    family.source_type()
-                ))
-            })?;
+            let r = map
+                .get(name)
+                .ok_or_else(|| not_found(family.source_type(), name))?;
             Ok(json!({ out: resource_json(name, r, family, now) }))
         }
         "CreateDiskFromSnapshot" => restore_disk(ctx, input, action),
@@ -158,11 +244,7 @@ pub(super) fn required<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&
     match input.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | None => Err(ApiError::invalid(format!("{key} is required"))),
-        Some(_) => Err(ApiError::new(
-            400,
-            "SerializationException",
-            format!("{key} must be a string"),
-        )),
+        Some(_) => Err(ApiError::serialization(format!("{key} must be a string"))),
     }
 }
 
@@ -175,15 +257,13 @@ pub(super) fn valid_name(s: &str) -> bool {
         && s.chars().all(|c| word(c) || c == '-')
 }
 
-pub(super) fn parse_tags(
-    input: &Map<String, Value>,
-) -> Result<Vec<(String, Option<String>)>, ApiError> {
+pub(super) fn parse_tags(input: &Input) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let Some(raw) = input.get("tags") else {
         return Ok(Vec::new());
     };
     let list = raw
         .as_array()
-        .ok_or_else(|| ApiError::new(400, "SerializationException", "tags must be a list"))?;
+        .ok_or_else(|| ApiError::serialization("tags must be a list"))?;
     if list.len() > MAX_TAGS {
         return Err(ApiError::invalid(format!(
             "at most {MAX_TAGS} tags per resource"
@@ -206,12 +286,7 @@ pub(super) fn parse_tags(
     Ok(out)
 }
 
-pub(super) fn create(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    family: Family,
-    action: &str,
-) -> Result<Value, ApiError> {
+pub(super) fn create(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &str) -> Answer {
     let now = ctx.now;
     let (name_key, source) = match family {
         Family::Instance => (
@@ -248,12 +323,7 @@ pub(super) fn create(
         Family::Disk => ctx.state.disks.get(&source),
     }
     .map(|r| r.zone.clone())
-    .ok_or_else(|| {
-        ApiError::not_found(format!(
-            "The {} does not exist: {source}",
-            family.source_type()
-        ))
-    })?;
+    .ok_or_else(|| not_found(family.source_type(), &source))?;
     if ctx.state.name_in_use(&name, now) {
         return Err(ApiError::invalid(format!(
             "Some names are already in use: {name}"
@@ -272,16 +342,7 @@ pub(super) fn create(
         gone_at: None,
         arn_id: uuid_like(),
     });
-    let on_snapshot = ctx.new_op(
-        &name,
-        family.type_name(),
-        action,
-        &source,
-        "all",
-        ends_at,
-        fails,
-        "Succeeded",
-    );
+    let on_snapshot = ctx.snapshot_op(&name, family, action, &source, (ends_at, fails));
     let on_source = ctx.new_op(
         &source,
         family.source_type(),
@@ -295,19 +356,9 @@ pub(super) fn create(
     Ok(json!({ "operations": [on_snapshot, on_source] }))
 }
 
-pub(super) fn list(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    family: Family,
-) -> Result<Value, ApiError> {
+pub(super) fn list(ctx: &mut Ctx<'_>, input: &Input, family: Family) -> Answer {
     let now = ctx.now;
-    let after = match input.get("pageToken").and_then(Value::as_str) {
-        None | Some("") => None,
-        Some(t) => Some(
-            decode_snapshot_token(t)
-                .ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?,
-        ),
-    };
+    let after = page_token(input, decode_snapshot_token)?;
     let state = &*ctx.state;
     let start = after.map_or(Bound::Unbounded, Bound::Excluded);
     let size = state.page_size();
@@ -339,17 +390,8 @@ pub(super) fn list(
 
 /// GetInstances / GetDisks: a page of `page_size` resources by name, with
 /// `nextPageToken` while more remain.
-pub(super) fn list_resources(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    family: Family,
-) -> Result<Value, ApiError> {
-    let offset = match input.get("pageToken").and_then(Value::as_str) {
-        None | Some("") => 0,
-        Some(t) => {
-            decode_token(t).ok_or_else(|| ApiError::invalid("The pageToken is not valid"))?
-        }
-    };
+pub(super) fn list_resources(ctx: &mut Ctx<'_>, input: &Input, family: Family) -> Answer {
+    let offset = page_token(input, decode_token)?.unwrap_or(0);
     let (map, key) = match family {
         Family::Instance => (&ctx.state.instances, "instances"),
         Family::Disk => (&ctx.state.disks, "disks"),
@@ -369,48 +411,30 @@ pub(super) fn list_resources(
     Ok(out)
 }
 
-pub(super) fn get(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    family: Family,
-) -> Result<Value, ApiError> {
-    let (key, out) = match family {
-        Family::Instance => ("instanceSnapshotName", "instanceSnapshot"),
-        Family::Disk => ("diskSnapshotName", "diskSnapshot"),
+pub(super) fn get(ctx: &mut Ctx<'_>, input: &Input, family: Family) -> Answer {
+    let out = match family {
+        Family::Instance => "instanceSnapshot",
+        Family::Disk => "diskSnapshot",
     };
-    let name = required(input, key)?;
+    let name = required(input, snapshot_name_key(family))?;
     let s = ctx
         .state
         .live(name, ctx.now)
         .filter(|s| s.family == family)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
-        })?;
+        .ok_or_else(|| not_found(family.type_name(), name))?;
     Ok(json!({ out: snapshot_json(s, ctx.now) }))
 }
 
-pub(super) fn delete(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    family: Family,
-    action: &str,
-) -> Result<Value, ApiError> {
+pub(super) fn delete(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &str) -> Answer {
     let now = ctx.now;
-    let key = match family {
-        Family::Instance => "instanceSnapshotName",
-        Family::Disk => "diskSnapshotName",
-    };
-    let name = required(input, key)?.to_string();
+    let name = required(input, snapshot_name_key(family))?.to_string();
     let found = ctx
         .state
         .live(&name, now)
         .filter(|s| s.family == family && s.gone_at.is_none())
         .map(|s| s.source.clone());
     let Some(source) = found else {
-        return Err(ApiError::not_found(format!(
-            "The {} does not exist: {name}",
-            family.type_name()
-        )));
+        return Err(not_found(family.type_name(), &name));
     };
     let (ends_at, fails) = ctx.ends(action);
     if !fails {
@@ -418,21 +442,35 @@ pub(super) fn delete(
         ctx.state
             .mark_gone(&name, ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
     }
-    let op = ctx.new_op(
-        &name,
-        family.type_name(),
-        action,
-        &source,
-        "all",
-        ends_at,
-        fails,
-        "Succeeded",
-    );
+    let op = ctx.snapshot_op(&name, family, action, &source, (ends_at, fails));
     Ok(json!({ "operations": [op] }))
 }
 
+/// `pageToken` decoded, `None` when absent or empty.
+fn page_token<T>(input: &Input, decode: fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    match input.get("pageToken").and_then(Value::as_str) {
+        None | Some("") => Ok(None),
+        Some(t) => decode(t)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("The pageToken is not valid")),
+    }
+}
+
+/// The input member naming a snapshot of `family`.
+fn snapshot_name_key(family: Family) -> &'static str {
+    match family {
+        Family::Instance => "instanceSnapshotName",
+        Family::Disk => "diskSnapshotName",
+    }
+}
+
+/// `NotFoundException` for a missing `what` (an instance, a disk snapshot…).
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::not_found(format!("The {what} does not exist: {name}"))
+}
+
 /// `availabilityZone*`: a zone of the simulated region (`us-east-2a`…).
-pub(super) fn zone_input(input: &Map<String, Value>) -> Result<String, ApiError> {
+pub(super) fn zone_input(input: &Input) -> Result<String, ApiError> {
     let zone = required(input, "availabilityZone")?;
     let ok = zone
         .strip_prefix(REGION)
@@ -455,9 +493,7 @@ pub(super) fn usable_snapshot<'a>(
     let s = state
         .live(name, now)
         .filter(|s| s.family == family && s.gone_at.is_none())
-        .ok_or_else(|| {
-            ApiError::not_found(format!("The {} does not exist: {name}", family.type_name()))
-        })?;
+        .ok_or_else(|| not_found(family.type_name(), name))?;
     if s.fails || s.ready_at.is_none_or(|t| now < t) {
         return Err(ApiError::invalid(format!(
             "The {} {name} is not in a state that allows this action",
@@ -471,11 +507,7 @@ pub(super) fn usable_snapshot<'a>(
 /// `diskSnapshotName` (the simulator restores from a named snapshot only,
 /// not from `sourceDiskName` + auto snapshots) → one operation on the new
 /// disk, `CreateDiskFromSnapshot`, `Succeeded` when the disk is ready.
-pub(super) fn restore_disk(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    action: &str,
-) -> Result<Value, ApiError> {
+pub(super) fn restore_disk(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> Answer {
     let now = ctx.now;
     let disk = required(input, "diskName")?.to_string();
     if !valid_name(&disk) {
@@ -489,13 +521,7 @@ pub(super) fn restore_disk(
             .as_i64()
             .ok_or_else(|| ApiError::invalid("sizeInGb must be an integer"))?,
         None => return Err(ApiError::invalid("sizeInGb is required")),
-        Some(_) => {
-            return Err(ApiError::new(
-                400,
-                "SerializationException",
-                "sizeInGb must be a number",
-            ))
-        }
+        Some(_) => return Err(ApiError::serialization("sizeInGb must be a number")),
     };
     let Some(snap_name) = input.get("diskSnapshotName").and_then(Value::as_str) else {
         return Err(ApiError::invalid(
@@ -517,64 +543,27 @@ pub(super) fn restore_disk(
             "Some names are already in use: {disk}"
         )));
     }
-    let (ends_at, fails) = ctx.ends(action);
-    ctx.state.disks.insert(
-        disk.clone(),
-        Resource {
-            zone: zone.clone(),
-            arn_id: uuid_like(),
-            from_snapshot: Some(snap_name.clone()),
-            ready_at: ends_at,
-            fails,
-            size_in_gb: Some(size),
-            bundle_id: None,
-            created_at: now,
-            tags: tags.clone(),
-        },
-    );
-    let op = ctx.new_op(
-        &disk,
-        "Disk",
-        action,
-        &snap_name,
-        &zone,
-        ends_at,
-        fails,
-        "Succeeded",
-    );
+    let restore = ctx.plan_restore(&snap_name, &zone, action, tags);
+    let op = ctx.restore(Family::Disk, &disk, &restore, (Some(size), None));
     Ok(json!({ "operations": [op] }))
 }
 
 /// CreateInstancesFromSnapshot: `instanceNames*` (list), `availabilityZone*`,
 /// `bundleId*`, `instanceSnapshotName` → one operation per new instance,
 /// `CreateInstancesFromSnapshot`, `Succeeded` when it is running.
-pub(super) fn restore_instances(
-    ctx: &mut Ctx<'_>,
-    input: &Map<String, Value>,
-    action: &str,
-) -> Result<Value, ApiError> {
+pub(super) fn restore_instances(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> Answer {
     let now = ctx.now;
     let names: Vec<String> = match input.get("instanceNames") {
         Some(Value::Array(list)) => list
             .iter()
             .map(|v| {
                 v.as_str().map(str::to_string).ok_or_else(|| {
-                    ApiError::new(
-                        400,
-                        "SerializationException",
-                        "instanceNames must be a list of strings",
-                    )
+                    ApiError::serialization("instanceNames must be a list of strings")
                 })
             })
             .collect::<Result<_, _>>()?,
         None => return Err(ApiError::invalid("instanceNames is required")),
-        Some(_) => {
-            return Err(ApiError::new(
-                400,
-                "SerializationException",
-                "instanceNames must be a list",
-            ))
-        }
+        Some(_) => return Err(ApiError::serialization("instanceNames must be a list")),
     };
     if names.is_empty() {
         return Err(ApiError::invalid("instanceNames is required"));
@@ -612,34 +601,12 @@ pub(super) fn restore_instances(
         )));
     }
     let tags = parse_tags(input)?;
-    let (ends_at, fails) = ctx.ends(action);
-    let mut ops = Vec::new();
-    for n in &names {
-        ctx.state.instances.insert(
-            n.clone(),
-            Resource {
-                zone: zone.clone(),
-                arn_id: uuid_like(),
-                from_snapshot: Some(snap_name.clone()),
-                ready_at: ends_at,
-                fails,
-                size_in_gb: None,
-                bundle_id: Some(bundle.clone()),
-                created_at: now,
-                tags: tags.clone(),
-            },
-        );
-        ops.push(ctx.new_op(
-            n,
-            "Instance",
-            action,
-            &snap_name,
-            &zone,
-            ends_at,
-            fails,
-            "Succeeded",
-        ));
-    }
+    let restore = ctx.plan_restore(&snap_name, &zone, action, tags);
+    let shape = (None, Some(bundle));
+    let ops: Vec<Value> = names
+        .iter()
+        .map(|n| ctx.restore(Family::Instance, n, &restore, shape.clone()))
+        .collect();
     Ok(json!({ "operations": ops }))
 }
 
@@ -647,6 +614,7 @@ pub(super) fn restore_instances(
 mod tests {
     use super::super::model::SeedSnapshot;
     use super::*;
+    use crate::sim::testing::texts;
 
     fn state_with(names: &[(&str, Family)], page: usize) -> LightsailState {
         let mut st = LightsailState::default();
@@ -770,12 +738,7 @@ mod tests {
             "GetInstanceSnapshots",
             json!({ "pageToken": token }),
         );
-        let got: Vec<&str> = next["instanceSnapshots"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let got = texts(&next["instanceSnapshots"], "name");
         assert_eq!(got, ["s-2", "s-3"]);
     }
 

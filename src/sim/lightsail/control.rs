@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::{Family, SeedSnapshot, SeedTag};
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, Answer, ControlError};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -47,7 +47,7 @@ struct Bulk {
     snapshots: Vec<SeedSnapshot>,
 }
 
-async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let b: Bulk = parse_json(&body)?;
     let now = Utc::now();
     let mut state = sim.lock();
@@ -91,33 +91,23 @@ struct Settings {
     page_size: usize,
 }
 
-async fn add_credentials(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
+async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
     sim.lock()
         .lightsail
         .add_credentials(&c.access_key_id, &c.secret_access_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
-async fn add_instance(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
+async fn add_instance(State(sim): State<Simulator>, body: Bytes) -> Answer {
     add_resource(&sim, &body, Family::Instance)
 }
 
-async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Answer {
     add_resource(&sim, &body, Family::Disk)
 }
 
-fn add_resource(
-    sim: &Simulator,
-    body: &Bytes,
-    family: Family,
-) -> Result<Json<Value>, ControlError> {
+fn add_resource(sim: &Simulator, body: &Bytes, family: Family) -> Answer {
     let r: NewResource = parse_json(body)?;
     sim.lock()
         .lightsail
@@ -125,10 +115,7 @@ fn add_resource(
     Ok(Json(json!({ "name": r.name })))
 }
 
-async fn add_snapshot(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
+async fn add_snapshot(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let s: SeedSnapshot = parse_json(&body)?;
     sim.lock()
         .lightsail
@@ -155,7 +142,7 @@ async fn list_operations(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!({ "operations": sim.lock().lightsail.operations_view(Utc::now()) }))
 }
 
-async fn settings(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+async fn settings(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let s: Settings = parse_json(&body)?;
     sim.lock().lightsail.set_page_size(s.page_size);
     Ok(Json(json!({ "page_size": s.page_size.max(1) })))

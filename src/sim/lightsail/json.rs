@@ -9,21 +9,29 @@ use super::model::{
     Family, Op, Resource, Snap, ACCOUNT, DISK_SNAPSHOT_GB, INSTANCE_SNAPSHOT_BUNDLE, REGION,
 };
 
-/// An instance (`state` `{code, name}`: pending → running, or stopped when
-/// its restore failed) or a disk (`state` pending → available, or error).
-pub(super) fn resource_json(name: &str, r: &Resource, family: Family, now: DateTime<Utc>) -> Value {
-    let ready = r.ready_at.is_some_and(|t| now >= t);
-    let tags: Vec<Value> = r
-        .tags
-        .iter()
+/// `[{key, value}]`, `value` left out for a key-only tag.
+fn tags_json(tags: &[(String, Option<String>)]) -> Vec<Value> {
+    tags.iter()
         .map(|(k, v)| match v {
             Some(v) => json!({ "key": k, "value": v }),
             None => json!({ "key": k }),
         })
-        .collect();
+        .collect()
+}
+
+/// A resource's or snapshot's ARN in the simulated region and account.
+fn arn_of(resource_type: &str, id: &str) -> String {
+    format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{resource_type}/{id}")
+}
+
+/// An instance (`state` `{code, name}`: pending → running, or stopped when
+/// its restore failed) or a disk (`state` pending → available, or error).
+pub(super) fn resource_json(name: &str, r: &Resource, family: Family, now: DateTime<Utc>) -> Value {
+    let ready = r.ready_at.is_some_and(|t| now >= t);
+    let tags = tags_json(&r.tags);
     let mut v = json!({
         "name": name,
-        "arn": format!("arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}", family.source_type(), r.arn_id),
+        "arn": arn_of(family.source_type(), &r.arn_id),
         "supportCode": format!("{ACCOUNT}/{}", &r.arn_id[..8]),
         "createdAt": epoch(r.created_at),
         "location": { "availabilityZone": r.zone, "regionName": REGION },
@@ -91,40 +99,25 @@ pub(super) fn op_json(o: &Op, now: DateTime<Utc>) -> Value {
 
 pub(super) fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
     let ready = s.ready_at.is_some_and(|t| now >= t);
-    let tags: Vec<Value> = s
-        .tags
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => json!({ "key": k, "value": v }),
-            None => json!({ "key": k }),
-        })
-        .collect();
-    let arn = format!(
-        "arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}",
-        s.family.type_name(),
-        s.arn_id
-    );
-    let source_arn = format!(
-        "arn:aws:lightsail:{REGION}:{ACCOUNT}:{}/{}",
-        s.family.source_type(),
-        s.arn_id
-    );
-    match s.family {
+    let source_arn = arn_of(s.family.source_type(), &s.arn_id);
+    let mut v = json!({
+        "name": s.name,
+        "arn": arn_of(s.family.type_name(), &s.arn_id),
+        "createdAt": epoch(s.created_at),
+        "location": { "availabilityZone": "all", "regionName": REGION },
+        "tags": tags_json(&s.tags),
+        "isFromAutoSnapshot": s.from_auto,
+    });
+    let own = match s.family {
         Family::Instance => json!({
-            "name": s.name,
-            "arn": arn,
             "supportCode": format!("{ACCOUNT}/ami-{}", &s.arn_id[..8]),
-            "createdAt": epoch(s.created_at),
-            "location": { "availabilityZone": "all", "regionName": REGION },
             "resourceType": "InstanceSnapshot",
-            "tags": tags,
             "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "available" },
             "fromAttachedDisks": [],
             "fromInstanceName": s.source,
             "fromInstanceArn": source_arn,
             "fromBlueprintId": "ubuntu_22_04",
             "fromBundleId": INSTANCE_SNAPSHOT_BUNDLE,
-            "isFromAutoSnapshot": s.from_auto,
             "sizeInGb": 40,
         }),
         Family::Disk => {
@@ -138,20 +131,18 @@ pub(super) fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
                 (false, None) => 0,
             };
             json!({
-                "name": s.name,
-                "arn": arn,
                 "supportCode": format!("{ACCOUNT}/snap-{}", &s.arn_id[..8]),
-                "createdAt": epoch(s.created_at),
-                "location": { "availabilityZone": "all", "regionName": REGION },
                 "resourceType": "DiskSnapshot",
-                "tags": tags,
                 "sizeInGb": DISK_SNAPSHOT_GB,
                 "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "completed" },
                 "progress": format!("{progress}%"),
                 "fromDiskName": s.source,
                 "fromDiskArn": source_arn,
-                "isFromAutoSnapshot": s.from_auto,
             })
         }
+    };
+    if let (Some(all), Value::Object(own)) = (v.as_object_mut(), own) {
+        all.extend(own);
     }
+    v
 }

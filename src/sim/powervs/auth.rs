@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::model::{self, format_time, Issuer};
-use super::{api_error, json_body, Answer, ApiError, Ctx, PvsState};
+use super::{api_error, json_body, text_member, Answer, ApiError, Ctx, PvsState};
+use crate::sim::form;
 
 pub(super) fn iam_token(ctx: &mut Ctx<'_>) -> Answer {
-    let form: BTreeMap<String, String> = url_form(ctx.body);
+    let form: BTreeMap<String, String> = form::decode_lossy(&String::from_utf8_lossy(ctx.body));
     let grant = form.get("grant_type").cloned().unwrap_or_default();
     ctx.logged.insert("grant_type".into(), grant.clone());
     let iam_error = |status: StatusCode, code: &str, message: &str| ApiError {
@@ -60,22 +61,6 @@ pub(super) fn iam_token(ctx: &mut Ctx<'_>) -> Answer {
     ))
 }
 
-fn url_form(body: &[u8]) -> BTreeMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
-}
-
 fn ip4g_token_json(pvs: &mut PvsState, now: DateTime<Utc>, refresh: &str) -> Value {
     let (token, expires) = pvs.issue_access(Issuer::Ip4g, now);
     json!({
@@ -97,11 +82,7 @@ pub(super) fn ip4g_token(ctx: &mut Ctx<'_>) -> Answer {
             "bad request",
         ));
     }
-    let refresh = body
-        .get("refreshToken")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let refresh = text_member(&body, "refreshToken");
     match ctx.pvs.refresh_tokens.get(&refresh) {
         Some(true) => {}
         Some(false) => {
@@ -161,11 +142,7 @@ pub(super) fn device_code(ctx: &mut Ctx<'_>) -> Answer {
 
 pub(super) fn device_token(ctx: &mut Ctx<'_>) -> Answer {
     let body = json_body(ctx)?;
-    let code = body
-        .get("deviceCode")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let code = text_member(&body, "deviceCode");
     let Some(device) = ctx.pvs.devices.get(&code).cloned() else {
         return Err(api_error(
             StatusCode::BAD_REQUEST,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::{default_crn, format_time, Workspace};
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, require, Answer, ControlError};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -31,17 +31,6 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/_sim/powervs/revoke_access_tokens", post(revoke))
         .route("/_sim/powervs/tokens", get(tokens))
         .route("/_sim/powervs/settings", get(settings).post(patch_settings))
-}
-
-type Answer = Result<Json<Value>, ControlError>;
-
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
 }
 
 #[derive(Deserialize)]
@@ -155,7 +144,7 @@ async fn add_api_key(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let k: ApiKey = parse_json(&body)?;
     require(&[("api_key", &k.api_key)])?;
     sim.add_powervs_api_key(&k.api_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 #[derive(Deserialize)]
@@ -168,7 +157,7 @@ async fn add_refresh_token(State(sim): State<Simulator>, body: Bytes) -> Answer 
     let t: RefreshToken = parse_json(&body)?;
     require(&[("refresh_token", &t.refresh_token)])?;
     sim.add_powervs_refresh_token(&t.refresh_token);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 #[derive(Deserialize)]
@@ -189,7 +178,7 @@ async fn approve_device(State(sim): State<Simulator>, body: Bytes) -> Answer {
             ControlError::bad_request(format!("no device login with user code {:?}", a.user_code))
         })?;
     device.approved = true;
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn revoke(State(sim): State<Simulator>) -> Json<Value> {

@@ -15,13 +15,7 @@ use serde_json::{json, Value};
 
 use crate::sim::random_id;
 
-/// How a snapshot's create ends, fixed when it starts (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Instance {

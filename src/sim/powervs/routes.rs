@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::model::{self, Outcome, Snap};
-use super::{api_error, json_body, Answer, ApiError, Ctx, DIALECT, OP_CREATE};
-use crate::sim::faults::FaultKind;
+use super::{api_error, json_body, text_member, Answer, ApiError, Ctx, DIALECT, OP_CREATE};
 
 fn not_found(sid: &str) -> ApiError {
     api_error(
@@ -169,16 +168,8 @@ fn check_description(d: &str) -> Result<(), ApiError> {
 
 pub(super) fn create_snapshot(ctx: &mut Ctx<'_>) -> Answer {
     let body = json_body(ctx)?;
-    let name = body
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let description = body
-        .get("description")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = text_member(&body, "name");
+    let description = text_member(&body, "description");
     let volume_ids: Option<Vec<String>> = match body.get("volumeIDs") {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) => Some(
@@ -248,11 +239,7 @@ pub(super) fn create_snapshot(ctx: &mut Ctx<'_>) -> Answer {
             "conflict",
         ));
     }
-    let outcome = match ctx.faults.for_job(DIALECT, OP_CREATE) {
-        Some(FaultKind::FailJob) => Outcome::Fail,
-        Some(FaultKind::NeverFinish) => Outcome::Never,
-        _ => Outcome::Succeed,
-    };
+    let outcome = Outcome::of(ctx.faults.for_job(DIALECT, OP_CREATE));
     let duration = chrono::Duration::from_std(ctx.job_duration).unwrap_or(chrono::Duration::MAX);
     let id = model::uuid_like();
     ctx.pvs.snapshots.push(Snap {

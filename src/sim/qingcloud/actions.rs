@@ -8,13 +8,18 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
-use super::model::{JobOutcome, JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
+use super::model::{JobPlan, Outcome, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
 use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
+use crate::sim::form::{self, Paging};
 
 /// Default page size and the server-side cap (qingcloud.md §1, DOC-off).
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
+const PAGING: Paging = Paging {
+    offset: "offset",
+    limit: "limit",
+    default_limit: 20,
+    max_limit: 100,
+};
 
 /// What one action may touch.
 pub(crate) struct Ctx<'a> {
@@ -42,11 +47,7 @@ impl JobPlanner<'_> {
         self.fault_hit = fault;
         JobPlan {
             duration: self.duration,
-            outcome: match fault {
-                Some(FaultKind::FailJob) => JobOutcome::Fail,
-                Some(FaultKind::NeverFinish) => JobOutcome::Never,
-                _ => JobOutcome::Succeed,
-            },
+            outcome: Outcome::of(fault),
         }
     }
 }
@@ -165,16 +166,10 @@ fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError>
                 && search_word.is_none_or(|w| s.id.contains(w) || s.name.contains(w))
         })
         .collect();
-    let set: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|s| snapshot_json(qing, s, now, verbose))
-        .collect();
-    let mut out = Map::new();
-    out.insert("total_count".into(), json!(matching.len()));
-    out.insert("snapshot_set".into(), Value::Array(set));
-    Ok(out)
+    let keys = ("total_count", "snapshot_set");
+    Ok(form::page(&matching, (offset, limit), keys, |s| {
+        snapshot_json(qing, s, now, verbose)
+    }))
 }
 
 /// One `snapshot_set` item with the fields of the CLI transcript and §3.
@@ -279,28 +274,20 @@ fn describe_jobs(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
                 && job_action.is_none_or(|a| j.action == a)
         })
         .collect();
-    let set: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|j| {
-            json!({
-                "job_id": j.id,
-                "job_action": j.action,
-                "status": j.status(now).as_str(),
-                "create_time": format_time(j.create_time),
-                "status_time": format_time(j.status_time(now)),
-                "resource_ids": j.resource_ids.join(" "),
-                "owner": OWNER,
-                "directive": "",
-                "error_codes": "",
-            })
+    let keys = ("total_count", "job_set");
+    Ok(form::page(&matching, (offset, limit), keys, |j| {
+        json!({
+            "job_id": j.id,
+            "job_action": j.action,
+            "status": j.status(now).as_str(),
+            "create_time": format_time(j.create_time),
+            "status_time": format_time(j.status_time(now)),
+            "resource_ids": j.resource_ids.join(" "),
+            "owner": OWNER,
+            "directive": "",
+            "error_codes": "",
         })
-        .collect();
-    let mut out = Map::new();
-    out.insert("total_count".into(), json!(matching.len()));
-    out.insert("job_set".into(), Value::Array(set));
-    Ok(out)
+    }))
 }
 
 /// DescribeVolumes / DescribeInstances: minimal, enough to pick targets.
@@ -407,23 +394,7 @@ fn fnv(s: &str) -> u32 {
 
 /// `name.1`, `name.2`, … in index order (so `.10` comes after `.2`).
 fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
-    let prefix = format!("{name}.");
-    let mut items = Vec::new();
-    for (key, value) in params.range(prefix.clone()..) {
-        let Some(index) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        match index.parse::<usize>() {
-            Ok(n) if n >= 1 => items.push((n, value.clone())),
-            _ => return Err(ApiError::invalid(key, value)),
-        }
-    }
-    items.sort_by_key(|(n, _)| *n);
-    Ok(items
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-        .collect())
+    form::list_param(params, name, 1)
 }
 
 /// A 0/1 flag; absent or empty = `None`.
@@ -438,62 +409,21 @@ fn flag_param(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
 
 /// `offset` (default 0) and `limit` (default 20, capped at 100).
 fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
-    let number = |name: &str| -> Result<Option<usize>, ApiError> {
-        match params.get(name).map(String::as_str) {
-            None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<usize>()
-                .map(Some)
-                .map_err(|_| ApiError::invalid(name, raw)),
-        }
-    };
-    let offset = number("offset")?.unwrap_or(0);
-    let limit = number("limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Ok((offset, limit))
+    PAGING.read(params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::sim::form::{check_list_param, check_paging};
 
     #[test]
     fn list_params_follow_their_index_not_byte_order() {
-        let p = params(&[
-            ("resources.10", "j"),
-            ("resources.2", "b"),
-            ("resources.1", "a"),
-            ("resourcesX", "nope"),
-            ("snapshot_name", "x"),
-        ]);
-        assert_eq!(list_param(&p, "resources").expect("valid"), ["a", "b", "j"]);
-        let bad = params(&[("resources.x", "a")]);
-        assert_eq!(
-            list_param(&bad, "resources")
-                .expect_err("bad index")
-                .ret_code,
-            1100
-        );
+        check_list_param(list_param, "resources", 1, 1100);
     }
 
     #[test]
     fn paging_defaults_and_cap() {
-        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
-        assert_eq!(
-            paging(&params(&[("offset", "5"), ("limit", "500")])).expect("valid"),
-            (5, 100)
-        );
-        assert_eq!(
-            paging(&params(&[("limit", "-1")]))
-                .expect_err("neg")
-                .ret_code,
-            1100
-        );
+        check_paging(paging, ("offset", "limit"), 1100);
     }
 }

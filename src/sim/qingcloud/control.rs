@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::format_time;
-use super::model::ResourceKind;
-use crate::sim::control::{parse_json, ControlError};
+use super::model::{QingState, ResourceKind};
+use crate::sim::control::{ok, parse_json, require, require_in, Answer};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -60,7 +60,7 @@ struct NewVolume {
     /// Tags (key → value; "" for a key-less tag). Seeding an existing
     /// volume again renames it and replaces its tags.
     #[serde(default)]
-    tags: Option<std::collections::BTreeMap<String, String>>,
+    tags: Option<Tags>,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +71,7 @@ struct NewInstance {
     #[serde(default)]
     instance_name: Option<String>,
     #[serde(default)]
-    tags: Option<std::collections::BTreeMap<String, String>>,
+    tags: Option<Tags>,
 }
 
 #[derive(Deserialize)]
@@ -84,23 +84,20 @@ struct NewSnapshot {
     create_time: Option<DateTime<Utc>>,
 }
 
-/// Answers 400 naming the first empty field.
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    require_in("", fields)
-}
+type Tags = std::collections::BTreeMap<String, String>;
 
-/// [`require`] for an item of a bulk request: `where_` (`snapshots[3].`)
-/// prefixes the field's name.
-fn require_in(where_: &str, fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{where_}{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
+/// Seeds a volume or instance (an existing one is renamed) and sets its tags.
+fn seed_resource(
+    qing: &mut QingState,
+    zone: &str,
+    id: &str,
+    name: Option<String>,
+    tags: Option<Tags>,
+    kind: ResourceKind,
+) {
+    qing.seed_resource(zone, id, &name.unwrap_or_default(), kind);
+    qing.set_tags(id, tags.unwrap_or_default());
 }
-
-type Answer = Result<Json<Value>, ControlError>;
 
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
@@ -109,24 +106,30 @@ async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
         ("secret_access_key", &c.secret_access_key),
     ])?;
     sim.add_qingcloud_credentials(&c.access_key_id, &c.secret_access_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn add_volume(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let v: NewVolume = parse_json(&body)?;
     require(&[("zone", &v.zone), ("volume_id", &v.volume_id)])?;
-    let name = v.volume_name.unwrap_or_default();
-    sim.seed_qingcloud_volume(&v.zone, &v.volume_id, &name);
-    sim.set_qingcloud_tags(&v.volume_id, v.tags.unwrap_or_default());
+    let qing = &mut sim.lock().qingcloud;
+    seed_resource(
+        qing,
+        &v.zone,
+        &v.volume_id,
+        v.volume_name,
+        v.tags,
+        ResourceKind::Volume,
+    );
     Ok(Json(json!({ "volume_id": v.volume_id })))
 }
 
 async fn add_instance(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let i: NewInstance = parse_json(&body)?;
     require(&[("zone", &i.zone), ("instance_id", &i.instance_id)])?;
-    let name = i.instance_name.unwrap_or_default();
-    sim.seed_qingcloud_instance(&i.zone, &i.instance_id, &name);
-    sim.set_qingcloud_tags(&i.instance_id, i.tags.unwrap_or_default());
+    let qing = &mut sim.lock().qingcloud;
+    let kind = ResourceKind::Instance;
+    seed_resource(qing, &i.zone, &i.instance_id, i.instance_name, i.tags, kind);
     Ok(Json(json!({ "instance_id": i.instance_id })))
 }
 
@@ -155,14 +158,12 @@ async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let mut state = sim.lock();
     let qing = &mut state.qingcloud;
     for v in b.volumes {
-        let name = v.volume_name.unwrap_or_default();
-        qing.seed_resource(&v.zone, &v.volume_id, &name, ResourceKind::Volume);
-        qing.set_tags(&v.volume_id, v.tags.unwrap_or_default());
+        let kind = ResourceKind::Volume;
+        seed_resource(qing, &v.zone, &v.volume_id, v.volume_name, v.tags, kind);
     }
     for i in b.instances {
-        let name = i.instance_name.unwrap_or_default();
-        qing.seed_resource(&i.zone, &i.instance_id, &name, ResourceKind::Instance);
-        qing.set_tags(&i.instance_id, i.tags.unwrap_or_default());
+        let kind = ResourceKind::Instance;
+        seed_resource(qing, &i.zone, &i.instance_id, i.instance_name, i.tags, kind);
     }
     let ids: Vec<String> = b
         .snapshots

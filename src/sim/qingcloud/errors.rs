@@ -1,6 +1,8 @@
 //! QingCloud API errors: `{"ret_code": N, "message": "..."}` with HTTP 200,
 //! codes and message shapes from qingcloud.md §6.
 
+use crate::sim::form::FormError;
+
 /// One API-level failure, answered with HTTP 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -104,5 +106,20 @@ impl ApiError {
 
     pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "ret_code": self.ret_code, "message": self.message })
+    }
+}
+
+impl FormError for ApiError {
+    fn malformed(what: &str) -> Self {
+        ApiError::malformed(what)
+    }
+    fn bad_index(key: &str, value: &str) -> Self {
+        ApiError::invalid(key, value)
+    }
+    fn bad_number(name: &str, raw: &str) -> Self {
+        ApiError::invalid(name, raw)
+    }
+    fn ret_code(&self) -> i64 {
+        self.ret_code
     }
 }

@@ -53,13 +53,7 @@ pub(crate) struct Resource {
     pub head: Option<String>,
 }
 
-/// How a job will end, fixed when it is created (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JobOutcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobStatus {
@@ -99,7 +93,7 @@ pub(crate) struct Job {
     pub create_time: DateTime<Utc>,
     pending_until: DateTime<Utc>,
     finish_at: DateTime<Utc>,
-    outcome: JobOutcome,
+    outcome: Outcome,
 }
 
 impl Job {
@@ -108,10 +102,10 @@ impl Job {
             return JobStatus::Pending;
         }
         match self.outcome {
-            JobOutcome::Never => JobStatus::Working,
+            Outcome::Never => JobStatus::Working,
             _ if now < self.finish_at => JobStatus::Working,
-            JobOutcome::Succeed => JobStatus::Successful,
-            JobOutcome::Fail => JobStatus::Failed,
+            Outcome::Succeed => JobStatus::Successful,
+            Outcome::Fail => JobStatus::Failed,
         }
     }
 
@@ -205,7 +199,7 @@ pub(crate) struct QingState {
 /// One new async job's parameters.
 pub(crate) struct JobPlan {
     pub duration: Duration,
-    pub outcome: JobOutcome,
+    pub outcome: Outcome,
 }
 
 impl QingState {
@@ -562,11 +556,7 @@ impl QingState {
         now: DateTime<Utc>,
         plan: impl FnOnce() -> JobPlan,
     ) -> Result<(String, String), ApiError> {
-        let snap = self
-            .snapshots
-            .get(snapshot_id)
-            .filter(|s| s.zone == zone)
-            .ok_or_else(|| ApiError::not_found(snapshot_id))?;
+        let snap = self.snapshot_in(zone, snapshot_id)?;
         let view = self.view(snap, now);
         match view.status {
             SnapStatus::Available if view.transition.is_empty() => {}
@@ -593,6 +583,14 @@ impl QingState {
         Ok((job, volume_id))
     }
 
+    /// The snapshot `id` in `zone`, or ResourceNotFound.
+    fn snapshot_in(&self, zone: &str, id: &str) -> Result<&Snapshot, ApiError> {
+        self.snapshots
+            .get(id)
+            .filter(|s| s.zone == zone)
+            .ok_or_else(|| ApiError::not_found(id))
+    }
+
     /// DeleteSnapshots: each named snapshot and all its descendants (a full
     /// snapshot's whole chain) go to `deleting` under one job.
     pub(crate) fn delete_snapshots(
@@ -603,11 +601,7 @@ impl QingState {
         plan: impl FnOnce() -> JobPlan,
     ) -> Result<String, ApiError> {
         for id in ids {
-            let snap = self
-                .snapshots
-                .get(id)
-                .filter(|s| s.zone == zone)
-                .ok_or_else(|| ApiError::not_found(id))?;
+            let snap = self.snapshot_in(zone, id)?;
             let view = self.view(snap, now);
             match view.status {
                 SnapStatus::Deleted | SnapStatus::Ceased => return Err(ApiError::not_found(id)),
@@ -676,12 +670,7 @@ impl QingState {
         resource_id: Option<&str>,
     ) -> Vec<&Snapshot> {
         if !ids.is_empty() {
-            let mut seen = HashSet::new();
-            let named = ids
-                .iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .filter_map(|id| self.snapshots.get(id));
-            newest_first(named, Some(zone))
+            named_newest_first(&self.snapshots, ids, zone)
         } else if let Some(rid) = resource_id {
             newest_first(self.snapshots_of_resource(rid), Some(zone))
         } else {
@@ -697,12 +686,7 @@ impl QingState {
     /// The jobs named in `ids` (each once; unknown ones left out) in `zone`,
     /// newest first: what DescribeJobs with `jobs.N` looks at.
     pub(crate) fn jobs_by_id(&self, zone: &str, ids: &[String]) -> Vec<&Job> {
-        let mut seen = HashSet::new();
-        let named = ids
-            .iter()
-            .filter(|id| seen.insert(id.as_str()))
-            .filter_map(|id| self.jobs.get(id));
-        newest_first(named, Some(zone))
+        named_newest_first(&self.jobs, ids, zone)
     }
 
     /// Alive members of the chain rooted at `root_id`.
@@ -736,6 +720,21 @@ impl Listed for Job {
     fn order_key(&self) -> (DateTime<Utc>, u64) {
         (self.create_time, self.seq)
     }
+}
+
+/// The items of `map` named in `ids` (each once; unknown ones left out)
+/// in `zone`, newest first.
+fn named_newest_first<'a, T: Listed>(
+    map: &'a HashMap<String, T>,
+    ids: &[String],
+    zone: &str,
+) -> Vec<&'a T> {
+    let mut seen = HashSet::new();
+    let named = ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .filter_map(|id| map.get(id));
+    newest_first(named, Some(zone))
 }
 
 /// Those in `zone` (all when None), newest first (create time, then

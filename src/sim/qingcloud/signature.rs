@@ -117,15 +117,14 @@ pub(crate) fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::form::{params, Params};
 
     const AK: &str = "QYACCESSKEYIDEXAMPLE";
     const SECRET: &str = "SECRETACCESSKEY";
 
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    /// Whether a GET to `path` with `p` verifies against `sig` under `SECRET`.
+    fn verifies(method: SignatureMethod, path: &str, p: &Params, sig: &str) -> bool {
+        verify(method, SECRET, "GET", path, p, sig)
     }
 
     fn run_instances(zone: &str) -> BTreeMap<String, String> {
@@ -239,22 +238,8 @@ mod tests {
         let mut p = create_snapshots();
         let sig = sign(SignatureMethod::HmacSha256, SECRET, "GET", "/iaas/", &p);
         p.insert("signature".into(), sig.clone());
-        assert!(verify(
-            SignatureMethod::HmacSha256,
-            SECRET,
-            "GET",
-            "/iaas/",
-            &p,
-            &sig
-        ));
-        assert!(!verify(
-            SignatureMethod::HmacSha256,
-            SECRET,
-            "GET",
-            "/iaas",
-            &p,
-            &sig
-        ));
+        assert!(verifies(SignatureMethod::HmacSha256, "/iaas/", &p, &sig));
+        assert!(!verifies(SignatureMethod::HmacSha256, "/iaas", &p, &sig));
     }
 
     #[test]
@@ -264,29 +249,8 @@ mod tests {
         let sig = sign(SignatureMethod::HmacSha1, SECRET, "GET", "/iaas/", &p);
         // 20-byte MAC → 28 Base64 characters.
         assert_eq!(sig.len(), 28);
-        assert!(verify(
-            SignatureMethod::HmacSha1,
-            SECRET,
-            "GET",
-            "/iaas/",
-            &p,
-            &sig
-        ));
-        assert!(!verify(
-            SignatureMethod::HmacSha256,
-            SECRET,
-            "GET",
-            "/iaas/",
-            &p,
-            &sig
-        ));
-        assert!(!verify(
-            SignatureMethod::HmacSha1,
-            SECRET,
-            "GET",
-            "/iaas/",
-            &p,
-            "%%%"
-        ));
+        assert!(verifies(SignatureMethod::HmacSha1, "/iaas/", &p, &sig));
+        assert!(!verifies(SignatureMethod::HmacSha256, "/iaas/", &p, &sig));
+        assert!(!verifies(SignatureMethod::HmacSha1, "/iaas/", &p, "%%%"));
     }
 }

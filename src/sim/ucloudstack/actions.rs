@@ -11,10 +11,15 @@ use super::errors::ApiError;
 use super::model::{NewSnapshot, Outcome, Snapshot, UcsState};
 use super::{Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
+use crate::sim::form::{self, Paging};
 
 /// `Limit` default and cap (reference/001: "默认为20，最大100").
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
+const PAGING: Paging = Paging {
+    offset: "Offset",
+    limit: "Limit",
+    default_limit: 20,
+    max_limit: 100,
+};
 const MAX_NAME_CHARS: usize = 30;
 const MAX_REMARK_CHARS: usize = 100;
 const TYPES: &[&str] = &["Manual", "Automatic"];
@@ -91,12 +96,7 @@ fn create_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     let id = ctx.ucs.create_snapshot(&new, ctx.now, || {
         let fault = faults.for_job(DIALECT, "CreateSnapshot");
         *hit = fault;
-        let outcome = match fault {
-            Some(FaultKind::FailJob) => Outcome::Fail,
-            Some(FaultKind::NeverFinish) => Outcome::Never,
-            _ => Outcome::Succeed,
-        };
-        (duration, outcome)
+        (duration, Outcome::of(fault))
     })?;
     let mut out = Map::new();
     out.insert("SnapshotID".into(), json!(id));
@@ -140,16 +140,10 @@ fn describe_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> 
                 && keyword.is_none_or(|k| s.id.contains(k) || s.name.contains(k))
         })
         .collect();
-    let infos: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|s| snapshot_info(ucs, s, now))
-        .collect();
-    let mut out = Map::new();
-    out.insert("TotalCount".into(), json!(matching.len()));
-    out.insert("Infos".into(), Value::Array(infos));
-    Ok(out)
+    let keys = ("TotalCount", "Infos");
+    Ok(form::page(&matching, (offset, limit), keys, |s| {
+        snapshot_info(ucs, s, now)
+    }))
 }
 
 /// DescribeDisk (SG-disk): the region's (and zone's) disks by `DiskID`,
@@ -170,31 +164,23 @@ fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
         })
         .collect();
     matching.sort_by(|a, b| a.id.cmp(&b.id));
-    let infos: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|d| {
-            json!({
-                "Region": d.region,
-                "Zone": d.zone,
-                "DiskID": d.id,
-                "Name": d.name,
-                "Remark": "",
-                "Size": 40,
-                "SetType": "Normal",
-                "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
-                "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
-                "ChargeType": "Dynamic",
-                "CreateTime": 1_700_000_000,
-                "ExpireTime": 0,
-            })
+    let keys = ("TotalCount", "Infos");
+    Ok(form::page(&matching, (offset, limit), keys, |d| {
+        json!({
+            "Region": d.region,
+            "Zone": d.zone,
+            "DiskID": d.id,
+            "Name": d.name,
+            "Remark": "",
+            "Size": 40,
+            "SetType": "Normal",
+            "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
+            "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
+            "ChargeType": "Dynamic",
+            "CreateTime": 1_700_000_000,
+            "ExpireTime": 0,
         })
-        .collect();
-    let mut out = Map::new();
-    out.insert("TotalCount".into(), json!(matching.len()));
-    out.insert("Infos".into(), Value::Array(infos));
-    Ok(out)
+    }))
 }
 
 /// One `SnapshotInfo` with the fields of reference/001.
@@ -222,80 +208,26 @@ fn snapshot_info(ucs: &UcsState, s: &Snapshot, now: DateTime<Utc>) -> Value {
 
 /// `name.0`, `name.1`, … in index order (so `.10` comes after `.2`).
 fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
-    let prefix = format!("{name}.");
-    let mut items = Vec::new();
-    for (key, value) in params.range(prefix.clone()..) {
-        let Some(index) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        match index.parse::<usize>() {
-            Ok(n) => items.push((n, value.clone())),
-            Err(_) => return Err(ApiError::invalid(key, "下标应为整数")),
-        }
-    }
-    items.sort_by_key(|(n, _)| *n);
-    Ok(items
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-        .collect())
+    form::list_param(params, name, 0)
 }
 
 /// `Offset` (default 0) and `Limit` (default 20, at most 100).
 fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
-    let number = |name: &str| -> Result<Option<usize>, ApiError> {
-        match params.get(name).map(String::as_str) {
-            None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<usize>()
-                .map(Some)
-                .map_err(|_| ApiError::invalid(name, "应为非负整数")),
-        }
-    };
-    let offset = number("Offset")?.unwrap_or(0);
-    let limit = number("Limit")?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Ok((offset, limit))
+    PAGING.read(params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::sim::form::{check_list_param, check_paging};
 
     #[test]
     fn arrays_are_zero_based_in_index_order() {
-        let p = params(&[
-            ("SnapshotIDs.10", "k"),
-            ("SnapshotIDs.2", "c"),
-            ("SnapshotIDs.0", "a"),
-            ("SnapshotIDsX", "nope"),
-        ]);
-        assert_eq!(
-            list_param(&p, "SnapshotIDs").expect("valid"),
-            ["a", "c", "k"]
-        );
-        let bad = params(&[("SnapshotIDs.x", "a")]);
-        assert_eq!(
-            list_param(&bad, "SnapshotIDs")
-                .expect_err("bad index")
-                .ret_code,
-            140
-        );
+        check_list_param(list_param, "SnapshotIDs", 0, 140);
     }
 
     #[test]
     fn paging_defaults_and_cap() {
-        assert_eq!(paging(&params(&[])).expect("valid"), (0, 20));
-        assert_eq!(
-            paging(&params(&[("Offset", "5"), ("Limit", "500")])).expect("valid"),
-            (5, 100)
-        );
-        assert!(paging(&params(&[("Limit", "-1")])).is_err());
+        check_paging(paging, ("Offset", "Limit"), 140);
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::NewSnapshot;
-use crate::sim::control::{parse_json, ControlError};
+use crate::sim::control::{ok, parse_json, require, Answer, ControlError};
 use crate::sim::Simulator;
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -73,16 +73,10 @@ struct Limits {
     snapshots_per_disk: u32,
 }
 
-fn require(fields: &[(&str, &str)]) -> Result<(), ControlError> {
-    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
-        Some((name, _)) => Err(ControlError::bad_request(format!(
-            "{name} must not be empty"
-        ))),
-        None => Ok(()),
-    }
+/// A disk's place: its region, zone and id, none empty.
+fn require_disk(region: &str, zone: &str, disk_id: &str) -> Result<(), ControlError> {
+    require(&[("region", region), ("zone", zone), ("disk_id", disk_id)])
 }
-
-type Answer = Result<Json<Value>, ControlError>;
 
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
@@ -93,16 +87,12 @@ async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     sim.lock()
         .ucloudstack
         .add_credentials(&c.public_key, &c.private_key);
-    Ok(Json(json!({ "ok": true })))
+    Ok(ok())
 }
 
 async fn add_disk(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let d: NewDisk = parse_json(&body)?;
-    require(&[
-        ("region", &d.region),
-        ("zone", &d.zone),
-        ("disk_id", &d.disk_id),
-    ])?;
+    require_disk(&d.region, &d.zone, &d.disk_id)?;
     sim.lock().ucloudstack.seed_disk(
         &d.region,
         &d.zone,
@@ -134,11 +124,7 @@ async fn list_disks(State(sim): State<Simulator>) -> Json<Value> {
 
 async fn add_snapshot(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let s: SeedSnapshot = parse_json(&body)?;
-    require(&[
-        ("region", &s.region),
-        ("zone", &s.zone),
-        ("disk_id", &s.disk_id),
-    ])?;
+    require_disk(&s.region, &s.zone, &s.disk_id)?;
     let snapshot_type = s.snapshot_type.as_deref().unwrap_or("Manual");
     if !matches!(snapshot_type, "Manual" | "Automatic") {
         return Err(ControlError::bad_request(

@@ -2,6 +2,8 @@
 //! "Message": "…"}` with HTTP 200; codes from the RetCode list
 //! (ucloudstack.md §5), messages in the API's own language.
 
+use crate::sim::form::FormError;
+
 /// One API-level failure, answered with HTTP 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -103,5 +105,20 @@ impl ApiError {
             "RetCode": self.ret_code,
             "Message": self.message,
         })
+    }
+}
+
+impl FormError for ApiError {
+    fn malformed(what: &str) -> Self {
+        ApiError::malformed(what)
+    }
+    fn bad_index(key: &str, _value: &str) -> Self {
+        ApiError::invalid(key, "下标应为整数")
+    }
+    fn bad_number(name: &str, _raw: &str) -> Self {
+        ApiError::invalid(name, "应为非负整数")
+    }
+    fn ret_code(&self) -> i64 {
+        self.ret_code
     }
 }

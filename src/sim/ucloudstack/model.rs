@@ -20,13 +20,7 @@ pub(crate) const DEFAULT_SNAPSHOT_CAP: u32 = 10;
 /// Size reported for every snapshot, in GB.
 const SNAPSHOT_SIZE_GB: u64 = 20;
 
-/// How a new snapshot will end, fixed when it is created (faults decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeed,
-    Fail,
-    Never,
-}
+pub(crate) use crate::sim::faults::Outcome;
 
 /// `SnapshotStatus` of the reference revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
