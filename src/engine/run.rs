@@ -378,6 +378,10 @@ impl Engine {
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
             Err(e) => {
                 let msg = e.to_string();
+                // The ledger first: whoever reads the log line and then
+                // asks `status` sees the failure there too.
+                self.state
+                    .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
                 events::emit(RunFailed {
                     policy: &policy.name,
                     target,
@@ -385,8 +389,6 @@ impl Engine {
                     reason: e.reason(),
                     error: &msg,
                 });
-                self.state
-                    .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
                 return Ok(RunOutcome::Failed(msg));
             }
         }
