@@ -240,7 +240,7 @@ fn systemd_unit_verifies() {
     .expect("read unit");
     for needle in [
         "Type=notify",
-        // A clock stepped back after start leaves a gap (review §6): start
+        // A clock stepped back after start leaves a gap: start
         // once time sync says the clock is right, without pulling it in.
         "After=network-online.target time-sync.target\n",
         "ExecStartPre=/usr/bin/snapwarden check",

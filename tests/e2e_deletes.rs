@@ -1,7 +1,6 @@
-//! Deletes beyond what the operator confirmed (issue 16, review §4, §5)
-//! and one-shot commands that decide on a stale ledger (issue 16: `prune`
-//! right after the daemon stops). The real binary against the simulator's
-//! QingCloud dialect on loopback.
+//! Deletes beyond what the operator confirmed, and one-shot commands that
+//! decide on a stale ledger (`prune` right after the daemon stops). The
+//! real binary against the simulator's QingCloud dialect on loopback.
 //!
 //! - a reload's deletion hold covers a selector policy's targets, and a
 //!   restart with an edited file is held like a SIGHUP;
@@ -86,7 +85,7 @@ fn expect_held_until_prune_yes(sim: &Sim, wd: &Workdir, cfg: &Path, daemon: Daem
     assert!(wd.state().delete_holds().expect("holds").is_empty());
 }
 
-/// §4: a selector policy's targets are held on a reload like explicit
+/// A selector policy's targets are held on a reload like explicit
 /// ones (they were never looked at: `p.targets` is empty).
 #[test]
 fn sighup_hold_covers_the_targets_a_selector_picked() {
@@ -106,7 +105,7 @@ fn sighup_hold_covers_the_targets_a_selector_picked() {
     expect_held_until_prune_yes(&sim, &wd, &cfg, daemon);
 }
 
-/// §4: a restart with an edited file is held like a SIGHUP: the ledger
+/// A restart with an edited file is held like a SIGHUP: the ledger
 /// remembers the rules the daemon last ran with.
 #[test]
 fn restart_with_an_edited_file_holds_until_prune_yes() {
@@ -157,7 +156,7 @@ fn snapshot_ok(wd: &Workdir, cfg: &Path, policy: &str) {
     std::thread::sleep(Duration::from_millis(1100));
 }
 
-/// §5: policies a and b share a volume and b makes increments, which on
+/// Policies a and b share a volume and b makes increments, which on
 /// QingCloud chain onto the volume's newest snapshot whoever made it.
 /// With a removed from the file, `orphans --delete --yes` must not delete
 /// a's snapshot: the cloud would take b's increments with it.
@@ -215,7 +214,7 @@ fn orphans_delete_never_cascades_into_another_policys_chain() {
         .all(|r| r.state == snapwarden::state::LedgerState::Available));
 }
 
-/// §5: `orphans --delete --yes` deletes a removed policy's chain newest
+/// `orphans --delete --yes` deletes a removed policy's chain newest
 /// first and stops at the first delete that fails: the snapshots the failed
 /// one depends on are not deleted (the increment would lose its parent).
 #[test]
@@ -271,7 +270,7 @@ fn orphans_delete_stops_a_chain_at_the_first_failed_delete() {
     assert!(sim.live_ids(VOL).is_empty());
 }
 
-/// §5: the budget caps `orphans --delete --yes` (the daemon's
+/// The budget caps `orphans --delete --yes` (the daemon's
 /// `max_deletes_per_run`, or `--max-deletes N`); chains go dependants
 /// first.
 #[test]

@@ -1,8 +1,7 @@
-//! No silent gaps (issue 16): every due slot ends as a good snapshot of
-//! every volume it covers, or as a failure that alerts. The real binary
-//! against the simulator's QingCloud dialect on loopback; each test is a
-//! finding of the safety review (`shared/reviews/safety-review.md`) that
-//! failed before its fix.
+//! No silent gaps: every due slot ends as a good snapshot of every volume
+//! it covers, or as a failure that alerts. The real binary against the
+//! simulator's QingCloud dialect on loopback; each test is a gap that was
+//! found in review and failed before its fix.
 
 mod util;
 
@@ -34,7 +33,7 @@ fn write_config(wd: &Workdir, sim: &Sim, provider_extra: &str, policy: &str) -> 
     wd.write_config(&text)
 }
 
-/// Review §2(b): the ledger is locked by another process while a run
+/// The ledger is locked by another process while a run
 /// prunes (its listing is slowed down to widen the window: the first two
 /// DescribeSnapshots are the create's completion check and the prune), so the run
 /// cannot record its end and is left open. Before, every later slot of the
@@ -90,7 +89,7 @@ fn a_run_left_open_by_a_failed_ledger_write_is_taken_up_and_later_slots_run() {
     );
 }
 
-/// Review §2: a slot skipped because the target's previous run is still
+/// A slot skipped because the target's previous run is still
 /// in flight has no snapshot, so it alerts (`slot_skipped`), not only
 /// counts.
 #[test]
@@ -119,7 +118,7 @@ fn a_skipped_slot_alerts() {
     assert_eq!(code, Some(0));
 }
 
-/// Review §3: waiting for a `max_in_flight` permit counts against the
+/// Waiting for a `max_in_flight` permit counts against the
 /// run's timeout. Three targets share one permit, each job takes 3 s, and
 /// the timeout is 4 s: the third target gets the permit only after its
 /// timeout, so no create is sent for it (before, it was sent and then
@@ -165,7 +164,7 @@ fn no_create_is_sent_after_the_runs_timeout() {
     }
 }
 
-/// Review §12: the daemon is down past an operation's deadline while the
+/// The daemon is down past an operation's deadline while the
 /// job finishes. On restart the operation is read from the cloud once
 /// before it is called failed: the snapshot is good, the run succeeds
 /// (before, it was written off as timed out without asking, and the good

@@ -401,7 +401,7 @@ fn full_every_three_builds_chains_and_prunes_whole_chains() {
     assert_eq!(deletes, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
 }
 
-/// Review §1: the answer to the first volume's create is lost (the cloud
+/// The answer to the first volume's create is lost (the cloud
 /// made the snapshot), so the engine must reconcile before creating again.
 /// An instance target's slot is complete only when every attached volume
 /// has its snapshot: the retry makes the missing one and reuses the one
@@ -434,7 +434,7 @@ fn a_lost_create_answer_on_an_instance_still_snapshots_every_volume_once() {
     assert_eq!(runs[0].state, RunState::Succeeded);
 }
 
-/// Review §8: one volume's snapshot of an instance slot already ended
+/// One volume's snapshot of an instance slot already ended
 /// failed in the ledger (its outcome was recorded while the other volume's
 /// was still followed) when the daemon stopped. On restart the run is
 /// finished from the operation still open, and must fail: a slot is good
@@ -511,7 +511,7 @@ fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
     drop(daemon);
 }
 
-/// Review §13: a chain is deleted leaf first, and stops at its first
+/// A chain is deleted leaf first, and stops at its first
 /// failed delete. The leaf's delete fails every attempt; the snapshot it
 /// depends on is then not asked for (before, its delete was refused with
 /// 409 and retried until the run's timeout, stalling the run). The next
@@ -578,7 +578,7 @@ fn a_chain_stops_at_its_first_failed_delete() {
 
 /// An instance named in `targets` that the policy's selector also matches
 /// (by id): one target, so one snapshot per volume for the slot, not one
-/// under the name and another under the id (review §10).
+/// under the name and another under the id.
 #[test]
 fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
     let (sim, wd) = sim_with_volumes("300ms", &[]);
@@ -609,7 +609,7 @@ fn an_instance_named_and_selected_is_snapshotted_once_per_slot() {
     assert!(rows.iter().all(|r| r.target == "web-01"), "{rows:?}");
 }
 
-/// Review §11: a volume detached from an instance target leaves the
+/// A volume detached from an instance target leaves the
 /// target's listing. Its snapshots still exist: the ledger must not write
 /// them off as deleted (they would become invisible), and `orphans` lists
 /// them (ours, no longer part of the target).
@@ -670,7 +670,7 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
         .all(|r| r.state == LedgerState::Available));
 }
 
-/// Review §23: a snapshot a restore is still reading from is not pruned
+/// A snapshot a restore is still reading from is not pruned
 /// under it. The restore (its new volume not ready yet) is in flight in the
 /// ledger; retention wants the two older snapshots gone: the one being
 /// restored from stays (held, saying why), the other goes.

@@ -1,8 +1,8 @@
-//! The ledger end to end. One ledger, one writer (review §7): a second
+//! The ledger end to end. One ledger, one writer: a second
 //! daemon on the same ledger refuses to start and leaves the first alone;
 //! one-shot commands that write refuse while the daemon runs and work once
 //! it has stopped; commands that only read keep working next to it. And a
-//! full disk under the ledger shows in `/healthz` (review §16).
+//! full disk under the ledger shows in `/healthz`.
 
 mod util;
 

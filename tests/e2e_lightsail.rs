@@ -550,7 +550,7 @@ fn finished_runs(
     (runs.len() >= n).then_some(runs)
 }
 
-/// Review §9: policy "db" on instance "prod-web" and policy "db-prod" on
+/// Policy "db" on instance "prod-web" and policy "db-prod" on
 /// instance "web" used to get the same name `db-prod-web-<slot>` at every
 /// shared slot, so one of them failed with "the name … is taken". Each now
 /// gets its own snapshot at every slot, under a name no other (policy,

@@ -1,6 +1,6 @@
-//! Safety of deletion end to end (issue 8): the per-run deletion budget,
+//! Safety of deletion end to end: the per-run deletion budget,
 //! the deletion guards, `orphans`, an unwritable ledger, and the hold a
-//! reload places when it would delete more than the budget (issue 9). The
+//! reload places when it would delete more than the budget. The
 //! real binary against the simulator's QingCloud dialect on loopback.
 
 mod util;

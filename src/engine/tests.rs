@@ -96,8 +96,8 @@ async fn run_after_a_lost_create(
     engine
 }
 
-/// Issue 16 ("the reconcile-by-name path must never conclude absent from
-/// a listing that changed under it"): the create's answer is lost (the
+/// The reconcile-by-name path must never conclude "absent" from a listing
+/// that changed under it: the create's answer is lost (the
 /// cloud made the snapshot), and the first listing misses it (a page
 /// shifted). The engine lists until two listings agree, finds it, and
 /// adopts it: one create, never two.

@@ -1,4 +1,4 @@
-//! The KakaoCloud dialect (kakaocloud.md), served under `/kakaocloud/`:
+//! The KakaoCloud dialect, served under `/kakaocloud/`:
 //! IAM at `/kakaocloud/iam/identity/v3/auth/tokens`, the BCS instance API
 //! at `/kakaocloud/bcs/api/v1/…` and the Volume API (volumes, snapshots)
 //! at `/kakaocloud/volume/api/v1/…`.

@@ -1,5 +1,5 @@
 //! The AWS Lightsail dialect (JSON 1.1), served at `/lightsail` so that a
-//! client's endpoint is `http://127.0.0.1:PORT/lightsail` (lightsail.md §1).
+//! client's endpoint is `http://127.0.0.1:PORT/lightsail`.
 //!
 //! One request goes: `POST` with `X-Amz-Target: Lightsail_20161128.<Op>` →
 //! answer faults → SigV4 check (recomputed with the `aws-sigv4` crate from
@@ -36,7 +36,7 @@ use super::{SimState, Simulator};
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "lightsail";
 
-/// `X-Amz-Target` prefix (lightsail.md §1).
+/// `X-Amz-Target` prefix.
 const TARGET_PREFIX: &str = "Lightsail_20161128.";
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -239,7 +239,7 @@ fn decode_body(
     }
 }
 
-/// Lightsail's timestamps: epoch seconds with a fraction (lightsail.md §1).
+/// Lightsail's timestamps: epoch seconds with a fraction.
 pub(crate) fn epoch(t: chrono::DateTime<Utc>) -> serde_json::Value {
     serde_json::json!(t.timestamp_millis() as f64 / 1000.0)
 }

@@ -1,7 +1,7 @@
 //! The PowerVS dialect, served under `/powervs` (so a client's `endpoint`
 //! is `http://HOST:PORT/powervs`):
 //!
-//! - pcloud at `/powervs/pcloud/v1/cloud-instances/{cid}/…` (powervs.md §3):
+//! - pcloud at `/powervs/pcloud/v1/cloud-instances/{cid}/…`:
 //!   every call needs `Authorization: Bearer <token>` with a live token and
 //!   a `CRN` header naming the workspace; errors use the `Error` model
 //!   `{code, description, error}`;
@@ -40,7 +40,7 @@ use super::{SimState, Simulator};
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "powervs";
 
-// Operation ids (powervs.md §3), used as journal actions and fault targets.
+// Operation ids, used as journal actions and fault targets.
 pub(crate) const OP_CREATE: &str = "pcloud.pvminstances.snapshots.post";
 const OP_LIST_INSTANCE: &str = "pcloud.pvminstances.snapshots.getall";
 const OP_LIST: &str = "pcloud.cloudinstances.snapshots.getall";

@@ -1,5 +1,5 @@
 //! The QingCloud IaaS dialect, served at `/iaas/` like
-//! `https://api.qingcloud.com/iaas/` (qingcloud.md).
+//! `https://api.qingcloud.com/iaas/`.
 //!
 //! One request goes: decode the query (GET) or form body (POST) → answer
 //! faults → common parameters, clock window, access key and signature →
@@ -32,10 +32,10 @@ use signature::SignatureMethod;
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "qingcloud";
 
-/// How far `time_stamp` may be from the server clock (qingcloud.md §6).
+/// How far `time_stamp` may be from the server clock.
 const TIME_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// Parameters every call must carry (qingcloud.md §2).
+/// Parameters every call must carry.
 const COMMON_PARAMS: &[&str] = &[
     "action",
     "zone",

@@ -1,5 +1,5 @@
 //! The UCloudStack dialect, served at `/ucloudstack/api` (a deployment's
-//! `http(s)://<console>/api`, ucloudstack.md §1).
+//! `http(s)://<console>/api`).
 //!
 //! One request goes: decode the form body (POST), the query (GET) or a JSON
 //! body → answer faults → `Action`, `PublicKey` and the SHA-1 signature →

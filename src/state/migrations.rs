@@ -85,7 +85,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 3: deletions a reload held back until the operator runs
-    // `prune --policy P --yes` (issue 9).
+    // `prune --policy P --yes`.
     r#"
     CREATE TABLE delete_holds (
         policy  TEXT NOT NULL,
@@ -95,16 +95,16 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (policy, target)
     );
     "#,
-    // 4: lookups by run and by snapshot scanned whole tables (issue 10:
-    // every run of a 10,000-target slot read all 30,000 snapshot rows).
+    // 4: lookups by run and by snapshot scanned whole tables (every
+    // run of a 10,000-target slot read all 30,000 snapshot rows).
     r#"
     CREATE INDEX snapshots_by_run ON snapshots (run_id);
     CREATE INDEX operations_by_snapshot ON operations (snapshot);
     "#,
     // 5: what a reload or a restart is compared with (the retention rules
-    // each policy last ran with, review §4), and the source (volume) each
+    // each policy last ran with), and the source (volume) each
     // snapshot was listed under, so that a source that left a target's
-    // listing means "not looked at", not "deleted" (review §11).
+    // listing means "not looked at", not "deleted".
     r#"
     CREATE TABLE policy_rules (
         policy      TEXT PRIMARY KEY,
@@ -118,14 +118,14 @@ pub const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 6: the health probe's row. The probe commits a real write here (a
-    // lock alone writes nothing, so a full disk never showed, review §16).
+    // lock alone writes nothing, so a full disk never showed).
     r#"
     CREATE TABLE health_probe (
         id  INTEGER PRIMARY KEY CHECK (id = 1),
         at  TEXT NOT NULL
     );
     "#,
-    // 7: reads that walked every run (review §18). The targets the ledger
+    // 7: reads that walked every run. The targets the ledger
     // knows, kept by `insert_run` (the list was a GROUP BY over all runs,
     // every few seconds); a target's skipped slots and its newest success
     // by index instead of by every run of the target.
@@ -145,7 +145,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 8: which alerts reached the operator (the command or webhook took
     // them), per policy, target and kind: a process killed between
     // deciding an alert and delivering it sends it again on its next
-    // start, so no failure or skipped slot goes unheard (issue 16).
+    // start, so no failure or skipped slot goes unheard.
     r#"
     CREATE TABLE alerts_delivered (
         policy  TEXT NOT NULL,

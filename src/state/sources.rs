@@ -1,11 +1,11 @@
 //! What the ledger remembers beyond runs and snapshots so that deletes
-//! stay within what the operator confirmed (issue 16):
+//! stay within what the operator confirmed:
 //!
 //! - the retention rules each policy last ran with, so that a restart with
-//!   an edited file is compared like a reload (review §4);
+//!   an edited file is compared like a reload;
 //! - the source (volume, disk) each snapshot was listed under, so that a
 //!   source that left a target's listing means "not looked at", never
-//!   "deleted" (review §11).
+//!   "deleted".
 
 use std::collections::HashMap;
 

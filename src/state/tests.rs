@@ -221,7 +221,7 @@ fn read_only_open_of_a_missing_file_says_so() {
 /// commits while that transaction is under way. The transaction must wait
 /// for it (`busy_timeout`) and succeed: a DEFERRED one reads first and then
 /// fails at its first write with SQLITE_BUSY_SNAPSHOT, which no timeout
-/// covers, losing a slot's intents or an operation's outcome (review §17).
+/// covers, losing a slot's intents or an operation's outcome.
 #[test]
 fn read_then_write_transactions_wait_for_another_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -288,7 +288,7 @@ fn read_then_write_transactions_wait_for_another_writer() {
 
 /// The health probe commits a real write (another connection sees it), so
 /// a full disk fails it; taking the write lock alone wrote nothing
-/// (review §16; `e2e_ledger::a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room`
+/// (`e2e_ledger::a_full_disk_under_the_ledger_turns_healthz_503_until_there_is_room`
 /// shows it on a full filesystem).
 #[test]
 fn the_health_probe_commits_a_write() {
@@ -311,7 +311,7 @@ fn the_health_probe_commits_a_write() {
 
 /// The daemon reads every target's summary every few seconds: neither the
 /// list of targets nor a target's skipped count may read every run it ever
-/// had (review §18).
+/// had.
 #[test]
 fn summaries_do_not_scan_every_run() {
     let (_dir, s) = ledger();
@@ -342,7 +342,7 @@ fn summaries_do_not_scan_every_run() {
 /// One (policy, target) with a long history, trimmed at a horizon: old
 /// finished runs and the rows of snapshots deleted long ago go; open runs,
 /// live or failed snapshots and their runs, the newest success and the
-/// failure streak after it stay, so the summary does not change (§18).
+/// failure streak after it stay, so the summary does not change.
 #[test]
 fn trimming_drops_old_history_and_keeps_what_matters() {
     let (_dir, s) = ledger();

@@ -22,7 +22,7 @@ use crate::providers::{ErrorKind, ProviderError};
 /// The call name of a token issue in errors and logs.
 pub(super) const ISSUE_TOKEN: &str = "IssueToken";
 
-/// Renew this long before `expires_at` (kakaocloud.md §2, as the official
+/// Renew this long before `expires_at` (as the official
 /// Terraform provider does). Tokens shorter-lived than twice this renew
 /// at half their life instead, so a short token is not renewed per call.
 const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);

@@ -1,8 +1,8 @@
 //! Target selection on KakaoCloud: instances by the BCS list
 //! (`GET /api/v1/instances`), volumes by the Volume API list
 //! (`GET /api/v1/volumes`), every page by `limit`/`offset` until
-//! the end (see [`Pager`]). Names only: instances have no tags
-//! (kakaocloud.md §5), so none are offered for volumes either.
+//! the end (see [`Pager`]). Names only: instances have no tags, so none
+//! are offered for volumes either.
 
 use serde::Deserialize;
 

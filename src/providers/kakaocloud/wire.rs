@@ -1,4 +1,4 @@
-//! KakaoCloud wire shapes (kakaocloud.md §2–§6): IAM token, Volume API
+//! KakaoCloud wire shapes: IAM token, Volume API
 //! snapshots and volumes, BCS instances, pagination and error bodies.
 //! Almost everything is nullable in the official SDK, so almost every
 //! field is an `Option`; unknown fields are ignored.

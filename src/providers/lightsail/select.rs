@@ -1,5 +1,5 @@
 //! Target selection on Lightsail: GetInstances / GetDisks, every page by
-//! `pageToken` (no server-side tag filter exists, lightsail.md §2), each
+//! `pageToken` (no server-side tag filter exists), each
 //! resource's name and tags (`key` → `value`, a value-less tag reads "").
 
 use std::collections::{BTreeMap, HashSet};

@@ -585,7 +585,7 @@ fn decode(name: &str) -> Option<(String, String, chrono::DateTime<Utc>)> {
     Some((pair.get(..n)?.to_string(), target.to_string(), slot))
 }
 
-/// Lightsail's rule for resource names (lightsail.md §4).
+/// Lightsail's rule for resource names.
 fn is_lightsail_name(s: &str) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     s.len() >= 2
@@ -594,7 +594,7 @@ fn is_lightsail_name(s: &str) -> bool {
         && s.chars().all(|c| word(c) || c == '-')
 }
 
-/// Review §9: policy `db` on `prod-web` and `db-prod` on `web` had the same
+/// Policy `db` on `prod-web` and `db-prod` on `web` had the same
 /// name. Names now differ for every (policy, target, slot), decode back
 /// exactly, and keep to Lightsail's name rules.
 #[test]

@@ -1,4 +1,4 @@
-//! Bearer tokens for pcloud calls, three ways (powervs.md §2):
+//! Bearer tokens for pcloud calls, three ways:
 //!
 //! - IBM Cloud IAM: the API key exchanged (form POST) at `iam_endpoint`;
 //! - IP4G: a refresh token exchanged at `{endpoint}/auth/v1/token`; a new

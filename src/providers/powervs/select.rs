@@ -1,6 +1,6 @@
 //! Target selection on PowerVS: `GET …/pvm-instances` lists every PVM
-//! instance of the workspace in one answer (`pvmInstances`, no paging,
-//! powervs.md §7); the target is `pvmInstanceID`, the name `serverName`.
+//! instance of the workspace in one answer (`pvmInstances`, no paging);
+//! the target is `pvmInstanceID`, the name `serverName`.
 //! Tags live in IBM's Global Tagging service, not in pcloud, so selection
 //! is by name only.
 

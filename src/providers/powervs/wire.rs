@@ -1,4 +1,4 @@
-//! The pcloud, IAM and IP4G JSON shapes (powervs.md §2, §4). Every field
+//! The pcloud, IAM and IP4G JSON shapes. Every field
 //! that the API does not declare required is optional, unknown fields are
 //! ignored, and numbers are read leniently (an integer may arrive as a
 //! float).
@@ -55,7 +55,7 @@ pub(super) fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// `Snapshots`: the whole list, no pagination (powervs.md §3).
+/// `Snapshots`: the whole list, no pagination.
 #[derive(Debug, Deserialize)]
 pub(super) struct Snapshots {
     pub snapshots: Vec<Snapshot>,

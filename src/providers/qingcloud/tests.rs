@@ -630,7 +630,7 @@ async fn poll_falls_back_when_an_unknown_job_poisons_the_batch() {
         op(OpKind::Create, "j-a", "ss-a"),
         op(OpKind::Create, "j-zombie", "ss-z"),
         op(OpKind::Create, "j-b", "ss-b"),
-        // Review §12: a job DescribeJobs forgot (expired while the daemon
+        // A job DescribeJobs forgot (expired while the daemon
         // was down) whose snapshot is good: good, not written off.
         op(OpKind::Create, "j-expired", "ss-expired"),
     ];

@@ -173,8 +173,7 @@ mod tests {
 
     #[test]
     fn reference_describe_snapshots_item() {
-        // The CLI transcript in shared/reference/004 (trimmed of nothing
-        // that matters: every field kept).
+        // An item as the official CLI printed it (every field kept).
         let r: DescribeSnapshotsResponse = parse(
             r#"{
   "action": "DescribeSnapshotsResponse",

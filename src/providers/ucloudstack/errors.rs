@@ -1,4 +1,4 @@
-//! UCloudStack failure classification: `RetCode` values (ucloudstack.md §5),
+//! UCloudStack failure classification: `RetCode` values,
 //! HTTP statuses and unparseable bodies mapped onto [`ErrorKind`], with the
 //! operator-facing hints for the codes an operator must act on.
 //!

@@ -1,6 +1,5 @@
 //! UCloudStack provider: disk snapshots through CreateSnapshot /
-//! DescribeSnapshot / DeleteSnapshot / RollbackSnapshot (ucloudstack.md and
-//! reference/001).
+//! DescribeSnapshot / DeleteSnapshot / RollbackSnapshot.
 //!
 //! Owns the UCloudStack dialect: signing (`sign`), wire shapes (`wire`),
 //! RetCodes (`errors`), one signed call (`client`), and here the naming and
@@ -394,8 +393,8 @@ pub(crate) fn marker_slot(
     (info.name() == expected).then_some(slot)
 }
 
-/// `SnapshotStatus` in this module's words (both status sets of
-/// ucloudstack.md: the reference revision and older ones).
+/// `SnapshotStatus` in this module's words (both status sets the API has
+/// used: the current revision's and the older one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Creating,

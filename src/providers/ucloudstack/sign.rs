@@ -2,8 +2,8 @@
 //! vectors pin them down: every parameter that is sent (flattened array
 //! keys included, `Signature` excluded), sorted by key in byte order,
 //! concatenated as `key1value1key2value2…` with no separators and no
-//! escaping, the private key appended, and the lower-case hex SHA-1 of that
-//! (ucloudstack.md §2). Not HMAC, and no time component.
+//! escaping, the private key appended, and the lower-case hex SHA-1 of
+//! that. Not HMAC, and no time component.
 //!
 //! Owns also the form encoding of the body, so that the signed pairs and the
 //! sent pairs are one and the same list. No I/O, no clock, no logging.

@@ -1,7 +1,7 @@
 //! KakaoCloud's world as the simulator keeps it: application credentials
 //! and the tokens issued for them, instances with their attached volumes,
 //! volumes, and volume snapshots with their incremental chains, plus the
-//! rules of kakaocloud.md §2–§5 that act on them.
+//! the API's rules that act on them.
 //!
 //! Only creation facts are stored. A snapshot's status (`creating` →
 //! `available` or `error`; `deleting` → gone) and a restored volume's
@@ -21,7 +21,7 @@ pub(crate) const USER_ID: &str = "5a7e5d1csim0user00000000000000000";
 /// Zone of seeded volumes and instances.
 pub(crate) const DEFAULT_ZONE: &str = "kr-central-2-a";
 const DEFAULT_SIZE_GB: u64 = 50;
-/// The API's default `limit` (kakaocloud.md §3).
+/// The API's default `limit`.
 pub(crate) const DEFAULT_LIMIT: u64 = 20;
 
 pub(crate) use crate::sim::faults::Outcome;

@@ -248,7 +248,7 @@ pub(super) fn required<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&
     }
 }
 
-/// `\w[\w\-]*\w` (lightsail.md §4).
+/// `\w[\w\-]*\w`.
 pub(super) fn valid_name(s: &str) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     s.len() >= 2

@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 3;
 /// instance snapshot was taken from (`sizeInGb`, `fromBundleId`).
 pub(super) const DISK_SNAPSHOT_GB: i64 = 8;
 pub(super) const INSTANCE_SNAPSHOT_BUNDLE: &str = "small_3_0";
-/// Tag limits (lightsail.md §4).
+/// Tag limits.
 pub(super) const MAX_TAGS: usize = 50;
 /// A deleted snapshot is kept (for the control API's view) this long after
 /// it is gone, then forgotten.
@@ -358,7 +358,7 @@ impl LightsailState {
             .filter(|s| s.gone_at.is_none_or(|t| now < t))
     }
 
-    /// One name space across resource types (lightsail.md §4).
+    /// One name space across resource types.
     pub(super) fn name_in_use(&self, name: &str, now: DateTime<Utc>) -> bool {
         self.instances.contains_key(name)
             || self.disks.contains_key(name)

@@ -15,8 +15,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{header_str, ApiError, LightsailState};
 
-/// Requests signed further than this from the server clock are refused
-/// (lightsail.md §6.7).
+/// Requests signed further than this from the server clock are refused.
 const SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 const SERVICE: &str = "lightsail";
@@ -206,7 +205,7 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    /// lightsail.md §8, computed with botocore and re-derived by hand.
+    /// A signing vector computed with botocore and re-derived by hand.
     #[test]
     fn reproduces_the_documented_vector() {
         let mut headers = HeaderMap::new();

@@ -37,7 +37,7 @@ pub(super) fn list_snapshots(ctx: &mut Ctx<'_>) -> Answer {
 }
 
 /// `GET …/pvm-instances` → `{"pvmInstances": [PVMInstanceReference]}`
-/// (powervs.md §7: no volume ids, no paging).
+/// (no volume ids, no paging).
 pub(super) fn list_instances(ctx: &mut Ctx<'_>) -> Answer {
     let cid = &ctx.ids.cid;
     let list: Vec<Value> = ctx

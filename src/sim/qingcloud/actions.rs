@@ -1,6 +1,6 @@
 //! The QingCloud actions the simulator answers, their parameters (list
-//! flattening `name.N`, paging) and their JSON shapes (qingcloud.md §3, §7
-//! and the CLI transcript in reference/004).
+//! flattening `name.N`, paging) and their JSON shapes (as the
+//! API reference and the official CLI's answers show them).
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
 
-/// Default page size and the server-side cap (qingcloud.md §1, DOC-off).
+/// Default page size and the server-side cap.
 const PAGING: Paging = Paging {
     offset: "offset",
     limit: "limit",
@@ -172,7 +172,7 @@ fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError>
     }))
 }
 
-/// One `snapshot_set` item with the fields of the CLI transcript and §3.
+/// One `snapshot_set` item with the fields the API and its CLI answer with.
 fn snapshot_json(qing: &QingState, s: &Snapshot, now: DateTime<Utc>, verbose: bool) -> Value {
     let view = qing.view(s, now);
     let resource = qing.resources.get(&s.resource_id);

@@ -1,5 +1,5 @@
 //! QingCloud API errors: `{"ret_code": N, "message": "..."}` with HTTP 200,
-//! codes and message shapes from qingcloud.md §6.
+//! with the API's own codes and message shapes.
 
 use crate::sim::form::FormError;
 

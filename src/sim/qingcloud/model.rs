@@ -1,6 +1,6 @@
 //! QingCloud's world as the simulator keeps it: credentials, volumes,
-//! instances, snapshots (with their chains) and jobs, and the rules of
-//! qingcloud.md §3–§4 that act on them.
+//! instances, snapshots (with their chains) and jobs, and the API's
+//! rules that act on them.
 //!
 //! Only creation facts are stored. Every status (job pending → working →
 //! successful/failed, snapshot pending → available, deleting → deleted →
@@ -74,7 +74,7 @@ impl JobStatus {
     }
 }
 
-/// The job statuses DescribeJobs accepts as a filter (qingcloud.md §3).
+/// The job statuses DescribeJobs accepts as a filter.
 pub(crate) const JOB_STATUSES: &[&str] = &[
     "pending",
     "working",

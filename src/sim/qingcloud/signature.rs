@@ -1,5 +1,5 @@
 //! QingCloud request signatures (signature_version 1), read from the
-//! published spec (qingcloud.md §2), independent of the provider client.
+//! published spec, independent of the provider client.
 //!
 //! string_to_sign = `METHOD\nPATH\n` + every parameter except `signature`,
 //! sorted by name in byte order, name and value percent-encoded (UTF-8; only

@@ -1,5 +1,5 @@
-//! The UCloudStack actions the simulator answers (reference/001: the
-//! snapshot actions of the newer revision), their parameters (0-based
+//! The UCloudStack actions the simulator answers (the snapshot actions of
+//! the API's newer revision), their parameters (0-based
 //! arrays `Name.N`, `Offset`/`Limit`) and their JSON shapes.
 
 use std::time::Duration;
@@ -13,7 +13,8 @@ use super::{Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
 
-/// `Limit` default and cap (reference/001: "默认为20，最大100").
+/// `Limit` default and cap (the reference: "默认为20，最大100", default 20,
+/// at most 100).
 const PAGING: Paging = Paging {
     offset: "Offset",
     limit: "Limit",
@@ -183,7 +184,7 @@ fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     }))
 }
 
-/// One `SnapshotInfo` with the fields of reference/001.
+/// One `SnapshotInfo` with the fields the API answers with.
 fn snapshot_info(ucs: &UcsState, s: &Snapshot, now: DateTime<Utc>) -> Value {
     let disk = ucs.disks.get(&s.disk_id);
     json!({

@@ -1,6 +1,6 @@
 //! UCloudStack API errors: `{"Action": "…Response", "RetCode": N,
-//! "Message": "…"}` with HTTP 200; codes from the RetCode list
-//! (ucloudstack.md §5), messages in the API's own language.
+//! "Message": "…"}` with HTTP 200; codes from the RetCode list,
+//! messages in the API's own language.
 
 use crate::sim::form::FormError;
 

@@ -1,5 +1,5 @@
 //! UCloudStack's world as the simulator keeps it: key pairs, regions and
-//! zones, disks and their snapshots, and the rules of ucloudstack.md §3–§4
+//! zones, disks and their snapshots, and the API's rules
 //! (one snapshot at a time per disk, a per-disk snapshot cap, only `Normal`
 //! snapshots can be deleted or rolled back to).
 //!
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::errors::ApiError;
 
 /// The per-disk snapshot cap a fresh simulator enforces (the admin
-/// setting's default, ucloudstack.md §4); 0 = unlimited.
+/// setting's default); 0 = unlimited.
 pub(crate) const DEFAULT_SNAPSHOT_CAP: u32 = 10;
 /// Size reported for every snapshot, in GB.
 const SNAPSHOT_SIZE_GB: u64 = 20;
