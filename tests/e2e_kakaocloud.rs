@@ -20,13 +20,12 @@ use util::*;
 
 /// A policy file with one KakaoCloud provider pointed at `sim`.
 fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
-    let policy = format!("[[policy]]\n{policy}");
-    clouds::config_text(
+    clouds::one_policy_config(
         wd,
         sim,
-        &[Kind::KakaoCloud],
+        Kind::KakaoCloud,
         "requests_per_second = 200",
-        &[policy],
+        policy,
     )
 }
 

@@ -77,13 +77,12 @@ impl Ucs<'_> {
 }
 
 fn config(wd: &Workdir, sim: &Sim, policy: &str) -> String {
-    let policy = format!("[[policy]]\n{policy}");
-    clouds::config_text(
+    clouds::one_policy_config(
         wd,
         sim,
-        &[Kind::UCloudStack],
+        Kind::UCloudStack,
         "requests_per_second = 50",
-        &[policy],
+        policy,
     )
 }
 

@@ -1,7 +1,5 @@
 //! The operations snapwarden follows, and why deletes wait.
 
-use std::fmt;
-
 /// The kinds of operation the engine tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
@@ -42,12 +40,6 @@ impl HoldCause {
             HoldCause::Reload => "reload",
             HoldCause::Guard => "budget",
         }
-    }
-}
-
-impl fmt::Display for HoldCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -379,9 +379,11 @@ impl Engine {
             Err(e) => {
                 let msg = e.to_string();
                 // The ledger first: whoever reads the log line and then
-                // asks `status` sees the failure there too.
-                self.state
-                    .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())?;
+                // asks `status` sees the failure there too. The failure is
+                // counted and logged even if the ledger cannot take it.
+                let recorded =
+                    self.state
+                        .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now());
                 events::emit(RunFailed {
                     policy: &policy.name,
                     target,
@@ -389,6 +391,7 @@ impl Engine {
                     reason: e.reason(),
                     error: &msg,
                 });
+                recorded?;
                 return Ok(RunOutcome::Failed(msg));
             }
         }

@@ -392,12 +392,7 @@ pub(crate) fn require_selectable(
     call: &str,
     resource: ResourceKind,
 ) -> Result<(), ProviderError> {
-    if cloud
-        .capabilities()
-        .select
-        .iter()
-        .any(|s| s.resource == resource)
-    {
+    if cloud.capabilities().selectable(resource).is_some() {
         Ok(())
     } else {
         Err(not_selectable(cloud.name(), call, resource))

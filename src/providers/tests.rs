@@ -85,14 +85,10 @@ pub(crate) fn op_ref(kind: OpKind, operation: &str, snapshot_id: &str) -> Operat
 
 /// Serves `app` on a free loopback port; its `http://` base URL.
 pub(crate) async fn serve_loopback(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    format!(
+        "http://{}",
+        crate::providers::query_api::fake::listen(app).await
+    )
 }
 
 /// `p` starts the restore `req`, answering the new resource's id and the

@@ -234,6 +234,22 @@ impl FaultRegistry {
         picked
     }
 
+    /// How a new job of `dialect`'s `action` ends, by the next job fault
+    /// queued for it; a fault that shaped it is kept in `hit`, for the
+    /// request's journal entry.
+    pub(crate) fn job_outcome(
+        &mut self,
+        dialect: &str,
+        action: &str,
+        hit: &mut Option<FaultKind>,
+    ) -> Outcome {
+        let fault = self.for_job(dialect, action);
+        if fault.is_some() {
+            *hit = fault;
+        }
+        Outcome::of(fault)
+    }
+
     /// The outcome fault for a job created by `action`, if one hits.
     pub(crate) fn for_job(&mut self, dialect: &str, action: &str) -> Option<FaultKind> {
         let mut rng = rand::rng();

@@ -3,7 +3,9 @@
 //! indexed list parameters, offset/limit paging, and the decoded call the
 //! pipeline carries. Each dialect keeps its own parameter names, limits and
 //! error codes and passes them in; nothing here picks a code or a message
-//! but the decoding ones, which both clouds word alike.
+//! but the decoding ones, which both clouds word alike. The lenient form
+//! reading the JSON dialects need for their token services is here too
+//! ([`decode_lossy`]).
 
 use std::collections::BTreeMap;
 
@@ -258,16 +260,18 @@ pub(crate) fn check_list_param<E: FormError>(
     assert_eq!(code, Err(bad_code), "{name}.x");
 }
 
-/// Checks a dialect's paging reader: offset 0 and limit 20 by default, the
-/// limit capped at 100, a negative limit answered with `bad_code`.
+/// Checks a dialect's paging reader: offset 0 and limit `default` by
+/// default, the limit capped at `max`, a negative limit answered with
+/// `bad_code`.
 #[cfg(test)]
 pub(crate) fn check_paging<E: FormError>(
     paging: fn(&Params) -> Result<(usize, usize), E>,
     (offset, limit): (&str, &str),
+    (default, max): (usize, usize),
     bad_code: i64,
 ) {
     let read = |pairs: &[(&str, &str)]| paging(&params(pairs)).map_err(|e| e.ret_code());
-    assert_eq!(read(&[]), Ok((0, 20)), "defaults");
-    assert_eq!(read(&[(offset, "5"), (limit, "500")]), Ok((5, 100)), "cap");
+    assert_eq!(read(&[]), Ok((0, default)), "defaults");
+    assert_eq!(read(&[(offset, "5"), (limit, "500")]), Ok((5, max)), "cap");
     assert_eq!(read(&[(limit, "-1")]), Err(bad_code), "negative {limit}");
 }

@@ -14,8 +14,6 @@ mod auth;
 mod control;
 mod model;
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -187,7 +185,7 @@ impl Op {
     }
 }
 
-type Params = BTreeMap<String, String>;
+use super::form::Params;
 
 async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     pipeline::serve(&sim, req, Call::decode).await
@@ -333,11 +331,8 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// How an async change started by `action` ends.
     fn outcome(&mut self, action: &str) -> Outcome {
-        let fault = self.faults.for_job(DIALECT, action);
-        if fault.is_some() {
-            self.fault_hit = fault;
-        }
-        Outcome::of(fault)
+        self.faults
+            .job_outcome(DIALECT, action, &mut self.fault_hit)
     }
 }
 

@@ -29,7 +29,6 @@ pub(crate) use control::routes as control_routes;
 pub(crate) use model::{Family, LightsailState, SeedSnapshot};
 
 use super::faults::{self, FaultKind};
-pub(crate) use super::pipeline::header_str;
 use super::pipeline::{self, Dialect, Incoming};
 use super::{SimState, Simulator};
 

@@ -249,7 +249,7 @@ impl Dialect for Call {
 
     /// Job faults shape the snapshot but are not named in the journal.
     fn dispatch(&mut self, state: &mut SimState, req: &Incoming) -> (Answer, Option<FaultKind>) {
-        let body: &[u8] = req.body.as_deref().unwrap_or_default();
+        let body = req.body_bytes();
         let mut ctx = Ctx {
             pvs: &mut state.powervs,
             faults: &mut state.faults,
@@ -296,11 +296,7 @@ fn check(ctx: &mut Ctx<'_>, guard: Guard) -> Result<(), ApiError> {
     if guard == Guard::Open {
         return Ok(());
     }
-    let auth = ctx
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let auth = pipeline::header_str(ctx.headers, header::AUTHORIZATION.as_str());
     let Some(token) = auth
         .strip_prefix("Bearer ")
         .map(str::trim)
@@ -336,11 +332,7 @@ fn check(ctx: &mut Ctx<'_>, guard: Guard) -> Result<(), ApiError> {
             "cloud instance not found",
         ));
     };
-    let crn = ctx
-        .headers
-        .get("crn")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let crn = pipeline::header_str(ctx.headers, "crn");
     if crn.is_empty() {
         return Err(api_error(
             StatusCode::BAD_REQUEST,

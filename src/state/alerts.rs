@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::four_texts;
-use super::{parse_ts, ts, Result, RunState, State};
+use super::{parse_ts, ts, Result, State};
 
 /// (policy, target, kind) → when the newest delivered alert was decided.
 pub type Delivered = HashMap<(String, String, String), DateTime<Utc>>;
@@ -54,8 +54,8 @@ impl State {
             .conn()
             .query_row(
                 "SELECT slot, error FROM runs WHERE policy = ?1 AND target = ?2
-                   AND state = ?3 ORDER BY slot DESC LIMIT 1",
-                params![policy, target, RunState::Skipped.as_str()],
+                   AND state = 'skipped' ORDER BY slot DESC LIMIT 1",
+                params![policy, target],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;

@@ -117,16 +117,17 @@ impl RunState {
     pub fn is_open(self) -> bool {
         RunState::OPEN.contains(&self)
     }
-
-    /// The open states as an SQL list, for `state IN (...)`.
-    fn open_sql_list() -> String {
-        let quoted: Vec<String> = RunState::OPEN
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        quoted.join(", ")
-    }
 }
+
+/// The open run states as written in SQL, for `state IN (...)`. The run
+/// states a query compares with are spelled out in its text, not bound:
+/// only then can SQLite use the partial indexes on `runs`, whose
+/// predicates are literals of the migrations (`runs_open`,
+/// `runs_skipped`, `runs_succeeded`) and whose plan a bound value would
+/// make SQLite recompile at every execution.
+/// `state::tests::open_run_states_in_sql_are_the_open_states` ties it to
+/// [`RunState::is_open`].
+const OPEN_RUN_STATES_SQL: &str = "'intent', 'creating', 'pruning'";
 
 /// A snapshot's state in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +305,7 @@ const TARGET_PAIRS_SQL: &str =
 
 /// How many slots of one (policy, target) were skipped.
 const SKIPPED_COUNT_SQL: &str =
-    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = ?3";
+    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'";
 
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::rows::{finish_run_row, op_kind, parse_opt_ts, parse_ts, run_row, ts, Reader};
 use super::{
     write_tx, Begin, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow, RunState, SnapshotRow,
-    State, Unreadable, RUN_COLUMNS,
+    State, Unreadable, OPEN_RUN_STATES_SQL, RUN_COLUMNS,
 };
 use crate::providers::{Created, OpKind};
 
@@ -176,15 +176,11 @@ impl State {
             None => insert_snapshot(&tx, &run, snapshot_id, state, now)?,
         };
         if state == LedgerState::Available {
-            write_snapshot_state(&tx, id, state, None, now)?;
+            write_snapshot_state(&tx, id, state, None, Completion::First, now)?;
         }
         tx.execute(
-            "UPDATE runs SET state = ?2 WHERE id = ?1 AND state = ?3",
-            params![
-                run_id,
-                RunState::Creating.as_str(),
-                RunState::Intent.as_str()
-            ],
+            "UPDATE runs SET state = ?2 WHERE id = ?1 AND state = 'intent'",
+            params![run_id, RunState::Creating.as_str()],
         )?;
         tx.commit()?;
         drop(conn);
@@ -222,48 +218,72 @@ pub(super) fn record_outcome(
         "UPDATE operations SET finished_at = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
         params![id, ts(now), outcome, error],
     )?;
-    let state = match (op_kind(&kind)?, error) {
-        (OpKind::Create, None) => LedgerState::Available,
-        (OpKind::Create, Some(_)) => LedgerState::Failed,
-        (OpKind::Delete, None) => LedgerState::Deleted,
+    let (state, completion) = match (op_kind(&kind)?, error) {
+        (OpKind::Create, None) => (LedgerState::Available, Completion::Now),
+        (OpKind::Create, Some(_)) => (LedgerState::Failed, Completion::Now),
+        (OpKind::Delete, None) => (LedgerState::Deleted, Completion::Keep),
         // The snapshot is still there; it stays in the ledger as ours.
-        (OpKind::Delete, Some(_)) => LedgerState::Available,
+        (OpKind::Delete, Some(_)) => (LedgerState::Available, Completion::Keep),
         // Restoring reads a snapshot; it does not change it.
         (OpKind::Restore, _) => return Ok(()),
     };
-    write_snapshot_state(tx, snap, state, error, now)
+    write_snapshot_state(tx, snap, state, error, completion, now)
+}
+
+/// What a change of a snapshot's state does to its `completed_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Completion {
+    /// Its create operation ended now.
+    Now,
+    /// It is seen done (available or failed) now; an earlier completion
+    /// stands.
+    First,
+    /// Not a completion.
+    Keep,
+}
+
+impl Completion {
+    /// A state seen outside an operation: done states are a first
+    /// completion.
+    pub(super) fn seen(state: LedgerState) -> Completion {
+        match state {
+            LedgerState::Available | LedgerState::Failed => Completion::First,
+            _ => Completion::Keep,
+        }
+    }
 }
 
 /// Move the snapshot in row `id` to `state`, with the error that put it
-/// there. The first time it is available or failed is its completion; the
+/// there; `completion` says what happens to its completion time, and the
 /// time it is deleted is its deletion.
 pub(super) fn write_snapshot_state(
     conn: &Connection,
     id: i64,
     state: LedgerState,
     error: Option<&str>,
+    completion: Completion,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let (completed, deleted) = match state {
-        LedgerState::Available | LedgerState::Failed => (Some(ts(now)), None),
-        LedgerState::Deleted => (None, Some(ts(now))),
-        LedgerState::Creating | LedgerState::Deleting => (None, None),
+    let at = ts(now);
+    let (completed, overwrite) = match completion {
+        Completion::Now => (Some(&at), true),
+        Completion::First => (Some(&at), false),
+        Completion::Keep => (None, false),
     };
+    let deleted = (state == LedgerState::Deleted).then_some(&at);
     conn.execute(
         "UPDATE snapshots SET state = ?2, error = COALESCE(?3, error),
-           completed_at = COALESCE(completed_at, ?4), deleted_at = COALESCE(?5, deleted_at)
+           completed_at = CASE WHEN ?6 THEN ?4 ELSE COALESCE(completed_at, ?4) END,
+           deleted_at = COALESCE(?5, deleted_at)
          WHERE id = ?1",
-        params![id, state.as_str(), error, completed, deleted],
+        params![id, state.as_str(), error, completed, deleted, overwrite],
     )?;
     Ok(())
 }
 
 /// Runs not yet terminal, oldest first (strict and row-by-row readers).
 pub(super) fn open_runs_sql() -> String {
-    format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({}) ORDER BY id",
-        RunState::open_sql_list()
-    )
+    format!("SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({OPEN_RUN_STATES_SQL}) ORDER BY id")
 }
 
 pub(super) fn insert_run(
@@ -372,8 +392,7 @@ pub(super) fn begin_run_in(
         .query_row(
             &format!(
                 "SELECT slot FROM runs WHERE policy = ?1 AND target = ?2
-                 AND state IN ({}) ORDER BY slot DESC LIMIT 1",
-                RunState::open_sql_list()
+                 AND state IN ({OPEN_RUN_STATES_SQL}) ORDER BY slot DESC LIMIT 1"
             ),
             params![run.policy, run.target],
             |r| r.get(0),

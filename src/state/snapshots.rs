@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::rows::{snapshot_row, RawSnapshot};
-use super::runs::write_snapshot_state;
+use super::runs::{write_snapshot_state, Completion};
 use super::{LedgerState, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
 
 impl State {
@@ -66,7 +66,14 @@ impl State {
 
     /// A snapshot that vanished or was found deleted outside an operation.
     pub fn mark_deleted(&self, row_id: i64, now: DateTime<Utc>) -> Result<()> {
-        write_snapshot_state(&self.conn(), row_id, LedgerState::Deleted, None, now)
+        write_snapshot_state(
+            &self.conn(),
+            row_id,
+            LedgerState::Deleted,
+            None,
+            Completion::Keep,
+            now,
+        )
     }
 
     /// Set a snapshot's state outside an operation (a confirmation by list).
@@ -77,6 +84,13 @@ impl State {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        write_snapshot_state(&self.conn(), row_id, state, error, now)
+        write_snapshot_state(
+            &self.conn(),
+            row_id,
+            state,
+            error,
+            Completion::seen(state),
+            now,
+        )
     }
 }

@@ -66,10 +66,10 @@ impl State {
     ) -> Result<TargetSummary> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != ?3
+            "SELECT {RUN_COLUMNS} FROM runs WHERE policy = ?1 AND target = ?2 AND state != 'skipped'
              ORDER BY slot DESC, id DESC"
         ))?;
-        let mut rows = stmt.query(params![policy, target, RunState::Skipped.as_str()])?;
+        let mut rows = stmt.query(params![policy, target])?;
         let mut last_run = None;
         let mut last_success = None;
         let (mut consecutive_failures, mut streak_over) = (0u32, false);
@@ -109,11 +109,8 @@ impl State {
             ],
             |r| r.get(0),
         )?;
-        let skipped: u32 = conn.query_row(
-            SKIPPED_COUNT_SQL,
-            params![policy, target, RunState::Skipped.as_str()],
-            |r| r.get(0),
-        )?;
+        let skipped: u32 =
+            conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
         drop(conn);
         Ok(TargetSummary {
             policy: policy.to_string(),

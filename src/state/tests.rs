@@ -332,7 +332,7 @@ fn summaries_do_not_scan_every_run() {
         !pairs.contains("runs"),
         "the target list reads the runs: {pairs}"
     );
-    let skipped = plan(SKIPPED_COUNT_SQL, &["db", "vol-1", "skipped"]);
+    let skipped = plan(SKIPPED_COUNT_SQL, &["db", "vol-1"]);
     assert!(
         skipped.contains("runs_skipped"),
         "the skipped count reads every run of the target: {skipped}"
@@ -471,4 +471,22 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
             ("db".into(), "vol-2".into(), "qc".into())
         ]
     );
+}
+
+#[test]
+fn open_run_states_in_sql_are_the_open_states() {
+    let all = [
+        RunState::Intent,
+        RunState::Creating,
+        RunState::Pruning,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Skipped,
+    ];
+    let open: Vec<String> = all
+        .iter()
+        .filter(|s| s.is_open())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    assert_eq!(super::OPEN_RUN_STATES_SQL, open.join(", "));
 }

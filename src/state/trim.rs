@@ -20,7 +20,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Transaction};
 
-use super::{ts, write_tx, LedgerState, Result, RunState, State};
+use super::{ts, write_tx, LedgerState, Result, State};
 
 /// Rows per transaction.
 const WINDOW: i64 = 5_000;
@@ -65,21 +65,14 @@ impl State {
                 "DELETE FROM runs WHERE id IN (
                      SELECT r.id FROM runs r
                      WHERE r.id > ?1 AND r.id <= ?2
-                       AND r.state IN (?4, ?5, ?6)
+                       AND r.state IN ('succeeded', 'failed', 'skipped')
                        AND r.finished_at < ?3
                        AND r.slot < (
                            SELECT MAX(n.slot) FROM runs n
                            WHERE n.policy = r.policy AND n.target = r.target
-                             AND n.state = ?4)
+                             AND n.state = 'succeeded')
                        AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))",
-                params![
-                    from,
-                    to,
-                    before,
-                    RunState::Succeeded.as_str(),
-                    RunState::Failed.as_str(),
-                    RunState::Skipped.as_str()
-                ],
+                params![from, to, before],
             )?;
             Ok(())
         })?;

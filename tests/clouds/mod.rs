@@ -492,6 +492,24 @@ pub fn daemon(scratch: &std::path::Path, config: &std::path::Path) -> crate::uti
     crate::util::Daemon::start_with_env(config, QC_SECRET, &pairs)
 }
 
+/// [`config_text`] for one provider of `kind` and one `[[policy]]` whose
+/// body (without its header) is `policy`.
+pub fn one_policy_config(
+    wd: &crate::util::Workdir,
+    sim: &Sim,
+    kind: Kind,
+    provider_extra: &str,
+    policy: &str,
+) -> String {
+    config_text(
+        wd,
+        sim,
+        &[kind],
+        provider_extra,
+        &[format!("[[policy]]\n{policy}")],
+    )
+}
+
 /// A policy file's text: `[daemon]` (the ledger in `wd`, text logs), the
 /// provider section of each of `kinds` with `provider_extra`, and then
 /// `policies` (whole `[[policy]]` sections).

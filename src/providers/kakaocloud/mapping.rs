@@ -19,7 +19,7 @@ pub fn marker_text(policy: &str, target: &str, slot: DateTime<Utc>) -> String {
     )
 }
 
-pub(super) fn marker_prefix(policy: &str, target: &str) -> String {
+fn marker_prefix(policy: &str, target: &str) -> String {
     format!("snapwarden policy={policy} target={target} slot=")
 }
 
@@ -155,7 +155,7 @@ pub(super) fn chain_info(s: &Snapshot, by_id: &HashMap<&str, &Snapshot>) -> Opti
     })
 }
 
-pub(super) fn non_empty(v: Option<&str>) -> Option<String> {
+fn non_empty(v: Option<&str>) -> Option<String> {
     v.map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_string)
@@ -175,7 +175,7 @@ mod status_tests {
     use super::*;
 
     #[test]
-    pub(super) fn unknown_or_missing_status_is_never_available() {
+    fn unknown_or_missing_status_is_never_available() {
         for raw in [
             Some("weird"),
             Some(""),

@@ -102,12 +102,16 @@ impl Listed {
         let raw = s.state().map(|x| x.as_str()).unwrap_or_default();
         Listed {
             source: s.from_instance_name().map(str::to_string),
-            progress: None,
             bundle_id: s.from_bundle_id().map(str::to_string),
             // `pending` and anything new: never Available.
-            ..Listed::of_family(s.name(), raw, "available", s.created_at(), s.tags())
+            ..Listed::of_family(
+                (s.name(), raw, "available"),
+                s.created_at(),
+                s.tags(),
+                s.is_from_auto_snapshot(),
+                s.size_in_gb(),
+            )
         }
-        .with_origin(s.is_from_auto_snapshot(), s.size_in_gb())
     }
 
     pub(super) fn from_disk(s: &DiskSnapshot) -> Listed {
@@ -118,22 +122,28 @@ impl Listed {
                 .progress()
                 .and_then(|p| p.trim().trim_end_matches('%').parse::<u8>().ok())
                 .map(|p| p.min(100)),
-            bundle_id: None,
             // `pending`, `unknown` and anything new: never Available.
-            ..Listed::of_family(s.name(), raw, "completed", s.created_at(), s.tags())
+            ..Listed::of_family(
+                (s.name(), raw, "completed"),
+                s.created_at(),
+                s.tags(),
+                s.is_from_auto_snapshot(),
+                s.size_in_gb(),
+            )
         }
-        .with_origin(s.is_from_auto_snapshot(), s.size_in_gb())
     }
 
-    /// The fields both families read alike; `available` is the family's
-    /// state word for a usable snapshot (`error` is Failed, any other word
-    /// Creating). Source, progress and bundle are left for the family.
+    /// The fields both families read alike: the name, the raw state and
+    /// the family's state word for a usable snapshot (`error` is Failed,
+    /// any other word Creating), the creation time, the tags, whether it is
+    /// a copy of an automatic snapshot, and its size. Source, progress and
+    /// bundle are left for the family.
     fn of_family(
-        name: Option<&str>,
-        raw: &str,
-        available: &str,
+        (name, raw, available): (Option<&str>, &str, &str),
         created_at: Option<&aws_sdk_lightsail::primitives::DateTime>,
         tags: &[Tag],
+        from_auto: Option<bool>,
+        size_in_gb: Option<i32>,
     ) -> Listed {
         Listed {
             name: name.unwrap_or_default().to_string(),
@@ -147,17 +157,10 @@ impl Listed {
             raw_state: raw.to_string(),
             progress: None,
             tags: tags_of(tags),
-            from_auto: false,
+            from_auto: from_auto == Some(true),
             bundle_id: None,
-            size_in_gb: None,
+            size_in_gb,
         }
-    }
-
-    /// Whether it is a copy of an automatic snapshot, and its size.
-    fn with_origin(mut self, from_auto: Option<bool>, size_in_gb: Option<i32>) -> Listed {
-        self.from_auto = from_auto == Some(true);
-        self.size_in_gb = size_in_gb;
-        self
     }
 
     /// The slot of snapwarden's marker tags for `policy` and `target`;

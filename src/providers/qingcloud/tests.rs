@@ -316,14 +316,6 @@ fn req(full: bool) -> CreateRequest {
     }
 }
 
-fn op(kind: OpKind, job: &str, snapshot: &str) -> OperationRef {
-    OperationRef {
-        kind,
-        operation: job.into(),
-        snapshot_id: snapshot.into(),
-    }
-}
-
 fn pending() -> OpStatus {
     OpStatus::Pending { progress: None }
 }
@@ -455,7 +447,10 @@ async fn http_level_failures() {
     assert!(e.message.len() < 600, "{}", e.message.len());
 
     let (qc, _) = serve(|_| ok(json!({"ret_code":0,"job_set":"nope"}))).await;
-    let e = qc.poll(&[op(OpKind::Create, "j-1", "ss-1")]).await.err();
+    let e = qc
+        .poll(&[op_ref(OpKind::Create, "j-1", "ss-1")])
+        .await
+        .err();
     assert_eq!(e.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
     assert!(e.is_some_and(|e| e.message.contains("malformed response from DescribeJobs")));
 
@@ -571,17 +566,17 @@ async fn poll_maps_jobs_and_confirms_only_successful_ones() {
     ))
     .await;
     let ops = vec![
-        op(OpKind::Create, "j-ok", "ss-ok"),
-        op(OpKind::Create, "j-run", "ss-run"),
-        op(OpKind::Create, "j-wait", "ss-wait"),
-        op(OpKind::Create, "j-fail", "ss-fail"),
-        op(OpKind::Create, "j-part", "ss-part"),
-        op(OpKind::Create, "j-odd", "ss-odd"),
-        op(OpKind::Delete, "j-del", "ss-del"), // absent → gone
-        op(OpKind::Delete, "j-del2", "ss-del2"), // still there
-        op(OpKind::Create, "j-gone", "ss-gone"), // ceased after success
-        op(OpKind::Create, "j-slow", "ss-slow"), // job done, snapshot pending
-        op(OpKind::Create, "j-ok", "ss-ok"),   // duplicate op
+        op_ref(OpKind::Create, "j-ok", "ss-ok"),
+        op_ref(OpKind::Create, "j-run", "ss-run"),
+        op_ref(OpKind::Create, "j-wait", "ss-wait"),
+        op_ref(OpKind::Create, "j-fail", "ss-fail"),
+        op_ref(OpKind::Create, "j-part", "ss-part"),
+        op_ref(OpKind::Create, "j-odd", "ss-odd"),
+        op_ref(OpKind::Delete, "j-del", "ss-del"), // absent → gone
+        op_ref(OpKind::Delete, "j-del2", "ss-del2"), // still there
+        op_ref(OpKind::Create, "j-gone", "ss-gone"), // ceased after success
+        op_ref(OpKind::Create, "j-slow", "ss-slow"), // job done, snapshot pending
+        op_ref(OpKind::Create, "j-ok", "ss-ok"),   // duplicate op
     ];
     let got = match qc.poll(&ops).await {
         Ok(g) => g,
@@ -627,12 +622,12 @@ async fn poll_falls_back_when_an_unknown_job_poisons_the_batch() {
     ))
     .await;
     let ops = vec![
-        op(OpKind::Create, "j-a", "ss-a"),
-        op(OpKind::Create, "j-zombie", "ss-z"),
-        op(OpKind::Create, "j-b", "ss-b"),
+        op_ref(OpKind::Create, "j-a", "ss-a"),
+        op_ref(OpKind::Create, "j-zombie", "ss-z"),
+        op_ref(OpKind::Create, "j-b", "ss-b"),
         // A job DescribeJobs forgot (expired while the daemon
         // was down) whose snapshot is good: good, not written off.
-        op(OpKind::Create, "j-expired", "ss-expired"),
+        op_ref(OpKind::Create, "j-expired", "ss-expired"),
     ];
     let got = match qc.poll(&ops).await {
         Ok(g) => g,
@@ -679,7 +674,7 @@ async fn poll_splits_into_batches_of_100() {
     let (qc, fake) = serve(account(jobs, snaps)).await;
     let ops: Vec<OperationRef> = names
         .iter()
-        .map(|(j, s)| op(OpKind::Create, j, s))
+        .map(|(j, s)| op_ref(OpKind::Create, j, s))
         .collect();
     let got = qc.poll(&ops).await.unwrap_or_default();
     assert_eq!(got, vec![OpStatus::Succeeded; 150]);
@@ -698,9 +693,9 @@ async fn poll_splits_into_batches_of_100() {
 async fn poll_without_job_id_checks_the_snapshot_itself() {
     let (qc, fake) = serve(account(vec![], vec![("ss-a", "available")])).await;
     let ops = [
-        op(OpKind::Create, "", "ss-a"),
-        op(OpKind::Delete, " ", "ss-b"),
-        op(OpKind::Delete, "", ""),
+        op_ref(OpKind::Create, "", "ss-a"),
+        op_ref(OpKind::Delete, " ", "ss-b"),
+        op_ref(OpKind::Delete, "", ""),
     ];
     let got = qc.poll(&ops).await.unwrap_or_default();
     assert_eq!(got[0], OpStatus::Succeeded);
@@ -721,8 +716,8 @@ async fn poll_refuses_a_cut_confirmation() {
     })
     .await;
     let ops = [
-        op(OpKind::Delete, "j-1", "ss-1"),
-        op(OpKind::Delete, "j-1", "ss-2"),
+        op_ref(OpKind::Delete, "j-1", "ss-1"),
+        op_ref(OpKind::Delete, "j-1", "ss-2"),
     ];
     assert_eq!(
         qc.poll(&ops).await.err().map(|e| e.kind),
@@ -736,7 +731,7 @@ async fn poll_of_nothing_makes_no_calls_and_errors_propagate() {
     assert_eq!(qc.poll(&[]).await.ok(), Some(vec![]));
     assert!(fake.calls().is_empty());
     assert_eq!(
-        qc.poll(&[op(OpKind::Create, "j-1", "ss-1")])
+        qc.poll(&[op_ref(OpKind::Create, "j-1", "ss-1")])
             .await
             .err()
             .map(|e| e.kind),

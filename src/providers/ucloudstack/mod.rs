@@ -110,9 +110,9 @@ impl UCloudStack {
             let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut offset: u64 = 0;
             loop {
-                let ids = Api::list_param("SnapshotIDs", chunk);
+                let params = Api::list_param("SnapshotIDs", chunk);
                 let page: DescribeSnapshotResponse =
-                    self.describe_page(DESCRIBE, ids, offset).await?;
+                    self.describe_page(DESCRIBE, params, offset).await?;
                 let infos = page.infos.unwrap_or_default();
                 let got = infos.len() as u64;
                 for info in infos {

@@ -12,10 +12,7 @@ use super::{ApiError, Ctx, Reply};
 
 /// `X-Auth-Token`: present, known and not expired.
 pub(super) fn check_token(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let token = crate::sim::pipeline::header_str(headers, "x-auth-token");
     if token.is_empty() {
         return Err(ApiError::unauthorized("X-Auth-Token header is required."));
     }

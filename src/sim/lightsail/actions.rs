@@ -14,7 +14,7 @@ use super::model::{
 };
 use super::paging::{decode_snapshot_token, decode_token, encode_snapshot_token, encode_token};
 use super::{epoch, ApiError, DIALECT};
-use crate::sim::faults::{FaultKind, FaultRegistry};
+use crate::sim::faults::{FaultKind, FaultRegistry, Outcome};
 
 /// An operation's input: the request body's members.
 type Input = Map<String, Value>;
@@ -42,15 +42,14 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(super) fn ends(&mut self, action: &str) -> (Option<DateTime<Utc>>, bool) {
-        let fault = self.faults.for_job(DIALECT, action);
-        if fault.is_some() {
-            self.fault_hit = fault;
-        }
+        let outcome = self
+            .faults
+            .job_outcome(DIALECT, action, &mut self.fault_hit);
         let end = self.now + chrono::Duration::from_std(self.duration).unwrap_or_default();
-        match fault {
-            Some(FaultKind::NeverFinish) => (None, false),
-            Some(FaultKind::FailJob) => (Some(end), true),
-            _ => (Some(end), false),
+        match outcome {
+            Outcome::Never => (None, false),
+            Outcome::Fail => (Some(end), true),
+            Outcome::Succeed => (Some(end), false),
         }
     }
 

@@ -13,7 +13,8 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use axum::http::HeaderMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{header_str, ApiError, LightsailState};
+use super::{ApiError, LightsailState};
+use crate::sim::pipeline::header_str;
 
 /// Requests signed further than this from the server clock are refused.
 const SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);

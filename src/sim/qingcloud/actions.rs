@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
-use super::model::{JobPlan, Outcome, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
+use super::model::{JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
 use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
@@ -43,11 +43,11 @@ impl JobPlanner<'_> {
     /// Called by the model only once a request is valid, so a job fault is
     /// used up by a job that really exists.
     fn plan(&mut self, action: &str) -> JobPlan {
-        let fault = self.faults.for_job(DIALECT, action);
-        self.fault_hit = fault;
         JobPlan {
             duration: self.duration,
-            outcome: Outcome::of(fault),
+            outcome: self
+                .faults
+                .job_outcome(DIALECT, action, &mut self.fault_hit),
         }
     }
 }
@@ -424,6 +424,6 @@ mod tests {
 
     #[test]
     fn paging_defaults_and_cap() {
-        check_paging(paging, ("offset", "limit"), 1100);
+        check_paging(paging, ("offset", "limit"), (20, 100), 1100);
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
-use super::model::{NewSnapshot, Outcome, Snapshot, UcsState};
+use super::model::{NewSnapshot, Snapshot, UcsState};
 use super::{Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
@@ -95,9 +95,7 @@ fn create_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     };
     let (faults, duration, hit) = (&mut *ctx.faults, ctx.duration, &mut ctx.fault_hit);
     let id = ctx.ucs.create_snapshot(&new, ctx.now, || {
-        let fault = faults.for_job(DIALECT, "CreateSnapshot");
-        *hit = fault;
-        (duration, Outcome::of(fault))
+        (duration, faults.job_outcome(DIALECT, "CreateSnapshot", hit))
     })?;
     let mut out = Map::new();
     out.insert("SnapshotID".into(), json!(id));
@@ -229,6 +227,6 @@ mod tests {
 
     #[test]
     fn paging_defaults_and_cap() {
-        check_paging(paging, ("Offset", "Limit"), 140);
+        check_paging(paging, ("Offset", "Limit"), (20, 100), 140);
     }
 }
