@@ -138,10 +138,10 @@ macro_rules! envelope {
         #[derive(Debug, serde::Deserialize)]
         pub struct Envelope {
             #[serde(
-                                rename = $code,
-                                default,
-                                deserialize_with = "crate::providers::wire::flex_i64"
-                            )]
+                                        rename = $code,
+                                        default,
+                                        deserialize_with = "crate::providers::wire::flex_i64"
+                                    )]
             pub ret_code: Option<i64>,
             #[serde(rename = $message, default)]
             pub message: Option<String>,
