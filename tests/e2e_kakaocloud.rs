@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use clouds::Kind;
 use serde_json::{json, Value};
-use snapwarden::state::{LedgerState, RunState};
+use snapwarden::state::{LedgerState, RunState, SqliteLedger};
 use util::*;
 
 // ------------------------------------------------------------------ helpers
@@ -442,7 +442,7 @@ fn a_lost_create_answer_on_an_instance_still_snapshots_every_volume_once() {
 #[test]
 fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
     use snapwarden::providers::Created;
-    use snapwarden::state::{Begin, NewRun, PollPlan, State};
+    use snapwarden::state::{Begin, NewRun, PollPlan};
     let (sim, wd) = sim_with_volumes("200ms", &[]);
     let (root, data) = ("aaaa-root-8", "bbbb-data-8");
     sim.kc_instance(
@@ -455,15 +455,15 @@ fn a_run_resumed_with_a_failed_volume_already_recorded_fails() {
     let cfg = wd.write_config(&config(&wd, &sim, &policy("instance", &["web-01"], 5, "")));
     let now = Utc::now();
     {
-        let state = State::open(&wd.state_path()).expect("ledger");
+        let state = SqliteLedger::open(&wd.state_path()).expect("ledger");
         let Begin::Started(run) = state
             .begin_run(
                 &NewRun {
-                    policy: "db",
-                    target: "web-01",
-                    provider: "kc",
+                    policy: "db".into(),
+                    target: "web-01".into(),
+                    provider: "kc".into(),
                     slot: now,
-                    name: "db-web-01",
+                    name: "db-web-01".into(),
                     full: true,
                 },
                 now,
@@ -675,7 +675,7 @@ fn a_detached_volumes_snapshots_are_not_written_off() {
 /// restored from stays (held, saying why), the other goes.
 #[test]
 fn a_snapshot_being_restored_from_is_not_pruned() {
-    use snapwarden::state::{PollPlan, State};
+    use snapwarden::state::PollPlan;
     let (sim, wd) = sim_with_volumes("100ms", &[]);
     let v = "vol-restoring";
     sim.kc_volume(v);
@@ -690,7 +690,7 @@ fn a_snapshot_being_restored_from_is_not_pruned() {
     assert_eq!(rows.len(), 3);
     let (oldest, middle) = (rows[0].clone(), rows[1].clone());
     {
-        let state = State::open(&wd.state_path()).expect("ledger");
+        let state = SqliteLedger::open(&wd.state_path()).expect("ledger");
         let now = Utc::now();
         state
             .begin_restore(

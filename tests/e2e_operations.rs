@@ -299,21 +299,21 @@ stale_after = "2s"
 #[test]
 fn monitor_exit_codes_and_status_schema() {
     use chrono::{Duration as D, Utc};
-    use snapwarden::state::{Begin, NewRun, RunState, State};
+    use snapwarden::state::{Begin, NewRun, RunState, SqliteLedger};
 
     fn ledger(wd: &Workdir, runs: &[(D, RunState)]) {
-        let state = State::open(&wd.state_path()).expect("open ledger");
+        let state = SqliteLedger::open(&wd.state_path()).expect("open ledger");
         let now = Utc::now();
         for (ago, outcome) in runs {
             let slot = now - *ago;
             let Begin::Started(id) = state
                 .begin_run(
                     &NewRun {
-                        policy: "db",
-                        target: "vol-aaaa0001",
-                        provider: "qc",
+                        policy: "db".into(),
+                        target: "vol-aaaa0001".into(),
+                        provider: "qc".into(),
                         slot,
-                        name: "db-vol-aaaa0001-x",
+                        name: "db-vol-aaaa0001-x".into(),
                         full: true,
                     },
                     slot,

@@ -6,7 +6,7 @@
 mod util;
 
 use chrono::{Duration as D, TimeZone, Utc};
-use snapwarden::state::State;
+use snapwarden::state::SqliteLedger;
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
@@ -22,7 +22,7 @@ fn a_year_of_nightly_snapshots_under_gfs_rules() {
         .expect("valid date");
     let mut ids = Vec::new();
     {
-        let state = State::open(&wd.state_path()).expect("ledger");
+        let state = SqliteLedger::open(&wd.state_path()).expect("ledger");
         for day in 0..365 {
             let t = first + D::days(day);
             ids.push((t, seed_own(&sim, &state, "db", VOL, t)));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{Duration as D, Utc};
 use serde_json::{json, Value};
-use snapwarden::state::{PollPlan, RunState, State};
+use snapwarden::state::{PollPlan, RunState, SqliteLedger};
 use util::*;
 
 const VOL: &str = "vol-aaaa0001";
@@ -352,7 +352,7 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
     let logs_own = seed_days(&sim, &wd, "logs", VOL2, 2);
     // A delete of db's oldest snapshot that failed earlier.
     {
-        let state = State::open(&wd.state_path()).expect("ledger");
+        let state = SqliteLedger::open(&wd.state_path()).expect("ledger");
         let row = state
             .all_snapshots()
             .expect("rows")

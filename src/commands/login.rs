@@ -14,7 +14,7 @@ use super::{load_config, Exit, Outcome};
 use crate::config::{PowerVsAuth, ProviderSettings};
 use crate::providers::http::{ApiClient, HttpSettings};
 use crate::providers::powervs::{self, DevicePoll};
-use crate::state::State;
+use crate::state::SqliteLedger;
 
 pub async fn run(path: &Path, provider: &str) -> Outcome {
     let config = load_config(path)?;
@@ -43,7 +43,8 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
         )));
     };
     // Open the ledger first: a sign-in whose token cannot be kept is wasted.
-    let state = State::open(&config.daemon.state_path).map_err(|e| Exit::failure(e.to_string()))?;
+    let state =
+        SqliteLedger::open(&config.daemon.state_path).map_err(|e| Exit::failure(e.to_string()))?;
     let api = match ApiClient::new(&HttpSettings {
         requests_per_second: pc.requests_per_second,
         request_timeout: pc.request_timeout,

@@ -62,7 +62,7 @@ impl From<Outcome> for Exit {
 
 /// How a one-shot command uses the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ledger {
+pub enum Access {
     /// It only reads: an existing ledger is opened read-only, a missing
     /// one is an empty in-memory ledger (nothing is ours yet).
     Read,
@@ -96,14 +96,14 @@ pub fn load_config_and_log(path: &Path, default_level: &str) -> Result<Config, E
 /// command.
 pub fn open_engine(
     config: &Config,
-    access: Ledger,
+    access: Access,
 ) -> Result<std::sync::Arc<crate::engine::Engine>, Exit> {
-    use crate::state::State;
+    use crate::state::SqliteLedger;
     let path = &config.daemon.state_path;
     let state = match access {
-        Ledger::Write => State::open_locked(path, &this_command()),
-        Ledger::Read if path.exists() => State::open_read_only(path),
-        Ledger::Read => State::open(Path::new(":memory:")),
+        Access::Write => SqliteLedger::open_locked(path, &this_command()),
+        Access::Read if path.exists() => SqliteLedger::open_read_only(path),
+        Access::Read => SqliteLedger::open(Path::new(":memory:")),
     };
     let state = state.map_err(state_exit)?;
     // One-shot commands never stop early: the shutdown flag stays false.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::Exit;
 use crate::config;
-use crate::state::State;
+use crate::state::SqliteLedger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
@@ -93,7 +93,7 @@ pub fn run(path: &Path) -> Exit {
         Ok(c) => c,
         Err(e) => return unknown(format!("invalid configuration: {e}")),
     };
-    let state = match State::open_read_only(&config.daemon.state_path) {
+    let state = match SqliteLedger::open_read_only(&config.daemon.state_path) {
         Ok(s) => s,
         Err(e) => return unknown(e.to_string()),
     };

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{load_config_and_log, open_engine, Exit, Ledger, Outcome};
+use super::{load_config_and_log, open_engine, Access, Exit, Outcome};
 use crate::engine::{Orphan, Verified};
 
 pub async fn run(
@@ -35,12 +35,12 @@ pub async fn run(
     }
     let config = load_config_and_log(path, "warn")?;
     let access = if delete && yes {
-        Ledger::Write
+        Access::Write
     } else {
         // Listing only: settled through the one call the read-only
         // commands share; deleting settles on its own engine below.
         super::settle_in_flight(&config, None).await;
-        Ledger::Read
+        Access::Read
     };
     let engine = open_engine(&config, access)?;
     if delete && yes {

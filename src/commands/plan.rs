@@ -18,7 +18,7 @@ use std::path::Path;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
+use super::{load_config_and_log, open_engine, select_policies, Access, Exit, Outcome};
 use crate::engine::PruneMode;
 use crate::providers::RemoteSnapshot;
 use crate::retention::Verdict;
@@ -30,7 +30,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
     super::settle_in_flight(&config, Some(&policies)).await;
     // Read-only: an existing ledger is opened read-only; without one,
     // nothing is ours yet, so nothing would be deleted.
-    let engine = open_engine(&config, Ledger::Read)?;
+    let engine = open_engine(&config, Access::Read)?;
     let now = Utc::now();
     let mut out = Vec::new();
     let mut selectors = Vec::new();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
+use super::{load_config_and_log, open_engine, select_policies, Access, Exit, Outcome};
 use crate::engine::EngineError;
 use crate::providers::RestoreMode;
 
@@ -26,7 +26,7 @@ pub async fn run(
             policy.targets.named.join(", ")
         )));
     }
-    let engine = open_engine(&config, Ledger::Write)?;
+    let engine = open_engine(&config, Access::Write)?;
     // A snapshot the cloud finished after the daemon stopped is restorable.
     if let Err(e) = engine.settle(Some(&[&policy])).await {
         return Err(Exit::failure(format!(

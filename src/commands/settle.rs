@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, Policy};
-use crate::state::State;
+use crate::state::SqliteLedger;
 
 /// The longest a read-only command waits for the cloud's answers.
 const SETTLE_FOR_AT_MOST: Duration = Duration::from_secs(20);
@@ -21,11 +21,11 @@ pub async fn settle_in_flight(config: &Config, policies: Option<&[&Policy]>) {
     if !path.exists() {
         return;
     }
-    let in_flight = State::open_read_only(path).and_then(|s| s.ops_in_flight_count());
+    let in_flight = SqliteLedger::open_read_only(path).and_then(|s| s.ops_in_flight_count());
     if !matches!(in_flight, Ok(n) if n > 0) {
         return;
     }
-    let engine = match super::open_engine(config, super::Ledger::Write) {
+    let engine = match super::open_engine(config, super::Access::Write) {
         Ok(e) => e,
         // The ledger's lock is held: a running daemon follows them itself.
         Err(e) if e.code == 2 => {

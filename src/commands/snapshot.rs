@@ -4,13 +4,13 @@ use std::path::Path;
 
 use chrono::{SubsecRound, Utc};
 
-use super::{load_config_and_log, open_engine, select_policies, Exit, Ledger, Outcome};
+use super::{load_config_and_log, open_engine, select_policies, Access, Exit, Outcome};
 use crate::engine::RunOutcome;
 
 pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
     let config = load_config_and_log(path, "info")?;
     let policy = select_policies(&config, Some(policy))?[0].clone();
-    let engine = open_engine(&config, Ledger::Write)?;
+    let engine = open_engine(&config, Access::Write)?;
     // A selector is resolved now; if its listing fails, the explicit
     // targets still run and the command fails.
     let resolved = engine.resolve_for_run(&policy).await;

@@ -16,13 +16,13 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{load_config, Exit, Outcome};
-use crate::state::State;
+use crate::state::SqliteLedger;
 
 pub async fn run(path: &Path, as_json: bool) -> Outcome {
     let config = load_config(path)?;
     // Operations a stopped daemon left in flight are asked about first.
     super::settle_in_flight(&config, None).await;
-    let state = State::open_read_only(&config.daemon.state_path)
+    let state = SqliteLedger::open_read_only(&config.daemon.state_path)
         .map_err(|e| Exit::failure(e.to_string()))?;
     let summaries = state
         .summaries()

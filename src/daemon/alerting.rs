@@ -14,19 +14,19 @@ use crate::domain::HoldCause;
 use crate::engine::{Engine, EngineError, RunOutcome, RunReport};
 use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::metrics;
-use crate::state::State;
+use crate::state::Ledger;
 
 /// At start-up: what the last process alerted is in the ledger. A target
 /// still failing whose failure was delivered gets only reminders; one
 /// whose failure (or newest skipped slot) was never delivered (the
 /// process died first) is alerted now. Nothing the operator should have
 /// heard of stays unheard across a restart.
-pub(super) fn restore_alerts(
+pub(super) async fn restore_alerts(
     alerter: &Alerter,
-    state: &State,
+    state: &dyn Ledger,
     config: &Config,
 ) -> Result<(), DaemonError> {
-    let delivered = state.alerts_delivered()?;
+    let delivered = state.alerts_delivered().await?;
     let sent = |p: &str, t: &str, kind: &str| {
         delivered
             .get(&(p.to_string(), t.to_string(), kind.to_string()))
@@ -39,7 +39,7 @@ pub(super) fn restore_alerts(
             .find(|x| x.name == p)
             .map(|x| x.provider.clone())
     };
-    for s in state.summaries()? {
+    for s in state.summaries().await? {
         let Some(provider) = provider_of(&s.policy) else {
             continue;
         };
@@ -63,7 +63,7 @@ pub(super) fn restore_alerts(
                 });
             }
         }
-        if let Some((slot, why)) = state.newest_skipped(&s.policy, &s.target)? {
+        if let Some((slot, why)) = state.newest_skipped(&s.policy, &s.target).await? {
             if sent(&s.policy, &s.target, "slot_skipped").is_none_or(|at| at < slot) {
                 alerter.slot_skipped(
                     &s.policy,
@@ -144,10 +144,11 @@ pub(super) fn alert_selector(
 
 /// The one-line STATUS= for systemd: policies, operations in flight, and
 /// the most recent failure still unrecovered.
-pub(super) fn status_line(state: &State, config: &Config) -> String {
-    let in_flight = state.ops_in_flight_count().unwrap_or(0);
+pub(super) async fn status_line(state: &dyn Ledger, config: &Config) -> String {
+    let in_flight = state.ops_in_flight_count().await.unwrap_or(0);
     let failing = state
         .summaries()
+        .await
         .map(|all| {
             all.into_iter()
                 .filter(|s| s.consecutive_failures > 0)
@@ -181,7 +182,7 @@ pub(super) fn stale_check_every(config: &Config) -> Duration {
         .clamp(Duration::from_millis(500), Duration::from_secs(30))
 }
 
-pub(super) fn alert_run(alerter: &Alerter, state: &State, report: &RunReport) {
+pub(super) async fn alert_run(alerter: &Alerter, state: &dyn Ledger, report: &RunReport) {
     let provider = report.provider.as_str();
     let outcome = match &report.outcome {
         RunOutcome::Succeeded { held, .. } => {
@@ -199,7 +200,7 @@ pub(super) fn alert_run(alerter: &Alerter, state: &State, report: &RunReport) {
         RunOutcome::Failed(e) => Err(e.as_str()),
         _ => return,
     };
-    let consecutive_failures = match state.target_summary(&report.policy, &report.target) {
+    let consecutive_failures = match state.target_summary(&report.policy, &report.target).await {
         Ok(s) => s.map(|s| s.consecutive_failures).unwrap_or(0),
         Err(e) => {
             warn!(error = %e, "cannot read the ledger for an alert");
@@ -221,13 +222,13 @@ pub(super) fn alert_run(alerter: &Alerter, state: &State, report: &RunReport) {
 /// `max_deletes_per_run` gets its deletions held (in the ledger) until
 /// `snapwarden prune --policy P --yes`; the plan diff is logged and the
 /// hold alerted. Snapshots are still created meanwhile.
-pub(super) fn hold_large_reloads(
+pub(super) async fn hold_large_reloads(
     engine: &Engine,
     alerter: &Alerter,
     running: Option<&Config>,
     new: &Config,
 ) {
-    for h in engine.hold_changed_rules(running, new) {
+    for h in engine.hold_changed_rules(running, new).await {
         alerter.deletes_held(
             &h.policy,
             &h.target,
@@ -238,8 +239,8 @@ pub(super) fn hold_large_reloads(
     }
 }
 
-pub(super) fn check_stale(alerter: &Alerter, state: &State, config: &Config) {
-    let summaries = match state.summaries() {
+pub(super) async fn check_stale(alerter: &Alerter, state: &dyn Ledger, config: &Config) {
+    let summaries = match state.summaries().await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "cannot read the ledger for the stale check");

@@ -23,7 +23,7 @@ use crate::observe::alerts::Alerter;
 use crate::observe::notify;
 use crate::observe::server::{self, Health};
 use crate::schedule::waker::{Waker, WakerError};
-use crate::state::{State, StateError};
+use crate::state::{Ledger, SqliteLedger, StateError};
 
 mod alerting;
 mod clock;
@@ -84,7 +84,7 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     // One ledger, one daemon: the lock is held until the process ends.
-    let state = Arc::new(State::open_locked(
+    let state: Arc<dyn Ledger> = Arc::new(SqliteLedger::open_locked(
         &config.daemon.state_path,
         "snapwarden run",
     )?);
@@ -95,7 +95,7 @@ pub async fn run(
     remember_deliveries(&alerter, &state);
     // Before resume (which may prune) and before any slot fires: a file
     // edited while the daemon was down is held like a reload.
-    hold_large_reloads(&engine, &alerter, None, &config);
+    hold_large_reloads(&engine, &alerter, None, &config).await;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
     let waker = Waker::start().await?;
 
@@ -103,20 +103,20 @@ pub async fn run(
     // Work left in flight by the last process is claimed before any slot
     // fires, so a catch-up slot never races its resume; its outcomes are
     // alerted like any run's.
-    sched.take_up_abandoned(&config, Occasion::Startup);
+    sched.take_up_abandoned(&config, Occasion::Startup).await;
 
     let health = Arc::new(Health::default());
     health.tick();
     let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
     trim::start(state.clone(), shutdown_tx.subscribe());
 
-    restore_alerts(&sched.alerter, &state, &config)?;
+    restore_alerts(&sched.alerter, &*state, &config).await?;
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut config = config;
-    sched.schedule_all(&config, Occasion::Startup);
+    sched.schedule_all(&config, Occasion::Startup).await;
     let summary = format!("{} policies scheduled", sched.scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
@@ -135,13 +135,13 @@ pub async fn run(
             armed = next;
         }
         tokio::select! {
-            _ = waker.notified(), if next.is_some() => sched.fire_due(&config.policies),
+            _ = waker.notified(), if next.is_some() => sched.fire_due(&config.policies).await,
             Some(signal) = signals.next() => {
                 if signal != SIGHUP {
                     info!("stop requested");
                     break;
                 }
-                if let Some(new) = reload(&config_path, &config, &mut sched) {
+                if let Some(new) = reload(&config_path, &config, &mut sched).await {
                     stale_check = tokio::time::interval(stale_check_every(&new));
                     config = new;
                 }
@@ -150,26 +150,26 @@ pub async fn run(
             Some(joined) = sched.resolving.join_next(), if !sched.resolving.is_empty() => {
                 if let Ok(r) = joined {
                     alert_selector(&sched.alerter, &mut sched.selector_failures, &r);
-                    sched.fire_targets(&r.policy, r.slot, &r.resolved.targets);
+                    sched.fire_targets(&r.policy, r.slot, &r.resolved.targets).await;
                 }
             }
             Some(joined) = sched.tasks.join_next(), if !sched.tasks.is_empty() => match joined {
                 Ok(report) => {
                     log_report(&report);
-                    alert_run(&sched.alerter, &state, &report);
+                    alert_run(&sched.alerter, &*state, &report).await;
                 }
                 // The run's claim went with the task: the next sweep
                 // takes the run up again.
                 Err(e) if e.is_panic() => error!(error = %e, "a run's task panicked; its run is taken up again"),
                 Err(_) => {}
             },
-            _ = sweep.tick() => sched.take_up_abandoned(&config, Occasion::Running),
-            _ = stale_check.tick() => check_stale(&sched.alerter, &state, &config),
+            _ = sweep.tick() => sched.take_up_abandoned(&config, Occasion::Running).await,
+            _ = stale_check.tick() => check_stale(&sched.alerter, &*state, &config).await,
             _ = health_check.tick() => {
                 recheck_clock(&sched.alerter, &config.policies, &mut sched.scheduled);
                 match health.check() {
                     Ok(()) => {
-                        notify::status(&status_line(&state, &config));
+                        notify::status(&status_line(&*state, &config).await);
                         if watchdog.is_some() {
                             notify::watchdog();
                         }
@@ -191,12 +191,18 @@ pub async fn run(
 
 /// Every alert that reaches the operator is remembered in the ledger: one
 /// lost to a crash before delivery is sent again at the next start.
-fn remember_deliveries(alerter: &Alerter, state: &Arc<State>) {
+fn remember_deliveries(alerter: &Alerter, state: &Arc<dyn Ledger>) {
     let state = state.clone();
     alerter.on_delivered(Arc::new(move |a| {
-        if let Err(e) = state.record_alert_delivered(&a.policy, &a.target, a.kind, a.at) {
-            warn!(error = %e, kind = a.kind, "cannot record that an alert was delivered; it may be sent again after a restart");
-        }
+        let (state, a) = (state.clone(), a.clone());
+        Box::pin(async move {
+            if let Err(e) = state
+                .record_alert_delivered(&a.policy, &a.target, a.kind, a.at)
+                .await
+            {
+                warn!(error = %e, kind = a.kind, "cannot record that an alert was delivered; it may be sent again after a restart");
+            }
+        })
     }));
 }
 
@@ -206,7 +212,7 @@ fn remember_deliveries(alerter: &Alerter, state: &Arc<State>) {
 fn start_observer(
     config: &Config,
     health: &Arc<Health>,
-    state: &Arc<State>,
+    state: &Arc<dyn Ledger>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let listener = match config.daemon.metrics_listen {
@@ -232,7 +238,7 @@ fn start_observer(
 /// SIGHUP: read the file again. A valid one replaces the running
 /// configuration (providers, alerts, holds for rule changes, the
 /// schedule) and is returned; an invalid one changes nothing.
-fn reload(path: &Path, running: &Config, sched: &mut Scheduler) -> Option<Config> {
+async fn reload(path: &Path, running: &Config, sched: &mut Scheduler) -> Option<Config> {
     let new = match config::load(path) {
         Ok(new) => new,
         Err(e) => {
@@ -249,8 +255,8 @@ fn reload(path: &Path, running: &Config, sched: &mut Scheduler) -> Option<Config
     }
     info!(policies = new.policies.len(), "configuration reloaded");
     sched.alerter.reconfigure(&new);
-    hold_large_reloads(&sched.engine, &sched.alerter, Some(running), &new);
-    sched.schedule_all(&new, Occasion::Running);
+    hold_large_reloads(&sched.engine, &sched.alerter, Some(running), &new).await;
+    sched.schedule_all(&new, Occasion::Running).await;
     Some(new)
 }
 

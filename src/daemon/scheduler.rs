@@ -17,7 +17,7 @@ use crate::engine::{Engine, Resolved, RunOutcome, RunReport};
 use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::events::{self, SlotsMissed};
 use crate::observe::metrics;
-use crate::state::State;
+use crate::state::Ledger;
 
 /// A selector policy's slot whose targets were being resolved.
 pub(super) struct Resolution {
@@ -38,7 +38,7 @@ pub(super) enum Occasion {
 
 /// The loop's state between wake-ups.
 pub(super) struct Scheduler {
-    pub(super) state: Arc<State>,
+    pub(super) state: Arc<dyn Ledger>,
     pub(super) engine: Arc<Engine>,
     pub(super) alerter: Arc<Alerter>,
     /// The runs in flight.
@@ -55,7 +55,11 @@ pub(super) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(super) fn new(state: Arc<State>, engine: Arc<Engine>, alerter: Arc<Alerter>) -> Scheduler {
+    pub(super) fn new(
+        state: Arc<dyn Ledger>,
+        engine: Arc<Engine>,
+        alerter: Arc<Alerter>,
+    ) -> Scheduler {
         Scheduler {
             state,
             engine,
@@ -70,10 +74,11 @@ impl Scheduler {
     /// Take up runs open in the ledger that no task carries out (see
     /// [`Engine::take_up_abandoned`](crate::engine::Engine::take_up_abandoned)); at start-up also the operations in
     /// flight. A ledger that cannot be read now is tried again next sweep.
-    pub(super) fn take_up_abandoned(&mut self, config: &Config, occasion: Occasion) {
+    pub(super) async fn take_up_abandoned(&mut self, config: &Config, occasion: Occasion) {
         match self
             .engine
             .take_up_abandoned(config, occasion == Occasion::Startup)
+            .await
         {
             Ok(runs) => {
                 for run in runs {
@@ -90,11 +95,11 @@ impl Scheduler {
     /// policies with `catch_up`. A ledger that cannot be read for a policy's
     /// last slot never stops the daemon: the policy is scheduled from now
     /// (the ledger still keeps any slot single).
-    pub(super) fn schedule_all(&mut self, config: &Config, occasion: Occasion) {
+    pub(super) async fn schedule_all(&mut self, config: &Config, occasion: Occasion) {
         let now = Utc::now();
         let mut out = Vec::with_capacity(config.policies.len());
         for policy in &config.policies {
-            let last = match self.state.last_slot(&policy.name) {
+            let last = match self.state.last_slot(&policy.name).await {
                 Ok(last) => last,
                 Err(e) => {
                     error!(policy = %policy.name, error = %e, "cannot read the policy's last slot; scheduling from now");
@@ -106,7 +111,7 @@ impl Scheduler {
                 {
                     if missed > last {
                         info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
-                        self.fire(policy, missed);
+                        self.fire(policy, missed).await;
                     }
                 }
             }
@@ -128,7 +133,7 @@ impl Scheduler {
         self.scheduled = out;
     }
 
-    pub(super) fn fire_due(&mut self, policies: &[Policy]) {
+    pub(super) async fn fire_due(&mut self, policies: &[Policy]) {
         let now = Utc::now();
         for (i, policy) in policies.iter().enumerate() {
             let Some(slot) = self.scheduled.get(i).copied().flatten() else {
@@ -137,7 +142,7 @@ impl Scheduler {
             if slot > now {
                 continue;
             }
-            self.fire(policy, slot);
+            self.fire(policy, slot).await;
             // Slots that passed while we were busy or suspended are not run
             // in a burst: skip to the next one after now.
             let mut next = policy.schedule.next_after(slot);
@@ -171,9 +176,9 @@ impl Scheduler {
 
     /// Fire one slot. A policy with a selector first resolves its targets in
     /// the background; [`Scheduler::fire_targets`] follows when that is done.
-    pub(super) fn fire(&mut self, policy: &Policy, slot: DateTime<Utc>) {
+    pub(super) async fn fire(&mut self, policy: &Policy, slot: DateTime<Utc>) {
         if policy.targets.select.is_none() {
-            return self.fire_targets(policy, slot, &policy.targets.named);
+            return self.fire_targets(policy, slot, &policy.targets.named).await;
         }
         let engine = self.engine.clone();
         let policy = policy.clone();
@@ -196,15 +201,13 @@ impl Scheduler {
     /// the daemon: no target is run for this slot (nothing is created that
     /// could not be recorded), the failure is alerted, and `/healthz` says
     /// unhealthy from its own probe. The next slot tries again.
-    pub(super) fn fire_targets(
+    pub(super) async fn fire_targets(
         &mut self,
         policy: &Policy,
         slot: DateTime<Utc>,
         targets: &[String],
     ) {
-        let state = &self.state;
-        let alerter = &self.alerter;
-        let begun = match self.engine.begin_slot(policy, targets, slot) {
+        let begun = match self.engine.begin_slot(policy, targets, slot).await {
             Ok(b) => b,
             Err(e) => {
                 // Nothing is created for a slot that cannot be recorded.
@@ -213,7 +216,7 @@ impl Scheduler {
                     format!("cannot record the intent for slot {slot} ({e}); nothing was created");
                 for target in targets {
                     metrics::intent_unrecorded(&policy.name);
-                    alerter.run_finished(RunResult {
+                    self.alerter.run_finished(RunResult {
                         policy: &policy.name,
                         target,
                         provider: &policy.provider,
@@ -237,7 +240,7 @@ impl Scheduler {
                 Err(outcome) => {
                     if let RunOutcome::Skipped(why) = &outcome {
                         // A due slot without a snapshot is never silent.
-                        alerter.slot_skipped(
+                        self.alerter.slot_skipped(
                             &policy.name,
                             &target,
                             &policy.provider,
@@ -255,16 +258,13 @@ impl Scheduler {
             }
         }
         // A slow selector listing may finish after a later slot was marked.
-        let marked = state
-            .last_slot(&policy.name)
-            .map(|last| last.is_none_or(|last| last < slot))
-            .and_then(|later| {
-                if later {
-                    state.set_last_slot(&policy.name, slot)
-                } else {
-                    Ok(())
-                }
-            });
+        let marked = match self.state.last_slot(&policy.name).await {
+            Ok(last) if last.is_none_or(|last| last < slot) => {
+                self.state.set_last_slot(&policy.name, slot).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = marked {
             // The in-memory schedule has moved on; after a restart the slot
             // may be offered again, and its recorded intents keep it single.

@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::state::State;
+use crate::state::Ledger;
 
 /// How long finished history (runs, rows of deleted snapshots and their
 /// operations) stays in the ledger.
@@ -20,7 +20,7 @@ const FIRST: Duration = Duration::from_secs(600);
 const EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// Trim every [`EVERY`] until `stop` turns true.
-pub(super) fn start(state: Arc<State>, stop: watch::Receiver<bool>) {
+pub(super) fn start(state: Arc<dyn Ledger>, stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut wait = FIRST;
         loop {
@@ -33,14 +33,12 @@ pub(super) fn start(state: Arc<State>, stop: watch::Receiver<bool>) {
                 return;
             };
             let before = Utc::now() - history;
-            let s = state.clone();
-            match tokio::task::spawn_blocking(move || s.trim(before)).await {
-                Ok(Ok(t)) if t == Default::default() => {}
-                Ok(Ok(t)) => {
+            match state.trim(before).await {
+                Ok(t) if t == Default::default() => {}
+                Ok(t) => {
                     info!(runs = t.runs, snapshots = t.snapshots, operations = t.operations, before = %before, "ledger history trimmed")
                 }
-                Ok(Err(e)) => warn!(error = %e, "cannot trim the ledger's history"),
-                Err(e) => warn!(error = %e, "the ledger trim stopped"),
+                Err(e) => warn!(error = %e, "cannot trim the ledger's history"),
             }
         }
     });

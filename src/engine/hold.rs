@@ -58,7 +58,7 @@ impl ReloadPlan {
 impl Engine {
     /// The deletes `new` makes on `target` at its next run, against what
     /// `old` (the running configuration's policy, if any) would make.
-    pub fn reload_plan(
+    pub async fn reload_plan(
         &self,
         old: Option<&Rules>,
         new: &Policy,
@@ -66,7 +66,8 @@ impl Engine {
     ) -> Result<ReloadPlan, EngineError> {
         let rows = self
             .state
-            .live_snapshots(&new.provider, &new.name, target)?;
+            .live_snapshots(&new.provider, &new.name, target)
+            .await?;
         let mut by_slot: BTreeMap<DateTime<Utc>, (Condition, DateTime<Utc>, Vec<String>)> =
             BTreeMap::new();
         for r in &rows {
@@ -143,10 +144,14 @@ impl Engine {
     /// start, an upgrade) holds nothing, changed is planned like a reload.
     /// Nothing here stops the daemon: a ledger error is logged, and the
     /// per-run budget still caps every run.
-    pub fn hold_changed_rules(&self, running: Option<&Config>, new: &Config) -> Vec<PlacedHold> {
+    pub async fn hold_changed_rules(
+        &self,
+        running: Option<&Config>,
+        new: &Config,
+    ) -> Vec<PlacedHold> {
         let recorded = match running {
             Some(_) => Default::default(),
-            None => match self.state.policy_rules() {
+            None => match self.state.policy_rules().await {
                 Ok(r) => r,
                 Err(e) => {
                     error!(error = %e, "cannot read the rules the ledger last ran with; no start-up hold computed");
@@ -154,7 +159,7 @@ impl Engine {
                 }
             },
         };
-        let summaries = match self.state.summaries() {
+        let summaries = match self.state.summaries().await {
             Ok(s) => s,
             Err(e) => {
                 error!(error = %e, "cannot read the ledger's targets; holds cover explicit targets only");
@@ -182,7 +187,10 @@ impl Engine {
                 },
             };
             for t in &super::ledger_targets(p, &summaries) {
-                if let Some(hold) = self.hold_one(p, before.as_ref(), t, running.is_some()) {
+                if let Some(hold) = self
+                    .hold_one(p, before.as_ref(), t, running.is_some())
+                    .await
+                {
                     placed.push(hold);
                 }
             }
@@ -196,20 +204,20 @@ impl Engine {
             .iter()
             .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
             .collect();
-        if let Err(e) = self.state.record_policy_rules(&rows, Utc::now()) {
+        if let Err(e) = self.state.record_policy_rules(&rows, Utc::now()).await {
             error!(error = %e, "cannot record the rules in force; the next start compares with older ones");
         }
         placed
     }
 
-    fn hold_one(
+    async fn hold_one(
         &self,
         p: &Policy,
         before: Option<&Rules>,
         t: &str,
         reload: bool,
     ) -> Option<PlacedHold> {
-        let plan = match self.reload_plan(before, p, t) {
+        let plan = match self.reload_plan(before, p, t).await {
             Ok(plan) => plan,
             Err(e) => {
                 error!(policy = %p.name, target = %t, error = %e, "cannot work out what the new rules delete");
@@ -233,7 +241,11 @@ impl Engine {
             plan.old_deletes,
             p.max_deletes_per_run
         );
-        if let Err(e) = self.state.hold_deletes(&p.name, t, &reason, Utc::now()) {
+        if let Err(e) = self
+            .state
+            .hold_deletes(&p.name, t, &reason, Utc::now())
+            .await
+        {
             // Without a recorded hold the budget still caps each run.
             error!(policy = %p.name, target = %t, error = %e, "cannot record the deletion hold");
             return None;

@@ -39,7 +39,7 @@ use crate::domain::Held;
 use crate::observe::events::{self, CallFailed};
 use crate::providers::{self, Marker, Provider, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::retention::Decision;
-use crate::state::{LedgerState, PollPlan, State, StateError};
+use crate::state::{Ledger, LedgerState, PollPlan, StateError};
 
 /// Why a run or an engine action could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ pub struct Claim {
 
 impl Claim {
     /// Claim `id`, unless this process already carries it out. `active` is
-    /// the locked set, so a caller can read the ledger and claim in one step.
+    /// the locked set, so a caller can claim many in one step.
     fn take(runs: &ActiveRuns, active: &mut HashSet<i64>, id: i64) -> Option<Claim> {
         active.insert(id).then(|| Claim {
             runs: runs.clone(),
@@ -209,11 +209,15 @@ struct ProviderSlot {
 
 /// The engine: providers, their pollers, the ledger.
 pub struct Engine {
-    state: Arc<State>,
+    state: Arc<dyn Ledger>,
     providers: RwLock<BTreeMap<String, Arc<ProviderSlot>>>,
     shutdown: watch::Receiver<bool>,
     /// Runs a task of this process is carrying out.
     active: ActiveRuns,
+    /// Held across "write or read the open runs, then claim them"
+    /// (`begin_slot`, `take_up_abandoned`), so a run being started is
+    /// never taken for abandoned. Async: the ledger is awaited under it.
+    claiming: tokio::sync::Mutex<()>,
     /// Unreadable ledger rows already reported (each is logged once).
     unreadable: Mutex<HashSet<(&'static str, i64)>>,
 }
@@ -221,7 +225,7 @@ pub struct Engine {
 impl Engine {
     /// Build every configured provider and start its poller.
     pub fn new(
-        state: Arc<State>,
+        state: Arc<dyn Ledger>,
         config: &Config,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>, EngineError> {
@@ -230,6 +234,7 @@ impl Engine {
             providers: RwLock::new(BTreeMap::new()),
             shutdown,
             active: ActiveRuns::default(),
+            claiming: tokio::sync::Mutex::new(()),
             unreadable: Mutex::default(),
         });
         engine.install_providers(config)?;
@@ -262,7 +267,7 @@ impl Engine {
         Ok(())
     }
 
-    pub fn state(&self) -> &Arc<State> {
+    pub fn state(&self) -> &Arc<dyn Ledger> {
         &self.state
     }
 

@@ -124,13 +124,13 @@ impl Engine {
     /// snapshots of unconfigured policies on configured targets, and stuck
     /// or failed deletes. Each is checked against a fresh listing.
     pub async fn find_orphans(&self, config: &Config) -> Result<Vec<Orphan>, EngineError> {
-        let rows = self.state.all_snapshots()?;
+        let rows = self.state.all_snapshots().await?;
         let resolved = self.resolve_configured(config, &rows).await;
         let configured: BTreeSet<(&str, &str)> = resolved
             .iter()
             .flat_map(|(p, ts)| ts.iter().map(|t| (p.name.as_str(), t.as_str())))
             .collect();
-        let mut found = self.ledger_orphans(&rows, &configured)?;
+        let mut found = self.ledger_orphans(&rows, &configured).await?;
         self.verify_orphans(config, &rows, &configured, &mut found)
             .await;
         // A source-left row the target's listing shows after all (the
@@ -177,7 +177,7 @@ impl Engine {
 
     /// Orphans the ledger alone shows: rows of unconfigured policies and
     /// targets, stuck and failed deletes, rows whose source left the target.
-    fn ledger_orphans(
+    async fn ledger_orphans(
         &self,
         rows: &[SnapshotRow],
         configured: &BTreeSet<(&str, &str)>,
@@ -193,11 +193,11 @@ impl Engine {
             }
         }
         let now = Utc::now();
-        for op in self.state.ops_in_flight()? {
+        for op in self.state.ops_in_flight().await? {
             if op.kind == crate::providers::OpKind::Delete
                 && op.deadline + STUCK_AFTER_DEADLINE < now
             {
-                let row = self.state.snapshot(op.snapshot_row)?;
+                let row = self.state.snapshot(op.snapshot_row).await?;
                 let mut o = orphan_of(
                     &row,
                     OrphanKind::StuckDelete,
@@ -208,7 +208,7 @@ impl Engine {
                 found.push(o);
             }
         }
-        for row in self.state.failed_deletes()? {
+        for row in self.state.failed_deletes().await? {
             if found.iter().any(|f| f.ledger_row == Some(row.id)) {
                 continue;
             }
@@ -218,7 +218,7 @@ impl Engine {
             );
             found.push(orphan_of(&row, OrphanKind::FailedDelete, &why));
         }
-        let sources = self.state.all_snapshot_sources()?;
+        let sources = self.state.all_snapshot_sources().await?;
         for r in source_left(rows, &sources, configured) {
             if found.iter().any(|f| f.ledger_row == Some(r.id)) {
                 continue;
@@ -430,6 +430,7 @@ impl Engine {
                     Some("abandoned: stuck past its deadline (orphans)"),
                     now,
                 )
+                .await
                 .map_err(|e| e.to_string())?;
         }
         match o.verified {
@@ -437,6 +438,7 @@ impl Engine {
             Verified::Gone => {
                 self.state
                     .mark_deleted(row, now)
+                    .await
                     .map_err(|e| e.to_string())?;
                 return Ok("already gone; ledger updated");
             }
@@ -453,6 +455,7 @@ impl Engine {
             DeleteStarted::AlreadyGone => {
                 self.state
                     .mark_deleted(row, Utc::now())
+                    .await
                     .map_err(|e| e.to_string())?;
                 Ok("already gone")
             }
@@ -471,6 +474,7 @@ impl Engine {
                             deadline,
                         },
                     )
+                    .await
                     .map_err(|e| e.to_string())?;
                 info!(snapshot = %o.snapshot_id, policy = %o.policy, target = %o.target, job = %reference, "deleting orphan");
                 match ps.poller.watch(op, ORPHAN_POLL_MAX).await {

@@ -18,7 +18,7 @@ use tracing::{debug, error, warn};
 use crate::observe::events::{self, CallFailed, Ending, OperationFinished};
 use crate::observe::metrics;
 use crate::providers::{OpStatus, OperationRef, Provider};
-use crate::state::{OpRow, State};
+use crate::state::{Ledger, OpRow};
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Poller {
     pub fn spawn(
         name: String,
         provider: Arc<dyn Provider>,
-        state: Arc<State>,
+        state: Arc<dyn Ledger>,
         shutdown: watch::Receiver<bool>,
     ) -> Poller {
         let (tx, mut rx) = mpsc::unbounded_channel::<Watch>();
@@ -85,7 +85,7 @@ impl Poller {
                         // A panic in a provider's status call must not end
                         // the task and strand every operation it follows:
                         // it counts as a failed round, polled again later.
-                        let round = poll_round(&name, provider.as_ref(), &state, &mut watches, batch);
+                        let round = poll_round(&name, provider.as_ref(), &*state, &mut watches, batch);
                         if let Err(panic) = std::panic::AssertUnwindSafe(round).catch_unwind().await {
                             let what = panic
                                 .downcast_ref::<&str>()
@@ -135,7 +135,7 @@ fn add(watches: &mut Vec<Watch>, w: Watch) {
 async fn poll_round(
     name: &str,
     provider: &dyn Provider,
-    state: &State,
+    state: &dyn Ledger,
     watches: &mut Vec<Watch>,
     batch: usize,
 ) {
@@ -216,7 +216,7 @@ async fn poll_round(
         }
     }
     // One commit for the round's next poll times, one for its outcomes.
-    if let Err(e) = state.reschedule_ops(&rescheduled) {
+    if let Err(e) = state.reschedule_ops(&rescheduled).await {
         // Not fatal: the in-memory schedule goes on; a restart polls at once.
         warn!(error = %e, "cannot record the next poll times");
     }
@@ -226,7 +226,7 @@ async fn poll_round(
         .into_iter()
         .map(|(i, outcome)| (watches.swap_remove(i), outcome))
         .collect();
-    for mut w in finish_all(name, state, done, now) {
+    for mut w in finish_all(name, state, done, now).await {
         backoff(&mut w, now);
         watches.push(w);
     }
@@ -249,9 +249,9 @@ fn backoff(w: &mut Watch, now: DateTime<Utc>) -> (i64, DateTime<Utc>, Duration) 
 /// watches are handed back to be asked again and recorded later, so a
 /// passing ledger error never fails (or strands) a run whose snapshot is
 /// good.
-fn finish_all(
+async fn finish_all(
     name: &str,
-    state: &State,
+    state: &dyn Ledger,
     done: Vec<(Watch, OpOutcome)>,
     now: DateTime<Utc>,
 ) -> Vec<Watch> {
@@ -268,7 +268,7 @@ fn finish_all(
             (w.op.id, error)
         })
         .collect();
-    if let Err(e) = state.finish_ops(&rows, now) {
+    if let Err(e) = state.finish_ops(&rows, now).await {
         warn!(provider = %name, operations = done.len(), error = %e, "cannot record the outcome in the state database; asking again later");
         return done.into_iter().map(|(w, _)| w).collect();
     }
@@ -325,21 +325,23 @@ mod tests {
 
     /// A ledger with one create operation whose deadline is `deadline`
     /// from now.
-    fn ledger(dir: &std::path::Path, deadline: chrono::Duration) -> (Arc<State>, OpRow) {
-        let state = Arc::new(State::open(&dir.join("s.db")).expect("open"));
+    async fn ledger(dir: &std::path::Path, deadline: chrono::Duration) -> (Arc<dyn Ledger>, OpRow) {
+        let state: Arc<dyn Ledger> =
+            Arc::new(crate::state::SqliteLedger::open(&dir.join("s.db")).expect("open"));
         let now = Utc::now();
         let Begin::Started(run) = state
             .begin_run(
                 &NewRun {
-                    policy: "db",
-                    target: "vol-1",
-                    provider: "scripted",
+                    policy: "db".into(),
+                    target: "vol-1".into(),
+                    provider: "scripted".into(),
                     slot: now,
-                    name: "db-vol-1-x",
+                    name: "db-vol-1-x".into(),
                     full: true,
                 },
                 now,
             )
+            .await
             .expect("begin")
         else {
             panic!("a fresh slot starts");
@@ -355,6 +357,7 @@ mod tests {
         };
         let op = state
             .record_created(run, &created, now, plan)
+            .await
             .expect("record")
             .remove(0);
         (state, op)
@@ -375,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn a_poller_let_go_of_still_follows_what_it_has() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5));
+        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5)).await;
         let (_stop, shutdown) = watch::channel(false);
         let provider = scripted(vec![PENDING, PENDING]);
         let poller = Poller::spawn("p".into(), provider, state.clone(), shutdown);
@@ -386,7 +389,11 @@ mod tests {
             .expect("in time")
             .expect("the poller answers");
         assert_eq!(outcome, OpOutcome::Succeeded);
-        assert_eq!(state.ops_in_flight_count().expect("count"), 0, "recorded");
+        assert_eq!(
+            state.ops_in_flight_count().await.expect("count"),
+            0,
+            "recorded"
+        );
     }
 
     /// An operation already past its deadline (the daemon was
@@ -395,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn past_its_deadline_an_operation_is_asked_once_more() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1));
+        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1)).await;
         let (_stop, shutdown) = watch::channel(false);
         let provider = scripted(vec![]);
         let poller = Poller::spawn(
@@ -412,7 +419,7 @@ mod tests {
         assert_eq!(provider.calls("poll"), 1);
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1));
+        let (state, op) = ledger(dir.path(), chrono::Duration::seconds(-1)).await;
         let poller = Poller::spawn("p".into(), scripted(vec![PENDING]), state, shutdown);
         let outcome = poller
             .watch(op, Duration::from_millis(20))
@@ -431,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_status_call_is_retried_and_a_second_watch_joins_the_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5));
+        let (state, op) = ledger(dir.path(), chrono::Duration::minutes(5)).await;
         let (_stop, shutdown) = watch::channel(false);
         let provider = scripted(vec![None, PENDING]);
         let poller = Poller::spawn("p".into(), provider.clone(), state, shutdown);

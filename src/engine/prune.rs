@@ -44,7 +44,8 @@ impl Engine {
         let mut listed = self.list(ps, policy, target, deadline).await?;
         let ledger = self
             .state
-            .live_snapshots(&policy.provider, &policy.name, target)?;
+            .live_snapshots(&policy.provider, &policy.name, target)
+            .await?;
 
         if !dry_run {
             listed = self
@@ -71,7 +72,7 @@ impl Engine {
             .collect();
         let hold = match mode {
             PruneMode::Confirmed => None,
-            _ => self.state.delete_hold(&policy.name, target)?,
+            _ => self.state.delete_hold(&policy.name, target).await?,
         };
         if mode == PruneMode::Budgeted {
             events::emit(HoldState {
@@ -113,7 +114,7 @@ impl Engine {
         if mode == PruneMode::Confirmed
             && report.failed.is_empty()
             && report.held.is_empty()
-            && self.state.release_deletes(&policy.name, target)?
+            && self.state.release_deletes(&policy.name, target).await?
         {
             events::emit(HoldLifted {
                 policy: &policy.name,
@@ -150,7 +151,8 @@ impl Engine {
         // learnt the first time a listing shows it.
         let mut sources = self
             .state
-            .snapshot_sources(&policy.provider, &policy.name, target)?;
+            .snapshot_sources(&policy.provider, &policy.name, target)
+            .await?;
         let rows: HashMap<&str, i64> = ledger
             .iter()
             .map(|r| (r.snapshot_id.as_str(), r.id))
@@ -167,7 +169,7 @@ impl Engine {
         if !learnt.is_empty() {
             let rows: Vec<(i64, &str)> =
                 learnt.iter().map(|(id, src)| (*id, src.as_str())).collect();
-            self.state.record_snapshot_sources(&rows)?;
+            self.state.record_snapshot_sources(&rows).await?;
             sources.extend(learnt);
         }
         let missing = |listed: &[RemoteSnapshot]| -> Vec<&SnapshotRow> {
@@ -213,7 +215,7 @@ impl Engine {
             }
             for row in second {
                 warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud (missing from two listings)");
-                self.state.mark_deleted(row.id, Utc::now())?;
+                self.state.mark_deleted(row.id, Utc::now()).await?;
             }
             return Ok(again);
         }
@@ -251,9 +253,10 @@ impl Engine {
             .iter()
             .any(|c| c.chain.as_ref().is_some_and(|ch| !ch.full));
         // A snapshot being restored from is not deleted under the restore.
-        let restoring =
-            self.state
-                .snapshots_being_restored(&policy.provider, &policy.name, target)?;
+        let restoring = self
+            .state
+            .snapshots_being_restored(&policy.provider, &policy.name, target)
+            .await?;
         let mut waits = Vec::new();
         for (n, id) in to_delete.iter().enumerate() {
             if chained && !report.failed.is_empty() {
@@ -436,17 +439,15 @@ impl Engine {
                     provider: &policy.provider,
                     snapshot: snapshot_id,
                 });
-                self.state.mark_deleted(row, Utc::now())?;
+                self.state.mark_deleted(row, Utc::now()).await?;
                 Ok(None)
             }
             DeleteStarted::Tracking(reference) => {
                 let now = Utc::now();
-                let op = self.state.begin_delete(
-                    row,
-                    &reference,
-                    now,
-                    poll_plan(policy, now, deadline),
-                )?;
+                let op = self
+                    .state
+                    .begin_delete(row, &reference, now, poll_plan(policy, now, deadline))
+                    .await?;
                 info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
                 Ok(Some(ps.poller.watch(op, policy.timing.poll_max_interval)))
             }

@@ -24,7 +24,8 @@ impl Engine {
         let listed = self.list(&ps, policy, target, deadline).await?;
         let ledger = self
             .state
-            .live_snapshots(&policy.provider, &policy.name, target)?;
+            .live_snapshots(&policy.provider, &policy.name, target)
+            .await?;
         let own_good: Vec<(&RemoteSnapshot, i64)> = listed
             .iter()
             .filter(|s| s.marker_slot.is_some() && s.state == SnapshotState::Available)
@@ -75,12 +76,15 @@ impl Engine {
             }))
             .await??;
         let now = Utc::now();
-        let op = self.state.begin_restore(
-            row,
-            &started.operation,
-            now,
-            poll_plan(policy, now, deadline),
-        )?;
+        let op = self
+            .state
+            .begin_restore(
+                row,
+                &started.operation,
+                now,
+                poll_plan(policy, now, deadline),
+            )
+            .await?;
         info!(policy = %policy.name, target, snapshot = %chosen.id, job = %started.operation, "restore started");
         match self
             .or_shutdown(ps.poller.watch(op, policy.timing.poll_max_interval))

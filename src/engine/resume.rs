@@ -27,20 +27,33 @@ impl Engine {
     ///
     /// Returns one future per run taken up, carrying it to its end; the
     /// caller runs them like any other run, so their outcomes are alerted.
-    pub fn take_up_abandoned(
+    pub async fn take_up_abandoned(
         self: &Arc<Self>,
         config: &Config,
         with_ops: bool,
     ) -> Result<Vec<BoxFuture<'static, RunReport>>, EngineError> {
         let mut claimed = Vec::new();
         {
-            // Read and claim under the lock `begin_slot` claims under, so a
+            // Read and claim under the gate `begin_slot` claims under, so a
             // run being started now is never taken for abandoned.
-            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-            let (runs, unreadable) = self.state.open_runs_readable()?;
+            let _gate = self.claiming.lock().await;
+            let (runs, unreadable) = self.state.open_runs_readable().await?;
             self.report_unreadable(unreadable);
-            for run in runs {
-                if let Some(claim) = Claim::take(&self.active, &mut active, run.id) {
+            let mut taken = Vec::new();
+            {
+                let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+                for run in runs {
+                    if let Some(claim) = Claim::take(&self.active, &mut active, run.id) {
+                        taken.push((run, claim));
+                    }
+                }
+            }
+            // A task may have finished its run and let go of its claim
+            // after the read: it records the end before it lets go, so a
+            // run read again and still open is truly abandoned.
+            for (run, claim) in taken {
+                let run = self.state.run(run.id).await?;
+                if run.state.is_open() {
                     claimed.push((run, claim));
                 }
             }
@@ -48,7 +61,7 @@ impl Engine {
         if claimed.is_empty() && !with_ops {
             return Ok(Vec::new());
         }
-        let (ops, unreadable) = self.state.ops_in_flight_readable()?;
+        let (ops, unreadable) = self.state.ops_in_flight_readable().await?;
         self.report_unreadable(unreadable);
         if !ops.is_empty() || !claimed.is_empty() {
             info!(
@@ -86,12 +99,14 @@ impl Engine {
             let ops = run_ops.remove(&run.id).unwrap_or_default();
             let Some(policy) = policies.get(run.policy.as_str()).map(|p| (*p).clone()) else {
                 warn!(policy = %run.policy, target = %run.target, "open run of a policy no longer configured; marked failed");
-                self.state.set_run_state(
-                    run.id,
-                    RunState::Failed,
-                    Some("policy removed from the configuration"),
-                    Utc::now(),
-                )?;
+                self.state
+                    .set_run_state(
+                        run.id,
+                        RunState::Failed,
+                        Some("policy removed from the configuration"),
+                        Utc::now(),
+                    )
+                    .await?;
                 continue;
             };
             let engine = self.clone();
@@ -187,7 +202,7 @@ impl Engine {
         deadline: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let mut bad = Vec::new();
-        for s in self.state.run_snapshots(run_id)? {
+        for s in self.state.run_snapshots(run_id).await? {
             match s.state {
                 LedgerState::Available => {}
                 LedgerState::Creating => {

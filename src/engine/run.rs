@@ -27,7 +27,7 @@ impl Engine {
         target: &str,
         slot: DateTime<Utc>,
     ) -> RunReport {
-        match self.begin(policy, target, slot) {
+        match self.begin(policy, target, slot).await {
             Ok(Ok(begun)) => self.execute(policy, begun).await,
             Ok(Err(outcome)) => report(policy, target, slot, outcome),
             Err(e) => report(policy, target, slot, RunOutcome::Failed(e.to_string())),
@@ -37,13 +37,15 @@ impl Engine {
     /// Record the intent for one (policy, target, slot), before any API
     /// call. `Ok(Err(outcome))` when the slot is not to be run (already
     /// recorded, or overlapping a run in flight).
-    pub fn begin(
+    pub async fn begin(
         &self,
         policy: &Policy,
         target: &str,
         slot: DateTime<Utc>,
     ) -> Result<Result<Begun, RunOutcome>, EngineError> {
-        let mut begun = self.begin_slot(policy, std::slice::from_ref(&target.to_string()), slot)?;
+        let mut begun = self
+            .begin_slot(policy, std::slice::from_ref(&target.to_string()), slot)
+            .await?;
         Ok(begun
             .pop()
             .map(|(_, b)| b)
@@ -54,7 +56,7 @@ impl Engine {
     /// written in one transaction (one durable commit for the whole slot),
     /// so a slot of thousands of targets starts without a disk flush per
     /// target. On error nothing of the slot is recorded and nothing runs.
-    pub fn begin_slot(
+    pub async fn begin_slot(
         &self,
         policy: &Policy,
         targets: &[String],
@@ -69,33 +71,36 @@ impl Engine {
                 slot,
             };
             let name = ps.provider.snapshot_name(&marker);
-            let full = self.next_is_full(policy, target)?;
+            let full = self.next_is_full(policy, target).await?;
             planned.push((marker, name, full));
         }
         let now = Utc::now();
-        let runs: Vec<NewRun<'_>> = planned
+        let runs: Vec<NewRun> = planned
             .iter()
             .map(|(marker, name, full)| NewRun {
-                policy: &policy.name,
-                target: &marker.target,
-                provider: &policy.provider,
+                policy: policy.name.clone(),
+                target: marker.target.clone(),
+                provider: policy.provider.clone(),
                 slot,
-                name,
+                name: name.clone(),
                 full: *full,
             })
             .collect();
-        // The new runs are claimed under the same lock as the write, so a
+        // The new runs are claimed under the same gate as the write, so a
         // sweep for abandoned runs never sees them unclaimed.
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let begins = self.state.begin_runs(&runs, now)?;
-        let claims: Vec<Option<Claim>> = begins
-            .iter()
-            .map(|b| match b {
-                Begin::Started(id) => Claim::take(&self.active, &mut active, *id),
-                _ => None,
-            })
-            .collect();
-        drop(active);
+        let gate = self.claiming.lock().await;
+        let begins = self.state.begin_runs(&runs, now).await?;
+        let claims: Vec<Option<Claim>> = {
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            begins
+                .iter()
+                .map(|b| match b {
+                    Begin::Started(id) => Claim::take(&self.active, &mut active, *id),
+                    _ => None,
+                })
+                .collect()
+        };
+        drop(gate);
         drop(runs);
         let mut out = Vec::with_capacity(planned.len());
         for (((marker, name, full), begin), claim) in planned.into_iter().zip(begins).zip(claims) {
@@ -182,13 +187,18 @@ impl Engine {
     }
 
     /// Decide whether the next snapshot of a target starts a new chain.
-    pub(super) fn next_is_full(&self, policy: &Policy, target: &str) -> Result<bool, EngineError> {
+    pub(super) async fn next_is_full(
+        &self,
+        policy: &Policy,
+        target: &str,
+    ) -> Result<bool, EngineError> {
         let Some(every) = policy.full_every else {
             return Ok(true);
         };
         let snaps = self
             .state
-            .live_snapshots(&policy.provider, &policy.name, target)?;
+            .live_snapshots(&policy.provider, &policy.name, target)
+            .await?;
         // Count runs (slots), not rows: an instance target makes one
         // snapshot per volume in the same run.
         let mut runs: Vec<(DateTime<Utc>, bool)> = snaps
@@ -284,9 +294,10 @@ impl Engine {
             }
         };
         let now = Utc::now();
-        let ops =
-            self.state
-                .record_created(run_id, &created, now, poll_plan(policy, now, deadline))?;
+        let ops = self
+            .state
+            .record_created(run_id, &created, now, poll_plan(policy, now, deadline))
+            .await?;
         log_created(policy, target, &created);
         self.await_ops(ps, policy, ops).await
     }
@@ -341,13 +352,15 @@ impl Engine {
             match state {
                 Some(SnapshotState::Available) => {
                     self.state
-                        .set_snapshot_state(row, LedgerState::Available, None, now)?;
+                        .set_snapshot_state(row, LedgerState::Available, None, now)
+                        .await?;
                     return Ok(());
                 }
                 Some(SnapshotState::Failed) | Some(SnapshotState::Gone) | None => {
                     let why = format!("snapshot {snapshot_id} ended failed or vanished");
                     self.state
-                        .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                        .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)
+                        .await?;
                     return Err(EngineError::Failed(why));
                 }
                 Some(SnapshotState::Creating) | Some(SnapshotState::Deleting) => {}
@@ -355,7 +368,8 @@ impl Engine {
             if now >= deadline {
                 let why = format!("timed out waiting for snapshot {snapshot_id}");
                 self.state
-                    .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)?;
+                    .set_snapshot_state(row, LedgerState::Failed, Some(&why), now)
+                    .await?;
                 return Err(EngineError::Failed(why));
             }
             self.or_shutdown(tokio::time::sleep(interval)).await?;
@@ -372,7 +386,7 @@ impl Engine {
         run_id: i64,
         result: Result<(), EngineError>,
     ) -> Result<RunOutcome, EngineError> {
-        let created = self.state.run_snapshots(run_id)?.len();
+        let created = self.state.run_snapshots(run_id).await?.len();
         match result {
             Ok(()) => {}
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
@@ -381,9 +395,10 @@ impl Engine {
                 // The ledger first: whoever reads the log line and then
                 // asks `status` sees the failure there too. The failure is
                 // counted and logged even if the ledger cannot take it.
-                let recorded =
-                    self.state
-                        .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now());
+                let recorded = self
+                    .state
+                    .set_run_state(run_id, RunState::Failed, Some(&msg), Utc::now())
+                    .await;
                 events::emit(RunFailed {
                     policy: &policy.name,
                     target,
@@ -396,7 +411,8 @@ impl Engine {
             }
         }
         self.state
-            .set_run_state(run_id, RunState::Pruning, None, Utc::now())?;
+            .set_run_state(run_id, RunState::Pruning, None, Utc::now())
+            .await?;
         events::emit(SnapshotsGood {
             policy: &policy.name,
             target,
@@ -414,7 +430,8 @@ impl Engine {
                 let msg = format!("pruning failed: {e}");
                 error!(policy = %policy.name, target, error = %msg, "pruning failed");
                 self.state
-                    .set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())?;
+                    .set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())
+                    .await?;
                 return Ok(RunOutcome::Succeeded {
                     created,
                     deleted: 0,
@@ -424,7 +441,8 @@ impl Engine {
         };
         let kept = self
             .state
-            .live_snapshots(&policy.provider, &policy.name, target)?
+            .live_snapshots(&policy.provider, &policy.name, target)
+            .await?
             .iter()
             .filter(|r| r.state == LedgerState::Available)
             .count();
@@ -437,7 +455,8 @@ impl Engine {
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
         self.state
-            .set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())?;
+            .set_run_state(run_id, RunState::Succeeded, note.as_deref(), Utc::now())
+            .await?;
         events::emit(RunSucceeded {
             policy: &policy.name,
             target,
@@ -488,12 +507,11 @@ impl Engine {
         let mut rows = Vec::new();
         for f in &found {
             info!(policy = %policy.name, target, snapshot = %f.id, "found a snapshot of this slot on the cloud; adopting it");
-            rows.push(self.state.adopt_snapshot(
-                run_id,
-                &f.id,
-                ledger_state(f.state),
-                Utc::now(),
-            )?);
+            rows.push(
+                self.state
+                    .adopt_snapshot(run_id, &f.id, ledger_state(f.state), Utc::now())
+                    .await?,
+            );
         }
         for (row, f) in rows.iter().zip(&found) {
             if let Err(e) = self

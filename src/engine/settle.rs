@@ -43,7 +43,7 @@ impl Engine {
             })
         };
         let mut by_provider: BTreeMap<String, Vec<OpRow>> = BTreeMap::new();
-        for op in self.state.ops_in_flight()?.into_iter().filter(wanted) {
+        for op in self.state.ops_in_flight().await?.into_iter().filter(wanted) {
             by_provider.entry(op.provider.clone()).or_default().push(op);
         }
         let mut settled = Settled::default();
@@ -91,7 +91,7 @@ impl Engine {
                 }
                 let rows: Vec<(i64, Option<&str>)> =
                     done.iter().map(|(id, e)| (*id, e.as_deref())).collect();
-                self.state.finish_ops(&rows, Utc::now())?;
+                self.state.finish_ops(&rows, Utc::now()).await?;
                 settled.finished += rows.len();
             }
         }

@@ -4,7 +4,7 @@
 use super::fake::{lost_answer, FakeCloud};
 use super::*;
 use crate::providers::Created;
-use crate::state::{Begin, RunState};
+use crate::state::{Begin, Ledger, RunState, SqliteLedger};
 use std::time::Duration;
 
 /// A ledger in a temp dir, one policy `db` on `vol-1` (QingCloud in the
@@ -43,13 +43,14 @@ timeout = "30s"
     let config =
         crate::config::load_with_env(&text, &dir.join("f.toml"), &|_| Some("secret".to_string()))
             .expect("config");
-    let state = Arc::new(State::open(&dir.join("s.db")).expect("ledger"));
+    let state: Arc<dyn Ledger> = Arc::new(SqliteLedger::open(&dir.join("s.db")).expect("ledger"));
     let (stop, shutdown) = watch::channel(false);
     let engine = Arc::new(Engine {
         state: state.clone(),
         providers: RwLock::new(BTreeMap::new()),
         shutdown: shutdown.clone(),
         active: ActiveRuns::default(),
+        claiming: tokio::sync::Mutex::new(()),
         unreadable: Mutex::default(),
     });
     let provider: Arc<dyn Provider> = cloud;
@@ -109,7 +110,7 @@ async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
     cloud.answer_lists([vec![], vec![listed("snap-made", slot)]]);
     let engine = run_after_a_lost_create(dir.path(), &cloud, slot).await;
     assert_eq!(cloud.calls("create"), 1, "never a second create");
-    let rows = engine.state.all_snapshots().expect("ledger");
+    let rows = engine.state.all_snapshots().await.expect("ledger");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].snapshot_id, "snap-made");
 }
@@ -136,18 +137,24 @@ async fn only_runs_without_a_claim_are_taken_up() {
     let slot = Utc::now();
     let begun = engine
         .begin(&config.policies[0], "vol-1", slot)
+        .await
         .expect("ledger")
         .expect("a fresh slot starts");
     assert!(engine
         .take_up_abandoned(&config, false)
+        .await
         .expect("sweep")
         .is_empty());
     drop(begun);
-    let taken = engine.take_up_abandoned(&config, false).expect("sweep");
+    let taken = engine
+        .take_up_abandoned(&config, false)
+        .await
+        .expect("sweep");
     assert_eq!(taken.len(), 1, "the run without a claim is taken up");
     assert!(
         engine
             .take_up_abandoned(&config, false)
+            .await
             .expect("sweep")
             .is_empty(),
         "and claimed by whoever took it"
@@ -186,15 +193,16 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
             .state
             .begin_run(
                 &crate::state::NewRun {
-                    policy: "db",
-                    target: "vol-1",
-                    provider: "qc",
+                    policy: "db".into(),
+                    target: "vol-1".into(),
+                    provider: "qc".into(),
                     slot,
-                    name: &name,
+                    name,
                     full: true,
                 },
                 recorded_at,
             )
+            .await
             .expect("begin")
         else {
             panic!("a fresh slot starts");
@@ -215,14 +223,17 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
                 recorded_at,
                 plan,
             )
+            .await
             .expect("record");
         engine
             .state
             .finish_op(ops[0].id, None, recorded_at)
+            .await
             .expect("finish");
         engine
             .state
             .set_run_state(run, RunState::Succeeded, None, recorded_at)
+            .await
             .expect("succeeded");
     }
     let listed = |id: &str, slot| RemoteSnapshot {
@@ -253,20 +264,25 @@ async fn a_corrupt_open_run_does_not_stop_the_others_being_taken_up() {
     let slot = Utc::now();
     let good = engine
         .begin(policy, "vol-1", slot)
+        .await
         .expect("ledger")
         .expect("a fresh slot starts");
     let corrupt = engine
         .begin(policy, "vol-2", slot)
+        .await
         .expect("ledger")
         .expect("a fresh slot starts");
-    engine.state.execute_for_tests(&format!(
-        "UPDATE runs SET started_at = 'not a time' WHERE id = {}",
-        corrupt.run_id
-    ));
+    SqliteLedger::open(&dir.path().join("s.db"))
+        .expect("ledger")
+        .execute_for_tests(&format!(
+            "UPDATE runs SET started_at = 'not a time' WHERE id = {}",
+            corrupt.run_id
+        ));
     let good_id = good.run_id;
     drop((good, corrupt));
     let taken = engine
         .take_up_abandoned(&config, true)
+        .await
         .expect("the readable runs are taken up");
     assert_eq!(taken.len(), 1);
     let report = futures::future::join_all(taken).await.remove(0);
@@ -275,5 +291,11 @@ async fn a_corrupt_open_run_does_not_stop_the_others_being_taken_up() {
         matches!(report.outcome, RunOutcome::Succeeded { .. }),
         "{report:?}"
     );
-    assert!(!engine.state.run(good_id).expect("run").state.is_open());
+    assert!(!engine
+        .state
+        .run(good_id)
+        .await
+        .expect("run")
+        .state
+        .is_open());
 }

@@ -124,7 +124,7 @@ pub struct Alerter {
 type CommandEvent = (Vec<String>, Vec<u8>, Alert);
 
 /// What is told of an alert that reached the operator.
-pub type Delivered = Arc<dyn Fn(&Alert) + Send + Sync>;
+pub type Delivered = Arc<dyn Fn(&Alert) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 impl Alerter {
     pub fn new(config: &Config) -> Arc<Alerter> {
@@ -486,7 +486,7 @@ impl Alerter {
                     match req.send().await {
                         Ok(r) if r.status().is_success() => {
                             if let Some(hook) = &delivered {
-                                hook(&alert);
+                                hook(&alert).await;
                             }
                             return;
                         }
@@ -512,7 +512,7 @@ impl Alerter {
                         match run_command(&command, &body).await {
                             Ok(()) => {
                                 if let Some(hook) = &delivered {
-                                    hook(&alert);
+                                    hook(&alert).await;
                                 }
                             }
                             Err(e) => {

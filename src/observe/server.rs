@@ -81,7 +81,7 @@ async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
 pub fn start(
     listener: Option<std::net::TcpListener>,
     health: Arc<Health>,
-    state: Arc<crate::state::State>,
+    state: Arc<dyn crate::state::Ledger>,
     probe_every: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -104,11 +104,7 @@ pub fn start(
                     loop {
                         tokio::select! {
                             _ = every.tick() => {
-                                let s = state.clone();
-                                let result = tokio::task::spawn_blocking(move || s.probe_writable())
-                                    .await
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|r| r.map_err(|e| e.to_string()));
+                                let result = state.probe_writable().await.map_err(|e| e.to_string());
                                 if let Err(e) = &result {
                                     tracing::warn!(error = %e, "state database not writable");
                                 }

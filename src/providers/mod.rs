@@ -402,11 +402,17 @@ pub(crate) fn require_selectable(
 /// Where a provider keeps a secret that changes while it runs (a rotating
 /// refresh token), so that a restart uses the newest. Implemented by the
 /// state database; the provider never sees SQL.
+#[async_trait::async_trait]
 pub trait SecretStore: Send + Sync {
     /// The stored value for (`provider`, `key`), if any.
-    fn load_secret(&self, provider: &str, key: &str) -> Result<Option<StoredSecret>, String>;
+    async fn load_secret(&self, provider: &str, key: &str) -> Result<Option<StoredSecret>, String>;
     /// Replace the stored value for (`provider`, `key`).
-    fn store_secret(&self, provider: &str, key: &str, secret: &StoredSecret) -> Result<(), String>;
+    async fn store_secret(
+        &self,
+        provider: &str,
+        key: &str,
+        secret: &StoredSecret,
+    ) -> Result<(), String>;
 }
 
 /// A secret kept by a [`SecretStore`]. `seed` tells which configured value

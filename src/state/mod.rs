@@ -1,39 +1,26 @@
-//! The SQLite ledger: intents and runs, the snapshots snapwarden made, the
+//! The ledger: intents and runs, the snapshots snapwarden made, the
 //! operations in flight, and the scheduler's memory of fired slots.
 //!
-//! This is the only module that writes SQL. Every write that must be atomic
-//! (an intent, the ids a create returned, an operation's outcome together
-//! with its snapshot's state) is one transaction. The database runs in WAL
-//! mode with `synchronous = FULL`: a committed intent survives a crash or a
-//! power cut, which is what makes "no duplicate, nothing lost" possible.
+//! [`Ledger`] is what the rest of snapwarden sees: an async trait, so no
+//! caller ever blocks a runtime thread on the database. Its backend is
+//! SQLite on one bastion ([`sqlite::SqliteLedger`]). This is the only
+//! module that writes SQL. Every write that must be atomic (an intent, the
+//! ids a create returned, an operation's outcome together with its
+//! snapshot's state) is one transaction of the backend, committed before
+//! the call returns: a committed intent survives a crash, which is what
+//! makes "no duplicate, nothing lost" possible.
 
-mod alerts;
-mod lock;
-mod migrations;
-mod ops;
-mod rows;
-mod runs;
-mod safety;
-mod secrets;
-mod snapshots;
-mod sources;
-mod summary;
-mod trim;
+pub mod sqlite;
 
-pub use alerts::Delivered;
-pub use lock::{Holder, LedgerLock};
-pub use safety::DeleteHold;
-pub use trim::Trimmed;
+pub use sqlite::{Holder, LedgerLock, SqliteLedger};
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::providers::OpKind;
-use rows::{corrupt, parse_ts, ts};
+use crate::providers::{Created, OpKind};
 
 /// A failure of the state database. Always fatal for the action at hand:
 /// a snapshot that cannot be recorded must not be created.
@@ -63,6 +50,9 @@ pub enum StateError {
         lock: PathBuf,
         holder: Holder,
     },
+    /// The backend's worker died while it held the call (a panic: a bug).
+    #[error("state database: the call was lost: {0}")]
+    Lost(String),
     #[error("cannot lock the ledger with {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -99,7 +89,7 @@ impl RunState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "intent" => RunState::Intent,
             "creating" => RunState::Creating,
@@ -112,22 +102,13 @@ impl RunState {
     }
 
     /// The states of a run not yet terminal.
-    const OPEN: [RunState; 3] = [RunState::Intent, RunState::Creating, RunState::Pruning];
+    pub(crate) const OPEN: [RunState; 3] =
+        [RunState::Intent, RunState::Creating, RunState::Pruning];
 
     pub fn is_open(self) -> bool {
         RunState::OPEN.contains(&self)
     }
 }
-
-/// The open run states as written in SQL, for `state IN (...)`. The run
-/// states a query compares with are spelled out in its text, not bound:
-/// only then can SQLite use the partial indexes on `runs`, whose
-/// predicates are literals of the migrations (`runs_open`,
-/// `runs_skipped`, `runs_succeeded`) and whose plan a bound value would
-/// make SQLite recompile at every execution.
-/// `state::tests::open_run_states_in_sql_are_the_open_states` ties it to
-/// [`RunState::is_open`].
-const OPEN_RUN_STATES_SQL: &str = "'intent', 'creating', 'pruning'";
 
 /// A snapshot's state in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +131,7 @@ impl LedgerState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "creating" => LedgerState::Creating,
             "available" => LedgerState::Available,
@@ -163,17 +144,17 @@ impl LedgerState {
 }
 
 /// What the engine records before it calls the cloud.
-#[derive(Debug, Clone)]
-pub struct NewRun<'a> {
-    pub policy: &'a str,
-    pub target: &'a str,
-    pub provider: &'a str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub policy: String,
+    pub target: String,
+    pub provider: String,
     pub slot: DateTime<Utc>,
-    pub name: &'a str,
+    pub name: String,
     pub full: bool,
 }
 
-/// The answer to [`State::begin_run`].
+/// The answer to [`Ledger::begin_run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     /// The intent is recorded; go ahead.
@@ -229,7 +210,7 @@ pub struct Unreadable {
 }
 
 impl Unreadable {
-    fn new(table: &'static str, id: i64, e: impl std::fmt::Display) -> Unreadable {
+    pub(crate) fn new(table: &'static str, id: i64, e: impl std::fmt::Display) -> Unreadable {
         Unreadable {
             table,
             id,
@@ -271,49 +252,6 @@ pub struct TargetSummary {
     pub skipped: u32,
 }
 
-/// The open ledger. Cheap calls under a mutex: every statement is a short
-/// local write, so async callers may call these directly.
-pub struct State {
-    path: PathBuf,
-    conn: Mutex<Connection>,
-    /// A second connection for health probes, so a probe never waits behind
-    /// the engine's own writes (opened lazily; none for read-only use).
-    probe: Mutex<Option<Connection>>,
-    /// The ledger's lock, held as long as this is open (see
-    /// [`State::open_locked`]).
-    lock: Option<LedgerLock>,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("path", &self.path).finish()
-    }
-}
-
-/// A transaction that writes: IMMEDIATE, so it takes the write lock
-/// before its first read and waits for another writer (`busy_timeout`)
-/// instead of reading first and then failing at once with
-/// SQLITE_BUSY_SNAPSHOT when that writer commits in between (which no
-/// timeout covers). Every transaction here writes.
-fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-}
-
-/// Every (policy, target) the ledger knows, with its provider.
-const TARGET_PAIRS_SQL: &str =
-    "SELECT policy, target, provider FROM targets ORDER BY policy, target";
-
-/// How many slots of one (policy, target) were skipped.
-const SKIPPED_COUNT_SQL: &str =
-    "SELECT COUNT(*) FROM runs WHERE policy = ?1 AND target = ?2 AND state = 'skipped'";
-
-const RUN_COLUMNS: &str =
-    "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";
-
-const SNAPSHOT_COLUMNS: &str = "id, run_id, provider, policy, target, slot, name, snapshot_id, state, full, created_at, completed_at, deleted_at, error";
-
-const OP_COLUMNS: &str = "o.id, o.kind, o.provider, o.reference, o.snapshot, s.snapshot_id, s.run_id, s.policy, s.target, o.started_at, o.next_poll_at, o.poll_interval_ms, o.deadline";
-
 /// When an operation is first polled, how often after that, and when it
 /// gives up.
 #[derive(Debug, Clone, Copy)]
@@ -323,179 +261,253 @@ pub struct PollPlan {
     pub deadline: DateTime<Utc>,
 }
 
-impl State {
-    /// Open (creating if needed) and migrate the database at `path`.
-    pub fn open(path: &Path) -> Result<State> {
-        let conn = Connection::open(path).map_err(|source| StateError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let state = State {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-            probe: Mutex::new(None),
-            lock: None,
-        };
-        state.configure().map_err(|e| match e {
-            StateError::Sql(source) => StateError::Open {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })?;
-        Ok(state)
-    }
+/// (policy, target, kind) → when the newest delivered alert was decided.
+pub type Delivered = HashMap<(String, String, String), DateTime<Utc>>;
 
-    /// Open an existing database for reading only (`status`, `monitor`):
-    /// safe while the daemon runs.
-    pub fn open_read_only(path: &Path) -> Result<State> {
-        if !path.exists() {
-            return Err(StateError::Missing {
-                path: path.to_path_buf(),
-            });
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StateError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = migrations::MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StateError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known,
-            });
-        }
-        Ok(State {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-            probe: Mutex::new(None),
-            lock: None,
-        })
-    }
+/// Deletions of one policy and target held until the operator confirms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteHold {
+    pub policy: String,
+    pub target: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
 
-    /// [`State::open`] for a process that writes the ledger (the daemon, a
-    /// one-shot command that snapshots, prunes, deletes or restores):
-    /// takes the ledger's lock first and holds it until this is dropped.
-    /// `command` names this process to whoever is refused the lock. Held
-    /// by another process: [`StateError::Locked`] at once, nothing opened.
-    pub fn open_locked(path: &Path, command: &str) -> Result<State> {
-        let lock = LedgerLock::acquire(path, command)?;
-        let mut state = State::open(path)?;
-        state.lock = Some(lock);
-        Ok(state)
-    }
+/// What one [`Ledger::trim`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub runs: usize,
+    pub snapshots: usize,
+    pub operations: usize,
+}
 
-    /// The lock this ledger is held with, if it was opened with
-    /// [`State::open_locked`].
-    pub fn lock(&self) -> Option<&LedgerLock> {
-        self.lock.as_ref()
+pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
+    StateError::Corrupt {
+        what,
+        value: value.to_string(),
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Run raw SQL on the ledger (tests that need a row no code path
-    /// writes, such as a corrupt one).
-    #[cfg(test)]
-    pub(crate) fn execute_for_tests(&self, sql: &str) {
-        self.conn().execute_batch(sql).expect("test SQL");
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent
-        // (transactions roll back on drop), so a poisoned lock is usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn configure(&self) -> Result<()> {
-        let mut conn = self.conn();
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: every commit is on disk before we call the cloud.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = migrations::MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StateError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                known,
-            });
-        }
-        if version == known {
-            return Ok(());
-        }
-        // Each step re-reads the version under the write lock: two
-        // processes opening an old ledger at once migrate it once.
-        loop {
-            let tx = write_tx(&mut conn)?;
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let Some(sql) = usize::try_from(version)
-                .ok()
-                .and_then(|v| migrations::MIGRATIONS.get(v))
-            else {
-                return Ok(());
-            };
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version + 1)?;
-            tx.commit()?;
-        }
-    }
+/// The ledger as the engine, the daemon and the commands use it. Every
+/// call is one committed transaction of the backend (or one consistent
+/// read); a call that fails has written nothing.
+#[async_trait::async_trait]
+pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync {
+    /// Where the ledger is, for messages (a path, or a URL without its
+    /// password).
+    fn location(&self) -> String;
 
     /// The schema version in force.
-    pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    }
+    async fn schema_version(&self) -> Result<i64>;
 
-    /// A cheap write to prove the database is usable (health checks): one
-    /// row's timestamp, committed, on a connection of its own (waiting at
-    /// most 200 ms for the write lock), so a locked, read-only or full
-    /// database shows up in health checks even while the engine is blocked
-    /// on it. Taking the lock alone would write nothing, and a full disk
-    /// would never show.
-    pub fn probe_writable(&self) -> Result<()> {
-        let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = match probe.take() {
-            Some(c) => c,
-            None => {
-                let c = Connection::open(&self.path)?;
-                c.busy_timeout(Duration::from_millis(200))?;
-                c
-            }
-        };
-        let result = conn.execute(
-            "INSERT INTO health_probe (id, at) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-            [ts(Utc::now())],
-        );
-        *probe = Some(conn);
-        result?;
-        Ok(())
-    }
+    /// A cheap committed write on a connection of its own, to prove the
+    /// database usable (health checks), even while the engine waits on it.
+    async fn probe_writable(&self) -> Result<()>;
 
     // ---- schedule -------------------------------------------------------
 
+    async fn last_slot(&self, policy: &str) -> Result<Option<DateTime<Utc>>>;
+
+    /// Record that `slot` fired for `policy`; never moves backwards.
+    async fn set_last_slot(&self, policy: &str, slot: DateTime<Utc>) -> Result<()>;
+
     // ---- runs -----------------------------------------------------------
+
+    /// Record the intent for one (policy, target, slot), in one transaction
+    /// with the checks that make it safe: a slot already recorded is not run
+    /// again, and a slot that comes while the previous run of the same policy
+    /// and target is open is recorded as skipped.
+    async fn begin_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<Begin>;
+
+    /// [`Ledger::begin_run`] for every target of one slot in a single
+    /// transaction: one durable commit instead of one per target, so a
+    /// slot of thousands of targets starts at once. All or nothing: on
+    /// error no intent of the slot is written.
+    async fn begin_runs(&self, runs: &[NewRun], now: DateTime<Utc>) -> Result<Vec<Begin>>;
+
+    async fn run(&self, run_id: i64) -> Result<RunRow>;
+
+    /// Runs not yet terminal (to resume after a restart).
+    async fn open_runs(&self) -> Result<Vec<RunRow>>;
+
+    /// Runs not yet terminal, and the rows among them that cannot be read.
+    async fn open_runs_readable(&self) -> Result<(Vec<RunRow>, Vec<Unreadable>)>;
+
+    /// Runs for one policy and target, newest slot first.
+    async fn runs_for(&self, policy: &str, target: &str, limit: u32) -> Result<Vec<RunRow>>;
+
+    async fn set_run_state(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Record what a create returned: its snapshots and the operations to
+    /// follow, and move the run to `creating`, in one transaction.
+    async fn record_created(
+        &self,
+        run_id: i64,
+        created: &[Created],
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<Vec<OpRow>>;
+
+    /// Record a snapshot found by name for a run whose create answer was
+    /// lost (it reached the cloud), in the given state.
+    async fn adopt_snapshot(
+        &self,
+        run_id: i64,
+        snapshot_id: &str,
+        state: LedgerState,
+        now: DateTime<Utc>,
+    ) -> Result<SnapshotRow>;
 
     // ---- snapshots ------------------------------------------------------
 
+    async fn snapshot(&self, row_id: i64) -> Result<SnapshotRow>;
+
+    async fn run_snapshots(&self, run_id: i64) -> Result<Vec<SnapshotRow>>;
+
+    /// The snapshots of one (provider, policy, target) not deleted.
+    async fn live_snapshots(
+        &self,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Result<Vec<SnapshotRow>>;
+
+    async fn all_snapshots(&self) -> Result<Vec<SnapshotRow>>;
+
+    async fn mark_deleted(&self, row_id: i64, now: DateTime<Utc>) -> Result<()>;
+
+    async fn set_snapshot_state(
+        &self,
+        row_id: i64,
+        state: LedgerState,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
     // ---- operations -----------------------------------------------------
+
+    /// Record a delete decision: the snapshot goes to `deleting` and an
+    /// operation follows the cloud's job.
+    async fn begin_delete(
+        &self,
+        row_id: i64,
+        reference: &str,
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<OpRow>;
+
+    async fn begin_restore(
+        &self,
+        row_id: i64,
+        reference: &str,
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<OpRow>;
+
+    /// Snapshot ids of (provider, policy, target) a restore is reading.
+    async fn snapshots_being_restored(
+        &self,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Result<HashSet<String>>;
+
+    async fn op(&self, id: i64) -> Result<OpRow>;
+
+    async fn ops_in_flight_count(&self) -> Result<usize>;
+
+    async fn ops_in_flight(&self) -> Result<Vec<OpRow>>;
+
+    /// Operations in flight, and the rows among them that cannot be read.
+    async fn ops_in_flight_readable(&self) -> Result<(Vec<OpRow>, Vec<Unreadable>)>;
+
+    /// Record an operation's outcome (`error` None: it succeeded) together
+    /// with its snapshot's state.
+    async fn finish_op(&self, id: i64, error: Option<&str>, now: DateTime<Utc>) -> Result<()>;
+
+    /// [`Ledger::finish_op`] for many operations in one transaction.
+    async fn finish_ops(&self, outcomes: &[(i64, Option<&str>)], now: DateTime<Utc>) -> Result<()>;
+
+    /// When each operation is polled next, and at what interval.
+    async fn reschedule_ops(&self, next: &[(i64, DateTime<Utc>, Duration)]) -> Result<()>;
+
+    // ---- deletion safety ------------------------------------------------
+
+    async fn hold_deletes(
+        &self,
+        policy: &str,
+        target: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    async fn delete_hold(&self, policy: &str, target: &str) -> Result<Option<DeleteHold>>;
+
+    async fn delete_holds(&self) -> Result<Vec<DeleteHold>>;
+
+    /// Lift a hold; whether there was one.
+    async fn release_deletes(&self, policy: &str, target: &str) -> Result<bool>;
+
+    /// Snapshots whose delete failed or is stuck.
+    async fn failed_deletes(&self) -> Result<Vec<SnapshotRow>>;
+
+    // ---- sources and policy rules ---------------------------------------
+
+    async fn policy_rules(&self) -> Result<HashMap<String, String>>;
+
+    async fn record_policy_rules(
+        &self,
+        rules: &[(&str, &str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    async fn snapshot_sources(
+        &self,
+        provider: &str,
+        policy: &str,
+        target: &str,
+    ) -> Result<HashMap<i64, String>>;
+
+    async fn all_snapshot_sources(&self) -> Result<HashMap<i64, String>>;
+
+    async fn record_snapshot_sources(&self, sources: &[(i64, &str)]) -> Result<()>;
+
+    // ---- alerts ---------------------------------------------------------
+
+    /// Record that an alert of `kind` decided at `at` reached the operator
+    /// (never moves back in time).
+    async fn record_alert_delivered(
+        &self,
+        policy: &str,
+        target: &str,
+        kind: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    async fn alerts_delivered(&self) -> Result<Delivered>;
+
+    /// The newest skipped slot of (policy, target), and its reason.
+    async fn newest_skipped(
+        &self,
+        policy: &str,
+        target: &str,
+    ) -> Result<Option<(DateTime<Utc>, Option<String>)>>;
 
     // ---- status ---------------------------------------------------------
 
-    // ---- provider secrets -----------------------------------------------
-}
+    async fn summaries(&self) -> Result<Vec<TargetSummary>>;
 
-#[cfg(test)]
-mod tests;
+    async fn target_summary(&self, policy: &str, target: &str) -> Result<Option<TargetSummary>>;
+
+    // ---- history --------------------------------------------------------
+
+    /// Remove history that ended before `before`: only what no guarantee
+    /// still needs.
+    async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed>;
+}

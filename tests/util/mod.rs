@@ -280,12 +280,13 @@ requests_per_second = 50
     }
 
     /// The ledger, if the daemon has created it yet.
-    pub fn try_state(&self) -> Option<snapwarden::state::State> {
-        snapwarden::state::State::open_read_only(&self.state_path()).ok()
+    pub fn try_state(&self) -> Option<snapwarden::state::SqliteLedger> {
+        snapwarden::state::SqliteLedger::open_read_only(&self.state_path()).ok()
     }
 
-    pub fn state(&self) -> snapwarden::state::State {
-        snapwarden::state::State::open_read_only(&self.state_path()).expect("open state read-only")
+    pub fn state(&self) -> snapwarden::state::SqliteLedger {
+        snapwarden::state::SqliteLedger::open_read_only(&self.state_path())
+            .expect("open state read-only")
     }
 
     /// How many ledger rows (of `target`, or of every target) are
@@ -454,7 +455,7 @@ impl Sim {
 /// succeeded run).
 pub fn seed_own(
     sim: &Sim,
-    state: &snapwarden::state::State,
+    state: &snapwarden::state::SqliteLedger,
     policy: &str,
     volume: &str,
     t: chrono::DateTime<chrono::Utc>,
@@ -470,11 +471,11 @@ pub fn seed_own(
     let Begin::Started(run) = state
         .begin_run(
             &NewRun {
-                policy,
-                target: volume,
-                provider: "qc",
+                policy: policy.into(),
+                target: volume.into(),
+                provider: "qc".into(),
                 slot: t,
-                name: &name,
+                name,
                 full: true,
             },
             t,
@@ -508,7 +509,7 @@ pub fn seed_own(
 /// `n` own snapshots of `policy` on `volume`, one a day ending two days
 /// ago, oldest first.
 pub fn seed_days(sim: &Sim, wd: &Workdir, policy: &str, volume: &str, n: i64) -> Vec<String> {
-    let state = snapwarden::state::State::open(&wd.state_path()).expect("ledger");
+    let state = snapwarden::state::SqliteLedger::open(&wd.state_path()).expect("ledger");
     let start = chrono::Utc::now() - chrono::Duration::days(n + 2);
     (0..n)
         .map(|d| {

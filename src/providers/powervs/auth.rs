@@ -276,7 +276,7 @@ impl Auth {
         seed: &str,
         store: Option<&dyn SecretStore>,
     ) -> Result<Access, ProviderError> {
-        let current = self.current_refresh(cache, configured, seed, store)?;
+        let current = self.current_refresh(cache, configured, seed, store).await?;
         let (sent, status, headers, body) = self
             .post_token(IP4G_CALL, url, |r| {
                 r.json(&wire::Ip4gTokenRequest {
@@ -310,7 +310,8 @@ impl Auth {
             .map_err(|e| errors::malformed(IP4G_CALL, e, body.len()))?;
         if let Some(new) = t.refresh_token.filter(|r| !r.trim().is_empty()) {
             if new != current.expose() {
-                self.keep_rotated(cache, Secret::new(new), seed, store);
+                self.keep_rotated(cache, Secret::new(new), seed, store)
+                    .await;
             }
         }
         let expires = t
@@ -325,7 +326,7 @@ impl Auth {
 
     /// IP4G rotated the refresh token: the new one replaces the old in
     /// memory and, where there is a store, in the state database.
-    fn keep_rotated(
+    async fn keep_rotated(
         &self,
         cache: &mut Cache,
         new: Secret,
@@ -335,14 +336,16 @@ impl Auth {
         cache.refresh = Some(new.clone());
         match store {
             Some(store) => {
-                let saved = store.store_secret(
-                    &self.provider,
-                    REFRESH_TOKEN_KEY,
-                    &StoredSecret {
-                        value: new,
-                        seed: seed.to_string(),
-                    },
-                );
+                let saved = store
+                    .store_secret(
+                        &self.provider,
+                        REFRESH_TOKEN_KEY,
+                        &StoredSecret {
+                            value: new,
+                            seed: seed.to_string(),
+                        },
+                    )
+                    .await;
                 match saved {
                     Ok(()) => {
                         tracing::info!(provider = %self.provider, "IP4G refresh token rotated; the new one is saved in the state database")
@@ -361,7 +364,7 @@ impl Auth {
     /// The refresh token to use: the store's if it descends from the
     /// configured one (another process may have rotated it), else the one
     /// this process holds, else the configured one.
-    fn current_refresh(
+    async fn current_refresh(
         &self,
         cache: &mut Cache,
         configured: Option<&Secret>,
@@ -369,7 +372,7 @@ impl Auth {
         store: Option<&dyn SecretStore>,
     ) -> Result<Secret, ProviderError> {
         if let Some(store) = store {
-            match store.load_secret(&self.provider, REFRESH_TOKEN_KEY) {
+            match store.load_secret(&self.provider, REFRESH_TOKEN_KEY).await {
                 Ok(Some(s)) if s.seed == seed => {
                     cache.refresh = Some(s.value.clone());
                     return Ok(s.value);

@@ -491,11 +491,12 @@ async fn restore_posts_in_place_and_is_followed_on_the_snapshot() {
 #[derive(Default)]
 struct MemStore(Mutex<Option<StoredSecret>>);
 
+#[async_trait::async_trait]
 impl SecretStore for MemStore {
-    fn load_secret(&self, _p: &str, _k: &str) -> Result<Option<StoredSecret>, String> {
+    async fn load_secret(&self, _p: &str, _k: &str) -> Result<Option<StoredSecret>, String> {
         Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
-    fn store_secret(&self, _p: &str, _k: &str, s: &StoredSecret) -> Result<(), String> {
+    async fn store_secret(&self, _p: &str, _k: &str, s: &StoredSecret) -> Result<(), String> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
         Ok(())
     }
@@ -570,12 +571,12 @@ async fn ip4g_rotation_is_saved_and_preferred_over_the_configured_token() {
     assert!(last.is_some_and(|b| b.contains("rt-new")));
 }
 
-#[test]
-fn the_state_database_keeps_provider_secrets() {
-    let state = crate::state::State::open(std::path::Path::new(":memory:"))
+#[tokio::test]
+async fn the_state_database_keeps_provider_secrets() {
+    let state = crate::state::SqliteLedger::open(std::path::Path::new(":memory:"))
         .unwrap_or_else(|e| panic!("{e}"));
     let store: &dyn SecretStore = &state;
-    assert_eq!(store.load_secret("pvs", REFRESH_TOKEN_KEY), Ok(None));
+    assert_eq!(store.load_secret("pvs", REFRESH_TOKEN_KEY).await, Ok(None));
     for v in ["one", "two"] {
         store
             .store_secret(
@@ -586,33 +587,39 @@ fn the_state_database_keeps_provider_secrets() {
                     seed: "s".into(),
                 },
             )
+            .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let got = store
         .load_secret("pvs", REFRESH_TOKEN_KEY)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         got.map(|s| s.value.expose().to_string()),
         Some("two".to_string())
     );
-    assert_eq!(store.load_secret("other", REFRESH_TOKEN_KEY), Ok(None));
+    assert_eq!(
+        store.load_secret("other", REFRESH_TOKEN_KEY).await,
+        Ok(None)
+    );
 }
 
-#[test]
-fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
+#[tokio::test]
+async fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("state.db");
-    drop(crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}")));
-    let ro = crate::state::State::open_read_only(&path).unwrap_or_else(|e| panic!("{e}"));
+    drop(crate::state::SqliteLedger::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let ro = crate::state::SqliteLedger::open_read_only(&path).unwrap_or_else(|e| panic!("{e}"));
     let secret = StoredSecret {
         value: Secret::new("rotated"),
         seed: "s".into(),
     };
     SecretStore::store_secret(&ro, "pvs", REFRESH_TOKEN_KEY, &secret)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let rw = crate::state::State::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let rw = crate::state::SqliteLedger::open(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        SecretStore::load_secret(&rw, "pvs", REFRESH_TOKEN_KEY),
+        SecretStore::load_secret(&rw, "pvs", REFRESH_TOKEN_KEY).await,
         Ok(Some(secret))
     );
 }

@@ -6,11 +6,11 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{finish_run_row, run_row};
 use super::{
-    LedgerState, OpRow, Result, RunState, State, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL,
-    TARGET_PAIRS_SQL,
+    LedgerState, OpRow, Result, RunState, SqliteLedger, TargetSummary, RUN_COLUMNS,
+    SKIPPED_COUNT_SQL, TARGET_PAIRS_SQL,
 };
 
-impl State {
+impl SqliteLedger {
     /// Every (policy, target) the ledger knows, with what `status` shows.
     pub fn summaries(&self) -> Result<Vec<TargetSummary>> {
         let pairs: Vec<(String, String, String)> = {

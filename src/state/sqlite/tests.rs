@@ -1,8 +1,8 @@
 use super::*;
-use chrono::TimeZone;
+use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
 
-use crate::providers::Created;
+use crate::providers::{Created, OpKind};
 
 fn t(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s)
@@ -10,26 +10,26 @@ fn t(s: u32) -> DateTime<Utc> {
         .expect("valid test time")
 }
 
-fn new_run(slot: DateTime<Utc>) -> NewRun<'static> {
+fn new_run(slot: DateTime<Utc>) -> NewRun {
     NewRun {
-        policy: "db",
-        target: "vol-1",
-        provider: "qc",
+        policy: "db".into(),
+        target: "vol-1".into(),
+        provider: "qc".into(),
         slot,
-        name: "db-vol-1-x",
+        name: "db-vol-1-x".into(),
         full: true,
     }
 }
 
 /// A new ledger in a temporary directory (kept while the guard lives).
-fn ledger() -> (tempfile::TempDir, State) {
+fn ledger() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = State::open(&dir.path().join("s.db")).expect("open");
+    let s = SqliteLedger::open(&dir.path().join("s.db")).expect("open");
     (dir, s)
 }
 
 /// Begin `run` at `now`; it must start.
-fn started(s: &State, run: &NewRun<'_>, now: DateTime<Utc>) -> i64 {
+fn started(s: &SqliteLedger, run: &NewRun, now: DateTime<Utc>) -> i64 {
     match s.begin_run(run, now).expect("begin") {
         Begin::Started(id) => id,
         other => panic!("{run:?} must start, got {other:?}"),
@@ -49,14 +49,14 @@ fn migrations_run_once_and_reopen_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
     {
-        let s = State::open(&path).expect("open");
+        let s = SqliteLedger::open(&path).expect("open");
         assert_eq!(s.schema_version().expect("version"), MIGRATIONS_LEN);
         assert_eq!(
             s.begin_run(&new_run(t(0)), t(0)).expect("begin"),
             Begin::Started(1)
         );
     }
-    let s = State::open(&path).expect("reopen");
+    let s = SqliteLedger::open(&path).expect("reopen");
     assert_eq!(s.schema_version().expect("version"), MIGRATIONS_LEN);
     assert_eq!(s.open_runs().expect("runs").len(), 1);
 }
@@ -212,7 +212,7 @@ fn lookups_by_run_and_by_snapshot_use_an_index() {
 #[test]
 fn read_only_open_of_a_missing_file_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let err = State::open_read_only(&dir.path().join("nope.db")).expect_err("missing");
+    let err = SqliteLedger::open_read_only(&dir.path().join("nope.db")).expect_err("missing");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -226,7 +226,7 @@ fn read_only_open_of_a_missing_file_says_so() {
 fn read_then_write_transactions_wait_for_another_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
-    let s = State::open(&path).expect("open");
+    let s = SqliteLedger::open(&path).expect("open");
     let contended = |what: &str, step: &dyn Fn() -> Result<()>| {
         let other = Connection::open(&path).expect("second connection");
         other
@@ -294,7 +294,7 @@ fn read_then_write_transactions_wait_for_another_writer() {
 fn the_health_probe_commits_a_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
-    let s = State::open(&path).expect("open");
+    let s = SqliteLedger::open(&path).expect("open");
     let other = Connection::open(&path).expect("second connection");
     let version = |c: &Connection| -> i64 {
         c.query_row("PRAGMA data_version", [], |r| r.get(0))
@@ -441,10 +441,10 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
     {
-        let s = State::open(&path).expect("open");
+        let s = SqliteLedger::open(&path).expect("open");
         s.begin_run(&new_run(t(0)), t(0)).expect("begin");
         let other = NewRun {
-            target: "vol-2",
+            target: "vol-2".into(),
             ..new_run(t(0))
         };
         s.begin_run(&other, t(0)).expect("begin");
@@ -456,7 +456,7 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
             )
             .expect("downgrade");
     }
-    let s = State::open(&path).expect("reopen");
+    let s = SqliteLedger::open(&path).expect("reopen");
     assert_eq!(s.schema_version().expect("version"), MIGRATIONS_LEN);
     let targets: Vec<_> = s
         .summaries()
@@ -489,4 +489,40 @@ fn open_run_states_in_sql_are_the_open_states() {
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     assert_eq!(super::OPEN_RUN_STATES_SQL, open.join(", "));
+}
+
+/// A ledger call that waits for the database (another process holds the
+/// write lock) leaves the runtime's thread free: on a one-thread runtime a
+/// timer still fires on time meanwhile, and the call completes once the
+/// lock is released. When the calls ran on the caller's thread, the wait
+/// (up to `busy_timeout`) stopped every other task of that thread.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_waiting_on_the_database_does_not_hold_up_the_runtime() {
+    use crate::state::Ledger;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let (dir, s) = ledger();
+    let holder = rusqlite::Connection::open(dir.path().join("s.db")).expect("second connection");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let ledger: Arc<dyn Ledger> = Arc::new(s.clone());
+    let write = tokio::spawn(async move { ledger.set_last_slot("db", t(5)).await });
+
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slept = started.elapsed();
+    assert!(
+        slept < Duration::from_secs(1),
+        "a 100 ms timer took {slept:?}: the ledger call blocked the runtime"
+    );
+    assert!(!write.is_finished(), "the write waits for the lock");
+
+    holder.execute_batch("COMMIT").expect("release the lock");
+    write
+        .await
+        .expect("the write task")
+        .expect("written once the lock is free");
+    assert_eq!(s.last_slot("db").expect("read"), Some(t(5)));
 }

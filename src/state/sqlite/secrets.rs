@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::ts;
-use super::{Result, State};
+use super::{Result, SqliteLedger};
 
-impl State {
+impl SqliteLedger {
     /// A secret a provider keeps here (a rotated refresh token): its value
     /// and the fingerprint of the configured value it descends from.
     pub fn load_secret(&self, provider: &str, key: &str) -> Result<Option<(String, String)>> {
@@ -35,7 +35,7 @@ impl State {
     ) -> Result<()> {
         let read_only = self.conn().is_readonly(rusqlite::MAIN_DB)?;
         if read_only {
-            return State::open(&self.path)?.store_secret(provider, key, value, seed, now);
+            return SqliteLedger::open(&self.0.path)?.store_secret(provider, key, value, seed, now);
         }
         self.conn().execute(
             "INSERT INTO provider_secrets (provider, key, value, seed, updated_at)
@@ -45,39 +45,5 @@ impl State {
             params![provider, key, value, seed, ts(now)],
         )?;
         Ok(())
-    }
-}
-
-impl crate::providers::SecretStore for State {
-    fn load_secret(
-        &self,
-        provider: &str,
-        key: &str,
-    ) -> std::result::Result<Option<crate::providers::StoredSecret>, String> {
-        State::load_secret(self, provider, key)
-            .map(|found| {
-                found.map(|(value, seed)| crate::providers::StoredSecret {
-                    value: crate::config::Secret::new(value),
-                    seed,
-                })
-            })
-            .map_err(|e| e.to_string())
-    }
-
-    fn store_secret(
-        &self,
-        provider: &str,
-        key: &str,
-        secret: &crate::providers::StoredSecret,
-    ) -> std::result::Result<(), String> {
-        State::store_secret(
-            self,
-            provider,
-            key,
-            secret.value.expose(),
-            &secret.seed,
-            Utc::now(),
-        )
-        .map_err(|e| e.to_string())
     }
 }

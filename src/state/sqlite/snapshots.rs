@@ -5,9 +5,9 @@ use rusqlite::params;
 
 use super::rows::{snapshot_row, RawSnapshot};
 use super::runs::{write_snapshot_state, Completion};
-use super::{LedgerState, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
+use super::{LedgerState, Result, SnapshotRow, SqliteLedger, SNAPSHOT_COLUMNS};
 
-impl State {
+impl SqliteLedger {
     pub fn snapshot(&self, row_id: i64) -> Result<SnapshotRow> {
         self.conn()
             .query_row(

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{ts, LedgerState, Result, State};
+use super::{ts, LedgerState, Result, SqliteLedger};
 
-impl State {
+impl SqliteLedger {
     /// The rules (as the engine encoded them) each policy last ran with.
     pub fn policy_rules(&self) -> Result<HashMap<String, String>> {
         let conn = self.conn();
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn rules_and_sources_round_trip() {
-        let state = State::open(std::path::Path::new(":memory:")).expect("ledger");
+        let state = SqliteLedger::open(std::path::Path::new(":memory:")).expect("ledger");
         let now = Utc::now();
         assert!(state.policy_rules().expect("rules").is_empty());
         state
@@ -135,11 +135,11 @@ mod tests {
         let Begin::Started(run) = state
             .begin_run(
                 &NewRun {
-                    policy: "db",
-                    target: "i-1",
-                    provider: "qc",
+                    policy: "db".into(),
+                    target: "i-1".into(),
+                    provider: "qc".into(),
                     slot: now,
-                    name: "db-i-1",
+                    name: "db-i-1".into(),
                     full: true,
                 },
                 now,

@@ -6,18 +6,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::four_texts;
-use super::{parse_ts, ts, LedgerState, Result, SnapshotRow, State, SNAPSHOT_COLUMNS};
+use super::{
+    parse_ts, ts, DeleteHold, LedgerState, Result, SnapshotRow, SqliteLedger, SNAPSHOT_COLUMNS,
+};
 
-/// Deletions of one policy and target held until the operator confirms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeleteHold {
-    pub policy: String,
-    pub target: String,
-    pub reason: String,
-    pub since: DateTime<Utc>,
-}
-
-impl State {
+impl SqliteLedger {
     /// Hold deletions of (`policy`, `target`); an existing hold keeps its
     /// start and takes the new reason.
     pub fn hold_deletes(

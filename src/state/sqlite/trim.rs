@@ -20,20 +20,12 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Transaction};
 
-use super::{ts, write_tx, LedgerState, Result, State};
+use super::{ts, write_tx, LedgerState, Result, SqliteLedger, Trimmed};
 
 /// Rows per transaction.
 const WINDOW: i64 = 5_000;
 
-/// What one [`State::trim`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Trimmed {
-    pub runs: usize,
-    pub snapshots: usize,
-    pub operations: usize,
-}
-
-impl State {
+impl SqliteLedger {
     /// Remove history that ended before `before` (see the module
     /// documentation for what stays).
     pub fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -8,10 +8,10 @@ use rusqlite::params;
 
 use super::rows::{op_row, ts, RawOp, Reader};
 use super::runs::{insert_op, record_outcome};
-use super::{write_tx, LedgerState, OpRow, PollPlan, Result, State, Unreadable, OP_COLUMNS};
+use super::{write_tx, LedgerState, OpRow, PollPlan, Result, SqliteLedger, Unreadable, OP_COLUMNS};
 use crate::domain::OpKind;
 
-impl State {
+impl SqliteLedger {
     /// Start tracking a delete: the snapshot is `deleting` and an operation
     /// follows it, in one transaction.
     pub fn begin_delete(
@@ -106,7 +106,7 @@ impl State {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// [`State::ops_in_flight`], leaving out (and reporting) rows that
+    /// [`SqliteLedger::ops_in_flight`], leaving out (and reporting) rows that
     /// cannot be read.
     pub fn ops_in_flight_readable(&self) -> Result<(Vec<OpRow>, Vec<Unreadable>)> {
         let reader = Reader {

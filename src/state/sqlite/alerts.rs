@@ -2,18 +2,13 @@
 //! one decided just before the process died is sent again on the next
 //! start (the alerter's own memory does not survive a restart).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::four_texts;
-use super::{parse_ts, ts, Result, State};
+use super::{parse_ts, ts, Delivered, Result, SqliteLedger};
 
-/// (policy, target, kind) → when the newest delivered alert was decided.
-pub type Delivered = HashMap<(String, String, String), DateTime<Utc>>;
-
-impl State {
+impl SqliteLedger {
     /// Record that an alert of `kind` decided at `at` reached the operator
     /// (never moves back in time).
     pub fn record_alert_delivered(
@@ -72,7 +67,7 @@ mod tests {
     #[test]
     fn delivered_alerts_keep_their_newest_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = State::open(&dir.path().join("s.db")).expect("open");
+        let s = SqliteLedger::open(&dir.path().join("s.db")).expect("open");
         let t = |h| {
             Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0)
                 .single()

@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Row};
 
-use super::{LedgerState, OpRow, Result, RunRow, RunState, SnapshotRow, StateError, Unreadable};
+pub(super) use crate::state::corrupt;
+
+use super::{LedgerState, OpRow, Result, RunRow, RunState, SnapshotRow, Unreadable};
 use crate::providers::OpKind;
 
 /// Timestamps are stored as RFC 3339 UTC text with milliseconds, which
@@ -23,13 +25,6 @@ pub(super) fn parse_ts(what: &'static str, s: &str) -> Result<DateTime<Utc>> {
 
 pub(super) fn parse_opt_ts(what: &'static str, s: Option<String>) -> Result<Option<DateTime<Utc>>> {
     s.map(|s| parse_ts(what, &s)).transpose()
-}
-
-pub(super) fn corrupt(what: &'static str, value: &str) -> StateError {
-    StateError::Corrupt {
-        what,
-        value: value.to_string(),
-    }
 }
 
 pub(super) fn op_kind(s: &str) -> Result<OpKind> {

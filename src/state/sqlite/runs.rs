@@ -7,11 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::rows::{finish_run_row, op_kind, parse_opt_ts, parse_ts, run_row, ts, Reader};
 use super::{
     write_tx, Begin, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow, RunState, SnapshotRow,
-    State, Unreadable, OPEN_RUN_STATES_SQL, RUN_COLUMNS,
+    SqliteLedger, Unreadable, OPEN_RUN_STATES_SQL, RUN_COLUMNS,
 };
 use crate::providers::{Created, OpKind};
 
-impl State {
+impl SqliteLedger {
     pub fn last_slot(&self, policy: &str) -> Result<Option<DateTime<Utc>>> {
         let s: Option<String> = self
             .conn()
@@ -39,7 +39,7 @@ impl State {
     /// with the checks that make it safe: a slot already recorded is not run
     /// again, and a slot that comes while the previous run of the same policy
     /// and target is open is recorded as skipped.
-    pub fn begin_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Begin> {
+    pub fn begin_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<Begin> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
         let begin = begin_run_in(&tx, run, now)?;
@@ -47,11 +47,11 @@ impl State {
         Ok(begin)
     }
 
-    /// [`State::begin_run`] for every target of one slot in a single
+    /// [`SqliteLedger::begin_run`] for every target of one slot in a single
     /// transaction: one durable commit instead of one per target, so a
     /// slot of thousands of targets starts at once. All or nothing: on
     /// error no intent of the slot is written.
-    pub fn begin_runs(&self, runs: &[NewRun<'_>], now: DateTime<Utc>) -> Result<Vec<Begin>> {
+    pub fn begin_runs(&self, runs: &[NewRun], now: DateTime<Utc>) -> Result<Vec<Begin>> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
         let begun = runs
@@ -81,7 +81,7 @@ impl State {
         )
     }
 
-    /// [`State::open_runs`], leaving out (and reporting) rows that cannot
+    /// [`SqliteLedger::open_runs`], leaving out (and reporting) rows that cannot
     /// be read, so that one corrupt row never stops the others from being
     /// taken up.
     pub fn open_runs_readable(&self) -> Result<(Vec<RunRow>, Vec<Unreadable>)> {
@@ -288,7 +288,7 @@ pub(super) fn open_runs_sql() -> String {
 
 pub(super) fn insert_run(
     tx: &Transaction<'_>,
-    run: &NewRun<'_>,
+    run: &NewRun,
     state: RunState,
     now: DateTime<Utc>,
     error: Option<&str>,
@@ -371,10 +371,10 @@ pub(super) fn insert_op(
     Ok(tx.last_insert_rowid())
 }
 
-/// The checks and insert of [`State::begin_run`], inside a caller's transaction.
+/// The checks and insert of [`SqliteLedger::begin_run`], inside a caller's transaction.
 pub(super) fn begin_run_in(
     tx: &rusqlite::Transaction<'_>,
-    run: &NewRun<'_>,
+    run: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Begin> {
     let exists: bool = tx
