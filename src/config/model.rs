@@ -37,14 +37,38 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// Default: `$STATE_DIRECTORY/state.db`, else `./snapwarden.db`.
+    /// The SQLite ledger. Default: `$STATE_DIRECTORY/state.db`, else
+    /// `./snapwarden.db`. Unused when `shared` is set.
     pub state_path: PathBuf,
+    /// The PostgreSQL ledger shared by several nodes (`state_url`), with
+    /// leadership; `None` for the SQLite ledger of one bastion.
+    pub shared: Option<SharedState>,
     pub log_format: LogFormat,
     /// Zone for policies without their own `timezone`.
     pub timezone: Tz,
     pub metrics_listen: Option<SocketAddr>,
     /// Default for policies without their own `max_deletes_per_run`. Default 10.
     pub max_deletes_per_run: u32,
+}
+
+/// A ledger in PostgreSQL, shared by the nodes of a high-availability
+/// pair: one leads (schedules, creates, polls, deletes), the others wait.
+#[derive(Debug, Clone)]
+pub struct SharedState {
+    /// `postgres://user@host:port/db?sslmode=...`, without a password.
+    pub url: String,
+    /// From `state_password_file`/`_env`; `None`: the server needs none
+    /// (trust, peer, certificate) or `~/.pgpass`-style setups are not used.
+    pub password: Option<Secret>,
+    /// This node's name in the lease and in `status`. Default: the host name.
+    pub node_name: String,
+    /// How long a lease lasts without renewal. Default 15 s.
+    pub lease_duration: Duration,
+    /// How often the leader renews. Default 5 s.
+    pub renew_every: Duration,
+    /// A slot that came due at most this long before a takeover is still
+    /// run by the new leader, whatever `catch_up` says. Default 60 s.
+    pub takeover_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -388,3 +388,127 @@ fn max_deletes_per_run_defaults_to_ten_and_daemon_sets_the_default() {
         "the policy's own wins"
     );
 }
+
+// ---------------------------------------------------------- shared ledger
+
+fn with_daemon(daemon: &str) -> String {
+    format!(
+        "[daemon]\n{daemon}\n\n{}",
+        config("secret_access_key_env = \"QY\"", "")
+    )
+}
+
+#[test]
+fn a_state_url_selects_the_shared_ledger_with_its_defaults() {
+    let text = with_daemon(
+        "state_url = \"postgres://snapwarden@db.internal:5432/snapwarden?sslmode=verify-full\"\n\
+         state_password_env = \"DBPW\"",
+    );
+    let c = load_env(&text, &[("QY", SECRET), ("DBPW", SECRET)]).expect("valid");
+    let shared = c.daemon.shared.clone().expect("a shared ledger");
+    assert_eq!(
+        shared.url,
+        "postgres://snapwarden@db.internal:5432/snapwarden?sslmode=verify-full"
+    );
+    assert_eq!(shared.password.as_ref().map(Secret::expose), Some(SECRET));
+    assert!(!shared.node_name.is_empty(), "the host name by default");
+    assert_eq!(shared.lease_duration, Duration::from_secs(15));
+    assert_eq!(shared.renew_every, Duration::from_secs(5));
+    assert_eq!(shared.takeover_grace, Duration::from_secs(60));
+    assert!(!format!("{:?}", c.daemon).contains(SECRET));
+
+    let text = with_daemon(
+        "state_url = \"postgresql://u@127.0.0.1/db\"\nnode_name = \"bastion-b\"\n\
+         lease_duration = \"3s\"\nlease_renew_every = \"1s\"\ntakeover_grace = \"0s\"",
+    );
+    let shared = load_env(&text, &[("QY", SECRET)])
+        .expect("valid")
+        .daemon
+        .shared
+        .expect("shared");
+    assert_eq!(shared.node_name, "bastion-b");
+    assert!(shared.password.is_none());
+    assert_eq!(shared.lease_duration, Duration::from_secs(3));
+    assert_eq!(shared.takeover_grace, Duration::ZERO);
+}
+
+#[test]
+fn without_a_state_url_the_ledger_is_sqlite() {
+    let text = config("secret_access_key_env = \"QY\"", "");
+    assert!(load_env(&text, &[("QY", SECRET)])
+        .expect("valid")
+        .daemon
+        .shared
+        .is_none());
+}
+
+#[test]
+fn shared_ledger_mistakes_are_positioned_and_never_echo_a_password() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "state_path = \"/var/lib/x.db\"\nstate_url = \"postgres://u@h/db\"",
+            "state_path",
+            "exclude each other",
+        ),
+        (
+            &format!("state_url = \"postgres://u:{SECRET}@h/db\""),
+            "state_url",
+            "holds a password",
+        ),
+        (
+            &format!("state_url = \"postgres://u@h/db?password={SECRET}\""),
+            "state_url",
+            "holds a password",
+        ),
+        (
+            "state_url = \"mysql://u@h/db\"",
+            "state_url",
+            "the scheme must be postgres://",
+        ),
+        ("state_url = \"postgres://u@h\"", "state_url", "no database name"),
+        (
+            "state_url = \"postgres://u@h/db?sslmode=verify\"",
+            "state_url",
+            "sslmode \"verify\" is not one of",
+        ),
+        (
+            "state_password_env = \"DBPW\"",
+            "state_password_env",
+            "there is no `state_url`",
+        ),
+        ("node_name = \"a\"", "node_name", "there is no `state_url`"),
+        (
+            "state_url = \"postgres://u@h/db\"\nlease_duration = \"6s\"\nlease_renew_every = \"3s\"",
+            "lease_renew_every",
+            "at most a third of `lease_duration`",
+        ),
+        (
+            "state_url = \"postgres://u@h/db\"\nnode_name = \"two words\"",
+            "node_name",
+            "without spaces",
+        ),
+        (
+            "state_url = \"postgres://u@h/db\"\nstate_password = \"x\"\nstate_password_env = \"DBPW\"",
+            "state_password_env",
+            "given 2 ways",
+        ),
+    ];
+    for (daemon, key, expected) in cases {
+        let text = with_daemon(daemon);
+        let p = problems(&text, &[("QY", SECRET), ("DBPW", SECRET)]);
+        // On the key's line (at its value).
+        let line = pos_of(&text, &format!("{key} ="))
+            .split(':')
+            .next()
+            .map(str::to_string);
+        let at = format!("test.toml:{}:", line.unwrap_or_default());
+        assert!(
+            p.iter().any(|m| m.contains(&at) && m.contains(expected)),
+            "{daemon:?}: expected {expected:?} at {key}, got {p:?}"
+        );
+        assert!(
+            p.iter().all(|m| !m.contains(SECRET)),
+            "{daemon:?}: a message shows the password: {p:?}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! for its capabilities.
 
 mod alerts;
+mod ledger;
 mod policy;
 mod targets;
 
@@ -147,9 +148,11 @@ fn daemon(raw: &RawDaemon, cx: &mut Cx<'_>) -> Option<DaemonConfig> {
         DEFAULT_MAX_DELETES_PER_RUN,
         cx,
     );
+    let shared = ledger::shared_state(raw, cx);
 
     Some(DaemonConfig {
         state_path,
+        shared: shared?,
         log_format,
         timezone: timezone?,
         metrics_listen,
