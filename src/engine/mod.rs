@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Semaphore};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::config::{Config, Policy};
 use crate::domain::Held;
@@ -207,6 +207,51 @@ struct ProviderSlot {
     in_flight: Arc<Semaphore>,
 }
 
+/// Whether this process may call the clouds now. A process with a ledger
+/// of its own always may. A node of a shared ledger may only while its
+/// lease is certainly held: until a deadline on the monotonic clock, well
+/// inside the lease, that each renewal moves on. Past it (a renewal that
+/// did not come back, a process that was paused) no create, delete or
+/// restore is sent, whatever the wall clock says.
+#[derive(Debug)]
+pub struct Mandate(Mutex<Option<std::time::Instant>>);
+
+impl Mandate {
+    /// For a process that is the only writer of its ledger.
+    pub fn always() -> Arc<Mandate> {
+        Arc::new(Mandate(Mutex::new(None)))
+    }
+
+    /// For a leader: valid until `until`, then only as renewed.
+    pub fn until(until: std::time::Instant) -> Arc<Mandate> {
+        Arc::new(Mandate(Mutex::new(Some(until))))
+    }
+
+    /// A renewal succeeded: valid until `until` (never moved back).
+    pub fn extend(&self, until: std::time::Instant) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = m.as_mut() {
+            *current = (*current).max(until);
+        }
+    }
+
+    /// Leadership is lost: nothing more is sent.
+    pub fn revoke(&self) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_some() {
+            *m = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether a call may be sent now.
+    pub fn holds(&self) -> bool {
+        match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => true,
+            Some(until) => std::time::Instant::now() < until,
+        }
+    }
+}
+
 /// The engine: providers, their pollers, the ledger.
 pub struct Engine {
     state: Arc<dyn Ledger>,
@@ -218,6 +263,8 @@ pub struct Engine {
     /// (`begin_slot`, `take_up_abandoned`), so a run being started is
     /// never taken for abandoned. Async: the ledger is awaited under it.
     claiming: tokio::sync::Mutex<()>,
+    /// Whether calls to the clouds may be sent (see [`Mandate`]).
+    mandate: Arc<Mandate>,
     /// Unreadable ledger rows already reported (each is logged once).
     unreadable: Mutex<HashSet<(&'static str, i64)>>,
 }
@@ -235,6 +282,28 @@ impl Engine {
             shutdown,
             active: ActiveRuns::default(),
             claiming: tokio::sync::Mutex::new(()),
+            mandate: Mandate::always(),
+            unreadable: Mutex::default(),
+        });
+        engine.install_providers(config)?;
+        Ok(engine)
+    }
+
+    /// [`Engine::new`] for the leader of a shared ledger: no call to a
+    /// cloud is sent while `mandate` does not hold.
+    pub fn with_mandate(
+        state: Arc<dyn Ledger>,
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+        mandate: Arc<Mandate>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let engine = Arc::new(Engine {
+            state,
+            providers: RwLock::new(BTreeMap::new()),
+            shutdown,
+            active: ActiveRuns::default(),
+            claiming: tokio::sync::Mutex::new(()),
+            mandate,
             unreadable: Mutex::default(),
         });
         engine.install_providers(config)?;
@@ -291,10 +360,17 @@ impl Engine {
             .cloned()
     }
 
-    /// Wait for `fut` unless the daemon stops first.
+    /// Wait for `fut` unless the daemon stops first. Every call to a cloud
+    /// goes through here, so a process that lost its mandate (a leader
+    /// whose lease may have passed to another node) sends none: it stops
+    /// as for a shutdown, its runs left open for whoever leads next.
     async fn or_shutdown<T>(&self, fut: impl Future<Output = T>) -> Result<T, EngineError> {
         let rx = self.shutdown.clone();
         if *rx.borrow() {
+            return Err(EngineError::Shutdown);
+        }
+        if !self.mandate.holds() {
+            error!("the lease may have passed to another node: no call to the cloud is sent");
             return Err(EngineError::Shutdown);
         }
         tokio::select! {

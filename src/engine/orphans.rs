@@ -448,6 +448,9 @@ impl Engine {
             .slot_by_name(&o.provider)
             .ok_or_else(|| format!("provider {} is not configured", o.provider))?;
         let deadline = now + chrono::Duration::from_std(ORPHAN_DEADLINE).unwrap_or_default();
+        if !self.mandate.holds() {
+            return Err("this process no longer holds the ledger's lease: not deleted".into());
+        }
         let started = retry_plain(deadline, || ps.provider.delete(&o.snapshot_id))
             .await
             .map_err(|e| e.to_string())?;

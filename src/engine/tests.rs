@@ -21,6 +21,15 @@ fn engine_retaining(
     cloud: Arc<FakeCloud>,
     retain: u32,
 ) -> (Arc<Engine>, Config, watch::Sender<bool>) {
+    engine_mandated(dir, cloud, retain, Mandate::always())
+}
+
+fn engine_mandated(
+    dir: &std::path::Path,
+    cloud: Arc<FakeCloud>,
+    retain: u32,
+    mandate: Arc<Mandate>,
+) -> (Arc<Engine>, Config, watch::Sender<bool>) {
     let text = r#"
 [providers.qc]
 kind = "qingcloud"
@@ -51,6 +60,7 @@ timeout = "30s"
         shutdown: shutdown.clone(),
         active: ActiveRuns::default(),
         claiming: tokio::sync::Mutex::new(()),
+        mandate,
         unreadable: Mutex::default(),
     });
     let provider: Arc<dyn Provider> = cloud;
@@ -298,4 +308,34 @@ async fn a_corrupt_open_run_does_not_stop_the_others_being_taken_up() {
         .expect("run")
         .state
         .is_open());
+}
+
+/// A leader whose lease deadline has passed (a renewal that never came
+/// back, a process paused past its lease) sends no create: the run stays
+/// open in the ledger, as at a shutdown, for whoever leads next. While the
+/// mandate holds, the same run goes ahead.
+#[tokio::test]
+async fn without_a_mandate_no_create_is_sent_and_the_run_stays_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let mandate = Mandate::until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    let (engine, config, _stop) = engine_mandated(dir.path(), cloud.clone(), 5, mandate.clone());
+    let policy = &config.policies[0];
+
+    mandate.revoke();
+    let report = engine.run(policy, "vol-1", Utc::now()).await;
+    assert_eq!(report.outcome, RunOutcome::Interrupted, "{report:?}");
+    assert_eq!(cloud.calls("create"), 0, "no create without the mandate");
+    let open = engine.state.open_runs().await.expect("ledger");
+    assert_eq!(open.len(), 1, "the run is left open for the next leader");
+    assert_eq!(open[0].state, RunState::Intent);
+
+    let held = Mandate::until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    let (engine, config, _stop) = engine_mandated(dir.path(), cloud.clone(), 5, held);
+    let report = engine.run(&config.policies[0], "vol-2", Utc::now()).await;
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { .. }),
+        "{report:?}"
+    );
+    assert_eq!(cloud.calls("create"), 1);
 }
