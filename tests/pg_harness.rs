@@ -312,3 +312,39 @@ fn the_shared_cluster_is_gone_after_the_test_process_exits() {
     );
     assert!(!Path::new(&dir).exists(), "{dir} outlived its test process");
 }
+
+#[test]
+fn the_highest_installed_version_is_used_and_none_is_a_clear_error() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let versions = root.path().join("postgresql");
+    for v in ["9.6", "13", "15", "16"] {
+        let bin = versions.join(v).join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        // 16 has no initdb (only the client): not a server installation.
+        if v != "16" {
+            std::fs::write(bin.join("initdb"), "").expect("initdb");
+        }
+    }
+    std::fs::create_dir_all(versions.join("common")).expect("non-version dir");
+    let no_pg_config = root.path().join("no-pg_config");
+    assert_eq!(
+        pg_cluster::find_bindir_in(&no_pg_config, &versions, None).expect("found"),
+        versions.join("15").join("bin")
+    );
+
+    let empty = root.path().join("empty");
+    let err = pg_cluster::find_bindir_in(&no_pg_config, &empty, Some(empty.clone().into()))
+        .expect_err("nothing installed");
+    assert!(err.contains("postgresql"), "{err}");
+    assert!(err.contains(pg_cluster::SKIP_ENV), "{err}");
+
+    // initdb on PATH (Debian's postgresql-common may link it there).
+    let on_path = root.path().join("path");
+    std::fs::create_dir_all(&on_path).expect("path dir");
+    std::os::unix::fs::symlink(versions.join("13/bin/initdb"), on_path.join("initdb"))
+        .expect("symlink");
+    assert_eq!(
+        pg_cluster::find_bindir_in(&no_pg_config, &empty, Some(on_path.into())).expect("found"),
+        versions.join("13").join("bin")
+    );
+}

@@ -558,10 +558,26 @@ fn postgres_user() -> Result<(libc::uid_t, libc::gid_t), String> {
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// The directory that holds `initdb`, `pg_ctl` and `postgres`.
+/// The directory that holds `initdb`, `pg_ctl` and `postgres`: from
+/// `pg_config --bindir`, else the highest `/usr/lib/postgresql/*/bin`,
+/// else the directory of `initdb` on `PATH`.
 pub fn find_bindir() -> Result<PathBuf, String> {
+    find_bindir_in(
+        Path::new("pg_config"),
+        Path::new("/usr/lib/postgresql"),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// [`find_bindir`] with the `pg_config` command, the versions directory and
+/// the `PATH` value given, so a test can point them elsewhere.
+pub fn find_bindir_in(
+    pg_config: &Path,
+    versions_dir: &Path,
+    path_var: Option<std::ffi::OsString>,
+) -> Result<PathBuf, String> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+    if let Ok(out) = Command::new(pg_config).arg("--bindir").output() {
         if out.status.success() {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if has_initdb(&dir) {
@@ -571,7 +587,7 @@ pub fn find_bindir() -> Result<PathBuf, String> {
     }
     // Debian: /usr/lib/postgresql/<major>/bin, not on PATH; the highest
     // version wins when several are installed.
-    if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
+    if let Ok(entries) = fs::read_dir(versions_dir) {
         let mut best: Option<(Vec<u32>, PathBuf)> = None;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -592,7 +608,7 @@ pub fn find_bindir() -> Result<PathBuf, String> {
         }
     }
     // initdb on PATH, possibly a symlink into the real bindir.
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path_var {
         for dir in std::env::split_paths(&path) {
             let initdb = dir.join("initdb");
             if initdb.is_file() {
