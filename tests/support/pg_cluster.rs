@@ -541,21 +541,29 @@ fn free_port() -> Result<u16, String> {
 
 /// `postgres`'s uid and gid, for running the server tools as root.
 fn postgres_user() -> Result<(libc::uid_t, libc::gid_t), String> {
-    let name = CString::new(SUPERUSER).map_err(|e| e.to_string())?;
-    // SAFETY: getpwnam takes a NUL-terminated name and returns NULL or a
-    // pointer to static storage, read at once here; tests that start
-    // clusters concurrently may race on that storage, but every caller
-    // reads the same user.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(format!(
+    // getpwnam returns a pointer into static storage that a concurrent call
+    // overwrites; looking it up once, under the OnceLock, keeps tests that
+    // start clusters in parallel from reading it while another writes it.
+    static USER: OnceLock<Option<(libc::uid_t, libc::gid_t)>> = OnceLock::new();
+    let ids = *USER.get_or_init(|| {
+        let name = CString::new(SUPERUSER).ok()?;
+        // SAFETY: name is NUL-terminated; the result is NULL or points to a
+        // passwd record that is read at once, before any other lookup.
+        let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+        if pw.is_null() {
+            None
+        } else {
+            // SAFETY: pw is non-null and points to a valid passwd record.
+            Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+        }
+    });
+    ids.ok_or_else(|| {
+        format!(
             "running as root, but there is no `{SUPERUSER}` user to run initdb as \
              (initdb refuses root); install Debian's `postgresql` package, which \
              creates it, or run the tests as a normal user"
-        ));
-    }
-    // SAFETY: pw is non-null and points to a valid passwd record.
-    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+        )
+    })
 }
 
 /// The directory that holds `initdb`, `pg_ctl` and `postgres`: from
