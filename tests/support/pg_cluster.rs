@@ -296,7 +296,11 @@ impl PgCluster {
             .arg(conninfo)
             .arg("-c")
             .arg(sql)
-            .env("PGCONNECT_TIMEOUT", "10");
+            .env("PGCONNECT_TIMEOUT", "10")
+            // psql's and libpq's messages in English whatever the
+            // developer's locale, so tests can match them.
+            .env_remove("LC_ALL")
+            .env("LC_MESSAGES", "C");
         // Settings from the developer's environment would change what the
         // connection string asked for.
         for var in [
