@@ -3,15 +3,19 @@
 //!
 //! [`Ledger`] is what the rest of snapwarden sees: an async trait, so no
 //! caller ever blocks a runtime thread on the database. Its backend is
-//! SQLite on one bastion ([`sqlite::SqliteLedger`]). This is the only
+//! SQLite on one bastion ([`sqlite::SqliteLedger`]), or PostgreSQL
+//! shared by the bastions of a highly available pair
+//! ([`postgres::PgLedger`]). This is the only
 //! module that writes SQL. Every write that must be atomic (an intent, the
 //! ids a create returned, an operation's outcome together with its
 //! snapshot's state) is one transaction of the backend, committed before
 //! the call returns: a committed intent survives a crash, which is what
 //! makes "no duplicate, nothing lost" possible.
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{Fence, PgLedger, PgOptions};
 pub use sqlite::{Holder, LedgerLock, SqliteLedger};
 
 use std::collections::{HashMap, HashSet};
@@ -33,9 +37,11 @@ pub enum StateError {
     },
     #[error("state database {path} does not exist (has the daemon run yet?)")]
     Missing { path: PathBuf },
-    #[error("state database {path} has schema version {found}, newer than this snapwarden understands ({known}); upgrade snapwarden")]
+    /// The database was migrated by a newer snapwarden. `location` is a
+    /// path or a URL without its password.
+    #[error("state database {location} has schema version {found}, newer than this snapwarden understands ({known}); upgrade snapwarden")]
     TooNew {
-        path: PathBuf,
+        location: String,
         found: i64,
         known: i64,
     },
@@ -58,6 +64,34 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A PostgreSQL call failed; the message is the server's when it
+    /// answered (with its detail and hint), else the client's with its
+    /// cause.
+    #[error("state database: {}", postgres::pg_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL ledger cannot be reached or its URL is not usable.
+    /// `location` never carries a password.
+    #[error("state database {location}: {message}")]
+    Connect { location: String, message: String },
+    /// A decision write (an intent, a delete, a hold, a trim) from a
+    /// process that does not hold the scheduler lease with the epoch it
+    /// was given: nothing was written.
+    #[error("{}", not_leader_message(.holder.as_deref(), *.epoch))]
+    NotLeader {
+        /// The lease holder this process was fenced with, if any.
+        holder: Option<String>,
+        /// The epoch this process was fenced with, if any.
+        epoch: Option<i64>,
+    },
+}
+
+fn not_leader_message(holder: Option<&str>, epoch: Option<i64>) -> String {
+    match (holder, epoch) {
+        (Some(holder), Some(epoch)) => format!(
+            "not the leader: leadership moved, the scheduler lease is no longer held by {holder} with epoch {epoch} (expired or taken over); nothing was written"
+        ),
+        _ => "not the leader: this process does not hold the scheduler lease (no epoch); nothing was written".to_string(),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -511,3 +545,10 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     /// still needs.
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed>;
 }
+
+#[cfg(test)]
+#[path = "../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
+
+#[cfg(test)]
+mod tests;

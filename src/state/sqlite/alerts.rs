@@ -58,33 +58,3 @@ impl SqliteLedger {
             .transpose()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn delivered_alerts_keep_their_newest_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = SqliteLedger::open(&dir.path().join("s.db")).expect("open");
-        let t = |h| {
-            Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0)
-                .single()
-                .expect("time")
-        };
-        s.record_alert_delivered("db", "vol-1", "failure", t(2))
-            .expect("record");
-        s.record_alert_delivered("db", "vol-1", "failure", t(1))
-            .expect("older");
-        s.record_alert_delivered("db", "vol-1", "slot_skipped", t(3))
-            .expect("record");
-        let d = s.alerts_delivered().expect("read");
-        assert_eq!(d[&("db".into(), "vol-1".into(), "failure".into())], t(2));
-        assert_eq!(
-            d[&("db".into(), "vol-1".into(), "slot_skipped".into())],
-            t(3)
-        );
-        assert_eq!(s.newest_skipped("db", "vol-1").expect("skipped"), None);
-    }
-}

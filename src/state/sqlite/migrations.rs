@@ -156,4 +156,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (policy, target, kind)
     ) WITHOUT ROWID;
     "#,
+    // 9: at most one open run per (policy, target). `begin_run` checks
+    // for an open run before it writes an intent, so this only ever
+    // catches a race between two writers (the PostgreSQL ledger, shared
+    // by two bastions, has the same index).
+    r#"
+    CREATE UNIQUE INDEX runs_one_open ON runs (policy, target)
+        WHERE state IN ('intent', 'creating', 'pruning');
+    "#,
 ];

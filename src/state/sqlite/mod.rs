@@ -146,7 +146,7 @@ impl SqliteLedger {
         let known = migrations::MIGRATIONS.len() as i64;
         if version > known {
             return Err(StateError::TooNew {
-                path: path.to_path_buf(),
+                location: path.display().to_string(),
                 found: version,
                 known,
             });
@@ -198,7 +198,7 @@ impl SqliteLedger {
         let known = migrations::MIGRATIONS.len() as i64;
         if version > known {
             return Err(StateError::TooNew {
-                path: self.0.path.clone(),
+                location: self.0.path.display().to_string(),
                 found: version,
                 known,
             });

@@ -204,11 +204,16 @@ pub(super) fn record_outcome(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let (kind, snap): (String, i64) = tx.query_row(
-        "SELECT kind, snapshot FROM operations WHERE id = ?1",
+    let (kind, snap, finished): (String, i64, Option<String>) = tx.query_row(
+        "SELECT kind, snapshot, finished_at FROM operations WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    // An operation finishes once: a second outcome (another process, a
+    // retried round) changes neither it nor its snapshot.
+    if finished.is_some() {
+        return Ok(());
+    }
     let outcome = if error.is_none() {
         "succeeded"
     } else {

@@ -1,8 +1,7 @@
 use super::*;
 use chrono::{DateTime, TimeZone, Utc};
-use std::collections::HashMap;
 
-use crate::providers::{Created, OpKind};
+use crate::providers::Created;
 
 fn t(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s)
@@ -62,131 +61,6 @@ fn migrations_run_once_and_reopen_keeps_data() {
 }
 
 const MIGRATIONS_LEN: i64 = migrations::MIGRATIONS.len() as i64;
-
-#[test]
-fn a_slot_is_recorded_once_and_overlap_is_skipped() {
-    let (_dir, s) = ledger();
-    let id = started(&s, &new_run(t(0)), t(0));
-    assert_eq!(
-        s.begin_run(&new_run(t(0)), t(1)).expect("again"),
-        Begin::AlreadyRecorded
-    );
-    assert_eq!(
-        s.begin_run(&new_run(t(5)), t(5)).expect("overlap"),
-        Begin::Overlap { running_slot: t(0) }
-    );
-    // The skipped slot is itself recorded: it is never run later either.
-    assert_eq!(
-        s.begin_run(&new_run(t(5)), t(6)).expect("again"),
-        Begin::AlreadyRecorded
-    );
-    s.set_run_state(id, RunState::Succeeded, None, t(7))
-        .expect("finish");
-    assert!(matches!(
-        s.begin_run(&new_run(t(10)), t(10)).expect("next"),
-        Begin::Started(_)
-    ));
-}
-
-#[test]
-fn created_ids_and_outcomes_are_recorded() {
-    let (_dir, s) = ledger();
-    let run = started(&s, &new_run(t(0)), t(0));
-    let ops = s
-        .record_created(
-            run,
-            &[Created {
-                snapshot_id: "ss-1".into(),
-                operation: "j-1".into(),
-            }],
-            t(1),
-            plan(t(2)),
-        )
-        .expect("record");
-    assert_eq!(ops.len(), 1);
-    assert_eq!(ops[0].reference, "j-1");
-    assert_eq!(ops[0].snapshot_id, "ss-1");
-    assert_eq!(s.run(run).expect("run").state, RunState::Creating);
-    assert_eq!(s.ops_in_flight().expect("ops").len(), 1);
-
-    s.finish_op(ops[0].id, None, t(3)).expect("finish");
-    assert!(s.ops_in_flight().expect("ops").is_empty());
-    let snaps = s.live_snapshots("qc", "db", "vol-1").expect("live");
-    assert_eq!(snaps.len(), 1);
-    assert_eq!(snaps[0].state, LedgerState::Available);
-
-    let del = s
-        .begin_delete(snaps[0].id, "j-2", t(4), plan(t(4)))
-        .expect("delete");
-    assert_eq!(del.kind, OpKind::Delete);
-    assert_eq!(
-        s.snapshot(snaps[0].id).expect("snap").state,
-        LedgerState::Deleting
-    );
-    s.finish_op(del.id, None, t(5)).expect("finish delete");
-    assert!(s
-        .live_snapshots("qc", "db", "vol-1")
-        .expect("live")
-        .is_empty());
-}
-
-#[test]
-fn summaries_count_consecutive_failures() {
-    let (_dir, s) = ledger();
-    for (i, state) in [RunState::Succeeded, RunState::Failed, RunState::Failed]
-        .into_iter()
-        .enumerate()
-    {
-        let id = started(&s, &new_run(t(i as u32 * 10)), t(0));
-        s.set_run_state(
-            id,
-            state,
-            (state == RunState::Failed).then_some("boom"),
-            t(i as u32 * 10 + 1),
-        )
-        .expect("state");
-    }
-    let sum = s.summaries().expect("summaries");
-    assert_eq!(sum.len(), 1);
-    assert_eq!(sum[0].consecutive_failures, 2);
-    assert_eq!(sum[0].last_error.as_deref(), Some("boom"));
-    assert_eq!(sum[0].last_success, Some(t(1)));
-}
-
-#[test]
-fn summaries_read_back_to_the_newest_success_only() {
-    let (_dir, s) = ledger();
-    // Oldest first: failed, succeeded, failed (other words), still open.
-    let history = [
-        (Some(RunState::Failed), Some("old")),
-        (Some(RunState::Succeeded), None),
-        (Some(RunState::Failed), Some("new")),
-        (None, None),
-    ];
-    for (i, (state, error)) in history.into_iter().enumerate() {
-        let id = started(&s, &new_run(t(i as u32 * 10)), t(0));
-        if let Some(state) = state {
-            s.set_run_state(id, state, error, t(i as u32 * 10 + 1))
-                .expect("state");
-        }
-    }
-    let sum = s.summaries().expect("summaries");
-    assert_eq!(sum.len(), 1);
-    // The open run is the last run but not part of the streak; the failure
-    // before the success does not count.
-    assert_eq!(sum[0].last_run.as_ref().map(|r| r.slot), Some(t(30)));
-    assert_eq!(sum[0].consecutive_failures, 1);
-    assert_eq!(sum[0].last_error.as_deref(), Some("new"));
-    assert_eq!(sum[0].last_success, Some(t(11)));
-    let one = s
-        .target_summary(&sum[0].policy, &sum[0].target)
-        .expect("summary")
-        .expect("has run");
-    assert_eq!(
-        (one.consecutive_failures, one.last_error, one.last_success),
-        (1, Some("new".to_string()), Some(t(11)))
-    );
-}
 
 #[test]
 fn lookups_by_run_and_by_snapshot_use_an_index() {
@@ -339,102 +213,6 @@ fn summaries_do_not_scan_every_run() {
     );
 }
 
-/// One (policy, target) with a long history, trimmed at a horizon: old
-/// finished runs and the rows of snapshots deleted long ago go; open runs,
-/// live or failed snapshots and their runs, the newest success and the
-/// failure streak after it stay, so the summary does not change.
-#[test]
-fn trimming_drops_old_history_and_keeps_what_matters() {
-    let (_dir, s) = ledger();
-    let day = |d: u32| t(0) + chrono::Duration::days(d as i64);
-    // Days 0..=9: a run a day. Day 0-5 succeed, each with a snapshot that
-    // retention deleted the next day (day 5's stays live); day 3 a skipped
-    // slot; day 6 and 7 fail (the streak); day 8 failed with a failed
-    // snapshot; day 9 still open.
-    let mut snap_of_day = HashMap::new();
-    for d in 0..=9u32 {
-        let run = new_run(day(d));
-        let id = started(&s, &run, day(d));
-        if d == 3 {
-            let skipped = NewRun {
-                slot: day(d) + chrono::Duration::hours(1),
-                ..new_run(day(d))
-            };
-            assert!(matches!(
-                s.begin_run(&skipped, day(d)).expect("skipped"),
-                Begin::Overlap { .. }
-            ));
-        }
-        if d <= 5 || d == 8 {
-            let ops = s
-                .record_created(
-                    id,
-                    &[Created {
-                        snapshot_id: format!("ss-{d}"),
-                        operation: format!("j-{d}"),
-                    }],
-                    day(d),
-                    plan(day(d)),
-                )
-                .expect("created");
-            s.finish_op(ops[0].id, (d == 8).then_some("boom"), day(d))
-                .expect("finish");
-            // Each snapshot's listed source is recorded too (prune does
-            // it): trimming must take that row along.
-            s.record_snapshot_sources(&[(ops[0].snapshot_row, "vol-1")])
-                .expect("source");
-            snap_of_day.insert(d, ops[0].snapshot_row);
-        }
-        match d {
-            0..=5 => s.set_run_state(id, RunState::Succeeded, None, day(d)),
-            6..=8 => s.set_run_state(id, RunState::Failed, Some("boom"), day(d)),
-            _ => Ok(()),
-        }
-        .expect("state");
-        if (1..=5).contains(&d) {
-            let prev = snap_of_day[&(d - 1)];
-            let del = s
-                .begin_delete(prev, &format!("d-{d}"), day(d), plan(day(d)))
-                .expect("delete");
-            s.finish_op(del.id, None, day(d)).expect("deleted");
-        }
-    }
-    let before = s.summaries().expect("summaries");
-
-    // Keep 3 days of history before day 9.
-    let trimmed = s.trim(day(6)).expect("trim");
-    assert!(trimmed.runs > 0 && trimmed.snapshots > 0, "{trimmed:?}");
-
-    let runs = s.runs_for("db", "vol-1", 100).expect("runs");
-    let slots: Vec<_> = runs.iter().map(|r| r.slot).collect();
-    // Day 5 (newest success, its snapshot live), 6-8 (streak, one with a
-    // failed snapshot), 9 (open) stay; days 0-4 and the skip go.
-    assert_eq!(slots, vec![day(9), day(8), day(7), day(6), day(5)]);
-    let snaps = s.all_snapshots().expect("snapshots");
-    let ids: Vec<_> = snaps.iter().map(|r| r.snapshot_id.as_str()).collect();
-    assert_eq!(ids, vec!["ss-5", "ss-8"]);
-    assert!(s.ops_in_flight().expect("ops").is_empty());
-    let after = s.summaries().expect("summaries");
-    assert_eq!(after.len(), 1);
-    assert_eq!(
-        (
-            &after[0].last_run,
-            after[0].last_success,
-            after[0].consecutive_failures,
-            after[0].snapshots_kept
-        ),
-        (
-            &before[0].last_run,
-            before[0].last_success,
-            before[0].consecutive_failures,
-            before[0].snapshots_kept
-        )
-    );
-    // Trimming again finds nothing more.
-    let again = s.trim(day(6)).expect("trim again");
-    assert_eq!((again.runs, again.snapshots, again.operations), (0, 0, 0));
-}
-
 /// A ledger from before migration 7 gets its target list from its runs.
 #[test]
 fn migration_7_lists_the_targets_of_an_older_ledger() {
@@ -451,7 +229,7 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
         // Back to version 6, as an older snapwarden left it.
         s.conn()
             .execute_batch(
-                "DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
+                "DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
                  PRAGMA user_version = 6;",
             )
             .expect("downgrade");

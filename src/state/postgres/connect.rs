@@ -1,0 +1,240 @@
+//! Connecting to the PostgreSQL ledger: the URL (with `sslmode` and
+//! `sslrootcert` read here, as libpq reads them), the password, TLS, and
+//! the connection task.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::pg_message;
+use super::tls::{client_config, SslMode};
+use crate::config::Secret;
+use crate::state::{Result, StateError};
+
+/// How connections to the ledger are made.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// How long one connection attempt may take, TLS and login included.
+    pub connect_timeout: Duration,
+    /// What the server shows for the connections (`pg_stat_activity`).
+    pub application_name: String,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            connect_timeout: Duration::from_secs(5),
+            application_name: "snapwarden".to_string(),
+        }
+    }
+}
+
+/// `url` with any password taken out (in the user part and in a
+/// `password=` parameter): what messages show.
+pub fn redacted(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            // The user part ends at the last '@' before the path.
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{scheme}://{user}@{host}{path}")
+                }
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    match query {
+        Some(q) => {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|pair| {
+                    let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                    percent_decode_str(key).decode_utf8_lossy() != "password"
+                })
+                .collect();
+            if kept.is_empty() {
+                base
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None => base,
+    }
+}
+
+/// Everything needed to open a connection again.
+pub(super) struct Target {
+    pub(super) location: String,
+    config: Config,
+    tls: MakeRustlsConnect,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl Target {
+    /// Parse `url` (a `postgres://` or `postgresql://` URL); the password is
+    /// `password` when given, else the URL's own.
+    pub(super) fn new(url: &str, password: Option<&Secret>, opts: &PgOptions) -> Result<Target> {
+        let location = redacted(url);
+        let fail = |message: String| StateError::Connect {
+            location: location.clone(),
+            message,
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(fail(
+                "not a PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
+            ));
+        }
+        let (rest, mode, root_cert) = take_tls_params(url).map_err(fail)?;
+        let mut config = Config::from_str(&rest).map_err(|e| fail(pg_message(&e)))?;
+        if let Some(password) = password {
+            config.password(password.expose());
+        }
+        config
+            .application_name(&opts.application_name)
+            .connect_timeout(opts.connect_timeout)
+            .ssl_mode(mode.client_mode());
+        let tls = client_config(mode, root_cert.as_deref()).map_err(fail)?;
+        Ok(Target {
+            location,
+            config,
+            tls: MakeRustlsConnect::new(tls),
+            timeout: opts.connect_timeout,
+        })
+    }
+
+    /// A new connection, its task spawned on the runtime.
+    pub(super) async fn open(&self) -> Result<Client> {
+        let fail = |message: String| StateError::Connect {
+            location: self.location.clone(),
+            message,
+        };
+        let attempt = self.config.connect(self.tls.clone());
+        let (client, connection) = match tokio::time::timeout(self.timeout, attempt).await {
+            Err(_) => {
+                return Err(fail(format!(
+                    "no connection within {} s",
+                    self.timeout.as_secs_f64()
+                )))
+            }
+            Ok(Err(e)) => return Err(fail(format!("cannot connect: {}", pg_message(&e)))),
+            Ok(Ok(pair)) => pair,
+        };
+        let location = self.location.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(ledger = %location, error = %pg_message(&e), "connection to the ledger ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters (which
+/// tokio-postgres does not know or knows only in part), and their values:
+/// `prefer` when no mode is given, as libpq.
+fn take_tls_params(url: &str) -> std::result::Result<(String, SslMode, Option<PathBuf>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), SslMode::Prefer, None));
+    };
+    let mut mode = SslMode::Prefer;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| format!("the URL parameter {key:?} is not UTF-8"))
+        };
+        match decode(key)?.as_str() {
+            "sslmode" => mode = SslMode::parse(&decode(value)?)?,
+            "sslrootcert" => root = Some(PathBuf::from(decode(value)?)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, mode, root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_takes_out_every_password() {
+        for (url, want) in [
+            (
+                "postgres://snap:s3cret@db.example:5432/ledger?sslmode=verify-full",
+                "postgres://snap@db.example:5432/ledger?sslmode=verify-full",
+            ),
+            (
+                "postgresql://snap@db/ledger?password=s3cret&sslmode=require",
+                "postgresql://snap@db/ledger?sslmode=require",
+            ),
+            (
+                "postgres://snap:p%40ss@db/ledger?pass%77ord=s3cret",
+                "postgres://snap@db/ledger",
+            ),
+            ("postgres://db/ledger", "postgres://db/ledger"),
+        ] {
+            assert_eq!(redacted(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn tls_parameters_are_read_here_and_others_passed_on() {
+        let (rest, mode, root) = take_tls_params(
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=%2Ftmp%2Fca.pem&connect_timeout=3",
+        )
+        .expect("parse");
+        assert_eq!(rest, "postgres://u@h/db?connect_timeout=3");
+        assert_eq!(mode, SslMode::VerifyCa);
+        assert_eq!(root, Some(PathBuf::from("/tmp/ca.pem")));
+        let (_, mode, _) = take_tls_params("postgres://u@h/db").expect("parse");
+        assert_eq!(mode, SslMode::Prefer, "libpq's default");
+        let err = take_tls_params("postgres://u@h/db?sslmode=allow").expect_err("allow");
+        assert!(err.contains("sslmode=allow"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_says_what_is_wrong_without_the_password() {
+        let opts = PgOptions::default();
+        for (url, says) in [
+            ("mysql://u:hunter2@h/db", "postgres://"),
+            ("postgres://u:hunter2@h/db?port=x", "invalid"),
+            (
+                "postgres://u:hunter2@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+                "/nonexistent/ca.pem",
+            ),
+        ] {
+            let err = Target::new(url, None, &opts).expect_err(url).to_string();
+            assert!(err.contains(says), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Fired slots, runs and the snapshots a run records: the intents written
+//! before any call, and their outcomes.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Transaction};
+
+use super::rows::{each_readable, get, op_kind, run_row};
+use super::{interval_ms, ms, PgLedger, OPEN_RUN_STATES_SQL, RUN_COLUMNS};
+use crate::providers::{Created, OpKind};
+use crate::state::{
+    Begin, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow, RunState, SnapshotRow, StateError,
+    Unreadable,
+};
+
+impl PgLedger {
+    pub async fn last_slot(&self, policy: &str) -> Result<Option<DateTime<Utc>>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT last_slot FROM schedule WHERE policy = $1",
+                &[&policy],
+            )
+            .await?;
+        row.map(|r| get(&r, 0, "schedule.last_slot")).transpose()
+    }
+
+    /// Record that `slot` fired for `policy`; never moves backwards.
+    /// Fenced.
+    pub async fn set_last_slot(&self, policy: &str, slot: DateTime<Utc>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        self.fenced(&tx).await?;
+        tx.execute(
+            "INSERT INTO schedule (policy, last_slot) VALUES ($1, $2)
+             ON CONFLICT (policy) DO UPDATE SET last_slot = excluded.last_slot
+             WHERE excluded.last_slot > schedule.last_slot",
+            &[&policy, &ms(slot)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record the intent for one (policy, target, slot) with the checks
+    /// that make it safe, in one transaction. Fenced.
+    pub async fn begin_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<Begin> {
+        self.begin_runs(std::slice::from_ref(run), now)
+            .await?
+            .pop()
+            .ok_or_else(|| StateError::Lost("begin_runs answered no run".into()))
+    }
+
+    /// [`PgLedger::begin_run`] for every target of one slot in a single
+    /// transaction: all or nothing. Fenced.
+    pub async fn begin_runs(&self, runs: &[NewRun], now: DateTime<Utc>) -> Result<Vec<Begin>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let epoch = self.fenced(&tx).await?;
+        let mut begun = Vec::with_capacity(runs.len());
+        for run in runs {
+            begun.push(begin_run_in(&tx, run, now, Some(epoch)).await?);
+        }
+        tx.commit().await?;
+        Ok(begun)
+    }
+
+    pub async fn run(&self, run_id: i64) -> Result<RunRow> {
+        run_by_id(&*self.client().await?, run_id).await
+    }
+
+    /// Runs not yet terminal, oldest first.
+    pub async fn open_runs(&self) -> Result<Vec<RunRow>> {
+        let rows = self.client().await?.query(&open_runs_sql(), &[]).await?;
+        super::rows::all(&rows, run_row)
+    }
+
+    /// [`PgLedger::open_runs`], leaving out (and reporting) rows that
+    /// cannot be read.
+    pub async fn open_runs_readable(&self) -> Result<(Vec<RunRow>, Vec<Unreadable>)> {
+        let rows = self.client().await?.query(&open_runs_sql(), &[]).await?;
+        Ok(each_readable(&rows, "runs", run_row))
+    }
+
+    /// Runs for one policy and target, newest slot first.
+    pub async fn runs_for(&self, policy: &str, target: &str, limit: u32) -> Result<Vec<RunRow>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE policy = $1 AND target = $2
+                     ORDER BY slot DESC, id DESC LIMIT $3"
+                ),
+                &[&policy, &target, &i64::from(limit)],
+            )
+            .await?;
+        super::rows::all(&rows, run_row)
+    }
+
+    /// Fenced.
+    pub async fn set_run_state(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let finished = (!state.is_open()).then(|| ms(now));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        self.fenced(&tx).await?;
+        tx.execute(
+            "UPDATE runs SET state = $2, error = COALESCE($3, error), finished_at = $4 WHERE id = $1",
+            &[&run_id, &state.as_str(), &error, &finished],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Save what a create call returned, in one transaction: a snapshot row
+    /// and an operation per snapshot, and the run moves to `creating`. A
+    /// fact, not fenced; the operations carry the fence's epoch if any.
+    pub async fn record_created(
+        &self,
+        run_id: i64,
+        created: &[Created],
+        now: DateTime<Utc>,
+        plan: PollPlan,
+    ) -> Result<Vec<OpRow>> {
+        let epoch = self.epoch();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let run = run_by_id(&tx, run_id).await?;
+        let mut ops = Vec::new();
+        for c in created {
+            let snap =
+                insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now).await?;
+            let op = insert_op(
+                &tx,
+                snap,
+                OpKind::Create,
+                &run.provider,
+                &c.operation,
+                now,
+                plan,
+                epoch,
+            )
+            .await?;
+            ops.push(op);
+        }
+        tx.execute(
+            "UPDATE runs SET state = $2 WHERE id = $1",
+            &[&run_id, &RunState::Creating.as_str()],
+        )
+        .await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for id in ops {
+            out.push(super::ops::op_by_id(&tx, id).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Record a snapshot found on the cloud by its deterministic name after
+    /// a crash. A fact, not fenced.
+    pub async fn adopt_snapshot(
+        &self,
+        run_id: i64,
+        snapshot_id: &str,
+        state: LedgerState,
+        now: DateTime<Utc>,
+    ) -> Result<SnapshotRow> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let run = run_by_id(&tx, run_id).await?;
+        let existing = tx
+            .query_opt(
+                "SELECT id FROM snapshots WHERE provider = $1 AND snapshot_id = $2",
+                &[&run.provider, &snapshot_id],
+            )
+            .await?;
+        let id = match existing {
+            Some(row) => get(&row, 0, "snapshots.id")?,
+            None => insert_snapshot(&tx, &run, snapshot_id, state, now).await?,
+        };
+        if state == LedgerState::Available {
+            write_snapshot_state(&tx, id, state, None, Completion::First, now).await?;
+        }
+        tx.execute(
+            "UPDATE runs SET state = $2 WHERE id = $1 AND state = 'intent'",
+            &[&run_id, &RunState::Creating.as_str()],
+        )
+        .await?;
+        let snap = super::snapshots::snapshot_by_id(&tx, id).await?;
+        tx.commit().await?;
+        Ok(snap)
+    }
+}
+
+/// The run in row `run_id`.
+async fn run_by_id(c: &(impl GenericClient + Sync), run_id: i64) -> Result<RunRow> {
+    let row = c
+        .query_one(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
+            &[&run_id],
+        )
+        .await?;
+    run_row(&row)
+}
+
+/// One operation's terminal outcome and its snapshot's new state; an
+/// operation already finished is left as it is (two processes may report
+/// the same outcome).
+pub(super) async fn record_outcome(
+    tx: &Transaction<'_>,
+    id: i64,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let outcome = if error.is_none() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let updated = tx
+        .query_opt(
+            "UPDATE operations SET finished_at = $2, outcome = $3, error = $4
+             WHERE id = $1 AND finished_at IS NULL RETURNING kind, snapshot",
+            &[&id, &ms(now), &outcome, &error],
+        )
+        .await?;
+    let Some(row) = updated else {
+        // Finished already, or no such operation (an error, as in SQLite).
+        tx.query_one("SELECT 1 FROM operations WHERE id = $1", &[&id])
+            .await?;
+        return Ok(());
+    };
+    let kind: &str = get(&row, 0, "operations.kind")?;
+    let snap: i64 = get(&row, 1, "operations.snapshot")?;
+    let (state, completion) = match (op_kind(kind)?, error) {
+        (OpKind::Create, None) => (LedgerState::Available, Completion::Now),
+        (OpKind::Create, Some(_)) => (LedgerState::Failed, Completion::Now),
+        (OpKind::Delete, None) => (LedgerState::Deleted, Completion::Keep),
+        // The snapshot is still there; it stays in the ledger as ours.
+        (OpKind::Delete, Some(_)) => (LedgerState::Available, Completion::Keep),
+        // Restoring reads a snapshot; it does not change it.
+        (OpKind::Restore, _) => return Ok(()),
+    };
+    write_snapshot_state(tx, snap, state, error, completion, now).await
+}
+
+/// What a change of a snapshot's state does to its `completed_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Completion {
+    /// Its create operation ended now.
+    Now,
+    /// It is seen done now; an earlier completion stands.
+    First,
+    /// Not a completion.
+    Keep,
+}
+
+impl Completion {
+    /// A state seen outside an operation: done states are a first
+    /// completion.
+    pub(super) fn seen(state: LedgerState) -> Completion {
+        match state {
+            LedgerState::Available | LedgerState::Failed => Completion::First,
+            _ => Completion::Keep,
+        }
+    }
+}
+
+/// Move the snapshot in row `id` to `state`, as the SQLite ledger does.
+pub(super) async fn write_snapshot_state(
+    c: &(impl GenericClient + Sync),
+    id: i64,
+    state: LedgerState,
+    error: Option<&str>,
+    completion: Completion,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let at = ms(now);
+    let (completed, overwrite) = match completion {
+        Completion::Now => (Some(at), true),
+        Completion::First => (Some(at), false),
+        Completion::Keep => (None, false),
+    };
+    let deleted = (state == LedgerState::Deleted).then_some(at);
+    c.execute(
+        "UPDATE snapshots SET state = $2, error = COALESCE($3::text, error),
+           completed_at = CASE WHEN $6::boolean THEN $4::timestamptz
+                               ELSE COALESCE(completed_at, $4::timestamptz) END,
+           deleted_at = COALESCE($5::timestamptz, deleted_at)
+         WHERE id = $1",
+        &[
+            &id,
+            &state.as_str(),
+            &error,
+            &completed,
+            &deleted,
+            &overwrite,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs not yet terminal, oldest first.
+fn open_runs_sql() -> String {
+    format!("SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({OPEN_RUN_STATES_SQL}) ORDER BY id")
+}
+
+async fn insert_run(
+    tx: &Transaction<'_>,
+    run: &NewRun,
+    state: RunState,
+    now: DateTime<Utc>,
+    error: Option<&str>,
+    epoch: Option<i64>,
+) -> Result<i64> {
+    let finished = (!state.is_open()).then(|| ms(now));
+    tx.execute(
+        "INSERT INTO targets (policy, target, provider) VALUES ($1, $2, $3)
+         ON CONFLICT (policy, target) DO UPDATE SET provider = excluded.provider
+         WHERE targets.provider != excluded.provider",
+        &[&run.policy, &run.target, &run.provider],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            r#"INSERT INTO runs (policy, target, provider, slot, name, "full", state, started_at, finished_at, error, epoch)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"#,
+            &[
+                &run.policy,
+                &run.target,
+                &run.provider,
+                &ms(run.slot),
+                &run.name,
+                &run.full,
+                &state.as_str(),
+                &ms(now),
+                &finished,
+                &error,
+                &epoch,
+            ],
+        )
+        .await?;
+    get(&row, 0, "runs.id")
+}
+
+pub(super) async fn insert_snapshot(
+    tx: &Transaction<'_>,
+    run: &RunRow,
+    snapshot_id: &str,
+    state: LedgerState,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let row = tx
+        .query_one(
+            r#"INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"#,
+            &[
+                &run.id,
+                &run.provider,
+                &run.policy,
+                &run.target,
+                &ms(run.slot),
+                &run.name,
+                &snapshot_id,
+                &state.as_str(),
+                &run.full,
+                &ms(now),
+            ],
+        )
+        .await?;
+    get(&row, 0, "snapshots.id")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_op(
+    tx: &Transaction<'_>,
+    snapshot: i64,
+    kind: OpKind,
+    provider: &str,
+    reference: &str,
+    now: DateTime<Utc>,
+    plan: PollPlan,
+    epoch: Option<i64>,
+) -> Result<i64> {
+    let row = tx
+        .query_one(
+            "INSERT INTO operations (snapshot, kind, provider, reference, started_at, next_poll_at, poll_interval_ms, deadline, epoch)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[
+                &snapshot,
+                &kind.as_str(),
+                &provider,
+                &reference,
+                &ms(now),
+                &ms(plan.first_poll),
+                &interval_ms(plan.interval),
+                &ms(plan.deadline),
+                &epoch,
+            ],
+        )
+        .await?;
+    get(&row, 0, "operations.id")
+}
+
+/// The checks and insert of [`PgLedger::begin_run`], inside a caller's
+/// transaction.
+async fn begin_run_in(
+    tx: &Transaction<'_>,
+    run: &NewRun,
+    now: DateTime<Utc>,
+    epoch: Option<i64>,
+) -> Result<Begin> {
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM runs WHERE policy = $1 AND target = $2 AND slot = $3",
+            &[&run.policy, &run.target, &ms(run.slot)],
+        )
+        .await?;
+    if exists.is_some() {
+        return Ok(Begin::AlreadyRecorded);
+    }
+    let open = tx
+        .query_opt(
+            &format!(
+                "SELECT slot FROM runs WHERE policy = $1 AND target = $2
+                 AND state IN ({OPEN_RUN_STATES_SQL}) ORDER BY slot DESC LIMIT 1"
+            ),
+            &[&run.policy, &run.target],
+        )
+        .await?;
+    if let Some(row) = open {
+        let running_slot: DateTime<Utc> = get(&row, 0, "runs.slot")?;
+        let why = format!(
+            "skipped: the run for slot {} is still in flight",
+            running_slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        insert_run(tx, run, RunState::Skipped, now, Some(&why), epoch).await?;
+        return Ok(Begin::Overlap { running_slot });
+    }
+    let id = insert_run(tx, run, RunState::Intent, now, None, epoch).await?;
+    Ok(Begin::Started(id))
+}

@@ -1,0 +1,704 @@
+//! Backend parity: every test here takes a `&dyn Ledger` and runs against
+//! both backends (`<test>::sqlite` on a temporary file, `<test>::postgres`
+//! on a fresh database of the test process's throwaway cluster, fenced
+//! as the leader): the same calls must give the same answers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::pg_cluster;
+use super::*;
+use crate::providers::{Created, OpKind, StoredSecret};
+
+pub(super) fn t(s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s)
+        .single()
+        .expect("valid test time")
+}
+
+pub(super) fn new_run(slot: DateTime<Utc>) -> NewRun {
+    NewRun {
+        policy: "db".into(),
+        target: "vol-1".into(),
+        provider: "qc".into(),
+        slot,
+        name: "db-vol-1-x".into(),
+        full: true,
+    }
+}
+
+pub(super) fn plan(now: DateTime<Utc>) -> PollPlan {
+    PollPlan {
+        first_poll: now,
+        interval: Duration::from_secs(1),
+        deadline: now + chrono::Duration::hours(1),
+    }
+}
+
+fn created(id: &str, op: &str) -> Created {
+    Created {
+        snapshot_id: id.into(),
+        operation: op.into(),
+    }
+}
+
+/// Begin `run` at `now`; it must start.
+async fn started(l: &dyn Ledger, run: &NewRun, now: DateTime<Utc>) -> i64 {
+    match l.begin_run(run, now).await.expect("begin") {
+        Begin::Started(id) => id,
+        other => panic!("{run:?} must start, got {other:?}"),
+    }
+}
+
+fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SqliteLedger::open(&dir.path().join("s.db")).expect("open");
+    (dir, s)
+}
+
+/// A PostgreSQL ledger on a fresh database and its URL, or None when the
+/// developer skips PostgreSQL tests.
+pub(super) async fn fresh_pg(test: &str) -> Option<(String, PgLedger)> {
+    let cluster = pg_cluster::shared_or_skip(test)?;
+    let db = cluster.create_database().expect("a fresh database");
+    let url = format!("{}?sslmode=disable", cluster.url(&db));
+    let ledger = PgLedger::connect(&url, None, PgOptions::default())
+        .await
+        .expect("connect and migrate");
+    Some((url, ledger))
+}
+
+/// The holder and epoch of the lease [`lead`] writes.
+pub(super) const HOLDER: &str = "node-a:1";
+pub(super) const EPOCH: i64 = 7;
+
+/// Make `l` the leader: a scheduler lease for [`HOLDER`] and [`EPOCH`]
+/// valid for an hour, and the fence set to it.
+pub(super) async fn lead(l: &PgLedger) {
+    l.execute_for_tests(&format!(
+        "INSERT INTO leader_lease (name, holder, node, epoch, acquired_at, renewed_at, expires_at)
+         VALUES ('scheduler', '{HOLDER}', 'node-a', {EPOCH}, now(), now(), now() + interval '1 hour')
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch,
+             expires_at = excluded.expires_at"
+    ))
+    .await;
+    l.set_fence(Some(Fence {
+        holder: HOLDER.into(),
+        epoch: EPOCH,
+    }));
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (_dir, l) = super::sqlite();
+                super::$name(&l).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!(module_path!(), "::postgres");
+                if let Some((_, l)) = super::fresh_pg(test).await {
+                    super::lead(&l).await;
+                    super::$name(&l).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_fresh_ledger_is_migrated_and_probes,
+    a_slot_is_recorded_once_and_overlap_is_skipped,
+    a_slot_of_many_targets_begins_at_once,
+    created_ids_and_outcomes_are_recorded,
+    an_operation_finishes_once,
+    an_adopted_snapshot_is_recorded_once,
+    restores_are_followed_and_protect_their_snapshot,
+    summaries_count_consecutive_failures,
+    summaries_read_back_to_the_newest_success_only,
+    trimming_drops_old_history_and_keeps_what_matters,
+    the_schedule_never_moves_back,
+    holds_keep_their_start_and_take_the_new_reason,
+    rules_and_sources_round_trip,
+    delivered_alerts_keep_their_newest_time,
+    secrets_are_replaced,
+    operations_are_rescheduled,
+);
+
+async fn a_fresh_ledger_is_migrated_and_probes(l: &dyn Ledger) {
+    assert!(l.schema_version().await.expect("version") >= 1);
+    l.probe_writable().await.expect("probe");
+    l.probe_writable().await.expect("probe again");
+    assert!(l.open_runs().await.expect("runs").is_empty());
+    assert!(l.summaries().await.expect("summaries").is_empty());
+    assert_eq!(l.target_summary("db", "vol-1").await.expect("one"), None);
+    assert!(!l.location().is_empty());
+}
+
+async fn a_slot_is_recorded_once_and_overlap_is_skipped(l: &dyn Ledger) {
+    let id = started(l, &new_run(t(0)), t(0)).await;
+    assert_eq!(id, 1);
+    assert_eq!(
+        l.begin_run(&new_run(t(0)), t(1)).await.expect("again"),
+        Begin::AlreadyRecorded
+    );
+    assert_eq!(
+        l.begin_run(&new_run(t(5)), t(5)).await.expect("overlap"),
+        Begin::Overlap { running_slot: t(0) }
+    );
+    // The skipped slot is itself recorded: it is never run later either.
+    assert_eq!(
+        l.begin_run(&new_run(t(5)), t(6)).await.expect("again"),
+        Begin::AlreadyRecorded
+    );
+    assert_eq!(
+        l.newest_skipped("db", "vol-1").await.expect("skipped"),
+        Some((
+            t(5),
+            Some("skipped: the run for slot 2026-01-01T00:00:00.000Z is still in flight".into())
+        ))
+    );
+    assert_eq!(l.open_runs().await.expect("open").len(), 1);
+    let (open, bad) = l.open_runs_readable().await.expect("readable");
+    assert_eq!((open.len(), bad.len()), (1, 0));
+    l.set_run_state(id, RunState::Succeeded, None, t(7))
+        .await
+        .expect("finish");
+    let run = l.run(id).await.expect("run");
+    assert_eq!(
+        (
+            run.state,
+            run.finished_at,
+            run.slot,
+            run.started_at,
+            run.full
+        ),
+        (RunState::Succeeded, Some(t(7)), t(0), t(0), true)
+    );
+    assert!(matches!(
+        l.begin_run(&new_run(t(10)), t(10)).await.expect("next"),
+        Begin::Started(_)
+    ));
+    let slots: Vec<_> = l
+        .runs_for("db", "vol-1", 2)
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| r.slot)
+        .collect();
+    assert_eq!(slots, vec![t(10), t(5)]);
+    assert!(l.run(999).await.is_err(), "no such run");
+}
+
+async fn a_slot_of_many_targets_begins_at_once(l: &dyn Ledger) {
+    let runs: Vec<NewRun> = (0..3)
+        .map(|i| NewRun {
+            target: format!("vol-{i}"),
+            ..new_run(t(0))
+        })
+        .collect();
+    let begun = l.begin_runs(&runs, t(0)).await.expect("begin");
+    assert!(
+        begun.iter().all(|b| matches!(b, Begin::Started(_))),
+        "{begun:?}"
+    );
+    let again = l.begin_runs(&runs, t(1)).await.expect("again");
+    assert!(
+        again.iter().all(|b| *b == Begin::AlreadyRecorded),
+        "{again:?}"
+    );
+    let targets: Vec<_> = l
+        .summaries()
+        .await
+        .expect("summaries")
+        .into_iter()
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(targets, vec!["vol-0", "vol-1", "vol-2"]);
+}
+
+async fn created_ids_and_outcomes_are_recorded(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    let ops = l
+        .record_created(run, &[created("ss-1", "j-1")], t(1), plan(t(2)))
+        .await
+        .expect("record");
+    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        (
+            ops[0].reference.as_str(),
+            ops[0].snapshot_id.as_str(),
+            ops[0].kind
+        ),
+        ("j-1", "ss-1", OpKind::Create)
+    );
+    assert_eq!(
+        (ops[0].started_at, ops[0].next_poll_at, ops[0].deadline),
+        (t(1), t(2), t(2) + chrono::Duration::hours(1))
+    );
+    assert_eq!(ops[0].poll_interval, Duration::from_secs(1));
+    assert_eq!(l.op(ops[0].id).await.expect("op"), ops[0]);
+    assert_eq!(l.run(run).await.expect("run").state, RunState::Creating);
+    assert_eq!(l.ops_in_flight().await.expect("ops"), ops);
+    assert_eq!(l.ops_in_flight_count().await.expect("count"), 1);
+    let (readable, bad) = l.ops_in_flight_readable().await.expect("readable");
+    assert_eq!((readable, bad.len()), (ops.clone(), 0));
+
+    l.finish_op(ops[0].id, None, t(3)).await.expect("finish");
+    assert!(l.ops_in_flight().await.expect("ops").is_empty());
+    let snaps = l.live_snapshots("qc", "db", "vol-1").await.expect("live");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(
+        (snaps[0].state, snaps[0].completed_at, snaps[0].created_at),
+        (LedgerState::Available, Some(t(3)), t(1))
+    );
+    assert_eq!(l.run_snapshots(run).await.expect("of run"), snaps);
+    assert_eq!(l.snapshot(snaps[0].id).await.expect("one"), snaps[0]);
+
+    let del = l
+        .begin_delete(snaps[0].id, "j-2", t(4), plan(t(4)))
+        .await
+        .expect("delete");
+    assert_eq!(del.kind, OpKind::Delete);
+    assert_eq!(
+        l.snapshot(snaps[0].id).await.expect("snap").state,
+        LedgerState::Deleting
+    );
+    l.finish_op(del.id, Some("denied"), t(5))
+        .await
+        .expect("failed delete");
+    let failed = l.failed_deletes().await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].state, failed[0].error.as_deref()),
+        (LedgerState::Available, Some("denied"))
+    );
+    let del = l
+        .begin_delete(snaps[0].id, "j-3", t(6), plan(t(6)))
+        .await
+        .expect("delete again");
+    l.finish_op(del.id, None, t(7)).await.expect("deleted");
+    assert!(l
+        .live_snapshots("qc", "db", "vol-1")
+        .await
+        .expect("live")
+        .is_empty());
+    let gone = l.snapshot(snaps[0].id).await.expect("row stays");
+    assert_eq!(
+        (gone.state, gone.deleted_at, gone.completed_at),
+        (LedgerState::Deleted, Some(t(7)), Some(t(3)))
+    );
+    assert_eq!(l.all_snapshots().await.expect("all").len(), 1);
+}
+
+async fn an_operation_finishes_once(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    let ops = l
+        .record_created(
+            run,
+            &[created("ss-1", "j-1"), created("ss-2", "j-2")],
+            t(1),
+            plan(t(1)),
+        )
+        .await
+        .expect("record");
+    l.finish_ops(&[(ops[0].id, None), (ops[1].id, Some("quota"))], t(2))
+        .await
+        .expect("finish");
+    // A second report (another process, a retried round) changes nothing.
+    l.finish_ops(&[(ops[0].id, Some("late")), (ops[1].id, None)], t(3))
+        .await
+        .expect("finish again");
+    let snaps = l.run_snapshots(run).await.expect("snaps");
+    assert_eq!(
+        snaps
+            .iter()
+            .map(|s| (s.state, s.completed_at, s.error.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (LedgerState::Available, Some(t(2)), None),
+            (LedgerState::Failed, Some(t(2)), Some("quota".into())),
+        ]
+    );
+    assert!(l.finish_op(999, None, t(4)).await.is_err(), "no such op");
+}
+
+async fn an_adopted_snapshot_is_recorded_once(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    let a = l
+        .adopt_snapshot(run, "ss-9", LedgerState::Available, t(1))
+        .await
+        .expect("adopt");
+    assert_eq!(
+        (a.state, a.completed_at, a.snapshot_id.as_str(), a.run_id),
+        (LedgerState::Available, Some(t(1)), "ss-9", run)
+    );
+    assert_eq!(l.run(run).await.expect("run").state, RunState::Creating);
+    let again = l
+        .adopt_snapshot(run, "ss-9", LedgerState::Available, t(2))
+        .await
+        .expect("again");
+    assert_eq!(again, a, "the first completion stands");
+    l.set_snapshot_state(a.id, LedgerState::Failed, Some("gone bad"), t(3))
+        .await
+        .expect("state");
+    let s = l.snapshot(a.id).await.expect("snap");
+    assert_eq!(
+        (s.state, s.error.as_deref(), s.completed_at),
+        (LedgerState::Failed, Some("gone bad"), Some(t(1)))
+    );
+    l.mark_deleted(a.id, t(4)).await.expect("deleted");
+    assert_eq!(l.snapshot(a.id).await.expect("snap").deleted_at, Some(t(4)));
+}
+
+async fn restores_are_followed_and_protect_their_snapshot(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    let snap = l
+        .adopt_snapshot(run, "ss-1", LedgerState::Available, t(1))
+        .await
+        .expect("adopt");
+    let op = l
+        .begin_restore(snap.id, "r-1", t(2), plan(t(2)))
+        .await
+        .expect("restore");
+    assert_eq!(op.kind, OpKind::Restore);
+    let reading = l
+        .snapshots_being_restored("qc", "db", "vol-1")
+        .await
+        .expect("restoring");
+    assert_eq!(
+        reading.into_iter().collect::<Vec<_>>(),
+        vec!["ss-1".to_string()]
+    );
+    l.finish_op(op.id, None, t(3)).await.expect("restored");
+    assert!(l
+        .snapshots_being_restored("qc", "db", "vol-1")
+        .await
+        .expect("restoring")
+        .is_empty());
+    assert_eq!(
+        l.snapshot(snap.id).await.expect("snap").state,
+        LedgerState::Available,
+        "a restore does not change its snapshot"
+    );
+}
+
+async fn summaries_count_consecutive_failures(l: &dyn Ledger) {
+    for (i, state) in [RunState::Succeeded, RunState::Failed, RunState::Failed]
+        .into_iter()
+        .enumerate()
+    {
+        let id = started(l, &new_run(t(i as u32 * 10)), t(0)).await;
+        l.set_run_state(
+            id,
+            state,
+            (state == RunState::Failed).then_some("boom"),
+            t(i as u32 * 10 + 1),
+        )
+        .await
+        .expect("state");
+    }
+    let sum = l.summaries().await.expect("summaries");
+    assert_eq!(sum.len(), 1);
+    assert_eq!(sum[0].consecutive_failures, 2);
+    assert_eq!(sum[0].last_error.as_deref(), Some("boom"));
+    assert_eq!(sum[0].last_success, Some(t(1)));
+}
+
+async fn summaries_read_back_to_the_newest_success_only(l: &dyn Ledger) {
+    // Oldest first: failed, succeeded, failed (other words), still open.
+    let history = [
+        (Some(RunState::Failed), Some("old")),
+        (Some(RunState::Succeeded), None),
+        (Some(RunState::Failed), Some("new")),
+        (None, None),
+    ];
+    for (i, (state, error)) in history.into_iter().enumerate() {
+        let id = started(l, &new_run(t(i as u32 * 10)), t(0)).await;
+        if let Some(state) = state {
+            l.set_run_state(id, state, error, t(i as u32 * 10 + 1))
+                .await
+                .expect("state");
+        }
+    }
+    let sum = l.summaries().await.expect("summaries");
+    assert_eq!(sum.len(), 1);
+    // The open run is the last run but not part of the streak; the failure
+    // before the success does not count.
+    assert_eq!(sum[0].last_run.as_ref().map(|r| r.slot), Some(t(30)));
+    assert_eq!(sum[0].consecutive_failures, 1);
+    assert_eq!(sum[0].last_error.as_deref(), Some("new"));
+    assert_eq!(sum[0].last_success, Some(t(11)));
+    let one = l
+        .target_summary(&sum[0].policy, &sum[0].target)
+        .await
+        .expect("summary")
+        .expect("has run");
+    assert_eq!(
+        (one.consecutive_failures, one.last_error, one.last_success),
+        (1, Some("new".to_string()), Some(t(11)))
+    );
+}
+
+/// One (policy, target) with a long history, trimmed at a horizon: old
+/// finished runs and the rows of snapshots deleted long ago go; open runs,
+/// live or failed snapshots and their runs, the newest success and the
+/// failure streak after it stay, so the summary does not change.
+async fn trimming_drops_old_history_and_keeps_what_matters(l: &dyn Ledger) {
+    let day = |d: u32| t(0) + chrono::Duration::days(d as i64);
+    // Days 0..=9: a run a day. Day 0-5 succeed, each with a snapshot that
+    // retention deleted the next day (day 5's stays live); day 3 a skipped
+    // slot; day 6 and 7 fail (the streak); day 8 failed with a failed
+    // snapshot; day 9 still open.
+    let mut snap_of_day = HashMap::new();
+    for d in 0..=9u32 {
+        let run = new_run(day(d));
+        let id = started(l, &run, day(d)).await;
+        if d == 3 {
+            let skipped = NewRun {
+                slot: day(d) + chrono::Duration::hours(1),
+                ..new_run(day(d))
+            };
+            assert!(matches!(
+                l.begin_run(&skipped, day(d)).await.expect("skipped"),
+                Begin::Overlap { .. }
+            ));
+        }
+        if d <= 5 || d == 8 {
+            let ops = l
+                .record_created(
+                    id,
+                    &[created(&format!("ss-{d}"), &format!("j-{d}"))],
+                    day(d),
+                    plan(day(d)),
+                )
+                .await
+                .expect("created");
+            l.finish_op(ops[0].id, (d == 8).then_some("boom"), day(d))
+                .await
+                .expect("finish");
+            // Each snapshot's listed source is recorded too (prune does
+            // it): trimming must take that row along.
+            l.record_snapshot_sources(&[(ops[0].snapshot_row, "vol-1")])
+                .await
+                .expect("source");
+            snap_of_day.insert(d, ops[0].snapshot_row);
+        }
+        match d {
+            0..=5 => l.set_run_state(id, RunState::Succeeded, None, day(d)).await,
+            6..=8 => {
+                l.set_run_state(id, RunState::Failed, Some("boom"), day(d))
+                    .await
+            }
+            _ => Ok(()),
+        }
+        .expect("state");
+        if (1..=5).contains(&d) {
+            let prev = snap_of_day[&(d - 1)];
+            let del = l
+                .begin_delete(prev, &format!("d-{d}"), day(d), plan(day(d)))
+                .await
+                .expect("delete");
+            l.finish_op(del.id, None, day(d)).await.expect("deleted");
+        }
+    }
+    let before = l.summaries().await.expect("summaries");
+
+    // Keep 3 days of history before day 9.
+    let trimmed = l.trim(day(6)).await.expect("trim");
+    assert_eq!(
+        trimmed,
+        Trimmed {
+            runs: 6,
+            snapshots: 5,
+            operations: 10
+        }
+    );
+
+    let runs = l.runs_for("db", "vol-1", 100).await.expect("runs");
+    let slots: Vec<_> = runs.iter().map(|r| r.slot).collect();
+    // Day 5 (newest success, its snapshot live), 6-8 (streak, one with a
+    // failed snapshot), 9 (open) stay; days 0-4 and the skip go.
+    assert_eq!(slots, vec![day(9), day(8), day(7), day(6), day(5)]);
+    let snaps = l.all_snapshots().await.expect("snapshots");
+    let ids: Vec<_> = snaps.iter().map(|r| r.snapshot_id.as_str()).collect();
+    assert_eq!(ids, vec!["ss-5", "ss-8"]);
+    assert!(l.ops_in_flight().await.expect("ops").is_empty());
+    assert_eq!(l.all_snapshot_sources().await.expect("sources").len(), 2);
+    let after = l.summaries().await.expect("summaries");
+    assert_eq!(after.len(), 1);
+    // The same, but for the skipped slot trimmed away.
+    let seen = |s: &TargetSummary| {
+        (
+            s.last_run.clone(),
+            s.last_success,
+            s.consecutive_failures,
+            s.snapshots_kept,
+        )
+    };
+    assert_eq!(seen(&after[0]), seen(&before[0]));
+    // Trimming again finds nothing more.
+    let again = l.trim(day(6)).await.expect("trim again");
+    assert_eq!(again, Trimmed::default());
+}
+
+async fn the_schedule_never_moves_back(l: &dyn Ledger) {
+    assert_eq!(l.last_slot("db").await.expect("none"), None);
+    l.set_last_slot("db", t(10)).await.expect("set");
+    l.set_last_slot("db", t(5)).await.expect("older");
+    assert_eq!(l.last_slot("db").await.expect("read"), Some(t(10)));
+    // Kept to the millisecond, in both backends.
+    let precise = t(20) + chrono::Duration::nanoseconds(1_234_567);
+    l.set_last_slot("db", precise).await.expect("newer");
+    assert_eq!(
+        l.last_slot("db").await.expect("read"),
+        Some(t(20) + chrono::Duration::milliseconds(1))
+    );
+}
+
+async fn holds_keep_their_start_and_take_the_new_reason(l: &dyn Ledger) {
+    assert_eq!(l.delete_hold("web", "vol-1").await.expect("none"), None);
+    l.hold_deletes("web", "vol-1", "rules changed", t(1))
+        .await
+        .expect("hold");
+    l.hold_deletes("web", "vol-1", "rules changed again", t(2))
+        .await
+        .expect("hold again");
+    l.hold_deletes("Db", "vol-2", "other", t(3))
+        .await
+        .expect("hold other");
+    let hold = l
+        .delete_hold("web", "vol-1")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(
+        (hold.reason.as_str(), hold.since),
+        ("rules changed again", t(1))
+    );
+    // Byte order: upper case first, whatever the database's collation.
+    let all: Vec<_> = l
+        .delete_holds()
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|h| h.policy)
+        .collect();
+    assert_eq!(all, vec!["Db", "web"]);
+    assert!(l.release_deletes("web", "vol-1").await.expect("release"));
+    assert!(!l.release_deletes("web", "vol-1").await.expect("again"));
+    assert_eq!(l.delete_holds().await.expect("all").len(), 1);
+}
+
+async fn rules_and_sources_round_trip(l: &dyn Ledger) {
+    let now = t(0);
+    assert!(l.policy_rules().await.expect("rules").is_empty());
+    l.record_policy_rules(&[("db", "qc", "retain=2"), ("web", "qc", "retain=3")], now)
+        .await
+        .expect("record");
+    l.record_policy_rules(&[("db", "qc", "retain=5")], now)
+        .await
+        .expect("record");
+    let rules = l.policy_rules().await.expect("rules");
+    assert_eq!(rules.get("db").map(String::as_str), Some("retain=5"));
+    assert_eq!(rules.get("web").map(String::as_str), Some("retain=3"));
+
+    let run = started(l, &new_run(now), now).await;
+    let ops = l
+        .record_created(
+            run,
+            &[created("s-1", "s-1"), created("s-2", "s-2")],
+            now,
+            plan(now),
+        )
+        .await
+        .expect("record");
+    l.record_snapshot_sources(&[(ops[0].snapshot_row, "v-root")])
+        .await
+        .expect("sources");
+    l.record_snapshot_sources(&[]).await.expect("nothing");
+    let known = l
+        .snapshot_sources("qc", "db", "vol-1")
+        .await
+        .expect("sources");
+    assert_eq!(known.len(), 1);
+    assert_eq!(
+        known.get(&ops[0].snapshot_row).map(String::as_str),
+        Some("v-root")
+    );
+    assert_eq!(l.all_snapshot_sources().await.expect("all").len(), 1);
+    l.mark_deleted(ops[0].snapshot_row, now)
+        .await
+        .expect("delete");
+    assert!(l
+        .snapshot_sources("qc", "db", "vol-1")
+        .await
+        .expect("sources")
+        .is_empty());
+}
+
+async fn delivered_alerts_keep_their_newest_time(l: &dyn Ledger) {
+    let at = |h| {
+        Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0)
+            .single()
+            .expect("time")
+    };
+    l.record_alert_delivered("db", "vol-1", "failure", at(2))
+        .await
+        .expect("record");
+    l.record_alert_delivered("db", "vol-1", "failure", at(1))
+        .await
+        .expect("older");
+    l.record_alert_delivered("db", "vol-1", "slot_skipped", at(3))
+        .await
+        .expect("record");
+    let d = l.alerts_delivered().await.expect("read");
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[&("db".into(), "vol-1".into(), "failure".into())], at(2));
+    assert_eq!(
+        d[&("db".into(), "vol-1".into(), "slot_skipped".into())],
+        at(3)
+    );
+    assert_eq!(
+        l.newest_skipped("db", "vol-1").await.expect("skipped"),
+        None
+    );
+}
+
+async fn secrets_are_replaced(l: &dyn Ledger) {
+    assert_eq!(l.load_secret("ip4g", "refresh").await.expect("none"), None);
+    for (value, seed) in [("r-1", "seed-a"), ("r-2", "seed-b")] {
+        let secret = StoredSecret {
+            value: crate::config::Secret::new(value),
+            seed: seed.into(),
+        };
+        l.store_secret("ip4g", "refresh", &secret)
+            .await
+            .expect("store");
+        assert_eq!(
+            l.load_secret("ip4g", "refresh").await.expect("load"),
+            Some(secret)
+        );
+    }
+}
+
+async fn operations_are_rescheduled(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    let ops = l
+        .record_created(run, &[created("ss-1", "j-1")], t(0), plan(t(0)))
+        .await
+        .expect("record");
+    l.reschedule_ops(&[(ops[0].id, t(30), Duration::from_millis(2_500))])
+        .await
+        .expect("reschedule");
+    let op = l.op(ops[0].id).await.expect("op");
+    assert_eq!(
+        (op.next_poll_at, op.poll_interval),
+        (t(30), Duration::from_millis(2_500))
+    );
+}
