@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             Command::Status { config, json } => {
                 commands::status::run(&config.path, json).await.into()
             }
-            Command::Monitor { config } => commands::monitor::run(&config.path),
+            Command::Monitor { config } => commands::monitor::run(&config.path).await,
             Command::Restore {
                 config,
                 policy,

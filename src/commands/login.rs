@@ -8,13 +8,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
 use super::{load_config, Exit, Outcome};
 use crate::config::{PowerVsAuth, ProviderSettings};
 use crate::providers::http::{ApiClient, HttpSettings};
 use crate::providers::powervs::{self, DevicePoll};
-use crate::state::SqliteLedger;
 
 pub async fn run(path: &Path, provider: &str) -> Outcome {
     let config = load_config(path)?;
@@ -43,8 +40,9 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
         )));
     };
     // Open the ledger first: a sign-in whose token cannot be kept is wasted.
-    let state =
-        SqliteLedger::open(&config.daemon.state_path).map_err(|e| Exit::failure(e.to_string()))?;
+    let state = crate::state::open_for_secrets(&config.daemon)
+        .await
+        .map_err(|e| Exit::failure(e.to_string()))?;
     let api = match ApiClient::new(&HttpSettings {
         requests_per_second: pc.requests_per_second,
         request_timeout: pc.request_timeout,
@@ -81,13 +79,11 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
             Ok(DevicePoll::SlowDown) => interval += Duration::from_secs(5),
             Ok(DevicePoll::Granted(token)) => {
                 let seed = powervs::seed_of(refresh_token.as_ref());
-                if let Err(e) = state.store_secret(
-                    provider,
-                    powervs::REFRESH_TOKEN_KEY,
-                    token.expose(),
-                    &seed,
-                    Utc::now(),
-                ) {
+                let secret = crate::providers::StoredSecret { value: token, seed };
+                if let Err(e) = state
+                    .store_secret(provider, powervs::REFRESH_TOKEN_KEY, &secret)
+                    .await
+                {
                     return Err(Exit::failure(format!(
                         "signed in, but cannot store the token: {e}"
                     )));
@@ -95,7 +91,7 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
                 println!(
                     "Signed in. The refresh token is stored in {}; `snapwarden run` uses it \
                      and keeps the rotated ones there.",
-                    config.daemon.state_path.display()
+                    state.location()
                 );
                 return Ok(());
             }

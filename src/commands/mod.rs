@@ -94,22 +94,36 @@ pub fn load_config_and_log(path: &Path, default_level: &str) -> Result<Config, E
 
 /// Open the ledger as `access` says and build the engine for a one-shot
 /// command.
-pub fn open_engine(
+pub async fn open_engine(
     config: &Config,
     access: Access,
 ) -> Result<std::sync::Arc<crate::engine::Engine>, Exit> {
-    use crate::state::SqliteLedger;
-    let path = &config.daemon.state_path;
-    let state = match access {
-        Access::Write => SqliteLedger::open_locked(path, &this_command()),
-        Access::Read if path.exists() => SqliteLedger::open_read_only(path),
-        Access::Read => SqliteLedger::open(Path::new(":memory:")),
+    use crate::state::{Ledger, SqliteLedger};
+    let state: std::sync::Arc<dyn Ledger> = match (&config.daemon.shared, access) {
+        (Some(shared), Access::Write) => {
+            return Err(Exit::config(format!(
+                "this command writes the ledger, and the ledger is shared by several nodes \
+                 ({}): only the leading daemon writes it; for now stop the daemons (leader and \
+                 standby) before running it, or use `snapwarden run`",
+                shared.url
+            )))
+        }
+        (Some(_), Access::Read) => crate::state::open_read(&config.daemon)
+            .await
+            .map_err(state_exit)?,
+        (None, access) => {
+            let path = &config.daemon.state_path;
+            let opened = match access {
+                Access::Write => SqliteLedger::open_locked(path, &this_command()),
+                Access::Read if path.exists() => SqliteLedger::open_read_only(path),
+                Access::Read => SqliteLedger::open(Path::new(":memory:")),
+            };
+            std::sync::Arc::new(opened.map_err(state_exit)?)
+        }
     };
-    let state = state.map_err(state_exit)?;
     // One-shot commands never stop early: the shutdown flag stays false.
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    crate::engine::Engine::new(std::sync::Arc::new(state), config, rx)
-        .map_err(|e| Exit::failure(e.to_string()))
+    crate::engine::Engine::new(state, config, rx).map_err(|e| Exit::failure(e.to_string()))
 }
 
 /// A ledger that cannot be opened: held by another process is exit code 2

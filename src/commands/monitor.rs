@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 
 use super::Exit;
 use crate::config;
-use crate::state::SqliteLedger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
@@ -88,12 +87,12 @@ fn assess(
     }
 }
 
-pub fn run(path: &Path) -> Exit {
+pub async fn run(path: &Path) -> Exit {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => return unknown(format!("invalid configuration: {e}")),
     };
-    let state = match SqliteLedger::open_read_only(&config.daemon.state_path) {
+    let state = match crate::state::open_read(&config.daemon).await {
         Ok(s) => s,
         Err(e) => return unknown(e.to_string()),
     };
@@ -101,17 +100,17 @@ pub fn run(path: &Path) -> Exit {
     let mut findings: Vec<(Level, String)> = Vec::new();
     let mut counts = [0usize; 3];
     // Selector policies: the targets of their latest slot in the ledger.
-    let summaries = match state.summaries() {
+    let summaries = match state.summaries().await {
         Ok(s) => s,
         Err(e) => return unknown(e.to_string()),
     };
     for p in &config.policies {
         for t in &crate::engine::ledger_targets(p, &summaries) {
-            let summary = match state.target_summary(&p.name, t) {
+            let summary = match state.target_summary(&p.name, t).await {
                 Ok(s) => s,
                 Err(e) => return unknown(e.to_string()),
             };
-            let first_run = match state.runs_for(&p.name, t, u32::MAX) {
+            let first_run = match state.runs_for(&p.name, t, u32::MAX).await {
                 Ok(runs) => runs.last().map(|r| r.started_at),
                 Err(e) => return unknown(e.to_string()),
             };

@@ -42,7 +42,7 @@ pub async fn run(
         super::settle_in_flight(&config, None).await;
         Access::Read
     };
-    let engine = open_engine(&config, access)?;
+    let engine = open_engine(&config, access).await?;
     if delete && yes {
         // Deletes the ledger still has in flight are settled first: one
         // the cloud finished is no orphan.

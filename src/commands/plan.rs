@@ -30,7 +30,7 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
     super::settle_in_flight(&config, Some(&policies)).await;
     // Read-only: an existing ledger is opened read-only; without one,
     // nothing is ours yet, so nothing would be deleted.
-    let engine = open_engine(&config, Access::Read)?;
+    let engine = open_engine(&config, Access::Read).await?;
     let now = Utc::now();
     let mut out = Vec::new();
     let mut selectors = Vec::new();

@@ -16,7 +16,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
     let dry_run = mode == PruneMode::DryRun;
     let config = load_config_and_log(path, "info")?;
     let policies = select_policies(&config, policy)?;
-    let engine = open_engine(&config, Access::Write)?;
+    let engine = open_engine(&config, Access::Write).await?;
     // Operations the ledger still has in flight (a daemon stopped while
     // following them) are asked about first: a snapshot the cloud finished
     // is not taken for one in progress.

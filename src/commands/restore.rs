@@ -26,7 +26,7 @@ pub async fn run(
             policy.targets.named.join(", ")
         )));
     }
-    let engine = open_engine(&config, Access::Write)?;
+    let engine = open_engine(&config, Access::Write).await?;
     // A snapshot the cloud finished after the daemon stopped is restorable.
     if let Err(e) = engine.settle(Some(&[&policy])).await {
         return Err(Exit::failure(format!(

@@ -18,14 +18,15 @@ const SETTLE_FOR_AT_MOST: Duration = Duration::from_secs(20);
 /// (logged) and the command goes on with the ledger as it is.
 pub async fn settle_in_flight(config: &Config, policies: Option<&[&Policy]>) {
     let path = &config.daemon.state_path;
-    if !path.exists() {
+    // A shared ledger's operations are followed by its leading daemon.
+    if config.daemon.shared.is_some() || !path.exists() {
         return;
     }
     let in_flight = SqliteLedger::open_read_only(path).and_then(|s| s.ops_in_flight_count());
     if !matches!(in_flight, Ok(n) if n > 0) {
         return;
     }
-    let engine = match super::open_engine(config, super::Access::Write) {
+    let engine = match super::open_engine(config, super::Access::Write).await {
         Ok(e) => e,
         // The ledger's lock is held: a running daemon follows them itself.
         Err(e) if e.code == 2 => {

@@ -10,7 +10,7 @@ use crate::engine::RunOutcome;
 pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
     let config = load_config_and_log(path, "info")?;
     let policy = select_policies(&config, Some(policy))?[0].clone();
-    let engine = open_engine(&config, Access::Write)?;
+    let engine = open_engine(&config, Access::Write).await?;
     // A selector is resolved now; if its listing fails, the explicit
     // targets still run and the command fails.
     let resolved = engine.resolve_for_run(&policy).await;

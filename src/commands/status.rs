@@ -8,7 +8,11 @@
 //! "started_at", "finished_at", "error"} | null, "last_success",
 //! "consecutive_failures", "last_error", "next_run", "snapshots_kept",
 //! "skipped_slots", "in_flight": [{"kind", "snapshot_id", "operation",
-//! "age_seconds"}]}]}`. Times are RFC 3339 UTC; absent values are null.
+//! "age_seconds"}]}], "leadership": null | {"leader": {"node", "epoch",
+//! "since", "expires_at", "expired"} | null, "nodes": [{"node", "role",
+//! "started_at", "seen_at"}]}}`. Times are RFC 3339 UTC; absent values are
+//! null. `leadership` is set for a ledger shared by several nodes
+//! (`state_url`).
 
 use std::path::Path;
 
@@ -16,16 +20,24 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{load_config, Exit, Outcome};
-use crate::state::SqliteLedger;
+use crate::state::LeadershipView;
 
 pub async fn run(path: &Path, as_json: bool) -> Outcome {
     let config = load_config(path)?;
-    // Operations a stopped daemon left in flight are asked about first.
-    super::settle_in_flight(&config, None).await;
-    let state = SqliteLedger::open_read_only(&config.daemon.state_path)
+    // Operations a stopped daemon left in flight are asked about first
+    // (a shared ledger's leader follows its own).
+    if config.daemon.shared.is_none() {
+        super::settle_in_flight(&config, None).await;
+    }
+    let state = crate::state::open_read(&config.daemon)
+        .await
         .map_err(|e| Exit::failure(e.to_string()))?;
     let summaries = state
         .summaries()
+        .await
+        .map_err(|e| Exit::failure(e.to_string()))?;
+    let leadership = crate::state::leadership(&config.daemon)
+        .await
         .map_err(|e| Exit::failure(e.to_string()))?;
     let now = Utc::now();
     let next_run = |policy: &str| {
@@ -68,16 +80,18 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
         let doc = json!({
             "generated_at": now.to_rfc3339(),
             "state_path": config.daemon.state_path.display().to_string(),
+            "state": state.location(),
             "targets": targets,
+            "leadership": leadership.as_ref().map(leadership_json),
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
+    if let Some(view) = &leadership {
+        print_leadership(view);
+    }
     if summaries.is_empty() {
-        println!(
-            "no runs recorded yet in {}",
-            config.daemon.state_path.display()
-        );
+        println!("no runs recorded yet in {}", state.location());
         return Ok(());
     }
     println!(
@@ -114,4 +128,48 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
         }
     }
     Ok(())
+}
+
+fn leadership_json(view: &LeadershipView) -> serde_json::Value {
+    json!({
+        "leader": view.leader.as_ref().map(|l| json!({
+            "node": l.node,
+            "epoch": l.epoch,
+            "since": l.since.to_rfc3339(),
+            "expires_at": l.expires_at.to_rfc3339(),
+            "expired": l.expired,
+        })),
+        "nodes": view.nodes.iter().map(|n| json!({
+            "node": n.node,
+            "role": n.role,
+            "started_at": n.started_at.to_rfc3339(),
+            "seen_at": n.seen_at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_leadership(view: &LeadershipView) {
+    match &view.leader {
+        Some(l) if !l.expired => println!(
+            "leader: {} (epoch {}, since {})",
+            l.node,
+            l.epoch,
+            l.since.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        Some(l) => println!(
+            "leader: none (the lease of {} expired at {}; a standby takes it within a second)",
+            l.node,
+            l.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        None => println!("leader: none yet (no node has led this ledger)"),
+    }
+    for n in &view.nodes {
+        println!(
+            "node {}: {} (seen {})",
+            n.node,
+            n.role,
+            n.seen_at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
+    println!();
 }

@@ -83,6 +83,9 @@ pub enum AlertEvent {
     /// A due slot was not run because the target's previous run was still
     /// open: that slot has no snapshot.
     SlotSkipped,
+    /// A node of a shared ledger took the lead, lost it, or cannot reach
+    /// the ledger (no snapshot is taken meanwhile).
+    Leadership,
 }
 
 #[derive(Debug, Clone)]

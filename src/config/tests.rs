@@ -135,7 +135,8 @@ fn alerts_defaults() {
             AlertEvent::Recovery,
             AlertEvent::Stale,
             AlertEvent::DeletesHeld,
-            AlertEvent::SlotSkipped
+            AlertEvent::SlotSkipped,
+            AlertEvent::Leadership
         ]
     );
     assert_eq!(a.repeat_after, Duration::from_secs(86_400));

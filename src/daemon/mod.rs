@@ -20,9 +20,10 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineError, RunReport};
 use crate::observe::alerts::Alerter;
-use crate::observe::notify;
 use crate::observe::server::{self, Health};
+use crate::observe::{metrics, notify};
 use crate::schedule::waker::{Waker, WakerError};
+use crate::state::postgres::{PgLedger, PgOptions};
 use crate::state::{Ledger, SqliteLedger, StateError};
 
 mod alerting;
@@ -68,6 +69,10 @@ pub enum DaemonError {
     },
     #[error("metrics endpoint: {0}")]
     Metrics(std::io::Error),
+    /// A leader that can no longer be sure it holds the lease stops: it
+    /// exits with this, and systemd restarts it as a standby.
+    #[error("leadership lost: {0}")]
+    LeadershipLost(String),
 }
 
 /// The pseudo-target alerts about a policy's selector name.
@@ -83,20 +88,115 @@ pub async fn run(
     config: Config,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    // One ledger, one daemon: the lock is held until the process ends.
-    let state: Arc<dyn Ledger> = Arc::new(SqliteLedger::open_locked(
-        &config.daemon.state_path,
-        "snapwarden run",
-    )?);
-    info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
     let alerter = Alerter::new(&config);
+    let health = Arc::new(Health::default());
+    health.tick();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let Some(shared) = config.daemon.shared.clone() else {
+        // One ledger, one daemon: the lock is held until the process ends.
+        let state: Arc<dyn Ledger> = Arc::new(SqliteLedger::open_locked(
+            &config.daemon.state_path,
+            "snapwarden run",
+        )?);
+        info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
+        let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
+        metrics::leading(Some(0));
+        let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+        let serving = Serving {
+            config_path,
+            state,
+            engine,
+            alerter,
+            health,
+            shutdown_tx,
+            observer,
+            leadership: None,
+        };
+        return serve(serving, config, signals, stop).await;
+    };
+    let pg = PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await?;
+    let state: Arc<dyn Ledger> = Arc::new(pg.clone());
+    info!(state = %pg.location(), node = %shared.node_name, policies = config.policies.len(), "snapwarden starting on a shared ledger");
+    let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
+    let candidate = crate::leadership::Candidate::new(pg, &shared).await?;
+    info!(holder = %candidate.holder(), "waiting for the lease");
+    let waited = tokio::select! {
+        lead = candidate.wait_for_lease(&alerter, &health, stop.clone()) => lead,
+        _ = next_stop_signal(&mut signals) => None,
+    };
+    let Some(leadership) = waited else {
+        info!("stopped while standby");
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || observer.join()).await;
+        return Ok(());
+    };
+    let engine = Engine::with_mandate(
+        state.clone(),
+        &config,
+        shutdown_rx,
+        leadership.mandate.clone(),
+    )?;
+    let serving = Serving {
+        config_path,
+        state,
+        engine,
+        alerter,
+        health,
+        shutdown_tx,
+        observer,
+        leadership: Some(leadership),
+    };
+    serve(serving, config, signals, stop).await
+}
+
+/// Until SIGTERM or SIGINT (a SIGHUP while waiting changes nothing).
+async fn next_stop_signal(signals: &mut Signals) {
+    while let Some(signal) = signals.next().await {
+        if signal != SIGHUP {
+            info!("stop requested");
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// What the daemon serves with once it may act.
+struct Serving {
+    config_path: PathBuf,
+    state: Arc<dyn Ledger>,
+    engine: Arc<Engine>,
+    alerter: Arc<Alerter>,
+    health: Arc<Health>,
+    shutdown_tx: watch::Sender<bool>,
+    observer: std::thread::JoinHandle<()>,
+    /// For a shared ledger: the lease this process leads with.
+    leadership: Option<crate::leadership::Leadership>,
+}
+
+/// Schedule, run and follow snapshots until stopped (or, on a shared
+/// ledger, until leadership is lost: then an error, for a restart as a
+/// standby).
+async fn serve(
+    serving: Serving,
+    config: Config,
+    mut signals: Signals,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let Serving {
+        config_path,
+        state,
+        engine,
+        alerter,
+        health,
+        shutdown_tx,
+        observer,
+        mut leadership,
+    } = serving;
     remember_deliveries(&alerter, &state);
     // Before resume (which may prune) and before any slot fires: a file
     // edited while the daemon was down is held like a reload.
     hold_large_reloads(&engine, &alerter, None, &config).await;
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(DaemonError::Signals)?;
     let waker = Waker::start().await?;
 
     let mut sched = Scheduler::new(state.clone(), engine.clone(), alerter);
@@ -104,10 +204,6 @@ pub async fn run(
     // fires, so a catch-up slot never races its resume; its outcomes are
     // alerted like any run's.
     sched.take_up_abandoned(&config, Occasion::Startup).await;
-
-    let health = Arc::new(Health::default());
-    health.tick();
-    let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
     trim::start(state.clone(), shutdown_tx.subscribe());
 
     restore_alerts(&sched.alerter, &*state, &config).await?;
@@ -116,6 +212,12 @@ pub async fn run(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut config = config;
+    // A new leader also runs a slot that came due during the handover.
+    let grace = leadership
+        .as_ref()
+        .and(config.daemon.shared.as_ref())
+        .map(|s| s.takeover_grace);
+    sched.takeover_grace = grace;
     sched.schedule_all(&config, Occasion::Startup).await;
     let summary = format!("{} policies scheduled", sched.scheduled.len());
     notify::ready(&summary);
@@ -125,6 +227,7 @@ pub async fn run(
         tokio::time::interval(watchdog.unwrap_or(HEALTH_EVERY).min(HEALTH_EVERY));
 
     let mut armed = None;
+    let mut outcome = Ok(());
     loop {
         health.tick();
         let next = sched.scheduled.iter().flatten().min().copied();
@@ -147,6 +250,10 @@ pub async fn run(
                 }
             }
             _ = crate::shutdown::stopped(stop.clone()) => break,
+            why = lease_lost(&mut leadership) => {
+                outcome = Err(DaemonError::LeadershipLost(why));
+                break;
+            }
             Some(joined) = sched.resolving.join_next(), if !sched.resolving.is_empty() => {
                 if let Ok(r) = joined {
                     alert_selector(&sched.alerter, &mut sched.selector_failures, &r);
@@ -184,9 +291,22 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     drain(&mut sched.tasks).await;
     waker.shutdown().await;
+    if let Some(leadership) = leadership {
+        if outcome.is_ok() {
+            leadership.step_down().await;
+        }
+    }
     let _ = tokio::task::spawn_blocking(move || observer.join()).await;
     info!("snapwarden stopped");
-    Ok(())
+    outcome
+}
+
+/// Why leadership was lost; never, for a ledger of one's own.
+async fn lease_lost(leadership: &mut Option<crate::leadership::Leadership>) -> String {
+    match leadership {
+        Some(l) => l.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Every alert that reaches the operator is remembered in the ledger: one

@@ -52,6 +52,10 @@ pub(super) struct Scheduler {
     pub(super) scheduled: Vec<Option<DateTime<Utc>>>,
     /// Consecutive failed listings per selector policy.
     pub(super) selector_failures: HashMap<String, u32>,
+    /// A node that took over a shared ledger's lead also runs, at start,
+    /// a slot that came due at most this long ago (during the handover),
+    /// whatever `catch_up` says: no slot falls into the gap.
+    pub(super) takeover_grace: Option<Duration>,
 }
 
 impl Scheduler {
@@ -68,6 +72,7 @@ impl Scheduler {
             resolving: JoinSet::new(),
             scheduled: Vec::new(),
             selector_failures: HashMap::new(),
+            takeover_grace: None,
         }
     }
 
@@ -106,9 +111,22 @@ impl Scheduler {
                     None
                 }
             };
-            if occasion == Occasion::Startup && policy.catch_up {
-                if let (Some(last), Some(missed)) = (last, policy.schedule.latest_at_or_before(now))
-                {
+            if occasion == Occasion::Startup {
+                // The handover's slots include the newest one due, if
+                // it is recent: then no catch-up is left to do.
+                let handover = match (last, self.takeover_grace) {
+                    (Some(last), Some(grace)) => handover_slots(policy, last, now, grace),
+                    _ => Vec::new(),
+                };
+                for &slot in &handover {
+                    info!(policy = %policy.name, slot = %slot, "running a slot that came due during the handover");
+                    self.fire(policy, slot).await;
+                }
+                if let (Some(last), Some(missed), true) = (
+                    last,
+                    policy.schedule.latest_at_or_before(now),
+                    handover.is_empty() && policy.catch_up,
+                ) {
                     if missed > last {
                         info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
                         self.fire(policy, missed).await;
@@ -272,3 +290,33 @@ impl Scheduler {
         }
     }
 }
+
+/// The slots of `policy` after `last` that came due at most `grace` before
+/// `now`: the ones a new leader runs because they fell into the handover
+/// (at most [`MAX_HANDOVER_SLOTS`], oldest first).
+fn handover_slots(
+    policy: &Policy,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Vec<DateTime<Utc>> {
+    let Ok(grace) = chrono::Duration::from_std(grace) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut after = last.max(now - grace - chrono::Duration::seconds(1));
+    while let Some(slot) = policy.schedule.next_after(after) {
+        if slot > now || out.len() == MAX_HANDOVER_SLOTS {
+            break;
+        }
+        if now - slot <= grace {
+            out.push(slot);
+        }
+        after = slot;
+    }
+    out
+}
+
+/// A schedule of every second and a long grace would otherwise start
+/// hundreds of slots at once.
+const MAX_HANDOVER_SLOTS: usize = 60;

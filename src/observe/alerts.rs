@@ -68,8 +68,13 @@ fn kind_name(k: AlertEvent) -> &'static str {
         AlertEvent::SelectorEmpty => "selector_empty",
         AlertEvent::DeletesHeld => "deletes_held",
         AlertEvent::SlotSkipped => "slot_skipped",
+        AlertEvent::Leadership => "leadership",
     }
 }
+
+/// The policy field of `leadership` alerts: they are about a node, not a
+/// policy.
+pub const LEADERSHIP_POLICY: &str = "snapwarden";
 
 /// Policy, target and cause (`budget`, `reload`) of a `deletes_held` alert.
 type HeldKey = (String, String, &'static str);
@@ -343,6 +348,33 @@ impl Alerter {
         );
     }
 
+    /// A node of a shared ledger took the lead or lost it (`node` is the
+    /// alert's target, its policy `snapwarden`, its provider `ledger`).
+    /// Every change is sent: each is rare and each matters.
+    pub fn leadership(&self, node: &str, message: &str) {
+        self.deliver_failure(
+            AlertEvent::Leadership,
+            LEADERSHIP_POLICY,
+            node,
+            "ledger",
+            message,
+            Utc::now(),
+        );
+    }
+
+    /// A node cannot reach the shared ledger: nothing is snapshotted by it
+    /// meanwhile. Once, then a reminder every `repeat_after`.
+    pub fn ledger_unreachable(&self, node: &str, message: &str) {
+        self.once_per_repeat(
+            AlertEvent::Leadership,
+            LEADERSHIP_POLICY,
+            node,
+            "ledger",
+            "ledger_unreachable",
+            message,
+        );
+    }
+
     /// Send `kind` for (policy, target, cause) unless it was sent less than
     /// `repeat_after` ago.
     fn once_per_repeat(
@@ -415,6 +447,7 @@ impl Alerter {
             AlertEvent::SelectorEmpty => "SELECTOR EMPTY",
             AlertEvent::DeletesHeld => "DELETES HELD",
             AlertEvent::SlotSkipped => "SLOT SKIPPED",
+            AlertEvent::Leadership => "LEADERSHIP",
         };
         let mut text = format!(
             "snapwarden: {head} {}/{} on {}",

@@ -109,6 +109,9 @@ struct Metrics {
     deletes_held: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
     intents_unrecorded: Family<PolicyLabel, Counter>,
     rows_unreadable: Family<TableLabel, Counter>,
+    leader: Gauge,
+    leader_epoch: Gauge,
+    leader_changes: Counter,
     /// The label values each (policy, target) was exported with, so that
     /// the series of a target that is gone can be removed.
     seen: Mutex<HashMap<(String, String), TargetSeries>>,
@@ -157,12 +160,16 @@ impl Metrics {
             deletes_held: Family::default(),
             intents_unrecorded: Family::default(),
             rows_unreadable: Family::default(),
+            leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
+            leader_changes: Counter::default(),
             seen: Mutex::default(),
             registry: Registry::default(),
         };
         m.register_snapshots(&mut registry);
         m.register_operations(&mut registry);
         m.register_safety(&mut registry);
+        m.register_leadership(&mut registry);
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -281,6 +288,27 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Leadership of a shared ledger.
+    fn register_leadership(&self, registry: &mut Registry) {
+        registry.register(
+            "leader",
+            "1 while this process leads (schedules, creates, deletes); 0 on a standby",
+            self.leader.clone(),
+        );
+        registry.register(
+            "leader_epoch",
+            "The lease epoch this process leads with (0 while it does not)",
+            self.leader_epoch.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Times this process became the leader",
+            self.leader_changes.clone(),
+        );
+    }
+}
+
 /// Every metric family name as exported (counters without `_total`).
 /// The README's table, the Prometheus rules and the tests check against it.
 pub const NAMES: &[&str] = &[
@@ -303,6 +331,9 @@ pub const NAMES: &[&str] = &[
     "snapwarden_deletes_held",
     "snapwarden_intents_unrecorded",
     "snapwarden_ledger_rows_unreadable",
+    "snapwarden_leader",
+    "snapwarden_leader_epoch",
+    "snapwarden_leader_changes",
     "snapwarden_build_info",
 ];
 
@@ -595,6 +626,19 @@ pub fn intent_unrecorded(policy: &str) {
             policy: policy.into(),
         })
         .inc();
+}
+
+/// This process leads with `epoch` (a shared ledger's lease, or 0 for a
+/// ledger of its own), or no longer leads (`None`).
+pub fn leading(epoch: Option<i64>) {
+    let m = metrics();
+    m.leader.set(i64::from(epoch.is_some()));
+    m.leader_epoch.set(epoch.unwrap_or(0));
+}
+
+/// This process took the lease over.
+pub fn became_leader() {
+    metrics().leader_changes.inc();
 }
 
 #[cfg(test)]

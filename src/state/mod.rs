@@ -12,9 +12,11 @@
 //! the call returns: a committed intent survives a crash, which is what
 //! makes "no duplicate, nothing lost" possible.
 
+mod open;
 pub mod postgres;
 pub mod sqlite;
 
+pub use open::{leadership, open_for_secrets, open_read, LeadershipView};
 pub use postgres::{Fence, PgLedger, PgOptions};
 pub use sqlite::{Holder, LedgerLock, SqliteLedger};
 

@@ -570,6 +570,8 @@ impl Daemon {
             "INT" => libc::SIGINT,
             "HUP" => libc::SIGHUP,
             "KILL" => libc::SIGKILL,
+            "STOP" => libc::SIGSTOP,
+            "CONT" => libc::SIGCONT,
             other => panic!("unknown signal {other}"),
         };
         // SAFETY: kill(2) on our own child's pid, which we have not reaped.
@@ -582,6 +584,15 @@ impl Daemon {
         wait_for(&format!("log line containing {needle:?}"), timeout, || {
             log.all().iter().any(|l| l.contains(needle)).then_some(())
         });
+    }
+
+    /// The exit code once the process has ended by itself, waiting at most
+    /// `timeout` (`None`: killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        wait_for("the daemon to exit", timeout, || {
+            self.child.try_wait().ok().flatten()
+        })
+        .code()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -18,6 +18,7 @@ const ALERT_EVENTS: &[(&str, AlertEvent)] = &[
     ("selector_empty", AlertEvent::SelectorEmpty),
     ("deletes_held", AlertEvent::DeletesHeld),
     ("slot_skipped", AlertEvent::SlotSkipped),
+    ("leadership", AlertEvent::Leadership),
 ];
 
 pub(super) fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Option<AlertsConfig> {
@@ -69,6 +70,7 @@ pub(super) fn alerts(raw: &RawAlerts, span: Range<usize>, cx: &mut Cx<'_>) -> Op
             AlertEvent::Stale,
             AlertEvent::DeletesHeld,
             AlertEvent::SlotSkipped,
+            AlertEvent::Leadership,
         ]),
         Some(list_value) => events(list_value, cx),
     };

@@ -41,6 +41,7 @@ pub(super) fn shared_state(raw: &RawDaemon, cx: &mut Cx<'_>) -> Option<Option<Sh
         );
         return None;
     }
+    let url_span = url;
     let url = postgres_url(url, cx);
     let password = if password_keys.given() {
         Some(secrets::resolve(password_keys, 0..0, cx)?)
@@ -49,7 +50,17 @@ pub(super) fn shared_state(raw: &RawDaemon, cx: &mut Cx<'_>) -> Option<Option<Sh
     };
     let node_name = match &raw.node_name {
         Some(n) => node_name(n, cx)?,
-        None => host_name(),
+        None => match host_name() {
+            Some(name) => name,
+            None => {
+                cx.diag.error(
+                    url_span.span(),
+                    "cannot tell this host's name (/proc/sys/kernel/hostname, /etc/hostname): \
+                     set `node_name` so that `status` can tell the nodes apart",
+                );
+                return None;
+            }
+        },
     };
     let duration = |v: Option<&Spanned<String>>, d, rule: &DurationRule, cx: &mut Cx<'_>| {
         values::duration_or(v, d, rule, &mut cx.diag)
@@ -217,12 +228,12 @@ fn node_name(value: &Spanned<String>, cx: &mut Cx<'_>) -> Option<String> {
     Some(v.clone())
 }
 
-/// This host's name, for the lease and `status`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+/// This host's name, for the lease and `status` (the systemd unit's
+/// `ProcSubset=pid` hides /proc/sys, so /etc/hostname is asked too).
+fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "snapwarden".to_string())
+        .find(|s| !s.is_empty())
 }

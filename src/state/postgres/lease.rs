@@ -1,0 +1,178 @@
+//! Leadership of a shared ledger: one lease row, renewed on the database's
+//! clock, with an epoch that grows at every change of holder (the fencing
+//! token every decision write checks).
+//!
+//! Only the database's `now()` decides whether a lease has expired, so the
+//! nodes' clocks never matter. A holder renews well before expiry; another
+//! node takes the lease only once it has expired, and then with the next
+//! epoch. A holder whose own lease expired gets a new epoch too when it
+//! renews: whatever it decided under the old one may have been overtaken,
+//! so it must stop (the caller compares epochs).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use super::PgLedger;
+use crate::state::Result;
+
+/// The one lease: the node holding it schedules, creates, polls and
+/// deletes for every policy.
+pub const SCHEDULER: &str = "scheduler";
+
+/// The lease as this process holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub epoch: i64,
+    /// When this holder took the lease (not its last renewal).
+    pub since: DateTime<Utc>,
+}
+
+/// Who leads, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub node: String,
+    pub holder: String,
+    pub epoch: i64,
+    pub since: DateTime<Utc>,
+    pub renewed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Expired on the database's clock: nobody leads until a node takes
+    /// the lease.
+    pub expired: bool,
+}
+
+/// A node as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub node: String,
+    pub holder: String,
+    /// `leader`, `standby` or `stopped`.
+    pub role: String,
+    pub started_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+}
+
+impl PgLedger {
+    /// A connection of its own to the same database, for the lease: a
+    /// renewal never waits behind the ledger's calls.
+    pub async fn session(&self) -> Result<Client> {
+        self.0.target.open().await
+    }
+}
+
+/// Take the lease if it is free or expired, or renew it if this holder
+/// has it: the epoch it is held with, or `None` if another holder's lease
+/// is still running.
+pub async fn acquire_or_renew(
+    client: &Client,
+    holder: &str,
+    node: &str,
+    lease: Duration,
+) -> Result<Option<Held>> {
+    let row = client
+        .query_opt(
+            "INSERT INTO leader_lease AS l
+                 (name, holder, node, epoch, acquired_at, renewed_at, expires_at)
+             VALUES ($1, $2, $3, 1, now(), now(), now() + make_interval(secs => $4))
+             ON CONFLICT (name) DO UPDATE SET
+                 holder = excluded.holder,
+                 node = excluded.node,
+                 epoch = CASE WHEN l.holder = excluded.holder AND l.expires_at > now()
+                              THEN l.epoch ELSE l.epoch + 1 END,
+                 acquired_at = CASE WHEN l.holder = excluded.holder AND l.expires_at > now()
+                                    THEN l.acquired_at ELSE now() END,
+                 renewed_at = now(),
+                 expires_at = excluded.expires_at
+             WHERE l.holder = excluded.holder OR l.expires_at <= now()
+             RETURNING epoch, acquired_at",
+            &[&SCHEDULER, &holder, &node, &lease.as_secs_f64()],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Held {
+            epoch: r.try_get(0)?,
+            since: r.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
+/// Give the lease up at once (a clean stop): the standby need not wait
+/// for it to expire. Nothing happens if this holder no longer has it.
+pub async fn release(client: &Client, holder: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE leader_lease SET expires_at = now() WHERE name = $1 AND holder = $2",
+            &[&SCHEDULER, &holder],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Who holds (or last held) the lease; `None` before any node led.
+pub async fn leader(client: &Client) -> Result<Option<Leader>> {
+    let row = client
+        .query_opt(
+            "SELECT node, holder, epoch, acquired_at, renewed_at, expires_at, expires_at <= now()
+             FROM leader_lease WHERE name = $1",
+            &[&SCHEDULER],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Leader {
+            node: r.try_get(0)?,
+            holder: r.try_get(1)?,
+            epoch: r.try_get(2)?,
+            since: r.try_get(3)?,
+            renewed_at: r.try_get(4)?,
+            expires_at: r.try_get(5)?,
+            expired: r.try_get(6)?,
+        })
+    })
+    .transpose()
+}
+
+/// Record this process's role (`leader`, `standby`, `stopped`), seen now.
+pub async fn report_node(client: &Client, holder: &str, node: &str, role: &str) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO ha_nodes (holder, node, role, started_at, seen_at)
+             VALUES ($1, $2, $3, now(), now())
+             ON CONFLICT (holder) DO UPDATE SET role = excluded.role, seen_at = now()",
+            &[&holder, &node, &role],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The nodes seen within `recent`, newest first (older rows are processes
+/// long gone: they are left out, and removed after a day).
+pub async fn nodes(client: &Client, recent: Duration) -> Result<Vec<Node>> {
+    client
+        .execute(
+            "DELETE FROM ha_nodes WHERE seen_at < now() - interval '1 day'",
+            &[],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT node, holder, role, started_at, seen_at FROM ha_nodes
+             WHERE seen_at >= now() - make_interval(secs => $1)
+             ORDER BY seen_at DESC",
+            &[&recent.as_secs_f64()],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Node {
+                node: r.try_get(0)?,
+                holder: r.try_get(1)?,
+                role: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+                seen_at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
