@@ -553,4 +553,4 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
 mod pg_cluster;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

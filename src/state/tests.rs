@@ -60,7 +60,7 @@ fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
 
 /// A PostgreSQL ledger on a fresh database and its URL, or None when the
 /// developer skips PostgreSQL tests.
-pub(super) async fn fresh_pg(test: &str) -> Option<(String, PgLedger)> {
+pub(crate) async fn fresh_pg(test: &str) -> Option<(String, PgLedger)> {
     let cluster = pg_cluster::shared_or_skip(test)?;
     let db = cluster.create_database().expect("a fresh database");
     let url = format!("{}?sslmode=disable", cluster.url(&db));

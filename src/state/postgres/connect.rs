@@ -22,6 +22,9 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// What the server shows for the connections (`pg_stat_activity`).
     pub application_name: String,
+    /// How long the server lets a session sit inside a transaction before
+    /// it ends the session (and its locks).
+    pub idle_in_transaction: Duration,
 }
 
 impl Default for PgOptions {
@@ -29,6 +32,7 @@ impl Default for PgOptions {
         PgOptions {
             connect_timeout: Duration::from_secs(5),
             application_name: "snapwarden".to_string(),
+            idle_in_transaction: Duration::from_secs(5),
         }
     }
 }
@@ -112,7 +116,28 @@ impl Target {
         config
             .application_name(&opts.application_name)
             .connect_timeout(opts.connect_timeout)
-            .ssl_mode(mode.client_mode());
+            .ssl_mode(mode.client_mode())
+            // A peer that vanished (host down, network cut) is noticed in
+            // seconds, not after the kernel's two hours.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10));
+        // The server ends a session left inside a transaction (a node
+        // paused or cut off mid-write), so the row locks it held never
+        // stall the node that leads next; and it drops a vanished client
+        // as fast.
+        let session = format!(
+            "-c idle_in_transaction_session_timeout={} -c tcp_keepalives_idle=5 \
+             -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+            opts.idle_in_transaction.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {session}"),
+            _ => session,
+        };
+        config.options(&options);
         let tls = client_config(mode, root_cert.as_deref()).map_err(fail)?;
         Ok(Target {
             location,

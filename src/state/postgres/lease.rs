@@ -176,3 +176,145 @@ pub async fn nodes(client: &Client, recent: Duration) -> Result<Vec<Node>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::fresh_pg;
+    use crate::state::{Fence, Ledger, PgOptions, StateError};
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    async fn expire_now(client: &Client) {
+        client
+            .batch_execute("UPDATE leader_lease SET expires_at = now() - interval '1 second'")
+            .await
+            .expect("expire the lease");
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_the_epoch_grows_at_every_takeover() {
+        let Some((_, pg)) = fresh_pg("lease_epochs").await else {
+            return;
+        };
+        let c = pg.session().await.expect("session");
+        let a = acquire_or_renew(&c, "a/1", "a", LONG).await.expect("a");
+        assert_eq!(a.map(|h| h.epoch), Some(1), "the first holder");
+        let b = acquire_or_renew(&c, "b/1", "b", LONG).await.expect("b");
+        assert_eq!(b, None, "a running lease is not taken");
+        let renewed = acquire_or_renew(&c, "a/1", "a", LONG).await.expect("renew");
+        assert_eq!(renewed, a, "a renewal keeps the epoch and the start");
+
+        expire_now(&c).await;
+        let b = acquire_or_renew(&c, "b/1", "b", LONG).await.expect("b");
+        assert_eq!(
+            b.map(|h| h.epoch),
+            Some(2),
+            "an expired lease is taken, next epoch"
+        );
+        let a_again = acquire_or_renew(&c, "a/1", "a", LONG).await.expect("a");
+        assert_eq!(a_again, None, "the old holder cannot renew");
+
+        // A holder whose own lease expired gets a new epoch: what it
+        // decided under the old one may have been overtaken.
+        expire_now(&c).await;
+        let b_again = acquire_or_renew(&c, "b/1", "b", LONG).await.expect("b");
+        assert_eq!(b_again.map(|h| h.epoch), Some(3));
+
+        let l = leader(&c).await.expect("leader").expect("a row");
+        assert_eq!((l.node.as_str(), l.epoch, l.expired), ("b", 3, false));
+        release(&c, "a/1").await.expect("not the holder: nothing");
+        assert!(!leader(&c).await.expect("leader").expect("row").expired);
+        release(&c, "b/1").await.expect("release");
+        assert!(leader(&c).await.expect("leader").expect("row").expired);
+        let a = acquire_or_renew(&c, "a/1", "a", LONG).await.expect("a");
+        assert_eq!(
+            a.map(|h| h.epoch),
+            Some(4),
+            "a released lease is free at once"
+        );
+    }
+
+    /// A decision fenced with an epoch that has since moved is refused,
+    /// and a takeover waits for a fenced write in flight to commit.
+    #[tokio::test]
+    async fn a_stale_leaders_decision_is_refused() {
+        let Some((_, pg)) = fresh_pg("lease_stale_decision").await else {
+            return;
+        };
+        let c = pg.session().await.expect("session");
+        let a = acquire_or_renew(&c, "a/1", "a", LONG)
+            .await
+            .expect("a")
+            .expect("free");
+        pg.set_fence(Some(Fence {
+            holder: "a/1".into(),
+            epoch: a.epoch,
+        }));
+        let t = chrono::Utc::now();
+        pg.set_last_slot("db", t).await.expect("the leader decides");
+        expire_now(&c).await;
+        acquire_or_renew(&c, "b/1", "b", LONG)
+            .await
+            .expect("b")
+            .expect("taken over");
+        let refused = pg
+            .set_last_slot("db", t + chrono::Duration::seconds(1))
+            .await
+            .expect_err("the old leader's decision");
+        assert!(matches!(refused, StateError::NotLeader { .. }), "{refused}");
+        assert_eq!(
+            pg.last_slot("db").await.expect("read"),
+            Some(super::super::ms(t))
+        );
+    }
+
+    #[tokio::test]
+    async fn nodes_report_their_roles() {
+        let Some((_, pg)) = fresh_pg("lease_nodes").await else {
+            return;
+        };
+        let c = pg.session().await.expect("session");
+        report_node(&c, "a/1", "a", "leader").await.expect("a");
+        report_node(&c, "b/1", "b", "standby").await.expect("b");
+        report_node(&c, "a/1", "a", "stopped")
+            .await
+            .expect("a again");
+        let mut seen: Vec<(String, String)> = nodes(&c, LONG)
+            .await
+            .expect("nodes")
+            .into_iter()
+            .map(|n| (n.node, n.role))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), "stopped".into()),
+                ("b".into(), "standby".into())
+            ]
+        );
+    }
+
+    /// A session left inside a transaction (a node paused mid-write) is
+    /// ended by the server after `idle_in_transaction`, so its locks
+    /// cannot stall the next leader.
+    #[tokio::test]
+    async fn a_session_idle_in_a_transaction_is_ended_by_the_server() {
+        let Some((url, _)) = fresh_pg("lease_idle_in_transaction").await else {
+            return;
+        };
+        let opts = PgOptions {
+            idle_in_transaction: Duration::from_millis(300),
+            ..PgOptions::default()
+        };
+        let pg = PgLedger::connect(&url, None, opts).await.expect("connect");
+        let c = pg.session().await.expect("session");
+        c.batch_execute("BEGIN; SELECT 1 FROM leader_lease FOR UPDATE")
+            .await
+            .expect("a transaction left open");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let after = c.simple_query("SELECT 1").await;
+        assert!(after.is_err(), "the idle transaction's session was ended");
+    }
+}
