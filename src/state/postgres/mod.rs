@@ -25,6 +25,10 @@ mod runs;
 mod safety;
 mod snapshots;
 mod summary;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_connect;
 mod tls;
 mod trim;
 
@@ -243,6 +247,29 @@ impl PgLedger {
             .batch_execute(sql)
             .await
             .expect("test SQL");
+    }
+}
+
+impl PgLedger {
+    /// The first column of every row `sql` returns, as text (NULL: "").
+    #[cfg(test)]
+    pub(crate) async fn query_for_tests(&self, sql: &str) -> Vec<String> {
+        let messages = self
+            .client()
+            .await
+            .expect("connection")
+            .simple_query(sql)
+            .await
+            .expect("test SQL");
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or_default().to_string())
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use super::rows::{all, each_readable, get, op_row};
-use super::runs::{insert_op, record_outcome};
+use super::runs::insert_op;
+use super::snapshots::record_outcome;
 use super::{interval_ms, ms, PgLedger, OP_COLUMNS};
 use crate::providers::OpKind;
 use crate::state::{LedgerState, OpRow, PollPlan, Result, Unreadable};

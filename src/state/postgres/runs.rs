@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::rows::{each_readable, get, op_kind, run_row};
+use super::rows::{each_readable, get, run_row};
+use super::snapshots::{write_snapshot_state, Completion};
 use super::{interval_ms, ms, PgLedger, OPEN_RUN_STATES_SQL, RUN_COLUMNS};
 use crate::providers::{Created, OpKind};
 use crate::state::{
@@ -207,104 +208,6 @@ async fn run_by_id(c: &(impl GenericClient + Sync), run_id: i64) -> Result<RunRo
         )
         .await?;
     run_row(&row)
-}
-
-/// One operation's terminal outcome and its snapshot's new state; an
-/// operation already finished is left as it is (two processes may report
-/// the same outcome).
-pub(super) async fn record_outcome(
-    tx: &Transaction<'_>,
-    id: i64,
-    error: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let outcome = if error.is_none() {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    let updated = tx
-        .query_opt(
-            "UPDATE operations SET finished_at = $2, outcome = $3, error = $4
-             WHERE id = $1 AND finished_at IS NULL RETURNING kind, snapshot",
-            &[&id, &ms(now), &outcome, &error],
-        )
-        .await?;
-    let Some(row) = updated else {
-        // Finished already, or no such operation (an error, as in SQLite).
-        tx.query_one("SELECT 1 FROM operations WHERE id = $1", &[&id])
-            .await?;
-        return Ok(());
-    };
-    let kind: &str = get(&row, 0, "operations.kind")?;
-    let snap: i64 = get(&row, 1, "operations.snapshot")?;
-    let (state, completion) = match (op_kind(kind)?, error) {
-        (OpKind::Create, None) => (LedgerState::Available, Completion::Now),
-        (OpKind::Create, Some(_)) => (LedgerState::Failed, Completion::Now),
-        (OpKind::Delete, None) => (LedgerState::Deleted, Completion::Keep),
-        // The snapshot is still there; it stays in the ledger as ours.
-        (OpKind::Delete, Some(_)) => (LedgerState::Available, Completion::Keep),
-        // Restoring reads a snapshot; it does not change it.
-        (OpKind::Restore, _) => return Ok(()),
-    };
-    write_snapshot_state(tx, snap, state, error, completion, now).await
-}
-
-/// What a change of a snapshot's state does to its `completed_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Completion {
-    /// Its create operation ended now.
-    Now,
-    /// It is seen done now; an earlier completion stands.
-    First,
-    /// Not a completion.
-    Keep,
-}
-
-impl Completion {
-    /// A state seen outside an operation: done states are a first
-    /// completion.
-    pub(super) fn seen(state: LedgerState) -> Completion {
-        match state {
-            LedgerState::Available | LedgerState::Failed => Completion::First,
-            _ => Completion::Keep,
-        }
-    }
-}
-
-/// Move the snapshot in row `id` to `state`, as the SQLite ledger does.
-pub(super) async fn write_snapshot_state(
-    c: &(impl GenericClient + Sync),
-    id: i64,
-    state: LedgerState,
-    error: Option<&str>,
-    completion: Completion,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let at = ms(now);
-    let (completed, overwrite) = match completion {
-        Completion::Now => (Some(at), true),
-        Completion::First => (Some(at), false),
-        Completion::Keep => (None, false),
-    };
-    let deleted = (state == LedgerState::Deleted).then_some(at);
-    c.execute(
-        "UPDATE snapshots SET state = $2, error = COALESCE($3::text, error),
-           completed_at = CASE WHEN $6::boolean THEN $4::timestamptz
-                               ELSE COALESCE(completed_at, $4::timestamptz) END,
-           deleted_at = COALESCE($5::timestamptz, deleted_at)
-         WHERE id = $1",
-        &[
-            &id,
-            &state.as_str(),
-            &error,
-            &completed,
-            &deleted,
-            &overwrite,
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Runs not yet terminal, oldest first.
