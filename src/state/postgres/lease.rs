@@ -181,7 +181,7 @@ pub async fn nodes(client: &Client, recent: Duration) -> Result<Vec<Node>> {
 mod tests {
     use super::*;
     use crate::state::tests::fresh_pg;
-    use crate::state::{Fence, Ledger, PgOptions, StateError};
+    use crate::state::{Fence, PgOptions, StateError};
 
     const LONG: Duration = Duration::from_secs(60);
 
