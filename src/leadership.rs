@@ -47,6 +47,7 @@ pub(crate) struct Leadership {
     /// Set to why, once leadership is lost.
     pub(crate) lost: watch::Receiver<Option<String>>,
     renewer: tokio::task::JoinHandle<()>,
+    ledger: PgLedger,
     client: Arc<Client>,
     holder: String,
     node: String,
@@ -170,6 +171,7 @@ impl Candidate {
         let (lost_tx, lost) = watch::channel(None);
         let client = Arc::new(self.client);
         let renewer = tokio::spawn(renew(
+            self.ledger.clone(),
             client.clone(),
             self.holder.clone(),
             self.settings.clone(),
@@ -196,6 +198,7 @@ impl Candidate {
             epoch: held.epoch,
             lost,
             renewer,
+            ledger: self.ledger,
             client,
             holder: self.holder,
             node,
@@ -212,9 +215,13 @@ fn act_deadline(sent: Instant, settings: &SharedState) -> Instant {
 
 /// Renew every `renew_every`; on the first renewal that shows the lease is
 /// gone (another holder, or a new epoch after it expired) or once the act
-/// deadline passes without a renewal, revoke the mandate and say why.
+/// deadline passes without a renewal, revoke the mandate and say why. A
+/// renewal that fails (the ledger restarting, a dropped connection) is
+/// tried again soon, on a new session if the old one broke, for as long as
+/// the deadline allows: a short outage of the database costs no failover.
 async fn renew(
-    client: Arc<Client>,
+    ledger: PgLedger,
+    mut client: Arc<Client>,
     holder: String,
     settings: SharedState,
     epoch: i64,
@@ -222,22 +229,32 @@ async fn renew(
     lost: watch::Sender<Option<String>>,
 ) {
     let mut deadline = act_deadline(Instant::now(), &settings);
+    let retry = (settings.renew_every / 4).max(Duration::from_millis(100));
+    let mut wait = settings.renew_every;
     loop {
-        let wait = settings
-            .renew_every
-            .min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
         let sent = Instant::now();
         if sent >= deadline {
             return give_up(
                 &mandate,
                 &lost,
-                "the lease could not be renewed in time".into(),
+                "the lease could not be renewed in time (the ledger is unreachable or too slow)"
+                    .into(),
             );
         }
-        let left = deadline - sent;
+        if client.is_closed() {
+            match tokio::time::timeout(deadline - sent, ledger.session()).await {
+                Ok(Ok(c)) => client = Arc::new(c),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot reconnect to the ledger to renew the lease; trying again");
+                    wait = retry;
+                    continue;
+                }
+                Err(_) => continue,
+            }
+        }
         let answer = tokio::time::timeout(
-            left,
+            deadline.saturating_duration_since(Instant::now()),
             lease::acquire_or_renew(
                 &client,
                 &holder,
@@ -250,6 +267,7 @@ async fn renew(
             Ok(Ok(Some(held))) if held.epoch == epoch => {
                 deadline = act_deadline(sent, &settings);
                 mandate.extend(deadline);
+                wait = settings.renew_every;
             }
             Ok(Ok(Some(held))) => {
                 return give_up(
@@ -267,21 +285,10 @@ async fn renew(
             }
             Ok(Err(e)) => {
                 warn!(error = %e, "cannot renew the lease; trying again");
-                if client.is_closed() {
-                    return give_up(
-                        &mandate,
-                        &lost,
-                        format!("the lease connection to the ledger broke: {e}"),
-                    );
-                }
+                wait = retry;
             }
-            Err(_) => {
-                return give_up(
-                    &mandate,
-                    &lost,
-                    "the ledger did not answer the lease renewal in time".into(),
-                );
-            }
+            // The deadline passed while waiting: the next round says so.
+            Err(_) => wait = Duration::ZERO,
         }
     }
 }
@@ -311,11 +318,26 @@ impl Leadership {
     pub(crate) async fn step_down(self) {
         self.renewer.abort();
         self.mandate.revoke();
-        match lease::release(&self.client, &self.holder).await {
+        let fresh;
+        let client = if self.client.is_closed() {
+            match self.ledger.session().await {
+                Ok(c) => {
+                    fresh = c;
+                    &fresh
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot release the lease; it expires by itself");
+                    return;
+                }
+            }
+        } else {
+            &*self.client
+        };
+        match lease::release(client, &self.holder).await {
             Ok(()) => info!(node = %self.node, epoch = self.epoch, "lease released"),
             Err(e) => warn!(error = %e, "cannot release the lease; it expires by itself"),
         }
-        let _ = lease::report_node(&self.client, &self.holder, &self.node, "stopped").await;
+        let _ = lease::report_node(client, &self.holder, &self.node, "stopped").await;
         metrics::leading(None);
     }
 }
