@@ -103,7 +103,7 @@ impl Candidate {
             {
                 Ok(Some(held)) => {
                     let previous = last_leader.map(|(n, e)| format!("{n} (epoch {e})"));
-                    return Some(self.lead(held, sent, previous, alerter).await);
+                    return Some(self.lead(held, sent, previous, Some(alerter)).await);
                 }
                 Ok(None) => {
                     let _ = lease::report_node(&self.client, &self.holder, &node, "standby").await;
@@ -153,6 +153,29 @@ impl Candidate {
         }
     }
 
+    /// For a one-shot command that writes a shared ledger: the lease if no
+    /// node holds it now (the command then acts as the leader until it
+    /// steps down), else who holds it.
+    pub(crate) async fn lead_once(self) -> Result<Leadership, Option<lease::Leader>> {
+        let sent = Instant::now();
+        let node = self.settings.node_name.clone();
+        match lease::acquire_or_renew(
+            &self.client,
+            &self.holder,
+            &node,
+            self.settings.lease_duration,
+        )
+        .await
+        {
+            Ok(Some(held)) => Ok(self.lead(held, sent, None, None).await),
+            Ok(None) => Err(lease::leader(&self.client).await.ok().flatten()),
+            Err(e) => {
+                warn!(error = %e, "cannot take the lease");
+                Err(None)
+            }
+        }
+    }
+
     /// Take the lead with `held`: fence the ledger's decisions with its
     /// epoch, start renewing, tell the operator.
     async fn lead(
@@ -160,7 +183,7 @@ impl Candidate {
         held: lease::Held,
         sent: Instant,
         previous: Option<String>,
-        alerter: &Alerter,
+        alerter: Option<&Alerter>,
     ) -> Leadership {
         let node = self.settings.node_name.clone();
         self.ledger.set_fence(Some(Fence {
@@ -190,7 +213,7 @@ impl Candidate {
             None => format!("node {node} leads (epoch {})", held.epoch),
         };
         info!(node = %node, epoch = held.epoch, since = %held.since, "{message}");
-        if previous.is_some() || held.epoch > 1 {
+        if let Some(alerter) = alerter.filter(|_| previous.is_some() || held.epoch > 1) {
             alerter.leadership(&node, &message);
         }
         Leadership {

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     let exit: Exit = runtime.block_on(async {
-        match cli.command {
+        let exit: Exit = match cli.command {
             Command::Run { config } => commands::run::run(&config.path).await.into(),
             Command::Check { config } => commands::check::run(&config.path).into(),
             Command::Plan {
@@ -89,7 +89,9 @@ fn main() -> ExitCode {
                 commands::login::run(&config.path, &provider).await.into()
             }
             Command::Generate(what) => commands::generate::run(&what).into(),
-        }
+        };
+        commands::release_one_shot_lease().await;
+        exit
     });
     // Do not wait for background tasks (pollers) once the command is done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

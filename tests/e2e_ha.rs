@@ -436,3 +436,69 @@ fn with_the_database_unreachable_no_create_is_sent_and_an_alert_fires() {
     p.assert_no_duplicate();
     b.stop();
 }
+
+/// `status` shows the leader and each node's role; a one-shot command that
+/// writes (`snapshot`) is refused while a daemon leads and works, holding
+/// the lease, once none does.
+#[test]
+fn status_shows_the_leader_and_one_shot_writes_wait_for_no_leader() {
+    let Some(p) = pair("status_shows_the_leader") else {
+        return;
+    };
+    let a = p.start("a");
+    a.wait_log("leads (epoch 1)", Duration::from_secs(20));
+    let b = p.start("b");
+    b.wait_log("standby:", Duration::from_secs(10));
+    let cfg = p.wd.dir.path().join("a.toml");
+    let status = p.wd.json_ok(
+        &["status", "-c", cfg.to_str().expect("utf-8"), "--json"],
+        SECRET,
+    );
+    let leadership = &status["leadership"];
+    assert_eq!(leadership["leader"]["node"], "a", "{status}");
+    assert_eq!(leadership["leader"]["epoch"], 1);
+    let roles: HashMap<String, String> = leadership["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or("").to_string(),
+                n["role"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles.get("a").map(String::as_str),
+        Some("leader"),
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.get("b").map(String::as_str),
+        Some("standby"),
+        "{roles:?}"
+    );
+
+    let refused = p.wd.run(&cfg, &["snapshot", "--policy", "db"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    assert!(
+        output_text(&refused).contains("led by node a"),
+        "{}",
+        output_text(&refused)
+    );
+    b.stop();
+    a.stop();
+    let before = p.create_count();
+    let out = p.wd.run(&cfg, &["snapshot", "--policy", "db"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        p.create_count(),
+        before + 1,
+        "the one-shot snapshot was taken"
+    );
+    assert_eq!(
+        p.sql("SELECT expires_at <= now() FROM leader_lease"),
+        "t",
+        "and its lease handed back"
+    );
+}

@@ -101,12 +101,13 @@ pub async fn open_engine(
     use crate::state::{Ledger, SqliteLedger};
     let state: std::sync::Arc<dyn Ledger> = match (&config.daemon.shared, access) {
         (Some(shared), Access::Write) => {
-            return Err(Exit::config(format!(
-                "this command writes the ledger, and the ledger is shared by several nodes \
-                 ({}): only the leading daemon writes it; for now stop the daemons (leader and \
-                 standby) before running it, or use `snapwarden run`",
-                shared.url
-            )))
+            let (pg, leadership) = lead_once(shared).await?;
+            let mandate = leadership.mandate.clone();
+            *ONE_SHOT_LEASE.lock().await = Some(leadership);
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let state: std::sync::Arc<dyn Ledger> = std::sync::Arc::new(pg);
+            return crate::engine::Engine::with_mandate(state, config, rx, mandate)
+                .map_err(|e| Exit::failure(e.to_string()));
         }
         (Some(_), Access::Read) => crate::state::open_read(&config.daemon)
             .await
@@ -124,6 +125,46 @@ pub async fn open_engine(
     // One-shot commands never stop early: the shutdown flag stays false.
     let (_tx, rx) = tokio::sync::watch::channel(false);
     crate::engine::Engine::new(state, config, rx).map_err(|e| Exit::failure(e.to_string()))
+}
+
+/// The lease a one-shot command holds on a shared ledger while it writes
+/// (released by [`release_one_shot_lease`] when the command ends).
+static ONE_SHOT_LEASE: tokio::sync::Mutex<Option<crate::leadership::Leadership>> =
+    tokio::sync::Mutex::const_new(None);
+
+/// Take a shared ledger's lease for a one-shot command: the command writes
+/// only while no daemon leads (a running daemon does this work itself).
+async fn lead_once(
+    shared: &crate::config::SharedState,
+) -> Result<(crate::state::PgLedger, crate::leadership::Leadership), Exit> {
+    use crate::state::{PgLedger, PgOptions};
+    let pg = PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default())
+        .await
+        .map_err(state_exit)?;
+    let candidate = crate::leadership::Candidate::new(pg.clone(), shared)
+        .await
+        .map_err(state_exit)?;
+    match candidate.lead_once().await {
+        Ok(leadership) => Ok((pg, leadership)),
+        Err(Some(l)) if !l.expired => Err(Exit::config(format!(
+            "the shared ledger is led by node {} (epoch {}, since {}): a running daemon writes \
+             it; let it do this work, or stop the daemons (leader and standby) and try again",
+            l.node,
+            l.epoch,
+            l.since.to_rfc3339()
+        ))),
+        Err(_) => Err(Exit::failure(format!(
+            "cannot take the lease of the shared ledger {}; try again",
+            pg.location()
+        ))),
+    }
+}
+
+/// Hand back the lease a one-shot command took on a shared ledger, if any.
+pub async fn release_one_shot_lease() {
+    if let Some(l) = ONE_SHOT_LEASE.lock().await.take() {
+        l.step_down().await;
+    }
 }
 
 /// A ledger that cannot be opened: held by another process is exit code 2
