@@ -81,7 +81,7 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
                 let seed = powervs::seed_of(refresh_token.as_ref());
                 let secret = crate::providers::StoredSecret { value: token, seed };
                 if let Err(e) = state
-                    .store_secret(provider, powervs::REFRESH_TOKEN_KEY, &secret)
+                    .store_secret(provider, powervs::REFRESH_TOKEN_KEY, &secret, None)
                     .await
                 {
                     return Err(Exit::failure(format!(

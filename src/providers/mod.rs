@@ -406,12 +406,17 @@ pub(crate) fn require_selectable(
 pub trait SecretStore: Send + Sync {
     /// The stored value for (`provider`, `key`), if any.
     async fn load_secret(&self, provider: &str, key: &str) -> Result<Option<StoredSecret>, String>;
-    /// Replace the stored value for (`provider`, `key`).
+    /// Replace the stored value for (`provider`, `key`) if it still is
+    /// `replaces` (or nothing is stored); `replaces: None` replaces
+    /// whatever is stored (a new sign-in). A value another process stored
+    /// meanwhile is kept and this is an error: a rotation is never lost
+    /// by being overwritten with an older branch.
     async fn store_secret(
         &self,
         provider: &str,
         key: &str,
         secret: &StoredSecret,
+        replaces: Option<&crate::config::Secret>,
     ) -> Result<(), String>;
 }
 

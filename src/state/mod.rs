@@ -317,6 +317,10 @@ pub struct Trimmed {
     pub operations: usize,
 }
 
+/// Why a compare-and-swap of a stored secret did not store it.
+pub const SECRET_CHANGED: &str =
+    "another process stored a newer value meanwhile (only the leader refreshes; this one is dropped)";
+
 pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
     StateError::Corrupt {
         what,

@@ -310,7 +310,7 @@ impl Auth {
             .map_err(|e| errors::malformed(IP4G_CALL, e, body.len()))?;
         if let Some(new) = t.refresh_token.filter(|r| !r.trim().is_empty()) {
             if new != current.expose() {
-                self.keep_rotated(cache, Secret::new(new), seed, store)
+                self.keep_rotated(cache, Secret::new(new), &current, seed, store)
                     .await;
             }
         }
@@ -330,6 +330,7 @@ impl Auth {
         &self,
         cache: &mut Cache,
         new: Secret,
+        replaced: &Secret,
         seed: &str,
         store: Option<&dyn SecretStore>,
     ) {
@@ -344,6 +345,7 @@ impl Auth {
                             value: new,
                             seed: seed.to_string(),
                         },
+                        Some(replaced),
                     )
                     .await;
                 match saved {

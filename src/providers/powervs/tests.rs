@@ -496,8 +496,20 @@ impl SecretStore for MemStore {
     async fn load_secret(&self, _p: &str, _k: &str) -> Result<Option<StoredSecret>, String> {
         Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
-    async fn store_secret(&self, _p: &str, _k: &str, s: &StoredSecret) -> Result<(), String> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
+    async fn store_secret(
+        &self,
+        _p: &str,
+        _k: &str,
+        s: &StoredSecret,
+        replaces: Option<&Secret>,
+    ) -> Result<(), String> {
+        let mut stored = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(r), Some(current)) = (replaces, stored.as_ref()) {
+            if current.value != *r {
+                return Err("changed meanwhile".into());
+            }
+        }
+        *stored = Some(s.clone());
         Ok(())
     }
 }
@@ -577,19 +589,30 @@ async fn the_state_database_keeps_provider_secrets() {
         .unwrap_or_else(|e| panic!("{e}"));
     let store: &dyn SecretStore = &state;
     assert_eq!(store.load_secret("pvs", REFRESH_TOKEN_KEY).await, Ok(None));
-    for v in ["one", "two"] {
+    let secret = |v: &str| StoredSecret {
+        value: Secret::new(v),
+        seed: "s".into(),
+    };
+    // A sign-in replaces whatever is there; a rotation replaces only the
+    // token it was made from.
+    for (v, replaces) in [("one", None), ("two", Some(Secret::new("one")))] {
         store
-            .store_secret(
-                "pvs",
-                REFRESH_TOKEN_KEY,
-                &StoredSecret {
-                    value: Secret::new(v),
-                    seed: "s".into(),
-                },
-            )
+            .store_secret("pvs", REFRESH_TOKEN_KEY, &secret(v), replaces.as_ref())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
+    let stale = store
+        .store_secret(
+            "pvs",
+            REFRESH_TOKEN_KEY,
+            &secret("three"),
+            Some(&Secret::new("one")),
+        )
+        .await;
+    assert!(
+        stale.is_err(),
+        "a rotation from a token already replaced is refused"
+    );
     let got = store
         .load_secret("pvs", REFRESH_TOKEN_KEY)
         .await
@@ -614,7 +637,7 @@ async fn a_rotated_token_is_kept_even_through_a_read_only_ledger() {
         value: Secret::new("rotated"),
         seed: "s".into(),
     };
-    SecretStore::store_secret(&ro, "pvs", REFRESH_TOKEN_KEY, &secret)
+    SecretStore::store_secret(&ro, "pvs", REFRESH_TOKEN_KEY, &secret, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rw = crate::state::SqliteLedger::open(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -295,16 +295,21 @@ impl SecretStore for PgLedger {
         provider: &str,
         key: &str,
         secret: &StoredSecret,
+        replaces: Option<&crate::config::Secret>,
     ) -> std::result::Result<(), String> {
-        PgLedger::store_secret(
+        let stored = PgLedger::store_secret(
             self,
             provider,
             key,
             secret.value.expose(),
             &secret.seed,
+            replaces.map(|r| r.expose()),
             Utc::now(),
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        stored
+            .then_some(())
+            .ok_or_else(|| crate::state::SECRET_CHANGED.to_string())
     }
 }

@@ -289,27 +289,33 @@ impl PgLedger {
         .transpose()
     }
 
-    /// Replace the secret a provider keeps here, committed before return.
-    /// A fact, not fenced.
+    /// Replace the secret a provider keeps here, committed before return,
+    /// if the stored value still is `replaces` (or nothing is stored; any
+    /// value when `replaces` is `None`): whether it was stored. A fact,
+    /// not fenced; the compare-and-swap keeps a rotation from being lost
+    /// to another node's older branch.
     pub async fn store_secret(
         &self,
         provider: &str,
         key: &str,
         value: &str,
         seed: &str,
+        replaces: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.client()
+    ) -> Result<bool> {
+        let n = self
+            .client()
             .await?
             .execute(
                 "INSERT INTO provider_secrets (provider, key, value, seed, updated_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (provider, key) DO UPDATE SET
-                     value = excluded.value, seed = excluded.seed, updated_at = excluded.updated_at",
-                &[&provider, &key, &value, &seed, &ms(now)],
+                     value = excluded.value, seed = excluded.seed, updated_at = excluded.updated_at
+                 WHERE $6::text IS NULL OR provider_secrets.value = $6::text",
+                &[&provider, &key, &value, &seed, &ms(now), &replaces],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 }
 

@@ -140,7 +140,7 @@ async fn decision_writes_need_the_lease_and_facts_do_not() {
         value: crate::config::Secret::new("tok"),
         seed: "s".into(),
     };
-    crate::providers::SecretStore::store_secret(&l, "ip4g", "refresh", &secret)
+    crate::providers::SecretStore::store_secret(&l, "ip4g", "refresh", &secret, None)
         .await
         .expect("secret");
     l.adopt_snapshot(run, "ss-2", LedgerState::Available, t(5))

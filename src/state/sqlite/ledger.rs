@@ -394,13 +394,27 @@ impl SecretStore for SqliteLedger {
         provider: &str,
         key: &str,
         secret: &StoredSecret,
+        replaces: Option<&crate::config::Secret>,
     ) -> std::result::Result<(), String> {
         let (provider, key) = (provider.to_owned(), key.to_owned());
         let (value, seed) = (secret.value.expose().to_owned(), secret.seed.clone());
-        self.blocking(move |db| {
-            SqliteLedger::store_secret(db, &provider, &key, &value, &seed, Utc::now())
-        })
-        .await
-        .map_err(|e| e.to_string())
+        let replaces = replaces.map(|r| r.expose().to_owned());
+        let stored = self
+            .blocking(move |db| {
+                SqliteLedger::store_secret(
+                    db,
+                    &provider,
+                    &key,
+                    &value,
+                    &seed,
+                    replaces.as_deref(),
+                    Utc::now(),
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        stored
+            .then_some(())
+            .ok_or_else(|| crate::state::SECRET_CHANGED.to_string())
     }
 }

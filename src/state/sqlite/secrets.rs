@@ -21,7 +21,9 @@ impl SqliteLedger {
             .optional()?)
     }
 
-    /// Replace the secret a provider keeps here, committed before return.
+    /// Replace the secret a provider keeps here, committed before return,
+    /// if the stored value still is `replaces` (or nothing is stored; any
+    /// value when `replaces` is `None`): whether it was stored.
     /// Also from a ledger opened read-only (`plan`): a rotated refresh
     /// token that is not kept would lock the daemon out, so this one write
     /// goes through a writable connection of its own.
@@ -31,19 +33,22 @@ impl SqliteLedger {
         key: &str,
         value: &str,
         seed: &str,
+        replaces: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let read_only = self.conn().is_readonly(rusqlite::MAIN_DB)?;
         if read_only {
-            return SqliteLedger::open(&self.0.path)?.store_secret(provider, key, value, seed, now);
+            return SqliteLedger::open(&self.0.path)?
+                .store_secret(provider, key, value, seed, replaces, now);
         }
-        self.conn().execute(
+        let n = self.conn().execute(
             "INSERT INTO provider_secrets (provider, key, value, seed, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (provider, key) DO UPDATE SET
-                 value = excluded.value, seed = excluded.seed, updated_at = excluded.updated_at",
-            params![provider, key, value, seed, ts(now)],
+                 value = excluded.value, seed = excluded.seed, updated_at = excluded.updated_at
+             WHERE ?6 IS NULL OR provider_secrets.value = ?6",
+            params![provider, key, value, seed, ts(now), replaces],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 }

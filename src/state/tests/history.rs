@@ -245,7 +245,7 @@ async fn secrets_are_replaced(l: &dyn Ledger) {
             value: crate::config::Secret::new(value),
             seed: seed.into(),
         };
-        l.store_secret("ip4g", "refresh", &secret)
+        l.store_secret("ip4g", "refresh", &secret, None)
             .await
             .expect("store");
         assert_eq!(
@@ -253,6 +253,24 @@ async fn secrets_are_replaced(l: &dyn Ledger) {
             Some(secret)
         );
     }
+    // A rotation stores only over the token it was made from: another
+    // process's newer value is never overwritten with an older branch.
+    let rotated = |v: &str| StoredSecret {
+        value: crate::config::Secret::new(v),
+        seed: "seed-b".into(),
+    };
+    let old = crate::config::Secret::new("r-1");
+    l.store_secret("ip4g", "refresh", &rotated("r-3"), Some(&old))
+        .await
+        .expect_err("r-1 was replaced already");
+    let current = crate::config::Secret::new("r-2");
+    l.store_secret("ip4g", "refresh", &rotated("r-4"), Some(&current))
+        .await
+        .expect("r-2 is the stored one");
+    assert_eq!(
+        l.load_secret("ip4g", "refresh").await.expect("load"),
+        Some(rotated("r-4"))
+    );
 }
 
 async fn operations_are_rescheduled(l: &dyn Ledger) {
