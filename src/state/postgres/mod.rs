@@ -15,6 +15,7 @@
 //! never waits behind the engine. A connection found closed is opened again
 //! on the next call; the call that found it broken fails.
 
+mod begin;
 mod connect;
 mod ledger;
 mod migrations;

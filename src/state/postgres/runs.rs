@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
+use super::begin::BeginStatements;
 use super::rows::{each_readable, get, run_row};
 use super::snapshots::{write_snapshot_state, Completion};
 use super::{interval_ms, ms, PgLedger, OPEN_RUN_STATES_SQL, RUN_COLUMNS};
@@ -57,9 +58,10 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let epoch = self.fenced(&tx).await?;
+        let statements = BeginStatements::prepare(&tx).await?;
         let mut begun = Vec::with_capacity(runs.len());
         for run in runs {
-            begun.push(begin_run_in(&tx, run, now, Some(epoch)).await?);
+            begun.push(statements.begin(&tx, run, now, Some(epoch)).await?);
         }
         tx.commit().await?;
         Ok(begun)
@@ -215,44 +217,6 @@ fn open_runs_sql() -> String {
     format!("SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({OPEN_RUN_STATES_SQL}) ORDER BY id")
 }
 
-async fn insert_run(
-    tx: &Transaction<'_>,
-    run: &NewRun,
-    state: RunState,
-    now: DateTime<Utc>,
-    error: Option<&str>,
-    epoch: Option<i64>,
-) -> Result<i64> {
-    let finished = (!state.is_open()).then(|| ms(now));
-    tx.execute(
-        "INSERT INTO targets (policy, target, provider) VALUES ($1, $2, $3)
-         ON CONFLICT (policy, target) DO UPDATE SET provider = excluded.provider
-         WHERE targets.provider != excluded.provider",
-        &[&run.policy, &run.target, &run.provider],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            r#"INSERT INTO runs (policy, target, provider, slot, name, "full", state, started_at, finished_at, error, epoch)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"#,
-            &[
-                &run.policy,
-                &run.target,
-                &run.provider,
-                &ms(run.slot),
-                &run.name,
-                &run.full,
-                &state.as_str(),
-                &ms(now),
-                &finished,
-                &error,
-                &epoch,
-            ],
-        )
-        .await?;
-    get(&row, 0, "runs.id")
-}
-
 pub(super) async fn insert_snapshot(
     tx: &Transaction<'_>,
     run: &RunRow,
@@ -310,43 +274,4 @@ pub(super) async fn insert_op(
         )
         .await?;
     get(&row, 0, "operations.id")
-}
-
-/// The checks and insert of [`PgLedger::begin_run`], inside a caller's
-/// transaction.
-async fn begin_run_in(
-    tx: &Transaction<'_>,
-    run: &NewRun,
-    now: DateTime<Utc>,
-    epoch: Option<i64>,
-) -> Result<Begin> {
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM runs WHERE policy = $1 AND target = $2 AND slot = $3",
-            &[&run.policy, &run.target, &ms(run.slot)],
-        )
-        .await?;
-    if exists.is_some() {
-        return Ok(Begin::AlreadyRecorded);
-    }
-    let open = tx
-        .query_opt(
-            &format!(
-                "SELECT slot FROM runs WHERE policy = $1 AND target = $2
-                 AND state IN ({OPEN_RUN_STATES_SQL}) ORDER BY slot DESC LIMIT 1"
-            ),
-            &[&run.policy, &run.target],
-        )
-        .await?;
-    if let Some(row) = open {
-        let running_slot: DateTime<Utc> = get(&row, 0, "runs.slot")?;
-        let why = format!(
-            "skipped: the run for slot {} is still in flight",
-            running_slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
-        insert_run(tx, run, RunState::Skipped, now, Some(&why), epoch).await?;
-        return Ok(Begin::Overlap { running_slot });
-    }
-    let id = insert_run(tx, run, RunState::Intent, now, None, epoch).await?;
-    Ok(Begin::Started(id))
 }
