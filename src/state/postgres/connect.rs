@@ -34,43 +34,41 @@ impl Default for PgOptions {
 }
 
 /// `url` with any password taken out (in the user part and in a
-/// `password=` parameter): what messages show.
+/// `password=` parameter): what messages show. A password with characters
+/// a URL must encode ('/', '?', '@') that are not encoded is still taken
+/// out, with whatever cannot be told apart from it.
 pub fn redacted(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return without_password_params(url);
     };
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            // The user part ends at the last '@' before the path.
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    format!("{scheme}://{user}@{host}{path}")
-                }
-                None => base.to_string(),
-            }
+    // The user part ends at the last '@' (a password may hold '/', '?' or
+    // '@' unencoded; a host, port or path rarely holds '@').
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{host}")
         }
-        None => base.to_string(),
+        None => rest.to_string(),
     };
-    match query {
-        Some(q) => {
-            let kept: Vec<&str> = q
-                .split('&')
-                .filter(|pair| {
-                    let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                    percent_decode_str(key).decode_utf8_lossy() != "password"
-                })
-                .collect();
-            if kept.is_empty() {
-                base
-            } else {
-                format!("{base}?{}", kept.join("&"))
-            }
-        }
-        None => base,
+    without_password_params(&format!("{scheme}://{rest}"))
+}
+
+/// `url` without its `password=` parameters.
+fn without_password_params(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_decode_str(key).decode_utf8_lossy() != "password"
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
     }
 }
 
@@ -201,6 +199,9 @@ mod tests {
                 "postgres://snap@db/ledger",
             ),
             ("postgres://db/ledger", "postgres://db/ledger"),
+            ("postgres://u:p/ss@db/ledger", "postgres://u@db/ledger"),
+            ("postgres://u:p?ss@db/ledger", "postgres://u@db/ledger"),
+            ("postgres://u:p@ss@db/ledger", "postgres://u@db/ledger"),
         ] {
             assert_eq!(redacted(url), want, "{url}");
         }

@@ -15,6 +15,7 @@ use crate::state::{
 };
 
 impl PgLedger {
+    /// The last slot fired for `policy`.
     pub async fn last_slot(&self, policy: &str) -> Result<Option<DateTime<Utc>>> {
         let client = self.client().await?;
         let row = client
@@ -67,6 +68,7 @@ impl PgLedger {
         Ok(begun)
     }
 
+    /// The run in row `run_id`.
     pub async fn run(&self, run_id: i64) -> Result<RunRow> {
         run_by_id(&*self.client().await?, run_id).await
     }
