@@ -140,7 +140,9 @@ impl PgLedger {
         let mut ops = Vec::new();
         for c in created {
             let snap =
-                insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now).await?;
+                insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now, false)
+                    .await?
+                    .ok_or_else(|| StateError::Lost("a snapshot insert returned no id".into()))?;
             let op = insert_op(
                 &tx,
                 snap,
@@ -179,15 +181,20 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let run = run_by_id(&tx, run_id).await?;
-        let existing = tx
-            .query_opt(
-                "SELECT id FROM snapshots WHERE provider = $1 AND snapshot_id = $2",
-                &[&run.provider, &snapshot_id],
-            )
-            .await?;
+        const FIND: &str = "SELECT id FROM snapshots WHERE provider = $1 AND snapshot_id = $2";
+        let existing = tx.query_opt(FIND, &[&run.provider, &snapshot_id]).await?;
         let id = match existing {
             Some(row) => get(&row, 0, "snapshots.id")?,
-            None => insert_snapshot(&tx, &run, snapshot_id, state, now).await?,
+            // Another process may adopt the same snapshot at once: its
+            // row is taken, as one found before would be.
+            None => match insert_snapshot(&tx, &run, snapshot_id, state, now, true).await? {
+                Some(id) => id,
+                None => get(
+                    &tx.query_one(FIND, &[&run.provider, &snapshot_id]).await?,
+                    0,
+                    "snapshots.id",
+                )?,
+            },
         };
         if state == LedgerState::Available {
             write_snapshot_state(&tx, id, state, None, Completion::First, now).await?;
@@ -219,17 +226,27 @@ fn open_runs_sql() -> String {
     format!("SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({OPEN_RUN_STATES_SQL}) ORDER BY id")
 }
 
+/// Insert a snapshot row for `run`; with `adopting`, a row another
+/// process inserted for the same snapshot meanwhile is no error: `None`.
 pub(super) async fn insert_snapshot(
     tx: &Transaction<'_>,
     run: &RunRow,
     snapshot_id: &str,
     state: LedgerState,
     now: DateTime<Utc>,
-) -> Result<i64> {
+    adopting: bool,
+) -> Result<Option<i64>> {
+    let on_conflict = if adopting {
+        "ON CONFLICT (provider, snapshot_id) DO NOTHING"
+    } else {
+        ""
+    };
     let row = tx
-        .query_one(
-            r#"INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"#,
+        .query_opt(
+            &format!(
+                r#"INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict} RETURNING id"#
+            ),
             &[
                 &run.id,
                 &run.provider,
@@ -244,7 +261,7 @@ pub(super) async fn insert_snapshot(
             ],
         )
         .await?;
-    get(&row, 0, "snapshots.id")
+    row.map(|r| get(&r, 0, "snapshots.id")).transpose()
 }
 
 #[allow(clippy::too_many_arguments)]
