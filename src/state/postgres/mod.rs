@@ -138,7 +138,15 @@ impl PgLedger {
     ) -> Result<PgLedger> {
         let target = Target::new(url, password, &opts)?;
         let mut client = target.open().await?;
-        migrations::migrate(&mut client, &target.location).await?;
+        migrations::migrate(&mut client, &target.location)
+            .await
+            .map_err(|e| match e {
+                StateError::Postgres(e) => StateError::Connect {
+                    location: target.location.clone(),
+                    message: format!("cannot migrate the schema: {}", pg_message(&e)),
+                },
+                other => other,
+            })?;
         Ok(PgLedger(Arc::new(Inner {
             target,
             conn: Mutex::new(client),

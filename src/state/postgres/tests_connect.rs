@@ -206,6 +206,10 @@ async fn the_password_is_sent_and_never_shown() {
     cluster
         .psql("postgres", "CREATE DATABASE ledger OWNER snap")
         .expect("its database");
+    // As PostgreSQL 15 and later have it by default.
+    cluster
+        .psql("postgres", "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        .expect("no tables in public for everyone");
     // The superuser (the harness's psql) stays trusted; everyone else
     // must give a password.
     std::fs::write(
@@ -217,6 +221,18 @@ async fn the_password_is_sent_and_never_shown() {
     let url = format!(
         "postgres://snap@127.0.0.1:{}/ledger?sslmode=disable",
         cluster.port()
+    );
+
+    // A role that may not create tables is told so, with where.
+    let public = format!(
+        "postgres://snap@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port()
+    );
+    let err = connect(&public).await.expect_err("no right to create");
+    let text = no_password(&err);
+    assert!(
+        text.contains("cannot migrate the schema") && text.contains("snap@127.0.0.1"),
+        "{text}"
     );
 
     let l = connect(&url).await.expect("the password argument");
