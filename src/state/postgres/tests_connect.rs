@@ -252,3 +252,22 @@ async fn the_password_is_sent_and_never_shown() {
     let text = no_password(&err);
     assert!(text.contains("password authentication failed"), "{text}");
 }
+
+/// Against a server without TLS, `prefer` (the default) connects in the
+/// clear and `require` refuses.
+#[tokio::test]
+async fn without_tls_on_the_server_prefer_falls_back_and_require_refuses() {
+    let Some(cluster) = pg_cluster::shared_or_skip(
+        "without_tls_on_the_server_prefer_falls_back_and_require_refuses",
+    ) else {
+        return;
+    };
+    let db = cluster.create_database().expect("database");
+    let l = connect(&cluster.url(&db)).await.expect("prefer");
+    assert!(!encrypted(&l).await);
+    let err = connect(&format!("{}?sslmode=require", cluster.url(&db)))
+        .await
+        .expect_err("require");
+    let text = no_password(&err);
+    assert!(text.contains("TLS") || text.contains("SSL"), "{text}");
+}
