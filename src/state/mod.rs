@@ -331,6 +331,12 @@ pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
 /// The ledger as the engine, the daemon and the commands use it. Every
 /// call is one committed transaction of the backend (or one consistent
 /// read); a call that fails has written nothing.
+///
+/// A ledger shared by several processes ([`PgLedger`]) refuses decision
+/// writes (intents, deletes, restores, holds, the fired slot, policy
+/// rules, trims) from a process that does not hold the scheduler lease:
+/// [`StateError::NotLeader`]. Facts (what a cloud answered, what was
+/// delivered, a rotated secret) are written by any process.
 #[async_trait::async_trait]
 pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync {
     /// Where the ledger is, for messages (a path, or a URL without its
@@ -468,7 +474,8 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     async fn ops_in_flight_readable(&self) -> Result<(Vec<OpRow>, Vec<Unreadable>)>;
 
     /// Record an operation's outcome (`error` None: it succeeded) together
-    /// with its snapshot's state.
+    /// with its snapshot's state. An operation finishes once: a second
+    /// outcome for it (another process, a retried round) changes nothing.
     async fn finish_op(&self, id: i64, error: Option<&str>, now: DateTime<Utc>) -> Result<()>;
 
     /// [`Ledger::finish_op`] for many operations in one transaction.

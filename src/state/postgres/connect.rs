@@ -25,6 +25,12 @@ pub struct PgOptions {
     /// How long the server lets a session sit inside a transaction before
     /// it ends the session (and its locks).
     pub idle_in_transaction: Duration,
+    /// How soon a server that stopped answering (its host died, the
+    /// network dropped its packets) breaks the connection, so a call
+    /// fails and the next one reconnects instead of waiting for the
+    /// system's TCP timeouts (minutes to hours). Sets TCP keepalives and
+    /// `tcp_user_timeout` unless the URL sets them.
+    pub dead_peer_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -33,48 +39,47 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             application_name: "snapwarden".to_string(),
             idle_in_transaction: Duration::from_secs(5),
+            dead_peer_timeout: Duration::from_secs(30),
         }
     }
 }
 
 /// `url` with any password taken out (in the user part and in a
-/// `password=` parameter): what messages show.
+/// `password=` parameter): what messages show. A password with characters
+/// a URL must encode ('/', '?', '@') that are not encoded is still taken
+/// out, with whatever cannot be told apart from it.
 pub fn redacted(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return without_password_params(url);
     };
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            // The user part ends at the last '@' before the path.
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    format!("{scheme}://{user}@{host}{path}")
-                }
-                None => base.to_string(),
-            }
+    // The user part ends at the last '@' (a password may hold '/', '?' or
+    // '@' unencoded; a host, port or path rarely holds '@').
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{host}")
         }
-        None => base.to_string(),
+        None => rest.to_string(),
     };
-    match query {
-        Some(q) => {
-            let kept: Vec<&str> = q
-                .split('&')
-                .filter(|pair| {
-                    let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                    percent_decode_str(key).decode_utf8_lossy() != "password"
-                })
-                .collect();
-            if kept.is_empty() {
-                base
-            } else {
-                format!("{base}?{}", kept.join("&"))
-            }
-        }
-        None => base,
+    without_password_params(&format!("{scheme}://{rest}"))
+}
+
+/// `url` without its `password=` parameters.
+fn without_password_params(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_decode_str(key).decode_utf8_lossy() != "password"
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
     }
 }
 
@@ -113,17 +118,23 @@ impl Target {
         if let Some(password) = password {
             config.password(password.expose());
         }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(opts.dead_peer_timeout);
+        }
+        // tokio-postgres's default idle time before the first probe is
+        // two hours; idle 1/3, then three probes 1/6 apart: within the
+        // timeout.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config
+                .keepalives(true)
+                .keepalives_idle(opts.dead_peer_timeout / 3)
+                .keepalives_interval(opts.dead_peer_timeout / 6)
+                .keepalives_retries(3);
+        }
         config
             .application_name(&opts.application_name)
             .connect_timeout(opts.connect_timeout)
-            .ssl_mode(mode.client_mode())
-            // A peer that vanished (host down, network cut) is noticed in
-            // seconds, not after the kernel's two hours.
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(10));
+            .ssl_mode(mode.client_mode());
         // The server ends a session left inside a transaction (a node
         // paused or cut off mid-write), so the row locks it held never
         // stall the node that leads next; and it drops a vanished client
@@ -226,6 +237,9 @@ mod tests {
                 "postgres://snap@db/ledger",
             ),
             ("postgres://db/ledger", "postgres://db/ledger"),
+            ("postgres://u:p/ss@db/ledger", "postgres://u@db/ledger"),
+            ("postgres://u:p?ss@db/ledger", "postgres://u@db/ledger"),
+            ("postgres://u:p@ss@db/ledger", "postgres://u@db/ledger"),
         ] {
             assert_eq!(redacted(url), want, "{url}");
         }
@@ -244,6 +258,33 @@ mod tests {
         assert_eq!(mode, SslMode::Prefer, "libpq's default");
         let err = take_tls_params("postgres://u@h/db?sslmode=allow").expect_err("allow");
         assert!(err.contains("sslmode=allow"), "{err}");
+    }
+
+    #[test]
+    fn a_dead_server_is_noticed_within_the_timeout_unless_the_url_says_otherwise() {
+        let opts = PgOptions::default();
+        let t = Target::new("postgres://u@h/db", None, &opts).expect("target");
+        assert_eq!(
+            t.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(30))
+        );
+        assert_eq!(t.config.get_keepalives_idle(), Duration::from_secs(10));
+        assert_eq!(t.config.get_application_name(), Some("snapwarden"));
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&Duration::from_secs(5))
+        );
+        let t = Target::new(
+            "postgres://u@h/db?keepalives_idle=60&tcp_user_timeout=90",
+            None,
+            &opts,
+        )
+        .expect("target");
+        assert_eq!(
+            t.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(90))
+        );
+        assert_eq!(t.config.get_keepalives_idle(), Duration::from_secs(60));
     }
 
     #[test]

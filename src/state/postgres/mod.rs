@@ -15,6 +15,7 @@
 //! never waits behind the engine. A connection found closed is opened again
 //! on the next call; the call that found it broken fails.
 
+mod begin;
 mod connect;
 pub mod lease;
 mod ledger;
@@ -138,7 +139,15 @@ impl PgLedger {
     ) -> Result<PgLedger> {
         let target = Target::new(url, password, &opts)?;
         let mut client = target.open().await?;
-        migrations::migrate(&mut client, &target.location).await?;
+        migrations::migrate(&mut client, &target.location)
+            .await
+            .map_err(|e| match e {
+                StateError::Postgres(e) => StateError::Connect {
+                    location: target.location.clone(),
+                    message: format!("cannot migrate the schema: {}", pg_message(&e)),
+                },
+                other => other,
+            })?;
         Ok(PgLedger(Arc::new(Inner {
             target,
             conn: Mutex::new(client),

@@ -100,6 +100,7 @@ impl PgLedger {
             .collect()
     }
 
+    /// The operation in row `id`.
     pub async fn op(&self, id: i64) -> Result<OpRow> {
         op_by_id(&*self.client().await?, id).await
     }

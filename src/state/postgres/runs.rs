@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
+use super::begin::BeginStatements;
 use super::rows::{each_readable, get, run_row};
 use super::snapshots::{write_snapshot_state, Completion};
 use super::{interval_ms, ms, PgLedger, OPEN_RUN_STATES_SQL, RUN_COLUMNS};
@@ -14,6 +15,7 @@ use crate::state::{
 };
 
 impl PgLedger {
+    /// The last slot fired for `policy`.
     pub async fn last_slot(&self, policy: &str) -> Result<Option<DateTime<Utc>>> {
         let client = self.client().await?;
         let row = client
@@ -57,14 +59,16 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let epoch = self.fenced(&tx).await?;
+        let statements = BeginStatements::prepare(&tx).await?;
         let mut begun = Vec::with_capacity(runs.len());
         for run in runs {
-            begun.push(begin_run_in(&tx, run, now, Some(epoch)).await?);
+            begun.push(statements.begin(&tx, run, now, Some(epoch)).await?);
         }
         tx.commit().await?;
         Ok(begun)
     }
 
+    /// The run in row `run_id`.
     pub async fn run(&self, run_id: i64) -> Result<RunRow> {
         run_by_id(&*self.client().await?, run_id).await
     }
@@ -136,7 +140,9 @@ impl PgLedger {
         let mut ops = Vec::new();
         for c in created {
             let snap =
-                insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now).await?;
+                insert_snapshot(&tx, &run, &c.snapshot_id, LedgerState::Creating, now, false)
+                    .await?
+                    .ok_or_else(|| StateError::Lost("a snapshot insert returned no id".into()))?;
             let op = insert_op(
                 &tx,
                 snap,
@@ -175,15 +181,20 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let run = run_by_id(&tx, run_id).await?;
-        let existing = tx
-            .query_opt(
-                "SELECT id FROM snapshots WHERE provider = $1 AND snapshot_id = $2",
-                &[&run.provider, &snapshot_id],
-            )
-            .await?;
+        const FIND: &str = "SELECT id FROM snapshots WHERE provider = $1 AND snapshot_id = $2";
+        let existing = tx.query_opt(FIND, &[&run.provider, &snapshot_id]).await?;
         let id = match existing {
             Some(row) => get(&row, 0, "snapshots.id")?,
-            None => insert_snapshot(&tx, &run, snapshot_id, state, now).await?,
+            // Another process may adopt the same snapshot at once: its
+            // row is taken, as one found before would be.
+            None => match insert_snapshot(&tx, &run, snapshot_id, state, now, true).await? {
+                Some(id) => id,
+                None => get(
+                    &tx.query_one(FIND, &[&run.provider, &snapshot_id]).await?,
+                    0,
+                    "snapshots.id",
+                )?,
+            },
         };
         if state == LedgerState::Available {
             write_snapshot_state(&tx, id, state, None, Completion::First, now).await?;
@@ -215,55 +226,27 @@ fn open_runs_sql() -> String {
     format!("SELECT {RUN_COLUMNS} FROM runs WHERE state IN ({OPEN_RUN_STATES_SQL}) ORDER BY id")
 }
 
-async fn insert_run(
-    tx: &Transaction<'_>,
-    run: &NewRun,
-    state: RunState,
-    now: DateTime<Utc>,
-    error: Option<&str>,
-    epoch: Option<i64>,
-) -> Result<i64> {
-    let finished = (!state.is_open()).then(|| ms(now));
-    tx.execute(
-        "INSERT INTO targets (policy, target, provider) VALUES ($1, $2, $3)
-         ON CONFLICT (policy, target) DO UPDATE SET provider = excluded.provider
-         WHERE targets.provider != excluded.provider",
-        &[&run.policy, &run.target, &run.provider],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            r#"INSERT INTO runs (policy, target, provider, slot, name, "full", state, started_at, finished_at, error, epoch)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"#,
-            &[
-                &run.policy,
-                &run.target,
-                &run.provider,
-                &ms(run.slot),
-                &run.name,
-                &run.full,
-                &state.as_str(),
-                &ms(now),
-                &finished,
-                &error,
-                &epoch,
-            ],
-        )
-        .await?;
-    get(&row, 0, "runs.id")
-}
-
+/// Insert a snapshot row for `run`; with `adopting`, a row another
+/// process inserted for the same snapshot meanwhile is no error: `None`.
 pub(super) async fn insert_snapshot(
     tx: &Transaction<'_>,
     run: &RunRow,
     snapshot_id: &str,
     state: LedgerState,
     now: DateTime<Utc>,
-) -> Result<i64> {
+    adopting: bool,
+) -> Result<Option<i64>> {
+    let on_conflict = if adopting {
+        "ON CONFLICT (provider, snapshot_id) DO NOTHING"
+    } else {
+        ""
+    };
     let row = tx
-        .query_one(
-            r#"INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"#,
+        .query_opt(
+            &format!(
+                r#"INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict} RETURNING id"#
+            ),
             &[
                 &run.id,
                 &run.provider,
@@ -278,7 +261,7 @@ pub(super) async fn insert_snapshot(
             ],
         )
         .await?;
-    get(&row, 0, "snapshots.id")
+    row.map(|r| get(&r, 0, "snapshots.id")).transpose()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -310,43 +293,4 @@ pub(super) async fn insert_op(
         )
         .await?;
     get(&row, 0, "operations.id")
-}
-
-/// The checks and insert of [`PgLedger::begin_run`], inside a caller's
-/// transaction.
-async fn begin_run_in(
-    tx: &Transaction<'_>,
-    run: &NewRun,
-    now: DateTime<Utc>,
-    epoch: Option<i64>,
-) -> Result<Begin> {
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM runs WHERE policy = $1 AND target = $2 AND slot = $3",
-            &[&run.policy, &run.target, &ms(run.slot)],
-        )
-        .await?;
-    if exists.is_some() {
-        return Ok(Begin::AlreadyRecorded);
-    }
-    let open = tx
-        .query_opt(
-            &format!(
-                "SELECT slot FROM runs WHERE policy = $1 AND target = $2
-                 AND state IN ({OPEN_RUN_STATES_SQL}) ORDER BY slot DESC LIMIT 1"
-            ),
-            &[&run.policy, &run.target],
-        )
-        .await?;
-    if let Some(row) = open {
-        let running_slot: DateTime<Utc> = get(&row, 0, "runs.slot")?;
-        let why = format!(
-            "skipped: the run for slot {} is still in flight",
-            running_slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
-        insert_run(tx, run, RunState::Skipped, now, Some(&why), epoch).await?;
-        return Ok(Begin::Overlap { running_slot });
-    }
-    let id = insert_run(tx, run, RunState::Intent, now, None, epoch).await?;
-    Ok(Begin::Started(id))
 }

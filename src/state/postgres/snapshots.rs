@@ -11,6 +11,7 @@ use crate::providers::OpKind;
 use crate::state::{LedgerState, Result, SnapshotRow};
 
 impl PgLedger {
+    /// The snapshot in row `row_id`.
     pub async fn snapshot(&self, row_id: i64) -> Result<SnapshotRow> {
         snapshot_by_id(&*self.client().await?, row_id).await
     }

@@ -1,12 +1,47 @@
-//! Per-target summaries for `status`, `monitor` and alerts.
+//! Per-target summaries for `status`, `monitor` and alerts. All targets
+//! are summarised in a fixed number of queries (not three per target):
+//! a round trip per target made `summaries` of a thousand targets hold the
+//! ledger's connection for a second.
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
+use tokio_postgres::Row;
 
 use super::rows::{get, run_row};
 use super::{PgLedger, RUN_COLUMNS};
-use crate::state::{LedgerState, OpRow, Result, RunState, TargetSummary};
+use crate::state::{OpRow, Result, RunRow, RunState, TargetSummary};
+
+/// The runs `status` reads of a target: newest first, back to its newest
+/// success (which ends any failure streak), skipped slots left out. The
+/// slots of a target are unique, so these are the runs from the newest
+/// success's slot on. `$1`/`$2` or the outer `t` name the target.
+fn recent_runs_sql(policy: &str, target: &str) -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE policy = {policy} AND target = {target} AND state != 'skipped'
+           AND slot >= COALESCE((SELECT MAX(slot) FROM runs
+                WHERE policy = {policy} AND target = {target} AND state = 'succeeded'), '-infinity')"
+    )
+}
+
+/// (policy, target) → a count, from rows of (policy, target, count).
+fn counts(rows: &[Row], what: &'static str) -> Result<HashMap<(String, String), u32>> {
+    rows.iter()
+        .map(|r| {
+            let n: i64 = get(r, 2, what)?;
+            Ok((
+                (get(r, 0, what)?, get(r, 1, what)?),
+                u32::try_from(n).unwrap_or(u32::MAX),
+            ))
+        })
+        .collect()
+}
+
+const KEPT_SQL: &str = "SELECT policy, target, COUNT(*) FROM snapshots
+     WHERE state IN ('available', 'deleting') GROUP BY policy, target";
+
+const SKIPPED_SQL: &str =
+    "SELECT policy, target, COUNT(*) FROM runs WHERE state = 'skipped' GROUP BY policy, target";
 
 impl PgLedger {
     /// Every (policy, target) the ledger knows, in byte order of policy
@@ -20,22 +55,47 @@ impl PgLedger {
                 .push(op);
         }
         let client = self.client().await?;
-        let rows = client
+        let targets = client
             .query(
                 r#"SELECT policy, target, provider FROM targets
                    ORDER BY policy COLLATE "C", target COLLATE "C""#,
                 &[],
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let policy: String = get(r, 0, "targets.policy")?;
-            let target: String = get(r, 1, "targets.target")?;
+        let recent = client
+            .query(
+                &format!(
+                    "SELECT r.* FROM targets t CROSS JOIN LATERAL ({}) r
+                     ORDER BY r.slot DESC, r.id DESC",
+                    recent_runs_sql("t.policy", "t.target")
+                ),
+                &[],
+            )
+            .await?;
+        let mut runs: HashMap<(String, String), Vec<RunRow>> = HashMap::new();
+        for row in &recent {
+            let run = run_row(row)?;
+            runs.entry((run.policy.clone(), run.target.clone()))
+                .or_default()
+                .push(run);
+        }
+        let kept = counts(&client.query(KEPT_SQL, &[]).await?, "snapshots")?;
+        let skipped = counts(&client.query(SKIPPED_SQL, &[]).await?, "runs")?;
+        drop(client);
+        let mut out = Vec::with_capacity(targets.len());
+        for r in &targets {
+            let key: (String, String) =
+                (get(r, 0, "targets.policy")?, get(r, 1, "targets.target")?);
             let provider: String = get(r, 2, "targets.provider")?;
-            let ops = in_flight
-                .remove(&(policy.clone(), target.clone()))
-                .unwrap_or_default();
-            out.push(summary(&client, &policy, &target, &provider, ops).await?);
+            out.push(summary(
+                &key.0,
+                &key.1,
+                &provider,
+                runs.remove(&key).unwrap_or_default(),
+                kept.get(&key).copied().unwrap_or(0),
+                skipped.get(&key).copied().unwrap_or(0),
+                in_flight.remove(&key).unwrap_or_default(),
+            ));
         }
         Ok(out)
     }
@@ -58,39 +118,69 @@ impl PgLedger {
             return Ok(None);
         };
         let provider: String = get(&row, 0, "runs.provider")?;
-        Ok(Some(
-            summary(&client, policy, target, &provider, Vec::new()).await?,
-        ))
+        let runs = client
+            .query(
+                &format!(
+                    "{} ORDER BY slot DESC, id DESC",
+                    recent_runs_sql("$1", "$2")
+                ),
+                &[&policy, &target],
+            )
+            .await?
+            .iter()
+            .map(run_row)
+            .collect::<Result<Vec<_>>>()?;
+        let count = |row: Row, what| -> Result<u32> {
+            let n: i64 = get(&row, 0, what)?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        let kept = count(
+            client
+                .query_one(
+                    "SELECT COUNT(*) FROM snapshots WHERE policy = $1 AND target = $2
+                       AND state IN ('available', 'deleting')",
+                    &[&policy, &target],
+                )
+                .await?,
+            "snapshots",
+        )?;
+        let skipped = count(
+            client
+                .query_one(
+                    "SELECT COUNT(*) FROM runs WHERE policy = $1 AND target = $2 AND state = 'skipped'",
+                    &[&policy, &target],
+                )
+                .await?,
+            "runs",
+        )?;
+        Ok(Some(summary(
+            policy,
+            target,
+            &provider,
+            runs,
+            kept,
+            skipped,
+            Vec::new(),
+        )))
     }
 }
 
-/// Reads the runs of (policy, target) newest first, only back to its
-/// newest success (which ends any failure streak): the slots are unique
-/// per target, so those are the runs from that success's slot on.
-async fn summary(
-    client: &Client,
+/// A target's summary from its recent runs (newest first, back to its
+/// newest success) and its counts.
+fn summary(
     policy: &str,
     target: &str,
     provider: &str,
+    runs: Vec<RunRow>,
+    snapshots_kept: u32,
+    skipped: u32,
     in_flight: Vec<OpRow>,
-) -> Result<TargetSummary> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE policy = $1 AND target = $2 AND state != 'skipped'
-                   AND slot >= COALESCE((SELECT MAX(slot) FROM runs
-                        WHERE policy = $1 AND target = $2 AND state = 'succeeded'), '-infinity')
-                 ORDER BY slot DESC, id DESC"
-            ),
-            &[&policy, &target],
-        )
-        .await?;
+) -> TargetSummary {
     let mut last_run = None;
     let mut last_success = None;
     let (mut consecutive_failures, mut streak_over) = (0u32, false);
     let mut last_error = None;
-    for row in &rows {
-        let r = run_row(row)?;
+    for r in runs {
         if !r.state.is_open() && !streak_over {
             if r.state == RunState::Failed {
                 consecutive_failures += 1;
@@ -112,28 +202,7 @@ async fn summary(
             break;
         }
     }
-    let kept = client
-        .query_one(
-            "SELECT COUNT(*) FROM snapshots WHERE policy = $1 AND target = $2 AND state IN ($3, $4)",
-            &[
-                &policy,
-                &target,
-                &LedgerState::Available.as_str(),
-                &LedgerState::Deleting.as_str(),
-            ],
-        )
-        .await?;
-    let skipped = client
-        .query_one(
-            "SELECT COUNT(*) FROM runs WHERE policy = $1 AND target = $2 AND state = 'skipped'",
-            &[&policy, &target],
-        )
-        .await?;
-    let count = |row: &tokio_postgres::Row, what| -> Result<u32> {
-        let n: i64 = get(row, 0, what)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    };
-    Ok(TargetSummary {
+    TargetSummary {
         policy: policy.to_string(),
         target: target.to_string(),
         provider: provider.to_string(),
@@ -141,8 +210,8 @@ async fn summary(
         last_success,
         consecutive_failures,
         last_error: last_error.filter(|_| consecutive_failures > 0),
-        snapshots_kept: count(&kept, "snapshots")?,
+        snapshots_kept,
         in_flight,
-        skipped: count(&skipped, "runs")?,
-    })
+        skipped,
+    }
 }

@@ -369,3 +369,36 @@ async fn an_unreadable_operation_is_reported_not_fatal() {
     let err = l.ops_in_flight().await.expect_err("strict read");
     assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
 }
+
+/// Adopting is a fact any process may record: two processes adopting the
+/// same snapshot at once both get its one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_adopt_one_snapshot_into_one_row() {
+    let Some((url, a)) = fresh_pg("two_processes_adopt_one_snapshot_into_one_row").await else {
+        return;
+    };
+    let b = PgLedger::connect(&url, None, PgOptions::default())
+        .await
+        .expect("second process");
+    lead(&a).await;
+    for i in 0..10u32 {
+        let Begin::Started(run) = a
+            .begin_run(&new_run(t(i * 5)), t(i * 5))
+            .await
+            .expect("begin")
+        else {
+            panic!("a fresh slot starts");
+        };
+        let id = format!("ss-{i}");
+        let (x, y) = tokio::join!(
+            a.adopt_snapshot(run, &id, LedgerState::Available, t(i * 5 + 1)),
+            b.adopt_snapshot(run, &id, LedgerState::Available, t(i * 5 + 1))
+        );
+        let (x, y) = (x.expect("first"), y.expect("second"));
+        assert_eq!(x.id, y.id, "{id}");
+        a.set_run_state(run, RunState::Succeeded, None, t(i * 5 + 2))
+            .await
+            .expect("done");
+    }
+    assert_eq!(count(&a, "snapshots").await, 10);
+}

@@ -188,3 +188,86 @@ async fn a_restarted_server_is_reconnected() {
         l.probe_writable().await.expect("the probe reconnects too");
     }
 }
+
+/// The password comes from the argument (the config's password file or
+/// variable) or else from the URL, and a refused one is not shown.
+#[tokio::test]
+async fn the_password_is_sent_and_never_shown() {
+    if pg_cluster::skip_pg() {
+        return;
+    }
+    let cluster = PgCluster::start().expect("a private cluster");
+    cluster
+        .psql(
+            "postgres",
+            &format!("CREATE ROLE snap LOGIN PASSWORD '{PASSWORD}'"),
+        )
+        .expect("a role with a password");
+    cluster
+        .psql("postgres", "CREATE DATABASE ledger OWNER snap")
+        .expect("its database");
+    // As PostgreSQL 15 and later have it by default.
+    cluster
+        .psql("postgres", "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        .expect("no tables in public for everyone");
+    // The superuser (the harness's psql) stays trusted; everyone else
+    // must give a password.
+    std::fs::write(
+        cluster.data_dir().join("pg_hba.conf"),
+        "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .expect("write pg_hba.conf");
+    cluster.restart("fast").expect("restart with the new rules");
+    let url = format!(
+        "postgres://snap@127.0.0.1:{}/ledger?sslmode=disable",
+        cluster.port()
+    );
+
+    // A role that may not create tables is told so, with where.
+    let public = format!(
+        "postgres://snap@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port()
+    );
+    let err = connect(&public).await.expect_err("no right to create");
+    let text = no_password(&err);
+    assert!(
+        text.contains("cannot migrate the schema") && text.contains("snap@127.0.0.1"),
+        "{text}"
+    );
+
+    let l = connect(&url).await.expect("the password argument");
+    l.last_slot("db").await.expect("a call");
+    let in_url = url.replacen("snap@", &format!("snap:{PASSWORD}@"), 1);
+    PgLedger::connect(&in_url, None, PgOptions::default())
+        .await
+        .expect("the URL's password");
+    let err = PgLedger::connect(&url, None, PgOptions::default())
+        .await
+        .expect_err("no password");
+    assert!(err.to_string().contains("password"), "{err}");
+    let wrong = in_url.replacen(PASSWORD, "hunter2-wrong", 1);
+    let err = PgLedger::connect(&wrong, None, PgOptions::default())
+        .await
+        .expect_err("a wrong password");
+    let text = no_password(&err);
+    assert!(text.contains("password authentication failed"), "{text}");
+}
+
+/// Against a server without TLS, `prefer` (the default) connects in the
+/// clear and `require` refuses.
+#[tokio::test]
+async fn without_tls_on_the_server_prefer_falls_back_and_require_refuses() {
+    let Some(cluster) = pg_cluster::shared_or_skip(
+        "without_tls_on_the_server_prefer_falls_back_and_require_refuses",
+    ) else {
+        return;
+    };
+    let db = cluster.create_database().expect("database");
+    let l = connect(&cluster.url(&db)).await.expect("prefer");
+    assert!(!encrypted(&l).await);
+    let err = connect(&format!("{}?sslmode=require", cluster.url(&db)))
+        .await
+        .expect_err("require");
+    let text = no_password(&err);
+    assert!(text.contains("TLS") || text.contains("SSL"), "{text}");
+}

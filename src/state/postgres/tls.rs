@@ -3,7 +3,7 @@
 //! prefer, require); what is verified is decided here, in the rustls
 //! configuration the connector gets.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -103,11 +103,12 @@ pub(super) fn client_config(
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
                 .with_no_client_auth()
         }
-        // Encrypted, but anyone between snapwarden and the server who
-        // can present any certificate can read and change the ledger's
-        // traffic (and its password exchange, unless SCRAM with channel
-        // binding is used): what libpq's `require` and `prefer` accept.
-        // Use verify-full on any network not fully trusted.
+        // Encrypted, but not authenticated: anyone who can get between
+        // snapwarden and the server can present any certificate, then
+        // read and change the ledger's traffic (and, with `password` or
+        // `md5` authentication, learn the password). That is what libpq's
+        // `require` and `prefer` accept; use verify-full on any network
+        // not fully trusted.
         SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
@@ -118,7 +119,7 @@ pub(super) fn client_config(
 
 /// The certificates of the PEM file at `path`.
 fn roots_from(path: &Path) -> Result<RootCertStore, String> {
-    let shown = || PathBuf::from(path).display().to_string();
+    let shown = || path.display().to_string();
     let pem = std::fs::read(path).map_err(|e| format!("sslrootcert {}: {e}", shown()))?;
     let mut store = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {

@@ -3,7 +3,7 @@
 //! survives a crash or a power cut.
 //!
 //! [`SqliteLedger`]'s own methods are synchronous (rusqlite under a mutex;
-//! tests and offline tools call them directly); its [`Ledger`]
+//! tests and offline tools call them directly); its [`Ledger`](crate::state::Ledger)
 //! implementation runs each of them on tokio's blocking pool, so the
 //! runtime's threads never wait on the disk.
 

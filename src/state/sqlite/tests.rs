@@ -304,3 +304,27 @@ async fn a_call_waiting_on_the_database_does_not_hold_up_the_runtime() {
         .expect("written once the lock is free");
     assert_eq!(s.last_slot("db").expect("read"), Some(t(5)));
 }
+
+/// At most one open run per (policy, target), whatever writes it.
+#[test]
+fn a_second_open_run_of_a_target_cannot_be_written() {
+    let (_dir, s) = ledger();
+    s.begin_run(&new_run(t(0)), t(0)).expect("begin");
+    let err = s
+        .conn()
+        .execute_batch(
+            "INSERT INTO runs (policy, target, provider, slot, name, full, state, started_at)
+             VALUES ('db', 'vol-1', 'qc', '2026-01-01T00:00:09.000Z', 'n', 1, 'pruning',
+                     '2026-01-01T00:00:09.000Z')",
+        )
+        .expect_err("a second open run");
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    // Terminal runs of the target are not limited.
+    s.conn()
+        .execute_batch(
+            "INSERT INTO runs (policy, target, provider, slot, name, full, state, started_at)
+             VALUES ('db', 'vol-1', 'qc', '2026-01-01T00:00:09.000Z', 'n', 1, 'skipped',
+                     '2026-01-01T00:00:09.000Z')",
+        )
+        .expect("a skipped slot");
+}

@@ -4,6 +4,7 @@
 use super::*;
 
 on_both!(
+    summaries_of_many_targets_count_each_apart,
     trimming_drops_old_history_and_keeps_what_matters,
     the_schedule_never_moves_back,
     holds_keep_their_start_and_take_the_new_reason,
@@ -287,4 +288,93 @@ async fn operations_are_rescheduled(l: &dyn Ledger) {
         (op.next_poll_at, op.poll_interval),
         (t(30), Duration::from_millis(2_500))
     );
+}
+
+async fn summaries_of_many_targets_count_each_apart(l: &dyn Ledger) {
+    let on = |target: &str, slot| NewRun {
+        target: target.into(),
+        ..new_run(slot)
+    };
+    // vol-1: a create in flight and a slot skipped meanwhile.
+    let one = started(l, &on("vol-1", t(0)), t(0)).await;
+    l.record_created(one, &[created("ss-1", "j-1")], t(1), plan(t(1)))
+        .await
+        .expect("created");
+    l.set_run_state(one, RunState::Creating, None, t(1))
+        .await
+        .expect("creating");
+    assert!(matches!(
+        l.begin_run(&on("vol-1", t(5)), t(5)).await.expect("skip"),
+        Begin::Overlap { .. }
+    ));
+    // vol-2: a success with its snapshot kept, then a failure.
+    let two = started(l, &on("vol-2", t(0)), t(0)).await;
+    let ops = l
+        .record_created(two, &[created("ss-2", "j-2")], t(1), plan(t(1)))
+        .await
+        .expect("created");
+    l.finish_op(ops[0].id, None, t(2)).await.expect("done");
+    l.set_run_state(two, RunState::Succeeded, None, t(2))
+        .await
+        .expect("ok");
+    let failed = started(l, &on("vol-2", t(10)), t(10)).await;
+    l.set_run_state(failed, RunState::Failed, Some("boom"), t(11))
+        .await
+        .expect("failed");
+
+    let all = l.summaries().await.expect("summaries");
+    let seen: Vec<_> = all
+        .iter()
+        .map(|s| {
+            (
+                s.target.as_str(),
+                s.last_run.as_ref().map(|r| (r.slot, r.state)),
+                s.last_success,
+                s.consecutive_failures,
+                s.last_error.as_deref(),
+                s.snapshots_kept,
+                s.in_flight.len(),
+                s.skipped,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "vol-1",
+                Some((t(0), RunState::Creating)),
+                None,
+                0,
+                None,
+                0,
+                1,
+                1
+            ),
+            (
+                "vol-2",
+                Some((t(10), RunState::Failed)),
+                Some(t(2)),
+                1,
+                Some("boom"),
+                1,
+                0,
+                0
+            ),
+        ]
+    );
+    for s in &all {
+        let one = l
+            .target_summary(&s.policy, &s.target)
+            .await
+            .expect("one")
+            .expect("known");
+        assert_eq!(
+            one,
+            TargetSummary {
+                in_flight: Vec::new(),
+                ..s.clone()
+            }
+        );
+    }
 }
