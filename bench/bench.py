@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from common import SimProcess, percentile, proc_cpu_seconds, proc_memory_kib, stop_process
+from common import Cluster, SimProcess, percentile, proc_cpu_seconds, proc_memory_kib, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -101,9 +101,11 @@ timeout = "2h"
 """
 
 
-def write_config(workdir, dialect, sim_url, policies, rps=RPS, max_in_flight=10_000):
+def write_config(workdir, dialect, sim_url, policies, rps=RPS, max_in_flight=10_000, state_url=None):
+    ledger = (f'state_url = "{state_url}"\nnode_name = "bench"' if state_url
+              else f'state_path = "{workdir}/state.db"')
     text = f"""[daemon]
-state_path = "{workdir}/state.db"
+{ledger}
 log_format = "json"
 timezone = "UTC"
 
@@ -174,6 +176,58 @@ def seed_sim(sim, dialect, targets, old_slots):
         for (t, slot, name, _), sid in zip(wanted, ids):
             seeded.setdefault(t, []).append((slot, name, sid))
     return seeded
+
+
+class SqliteView:
+    """The ledger as the benchmark reads it: SQLite, read-only."""
+
+    def __init__(self, workdir):
+        self.db = sqlite3.connect(f"file:{workdir}/state.db?mode=ro", uri=True, timeout=30)
+
+    def one(self, sql, args=()):
+        try:
+            return self.db.execute(sql, args).fetchone()
+        except sqlite3.OperationalError:
+            return None
+
+    def close(self):
+        self.db.close()
+
+
+class PgView:
+    """The same reads on a PostgreSQL ledger (through psql)."""
+
+    def __init__(self, cluster, db):
+        self.cluster, self.name = cluster, db
+
+    def one(self, sql, args=()):
+        for a in args:
+            sql = sql.replace("?", "'" + str(a).replace("'", "''") + "'", 1)
+        row = self.cluster.query(self.name, sql)
+        return tuple(None if v == "" else v for v in row.split("|")) if row else None
+
+    def close(self):
+        pass
+
+
+def seed_pg_ledger(cluster, db, seeded):
+    """seed_ledger for a PostgreSQL ledger: the same rows, one transaction."""
+    runs, snaps = [], []
+    rid = 0
+    for target, rows in seeded.items():
+        for slot, name, sid in rows:
+            rid += 1
+            t = ts(slot)
+            runs.append(f"({rid},'{POLICY}','{target}','p','{t}','{name}',true,'succeeded','{t}','{t}')")
+            snaps.append(f"({rid},'p','{POLICY}','{target}','{t}','{name}','{sid}','available',true,'{t}','{t}')")
+    sql = ("BEGIN;\n"
+           'INSERT INTO runs (id, policy, target, provider, slot, name, "full", state, started_at, finished_at) VALUES\n'
+           + ",\n".join(runs) + ";\n"
+           'INSERT INTO snapshots (run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at, completed_at) VALUES\n'
+           + ",\n".join(snaps) + ";\n"
+           "SELECT setval(pg_get_serial_sequence('runs', 'id'), (SELECT max(id) FROM runs));\n"
+           "COMMIT;\n")
+    cluster.query(db, sql)
 
 
 def create_ledger(binary, workdir, dialect, sim_url):
@@ -264,28 +318,42 @@ def wait_until(t):
         time.sleep(min(0.2, (t - now).total_seconds()))
 
 
-def fleet_snapwarden(binary, dialect, n, root):
-    with scenario(binary, root, f"fleet-{dialect}-{n}-") as (workdir, sim):
+def fleet_snapwarden(binary, dialect, n, root, ledger="sqlite", cluster=None):
+    with scenario(binary, root, f"fleet-{dialect}-{n}-{ledger}-") as (workdir, sim):
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         old = [now - datetime.timedelta(days=2), now - datetime.timedelta(days=1)]
         targets = target_names(dialect, n)
-        create_ledger(binary, workdir, dialect, sim.url)
-        log(f"snapwarden {dialect} N={n}: seeding")
+        state_url = None
+        if ledger == "postgres":
+            dbname = "fleet_" + os.path.basename(workdir).replace("-", "_").lower()
+            state_url = cluster.create_database(dbname)
+            # The schema, made by snapwarden itself (status connects and
+            # migrates; it writes nothing).
+            probe = "vol-00000000" if dialect == "qingcloud" else "schema-probe"
+            cfg = write_config(workdir, dialect, sim.url, [policy_block("schema-only", dialect, [probe], "0 0 0 1 1 *")],
+                               state_url=state_url)
+            subprocess.run([binary, "status", "-c", cfg], env=env_for(dialect), capture_output=True, check=True)
+        else:
+            create_ledger(binary, workdir, dialect, sim.url)
+        log(f"snapwarden {dialect} N={n} ({ledger}): seeding")
         seeded = seed_sim(sim, dialect, targets, old)
-        seed_ledger(workdir, seeded, dialect)
+        if ledger == "postgres":
+            seed_pg_ledger(cluster, dbname, seeded)
+        else:
+            seed_ledger(workdir, seeded, dialect)
         set_latency(sim, dialect)
         # Leave the daemon time to start (and parse N targets) before the slot.
         slot = (datetime.datetime.now(datetime.timezone.utc)
                 + datetime.timedelta(seconds=6 + n / 2000)).replace(microsecond=0)
         cfg = write_config(workdir, dialect, sim.url,
-                           [policy_block(POLICY, dialect, targets, cron_at(slot))])
+                           [policy_block(POLICY, dialect, targets, cron_at(slot))], state_url=state_url)
         sim.control.delete("/_sim/requests")
         daemon = Daemon(binary, cfg, dialect, os.path.join(workdir, "daemon.log"))
         try:
             wait_until(slot)
             sim_cpu0 = proc_cpu_seconds(sim.pid)
             log(f"snapwarden {dialect} N={n}: slot {slot:%H:%M:%S}")
-            db = sqlite3.connect(f"file:{workdir}/state.db?mode=ro", uri=True, timeout=30)
+            db = PgView(cluster, dbname) if ledger == "postgres" else SqliteView(workdir)
             _, lb_time = lower_bound(dialect, n)
             deadline = time.monotonic() + 10 * lb_time + 300
             done = 0
@@ -293,24 +361,30 @@ def fleet_snapwarden(binary, dialect, n, root):
                 time.sleep(0.5)
                 if daemon.proc.poll() is not None:
                     raise RuntimeError(f"the daemon exited ({daemon.proc.returncode}); see {workdir}")
-                try:
-                    done = db.execute(
-                        "SELECT count(*) FROM runs WHERE policy = ? AND slot = ?"
-                        " AND state IN ('succeeded', 'failed', 'skipped')",
-                        (POLICY, ts(slot))).fetchone()[0]
-                except sqlite3.OperationalError:
+                row = db.one(
+                    "SELECT count(*) FROM runs WHERE policy = ? AND slot = ?"
+                    " AND state IN ('succeeded', 'failed', 'skipped')",
+                    (POLICY, ts(slot)))
+                if row is None:
                     continue
+                done = int(row[0])
                 if done >= n:
                     break
             cpu = proc_cpu_seconds(daemon.proc.pid)
             hwm, rss = proc_memory_kib(daemon.proc.pid)
             sim_cpu = proc_cpu_seconds(sim.pid) - sim_cpu0
             counters = sim.control.counters()
-            last, failed, with_error = db.execute(
-                "SELECT max(finished_at), sum(state != 'succeeded'), sum(error IS NOT NULL)"
-                " FROM runs WHERE policy = ? AND slot = ?", (POLICY, ts(slot))).fetchone()
-            deleted = db.execute("SELECT count(*) FROM snapshots WHERE state = 'deleted'").fetchone()[0]
-            kept = db.execute("SELECT count(*) FROM snapshots WHERE state = 'available'").fetchone()[0]
+            if ledger == "postgres":
+                last, failed, with_error = db.one(
+                    "SELECT to_char(max(finished_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                    " count(*) FILTER (WHERE state != 'succeeded'), count(*) FILTER (WHERE error IS NOT NULL)"
+                    " FROM runs WHERE policy = ? AND slot = ?", (POLICY, ts(slot)))
+            else:
+                last, failed, with_error = db.one(
+                    "SELECT max(finished_at), sum(state != 'succeeded'), sum(error IS NOT NULL)"
+                    " FROM runs WHERE policy = ? AND slot = ?", (POLICY, ts(slot)))
+            deleted = int(db.one("SELECT count(*) FROM snapshots WHERE state = 'deleted'")[0])
+            kept = int(db.one("SELECT count(*) FROM snapshots WHERE state = 'available'")[0])
             db.close()
         finally:
             daemon.stop()
@@ -320,10 +394,10 @@ def fleet_snapwarden(binary, dialect, n, root):
         calls = {a: k for (d, a), k in counters.items() if d == dialect}
         total = sum(calls.values())
         return {
-            "who": "snapwarden", "dialect": dialect, "n": n, "wall_s": wall,
+            "who": "snapwarden", "ledger": ledger, "dialect": dialect, "n": n, "wall_s": wall,
             "cpu_s": cpu, "peak_rss_mib": hwm / 1024, "calls": calls, "calls_total": total,
-            "calls_per_snapshot": total / n, "runs_not_succeeded": failed,
-            "runs_with_error_note": with_error, "deleted": deleted, "kept": kept,
+            "calls_per_snapshot": total / n, "runs_not_succeeded": int(failed or 0),
+            "runs_with_error_note": int(with_error or 0), "deleted": deleted, "kept": kept,
             "sim_cpu_s": sim_cpu, "sim_req_per_s": total / wall if wall > 0 else None,
             "workdir": workdir,
         }
@@ -490,11 +564,16 @@ def main():
     ap.add_argument("--sim-seconds", type=float, default=20,
                     help="length of one simthroughput measurement")
     ap.add_argument("--workers", type=int, default=100)
+    ap.add_argument("--ledgers", default="sqlite",
+                    help="fleet on these ledgers, side by side: sqlite, postgres (a throwaway cluster)")
+    ap.add_argument("--repeat", type=int, default=1, help="fleet runs per ledger, alternating")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [100, 1000] if args.quick else [100, 1000, 10000])
     only = set(args.only.split(","))
+    # A throwaway PostgreSQL cluster for the shared-ledger runs.
+    cluster = Cluster() if "postgres" in args.ledgers.split(",") else None
     os.makedirs(args.out, exist_ok=True)
     root = tempfile.mkdtemp(prefix="snapwarden-bench-")
     results = {
@@ -516,12 +595,15 @@ def main():
         for n in sizes:
             calls_lb, time_lb = lower_bound(dialect, n)
             if "fleet" in only:
-                r = fleet_snapwarden(args.bin, dialect, n, root)
-                r.update(lb_calls=calls_lb, lb_time_s=time_lb,
-                         calls_ratio=r["calls_total"] / calls_lb, time_ratio=r["wall_s"] / time_lb)
-                results["fleet"].append(r)
-                log(json.dumps({k: v for k, v in r.items() if k != "workdir"}))
-                save()
+                # Each ledger in turn, `--repeat` times, side by side.
+                for _ in range(args.repeat):
+                    for ledger in args.ledgers.split(","):
+                        r = fleet_snapwarden(args.bin, dialect, n, root, ledger, cluster)
+                        r.update(lb_calls=calls_lb, lb_time_s=time_lb,
+                                 calls_ratio=r["calls_total"] / calls_lb, time_ratio=r["wall_s"] / time_lb)
+                        results["fleet"].append(r)
+                        log(json.dumps({k: v for k, v in r.items() if k != "workdir"}))
+                        save()
             if "alternative" in only and n <= args.alt_max:
                 r = fleet_alternative(args.bin, dialect, n, root, args.workers, args.alt_cap)
                 # Ratios to the lower bound only for a run that did the work.
@@ -551,7 +633,15 @@ def main():
         save()
     results["machine"]["load_at_end"] = os.getloadavg()
     save()
+    if cluster is not None:
+        cluster.stop()
     print(table(results))
+
+
+def who(r):
+    """snapwarden, naming its ledger where it is not the default."""
+    ledger = r.get("ledger", "sqlite")
+    return r["who"] if ledger == "sqlite" else f"{r['who']} ({ledger})"
 
 
 def table(results):
@@ -571,7 +661,7 @@ def table(results):
             wall = (f"did not finish: stopped at {r['wall_s']:.0f} s cap,"
                     f" {r['targets_done']} of {r['n']} targets done")
         lines.append(
-            f"| {r['dialect']} | {r['n']} | {r['who']} | {wall} | {r['lb_time_s']:.1f} "
+            f"| {r['dialect']} | {r['n']} | {who(r)} | {wall} | {r['lb_time_s']:.1f} "
             f"| {num(r['time_ratio'], '.2f')} | {r['calls_total']}"
             f"{'' if r.get('finished', True) else ' so far'} "
             f"| {num(r['calls_per_snapshot'], '.2f')} "

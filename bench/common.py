@@ -6,10 +6,15 @@ Python alternatives."""
 import argparse
 import collections
 import datetime
+import glob
 import http.client
 import json
 import os
+import shutil
+import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -262,3 +267,57 @@ def script_arguments(*positional):
         args.targets = [line.strip() for line in f if line.strip()]
     args.label = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return args
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster, stopped and removed by stop()."""
+
+    def __init__(self):
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        if not os.path.exists(os.path.join(bindir, "initdb")):
+            found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+            if not found:
+                sys.exit("PostgreSQL's initdb not found: install Debian's postgresql package")
+            bindir = os.path.dirname(found[-1])
+        self.bindir = bindir
+        self.dir = tempfile.mkdtemp(prefix="snapwarden-failover-")
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        data = os.path.join(self.dir, "data")
+        self.run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "-N", "-E", "UTF8", "--locale=C")
+        opts = f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-o", opts, "-w", "start")
+        self.data = data
+
+    def create_database(self, name):
+        """A new empty database; its URL."""
+        self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}")
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}?sslmode=disable"
+
+    def run(self, tool, *args):
+        subprocess.run(self.as_user + [os.path.join(self.bindir, tool), *args], check=True,
+                       cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(self, db, sql):
+        """psql's unaligned answer to `sql` on database `db`; SQL may also
+        come in on stdin when it is long."""
+        out = subprocess.run(self.as_user + [os.path.join(self.bindir, "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                              "-U", "postgres", "-d", db, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"],
+                             input=sql, cwd=self.dir, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {out.stderr[-1000:]}")
+        return out.stdout.strip()
+
+    def stop(self):
+        subprocess.run(self.as_user + [os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", "immediate", "stop"],
+                       cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)

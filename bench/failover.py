@@ -19,10 +19,8 @@ README.
 """
 
 import argparse
-import glob
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,56 +28,9 @@ import tempfile
 import threading
 import time
 
-from common import SimProcess
+from common import Cluster, SimProcess
 
 SECRET = "sim-qingcloud-secret"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """A throwaway PostgreSQL cluster, stopped and removed by stop()."""
-
-    def __init__(self):
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-        if not os.path.exists(os.path.join(bindir, "initdb")):
-            found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-            if not found:
-                sys.exit("PostgreSQL's initdb not found: install Debian's postgresql package")
-            bindir = os.path.dirname(found[-1])
-        self.bindir = bindir
-        self.dir = tempfile.mkdtemp(prefix="snapwarden-failover-")
-        self.as_user = []
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        self.port = free_port()
-        data = os.path.join(self.dir, "data")
-        self.run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "-N", "-E", "UTF8", "--locale=C")
-        opts = f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-o", opts, "-w", "start")
-        self.data = data
-        self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", "CREATE DATABASE ledger")
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/ledger?sslmode=disable"
-
-    def run(self, tool, *args):
-        subprocess.run(self.as_user + [os.path.join(self.bindir, tool), *args], check=True,
-                       cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def query(self, sql):
-        out = subprocess.run(self.as_user + [os.path.join(self.bindir, "psql"), "-h", "127.0.0.1", "-p", str(self.port),
-                              "-U", "postgres", "-d", "ledger", "-X", "-A", "-t", "-c", sql],
-                             cwd=self.dir, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-
-    def stop(self):
-        subprocess.run(self.as_user + [os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", "immediate", "stop"],
-                       cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Node:
@@ -153,12 +104,13 @@ def main():
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
     cluster = Cluster()
+    url = cluster.create_database("ledger")
     sim = SimProcess(binary, job_duration="1s")
     workdir = tempfile.mkdtemp(prefix="snapwarden-failover-cfg-")
     nodes = {}
     try:
         sim.control.post("/_sim/qingcloud/volumes", {"zone": "ap2a", "volume_id": "vol-fo"})
-        cfg = {n: config(workdir, sim.url, cluster.url, n) for n in ("a", "b")}
+        cfg = {n: config(workdir, sim.url, url, n) for n in ("a", "b")}
         nodes["a"] = Node("a", binary, cfg["a"])
         nodes["a"].wait_line("node a leads (epoch", 0, 30)
         nodes["b"] = Node("b", binary, cfg["b"])
@@ -192,7 +144,7 @@ def main():
         for kind, xs in results.items():
             print(f"{kind}: median {statistics.median(xs):.2f} s, max {max(xs):.2f} s over {len(xs)}")
         print(f"creates: {len(names)}, created twice: {dup}")
-        print("runs by state:", cluster.query("SELECT state, count(*) FROM runs GROUP BY state ORDER BY state").replace(chr(10), ", "))
+        print("runs by state:", cluster.query("ledger", "SELECT state, count(*) FROM runs GROUP BY state ORDER BY state").replace(chr(10), ", "))
         return 1 if dup else 0
     finally:
         for n in nodes.values():
