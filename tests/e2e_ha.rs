@@ -38,6 +38,7 @@ lease_duration = "3s"
 lease_renew_every = "1s"
 takeover_grace = "10s"
 log_format = "text"
+metrics_listen = "127.0.0.1:0"
 
 [providers.qc]
 kind = "qingcloud"
@@ -130,13 +131,17 @@ fn pair_on(cluster: Cluster, alerts: bool) -> Option<Pair> {
 
 impl Pair {
     fn start(&self, node: &str) -> Daemon {
+        self.start_with_env(node, &[])
+    }
+
+    fn start_with_env(&self, node: &str, env: &[(&str, &str)]) -> Daemon {
         let url = self.cluster.url(&self.db);
         let path = node_config(&self.wd, &self.sim, &url, node);
         if self.alerts {
             let text = std::fs::read_to_string(&path).expect("config");
             std::fs::write(&path, self.wd.with_alert_command(&text)).expect("config");
         }
-        Daemon::start(&path, SECRET)
+        Daemon::start_with_env(&path, SECRET, env)
     }
 
     /// Successful creates so far.
@@ -501,4 +506,78 @@ fn status_shows_the_leader_and_one_shot_writes_wait_for_no_leader() {
         "t",
         "and its lease handed back"
     );
+}
+
+/// What systemd and Prometheus see: the leader's STATUS= says it leads with
+/// its epoch, the standby's that it waits (after READY=1, so systemd does
+/// not time its start out); `snapwarden_leader` is 1 on the leader, 0 on
+/// the standby, and `snapwarden_leader_changes_total` counts the takeover.
+#[test]
+fn systemd_and_metrics_tell_the_leader_from_the_standby() {
+    use std::os::unix::net::UnixDatagram;
+    let Some(p) = pair("systemd_and_metrics_tell_the_leader") else {
+        return;
+    };
+    let socket = |node: &str| {
+        let path = p.wd.dir.path().join(format!("notify-{node}.sock"));
+        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        (path, sock)
+    };
+    let (a_path, a_sock) = socket("a");
+    let (b_path, b_sock) = socket("b");
+    let a = p.start_with_env("a", &[("NOTIFY_SOCKET", a_path.to_str().expect("utf-8"))]);
+    a.wait_log("leads (epoch 1)", Duration::from_secs(20));
+    let b = p.start_with_env("b", &[("NOTIFY_SOCKET", b_path.to_str().expect("utf-8"))]);
+    let read = |sock: &UnixDatagram, seen: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    };
+    let (mut a_seen, mut b_seen) = (Vec::new(), Vec::new());
+    wait_for(
+        "the leader's READY and STATUS",
+        Duration::from_secs(10),
+        || {
+            read(&a_sock, &mut a_seen);
+            (a_seen.iter().any(|l| l == "READY=1")
+                && a_seen
+                    .iter()
+                    .any(|l| l.starts_with("STATUS=leader (epoch 1)")))
+            .then_some(())
+        },
+    );
+    wait_for(
+        "the standby's READY and STATUS",
+        Duration::from_secs(10),
+        || {
+            read(&b_sock, &mut b_seen);
+            (b_seen.iter().any(|l| l == "READY=1")
+                && b_seen
+                    .iter()
+                    .any(|l| l == "STATUS=standby; a leads (epoch 1)"))
+            .then_some(())
+        },
+    );
+    let metric = |d: &Daemon, series: &str| {
+        let (_, text) = http_get(&format!("http://{}/metrics", metrics_addr(d)));
+        metric_sample(&text, series)
+    };
+    assert_eq!(metric(&a, "snapwarden_leader"), Some(1.0));
+    assert_eq!(metric(&a, "snapwarden_leader_epoch"), Some(1.0));
+    assert_eq!(metric(&b, "snapwarden_leader"), Some(0.0));
+    a.stop();
+    b.wait_log("took over as the leader", Duration::from_secs(5));
+    wait_for("the new leader's metrics", Duration::from_secs(5), || {
+        (metric(&b, "snapwarden_leader") == Some(1.0)).then_some(())
+    });
+    assert_eq!(metric(&b, "snapwarden_leader_epoch"), Some(2.0));
+    assert_eq!(metric(&b, "snapwarden_leader_changes_total"), Some(1.0));
+    b.stop();
 }

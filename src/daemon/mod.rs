@@ -219,7 +219,12 @@ async fn serve(
         .map(|s| s.takeover_grace);
     sched.takeover_grace = grace;
     sched.schedule_all(&config, Occasion::Startup).await;
-    let summary = format!("{} policies scheduled", sched.scheduled.len());
+    // On a shared ledger systemd's STATUS= says this node leads.
+    let role = leadership
+        .as_ref()
+        .map(|l| format!("leader (epoch {}); ", l.epoch))
+        .unwrap_or_default();
+    let summary = format!("{role}{} policies scheduled", sched.scheduled.len());
     notify::ready(&summary);
     info!("{summary}");
     let watchdog = notify::watchdog_interval();
@@ -276,7 +281,7 @@ async fn serve(
                 recheck_clock(&sched.alerter, &config.policies, &mut sched.scheduled);
                 match health.check() {
                     Ok(()) => {
-                        notify::status(&status_line(&*state, &config).await);
+                        notify::status(&format!("{role}{}", status_line(&*state, &config).await));
                         if watchdog.is_some() {
                             notify::watchdog();
                         }
