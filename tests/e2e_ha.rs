@@ -484,6 +484,14 @@ fn status_shows_the_leader_and_one_shot_writes_wait_for_no_leader() {
         "{roles:?}"
     );
 
+    // `check` names the shared ledger and this node without connecting.
+    let checked = p.wd.run(&cfg, &["check"]);
+    assert!(checked.status.success(), "{}", output_text(&checked));
+    assert!(
+        output_text(&checked).contains("(PostgreSQL, shared; this node: a, lease 3s"),
+        "{}",
+        output_text(&checked)
+    );
     let refused = p.wd.run(&cfg, &["snapshot", "--policy", "db"]);
     assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
     assert!(
@@ -493,6 +501,9 @@ fn status_shows_the_leader_and_one_shot_writes_wait_for_no_leader() {
     );
     b.stop();
     a.stop();
+    // The one-shot's slot is the current second: one the daemons (every
+    // second) did not run before they stopped.
+    std::thread::sleep(Duration::from_millis(1100));
     let before = p.create_count();
     let out = p.wd.run(&cfg, &["snapshot", "--policy", "db"]);
     assert!(out.status.success(), "{}", output_text(&out));

@@ -10,6 +10,17 @@ use super::{load_config, Outcome};
 pub fn run(path: &Path) -> Outcome {
     let config = load_config(path)?;
     println!("{}: OK", path.display());
+    match &config.daemon.shared {
+        // Not connected: `check` works on a node that cannot reach it.
+        Some(shared) => println!(
+            "ledger: {} (PostgreSQL, shared; this node: {}, lease {}, renewed every {}; not connected)",
+            shared.url,
+            shared.node_name,
+            humantime::format_duration(shared.lease_duration),
+            humantime::format_duration(shared.renew_every)
+        ),
+        None => println!("ledger: {} (SQLite)", config.daemon.state_path.display()),
+    }
     for (name, p) in &config.providers {
         println!("provider {name}: kind {}", p.settings.kind());
     }
