@@ -321,6 +321,30 @@ pub struct Trimmed {
 pub const SECRET_CHANGED: &str =
     "another process stored a newer value meanwhile (only the leader refreshes; this one is dropped)";
 
+/// A backend's answer to loading a secret, as a provider sees it.
+pub(crate) fn stored_secret(
+    found: Result<Option<(String, String)>>,
+) -> std::result::Result<Option<crate::providers::StoredSecret>, String> {
+    found
+        .map(|found| {
+            found.map(|(value, seed)| crate::providers::StoredSecret {
+                value: crate::config::Secret::new(value),
+                seed,
+            })
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// A backend's answer to a compare-and-swap of a secret (stored or not),
+/// as a provider sees it.
+pub(crate) fn secret_swapped(stored: Result<bool>) -> std::result::Result<(), String> {
+    match stored {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SECRET_CHANGED.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
     StateError::Corrupt {
         what,

@@ -279,15 +279,7 @@ impl SecretStore for PgLedger {
         provider: &str,
         key: &str,
     ) -> std::result::Result<Option<StoredSecret>, String> {
-        PgLedger::load_secret(self, provider, key)
-            .await
-            .map(|found| {
-                found.map(|(value, seed)| StoredSecret {
-                    value: crate::config::Secret::new(value),
-                    seed,
-                })
-            })
-            .map_err(|e| e.to_string())
+        crate::state::stored_secret(PgLedger::load_secret(self, provider, key).await)
     }
 
     async fn store_secret(
@@ -306,10 +298,7 @@ impl SecretStore for PgLedger {
             replaces.map(|r| r.expose()),
             Utc::now(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
-        stored
-            .then_some(())
-            .ok_or_else(|| crate::state::SECRET_CHANGED.to_string())
+        .await;
+        crate::state::secret_swapped(stored)
     }
 }

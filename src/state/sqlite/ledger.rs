@@ -378,15 +378,10 @@ impl SecretStore for SqliteLedger {
         key: &str,
     ) -> std::result::Result<Option<StoredSecret>, String> {
         let (provider, key) = (provider.to_owned(), key.to_owned());
-        self.blocking(move |db| SqliteLedger::load_secret(db, &provider, &key))
-            .await
-            .map(|found| {
-                found.map(|(value, seed)| StoredSecret {
-                    value: crate::config::Secret::new(value),
-                    seed,
-                })
-            })
-            .map_err(|e| e.to_string())
+        crate::state::stored_secret(
+            self.blocking(move |db| SqliteLedger::load_secret(db, &provider, &key))
+                .await,
+        )
     }
 
     async fn store_secret(
@@ -411,10 +406,7 @@ impl SecretStore for SqliteLedger {
                     Utc::now(),
                 )
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        stored
-            .then_some(())
-            .ok_or_else(|| crate::state::SECRET_CHANGED.to_string())
+            .await;
+        crate::state::secret_swapped(stored)
     }
 }
