@@ -317,6 +317,67 @@ pub struct Trimmed {
     pub operations: usize,
 }
 
+/// What `status` shows of a target's history, read from its runs newest
+/// first (skipped slots left out): the last run, the last success, and the
+/// failures in a row since it.
+#[derive(Debug, Default)]
+pub(crate) struct Streak {
+    pub last_run: Option<RunRow>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    /// The newest failure's error (only while failures follow the success).
+    pub last_error: Option<String>,
+    over: bool,
+}
+
+impl Streak {
+    /// Take the next older run: false once the newest success is seen (no
+    /// older run changes the answer).
+    pub(crate) fn take(&mut self, r: RunRow) -> bool {
+        if !r.state.is_open() && !self.over {
+            if r.state == RunState::Failed {
+                self.consecutive_failures += 1;
+                if self.last_error.is_none() {
+                    self.last_error = r.error.clone();
+                }
+            } else {
+                self.over = true;
+            }
+        }
+        let succeeded = r.state == RunState::Succeeded;
+        if succeeded {
+            self.last_success = Some(r.finished_at.unwrap_or(r.slot));
+        }
+        if self.last_run.is_none() {
+            self.last_run = Some(r);
+        }
+        !succeeded
+    }
+
+    /// The summary of (`policy`, `target`) with this history.
+    pub(crate) fn summary(
+        self,
+        key: (&str, &str, &str),
+        snapshots_kept: u32,
+        skipped: u32,
+        in_flight: Vec<OpRow>,
+    ) -> TargetSummary {
+        let (policy, target, provider) = key;
+        TargetSummary {
+            policy: policy.to_string(),
+            target: target.to_string(),
+            provider: provider.to_string(),
+            last_run: self.last_run,
+            last_success: self.last_success,
+            consecutive_failures: self.consecutive_failures,
+            last_error: self.last_error.filter(|_| self.consecutive_failures > 0),
+            snapshots_kept,
+            in_flight,
+            skipped,
+        }
+    }
+}
+
 /// Why a compare-and-swap of a stored secret did not store it.
 pub const SECRET_CHANGED: &str =
     "another process stored a newer value meanwhile (only the leader refreshes; this one is dropped)";

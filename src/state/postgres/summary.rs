@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 
 use super::rows::{get, run_row};
 use super::{PgLedger, RUN_COLUMNS};
-use crate::state::{OpRow, Result, RunRow, RunState, TargetSummary};
+use crate::state::{OpRow, Result, RunRow, Streak, TargetSummary};
 
 /// The runs `status` reads of a target: newest first, back to its newest
 /// success (which ends any failure streak), skipped slots left out. The
@@ -176,42 +176,16 @@ fn summary(
     skipped: u32,
     in_flight: Vec<OpRow>,
 ) -> TargetSummary {
-    let mut last_run = None;
-    let mut last_success = None;
-    let (mut consecutive_failures, mut streak_over) = (0u32, false);
-    let mut last_error = None;
+    let mut streak = Streak::default();
     for r in runs {
-        if !r.state.is_open() && !streak_over {
-            if r.state == RunState::Failed {
-                consecutive_failures += 1;
-                if last_error.is_none() {
-                    last_error = r.error.clone();
-                }
-            } else {
-                streak_over = true;
-            }
-        }
-        let succeeded = r.state == RunState::Succeeded;
-        if succeeded {
-            last_success = Some(r.finished_at.unwrap_or(r.slot));
-        }
-        if last_run.is_none() {
-            last_run = Some(r);
-        }
-        if succeeded {
+        if !streak.take(r) {
             break;
         }
     }
-    TargetSummary {
-        policy: policy.to_string(),
-        target: target.to_string(),
-        provider: provider.to_string(),
-        last_run,
-        last_success,
-        consecutive_failures,
-        last_error: last_error.filter(|_| consecutive_failures > 0),
+    streak.summary(
+        (policy, target, provider),
         snapshots_kept,
-        in_flight,
         skipped,
-    }
+        in_flight,
+    )
 }

@@ -6,9 +6,10 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{finish_run_row, run_row};
 use super::{
-    LedgerState, OpRow, Result, RunState, SqliteLedger, TargetSummary, RUN_COLUMNS,
-    SKIPPED_COUNT_SQL, TARGET_PAIRS_SQL,
+    LedgerState, OpRow, Result, SqliteLedger, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL,
+    TARGET_PAIRS_SQL,
 };
+use crate::state::Streak;
 
 impl SqliteLedger {
     /// Every (policy, target) the ledger knows, with what `status` shows.
@@ -70,30 +71,9 @@ impl SqliteLedger {
              ORDER BY slot DESC, id DESC"
         ))?;
         let mut rows = stmt.query(params![policy, target])?;
-        let mut last_run = None;
-        let mut last_success = None;
-        let (mut consecutive_failures, mut streak_over) = (0u32, false);
-        let mut last_error = None;
+        let mut streak = Streak::default();
         while let Some(row) = rows.next()? {
-            let r = finish_run_row(run_row(row)?)?;
-            if !r.state.is_open() && !streak_over {
-                if r.state == RunState::Failed {
-                    consecutive_failures += 1;
-                    if last_error.is_none() {
-                        last_error = r.error.clone();
-                    }
-                } else {
-                    streak_over = true;
-                }
-            }
-            let succeeded = r.state == RunState::Succeeded;
-            if succeeded {
-                last_success = Some(r.finished_at.unwrap_or(r.slot));
-            }
-            if last_run.is_none() {
-                last_run = Some(r);
-            }
-            if succeeded {
+            if !streak.take(finish_run_row(run_row(row)?)?) {
                 break;
             }
         }
@@ -112,17 +92,11 @@ impl SqliteLedger {
         let skipped: u32 =
             conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
         drop(conn);
-        Ok(TargetSummary {
-            policy: policy.to_string(),
-            target: target.to_string(),
-            provider: provider.to_string(),
-            last_run,
-            last_success,
-            consecutive_failures,
-            last_error: last_error.filter(|_| consecutive_failures > 0),
+        Ok(streak.summary(
+            (policy, target, provider),
             snapshots_kept,
-            in_flight,
             skipped,
-        })
+            in_flight,
+        ))
     }
 }
