@@ -16,6 +16,7 @@
 //! on the next call; the call that found it broken fails.
 
 mod connect;
+mod import;
 pub mod lease;
 mod ledger;
 mod migrations;
