@@ -17,9 +17,9 @@ mod open;
 pub mod postgres;
 pub mod sqlite;
 
+pub use dump::{ImportReport, LedgerDump, TableCheck};
 pub use open::{leadership, open_for_secrets, open_read, LeadershipView};
 pub use postgres::{Fence, PgLedger, PgOptions};
-pub use dump::{ImportReport, LedgerDump, TableCheck};
 pub use sqlite::{Holder, LedgerLock, Moved, SqliteLedger};
 
 use std::collections::{HashMap, HashSet};
@@ -575,3 +575,5 @@ mod pg_cluster;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_migrate;

@@ -67,7 +67,10 @@ async fn insert_all<T>(
 fn check_columns(table: &str) -> (Option<&'static str>, Option<String>) {
     match table {
         "runs" | "snapshots" => (Some("id"), Some("state".to_string())),
-        "operations" => (Some("id"), Some(format!("COALESCE(outcome, '{IN_FLIGHT}')"))),
+        "operations" => (
+            Some("id"),
+            Some(format!("COALESCE(outcome, '{IN_FLIGHT}')")),
+        ),
         "snapshot_sources" => (Some("snapshot"), None),
         _ => (None, None),
     }
@@ -81,7 +84,9 @@ async fn table_check(tx: &Transaction<'_>, table: &str) -> Result<TableCheck> {
         Some(id) => {
             let row = tx
                 .query_one(
-                    &format!("SELECT count(*), max({id}), COALESCE(sum({id}), 0)::bigint FROM {table}"),
+                    &format!(
+                        "SELECT count(*), max({id}), COALESCE(sum({id}), 0)::bigint FROM {table}"
+                    ),
                     &[],
                 )
                 .await?;
@@ -98,7 +103,10 @@ async fn table_check(tx: &Transaction<'_>, table: &str) -> Result<TableCheck> {
     }
     if let Some(state) = state {
         for row in tx
-            .query(&format!("SELECT {state}, count(*) FROM {table} GROUP BY 1"), &[])
+            .query(
+                &format!("SELECT {state}, count(*) FROM {table} GROUP BY 1"),
+                &[],
+            )
             .await?
         {
             check.by_state.insert(row.try_get(0)?, row.try_get(1)?);
@@ -130,8 +138,17 @@ impl PgLedger {
             &tx,
             "runs",
             &[
-                "id", "policy", "target", "provider", "slot", "name", "\"full\"", "state",
-                "started_at", "finished_at", "error",
+                "id",
+                "policy",
+                "target",
+                "provider",
+                "slot",
+                "name",
+                "\"full\"",
+                "state",
+                "started_at",
+                "finished_at",
+                "error",
             ],
             &dump.runs,
             |r| {
@@ -155,8 +172,20 @@ impl PgLedger {
             &tx,
             "snapshots",
             &[
-                "id", "run_id", "provider", "policy", "target", "slot", "name", "snapshot_id",
-                "state", "\"full\"", "created_at", "completed_at", "deleted_at", "error",
+                "id",
+                "run_id",
+                "provider",
+                "policy",
+                "target",
+                "slot",
+                "name",
+                "snapshot_id",
+                "state",
+                "\"full\"",
+                "created_at",
+                "completed_at",
+                "deleted_at",
+                "error",
             ],
             &dump.snapshots,
             |s| {
@@ -183,8 +212,18 @@ impl PgLedger {
             &tx,
             "operations",
             &[
-                "id", "snapshot", "kind", "provider", "reference", "started_at", "next_poll_at",
-                "poll_interval_ms", "deadline", "finished_at", "outcome", "error",
+                "id",
+                "snapshot",
+                "kind",
+                "provider",
+                "reference",
+                "started_at",
+                "next_poll_at",
+                "poll_interval_ms",
+                "deadline",
+                "finished_at",
+                "outcome",
+                "error",
             ],
             &dump.operations,
             |o| {
@@ -346,7 +385,10 @@ impl PgLedger {
                 .await?
                 .try_get(0)?;
             if n > 0 {
-                found.push(format!("{table} has {n} row{}", if n == 1 { "" } else { "s" }));
+                found.push(format!(
+                    "{table} has {n} row{}",
+                    if n == 1 { "" } else { "s" }
+                ));
             }
         }
         if !found.is_empty() {

@@ -7,13 +7,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::rows::{
-    finish_run_row, parse_opt_ts, parse_ts, run_row, snapshot_row, RawSnapshot,
-};
+use super::rows::{finish_run_row, parse_opt_ts, parse_ts, run_row, snapshot_row, RawSnapshot};
 use super::{migrations, ts, Result, SqliteLedger, StateError, RUN_COLUMNS, SNAPSHOT_COLUMNS};
-use crate::state::dump::{
-    DumpAlert, DumpOp, DumpPolicyRules, DumpSecret, DumpTarget, LedgerDump,
-};
+use crate::state::dump::{DumpAlert, DumpOp, DumpPolicyRules, DumpSecret, DumpTarget, LedgerDump};
 use crate::state::DeleteHold;
 
 /// Where a moved ledger's state went, as `migrate-state` recorded it.
@@ -96,7 +92,9 @@ fn op_raw(r: &Row<'_>) -> rusqlite::Result<(DumpOp, [String; 4])> {
     ))
 }
 
-fn op_parse((mut op, [started, deadline, next, finished]): (DumpOp, [String; 4])) -> Result<DumpOp> {
+fn op_parse(
+    (mut op, [started, deadline, next, finished]): (DumpOp, [String; 4]),
+) -> Result<DumpOp> {
     // The kind is checked as the ledger's reads check it.
     super::rows::op_kind(&op.kind)?;
     if let Some(o) = &op.outcome {
