@@ -75,10 +75,14 @@ pub enum StateError {
         key: String,
         problem: String,
     },
-    /// An import found the target ledger not empty, or its copy did not
-    /// match the source (rolled back: nothing written).
+    /// An import was refused before it wrote anything: the target ledger
+    /// is not empty, or a node leads it.
     #[error("{0}")]
-    Import(String),
+    ImportRefused(String),
+    /// An import's copy did not match its source (rolled back: nothing
+    /// written).
+    #[error("{0}")]
+    ImportMismatch(String),
     /// The backend's worker died while it held the call (a panic: a bug).
     #[error("state database: the call was lost: {0}")]
     Lost(String),

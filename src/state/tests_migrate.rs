@@ -306,3 +306,47 @@ fn a_moved_ledger_refuses_every_open() {
         })
     );
 }
+
+/// 100,000 runs and 100,000 snapshots copy in seconds (batched inserts,
+/// not one round trip a row). Ignored by default: it takes a while in a
+/// debug build; run it with `--ignored --nocapture` to see the times.
+#[tokio::test]
+#[ignore]
+async fn a_large_ledger_copies_in_seconds() {
+    let Some((_, pg)) = fresh_pg("tests_migrate::a_large_ledger_copies_in_seconds").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = sqlite_at(dir.path());
+    sqlite.execute_for_tests(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+         INSERT INTO runs (id, policy, target, provider, slot, name, full, state, started_at, finished_at)
+         SELECT i, 'db', 'vol-' || (i % 100), 'qc',
+                strftime('%Y-%m-%dT%H:%M:%S.000Z', 1700000000 + i * 60, 'unixepoch'),
+                'db-' || i, i % 2, 'succeeded',
+                strftime('%Y-%m-%dT%H:%M:%S.000Z', 1700000000 + i * 60, 'unixepoch'),
+                strftime('%Y-%m-%dT%H:%M:%S.000Z', 1700000030 + i * 60, 'unixepoch')
+         FROM n;
+         INSERT INTO snapshots (id, run_id, provider, policy, target, slot, name, snapshot_id,
+                                state, full, created_at, completed_at)
+         SELECT id, id, provider, policy, target, slot, name, 'snap-' || id, 'available', full,
+                started_at, finished_at FROM runs;",
+    );
+    let started = std::time::Instant::now();
+    let dump = sqlite.export().expect("export");
+    let exported = started.elapsed();
+    let report = pg.import(&dump).await.expect("import");
+    eprintln!(
+        "100,000 runs + 100,000 snapshots: export {:.2}s, import (with checks) {:.2}s",
+        exported.as_secs_f64(),
+        report.elapsed.as_secs_f64()
+    );
+    assert_eq!(report.tables[0].1.rows, 100_000);
+    assert_eq!(report.tables[1].1.rows, 100_000);
+    assert!(
+        exported + report.elapsed < std::time::Duration::from_secs(60),
+        "took {:?} + {:?}",
+        exported,
+        report.elapsed
+    );
+}

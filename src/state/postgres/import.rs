@@ -362,7 +362,7 @@ impl PgLedger {
         }
         if !mismatches.is_empty() {
             // Dropping the transaction rolls it back.
-            return Err(StateError::Import(format!(
+            return Err(StateError::ImportMismatch(format!(
                 "the copy into {} does not match the SQLite ledger, so nothing was written: {}",
                 self.location(),
                 mismatches.join("; ")
@@ -392,7 +392,7 @@ impl PgLedger {
             }
         }
         if !found.is_empty() {
-            return Err(StateError::Import(format!(
+            return Err(StateError::ImportRefused(format!(
                 "the PostgreSQL ledger {} is not empty ({}); nothing was copied: point the copy at an empty database (CREATE DATABASE ...)",
                 self.location(),
                 found.join(", ")
@@ -406,7 +406,7 @@ impl PgLedger {
             .await?
         {
             let holder: String = row.try_get(0)?;
-            return Err(StateError::Import(format!(
+            return Err(StateError::ImportRefused(format!(
                 "a snapwarden daemon ({holder}) leads the PostgreSQL ledger {}; nothing was copied: stop every daemon that uses it first",
                 self.location()
             )));
