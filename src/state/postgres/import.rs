@@ -5,16 +5,13 @@
 
 use std::time::Instant;
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::PgLedger;
 use crate::state::dump::{LedgerDump, TableCheck, IN_FLIGHT, TABLES};
 use crate::state::{ImportReport, Result, StateError};
-
-/// Rows per INSERT statement: few round trips, and well under the
-/// protocol's 65,535 parameters for the widest table (14 columns).
-const BATCH: usize = 1_000;
 
 /// How long the import waits for a table lock another session holds
 /// (a daemon mid-transaction) before it gives up.
@@ -26,39 +23,42 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
     Box::new(v)
 }
 
-/// Insert `rows` into `table` (`columns` as written in SQL), `BATCH` rows
-/// per statement; `values` gives one row's parameters in column order.
-async fn insert_all<T>(
+/// Write `rows` into `table` with one `COPY ... FROM STDIN BINARY`
+/// (streamed: no statement per row, no parameter limit); `columns` are
+/// the columns with their types, `values` one row's values in that order.
+async fn copy_all<T>(
     tx: &Transaction<'_>,
     table: &str,
-    columns: &[&str],
+    columns: &[(&str, Type)],
     rows: &[T],
     values: fn(&T) -> Vec<Param>,
 ) -> Result<()> {
-    let width = columns.len();
-    for chunk in rows.chunks(BATCH) {
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut params: Vec<Param> = Vec::with_capacity(chunk.len() * width);
-        for (i, row) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..width {
-                if c > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", i * width + c + 1));
-            }
-            sql.push(')');
-            params.extend(values(row));
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let types: Vec<Type> = columns.iter().map(|(_, t)| t.clone()).collect();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN BINARY",
+            names.join(", ")
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    tokio::pin!(writer);
+    for row in rows {
+        let params = values(row);
+        if params.len() != types.len() {
+            return Err(StateError::Lost(format!(
+                "the copy of {table} gave {} values for {} columns",
+                params.len(),
+                types.len()
+            )));
         }
         let refs: Vec<&(dyn ToSql + Sync)> = params
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        tx.execute(&sql, &refs).await?;
+        writer.as_mut().write(&refs).await?;
     }
+    writer.finish().await?;
     Ok(())
 }
 
@@ -134,21 +134,21 @@ impl PgLedger {
         .await?;
         self.refuse_unless_empty(&tx).await?;
 
-        insert_all(
+        copy_all(
             &tx,
             "runs",
             &[
-                "id",
-                "policy",
-                "target",
-                "provider",
-                "slot",
-                "name",
-                "\"full\"",
-                "state",
-                "started_at",
-                "finished_at",
-                "error",
+                ("id", Type::INT8),
+                ("policy", Type::TEXT),
+                ("target", Type::TEXT),
+                ("provider", Type::TEXT),
+                ("slot", Type::TIMESTAMPTZ),
+                ("name", Type::TEXT),
+                ("\"full\"", Type::BOOL),
+                ("state", Type::TEXT),
+                ("started_at", Type::TIMESTAMPTZ),
+                ("finished_at", Type::TIMESTAMPTZ),
+                ("error", Type::TEXT),
             ],
             &dump.runs,
             |r| {
@@ -168,24 +168,24 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "snapshots",
             &[
-                "id",
-                "run_id",
-                "provider",
-                "policy",
-                "target",
-                "slot",
-                "name",
-                "snapshot_id",
-                "state",
-                "\"full\"",
-                "created_at",
-                "completed_at",
-                "deleted_at",
-                "error",
+                ("id", Type::INT8),
+                ("run_id", Type::INT8),
+                ("provider", Type::TEXT),
+                ("policy", Type::TEXT),
+                ("target", Type::TEXT),
+                ("slot", Type::TIMESTAMPTZ),
+                ("name", Type::TEXT),
+                ("snapshot_id", Type::TEXT),
+                ("state", Type::TEXT),
+                ("\"full\"", Type::BOOL),
+                ("created_at", Type::TIMESTAMPTZ),
+                ("completed_at", Type::TIMESTAMPTZ),
+                ("deleted_at", Type::TIMESTAMPTZ),
+                ("error", Type::TEXT),
             ],
             &dump.snapshots,
             |s| {
@@ -208,22 +208,22 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "operations",
             &[
-                "id",
-                "snapshot",
-                "kind",
-                "provider",
-                "reference",
-                "started_at",
-                "next_poll_at",
-                "poll_interval_ms",
-                "deadline",
-                "finished_at",
-                "outcome",
-                "error",
+                ("id", Type::INT8),
+                ("snapshot", Type::INT8),
+                ("kind", Type::TEXT),
+                ("provider", Type::TEXT),
+                ("reference", Type::TEXT),
+                ("started_at", Type::TIMESTAMPTZ),
+                ("next_poll_at", Type::TIMESTAMPTZ),
+                ("poll_interval_ms", Type::INT8),
+                ("deadline", Type::TIMESTAMPTZ),
+                ("finished_at", Type::TIMESTAMPTZ),
+                ("outcome", Type::TEXT),
+                ("error", Type::TEXT),
             ],
             &dump.operations,
             |o| {
@@ -244,18 +244,24 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "schedule",
-            &["policy", "last_slot"],
+            &[("policy", Type::TEXT), ("last_slot", Type::TIMESTAMPTZ)],
             &dump.schedule,
             |(policy, slot)| vec![p(policy.clone()), p(*slot)],
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "provider_secrets",
-            &["provider", "key", "value", "seed", "updated_at"],
+            &[
+                ("provider", Type::TEXT),
+                ("key", Type::TEXT),
+                ("value", Type::TEXT),
+                ("seed", Type::TEXT),
+                ("updated_at", Type::TIMESTAMPTZ),
+            ],
             &dump.provider_secrets,
             |s| {
                 vec![
@@ -268,10 +274,15 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "delete_holds",
-            &["policy", "target", "reason", "since"],
+            &[
+                ("policy", Type::TEXT),
+                ("target", Type::TEXT),
+                ("reason", Type::TEXT),
+                ("since", Type::TIMESTAMPTZ),
+            ],
             &dump.delete_holds,
             |h| {
                 vec![
@@ -283,10 +294,15 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "policy_rules",
-            &["policy", "provider", "rules", "updated_at"],
+            &[
+                ("policy", Type::TEXT),
+                ("provider", Type::TEXT),
+                ("rules", Type::TEXT),
+                ("updated_at", Type::TIMESTAMPTZ),
+            ],
             &dump.policy_rules,
             |r| {
                 vec![
@@ -298,18 +314,22 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "snapshot_sources",
-            &["snapshot", "source"],
+            &[("snapshot", Type::INT8), ("source", Type::TEXT)],
             &dump.snapshot_sources,
             |(id, source)| vec![p(*id), p(source.clone())],
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "targets",
-            &["policy", "target", "provider"],
+            &[
+                ("policy", Type::TEXT),
+                ("target", Type::TEXT),
+                ("provider", Type::TEXT),
+            ],
             &dump.targets,
             |t| {
                 vec![
@@ -320,10 +340,15 @@ impl PgLedger {
             },
         )
         .await?;
-        insert_all(
+        copy_all(
             &tx,
             "alerts_delivered",
-            &["policy", "target", "kind", "at"],
+            &[
+                ("policy", Type::TEXT),
+                ("target", Type::TEXT),
+                ("kind", Type::TEXT),
+                ("at", Type::TIMESTAMPTZ),
+            ],
             &dump.alerts_delivered,
             |a| {
                 vec![
