@@ -151,11 +151,12 @@ fn print_report(from: &Path, to: &str, report: &ImportReport) {
             .iter()
             .map(|(s, n)| format!("{s} {n}"))
             .collect();
-        println!(
+        let line = format!(
             "  {table:<18} {:>10} {max:>10}  {}",
             check.rows,
             states.join(", ")
         );
+        println!("{}", line.trim_end());
     }
     println!(
         "row counts, ids and states match the SQLite ledger; copied and checked in {:.2}s",
