@@ -109,6 +109,21 @@ fn a_ledger_moved_to_postgres_carries_on_where_sqlite_stopped() {
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("already moved"), "{text}");
+    // Usage errors: no target, and a password on the command line.
+    let out = wd.run(&cfg, &["migrate-state"]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no PostgreSQL ledger to copy into"), "{text}");
+    let out = wd.run(
+        &cfg,
+        &["migrate-state", "--to", "postgres://sw:hunter2@127.0.0.1/x"],
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--password-env") && !text.contains("hunter2"),
+        "{text}"
+    );
 
     // On PostgreSQL: the create finishes, the hold stays, nothing is made
     // twice and nothing is deleted.

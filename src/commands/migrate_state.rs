@@ -163,3 +163,44 @@ fn print_report(from: &Path, to: &str, report: &ImportReport) {
         report.elapsed.as_secs_f64()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::SharedState;
+
+    fn shared(url: &str, password: &str) -> SharedState {
+        SharedState {
+            url: url.into(),
+            password: Some(Secret::new(password)),
+            node_name: "n".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+            takeover_grace: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn the_password_comes_from_the_config_or_the_named_variable() {
+        const URL: &str = "postgres://sw@127.0.0.1/ledger";
+        let s = shared(URL, "from-config");
+        let got = password(URL, Some(&s), None).expect("config's");
+        assert_eq!(got.as_ref().map(Secret::expose), Some("from-config"));
+        // Another target never gets the config's password.
+        let got = password("postgres://sw@127.0.0.1/other", Some(&s), None).expect("none");
+        assert!(got.is_none());
+        // A variable that is not set is a usage error naming it.
+        let var = "SNAPWARDEN_TEST_MIGRATE_PASSWORD_UNSET";
+        let err = password(URL, Some(&s), Some(var)).expect_err("unset");
+        assert_eq!(err.code, 2);
+        assert!(err.message.unwrap_or_default().contains(var));
+        let var = "PATH";
+        let got = password(URL, None, Some(var)).expect("set");
+        assert_eq!(
+            got.as_ref().map(Secret::expose),
+            std::env::var(var).ok().as_deref()
+        );
+    }
+}
