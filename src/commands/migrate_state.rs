@@ -159,7 +159,7 @@ fn print_report(from: &Path, to: &str, report: &ImportReport) {
         println!("{}", line.trim_end());
     }
     println!(
-        "row counts, ids and states match the SQLite ledger; copied and checked in {:.2}s",
+        "row counts, ids, states and value sums match the SQLite ledger; copied and checked in {:.2}s",
         report.elapsed.as_secs_f64()
     );
 }

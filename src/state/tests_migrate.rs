@@ -350,3 +350,37 @@ async fn a_large_ledger_copies_in_seconds() {
         report.elapsed
     );
 }
+
+/// A value changed on the way (here by a trigger that shifts every slot by
+/// an hour, as a time zone mix-up would) fails the check: the copy is
+/// rolled back and the ledger stays empty.
+#[tokio::test]
+async fn a_value_changed_in_the_copy_rolls_it_back() {
+    let Some((_, pg)) = fresh_pg("tests_migrate::a_value_changed_in_the_copy_rolls_it_back").await
+    else {
+        return;
+    };
+    pg.execute_for_tests(
+        "CREATE FUNCTION shift_slot() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.slot := NEW.slot + interval '1 hour'; RETURN NEW; END $$;
+         CREATE TRIGGER shift_slot BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION shift_slot();",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = sqlite_at(dir.path());
+    populate(&sqlite).await;
+    let err = pg
+        .import(&sqlite.export().expect("export"))
+        .await
+        .expect_err("a shifted slot");
+    assert!(matches!(err, StateError::ImportMismatch(_)), "{err:?}");
+    assert!(err.to_string().contains("runs: copied"), "{err}");
+    for table in dump::TABLES {
+        assert_eq!(
+            pg.query_for_tests(&format!("SELECT count(*) FROM {table}"))
+                .await,
+            vec!["0".to_string()],
+            "{table}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::PgLedger;
-use crate::state::dump::{LedgerDump, TableCheck, IN_FLIGHT, TABLES};
+use crate::state::dump::{value_columns, LedgerDump, TableCheck, IN_FLIGHT, TABLES};
 use crate::state::{ImportReport, Result, StateError};
 
 /// How long the import waits for a table lock another session holds
@@ -101,6 +101,40 @@ async fn table_check(tx: &Transaction<'_>, table: &str) -> Result<TableCheck> {
                 .try_get(0)?;
         }
     }
+    let (times, texts, numbers) = value_columns(table);
+    let sum = |terms: Vec<String>| {
+        if terms.is_empty() {
+            "0".to_string()
+        } else {
+            terms.join(" + ")
+        }
+    };
+    let times = sum(times
+        .iter()
+        .map(|c| format!("COALESCE(round(extract(epoch FROM {c}) * 1000)::bigint, 0)"))
+        .collect());
+    let texts = sum(texts
+        .iter()
+        .map(|c| format!("COALESCE(char_length({c}), 0)"))
+        .collect());
+    let numbers = sum(numbers.iter().map(|c| format!("{c}::bigint")).collect());
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT COALESCE(sum({times}), 0)::text, COALESCE(sum({texts}), 0)::text,
+                        COALESCE(sum({numbers}), 0)::text FROM {table}"
+            ),
+            &[],
+        )
+        .await?;
+    let number = |i: usize| -> Result<i128> {
+        let text: String = row.try_get(i)?;
+        text.parse()
+            .map_err(|_| crate::state::corrupt("a sum of the copy", &text))
+    };
+    check.time_ms_sum = number(0)?;
+    check.text_chars = number(1)?;
+    check.number_sum = number(2)?;
     if let Some(state) = state {
         for row in tx
             .query(
