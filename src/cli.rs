@@ -159,6 +159,24 @@ pub enum Command {
         #[arg(long)]
         provider: String,
     },
+    /// Copy the SQLite ledger into an empty PostgreSQL ledger (daemon
+    /// stopped), check the copy, and mark the SQLite file as moved.
+    MigrateState {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SQLite ledger (default: the config's state_path).
+        #[arg(long, value_name = "PATH")]
+        from: Option<PathBuf>,
+        /// The PostgreSQL ledger, postgres://USER@HOST/DB?sslmode=...,
+        /// without a password (default: the config's state_url).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The environment variable that holds the password of --to
+        /// (when --to is not the config's state_url, whose
+        /// state_password_file/_env is used).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
     /// The simulator and the daemon together, with config/demo.toml.
     Demo {
         /// Use this policy file instead of the built-in demo one.

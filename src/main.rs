@@ -88,6 +88,21 @@ fn main() -> ExitCode {
             Command::Login { config, provider } => {
                 commands::login::run(&config.path, &provider).await.into()
             }
+            Command::MigrateState {
+                config,
+                from,
+                to,
+                password_env,
+            } => commands::migrate_state::run(
+                &config.path,
+                &commands::migrate_state::Args {
+                    from,
+                    to,
+                    password_env,
+                },
+            )
+            .await
+            .into(),
             Command::Generate(what) => commands::generate::run(&what).into(),
         };
         commands::release_one_shot_lease().await;

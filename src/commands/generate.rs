@@ -155,9 +155,10 @@ mod tests {
         assert!(page.starts_with(".ie \\n(.g .ds Aq"), "roff: {page:.80}");
         assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
         for name in &names {
-            // The SUBCOMMANDS section lists it (as `snapwarden-NAME(1)`).
+            // The SUBCOMMANDS section lists it (as `snapwarden-NAME(1)`,
+            // every hyphen escaped in roff).
             assert!(
-                page.contains(&format!("snapwarden\\-{name}(1)")),
+                page.contains(&format!("snapwarden\\-{}(1)", name.replace('-', "\\-"))),
                 "snapwarden.1 does not list {name}"
             );
             let sub = dir.path().join(format!("snapwarden-{name}.1"));

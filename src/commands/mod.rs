@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod generate;
 pub mod login;
+pub mod migrate_state;
 pub mod monitor;
 pub mod orphans;
 pub mod plan;

@@ -12,13 +12,15 @@
 //! the call returns: a committed intent survives a crash, which is what
 //! makes "no duplicate, nothing lost" possible.
 
+pub mod dump;
 mod open;
 pub mod postgres;
 pub mod sqlite;
 
+pub use dump::{ImportReport, LedgerDump, TableCheck};
 pub use open::{leadership, open_for_secrets, open_read, LeadershipView};
 pub use postgres::{Fence, PgLedger, PgOptions};
-pub use sqlite::{Holder, LedgerLock, SqliteLedger};
+pub use sqlite::{Holder, LedgerLock, Moved, SqliteLedger};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -58,6 +60,29 @@ pub enum StateError {
         lock: PathBuf,
         holder: Holder,
     },
+    /// `snapwarden migrate-state` moved this SQLite ledger's state into
+    /// a PostgreSQL ledger; the file is only a record now.
+    #[error("the ledger at {} was moved to {location} on {} by `snapwarden migrate-state`: set `state_url` (and `state_password_file`) in [daemon] to use it; this file is kept only as a record", path.display(), at.format("%Y-%m-%d %H:%M:%S UTC"))]
+    Moved {
+        path: PathBuf,
+        location: String,
+        at: DateTime<Utc>,
+    },
+    /// A row an export cannot read (nothing is copied).
+    #[error("cannot copy the ledger: {table} row {key} cannot be read: {problem}")]
+    Unexportable {
+        table: &'static str,
+        key: String,
+        problem: String,
+    },
+    /// An import was refused before it wrote anything: the target ledger
+    /// is not empty, or a node leads it.
+    #[error("{0}")]
+    ImportRefused(String),
+    /// An import's copy did not match its source (rolled back: nothing
+    /// written).
+    #[error("{0}")]
+    ImportMismatch(String),
     /// The backend's worker died while it held the call (a panic: a bug).
     #[error("state database: the call was lost: {0}")]
     Lost(String),
@@ -650,3 +675,5 @@ mod pg_cluster;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_migrate;

@@ -17,6 +17,7 @@
 
 mod begin;
 mod connect;
+mod import;
 pub mod lease;
 mod ledger;
 mod migrations;

@@ -164,4 +164,15 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX runs_one_open ON runs (policy, target)
         WHERE state IN ('intent', 'creating', 'pruning');
     "#,
+    // 10: where the state went when `snapwarden migrate-state` copied
+    // it into a PostgreSQL ledger (the URL without its password). A ledger
+    // with this row refuses to open: a daemon started on it would run
+    // the same slots a second time beside the one on PostgreSQL.
+    r#"
+    CREATE TABLE ledger_moved (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        location  TEXT NOT NULL,
+        at        TEXT NOT NULL
+    );
+    "#,
 ];

@@ -8,6 +8,7 @@
 //! runtime's threads never wait on the disk.
 
 mod alerts;
+mod export;
 mod ledger;
 mod lock;
 mod migrations;
@@ -21,6 +22,7 @@ mod sources;
 mod summary;
 mod trim;
 
+pub use export::Moved;
 pub use lock::{Holder, LedgerLock};
 
 use std::path::{Path, PathBuf};
@@ -97,7 +99,21 @@ const OP_COLUMNS: &str = "o.id, o.kind, o.provider, o.reference, o.snapshot, s.s
 impl SqliteLedger {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteLedger> {
-        SqliteLedger::open_holding(path, None)
+        SqliteLedger::open_holding(path, None)?.unless_moved()
+    }
+
+    /// [`StateError::Moved`] if `migrate-state` moved this ledger's state
+    /// elsewhere: nothing may write (or read as current) a file that is
+    /// only a record now.
+    fn unless_moved(self) -> Result<SqliteLedger> {
+        match self.moved()? {
+            None => Ok(self),
+            Some(m) => Err(StateError::Moved {
+                path: self.0.path.clone(),
+                location: m.location,
+                at: m.at,
+            }),
+        }
     }
 
     fn open_holding(path: &Path, lock: Option<LedgerLock>) -> Result<SqliteLedger> {
@@ -151,7 +167,7 @@ impl SqliteLedger {
                 known,
             });
         }
-        Ok(SqliteLedger::wrap(path, conn, None))
+        SqliteLedger::wrap(path, conn, None).unless_moved()
     }
 
     /// [`SqliteLedger::open`] for a process that writes the ledger (the daemon, a
@@ -160,6 +176,13 @@ impl SqliteLedger {
     /// `command` names this process to whoever is refused the lock. Held
     /// by another process: [`StateError::Locked`] at once, nothing opened.
     pub fn open_locked(path: &Path, command: &str) -> Result<SqliteLedger> {
+        SqliteLedger::open_for_migration(path, command)?.unless_moved()
+    }
+
+    /// [`SqliteLedger::open_locked`] that also opens a ledger already
+    /// moved (see [`SqliteLedger::moved`]): for `migrate-state` alone,
+    /// which must tell "already moved" from "to copy".
+    pub fn open_for_migration(path: &Path, command: &str) -> Result<SqliteLedger> {
         let lock = LedgerLock::acquire(path, command)?;
         SqliteLedger::open_holding(path, Some(lock))
     }
