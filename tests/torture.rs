@@ -799,13 +799,15 @@ fn two_nodes_sigkill_whichever_leads_never_duplicates_loses_or_wrongly_deletes()
             // no kill; wait for the next leader.
             continue;
         };
-        let node = nodes
-            .iter_mut()
-            .find(|n| n.name == leader)
+        let i = nodes
+            .iter()
+            .position(|n| n.name == leader)
             .unwrap_or_else(|| panic!("the lease names an unknown node {leader:?}"));
-        let fresh = clouds::daemon(scratch, &node.cfg);
-        std::mem::replace(&mut node.daemon, fresh).kill9();
-        logs.push(node.daemon.log.clone());
+        let Node { name, cfg, daemon } = nodes.swap_remove(i);
+        daemon.kill9();
+        let daemon = clouds::daemon(scratch, &cfg);
+        logs.push(daemon.log.clone());
+        nodes.push(Node { name, cfg, daemon });
         killed_at = Some(Instant::now());
         killed_epoch = epoch;
         kills.all += 1;
@@ -826,7 +828,16 @@ fn two_nodes_sigkill_whichever_leads_never_duplicates_loses_or_wrongly_deletes()
     let settle_cfg = node_config(wd, sim, fleets, SETTLE_SCHEDULE, &url, "a", "settle");
     let daemon = clouds::daemon(scratch, &settle_cfg);
     logs.push(daemon.log.clone());
-    daemon.wait_log("leads (epoch", Duration::from_secs(20));
+    wait_for("the settling node to lead", Duration::from_secs(20), || {
+        daemon
+            .log
+            .all()
+            .iter()
+            .any(|l| {
+                l.contains("node a leads (epoch") || l.contains("node a took over as the leader")
+            })
+            .then_some(())
+    });
     wait_settled(|| View::postgres(&url));
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0), "the settling node exits 0 on SIGTERM");
