@@ -16,14 +16,21 @@
 mod clouds;
 mod util;
 
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
+
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use snapwarden::state::{LedgerState, RunRow, RunState};
+use snapwarden::state::{
+    Ledger, LedgerState, PgLedger, PgOptions, RunRow, RunState, SnapshotRow, SqliteLedger,
+};
 
 use clouds::{Kind, ALL};
 use util::*;
@@ -34,6 +41,9 @@ const RETAIN: u32 = 2;
 /// without an id, or a delete whose answer was never recorded.
 const HOLD_PROBABILITY: f64 = 0.3;
 const HOLD_MS: u64 = 400;
+/// A schedule that is never due while a test runs: the settling daemon
+/// only carries what the kills left open to its end.
+const SETTLE_SCHEDULE: &str = "0 0 3 1 1 *";
 
 struct Fleet {
     kind: Kind,
@@ -72,7 +82,9 @@ enum KillAt {
     AfterDelete(Kind),
 }
 
-fn config(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> std::path::PathBuf {
+/// The policy file's text: every fleet's policy on `schedule`, alerts
+/// appended to the work directory's file.
+fn config_text(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> String {
     let alerts = alerts_path(wd);
     let mut text = clouds::config_text(wd, sim, &ALL, "requests_per_second = 200", &[]).replace(
         "log_format = \"text\"\n",
@@ -94,10 +106,41 @@ fn config(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> std::pat
         text.push_str(&section);
         text.push('\n');
     }
-    wd.write_config(&text)
+    text
 }
 
-fn alerts_path(wd: &Workdir) -> std::path::PathBuf {
+fn config(wd: &Workdir, sim: &Sim, fleets: &[Fleet], schedule: &str) -> PathBuf {
+    wd.write_config(&config_text(wd, sim, fleets, schedule))
+}
+
+/// The policy file of node `node` of a pair on the shared ledger at `url`
+/// (short leases, so a takeover takes about 4 s), written to
+/// `{file}.toml` in the work directory.
+fn node_config(
+    wd: &Workdir,
+    sim: &Sim,
+    fleets: &[Fleet],
+    schedule: &str,
+    url: &str,
+    node: &str,
+    file: &str,
+) -> PathBuf {
+    let own = format!("state_path = \"{}\"\n", wd.state_path().display());
+    let text = config_text(wd, sim, fleets, schedule);
+    assert!(text.contains(&own), "the config names the SQLite ledger");
+    let text = text.replace(
+        &own,
+        &format!(
+            "state_url = \"{url}\"\nnode_name = \"{node}\"\nlease_duration = \"3s\"\n\
+             lease_renew_every = \"1s\"\ntakeover_grace = \"10s\"\n"
+        ),
+    );
+    let path = wd.dir.path().join(format!("{file}.toml"));
+    std::fs::write(&path, text).expect("write a node's config");
+    path
+}
+
+fn alerts_path(wd: &Workdir) -> PathBuf {
     wd.dir.path().join("alerts.jsonl")
 }
 
@@ -119,20 +162,103 @@ fn alerts(wd: &Workdir) -> Vec<(String, String, String, DateTime<Utc>)> {
         .collect()
 }
 
-#[test]
-fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
-    let started = Instant::now();
+/// A synchronous view of a ledger (the SQLite file of one daemon, or the
+/// PostgreSQL ledger of a pair) for the verdicts: one verdict code reads
+/// both through [`Ledger`].
+struct View {
+    ledger: Arc<dyn Ledger>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+impl View {
+    /// The SQLite ledger of `wd`, read-only; `None` until the daemon has
+    /// created it.
+    fn sqlite(wd: &Workdir) -> Option<View> {
+        let ledger = SqliteLedger::open_read_only(&wd.state_path()).ok()?;
+        Some(View {
+            ledger: Arc::new(ledger),
+            rt: runtime(),
+        })
+    }
+
+    /// The shared ledger at `url`; `None` while it cannot be reached.
+    fn postgres(url: &str) -> Option<View> {
+        let rt = runtime();
+        let ledger = rt
+            .block_on(PgLedger::connect(url, None, PgOptions::default()))
+            .ok()?;
+        Some(View {
+            ledger: Arc::new(ledger),
+            rt,
+        })
+    }
+
+    fn all_snapshots(&self) -> Vec<SnapshotRow> {
+        self.rt
+            .block_on(self.ledger.all_snapshots())
+            .expect("ledger snapshots")
+    }
+
+    fn runs_for(&self, policy: &str, target: &str) -> Vec<RunRow> {
+        self.rt
+            .block_on(self.ledger.runs_for(policy, target, 100_000))
+            .expect("runs")
+    }
+
+    fn run_snapshots(&self, run_id: i64) -> Vec<SnapshotRow> {
+        self.rt
+            .block_on(self.ledger.run_snapshots(run_id))
+            .expect("run snapshots")
+    }
+
+    fn open_runs(&self) -> Vec<RunRow> {
+        self.rt
+            .block_on(self.ledger.open_runs())
+            .expect("open runs")
+    }
+
+    /// Whether no run and no operation is open (`None`: not readable now).
+    fn settled(&self) -> Option<bool> {
+        let runs = self.rt.block_on(self.ledger.open_runs()).ok()?;
+        let ops = self.rt.block_on(self.ledger.ops_in_flight()).ok()?;
+        Some(runs.is_empty() && ops.is_empty())
+    }
+}
+
+/// What both tortures share: a simulator with every dialect's fleets (and
+/// their foreign snapshots), create and delete answers held back at
+/// random, and a scratch directory.
+struct Bench {
+    sim: Sim,
+    wd: Workdir,
+    fleets: Vec<Fleet>,
+}
+
+/// The seed (from `SNAPWARDEN_TORTURE_SEED`, else the clock), the kills
+/// wanted (at least `min_kills`) and the time wanted.
+fn seed_and_goals(min_kills: u64) -> (u64, u32, Duration) {
     let seed = env_u64("SNAPWARDEN_TORTURE_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let kills_wanted = env_u64("SNAPWARDEN_TORTURE_KILLS").unwrap_or(30).max(30);
+    let kills_wanted = env_u64("SNAPWARDEN_TORTURE_KILLS")
+        .unwrap_or(min_kills)
+        .max(min_kills);
     let seconds_wanted = Duration::from_secs(env_u64("SNAPWARDEN_TORTURE_SECONDS").unwrap_or(0));
     println!("torture: seed {seed} (replay with SNAPWARDEN_TORTURE_SEED={seed}), {kills_wanted} kills, at least {seconds_wanted:?}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    (seed, kills_wanted as u32, seconds_wanted)
+}
 
+fn bench() -> Bench {
     let sim = Sim::start("400ms");
     let wd = Workdir::new();
     let mut fleets = Vec::new();
@@ -188,66 +314,75 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
             foreign,
         });
     }
-    let cfg = config(&wd, &sim, &fleets, "* * * * * *");
+    Bench { sim, wd, fleets }
+}
 
-    let (mut kills, mut after_create, mut after_delete) = (0u32, 0u32, 0u32);
-    let mut logs: Vec<Lines> = Vec::new();
-    while kills < kills_wanted as u32 || started.elapsed() < seconds_wanted {
-        let daemon = clouds::daemon(wd.dir.path(), &cfg);
-        logs.push(daemon.log.clone());
-        let at = match rng.random_range(0..3) {
-            0 => KillAt::Random(Duration::from_millis(rng.random_range(300..3000))),
-            1 => KillAt::AfterCreate(ALL[rng.random_range(0..ALL.len())]),
-            _ => KillAt::AfterDelete(ALL[rng.random_range(0..ALL.len())]),
-        };
-        match at {
-            KillAt::Random(d) => std::thread::sleep(d),
-            KillAt::AfterCreate(kind) | KillAt::AfterDelete(kind) => {
-                let action = match at {
-                    KillAt::AfterCreate(_) => kind.create_action(),
-                    _ => kind.delete_action(),
-                };
-                let before = kind.requests(&sim, action).len();
-                let deadline = Instant::now() + Duration::from_secs(8);
-                let mut seen = false;
-                while Instant::now() < deadline {
-                    if kind.requests(&sim, action).len() > before {
-                        seen = true;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
+/// Kill counters: all kills, and those right after a create or a delete
+/// request reached the simulator.
+#[derive(Default)]
+struct Kills {
+    all: u32,
+    after_create: u32,
+    after_delete: u32,
+}
+
+/// Picks the moment of the next kill and waits for it: a random delay,
+/// or until a create (or delete) request of a random dialect reaches the
+/// simulator (at most 8 s; counted only when one did).
+fn wait_for_kill_moment(sim: &Sim, rng: &mut StdRng, kills: &mut Kills) {
+    let at = match rng.random_range(0..3) {
+        0 => KillAt::Random(Duration::from_millis(rng.random_range(300..3000))),
+        1 => KillAt::AfterCreate(ALL[rng.random_range(0..ALL.len())]),
+        _ => KillAt::AfterDelete(ALL[rng.random_range(0..ALL.len())]),
+    };
+    match at {
+        KillAt::Random(d) => std::thread::sleep(d),
+        KillAt::AfterCreate(kind) | KillAt::AfterDelete(kind) => {
+            let action = match at {
+                KillAt::AfterCreate(_) => kind.create_action(),
+                _ => kind.delete_action(),
+            };
+            let before = kind.requests(sim, action).len();
+            let deadline = Instant::now() + Duration::from_secs(8);
+            let mut seen = false;
+            while Instant::now() < deadline {
+                if kind.requests(sim, action).len() > before {
+                    seen = true;
+                    break;
                 }
-                if seen {
-                    match at {
-                        KillAt::AfterCreate(_) => after_create += 1,
-                        _ => after_delete += 1,
-                    }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if seen {
+                match at {
+                    KillAt::AfterCreate(_) => kills.after_create += 1,
+                    _ => kills.after_delete += 1,
                 }
             }
         }
-        daemon.kill9();
-        kills += 1;
     }
-    let kill_phase = started.elapsed();
+}
 
-    // A clean run with no slot due lets every intent and operation left by
-    // the kills settle, then a final prune.
-    let settle_cfg = config(&wd, &sim, &fleets, "0 0 3 1 1 *");
-    let daemon = clouds::daemon(wd.dir.path(), &settle_cfg);
-    logs.push(daemon.log.clone());
+/// Waits (at most 60 s) until the ledger `open` reads has no run and no
+/// operation open.
+fn wait_settled(open: impl Fn() -> Option<View>) {
+    let mut view: Option<View> = None;
     wait_for(
         "every run and operation to settle",
         Duration::from_secs(60),
         || {
-            let st = wd.try_state()?;
-            (st.open_runs().ok()?.is_empty() && st.ops_in_flight().ok()?.is_empty()).then_some(())
+            if view.is_none() {
+                view = open();
+            }
+            view.as_ref()?.settled()?.then_some(())
         },
     );
-    let (code, _) = daemon.stop();
-    assert_eq!(code, Some(0), "the settling daemon exits 0 on SIGTERM");
+}
+
+/// The final `prune` with `cfg`; it must succeed.
+fn final_prune(wd: &Workdir, cfg: &Path) {
     let out = clouds::cmd(
         wd.dir.path(),
-        &["prune", "-c", settle_cfg.to_str().expect("utf-8 path")],
+        &["prune", "-c", cfg.to_str().expect("utf-8 path")],
     );
     assert!(
         out.status.success(),
@@ -255,15 +390,29 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // ---------------------------------------------------------- verdicts
-    let ledger = wd.state().all_snapshots().expect("ledger snapshots");
+/// What the verdicts found.
+struct Verdict {
+    created: usize,
+    deleted: usize,
+    runs_by_state: BTreeMap<String, usize>,
+    problems: Vec<String>,
+    panics: usize,
+    adopted: usize,
+    resumed: usize,
+}
+
+/// Reads the simulator, the ledger (through `view`), the alerts and the
+/// daemons' logs after the settle and the final prune.
+fn verdicts(bench: &Bench, view: &View, logs: &[Lines]) -> Verdict {
+    let Bench { sim, wd, fleets } = bench;
+    let ledger = view.all_snapshots();
     let runs_by_state = {
-        let st = wd.state();
         let mut m: BTreeMap<String, usize> = BTreeMap::new();
-        for f in &fleets {
+        for f in fleets {
             for t in &f.targets {
-                for r in st.runs_for(&f.policy, t, 100_000).expect("runs") {
+                for r in view.runs_for(&f.policy, t) {
                     *m.entry(format!("{:?}", r.state)).or_default() += 1;
                     if let Some(e) = &r.error {
                         println!(
@@ -276,12 +425,12 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         }
         m
     };
-    let delivered = alerts(&wd);
+    let delivered = alerts(wd);
     let (mut created, mut deleted) = (0usize, 0usize);
     let mut problems = Vec::new();
-    for f in &fleets {
+    for f in fleets {
         let kind = f.kind;
-        let snaps = kind.snapshots(&sim, &[f.policy.as_str()]);
+        let snaps = kind.snapshots(sim, &[f.policy.as_str()]);
         let mut per_slot: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
         for s in &snaps {
             let Some((p, t, slot)) = &s.marker else {
@@ -363,9 +512,8 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
         // No silent gap: a run that succeeded made a snapshot of every
         // volume of its target, each good (or since pruned); a run that
         // failed or was skipped was alerted.
-        let st = wd.state();
         for t in &f.targets {
-            for run in st.runs_for(&f.policy, t, 100_000).expect("runs") {
+            for run in view.runs_for(&f.policy, t) {
                 let label = snapwarden::schedule::slot_label(run.slot);
                 match run.state {
                     RunState::Succeeded => {
@@ -377,7 +525,7 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
                                 ));
                             }
                         }
-                        let rows = st.run_snapshots(run.id).expect("run snapshots");
+                        let rows = view.run_snapshots(run.id);
                         if rows.len() != f.volumes_of(t).len()
                             || rows.iter().any(|r| {
                                 !matches!(r.state, LedgerState::Available | LedgerState::Deleted)
@@ -404,7 +552,7 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
             }
         }
         let deletes: Vec<String> = kind
-            .requests(&sim, kind.delete_action())
+            .requests(sim, kind.delete_action())
             .iter()
             .map(|r| r.to_string())
             .collect();
@@ -425,37 +573,299 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
             }
         }
     }
-    let text_of_logs: Vec<String> = logs.iter().map(Lines::text).collect();
-    let count =
-        |needle: &str| -> usize { text_of_logs.iter().map(|t| t.matches(needle).count()).sum() };
-    let panics = count("panicked");
-    println!(
-        "torture figures: seed {seed}; kills {kills} (after a create request {after_create}, after a delete request {after_delete}); \
-         marked snapshots created {created}, deleted by retention {deleted}; adopted by name {}, runs resumed {}; \
-         runs {runs_by_state:?}; kill phase {kill_phase:.1?}, total {:.1?}",
-        count("adopting it"),
-        count("resuming run"),
-        started.elapsed()
-    );
-    assert_eq!(panics, 0, "the daemon panicked");
+    Verdict {
+        created,
+        deleted,
+        runs_by_state,
+        problems,
+        panics: count_in(logs, "panicked"),
+        adopted: count_in(logs, "adopting it"),
+        resumed: count_in(logs, "resuming run"),
+    }
+}
+
+/// How often `needle` occurs in the daemons' logs.
+fn count_in(logs: &[Lines], needle: &str) -> usize {
+    logs.iter().map(|l| l.text().matches(needle).count()).sum()
+}
+
+/// The assertions both tortures end with.
+fn assert_verdict(seed: u64, v: &Verdict, kills: &Kills, view: &View) {
+    assert_eq!(v.panics, 0, "the daemon panicked");
     assert!(
-        after_create > 0 && after_delete > 0,
+        kills.after_create > 0 && kills.after_delete > 0,
         "both targeted kill kinds happened"
     );
     assert!(
-        created >= 20,
-        "too little happened to prove anything: {created} snapshots"
+        v.created >= 20,
+        "too little happened to prove anything: {} snapshots",
+        v.created
     );
-    assert!(deleted > 0, "retention never deleted anything");
+    assert!(v.deleted > 0, "retention never deleted anything");
     assert!(
-        problems.is_empty(),
+        v.problems.is_empty(),
         "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
+        v.problems.len(),
+        v.problems.join("\n")
     );
     // Every fleet's ledger agrees with what exists: not one run left open.
-    let st = wd.state();
-    assert!(st.open_runs().expect("open runs").is_empty());
+    assert!(view.open_runs().is_empty());
+}
+
+#[test]
+fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
+    let started = Instant::now();
+    let (seed, kills_wanted, seconds_wanted) = seed_and_goals(30);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let bench = bench();
+    let (sim, wd, fleets) = (&bench.sim, &bench.wd, &bench.fleets);
+    let cfg = config(wd, sim, fleets, "* * * * * *");
+
+    let mut kills = Kills::default();
+    let mut logs: Vec<Lines> = Vec::new();
+    while kills.all < kills_wanted || started.elapsed() < seconds_wanted {
+        let daemon = clouds::daemon(wd.dir.path(), &cfg);
+        logs.push(daemon.log.clone());
+        wait_for_kill_moment(sim, &mut rng, &mut kills);
+        daemon.kill9();
+        kills.all += 1;
+    }
+    let kill_phase = started.elapsed();
+
+    // A clean run with no slot due lets every intent and operation left by
+    // the kills settle, then a final prune.
+    let settle_cfg = config(wd, sim, fleets, SETTLE_SCHEDULE);
+    let daemon = clouds::daemon(wd.dir.path(), &settle_cfg);
+    logs.push(daemon.log.clone());
+    wait_settled(|| View::sqlite(wd));
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0), "the settling daemon exits 0 on SIGTERM");
+    final_prune(wd, &settle_cfg);
+
+    let view = View::sqlite(wd).expect("open state read-only");
+    let v = verdicts(&bench, &view, &logs);
+    println!(
+        "torture figures: seed {seed}; kills {} (after a create request {}, after a delete request {}); \
+         marked snapshots created {}, deleted by retention {}; adopted by name {}, runs resumed {}; \
+         runs {:?}; kill phase {kill_phase:.1?}, total {:.1?}",
+        kills.all,
+        kills.after_create,
+        kills.after_delete,
+        v.created,
+        v.deleted,
+        v.adopted,
+        v.resumed,
+        v.runs_by_state,
+        started.elapsed()
+    );
+    assert_verdict(seed, &v, &kills, &view);
+}
+
+/// One node of the pair: its name, its policy file, and the process now
+/// running it.
+struct Node {
+    name: &'static str,
+    cfg: PathBuf,
+    daemon: Daemon,
+}
+
+/// The node holding the lease now and its epoch (`None`: nobody leads,
+/// or the ledger has no lease table yet).
+fn lease_holder(cluster: &pg_cluster::PgCluster, db: &str) -> Option<(String, i64)> {
+    let row = cluster
+        .psql(
+            db,
+            "SELECT node, epoch FROM leader_lease WHERE name = 'scheduler' AND expires_at > now()",
+        )
+        .ok()?;
+    let (node, epoch) = row.split_once('|')?;
+    Some((node.to_string(), epoch.parse().ok()?))
+}
+
+/// Waits (at most 20 s: a lease, a retry and a start are about 5 s) until
+/// a node holds the lease in an epoch after `killed_epoch`, calling
+/// `meanwhile` on each look (every 100 ms: each look runs psql).
+fn wait_for_new_leader(
+    cluster: &pg_cluster::PgCluster,
+    db: &str,
+    killed_epoch: i64,
+    mut meanwhile: impl FnMut(),
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        meanwhile();
+        if lease_holder(cluster, db).is_some_and(|(_, epoch)| epoch > killed_epoch) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node leads 20 s after the leader of epoch {killed_epoch} was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How many takeovers the logs show: the distinct epochs a node took over
+/// in (its alert of the takeover repeats the line).
+fn takeovers(logs: &[Lines]) -> usize {
+    let epochs: std::collections::BTreeSet<String> = logs
+        .iter()
+        .flat_map(Lines::all)
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("took over as the leader (epoch ")?;
+            Some(rest.split(')').next()?.to_string())
+        })
+        .collect();
+    epochs.len()
+}
+
+/// Starts again every node whose process ended by itself (a leader that
+/// could not renew its lease exits for a restart, as systemd would
+/// restart it); records each such exit in `exits`.
+fn restart_exited(
+    nodes: &mut [Node],
+    scratch: &Path,
+    logs: &mut Vec<Lines>,
+    exits: &mut Vec<String>,
+) {
+    for n in nodes.iter_mut() {
+        if n.daemon.is_running() {
+            continue;
+        }
+        let code = n.daemon.wait_exit(Duration::from_secs(1));
+        let why = n
+            .daemon
+            .log
+            .all()
+            .into_iter()
+            .rev()
+            .find(|l| l.contains("ERROR") || l.contains("leadership lost"))
+            .unwrap_or_default();
+        exits.push(format!("{} exited {code:?}: {why}", n.name));
+        n.daemon = clouds::daemon(scratch, &n.cfg);
+        logs.push(n.daemon.log.clone());
+    }
+}
+
+/// Two nodes share a PostgreSQL ledger; whichever leads is killed with
+/// SIGKILL (at a random moment, or right after a create or a delete
+/// request reached the simulator) and started again at once, as systemd
+/// would; the standby takes over each time. The same verdicts as for one
+/// daemon hold at the end.
+#[test]
+fn two_nodes_sigkill_whichever_leads_never_duplicates_loses_or_wrongly_deletes() {
+    let test = "two_nodes_sigkill_whichever_leads";
+    if pg_cluster::skip_pg() {
+        eprintln!("{test}: skipped, {} is set", pg_cluster::SKIP_ENV);
+        return;
+    }
+    let cluster = pg_cluster::shared_or_skip(test).expect("the shared PostgreSQL cluster");
+    let started = Instant::now();
+    let (seed, kills_wanted, seconds_wanted) = seed_and_goals(20);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let db = cluster.create_database().expect("a database");
+    let url = format!("{}?sslmode=disable", cluster.url(&db));
+    let bench = bench();
+    let (sim, wd, fleets) = (&bench.sim, &bench.wd, &bench.fleets);
+    let scratch = wd.dir.path();
+
+    let mut logs: Vec<Lines> = Vec::new();
+    let mut nodes: Vec<Node> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let cfg = node_config(wd, sim, fleets, "* * * * * *", &url, name, name);
+            let daemon = clouds::daemon(scratch, &cfg);
+            logs.push(daemon.log.clone());
+            Node { name, cfg, daemon }
+        })
+        .collect();
+    let mut kills = Kills::default();
+    let mut exits: Vec<String> = Vec::new();
+    let mut slowest_handover = Duration::ZERO;
+    // The epoch of the lease last killed: the next leader holds a later one.
+    let mut killed_epoch = 0i64;
+    let mut killed_at: Option<Instant> = None;
+    while kills.all < kills_wanted || started.elapsed() < seconds_wanted {
+        wait_for_new_leader(cluster, &db, killed_epoch, || {
+            restart_exited(&mut nodes, scratch, &mut logs, &mut exits)
+        });
+        if let Some(at) = killed_at.take() {
+            slowest_handover = slowest_handover.max(at.elapsed());
+        }
+        wait_for_kill_moment(sim, &mut rng, &mut kills);
+        // Whoever leads now (the lease may have moved during the wait).
+        let Some((leader, epoch)) = lease_holder(cluster, &db) else {
+            // Nobody leads at this moment (a leader gave up its lease):
+            // no kill; wait for the next leader.
+            continue;
+        };
+        let i = nodes
+            .iter()
+            .position(|n| n.name == leader)
+            .unwrap_or_else(|| panic!("the lease names an unknown node {leader:?}"));
+        let Node { name, cfg, daemon } = nodes.swap_remove(i);
+        daemon.kill9();
+        let daemon = clouds::daemon(scratch, &cfg);
+        logs.push(daemon.log.clone());
+        nodes.push(Node { name, cfg, daemon });
+        killed_at = Some(Instant::now());
+        killed_epoch = epoch;
+        kills.all += 1;
+    }
+    wait_for_new_leader(cluster, &db, killed_epoch, || {
+        restart_exited(&mut nodes, scratch, &mut logs, &mut exits)
+    });
+    if let Some(at) = killed_at {
+        slowest_handover = slowest_handover.max(at.elapsed());
+    }
+    let kill_phase = started.elapsed();
+
+    // Both stop; one node with no slot due lets every intent and operation
+    // left by the kills settle, then the final prune takes the free lease.
+    for n in nodes {
+        n.daemon.stop();
+    }
+    let settle_cfg = node_config(wd, sim, fleets, SETTLE_SCHEDULE, &url, "a", "settle");
+    let daemon = clouds::daemon(scratch, &settle_cfg);
+    logs.push(daemon.log.clone());
+    wait_for("the settling node to lead", Duration::from_secs(20), || {
+        daemon
+            .log
+            .all()
+            .iter()
+            .any(|l| {
+                l.contains("node a leads (epoch") || l.contains("node a took over as the leader")
+            })
+            .then_some(())
+    });
+    wait_settled(|| View::postgres(&url));
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0), "the settling node exits 0 on SIGTERM");
+    final_prune(wd, &settle_cfg);
+
+    let view = View::postgres(&url).expect("the shared ledger");
+    let v = verdicts(&bench, &view, &logs);
+    println!(
+        "torture figures (two nodes): seed {seed}; kills of the leader {} (after a create request {}, after a delete request {}); \
+         nodes that exited by themselves {}; takeovers {}, slowest handover {slowest_handover:.1?}; \
+         marked snapshots created {}, deleted by retention {}; adopted by name {}, runs resumed {}; \
+         runs {:?}; kill phase {kill_phase:.1?}, total {:.1?}",
+        kills.all,
+        kills.after_create,
+        kills.after_delete,
+        exits.len(),
+        takeovers(&logs),
+        v.created,
+        v.deleted,
+        v.adopted,
+        v.resumed,
+        v.runs_by_state,
+        started.elapsed()
+    );
+    for e in &exits {
+        println!("torture: node {e}");
+    }
+    assert_verdict(seed, &v, &kills, &view);
 }
 
 /// Whether the operator heard of a run that failed or was skipped: a
