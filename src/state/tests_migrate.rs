@@ -115,6 +115,7 @@ async fn populate(l: &dyn Ledger) {
             value: Secret::new("rt-2"),
             seed: "fp-1".into(),
         },
+        None,
     )
     .await
     .expect("secret");
