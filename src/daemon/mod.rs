@@ -193,32 +193,23 @@ async fn serve(
         observer,
         mut leadership,
     } = serving;
-    remember_deliveries(&alerter, &state);
-    // Before resume (which may prune) and before any slot fires: a file
-    // edited while the daemon was down is held like a reload.
-    hold_large_reloads(&engine, &alerter, None, &config).await;
     let waker = Waker::start().await?;
-
-    let mut sched = Scheduler::new(state.clone(), engine.clone(), alerter);
-    // Work left in flight by the last process is claimed before any slot
-    // fires, so a catch-up slot never races its resume; its outcomes are
-    // alerted like any run's.
-    sched.take_up_abandoned(&config, Occasion::Startup).await;
-    trim::start(state.clone(), shutdown_tx.subscribe());
-
-    restore_alerts(&sched.alerter, &*state, &config).await?;
-    let mut stale_check = tokio::time::interval(stale_check_every(&config));
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    let mut config = config;
     // A new leader also runs a slot that came due during the handover.
     let grace = leadership
         .as_ref()
         .and(config.daemon.shared.as_ref())
         .map(|s| s.takeover_grace);
-    sched.takeover_grace = grace;
-    sched.schedule_all(&config, Occasion::Startup).await;
+    let mut sched = start_scheduler(
+        Scheduler::new(state.clone(), engine, alerter),
+        &config,
+        grace,
+        shutdown_tx.subscribe(),
+    )
+    .await?;
+    let mut stale_check = tokio::time::interval(stale_check_every(&config));
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut config = config;
     // On a shared ledger systemd's STATUS= says this node leads.
     let role = leadership
         .as_ref()
@@ -304,6 +295,29 @@ async fn serve(
     let _ = tokio::task::spawn_blocking(move || observer.join()).await;
     info!("snapwarden stopped");
     outcome
+}
+
+/// Everything before the loop, in this order: delivered alerts are
+/// remembered; a file edited while the daemon was down is held like a
+/// reload (before resume, which may prune, and before any slot fires);
+/// work left in flight is claimed before any slot fires (so a catch-up
+/// slot never races its resume; its outcomes are alerted like any run's);
+/// the ledger's trim starts; undelivered alerts are sent; every policy is
+/// scheduled, a new leader's with the handover's slots (`grace`).
+async fn start_scheduler(
+    mut sched: Scheduler,
+    config: &Config,
+    grace: Option<Duration>,
+    stop: watch::Receiver<bool>,
+) -> Result<Scheduler, DaemonError> {
+    remember_deliveries(&sched.alerter, &sched.state);
+    hold_large_reloads(&sched.engine, &sched.alerter, None, config).await;
+    sched.take_up_abandoned(config, Occasion::Startup).await;
+    trim::start(sched.state.clone(), stop);
+    restore_alerts(&sched.alerter, &*sched.state, config).await?;
+    sched.takeover_grace = grace;
+    sched.schedule_all(config, Occasion::Startup).await;
+    Ok(sched)
 }
 
 /// Why leadership was lost; never, for a ledger of one's own.

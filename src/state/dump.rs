@@ -219,8 +219,17 @@ fn count_check(rows: usize) -> TableCheck {
 impl LedgerDump {
     /// The check of each table of [`TABLES`], in that order.
     pub fn checks(&self) -> Vec<(&'static str, TableCheck)> {
+        let checks = self
+            .history_checks()
+            .into_iter()
+            .chain(self.settings_checks());
+        TABLES.into_iter().zip(checks).collect()
+    }
+
+    /// The checks of runs, snapshots and operations.
+    fn history_checks(&self) -> [TableCheck; 3] {
         let v = Values::default;
-        let checks = [
+        [
             add_values(
                 ids_check(
                     self.runs.iter().map(|r| r.id),
@@ -281,6 +290,13 @@ impl LedgerDump {
                         .number(o.poll_interval_ms)
                 }),
             ),
+        ]
+    }
+
+    /// The checks of the other tables, in [`TABLES`] order.
+    fn settings_checks(&self) -> [TableCheck; 7] {
+        let v = Values::default;
+        [
             add_values(
                 count_check(self.schedule.len()),
                 self.schedule
@@ -341,8 +357,7 @@ impl LedgerDump {
                         .text(Some(&a.kind))
                 }),
             ),
-        ];
-        TABLES.into_iter().zip(checks).collect()
+        ]
     }
 }
 

@@ -168,252 +168,30 @@ impl PgLedger {
         .await?;
         self.refuse_unless_empty(&tx).await?;
 
-        copy_all(
-            &tx,
-            "runs",
-            &[
-                ("id", Type::INT8),
-                ("policy", Type::TEXT),
-                ("target", Type::TEXT),
-                ("provider", Type::TEXT),
-                ("slot", Type::TIMESTAMPTZ),
-                ("name", Type::TEXT),
-                ("\"full\"", Type::BOOL),
-                ("state", Type::TEXT),
-                ("started_at", Type::TIMESTAMPTZ),
-                ("finished_at", Type::TIMESTAMPTZ),
-                ("error", Type::TEXT),
-            ],
-            &dump.runs,
-            |r| {
-                vec![
-                    p(r.id),
-                    p(r.policy.clone()),
-                    p(r.target.clone()),
-                    p(r.provider.clone()),
-                    p(r.slot),
-                    p(r.name.clone()),
-                    p(r.full),
-                    p(r.state.as_str()),
-                    p(r.started_at),
-                    p(r.finished_at),
-                    p(r.error.clone()),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "snapshots",
-            &[
-                ("id", Type::INT8),
-                ("run_id", Type::INT8),
-                ("provider", Type::TEXT),
-                ("policy", Type::TEXT),
-                ("target", Type::TEXT),
-                ("slot", Type::TIMESTAMPTZ),
-                ("name", Type::TEXT),
-                ("snapshot_id", Type::TEXT),
-                ("state", Type::TEXT),
-                ("\"full\"", Type::BOOL),
-                ("created_at", Type::TIMESTAMPTZ),
-                ("completed_at", Type::TIMESTAMPTZ),
-                ("deleted_at", Type::TIMESTAMPTZ),
-                ("error", Type::TEXT),
-            ],
-            &dump.snapshots,
-            |s| {
-                vec![
-                    p(s.id),
-                    p(s.run_id),
-                    p(s.provider.clone()),
-                    p(s.policy.clone()),
-                    p(s.target.clone()),
-                    p(s.slot),
-                    p(s.name.clone()),
-                    p(s.snapshot_id.clone()),
-                    p(s.state.as_str()),
-                    p(s.full),
-                    p(s.created_at),
-                    p(s.completed_at),
-                    p(s.deleted_at),
-                    p(s.error.clone()),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "operations",
-            &[
-                ("id", Type::INT8),
-                ("snapshot", Type::INT8),
-                ("kind", Type::TEXT),
-                ("provider", Type::TEXT),
-                ("reference", Type::TEXT),
-                ("started_at", Type::TIMESTAMPTZ),
-                ("next_poll_at", Type::TIMESTAMPTZ),
-                ("poll_interval_ms", Type::INT8),
-                ("deadline", Type::TIMESTAMPTZ),
-                ("finished_at", Type::TIMESTAMPTZ),
-                ("outcome", Type::TEXT),
-                ("error", Type::TEXT),
-            ],
-            &dump.operations,
-            |o| {
-                vec![
-                    p(o.id),
-                    p(o.snapshot),
-                    p(o.kind.clone()),
-                    p(o.provider.clone()),
-                    p(o.reference.clone()),
-                    p(o.started_at),
-                    p(o.next_poll_at),
-                    p(o.poll_interval_ms),
-                    p(o.deadline),
-                    p(o.finished_at),
-                    p(o.outcome.clone()),
-                    p(o.error.clone()),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "schedule",
-            &[("policy", Type::TEXT), ("last_slot", Type::TIMESTAMPTZ)],
-            &dump.schedule,
-            |(policy, slot)| vec![p(policy.clone()), p(*slot)],
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "provider_secrets",
-            &[
-                ("provider", Type::TEXT),
-                ("key", Type::TEXT),
-                ("value", Type::TEXT),
-                ("seed", Type::TEXT),
-                ("updated_at", Type::TIMESTAMPTZ),
-            ],
-            &dump.provider_secrets,
-            |s| {
-                vec![
-                    p(s.provider.clone()),
-                    p(s.key.clone()),
-                    p(s.value.clone()),
-                    p(s.seed.clone()),
-                    p(s.updated_at),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "delete_holds",
-            &[
-                ("policy", Type::TEXT),
-                ("target", Type::TEXT),
-                ("reason", Type::TEXT),
-                ("since", Type::TIMESTAMPTZ),
-            ],
-            &dump.delete_holds,
-            |h| {
-                vec![
-                    p(h.policy.clone()),
-                    p(h.target.clone()),
-                    p(h.reason.clone()),
-                    p(h.since),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "policy_rules",
-            &[
-                ("policy", Type::TEXT),
-                ("provider", Type::TEXT),
-                ("rules", Type::TEXT),
-                ("updated_at", Type::TIMESTAMPTZ),
-            ],
-            &dump.policy_rules,
-            |r| {
-                vec![
-                    p(r.policy.clone()),
-                    p(r.provider.clone()),
-                    p(r.rules.clone()),
-                    p(r.updated_at),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "snapshot_sources",
-            &[("snapshot", Type::INT8), ("source", Type::TEXT)],
-            &dump.snapshot_sources,
-            |(id, source)| vec![p(*id), p(source.clone())],
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "targets",
-            &[
-                ("policy", Type::TEXT),
-                ("target", Type::TEXT),
-                ("provider", Type::TEXT),
-            ],
-            &dump.targets,
-            |t| {
-                vec![
-                    p(t.policy.clone()),
-                    p(t.target.clone()),
-                    p(t.provider.clone()),
-                ]
-            },
-        )
-        .await?;
-        copy_all(
-            &tx,
-            "alerts_delivered",
-            &[
-                ("policy", Type::TEXT),
-                ("target", Type::TEXT),
-                ("kind", Type::TEXT),
-                ("at", Type::TIMESTAMPTZ),
-            ],
-            &dump.alerts_delivered,
-            |a| {
-                vec![
-                    p(a.policy.clone()),
-                    p(a.target.clone()),
-                    p(a.kind.clone()),
-                    p(a.at),
-                ]
-            },
-        )
-        .await?;
+        copy_history(&tx, dump).await?;
+        copy_settings(&tx, dump).await?;
+        reset_sequences(&tx).await?;
+        let tables = self.verify(&tx, dump).await?;
+        tx.commit().await?;
+        Ok(ImportReport {
+            tables,
+            elapsed: started.elapsed(),
+        })
+    }
 
-        // Ids were written explicitly, which moves no identity sequence:
-        // without this the next intent would be given id 1 and collide.
-        for table in ["runs", "snapshots", "operations"] {
-            tx.execute(
-                &format!(
-                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
-                                   COALESCE(max(id), 1), max(id) IS NOT NULL)
-                     FROM {table}"
-                ),
-                &[],
-            )
-            .await?;
-        }
-
+    /// Every table's [`TableCheck`] as copied, which must equal the
+    /// dump's: else the mismatch is the error (and the caller's
+    /// transaction, dropped, rolls back).
+    async fn verify(
+        &self,
+        tx: &Transaction<'_>,
+        dump: &LedgerDump,
+    ) -> Result<Vec<(&'static str, TableCheck)>> {
         let expected = dump.checks();
         let mut tables = Vec::with_capacity(expected.len());
         let mut mismatches = Vec::new();
         for (table, want) in expected {
-            let got = table_check(&tx, table).await?;
+            let got = table_check(tx, table).await?;
             if got != want {
                 mismatches.push(format!("{table}: copied {got:?}, expected {want:?}"));
             }
@@ -427,11 +205,7 @@ impl PgLedger {
                 mismatches.join("; ")
             )));
         }
-        tx.commit().await?;
-        Ok(ImportReport {
-            tables,
-            elapsed: started.elapsed(),
-        })
+        Ok(tables)
     }
 
     /// Refuse a ledger that holds any row of the tables an import writes,
@@ -472,4 +246,260 @@ impl PgLedger {
         }
         Ok(())
     }
+}
+
+/// The run history: runs, their snapshots, and the operations on them, in
+/// that order (each refers to the one before).
+async fn copy_history(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "runs",
+        &[
+            ("id", Type::INT8),
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("provider", Type::TEXT),
+            ("slot", Type::TIMESTAMPTZ),
+            ("name", Type::TEXT),
+            ("\"full\"", Type::BOOL),
+            ("state", Type::TEXT),
+            ("started_at", Type::TIMESTAMPTZ),
+            ("finished_at", Type::TIMESTAMPTZ),
+            ("error", Type::TEXT),
+        ],
+        &dump.runs,
+        |r| {
+            vec![
+                p(r.id),
+                p(r.policy.clone()),
+                p(r.target.clone()),
+                p(r.provider.clone()),
+                p(r.slot),
+                p(r.name.clone()),
+                p(r.full),
+                p(r.state.as_str()),
+                p(r.started_at),
+                p(r.finished_at),
+                p(r.error.clone()),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "snapshots",
+        &[
+            ("id", Type::INT8),
+            ("run_id", Type::INT8),
+            ("provider", Type::TEXT),
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("slot", Type::TIMESTAMPTZ),
+            ("name", Type::TEXT),
+            ("snapshot_id", Type::TEXT),
+            ("state", Type::TEXT),
+            ("\"full\"", Type::BOOL),
+            ("created_at", Type::TIMESTAMPTZ),
+            ("completed_at", Type::TIMESTAMPTZ),
+            ("deleted_at", Type::TIMESTAMPTZ),
+            ("error", Type::TEXT),
+        ],
+        &dump.snapshots,
+        |s| {
+            vec![
+                p(s.id),
+                p(s.run_id),
+                p(s.provider.clone()),
+                p(s.policy.clone()),
+                p(s.target.clone()),
+                p(s.slot),
+                p(s.name.clone()),
+                p(s.snapshot_id.clone()),
+                p(s.state.as_str()),
+                p(s.full),
+                p(s.created_at),
+                p(s.completed_at),
+                p(s.deleted_at),
+                p(s.error.clone()),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "operations",
+        &[
+            ("id", Type::INT8),
+            ("snapshot", Type::INT8),
+            ("kind", Type::TEXT),
+            ("provider", Type::TEXT),
+            ("reference", Type::TEXT),
+            ("started_at", Type::TIMESTAMPTZ),
+            ("next_poll_at", Type::TIMESTAMPTZ),
+            ("poll_interval_ms", Type::INT8),
+            ("deadline", Type::TIMESTAMPTZ),
+            ("finished_at", Type::TIMESTAMPTZ),
+            ("outcome", Type::TEXT),
+            ("error", Type::TEXT),
+        ],
+        &dump.operations,
+        |o| {
+            vec![
+                p(o.id),
+                p(o.snapshot),
+                p(o.kind.clone()),
+                p(o.provider.clone()),
+                p(o.reference.clone()),
+                p(o.started_at),
+                p(o.next_poll_at),
+                p(o.poll_interval_ms),
+                p(o.deadline),
+                p(o.finished_at),
+                p(o.outcome.clone()),
+                p(o.error.clone()),
+            ]
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Everything else the ledger keeps: the schedule, secrets, holds, rules,
+/// sources, targets and delivered alerts.
+async fn copy_settings(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "schedule",
+        &[("policy", Type::TEXT), ("last_slot", Type::TIMESTAMPTZ)],
+        &dump.schedule,
+        |(policy, slot)| vec![p(policy.clone()), p(*slot)],
+    )
+    .await?;
+    copy_all(
+        tx,
+        "provider_secrets",
+        &[
+            ("provider", Type::TEXT),
+            ("key", Type::TEXT),
+            ("value", Type::TEXT),
+            ("seed", Type::TEXT),
+            ("updated_at", Type::TIMESTAMPTZ),
+        ],
+        &dump.provider_secrets,
+        |s| {
+            vec![
+                p(s.provider.clone()),
+                p(s.key.clone()),
+                p(s.value.clone()),
+                p(s.seed.clone()),
+                p(s.updated_at),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "delete_holds",
+        &[
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("reason", Type::TEXT),
+            ("since", Type::TIMESTAMPTZ),
+        ],
+        &dump.delete_holds,
+        |h| {
+            vec![
+                p(h.policy.clone()),
+                p(h.target.clone()),
+                p(h.reason.clone()),
+                p(h.since),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "policy_rules",
+        &[
+            ("policy", Type::TEXT),
+            ("provider", Type::TEXT),
+            ("rules", Type::TEXT),
+            ("updated_at", Type::TIMESTAMPTZ),
+        ],
+        &dump.policy_rules,
+        |r| {
+            vec![
+                p(r.policy.clone()),
+                p(r.provider.clone()),
+                p(r.rules.clone()),
+                p(r.updated_at),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "snapshot_sources",
+        &[("snapshot", Type::INT8), ("source", Type::TEXT)],
+        &dump.snapshot_sources,
+        |(id, source)| vec![p(*id), p(source.clone())],
+    )
+    .await?;
+    copy_all(
+        tx,
+        "targets",
+        &[
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("provider", Type::TEXT),
+        ],
+        &dump.targets,
+        |t| {
+            vec![
+                p(t.policy.clone()),
+                p(t.target.clone()),
+                p(t.provider.clone()),
+            ]
+        },
+    )
+    .await?;
+    copy_all(
+        tx,
+        "alerts_delivered",
+        &[
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("kind", Type::TEXT),
+            ("at", Type::TIMESTAMPTZ),
+        ],
+        &dump.alerts_delivered,
+        |a| {
+            vec![
+                p(a.policy.clone()),
+                p(a.target.clone()),
+                p(a.kind.clone()),
+                p(a.at),
+            ]
+        },
+    )
+    .await?;
+
+    Ok(())
+}
+
+/// Ids were written explicitly, which moves no identity sequence: without
+/// this the next intent would be given id 1 and collide.
+async fn reset_sequences(tx: &Transaction<'_>) -> Result<()> {
+    for table in ["runs", "snapshots", "operations"] {
+        tx.execute(
+            &format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                               COALESCE(max(id), 1), max(id) IS NOT NULL)
+                 FROM {table}"
+            ),
+            &[],
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -112,6 +112,90 @@ fn op_parse(
     Ok(op)
 }
 
+/// Every row of `provider_secrets`.
+fn read_provider_secrets(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpSecret>> {
+    read_all(
+        tx,
+        "provider_secrets",
+        "SELECT provider, key, value, seed, updated_at FROM provider_secrets
+         ORDER BY provider, key",
+        |r| {
+            Ok((
+                DumpSecret {
+                    provider: r.get(0)?,
+                    key: r.get(1)?,
+                    value: r.get(2)?,
+                    seed: r.get(3)?,
+                    updated_at: DateTime::<Utc>::MIN_UTC,
+                },
+                r.get::<_, String>(4)?,
+            ))
+        },
+        text_key::<2>,
+        |(mut s, at)| {
+            s.updated_at = parse_ts("provider_secrets.updated_at", &at)?;
+            Ok(s)
+        },
+    )
+}
+
+/// Every row of `delete_holds`.
+fn read_delete_holds(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DeleteHold>> {
+    read_all(
+        tx,
+        "delete_holds",
+        "SELECT policy, target, reason, since FROM delete_holds ORDER BY policy, target",
+        super::rows::four_texts,
+        text_key::<2>,
+        |(policy, target, reason, since)| {
+            Ok(DeleteHold {
+                policy,
+                target,
+                reason,
+                since: parse_ts("delete_holds.since", &since)?,
+            })
+        },
+    )
+}
+
+/// Every row of `policy_rules`.
+fn read_policy_rules(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpPolicyRules>> {
+    read_all(
+        tx,
+        "policy_rules",
+        "SELECT policy, provider, rules, updated_at FROM policy_rules ORDER BY policy",
+        super::rows::four_texts,
+        text_key::<1>,
+        |(policy, provider, rules, at)| {
+            Ok(DumpPolicyRules {
+                policy,
+                provider,
+                rules,
+                updated_at: parse_ts("policy_rules.updated_at", &at)?,
+            })
+        },
+    )
+}
+
+/// Every row of `alerts_delivered`.
+fn read_alerts_delivered(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpAlert>> {
+    read_all(
+        tx,
+        "alerts_delivered",
+        "SELECT policy, target, kind, at FROM alerts_delivered ORDER BY policy, target, kind",
+        super::rows::four_texts,
+        text_key::<3>,
+        |(policy, target, kind, at)| {
+            Ok(DumpAlert {
+                policy,
+                target,
+                kind,
+                at: parse_ts("alerts_delivered.at", &at)?,
+            })
+        },
+    )
+}
+
 impl SqliteLedger {
     /// Every row of every table but the health probe's, read in one
     /// transaction (a consistent picture even if a reader runs beside).
@@ -152,59 +236,9 @@ impl SqliteLedger {
             text_key::<1>,
             |(p, s)| Ok((p, parse_ts("schedule.last_slot", &s)?)),
         )?;
-        let provider_secrets = read_all(
-            &tx,
-            "provider_secrets",
-            "SELECT provider, key, value, seed, updated_at FROM provider_secrets
-             ORDER BY provider, key",
-            |r| {
-                Ok((
-                    DumpSecret {
-                        provider: r.get(0)?,
-                        key: r.get(1)?,
-                        value: r.get(2)?,
-                        seed: r.get(3)?,
-                        updated_at: DateTime::<Utc>::MIN_UTC,
-                    },
-                    r.get::<_, String>(4)?,
-                ))
-            },
-            text_key::<2>,
-            |(mut s, at)| {
-                s.updated_at = parse_ts("provider_secrets.updated_at", &at)?;
-                Ok(s)
-            },
-        )?;
-        let delete_holds = read_all(
-            &tx,
-            "delete_holds",
-            "SELECT policy, target, reason, since FROM delete_holds ORDER BY policy, target",
-            super::rows::four_texts,
-            text_key::<2>,
-            |(policy, target, reason, since)| {
-                Ok(DeleteHold {
-                    policy,
-                    target,
-                    reason,
-                    since: parse_ts("delete_holds.since", &since)?,
-                })
-            },
-        )?;
-        let policy_rules = read_all(
-            &tx,
-            "policy_rules",
-            "SELECT policy, provider, rules, updated_at FROM policy_rules ORDER BY policy",
-            super::rows::four_texts,
-            text_key::<1>,
-            |(policy, provider, rules, at)| {
-                Ok(DumpPolicyRules {
-                    policy,
-                    provider,
-                    rules,
-                    updated_at: parse_ts("policy_rules.updated_at", &at)?,
-                })
-            },
-        )?;
+        let provider_secrets = read_provider_secrets(&tx)?;
+        let delete_holds = read_delete_holds(&tx)?;
+        let policy_rules = read_policy_rules(&tx)?;
         let snapshot_sources = read_all(
             &tx,
             "snapshot_sources",
@@ -227,21 +261,7 @@ impl SqliteLedger {
             text_key::<2>,
             Ok,
         )?;
-        let alerts_delivered = read_all(
-            &tx,
-            "alerts_delivered",
-            "SELECT policy, target, kind, at FROM alerts_delivered ORDER BY policy, target, kind",
-            super::rows::four_texts,
-            text_key::<3>,
-            |(policy, target, kind, at)| {
-                Ok(DumpAlert {
-                    policy,
-                    target,
-                    kind,
-                    at: parse_ts("alerts_delivered.at", &at)?,
-                })
-            },
-        )?;
+        let alerts_delivered = read_alerts_delivered(&tx)?;
         tx.finish()?;
         Ok(LedgerDump {
             runs,
