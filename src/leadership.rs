@@ -90,6 +90,7 @@ impl Candidate {
         let retry = STANDBY_RETRY.min(self.settings.renew_every);
         let mut told_ready = false;
         let mut last_leader: Option<(String, i64)> = None;
+        let mut reported: Option<Instant> = None;
         loop {
             health.tick();
             let sent = Instant::now();
@@ -105,7 +106,12 @@ impl Candidate {
                     let previous = last_leader.map(|(n, e)| format!("{n} (epoch {e})"));
                     return Some(self.lead(held, sent, previous, Some(alerter)).await);
                 }
+                // Who leads, and this node's heartbeat, once per renewal
+                // period: the lease itself is asked for every second.
+                Ok(None) if reported.is_some_and(|at| at.elapsed() < self.settings.renew_every) => {
+                }
                 Ok(None) => {
+                    reported = Some(Instant::now());
                     let _ = lease::report_node(&self.client, &self.holder, &node, "standby").await;
                     if let Ok(Some(l)) = lease::leader(&self.client).await {
                         if last_leader.as_ref() != Some(&(l.node.clone(), l.epoch)) {
@@ -124,6 +130,8 @@ impl Candidate {
                     health.set_database(Ok(()));
                 }
                 Err(e) => {
+                    // Once it answers again, say so at once.
+                    reported = None;
                     warn!(error = %e, "standby: cannot reach the ledger; trying again");
                     alerter.ledger_unreachable(
                         &node,

@@ -138,8 +138,7 @@ static ONE_SHOT_LEASE: tokio::sync::Mutex<Option<crate::leadership::Leadership>>
 async fn lead_once(
     shared: &crate::config::SharedState,
 ) -> Result<(crate::state::PgLedger, crate::leadership::Leadership), Exit> {
-    use crate::state::{PgLedger, PgOptions};
-    let pg = PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default())
+    let pg = crate::state::open_shared(shared)
         .await
         .map_err(state_exit)?;
     let candidate = crate::leadership::Candidate::new(pg.clone(), shared)

@@ -29,14 +29,11 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
     if config.daemon.shared.is_none() {
         super::settle_in_flight(&config, None).await;
     }
-    let state = crate::state::open_read(&config.daemon)
+    let (state, leadership) = crate::state::open_read_viewing(&config.daemon)
         .await
         .map_err(|e| Exit::failure(e.to_string()))?;
     let summaries = state
         .summaries()
-        .await
-        .map_err(|e| Exit::failure(e.to_string()))?;
-    let leadership = crate::state::leadership(&config.daemon)
         .await
         .map_err(|e| Exit::failure(e.to_string()))?;
     let now = Utc::now();

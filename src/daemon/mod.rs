@@ -23,7 +23,6 @@ use crate::observe::alerts::Alerter;
 use crate::observe::server::{self, Health};
 use crate::observe::{metrics, notify};
 use crate::schedule::waker::{Waker, WakerError};
-use crate::state::postgres::{PgLedger, PgOptions};
 use crate::state::{Ledger, SqliteLedger, StateError};
 
 mod alerting;
@@ -115,7 +114,7 @@ pub async fn run(
         };
         return serve(serving, config, signals, stop).await;
     };
-    let pg = PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await?;
+    let pg = crate::state::open_shared(&shared).await?;
     let state: Arc<dyn Ledger> = Arc::new(pg.clone());
     info!(state = %pg.location(), node = %shared.node_name, policies = config.policies.len(), "snapwarden starting on a shared ledger");
     let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;

@@ -18,7 +18,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use dump::{ImportReport, LedgerDump, TableCheck};
-pub use open::{leadership, open_for_secrets, open_read, LeadershipView};
+pub use open::{open_for_secrets, open_read, open_read_viewing, open_shared, LeadershipView};
 pub use postgres::{Fence, PgLedger, PgOptions};
 pub use sqlite::{Holder, LedgerLock, Moved, SqliteLedger};
 

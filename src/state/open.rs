@@ -5,18 +5,39 @@ use std::sync::Arc;
 
 use super::postgres::{lease, PgLedger, PgOptions};
 use super::{Ledger, Result, SqliteLedger};
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, SharedState};
+
+/// Connect to the shared ledger `shared` names (and migrate it).
+pub async fn open_shared(shared: &SharedState) -> Result<PgLedger> {
+    PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await
+}
 
 /// The ledger for reading (`status`, `monitor`): SQLite read-only (safe
 /// while the daemon runs; [`super::StateError::Missing`] if it was never
 /// written), or a connection to the shared ledger that writes no
 /// decision (it holds no lease).
 pub async fn open_read(daemon: &DaemonConfig) -> Result<Arc<dyn Ledger>> {
+    Ok(open_read_viewing(daemon).await?.0)
+}
+
+/// [`open_read`], and for a shared ledger who leads it and which nodes
+/// were seen lately (`status`), read on the same connection.
+pub async fn open_read_viewing(
+    daemon: &DaemonConfig,
+) -> Result<(Arc<dyn Ledger>, Option<LeadershipView>)> {
     match &daemon.shared {
-        None => Ok(Arc::new(SqliteLedger::open_read_only(&daemon.state_path)?)),
-        Some(shared) => Ok(Arc::new(
-            PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await?,
+        None => Ok((
+            Arc::new(SqliteLedger::open_read_only(&daemon.state_path)?),
+            None,
         )),
+        Some(shared) => {
+            let pg = open_shared(shared).await?;
+            // A node is "seen" if it reported within three leases.
+            let view = pg
+                .leadership_view(shared.lease_duration.saturating_mul(3))
+                .await?;
+            Ok((Arc::new(pg), Some(view)))
+        }
     }
 }
 
@@ -26,32 +47,13 @@ pub async fn open_read(daemon: &DaemonConfig) -> Result<Arc<dyn Ledger>> {
 pub async fn open_for_secrets(daemon: &DaemonConfig) -> Result<Arc<dyn Ledger>> {
     match &daemon.shared {
         None => Ok(Arc::new(SqliteLedger::open(&daemon.state_path)?)),
-        Some(shared) => Ok(Arc::new(
-            PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await?,
-        )),
+        Some(shared) => Ok(Arc::new(open_shared(shared).await?)),
     }
 }
 
-/// Who leads a shared ledger and which nodes were seen lately (`None` for
-/// a ledger of one's own).
+/// Who leads a shared ledger and which nodes were seen lately.
 #[derive(Debug, Clone)]
 pub struct LeadershipView {
     pub leader: Option<lease::Leader>,
     pub nodes: Vec<lease::Node>,
-}
-
-/// [`LeadershipView`] of the shared ledger `daemon` names; `None` for
-/// SQLite.
-pub async fn leadership(daemon: &DaemonConfig) -> Result<Option<LeadershipView>> {
-    let Some(shared) = &daemon.shared else {
-        return Ok(None);
-    };
-    let pg = PgLedger::connect(&shared.url, shared.password.as_ref(), PgOptions::default()).await?;
-    let client = pg.session().await?;
-    // A node is "seen" if it reported within three leases.
-    let recent = shared.lease_duration.saturating_mul(3);
-    Ok(Some(LeadershipView {
-        leader: lease::leader(&client).await?,
-        nodes: lease::nodes(&client, recent).await?,
-    }))
 }

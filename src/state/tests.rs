@@ -116,6 +116,7 @@ on_both!(
     a_slot_is_recorded_once_and_overlap_is_skipped,
     a_slot_of_many_targets_begins_at_once,
     created_ids_and_outcomes_are_recorded,
+    a_late_create_answer_is_recorded_but_never_reopens_a_closed_run,
     summaries_count_consecutive_failures,
     summaries_read_back_to_the_newest_success_only,
 );
@@ -210,6 +211,24 @@ async fn a_slot_of_many_targets_begins_at_once(l: &dyn Ledger) {
         .map(|s| s.target)
         .collect();
     assert_eq!(targets, vec!["vol-0", "vol-1", "vol-2"]);
+}
+
+/// A create answer that comes after its run was closed (a node that lost
+/// the lead meanwhile) is a fact: its snapshot is recorded, to be followed
+/// and pruned like any, but the run stays as it was closed.
+async fn a_late_create_answer_is_recorded_but_never_reopens_a_closed_run(l: &dyn Ledger) {
+    let run = started(l, &new_run(t(0)), t(0)).await;
+    l.set_run_state(run, RunState::Failed, Some("taken over"), t(1))
+        .await
+        .expect("closed");
+    let ops = l
+        .record_created(run, &[created("ss-late", "j-late")], t(2), plan(t(3)))
+        .await
+        .expect("the answer is recorded");
+    assert_eq!(ops.len(), 1);
+    assert_eq!(l.run(run).await.expect("run").state, RunState::Failed);
+    assert_eq!(l.run_snapshots(run).await.expect("snapshots").len(), 1);
+    assert!(l.open_runs().await.expect("open").is_empty());
 }
 
 async fn created_ids_and_outcomes_are_recorded(l: &dyn Ledger) {

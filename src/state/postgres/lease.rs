@@ -60,6 +60,16 @@ impl PgLedger {
     pub async fn session(&self) -> Result<Client> {
         self.0.target.open().await
     }
+
+    /// Who leads and the nodes seen within `recent` (`status`), on the
+    /// ledger's own connection.
+    pub async fn leadership_view(&self, recent: Duration) -> Result<crate::state::LeadershipView> {
+        let client = self.client().await?;
+        Ok(crate::state::LeadershipView {
+            leader: leader(&client).await?,
+            nodes: nodes(&client, recent).await?,
+        })
+    }
 }
 
 /// Take the lease if it is free or expired, or renew it if this holder

@@ -156,8 +156,11 @@ impl PgLedger {
             .await?;
             ops.push(op);
         }
+        // Only a run still starting moves on: a late answer (a node that
+        // lost the lead meanwhile) records its snapshots but never reopens
+        // a run another node has closed.
         tx.execute(
-            "UPDATE runs SET state = $2 WHERE id = $1",
+            "UPDATE runs SET state = $2 WHERE id = $1 AND state IN ('intent', 'creating')",
             &[&run_id, &RunState::Creating.as_str()],
         )
         .await?;

@@ -3,7 +3,6 @@
 //! each.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
 
 use super::rows::get;
 use super::{ms, PgLedger};
@@ -16,8 +15,6 @@ impl PgLedger {
     /// Remove history that ended before `before`. Fenced (every window).
     pub async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {
         let before = ms(before);
-        let deleted = LedgerState::Deleted.as_str();
-        let mut out = Trimmed::default();
         // Refused at once without the lease, even with nothing to trim.
         {
             let mut client = self.client().await?;
@@ -25,58 +22,25 @@ impl PgLedger {
             self.fenced(&tx).await?;
             tx.commit().await?;
         }
-        let max = self.max_id("snapshots").await?;
-        let mut from = 0;
-        while from < max {
-            let to = from + WINDOW;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            self.fenced(&tx).await?;
-            out.operations += count(
-                &tx,
-                "DELETE FROM operations WHERE snapshot IN (
-                     SELECT id FROM snapshots
-                     WHERE id > $1 AND id <= $2 AND state = $4 AND deleted_at < $3)",
-                from,
-                to,
+        let deleted = format!(
+            "id > $1 AND id <= $2 AND state = '{}' AND deleted_at < $3",
+            LedgerState::Deleted.as_str()
+        );
+        let [operations, _, snapshots] = self
+            .in_windows(
+                "snapshots",
+                [
+                    format!("DELETE FROM operations WHERE snapshot IN (SELECT id FROM snapshots WHERE {deleted})"),
+                    format!("DELETE FROM snapshot_sources WHERE snapshot IN (SELECT id FROM snapshots WHERE {deleted})"),
+                    format!("DELETE FROM snapshots WHERE {deleted}"),
+                ],
                 before,
-                Some(deleted),
             )
             .await?;
-            count(
-                &tx,
-                "DELETE FROM snapshot_sources WHERE snapshot IN (
-                     SELECT id FROM snapshots
-                     WHERE id > $1 AND id <= $2 AND state = $4 AND deleted_at < $3)",
-                from,
-                to,
-                before,
-                Some(deleted),
-            )
-            .await?;
-            out.snapshots += count(
-                &tx,
-                "DELETE FROM snapshots
-                 WHERE id > $1 AND id <= $2 AND state = $4 AND deleted_at < $3",
-                from,
-                to,
-                before,
-                Some(deleted),
-            )
-            .await?;
-            tx.commit().await?;
-            from = to;
-        }
-        let max = self.max_id("runs").await?;
-        let mut from = 0;
-        while from < max {
-            let to = from + WINDOW;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            self.fenced(&tx).await?;
-            out.runs += count(
-                &tx,
-                "DELETE FROM runs WHERE id IN (
+        let [runs] = self
+            .in_windows(
+                "runs",
+                ["DELETE FROM runs WHERE id IN (
                      SELECT r.id FROM runs r
                      WHERE r.id > $1 AND r.id <= $2
                        AND r.state IN ('succeeded', 'failed', 'skipped')
@@ -85,17 +49,43 @@ impl PgLedger {
                            SELECT MAX(n.slot) FROM runs n
                            WHERE n.policy = r.policy AND n.target = r.target
                              AND n.state = 'succeeded')
-                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))",
-                from,
-                to,
+                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))"
+                    .to_string()],
                 before,
-                None,
             )
             .await?;
+        Ok(Trimmed {
+            runs,
+            snapshots,
+            operations,
+        })
+    }
+
+    /// Run `statements` (deletes taking the window's ids `$1 < id <= $2`
+    /// and `before` as `$3`) over `table`'s ids in windows, one fenced
+    /// transaction per window: how many rows each removed in all.
+    async fn in_windows<const N: usize>(
+        &self,
+        table: &'static str,
+        statements: [String; N],
+        before: DateTime<Utc>,
+    ) -> Result<[usize; N]> {
+        let mut removed = [0; N];
+        let max = self.max_id(table).await?;
+        let mut from = 0;
+        while from < max {
+            let to = from + WINDOW;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            self.fenced(&tx).await?;
+            for (sql, n) in statements.iter().zip(removed.iter_mut()) {
+                let rows = tx.execute(sql.as_str(), &[&from, &to, &before]).await?;
+                *n += usize::try_from(rows).unwrap_or(usize::MAX);
+            }
             tx.commit().await?;
             from = to;
         }
-        Ok(out)
+        Ok(removed)
     }
 
     async fn max_id(&self, table: &'static str) -> Result<i64> {
@@ -106,20 +96,4 @@ impl PgLedger {
             .await?;
         get(&row, 0, table)
     }
-}
-
-/// Run one windowed delete; how many rows it removed.
-async fn count(
-    tx: &Transaction<'_>,
-    sql: &str,
-    from: i64,
-    to: i64,
-    before: DateTime<Utc>,
-    state: Option<&str>,
-) -> Result<usize> {
-    let n = match state {
-        Some(state) => tx.execute(sql, &[&from, &to, &before, &state]).await?,
-        None => tx.execute(sql, &[&from, &to, &before]).await?,
-    };
-    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }

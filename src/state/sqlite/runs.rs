@@ -143,8 +143,10 @@ impl SqliteLedger {
                 plan,
             )?);
         }
+        // Only a run still starting moves on: a late answer never reopens
+        // a run that was closed meanwhile.
         tx.execute(
-            "UPDATE runs SET state = ?2 WHERE id = ?1",
+            "UPDATE runs SET state = ?2 WHERE id = ?1 AND state IN ('intent', 'creating')",
             params![run_id, RunState::Creating.as_str()],
         )?;
         tx.commit()?;
