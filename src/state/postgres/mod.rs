@@ -16,6 +16,7 @@
 //! on the next call; the call that found it broken fails.
 
 mod begin;
+mod conn;
 mod connect;
 mod import;
 pub mod lease;
@@ -42,10 +43,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, Transaction};
 
 use super::{Result, StateError};
 use crate::config::Secret;
+use conn::{Conn, Tx};
 use connect::Target;
 
 /// The lease a decision write is fenced with: the holder this process
@@ -64,8 +65,8 @@ pub struct PgLedger(Arc<Inner>);
 
 struct Inner {
     target: Target,
-    conn: Mutex<Client>,
-    probe: Mutex<Option<Client>>,
+    conn: Mutex<Conn>,
+    probe: Mutex<Option<tokio_postgres::Client>>,
     fence: StdMutex<Option<Fence>>,
 }
 
@@ -151,7 +152,7 @@ impl PgLedger {
             })?;
         Ok(PgLedger(Arc::new(Inner {
             target,
-            conn: Mutex::new(client),
+            conn: Mutex::new(Conn::new(client)),
             probe: Mutex::new(None),
             fence: StdMutex::new(None),
         })))
@@ -184,17 +185,17 @@ impl PgLedger {
     }
 
     /// The ledger's connection, opened again if it was found closed.
-    async fn client(&self) -> Result<MutexGuard<'_, Client>> {
+    async fn client(&self) -> Result<MutexGuard<'_, Conn>> {
         let mut client = self.0.conn.lock().await;
         if client.is_closed() {
-            *client = self.0.target.open().await?;
+            *client = Conn::new(self.0.target.open().await?);
         }
         Ok(client)
     }
 
     /// Refuse a decision write unless this process holds the lease with
     /// its fence's epoch; returns that epoch.
-    async fn fenced(&self, tx: &Transaction<'_>) -> Result<i64> {
+    async fn fenced(&self, tx: &Tx<'_>) -> Result<i64> {
         let Some(fence) = self.fence() else {
             return Err(StateError::NotLeader {
                 holder: None,
@@ -216,7 +217,7 @@ impl PgLedger {
     /// The schema version in force.
     pub async fn schema_version(&self) -> Result<i64> {
         let client = self.client().await?;
-        migrations::version(&*client).await
+        migrations::version(&**client).await
     }
 
     /// A committed write of the probe row on a connection of its own

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
 
+use super::conn::AsDb;
 use super::rows::{all, each_readable, get, op_row};
 use super::runs::insert_op;
 use super::snapshots::record_outcome;
@@ -167,12 +167,12 @@ impl PgLedger {
     pub async fn reschedule_ops(&self, next: &[(i64, DateTime<Utc>, Duration)]) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare("UPDATE operations SET next_poll_at = $2, poll_interval_ms = $3 WHERE id = $1")
-            .await?;
         for (id, at, interval) in next {
-            tx.execute(&stmt, &[id, &ms(*at), &interval_ms(*interval)])
-                .await?;
+            tx.execute(
+                "UPDATE operations SET next_poll_at = $2, poll_interval_ms = $3 WHERE id = $1",
+                &[id, &ms(*at), &interval_ms(*interval)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -180,8 +180,9 @@ impl PgLedger {
 }
 
 /// The operation in row `id`.
-pub(super) async fn op_by_id(c: &(impl GenericClient + Sync), id: i64) -> Result<OpRow> {
+pub(super) async fn op_by_id(c: &impl AsDb, id: i64) -> Result<OpRow> {
     let row = c
+        .db()
         .query_one(
             &format!(
                 "SELECT {OP_COLUMNS} FROM operations o JOIN snapshots s ON s.id = o.snapshot

@@ -2,9 +2,9 @@
 //! before any call, and their outcomes.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Transaction};
 
-use super::begin::BeginStatements;
+use super::begin;
+use super::conn::{AsDb, Tx};
 use super::rows::{each_readable, get, run_row};
 use super::snapshots::{write_snapshot_state, Completion};
 use super::{interval_ms, ms, PgLedger, OPEN_RUN_STATES_SQL, RUN_COLUMNS};
@@ -59,10 +59,9 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let epoch = self.fenced(&tx).await?;
-        let statements = BeginStatements::prepare(&tx).await?;
         let mut begun = Vec::with_capacity(runs.len());
         for run in runs {
-            begun.push(statements.begin(&tx, run, now, Some(epoch)).await?);
+            begun.push(begin::begin(&tx, run, now, Some(epoch)).await?);
         }
         tx.commit().await?;
         Ok(begun)
@@ -214,8 +213,9 @@ impl PgLedger {
 }
 
 /// The run in row `run_id`.
-async fn run_by_id(c: &(impl GenericClient + Sync), run_id: i64) -> Result<RunRow> {
+async fn run_by_id(c: &impl AsDb, run_id: i64) -> Result<RunRow> {
     let row = c
+        .db()
         .query_one(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
             &[&run_id],
@@ -232,7 +232,7 @@ fn open_runs_sql() -> String {
 /// Insert a snapshot row for `run`; with `adopting`, a row another
 /// process inserted for the same snapshot meanwhile is no error: `None`.
 pub(super) async fn insert_snapshot(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run: &RunRow,
     snapshot_id: &str,
     state: LedgerState,
@@ -269,7 +269,7 @@ pub(super) async fn insert_snapshot(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_op(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     snapshot: i64,
     kind: OpKind,
     provider: &str,

@@ -135,8 +135,9 @@ impl PgLedger {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         self.fenced(&tx).await?;
-        let stmt = tx
-            .prepare(
+        let now = ms(now);
+        for (policy, provider, encoded) in rules {
+            tx.execute(
                 "INSERT INTO policy_rules (policy, provider, rules, updated_at)
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (policy) DO UPDATE SET
@@ -144,12 +145,9 @@ impl PgLedger {
                    updated_at = excluded.updated_at
                  WHERE policy_rules.rules != excluded.rules
                     OR policy_rules.provider != excluded.provider",
+                &[policy, provider, encoded, &now],
             )
             .await?;
-        let now = ms(now);
-        for (policy, provider, encoded) in rules {
-            tx.execute(&stmt, &[policy, provider, encoded, &now])
-                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -196,14 +194,13 @@ impl PgLedger {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare(
+        for (row, source) in sources {
+            tx.execute(
                 "INSERT INTO snapshot_sources (snapshot, source) VALUES ($1, $2)
                  ON CONFLICT (snapshot) DO UPDATE SET source = excluded.source",
+                &[row, source],
             )
             .await?;
-        for (row, source) in sources {
-            tx.execute(&stmt, &[row, source]).await?;
         }
         tx.commit().await?;
         Ok(())

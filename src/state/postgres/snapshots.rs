@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Transaction};
 
+use super::conn::{AsDb, Tx};
 use super::rows::{all, get, op_kind, snapshot_row};
 use super::{ms, PgLedger, SNAPSHOT_COLUMNS};
 use crate::providers::OpKind;
@@ -98,10 +98,11 @@ impl PgLedger {
 
 /// The snapshot in row `id`.
 pub(super) async fn snapshot_by_id(
-    c: &(impl GenericClient + Sync),
+    c: &impl AsDb,
     id: i64,
 ) -> Result<SnapshotRow> {
     let row = c
+        .db()
         .query_one(
             &format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1"),
             &[&id],
@@ -114,7 +115,7 @@ pub(super) async fn snapshot_by_id(
 /// operation already finished is left as it is (two processes may report
 /// the same outcome).
 pub(super) async fn record_outcome(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     error: Option<&str>,
     now: DateTime<Utc>,
@@ -175,7 +176,7 @@ impl Completion {
 
 /// Move the snapshot in row `id` to `state`, as the SQLite ledger does.
 pub(super) async fn write_snapshot_state(
-    c: &(impl GenericClient + Sync),
+    c: &impl AsDb,
     id: i64,
     state: LedgerState,
     error: Option<&str>,
@@ -189,7 +190,7 @@ pub(super) async fn write_snapshot_state(
         Completion::Keep => (None, false),
     };
     let deleted = (state == LedgerState::Deleted).then_some(at);
-    c.execute(
+    c.db().execute(
         "UPDATE snapshots SET state = $2, error = COALESCE($3::text, error),
            completed_at = CASE WHEN $6::boolean THEN $4::timestamptz
                                ELSE COALESCE(completed_at, $4::timestamptz) END,

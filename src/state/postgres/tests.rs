@@ -402,3 +402,70 @@ async fn two_processes_adopt_one_snapshot_into_one_row() {
     }
     assert_eq!(count(&a, "snapshots").await, 10);
 }
+
+#[tokio::test]
+async fn a_statement_is_prepared_once_per_connection_and_again_after_a_reconnect() {
+    let Some((url, l)) = fresh_pg("prepared_once").await else {
+        return;
+    };
+    lead(&l).await;
+    let begun = l.begin_run(&new_run(t(0)), t(0)).await.expect("begin");
+    let Begin::Started(run) = begun else {
+        panic!("{begun:?}")
+    };
+    for i in 0..20 {
+        l.set_run_state(run, RunState::Creating, None, t(i))
+            .await
+            .expect("set state");
+    }
+    let prepared = l.client().await.expect("connection").prepared_count();
+    // The server's own view of this session: the update is prepared once
+    // and run by name twenty times.
+    let calls = l
+        .query_for_tests(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements
+             WHERE statement LIKE 'UPDATE runs SET state%'",
+        )
+        .await;
+    assert_eq!(calls, ["20"], "one prepared update, run 20 times");
+    let fence = l
+        .query_for_tests(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements
+             WHERE statement LIKE '%FROM leader_lease%'",
+        )
+        .await;
+    assert_eq!(fence, ["21"], "one prepared fence check, run 21 times");
+    assert_eq!(
+        l.client().await.expect("connection").prepared_count(),
+        prepared,
+        "reading the count prepared nothing"
+    );
+
+    // The server ends the session: the next call fails, the one after
+    // opens a new connection, prepares its statements again and works.
+    let other = PgLedger::connect(&url, None, PgOptions::default())
+        .await
+        .expect("a second connection");
+    other
+        .execute_for_tests(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid != pg_backend_pid()",
+        )
+        .await;
+    let mut worked = false;
+    for _ in 0..2 {
+        if l.set_run_state(run, RunState::Creating, None, t(30))
+            .await
+            .is_ok()
+        {
+            worked = true;
+            break;
+        }
+    }
+    assert!(worked, "the call after a broken connection reconnects");
+    assert_eq!(
+        l.client().await.expect("connection").prepared_count(),
+        2,
+        "a new connection starts with no statements: the fence and the update"
+    );
+}
