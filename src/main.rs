@@ -113,5 +113,11 @@ fn main() -> ExitCode {
     if let Some(message) = &exit.message {
         eprintln!("error: {message}");
     }
+    if let Some(why) = commands::output_failure() {
+        eprintln!("error: some of the output could not be written: {why}");
+        if exit.code == 0 {
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::from(exit.code)
 }

@@ -149,3 +149,51 @@ fn invalid_config_check_and_sighup() {
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }
+
+/// Standard output whose reader has already gone, as `| head` leaves it.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors on success; the read end is
+    // closed at once and the write end is owned by the Stdio returned.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0, "pipe");
+        libc::close(fds[0]);
+        std::process::Stdio::from(OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// `snapwarden check | head`, `snapshot … | head`: a reader that went away
+/// is no crash; the command ends as it would have.
+#[test]
+fn output_into_a_closed_pipe_is_no_crash() {
+    let (sim, wd) = sim_with_volumes("200ms", &["vol-aaaa0001"]);
+    let cfg = wd.write_config(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy(&["vol-aaaa0001"], "0 0 * * * *", 2),
+    ));
+    let cfg = cfg.to_str().expect("utf-8");
+    // The snapshot goes on to its end with nobody reading its report.
+    let commands: [&[&str]; 4] = [
+        &["check", "-c", cfg],
+        &["snapshot", "-c", cfg, "--policy", "db"],
+        &["plan", "-c", cfg],
+        &["status", "-c", cfg],
+    ];
+    for args in commands {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env(secret_env_name(SECRET), SECRET)
+            .stdout(closed_pipe())
+            .output()
+            .expect("run snapwarden");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+    assert_eq!(sim.creates_for("vol-aaaa0001"), 1);
+    let runs = wd.state().runs_for("db", "vol-aaaa0001", 10).expect("runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].state, RunState::Succeeded, "{runs:?}");
+}

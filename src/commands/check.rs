@@ -9,24 +9,24 @@ use super::{load_config, Outcome};
 
 pub fn run(path: &Path) -> Outcome {
     let config = load_config(path)?;
-    println!("{}: OK", path.display());
+    say!("{}: OK", path.display());
     match &config.daemon.shared {
         // Not connected: `check` works on a node that cannot reach it.
-        Some(shared) => println!(
+        Some(shared) => say!(
             "ledger: {} (PostgreSQL, shared; this node: {}, lease {}, renewed every {}; not connected)",
             shared.url,
             shared.node_name,
             humantime::format_duration(shared.lease_duration),
             humantime::format_duration(shared.renew_every)
         ),
-        None => println!("ledger: {} (SQLite)", config.daemon.state_path.display()),
+        None => say!("ledger: {} (SQLite)", config.daemon.state_path.display()),
     }
     for (name, p) in &config.providers {
-        println!("provider {name}: kind {}", p.settings.kind());
+        say!("provider {name}: kind {}", p.settings.kind());
     }
     let now = Utc::now();
     for p in &config.policies {
-        println!(
+        say!(
             "policy {}: provider {}, {} {} target(s), schedule \"{}\" ({}), keep: {}",
             p.name,
             p.provider,
@@ -38,7 +38,7 @@ pub fn run(path: &Path) -> Outcome {
         );
         let tz = p.schedule.timezone();
         for t in p.schedule.next_n(now, 3) {
-            println!(
+            say!(
                 "  next: {} ({})",
                 t.to_rfc3339(),
                 t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")

@@ -22,7 +22,7 @@ pub fn run(what: &GenerateWhat) -> Outcome {
         GenerateWhat::Man { dir } => match man_pages(dir) {
             Ok(files) => {
                 for f in files {
-                    println!("{}", f.display());
+                    say!("{}", f.display());
                 }
                 Ok(())
             }

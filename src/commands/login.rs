@@ -55,11 +55,12 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
     let login = powervs::device_code(&api, &settings.endpoint)
         .await
         .map_err(|e| Exit::failure(format!("cannot start the device login: {e}")))?;
-    println!(
+    say!(
         "To sign in to IP4G for provider {provider}, open {} and enter the code {}",
-        login.verification_url, login.user_code
+        login.verification_url,
+        login.user_code
     );
-    println!(
+    say!(
         "Waiting for the approval (up to {}s)...",
         login.expires_in.as_secs()
     );
@@ -88,7 +89,7 @@ pub async fn run(path: &Path, provider: &str) -> Outcome {
                         "signed in, but cannot store the token: {e}"
                     )));
                 }
-                println!(
+                say!(
                     "Signed in. The refresh token is stored in {}; `snapwarden run` uses it \
                      and keeps the rotated ones there.",
                     state.location()

@@ -106,7 +106,7 @@ pub async fn run(path: &Path, args: &Args) -> Outcome {
             from.display()
         ))
     })?;
-    println!(
+    say!(
         "{} is marked as moved: a daemon or command started on it now refuses. Set state_url = \
          \"{location}\" (and state_password_file) in [daemon], remove state_path, and start the \
          daemon.",
@@ -137,10 +137,12 @@ fn password(
 }
 
 fn print_report(from: &Path, to: &str, report: &ImportReport) {
-    println!("copied {} into {to}:", from.display());
-    println!(
+    say!("copied {} into {to}:", from.display());
+    say!(
         "  {:<18} {:>10} {:>10}  by state",
-        "table", "rows", "max id"
+        "table",
+        "rows",
+        "max id"
     );
     for (table, check) in &report.tables {
         let max = check
@@ -156,9 +158,9 @@ fn print_report(from: &Path, to: &str, report: &ImportReport) {
             check.rows,
             states.join(", ")
         );
-        println!("{}", line.trim_end());
+        say!("{}", line.trim_end());
     }
-    println!(
+    say!(
         "row counts, ids, states and value sums match the SQLite ledger; copied and checked in {:.2}s",
         report.elapsed.as_secs_f64()
     );

@@ -1,6 +1,18 @@
 //! One module per subcommand. Each returns an [`Exit`]: the code and, for
 //! failures, the message `main` prints.
 
+/// `println!` for a command's output, which never panics: when whoever
+/// reads standard output has gone (`snapwarden status | head`), the rest
+/// of the output is dropped and the command carries on (a prune whose
+/// report stopped half-way must not stop half-way itself). Any other
+/// failure to write is reported when the command is done
+/// ([`output_failure`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::write_line(format_args!($($arg)*))
+    };
+}
+
 pub mod check;
 pub mod demo;
 pub mod generate;
@@ -17,7 +29,9 @@ pub mod sim;
 pub mod snapshot;
 pub mod status;
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::config::{self, Config};
 
@@ -206,4 +220,29 @@ pub fn select_policies<'a>(
             ))),
         },
     }
+}
+
+/// The first failure to write standard output other than a closed pipe.
+static OUTPUT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+/// One line of a command's output (see [`say!`]).
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    let written = writeln!(std::io::stdout().lock(), "{line}");
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            OUTPUT_FAILURE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Why some of the command's output could not be written, if it could
+/// not (a reader that closed the pipe is no failure).
+pub fn output_failure() -> Option<String> {
+    OUTPUT_FAILURE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }

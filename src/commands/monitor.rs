@@ -22,7 +22,7 @@ enum Level {
 }
 
 fn unknown(message: impl Into<String>) -> Exit {
-    println!(
+    say!(
         "SNAPWARDEN UNKNOWN - {}",
         message.into().replace('\n', "; ")
     );
@@ -146,7 +146,7 @@ pub async fn run(path: &Path) -> Exit {
         line.push_str(": ");
         line.push_str(&detail.join("; "));
     }
-    println!("{}", line.replace('\n', " "));
+    say!("{}", line.replace('\n', " "));
     Exit {
         code: worst as u8,
         message: None,

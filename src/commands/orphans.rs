@@ -93,12 +93,12 @@ pub async fn run(
                 })
                 .collect();
         }
-        println!("{doc:#}");
+        say!("{doc:#}");
     } else if orphans.is_empty() {
-        println!("no orphans");
+        say!("no orphans");
     } else {
         for o in &orphans {
-            println!(
+            say!(
                 "{:<14} {:<12} {}/{} on {}  {} ({})  {}",
                 o.kind.as_str(),
                 o.verified.as_str(),
@@ -113,8 +113,8 @@ pub async fn run(
         if let Some(out) = &outcomes {
             for r in out {
                 match &r.result {
-                    Ok(what) => println!("{}: {what}", r.snapshot_id),
-                    Err(e) => println!("{}: not deleted: {e}", r.snapshot_id),
+                    Ok(what) => say!("{}: {what}", r.snapshot_id),
+                    Err(e) => say!("{}: not deleted: {e}", r.snapshot_id),
                 }
             }
         }

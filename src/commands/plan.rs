@@ -58,13 +58,13 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
                     "error": error,
                 }));
             } else {
-                println!("{} select {sel}:", p.name);
+                say!("{} select {sel}:", p.name);
                 match &error {
-                    Some(e) => println!("  cannot list {}s: {e}", p.resource),
-                    None if matches.is_empty() => println!("  matches nothing"),
+                    Some(e) => say!("  cannot list {}s: {e}", p.resource),
+                    None if matches.is_empty() => say!("  matches nothing"),
                     None => {
                         for r in matches {
-                            println!("  matches {} ({})", r.id, r.name);
+                            say!("  matches {} ({})", r.id, r.name);
                         }
                     }
                 }
@@ -106,10 +106,10 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
                     }).collect::<Vec<_>>(),
                 }));
             } else {
-                println!("{} {t}:", p.name);
+                say!("{} {t}:", p.name);
                 match next {
-                    Some(n) => println!("  next run {} creates a snapshot of {t}", n.to_rfc3339()),
-                    None => println!("  no further runs scheduled"),
+                    Some(n) => say!("  next run {} creates a snapshot of {t}", n.to_rfc3339()),
+                    None => say!("  no further runs scheduled"),
                 }
                 for d in &decisions {
                     let v = match d.verdict {
@@ -119,14 +119,14 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
                     let id = listed
                         .get(d.id.as_str())
                         .map_or(d.id.as_str(), |s| s.cloud_id());
-                    println!("  {v:<6} {id}  {}", d.reasons.join("; "));
+                    say!("  {v:<6} {id}  {}", d.reasons.join("; "));
                 }
             }
         }
     }
     if as_json {
         out.extend(selectors);
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
     if failed {
         Err(Exit::failure("some targets could not be planned"))

@@ -37,7 +37,7 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
         for t in &resolved.targets {
             match engine.prune(p, t, mode).await {
                 Ok(report) => {
-                    println!("{} {}:", p.name, t);
+                    say!("{} {}:", p.name, t);
                     for d in &report.decisions {
                         let v = match d.verdict {
                             Verdict::Keep => "KEEP",
@@ -45,16 +45,16 @@ pub async fn run(path: &Path, policy: Option<&str>, dry_run: bool, yes: bool) ->
                             Verdict::Delete if dry_run => "WOULD DELETE",
                             Verdict::Delete => "DELETE",
                         };
-                        println!("  {v:<12} {}  {}", d.id, d.reasons.join("; "));
+                        say!("  {v:<12} {}  {}", d.id, d.reasons.join("; "));
                     }
                     if let Some(why) = report.held_because.as_ref().map(|h| &h.reason) {
-                        println!("  held: {why}");
+                        say!("  held: {why}");
                         if !dry_run {
                             held.push(format!("{} {t}: {why}", p.name));
                         }
                     }
                     if !dry_run {
-                        println!("  deleted {}", report.deleted);
+                        say!("  deleted {}", report.deleted);
                     }
                     failures.extend(report.failed.iter().map(|f| format!("{} {t}: {f}", p.name)));
                 }

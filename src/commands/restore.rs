@@ -40,19 +40,19 @@ pub async fn run(
         Ok(r) => {
             match (r.mode, &r.resource_id) {
                 (RestoreMode::NewResource, Some(id)) => {
-                    println!(
+                    say!(
                         "restored snapshot {} of {target} into new resource {id}",
                         r.snapshot_id
                     )
                 }
                 (RestoreMode::NewResource, None) => {
-                    println!(
+                    say!(
                         "restored snapshot {} of {target} into a new resource",
                         r.snapshot_id
                     )
                 }
                 (RestoreMode::InPlace, _) => {
-                    println!(
+                    say!(
                         "rolled {target} back to snapshot {} in place",
                         r.snapshot_id
                     )
@@ -61,7 +61,7 @@ pub async fn run(
             Ok(())
         }
         Err(EngineError::NeedsConfirmation(what)) => {
-            println!("{what}");
+            say!("{what}");
             Err(Exit::failure("in-place restore not confirmed (--yes)"))
         }
         Err(e) => Err(Exit::failure(format!("restore failed: {e}"))),

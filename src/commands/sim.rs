@@ -32,7 +32,7 @@ pub async fn run(
     let sim = Simulator::new(SimOptions { job_duration });
     // Tests and scripts read this line to learn the port.
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    println!("snapwarden sim listening on {scheme}://{addr}");
+    say!("snapwarden sim listening on {scheme}://{addr}");
     sim.serve_with_tls(listener, acceptor, stop_signal())
         .await
         .map_err(|e| Exit::failure(format!("simulator: {e}")))

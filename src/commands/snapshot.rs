@@ -66,7 +66,7 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
         if !ok {
             failed += 1;
         }
-        println!("{} {}: {what}", r.policy, r.target);
+        say!("{} {}: {what}", r.policy, r.target);
     }
     if let Some(e) = select_failed {
         return Err(Exit::failure(format!(

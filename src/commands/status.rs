@@ -81,26 +81,33 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
             "targets": targets,
             "leadership": leadership.as_ref().map(leadership_json),
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
     if let Some(view) = &leadership {
         print_leadership(view);
     }
     if summaries.is_empty() {
-        println!("no runs recorded yet in {}", state.location());
+        say!("no runs recorded yet in {}", state.location());
         return Ok(());
     }
-    println!(
+    say!(
         "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
-        "POLICY", "TARGET", "LAST", "LAST SUCCESS", "NEXT RUN", "KEPT", "FAILS", "IN FLIGHT"
+        "POLICY",
+        "TARGET",
+        "LAST",
+        "LAST SUCCESS",
+        "NEXT RUN",
+        "KEPT",
+        "FAILS",
+        "IN FLIGHT"
     );
     for s in &summaries {
         let fmt = |t: Option<chrono::DateTime<Utc>>| {
             t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        println!(
+        say!(
             "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
             s.policy,
             s.target,
@@ -112,10 +119,10 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
             s.in_flight.len()
         );
         if let Some(e) = &s.last_error {
-            println!("    last error: {e}");
+            say!("    last error: {e}");
         }
         for o in &s.in_flight {
-            println!(
+            say!(
                 "    in flight: {} {} (operation {}, {}s)",
                 o.kind.as_str(),
                 o.snapshot_id,
@@ -147,26 +154,26 @@ fn leadership_json(view: &LeadershipView) -> serde_json::Value {
 
 fn print_leadership(view: &LeadershipView) {
     match &view.leader {
-        Some(l) if !l.expired => println!(
+        Some(l) if !l.expired => say!(
             "leader: {} (epoch {}, since {})",
             l.node,
             l.epoch,
             l.since.format("%Y-%m-%dT%H:%M:%SZ")
         ),
-        Some(l) => println!(
+        Some(l) => say!(
             "leader: none (the lease of {} expired at {}; a standby takes it within a second)",
             l.node,
             l.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
         ),
-        None => println!("leader: none yet (no node has led this ledger)"),
+        None => say!("leader: none yet (no node has led this ledger)"),
     }
     for n in &view.nodes {
-        println!(
+        say!(
             "node {}: {} (seen {})",
             n.node,
             n.role,
             n.seen_at.format("%Y-%m-%dT%H:%M:%SZ")
         );
     }
-    println!();
+    say!("");
 }

@@ -17,6 +17,7 @@ use crate::engine::{Engine, Resolved, RunOutcome, RunReport};
 use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::events::{self, SlotsMissed};
 use crate::observe::metrics;
+use crate::schedule::Schedule;
 use crate::state::Ledger;
 
 /// A selector policy's slot whose targets were being resolved.
@@ -114,10 +115,10 @@ impl Scheduler {
             if occasion == Occasion::Startup {
                 // The handover's slots include the newest one due, if
                 // it is recent: then no catch-up is left to do.
-                let handover = match (last, self.takeover_grace) {
-                    (Some(last), Some(grace)) => handover_slots(policy, last, now, grace),
-                    _ => Vec::new(),
-                };
+                let handover = self
+                    .takeover_grace
+                    .map(|grace| handover_slots(&policy.schedule, last, now, grace))
+                    .unwrap_or_default();
                 for &slot in &handover {
                     info!(policy = %policy.name, slot = %slot, "running a slot that came due during the handover");
                     self.fire(policy, slot).await;
@@ -291,13 +292,15 @@ impl Scheduler {
     }
 }
 
-/// The slots of `policy` after `last` that came due at most `grace` before
-/// `now`: the ones a new leader runs because they fell into the handover
-/// (oldest first; every one, so none is a silent gap: those that overlap a
-/// run still open are recorded skipped and alerted).
+/// The slots of `schedule` after `last` that came due at most `grace`
+/// before `now`: the ones a new leader runs because they fell into the
+/// handover (oldest first; every one, so none is a silent gap: those that
+/// overlap a run still open are recorded skipped and alerted). A policy
+/// that never fired (`last` None) has the same window: the leader before
+/// may have died before its first slot.
 fn handover_slots(
-    policy: &Policy,
-    last: DateTime<Utc>,
+    schedule: &Schedule,
+    last: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     grace: Duration,
 ) -> Vec<DateTime<Utc>> {
@@ -305,8 +308,9 @@ fn handover_slots(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mut after = last.max(now - grace - chrono::Duration::seconds(1));
-    while let Some(slot) = policy.schedule.next_after(after) {
+    let window_start = now - grace - chrono::Duration::seconds(1);
+    let mut after = last.map_or(window_start, |last| last.max(window_start));
+    while let Some(slot) = schedule.next_after(after) {
         if slot > now {
             break;
         }
@@ -316,4 +320,67 @@ fn handover_slots(
         after = slot;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("an RFC 3339 time")
+    }
+
+    fn every_10s() -> Schedule {
+        Schedule::parse("*/10 * * * * *", chrono_tz::UTC).expect("valid")
+    }
+
+    const GRACE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_slots_after_the_last_fired_within_the_grace_are_run() {
+        let slots = handover_slots(
+            &every_10s(),
+            Some(at("2026-01-01T00:00:20Z")),
+            at("2026-01-01T00:00:45Z"),
+            GRACE,
+        );
+        assert_eq!(
+            slots,
+            [at("2026-01-01T00:00:30Z"), at("2026-01-01T00:00:40Z")]
+        );
+    }
+
+    #[test]
+    fn slots_older_than_the_grace_are_not_run() {
+        let slots = handover_slots(
+            &every_10s(),
+            Some(at("2026-01-01T00:00:00Z")),
+            at("2026-01-01T00:02:05Z"),
+            GRACE,
+        );
+        assert_eq!(slots.first(), Some(&at("2026-01-01T00:01:10Z")));
+        assert_eq!(slots.last(), Some(&at("2026-01-01T00:02:00Z")));
+        assert_eq!(slots.len(), 6);
+    }
+
+    #[test]
+    fn a_policy_that_never_fired_runs_the_slots_of_the_grace_window() {
+        // The leader before died before the policy's first slot: that
+        // slot is the new leader's, not a silent gap.
+        let slots = handover_slots(&every_10s(), None, at("2026-01-01T00:00:25Z"), GRACE);
+        assert_eq!(slots.first(), Some(&at("2025-12-31T23:59:30Z")));
+        assert_eq!(slots.last(), Some(&at("2026-01-01T00:00:20Z")));
+        assert_eq!(slots.len(), 6);
+    }
+
+    #[test]
+    fn nothing_due_since_the_last_slot_runs_nothing() {
+        let slots = handover_slots(
+            &every_10s(),
+            Some(at("2026-01-01T00:00:20Z")),
+            at("2026-01-01T00:00:25Z"),
+            GRACE,
+        );
+        assert!(slots.is_empty(), "{slots:?}");
+    }
 }

@@ -1,8 +1,8 @@
 //! The checks and inserts of `begin_run(s)`: two statements per target,
 //! as a slot of a thousand targets runs them a thousand times.
 
-use chrono::{DateTime, Utc};
 use super::conn::Tx;
+use chrono::{DateTime, Utc};
 
 use super::rows::get;
 use super::{ms, OPEN_RUN_STATES_SQL};

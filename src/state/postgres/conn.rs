@@ -47,6 +47,7 @@ impl Prepared {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
     }
@@ -106,7 +107,11 @@ macro_rules! run_prepared {
                 self.db().query(sql, params).await
             }
 
-            pub(super) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
+            pub(super) async fn query_one(
+                &self,
+                sql: &str,
+                params: Params<'_>,
+            ) -> Result<Row, Error> {
                 self.db().query_one(sql, params).await
             }
 
@@ -118,7 +123,11 @@ macro_rules! run_prepared {
                 self.db().query_opt(sql, params).await
             }
 
-            pub(super) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
+            pub(super) async fn execute(
+                &self,
+                sql: &str,
+                params: Params<'_>,
+            ) -> Result<u64, Error> {
                 self.db().execute(sql, params).await
             }
         }
@@ -148,6 +157,7 @@ impl Conn {
     }
 
     /// How many statements this connection has prepared.
+    #[cfg(test)]
     pub(super) fn prepared_count(&self) -> usize {
         self.prepared.len()
     }

@@ -97,10 +97,7 @@ impl PgLedger {
 }
 
 /// The snapshot in row `id`.
-pub(super) async fn snapshot_by_id(
-    c: &impl AsDb,
-    id: i64,
-) -> Result<SnapshotRow> {
+pub(super) async fn snapshot_by_id(c: &impl AsDb, id: i64) -> Result<SnapshotRow> {
     let row = c
         .db()
         .query_one(
@@ -190,21 +187,22 @@ pub(super) async fn write_snapshot_state(
         Completion::Keep => (None, false),
     };
     let deleted = (state == LedgerState::Deleted).then_some(at);
-    c.db().execute(
-        "UPDATE snapshots SET state = $2, error = COALESCE($3::text, error),
+    c.db()
+        .execute(
+            "UPDATE snapshots SET state = $2, error = COALESCE($3::text, error),
            completed_at = CASE WHEN $6::boolean THEN $4::timestamptz
                                ELSE COALESCE(completed_at, $4::timestamptz) END,
            deleted_at = COALESCE($5::timestamptz, deleted_at)
          WHERE id = $1",
-        &[
-            &id,
-            &state.as_str(),
-            &error,
-            &completed,
-            &deleted,
-            &overwrite,
-        ],
-    )
-    .await?;
+            &[
+                &id,
+                &state.as_str(),
+                &error,
+                &completed,
+                &deleted,
+                &overwrite,
+            ],
+        )
+        .await?;
     Ok(())
 }
