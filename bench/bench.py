@@ -352,6 +352,10 @@ def fleet_snapwarden(binary, dialect, n, root, ledger="sqlite", cluster=None):
         try:
             wait_until(slot)
             sim_cpu0 = proc_cpu_seconds(sim.pid)
+            daemon_cpu0 = proc_cpu_seconds(daemon.proc.pid)
+            # The database server's own work, beside the daemon's (SQLite
+            # does its work inside the daemon).
+            db_cpu0 = cluster.cpu_seconds() if ledger == "postgres" else None
             log(f"snapwarden {dialect} N={n}: slot {slot:%H:%M:%S}")
             db = PgView(cluster, dbname) if ledger == "postgres" else SqliteView(workdir)
             _, lb_time = lower_bound(dialect, n)
@@ -371,6 +375,8 @@ def fleet_snapwarden(binary, dialect, n, root, ledger="sqlite", cluster=None):
                 if done >= n:
                     break
             cpu = proc_cpu_seconds(daemon.proc.pid)
+            slot_cpu = cpu - daemon_cpu0
+            db_cpu = cluster.cpu_seconds() - db_cpu0 if ledger == "postgres" else None
             hwm, rss = proc_memory_kib(daemon.proc.pid)
             sim_cpu = proc_cpu_seconds(sim.pid) - sim_cpu0
             counters = sim.control.counters()
@@ -395,7 +401,7 @@ def fleet_snapwarden(binary, dialect, n, root, ledger="sqlite", cluster=None):
         total = sum(calls.values())
         return {
             "who": "snapwarden", "ledger": ledger, "dialect": dialect, "n": n, "wall_s": wall,
-            "cpu_s": cpu, "peak_rss_mib": hwm / 1024, "calls": calls, "calls_total": total,
+            "cpu_s": cpu, "slot_cpu_s": slot_cpu, "db_server_cpu_s": db_cpu, "peak_rss_mib": hwm / 1024, "calls": calls, "calls_total": total,
             "calls_per_snapshot": total / n, "runs_not_succeeded": int(failed or 0),
             "runs_with_error_note": int(with_error or 0), "deleted": deleted, "kept": kept,
             "sim_cpu_s": sim_cpu, "sim_req_per_s": total / wall if wall > 0 else None,
@@ -644,6 +650,29 @@ def who(r):
     return r["who"] if ledger == "sqlite" else f"{r['who']} ({ledger})"
 
 
+def ledger_comparison(fleet):
+    """The fleet runs of each ledger side by side, when more than one ran:
+    every run's figures, and the database server's CPU beside the
+    daemon's (SQLite works inside the daemon; PostgreSQL in its server)."""
+    runs = {}
+    for r in fleet:
+        if r["who"] == "snapwarden":
+            runs.setdefault((r["dialect"], r["n"], r.get("ledger", "sqlite")), []).append(r)
+    if len({ledger for (_, _, ledger) in runs}) < 2:
+        return []
+
+    def each(rs, key):
+        return ", ".join("—" if r.get(key) is None else f"{r[key]:.2f}" for r in rs)
+
+    lines = ["", "| dialect | N | ledger | runs | wall s | daemon CPU s | daemon CPU from the slot s "
+                 "| database server CPU from the slot s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (dialect, n, ledger), rs in runs.items():
+        lines.append(f"| {dialect} | {n} | {ledger} | {len(rs)} | {each(rs, 'wall_s')} | {each(rs, 'cpu_s')} "
+                     f"| {each(rs, 'slot_cpu_s')} | {each(rs, 'db_server_cpu_s')} |")
+    return lines
+
+
 def table(results):
     lines = [f"date {results['date']}, {results['machine']['cpus']} CPUs, "
              f"load {results['machine']['load_at_start']} -> {results['machine'].get('load_at_end')}",
@@ -667,6 +696,7 @@ def table(results):
             f"| {num(r['calls_per_snapshot'], '.2f')} "
             f"| {r['lb_calls']} | {num(r['calls_ratio'], '.2f')} | {r['cpu_s']:.2f} "
             f"| {r['peak_rss_mib']:.1f} | {r['sim_cpu_s']:.2f} |")
+    lines += ledger_comparison(results["fleet"])
     for t in results.get("simthroughput") or []:
         lines += ["", f"simulator {t['dialect']}: {t['snapshots_seeded']} snapshots, "
                       f"{t['clients']} clients for {t['seconds']:.0f} s: {t['requests']} requests "

@@ -317,6 +317,27 @@ class Cluster:
             raise RuntimeError(f"psql failed: {out.stderr[-1000:]}")
         return out.stdout.strip()
 
+    def cpu_seconds(self):
+        """CPU time of the whole server so far: the postmaster, its live
+        processes (backends, writers) and those that exited (the
+        postmaster waited for them: its cutime + cstime)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        with open(f"/proc/{postmaster}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = sum(int(x) for x in fields[11:15]) / CLK_TCK
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
+
     def stop(self):
         subprocess.run(self.as_user + [os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", "immediate", "stop"],
                        cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
