@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod engine;
+pub mod hooks;
 pub mod leadership;
 pub mod observe;
 pub mod providers;

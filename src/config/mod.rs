@@ -68,6 +68,7 @@ pub fn load_with_env(
         diag: Diagnostics::new(path, text),
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
+        secret_env: Vec::new(),
     };
 
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
@@ -96,6 +97,8 @@ pub(crate) struct Cx<'t> {
     /// to it, not to the daemon's working directory.
     base_dir: PathBuf,
     env: &'t dyn Fn(&str) -> Option<String>,
+    /// The environment variables secrets were read from.
+    secret_env: Vec<String>,
 }
 
 impl Cx<'_> {

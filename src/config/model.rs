@@ -24,6 +24,9 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Policies in file order.
     pub policies: Vec<Policy>,
+    /// The environment variables secrets are read from (`*_env` keys):
+    /// a hook never inherits them.
+    pub secret_env: Vec<String>,
     /// Non-fatal findings (literal secrets, plain-http endpoints, ...),
     /// each already prefixed with `file:line:column`.
     pub warnings: Vec<String>,
@@ -282,6 +285,33 @@ pub struct Policy {
     pub full_every: Option<u32>,
     pub timing: Timing,
     pub health: Health,
+    /// Commands run around each create; None: no hooks.
+    pub hooks: Option<Hooks>,
+}
+
+/// A policy's hooks, for application-consistent snapshots: `pre` runs
+/// before the create (freeze), `post` as soon as the cloud accepted it,
+/// or the create failed (thaw).
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    /// `pre_snapshot`: program (an absolute path) and arguments.
+    pub pre: Option<Vec<String>>,
+    /// `post_snapshot`: program (an absolute path) and arguments.
+    pub post: Option<Vec<String>>,
+    /// `hook_timeout`, default 60 s: each hook is killed past it.
+    pub timeout: Duration,
+    /// `on_pre_failure`, default skip.
+    pub on_pre_failure: OnPreFailure,
+}
+
+/// What a failed pre hook does to the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPreFailure {
+    /// No snapshot: the slot fails and alerts.
+    Skip,
+    /// The snapshot is taken anyway (crash-consistent), and the failure
+    /// is logged and noted on the run.
+    Snapshot,
 }
 
 /// A policy's targets: the ones it names and the ones it selects.

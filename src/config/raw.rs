@@ -75,6 +75,10 @@ pub(crate) struct RawPolicy {
     pub volume_ids: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_deletes_per_run: Option<Spanned<i64>>,
     pub select: Option<Spanned<RawSelect>>,
+    pub pre_snapshot: Option<Spanned<Vec<Spanned<String>>>>,
+    pub post_snapshot: Option<Spanned<Vec<Spanned<String>>>>,
+    pub hook_timeout: Option<Spanned<String>>,
+    pub on_pre_failure: Option<Spanned<String>>,
 }
 
 /// A policy's `select = { name = "…", tags = { k = "v" } }`.

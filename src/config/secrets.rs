@@ -183,6 +183,7 @@ fn from_env(name: &str, env: &Spanned<String>, cx: &mut Cx<'_>) -> Option<Secret
         );
         return None;
     }
+    cx.secret_env.push(var.clone());
     match (cx.env)(var) {
         None => {
             cx.diag.error(

@@ -513,3 +513,107 @@ fn shared_ledger_mistakes_are_positioned_and_never_echo_a_password() {
         );
     }
 }
+
+#[test]
+fn hooks_are_read_with_their_defaults() {
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"",
+        "pre_snapshot = [\"/bin/true\", \"--freeze\", \"/srv/db\"]\npost_snapshot = [\"/bin/true\"]",
+    );
+    let c = load_env(&text, &[("QY_SECRET", SECRET)]).expect("valid");
+    let hooks = c.policies[0].hooks.as_ref().expect("hooks");
+    assert_eq!(
+        hooks.pre.as_deref(),
+        Some(&["/bin/true".to_string(), "--freeze".into(), "/srv/db".into()][..])
+    );
+    assert_eq!(hooks.post.as_deref(), Some(&["/bin/true".to_string()][..]));
+    assert_eq!(hooks.timeout, Duration::from_secs(60));
+    assert_eq!(hooks.on_pre_failure, OnPreFailure::Skip);
+    // Hooks never inherit the variables secrets come from.
+    assert_eq!(c.secret_env, ["QY_SECRET"]);
+
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"",
+        "pre_snapshot = [\"/bin/true\"]\nhook_timeout = \"5s\"\non_pre_failure = \"snapshot\"",
+    );
+    let c = load_env(&text, &[("QY_SECRET", SECRET)]).expect("valid");
+    let hooks = c.policies[0].hooks.as_ref().expect("hooks");
+    assert_eq!(hooks.post, None);
+    assert_eq!(hooks.timeout, Duration::from_secs(5));
+    assert_eq!(hooks.on_pre_failure, OnPreFailure::Snapshot);
+
+    let c = load_env(
+        &config("secret_access_key_env = \"QY_SECRET\"", ""),
+        &[("QY_SECRET", SECRET)],
+    )
+    .expect("valid");
+    assert!(c.policies[0].hooks.is_none());
+}
+
+#[test]
+fn a_hook_that_is_not_an_executable_path_is_refused_at_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("not-executable.sh");
+    std::fs::write(&plain, "#!/bin/sh\n").expect("write");
+    let plain = plain.display().to_string();
+    let cases = [
+        ("pre_snapshot = []".to_string(), "pre_snapshot = []", "non-empty array"),
+        (
+            "pre_snapshot = [\"fsfreeze\", \"-f\"]".to_string(),
+            "\"fsfreeze\"",
+            "must be an absolute path",
+        ),
+        (
+            "post_snapshot = [\"/nonexistent/thaw\"]".to_string(),
+            "\"/nonexistent/thaw\"",
+            "/nonexistent/thaw cannot be read",
+        ),
+        (
+            format!("post_snapshot = [\"{plain}\"]"),
+            "\"/",
+            "is not executable",
+        ),
+        (
+            "pre_snapshot = [\"/tmp\"]".to_string(),
+            "\"/tmp\"",
+            "/tmp is not a file",
+        ),
+        (
+            "pre_snapshot = [\"/bin/true\"]\non_pre_failure = \"ignore\"".to_string(),
+            "\"ignore\"",
+            "must be \"skip\"",
+        ),
+        (
+            "pre_snapshot = [\"/bin/true\"]\nhook_timeout = \"2h\"".to_string(),
+            "\"2h\"",
+            "hook_timeout",
+        ),
+    ];
+    for (extra, at, says) in cases {
+        let text = config("secret_access_key_env = \"QY_SECRET\"", &extra);
+        let p = problems(&text, &[("QY_SECRET", SECRET)]);
+        assert_eq!(p.len(), 1, "{extra}: {p:?}");
+        assert!(p[0].contains(says), "{extra}: {p:?}");
+        assert!(
+            p[0].contains(&format!("test.toml:{}", pos_of(&text, at))),
+            "{extra}: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn hook_settings_without_a_hook_are_warned_about() {
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"",
+        "hook_timeout = \"5s\"",
+    );
+    let c = load_env(&text, &[("QY_SECRET", SECRET)]).expect("valid");
+    assert!(c.policies[0].hooks.is_none());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("`hook_timeout` has no effect")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -6,6 +6,7 @@
 //! for its capabilities.
 
 mod alerts;
+mod hooks;
 mod ledger;
 mod policy;
 mod targets;
@@ -83,6 +84,7 @@ pub(crate) fn document(root: &DeTable<'_>, path: PathBuf, cx: &mut Cx<'_>) -> Op
         },
         providers,
         policies: policies.checked.into_iter().collect::<Option<Vec<_>>>()?,
+        secret_env: std::mem::take(&mut cx.secret_env),
         warnings: Vec::new(),
     })
 }

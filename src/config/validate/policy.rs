@@ -77,6 +77,7 @@ pub(super) fn policy(
         }
     };
     let health = policy_health(raw, interval, cx);
+    let hooks = super::hooks::policy_hooks(entry, cx);
     let max_deletes_per_run =
         max_deletes_or(raw.max_deletes_per_run.as_ref(), defaults.max_deletes, cx);
 
@@ -92,6 +93,7 @@ pub(super) fn policy(
         full_every: full_every?,
         timing: timing?,
         health: health?,
+        hooks: hooks?,
     })
 }
 
