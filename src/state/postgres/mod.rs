@@ -18,6 +18,7 @@
 mod begin;
 mod conn;
 mod connect;
+mod hooks;
 mod import;
 pub mod lease;
 mod ledger;
