@@ -513,9 +513,10 @@ pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
 ///
 /// A ledger shared by several processes ([`PgLedger`]) refuses decision
 /// writes (intents, deletes, restores, holds, the fired slot, policy
-/// rules, trims) from a process that does not hold the scheduler lease:
-/// [`StateError::NotLeader`]. Facts (what a cloud answered, what was
-/// delivered, a rotated secret) are written by any process.
+/// rules, trims, a post hook owed) from a process that does not hold the
+/// scheduler lease: [`StateError::NotLeader`]. Facts (what a cloud
+/// answered, what was delivered, a rotated secret, a post hook that ran)
+/// are written by any process.
 #[async_trait::async_trait]
 pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync {
     /// Where the ledger is, for messages (a path, or a URL without its
