@@ -62,6 +62,24 @@ pub struct DumpAlert {
     pub at: DateTime<Utc>,
 }
 
+/// A post hook owed, as stored (its run's fields live in the run's row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpPostHook {
+    pub run_id: i64,
+    /// The post hook's argv.
+    pub command: Vec<String>,
+    pub resource: String,
+    pub since: DateTime<Utc>,
+}
+
+impl DumpPostHook {
+    /// The command as the ledger stores it (a JSON array of strings).
+    pub fn command_json(&self) -> String {
+        // Serializing a list of strings cannot fail.
+        serde_json::to_string(&self.command).unwrap_or_default()
+    }
+}
+
 /// Every row of a ledger, table by table, in id (or key) order. The
 /// health probe's row is not part of it: it is rewritten by every probe.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,11 +96,12 @@ pub struct LedgerDump {
     pub snapshot_sources: Vec<(i64, String)>,
     pub targets: Vec<DumpTarget>,
     pub alerts_delivered: Vec<DumpAlert>,
+    pub post_hooks_owed: Vec<DumpPostHook>,
 }
 
 /// The tables a dump carries, in the order an import writes them (every
 /// table after the ones its foreign keys point to).
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "runs",
     "snapshots",
     "operations",
@@ -93,6 +112,7 @@ pub const TABLES: [&str; 10] = [
     "snapshot_sources",
     "targets",
     "alerts_delivered",
+    "post_hooks_owed",
 ];
 
 /// What one table must look like on both sides after a copy: its row
@@ -155,6 +175,7 @@ pub fn value_columns(
         "snapshot_sources" => (&[], &["source"], &[]),
         "targets" => (&[], &["policy", "target", "provider"], &[]),
         "alerts_delivered" => (&["at"], &["policy", "target", "kind"], &[]),
+        "post_hooks_owed" => (&["since"], &["command", "resource"], &[]),
         _ => (&[], &[], &[]),
     }
 }
@@ -222,7 +243,8 @@ impl LedgerDump {
         let checks = self
             .history_checks()
             .into_iter()
-            .chain(self.settings_checks());
+            .chain(self.settings_checks())
+            .chain(self.hook_checks());
         TABLES.into_iter().zip(checks).collect()
     }
 
@@ -358,6 +380,25 @@ impl LedgerDump {
                 }),
             ),
         ]
+    }
+}
+
+impl LedgerDump {
+    /// The check of the post hooks owed (the last of [`TABLES`]); the run
+    /// id is its id.
+    fn hook_checks(&self) -> [TableCheck; 1] {
+        [add_values(
+            ids_check(
+                self.post_hooks_owed.iter().map(|h| h.run_id),
+                std::iter::empty(),
+            ),
+            self.post_hooks_owed.iter().map(|h| {
+                Values::default()
+                    .time(Some(&h.since))
+                    .text(Some(&h.command_json()))
+                    .text(Some(&h.resource))
+            }),
+        )]
     }
 }
 

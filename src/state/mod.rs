@@ -83,6 +83,9 @@ pub enum StateError {
     /// written).
     #[error("{0}")]
     ImportMismatch(String),
+    /// A value the ledger refuses to record (nothing was written).
+    #[error("state database: cannot record {what}: {problem}")]
+    Invalid { what: &'static str, problem: String },
     /// The backend's worker died while it held the call (a panic: a bug).
     #[error("state database: the call was lost: {0}")]
     Lost(String),
@@ -334,6 +337,72 @@ pub struct DeleteHold {
     pub since: DateTime<Utc>,
 }
 
+/// A post hook owed: the pre hook of run `run_id` started and the post
+/// hook has not yet run to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedHook {
+    pub run_id: i64,
+    /// From the run row.
+    pub policy: String,
+    /// From the run row.
+    pub target: String,
+    /// From the run row.
+    pub provider: String,
+    /// From the run row.
+    pub slot: DateTime<Utc>,
+    /// The run's snapshot name (`runs.name`).
+    pub name: String,
+    /// As recorded (the configuration may change before a restart).
+    pub resource: String,
+    /// The post hook's argv, as recorded.
+    pub command: Vec<String>,
+    pub since: DateTime<Utc>,
+}
+
+/// A post hook's argv as the ledger stores it: a JSON array of strings.
+/// An empty argv is refused: there would be nothing to run after a
+/// restart, and the thaw would be lost.
+pub(crate) fn hook_command_json(command: &[String]) -> Result<String> {
+    if command.is_empty() {
+        return Err(StateError::Invalid {
+            what: "a post hook",
+            problem: "its command is empty (an argv needs at least the program)".into(),
+        });
+    }
+    serde_json::to_string(command).map_err(|e| StateError::Invalid {
+        what: "a post hook",
+        problem: e.to_string(),
+    })
+}
+
+/// A stored post hook argv read back (see [`hook_command_json`]).
+pub(crate) fn parse_hook_command(json: &str) -> Result<Vec<String>> {
+    match serde_json::from_str::<Vec<String>>(json) {
+        Ok(argv) if !argv.is_empty() => Ok(argv),
+        _ => Err(corrupt("post_hooks_owed.command", json)),
+    }
+}
+
+/// The rows of owed post hooks that could be read; each that cannot is
+/// left out and logged with its run id, so one bad row never hides the
+/// thaws of the others.
+pub(crate) fn readable_hooks(
+    rows: impl IntoIterator<Item = (i64, Result<OwedHook>)>,
+) -> Vec<OwedHook> {
+    rows.into_iter()
+        .filter_map(|(run_id, row)| match row {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!(
+                    run_id,
+                    "the post hook owed by run {run_id} cannot be read from the ledger and is not run: {e}"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
 /// What one [`Ledger::trim`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
@@ -444,9 +513,10 @@ pub(crate) fn corrupt(what: &'static str, value: &str) -> StateError {
 ///
 /// A ledger shared by several processes ([`PgLedger`]) refuses decision
 /// writes (intents, deletes, restores, holds, the fired slot, policy
-/// rules, trims) from a process that does not hold the scheduler lease:
-/// [`StateError::NotLeader`]. Facts (what a cloud answered, what was
-/// delivered, a rotated secret) are written by any process.
+/// rules, trims, a post hook owed) from a process that does not hold the
+/// scheduler lease: [`StateError::NotLeader`]. Facts (what a cloud
+/// answered, what was delivered, a rotated secret, a post hook that ran)
+/// are written by any process.
 #[async_trait::async_trait]
 pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync {
     /// Where the ledger is, for messages (a path, or a URL without its
@@ -662,10 +732,33 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
 
     async fn target_summary(&self, policy: &str, target: &str) -> Result<Option<TargetSummary>>;
 
+    // ---- snapshot hooks -------------------------------------------------
+
+    /// Record, before a pre hook starts, that run `run_id` owes its post
+    /// hook `command` (argv, at least one element). Fenced: only the
+    /// leader freezes. Recording again for the same run replaces command
+    /// and resource and keeps `since`.
+    async fn owe_post_hook(
+        &self,
+        run_id: i64,
+        command: &[String],
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The post hook of `run_id` has run to its end (whatever it
+    /// answered): no longer owed. A fact, not fenced. Ok(false) when
+    /// nothing was owed.
+    async fn post_hook_ran(&self, run_id: i64) -> Result<bool>;
+
+    /// Every post hook owed, oldest `since` first (then run_id). A row
+    /// that cannot be read is left out and logged, never the whole answer.
+    async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>>;
+
     // ---- history --------------------------------------------------------
 
     /// Remove history that ended before `before`: only what no guarantee
-    /// still needs.
+    /// still needs (a run that still owes a post hook stays).
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed>;
 }
 

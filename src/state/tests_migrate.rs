@@ -37,7 +37,7 @@ async fn begin(l: &dyn Ledger, target: &str, slot: DateTime<Utc>) -> i64 {
 
 /// A ledger with runs in every state, snapshots in every state,
 /// operations in flight and finished, a hold, a secret, policy rules,
-/// sources, a delivered alert and the schedule's slot.
+/// sources, a delivered alert, the schedule's slot and post hooks owed.
 async fn populate(l: &dyn Ledger) {
     // vol-a: creating, one snapshot available, one still being created.
     let a = begin(l, "vol-a", t(0)).await;
@@ -132,6 +132,24 @@ async fn populate(l: &dyn Ledger) {
         .await
         .expect("alert");
     l.set_last_slot("db", t(10)).await.expect("slot");
+    // vol-c froze and owes its thaw; vol-e, long failed, still owes one
+    // too (argv with spaces and non-ASCII).
+    l.owe_post_hook(
+        c,
+        &["thaw".to_string(), "vol-c".to_string()],
+        "disk-c",
+        t(3),
+    )
+    .await
+    .expect("owe c");
+    l.owe_post_hook(
+        e,
+        &["/opt/hooks/dégel".to_string(), "/srv/data dir".to_string()],
+        "disk-e",
+        t(1),
+    )
+    .await
+    .expect("owe e");
 }
 
 /// Every read the daemon and the commands make, as one comparable value.
@@ -163,7 +181,7 @@ async fn reads(l: &dyn Ledger) -> String {
     format!(
         "runs {runs:?}\nsummaries {:?}\nsnapshots {snapshots:?}\nops {ops:?}\nopen {open:?}\n\
          holds {:?}\nrules {:?}\nsources {sources:?}\nalerts {alerts:?}\nslot {:?}\nsecret {:?}\n\
-         skipped {:?}\nfailed deletes {:?}",
+         skipped {:?}\nfailed deletes {:?}\nowed {:?}",
         l.summaries().await.expect("summaries"),
         l.delete_holds().await.expect("holds"),
         l.policy_rules().await.expect("rules"),
@@ -174,6 +192,7 @@ async fn reads(l: &dyn Ledger) -> String {
             .map(|s| (s.value.expose().to_string(), s.seed)),
         l.newest_skipped("db", "vol-b").await.expect("skipped"),
         l.failed_deletes().await.expect("failed deletes"),
+        l.post_hooks_owed().await.expect("owed"),
     )
 }
 
@@ -203,6 +222,20 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
     assert_eq!(runs.len(), 6, "{runs:?}");
     let snapshots = &dump.checks()[1].1.by_state;
     assert_eq!(snapshots.len(), 5, "{snapshots:?}");
+    // The owed post hooks came along, and are still owed on PostgreSQL.
+    assert_eq!(dump.post_hooks_owed.len(), 2);
+    let hooks = report
+        .tables
+        .iter()
+        .find(|(table, _)| *table == "post_hooks_owed")
+        .expect("post_hooks_owed is checked");
+    let owed_runs: Vec<_> = dump.post_hooks_owed.iter().map(|h| h.run_id).collect();
+    assert_eq!(
+        (hooks.1.rows, owed_runs),
+        (2, vec![4, 6]),
+        "vol-c and vol-e"
+    );
+    assert_eq!(pg.post_hooks_owed().await.expect("owed").len(), 2);
 
     // A second import into the now full ledger is refused and changes
     // nothing.
@@ -263,6 +296,16 @@ fn a_row_that_cannot_be_read_fails_the_export_naming_it() {
     let err = sqlite.export().expect_err("corrupt hold");
     assert!(
         err.to_string().contains("delete_holds row (db, vol-2)"),
+        "{err}"
+    );
+    sqlite.execute_for_tests(
+        "UPDATE delete_holds SET since = '2026-01-01T00:00:00.000Z';
+         INSERT INTO post_hooks_owed (run_id, command, resource, since)
+         VALUES (41, 'thaw --all', 'disk-1', '2026-01-01T00:00:00.000Z');",
+    );
+    let err = sqlite.export().expect_err("corrupt owed post hook");
+    assert!(
+        err.to_string().contains("post_hooks_owed row run_id 41"),
         "{err}"
     );
 }

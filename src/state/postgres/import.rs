@@ -72,6 +72,7 @@ fn check_columns(table: &str) -> (Option<&'static str>, Option<String>) {
             Some(format!("COALESCE(outcome, '{IN_FLIGHT}')")),
         ),
         "snapshot_sources" => (Some("snapshot"), None),
+        "post_hooks_owed" => (Some("run_id"), None),
         _ => (None, None),
     }
 }
@@ -170,6 +171,7 @@ impl PgLedger {
 
         copy_history(&tx, dump).await?;
         copy_settings(&tx, dump).await?;
+        copy_hooks(&tx, dump).await?;
         reset_sequences(&tx).await?;
         let tables = self.verify(&tx, dump).await?;
         tx.commit().await?;
@@ -362,6 +364,30 @@ async fn copy_history(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The post hooks owed (after the runs they refer to).
+async fn copy_hooks(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "post_hooks_owed",
+        &[
+            ("run_id", Type::INT8),
+            ("command", Type::TEXT),
+            ("resource", Type::TEXT),
+            ("since", Type::TIMESTAMPTZ),
+        ],
+        &dump.post_hooks_owed,
+        |h| {
+            vec![
+                p(h.run_id),
+                p(h.command_json()),
+                p(h.resource.clone()),
+                p(h.since),
+            ]
+        },
+    )
+    .await
 }
 
 /// Everything else the ledger keeps: the schedule, secrets, holds, rules,

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow,
-    RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, PollPlan, Result,
+    RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
 };
 
 #[async_trait]
@@ -265,6 +265,24 @@ impl Ledger for PgLedger {
 
     async fn target_summary(&self, policy: &str, target: &str) -> Result<Option<TargetSummary>> {
         PgLedger::target_summary(self, policy, target).await
+    }
+
+    async fn owe_post_hook(
+        &self,
+        run_id: i64,
+        command: &[String],
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        PgLedger::owe_post_hook(self, run_id, command, resource, now).await
+    }
+
+    async fn post_hook_ran(&self, run_id: i64) -> Result<bool> {
+        PgLedger::post_hook_ran(self, run_id).await
+    }
+
+    async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>> {
+        PgLedger::post_hooks_owed(self).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -168,6 +168,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at     timestamptz NOT NULL
     );
     "#,
+    // 2: the post hooks owed (the SQLite ledger's migration 11). A row is
+    // written before a policy's pre hook starts (a freeze) and removed
+    // once its post hook (the thaw) has run; a node that starts or takes
+    // over runs every post hook still here, so no thaw is lost. The
+    // command is the post hook's argv as a JSON array of strings, and the
+    // resource as it was when recorded.
+    r#"
+    CREATE TABLE post_hooks_owed (
+        run_id    bigint PRIMARY KEY REFERENCES runs (id),
+        command   text NOT NULL,
+        resource  text NOT NULL,
+        since     timestamptz NOT NULL
+    );
+    "#,
 ];
 
 const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

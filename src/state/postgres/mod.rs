@@ -3,12 +3,13 @@
 //! types, and every call one PostgreSQL transaction where SQLite's is one.
 //!
 //! Decision writes (an intent, a delete or restore, a hold, the schedule's
-//! fired slot, the policy rules, a trim) are fenced: inside their own
-//! transaction, before writing, they check that this process still holds
-//! the scheduler lease with the epoch it was given ([`PgLedger::set_fence`]),
-//! and share-lock the lease row so that no other node can take it over
-//! until they commit. Facts (what a cloud answered, what was delivered, a
-//! rotated secret) are written by whoever learns them, leader or not.
+//! fired slot, the policy rules, a trim, a post hook owed) are fenced:
+//! inside their own transaction, before writing, they check that this
+//! process still holds the scheduler lease with the epoch it was given
+//! ([`PgLedger::set_fence`]), and share-lock the lease row so that no
+//! other node can take it over until they commit. Facts (what a cloud
+//! answered, what was delivered, a rotated secret, a post hook that ran)
+//! are written by whoever learns them, leader or not.
 //!
 //! Connections: one for the ledger's calls (transactions need it to
 //! themselves, so calls take turns), and one for health probes, so a probe
@@ -18,6 +19,7 @@
 mod begin;
 mod conn;
 mod connect;
+mod hooks;
 mod import;
 pub mod lease;
 mod ledger;

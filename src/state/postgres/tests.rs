@@ -50,6 +50,11 @@ async fn decisions_refused(l: &PgLedger, snapshot: i64, run: i64) {
             .await,
     );
     not_leader("trim", l.trim(t(50)).await);
+    not_leader(
+        "owe_post_hook",
+        l.owe_post_hook(run, &["thaw".to_string()], "vol-1", t(50))
+            .await,
+    );
 }
 
 /// What the decision writes would change, for "nothing was written".
@@ -62,6 +67,7 @@ async fn footprint(l: &PgLedger) -> Vec<String> {
         "delete_holds",
         "policy_rules",
         "snapshots",
+        "post_hooks_owed",
     ] {
         out.push(format!("{table}={}", count(l, table).await));
     }
@@ -71,6 +77,10 @@ async fn footprint(l: &PgLedger) -> Vec<String> {
     );
     out.extend(
         l.query_for_tests("SELECT state FROM snapshots ORDER BY id")
+            .await,
+    );
+    out.extend(
+        l.query_for_tests("SELECT command || resource FROM post_hooks_owed ORDER BY run_id")
             .await,
     );
     out
@@ -115,6 +125,10 @@ async fn decision_writes_need_the_lease_and_facts_do_not() {
         .await;
     assert_eq!(epochs, vec![EPOCH.to_string(), EPOCH.to_string()]);
     let snapshot = ops[0].snapshot_row;
+    // The leader freezes: the thaw is owed.
+    l.owe_post_hook(run, &["thaw".to_string(), "db".to_string()], "vol-1", t(1))
+        .await
+        .expect("the leader owes a post hook");
 
     // Without a fence every decision write is refused and writes nothing.
     l.set_fence(None);
@@ -122,7 +136,10 @@ async fn decision_writes_need_the_lease_and_facts_do_not() {
     decisions_refused(&l, snapshot, run).await;
     assert_eq!(footprint(&l).await, before, "nothing was written");
 
-    // Facts are written by whoever learns them.
+    // Facts are written by whoever learns them: a post hook that ran (a
+    // node that lost the lead mid-run still thaws what it froze).
+    assert!(l.post_hook_ran(run).await.expect("ran without the lease"));
+    assert_eq!(count(&l, "post_hooks_owed").await, 0);
     l.finish_op(ops[0].id, None, t(2)).await.expect("finish");
     l.record_snapshot_sources(&[(snapshot, "v-1")])
         .await
@@ -467,5 +484,46 @@ async fn a_statement_is_prepared_once_per_connection_and_again_after_a_reconnect
         l.client().await.expect("connection").prepared_count(),
         2,
         "a new connection starts with no statements: the fence and the update"
+    );
+}
+
+/// An owed post hook whose command cannot be read is left out (and
+/// logged); the others are still listed, so their thaws still run.
+#[tokio::test]
+async fn an_unreadable_owed_post_hook_hides_no_other() {
+    let Some((_, l)) = fresh_pg("an_unreadable_owed_post_hook_hides_no_other").await else {
+        return;
+    };
+    lead(&l).await;
+    let mut runs = Vec::new();
+    for target in ["vol-1", "vol-2", "vol-3"] {
+        let run = NewRun {
+            target: target.into(),
+            ..new_run(t(0))
+        };
+        let Begin::Started(id) = l.begin_run(&run, t(0)).await.expect("begin") else {
+            panic!("a fresh slot starts");
+        };
+        l.owe_post_hook(id, &["thaw".to_string(), target.to_string()], target, t(1))
+            .await
+            .expect("owe");
+        runs.push(id);
+    }
+    l.execute_for_tests(&format!(
+        "UPDATE post_hooks_owed SET command = 'thaw vol-1' WHERE run_id = {};
+         UPDATE post_hooks_owed SET command = '[]' WHERE run_id = {}",
+        runs[0], runs[2]
+    ))
+    .await;
+    let owed: Vec<_> = l
+        .post_hooks_owed()
+        .await
+        .expect("the readable ones")
+        .into_iter()
+        .map(|h| (h.run_id, h.command))
+        .collect();
+    assert_eq!(
+        owed,
+        vec![(runs[1], vec!["thaw".to_string(), "vol-2".to_string()])]
     );
 }

@@ -49,7 +49,8 @@ impl PgLedger {
                            SELECT MAX(n.slot) FROM runs n
                            WHERE n.policy = r.policy AND n.target = r.target
                              AND n.state = 'succeeded')
-                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))"
+                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id)
+                       AND NOT EXISTS (SELECT 1 FROM post_hooks_owed h WHERE h.run_id = r.id))"
                     .to_string()],
                 before,
             )

@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::rows::{finish_run_row, parse_opt_ts, parse_ts, run_row, snapshot_row, RawSnapshot};
 use super::{migrations, ts, Result, SqliteLedger, StateError, RUN_COLUMNS, SNAPSHOT_COLUMNS};
-use crate::state::dump::{DumpAlert, DumpOp, DumpPolicyRules, DumpSecret, DumpTarget, LedgerDump};
+use crate::state::dump::{
+    DumpAlert, DumpOp, DumpPolicyRules, DumpPostHook, DumpSecret, DumpTarget, LedgerDump,
+};
 use crate::state::DeleteHold;
 
 /// Where a moved ledger's state went, as `migrate-state` recorded it.
@@ -196,6 +198,36 @@ fn read_alerts_delivered(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpAlert
     )
 }
 
+/// Every row of `post_hooks_owed`, its command decoded as the ledger's
+/// reads decode it.
+fn read_post_hooks_owed(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpPostHook>> {
+    read_all(
+        tx,
+        "post_hooks_owed",
+        "SELECT run_id, command, resource, since FROM post_hooks_owed ORDER BY run_id",
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+        |r| match r.get::<_, i64>(0) {
+            Ok(id) => format!("run_id {id}"),
+            Err(_) => "run_id unknown".to_string(),
+        },
+        |(run_id, command, resource, since)| {
+            Ok(DumpPostHook {
+                run_id,
+                command: crate::state::parse_hook_command(&command)?,
+                resource,
+                since: parse_ts("post_hooks_owed.since", &since)?,
+            })
+        },
+    )
+}
+
 impl SqliteLedger {
     /// Every row of every table but the health probe's, read in one
     /// transaction (a consistent picture even if a reader runs beside).
@@ -262,6 +294,7 @@ impl SqliteLedger {
             Ok,
         )?;
         let alerts_delivered = read_alerts_delivered(&tx)?;
+        let post_hooks_owed = read_post_hooks_owed(&tx)?;
         tx.finish()?;
         Ok(LedgerDump {
             runs,
@@ -274,6 +307,7 @@ impl SqliteLedger {
             snapshot_sources,
             targets,
             alerts_delivered,
+            post_hooks_owed,
         })
     }
 

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, PollPlan, Result, RunRow,
-    RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, PollPlan, Result,
+    RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
 };
 
 impl SqliteLedger {
@@ -362,6 +362,27 @@ impl Ledger for SqliteLedger {
         let (policy, target) = (policy.to_owned(), target.to_owned());
         self.blocking(move |db| SqliteLedger::target_summary(db, &policy, &target))
             .await
+    }
+
+    async fn owe_post_hook(
+        &self,
+        run_id: i64,
+        command: &[String],
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (command, resource) = (command.to_vec(), resource.to_owned());
+        self.blocking(move |db| SqliteLedger::owe_post_hook(db, run_id, &command, &resource, now))
+            .await
+    }
+
+    async fn post_hook_ran(&self, run_id: i64) -> Result<bool> {
+        self.blocking(move |db| SqliteLedger::post_hook_ran(db, run_id))
+            .await
+    }
+
+    async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>> {
+        self.blocking(SqliteLedger::post_hooks_owed).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

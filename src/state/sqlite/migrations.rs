@@ -175,4 +175,18 @@ pub const MIGRATIONS: &[&str] = &[
         at        TEXT NOT NULL
     );
     "#,
+    // 11: the post hooks owed. A row is written before a policy's pre
+    // hook starts (a freeze) and removed once its post hook (the thaw)
+    // has run; a restarted daemon runs every post hook still here, so no
+    // thaw is lost. The command is the post hook's argv as a JSON array
+    // of strings, and the resource as it was when recorded: the
+    // configuration may change before the restart.
+    r#"
+    CREATE TABLE post_hooks_owed (
+        run_id    INTEGER PRIMARY KEY REFERENCES runs (id),
+        command   TEXT NOT NULL,
+        resource  TEXT NOT NULL,
+        since     TEXT NOT NULL
+    );
+    "#,
 ];

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod export;
+mod hooks;
 mod ledger;
 mod lock;
 mod migrations;

@@ -229,7 +229,7 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
         // Back to version 6, as an older snapwarden left it.
         s.conn()
             .execute_batch(
-                "DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
+                "DROP TABLE post_hooks_owed; DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
                  PRAGMA user_version = 6;",
             )
             .expect("downgrade");
@@ -327,4 +327,42 @@ fn a_second_open_run_of_a_target_cannot_be_written() {
                      '2026-01-01T00:00:09.000Z')",
         )
         .expect("a skipped slot");
+}
+
+/// An owed post hook whose command or time cannot be read (a hand edit, a
+/// value of another type) is left out (and logged); the others are still
+/// listed, so their thaws still run.
+#[test]
+fn an_unreadable_owed_post_hook_hides_no_other() {
+    let (_dir, s) = ledger();
+    let mut runs = Vec::new();
+    for target in ["vol-1", "vol-2", "vol-3", "vol-4"] {
+        let id = started(
+            &s,
+            &NewRun {
+                target: target.into(),
+                ..new_run(t(0))
+            },
+            t(0),
+        );
+        s.owe_post_hook(id, &["thaw".to_string(), target.to_string()], target, t(1))
+            .expect("owe");
+        runs.push(id);
+    }
+    s.execute_for_tests(&format!(
+        "UPDATE post_hooks_owed SET command = '{{\"argv\": 1}}' WHERE run_id = {};
+         UPDATE post_hooks_owed SET since = 42 WHERE run_id = {};
+         UPDATE post_hooks_owed SET since = 'yesterday' WHERE run_id = {}",
+        runs[0], runs[1], runs[3]
+    ));
+    let owed: Vec<_> = s
+        .post_hooks_owed()
+        .expect("the readable ones")
+        .into_iter()
+        .map(|h| (h.run_id, h.command))
+        .collect();
+    assert_eq!(
+        owed,
+        vec![(runs[2], vec!["thaw".to_string(), "vol-3".to_string()])]
+    );
 }

@@ -12,6 +12,8 @@
 //!   stay, so `status`, `monitor` and the alerts read the same afterwards.
 //!   Trimmed slots are far behind the schedule's last slot, which only
 //!   moves forward, so no slot can fire again for want of its row.
+//! - never a run that still owes a post hook: a restart must find its
+//!   thaw, with the run's policy, target and name.
 //!
 //! The work is done in windows of ids, one short IMMEDIATE transaction
 //! each, so a first trim of a large ledger never holds the engine off for
@@ -63,7 +65,8 @@ impl SqliteLedger {
                            SELECT MAX(n.slot) FROM runs n
                            WHERE n.policy = r.policy AND n.target = r.target
                              AND n.state = 'succeeded')
-                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id))",
+                       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id)
+                       AND NOT EXISTS (SELECT 1 FROM post_hooks_owed h WHERE h.run_id = r.id))",
                 params![from, to, before],
             )?;
             Ok(())
