@@ -557,7 +557,11 @@ fn a_hook_that_is_not_an_executable_path_is_refused_at_its_position() {
     std::fs::write(&plain, "#!/bin/sh\n").expect("write");
     let plain = plain.display().to_string();
     let cases = [
-        ("pre_snapshot = []".to_string(), "pre_snapshot = []", "non-empty array"),
+        (
+            "pre_snapshot = []".to_string(),
+            "pre_snapshot = []",
+            "non-empty array",
+        ),
         (
             "pre_snapshot = [\"fsfreeze\", \"-f\"]".to_string(),
             "\"fsfreeze\"",

@@ -311,6 +311,11 @@ async fn start_scheduler(
 ) -> Result<Scheduler, DaemonError> {
     remember_deliveries(&sched.alerter, &sched.state);
     hold_large_reloads(&sched.engine, &sched.alerter, None, config).await;
+    // A thaw first: an application left frozen by a run that died
+    // between its hooks waits for nothing else.
+    if let Err(e) = sched.engine.run_owed_post_hooks(config).await {
+        error!(error = %e, "cannot run the post hooks left owed; they stay owed for the next start");
+    }
     sched.take_up_abandoned(config, Occasion::Startup).await;
     trim::start(sched.state.clone(), stop);
     restore_alerts(&sched.alerter, &*sched.state, config).await?;

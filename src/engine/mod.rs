@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod fake;
 mod hold;
+mod hooks;
 mod orphans;
 mod poller;
 mod prune;
@@ -63,6 +64,9 @@ pub enum EngineError {
     /// The action needs the operator's explicit `--yes`.
     #[error("{0}")]
     NeedsConfirmation(String),
+    /// A pre or post snapshot hook failed (what it did to the snapshot).
+    #[error("{0}")]
+    Hook(String),
 }
 
 impl EngineError {
@@ -76,6 +80,7 @@ impl EngineError {
             EngineError::Failed(_) => "operation_failed",
             EngineError::TimedOut(_) => "timeout",
             EngineError::NeedsConfirmation(_) => "needs_confirmation",
+            EngineError::Hook(_) => "hook",
         }
     }
 }
@@ -267,6 +272,8 @@ pub struct Engine {
     mandate: Arc<Mandate>,
     /// Unreadable ledger rows already reported (each is logged once).
     unreadable: Mutex<HashSet<(&'static str, i64)>>,
+    /// The environment variables secrets come from: hooks never see them.
+    hook_scrub_env: RwLock<Vec<String>>,
 }
 
 impl Engine {
@@ -284,6 +291,7 @@ impl Engine {
             claiming: tokio::sync::Mutex::new(()),
             mandate: Mandate::always(),
             unreadable: Mutex::default(),
+            hook_scrub_env: RwLock::default(),
         });
         engine.install_providers(config)?;
         Ok(engine)
@@ -305,6 +313,7 @@ impl Engine {
             claiming: tokio::sync::Mutex::new(()),
             mandate,
             unreadable: Mutex::default(),
+            hook_scrub_env: RwLock::default(),
         });
         engine.install_providers(config)?;
         Ok(engine)
@@ -333,6 +342,12 @@ impl Engine {
             );
         }
         *self.providers.write().unwrap_or_else(|p| p.into_inner()) = built;
+        config.secret_env.clone_into(
+            &mut self
+                .hook_scrub_env
+                .write()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         Ok(())
     }
 

@@ -163,7 +163,7 @@ impl Engine {
                     target: target.to_string(),
                     slot: run.slot,
                 };
-                self.create_and_follow(
+                self.create_with_hooks(
                     &ps, policy, target, run.id, &marker, &run.name, run.full, deadline, true,
                 )
                 .await

@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tracing::{error, info, warn};
 
+use super::hooks::Thaw;
 use super::{
     ledger_state, note_throttle, poll_plan, report, too_late, Begun, Claim, Engine, EngineError,
     OpOutcome, ProviderSlot, PruneMode, RetryPolicy, RunOutcome, RunReport, Started,
 };
 use crate::config::Policy;
+use crate::hooks::Outcome;
 use crate::observe::events::{self, RunFailed, RunSucceeded, SlotOverlapped, SnapshotsGood};
 use crate::providers::{
     self, CreateRequest, Created, ErrorKind, Marker, ProviderError, RemoteSnapshot, SnapshotState,
@@ -170,7 +172,7 @@ impl Engine {
             + chrono::Duration::from_std(policy.timing.timeout)
                 .unwrap_or(chrono::Duration::hours(2));
         let result = self
-            .create_and_follow(
+            .create_with_hooks(
                 &ps,
                 policy,
                 target,
@@ -224,6 +226,7 @@ impl Engine {
         full: bool,
         deadline: DateTime<Utc>,
         ambiguous: bool,
+        thaw: &Thaw<'_>,
     ) -> Result<(), EngineError> {
         let _permit = self
             .or_shutdown(ps.in_flight.clone().acquire_owned())
@@ -299,6 +302,8 @@ impl Engine {
             .record_created(run_id, &created, now, poll_plan(policy, now, deadline))
             .await?;
         log_created(policy, target, &created);
+        // The point in time is taken: thaw now, not when the job is done.
+        thaw.run(Outcome::Accepted).await;
         self.await_ops(ps, policy, ops).await
     }
 

@@ -118,7 +118,10 @@ async fn a_missing_program_cannot_start() {
         .await
         .expect_err("no such program");
     assert!(matches!(e, HookError::Spawn { .. }), "{e:?}");
-    assert!(e.to_string().contains("/nonexistent/snapwarden-hook"), "{e}");
+    assert!(
+        e.to_string().contains("/nonexistent/snapwarden-hook"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -153,11 +156,17 @@ async fn a_hanging_hook_and_its_children_are_killed_at_the_timeout() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
         if stat.is_empty() || state == Some("Z") {
             break;
         }
-        assert!(Instant::now() < deadline, "the hook's child {child} still runs: {stat}");
+        assert!(
+            Instant::now() < deadline,
+            "the hook's child {child} still runs: {stat}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

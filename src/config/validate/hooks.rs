@@ -91,7 +91,11 @@ fn command(
     key: &str,
     cx: &mut Cx<'_>,
 ) -> Option<Vec<String>> {
-    let argv: Vec<String> = value.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+    let argv: Vec<String> = value
+        .get_ref()
+        .iter()
+        .map(|a| a.get_ref().clone())
+        .collect();
     let Some(program) = value.get_ref().first() else {
         cx.diag.error(
             value.span(),
