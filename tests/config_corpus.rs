@@ -191,6 +191,8 @@ fn the_shipped_example_loads_without_warnings() {
     assert_eq!(names[..2], ["db-nightly", "web-weekly"]);
     assert_eq!(c.policies[0].resource, "volume");
     assert_eq!(c.policies[1].resource, "instance");
+    let hooks = c.policies[0].hooks.as_ref().expect("db-nightly has hooks");
+    assert_eq!(hooks.pre.as_ref().map(|p| p[1].as_str()), Some("--freeze"));
     assert!(!format!("{c:?}").contains(SECRET_VALUE));
 }
 
