@@ -232,17 +232,13 @@ async fn log_lines(
 ) {
     let mut lines = BufReader::new(stream).lines();
     let mut seen = 0usize;
-    loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                seen += 1;
-                if seen <= LOGGED_LINES {
-                    let line: String = line.chars().take(LOGGED_LINE_CHARS).collect();
-                    info!(policy = %cx.policy, target = %cx.target, slot = %cx.slot, phase, stream = name, "hook: {line}");
-                }
-            }
-            // Not text, or the pipe broke: the rest is not logged.
-            Ok(None) | Err(_) => break,
+    // Up to the end, or to what is not text or a broken pipe: the rest
+    // is not logged.
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen += 1;
+        if seen <= LOGGED_LINES {
+            let line: String = line.chars().take(LOGGED_LINE_CHARS).collect();
+            info!(policy = %cx.policy, target = %cx.target, slot = %cx.slot, phase, stream = name, "hook: {line}");
         }
     }
     if seen > LOGGED_LINES {

@@ -144,6 +144,16 @@ impl Pair {
         Daemon::start_with_env(&path, SECRET, env)
     }
 
+    /// [`Pair::start`] with `keys` added to the policy, and `HOOK_NODE`
+    /// set to the node's name (for the hooks to say who ran them).
+    fn start_with_policy_keys(&self, node: &str, keys: &str) -> Daemon {
+        let url = self.cluster.url(&self.db);
+        let path = node_config(&self.wd, &self.sim, &url, node);
+        let text = std::fs::read_to_string(&path).expect("config");
+        std::fs::write(&path, format!("{text}{keys}\n")).expect("config");
+        Daemon::start_with_env(&path, SECRET, &[("HOOK_NODE", node)])
+    }
+
     /// Successful creates so far.
     fn create_count(&self) -> usize {
         self.creates().len()
@@ -591,4 +601,37 @@ fn systemd_and_metrics_tell_the_leader_from_the_standby() {
     assert_eq!(metric(&b, "snapwarden_leader_epoch"), Some(2.0));
     assert_eq!(metric(&b, "snapwarden_leader_changes_total"), Some(1.0));
     b.stop();
+}
+
+/// A leader killed while its pre hook runs: the node that takes over runs
+/// the post hook it left owed, once, before it creates anything.
+#[test]
+fn the_node_that_takes_over_runs_the_thaw_the_dead_leader_owed() {
+    let Some(p) = pair("the_node_that_takes_over_runs_the_thaw") else {
+        return;
+    };
+    let hooks = HookScript::new(&p.wd);
+    hooks.hold("pre");
+    let a = p.start_with_policy_keys("a", &hooks.keys());
+    a.wait_log("leads (epoch 1)", Duration::from_secs(20));
+    let b = p.start_with_policy_keys("b", &hooks.keys());
+    b.wait_log("standby:", Duration::from_secs(10));
+    hooks.wait_line("pre");
+    a.kill9();
+    std::fs::remove_file(hooks.dir.join("hold-pre")).expect("unhold");
+    hooks.go("pre");
+    b.wait_log("running a post hook left owed", Duration::from_secs(20));
+    p.wait_creates_by("b", 2);
+    b.stop();
+
+    assert_eq!(p.changes_by("a"), 0, "a was killed in its first pre hook");
+    let lines = hooks.lines();
+    let thaws: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("post interrupted"))
+        .collect();
+    assert_eq!(thaws.len(), 1, "{lines:?}");
+    assert!(thaws[0].ends_with("node=b"), "{lines:?}");
+    assert_eq!(p.sql("SELECT count(*) FROM post_hooks_owed"), "0");
+    p.assert_no_duplicate();
 }

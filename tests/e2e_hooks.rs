@@ -4,7 +4,6 @@
 
 mod util;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,75 +11,6 @@ use snapwarden::state::RunState;
 use util::*;
 
 const VOLUME: &str = "vol-hook0001";
-
-/// The hook script and its files in a work directory.
-struct Hooks {
-    script: PathBuf,
-    log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Hooks {
-    /// A hook that appends `PHASE OUTCOME TARGET NAME secret=…` to its
-    /// log, then, while `hold-PHASE` exists, waits for `go-PHASE`.
-    fn new(wd: &Workdir) -> Hooks {
-        let dir = wd.dir.path().to_path_buf();
-        let script = dir.join("hook.sh");
-        let log = dir.join("hooks.log");
-        let secret_var = secret_env_name(SECRET);
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\n\
-                 echo \"$SNAPWARDEN_PHASE ${{SNAPWARDEN_OUTCOME:--}} $SNAPWARDEN_TARGET $SNAPWARDEN_SNAPSHOT_NAME secret=${{{secret_var}:-unset}} arg=$1\" >> {log}\n\
-                 if [ -f {dir}/hold-$SNAPWARDEN_PHASE ]; then\n\
-                   while [ ! -f {dir}/go-$SNAPWARDEN_PHASE ]; do sleep 0.02; done\n\
-                 fi\n",
-                log = log.display(),
-                dir = dir.display(),
-            ),
-        )
-        .expect("write the hook");
-        let mut perms = std::fs::metadata(&script).expect("stat").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&script, perms).expect("chmod");
-        Hooks { script, log, dir }
-    }
-
-    /// Policy keys for both hooks.
-    fn keys(&self) -> String {
-        format!(
-            "pre_snapshot = [\"{s}\", \"freeze\"]\npost_snapshot = [\"{s}\", \"thaw\"]\nhook_timeout = \"20s\"",
-            s = self.script.display()
-        )
-    }
-
-    fn hold(&self, phase: &str) {
-        std::fs::write(self.dir.join(format!("hold-{phase}")), "").expect("hold");
-    }
-
-    fn go(&self, phase: &str) {
-        std::fs::write(self.dir.join(format!("go-{phase}")), "").expect("go");
-    }
-
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Wait until a line starting with `prefix` is logged.
-    fn wait_line(&self, prefix: &str) {
-        wait_for(&format!("hook line {prefix:?}"), MINUTE, || {
-            self.lines()
-                .iter()
-                .any(|l| l.starts_with(prefix))
-                .then_some(())
-        });
-    }
-}
 
 fn policy(schedule: &str, hooks: &str) -> String {
     qc_policy(
@@ -110,7 +40,7 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
 #[test]
 fn pre_runs_before_the_create_and_post_as_soon_as_it_is_accepted() {
     let (sim, wd) = sim_with_volumes("3s", &[VOLUME]);
-    let hooks = Hooks::new(&wd);
+    let hooks = HookScript::new(&wd);
     let cfg = wd.write_qc_config(&sim, &policy("0 0 * * * *", &hooks.keys()));
     hooks.hold("pre");
     hooks.hold("post");
@@ -153,7 +83,7 @@ fn pre_runs_before_the_create_and_post_as_soon_as_it_is_accepted() {
 #[test]
 fn post_runs_after_a_failed_create() {
     let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
-    let hooks = Hooks::new(&wd);
+    let hooks = HookScript::new(&wd);
     let cfg = wd.write_qc_config(&sim, &policy("0 0 * * * *", &hooks.keys()));
     sim.fault(
         json!({"dialect": "qingcloud", "action": "CreateSnapshots", "fault": "quota", "count": 1}),
@@ -177,7 +107,7 @@ fn post_runs_after_a_failed_create() {
 #[test]
 fn a_daemon_killed_between_pre_and_create_runs_post_once_after_restart() {
     let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
-    let hooks = Hooks::new(&wd);
+    let hooks = HookScript::new(&wd);
     let cfg = wd.write_qc_config(&sim, &policy("* * * * * *", &hooks.keys()));
     hooks.hold("pre");
     let daemon = Daemon::start(&cfg, SECRET);
@@ -220,7 +150,7 @@ fn a_daemon_killed_between_pre_and_create_runs_post_once_after_restart() {
 #[test]
 fn a_hanging_pre_hook_is_killed_at_its_timeout_and_skips_the_snapshot() {
     let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
-    let hooks = Hooks::new(&wd);
+    let hooks = HookScript::new(&wd);
     let keys = hooks
         .keys()
         .replace("hook_timeout = \"20s\"", "hook_timeout = \"1s\"");

@@ -283,18 +283,7 @@ impl Engine {
         config: &Config,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>, EngineError> {
-        let engine = Arc::new(Engine {
-            state,
-            providers: RwLock::new(BTreeMap::new()),
-            shutdown,
-            active: ActiveRuns::default(),
-            claiming: tokio::sync::Mutex::new(()),
-            mandate: Mandate::always(),
-            unreadable: Mutex::default(),
-            hook_scrub_env: RwLock::default(),
-        });
-        engine.install_providers(config)?;
-        Ok(engine)
+        Engine::with_mandate(state, config, shutdown, Mandate::always())
     }
 
     /// [`Engine::new`] for the leader of a shared ledger: no call to a
@@ -305,7 +294,18 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
         mandate: Arc<Mandate>,
     ) -> Result<Arc<Engine>, EngineError> {
-        let engine = Arc::new(Engine {
+        let engine = Arc::new(Engine::bare(state, shutdown, mandate));
+        engine.install_providers(config)?;
+        Ok(engine)
+    }
+
+    /// An engine without providers.
+    fn bare(
+        state: Arc<dyn Ledger>,
+        shutdown: watch::Receiver<bool>,
+        mandate: Arc<Mandate>,
+    ) -> Engine {
+        Engine {
             state,
             providers: RwLock::new(BTreeMap::new()),
             shutdown,
@@ -314,9 +314,7 @@ impl Engine {
             mandate,
             unreadable: Mutex::default(),
             hook_scrub_env: RwLock::default(),
-        });
-        engine.install_providers(config)?;
-        Ok(engine)
+        }
     }
 
     /// Replace the providers with the ones in `config` (SIGHUP). Operations

@@ -54,15 +54,7 @@ timeout = "30s"
             .expect("config");
     let state: Arc<dyn Ledger> = Arc::new(SqliteLedger::open(&dir.join("s.db")).expect("ledger"));
     let (stop, shutdown) = watch::channel(false);
-    let engine = Arc::new(Engine {
-        state: state.clone(),
-        providers: RwLock::new(BTreeMap::new()),
-        shutdown: shutdown.clone(),
-        active: ActiveRuns::default(),
-        claiming: tokio::sync::Mutex::new(()),
-        mandate,
-        unreadable: Mutex::default(),
-    });
+    let engine = Arc::new(Engine::bare(state.clone(), shutdown.clone(), mandate));
     let provider: Arc<dyn Provider> = cloud;
     let poller = Poller::spawn("qc".into(), provider.clone(), state, shutdown);
     engine.providers.write().expect("providers").insert(

@@ -736,3 +736,72 @@ pub fn assert_two_kept_beside_manual<'a>(
     );
     own
 }
+
+/// The hook script and its files in a work directory.
+pub struct HookScript {
+    pub script: PathBuf,
+    pub log: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl HookScript {
+    /// A hook that appends `PHASE OUTCOME TARGET NAME secret=… arg=… node=…`
+    /// (`$HOOK_NODE` of the daemon that ran it) to its log, then, while `hold-PHASE` exists, waits for `go-PHASE`.
+    pub fn new(wd: &Workdir) -> HookScript {
+        let dir = wd.dir.path().to_path_buf();
+        let script = dir.join("hook.sh");
+        let log = dir.join("hooks.log");
+        let secret_var = secret_env_name(SECRET);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 echo \"$SNAPWARDEN_PHASE ${{SNAPWARDEN_OUTCOME:--}} $SNAPWARDEN_TARGET $SNAPWARDEN_SNAPSHOT_NAME secret=${{{secret_var}:-unset}} arg=$1 node=${{HOOK_NODE:--}}\" >> {log}\n\
+                 if [ -f {dir}/hold-$SNAPWARDEN_PHASE ]; then\n\
+                   while [ ! -f {dir}/go-$SNAPWARDEN_PHASE ]; do sleep 0.02; done\n\
+                 fi\n",
+                log = log.display(),
+                dir = dir.display(),
+            ),
+        )
+        .expect("write the hook");
+        let mut perms = std::fs::metadata(&script).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).expect("chmod");
+        HookScript { script, log, dir }
+    }
+
+    /// Policy keys for both hooks.
+    pub fn keys(&self) -> String {
+        format!(
+            "pre_snapshot = [\"{s}\", \"freeze\"]\npost_snapshot = [\"{s}\", \"thaw\"]\nhook_timeout = \"20s\"",
+            s = self.script.display()
+        )
+    }
+
+    pub fn hold(&self, phase: &str) {
+        std::fs::write(self.dir.join(format!("hold-{phase}")), "").expect("hold");
+    }
+
+    pub fn go(&self, phase: &str) {
+        std::fs::write(self.dir.join(format!("go-{phase}")), "").expect("go");
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Wait until a line starting with `prefix` is logged.
+    pub fn wait_line(&self, prefix: &str) {
+        wait_for(&format!("hook line {prefix:?}"), MINUTE, || {
+            self.lines()
+                .iter()
+                .any(|l| l.starts_with(prefix))
+                .then_some(())
+        });
+    }
+}
