@@ -198,13 +198,11 @@ async fn serve(
         .as_ref()
         .and(config.daemon.shared.as_ref())
         .map(|s| s.takeover_grace);
-    let mut sched = start_scheduler(
-        Scheduler::new(state.clone(), engine, alerter),
-        &config,
-        grace,
-        shutdown_tx.subscribe(),
-    )
-    .await?;
+    let mut scheduler = Scheduler::new(state.clone(), engine, alerter);
+    // The ledger's first leader ever (epoch 1): no node before it could
+    // have died before a policy's first slot.
+    scheduler.first_leader = leadership.as_ref().is_some_and(|l| l.epoch == 1);
+    let mut sched = start_scheduler(scheduler, &config, grace, shutdown_tx.subscribe()).await?;
     let mut stale_check = tokio::time::interval(stale_check_every(&config));
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -57,6 +57,9 @@ pub(super) struct Scheduler {
     /// a slot that came due at most this long ago (during the handover),
     /// whatever `catch_up` says: no slot falls into the gap.
     pub(super) takeover_grace: Option<Duration>,
+    /// This node is the shared ledger's first leader: a policy that never
+    /// fired has no handover slot (see [`handover_slots`]).
+    pub(super) first_leader: bool,
 }
 
 impl Scheduler {
@@ -74,6 +77,7 @@ impl Scheduler {
             scheduled: Vec::new(),
             selector_failures: HashMap::new(),
             takeover_grace: None,
+            first_leader: false,
         }
     }
 
@@ -117,6 +121,7 @@ impl Scheduler {
                 // it is recent: then no catch-up is left to do.
                 let handover = self
                     .takeover_grace
+                    .filter(|_| last.is_some() || !self.first_leader)
                     .map(|grace| handover_slots(&policy.schedule, last, now, grace))
                     .unwrap_or_default();
                 for &slot in &handover {
@@ -298,7 +303,9 @@ impl Scheduler {
 /// overlap a run still open are recorded skipped and alerted). A policy
 /// that never fired (`last` None) runs the newest slot of the window
 /// only: the leader before may have died before its first slot, but a
-/// first start of the pair must not run every slot of the last minute.
+/// restart must not run every slot of the last minute. (The ledger's
+/// first leader, with no leader before it, runs none: as a single
+/// daemon, it starts with the next slot.)
 fn handover_slots(
     schedule: &Schedule,
     last: Option<DateTime<Utc>>,
