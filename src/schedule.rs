@@ -53,6 +53,7 @@ use chrono_tz::Tz;
 
 pub use crate::domain::{slot_label, Period};
 
+pub mod blackout;
 pub mod waker;
 
 /// Step for probing a zone's UTC offset when looking for the next change.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::{Resource, ResourceKind, Rules};
+use crate::schedule::blackout::Blackout;
 use crate::schedule::Schedule;
 
 /// The whole policy file, validated.
@@ -287,6 +288,8 @@ pub struct Policy {
     pub health: Health,
     /// Commands run around each create; None: no hooks.
     pub hooks: Option<Hooks>,
+    /// When none of its creates or deletes may start; None: no windows.
+    pub blackout: Option<Blackout>,
 }
 
 /// A policy's hooks, for application-consistent snapshots: `pre` runs

@@ -79,6 +79,7 @@ pub(crate) struct RawPolicy {
     pub post_snapshot: Option<Spanned<Vec<Spanned<String>>>>,
     pub hook_timeout: Option<Spanned<String>>,
     pub on_pre_failure: Option<Spanned<String>>,
+    pub blackout: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A policy's `select = { name = "…", tags = { k = "v" } }`.

@@ -621,3 +621,32 @@ fn hook_settings_without_a_hook_are_warned_about() {
         c.warnings
     );
 }
+
+#[test]
+fn blackout_windows_are_read_in_the_policy_zone_and_bad_ones_refused_at_their_position() {
+    let env = [("QY_SECRET", SECRET)];
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"",
+        "timezone = \"Europe/Berlin\"\nblackout = [\"Sat 00:00-06:00\", \"2026-12-24..2026-12-26\"]",
+    );
+    let c = load_env(&text, &env).expect("valid");
+    let b = c.policies[0].blackout.as_ref().expect("windows");
+    // Saturday 2026-12-05 01:00 in Berlin is 00:00 UTC.
+    let t = "2026-12-05T00:00:00Z".parse().expect("time");
+    assert_eq!(
+        b.covering(t),
+        Some("2026-12-05T05:00:00Z".parse().expect("time"))
+    );
+
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"",
+        "blackout = [\"Sat 00:00-06:00\", \"Caturday 01:00-02:00\"]",
+    );
+    let p = problems(&text, &env);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("is not a day"), "{p:?}");
+    assert!(
+        p[0].contains(&format!("test.toml:{}", pos_of(&text, "\"Caturday"))),
+        "{p:?}"
+    );
+}

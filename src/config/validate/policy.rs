@@ -17,6 +17,7 @@ use crate::config::raw::RawPolicy;
 use crate::config::values::{self, DurationRule, DAY, HOUR, MINUTE};
 use crate::config::Cx;
 use crate::domain::{Capabilities, ResourceKind, Rules};
+use crate::schedule::blackout::Blackout;
 use crate::schedule::Schedule;
 
 /// Longest policy name: it becomes part of every snapshot name.
@@ -78,6 +79,7 @@ pub(super) fn policy(
     };
     let health = policy_health(raw, interval, cx);
     let hooks = super::hooks::policy_hooks(entry, cx);
+    let blackout = policy_blackout(entry, schedule.as_ref().map(Schedule::timezone), cx);
     let max_deletes_per_run =
         max_deletes_or(raw.max_deletes_per_run.as_ref(), defaults.max_deletes, cx);
 
@@ -94,6 +96,7 @@ pub(super) fn policy(
         timing: timing?,
         health: health?,
         hooks: hooks?,
+        blackout: blackout?,
     })
 }
 
@@ -495,4 +498,35 @@ mod tests {
             "{p:?}"
         );
     }
+}
+
+/// `blackout`: windows in the policy's zone (`Some(None)`: none). Each bad
+/// window is reported at its own position.
+fn policy_blackout(
+    entry: &Entry<'_>,
+    tz: Option<Tz>,
+    cx: &mut Cx<'_>,
+) -> Option<Option<Blackout>> {
+    let Some(list) = &entry.raw.blackout else {
+        return Some(None);
+    };
+    let mut ok = true;
+    for spec in list.get_ref() {
+        if let Err(e) = Blackout::parse([spec.get_ref().as_str()], Tz::UTC) {
+            cx.diag.error(spec.span(), format!("`blackout`: {e}"));
+            ok = false;
+        }
+    }
+    if list.get_ref().is_empty() {
+        cx.diag.warn(list.span(), "`blackout` is empty: no window");
+    }
+    // The zone only places the windows; an invalid one is reported with
+    // the schedule.
+    let tz = tz?;
+    if !ok {
+        return None;
+    }
+    let specs = list.get_ref().iter().map(|s| s.get_ref().as_str());
+    let blackout = Blackout::parse(specs, tz).ok()?;
+    Some((!blackout.is_empty()).then_some(blackout))
 }
