@@ -186,7 +186,9 @@ pub(super) async fn alert_run(alerter: &Alerter, state: &dyn Ledger, report: &Ru
     let provider = report.provider.as_str();
     let outcome = match &report.outcome {
         RunOutcome::Succeeded { held, .. } => {
-            if let Some(held) = held {
+            // Deletes waiting for a blackout window to end are the
+            // operator's own rule, not a problem to be told about.
+            if let Some(held) = held.as_ref().filter(|h| h.cause != HoldCause::Blackout) {
                 alerter.deletes_held(
                     &report.policy,
                     &report.target,

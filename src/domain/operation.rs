@@ -30,6 +30,9 @@ pub enum HoldCause {
     /// A run's own guards: the deletion budget, a newest snapshot that is
     /// not good, a failed delete in a chain, a snapshot being restored from.
     Guard,
+    /// The policy's blackout window: deletes wait for its end (no alert;
+    /// the first run after the window prunes).
+    Blackout,
 }
 
 impl HoldCause {
@@ -39,6 +42,7 @@ impl HoldCause {
         match self {
             HoldCause::Reload => "reload",
             HoldCause::Guard => "budget",
+            HoldCause::Blackout => "blackout",
         }
     }
 }

@@ -121,6 +121,7 @@ impl Engine {
             cx: hook_context(policy, target, marker.slot, name),
             ran: Mutex::new(None),
         };
+        super::outside_blackout(policy)?;
         let Some(hooks) = policy.hooks.as_ref().filter(|_| Utc::now() < deadline) else {
             return self
                 .create_and_follow(

@@ -67,6 +67,10 @@ pub enum EngineError {
     /// A pre or post snapshot hook failed (what it did to the snapshot).
     #[error("{0}")]
     Hook(String),
+    /// Inside the policy's blackout window: nothing was created, the run
+    /// is skipped (not a failure).
+    #[error("{0}")]
+    Blackout(String),
 }
 
 impl EngineError {
@@ -81,6 +85,7 @@ impl EngineError {
             EngineError::TimedOut(_) => "timeout",
             EngineError::NeedsConfirmation(_) => "needs_confirmation",
             EngineError::Hook(_) => "hook",
+            EngineError::Blackout(_) => "blackout",
         }
     }
 }
@@ -488,3 +493,19 @@ fn poll_plan(policy: &Policy, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Po
 
 #[cfg(test)]
 mod tests;
+
+/// Refuse to start a create or a delete inside the policy's blackout
+/// window: the error says until when.
+fn outside_blackout(policy: &Policy) -> Result<(), EngineError> {
+    match policy
+        .blackout
+        .as_ref()
+        .and_then(|b| b.covering(Utc::now()))
+    {
+        None => Ok(()),
+        Some(until) => Err(EngineError::Blackout(format!(
+            "skipped: inside the policy's blackout window until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+    }
+}

@@ -96,6 +96,7 @@ impl Engine {
             report.held = waiting.ids;
             report.held_because = Some(waiting.held);
         }
+        let (to_delete, mut report) = blackout_holds(policy, to_delete, report);
         if dry_run {
             return Ok(report);
         }
@@ -508,4 +509,27 @@ fn guard(reason: String) -> Held {
         cause: HoldCause::Guard,
         reason,
     }
+}
+
+/// Inside the policy's blackout window no delete starts: all of them wait
+/// for the first run after it.
+fn blackout_holds(
+    policy: &Policy,
+    to_delete: Vec<String>,
+    mut report: PruneReport,
+) -> (Vec<String>, PruneReport) {
+    let Err(EngineError::Blackout(why)) = super::outside_blackout(policy) else {
+        return (to_delete, report);
+    };
+    if to_delete.is_empty() {
+        return (to_delete, report);
+    }
+    let mut held = to_delete;
+    held.append(&mut report.held);
+    report.held = held;
+    report.held_because = Some(Held {
+        cause: HoldCause::Blackout,
+        reason: format!("deletes wait: {}", why.trim_start_matches("skipped: ")),
+    });
+    (Vec::new(), report)
 }

@@ -275,6 +275,8 @@ impl Engine {
                 // started that could only be written off as timed out.
                 return Err(too_late(policy, "the snapshot was started"));
             }
+            // A retry, or a permit that came late, may fall in a window.
+            super::outside_blackout(policy)?;
             match self.or_shutdown(ps.provider.create(&request)).await? {
                 Ok(created) if !created.is_empty() => break created,
                 Ok(_) => {
@@ -395,6 +397,12 @@ impl Engine {
         match result {
             Ok(()) => {}
             Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
+            Err(EngineError::Blackout(why)) => {
+                self.state
+                    .set_run_state(run_id, RunState::Skipped, Some(&why), Utc::now())
+                    .await?;
+                return Ok(RunOutcome::Skipped(why));
+            }
             Err(e) => {
                 let msg = e.to_string();
                 // The ledger first: whoever reads the log line and then

@@ -190,53 +190,7 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
         (older, now + chrono::Duration::hours(8), "snap-older"),
         (newer, newer, "snap-newer"),
     ] {
-        let name = format!("db-vol-1-{}", crate::domain::slot_label(slot));
-        let Begin::Started(run) = engine
-            .state
-            .begin_run(
-                &crate::state::NewRun {
-                    policy: "db".into(),
-                    target: "vol-1".into(),
-                    provider: "qc".into(),
-                    slot,
-                    name,
-                    full: true,
-                },
-                recorded_at,
-            )
-            .await
-            .expect("begin")
-        else {
-            panic!("a fresh slot starts");
-        };
-        let plan = crate::state::PollPlan {
-            first_poll: recorded_at,
-            interval: Duration::from_secs(1),
-            deadline: recorded_at + chrono::Duration::hours(1),
-        };
-        let ops = engine
-            .state
-            .record_created(
-                run,
-                &[Created {
-                    snapshot_id: id.into(),
-                    operation: id.into(),
-                }],
-                recorded_at,
-                plan,
-            )
-            .await
-            .expect("record");
-        engine
-            .state
-            .finish_op(ops[0].id, None, recorded_at)
-            .await
-            .expect("finish");
-        engine
-            .state
-            .set_run_state(run, RunState::Succeeded, None, recorded_at)
-            .await
-            .expect("succeeded");
+        record_good_snapshot(&engine, slot, recorded_at, id).await;
     }
     let listed = |id: &str, slot| RemoteSnapshot {
         created_at: None,
@@ -252,6 +206,109 @@ async fn without_a_cloud_time_retention_orders_by_slot_not_by_this_hosts_clock()
         .expect("prune");
     assert_eq!(report.deleted, 1, "{report:?}");
     assert_eq!(*cloud.deleted.lock().expect("deleted"), vec!["snap-older"]);
+}
+
+/// A run of `slot` recorded at `recorded_at` that made snapshot `id`, all
+/// done and good.
+async fn record_good_snapshot(
+    engine: &Engine,
+    slot: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    id: &str,
+) {
+    let name = format!("db-vol-1-{}", crate::domain::slot_label(slot));
+    let Begin::Started(run) = engine
+        .state
+        .begin_run(
+            &crate::state::NewRun {
+                policy: "db".into(),
+                target: "vol-1".into(),
+                provider: "qc".into(),
+                slot,
+                name,
+                full: true,
+            },
+            recorded_at,
+        )
+        .await
+        .expect("begin")
+    else {
+        panic!("a fresh slot starts");
+    };
+    let plan = crate::state::PollPlan {
+        first_poll: recorded_at,
+        interval: Duration::from_secs(1),
+        deadline: recorded_at + chrono::Duration::hours(1),
+    };
+    let ops = engine
+        .state
+        .record_created(
+            run,
+            &[Created {
+                snapshot_id: id.into(),
+                operation: id.into(),
+            }],
+            recorded_at,
+            plan,
+        )
+        .await
+        .expect("record");
+    engine
+        .state
+        .finish_op(ops[0].id, None, recorded_at)
+        .await
+        .expect("finish");
+    engine
+        .state
+        .set_run_state(run, RunState::Succeeded, None, recorded_at)
+        .await
+        .expect("succeeded");
+}
+
+/// Inside a blackout window nothing is created (the run is skipped, not
+/// failed) and nothing is deleted (the deletes wait, without an alert).
+#[tokio::test]
+async fn inside_a_blackout_window_no_create_or_delete_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let (engine, mut config, _stop) = engine_retaining(dir.path(), cloud.clone(), 1);
+    let now = Utc::now();
+    let (older, newer) = (
+        now - chrono::Duration::hours(2),
+        now - chrono::Duration::hours(1),
+    );
+    record_good_snapshot(&engine, older, older, "snap-older").await;
+    record_good_snapshot(&engine, newer, newer, "snap-newer").await;
+    config.policies[0].blackout = Some(
+        crate::schedule::blackout::Blackout::parse(["daily 00:00-24:00"], chrono_tz::UTC)
+            .expect("window"),
+    );
+    let policy = &config.policies[0];
+
+    let report = engine.run(policy, "vol-1", now).await;
+    let RunOutcome::Skipped(why) = &report.outcome else {
+        panic!("{report:?}")
+    };
+    assert!(why.contains("blackout window until"), "{why}");
+    assert_eq!(cloud.calls("create"), 0);
+    let runs = engine.state.runs_for("db", "vol-1", 1).await.expect("runs");
+    assert_eq!(runs[0].state, RunState::Skipped, "{runs:?}");
+
+    cloud.answer_lists([vec![
+        listed("snap-older", older),
+        listed("snap-newer", newer),
+    ]]);
+    let pruned = engine
+        .prune(policy, "vol-1", PruneMode::Budgeted)
+        .await
+        .expect("prune");
+    assert_eq!(pruned.deleted, 0, "{pruned:?}");
+    assert_eq!(pruned.held, ["snap-older"]);
+    assert_eq!(
+        pruned.held_because.as_ref().map(|h| h.cause),
+        Some(crate::domain::HoldCause::Blackout)
+    );
+    assert!(cloud.deleted.lock().expect("deleted").is_empty());
 }
 
 /// One corrupt open run (a bad timestamp) no longer stops

@@ -13,8 +13,8 @@
 //! clock skips counts from the first instant after the gap).
 
 use chrono::{
-    DateTime, Datelike, Duration as TimeDelta, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
-    Utc, Weekday,
+    DateTime, Datelike, Duration as TimeDelta, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+    Weekday,
 };
 use chrono_tz::Tz;
 
@@ -43,10 +43,7 @@ enum Window {
 
 impl Blackout {
     /// Parse `specs` in `tz`; the first bad one is an error saying why.
-    pub fn parse<'a>(
-        specs: impl IntoIterator<Item = &'a str>,
-        tz: Tz,
-    ) -> Result<Blackout, String> {
+    pub fn parse<'a>(specs: impl IntoIterator<Item = &'a str>, tz: Tz) -> Result<Blackout, String> {
         let windows = specs
             .into_iter()
             .map(parse_window)
@@ -164,9 +161,8 @@ fn parse_window(spec: &str) -> Result<Window, String> {
 fn parse_dates(spec: &str) -> Result<Window, String> {
     let (from, to) = spec.split_once("..").unwrap_or((spec, spec));
     let date = |s: &str| {
-        NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
-            format!("{spec:?}: {:?} is not a date (YYYY-MM-DD)", s.trim())
-        })
+        NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+            .map_err(|_| format!("{spec:?}: {:?} is not a date (YYYY-MM-DD)", s.trim()))
     };
     let (from, to) = (date(from)?, date(to)?);
     if to < from {
@@ -238,9 +234,16 @@ mod tests {
             b.covering(at("2026-12-05T04:59:59Z")),
             Some(at("2026-12-05T05:00:00Z"))
         );
-        assert_eq!(b.covering(at("2026-12-05T05:00:00Z")), None, "the end is out");
+        assert_eq!(
+            b.covering(at("2026-12-05T05:00:00Z")),
+            None,
+            "the end is out"
+        );
         assert_eq!(b.covering(at("2026-12-04T22:59:59Z")), None, "Friday");
-        assert_eq!(b.covering(at("2026-12-12T01:00:00Z")), Some(at("2026-12-12T05:00:00Z")));
+        assert_eq!(
+            b.covering(at("2026-12-12T01:00:00Z")),
+            Some(at("2026-12-12T05:00:00Z"))
+        );
     }
 
     #[test]
@@ -248,8 +251,14 @@ mod tests {
         let b = blackout(&["Fri 22:00-02:00"], chrono_tz::UTC);
         // Friday 2026-12-04 23:00 and Saturday 01:00 are inside; Saturday
         // 22:00 is not (Saturday is not a start day).
-        assert_eq!(b.covering(at("2026-12-04T23:00:00Z")), Some(at("2026-12-05T02:00:00Z")));
-        assert_eq!(b.covering(at("2026-12-05T01:00:00Z")), Some(at("2026-12-05T02:00:00Z")));
+        assert_eq!(
+            b.covering(at("2026-12-04T23:00:00Z")),
+            Some(at("2026-12-05T02:00:00Z"))
+        );
+        assert_eq!(
+            b.covering(at("2026-12-05T01:00:00Z")),
+            Some(at("2026-12-05T02:00:00Z"))
+        );
         assert_eq!(b.covering(at("2026-12-05T22:30:00Z")), None);
     }
 
@@ -261,8 +270,14 @@ mod tests {
         assert!(b.covering(at("2026-12-07T09:30:00Z")).is_some());
         assert!(b.covering(at("2026-12-10T09:30:00Z")).is_none());
         let wrap = blackout(&["Sat-Mon 09:00-10:00"], chrono_tz::UTC);
-        assert!(wrap.covering(at("2026-12-07T09:30:00Z")).is_some(), "Monday");
-        assert!(wrap.covering(at("2026-12-08T09:30:00Z")).is_none(), "Tuesday");
+        assert!(
+            wrap.covering(at("2026-12-07T09:30:00Z")).is_some(),
+            "Monday"
+        );
+        assert!(
+            wrap.covering(at("2026-12-08T09:30:00Z")).is_none(),
+            "Tuesday"
+        );
         let daily = blackout(&["daily 01:00-01:30"], chrono_tz::UTC);
         assert!(daily.covering(at("2026-12-09T01:15:00Z")).is_some());
         assert!(daily.covering(at("2026-12-09T01:30:00Z")).is_none());
@@ -277,13 +292,19 @@ mod tests {
             Some(at("2026-12-26T23:00:00Z")),
             "midnight in Berlin"
         );
-        assert_eq!(b.covering(at("2026-12-31T23:30:00Z")), Some(at("2027-01-01T23:00:00Z")));
+        assert_eq!(
+            b.covering(at("2026-12-31T23:30:00Z")),
+            Some(at("2027-01-01T23:00:00Z"))
+        );
     }
 
     #[test]
     fn touching_windows_end_together() {
         let b = blackout(&["Sat 00:00-06:00", "Sat 06:00-08:00"], chrono_tz::UTC);
-        assert_eq!(b.covering(at("2026-12-05T01:00:00Z")), Some(at("2026-12-05T08:00:00Z")));
+        assert_eq!(
+            b.covering(at("2026-12-05T01:00:00Z")),
+            Some(at("2026-12-05T08:00:00Z"))
+        );
     }
 
     #[test]

@@ -467,6 +467,33 @@ fn policy_health(raw: &RawPolicy, interval: Option<Duration>, cx: &mut Cx<'_>) -
     })
 }
 
+/// `blackout`: windows in the policy's zone (`Some(None)`: none). Each bad
+/// window is reported at its own position.
+fn policy_blackout(entry: &Entry<'_>, tz: Option<Tz>, cx: &mut Cx<'_>) -> Option<Option<Blackout>> {
+    let Some(list) = &entry.raw.blackout else {
+        return Some(None);
+    };
+    let mut ok = true;
+    for spec in list.get_ref() {
+        if let Err(e) = Blackout::parse([spec.get_ref().as_str()], Tz::UTC) {
+            cx.diag.error(spec.span(), format!("`blackout`: {e}"));
+            ok = false;
+        }
+    }
+    if list.get_ref().is_empty() {
+        cx.diag.warn(list.span(), "`blackout` is empty: no window");
+    }
+    // The zone only places the windows; an invalid one is reported with
+    // the schedule.
+    let tz = tz?;
+    if !ok {
+        return None;
+    }
+    let specs = list.get_ref().iter().map(|s| s.get_ref().as_str());
+    let blackout = Blackout::parse(specs, tz).ok()?;
+    Some((!blackout.is_empty()).then_some(blackout))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,35 +525,4 @@ mod tests {
             "{p:?}"
         );
     }
-}
-
-/// `blackout`: windows in the policy's zone (`Some(None)`: none). Each bad
-/// window is reported at its own position.
-fn policy_blackout(
-    entry: &Entry<'_>,
-    tz: Option<Tz>,
-    cx: &mut Cx<'_>,
-) -> Option<Option<Blackout>> {
-    let Some(list) = &entry.raw.blackout else {
-        return Some(None);
-    };
-    let mut ok = true;
-    for spec in list.get_ref() {
-        if let Err(e) = Blackout::parse([spec.get_ref().as_str()], Tz::UTC) {
-            cx.diag.error(spec.span(), format!("`blackout`: {e}"));
-            ok = false;
-        }
-    }
-    if list.get_ref().is_empty() {
-        cx.diag.warn(list.span(), "`blackout` is empty: no window");
-    }
-    // The zone only places the windows; an invalid one is reported with
-    // the schedule.
-    let tz = tz?;
-    if !ok {
-        return None;
-    }
-    let specs = list.get_ref().iter().map(|s| s.get_ref().as_str());
-    let blackout = Blackout::parse(specs, tz).ok()?;
-    Some((!blackout.is_empty()).then_some(blackout))
 }
