@@ -60,6 +60,9 @@ pub(super) struct Scheduler {
     /// This node is the shared ledger's first leader: a policy that never
     /// fired has no handover slot (see [`handover_slots`]).
     pub(super) first_leader: bool,
+    /// Per policy (as `scheduled`): with `catch_up`, the end of the
+    /// blackout window its last slot fell in; one run follows it then.
+    pub(super) after_blackout: Vec<Option<DateTime<Utc>>>,
 }
 
 impl Scheduler {
@@ -78,6 +81,7 @@ impl Scheduler {
             selector_failures: HashMap::new(),
             takeover_grace: None,
             first_leader: false,
+            after_blackout: Vec::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Scheduler {
     pub(super) async fn schedule_all(&mut self, config: &Config, occasion: Occasion) {
         let now = Utc::now();
         let mut out = Vec::with_capacity(config.policies.len());
+        let mut after_blackout = Vec::with_capacity(config.policies.len());
         for policy in &config.policies {
             let last = match self.state.last_slot(&policy.name).await {
                 Ok(last) => last,
@@ -116,6 +121,7 @@ impl Scheduler {
                     None
                 }
             };
+            let mut follow_up = blackout_follow_up(policy, last);
             if occasion == Occasion::Startup {
                 // The handover's slots include the newest one due, if
                 // it is recent: then no catch-up is left to do.
@@ -136,9 +142,20 @@ impl Scheduler {
                     if missed > last {
                         info!(policy = %policy.name, slot = %missed, "catching up one missed slot");
                         self.fire(policy, missed).await;
+                        follow_up = blackout_follow_up(policy, Some(missed));
                     }
                 }
+                if !handover.is_empty() {
+                    follow_up = blackout_follow_up(policy, handover.last().copied());
+                }
             }
+            // A window that ended while the daemon was down: its run now.
+            if let Some(end) = follow_up.filter(|end| *end <= now) {
+                info!(policy = %policy.name, slot = %end, "running one slot after the blackout window");
+                self.fire(policy, end).await;
+                follow_up = None;
+            }
+            after_blackout.push(follow_up);
             let (base, ahead) = schedule_base(now, last);
             if let (Some(ahead), Some(last)) = (ahead, last) {
                 clock_stepped_back(&self.alerter, policy, &format!(
@@ -155,16 +172,32 @@ impl Scheduler {
             out.push(next);
         }
         self.scheduled = out;
+        self.after_blackout = after_blackout;
     }
 
     pub(super) async fn fire_due(&mut self, policies: &[Policy]) {
         let now = Utc::now();
         for (i, policy) in policies.iter().enumerate() {
+            if let Some(end) = self.after_blackout.get(i).copied().flatten() {
+                if end <= now {
+                    self.after_blackout[i] = None;
+                    info!(policy = %policy.name, slot = %end, "running one slot after the blackout window");
+                    self.fire(policy, end).await;
+                }
+            }
             let Some(slot) = self.scheduled.get(i).copied().flatten() else {
                 continue;
             };
             if slot > now {
                 continue;
+            }
+            // Inside a blackout window the slot's runs are recorded
+            // skipped (the engine starts nothing); with catch_up, one run
+            // follows the window.
+            if let Some(end) = blackout_follow_up(policy, Some(slot)) {
+                if let Some(pending) = self.after_blackout.get_mut(i) {
+                    *pending = Some(end);
+                }
             }
             self.fire(policy, slot).await;
             // Slots that passed while we were busy or suspended are not run
@@ -295,6 +328,15 @@ impl Scheduler {
             error!(policy = %policy.name, slot = %slot, error = %e, "cannot record the fired slot");
         }
     }
+}
+
+/// With `catch_up`, when a slot at `last` fell inside the policy's
+/// blackout window: the window's end, when one run follows it.
+fn blackout_follow_up(policy: &Policy, last: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    if !policy.catch_up {
+        return None;
+    }
+    policy.blackout.as_ref()?.covering(last?)
 }
 
 /// The slots of `schedule` after `last` that came due at most `grace`

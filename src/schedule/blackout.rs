@@ -4,7 +4,8 @@
 //! A window is written one of two ways:
 //! - weekly: `"Sat 00:00-06:00"`, `"Mon-Fri 09:00-17:30"`, `"Sat,Sun
 //!   22:00-02:00"` (an end at or before the start ends the next day),
-//!   `"daily 01:00-01:30"`; the end may be `24:00`;
+//!   `"daily 01:00-01:30"`; the end may be `24:00`, and times may have
+//!   seconds (`"01:00:30"`);
 //! - dates: `"2026-12-24..2026-12-26"` (whole days, both included) or one
 //!   day, `"2027-01-01"`.
 //!
@@ -31,11 +32,11 @@ pub struct Blackout {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Window {
-    /// On each day of `days` (Monday first), from `start` for `minutes`.
+    /// On each day of `days` (Monday first), from `start` for `seconds`.
     Weekly {
         days: [bool; 7],
         start: NaiveTime,
-        minutes: i64,
+        seconds: i64,
     },
     /// Whole days, both included.
     Dates { from: NaiveDate, to: NaiveDate },
@@ -105,14 +106,14 @@ impl Window {
             Window::Weekly {
                 days,
                 start,
-                minutes,
+                seconds,
             } => {
                 // A window that crosses midnight began the day before.
                 [local.date(), local.date().pred_opt()?]
                     .into_iter()
                     .filter(|d| days[d.weekday().num_days_from_monday() as usize])
                     .map(|d| d.and_time(*start))
-                    .map(|from| (from, from + TimeDelta::minutes(*minutes)))
+                    .map(|from| (from, from + TimeDelta::seconds(*seconds)))
                     .filter(|(from, end)| *from <= local && local < *end)
                     .map(|(_, end)| end)
                     .max()
@@ -138,23 +139,23 @@ fn parse_window(spec: &str) -> Result<Window, String> {
             "{spec:?}: the times must be HH:MM-HH:MM, e.g. \"00:00-06:00\""
         ));
     };
-    let start_min = parse_clock(start, spec)?;
-    let end_min = parse_clock(end, spec)?;
-    if start_min == 24 * 60 {
+    let from = parse_clock(start, spec)?;
+    let to = parse_clock(end, spec)?;
+    if from == DAY_SECONDS {
         return Err(format!("{spec:?}: a window cannot start at 24:00"));
     }
-    let minutes = if end_min > start_min {
-        end_min - start_min
+    let seconds = if to > from {
+        to - from
     } else {
         // Crossing midnight (or a whole day when the two are equal).
-        end_min + 24 * 60 - start_min
+        to + DAY_SECONDS - from
     };
-    let start = NaiveTime::from_hms_opt((start_min / 60) as u32, (start_min % 60) as u32, 0)
+    let start = NaiveTime::from_num_seconds_from_midnight_opt(from as u32, 0)
         .ok_or_else(|| format!("{spec:?}: no such time"))?;
     Ok(Window::Weekly {
         days,
         start,
-        minutes,
+        seconds,
     })
 }
 
@@ -198,15 +199,29 @@ fn weekday(s: &str) -> Result<Weekday, String> {
     })
 }
 
-/// `HH:MM` (00:00 to 24:00) as minutes after midnight.
+const DAY_SECONDS: i64 = 24 * 3600;
+
+/// `HH:MM` or `HH:MM:SS` (00:00 to 24:00) as seconds after midnight.
 fn parse_clock(s: &str, spec: &str) -> Result<i64, String> {
     let bad = || format!("{spec:?}: {:?} is not a time of day (HH:MM)", s.trim());
-    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if !(0..=24).contains(&h) || !(0..60).contains(&m) || (h == 24 && m != 0) {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let number = |p: &str| -> Result<i64, String> {
+        if p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()) {
+            p.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (h, m, sec) = match parts[..] {
+        [h, m] => (number(h)?, number(m)?, 0),
+        [h, m, sec] => (number(h)?, number(m)?, number(sec)?),
+        _ => return Err(bad()),
+    };
+    let t = h * 3600 + m * 60 + sec;
+    if m >= 60 || sec >= 60 || t > DAY_SECONDS {
         return Err(bad());
     }
-    Ok(h * 60 + m)
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -333,5 +348,18 @@ mod tests {
             assert!(e.contains(says), "{spec}: {e}");
         }
         assert!(Blackout::parse(["Sat 22:00-24:00"], chrono_tz::UTC).is_ok());
+        for bad in ["Sat 1:00-2:00", "Sat 01:00:5-02:00", "Sat 24:00:01-01:00"] {
+            assert!(Blackout::parse([bad], chrono_tz::UTC).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_may_have_seconds() {
+        let b = blackout(&["daily 10:00:05-10:00:08"], chrono_tz::UTC);
+        assert_eq!(b.covering(at("2026-12-09T10:00:04Z")), None);
+        assert_eq!(
+            b.covering(at("2026-12-09T10:00:05Z")),
+            Some(at("2026-12-09T10:00:08Z"))
+        );
     }
 }
