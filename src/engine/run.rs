@@ -15,7 +15,9 @@ use super::{
 };
 use crate::config::Policy;
 use crate::hooks::Outcome;
-use crate::observe::events::{self, RunFailed, RunSucceeded, SlotOverlapped, SnapshotsGood};
+use crate::observe::events::{
+    self, RunFailed, RunSucceeded, SlotOverlapped, SlotSkippedOnPurpose, SnapshotsGood,
+};
 use crate::providers::{
     self, CreateRequest, Created, ErrorKind, Marker, ProviderError, RemoteSnapshot, SnapshotState,
 };
@@ -401,6 +403,14 @@ impl Engine {
                 self.state
                     .set_run_state(run_id, RunState::Skipped, Some(&why), Utc::now())
                     .await?;
+                let slot = self.state.run(run_id).await?.slot;
+                events::emit(SlotSkippedOnPurpose {
+                    policy: &policy.name,
+                    target,
+                    slot,
+                    reason: "blackout",
+                    why: &why,
+                });
                 return Ok(RunOutcome::Skipped(why));
             }
             Err(e) => {

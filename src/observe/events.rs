@@ -45,6 +45,23 @@ impl Event for SlotOverlapped<'_> {
     }
 }
 
+/// A slot not run on purpose: a blackout window, a pause (`reason`, the
+/// metric's label). Logged at info: the operator asked for it.
+pub struct SlotSkippedOnPurpose<'a> {
+    pub policy: &'a str,
+    pub target: &'a str,
+    pub slot: DateTime<Utc>,
+    pub reason: &'static str,
+    pub why: &'a str,
+}
+
+impl Event for SlotSkippedOnPurpose<'_> {
+    fn emit(self) {
+        metrics::run_skipped(self.policy, self.reason);
+        info!(target: ENGINE, policy = %self.policy, target = %self.target, slot = %self.slot, reason = self.reason, why = %self.why, "slot skipped on purpose");
+    }
+}
+
 /// Slots that passed while the daemon was busy or suspended (or the clock
 /// jumped): they are not run.
 pub struct SlotsMissed<'a> {

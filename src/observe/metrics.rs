@@ -112,6 +112,7 @@ struct Metrics {
     leader: Gauge,
     leader_epoch: Gauge,
     leader_changes: Counter,
+    policy_paused: Family<PolicyLabel, Gauge<i64, AtomicI64>>,
     /// The label values each (policy, target) was exported with, so that
     /// the series of a target that is gone can be removed.
     seen: Mutex<HashMap<(String, String), TargetSeries>>,
@@ -163,6 +164,7 @@ impl Metrics {
             leader: Gauge::default(),
             leader_epoch: Gauge::default(),
             leader_changes: Counter::default(),
+            policy_paused: Family::default(),
             seen: Mutex::default(),
             registry: Registry::default(),
         };
@@ -306,6 +308,11 @@ impl Metrics {
             "Times this process became the leader",
             self.leader_changes.clone(),
         );
+        registry.register(
+            "policy_paused",
+            "1 while the policy is paused (`snapwarden pause`; its slots are skipped), else 0",
+            self.policy_paused.clone(),
+        );
     }
 }
 
@@ -334,6 +341,7 @@ pub const NAMES: &[&str] = &[
     "snapwarden_leader",
     "snapwarden_leader_epoch",
     "snapwarden_leader_changes",
+    "snapwarden_policy_paused",
     "snapwarden_build_info",
 ];
 
@@ -508,6 +516,16 @@ pub fn schedule(policy: &str, interval: Duration, next: Option<chrono::DateTime<
         .next_run
         .get_or_create(&p)
         .set(next.map(unix).unwrap_or(0.0));
+}
+
+/// Whether `policy` is paused now.
+pub fn policy_paused(policy: &str, paused: bool) {
+    metrics()
+        .policy_paused
+        .get_or_create(&PolicyLabel {
+            policy: policy.into(),
+        })
+        .set(i64::from(paused));
 }
 
 pub fn retained(policy: &str, target: &str, count: usize) {
