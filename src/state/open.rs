@@ -51,6 +51,19 @@ pub async fn open_for_secrets(daemon: &DaemonConfig) -> Result<Arc<dyn Ledger>> 
     }
 }
 
+/// The ledger for an operator's control write while a daemon runs
+/// (`pause`, `resume`): the SQLite file opened read-write without the
+/// lock a daemon holds ([`StateError::Missing`](super::StateError::Missing)
+/// if the daemon never wrote it, refused if it was moved), or a
+/// connection to the shared ledger that holds no lease (such writes are
+/// not fenced; decisions stay refused).
+pub async fn open_control(daemon: &DaemonConfig) -> Result<Arc<dyn Ledger>> {
+    match &daemon.shared {
+        None => Ok(Arc::new(SqliteLedger::open_control(&daemon.state_path)?)),
+        Some(shared) => Ok(Arc::new(open_shared(shared).await?)),
+    }
+}
+
 /// Who leads a shared ledger and which nodes were seen lately.
 #[derive(Debug, Clone)]
 pub struct LeadershipView {
