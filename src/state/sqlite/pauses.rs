@@ -10,16 +10,16 @@ use super::runs::{insert_run, slot_recorded};
 use super::{write_tx, NewRun, Result, RunState, SqliteLedger};
 use crate::state::{pause_policy, pause_scope, Pause};
 
-const PAUSE_COLUMNS: &str = "scope, reason, paused_by, since, until_at";
+pub(super) const PAUSE_COLUMNS: &str = "scope, reason, paused_by, since, until_at";
 
 /// A row of [`PAUSE_COLUMNS`], its times still text.
-type RawPause = (String, String, String, String, Option<String>);
+pub(super) type RawPause = (String, String, String, String, Option<String>);
 
-fn raw_pause(r: &Row<'_>) -> rusqlite::Result<RawPause> {
+pub(super) fn raw_pause(r: &Row<'_>) -> rusqlite::Result<RawPause> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn parse_pause((scope, reason, by, since, until): RawPause) -> Result<Pause> {
+pub(super) fn parse_pause((scope, reason, by, since, until): RawPause) -> Result<Pause> {
     Ok(Pause {
         policy: pause_policy(scope),
         reason,
