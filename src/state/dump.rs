@@ -397,17 +397,17 @@ impl LedgerDump {
     fn hook_checks(&self) -> [TableCheck; 2] {
         [
             add_values(
-            ids_check(
-                self.post_hooks_owed.iter().map(|h| h.run_id),
-                std::iter::empty(),
+                ids_check(
+                    self.post_hooks_owed.iter().map(|h| h.run_id),
+                    std::iter::empty(),
+                ),
+                self.post_hooks_owed.iter().map(|h| {
+                    Values::default()
+                        .time(Some(&h.since))
+                        .text(Some(&h.command_json()))
+                        .text(Some(&h.resource))
+                }),
             ),
-            self.post_hooks_owed.iter().map(|h| {
-                Values::default()
-                    .time(Some(&h.since))
-                    .text(Some(&h.command_json()))
-                    .text(Some(&h.resource))
-            }),
-        ),
             add_values(
                 count_check(self.pauses.len()),
                 self.pauses.iter().map(|p| {

@@ -139,10 +139,7 @@ mod tests {
             .await
             .expect_err("no ledger yet");
         assert!(matches!(err, StateError::Missing { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("has the daemon run yet?"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("has the daemon run yet?"), "{err}");
         assert!(!path.exists(), "nothing was created");
     }
 }

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan, Result,
-    RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
+    Result, RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
 };
 
 #[async_trait]

@@ -235,12 +235,17 @@ async fn pauses_need_no_lease_and_skipped_slots_do() {
     ];
     let why = "skipped: paused by ann: migration";
     not_leader("skip_runs", l.skip_runs(&runs, why, t(10)).await);
-    assert_eq!((count(&l, "runs").await, count(&l, "targets").await), (0, 0));
+    assert_eq!(
+        (count(&l, "runs").await, count(&l, "targets").await),
+        (0, 0)
+    );
 
     // The leader records them, with its epoch.
     lead(&l).await;
     assert_eq!(
-        l.skip_runs(&runs, why, t(10)).await.expect("skip as the leader"),
+        l.skip_runs(&runs, why, t(10))
+            .await
+            .expect("skip as the leader"),
         vec![true, true]
     );
     assert_eq!(

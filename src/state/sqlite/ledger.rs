@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan, Result,
-    RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
+    Result, RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
 };
 
 impl SqliteLedger {

@@ -43,10 +43,7 @@ async fn a_pause_is_replaced_keeping_its_start_and_lifted_once(l: &dyn Ledger) {
         vec![replaced.clone()]
     );
 
-    assert_eq!(
-        l.resume(Some("db")).await.expect("resume"),
-        Some(replaced)
-    );
+    assert_eq!(l.resume(Some("db")).await.expect("resume"), Some(replaced));
     assert!(l.pauses(t(11)).await.expect("lifted").is_empty());
     assert_eq!(l.resume(Some("db")).await.expect("resume again"), None);
     assert_eq!(l.resume(None).await.expect("nothing paused"), None);
@@ -131,7 +128,13 @@ async fn pauses_in_force_leave_out_the_ended_and_list_every_policy_first(l: &dyn
     // force.
     assert_eq!(
         listed(l.pauses(t(10)).await.expect("at 10")),
-        vec![None, some("Beta"), some("alpha"), some("zeta"), some("éclair")]
+        vec![
+            None,
+            some("Beta"),
+            some("alpha"),
+            some("zeta"),
+            some("éclair")
+        ]
     );
     assert_eq!(
         listed(l.pauses(t(30)).await.expect("at 30")),
