@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{DeleteHold, RunRow, SnapshotRow};
+use super::{DeleteHold, Pause, RunRow, SnapshotRow};
 
 /// An operation row with every column (an [`super::OpRow`] leaves out
 /// its outcome, which a finished operation needs).
@@ -97,11 +97,13 @@ pub struct LedgerDump {
     pub targets: Vec<DumpTarget>,
     pub alerts_delivered: Vec<DumpAlert>,
     pub post_hooks_owed: Vec<DumpPostHook>,
+    /// Every pause stored, in force or not, by scope.
+    pub pauses: Vec<Pause>,
 }
 
 /// The tables a dump carries, in the order an import writes them (every
 /// table after the ones its foreign keys point to).
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 12] = [
     "runs",
     "snapshots",
     "operations",
@@ -113,6 +115,7 @@ pub const TABLES: [&str; 11] = [
     "targets",
     "alerts_delivered",
     "post_hooks_owed",
+    "pauses",
 ];
 
 /// What one table must look like on both sides after a copy: its row
@@ -176,6 +179,11 @@ pub fn value_columns(
         "targets" => (&[], &["policy", "target", "provider"], &[]),
         "alerts_delivered" => (&["at"], &["policy", "target", "kind"], &[]),
         "post_hooks_owed" => (&["since"], &["command", "resource"], &[]),
+        "pauses" => (
+            &["since", "until_at"],
+            &["scope", "reason", "paused_by"],
+            &[],
+        ),
         _ => (&[], &[], &[]),
     }
 }
@@ -384,21 +392,34 @@ impl LedgerDump {
 }
 
 impl LedgerDump {
-    /// The check of the post hooks owed (the last of [`TABLES`]); the run
-    /// id is its id.
-    fn hook_checks(&self) -> [TableCheck; 1] {
-        [add_values(
-            ids_check(
-                self.post_hooks_owed.iter().map(|h| h.run_id),
-                std::iter::empty(),
+    /// The checks of the post hooks owed (the run id is its id) and of
+    /// the pauses (the every-policy pause's scope is the empty text).
+    fn hook_checks(&self) -> [TableCheck; 2] {
+        [
+            add_values(
+                ids_check(
+                    self.post_hooks_owed.iter().map(|h| h.run_id),
+                    std::iter::empty(),
+                ),
+                self.post_hooks_owed.iter().map(|h| {
+                    Values::default()
+                        .time(Some(&h.since))
+                        .text(Some(&h.command_json()))
+                        .text(Some(&h.resource))
+                }),
             ),
-            self.post_hooks_owed.iter().map(|h| {
-                Values::default()
-                    .time(Some(&h.since))
-                    .text(Some(&h.command_json()))
-                    .text(Some(&h.resource))
-            }),
-        )]
+            add_values(
+                count_check(self.pauses.len()),
+                self.pauses.iter().map(|p| {
+                    Values::default()
+                        .time(Some(&p.since))
+                        .time(p.until.as_ref())
+                        .text(p.policy.as_deref())
+                        .text(Some(&p.reason))
+                        .text(Some(&p.by))
+                }),
+            ),
+        ]
     }
 }
 

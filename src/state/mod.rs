@@ -18,7 +18,9 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use dump::{ImportReport, LedgerDump, TableCheck};
-pub use open::{open_for_secrets, open_read, open_read_viewing, open_shared, LeadershipView};
+pub use open::{
+    open_control, open_for_secrets, open_read, open_read_viewing, open_shared, LeadershipView,
+};
 pub use postgres::{Fence, PgLedger, PgOptions};
 pub use sqlite::{Holder, LedgerLock, Moved, SqliteLedger};
 
@@ -403,6 +405,44 @@ pub(crate) fn readable_hooks(
         .collect()
 }
 
+/// A pause in force: no slot of `policy` (None: of every policy) starts
+/// until it is lifted or `until` passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    /// None: every policy.
+    pub policy: Option<String>,
+    pub reason: String,
+    /// Who asked (a user name, or "daemon").
+    pub by: String,
+    pub since: DateTime<Utc>,
+    /// None: until resumed.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The key of a pause's row: the policy, or the empty text for the pause
+/// of every policy (no policy is named by the empty text, which
+/// [`pause_scope`] refuses). A key that is never null lets one primary key
+/// keep one pause per scope on both backends, and sorts the every-policy
+/// pause first.
+pub(crate) const EVERY_POLICY: &str = "";
+
+/// The row key of the pause of `policy` (see [`EVERY_POLICY`]).
+pub(crate) fn pause_scope(policy: Option<&str>) -> Result<&str> {
+    match policy {
+        None => Ok(EVERY_POLICY),
+        Some(p) if p == EVERY_POLICY => Err(StateError::Invalid {
+            what: "a pause",
+            problem: "the policy name is empty (leave it out to pause every policy)".into(),
+        }),
+        Some(p) => Ok(p),
+    }
+}
+
+/// The policy of a pause whose row key is `scope`.
+pub(crate) fn pause_policy(scope: String) -> Option<String> {
+    (scope != EVERY_POLICY).then_some(scope)
+}
+
 /// What one [`Ledger::trim`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
@@ -754,6 +794,40 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     /// Every post hook owed, oldest `since` first (then run_id). A row
     /// that cannot be read is left out and logged, never the whole answer.
     async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>>;
+
+    // ---- pauses and slots skipped on purpose -----------------------------
+
+    /// Pause `policy` (None: every policy). Pausing what is already paused
+    /// replaces reason, by and until, and keeps `since`. Not fenced: an
+    /// operator pauses while a daemon leads; it is the operator's control,
+    /// read by the leader.
+    async fn pause(
+        &self,
+        policy: Option<&str>,
+        reason: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+
+    /// Lift the pause of `policy` (None: the every-policy pause only). Not
+    /// fenced. The pause lifted, if there was one (its `until` may have
+    /// passed already: this call is given no time to tell).
+    async fn resume(&self, policy: Option<&str>) -> Result<Option<Pause>>;
+
+    /// The pauses in force at `now` (those whose `until` passed are left
+    /// out), the every-policy one first, then by policy name in byte
+    /// order. Writes nothing, so a read-only ledger answers it.
+    async fn pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>>;
+
+    /// Record runs that were not started on purpose (a pause, a blackout
+    /// window): one row per run in state `skipped`, finished at `now`,
+    /// with error `why`; a slot already recorded for that (policy, target,
+    /// slot) is left as it is (the same slot is never recorded twice).
+    /// Which were recorded, in the order of `runs`. Fenced (like
+    /// [`Ledger::begin_runs`]: it is the schedule's decision), in one
+    /// transaction.
+    async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>>;
 
     // ---- history --------------------------------------------------------
 

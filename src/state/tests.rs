@@ -365,3 +365,4 @@ async fn summaries_read_back_to_the_newest_success_only(l: &dyn Ledger) {
 mod history;
 mod hooks;
 mod operations;
+mod pauses;

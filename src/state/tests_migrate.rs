@@ -150,6 +150,17 @@ async fn populate(l: &dyn Ledger) {
     )
     .await
     .expect("owe e");
+    // Every policy paused until resumed, db until a time, and web's
+    // pause, which has ended but is still stored.
+    l.pause(Some("web"), "short", "ann", t(5), Some(t(6)))
+        .await
+        .expect("pause web");
+    l.pause(None, "freeze ✓", "ann", t(2), None)
+        .await
+        .expect("pause all");
+    l.pause(Some("db"), "db migration", "bob", t(4), Some(t(40)))
+        .await
+        .expect("pause db");
 }
 
 /// Every read the daemon and the commands make, as one comparable value.
@@ -181,7 +192,7 @@ async fn reads(l: &dyn Ledger) -> String {
     format!(
         "runs {runs:?}\nsummaries {:?}\nsnapshots {snapshots:?}\nops {ops:?}\nopen {open:?}\n\
          holds {:?}\nrules {:?}\nsources {sources:?}\nalerts {alerts:?}\nslot {:?}\nsecret {:?}\n\
-         skipped {:?}\nfailed deletes {:?}\nowed {:?}",
+         skipped {:?}\nfailed deletes {:?}\nowed {:?}\npauses {:?}\npauses later {:?}",
         l.summaries().await.expect("summaries"),
         l.delete_holds().await.expect("holds"),
         l.policy_rules().await.expect("rules"),
@@ -193,6 +204,8 @@ async fn reads(l: &dyn Ledger) -> String {
         l.newest_skipped("db", "vol-b").await.expect("skipped"),
         l.failed_deletes().await.expect("failed deletes"),
         l.post_hooks_owed().await.expect("owed"),
+        l.pauses(t(0)).await.expect("pauses"),
+        l.pauses(t(7)).await.expect("pauses later"),
     )
 }
 
@@ -236,6 +249,25 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
         "vol-c and vol-e"
     );
     assert_eq!(pg.post_hooks_owed().await.expect("owed").len(), 2);
+    // The pauses came along, the ended one too, and are in force on
+    // PostgreSQL.
+    let pauses = report
+        .tables
+        .iter()
+        .find(|(table, _)| *table == "pauses")
+        .expect("pauses are checked");
+    assert_eq!((dump.pauses.len(), pauses.1.rows), (3, 3));
+    let in_force: Vec<_> = pg
+        .pauses(t(7))
+        .await
+        .expect("pauses")
+        .into_iter()
+        .map(|p| (p.policy, p.by))
+        .collect();
+    assert_eq!(
+        in_force,
+        vec![(None, "ann".to_string()), (Some("db".into()), "bob".into())]
+    );
 
     // A second import into the now full ledger is refused and changes
     // nothing.
@@ -335,6 +367,7 @@ fn a_moved_ledger_refuses_every_open() {
             SqliteLedger::open_locked(&path, "snapwarden run"),
         ),
         ("open_read_only", SqliteLedger::open_read_only(&path)),
+        ("open_control", SqliteLedger::open_control(&path)),
     ] {
         let err = opened.expect_err(how);
         assert!(matches!(err, StateError::Moved { .. }), "{how}: {err:?}");

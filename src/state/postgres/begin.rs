@@ -46,7 +46,7 @@ pub(super) async fn begin(
 
 /// A run row, and its target's row if the target is new or changed
 /// provider, in one statement.
-async fn insert(
+pub(super) async fn insert(
     tx: &Tx<'_>,
     run: &NewRun,
     state: RunState,

@@ -172,6 +172,7 @@ impl PgLedger {
         copy_history(&tx, dump).await?;
         copy_settings(&tx, dump).await?;
         copy_hooks(&tx, dump).await?;
+        copy_pauses(&tx, dump).await?;
         reset_sequences(&tx).await?;
         let tables = self.verify(&tx, dump).await?;
         tx.commit().await?;
@@ -384,6 +385,32 @@ async fn copy_hooks(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
                 p(h.command_json()),
                 p(h.resource.clone()),
                 p(h.since),
+            ]
+        },
+    )
+    .await
+}
+
+/// The pauses (the every-policy pause under the empty scope).
+async fn copy_pauses(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "pauses",
+        &[
+            ("scope", Type::TEXT),
+            ("reason", Type::TEXT),
+            ("paused_by", Type::TEXT),
+            ("since", Type::TIMESTAMPTZ),
+            ("until_at", Type::TIMESTAMPTZ),
+        ],
+        &dump.pauses,
+        |pause| {
+            vec![
+                p(pause.policy.clone().unwrap_or_default()),
+                p(pause.reason.clone()),
+                p(pause.by.clone()),
+                p(pause.since),
+                p(pause.until),
             ]
         },
     )

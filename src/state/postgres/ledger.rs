@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, PollPlan, Result,
-    RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
+    Result, RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
 };
 
 #[async_trait]
@@ -283,6 +283,29 @@ impl Ledger for PgLedger {
 
     async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>> {
         PgLedger::post_hooks_owed(self).await
+    }
+
+    async fn pause(
+        &self,
+        policy: Option<&str>,
+        reason: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        PgLedger::pause(self, policy, reason, by, now, until).await
+    }
+
+    async fn resume(&self, policy: Option<&str>) -> Result<Option<Pause>> {
+        PgLedger::resume(self, policy).await
+    }
+
+    async fn pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>> {
+        PgLedger::pauses(self, now).await
+    }
+
+    async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
+        PgLedger::skip_runs(self, runs, why, now).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -182,6 +182,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         since     timestamptz NOT NULL
     );
     "#,
+    // 3: the pauses an operator set (the SQLite ledger's migration 12).
+    // One row per scope: a policy, or the empty text for every policy.
+    // `until_at` null: until resumed.
+    r#"
+    CREATE TABLE pauses (
+        scope      text PRIMARY KEY,
+        reason     text NOT NULL,
+        paused_by  text NOT NULL,
+        since      timestamptz NOT NULL,
+        until_at   timestamptz
+    );
+    "#,
 ];
 
 const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -25,6 +25,7 @@ pub mod lease;
 mod ledger;
 mod migrations;
 mod ops;
+mod pauses;
 mod rows;
 mod runs;
 mod safety;

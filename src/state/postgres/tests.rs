@@ -55,6 +55,17 @@ async fn decisions_refused(l: &PgLedger, snapshot: i64, run: i64) {
         l.owe_post_hook(run, &["thaw".to_string()], "vol-1", t(50))
             .await,
     );
+    let skipped = [
+        new_run(t(50)),
+        NewRun {
+            target: "vol-never-seen".into(),
+            ..new_run(t(50))
+        },
+    ];
+    not_leader(
+        "skip_runs",
+        l.skip_runs(&skipped, "skipped: paused", t(50)).await,
+    );
 }
 
 /// What the decision writes would change, for "nothing was written".
@@ -68,6 +79,7 @@ async fn footprint(l: &PgLedger) -> Vec<String> {
         "policy_rules",
         "snapshots",
         "post_hooks_owed",
+        "targets",
     ] {
         out.push(format!("{table}={}", count(l, table).await));
     }
@@ -183,6 +195,65 @@ async fn decision_writes_need_the_lease_and_facts_do_not() {
         .await;
     assert_eq!(epoch, vec!["null".to_string()]);
     l.mark_deleted(snapshot, t(7)).await.expect("deleted");
+}
+
+#[tokio::test]
+async fn pauses_need_no_lease_and_skipped_slots_do() {
+    let Some((_, l)) = fresh_pg("pauses_need_no_lease_and_skipped_slots_do").await else {
+        return;
+    };
+    // An operator's process holds no lease: it pauses and resumes.
+    l.pause(Some("db"), "migration", "ann", t(0), Some(t(59)))
+        .await
+        .expect("pause without the lease");
+    l.pause(None, "freeze", "ann", t(1), None)
+        .await
+        .expect("pause every policy without the lease");
+    let policies: Vec<_> = l
+        .pauses(t(2))
+        .await
+        .expect("pauses")
+        .into_iter()
+        .map(|p| p.policy)
+        .collect();
+    assert_eq!(policies, vec![None, Some("db".to_string())]);
+    let lifted = l
+        .resume(None)
+        .await
+        .expect("resume without the lease")
+        .expect("every policy was paused");
+    assert_eq!((lifted.reason.as_str(), lifted.since), ("freeze", t(1)));
+    assert_eq!(count(&l, "pauses").await, 1);
+
+    // Recording the slots a pause skipped is the schedule's decision.
+    let runs = [
+        new_run(t(10)),
+        NewRun {
+            target: "vol-2".into(),
+            ..new_run(t(10))
+        },
+    ];
+    let why = "skipped: paused by ann: migration";
+    not_leader("skip_runs", l.skip_runs(&runs, why, t(10)).await);
+    assert_eq!(
+        (count(&l, "runs").await, count(&l, "targets").await),
+        (0, 0)
+    );
+
+    // The leader records them, with its epoch.
+    lead(&l).await;
+    assert_eq!(
+        l.skip_runs(&runs, why, t(10))
+            .await
+            .expect("skip as the leader"),
+        vec![true, true]
+    );
+    assert_eq!(
+        l.query_for_tests("SELECT state || ' ' || epoch || ' ' || error FROM runs ORDER BY id")
+            .await,
+        vec![format!("skipped {EPOCH} {why}"); 2]
+    );
+    assert_eq!(count(&l, "targets").await, 2);
 }
 
 #[tokio::test]

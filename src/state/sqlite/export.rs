@@ -228,6 +228,21 @@ fn read_post_hooks_owed(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpPostHo
     )
 }
 
+/// Every row of `pauses`, in force or not, by scope.
+fn read_pauses(tx: &rusqlite::Transaction<'_>) -> Result<Vec<crate::state::Pause>> {
+    read_all(
+        tx,
+        "pauses",
+        &format!(
+            "SELECT {} FROM pauses ORDER BY scope",
+            super::pauses::PAUSE_COLUMNS
+        ),
+        super::pauses::raw_pause,
+        text_key::<1>,
+        super::pauses::parse_pause,
+    )
+}
+
 impl SqliteLedger {
     /// Every row of every table but the health probe's, read in one
     /// transaction (a consistent picture even if a reader runs beside).
@@ -295,6 +310,7 @@ impl SqliteLedger {
         )?;
         let alerts_delivered = read_alerts_delivered(&tx)?;
         let post_hooks_owed = read_post_hooks_owed(&tx)?;
+        let pauses = read_pauses(&tx)?;
         tx.finish()?;
         Ok(LedgerDump {
             runs,
@@ -308,6 +324,7 @@ impl SqliteLedger {
             targets,
             alerts_delivered,
             post_hooks_owed,
+            pauses,
         })
     }
 

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, PollPlan, Result,
-    RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
+    Result, RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
 };
 
 impl SqliteLedger {
@@ -383,6 +383,37 @@ impl Ledger for SqliteLedger {
 
     async fn post_hooks_owed(&self) -> Result<Vec<OwedHook>> {
         self.blocking(SqliteLedger::post_hooks_owed).await
+    }
+
+    async fn pause(
+        &self,
+        policy: Option<&str>,
+        reason: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (policy, reason, by) = (owned(policy), reason.to_owned(), by.to_owned());
+        self.blocking(move |db| {
+            SqliteLedger::pause(db, policy.as_deref(), &reason, &by, now, until)
+        })
+        .await
+    }
+
+    async fn resume(&self, policy: Option<&str>) -> Result<Option<Pause>> {
+        let policy = owned(policy);
+        self.blocking(move |db| SqliteLedger::resume(db, policy.as_deref()))
+            .await
+    }
+
+    async fn pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>> {
+        self.blocking(move |db| SqliteLedger::pauses(db, now)).await
+    }
+
+    async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
+        let (runs, why) = (runs.to_vec(), why.to_owned());
+        self.blocking(move |db| SqliteLedger::skip_runs(db, &runs, &why, now))
+            .await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

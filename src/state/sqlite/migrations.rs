@@ -189,4 +189,18 @@ pub const MIGRATIONS: &[&str] = &[
         since     TEXT NOT NULL
     );
     "#,
+    // 12: the pauses an operator set (`snapwarden pause`), read by the
+    // daemon every second: no slot of a paused policy starts, each is
+    // recorded skipped. One row per scope: a policy, or the empty text
+    // for every policy (a key that is never null, so the primary key
+    // keeps one pause per scope). `until_at` null: until resumed.
+    r#"
+    CREATE TABLE pauses (
+        scope      TEXT PRIMARY KEY,
+        reason     TEXT NOT NULL,
+        paused_by  TEXT NOT NULL,
+        since      TEXT NOT NULL,
+        until_at   TEXT
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -14,6 +14,7 @@ mod ledger;
 mod lock;
 mod migrations;
 mod ops;
+mod pauses;
 mod rows;
 mod runs;
 mod safety;
@@ -169,6 +170,21 @@ impl SqliteLedger {
             });
         }
         SqliteLedger::wrap(path, conn, None).unless_moved()
+    }
+
+    /// Open an existing database for an operator's control write (a
+    /// pause) while a daemon may hold the ledger's lock: read-write
+    /// without that lock, as SQLite's own locking (each write one
+    /// IMMEDIATE transaction, with a busy timeout) keeps two writers
+    /// apart. [`StateError::Missing`] if the daemon never wrote it, and
+    /// [`StateError::Moved`] if it was moved.
+    pub fn open_control(path: &Path) -> Result<SqliteLedger> {
+        if !path.exists() {
+            return Err(StateError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        SqliteLedger::open_holding(path, None)?.unless_moved()
     }
 
     /// [`SqliteLedger::open`] for a process that writes the ledger (the daemon, a

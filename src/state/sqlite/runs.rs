@@ -378,21 +378,26 @@ pub(super) fn insert_op(
     Ok(tx.last_insert_rowid())
 }
 
-/// The checks and insert of [`SqliteLedger::begin_run`], inside a caller's transaction.
-pub(super) fn begin_run_in(
-    tx: &rusqlite::Transaction<'_>,
-    run: &NewRun,
-    now: DateTime<Utc>,
-) -> Result<Begin> {
-    let exists: bool = tx
+/// Whether a run of `run`'s (policy, target, slot) is recorded, in any
+/// state: such a slot is never recorded again.
+pub(super) fn slot_recorded(tx: &Transaction<'_>, run: &NewRun) -> Result<bool> {
+    Ok(tx
         .query_row(
             "SELECT 1 FROM runs WHERE policy = ?1 AND target = ?2 AND slot = ?3",
             params![run.policy, run.target, ts(run.slot)],
             |_| Ok(true),
         )
         .optional()?
-        .unwrap_or(false);
-    if exists {
+        .unwrap_or(false))
+}
+
+/// The checks and insert of [`SqliteLedger::begin_run`], inside a caller's transaction.
+pub(super) fn begin_run_in(
+    tx: &rusqlite::Transaction<'_>,
+    run: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<Begin> {
+    if slot_recorded(tx, run)? {
         return Ok(Begin::AlreadyRecorded);
     }
     let open: Option<String> = tx
