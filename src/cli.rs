@@ -105,6 +105,30 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Pause a policy (or every one): its slots are recorded skipped, not
+    /// run, until `resume` or the end of --for. A running daemon honours it
+    /// within a second.
+    Pause {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this policy (default: every policy).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Lift the pause by itself after this long (e.g. 2h, 1d).
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Why: shown by status, in the ledger and in the skipped runs.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a pause made with `pause` (the one of --policy, or the
+    /// every-policy one).
+    Resume {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: Option<String>,
+    },
     /// Per policy and target: last run, last success, next run, snapshots kept.
     Status {
         #[command(flatten)]

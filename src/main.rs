@@ -59,6 +59,19 @@ fn main() -> ExitCode {
                 commands::status::run(&config.path, json).await.into()
             }
             Command::Monitor { config } => commands::monitor::run(&config.path).await,
+            Command::Pause {
+                config,
+                policy,
+                for_,
+                reason,
+            } => commands::pause::pause(&config.path, policy.as_deref(), for_, &reason)
+                .await
+                .into(),
+            Command::Resume { config, policy } => {
+                commands::pause::resume(&config.path, policy.as_deref())
+                    .await
+                    .into()
+            }
             Command::Restore {
                 config,
                 policy,

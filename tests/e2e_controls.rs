@@ -81,3 +81,154 @@ fn slots_in_a_blackout_window_are_skipped_and_one_run_follows_it() {
         "a blackout is no failure: {alerts:?}"
     );
 }
+
+/// `pause` beside a running daemon: within a second no slot of the policy
+/// starts; its slots are recorded skipped with who paused it and why (no
+/// alert); status, /metrics and systemd's STATUS= show it; `resume`
+/// lifts it, and a pause `--for` a while lifts itself.
+#[test]
+fn a_pause_is_honoured_within_a_second_and_shown_until_resumed() {
+    use std::os::unix::net::UnixDatagram;
+    let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
+    let policy = qc_policy(
+        "db",
+        &[VOLUME],
+        "* * * * * *",
+        "retain = 1000\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\ntimeout = \"1m\"",
+    );
+    let text = wd
+        .with_alert_command(&wd.qingcloud_config(&sim, SECRET, &policy))
+        .replace(
+            "log_format = \"text\"",
+            "log_format = \"text\"\nmetrics_listen = \"127.0.0.1:0\"",
+        );
+    let cfg = wd.write_config(&text);
+    let notify = wd.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).expect("bind notify socket");
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .expect("timeout");
+    let daemon = Daemon::start_with_env(
+        &cfg,
+        SECRET,
+        &[("NOTIFY_SOCKET", notify.to_str().expect("utf-8"))],
+    );
+    wait_for("two runs", MINUTE, || {
+        let runs = wd.try_state()?.runs_for("db", VOLUME, 100).ok()?;
+        (runs
+            .iter()
+            .filter(|r| r.state == RunState::Succeeded)
+            .count()
+            >= 2)
+            .then_some(())
+    });
+
+    let as_ann = |args: &[&str]| {
+        let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8")];
+        all.extend_from_slice(&args[1..]);
+        let out = std::process::Command::new(BIN)
+            .args(&all)
+            .env(secret_env_name(SECRET), SECRET)
+            .env("USER", "ann")
+            .env_remove("SUDO_USER")
+            .output()
+            .expect("run snapwarden");
+        assert!(out.status.success(), "{all:?}: {}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = as_ann(&["pause", "--policy", "db", "--reason", "db migration"]);
+    assert!(
+        said.contains("paused policy db until resumed, by ann: db migration"),
+        "{said}"
+    );
+    let paused_at = Utc::now();
+    let skipped = |after: DateTime<Utc>| {
+        wd.try_state()
+            .and_then(|s| s.runs_for("db", VOLUME, 100).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.slot > after && r.state == RunState::Skipped)
+            .collect::<Vec<_>>()
+    };
+    wait_for("three slots skipped while paused", MINUTE, || {
+        (skipped(paused_at).len() >= 3).then_some(())
+    });
+    let runs = wd.state().runs_for("db", VOLUME, 100).expect("runs");
+    // Honoured within a second: nothing started for a slot after that.
+    let late: Vec<_> = runs
+        .iter()
+        .filter(|r| r.slot > paused_at + chrono::Duration::seconds(1))
+        .filter(|r| r.state != RunState::Skipped)
+        .collect();
+    assert!(late.is_empty(), "started while paused: {late:?}");
+    let why = skipped(paused_at)[0].error.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("skipped: paused since") && why.ends_with("by ann: db migration"),
+        "{why}"
+    );
+
+    let status = wd.json_ok(
+        &["status", "-c", cfg.to_str().expect("utf-8"), "--json"],
+        SECRET,
+    );
+    assert_eq!(status["pauses"][0]["policy"], "db", "{status}");
+    assert_eq!(status["pauses"][0]["by"], "ann");
+    assert_eq!(status["pauses"][0]["until"], serde_json::Value::Null);
+    let metric = || {
+        let (_, text) = http_get(&format!("http://{}/metrics", metrics_addr(&daemon)));
+        metric_sample(&text, "snapwarden_policy_paused{policy=\"db\"}")
+    };
+    assert_eq!(metric(), Some(1.0));
+    let mut seen = Vec::new();
+    wait_for(
+        "STATUS= says paused",
+        std::time::Duration::from_secs(10),
+        || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            }
+            seen.iter()
+                .any(|m| m.contains("STATUS=") && m.contains("paused: db"))
+                .then_some(())
+        },
+    );
+
+    let said = as_ann(&["resume", "--policy", "db"]);
+    assert!(said.contains("resumed policy db"), "{said}");
+    let resumed_at = Utc::now();
+    wait_for("a run after resume", MINUTE, || {
+        let runs = wd.try_state()?.runs_for("db", VOLUME, 100).ok()?;
+        runs.iter()
+            .any(|r| r.slot > resumed_at && r.state == RunState::Succeeded)
+            .then_some(())
+    });
+    wait_for(
+        "the gauge back to 0",
+        std::time::Duration::from_secs(5),
+        || (metric() == Some(0.0)).then_some(()),
+    );
+    let said = as_ann(&["resume", "--policy", "db"]);
+    assert!(said.contains("policy db was not paused"), "{said}");
+
+    // Every policy, for two seconds: lifted by itself.
+    as_ann(&["pause", "--for", "2s", "--reason", "short freeze"]);
+    let short = Utc::now();
+    wait_for("a skipped slot", MINUTE, || {
+        (!skipped(short).is_empty()).then_some(())
+    });
+    let lifted = short + chrono::Duration::seconds(2);
+    wait_for("a run after the pause ended", MINUTE, || {
+        let runs = wd.try_state()?.runs_for("db", VOLUME, 100).ok()?;
+        runs.iter()
+            .any(|r| r.slot > lifted && r.state == RunState::Succeeded)
+            .then_some(())
+    });
+    daemon.stop();
+    let alerts = wd.alerts();
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["event"] != "failure" && a["event"] != "slot_skipped"),
+        "a pause is no failure: {alerts:?}"
+    );
+}

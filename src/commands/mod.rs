@@ -20,6 +20,7 @@ pub mod login;
 pub mod migrate_state;
 pub mod monitor;
 pub mod orphans;
+pub mod pause;
 pub mod plan;
 pub mod prune;
 pub mod restore;

@@ -10,9 +10,10 @@
 //! "skipped_slots", "in_flight": [{"kind", "snapshot_id", "operation",
 //! "age_seconds"}]}], "leadership": null | {"leader": {"node", "epoch",
 //! "since", "expires_at", "expired"} | null, "nodes": [{"node", "role",
-//! "started_at", "seen_at"}]}}`. Times are RFC 3339 UTC; absent values are
-//! null. `leadership` is set for a ledger shared by several nodes
-//! (`state_url`).
+//! "started_at", "seen_at"}]}, "pauses": [{"policy" (null: every policy),
+//! "reason", "by", "since", "until"}]}`. Times are RFC 3339 UTC; absent
+//! values are null. `leadership` is set for a ledger shared by several
+//! nodes (`state_url`).
 
 use std::path::Path;
 
@@ -37,6 +38,10 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
         .await
         .map_err(|e| Exit::failure(e.to_string()))?;
     let now = Utc::now();
+    let pauses = state.pauses(now).await.unwrap_or_else(|e| {
+        eprintln!("warning: cannot read the pauses: {e}");
+        Vec::new()
+    });
     let next_run = |policy: &str| {
         config
             .policies
@@ -80,12 +85,29 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
             "state": state.location(),
             "targets": targets,
             "leadership": leadership.as_ref().map(leadership_json),
+            "pauses": pauses.iter().map(|p| json!({
+                "policy": p.policy,
+                "reason": p.reason,
+                "by": p.by,
+                "since": p.since.to_rfc3339(),
+                "until": p.until.map(|t| t.to_rfc3339()),
+            })).collect::<Vec<_>>(),
         });
         say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
     if let Some(view) = &leadership {
         print_leadership(view);
+    }
+    for p in &pauses {
+        let scope = p
+            .policy
+            .as_ref()
+            .map_or("every policy".to_string(), |name| format!("policy {name}"));
+        say!(
+            "paused: {scope} {} (its slots are skipped)",
+            super::pause::describe(p)
+        );
     }
     if summaries.is_empty() {
         say!("no runs recorded yet in {}", state.location());

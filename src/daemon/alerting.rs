@@ -63,7 +63,13 @@ pub(super) async fn restore_alerts(
                 });
             }
         }
-        if let Some((slot, why)) = state.newest_skipped(&s.policy, &s.target).await? {
+        let skipped = state.newest_skipped(&s.policy, &s.target).await?;
+        // A pause or a blackout window is the operator's own doing.
+        let skipped = skipped.filter(|(_, why)| {
+            !why.as_deref()
+                .is_some_and(crate::engine::skipped_on_purpose)
+        });
+        if let Some((slot, why)) = skipped {
             if sent(&s.policy, &s.target, "slot_skipped").is_none_or(|at| at < slot) {
                 alerter.slot_skipped(
                     &s.policy,
@@ -144,7 +150,11 @@ pub(super) fn alert_selector(
 
 /// The one-line STATUS= for systemd: policies, operations in flight, and
 /// the most recent failure still unrecovered.
-pub(super) async fn status_line(state: &dyn Ledger, config: &Config) -> String {
+pub(super) async fn status_line(
+    state: &dyn Ledger,
+    config: &Config,
+    pauses: &[crate::state::Pause],
+) -> String {
     let in_flight = state.ops_in_flight_count().await.unwrap_or(0);
     let failing = state
         .summaries()
@@ -166,6 +176,13 @@ pub(super) async fn status_line(state: &dyn Ledger, config: &Config) -> String {
             f.policy, f.target, f.consecutive_failures
         )),
         None => line.push_str("; no failures"),
+    }
+    if !pauses.is_empty() {
+        let scopes: Vec<&str> = pauses
+            .iter()
+            .map(|p| p.policy.as_deref().unwrap_or("every policy"))
+            .collect();
+        line.push_str(&format!("; paused: {}", scopes.join(", ")));
     }
     line
 }

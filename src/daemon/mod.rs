@@ -44,6 +44,9 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How often the loop proves the state database writable (for /healthz
 /// and, faster if systemd asks, the watchdog).
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// How often the pauses are read: `snapwarden pause` is honoured within
+/// this.
+const PAUSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the loop looks for runs open in the ledger that no task
 /// carries out (abandoned: an interrupted one-shot command, a ledger write
@@ -218,6 +221,8 @@ async fn serve(
     let watchdog = notify::watchdog_interval();
     let mut health_check =
         tokio::time::interval(watchdog.unwrap_or(HEALTH_EVERY).min(HEALTH_EVERY));
+    let mut pause_check = tokio::time::interval(PAUSE_CHECK_EVERY);
+    pause_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut armed = None;
     let mut outcome = Ok(());
@@ -265,11 +270,16 @@ async fn serve(
             },
             _ = sweep.tick() => sched.take_up_abandoned(&config, Occasion::Running).await,
             _ = stale_check.tick() => check_stale(&sched.alerter, &*state, &config).await,
+            _ = pause_check.tick() => {
+                if sched.refresh_pauses(&config.policies).await {
+                    notify::status(&format!("{role}{}", status_line(&*state, &config, &sched.pauses).await));
+                }
+            }
             _ = health_check.tick() => {
                 recheck_clock(&sched.alerter, &config.policies, &mut sched.scheduled);
                 match health.check() {
                     Ok(()) => {
-                        notify::status(&format!("{role}{}", status_line(&*state, &config).await));
+                        notify::status(&format!("{role}{}", status_line(&*state, &config, &sched.pauses).await));
                         if watchdog.is_some() {
                             notify::watchdog();
                         }
@@ -318,6 +328,8 @@ async fn start_scheduler(
     trim::start(sched.state.clone(), stop);
     restore_alerts(&sched.alerter, &*sched.state, config).await?;
     sched.takeover_grace = grace;
+    // A pause counts from the first slot on, missed ones included.
+    sched.refresh_pauses(&config.policies).await;
     sched.schedule_all(config, Occasion::Startup).await;
     Ok(sched)
 }

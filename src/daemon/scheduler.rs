@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::alerting::log_report;
 use super::clock::{clock_stepped_back, schedule_base};
@@ -18,7 +18,7 @@ use crate::observe::alerts::{Alerter, RunResult};
 use crate::observe::events::{self, SlotsMissed};
 use crate::observe::metrics;
 use crate::schedule::Schedule;
-use crate::state::Ledger;
+use crate::state::{Ledger, Pause};
 
 /// A selector policy's slot whose targets were being resolved.
 pub(super) struct Resolution {
@@ -63,6 +63,8 @@ pub(super) struct Scheduler {
     /// Per policy (as `scheduled`): with `catch_up`, the end of the
     /// blackout window its last slot fell in; one run follows it then.
     pub(super) after_blackout: Vec<Option<DateTime<Utc>>>,
+    /// The pauses in force, read every second.
+    pub(super) pauses: Vec<Pause>,
 }
 
 impl Scheduler {
@@ -82,6 +84,7 @@ impl Scheduler {
             takeover_grace: None,
             first_leader: false,
             after_blackout: Vec::new(),
+            pauses: Vec::new(),
         }
     }
 
@@ -234,6 +237,9 @@ impl Scheduler {
     /// Fire one slot. A policy with a selector first resolves its targets in
     /// the background; [`Scheduler::fire_targets`] follows when that is done.
     pub(super) async fn fire(&mut self, policy: &Policy, slot: DateTime<Utc>) {
+        if let Some(pause) = self.pause_for(&policy.name).cloned() {
+            return self.skip_paused(policy, slot, &pause).await;
+        }
         if policy.targets.select.is_none() {
             return self.fire_targets(policy, slot, &policy.targets.named).await;
         }
@@ -314,7 +320,12 @@ impl Scheduler {
                 }
             }
         }
-        // A slow selector listing may finish after a later slot was marked.
+        self.mark_fired(policy, slot).await;
+    }
+
+    /// Record that `slot` fired for `policy` (never moving back: a slow
+    /// selector listing may finish after a later slot was marked).
+    async fn mark_fired(&self, policy: &Policy, slot: DateTime<Utc>) {
         let marked = match self.state.last_slot(&policy.name).await {
             Ok(last) if last.is_none_or(|last| last < slot) => {
                 self.state.set_last_slot(&policy.name, slot).await
@@ -327,6 +338,80 @@ impl Scheduler {
             // may be offered again, and its recorded intents keep it single.
             error!(policy = %policy.name, slot = %slot, error = %e, "cannot record the fired slot");
         }
+    }
+}
+
+impl Scheduler {
+    /// The pause in force for `policy`: its own, else the every-policy one.
+    pub(super) fn pause_for(&self, policy: &str) -> Option<&Pause> {
+        self.pauses
+            .iter()
+            .find(|p| p.policy.as_deref() == Some(policy))
+            .or_else(|| self.pauses.iter().find(|p| p.policy.is_none()))
+    }
+
+    /// Read the pauses in force (every second): a pause or resume written
+    /// by `snapwarden pause` is honoured within a second. True when they
+    /// changed. A ledger that cannot be read keeps the pauses known.
+    pub(super) async fn refresh_pauses(&mut self, policies: &[Policy]) -> bool {
+        let now = Utc::now();
+        let pauses = match self.state.pauses(now).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot read the pauses; keeping the ones known");
+                return false;
+            }
+        };
+        if pauses == self.pauses {
+            return false;
+        }
+        for p in pauses.iter().filter(|p| !self.pauses.contains(p)) {
+            let scope = p.policy.as_deref().unwrap_or("every policy");
+            info!(scope, by = %p.by, until = ?p.until, reason = %p.reason, "paused: its slots are skipped");
+        }
+        for p in self.pauses.iter().filter(|p| !pauses.contains(p)) {
+            let scope = p.policy.as_deref().unwrap_or("every policy");
+            info!(scope, "resumed");
+        }
+        self.pauses = pauses;
+        for policy in policies {
+            metrics::policy_paused(&policy.name, self.pause_for(&policy.name).is_some());
+        }
+        true
+    }
+
+    /// A slot of a paused policy: its runs recorded skipped (reason
+    /// `paused`), nothing started, no alert; the slot counts as fired.
+    async fn skip_paused(&mut self, policy: &Policy, slot: DateTime<Utc>, pause: &Pause) {
+        let mut targets = policy.targets.named.clone();
+        if policy.targets.select.is_some() {
+            // No listing while paused: the targets the ledger knows.
+            match self.state.summaries().await {
+                Ok(summaries) => {
+                    for t in crate::engine::ledger_targets(policy, &summaries) {
+                        if !targets.contains(&t) {
+                            targets.push(t);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(policy = %policy.name, error = %e, "cannot read the targets of a paused selector")
+                }
+            }
+        }
+        let why = format!(
+            "{} {}",
+            crate::engine::PAUSED_SKIP,
+            crate::commands::pause::describe(pause)
+        );
+        if let Err(e) = self
+            .engine
+            .skip_slot(policy, &targets, slot, "paused", &why)
+            .await
+        {
+            error!(policy = %policy.name, slot = %slot, error = %e, "cannot record the paused slot");
+        }
+        self.mark_fired(policy, slot).await;
     }
 }
 

@@ -494,6 +494,17 @@ fn poll_plan(policy: &Policy, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Po
 #[cfg(test)]
 mod tests;
 
+/// How the note of a run skipped by a pause starts.
+pub const PAUSED_SKIP: &str = "skipped: paused";
+/// How the note of a run skipped by a blackout window starts.
+pub const BLACKOUT_SKIP: &str = "skipped: inside the policy's blackout window";
+
+/// Whether a skipped run's note says it was skipped on purpose (a pause,
+/// a blackout window): not a slot that fell through, so no alert.
+pub fn skipped_on_purpose(note: &str) -> bool {
+    note.starts_with(PAUSED_SKIP) || note.starts_with(BLACKOUT_SKIP)
+}
+
 /// Refuse to start a create or a delete inside the policy's blackout
 /// window: the error says until when.
 fn outside_blackout(policy: &Policy) -> Result<(), EngineError> {
@@ -504,7 +515,7 @@ fn outside_blackout(policy: &Policy) -> Result<(), EngineError> {
     {
         None => Ok(()),
         Some(until) => Err(EngineError::Blackout(format!(
-            "skipped: inside the policy's blackout window until {}",
+            "{BLACKOUT_SKIP} until {}",
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ))),
     }

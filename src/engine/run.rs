@@ -60,6 +60,49 @@ impl Engine {
     /// written in one transaction (one durable commit for the whole slot),
     /// so a slot of thousands of targets starts without a disk flush per
     /// target. On error nothing of the slot is recorded and nothing runs.
+    /// Record `slot` of `targets` as skipped on purpose (`reason`: the
+    /// metric's label, `paused`; `why`: the run's note), starting nothing.
+    /// A slot already recorded is left as it is.
+    pub async fn skip_slot(
+        &self,
+        policy: &Policy,
+        targets: &[String],
+        slot: DateTime<Utc>,
+        reason: &'static str,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        let ps = self.slot(policy)?;
+        let runs: Vec<NewRun> = targets
+            .iter()
+            .map(|target| NewRun {
+                policy: policy.name.clone(),
+                target: target.clone(),
+                provider: policy.provider.clone(),
+                slot,
+                name: ps.provider.snapshot_name(&Marker {
+                    policy: policy.name.clone(),
+                    target: target.clone(),
+                    slot,
+                }),
+                // Nothing is made: no chain is started or continued.
+                full: false,
+            })
+            .collect();
+        let recorded = self.state.skip_runs(&runs, why, Utc::now()).await?;
+        for (run, new) in runs.iter().zip(recorded) {
+            if new {
+                events::emit(SlotSkippedOnPurpose {
+                    policy: &policy.name,
+                    target: &run.target,
+                    slot,
+                    reason,
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub async fn begin_slot(
         &self,
         policy: &Policy,
