@@ -682,6 +682,7 @@ mod tests {
         deletes_held("p", "t", true);
         intent_unrecorded("p");
         ledger_row_unreadable("runs");
+        policy_paused("p", true);
         let text = render();
         let exported: std::collections::BTreeSet<&str> = text
             .lines()

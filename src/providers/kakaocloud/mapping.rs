@@ -64,7 +64,7 @@ pub(super) fn remote_snapshot(
         marker_slot: marker_slot(s.description.as_deref(), policy, target),
         chain: chain_info(s, by_id),
         cloud_id: None,
-        size_bytes: None,
+        size_bytes: s.real_size.and_then(|b| u64::try_from(b).ok()),
     }
 }
 

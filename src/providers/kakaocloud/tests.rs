@@ -82,7 +82,24 @@ fn snap(id: &str, parent: Option<&str>, inc: Option<bool>) -> Snapshot {
         parent_id: parent.map(str::to_string),
         is_dependent_snapshot: None,
         created_at: None,
+        real_size: None,
     }
+}
+
+/// The reference's snapshot item: `real_size` (bytes taken) is the size,
+/// not `size` (its volume's, in GB); without it the size is unknown.
+#[test]
+fn a_snapshot_is_as_large_as_its_real_size() {
+    let item: Snapshot = serde_json::from_value(json!({
+        "id": "s-1", "name": "db", "size": 50, "real_size": 2147483648u64,
+        "status": "available", "volume_id": "v-1"
+    }))
+    .expect("a snapshot item");
+    let by_id: HashMap<&str, &Snapshot> = HashMap::new();
+    let r = mapping::remote_snapshot(&item, &by_id, "v-1", "db", "v-1");
+    assert_eq!(r.size_bytes, Some(2_147_483_648));
+    let r = mapping::remote_snapshot(&snap("s-2", None, None), &by_id, "v", "db", "v");
+    assert_eq!(r.size_bytes, None);
 }
 
 #[test]

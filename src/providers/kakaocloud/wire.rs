@@ -105,6 +105,9 @@ pub struct Snapshot {
     #[allow(dead_code)] // derived from parent_id; kept for the record
     pub is_dependent_snapshot: Option<bool>,
     pub created_at: Option<String>,
+    /// Bytes the snapshot actually takes (`size` is its volume's, in GB).
+    #[serde(default)]
+    pub real_size: Option<i64>,
 }
 
 impl Snapshot {

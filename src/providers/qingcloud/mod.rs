@@ -505,7 +505,10 @@ fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
         state: snapshot_state(s.status.as_deref(), s.transition_status.as_deref()),
         chain: chain_info(s),
         cloud_id: None,
-        size_bytes: None,
+        size_bytes: s
+            .size
+            .and_then(|mib| u64::try_from(mib).ok())
+            .and_then(|mib| mib.checked_mul(1 << 20)),
     }
 }
 

@@ -146,11 +146,12 @@ fn remote_snapshot_mapping() {
         "snapshot_id":"ss-69wldt5b","snapshot_name":"db-vol-df3m8oal-20231231T023000Z",
         "snapshot_type":1,"status":"available","transition_status":"","root_id":"ss-69wldt5b",
         "parent_id":"self","snapshot_time":"2023-12-31T02:30:02Z","create_time":"2023-12-31T02:30:03Z",
-        "lastest_snapshot_time":"2024-01-01T02:30:02Z","description":null,
+        "lastest_snapshot_time":"2024-01-01T02:30:02Z","description":null,"size":10240,
         "resource":{"resource_id":"vol-df3m8oal","resource_name":"db","resource_type":"volume"}
     }));
     let r = remote_snapshot(&s, "db", "vol-df3m8oal");
     assert_eq!(r.id, "ss-69wldt5b");
+    assert_eq!(r.size_bytes, Some(10 << 30), "10240 MiB");
     assert!(r.marker_slot.is_some());
     assert_eq!(r.state, SnapshotState::Available);
     assert_eq!(
@@ -163,6 +164,7 @@ fn remote_snapshot_mapping() {
     let r = remote_snapshot(&s, "db", "vol-df3m8oal");
     assert!(r.marker_slot.is_none());
     assert_eq!(r.name, "");
+    assert_eq!(r.size_bytes, None, "no size: unknown, not 0");
 }
 
 #[test]

@@ -102,6 +102,10 @@ pub struct Snapshot {
     /// The volume or instance the snapshot is of.
     #[serde(default)]
     pub resource: Option<SnapshotResource>,
+    /// In MiB (the reference's full snapshot of a 50 GB volume says
+    /// 51200); number or string on the wire.
+    #[serde(default, deserialize_with = "crate::providers::wire::flex_i64")]
+    pub size: Option<i64>,
     // `lastest_snapshot_time` (doc) / `latest_snapshot_time` (Go SDK) and
     // the other chain totals are not needed and fall under "unknown fields
     // are ignored"; declaring them as serde aliases would turn a body that
@@ -203,6 +207,8 @@ mod tests {
             s.created_at().map(|t| t.to_rfc3339()),
             Some("2018-11-27T10:36:16+00:00".to_string())
         );
+        // 51200 MiB: the 50 GB volume the reference restores it to.
+        assert_eq!(s.size, Some(51200));
     }
 
     #[test]

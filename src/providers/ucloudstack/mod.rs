@@ -503,7 +503,10 @@ fn remote_snapshot(info: &SnapshotInfo, policy: &str, target: &str) -> RemoteSna
         marker_slot: marker_slot(info, policy, target),
         chain: None,
         cloud_id: None,
-        size_bytes: None,
+        size_bytes: info
+            .size_gb
+            .and_then(|gb| u64::try_from(gb).ok())
+            .and_then(|gb| gb.checked_mul(1 << 30)),
     }
 }
 

@@ -174,7 +174,14 @@ fn status_mapping() {
         assert_eq!(r.state, *want, "{status}");
         assert_eq!(r.source, "disk-1");
         assert!(r.marker_slot.is_none());
+        assert_eq!(r.size_bytes, None, "no SnapshotSize: unknown, not 0");
     }
+    let sized = remote_snapshot(
+        &info(json!({"SnapshotID":"snap-1","SnapshotStatus":"Normal","SnapshotSize":"40"})),
+        "db",
+        "disk-1",
+    );
+    assert_eq!(sized.size_bytes, Some(40 << 30));
     let op = |kind| OperationRef {
         kind,
         operation: "snap-1".into(),

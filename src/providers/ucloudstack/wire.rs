@@ -72,6 +72,14 @@ pub struct SnapshotInfo {
         deserialize_with = "crate::providers::wire::flex_i64"
     )]
     pub create_time: Option<i64>,
+    /// The reference gives no unit; read as GB, the unit of the API's
+    /// disk sizes.
+    #[serde(
+        rename = "SnapshotSize",
+        default,
+        deserialize_with = "crate::providers::wire::flex_i64"
+    )]
+    pub size_gb: Option<i64>,
 }
 
 impl SnapshotInfo {
@@ -116,6 +124,7 @@ mod tests {
         assert_eq!(infos[1].name(), "x");
         assert_eq!(infos[0].snapshot_type, None);
         assert_eq!(infos[1].snapshot_type.as_deref(), Some("Automatic"));
+        assert_eq!((infos[0].size_gb, infos[1].size_gb), (None, Some(10)));
         assert_eq!(
             infos[0].created_at().map(|t| t.timestamp()),
             Some(1_704_076_200)
