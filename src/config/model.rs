@@ -143,6 +143,9 @@ pub struct ProviderConfig {
     pub ca_file: Option<PathBuf>,
     /// Timeout of one HTTP request. Default 30s. Key: `request_timeout`.
     pub request_timeout: Duration,
+    /// What a GiB of snapshot costs a month here (any currency), for the
+    /// estimate `status` shows. None: no estimate.
+    pub price_per_gib_month: Option<f64>,
 }
 
 /// The kind-specific part of a provider section.

@@ -515,6 +515,31 @@ fn shared_ledger_mistakes_are_positioned_and_never_echo_a_password() {
 }
 
 #[test]
+fn a_price_per_gib_month_is_a_number_of_zero_or_more() {
+    let env = [("QY_SECRET", SECRET)];
+    let c = load_env(
+        &config(
+            "secret_access_key_env = \"QY_SECRET\"\nprice_per_gib_month = 0.05",
+            "",
+        ),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(c.providers["qc"].price_per_gib_month, Some(0.05));
+    let c = load_env(&config("secret_access_key_env = \"QY_SECRET\"", ""), &env).expect("valid");
+    assert_eq!(c.providers["qc"].price_per_gib_month, None);
+    let text = config(
+        "secret_access_key_env = \"QY_SECRET\"\nprice_per_gib_month = -1.0",
+        "",
+    );
+    let p = problems(&text, &env);
+    assert!(
+        p[0].contains("`price_per_gib_month` must be a price of zero or more"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn hooks_are_read_with_their_defaults() {
     let text = config(
         "secret_access_key_env = \"QY_SECRET\"",

@@ -113,6 +113,7 @@ struct Metrics {
     leader_epoch: Gauge,
     leader_changes: Counter,
     policy_paused: Family<PolicyLabel, Gauge<i64, AtomicI64>>,
+    snapshot_bytes: Family<PolicyTarget, Gauge<i64, AtomicI64>>,
     /// The label values each (policy, target) was exported with, so that
     /// the series of a target that is gone can be removed.
     seen: Mutex<HashMap<(String, String), TargetSeries>>,
@@ -165,6 +166,7 @@ impl Metrics {
             leader_epoch: Gauge::default(),
             leader_changes: Counter::default(),
             policy_paused: Family::default(),
+            snapshot_bytes: Family::default(),
             seen: Mutex::default(),
             registry: Registry::default(),
         };
@@ -223,6 +225,11 @@ impl Metrics {
             "snapshots_retained",
             "Own snapshots kept per policy and target after the last prune",
             self.retained.clone(),
+        );
+        registry.register(
+            "snapshot_bytes",
+            "Bytes of the own snapshots kept per policy and target, as the cloud's listing gives them (absent where the cloud gives no size)",
+            self.snapshot_bytes.clone(),
         );
     }
 
@@ -327,6 +334,7 @@ pub const NAMES: &[&str] = &[
     "snapwarden_schedule_expected_interval_seconds",
     "snapwarden_next_run_timestamp_seconds",
     "snapwarden_snapshots_retained",
+    "snapwarden_snapshot_bytes",
     "snapwarden_operations_in_flight",
     "snapwarden_operation_duration_seconds",
     "snapwarden_api_requests",
@@ -403,6 +411,7 @@ pub fn forget_targets_except(live: &HashSet<(String, String)>) {
         };
         m.last_success.remove(&pt);
         m.retained.remove(&pt);
+        m.snapshot_bytes.remove(&pt);
         m.budget_exceeded.remove(&pt);
         m.deletes_held.remove(&pt);
         for provider in &series.providers {
@@ -537,6 +546,27 @@ pub fn retained(policy: &str, target: &str, count: usize) {
             target: target.into(),
         })
         .set(count as i64);
+}
+
+/// The bytes of the snapshots `policy` keeps of `target`; None (a size
+/// the cloud does not give) removes the series: unknown is never 0.
+pub fn snapshot_bytes(policy: &str, target: &str, bytes: Option<u64>) {
+    seen(policy, target, |_| {});
+    let pt = PolicyTarget {
+        policy: policy.into(),
+        target: target.into(),
+    };
+    match bytes {
+        Some(b) => {
+            metrics()
+                .snapshot_bytes
+                .get_or_create(&pt)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        None => {
+            metrics().snapshot_bytes.remove(&pt);
+        }
+    }
 }
 
 pub fn operations_in_flight(provider: &str, count: usize) {
@@ -683,6 +713,7 @@ mod tests {
         intent_unrecorded("p");
         ledger_row_unreadable("runs");
         policy_paused("p", true);
+        snapshot_bytes("p", "t", Some(1 << 30));
         let text = render();
         let exported: std::collections::BTreeSet<&str> = text
             .lines()

@@ -113,6 +113,7 @@ pub(crate) struct CommonRaw {
     max_in_flight: Option<Spanned<i64>>,
     ca_file: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+    price_per_gib_month: Option<Spanned<f64>>,
 }
 
 /// One provider section being checked.
@@ -208,6 +209,7 @@ pub(crate) fn provider(
             max_in_flight: limits.max_in_flight,
             ca_file: limits.ca_file,
             request_timeout: limits.request_timeout,
+            price_per_gib_month: limits.price_per_gib_month,
         }),
         _ => None,
     };
@@ -252,6 +254,7 @@ struct Limits {
     max_in_flight: usize,
     ca_file: Option<PathBuf>,
     request_timeout: std::time::Duration,
+    price_per_gib_month: Option<f64>,
 }
 
 /// The common keys other than `kind` and `endpoint` (whose default and
@@ -316,12 +319,25 @@ fn common_limits(raw: &CommonRaw, cx: &mut Cx<'_>) -> Option<Limits> {
         &mut cx.diag,
     );
 
+    let price_per_gib_month = raw.price_per_gib_month.as_ref().map(|v| {
+        let price = *v.get_ref();
+        if !price.is_finite() || price < 0.0 {
+            cx.diag.error(
+                v.span(),
+                format!("`price_per_gib_month` must be a price of zero or more, got {price}"),
+            );
+            ok = false;
+        }
+        price
+    });
+
     match (ok, request_timeout) {
         (true, Some(request_timeout)) => Some(Limits {
             requests_per_second,
             max_in_flight,
             ca_file,
             request_timeout,
+            price_per_gib_month,
         }),
         _ => None,
     }
