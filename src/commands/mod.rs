@@ -223,6 +223,25 @@ pub fn select_policies<'a>(
     }
 }
 
+/// A size for people: "12.5 GiB", or "?" where the cloud gives none.
+pub fn size_text(bytes: Option<u64>) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let Some(b) = bytes else {
+        return "?".to_string();
+    };
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// The first failure to write standard output other than a closed pipe.
 static OUTPUT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
@@ -246,4 +265,16 @@ pub fn output_failure() -> Option<String> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(super::size_text(None), "?");
+        assert_eq!(super::size_text(Some(512)), "512 B");
+        assert_eq!(super::size_text(Some(51200 << 20)), "50.0 GiB");
+        assert_eq!(super::size_text(Some(1536)), "1.5 KiB");
+        assert_eq!(super::size_text(Some(3 << 40)), "3.0 TiB");
+    }
 }

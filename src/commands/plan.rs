@@ -116,10 +116,10 @@ pub async fn run(path: &Path, policy: Option<&str>, as_json: bool) -> Outcome {
                         Verdict::Keep => "KEEP",
                         Verdict::Delete => "DELETE",
                     };
-                    let id = listed
-                        .get(d.id.as_str())
-                        .map_or(d.id.as_str(), |s| s.cloud_id());
-                    say!("  {v:<6} {id}  {}", d.reasons.join("; "));
+                    let s = listed.get(d.id.as_str());
+                    let id = s.map_or(d.id.as_str(), |s| s.cloud_id());
+                    let size = super::size_text(s.and_then(|s| s.size_bytes));
+                    say!("  {v:<6} {id}  {size:>10}  {}", d.reasons.join("; "));
                 }
             }
         }
