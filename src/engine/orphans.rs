@@ -773,6 +773,7 @@ mod tests {
             completed_at: None,
             deleted_at: None,
             error: None,
+            size_bytes: None,
         }
     }
 

@@ -164,7 +164,7 @@ pub fn value_columns(
                 "state",
                 "error",
             ],
-            &["run_id", "\"full\"::int"],
+            &["run_id", "\"full\"::int", "COALESCE(size_bytes, 0)"],
         ),
         "operations" => (
             &["started_at", "next_poll_at", "deadline", "finished_at"],
@@ -207,8 +207,8 @@ impl Values {
         self
     }
 
-    fn number(mut self, n: i64) -> Self {
-        self.numbers += i128::from(n);
+    fn number(mut self, n: impl Into<i128>) -> Self {
+        self.numbers += n.into();
         self
     }
 }
@@ -297,6 +297,7 @@ impl LedgerDump {
                         .text(s.error.as_deref())
                         .number(s.run_id)
                         .number(i64::from(s.full))
+                        .number(s.size_bytes.unwrap_or(0))
                 }),
             ),
             add_values(

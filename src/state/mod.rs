@@ -263,6 +263,9 @@ pub struct SnapshotRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// The size in bytes the cloud's listing last gave (None: never
+    /// recorded).
+    pub size_bytes: Option<u64>,
 }
 
 /// A ledger row that could not be read (a value no code path writes: a
@@ -314,6 +317,10 @@ pub struct TargetSummary {
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
     pub snapshots_kept: u32,
+    /// The sum of `size_bytes` of the snapshots `snapshots_kept` counts.
+    /// None when any of them has no size recorded (an unknown size is
+    /// never shown as 0), and None when none is kept.
+    pub bytes_kept: Option<u64>,
     pub in_flight: Vec<OpRow>,
     pub skipped: u32,
 }
@@ -443,6 +450,35 @@ pub(crate) fn pause_policy(scope: String) -> Option<String> {
     (scope != EVERY_POLICY).then_some(scope)
 }
 
+/// A snapshot size as both backends store it: a signed 64-bit integer.
+/// A size above `i64::MAX` is refused rather than wrapped into a
+/// negative number.
+pub(crate) fn stored_size(row_id: i64, bytes: u64) -> Result<i64> {
+    i64::try_from(bytes).map_err(|_| StateError::Invalid {
+        what: "a snapshot size",
+        problem: format!(
+            "{bytes} bytes for snapshot row {row_id} is more than the ledger stores ({} bytes at most)",
+            i64::MAX
+        ),
+    })
+}
+
+/// A stored snapshot size read back (see [`stored_size`]); a negative
+/// value is no size any code path writes.
+pub(crate) fn read_size(stored: Option<i64>) -> Result<Option<u64>> {
+    stored
+        .map(|n| u64::try_from(n).map_err(|_| corrupt("snapshots.size_bytes", &n.to_string())))
+        .transpose()
+}
+
+/// What `bytes_kept` of a [`TargetSummary`] says, from how many snapshots
+/// are kept, how many of them have a size recorded, and the sum of those
+/// sizes: the sum only when every kept snapshot has a size (an unknown
+/// size is never shown as 0), and None when nothing is kept.
+pub(crate) fn bytes_kept(kept: u64, sized: u64, sum: u64) -> Option<u64> {
+    (kept > 0 && sized == kept).then_some(sum)
+}
+
 /// What one [`Ledger::trim`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
@@ -493,6 +529,7 @@ impl Streak {
         self,
         key: (&str, &str, &str),
         snapshots_kept: u32,
+        bytes_kept: Option<u64>,
         skipped: u32,
         in_flight: Vec<OpRow>,
     ) -> TargetSummary {
@@ -506,6 +543,7 @@ impl Streak {
             consecutive_failures: self.consecutive_failures,
             last_error: self.last_error.filter(|_| self.consecutive_failures > 0),
             snapshots_kept,
+            bytes_kept,
             in_flight,
             skipped,
         }
@@ -645,6 +683,10 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     ) -> Result<Vec<SnapshotRow>>;
 
     async fn all_snapshots(&self) -> Result<Vec<SnapshotRow>>;
+    /// Record the sizes a listing gave for ledger rows: (row id, bytes). A
+    /// fact, not fenced; one transaction; a row id that does not exist is
+    /// skipped (the listing may race a trim).
+    async fn record_sizes(&self, sizes: &[(i64, u64)]) -> Result<()>;
 
     async fn mark_deleted(&self, row_id: i64, now: DateTime<Utc>) -> Result<()>;
 

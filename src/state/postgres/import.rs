@@ -118,7 +118,9 @@ async fn table_check(tx: &Transaction<'_>, table: &str) -> Result<TableCheck> {
         .iter()
         .map(|c| format!("COALESCE(char_length({c}), 0)"))
         .collect());
-    let numbers = sum(numbers.iter().map(|c| format!("{c}::bigint")).collect());
+    // numeric: a row's numbers (a size near i64::MAX and its run id) may
+    // add up past a bigint.
+    let numbers = sum(numbers.iter().map(|c| format!("{c}::numeric")).collect());
     let row = tx
         .query_one(
             &format!(
@@ -254,6 +256,12 @@ impl PgLedger {
 /// The run history: runs, their snapshots, and the operations on them, in
 /// that order (each refers to the one before).
 async fn copy_history(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    // A size PostgreSQL cannot store is refused before anything is copied.
+    for s in &dump.snapshots {
+        if let Some(bytes) = s.size_bytes {
+            crate::state::stored_size(s.id, bytes)?;
+        }
+    }
     copy_all(
         tx,
         "runs",
@@ -306,6 +314,7 @@ async fn copy_history(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
             ("completed_at", Type::TIMESTAMPTZ),
             ("deleted_at", Type::TIMESTAMPTZ),
             ("error", Type::TEXT),
+            ("size_bytes", Type::INT8),
         ],
         &dump.snapshots,
         |s| {
@@ -324,6 +333,8 @@ async fn copy_history(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
                 p(s.completed_at),
                 p(s.deleted_at),
                 p(s.error.clone()),
+                // Checked before the copy (see `copy_history`).
+                p(s.size_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX))),
             ]
         },
     )

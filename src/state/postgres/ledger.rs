@@ -233,6 +233,10 @@ impl Ledger for PgLedger {
         PgLedger::all_snapshot_sources(self).await
     }
 
+    async fn record_sizes(&self, sizes: &[(i64, u64)]) -> Result<()> {
+        PgLedger::record_sizes(self, sizes).await
+    }
+
     async fn record_snapshot_sources(&self, sources: &[(i64, &str)]) -> Result<()> {
         PgLedger::record_snapshot_sources(self, sources).await
     }

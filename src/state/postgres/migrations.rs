@@ -194,6 +194,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         until_at   timestamptz
     );
     "#,
+    // 4: each snapshot's size in bytes, as the cloud's listing gave it
+    // (the SQLite ledger's migration 13). Null: never recorded.
+    r#"
+    ALTER TABLE snapshots ADD COLUMN size_bytes bigint;
+    "#,
 ];
 
 const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -29,6 +29,7 @@ mod pauses;
 mod rows;
 mod runs;
 mod safety;
+mod sizes;
 mod snapshots;
 mod summary;
 #[cfg(test)]
@@ -88,7 +89,7 @@ const OPEN_RUN_STATES_SQL: &str = "'intent', 'creating', 'pruning'";
 const RUN_COLUMNS: &str =
     r#"id, policy, target, provider, slot, name, "full", state, started_at, finished_at, error"#;
 
-const SNAPSHOT_COLUMNS: &str = r#"id, run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at, completed_at, deleted_at, error"#;
+const SNAPSHOT_COLUMNS: &str = r#"id, run_id, provider, policy, target, slot, name, snapshot_id, state, "full", created_at, completed_at, deleted_at, error, size_bytes"#;
 
 const OP_COLUMNS: &str = "o.id, o.kind, o.provider, o.reference, o.snapshot, s.snapshot_id, s.run_id, s.policy, s.target, o.started_at, o.next_poll_at, o.poll_interval_ms, o.deadline";
 

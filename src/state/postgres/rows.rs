@@ -63,6 +63,7 @@ pub(super) fn snapshot_row(row: &Row) -> Result<SnapshotRow> {
         completed_at: get(row, 11, "snapshots.completed_at")?,
         deleted_at: get(row, 12, "snapshots.deleted_at")?,
         error: get(row, 13, "snapshots.error")?,
+        size_bytes: crate::state::read_size(get(row, 14, "snapshots.size_bytes")?)?,
     })
 }
 

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 
 use super::rows::{get, run_row};
 use super::{PgLedger, RUN_COLUMNS};
-use crate::state::{OpRow, Result, RunRow, Streak, TargetSummary};
+use crate::state::{bytes_kept, corrupt, OpRow, Result, RunRow, Streak, TargetSummary};
 
 /// The runs `status` reads of a target: newest first, back to its newest
 /// success (which ends any failure streak), skipped slots left out. The
@@ -37,8 +37,30 @@ fn counts(rows: &[Row], what: &'static str) -> Result<HashMap<(String, String), 
         .collect()
 }
 
-const KEPT_SQL: &str = "SELECT policy, target, COUNT(*) FROM snapshots
-     WHERE state IN ('available', 'deleting') GROUP BY policy, target";
+/// The kept snapshots of each target: how many, how many of them have a
+/// size recorded, and the sum of those sizes (as text: a sum of bigints
+/// is numeric, and may pass i64::MAX).
+const KEPT_SQL: &str = "SELECT policy, target, COUNT(*), COUNT(size_bytes),
+            COALESCE(SUM(size_bytes), 0)::text
+     FROM snapshots WHERE state IN ('available', 'deleting') GROUP BY policy, target";
+
+/// What [`KEPT_SQL`] gives of one target, from column `at` on: the
+/// count of kept snapshots and their `bytes_kept`.
+fn kept(row: &Row, at: usize) -> Result<(u32, Option<u64>)> {
+    let kept: i64 = get(row, at, "snapshots")?;
+    let sized: i64 = get(row, at + 1, "snapshots.size_bytes")?;
+    let sum: String = get(row, at + 2, "snapshots.size_bytes")?;
+    // A sum above u64::MAX is shown as u64::MAX, as SQLite's saturates.
+    let sum = sum.parse::<u64>().or_else(|_| match sum.parse::<u128>() {
+        Ok(_) => Ok(u64::MAX),
+        Err(_) => Err(corrupt("a sum of snapshots.size_bytes", &sum)),
+    })?;
+    let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok((
+        u32::try_from(kept).unwrap_or(u32::MAX),
+        bytes_kept(as_u64(kept), as_u64(sized), sum),
+    ))
+}
 
 const SKIPPED_SQL: &str =
     "SELECT policy, target, COUNT(*) FROM runs WHERE state = 'skipped' GROUP BY policy, target";
@@ -79,7 +101,20 @@ impl PgLedger {
                 .or_default()
                 .push(run);
         }
-        let kept = counts(&client.query(KEPT_SQL, &[]).await?, "snapshots")?;
+        let kept = client
+            .query(KEPT_SQL, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    (
+                        get(r, 0, "snapshots.policy")?,
+                        get(r, 1, "snapshots.target")?,
+                    ),
+                    kept(r, 2)?,
+                ))
+            })
+            .collect::<Result<HashMap<(String, String), (u32, Option<u64>)>>>()?;
         let skipped = counts(&client.query(SKIPPED_SQL, &[]).await?, "runs")?;
         drop(client);
         let mut out = Vec::with_capacity(targets.len());
@@ -92,7 +127,7 @@ impl PgLedger {
                 &key.1,
                 &provider,
                 runs.remove(&key).unwrap_or_default(),
-                kept.get(&key).copied().unwrap_or(0),
+                kept.get(&key).copied().unwrap_or((0, None)),
                 skipped.get(&key).copied().unwrap_or(0),
                 in_flight.remove(&key).unwrap_or_default(),
             ));
@@ -134,15 +169,16 @@ impl PgLedger {
             let n: i64 = get(&row, 0, what)?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
-        let kept = count(
-            client
+        let kept = kept(
+            &client
                 .query_one(
-                    "SELECT COUNT(*) FROM snapshots WHERE policy = $1 AND target = $2
+                    "SELECT COUNT(*), COUNT(size_bytes), COALESCE(SUM(size_bytes), 0)::text
+                     FROM snapshots WHERE policy = $1 AND target = $2
                        AND state IN ('available', 'deleting')",
                     &[&policy, &target],
                 )
                 .await?,
-            "snapshots",
+            0,
         )?;
         let skipped = count(
             client
@@ -172,7 +208,7 @@ fn summary(
     target: &str,
     provider: &str,
     runs: Vec<RunRow>,
-    snapshots_kept: u32,
+    (snapshots_kept, bytes_kept): (u32, Option<u64>),
     skipped: u32,
     in_flight: Vec<OpRow>,
 ) -> TargetSummary {
@@ -185,6 +221,7 @@ fn summary(
     streak.summary(
         (policy, target, provider),
         snapshots_kept,
+        bytes_kept,
         skipped,
         in_flight,
     )

@@ -315,6 +315,12 @@ impl Ledger for SqliteLedger {
         self.blocking(SqliteLedger::all_snapshot_sources).await
     }
 
+    async fn record_sizes(&self, sizes: &[(i64, u64)]) -> Result<()> {
+        let sizes = sizes.to_vec();
+        self.blocking(move |db| SqliteLedger::record_sizes(db, &sizes))
+            .await
+    }
+
     async fn record_snapshot_sources(&self, sources: &[(i64, &str)]) -> Result<()> {
         let sources: Vec<(i64, String)> =
             sources.iter().map(|&(id, s)| (id, s.to_owned())).collect();

@@ -203,4 +203,9 @@ pub const MIGRATIONS: &[&str] = &[
         until_at   TEXT
     ) WITHOUT ROWID;
     "#,
+    // 13: each snapshot's size in bytes, as the cloud's listing gave it
+    // (null: never recorded). An integer: SQLite keeps up to i64::MAX.
+    r#"
+    ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER;
+    "#,
 ];

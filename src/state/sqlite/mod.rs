@@ -19,6 +19,7 @@ mod rows;
 mod runs;
 mod safety;
 mod secrets;
+mod sizes;
 mod snapshots;
 mod sources;
 mod summary;
@@ -94,7 +95,7 @@ const SKIPPED_COUNT_SQL: &str =
 const RUN_COLUMNS: &str =
     "id, policy, target, provider, slot, name, full, state, started_at, finished_at, error";
 
-const SNAPSHOT_COLUMNS: &str = "id, run_id, provider, policy, target, slot, name, snapshot_id, state, full, created_at, completed_at, deleted_at, error";
+const SNAPSHOT_COLUMNS: &str = "id, run_id, provider, policy, target, slot, name, snapshot_id, state, full, created_at, completed_at, deleted_at, error, size_bytes";
 
 const OP_COLUMNS: &str = "o.id, o.kind, o.provider, o.reference, o.snapshot, s.snapshot_id, s.run_id, s.policy, s.target, o.started_at, o.next_poll_at, o.poll_interval_ms, o.deadline";
 

@@ -97,6 +97,7 @@ pub(super) fn snapshot_row(row: &Row<'_>) -> rusqlite::Result<RawSnapshot> {
         completed_at: row.get(11)?,
         deleted_at: row.get(12)?,
         error: row.get(13)?,
+        size_bytes: row.get(14)?,
     })
 }
 
@@ -133,6 +134,7 @@ pub(super) struct RawSnapshot {
     completed_at: Option<String>,
     deleted_at: Option<String>,
     error: Option<String>,
+    size_bytes: Option<i64>,
 }
 
 impl RawSnapshot {
@@ -152,6 +154,7 @@ impl RawSnapshot {
             completed_at: parse_opt_ts("snapshots.completed_at", self.completed_at)?,
             deleted_at: parse_opt_ts("snapshots.deleted_at", self.deleted_at)?,
             error: self.error,
+            size_bytes: crate::state::read_size(self.size_bytes)?,
         })
     }
 }

@@ -9,7 +9,7 @@ use super::{
     LedgerState, OpRow, Result, SqliteLedger, TargetSummary, RUN_COLUMNS, SKIPPED_COUNT_SQL,
     TARGET_PAIRS_SQL,
 };
-use crate::state::Streak;
+use crate::state::{bytes_kept, read_size, Streak};
 
 impl SqliteLedger {
     /// Every (policy, target) the ledger knows, with what `status` shows.
@@ -79,22 +79,35 @@ impl SqliteLedger {
         }
         drop(rows);
         drop(stmt);
-        let snapshots_kept: u32 = conn.query_row(
-            "SELECT COUNT(*) FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN (?3, ?4)",
-            params![
+        // The kept snapshots' sizes, summed here: SQLite's SUM fails on
+        // an integer overflow, and the count and the sum come from one read.
+        let (mut kept, mut sized, mut sum) = (0u64, 0u64, 0u64);
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT size_bytes FROM snapshots WHERE policy = ?1 AND target = ?2 AND state IN (?3, ?4)",
+            )?;
+            let mut rows = stmt.query(params![
                 policy,
                 target,
                 LedgerState::Available.as_str(),
                 LedgerState::Deleting.as_str()
-            ],
-            |r| r.get(0),
-        )?;
+            ])?;
+            while let Some(row) = rows.next()? {
+                kept += 1;
+                if let Some(bytes) = read_size(row.get(0)?)? {
+                    sized += 1;
+                    sum = sum.saturating_add(bytes);
+                }
+            }
+        }
+        let snapshots_kept = u32::try_from(kept).unwrap_or(u32::MAX);
         let skipped: u32 =
             conn.query_row(SKIPPED_COUNT_SQL, params![policy, target], |r| r.get(0))?;
         drop(conn);
         Ok(streak.summary(
             (policy, target, provider),
             snapshots_kept,
+            bytes_kept(kept, sized, sum),
             skipped,
             in_flight,
         ))
