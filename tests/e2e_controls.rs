@@ -251,3 +251,84 @@ fn a_pause_is_honoured_within_a_second_and_shown_until_resumed() {
         "a pause is no failure: {alerts:?}"
     );
 }
+
+/// What the cloud says of sizes reaches the operator: the metric, status
+/// (with the monthly estimate from `price_per_gib_month`) and plan give
+/// the bytes of the snapshots kept, as the simulator sized them.
+#[test]
+fn snapshot_sizes_and_cost_reach_metrics_status_and_plan() {
+    let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
+    let policy = qc_policy(
+        "db",
+        &[VOLUME],
+        "* * * * * *",
+        "retain = 2\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\ntimeout = \"1m\"",
+    );
+    let text = wd
+        .qingcloud_config(&sim, SECRET, &policy)
+        .replace(
+            "log_format = \"text\"",
+            "log_format = \"text\"\nmetrics_listen = \"127.0.0.1:0\"",
+        )
+        .replace(
+            "requests_per_second = 50",
+            "requests_per_second = 50\nprice_per_gib_month = 0.25",
+        );
+    let cfg = wd.write_config(&text);
+    let daemon = Daemon::start(&cfg, SECRET);
+    // Three runs: the third prunes to two kept.
+    wd.wait_succeeded_runs("db", &[VOLUME], 3);
+    // Every snapshot here is full, of the same volume: two kept take
+    // twice one's size, after any run.
+    let one = sim
+        .live_snapshots(VOLUME)
+        .iter()
+        .find_map(|s| s["size_mb"].as_u64())
+        .expect("a size")
+        << 20;
+    let (_, metrics) = http_get(&format!("http://{}/metrics", metrics_addr(&daemon)));
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            &format!("snapwarden_snapshot_bytes{{policy=\"db\",target=\"{VOLUME}\"}}")
+        ),
+        Some((2 * one) as f64),
+        "{metrics}"
+    );
+    daemon.stop();
+    let own: Vec<serde_json::Value> = sim
+        .live_snapshots(VOLUME)
+        .into_iter()
+        .filter(|s| s["manual"] == false)
+        .collect();
+    assert_eq!(own.len(), 2, "{own:?}");
+    let expected: u64 = own
+        .iter()
+        .map(|s| s["size_mb"].as_u64().expect("a size") << 20)
+        .sum();
+    assert!(expected > 0);
+
+    let status = wd.json_ok(
+        &["status", "-c", cfg.to_str().expect("utf-8"), "--json"],
+        SECRET,
+    );
+    let target = &status["targets"][0];
+    assert_eq!(target["bytes_kept"], expected, "{status}");
+    let cost = target["monthly_cost_estimate"]
+        .as_f64()
+        .expect("an estimate");
+    let want = expected as f64 / (1u64 << 30) as f64 * 0.25;
+    assert!((cost - want).abs() < 1e-9, "{cost} != {want}");
+
+    let plan = wd.json_ok(
+        &["plan", "--json", "-c", cfg.to_str().expect("utf-8")],
+        SECRET,
+    );
+    let sized: Vec<u64> = plan[0]["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter_map(|s| s["size"].as_u64())
+        .collect();
+    assert!(sized.len() >= 2, "{plan}");
+}

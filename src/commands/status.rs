@@ -7,7 +7,8 @@
 //! {"policy", "target", "provider", "last_run": {"slot", "state",
 //! "started_at", "finished_at", "error"} | null, "last_success",
 //! "consecutive_failures", "last_error", "next_run", "snapshots_kept",
-//! "skipped_slots", "in_flight": [{"kind", "snapshot_id", "operation",
+//! "bytes_kept" (null: unknown), "monthly_cost_estimate" (null: no
+//! `price_per_gib_month` or no size), "skipped_slots", "in_flight": [{"kind", "snapshot_id", "operation",
 //! "age_seconds"}]}], "leadership": null | {"leader": {"node", "epoch",
 //! "since", "expires_at", "expired"} | null, "nodes": [{"node", "role",
 //! "started_at", "seen_at"}]}, "pauses": [{"policy" (null: every policy),
@@ -69,6 +70,8 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
                     "last_error": s.last_error,
                     "next_run": next_run(&s.policy).map(|t| t.to_rfc3339()),
                     "snapshots_kept": s.snapshots_kept,
+                    "bytes_kept": s.bytes_kept,
+                    "monthly_cost_estimate": monthly_cost(&config, s),
                     "skipped_slots": s.skipped,
                     "in_flight": s.in_flight.iter().map(|o| json!({
                         "kind": o.kind.as_str(),
@@ -114,13 +117,14 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
         return Ok(());
     }
     say!(
-        "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
+        "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>10} {:>5} {:>9}",
         "POLICY",
         "TARGET",
         "LAST",
         "LAST SUCCESS",
         "NEXT RUN",
         "KEPT",
+        "SIZE",
         "FAILS",
         "IN FLIGHT"
     );
@@ -130,16 +134,20 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
                 .unwrap_or_else(|| "-".into())
         };
         say!(
-            "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>5} {:>9}",
+            "{:<20} {:<20} {:<10} {:<25} {:<25} {:>5} {:>10} {:>5} {:>9}",
             s.policy,
             s.target,
             s.last_run.as_ref().map(|r| r.state.as_str()).unwrap_or("-"),
             fmt(s.last_success),
             fmt(next_run(&s.policy)),
             s.snapshots_kept,
+            super::size_text(s.bytes_kept),
             s.consecutive_failures,
             s.in_flight.len()
         );
+        if let Some(cost) = monthly_cost(&config, s) {
+            say!("    estimated monthly cost: {cost:.2}");
+        }
         if let Some(e) = &s.last_error {
             say!("    last error: {e}");
         }
@@ -198,4 +206,12 @@ fn print_leadership(view: &LeadershipView) {
         );
     }
     say!("");
+}
+
+/// The kept snapshots' size in GiB times the provider's
+/// `price_per_gib_month`: None without a price or a known size.
+fn monthly_cost(config: &crate::config::Config, s: &crate::state::TargetSummary) -> Option<f64> {
+    let price = config.providers.get(&s.provider)?.price_per_gib_month?;
+    let gib = s.bytes_kept? as f64 / f64::from(1u32 << 30);
+    Some(gib * price)
 }

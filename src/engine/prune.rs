@@ -53,6 +53,9 @@ impl Engine {
                 .await?;
         }
         let by_id: HashMap<&str, _> = ledger.iter().map(|r| (r.snapshot_id.as_str(), r)).collect();
+        if !dry_run {
+            self.record_sizes(policy, target, &listed, &by_id).await;
+        }
 
         let groups = candidates(&listed, &by_id);
         let rules = policy.rules;
@@ -532,4 +535,32 @@ fn blackout_holds(
         reason: format!("deletes wait: {}", why.trim_start_matches("skipped: ")),
     });
     (Vec::new(), report)
+}
+
+impl Engine {
+    /// Keep the sizes the listing gave for the ledger's rows (for status
+    /// and the metric). A ledger that cannot take them costs only the
+    /// figures, never the prune.
+    async fn record_sizes(
+        &self,
+        policy: &Policy,
+        target: &str,
+        listed: &[RemoteSnapshot],
+        by_id: &HashMap<&str, &SnapshotRow>,
+    ) {
+        let sizes: Vec<(i64, u64)> = listed
+            .iter()
+            .filter_map(|s| {
+                let row = by_id.get(s.id.as_str())?;
+                let bytes = s.size_bytes?;
+                (row.size_bytes != Some(bytes)).then_some((row.id, bytes))
+            })
+            .collect();
+        if sizes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.state.record_sizes(&sizes).await {
+            warn!(policy = %policy.name, target, error = %e, "cannot record the snapshots' sizes");
+        }
+    }
 }

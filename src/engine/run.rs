@@ -505,13 +505,20 @@ impl Engine {
                 });
             }
         };
-        let kept = self
+        let kept_rows: Vec<_> = self
             .state
             .live_snapshots(&policy.provider, &policy.name, target)
             .await?
-            .iter()
+            .into_iter()
             .filter(|r| r.state == LedgerState::Available)
-            .count();
+            .collect();
+        let kept = kept_rows.len();
+        // Unknown if any kept snapshot's size is: never a partial sum.
+        let bytes_kept = kept_rows
+            .iter()
+            .map(|r| r.size_bytes)
+            .sum::<Option<u64>>()
+            .filter(|_| kept > 0);
         let mut notes = Vec::new();
         if !report.failed.is_empty() {
             notes.push(format!("some deletes failed: {}", report.failed.join("; ")));
@@ -530,6 +537,7 @@ impl Engine {
             deleted: report.deleted,
             held: report.held.len(),
             kept,
+            bytes_kept,
         });
         Ok(RunOutcome::Succeeded {
             created,

@@ -114,11 +114,14 @@ pub struct RunSucceeded<'a> {
     pub deleted: usize,
     pub held: usize,
     pub kept: usize,
+    /// The bytes of the kept snapshots, where every one's size is known.
+    pub bytes_kept: Option<u64>,
 }
 
 impl Event for RunSucceeded<'_> {
     fn emit(self) {
         metrics::retained(self.policy, self.target, self.kept);
+        metrics::snapshot_bytes(self.policy, self.target, self.bytes_kept);
         info!(target: ENGINE, policy = %self.policy, target = self.target, created = self.created, deleted = self.deleted, held = self.held, "run succeeded");
     }
 }
