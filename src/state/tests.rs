@@ -366,3 +366,4 @@ mod history;
 mod hooks;
 mod operations;
 mod pauses;
+mod sizes;

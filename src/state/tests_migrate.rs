@@ -128,6 +128,14 @@ async fn populate(l: &dyn Ledger) {
     ])
     .await
     .expect("sources");
+    // Sizes: d1 (being deleted, still kept) past 4 GiB, d2 (deleted)
+    // small; d3 never listed, so none.
+    l.record_sizes(&[
+        (ops[0].snapshot_row, 5_000_000_000),
+        (ops[1].snapshot_row, 1234),
+    ])
+    .await
+    .expect("sizes");
     l.record_alert_delivered("db", "vol-e", "failure", t(9))
         .await
         .expect("alert");
@@ -235,6 +243,28 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
     assert_eq!(runs.len(), 6, "{runs:?}");
     let snapshots = &dump.checks()[1].1.by_state;
     assert_eq!(snapshots.len(), 5, "{snapshots:?}");
+    // The sizes came along (`reads` compared them too), and vol-d keeps
+    // the bytes of its one kept snapshot.
+    let sizes: Vec<_> = pg
+        .all_snapshots()
+        .await
+        .expect("snapshots")
+        .into_iter()
+        .filter_map(|s| s.size_bytes.map(|b| (s.snapshot_id, b)))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![
+            ("snap-d1".to_string(), 5_000_000_000),
+            ("snap-d2".into(), 1234)
+        ]
+    );
+    let d = pg
+        .target_summary("db", "vol-d")
+        .await
+        .expect("summary")
+        .expect("vol-d");
+    assert_eq!((d.snapshots_kept, d.bytes_kept), (1, Some(5_000_000_000)));
     // The owed post hooks came along, and are still owed on PostgreSQL.
     assert_eq!(dump.post_hooks_owed.len(), 2);
     let hooks = report
@@ -460,4 +490,33 @@ async fn a_value_changed_in_the_copy_rolls_it_back() {
             "{table}"
         );
     }
+}
+
+/// A size changed on the way fails the check as well: the copy is rolled
+/// back.
+#[tokio::test]
+async fn a_size_changed_in_the_copy_rolls_it_back() {
+    let Some((_, pg)) = fresh_pg("tests_migrate::a_size_changed_in_the_copy_rolls_it_back").await
+    else {
+        return;
+    };
+    pg.execute_for_tests(
+        "CREATE FUNCTION bump_size() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.size_bytes := NEW.size_bytes + 1; RETURN NEW; END $$;
+         CREATE TRIGGER bump_size BEFORE INSERT ON snapshots FOR EACH ROW EXECUTE FUNCTION bump_size();",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = sqlite_at(dir.path());
+    populate(&sqlite).await;
+    let err = pg
+        .import(&sqlite.export().expect("export"))
+        .await
+        .expect_err("a size changed");
+    assert!(matches!(err, StateError::ImportMismatch(_)), "{err:?}");
+    assert!(err.to_string().contains("snapshots: copied"), "{err}");
+    assert_eq!(
+        pg.query_for_tests("SELECT count(*) FROM snapshots").await,
+        vec!["0".to_string()]
+    );
 }

@@ -198,6 +198,29 @@ async fn decision_writes_need_the_lease_and_facts_do_not() {
 }
 
 #[tokio::test]
+async fn sizes_need_no_lease() {
+    let Some((_, l)) = fresh_pg("sizes_need_no_lease").await else {
+        return;
+    };
+    lead(&l).await;
+    let run = match l.begin_run(&new_run(t(0)), t(0)).await.expect("begin") {
+        Begin::Started(id) => id,
+        other => panic!("must start, got {other:?}"),
+    };
+    l.adopt_snapshot(run, "ss-1", LedgerState::Available, t(1))
+        .await
+        .expect("adopt");
+    let row = l.run_snapshots(run).await.expect("of run")[0].id;
+
+    // A size is what a listing said: any process records it.
+    l.set_fence(None);
+    l.record_sizes(&[(row, 4096)])
+        .await
+        .expect("record without the lease");
+    assert_eq!(l.snapshot(row).await.expect("row").size_bytes, Some(4096));
+}
+
+#[tokio::test]
 async fn pauses_need_no_lease_and_skipped_slots_do() {
     let Some((_, l)) = fresh_pg("pauses_need_no_lease_and_skipped_slots_do").await else {
         return;
