@@ -184,10 +184,12 @@ fn plan_and_prune_show_reasons_and_delete_only_what_they_said() {
         .expect("manual listed");
     assert_eq!(m["action"], "keep");
     assert!(m["reasons"].to_string().contains("not made by this policy"));
-    // Each entry also says what the snapshot is; QingCloud lists no size.
+    // Each entry also says what the snapshot is, with its size (QingCloud
+    // lists it in MiB: a full snapshot of the simulator's 20 GB volume).
     assert_eq!(m["name"], "before-upgrade", "{m}");
     assert_eq!(m["status"], "available", "{m}");
-    assert!(m["created_at"].is_string() && m["size"].is_null(), "{m}");
+    assert!(m["created_at"].is_string(), "{m}");
+    assert_eq!(m["size"].as_u64(), Some(20 << 30), "{m}");
     assert!(plan[0]["next_run"].is_string());
 
     let out = wd.cmd(&["prune", "--dry-run", "-c", path], SECRET);
