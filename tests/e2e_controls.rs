@@ -143,6 +143,12 @@ fn a_pause_is_honoured_within_a_second_and_shown_until_resumed() {
         assert!(out.status.success(), "{all:?}: {}", output_text(&out));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let (_, text) = http_get(&format!("http://{}/metrics", metrics_addr(&daemon)));
+    assert_eq!(
+        metric_sample(&text, "snapwarden_policy_paused{policy=\"db\"}"),
+        Some(0.0),
+        "0 before any pause, not absent"
+    );
     let said = as_ann(&["pause", "--policy", "db", "--reason", "db migration"]);
     assert!(
         said.contains("paused policy db until resumed, by ann: db migration"),

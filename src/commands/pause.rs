@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 
 use super::{load_config_and_log, select_policies, state_exit, Exit, Outcome};
-use crate::state::Pause;
 
 /// The longest `--for`: a pause meant to last longer is lifted by hand.
 const MAX_PAUSE: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -70,7 +69,7 @@ pub async fn resume(path: &Path, policy: Option<&str>) -> Outcome {
         .map_err(state_exit)?;
     match ledger.resume(policy).await.map_err(state_exit)? {
         Some(p) if p.until.is_none_or(|u| u > Utc::now()) => {
-            say!("resumed {} (paused {})", scope(policy), describe(&p));
+            say!("resumed {} (paused {})", scope(policy), p.describe());
         }
         // Expired already: nothing was paused any more.
         Some(_) | None => say!("{} was not paused", scope(policy)),
@@ -83,19 +82,6 @@ fn scope(policy: Option<&str>) -> String {
         Some(p) => format!("policy {p}"),
         None => "every policy".to_string(),
     }
-}
-
-/// "since …, by …: reason" of a pause.
-pub fn describe(p: &Pause) -> String {
-    let until = p.until.map_or(String::new(), |u| {
-        format!(" until {}", u.to_rfc3339_opts(SecondsFormat::Secs, true))
-    });
-    format!(
-        "since {}{until}, by {}: {}",
-        p.since.to_rfc3339_opts(SecondsFormat::Secs, true),
-        p.by,
-        p.reason
-    )
 }
 
 /// Who asked: the user behind sudo, else the user, else "unknown".

@@ -107,10 +107,7 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
             .policy
             .as_ref()
             .map_or("every policy".to_string(), |name| format!("policy {name}"));
-        say!(
-            "paused: {scope} {} (its slots are skipped)",
-            super::pause::describe(p)
-        );
+        say!("paused: {scope} {} (its slots are skipped)", p.describe());
     }
     if summaries.is_empty() {
         say!("no runs recorded yet in {}", state.location());

@@ -176,6 +176,8 @@ impl Scheduler {
         }
         self.scheduled = out;
         self.after_blackout = after_blackout;
+        // At start-up and after a reload (policies may have come or gone).
+        self.publish_pauses(&config.policies);
     }
 
     pub(super) async fn fire_due(&mut self, policies: &[Policy]) {
@@ -374,10 +376,16 @@ impl Scheduler {
             info!(scope, "resumed");
         }
         self.pauses = pauses;
+        self.publish_pauses(policies);
+        true
+    }
+
+    /// `snapwarden_policy_paused` of every policy: 0 from the start, not
+    /// absent until the first pause.
+    pub(super) fn publish_pauses(&self, policies: &[Policy]) {
         for policy in policies {
             metrics::policy_paused(&policy.name, self.pause_for(&policy.name).is_some());
         }
-        true
     }
 
     /// A slot of a paused policy: its runs recorded skipped (reason
@@ -399,11 +407,7 @@ impl Scheduler {
                 }
             }
         }
-        let why = format!(
-            "{} {}",
-            crate::engine::PAUSED_SKIP,
-            crate::commands::pause::describe(pause)
-        );
+        let why = format!("{} {}", crate::engine::PAUSED_SKIP, pause.describe());
         if let Err(e) = self
             .engine
             .skip_slot(policy, &targets, slot, "paused", &why)

@@ -426,6 +426,22 @@ pub struct Pause {
     pub until: Option<DateTime<Utc>>,
 }
 
+impl Pause {
+    /// "since …[ until …], by …: reason", as status and skipped runs say.
+    pub fn describe(&self) -> String {
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let until = self
+            .until
+            .map_or(String::new(), |u| format!(" until {}", at(u)));
+        format!(
+            "since {}{until}, by {}: {}",
+            at(self.since),
+            self.by,
+            self.reason
+        )
+    }
+}
+
 /// The key of a pause's row: the policy, or the empty text for the pause
 /// of every policy (no policy is named by the empty text, which
 /// [`pause_scope`] refuses). A key that is never null lets one primary key
