@@ -144,6 +144,65 @@ fn a_daemon_killed_between_pre_and_create_runs_post_once_after_restart() {
     assert!(wd.state().post_hooks_owed().expect("owed hooks").is_empty());
 }
 
+/// A post hook left owed that fails when the restarted daemon runs it is
+/// a `failure` alert (nobody reads the log at start; the application may
+/// still be frozen), and it is not run again.
+#[test]
+fn an_owed_post_hook_that_fails_at_restart_alerts() {
+    let (sim, wd) = sim_with_volumes("200ms", &[VOLUME]);
+    let hooks = HookScript::new(&wd);
+    let cfg = wd.write_config(&wd.with_alert_command(&wd.qingcloud_config(
+        &sim,
+        SECRET,
+        &policy("0 0 0 1 1 *", &hooks.keys()),
+    )));
+    hooks.hold("pre");
+    // The daemon's yearly slot never comes: a one-shot `snapshot` is the
+    // run that dies between its hooks.
+    let mut one_shot = wd.spawn_as(&cfg, &["snapshot", "--policy", "db"], SECRET);
+    hooks.wait_line("pre");
+    one_shot.kill().expect("kill the one-shot");
+    let _ = one_shot.wait();
+    assert_eq!(wd.state().post_hooks_owed().expect("owed").len(), 1);
+    std::fs::remove_file(hooks.dir.join("hold-pre")).expect("unhold");
+    hooks.go("pre");
+    std::fs::write(hooks.dir.join("fail-post"), "").expect("fail post");
+
+    let daemon = Daemon::start(&cfg, SECRET);
+    daemon.wait_log("the owed post hook failed", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let found = wd.alerts().into_iter().find(|a| {
+            a["kind"] == "failure"
+                && a["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("left owed"))
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no alert: {:?}", wd.alerts());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    daemon.stop();
+    assert_eq!(alert["policy"], "db", "{alert}");
+    assert_eq!(alert["target"], VOLUME, "{alert}");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit status: 3"),
+        "how the hook failed: {alert}"
+    );
+    assert!(wd.state().post_hooks_owed().expect("owed").is_empty());
+    let posts = hooks
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("post interrupted"))
+        .count();
+    assert_eq!(posts, 1, "run once, not again: {:?}", hooks.lines());
+}
+
 /// A hook that hangs is killed at `hook_timeout`; with the default
 /// `on_pre_failure = "skip"` no snapshot is taken, the run fails and says
 /// why, and the post hook still runs.

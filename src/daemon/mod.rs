@@ -321,8 +321,17 @@ async fn start_scheduler(
     hold_large_reloads(&sched.engine, &sched.alerter, None, config).await;
     // A thaw first: an application left frozen by a run that died
     // between its hooks waits for nothing else.
-    if let Err(e) = sched.engine.run_owed_post_hooks(config).await {
-        error!(error = %e, "cannot run the post hooks left owed; they stay owed for the next start");
+    match sched.engine.run_owed_post_hooks(config).await {
+        Ok(failed) => {
+            for f in failed {
+                sched
+                    .alerter
+                    .owed_hook_failed(&f.policy, &f.target, &f.provider, &f.message);
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "cannot run the post hooks left owed; they stay owed for the next start")
+        }
     }
     sched.take_up_abandoned(config, Occasion::Startup).await;
     trim::start(sched.state.clone(), stop);

@@ -191,8 +191,12 @@ impl Engine {
     /// `SNAPWARDEN_OUTCOME=interrupted`. Only where no other process acts
     /// on the ledger: a daemon at start-up (SQLite: it holds the ledger's
     /// lock; PostgreSQL: it leads).
-    pub async fn run_owed_post_hooks(&self, config: &Config) -> Result<usize, EngineError> {
+    pub async fn run_owed_post_hooks(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<OwedHookFailed>, EngineError> {
         let owed = self.state.post_hooks_owed().await?;
+        let mut failed = Vec::new();
         for hook in &owed {
             let timeout = config
                 .policies
@@ -212,11 +216,30 @@ impl Engine {
                 .await;
             if let Err(e) = result {
                 error!(policy = %hook.policy, target = %hook.target, error = %e, "the owed post hook failed: the application may still be frozen");
+                failed.push(OwedHookFailed {
+                    policy: hook.policy.clone(),
+                    target: hook.target.clone(),
+                    provider: hook.provider.clone(),
+                    message: format!(
+                        "the post hook left owed by the run of slot {} failed: {e}; the application may still be frozen (it is not run again)",
+                        hook.slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                });
             }
             self.state.post_hook_ran(hook.run_id).await?;
         }
-        Ok(owed.len())
+        Ok(failed)
     }
+}
+
+/// A post hook left owed by an interrupted run that failed when it was run
+/// at start: nobody is there to see the log, so the daemon alerts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedHookFailed {
+    pub policy: String,
+    pub target: String,
+    pub provider: String,
+    pub message: String,
 }
 
 fn hook_context(policy: &Policy, target: &str, slot: DateTime<Utc>, name: &str) -> HookContext {

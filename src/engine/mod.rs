@@ -21,6 +21,7 @@ mod select;
 mod settle;
 
 pub use hold::{PlacedHold, ReloadPlan};
+pub use hooks::OwedHookFailed;
 pub use orphans::{Orphan, OrphanKind, OrphanOutcome, Verified};
 pub use poller::{OpOutcome, Poller};
 pub use retry::RetryPolicy;

@@ -300,6 +300,20 @@ impl Alerter {
         );
     }
 
+    /// A post hook left owed by an interrupted run failed when it was run
+    /// at start: the application may still be frozen. A `failure`: it
+    /// needs a person, and no later run repeats that hook.
+    pub fn owed_hook_failed(&self, policy: &str, target: &str, provider: &str, message: &str) {
+        self.deliver_failure(
+            AlertEvent::Failure,
+            policy,
+            target,
+            provider,
+            message,
+            Utc::now(),
+        );
+    }
+
     /// A target selector that matched nothing.
     pub fn selector_empty(&self, policy: &str, target: &str, provider: &str, message: &str) {
         self.deliver_failure(

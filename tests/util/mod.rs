@@ -746,7 +746,8 @@ pub struct HookScript {
 
 impl HookScript {
     /// A hook that appends `PHASE OUTCOME TARGET NAME secret=… arg=… node=…`
-    /// (`$HOOK_NODE` of the daemon that ran it) to its log, then, while `hold-PHASE` exists, waits for `go-PHASE`.
+    /// (`$HOOK_NODE` of the daemon that ran it) to its log, then, while `hold-PHASE` exists, waits for `go-PHASE`;
+    /// it exits 3 while `fail-PHASE` exists.
     pub fn new(wd: &Workdir) -> HookScript {
         let dir = wd.dir.path().to_path_buf();
         let script = dir.join("hook.sh");
@@ -759,7 +760,8 @@ impl HookScript {
                  echo \"$SNAPWARDEN_PHASE ${{SNAPWARDEN_OUTCOME:--}} $SNAPWARDEN_TARGET $SNAPWARDEN_SNAPSHOT_NAME secret=${{{secret_var}:-unset}} arg=$1 node=${{HOOK_NODE:--}}\" >> {log}\n\
                  if [ -f {dir}/hold-$SNAPWARDEN_PHASE ]; then\n\
                    while [ ! -f {dir}/go-$SNAPWARDEN_PHASE ]; do sleep 0.02; done\n\
-                 fi\n",
+                 fi\n\
+                 if [ -f {dir}/fail-$SNAPWARDEN_PHASE ]; then echo \"cannot $SNAPWARDEN_PHASE\" >&2; exit 3; fi\n",
                 log = log.display(),
                 dir = dir.display(),
             ),
