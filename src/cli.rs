@@ -136,6 +136,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The evidence an auditor asks for, per policy and target, over the
+    /// last --since: slots due, made, failed, skipped (by reason) and
+    /// missed, snapshots deleted, the oldest and newest good snapshot, and
+    /// the longest gap between good snapshots. Read only.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this policy.
+        #[arg(long)]
+        policy: Option<String>,
+        /// How far back (e.g. 30d, 12h).
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Nagios-style freshness check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Monitor {
         #[command(flatten)]

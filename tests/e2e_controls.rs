@@ -338,3 +338,109 @@ fn snapshot_sizes_and_cost_reach_metrics_status_and_plan() {
         .collect();
     assert!(sized.len() >= 2, "{plan}");
 }
+
+/// `report` against what the ledger holds after a daemon made, pruned and
+/// was paused: made, failed and skipped (paused) runs, deletes, the good
+/// snapshots kept, and the pause as the longest gap.
+#[test]
+fn report_counts_what_the_daemon_did() {
+    let (sim, wd) = sim_with_volumes("100ms", &[VOLUME]);
+    let policy = qc_policy(
+        "db",
+        &[VOLUME],
+        "* * * * * *",
+        "retain = 2\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\ntimeout = \"1m\"",
+    );
+    let cfg = wd.write_config(&wd.qingcloud_config(&sim, SECRET, &policy));
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    let daemon = Daemon::start(&cfg, SECRET);
+    let succeeded = |after: DateTime<Utc>| {
+        wd.try_state()
+            .and_then(|s| s.runs_for("db", VOLUME, 1000).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.slot > after && r.state == RunState::Succeeded)
+            .count()
+    };
+    let start = Utc::now() - chrono::Duration::seconds(1);
+    wait_for("four runs", MINUTE, || {
+        (succeeded(start) >= 4).then_some(())
+    });
+    wd.cmd_ok(&["pause", "-c", cfg_arg, "--reason", "report test"], SECRET);
+    let paused = Utc::now();
+    wait_for("three paused slots", MINUTE, || {
+        let runs = wd.try_state()?.runs_for("db", VOLUME, 1000).ok()?;
+        (runs
+            .iter()
+            .filter(|r| r.slot > paused && r.state == RunState::Skipped)
+            .count()
+            >= 3)
+            .then_some(())
+    });
+    wd.cmd_ok(&["resume", "-c", cfg_arg], SECRET);
+    let resumed = Utc::now();
+    wait_for("two runs after resume", MINUTE, || {
+        (succeeded(resumed) >= 2).then_some(())
+    });
+    daemon.stop();
+
+    let report = wd.json_ok(
+        &["report", "-c", cfg_arg, "--since", "1h", "--json"],
+        SECRET,
+    );
+    let t = &report["targets"][0];
+    assert_eq!(t["policy"], "db", "{report}");
+    assert_eq!(t["target"], VOLUME);
+    let state = wd.state();
+    let runs = state.runs_for("db", VOLUME, 1000).expect("runs");
+    let count = |st: RunState| runs.iter().filter(|r| r.state == st).count() as u64;
+    assert_eq!(t["made"], count(RunState::Succeeded), "{report}");
+    assert_eq!(t["failed"], 0);
+    let paused_runs = runs
+        .iter()
+        .filter(|r| r.state == RunState::Skipped)
+        .filter(|r| {
+            r.error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("skipped: paused")
+        })
+        .count() as u64;
+    assert_eq!(t["skipped"]["paused"], paused_runs, "{report}");
+    assert!(t["skipped"]["paused"].as_u64() >= Some(3));
+    let due = t["due"].as_u64().expect("due");
+    assert!(due >= t["made"].as_u64().expect("made") + 3, "{report}");
+    let snaps = state.all_snapshots().expect("snapshots");
+    let deleted = snaps.iter().filter(|s| s.deleted_at.is_some()).count() as u64;
+    assert!(deleted >= 4, "retain 2 of at least 6: {snaps:?}");
+    assert_eq!(t["deleted"], deleted, "{report}");
+    let kept: Vec<DateTime<Utc>> = snaps
+        .iter()
+        .filter(|s| s.state == snapwarden::state::LedgerState::Available)
+        .map(|s| s.created_at)
+        .collect();
+    let time =
+        |t: Option<&DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(
+        t["newest_good"].as_str(),
+        time(kept.iter().max()).as_deref()
+    );
+    assert_eq!(
+        t["oldest_good"].as_str(),
+        time(kept.iter().min()).as_deref()
+    );
+    // The pause (three slots or more) is the longest stretch without a
+    // good snapshot; the every-second runs around it are closer.
+    let gap = &t["longest_gap"];
+    assert!(gap["seconds"].as_i64() >= Some(3), "{report}");
+    let from = DateTime::parse_from_rfc3339(gap["from"].as_str().expect("from")).expect("time");
+    assert!(from <= paused + chrono::Duration::seconds(1), "{report}");
+
+    let text = wd.cmd_ok(&["report", "-c", cfg_arg], SECRET);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("db/{VOLUME} on qc")), "{text}");
+    assert!(text.contains("skipped by reason: paused"), "{text}");
+    let wrong = wd.cmd(&["report", "-c", cfg_arg, "--policy", "nope"], SECRET);
+    assert_eq!(wrong.status.code(), Some(2), "{}", output_text(&wrong));
+    assert!(output_text(&wrong).contains("no policy named \"nope\""));
+}

@@ -23,6 +23,7 @@ pub mod orphans;
 pub mod pause;
 pub mod plan;
 pub mod prune;
+pub mod report;
 pub mod restore;
 pub mod run;
 mod settle;
