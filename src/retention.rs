@@ -7,6 +7,8 @@
 //! - snapshots that are not good (in progress, failed) are never deleted
 //!   and never count towards `retain`;
 //! - the newest good own snapshot is never deleted;
+//! - a held snapshot (an operator's hold) is never deleted and never
+//!   counts towards `retain` or any other rule;
 //! - a snapshot on which a kept or foreign snapshot depends (incremental
 //!   chains) is kept, so deleting never breaks a chain that still matters.
 
@@ -38,6 +40,9 @@ pub struct Candidate {
     /// Made by this policy (ledger and provider-side marker agree).
     pub own: bool,
     pub chain: Option<ChainInfo>,
+    /// Held by an operator: why (the hold's own words). Kept, outside
+    /// the rules.
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,11 @@ fn sort_out<'a>(
     let mut goods: Vec<&Candidate> = Vec::new();
     for c in order {
         let r = reasons.entry(c.id.as_str()).or_default();
+        if let Some(why) = &c.held {
+            r.push(why.clone());
+            keep.insert(&c.id);
+            continue;
+        }
         if !c.own {
             r.push("not made by this policy".into());
             keep.insert(&c.id);
@@ -290,6 +300,7 @@ mod tests {
             condition: Condition::Good,
             own: true,
             chain: None,
+            held: None,
         }
     }
 
@@ -347,6 +358,71 @@ mod tests {
         c
     }
 
+    fn held(mut c: Candidate) -> Candidate {
+        c.held = Some(format!(
+            "held until released, by ann, because case {}",
+            c.id
+        ));
+        c
+    }
+
+    #[test]
+    fn a_held_snapshot_is_kept_and_counts_towards_no_rule() {
+        let cs = vec![own("a", 5), held(own("b", 4)), own("c", 3), own("d", 2)];
+        let ds = decide(&cs, &Rules::count(2));
+        // Without the hold, retain 2 would keep a and b and delete c.
+        assert_eq!(deleted(&ds), vec!["d"]);
+        let b = ds.iter().find(|d| d.id == "b").expect("b");
+        assert_eq!(b.verdict, Verdict::Keep);
+        assert_eq!(
+            b.reasons,
+            vec!["held until released, by ann, because case b"]
+        );
+        assert!(
+            ds.iter()
+                .find(|d| d.id == "c")
+                .is_some_and(|d| d.reasons.iter().any(|r| r.starts_with("retain: 2 of 2"))),
+            "{ds:?}"
+        );
+    }
+
+    #[test]
+    fn a_held_snapshot_is_kept_whatever_its_state_and_even_when_newest() {
+        let mut failed = own("f", 6);
+        failed.condition = Condition::Failed;
+        let mut foreign = own("x", 1);
+        foreign.own = false;
+        let cs = vec![
+            held(own("n", 7)),
+            held(failed),
+            own("a", 5),
+            own("b", 4),
+            held(foreign),
+        ];
+        let ds = decide(&cs, &Rules::count(1));
+        // The newest good one not held is the newest that counts.
+        assert_eq!(deleted(&ds), vec!["b"]);
+        for id in ["n", "f", "x"] {
+            let d = ds.iter().find(|d| d.id == id).expect("decision");
+            assert!(d.reasons[0].starts_with("held until"), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_held_increment_keeps_the_chain_it_needs() {
+        let cs = vec![
+            chained("f1", 1, "f1", None),
+            held(chained("i1", 2, "f1", Some("f1"))),
+            chained("i2", 3, "f1", Some("i1")),
+            chained("f2", 4, "f2", None),
+        ];
+        let ds = decide(&cs, &Rules::count(1));
+        // i2 depends on nothing kept and goes; f1 stays under the held i1.
+        assert_eq!(deleted(&ds), vec!["i2"]);
+        let f1 = ds.iter().find(|d| d.id == "f1").expect("f1");
+        assert_eq!(f1.verdict, Verdict::Keep, "{ds:?}");
+    }
+
     #[test]
     fn chains_go_whole_or_stay() {
         // Chain 1: f1 <- i1 <- i2 ; chain 2: f2 <- i3.
@@ -393,6 +469,7 @@ mod tests {
             condition: Condition::Good,
             own: true,
             chain: None,
+            held: None,
         }
     }
 

@@ -93,6 +93,9 @@ impl Engine {
                 condition: *cond,
                 own: true,
                 chain: None,
+                // Holds only ever keep more: without them this counts
+                // deletes high, which errs on the side of holding a reload.
+                held: None,
             })
             .collect();
         let deleted_slots = |rules: &Rules| -> Vec<DateTime<Utc>> {

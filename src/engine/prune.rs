@@ -495,6 +495,7 @@ fn candidates<'a>(
                 condition,
                 own,
                 chain: s.chain.clone(),
+                held: None,
             });
     }
     groups

@@ -39,6 +39,7 @@ pub(crate) fn kept_by_retain_1(listed: &[RemoteSnapshot]) -> Vec<String> {
             condition: Condition::Good,
             own: true,
             chain: s.chain.clone(),
+            held: None,
         })
         .collect();
     let mut kept: Vec<String> = decide(&candidates, &Rules::count(1))
