@@ -339,7 +339,11 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
     assert_eq!(
         in_force,
         vec![
-            ("vol-a".to_string(), Some("snap-a1".to_string()), "ann".to_string()),
+            (
+                "vol-a".to_string(),
+                Some("snap-a1".to_string()),
+                "ann".to_string()
+            ),
             ("vol-d".into(), None, "bob".into())
         ]
     );
