@@ -507,7 +507,7 @@ impl SnapshotHold {
     /// Whether this hold is in force at `now` (it ends at its `until`:
     /// at that instant it no longer holds).
     pub fn in_force(&self, now: DateTime<Utc>) -> bool {
-        self.until.map_or(true, |u| u > now)
+        self.until.is_none_or(|u| u > now)
     }
 
     /// Whether this hold covers ledger row `row` and is in force at
