@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{DeleteHold, Pause, RunRow, SnapshotRow};
+use super::{DeleteHold, Pause, RunRow, SnapshotHold, SnapshotRow};
 
 /// An operation row with every column (an [`super::OpRow`] leaves out
 /// its outcome, which a finished operation needs).
@@ -99,11 +99,16 @@ pub struct LedgerDump {
     pub post_hooks_owed: Vec<DumpPostHook>,
     /// Every pause stored, in force or not, by scope.
     pub pauses: Vec<Pause>,
+    /// Every snapshot hold stored, in force or not, by policy, target and
+    /// snapshot id (the target-wide hold first). The snapshots' delete
+    /// claims are not carried: a claim lasts only while a daemon prunes,
+    /// and every daemon is stopped for a copy.
+    pub snapshot_holds: Vec<SnapshotHold>,
 }
 
 /// The tables a dump carries, in the order an import writes them (every
 /// table after the ones its foreign keys point to).
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 13] = [
     "runs",
     "snapshots",
     "operations",
@@ -116,6 +121,7 @@ pub const TABLES: [&str; 12] = [
     "alerts_delivered",
     "post_hooks_owed",
     "pauses",
+    "snapshot_holds",
 ];
 
 /// What one table must look like on both sides after a copy: its row
@@ -182,6 +188,11 @@ pub fn value_columns(
         "pauses" => (
             &["since", "until_at"],
             &["scope", "reason", "paused_by"],
+            &[],
+        ),
+        "snapshot_holds" => (
+            &["since", "until_at"],
+            &["policy", "target", "snapshot_id", "reason", "held_by"],
             &[],
         ),
         _ => (&[], &[], &[]),
@@ -393,9 +404,11 @@ impl LedgerDump {
 }
 
 impl LedgerDump {
-    /// The checks of the post hooks owed (the run id is its id) and of
-    /// the pauses (the every-policy pause's scope is the empty text).
-    fn hook_checks(&self) -> [TableCheck; 2] {
+    /// The checks of the post hooks owed (the run id is its id), of the
+    /// pauses (the every-policy pause's scope is the empty text) and of
+    /// the snapshot holds (a target-wide hold's snapshot id is the empty
+    /// text).
+    fn hook_checks(&self) -> [TableCheck; 3] {
         [
             add_values(
                 ids_check(
@@ -418,6 +431,19 @@ impl LedgerDump {
                         .text(p.policy.as_deref())
                         .text(Some(&p.reason))
                         .text(Some(&p.by))
+                }),
+            ),
+            add_values(
+                count_check(self.snapshot_holds.len()),
+                self.snapshot_holds.iter().map(|h| {
+                    Values::default()
+                        .time(Some(&h.since))
+                        .time(h.until.as_ref())
+                        .text(Some(&h.policy))
+                        .text(Some(&h.target))
+                        .text(h.snapshot_id.as_deref())
+                        .text(Some(&h.reason))
+                        .text(Some(&h.by))
                 }),
             ),
         ]

@@ -115,6 +115,10 @@ pub enum StateError {
         /// The epoch this process was fenced with, if any.
         epoch: Option<i64>,
     },
+    /// A snapshot hold refused because the snapshot is already being
+    /// deleted (or was): nothing was written.
+    #[error("cannot hold snapshot {snapshot_id}: {why}")]
+    HoldTooLate { snapshot_id: String, why: String },
 }
 
 fn not_leader_message(holder: Option<&str>, epoch: Option<i64>) -> String {
@@ -464,6 +468,134 @@ pub(crate) fn pause_scope(policy: Option<&str>) -> Result<&str> {
 /// The policy of a pause whose row key is `scope`.
 pub(crate) fn pause_policy(scope: String) -> Option<String> {
     (scope != EVERY_POLICY).then_some(scope)
+}
+
+/// An operator's hold on snapshots of one (policy, target): while it is
+/// in force nothing deletes what it covers (a prune, an orphan delete, a
+/// confirmed prune).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHold {
+    pub policy: String,
+    pub target: String,
+    /// The cloud snapshot id held; None: a target-wide hold, which holds
+    /// every snapshot of the target the ledger knew when the hold was
+    /// (re)placed (`created_at <= since`); snapshots made later are not
+    /// held by it.
+    pub snapshot_id: Option<String>,
+    pub reason: String,
+    /// Who asked (a user name).
+    pub by: String,
+    /// When the hold was placed (or last placed again).
+    pub since: DateTime<Utc>,
+    /// None: until released.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl SnapshotHold {
+    /// "held until …, by …, because …" ("held until released, …" for a
+    /// hold without an end).
+    pub fn describe(&self) -> String {
+        let until = self.until.map_or("released".to_string(), |u| {
+            u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+        format!(
+            "held until {until}, by {}, because {}",
+            self.by, self.reason
+        )
+    }
+
+    /// Whether this hold is in force at `now` (it ends at its `until`:
+    /// at that instant it no longer holds).
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|u| u > now)
+    }
+
+    /// Whether this hold covers ledger row `row` and is in force at
+    /// `now`: same policy and target, and the same snapshot id, or a
+    /// target-wide hold and a row created no later than the hold's
+    /// `since`.
+    pub fn covers(&self, row: &SnapshotRow, now: DateTime<Utc>) -> bool {
+        self.in_force(now)
+            && row.policy == self.policy
+            && row.target == self.target
+            && match &self.snapshot_id {
+                Some(id) => row.snapshot_id == *id,
+                None => row.created_at <= self.since,
+            }
+    }
+}
+
+/// What [`Ledger::hold`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldPlaced {
+    /// A hold with the same key was in force and is replaced.
+    pub replaced: bool,
+    /// A snapshot hold: whether the snapshot id is a live ledger row of
+    /// the target (false: an orphan, or a snapshot not yet recorded). A
+    /// target-wide hold: false.
+    pub known: bool,
+    /// A target-wide hold: the snapshot ids of the target already being
+    /// deleted (state `deleting`, or an unexpired delete claim), which
+    /// the hold cannot cover. Empty for a snapshot hold.
+    pub not_covered: Vec<String>,
+}
+
+/// The key of a target-wide hold's row: the empty text where a snapshot
+/// hold has its snapshot id (no snapshot id is the empty text, which
+/// [`hold_key`] refuses), so one primary key keeps one hold per key on
+/// both backends and the target-wide hold sorts first.
+pub(crate) const TARGET_WIDE: &str = "";
+
+/// The row key of a hold on `snapshot_id` (None: target-wide; see
+/// [`TARGET_WIDE`]).
+pub(crate) fn hold_key(snapshot_id: Option<&str>) -> Result<&str> {
+    match snapshot_id {
+        None => Ok(TARGET_WIDE),
+        Some(id) if id == TARGET_WIDE => Err(StateError::Invalid {
+            what: "a snapshot hold",
+            problem: "the snapshot id is empty (leave it out to hold the whole target)".into(),
+        }),
+        Some(id) => Ok(id),
+    }
+}
+
+/// The snapshot id of a hold whose row key is `key`.
+pub(crate) fn hold_snapshot(key: String) -> Option<String> {
+    (key != TARGET_WIDE).then_some(key)
+}
+
+/// Refuse a hold that would end before it starts (nothing is written).
+pub(crate) fn check_hold(hold: &SnapshotHold, now: DateTime<Utc>) -> Result<()> {
+    match hold.until {
+        Some(u) if u <= now => Err(StateError::Invalid {
+            what: "a snapshot hold",
+            problem: format!(
+                "it would end at {}, which is not after now",
+                u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Why a snapshot hold comes too late for a row in state `state` (with
+/// its delete time and claim), if it does.
+pub(crate) fn too_late(
+    state: LedgerState,
+    deleted_at: Option<DateTime<Utc>>,
+    claimed: bool,
+) -> Option<String> {
+    match state {
+        LedgerState::Deleted => Some(deleted_at.map_or("it was deleted".to_string(), |at| {
+            format!(
+                "it was deleted at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })),
+        LedgerState::Deleting => Some("it is being deleted".to_string()),
+        _ if claimed => Some("it is being deleted".to_string()),
+        _ => None,
+    }
 }
 
 /// A snapshot size as both backends store it: a signed 64-bit integer.
@@ -886,6 +1018,53 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     /// [`Ledger::begin_runs`]: it is the schedule's decision), in one
     /// transaction.
     async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>>;
+
+    // ---- snapshot holds ------------------------------------------------
+
+    /// Place `hold` (its `since` is ignored: the hold dates from `now`),
+    /// in one transaction; holds whose `until` passed are removed. Its
+    /// key is (policy, target, snapshot id or target-wide): placing it
+    /// again replaces reason, by and until and dates it from `now`. A
+    /// snapshot hold on a row being deleted (state `deleting`, or an
+    /// unexpired delete claim) or deleted is refused with
+    /// [`StateError::HoldTooLate`], nothing written; a snapshot id the
+    /// ledger does not know is held all the same (`known` false). Not
+    /// fenced: the operator's control, written beside a running daemon.
+    async fn hold(&self, hold: &SnapshotHold, now: DateTime<Utc>) -> Result<HoldPlaced>;
+
+    /// Remove the hold of (`policy`, `target`, `snapshot_id`; None: the
+    /// target-wide one); the hold removed, if there was one (its `until`
+    /// may have passed). Not fenced.
+    async fn release_hold(
+        &self,
+        policy: &str,
+        target: &str,
+        snapshot_id: Option<&str>,
+    ) -> Result<Option<SnapshotHold>>;
+
+    /// The holds in force at `now`, by policy, target, then the
+    /// target-wide hold first and snapshot ids in byte order. Writes
+    /// nothing, so a read-only ledger answers it.
+    async fn holds(&self, now: DateTime<Utc>) -> Result<Vec<SnapshotHold>>;
+
+    /// Claim snapshot rows `rows` for deletion until `until`, before the
+    /// cloud is asked to delete them: in one transaction, each row a hold
+    /// in force at `now` covers is not claimed, the others are (a row id
+    /// the ledger does not have is skipped). The rows claimed, in the
+    /// order of `rows`. While a claim lasts a snapshot hold on the row is
+    /// refused, so a hold never races a delete already decided. Fenced:
+    /// it is the leader's delete decision.
+    async fn claim_deletes(
+        &self,
+        rows: &[i64],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>>;
+
+    /// Drop the delete claim of `row` (the cloud refused the delete, or
+    /// it was not sent). Not fenced. [`Ledger::begin_delete`] drops the
+    /// claim as well: from then on the row's state says it.
+    async fn drop_delete_claim(&self, row: i64) -> Result<()>;
 
     // ---- history --------------------------------------------------------
 

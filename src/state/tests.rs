@@ -363,6 +363,7 @@ async fn summaries_read_back_to_the_newest_success_only(l: &dyn Ledger) {
 }
 
 mod history;
+mod holds;
 mod hooks;
 mod operations;
 mod pauses;

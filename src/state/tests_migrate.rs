@@ -169,6 +169,26 @@ async fn populate(l: &dyn Ledger) {
     l.pause(Some("db"), "db migration", "bob", t(4), Some(t(40)))
         .await
         .expect("pause db");
+    // Snapshot holds: one that has ended but is still stored, one on a
+    // snapshot until released, and vol-d's target-wide one until a time.
+    let hold = |target: &str, id: Option<&str>, by: &str, until| SnapshotHold {
+        policy: "db".into(),
+        target: target.into(),
+        snapshot_id: id.map(str::to_string),
+        reason: "legal case ✓".into(),
+        by: by.into(),
+        since: t(0),
+        until,
+    };
+    l.hold(&hold("vol-x", Some("orphan-1"), "ann", Some(t(6))), t(5))
+        .await
+        .expect("hold an orphan");
+    l.hold(&hold("vol-a", Some("snap-a1"), "ann", None), t(2))
+        .await
+        .expect("hold snap-a1");
+    l.hold(&hold("vol-d", None, "bob", Some(t(40))), t(4))
+        .await
+        .expect("hold vol-d");
 }
 
 /// Every read the daemon and the commands make, as one comparable value.
@@ -200,7 +220,8 @@ async fn reads(l: &dyn Ledger) -> String {
     format!(
         "runs {runs:?}\nsummaries {:?}\nsnapshots {snapshots:?}\nops {ops:?}\nopen {open:?}\n\
          holds {:?}\nrules {:?}\nsources {sources:?}\nalerts {alerts:?}\nslot {:?}\nsecret {:?}\n\
-         skipped {:?}\nfailed deletes {:?}\nowed {:?}\npauses {:?}\npauses later {:?}",
+         skipped {:?}\nfailed deletes {:?}\nowed {:?}\npauses {:?}\npauses later {:?}\n\
+         snapshot holds {:?}\nsnapshot holds later {:?}",
         l.summaries().await.expect("summaries"),
         l.delete_holds().await.expect("holds"),
         l.policy_rules().await.expect("rules"),
@@ -214,6 +235,8 @@ async fn reads(l: &dyn Ledger) -> String {
         l.post_hooks_owed().await.expect("owed"),
         l.pauses(t(0)).await.expect("pauses"),
         l.pauses(t(7)).await.expect("pauses later"),
+        l.holds(t(0)).await.expect("snapshot holds"),
+        l.holds(t(7)).await.expect("snapshot holds later"),
     )
 }
 
@@ -297,6 +320,32 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
     assert_eq!(
         in_force,
         vec![(None, "ann".to_string()), (Some("db".into()), "bob".into())]
+    );
+    // The snapshot holds came along, the ended one too, and are in
+    // force on PostgreSQL.
+    let holds = report
+        .tables
+        .iter()
+        .find(|(table, _)| *table == "snapshot_holds")
+        .expect("snapshot holds are checked");
+    assert_eq!((dump.snapshot_holds.len(), holds.1.rows), (3, 3));
+    let in_force: Vec<_> = pg
+        .holds(t(7))
+        .await
+        .expect("holds")
+        .into_iter()
+        .map(|h| (h.target, h.snapshot_id, h.by))
+        .collect();
+    assert_eq!(
+        in_force,
+        vec![
+            (
+                "vol-a".to_string(),
+                Some("snap-a1".to_string()),
+                "ann".to_string()
+            ),
+            ("vol-d".into(), None, "bob".into())
+        ]
     );
 
     // A second import into the now full ledger is refused and changes

@@ -175,6 +175,7 @@ impl PgLedger {
         copy_settings(&tx, dump).await?;
         copy_hooks(&tx, dump).await?;
         copy_pauses(&tx, dump).await?;
+        copy_snapshot_holds(&tx, dump).await?;
         reset_sequences(&tx).await?;
         let tables = self.verify(&tx, dump).await?;
         tx.commit().await?;
@@ -422,6 +423,36 @@ async fn copy_pauses(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
                 p(pause.by.clone()),
                 p(pause.since),
                 p(pause.until),
+            ]
+        },
+    )
+    .await
+}
+
+/// The snapshot holds (a target-wide hold under the empty snapshot id).
+async fn copy_snapshot_holds(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "snapshot_holds",
+        &[
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("snapshot_id", Type::TEXT),
+            ("reason", Type::TEXT),
+            ("held_by", Type::TEXT),
+            ("since", Type::TIMESTAMPTZ),
+            ("until_at", Type::TIMESTAMPTZ),
+        ],
+        &dump.snapshot_holds,
+        |hold| {
+            vec![
+                p(hold.policy.clone()),
+                p(hold.target.clone()),
+                p(hold.snapshot_id.clone().unwrap_or_default()),
+                p(hold.reason.clone()),
+                p(hold.by.clone()),
+                p(hold.since),
+                p(hold.until),
             ]
         },
     )

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
-    Result, RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
+    PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, TargetSummary, Trimmed,
+    Unreadable,
 };
 
 #[async_trait]
@@ -310,6 +311,36 @@ impl Ledger for PgLedger {
 
     async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
         PgLedger::skip_runs(self, runs, why, now).await
+    }
+
+    async fn hold(&self, hold: &SnapshotHold, now: DateTime<Utc>) -> Result<HoldPlaced> {
+        PgLedger::hold(self, hold, now).await
+    }
+
+    async fn release_hold(
+        &self,
+        policy: &str,
+        target: &str,
+        snapshot_id: Option<&str>,
+    ) -> Result<Option<SnapshotHold>> {
+        PgLedger::release_hold(self, policy, target, snapshot_id).await
+    }
+
+    async fn holds(&self, now: DateTime<Utc>) -> Result<Vec<SnapshotHold>> {
+        PgLedger::holds(self, now).await
+    }
+
+    async fn claim_deletes(
+        &self,
+        rows: &[i64],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        PgLedger::claim_deletes(self, rows, until, now).await
+    }
+
+    async fn drop_delete_claim(&self, row: i64) -> Result<()> {
+        PgLedger::drop_delete_claim(self, row).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -199,6 +199,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE snapshots ADD COLUMN size_bytes bigint;
     "#,
+    // 5: the holds an operator placed on snapshots, and each snapshot's
+    // delete claim (the SQLite ledger's migration 14). One hold per
+    // (policy, target, snapshot id), the empty snapshot id for the hold
+    // of the whole target; `until_at` null: until released. A claim is
+    // written by the leader before it asks the cloud to delete the
+    // snapshot, until the time given (null: no claim).
+    r#"
+    CREATE TABLE snapshot_holds (
+        policy       text NOT NULL,
+        target       text NOT NULL,
+        snapshot_id  text NOT NULL,
+        reason       text NOT NULL,
+        held_by      text NOT NULL,
+        since        timestamptz NOT NULL,
+        until_at     timestamptz,
+        PRIMARY KEY (policy, target, snapshot_id)
+    );
+    ALTER TABLE snapshots ADD COLUMN delete_claim_until timestamptz;
+    "#,
 ];
 
 const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

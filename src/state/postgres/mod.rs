@@ -19,6 +19,7 @@
 mod begin;
 mod conn;
 mod connect;
+mod holds;
 mod hooks;
 mod import;
 pub mod lease;

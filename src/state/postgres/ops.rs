@@ -56,7 +56,10 @@ impl PgLedger {
         let provider: String = get(&row, 0, "snapshots.provider")?;
         if kind == OpKind::Delete {
             tx.execute(
-                "UPDATE snapshots SET state = $2 WHERE id = $1",
+                // The claim that preceded the delete is no longer
+                // needed: the state says it from now on (and a failed
+                // delete leaves the row unclaimed, to be held again).
+                "UPDATE snapshots SET state = $2, delete_claim_until = NULL WHERE id = $1",
                 &[&row_id, &LedgerState::Deleting.as_str()],
             )
             .await?;

@@ -243,6 +243,21 @@ fn read_pauses(tx: &rusqlite::Transaction<'_>) -> Result<Vec<crate::state::Pause
     )
 }
 
+/// Every row of `snapshot_holds`, in force or not, by key.
+fn read_snapshot_holds(tx: &rusqlite::Transaction<'_>) -> Result<Vec<crate::state::SnapshotHold>> {
+    read_all(
+        tx,
+        "snapshot_holds",
+        &format!(
+            "SELECT {} FROM snapshot_holds ORDER BY policy, target, snapshot_id",
+            super::holds::HOLD_COLUMNS
+        ),
+        super::holds::raw_hold,
+        text_key::<3>,
+        super::holds::parse_hold,
+    )
+}
+
 impl SqliteLedger {
     /// Every row of every table but the health probe's, read in one
     /// transaction (a consistent picture even if a reader runs beside).
@@ -311,6 +326,7 @@ impl SqliteLedger {
         let alerts_delivered = read_alerts_delivered(&tx)?;
         let post_hooks_owed = read_post_hooks_owed(&tx)?;
         let pauses = read_pauses(&tx)?;
+        let snapshot_holds = read_snapshot_holds(&tx)?;
         tx.finish()?;
         Ok(LedgerDump {
             runs,
@@ -325,6 +341,7 @@ impl SqliteLedger {
             alerts_delivered,
             post_hooks_owed,
             pauses,
+            snapshot_holds,
         })
     }
 

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
-    Result, RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
+    Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
+    PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, StateError, TargetSummary,
+    Trimmed, Unreadable,
 };
 
 impl SqliteLedger {
@@ -419,6 +420,46 @@ impl Ledger for SqliteLedger {
     async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
         let (runs, why) = (runs.to_vec(), why.to_owned());
         self.blocking(move |db| SqliteLedger::skip_runs(db, &runs, &why, now))
+            .await
+    }
+
+    async fn hold(&self, hold: &SnapshotHold, now: DateTime<Utc>) -> Result<HoldPlaced> {
+        let hold = hold.clone();
+        self.blocking(move |db| SqliteLedger::hold(db, &hold, now))
+            .await
+    }
+
+    async fn release_hold(
+        &self,
+        policy: &str,
+        target: &str,
+        snapshot_id: Option<&str>,
+    ) -> Result<Option<SnapshotHold>> {
+        let (policy, target, snapshot_id) =
+            (policy.to_owned(), target.to_owned(), owned(snapshot_id));
+        self.blocking(move |db| {
+            SqliteLedger::release_hold(db, &policy, &target, snapshot_id.as_deref())
+        })
+        .await
+    }
+
+    async fn holds(&self, now: DateTime<Utc>) -> Result<Vec<SnapshotHold>> {
+        self.blocking(move |db| SqliteLedger::holds(db, now)).await
+    }
+
+    async fn claim_deletes(
+        &self,
+        rows: &[i64],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let rows = rows.to_vec();
+        self.blocking(move |db| SqliteLedger::claim_deletes(db, &rows, until, now))
+            .await
+    }
+
+    async fn drop_delete_claim(&self, row: i64) -> Result<()> {
+        self.blocking(move |db| SqliteLedger::drop_delete_claim(db, row))
             .await
     }
 

@@ -208,4 +208,26 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER;
     "#,
+    // 14: the holds an operator placed on snapshots (`snapwarden hold`):
+    // nothing deletes a snapshot a hold in force covers. One row per
+    // (policy, target, snapshot id), the empty snapshot id for the hold
+    // of the whole target (a key that is never null, so the primary key
+    // keeps one hold per key). `until_at` null: until released. And each
+    // snapshot's delete claim: the leader claims a row before it asks
+    // the cloud to delete it, until the time given (null: no claim), so
+    // that a hold placed meanwhile is refused instead of racing the
+    // delete.
+    r#"
+    CREATE TABLE snapshot_holds (
+        policy       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        snapshot_id  TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        held_by      TEXT NOT NULL,
+        since        TEXT NOT NULL,
+        until_at     TEXT,
+        PRIMARY KEY (policy, target, snapshot_id)
+    ) WITHOUT ROWID;
+    ALTER TABLE snapshots ADD COLUMN delete_claim_until TEXT;
+    "#,
 ];

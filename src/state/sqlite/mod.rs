@@ -9,6 +9,7 @@
 
 mod alerts;
 mod export;
+mod holds;
 mod hooks;
 mod ledger;
 mod lock;

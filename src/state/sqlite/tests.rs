@@ -229,7 +229,7 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
         // Back to version 6, as an older snapwarden left it.
         s.conn()
             .execute_batch(
-                "ALTER TABLE snapshots DROP COLUMN size_bytes; DROP TABLE pauses; DROP TABLE post_hooks_owed; DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
+                "DROP TABLE snapshot_holds; ALTER TABLE snapshots DROP COLUMN delete_claim_until; ALTER TABLE snapshots DROP COLUMN size_bytes; DROP TABLE pauses; DROP TABLE post_hooks_owed; DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
                  PRAGMA user_version = 6;",
             )
             .expect("downgrade");
