@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{DeleteHold, Pause, RunRow, SnapshotRow};
+use super::{AuditEntry, DeleteHold, Pause, RunRow, SnapshotRow};
 
 /// An operation row with every column (an [`super::OpRow`] leaves out
 /// its outcome, which a finished operation needs).
@@ -80,6 +80,14 @@ impl DumpPostHook {
     }
 }
 
+/// An audit entry with its row id (the order entries of one time were
+/// recorded in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpAudit {
+    pub id: i64,
+    pub entry: AuditEntry,
+}
+
 /// Every row of a ledger, table by table, in id (or key) order. The
 /// health probe's row is not part of it: it is rewritten by every probe.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,11 +107,13 @@ pub struct LedgerDump {
     pub post_hooks_owed: Vec<DumpPostHook>,
     /// Every pause stored, in force or not, by scope.
     pub pauses: Vec<Pause>,
+    /// The audit trail, by id.
+    pub audit_log: Vec<DumpAudit>,
 }
 
 /// The tables a dump carries, in the order an import writes them (every
 /// table after the ones its foreign keys point to).
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 13] = [
     "runs",
     "snapshots",
     "operations",
@@ -116,6 +126,7 @@ pub const TABLES: [&str; 12] = [
     "alerts_delivered",
     "post_hooks_owed",
     "pauses",
+    "audit_log",
 ];
 
 /// What one table must look like on both sides after a copy: its row
@@ -182,6 +193,11 @@ pub fn value_columns(
         "pauses" => (
             &["since", "until_at"],
             &["scope", "reason", "paused_by"],
+            &[],
+        ),
+        "audit_log" => (
+            &["at"],
+            &["actor", "action", "policy", "target", "snapshot", "detail"],
             &[],
         ),
         _ => (&[], &[], &[]),
@@ -393,9 +409,10 @@ impl LedgerDump {
 }
 
 impl LedgerDump {
-    /// The checks of the post hooks owed (the run id is its id) and of
-    /// the pauses (the every-policy pause's scope is the empty text).
-    fn hook_checks(&self) -> [TableCheck; 2] {
+    /// The checks of the post hooks owed (the run id is its id), of the
+    /// pauses (the every-policy pause's scope is the empty text) and of
+    /// the audit trail (counted by action).
+    fn hook_checks(&self) -> [TableCheck; 3] {
         [
             add_values(
                 ids_check(
@@ -418,6 +435,25 @@ impl LedgerDump {
                         .text(p.policy.as_deref())
                         .text(Some(&p.reason))
                         .text(Some(&p.by))
+                }),
+            ),
+            add_values(
+                ids_check(
+                    self.audit_log.iter().map(|a| a.id),
+                    self.audit_log
+                        .iter()
+                        .map(|a| a.entry.action.as_str().to_string()),
+                ),
+                self.audit_log.iter().map(|a| {
+                    let e = &a.entry;
+                    Values::default()
+                        .time(Some(&e.at))
+                        .text(Some(&e.actor))
+                        .text(Some(e.action.as_str()))
+                        .text(e.policy.as_deref())
+                        .text(e.target.as_deref())
+                        .text(e.snapshot.as_deref())
+                        .text(Some(&e.detail))
                 }),
             ),
         ]

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
-    Result, RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
+    AuditEntry, Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
+    PollPlan, Result, RunRow, RunState, SnapshotRow, TargetSummary, Trimmed, Unreadable,
 };
 
 #[async_trait]
@@ -310,6 +310,18 @@ impl Ledger for PgLedger {
 
     async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
         PgLedger::skip_runs(self, runs, why, now).await
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        PgLedger::record_audit(self, entries).await
+    }
+
+    async fn audit_log(
+        &self,
+        since: DateTime<Utc>,
+        policy: Option<&str>,
+    ) -> Result<Vec<AuditEntry>> {
+        PgLedger::audit_log(self, since, policy).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause, PollPlan,
-    Result, RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed, Unreadable,
+    AuditEntry, Begin, DeleteHold, Delivered, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
+    PollPlan, Result, RunRow, RunState, SnapshotRow, StateError, TargetSummary, Trimmed,
+    Unreadable,
 };
 
 impl SqliteLedger {
@@ -419,6 +420,22 @@ impl Ledger for SqliteLedger {
     async fn skip_runs(&self, runs: &[NewRun], why: &str, now: DateTime<Utc>) -> Result<Vec<bool>> {
         let (runs, why) = (runs.to_vec(), why.to_owned());
         self.blocking(move |db| SqliteLedger::skip_runs(db, &runs, &why, now))
+            .await
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.blocking(move |db| SqliteLedger::record_audit(db, &entries))
+            .await
+    }
+
+    async fn audit_log(
+        &self,
+        since: DateTime<Utc>,
+        policy: Option<&str>,
+    ) -> Result<Vec<AuditEntry>> {
+        let policy = owned(policy);
+        self.blocking(move |db| SqliteLedger::audit_log(db, since, policy.as_deref()))
             .await
     }
 

@@ -208,4 +208,21 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER;
     "#,
+    // The audit trail: who created, deleted or restored which snapshot,
+    // who paused or resumed what, and why. Only appended to (and trimmed
+    // by its own, longer horizon). `policy`, `target`, `snapshot` null:
+    // not about one (a pause of every policy).
+    r#"
+    CREATE TABLE audit_log (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        policy    TEXT,
+        target    TEXT,
+        snapshot  TEXT,
+        detail    TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_time ON audit_log (at, id);
+    "#,
 ];
