@@ -58,6 +58,14 @@ fn main() -> ExitCode {
             Command::Status { config, json } => {
                 commands::status::run(&config.path, json).await.into()
             }
+            Command::History {
+                config,
+                policy,
+                since,
+                json,
+            } => commands::history::run(&config.path, policy.as_deref(), since, json)
+                .await
+                .into(),
             Command::Monitor { config } => commands::monitor::run(&config.path).await,
             Command::Pause {
                 config,
