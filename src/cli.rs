@@ -152,6 +152,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: who created, deleted or restored which snapshot,
+    /// who paused or resumed what, and why (oldest first).
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this policy's entries (and those of every policy).
+        #[arg(long)]
+        policy: Option<String>,
+        /// How far back (e.g. 1h, 7d, 90d).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Nagios-style freshness check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Monitor {
         #[command(flatten)]

@@ -66,6 +66,14 @@ fn main() -> ExitCode {
             } => commands::report::run(&config.path, policy.as_deref(), since, json)
                 .await
                 .into(),
+            Command::History {
+                config,
+                policy,
+                since,
+                json,
+            } => commands::history::run(&config.path, policy.as_deref(), since, json)
+                .await
+                .into(),
             Command::Monitor { config } => commands::monitor::run(&config.path).await,
             Command::Pause {
                 config,

@@ -16,6 +16,7 @@ macro_rules! say {
 pub mod check;
 pub mod demo;
 pub mod generate;
+pub mod history;
 pub mod login;
 pub mod migrate_state;
 pub mod monitor;
@@ -124,6 +125,7 @@ pub async fn open_engine(
             let (_tx, rx) = tokio::sync::watch::channel(false);
             let state: std::sync::Arc<dyn Ledger> = std::sync::Arc::new(pg);
             return crate::engine::Engine::with_mandate(state, config, rx, mandate)
+                .map(|e| e.with_actor(who()))
                 .map_err(|e| Exit::failure(e.to_string()));
         }
         (Some(_), Access::Read) => crate::state::open_read(&config.daemon)
@@ -141,7 +143,9 @@ pub async fn open_engine(
     };
     // One-shot commands never stop early: the shutdown flag stays false.
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    crate::engine::Engine::new(state, config, rx).map_err(|e| Exit::failure(e.to_string()))
+    crate::engine::Engine::new(state, config, rx)
+        .map(|e| e.with_actor(who()))
+        .map_err(|e| Exit::failure(e.to_string()))
 }
 
 /// The lease a one-shot command holds on a shared ledger while it writes
@@ -199,6 +203,16 @@ fn this_command() -> String {
         Some(sub) => format!("snapwarden {sub}"),
         None => "snapwarden".to_string(),
     }
+}
+
+/// Who runs this command, as the ledger records it (a pause's author,
+/// the audit trail's actor): the user behind sudo, else the user, else
+/// "unknown".
+pub fn who() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The policies a `--policy` option selects (all when absent).

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 
-use super::{load_config_and_log, select_policies, state_exit, Exit, Outcome};
+use super::{load_config_and_log, select_policies, state_exit, who, Exit, Outcome};
+use crate::state::{AuditAction, AuditEntry, Ledger};
 
 /// The longest `--for`: a pause meant to last longer is lifted by hand.
 const MAX_PAUSE: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -44,13 +45,22 @@ pub async fn pause(
         .await
         .map_err(state_exit)?;
     let by = who();
+    let now = Utc::now();
     ledger
-        .pause(policy, reason.trim(), &by, Utc::now(), until)
+        .pause(policy, reason.trim(), &by, now, until)
         .await
         .map_err(state_exit)?;
     let until = until.map_or("until resumed".to_string(), |u| {
         format!("until {}", u.to_rfc3339_opts(SecondsFormat::Secs, true))
     });
+    audit(
+        &*ledger,
+        AuditAction::Pause,
+        policy,
+        &by,
+        format!("{until}: {}", reason.trim()),
+    )
+    .await;
     say!(
         "paused {} {until}, by {by}: {}",
         scope(policy),
@@ -69,6 +79,14 @@ pub async fn resume(path: &Path, policy: Option<&str>) -> Outcome {
         .map_err(state_exit)?;
     match ledger.resume(policy).await.map_err(state_exit)? {
         Some(p) if p.until.is_none_or(|u| u > Utc::now()) => {
+            audit(
+                &*ledger,
+                AuditAction::Resume,
+                policy,
+                &who(),
+                format!("resumed (was: paused {})", p.describe()),
+            )
+            .await;
             say!("resumed {} (paused {})", scope(policy), p.describe());
         }
         // Expired already: nothing was paused any more.
@@ -84,10 +102,26 @@ fn scope(policy: Option<&str>) -> String {
     }
 }
 
-/// Who asked: the user behind sudo, else the user, else "unknown".
-pub fn who() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
+/// Record a pause or resume in the audit trail. The pause itself is
+/// written already: a failure to record it is reported and fails nothing.
+async fn audit(
+    ledger: &dyn Ledger,
+    action: AuditAction,
+    policy: Option<&str>,
+    by: &str,
+    detail: String,
+) {
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: by.to_string(),
+        action,
+        policy: policy.map(str::to_string),
+        target: None,
+        snapshot: None,
+        detail,
+    };
+    if let Err(e) = ledger.record_audit(std::slice::from_ref(&entry)).await {
+        tracing::error!(error = %e, action = action.as_str(), "cannot record the {action} of {} in the audit trail", scope(policy));
+        eprintln!("warning: the {action} was done, but cannot be recorded in the audit trail: {e}");
+    }
 }

@@ -23,6 +23,7 @@ mod validate;
 mod values;
 
 pub use model::*;
+pub use validate::host_name;
 
 use std::path::{Path, PathBuf};
 

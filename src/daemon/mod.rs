@@ -104,7 +104,7 @@ pub async fn run(
         info!(state = %config.daemon.state_path.display(), policies = config.policies.len(), "snapwarden starting");
         let observer = start_observer(&config, &health, &state, shutdown_tx.subscribe())?;
         metrics::leading(Some(0));
-        let engine = Engine::new(state.clone(), &config, shutdown_rx)?;
+        let engine = Engine::new(state.clone(), &config, shutdown_rx)?.with_actor(actor(&config));
         let serving = Serving {
             config_path,
             state,
@@ -138,7 +138,8 @@ pub async fn run(
         &config,
         shutdown_rx,
         leadership.mandate.clone(),
-    )?;
+    )?
+    .with_actor(actor(&config));
     let serving = Serving {
         config_path,
         state,
@@ -153,6 +154,17 @@ pub async fn run(
 }
 
 /// Until SIGTERM or SIGINT (a SIGHUP while waiting changes nothing).
+/// Who the audit trail names for what the daemon does: "daemon (node
+/// NAME)", NAME the node's name on a shared ledger, else this host's name
+/// (the node name's own default).
+fn actor(config: &Config) -> String {
+    let node = match &config.daemon.shared {
+        Some(shared) => shared.node_name.clone(),
+        None => crate::config::host_name().unwrap_or_else(|| "unknown".to_string()),
+    };
+    format!("daemon (node {node})")
+}
+
 async fn next_stop_signal(signals: &mut Signals) {
     while let Some(signal) = signals.next().await {
         if signal != SIGHUP {

@@ -36,7 +36,7 @@ pub(super) fn start(state: Arc<dyn Ledger>, stop: watch::Receiver<bool>) {
             match state.trim(before).await {
                 Ok(t) if t == Default::default() => {}
                 Ok(t) => {
-                    info!(runs = t.runs, snapshots = t.snapshots, operations = t.operations, before = %before, "ledger history trimmed")
+                    info!(runs = t.runs, snapshots = t.snapshots, operations = t.operations, audit = t.audit, before = %before, "ledger history trimmed")
                 }
                 Err(e) => warn!(error = %e, "cannot trim the ledger's history"),
             }

@@ -41,7 +41,10 @@ use crate::domain::Held;
 use crate::observe::events::{self, CallFailed};
 use crate::providers::{self, Marker, Provider, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::retention::Decision;
-use crate::state::{Ledger, LedgerState, PollPlan, StateError};
+use crate::state::{AuditAction, AuditEntry, Ledger, LedgerState, PollPlan, StateError};
+
+/// The audit trail's actor of an engine not told who it acts for.
+const DEFAULT_ACTOR: &str = "snapwarden";
 
 /// Why a run or an engine action could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +283,9 @@ pub struct Engine {
     unreadable: Mutex<HashSet<(&'static str, i64)>>,
     /// The environment variables secrets come from: hooks never see them.
     hook_scrub_env: RwLock<Vec<String>>,
+    /// Who the audit trail names for what this engine does (see
+    /// [`Engine::with_actor`]).
+    actor: RwLock<String>,
 }
 
 impl Engine {
@@ -320,6 +326,60 @@ impl Engine {
             mandate,
             unreadable: Mutex::default(),
             hook_scrub_env: RwLock::default(),
+            actor: RwLock::new(DEFAULT_ACTOR.to_string()),
+        }
+    }
+
+    /// Name `actor` in the audit trail for what this engine does: the
+    /// daemon's "daemon (node NAME)", or the user who ran a command.
+    pub fn with_actor(self: Arc<Self>, actor: impl Into<String>) -> Arc<Self> {
+        *self.actor.write().unwrap_or_else(|p| p.into_inner()) = actor.into();
+        self
+    }
+
+    /// Who the audit trail names for what this engine does.
+    pub fn actor(&self) -> String {
+        self.actor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Append entries to the audit trail. A fact about what was already
+    /// done: a failure to record it is logged and fails nothing.
+    async fn audit(&self, entries: Vec<AuditEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self.state.record_audit(&entries).await {
+            let first = &entries[0];
+            error!(
+                error = %e,
+                action = first.action.as_str(),
+                policy = first.policy.as_deref().unwrap_or(""),
+                target = first.target.as_deref().unwrap_or(""),
+                snapshot = first.snapshot.as_deref().unwrap_or(""),
+                entries = entries.len(),
+                "cannot record in the audit trail: {}",
+                first.detail
+            );
+        }
+    }
+
+    /// An audit entry of this engine's actor, now, about a snapshot.
+    fn audit_entry(
+        &self,
+        action: AuditAction,
+        policy: &str,
+        target: &str,
+        snapshot: &str,
+        detail: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: Utc::now(),
+            actor: self.actor(),
+            action,
+            policy: Some(policy.to_string()),
+            target: Some(target.to_string()),
+            snapshot: Some(snapshot.to_string()),
+            detail,
         }
     }
 

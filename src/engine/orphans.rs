@@ -23,7 +23,7 @@ use crate::config::{Config, Policy};
 use crate::domain::ResourceKind;
 use crate::observe::events::{self, OrphanDeleted};
 use crate::providers::{DeleteStarted, ProviderError, RemoteSnapshot, SnapshotState};
-use crate::state::{LedgerState, PollPlan, SnapshotRow};
+use crate::state::{AuditAction, LedgerState, PollPlan, SnapshotRow};
 
 /// How long listing or deleting one orphan may keep retrying.
 const ORPHAN_DEADLINE: Duration = Duration::from_secs(120);
@@ -418,6 +418,20 @@ impl Engine {
         out
     }
 
+    /// Record an orphan's delete in the audit trail: why it is an
+    /// orphan, and what was done.
+    async fn audit_orphan(&self, o: &Orphan, done: &str) {
+        let detail = format!("orphan ({}): {}; {done}", o.kind.as_str(), o.note);
+        self.audit(vec![self.audit_entry(
+            AuditAction::Delete,
+            &o.policy,
+            &o.target,
+            &o.snapshot_id,
+            detail,
+        )])
+        .await;
+    }
+
     async fn delete_orphan(&self, o: &Orphan) -> Result<&'static str, String> {
         let Some(row) = o.ledger_row else {
             return Err("not in the ledger: never deleted".into());
@@ -440,6 +454,8 @@ impl Engine {
                     .mark_deleted(row, now)
                     .await
                     .map_err(|e| e.to_string())?;
+                self.audit_orphan(o, "already gone from the cloud; ledger updated")
+                    .await;
                 return Ok("already gone; ledger updated");
             }
             other => return Err(format!("{}: never deleted", other.as_str())),
@@ -460,6 +476,7 @@ impl Engine {
                     .mark_deleted(row, Utc::now())
                     .await
                     .map_err(|e| e.to_string())?;
+                self.audit_orphan(o, "already gone from the cloud").await;
                 Ok("already gone")
             }
             DeleteStarted::Tracking(reference) => {
@@ -480,6 +497,7 @@ impl Engine {
                     .await
                     .map_err(|e| e.to_string())?;
                 info!(snapshot = %o.snapshot_id, policy = %o.policy, target = %o.target, job = %reference, "deleting orphan");
+                self.audit_orphan(o, "deleting").await;
                 match ps.poller.watch(op, ORPHAN_POLL_MAX).await {
                     Ok(OpOutcome::Succeeded) => {
                         events::emit(OrphanDeleted {

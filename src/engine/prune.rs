@@ -14,7 +14,7 @@ use crate::observe::events::{
 };
 use crate::providers::{DeleteStarted, ErrorKind, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::retention::{self, Candidate, Condition, Verdict};
-use crate::state::{LedgerState, SnapshotRow};
+use crate::state::{AuditAction, LedgerState, SnapshotRow};
 
 impl Engine {
     /// Retention for one target: list, decide, and (unless a dry run)
@@ -73,10 +73,17 @@ impl Engine {
             .filter(|d| d.verdict == Verdict::Delete)
             .map(|d| d.id.clone())
             .collect();
-        let hold = match mode {
-            PruneMode::Confirmed => None,
-            _ => self.state.delete_hold(&policy.name, target).await?,
+        let hold = self.state.delete_hold(&policy.name, target).await?;
+        // The operator's `prune --yes` goes past a reload's hold and the
+        // deletion budget: what it confirmed goes in the audit trail.
+        let (hold, confirmed) = match mode {
+            PruneMode::Confirmed => (None, hold),
+            _ => (hold, None),
         };
+        if mode == PruneMode::Confirmed {
+            self.audit_confirmed(policy, target, &to_delete, confirmed)
+                .await;
+        }
         if mode == PruneMode::Budgeted {
             events::emit(HoldState {
                 policy: &policy.name,
@@ -126,6 +133,47 @@ impl Engine {
             });
         }
         Ok(report)
+    }
+
+    /// Record in the audit trail what an operator's `prune --yes`
+    /// confirmed: the deletes a reload's hold or the deletion budget held
+    /// back (nothing when neither held anything back).
+    async fn audit_confirmed(
+        &self,
+        policy: &Policy,
+        target: &str,
+        to_delete: &[String],
+        hold: Option<crate::state::DeleteHold>,
+    ) {
+        if to_delete.is_empty() {
+            return;
+        }
+        let budget = policy.max_deletes_per_run as usize;
+        let why = match hold {
+            Some(h) => format!(
+                "deletions held since {}: {}",
+                h.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                h.reason
+            ),
+            None if to_delete.len() > budget => {
+                format!("more than max_deletes_per_run = {budget}")
+            }
+            None => return,
+        };
+        let entry = crate::state::AuditEntry {
+            snapshot: None,
+            ..self.audit_entry(
+                AuditAction::Confirm,
+                &policy.name,
+                target,
+                "",
+                format!(
+                    "operator confirmed {} deletes of retention (`prune --yes`) past {why}",
+                    to_delete.len()
+                ),
+            )
+        };
+        self.audit(vec![entry]).await;
     }
 
     /// Write off ledger rows the cloud no longer lists (deleted elsewhere),
@@ -220,6 +268,14 @@ impl Engine {
             for row in second {
                 warn!(policy = %policy.name, target, snapshot = %row.snapshot_id, "snapshot in the ledger is gone from the cloud (missing from two listings)");
                 self.state.mark_deleted(row.id, Utc::now()).await?;
+                self.audit(vec![self.audit_entry(
+                    AuditAction::Delete,
+                    &policy.name,
+                    target,
+                    &row.snapshot_id,
+                    "gone from the cloud (deleted elsewhere: missing from two listings); written off in the ledger".to_string(),
+                )])
+                .await;
             }
             return Ok(again);
         }
@@ -261,6 +317,21 @@ impl Engine {
             .state
             .snapshots_being_restored(&policy.provider, &policy.name, target)
             .await?;
+        // Why retention deletes each: the audit trail's detail.
+        let why: HashMap<String, String> = report
+            .decisions
+            .iter()
+            .map(|d| {
+                (
+                    d.id.clone(),
+                    format!(
+                        "retention of policy {}: {}",
+                        policy.name,
+                        d.reasons.join("; ")
+                    ),
+                )
+            })
+            .collect();
         let mut waits = Vec::new();
         for (n, id) in to_delete.iter().enumerate() {
             if chained && !report.failed.is_empty() {
@@ -295,7 +366,15 @@ impl Engine {
                 continue;
             }
             match self
-                .delete_one(ps, policy, target, row.id, id, deadline)
+                .delete_one(
+                    ps,
+                    policy,
+                    target,
+                    (row.id, id),
+                    why.get(id.as_str())
+                        .map_or("retention: kept by no rule", String::as_str),
+                    deadline,
+                )
                 .await
             {
                 Ok(Some(w)) => waits.push((id.clone(), w)),
@@ -426,8 +505,8 @@ impl Engine {
         ps: &ProviderSlot,
         policy: &Policy,
         target: &str,
-        row: i64,
-        snapshot_id: &str,
+        (row, snapshot_id): (i64, &str),
+        why: &str,
         deadline: DateTime<Utc>,
     ) -> Result<Option<tokio::sync::oneshot::Receiver<OpOutcome>>, EngineError> {
         let started = self
@@ -444,6 +523,14 @@ impl Engine {
                     snapshot: snapshot_id,
                 });
                 self.state.mark_deleted(row, Utc::now()).await?;
+                self.audit(vec![self.audit_entry(
+                    AuditAction::Delete,
+                    &policy.name,
+                    target,
+                    snapshot_id,
+                    format!("{why} (already gone from the cloud)"),
+                )])
+                .await;
                 Ok(None)
             }
             DeleteStarted::Tracking(reference) => {
@@ -453,6 +540,14 @@ impl Engine {
                     .begin_delete(row, &reference, now, poll_plan(policy, now, deadline))
                     .await?;
                 info!(policy = %policy.name, target, snapshot = %snapshot_id, job = %reference, "deleting snapshot");
+                self.audit(vec![self.audit_entry(
+                    AuditAction::Delete,
+                    &policy.name,
+                    target,
+                    snapshot_id,
+                    why.to_string(),
+                )])
+                .await;
                 Ok(Some(ps.poller.watch(op, policy.timing.poll_max_interval)))
             }
         }

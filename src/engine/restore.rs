@@ -6,7 +6,7 @@ use tracing::info;
 use super::{poll_plan, Engine, EngineError, OpOutcome, RestoreReport};
 use crate::config::Policy;
 use crate::providers::{self, RemoteSnapshot, SnapshotState};
-use crate::state::LedgerState;
+use crate::state::{AuditAction, LedgerState};
 
 impl Engine {
     /// Restore the newest good own snapshot of a target (or the one given)
@@ -86,6 +86,28 @@ impl Engine {
             )
             .await?;
         info!(policy = %policy.name, target, snapshot = %chosen.id, job = %started.operation, "restore started");
+        let onto = match (mode, &started.resource_id, new_name) {
+            (providers::RestoreMode::InPlace, _, _) => format!("onto {target} in place"),
+            (_, Some(id), _) => format!("into new {id}"),
+            (_, None, Some(name)) => format!("into new {name}"),
+            (_, None, None) => "into a new resource".to_string(),
+        };
+        self.audit(vec![self.audit_entry(
+            AuditAction::Restore,
+            &policy.name,
+            target,
+            &chosen.id,
+            format!(
+                "snapshot {} of {target} restored {onto} ({})",
+                chosen.id,
+                if snapshot.is_some() {
+                    "the snapshot asked for"
+                } else {
+                    "the newest good one"
+                }
+            ),
+        )])
+        .await;
         match self
             .or_shutdown(ps.poller.watch(op, policy.timing.poll_max_interval))
             .await?

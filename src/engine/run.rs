@@ -21,7 +21,7 @@ use crate::observe::events::{
 use crate::providers::{
     self, CreateRequest, Created, ErrorKind, Marker, ProviderError, RemoteSnapshot, SnapshotState,
 };
-use crate::state::{Begin, LedgerState, NewRun, OpRow, RunState};
+use crate::state::{AuditAction, Begin, LedgerState, NewRun, OpRow, RunState};
 
 impl Engine {
     /// Run one (policy, target, slot) from intent to pruning.
@@ -349,6 +349,27 @@ impl Engine {
             .record_created(run_id, &created, now, poll_plan(policy, now, deadline))
             .await?;
         log_created(policy, target, &created);
+        let why = format!(
+            "slot {} of policy {} (snapshot {name}, {})",
+            slot_text(marker.slot),
+            policy.name,
+            if full { "full" } else { "incremental" }
+        );
+        self.audit(
+            created
+                .iter()
+                .map(|c| {
+                    self.audit_entry(
+                        AuditAction::Create,
+                        &policy.name,
+                        target,
+                        &c.snapshot_id,
+                        why.clone(),
+                    )
+                })
+                .collect(),
+        )
+        .await;
         // The point in time is taken: thaw now, not when the job is done.
         thaw.run(Outcome::Accepted).await;
         self.await_ops(ps, policy, ops).await
@@ -586,6 +607,19 @@ impl Engine {
                     .adopt_snapshot(run_id, &f.id, ledger_state(f.state), Utc::now())
                     .await?,
             );
+            let why = format!(
+                "slot {} of policy {}: found on the cloud after its create's answer was lost, adopted",
+                slot_text(slot),
+                policy.name
+            );
+            self.audit(vec![self.audit_entry(
+                AuditAction::Create,
+                &policy.name,
+                target,
+                &f.id,
+                why,
+            )])
+            .await;
         }
         for (row, f) in rows.iter().zip(&found) {
             if let Err(e) = self
@@ -638,6 +672,11 @@ impl Engine {
             ),
         )))
     }
+}
+
+/// A slot as the audit trail names it: RFC 3339 to the second, UTC.
+pub(super) fn slot_text(slot: DateTime<Utc>) -> String {
+    slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub(super) fn log_created(policy: &Policy, target: &str, created: &[Created]) {

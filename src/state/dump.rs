@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::AuditEntry;
 use super::{DeleteHold, Pause, RunRow, SnapshotHold, SnapshotRow};
 
 /// An operation row with every column (an [`super::OpRow`] leaves out
@@ -80,6 +81,14 @@ impl DumpPostHook {
     }
 }
 
+/// An audit entry with its row id (the order entries of one time were
+/// recorded in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpAudit {
+    pub id: i64,
+    pub entry: AuditEntry,
+}
+
 /// Every row of a ledger, table by table, in id (or key) order. The
 /// health probe's row is not part of it: it is rewritten by every probe.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,11 +113,13 @@ pub struct LedgerDump {
     /// claims are not carried: a claim lasts only while a daemon prunes,
     /// and every daemon is stopped for a copy.
     pub snapshot_holds: Vec<SnapshotHold>,
+    /// The audit trail, by id.
+    pub audit_log: Vec<DumpAudit>,
 }
 
 /// The tables a dump carries, in the order an import writes them (every
 /// table after the ones its foreign keys point to).
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "runs",
     "snapshots",
     "operations",
@@ -122,6 +133,7 @@ pub const TABLES: [&str; 13] = [
     "post_hooks_owed",
     "pauses",
     "snapshot_holds",
+    "audit_log",
 ];
 
 /// What one table must look like on both sides after a copy: its row
@@ -193,6 +205,11 @@ pub fn value_columns(
         "snapshot_holds" => (
             &["since", "until_at"],
             &["policy", "target", "snapshot_id", "reason", "held_by"],
+            &[],
+        ),
+        "audit_log" => (
+            &["at"],
+            &["actor", "action", "policy", "target", "snapshot", "detail"],
             &[],
         ),
         _ => (&[], &[], &[]),
@@ -407,8 +424,8 @@ impl LedgerDump {
     /// The checks of the post hooks owed (the run id is its id), of the
     /// pauses (the every-policy pause's scope is the empty text) and of
     /// the snapshot holds (a target-wide hold's snapshot id is the empty
-    /// text).
-    fn hook_checks(&self) -> [TableCheck; 3] {
+    /// text) and of the audit trail (counted by action).
+    fn hook_checks(&self) -> [TableCheck; 4] {
         [
             add_values(
                 ids_check(
@@ -444,6 +461,25 @@ impl LedgerDump {
                         .text(h.snapshot_id.as_deref())
                         .text(Some(&h.reason))
                         .text(Some(&h.by))
+                }),
+            ),
+            add_values(
+                ids_check(
+                    self.audit_log.iter().map(|a| a.id),
+                    self.audit_log
+                        .iter()
+                        .map(|a| a.entry.action.as_str().to_string()),
+                ),
+                self.audit_log.iter().map(|a| {
+                    let e = &a.entry;
+                    Values::default()
+                        .time(Some(&e.at))
+                        .text(Some(&e.actor))
+                        .text(Some(e.action.as_str()))
+                        .text(e.policy.as_deref())
+                        .text(e.target.as_deref())
+                        .text(e.snapshot.as_deref())
+                        .text(Some(&e.detail))
                 }),
             ),
         ]

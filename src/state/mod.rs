@@ -627,12 +627,102 @@ pub(crate) fn bytes_kept(kept: u64, sized: u64, sum: u64) -> Option<u64> {
     (kept > 0 && sized == kept).then_some(sum)
 }
 
+/// What an entry of the audit trail records was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A snapshot was made (its create recorded).
+    Create,
+    /// A snapshot's delete was decided (or found already done).
+    Delete,
+    /// A restore from a snapshot was started.
+    Restore,
+    /// Deletes were held back.
+    Hold,
+    /// Held-back deletes were let go.
+    Release,
+    /// A pause was set.
+    Pause,
+    /// A pause was lifted.
+    Resume,
+    /// An operator confirmed deletes a guard held back.
+    Confirm,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 8] = [
+        AuditAction::Create,
+        AuditAction::Delete,
+        AuditAction::Restore,
+        AuditAction::Hold,
+        AuditAction::Release,
+        AuditAction::Pause,
+        AuditAction::Resume,
+        AuditAction::Confirm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Create => "create",
+            AuditAction::Delete => "delete",
+            AuditAction::Restore => "restore",
+            AuditAction::Hold => "hold",
+            AuditAction::Release => "release",
+            AuditAction::Pause => "pause",
+            AuditAction::Resume => "resume",
+            AuditAction::Confirm => "confirm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        AuditAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| corrupt("audit_log.action", s))
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit trail: who did what, to what, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    /// Who: "daemon (node NAME)", or the user who ran a command.
+    pub actor: String,
+    pub action: AuditAction,
+    /// None: not about one policy (a pause of every policy).
+    pub policy: Option<String>,
+    pub target: Option<String>,
+    /// The cloud's snapshot id.
+    pub snapshot: Option<String>,
+    /// Why, or what exactly.
+    pub detail: String,
+}
+
+/// How long the audit trail is kept: 400 days before the trim's own
+/// time, far longer than the run history ([`Ledger::trim`]'s `before`),
+/// as evidence of who made, deleted or restored what is asked for long
+/// after the runs themselves stop mattering (a yearly review).
+pub const AUDIT_HISTORY_DAYS: i64 = 400;
+
+/// The time before which a trim at `now` removes audit entries: 400 days
+/// before `now`, and never later than the run history's `before`.
+pub(crate) fn audit_horizon(before: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    (now - chrono::Duration::days(AUDIT_HISTORY_DAYS)).min(before)
+}
+
 /// What one [`Ledger::trim`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
     pub runs: usize,
     pub snapshots: usize,
     pub operations: usize,
+    /// Audit entries past their longer horizon ([`AUDIT_HISTORY_DAYS`]).
+    pub audit: usize,
 }
 
 /// What `status` shows of a target's history, read from its runs newest
@@ -1066,10 +1156,29 @@ pub trait Ledger: crate::providers::SecretStore + std::fmt::Debug + Send + Sync 
     /// claim as well: from then on the row's state says it.
     async fn drop_delete_claim(&self, row: i64) -> Result<()>;
 
+    // ---- audit trail ----------------------------------------------------
+
+    /// Append `entries` to the audit trail, in one transaction (an empty
+    /// slice writes nothing). A fact, not fenced: any process records
+    /// what it did.
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()>;
+
+    /// The audit entries at or after `since`, oldest first (ties in the
+    /// order recorded). With `policy`, only that policy's entries and
+    /// those of no policy (a pause of every policy). Writes nothing, so a
+    /// read-only ledger answers it.
+    async fn audit_log(
+        &self,
+        since: DateTime<Utc>,
+        policy: Option<&str>,
+    ) -> Result<Vec<AuditEntry>>;
+
     // ---- history --------------------------------------------------------
 
     /// Remove history that ended before `before`: only what no guarantee
-    /// still needs (a run that still owes a post hook stays).
+    /// still needs (a run that still owes a post hook stays). Audit
+    /// entries go by their own, longer horizon ([`AUDIT_HISTORY_DAYS`]
+    /// before the trim's own time).
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed>;
 }
 

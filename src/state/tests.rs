@@ -362,6 +362,7 @@ async fn summaries_read_back_to_the_newest_success_only(l: &dyn Ledger) {
     );
 }
 
+mod audit;
 mod history;
 mod holds;
 mod hooks;

@@ -189,6 +189,24 @@ async fn populate(l: &dyn Ledger) {
     l.hold(&hold("vol-d", None, "bob", Some(t(40))), t(4))
         .await
         .expect("hold vol-d");
+    // The audit trail: two entries of one time (their order is their
+    // ids'), one of no policy.
+    let audit = |at, action, policy: Option<&str>, detail: &str| AuditEntry {
+        at,
+        actor: "daemon (node a)".into(),
+        action,
+        policy: policy.map(str::to_string),
+        target: policy.map(|_| "vol-a".to_string()),
+        snapshot: policy.map(|_| "snap-a1".to_string()),
+        detail: detail.into(),
+    };
+    l.record_audit(&[
+        audit(t(1), AuditAction::Create, Some("db"), "slot ✓"),
+        audit(t(1), AuditAction::Delete, Some("db"), "beyond keep_last 1"),
+        audit(t(2), AuditAction::Pause, None, "freeze ✓"),
+    ])
+    .await
+    .expect("audit");
 }
 
 /// Every read the daemon and the commands make, as one comparable value.
@@ -221,7 +239,7 @@ async fn reads(l: &dyn Ledger) -> String {
         "runs {runs:?}\nsummaries {:?}\nsnapshots {snapshots:?}\nops {ops:?}\nopen {open:?}\n\
          holds {:?}\nrules {:?}\nsources {sources:?}\nalerts {alerts:?}\nslot {:?}\nsecret {:?}\n\
          skipped {:?}\nfailed deletes {:?}\nowed {:?}\npauses {:?}\npauses later {:?}\n\
-         snapshot holds {:?}\nsnapshot holds later {:?}",
+         snapshot holds {:?}\nsnapshot holds later {:?}\naudit {:?}",
         l.summaries().await.expect("summaries"),
         l.delete_holds().await.expect("holds"),
         l.policy_rules().await.expect("rules"),
@@ -237,6 +255,7 @@ async fn reads(l: &dyn Ledger) -> String {
         l.pauses(t(7)).await.expect("pauses later"),
         l.holds(t(0)).await.expect("snapshot holds"),
         l.holds(t(7)).await.expect("snapshot holds later"),
+        l.audit_log(t(0), None).await.expect("audit"),
     )
 }
 
@@ -348,6 +367,15 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
         ]
     );
 
+    // The audit trail came along, in its order.
+    assert_eq!(dump.audit_log.len(), 3);
+    let audit = report
+        .tables
+        .iter()
+        .find(|(table, _)| *table == "audit_log")
+        .expect("audit_log is checked");
+    assert_eq!((audit.1.rows, audit.1.by_state.len()), (3, 3));
+
     // A second import into the now full ledger is refused and changes
     // nothing.
     let err = pg.import(&dump).await.expect_err("not empty");
@@ -369,6 +397,30 @@ async fn an_imported_ledger_answers_as_the_sqlite_one() {
         .expect("created on PostgreSQL");
     assert!(ops[0].snapshot_row > max(1), "{:?}", ops[0]);
     assert!(ops[0].id > max(2), "{:?}", ops[0]);
+    // And new audit entries come after the imported ones.
+    let later = AuditEntry {
+        at: t(1),
+        actor: "ann".into(),
+        action: AuditAction::Resume,
+        policy: None,
+        target: None,
+        snapshot: None,
+        detail: "resumed".into(),
+    };
+    pg.record_audit(std::slice::from_ref(&later))
+        .await
+        .expect("audit on PostgreSQL");
+    let details: Vec<_> = pg
+        .audit_log(t(1), None)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        details,
+        vec!["slot ✓", "beyond keep_last 1", "resumed", "freeze ✓"]
+    );
 }
 
 #[tokio::test]

@@ -228,9 +228,9 @@ fn node_name(value: &Spanned<String>, cx: &mut Cx<'_>) -> Option<String> {
     Some(v.clone())
 }
 
-/// This host's name, for the lease and `status` (the systemd unit's
+/// This host's name, for the lease, `status` and the audit trail (the systemd unit's
 /// `ProcSubset=pid` hides /proc/sys, so /etc/hostname is asked too).
-fn host_name() -> Option<String> {
+pub fn host_name() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())

@@ -26,6 +26,7 @@ use super::raw::{check_keys, section, RawAlerts, RawDaemon, RawPolicy};
 use super::values;
 use super::Cx;
 use alerts::alerts;
+pub use ledger::host_name;
 use policy::{policy, Defaults, Entry};
 
 /// The top-level keys.

@@ -73,6 +73,7 @@ fn check_columns(table: &str) -> (Option<&'static str>, Option<String>) {
         ),
         "snapshot_sources" => (Some("snapshot"), None),
         "post_hooks_owed" => (Some("run_id"), None),
+        "audit_log" => (Some("id"), Some("action".to_string())),
         _ => (None, None),
     }
 }
@@ -176,6 +177,7 @@ impl PgLedger {
         copy_hooks(&tx, dump).await?;
         copy_pauses(&tx, dump).await?;
         copy_snapshot_holds(&tx, dump).await?;
+        copy_audit_log(&tx, dump).await?;
         reset_sequences(&tx).await?;
         let tables = self.verify(&tx, dump).await?;
         tx.commit().await?;
@@ -459,6 +461,40 @@ async fn copy_snapshot_holds(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<
     .await
 }
 
+/// The audit trail, ids kept (the order entries of one time were
+/// recorded in).
+async fn copy_audit_log(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
+    copy_all(
+        tx,
+        "audit_log",
+        &[
+            ("id", Type::INT8),
+            ("at", Type::TIMESTAMPTZ),
+            ("actor", Type::TEXT),
+            ("action", Type::TEXT),
+            ("policy", Type::TEXT),
+            ("target", Type::TEXT),
+            ("snapshot", Type::TEXT),
+            ("detail", Type::TEXT),
+        ],
+        &dump.audit_log,
+        |a| {
+            let e = &a.entry;
+            vec![
+                p(a.id),
+                p(e.at),
+                p(e.actor.clone()),
+                p(e.action.as_str().to_string()),
+                p(e.policy.clone()),
+                p(e.target.clone()),
+                p(e.snapshot.clone()),
+                p(e.detail.clone()),
+            ]
+        },
+    )
+    .await
+}
+
 /// Everything else the ledger keeps: the schedule, secrets, holds, rules,
 /// sources, targets and delivered alerts.
 async fn copy_settings(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
@@ -585,7 +621,7 @@ async fn copy_settings(tx: &Transaction<'_>, dump: &LedgerDump) -> Result<()> {
 /// Ids were written explicitly, which moves no identity sequence: without
 /// this the next intent would be given id 1 and collide.
 async fn reset_sequences(tx: &Transaction<'_>) -> Result<()> {
-    for table in ["runs", "snapshots", "operations"] {
+    for table in ["runs", "snapshots", "operations", "audit_log"] {
         tx.execute(
             &format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'),

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use super::PgLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
-    PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, TargetSummary, Trimmed,
-    Unreadable,
+    AuditEntry, Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow,
+    OwedHook, Pause, PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, TargetSummary,
+    Trimmed, Unreadable,
 };
 
 #[async_trait]
@@ -341,6 +341,18 @@ impl Ledger for PgLedger {
 
     async fn drop_delete_claim(&self, row: i64) -> Result<()> {
         PgLedger::drop_delete_claim(self, row).await
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        PgLedger::record_audit(self, entries).await
+    }
+
+    async fn audit_log(
+        &self,
+        since: DateTime<Utc>,
+        policy: Option<&str>,
+    ) -> Result<Vec<AuditEntry>> {
+        PgLedger::audit_log(self, since, policy).await
     }
 
     async fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {

@@ -16,6 +16,7 @@
 //! never waits behind the engine. A connection found closed is opened again
 //! on the next call; the call that found it broken fails.
 
+mod audit;
 mod begin;
 mod conn;
 mod connect;

@@ -624,3 +624,25 @@ async fn an_unreadable_owed_post_hook_hides_no_other() {
         vec![(runs[1], vec!["thaw".to_string(), "vol-2".to_string()])]
     );
 }
+
+#[tokio::test]
+async fn audit_entries_need_no_lease() {
+    let Some((_, l)) = fresh_pg("audit_entries_need_no_lease").await else {
+        return;
+    };
+    // An operator's process holds no lease: what it did is recorded.
+    let entry = crate::state::AuditEntry {
+        at: t(0),
+        actor: "ann".into(),
+        action: crate::state::AuditAction::Pause,
+        policy: Some("db".into()),
+        target: None,
+        snapshot: None,
+        detail: "migration".into(),
+    };
+    l.record_audit(std::slice::from_ref(&entry))
+        .await
+        .expect("record without the lease");
+    assert_eq!(l.audit_log(t(0), None).await.expect("read"), vec![entry]);
+    assert_eq!(count(&l, "audit_log").await, 1);
+}

@@ -1,6 +1,6 @@
 //! Trimming the ledger's history, as the SQLite ledger trims it (see its
-//! module for what stays): in windows of ids, one short fenced transaction
-//! each.
+//! module for what stays, audit entries by their own longer horizon): in
+//! windows of ids, one short fenced transaction each.
 
 use chrono::{DateTime, Utc};
 
@@ -55,10 +55,18 @@ impl PgLedger {
                 before,
             )
             .await?;
+        let [audit] = self
+            .in_windows(
+                "audit_log",
+                ["DELETE FROM audit_log WHERE id > $1 AND id <= $2 AND at < $3".to_string()],
+                ms(crate::state::audit_horizon(before, Utc::now())),
+            )
+            .await?;
         Ok(Trimmed {
             runs,
             snapshots,
             operations,
+            audit,
         })
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::rows::{finish_run_row, parse_opt_ts, parse_ts, run_row, snapshot_row, RawSnapshot};
 use super::{migrations, ts, Result, SqliteLedger, StateError, RUN_COLUMNS, SNAPSHOT_COLUMNS};
 use crate::state::dump::{
-    DumpAlert, DumpOp, DumpPolicyRules, DumpPostHook, DumpSecret, DumpTarget, LedgerDump,
+    DumpAlert, DumpAudit, DumpOp, DumpPolicyRules, DumpPostHook, DumpSecret, DumpTarget, LedgerDump,
 };
 use crate::state::DeleteHold;
 
@@ -258,6 +258,21 @@ fn read_snapshot_holds(tx: &rusqlite::Transaction<'_>) -> Result<Vec<crate::stat
     )
 }
 
+/// Every row of `audit_log`, by id.
+fn read_audit_log(tx: &rusqlite::Transaction<'_>) -> Result<Vec<DumpAudit>> {
+    read_all(
+        tx,
+        "audit_log",
+        &format!(
+            "SELECT {} FROM audit_log ORDER BY id",
+            super::audit::AUDIT_COLUMNS
+        ),
+        super::audit::raw_audit,
+        id_key,
+        |raw| super::audit::parse_audit(raw).map(|(id, entry)| DumpAudit { id, entry }),
+    )
+}
+
 impl SqliteLedger {
     /// Every row of every table but the health probe's, read in one
     /// transaction (a consistent picture even if a reader runs beside).
@@ -327,6 +342,7 @@ impl SqliteLedger {
         let post_hooks_owed = read_post_hooks_owed(&tx)?;
         let pauses = read_pauses(&tx)?;
         let snapshot_holds = read_snapshot_holds(&tx)?;
+        let audit_log = read_audit_log(&tx)?;
         tx.finish()?;
         Ok(LedgerDump {
             runs,
@@ -342,6 +358,7 @@ impl SqliteLedger {
             post_hooks_owed,
             pauses,
             snapshot_holds,
+            audit_log,
         })
     }
 

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use super::SqliteLedger;
 use crate::providers::{Created, SecretStore, StoredSecret};
 use crate::state::{
-    Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow, OwedHook, Pause,
-    PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, StateError, TargetSummary,
-    Trimmed, Unreadable,
+    AuditEntry, Begin, DeleteHold, Delivered, HoldPlaced, Ledger, LedgerState, NewRun, OpRow,
+    OwedHook, Pause, PollPlan, Result, RunRow, RunState, SnapshotHold, SnapshotRow, StateError,
+    TargetSummary, Trimmed, Unreadable,
 };
 
 impl SqliteLedger {
@@ -460,6 +460,22 @@ impl Ledger for SqliteLedger {
 
     async fn drop_delete_claim(&self, row: i64) -> Result<()> {
         self.blocking(move |db| SqliteLedger::drop_delete_claim(db, row))
+            .await
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.blocking(move |db| SqliteLedger::record_audit(db, &entries))
+            .await
+    }
+
+    async fn audit_log(
+        &self,
+        since: DateTime<Utc>,
+        policy: Option<&str>,
+    ) -> Result<Vec<AuditEntry>> {
+        let policy = owned(policy);
+        self.blocking(move |db| SqliteLedger::audit_log(db, since, policy.as_deref()))
             .await
     }
 

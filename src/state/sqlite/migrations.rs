@@ -230,4 +230,21 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE snapshots ADD COLUMN delete_claim_until TEXT;
     "#,
+    // 15: the audit trail: who created, deleted or restored which snapshot,
+    // who paused or resumed what, and why. Only appended to (and trimmed
+    // by its own, longer horizon). `policy`, `target`, `snapshot` null:
+    // not about one (a pause of every policy).
+    r#"
+    CREATE TABLE audit_log (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        policy    TEXT,
+        target    TEXT,
+        snapshot  TEXT,
+        detail    TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_time ON audit_log (at, id);
+    "#,
 ];

@@ -8,6 +8,7 @@
 //! runtime's threads never wait on the disk.
 
 mod alerts;
+mod audit;
 mod export;
 mod holds;
 mod hooks;

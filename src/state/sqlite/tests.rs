@@ -90,6 +90,27 @@ fn read_only_open_of_a_missing_file_says_so() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
+#[test]
+fn a_read_only_open_reads_the_audit_trail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let entry = crate::state::AuditEntry {
+        at: t(3),
+        actor: "daemon (node a)".into(),
+        action: crate::state::AuditAction::Create,
+        policy: Some("db".into()),
+        target: Some("vol-1".into()),
+        snapshot: Some("ss-1".into()),
+        detail: "slot".into(),
+    };
+    SqliteLedger::open(&path)
+        .expect("open")
+        .record_audit(std::slice::from_ref(&entry))
+        .expect("record");
+    let ro = SqliteLedger::open_read_only(&path).expect("read-only");
+    assert_eq!(ro.audit_log(t(0), Some("db")).expect("read"), vec![entry]);
+}
+
 /// Another process (a CLI command, `login` storing a token) holds the
 /// write lock when one of our read-then-write transactions starts, and
 /// commits while that transaction is under way. The transaction must wait
@@ -229,7 +250,7 @@ fn migration_7_lists_the_targets_of_an_older_ledger() {
         // Back to version 6, as an older snapwarden left it.
         s.conn()
             .execute_batch(
-                "DROP TABLE snapshot_holds; ALTER TABLE snapshots DROP COLUMN delete_claim_until; ALTER TABLE snapshots DROP COLUMN size_bytes; DROP TABLE pauses; DROP TABLE post_hooks_owed; DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
+                "DROP TABLE audit_log; DROP TABLE snapshot_holds; ALTER TABLE snapshots DROP COLUMN delete_claim_until; ALTER TABLE snapshots DROP COLUMN size_bytes; DROP TABLE pauses; DROP TABLE post_hooks_owed; DROP TABLE ledger_moved; DROP INDEX runs_one_open; DROP TABLE alerts_delivered; DROP TABLE targets; DROP INDEX runs_skipped; DROP INDEX runs_succeeded;
                  PRAGMA user_version = 6;",
             )
             .expect("downgrade");

@@ -14,6 +14,10 @@
 //!   moves forward, so no slot can fire again for want of its row.
 //! - never a run that still owes a post hook: a restart must find its
 //!   thaw, with the run's policy, target and name.
+//! - audit entries by their own horizon: older than
+//!   [`AUDIT_HISTORY_DAYS`](crate::state::AUDIT_HISTORY_DAYS) before the
+//!   trim's own time (and than `before`), as the audit trail is evidence
+//!   asked for long after the runs stop mattering.
 //!
 //! The work is done in windows of ids, one short IMMEDIATE transaction
 //! each, so a first trim of a large ledger never holds the engine off for
@@ -31,6 +35,7 @@ impl SqliteLedger {
     /// Remove history that ended before `before` (see the module
     /// documentation for what stays).
     pub fn trim(&self, before: DateTime<Utc>) -> Result<Trimmed> {
+        let before_time = before;
         let before = ts(before);
         let deleted = LedgerState::Deleted.as_str();
         let mut out = Trimmed::default();
@@ -68,6 +73,14 @@ impl SqliteLedger {
                        AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id)
                        AND NOT EXISTS (SELECT 1 FROM post_hooks_owed h WHERE h.run_id = r.id))",
                 params![from, to, before],
+            )?;
+            Ok(())
+        })?;
+        let audit_before = ts(crate::state::audit_horizon(before_time, chrono::Utc::now()));
+        self.in_windows("audit_log", |tx, from, to| {
+            out.audit += tx.execute(
+                "DELETE FROM audit_log WHERE id > ?1 AND id <= ?2 AND at < ?3",
+                params![from, to, audit_before],
             )?;
             Ok(())
         })?;

@@ -85,7 +85,8 @@ async fn trimming_drops_old_history_and_keeps_what_matters(l: &dyn Ledger) {
         Trimmed {
             runs: 6,
             snapshots: 5,
-            operations: 10
+            operations: 10,
+            audit: 0
         }
     );
 
