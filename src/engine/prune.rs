@@ -14,7 +14,11 @@ use crate::observe::events::{
 };
 use crate::providers::{DeleteStarted, ErrorKind, ProviderError, RemoteSnapshot, SnapshotState};
 use crate::retention::{self, Candidate, Condition, Verdict};
-use crate::state::{AuditAction, LedgerState, SnapshotRow};
+use crate::state::{AuditAction, LedgerState, SnapshotHold, SnapshotRow};
+
+/// A delete claim lasts this much past the deadline of the deletes it
+/// covers (the request under way at the deadline).
+const CLAIM_MARGIN: chrono::Duration = chrono::Duration::minutes(1);
 
 impl Engine {
     /// Retention for one target: list, decide, and (unless a dry run)
@@ -57,7 +61,16 @@ impl Engine {
             self.record_sizes(policy, target, &listed, &by_id).await;
         }
 
-        let groups = candidates(&listed, &by_id);
+        // Snapshots an operator holds are kept outside the rules.
+        let now = Utc::now();
+        let holds: Vec<SnapshotHold> = self
+            .state
+            .holds(now)
+            .await?
+            .into_iter()
+            .filter(|h| h.policy == policy.name && h.target == target)
+            .collect();
+        let groups = candidates(&listed, &by_id, &holds, now);
         let rules = policy.rules;
         let mut report = PruneReport {
             decisions: groups
@@ -365,6 +378,9 @@ impl Engine {
                 error!(policy = %policy.name, target, snapshot = %id, "refusing a delete that breaks a guard");
                 continue;
             }
+            if !self.claim_delete(policy, target, row.id, id, deadline).await? {
+                continue;
+            }
             match self
                 .delete_one(
                     ps,
@@ -381,6 +397,7 @@ impl Engine {
                 Ok(None) => report.deleted += 1,
                 Err(EngineError::Shutdown) => return Err(EngineError::Shutdown),
                 Err(e) => {
+                    self.drop_delete_claim(row.id).await;
                     events::emit(DeleteFailed {
                         policy: &policy.name,
                         target,
@@ -500,6 +517,35 @@ impl Engine {
         Ok(())
     }
 
+    /// Claim ledger row `row` for deleting before the cloud is asked to
+    /// (until the prune's deadline, and a minute more for the request
+    /// under way then): false when an operator's hold covers it now (it
+    /// was placed while this prune ran), and it is kept.
+    pub(super) async fn claim_delete(
+        &self,
+        policy: &Policy,
+        target: &str,
+        row: i64,
+        snapshot_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let until = deadline + CLAIM_MARGIN;
+        let claimed = self.state.claim_deletes(&[row], until, Utc::now()).await?;
+        if claimed.is_empty() {
+            info!(policy = %policy.name, target, snapshot = %snapshot_id, "not deleting: an operator holds it now");
+        }
+        Ok(!claimed.is_empty())
+    }
+
+    /// The cloud did not take a delete: drop its claim, so an operator may
+    /// hold the snapshot at once. A ledger that cannot take it only delays
+    /// that until the claim ends.
+    pub(super) async fn drop_delete_claim(&self, row: i64) {
+        if let Err(e) = self.state.drop_delete_claim(row).await {
+            warn!(row, error = %e, "cannot drop a delete claim; it ends by itself");
+        }
+    }
+
     pub(super) async fn delete_one(
         &self,
         ps: &ProviderSlot,
@@ -560,6 +606,8 @@ impl Engine {
 fn candidates<'a>(
     listed: &'a [RemoteSnapshot],
     by_id: &HashMap<&str, &SnapshotRow>,
+    holds: &[SnapshotHold],
+    now: DateTime<Utc>,
 ) -> BTreeMap<&'a str, Vec<Candidate>> {
     let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
     for s in listed.iter().filter(|s| s.state != SnapshotState::Gone) {
@@ -590,7 +638,14 @@ fn candidates<'a>(
                 condition,
                 own,
                 chain: s.chain.clone(),
-                held: None,
+                held: holds
+                    .iter()
+                    .find(|h| match row {
+                        Some(r) => h.covers(r, now),
+                        // Not in the ledger: only a hold naming it.
+                        None => h.in_force(now) && h.snapshot_id.as_deref() == Some(s.id.as_str()),
+                    })
+                    .map(SnapshotHold::describe),
             });
     }
     groups
