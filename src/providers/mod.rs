@@ -374,6 +374,34 @@ pub trait Provider: Send + Sync {
     /// A listing that cannot be read whole is an error, never a partial
     /// answer: a missing resource would silently stop being backed up.
     async fn list_resources(&self, resource: ResourceKind) -> Result<Vec<Resource>, ProviderError>;
+
+    /// Set (`Some(note)`) or clear (`None`) the hold mark on one snapshot,
+    /// in the field the cloud has for it ([`Capabilities::hold_mark`] says
+    /// which), so the hold shows in the cloud's console. Never changes
+    /// anything else about the snapshot. `name` is the snapshot's name, for
+    /// clouds whose update call must be given it again. A cloud without
+    /// such a field answers [`no_hold_mark`], never a silent success.
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError>;
+}
+
+/// The error of [`Provider::mark_hold`] on a cloud whose snapshots have
+/// no field for it (`why` says which is missing). Not retryable.
+pub fn no_hold_mark(cloud: Cloud, call: &str, why: &str) -> ProviderError {
+    refused(
+        call,
+        format!("{} snapshots cannot carry a hold mark: {why}", cloud.name()),
+    )
+}
+
+/// A hold note cut to the `max` characters a field holds (never inside a
+/// character), with surrounding whitespace dropped.
+pub fn fit_note(note: &str, max: usize) -> String {
+    note.trim().chars().take(max).collect::<String>().trim_end().to_string()
 }
 
 /// The error for a `resource` a provider cannot list.

@@ -501,6 +501,15 @@ impl Provider for KakaoCloud {
     ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
     }
+
+    async fn mark_hold(
+        &self,
+        _snapshot_id: &str,
+        _name: &str,
+        _note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        Err(super::no_hold_mark(Cloud::KakaoCloud, "mark_hold", "its `description` holds snapwarden's ownership marker"))
+    }
 }
 
 /// Fuzzing entry (`fuzz/`): `body` as each answer the provider reads

@@ -365,6 +365,15 @@ impl Provider for PowerVs {
         require_selectable(Cloud::PowerVs, select::LIST_INSTANCES, resource)?;
         self.select_instances().await
     }
+
+    async fn mark_hold(
+        &self,
+        _snapshot_id: &str,
+        _name: &str,
+        _note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        Err(super::no_hold_mark(Cloud::PowerVs, "mark_hold", "its `description` holds snapwarden's ownership marker"))
+    }
 }
 
 /// `snapwarden policy=P target=T slot=S`, cut to 255 characters (a cut

@@ -53,6 +53,11 @@ pub struct DeleteSnapshotsResponse {
     pub job_id: Option<JobIds>,
 }
 
+/// ModifySnapshotAttributes answers only `action` and `ret_code` (which
+/// the client checks before decoding this).
+#[derive(Debug, Deserialize)]
+pub struct ModifySnapshotAttributesResponse {}
+
 #[derive(Debug, Deserialize)]
 pub struct DescribeJobsResponse {
     pub job_set: Vec<Job>,

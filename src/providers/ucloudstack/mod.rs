@@ -302,6 +302,15 @@ impl Provider for UCloudStack {
         require_selectable(Cloud::UCloudStack, select::DESCRIBE_DISK, resource)?;
         self.select_disks().await
     }
+
+    async fn mark_hold(
+        &self,
+        _snapshot_id: &str,
+        _name: &str,
+        _note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        Err(super::no_hold_mark(Cloud::UCloudStack, "mark_hold", "its only free-text field, `Remark`, holds snapwarden's ownership marker"))
+    }
 }
 
 /// `sw-{hash}-{slot}`: 3 + 10 + 1 + 16 = 30 characters, a pure function of
