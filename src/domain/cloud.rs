@@ -73,7 +73,7 @@ const UCLOUDSTACK: Capabilities = Capabilities {
     volume_subset: false,
     create_reconciles: false,
     select: &[Selectable::untagged(Disk)],
-    hold_mark: None,
+    hold_mark: Some("Remark"),
 };
 
 const POWERVS: Capabilities = Capabilities {
@@ -85,7 +85,7 @@ const POWERVS: Capabilities = Capabilities {
     volume_subset: true,
     create_reconciles: false,
     select: &[Selectable::untagged(Instance)],
-    hold_mark: None,
+    hold_mark: Some("description"),
 };
 
 const KAKAOCLOUD: Capabilities = Capabilities {
@@ -99,7 +99,7 @@ const KAKAOCLOUD: Capabilities = Capabilities {
     // slot's snapshot of its volume.
     create_reconciles: true,
     select: &[Selectable::untagged(Volume), Selectable::untagged(Instance)],
-    hold_mark: None,
+    hold_mark: Some("description"),
 };
 
 const LIGHTSAIL: Capabilities = Capabilities {

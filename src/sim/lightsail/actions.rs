@@ -878,4 +878,128 @@ mod tests {
             .is_empty());
         assert_eq!(pages(&mut st, &mut faults, "GetDiskSnapshots").0, ["b1"]);
     }
+
+    /// The error of `action` on `input`: its HTTP status and `__type`.
+    fn refused(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+        input: Value,
+    ) -> (u16, &'static str) {
+        let mut ctx = Ctx {
+            state: st,
+            faults,
+            duration: Duration::from_millis(100),
+            now: Utc::now(),
+            fault_hit: None,
+        };
+        let Value::Object(input) = input else {
+            panic!("input must be an object");
+        };
+        let e = dispatch(action, &input, &mut ctx).expect_err("refused");
+        (e.status.as_u16(), e.type_name)
+    }
+
+    /// TagResource / UntagResource on a snapshot: one succeeded operation
+    /// of the snapshot's type, the tags in GetDiskSnapshots (a key given
+    /// again replaces its value, other keys stay), and the errors of an
+    /// unknown resource (NotFoundException), a missing or bad member.
+    #[test]
+    fn tag_and_untag_resource_answers_and_errors() {
+        let mut st = state_with(&[("snap-a", Family::Disk)], 10);
+        let mut faults = FaultRegistry::default();
+        let r = call(
+            &mut st,
+            &mut faults,
+            "TagResource",
+            json!({"resourceName": "snap-a", "tags": [
+                {"key": "keep", "value": "1"},
+                {"key": "snapwarden-hold", "value": "first"}
+            ]}),
+        );
+        let op = &r["operations"][0];
+        assert_eq!(op["resourceName"], "snap-a", "{r}");
+        assert_eq!(op["resourceType"], "DiskSnapshot", "{r}");
+        assert_eq!(op["operationType"], "TagResource", "{r}");
+        assert_eq!(op["status"], "Succeeded", "{r}");
+        call(
+            &mut st,
+            &mut faults,
+            "TagResource",
+            json!({"resourceName": "snap-a", "tags": [{"key": "snapwarden-hold", "value": "second"}]}),
+        );
+        let listed = call(&mut st, &mut faults, "GetDiskSnapshots", json!({}));
+        assert_eq!(
+            listed["diskSnapshots"][0]["tags"],
+            json!([{"key": "keep", "value": "1"}, {"key": "snapwarden-hold", "value": "second"}])
+        );
+        let r = call(
+            &mut st,
+            &mut faults,
+            "UntagResource",
+            json!({"resourceName": "snap-a", "tagKeys": ["snapwarden-hold", "absent"]}),
+        );
+        assert_eq!(r["operations"][0]["operationType"], "UntagResource", "{r}");
+        let listed = call(&mut st, &mut faults, "GetDiskSnapshots", json!({}));
+        assert_eq!(
+            listed["diskSnapshots"][0]["tags"],
+            json!([{"key": "keep", "value": "1"}])
+        );
+
+        let cases = [
+            (
+                "TagResource",
+                json!({"resourceName": "nope", "tags": [{"key": "k"}]}),
+                (400, "NotFoundException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "nope", "tagKeys": ["k"]}),
+                (400, "NotFoundException"),
+            ),
+            (
+                "TagResource",
+                json!({"tags": [{"key": "k"}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a"}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": [{"key": "aws:x"}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": [{"key": "k", "value": "v".repeat(257)}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": "k"}),
+                (400, "SerializationException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "snap-a"}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "snap-a", "tagKeys": [1]}),
+                (400, "SerializationException"),
+            ),
+        ];
+        for (action, input, want) in cases {
+            let shown = input.to_string();
+            assert_eq!(
+                refused(&mut st, &mut faults, action, input),
+                want,
+                "{action} {shown}"
+            );
+        }
+    }
 }
