@@ -858,7 +858,10 @@ async fn mark_hold_keeps_the_marker_in_the_remark_on_the_simulator() {
     assert_eq!(v["name"], req.name.as_str(), "the name is kept: {v}");
     assert_eq!(ours().await, Some(req.marker.slot), "still ours while held");
     // DescribeSnapshot answers the same Remark.
-    let described = ucs.describe_by_ids(&[id.clone()]).await.expect("describe");
+    let described = ucs
+        .describe_by_ids(std::slice::from_ref(&id))
+        .await
+        .expect("describe");
     assert_eq!(described[&id].remark.as_deref(), Some(want.as_str()));
 
     ucs.mark_hold(&id, &req.name, None).await.expect("clear");

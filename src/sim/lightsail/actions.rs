@@ -447,12 +447,15 @@ pub(super) fn delete(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &
     Ok(json!({ "operations": [op] }))
 }
 
+/// A resource's tags as the model keeps them, key and optional value.
+type Tags = Vec<(String, Option<String>)>;
+
 /// The tags of the live snapshot, instance or disk named `name` (one name
 /// space), with its resource type and location for the operation.
 fn tags_of_named<'a>(
     ctx: &'a mut Ctx<'_>,
     name: &str,
-) -> Result<(&'a mut Vec<(String, Option<String>)>, &'static str, String), ApiError> {
+) -> Result<(&'a mut Tags, &'static str, String), ApiError> {
     let now = ctx.now;
     let state = &mut *ctx.state;
     let live = state
