@@ -268,12 +268,16 @@ impl Provider for QingCloud {
         self.select_resources(resource).await
     }
 
-    /// One ModifySnapshotAttributes call (synchronous: no job) with only
-    /// `snapshot` and `description`, so the name stays as it is. snapwarden
-    /// never writes a description otherwise (its marker is the name), so
-    /// the field is the hold's alone. Clearing sends an empty description:
-    /// the reference names no other way to clear it, and whether the cloud
-    /// shows an empty one as empty or as null is UNCONFIRMED.
+    /// DescribeSnapshots for the current description, then one
+    /// ModifySnapshotAttributes call (synchronous: no job) with only
+    /// `snapshot` and `description`, so the name stays as it is.
+    /// snapwarden writes no description otherwise (its marker is the
+    /// name); an operator's text there is kept first, the hold mark after
+    /// it (see [`super::with_hold`]). Clearing a description that was the
+    /// mark alone sends an empty one: the reference names no other way to
+    /// clear it, and whether the cloud then shows empty or null is
+    /// UNCONFIRMED. A snapshot DescribeSnapshots does not list still gets
+    /// the call, so that an unknown one is the cloud's own 2100.
     async fn mark_hold(
         &self,
         snapshot_id: &str,
@@ -281,7 +285,19 @@ impl Provider for QingCloud {
         note: Option<&str>,
     ) -> Result<(), ProviderError> {
         require_snapshot_id(MODIFY, snapshot_id)?;
-        let description = note.map_or_else(String::new, |n| super::fit_note(n, HOLD_NOTE_MAX));
+        let listed = self.snapshots_call(vec![snapshot_id.to_string()]).await?;
+        let current = listed
+            .iter()
+            .find(|s| s.snapshot_id == snapshot_id)
+            .and_then(|s| s.description.as_deref())
+            .unwrap_or("");
+        let description = super::with_hold(current, note, HOLD_NOTE_MAX).ok_or_else(|| {
+            super::no_hold_mark(
+                Cloud::QingCloud,
+                MODIFY,
+                &format!("the description of {snapshot_id} leaves no room in its {HOLD_NOTE_MAX} characters"),
+            )
+        })?;
         let params = vec![
             ("snapshot".to_string(), snapshot_id.to_string()),
             ("description".to_string(), description),

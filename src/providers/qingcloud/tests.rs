@@ -1224,11 +1224,12 @@ async fn mark_hold_sets_and_clears_the_description_on_the_simulator() {
     qc.mark_hold(&id, "manual-1", Some(note))
         .await
         .expect("set the mark");
+    let held = format!("hold: {note}");
     let v = view().await;
     let s = crate::providers::tests::item(&v["snapshots"], "snapshot_id", &id);
-    assert_eq!(s["description"], note, "{s}");
+    assert_eq!(s["description"], held.as_str(), "{s}");
     assert_eq!(s["snapshot_name"], "manual-1", "the name is kept: {s}");
-    assert_eq!(described(&qc, &id).await, note);
+    assert_eq!(described(&qc, &id).await, held.as_str());
 
     // A note longer than the cap is cut, never refused.
     let long = "x".repeat(HOLD_NOTE_MAX + 40);
@@ -1246,6 +1247,23 @@ async fn mark_hold_sets_and_clears_the_description_on_the_simulator() {
     assert!(s["description"].is_null(), "{s}");
     assert_eq!(s["snapshot_name"], "manual-1", "{s}");
     assert!(described(&qc, &id).await.is_null());
+
+    // An operator's description stays, first, and comes back whole.
+    sim.lock()
+        .qingcloud
+        .snapshots
+        .get_mut(&id)
+        .expect("seeded")
+        .description = Some("keep: audit".into());
+    qc.mark_hold(&id, "manual-1", Some(note))
+        .await
+        .expect("set");
+    assert_eq!(
+        described(&qc, &id).await,
+        format!("keep: audit | hold: {note}").as_str()
+    );
+    qc.mark_hold(&id, "manual-1", None).await.expect("clear");
+    assert_eq!(described(&qc, &id).await, "keep: audit");
 
     let e = qc
         .mark_hold("ss-nosuch01", "x", Some(note))

@@ -864,6 +864,15 @@ async fn mark_hold_keeps_the_marker_in_the_remark_on_the_simulator() {
         .expect("describe");
     assert_eq!(described[&id].remark.as_deref(), Some(want.as_str()));
 
+    // A URL is broken up: the API refuses `http://` in a Remark.
+    ucs.mark_hold(&id, &req.name, Some("see https://t/1"))
+        .await
+        .expect("set a URL");
+    assert_eq!(
+        view().await["remark"],
+        format!("{marker} | hold: see https: //t/1").as_str()
+    );
+
     ucs.mark_hold(&id, &req.name, None).await.expect("clear");
     let v = view().await;
     assert_eq!(v["remark"], marker.as_str(), "{v}");
