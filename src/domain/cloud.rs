@@ -61,6 +61,7 @@ const QINGCLOUD: Capabilities = Capabilities {
     volume_subset: false,
     create_reconciles: false,
     select: &[Selectable::tagged(Volume), Selectable::tagged(Instance)],
+    hold_mark: Some("description"),
 };
 
 const UCLOUDSTACK: Capabilities = Capabilities {
@@ -72,6 +73,7 @@ const UCLOUDSTACK: Capabilities = Capabilities {
     volume_subset: false,
     create_reconciles: false,
     select: &[Selectable::untagged(Disk)],
+    hold_mark: Some("Remark"),
 };
 
 const POWERVS: Capabilities = Capabilities {
@@ -83,6 +85,7 @@ const POWERVS: Capabilities = Capabilities {
     volume_subset: true,
     create_reconciles: false,
     select: &[Selectable::untagged(Instance)],
+    hold_mark: Some("description"),
 };
 
 const KAKAOCLOUD: Capabilities = Capabilities {
@@ -96,6 +99,7 @@ const KAKAOCLOUD: Capabilities = Capabilities {
     // slot's snapshot of its volume.
     create_reconciles: true,
     select: &[Selectable::untagged(Volume), Selectable::untagged(Instance)],
+    hold_mark: Some("description"),
 };
 
 const LIGHTSAIL: Capabilities = Capabilities {
@@ -108,6 +112,7 @@ const LIGHTSAIL: Capabilities = Capabilities {
     volume_subset: false,
     create_reconciles: false,
     select: &[Selectable::tagged(Instance), Selectable::tagged(Disk)],
+    hold_mark: Some("tag snapwarden-hold"),
 };
 
 /// How a cloud restores a snapshot.
@@ -143,6 +148,10 @@ pub struct Capabilities {
     /// The resources a policy's `select` may pick from (every one of them
     /// by name), and whether by tags too. Empty: no target selection.
     pub select: &'static [Selectable],
+    /// Where a hold is marked on the snapshot so that it shows in the
+    /// cloud's console (e.g. `description`, `tag snapwarden-hold`); None
+    /// where this cloud's snapshots have no field for it.
+    pub hold_mark: Option<&'static str>,
 }
 
 impl Capabilities {

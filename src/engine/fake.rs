@@ -24,6 +24,8 @@ pub(crate) struct FakeCloud {
     calls: Mutex<BTreeMap<&'static str, usize>>,
     /// The snapshot ids `delete` was called with, in order.
     pub deleted: Mutex<Vec<String>>,
+    /// The hold mark each snapshot carries (set by `mark_hold`).
+    pub marks: Mutex<BTreeMap<String, String>>,
 }
 
 impl FakeCloud {
@@ -74,6 +76,7 @@ impl Provider for FakeCloud {
             volume_subset: false,
             create_reconciles: false,
             select: &[],
+            hold_mark: Some("description"),
         }
     }
 
@@ -124,5 +127,20 @@ impl Provider for FakeCloud {
 
     async fn list_resources(&self, _: ResourceKind) -> Result<Vec<Resource>, ProviderError> {
         unreachable!("no engine test selects")
+    }
+
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        _name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        self.count("mark_hold");
+        let mut marks = self.marks.lock().expect("marks");
+        match note {
+            Some(note) => marks.insert(snapshot_id.to_string(), note.to_string()),
+            None => marks.remove(snapshot_id),
+        };
+        Ok(())
     }
 }

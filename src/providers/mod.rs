@@ -374,6 +374,80 @@ pub trait Provider: Send + Sync {
     /// A listing that cannot be read whole is an error, never a partial
     /// answer: a missing resource would silently stop being backed up.
     async fn list_resources(&self, resource: ResourceKind) -> Result<Vec<Resource>, ProviderError>;
+
+    /// Set (`Some(note)`) or clear (`None`) the hold mark on one snapshot,
+    /// in the field the cloud has for it ([`Capabilities::hold_mark`] says
+    /// which), so the hold shows in the cloud's console. Never changes
+    /// anything else about the snapshot. `name` is the snapshot's name, for
+    /// clouds whose update call must be given it again. A cloud without
+    /// such a field answers [`no_hold_mark`], never a silent success.
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError>;
+}
+
+/// The error of [`Provider::mark_hold`] on a cloud whose snapshots have
+/// no field for it (`why` says which is missing). Not retryable.
+pub fn no_hold_mark(cloud: Cloud, call: &str, why: &str) -> ProviderError {
+    refused(
+        call,
+        format!("{} snapshots cannot carry a hold mark: {why}", cloud.name()),
+    )
+}
+
+/// How a hold mark starts: `hold: <note>`.
+const HOLD_MARK: &str = "hold: ";
+/// What joins a field's own text and a hold mark after it.
+const HOLD_JOIN: &str = " | ";
+
+/// The text of a description-like field without the hold mark
+/// [`with_hold`] adds: what snapwarden (its marker) or someone else put
+/// there. Ownership markers are read from this part only.
+pub fn without_hold(field: &str) -> &str {
+    if field.starts_with(HOLD_MARK) {
+        return "";
+    }
+    match field.find(&format!("{HOLD_JOIN}{HOLD_MARK}")) {
+        Some(at) => &field[..at],
+        None => field,
+    }
+}
+
+/// A description-like field that also carries snapwarden's marker (or an
+/// operator's text) with the hold mark set (`Some(note)`) or cleared
+/// (`None`): the field's own text is kept whole and first, then
+/// ` | hold: <note>`, the note cut to the room left in `max` characters.
+/// None when not even one character of the note fits.
+pub fn with_hold(field: &str, note: Option<&str>, max: usize) -> Option<String> {
+    let base = without_hold(field);
+    let Some(note) = note else {
+        return Some(base.to_string());
+    };
+    let head = if base.is_empty() {
+        HOLD_MARK.to_string()
+    } else {
+        format!("{base}{HOLD_JOIN}{HOLD_MARK}")
+    };
+    let room = max.checked_sub(head.chars().count())?;
+    let note = fit_note(note, room);
+    if note.is_empty() {
+        return None;
+    }
+    Some(format!("{head}{note}"))
+}
+
+/// A hold note cut to the `max` characters a field holds (never inside a
+/// character), with surrounding whitespace dropped.
+pub fn fit_note(note: &str, max: usize) -> String {
+    note.trim()
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 /// The error for a `resource` a provider cannot list.
@@ -485,4 +559,38 @@ pub fn build(
                 })?,
         ),
     })
+}
+
+#[cfg(test)]
+mod hold_mark_tests {
+    use super::{fit_note, with_hold, without_hold};
+
+    #[test]
+    fn a_hold_mark_follows_the_fields_own_text_and_goes_again() {
+        let marker = "snapwarden policy=db target=v slot=20260101T000000Z";
+        let held = with_hold(marker, Some("by ann: legal"), 100).expect("fits");
+        assert_eq!(held, format!("{marker} | hold: by ann: legal"));
+        assert_eq!(without_hold(&held), marker);
+        assert_eq!(with_hold(&held, None, 100).as_deref(), Some(marker));
+        // A second hold replaces the first, never stacks.
+        let again = with_hold(&held, Some("by bob"), 100).expect("fits");
+        assert_eq!(again, format!("{marker} | hold: by bob"));
+        // An empty field holds the mark alone.
+        assert_eq!(with_hold("", Some("x"), 100).as_deref(), Some("hold: x"));
+        assert_eq!(without_hold("hold: x"), "");
+        assert_eq!(with_hold("hold: x", None, 100).as_deref(), Some(""));
+        // The note is cut to the room left; no room is None.
+        let cut = with_hold(marker, Some(&"n".repeat(200)), 100).expect("fits");
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.starts_with(marker));
+        assert_eq!(with_hold(&"m".repeat(95), Some("note"), 100), None);
+        assert_eq!(without_hold("plain text"), "plain text");
+    }
+
+    #[test]
+    fn notes_are_cut_at_a_character_boundary() {
+        assert_eq!(fit_note("  héllo wörld ", 7), "héllo w");
+        assert_eq!(fit_note("ab ", 10), "ab");
+        assert_eq!(fit_note("abc d", 4), "abc");
+    }
 }

@@ -140,3 +140,21 @@ impl ShiftingListing {
         &self.ids
     }
 }
+
+/// The simulator's control view at `path` (e.g. `/_sim/qingcloud/snapshots`)
+/// on `addr`, as JSON.
+pub(crate) async fn sim_view(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The item of `list` (a JSON array) whose `key` is `id`.
+pub(crate) fn item<'a>(list: &'a serde_json::Value, key: &str, id: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .and_then(|items| items.iter().find(|s| s[key] == id))
+        .unwrap_or_else(|| panic!("no {key} {id} in {list}"))
+}

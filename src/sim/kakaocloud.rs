@@ -119,6 +119,7 @@ enum Op {
     ListSnapshots,
     GetSnapshot(String),
     DeleteSnapshot(String),
+    UpdateSnapshot(String),
     RestoreSnapshot(String),
 }
 
@@ -150,6 +151,7 @@ impl Op {
             ("DELETE", ["volume", "api", "v1", "snapshots", id]) => {
                 Op::DeleteSnapshot(id.to_string())
             }
+            ("PUT", ["volume", "api", "v1", "snapshots", id]) => Op::UpdateSnapshot(id.to_string()),
             ("POST", ["volume", "api", "v1", "snapshots", id, "restore"]) => {
                 Op::RestoreSnapshot(id.to_string())
             }
@@ -169,6 +171,7 @@ impl Op {
             Op::ListSnapshots => "ListSnapshots",
             Op::GetSnapshot(_) => "GetSnapshot",
             Op::DeleteSnapshot(_) => "DeleteSnapshot",
+            Op::UpdateSnapshot(_) => "UpdateSnapshot",
             Op::RestoreSnapshot(_) => "RestoreSnapshot",
         }
     }
@@ -177,9 +180,10 @@ impl Op {
         match self {
             Op::GetInstance(id) => Some(("instance_id", id)),
             Op::GetVolume(id) | Op::CreateSnapshot(id) => Some(("volume_id", id)),
-            Op::GetSnapshot(id) | Op::DeleteSnapshot(id) | Op::RestoreSnapshot(id) => {
-                Some(("snapshot_id", id))
-            }
+            Op::GetSnapshot(id)
+            | Op::DeleteSnapshot(id)
+            | Op::UpdateSnapshot(id)
+            | Op::RestoreSnapshot(id) => Some(("snapshot_id", id)),
             _ => None,
         }
     }
@@ -388,6 +392,10 @@ mod tests {
         );
         assert_eq!(
             p(Method::PUT, "/kakaocloud/volume/api/v1/snapshots/s-1"),
+            Some(Op::UpdateSnapshot("s-1".into()))
+        );
+        assert_eq!(
+            p(Method::PUT, "/kakaocloud/volume/api/v1/volumes/v-1"),
             None
         );
         assert_eq!(p(Method::GET, "/kakaocloud/bcs/api/v1/volumes"), None);
@@ -407,6 +415,102 @@ mod tests {
             Some("k")
         );
         assert!(out.values().all(|v| !v.contains("s3")));
+    }
+
+    /// `PUT /snapshots/{id}`: 200 with `{"snapshot": {"id", "name"}}`, the
+    /// description (cleared by null) and name stored, and the errors of a
+    /// bad body (400), an unknown snapshot (404) and one still being
+    /// created (409), each in the Volume API's error body.
+    #[test]
+    fn update_snapshot_answers_and_errors() {
+        // Seeded volumes are ready from the moment they are seeded.
+        let now = Utc::now() + chrono::TimeDelta::seconds(1);
+        let mut state = KakaoState::default();
+        let id = state.seed_snapshot("v1", "snap-a", Some("first"), now);
+        fn put(state: &mut KakaoState, now: DateTime<Utc>, id: &str, body: Value) -> (u16, Value) {
+            let mut faults = faults::FaultRegistry::default();
+            let mut ctx = Ctx {
+                state,
+                duration: std::time::Duration::from_millis(100),
+                faults: &mut faults,
+                fault_hit: None,
+                now,
+            };
+            match actions::update_snapshot(&mut ctx, id, &Some(body)) {
+                Ok(r) => (r.status.as_u16(), r.body.unwrap_or(Value::Null)),
+                Err(e) => (e.status.as_u16(), e.body()),
+            }
+        }
+        let (status, body) = put(
+            &mut state,
+            now,
+            &id,
+            json!({"snapshot": {"description": "held"}}),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"snapshot": {"id": id, "name": "snap-a"}}));
+        let (_, body) = put(
+            &mut state,
+            now,
+            &id,
+            json!({"snapshot": {"name": "snap-b"}}),
+        );
+        assert_eq!(body["snapshot"]["name"], "snap-b");
+        let seen = state.live_snapshot(&id, now).expect("live").view(now);
+        assert_eq!(seen["description"], "held", "left out = kept: {seen}");
+        let (status, _) = put(
+            &mut state,
+            now,
+            &id,
+            json!({"snapshot": {"description": null}}),
+        );
+        assert_eq!(status, 200);
+        let seen = state.live_snapshot(&id, now).expect("live").view(now);
+        assert!(seen["description"].is_null(), "{seen}");
+
+        for body in [
+            json!({}),
+            json!({"snapshot": "x"}),
+            json!({"snapshot": {"description": 5}}),
+            json!({"snapshot": {"description": "d".repeat(256)}}),
+            json!({"snapshot": {"name": ""}}),
+        ] {
+            let (status, err) = put(&mut state, now, &id, body.clone());
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(err["error"]["code"], "BadRequest", "{body}");
+        }
+        let (status, err) = put(
+            &mut state,
+            now,
+            "nope",
+            json!({"snapshot": {"description": "x"}}),
+        );
+        assert_eq!(status, 404);
+        assert_eq!(
+            err,
+            json!({"error": {"code": "NotFound", "message": "Snapshot nope could not be found."}})
+        );
+        let busy = state
+            .create_snapshot(
+                "v1",
+                "snap-c",
+                None,
+                false,
+                std::time::Duration::from_secs(60),
+                Outcome::Succeed,
+                now,
+            )
+            .expect("created")
+            .id
+            .clone();
+        let (status, err) = put(
+            &mut state,
+            now,
+            &busy,
+            json!({"snapshot": {"description": "x"}}),
+        );
+        assert_eq!(status, 409, "{err}");
+        assert_eq!(err["error"]["code"], "Conflict");
     }
 
     #[test]

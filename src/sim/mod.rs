@@ -31,7 +31,7 @@ pub mod tls;
 mod ucloudstack;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -791,3 +791,74 @@ async fn bulk_seed_checks_every_item_before_applying_any() {
     let r = h.call("DescribeVolumes", &[("volumes.1", "vol-ok")]).await;
     assert_eq!(r["total_count"], 0);
 }
+
+/// ModifySnapshotAttributes: the envelope only, the description in
+/// DescribeSnapshots and the control view (null again when cleared), the
+/// name kept unless given, and the errors of a missing snapshot parameter
+/// (1100) and an unknown or deleted snapshot (2100).
+#[tokio::test]
+async fn modify_snapshot_attributes_sets_and_clears_the_description() {
+    let h = start().await;
+    let id = h
+        .sim
+        .seed_qingcloud_snapshot(ZONE, "vol-mark0001", "manual-1", None);
+    let r = h
+        .call(
+            "ModifySnapshotAttributes",
+            &[("snapshot", &id), ("description", "held by ann")],
+        )
+        .await;
+    assert_eq!(
+        r,
+        json!({"action": "ModifySnapshotAttributesResponse", "ret_code": 0})
+    );
+    let s = h.snapshot(&id).await;
+    assert_eq!(s["description"], "held by ann", "{s}");
+    assert_eq!(s["snapshot_name"], "manual-1", "{s}");
+    let view = h.get_json("/_sim/qingcloud/snapshots").await;
+    let mine: Vec<&Value> = view["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter(|s| s["snapshot_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine[0]["description"], "held by ann", "{view}");
+
+    h.call(
+        "ModifySnapshotAttributes",
+        &[("snapshot", &id), ("snapshot_name", "renamed")],
+    )
+    .await;
+    let s = h.snapshot(&id).await;
+    assert_eq!(s["snapshot_name"], "renamed", "{s}");
+    assert_eq!(s["description"], "held by ann", "left out = kept: {s}");
+    h.call(
+        "ModifySnapshotAttributes",
+        &[("snapshot", &id), ("description", "")],
+    )
+    .await;
+    assert!(h.snapshot(&id).await["description"].is_null());
+
+    let r = h
+        .call("ModifySnapshotAttributes", &[("description", "x")])
+        .await;
+    assert_eq!(r["ret_code"], 1100, "{r}");
+    let r = h
+        .call("ModifySnapshotAttributes", &[("snapshot", "ss-nosuch01")])
+        .await;
+    assert_eq!(r["ret_code"], 2100, "{r}");
+    assert_eq!(
+        r["message"],
+        "ResourceNotFound, resource [ss-nosuch01] not found"
+    );
+    let r = h.call("DeleteSnapshots", &[("snapshots.1", &id)]).await;
+    assert_eq!(r["ret_code"], 0, "{r}");
+    wait_jobs().await;
+    let r = h
+        .call(
+            "ModifySnapshotAttributes",
+            &[("snapshot", &id), ("description", "x")],
+        )
+        .await;
+    assert_eq!(r["ret_code"], 2100, "deleted: {r}");
+}

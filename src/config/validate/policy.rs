@@ -509,6 +509,7 @@ mod tests {
             volume_subset: false,
             create_reconciles: false,
             select: &[],
+            hold_mark: None,
         };
         let v = Spanned::new(0..1, 3);
         let mut d = Diagnostics::new(Path::new("f"), "x");

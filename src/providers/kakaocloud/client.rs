@@ -131,6 +131,21 @@ impl Client {
         self.json(call, req).await
     }
 
+    /// PUT `body` as JSON to the Volume API's `path`; any 2xx answer will
+    /// do (its body is not read).
+    pub(super) async fn put_volume(
+        &self,
+        call: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<(), ProviderError> {
+        let req = Request {
+            body: Some(encode(call, body)?),
+            ..Request::new(Method::PUT, Host::Volume, path)
+        };
+        self.send(call, req).await.map(|_| ())
+    }
+
     /// Send one call; the body of a 2xx answer, or the mapped error. A 401
     /// re-issues the token and repeats the call once.
     pub(super) async fn send(

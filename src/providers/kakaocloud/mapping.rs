@@ -24,12 +24,12 @@ fn marker_prefix(policy: &str, target: &str) -> String {
 }
 
 /// The slot of a description that is exactly our marker for `policy` and
-/// `target`, and nothing else.
+/// `target`, and nothing else but a hold mark after it.
 pub fn marker_slot(description: Option<&str>, policy: &str, target: &str) -> Option<DateTime<Utc>> {
     if policy.is_empty() || target.is_empty() {
         return None;
     }
-    description?
+    crate::providers::without_hold(description?)
         .strip_prefix(&marker_prefix(policy, target))
         .and_then(parse_slot_label)
 }

@@ -897,3 +897,89 @@ async fn an_increment_without_a_parent_keeps_every_older_snapshot() {
         .expect("list");
     assert_eq!(kept_by_retain_1(&listed), ["f", "i1", "i2"]);
 }
+
+// ------------------------------------------------------ against the simulator
+
+/// mark_hold on the built-in simulator: the description keeps
+/// snapwarden's marker first and the hold after it (so `list` still knows
+/// the snapshot as ours), the name stays, clearing gives the marker back
+/// exactly, and an unknown snapshot is 404, NotFound.
+#[tokio::test]
+async fn mark_hold_keeps_the_marker_in_the_description_on_the_simulator() {
+    use crate::sim::{DEFAULT_KAKAOCLOUD_CREDENTIAL_ID, DEFAULT_KAKAOCLOUD_SECRET};
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(20).await;
+    let slot = Utc
+        .with_ymd_and_hms(2026, 7, 1, 15, 0, 0)
+        .single()
+        .expect("slot");
+    let marker = mapping::marker_text("db", "vol-1", slot);
+    let id = sim.lock().kakaocloud.seed_snapshot(
+        "vol-1",
+        "db-vol-1-20260701T1500Z",
+        Some(&marker),
+        Utc::now(),
+    );
+    let base = format!("http://{addr}/kakaocloud");
+    let settings = KakaoCloudSettings {
+        endpoint: format!("{base}/volume"),
+        bcs_endpoint: format!("{base}/bcs"),
+        iam_endpoint: format!("{base}/iam/identity/v3/auth/tokens"),
+        application_credential_id: DEFAULT_KAKAOCLOUD_CREDENTIAL_ID.into(),
+        application_credential_secret: Secret::new(DEFAULT_KAKAOCLOUD_SECRET),
+    };
+    let api = ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .expect("client");
+    let kc = KakaoCloud::new(&settings, api);
+    assert_eq!(kc.capabilities().hold_mark, Some("description"));
+    let described = || async {
+        kc.get_snapshot(&id)
+            .await
+            .expect("GET")
+            .expect("exists")
+            .description
+    };
+    let view = || async {
+        let v = crate::providers::tests::sim_view(addr, "/_sim/kakaocloud/snapshots").await;
+        crate::providers::tests::item(&v["snapshots"], "id", &id).clone()
+    };
+    let ours = || async {
+        let listed = kc
+            .list(ResourceKind::Volume, "vol-1", "db")
+            .await
+            .expect("list");
+        listed
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.marker_slot)
+    };
+
+    let note = "held until 2026-12-24T00:00:00Z by ann: legal";
+    kc.mark_hold(&id, "db-vol-1-20260701T1500Z", Some(note))
+        .await
+        .expect("set");
+    let want = format!("{marker} | hold: {note}");
+    assert_eq!(described().await.as_deref(), Some(want.as_str()));
+    let v = view().await;
+    assert_eq!(v["description"], want.as_str(), "{v}");
+    assert_eq!(
+        v["name"], "db-vol-1-20260701T1500Z",
+        "the name is kept: {v}"
+    );
+    assert_eq!(ours().await, Some(slot), "still ours while held");
+
+    kc.mark_hold(&id, "db-vol-1-20260701T1500Z", None)
+        .await
+        .expect("clear");
+    assert_eq!(described().await.as_deref(), Some(marker.as_str()));
+    assert_eq!(ours().await, Some(slot));
+
+    let e = kc
+        .mark_hold("no-such-snapshot", "x", Some(note))
+        .await
+        .expect_err("unknown snapshot");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}

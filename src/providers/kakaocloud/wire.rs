@@ -81,6 +81,18 @@ pub struct CreateSnapshot<'a> {
     pub is_incremental: bool,
 }
 
+/// `PUT /api/v1/snapshots/{id}` body: only the description, so the name
+/// stays as it is.
+#[derive(Debug, Serialize)]
+pub struct UpdateSnapshotBody<'a> {
+    pub snapshot: UpdateSnapshot<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpdateSnapshot<'a> {
+    pub description: &'a str,
+}
+
 /// `{"snapshot": {"id", "name"}}` (create) or a full snapshot (get).
 #[derive(Debug, Deserialize)]
 pub struct SnapshotEnvelope {

@@ -13,6 +13,22 @@ use crate::domain::{Cloud, ResourceKind};
 pub const TAG_POLICY: &str = "snapwarden:policy";
 pub const TAG_TARGET: &str = "snapwarden:target";
 pub const TAG_SLOT: &str = "snapwarden:slot";
+/// The tag that marks a held snapshot; its value is the hold's note.
+pub const TAG_HOLD: &str = "snapwarden-hold";
+/// Longest tag value Lightsail takes (256 characters).
+const TAG_VALUE_MAX: usize = 256;
+
+/// A hold note as a tag value: at most 256 characters, each one Lightsail
+/// allows in a tag (letters, digits, spaces and `+ - = . _ : / @`); any
+/// other character becomes `_` so that the tag is never refused.
+pub(super) fn hold_tag_value(note: &str) -> String {
+    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c);
+    let clean: String = note
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .collect();
+    crate::providers::fit_note(&clean, TAG_VALUE_MAX)
+}
 
 /// Which of Lightsail's two snapshot families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

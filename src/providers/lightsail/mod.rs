@@ -49,7 +49,7 @@ use super::{
 use crate::config::LightsailSettings;
 use crate::domain::{Cloud, ResourceKind};
 use ids::{marker_tags, Family, Listed};
-pub use ids::{TAG_POLICY, TAG_SLOT, TAG_TARGET};
+pub use ids::{TAG_HOLD, TAG_POLICY, TAG_SLOT, TAG_TARGET};
 use listing::SharedListing;
 #[cfg(test)]
 use listing::{listing_gap, FIRST_LISTING_AT, MAX_LISTING_GAP};
@@ -390,6 +390,48 @@ impl Provider for Lightsail {
         resource: ResourceKind,
     ) -> Result<Vec<super::Resource>, ProviderError> {
         self.select_resources(resource).await
+    }
+
+    /// TagResource with the tag `snapwarden-hold` = note (cut to a tag
+    /// value's 256 characters), or UntagResource of that key to clear;
+    /// `resourceName` is the snapshot's name. The marker tags are other
+    /// keys and stay as they are. Both calls answer with operations, which
+    /// are not followed: the tag is visible once the call returns.
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        _name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        match note {
+            Some(note) => {
+                let call = "TagResource";
+                let (_, name) = Family::parse_id(snapshot_id, call)?;
+                let tag = aws_sdk_lightsail::types::Tag::builder()
+                    .key(ids::TAG_HOLD)
+                    .value(ids::hold_tag_value(note))
+                    .build();
+                self.client
+                    .call(call, |c| {
+                        c.tag_resource().resource_name(name).tags(tag).send()
+                    })
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let call = "UntagResource";
+                let (_, name) = Family::parse_id(snapshot_id, call)?;
+                self.client
+                    .call(call, |c| {
+                        c.untag_resource()
+                            .resource_name(name)
+                            .tag_keys(ids::TAG_HOLD)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        }
     }
 }
 

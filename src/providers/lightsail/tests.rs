@@ -948,3 +948,93 @@ async fn concurrent_lists_share_one_listing_and_later_calls_see_changes() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(fake.seen("GetDiskSnapshots").len(), shared + 1);
 }
+
+// ------------------------------------------------------ against the simulator
+
+/// mark_hold tags the snapshot `snapwarden-hold` = note on the built-in
+/// simulator and untags it again: the control view and GetDiskSnapshots
+/// show the tag, the other tags stay, and an unknown snapshot is
+/// NotFoundException, NotFound.
+#[tokio::test]
+async fn mark_hold_tags_and_untags_on_the_simulator() {
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(50).await;
+    sim.add_lightsail_credentials("AKIDEXAMPLE", "secret");
+    sim.seed_lightsail_resource("data-1", true);
+    sim.seed_lightsail_snapshot("manual-data-1", "data-1", true, false);
+    let settings = LightsailSettings {
+        region: "us-east-2".into(),
+        credentials: LightsailCredentials::Static {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("secret"),
+        },
+        endpoint: Some(format!("http://{addr}/lightsail")),
+    };
+    let api = ApiClient::new(&HttpSettings {
+        requests_per_second: 1000.0,
+        request_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .expect("client");
+    let p = Lightsail::new(&settings, api, Duration::from_secs(5), None).expect("provider");
+    assert_eq!(p.capabilities().hold_mark, Some("tag snapwarden-hold"));
+    let id = "DiskSnapshot/manual-data-1";
+    let view_tags = || async {
+        let v = crate::providers::tests::sim_view(addr, "/_sim/lightsail/snapshots").await;
+        crate::providers::tests::item(&v["snapshots"], "name", "manual-data-1")["tags"].clone()
+    };
+    let listed_tags = || async {
+        let out = p
+            .client
+            .call("GetDiskSnapshots", |c| c.get_disk_snapshots().send())
+            .await
+            .expect("GetDiskSnapshots");
+        let s = out
+            .disk_snapshots()
+            .iter()
+            .find(|s| s.name() == Some("manual-data-1"))
+            .expect("listed")
+            .clone();
+        ids::tags_of(s.tags())
+    };
+
+    // A comma is not a tag character: it becomes `_`.
+    p.mark_hold(
+        id,
+        "manual-data-1",
+        Some("held until 2026-12-24T00:00:00Z by ann, legal"),
+    )
+    .await
+    .expect("tag");
+    let want = "held until 2026-12-24T00:00:00Z by ann_ legal";
+    assert_eq!(view_tags().await, json!([{"key": TAG_HOLD, "value": want}]));
+    assert_eq!(
+        listed_tags().await,
+        vec![(TAG_HOLD.to_string(), want.to_string())]
+    );
+    // A second hold replaces the value (one value per key), cut to 256.
+    p.mark_hold(id, "manual-data-1", Some(&"y".repeat(300)))
+        .await
+        .expect("tag again");
+    assert_eq!(
+        listed_tags().await,
+        vec![(TAG_HOLD.to_string(), "y".repeat(256))]
+    );
+
+    p.mark_hold(id, "manual-data-1", None).await.expect("untag");
+    assert_eq!(view_tags().await, json!([]));
+    assert!(listed_tags().await.is_empty());
+
+    for note in [Some("x"), None] {
+        let e = p
+            .mark_hold("DiskSnapshot/no-such-snap", "no-such-snap", note)
+            .await
+            .expect_err("unknown snapshot");
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+        assert_eq!(e.code.as_deref(), Some("NotFoundException"), "{e}");
+    }
+    let e = p
+        .mark_hold("not-an-id", "x", Some("x"))
+        .await
+        .expect_err("not our id form");
+    assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
+}

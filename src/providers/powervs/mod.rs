@@ -215,7 +215,7 @@ impl PowerVs {
             ));
         }
         let marker = marker_text(&req.marker);
-        if found.description.as_deref() != Some(marker.as_str()) {
+        if found.description.as_deref().map(super::without_hold) != Some(marker.as_str()) {
             tracing::info!(snapshot = %found.snapshot_id, "snapshot found by name; stamping snapwarden's description on it");
             self.update(&found.snapshot_id, None, Some(&marker)).await?;
         }
@@ -365,6 +365,43 @@ impl Provider for PowerVs {
         require_selectable(Cloud::PowerVs, select::LIST_INSTANCES, resource)?;
         self.select_instances().await
     }
+
+    /// GET the snapshot for its description, then one `PUT
+    /// …/snapshots/{id}` (SnapshotUpdate) with the description only (the
+    /// name stays): its own text (snapwarden's marker) first, the hold
+    /// mark after it, within the 255 characters SnapshotUpdate takes. A
+    /// snapshot the GET answers 404/410 for is NotFound.
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        _name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        require_snapshot_id(UPDATE, snapshot_id)?;
+        let id = snapshot_id.trim();
+        let Some(current) = self.get(id).await? else {
+            return Err(ProviderError::new(
+                ErrorKind::NotFound,
+                GET,
+                format!("snapshot {id} does not exist"),
+            ));
+        };
+        let description = super::with_hold(
+            current.description.as_deref().unwrap_or(""),
+            note,
+            DESCRIPTION_MAX,
+        )
+        .ok_or_else(|| {
+            super::no_hold_mark(
+                Cloud::PowerVs,
+                UPDATE,
+                &format!(
+                    "the description of {id} leaves no room in its {DESCRIPTION_MAX} characters"
+                ),
+            )
+        })?;
+        self.update(id, None, Some(&description)).await
+    }
 }
 
 /// `snapwarden policy=P target=T slot=S`, cut to 255 characters (a cut
@@ -380,9 +417,9 @@ pub fn marker_text(m: &Marker) -> String {
 }
 
 /// The slot of a description that is exactly our marker for this policy
-/// and target.
+/// and target (a hold mark after it aside).
 fn marker_slot(description: &str, policy: &str, target: &str) -> Option<chrono::DateTime<Utc>> {
-    let mut parts = description.trim().split(' ');
+    let mut parts = super::without_hold(description.trim()).split(' ');
     if parts.next()? != MARKER_PREFIX {
         return None;
     }

@@ -738,3 +738,78 @@ async fn an_absurd_device_code_interval_or_lifetime_is_bounded() {
     assert!(login.expires_in <= Duration::from_secs(3600), "{login:?}");
     assert!(login.interval <= login.expires_in);
 }
+
+// ------------------------------------------------------ against the simulator
+
+/// mark_hold on the built-in simulator: the description keeps
+/// snapwarden's marker first and the hold after it (so `list` still knows
+/// the snapshot as ours), the name stays, clearing gives the marker back
+/// exactly, and an unknown snapshot is NotFound.
+#[tokio::test]
+async fn mark_hold_keeps_the_marker_in_the_description_on_the_simulator() {
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(20).await;
+    let m = Marker {
+        policy: "daily".into(),
+        target: "pvm-1".into(),
+        slot: Utc
+            .with_ymd_and_hms(2025, 6, 25, 14, 46, 0)
+            .single()
+            .expect("slot"),
+    };
+    let marker = marker_text(&m);
+    sim.seed_powervs_instance("ws1", "pvm-1", Vec::new());
+    let id = sim.seed_powervs_snapshot("ws1", "pvm-1", "daily-pvm-1", &marker, None);
+    let url = format!("http://{addr}/powervs");
+    let p = PowerVs::new(
+        "pvs",
+        &PowerVsSettings {
+            endpoint: url.clone(),
+            cloud_instance_id: "ws1".into(),
+            crn: "crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:ws1::".into(),
+            auth: PowerVsAuth::ApiKey {
+                api_key: Secret::new(crate::sim::DEFAULT_POWERVS_API_KEY),
+                iam_endpoint: format!("{url}/identity/token"),
+            },
+        },
+        api(),
+        None,
+    );
+    assert_eq!(p.capabilities().hold_mark, Some("description"));
+    let described = || async { p.get(&id).await.expect("GET").expect("exists") };
+    let ours = || async {
+        let listed = p
+            .list(ResourceKind::Instance, "pvm-1", "daily")
+            .await
+            .expect("list");
+        listed
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.marker_slot)
+    };
+
+    let note = "held until 2026-12-24T00:00:00Z by ann: legal";
+    p.mark_hold(&id, "daily-pvm-1", Some(note))
+        .await
+        .expect("set");
+    let s = described().await;
+    let want = format!("{marker} | hold: {note}");
+    assert_eq!(s.description.as_deref(), Some(want.as_str()));
+    assert_eq!(s.name.as_deref(), Some("daily-pvm-1"), "the name is kept");
+    let v = crate::providers::tests::sim_view(addr, "/_sim/powervs/snapshots").await;
+    let seen = crate::providers::tests::item(&v["snapshots"], "snapshot_id", &id);
+    assert_eq!(seen["description"], want.as_str(), "{seen}");
+    assert_eq!(ours().await, Some(m.slot), "still ours while held");
+
+    p.mark_hold(&id, "daily-pvm-1", None).await.expect("clear");
+    assert_eq!(
+        described().await.description.as_deref(),
+        Some(marker.as_str())
+    );
+    assert_eq!(ours().await, Some(m.slot));
+
+    let e = p
+        .mark_hold("0385f05f-0000-0000-0000-000000000000", "x", Some(note))
+        .await
+        .expect_err("unknown snapshot");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}

@@ -1184,3 +1184,92 @@ async fn list_detects_an_item_skipped_while_the_count_adds_up() {
     // One call per page, none extra.
     assert_eq!(fake.calls().len(), 2);
 }
+
+// ------------------------------------------------------ against the simulator
+
+/// mark_hold sets and clears the description on the built-in simulator:
+/// its control view and DescribeSnapshots (through `list`'s call) show it,
+/// the name stays, and an unknown snapshot is 2100, NotFound.
+#[tokio::test]
+async fn mark_hold_sets_and_clears_the_description_on_the_simulator() {
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(50).await;
+    sim.add_qingcloud_credentials(AK, SK);
+    let id = sim.seed_qingcloud_snapshot("ap2a", "vol-hold0001", "manual-1", None);
+    let settings = QingCloudSettings {
+        zone: "ap2a".into(),
+        access_key_id: AK.into(),
+        secret_access_key: Secret::new(SK),
+        endpoint: format!("http://{addr}/iaas/"),
+    };
+    let qc = QingCloud::new(&settings, api());
+    assert_eq!(
+        qc.capabilities().hold_mark,
+        Some("description"),
+        "capabilities name the field"
+    );
+    // DescribeSnapshots as the cloud answers it (the provider's own
+    // shapes do not read the description).
+    async fn described(qc: &QingCloud, id: &str) -> Value {
+        let params = vec![("snapshots.1".to_string(), id.to_string())];
+        let r: Value = qc
+            .client
+            .call("DescribeSnapshots", params)
+            .await
+            .expect("DescribeSnapshots");
+        r["snapshot_set"][0]["description"].clone()
+    }
+    let view = || crate::providers::tests::sim_view(addr, "/_sim/qingcloud/snapshots");
+
+    let note = "held until 2026-12-24T00:00:00Z by ann: legal";
+    qc.mark_hold(&id, "manual-1", Some(note))
+        .await
+        .expect("set the mark");
+    let held = format!("hold: {note}");
+    let v = view().await;
+    let s = crate::providers::tests::item(&v["snapshots"], "snapshot_id", &id);
+    assert_eq!(s["description"], held.as_str(), "{s}");
+    assert_eq!(s["snapshot_name"], "manual-1", "the name is kept: {s}");
+    assert_eq!(described(&qc, &id).await, held.as_str());
+
+    // A note longer than the cap is cut, never refused.
+    let long = "x".repeat(HOLD_NOTE_MAX + 40);
+    qc.mark_hold(&id, "manual-1", Some(&long))
+        .await
+        .expect("long mark");
+    let d = described(&qc, &id).await;
+    assert_eq!(d.as_str().map(|s| s.chars().count()), Some(HOLD_NOTE_MAX));
+
+    qc.mark_hold(&id, "manual-1", None)
+        .await
+        .expect("clear the mark");
+    let v = view().await;
+    let s = crate::providers::tests::item(&v["snapshots"], "snapshot_id", &id);
+    assert!(s["description"].is_null(), "{s}");
+    assert_eq!(s["snapshot_name"], "manual-1", "{s}");
+    assert!(described(&qc, &id).await.is_null());
+
+    // An operator's description stays, first, and comes back whole.
+    sim.lock()
+        .qingcloud
+        .snapshots
+        .get_mut(&id)
+        .expect("seeded")
+        .description = Some("keep: audit".into());
+    qc.mark_hold(&id, "manual-1", Some(note))
+        .await
+        .expect("set");
+    assert_eq!(
+        described(&qc, &id).await,
+        format!("keep: audit | hold: {note}").as_str()
+    );
+    qc.mark_hold(&id, "manual-1", None).await.expect("clear");
+    assert_eq!(described(&qc, &id).await, "keep: audit");
+
+    let e = qc
+        .mark_hold("ss-nosuch01", "x", Some(note))
+        .await
+        .expect_err("unknown snapshot");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert_eq!(e.code.as_deref(), Some("2100"), "{e}");
+    assert_eq!(e.call, "ModifySnapshotAttributes");
+}

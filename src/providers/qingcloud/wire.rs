@@ -53,6 +53,11 @@ pub struct DeleteSnapshotsResponse {
     pub job_id: Option<JobIds>,
 }
 
+/// ModifySnapshotAttributes answers only `action` and `ret_code` (which
+/// the client checks before decoding this).
+#[derive(Debug, Deserialize)]
+pub struct ModifySnapshotAttributesResponse {}
+
 #[derive(Debug, Deserialize)]
 pub struct DescribeJobsResponse {
     pub job_set: Vec<Job>,
@@ -81,8 +86,11 @@ pub struct Snapshot {
     pub snapshot_id: String,
     #[serde(default)]
     pub snapshot_name: Option<String>,
-    // `description` (may be null) is not read: QingCloud sets none on
-    // create, so the marker is the name.
+    /// Never a marker (QingCloud sets none on create, so the marker is
+    /// the name); read to keep an operator's text beside a hold mark.
+    /// May be null.
+    #[serde(default)]
+    pub description: Option<String>,
     /// 0 incremental, 1 full; number or string on the wire.
     #[serde(default, deserialize_with = "crate::providers::wire::flex_i64")]
     pub snapshot_type: Option<i64>,

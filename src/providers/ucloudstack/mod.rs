@@ -65,6 +65,7 @@ const CREATE: &str = "CreateSnapshot";
 const DESCRIBE: &str = "DescribeSnapshot";
 const DELETE: &str = "DeleteSnapshot";
 const ROLLBACK: &str = "RollbackSnapshot";
+const RENAME: &str = "ModifyNameAndRemark";
 
 /// A UCloudStack account in one region and zone.
 pub struct UCloudStack {
@@ -302,6 +303,63 @@ impl Provider for UCloudStack {
         require_selectable(Cloud::UCloudStack, select::DESCRIBE_DISK, resource)?;
         self.select_disks().await
     }
+
+    /// DescribeSnapshot for the current Name and Remark, then one
+    /// ModifyNameAndRemark (`ResourceID`, `Name` required, `Remark`) with
+    /// the name as it is and the Remark's own text (snapwarden's marker)
+    /// kept first, the hold mark after it within the 100 characters a
+    /// Remark holds (see [`super::with_hold`]). A snapshot DescribeSnapshot
+    /// does not list is NotFound without a write: ModifyNameAndRemark is
+    /// generic over resources, and no snapshot-specific "not found" code
+    /// for it is documented (8102 "resource does not exist" is expected,
+    /// UNCONFIRMED).
+    async fn mark_hold(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        note: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        require_snapshot_id(RENAME, snapshot_id)?;
+        let id = snapshot_id.trim();
+        let found = self.describe_by_ids(&[id.to_string()]).await?;
+        let Some(info) = found.get(id) else {
+            return Err(ProviderError::new(
+                ErrorKind::NotFound,
+                DESCRIBE,
+                format!("snapshot {id} is not listed"),
+            ));
+        };
+        let current = info.name();
+        let name = if current.is_empty() { name } else { current };
+        if name.trim().is_empty() {
+            return Err(super::refused(
+                RENAME,
+                format!("snapshot {id} has no name to keep"),
+            ));
+        }
+        // A Remark may not hold `http://` or `https://`: a URL in a note
+        // is broken up rather than refused.
+        let note = note.map(|n| n.replace("://", ": //"));
+        let remark = super::with_hold(
+            info.remark.as_deref().unwrap_or(""),
+            note.as_deref(),
+            MAX_REMARK_CHARS,
+        )
+        .ok_or_else(|| {
+            super::no_hold_mark(
+                Cloud::UCloudStack,
+                RENAME,
+                &format!("the Remark of {id} leaves no room in its {MAX_REMARK_CHARS} characters"),
+            )
+        })?;
+        let params = vec![
+            ("ResourceID".to_string(), id.to_string()),
+            ("Name".to_string(), name.to_string()),
+            ("Remark".to_string(), remark),
+        ];
+        let _: Empty = self.client.call(RENAME, params).await?;
+        Ok(())
+    }
 }
 
 /// `sw-{hash}-{slot}`: 3 + 10 + 1 + 16 = 30 characters, a pure function of
@@ -340,7 +398,7 @@ pub fn remark(marker: &Marker) -> String {
 
 /// The slot a Remark names for this policy and target, in either form.
 fn remark_slot(remark: &str, policy: &str, target: &str) -> Option<DateTime<Utc>> {
-    let mut words = remark.split(' ');
+    let mut words = super::without_hold(remark).split(' ');
     if words.next() != Some(REMARK_TAG) {
         return None;
     }

@@ -805,3 +805,83 @@ fn fuzz_entry_reads_answers_of_every_action_without_panicking() {
         fuzz_parse_response(body.as_bytes());
     }
 }
+
+// ------------------------------------------------------ against the simulator
+
+/// mark_hold on the built-in simulator: the Remark keeps snapwarden's
+/// marker first and the hold after it (so `list` still knows the snapshot
+/// as ours), the name stays, clearing gives the marker back exactly, and
+/// an unknown snapshot is NotFound.
+#[tokio::test]
+async fn mark_hold_keeps_the_marker_in_the_remark_on_the_simulator() {
+    use crate::sim::{DEFAULT_UCLOUDSTACK_PRIVATE_KEY, DEFAULT_UCLOUDSTACK_PUBLIC_KEY};
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(20).await;
+    sim.seed_ucloudstack_disk("cn", "zone-01", "disk-3f9kq2", "db-data");
+    let mut s = settings(
+        format!("http://{addr}/ucloudstack/api"),
+        DEFAULT_UCLOUDSTACK_PRIVATE_KEY,
+    );
+    s.public_key = DEFAULT_UCLOUDSTACK_PUBLIC_KEY.into();
+    let ucs = UCloudStack::new(&s, api());
+    assert_eq!(ucs.capabilities().hold_mark, Some("Remark"));
+    let req = create_req();
+    let created = ucs.create(&req).await.expect("create");
+    let id = created[0].snapshot_id.clone();
+    let marker = remark(&req.marker);
+    let view = || async {
+        let v = crate::providers::tests::sim_view(addr, "/_sim/ucloudstack/snapshots").await;
+        crate::providers::tests::item(&v["snapshots"], "snapshot_id", &id).clone()
+    };
+    let ours = || async {
+        let listed = ucs
+            .list(ResourceKind::Disk, "disk-3f9kq2", "db")
+            .await
+            .expect("list");
+        listed
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.marker_slot)
+    };
+
+    let note = "held until 2026-12-24T00:00:00Z by ann: legal";
+    ucs.mark_hold(&id, &req.name, Some(note))
+        .await
+        .expect("set");
+    let v = view().await;
+    let want = format!("{marker} | hold: {note}");
+    let want: String = want.chars().take(MAX_REMARK_CHARS).collect();
+    assert_eq!(v["remark"], want.as_str(), "{v}");
+    assert!(
+        want.starts_with(&format!("{marker} | hold: held until")),
+        "{want}"
+    );
+    assert_eq!(v["name"], req.name.as_str(), "the name is kept: {v}");
+    assert_eq!(ours().await, Some(req.marker.slot), "still ours while held");
+    // DescribeSnapshot answers the same Remark.
+    let described = ucs
+        .describe_by_ids(std::slice::from_ref(&id))
+        .await
+        .expect("describe");
+    assert_eq!(described[&id].remark.as_deref(), Some(want.as_str()));
+
+    // A URL is broken up: the API refuses `http://` in a Remark.
+    ucs.mark_hold(&id, &req.name, Some("see https://t/1"))
+        .await
+        .expect("set a URL");
+    assert_eq!(
+        view().await["remark"],
+        format!("{marker} | hold: see https: //t/1").as_str()
+    );
+
+    ucs.mark_hold(&id, &req.name, None).await.expect("clear");
+    let v = view().await;
+    assert_eq!(v["remark"], marker.as_str(), "{v}");
+    assert_eq!(v["name"], req.name.as_str(), "{v}");
+    assert_eq!(ours().await, Some(req.marker.slot));
+
+    let e = ucs
+        .mark_hold("snap-nosuch", "x", Some(note))
+        .await
+        .expect_err("unknown snapshot");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}

@@ -47,6 +47,7 @@ pub(super) fn run(
                 headers: Vec::new(),
             })
         }
+        Op::UpdateSnapshot(id) => update_snapshot(ctx, id, body),
         Op::RestoreSnapshot(id) => restore_snapshot(ctx, id, body),
     }
 }
@@ -122,6 +123,44 @@ fn create_snapshot(ctx: &mut Ctx<'_>, volume_id: &str, body: &Option<Value>) -> 
     )?;
     Ok(Reply::json(
         StatusCode::ACCEPTED,
+        json!({"snapshot": {"id": s.id, "name": s.name}}),
+    ))
+}
+
+/// `PUT /snapshots/{id}` with `{"snapshot": {name?, description?}}`: a
+/// member left out keeps its value, a null description clears it.
+/// Answers 200 `{"snapshot": {"id", "name"}}`; an unknown snapshot is 404,
+/// one still being created or deleted 409 (the update's declared errors).
+pub(super) fn update_snapshot(ctx: &mut Ctx<'_>, id: &str, body: &Option<Value>) -> Answer {
+    let spec = body
+        .as_ref()
+        .and_then(|b| b.get("snapshot"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::bad_request("body must be {\"snapshot\": {...}}"))?;
+    let name = match spec.get("name") {
+        None => None,
+        Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 255 => {
+            Some(n.as_str())
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "snapshot.name must be a string of 1 to 255 characters",
+            ))
+        }
+    };
+    let description = match spec.get("description") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(d)) if d.chars().count() <= 255 => Some(Some(d.as_str())),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "snapshot.description must be a string of at most 255 characters",
+            ))
+        }
+    };
+    let s = ctx.state.update_snapshot(id, name, description, ctx.now)?;
+    Ok(Reply::json(
+        StatusCode::OK,
         json!({"snapshot": {"id": s.id, "name": s.name}}),
     ))
 }

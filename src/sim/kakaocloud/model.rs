@@ -482,6 +482,39 @@ impl KakaoState {
 
     /// `DELETE /api/v1/snapshots/{id}`: refused while the snapshot is in
     /// transition or while a live snapshot depends on it.
+    /// `PUT /api/v1/snapshots/{id}`: a new name and/or description
+    /// (`Some(None)` clears it). Not while the snapshot is being created
+    /// or deleted (409).
+    pub(crate) fn update_snapshot(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        now: DateTime<Utc>,
+    ) -> Result<&Snapshot, ApiError> {
+        let Some(s) = self.live_snapshot(id, now) else {
+            return Err(ApiError::not_found(format!(
+                "Snapshot {id} could not be found."
+            )));
+        };
+        if let Some(state @ ("creating" | "deleting")) = s.status(now) {
+            return Err(ApiError::conflict(format!(
+                "Snapshot {id} is {state}; try again later."
+            )));
+        }
+        let s = self
+            .snapshots
+            .get_mut(id)
+            .ok_or_else(|| ApiError::internal("snapshot vanished"))?;
+        if let Some(n) = name {
+            s.name = n.to_string();
+        }
+        if let Some(d) = description {
+            s.description = d.map(str::to_string);
+        }
+        Ok(s)
+    }
+
     pub(crate) fn delete_snapshot(
         &mut self,
         id: &str,

@@ -211,6 +211,8 @@ pub(super) fn dispatch(action: &str, input: &Input, ctx: &mut Ctx<'_>) -> Answer
                 "autoSnapshots": autos,
             }))
         }
+        "TagResource" => tag_resource(ctx, input, action),
+        "UntagResource" => untag_resource(ctx, input, action),
         "GetInstances" => list_resources(ctx, input, Family::Instance),
         "GetDisks" => list_resources(ctx, input, Family::Disk),
         "GetInstance" | "GetDisk" => {
@@ -442,6 +444,107 @@ pub(super) fn delete(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &
             .mark_gone(&name, ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
     }
     let op = ctx.snapshot_op(&name, family, action, &source, (ends_at, fails));
+    Ok(json!({ "operations": [op] }))
+}
+
+/// A resource's tags as the model keeps them, key and optional value.
+type Tags = Vec<(String, Option<String>)>;
+
+/// The tags of the live snapshot, instance or disk named `name` (one name
+/// space), with its resource type and location for the operation.
+fn tags_of_named<'a>(
+    ctx: &'a mut Ctx<'_>,
+    name: &str,
+) -> Result<(&'a mut Tags, &'static str, String), ApiError> {
+    let now = ctx.now;
+    let state = &mut *ctx.state;
+    let live = state
+        .snapshots
+        .get(name)
+        .is_some_and(|s| s.gone_at.is_none_or(|t| now < t));
+    if live {
+        if let Some(s) = state.snapshots.get_mut(name) {
+            return Ok((&mut s.tags, s.family.type_name(), "all".to_string()));
+        }
+    }
+    if let Some(r) = state.instances.get_mut(name) {
+        let zone = r.zone.clone();
+        return Ok((&mut r.tags, Family::Instance.source_type(), zone));
+    }
+    if let Some(r) = state.disks.get_mut(name) {
+        let zone = r.zone.clone();
+        return Ok((&mut r.tags, Family::Disk.source_type(), zone));
+    }
+    Err(not_found("resource", name))
+}
+
+/// TagResource `{resourceName*, resourceArn, tags*}`: each key gets the
+/// given value (one value per key: an existing key is overwritten), at
+/// most [`MAX_TAGS`] in all. Answers `{"operations": [op]}`, done at once.
+pub(super) fn tag_resource(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> Answer {
+    let name = required(input, "resourceName")?.to_string();
+    if !input.contains_key("tags") {
+        return Err(ApiError::invalid("tags is required"));
+    }
+    let new = parse_tags(input)?;
+    let (tags, resource_type, zone) = tags_of_named(ctx, &name)?;
+    let mut merged = tags.clone();
+    for (key, value) in new {
+        match merged.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => merged.push((key, value)),
+        }
+    }
+    if merged.len() > MAX_TAGS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TAGS} tags per resource"
+        )));
+    }
+    *tags = merged;
+    let now = ctx.now;
+    let op = ctx.new_op(
+        &name,
+        resource_type,
+        action,
+        "",
+        &zone,
+        Some(now),
+        false,
+        "Succeeded",
+    );
+    Ok(json!({ "operations": [op] }))
+}
+
+/// UntagResource `{resourceName*, resourceArn, tagKeys*}`: the named keys
+/// go; a key the resource does not carry is ignored (UNCONFIRMED: the
+/// service may refuse it; the reference says nothing).
+pub(super) fn untag_resource(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> Answer {
+    let name = required(input, "resourceName")?.to_string();
+    let keys: Vec<String> = match input.get("tagKeys") {
+        Some(Value::Array(keys)) => keys
+            .iter()
+            .map(|k| {
+                k.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::serialization("tagKeys must be strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::serialization("tagKeys must be a list")),
+        None => return Err(ApiError::invalid("tagKeys is required")),
+    };
+    let (tags, resource_type, zone) = tags_of_named(ctx, &name)?;
+    tags.retain(|(k, _)| !keys.contains(k));
+    let now = ctx.now;
+    let op = ctx.new_op(
+        &name,
+        resource_type,
+        action,
+        "",
+        &zone,
+        Some(now),
+        false,
+        "Succeeded",
+    );
     Ok(json!({ "operations": [op] }))
 }
 
@@ -777,5 +880,129 @@ mod tests {
             .0
             .is_empty());
         assert_eq!(pages(&mut st, &mut faults, "GetDiskSnapshots").0, ["b1"]);
+    }
+
+    /// The error of `action` on `input`: its HTTP status and `__type`.
+    fn refused(
+        st: &mut LightsailState,
+        faults: &mut FaultRegistry,
+        action: &str,
+        input: Value,
+    ) -> (u16, &'static str) {
+        let mut ctx = Ctx {
+            state: st,
+            faults,
+            duration: Duration::from_millis(100),
+            now: Utc::now(),
+            fault_hit: None,
+        };
+        let Value::Object(input) = input else {
+            panic!("input must be an object");
+        };
+        let e = dispatch(action, &input, &mut ctx).expect_err("refused");
+        (e.status.as_u16(), e.type_name)
+    }
+
+    /// TagResource / UntagResource on a snapshot: one succeeded operation
+    /// of the snapshot's type, the tags in GetDiskSnapshots (a key given
+    /// again replaces its value, other keys stay), and the errors of an
+    /// unknown resource (NotFoundException), a missing or bad member.
+    #[test]
+    fn tag_and_untag_resource_answers_and_errors() {
+        let mut st = state_with(&[("snap-a", Family::Disk)], 10);
+        let mut faults = FaultRegistry::default();
+        let r = call(
+            &mut st,
+            &mut faults,
+            "TagResource",
+            json!({"resourceName": "snap-a", "tags": [
+                {"key": "keep", "value": "1"},
+                {"key": "snapwarden-hold", "value": "first"}
+            ]}),
+        );
+        let op = &r["operations"][0];
+        assert_eq!(op["resourceName"], "snap-a", "{r}");
+        assert_eq!(op["resourceType"], "DiskSnapshot", "{r}");
+        assert_eq!(op["operationType"], "TagResource", "{r}");
+        assert_eq!(op["status"], "Succeeded", "{r}");
+        call(
+            &mut st,
+            &mut faults,
+            "TagResource",
+            json!({"resourceName": "snap-a", "tags": [{"key": "snapwarden-hold", "value": "second"}]}),
+        );
+        let listed = call(&mut st, &mut faults, "GetDiskSnapshots", json!({}));
+        assert_eq!(
+            listed["diskSnapshots"][0]["tags"],
+            json!([{"key": "keep", "value": "1"}, {"key": "snapwarden-hold", "value": "second"}])
+        );
+        let r = call(
+            &mut st,
+            &mut faults,
+            "UntagResource",
+            json!({"resourceName": "snap-a", "tagKeys": ["snapwarden-hold", "absent"]}),
+        );
+        assert_eq!(r["operations"][0]["operationType"], "UntagResource", "{r}");
+        let listed = call(&mut st, &mut faults, "GetDiskSnapshots", json!({}));
+        assert_eq!(
+            listed["diskSnapshots"][0]["tags"],
+            json!([{"key": "keep", "value": "1"}])
+        );
+
+        let cases = [
+            (
+                "TagResource",
+                json!({"resourceName": "nope", "tags": [{"key": "k"}]}),
+                (400, "NotFoundException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "nope", "tagKeys": ["k"]}),
+                (400, "NotFoundException"),
+            ),
+            (
+                "TagResource",
+                json!({"tags": [{"key": "k"}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a"}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": [{"key": "aws:x"}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": [{"key": "k", "value": "v".repeat(257)}]}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "TagResource",
+                json!({"resourceName": "snap-a", "tags": "k"}),
+                (400, "SerializationException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "snap-a"}),
+                (400, "InvalidInputException"),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceName": "snap-a", "tagKeys": [1]}),
+                (400, "SerializationException"),
+            ),
+        ];
+        for (action, input, want) in cases {
+            let shown = input.to_string();
+            assert_eq!(
+                refused(&mut st, &mut faults, action, input),
+                want,
+                "{action} {shown}"
+            );
+        }
     }
 }

@@ -58,6 +58,7 @@ pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiErro
         "CreateSnapshots" => create_snapshots(ctx)?,
         "DescribeSnapshots" => describe_snapshots(ctx)?,
         "DeleteSnapshots" => delete_snapshots(ctx)?,
+        "ModifySnapshotAttributes" => modify_snapshot_attributes(ctx)?,
         "CreateVolumeFromSnapshot" => create_volume_from_snapshot(ctx)?,
         "DescribeJobs" => describe_jobs(ctx)?,
         "DescribeVolumes" => describe_resources(ctx, ResourceKind::Volume)?,
@@ -128,6 +129,21 @@ fn delete_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     Ok(out)
 }
 
+/// ModifySnapshotAttributes `snapshot` (required), `snapshot_name`,
+/// `description`: answers only `action` and `ret_code`.
+fn modify_snapshot_attributes(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let id = p
+        .get("snapshot")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::missing("snapshot"))?;
+    let name = p.get("snapshot_name").map(String::as_str);
+    let description = p.get("description").map(String::as_str);
+    ctx.qing
+        .modify_snapshot(ctx.zone, id, name, description, ctx.now)?;
+    Ok(Map::new())
+}
+
 fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     let p = ctx.params;
     let ids = list_param(p, "snapshots")?;
@@ -181,7 +197,7 @@ fn snapshot_json(qing: &QingState, s: &Snapshot, now: DateTime<Utc>, verbose: bo
     let mut item = json!({
         "snapshot_id": s.id,
         "snapshot_name": s.name,
-        "description": null,
+        "description": s.description,
         "snapshot_type": if s.full { 1 } else { 0 },
         "status": view.status.as_str(),
         "transition_status": view.transition,

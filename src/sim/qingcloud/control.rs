@@ -206,6 +206,7 @@ async fn list_snapshots(State(sim): State<Simulator>) -> Json<Value> {
                 "transition_status": view.transition,
                 "snapshot_type": if s.full { 1 } else { 0 },
                 "size_mb": s.size_mb,
+                "description": s.description,
                 "root_id": s.root_id,
                 "parent_id": s.parent_id.as_deref().unwrap_or("self"),
                 "is_head": is_head,

@@ -130,6 +130,8 @@ pub(crate) struct Snapshot {
     /// `None` for a full snapshot (shown as `"self"`).
     pub parent_id: Option<String>,
     pub size_mb: u64,
+    /// Set by ModifySnapshotAttributes; `None` is shown as `null`.
+    pub description: Option<String>,
     pub create_time: DateTime<Utc>,
     /// `None` for a snapshot seeded as already available (manual).
     pub create_job: Option<String>,
@@ -284,6 +286,7 @@ impl QingState {
             root_id: id.clone(),
             parent_id: None,
             size_mb,
+            description: None,
             create_time,
             create_job: None,
             delete_job: None,
@@ -534,6 +537,7 @@ impl QingState {
                 root_id,
                 parent_id,
                 size_mb,
+                description: None,
                 create_time: now,
                 create_job: Some(job_id.clone()),
                 delete_job: None,
@@ -589,6 +593,37 @@ impl QingState {
             .get(id)
             .filter(|s| s.zone == zone)
             .ok_or_else(|| ApiError::not_found(id))
+    }
+
+    /// ModifySnapshotAttributes: a new name and/or description for one
+    /// snapshot, synchronous (no job). A parameter left out keeps its
+    /// value; an empty description clears it (shown as `null` again;
+    /// UNCONFIRMED on the real cloud, which documents no clearing). A
+    /// deleted snapshot is ResourceNotFound, as for DeleteSnapshots.
+    pub(crate) fn modify_snapshot(
+        &mut self,
+        zone: &str,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let snap = self.snapshot_in(zone, id)?;
+        if matches!(
+            self.view(snap, now).status,
+            SnapStatus::Deleted | SnapStatus::Ceased
+        ) {
+            return Err(ApiError::not_found(id));
+        }
+        if let Some(s) = self.snapshots.get_mut(id) {
+            if let Some(name) = name {
+                s.name = name.to_string();
+            }
+            if let Some(d) = description {
+                s.description = Some(d.to_string()).filter(|d| !d.is_empty());
+            }
+        }
+        Ok(())
     }
 
     /// DeleteSnapshots: each named snapshot and all its descendants (a full

@@ -46,6 +46,7 @@ pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiErro
         "DescribeDisk" => describe_disk(ctx)?,
         "DeleteSnapshot" => delete_snapshot(ctx)?,
         "RollbackSnapshot" => rollback_snapshot(ctx)?,
+        "ModifyNameAndRemark" => modify_name_and_remark(ctx)?,
         other => return Err(ApiError::unknown_action(other)),
     };
     body.insert("Action".into(), json!(format!("{action}Response")));
@@ -114,6 +115,41 @@ fn rollback_snapshot(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> 
     let id = required(ctx.params, "SnapshotID")?;
     ctx.ucs
         .rollback(ctx.region, disk_id, id, ctx.now, ctx.duration)?;
+    Ok(Map::new())
+}
+
+/// ModifyNameAndRemark `ResourceID`, `Name` (both required), `Remark`
+/// (optional, may be empty): the generic rename call, served here for
+/// snapshots. `Name` is 1-30 characters of letters, digits, `.`, `_` and
+/// `-`; `Remark` at most 100 characters and no `http://` / `https://`
+/// (the API reference's limits). A `Remark` left out keeps the old one.
+/// Answers only the envelope.
+fn modify_name_and_remark(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let p = ctx.params;
+    let id = required(p, "ResourceID")?;
+    let name = required(p, "Name")?;
+    let name_ok = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.chars().count() > MAX_NAME_CHARS || !name.chars().all(name_ok) {
+        return Err(ApiError::invalid(
+            "Name",
+            "长度为1-30个字符，只能包含中英文、数字、点、下划线和中划线",
+        ));
+    }
+    let remark = p.get("Remark").map(String::as_str);
+    if let Some(r) = remark {
+        let lower = r.to_ascii_lowercase();
+        if r.chars().count() > MAX_REMARK_CHARS
+            || lower.contains("http://")
+            || lower.contains("https://")
+        {
+            return Err(ApiError::invalid(
+                "Remark",
+                "长度为0-100个字符，不能使用http://或https://",
+            ));
+        }
+    }
+    ctx.ucs
+        .rename_snapshot(ctx.region, id, name, remark, ctx.now)?;
     Ok(Map::new())
 }
 
@@ -228,5 +264,101 @@ mod tests {
     #[test]
     fn paging_defaults_and_cap() {
         check_paging(paging, ("Offset", "Limit"), (20, 100), 140);
+    }
+
+    /// ModifyNameAndRemark: the envelope on success, the new name and
+    /// Remark in DescribeSnapshot, and the error codes of a missing or
+    /// missing (229) or bad (140) parameter and an unknown snapshot (8102).
+    #[test]
+    fn modify_name_and_remark_answers_and_errors() {
+        let now = Utc::now();
+        let mut ucs = UcsState::default();
+        let id = ucs.seed_snapshot(
+            &NewSnapshot {
+                region: "cn",
+                zone: "zone-01",
+                disk_id: "disk-1",
+                name: "snap-a",
+                remark: "first",
+                snapshot_type: "Manual",
+            },
+            now,
+            Duration::ZERO,
+        );
+        let mut faults = FaultRegistry::default();
+        let mut run = |action: &str, pairs: &[(&str, &str)]| {
+            let params: Params = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut ctx = Ctx {
+                ucs: &mut ucs,
+                faults: &mut faults,
+                duration: Duration::ZERO,
+                fault_hit: None,
+                params: &params,
+                region: "cn",
+                zone: "zone-01",
+                now,
+            };
+            dispatch(action, &mut ctx).map_err(|e| e.ret_code)
+        };
+        let ok = run(
+            "ModifyNameAndRemark",
+            &[("ResourceID", &id), ("Name", "snap-b"), ("Remark", "held")],
+        )
+        .expect("modified");
+        assert_eq!(
+            ok,
+            json!({"Action": "ModifyNameAndRemarkResponse", "RetCode": 0, "Message": ""})
+        );
+        let listed = run("DescribeSnapshot", &[("SnapshotIDs.0", &id)]).expect("described");
+        assert_eq!(listed["Infos"][0]["Name"], "snap-b");
+        assert_eq!(listed["Infos"][0]["Remark"], "held");
+        // A Remark left out is kept; an empty one clears it.
+        run(
+            "ModifyNameAndRemark",
+            &[("ResourceID", &id), ("Name", "snap-b")],
+        )
+        .expect("kept");
+        let listed = run("DescribeSnapshot", &[("SnapshotIDs.0", &id)]).expect("described");
+        assert_eq!(listed["Infos"][0]["Remark"], "held");
+        run(
+            "ModifyNameAndRemark",
+            &[("ResourceID", &id), ("Name", "snap-b"), ("Remark", "")],
+        )
+        .expect("cleared");
+        let listed = run("DescribeSnapshot", &[("SnapshotIDs.0", &id)]).expect("described");
+        assert_eq!(listed["Infos"][0]["Remark"], "");
+
+        let long = "r".repeat(MAX_REMARK_CHARS + 1);
+        for (pairs, code) in [
+            (vec![("ResourceID", id.as_str())], 229),
+            (vec![("Name", "x")], 229),
+            (vec![("ResourceID", id.as_str()), ("Name", "bad name")], 140),
+            (
+                vec![("ResourceID", id.as_str()), ("Name", &"n".repeat(31))],
+                140,
+            ),
+            (
+                vec![
+                    ("ResourceID", id.as_str()),
+                    ("Name", "x"),
+                    ("Remark", &long),
+                ],
+                140,
+            ),
+            (
+                vec![
+                    ("ResourceID", id.as_str()),
+                    ("Name", "x"),
+                    ("Remark", "see https://x"),
+                ],
+                140,
+            ),
+            (vec![("ResourceID", "snap-nosuch"), ("Name", "x")], 8102),
+        ] {
+            assert_eq!(run("ModifyNameAndRemark", &pairs), Err(code), "{pairs:?}");
+        }
     }
 }

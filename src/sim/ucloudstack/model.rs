@@ -314,6 +314,27 @@ impl UcsState {
             .ok_or_else(|| ApiError::no_snapshot(id))
     }
 
+    /// ModifyNameAndRemark on a snapshot: in any state it is listed in
+    /// (the API edits a snapshot's name and remark whatever its state);
+    /// an unknown or released one is 8102.
+    pub(crate) fn rename_snapshot(
+        &mut self,
+        region: &str,
+        id: &str,
+        name: &str,
+        remark: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        self.snapshot_in(region, id, now)?;
+        if let Some(s) = self.snapshots.get_mut(id) {
+            s.name = name.to_string();
+            if let Some(r) = remark {
+                s.remark = r.to_string();
+            }
+        }
+        Ok(())
+    }
+
     /// DeleteSnapshot: only `Normal` snapshots; the snapshot is `Released`
     /// for `duration`, then no longer listed.
     pub(crate) fn delete_snapshot(
