@@ -467,9 +467,25 @@ impl Engine {
         if !self.mandate.holds() {
             return Err("this process no longer holds the ledger's lease: not deleted".into());
         }
-        let started = retry_plain(deadline, || ps.provider.delete(&o.snapshot_id))
+        // An operator's hold wins over an orphan delete too: the claim
+        // checks it in the ledger's transaction.
+        let claimed = self
+            .state
+            .claim_deletes(&[row], deadline + chrono::Duration::minutes(1), Utc::now())
             .await
             .map_err(|e| e.to_string())?;
+        if claimed.is_empty() {
+            return Err("held by an operator (see status): never deleted".into());
+        }
+        let started = match retry_plain(deadline, || ps.provider.delete(&o.snapshot_id)).await {
+            Ok(started) => started,
+            Err(e) => {
+                if let Err(drop) = self.state.drop_delete_claim(row).await {
+                    warn!(row, error = %drop, "cannot drop a delete claim; it ends by itself");
+                }
+                return Err(e.to_string());
+            }
+        };
         match started {
             DeleteStarted::AlreadyGone => {
                 self.state
