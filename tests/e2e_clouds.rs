@@ -600,6 +600,28 @@ fn restore_into_new(c: &Cloud, newest: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(stdout.contains("into new resource"), "{stdout}");
+    // The audit trail says what was restored to what, by whom.
+    let audit =
+        c.wd.state()
+            .audit_log(chrono::DateTime::<chrono::Utc>::MIN_UTC, None)
+            .expect("audit trail");
+    let restores: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == snapwarden::state::AuditAction::Restore)
+        .collect();
+    assert_eq!(restores.len(), 1, "{audit:#?}");
+    assert_eq!(restores[0].snapshot.as_deref(), Some(newest));
+    assert_eq!(restores[0].target.as_deref(), Some(c.target.as_str()));
+    assert!(
+        restores[0].detail.contains(newest) && restores[0].detail.contains("into new"),
+        "{:?}",
+        restores[0]
+    );
+    assert!(
+        !restores[0].actor.starts_with("daemon"),
+        "{:?}",
+        restores[0]
+    );
     match c.kind {
         Kind::QingCloud => {
             assert!(stdout.contains("into new resource vol-"), "{stdout}");
@@ -642,4 +664,14 @@ fn restore_in_place(c: &Cloud) {
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(stdout.contains(&done), "{stdout}");
     assert_eq!(c.requests(action).len(), 1);
+    let audit =
+        c.wd.state()
+            .audit_log(chrono::DateTime::<chrono::Utc>::MIN_UTC, None)
+            .expect("audit trail");
+    let restores: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == snapwarden::state::AuditAction::Restore)
+        .collect();
+    assert_eq!(restores.len(), 1, "only the one done: {audit:#?}");
+    assert!(restores[0].detail.contains("in place"), "{:?}", restores[0]);
 }

@@ -440,6 +440,21 @@ fn orphans_lists_and_deletes_only_what_is_ours() {
     for id in [&manual_db, &db_own[1], &db_own[2]] {
         assert!(live1.contains(id), "{id} must stay");
     }
+    // Each delete is in the audit trail, saying which kind of orphan.
+    let audit = wd
+        .state()
+        .audit_log(chrono::DateTime::<Utc>::MIN_UTC, None)
+        .expect("audit trail");
+    let mut audited: Vec<String> = audit
+        .iter()
+        .filter(|e| e.action == snapwarden::state::AuditAction::Delete)
+        .map(|e| {
+            assert!(e.detail.starts_with("orphan ("), "{e:?}");
+            e.snapshot.clone().unwrap_or_default()
+        })
+        .collect();
+    audited.sort();
+    assert_eq!(audited, expected);
 
     let out = wd.run(&cfg, &["orphans"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -531,6 +546,29 @@ fn sighup_that_would_delete_too_much_holds_until_prune_yes() {
     let after_confirm = sim.deleted_ids().len();
     assert!(after_confirm >= 11, "{after_confirm}");
     assert!(wd.state().delete_holds().expect("holds").is_empty());
+    // The audit trail has the operator's confirmation of what the hold
+    // held back, and the deletes it let through, by the same user.
+    let audit = wd
+        .state()
+        .audit_log(chrono::DateTime::<chrono::Utc>::MIN_UTC, Some("db"))
+        .expect("audit trail");
+    let confirm = audit
+        .iter()
+        .find(|e| e.action == snapwarden::state::AuditAction::Confirm)
+        .unwrap_or_else(|| panic!("no confirm entry: {audit:#?}"));
+    assert!(
+        confirm.detail.contains("prune --yes") && confirm.detail.contains("deletions held since"),
+        "{confirm:?}"
+    );
+    assert!(!confirm.actor.starts_with("daemon"), "{confirm:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == snapwarden::state::AuditAction::Delete
+                && e.actor == confirm.actor
+                && e.at >= confirm.at),
+        "{audit:#?}"
+    );
 
     write_config(&wd, &sim, "metrics_listen = \"127.0.0.1:0\"", &[body(2)]);
     let daemon = Daemon::start(&cfg, SECRET);

@@ -115,6 +115,39 @@ async fn a_listing_that_misses_the_slot_is_not_taken_as_absent() {
     let rows = engine.state.all_snapshots().await.expect("ledger");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].snapshot_id, "snap-made");
+    // The audit trail has the adopted snapshot's create, once, saying so.
+    let audit = engine
+        .state
+        .audit_log(DateTime::<Utc>::MIN_UTC, None)
+        .await
+        .expect("audit trail");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, crate::state::AuditAction::Create);
+    assert_eq!(audit[0].snapshot.as_deref(), Some("snap-made"));
+    assert!(audit[0].detail.contains("adopted"), "{:?}", audit[0]);
+}
+
+/// A failed audit write is logged and fails nothing: the run succeeds
+/// on a ledger whose audit trail cannot be written.
+#[tokio::test]
+async fn a_failed_audit_write_fails_no_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Arc::new(FakeCloud::default());
+    let (engine, config, _stop) = engine_with(dir.path(), cloud.clone());
+    let engine = engine.with_actor("daemon (node t)");
+    let ledger = SqliteLedger::open(&dir.path().join("s.db")).expect("ledger");
+    ledger
+        .record_audit(&[])
+        .expect("nothing recorded for nothing");
+    // Another connection on the same file drops the table.
+    rusqlite::Connection::open(dir.path().join("s.db"))
+        .and_then(|c| c.execute_batch("DROP TABLE audit_log"))
+        .expect("drop the audit trail");
+    let report = engine.run(&config.policies[0], "vol-1", Utc::now()).await;
+    assert!(
+        matches!(report.outcome, RunOutcome::Succeeded { created: 1, .. }),
+        "{report:?}"
+    );
 }
 
 /// Two listings in a row that agree and miss the slot: absent for sure,
