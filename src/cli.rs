@@ -73,6 +73,10 @@ pub enum Command {
         /// Only this target of the policy.
         #[arg(long)]
         target: Option<String>,
+        /// Hold the snapshot(s) this run makes for this long (e.g. 14d): kept
+        /// outside retention, like `hold`, with the reason "on demand".
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        keep_for: Option<std::time::Duration>,
     },
     /// Retention alone.
     Prune {
@@ -120,6 +124,42 @@ pub enum Command {
         /// Why: shown by status, in the ledger and in the skipped runs.
         #[arg(long)]
         reason: String,
+    },
+    /// Keep a snapshot (--snapshot) or every snapshot a target has now
+    /// from ever being deleted, outside retention, until --for/--until
+    /// ends or `release`. Marked on the cloud where it has a field for it.
+    Hold {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        target: String,
+        /// Only this snapshot (the cloud's id), not every one the target has.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The hold ends by itself after this long (e.g. 30d).
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "until")]
+        for_: Option<std::time::Duration>,
+        /// The hold ends at this time: RFC 3339, or a date (and HH:MM) in
+        /// the policy's time zone.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Why: shown by plan and status, kept in the ledger and the audit trail.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a hold made with `hold` (the one of --snapshot, or the
+    /// target-wide one).
+    Release {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        snapshot: Option<String>,
     },
     /// Lift a pause made with `pause` (the one of --policy, or the
     /// every-policy one).

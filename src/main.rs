@@ -35,9 +35,46 @@ fn main() -> ExitCode {
                 config,
                 policy,
                 target,
-            } => commands::snapshot::run(&config.path, &policy, target.as_deref())
+                keep_for,
+            } => commands::snapshot::run(&config.path, &policy, target.as_deref(), keep_for)
                 .await
                 .into(),
+            Command::Hold {
+                config,
+                policy,
+                target,
+                snapshot,
+                for_,
+                until,
+                reason,
+            } => commands::hold::hold(
+                &config.path,
+                commands::hold::Scope {
+                    policy: &policy,
+                    target: &target,
+                    snapshot: snapshot.as_deref(),
+                },
+                for_,
+                until.as_deref(),
+                &reason,
+            )
+            .await
+            .into(),
+            Command::Release {
+                config,
+                policy,
+                target,
+                snapshot,
+            } => commands::hold::release(
+                &config.path,
+                commands::hold::Scope {
+                    policy: &policy,
+                    target: &target,
+                    snapshot: snapshot.as_deref(),
+                },
+            )
+            .await
+            .into(),
             Command::Prune {
                 config,
                 policy,

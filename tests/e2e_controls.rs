@@ -444,3 +444,214 @@ fn report_counts_what_the_daemon_did() {
     assert_eq!(wrong.status.code(), Some(2), "{}", output_text(&wrong));
     assert!(output_text(&wrong).contains("no policy named \"nope\""));
 }
+
+/// A held snapshot outlives retention and counts towards no rule; it is
+/// marked on the cloud, shown by plan, status and history; `release`
+/// hands it back to retention. `snapshot --keep-for` holds what it makes.
+#[test]
+fn a_held_snapshot_is_kept_outside_retention_until_released() {
+    let (sim, wd) = sim_with_volumes("100ms", &[VOLUME]);
+    let policy = qc_policy(
+        "db",
+        &[VOLUME],
+        "* * * * * *",
+        "retain = 2\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\ntimeout = \"1m\"",
+    );
+    let text = wd.qingcloud_config(&sim, SECRET, &policy);
+    let cfg = wd.write_config(&text);
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    // The same policy never due, for the one-shot runs.
+    let once = wd.dir.path().join("once.toml");
+    std::fs::write(&once, text.replace("\"* * * * * *\"", "\"0 0 0 1 1 *\"")).expect("write");
+    let as_ann = |args: &[&str]| {
+        let mut all = vec![args[0], "-c", once.to_str().expect("utf-8")];
+        all.extend_from_slice(&args[1..]);
+        std::process::Command::new(BIN)
+            .args(&all)
+            .env(secret_env_name(SECRET), SECRET)
+            .env("USER", "ann")
+            .env_remove("SUDO_USER")
+            .output()
+            .expect("run snapwarden")
+    };
+    let own_live = || -> Vec<serde_json::Value> {
+        sim.live_snapshots(VOLUME)
+            .into_iter()
+            .filter(|s| s["manual"] == false)
+            .collect()
+    };
+    // Two runs now, in two seconds (an on-demand run's slot is its second).
+    for _ in 0..2 {
+        let out = as_ann(&["snapshot", "--policy", "db"]);
+        assert!(out.status.success(), "{}", output_text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(1010));
+    }
+    assert_eq!(own_live().len(), 2);
+    let oldest = own_live()
+        .into_iter()
+        .min_by_key(|s| s["create_time"].as_str().unwrap_or_default().to_string())
+        .expect("a snapshot");
+    let held = oldest["snapshot_id"].as_str().expect("id").to_string();
+
+    // A typo protects nothing: it is refused.
+    let typo = as_ann(&[
+        "hold",
+        "--policy",
+        "db",
+        "--target",
+        VOLUME,
+        "--snapshot",
+        "ss-nope",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(typo.status.code(), Some(2), "{}", output_text(&typo));
+    assert!(output_text(&typo).contains("has no snapshot \"ss-nope\""));
+
+    let out = as_ann(&[
+        "hold",
+        "--policy",
+        "db",
+        "--target",
+        VOLUME,
+        "--snapshot",
+        &held,
+        "--for",
+        "30d",
+        "--reason",
+        "legal case 7",
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let said = output_text(&out);
+    assert!(said.contains("by ann, because legal case 7"), "{said}");
+    assert!(
+        said.contains("marked 1 of 1 snapshot(s) on the cloud (description)"),
+        "{said}"
+    );
+    let marked = |id: &str| {
+        sim.snapshots()
+            .into_iter()
+            .find(|s| s["snapshot_id"] == id)
+            .map(|s| s["description"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        marked(&held).contains("snapwarden hold until"),
+        "{}",
+        marked(&held)
+    );
+    assert!(marked(&held).contains("legal case 7"));
+
+    // An on-demand snapshot held for two weeks.
+    let out = as_ann(&["snapshot", "--policy", "db", "--keep-for", "14d"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let state = wd.state();
+    let holds = state.holds(Utc::now()).expect("holds");
+    assert_eq!(holds.len(), 2, "{holds:?}");
+    let on_demand = holds
+        .iter()
+        .find(|h| h.snapshot_id.as_deref() != Some(held.as_str()))
+        .expect("the on-demand hold");
+    assert!(on_demand.reason.starts_with("on demand"), "{on_demand:?}");
+    assert_eq!(on_demand.by, "ann");
+    let until = on_demand.until.expect("an end");
+    assert!(
+        (until - Utc::now() - chrono::Duration::days(14))
+            .num_seconds()
+            .abs()
+            < 60
+    );
+    let kept_on_demand = on_demand.snapshot_id.clone().expect("an id");
+
+    // Many runs later, with retain = 2: both held ones are still there,
+    // and two more that retention keeps.
+    let daemon = Daemon::start(&cfg, SECRET);
+    let deletes_before = sim.requests("DeleteSnapshots").len();
+    wait_for("retention at work", MINUTE, || {
+        (sim.requests("DeleteSnapshots").len() >= deletes_before + 4).then_some(())
+    });
+    daemon.stop();
+    let live: Vec<String> = own_live()
+        .iter()
+        .map(|s| s["snapshot_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(live.contains(&held), "{live:?}");
+    assert!(live.contains(&kept_on_demand), "{live:?}");
+    // Two held, two by retain, and perhaps the one of a run the stop
+    // interrupted before its prune.
+    assert!(
+        (4..=5).contains(&live.len()),
+        "two held, two by retain: {live:?}"
+    );
+    let named = |id: &str| {
+        sim.requests("DeleteSnapshots")
+            .iter()
+            .any(|r| r["params"]["snapshots.1"] == id)
+    };
+    assert!(
+        !named(&held) && !named(&kept_on_demand),
+        "a delete named a held snapshot"
+    );
+
+    let plan = wd.json_ok(&["plan", "--json", "-c", cfg_arg], SECRET);
+    let why = plan[0]["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .find(|s| s["id"] == held.as_str())
+        .map(|s| s["reasons"].to_string())
+        .unwrap_or_default();
+    assert!(
+        why.contains("held until") && why.contains("by ann, because legal case 7"),
+        "{plan}"
+    );
+    let status = wd.json_ok(&["status", "-c", cfg_arg, "--json"], SECRET);
+    assert_eq!(
+        status["holds"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(status["holds"][0]["by"], "ann");
+
+    let out = as_ann(&[
+        "release",
+        "--policy",
+        "db",
+        "--target",
+        VOLUME,
+        "--snapshot",
+        &held,
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("released snapshot"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        !marked(&held).contains("hold"),
+        "unmarked: {}",
+        marked(&held)
+    );
+    // Back under retention: the next run's prune deletes it.
+    let daemon = Daemon::start(&cfg, SECRET);
+    wait_for("the released one deleted", MINUTE, || {
+        named(&held).then_some(())
+    });
+    daemon.stop();
+
+    let history = wd.json_ok(&["history", "-c", cfg_arg, "--json"], SECRET);
+    let entries = history.as_array().expect("entries");
+    let by_ann = |action: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == "ann" && e["snapshot"] == held.as_str())
+    };
+    assert!(by_ann("hold") && by_ann("release"), "{history}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "hold" && e["snapshot"] == kept_on_demand.as_str()),
+        "{history}"
+    );
+}

@@ -4,7 +4,8 @@
 //! request did — and restarted each time, against the same simulator and
 //! state database. At the end no slot has two snapshots, every marked
 //! snapshot is in the ledger, retention holds, and no manual snapshot was
-//! touched. And no slot is a silent gap: every run that succeeded has a
+//! touched. Now and then an operator holds a live snapshot while the
+//! daemon runs: no delete request names it after that. And no slot is a silent gap: every run that succeeded has a
 //! good snapshot of every volume of its target (one fleet is a KakaoCloud
 //! instance of two volumes), and every run that failed or was skipped was
 //! alerted.
@@ -405,7 +406,7 @@ struct Verdict {
 
 /// Reads the simulator, the ledger (through `view`), the alerts and the
 /// daemons' logs after the settle and the final prune.
-fn verdicts(bench: &Bench, view: &View, logs: &[Lines]) -> Verdict {
+fn verdicts(bench: &Bench, view: &View, logs: &[Lines], held: &[HeldSnap]) -> Verdict {
     let Bench { sim, wd, fleets } = bench;
     let ledger = view.all_snapshots();
     let runs_by_state = {
@@ -497,10 +498,12 @@ fn verdicts(bench: &Bench, view: &View, logs: &[Lines]) -> Verdict {
         }
         for t in &f.targets {
             for v in f.volumes_of(t) {
+                // Held snapshots are kept outside retention.
                 let own_live = snaps
                     .iter()
                     .filter(|s| s.live && s.source == v)
                     .filter(|s| s.marker.as_ref().is_some_and(|(p, _, _)| *p == f.policy))
+                    .filter(|s| !held.iter().any(|h| h.names(&s.id) || h.names(&s.name)))
                     .count();
                 if own_live > RETAIN as usize {
                     problems.push(format!(
@@ -556,6 +559,31 @@ fn verdicts(bench: &Bench, view: &View, logs: &[Lines]) -> Verdict {
             .iter()
             .map(|r| r.to_string())
             .collect();
+        let all_deletes = kind.requests(sim, kind.delete_action());
+        for h in held.iter().filter(|h| h.policy == f.policy) {
+            let after: Vec<String> = all_deletes
+                .iter()
+                .skip(h.deletes_before)
+                .map(|r| r.to_string())
+                .filter(|d| h.named_in(d))
+                .collect();
+            if !after.is_empty() {
+                problems.push(format!(
+                    "{kind:?}: held snapshot {} was named by a delete request after its hold: {after:?}",
+                    h.snapshot_id
+                ));
+            }
+            let named_before = all_deletes
+                .iter()
+                .take(h.deletes_before)
+                .any(|r| h.named_in(&r.to_string()));
+            let live = snaps
+                .iter()
+                .any(|s| s.live && (h.names(&s.id) || h.names(&s.name)));
+            if !live && !named_before {
+                problems.push(format!("{kind:?}: held snapshot {} is gone", h.snapshot_id));
+            }
+        }
         for id in &f.foreign {
             match snaps.iter().find(|s| s.id == *id) {
                 Some(s) if s.live => {}
@@ -581,6 +609,92 @@ fn verdicts(bench: &Bench, view: &View, logs: &[Lines]) -> Verdict {
         panics: count_in(logs, "panicked"),
         adopted: count_in(logs, "adopting it"),
         resumed: count_in(logs, "resuming run"),
+    }
+}
+
+/// A snapshot an operator held (with no end) while the daemon ran.
+struct HeldSnap {
+    policy: String,
+    /// As the ledger has it (Lightsail: `DiskSnapshot/NAME`).
+    snapshot_id: String,
+    /// How many delete requests its dialect had seen before the hold.
+    deletes_before: usize,
+}
+
+impl HeldSnap {
+    /// Whether a cloud's id or name is this snapshot's.
+    fn names(&self, id: &str) -> bool {
+        !id.is_empty()
+            && (self.snapshot_id == id || self.snapshot_id.rsplit('/').next() == Some(id))
+    }
+
+    /// Whether a logged request names this snapshot.
+    fn named_in(&self, request: &str) -> bool {
+        let short = self.snapshot_id.rsplit('/').next().unwrap_or_default();
+        request.contains(&format!("\"{short}\""))
+            || request.contains(&format!("{short}\""))
+            || request.contains(&format!("/{short}"))
+    }
+}
+
+/// Hold one live snapshot the ledger has, picked at random, with
+/// `snapwarden hold` beside the running daemon (as an operator would). A
+/// hold may come too late (a delete of it claimed meanwhile): then it is
+/// refused, which is fine; anything else is not.
+fn hold_one(bench: &Bench, cfg: &Path, rng: &mut StdRng, held: &mut Vec<HeldSnap>) {
+    let Some(view) = View::sqlite(&bench.wd) else {
+        return;
+    };
+    let live: Vec<SnapshotRow> = view
+        .all_snapshots()
+        .into_iter()
+        .filter(|r| r.state == LedgerState::Available)
+        .filter(|r| !held.iter().any(|h| h.snapshot_id == r.snapshot_id))
+        .collect();
+    if live.is_empty() {
+        return;
+    }
+    let row = &live[rng.random_range(0..live.len())];
+    let Some(fleet) = bench.fleets.iter().find(|f| f.policy == row.policy) else {
+        return;
+    };
+    let deletes_before = fleet
+        .kind
+        .requests(&bench.sim, fleet.kind.delete_action())
+        .len();
+    let out = clouds::cmd(
+        bench.wd.dir.path(),
+        &[
+            "hold",
+            "-c",
+            cfg.to_str().expect("utf-8 path"),
+            "--policy",
+            &row.policy,
+            "--target",
+            &row.target,
+            "--snapshot",
+            &row.snapshot_id,
+            "--reason",
+            "torture: legal hold",
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        held.push(HeldSnap {
+            policy: row.policy.clone(),
+            snapshot_id: row.snapshot_id.clone(),
+            deletes_before,
+        });
+    } else {
+        assert!(
+            text.contains("not held:") || text.contains("has no snapshot"),
+            "hold of {} failed: {text}",
+            row.snapshot_id
+        );
     }
 }
 
@@ -623,9 +737,13 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
 
     let mut kills = Kills::default();
     let mut logs: Vec<Lines> = Vec::new();
+    let mut held: Vec<HeldSnap> = Vec::new();
     while kills.all < kills_wanted || started.elapsed() < seconds_wanted {
         let daemon = clouds::daemon(wd.dir.path(), &cfg);
         logs.push(daemon.log.clone());
+        if kills.all % 5 == 2 {
+            hold_one(&bench, &cfg, &mut rng, &mut held);
+        }
         wait_for_kill_moment(sim, &mut rng, &mut kills);
         daemon.kill9();
         kills.all += 1;
@@ -643,7 +761,9 @@ fn sigkill_at_random_moments_never_duplicates_loses_or_wrongly_deletes() {
     final_prune(wd, &settle_cfg);
 
     let view = View::sqlite(wd).expect("open state read-only");
-    let v = verdicts(&bench, &view, &logs);
+    let v = verdicts(&bench, &view, &logs, &held);
+    assert!(!held.is_empty(), "no hold was placed");
+    println!("torture holds: {} placed", held.len());
     println!(
         "torture figures: seed {seed}; kills {} (after a create request {}, after a delete request {}); \
          marked snapshots created {}, deleted by retention {}; adopted by name {}, runs resumed {}; \
@@ -844,7 +964,7 @@ fn two_nodes_sigkill_whichever_leads_never_duplicates_loses_or_wrongly_deletes()
     final_prune(wd, &settle_cfg);
 
     let view = View::postgres(&url).expect("the shared ledger");
-    let v = verdicts(&bench, &view, &logs);
+    let v = verdicts(&bench, &view, &logs, &[]);
     println!(
         "torture figures (two nodes): seed {seed}; kills of the leader {} (after a create request {}, after a delete request {}); \
          nodes that exited by themselves {}; takeovers {}, slowest handover {slowest_handover:.1?}; \

@@ -17,6 +17,7 @@ pub mod check;
 pub mod demo;
 pub mod generate;
 pub mod history;
+pub mod hold;
 pub mod login;
 pub mod migrate_state;
 pub mod monitor;

@@ -4,12 +4,32 @@ use std::path::Path;
 
 use chrono::{SubsecRound, Utc};
 
-use super::{load_config_and_log, open_engine, select_policies, Access, Exit, Outcome};
-use crate::engine::RunOutcome;
+use std::time::Duration;
 
-pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
+use super::{load_config_and_log, open_engine, select_policies, who, Access, Exit, Outcome};
+use crate::engine::{Keep, RunOutcome};
+
+pub async fn run(
+    path: &Path,
+    policy: &str,
+    target: Option<&str>,
+    keep_for: Option<Duration>,
+) -> Outcome {
     let config = load_config_and_log(path, "info")?;
     let policy = select_policies(&config, Some(policy))?[0].clone();
+    // Checked before anything is created.
+    let keep = match keep_for {
+        None => None,
+        Some(d) => Some(Keep {
+            until: super::hold::hold_end(Some(d), None, policy.schedule.timezone(), Utc::now())?
+                .unwrap_or_else(Utc::now),
+            by: who(),
+            reason: format!(
+                "on demand (`snapshot --keep-for {}`)",
+                humantime::format_duration(d)
+            ),
+        }),
+    };
     let engine = open_engine(&config, Access::Write).await?;
     // A selector is resolved now; if its listing fails, the explicit
     // targets still run and the command fails.
@@ -41,7 +61,8 @@ pub async fn run(path: &Path, policy: &str, target: Option<&str>) -> Outcome {
         let engine = engine.clone();
         let policy = policy.clone();
         let t = t.clone();
-        async move { engine.run(&policy, &t, slot).await }
+        let keep = keep.clone();
+        async move { engine.run_keeping(&policy, &t, slot, keep).await }
     });
     let reports = futures::future::join_all(runs).await;
     let mut failed = 0;

@@ -12,7 +12,9 @@
 //! "age_seconds"}]}], "leadership": null | {"leader": {"node", "epoch",
 //! "since", "expires_at", "expired"} | null, "nodes": [{"node", "role",
 //! "started_at", "seen_at"}]}, "pauses": [{"policy" (null: every policy),
-//! "reason", "by", "since", "until"}]}`. Times are RFC 3339 UTC; absent
+//! "reason", "by", "since", "until"}], "holds": [{"policy", "target",
+//! "snapshot_id" (null: the target-wide hold), "reason", "by", "since",
+//! "until"}]}`. Times are RFC 3339 UTC; absent
 //! values are null. `leadership` is set for a ledger shared by several
 //! nodes (`state_url`).
 
@@ -41,6 +43,10 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
     let now = Utc::now();
     let pauses = state.pauses(now).await.unwrap_or_else(|e| {
         eprintln!("warning: cannot read the pauses: {e}");
+        Vec::new()
+    });
+    let holds = state.holds(now).await.unwrap_or_else(|e| {
+        eprintln!("warning: cannot read the holds: {e}");
         Vec::new()
     });
     let next_run = |policy: &str| {
@@ -95,6 +101,15 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
                 "since": p.since.to_rfc3339(),
                 "until": p.until.map(|t| t.to_rfc3339()),
             })).collect::<Vec<_>>(),
+            "holds": holds.iter().map(|h| json!({
+                "policy": h.policy,
+                "target": h.target,
+                "snapshot_id": h.snapshot_id,
+                "reason": h.reason,
+                "by": h.by,
+                "since": h.since.to_rfc3339(),
+                "until": h.until.map(|t| t.to_rfc3339()),
+            })).collect::<Vec<_>>(),
         });
         say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
@@ -108,6 +123,20 @@ pub async fn run(path: &Path, as_json: bool) -> Outcome {
             .as_ref()
             .map_or("every policy".to_string(), |name| format!("policy {name}"));
         say!("paused: {scope} {} (its slots are skipped)", p.describe());
+    }
+    for h in &holds {
+        let what = h.snapshot_id.as_ref().map_or_else(
+            || {
+                format!(
+                    "every snapshot of {}/{} made before {}",
+                    h.policy,
+                    h.target,
+                    h.since.format("%Y-%m-%dT%H:%M:%SZ")
+                )
+            },
+            |id| format!("snapshot {id} of {}/{}", h.policy, h.target),
+        );
+        say!("hold: {what}: {}", h.describe());
     }
     if summaries.is_empty() {
         say!("no runs recorded yet in {}", state.location());

@@ -128,6 +128,17 @@ pub struct Begun {
     started: DateTime<Utc>,
     /// This process carries the run out while the claim lives.
     _claim: Arc<Claim>,
+    /// Hold what the run makes (`snapshot --keep-for`): kept outside
+    /// retention from before the run's prune on.
+    pub keep: Option<Keep>,
+}
+
+/// An on-demand run's hold on the snapshots it makes.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    pub until: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
 }
 
 /// The runs this process is carrying out, by ledger id.

@@ -378,7 +378,10 @@ impl Engine {
                 error!(policy = %policy.name, target, snapshot = %id, "refusing a delete that breaks a guard");
                 continue;
             }
-            if !self.claim_delete(policy, target, row.id, id, deadline).await? {
+            if !self
+                .claim_delete(policy, target, row.id, id, deadline)
+                .await?
+            {
                 continue;
             }
             match self

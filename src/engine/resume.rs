@@ -184,7 +184,8 @@ impl Engine {
             }
             _ => Ok(()),
         };
-        self.conclude(&ps, policy, target, run.id, result).await
+        self.conclude(&ps, policy, target, run.id, result, None)
+            .await
     }
 
     /// A run is good only when every snapshot it made is good. After the

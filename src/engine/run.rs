@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use super::hooks::Thaw;
 use super::{
     ledger_state, note_throttle, poll_plan, report, too_late, Begun, Claim, Engine, EngineError,
-    OpOutcome, ProviderSlot, PruneMode, RetryPolicy, RunOutcome, RunReport, Started,
+    Keep, OpOutcome, ProviderSlot, PruneMode, RetryPolicy, RunOutcome, RunReport, Started,
 };
 use crate::config::Policy;
 use crate::hooks::Outcome;
@@ -21,7 +21,7 @@ use crate::observe::events::{
 use crate::providers::{
     self, CreateRequest, Created, ErrorKind, Marker, ProviderError, RemoteSnapshot, SnapshotState,
 };
-use crate::state::{AuditAction, Begin, LedgerState, NewRun, OpRow, RunState};
+use crate::state::{AuditAction, Begin, LedgerState, NewRun, OpRow, RunState, SnapshotHold};
 
 impl Engine {
     /// Run one (policy, target, slot) from intent to pruning.
@@ -31,8 +31,23 @@ impl Engine {
         target: &str,
         slot: DateTime<Utc>,
     ) -> RunReport {
+        self.run_keeping(policy, target, slot, None).await
+    }
+
+    /// [`Engine::run`], holding what the run makes (`keep`) before its
+    /// prune.
+    pub async fn run_keeping(
+        self: &Arc<Self>,
+        policy: &Policy,
+        target: &str,
+        slot: DateTime<Utc>,
+        keep: Option<Keep>,
+    ) -> RunReport {
         match self.begin(policy, target, slot).await {
-            Ok(Ok(begun)) => self.execute(policy, begun).await,
+            Ok(Ok(mut begun)) => {
+                begun.keep = keep;
+                self.execute(policy, begun).await
+            }
             Ok(Err(outcome)) => report(policy, target, slot, outcome),
             Err(e) => report(policy, target, slot, RunOutcome::Failed(e.to_string())),
         }
@@ -162,6 +177,7 @@ impl Engine {
                         full,
                         started: now,
                         _claim: Arc::new(claim),
+                        keep: None,
                     })
                 }
                 (Begin::Started(run_id), None) => {
@@ -229,8 +245,15 @@ impl Engine {
                 false,
             )
             .await;
-        self.conclude(&ps, policy, target, begun.run_id, result)
-            .await
+        self.conclude(
+            &ps,
+            policy,
+            target,
+            begun.run_id,
+            result,
+            begun.keep.as_ref(),
+        )
+        .await
     }
 
     /// Decide whether the next snapshot of a target starts a new chain.
@@ -451,6 +474,40 @@ impl Engine {
     }
 
     /// Record how a run ended and prune after a success.
+    /// Hold every snapshot run `run_id` made (`snapshot --keep-for`), and
+    /// record it in the audit trail.
+    async fn hold_made(
+        &self,
+        policy: &Policy,
+        target: &str,
+        run_id: i64,
+        keep: &Keep,
+    ) -> Result<(), EngineError> {
+        let now = Utc::now();
+        for row in self.state.run_snapshots(run_id).await? {
+            let hold = SnapshotHold {
+                policy: policy.name.clone(),
+                target: target.to_string(),
+                snapshot_id: Some(row.snapshot_id.clone()),
+                reason: keep.reason.clone(),
+                by: keep.by.clone(),
+                since: now,
+                until: Some(keep.until),
+            };
+            self.state.hold(&hold, now).await?;
+            info!(policy = %policy.name, target, snapshot = %row.snapshot_id, until = %keep.until, "held on demand");
+            self.audit(vec![self.audit_entry(
+                AuditAction::Hold,
+                &policy.name,
+                target,
+                &row.snapshot_id,
+                hold.describe(),
+            )])
+            .await;
+        }
+        Ok(())
+    }
+
     pub(super) async fn conclude(
         &self,
         ps: &ProviderSlot,
@@ -458,6 +515,7 @@ impl Engine {
         target: &str,
         run_id: i64,
         result: Result<(), EngineError>,
+        keep: Option<&Keep>,
     ) -> Result<RunOutcome, EngineError> {
         let created = self.state.run_snapshots(run_id).await?.len();
         match result {
@@ -505,6 +563,19 @@ impl Engine {
             target,
             at: Utc::now(),
         });
+        // What an on-demand run made is held before its prune, so it
+        // counts towards no rule from the start.
+        if let Some(keep) = keep {
+            if let Err(e) = self.hold_made(policy, target, run_id, keep).await {
+                let msg =
+                    format!("the snapshot was taken but could not be held: {e}; nothing pruned");
+                error!(policy = %policy.name, target, error = %msg, "hold failed");
+                self.state
+                    .set_run_state(run_id, RunState::Succeeded, Some(&msg), Utc::now())
+                    .await?;
+                return Ok(RunOutcome::Failed(msg));
+            }
+        }
         let report = match self
             .prune_with(ps, policy, target, PruneMode::Budgeted)
             .await

@@ -81,7 +81,10 @@ pub fn lightsail_tag<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// `snapwarden policy=P target=T slot=S` (Remark / description marker).
+/// An operator's hold, marked after it (`<marker> | hold: <note>`), is not
+/// part of it.
 fn description_marker(text: &str) -> Option<(String, String, String)> {
+    let text = text.split(" | hold: ").next().unwrap_or(text);
     let mut words = text.trim().split(' ');
     if words.next()? != "snapwarden" {
         return None;
