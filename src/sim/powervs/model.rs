@@ -189,7 +189,12 @@ impl Default for PvsState {
 }
 
 impl PvsState {
-    /// A JWT-shaped access token (IBM's are JWTs) carrying `exp`.
+    /// A well-formed JWT, as IBM IAM hands out: three base64url segments
+    /// without padding. IBM's SDKs decode the claims (without checking the
+    /// signature) and read `exp` and `iat` to plan the refresh, so the
+    /// header and claims are JSON and the signature segment is 256 bytes,
+    /// the length of an RS256 signature with a 2048-bit key. The simulator
+    /// recognises its tokens by looking them up, never by the signature.
     pub(crate) fn issue_access(
         &mut self,
         issuer: Issuer,
@@ -197,18 +202,7 @@ impl PvsState {
     ) -> (String, DateTime<Utc>) {
         let lifetime = chrono::Duration::from_std(self.token_lifetime).unwrap_or_default();
         let expires = now + lifetime;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let header = b64.encode(br#"{"kid":"sim","alg":"RS256"}"#);
-        let claims = b64.encode(
-            json!({
-                "iss": "snapwarden-sim",
-                "sub": match issuer { Issuer::Iam => "iam-ServiceId-sim", Issuer::Ip4g => "ip4g-user-sim" },
-                "iat": now.timestamp(),
-                "exp": expires.timestamp(),
-            })
-            .to_string(),
-        );
-        let token = format!("{header}.{claims}.{}", random_id("", 43));
+        let token = jwt(issuer, now, expires);
         self.access_tokens.insert(token.clone(), (issuer, expires));
         let key = match issuer {
             Issuer::Iam => "iam",
@@ -303,6 +297,52 @@ impl PvsState {
     }
 }
 
+/// IAM's key id names the signing key by date, and the header starts
+/// with it (real tokens begin `eyJraWQiOi`).
+const JWT_KID: &str = "20260101";
+
+/// The length of an RS256 signature made with a 2048-bit RSA key.
+pub(crate) const JWT_SIGNATURE_LEN: usize = 256;
+
+/// A JWT with IAM's header and the claims IBM's SDKs read; the signature
+/// is random bytes of an RS256 signature's length (nobody can check it).
+fn jwt(issuer: Issuer, now: DateTime<Utc>, expires: DateTime<Utc>) -> String {
+    use rand::Rng;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"kid": JWT_KID, "alg": "RS256", "typ": "JWT"});
+    let (sub, grant) = match issuer {
+        Issuer::Iam => (
+            "iam-ServiceId-sim",
+            "urn:ibm:params:oauth:grant-type:apikey",
+        ),
+        Issuer::Ip4g => ("ip4g-user-sim", "refresh_token"),
+    };
+    let claims = json!({
+        "iam_id": sub,
+        "id": sub,
+        "realmid": "iam",
+        "jti": uuid_like(),
+        "identifier": sub,
+        "sub": sub,
+        "sub_type": "ServiceId",
+        "account": {"valid": true, "bss": "simaccount"},
+        "iat": now.timestamp(),
+        "exp": expires.timestamp(),
+        "iss": "snapwarden-sim",
+        "grant_type": grant,
+        "scope": "ibm openid",
+        "client_id": "default",
+    });
+    let mut signature = [0u8; JWT_SIGNATURE_LEN];
+    rand::rng().fill(&mut signature[..]);
+    format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string()),
+        b64.encode(signature)
+    )
+}
+
 /// The CRN of a workspace in the simulator's one zone.
 pub(crate) fn default_crn(cid: &str) -> String {
     format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}::")
@@ -325,4 +365,48 @@ pub(crate) fn uuid_like() -> String {
         hex(4, &mut rng),
         hex(12, &mut rng)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use serde_json::Value;
+
+    use super::{Issuer, PvsState, JWT_SIGNATURE_LEN};
+
+    /// Every segment of every token decodes as strict base64url without
+    /// padding (what PyJWT needs), the claims carry `iat` and `exp`, the
+    /// signature has an RS256 signature's length, and the simulator still
+    /// knows each token it issued.
+    #[test]
+    fn access_tokens_are_well_formed_jwts() {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut pvs = PvsState::default();
+        let now = chrono::Utc::now();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..400 {
+            let issuer = if i % 2 == 0 { Issuer::Iam } else { Issuer::Ip4g };
+            let (token, expires) = pvs.issue_access(issuer, now);
+            let parts: Vec<&str> = token.split('.').collect();
+            assert_eq!(parts.len(), 3, "{token}");
+            assert!(
+                parts.iter().all(|p| !p.contains('=')),
+                "no padding: {token}"
+            );
+            let header: Value = serde_json::from_slice(&b64.decode(parts[0]).expect("header"))
+                .expect("header JSON");
+            assert_eq!(header["alg"], "RS256");
+            assert_eq!(header["typ"], "JWT");
+            assert!(header["kid"].is_string());
+            let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("claims"))
+                .expect("claims JSON");
+            assert_eq!(claims["iat"].as_i64(), Some(now.timestamp()));
+            assert_eq!(claims["exp"].as_i64(), Some(expires.timestamp()));
+            assert_eq!(expires - now, chrono::Duration::seconds(3600));
+            let signature = b64.decode(parts[2]).expect("signature");
+            assert_eq!(signature.len(), JWT_SIGNATURE_LEN);
+            assert!(pvs.access_tokens.contains_key(&token));
+            assert!(seen.insert(token), "tokens are unique");
+        }
+    }
 }
