@@ -116,7 +116,7 @@ impl Snap {
             .volume_ids
             .iter()
             .enumerate()
-            .map(|(i, vol)| (vol.clone(), json!(format!("{}-vs{i}", self.id))))
+            .map(|(i, vol)| (vol.clone(), json!(self.volume_snapshot_id(i))))
             .collect();
         json!({
             "snapshotID": self.id,
@@ -130,8 +130,38 @@ impl Snap {
             "creationDate": format_time(self.created),
             "lastUpdateDate": format_time(v.updated.max(self.updated)),
             "volumeSnapshots": vols,
-            "crn": format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{}:snapshot:{}", self.cloud_instance_id, self.id),
+            "crn": resource_crn(&self.cloud_instance_id, "snapshot", &self.id),
         })
+    }
+
+    /// The id of the volume snapshot of `volume` (the value of the
+    /// `volumeSnapshots` map, and the `id` of the `/v1/volume-snapshots`
+    /// view).
+    pub(crate) fn volume_snapshot_id(&self, index: usize) -> String {
+        format!("{}-vs{index}", self.id)
+    }
+
+    /// The `SnapshotV1` model of each of this snapshot's volume snapshots:
+    /// `size` in GiB is the size of its volume.
+    pub(crate) fn volume_snapshots_json(&self, now: DateTime<Utc>) -> Vec<Value> {
+        let v = self.view(now);
+        self.volume_ids
+            .iter()
+            .enumerate()
+            .map(|(i, vol)| {
+                let id = self.volume_snapshot_id(i);
+                json!({
+                    "id": id,
+                    "name": format!("{}-{i}", self.name),
+                    "size": volume_size_gib(vol) as f64,
+                    "status": v.status,
+                    "volumeID": vol,
+                    "creationDate": format_time(self.created),
+                    "updatedDate": format_time(v.updated.max(self.updated)),
+                    "crn": resource_crn(&self.cloud_instance_id, "volume-snapshot", &id),
+                })
+            })
+            .collect()
     }
 }
 
@@ -345,7 +375,26 @@ fn jwt(issuer: Issuer, now: DateTime<Utc>, expires: DateTime<Utc>) -> String {
 
 /// The CRN of a workspace in the simulator's one zone.
 pub(crate) fn default_crn(cid: &str) -> String {
-    format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}::")
+    resource_crn(cid, "", "")
+}
+
+/// A CRN in IBM's format `crn:v1:bluemix:public:power-iaas:LOCATION:
+/// a/ACCOUNT:SERVICE-INSTANCE:RESOURCE-TYPE:RESOURCE`: the workspace is
+/// the service instance, so a snapshot is `…:{cid}:snapshot:{id}` and an
+/// instance `…:{cid}:pvm-instance:{id}` (the workspace's own CRN leaves
+/// the last two empty).
+pub(crate) fn resource_crn(cid: &str, kind: &str, id: &str) -> String {
+    format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}:{kind}:{id}")
+}
+
+/// A volume's size in GiB, fixed by its id (10 to 200, a multiple of 10)
+/// so that every read of one volume agrees.
+pub(crate) fn volume_size_gib(volume_id: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms, unlike the std hasher.
+    let hash = volume_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    10 * (1 + hash % 20)
 }
 
 /// `8-4-4-4-12` lowercase hex-ish, like pcloud ids.
@@ -385,7 +434,11 @@ mod tests {
         let now = chrono::Utc::now();
         let mut seen = std::collections::HashSet::new();
         for i in 0..400 {
-            let issuer = if i % 2 == 0 { Issuer::Iam } else { Issuer::Ip4g };
+            let issuer = if i % 2 == 0 {
+                Issuer::Iam
+            } else {
+                Issuer::Ip4g
+            };
             let (token, expires) = pvs.issue_access(issuer, now);
             let parts: Vec<&str> = token.split('.').collect();
             assert_eq!(parts.len(), 3, "{token}");
