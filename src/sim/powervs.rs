@@ -49,6 +49,9 @@ const OP_PUT: &str = "pcloud.cloudinstances.snapshots.put";
 const OP_DELETE: &str = "pcloud.cloudinstances.snapshots.delete";
 const OP_LIST_INSTANCES: &str = "pcloud.pvminstances.getall";
 const OP_RESTORE: &str = "pcloud.pvminstances.snapshots.restore.post";
+const OP_GET_INSTANCE: &str = "pcloud.pvminstances.get";
+pub(crate) const OP_VOLUME_SNAPSHOTS: &str = "v1.volume-snapshots.getall";
+const OP_VOLUME_SNAPSHOT: &str = "v1.volume-snapshots.get";
 const OP_IAM: &str = "iam.token";
 const OP_IP4G: &str = "ip4g.token";
 const OP_DEVICE_CODE: &str = "ip4g.device.code";
@@ -85,6 +88,18 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances",
             get(pcloud(OP_LIST_INSTANCES, routes::list_instances)),
+        )
+        .route(
+            "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances/{pvm}",
+            get(pcloud(OP_GET_INSTANCE, routes::get_instance)),
+        )
+        .route(
+            "/powervs/v1/volume-snapshots",
+            get(by_crn(OP_VOLUME_SNAPSHOTS, routes::list_volume_snapshots)),
+        )
+        .route(
+            "/powervs/v1/volume-snapshots/{vsid}",
+            get(by_crn(OP_VOLUME_SNAPSHOT, routes::get_volume_snapshot)),
         )
         .route(
             "/powervs/pcloud/v1/cloud-instances/{cid}/pvm-instances/{pvm}/snapshots",
@@ -131,6 +146,25 @@ fn pcloud(
     }
 }
 
+/// A `/v1` route: no workspace in the path, the `CRN` header names it
+/// (IBM's Go client sends `Authorization` and `CRN` on these calls too).
+fn by_crn(
+    op: &'static str,
+    handler: Handler,
+) -> impl Fn(State<Simulator>, Path<HashMap<String, String>>, Request) -> Served
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(sim), Path(mut path), req| {
+        let ids = Ids {
+            sid: path.remove("vsid").unwrap_or_default(),
+            ..Ids::default()
+        };
+        Box::pin(serve(sim, req, op, Guard::Crn, ids, handler))
+    }
+}
+
 /// An API error answer: status and the `Error` model.
 struct ApiError {
     status: StatusCode,
@@ -170,10 +204,14 @@ struct Ids {
     sid: String,
 }
 
-/// Whether the request must carry a bearer token and a CRN.
+/// Whether the request must carry a bearer token and a CRN, and where
+/// the workspace comes from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Guard {
+    /// Workspace in the path; the CRN header must be its CRN.
     Pcloud,
+    /// No workspace in the path; the CRN header names one.
+    Crn,
     Open,
 }
 
@@ -250,6 +288,18 @@ impl Dialect for Call {
     /// Job faults shape the snapshot but are not named in the journal.
     fn dispatch(&mut self, state: &mut SimState, req: &Incoming) -> (Answer, Option<FaultKind>) {
         let body = req.body_bytes();
+        if self.guard == Guard::Crn {
+            // The workspace whose CRN the header gives, if any.
+            let crn = pipeline::header_str(&req.headers, "crn");
+            if let Some((cid, _)) = state
+                .powervs
+                .workspaces
+                .iter()
+                .find(|(_, w)| !crn.is_empty() && w.crn == crn)
+            {
+                self.ids.cid = cid.clone();
+            }
+        }
         let mut ctx = Ctx {
             pvs: &mut state.powervs,
             faults: &mut state.faults,
@@ -324,6 +374,23 @@ fn check(ctx: &mut Ctx<'_>, guard: Guard) -> Result<(), ApiError> {
             ))
         }
         Some(_) => {}
+    }
+    if guard == Guard::Crn {
+        if pipeline::header_str(ctx.headers, "crn").is_empty() {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                "the CRN header is required",
+                "bad request",
+            ));
+        }
+        if ctx.ids.cid.is_empty() {
+            return Err(api_error(
+                StatusCode::FORBIDDEN,
+                "the CRN header names no cloud instance of this account",
+                "forbidden",
+            ));
+        }
+        return Ok(());
     }
     let Some(ws) = ctx.pvs.workspaces.get(&ctx.ids.cid) else {
         return Err(api_error(
@@ -535,6 +602,148 @@ mod tests {
         // The journal never holds a token or a key.
         let journal = format!("{:?}", sim.lock().journal.filtered(Some("powervs"), None));
         assert!(!journal.contains(&tok) && !journal.contains(DEFAULT_POWERVS_API_KEY));
+    }
+
+    /// `GET …/pvm-instances/{id}` answers the instance with its volumes;
+    /// CRNs follow IBM's `…:{workspace}:{type}:{id}` layout; the `/v1`
+    /// volume-snapshot view, found by the CRN header, gives each volume
+    /// snapshot of the `volumeSnapshots` map with its volume's size in GiB.
+    #[tokio::test]
+    async fn instances_crns_and_volume_snapshots() {
+        let (sim, base, _stop) = start(20).await;
+        let c = reqwest::Client::new();
+        let crn = super::model::default_crn(CID);
+        let (_, body) = token(&c, &base, DEFAULT_POWERVS_API_KEY).await;
+        let tok = body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ws = format!("{base}/pcloud/v1/cloud-instances/{CID}");
+
+        let (status, i) = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{ws}/pvm-instances/{PVM}"),
+            &tok,
+            &crn,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{i}");
+        assert_eq!(i["pvmInstanceID"], PVM);
+        assert_eq!(i["volumeIDs"], json!(["vol-a", "vol-b"]));
+        for field in [
+            "serverName",
+            "status",
+            "imageID",
+            "osType",
+            "procType",
+            "storageType",
+        ] {
+            assert!(i[field].is_string(), "{field}: {i}");
+        }
+        for field in ["diskSize", "memory", "processors"] {
+            assert!(i[field].is_number(), "{field}: {i}");
+        }
+        let want =
+            format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{CID}:pvm-instance:{PVM}");
+        assert_eq!(i["crn"], want.as_str());
+        let (_, l) = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{ws}/pvm-instances"),
+            &tok,
+            &crn,
+            None,
+        )
+        .await;
+        assert_eq!(l["pvmInstances"][0]["crn"], want.as_str());
+        let (status, e) = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{ws}/pvm-instances/nope"),
+            &tok,
+            &crn,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (404, Some("pvm-instance not found"))
+        );
+
+        let sid = sim.seed_powervs_snapshot(CID, PVM, "s-1", "d", None);
+        let (_, s) = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{ws}/snapshots/{sid}"),
+            &tok,
+            &crn,
+            None,
+        )
+        .await;
+        assert_eq!(
+            s["crn"],
+            format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{CID}:snapshot:{sid}")
+                .as_str()
+        );
+        let map = s["volumeSnapshots"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(map.len(), 2);
+
+        let view = format!("{base}/v1/volume-snapshots");
+        let (status, v) = call(&c, reqwest::Method::GET, view.clone(), &tok, &crn, None).await;
+        assert_eq!(status, 200, "{v}");
+        let list = v["volumeSnapshots"].as_array().cloned().unwrap_or_default();
+        assert_eq!(list.len(), 2);
+        for (vol, vsid) in &map {
+            let one = list
+                .iter()
+                .find(|x| &x["id"] == vsid)
+                .unwrap_or_else(|| panic!("{vsid} in {v}"));
+            assert_eq!(&one["volumeID"], vol);
+            let gib = super::model::volume_size_gib(vol);
+            assert!((10..=200).contains(&gib));
+            assert_eq!(one["size"].as_f64(), Some(gib as f64));
+            assert_eq!(one["status"], "available");
+            let (status, got) = call(
+                &c,
+                reqwest::Method::GET,
+                format!("{view}/{}", vsid.as_str().unwrap_or_default()),
+                &tok,
+                &crn,
+                None,
+            )
+            .await;
+            assert_eq!((status, &got), (200, one));
+        }
+        let (status, _) = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{view}/nope"),
+            &tok,
+            &crn,
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        // The CRN header chooses the workspace: none, or one unknown, is refused.
+        let (status, _) = call(&c, reqwest::Method::GET, view.clone(), &tok, "", None).await;
+        assert_eq!(status, 400);
+        let (status, _) = call(
+            &c,
+            reqwest::Method::GET,
+            view.clone(),
+            &tok,
+            &super::model::default_crn("other"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) = call(&c, reqwest::Method::GET, view, "bogus", &crn, None).await;
+        assert_eq!(status, 401);
     }
 
     #[tokio::test]

@@ -54,11 +54,15 @@ const GET: &str = "pcloud.cloudinstances.snapshots.get";
 const UPDATE: &str = "pcloud.cloudinstances.snapshots.put";
 const DELETE: &str = "pcloud.cloudinstances.snapshots.delete";
 const RESTORE: &str = "pcloud.pvminstances.snapshots.restore.post";
+const VOLUME_SNAPSHOTS: &str = "v1.volume-snapshots.getall";
 
 /// One PowerVS workspace.
 pub struct PowerVs {
     /// `{endpoint}/pcloud/v1/cloud-instances/{cid}`.
     base: String,
+    /// `{endpoint}`: the `/v1` views hang off it (the workspace is named
+    /// by the CRN header there, not in the path).
+    root: String,
     crn: String,
     api: ApiClient,
     auth: Auth,
@@ -76,6 +80,7 @@ impl PowerVs {
                 "{}/pcloud/v1/cloud-instances/{}",
                 settings.endpoint, settings.cloud_instance_id
             ),
+            root: settings.endpoint.trim_end_matches('/').to_string(),
             crn: settings.crn.clone(),
             auth: Auth::new(
                 name,
@@ -98,13 +103,23 @@ impl PowerVs {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Vec<u8>, ProviderError> {
-        let url = format!("{}{path}", self.base);
+        self.call_url(call, method, &format!("{}{path}", self.base), body)
+            .await
+    }
+
+    /// [`Self::call`] at a whole URL.
+    async fn call_url(
+        &self,
+        call: &str,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let mut token = self.auth.token().await?;
         let mut reissued = false;
         loop {
-            let (status, headers, bytes) = self
-                .send(call, &method, &url, &token, body.as_ref())
-                .await?;
+            let (status, headers, bytes) =
+                self.send(call, &method, url, &token, body.as_ref()).await?;
             if status.is_success() {
                 return Ok(bytes);
             }
@@ -152,6 +167,38 @@ impl PowerVs {
         let s: Snapshots =
             serde_json::from_slice(&body).map_err(|e| errors::malformed(LIST, e, body.len()))?;
         Ok(s.snapshots)
+    }
+
+    /// `GET {endpoint}/v1/volume-snapshots` (the workspace named by the CRN
+    /// header): each volume snapshot's size in GiB by its id. A size is a
+    /// figure for the operator, never a decision, so a failed or
+    /// unreadable answer is logged and gives no sizes rather than failing
+    /// the listing.
+    async fn volume_snapshot_sizes(&self) -> Option<HashMap<String, f64>> {
+        let url = format!("{}/v1/volume-snapshots", self.root);
+        let read = match self
+            .call_url(VOLUME_SNAPSHOTS, Method::GET, &url, None)
+            .await
+        {
+            Ok(body) => serde_json::from_slice::<wire::VolumeSnapshotList>(&body)
+                .map_err(|e| errors::malformed(VOLUME_SNAPSHOTS, e, body.len())),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(list) => Some(
+                list.volume_snapshots
+                    .into_iter()
+                    .filter_map(|v| {
+                        let gib = v.size.as_ref().and_then(serde_json::Number::as_f64)?;
+                        (gib.is_finite() && gib >= 0.0).then_some((v.id, gib))
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "volume snapshot sizes unknown for this listing");
+                None
+            }
+        }
     }
 
     /// One snapshot; `None` when the API says 404/410.
@@ -302,19 +349,32 @@ impl Provider for PowerVs {
             .collect())
     }
 
-    /// The workspace listing (no pagination), this instance's snapshots.
+    /// The workspace listing (no pagination), this instance's snapshots;
+    /// when there are any, one read of the volume-snapshot view gives each
+    /// its size (see [`snapshot_size`]).
     async fn list(
         &self,
         _resource: ResourceKind,
         target: &str,
         policy: &str,
     ) -> Result<Vec<RemoteSnapshot>, ProviderError> {
-        Ok(self
+        let ours: Vec<Snapshot> = self
             .list_all()
             .await?
-            .iter()
+            .into_iter()
             .filter(|s| s.pvm_instance_id.as_deref() == Some(target))
-            .map(|s| remote_snapshot(s, policy, target))
+            .collect();
+        let sizes = if ours.is_empty() {
+            None
+        } else {
+            self.volume_snapshot_sizes().await
+        };
+        Ok(ours
+            .iter()
+            .map(|s| RemoteSnapshot {
+                size_bytes: sizes.as_ref().and_then(|z| snapshot_size(s, z)),
+                ..remote_snapshot(s, policy, target)
+            })
             .collect())
     }
 
@@ -596,6 +656,19 @@ fn remote_snapshot(s: &Snapshot, policy: &str, target: &str) -> RemoteSnapshot {
         cloud_id: None,
         size_bytes: None,
     }
+}
+
+/// A PVM snapshot's size in bytes: the sum of its volume snapshots' sizes
+/// (GiB × 2^30). Unknown when it names no volume snapshot or when any of
+/// them has no size in `sizes` (a partial sum would understate it).
+fn snapshot_size(s: &Snapshot, sizes: &HashMap<String, f64>) -> Option<u64> {
+    let volumes = s.volume_snapshots.as_ref().filter(|v| !v.is_empty())?;
+    let mut gib = 0.0;
+    for id in unique(volumes.values().map(String::as_str)) {
+        gib += sizes.get(id)?;
+    }
+    let bytes = (gib * f64::from(1u32 << 30)).round();
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// An id as one URL path segment.

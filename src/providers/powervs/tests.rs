@@ -813,3 +813,155 @@ async fn mark_hold_keeps_the_marker_in_the_description_on_the_simulator() {
         .expect_err("unknown snapshot");
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
 }
+
+fn sim_provider(addr: std::net::SocketAddr) -> PowerVs {
+    let url = format!("http://{addr}/powervs");
+    PowerVs::new(
+        "pvs",
+        &PowerVsSettings {
+            endpoint: url.clone(),
+            cloud_instance_id: "ws1".into(),
+            crn: "crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:ws1::".into(),
+            auth: PowerVsAuth::ApiKey {
+                api_key: Secret::new(crate::sim::DEFAULT_POWERVS_API_KEY),
+                iam_endpoint: format!("{url}/identity/token"),
+            },
+        },
+        api(),
+        None,
+    )
+}
+
+/// The listing gives each snapshot the sum of its volume snapshots' sizes
+/// from `GET /v1/volume-snapshots` (GiB × 2^30); when that read fails the
+/// listing still answers, with sizes unknown.
+#[tokio::test]
+async fn list_sizes_come_from_the_volume_snapshot_view_of_the_simulator() {
+    let (sim, addr, _stop) = crate::sim::testing::serve_on_loopback(20).await;
+    sim.seed_powervs_instance("ws1", "pvm-1", vec!["vol-a".into(), "vol-b".into()]);
+    sim.seed_powervs_instance("ws1", "pvm-2", vec!["vol-c".into()]);
+    let two = sim.seed_powervs_snapshot("ws1", "pvm-1", "s-two", "by hand", None);
+    sim.seed_powervs_snapshot("ws1", "pvm-2", "s-other", "by hand", None);
+    let p = sim_provider(addr);
+    // What the simulator says each volume holds, read over HTTP.
+    let c = reqwest::Client::new();
+    let base = format!("http://{addr}/powervs");
+    let tok: Value = c
+        .post(format!("{base}/identity/token"))
+        .form(&[
+            ("grant_type", "urn:ibm:params:oauth:grant-type:apikey"),
+            ("apikey", crate::sim::DEFAULT_POWERVS_API_KEY),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token JSON");
+    let view: Value = c
+        .get(format!("{base}/v1/volume-snapshots"))
+        .bearer_auth(tok["access_token"].as_str().unwrap_or_default())
+        .header(
+            "CRN",
+            "crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:ws1::",
+        )
+        .send()
+        .await
+        .expect("view")
+        .json()
+        .await
+        .expect("view JSON");
+    let gib = |vol: &str| {
+        view["volumeSnapshots"]
+            .as_array()
+            .and_then(|l| l.iter().find(|v| v["volumeID"] == vol))
+            .and_then(|v| v["size"].as_f64())
+            .unwrap_or_else(|| panic!("{vol} in {view}"))
+    };
+    let want = ((gib("vol-a") + gib("vol-b")) as u64) << 30;
+
+    let listed = p
+        .list(ResourceKind::Instance, "pvm-1", "daily")
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, two);
+    assert_eq!(listed[0].size_bytes, Some(want));
+
+    let fault = c
+        .post(format!("http://{addr}/_sim/faults"))
+        .json(
+            &json!({"dialect": "powervs", "action": "v1.volume-snapshots.getall",
+                      "fault": "server_error"}),
+        )
+        .send()
+        .await
+        .expect("fault");
+    assert!(fault.status().is_success(), "{:?}", fault.text().await);
+    let listed = p
+        .list(ResourceKind::Instance, "pvm-1", "daily")
+        .await
+        .expect("a failed size read never fails the listing");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size_bytes, None, "unknown, not 0");
+}
+
+/// A snapshot one of whose volume snapshots the view lacks, or gives
+/// without a size, has no size; fractional GiB are counted exactly; the
+/// view is read once per listing, at `{endpoint}/v1/volume-snapshots`
+/// with the CRN header.
+#[tokio::test]
+async fn list_sizes_are_unknown_when_the_view_misses_a_volume_snapshot() {
+    let (url, fake) = serve_with_fresh_tokens(|s| match s.path.as_str() {
+        "/pcloud/v1/cloud-instances/ws1/snapshots" => (
+            200,
+            json!({"snapshots": [
+                {"snapshotID": "s-full", "name": "a", "pvmInstanceID": "pvm-1",
+                 "status": "available", "percentComplete": 100,
+                 "volumeSnapshots": {"v1": "vs-1", "v2": "vs-2"}},
+                {"snapshotID": "s-miss", "name": "b", "pvmInstanceID": "pvm-1",
+                 "status": "available", "percentComplete": 100,
+                 "volumeSnapshots": {"v1": "vs-3", "v2": "vs-4"}},
+                {"snapshotID": "s-nosize", "name": "c", "pvmInstanceID": "pvm-1",
+                 "status": "available", "percentComplete": 100,
+                 "volumeSnapshots": {"v1": "vs-5"}},
+                {"snapshotID": "s-none", "name": "d", "pvmInstanceID": "pvm-1",
+                 "status": "available", "percentComplete": 100}
+            ]}),
+        ),
+        "/v1/volume-snapshots" => (
+            200,
+            json!({"volumeSnapshots": [
+                {"id": "vs-1", "name": "x", "size": 20, "status": "available", "volumeID": "v1"},
+                {"id": "vs-2", "name": "y", "size": 0.5, "status": "available", "volumeID": "v2"},
+                {"id": "vs-3", "name": "z", "size": 20, "status": "available", "volumeID": "v1"},
+                {"id": "vs-5", "name": "w", "status": "available", "volumeID": "v1"}
+            ]}),
+        ),
+        _ => (404, json!({"error": "no"})),
+    })
+    .await;
+    let p = provider(&url, iam(&url), None);
+    let listed = p
+        .list(ResourceKind::Instance, "pvm-1", "lpar")
+        .await
+        .expect("list");
+    let size = |id: &str| {
+        listed
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("{id}"))
+            .size_bytes
+    };
+    assert_eq!(size("s-full"), Some((20 << 30) + (1 << 29)));
+    assert_eq!(size("s-miss"), None);
+    assert_eq!(size("s-nosize"), None);
+    assert_eq!(size("s-none"), None);
+    let views: Vec<Seen> = seen(&fake)
+        .into_iter()
+        .filter(|s| s.path == "/v1/volume-snapshots")
+        .collect();
+    assert_eq!(views.len(), 1, "one read per listing");
+    assert_eq!(views[0].crn, CRN);
+    assert_eq!(views[0].method, "GET");
+}

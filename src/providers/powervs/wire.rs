@@ -28,6 +28,9 @@ pub(super) struct Snapshot {
     pub creation_date: Option<String>,
     #[serde(rename = "lastUpdateDate", default)]
     pub last_update_date: Option<String>,
+    /// Source volume id → the id of that volume's snapshot.
+    #[serde(rename = "volumeSnapshots", default)]
+    pub volume_snapshots: Option<std::collections::HashMap<String, String>>,
 }
 
 impl Snapshot {
@@ -53,6 +56,22 @@ pub(super) fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(s.trim())
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// `SnapshotV1`, one volume snapshot of the `/v1/volume-snapshots` view.
+#[derive(Debug, Deserialize)]
+pub(super) struct VolumeSnapshot {
+    pub id: String,
+    /// GiB, possibly fractional.
+    #[serde(default)]
+    pub size: Option<serde_json::Number>,
+}
+
+/// `VolumeSnapshotList`.
+#[derive(Debug, Deserialize)]
+pub(super) struct VolumeSnapshotList {
+    #[serde(rename = "volumeSnapshots", default)]
+    pub volume_snapshots: Vec<VolumeSnapshot>,
 }
 
 /// `Snapshots`: the whole list, no pagination.

@@ -116,7 +116,7 @@ impl Snap {
             .volume_ids
             .iter()
             .enumerate()
-            .map(|(i, vol)| (vol.clone(), json!(format!("{}-vs{i}", self.id))))
+            .map(|(i, vol)| (vol.clone(), json!(self.volume_snapshot_id(i))))
             .collect();
         json!({
             "snapshotID": self.id,
@@ -130,8 +130,38 @@ impl Snap {
             "creationDate": format_time(self.created),
             "lastUpdateDate": format_time(v.updated.max(self.updated)),
             "volumeSnapshots": vols,
-            "crn": format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{}:snapshot:{}", self.cloud_instance_id, self.id),
+            "crn": resource_crn(&self.cloud_instance_id, "snapshot", &self.id),
         })
+    }
+
+    /// The id of the volume snapshot of `volume` (the value of the
+    /// `volumeSnapshots` map, and the `id` of the `/v1/volume-snapshots`
+    /// view).
+    pub(crate) fn volume_snapshot_id(&self, index: usize) -> String {
+        format!("{}-vs{index}", self.id)
+    }
+
+    /// The `SnapshotV1` model of each of this snapshot's volume snapshots:
+    /// `size` in GiB is the size of its volume.
+    pub(crate) fn volume_snapshots_json(&self, now: DateTime<Utc>) -> Vec<Value> {
+        let v = self.view(now);
+        self.volume_ids
+            .iter()
+            .enumerate()
+            .map(|(i, vol)| {
+                let id = self.volume_snapshot_id(i);
+                json!({
+                    "id": id,
+                    "name": format!("{}-{i}", self.name),
+                    "size": volume_size_gib(vol) as f64,
+                    "status": v.status,
+                    "volumeID": vol,
+                    "creationDate": format_time(self.created),
+                    "updatedDate": format_time(v.updated.max(self.updated)),
+                    "crn": resource_crn(&self.cloud_instance_id, "volume-snapshot", &id),
+                })
+            })
+            .collect()
     }
 }
 
@@ -189,7 +219,12 @@ impl Default for PvsState {
 }
 
 impl PvsState {
-    /// A JWT-shaped access token (IBM's are JWTs) carrying `exp`.
+    /// A well-formed JWT, as IBM IAM hands out: three base64url segments
+    /// without padding. IBM's SDKs decode the claims (without checking the
+    /// signature) and read `exp` and `iat` to plan the refresh, so the
+    /// header and claims are JSON and the signature segment is 256 bytes,
+    /// the length of an RS256 signature with a 2048-bit key. The simulator
+    /// recognises its tokens by looking them up, never by the signature.
     pub(crate) fn issue_access(
         &mut self,
         issuer: Issuer,
@@ -197,18 +232,7 @@ impl PvsState {
     ) -> (String, DateTime<Utc>) {
         let lifetime = chrono::Duration::from_std(self.token_lifetime).unwrap_or_default();
         let expires = now + lifetime;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let header = b64.encode(br#"{"kid":"sim","alg":"RS256"}"#);
-        let claims = b64.encode(
-            json!({
-                "iss": "snapwarden-sim",
-                "sub": match issuer { Issuer::Iam => "iam-ServiceId-sim", Issuer::Ip4g => "ip4g-user-sim" },
-                "iat": now.timestamp(),
-                "exp": expires.timestamp(),
-            })
-            .to_string(),
-        );
-        let token = format!("{header}.{claims}.{}", random_id("", 43));
+        let token = jwt(issuer, now, expires);
         self.access_tokens.insert(token.clone(), (issuer, expires));
         let key = match issuer {
             Issuer::Iam => "iam",
@@ -303,9 +327,74 @@ impl PvsState {
     }
 }
 
+/// IAM's key id names the signing key by date, and the header starts
+/// with it (real tokens begin `eyJraWQiOi`).
+const JWT_KID: &str = "20260101";
+
+/// The length of an RS256 signature made with a 2048-bit RSA key.
+pub(crate) const JWT_SIGNATURE_LEN: usize = 256;
+
+/// A JWT with IAM's header and the claims IBM's SDKs read; the signature
+/// is random bytes of an RS256 signature's length (nobody can check it).
+fn jwt(issuer: Issuer, now: DateTime<Utc>, expires: DateTime<Utc>) -> String {
+    use rand::Rng;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"kid": JWT_KID, "alg": "RS256", "typ": "JWT"});
+    let (sub, grant) = match issuer {
+        Issuer::Iam => (
+            "iam-ServiceId-sim",
+            "urn:ibm:params:oauth:grant-type:apikey",
+        ),
+        Issuer::Ip4g => ("ip4g-user-sim", "refresh_token"),
+    };
+    let claims = json!({
+        "iam_id": sub,
+        "id": sub,
+        "realmid": "iam",
+        "jti": uuid_like(),
+        "identifier": sub,
+        "sub": sub,
+        "sub_type": "ServiceId",
+        "account": {"valid": true, "bss": "simaccount"},
+        "iat": now.timestamp(),
+        "exp": expires.timestamp(),
+        "iss": "snapwarden-sim",
+        "grant_type": grant,
+        "scope": "ibm openid",
+        "client_id": "default",
+    });
+    let mut signature = [0u8; JWT_SIGNATURE_LEN];
+    rand::rng().fill(&mut signature[..]);
+    format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string()),
+        b64.encode(signature)
+    )
+}
+
 /// The CRN of a workspace in the simulator's one zone.
 pub(crate) fn default_crn(cid: &str) -> String {
-    format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}::")
+    resource_crn(cid, "", "")
+}
+
+/// A CRN in IBM's format `crn:v1:bluemix:public:power-iaas:LOCATION:
+/// a/ACCOUNT:SERVICE-INSTANCE:RESOURCE-TYPE:RESOURCE`: the workspace is
+/// the service instance, so a snapshot is `…:{cid}:snapshot:{id}` and an
+/// instance `…:{cid}:pvm-instance:{id}` (the workspace's own CRN leaves
+/// the last two empty).
+pub(crate) fn resource_crn(cid: &str, kind: &str, id: &str) -> String {
+    format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}:{kind}:{id}")
+}
+
+/// A volume's size in GiB, fixed by its id (10 to 200, a multiple of 10)
+/// so that every read of one volume agrees.
+pub(crate) fn volume_size_gib(volume_id: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms, unlike the std hasher.
+    let hash = volume_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    10 * (1 + hash % 20)
 }
 
 /// `8-4-4-4-12` lowercase hex-ish, like pcloud ids.
@@ -325,4 +414,52 @@ pub(crate) fn uuid_like() -> String {
         hex(4, &mut rng),
         hex(12, &mut rng)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use serde_json::Value;
+
+    use super::{Issuer, PvsState, JWT_SIGNATURE_LEN};
+
+    /// Every segment of every token decodes as strict base64url without
+    /// padding (what PyJWT needs), the claims carry `iat` and `exp`, the
+    /// signature has an RS256 signature's length, and the simulator still
+    /// knows each token it issued.
+    #[test]
+    fn access_tokens_are_well_formed_jwts() {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut pvs = PvsState::default();
+        let now = chrono::Utc::now();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..400 {
+            let issuer = if i % 2 == 0 {
+                Issuer::Iam
+            } else {
+                Issuer::Ip4g
+            };
+            let (token, expires) = pvs.issue_access(issuer, now);
+            let parts: Vec<&str> = token.split('.').collect();
+            assert_eq!(parts.len(), 3, "{token}");
+            assert!(
+                parts.iter().all(|p| !p.contains('=')),
+                "no padding: {token}"
+            );
+            let header: Value = serde_json::from_slice(&b64.decode(parts[0]).expect("header"))
+                .expect("header JSON");
+            assert_eq!(header["alg"], "RS256");
+            assert_eq!(header["typ"], "JWT");
+            assert!(header["kid"].is_string());
+            let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("claims"))
+                .expect("claims JSON");
+            assert_eq!(claims["iat"].as_i64(), Some(now.timestamp()));
+            assert_eq!(claims["exp"].as_i64(), Some(expires.timestamp()));
+            assert_eq!(expires - now, chrono::Duration::seconds(3600));
+            let signature = b64.decode(parts[2]).expect("signature");
+            assert_eq!(signature.len(), JWT_SIGNATURE_LEN);
+            assert!(pvs.access_tokens.contains_key(&token));
+            assert!(seen.insert(token), "tokens are unique");
+        }
+    }
 }

@@ -53,7 +53,7 @@ pub(super) fn list_instances(ctx: &mut Ctx<'_>) -> Answer {
                         "serverName": i.name.as_deref().unwrap_or(id),
                         "status": "ACTIVE",
                         "health": { "status": "OK" },
-                        "crn": format!("{}pvm-instance:{id}", w.crn.trim_end_matches(':')),
+                        "crn": model::resource_crn(cid, "pvm-instance", id),
                         "storagePool": "Tier3-Flash-1",
                         "href": format!("/pcloud/v1/cloud-instances/{cid}/pvm-instances/{id}"),
                     })
@@ -62,6 +62,77 @@ pub(super) fn list_instances(ctx: &mut Ctx<'_>) -> Answer {
         })
         .unwrap_or_default();
     Ok((StatusCode::OK, json!({ "pvmInstances": list })))
+}
+
+/// `GET …/pvm-instances/{pvm}` → `PVMInstance`: the fields the model
+/// requires (`volumeIDs` among them) with the simulator's values.
+pub(super) fn get_instance(ctx: &mut Ctx<'_>) -> Answer {
+    let (cid, pvm) = (&ctx.ids.cid, &ctx.ids.pvm);
+    let Some(i) = ctx
+        .pvs
+        .workspaces
+        .get(cid)
+        .and_then(|w| w.instances.get(pvm))
+    else {
+        return Err(api_error(
+            StatusCode::NOT_FOUND,
+            format!("pvm-instance does not exist. ID: {pvm}"),
+            "pvm-instance not found",
+        ));
+    };
+    let disk: u64 = i.volume_ids.iter().map(|v| model::volume_size_gib(v)).sum();
+    Ok((
+        StatusCode::OK,
+        json!({
+            "pvmInstanceID": pvm,
+            "serverName": i.name.as_deref().unwrap_or(pvm),
+            "status": "ACTIVE",
+            "health": { "status": "OK" },
+            "crn": model::resource_crn(cid, "pvm-instance", pvm),
+            "volumeIDs": i.volume_ids,
+            "diskSize": disk as f64,
+            "imageID": "sim-image-aix-7300",
+            "memory": 8.0,
+            "processors": 0.5,
+            "procType": "shared",
+            "osType": "aix",
+            "storageType": "tier3",
+            "storagePool": "Tier3-Flash-1",
+            "networkIDs": [],
+            "networks": [],
+            "addresses": [],
+            "srcs": [],
+            "sysType": "s922",
+        }),
+    ))
+}
+
+/// `GET /v1/volume-snapshots` → `VolumeSnapshotList`: the volume
+/// snapshots of the live snapshots of the workspace the CRN names.
+pub(super) fn list_volume_snapshots(ctx: &mut Ctx<'_>) -> Answer {
+    let list: Vec<Value> = ctx
+        .pvs
+        .live(&ctx.ids.cid, ctx.now)
+        .flat_map(|s| s.volume_snapshots_json(ctx.now))
+        .collect();
+    Ok((StatusCode::OK, json!({ "volumeSnapshots": list })))
+}
+
+/// `GET /v1/volume-snapshots/{uuid}` → `SnapshotV1`.
+pub(super) fn get_volume_snapshot(ctx: &mut Ctx<'_>) -> Answer {
+    let vsid = &ctx.ids.sid;
+    ctx.pvs
+        .live(&ctx.ids.cid, ctx.now)
+        .flat_map(|s| s.volume_snapshots_json(ctx.now))
+        .find(|v| v["id"].as_str() == Some(vsid.as_str()))
+        .map(|v| (StatusCode::OK, v))
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::NOT_FOUND,
+                format!("volume snapshot does not exist. ID: {vsid}"),
+                "volume snapshot not found",
+            )
+        })
 }
 
 pub(super) fn list_instance_snapshots(ctx: &mut Ctx<'_>) -> Answer {
@@ -264,7 +335,7 @@ pub(super) fn create_snapshot(ctx: &mut Ctx<'_>) -> Answer {
         StatusCode::ACCEPTED,
         json!({
             "snapshotID": id,
-            "crn": format!("crn:v1:bluemix:public:power-iaas:sim1:a/simaccount:{cid}:snapshot:{id}"),
+            "crn": model::resource_crn(&cid, "snapshot", &id),
         }),
     ))
 }
