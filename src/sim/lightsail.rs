@@ -11,10 +11,14 @@
 
 mod actions;
 mod control;
+mod copy;
+mod history;
 mod json;
 mod model;
 mod paging;
 mod signature;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -110,6 +110,9 @@ pub(super) struct Snap {
     pub(super) fails: bool,
     pub(super) tags: Vec<(String, Option<String>)>,
     pub(super) from_auto: bool,
+    /// A disk snapshot of an instance's system disk (`source` is the
+    /// instance): it names `fromInstanceName`, not `fromDiskName`.
+    pub(super) of_system_disk: bool,
     /// Set by a delete: listed until then, gone after.
     pub(super) gone_at: Option<DateTime<Utc>>,
     pub(super) arn_id: String,
@@ -269,6 +272,7 @@ impl LightsailState {
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
             from_auto: seed.auto,
+            of_system_disk: false,
             gone_at: None,
             arn_id: uuid_like(),
         });
