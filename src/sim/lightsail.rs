@@ -11,15 +11,19 @@
 
 mod actions;
 mod control;
+mod copy;
+mod history;
 mod json;
 mod model;
 mod paging;
 mod signature;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
@@ -34,6 +38,9 @@ use super::{SimState, Simulator};
 
 /// The dialect's name in the control API.
 pub(crate) const DIALECT: &str = "lightsail";
+
+/// The header that names each request's id.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 
 /// `X-Amz-Target` prefix.
 const TARGET_PREFIX: &str = "Lightsail_20161128.";
@@ -75,8 +82,15 @@ impl ApiError {
     }
 }
 
+/// Every answer, errors and fault answers included, carries a fresh
+/// `x-amzn-RequestId` (a UUID), as AWS's JSON services send and the SDKs
+/// read into their error and response metadata.
 async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
-    pipeline::serve(&sim, req, Call::decode).await
+    let mut response = pipeline::serve(&sim, req, Call::decode).await;
+    if let Ok(id) = HeaderValue::from_str(&model::uuid_like()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    response
 }
 
 /// One decoded call: the operation, the body as JSON and its top-level

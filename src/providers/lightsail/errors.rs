@@ -183,7 +183,10 @@ mod tests {
                 ErrorKind::Throttled,
             ),
             (Some("ServiceException"), "", 500, ErrorKind::Transient),
+            // AWS's API reference lists NotFoundException as HTTP 400, its
+            // Smithy model as 404: the name decides either way.
             (Some("NotFoundException"), "gone", 400, ErrorKind::NotFound),
+            (Some("NotFoundException"), "gone", 404, ErrorKind::NotFound),
             (Some("UnauthenticatedException"), "", 401, ErrorKind::Auth),
             (Some("InvalidSignatureException"), "", 400, ErrorKind::Auth),
             (Some("AccessDeniedException"), "", 403, ErrorKind::Permanent),

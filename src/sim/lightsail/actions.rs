@@ -7,6 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use super::copy::{auto_snapshot, copy_snapshot};
+use super::history::{get_active_names, get_operations};
 use super::json::{op_json, resource_json, snapshot_json};
 use super::model::{
     family_index, uuid_like, Family, LightsailState, Op, Resource, Snap, DISK_SNAPSHOT_GB,
@@ -232,12 +234,41 @@ pub(super) fn dispatch(action: &str, input: &Input, ctx: &mut Ctx<'_>) -> Answer
             Ok(json!({ out: resource_json(name, r, family, now) }))
         }
         "CreateDiskFromSnapshot" => restore_disk(ctx, input, action),
+        "CopySnapshot" => copy_snapshot(ctx, input, action),
+        "GetOperations" => get_operations(ctx, input, None),
+        "GetOperationsForResource" => {
+            let name = required(input, "resourceName")?.to_string();
+            get_operations(ctx, input, Some(&name))
+        }
+        "GetActiveNames" => get_active_names(ctx, input),
         "CreateInstancesFromSnapshot" => restore_instances(ctx, input, action),
         other => Err(ApiError::new(
             400,
             "UnknownOperationException",
             format!("the simulator does not serve Lightsail operation {other:?}"),
         )),
+    }
+}
+
+/// A string member that may be absent (an empty string counts as absent).
+pub(super) fn optional<'a>(
+    input: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::serialization(format!("{key} must be a string"))),
+    }
+}
+
+/// A boolean member; absent is false.
+pub(super) fn flag(input: &Input, key: &str) -> Result<bool, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::serialization(format!("{key} must be a boolean"))),
     }
 }
 
@@ -289,28 +320,33 @@ pub(super) fn parse_tags(input: &Input) -> Result<Vec<(String, Option<String>)>,
 
 pub(super) fn create(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &str) -> Answer {
     let now = ctx.now;
-    let (name_key, source) = match family {
+    // CreateDiskSnapshot takes `diskName` or `instanceName` (then the
+    // snapshot is of that instance's system disk), never both.
+    let (name_key, source, of_system_disk) = match family {
         Family::Instance => (
             "instanceSnapshotName",
             required(input, "instanceName")?.to_string(),
+            false,
         ),
         Family::Disk => {
-            let disk = input.get("diskName").and_then(Value::as_str);
-            let inst = input.get("instanceName").and_then(Value::as_str);
+            let disk = optional(input, "diskName")?;
+            let inst = optional(input, "instanceName")?;
             match (disk, inst) {
-                (Some(d), None) => ("diskSnapshotName", d.to_string()),
-                (None, Some(_)) => {
-                    return Err(ApiError::invalid(
-                        "the simulator snapshots disks by diskName only",
-                    ))
-                }
+                (Some(d), None) => ("diskSnapshotName", d.to_string(), false),
+                (None, Some(i)) => ("diskSnapshotName", i.to_string(), true),
                 _ => {
                     return Err(ApiError::invalid(
-                        "give exactly one of diskName or instanceName",
+                        "The disk name and instance name parameters are mutually exclusive; \
+                         define exactly one",
                     ))
                 }
             }
         }
+    };
+    let source_family = if of_system_disk {
+        Family::Instance
+    } else {
+        family
     };
     let name = required(input, name_key)?.to_string();
     if !valid_name(&name) {
@@ -319,12 +355,12 @@ pub(super) fn create(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &
         )));
     }
     let tags = parse_tags(input)?;
-    let zone = match family {
+    let zone = match source_family {
         Family::Instance => ctx.state.instances.get(&source),
         Family::Disk => ctx.state.disks.get(&source),
     }
     .map(|r| r.zone.clone())
-    .ok_or_else(|| not_found(family.source_type(), &source))?;
+    .ok_or_else(|| not_found(source_family.source_type(), &source))?;
     if ctx.state.name_in_use(&name, now) {
         return Err(ApiError::invalid(format!(
             "Some names are already in use: {name}"
@@ -340,13 +376,14 @@ pub(super) fn create(ctx: &mut Ctx<'_>, input: &Input, family: Family, action: &
         fails,
         tags,
         from_auto: false,
+        of_system_disk,
         gone_at: None,
         arn_id: uuid_like(),
     });
     let on_snapshot = ctx.snapshot_op(&name, family, action, &source, (ends_at, fails));
     let on_source = ctx.new_op(
         &source,
-        family.source_type(),
+        source_family.source_type(),
         action,
         &name,
         &zone,
@@ -606,9 +643,9 @@ pub(super) fn usable_snapshot<'a>(
 }
 
 /// CreateDiskFromSnapshot: `diskName*`, `availabilityZone*`, `sizeInGb*`,
-/// `diskSnapshotName` (the simulator restores from a named snapshot only,
-/// not from `sourceDiskName` + auto snapshots) → one operation on the new
-/// disk, `CreateDiskFromSnapshot`, `Succeeded` when the disk is ready.
+/// and `diskSnapshotName` or `sourceDiskName` with `restoreDate` or
+/// `useLatestRestorableAutoSnapshot` → one operation on the new disk,
+/// `CreateDiskFromSnapshot`, `Succeeded` when the disk is ready.
 pub(super) fn restore_disk(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> Answer {
     let now = ctx.now;
     let disk = required(input, "diskName")?.to_string();
@@ -625,12 +662,35 @@ pub(super) fn restore_disk(ctx: &mut Ctx<'_>, input: &Input, action: &str) -> An
         None => return Err(ApiError::invalid("sizeInGb is required")),
         Some(_) => return Err(ApiError::serialization("sizeInGb must be a number")),
     };
-    let Some(snap_name) = input.get("diskSnapshotName").and_then(Value::as_str) else {
-        return Err(ApiError::invalid(
-            "the simulator restores disks from diskSnapshotName only",
-        ));
+    // A manual snapshot by `diskSnapshotName`, or an automatic one of
+    // `sourceDiskName` by `restoreDate` or `useLatestRestorableAutoSnapshot`.
+    let snap = match (
+        optional(input, "diskSnapshotName")?,
+        optional(input, "sourceDiskName")?,
+    ) {
+        (Some(name), None) => {
+            if input.contains_key("restoreDate") || flag(input, "useLatestRestorableAutoSnapshot")?
+            {
+                return Err(ApiError::invalid(
+                    "Define restoreDate or useLatestRestorableAutoSnapshot only when creating \
+                     a disk from an automatic snapshot (with sourceDiskName)",
+                ));
+            }
+            usable_snapshot(ctx.state, name, Family::Disk, now)?
+        }
+        (None, Some(source)) => {
+            if !ctx.state.disks.contains_key(source) {
+                return Err(not_found("Disk", source));
+            }
+            auto_snapshot(ctx.state, input, source, Family::Disk, now)?
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "The disk snapshot name and source disk name parameters are mutually \
+                 exclusive; define exactly one",
+            ))
+        }
     };
-    let snap = usable_snapshot(ctx.state, snap_name, Family::Disk, now)?;
     let snap_size = DISK_SNAPSHOT_GB;
     if size < snap_size {
         return Err(ApiError::invalid(format!(

@@ -72,6 +72,9 @@ async fn seed_bulk(State(sim): State<Simulator>, body: Bytes) -> Answer {
 struct Credentials {
     access_key_id: String,
     secret_access_key: String,
+    /// Temporary credentials: the token requests must carry.
+    #[serde(default)]
+    session_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,9 +96,17 @@ struct Settings {
 
 async fn add_credentials(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let c: Credentials = parse_json(&body)?;
-    sim.lock()
-        .lightsail
-        .add_credentials(&c.access_key_id, &c.secret_access_key);
+    let mut state = sim.lock();
+    match &c.session_token {
+        Some(token) => {
+            state
+                .lightsail
+                .add_session_credentials(&c.access_key_id, &c.secret_access_key, token)
+        }
+        None => state
+            .lightsail
+            .add_credentials(&c.access_key_id, &c.secret_access_key),
+    }
     Ok(ok())
 }
 

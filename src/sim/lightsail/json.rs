@@ -130,15 +130,23 @@ pub(super) fn snapshot_json(s: &Snap, now: DateTime<Utc>) -> Value {
                 }
                 (false, None) => 0,
             };
-            json!({
+            let mut own = json!({
                 "supportCode": format!("{ACCOUNT}/snap-{}", &s.arn_id[..8]),
                 "resourceType": "DiskSnapshot",
                 "sizeInGb": DISK_SNAPSHOT_GB,
                 "state": match (ready, s.fails) { (false, _) => "pending", (true, true) => "error", (true, false) => "completed" },
                 "progress": format!("{progress}%"),
-                "fromDiskName": s.source,
-                "fromDiskArn": source_arn,
-            })
+            });
+            // A system-disk snapshot names the instance it was taken of,
+            // a block-storage one its disk.
+            if s.of_system_disk {
+                own["fromInstanceName"] = json!(s.source);
+                own["fromInstanceArn"] = json!(arn_of(Family::Instance.source_type(), &s.arn_id));
+            } else {
+                own["fromDiskName"] = json!(s.source);
+                own["fromDiskArn"] = json!(source_arn);
+            }
+            own
         }
     };
     if let (Some(all), Value::Object(own)) = (v.as_object_mut(), own) {

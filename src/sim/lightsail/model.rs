@@ -110,6 +110,9 @@ pub(super) struct Snap {
     pub(super) fails: bool,
     pub(super) tags: Vec<(String, Option<String>)>,
     pub(super) from_auto: bool,
+    /// A disk snapshot of an instance's system disk (`source` is the
+    /// instance): it names `fromInstanceName`, not `fromDiskName`.
+    pub(super) of_system_disk: bool,
     /// Set by a delete: listed until then, gone after.
     pub(super) gone_at: Option<DateTime<Utc>>,
     pub(super) arn_id: String,
@@ -133,6 +136,9 @@ pub(super) struct Op {
 #[derive(Default)]
 pub(crate) struct LightsailState {
     pub(super) credentials: HashMap<String, String>,
+    /// The session token each temporary access key was issued with; a key
+    /// not here is a long-term key, used without a token.
+    pub(super) session_tokens: HashMap<String, String>,
     pub(super) instances: BTreeMap<String, Resource>,
     pub(super) disks: BTreeMap<String, Resource>,
     pub(super) snapshots: BTreeMap<String, Snap>,
@@ -183,12 +189,28 @@ pub(crate) struct SeedTag {
 }
 
 impl LightsailState {
+    /// A long-term access key: requests signed with it carry no session
+    /// token.
     pub(crate) fn add_credentials(&mut self, id: &str, secret: &str) {
         self.credentials.insert(id.to_string(), secret.to_string());
+        self.session_tokens.remove(id);
+    }
+
+    /// Temporary credentials: requests signed with `id` must carry exactly
+    /// `token` in `X-Amz-Security-Token`.
+    pub(crate) fn add_session_credentials(&mut self, id: &str, secret: &str, token: &str) {
+        self.credentials.insert(id.to_string(), secret.to_string());
+        self.session_tokens
+            .insert(id.to_string(), token.to_string());
     }
 
     pub(super) fn secret(&self, id: &str) -> Option<&str> {
         self.credentials.get(id).map(String::as_str)
+    }
+
+    /// The session token `id` was issued with (None: a long-term key).
+    pub(super) fn session_token(&self, id: &str) -> Option<&str> {
+        self.session_tokens.get(id).map(String::as_str)
     }
 
     pub(crate) fn set_page_size(&mut self, n: usize) {
@@ -250,6 +272,7 @@ impl LightsailState {
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
             from_auto: seed.auto,
+            of_system_disk: false,
             gone_at: None,
             arn_id: uuid_like(),
         });
@@ -366,7 +389,8 @@ impl LightsailState {
     }
 }
 
-/// A GUID-shaped id, as Lightsail's operation ids are.
+/// A random version-4 UUID, as Lightsail's operation ids and AWS's request
+/// ids are.
 pub(super) fn uuid_like() -> String {
     let hex = crate::sim::random_id("", 32);
     let hex: String = hex
@@ -379,12 +403,15 @@ pub(super) fn uuid_like() -> String {
             }
         })
         .collect();
+    // A version-4 UUID: version nibble 4, variant bits 10.
+    let variant = ['8', '9', 'a', 'b'][usize::from(hex.as_bytes()[16] % 4)];
     format!(
-        "{}-{}-{}-{}-{}",
+        "{}-{}-4{}-{}{}-{}",
         &hex[..8],
         &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
+        &hex[13..16],
+        variant,
+        &hex[17..20],
         &hex[20..]
     )
 }

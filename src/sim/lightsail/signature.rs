@@ -56,6 +56,16 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     (scope.next()? == "aws4_request").then_some(auth)
 }
 
+/// AWS's JSON services answer an unknown access key or a session token it
+/// did not issue alike: HTTP 400, `UnrecognizedClientException`.
+fn unrecognized_client() -> ApiError {
+    ApiError::new(
+        400,
+        "UnrecognizedClientException",
+        "The security token included in the request is invalid.",
+    )
+}
+
 fn invalid_signature(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "InvalidSignatureException", message)
 }
@@ -87,13 +97,17 @@ pub(super) fn authenticate(
              parameters of an AWS4-HMAC-SHA256 signature",
         )
     })?;
-    let secret = state.secret(auth.access_key_id).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-        )
-    })?;
+    let secret = state
+        .secret(auth.access_key_id)
+        .ok_or_else(unrecognized_client)?;
+    // A session token must be the one the key was issued with; a long-term
+    // key takes none, and a temporary key is useless without its token.
+    let sent_token = headers
+        .get("x-amz-security-token")
+        .map(|v| v.to_str().unwrap_or_default());
+    if sent_token != state.session_token(auth.access_key_id) {
+        return Err(unrecognized_client());
+    }
     let amz_date = header_str(headers, "x-amz-date");
     let signed_at = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map(|t| t.and_utc())
