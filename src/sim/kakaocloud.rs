@@ -111,6 +111,7 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     IssueToken,
+    ValidateToken,
     ListInstances,
     GetInstance(String),
     ListVolumes,
@@ -139,6 +140,7 @@ impl Op {
         let m = method.as_str();
         Some(match (m, p.as_slice()) {
             ("POST", ["iam", "identity", "v3", "auth", "tokens"]) => Op::IssueToken,
+            ("GET", ["iam", "identity", "v3", "auth", "tokens"]) => Op::ValidateToken,
             ("GET", ["bcs", "api", "v1", "instances"]) => Op::ListInstances,
             ("GET", ["bcs", "api", "v1", "instances", id]) => Op::GetInstance(id.to_string()),
             ("GET", ["volume", "api", "v1", "volumes"]) => Op::ListVolumes,
@@ -163,6 +165,7 @@ impl Op {
     fn action(&self) -> &'static str {
         match self {
             Op::IssueToken => "IssueToken",
+            Op::ValidateToken => "ValidateToken",
             Op::ListInstances => "ListInstances",
             Op::GetInstance(_) => "GetInstance",
             Op::ListVolumes => "ListVolumes",
@@ -371,6 +374,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Params) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     #[test]
     fn routes_parse() {
@@ -551,5 +555,164 @@ mod tests {
         assert!(s
             .live_snapshot(&full, t3 + chrono::TimeDelta::seconds(1))
             .is_none());
+    }
+
+    /// Runs `method path` (query in `query`) with `headers` on `state`.
+    fn call(
+        state: &mut KakaoState,
+        now: DateTime<Utc>,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+    ) -> (u16, Value, Vec<(&'static str, String)>) {
+        let op = Op::parse(&method, path).expect("a served route");
+        let mut faults = faults::FaultRegistry::default();
+        let mut ctx = Ctx {
+            state,
+            duration: std::time::Duration::from_millis(100),
+            faults: &mut faults,
+            fault_hit: None,
+            now,
+        };
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, v.parse().expect("header value"));
+        }
+        let params: Params = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match actions::run(&op, &mut ctx, &map, &params, None, &None) {
+            Ok(r) => (r.status.as_u16(), r.body.unwrap_or(Value::Null), r.headers),
+            Err(e) => (e.status.as_u16(), e.body(), Vec::new()),
+        }
+    }
+
+    #[test]
+    fn token_validation_follows_keystone() {
+        let now = Utc::now();
+        let mut state = KakaoState::default();
+        state.add_credentials("cred", "secret");
+        let (token, _) = state.issue_token("cred", "secret", now).expect("issued");
+        let (other, _) = state.issue_token("cred", "secret", now).expect("issued");
+        let path = "/kakaocloud/iam/identity/v3/auth/tokens";
+        let get = |state: &mut KakaoState, auth: &str, subject: &str| {
+            call(
+                state,
+                now,
+                Method::GET,
+                path,
+                &[],
+                &[("x-auth-token", auth), ("x-subject-token", subject)],
+            )
+        };
+        let (status, body, headers) = get(&mut state, &token, &other);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token"]["application_credential"]["id"], "cred");
+        assert!(body["token"]["expires_at"].is_string(), "{body}");
+        assert_eq!(headers, vec![("x-subject-token", other.clone())]);
+        let (status, body, _) = get(&mut state, &token, "gAAAAABnosuchtoken");
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], 404);
+        assert_eq!(body["error"]["title"], "Not Found");
+        let (status, body, _) = get(&mut state, "bad-token", &other);
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["title"], "Unauthorized");
+        // An expired subject token is not found any more.
+        let later = now + chrono::TimeDelta::hours(13);
+        let (status, _, _) = call(
+            &mut state,
+            later,
+            Method::GET,
+            path,
+            &[],
+            &[("x-auth-token", &token), ("x-subject-token", &other)],
+        );
+        assert_eq!(status, 401, "the caller's own token expired too");
+    }
+
+    #[test]
+    fn vm_state_is_root_and_created_at_filter() {
+        let now = Utc::now() + chrono::TimeDelta::seconds(1);
+        let mut state = KakaoState::default();
+        state.add_credentials("cred", "secret");
+        let (token, _) = state.issue_token("cred", "secret", now).expect("issued");
+        state.seed_instance(
+            "i-1",
+            "web",
+            &[("v-root".into(), true), ("v-data".into(), false)],
+        );
+        let old = now - chrono::TimeDelta::days(2);
+        let s_old = state.seed_snapshot("v-data", "old", None, old);
+        let s_new = state.seed_snapshot("v-data", "new", None, now);
+        let auth = [("x-auth-token", token.as_str())];
+        let mut list = |path: &str, key: &str, q: &[(&str, &str)]| {
+            let (status, body, _) = call(&mut state, now, Method::GET, path, q, &auth);
+            let ids: Vec<String> = body[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x["id"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (status, ids, body)
+        };
+        let instances = "/kakaocloud/bcs/api/v1/instances";
+        assert_eq!(
+            list(instances, "instances", &[("vm_state", "active")]).1,
+            vec!["i-1"]
+        );
+        assert!(list(instances, "instances", &[("vm_state", "stopped")])
+            .1
+            .is_empty());
+
+        let volumes = "/kakaocloud/volume/api/v1/volumes";
+        assert_eq!(
+            list(volumes, "volumes", &[("is_root", "true")]).1,
+            vec!["v-root"]
+        );
+        assert_eq!(
+            list(volumes, "volumes", &[("is_root", "false")]).1,
+            vec!["v-data"]
+        );
+        assert_eq!(list(volumes, "volumes", &[("is_root", "maybe")]).0, 400);
+
+        let snapshots = "/kakaocloud/volume/api/v1/snapshots";
+        let stamp = |t: DateTime<Utc>| model::format_time(t);
+        let at_old = stamp(old);
+        assert_eq!(
+            list(snapshots, "snapshots", &[("created_at", &at_old)]).1,
+            vec![s_old.clone()]
+        );
+        let after_old = format!("gt:{at_old}");
+        assert_eq!(
+            list(snapshots, "snapshots", &[("created_at", &after_old)]).1,
+            vec![s_new.clone()]
+        );
+        let until_now = format!("lte:{}", stamp(now));
+        assert_eq!(
+            list(snapshots, "snapshots", &[("created_at", &until_now)])
+                .1
+                .len(),
+            2
+        );
+        let before = format!("lt:{at_old}");
+        assert!(list(snapshots, "snapshots", &[("created_at", &before)])
+            .1
+            .is_empty());
+        assert_eq!(
+            list(snapshots, "snapshots", &[("created_at", "yesterday")]).0,
+            400
+        );
+        let (_, ids, _) = list(
+            instances,
+            "instances",
+            &[("created_at", &format!("gte:{at_old}"))],
+        );
+        assert_eq!(ids, vec!["i-1"]);
+        let (_, ids, _) = list(volumes, "volumes", &[("created_at", &before)]);
+        assert!(ids.is_empty());
     }
 }

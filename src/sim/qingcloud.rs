@@ -11,6 +11,7 @@ mod control;
 mod errors;
 mod model;
 mod signature;
+mod tags;
 
 use axum::extract::{Request, State};
 use axum::response::Response;

@@ -862,3 +862,253 @@ async fn modify_snapshot_attributes_sets_and_clears_the_description() {
         .await;
     assert_eq!(r["ret_code"], 2100, "deleted: {r}");
 }
+
+#[tokio::test]
+async fn a_restored_volume_is_pending_while_its_job_runs() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-src", "db");
+    let (job, ss) = h.create("vol-src", "1").await;
+    // A snapshot still being made cannot be restored: the documented 1400
+    // without "please try later".
+    let early = h
+        .call("CreateVolumeFromSnapshot", &[("snapshot", &ss)])
+        .await;
+    assert_eq!(early["ret_code"], 1400, "{early}");
+    assert_eq!(
+        early["message"],
+        format!(
+            "PermissionDenied, snapshot [{ss}] is not available, can not create volume from it"
+        )
+    );
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "successful");
+
+    let r = h
+        .call(
+            "CreateVolumeFromSnapshot",
+            &[("snapshot", &ss), ("volume_name", "restore-2")],
+        )
+        .await;
+    assert_eq!(r["ret_code"], 0, "{r}");
+    let vol = r["volume_id"].as_str().expect("volume id").to_string();
+    let restore_job = r["job_id"].as_str().expect("job id").to_string();
+    let v = &h.call("DescribeVolumes", &[("volumes.1", &vol)]).await["volume_set"][0];
+    assert_eq!(v["status"], "pending", "{v}");
+    assert_eq!(v["transition_status"], "creating", "{v}");
+    assert_eq!(v["volume_name"], "restore-2");
+    // Every field the CLI transcript shows for a volume.
+    for field in [
+        "status",
+        "resources",
+        "zone_id",
+        "volume_id",
+        "instance",
+        "lastest_snapshot_time",
+        "sub_code",
+        "transition_status",
+        "volume_type",
+        "status_time",
+        "instances",
+        "repl",
+        "create_time",
+        "extra",
+        "volume_name",
+        "owner",
+        "place_group_id",
+        "size",
+        "resource_project_info",
+        "tags",
+        "description",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing: {v}");
+    }
+    assert_eq!(v["size"], 20, "the source volume's size: {v}");
+    // status.N filters on the state of the moment.
+    let pending = h.call("DescribeVolumes", &[("status.1", "pending")]).await;
+    assert_eq!(pending["total_count"], 1, "{pending}");
+    assert_eq!(pending["volume_set"][0]["volume_id"], vol.as_str());
+    let available = h
+        .call(
+            "DescribeVolumes",
+            &[("status.1", "available"), ("status.2", "in-use")],
+        )
+        .await;
+    assert_eq!(available["total_count"], 1, "{available}");
+    assert_eq!(available["volume_set"][0]["volume_id"], "vol-src");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.job_status(&restore_job).await != "successful" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore job never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let v = &h.call("DescribeVolumes", &[("volumes.1", &vol)]).await["volume_set"][0];
+    assert_eq!(v["status"], "available", "{v}");
+    assert_eq!(v["transition_status"], "", "{v}");
+    let all = h
+        .call("DescribeVolumes", &[("status.1", "available")])
+        .await;
+    assert_eq!(all["total_count"], 2, "{all}");
+
+    // A restore whose job fails leaves no volume behind.
+    h.fault(r#"{"dialect":"qingcloud","action":"CreateVolumeFromSnapshot","fault":"fail_job","count":1}"#)
+        .await;
+    let r = h
+        .call("CreateVolumeFromSnapshot", &[("snapshot", &ss)])
+        .await;
+    let failed = r["volume_id"].as_str().expect("volume id").to_string();
+    wait_jobs().await;
+    let gone = h.call("DescribeVolumes", &[("volumes.1", &failed)]).await;
+    assert_eq!(gone["total_count"], 0, "{gone}");
+    let ceased = h
+        .call(
+            "DescribeVolumes",
+            &[("volumes.1", &failed), ("status.1", "ceased")],
+        )
+        .await;
+    assert_eq!(ceased["volume_set"][0]["status"], "ceased", "{ceased}");
+}
+
+#[tokio::test]
+async fn tags_are_made_listed_and_attached() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-t", "db");
+    let ss = h.sim.seed_qingcloud_snapshot(ZONE, "vol-t", "manual", None);
+    let r = h.call("CreateTag", &[("tag_name", "snapwarden")]).await;
+    assert_eq!(r["action"], "CreateTagResponse", "{r}");
+    assert_eq!(r["ret_code"], 0, "{r}");
+    let tag = r["tag_id"].as_str().expect("tag id").to_string();
+    assert!(tag.starts_with("tag-") && tag.len() == 12, "{tag}");
+    let dup = h.call("CreateTag", &[("tag_name", "snapwarden")]).await;
+    assert_eq!(dup["ret_code"], 2110, "{dup}");
+    assert_eq!(h.call("CreateTag", &[]).await["ret_code"], 1100);
+    h.call("CreateTag", &[("tag_name", "other"), ("color", "#ff0000")])
+        .await;
+
+    let r = h
+        .call(
+            "AttachTags",
+            &[
+                ("resource_tag_pairs.1.tag_id", &tag),
+                ("resource_tag_pairs.1.resource_type", "snapshot"),
+                ("resource_tag_pairs.1.resource_id", &ss),
+                ("resource_tag_pairs.2.tag_id", &tag),
+                ("resource_tag_pairs.2.resource_type", "volume"),
+                ("resource_tag_pairs.2.resource_id", "vol-t"),
+            ],
+        )
+        .await;
+    assert_eq!(r, json!({"action": "AttachTagsResponse", "ret_code": 0}));
+    // Each pair is checked before any is attached.
+    let bad = h
+        .call(
+            "AttachTags",
+            &[
+                ("resource_tag_pairs.1.tag_id", &tag),
+                ("resource_tag_pairs.1.resource_type", "snapshot"),
+                ("resource_tag_pairs.1.resource_id", "ss-nosuch01"),
+            ],
+        )
+        .await;
+    assert_eq!(bad["ret_code"], 2100, "{bad}");
+    let half = h
+        .call(
+            "AttachTags",
+            &[
+                ("resource_tag_pairs.1.tag_id", &tag),
+                ("resource_tag_pairs.1.resource_id", &ss),
+            ],
+        )
+        .await;
+    assert_eq!(half["ret_code"], 1100, "{half}");
+    let no_tag = h
+        .call(
+            "AttachTags",
+            &[
+                ("resource_tag_pairs.1.tag_id", "tag-nosuch01"),
+                ("resource_tag_pairs.1.resource_type", "snapshot"),
+                ("resource_tag_pairs.1.resource_id", &ss),
+            ],
+        )
+        .await;
+    assert_eq!(no_tag["ret_code"], 2100, "{no_tag}");
+
+    let all = h.call("DescribeTags", &[]).await;
+    assert_eq!(all["total_count"], 2, "{all}");
+    let mine = h
+        .call(
+            "DescribeTags",
+            &[("search_word", "snapw"), ("verbose", "1")],
+        )
+        .await;
+    assert_eq!(mine["total_count"], 1, "{mine}");
+    let t = &mine["tag_set"][0];
+    assert_eq!(t["tag_id"], tag.as_str());
+    assert_eq!(t["tag_name"], "snapwarden");
+    assert_eq!(t["resource_count"], 2, "{t}");
+    assert_eq!(
+        t["resource_tag_pairs"].as_array().map(Vec::len),
+        Some(2),
+        "{t}"
+    );
+    let by_resource = h.call("DescribeTags", &[("resources.1", &ss)]).await;
+    assert_eq!(by_resource["total_count"], 1, "{by_resource}");
+    assert!(by_resource["tag_set"][0]
+        .get("resource_tag_pairs")
+        .is_none());
+
+    // The snapshot lists its tag and the tag filter finds it.
+    let s = h.snapshot(&ss).await;
+    assert_eq!(s["tags"][0]["tag_id"], tag.as_str(), "{s}");
+    let tagged = h.call("DescribeSnapshots", &[("tags.1", &tag)]).await;
+    assert_eq!(tagged["total_count"], 1, "{tagged}");
+    let v = h.call("DescribeVolumes", &[("volumes.1", "vol-t")]).await;
+    assert_eq!(
+        v["volume_set"][0]["tags"][0]["tag_name"], "snapwarden",
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn apply_snapshots_rolls_back_under_a_job() {
+    let h = start().await;
+    h.sim.seed_qingcloud_volume(ZONE, "vol-r", "db");
+    let (_, first) = h.create("vol-r", "1").await;
+    wait_jobs().await;
+    let (_, second) = h.create("vol-r", "0").await;
+    // A snapshot still being made cannot be applied.
+    let busy = h.call("ApplySnapshots", &[("snapshots.1", &second)]).await;
+    assert_eq!(busy["ret_code"], 1400, "{busy}");
+    wait_jobs().await;
+    assert_eq!(h.snapshot(&second).await["is_head"], 1);
+
+    let r = h.call("ApplySnapshots", &[("snapshots.1", &first)]).await;
+    assert_eq!(r["action"], "ApplySnapshotsResponse", "{r}");
+    assert_eq!(r["ret_code"], 0, "{r}");
+    let job = r["job_id"].as_str().expect("job id").to_string();
+    let j = &h.call("DescribeJobs", &[("jobs.1", &job)]).await["job_set"][0];
+    assert_eq!(j["job_action"], "ApplySnapshots", "{j}");
+    assert_eq!(j["resource_ids"], format!("{first} vol-r"));
+    let early = j["status"].as_str().unwrap_or_default().to_string();
+    assert!(early == "pending" || early == "working", "{early}");
+    wait_jobs().await;
+    assert_eq!(h.job_status(&job).await, "successful");
+    // The applied point is the volume's current one now.
+    assert_eq!(h.snapshot(&first).await["is_head"], 1);
+    assert_eq!(h.snapshot(&second).await["is_head"], 0);
+
+    assert_eq!(h.call("ApplySnapshots", &[]).await["ret_code"], 1100);
+    let missing = h
+        .call("ApplySnapshots", &[("snapshots.1", "ss-nosuch01")])
+        .await;
+    assert_eq!(missing["ret_code"], 2100, "{missing}");
+    let same_volume = h
+        .call(
+            "ApplySnapshots",
+            &[("snapshots.1", &first), ("snapshots.2", &second)],
+        )
+        .await;
+    assert_eq!(same_volume["ret_code"], 1100, "{same_volume}");
+}

@@ -73,6 +73,11 @@ mod tests {
                 "PermissionDenied, instance [i-2aypaijz] is not running， can not be stopped",
                 ErrorKind::Permanent,
             ),
+            (
+                1400,
+                "PermissionDenied, snapshot [ss-u90rxvl1] is not available, can not create volume from it",
+                ErrorKind::Permanent,
+            ),
             (2100, "resource not found", ErrorKind::NotFound),
             (2110, "already exists", ErrorKind::Conflict),
             (5400, "dependency exists", ErrorKind::Conflict),

@@ -708,7 +708,8 @@ async fn restore_rolls_back_in_place() {
 
 // ------------------------------------------------------- target selection
 
-/// `count` disks by DescribeDisk pages; disk 1 is being released.
+/// `count` disks by DescribeDisk pages; disk 1 is being released, disk 2
+/// is being snapshotted and disk 3 rolled back (both still targets).
 fn disks(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
     move |params| {
         assert_eq!(p(params, "Action"), "DescribeDisk");
@@ -721,7 +722,12 @@ fn disks(count: usize) -> impl Fn(&Params) -> (u16, Value) + Send + Sync {
                 json!({
                     "DiskID": format!("disk-{i:04}"),
                     "Name": format!("data-{i}"),
-                    "DiskStatus": if i == 1 { "Releasing" } else { "Bound" },
+                    "DiskStatus": match i {
+                        1 => "Releasing",
+                        2 => "Snapshoting",
+                        3 => "Rollbacking",
+                        _ => "Bound",
+                    },
                 })
             })
             .collect();
@@ -743,6 +749,12 @@ async fn list_resources_reads_every_disk_page() {
         ("disk-0000", "data-0")
     );
     assert!(got.iter().all(|r| r.tags.is_empty() && r.id != "disk-0001"));
+    assert!(
+        ["disk-0002", "disk-0003"]
+            .iter()
+            .all(|id| got.iter().any(|r| r.id == *id)),
+        "a disk being snapshotted or rolled back is still a target"
+    );
     assert_eq!(fake.param("Offset"), vec!["0", "99", "198"]);
 }
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::model::{KakaoState, DEFAULT_LIMIT};
+use super::model::{self, KakaoState, DEFAULT_LIMIT};
 use super::{auth, ApiError, Ctx, Op, Params, Reply};
 
 /// An operation's answer.
@@ -24,10 +24,14 @@ pub(super) fn run(
     if *op == Op::IssueToken {
         return auth::issue_token(ctx, headers, raw_body, body);
     }
+    if *op == Op::ValidateToken {
+        return auth::validate_token(ctx, headers);
+    }
     auth::check_token(ctx, headers)?;
     let now = ctx.now;
     match op {
         Op::IssueToken => Err(ApiError::internal("unreachable")),
+        Op::ValidateToken => Err(ApiError::internal("unreachable")),
         Op::ListInstances => list_instances(ctx.state, params, now),
         Op::GetInstance(id) => get_instance(ctx.state, id, now),
         Op::ListVolumes => list_volumes(ctx.state, params, now),
@@ -256,11 +260,83 @@ fn page(items: Vec<Value>, key: &str, limit: u64, offset: u64) -> Reply {
     )
 }
 
+/// A `created_at` filter: a time in ISO 8601 (UTC), bare (that second)
+/// or after one of the comparison prefixes the OpenStack Block Storage
+/// API takes for its time filters (`gt:`, `gte:`, `lt:`, `lte:`, `eq:`,
+/// `neq:`). Listed times have whole seconds, so they compare as such.
+#[derive(Debug, Clone, Copy)]
+struct TimeFilter {
+    op: &'static str,
+    at: i64,
+}
+
+impl TimeFilter {
+    fn read(params: &Params, key: &str) -> Result<Option<TimeFilter>, ApiError> {
+        let Some(raw) = params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let (op, time) = ["gte", "gt", "lte", "lt", "neq", "eq"]
+            .iter()
+            .find_map(|op| {
+                raw.strip_prefix(op)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|t| (*op, t))
+            })
+            .unwrap_or(("eq", raw));
+        let at = DateTime::parse_from_rfc3339(time)
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{key} must be an ISO 8601 time, optionally after gt:, gte:, lt:, lte:, eq: or neq:, not {raw:?}"
+                ))
+            })?
+            .timestamp();
+        Ok(Some(TimeFilter { op, at }))
+    }
+
+    fn matches(self, t: DateTime<Utc>) -> bool {
+        let t = t.timestamp();
+        match self.op {
+            "gt" => t > self.at,
+            "gte" => t >= self.at,
+            "lt" => t < self.at,
+            "lte" => t <= self.at,
+            "neq" => t != self.at,
+            _ => t == self.at,
+        }
+    }
+}
+
+/// Whether `t` passes the optional time filter.
+fn time_ok(filter: Option<TimeFilter>, t: DateTime<Utc>) -> bool {
+    filter.is_none_or(|f| f.matches(t))
+}
+
+/// A boolean filter (`true`/`false`); anything else is 400.
+fn bool_filter(params: &Params, key: &str) -> Result<Option<bool>, ApiError> {
+    match params
+        .get(key)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{key} must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+/// `GET /api/v1/instances`: filters `id`, `name` (substring), `vm_state`,
+/// `created_at`; sorted by `created_at`, paged.
 fn list_instances(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
+    let created = TimeFilter::read(params, "created_at")?;
     let found: Vec<Found> = state
         .instances
         .values()
         .filter(|i| params.get("id").is_none_or(|id| &i.id == id))
+        .filter(|_| param_is(params, "vm_state", model::VM_STATE))
+        .filter(|i| time_ok(created, i.created_at))
         .filter(|i| {
             params
                 .get("name")
@@ -272,12 +348,15 @@ fn list_instances(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> An
 }
 
 /// `GET /api/v1/volumes`: filters `id`, `name` (exact), `instance_id`,
-/// `status`; sorted by `created_at`, paged.
+/// `status`, `is_root`, `created_at`; sorted by `created_at`, paged.
 fn list_volumes(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
     let eq = |k: &str, v: &str| param_is(params, k, v);
+    let is_root = bool_filter(params, "is_root")?;
+    let created = TimeFilter::read(params, "created_at")?;
     let found: Vec<Found> = state
         .volumes
         .values()
+        .filter(|v| is_root.is_none_or(|r| v.is_root == r) && time_ok(created, v.created_at))
         .filter(|v| eq("id", &v.id) && eq("name", &v.name) && eq("status", v.status(now)))
         .filter(|v| param_is_some(params, "instance_id", v.instance_id.as_ref()))
         .map(|v| ((v.created_at, v.seq), state.volume_view(v, now)))
@@ -287,8 +366,10 @@ fn list_volumes(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answ
 
 fn list_snapshots(state: &KakaoState, params: &Params, now: DateTime<Utc>) -> Answer {
     let eq = |k: &str, v: &str| param_is(params, k, v);
+    let created = TimeFilter::read(params, "created_at")?;
     let found: Vec<Found> = state
         .live_snapshots(now)
+        .filter(|s| time_ok(created, s.created_at))
         .filter(|s| eq("id", &s.id) && eq("name", &s.name) && eq("volume_id", &s.volume_id))
         .filter(|s| eq("status", s.status(now).unwrap_or_default()))
         .filter(|s| {

@@ -84,27 +84,67 @@ pub(super) fn issue_token(
         ));
     }
     let now = ctx.now;
-    let Some((token, expires)) = ctx.state.issue_token(id, secret, now) else {
+    let Some((token, issued)) = ctx.state.issue_token(id, secret, now) else {
         return Err(ApiError::keystone(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "The request you have made requires authentication.",
         ));
     };
-    let micro = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     Ok(Reply {
         status: StatusCode::CREATED,
-        body: Some(json!({"token": {
-            "methods": ["application_credential"],
-            "expires_at": micro(expires),
-            "issued_at": micro(now),
-            "project": {"id": model::PROJECT_ID, "name": "sim", "domain": {"id": "default", "name": "Default"}},
-            "user": {"id": model::USER_ID, "name": "sim-user", "domain": {"id": "default", "name": "Default"}},
-            "roles": [{"id": "sim-role-member", "name": "member"}],
-            "application_credential": {"id": id, "name": "snapwarden", "restricted": true},
-            "catalog": [],
-            "audit_ids": [crate::sim::random_id("", 22)],
-        }})),
+        body: Some(token_body(&issued)),
         headers: vec![("x-subject-token", token)],
     })
+}
+
+/// `GET /identity/v3/auth/tokens` (Keystone v3 token validation): a
+/// missing or bad `X-Auth-Token` is 401 (Keystone's error shape); the
+/// `X-Subject-Token` is answered 200 with its token body and echoed in the
+/// header, or 404 when unknown or expired.
+pub(super) fn validate_token(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Reply, ApiError> {
+    let caller = crate::sim::pipeline::header_str(headers, "x-auth-token");
+    if !ctx.state.token_valid(caller, ctx.now) {
+        return Err(ApiError::keystone(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The request you have made requires authentication.",
+        ));
+    }
+    let subject = crate::sim::pipeline::header_str(headers, "x-subject-token");
+    if subject.is_empty() {
+        return Err(ApiError::keystone(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "X-Subject-Token header is required.",
+        ));
+    }
+    let issued = ctx.state.live_token(subject, ctx.now).ok_or_else(|| {
+        ApiError::keystone(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("Could not find token: {subject}."),
+        )
+    })?;
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Some(token_body(issued)),
+        headers: vec![("x-subject-token", subject.to_string())],
+    })
+}
+
+/// The `{"token": …}` body of an issued or validated token.
+fn token_body(issued: &model::IssuedToken) -> Value {
+    let micro = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    json!({"token": {
+        "methods": ["application_credential"],
+        "expires_at": micro(issued.expires_at),
+        "issued_at": micro(issued.issued_at),
+        "project": {"id": model::PROJECT_ID, "name": "sim", "domain": {"id": "default", "name": "Default"}},
+        "user": {"id": model::USER_ID, "name": "sim-user", "domain": {"id": "default", "name": "Default"}},
+        "roles": [{"id": "sim-role-member", "name": "member"}],
+        "application_credential": {"id": issued.credential_id, "name": "snapwarden", "restricted": true},
+        "catalog": [],
+        "audit_ids": [issued.audit_id],
+    }})
 }

@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_ZONE: &str = "kr-central-2-a";
 const DEFAULT_SIZE_GB: u64 = 50;
 /// The API's default `limit`.
 pub(crate) const DEFAULT_LIMIT: u64 = 20;
+/// Every simulated instance is running: `vm_state` `active`.
+pub(crate) const VM_STATE: &str = "active";
 
 pub(crate) use crate::sim::faults::Outcome;
 
@@ -146,10 +148,19 @@ impl Snapshot {
     }
 }
 
+/// What a token was issued for, as validation answers it.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuedToken {
+    pub credential_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub audit_id: String,
+}
+
 pub(crate) struct KakaoState {
     credentials: HashMap<String, String>,
-    /// Issued tokens and when each expires.
-    tokens: HashMap<String, DateTime<Utc>>,
+    /// Issued tokens, by token.
+    tokens: HashMap<String, IssuedToken>,
     /// Lifetime of a new token (12 h on the real service).
     pub token_ttl: Duration,
     /// Largest page the lists return, whatever `limit` asks.
@@ -191,7 +202,7 @@ impl KakaoState {
         id: &str,
         secret: &str,
         now: DateTime<Utc>,
-    ) -> Option<(String, DateTime<Utc>)> {
+    ) -> Option<(String, IssuedToken)> {
         if self.credentials.get(id).map(String::as_str) != Some(secret) || secret.is_empty() {
             return None;
         }
@@ -199,13 +210,24 @@ impl KakaoState {
             chrono::TimeDelta::from_std(self.token_ttl).unwrap_or(chrono::TimeDelta::hours(12));
         let token = crate::sim::random_id("gAAAAABsim", 48);
         let expires = now + ttl;
-        self.tokens.retain(|_, exp| *exp > now);
-        self.tokens.insert(token.clone(), expires);
-        Some((token, expires))
+        let issued = IssuedToken {
+            credential_id: id.to_string(),
+            issued_at: now,
+            expires_at: expires,
+            audit_id: crate::sim::random_id("", 22),
+        };
+        self.tokens.retain(|_, t| t.expires_at > now);
+        self.tokens.insert(token.clone(), issued.clone());
+        Some((token, issued))
+    }
+
+    /// The token, while it is known and not expired.
+    pub(crate) fn live_token(&self, token: &str, now: DateTime<Utc>) -> Option<&IssuedToken> {
+        self.tokens.get(token).filter(|t| t.expires_at > now)
     }
 
     pub(crate) fn token_valid(&self, token: &str, now: DateTime<Utc>) -> bool {
-        self.tokens.get(token).is_some_and(|exp| *exp > now)
+        self.live_token(token, now).is_some()
     }
 
     pub(crate) fn revoke_tokens(&mut self) -> usize {
@@ -354,7 +376,7 @@ impl KakaoState {
             "flavor": {"id": "sim-flavor", "name": "m2a.large", "vcpus": 2, "ram": 8192},
             "addresses": [],
             "image": {"id": "sim-image", "name": "Ubuntu 22.04"},
-            "vm_state": "active",
+            "vm_state": VM_STATE,
             "task_state": null,
             "power_state": "RUNNING",
             "status": "active",

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
 use super::model::{JobPlan, QingState, ResourceKind, Snapshot, JOB_STATUSES, OWNER};
+use super::tags;
 use super::{format_time, Params, DIALECT};
 use crate::sim::faults::{FaultKind, FaultRegistry};
 use crate::sim::form::{self, Paging};
@@ -60,6 +61,10 @@ pub(crate) fn dispatch(action: &str, ctx: &mut Ctx<'_>) -> Result<Value, ApiErro
         "DeleteSnapshots" => delete_snapshots(ctx)?,
         "ModifySnapshotAttributes" => modify_snapshot_attributes(ctx)?,
         "CreateVolumeFromSnapshot" => create_volume_from_snapshot(ctx)?,
+        "ApplySnapshots" => apply_snapshots(ctx)?,
+        "CreateTag" => tags::create_tag(ctx)?,
+        "DescribeTags" => tags::describe_tags(ctx)?,
+        "AttachTags" => tags::attach_tags(ctx)?,
         "DescribeJobs" => describe_jobs(ctx)?,
         "DescribeVolumes" => describe_resources(ctx, ResourceKind::Volume)?,
         "DescribeInstances" => describe_resources(ctx, ResourceKind::Instance)?,
@@ -129,6 +134,22 @@ fn delete_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
     Ok(out)
 }
 
+/// ApplySnapshots `snapshots.N` (required): rolls their resources back;
+/// answers `job_id` like the Go SDK's ApplySnapshotsOutput.
+fn apply_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
+    let ids = list_param(ctx.params, "snapshots")?;
+    if ids.is_empty() {
+        return Err(ApiError::missing("snapshots.1"));
+    }
+    let planner = &mut ctx.planner;
+    let job_id = ctx
+        .qing
+        .apply_snapshots(ctx.zone, &ids, ctx.now, || planner.plan("ApplySnapshots"))?;
+    let mut out = Map::new();
+    out.insert("job_id".into(), json!(job_id));
+    Ok(out)
+}
+
 /// ModifySnapshotAttributes `snapshot` (required), `snapshot_name`,
 /// `description`: answers only `action` and `ret_code`.
 fn modify_snapshot_attributes(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
@@ -173,8 +194,7 @@ fn describe_snapshots(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError>
             status != "ceased"
                 && (statuses.is_empty() || statuses.iter().any(|x| x == status))
                 && (ids.is_empty() || ids.contains(&s.id))
-                // Snapshots carry no tags here, so a tag filter matches none.
-                && tags.is_empty()
+                && (tags.is_empty() || qing.tags_of(&s.id).iter().any(|t| tags.contains(&t.id)))
                 && resource_id.is_none_or(|r| s.resource_id == r)
                 && snapshot_type.is_none_or(|full| s.full == full)
                 && snapshot_name.is_none_or(|n| s.name == n)
@@ -214,7 +234,7 @@ fn snapshot_json(qing: &QingState, s: &Snapshot, now: DateTime<Utc>, verbose: bo
         "provider": "self",
         "visibility": "private",
         "sub_code": 0,
-        "tags": [],
+        "tags": qing.tags_of(&s.id).iter().map(|t| t.short_json()).collect::<Vec<_>>(),
         "resource_project_info": [],
         "resource": {
             "resource_id": s.resource_id,
@@ -316,6 +336,7 @@ fn describe_resources(
         ResourceKind::Instance => ("instances", "instance_set", "instance_id", "instance_name"),
     };
     let ids = list_param(ctx.params, list_name)?;
+    let statuses = list_param(ctx.params, "status")?;
     let (offset, limit) = paging(ctx.params)?;
     let (qing, now, zone) = (&*ctx.qing, ctx.now, ctx.zone);
     let mut matching: Vec<_> = if ids.is_empty() {
@@ -327,7 +348,18 @@ fn describe_resources(
             .filter_map(|id| qing.resources.get(id))
             .collect()
     };
-    matching.retain(|r| r.kind == kind && r.zone == zone);
+    // A ceased resource (a restore whose job failed) is gone unless a
+    // status filter asks for it by name.
+    matching.retain(|r| {
+        let status = qing.resource_view(r, now).status;
+        r.kind == kind
+            && r.zone == zone
+            && if statuses.is_empty() {
+                status != "ceased"
+            } else {
+                statuses.iter().any(|s| s == status)
+            }
+    });
     matching.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
     let set: Vec<Value> = matching
         .iter()
@@ -339,18 +371,19 @@ fn describe_resources(
                 .filter(|s| qing.view(s, now).status.as_str() != "ceased")
                 .map(|s| s.create_time)
                 .max();
+            let view = qing.resource_view(r, now);
             let mut item = json!({
                 id_field: r.id,
                 name_field: r.name,
                 "description": null,
-                "status": if kind == ResourceKind::Volume { "available" } else { "running" },
-                "transition_status": "",
+                "status": view.status,
+                "transition_status": view.transition,
                 "zone_id": r.zone,
                 "create_time": format_time(r.create_time),
-                "status_time": format_time(r.create_time),
+                "status_time": format_time(view.status_time),
                 "owner": OWNER,
                 "sub_code": 0,
-                "tags": tags_json(&r.tags),
+                "tags": tags_json(&r.tags, &qing.tags_of(&r.id)),
                 "resource_project_info": [],
             });
             if let Some(obj) = item.as_object_mut() {
@@ -362,10 +395,28 @@ fn describe_resources(
                             "lastest_snapshot_time".into(),
                             json!(latest.map(format_time)),
                         );
+                        // An unattached volume, field for field as the
+                        // CLI transcript of DescribeVolumes shows one.
                         obj.insert(
                             "instance".into(),
                             json!({"instance_id": "", "instance_name": ""}),
                         );
+                        obj.insert(
+                            "instances".into(),
+                            json!([{"instance_id": "", "instance_name": ""}]),
+                        );
+                        obj.insert(
+                            "resources".into(),
+                            json!([{
+                                "device": "",
+                                "resource_name": "",
+                                "resource_type": "instance",
+                                "resource_id": "",
+                            }]),
+                        );
+                        obj.insert("repl".into(), json!("rpp-00000000"));
+                        obj.insert("place_group_id".into(), json!("plg-00000000"));
+                        obj.insert("extra".into(), Value::Null);
                     }
                     ResourceKind::Instance => {
                         obj.insert("instance_type".into(), json!("s1.small.r1"));
@@ -386,7 +437,8 @@ fn describe_resources(
 
 /// A resource's `tags` as QingCloud lists them: `tag_key` + `tag_name`
 /// (the value), or only `tag_name` for a key-less tag.
-fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Value {
+/// Seeded tags first, then those attached with AttachTags.
+fn tags_json(tags: &std::collections::BTreeMap<String, String>, attached: &[&tags::Tag]) -> Value {
     Value::Array(
         tags.iter()
             .map(|(k, v)| {
@@ -397,6 +449,7 @@ fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Value {
                     json!({"tag_id": tag_id, "tag_name": v, "tag_key": k, "color": "#9f9bb7"})
                 }
             })
+            .chain(attached.iter().map(|t| t.short_json()))
             .collect(),
     )
 }
@@ -424,7 +477,7 @@ fn flag_param(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
 }
 
 /// `offset` (default 0) and `limit` (default 20, capped at 100).
-fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
+pub(crate) fn paging(params: &Params) -> Result<(usize, usize), ApiError> {
     PAGING.read(params)
 }
 

@@ -81,11 +81,32 @@ impl ApiError {
         )
     }
 
+    /// 1400 for CreateVolumeFromSnapshot from a snapshot that is not
+    /// `available` (message as the qingcloud-csi project saw it). It has no
+    /// "please try later", so clients treat it as final.
+    pub(crate) fn snapshot_not_available(snapshot_id: &str) -> Self {
+        Self::new(
+            1400,
+            format!(
+                "PermissionDenied, snapshot [{snapshot_id}] is not available, can not create \
+                 volume from it"
+            ),
+        )
+    }
+
     /// 2100: no such resource (in this zone, for this account).
     pub(crate) fn not_found(resource_id: &str) -> Self {
         Self::new(
             2100,
             format!("ResourceNotFound, resource [{resource_id}] not found"),
+        )
+    }
+
+    /// 2110: a resource with that unique name exists already.
+    pub(crate) fn exists(kind: &str, name: &str) -> Self {
+        Self::new(
+            2110,
+            format!("ResourceAlreadyExists, {kind} [{name}] already exists"),
         )
     }
 

@@ -51,6 +51,20 @@ pub(crate) struct Resource {
     /// The newest point taken; the effective head is its nearest ancestor
     /// still alive (see [`QingState::effective_head`]).
     pub head: Option<String>,
+    /// The CreateVolumeFromSnapshot job that makes this volume; `None` for
+    /// a seeded resource (there from the start).
+    pub create_job: Option<String>,
+}
+
+/// A volume's or instance's state at one instant, derived from its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceView {
+    /// `pending` while its creating job runs, then `available` (a volume)
+    /// or `running` (an instance); `ceased` when the job failed.
+    pub status: &'static str,
+    /// `creating` while pending, else empty.
+    pub transition: &'static str,
+    pub status_time: DateTime<Utc>,
 }
 
 pub(crate) use crate::sim::faults::Outcome;
@@ -196,6 +210,8 @@ pub(crate) struct QingState {
     /// request cost what its answer costs, not what the whole account holds.
     by_resource: HashMap<String, Vec<String>>,
     by_root: HashMap<String, Vec<String>>,
+    /// Tags made by CreateTag, by id.
+    pub(crate) tags: HashMap<String, super::tags::Tag>,
 }
 
 /// One new async job's parameters.
@@ -214,7 +230,7 @@ impl QingState {
         self.credentials.get(access_key_id).map(String::as_str)
     }
 
-    fn next_seq(&mut self) -> u64 {
+    pub(crate) fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
     }
@@ -237,6 +253,7 @@ impl QingState {
         // Seeding an existing resource again renames it, nothing more.
         let (tags, create_time) =
             old.map_or((BTreeMap::new(), now), |r| (r.tags.clone(), r.create_time));
+        let size_gb = old.map_or(DEFAULT_DISK_GB, |r| r.size_gb);
         self.resources.insert(
             id.to_string(),
             Resource {
@@ -244,12 +261,45 @@ impl QingState {
                 zone: zone.to_string(),
                 name: name.to_string(),
                 kind,
-                size_gb: DEFAULT_DISK_GB,
+                size_gb,
                 create_time,
                 tags,
                 head,
+                create_job: old.and_then(|r| r.create_job.clone()),
             },
         );
+    }
+
+    /// How `r` stands at `now`: a restored volume is `pending`/`creating`
+    /// while its job runs (as the CLI transcript of a restore shows), then
+    /// `available`; a failed job leaves it `ceased`.
+    pub(crate) fn resource_view(&self, r: &Resource, now: DateTime<Utc>) -> ResourceView {
+        let ready = match r.kind {
+            ResourceKind::Volume => "available",
+            ResourceKind::Instance => "running",
+        };
+        match self.job_status(r.create_job.as_ref(), now) {
+            None => ResourceView {
+                status: ready,
+                transition: "",
+                status_time: r.create_time,
+            },
+            Some((JobStatus::Pending | JobStatus::Working, _)) => ResourceView {
+                status: "pending",
+                transition: "creating",
+                status_time: r.create_time,
+            },
+            Some((JobStatus::Successful, job)) => ResourceView {
+                status: ready,
+                transition: "",
+                status_time: job.finish_at,
+            },
+            Some((JobStatus::Failed, job)) => ResourceView {
+                status: "ceased",
+                transition: "",
+                status_time: job.finish_at,
+            },
+        }
     }
 
     /// A manual snapshot, full and available at once. It becomes the
@@ -567,15 +617,21 @@ impl QingState {
             SnapStatus::Deleted | SnapStatus::Ceased => {
                 return Err(ApiError::not_found(snapshot_id))
             }
-            _ => return Err(ApiError::busy(snapshot_id, "creating")),
+            // Still being made or being deleted: the documented refusal,
+            // which (unlike "please try later") is not worth repeating as is.
+            _ => return Err(ApiError::snapshot_not_available(snapshot_id)),
         }
+        // The new volume is as large as the snapshot's source.
+        let size_gb = self
+            .resources
+            .get(&snap.resource_id)
+            .map_or(DEFAULT_DISK_GB, |r| r.size_gb);
         let volume_id = loop {
             let id = crate::sim::random_id("vol-", 8);
             if !self.resources.contains_key(&id) {
                 break id;
             }
         };
-        self.seed_resource(zone, &volume_id, volume_name, ResourceKind::Volume);
         let plan = plan();
         let job = self.new_job(
             zone,
@@ -584,7 +640,70 @@ impl QingState {
             &plan,
             now,
         );
+        self.resources.insert(
+            volume_id.clone(),
+            Resource {
+                id: volume_id.clone(),
+                zone: zone.to_string(),
+                name: volume_name.to_string(),
+                kind: ResourceKind::Volume,
+                size_gb,
+                create_time: now,
+                tags: BTreeMap::new(),
+                head: None,
+                create_job: Some(job.clone()),
+            },
+        );
         Ok((job, volume_id))
+    }
+
+    /// ApplySnapshots: rolls each snapshot's resource back to it, under one
+    /// job. Each snapshot must be available (not being made or deleted),
+    /// one per resource. The applied point becomes the resource's head, so
+    /// its next incremental snapshot continues from there.
+    pub(crate) fn apply_snapshots(
+        &mut self,
+        zone: &str,
+        ids: &[String],
+        now: DateTime<Utc>,
+        plan: impl FnOnce() -> JobPlan,
+    ) -> Result<String, ApiError> {
+        let mut targets: Vec<(String, String)> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let snap = self.snapshot_in(zone, id)?;
+            let view = self.view(snap, now);
+            match view.status {
+                SnapStatus::Deleted | SnapStatus::Ceased => return Err(ApiError::not_found(id)),
+                SnapStatus::Pending => return Err(ApiError::busy(id, "creating")),
+                SnapStatus::Available if !view.transition.is_empty() => {
+                    return Err(ApiError::busy(id, view.transition))
+                }
+                SnapStatus::Available => {}
+            }
+            if targets.iter().any(|(_, rid)| *rid == snap.resource_id) {
+                return Err(ApiError::invalid("snapshots", id));
+            }
+            let rid = snap.resource_id.clone();
+            if self
+                .snapshots_of_resource(&rid)
+                .any(|s| self.view(s, now).status == SnapStatus::Pending)
+            {
+                return Err(ApiError::busy(&rid, "creating"));
+            }
+            targets.push((id.clone(), rid));
+        }
+        let plan = plan();
+        let resource_ids = targets
+            .iter()
+            .flat_map(|(id, rid)| [id.clone(), rid.clone()])
+            .collect();
+        let job = self.new_job(zone, "ApplySnapshots", resource_ids, &plan, now);
+        for (id, rid) in targets {
+            if let Some(r) = self.resources.get_mut(&rid) {
+                r.head = Some(id);
+            }
+        }
+        Ok(job)
     }
 
     /// The snapshot `id` in `zone`, or ResourceNotFound.

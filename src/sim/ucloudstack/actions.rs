@@ -199,6 +199,7 @@ fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
         })
         .collect();
     matching.sort_by(|a, b| a.id.cmp(&b.id));
+    let (ucs, now) = (&*ctx.ucs, ctx.now);
     let keys = ("TotalCount", "Infos");
     Ok(form::page(&matching, (offset, limit), keys, |d| {
         json!({
@@ -209,7 +210,7 @@ fn describe_disk(ctx: &mut Ctx<'_>) -> Result<Map<String, Value>, ApiError> {
             "Remark": "",
             "Size": 40,
             "SetType": "Normal",
-            "DiskStatus": if d.vm_running { "Bound" } else { "Unbound" },
+            "DiskStatus": ucs.disk_status(d, now),
             "AttachResourceID": if d.vm_running { "vm-simulated" } else { "" },
             "ChargeType": "Dynamic",
             "CreateTime": 1_700_000_000,

@@ -254,6 +254,32 @@ impl UcsState {
         id
     }
 
+    /// `DiskStatus` at `now`: `Snapshoting` while a snapshot of the disk is
+    /// being made, `Rollbacking` while one is rolled back onto it, else
+    /// `Bound`/`Unbound` (the disk status list of the DescribeDisk page).
+    pub(crate) fn disk_status(&self, disk: &Disk, now: DateTime<Utc>) -> &'static str {
+        let statuses = self
+            .snapshots
+            .values()
+            .filter(|s| s.disk_id == disk.id)
+            .filter_map(|s| s.status(now));
+        let mut creating = false;
+        for status in statuses {
+            match status {
+                Status::RollBacking => return "Rollbacking",
+                Status::Createing => creating = true,
+                _ => {}
+            }
+        }
+        if creating {
+            "Snapshoting"
+        } else if disk.vm_running {
+            "Bound"
+        } else {
+            "Unbound"
+        }
+    }
+
     fn disk_busy(&self, disk_id: &str, now: DateTime<Utc>) -> bool {
         self.snapshots
             .values()
@@ -409,5 +435,62 @@ impl UcsState {
         let mut list: Vec<&Snapshot> = self.snapshots.values().collect();
         list.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.seq.cmp(&a.seq)));
         list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_status_follows_its_snapshot_and_rollback() {
+        let mut ucs = UcsState::default();
+        ucs.seed_disk("cn", "zone-01", "disk-a", "db", false);
+        ucs.seed_disk("cn", "zone-01", "disk-b", "app", true);
+        let t0 = Utc::now();
+        let job = Duration::from_millis(200);
+        let at = |ms: i64| t0 + chrono::TimeDelta::milliseconds(ms);
+        let status = |ucs: &UcsState, id: &str, t| {
+            let disk = ucs.disks.get(id).expect("seeded disk");
+            ucs.disk_status(disk, t)
+        };
+        assert_eq!(status(&ucs, "disk-a", t0), "Unbound");
+        assert_eq!(status(&ucs, "disk-b", t0), "Bound");
+        let new = NewSnapshot {
+            region: "cn",
+            zone: "zone-01",
+            disk_id: "disk-a",
+            name: "s1",
+            remark: "",
+            snapshot_type: "Automatic",
+        };
+        let id = ucs
+            .create_snapshot(&new, t0, || (job, Outcome::Succeed))
+            .expect("snapshot accepted");
+        assert_eq!(status(&ucs, "disk-a", at(100)), "Snapshoting");
+        assert_eq!(
+            status(&ucs, "disk-b", at(100)),
+            "Bound",
+            "other disks untouched"
+        );
+        assert_eq!(status(&ucs, "disk-a", at(250)), "Unbound");
+        ucs.rollback("cn", "disk-a", &id, at(300), job)
+            .expect("rollback accepted");
+        assert_eq!(status(&ucs, "disk-a", at(400)), "Rollbacking");
+        assert_eq!(status(&ucs, "disk-a", at(550)), "Unbound");
+
+        // A bound disk goes back to Bound after its snapshot.
+        let new_b = NewSnapshot {
+            disk_id: "disk-b",
+            ..new
+        };
+        ucs.create_snapshot(&new_b, at(600), || (job, Outcome::Succeed))
+            .expect("snapshot accepted");
+        assert_eq!(status(&ucs, "disk-b", at(650)), "Snapshoting");
+        assert_eq!(status(&ucs, "disk-b", at(900)), "Bound");
+        // A failed snapshot does not leave the disk Snapshoting.
+        ucs.create_snapshot(&new, at(1000), || (job, Outcome::Fail))
+            .expect("snapshot accepted");
+        assert_eq!(status(&ucs, "disk-a", at(1300)), "Unbound");
     }
 }
