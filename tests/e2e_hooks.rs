@@ -184,6 +184,12 @@ fn an_owed_post_hook_that_fails_at_restart_alerts() {
         assert!(Instant::now() < deadline, "no alert: {:?}", wd.alerts());
         std::thread::sleep(Duration::from_millis(50));
     };
+    // The interrupted run is taken up again (its own hooks, its own thaw):
+    // it ends before the stop, which would interrupt it once more.
+    wait_for("the taken-up run to end", Duration::from_secs(20), || {
+        let runs = wd.try_state()?.runs_for("db", VOLUME, 10).ok()?;
+        runs.iter().all(|r| !r.state.is_open()).then_some(())
+    });
     daemon.stop();
     assert_eq!(alert["policy"], "db", "{alert}");
     assert_eq!(alert["target"], VOLUME, "{alert}");
