@@ -77,7 +77,9 @@ def main():
     state = {}
 
     def seed():
-        sim.settings(job_duration_ms=500)
+        # Long enough that the disk is still Snapshoting / Rollbacking when
+        # the next call looks, even on a loaded machine.
+        sim.settings(job_duration_ms=1500)
         sim.post(
             "/_sim/ucloudstack/disks",
             {"region": REGION, "zone": ZONE, "disk_id": DISK, "name": "sdk"},
