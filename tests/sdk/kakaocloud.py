@@ -130,6 +130,10 @@ def main():
     def listing():
         _, _, inst = api.call("GET", f"/bcs/api/v1/instances/{INSTANCE}")
         check(inst["instance"]["id"] == INSTANCE, f"instance: {inst}")
+        for vm_state, expected in (("active", True), ("stopped", False)):
+            _, _, listed = api.call("GET", "/bcs/api/v1/instances", params={"vm_state": vm_state})
+            found = any(i["id"] == INSTANCE for i in listed["instances"])
+            check(found == expected, f"vm_state={vm_state}: {listed['instances']}")
         _, _, vols = api.call("GET", "/volume/api/v1/volumes", params={"instance_id": INSTANCE})
         ids = sorted(v["id"] for v in vols["volumes"])
         check(ids == sorted([ROOT, VOLUME]), f"volumes of {INSTANCE}: {ids}")
@@ -139,7 +143,7 @@ def main():
         check([v["id"] for v in roots["volumes"]] == [ROOT], f"is_root filter: {roots}")
         check(roots["pagination"]["total"] == 1, f"pagination: {roots['pagination']}")
 
-    steps.require("get the instance, list its volumes (is_root filter)", listing)
+    steps.require("get and list instances (vm_state), list volumes (is_root)", listing)
 
     def create(name, incremental):
         status, _, answer = api.call(

@@ -158,6 +158,25 @@ def main():
 
     steps.run("wrong secret -> ClientError InvalidSignatureException", wrong_secret)
 
+    def bogus_session_token():
+        bad = boto3.client(
+            "lightsail",
+            endpoint_url=args.base_url + "/lightsail",
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET,
+            aws_session_token="not-a-session-token",
+        )
+        try:
+            bad.get_disks()
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            check(code == "UnrecognizedClientException", f"bogus session token: {code}")
+            return
+        raise AssertionError("a bogus session token was accepted")
+
+    steps.run("bogus session token -> ClientError UnrecognizedClientException", bogus_session_token)
+
     def throttle():
         sim.fault("lightsail", "throttle", action="GetDisks", count=1)
         resp = ls.get_disks()

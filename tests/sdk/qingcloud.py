@@ -59,7 +59,9 @@ def main():
     state = {}
 
     def seed():
-        sim.settings(job_duration_ms=300)
+        # Long enough that a restored volume is still seen pending while its
+        # job runs, even on a loaded machine.
+        sim.settings(job_duration_ms=1000)
         sim.post("/_sim/qingcloud/volumes", {"zone": ZONE, "volume_id": VOLUME, "volume_name": "sdk"})
 
     steps.require("seed a volume through the control API", seed)
@@ -114,6 +116,11 @@ def main():
             "CreateVolumeFromSnapshot",
         )
         vol = resp["volume_id"]
+        vols = ok(conn.describe_volumes(volumes=[vol]), "DescribeVolumes")["volume_set"]
+        check(
+            len(vols) == 1 and (vols[0]["status"], vols[0]["transition_status"]) == ("pending", "creating"),
+            f"a volume being restored: {vols}",
+        )
         wait_job(conn, resp["job_id"])
         vols = ok(conn.describe_volumes(volumes=[vol]), "DescribeVolumes")["volume_set"]
         check(len(vols) == 1 and vols[0]["status"] == "available", f"restored volume: {vols}")
