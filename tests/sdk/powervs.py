@@ -96,6 +96,13 @@ def main():
         check([p["pvmInstanceID"] for p in pvms] == [PVM], f"pvm-instances: {pvms}")
         one = pc.call("GET", f"/pvm-instances/{PVM}").get_result()
         check(sorted(one["volumeIDs"]) == sorted(VOLUMES), f"instance volumes: {one}")
+        # crn:v1:bluemix:public:power-iaas:LOCATION:a/ACCOUNT:WORKSPACE:pvm-instance:ID
+        parts = one.get("crn", "").split(":")
+        check(
+            len(parts) == 10 and parts[:5] == ["crn", "v1", "bluemix", "public", "power-iaas"],
+            f"instance CRN: {one.get('crn')}",
+        )
+        check(parts[8:] == ["pvm-instance", PVM], f"instance CRN: {one.get('crn')}")
 
     steps.require("list pvm-instances and get one", instances)
 
