@@ -50,6 +50,19 @@ fn conformance(cloud: &str) {
         .arg(&sim.url)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
+        // The simulator is on loopback: never through a proxy the
+        // environment names.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        // Nothing of the developer's AWS setup: boto3 reads these from the
+        // environment, and a named profile that does not exist here stops
+        // the client before it sends anything.
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_DEFAULT_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_LIGHTSAIL")
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .env_remove("AWS_RETRY_MODE")
         .stdin(Stdio::null())
         .stdout(file(&stdout_path))
         .stderr(file(&stderr_path))
