@@ -131,16 +131,8 @@ fn a_pause_is_honoured_within_a_second_and_shown_until_resumed() {
     });
 
     let as_ann = |args: &[&str]| {
-        let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8")];
-        all.extend_from_slice(&args[1..]);
-        let out = std::process::Command::new(BIN)
-            .args(&all)
-            .env(secret_env_name(SECRET), SECRET)
-            .env("USER", "ann")
-            .env_remove("SUDO_USER")
-            .output()
-            .expect("run snapwarden");
-        assert!(out.status.success(), "{all:?}: {}", output_text(&out));
+        let out = run_as_user(&cfg, args, "ann");
+        assert!(out.status.success(), "{args:?}: {}", output_text(&out));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let (_, text) = http_get(&format!("http://{}/metrics", metrics_addr(&daemon)));
@@ -463,17 +455,7 @@ fn a_held_snapshot_is_kept_outside_retention_until_released() {
     // The same policy never due, for the one-shot runs.
     let once = wd.dir.path().join("once.toml");
     std::fs::write(&once, text.replace("\"* * * * * *\"", "\"0 0 0 1 1 *\"")).expect("write");
-    let as_ann = |args: &[&str]| {
-        let mut all = vec![args[0], "-c", once.to_str().expect("utf-8")];
-        all.extend_from_slice(&args[1..]);
-        std::process::Command::new(BIN)
-            .args(&all)
-            .env(secret_env_name(SECRET), SECRET)
-            .env("USER", "ann")
-            .env_remove("SUDO_USER")
-            .output()
-            .expect("run snapwarden")
-    };
+    let as_ann = |args: &[&str]| run_as_user(&once, args, "ann");
     let own_live = || -> Vec<serde_json::Value> {
         sim.live_snapshots(VOLUME)
             .into_iter()

@@ -15,15 +15,7 @@ const WEB_VOLUME: &str = "vol-hist0002";
 
 /// `snapwarden ARGS[0] -c CFG ARGS[1..]` as the operator "ann".
 fn as_ann(cfg: &Path, args: &[&str]) -> Output {
-    let mut all = vec![args[0], "-c", cfg.to_str().expect("utf-8 path")];
-    all.extend_from_slice(&args[1..]);
-    std::process::Command::new(BIN)
-        .args(&all)
-        .env(secret_env_name(SECRET), SECRET)
-        .env("USER", "ann")
-        .env_remove("SUDO_USER")
-        .output()
-        .expect("run snapwarden")
+    run_as_user(cfg, args, "ann")
 }
 
 /// `history --json` with `extra` options: its entries.

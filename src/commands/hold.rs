@@ -287,9 +287,7 @@ async fn audit(ledger: &dyn Ledger, action: AuditAction, hold: &SnapshotHold, de
         snapshot: hold.snapshot_id.clone(),
         detail,
     };
-    if let Err(e) = ledger.record_audit(std::slice::from_ref(&entry)).await {
-        eprintln!("warning: the audit log did not take this: {e}");
-    }
+    super::audit(ledger, entry).await;
 }
 
 /// Set (or clear) each snapshot's hold mark on the cloud. Best effort:

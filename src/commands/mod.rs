@@ -283,6 +283,23 @@ pub fn output_failure() -> Option<String> {
         .clone()
 }
 
+/// Record what a command did in the audit trail. It is done already: a
+/// ledger that cannot take the entry is reported and fails nothing.
+pub(crate) async fn audit(ledger: &dyn crate::state::Ledger, entry: crate::state::AuditEntry) {
+    if let Err(e) = ledger.record_audit(std::slice::from_ref(&entry)).await {
+        let action = entry.action;
+        tracing::error!(
+            error = %e,
+            action = action.as_str(),
+            policy = entry.policy.as_deref().unwrap_or("(every policy)"),
+            target = entry.target.as_deref().unwrap_or(""),
+            snapshot = entry.snapshot.as_deref().unwrap_or(""),
+            "cannot record the {action} in the audit trail"
+        );
+        eprintln!("warning: the {action} was done, but cannot be recorded in the audit trail: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

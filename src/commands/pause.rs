@@ -120,8 +120,5 @@ async fn audit(
         snapshot: None,
         detail,
     };
-    if let Err(e) = ledger.record_audit(std::slice::from_ref(&entry)).await {
-        tracing::error!(error = %e, action = action.as_str(), "cannot record the {action} of {} in the audit trail", scope(policy));
-        eprintln!("warning: the {action} was done, but cannot be recorded in the audit trail: {e}");
-    }
+    super::audit(ledger, entry).await;
 }

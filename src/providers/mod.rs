@@ -439,6 +439,26 @@ pub fn with_hold(field: &str, note: Option<&str>, max: usize) -> Option<String> 
     Some(format!("{head}{note}"))
 }
 
+/// [`with_hold`] for [`Provider::mark_hold`]: the field's new text, or the
+/// error that `field` (e.g. "description") of snapshot `id` leaves no room
+/// for the note in its `max` characters.
+pub fn held_field(
+    cloud: Cloud,
+    call: &str,
+    (field, id): (&str, &str),
+    current: &str,
+    note: Option<&str>,
+    max: usize,
+) -> Result<String, ProviderError> {
+    with_hold(current, note, max).ok_or_else(|| {
+        no_hold_mark(
+            cloud,
+            call,
+            &format!("the {field} of {id} leaves no room in its {max} characters"),
+        )
+    })
+}
+
 /// A hold note cut to the `max` characters a field holds (never inside a
 /// character), with surrounding whitespace dropped.
 pub fn fit_note(note: &str, max: usize) -> String {

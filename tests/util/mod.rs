@@ -352,6 +352,21 @@ requests_per_second = 50
     }
 }
 
+/// `snapwarden ARGS[0] -c CFG ARGS[1..]` with the QingCloud secret, as the
+/// operator `user` (`USER`; no `SUDO_USER`).
+pub fn run_as_user(cfg: &Path, args: &[&str], user: &str) -> Output {
+    Command::new(BIN)
+        .arg(args[0])
+        .arg("-c")
+        .arg(cfg)
+        .args(&args[1..])
+        .env(secret_env_name(SECRET), SECRET)
+        .env("USER", user)
+        .env_remove("SUDO_USER")
+        .output()
+        .expect("run snapwarden")
+}
+
 impl Workdir {
     /// Where the alert command of [`Workdir::with_alert_command`] appends
     /// each event as a JSON line.

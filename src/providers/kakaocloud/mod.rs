@@ -527,20 +527,14 @@ impl Provider for KakaoCloud {
             )
             .with_code("404"));
         };
-        let description = super::with_hold(
+        let description = super::held_field(
+            Cloud::KakaoCloud,
+            UPDATE_SNAPSHOT,
+            ("description", id),
             current.description.as_deref().unwrap_or(""),
             note,
             DESCRIPTION_MAX,
-        )
-        .ok_or_else(|| {
-            super::no_hold_mark(
-                Cloud::KakaoCloud,
-                UPDATE_SNAPSHOT,
-                &format!(
-                    "the description of {id} leaves no room in its {DESCRIPTION_MAX} characters"
-                ),
-            )
-        })?;
+        )?;
         let body = wire::UpdateSnapshotBody {
             snapshot: wire::UpdateSnapshot {
                 description: &description,

@@ -446,20 +446,14 @@ impl Provider for PowerVs {
                 format!("snapshot {id} does not exist"),
             ));
         };
-        let description = super::with_hold(
+        let description = super::held_field(
+            Cloud::PowerVs,
+            UPDATE,
+            ("description", id),
             current.description.as_deref().unwrap_or(""),
             note,
             DESCRIPTION_MAX,
-        )
-        .ok_or_else(|| {
-            super::no_hold_mark(
-                Cloud::PowerVs,
-                UPDATE,
-                &format!(
-                    "the description of {id} leaves no room in its {DESCRIPTION_MAX} characters"
-                ),
-            )
-        })?;
+        )?;
         self.update(id, None, Some(&description)).await
     }
 }

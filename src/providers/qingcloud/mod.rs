@@ -291,13 +291,14 @@ impl Provider for QingCloud {
             .find(|s| s.snapshot_id == snapshot_id)
             .and_then(|s| s.description.as_deref())
             .unwrap_or("");
-        let description = super::with_hold(current, note, HOLD_NOTE_MAX).ok_or_else(|| {
-            super::no_hold_mark(
-                Cloud::QingCloud,
-                MODIFY,
-                &format!("the description of {snapshot_id} leaves no room in its {HOLD_NOTE_MAX} characters"),
-            )
-        })?;
+        let description = super::held_field(
+            Cloud::QingCloud,
+            MODIFY,
+            ("description", snapshot_id),
+            current,
+            note,
+            HOLD_NOTE_MAX,
+        )?;
         let params = vec![
             ("snapshot".to_string(), snapshot_id.to_string()),
             ("description".to_string(), description),

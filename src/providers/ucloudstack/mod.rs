@@ -340,18 +340,14 @@ impl Provider for UCloudStack {
         // A Remark may not hold `http://` or `https://`: a URL in a note
         // is broken up rather than refused.
         let note = note.map(|n| n.replace("://", ": //"));
-        let remark = super::with_hold(
+        let remark = super::held_field(
+            Cloud::UCloudStack,
+            RENAME,
+            ("Remark", id),
             info.remark.as_deref().unwrap_or(""),
             note.as_deref(),
             MAX_REMARK_CHARS,
-        )
-        .ok_or_else(|| {
-            super::no_hold_mark(
-                Cloud::UCloudStack,
-                RENAME,
-                &format!("the Remark of {id} leaves no room in its {MAX_REMARK_CHARS} characters"),
-            )
-        })?;
+        )?;
         let params = vec![
             ("ResourceID".to_string(), id.to_string()),
             ("Name".to_string(), name.to_string()),
